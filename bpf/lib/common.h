@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * common.h - includes and small macros every moat BPF program needs.
+ * Kernel UAPI headers rather than vmlinux.h: the programs only touch packet
+ * headers, whose layout is ABI, so the build does not depend on the running
+ * kernel's BTF.
+ */
+#ifndef MOAT_LIB_COMMON_H
+#define MOAT_LIB_COMMON_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/icmpv6.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "abi.h"
+
+#ifndef likely
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
+
+#endif

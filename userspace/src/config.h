@@ -1,0 +1,94 @@
+// config.h - the declarative file: its model, parser and validator.
+//
+// parse_config() turns the text of a moat file into a fully resolved Config
+// (subnets, gateways and container addresses allocated like Docker's IPAM) or
+// a list of problems, each naming the file, the place in the document
+// (`containers[2].networks[0].ip`) and what is wrong. Pure code: no system
+// calls, so every message is unit-testable without root.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "net.h"
+
+namespace moat {
+
+enum class Protocol { tcp, udp, sctp };
+std::string to_string(Protocol p);
+
+struct Network {
+  std::string name;
+  Ipv4Prefix subnet;       // allocated from 172.18.0.0/16.. when absent in the file
+  Ipv4 gateway;            // first host address unless given
+  bool icc = true;         // Docker's --icc
+  bool internal = false;   // Docker's --internal
+  bool masquerade = true;  // used by port publishing / egress NAT
+};
+
+// `-p [ip:]host:container[/proto]`, ranges allowed on both sides with equal length.
+struct Publish {
+  std::optional<Ipv4> host_ip;  // none: every host address
+  uint16_t host_port = 0;       // first port of the range
+  uint16_t container_port = 0;  // first port of the range
+  uint16_t count = 1;           // number of ports in the range
+  Protocol protocol = Protocol::tcp;
+  std::string text;  // as written, for messages
+};
+
+// A port the container's service listens on (Docker's EXPOSE); the lab starts
+// listeners there, and published container ports are exposed implicitly.
+struct Expose {
+  uint16_t port = 0;
+  Protocol protocol = Protocol::tcp;
+};
+
+struct Attachment {
+  std::string network;
+  Ipv4 ip;                     // allocated when absent in the file
+  bool ip_from_file = false;
+  std::string host_interface;  // host-side interface; required by `moat apply`, set by the lab
+};
+
+struct Container {
+  std::string name;
+  std::string ns = "default";  // Kubernetes-style namespace (policies issue)
+  std::map<std::string, std::string> labels;
+  std::vector<Attachment> networks;  // first one carries the default route
+  std::vector<Publish> publish;
+  std::vector<Expose> expose;
+};
+
+struct Config {
+  std::string source;  // file name, for messages
+  std::vector<Network> networks;
+  std::vector<Container> containers;
+
+  const Network* find_network(const std::string& name) const;
+  const Container* find_container(const std::string& name) const;
+};
+
+struct Problem {
+  std::string path;     // `containers[2].networks[0].ip`, empty for the whole document
+  std::string message;  // what is wrong, with a hint where there is one
+  int line = 0;         // 1-based, only for JSON syntax errors
+  int column = 0;
+  // "FILE: PATH: MESSAGE" or "FILE:LINE:COLUMN: MESSAGE"
+  std::string format(const std::string& file) const;
+};
+
+struct ParseResult {
+  std::optional<Config> config;   // set only when problems is empty
+  std::vector<Problem> problems;  // every problem found, in document order
+};
+
+// `source` is the file name used in messages. Never throws.
+ParseResult parse_config(const std::string& text, const std::string& source);
+
+// The closest candidate by edit distance, or "" if none is reasonably close.
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+}  // namespace moat

@@ -1,0 +1,61 @@
+// lab.h - the built-in lab: a Docker host, its containers and "the internet"
+// built from network namespaces, so moat can be tried and tested with real
+// traffic and no container engine.
+//
+// Names (lab L, all unique per lab so two labs never collide):
+//   moat-L-host      the lab host (the "Docker host"): bridges, host-side veths
+//   moat-L-out       the outside world, joined to the host by an uplink veth
+//   moat-L-c-NAME    one namespace per container
+// The machine's root namespace is never changed.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "result.h"
+
+namespace moat {
+
+struct LabOptions {
+  bool start_listeners = true;  // a service on every exposed/published port
+};
+
+struct LabInfo {
+  std::string name;
+  std::string source;      // file it was built from
+  std::string host_ns;
+  std::string outside_ns;
+  std::string uplink_host_ip;     // 198.18.0.1
+  std::string uplink_outside_ip;  // 198.18.0.2
+  std::vector<std::string> namespaces;  // every namespace the lab made
+};
+
+std::string lab_host_ns(const std::string& lab);
+std::string lab_outside_ns(const std::string& lab);
+std::string lab_container_ns(const std::string& lab, const std::string& container);
+
+// Lab names: [a-z0-9-], 1..20 chars (namespace and pin names derive from it).
+bool valid_lab_name(const std::string& lab, std::string* why);
+
+// Builds the topology for `cfg` and returns `cfg` with every attachment's
+// host_interface filled in (names inside the lab host namespace). On failure
+// everything made so far is removed again.
+Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOptions& opt);
+
+// Removes every namespace, listener process, /etc/netns entry and state file
+// of the lab. Succeeds (and does nothing) when the lab does not exist.
+Result<void> lab_down(const std::string& lab);
+
+Result<LabInfo> lab_info(const std::string& lab);
+Result<std::vector<std::string>> lab_list();
+
+// The namespace for `target`: a container name, "host" or "outside".
+Result<std::string> lab_target_ns(const std::string& lab, const std::string& target);
+
+// Runs argv inside the target's namespace via `ip netns exec` (which also
+// mounts /etc/netns/<ns>/hosts) and returns its exit code.
+Result<int> lab_exec(const std::string& lab, const std::string& target,
+                     const std::vector<std::string>& argv);
+
+}  // namespace moat
