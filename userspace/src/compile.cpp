@@ -1,1 +1,112 @@
-// placeholder
+#include "compile.h"
+
+#include <set>
+
+namespace moat {
+namespace {
+
+// Smallest unused id >= 1 for each name without one; 0 means "none" in the
+// kernel structs, so it is never handed out.
+void assign_ids(const std::vector<std::string>& names, const std::map<std::string, uint32_t>& old,
+                std::map<std::string, uint32_t>& out) {
+  std::set<uint32_t> used;
+  for (const auto& n : names) {
+    if (auto it = old.find(n); it != old.end()) {
+      out[n] = it->second;
+      used.insert(it->second);
+    }
+  }
+  uint32_t next = 1;
+  for (const auto& n : names) {
+    if (out.contains(n)) continue;
+    while (used.contains(next)) ++next;
+    out[n] = next;
+    used.insert(next);
+  }
+}
+
+uint32_t net_flags(const Network& n) {
+  uint32_t f = 0;
+  if (n.icc) f |= MOAT_NET_F_ICC;
+  if (n.internal) f |= MOAT_NET_F_INTERNAL;
+  return f;
+}
+
+}  // namespace
+
+Result<Plan> compile(const Config& cfg, const IdTable& previous) {
+  Plan plan;
+  std::vector<std::string> net_names, ctr_names;
+  for (const auto& n : cfg.networks) net_names.push_back(n.name);
+  for (const auto& c : cfg.containers) ctr_names.push_back(c.name);
+  assign_ids(net_names, previous.networks, plan.ids.networks);
+  assign_ids(ctr_names, previous.containers, plan.ids.containers);
+
+  for (const auto& n : cfg.networks) {
+    uint32_t id = plan.ids.networks.at(n.name);
+    AddrEntry subnet;
+    subnet.key = {n.subnet.len, n.subnet.addr.to_be()};
+    subnet.value = {id, MOAT_ADDR_SUBNET};
+    subnet.network = n.name;
+    plan.addrs.push_back(subnet);
+    AddrEntry gw;
+    gw.key = {32, n.gateway.to_be()};
+    gw.value = {id, MOAT_ADDR_GATEWAY};
+    gw.network = n.name;
+    plan.addrs.push_back(gw);
+  }
+
+  std::map<std::string, std::string> iface_owner;
+  for (size_t ci = 0; ci < cfg.containers.size(); ++ci) {
+    const auto& c = cfg.containers[ci];
+    for (size_t ai = 0; ai < c.networks.size(); ++ai) {
+      const auto& a = c.networks[ai];
+      std::string where =
+          cfg.source + ": containers[" + std::to_string(ci) + "].networks[" + std::to_string(ai) + "]";
+      if (a.host_interface.empty())
+        return fail(where + ": no \"interface\": moat apply needs the host-side interface of "
+                            "every attachment (the lab fills it in; Docker/CNI integrations will)");
+      auto [it, fresh] = iface_owner.emplace(a.host_interface, c.name);
+      if (!fresh)
+        return fail(where + ".interface: \"" + a.host_interface + "\" is already used by container \"" +
+                    it->second + "\"");
+      const Network* n = cfg.find_network(a.network);
+      if (!n) return fail(where + ": unknown network \"" + a.network + "\"");
+      EndpointEntry e;
+      e.container = c.name;
+      e.network = n->name;
+      e.interface = a.host_interface;
+      e.value.net_id = plan.ids.networks.at(n->name);
+      e.value.ipv4 = a.ip.to_be();
+      e.value.net_flags = net_flags(*n);
+      e.value.container_id = plan.ids.containers.at(c.name);
+      plan.endpoints.push_back(e);
+    }
+  }
+
+  if (plan.endpoints.size() > MOAT_MAX_ENDPOINTS)
+    return fail(cfg.source + ": " + std::to_string(plan.endpoints.size()) +
+                " container attachments exceed the endpoint map's capacity of " +
+                std::to_string(MOAT_MAX_ENDPOINTS));
+  if (plan.addrs.size() > MOAT_MAX_ADDR_ENTRIES)
+    return fail(cfg.source + ": " + std::to_string(cfg.networks.size()) +
+                " networks exceed the address map's capacity of " +
+                std::to_string(MOAT_MAX_ADDR_ENTRIES / 2) + " networks");
+  return plan;
+}
+
+bool isolation_allows(const Config& cfg, const Container* src, const Container& dst,
+                      const Attachment& dst_att) {
+  const Network* net = cfg.find_network(dst_att.network);
+  if (!net) return false;
+  // The host reaches every container through the gateway of its network.
+  if (!src) return true;
+  if (src == &dst) return true;
+  // The kernel routes to a directly connected subnet through that attachment;
+  // any other path crosses from one network into another and is isolated.
+  for (const auto& a : src->networks)
+    if (a.network == dst_att.network) return net->icc;
+  return false;
+}
+
+}  // namespace moat

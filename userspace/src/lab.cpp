@@ -1,1 +1,825 @@
-// placeholder
+// lab.cpp - the built-in lab, built with iproute2 inside namespaces of its own.
+//
+// Every change goes through `ip -n NS ...` (or a thread/process that has
+// joined NS), so the machine's root namespace is never touched. The state file
+// /run/moat/labs/L.json is written as an intent log: a namespace, /etc/netns
+// directory or listener is recorded before or right after it is made, so
+// lab_down can undo a half-built lab, even after a crash, from the file alone.
+#include "lab.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "proc.h"
+
+namespace moat {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const std::string kStateDir = "/run/moat/labs";
+const std::string kNetnsRunDir = "/run/netns";  // where `ip netns add` pins namespaces
+const std::string kNetnsEtcDir = "/etc/netns";  // bind-mounted over /etc by `ip netns exec`
+
+// The uplink is the same in every lab: each lab has namespaces of its own.
+const std::string kUplinkHostIp = "198.18.0.1";
+const std::string kUplinkOutsideIp = "198.18.0.2";
+const std::string kUplinkPrefixLen = "24";
+const std::string kInternetServerIp = "198.19.0.1";  // an address "on the internet"
+const std::string kUplinkIf = "uplink0";
+
+constexpr auto kListenerTimeout = std::chrono::seconds(5);
+constexpr auto kListenerPoll = std::chrono::milliseconds(20);
+
+// --- names ------------------------------------------------------------------
+
+std::string ns_prefix(const std::string& lab) { return "moat-" + lab + "-"; }
+std::string container_ns_prefix(const std::string& lab) { return ns_prefix(lab) + "c-"; }
+std::string bridge_name(size_t network) { return "mbr" + std::to_string(network); }
+std::string host_veth_name(size_t container, size_t attachment) {
+  return "mve" + std::to_string(container) + "n" + std::to_string(attachment);
+}
+std::string container_if_name(size_t attachment) { return "eth" + std::to_string(attachment); }
+std::string state_path(const std::string& lab) { return kStateDir + "/" + lab + ".json"; }
+
+// Docker's container name rule; the name becomes part of a path under
+// /run/netns and /etc/netns, so it is checked here too, not only by the parser.
+bool valid_container_name(const std::string& name) {
+  auto ok = [](char c, bool first) {
+    if (std::isalnum(static_cast<unsigned char>(c))) return true;
+    return !first && (c == '_' || c == '.' || c == '-');
+  };
+  if (name.empty() || name.size() > 63) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (!ok(name[i], i == 0)) return false;
+  }
+  return true;
+}
+
+// --- state file ---------------------------------------------------------------
+
+struct Listener {
+  pid_t pid = 0;
+  std::string ns;
+  std::string container;
+  std::string protocol;  // "tcp" or "udp"
+  uint16_t port = 0;
+};
+
+struct LabState {
+  std::string name;
+  std::string source;
+  bool complete = false;                // false while lab_up is still building
+  std::vector<std::string> namespaces;  // in creation order
+  std::vector<std::string> netns_dirs;  // /etc/netns/<ns> directories
+  std::vector<Listener> listeners;
+  json networks = json::array();    // topology summary, for lab_info and people
+  json containers = json::array();
+};
+
+json to_json(const LabState& s) {
+  json listeners = json::array();
+  for (const auto& l : s.listeners) {
+    listeners.push_back({{"pid", l.pid}, {"namespace", l.ns}, {"container", l.container},
+                         {"protocol", l.protocol}, {"port", l.port}});
+  }
+  return {{"name", s.name},
+          {"source", s.source},
+          {"complete", s.complete},
+          {"host_namespace", lab_host_ns(s.name)},
+          {"outside_namespace", lab_outside_ns(s.name)},
+          {"uplink",
+           {{"host_ip", kUplinkHostIp},
+            {"outside_ip", kUplinkOutsideIp},
+            {"prefix_len", std::stoi(kUplinkPrefixLen)},
+            {"internet_ip", kInternetServerIp}}},
+          {"namespaces", s.namespaces},
+          {"netns_dirs", s.netns_dirs},
+          {"listeners", listeners},
+          {"networks", s.networks},
+          {"containers", s.containers}};
+}
+
+LabState from_json(const json& j) {  // throws json::exception on a malformed file
+  LabState s;
+  s.name = j.at("name").get<std::string>();
+  s.source = j.value("source", "");
+  s.complete = j.value("complete", false);
+  s.namespaces = j.value("namespaces", std::vector<std::string>{});
+  s.netns_dirs = j.value("netns_dirs", std::vector<std::string>{});
+  for (const auto& l : j.value("listeners", json::array())) {
+    s.listeners.push_back({l.at("pid").get<pid_t>(), l.at("namespace").get<std::string>(),
+                           l.value("container", ""), l.value("protocol", ""),
+                           l.value("port", uint16_t{0})});
+  }
+  s.networks = j.value("networks", json::array());
+  s.containers = j.value("containers", json::array());
+  return s;
+}
+
+// Writes the whole file to a temporary name and renames it, so a reader (or a
+// crash) never sees half a state file.
+Result<void> save_state(const LabState& s) {
+  std::string path = state_path(s.name);
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << to_json(s).dump(2) << "\n";
+    if (!f.flush()) return fail("write " + tmp, errno);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) < 0) return fail("rename " + tmp, errno);
+  return {};
+}
+
+// Creates the state file only if it does not exist yet: the claim on the lab
+// name, so two concurrent `lab up` of the same name cannot both proceed.
+Result<void> claim_state(const LabState& s) {
+  std::error_code ec;
+  fs::create_directories(kStateDir, ec);
+  if (ec) return fail("create " + kStateDir, ec.value());
+  std::string path = state_path(s.name);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) return fail("lab " + s.name + " already exists (moat lab down " + s.name + ")");
+    return fail("create " + path, errno);
+  }
+  ::close(fd);
+  return save_state(s);
+}
+
+// nullopt when the lab has no state file; an Error when the file is unreadable.
+Result<std::optional<LabState>> load_state(const std::string& lab) {
+  std::string path = state_path(lab);
+  std::ifstream f(path);
+  if (!f) {
+    if (errno == ENOENT) return std::optional<LabState>{};
+    return fail("read " + path, errno);
+  }
+  try {
+    return std::optional<LabState>{from_json(json::parse(f))};
+  } catch (const json::exception& e) {
+    return fail("state file " + path + " is damaged (" + e.what() + ")");
+  }
+}
+
+// The state of a lab that must exist (lab info, exec, targets).
+Result<LabState> existing_state(const std::string& lab) {
+  std::string why;
+  if (!valid_lab_name(lab, &why)) return fail(why);
+  auto loaded = load_state(lab);
+  if (!loaded) return std::unexpected(loaded.error());
+  if (!*loaded) return fail("no lab " + lab + " (moat lab list shows the labs)");
+  return std::move(**loaded);
+}
+
+std::vector<std::string> lab_names_on_disk() {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(kStateDir, ec)) {
+    if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// --- namespaces and commands -----------------------------------------------
+
+bool netns_exists(const std::string& ns) { return fs::exists(kNetnsRunDir + "/" + ns); }
+
+// `ip -n NS args...`: every lab change names its namespace explicitly.
+Result<void> ip_in(const std::string& ns, std::initializer_list<std::string> args) {
+  std::vector<std::string> argv{"ip", "-n", ns};
+  argv.insert(argv.end(), args);
+  if (auto r = run_checked(argv); !r) return std::unexpected(r.error());
+  return {};
+}
+
+// Entries of `dir` (/run/netns or /etc/netns) whose names say they belong to
+// `lab`: what a lab leaves behind when its state file is lost. Lab names may
+// contain '-', so "moat-a-c-x" could also be lab "a-c"'s; names another lab's
+// state file records are left alone.
+std::vector<std::string> orphans_in(const std::string& dir, const std::string& lab) {
+  std::set<std::string> claimed;
+  for (const auto& other : lab_names_on_disk()) {
+    if (other == lab) continue;
+    if (auto s = load_state(other); s && *s) {
+      claimed.insert((*s)->namespaces.begin(), (*s)->namespaces.end());
+    }
+  }
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string n = e.path().filename().string();
+    bool ours = n == lab_host_ns(lab) || n == lab_outside_ns(lab) ||
+                n.starts_with(container_ns_prefix(lab));
+    if (ours && !claimed.contains(n)) found.push_back(n);
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+// A sysctl under /proc/sys/net is resolved against the network namespace of
+// the task that opens it, so a short-lived thread joins `ns`, writes and ends;
+// the rest of the process never leaves the root namespace.
+Result<void> write_ns_sysctl(const std::string& ns, const std::string& key,
+                             const std::string& value) {
+  std::string path = key;
+  std::replace(path.begin(), path.end(), '.', '/');
+  path = "/proc/sys/" + path;
+  Error error;
+  std::thread worker([&] {
+    int nsfd = ::open((kNetnsRunDir + "/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0) {
+      error = {errno, "open namespace " + ns};
+      return;
+    }
+    int rc = ::setns(nsfd, CLONE_NEWNET);
+    int setns_errno = errno;
+    ::close(nsfd);
+    if (rc < 0) {  // never fall through to a write in the root namespace
+      error = {setns_errno, "join namespace " + ns};
+      return;
+    }
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, value.data(), value.size()) != ssize_t(value.size())) {
+      error = {errno, "set " + key + "=" + value + " in " + ns};
+    }
+    if (fd >= 0) ::close(fd);
+  });
+  worker.join();
+  if (!error.context.empty()) return std::unexpected(error);
+  return {};
+}
+
+bool in_path(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/local/bin:/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    if (!dir.empty() && ::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+// Starts argv inside namespace `ns` as a daemon: its own session, stdio on
+// /dev/null, and (double fork) a child of init rather than of the caller, so
+// it outlives `moat lab up` and never lingers as a zombie of a long-lived
+// caller such as a test. Returns its pid once it has exec'd.
+Result<pid_t> spawn_daemon_in_ns(const std::string& ns, const std::vector<std::string>& argv) {
+  // Everything the children need is prepared before fork: after fork only
+  // async-signal-safe calls are allowed.
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int nsfd = ::open((kNetnsRunDir + "/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) return fail("open namespace " + ns, errno);
+  int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  int report[2];  // children -> parent: {kind, value} records; closes on exec
+  if (devnull < 0 || ::pipe2(report, O_CLOEXEC) < 0) {
+    int e = errno;
+    ::close(nsfd);
+    if (devnull >= 0) ::close(devnull);
+    return fail("spawn " + argv[0], e);
+  }
+  enum : int { kPid = 1, kFailed = 2 };
+  auto send = [&](int kind, int value) {
+    int rec[2] = {kind, value};
+    [[maybe_unused]] auto n = ::write(report[1], rec, sizeof rec);
+  };
+
+  pid_t middle = ::fork();
+  if (middle < 0) {
+    int e = errno;
+    ::close(nsfd), ::close(devnull), ::close(report[0]), ::close(report[1]);
+    return fail("fork", e);
+  }
+  if (middle == 0) {
+    ::setsid();
+    if (::setns(nsfd, CLONE_NEWNET) < 0) {
+      send(kFailed, errno);
+      ::_exit(1);
+    }
+    pid_t daemon = ::fork();
+    if (daemon < 0) send(kFailed, errno);
+    if (daemon != 0) {
+      if (daemon > 0) send(kPid, daemon);
+      ::_exit(0);
+    }
+    ::dup2(devnull, 0), ::dup2(devnull, 1), ::dup2(devnull, 2);
+    ::execvp(args[0], args.data());
+    send(kFailed, errno);
+    ::_exit(127);
+  }
+
+  ::close(nsfd), ::close(devnull), ::close(report[1]);
+  int status = 0;
+  while (::waitpid(middle, &status, 0) < 0 && errno == EINTR) {
+  }
+  // EOF arrives once the middle process has exited and the daemon has exec'd.
+  pid_t daemon = -1;
+  int failure = 0;
+  int rec[2];
+  ssize_t n;
+  while ((n = ::read(report[0], rec, sizeof rec)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n != sizeof rec) break;
+    if (rec[0] == kPid) daemon = rec[1];
+    if (rec[0] == kFailed) failure = rec[1];
+  }
+  ::close(report[0]);
+  if (failure != 0 || daemon < 0) {
+    return fail("start `" + argv[0] + "` in " + ns, failure ? failure : ECHILD);
+  }
+  return daemon;
+}
+
+// The inode of a namespace handle: two handles name the same namespace iff equal.
+std::optional<ino_t> ns_inode(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) < 0) return std::nullopt;
+  return st.st_ino;
+}
+
+// --- lab_up steps -------------------------------------------------------------
+
+// A namespace is logged in the state before it is made, so a crash in between
+// still leaves lab_down something to find (it skips names that do not exist).
+Result<void> add_namespace(LabState& st, const std::string& ns) {
+  st.namespaces.push_back(ns);
+  if (auto r = save_state(st); !r) return r;
+  if (auto r = run_checked({"ip", "netns", "add", ns}); !r) return std::unexpected(r.error());
+  return ip_in(ns, {"link", "set", "lo", "up"});
+}
+
+Result<void> build_host_and_outside(LabState& st, const Config& cfg) {
+  const std::string host = lab_host_ns(st.name);
+  const std::string out = lab_outside_ns(st.name);
+  if (auto r = add_namespace(st, host); !r) return r;
+  if (auto r = write_ns_sysctl(host, "net.ipv4.ip_forward", "1"); !r) return r;
+  if (auto r = add_namespace(st, out); !r) return r;
+
+  // The uplink: both ends are called uplink0, each in its own namespace.
+  if (auto r = ip_in(host, {"link", "add", kUplinkIf, "type", "veth", "peer", "name", kUplinkIf,
+                            "netns", out});
+      !r) {
+    return r;
+  }
+  for (const auto& [ns, ip] : {std::pair{host, kUplinkHostIp}, std::pair{out, kUplinkOutsideIp}}) {
+    if (auto r = ip_in(ns, {"addr", "add", ip + "/" + kUplinkPrefixLen, "dev", kUplinkIf}); !r) {
+      return r;
+    }
+    if (auto r = ip_in(ns, {"link", "set", kUplinkIf, "up"}); !r) return r;
+  }
+  // An "internet server" address on lo: a dummy device would be tidier, but
+  // not every kernel has the dummy driver, and a /32 keeps lo from claiming
+  // the whole prefix. The host reaches it through its default route.
+  if (auto r = ip_in(out, {"addr", "add", kInternetServerIp + "/32", "dev", "lo"}); !r) return r;
+  // The host reaches "the internet" through the outside; the outside gets no
+  // route back to the container subnets (that is masquerade's job).
+  if (auto r = ip_in(host, {"route", "add", "default", "via", kUplinkOutsideIp}); !r) return r;
+
+  for (size_t n = 0; n < cfg.networks.size(); ++n) {
+    const Network& net = cfg.networks[n];
+    const std::string br = bridge_name(n);
+    const std::string gw = net.gateway.str() + "/" + std::to_string(net.subnet.len);
+    if (auto r = ip_in(host, {"link", "add", br, "type", "bridge"}); !r) return r;
+    if (auto r = ip_in(host, {"addr", "add", gw, "dev", br}); !r) return r;
+    if (auto r = ip_in(host, {"link", "set", br, "up"}); !r) return r;
+    st.networks.push_back({{"name", net.name},
+                           {"bridge", br},
+                           {"subnet", net.subnet.str()},
+                           {"gateway", net.gateway.str()},
+                           {"internal", net.internal},
+                           {"icc", net.icc}});
+  }
+  return save_state(st);
+}
+
+std::optional<size_t> network_index(const Config& cfg, const std::string& name) {
+  for (size_t n = 0; n < cfg.networks.size(); ++n) {
+    if (cfg.networks[n].name == name) return n;
+  }
+  return std::nullopt;
+}
+
+// What Docker's embedded DNS would answer inside container `c`: its own name,
+// and every container sharing a network with it, by its address on the first
+// network (in c's order) they share.
+std::string hosts_file(const Config& cfg, const Container& c, const std::string& lab) {
+  std::string s = "# moat lab " + lab + ": the names Docker's embedded DNS would answer\n";
+  s += "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+  if (!c.networks.empty()) s += c.networks.front().ip.str() + "\t" + c.name + "\n";
+  for (const Container& other : cfg.containers) {
+    if (&other == &c) continue;
+    bool done = false;
+    for (const Attachment& mine : c.networks) {
+      for (const Attachment& theirs : other.networks) {
+        if (done || theirs.network != mine.network) continue;
+        s += theirs.ip.str() + "\t" + other.name + "\n";
+        done = true;
+      }
+    }
+  }
+  return s;
+}
+
+Result<void> write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::trunc);
+  f << text;
+  if (!f.flush()) return fail("write " + path, errno);
+  return {};
+}
+
+Result<void> build_container(LabState& st, Config& cfg, size_t i) {
+  Container& c = cfg.containers[i];
+  const std::string host = lab_host_ns(st.name);
+  const std::string ns = lab_container_ns(st.name, c.name);
+  if (auto r = add_namespace(st, ns); !r) return r;
+
+  // Name resolution: `ip netns exec` bind-mounts these over /etc/hosts and
+  // /etc/resolv.conf, and the empty resolv.conf keeps lookups off real DNS.
+  const std::string etc = kNetnsEtcDir + "/" + ns;
+  st.netns_dirs.push_back(etc);
+  if (auto r = save_state(st); !r) return r;
+  std::error_code ec;
+  fs::create_directories(etc, ec);
+  if (ec) return fail("create " + etc, ec.value());
+  if (auto r = write_file(etc + "/hosts", hosts_file(cfg, c, st.name)); !r) return r;
+  if (auto r = write_file(etc + "/resolv.conf",
+                          "# moat lab " + st.name + ": no DNS server, names are in /etc/hosts\n");
+      !r) {
+    return r;
+  }
+
+  json interfaces = json::array();
+  std::optional<std::string> default_gw;
+  for (size_t j = 0; j < c.networks.size(); ++j) {
+    Attachment& a = c.networks[j];
+    auto n = network_index(cfg, a.network);
+    if (!n) return fail("container " + c.name + ": unknown network " + a.network);
+    const Network& net = cfg.networks[*n];
+    const std::string veth = host_veth_name(i, j);
+    const std::string eth = container_if_name(j);
+    const std::string addr = a.ip.str() + "/" + std::to_string(net.subnet.len);
+    if (auto r = ip_in(host, {"link", "add", veth, "type", "veth", "peer", "name", eth, "netns", ns});
+        !r) {
+      return r;
+    }
+    if (auto r = ip_in(host, {"link", "set", veth, "master", bridge_name(*n), "up"}); !r) return r;
+    if (auto r = ip_in(ns, {"addr", "add", addr, "dev", eth}); !r) return r;
+    if (auto r = ip_in(ns, {"link", "set", eth, "up"}); !r) return r;
+    a.host_interface = veth;
+    // Docker gives no default route through an internal network.
+    if (!default_gw && !net.internal) default_gw = net.gateway.str();
+    interfaces.push_back({{"network", a.network},
+                          {"interface", eth},
+                          {"host_interface", veth},
+                          {"address", addr},
+                          {"gateway", net.gateway.str()}});
+  }
+  if (default_gw) {
+    if (auto r = ip_in(ns, {"route", "add", "default", "via", *default_gw}); !r) return r;
+  }
+  st.containers.push_back({{"name", c.name},
+                           {"namespace", ns},
+                           {"interfaces", interfaces},
+                           {"default_gateway", default_gw ? json(*default_gw) : json(nullptr)}});
+  return save_state(st);
+}
+
+// Every port a container's service should answer on: EXPOSE plus the
+// container side of every published range. SCTP is left out: socat has no
+// listener for it here.
+std::set<std::pair<Protocol, uint16_t>> listener_ports(const Container& c) {
+  std::set<std::pair<Protocol, uint16_t>> ports;
+  for (const Expose& e : c.expose) {
+    if (e.protocol != Protocol::sctp) ports.insert({e.protocol, e.port});
+  }
+  for (const Publish& p : c.publish) {
+    if (p.protocol == Protocol::sctp) continue;
+    for (uint32_t k = 0; k < p.count; ++k) {
+      ports.insert({p.protocol, static_cast<uint16_t>(p.container_port + k)});
+    }
+  }
+  return ports;
+}
+
+// The (protocol, port) pairs listening in `ns`, from one `ss` call.
+Result<std::set<std::pair<std::string, uint16_t>>> listening_in(const std::string& ns) {
+  auto out = run_checked({"ss", "-N", ns, "-H", "-l", "-n", "-t", "-u"});
+  if (!out) return std::unexpected(out.error());
+  std::set<std::pair<std::string, uint16_t>> found;
+  std::istringstream lines(*out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream cols(line);
+    std::string netid, state, recvq, sendq, local;
+    if (!(cols >> netid >> state >> recvq >> sendq >> local)) continue;
+    auto colon = local.rfind(':');
+    if (colon == std::string::npos) continue;
+    int port = std::atoi(local.c_str() + colon + 1);
+    if (port > 0 && port < 65536) found.insert({netid, static_cast<uint16_t>(port)});
+  }
+  return found;
+}
+
+std::string describe(const Listener& l) {
+  return l.container + " " + std::to_string(l.port) + "/" + l.protocol;
+}
+
+// Tests must never race a listener that is not up yet: wait (bounded) until
+// every one of them shows up in `ss`, and notice one that died on the way.
+Result<void> wait_for_listeners(const std::vector<Listener>& listeners) {
+  auto deadline = std::chrono::steady_clock::now() + kListenerTimeout;
+  std::vector<Listener> pending = listeners;
+  while (true) {
+    std::map<std::string, std::set<std::pair<std::string, uint16_t>>> by_ns;
+    for (const auto& l : pending) {
+      if (by_ns.contains(l.ns)) continue;
+      auto found = listening_in(l.ns);
+      if (!found) return std::unexpected(found.error());
+      by_ns[l.ns] = std::move(*found);
+    }
+    std::erase_if(pending, [&](const Listener& l) {
+      return by_ns[l.ns].contains({l.protocol, l.port});
+    });
+    if (pending.empty()) return {};
+    for (const auto& l : pending) {
+      if (::kill(l.pid, 0) < 0 && errno == ESRCH) {
+        return fail("listener for " + describe(l) + " exited at once (socat pid " +
+                    std::to_string(l.pid) + "; port in use?)");
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::string which;
+      for (const auto& l : pending) which += (which.empty() ? "" : ", ") + describe(l);
+      return fail("listeners not listening after 5 s: " + which);
+    }
+    std::this_thread::sleep_for(kListenerPoll);
+  }
+}
+
+Result<void> start_listeners(LabState& st, const Config& cfg) {
+  std::vector<Listener> started;
+  for (const Container& c : cfg.containers) {
+    const std::string ns = lab_container_ns(st.name, c.name);
+    for (const auto& [proto, port] : listener_ports(c)) {
+      if (!in_path("socat")) return fail("socat not found: apt-get install socat");
+      // EXEC (not SYSTEM) keeps a shell out of it: every connection or
+      // datagram is answered with the container's name.
+      std::string p = std::to_string(port);
+      std::string listen = proto == Protocol::tcp ? "TCP-LISTEN:" + p + ",reuseaddr,fork"
+                                                  : "UDP-RECVFROM:" + p + ",fork";
+      auto pid = spawn_daemon_in_ns(ns, {"socat", listen, "EXEC:/bin/echo " + c.name});
+      if (!pid) return std::unexpected(pid.error());
+      Listener l{*pid, ns, c.name, to_string(proto), port};
+      st.listeners.push_back(l);
+      started.push_back(l);
+      if (auto r = save_state(st); !r) return r;
+    }
+  }
+  return wait_for_listeners(started);
+}
+
+// Refuses to build over anything already there: our own state file, leftovers
+// of an earlier lab of this name, or a namespace we would create.
+Result<void> check_free(const Config& cfg, const std::string& lab) {
+  const std::string taken = "lab " + lab + " already exists (moat lab down " + lab + ")";
+  if (fs::exists(state_path(lab)) || !orphans_in(kNetnsRunDir, lab).empty()) return fail(taken);
+  std::vector<std::string> wanted{lab_host_ns(lab), lab_outside_ns(lab)};
+  for (const auto& c : cfg.containers) wanted.push_back(lab_container_ns(lab, c.name));
+  for (const auto& ns : wanted) {
+    if (netns_exists(ns)) {
+      return fail("network namespace " + ns + " already exists (it may belong to another lab; " +
+                  "see moat lab list)");
+    }
+  }
+  return {};
+}
+
+Result<void> check_config(const Config& cfg) {
+  for (const auto& c : cfg.containers) {
+    if (!valid_container_name(c.name)) {
+      return fail("container name \"" + c.name + "\" is not a valid Docker container name");
+    }
+  }
+  return {};
+}
+
+void kill_quietly(pid_t pid, int sig) {
+  if (pid > 1) ::kill(pid, sig);
+}
+
+// SIGTERM to the recorded listeners, but only to a pid that still lives in
+// the lab namespace it was started in: pids are reused.
+void stop_listeners(const LabState& st) {
+  std::vector<pid_t> signalled;
+  for (const auto& l : st.listeners) {
+    auto want = ns_inode(kNetnsRunDir + "/" + l.ns);
+    auto have = ns_inode("/proc/" + std::to_string(l.pid) + "/ns/net");
+    if (want && have && *want == *have) {
+      kill_quietly(l.pid, SIGTERM);
+      signalled.push_back(l.pid);
+    }
+  }
+  // A moment to exit cleanly; whatever is left is killed with the namespace.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::erase_if(signalled, [](pid_t p) { return ::kill(p, 0) < 0 && errno == ESRCH; });
+    if (signalled.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// Every process left in `ns` (listener children, `moat lab exec` shells...).
+Result<void> kill_namespace_processes(const std::string& ns) {
+  auto out = run_checked({"ip", "netns", "pids", ns});
+  if (!out) return std::unexpected(out.error());
+  std::istringstream pids(*out);
+  pid_t pid;
+  while (pids >> pid) kill_quietly(pid, SIGKILL);
+  return {};
+}
+
+}  // namespace
+
+// --- public ------------------------------------------------------------------
+
+std::string lab_host_ns(const std::string& lab) { return ns_prefix(lab) + "host"; }
+std::string lab_outside_ns(const std::string& lab) { return ns_prefix(lab) + "out"; }
+std::string lab_container_ns(const std::string& lab, const std::string& container) {
+  return container_ns_prefix(lab) + container;
+}
+
+bool valid_lab_name(const std::string& lab, std::string* why) {
+  auto say = [&](const std::string& s) {
+    if (why) *why = s;
+    return false;
+  };
+  if (lab.empty()) return say("lab name is empty");
+  if (lab.size() > 20) return say("lab name \"" + lab + "\" is longer than 20 characters");
+  if (lab.front() == '-') return say("lab name \"" + lab + "\" starts with '-'");
+  for (char c : lab) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) {
+      return say("lab name \"" + lab + "\" has '" + std::string(1, c) +
+                 "'; use lowercase letters, digits and '-'");
+    }
+  }
+  return true;
+}
+
+Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOptions& opt) {
+  std::string why;
+  if (!valid_lab_name(lab, &why)) return fail(why);
+  if (auto r = check_config(cfg); !r) return std::unexpected(r.error());
+  if (auto r = check_free(cfg, lab); !r) return std::unexpected(r.error());
+
+  LabState st;
+  st.name = lab;
+  st.source = cfg.source;
+  if (auto r = claim_state(st); !r) return std::unexpected(r.error());
+
+  Config result = cfg;
+  auto build = [&]() -> Result<void> {
+    if (auto r = build_host_and_outside(st, result); !r) return r;
+    for (size_t i = 0; i < result.containers.size(); ++i) {
+      if (auto r = build_container(st, result, i); !r) return r;
+    }
+    if (opt.start_listeners) {
+      if (auto r = start_listeners(st, result); !r) return r;
+    }
+    st.complete = true;
+    return save_state(st);
+  };
+  if (auto r = build(); !r) {
+    // Undo everything made so far; the state file lists exactly that.
+    Error e = r.error();
+    e.context = "lab " + lab + ": " + e.context;
+    if (auto down = lab_down(lab); !down) {
+      e.context += " (and cleaning up failed: " + down.error().message() + ")";
+    }
+    return std::unexpected(e);
+  }
+  return result;
+}
+
+Result<void> lab_down(const std::string& lab) {
+  std::string why;
+  if (!valid_lab_name(lab, &why)) return fail(why);
+
+  auto loaded = load_state(lab);
+  std::vector<std::string> namespaces;
+  std::vector<std::string> dirs;
+  if (loaded && *loaded) {
+    stop_listeners(**loaded);
+    namespaces = (*loaded)->namespaces;
+    dirs = (*loaded)->netns_dirs;
+  }
+  // Without a (readable) state file, or after a crash, names are the only guide.
+  auto add_new = [](std::vector<std::string>& to, const std::string& item) {
+    if (std::find(to.begin(), to.end(), item) == to.end()) to.push_back(item);
+  };
+  for (const auto& ns : orphans_in(kNetnsRunDir, lab)) add_new(namespaces, ns);
+  for (const auto& ns : orphans_in(kNetnsEtcDir, lab)) add_new(dirs, kNetnsEtcDir + "/" + ns);
+
+  // Keep going after an error: a half-removed lab is worse than a reported one.
+  std::vector<std::string> errors;
+  for (const auto& ns : namespaces) {
+    if (!netns_exists(ns)) continue;
+    if (auto r = kill_namespace_processes(ns); !r) errors.push_back(r.error().message());
+  }
+  for (auto it = namespaces.rbegin(); it != namespaces.rend(); ++it) {
+    if (!netns_exists(*it)) continue;
+    if (auto r = run_checked({"ip", "netns", "del", *it}); !r) {
+      errors.push_back(r.error().message());
+    }
+  }
+  for (const auto& dir : dirs) {
+    // Only ever a directory directly under /etc/netns named like this lab's namespaces.
+    fs::path p(dir);
+    if (p.parent_path() != kNetnsEtcDir || !p.filename().string().starts_with(ns_prefix(lab))) {
+      continue;
+    }
+    std::error_code ec;
+    fs::remove_all(p, ec);
+    if (ec) errors.push_back("remove " + dir + ": " + ec.message());
+  }
+  std::error_code ec;
+  fs::remove(state_path(lab), ec);
+  fs::remove(state_path(lab) + ".tmp", ec);
+  // Leave no empty directories behind; these fail harmlessly when not empty.
+  ::rmdir(kNetnsEtcDir.c_str());
+  ::rmdir(kStateDir.c_str());
+  ::rmdir(fs::path(kStateDir).parent_path().c_str());
+
+  if (errors.empty()) return {};
+  std::string msg = "lab " + lab + " down";
+  for (const auto& e : errors) msg += "; " + e;
+  return fail(msg);
+}
+
+Result<LabInfo> lab_info(const std::string& lab) {
+  auto st = existing_state(lab);
+  if (!st) return std::unexpected(st.error());
+  LabInfo info;
+  info.name = st->name;
+  info.source = st->source;
+  info.host_ns = lab_host_ns(lab);
+  info.outside_ns = lab_outside_ns(lab);
+  info.uplink_host_ip = kUplinkHostIp;
+  info.uplink_outside_ip = kUplinkOutsideIp;
+  info.namespaces = st->namespaces;
+  return info;
+}
+
+Result<std::vector<std::string>> lab_list() { return lab_names_on_disk(); }
+
+Result<std::string> lab_target_ns(const std::string& lab, const std::string& target) {
+  auto st = existing_state(lab);
+  if (!st) return std::unexpected(st.error());
+  // "host" and "outside" win over containers of the same name.
+  if (target == "host") return lab_host_ns(lab);
+  if (target == "outside") return lab_outside_ns(lab);
+  std::vector<std::string> names;
+  for (const auto& c : st->containers) {
+    std::string name = c.value("name", "");
+    if (name == target) return c.value("namespace", lab_container_ns(lab, name));
+    names.push_back(name);
+  }
+  std::string msg = "lab " + lab + " has no target \"" + target + "\"";
+  std::string near = closest_match(target, names);
+  if (!near.empty()) msg += " (did you mean \"" + near + "\"?)";
+  msg += "; valid targets: host, outside";
+  for (const auto& n : names) msg += ", " + n;
+  return fail(msg);
+}
+
+Result<int> lab_exec(const std::string& lab, const std::string& target,
+                     const std::vector<std::string>& argv) {
+  if (argv.empty()) return fail("lab exec: no command given");
+  auto ns = lab_target_ns(lab, target);
+  if (!ns) return std::unexpected(ns.error());
+  std::vector<std::string> cmd{"ip", "netns", "exec", *ns};
+  cmd.insert(cmd.end(), argv.begin(), argv.end());
+  return run_inherit(cmd);
+}
+
+}  // namespace moat

@@ -1,1 +1,553 @@
-int main(){return 0;}
+// main.cpp - the CLI edge: parse arguments, call the library, print text or
+// JSON. The only place where errors become exceptions and exit codes:
+//   0 ok, 1 runtime failure (or probes not as expected), 2 invalid input.
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "compile.h"
+#include "config.h"
+#include "dataplane.h"
+#include "lab.h"
+#include "listener.h"
+#include "probe.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct CliError {
+  int code;
+  std::string message;
+};
+
+[[noreturn]] void die(const std::string& msg, int code = 1) { throw CliError{code, msg}; }
+
+template <class T>
+T check(moat::Result<T> r) {
+  if (!r) die(r.error().message());
+  if constexpr (!std::is_void_v<T>) return std::move(*r);
+}
+
+void need_root() {
+  if (geteuid() != 0)
+    die("this command changes the kernel's dataplane and needs root (CAP_BPF and CAP_NET_ADMIN)");
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) die(path + ": cannot read: " + std::strerror(errno), 2);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+moat::Config load_config_text(const std::string& text, const std::string& path) {
+  auto res = moat::parse_config(text, path);
+  if (!res.problems.empty()) {
+    std::ostringstream msg;
+    for (size_t i = 0; i < res.problems.size(); ++i)
+      msg << (i ? "\n" : "") << res.problems[i].format(path);
+    msg << "\n" << res.problems.size() << " problem" << (res.problems.size() == 1 ? "" : "s")
+        << " in " << path << "; nothing was applied";
+    die(msg.str(), 2);
+  }
+  return *res.config;
+}
+
+moat::Config load_config(const std::string& path) { return load_config_text(read_file(path), path); }
+
+void check_instance(const std::string& name) {
+  std::string why;
+  if (!moat::valid_instance_name(name, &why)) die("invalid --instance \"" + name + "\": " + why, 2);
+}
+
+// ---- config summary --------------------------------------------------------------
+
+json config_json(const moat::Config& c) {
+  json nets = json::array(), ctrs = json::array();
+  for (const auto& n : c.networks)
+    nets.push_back({{"name", n.name}, {"subnet", n.subnet.str()}, {"gateway", n.gateway.str()},
+                    {"icc", n.icc}, {"internal", n.internal}, {"masquerade", n.masquerade}});
+  for (const auto& k : c.containers) {
+    json atts = json::array(), pubs = json::array();
+    for (const auto& a : k.networks)
+      atts.push_back({{"network", a.network}, {"ip", a.ip.str()}, {"interface", a.host_interface}});
+    for (const auto& p : k.publish) pubs.push_back(p.text);
+    ctrs.push_back({{"name", k.name}, {"namespace", k.ns}, {"labels", k.labels},
+                    {"networks", atts}, {"publish", pubs}});
+  }
+  return {{"source", c.source}, {"networks", nets}, {"containers", ctrs}};
+}
+
+void print_config(const moat::Config& c) {
+  for (const auto& n : c.networks) {
+    std::cout << "network " << n.name << "  " << n.subnet.str() << " gw " << n.gateway.str()
+              << (n.icc ? "" : "  icc=off") << (n.internal ? "  internal" : "") << "\n";
+  }
+  for (const auto& k : c.containers) {
+    std::cout << "container " << k.name;
+    for (const auto& a : k.networks) std::cout << "  " << a.network << "=" << a.ip.str();
+    for (const auto& p : k.publish) std::cout << "  -p " << p.text;
+    std::cout << "\n";
+  }
+}
+
+// ---- status -------------------------------------------------------------------------
+
+std::string counters_text(const json& c) {
+  std::ostringstream o;
+  o << c["packets"].get<uint64_t>() << "p/" << c["bytes"].get<uint64_t>() << "B";
+  uint64_t drops = 0;
+  for (const auto& [k, v] : c["drops"].items()) drops += v.get<uint64_t>();
+  if (drops) {
+    o << " drop " << drops << " (";
+    bool first = true;
+    for (const auto& [k, v] : c["drops"].items()) {
+      o << (first ? "" : ", ") << k << " " << v.get<uint64_t>();
+      first = false;
+    }
+    o << ")";
+  }
+  return o.str();
+}
+
+void print_status(const json& s) {
+  std::cout << "instance " << s["instance"].get<std::string>() << "  (from "
+            << s["source"].get<std::string>() << ")\n";
+  if (!s["netns"].get<std::string>().empty())
+    std::cout << "network namespace " << s["netns"].get<std::string>() << "\n";
+  std::cout << "pins " << s["pin_dir"].get<std::string>() << "\n\nprograms:\n";
+  for (const auto& p : s["programs"])
+    std::cout << "  " << std::left << std::setw(16) << p["name"].get<std::string>() << " id "
+              << p["id"] << "  tag " << p["tag"].get<std::string>() << "\n";
+  std::cout << "maps:\n";
+  for (const auto& m : s["maps"])
+    std::cout << "  " << std::left << std::setw(16) << m["name"].get<std::string>() << " id "
+              << m["id"] << "  max " << m["max_entries"] << "\n";
+  std::cout << "\n"
+            << std::left << std::setw(14) << "CONTAINER" << std::setw(18) << "NETWORK"
+            << std::setw(10) << "IFACE" << std::setw(16) << "IP" << std::setw(10) << "HOOKS"
+            << "FROM CONTAINER  |  TO CONTAINER\n";
+  for (const auto& e : s["endpoints"]) {
+    std::string hooks = "?";
+    if (e.contains("attached"))
+      hooks = std::string(e["attached"]["ingress"].get<uint32_t>() ? "in" : "--") + "," +
+              (e["attached"]["egress"].get<uint32_t>() ? "out" : "--");
+    std::cout << std::left << std::setw(14) << e["container"].get<std::string>() << std::setw(18)
+              << e["network"].get<std::string>() << std::setw(10) << e["name"].get<std::string>()
+              << std::setw(16) << e["ip"].get<std::string>() << std::setw(10) << hooks
+              << counters_text(e["counters"]["from_container"]) << "  |  "
+              << counters_text(e["counters"]["to_container"]) << "\n";
+  }
+}
+
+// ---- lab ----------------------------------------------------------------------------
+
+std::string lab_instance(const std::string& lab) { return "lab-" + lab; }
+std::string lab_config_copy(const std::string& lab) { return "/run/moat/labs/" + lab + ".input"; }
+
+std::string default_lab_name(const std::string& file) {
+  std::string stem = fs::path(file).stem().string(), out;
+  for (char c : stem) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out += (std::isalnum(static_cast<unsigned char>(c)) ? c : '-');
+  }
+  out = out.substr(0, 20);
+  while (!out.empty() && out.front() == '-') out.erase(out.begin());
+  return out.empty() ? "lab" : out;
+}
+
+std::string pick_lab(const std::string& given) {
+  if (!given.empty()) {
+    std::string why;
+    if (!moat::valid_lab_name(given, &why)) die("invalid lab name \"" + given + "\": " + why, 2);
+    return given;
+  }
+  auto labs = check(moat::lab_list());
+  if (labs.size() == 1) return labs[0];
+  if (labs.empty()) die("no lab is running (start one with `moat lab up FILE`)", 2);
+  std::string names;
+  for (const auto& l : labs) names += " " + l;
+  die("several labs are running (" + names.substr(1) + "): say which with --lab", 2);
+}
+
+// Runs `fn` inside the lab host namespace and comes back, so the dataplane
+// sees the lab's interfaces while the CLI itself stays where it was started.
+template <class Fn>
+auto in_lab_host(const std::string& lab, Fn fn) {
+  int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (home < 0) die("open own network namespace: " + std::string(strerror(errno)));
+  std::string path = "/run/netns/" + moat::lab_host_ns(lab);
+  int ns = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) {
+    close(home);
+    if (ns >= 0) close(ns);
+    die("lab " + lab + " has no host namespace (" + path + ")");
+  }
+  close(ns);
+  struct Back {
+    int fd;
+    ~Back() {
+      setns(fd, CLONE_NEWNET);
+      close(fd);
+    }
+  } back{home};
+  return fn();
+}
+
+std::vector<moat::Probe> lab_probes(const moat::Config& cfg, const std::string& lab) {
+  std::vector<moat::Probe> out;
+  std::vector<std::pair<std::string, const moat::Container*>> sources;
+  for (const auto& c : cfg.containers) sources.emplace_back(c.name, &c);
+  sources.emplace_back("host", nullptr);
+  for (const auto& [label, src] : sources) {
+    std::string ns = "/run/netns/" + (src ? moat::lab_container_ns(lab, src->name)
+                                          : moat::lab_host_ns(lab));
+    for (const auto& dst : cfg.containers) {
+      if (src == &dst || (src && src->networks.empty())) continue;
+      for (const auto& att : dst.networks) {
+        bool expected = moat::isolation_allows(cfg, src, dst, att);
+        auto add = [&](moat::ProbeProto proto, uint16_t port) {
+          out.push_back({label, ns, dst.name + "@" + att.network, att.ip, proto, port, expected,
+                         proto == moat::ProbeProto::icmp ? "" : dst.name});
+        };
+        std::vector<moat::Expose> ports = dst.expose;
+        for (const auto& p : dst.publish)
+          for (uint16_t i = 0; i < std::min<uint16_t>(p.count, 4); ++i)
+            ports.push_back({static_cast<uint16_t>(p.container_port + i), p.protocol});
+        std::sort(ports.begin(), ports.end(), [](auto& a, auto& b) {
+          return std::tie(a.port, a.protocol) < std::tie(b.port, b.protocol);
+        });
+        ports.erase(std::unique(ports.begin(), ports.end(),
+                                [](auto& a, auto& b) { return a.port == b.port && a.protocol == b.protocol; }),
+                    ports.end());
+        for (const auto& p : ports) {
+          if (p.protocol == moat::Protocol::sctp) continue;
+          add(p.protocol == moat::Protocol::tcp ? moat::ProbeProto::tcp : moat::ProbeProto::udp, p.port);
+        }
+        add(moat::ProbeProto::icmp, 0);
+      }
+    }
+  }
+  return out;
+}
+
+// Matrix of sources x destination attachments; a cell aggregates every port
+// and protocol probed for that pair as "expected -> observed".
+int print_matrix(const std::vector<moat::Probe>& probes, const std::vector<moat::ProbeOutcome>& res) {
+  std::vector<std::string> rows, cols;
+  std::map<std::pair<std::string, std::string>, std::pair<std::string, std::string>> cell;
+  auto word = [](bool b) { return b ? "pass" : "drop"; };
+  int mismatches = 0;
+  for (size_t i = 0; i < probes.size(); ++i) {
+    const auto& p = probes[i];
+    if (std::find(rows.begin(), rows.end(), p.src) == rows.end()) rows.push_back(p.src);
+    std::string col = p.dst + " " + p.dst_ip.str();
+    if (std::find(cols.begin(), cols.end(), col) == cols.end()) cols.push_back(col);
+    auto& [exp, obs] = cell[{p.src, col}];
+    auto merge = [](std::string& acc, const std::string& w) { acc = acc.empty() || acc == w ? w : "mixed"; };
+    merge(exp, word(p.expected));
+    merge(obs, word(res[i].reached));
+    if (p.expected != res[i].reached) ++mismatches;
+  }
+  size_t w0 = 6, w = 14;
+  for (const auto& r : rows) w0 = std::max(w0, r.size() + 2);
+  for (const auto& c : cols) w = std::max(w, c.size() + 2);
+  std::cout << "reachability, expected -> observed (every exposed port over tcp/udp, and icmp)\n";
+  std::cout << std::left << std::setw(static_cast<int>(w0)) << "from";
+  for (const auto& c : cols) std::cout << std::setw(static_cast<int>(w)) << c;
+  std::cout << "\n";
+  for (const auto& r : rows) {
+    std::cout << std::setw(static_cast<int>(w0)) << r;
+    for (const auto& c : cols) {
+      auto it = cell.find({r, c});
+      std::string text = "-";
+      if (it != cell.end()) {
+        const auto& [exp, obs] = it->second;
+        text = exp == obs ? exp : exp + "->" + obs + " !!";
+      }
+      std::cout << std::setw(static_cast<int>(w)) << text;
+    }
+    std::cout << "\n";
+  }
+  for (size_t i = 0; i < probes.size(); ++i) {
+    const auto& p = probes[i];
+    if (p.expected == res[i].reached) continue;
+    std::cout << "  UNEXPECTED: " << p.src << " -> " << p.dst << " " << p.dst_ip.str() << " "
+              << moat::to_string(p.proto) << (p.port ? "/" + std::to_string(p.port) : "")
+              << ": expected " << word(p.expected) << ", got " << res[i].detail << "\n";
+  }
+  std::cout << probes.size() << " probes, " << probes.size() - mismatches << " as expected, "
+            << mismatches << " unexpected\n";
+  return mismatches;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "moat - container networking and isolation enforced by eBPF programs instead of iptables.\n"
+      "Describe networks and containers in a JSON file; moat compiles it into pinned BPF maps\n"
+      "read by TC programs on each container's host-side veth.\n\n"
+      "  moat lab up policies/segmentation.json   # try it: a lab of namespaces, enforced\n"
+      "  moat lab probe                            # who reaches whom, expected vs observed\n"
+      "  moat apply FILE                           # enforce on existing interfaces\n"
+      "  moat status | moat down                   # inspect | remove everything",
+      "moat"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "moat 0.1.0");
+  app.get_formatter()->column_width(36);
+
+  std::string instance = "default";
+  bool as_json = false, dry_run = false;
+  std::string file;
+
+  auto* validate = app.add_subcommand(
+      "validate", "Check a file and show it resolved (subnets, gateways, addresses); changes nothing");
+  validate->add_option("file", file, "moat JSON file")->required();
+  validate->add_flag("--json", as_json, "print the resolved file as JSON");
+
+  auto* apply = app.add_subcommand(
+      "apply",
+      "Enforce a file on existing host-side interfaces (each attachment names its \"interface\").\n"
+      "Only what changed is written; re-applying the same file changes nothing. Invalid files\n"
+      "change nothing either: the running dataplane keeps its state.");
+  apply->add_option("file", file, "moat JSON file")->required();
+  apply->add_option("--instance", instance, "dataplane instance (pins in /sys/fs/bpf/moat/NAME)")
+      ->capture_default_str();
+  apply->add_flag("--dry-run", dry_run, "show what would change, change nothing");
+  apply->add_flag("--json", as_json, "machine-readable report");
+
+  auto* status = app.add_subcommand("status", "Programs, interfaces, maps, endpoints and counters");
+  status->add_option("--instance", instance, "dataplane instance")->capture_default_str();
+  status->add_flag("--json", as_json, "machine-readable output");
+
+  auto* down = app.add_subcommand("down", "Detach every program, unpin every map, remove all state");
+  down->add_option("--instance", instance, "dataplane instance")->capture_default_str();
+
+  auto* lab = app.add_subcommand(
+      "lab",
+      "The built-in lab: a Docker-like host, containers and an outside world made of network\n"
+      "namespaces (moat-LAB-host, moat-LAB-c-NAME, moat-LAB-out), enforced by moat");
+  lab->require_subcommand(1);
+  std::string lab_name, target;
+  bool no_enforce = false, no_listeners = false;
+  std::vector<std::string> command;
+  int timeout_ms = 1000;
+
+  auto* lab_up = lab->add_subcommand(
+      "up",
+      "Build the lab for FILE and enforce it. Containers get eth0, eth1... on one bridge per\n"
+      "network; exposed and published ports get a listener answering the container's name.");
+  lab_up->add_option("file", file, "moat JSON file")->required();
+  lab_up->add_option("--name", lab_name, "lab name (default: the file's name)");
+  lab_up->add_flag("--no-enforce", no_enforce, "build the topology only (a baseline without moat)");
+  lab_up->add_flag("--no-listeners", no_listeners, "do not start the per-port listeners");
+  lab_up->add_flag("--json", as_json, "machine-readable summary");
+
+  auto* lab_down = lab->add_subcommand("down", "Remove a lab and its dataplane instance completely");
+  lab_down->add_option("file", file, "the file the lab was built from (or use --name)");
+  lab_down->add_option("--name", lab_name, "lab name");
+
+  auto* lab_exec = lab->add_subcommand(
+      "exec", "Run a command in a container, in `host` or in `outside`:  moat lab exec web -- ping -c1 db");
+  lab_exec->add_option("target", target, "container name, host or outside")->required();
+  lab_exec->add_option("command", command, "command and arguments (after --)")->required();
+  lab_exec->add_option("--lab", lab_name, "lab name (default: the only running lab)");
+
+  auto* lab_list = lab->add_subcommand("list", "Running labs");
+  lab_list->add_flag("--json", as_json, "machine-readable output");
+
+  auto* lab_status = lab->add_subcommand("status", "`moat status` of a lab's dataplane");
+  lab_status->add_option("--lab", lab_name, "lab name (default: the only running lab)");
+  lab_status->add_flag("--json", as_json, "machine-readable output");
+
+  auto* lab_probe = lab->add_subcommand(
+      "probe",
+      "Probe every container (and the host) against every other container's addresses on its\n"
+      "exposed ports over TCP/UDP and with ICMP; print expected vs observed. Exit 1 on mismatch.");
+  lab_probe->add_option("--lab", lab_name, "lab name (default: the only running lab)");
+  lab_probe->add_option("--timeout-ms", timeout_ms, "how long a blocked probe is waited for")
+      ->capture_default_str();
+  lab_probe->add_flag("--json", as_json, "one JSON object per probe");
+
+  // Started by `moat lab up` inside each container namespace; hidden from --help.
+  std::string serve_reply;
+  std::vector<std::string> serve_ports;
+  auto* lab_serve = lab->add_subcommand("serve", "the lab's per-container service")->group("");
+  lab_serve->add_option("--reply", serve_reply, "what every client receives")->required();
+  lab_serve->add_option("--listen", serve_ports, "tcp/PORT or udp/PORT, repeated")->required();
+
+  try {
+    app.parse(argc, argv);
+
+    if (*validate) {
+      auto cfg = load_config(file);
+      if (as_json)
+        std::cout << config_json(cfg).dump(2) << "\n";
+      else {
+        print_config(cfg);
+        std::cout << file << ": ok\n";
+      }
+    } else if (*apply) {
+      check_instance(instance);
+      auto cfg = load_config(file);
+      need_root();
+      auto rep = check(moat::apply(instance, cfg, dry_run));
+      if (as_json) {
+        auto j = rep.to_json();
+        j["instance"] = instance;
+        j["dry_run"] = dry_run;
+        std::cout << j.dump(2) << "\n";
+      } else {
+        std::cout << (dry_run ? "would apply: " : "applied: ") << rep.summary() << "  (instance "
+                  << instance << ")\n";
+      }
+    } else if (*status) {
+      check_instance(instance);
+      need_root();
+      auto s = check(moat::status(instance));
+      if (as_json)
+        std::cout << s.dump(2) << "\n";
+      else
+        print_status(s);
+    } else if (*down) {
+      check_instance(instance);
+      need_root();
+      check(moat::down(instance));
+      std::cout << "instance " << instance << " removed\n";
+    } else if (*lab_up) {
+      need_root();
+      std::string text = read_file(file);
+      auto cfg = load_config_text(text, file);
+      std::string name = lab_name.empty() ? default_lab_name(file) : pick_lab(lab_name);
+      moat::LabOptions opt;
+      opt.start_listeners = !no_listeners;
+      auto built = check(moat::lab_up(cfg, name, opt));
+      {
+        std::ofstream copy(lab_config_copy(name));
+        copy << text;
+      }
+      if (!no_enforce) {
+        auto rep = in_lab_host(name, [&] { return moat::apply(lab_instance(name), built, false); });
+        if (!rep) {
+          std::string err = rep.error().message();
+          in_lab_host(name, [&] { return moat::down(lab_instance(name)); });
+          (void)moat::lab_down(name);
+          fs::remove(lab_config_copy(name));
+          die("lab " + name + " removed again: " + err);
+        }
+      }
+      if (as_json) {
+        json j = config_json(built);
+        j["lab"] = name;
+        j["enforced"] = !no_enforce;
+        j["instance"] = lab_instance(name);
+        std::cout << j.dump(2) << "\n";
+      } else {
+        std::cout << "lab " << name << " is up" << (no_enforce ? " (NOT enforced)" : ", enforced by moat instance " + lab_instance(name)) << "\n";
+        print_config(built);
+        std::cout << "try:  moat lab exec --lab " << name << " "
+                  << (built.containers.empty() ? "host" : built.containers[0].name)
+                  << " -- ip -br addr\n      moat lab probe --lab " << name << "\n      moat lab down --name " << name << "\n";
+      }
+    } else if (*lab_down) {
+      need_root();
+      std::string name = !lab_name.empty() ? pick_lab(lab_name)
+                         : !file.empty()   ? default_lab_name(file)
+                                           : pick_lab("");
+      if (fs::exists("/run/netns/" + moat::lab_host_ns(name)))
+        check(in_lab_host(name, [&] { return moat::down(lab_instance(name)); }));
+      else
+        check(moat::down(lab_instance(name)));
+      check(moat::lab_down(name));
+      std::error_code ec;
+      fs::remove(lab_config_copy(name), ec);
+      std::cout << "lab " << name << " removed\n";
+    } else if (*lab_exec) {
+      need_root();
+      std::string name = pick_lab(lab_name);
+      int rc = check(moat::lab_exec(name, target, command));
+      return rc;
+    } else if (*lab_list) {
+      auto labs = check(moat::lab_list());
+      if (as_json) {
+        json j = json::array();
+        for (const auto& l : labs) {
+          auto info = moat::lab_info(l);
+          j.push_back({{"name", l}, {"source", info ? info->source : ""}});
+        }
+        std::cout << j.dump(2) << "\n";
+      } else {
+        for (const auto& l : labs) {
+          auto info = moat::lab_info(l);
+          std::cout << l << "\t" << (info ? info->source : "?") << "\n";
+        }
+      }
+    } else if (*lab_status) {
+      need_root();
+      std::string name = pick_lab(lab_name);
+      auto s = check(in_lab_host(name, [&] { return moat::status(lab_instance(name)); }));
+      if (as_json)
+        std::cout << s.dump(2) << "\n";
+      else
+        print_status(s);
+    } else if (*lab_serve) {
+      std::vector<moat::ListenPort> ports;
+      for (const auto& spec : serve_ports) {
+        auto slash = spec.find('/');
+        std::string proto = spec.substr(0, slash);
+        int port = slash == std::string::npos ? 0 : std::atoi(spec.c_str() + slash + 1);
+        if ((proto != "tcp" && proto != "udp") || port <= 0 || port > 65535)
+          die("--listen " + spec + ": expected tcp/PORT or udp/PORT", 2);
+        ports.push_back({proto == "tcp" ? moat::Protocol::tcp : moat::Protocol::udp,
+                         static_cast<uint16_t>(port)});
+      }
+      check(moat::serve_forever(serve_reply, ports, nullptr));
+    } else if (*lab_probe) {
+      need_root();
+      std::string name = pick_lab(lab_name);
+      std::string copy = lab_config_copy(name);
+      auto cfg = load_config_text(read_file(copy), check(moat::lab_info(name)).source);
+      auto probes = lab_probes(cfg, name);
+      auto res = check(moat::run_probes(probes, std::chrono::milliseconds(timeout_ms), 3));
+      int mismatches = 0;
+      if (as_json) {
+        for (size_t i = 0; i < probes.size(); ++i) {
+          const auto& p = probes[i];
+          mismatches += p.expected != res[i].reached;
+          std::cout << json{{"from", p.src}, {"to", p.dst}, {"ip", p.dst_ip.str()},
+                            {"proto", moat::to_string(p.proto)}, {"port", p.port},
+                            {"expected", p.expected ? "pass" : "drop"},
+                            {"observed", res[i].reached ? "pass" : "drop"},
+                            {"detail", res[i].detail}}
+                           .dump()
+                    << "\n";
+        }
+      } else {
+        mismatches = print_matrix(probes, res);
+      }
+      return mismatches ? 1 : 0;
+    }
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const CliError& e) {
+    std::cerr << "moat: " << e.message << "\n";
+    return e.code;
+  } catch (const std::exception& e) {
+    std::cerr << "moat: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,56 @@
+# common.sh - sourced by demo.sh, test.sh and bench.sh: Debian packages,
+# the build, and bpffs bookkeeping. Not meant to be run directly.
+
+MOAT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MOAT_BUILD=${MOAT_BUILD:-$MOAT_ROOT/build}
+MOAT_BIN=$MOAT_BUILD/userspace/moat
+
+# Build and run dependencies, all from Debian's archive.
+MOAT_PACKAGES=(
+  cmake g++ make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  libcli11-dev nlohmann-json3-dev libgtest-dev
+  iproute2 iputils-ping netcat-openbsd socat util-linux iptables nftables procps
+)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "$(basename "$0") needs root: it loads BPF programs and builds network namespaces" >&2
+    exit 2
+  fi
+}
+
+install_missing() {
+  local missing=() p
+  for p in "${MOAT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing missing packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+  log "building in $MOAT_BUILD"
+  cmake -S "$MOAT_ROOT" -B "$MOAT_BUILD" -Wno-dev >/dev/null
+  cmake --build "$MOAT_BUILD" -j"$(nproc)" 2>&1 | grep -E 'error|warning|Error' || true
+  [ -x "$MOAT_BIN" ] || { echo "build failed: $MOAT_BIN missing" >&2; exit 1; }
+}
+
+# moat mounts bpffs at /sys/fs/bpf when the machine has none; a script that
+# found none there unmounts it again on exit, once nothing is pinned in it.
+BPFFS_WAS_MOUNTED=1
+note_bpffs() {
+  if ! mountpoint -q /sys/fs/bpf || [ "$(stat -f -c %T /sys/fs/bpf)" != "bpf_fs" ]; then
+    BPFFS_WAS_MOUNTED=0
+  fi
+}
+restore_bpffs() {
+  if [ "$BPFFS_WAS_MOUNTED" = 0 ] && mountpoint -q /sys/fs/bpf \
+     && [ -z "$(ls -A /sys/fs/bpf 2>/dev/null)" ]; then
+    umount /sys/fs/bpf
+  fi
+}

@@ -1,0 +1,115 @@
+# lib.sh - sourced by tests/e2e/test_*.sh. Drives the real `moat` CLI against
+# labs of namespaces with real traffic. Deterministic on a busy 2-core VM:
+# what must pass is retried a bounded number of times, what must be dropped
+# gets one short attempt, listeners are waited for by `moat lab up` itself.
+# Every lab is removed on exit, also when a check fails.
+set -uo pipefail
+
+MOAT=${1:?usage: $0 PATH_TO_MOAT}
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$E2E_DIR/../.." && pwd)
+TEST_NAME=$(basename "$0" .sh)
+PASSED=0
+FAILED=0
+LABS=()
+TMP=$(mktemp -d /tmp/moat-e2e.XXXXXX)
+
+cleanup() {
+  local l
+  for l in "${LABS[@]}"; do "$MOAT" lab down --name "$l" >/dev/null 2>&1; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+ok() { PASSED=$((PASSED + 1)); echo "  ok   $*"; }
+bad() { FAILED=$((FAILED + 1)); echo "  FAIL $*"; }
+
+# A lab name unique per run and test: two runs never collide.
+unique_lab() { echo "$1$$" | cut -c1-20; }
+
+lab_up() {  # lab_up NAME FILE [extra args]
+  local name=$1 file=$2
+  shift 2
+  LABS+=("$name")
+  "$MOAT" lab up "$file" --name "$name" "$@" >"$TMP/up.log" 2>&1 || {
+    cat "$TMP/up.log"
+    bad "lab up $file"
+    finish
+  }
+}
+
+lab_down() {
+  "$MOAT" lab down --name "$1" >/dev/null
+}
+
+# reach LAB SRC PROTO IP [PORT [EXPECTED_REPLY]] -> 0 if reached.
+# TCP/UDP succeed only when the listener answers with the expected container
+# name, so a reply from the wrong container does not count.
+reach() {
+  local lab=$1 src=$2 proto=$3 ip=$4 port=${5:-} want=${6:-} out
+  case $proto in
+    icmp) "$MOAT" lab exec --lab "$lab" "$src" -- ping -n -c1 -W1 "$ip" >/dev/null 2>&1 ;;
+    tcp) out=$("$MOAT" lab exec --lab "$lab" "$src" -- nc -n -w1 "$ip" "$port" </dev/null 2>/dev/null)
+         [ -n "$out" ] && { [ -z "$want" ] || [ "$out" = "$want" ]; } ;;
+    udp) out=$(echo probe | "$MOAT" lab exec --lab "$lab" "$src" -- nc -n -u -w1 "$ip" "$port" 2>/dev/null)
+         [ -n "$out" ] && { [ -z "$want" ] || [ "$out" = "$want" ]; } ;;
+  esac
+}
+
+must_pass() {  # must_pass DESCRIPTION reach-args...
+  local desc=$1 i
+  shift
+  for i in 1 2 3; do
+    if reach "$@"; then ok "$desc"; return 0; fi
+  done
+  bad "$desc (expected to pass: $*)"
+}
+
+must_drop() {
+  local desc=$1
+  shift
+  if reach "$@"; then bad "$desc (expected to be dropped: $*)"; else ok "$desc"; fi
+}
+
+check() {  # check DESCRIPTION command... : passes when the command succeeds
+  local desc=$1
+  shift
+  if "$@"; then ok "$desc"; else bad "$desc"; fi
+}
+
+# The IP of CONTAINER on NETWORK, from the resolved file.
+ip_of() {  # ip_of FILE CONTAINER NETWORK
+  "$MOAT" validate --json "$1" | python3 -c '
+import json,sys
+d=json.load(sys.stdin)
+c=[c for c in d["containers"] if c["name"]==sys.argv[1]][0]
+print([a["ip"] for a in c["networks"] if a["network"]==sys.argv[2]][0])' "$2" "$3"
+}
+
+# drops LAB REASON -> sum of that drop reason over all endpoints, both ways.
+drops() {
+  "$MOAT" lab status --lab "$1" --json | python3 -c '
+import json,sys
+d=json.load(sys.stdin)
+print(sum(e["counters"][k]["drops"].get(sys.argv[1],0) for e in d["endpoints"] for k in ("from_container","to_container")))' "$2"
+}
+
+no_firewall_rules() {  # no iptables or nftables rule in the lab host
+  local ns=moat-$1-host n=0
+  n=$(( $(ip netns exec "$ns" iptables-save 2>/dev/null | grep -c '^-A' || true) +
+        $(ip netns exec "$ns" nft list ruleset 2>/dev/null | grep -c 'chain' || true) ))
+  [ "$n" -eq 0 ]
+}
+
+no_residue() {  # nothing of the lab left: namespaces, pins, state, /etc/netns
+  local l=$1
+  [ -z "$(ip netns list | grep "^moat-$l-")" ] &&
+  [ ! -e "/sys/fs/bpf/moat/lab-$l" ] && [ ! -e "/run/moat/lab-$l" ] &&
+  [ ! -e "/run/moat/labs/$l.json" ] && [ -z "$(ls -d /etc/netns/moat-"$l"-* 2>/dev/null)" ]
+}
+
+finish() {
+  echo "$TEST_NAME: $PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ] && exit 0
+  exit 1
+}

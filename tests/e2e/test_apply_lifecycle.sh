@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `moat apply` on existing interfaces (the form Docker/CNI integrations use),
+# re-apply as a no-op, incremental updates, invalid input leaving the running
+# dataplane untouched, enforcement outliving the moat process, `moat down`
+# leaving nothing behind.
+source "$(dirname "$0")/lib.sh"
+L=$(unique_lab life)
+I=e2e$$
+F=$TMP/lifecycle.json
+HOSTNS=/run/netns/moat-$L-host
+M() { nsenter --net="$HOSTNS" "$MOAT" "$@"; }
+jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+write_file() {  # write_file ICC_FRONT WITH_C3
+  python3 - "$F" "$1" "$2" <<'PY'
+import json, sys
+path, icc, with_c3 = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
+ctrs = [
+  {"name": "f1", "networks": [{"network": "front", "ip": "10.81.0.2", "interface": "mve0n0"}], "expose": ["80/tcp"]},
+  {"name": "f2", "networks": [{"network": "front", "ip": "10.81.0.3", "interface": "mve1n0"}], "expose": ["80/tcp"]},
+  {"name": "b1", "networks": [{"network": "back",  "ip": "10.82.0.2", "interface": "mve2n0"}], "expose": ["80/tcp"]},
+]
+if with_c3:
+  ctrs.append({"name": "b2", "networks": [{"network": "back", "ip": "10.82.0.3", "interface": "mve3n0"}], "expose": ["80/tcp"]})
+json.dump({"networks": [{"name": "front", "subnet": "10.81.0.0/24", "icc": icc},
+                        {"name": "back",  "subnet": "10.82.0.0/24"}],
+           "containers": ctrs}, open(path, "w"), indent=1)
+PY
+}
+
+write_file 1 1
+lab_up "$L" "$F" --no-enforce
+must_pass "without moat, front reaches back" "$L" f1 tcp 10.82.0.2 80 b1
+
+out=$(M apply "$F" --instance "$I" --json)
+check "first apply adds 4 endpoints and attaches 4 interfaces" \
+  [ "$(echo "$out" | jq_ 'd["endpoints"]["added"], d["interfaces"]["attached"]')" = "4 4" ]
+must_drop "after apply, front cannot reach back" "$L" f1 tcp 10.82.0.2 80
+must_pass "after apply, f1 reaches f2" "$L" f1 tcp 10.81.0.3 80 f2
+
+out=$(M apply "$F" --instance "$I" --json)
+check "re-applying the same file changes nothing" [ "$(echo "$out" | jq_ 'd["changed"]')" = False ]
+
+before=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
+sed 's/"10.81.0.3"/"10.99.0.3"/' "$F" > "$TMP/bad.json"
+M apply "$TMP/bad.json" --instance "$I" 2>"$TMP/err.txt"
+rc=$?
+check "an invalid file exits 2" [ "$rc" -eq 2 ]
+check "the error names the file and the place" grep -q 'bad.json: containers\[1\].networks\[0\].ip' "$TMP/err.txt"
+after=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
+check "the running dataplane is untouched" [ "$before" = "$after" ]
+must_drop "and still enforces" "$L" f2 tcp 10.82.0.2 80
+
+write_file 0 1
+out=$(M apply "$F" --instance "$I" --json)
+check "icc off on front updates exactly its 2 endpoints" \
+  [ "$(echo "$out" | jq_ 'd["endpoints"]["added"], d["endpoints"]["updated"], d["endpoints"]["removed"], d["interfaces"]["attached"]')" = "0 2 0 0" ]
+must_drop "icc off: f1 -> f2" "$L" f1 tcp 10.81.0.3 80
+must_pass "back is unaffected: b1 -> b2" "$L" b1 tcp 10.82.0.3 80 b2
+
+write_file 0 0
+out=$(M apply "$F" --instance "$I" --json)
+check "removing b2 detaches its interface and removes its endpoint" \
+  [ "$(echo "$out" | jq_ 'd["endpoints"]["removed"], d["interfaces"]["detached"]')" = "1 1" ]
+check "b2's interface has no clsact qdisc left" \
+  bash -c "! ip -n moat-$L-host -d qdisc show dev mve3n0 | grep -q clsact"
+
+progs=$(M status --instance "$I" --json | jq_ '" ".join(str(p["id"]) for p in d["programs"])')
+check "status lists both pinned programs" [ "$(echo $progs | wc -w)" -eq 2 ]
+"$MOAT" down --instance "$I" >/dev/null   # from the root namespace: moat finds the lab host itself
+check "down removes the pins" [ ! -e "/sys/fs/bpf/moat/$I" ]
+check "down removes the state" [ ! -e "/run/moat/$I" ]
+check "down removes every clsact qdisc it created" \
+  bash -c "! ip -n moat-$L-host -d qdisc show | grep -q clsact"
+gone=1
+for p in $progs; do bpftool prog show id "$p" >/dev/null 2>&1 && gone=0; done
+check "the programs are gone from the kernel" [ "$gone" -eq 1 ]
+must_pass "after down, traffic flows unfiltered again" "$L" f1 tcp 10.82.0.2 80 b1
+lab_down "$L"
+check "no residue" no_residue "$L"
+finish

@@ -1,0 +1,53 @@
+// compile.h - from a validated Config to the exact map entries the kernel
+// side reads (abi.h layouts). Pure code; the dataplane only diffs and writes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "abi.h"
+#include "config.h"
+#include "result.h"
+
+namespace moat {
+
+// Numeric ids for names. Kept across applies (from the state file) so that
+// applying a changed file rewrites only the entries that really changed.
+struct IdTable {
+  std::map<std::string, uint32_t> networks;
+  std::map<std::string, uint32_t> containers;
+};
+
+struct EndpointEntry {
+  std::string container;
+  std::string network;
+  std::string interface;  // host-side interface; the key is its ifindex
+  moat_endpoint value{};
+};
+
+struct AddrEntry {
+  moat_lpm_v4_key key{};
+  moat_addr_info value{};
+  std::string network;
+};
+
+struct Plan {
+  IdTable ids;
+  std::vector<EndpointEntry> endpoints;
+  std::vector<AddrEntry> addrs;
+};
+
+// Fails when an attachment has no host interface, two attachments name the
+// same interface, or the plan exceeds a map's capacity; the message names the
+// place in the file.
+Result<Plan> compile(const Config& cfg, const IdTable& previous);
+
+// Whether bridge isolation lets `src` reach `dst` at the address of `dst`'s
+// attachment `dst_att`: the model the BPF programs implement, used by the
+// lab's probe to print the expected matrix. `src` == nullptr means the host.
+bool isolation_allows(const Config& cfg, const Container* src, const Container& dst,
+                      const Attachment& dst_att);
+
+}  // namespace moat

@@ -1,0 +1,56 @@
+// dataplane.h - the kernel side of one moat instance: programs and maps pinned
+// under /sys/fs/bpf/moat/<instance>/, TC filters on host-side interfaces, and
+// a state file under /run/moat/<instance>/ that remembers names and what moat
+// created (so `moat down` removes exactly that and nothing else).
+//
+// Enforcement lives in the kernel: after apply() returns, the moat process may
+// exit; only down() removes it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "compile.h"
+#include "config.h"
+#include "result.h"
+
+namespace moat {
+
+std::string pin_dir(const std::string& instance);    // /sys/fs/bpf/moat/<instance>
+std::string state_dir(const std::string& instance);  // /run/moat/<instance>
+bool valid_instance_name(const std::string& name, std::string* why);
+
+struct ApplyReport {
+  int endpoints_added = 0, endpoints_updated = 0, endpoints_removed = 0;
+  int addrs_added = 0, addrs_updated = 0, addrs_removed = 0;
+  int attached = 0, detached = 0;
+  bool programs_replaced = false;
+  bool changed() const {
+    return endpoints_added || endpoints_updated || endpoints_removed || addrs_added ||
+           addrs_updated || addrs_removed || attached || detached || programs_replaced;
+  }
+  nlohmann::json to_json() const;
+  std::string summary() const;
+};
+
+// Validated and compiled config in; map entries and attachments out. Nothing
+// in the kernel changes unless every interface resolves and the programs load.
+Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run);
+
+// Everything `moat status` shows: programs, interfaces, maps, endpoints and
+// their counters. Fails when the instance does not exist.
+Result<nlohmann::json> status(const std::string& instance);
+
+// Detaches, unpins, removes state. Succeeds when nothing exists.
+Result<void> down(const std::string& instance);
+
+// Names of instances with pins or state.
+std::vector<std::string> instances();
+
+// Returns drop reason names indexed by counter slot ("" where unused).
+const std::vector<std::string>& drop_reason_names();
+
+}  // namespace moat

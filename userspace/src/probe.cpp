@@ -1,0 +1,204 @@
+#include "probe.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+
+namespace moat {
+namespace {
+
+struct Flight {
+  size_t index = 0;  // into probes
+  int fd = -1;
+  bool connected = false;
+  std::string reply;
+  ProbeOutcome outcome;
+  bool done = false;
+  uint16_t echo_id = 0;
+};
+
+uint16_t inet_checksum(const uint8_t* p, size_t n) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < n; i += 2) sum += (p[i] << 8) | p[i + 1];
+  if (n & 1) sum += p[n - 1] << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// Sockets belong to the namespace they were created in, so each is opened
+// after a setns() into the source's namespace; the caller's is restored.
+Result<int> socket_in(const std::string& ns_path, int type, int proto) {
+  static std::map<std::string, int> ns_fds;
+  int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (home < 0) return fail_errno("open own network namespace", errno);
+  int nsfd = open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) {
+    close(home);
+    return fail_errno("open " + ns_path, errno);
+  }
+  int fd = -1, err = 0;
+  if (setns(nsfd, CLONE_NEWNET) == 0) {
+    fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+    err = errno;
+    setns(home, CLONE_NEWNET);
+  } else {
+    err = errno;
+  }
+  close(nsfd);
+  close(home);
+  if (fd < 0) return fail_errno("socket in " + ns_path, err);
+  return fd;
+}
+
+void finish(Flight& f, bool reached, std::string detail) {
+  f.outcome = {reached, std::move(detail)};
+  f.done = true;
+  if (f.fd >= 0) close(f.fd);
+  f.fd = -1;
+}
+
+Result<void> start(const Probe& p, Flight& f) {
+  int type = p.proto == ProbeProto::tcp ? SOCK_STREAM : p.proto == ProbeProto::udp ? SOCK_DGRAM : SOCK_RAW;
+  int proto = p.proto == ProbeProto::icmp ? IPPROTO_ICMP : 0;
+  auto fd = socket_in(p.src_ns, type, proto);
+  if (!fd) return std::unexpected(fd.error());
+  f.fd = *fd;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = p.dst_ip.to_be();
+  sa.sin_port = htons(p.port);
+  if (p.proto == ProbeProto::tcp) {
+    if (connect(f.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 && errno != EINPROGRESS)
+      finish(f, false, std::string("connect: ") + strerror(errno));
+  } else if (p.proto == ProbeProto::udp) {
+    // connect() so ICMP port-unreachable surfaces as ECONNREFUSED.
+    connect(f.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    if (send(f.fd, "probe\n", 6, 0) < 0) finish(f, false, std::string("send: ") + strerror(errno));
+  } else {
+    uint8_t pkt[16] = {ICMP_ECHO, 0, 0, 0, static_cast<uint8_t>(f.echo_id >> 8),
+                       static_cast<uint8_t>(f.echo_id), 0, 1, 'm', 'o', 'a', 't'};
+    uint16_t c = inet_checksum(pkt, sizeof(pkt));
+    pkt[2] = static_cast<uint8_t>(c >> 8);
+    pkt[3] = static_cast<uint8_t>(c);
+    if (sendto(f.fd, pkt, sizeof(pkt), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0)
+      finish(f, false, std::string("send: ") + strerror(errno));
+  }
+  return {};
+}
+
+void on_ready(const Probe& p, Flight& f, short revents) {
+  char buf[512];
+  if (p.proto == ProbeProto::icmp) {
+    ssize_t n;
+    while ((n = recv(f.fd, buf, sizeof(buf), 0)) > 0) {
+      auto* ip = reinterpret_cast<const iphdr*>(buf);
+      size_t hl = ip->ihl * 4u;
+      if (static_cast<size_t>(n) < hl + 8 || ip->saddr != p.dst_ip.to_be()) continue;
+      auto* ic = reinterpret_cast<const uint8_t*>(buf + hl);
+      uint16_t id = static_cast<uint16_t>((ic[4] << 8) | ic[5]);
+      if (ic[0] == ICMP_ECHOREPLY && id == f.echo_id) return finish(f, true, "ok");
+    }
+    return;
+  }
+  if (p.proto == ProbeProto::tcp && !f.connected) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(f.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) return finish(f, false, err == ECONNREFUSED ? "refused" : strerror(err));
+    if (!(revents & (POLLOUT | POLLIN))) return;
+    f.connected = true;
+    shutdown(f.fd, SHUT_WR);
+  }
+  ssize_t n = recv(f.fd, buf, sizeof(buf), 0);
+  if (n > 0) {
+    f.reply.append(buf, static_cast<size_t>(n));
+    if (p.proto == ProbeProto::tcp) return;  // read on until EOF
+  } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    return;
+  } else if (n < 0) {
+    return finish(f, false, errno == ECONNREFUSED ? "refused" : strerror(errno));
+  }
+  // EOF on TCP, or one UDP datagram: judge the answer.
+  while (!f.reply.empty() && (f.reply.back() == '\n' || f.reply.back() == '\r')) f.reply.pop_back();
+  if (!p.expect_reply.empty() && f.reply != p.expect_reply)
+    return finish(f, false, "wrong reply: \"" + f.reply + "\"");
+  finish(f, true, "ok");
+}
+
+Result<void> run_round(const std::vector<Probe>& probes, std::vector<Flight>& flights,
+                       std::chrono::milliseconds timeout) {
+  for (auto& f : flights)
+    if (auto r = start(probes[f.index], f); !r) return r;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::vector<pollfd> pfds;
+    std::vector<Flight*> owners;
+    for (auto& f : flights) {
+      if (f.done) continue;
+      short ev = POLLIN;
+      if (probes[f.index].proto == ProbeProto::tcp && !f.connected) ev |= POLLOUT;
+      pfds.push_back({f.fd, ev, 0});
+      owners.push_back(&f);
+    }
+    if (pfds.empty()) return {};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    int n = poll(pfds.data(), pfds.size(), static_cast<int>(left.count()));
+    if (n < 0 && errno != EINTR) return fail_errno("poll", errno);
+    for (size_t i = 0; i < pfds.size(); ++i)
+      if (pfds[i].revents) on_ready(probes[owners[i]->index], *owners[i], pfds[i].revents);
+  }
+  for (auto& f : flights)
+    if (!f.done) finish(f, false, f.connected ? "no reply" : "timeout");
+  return {};
+}
+
+}  // namespace
+
+std::string to_string(ProbeProto p) {
+  switch (p) {
+    case ProbeProto::tcp: return "tcp";
+    case ProbeProto::udp: return "udp";
+    case ProbeProto::icmp: return "icmp";
+  }
+  return "?";
+}
+
+Result<std::vector<ProbeOutcome>> run_probes(const std::vector<Probe>& probes,
+                                             std::chrono::milliseconds timeout, int rounds) {
+  std::vector<ProbeOutcome> out(probes.size());
+  std::vector<size_t> pending(probes.size());
+  for (size_t i = 0; i < probes.size(); ++i) pending[i] = i;
+  static uint16_t next_id = static_cast<uint16_t>(getpid() << 4);
+  for (int r = 0; r < rounds && !pending.empty(); ++r) {
+    std::vector<Flight> flights;
+    for (size_t i : pending) {
+      Flight f;
+      f.index = i;
+      f.echo_id = next_id++;
+      flights.push_back(std::move(f));
+    }
+    if (auto res = run_round(probes, flights, timeout); !res) {
+      for (auto& f : flights)
+        if (f.fd >= 0) close(f.fd);
+      return std::unexpected(res.error());
+    }
+    pending.clear();
+    for (auto& f : flights) {
+      out[f.index] = f.outcome;
+      if (!f.outcome.reached) pending.push_back(f.index);
+    }
+  }
+  return out;
+}
+
+}  // namespace moat

@@ -1,0 +1,41 @@
+// probe.h - reachability probes from inside namespaces: TCP connect, UDP
+// request/response and ICMP echo, all in flight at once so that a matrix of
+// blocked pairs costs one timeout, not one per pair.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "net.h"
+#include "result.h"
+
+namespace moat {
+
+enum class ProbeProto { tcp, udp, icmp };
+std::string to_string(ProbeProto p);
+
+struct Probe {
+  std::string src;      // label of the source (container name, "host")
+  std::string src_ns;   // /run/netns/... path the probe is sent from
+  std::string dst;      // label of the destination
+  Ipv4 dst_ip;
+  ProbeProto proto = ProbeProto::tcp;
+  uint16_t port = 0;    // unused for icmp
+  bool expected = false;
+  std::string expect_reply;  // TCP/UDP: what the listener answers ("" = anything)
+};
+
+struct ProbeOutcome {
+  bool reached = false;
+  std::string detail;  // "ok", "timeout", "refused", "unreachable", "wrong reply: ..."
+};
+
+// Runs every probe; a probe that fails is tried again in the next round
+// (bounded), so what must pass survives a lost packet on a busy machine while
+// what must fail costs `timeout` per round.
+Result<std::vector<ProbeOutcome>> run_probes(const std::vector<Probe>& probes,
+                                             std::chrono::milliseconds timeout, int rounds);
+
+}  // namespace moat
