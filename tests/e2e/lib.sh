@@ -96,6 +96,8 @@ print(sum(e["counters"][k]["drops"].get(sys.argv[1],0) for e in d["endpoints"] f
 
 no_firewall_rules() {  # no iptables or nftables rule in the lab host
   local ns=moat-$1-host n=0
+  command -v iptables-save >/dev/null && command -v nft >/dev/null || {
+    echo "    iptables-save and nft are needed to check for rules"; return 1; }
   n=$(( $(ip netns exec "$ns" iptables-save 2>/dev/null | grep -c '^-A' || true) +
         $(ip netns exec "$ns" nft list ruleset 2>/dev/null | grep -c 'chain' || true) ))
   [ "$n" -eq 0 ]

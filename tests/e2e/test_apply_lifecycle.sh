@@ -62,18 +62,26 @@ write_file 0 0
 out=$(M apply "$F" --instance "$I" --json)
 check "removing b2 detaches its interface and removes its endpoint" \
   [ "$(echo "$out" | jq_ 'd["endpoints"]["removed"], d["interfaces"]["detached"]')" = "1 1" ]
-check "b2's interface has no clsact qdisc left" \
-  bash -c "! ip -n moat-$L-host -d qdisc show dev mve3n0 | grep -q clsact"
+has_clsact() {  # has_clsact [DEV]: fails loudly if tc cannot answer
+  local out
+  out=$(tc -n "moat-$L-host" qdisc show ${1:+dev "$1"}) || { echo "    tc failed"; return 2; }
+  grep -q clsact <<<"$out"
+}
+has_clsact mve0n0
+check "applied interfaces carry a clsact qdisc" [ $? -eq 0 ]
+has_clsact mve3n0
+check "b2's interface has no clsact qdisc left" [ $? -eq 1 ]
 
 progs=$(M status --instance "$I" --json | jq_ '" ".join(str(p["id"]) for p in d["programs"])')
 check "status lists both pinned programs" [ "$(echo $progs | wc -w)" -eq 2 ]
 "$MOAT" down --instance "$I" >/dev/null   # from the root namespace: moat finds the lab host itself
 check "down removes the pins" [ ! -e "/sys/fs/bpf/moat/$I" ]
 check "down removes the state" [ ! -e "/run/moat/$I" ]
-check "down removes every clsact qdisc it created" \
-  bash -c "! ip -n moat-$L-host -d qdisc show | grep -q clsact"
+has_clsact
+check "down removes every clsact qdisc it created" [ $? -eq 1 ]
 gone=1
-for p in $progs; do bpftool prog show id "$p" >/dev/null 2>&1 && gone=0; done
+for i in $(seq 20); do gone=1; for p in $progs; do bpftool prog show id "$p" >/dev/null 2>&1 && gone=0; done; [ $gone = 1 ] && break; sleep 0.1; done
+[ $gone = 1 ] || { echo "    still loaded:"; for p in $progs; do bpftool prog show id "$p"; done; }
 check "the programs are gone from the kernel" [ "$gone" -eq 1 ]
 must_pass "after down, traffic flows unfiltered again" "$L" f1 tcp 10.82.0.2 80 b1
 lab_down "$L"

@@ -17,6 +17,10 @@ must_pass "host -> q1 tcp" "$L" host tcp 10.77.0.2 80 q1
 n=$(drops "$L" icc-disabled); check "icc-disabled drops counted ($n)" [ "$n" -gt 0 ]
 
 echo "internal: true"
+check "v1 has no default route" bash -c "! '$MOAT' lab exec --lab '$L' v1 -- ip route | grep -q default"
+# Routing alone would stop v1 now; give it the route a rogue container would
+# add, so what stops it below is moat.
+ex v1 -- ip route add default via 10.78.0.1
 must_pass "v1 -> v2 tcp" "$L" v1 tcp 10.78.0.3 80 v2
 must_pass "v1 -> its gateway icmp" "$L" v1 icmp 10.78.0.1
 must_pass "o1 -> the host's uplink address (non-internal)" "$L" o1 icmp $UPLINK
@@ -24,7 +28,6 @@ must_drop "v1 -> the host's uplink address" "$L" v1 icmp $UPLINK
 must_drop "v1 -> open's gateway" "$L" v1 icmp 10.79.0.1
 must_drop "v1 -> o1" "$L" v1 tcp 10.79.0.2 80
 must_drop "o1 -> v1" "$L" o1 tcp 10.78.0.2 80
-check "v1 has no default route" bash -c "! '$MOAT' lab exec --lab '$L' v1 -- ip route | grep -q default"
 n=$(drops "$L" internal-network); check "internal-network drops counted ($n)" [ "$n" -gt 0 ]
 
 echo "anti-spoofing"
@@ -34,6 +37,8 @@ check "o1 pinging as o2 is dropped" bash -c "! '$MOAT' lab exec --lab '$L' o1 --
 ex o1 -- ip addr add 10.79.0.99/32 dev eth0  # an unassigned address
 check "o1 pinging from an unassigned address is dropped" bash -c "! '$MOAT' lab exec --lab '$L' o1 -- ping -n -c1 -W1 -I 10.79.0.99 10.79.0.1 >/dev/null"
 n=$(drops "$L" spoofed-source); check "spoofed-source drops counted ($n)" [ "$n" -gt 0 ]
+ex o1 -- ip addr del 10.79.0.3/32 dev eth0
+ex o1 -- ip addr del 10.79.0.99/32 dev eth0
 must_pass "o1 still reaches o2 from its own address" "$L" o1 tcp 10.79.0.3 80 o2
 
 echo "IPv6"

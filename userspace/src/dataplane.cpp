@@ -71,7 +71,9 @@ int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list ap) {
   if (level != LIBBPF_WARN) return 0;
   char line[1024];
   vsnprintf(line, sizeof(line), fmt, ap);
-  if (strstr(line, "Cannot find specified filter chain")) return 0;
+  if (strstr(line, "Cannot find specified filter chain") ||
+      strstr(line, "Exclusivity flag on, cannot modify"))  // clsact already there
+    return 0;
   return fputs(line, stderr);
 }
 

@@ -1,0 +1,119 @@
+// Compilation of a validated file into the map entries of abi.h, and the
+// isolation model the lab's expected matrix comes from.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include "compile.h"
+
+namespace moat {
+namespace {
+
+Config parse_ok(const std::string& text) {
+  auto r = parse_config(text, "t.json");
+  for (const auto& p : r.problems) ADD_FAILURE() << p.format("t.json");
+  return r.config.value_or(Config{});
+}
+
+const char* kTwoNets = R"({
+  "networks": [{"name": "front", "subnet": "10.1.0.0/24"},
+               {"name": "back", "subnet": "10.2.0.0/16", "icc": false, "internal": true}],
+  "containers": [
+    {"name": "web", "networks": [{"network": "front", "interface": "veth0"},
+                                 {"network": "back", "interface": "veth1"}]},
+    {"name": "db", "networks": [{"network": "back", "interface": "veth2"}]}
+  ]})";
+
+TEST(Compile, AddressEntriesPerNetwork) {
+  auto plan = compile(parse_ok(kTwoNets), {});
+  ASSERT_TRUE(plan) << plan.error().message();
+  ASSERT_EQ(plan->addrs.size(), 4u);  // subnet + gateway /32 for each network
+  const auto& subnet = plan->addrs[0];
+  EXPECT_EQ(subnet.key.prefixlen, 24u);
+  EXPECT_EQ(subnet.key.addr, inet_addr("10.1.0.0"));
+  EXPECT_EQ(subnet.value.kind, MOAT_ADDR_SUBNET);
+  const auto& gw = plan->addrs[1];
+  EXPECT_EQ(gw.key.prefixlen, 32u);
+  EXPECT_EQ(gw.key.addr, inet_addr("10.1.0.1"));
+  EXPECT_EQ(gw.value.kind, MOAT_ADDR_GATEWAY);
+  EXPECT_EQ(gw.value.net_id, subnet.value.net_id);
+  EXPECT_NE(plan->addrs[2].value.net_id, subnet.value.net_id);
+}
+
+TEST(Compile, EndpointPerAttachmentWithNetworkFlags) {
+  auto plan = compile(parse_ok(kTwoNets), {});
+  ASSERT_TRUE(plan) << plan.error().message();
+  ASSERT_EQ(plan->endpoints.size(), 3u);
+  const auto& web_front = plan->endpoints[0];
+  EXPECT_EQ(web_front.interface, "veth0");
+  EXPECT_EQ(web_front.value.ipv4, inet_addr("10.1.0.2"));
+  EXPECT_EQ(web_front.value.net_flags, MOAT_NET_F_ICC);
+  const auto& db = plan->endpoints[2];
+  EXPECT_EQ(db.value.ipv4, inet_addr("10.2.0.3"));  // .2 went to web
+  EXPECT_EQ(db.value.net_flags, MOAT_NET_F_INTERNAL);
+  EXPECT_EQ(plan->endpoints[1].value.container_id, web_front.value.container_id);
+  EXPECT_NE(db.value.container_id, web_front.value.container_id);
+  for (const auto& e : plan->endpoints) EXPECT_NE(e.value.net_id, 0u);
+}
+
+TEST(Compile, IdsSurviveRenumbering) {
+  // "back" keeps its id when "front" disappears, so only what changed is rewritten.
+  auto first = compile(parse_ok(kTwoNets), {});
+  ASSERT_TRUE(first);
+  auto second = compile(parse_ok(R"({"networks": [{"name": "back", "subnet": "10.2.0.0/16"}],
+    "containers": [{"name": "db", "networks": [{"network": "back", "interface": "veth2"}]}]})"),
+                        first->ids);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->ids.networks.at("back"), first->ids.networks.at("back"));
+  EXPECT_EQ(second->ids.containers.at("db"), first->ids.containers.at("db"));
+  // A new name never reuses an id still held by another.
+  auto third = compile(parse_ok(R"({"networks": [{"name": "back", "subnet": "10.2.0.0/16"},
+    {"name": "new", "subnet": "10.3.0.0/16"}], "containers": []})"),
+                       second->ids);
+  ASSERT_TRUE(third);
+  EXPECT_NE(third->ids.networks.at("new"), third->ids.networks.at("back"));
+}
+
+TEST(Compile, MissingInterfaceNamesThePlace) {
+  auto plan = compile(parse_ok(R"({"networks": [{"name": "n", "subnet": "10.1.0.0/24"}],
+    "containers": [{"name": "a", "networks": [{"network": "n", "interface": "v0"}]},
+                   {"name": "b", "networks": ["n"]}]})"),
+                      {});
+  ASSERT_FALSE(plan);
+  EXPECT_NE(plan.error().message().find("t.json: containers[1].networks[0]"), std::string::npos)
+      << plan.error().message();
+}
+
+TEST(Compile, SharedInterfaceIsRejected) {
+  auto plan = compile(parse_ok(R"({"networks": [{"name": "n", "subnet": "10.1.0.0/24"}],
+    "containers": [{"name": "a", "networks": [{"network": "n", "interface": "v0"}]},
+                   {"name": "b", "networks": [{"network": "n", "interface": "v0"}]}]})"),
+                      {});
+  ASSERT_FALSE(plan);
+  EXPECT_NE(plan.error().message().find("already used by container \"a\""), std::string::npos)
+      << plan.error().message();
+}
+
+TEST(IsolationModel, MatchesDockerSemantics) {
+  auto cfg = parse_ok(R"({
+    "networks": [{"name": "a", "subnet": "10.1.0.0/24"}, {"name": "b", "subnet": "10.2.0.0/24"},
+                 {"name": "quiet", "subnet": "10.3.0.0/24", "icc": false}],
+    "containers": [{"name": "x", "networks": ["a"]}, {"name": "y", "networks": ["a", "b"]},
+                   {"name": "z", "networks": ["b"]},
+                   {"name": "q1", "networks": ["quiet"]}, {"name": "q2", "networks": ["quiet"]}]})");
+  auto* x = cfg.find_container("x");
+  auto* y = cfg.find_container("y");
+  auto* z = cfg.find_container("z");
+  auto* q1 = cfg.find_container("q1");
+  auto* q2 = cfg.find_container("q2");
+  ASSERT_TRUE(x && y && z && q1 && q2);
+  EXPECT_TRUE(isolation_allows(cfg, x, *y, y->networks[0]));   // same network
+  EXPECT_FALSE(isolation_allows(cfg, x, *y, y->networks[1]));  // y's other address
+  EXPECT_TRUE(isolation_allows(cfg, z, *y, y->networks[1]));
+  EXPECT_FALSE(isolation_allows(cfg, x, *z, z->networks[0]));  // different networks
+  EXPECT_FALSE(isolation_allows(cfg, z, *x, x->networks[0]));
+  EXPECT_FALSE(isolation_allows(cfg, q1, *q2, q2->networks[0]));  // icc off
+  EXPECT_TRUE(isolation_allows(cfg, nullptr, *q2, q2->networks[0]));  // the host
+}
+
+}  // namespace
+}  // namespace moat
