@@ -26,34 +26,35 @@ namespace {
 
 const Network kNet1 = {1, ip4("172.20.0.0"), 16, ip4("172.20.0.1"), MOAT_NET_F_ICC};
 const Network kNet2 = {2, ip4("172.21.0.0"), 16, ip4("172.21.0.1"), MOAT_NET_F_ICC};
-const Network kNet3 = {3, ip4("172.22.0.0"), 16, ip4("172.22.0.1"), 0}; // icc off
+const Network kNet3 = {3, ip4("172.22.0.0"), 16, ip4("172.22.0.1"), 0};  // icc off
 // Docker's internal networks keep icc on: members talk, nothing else.
-const Network kNet4 = {4, ip4("172.23.0.0"), 16, ip4("172.23.0.1"), MOAT_NET_F_ICC | MOAT_NET_F_INTERNAL};
+const Network kNet4 = {4, ip4("172.23.0.0"), 16, ip4("172.23.0.1"),
+                       MOAT_NET_F_ICC | MOAT_NET_F_INTERNAL};
 
 // Endpoint addresses (each on its own host-side veth, see kEndpoints).
-constexpr const char* A = "172.20.0.2"; // net 1
-constexpr const char* B = "172.20.0.3"; // net 1
-constexpr const char* C = "172.21.0.2"; // net 2
-constexpr const char* D = "172.22.0.2"; // net 3, icc off
-constexpr const char* E = "172.23.0.2"; // net 4, internal
+constexpr const char* A = "172.20.0.2";  // net 1
+constexpr const char* B = "172.20.0.3";  // net 1
+constexpr const char* C = "172.21.0.2";  // net 2
+constexpr const char* D = "172.22.0.2";  // net 3, icc off
+constexpr const char* E = "172.23.0.2";  // net 4, internal
 // Other addresses.
 constexpr const char* GW1 = "172.20.0.1";
 constexpr const char* GW2 = "172.21.0.1";
 constexpr const char* GW3 = "172.22.0.1";
 constexpr const char* GW4 = "172.23.0.1";
-constexpr const char* D_PEER = "172.22.0.3"; // a container on net 3 with no entry here
-constexpr const char* E_PEER = "172.23.0.3"; // same, net 4
-constexpr const char* WORLD = "198.18.0.2"; // matches no moat network
+constexpr const char* D_PEER = "172.22.0.3";  // a container on net 3 with no entry here
+constexpr const char* E_PEER = "172.23.0.3";  // same, net 4
+constexpr const char* WORLD = "198.18.0.2";   // matches no moat network
 
 struct EndpointSpec {
-	char name;
-	const char* device;
-	const Network* net;
-	const char* ip;
+  char name;
+  const char* device;
+  const Network* net;
+  const char* ip;
 };
 const EndpointSpec kEndpoints[] = {
-	{'A', "moat-a", &kNet1, A}, {'B', "moat-b", &kNet1, B}, {'C', "moat-c", &kNet2, C},
-	{'D', "moat-d", &kNet3, D}, {'E', "moat-e", &kNet4, E},
+    {'A', "moat-a", &kNet1, A}, {'B', "moat-b", &kNet1, B}, {'C', "moat-c", &kNet2, C},
+    {'D', "moat-d", &kNet3, D}, {'E', "moat-e", &kNet4, E},
 };
 // 'X' is a device carrying the program without an endpoint entry.
 constexpr const char* kUnknownDevice = "moat-x";
@@ -65,34 +66,32 @@ constexpr moat_dir TO = MOAT_DIR_TO_CONTAINER;
 
 // The expected TC action and, for drops, the counter slot (= -moat_verdict).
 struct Expect {
-	uint32_t action;
-	unsigned reason;
+  uint32_t action;
+  unsigned reason;
 };
 constexpr Expect pass = {TC_ACT_OK, 0};
 constexpr Expect drop(moat_verdict v) { return {TC_ACT_SHOT, unsigned(-v)}; }
 
 struct Case {
-	std::string what;
-	moat_dir dir;
-	char ep; // 'A'..'E', or 'X'
-	Bytes frame;
-	Expect expect;
+  std::string what;
+  moat_dir dir;
+  char ep;  // 'A'..'E', or 'X'
+  Bytes frame;
+  Expect expect;
 };
 
 // ---- frame shorthands -------------------------------------------------------------
 
 Bytes ip4_frame(const Ip4& h, const Bytes& l4) { return eth(ETH_P_IP, ipv4(h, l4)); }
-Bytes tcp4(const char* s, const char* d, uint8_t flags = kAck)
-{
-	return ip4_frame({.src = ip4(s), .dst = ip4(d)}, tcp(40000, 80, flags));
+Bytes tcp4(const char* s, const char* d, uint8_t flags = kAck) {
+  return ip4_frame({.src = ip4(s), .dst = ip4(d)}, tcp(40000, 80, flags));
 }
-Bytes udp4(const char* s, const char* d)
-{
-	return ip4_frame({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_UDP}, udp(40000, 53, Bytes(12, 0)));
+Bytes udp4(const char* s, const char* d) {
+  return ip4_frame({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_UDP},
+                   udp(40000, 53, Bytes(12, 0)));
 }
-Bytes icmp4(const char* s, const char* d)
-{
-	return ip4_frame({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_ICMP}, icmp(8)); // echo request
+Bytes icmp4(const char* s, const char* d) {
+  return ip4_frame({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_ICMP}, icmp(8));  // echo request
 }
 Bytes arp_frame(const Arp& a) { return eth(ETH_P_ARP, arp(a), kBroadcast); }
 Bytes ip6_frame(const Ip6& h, const Bytes& payload) { return eth(ETH_P_IPV6, ipv6(h, payload)); }
@@ -103,196 +102,199 @@ const Bytes kFragmentData(64, 0xab);
 // ---- the fixture ----------------------------------------------------------------
 
 class Verdicts : public ::testing::Test {
-protected:
-	void SetUp() override
-	{
-		skel_ = load_skeleton();
-		for (const Network* net : {&kNet1, &kNet2, &kNet3, &kNet4})
-			add_network(*skel_, *net);
-		for (const EndpointSpec& ep : kEndpoints) {
-			ifindex_[ep.name] = ifindex_of(ep.device);
-			add_endpoint(*skel_, ifindex_[ep.name], *ep.net, ip4(ep.ip));
-		}
-		ifindex_['X'] = ifindex_of(kUnknownDevice);
-	}
+ protected:
+  void SetUp() override {
+    skel_ = load_skeleton();
+    for (const Network* net : {&kNet1, &kNet2, &kNet3, &kNet4}) add_network(*skel_, *net);
+    for (const EndpointSpec& ep : kEndpoints) {
+      ifindex_[ep.name] = ifindex_of(ep.device);
+      add_endpoint(*skel_, ifindex_[ep.name], *ep.net, ip4(ep.ip));
+    }
+    ifindex_['X'] = ifindex_of(kUnknownDevice);
+  }
 
-	void check(const Case& c)
-	{
-		SCOPED_TRACE(c.what);
-		const uint32_t ifindex = ifindex_.at(c.ep);
-		const bpf_program* prog = c.dir == FROM ? skel_->progs.from_container : skel_->progs.to_container;
+  void check(const Case& c) {
+    SCOPED_TRACE(c.what);
+    const uint32_t ifindex = ifindex_.at(c.ep);
+    const bpf_program* prog =
+        c.dir == FROM ? skel_->progs.from_container : skel_->progs.to_container;
 
-		const StatsSnapshot before = read_stats(skel_->maps.stats);
-		const RunResult r = run(prog, ifindex, c.frame);
-		ASSERT_EQ(r.err, 0) << "BPF_PROG_TEST_RUN refused the frame: " << std::strerror(r.err);
-		const StatsSnapshot moved = stats_delta(before, read_stats(skel_->maps.stats));
+    const StatsSnapshot before = read_stats(skel_->maps.stats);
+    const RunResult r = run(prog, ifindex, c.frame);
+    ASSERT_EQ(r.err, 0) << "BPF_PROG_TEST_RUN refused the frame: " << std::strerror(r.err);
+    const StatsSnapshot moved = stats_delta(before, read_stats(skel_->maps.stats));
 
-		EXPECT_EQ(r.retval, c.expect.action);
-		EXPECT_EQ(r.out, c.frame) << "the programs must never rewrite a packet";
+    EXPECT_EQ(r.retval, c.expect.action);
+    EXPECT_EQ(r.out, c.frame) << "the programs must never rewrite a packet";
 
-		Counters want;
-		if (c.expect.reason == 0) {
-			want.packets = 1;
-			want.bytes = c.frame.size();
-		} else {
-			want.drops[c.expect.reason] = 1;
-		}
-		EXPECT_EQ(moved, (StatsSnapshot{{{ifindex, c.dir}, want}}));
-	}
+    Counters want;
+    if (c.expect.reason == 0) {
+      want.packets = 1;
+      want.bytes = c.frame.size();
+    } else {
+      want.drops[c.expect.reason] = 1;
+    }
+    EXPECT_EQ(moved, (StatsSnapshot{{{ifindex, c.dir}, want}}));
+  }
 
-	void check_all(const std::vector<Case>& table)
-	{
-		for (const Case& c : table)
-			check(c);
-	}
+  void check_all(const std::vector<Case>& table) {
+    for (const Case& c : table) check(c);
+  }
 
-	Skeleton skel_{nullptr, nullptr};
-	std::map<char, uint32_t> ifindex_;
+  Skeleton skel_{nullptr, nullptr};
+  std::map<char, uint32_t> ifindex_;
 };
 
 // ---- the tables -----------------------------------------------------------------
 
-TEST_F(Verdicts, SameNetworkPassesBothWays)
-{
-	check_all({
-		{"A->B tcp syn", FROM, 'A', tcp4(A, B, kSyn), pass},
-		{"A->B tcp ack", FROM, 'A', tcp4(A, B), pass},
-		{"A->B udp", FROM, 'A', udp4(A, B), pass},
-		{"A->B icmp", FROM, 'A', icmp4(A, B), pass},
-		{"B->A tcp, to A", TO, 'A', tcp4(B, A), pass},
-		{"B->A udp, to A", TO, 'A', udp4(B, A), pass},
-		{"B->A icmp, to A", TO, 'A', icmp4(B, A), pass},
-		{"A->B tcp, to B", TO, 'B', tcp4(A, B), pass},
-		{"B->A tcp, from B", FROM, 'B', tcp4(B, A), pass},
-	});
+TEST_F(Verdicts, SameNetworkPassesBothWays) {
+  check_all({
+      {"A->B tcp syn", FROM, 'A', tcp4(A, B, kSyn), pass},
+      {"A->B tcp ack", FROM, 'A', tcp4(A, B), pass},
+      {"A->B udp", FROM, 'A', udp4(A, B), pass},
+      {"A->B icmp", FROM, 'A', icmp4(A, B), pass},
+      {"B->A tcp, to A", TO, 'A', tcp4(B, A), pass},
+      {"B->A udp, to A", TO, 'A', udp4(B, A), pass},
+      {"B->A icmp, to A", TO, 'A', icmp4(B, A), pass},
+      {"A->B tcp, to B", TO, 'B', tcp4(A, B), pass},
+      {"B->A tcp, from B", FROM, 'B', tcp4(B, A), pass},
+  });
 }
 
-TEST_F(Verdicts, NetworksAreIsolated)
-{
-	check_all({
-		{"A->C tcp", FROM, 'A', tcp4(A, C), drop(MOAT_DROP_ISOLATION)},
-		{"A->C udp", FROM, 'A', udp4(A, C), drop(MOAT_DROP_ISOLATION)},
-		{"A->C icmp", FROM, 'A', icmp4(A, C), drop(MOAT_DROP_ISOLATION)},
-		{"C->A tcp, to A", TO, 'A', tcp4(C, A), drop(MOAT_DROP_ISOLATION)},
-		{"C->A tcp, from C", FROM, 'C', tcp4(C, A), drop(MOAT_DROP_ISOLATION)},
-		{"A->D (icc-off net) tcp", FROM, 'A', tcp4(A, D), drop(MOAT_DROP_ISOLATION)},
-		{"D->A tcp", FROM, 'D', tcp4(D, A), drop(MOAT_DROP_ISOLATION)},
-		// A peer inside another network is isolation, even for an internal one.
-		{"E->A tcp", FROM, 'E', tcp4(E, A), drop(MOAT_DROP_ISOLATION)},
-		{"A->E tcp", FROM, 'A', tcp4(A, E), drop(MOAT_DROP_ISOLATION)},
-	});
+TEST_F(Verdicts, NetworksAreIsolated) {
+  check_all({
+      {"A->C tcp", FROM, 'A', tcp4(A, C), drop(MOAT_DROP_ISOLATION)},
+      {"A->C udp", FROM, 'A', udp4(A, C), drop(MOAT_DROP_ISOLATION)},
+      {"A->C icmp", FROM, 'A', icmp4(A, C), drop(MOAT_DROP_ISOLATION)},
+      {"C->A tcp, to A", TO, 'A', tcp4(C, A), drop(MOAT_DROP_ISOLATION)},
+      {"C->A tcp, from C", FROM, 'C', tcp4(C, A), drop(MOAT_DROP_ISOLATION)},
+      {"A->D (icc-off net) tcp", FROM, 'A', tcp4(A, D), drop(MOAT_DROP_ISOLATION)},
+      {"D->A tcp", FROM, 'D', tcp4(D, A), drop(MOAT_DROP_ISOLATION)},
+      // A peer inside another network is isolation, even for an internal one.
+      {"E->A tcp", FROM, 'E', tcp4(E, A), drop(MOAT_DROP_ISOLATION)},
+      {"A->E tcp", FROM, 'A', tcp4(A, E), drop(MOAT_DROP_ISOLATION)},
+  });
 }
 
-TEST_F(Verdicts, GatewaysAndTheWorld)
-{
-	check_all({
-		{"A->own gateway", FROM, 'A', tcp4(A, GW1), pass},
-		// Another network's gateway is a host address, reachable like the host.
-		{"A->net2 gateway", FROM, 'A', tcp4(A, GW2), pass},
-		{"net2 gateway->A, to A", TO, 'A', tcp4(GW2, A), pass},
-		{"A->world", FROM, 'A', tcp4(A, WORLD, kSyn), pass},
-		{"world->A, to A", TO, 'A', tcp4(WORLD, A), pass},
-		{"A->world udp", FROM, 'A', udp4(A, WORLD), pass},
-	});
+TEST_F(Verdicts, GatewaysAndTheWorld) {
+  check_all({
+      {"A->own gateway", FROM, 'A', tcp4(A, GW1), pass},
+      // Another network's gateway is a host address, reachable like the host.
+      {"A->net2 gateway", FROM, 'A', tcp4(A, GW2), pass},
+      {"net2 gateway->A, to A", TO, 'A', tcp4(GW2, A), pass},
+      {"A->world", FROM, 'A', tcp4(A, WORLD, kSyn), pass},
+      {"world->A, to A", TO, 'A', tcp4(WORLD, A), pass},
+      {"A->world udp", FROM, 'A', udp4(A, WORLD), pass},
+  });
 }
 
-TEST_F(Verdicts, IccOff)
-{
-	check_all({
-		{"D->net3 peer", FROM, 'D', tcp4(D, D_PEER), drop(MOAT_DROP_ICC_DISABLED)},
-		{"D->net3 peer icmp", FROM, 'D', icmp4(D, D_PEER), drop(MOAT_DROP_ICC_DISABLED)},
-		{"net3 peer->D, to D", TO, 'D', tcp4(D_PEER, D), drop(MOAT_DROP_ICC_DISABLED)},
-		{"D->own gateway", FROM, 'D', tcp4(D, GW3), pass},
-		{"own gateway->D, to D", TO, 'D', tcp4(GW3, D), pass},
-		{"D->world", FROM, 'D', tcp4(D, WORLD), pass},
-	});
+TEST_F(Verdicts, IccOff) {
+  check_all({
+      {"D->net3 peer", FROM, 'D', tcp4(D, D_PEER), drop(MOAT_DROP_ICC_DISABLED)},
+      {"D->net3 peer icmp", FROM, 'D', icmp4(D, D_PEER), drop(MOAT_DROP_ICC_DISABLED)},
+      {"net3 peer->D, to D", TO, 'D', tcp4(D_PEER, D), drop(MOAT_DROP_ICC_DISABLED)},
+      {"D->own gateway", FROM, 'D', tcp4(D, GW3), pass},
+      {"own gateway->D, to D", TO, 'D', tcp4(GW3, D), pass},
+      {"D->world", FROM, 'D', tcp4(D, WORLD), pass},
+  });
 }
 
-TEST_F(Verdicts, InternalNetwork)
-{
-	check_all({
-		{"E->world", FROM, 'E', tcp4(E, WORLD), drop(MOAT_DROP_INTERNAL_NETWORK)},
-		{"E->net4 peer", FROM, 'E', tcp4(E, E_PEER), pass},
-		{"net4 peer->E, to E", TO, 'E', tcp4(E_PEER, E), pass},
-		{"E->net1 gateway", FROM, 'E', tcp4(E, GW1), drop(MOAT_DROP_INTERNAL_NETWORK)},
-		{"E->own gateway", FROM, 'E', tcp4(E, GW4), pass},
-		{"own gateway->E, to E", TO, 'E', tcp4(GW4, E), pass},
-		{"world->E, to E", TO, 'E', tcp4(WORLD, E), drop(MOAT_DROP_INTERNAL_NETWORK)},
-		{"net1 gateway->E, to E", TO, 'E', tcp4(GW1, E), drop(MOAT_DROP_INTERNAL_NETWORK)},
-	});
+TEST_F(Verdicts, InternalNetwork) {
+  check_all({
+      {"E->world", FROM, 'E', tcp4(E, WORLD), drop(MOAT_DROP_INTERNAL_NETWORK)},
+      {"E->net4 peer", FROM, 'E', tcp4(E, E_PEER), pass},
+      {"net4 peer->E, to E", TO, 'E', tcp4(E_PEER, E), pass},
+      {"E->net1 gateway", FROM, 'E', tcp4(E, GW1), drop(MOAT_DROP_INTERNAL_NETWORK)},
+      {"E->own gateway", FROM, 'E', tcp4(E, GW4), pass},
+      {"own gateway->E, to E", TO, 'E', tcp4(GW4, E), pass},
+      {"world->E, to E", TO, 'E', tcp4(WORLD, E), drop(MOAT_DROP_INTERNAL_NETWORK)},
+      {"net1 gateway->E, to E", TO, 'E', tcp4(GW1, E), drop(MOAT_DROP_INTERNAL_NETWORK)},
+  });
 }
 
-TEST_F(Verdicts, SpoofedSources)
-{
-	check_all({
-		{"A with unassigned source ->B", FROM, 'A', tcp4("172.20.0.99", B), drop(MOAT_DROP_SPOOFED_SOURCE)},
-		{"A with B's source ->world", FROM, 'A', tcp4(B, WORLD), drop(MOAT_DROP_SPOOFED_SOURCE)},
-		{"A with B's source ->B", FROM, 'A', udp4(B, B), drop(MOAT_DROP_SPOOFED_SOURCE)},
-		{"A with C's source ->C", FROM, 'A', tcp4(C, C), drop(MOAT_DROP_SPOOFED_SOURCE)},
-		// Sources are checked where the sender's identity is known: on its own
-		// interface. Inbound, only the network the source is in matters.
-		{"unassigned net1 source->A, to A", TO, 'A', tcp4("172.20.0.99", A), pass},
-	});
+TEST_F(Verdicts, SpoofedSources) {
+  check_all({
+      {"A with unassigned source ->B", FROM, 'A', tcp4("172.20.0.99", B),
+       drop(MOAT_DROP_SPOOFED_SOURCE)},
+      {"A with B's source ->world", FROM, 'A', tcp4(B, WORLD), drop(MOAT_DROP_SPOOFED_SOURCE)},
+      {"A with B's source ->B", FROM, 'A', udp4(B, B), drop(MOAT_DROP_SPOOFED_SOURCE)},
+      {"A with C's source ->C", FROM, 'A', tcp4(C, C), drop(MOAT_DROP_SPOOFED_SOURCE)},
+      // Sources are checked where the sender's identity is known: on its own
+      // interface. Inbound, only the network the source is in matters.
+      {"unassigned net1 source->A, to A", TO, 'A', tcp4("172.20.0.99", A), pass},
+  });
 }
 
-TEST_F(Verdicts, Arp)
-{
-	const Bytes request = arp_frame({.spa = ip4(A), .tpa = ip4(GW1)});
-	check_all({
-		{"A request, own spa", FROM, 'A', request, pass},
-		{"A reply, own spa", FROM, 'A', arp_frame({.op = 2, .spa = ip4(A), .tpa = ip4(B)}), pass},
-		{"A probe, spa 0.0.0.0", FROM, 'A', arp_frame({.spa = 0, .tpa = ip4(A)}), pass},
-		{"A request, spa of B", FROM, 'A', arp_frame({.spa = ip4(B), .tpa = ip4(GW1)}), drop(MOAT_DROP_SPOOFED_SOURCE)},
-		{"A request, spa of C", FROM, 'A', arp_frame({.spa = ip4(C), .tpa = ip4(C)}), drop(MOAT_DROP_SPOOFED_SOURCE)},
-		{"B request, to A", TO, 'A', arp_frame({.spa = ip4(B), .tpa = ip4(A)}), pass},
-		{"A request, hlen 8", FROM, 'A', arp_frame({.spa = ip4(A), .tpa = ip4(GW1), .hlen = 8}),
-		 drop(MOAT_DROP_INVALID_PACKET)},
-		{"A request, 20 of 28 bytes", FROM, 'A', truncated(request, 14 + 20), drop(MOAT_DROP_INVALID_PACKET)},
-		{"A request, 27 of 28 bytes", FROM, 'A', truncated(request, 14 + 27), drop(MOAT_DROP_INVALID_PACKET)},
-		{"request to A, hlen 8", TO, 'A', arp_frame({.spa = ip4(B), .tpa = ip4(A), .hlen = 8}),
-		 drop(MOAT_DROP_INVALID_PACKET)},
-	});
+TEST_F(Verdicts, Arp) {
+  const Bytes request = arp_frame({.spa = ip4(A), .tpa = ip4(GW1)});
+  check_all({
+      {"A request, own spa", FROM, 'A', request, pass},
+      {"A reply, own spa", FROM, 'A', arp_frame({.op = 2, .spa = ip4(A), .tpa = ip4(B)}), pass},
+      {"A probe, spa 0.0.0.0", FROM, 'A', arp_frame({.spa = 0, .tpa = ip4(A)}), pass},
+      {"A request, spa of B", FROM, 'A', arp_frame({.spa = ip4(B), .tpa = ip4(GW1)}),
+       drop(MOAT_DROP_SPOOFED_SOURCE)},
+      {"A request, spa of C", FROM, 'A', arp_frame({.spa = ip4(C), .tpa = ip4(C)}),
+       drop(MOAT_DROP_SPOOFED_SOURCE)},
+      {"B request, to A", TO, 'A', arp_frame({.spa = ip4(B), .tpa = ip4(A)}), pass},
+      {"A request, hlen 8", FROM, 'A', arp_frame({.spa = ip4(A), .tpa = ip4(GW1), .hlen = 8}),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"A request, 20 of 28 bytes", FROM, 'A', truncated(request, 14 + 20),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"A request, 27 of 28 bytes", FROM, 'A', truncated(request, 14 + 27),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"request to A, hlen 8", TO, 'A', arp_frame({.spa = ip4(B), .tpa = ip4(A), .hlen = 8}),
+       drop(MOAT_DROP_INVALID_PACKET)},
+  });
 }
 
-TEST_F(Verdicts, Ipv4HeaderChecks)
-{
-	const Ip4 ab = {.src = ip4(A), .dst = ip4(B)};
-	const Bytes l4 = tcp(40000, 80);
-	std::vector<Case> table;
+TEST_F(Verdicts, Ipv4HeaderChecks) {
+  const Ip4 ab = {.src = ip4(A), .dst = ip4(B)};
+  const Bytes l4 = tcp(40000, 80);
+  std::vector<Case> table;
 
-	// Options do not change the verdict: every legal header length.
-	for (uint8_t words = 1; words <= 10; words++) {
-		const std::string ihl = "ihl " + std::to_string(5 + words);
-		table.push_back({"A->B with options, " + ihl, FROM, 'A',
-				 ip4_frame({.src = ip4(A), .dst = ip4(B), .option_words = words}, l4), pass});
-		table.push_back({"A->C with options, " + ihl, FROM, 'A',
-				 ip4_frame({.src = ip4(A), .dst = ip4(C), .option_words = words}, l4),
-				 drop(MOAT_DROP_ISOLATION)});
-	}
+  // Options do not change the verdict: every legal header length.
+  for (uint8_t words = 1; words <= 10; words++) {
+    const std::string ihl = "ihl " + std::to_string(5 + words);
+    table.push_back({"A->B with options, " + ihl, FROM, 'A',
+                     ip4_frame({.src = ip4(A), .dst = ip4(B), .option_words = words}, l4), pass});
+    table.push_back({"A->C with options, " + ihl, FROM, 'A',
+                     ip4_frame({.src = ip4(A), .dst = ip4(C), .option_words = words}, l4),
+                     drop(MOAT_DROP_ISOLATION)});
+  }
 
-	const Bytes good = ip4_frame(ab, l4);
-	table.insert(table.end(), {
-		{"A->B header only, tot_len 20", FROM, 'A', ip4_frame(ab, {}), pass},
-		{"A with options and a spoofed source", FROM, 'A',
-		 ip4_frame({.src = ip4(B), .dst = ip4(B), .option_words = 3}, l4), drop(MOAT_DROP_SPOOFED_SOURCE)},
-		{"ihl 4", FROM, 'A', ip4_frame({.src = ip4(A), .dst = ip4(B), .ihl = 4}, l4), drop(MOAT_DROP_INVALID_PACKET)},
-		{"ihl 0", FROM, 'A', ip4_frame({.src = ip4(A), .dst = ip4(B), .ihl = 0}, l4), drop(MOAT_DROP_INVALID_PACKET)},
-		{"ihl 4, to A", TO, 'A', ip4_frame({.src = ip4(B), .dst = ip4(A), .ihl = 4}, l4), drop(MOAT_DROP_INVALID_PACKET)},
-		{"version 6 in an IPv4 frame", FROM, 'A', patched(good, 14, 0x65), drop(MOAT_DROP_INVALID_PACKET)},
-		{"tot_len 19 < ihl*4 20", FROM, 'A', ip4_frame({.src = ip4(A), .dst = ip4(B), .tot_len = 19}, l4),
-		 drop(MOAT_DROP_INVALID_PACKET)},
-		{"tot_len 20 < ihl*4 24", FROM, 'A',
-		 ip4_frame({.src = ip4(A), .dst = ip4(B), .option_words = 1, .tot_len = 20}, l4),
-		 drop(MOAT_DROP_INVALID_PACKET)},
-		{"tot_len 0", FROM, 'A', ip4_frame({.src = ip4(A), .dst = ip4(B), .tot_len = 0}, l4),
-		 drop(MOAT_DROP_INVALID_PACKET)},
-		// The header claims 60 bytes (tot_len agrees) but the frame ends after 20.
-		{"ihl 15 past the end", FROM, 'A', ip4_frame({.src = ip4(A), .dst = ip4(B), .ihl = 15, .tot_len = 60}, {}),
-		 drop(MOAT_DROP_INVALID_PACKET)},
-		{"ihl 6 past the end by 4", FROM, 'A', ip4_frame({.src = ip4(A), .dst = ip4(B), .ihl = 6, .tot_len = 24}, {}),
-		 drop(MOAT_DROP_INVALID_PACKET)},
-	});
-	check_all(table);
+  const Bytes good = ip4_frame(ab, l4);
+  table.insert(
+      table.end(),
+      {
+          {"A->B header only, tot_len 20", FROM, 'A', ip4_frame(ab, {}), pass},
+          {"A with options and a spoofed source", FROM, 'A',
+           ip4_frame({.src = ip4(B), .dst = ip4(B), .option_words = 3}, l4),
+           drop(MOAT_DROP_SPOOFED_SOURCE)},
+          {"ihl 4", FROM, 'A', ip4_frame({.src = ip4(A), .dst = ip4(B), .ihl = 4}, l4),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          {"ihl 0", FROM, 'A', ip4_frame({.src = ip4(A), .dst = ip4(B), .ihl = 0}, l4),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          {"ihl 4, to A", TO, 'A', ip4_frame({.src = ip4(B), .dst = ip4(A), .ihl = 4}, l4),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          {"version 6 in an IPv4 frame", FROM, 'A', patched(good, 14, 0x65),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          {"tot_len 19 < ihl*4 20", FROM, 'A',
+           ip4_frame({.src = ip4(A), .dst = ip4(B), .tot_len = 19}, l4),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          {"tot_len 20 < ihl*4 24", FROM, 'A',
+           ip4_frame({.src = ip4(A), .dst = ip4(B), .option_words = 1, .tot_len = 20}, l4),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          {"tot_len 0", FROM, 'A', ip4_frame({.src = ip4(A), .dst = ip4(B), .tot_len = 0}, l4),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          // The header claims 60 bytes (tot_len agrees) but the frame ends after 20.
+          {"ihl 15 past the end", FROM, 'A',
+           ip4_frame({.src = ip4(A), .dst = ip4(B), .ihl = 15, .tot_len = 60}, {}),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          {"ihl 6 past the end by 4", FROM, 'A',
+           ip4_frame({.src = ip4(A), .dst = ip4(B), .ihl = 6, .tot_len = 24}, {}),
+           drop(MOAT_DROP_INVALID_PACKET)},
+      });
+  check_all(table);
 }
 
 // Frames whose IPv4/IPv6 header is cut short. Since a 2026 syzkaller fix
@@ -301,142 +303,153 @@ TEST_F(Verdicts, Ipv4HeaderChecks)
 // ETH_P_IPV6 one with fewer than 40, so on such kernels these rows cannot run
 // here. The programs' bounds checks are still forced by the verifier, and the
 // rows run on kernels that accept the frames.
-TEST_F(Verdicts, TruncatedL3Headers)
-{
-	const Bytes v4 = tcp4(A, B);
-	const Bytes v6 = ip6_frame({.src = ip6("fe80::2"), .dst = ip6("ff02::1:ff00:3")}, icmp(135, 0, Bytes(16, 0)));
-	if (run(skel_->progs.from_container, ifindex_.at('A'), truncated(v4, 14 + 10)).err == EINVAL)
-		GTEST_SKIP() << "this kernel's BPF_PROG_TEST_RUN refuses truncated IPv4/IPv6 frames";
+TEST_F(Verdicts, TruncatedL3Headers) {
+  const Bytes v4 = tcp4(A, B);
+  const Bytes v6 =
+      ip6_frame({.src = ip6("fe80::2"), .dst = ip6("ff02::1:ff00:3")}, icmp(135, 0, Bytes(16, 0)));
+  if (run(skel_->progs.from_container, ifindex_.at('A'), truncated(v4, 14 + 10)).err == EINVAL)
+    GTEST_SKIP() << "this kernel's BPF_PROG_TEST_RUN refuses truncated IPv4/IPv6 frames";
 
-	check_all({
-		{"only 10 bytes of IPv4", FROM, 'A', truncated(v4, 14 + 10), drop(MOAT_DROP_INVALID_PACKET)},
-		{"only 19 bytes of IPv4", FROM, 'A', truncated(v4, 14 + 19), drop(MOAT_DROP_INVALID_PACKET)},
-		{"only 10 bytes of IPv4, to A", TO, 'A', truncated(tcp4(B, A), 14 + 10), drop(MOAT_DROP_INVALID_PACKET)},
-		{"IPv4 ethertype, nothing after", FROM, 'A', truncated(v4, 14), drop(MOAT_DROP_INVALID_PACKET)},
-		{"only 30 bytes of IPv6", FROM, 'A', truncated(v6, 14 + 30), drop(MOAT_DROP_INVALID_PACKET)},
-		{"IPv6 ethertype, nothing after", FROM, 'A', truncated(v6, 14), drop(MOAT_DROP_INVALID_PACKET)},
-	});
+  check_all({
+      {"only 10 bytes of IPv4", FROM, 'A', truncated(v4, 14 + 10), drop(MOAT_DROP_INVALID_PACKET)},
+      {"only 19 bytes of IPv4", FROM, 'A', truncated(v4, 14 + 19), drop(MOAT_DROP_INVALID_PACKET)},
+      {"only 10 bytes of IPv4, to A", TO, 'A', truncated(tcp4(B, A), 14 + 10),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"IPv4 ethertype, nothing after", FROM, 'A', truncated(v4, 14),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"only 30 bytes of IPv6", FROM, 'A', truncated(v6, 14 + 30), drop(MOAT_DROP_INVALID_PACKET)},
+      {"IPv6 ethertype, nothing after", FROM, 'A', truncated(v6, 14),
+       drop(MOAT_DROP_INVALID_PACKET)},
+  });
 }
 
-TEST_F(Verdicts, FragmentsAreJudgedByAddress)
-{
-	// Fragments carry the addresses in every piece, so they need no special
-	// casing: a non-first fragment (no L4 header) gets the first one's verdict.
-	const auto frag = [](const char* s, const char* d, uint16_t frag, const Bytes& data) {
-		return ip4_frame({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_UDP, .frag = frag}, data);
-	};
-	const Bytes first = udp(40000, 53, Bytes(64, 0));
-	check_all({
-		{"A->B first fragment (MF)", FROM, 'A', frag(A, B, kMoreFragments, first), pass},
-		{"A->B middle fragment", FROM, 'A', frag(A, B, kMoreFragments | 9, kFragmentData), pass},
-		{"A->B last fragment", FROM, 'A', frag(A, B, 185, kFragmentData), pass},
-		{"B->A last fragment, to A", TO, 'A', frag(B, A, 185, kFragmentData), pass},
-		{"A->B DF set", FROM, 'A', frag(A, B, kDontFragment, first), pass},
-		{"A->C first fragment (MF)", FROM, 'A', frag(A, C, kMoreFragments, first), drop(MOAT_DROP_ISOLATION)},
-		{"A->C last fragment", FROM, 'A', frag(A, C, 185, kFragmentData), drop(MOAT_DROP_ISOLATION)},
-		{"C->A last fragment, to A", TO, 'A', frag(C, A, 185, kFragmentData), drop(MOAT_DROP_ISOLATION)},
-		{"spoofed last fragment", FROM, 'A', frag(B, C, 185, kFragmentData), drop(MOAT_DROP_SPOOFED_SOURCE)},
-		{"E->world last fragment", FROM, 'E', frag(E, WORLD, 185, kFragmentData), drop(MOAT_DROP_INTERNAL_NETWORK)},
-	});
+TEST_F(Verdicts, FragmentsAreJudgedByAddress) {
+  // Fragments carry the addresses in every piece, so they need no special
+  // casing: a non-first fragment (no L4 header) gets the first one's verdict.
+  const auto frag = [](const char* s, const char* d, uint16_t frag, const Bytes& data) {
+    return ip4_frame({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_UDP, .frag = frag}, data);
+  };
+  const Bytes first = udp(40000, 53, Bytes(64, 0));
+  check_all({
+      {"A->B first fragment (MF)", FROM, 'A', frag(A, B, kMoreFragments, first), pass},
+      {"A->B middle fragment", FROM, 'A', frag(A, B, kMoreFragments | 9, kFragmentData), pass},
+      {"A->B last fragment", FROM, 'A', frag(A, B, 185, kFragmentData), pass},
+      {"B->A last fragment, to A", TO, 'A', frag(B, A, 185, kFragmentData), pass},
+      {"A->B DF set", FROM, 'A', frag(A, B, kDontFragment, first), pass},
+      {"A->C first fragment (MF)", FROM, 'A', frag(A, C, kMoreFragments, first),
+       drop(MOAT_DROP_ISOLATION)},
+      {"A->C last fragment", FROM, 'A', frag(A, C, 185, kFragmentData), drop(MOAT_DROP_ISOLATION)},
+      {"C->A last fragment, to A", TO, 'A', frag(C, A, 185, kFragmentData),
+       drop(MOAT_DROP_ISOLATION)},
+      {"spoofed last fragment", FROM, 'A', frag(B, C, 185, kFragmentData),
+       drop(MOAT_DROP_SPOOFED_SOURCE)},
+      {"E->world last fragment", FROM, 'E', frag(E, WORLD, 185, kFragmentData),
+       drop(MOAT_DROP_INTERNAL_NETWORK)},
+  });
 }
 
-TEST_F(Verdicts, Ipv6OnlyNeighbourDiscoveryAndMld)
-{
-	const in6_addr own = ip6("fe80::42:acff:fe14:2");
-	const in6_addr router = ip6("fe80::1");
-	const in6_addr peer = ip6("fe80::42:acff:fe14:3");
-	const in6_addr solicited = ip6("ff02::1:ff14:3");
-	const in6_addr all_nodes = ip6("ff02::1");
-	const in6_addr all_routers = ip6("ff02::2");
-	const in6_addr mldv2 = ip6("ff02::16");
+TEST_F(Verdicts, Ipv6OnlyNeighbourDiscoveryAndMld) {
+  const in6_addr own = ip6("fe80::42:acff:fe14:2");
+  const in6_addr router = ip6("fe80::1");
+  const in6_addr peer = ip6("fe80::42:acff:fe14:3");
+  const in6_addr solicited = ip6("ff02::1:ff14:3");
+  const in6_addr all_nodes = ip6("ff02::1");
+  const in6_addr all_routers = ip6("ff02::2");
+  const in6_addr mldv2 = ip6("ff02::16");
 
-	const Bytes target(16, 0xfe); // ND target address / MLD body stand-in
-	const auto nd = [&](const in6_addr& s, const in6_addr& d, uint8_t type, uint8_t hop_limit = 255) {
-		return ip6_frame({.src = s, .dst = d, .hop_limit = hop_limit}, icmp(type, 0, target));
-	};
-	// MLD goes out with hop limit 1 behind a hop-by-hop router-alert header.
-	const auto mld = [&](const in6_addr& s, const in6_addr& d, uint8_t type) {
-		return ip6_frame({.src = s, .dst = d, .next = IPPROTO_HOPOPTS, .hop_limit = 1},
-				 hop_by_hop(IPPROTO_ICMPV6, icmp(type, 0, target)));
-	};
-	const Bytes ns = nd(own, solicited, 135);
+  const Bytes target(16, 0xfe);  // ND target address / MLD body stand-in
+  const auto nd = [&](const in6_addr& s, const in6_addr& d, uint8_t type, uint8_t hop_limit = 255) {
+    return ip6_frame({.src = s, .dst = d, .hop_limit = hop_limit}, icmp(type, 0, target));
+  };
+  // MLD goes out with hop limit 1 behind a hop-by-hop router-alert header.
+  const auto mld = [&](const in6_addr& s, const in6_addr& d, uint8_t type) {
+    return ip6_frame({.src = s, .dst = d, .next = IPPROTO_HOPOPTS, .hop_limit = 1},
+                     hop_by_hop(IPPROTO_ICMPV6, icmp(type, 0, target)));
+  };
+  const Bytes ns = nd(own, solicited, 135);
 
-	check_all({
-		{"NS hop limit 255", FROM, 'A', ns, pass},
-		{"NS hop limit 64", FROM, 'A', nd(own, solicited, 135, 64), drop(MOAT_DROP_INVALID_PACKET)},
-		{"NS, to A", TO, 'A', nd(peer, own, 135), pass},
-		{"NA", FROM, 'A', nd(own, peer, 136), pass},
-		{"NA, to A", TO, 'A', nd(peer, own, 136), pass},
-		{"NA hop limit 254, to A", TO, 'A', nd(peer, own, 136, 254), drop(MOAT_DROP_INVALID_PACKET)},
-		{"RS", FROM, 'A', nd(own, all_routers, 133), pass},
-		{"RA from the container", FROM, 'A', nd(own, all_nodes, 134), drop(MOAT_DROP_ROUTER_ADVERT)},
-		{"redirect from the container", FROM, 'A', nd(own, peer, 137), drop(MOAT_DROP_ROUTER_ADVERT)},
-		{"RA, to A", TO, 'A', nd(router, all_nodes, 134), pass},
-		{"RA hop limit 64, to A", TO, 'A', nd(router, all_nodes, 134, 64), drop(MOAT_DROP_INVALID_PACKET)},
-		{"redirect, to A", TO, 'A', nd(router, own, 137), pass},
-		{"MLDv2 report", FROM, 'A', mld(own, mldv2, 143), pass},
-		{"MLDv1 report", FROM, 'A', mld(own, solicited, 131), pass},
-		{"MLD done", FROM, 'A', mld(own, all_routers, 132), pass},
-		{"MLD query, to A", TO, 'A', mld(router, all_nodes, 130), pass},
-		{"echo request", FROM, 'A', nd(own, peer, 128, 64), drop(MOAT_DROP_IPV6_NOT_ENABLED)},
-		{"TCP", FROM, 'A', ip6_frame({.src = own, .dst = peer, .next = IPPROTO_TCP}, tcp(40000, 80)),
-		 drop(MOAT_DROP_IPV6_NOT_ENABLED)},
-		{"TCP, to A", TO, 'A', ip6_frame({.src = peer, .dst = own, .next = IPPROTO_TCP}, tcp(80, 40000)),
-		 drop(MOAT_DROP_IPV6_NOT_ENABLED)},
-		{"hop-by-hop then UDP", FROM, 'A',
-		 ip6_frame({.src = own, .dst = peer, .next = IPPROTO_HOPOPTS}, hop_by_hop(IPPROTO_UDP, udp(40000, 53))),
-		 drop(MOAT_DROP_IPV6_NOT_ENABLED)},
-		{"NS with 2 bytes of ICMPv6", FROM, 'A', truncated(ns, 14 + 40 + 2), drop(MOAT_DROP_INVALID_PACKET)},
-		{"hop-by-hop header cut short", FROM, 'A', truncated(mld(own, mldv2, 143), 14 + 40 + 6),
-		 drop(MOAT_DROP_INVALID_PACKET)},
-		{"MLD with ICMPv6 cut short", FROM, 'A', truncated(mld(own, mldv2, 143), 14 + 40 + 8 + 3),
-		 drop(MOAT_DROP_INVALID_PACKET)},
-		{"version 4 in an IPv6 frame", FROM, 'A', patched(ns, 14, 0x40), drop(MOAT_DROP_INVALID_PACKET)},
-	});
+  check_all({
+      {"NS hop limit 255", FROM, 'A', ns, pass},
+      {"NS hop limit 64", FROM, 'A', nd(own, solicited, 135, 64), drop(MOAT_DROP_INVALID_PACKET)},
+      {"NS, to A", TO, 'A', nd(peer, own, 135), pass},
+      {"NA", FROM, 'A', nd(own, peer, 136), pass},
+      {"NA, to A", TO, 'A', nd(peer, own, 136), pass},
+      {"NA hop limit 254, to A", TO, 'A', nd(peer, own, 136, 254), drop(MOAT_DROP_INVALID_PACKET)},
+      {"RS", FROM, 'A', nd(own, all_routers, 133), pass},
+      {"RA from the container", FROM, 'A', nd(own, all_nodes, 134), drop(MOAT_DROP_ROUTER_ADVERT)},
+      {"redirect from the container", FROM, 'A', nd(own, peer, 137), drop(MOAT_DROP_ROUTER_ADVERT)},
+      {"RA, to A", TO, 'A', nd(router, all_nodes, 134), pass},
+      {"RA hop limit 64, to A", TO, 'A', nd(router, all_nodes, 134, 64),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"redirect, to A", TO, 'A', nd(router, own, 137), pass},
+      {"MLDv2 report", FROM, 'A', mld(own, mldv2, 143), pass},
+      {"MLDv1 report", FROM, 'A', mld(own, solicited, 131), pass},
+      {"MLD done", FROM, 'A', mld(own, all_routers, 132), pass},
+      {"MLD query, to A", TO, 'A', mld(router, all_nodes, 130), pass},
+      {"echo request", FROM, 'A', nd(own, peer, 128, 64), drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"TCP", FROM, 'A', ip6_frame({.src = own, .dst = peer, .next = IPPROTO_TCP}, tcp(40000, 80)),
+       drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"TCP, to A", TO, 'A',
+       ip6_frame({.src = peer, .dst = own, .next = IPPROTO_TCP}, tcp(80, 40000)),
+       drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"hop-by-hop then UDP", FROM, 'A',
+       ip6_frame({.src = own, .dst = peer, .next = IPPROTO_HOPOPTS},
+                 hop_by_hop(IPPROTO_UDP, udp(40000, 53))),
+       drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"NS with 2 bytes of ICMPv6", FROM, 'A', truncated(ns, 14 + 40 + 2),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"hop-by-hop header cut short", FROM, 'A', truncated(mld(own, mldv2, 143), 14 + 40 + 6),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"MLD with ICMPv6 cut short", FROM, 'A', truncated(mld(own, mldv2, 143), 14 + 40 + 8 + 3),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"version 4 in an IPv6 frame", FROM, 'A', patched(ns, 14, 0x40),
+       drop(MOAT_DROP_INVALID_PACKET)},
+  });
 }
 
-TEST_F(Verdicts, OtherEthertypes)
-{
-	const Bytes inner = ipv4({.src = ip4(A), .dst = ip4(B)}, tcp(40000, 80));
-	check_all({
-		{"802.1Q-tagged IPv4", FROM, 'A', eth(0x8100, vlan(10, ETH_P_IP, inner)), drop(MOAT_DROP_UNSUPPORTED_L3)},
-		{"802.1Q-tagged IPv4, to A", TO, 'A', eth(0x8100, vlan(10, ETH_P_IP, inner)), drop(MOAT_DROP_UNSUPPORTED_L3)},
-		{"802.1ad-tagged IPv4", FROM, 'A', eth(0x88a8, vlan(10, ETH_P_IP, inner)), drop(MOAT_DROP_UNSUPPORTED_L3)},
-		{"local experimental ethertype", FROM, 'A', eth(0x88b5, Bytes(46, 0)), drop(MOAT_DROP_UNSUPPORTED_L3)},
-		{"LLDP", FROM, 'A', eth(0x88cc, Bytes(46, 0), kBroadcast), drop(MOAT_DROP_UNSUPPORTED_L3)},
-		{"802.3 length field", FROM, 'A', eth(46, Bytes(46, 0)), drop(MOAT_DROP_UNSUPPORTED_L3)},
-	});
+TEST_F(Verdicts, OtherEthertypes) {
+  const Bytes inner = ipv4({.src = ip4(A), .dst = ip4(B)}, tcp(40000, 80));
+  check_all({
+      {"802.1Q-tagged IPv4", FROM, 'A', eth(0x8100, vlan(10, ETH_P_IP, inner)),
+       drop(MOAT_DROP_UNSUPPORTED_L3)},
+      {"802.1Q-tagged IPv4, to A", TO, 'A', eth(0x8100, vlan(10, ETH_P_IP, inner)),
+       drop(MOAT_DROP_UNSUPPORTED_L3)},
+      {"802.1ad-tagged IPv4", FROM, 'A', eth(0x88a8, vlan(10, ETH_P_IP, inner)),
+       drop(MOAT_DROP_UNSUPPORTED_L3)},
+      {"local experimental ethertype", FROM, 'A', eth(0x88b5, Bytes(46, 0)),
+       drop(MOAT_DROP_UNSUPPORTED_L3)},
+      {"LLDP", FROM, 'A', eth(0x88cc, Bytes(46, 0), kBroadcast), drop(MOAT_DROP_UNSUPPORTED_L3)},
+      {"802.3 length field", FROM, 'A', eth(46, Bytes(46, 0)), drop(MOAT_DROP_UNSUPPORTED_L3)},
+  });
 }
 
 // Fail closed: an interface that carries the program but has no endpoint
 // entry (a race with userspace, or a stale attachment) passes nothing.
-TEST_F(Verdicts, UnknownEndpointFailsClosed)
-{
-	check_all({
-		{"tcp from unknown", FROM, 'X', tcp4(A, B), drop(MOAT_DROP_UNKNOWN_ENDPOINT)},
-		{"tcp to unknown", TO, 'X', tcp4(B, A), drop(MOAT_DROP_UNKNOWN_ENDPOINT)},
-		{"ARP from unknown", FROM, 'X', arp_frame({.spa = ip4(A), .tpa = ip4(GW1)}), drop(MOAT_DROP_UNKNOWN_ENDPOINT)},
-		{"garbage from unknown", FROM, 'X', Bytes(14, 0), drop(MOAT_DROP_UNKNOWN_ENDPOINT)},
-	});
+TEST_F(Verdicts, UnknownEndpointFailsClosed) {
+  check_all({
+      {"tcp from unknown", FROM, 'X', tcp4(A, B), drop(MOAT_DROP_UNKNOWN_ENDPOINT)},
+      {"tcp to unknown", TO, 'X', tcp4(B, A), drop(MOAT_DROP_UNKNOWN_ENDPOINT)},
+      {"ARP from unknown", FROM, 'X', arp_frame({.spa = ip4(A), .tpa = ip4(GW1)}),
+       drop(MOAT_DROP_UNKNOWN_ENDPOINT)},
+      {"garbage from unknown", FROM, 'X', Bytes(14, 0), drop(MOAT_DROP_UNKNOWN_ENDPOINT)},
+  });
 }
 
 // The counters are per interface and direction and accumulate.
-TEST_F(Verdicts, CountersAccumulate)
-{
-	const uint32_t a = ifindex_.at('A');
-	const Bytes ok = tcp4(A, B), bad = tcp4(A, C);
-	for (int i = 0; i < 3; i++)
-		run(skel_->progs.from_container, a, ok);
-	run(skel_->progs.from_container, a, bad);
-	run(skel_->progs.to_container, a, ok);
+TEST_F(Verdicts, CountersAccumulate) {
+  const uint32_t a = ifindex_.at('A');
+  const Bytes ok = tcp4(A, B), bad = tcp4(A, C);
+  for (int i = 0; i < 3; i++) run(skel_->progs.from_container, a, ok);
+  run(skel_->progs.from_container, a, bad);
+  run(skel_->progs.to_container, a, ok);
 
-	Counters from, to;
-	from.packets = 3;
-	from.bytes = 3 * ok.size();
-	from.drops[-MOAT_DROP_ISOLATION] = 1;
-	to.packets = 1;
-	to.bytes = ok.size();
-	EXPECT_EQ(read_stats(skel_->maps.stats), (StatsSnapshot{{{a, FROM}, from}, {{a, TO}, to}}));
+  Counters from, to;
+  from.packets = 3;
+  from.bytes = 3 * ok.size();
+  from.drops[-MOAT_DROP_ISOLATION] = 1;
+  to.packets = 1;
+  to.bytes = ok.size();
+  EXPECT_EQ(read_stats(skel_->maps.stats), (StatsSnapshot{{{a, FROM}, from}, {{a, TO}, to}}));
 }
 
-} // namespace
+}  // namespace

@@ -4,6 +4,7 @@
 // own: the devices the tests need are created there, and the namespace (with
 // everything in it) disappears when the process exits. Nothing is ever added
 // to the namespace the tests were started in.
+#include <gtest/gtest.h>
 #include <sched.h>
 
 #include <cerrno>
@@ -11,24 +12,21 @@
 #include <cstring>
 #include <exception>
 
-#include <gtest/gtest.h>
-
 #include "harness.h"
 
-int main(int argc, char** argv)
-{
-	if (unshare(CLONE_NEWNET) != 0) {
-		std::fprintf(stderr, "moat_bpf_tests: unshare(CLONE_NEWNET): %s (needs root)\n",
-			     std::strerror(errno));
-		return 1;
-	}
-	try {
-		moat_test::create_devices();
-	} catch (const std::exception& e) {
-		std::fprintf(stderr, "moat_bpf_tests: setting up devices: %s\n", e.what());
-		return 1;
-	}
+int main(int argc, char** argv) {
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::fprintf(stderr, "moat_bpf_tests: unshare(CLONE_NEWNET): %s (needs root)\n",
+                 std::strerror(errno));
+    return 1;
+  }
+  try {
+    moat_test::create_devices();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moat_bpf_tests: setting up devices: %s\n", e.what());
+    return 1;
+  }
 
-	::testing::InitGoogleTest(&argc, argv);
-	return RUN_ALL_TESTS();
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
 }
