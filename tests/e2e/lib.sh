@@ -49,7 +49,7 @@ reach() {
   local lab=$1 src=$2 proto=$3 ip=$4 port=${5:-} want=${6:-} out
   case $proto in
     icmp) "$MOAT" lab exec --lab "$lab" "$src" -- ping -n -c1 -W1 "$ip" >/dev/null 2>&1 ;;
-    tcp) out=$("$MOAT" lab exec --lab "$lab" "$src" -- nc -n -w1 "$ip" "$port" </dev/null 2>/dev/null)
+    tcp) out=$(echo probe | "$MOAT" lab exec --lab "$lab" "$src" -- nc -n -w1 "$ip" "$port" 2>/dev/null)
          [ -n "$out" ] && { [ -z "$want" ] || [ "$out" = "$want" ]; } ;;
     udp) out=$(echo probe | "$MOAT" lab exec --lab "$lab" "$src" -- nc -n -u -w1 "$ip" "$port" 2>/dev/null)
          [ -n "$out" ] && { [ -z "$want" ] || [ "$out" = "$want" ]; } ;;

@@ -24,7 +24,7 @@ must_drop "b -> c" "$L" container-b tcp "$C" 80
 must_drop "c -> b" "$L" container-c tcp "$B" 80
 must_drop "c -> b icmp" "$L" container-c icmp "$B"
 
-out=$("$MOAT" lab exec --lab "$L" container-b -- nc -w1 container-a 80 </dev/null 2>/dev/null)
+out=$(echo probe | "$MOAT" lab exec --lab "$L" container-b -- nc -w1 container-a 80 2>/dev/null)
 check "b resolves container-a to its network-b address and reaches it" [ "$out" = container-a ]
 check "moat lab probe: observed matrix equals expected" \
   bash -c "'$MOAT' lab probe --lab '$L' >'$TMP/probe.txt'"

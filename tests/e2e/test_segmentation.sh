@@ -32,7 +32,7 @@ must_drop "c -> b icmp" "$L" container-c icmp "$B"
 must_pass "host -> a (gateway side)" "$L" host tcp "$A" 80 container-a
 must_pass "host -> c (gateway side)" "$L" host icmp "$C"
 
-out=$("$MOAT" lab exec --lab "$L" container-a -- nc -w1 container-b 80 </dev/null 2>/dev/null)
+out=$(echo probe | "$MOAT" lab exec --lab "$L" container-a -- nc -w1 container-b 80 2>/dev/null)
 check "a resolves container-b by name" [ "$out" = container-b ]
 check "c does not resolve container-a (no shared network)" \
   bash -c "! '$MOAT' lab exec --lab '$L' container-c -- getent hosts container-a >/dev/null"

@@ -26,8 +26,8 @@ namespace {
 // ordered_json keeps keys in document order, which problems are reported in.
 using Json = nlohmann::ordered_json;
 
-constexpr size_t kMaxNameLength = 63;  // Docker's and DNS's label limit
-constexpr size_t kMaxIfnameLength = 15;  // IFNAMSIZ - 1
+constexpr size_t kMaxNameLength = 63;     // Docker's and DNS's label limit
+constexpr size_t kMaxIfnameLength = 15;   // IFNAMSIZ - 1
 constexpr int kLongestSubnetPrefix = 30;  // room for a gateway and one container
 
 // ---------------------------------------------------------------------------
@@ -63,12 +63,18 @@ std::string parent_path(const std::string& path) {
 
 std::string describe(const Json& v) {
   switch (v.type()) {
-    case Json::value_t::string: return "the string " + v.dump();
-    case Json::value_t::object: return "an object";
-    case Json::value_t::array: return "an array";
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return v.dump();
-    default: return "the number " + v.dump();
+    case Json::value_t::string:
+      return "the string " + v.dump();
+    case Json::value_t::object:
+      return "an object";
+    case Json::value_t::array:
+      return "an array";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return v.dump();
+    default:
+      return "the number " + v.dump();
   }
 }
 
@@ -106,8 +112,10 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 
 class Problems {
  public:
-  // Records the first time a path is met. Later passes report on paths the
-  // reader has visited already and are sorted by that visit.
+  // Records the first time a path is met. The reader meets the keys of an
+  // object and the elements of an array in document order (though not always
+  // children before cousins), so a path's place in the document is the visit
+  // order of its ancestors, compared from the root down.
   void visit(const std::string& path) { order_.emplace(path, order_.size()); }
 
   void add(Problem problem) { list_.push_back(std::move(problem)); }
@@ -118,20 +126,27 @@ class Problems {
   bool empty() const { return list_.empty(); }
 
   std::vector<Problem> in_document_order() && {
-    std::stable_sort(list_.begin(), list_.end(), [this](const Problem& a, const Problem& b) {
-      return position(a.path) < position(b.path);
-    });
-    return std::move(list_);
+    std::vector<std::pair<std::vector<size_t>, Problem>> placed;
+    for (Problem& p : list_) placed.emplace_back(position(p.path), std::move(p));
+    std::stable_sort(placed.begin(), placed.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<Problem> sorted;
+    for (auto& [position, p] : placed) sorted.push_back(std::move(p));
+    return sorted;
   }
 
  private:
-  // A path nobody visited (a duplicate key's, say) sorts with its parent.
-  long position(std::string path) const {
+  // Visit numbers of the path and its ancestors, root first. Paths nobody
+  // visited (a duplicate key's, say) are left out: they sort with the parent.
+  std::vector<size_t> position(std::string path) const {
+    std::vector<size_t> chain;
     for (;;) {
-      if (auto it = order_.find(path); it != order_.end()) return static_cast<long>(it->second);
-      if (path.empty()) return -1;
+      if (auto it = order_.find(path); it != order_.end()) chain.push_back(it->second);
+      if (path.empty()) break;
       path = parent_path(path);
     }
+    std::reverse(chain.begin(), chain.end());
+    return chain;
   }
 
   std::map<std::string, size_t> order_;
@@ -275,7 +290,8 @@ Parsed<PortRange> parse_port_range(std::string_view text) {
   if (dash == std::string_view::npos) return PortRange{*first, 1};
   auto last = parse_port(text.substr(dash + 1));
   if (!last) return std::unexpected(last.error());
-  if (*last < *first) return std::unexpected("port range " + quote(text) + " ends before it starts");
+  if (*last < *first)
+    return std::unexpected("port range " + quote(text) + " ends before it starts");
   return PortRange{*first, static_cast<uint16_t>(*last - *first + 1)};
 }
 
@@ -289,9 +305,8 @@ Parsed<Protocol> parse_protocol(std::string_view text) {
   for (size_t i = 0; i < names.size(); ++i) {
     if (text == names[i]) return static_cast<Protocol>(i);
   }
-  std::string hint = did_you_mean(std::string(text), names);
-  return std::unexpected("unknown protocol " + quote(text) +
-                         (hint.empty() ? " (use tcp, udp or sctp)" : hint));
+  // No closest_match() here: with three short names it suggests "tcp" for "icmp".
+  return std::unexpected("unknown protocol " + quote(text) + " (use tcp, udp or sctp)");
 }
 
 // Splits "80/udp" into "80" and udp; no suffix means tcp, as in Docker.
@@ -397,7 +412,8 @@ std::optional<std::string> dns_label_problem(std::string_view name) {
             std::all_of(name.begin(), name.end(), [](char c) {
               return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
             });
-  if (!ok) return "use lowercase letters, digits and '-', starting and ending with a letter or digit";
+  if (!ok)
+    return "use lowercase letters, digits and '-', starting and ending with a letter or digit";
   return std::nullopt;
 }
 
@@ -435,11 +451,11 @@ struct NetworkEntry {
 
   Network net{};
   std::string path;
-  bool subnet_given = false;   // the file has a valid CIDR (which may still be too small)
-  bool addressing_ok = true;   // subnet and gateway are usable for address checks and IPAM
+  bool subnet_given = false;  // the file has a valid CIDR (which may still be too small)
+  bool addressing_ok = true;  // subnet and gateway are usable for address checks and IPAM
   bool gateway_given = false;
   std::map<uint32_t, Owner> owners{};  // addresses of containers
-  uint64_t next_free = 0;            // IPAM cursor: no lower address is free
+  uint64_t next_free = 0;              // IPAM cursor: no lower address is free
 
   const std::string& name() const { return net.name; }
   std::string label() const { return entry_label("network", net.name, path); }
@@ -592,9 +608,9 @@ class Reader {
 
 NetworkEntry read_network(Reader& r, const Json& v, const std::string& path) {
   NetworkEntry e{.path = path};
-  if (!r.object(v, path,
-                {{"name", kRequired}, {"subnet"}, {"gateway"}, {"icc"}, {"internal"},
-                 {"masquerade"}})) {
+  if (!r.object(
+          v, path,
+          {{"name", kRequired}, {"subnet"}, {"gateway"}, {"icc"}, {"internal"}, {"masquerade"}})) {
     e.addressing_ok = false;
     return e;
   }
@@ -688,9 +704,9 @@ std::optional<AttachmentEntry> read_attachment(Reader& r, const Json& v, const s
 }
 
 std::optional<Publish> read_publish_object(Reader& r, const Json& v, const std::string& path) {
-  if (!r.object(v, path,
-                {{"host_ip"}, {"host_port", kRequired}, {"container_port", kRequired},
-                 {"protocol"}})) {
+  if (!r.object(
+          v, path,
+          {{"host_ip"}, {"host_port", kRequired}, {"container_port", kRequired}, {"protocol"}})) {
     return std::nullopt;
   }
   std::optional<Ipv4> host_ip;
@@ -739,7 +755,11 @@ std::optional<Expose> read_expose(Reader& r, const Json& v, const std::string& p
 ContainerEntry read_container(Reader& r, const Json& v, const std::string& path) {
   ContainerEntry e{.path = path};
   if (!r.object(v, path,
-                {{"name", kRequired}, {"namespace"}, {"labels"}, {"networks"}, {"publish"},
+                {{"name", kRequired},
+                 {"namespace"},
+                 {"labels"},
+                 {"networks"},
+                 {"publish"},
                  {"expose"}})) {
     return e;
   }
@@ -749,9 +769,8 @@ ContainerEntry read_container(Reader& r, const Json& v, const std::string& path)
   r.member(v, path, "namespace", [&](const Json& f, const std::string& p) {
     e.c.ns = r.name(f, p, "namespace", dns_label_problem).value_or(e.c.ns);
   });
-  r.member(v, path, "labels", [&](const Json& f, const std::string& p) {
-    read_labels(r, f, p, e.c.labels);
-  });
+  r.member(v, path, "labels",
+           [&](const Json& f, const std::string& p) { read_labels(r, f, p, e.c.labels); });
   r.member(v, path, "networks", [&](const Json& f, const std::string& p) {
     r.elements(f, p, "network attachments", [&](const Json& el, const std::string& ep) {
       if (auto a = read_attachment(r, el, ep)) e.attachments.push_back(std::move(*a));
@@ -774,8 +793,10 @@ Document read_document(Reader& r, const Json& root) {
   Document doc;
   r.visit("");
   if (!root.is_object()) {
-    r.problem("", "the document must be an object with \"networks\", \"containers\" and "
-                  "\"policies\", not " + describe(root));
+    r.problem("",
+              "the document must be an object with \"networks\", \"containers\" and "
+              "\"policies\", not " +
+                  describe(root));
     return doc;
   }
   r.object(root, "", {{"networks"}, {"containers"}, {"policies"}});
@@ -803,7 +824,8 @@ Document read_document(Reader& r, const Json& root) {
 std::vector<Ipv4Prefix> default_subnet_pool() {
   std::vector<Ipv4Prefix> pool;
   for (uint32_t b = 18; b <= 31; ++b) pool.push_back({Ipv4{172u << 24 | b << 16}, 16});
-  for (uint32_t c = 0; c < 256; c += 16) pool.push_back({Ipv4{192u << 24 | 168u << 16 | c << 8}, 20});
+  for (uint32_t c = 0; c < 256; c += 16)
+    pool.push_back({Ipv4{192u << 24 | 168u << 16 | c << 8}, 20});
   return pool;
 }
 
@@ -879,8 +901,9 @@ class Resolver {
         });
         if (free == pool.end()) {
           n.addressing_ok = false;
-          problems_.add(n.path, "no default subnet is left (172.18.0.0/16 to 172.31.0.0/16 and "
-                                "192.168.0.0/20 to 192.168.240.0/20 are used); set \"subnet\"");
+          problems_.add(n.path,
+                        "no default subnet is left (172.18.0.0/16 to 172.31.0.0/16 and "
+                        "192.168.0.0/20 to 192.168.240.0/20 are used); set \"subnet\"");
           continue;
         }
         n.net.subnet = *free;
@@ -956,8 +979,8 @@ class Resolver {
         NetworkEntry* n = usable_network(a);
         if (!n || a.att.ip_from_file) continue;
         const uint64_t broadcast = n->net.subnet.broadcast().value;
-        while (n->next_free < broadcast && (n->next_free == n->net.gateway.value ||
-                                            n->owners.contains(n->next_free))) {
+        while (n->next_free < broadcast &&
+               (n->next_free == n->net.gateway.value || n->owners.contains(n->next_free))) {
           ++n->next_free;
         }
         if (n->next_free >= broadcast) {
@@ -1000,8 +1023,8 @@ class Resolver {
         continue;
       }
       // An unknown network is reported already and might be the public one.
-      bool only_internal = std::all_of(
-          c.attachments.begin(), c.attachments.end(), [this](const AttachmentEntry& a) {
+      bool only_internal =
+          std::all_of(c.attachments.begin(), c.attachments.end(), [this](const AttachmentEntry& a) {
             return a.network >= 0 && doc_.networks[a.network].net.internal;
           });
       if (!only_internal) continue;

@@ -20,11 +20,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "proc.h"
 
@@ -90,15 +89,18 @@ struct LabState {
   std::vector<std::string> namespaces;  // in creation order
   std::vector<std::string> netns_dirs;  // /etc/netns/<ns> directories
   std::vector<Listener> listeners;
-  json networks = json::array();    // topology summary, for lab_info and people
+  json networks = json::array();  // topology summary, for lab_info and people
   json containers = json::array();
 };
 
 json to_json(const LabState& s) {
   json listeners = json::array();
   for (const auto& l : s.listeners) {
-    listeners.push_back({{"pid", l.pid}, {"namespace", l.ns}, {"container", l.container},
-                         {"protocol", l.protocol}, {"port", l.port}});
+    listeners.push_back({{"pid", l.pid},
+                         {"namespace", l.ns},
+                         {"container", l.container},
+                         {"protocol", l.protocol},
+                         {"port", l.port}});
   }
   return {{"name", s.name},
           {"source", s.source},
@@ -157,7 +159,9 @@ Result<void> claim_state(const LabState& s) {
   std::string path = state_path(s.name);
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
-    if (errno == EEXIST) return fail("lab " + s.name + " already exists (moat lab down " + s.name + ")");
+    if (errno == EEXIST) {
+      return fail("lab " + s.name + " already exists (moat lab down " + s.name + ")");
+    }
     return fail("create " + path, errno);
   }
   ::close(fd);
@@ -352,9 +356,20 @@ Result<pid_t> spawn_daemon_in_ns(const std::string& ns, const std::vector<std::s
 
 // The inode of a namespace handle: two handles name the same namespace iff equal.
 std::optional<ino_t> ns_inode(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) < 0) return std::nullopt;
   return st.st_ino;
+}
+
+// True once `pid` has exited. A zombie counts as exited: listeners are
+// children of init, which may take a while to reap them.
+bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) < 0 && errno == ESRCH) return true;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  auto paren = line.rfind(')');  // the command name may itself contain ") "
+  return paren != std::string::npos && line.compare(paren, 3, ") Z") == 0;
 }
 
 // --- lab_up steps -------------------------------------------------------------
@@ -389,7 +404,7 @@ Result<void> build_host_and_outside(LabState& st, const Config& cfg) {
   }
   // An "internet server" address on lo: a dummy device would be tidier, but
   // not every kernel has the dummy driver, and a /32 keeps lo from claiming
-  // the whole prefix. The host reaches it through its default route.
+  // the whole prefix.
   if (auto r = ip_in(out, {"addr", "add", kInternetServerIp + "/32", "dev", "lo"}); !r) return r;
   // The host reaches "the internet" through the outside; the outside gets no
   // route back to the container subnets (that is masquerade's job).
@@ -419,23 +434,25 @@ std::optional<size_t> network_index(const Config& cfg, const std::string& name) 
   return std::nullopt;
 }
 
+// `other`'s address on the first network (in c's order) it shares with c.
+std::optional<Ipv4> address_on_shared_network(const Container& c, const Container& other) {
+  for (const Attachment& mine : c.networks) {
+    for (const Attachment& theirs : other.networks) {
+      if (theirs.network == mine.network) return theirs.ip;
+    }
+  }
+  return std::nullopt;
+}
+
 // What Docker's embedded DNS would answer inside container `c`: its own name,
-// and every container sharing a network with it, by its address on the first
-// network (in c's order) they share.
+// and every container sharing a network with it.
 std::string hosts_file(const Config& cfg, const Container& c, const std::string& lab) {
   std::string s = "# moat lab " + lab + ": the names Docker's embedded DNS would answer\n";
   s += "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
   if (!c.networks.empty()) s += c.networks.front().ip.str() + "\t" + c.name + "\n";
   for (const Container& other : cfg.containers) {
     if (&other == &c) continue;
-    bool done = false;
-    for (const Attachment& mine : c.networks) {
-      for (const Attachment& theirs : other.networks) {
-        if (done || theirs.network != mine.network) continue;
-        s += theirs.ip.str() + "\t" + other.name + "\n";
-        done = true;
-      }
-    }
+    if (auto ip = address_on_shared_network(c, other)) s += ip->str() + "\t" + other.name + "\n";
   }
   return s;
 }
@@ -478,7 +495,8 @@ Result<void> build_container(LabState& st, Config& cfg, size_t i) {
     const std::string veth = host_veth_name(i, j);
     const std::string eth = container_if_name(j);
     const std::string addr = a.ip.str() + "/" + std::to_string(net.subnet.len);
-    if (auto r = ip_in(host, {"link", "add", veth, "type", "veth", "peer", "name", eth, "netns", ns});
+    if (auto r =
+            ip_in(host, {"link", "add", veth, "type", "veth", "peer", "name", eth, "netns", ns});
         !r) {
       return r;
     }
@@ -562,7 +580,7 @@ Result<void> wait_for_listeners(const std::vector<Listener>& listeners) {
     });
     if (pending.empty()) return {};
     for (const auto& l : pending) {
-      if (::kill(l.pid, 0) < 0 && errno == ESRCH) {
+      if (process_gone(l.pid)) {
         return fail("listener for " + describe(l) + " exited at once (socat pid " +
                     std::to_string(l.pid) + "; port in use?)");
       }
@@ -581,13 +599,18 @@ Result<void> start_listeners(LabState& st, const Config& cfg) {
   for (const Container& c : cfg.containers) {
     const std::string ns = lab_container_ns(st.name, c.name);
     for (const auto& [proto, port] : listener_ports(c)) {
-      if (!in_path("socat")) return fail("socat not found: apt-get install socat");
-      // EXEC (not SYSTEM) keeps a shell out of it: every connection or
-      // datagram is answered with the container's name.
+      // Every request line is answered with the container's name, with no
+      // shell involved (EXEC, not SYSTEM). The responder is sed, not echo: it
+      // reads the request before it answers and quits. With echo, socat could
+      // write the request into a pipe echo had already closed and drop the
+      // answer, and an unread request made the socket close with a RST that
+      // nc reports instead of the answer. So clients must send a line first
+      // (`echo x | nc IP PORT`); one that sends nothing gets no answer.
       std::string p = std::to_string(port);
       std::string listen = proto == Protocol::tcp ? "TCP-LISTEN:" + p + ",reuseaddr,fork"
                                                   : "UDP-RECVFROM:" + p + ",fork";
-      auto pid = spawn_daemon_in_ns(ns, {"socat", listen, "EXEC:/bin/echo " + c.name});
+      std::vector<std::string> argv{"socat", listen, "EXEC:/bin/sed -n s/.*/" + c.name + "/p;q"};
+      auto pid = spawn_daemon_in_ns(ns, argv);
       if (!pid) return std::unexpected(pid.error());
       Listener l{*pid, ns, c.name, to_string(proto), port};
       st.listeners.push_back(l);
@@ -642,7 +665,7 @@ void stop_listeners(const LabState& st) {
   // A moment to exit cleanly; whatever is left is killed with the namespace.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
   while (std::chrono::steady_clock::now() < deadline) {
-    std::erase_if(signalled, [](pid_t p) { return ::kill(p, 0) < 0 && errno == ESRCH; });
+    std::erase_if(signalled, process_gone);
     if (signalled.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -690,6 +713,12 @@ Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOption
   std::string why;
   if (!valid_lab_name(lab, &why)) return fail(why);
   if (auto r = check_config(cfg); !r) return std::unexpected(r.error());
+  if (opt.start_listeners) {
+    // Checked before anything is built, so the hint is not buried in a teardown.
+    bool wanted = std::ranges::any_of(
+        cfg.containers, [](const Container& c) { return !listener_ports(c).empty(); });
+    if (wanted && !in_path("socat")) return fail("socat not found: apt-get install socat");
+  }
   if (auto r = check_free(cfg, lab); !r) return std::unexpected(r.error());
 
   LabState st;

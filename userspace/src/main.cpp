@@ -18,7 +18,6 @@
 #include "config.h"
 #include "dataplane.h"
 #include "lab.h"
-#include "listener.h"
 #include "probe.h"
 
 namespace fs = std::filesystem;
@@ -382,13 +381,6 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   lab_probe->add_flag("--json", as_json, "one JSON object per probe");
 
-  // Started by `moat lab up` inside each container namespace; hidden from --help.
-  std::string serve_reply;
-  std::vector<std::string> serve_ports;
-  auto* lab_serve = lab->add_subcommand("serve", "the lab's per-container service")->group("");
-  lab_serve->add_option("--reply", serve_reply, "what every client receives")->required();
-  lab_serve->add_option("--listen", serve_ports, "tcp/PORT or udp/PORT, repeated")->required();
-
   try {
     app.parse(argc, argv);
 
@@ -503,18 +495,6 @@ int main(int argc, char** argv) {
         std::cout << s.dump(2) << "\n";
       else
         print_status(s);
-    } else if (*lab_serve) {
-      std::vector<moat::ListenPort> ports;
-      for (const auto& spec : serve_ports) {
-        auto slash = spec.find('/');
-        std::string proto = spec.substr(0, slash);
-        int port = slash == std::string::npos ? 0 : std::atoi(spec.c_str() + slash + 1);
-        if ((proto != "tcp" && proto != "udp") || port <= 0 || port > 65535)
-          die("--listen " + spec + ": expected tcp/PORT or udp/PORT", 2);
-        ports.push_back({proto == "tcp" ? moat::Protocol::tcp : moat::Protocol::udp,
-                         static_cast<uint16_t>(port)});
-      }
-      check(moat::serve_forever(serve_reply, ports, nullptr));
     } else if (*lab_probe) {
       need_root();
       std::string name = pick_lab(lab_name);

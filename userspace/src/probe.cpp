@@ -115,6 +115,10 @@ void on_ready(const Probe& p, Flight& f, short revents) {
     if (err) return finish(f, false, err == ECONNREFUSED ? "refused" : strerror(err));
     if (!(revents & (POLLOUT | POLLIN))) return;
     f.connected = true;
+    // The lab's responders answer a request line, so send one, then half-close.
+    if (send(f.fd, "probe\n", 6, MSG_NOSIGNAL) < 0) {
+      return finish(f, false, std::string("send: ") + strerror(errno));
+    }
     shutdown(f.fd, SHUT_WR);
   }
   ssize_t n = recv(f.fd, buf, sizeof(buf), 0);

@@ -147,7 +147,8 @@ Result<std::string> run_checked(const std::vector<std::string>& argv) {
   auto r = run_capture(argv);
   if (!r) return std::unexpected(r.error());
   if (r->status != 0) {
-    std::string msg = "`" + command_line(argv) + "` failed (exit " + std::to_string(r->status) + ")";
+    std::string msg =
+        "`" + command_line(argv) + "` failed (exit " + std::to_string(r->status) + ")";
     std::string err = trim(r->err);
     if (!err.empty()) msg += ": " + err;
     return fail(msg);

@@ -1,0 +1,716 @@
+// Unit tests for config.h: the file format, every validation message and IPAM.
+//
+// Documents are written with single quotes for readability; doc() turns them
+// into JSON. No test needs root.
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace moat {
+namespace {
+
+std::string doc(std::string text) {
+  std::replace(text.begin(), text.end(), '\'', '"');
+  return text;
+}
+
+ParseResult parse(const std::string& single_quoted) {
+  return parse_config(doc(single_quoted), "moat.json");
+}
+
+std::string render(const std::vector<Problem>& problems) {
+  std::string out;
+  for (const Problem& p : problems) out += "\n  " + p.format("moat.json");
+  return out;
+}
+
+// Parses a document that must be valid.
+Config valid(const std::string& single_quoted) {
+  ParseResult r = parse(single_quoted);
+  EXPECT_TRUE(r.problems.empty()) << render(r.problems);
+  EXPECT_TRUE(r.config.has_value());
+  return r.config.value_or(Config{});
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// ---------------------------------------------------------------------------
+// One problem per document, with its exact path and a distinctive message part
+
+struct ProblemCase {
+  const char* name;
+  const char* document;
+  const char* path;
+  const char* message;
+};
+
+class SingleProblem : public testing::TestWithParam<ProblemCase> {};
+
+TEST_P(SingleProblem, IsReportedAtItsPath) {
+  const ProblemCase& c = GetParam();
+  ParseResult r = parse(c.document);
+  EXPECT_FALSE(r.config.has_value());
+  ASSERT_EQ(r.problems.size(), 1u) << render(r.problems);
+  EXPECT_EQ(r.problems[0].path, c.path);
+  EXPECT_TRUE(contains(r.problems[0].message, doc(c.message))) << r.problems[0].message;
+}
+
+std::string case_name(const testing::TestParamInfo<ProblemCase>& info) { return info.param.name; }
+
+// Shared pieces of the documents below.
+#define NET_A "'networks': [{'name': 'a', 'subnet': '172.20.0.0/16'}]"
+
+const ProblemCase kDocumentCases[] = {
+    {"DocumentNotObject", "[]", "", "the document must be an object"},
+    {"UnknownTopLevelKey", "{'$schema': 'x'}", "", "unknown key '$schema'"},
+    {"VersionNotAllowed", "{'version': 1}", "", "unknown key 'version'"},
+    {"TopLevelSuggestion", "{'containres': []}", "", "(did you mean 'containers'?)"},
+    {"NetworksNotArray", "{'networks': {}}", "networks",
+     "must be an array of networks, not an object"},
+    {"ContainersNotArray", "{'containers': 'x'}", "containers", "must be an array of containers"},
+    {"PoliciesNotArray", "{'policies': {}}", "policies", "must be an array of policies"},
+    {"DuplicateKey", "{'networks': [{'name': 'a', 'name': 'b'}]}", "networks[0].name",
+     "duplicate key 'name'"},
+};
+INSTANTIATE_TEST_SUITE_P(Document, SingleProblem, testing::ValuesIn(kDocumentCases), case_name);
+
+const ProblemCase kNetworkCases[] = {
+    {"NotObject", "{'networks': ['a']}", "networks[0]", "must be an object, not the string 'a'"},
+    {"MissingName", "{'networks': [{'subnet': '10.0.0.0/24'}]}", "networks[0]",
+     "missing required key 'name'"},
+    {"NameNotString", "{'networks': [{'name': 5}]}", "networks[0].name",
+     "must be a string, not the number 5"},
+    {"NameBadCharacters", "{'networks': [{'name': '-a'}]}", "networks[0].name",
+     "invalid network name '-a': use letters, digits"},
+    {"NameEmpty", "{'networks': [{'name': ''}]}", "networks[0].name", "it is empty"},
+    {"NameTooLong",
+     "{'networks': [{'name': 'n234567890123456789012345678901234567890123456789012345678901234'}]}",
+     "networks[0].name", "it has 64 characters; the limit is 63"},
+    {"UnknownKeySuggestion", "{'networks': [{'name': 'a', 'subnett': '10.0.0.0/24'}]}",
+     "networks[0]", "unknown key 'subnett' (did you mean 'subnet'?)"},
+    {"UnknownKeyNoSuggestion", "{'networks': [{'name': 'a', 'colour': 'red'}]}", "networks[0]",
+     "unknown key 'colour'"},
+    {"IccNotBool", "{'networks': [{'name': 'a', 'icc': 'yes'}]}", "networks[0].icc",
+     "must be true or false, not the string 'yes'"},
+    {"InternalNotBool", "{'networks': [{'name': 'a', 'internal': 1}]}", "networks[0].internal",
+     "must be true or false"},
+    {"MasqueradeNotBool", "{'networks': [{'name': 'a', 'masquerade': null}]}",
+     "networks[0].masquerade", "must be true or false, not null"},
+    {"SubnetPrefixTooLong", "{'networks': [{'name': 'a', 'subnet': '172.20.0.0/33'}]}",
+     "networks[0].subnet", "invalid subnet '172.20.0.0/33': the prefix length"},
+    {"SubnetHostBits", "{'networks': [{'name': 'a', 'subnet': '172.20.0.1/16'}]}",
+     "networks[0].subnet", "host bits are set (did you mean 172.20.0.0/16?)"},
+    {"SubnetBanana", "{'networks': [{'name': 'a', 'subnet': 'banana'}]}", "networks[0].subnet",
+     "invalid subnet 'banana'"},
+    {"SubnetNotString", "{'networks': [{'name': 'a', 'subnet': 16}]}", "networks[0].subnet",
+     "must be a string"},
+    {"SubnetTooSmall", "{'networks': [{'name': 'a', 'subnet': '10.0.0.0/31'}]}",
+     "networks[0].subnet", "subnet 10.0.0.0/31 is too small"},
+    {"SubnetsOverlap",
+     "{'networks': [{'name': 'a', 'subnet': '172.20.0.0/16'}, "
+     "{'name': 'b', 'subnet': '172.20.8.0/24'}]}",
+     "networks[1].subnet",
+     "subnet 172.20.8.0/24 of network 'b' overlaps subnet 172.20.0.0/16 of network 'a'"},
+    {"GatewayOutsideSubnet",
+     "{'networks': [{'name': 'a', 'subnet': '172.20.0.0/16', 'gateway': '172.21.0.1'}]}",
+     "networks[0].gateway", "gateway 172.21.0.1 is outside subnet 172.20.0.0/16"},
+    {"GatewayIsNetworkAddress",
+     "{'networks': [{'name': 'a', 'subnet': '172.20.0.0/16', 'gateway': '172.20.0.0'}]}",
+     "networks[0].gateway", "is the network address"},
+    {"GatewayIsBroadcast",
+     "{'networks': [{'name': 'a', 'subnet': '172.20.0.0/16', 'gateway': '172.20.255.255'}]}",
+     "networks[0].gateway", "is the broadcast address"},
+    {"GatewayWithoutSubnet", "{'networks': [{'name': 'a', 'gateway': '172.20.0.1'}]}",
+     "networks[0].gateway", "a gateway needs an explicit 'subnet'"},
+    {"GatewayNotAnAddress",
+     "{'networks': [{'name': 'a', 'subnet': '172.20.0.0/16', 'gateway': '172.20.0'}]}",
+     "networks[0].gateway", "invalid IPv4 address '172.20.0'"},
+    {"DuplicateName", "{'networks': [{'name': 'a'}, {'name': 'a'}]}", "networks[1].name",
+     "duplicate network name 'a' (first used at networks[0])"},
+};
+INSTANTIATE_TEST_SUITE_P(Network, SingleProblem, testing::ValuesIn(kNetworkCases), case_name);
+
+const ProblemCase kContainerCases[] = {
+    {"MissingName", "{'containers': [{}]}", "containers[0]", "missing required key 'name'"},
+    {"NameBadCharacters", "{'containers': [{'name': 'web app'}]}", "containers[0].name",
+     "invalid container name 'web app'"},
+    {"UnknownKeySuggestion", "{" NET_A ", 'containers': [{'name': 'c', 'netwroks': ['a']}]}",
+     "containers[0]", "unknown key 'netwroks' (did you mean 'networks'?)"},
+    {"NamespaceNotDnsLabel", "{'containers': [{'name': 'c', 'namespace': 'Prod'}]}",
+     "containers[0].namespace", "invalid namespace name 'Prod'"},
+    {"LabelsNotObject", "{'containers': [{'name': 'c', 'labels': ['app']}]}",
+     "containers[0].labels", "must be an object of strings"},
+    {"LabelValueNotString", "{'containers': [{'name': 'c', 'labels': {'app': 1}}]}",
+     "containers[0].labels.app", "must be a string, not the number 1"},
+    {"LabelKeyWithDots", "{'containers': [{'name': 'c', 'labels': {'app.io/name': true}}]}",
+     "containers[0].labels[\"app.io/name\"]", "must be a string"},
+    {"NetworksNotArray", "{" NET_A ", 'containers': [{'name': 'c', 'networks': 'a'}]}",
+     "containers[0].networks", "must be an array of network attachments"},
+    {"AttachmentNotObject", "{" NET_A ", 'containers': [{'name': 'c', 'networks': [7]}]}",
+     "containers[0].networks[0]", "must be a network name or an object"},
+    {"AttachmentMissingNetwork",
+     "{" NET_A ", 'containers': [{'name': 'c', 'networks': [{'interface': 'veth0'}]}]}",
+     "containers[0].networks[0]", "missing required key 'network'"},
+    {"AttachmentUnknownKey",
+     "{" NET_A
+     ", 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ipv4': '1.2.3.4'}]}]}",
+     "containers[0].networks[0]", "unknown key 'ipv4' (did you mean 'ip'?)"},
+    {"InterfaceTooLong",
+     "{" NET_A ", 'containers': [{'name': 'c', "
+     "'networks': [{'network': 'a', 'interface': 'veth-much-too-long'}]}]}",
+     "containers[0].networks[0].interface", "invalid interface name 'veth-much-too-long'"},
+    {"InterfaceWithSlash",
+     "{" NET_A
+     ", 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'interface': 'a/b'}]}]}",
+     "containers[0].networks[0].interface", "must not be"},
+    {"UnknownNetworkShorthand", "{" NET_A ", 'containers': [{'name': 'c', 'networks': ['b']}]}",
+     "containers[0].networks[0]", "unknown network 'b'"},
+    {"UnknownNetworkSuggestion",
+     "{'networks': [{'name': 'backend'}], 'containers': [{'name': 'c', 'networks': "
+     "[{'network': 'bakend'}]}]}",
+     "containers[0].networks[0].network", "unknown network 'bakend' (did you mean 'backend'?)"},
+    {"UnknownNetworkNoneDefined", "{'containers': [{'name': 'c', 'networks': ['a']}]}",
+     "containers[0].networks[0]", "the file defines no networks"},
+    {"AttachedTwice", "{" NET_A ", 'containers': [{'name': 'c', 'networks': ['a', 'a']}]}",
+     "containers[0].networks[1]",
+     "container 'c' is already attached to network 'a' (at containers[0].networks[0])"},
+    {"DuplicateName", "{'containers': [{'name': 'c'}, {'name': 'd'}, {'name': 'c'}]}",
+     "containers[2].name", "duplicate container name 'c' (first used at containers[0])"},
+};
+INSTANTIATE_TEST_SUITE_P(Container, SingleProblem, testing::ValuesIn(kContainerCases), case_name);
+
+#define ON_A(ip) "{'network': 'a', 'ip': '" ip "'}"
+
+const ProblemCase kAddressCases[] = {
+    {"OutsideSubnet",
+     "{" NET_A ", 'containers': [{'name': 'x', 'networks': ['a']}, {'name': 'y', 'networks': "
+     "['a']}, {'name': 'c', 'networks': [" ON_A("172.21.0.2") "]}]}",
+     "containers[2].networks[0].ip", "172.21.0.2 is outside subnet 172.20.0.0/16 of network 'a'"},
+    {"NetworkAddress",
+     "{" NET_A ", 'containers': [{'name': 'c', 'networks': [" ON_A("172.20.0.0") "]}]}",
+     "containers[0].networks[0].ip", "172.20.0.0 is the network address of subnet 172.20.0.0/16"},
+    {"Broadcast",
+     "{" NET_A ", 'containers': [{'name': 'c', 'networks': [" ON_A("172.20.255.255") "]}]}",
+     "containers[0].networks[0].ip", "is the broadcast address"},
+    {"Gateway", "{" NET_A ", 'containers': [{'name': 'c', 'networks': [" ON_A("172.20.0.1") "]}]}",
+     "containers[0].networks[0].ip", "172.20.0.1 is the gateway of network 'a'"},
+    {"ExplicitGateway",
+     "{'networks': [{'name': 'a', 'subnet': '10.0.0.0/24', 'gateway': '10.0.0.254'}], "
+     "'containers': [{'name': 'c', 'networks': [" ON_A("10.0.0.254") "]}]}",
+     "containers[0].networks[0].ip", "is the gateway"},
+    {"Duplicate",
+     "{" NET_A ", 'containers': ["
+     "{'name': 'c', 'networks': [{'network': 'a', 'ip': '172.20.0.9'}]}, "
+     "{'name': 'd', 'networks': [{'network': 'a', 'ip': '172.20.0.9'}]}]}",
+     "containers[1].networks[0].ip",
+     "172.20.0.9 is already used by container 'c' (at containers[0].networks[0].ip)"},
+    {"NotAnAddress",
+     "{" NET_A ", 'containers': [{'name': 'c', 'networks': [" ON_A("172.20.0.300") "]}]}",
+     "containers[0].networks[0].ip", "invalid IPv4 address '172.20.0.300'"},
+    {"WithPrefixLength",
+     "{" NET_A ", 'containers': [{'name': 'c', 'networks': [" ON_A("172.20.0.2/16") "]}]}",
+     "containers[0].networks[0].ip", "without a prefix length"},
+    {"NetworkWithoutSubnet",
+     "{'networks': [{'name': 'a'}], "
+     "'containers': [{'name': 'c', 'networks': [" ON_A("172.18.0.5") "]}]}",
+     "containers[0].networks[0].ip", "a fixed ip needs a network with an explicit 'subnet'"},
+    {"PoolExhausted",
+     "{'networks': [{'name': 'a', 'subnet': '10.0.0.0/30'}], "
+     "'containers': [{'name': 'c', 'networks': ['a']}, {'name': 'd', 'networks': ['a']}]}",
+     "containers[1].networks[0]", "no free address is left in subnet 10.0.0.0/30 of network 'a'"},
+};
+INSTANTIATE_TEST_SUITE_P(Address, SingleProblem, testing::ValuesIn(kAddressCases), case_name);
+
+#define PUBLISHING(entries) \
+  "{" NET_A ", 'containers': [{'name': 'c', 'networks': ['a'], 'publish': [" entries "]}]}"
+
+const ProblemCase kPublishCases[] = {
+    {"PortZero", PUBLISHING("'5000:0'"), "containers[0].publish[0]",
+     "invalid port mapping '5000:0': port 0 is out of range 1-65535"},
+    {"PortTooLarge", PUBLISHING("'65536:80'"), "containers[0].publish[0]",
+     "port 65536 is out of range"},
+    {"PortNotNumber", PUBLISHING("'abc:80'"), "containers[0].publish[0]",
+     "'abc' is not a port number"},
+    {"ReversedRange", PUBLISHING("'8010-8000:8010-8000'"), "containers[0].publish[0]",
+     "port range '8010-8000' ends before it starts"},
+    {"UnequalRanges", PUBLISHING("'8000-8010:9000-9001'"), "containers[0].publish[0]",
+     "must be ranges of the same length (11 and 2 ports)"},
+    {"HostRangeSinglePort", PUBLISHING("'8000-8001:80'"), "containers[0].publish[0]",
+     "must be ranges of the same length"},
+    {"BadProtocol", PUBLISHING("'8080:80/icmp'"), "containers[0].publish[0]",
+     "unknown protocol 'icmp' (use tcp, udp or sctp)"},
+    {"ProtocolIsLowerCase", PUBLISHING("'8080:80/TCP'"), "containers[0].publish[0]",
+     "unknown protocol 'TCP' (use tcp, udp or sctp)"},
+    {"BadHostIp", PUBLISHING("'127.0.0:8080:80'"), "containers[0].publish[0]",
+     "'127.0.0' is not an IPv4 address"},
+    {"MissingHostPort", PUBLISHING("'80'"), "containers[0].publish[0]", "the host port is missing"},
+    {"TooManyParts", PUBLISHING("'::1:8080:80'"), "containers[0].publish[0]",
+     "expected [ip:]host:container[/protocol]"},
+    {"NotStringOrObject", PUBLISHING("8080"), "containers[0].publish[0]",
+     "must be a string like '8080:80/tcp' or an object, not the number 8080"},
+    {"ObjectPortZero", PUBLISHING("{'host_port': 0, 'container_port': 80}"),
+     "containers[0].publish[0].host_port", "port 0 is out of range"},
+    {"ObjectPortNotNumber", PUBLISHING("{'host_port': 80, 'container_port': 80.5}"),
+     "containers[0].publish[0].container_port", "must be a port number or a range"},
+    {"ObjectMissingContainerPort", PUBLISHING("{'host_port': 80}"), "containers[0].publish[0]",
+     "missing required key 'container_port'"},
+    {"ObjectBadHostIp", PUBLISHING("{'host_ip': 'localhost', 'host_port': 1, 'container_port': 1}"),
+     "containers[0].publish[0].host_ip", "invalid IPv4 address 'localhost'"},
+    {"ObjectBadProtocol", PUBLISHING("{'host_port': 1, 'container_port': 1, 'protocol': 'icmp'}"),
+     "containers[0].publish[0].protocol", "unknown protocol 'icmp'"},
+    {"ObjectUnequalRanges", PUBLISHING("{'host_port': '8000-8010', 'container_port': 80}"),
+     "containers[0].publish[0]", "must be ranges of the same length"},
+    {"ObjectUnknownKey", PUBLISHING("{'hostport': 1, 'host_port': 1, 'container_port': 1}"),
+     "containers[0].publish[0]", "unknown key 'hostport' (did you mean 'host_port'?)"},
+    {"SamePortTwice", PUBLISHING("'8080:80', '8080:81'"), "containers[0].publish[1]",
+     "host port 8080/tcp is already published by container 'c' (containers[0].publish[0]: "
+     "'8080:80')"},
+    {"AnyAddressVersusSpecific", PUBLISHING("'0.0.0.0:8080:80', '127.0.0.1:8080:81'"),
+     "containers[0].publish[1]", "host port 8080/tcp is already published"},
+    {"OverlappingRanges",
+     PUBLISHING("'8000-8010:8000-8010/udp', '9000-9005:9000-9005/udp', '8010:80/udp'"),
+     "containers[0].publish[2]", "host port 8010/udp is already published"},
+};
+INSTANTIATE_TEST_SUITE_P(Publish, SingleProblem, testing::ValuesIn(kPublishCases), case_name);
+
+const ProblemCase kPublishReachCases[] = {
+    {"OnlyInternalNetworks",
+     "{'networks': [{'name': 'db', 'internal': true}], "
+     "'containers': [{'name': 'c', 'networks': ['db'], 'publish': ['5432:5432']}]}",
+     "containers[0].publish", "internal network containers cannot be published"},
+    {"NoNetworks", "{'containers': [{'name': 'c', 'publish': ['80:80']}]}", "containers[0].publish",
+     "a container without networks cannot be published"},
+    {"AcrossContainers",
+     "{" NET_A ", 'containers': [{'name': 'c', 'networks': ['a'], 'publish': ['8080:80']}, "
+     "{'name': 'd', 'networks': ['a'], 'publish': [{'host_ip': '10.1.1.1', 'host_port': 8080, "
+     "'container_port': 80}]}]}",
+     "containers[1].publish[0]",
+     "is already published by container 'c' (containers[0].publish[0]: '8080:80')"},
+};
+INSTANTIATE_TEST_SUITE_P(PublishReach, SingleProblem, testing::ValuesIn(kPublishReachCases),
+                         case_name);
+
+#define EXPOSING(entries) "{'containers': [{'name': 'c', 'expose': [" entries "]}]}"
+
+const ProblemCase kExposeBadCases[] = {
+    {"NotANumber", EXPOSING("'abc'"), "containers[0].expose[0]",
+     "invalid exposed port 'abc': 'abc' is not a port number"},
+    {"BadProtocol", EXPOSING("'80/icmp'"), "containers[0].expose[0]", "unknown protocol 'icmp'"},
+    {"Zero", EXPOSING("0"), "containers[0].expose[0]", "port 0 is out of range"},
+    {"Negative", EXPOSING("'6000', -1"), "containers[0].expose[1]", "'-1' is not a port number"},
+    {"Fraction", EXPOSING("80.5"), "containers[0].expose[0]",
+     "must be a port like '6000/tcp' or a number, not the number 80.5"},
+    {"Range", EXPOSING("'8000-8010'"), "containers[0].expose[0]", "is not a port number"},
+    {"ArrayExpected", "{'containers': [{'name': 'c', 'expose': '80'}]}", "containers[0].expose",
+     "must be an array of ports"},
+};
+INSTANTIATE_TEST_SUITE_P(Expose, SingleProblem, testing::ValuesIn(kExposeBadCases), case_name);
+
+// ---------------------------------------------------------------------------
+// Syntax errors, formatting, collecting
+
+TEST(ParseConfig, SyntaxErrorHasLineAndColumn) {
+  const std::string text =
+      "{\n"
+      "  \"networks\": [\n"
+      "    {\"name\": \"a\",}\n"
+      "  ]\n"
+      "}\n";
+  ParseResult r = parse_config(text, "moat.json");
+  EXPECT_FALSE(r.config);
+  ASSERT_EQ(r.problems.size(), 1u) << render(r.problems);
+  const Problem& p = r.problems[0];
+  EXPECT_EQ(p.line, 3);
+  EXPECT_EQ(p.column, 18);
+  EXPECT_EQ(p.path, "");
+  EXPECT_EQ(p.message, "invalid JSON: unexpected '}'; expected string literal");
+  EXPECT_EQ(p.format("moat.json"),
+            "moat.json:3:18: invalid JSON: unexpected '}'; expected string literal");
+}
+
+TEST(ParseConfig, SyntaxErrorColumnCountsCharactersNotBytes) {
+  ParseResult r = parse_config("{\"a\": \"äöü\" x}", "f");
+  ASSERT_EQ(r.problems.size(), 1u);
+  EXPECT_EQ(r.problems[0].line, 1);
+  EXPECT_EQ(r.problems[0].column, 13);
+}
+
+TEST(ParseConfig, EmptyAndTruncatedInput) {
+  ParseResult empty = parse_config("", "f");
+  ASSERT_EQ(empty.problems.size(), 1u);
+  EXPECT_EQ(empty.problems[0].line, 1);
+  EXPECT_EQ(empty.problems[0].column, 1);
+  EXPECT_TRUE(contains(empty.problems[0].message, "unexpected end of input"))
+      << empty.problems[0].message;
+
+  ParseResult truncated = parse_config("{\"networks\": [\n", "f");
+  ASSERT_EQ(truncated.problems.size(), 1u);
+  EXPECT_EQ(truncated.problems[0].line, 2);
+  EXPECT_EQ(truncated.problems[0].column, 1);
+}
+
+TEST(ParseConfig, NumberOverflowIsAProblemNotAnException) {
+  ParseResult r = parse_config("{\"networks\": [1e999]}", "f");
+  ASSERT_EQ(r.problems.size(), 1u);
+  EXPECT_TRUE(contains(r.problems[0].message, "invalid JSON")) << r.problems[0].message;
+}
+
+TEST(Problem, Formats) {
+  EXPECT_EQ((Problem{"networks[1].subnet", "bad"}).format("f.json"),
+            "f.json: networks[1].subnet: bad");
+  EXPECT_EQ((Problem{"", "bad"}).format("f.json"), "f.json: bad");
+  EXPECT_EQ((Problem{"", "bad", 3, 5}).format("f.json"), "f.json:3:5: bad");
+}
+
+TEST(ParseConfig, CollectsEveryProblemInDocumentOrder) {
+  // Found by different passes (overlap and IP checks run after reading), but
+  // reported as they stand in the file.
+  ParseResult r = parse(
+      "{'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ip': '11.0.0.1'}]},"
+      "                {'name': 'd', 'networks': ['zz'], 'exposee': []}],"
+      " 'networks': [{'name': 'a', 'subnet': '10.0.0.0/8', 'icc': 1},"
+      "              {'subnet': '10.1.0.0/16', 'name': 'b'}]}");
+  EXPECT_FALSE(r.config);
+  std::vector<std::string> paths;
+  for (const Problem& p : r.problems) paths.push_back(p.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"containers[0].networks[0].ip", "containers[1]",
+                                             "containers[1].networks[0]", "networks[0].icc",
+                                             "networks[1].subnet"}))
+      << render(r.problems);
+}
+
+TEST(ParseConfig, NestedOrderFollowsTheFileNotTheCode) {
+  // gateway is written before subnet here; so are its problems.
+  ParseResult r = parse("{'networks': [{'name': 'a', 'gateway': 'x', 'subnet': 'y'}]}");
+  ASSERT_EQ(r.problems.size(), 2u) << render(r.problems);
+  EXPECT_EQ(r.problems[0].path, "networks[0].gateway");
+  EXPECT_EQ(r.problems[1].path, "networks[0].subnet");
+}
+
+TEST(ParseConfig, KeepsGoingAfterBadEntries) {
+  ParseResult r = parse(
+      "{'networks': [5, {'name': 'a', 'subnet': '172.20.0.0/16'}],"
+      " 'containers': [{'name': 'c', 'networks': ['a'], 'publish': ['0:0', '1:1/icmp']}]}");
+  ASSERT_EQ(r.problems.size(), 3u) << render(r.problems);
+  EXPECT_EQ(r.problems[0].path, "networks[0]");
+  EXPECT_EQ(r.problems[1].path, "containers[0].publish[0]");
+  EXPECT_EQ(r.problems[2].path, "containers[0].publish[1]");
+}
+
+// ---------------------------------------------------------------------------
+// The model: defaults and forms
+
+TEST(ParseConfig, ReadsTheExampleFromTheFormat) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'backend', 'subnet': '172.20.0.0/16', 'gateway': '172.20.0.1',"
+      "               'icc': true, 'internal': false, 'masquerade': true}],"
+      " 'containers': [{'name': 'rechnung', 'namespace': 'default', 'labels': {'app': 'rechnung'},"
+      "                 'networks': [{'network': 'backend', 'ip': '172.20.0.2',"
+      "                               'interface': 'veth1234'}],"
+      "                 'publish': ['5000:5000/tcp'], 'expose': ['6000/tcp', '53/udp', 80]}],"
+      " 'policies': []}");
+  EXPECT_EQ(cfg.source, "moat.json");
+  ASSERT_EQ(cfg.networks.size(), 1u);
+  ASSERT_EQ(cfg.containers.size(), 1u);
+  const Container& c = cfg.containers[0];
+  EXPECT_EQ(c.name, "rechnung");
+  EXPECT_EQ(c.labels.at("app"), "rechnung");
+  ASSERT_EQ(c.networks.size(), 1u);
+  EXPECT_EQ(c.networks[0].network, "backend");
+  EXPECT_EQ(c.networks[0].ip.str(), "172.20.0.2");
+  EXPECT_TRUE(c.networks[0].ip_from_file);
+  EXPECT_EQ(c.networks[0].host_interface, "veth1234");
+  ASSERT_EQ(c.publish.size(), 1u);
+  EXPECT_EQ(c.publish[0].host_port, 5000);
+  ASSERT_EQ(c.expose.size(), 3u);
+  EXPECT_EQ(c.expose[0].port, 6000);
+  EXPECT_EQ(c.expose[0].protocol, Protocol::tcp);
+  EXPECT_EQ(c.expose[1].port, 53);
+  EXPECT_EQ(c.expose[1].protocol, Protocol::udp);
+  EXPECT_EQ(c.expose[2].port, 80);
+  EXPECT_EQ(c.expose[2].protocol, Protocol::tcp);
+  EXPECT_EQ(cfg.find_network("backend"), &cfg.networks[0]);
+  EXPECT_EQ(cfg.find_container("rechnung"), &cfg.containers[0]);
+  EXPECT_EQ(cfg.find_network("nope"), nullptr);
+  EXPECT_EQ(cfg.find_container("nope"), nullptr);
+}
+
+TEST(ParseConfig, EmptyDocumentIsValid) {
+  Config cfg = valid("{}");
+  EXPECT_TRUE(cfg.networks.empty());
+  EXPECT_TRUE(cfg.containers.empty());
+}
+
+TEST(ParseConfig, Defaults) {
+  Config cfg = valid("{'networks': [{'name': 'a'}], 'containers': [{'name': 'c'}]}");
+  const Network& n = cfg.networks[0];
+  EXPECT_TRUE(n.icc);
+  EXPECT_FALSE(n.internal);
+  EXPECT_TRUE(n.masquerade);
+  const Container& c = cfg.containers[0];
+  EXPECT_EQ(c.ns, "default");
+  EXPECT_TRUE(c.labels.empty());
+  EXPECT_TRUE(c.networks.empty());  // like --net=none
+}
+
+TEST(ParseConfig, NetworkFlags) {
+  Config cfg =
+      valid("{'networks': [{'name': 'a', 'icc': false, 'internal': true, 'masquerade': false}]}");
+  EXPECT_FALSE(cfg.networks[0].icc);
+  EXPECT_TRUE(cfg.networks[0].internal);
+  EXPECT_FALSE(cfg.networks[0].masquerade);
+}
+
+TEST(ParseConfig, AttachmentShorthandAndOrder) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'front'}, {'name': 'back'}],"
+      " 'containers': [{'name': 'c', 'networks': ['back', {'network': 'front'}]}]}");
+  const auto& nets = cfg.containers[0].networks;
+  ASSERT_EQ(nets.size(), 2u);
+  EXPECT_EQ(nets[0].network, "back");
+  EXPECT_EQ(nets[1].network, "front");
+  EXPECT_FALSE(nets[0].ip_from_file);
+  EXPECT_EQ(nets[0].host_interface, "");
+}
+
+TEST(ParseConfig, PoliciesAcceptAnyArray) {
+  valid("{'policies': [{'anything': [1, 2]}, 'goes', 3]}");
+}
+
+struct PublishForm {
+  const char* entry;    // as written in the publish array
+  const char* host_ip;  // "" for none
+  uint16_t host_port;
+  uint16_t container_port;
+  uint16_t count;
+  Protocol protocol;
+  const char* text;
+};
+
+TEST(ParseConfig, PublishForms) {
+  const PublishForm forms[] = {
+      {"'5000:5000'", "", 5000, 5000, 1, Protocol::tcp, "5000:5000"},
+      {"'8080:80/udp'", "", 8080, 80, 1, Protocol::udp, "8080:80/udp"},
+      {"'127.0.0.1:8080:80'", "127.0.0.1", 8080, 80, 1, Protocol::tcp, "127.0.0.1:8080:80"},
+      {"'8000-8010:8000-8010/tcp'", "", 8000, 8000, 11, Protocol::tcp, "8000-8010:8000-8010/tcp"},
+      {"'127.0.0.1:8000-8001:9000-9001/udp'", "127.0.0.1", 8000, 9000, 2, Protocol::udp,
+       "127.0.0.1:8000-8001:9000-9001/udp"},
+      {"'1:65535/sctp'", "", 1, 65535, 1, Protocol::sctp, "1:65535/sctp"},
+      {"'0.0.0.0:80:80'", "", 80, 80, 1, Protocol::tcp, "0.0.0.0:80:80"},  // every address
+      {"{'host_ip': '127.0.0.1', 'host_port': 8080, 'container_port': 80, 'protocol': 'udp'}",
+       "127.0.0.1", 8080, 80, 1, Protocol::udp, "127.0.0.1:8080:80/udp"},
+      {"{'host_port': '8000-8010', 'container_port': '9000-9010'}", "", 8000, 9000, 11,
+       Protocol::tcp, "8000-8010:9000-9010/tcp"},
+      {"{'host_port': '443', 'container_port': 8443}", "", 443, 8443, 1, Protocol::tcp,
+       "443:8443/tcp"},
+  };
+  for (const PublishForm& f : forms) {
+    SCOPED_TRACE(f.entry);
+    Config cfg = valid(std::string("{'networks': [{'name': 'a'}], 'containers': [{'name': 'c', "
+                                   "'networks': ['a'], 'publish': [") +
+                       f.entry + "]}]}");
+    ASSERT_EQ(cfg.containers.size(), 1u);
+    ASSERT_EQ(cfg.containers[0].publish.size(), 1u);
+    const Publish& p = cfg.containers[0].publish[0];
+    EXPECT_EQ(p.host_ip ? p.host_ip->str() : "", f.host_ip);
+    EXPECT_EQ(p.host_port, f.host_port);
+    EXPECT_EQ(p.container_port, f.container_port);
+    EXPECT_EQ(p.count, f.count);
+    EXPECT_EQ(p.protocol, f.protocol);
+    EXPECT_EQ(p.text, f.text);
+  }
+}
+
+TEST(ParseConfig, PublishesThatDoNotCollide) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a'}, {'name': 'db', 'internal': true}],"
+      " 'containers': [{'name': 'c', 'networks': ['db', 'a'],"
+      "                 'publish': ['8080:80', '8080:80/udp', '8081:80']},"
+      "                {'name': 'd', 'networks': ['a'],"
+      "                 'publish': ['127.0.0.1:9000:80', '127.0.0.2:9000:80', "
+      "'8070-8079:80-89']}]}");
+  EXPECT_EQ(cfg.containers[1].publish.size(), 3u);
+}
+
+TEST(ToString, Protocol) {
+  EXPECT_EQ(to_string(Protocol::tcp), "tcp");
+  EXPECT_EQ(to_string(Protocol::udp), "udp");
+  EXPECT_EQ(to_string(Protocol::sctp), "sctp");
+}
+
+// ---------------------------------------------------------------------------
+// IPAM
+
+std::string networks_without_subnet(int count) {
+  std::string text;
+  for (int i = 0; i < count; ++i) {
+    text += (i ? ", " : "") + std::string("{'name': 'n") + std::to_string(i) + "'}";
+  }
+  return text;
+}
+
+TEST(Ipam, DefaultSubnetsSkipExplicitOnes) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a'}, {'name': 'b', 'subnet': '172.19.4.0/24'},"
+      "              {'name': 'c'}, {'name': 'd', 'subnet': '172.18.0.0/16'}]}");
+  EXPECT_EQ(cfg.networks[0].subnet.str(), "172.20.0.0/16");
+  EXPECT_EQ(cfg.networks[1].subnet.str(), "172.19.4.0/24");
+  EXPECT_EQ(cfg.networks[2].subnet.str(), "172.21.0.0/16");
+  EXPECT_EQ(cfg.networks[3].subnet.str(), "172.18.0.0/16");
+}
+
+TEST(Ipam, DefaultGatewayIsTheFirstHost) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a'}, {'name': 'b', 'subnet': '10.5.0.0/16'},"
+      "              {'name': 'c', 'subnet': '10.6.0.0/24', 'gateway': '10.6.0.254'}]}");
+  EXPECT_EQ(cfg.networks[0].gateway.str(), "172.18.0.1");
+  EXPECT_EQ(cfg.networks[1].gateway.str(), "10.5.0.1");
+  EXPECT_EQ(cfg.networks[2].gateway.str(), "10.6.0.254");
+}
+
+TEST(Ipam, SmallPoolFollowsTheLargeOne) {
+  Config cfg = valid("{'networks': [" + networks_without_subnet(16) + "]}");
+  EXPECT_EQ(cfg.networks[13].subnet.str(), "172.31.0.0/16");
+  EXPECT_EQ(cfg.networks[14].subnet.str(), "192.168.0.0/20");
+  EXPECT_EQ(cfg.networks[15].subnet.str(), "192.168.16.0/20");
+}
+
+TEST(Ipam, RunsOutOfDefaultSubnets) {
+  ParseResult r = parse("{'networks': [" + networks_without_subnet(31) + "]}");
+  ASSERT_EQ(r.problems.size(), 1u) << render(r.problems);
+  EXPECT_EQ(r.problems[0].path, "networks[30]");
+  EXPECT_TRUE(contains(r.problems[0].message, "no default subnet is left"));
+}
+
+TEST(Ipam, NextFreeAddressSkipsExplicitOnes) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'subnet': '172.20.0.0/24'}],"
+      " 'containers': [{'name': 'c0', 'networks': ['a']},"
+      "                {'name': 'c1', 'networks': [{'network': 'a', 'ip': '172.20.0.2'}]},"
+      "                {'name': 'c2', 'networks': ['a']},"
+      "                {'name': 'c3', 'networks': [{'network': 'a', 'ip': '172.20.0.4'}]},"
+      "                {'name': 'c4', 'networks': ['a']}]}");
+  auto ip_of = [&cfg](int i) { return cfg.containers[i].networks[0].ip.str(); };
+  EXPECT_EQ(ip_of(0), "172.20.0.3");
+  EXPECT_EQ(ip_of(1), "172.20.0.2");
+  EXPECT_EQ(ip_of(2), "172.20.0.5");
+  EXPECT_EQ(ip_of(3), "172.20.0.4");
+  EXPECT_EQ(ip_of(4), "172.20.0.6");
+  EXPECT_FALSE(cfg.containers[0].networks[0].ip_from_file);
+  EXPECT_TRUE(cfg.containers[1].networks[0].ip_from_file);
+}
+
+TEST(Ipam, AllocatesPerNetworkInAttachmentOrder) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a'}, {'name': 'b'}],"
+      " 'containers': [{'name': 'c', 'networks': ['b', 'a']}, {'name': 'd', 'networks': ['a']}]}");
+  EXPECT_EQ(cfg.containers[0].networks[0].ip.str(), "172.19.0.2");
+  EXPECT_EQ(cfg.containers[0].networks[1].ip.str(), "172.18.0.2");
+  EXPECT_EQ(cfg.containers[1].networks[0].ip.str(), "172.18.0.3");
+}
+
+TEST(Ipam, GatewayElsewhereLeavesTheFirstHostFree) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'subnet': '10.0.0.0/24', 'gateway': '10.0.0.254'}],"
+      " 'containers': [{'name': 'c', 'networks': ['a']}]}");
+  EXPECT_EQ(cfg.containers[0].networks[0].ip.str(), "10.0.0.1");
+}
+
+TEST(Ipam, SlashThirtyHoldsOneContainer) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'subnet': '10.0.0.0/30'}],"
+      " 'containers': [{'name': 'c', 'networks': ['a']}]}");
+  EXPECT_EQ(cfg.networks[0].gateway.str(), "10.0.0.1");
+  EXPECT_EQ(cfg.containers[0].networks[0].ip.str(), "10.0.0.2");
+
+  ParseResult full = parse(
+      "{'networks': [{'name': 'a', 'subnet': '10.0.0.0/30'}],"
+      " 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ip': '10.0.0.2'}]},"
+      "                {'name': 'd', 'networks': ['a']}, {'name': 'e', 'networks': ['a']}]}");
+  ASSERT_EQ(full.problems.size(), 2u) << render(full.problems);
+  EXPECT_EQ(full.problems[0].path, "containers[1].networks[0]");
+  EXPECT_EQ(full.problems[1].path, "containers[2].networks[0]");
+}
+
+// ---------------------------------------------------------------------------
+// closest_match
+
+TEST(ClosestMatch, Suggests) {
+  const std::vector<std::string> keys = {"name",     "namespace", "labels",
+                                         "networks", "publish",   "expose"};
+  struct Case {
+    const char* word;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {"netwroks", "networks"},  // a transposition counts once
+      {"NETWORKS", "networks"},  // case-insensitive
+      {"network", "networks"},
+      {"publsh", "publish"},
+      {"nmae", "name"},
+      {"namespaces", "namespace"},
+      {"exposed", "expose"},
+      {"lables", "labels"},
+      {"xyz", ""},
+      {"volumes", ""},
+      {"", ""},
+  };
+  for (const Case& c : cases) EXPECT_EQ(closest_match(c.word, keys), c.expected) << c.word;
+}
+
+TEST(ClosestMatch, DistanceLimitGrowsWithLength) {
+  // max(2, len/3): three edits are fine for a nine-letter word, not for a six-letter one.
+  EXPECT_EQ(closest_match("interfxyz", {"interface"}), "interface");
+  EXPECT_EQ(closest_match("subxyz", {"subnet"}), "");
+  EXPECT_EQ(closest_match("subnxt", {"subnet"}), "subnet");
+}
+
+TEST(ClosestMatch, NeedsSomethingInCommon) {
+  EXPECT_EQ(closest_match("ab", {"ip"}), "");  // two edits, but nothing left of the word
+  EXPECT_EQ(closest_match("i", {"ip"}), "ip");
+  EXPECT_EQ(closest_match("anything", {}), "");
+}
+
+TEST(ClosestMatch, FirstOfEquallyCloseWins) {
+  EXPECT_EQ(closest_match("ucp", {"tcp", "udp"}), "tcp");
+  EXPECT_EQ(closest_match("ucp", {"udp", "tcp"}), "udp");
+}
+
+// ---------------------------------------------------------------------------
+// The example files shipped with the project
+
+TEST(PolicyFiles, AllParseWithoutProblems) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(MOAT_SOURCE_DIR) / "policies";
+  std::vector<fs::path> files;
+  if (fs::is_directory(dir)) {
+    for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+      if (entry.is_regular_file() && entry.path().extension() == ".json") {
+        files.push_back(entry.path());
+      }
+    }
+  }
+  if (files.empty()) GTEST_SKIP() << "no *.json files under " << dir;
+  for (const fs::path& file : files) {
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    ParseResult r = parse_config(text.str(), file.string());
+    std::string rendered;
+    for (const Problem& p : r.problems) rendered += "\n  " + p.format(file.string());
+    EXPECT_TRUE(r.problems.empty()) << rendered;
+    EXPECT_TRUE(r.config.has_value()) << file;
+  }
+}
+
+}  // namespace
+}  // namespace moat
