@@ -40,6 +40,14 @@ build() {
   [ -x "$MOAT_BIN" ] || { echo "build failed: $MOAT_BIN missing" >&2; exit 1; }
 }
 
+# prepare: what every entry script does first.
+prepare() {
+  need_root
+  install_missing
+  build
+  note_bpffs
+}
+
 # moat mounts bpffs at /sys/fs/bpf when the machine has none; a script that
 # found none there unmounts it again on exit, once nothing is pinned in it.
 BPFFS_WAS_MOUNTED=1

@@ -5,10 +5,7 @@
 # the per-container counters kept by the eBPF programs, then tear it all down.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
-need_root
-install_missing
-build
-note_bpffs
+prepare
 
 files=("$@")
 [ ${#files[@]} -eq 0 ] && files=("$MOAT_ROOT/policies/segmentation.json" \

@@ -4,10 +4,7 @@
 # Ends with one line "N passed, N failed" over all tiers; exit 0 only if all pass.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
-need_root
-install_missing
-build
-note_bpffs
+prepare
 trap restore_bpffs EXIT
 
 passed=0 failed=0

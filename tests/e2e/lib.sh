@@ -110,6 +110,20 @@ no_residue() {  # nothing of the lab left: namespaces, pins, state, /etc/netns
   [ ! -e "/run/moat/labs/$l.json" ] && [ -z "$(ls -d /etc/netns/moat-"$l"-* 2>/dev/null)" ]
 }
 
+# check_probe_matrix LAB: `moat lab probe` observes exactly the expected matrix.
+check_probe_matrix() {
+  check "moat lab probe: observed matrix equals expected" \
+    bash -c "'$MOAT' lab probe --lab '$1' >'$TMP/probe.txt'"
+  grep -q "0 unexpected" "$TMP/probe.txt" || cat "$TMP/probe.txt"
+}
+
+# down_and_finish LAB: tear the lab down, check nothing is left, report.
+down_and_finish() {
+  lab_down "$1"
+  check "lab down leaves no namespace, pin, state or hosts file" no_residue "$1"
+  finish
+}
+
 finish() {
   echo "$TEST_NAME: $PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ] && exit 0

@@ -84,6 +84,4 @@ for i in $(seq 20); do gone=1; for p in $progs; do bpftool prog show id "$p" >/d
 [ $gone = 1 ] || { echo "    still loaded:"; for p in $progs; do bpftool prog show id "$p"; done; }
 check "the programs are gone from the kernel" [ "$gone" -eq 1 ]
 must_pass "after down, traffic flows unfiltered again" "$L" f1 tcp 10.82.0.2 80 b1
-lab_down "$L"
-check "no residue" no_residue "$L"
-finish
+down_and_finish "$L"

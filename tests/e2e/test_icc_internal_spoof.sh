@@ -59,6 +59,4 @@ check "neighbour discovery still resolves o2 from o1" \
 n=$(drops "$L" ipv6-not-enabled); check "ipv6-not-enabled drops counted ($n)" [ "$n" -gt 0 ]
 
 check "no iptables/nftables rule in the lab host" no_firewall_rules "$L"
-lab_down "$L"
-check "no residue" no_residue "$L"
-finish
+down_and_finish "$L"

@@ -26,9 +26,5 @@ must_drop "fremder -> rechnung:5000" "$L" fremder tcp "$R" 5000
 must_drop "fremder -> datenbank:7000" "$L" fremder tcp "$D" 7000
 must_drop "fremder -> sicherheit icmp" "$L" fremder icmp "$S"
 must_drop "datenbank -> fremder:9000" "$L" datenbank tcp "$(ip_of "$F" fremder fremd)" 9000
-check "moat lab probe: observed matrix equals expected" \
-  bash -c "'$MOAT' lab probe --lab '$L' >'$TMP/probe.txt'"
-grep -q "0 unexpected" "$TMP/probe.txt" || cat "$TMP/probe.txt"
-lab_down "$L"
-check "no residue" no_residue "$L"
-finish
+check_probe_matrix "$L"
+down_and_finish "$L"

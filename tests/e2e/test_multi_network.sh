@@ -26,9 +26,5 @@ must_drop "c -> b icmp" "$L" container-c icmp "$B"
 
 out=$(echo probe | "$MOAT" lab exec --lab "$L" container-b -- nc -w1 container-a 80 2>/dev/null)
 check "b resolves container-a to its network-b address and reaches it" [ "$out" = container-a ]
-check "moat lab probe: observed matrix equals expected" \
-  bash -c "'$MOAT' lab probe --lab '$L' >'$TMP/probe.txt'"
-grep -q "0 unexpected" "$TMP/probe.txt" || cat "$TMP/probe.txt"
-lab_down "$L"
-check "no residue" no_residue "$L"
-finish
+check_probe_matrix "$L"
+down_and_finish "$L"

@@ -40,10 +40,5 @@ check "c does not resolve container-a (no shared network)" \
 n=$(drops "$L" network-isolation)
 check "isolation drops are counted per reason ($n)" [ "$n" -gt 0 ]
 check "no iptables/nftables rule in the lab host" no_firewall_rules "$L"
-check "moat lab probe: observed matrix equals expected" \
-  bash -c "'$MOAT' lab probe --lab '$L' >'$TMP/probe.txt'"
-grep -q "0 unexpected" "$TMP/probe.txt" || cat "$TMP/probe.txt"
-
-lab_down "$L"
-check "lab down leaves no namespace, pin, state or hosts file" no_residue "$L"
-finish
+check_probe_matrix "$L"
+down_and_finish "$L"
