@@ -18,12 +18,21 @@
 #define MOAT_MAX_ENDPOINTS 65536
 #define MOAT_MAX_ADDR_ENTRIES 16384
 #define MOAT_MAX_STATS 131072
+#define MOAT_MAX_PUBLISH 65536 /* one entry per published host port */
+#define MOAT_MAX_UPLINKS 64
+#define MOAT_MAX_CT 262144 /* connection-tracking entries (two per flow) */
+#define MOAT_MAX_SOCK_RNAT 65536
 
-/* Which side of a container's host-side veth a program sits on. */
+/*
+ * Where a TC program sits: either side of a container's host-side veth, or
+ * either side of an uplink (the host's way to the world).
+ */
 enum moat_dir {
 	MOAT_DIR_FROM_CONTAINER = 0, /* TC ingress of the host-side veth */
 	MOAT_DIR_TO_CONTAINER = 1, /* TC egress of the host-side veth */
-	MOAT_DIR_MAX = 2,
+	MOAT_DIR_UPLINK_IN = 2, /* TC ingress of an uplink: from the world */
+	MOAT_DIR_UPLINK_OUT = 3, /* TC egress of an uplink: to the world */
+	MOAT_DIR_MAX = 4,
 };
 
 /*
@@ -48,7 +57,13 @@ enum moat_dir {
 	X(UNSUPPORTED_L3, 8, "unsupported-protocol",                                \
 	  "ethertype other than IPv4, IPv6 or ARP (VLAN tags included)")           \
 	X(ROUTER_ADVERT, 9, "router-advertisement",                                 \
-	  "a container sent an IPv6 router advertisement or redirect")
+	  "a container sent an IPv6 router advertisement or redirect")             \
+	X(NOT_PUBLISHED, 10, "not-published",                                       \
+	  "from an uplink straight to a container address, not via a published port") \
+	X(NAT_NO_PORT, 11, "nat-port-exhausted",                                    \
+	  "no free masquerade port for this destination")                          \
+	X(NAT_FAILED, 12, "nat-rewrite-failed",                                     \
+	  "the kernel refused a header rewrite or redirect")
 
 enum moat_verdict {
 	MOAT_PASS = 0,
@@ -74,6 +89,7 @@ struct moat_endpoint {
 
 #define MOAT_NET_F_ICC (1u << 0) /* containers on the network may talk */
 #define MOAT_NET_F_INTERNAL (1u << 1) /* nothing beyond the network */
+#define MOAT_NET_F_MASQUERADE (1u << 2) /* egress to the world is source-NATed */
 
 /*
  * Map `addrs`: LPM trie over IPv4 telling which network an address belongs
@@ -89,11 +105,13 @@ struct moat_lpm_v4_key {
 enum moat_addr_kind {
 	MOAT_ADDR_SUBNET = 1,
 	MOAT_ADDR_GATEWAY = 2,
+	MOAT_ADDR_HOST = 3, /* another host address (an uplink's); net_id 0 */
 };
 
 struct moat_addr_info {
 	__u32 net_id;
 	__u32 kind; /* enum moat_addr_kind */
+	__u32 net_flags; /* MOAT_NET_F_* of net_id's network, 0 for HOST */
 };
 
 /* Map `stats`: per-CPU hash, key {ifindex, dir}; summed in userspace. */
@@ -106,6 +124,126 @@ struct moat_stats {
 	__u64 packets; /* passed */
 	__u64 bytes; /* passed */
 	__u64 drops[MOAT_NR_DROP_SLOTS]; /* indexed by -verdict */
+};
+
+/*
+ * Map `publish`: a published host port. host_ip 0 means every host address
+ * (Docker's default); a specific address matches only itself. Ranges are
+ * expanded to one entry per port, so a lookup is one hash probe (two with
+ * the wildcard) whatever the number of published ports.
+ */
+struct moat_publish_key {
+	__be32 host_ip;
+	__be16 port;
+	__u8 proto; /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP */
+	__u8 pad;
+};
+
+struct moat_publish_val {
+	__be32 backend_ip; /* the container's address */
+	__be16 backend_port;
+	__u16 pad;
+	__u32 container_id;
+	__u32 net_id;
+};
+
+/* Map `uplinks`: key __u32 ifindex of an uplink; its address masquerades. */
+struct moat_uplink {
+	__be32 ipv4;
+	__u32 flags;
+};
+
+/*
+ * Map `ct`: connection tracking and NAT, an LRU hash of flow tuples.
+ *
+ * Every translated flow has two entries: one keyed by the original
+ * direction's tuple as it arrives, one keyed by the reply's tuple as it
+ * arrives. Each says what the tuple becomes (`xlated`) and at which hook it
+ * is rewritten (`ifindex` + `dir`); at any other hook a matching entry only
+ * says "this flow is known" and the packet passes unchanged. The partner
+ * entry's key is always the reverse of `xlated`.
+ * For ICMP echo, both ports hold the echo identifier.
+ */
+struct moat_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+enum moat_ct_kind {
+	MOAT_CT_DNAT = 1, /* client -> published port, rewritten to the container */
+	MOAT_CT_DNAT_REPLY = 2, /* container -> client, rewritten back */
+	MOAT_CT_SNAT = 3, /* container -> world, source masqueraded */
+	MOAT_CT_SNAT_REPLY = 4, /* world -> masquerade address, back to the container */
+};
+
+enum moat_tcp_state {
+	MOAT_TCP_NONE = 0, /* not TCP */
+	MOAT_TCP_SYN_SENT = 1,
+	MOAT_TCP_ESTABLISHED = 2,
+	MOAT_TCP_CLOSING = 3, /* FIN or RST seen */
+};
+
+#define MOAT_CT_F_HAIRPIN (1u << 0) /* rewrite, then send back out of the same veth */
+
+struct moat_ct_entry {
+	struct moat_ct_key xlated;
+	__u64 expires_ns; /* bpf_ktime_get_ns() clock, i.e. CLOCK_MONOTONIC */
+	__u64 packets;
+	__u64 bytes;
+	__u32 ifindex; /* where the rewrite happens */
+	__u8 dir; /* enum moat_dir at that interface */
+	__u8 kind; /* enum moat_ct_kind */
+	__u8 tcp_state; /* enum moat_tcp_state, kept in both entries */
+	__u8 flags; /* MOAT_CT_F_* */
+	__u32 container_id; /* the container of the flow, for names */
+	__u32 pad;
+};
+
+/* Idle timeouts in seconds, per state. */
+#define MOAT_CT_TIMEOUT_TCP_SYN 60
+#define MOAT_CT_TIMEOUT_TCP_EST 21600
+#define MOAT_CT_TIMEOUT_TCP_CLOSE 10
+#define MOAT_CT_TIMEOUT_UDP 60
+#define MOAT_CT_TIMEOUT_ICMP 30
+
+/*
+ * Masquerade source ports (and ICMP echo ids): above Linux's default
+ * ephemeral range (32768-60999), so a translated flow never takes the tuple
+ * of a connection the host itself opened.
+ */
+#define MOAT_NAT_PORT_MIN 61000
+#define MOAT_NAT_PORT_MAX 65535
+#define MOAT_NAT_PORT_TRIES 16
+
+/*
+ * Map `host_cfg` (array, one entry): what the socket hooks need to know
+ * about the host they serve. They run for every process of the machine and
+ * act only in the network namespace whose cookie is here.
+ */
+struct moat_host_cfg {
+	__u64 netns_cookie; /* 0: socket hooks inactive */
+};
+
+/*
+ * Map `sock_rnat`: for a socket whose connect()/sendmsg() was redirected to
+ * a container, what address the application asked for, so recvmsg() and
+ * getpeername() show that address and not the container's.
+ */
+struct moat_sock_rnat_key {
+	__u64 cookie; /* bpf_get_socket_cookie() */
+	__be32 backend_ip;
+	__be16 backend_port;
+	__u16 pad;
+};
+
+struct moat_sock_rnat_val {
+	__be32 orig_ip;
+	__be16 orig_port;
+	__u16 pad;
 };
 
 #endif /* MOAT_ABI_H */

@@ -8,11 +8,19 @@
  *
  * Both judge the packet with the same header library and leave through
  * finish(), so counters and drop reasons are kept in one place.
+ *
+ * Before isolation they consult connection tracking: a container dialling a
+ * published port at a host address is rewritten to the publishing
+ * container here (Docker's DNAT from a bridge), and the packets of a
+ * tracked flow pass even between isolated networks, since that flow was
+ * admitted through a published port.
  */
 #include "lib/common.h"
 #include "lib/parse.h"
 #include "lib/maps.h"
 #include "lib/isolation.h"
+#include "lib/ct.h"
+#include "lib/nat.h"
 #include "lib/verdict.h"
 
 /*
@@ -53,6 +61,74 @@ static __always_inline int ipv6_verdict(struct cursor *c, __u32 dir)
 	}
 }
 
+/* A new flow from container `ep` to a port published at a host address. */
+static __always_inline int dial_published(struct __sk_buff *skb, const struct moat_endpoint *ep,
+					  const struct l4_info *l4, __u64 now)
+{
+	struct moat_publish_val *pub;
+	struct ct_sites at;
+	int hairpin, v;
+
+	if (!l4->has_ports || l4->key.proto == IPPROTO_ICMP || !is_host_addr(addr_lookup(l4->key.daddr)))
+		return MOAT_CONTINUE;
+	pub = publish_lookup(l4->key.daddr, l4->key.dport, l4->key.proto);
+	if (!pub)
+		return MOAT_CONTINUE;
+	if ((ep->net_flags & MOAT_NET_F_INTERNAL) && pub->net_id != ep->net_id)
+		return MOAT_DROP_INTERNAL_NETWORK;
+	hairpin = pub->backend_ip == ep->ipv4;
+	at.orig_ifindex = skb->ifindex;
+	at.orig_dir = MOAT_DIR_FROM_CONTAINER;
+	at.reply_ifindex = skb->ifindex;
+	at.reply_dir = hairpin ? MOAT_DIR_FROM_CONTAINER : MOAT_DIR_TO_CONTAINER;
+	v = nat_publish(skb, l4, pub, &at, hairpin, now);
+	if (v)
+		return v;
+	return hairpin ? hairpin_back(skb) : MOAT_PASS;
+}
+
+/*
+ * IPv4 after the spoofing check: tracked flows first, then published ports,
+ * then isolation. Returns a verdict (MOAT_REDIRECT_BACK included).
+ */
+static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
+					struct l4_info *l4, __u32 dir)
+{
+	__u32 ifindex = skb->ifindex;
+	__u64 now = bpf_ktime_get_ns();
+	struct moat_ct_entry *e;
+	struct moat_ct_key rkey;
+	int v;
+
+	if (l4->icmp_error) {
+		v = nat_icmp_error(skb, l4, ifindex, dir, now);
+		if (v)
+			return v < 0 ? v : MOAT_PASS;
+	} else if (!l4->fragment) {
+		e = ct_lookup(&l4->key, now);
+		if (e) {
+			if (!ct_rewrites_here(e, ifindex, dir))
+				return MOAT_PASS;
+			ct_update(e, l4, skb->len, now);
+			v = nat_rewrite(skb, l4, &e->xlated);
+			if (v == MOAT_PASS && (e->flags & MOAT_CT_F_HAIRPIN))
+				return hairpin_back(skb);
+			return v;
+		}
+		if (dir == MOAT_DIR_FROM_CONTAINER) {
+			v = dial_published(skb, ep, l4, now);
+			if (v != MOAT_CONTINUE)
+				return v;
+		} else {
+			/* The original direction after DNAT: known by its reply. */
+			ct_reverse(&l4->key, &rkey);
+			if (ct_lookup(&rkey, now))
+				return MOAT_PASS;
+		}
+	}
+	return isolation_verdict(ep, dir == MOAT_DIR_FROM_CONTAINER ? l4->key.daddr : l4->key.saddr);
+}
+
 static __always_inline int judge(struct __sk_buff *skb, __u32 dir)
 {
 	const struct moat_endpoint *ep;
@@ -72,15 +148,21 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir)
 	switch (eth->h_proto) {
 	case bpf_htons(ETH_P_IP): {
 		struct iphdr *ip = parse_ipv4(&c);
+		struct l4_info l4;
 
 		if (!ip)
 			return MOAT_DROP_INVALID_PACKET;
-		if (dir == MOAT_DIR_FROM_CONTAINER) {
-			if (ip->saddr != ep->ipv4)
-				return MOAT_DROP_SPOOFED_SOURCE;
-			return isolation_verdict(ep, ip->daddr);
+		if (dir == MOAT_DIR_FROM_CONTAINER && ip->saddr != ep->ipv4)
+			return MOAT_DROP_SPOOFED_SOURCE;
+		if (parse_l4(&c, skb, ip, &l4)) {
+			/* The L4 header is beyond the linear area: pull, re-read. */
+			if (pull_headers(skb))
+				return MOAT_DROP_INVALID_PACKET;
+			cursor_init(&c, skb);
+			if (!parse_eth(&c) || !(ip = parse_ipv4(&c)) || parse_l4(&c, skb, ip, &l4))
+				return MOAT_DROP_INVALID_PACKET;
 		}
-		return isolation_verdict(ep, ip->saddr);
+		return ipv4_verdict(skb, ep, &l4, dir);
 	}
 	case bpf_htons(ETH_P_ARP): {
 		struct arp_eth_ipv4 *arp = parse_arp(&c);

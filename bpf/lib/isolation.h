@@ -25,8 +25,9 @@ static __always_inline int isolation_verdict(const struct moat_endpoint *ep, __b
 	if (!info)
 		return internal ? MOAT_DROP_INTERNAL_NETWORK : MOAT_PASS;
 
-	if (info->kind == MOAT_ADDR_GATEWAY) {
-		/* Gateways are host addresses, reachable like the host. */
+	if (info->kind == MOAT_ADDR_GATEWAY || info->kind == MOAT_ADDR_HOST) {
+		/* Gateways and uplinks are host addresses, reachable like the
+		 * host; an internal network reaches only its own gateway. */
 		if (info->net_id == ep->net_id || !internal)
 			return MOAT_PASS;
 		return MOAT_DROP_INTERNAL_NETWORK;

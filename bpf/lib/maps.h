@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * maps.h - the maps moat's programs share. Userspace pins them under
- * /sys/fs/bpf/moat/<instance>/<map name> and is their only writer except for
- * `stats`, which the programs fill. Layouts come from abi.h.
+ * maps.h - the maps moat's programs share. Every program object (endpoint,
+ * uplink, socket hooks) declares all of them; userspace pins them under
+ * /sys/fs/bpf/moat/<instance>/<map name>, so the objects of one instance
+ * share one set. Userspace is the only writer except for `stats`, `ct` and
+ * `sock_rnat`, which the programs fill. Layouts come from abi.h.
  */
 #ifndef MOAT_LIB_MAPS_H
 #define MOAT_LIB_MAPS_H
@@ -30,5 +32,40 @@ struct {
 	__type(key, struct moat_stats_key);
 	__type(value, struct moat_stats);
 } stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MOAT_MAX_PUBLISH);
+	__type(key, struct moat_publish_key);
+	__type(value, struct moat_publish_val);
+} publish SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MOAT_MAX_UPLINKS);
+	__type(key, __u32); /* ifindex */
+	__type(value, struct moat_uplink);
+} uplinks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_CT);
+	__type(key, struct moat_ct_key);
+	__type(value, struct moat_ct_entry);
+} ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct moat_host_cfg);
+} host_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_SOCK_RNAT);
+	__type(key, struct moat_sock_rnat_key);
+	__type(value, struct moat_sock_rnat_val);
+} sock_rnat SEC(".maps");
 
 #endif

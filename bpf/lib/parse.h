@@ -127,4 +127,103 @@ static __always_inline struct icmp6hdr *parse_icmp6(struct cursor *c, struct ipv
 	return icmp6;
 }
 
+/*
+ * What connection tracking and NAT need of an IPv4 packet: its flow tuple
+ * and where its headers are, as offsets from skb->data for the rewrite
+ * helpers (direct-access pointers die with every rewrite).
+ */
+struct l4_info {
+	struct moat_ct_key key; /* ports 0 for protocols without ports */
+	__u32 l3_off;
+	__u32 l4_off;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 has_ports; /* key carries ports (or an ICMP echo id) */
+	__u8 icmp_error; /* an ICMP error quoting another packet */
+	__u8 fragment; /* a non-first fragment: no L4 header */
+};
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+
+/*
+ * Reads the L4 header following `ip` (the cursor sits right after the IPv4
+ * header). Returns 0, or -1 when the header the protocol promises is cut
+ * short. Unknown protocols get a tuple without ports.
+ */
+static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, struct iphdr *ip,
+				    struct l4_info *l4)
+{
+	void *data = (void *)(long)skb->data;
+	__u8 *h = c->pos;
+
+	l4->key.saddr = ip->saddr;
+	l4->key.daddr = ip->daddr;
+	l4->key.sport = 0;
+	l4->key.dport = 0;
+	l4->key.proto = ip->protocol;
+	l4->key.pad[0] = l4->key.pad[1] = l4->key.pad[2] = 0;
+	l4->l3_off = (void *)ip - data;
+	l4->l4_off = (void *)h - data;
+	l4->tcp_flags = 0;
+	l4->icmp_type = 0;
+	l4->has_ports = 0;
+	l4->icmp_error = 0;
+	l4->fragment = (ip->frag_off & bpf_htons(0x1fff)) != 0;
+	if (l4->fragment)
+		return 0;
+
+	switch (ip->protocol) {
+	case IPPROTO_TCP:
+		if ((void *)(h + 20) > c->end)
+			return -1;
+		l4->tcp_flags = h[13];
+		/* fall through: the ports sit where UDP's and SCTP's do */
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		if ((void *)(h + 8) > c->end)
+			return -1;
+		l4->key.sport = *(__be16 *)h;
+		l4->key.dport = *(__be16 *)(h + 2);
+		l4->has_ports = 1;
+		return 0;
+	case IPPROTO_ICMP:
+		if ((void *)(h + 8) > c->end)
+			return -1;
+		l4->icmp_type = h[0];
+		if (h[0] == ICMP_ECHO || h[0] == ICMP_ECHOREPLY) {
+			l4->key.sport = l4->key.dport = *(__be16 *)(h + 4);
+			l4->has_ports = 1;
+		} else if (h[0] == ICMP_DEST_UNREACH || h[0] == ICMP_TIME_EXCEEDED ||
+			   h[0] == ICMP_PARAMETERPROB) {
+			l4->icmp_error = 1;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Headers can sit outside the linear area (GRO, GSO): pull enough for an
+ * IPv4 header with options, an L4 header and, for ICMP errors, the quoted
+ * headers, then re-read. Only called on the slow path, when a parser failed.
+ */
+static __always_inline int pull_headers(struct __sk_buff *skb)
+{
+	__u32 want = ETH_HLEN + 60 + 8 + 60 + 8;
+
+	if (want > skb->len)
+		want = skb->len;
+	return bpf_skb_pull_data(skb, want);
+}
+
 #endif

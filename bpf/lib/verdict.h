@@ -24,15 +24,26 @@ static __always_inline struct moat_stats *stats_slot(__u32 ifindex, __u32 dir)
 	return bpf_map_lookup_elem(&stats, &key);
 }
 
+/*
+ * Not a drop and not a plain pass: send the packet back out of the
+ * interface it came in on (a container reaching its own published port).
+ * Internal to the programs, so not in abi.h.
+ */
+#define MOAT_REDIRECT_BACK 1
+/* A step of the verdict that did not decide; never reaches finish(). */
+#define MOAT_CONTINUE 2
+
 static __always_inline int finish(struct __sk_buff *skb, __u32 dir, int verdict)
 {
 	struct moat_stats *s = stats_slot(skb->ifindex, dir);
 
-	if (verdict == MOAT_PASS) {
+	if (verdict == MOAT_PASS || verdict == MOAT_REDIRECT_BACK) {
 		if (s) {
 			s->packets++;
 			s->bytes += skb->len;
 		}
+		if (verdict == MOAT_REDIRECT_BACK)
+			return bpf_redirect(skb->ifindex, 0);
 		return TC_ACT_OK;
 	}
 	if (s) {

@@ -266,7 +266,17 @@ TEST_F(Verdicts, Ipv4HeaderChecks) {
   table.insert(
       table.end(),
       {
-          {"A->B header only, tot_len 20", FROM, 'A', ip4_frame(ab, {}), pass},
+          // Protocols moat has no parser for pass on their addresses alone...
+          {"A->B protocol 253, header only", FROM, 'A',
+           ip4_frame({.src = ip4(A), .dst = ip4(B), .proto = 253}, {}), pass},
+          // ...but a TCP, UDP or ICMP header that is not there is a broken packet.
+          {"A->B TCP without its header", FROM, 'A', ip4_frame(ab, {}),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          {"A->B TCP header cut at 12 bytes", FROM, 'A', ip4_frame(ab, Bytes(12, 0)),
+           drop(MOAT_DROP_INVALID_PACKET)},
+          {"A->B UDP header cut at 6 bytes", FROM, 'A',
+           ip4_frame({.src = ip4(A), .dst = ip4(B), .proto = IPPROTO_UDP}, Bytes(6, 0)),
+           drop(MOAT_DROP_INVALID_PACKET)},
           {"A with options and a spoofed source", FROM, 'A',
            ip4_frame({.src = ip4(B), .dst = ip4(B), .option_words = 3}, l4),
            drop(MOAT_DROP_SPOOFED_SOURCE)},

@@ -72,8 +72,13 @@ check "applied interfaces carry a clsact qdisc" [ $? -eq 0 ]
 has_clsact mve3n0
 check "b2's interface has no clsact qdisc left" [ $? -eq 1 ]
 
-progs=$(M status --instance "$I" --json | jq_ '" ".join(str(p["id"]) for p in d["programs"])')
-check "status lists both pinned programs" [ "$(echo $progs | wc -w)" -eq 2 ]
+names=$(M status --instance "$I" --json | jq_ '" ".join(sorted(p["name"] for p in d["programs"]))')
+check "status lists the container and uplink programs ($names)" \
+  [ "$names" = "from_container to_container uplink_in uplink_out" ]
+# Every program moat loaded, socket hooks included: all must be gone after down.
+progs=$(M status --instance "$I" --json |
+        jq_ '" ".join([str(p["id"]) for p in d["programs"]] + [str(h["prog_id"]) for h in d["socket_hooks"]])')
+check "status lists the socket hooks too" [ "$(echo $progs | wc -w)" -gt 4 ]
 "$MOAT" down --instance "$I" >/dev/null   # from the root namespace: moat finds the lab host itself
 check "down removes the pins" [ ! -e "/sys/fs/bpf/moat/$I" ]
 check "down removes the state" [ ! -e "/run/moat/$I" ]

@@ -46,10 +46,10 @@ TEST(Compile, EndpointPerAttachmentWithNetworkFlags) {
   const auto& web_front = plan->endpoints[0];
   EXPECT_EQ(web_front.interface, "veth0");
   EXPECT_EQ(web_front.value.ipv4, inet_addr("10.1.0.2"));
-  EXPECT_EQ(web_front.value.net_flags, MOAT_NET_F_ICC);
+  EXPECT_EQ(web_front.value.net_flags, MOAT_NET_F_ICC | MOAT_NET_F_MASQUERADE);
   const auto& db = plan->endpoints[2];
   EXPECT_EQ(db.value.ipv4, inet_addr("10.2.0.3"));  // .2 went to web
-  EXPECT_EQ(db.value.net_flags, MOAT_NET_F_INTERNAL);
+  EXPECT_EQ(db.value.net_flags, MOAT_NET_F_INTERNAL);  // internal: never masqueraded
   EXPECT_EQ(plan->endpoints[1].value.container_id, web_front.value.container_id);
   EXPECT_NE(db.value.container_id, web_front.value.container_id);
   for (const auto& e : plan->endpoints) EXPECT_NE(e.value.net_id, 0u);

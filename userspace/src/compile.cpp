@@ -1,5 +1,8 @@
 #include "compile.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <set>
 
 namespace moat {
@@ -25,10 +28,31 @@ void assign_ids(const std::vector<std::string>& names, const std::map<std::strin
   }
 }
 
+uint8_t ip_proto(Protocol p) {
+  switch (p) {
+    case Protocol::tcp: return IPPROTO_TCP;
+    case Protocol::udp: return IPPROTO_UDP;
+    case Protocol::sctp: return IPPROTO_SCTP;
+  }
+  return 0;
+}
+
+// The address a published port forwards to: the container's first
+// non-internal attachment, as Docker uses the network that gives the
+// container its default route.
+const Attachment* publish_target(const Config& cfg, const Container& c) {
+  for (const auto& a : c.networks) {
+    const Network* n = cfg.find_network(a.network);
+    if (n && !n->internal) return &a;
+  }
+  return nullptr;
+}
+
 uint32_t net_flags(const Network& n) {
   uint32_t f = 0;
   if (n.icc) f |= MOAT_NET_F_ICC;
   if (n.internal) f |= MOAT_NET_F_INTERNAL;
+  if (n.masquerade && !n.internal) f |= MOAT_NET_F_MASQUERADE;
   return f;
 }
 
@@ -46,12 +70,12 @@ Result<Plan> compile(const Config& cfg, const IdTable& previous) {
     uint32_t id = plan.ids.networks.at(n.name);
     AddrEntry subnet;
     subnet.key = {n.subnet.len, n.subnet.addr.to_be()};
-    subnet.value = {id, MOAT_ADDR_SUBNET};
+    subnet.value = {id, MOAT_ADDR_SUBNET, net_flags(n)};
     subnet.network = n.name;
     plan.addrs.push_back(subnet);
     AddrEntry gw;
     gw.key = {32, n.gateway.to_be()};
-    gw.value = {id, MOAT_ADDR_GATEWAY};
+    gw.value = {id, MOAT_ADDR_GATEWAY, net_flags(n)};
     gw.network = n.name;
     plan.addrs.push_back(gw);
   }
@@ -84,6 +108,35 @@ Result<Plan> compile(const Config& cfg, const IdTable& previous) {
     }
   }
 
+  for (size_t ci = 0; ci < cfg.containers.size(); ++ci) {
+    const auto& c = cfg.containers[ci];
+    if (c.publish.empty()) continue;
+    const Attachment* a = publish_target(cfg, c);
+    if (!a)
+      return fail(cfg.source + ": containers[" + std::to_string(ci) +
+                  "].publish: the container has no non-internal network to publish from");
+    for (const auto& p : c.publish) {
+      for (uint32_t i = 0; i < p.count; ++i) {
+        PublishEntry e;
+        e.container = c.name;
+        e.network = a->network;
+        e.text = p.text;
+        e.key.host_ip = p.host_ip ? p.host_ip->to_be() : 0;
+        e.key.port = htons(static_cast<uint16_t>(p.host_port + i));
+        e.key.proto = ip_proto(p.protocol);
+        e.value.backend_ip = a->ip.to_be();
+        e.value.backend_port = htons(static_cast<uint16_t>(p.container_port + i));
+        e.value.container_id = plan.ids.containers.at(c.name);
+        e.value.net_id = plan.ids.networks.at(a->network);
+        plan.publish.push_back(e);
+      }
+    }
+  }
+
+  if (plan.publish.size() > MOAT_MAX_PUBLISH)
+    return fail(cfg.source + ": " + std::to_string(plan.publish.size()) +
+                " published ports exceed the publish map's capacity of " +
+                std::to_string(MOAT_MAX_PUBLISH));
   if (plan.endpoints.size() > MOAT_MAX_ENDPOINTS)
     return fail(cfg.source + ": " + std::to_string(plan.endpoints.size()) +
                 " container attachments exceed the endpoint map's capacity of " +

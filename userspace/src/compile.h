@@ -33,10 +33,20 @@ struct AddrEntry {
   std::string network;
 };
 
+// One published host port (ranges are expanded port by port).
+struct PublishEntry {
+  std::string container;
+  std::string network;  // the attachment the port forwards to
+  std::string text;     // the publish as written, for messages
+  moat_publish_key key{};
+  moat_publish_val value{};
+};
+
 struct Plan {
   IdTable ids;
   std::vector<EndpointEntry> endpoints;
   std::vector<AddrEntry> addrs;
+  std::vector<PublishEntry> publish;
 };
 
 // Fails when an attachment has no host interface, two attachments name the

@@ -488,6 +488,7 @@ struct ContainerEntry {
 struct Document {
   std::vector<NetworkEntry> networks;
   std::vector<ContainerEntry> containers;
+  std::vector<std::string> uplinks;
 };
 
 struct Field {
@@ -799,7 +800,23 @@ Document read_document(Reader& r, const Json& root) {
                   describe(root));
     return doc;
   }
-  r.object(root, "", {{"networks"}, {"containers"}, {"policies"}});
+  r.object(root, "", {{"networks"}, {"containers"}, {"policies"}, {"host"}});
+  // The host's side: which interfaces lead to the world (published ports
+  // arrive there, masquerade leaves there).
+  r.member(root, "", "host", [&](const Json& v, const std::string& p) {
+    if (!r.object(v, p, {{"uplinks"}})) return;
+    r.member(v, p, "uplinks", [&](const Json& f, const std::string& fp) {
+      r.elements(f, fp, "interface names", [&](const Json& el, const std::string& ep) {
+        auto name = r.string(el, ep);
+        if (!name) return;
+        if (name->empty() || name->size() >= 16 || name->find('/') != std::string::npos ||
+            name->find(' ') != std::string::npos)
+          r.problem(ep, "\"" + *name + "\" is not an interface name (1-15 characters, no '/' or space)");
+        else
+          doc.uplinks.push_back(*name);
+      });
+    });
+  });
   r.member(root, "", "networks", [&](const Json& v, const std::string& p) {
     r.elements(v, p, "networks", [&](const Json& el, const std::string& ep) {
       doc.networks.push_back(read_network(r, el, ep));
@@ -1045,6 +1062,7 @@ class Resolver {
 Config build_config(Document&& doc, const std::string& source) {
   Config cfg;
   cfg.source = source;
+  cfg.uplinks = std::move(doc.uplinks);
   for (NetworkEntry& n : doc.networks) cfg.networks.push_back(std::move(n.net));
   for (ContainerEntry& c : doc.containers) {
     for (AttachmentEntry& a : c.attachments) c.c.networks.push_back(std::move(a.att));

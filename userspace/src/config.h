@@ -66,6 +66,7 @@ struct Config {
   std::string source;  // file name, for messages
   std::vector<Network> networks;
   std::vector<Container> containers;
+  std::vector<std::string> uplinks;  // host interfaces to the world (`host.uplinks`)
 
   const Network* find_network(const std::string& name) const;
   const Container* find_container(const std::string& name) const;

@@ -6,6 +6,10 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -23,6 +27,8 @@
 #include <sstream>
 
 #include "endpoint.skel.h"
+#include "sockhooks.h"
+#include "uplink.skel.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -59,10 +65,29 @@ class Fd {
   int fd_;
 };
 
-struct SkelDeleter {
-  void operator()(endpoint_bpf* s) const { endpoint_bpf__destroy(s); }
+// bpftool names a skeleton's functions after the object; these traits let
+// one loader serve every object of an instance.
+template <class S>
+struct SkelOps;
+template <>
+struct SkelOps<endpoint_bpf> {
+  static endpoint_bpf* open() { return endpoint_bpf__open(); }
+  static int load(endpoint_bpf* s) { return endpoint_bpf__load(s); }
+  static void destroy(endpoint_bpf* s) { endpoint_bpf__destroy(s); }
 };
-using Skel = std::unique_ptr<endpoint_bpf, SkelDeleter>;
+template <>
+struct SkelOps<uplink_bpf> {
+  static uplink_bpf* open() { return uplink_bpf__open(); }
+  static int load(uplink_bpf* s) { return uplink_bpf__load(s); }
+  static void destroy(uplink_bpf* s) { uplink_bpf__destroy(s); }
+};
+template <class S>
+struct SkelDeleter {
+  void operator()(S* s) const { SkelOps<S>::destroy(s); }
+};
+template <class S>
+using SkelPtr = std::unique_ptr<S, SkelDeleter<S>>;
+using Skel = SkelPtr<endpoint_bpf>;
 
 // libbpf reports an empty TC filter slot as a kernel error; moat queries
 // empty slots on purpose, so those lines are noise unless MOAT_DEBUG is set.
@@ -181,16 +206,18 @@ std::string prog_pin(const std::string& instance, const bpf_program* p) {
 }
 
 // Loads the programs; maps are reused from the pins or created and pinned.
-Result<Skel> load_skeleton(const std::string& instance) {
+// Every object declares every shared map, so whichever loads first pins them.
+template <class S>
+Result<SkelPtr<S>> load_skeleton(const std::string& instance) {
   init_libbpf();
-  Skel skel(endpoint_bpf__open());
+  SkelPtr<S> skel(SkelOps<S>::open());
   if (!skel) return fail_errno("open BPF skeleton", errno);
   bpf_map* m;
   bpf_object__for_each_map(m, skel->obj) {
     if (int rc = bpf_map__set_pin_path(m, map_pin(instance, m).c_str()); rc)
       return fail_errno("set pin path", rc);
   }
-  if (int rc = endpoint_bpf__load(skel.get()); rc)
+  if (int rc = SkelOps<S>::load(skel.get()); rc)
     return fail_errno("load BPF programs for instance " + instance +
                           " (after an upgrade that changed a map layout, run `moat down` first)",
                       rc);
@@ -219,19 +246,19 @@ Result<bpf_prog_info> prog_info(int fd) {
   return info;
 }
 
+// The programs for TC ingress and egress of one kind of interface.
 struct PinnedProgs {
-  Fd from_container, to_container;
-  uint32_t from_id = 0, to_id = 0;
+  Fd ingress, egress;
+  uint32_t ingress_id = 0, egress_id = 0;
 };
 
 // One program instance per instance: interfaces attached at different times
 // share it. A newer moat with different instructions (another tag) replaces it.
-Result<PinnedProgs> pin_programs(const std::string& instance, endpoint_bpf* skel, bool dry_run,
-                                 bool* replaced) {
+Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingress,
+                                 bpf_program* egress, bool dry_run, bool* replaced) {
   PinnedProgs out;
-  for (auto [prog, fd_out, id_out] :
-       {std::tuple{skel->progs.from_container, &out.from_container, &out.from_id},
-        std::tuple{skel->progs.to_container, &out.to_container, &out.to_id}}) {
+  for (auto [prog, fd_out, id_out] : {std::tuple{ingress, &out.ingress, &out.ingress_id},
+                                      std::tuple{egress, &out.egress, &out.egress_id}}) {
     std::string path = prog_pin(instance, prog);
     auto fresh = prog_info(bpf_program__fd(prog));
     if (!fresh) return std::unexpected(fresh.error());
@@ -348,8 +375,8 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
   if (rc && rc != -EEXIST) return fail_errno("create clsact qdisc on " + ifname, rc);
   if (rc == 0) *qdisc_created = true;
   bool changed = false;
-  for (auto [point, fd, id] : {std::tuple{BPF_TC_INGRESS, progs.from_container.get(), progs.from_id},
-                               std::tuple{BPF_TC_EGRESS, progs.to_container.get(), progs.to_id}}) {
+  for (auto [point, fd, id] : {std::tuple{BPF_TC_INGRESS, progs.ingress.get(), progs.ingress_id},
+                               std::tuple{BPF_TC_EGRESS, progs.egress.get(), progs.egress_id}}) {
     uint32_t cur = attached_prog_id(ifindex, point);
     if (cur == id) continue;
     auto h = make_hook(ifindex, point);
@@ -456,7 +483,10 @@ json ApplyReport::to_json() const {
           {"endpoints", {{"added", endpoints_added}, {"updated", endpoints_updated},
                          {"removed", endpoints_removed}}},
           {"addresses", {{"added", addrs_added}, {"updated", addrs_updated}, {"removed", addrs_removed}}},
+          {"published_ports",
+           {{"added", publish_added}, {"updated", publish_updated}, {"removed", publish_removed}}},
           {"interfaces", {{"attached", attached}, {"detached", detached}}},
+          {"socket_hooks_changed", sock_hooks_changed},
           {"programs_replaced", programs_replaced}};
 }
 
@@ -465,10 +495,67 @@ std::string ApplyReport::summary() const {
   std::ostringstream o;
   o << "endpoints +" << endpoints_added << " ~" << endpoints_updated << " -" << endpoints_removed
     << ", address entries +" << addrs_added << " ~" << addrs_updated << " -" << addrs_removed
-    << ", interfaces attached " << attached << ", detached " << detached;
+    << ", published ports +" << publish_added << " ~" << publish_updated << " -"
+    << publish_removed << ", interfaces attached " << attached << ", detached " << detached;
+  if (sock_hooks_changed) o << ", socket hooks attached";
   if (programs_replaced) o << ", programs upgraded";
   return o.str();
 }
+
+namespace {
+
+// The primary IPv4 address of an interface in the current namespace.
+Result<uint32_t> interface_ipv4(const std::string& ifname) {
+  Fd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock.ok()) return fail_errno("socket", errno);
+  ifreq req{};
+  snprintf(req.ifr_name, sizeof(req.ifr_name), "%s", ifname.c_str());
+  if (ioctl(sock.get(), SIOCGIFADDR, &req) != 0) return fail_errno("IPv4 address of " + ifname, errno);
+  return reinterpret_cast<sockaddr_in*>(&req.ifr_addr)->sin_addr.s_addr;
+}
+
+struct Uplink {
+  std::string name;
+  int ifindex = 0;
+  uint32_t ipv4 = 0;  // network order
+};
+
+// Attaches `progs` to every interface of `rows` ({name, ifindex, ...}),
+// keeping `qdisc_created` from the previous state so moat only ever removes
+// a qdisc it made. Returns the new state rows.
+template <class Rows>
+Result<json> attach_all(const Rows& rows, const std::map<std::string, json>& old_by_name,
+                        const PinnedProgs& progs, bool dry_run, int* attached) {
+  json out = json::array();
+  for (const auto& [name, idx, extra] : rows) {
+    bool created = false;
+    if (auto it = old_by_name.find(name); it != old_by_name.end())
+      created = it->second.value("qdisc_created", false) && it->second.value("ifindex", 0) == idx;
+    if (dry_run) {
+      if (attached_prog_id(idx, BPF_TC_INGRESS) != progs.ingress_id ||
+          attached_prog_id(idx, BPF_TC_EGRESS) != progs.egress_id)
+        ++*attached;
+    } else {
+      auto changed = attach(name, idx, progs, &created);
+      if (!changed) return std::unexpected(changed.error());
+      if (*changed) ++*attached;
+    }
+    json row = extra;
+    row["name"] = name;
+    row["ifindex"] = idx;
+    row["qdisc_created"] = created;
+    out.push_back(row);
+  }
+  return out;
+}
+
+std::map<std::string, json> by_name(const json& rows) {
+  std::map<std::string, json> out;
+  for (const auto& r : rows) out[r.at("name").get<std::string>()] = r;
+  return out;
+}
+
+}  // namespace
 
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run) {
   ApplyReport rep;
@@ -500,11 +587,44 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
   std::map<std::vector<uint8_t>, moat_addr_info> want_addrs;
   for (const auto& a : plan->addrs) want_addrs.emplace(key_bytes(a.key), a.value);
 
+  std::vector<Uplink> uplinks;
+  std::map<std::vector<uint8_t>, moat_uplink> want_uplinks;
+  for (const auto& name : cfg.uplinks) {
+    Uplink u{name, static_cast<int>(if_nametoindex(name.c_str())), 0};
+    if (u.ifindex == 0)
+      return fail(cfg.source + ": host.uplinks: interface " + name +
+                      " does not exist in this network namespace",
+                  errno);
+    if (ifindex_of.contains(name))
+      return fail(cfg.source + ": host.uplinks: " + name + " is a container's interface");
+    auto ip = interface_ipv4(name);
+    if (!ip)
+      return fail(cfg.source + ": host.uplinks: " + name +
+                  " has no IPv4 address to publish on and masquerade behind");
+    u.ipv4 = *ip;
+    uplinks.push_back(u);
+    want_uplinks.emplace(key_bytes(static_cast<uint32_t>(u.ifindex)), moat_uplink{u.ipv4, 0});
+    // Published ports are reachable at the uplink's address: a host address.
+    moat_lpm_v4_key k{32, u.ipv4};
+    want_addrs[key_bytes(k)] = moat_addr_info{0, MOAT_ADDR_HOST, 0};
+  }
+  if (!plan->publish.empty() && uplinks.empty() && !cfg.containers.empty())
+    std::fprintf(stderr,
+                 "moat: note: %s has published ports but no host.uplinks; they are reachable from "
+                 "the host and from containers only\n",
+                 cfg.source.c_str());
+
+  std::map<std::vector<uint8_t>, moat_publish_val> want_publish;
+  for (const auto& p : plan->publish) want_publish.emplace(key_bytes(p.key), p.value);
+
   bool exists = fs::exists(pin_dir(instance));
   if (dry_run && !exists) {
+    if (auto r = check_ports_free(published_ports(plan->publish)); !r) return std::unexpected(r.error());
     rep.endpoints_added = static_cast<int>(want_eps.size());
     rep.addrs_added = static_cast<int>(want_addrs.size());
-    rep.attached = static_cast<int>(want_eps.size());
+    rep.publish_added = static_cast<int>(want_publish.size());
+    rep.attached = static_cast<int>(want_eps.size() + uplinks.size());
+    rep.sock_hooks_changed = true;
     return rep;
   }
 
@@ -512,19 +632,38 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
     if (auto r = ensure_bpffs(); !r) return std::unexpected(r.error());
     if (auto r = mkdirs(pin_dir(instance)); !r) return std::unexpected(r.error());
   }
-  auto skel = load_skeleton(instance);
+  auto skel = load_skeleton<endpoint_bpf>(instance);
   if (!skel) return std::unexpected(skel.error());
-  auto progs = pin_programs(instance, skel->get(), dry_run, &rep.programs_replaced);
-  if (!progs) return std::unexpected(progs.error());
+  auto uskel = load_skeleton<uplink_bpf>(instance);
+  if (!uskel) return std::unexpected(uskel.error());
 
   auto& maps = (*skel)->maps;
   auto have_addrs = dump_map<moat_lpm_v4_key, moat_addr_info>(maps.addrs);
   auto have_eps = dump_map<uint32_t, moat_endpoint>(maps.endpoints);
+  auto have_publish = dump_map<moat_publish_key, moat_publish_val>(maps.publish);
+  auto have_uplinks = dump_map<uint32_t, moat_uplink>(maps.uplinks);
   if (!have_addrs) return std::unexpected(have_addrs.error());
   if (!have_eps) return std::unexpected(have_eps.error());
+  if (!have_publish) return std::unexpected(have_publish.error());
+  if (!have_uplinks) return std::unexpected(have_uplinks.error());
+
+  // A port that a host program already holds cannot be published (Docker:
+  // "port is already allocated"); ports moat publishes already are ours.
+  std::vector<PublishEntry> fresh_publish;
+  for (const auto& p : plan->publish)
+    if (!have_publish->contains(key_bytes(p.key))) fresh_publish.push_back(p);
+  if (auto r = check_ports_free(published_ports(fresh_publish)); !r) return std::unexpected(r.error());
+
+  auto progs = pin_programs(instance, (*skel)->progs.from_container, (*skel)->progs.to_container,
+                            dry_run, &rep.programs_replaced);
+  if (!progs) return std::unexpected(progs.error());
+  auto uprogs = pin_programs(instance, (*uskel)->progs.uplink_in, (*uskel)->progs.uplink_out,
+                             dry_run, &rep.programs_replaced);
+  if (!uprogs) return std::unexpected(uprogs.error());
 
   // New addresses and endpoints first, attachments next, removals last: a
   // packet never meets a program whose entries are not there yet.
+  int uplinks_added = 0, uplinks_updated = 0, uplinks_removed = 0;
   if (auto r = upsert<moat_lpm_v4_key>(maps.addrs, *have_addrs, want_addrs, &rep.addrs_added,
                                        &rep.addrs_updated, dry_run);
       !r)
@@ -533,47 +672,58 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                                 &rep.endpoints_updated, dry_run);
       !r)
     return std::unexpected(r.error());
+  if (auto r = upsert<moat_publish_key>(maps.publish, *have_publish, want_publish,
+                                        &rep.publish_added, &rep.publish_updated, dry_run);
+      !r)
+    return std::unexpected(r.error());
+  if (auto r = upsert<uint32_t>(maps.uplinks, *have_uplinks, want_uplinks, &uplinks_added,
+                                &uplinks_updated, dry_run);
+      !r)
+    return std::unexpected(r.error());
 
-  json old_ifaces = st->value("interfaces", json::array());
-  std::map<std::string, json> old_by_name;
-  for (const auto& i : old_ifaces) old_by_name[i.at("name").get<std::string>()] = i;
+  auto old_ifaces = by_name(st->value("interfaces", json::array()));
+  auto old_uplinks = by_name(st->value("uplinks", json::array()));
 
-  json ifaces = json::array();
-  for (const auto& e : plan->endpoints) {
-    int idx = ifindex_of.at(e.interface);
-    bool created = false;
-    if (auto it = old_by_name.find(e.interface); it != old_by_name.end())
-      created = it->second.value("qdisc_created", false) &&
-                it->second.value("ifindex", 0) == idx;
-    if (dry_run) {
-      if (attached_prog_id(idx, BPF_TC_INGRESS) != progs->from_id ||
-          attached_prog_id(idx, BPF_TC_EGRESS) != progs->to_id)
-        rep.attached++;
-    } else {
-      auto changed = attach(e.interface, idx, *progs, &created);
-      if (!changed) return std::unexpected(changed.error());
-      if (*changed) rep.attached++;
-    }
-    ifaces.push_back({{"name", e.interface}, {"ifindex", idx}, {"qdisc_created", created},
-                      {"container", e.container}, {"network", e.network},
-                      {"ip", ip_str(e.value.ipv4)}});
-  }
+  std::vector<std::tuple<std::string, int, json>> ep_rows, up_rows;
+  for (const auto& e : plan->endpoints)
+    ep_rows.emplace_back(e.interface, ifindex_of.at(e.interface),
+                         json{{"container", e.container}, {"network", e.network},
+                              {"ip", ip_str(e.value.ipv4)}});
+  for (const auto& u : uplinks) up_rows.emplace_back(u.name, u.ifindex, json{{"ip", ip_str(u.ipv4)}});
+  auto ifaces = attach_all(ep_rows, old_ifaces, *progs, dry_run, &rep.attached);
+  if (!ifaces) return std::unexpected(ifaces.error());
+  auto up_state = attach_all(up_rows, old_uplinks, *uprogs, dry_run, &rep.attached);
+  if (!up_state) return std::unexpected(up_state.error());
+
+  auto hooks = ensure_sock_hooks(pin_dir(instance), dry_run);
+  if (!hooks) return std::unexpected(hooks.error());
+  rep.sock_hooks_changed = *hooks;
 
   std::set<uint32_t> ours = pinned_prog_ids(instance);
-  ours.insert(progs->from_id);
-  ours.insert(progs->to_id);
-  for (const auto& [name, old] : old_by_name) {
-    if (ifindex_of.contains(name)) continue;
-    rep.detached++;
-    if (dry_run) continue;
-    if (auto r = detach(name, old.value("qdisc_created", false), ours); !r)
-      return std::unexpected(r.error());
-    for (uint32_t dir = 0; dir < MOAT_DIR_MAX; ++dir) {
-      moat_stats_key k{old.value("ifindex", 0u), dir};
-      bpf_map__delete_elem(maps.stats, &k, sizeof(k), 0);
+  for (uint32_t id : {progs->ingress_id, progs->egress_id, uprogs->ingress_id, uprogs->egress_id})
+    ours.insert(id);
+  std::set<std::string> wanted_ifaces;
+  for (const auto& [name, idx, extra] : ep_rows) wanted_ifaces.insert(name);
+  for (const auto& [name, idx, extra] : up_rows) wanted_ifaces.insert(name);
+  for (const auto* old : {&old_ifaces, &old_uplinks}) {
+    for (const auto& [name, row] : *old) {
+      if (wanted_ifaces.contains(name)) continue;
+      rep.detached++;
+      if (dry_run) continue;
+      if (auto r = detach(name, row.value("qdisc_created", false), ours); !r)
+        return std::unexpected(r.error());
+      for (uint32_t dir = 0; dir < MOAT_DIR_MAX; ++dir) {
+        moat_stats_key k{row.value("ifindex", 0u), dir};
+        bpf_map__delete_elem(maps.stats, &k, sizeof(k), 0);
+      }
     }
   }
   if (auto r = remove_stale(maps.endpoints, *have_eps, want_eps, &rep.endpoints_removed, dry_run); !r)
+    return std::unexpected(r.error());
+  if (auto r = remove_stale(maps.publish, *have_publish, want_publish, &rep.publish_removed, dry_run);
+      !r)
+    return std::unexpected(r.error());
+  if (auto r = remove_stale(maps.uplinks, *have_uplinks, want_uplinks, &uplinks_removed, dry_run); !r)
     return std::unexpected(r.error());
   if (auto r = remove_stale(maps.addrs, *have_addrs, want_addrs, &rep.addrs_removed, dry_run); !r)
     return std::unexpected(r.error());
@@ -583,14 +733,19 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
   for (const auto& n : cfg.networks)
     networks.push_back({{"name", n.name}, {"id", plan->ids.networks.at(n.name)},
                         {"subnet", n.subnet.str()}, {"gateway", n.gateway.str()}, {"icc", n.icc},
-                        {"internal", n.internal}});
+                        {"internal", n.internal}, {"masquerade", n.masquerade && !n.internal}});
+  json published = json::array();
+  for (const auto& c : cfg.containers)
+    for (const auto& p : c.publish) published.push_back({{"container", c.name}, {"publish", p.text}});
   json next = {{"instance", instance},
                {"source", cfg.source},
                {"netns_inode", netns},
                {"netns_path", current_netns_path()},
                {"ids", {{"networks", plan->ids.networks}, {"containers", plan->ids.containers}}},
                {"networks", networks},
-               {"interfaces", ifaces}};
+               {"published", published},
+               {"interfaces", *ifaces},
+               {"uplinks", *up_state}};
   if (auto r = write_state(instance, next); !r) return std::unexpected(r.error());
   return rep;
 }
@@ -655,6 +810,30 @@ Result<json> status(const std::string& instance) {
     ifaces.push_back(row);
   }
 
+  json uplinks = json::array();
+  for (const auto& u : st->value("uplinks", json::array())) {
+    json row = u;
+    row.erase("qdisc_created");
+    uint32_t idx = u.value("ifindex", 0u);
+    if (same_ns) {
+      row["attached"] = {{"ingress", attached_prog_id(static_cast<int>(idx), BPF_TC_INGRESS)},
+                         {"egress", attached_prog_id(static_cast<int>(idx), BPF_TC_EGRESS)}};
+    }
+    json counters;
+    for (auto [dir, name] : {std::pair{MOAT_DIR_UPLINK_IN, "from_world"},
+                             std::pair{MOAT_DIR_UPLINK_OUT, "to_world"}}) {
+      auto s = read_stats(maps.stats, idx, dir);
+      if (!s) return std::unexpected(s.error());
+      counters[name] = stats_json(*s);
+    }
+    row["counters"] = counters;
+    uplinks.push_back(row);
+  }
+  auto hooks = sock_hooks_status(pin_dir(instance));
+  if (!hooks) return std::unexpected(hooks.error());
+  auto flows = ct_entries(instance);
+  if (!flows) return std::unexpected(flows.error());
+
   return json{{"instance", instance},
               {"source", st->value("source", "")},
               {"netns", st->value("netns_path", "")},
@@ -663,7 +842,11 @@ Result<json> status(const std::string& instance) {
               {"maps", map_list},
               {"networks", st->value("networks", json::array())},
               {"endpoints", ifaces},
-              {"endpoint_entries", eps->size()}};
+              {"endpoint_entries", eps->size()},
+              {"uplinks", uplinks},
+              {"published", st->value("published", json::array())},
+              {"socket_hooks", *hooks},
+              {"tracked_entries", flows->size()}};
 }
 
 Result<void> down(const std::string& instance) {
@@ -681,9 +864,12 @@ Result<void> down(const std::string& instance) {
     same_ns = true;
   }
   if (same_ns) {
-    for (const auto& i : st->value("interfaces", json::array())) {
-      if (auto r = detach(i.at("name").get<std::string>(), i.value("qdisc_created", false), ours); !r)
-        return r;
+    for (const char* list : {"interfaces", "uplinks"}) {
+      for (const auto& i : st->value(list, json::array())) {
+        if (auto r = detach(i.at("name").get<std::string>(), i.value("qdisc_created", false), ours);
+            !r)
+          return r;
+      }
     }
   }
   if (home.ok() && setns(home.get(), CLONE_NEWNET) != 0)
@@ -697,6 +883,97 @@ Result<void> down(const std::string& instance) {
   if (ec) return fail("remove " + state_dir(instance), ec.value());
   fs::remove("/run/moat", ec);  // only if empty
   return {};
+}
+
+namespace {
+
+const char* ct_kind_name(uint8_t k) {
+  switch (k) {
+    case MOAT_CT_DNAT: return "published";
+    case MOAT_CT_DNAT_REPLY: return "published-reply";
+    case MOAT_CT_SNAT: return "egress";
+    case MOAT_CT_SNAT_REPLY: return "egress-reply";
+    default: return "?";
+  }
+}
+
+const char* tcp_state_name(uint8_t s) {
+  switch (s) {
+    case MOAT_TCP_SYN_SENT: return "syn-sent";
+    case MOAT_TCP_ESTABLISHED: return "established";
+    case MOAT_TCP_CLOSING: return "closing";
+    default: return "";
+  }
+}
+
+std::string proto_name(uint8_t p) {
+  switch (p) {
+    case IPPROTO_TCP: return "tcp";
+    case IPPROTO_UDP: return "udp";
+    case IPPROTO_ICMP: return "icmp";
+    case IPPROTO_SCTP: return "sctp";
+    default: return std::to_string(p);
+  }
+}
+
+std::string endpoint_str(uint32_t ip, uint16_t port_be, uint8_t proto) {
+  if (proto == IPPROTO_ICMP) return ip_str(ip);
+  return ip_str(ip) + ":" + std::to_string(ntohs(port_be));
+}
+
+// bpf_ktime_get_ns() runs on CLOCK_MONOTONIC.
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+Result<json> ct_entries(const std::string& instance) {
+  auto skel = open_pinned_maps(instance);
+  if (!skel) return std::unexpected(skel.error());
+  auto all = dump_map<moat_ct_key, moat_ct_entry>((*skel)->maps.ct);
+  if (!all) return std::unexpected(all.error());
+  uint64_t now = monotonic_ns();
+  json out = json::array();
+  for (const auto& [kb, e] : *all) {
+    moat_ct_key k{};
+    memcpy(&k, kb.data(), sizeof(k));
+    if (e.expires_ns < now) continue;  // expired, waiting for gc
+    json row = {{"kind", ct_kind_name(e.kind)},
+                {"protocol", proto_name(k.proto)},
+                {"from", endpoint_str(k.saddr, k.sport, k.proto)},
+                {"to", endpoint_str(k.daddr, k.dport, k.proto)},
+                {"becomes_from", endpoint_str(e.xlated.saddr, e.xlated.sport, k.proto)},
+                {"becomes_to", endpoint_str(e.xlated.daddr, e.xlated.dport, k.proto)},
+                {"expires_in_s", (e.expires_ns - now) / 1000000000ull},
+                {"packets", e.packets},
+                {"bytes", e.bytes}};
+    if (k.proto == IPPROTO_ICMP) row["echo_id"] = ntohs(k.sport);
+    if (e.tcp_state) row["tcp_state"] = tcp_state_name(e.tcp_state);
+    out.push_back(row);
+  }
+  return out;
+}
+
+Result<int> ct_gc(const std::string& instance) {
+  auto skel = open_pinned_maps(instance);
+  if (!skel) return std::unexpected(skel.error());
+  auto all = dump_map<moat_ct_key, moat_ct_entry>((*skel)->maps.ct);
+  if (!all) return std::unexpected(all.error());
+  uint64_t now = monotonic_ns();
+  int removed = 0;
+  for (const auto& [kb, e] : *all) {
+    if (e.expires_ns >= now) continue;
+    // An idle direction lives on while its partner is busy (as in BPF).
+    moat_ct_key partner{e.xlated.daddr, e.xlated.saddr, e.xlated.dport, e.xlated.sport,
+                        e.xlated.proto, {}};
+    auto it = all->find(key_bytes(partner));
+    if (it != all->end() && it->second.expires_ns >= now) continue;
+    if (bpf_map__delete_elem((*skel)->maps.ct, kb.data(), kb.size(), 0) == 0) ++removed;
+  }
+  return removed;
 }
 
 std::vector<std::string> instances() {

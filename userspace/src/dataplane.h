@@ -26,11 +26,14 @@ bool valid_instance_name(const std::string& name, std::string* why);
 struct ApplyReport {
   int endpoints_added = 0, endpoints_updated = 0, endpoints_removed = 0;
   int addrs_added = 0, addrs_updated = 0, addrs_removed = 0;
+  int publish_added = 0, publish_updated = 0, publish_removed = 0;
   int attached = 0, detached = 0;
+  bool sock_hooks_changed = false;
   bool programs_replaced = false;
   bool changed() const {
     return endpoints_added || endpoints_updated || endpoints_removed || addrs_added ||
-           addrs_updated || addrs_removed || attached || detached || programs_replaced;
+           addrs_updated || addrs_removed || publish_added || publish_updated ||
+           publish_removed || attached || detached || sock_hooks_changed || programs_replaced;
   }
   nlohmann::json to_json() const;
   std::string summary() const;
@@ -46,6 +49,13 @@ Result<nlohmann::json> status(const std::string& instance);
 
 // Detaches, unpins, removes state. Succeeds when nothing exists.
 Result<void> down(const std::string& instance);
+
+// Live connection-tracking entries (two per translated flow), as JSON rows.
+Result<nlohmann::json> ct_entries(const std::string& instance);
+
+// Deletes expired entries (the BPF side deletes them lazily when it meets
+// them; this sweeps the ones it never meets again). Returns how many.
+Result<int> ct_gc(const std::string& instance);
 
 // Names of instances with pins or state.
 std::vector<std::string> instances();

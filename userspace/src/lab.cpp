@@ -43,6 +43,7 @@ const std::string kUplinkOutsideIp = "198.18.0.2";
 const std::string kUplinkPrefixLen = "24";
 const std::string kInternetServerIp = "198.19.0.1";  // an address "on the internet"
 const std::string kUplinkIf = "uplink0";
+constexpr uint16_t kInternetServerPort = 80;  // tcp and udp, answers with the client's address
 
 constexpr auto kListenerTimeout = std::chrono::seconds(5);
 constexpr auto kListenerPoll = std::chrono::milliseconds(20);
@@ -111,7 +112,8 @@ json to_json(const LabState& s) {
            {{"host_ip", kUplinkHostIp},
             {"outside_ip", kUplinkOutsideIp},
             {"prefix_len", std::stoi(kUplinkPrefixLen)},
-            {"internet_ip", kInternetServerIp}}},
+            {"internet_ip", kInternetServerIp},
+            {"internet_port", kInternetServerPort}}},
           {"namespaces", s.namespaces},
           {"netns_dirs", s.netns_dirs},
           {"listeners", listeners},
@@ -559,7 +561,8 @@ Result<std::set<std::pair<std::string, uint16_t>>> listening_in(const std::strin
 }
 
 std::string describe(const Listener& l) {
-  return l.container + " " + std::to_string(l.port) + "/" + l.protocol;
+  return (l.container.empty() ? "internet server" : l.container) + " " + std::to_string(l.port) +
+         "/" + l.protocol;
 }
 
 // Tests must never race a listener that is not up yet: wait (bounded) until
@@ -594,8 +597,43 @@ Result<void> wait_for_listeners(const std::vector<Listener>& listeners) {
   }
 }
 
-Result<void> start_listeners(LabState& st, const Config& cfg) {
+// Starts `argv` in `ns` and records it in the state right away, so lab_down
+// stops it even when a later step fails.
+Result<void> start_listener(LabState& st, std::vector<Listener>& started, const std::string& ns,
+                            const std::string& container, Protocol proto, uint16_t port,
+                            const std::vector<std::string>& argv) {
+  auto pid = spawn_daemon_in_ns(ns, argv);
+  if (!pid) return std::unexpected(pid.error());
+  Listener l{*pid, ns, container, to_string(proto), port};
+  st.listeners.push_back(l);
+  started.push_back(l);
+  return save_state(st);
+}
+
+// "The internet": a server on kInternetServerIp in the outside namespace, TCP
+// and UDP port 80, that answers every request line with the client's address
+// as it sees it, so a test can tell a masqueraded source (the uplink address)
+// from a container's own one. Part of the topology, so it runs with
+// --no-listeners too. Like the container listeners it reads a line before it
+// answers; $SOCAT_PEERADDR is set by socat for each connection or datagram.
+Result<void> start_internet_server(LabState& st, std::vector<Listener>& started) {
+  const std::string out = lab_outside_ns(st.name);
+  const std::string port = std::to_string(kInternetServerPort);
+  const std::string bind = ",bind=" + kInternetServerIp;
+  const std::string answer = "SYSTEM:while read -r _; do echo \"$SOCAT_PEERADDR\"; done";
+  if (auto r = start_listener(st, started, out, "", Protocol::tcp, kInternetServerPort,
+                              {"socat", "TCP-LISTEN:" + port + bind + ",reuseaddr,fork", answer});
+      !r) {
+    return r;
+  }
+  return start_listener(st, started, out, "", Protocol::udp, kInternetServerPort,
+                        {"socat", "UDP-RECVFROM:" + port + bind + ",fork", answer});
+}
+
+Result<void> start_listeners(LabState& st, const Config& cfg, bool per_container) {
   std::vector<Listener> started;
+  if (auto r = start_internet_server(st, started); !r) return r;
+  if (!per_container) return wait_for_listeners(started);
   for (const Container& c : cfg.containers) {
     const std::string ns = lab_container_ns(st.name, c.name);
     for (const auto& [proto, port] : listener_ports(c)) {
@@ -610,12 +648,7 @@ Result<void> start_listeners(LabState& st, const Config& cfg) {
       std::string listen = proto == Protocol::tcp ? "TCP-LISTEN:" + p + ",reuseaddr,fork"
                                                   : "UDP-RECVFROM:" + p + ",fork";
       std::vector<std::string> argv{"socat", listen, "EXEC:/bin/sed -n s/.*/" + c.name + "/p;q"};
-      auto pid = spawn_daemon_in_ns(ns, argv);
-      if (!pid) return std::unexpected(pid.error());
-      Listener l{*pid, ns, c.name, to_string(proto), port};
-      st.listeners.push_back(l);
-      started.push_back(l);
-      if (auto r = save_state(st); !r) return r;
+      if (auto r = start_listener(st, started, ns, c.name, proto, port, argv); !r) return r;
     }
   }
   return wait_for_listeners(started);
@@ -713,12 +746,9 @@ Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOption
   std::string why;
   if (!valid_lab_name(lab, &why)) return fail(why);
   if (auto r = check_config(cfg); !r) return std::unexpected(r.error());
-  if (opt.start_listeners) {
-    // Checked before anything is built, so the hint is not buried in a teardown.
-    bool wanted = std::ranges::any_of(
-        cfg.containers, [](const Container& c) { return !listener_ports(c).empty(); });
-    if (wanted && !in_path("socat")) return fail("socat not found: apt-get install socat");
-  }
+  // Checked before anything is built, so the hint is not buried in a teardown.
+  // The internet server in the outside namespace always needs socat.
+  if (!in_path("socat")) return fail("socat not found: apt-get install socat");
   if (auto r = check_free(cfg, lab); !r) return std::unexpected(r.error());
 
   LabState st;
@@ -727,14 +757,15 @@ Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOption
   if (auto r = claim_state(st); !r) return std::unexpected(r.error());
 
   Config result = cfg;
+  // Published ports arrive and masquerade leaves through the lab host's uplink,
+  // unless the file names uplinks of its own (`host.uplinks`).
+  if (result.uplinks.empty()) result.uplinks = {kUplinkIf};
   auto build = [&]() -> Result<void> {
     if (auto r = build_host_and_outside(st, result); !r) return r;
     for (size_t i = 0; i < result.containers.size(); ++i) {
       if (auto r = build_container(st, result, i); !r) return r;
     }
-    if (opt.start_listeners) {
-      if (auto r = start_listeners(st, result); !r) return r;
-    }
+    if (auto r = start_listeners(st, result, opt.start_listeners); !r) return r;
     st.complete = true;
     return save_state(st);
   };

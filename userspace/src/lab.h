@@ -18,7 +18,11 @@
 namespace moat {
 
 struct LabOptions {
-  bool start_listeners = true;  // a service on every exposed/published port
+  // A service on every exposed/published port of every container, answering
+  // with the container's name. The "internet server" in the outside namespace
+  // (198.19.0.1, tcp and udp port 80, answering with the client's address as
+  // it sees it) is part of the topology and runs either way.
+  bool start_listeners = true;
 };
 
 struct LabInfo {
@@ -39,7 +43,8 @@ std::string lab_container_ns(const std::string& lab, const std::string& containe
 bool valid_lab_name(const std::string& lab, std::string* why);
 
 // Builds the topology for `cfg` and returns `cfg` with every attachment's
-// host_interface filled in (names inside the lab host namespace). On failure
+// host_interface filled in (names inside the lab host namespace) and, unless
+// the file names its own, uplinks = {"uplink0"} (the lab host's uplink). On failure
 // everything made so far is removed again.
 Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOptions& opt);
 

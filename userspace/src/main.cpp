@@ -149,6 +149,31 @@ void print_status(const json& s) {
               << counters_text(e["counters"]["from_container"]) << "  |  "
               << counters_text(e["counters"]["to_container"]) << "\n";
   }
+  if (!s["uplinks"].empty()) {
+    std::cout << "\n"
+              << std::left << std::setw(14) << "UPLINK" << std::setw(16) << "IP" << std::setw(10)
+              << "HOOKS" << "FROM WORLD  |  TO WORLD\n";
+    for (const auto& u : s["uplinks"]) {
+      std::string hooks = "?";
+      if (u.contains("attached"))
+        hooks = std::string(u["attached"]["ingress"].get<uint32_t>() ? "in" : "--") + "," +
+                (u["attached"]["egress"].get<uint32_t>() ? "out" : "--");
+      std::cout << std::left << std::setw(14) << u["name"].get<std::string>() << std::setw(16)
+                << u["ip"].get<std::string>() << std::setw(10) << hooks
+                << counters_text(u["counters"]["from_world"]) << "  |  "
+                << counters_text(u["counters"]["to_world"]) << "\n";
+    }
+  }
+  if (!s["published"].empty()) {
+    std::cout << "\npublished:";
+    for (const auto& p : s["published"])
+      std::cout << "  " << p["container"].get<std::string>() << " " << p["publish"].get<std::string>();
+    std::cout << "\n";
+  }
+  std::cout << "socket hooks (host processes to published ports): ";
+  if (s["socket_hooks"].empty()) std::cout << "none";
+  for (const auto& h : s["socket_hooks"]) std::cout << h.value("hook", std::string("?")) << " ";
+  std::cout << "\ntracked flow entries: " << s["tracked_entries"] << " (moat ct list)\n";
 }
 
 // ---- lab ----------------------------------------------------------------------------
@@ -335,6 +360,21 @@ int main(int argc, char** argv) {
   auto* down = app.add_subcommand("down", "Detach every program, unpin every map, remove all state");
   down->add_option("--instance", instance, "dataplane instance")->capture_default_str();
 
+  auto* ct = app.add_subcommand(
+      "ct",
+      "Connection tracking: the flows moat translates (published ports, masquerade).\n"
+      "Each translated flow has two entries, one per direction.");
+  ct->require_subcommand(1);
+  std::string ct_lab;
+  auto* ct_list = ct->add_subcommand("list", "Live entries: tuple, what it becomes, state, counters");
+  auto* ct_gc = ct->add_subcommand(
+      "gc", "Delete expired entries now (the programs delete the ones they meet themselves)");
+  for (auto* sub : {ct_list, ct_gc}) {
+    sub->add_option("--instance", instance, "dataplane instance")->capture_default_str();
+    sub->add_option("--lab", ct_lab, "a lab's instance instead (lab-NAME)");
+    sub->add_flag("--json", as_json, "machine-readable output");
+  }
+
   auto* lab = app.add_subcommand(
       "lab",
       "The built-in lab: a Docker-like host, containers and an outside world made of network\n"
@@ -414,6 +454,38 @@ int main(int argc, char** argv) {
         std::cout << s.dump(2) << "\n";
       else
         print_status(s);
+    } else if (*ct_list || *ct_gc) {
+      need_root();
+      if (!ct_lab.empty()) instance = lab_instance(ct_lab);
+      check_instance(instance);
+      if (*ct_gc) {
+        int n = check(moat::ct_gc(instance));
+        if (as_json)
+          std::cout << json{{"instance", instance}, {"removed", n}}.dump() << "\n";
+        else
+          std::cout << "removed " << n << " expired entries (instance " << instance << ")\n";
+      } else {
+        auto rows = check(moat::ct_entries(instance));
+        if (as_json) {
+          std::cout << rows.dump(2) << "\n";
+        } else {
+          std::cout << std::left << std::setw(17) << "KIND" << std::setw(6) << "PROTO"
+                    << std::setw(44) << "TUPLE" << std::setw(44) << "BECOMES" << std::setw(13)
+                    << "STATE" << std::setw(9) << "EXPIRES" << "PACKETS/BYTES\n";
+          for (const auto& r : rows) {
+            std::string tuple = r["from"].get<std::string>() + " > " + r["to"].get<std::string>();
+            std::string becomes =
+                r["becomes_from"].get<std::string>() + " > " + r["becomes_to"].get<std::string>();
+            std::cout << std::setw(17) << r["kind"].get<std::string>() << std::setw(6)
+                      << r["protocol"].get<std::string>() << std::setw(44) << tuple
+                      << std::setw(44) << becomes << std::setw(13)
+                      << r.value("tcp_state", std::string("-")) << std::setw(9)
+                      << (std::to_string(r["expires_in_s"].get<uint64_t>()) + "s")
+                      << r["packets"].get<uint64_t>() << "/" << r["bytes"].get<uint64_t>() << "\n";
+          }
+          std::cout << rows.size() << " entries\n";
+        }
+      }
     } else if (*down) {
       check_instance(instance);
       need_root();

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * ct.h - connection tracking in moat's own LRU map (`ct`, layout in abi.h).
+ *
+ * A translated flow has two entries, one per direction, each keyed by the
+ * tuple as it arrives and saying what it becomes; the partner's key is the
+ * reverse of `xlated`, so either entry finds the other without a pointer.
+ * Entries expire lazily: a lookup that finds an idle entry whose partner is
+ * idle too deletes both and reports a miss. The LRU evicts the rest under
+ * pressure, and `moat ct gc` sweeps what nobody looks up any more.
+ * Why not the kernel's conntrack (kfuncs): it would tie moat to netfilter's
+ * module and tables, which this project replaces, and cost the same lookups.
+ */
+#ifndef MOAT_LIB_CT_H
+#define MOAT_LIB_CT_H
+
+#include "lib/maps.h"
+#include "lib/parse.h"
+
+#define NSEC_PER_SEC 1000000000ULL
+
+static __always_inline void ct_reverse(const struct moat_ct_key *k, struct moat_ct_key *out)
+{
+	out->saddr = k->daddr;
+	out->daddr = k->saddr;
+	out->sport = k->dport;
+	out->dport = k->sport;
+	out->proto = k->proto;
+	out->pad[0] = out->pad[1] = out->pad[2] = 0;
+}
+
+static __always_inline __u64 ct_timeout_ns(__u8 proto, __u8 state)
+{
+	if (proto == IPPROTO_TCP) {
+		if (state == MOAT_TCP_ESTABLISHED)
+			return MOAT_CT_TIMEOUT_TCP_EST * NSEC_PER_SEC;
+		if (state == MOAT_TCP_CLOSING)
+			return MOAT_CT_TIMEOUT_TCP_CLOSE * NSEC_PER_SEC;
+		return MOAT_CT_TIMEOUT_TCP_SYN * NSEC_PER_SEC;
+	}
+	if (proto == IPPROTO_ICMP)
+		return MOAT_CT_TIMEOUT_ICMP * NSEC_PER_SEC;
+	return MOAT_CT_TIMEOUT_UDP * NSEC_PER_SEC;
+}
+
+static __always_inline struct moat_ct_entry *ct_partner(const struct moat_ct_entry *e)
+{
+	struct moat_ct_key k;
+
+	ct_reverse(&e->xlated, &k);
+	return bpf_map_lookup_elem(&ct, &k);
+}
+
+/* The live entry for `key`, or NULL. */
+static __always_inline struct moat_ct_entry *ct_lookup(const struct moat_ct_key *key, __u64 now)
+{
+	struct moat_ct_entry *e = bpf_map_lookup_elem(&ct, key);
+	struct moat_ct_entry *p;
+	struct moat_ct_key pk;
+
+	if (!e)
+		return NULL;
+	if (likely(e->expires_ns >= now))
+		return e;
+	/* One direction idle is fine while the other is busy (one-way UDP). */
+	ct_reverse(&e->xlated, &pk);
+	p = bpf_map_lookup_elem(&ct, &pk);
+	if (p && p->expires_ns >= now) {
+		e->expires_ns = p->expires_ns;
+		return e;
+	}
+	bpf_map_delete_elem(&ct, key);
+	if (p)
+		bpf_map_delete_elem(&ct, &pk);
+	return NULL;
+}
+
+static __always_inline void ct_set_state(struct moat_ct_entry *e, __u8 state, __u64 now)
+{
+	e->tcp_state = state;
+	e->expires_ns = now + ct_timeout_ns(e->xlated.proto, state);
+}
+
+/*
+ * Accounts a packet to its entry and follows TCP far enough to pick a
+ * timeout: a reply moves SYN_SENT to ESTABLISHED, FIN or RST to CLOSING, a
+ * fresh SYN on a closing flow (port reuse) back to SYN_SENT. State changes
+ * are written to both entries; the plain refresh only to this one.
+ */
+static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_info *l4,
+				      __u32 len, __u64 now)
+{
+	__u8 state = e->tcp_state;
+	__u8 next = state;
+	struct moat_ct_entry *p;
+
+	e->packets++;
+	e->bytes += len;
+	if (l4->key.proto == IPPROTO_TCP) {
+		__u8 f = l4->tcp_flags;
+		int reply = e->kind == MOAT_CT_DNAT_REPLY || e->kind == MOAT_CT_SNAT_REPLY;
+
+		if (f & (TCP_FLAG_RST | TCP_FLAG_FIN))
+			next = MOAT_TCP_CLOSING;
+		else if ((f & TCP_FLAG_SYN) && !(f & TCP_FLAG_ACK) && state == MOAT_TCP_CLOSING)
+			next = MOAT_TCP_SYN_SENT;
+		else if (reply && state == MOAT_TCP_SYN_SENT)
+			next = MOAT_TCP_ESTABLISHED;
+	}
+	if (next == state) {
+		e->expires_ns = now + ct_timeout_ns(l4->key.proto, state);
+		return;
+	}
+	ct_set_state(e, next, now);
+	p = ct_partner(e);
+	if (p)
+		ct_set_state(p, next, now);
+}
+
+/* Where a flow's two entries apply their rewrites. */
+struct ct_sites {
+	__u32 orig_ifindex;
+	__u8 orig_dir;
+	__u32 reply_ifindex;
+	__u8 reply_dir;
+};
+
+/*
+ * Creates both entries of a flow whose original tuple `orig` becomes
+ * `xlated`. With `claim`, the reply entry is written first and only if its
+ * key is free (BPF_NOEXIST), so two flows can never take one masquerade
+ * port; returns -1 when it is taken. Without, a stale pair is overwritten.
+ */
+static __always_inline int ct_create(const struct moat_ct_key *orig,
+				     const struct moat_ct_key *xlated,
+				     const struct ct_sites *at, __u8 kind, __u8 flags,
+				     __u32 container_id, int claim, __u64 now)
+{
+	__u8 state = orig->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
+	__u64 expires = now + ct_timeout_ns(orig->proto, state);
+	struct moat_ct_entry o = {
+		.xlated = *xlated,
+		.expires_ns = expires,
+		.ifindex = at->orig_ifindex,
+		.dir = at->orig_dir,
+		.kind = kind,
+		.tcp_state = state,
+		.flags = flags,
+		.container_id = container_id,
+	};
+	struct moat_ct_entry r = o;
+	struct moat_ct_key rkey;
+
+	ct_reverse(orig, &r.xlated);
+	r.ifindex = at->reply_ifindex;
+	r.dir = at->reply_dir;
+	r.kind = kind + 1; /* MOAT_CT_DNAT -> _REPLY, MOAT_CT_SNAT -> _REPLY */
+	ct_reverse(xlated, &rkey);
+	if (bpf_map_update_elem(&ct, &rkey, &r, claim ? BPF_NOEXIST : BPF_ANY))
+		return -1;
+	if (bpf_map_update_elem(&ct, orig, &o, BPF_ANY)) {
+		bpf_map_delete_elem(&ct, &rkey);
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether entry `e` rewrites at this hook. Any uplink will do for an uplink
+ * entry: the route back to the world may leave through another one. */
+static __always_inline int ct_rewrites_here(const struct moat_ct_entry *e, __u32 ifindex, __u32 dir)
+{
+	if (e->dir != dir)
+		return 0;
+	return dir == MOAT_DIR_UPLINK_IN || dir == MOAT_DIR_UPLINK_OUT || e->ifindex == ifindex;
+}
+
+#endif

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * uplink.bpf.c - TC programs on the host's uplinks, where Docker has its
+ * PREROUTING DNAT and POSTROUTING MASQUERADE rules.
+ *
+ *   from_world: TC ingress, before the routing decision. Published ports
+ *               are rewritten to their container here, so the host routes
+ *               them to the right bridge; masquerade replies go back to
+ *               the container they belong to; anything else addressed to a
+ *               container is dropped (unpublished ports stay closed).
+ *   to_world:   TC egress. Replies from published containers get the
+ *               published address back; containers' own connections are
+ *               masqueraded behind the uplink's address.
+ */
+#include "lib/common.h"
+#include "lib/parse.h"
+#include "lib/maps.h"
+#include "lib/ct.h"
+#include "lib/nat.h"
+#include "lib/verdict.h"
+
+/* Parses up to the L4 header, pulling non-linear headers in once. */
+static __always_inline int uplink_parse(struct __sk_buff *skb, struct l4_info *l4, int *is_ipv4)
+{
+	struct cursor c;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	int pulled = 0;
+
+again:
+	cursor_init(&c, skb);
+	eth = parse_eth(&c);
+	if (!eth)
+		return MOAT_DROP_INVALID_PACKET;
+	*is_ipv4 = eth->h_proto == bpf_htons(ETH_P_IP);
+	/* The host's own business (ARP, IPv6; containers have no IPv6). */
+	if (!*is_ipv4)
+		return MOAT_PASS;
+	ip = parse_ipv4(&c);
+	if (!ip || parse_l4(&c, skb, ip, l4)) {
+		if (pulled++ || pull_headers(skb))
+			return MOAT_DROP_INVALID_PACKET;
+		goto again;
+	}
+	return MOAT_PASS;
+}
+
+static __always_inline int from_world(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	__u64 now = bpf_ktime_get_ns();
+	struct moat_publish_val *pub;
+	struct moat_addr_info *info;
+	struct moat_ct_entry *e;
+	struct l4_info l4;
+	int is_ipv4, v;
+
+	v = uplink_parse(skb, &l4, &is_ipv4);
+	if (v != MOAT_PASS || !is_ipv4)
+		return v;
+
+	if (l4.icmp_error) {
+		v = nat_icmp_error(skb, &l4, ifindex, MOAT_DIR_UPLINK_IN, now);
+		if (v)
+			return v < 0 ? v : MOAT_PASS;
+	} else if (!l4.fragment) {
+		e = ct_lookup(&l4.key, now);
+		if (e) {
+			ct_update(e, &l4, skb->len, now);
+			if (ct_rewrites_here(e, ifindex, MOAT_DIR_UPLINK_IN))
+				return nat_rewrite(skb, &l4, &e->xlated);
+			return MOAT_PASS;
+		}
+	}
+
+	/* The uplinks' and gateways' addresses are all in `addrs` as host ones. */
+	info = addr_lookup(l4.key.daddr);
+	if (is_host_addr(info) && !l4.fragment && l4.has_ports && l4.key.proto != IPPROTO_ICMP) {
+		pub = publish_lookup(l4.key.daddr, l4.key.dport, l4.key.proto);
+		if (pub) {
+			struct ct_sites at = {
+				.orig_ifindex = ifindex,
+				.orig_dir = MOAT_DIR_UPLINK_IN,
+				.reply_ifindex = ifindex,
+				.reply_dir = MOAT_DIR_UPLINK_OUT,
+			};
+
+			return nat_publish(skb, &l4, pub, &at, 0, now);
+		}
+	}
+	/* Docker 28 closed this hole too: routed straight to a container. */
+	if (info && info->kind == MOAT_ADDR_SUBNET)
+		return MOAT_DROP_NOT_PUBLISHED;
+	return MOAT_PASS;
+}
+
+static __always_inline int to_world(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	__u64 now = bpf_ktime_get_ns();
+	struct moat_addr_info *info;
+	struct moat_uplink *up;
+	struct moat_ct_entry *e;
+	struct l4_info l4;
+	int is_ipv4, v;
+
+	v = uplink_parse(skb, &l4, &is_ipv4);
+	if (v != MOAT_PASS || !is_ipv4)
+		return v;
+
+	if (l4.icmp_error) {
+		v = nat_icmp_error(skb, &l4, ifindex, MOAT_DIR_UPLINK_OUT, now);
+		if (v)
+			return v < 0 ? v : MOAT_PASS;
+	} else if (!l4.fragment) {
+		e = ct_lookup(&l4.key, now);
+		if (e) {
+			ct_update(e, &l4, skb->len, now);
+			if (ct_rewrites_here(e, ifindex, MOAT_DIR_UPLINK_OUT))
+				return nat_rewrite(skb, &l4, &e->xlated);
+			return MOAT_PASS;
+		}
+	}
+
+	info = addr_lookup(l4.key.saddr);
+	if (!info || info->kind != MOAT_ADDR_SUBNET)
+		return MOAT_PASS; /* the host's own traffic */
+	if (info->net_flags & MOAT_NET_F_INTERNAL)
+		return MOAT_DROP_INTERNAL_NETWORK;
+	/* A later fragment cannot be given the port its first one got. */
+	if (l4.fragment)
+		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_NAT_FAILED : MOAT_PASS;
+	if (!(info->net_flags & MOAT_NET_F_MASQUERADE)) {
+		/* Routed as it is, like Docker without masquerade; tracked all the
+		 * same, so that the replies are let in and nothing else is. */
+		struct ct_sites at = {
+			.orig_ifindex = ifindex,
+			.orig_dir = MOAT_DIR_UPLINK_OUT,
+			.reply_ifindex = ifindex,
+			.reply_dir = MOAT_DIR_UPLINK_IN,
+		};
+
+		if (ct_create(&l4.key, &l4.key, &at, MOAT_CT_SNAT, 0, 0, 0, now))
+			return MOAT_DROP_NAT_FAILED;
+		return MOAT_PASS;
+	}
+	up = bpf_map_lookup_elem(&uplinks, &ifindex);
+	if (!up)
+		return MOAT_DROP_UNKNOWN_ENDPOINT;
+	return nat_masquerade(skb, &l4, up->ipv4, ifindex, 0, now);
+}
+
+SEC("tc")
+int uplink_in(struct __sk_buff *skb)
+{
+	return finish(skb, MOAT_DIR_UPLINK_IN, from_world(skb));
+}
+
+SEC("tc")
+int uplink_out(struct __sk_buff *skb)
+{
+	return finish(skb, MOAT_DIR_UPLINK_OUT, to_world(skb));
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,139 @@
+// Unit tests for the pure parts of sockhooks.h: reading /proc/net/{tcp,udp}[6]
+// lines and the collision rule the bind hook shares with check_ports_free.
+// The kernel prints addresses as 32-bit words in the machine's byte order, so
+// the sample lines below are those of a little-endian machine.
+#include "sockhooks.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <bit>
+#include <string>
+
+namespace moat {
+namespace {
+
+constexpr const char* kTail =
+    " 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0";
+
+std::string line4(const char* local, const char* state) {
+  return std::string("   3: ") + local + " 00000000:0000 " + state + kTail;
+}
+std::string line6(const char* local, const char* state) {
+  return std::string("  12: ") + local + " 00000000000000000000000000000000:0000 " + state + kTail;
+}
+
+uint32_t be(const char* text) {
+  in_addr a{};
+  inet_pton(AF_INET, text, &a);
+  return a.s_addr;
+}
+
+class ProcNet : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if constexpr (std::endian::native != std::endian::little)
+      GTEST_SKIP() << "samples are little-endian";
+  }
+};
+
+TEST_F(ProcNet, ParsesIpv4Listener) {
+  auto s = parse_proc_net_line(line4("0100007F:1388", "0A"), false);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->ip_be, be("127.0.0.1"));
+  EXPECT_EQ(s->port, 5000);
+  EXPECT_EQ(s->state, 0x0A);
+  EXPECT_TRUE(s->holds_ipv4);
+  EXPECT_FALSE(s->v6);
+  EXPECT_EQ(s->address(), "127.0.0.1:5000");
+}
+
+TEST_F(ProcNet, ParsesWildcardAndOtherAddresses) {
+  auto any = parse_proc_net_line(line4("00000000:FFFF", "07"), false);
+  ASSERT_TRUE(any);
+  EXPECT_EQ(any->ip_be, 0u);
+  EXPECT_EQ(any->port, 65535);
+  EXPECT_EQ(any->state, 0x07);
+  auto gw = parse_proc_net_line(line4("010014AC:0050", "0A"), false);
+  ASSERT_TRUE(gw);
+  EXPECT_EQ(gw->address(), "172.20.0.1:80");
+}
+
+TEST_F(ProcNet, Ipv6WildcardAndMappedCoverIpv4) {
+  auto any = parse_proc_net_line(line6("00000000000000000000000000000000:1388", "0A"), true);
+  ASSERT_TRUE(any);
+  EXPECT_TRUE(any->holds_ipv4);
+  EXPECT_EQ(any->ip_be, 0u);
+  EXPECT_EQ(any->address(), "[::]:5000");
+
+  auto mapped = parse_proc_net_line(line6("0000000000000000FFFF00000100007F:1388", "0A"), true);
+  ASSERT_TRUE(mapped);
+  EXPECT_TRUE(mapped->holds_ipv4);
+  EXPECT_EQ(mapped->ip_be, be("127.0.0.1"));
+  EXPECT_EQ(mapped->address(), "[::ffff:127.0.0.1]:5000");
+}
+
+TEST_F(ProcNet, OtherIpv6AddressesDoNotCoverIpv4) {
+  auto lo6 = parse_proc_net_line(line6("00000000000000000000000001000000:1388", "0A"), true);
+  ASSERT_TRUE(lo6);
+  EXPECT_FALSE(lo6->holds_ipv4);
+}
+
+TEST_F(ProcNet, RejectsHeaderAndGarbage) {
+  EXPECT_FALSE(parse_proc_net_line(
+      "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid", false));
+  EXPECT_FALSE(parse_proc_net_line("", false));
+  EXPECT_FALSE(parse_proc_net_line("   0: 0100007F:1388", false));          // no state
+  EXPECT_FALSE(parse_proc_net_line(line4("0100007G:1388", "0A"), false));   // not hex
+  EXPECT_FALSE(parse_proc_net_line(line4("0100007F:11388", "0A"), false));  // port too long
+  EXPECT_FALSE(parse_proc_net_line(line4("0100007F1388", "0A"), false));    // no colon
+  // An IPv6 line read as IPv4 and the other way round.
+  EXPECT_FALSE(parse_proc_net_line(line6("00000000000000000000000000000000:1388", "0A"), false));
+  EXPECT_FALSE(parse_proc_net_line(line4("0100007F:1388", "0A"), true));
+}
+
+PublishedPort pub(const char* host, uint16_t port, uint8_t proto) {
+  return {host ? be(host) : 0u, port, proto, "x", "c"};
+}
+
+TEST(BindCollides, WildcardPublishTakesEveryAddress) {
+  auto p = pub(nullptr, 5000, IPPROTO_TCP);
+  EXPECT_TRUE(bind_collides(p, 0, 5000, IPPROTO_TCP));
+  EXPECT_TRUE(bind_collides(p, be("127.0.0.1"), 5000, IPPROTO_TCP));
+  EXPECT_TRUE(bind_collides(p, be("198.18.0.1"), 5000, IPPROTO_TCP));
+  EXPECT_FALSE(bind_collides(p, 0, 5001, IPPROTO_TCP));
+}
+
+TEST(BindCollides, AddressPublishTakesItsAddressAndTheWildcard) {
+  auto p = pub("127.0.0.1", 8080, IPPROTO_TCP);
+  EXPECT_TRUE(bind_collides(p, be("127.0.0.1"), 8080, IPPROTO_TCP));
+  EXPECT_TRUE(bind_collides(p, 0, 8080, IPPROTO_TCP));
+  EXPECT_FALSE(bind_collides(p, be("127.0.0.2"), 8080, IPPROTO_TCP));
+  EXPECT_FALSE(bind_collides(p, be("198.18.0.1"), 8080, IPPROTO_TCP));
+}
+
+TEST(BindCollides, ProtocolsAreIndependent) {
+  EXPECT_FALSE(bind_collides(pub(nullptr, 53, IPPROTO_UDP), 0, 53, IPPROTO_TCP));
+  EXPECT_FALSE(bind_collides(pub(nullptr, 53, IPPROTO_TCP), 0, 53, IPPROTO_UDP));
+  EXPECT_TRUE(bind_collides(pub(nullptr, 53, IPPROTO_UDP), 0, 53, IPPROTO_UDP));
+}
+
+TEST(PublishedPorts, ConvertsPlanEntries) {
+  PublishEntry e;
+  e.container = "rechnung";
+  e.text = "127.0.0.1:5000:5000/tcp";
+  e.key.host_ip = be("127.0.0.1");
+  e.key.port = htons(5000);
+  e.key.proto = IPPROTO_TCP;
+  auto v = published_ports({e});
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].host_ip_be, be("127.0.0.1"));
+  EXPECT_EQ(v[0].port, 5000);
+  EXPECT_EQ(v[0].proto, IPPROTO_TCP);
+  EXPECT_EQ(v[0].text, e.text);
+  EXPECT_EQ(v[0].container, "rechnung");
+}
+
+}  // namespace
+}  // namespace moat
