@@ -246,6 +246,8 @@ const ProblemCase kPublishCases[] = {
      "must be ranges of the same length (11 and 2 ports)"},
     {"HostRangeSinglePort", PUBLISHING("'8000-8001:80'"), "containers[0].publish[0]",
      "must be ranges of the same length"},
+    {"SctpPortChange", PUBLISHING("'9000:9001/sctp'"), "containers[0].publish[0]",
+     "SCTP ports cannot be changed (the SCTP checksum covers them): use 9000:9000/sctp"},
     {"BadProtocol", PUBLISHING("'8080:80/icmp'"), "containers[0].publish[0]",
      "unknown protocol 'icmp' (use tcp, udp or sctp)"},
     {"ProtocolIsLowerCase", PUBLISHING("'8080:80/TCP'"), "containers[0].publish[0]",
@@ -504,7 +506,8 @@ TEST(ParseConfig, PublishForms) {
       {"'8000-8010:8000-8010/tcp'", "", 8000, 8000, 11, Protocol::tcp, "8000-8010:8000-8010/tcp"},
       {"'127.0.0.1:8000-8001:9000-9001/udp'", "127.0.0.1", 8000, 9000, 2, Protocol::udp,
        "127.0.0.1:8000-8001:9000-9001/udp"},
-      {"'1:65535/sctp'", "", 1, 65535, 1, Protocol::sctp, "1:65535/sctp"},
+      {"'1:1/sctp'", "", 1, 1, 1, Protocol::sctp, "1:1/sctp"},
+      {"'65535:65535/udp'", "", 65535, 65535, 1, Protocol::udp, "65535:65535/udp"},
       {"'0.0.0.0:80:80'", "", 80, 80, 1, Protocol::tcp, "0.0.0.0:80:80"},  // every address
       {"{'host_ip': '127.0.0.1', 'host_port': 8080, 'container_port': 80, 'protocol': 'udp'}",
        "127.0.0.1", 8080, 80, 1, Protocol::udp, "127.0.0.1:8080:80/udp"},

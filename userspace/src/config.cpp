@@ -331,6 +331,12 @@ Parsed<Publish> make_publish(std::optional<Ipv4> host_ip, PortRange host, PortRa
                            " must be ranges of the same length (" + std::to_string(host.count) +
                            " and " + std::to_string(container.count) + " ports)");
   }
+  // SCTP's CRC32c covers the ports: moat would have to recompute it over the
+  // whole packet for every rewrite, so it only moves SCTP to another address.
+  if (protocol == Protocol::sctp && host.first != container.first) {
+    return std::unexpected("SCTP ports cannot be changed (the SCTP checksum covers them): use " +
+                           host.str() + ":" + host.str() + "/sctp");
+  }
   // 0.0.0.0 is how Docker spells "every host address".
   if (host_ip && host_ip->value == 0) host_ip.reset();
   return Publish{host_ip, host.first, container.first, host.count, protocol, ""};

@@ -267,9 +267,72 @@ std::vector<moat::Probe> lab_probes(const moat::Config& cfg, const std::string& 
   return out;
 }
 
+// Published ports the way `docker run -p` users reach them: from the outside
+// at the uplink address, from the host at 127.0.0.1 and at the uplink
+// address, from every container at its gateway. Ports a container exposes
+// but does not publish must stay closed from outside.
+std::vector<moat::Probe> lab_publish_probes(const moat::Config& cfg, const std::string& lab,
+                                            const moat::LabInfo& info) {
+  std::vector<moat::Probe> out;
+  auto uplink = moat::Ipv4::parse(info.uplink_host_ip);
+  if (!uplink) return out;
+  const moat::Ipv4 loopback{0x7f000001};
+  struct Source {
+    std::string label, ns;
+    moat::Ipv4 via;
+    bool from_host;  // 127.0.0.1-bound publishes are for the host only
+    bool internal;   // an internal network's container
+  };
+  std::vector<Source> sources = {
+      {"outside", "/run/netns/" + moat::lab_outside_ns(lab), *uplink, false, false},
+      {"host@127.0.0.1", "/run/netns/" + moat::lab_host_ns(lab), loopback, true, false},
+      {"host@" + uplink->str(), "/run/netns/" + moat::lab_host_ns(lab), *uplink, true, false}};
+  for (const auto& c : cfg.containers) {
+    if (c.networks.empty()) continue;
+    const moat::Network* n = cfg.find_network(c.networks.front().network);
+    if (!n) continue;
+    sources.push_back({c.name + "@gateway", "/run/netns/" + moat::lab_container_ns(lab, c.name),
+                       n->gateway, false, n->internal});
+  }
+  auto proto_of = [](moat::Protocol p) {
+    return p == moat::Protocol::tcp ? moat::ProbeProto::tcp : moat::ProbeProto::udp;
+  };
+  for (const auto& dst : cfg.containers) {
+    for (const auto& p : dst.publish) {
+      if (p.protocol == moat::Protocol::sctp) continue;
+      for (uint16_t i = 0; i < std::min<uint16_t>(p.count, 2); ++i) {
+        uint16_t port = static_cast<uint16_t>(p.host_port + i);
+        std::string label = dst.name + " -p " + (p.host_ip ? p.host_ip->str() + ":" : "") +
+                            std::to_string(port) + ":" + std::to_string(p.container_port + i) +
+                            "/" + moat::to_string(p.protocol);
+        for (const auto& src : sources) {
+          bool bound_ok = !p.host_ip || p.host_ip->value == src.via.value;
+          bool expected = bound_ok && !src.internal && (src.from_host || src.via.value != loopback.value);
+          out.push_back({src.label, src.ns, label, src.via, proto_of(p.protocol), port, expected,
+                         dst.name});
+        }
+      }
+    }
+    for (const auto& e : dst.expose) {
+      bool published = false;
+      for (const auto& p : dst.publish)
+        published |= p.protocol == e.protocol && e.port >= p.container_port &&
+                     e.port < p.container_port + p.count && p.host_port == p.container_port;
+      if (published || e.protocol == moat::Protocol::sctp) continue;
+      for (size_t i = 0; i < 2; ++i)  // outside, and the host at 127.0.0.1
+        out.push_back({sources[i].label, sources[i].ns,
+                       dst.name + " " + std::to_string(e.port) + "/" +
+                           moat::to_string(e.protocol) + " (not published)",
+                       sources[i].via, proto_of(e.protocol), e.port, false, ""});
+    }
+  }
+  return out;
+}
+
 // Matrix of sources x destination attachments; a cell aggregates every port
 // and protocol probed for that pair as "expected -> observed".
-int print_matrix(const std::vector<moat::Probe>& probes, const std::vector<moat::ProbeOutcome>& res) {
+int print_matrix(const std::vector<moat::Probe>& probes, const std::vector<moat::ProbeOutcome>& res,
+                 const std::string& title, bool column_ip = true) {
   std::vector<std::string> rows, cols;
   std::map<std::pair<std::string, std::string>, std::pair<std::string, std::string>> cell;
   auto word = [](bool b) { return b ? "pass" : "drop"; };
@@ -277,7 +340,7 @@ int print_matrix(const std::vector<moat::Probe>& probes, const std::vector<moat:
   for (size_t i = 0; i < probes.size(); ++i) {
     const auto& p = probes[i];
     if (std::find(rows.begin(), rows.end(), p.src) == rows.end()) rows.push_back(p.src);
-    std::string col = p.dst + " " + p.dst_ip.str();
+    std::string col = column_ip ? p.dst + " " + p.dst_ip.str() : p.dst;
     if (std::find(cols.begin(), cols.end(), col) == cols.end()) cols.push_back(col);
     auto& [exp, obs] = cell[{p.src, col}];
     auto merge = [](std::string& acc, const std::string& w) { acc = acc.empty() || acc == w ? w : "mixed"; };
@@ -288,7 +351,7 @@ int print_matrix(const std::vector<moat::Probe>& probes, const std::vector<moat:
   size_t w0 = 6, w = 14;
   for (const auto& r : rows) w0 = std::max(w0, r.size() + 2);
   for (const auto& c : cols) w = std::max(w, c.size() + 2);
-  std::cout << "reachability, expected -> observed (every exposed port over tcp/udp, and icmp)\n";
+  std::cout << title << "\n";
   std::cout << std::left << std::setw(static_cast<int>(w0)) << "from";
   for (const auto& c : cols) std::cout << std::setw(static_cast<int>(w)) << c;
   std::cout << "\n";
@@ -571,8 +634,12 @@ int main(int argc, char** argv) {
       need_root();
       std::string name = pick_lab(lab_name);
       std::string copy = lab_config_copy(name);
-      auto cfg = load_config_text(read_file(copy), check(moat::lab_info(name)).source);
+      auto info = check(moat::lab_info(name));
+      auto cfg = load_config_text(read_file(copy), info.source);
       auto probes = lab_probes(cfg, name);
+      auto published = lab_publish_probes(cfg, name, info);
+      size_t n_isolation = probes.size();
+      probes.insert(probes.end(), published.begin(), published.end());
       auto res = check(moat::run_probes(probes, std::chrono::milliseconds(timeout_ms), 3));
       int mismatches = 0;
       if (as_json) {
@@ -588,7 +655,21 @@ int main(int argc, char** argv) {
                     << "\n";
         }
       } else {
-        mismatches = print_matrix(probes, res);
+        std::vector<moat::Probe> iso(probes.begin(), probes.begin() + n_isolation),
+            pub(probes.begin() + n_isolation, probes.end());
+        std::vector<moat::ProbeOutcome> iso_res(res.begin(), res.begin() + n_isolation),
+            pub_res(res.begin() + n_isolation, res.end());
+        mismatches = print_matrix(
+            iso, iso_res,
+            "reachability, expected -> observed (every exposed port over tcp/udp, and icmp)");
+        if (!pub.empty()) {
+          std::cout << "\n";
+          mismatches += print_matrix(
+              pub, pub_res,
+              "published ports, expected -> observed (outside and host at the uplink address, "
+              "host at 127.0.0.1, containers at their gateway)",
+              false);
+        }
       }
       return mismatches ? 1 : 0;
     }
