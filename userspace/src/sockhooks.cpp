@@ -403,10 +403,10 @@ std::vector<PublishedPort> published_ports(const std::vector<PublishEntry>& publ
 // ---- public ----------------------------------------------------------------------------------
 
 Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run) {
+  // A dry run must not create a pin, which loading would do for a missing map.
+  if (dry_run && (!fs::is_directory(pin_dir) || !all_maps_pinned(pin_dir))) return true;
   if (!fs::is_directory(pin_dir))
     return fail("no pinned maps under " + pin_dir + ": load the endpoint programs first", ENOENT);
-  // A dry run must not create a pin, which loading would do for a missing map.
-  if (dry_run && !all_maps_pinned(pin_dir)) return true;
 
   auto skel = load(pin_dir);
   if (!skel) return std::unexpected(skel.error());
