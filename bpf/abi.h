@@ -22,6 +22,8 @@
 #define MOAT_MAX_UPLINKS 64
 #define MOAT_MAX_CT 262144 /* connection-tracking entries (two per flow) */
 #define MOAT_MAX_SOCK_RNAT 65536
+#define MOAT_MAX_IPCACHE 65536 /* container addresses, host addresses, policy CIDRs */
+#define MOAT_MAX_POLICY 1048576 /* compiled policy entries, per generation */
 
 /*
  * Where a TC program sits: either side of a container's host-side veth, or
@@ -63,7 +65,12 @@ enum moat_dir {
 	X(NAT_NO_PORT, 11, "nat-port-exhausted",                                    \
 	  "no free masquerade port for this destination")                          \
 	X(NAT_FAILED, 12, "nat-rewrite-failed",                                     \
-	  "the kernel refused a header rewrite or redirect")
+	  "the kernel refused a header rewrite or redirect")                       \
+	X(POLICY_DEFAULT_DENY, 13, "policy-default-deny",                           \
+	  "selected by a policy for this direction and allowed by none")           \
+	X(POLICY_DENY, 14, "policy-deny", "an explicit deny rule")                   \
+	X(POLICY_REVOKED, 15, "policy-revoked",                                     \
+	  "an established connection the current policy no longer allows")
 
 enum moat_verdict {
 	MOAT_PASS = 0,
@@ -178,6 +185,7 @@ enum moat_ct_kind {
 	MOAT_CT_DNAT_REPLY = 2, /* container -> client, rewritten back */
 	MOAT_CT_SNAT = 3, /* container -> world, source masqueraded */
 	MOAT_CT_SNAT_REPLY = 4, /* world -> masquerade address, back to the container */
+	MOAT_CT_TRACK = 5, /* admitted by policy, not translated: one entry per flow */
 };
 
 enum moat_tcp_state {
@@ -200,7 +208,7 @@ struct moat_ct_entry {
 	__u8 tcp_state; /* enum moat_tcp_state, kept in both entries */
 	__u8 flags; /* MOAT_CT_F_* */
 	__u32 container_id; /* the container of the flow, for names */
-	__u32 pad;
+	__u32 policy_rev; /* revision that admitted the flow (MOAT_CT_TRACK) */
 };
 
 /* Idle timeouts in seconds, per state. */
@@ -245,5 +253,73 @@ struct moat_sock_rnat_val {
 	__be16 orig_port;
 	__u16 pad;
 };
+
+/*
+ * Segmentation policies, identity-based as in Cilium.
+ *
+ * Every address maps to a numeric identity through an LPM trie (`ipcache`):
+ * containers with the same namespace and labels share one, host addresses
+ * are MOAT_ID_HOST, each policy CIDR (and each `except`) has its own, and
+ * whatever matches nothing is MOAT_ID_WORLD. The policy map is keyed by
+ * {subject identity, peer identity, direction, protocol, port}; 0 in the
+ * peer, protocol or port is a wildcard. The programs try, first hit wins:
+ *   (peer, proto, port) (peer, proto, 0) (peer, 0, 0)
+ *   (ANY,  proto, port) (ANY,  proto, 0) (ANY,  0, 0)
+ * and userspace compiles precedence (deny over allow, specific peers
+ * inheriting the wildcard peer's rules) into the entries, so the first hit
+ * is the answer. No hit: denied if the subject is isolated in that
+ * direction (selected by a policy), allowed otherwise. Six hash lookups at
+ * most, whatever the number of rules.
+ *
+ * Both maps come in two generations inside map-in-map arrays
+ * (`ipcache_gens`, `policy_gens`, slot = revision & 1). Userspace fills
+ * the idle slot, then bumps `policy_rev`: one 4-byte write switches every
+ * CPU to the new policy, so no packet sees half of each.
+ */
+enum moat_identity_reserved {
+	MOAT_ID_ANY = 0, /* wildcard peer in policy keys */
+	MOAT_ID_HOST = 1, /* the host: gateways, uplinks */
+	MOAT_ID_WORLD = 2, /* any address moat knows nothing about */
+	MOAT_ID_FIRST_DYNAMIC = 256,
+};
+
+#define MOAT_ID_F_INGRESS_ISOLATED (1u << 0) /* selected by an ingress policy */
+#define MOAT_ID_F_EGRESS_ISOLATED (1u << 1) /* selected by an egress policy */
+#define MOAT_ID_F_CONTAINER (1u << 2) /* a container: its own hooks judge it */
+
+struct moat_ipcache_val {
+	__u32 identity;
+	__u32 flags; /* MOAT_ID_F_* */
+};
+
+enum moat_policy_dir {
+	MOAT_POLICY_INGRESS = 0,
+	MOAT_POLICY_EGRESS = 1,
+};
+
+struct moat_policy_key {
+	__u32 subject; /* identity the policy applies to */
+	__u32 peer; /* identity of the other side, MOAT_ID_ANY = any */
+	__u8 dir; /* enum moat_policy_dir */
+	__u8 proto; /* IPPROTO_*, 0 = any */
+	__be16 port; /* destination port, 0 = any (ICMP: any type) */
+};
+
+enum moat_policy_action {
+	MOAT_POLICY_ALLOW = 1,
+	MOAT_POLICY_DENY = 2,
+};
+
+struct moat_policy_val {
+	__u32 action; /* enum moat_policy_action */
+	__u32 rule_id; /* index into the compiled rule table, for names */
+};
+
+/*
+ * Map `policy_rev` (array, one __u32): the current policy revision; its low
+ * bit picks the generation. 0 means no policy anywhere: the programs skip
+ * policy entirely. Tracked connections remember the revision that admitted
+ * them and are judged again when it changes.
+ */
 
 #endif /* MOAT_ABI_H */

@@ -21,6 +21,7 @@
 #include "lib/isolation.h"
 #include "lib/ct.h"
 #include "lib/nat.h"
+#include "lib/policy.h"
 #include "lib/verdict.h"
 
 /*
@@ -63,10 +64,12 @@ static __always_inline int ipv6_verdict(struct cursor *c, __u32 dir)
 
 /* A new flow from container `ep` to a port published at a host address. */
 static __always_inline int dial_published(struct __sk_buff *skb, const struct moat_endpoint *ep,
-					  const struct l4_info *l4, __u64 now)
+					  const struct l4_info *l4, __u32 rev, __u64 now)
 {
 	struct moat_publish_val *pub;
+	struct moat_ct_key t;
 	struct ct_sites at;
+	__u32 rule_id;
 	int hairpin, v;
 
 	if (!l4->has_ports || l4->key.proto == IPPROTO_ICMP || !is_host_addr(addr_lookup(l4->key.daddr)))
@@ -76,11 +79,19 @@ static __always_inline int dial_published(struct __sk_buff *skb, const struct mo
 		return MOAT_CONTINUE;
 	if ((ep->net_flags & MOAT_NET_F_INTERNAL) && pub->net_id != ep->net_id)
 		return MOAT_DROP_INTERNAL_NETWORK;
+	/* Policy sees the container behind the port, as for any other client. */
+	t = l4->key;
+	t.daddr = pub->backend_ip;
+	t.dport = pub->backend_port;
+	v = policy_verdict(rev, &t, &rule_id);
+	if (v)
+		return v;
 	hairpin = pub->backend_ip == ep->ipv4;
 	at.orig_ifindex = skb->ifindex;
 	at.orig_dir = MOAT_DIR_FROM_CONTAINER;
 	at.reply_ifindex = skb->ifindex;
 	at.reply_dir = hairpin ? MOAT_DIR_FROM_CONTAINER : MOAT_DIR_TO_CONTAINER;
+	at.rev = rev;
 	v = nat_publish(skb, l4, pub, &at, hairpin, now);
 	if (v)
 		return v;
@@ -88,45 +99,70 @@ static __always_inline int dial_published(struct __sk_buff *skb, const struct mo
 }
 
 /*
- * IPv4 after the spoofing check: tracked flows first, then published ports,
- * then isolation. Returns a verdict (MOAT_REDIRECT_BACK included).
+ * IPv4 after the spoofing check: a packet of a tracked flow (either
+ * direction) passes, rewritten where its entry says; a new flow is checked
+ * against published ports, then isolation, then policy, and tracked once
+ * admitted while policies exist. Returns a verdict (MOAT_REDIRECT_BACK
+ * included).
  */
 static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
 					struct l4_info *l4, __u32 dir)
 {
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
+	__u32 rev = policy_current_rev();
 	struct moat_ct_entry *e;
 	struct moat_ct_key rkey;
+	__u32 rule_id;
 	int v;
 
 	if (l4->icmp_error) {
+		/* Errors about a tracked flow are part of it (RELATED). */
 		v = nat_icmp_error(skb, l4, ifindex, dir, now);
 		if (v)
 			return v < 0 ? v : MOAT_PASS;
 	} else if (!l4->fragment) {
 		e = ct_lookup(&l4->key, now);
 		if (e) {
+			v = ct_recheck(&l4->key, e, rev);
+			if (v)
+				return v;
 			if (!ct_rewrites_here(e, ifindex, dir))
 				return MOAT_PASS;
-			ct_update(e, l4, skb->len, now);
+			ct_update(e, l4, skb->len, now, 0);
 			v = nat_rewrite(skb, l4, &e->xlated);
 			if (v == MOAT_PASS && (e->flags & MOAT_CT_F_HAIRPIN))
 				return hairpin_back(skb);
 			return v;
 		}
+		/* A reply, or the original direction after DNAT (known by its reply). */
+		ct_reverse(&l4->key, &rkey);
+		e = ct_lookup(&rkey, now);
+		if (e) {
+			v = ct_recheck(&rkey, e, rev);
+			if (v)
+				return v;
+			if (e->kind == MOAT_CT_TRACK && e->ifindex == ifindex && e->dir != dir)
+				ct_update(e, l4, skb->len, now, 1);
+			return MOAT_PASS;
+		}
 		if (dir == MOAT_DIR_FROM_CONTAINER) {
-			v = dial_published(skb, ep, l4, now);
+			v = dial_published(skb, ep, l4, rev, now);
 			if (v != MOAT_CONTINUE)
 				return v;
-		} else {
-			/* The original direction after DNAT: known by its reply. */
-			ct_reverse(&l4->key, &rkey);
-			if (ct_lookup(&rkey, now))
-				return MOAT_PASS;
 		}
 	}
-	return isolation_verdict(ep, dir == MOAT_DIR_FROM_CONTAINER ? l4->key.daddr : l4->key.saddr);
+
+	v = isolation_verdict(ep, dir == MOAT_DIR_FROM_CONTAINER ? l4->key.daddr : l4->key.saddr);
+	if (v != MOAT_PASS || !rev)
+		return v;
+	/* Fragments after the first carry no ports: only rules for a whole
+	 * protocol can admit them. */
+	v = policy_verdict(rev, &l4->key, &rule_id);
+	if (v != MOAT_PASS || l4->fragment || l4->icmp_error)
+		return v;
+	ct_track(&l4->key, ifindex, dir, rev, now);
+	return MOAT_PASS;
 }
 
 static __always_inline int judge(struct __sk_buff *skb, __u32 dir)

@@ -17,6 +17,7 @@
 #include "lib/maps.h"
 #include "lib/ct.h"
 #include "lib/nat.h"
+#include "lib/policy.h"
 #include "lib/verdict.h"
 
 /* Parses up to the L4 header, pulling non-linear headers in once. */
@@ -49,6 +50,7 @@ static __always_inline int from_world(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
+	__u32 rev = policy_current_rev();
 	struct moat_publish_val *pub;
 	struct moat_addr_info *info;
 	struct moat_ct_entry *e;
@@ -66,10 +68,13 @@ static __always_inline int from_world(struct __sk_buff *skb)
 	} else if (!l4.fragment) {
 		e = ct_lookup(&l4.key, now);
 		if (e) {
-			ct_update(e, &l4, skb->len, now);
-			if (ct_rewrites_here(e, ifindex, MOAT_DIR_UPLINK_IN))
-				return nat_rewrite(skb, &l4, &e->xlated);
-			return MOAT_PASS;
+			v = ct_recheck(&l4.key, e, rev);
+			if (v)
+				return v;
+			if (!ct_rewrites_here(e, ifindex, MOAT_DIR_UPLINK_IN))
+				return MOAT_PASS;
+			ct_update(e, &l4, skb->len, now, 0);
+			return nat_rewrite(skb, &l4, &e->xlated);
 		}
 	}
 
@@ -83,8 +88,18 @@ static __always_inline int from_world(struct __sk_buff *skb)
 				.orig_dir = MOAT_DIR_UPLINK_IN,
 				.reply_ifindex = ifindex,
 				.reply_dir = MOAT_DIR_UPLINK_OUT,
+				.rev = rev,
 			};
+			struct moat_ct_key t = l4.key;
+			__u32 rule_id;
 
+			/* Unlike Docker's, published ports obey policy, with the
+			 * client's real address as the peer (moby#22054). */
+			t.daddr = pub->backend_ip;
+			t.dport = pub->backend_port;
+			v = policy_verdict(rev, &t, &rule_id);
+			if (v)
+				return v;
 			return nat_publish(skb, &l4, pub, &at, 0, now);
 		}
 	}
@@ -98,6 +113,7 @@ static __always_inline int to_world(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
+	__u32 rev = policy_current_rev();
 	struct moat_addr_info *info;
 	struct moat_uplink *up;
 	struct moat_ct_entry *e;
@@ -114,11 +130,16 @@ static __always_inline int to_world(struct __sk_buff *skb)
 			return v < 0 ? v : MOAT_PASS;
 	} else if (!l4.fragment) {
 		e = ct_lookup(&l4.key, now);
-		if (e) {
-			ct_update(e, &l4, skb->len, now);
-			if (ct_rewrites_here(e, ifindex, MOAT_DIR_UPLINK_OUT))
-				return nat_rewrite(skb, &l4, &e->xlated);
-			return MOAT_PASS;
+		/* A flow the container's hook admitted is masqueraded from its
+		 * first packet here on: its entry gives way to the NAT pair. */
+		if (e && e->kind != MOAT_CT_TRACK) {
+			v = ct_recheck(&l4.key, e, rev);
+			if (v)
+				return v;
+			if (!ct_rewrites_here(e, ifindex, MOAT_DIR_UPLINK_OUT))
+				return MOAT_PASS;
+			ct_update(e, &l4, skb->len, now, 0);
+			return nat_rewrite(skb, &l4, &e->xlated);
 		}
 	}
 
@@ -138,6 +159,7 @@ static __always_inline int to_world(struct __sk_buff *skb)
 			.orig_dir = MOAT_DIR_UPLINK_OUT,
 			.reply_ifindex = ifindex,
 			.reply_dir = MOAT_DIR_UPLINK_IN,
+			.rev = rev,
 		};
 
 		if (ct_create(&l4.key, &l4.key, &at, MOAT_CT_SNAT, 0, 0, 0, now))
@@ -147,7 +169,7 @@ static __always_inline int to_world(struct __sk_buff *skb)
 	up = bpf_map_lookup_elem(&uplinks, &ifindex);
 	if (!up)
 		return MOAT_DROP_UNKNOWN_ENDPOINT;
-	return nat_masquerade(skb, &l4, up->ipv4, ifindex, 0, now);
+	return nat_masquerade(skb, &l4, up->ipv4, ifindex, rev, now);
 }
 
 SEC("tc")

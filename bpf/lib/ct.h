@@ -88,7 +88,7 @@ static __always_inline void ct_set_state(struct moat_ct_entry *e, __u8 state, __
  * are written to both entries; the plain refresh only to this one.
  */
 static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_info *l4,
-				      __u32 len, __u64 now)
+				      __u32 len, __u64 now, int reply)
 {
 	__u8 state = e->tcp_state;
 	__u8 next = state;
@@ -96,9 +96,9 @@ static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_i
 
 	e->packets++;
 	e->bytes += len;
+	reply |= e->kind == MOAT_CT_DNAT_REPLY || e->kind == MOAT_CT_SNAT_REPLY;
 	if (l4->key.proto == IPPROTO_TCP) {
 		__u8 f = l4->tcp_flags;
-		int reply = e->kind == MOAT_CT_DNAT_REPLY || e->kind == MOAT_CT_SNAT_REPLY;
 
 		if (f & (TCP_FLAG_RST | TCP_FLAG_FIN))
 			next = MOAT_TCP_CLOSING;
@@ -112,17 +112,21 @@ static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_i
 		return;
 	}
 	ct_set_state(e, next, now);
+	if (e->kind == MOAT_CT_TRACK)
+		return; /* one entry for both directions */
 	p = ct_partner(e);
 	if (p)
 		ct_set_state(p, next, now);
 }
 
-/* Where a flow's two entries apply their rewrites. */
+/* Where a flow's two entries apply their rewrites, and the policy
+ * revision that admitted it. */
 struct ct_sites {
 	__u32 orig_ifindex;
 	__u8 orig_dir;
 	__u32 reply_ifindex;
 	__u8 reply_dir;
+	__u32 rev;
 };
 
 /*
@@ -147,6 +151,7 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
 		.tcp_state = state,
 		.flags = flags,
 		.container_id = container_id,
+		.policy_rev = at->rev,
 	};
 	struct moat_ct_entry r = o;
 	struct moat_ct_key rkey;
@@ -163,6 +168,28 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * An untranslated flow admitted by policy: one entry, keyed by the original
+ * tuple, found by the reply through the reversed tuple. Its "site" is the
+ * hook that admitted it, where its packets are accounted.
+ */
+static __always_inline int ct_track(const struct moat_ct_key *key, __u32 ifindex, __u8 dir,
+				    __u32 rev, __u64 now)
+{
+	__u8 state = key->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
+	struct moat_ct_entry e = {
+		.xlated = *key,
+		.expires_ns = now + ct_timeout_ns(key->proto, state),
+		.ifindex = ifindex,
+		.dir = dir,
+		.kind = MOAT_CT_TRACK,
+		.tcp_state = state,
+		.policy_rev = rev,
+	};
+
+	return bpf_map_update_elem(&ct, key, &e, BPF_ANY);
 }
 
 /* Whether entry `e` rewrites at this hook. Any uplink will do for an uplink

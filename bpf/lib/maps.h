@@ -68,4 +68,43 @@ struct {
 	__type(value, struct moat_sock_rnat_val);
 } sock_rnat SEC(".maps");
 
+/* One generation of the identity cache; `ipcache_gens` holds two. */
+struct ipcache_gen {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MOAT_MAX_IPCACHE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct moat_lpm_v4_key);
+	__type(value, struct moat_ipcache_val);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct ipcache_gen);
+} ipcache_gens SEC(".maps");
+
+/* One generation of compiled policy; `policy_gens` holds two. */
+struct policy_gen {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MOAT_MAX_POLICY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct moat_policy_key);
+	__type(value, struct moat_policy_val);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct policy_gen);
+} policy_gens SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32); /* the policy revision, see abi.h */
+} policy_rev SEC(".maps");
+
 #endif

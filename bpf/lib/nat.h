@@ -147,13 +147,14 @@ static __always_inline int nat_publish(struct __sk_buff *skb, const struct l4_in
  * range, starting at a random point so flows spread over the range.
  */
 static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4_info *l4,
-					  __be32 to_addr, __u32 ifindex, __u32 container_id, __u64 now)
+					  __be32 to_addr, __u32 ifindex, __u32 rev, __u64 now)
 {
 	struct ct_sites at = {
 		.orig_ifindex = ifindex,
 		.orig_dir = MOAT_DIR_UPLINK_OUT,
 		.reply_ifindex = ifindex,
 		.reply_dir = MOAT_DIR_UPLINK_IN,
+		.rev = rev,
 	};
 	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
 	__u32 start = bpf_get_prandom_u32();
@@ -164,7 +165,7 @@ static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4
 	if (!l4->has_ports || l4->key.proto == IPPROTO_SCTP) {
 		/* Without ports only the addresses tell flows apart; SCTP keeps
 		 * its port, as a new one would need the whole CRC32c again. */
-		if (ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, container_id, 1, now))
+		if (ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now))
 			return MOAT_DROP_NAT_NO_PORT;
 		return nat_rewrite(skb, l4, &xl);
 	}
@@ -175,7 +176,7 @@ static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4
 		xl.sport = port;
 		if (l4->key.proto == IPPROTO_ICMP)
 			xl.dport = port;
-		if (!ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, container_id, 1, now))
+		if (!ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now))
 			return nat_rewrite(skb, l4, &xl);
 	}
 	return MOAT_DROP_NAT_NO_PORT;

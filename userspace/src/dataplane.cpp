@@ -339,6 +339,116 @@ Result<void> remove_stale(bpf_map* m, const std::map<std::vector<uint8_t>, V>& h
   return {};
 }
 
+// ---- policy generations -------------------------------------------------------------
+
+using IpcacheEntries = std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>;
+using PolicyEntries = std::vector<std::pair<moat_policy_key, moat_policy_val>>;
+
+Result<uint32_t> read_policy_rev(const bpf_map* rev_map) {
+  uint32_t zero = 0, rev = 0;
+  if (int rc = bpf_map__lookup_elem(rev_map, &zero, sizeof(zero), &rev, sizeof(rev), 0); rc)
+    return fail_errno("read policy revision", rc);
+  return rev;
+}
+
+// The inner map in `slot` of a map-in-map, or an invalid Fd when empty.
+Fd inner_map(const bpf_map* outer, uint32_t slot) {
+  uint32_t id = 0;
+  if (bpf_map__lookup_elem(outer, &slot, sizeof(slot), &id, sizeof(id), 0) != 0 || id == 0) return Fd();
+  return Fd(bpf_map_get_fd_by_id(id));
+}
+
+template <class K, class V>
+std::map<std::vector<uint8_t>, std::vector<uint8_t>> dump_fd(int fd) {
+  std::map<std::vector<uint8_t>, std::vector<uint8_t>> out;
+  K key{}, next{};
+  K* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    V val{};
+    if (bpf_map_lookup_elem(fd, &next, &val) == 0) {
+      auto* k = reinterpret_cast<const uint8_t*>(&next);
+      auto* v = reinterpret_cast<const uint8_t*>(&val);
+      out.emplace(std::vector<uint8_t>(k, k + sizeof(K)), std::vector<uint8_t>(v, v + sizeof(V)));
+    }
+    key = next;
+    prev = &key;
+  }
+  return out;
+}
+
+template <class K, class V>
+std::map<std::vector<uint8_t>, std::vector<uint8_t>> as_bytes(const std::vector<std::pair<K, V>>& in) {
+  std::map<std::vector<uint8_t>, std::vector<uint8_t>> out;
+  for (const auto& [k, v] : in) {
+    auto* kp = reinterpret_cast<const uint8_t*>(&k);
+    auto* vp = reinterpret_cast<const uint8_t*>(&v);
+    out[std::vector<uint8_t>(kp, kp + sizeof(K))] = std::vector<uint8_t>(vp, vp + sizeof(V));
+  }
+  return out;
+}
+
+// A fresh inner map like the BPF side's template, filled with `entries`.
+template <class K, class V>
+Result<Fd> build_inner(bpf_map_type type, const char* name, uint32_t max_entries,
+                       const std::vector<std::pair<K, V>>& entries) {
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+  Fd fd(bpf_map_create(type, name, sizeof(K), sizeof(V), max_entries, &opts));
+  if (!fd.ok()) return fail_errno(std::string("create map ") + name, errno);
+  for (const auto& [k, v] : entries)
+    if (bpf_map_update_elem(fd.get(), &k, &v, BPF_ANY) != 0)
+      return fail_errno(std::string("fill map ") + name, errno);
+  return fd;
+}
+
+// Installs a policy generation: the idle slot of `ipcache_gens` and
+// `policy_gens` gets freshly built maps, then one write of `policy_rev`
+// switches every CPU over; the old generation stays intact until then.
+// Nothing changes when the active generation already holds exactly these
+// entries. `active` false (no policy at all) sets the revision to 0.
+// Returns whether the kernel side changed; *rev is the revision in force.
+Result<bool> install_policy(endpoint_bpf* skel, const IpcacheEntries& ipcache,
+                            const PolicyEntries& entries, bool active, uint32_t last_rev,
+                            bool dry_run, uint32_t* rev) {
+  auto cur = read_policy_rev(skel->maps.policy_rev);
+  if (!cur) return std::unexpected(cur.error());
+  *rev = *cur;
+  if (!active) {
+    if (*cur == 0) return false;
+    *rev = 0;
+    if (dry_run) return true;
+    uint32_t zero = 0, value = 0;
+    if (int rc = bpf_map__update_elem(skel->maps.policy_rev, &zero, 4, &value, 4, 0); rc)
+      return fail_errno("switch policy off", rc);
+    return true;
+  }
+  if (*cur != 0) {
+    Fd ic = inner_map(skel->maps.ipcache_gens, *cur & 1);
+    Fd pc = inner_map(skel->maps.policy_gens, *cur & 1);
+    if (ic.ok() && pc.ok() &&
+        dump_fd<moat_lpm_v4_key, moat_ipcache_val>(ic.get()) == as_bytes(ipcache) &&
+        dump_fd<moat_policy_key, moat_policy_val>(pc.get()) == as_bytes(entries))
+      return false;
+  }
+  uint32_t next = std::max(*cur, last_rev) + 1;
+  if (next == 0) next = 2;  // wrapped: 0 means "no policy"
+  *rev = next;
+  if (dry_run) return true;
+  auto ic = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache_gen", MOAT_MAX_IPCACHE, ipcache);
+  if (!ic) return std::unexpected(ic.error());
+  auto pc = build_inner(BPF_MAP_TYPE_HASH, "policy_gen", MOAT_MAX_POLICY, entries);
+  if (!pc) return std::unexpected(pc.error());
+  uint32_t slot = next & 1;
+  int ic_fd = ic->get(), pc_fd = pc->get();
+  if (int rc = bpf_map__update_elem(skel->maps.ipcache_gens, &slot, 4, &ic_fd, 4, 0); rc)
+    return fail_errno("install identity cache generation", rc);
+  if (int rc = bpf_map__update_elem(skel->maps.policy_gens, &slot, 4, &pc_fd, 4, 0); rc)
+    return fail_errno("install policy generation", rc);
+  uint32_t zero = 0;
+  if (int rc = bpf_map__update_elem(skel->maps.policy_rev, &zero, 4, &next, 4, 0); rc)
+    return fail_errno("switch to policy revision " + std::to_string(next), rc);
+  return true;
+}
+
 // ---- TC attachment ---------------------------------------------------------------
 
 bpf_tc_hook make_hook(int ifindex, bpf_tc_attach_point point) {
