@@ -154,6 +154,17 @@ struct moat_publish_val {
 	__u32 net_id;
 };
 
+/*
+ * Map `container_addrs`: a container's address on each of its networks. A
+ * client sharing a network with a published container is forwarded to the
+ * container's address on that network, so the reply leaves through the
+ * interface whose address it carries.
+ */
+struct moat_container_net_key {
+	__u32 container_id;
+	__u32 net_id;
+};
+
 /* Map `uplinks`: key __u32 ifindex of an uplink; its address masquerades. */
 struct moat_uplink {
 	__be32 ipv4;
@@ -169,7 +180,9 @@ struct moat_uplink {
  * is rewritten (`ifindex` + `dir`); at any other hook a matching entry only
  * says "this flow is known" and the packet passes unchanged. The partner
  * entry's key is always the reverse of `xlated`.
- * For ICMP echo, both ports hold the echo identifier.
+ * For ICMP echo, the identifier is the source "port" of a request and the
+ * destination "port" of a reply (the other is 0), so the reply's tuple is
+ * the request's reversed.
  */
 struct moat_ct_key {
 	__be32 saddr;
@@ -210,6 +223,26 @@ struct moat_ct_entry {
 	__u32 container_id; /* the container of the flow, for names */
 	__u32 policy_rev; /* revision that admitted the flow (MOAT_CT_TRACK) */
 };
+
+/*
+ * Map `frags`: the ports of a fragmented datagram, remembered from its first
+ * fragment (key: addresses, IP id, protocol), so the later ones, which carry
+ * no L4 header, find their flow. LRU: a datagram needs it for milliseconds.
+ */
+struct moat_frag_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct moat_frag_ports {
+	__be16 sport;
+	__be16 dport;
+};
+
+#define MOAT_MAX_FRAGS 16384
 
 /* Idle timeouts in seconds, per state. */
 #define MOAT_CT_TIMEOUT_TCP_SYN 60

@@ -83,16 +83,24 @@ static __always_inline int dial_published(struct __sk_buff *skb, const struct mo
 	t = l4->key;
 	t.daddr = pub->backend_ip;
 	t.dport = pub->backend_port;
+	if (pub->net_id != ep->net_id) {
+		struct moat_container_net_key ck = { .container_id = pub->container_id,
+						     .net_id = ep->net_id };
+		__be32 *shared = bpf_map_lookup_elem(&container_addrs, &ck);
+
+		if (shared)
+			t.daddr = *shared;
+	}
 	v = policy_verdict(rev, &t, &rule_id);
 	if (v)
 		return v;
-	hairpin = pub->backend_ip == ep->ipv4;
+	hairpin = t.daddr == ep->ipv4;
 	at.orig_ifindex = skb->ifindex;
 	at.orig_dir = MOAT_DIR_FROM_CONTAINER;
 	at.reply_ifindex = skb->ifindex;
 	at.reply_dir = hairpin ? MOAT_DIR_FROM_CONTAINER : MOAT_DIR_TO_CONTAINER;
 	at.rev = rev;
-	v = nat_publish(skb, l4, pub, &at, hairpin, now);
+	v = nat_publish(skb, l4, t.daddr, pub, &at, hairpin, now);
 	if (v)
 		return v;
 	return hairpin ? hairpin_back(skb) : MOAT_PASS;
@@ -116,12 +124,14 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	__u32 rule_id;
 	int v;
 
+	if (l4->fragment || l4->more_frags)
+		frag_ports(l4);
 	if (l4->icmp_error) {
 		/* Errors about a tracked flow are part of it (RELATED). */
 		v = nat_icmp_error(skb, l4, ifindex, dir, now);
 		if (v)
 			return v < 0 ? v : MOAT_PASS;
-	} else if (!l4->fragment) {
+	} else if (!l4->fragment || l4->has_ports) {
 		e = ct_lookup(&l4->key, now);
 		if (e) {
 			v = ct_recheck(&l4->key, e, rev);
@@ -146,7 +156,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 				ct_update(e, l4, skb->len, now, 1);
 			return MOAT_PASS;
 		}
-		if (dir == MOAT_DIR_FROM_CONTAINER) {
+		if (dir == MOAT_DIR_FROM_CONTAINER && !l4->fragment) {
 			v = dial_published(skb, ep, l4, rev, now);
 			if (v != MOAT_CONTINUE)
 				return v;
@@ -156,8 +166,8 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	v = isolation_verdict(ep, dir == MOAT_DIR_FROM_CONTAINER ? l4->key.daddr : l4->key.saddr);
 	if (v != MOAT_PASS || !rev)
 		return v;
-	/* Fragments after the first carry no ports: only rules for a whole
-	 * protocol can admit them. */
+	/* A later fragment whose first one was not seen has no ports: only
+	 * rules for a whole protocol can admit it. */
 	v = policy_verdict(rev, &l4->key, &rule_id);
 	if (v != MOAT_PASS || l4->fragment || l4->icmp_error)
 		return v;

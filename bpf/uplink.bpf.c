@@ -61,11 +61,13 @@ static __always_inline int from_world(struct __sk_buff *skb)
 	if (v != MOAT_PASS || !is_ipv4)
 		return v;
 
+	if (l4.fragment || l4.more_frags)
+		frag_ports(&l4);
 	if (l4.icmp_error) {
 		v = nat_icmp_error(skb, &l4, ifindex, MOAT_DIR_UPLINK_IN, now);
 		if (v)
 			return v < 0 ? v : MOAT_PASS;
-	} else if (!l4.fragment) {
+	} else if (!l4.fragment || l4.has_ports) {
 		e = ct_lookup(&l4.key, now);
 		if (e) {
 			v = ct_recheck(&l4.key, e, rev);
@@ -100,7 +102,7 @@ static __always_inline int from_world(struct __sk_buff *skb)
 			v = policy_verdict(rev, &t, &rule_id);
 			if (v)
 				return v;
-			return nat_publish(skb, &l4, pub, &at, 0, now);
+			return nat_publish(skb, &l4, pub->backend_ip, pub, &at, 0, now);
 		}
 	}
 	/* Docker 28 closed this hole too: routed straight to a container. */
@@ -124,11 +126,13 @@ static __always_inline int to_world(struct __sk_buff *skb)
 	if (v != MOAT_PASS || !is_ipv4)
 		return v;
 
+	if (l4.fragment || l4.more_frags)
+		frag_ports(&l4);
 	if (l4.icmp_error) {
 		v = nat_icmp_error(skb, &l4, ifindex, MOAT_DIR_UPLINK_OUT, now);
 		if (v)
 			return v < 0 ? v : MOAT_PASS;
-	} else if (!l4.fragment) {
+	} else if (!l4.fragment || l4.has_ports) {
 		e = ct_lookup(&l4.key, now);
 		/* A flow the container's hook admitted is masqueraded from its
 		 * first packet here on: its entry gives way to the NAT pair. */
@@ -148,7 +152,7 @@ static __always_inline int to_world(struct __sk_buff *skb)
 		return MOAT_PASS; /* the host's own traffic */
 	if (info->net_flags & MOAT_NET_F_INTERNAL)
 		return MOAT_DROP_INTERNAL_NETWORK;
-	/* A later fragment cannot be given the port its first one got. */
+	/* A later fragment of a datagram whose first one was not seen. */
 	if (l4.fragment)
 		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_NAT_FAILED : MOAT_PASS;
 	if (!(info->net_flags & MOAT_NET_F_MASQUERADE)) {

@@ -192,6 +192,36 @@ static __always_inline int ct_track(const struct moat_ct_key *key, __u32 ifindex
 	return bpf_map_update_elem(&ct, key, &e, BPF_ANY);
 }
 
+/*
+ * A first fragment leaves its ports behind for the rest of its datagram; a
+ * later fragment picks them up and so belongs to its flow like any packet
+ * (its L4 header, and so its ports, are never rewritten: it has none).
+ * A later fragment that overtook its first one stays without ports.
+ */
+static __always_inline void frag_ports(struct l4_info *l4)
+{
+	struct moat_frag_key k = {
+		.saddr = l4->key.saddr,
+		.daddr = l4->key.daddr,
+		.id = l4->ip_id,
+		.proto = l4->key.proto,
+	};
+	struct moat_frag_ports *v;
+
+	if (l4->fragment) {
+		v = bpf_map_lookup_elem(&frags, &k);
+		if (v) {
+			l4->key.sport = v->sport;
+			l4->key.dport = v->dport;
+			l4->has_ports = 1;
+		}
+	} else if (l4->more_frags && l4->has_ports) {
+		struct moat_frag_ports p = { .sport = l4->key.sport, .dport = l4->key.dport };
+
+		bpf_map_update_elem(&frags, &k, &p, BPF_ANY);
+	}
+}
+
 /* Whether entry `e` rewrites at this hook. Any uplink will do for an uplink
  * entry: the route back to the world may leave through another one. */
 static __always_inline int ct_rewrites_here(const struct moat_ct_entry *e, __u32 ifindex, __u32 dir)

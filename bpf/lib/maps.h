@@ -42,6 +42,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MOAT_MAX_ENDPOINTS);
+	__type(key, struct moat_container_net_key);
+	__type(value, __be32);
+} container_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MOAT_MAX_UPLINKS);
 	__type(key, __u32); /* ifindex */
 	__type(value, struct moat_uplink);
@@ -53,6 +60,13 @@ struct {
 	__type(key, struct moat_ct_key);
 	__type(value, struct moat_ct_entry);
 } ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_FRAGS);
+	__type(key, struct moat_frag_key);
+	__type(value, struct moat_frag_ports);
+} frags SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -68,13 +82,17 @@ struct {
 	__type(value, struct moat_sock_rnat_val);
 } sock_rnat SEC(".maps");
 
-/* One generation of the identity cache; `ipcache_gens` holds two. */
+/*
+ * One generation of the identity cache; `ipcache_gens` holds two. Inner map
+ * templates give sizes, not types: bpftool 7.1's libbpf cannot size a
+ * struct type inside an inner map definition.
+ */
 struct ipcache_gen {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, MOAT_MAX_IPCACHE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct moat_lpm_v4_key);
-	__type(value, struct moat_ipcache_val);
+	__uint(key_size, sizeof(struct moat_lpm_v4_key));
+	__uint(value_size, sizeof(struct moat_ipcache_val));
 };
 
 struct {
@@ -89,8 +107,8 @@ struct policy_gen {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MOAT_MAX_POLICY);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct moat_policy_key);
-	__type(value, struct moat_policy_val);
+	__uint(key_size, sizeof(struct moat_policy_key));
+	__uint(value_size, sizeof(struct moat_policy_val));
 };
 
 struct {

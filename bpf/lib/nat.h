@@ -84,7 +84,10 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, const struct l4_in
 	if (l4->fragment || !l4->has_ports)
 		return MOAT_PASS;
 	if (from->proto == IPPROTO_ICMP) {
-		if (from->sport != to->sport && rewrite_port(skb, l4, 4, from->sport, to->sport))
+		/* The echo id: a request's source side, a reply's destination. */
+		__be16 id = from->sport | from->dport, new_id = to->sport | to->dport;
+
+		if (id != new_id && rewrite_port(skb, l4, 4, id, new_id))
 			return MOAT_DROP_NAT_FAILED;
 		return MOAT_PASS;
 	}
@@ -122,16 +125,17 @@ static __always_inline int is_host_addr(const struct moat_addr_info *info)
 
 /*
  * A new flow to a published port: creates its entries and rewrites the
- * packet. `hairpin` also moves the source to the address the client dialled,
+ * packet towards `backend_ip` (the container's address the client can
+ * reach most directly). `hairpin` also moves the source to the address the client dialled,
  * so the container answers through moat instead of to itself.
  */
 static __always_inline int nat_publish(struct __sk_buff *skb, const struct l4_info *l4,
-				       const struct moat_publish_val *pub,
+				       __be32 backend_ip, const struct moat_publish_val *pub,
 				       const struct ct_sites *at, int hairpin, __u64 now)
 {
 	struct moat_ct_key xl = l4->key;
 
-	xl.daddr = pub->backend_ip;
+	xl.daddr = backend_ip;
 	xl.dport = pub->backend_port;
 	if (hairpin)
 		xl.saddr = l4->key.daddr;
@@ -173,9 +177,7 @@ static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4
 	for (i = 0; i < MOAT_NAT_PORT_TRIES; i++) {
 		__be16 port = bpf_htons(MOAT_NAT_PORT_MIN + (start + i) % range);
 
-		xl.sport = port;
-		if (l4->key.proto == IPPROTO_ICMP)
-			xl.dport = port;
+		xl.sport = port; /* for an echo request, its id */
 		if (!ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now))
 			return nat_rewrite(skb, l4, &xl);
 	}
@@ -237,9 +239,17 @@ static __always_inline int nat_icmp_error(struct __sk_buff *skb, const struct l4
 		quoted.sport = ports[0];
 		quoted.dport = ports[1];
 	} else if (inner.protocol == IPPROTO_ICMP) {
+		__u8 type;
+
 		if (bpf_skb_load_bytes(skb, in4, ports, 6))
 			return 0;
-		quoted.sport = quoted.dport = ports[2];
+		type = ((__u8 *)ports)[0];
+		if (type == ICMP_ECHO)
+			quoted.sport = ports[2];
+		else if (type == ICMP_ECHOREPLY)
+			quoted.dport = ports[2];
+		else
+			return 0;
 	} else {
 		return 0;
 	}
@@ -264,9 +274,11 @@ static __always_inline int nat_icmp_error(struct __sk_buff *skb, const struct l4
 			return MOAT_DROP_NAT_FAILED;
 	}
 	if (quoted.proto == IPPROTO_ICMP) {
-		if (quoted.sport != want.sport &&
-		    (bpf_l4_csum_replace(skb, l4->l4_off + 2, quoted.sport, want.sport, 2) ||
-		     bpf_skb_store_bytes(skb, in4 + 4, &want.sport, 2, 0)))
+		__be16 id = quoted.sport | quoted.dport, new_id = want.sport | want.dport;
+
+		if (id != new_id &&
+		    (bpf_l4_csum_replace(skb, l4->l4_off + 2, id, new_id, 2) ||
+		     bpf_skb_store_bytes(skb, in4 + 4, &new_id, 2, 0)))
 			return MOAT_DROP_NAT_FAILED;
 	} else {
 		if (quoted.sport != want.sport &&

@@ -141,6 +141,8 @@ struct l4_info {
 	__u8 has_ports; /* key carries ports (or an ICMP echo id) */
 	__u8 icmp_error; /* an ICMP error quoting another packet */
 	__u8 fragment; /* a non-first fragment: no L4 header */
+	__u8 more_frags; /* IP_MF: the datagram goes on in another fragment */
+	__be16 ip_id;
 };
 
 #define TCP_FLAG_FIN 0x01
@@ -178,6 +180,8 @@ static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, str
 	l4->has_ports = 0;
 	l4->icmp_error = 0;
 	l4->fragment = (ip->frag_off & bpf_htons(0x1fff)) != 0;
+	l4->more_frags = (ip->frag_off & bpf_htons(0x2000)) != 0;
+	l4->ip_id = ip->id;
 	if (l4->fragment)
 		return 0;
 
@@ -199,8 +203,14 @@ static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, str
 		if ((void *)(h + 8) > c->end)
 			return -1;
 		l4->icmp_type = h[0];
-		if (h[0] == ICMP_ECHO || h[0] == ICMP_ECHOREPLY) {
-			l4->key.sport = l4->key.dport = *(__be16 *)(h + 4);
+		/* The echo id stands on the requester's side of the tuple, so
+		 * a reply's key is the request's reversed, and a request that
+		 * merely carries a known id is not mistaken for a reply. */
+		if (h[0] == ICMP_ECHO) {
+			l4->key.sport = *(__be16 *)(h + 4);
+			l4->has_ports = 1;
+		} else if (h[0] == ICMP_ECHOREPLY) {
+			l4->key.dport = *(__be16 *)(h + 4);
 			l4->has_ports = 1;
 		} else if (h[0] == ICMP_DEST_UNREACH || h[0] == ICMP_TIME_EXCEEDED ||
 			   h[0] == ICMP_PARAMETERPROB) {

@@ -6,6 +6,8 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <time.h>
+
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "endpoint.skel.h"
+#include "uplink.skel.h"
 
 extern char** environ;
 
@@ -63,10 +66,25 @@ Skeleton load_skeleton() {
   return Skeleton(skel, endpoint_bpf__destroy);
 }
 
+UplinkSkeleton load_uplink_skeleton(const endpoint_bpf& shared) {
+  UplinkSkeleton skel(uplink_bpf__open(), uplink_bpf__destroy);
+  if (!skel) fail("opening uplink.bpf.o", errno);
+  bpf_map* m;
+  bpf_object__for_each_map(m, skel->obj) {
+    const bpf_map* theirs = bpf_object__find_map_by_name(shared.obj, bpf_map__name(m));
+    if (!theirs) continue;  // a map only the uplink object has (none today)
+    if (int rc = bpf_map__reuse_fd(m, bpf_map__fd(theirs)))
+      fail(std::string("reusing map ") + bpf_map__name(m), -rc);
+  }
+  if (int rc = uplink_bpf__load(skel.get())) fail("loading uplink.bpf.o", -rc);
+  return skel;
+}
+
 void add_network(const endpoint_bpf& skel, const Network& net) {
   const auto put = [&](uint32_t prefixlen, in_addr_t addr, moat_addr_kind kind) {
     const moat_lpm_v4_key key = {.prefixlen = prefixlen, .addr = addr};
-    const moat_addr_info info = {.net_id = net.id, .kind = uint32_t(kind)};
+    const moat_addr_info info = {
+        .net_id = net.id, .kind = uint32_t(kind), .net_flags = net.flags};
     if (bpf_map__update_elem(skel.maps.addrs, &key, sizeof key, &info, sizeof info, BPF_ANY))
       fail("addrs update", errno);
   };
@@ -79,6 +97,96 @@ void add_endpoint(const endpoint_bpf& skel, uint32_t ifindex, const Network& net
       .net_id = net.id, .ipv4 = ip, .net_flags = net.flags, .container_id = ifindex};
   if (bpf_map__update_elem(skel.maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, BPF_ANY))
     fail("endpoints update", errno);
+}
+
+void add_host_addr(const endpoint_bpf& skel, in_addr_t addr) {
+  const moat_lpm_v4_key key = {.prefixlen = 32, .addr = addr};
+  const moat_addr_info info = {.net_id = 0, .kind = MOAT_ADDR_HOST, .net_flags = 0};
+  if (bpf_map__update_elem(skel.maps.addrs, &key, sizeof key, &info, sizeof info, BPF_ANY))
+    fail("addrs update", errno);
+}
+
+void add_uplink(const endpoint_bpf& skel, uint32_t ifindex, in_addr_t ipv4) {
+  const moat_uplink up = {.ipv4 = ipv4, .flags = 0};
+  if (bpf_map__update_elem(skel.maps.uplinks, &ifindex, sizeof ifindex, &up, sizeof up, BPF_ANY))
+    fail("uplinks update", errno);
+}
+
+void add_publish(const endpoint_bpf& skel, const Publish& p) {
+  const moat_publish_key key = {
+      .host_ip = p.host_ip, .port = htons(p.port), .proto = p.proto, .pad = 0};
+  const moat_publish_val val = {.backend_ip = p.backend_ip,
+                                .backend_port = htons(p.backend_port),
+                                .pad = 0,
+                                .container_id = p.container_id,
+                                .net_id = p.net_id};
+  if (bpf_map__update_elem(skel.maps.publish, &key, sizeof key, &val, sizeof val, BPF_ANY))
+    fail("publish update", errno);
+}
+
+moat_ct_key ct_key(in_addr_t saddr, uint16_t sport, in_addr_t daddr, uint16_t dport,
+                   uint8_t proto) {
+  moat_ct_key k = {};
+  k.saddr = saddr;
+  k.daddr = daddr;
+  k.sport = htons(sport);
+  k.dport = htons(dport);
+  k.proto = proto;
+  return k;
+}
+
+moat_ct_key ct_key(const char* saddr, uint16_t sport, const char* daddr, uint16_t dport,
+                   uint8_t proto) {
+  return ct_key(pkt::ip4(saddr), sport, pkt::ip4(daddr), dport, proto);
+}
+
+moat_ct_key reversed(const moat_ct_key& k) {
+  moat_ct_key r = {};
+  r.saddr = k.daddr;
+  r.daddr = k.saddr;
+  r.sport = k.dport;
+  r.dport = k.sport;
+  r.proto = k.proto;
+  return r;
+}
+
+std::optional<moat_ct_entry> ct_get(const endpoint_bpf& skel, const moat_ct_key& key) {
+  moat_ct_entry e;
+  if (bpf_map__lookup_elem(skel.maps.ct, &key, sizeof key, &e, sizeof e, 0)) {
+    if (errno == ENOENT) return std::nullopt;
+    fail("ct lookup", errno);
+  }
+  return e;
+}
+
+std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const endpoint_bpf& skel) {
+  std::vector<std::pair<moat_ct_key, moat_ct_entry>> all;
+  moat_ct_key key, next;
+  const moat_ct_key* prev = nullptr;
+  while (bpf_map__get_next_key(skel.maps.ct, prev, &next, sizeof next) == 0) {
+    if (auto e = ct_get(skel, next)) all.emplace_back(next, *e);
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) fail("ct iteration", errno);
+  return all;
+}
+
+void ct_put(const endpoint_bpf& skel, const moat_ct_key& key, const moat_ct_entry& e) {
+  if (bpf_map__update_elem(skel.maps.ct, &key, sizeof key, &e, sizeof e, BPF_ANY))
+    fail("ct update", errno);
+}
+
+void ct_clear(const endpoint_bpf& skel) {
+  for (const auto& [key, e] : ct_entries(skel))
+    if (bpf_map__delete_elem(skel.maps.ct, &key, sizeof key, 0) && errno != ENOENT)
+      fail("ct delete", errno);
+}
+
+uint64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
 RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat) {
@@ -178,3 +286,24 @@ StatsSnapshot stats_delta(const StatsSnapshot& before, const StatsSnapshot& afte
 }
 
 }  // namespace moat_test
+
+bool operator==(const moat_ct_key& a, const moat_ct_key& b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+std::ostream& operator<<(std::ostream& os, const moat_ct_key& k) {
+  char s[INET_ADDRSTRLEN], d[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &k.saddr, s, sizeof s);
+  inet_ntop(AF_INET, &k.daddr, d, sizeof d);
+  os << s << ":" << ntohs(k.sport) << " -> " << d << ":" << ntohs(k.dport) << " proto "
+     << unsigned(k.proto);
+  if (k.pad[0] || k.pad[1] || k.pad[2]) os << " (pad not zero)";
+  return os;
+}
+
+std::ostream& operator<<(std::ostream& os, const moat_ct_entry& e) {
+  return os << "{xlated " << e.xlated << ", ifindex " << e.ifindex << ", dir " << unsigned(e.dir)
+            << ", kind " << unsigned(e.kind) << ", tcp_state " << unsigned(e.tcp_state)
+            << ", flags " << unsigned(e.flags) << ", container " << e.container_id
+            << ", packets " << e.packets << ", bytes " << e.bytes << "}";
+}

@@ -1,6 +1,7 @@
 // harness.h - what every BPF test needs: the interfaces main() created in
-// the test's private network namespace, a loaded copy of endpoint.bpf.o,
-// map seeding, one BPF_PROG_TEST_RUN wrapper and per-CPU counter reading.
+// the test's private network namespace, a loaded copy of endpoint.bpf.o (and
+// of uplink.bpf.o sharing its maps), map seeding, one BPF_PROG_TEST_RUN
+// wrapper, per-CPU counter reading and connection-tracking access.
 //
 // Helpers throw std::runtime_error on a failed system call; gtest turns that
 // into a failure of the running test with the message.
@@ -13,21 +14,25 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "abi.h"
 #include "packet.h"
 
-struct endpoint_bpf;  // the skeleton, from endpoint.skel.h
+struct endpoint_bpf;  // the skeletons, from endpoint.skel.h
+struct uplink_bpf;    // and uplink.skel.h
 
 namespace moat_test {
 
 // Host-side veths main() creates before any test runs. The kernel lets a test
 // run claim an ifindex only if that device exists in the caller's netns.
-inline constexpr const char* kDevices[] = {"moat-a", "moat-b", "moat-c",
-                                           "moat-d", "moat-e", "moat-x"};
+// moat-u and moat-v stand for uplinks.
+inline constexpr const char* kDevices[] = {"moat-a", "moat-b", "moat-c", "moat-d",
+                                           "moat-e", "moat-x", "moat-u", "moat-v"};
 
 // Creates kDevices in the current network namespace (main() unshares first).
 void create_devices();
@@ -37,6 +42,12 @@ uint32_t ifindex_of(const char* device);
 // leaves nothing behind in the kernel.
 using Skeleton = std::unique_ptr<endpoint_bpf, void (*)(endpoint_bpf*)>;
 Skeleton load_skeleton();
+
+// A loaded uplink.bpf.o whose maps are `shared`'s (bpf_map__reuse_fd before
+// load), as in production, where both objects open the same pins: seed and
+// inspect the maps through either skeleton.
+using UplinkSkeleton = std::unique_ptr<uplink_bpf, void (*)(uplink_bpf*)>;
+UplinkSkeleton load_uplink_skeleton(const endpoint_bpf& shared);
 
 // ---- map seeding, in the layout userspace writes -----------------------------
 
@@ -48,10 +59,43 @@ struct Network {
   uint32_t flags;  // MOAT_NET_F_*
 };
 
-// The network's subnet (SUBNET) and gateway /32 (GATEWAY) into `addrs`.
+// The network's subnet (SUBNET) and gateway /32 (GATEWAY) into `addrs`,
+// both carrying the network's flags.
 void add_network(const endpoint_bpf& skel, const Network& net);
 // An attachment of `ip` to `net` on interface `ifindex` into `endpoints`.
 void add_endpoint(const endpoint_bpf& skel, uint32_t ifindex, const Network& net, in_addr_t ip);
+// Another host address (an uplink's): a /32 HOST entry in `addrs`.
+void add_host_addr(const endpoint_bpf& skel, in_addr_t addr);
+// Interface `ifindex` as an uplink masquerading behind `ipv4`.
+void add_uplink(const endpoint_bpf& skel, uint32_t ifindex, in_addr_t ipv4);
+
+// A published port: host_ip:port/proto (host_ip 0: every host address).
+struct Publish {
+  in_addr_t host_ip;
+  uint16_t port;  // host order
+  uint8_t proto;
+  in_addr_t backend_ip;
+  uint16_t backend_port;  // host order
+  uint32_t container_id;
+  uint32_t net_id;
+};
+void add_publish(const endpoint_bpf& skel, const Publish& p);
+
+// ---- connection tracking -----------------------------------------------------
+
+// A ct key from text addresses and host-order ports.
+moat_ct_key ct_key(const char* saddr, uint16_t sport, const char* daddr, uint16_t dport,
+                   uint8_t proto);
+moat_ct_key ct_key(in_addr_t saddr, uint16_t sport, in_addr_t daddr, uint16_t dport,
+                   uint8_t proto);
+moat_ct_key reversed(const moat_ct_key& k);
+std::optional<moat_ct_entry> ct_get(const endpoint_bpf& skel, const moat_ct_key& key);
+std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const endpoint_bpf& skel);
+void ct_put(const endpoint_bpf& skel, const moat_ct_key& key, const moat_ct_entry& e);
+void ct_clear(const endpoint_bpf& skel);
+
+// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns() and ct expiry.
+uint64_t monotonic_ns();
 
 // ---- running ------------------------------------------------------------------
 
@@ -91,3 +135,8 @@ StatsSnapshot read_stats(const bpf_map* stats);
 StatsSnapshot stats_delta(const StatsSnapshot& before, const StatsSnapshot& after);
 
 }  // namespace moat_test
+
+// In the ABI types' own (global) namespace, where gtest's lookup finds them.
+bool operator==(const moat_ct_key& a, const moat_ct_key& b);
+std::ostream& operator<<(std::ostream& os, const moat_ct_key& k);
+std::ostream& operator<<(std::ostream& os, const moat_ct_entry& e);

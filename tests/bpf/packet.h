@@ -7,7 +7,10 @@
 // Lengths that depend on the payload (IPv4 tot_len, IPv6 payload_len, UDP
 // length) are filled in, and the IPv4 header checksum is correct, unless a
 // field is explicitly overridden to build a malformed packet. L4 checksums are
-// left zero: moat's programs never read them.
+// left zero unless Ip4::l4_checksum asks ipv4() to fill in the TCP, UDP or
+// ICMP checksum of its payload (the NAT tests, which must see the programs
+// keep them right). checksum_errors() checks a finished frame's checksums
+// independently of the builder.
 #pragma once
 
 #include <arpa/inet.h>
@@ -125,6 +128,10 @@ struct Ip4 {
   // Lies, for malformed packets: written instead of the computed values.
   std::optional<uint8_t> ihl = std::nullopt;
   std::optional<uint16_t> tot_len = std::nullopt;
+  // Fill in the L4 checksum of the payload (TCP and UDP with the pseudo
+  // header, ICMP over the message). Ignored for fragments, whose L4 header
+  // and data are not all here.
+  bool l4_checksum = false;
 };
 
 inline constexpr uint16_t kMoreFragments = 0x2000;
@@ -147,7 +154,32 @@ inline Bytes ipv4(const Ip4& h, std::span<const uint8_t> payload) {
   const uint16_t sum = inet_checksum(b);
   b[10] = uint8_t(sum >> 8);
   b[11] = uint8_t(sum);
+  const size_t l4_off = b.size();
   detail::append(b, payload);
+  if (h.l4_checksum && (h.frag & 0x3fff) == 0) {
+    std::span<uint8_t> l4(b.begin() + l4_off, b.end());
+    size_t csum_off = 0;
+    Bytes summed;  // pseudo header (TCP, UDP) + the L4 bytes
+    if (h.proto == IPPROTO_TCP || h.proto == IPPROTO_UDP) {
+      csum_off = h.proto == IPPROTO_TCP ? 16 : 6;
+      detail::put_raw(summed, &h.src, 4);
+      detail::put_raw(summed, &h.dst, 4);
+      detail::put8(summed, 0);
+      detail::put8(summed, h.proto);
+      detail::put16(summed, uint16_t(l4.size()));
+    } else if (h.proto == IPPROTO_ICMP) {
+      csum_off = 2;
+    } else {
+      throw std::invalid_argument("ipv4(): no L4 checksum for this protocol");
+    }
+    if (l4.size() < csum_off + 2) throw std::invalid_argument("ipv4(): L4 header too short");
+    l4[csum_off] = l4[csum_off + 1] = 0;
+    detail::append(summed, l4);
+    uint16_t l4sum = inet_checksum(summed);
+    if (h.proto == IPPROTO_UDP && l4sum == 0) l4sum = 0xffff;  // 0 means "none"
+    l4[csum_off] = uint8_t(l4sum >> 8);
+    l4[csum_off + 1] = uint8_t(l4sum);
+  }
   return b;
 }
 
@@ -156,7 +188,8 @@ inline Bytes ipv4(const Ip4& h, std::span<const uint8_t> payload) {
 inline constexpr uint8_t kSyn = 0x02;
 inline constexpr uint8_t kAck = 0x10;
 
-inline Bytes tcp(uint16_t sport, uint16_t dport, uint8_t flags = kAck) {
+inline Bytes tcp(uint16_t sport, uint16_t dport, uint8_t flags = kAck,
+                std::span<const uint8_t> payload = {}) {
   Bytes b;
   detail::put16(b, sport);
   detail::put16(b, dport);
@@ -166,6 +199,7 @@ inline Bytes tcp(uint16_t sport, uint16_t dport, uint8_t flags = kAck) {
   detail::put16(b, 64240);  // window
   detail::put16(b, 0);      // checksum
   detail::put16(b, 0);      // urgent
+  detail::append(b, payload);
   return b;
 }
 
@@ -179,6 +213,18 @@ inline Bytes udp(uint16_t sport, uint16_t dport, std::span<const uint8_t> payloa
   return b;
 }
 
+// The SCTP common header (ports, verification tag, CRC32c left 0) and a
+// chunk's worth of bytes. The CRC32c does not cover the IP addresses, so an
+// address rewrite must leave all of these bytes alone.
+inline Bytes sctp(uint16_t sport, uint16_t dport, std::span<const uint8_t> chunks = {}) {
+  Bytes b;
+  detail::put16(b, sport);
+  detail::put16(b, dport);
+  detail::put_raw(b, "\x12\x34\x56\x78\0\0\0\0", 8);  // vtag, crc32c
+  detail::append(b, chunks);
+  return b;
+}
+
 // ICMP (v4) and ICMPv6 share the type/code/checksum/4-byte-rest layout.
 inline Bytes icmp(uint8_t type, uint8_t code = 0, std::span<const uint8_t> body = {}) {
   Bytes b;
@@ -187,6 +233,40 @@ inline Bytes icmp(uint8_t type, uint8_t code = 0, std::span<const uint8_t> body 
   detail::put16(b, 0);                // checksum
   detail::put_raw(b, "\0\1\0\1", 4);  // id/seq, or reserved
   detail::append(b, body);
+  return b;
+}
+
+inline constexpr uint8_t kEchoReply = 0;
+inline constexpr uint8_t kDestUnreach = 3;
+inline constexpr uint8_t kEchoRequest = 8;
+inline constexpr uint8_t kTimeExceeded = 11;
+inline constexpr uint8_t kPortUnreach = 3;  // codes of kDestUnreach
+inline constexpr uint8_t kFragNeeded = 4;
+
+// An ICMP echo request or reply with its identifier and sequence number.
+inline Bytes icmp_echo(uint8_t type, uint16_t id, uint16_t seq,
+                       std::span<const uint8_t> payload = {}) {
+  Bytes b;
+  detail::put8(b, type);
+  detail::put8(b, 0);
+  detail::put16(b, 0);  // checksum
+  detail::put16(b, id);
+  detail::put16(b, seq);
+  detail::append(b, payload);
+  return b;
+}
+
+// An ICMP error quoting `quoted` (an IPv4 header and what follows of it);
+// `mtu` is the next-hop MTU of a fragmentation-needed, 0 otherwise.
+inline Bytes icmp_error(uint8_t type, uint8_t code, std::span<const uint8_t> quoted,
+                        uint16_t mtu = 0) {
+  Bytes b;
+  detail::put8(b, type);
+  detail::put8(b, code);
+  detail::put16(b, 0);  // checksum
+  detail::put16(b, 0);  // unused
+  detail::put16(b, mtu);
+  detail::append(b, quoted);
   return b;
 }
 
@@ -217,6 +297,62 @@ inline Bytes hop_by_hop(uint8_t next, std::span<const uint8_t> payload) {
   Bytes b = {next, 0, 5, 2, 0, 0, 1, 0};
   detail::append(b, payload);
   return b;
+}
+
+// ---- checking ---------------------------------------------------------------
+
+namespace detail {
+// Big-endian 16-bit words summed with end-around carry; a correct checksum
+// makes a covered range sum to 0xffff.
+inline uint32_t add_words(uint32_t sum, std::span<const uint8_t> d) {
+  for (size_t i = 0; i < d.size(); i += 2)
+    sum += uint32_t(d[i]) << 8 | (i + 1 < d.size() ? d[i + 1] : 0);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return sum;
+}
+inline bool ipv4_header_ok(std::span<const uint8_t> ip, std::string& why, const char* which) {
+  if (ip.size() < 20 || ip[0] >> 4 != 4) {
+    why += std::string(which) + " IPv4 header missing; ";
+    return false;
+  }
+  const size_t hlen = size_t(ip[0] & 0x0f) * 4;
+  if (hlen < 20 || ip.size() < hlen) {
+    why += std::string(which) + " IPv4 header length bad; ";
+    return false;
+  }
+  if (add_words(0, ip.first(hlen)) != 0xffff) why += std::string(which) + " IPv4 header checksum bad; ";
+  return true;
+}
+}  // namespace detail
+
+// Verifies, from nothing but the frame's bytes, the IPv4 header checksum and
+// the L4 checksum (TCP and UDP with their pseudo header, a UDP checksum of 0
+// accepted as "none"; ICMP over the message, and for ICMP errors also the
+// quoted IPv4 header's checksum). Returns "" when all are right, else what is
+// wrong. Frames that are not IPv4, and fragments' L4, are not checked.
+inline std::string checksum_errors(std::span<const uint8_t> frame) {
+  std::string why;
+  if (frame.size() < 14 || frame[12] != 0x08 || frame[13] != 0x00) return why;
+  const std::span<const uint8_t> ip = frame.subspan(14);
+  if (!detail::ipv4_header_ok(ip, why, "outer")) return why;
+  const size_t hlen = size_t(ip[0] & 0x0f) * 4;
+  const size_t tot = size_t(ip[2]) << 8 | ip[3];
+  if (tot < hlen || tot > ip.size()) return why + "IPv4 total length bad; ";
+  if ((size_t(ip[6]) << 8 | ip[7]) & 0x3fff) return why;  // a fragment
+  const std::span<const uint8_t> l4 = ip.subspan(hlen, tot - hlen);
+  const uint8_t proto = ip[9];
+  if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+    if (proto == IPPROTO_UDP && l4.size() >= 8 && l4[6] == 0 && l4[7] == 0) return why;
+    const uint8_t pseudo[] = {ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19], 0,
+                              proto,  uint8_t(l4.size() >> 8), uint8_t(l4.size())};
+    if (detail::add_words(detail::add_words(0, pseudo), l4) != 0xffff)
+      why += proto == IPPROTO_TCP ? "TCP checksum bad; " : "UDP checksum bad; ";
+  } else if (proto == IPPROTO_ICMP) {
+    if (l4.size() < 8) return why + "ICMP header missing; ";
+    if (detail::add_words(0, l4) != 0xffff) why += "ICMP checksum bad; ";
+    if (l4[0] == 3 || l4[0] == 11 || l4[0] == 12) detail::ipv4_header_ok(l4.subspan(8), why, "quoted");
+  }
+  return why;
 }
 
 // ---- helpers ----------------------------------------------------------------

@@ -484,8 +484,13 @@ TEST(ParseConfig, AttachmentShorthandAndOrder) {
   EXPECT_EQ(nets[0].host_interface, "");
 }
 
-TEST(ParseConfig, PoliciesAcceptAnyArray) {
-  valid("{'policies': [{'anything': [1, 2]}, 'goes', 3]}");
+TEST(ParseConfig, PoliciesAndNamespacesAreRead) {  // their format: policy_parse_test.cpp
+  Config cfg = valid(
+      "{'namespaces': [{'name': 'x', 'labels': {'team': 'a'}}],"
+      " 'policies': [{'name': 'p', 'podSelector': {}}]}");
+  ASSERT_EQ(cfg.namespaces.size(), 1u);
+  ASSERT_EQ(cfg.policies.size(), 1u);
+  EXPECT_EQ(cfg.policies[0].ns, "default");
 }
 
 struct PublishForm {

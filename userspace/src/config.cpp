@@ -10,6 +10,8 @@
 // order at the end, so a user fixes the whole file in one round trip.
 #include "config.h"
 
+#include "policy_read.h"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -495,6 +497,8 @@ struct Document {
   std::vector<NetworkEntry> networks;
   std::vector<ContainerEntry> containers;
   std::vector<std::string> uplinks;
+  std::vector<NamespaceDef> namespaces;
+  std::vector<Policy> policies;
 };
 
 struct Field {
@@ -796,7 +800,20 @@ ContainerEntry read_container(Reader& r, const Json& v, const std::string& path)
   return e;
 }
 
-Document read_document(Reader& r, const Json& root) {
+// Lets policy_read.cpp report through the Reader.
+class ReaderSink : public policy_read::Sink {
+ public:
+  explicit ReaderSink(Reader& r) : r_(r) {}
+  void visit(const std::string& path) override { r_.visit(path); }
+  void problem(std::string path, std::string message) override {
+    r_.problem(std::move(path), std::move(message));
+  }
+
+ private:
+  Reader& r_;
+};
+
+Document read_document(Reader& r, const Json& root, const std::string& source) {
   Document doc;
   r.visit("");
   if (!root.is_object()) {
@@ -806,7 +823,7 @@ Document read_document(Reader& r, const Json& root) {
                   describe(root));
     return doc;
   }
-  r.object(root, "", {{"networks"}, {"containers"}, {"policies"}, {"host"}});
+  r.object(root, "", {{"networks"}, {"containers"}, {"namespaces"}, {"policies"}, {"host"}});
   // The host's side: which interfaces lead to the world (published ports
   // arrive there, masquerade leaves there).
   r.member(root, "", "host", [&](const Json& v, const std::string& p) {
@@ -833,10 +850,15 @@ Document read_document(Reader& r, const Json& root) {
       doc.containers.push_back(read_container(r, el, ep));
     });
   });
-  // Policies get their own format in a later issue; for now any array will do.
-  r.member(root, "", "policies", [&](const Json& v, const std::string& p) {
-    r.elements(v, p, "policies", [](const Json&, const std::string&) {});
+  // Segmentation policies (policy_read.cpp).
+  ReaderSink sink(r);
+  r.member(root, "", "namespaces", [&](const Json& v, const std::string& p) {
+    policy_read::read_namespaces(v, p, source, sink, doc.namespaces);
   });
+  r.member(root, "", "policies", [&](const Json& v, const std::string& p) {
+    policy_read::read_policies(v, p, source, sink, doc.policies);
+  });
+  policy_read::check_unique(doc.namespaces, doc.policies, sink);
   return doc;
 }
 
@@ -1069,6 +1091,8 @@ Config build_config(Document&& doc, const std::string& source) {
   Config cfg;
   cfg.source = source;
   cfg.uplinks = std::move(doc.uplinks);
+  cfg.namespaces = std::move(doc.namespaces);
+  cfg.policies = std::move(doc.policies);
   for (NetworkEntry& n : doc.networks) cfg.networks.push_back(std::move(n.net));
   for (ContainerEntry& c : doc.containers) {
     for (AttachmentEntry& a : c.attachments) c.c.networks.push_back(std::move(a.att));
@@ -1124,12 +1148,36 @@ ParseResult parse_config(const std::string& text, const std::string& source) {
     std::optional<Json> root = parse_json(text, problems);
     if (root) {
       Reader reader(problems);
-      Document doc = read_document(reader, *root);
+      Document doc = read_document(reader, *root, source);
       Resolver(doc, problems).run();
       if (problems.empty()) return {build_config(std::move(doc), source), {}};
     }
     return {std::nullopt, std::move(problems).in_document_order()};
   } catch (const std::exception& e) {  // bad_alloc, or a bug: still never throw
+    return {std::nullopt, {Problem{"", std::string("internal error: ") + e.what()}}};
+  }
+}
+
+PolicyFileResult parse_policy_file(const std::string& text, const std::string& source) {
+  try {
+    Problems problems;
+    std::optional<Json> root;
+    if (policy_read::looks_like_yaml(text, source)) {
+      std::vector<Problem> found;
+      root = policy_read::yaml_to_json(text, found);
+      for (Problem& p : found) problems.add(std::move(p));
+    } else {
+      root = parse_json(text, problems);
+    }
+    if (root) {
+      Reader reader(problems);
+      ReaderSink sink(reader);
+      PolicyFile file;
+      policy_read::read_policy_file(*root, source, sink, file);
+      if (problems.empty()) return {std::move(file), {}};
+    }
+    return {std::nullopt, std::move(problems).in_document_order()};
+  } catch (const std::exception& e) {
     return {std::nullopt, {Problem{"", std::string("internal error: ") + e.what()}}};
   }
 }

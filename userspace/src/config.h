@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "net.h"
+#include "policy_model.h"
 
 namespace moat {
 
@@ -67,6 +68,8 @@ struct Config {
   std::vector<Network> networks;
   std::vector<Container> containers;
   std::vector<std::string> uplinks;  // host interfaces to the world (`host.uplinks`)
+  std::vector<NamespaceDef> namespaces;  // `namespaces`; others used by containers have no labels
+  std::vector<Policy> policies;          // `policies`, in document order (policy.h)
 
   const Network* find_network(const std::string& name) const;
   const Container* find_container(const std::string& name) const;
@@ -88,6 +91,19 @@ struct ParseResult {
 
 // `source` is the file name used in messages. Never throws.
 ParseResult parse_config(const std::string& text, const std::string& source);
+
+struct PolicyFileResult {
+  std::optional<PolicyFile> file;  // set only when problems is empty
+  std::vector<Problem> problems;
+};
+
+// A file of policies only, to merge into a Config with merge_policy_file()
+// (policy.h): one policy (moat-native or a networking.k8s.io/v1
+// NetworkPolicy), a List or NetworkPolicyList, a JSON array of those, or a
+// moat document holding only "policies" and "namespaces". YAML when `source`
+// ends in .yaml/.yml or the text does not start with '{' or '[' (documents
+// separated by `---`). Never throws.
+PolicyFileResult parse_policy_file(const std::string& text, const std::string& source);
 
 // The closest candidate by edit distance, or "" if none is reasonably close.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);

@@ -27,6 +27,7 @@
 #include <sstream>
 
 #include "endpoint.skel.h"
+#include "policy.h"
 #include "sockhooks.h"
 #include "uplink.skel.h"
 
@@ -588,6 +589,31 @@ const std::vector<std::string>& drop_reason_names() {
   return names;
 }
 
+namespace {
+
+// What status, explain and the observation commands need to name things:
+// the policies, their rules (by rule id) and the identities.
+json policy_state_json(const Config& cfg, const PolicyPlan& plan) {
+  json policies = json::array();
+  for (const auto& p : cfg.policies) {
+    json sel = json::array();
+    for (const auto& c : cfg.containers)
+      if (policy_selects(p, c)) sel.push_back(c.name);
+    policies.push_back({{"name", p.name}, {"namespace", p.ns}, {"selects", sel}});
+  }
+  json rules = json::array();
+  for (const auto& r : plan.rules)
+    rules.push_back({{"policy", r.policy}, {"namespace", r.ns}, {"direction", r.direction},
+                     {"index", r.rule_index}, {"action", r.action}, {"text", r.text}});
+  json ids = json::object();
+  for (const auto& [id, name] : plan.identity_names) ids[std::to_string(id)] = name;
+  return {{"active", plan.active}, {"policies", policies}, {"rules", rules},
+          {"identities", ids}, {"entries", plan.entries.size()},
+          {"ipcache_entries", plan.ipcache.size()}};
+}
+
+}  // namespace
+
 json ApplyReport::to_json() const {
   return {{"changed", changed()},
           {"endpoints", {{"added", endpoints_added}, {"updated", endpoints_updated},
@@ -597,6 +623,8 @@ json ApplyReport::to_json() const {
            {{"added", publish_added}, {"updated", publish_updated}, {"removed", publish_removed}}},
           {"interfaces", {{"attached", attached}, {"detached", detached}}},
           {"socket_hooks_changed", sock_hooks_changed},
+          {"policy", {{"changed", policy_changed}, {"revision", policy_rev},
+                      {"entries", policy_entries}}},
           {"programs_replaced", programs_replaced}};
 }
 
@@ -608,6 +636,8 @@ std::string ApplyReport::summary() const {
     << ", published ports +" << publish_added << " ~" << publish_updated << " -"
     << publish_removed << ", interfaces attached " << attached << ", detached " << detached;
   if (sock_hooks_changed) o << ", socket hooks attached";
+  if (policy_changed)
+    o << ", policy revision " << policy_rev << " (" << policy_entries << " entries)";
   if (programs_replaced) o << ", programs upgraded";
   return o.str();
 }
@@ -724,8 +754,18 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                  "the host and from containers only\n",
                  cfg.source.c_str());
 
+  // Policies, with the uplinks' addresses as host addresses.
+  std::vector<Ipv4> host_addrs;
+  for (const auto& u : uplinks) host_addrs.push_back(Ipv4{ntohl(u.ipv4)});
+  auto policy = compile_policies(cfg, host_addrs);
+  if (!policy) return std::unexpected(policy.error());
+
   std::map<std::vector<uint8_t>, moat_publish_val> want_publish;
   for (const auto& p : plan->publish) want_publish.emplace(key_bytes(p.key), p.value);
+  std::map<std::vector<uint8_t>, uint32_t> want_caddrs;
+  for (const auto& e : plan->endpoints)
+    want_caddrs.emplace(key_bytes(moat_container_net_key{e.value.container_id, e.value.net_id}),
+                        e.value.ipv4);
 
   bool exists = fs::exists(pin_dir(instance));
   if (dry_run && !exists) {
@@ -752,6 +792,8 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
   auto have_eps = dump_map<uint32_t, moat_endpoint>(maps.endpoints);
   auto have_publish = dump_map<moat_publish_key, moat_publish_val>(maps.publish);
   auto have_uplinks = dump_map<uint32_t, moat_uplink>(maps.uplinks);
+  auto have_caddrs = dump_map<moat_container_net_key, uint32_t>(maps.container_addrs);
+  if (!have_caddrs) return std::unexpected(have_caddrs.error());
   if (!have_addrs) return std::unexpected(have_addrs.error());
   if (!have_eps) return std::unexpected(have_eps.error());
   if (!have_publish) return std::unexpected(have_publish.error());
@@ -790,6 +832,20 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                                 &uplinks_updated, dry_run);
       !r)
     return std::unexpected(r.error());
+  int caddrs_changed = 0;
+  if (auto r = upsert<moat_container_net_key>(maps.container_addrs, *have_caddrs, want_caddrs,
+                                              &caddrs_changed, &caddrs_changed, dry_run);
+      !r)
+    return std::unexpected(r.error());
+
+  // The new policy generation goes in once every endpoint it names exists.
+  uint32_t last_rev = st->value("policy_rev_max", 0u), rev = 0;
+  auto policy_changed = install_policy(skel->get(), policy->ipcache, policy->entries,
+                                       policy->active, last_rev, dry_run, &rev);
+  if (!policy_changed) return std::unexpected(policy_changed.error());
+  rep.policy_changed = *policy_changed;
+  rep.policy_rev = rev;
+  rep.policy_entries = static_cast<int>(policy->entries.size());
 
   auto old_ifaces = by_name(st->value("interfaces", json::array()));
   auto old_uplinks = by_name(st->value("uplinks", json::array()));
@@ -835,6 +891,10 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
     return std::unexpected(r.error());
   if (auto r = remove_stale(maps.uplinks, *have_uplinks, want_uplinks, &uplinks_removed, dry_run); !r)
     return std::unexpected(r.error());
+  if (auto r = remove_stale(maps.container_addrs, *have_caddrs, want_caddrs, &caddrs_changed,
+                            dry_run);
+      !r)
+    return std::unexpected(r.error());
   if (auto r = remove_stale(maps.addrs, *have_addrs, want_addrs, &rep.addrs_removed, dry_run); !r)
     return std::unexpected(r.error());
   if (dry_run) return rep;
@@ -854,6 +914,9 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                {"ids", {{"networks", plan->ids.networks}, {"containers", plan->ids.containers}}},
                {"networks", networks},
                {"published", published},
+               {"policy_rev", rev},
+               {"policy_rev_max", std::max(last_rev, rev)},
+               {"policy", policy_state_json(cfg, *policy)},
                {"interfaces", *ifaces},
                {"uplinks", *up_state}};
   if (auto r = write_state(instance, next); !r) return std::unexpected(r.error());
@@ -944,7 +1007,13 @@ Result<json> status(const std::string& instance) {
   auto flows = ct_entries(instance);
   if (!flows) return std::unexpected(flows.error());
 
+  auto rev = read_policy_rev(maps.policy_rev);
+  if (!rev) return std::unexpected(rev.error());
+  json policy = st->value("policy", json::object());
+  policy["revision"] = *rev;
+
   return json{{"instance", instance},
+              {"policy", policy},
               {"source", st->value("source", "")},
               {"netns", st->value("netns_path", "")},
               {"pin_dir", pin_dir(instance)},
@@ -993,6 +1062,63 @@ Result<void> down(const std::string& instance) {
   if (ec) return fail("remove " + state_dir(instance), ec.value());
   fs::remove("/run/moat", ec);  // only if empty
   return {};
+}
+
+Result<json> kernel_policy_verdict(const std::string& instance, uint32_t src_be, uint32_t dst_be,
+                                   uint8_t proto, uint16_t port) {
+  auto skel = open_pinned_maps(instance);
+  if (!skel) return std::unexpected(skel.error());
+  auto rev = read_policy_rev((*skel)->maps.policy_rev);
+  if (!rev) return std::unexpected(rev.error());
+  json out = {{"revision", *rev}};
+  if (*rev == 0) {
+    out["allowed"] = true;
+    out["text"] = "no policy is loaded (revision 0)";
+    return out;
+  }
+  Fd ic = inner_map((*skel)->maps.ipcache_gens, *rev & 1);
+  Fd pc = inner_map((*skel)->maps.policy_gens, *rev & 1);
+  if (!ic.ok() || !pc.ok()) return fail("policy generation " + std::to_string(*rev) + " is missing");
+  auto identity = [&](uint32_t addr) {
+    moat_lpm_v4_key k{32, addr};
+    moat_ipcache_val v{MOAT_ID_WORLD, 0};
+    bpf_map_lookup_elem(ic.get(), &k, &v);  // the kernel's longest-prefix match
+    return v;
+  };
+  moat_ipcache_val src = identity(src_be), dst = identity(dst_be);
+  uint16_t port_be = (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP)
+                         ? htons(port) : 0;
+  // Exactly policy_lookup() in bpf/lib/policy.h.
+  auto lookup = [&](uint32_t subject, uint32_t peer, uint8_t dir, bool isolated) {
+    for (int i = 0; i < 6; ++i) {
+      moat_policy_key k{};
+      k.subject = subject;
+      k.peer = i < 3 ? peer : MOAT_ID_ANY;
+      k.dir = dir;
+      k.proto = (i % 3) == 2 ? 0 : proto;
+      k.port = (i % 3) == 0 ? port_be : 0;
+      moat_policy_val v{};
+      if (bpf_map_lookup_elem(pc.get(), &k, &v) == 0)
+        return json{{"decided_by", "entry"}, {"lookup", i + 1},
+                    {"allowed", v.action == MOAT_POLICY_ALLOW}, {"rule_id", v.rule_id}};
+    }
+    return json{{"decided_by", isolated ? "default-deny" : "not-isolated"}, {"allowed", !isolated}};
+  };
+  out["source_identity"] = src.identity;
+  out["destination_identity"] = dst.identity;
+  bool allowed = true;
+  if (src.flags & MOAT_ID_F_CONTAINER) {
+    out["egress"] = lookup(src.identity, dst.identity, MOAT_POLICY_EGRESS,
+                           src.flags & MOAT_ID_F_EGRESS_ISOLATED);
+    allowed = allowed && out["egress"]["allowed"].get<bool>();
+  }
+  if (allowed && (dst.flags & MOAT_ID_F_CONTAINER)) {
+    out["ingress"] = lookup(dst.identity, src.identity, MOAT_POLICY_INGRESS,
+                            dst.flags & MOAT_ID_F_INGRESS_ISOLATED);
+    allowed = allowed && out["ingress"]["allowed"].get<bool>();
+  }
+  out["allowed"] = allowed;
+  return out;
 }
 
 namespace {

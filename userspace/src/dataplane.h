@@ -29,11 +29,15 @@ struct ApplyReport {
   int publish_added = 0, publish_updated = 0, publish_removed = 0;
   int attached = 0, detached = 0;
   bool sock_hooks_changed = false;
+  bool policy_changed = false;
+  uint32_t policy_rev = 0;  // 0: no policy
+  int policy_entries = 0;
   bool programs_replaced = false;
   bool changed() const {
     return endpoints_added || endpoints_updated || endpoints_removed || addrs_added ||
            addrs_updated || addrs_removed || publish_added || publish_updated ||
-           publish_removed || attached || detached || sock_hooks_changed || programs_replaced;
+           publish_removed || attached || detached || sock_hooks_changed || policy_changed ||
+           programs_replaced;
   }
   nlohmann::json to_json() const;
   std::string summary() const;
@@ -56,6 +60,13 @@ Result<nlohmann::json> ct_entries(const std::string& instance);
 // Deletes expired entries (the BPF side deletes them lazily when it meets
 // them; this sweeps the ones it never meets again). Returns how many.
 Result<int> ct_gc(const std::string& instance);
+
+// The verdict of the loaded policy generation on a new flow, computed with
+// the kernel's own maps and the programs' lookup order (bpf/lib/policy.h):
+// {revision, allowed, source_identity, destination_identity, egress?,
+// ingress?}; addresses in network order, port in host order.
+Result<nlohmann::json> kernel_policy_verdict(const std::string& instance, uint32_t src_be,
+                                             uint32_t dst_be, uint8_t proto, uint16_t port);
 
 // Names of instances with pins or state.
 std::vector<std::string> instances();

@@ -836,6 +836,15 @@ Result<void> lab_down(const std::string& lab) {
   return fail(msg);
 }
 
+Config lab_bind(const Config& cfg) {
+  Config out = cfg;
+  for (size_t i = 0; i < out.containers.size(); ++i)
+    for (size_t j = 0; j < out.containers[i].networks.size(); ++j)
+      out.containers[i].networks[j].host_interface = host_veth_name(i, j);
+  if (out.uplinks.empty()) out.uplinks = {kUplinkIf};
+  return out;
+}
+
 Result<LabInfo> lab_info(const std::string& lab) {
   auto st = existing_state(lab);
   if (!st) return std::unexpected(st.error());

@@ -52,6 +52,10 @@ Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOption
 // of the lab. Succeeds (and does nothing) when the lab does not exist.
 Result<void> lab_down(const std::string& lab);
 
+// `cfg` with the interface and uplink names lab_up gives a lab built from
+// it, for applying the same topology again (with other policies).
+Config lab_bind(const Config& cfg);
+
 Result<LabInfo> lab_info(const std::string& lab);
 Result<std::vector<std::string>> lab_list();
 

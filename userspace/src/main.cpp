@@ -2,6 +2,7 @@
 // JSON. The only place where errors become exceptions and exit codes:
 //   0 ok, 1 runtime failure (or probes not as expected), 2 invalid input.
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "config.h"
 #include "dataplane.h"
 #include "lab.h"
+#include "policy.h"
 #include "probe.h"
 
 namespace fs = std::filesystem;
@@ -65,6 +67,65 @@ moat::Config load_config_text(const std::string& text, const std::string& path) 
 }
 
 moat::Config load_config(const std::string& path) { return load_config_text(read_file(path), path); }
+
+[[noreturn]] void die_problems(const std::vector<moat::Problem>& problems, const std::string& path) {
+  std::ostringstream msg;
+  for (size_t i = 0; i < problems.size(); ++i)
+    msg << (i ? "\n" : "") << problems[i].format(path);
+  msg << "\n" << problems.size() << " problem" << (problems.size() == 1 ? "" : "s") << " in "
+      << path << "; nothing was applied";
+  die(msg.str(), 2);
+}
+
+// The files an instance was applied from, in order: the main file, then
+// policy files. Kept with the instance's state so that explain and
+// `policy list` judge exactly what the kernel holds.
+using Inputs = std::vector<std::pair<std::string, std::string>>;  // {name, text}
+
+// The main file plus policy files merged into it (`replace_policies`: the
+// main file's own policies are dropped first, as `moat lab apply` does).
+moat::Config load_inputs(const Inputs& in, bool replace_policies = false) {
+  auto cfg = load_config_text(in.at(0).second, in.at(0).first);
+  if (replace_policies && in.size() > 1) cfg.policies.clear();
+  for (size_t i = 1; i < in.size(); ++i) {
+    auto pf = moat::parse_policy_file(in[i].second, in[i].first);
+    if (!pf.problems.empty()) die_problems(pf.problems, in[i].first);
+    auto problems = moat::merge_policy_file(cfg, *pf.file);
+    if (!problems.empty()) die_problems(problems, in[i].first);
+  }
+  return cfg;
+}
+
+Inputs read_inputs(const std::vector<std::string>& files) {
+  Inputs in;
+  for (const auto& f : files) in.emplace_back(f, read_file(f));
+  return in;
+}
+
+std::string inputs_path(const std::string& instance) {
+  return moat::state_dir(instance) + "/inputs.json";
+}
+
+void save_inputs(const std::string& instance, const Inputs& in, bool replace_policies) {
+  json files = json::array();
+  for (const auto& [name, text] : in) files.push_back({{"name", name}, {"text", text}});
+  std::ofstream out(inputs_path(instance));
+  out << json{{"files", files}, {"replace_policies", replace_policies}}.dump() << "\n";
+}
+
+moat::Config load_saved_inputs(const std::string& instance) {
+  std::ifstream in(inputs_path(instance));
+  if (!in) die("no moat instance \"" + instance + "\" (nothing applied; see `moat apply --help`)");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    die(inputs_path(instance) + " is corrupt: " + e.what());
+  }
+  Inputs files;
+  for (const auto& f : j.at("files")) files.emplace_back(f.at("name"), f.at("text"));
+  return load_inputs(files, j.value("replace_policies", false));
+}
 
 void check_instance(const std::string& name) {
   std::string why;
@@ -329,6 +390,63 @@ std::vector<moat::Probe> lab_publish_probes(const moat::Config& cfg, const std::
   return out;
 }
 
+// Narrows the probes' expectations by the policies in force (isolation
+// already decided the rest): who dials whom, with published ports resolved
+// to the container behind them, as the kernel judges it.
+void expect_policy(const moat::Config& cfg, const moat::LabInfo& info,
+                   std::vector<moat::Probe>& isolation, std::vector<moat::Probe>& published) {
+  if (cfg.policies.empty()) return;
+  auto uplink = moat::Ipv4::parse(info.uplink_host_ip);
+  auto outside = moat::Ipv4::parse(info.uplink_outside_ip);
+  std::vector<moat::Ipv4> host_addrs;
+  if (uplink) host_addrs.push_back(*uplink);
+  auto container_ep = [&](const std::string& name) {
+    moat::PolicyEndpoint e;
+    e.kind = moat::PolicyEndpoint::Kind::container;
+    e.container = name;
+    if (const auto* c = cfg.find_container(name); c && !c->networks.empty()) e.ip = c->networks[0].ip;
+    return e;
+  };
+  auto source_ep = [&](const std::string& label) {
+    std::string who = label.substr(0, label.find('@'));
+    moat::PolicyEndpoint e;
+    if (who == "host") {
+      e.kind = moat::PolicyEndpoint::Kind::host;
+      e.ip = uplink ? *uplink : moat::Ipv4{0x7f000001};
+    } else if (who == "outside") {
+      e.kind = moat::PolicyEndpoint::Kind::address;
+      if (outside) e.ip = *outside;
+    } else {
+      e = container_ep(who);
+    }
+    return e;
+  };
+  auto proto_of = [](moat::ProbeProto p) -> uint8_t {
+    return p == moat::ProbeProto::tcp ? IPPROTO_TCP : p == moat::ProbeProto::udp ? IPPROTO_UDP
+                                                                                 : IPPROTO_ICMP;
+  };
+  for (auto& p : isolation) {
+    if (!p.expected) continue;
+    std::string dst = p.dst.substr(0, p.dst.find('@'));
+    moat::PolicyEndpoint to = container_ep(dst);
+    to.ip = p.dst_ip;
+    p.expected = moat::evaluate_model(cfg, source_ep(p.src), to, proto_of(p.proto), p.port).allowed;
+  }
+  for (auto& p : published) {
+    if (!p.expected || p.expect_reply.empty()) continue;
+    const moat::Container* c = cfg.find_container(p.expect_reply);
+    if (!c) continue;
+    for (const auto& pub : c->publish) {
+      if (p.port < pub.host_port || p.port >= pub.host_port + pub.count) continue;
+      uint16_t cport = static_cast<uint16_t>(pub.container_port + (p.port - pub.host_port));
+      p.expected = moat::evaluate_model(cfg, source_ep(p.src), container_ep(c->name),
+                                        proto_of(p.proto), cport)
+                       .allowed;
+      break;
+    }
+  }
+}
+
 // Matrix of sources x destination attachments; a cell aggregates every port
 // and protocol probed for that pair as "expected -> observed".
 int print_matrix(const std::vector<moat::Probe>& probes, const std::vector<moat::ProbeOutcome>& res,
@@ -380,6 +498,131 @@ int print_matrix(const std::vector<moat::Probe>& probes, const std::vector<moat:
   return mismatches;
 }
 
+// `moat policy list`: what the saved inputs hold, and the revision loaded.
+void print_policies(const moat::Config& cfg, const json& st, bool as_json) {
+  auto rules = moat::policy_rule_table(cfg);
+  json out = json::array();
+  for (const auto& p : cfg.policies) {
+    json sel = json::array(), rl = json::array();
+    for (const auto& c : cfg.containers)
+      if (moat::policy_selects(p, c)) sel.push_back(c.name);
+    for (size_t i = 0; i < rules.size(); ++i)
+      if (rules[i].policy == p.name && rules[i].ns == p.ns)
+        rl.push_back({{"rule_id", i}, {"direction", rules[i].direction},
+                      {"action", rules[i].action}, {"text", rules[i].text}});
+    json types = json::array();
+    if (p.isolates_ingress) types.push_back("Ingress");
+    if (p.isolates_egress) types.push_back("Egress");
+    out.push_back({{"name", p.name}, {"namespace", p.ns}, {"kubernetes", p.kubernetes},
+                   {"isolates", types}, {"selects", sel}, {"rules", rl},
+                   {"source", p.source + ": " + p.path}});
+  }
+  const json& pol = st["policy"];
+  if (as_json) {
+    std::cout << json{{"revision", pol.value("revision", 0u)}, {"policies", out}}.dump(2) << "\n";
+    return;
+  }
+  if (out.empty()) {
+    std::cout << "no policies: containers are limited by network isolation only\n";
+    return;
+  }
+  std::cout << out.size() << " policies, kernel revision " << pol.value("revision", 0u) << ", "
+            << pol.value("entries", 0) << " map entries\n";
+  for (const auto& p : out) {
+    std::cout << "\n" << p["namespace"].get<std::string>() << "/" << p["name"].get<std::string>()
+              << (p["kubernetes"].get<bool>() ? "  (NetworkPolicy)" : "") << "  isolates "
+              << (p["isolates"].empty() ? std::string("nothing") : p["isolates"].dump())
+              << "  selects " << p["selects"].dump() << "\n";
+    for (const auto& r : p["rules"])
+      std::cout << "  #" << r["rule_id"] << "  " << r["text"].get<std::string>() << "\n";
+  }
+}
+
+// "80/tcp", "53/udp", "icmp", "80" (TCP).
+std::pair<uint8_t, uint16_t> parse_port_proto(const std::string& text) {
+  std::string port = text, proto = "tcp";
+  if (auto slash = text.find('/'); slash != std::string::npos) {
+    port = text.substr(0, slash);
+    proto = text.substr(slash + 1);
+  } else if (text == "icmp") {
+    return {IPPROTO_ICMP, 0};
+  }
+  std::transform(proto.begin(), proto.end(), proto.begin(), ::tolower);
+  uint8_t p = proto == "tcp" ? IPPROTO_TCP : proto == "udp" ? IPPROTO_UDP
+            : proto == "sctp" ? IPPROTO_SCTP : proto == "icmp" ? IPPROTO_ICMP : 0;
+  if (!p) die("\"" + text + "\": unknown protocol " + proto + " (tcp, udp, sctp or icmp)", 2);
+  if (p == IPPROTO_ICMP) return {p, 0};
+  char* end = nullptr;
+  long n = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end || n < 1 || n > 65535) die("\"" + text + "\": not PORT/PROTO", 2);
+  return {p, static_cast<uint16_t>(n)};
+}
+
+const char* proto_word(uint8_t p) {
+  return p == IPPROTO_TCP ? "tcp" : p == IPPROTO_UDP ? "udp" : p == IPPROTO_SCTP ? "sctp" : "icmp";
+}
+
+// `moat explain`: isolation first (policies only narrow it), then the policy
+// model, the compiled entries and the kernel's loaded maps, which must agree.
+void explain_flow(const moat::Config& cfg, const std::string& instance,
+                  const std::vector<moat::Ipv4>& host_addrs, const std::string& from_text,
+                  const std::string& to_text, const std::string& port_text, bool as_json) {
+  auto from = check(moat::resolve_endpoint(cfg, from_text, host_addrs));
+  auto to = check(moat::resolve_endpoint(cfg, to_text, host_addrs));
+  auto [proto, port] = parse_port_proto(port_text);
+
+  // Isolation, between two containers: by the attachment `to` names.
+  std::string isolation = "not between two containers: network isolation does not apply";
+  bool isolated = false;
+  const moat::Container* src = from.kind == moat::PolicyEndpoint::Kind::container
+                                   ? cfg.find_container(from.container) : nullptr;
+  const moat::Container* dst = to.kind == moat::PolicyEndpoint::Kind::container
+                                   ? cfg.find_container(to.container) : nullptr;
+  if (dst) {
+    for (const auto& a : dst->networks) {
+      if (a.ip.value != to.ip.value) continue;
+      if (src) {
+        isolated = !moat::isolation_allows(cfg, src, *dst, a);
+        isolation = isolated ? "network isolation forbids it (" + from.container + " is not on " +
+                                   a.network + ", or icc is off there)"
+                             : "same network " + a.network + ": isolation allows it";
+      } else if (from.kind == moat::PolicyEndpoint::Kind::address) {
+        isolation = "an outside address reaches a container only through a published port";
+        isolated = true;
+      }
+    }
+  }
+  auto model = moat::evaluate_model(cfg, from, to, proto, port);
+  auto plan = check(moat::compile_policies(cfg, host_addrs));
+  auto compiled = moat::evaluate_compiled(plan, from.ip, to.ip, proto, port);
+  auto kernel = check(moat::kernel_policy_verdict(instance, from.ip.to_be(), to.ip.to_be(), proto, port));
+  bool kernel_allowed = kernel["allowed"].get<bool>();
+  bool agree = model.allowed == compiled.allowed && model.allowed == kernel_allowed;
+  bool allowed = !isolated && model.allowed;
+  std::string flow = from.str() + " -> " + to.str() + " " +
+                     (proto == IPPROTO_ICMP ? std::string("icmp")
+                                            : std::to_string(port) + "/" + proto_word(proto));
+  if (as_json) {
+    std::cout << json{{"flow", flow}, {"allowed", allowed}, {"isolation", isolation},
+                      {"isolated", isolated}, {"policy", model.text},
+                      {"egress", model.egress.text}, {"ingress", model.ingress.text},
+                      {"compiled_allowed", compiled.allowed}, {"kernel", kernel},
+                      {"agree", agree}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << flow << ": " << (allowed ? "ALLOWED" : "DENIED") << "\n"
+              << "  isolation: " << isolation << "\n";
+    if (model.egress.applies) std::cout << "  egress:    " << model.egress.text << "\n";
+    if (model.ingress.applies) std::cout << "  ingress:   " << model.ingress.text << "\n";
+    std::cout << "  policy:    " << model.text << "\n"
+              << "  kernel:    revision " << kernel["revision"] << ", "
+              << (kernel_allowed ? "allowed" : "denied") << " by the loaded maps"
+              << (agree ? " (agrees)" : " — DISAGREES with the model, please report") << "\n";
+  }
+  if (!agree) throw CliError{1, "policy model and kernel maps disagree"};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -410,7 +653,11 @@ int main(int argc, char** argv) {
       "Enforce a file on existing host-side interfaces (each attachment names its \"interface\").\n"
       "Only what changed is written; re-applying the same file changes nothing. Invalid files\n"
       "change nothing either: the running dataplane keeps its state.");
+  std::vector<std::string> policy_files;
   apply->add_option("file", file, "moat JSON file")->required();
+  apply->add_option("policy-files", policy_files,
+                    "more policies: moat-native or Kubernetes NetworkPolicy objects, a List, "
+                    "a JSON array, JSON or YAML");
   apply->add_option("--instance", instance, "dataplane instance (pins in /sys/fs/bpf/moat/NAME)")
       ->capture_default_str();
   apply->add_flag("--dry-run", dry_run, "show what would change, change nothing");
@@ -455,7 +702,9 @@ int main(int argc, char** argv) {
   lab_up->add_option("file", file, "moat JSON file")->required();
   lab_up->add_option("--name", lab_name, "lab name (default: the file's name)");
   lab_up->add_flag("--no-enforce", no_enforce, "build the topology only (a baseline without moat)");
-  lab_up->add_flag("--no-listeners", no_listeners, "do not start the per-port listeners");
+  lab_up->add_flag("--no-listeners", no_listeners,
+                   "do not start the per-port container listeners (the internet server in "
+                   "`outside` still runs)");
   lab_up->add_flag("--json", as_json, "machine-readable summary");
 
   auto* lab_down = lab->add_subcommand("down", "Remove a lab and its dataplane instance completely");
@@ -484,6 +733,37 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   lab_probe->add_flag("--json", as_json, "one JSON object per probe");
 
+  auto* lab_apply = lab->add_subcommand(
+      "apply",
+      "Enforce the running lab's topology again with the policies of FILE(s) instead of the lab\n"
+      "file's own (no FILE: the lab file's own policies again). Invalid input changes nothing.");
+  std::vector<std::string> lab_policy_files;
+  lab_apply->add_option("--lab", lab_name, "lab name (default: the only running lab)");
+  lab_apply->add_option("files", lab_policy_files, "policy files (JSON or YAML)");
+  lab_apply->add_flag("--json", as_json, "machine-readable report");
+
+  // Segmentation policies.
+  std::string explain_from, explain_to, explain_port, scope_lab;
+  auto* explain = app.add_subcommand(
+      "explain",
+      "Would FROM reach TO on PORT/PROTO? The verdict, the isolation rule or the policy and rule\n"
+      "that decide, and the verdict of the loaded kernel maps, which must agree.\n"
+      "FROM/TO: a container (NAME or NAME@NETWORK), host, world, an IP or a CIDR.\n"
+      "  moat explain --lab demo rechnung datenbank 7000/tcp");
+  explain->add_option("from", explain_from, "source")->required();
+  explain->add_option("to", explain_to, "destination")->required();
+  explain->add_option("port", explain_port, "PORT/PROTO: 80/tcp, 53/udp, icmp (default tcp)")
+      ->required();
+  auto* policy_cmd = app.add_subcommand("policy", "Segmentation policies of an instance");
+  policy_cmd->require_subcommand(1);
+  auto* policy_list = policy_cmd->add_subcommand(
+      "list", "Policies in force: what each selects, its rules, and the loaded revision");
+  for (auto* sub : {explain, policy_list}) {
+    sub->add_option("--instance", instance, "dataplane instance")->capture_default_str();
+    sub->add_option("--lab", scope_lab, "a lab's instance instead (lab-NAME)");
+    sub->add_flag("--json", as_json, "machine-readable output");
+  }
+
   try {
     app.parse(argc, argv);
 
@@ -497,9 +777,13 @@ int main(int argc, char** argv) {
       }
     } else if (*apply) {
       check_instance(instance);
-      auto cfg = load_config(file);
+      std::vector<std::string> files = {file};
+      files.insert(files.end(), policy_files.begin(), policy_files.end());
+      auto inputs = read_inputs(files);
+      auto cfg = load_inputs(inputs);
       need_root();
       auto rep = check(moat::apply(instance, cfg, dry_run));
+      if (!dry_run) save_inputs(instance, inputs, false);
       if (as_json) {
         auto j = rep.to_json();
         j["instance"] = instance;
@@ -549,6 +833,36 @@ int main(int argc, char** argv) {
           std::cout << rows.size() << " entries\n";
         }
       }
+    } else if (*lab_apply) {
+      need_root();
+      std::string name = pick_lab(lab_name);
+      Inputs inputs = {{check(moat::lab_info(name)).source, read_file(lab_config_copy(name))}};
+      auto extra = read_inputs(lab_policy_files);
+      inputs.insert(inputs.end(), extra.begin(), extra.end());
+      auto cfg = moat::lab_bind(load_inputs(inputs, true));
+      auto rep = check(in_lab_host(name, [&] { return moat::apply(lab_instance(name), cfg, false); }));
+      save_inputs(lab_instance(name), inputs, true);
+      if (as_json) {
+        auto j = rep.to_json();
+        j["lab"] = name;
+        std::cout << j.dump(2) << "\n";
+      } else {
+        std::cout << "lab " << name << ": " << rep.summary() << "\n";
+      }
+    } else if (*explain || *policy_list) {
+      need_root();
+      if (!scope_lab.empty()) instance = lab_instance(pick_lab(scope_lab));
+      check_instance(instance);
+      auto cfg = load_saved_inputs(instance);
+      auto st = check(moat::status(instance));
+      std::vector<moat::Ipv4> host_addrs;
+      for (const auto& u : st["uplinks"])
+        if (auto ip = moat::Ipv4::parse(u.value("ip", std::string()))) host_addrs.push_back(*ip);
+      if (*policy_list) {
+        print_policies(cfg, st, as_json);
+      } else {
+        explain_flow(cfg, instance, host_addrs, explain_from, explain_to, explain_port, as_json);
+      }
     } else if (*down) {
       check_instance(instance);
       need_root();
@@ -568,6 +882,7 @@ int main(int argc, char** argv) {
       }
       if (!no_enforce) {
         auto rep = in_lab_host(name, [&] { return moat::apply(lab_instance(name), built, false); });
+        if (rep) save_inputs(lab_instance(name), {{file, text}}, false);
         if (!rep) {
           std::string err = rep.error().message();
           in_lab_host(name, [&] { return moat::down(lab_instance(name)); });
@@ -635,9 +950,13 @@ int main(int argc, char** argv) {
       std::string name = pick_lab(lab_name);
       std::string copy = lab_config_copy(name);
       auto info = check(moat::lab_info(name));
-      auto cfg = load_config_text(read_file(copy), info.source);
+      // What the instance enforces: the lab file, or what `lab apply` put in its place.
+      auto cfg = fs::exists(inputs_path(lab_instance(name)))
+                     ? load_saved_inputs(lab_instance(name))
+                     : load_config_text(read_file(copy), info.source);
       auto probes = lab_probes(cfg, name);
       auto published = lab_publish_probes(cfg, name, info);
+      expect_policy(cfg, info, probes, published);
       size_t n_isolation = probes.size();
       probes.insert(probes.end(), published.begin(), published.end());
       auto res = check(moat::run_probes(probes, std::chrono::milliseconds(timeout_ms), 3));

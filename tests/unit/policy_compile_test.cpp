@@ -1,0 +1,762 @@
+// Unit tests for policy semantics and compilation: selectors, identities,
+// ipcache and policy entries, precedence, the Kubernetes e2e scenarios as
+// truth tables on the x/y/z layout, and a cross-check of the compiler (what
+// the kernel will do with its entries) against the independent model
+// evaluator on every flow of many generated policy sets.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "policy.h"
+
+namespace moat {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string render(const std::vector<Problem>& problems) {
+  std::string out;
+  for (const Problem& p : problems) out += "\n  " + p.format("test.json");
+  return out;
+}
+
+Config parse_ok(const Json& document) {
+  ParseResult r = parse_config(document.dump(), "test.json");
+  EXPECT_TRUE(r.problems.empty()) << render(r.problems) << "\n" << document.dump(1);
+  return r.config.value_or(Config{});
+}
+
+Json J(std::string single_quoted) {
+  std::replace(single_quoted.begin(), single_quoted.end(), '\'', '"');
+  return Json::parse(single_quoted);
+}
+
+// ---------------------------------------------------------------------------
+// Selectors
+
+TEST(LabelSelector, Operators) {
+  const Labels l = {{"app", "db"}, {"tier", "back"}};
+  auto sel = [](const std::string& s) {
+    LabelSelector out;
+    Json j = J(s);
+    const Json labels = j.value("matchLabels", Json::object());
+    const Json expressions = j.value("matchExpressions", Json::array());
+    for (auto& [k, v] : labels.items()) out.match_labels[k] = v;
+    for (auto& e : expressions) {
+      SelectorRequirement r;
+      r.key = e.at("key");
+      std::string op = e.at("operator");
+      r.op = op == "In" ? SelectorOp::in
+             : op == "NotIn" ? SelectorOp::not_in
+             : op == "Exists" ? SelectorOp::exists
+                              : SelectorOp::does_not_exist;
+      const Json values = e.value("values", Json::array());
+      for (auto& v : values) r.values.push_back(v);
+      out.match_expressions.push_back(r);
+    }
+    return out;
+  };
+  EXPECT_TRUE(sel("{}").matches(l));
+  EXPECT_TRUE(sel("{}").matches({}));
+  EXPECT_TRUE(sel("{}").empty());
+  EXPECT_TRUE(sel("{'matchLabels': {'app': 'db'}}").matches(l));
+  EXPECT_FALSE(sel("{'matchLabels': {'app': 'db', 'x': 'y'}}").matches(l));
+  EXPECT_FALSE(sel("{'matchLabels': {'app': 'web'}}").matches(l));
+  auto expr = [&](const std::string& e) {
+    return sel("{'matchExpressions': [" + e + "]}");
+  };
+  EXPECT_TRUE(expr("{'key': 'app', 'operator': 'In', 'values': ['web', 'db']}").matches(l));
+  EXPECT_FALSE(expr("{'key': 'app', 'operator': 'In', 'values': ['web']}").matches(l));
+  EXPECT_FALSE(expr("{'key': 'nope', 'operator': 'In', 'values': ['web']}").matches(l));
+  EXPECT_FALSE(expr("{'key': 'app', 'operator': 'NotIn', 'values': ['db']}").matches(l));
+  EXPECT_TRUE(expr("{'key': 'app', 'operator': 'NotIn', 'values': ['web']}").matches(l));
+  EXPECT_TRUE(expr("{'key': 'nope', 'operator': 'NotIn', 'values': ['web']}").matches(l));
+  EXPECT_TRUE(expr("{'key': 'tier', 'operator': 'Exists'}").matches(l));
+  EXPECT_FALSE(expr("{'key': 'nope', 'operator': 'Exists'}").matches(l));
+  EXPECT_TRUE(expr("{'key': 'nope', 'operator': 'DoesNotExist'}").matches(l));
+  EXPECT_FALSE(expr("{'key': 'app', 'operator': 'DoesNotExist'}").matches(l));
+  // Everything must hold.
+  EXPECT_FALSE(sel("{'matchLabels': {'app': 'db'}, 'matchExpressions': [{'key': 'tier',"
+                   " 'operator': 'DoesNotExist'}]}")
+                   .matches(l));
+}
+
+// ---------------------------------------------------------------------------
+// The Kubernetes e2e layout: namespaces x, y, z with pods a, b, c each.
+
+const char* kNamespaces[] = {"x", "y", "z"};
+const char* kPods[] = {"a", "b", "c"};
+
+Json xyz_document(const Json& policies) {
+  Json doc;
+  doc["networks"] = J("[{'name': 'pods', 'subnet': '10.0.0.0/16'}]");
+  doc["namespaces"] = Json::array();
+  doc["containers"] = Json::array();
+  for (const char* ns : kNamespaces) {
+    doc["namespaces"].push_back({{"name", ns}, {"labels", {{"ns", ns}}}});
+    for (const char* pod : kPods) {
+      doc["containers"].push_back({{"name", std::string(ns) + "-" + pod},
+                                   {"namespace", ns},
+                                   {"labels", {{"pod", pod}}},
+                                   {"networks", {"pods"}},
+                                   {"expose", {"80/tcp", "81/tcp", "80/udp", "81/udp"}}});
+    }
+  }
+  doc["policies"] = policies;
+  return doc;
+}
+
+// Endpoints by name: "x/a" (a pod), "host", "lo" (127.0.0.1) or an address.
+struct Named {
+  std::string name;
+  PolicyEndpoint ep;
+};
+
+std::vector<Named> endpoints(const Config& cfg) {
+  std::vector<Named> out;
+  for (const char* ns : kNamespaces)
+    for (const char* pod : kPods)
+      out.push_back({std::string(ns) + "/" + pod,
+                     resolve_endpoint(cfg, std::string(ns) + "-" + pod).value()});
+  out.push_back({"host", resolve_endpoint(cfg, "host").value()});
+  out.push_back({"lo", resolve_endpoint(cfg, "127.0.0.1").value()});
+  for (const char* a : {"203.0.113.5", "203.0.113.130", "198.51.100.1", "10.0.0.200"})
+    out.push_back({a, resolve_endpoint(cfg, a).value()});
+  return out;
+}
+
+struct Flow {
+  std::string from, to;
+  uint8_t proto;
+  uint16_t port;
+  std::string from_ns() const { return ns_of(from); }
+  std::string to_ns() const { return ns_of(to); }
+  static std::string ns_of(const std::string& e) {
+    return e.size() == 3 && e[1] == '/' ? e.substr(0, 1) : "";
+  }
+  bool tcp(uint16_t p) const { return proto == IPPROTO_TCP && port == p; }
+  std::string str() const {
+    return from + " -> " + to + " " + std::to_string(proto) + "/" + std::to_string(port);
+  }
+};
+
+const std::pair<uint8_t, uint16_t> kProbes[] = {
+    {IPPROTO_TCP, 80}, {IPPROTO_TCP, 81}, {IPPROTO_UDP, 80},
+    {IPPROTO_UDP, 81}, {IPPROTO_SCTP, 80}, {IPPROTO_ICMP, 0}};
+
+std::string outcome(PolicyOutcome o) {
+  switch (o) {
+    case PolicyOutcome::not_isolated: return "not-isolated";
+    case PolicyOutcome::allowed: return "allowed";
+    case PolicyOutcome::denied: return "denied";
+    case PolicyOutcome::default_denied: return "default-denied";
+  }
+  return "?";
+}
+
+// The model and the compiled entries agree on everything they both decide.
+::testing::AssertionResult same(const PolicyVerdict& model, const PolicyVerdict& compiled) {
+  auto side = [](const DirectionVerdict& m, const DirectionVerdict& c, const char* name)
+      -> std::string {
+    if (m.applies != c.applies) return std::string(name) + ": applies differs";
+    if (m.outcome != c.outcome)
+      return std::string(name) + ": model " + outcome(m.outcome) + ", compiled " +
+             outcome(c.outcome);
+    if (m.outcome == PolicyOutcome::denied && m.rule_id != c.rule_id)
+      return std::string(name) + ": deny rule " + std::to_string(m.rule_id) + " vs " +
+             std::to_string(c.rule_id);
+    return "";
+  };
+  std::string why = side(model.egress, compiled.egress, "egress");
+  if (why.empty()) why = side(model.ingress, compiled.ingress, "ingress");
+  if (why.empty() && model.allowed != compiled.allowed) why = "allowed differs";
+  if (why.empty() && model.drop_reason != compiled.drop_reason) why = "drop reason differs";
+  if (why.empty()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << why << "\n    model:    " << model.text
+                                       << "\n    compiled: " << compiled.text;
+}
+
+// Checks every flow between the endpoints: model == compiled, and both equal
+// `expected` when given.
+void check_all(const Config& cfg, const std::function<bool(const Flow&)>& expected,
+               const std::string& label) {
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  int failures = 0;
+  for (const Named& from : endpoints(cfg)) {
+    for (const Named& to : endpoints(cfg)) {
+      for (auto [proto, port] : kProbes) {
+        Flow f{from.name, to.name, proto, port};
+        PolicyVerdict m = evaluate_model(cfg, from.ep, to.ep, proto, port);
+        PolicyVerdict c = evaluate_compiled(*plan, from.ep.ip, to.ep.ip, proto, port);
+        auto agree = same(m, c);
+        EXPECT_TRUE(agree) << label << ": " << f.str();
+        if (!agree) ++failures;
+        if (expected) {
+          bool want = expected(f);
+          EXPECT_EQ(m.allowed, want) << label << " (model): " << f.str() << "\n  " << m.text;
+          if (m.allowed != want) ++failures;
+        }
+        if (failures > 10) FAIL() << label << ": too many failures";
+      }
+    }
+  }
+}
+
+struct Scenario {
+  const char* name;
+  const char* policies;  // single-quoted JSON array
+  std::function<bool(const Flow&)> expected;
+};
+
+const Scenario kScenarios[] = {
+    {"DefaultDenyIngress",
+     "[{'name': 'deny', 'namespace': 'x', 'podSelector': {}, 'policyTypes': ['Ingress']}]",
+     [](const Flow& f) { return f.to_ns() != "x"; }},
+    {"DefaultDenyAll",
+     "[{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy', 'metadata': {'name':"
+     " 'deny', 'namespace': 'x'}, 'spec': {'podSelector': {}, 'policyTypes': ['Ingress',"
+     " 'Egress']}}]",
+     [](const Flow& f) { return f.to_ns() != "x" && f.from_ns() != "x"; }},
+    {"AllowFromPodSelector",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'from': [{'podSelector': {'matchLabels': {'pod': 'b'}}}]}]}]",
+     [](const Flow& f) { return f.to != "x/a" || f.from == "x/b"; }},
+    {"AllowFromNamespaceSelector",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'from': [{'namespaceSelector': {'matchLabels': {'ns': 'y'}}}]}]}]",
+     [](const Flow& f) { return f.to != "x/a" || f.from_ns() == "y"; }},
+    {"NamespaceAndPodInOnePeer",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'from': [{'namespaceSelector': {'matchLabels': {'ns': 'y'}},"
+     "                         'podSelector': {'matchLabels': {'pod': 'b'}}}]}]}]",
+     [](const Flow& f) { return f.to != "x/a" || f.from == "y/b"; }},
+    {"NamespaceOrPodTwoPeers",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'from': [{'namespaceSelector': {'matchLabels': {'ns': 'y'}}},"
+     "                        {'podSelector': {'matchLabels': {'pod': 'b'}}}]}]}]",
+     [](const Flow& f) { return f.to != "x/a" || f.from_ns() == "y" || f.from == "x/b"; }},
+    {"ImplicitNamespaceLabelAndExpressions",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'from': [{'namespaceSelector': {'matchExpressions': [{'key':"
+     "    'kubernetes.io/metadata.name', 'operator': 'In', 'values': ['y', 'z']}]},"
+     "    'podSelector': {'matchExpressions': [{'key': 'pod', 'operator': 'NotIn',"
+     "    'values': ['c']}]}}]}]}]",
+     [](const Flow& f) {
+       return f.to != "x/a" || ((f.from_ns() == "y" || f.from_ns() == "z") && f.from[2] != 'c');
+     }},
+    {"Ports81Only",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'ports': [{'port': 81}]}]}]",
+     [](const Flow& f) { return f.to != "x/a" || f.tcp(81); }},
+    {"PortRangeWithEndPort",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'from': [{'podSelector': {}}], 'ports': [{'port': 80, 'endPort': 81},"
+     "               {'protocol': 'UDP', 'port': 81, 'endPort': 90}]}]}]",
+     [](const Flow& f) {
+       return f.to != "x/a" || (f.from_ns() == "x" && (f.proto == IPPROTO_TCP ||
+                                                       (f.proto == IPPROTO_UDP && f.port == 81)));
+     }},
+    {"ProtocolOnly",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'ports': [{'protocol': 'UDP'}]}]}]",
+     [](const Flow& f) { return f.to != "x/a" || f.proto == IPPROTO_UDP; }},
+    {"IcmpOnly",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'ports': [{'protocol': 'ICMP'}]}]}]",
+     [](const Flow& f) { return f.to != "x/a" || f.proto == IPPROTO_ICMP; }},
+    {"EgressToIpBlock",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'egress': [{'to': [{'ipBlock': {'cidr': '203.0.113.0/24'}}]}]}]",
+     [](const Flow& f) { return f.from != "x/a" || f.to.rfind("203.0.113.", 0) == 0; }},
+    {"IpBlockWithExcept",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'egress': [{'to': [{'ipBlock': {'cidr': '203.0.113.0/24', 'except':"
+     "                                  ['203.0.113.128/25']}}]}]}]",
+     [](const Flow& f) { return f.from != "x/a" || f.to == "203.0.113.5"; }},
+    {"IpBlockNeverMatchesContainersOrHost",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'egress': [{'to': [{'ipBlock': {'cidr': '0.0.0.0/0'}}]}]}]",
+     [](const Flow& f) {
+       return f.from != "x/a" || (f.to_ns().empty() && f.to != "host" && f.to != "lo");
+     }},
+    {"HostPeer",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'from': [{'host': true}]}]}]",
+     [](const Flow& f) { return f.to != "x/a" || f.from == "host" || f.from == "lo"; }},
+    {"ExplicitDenyOverridesAllow",
+     "[{'name': 'allow-all', 'namespace': 'x', 'podSelector': {}, 'ingress': [{}]},"
+     " {'name': 'no-y', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'action': 'deny', 'from': [{'namespaceSelector': {'matchLabels':"
+     "                                           {'ns': 'y'}}}]}]}]",
+     [](const Flow& f) { return !(f.to == "x/a" && f.from_ns() == "y"); }},
+    {"DenyOnlyDoesNotIsolate",
+     "[{'name': 'no-b-80', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'action': 'deny', 'from': [{'podSelector': {'matchLabels': {'pod': 'b'}}}],"
+     "               'ports': [{'port': 80}]}]}]",
+     [](const Flow& f) { return !(f.to == "x/a" && f.from == "x/b" && f.tcp(80)); }},
+    {"EgressToNamespaceOnPort",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'egress': [{'to': [{'namespaceSelector': {'matchLabels': {'ns': 'y'}}}],"
+     "              'ports': [{'port': 80}, {'protocol': 'UDP', 'port': 80}]}]}]",
+     [](const Flow& f) {
+       return f.from != "x/a" || (f.to_ns() == "y" && f.port == 80 &&
+                                  (f.proto == IPPROTO_TCP || f.proto == IPPROTO_UDP));
+     }},
+    {"PoliciesInOtherNamespaceDoNotSelect",
+     "[{'name': 'deny', 'namespace': 'q', 'podSelector': {}, 'policyTypes': ['Ingress']}]",
+     [](const Flow&) { return true; }},
+};
+
+class E2eScenario : public testing::TestWithParam<Scenario> {};
+
+TEST_P(E2eScenario, TruthTable) {
+  const Scenario& s = GetParam();
+  Config cfg = parse_ok(xyz_document(J(s.policies)));
+  check_all(cfg, s.expected, s.name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kubernetes, E2eScenario, testing::ValuesIn(kScenarios),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(E2eScenario, NoPolicyAllowsEverythingAndIsInactive) {
+  Config cfg = parse_ok(xyz_document(Json::array()));
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_FALSE(plan->active);
+  EXPECT_TRUE(plan->ipcache.empty());
+  EXPECT_TRUE(plan->entries.empty());
+  check_all(cfg, [](const Flow&) { return true; }, "none");
+}
+
+// ---------------------------------------------------------------------------
+// Generated policy sets: the compiler against the model
+
+Json random_selector(std::mt19937& rng, bool pods) {
+  const std::string key = pods ? "pod" : "ns";
+  const std::vector<std::string> values =
+      pods ? std::vector<std::string>{"a", "b", "c"} : std::vector<std::string>{"x", "y", "z"};
+  auto pick = [&](size_t n) { return values[rng() % n]; };
+  switch (rng() % 7) {
+    case 0: return Json::object();
+    case 1:
+    case 2: return {{"matchLabels", {{key, pick(3)}}}};
+    case 3:
+      return {{"matchExpressions", {{{"key", key}, {"operator", "In"}, {"values", {pick(3), pick(3)}}}}}};
+    case 4:
+      return {{"matchExpressions", {{{"key", key}, {"operator", "NotIn"}, {"values", {pick(3)}}}}}};
+    case 5: return {{"matchExpressions", {{{"key", key}, {"operator", "Exists"}}}}};
+    default:
+      return {{"matchExpressions",
+               {{{"key", rng() % 2 ? key : "other"}, {"operator", "DoesNotExist"}}}}};
+  }
+}
+
+Json random_peer(std::mt19937& rng) {
+  static const char* cidrs[] = {"0.0.0.0/0", "203.0.113.0/24", "203.0.113.128/25",
+                                "10.0.0.0/16", "10.0.0.200/32", "198.51.100.0/24",
+                                "10.0.0.0/8", "127.0.0.0/16"};
+  switch (rng() % 6) {
+    case 0: return {{"podSelector", random_selector(rng, true)}};
+    case 1: return {{"namespaceSelector", random_selector(rng, false)}};
+    case 2:
+      return {{"podSelector", random_selector(rng, true)},
+              {"namespaceSelector", random_selector(rng, false)}};
+    case 3: return {{"host", true}};
+    default: {
+      Ipv4Prefix cidr = *Ipv4Prefix::parse(cidrs[rng() % std::size(cidrs)]);
+      Json block = {{"cidr", cidr.str()}};
+      Json except = Json::array();
+      for (const char* e : cidrs) {
+        Ipv4Prefix p = *Ipv4Prefix::parse(e);
+        if (p.len > cidr.len && cidr.contains(p.addr) && rng() % 2) except.push_back(p.str());
+      }
+      if (!except.empty()) block["except"] = except;
+      return {{"ipBlock", block}};
+    }
+  }
+}
+
+Json random_port(std::mt19937& rng) {
+  static const char* ports[] = {
+      "{'port': 80}", "{'port': 81}", "{'protocol': 'UDP', 'port': 80}",
+      "{'port': 80, 'endPort': 81}", "{'protocol': 'UDP'}", "{'protocol': 'ICMP'}",
+      "{'protocol': 'SCTP'}", "{'port': 1, 'endPort': 65535}", "{'port': 79, 'endPort': 82}",
+      "{'protocol': 'TCP'}", "{'protocol': 'UDP', 'port': 81, 'endPort': 83}"};
+  return J(ports[rng() % std::size(ports)]);
+}
+
+Json random_policies(std::mt19937& rng, int index) {
+  Json policies = Json::array();
+  int n = 1 + static_cast<int>(rng() % 4);
+  for (int i = 0; i < n; ++i) {
+    Json p = {{"name", "p" + std::to_string(index) + "-" + std::to_string(i)},
+              {"namespace", kNamespaces[rng() % 3]},
+              {"podSelector", random_selector(rng, true)}};
+    bool allow[2] = {false, false};
+    for (int d = 0; d < 2; ++d) {
+      int rules = static_cast<int>(rng() % 4) - (rng() % 2);  // often none
+      if (rules <= 0) continue;
+      Json list = Json::array();
+      for (int r = 0; r < rules; ++r) {
+        Json rule = Json::object();
+        bool deny = rng() % 4 == 0;
+        if (deny) rule["action"] = "deny";
+        else allow[d] = true;
+        int peers = static_cast<int>(rng() % 3);
+        for (int k = 0; k < peers; ++k) rule[d == 0 ? "from" : "to"].push_back(random_peer(rng));
+        int ports = static_cast<int>(rng() % 3);
+        for (int k = 0; k < ports; ++k) rule["ports"].push_back(random_port(rng));
+        list.push_back(rule);
+      }
+      p[d == 0 ? "ingress" : "egress"] = list;
+    }
+    std::string text = p.dump();
+    bool extensions = text.find("action") != std::string::npos ||
+                      text.find("host") != std::string::npos ||
+                      text.find("ICMP") != std::string::npos;
+    if (!extensions && rng() % 2 == 0) {
+      // As a Kubernetes object, whose policyTypes may leave out directions with rules.
+      Json spec = p;
+      spec.erase("name");
+      spec.erase("namespace");
+      if (rng() % 2) {
+        Json types = Json::array();
+        if (rng() % 2) types.push_back("Ingress");
+        if (rng() % 2) types.push_back("Egress");
+        spec["policyTypes"] = types;
+      }
+      policies.push_back({{"apiVersion", "networking.k8s.io/v1"},
+                          {"kind", "NetworkPolicy"},
+                          {"metadata", {{"name", p["name"]}, {"namespace", p["namespace"]}}},
+                          {"spec", spec}});
+      continue;
+    }
+    if (rng() % 3 == 0) {  // explicit types: at least the directions with allow rules
+      Json types = Json::array();
+      if (allow[0] || rng() % 2) types.push_back("Ingress");
+      if (allow[1] || rng() % 2) types.push_back("Egress");
+      p["policyTypes"] = types;
+    }
+    policies.push_back(p);
+  }
+  return policies;
+}
+
+TEST(PolicyCrossCheck, GeneratedPolicySets) {
+  std::mt19937 rng(20240501);
+  for (int i = 0; i < 150; ++i) {
+    Json policies = random_policies(rng, i);
+    Config cfg = parse_ok(xyz_document(policies));
+    if (HasFailure()) return;
+    check_all(cfg, nullptr, "set " + std::to_string(i) + ": " + policies.dump());
+    if (HasFailure()) return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Identities and the ipcache
+
+Config small(const std::string& policies) {
+  return parse_ok(J(
+      "{'networks': [{'name': 'n', 'subnet': '172.20.0.0/16'}],"
+      " 'containers': [{'name': 'a', 'labels': {'app': 'a'}, 'networks': ['n']},"
+      "                {'name': 'a2', 'labels': {'app': 'a'}, 'networks': ['n']},"
+      "                {'name': 'b', 'labels': {'app': 'b'}, 'networks': ['n']},"
+      "                {'name': 'c', 'namespace': 'other', 'labels': {'app': 'a'},"
+      "                 'networks': ['n']}],"
+      " 'policies': " + policies + "}"));
+}
+
+std::optional<moat_ipcache_val> ipcache_at(const PolicyPlan& plan, const std::string& prefix) {
+  Ipv4Prefix p = *Ipv4Prefix::parse(prefix);
+  for (const auto& [k, v] : plan.ipcache)
+    if (k.prefixlen == p.len && k.addr == p.addr.to_be()) return v;
+  return std::nullopt;
+}
+
+TEST(PolicyCompile, IdentitiesAndIpcache) {
+  Config cfg = small(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': [{'from':"
+      " [{'ipBlock': {'cidr': '10.0.0.0/8', 'except': ['10.1.0.0/16']}},"
+      "  {'ipBlock': {'cidr': '10.0.0.0/8'}}, {'ipBlock': {'cidr': '172.20.0.3/32'}}]}]}]");
+  auto plan = compile_policies(cfg, {*Ipv4::parse("198.18.0.1")});
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  EXPECT_TRUE(plan->active);
+  // Sorted by (namespace, labels): default{app=a}, default{app=b}, other{app=a}.
+  auto a = ipcache_at(*plan, "172.20.0.2/32"), a2 = ipcache_at(*plan, "172.20.0.3/32"),
+       b = ipcache_at(*plan, "172.20.0.4/32"), c = ipcache_at(*plan, "172.20.0.5/32");
+  ASSERT_TRUE(a && a2 && b && c);
+  EXPECT_EQ(a->identity, uint32_t{MOAT_ID_FIRST_DYNAMIC});
+  EXPECT_EQ(a2->identity, a->identity);  // same namespace and labels
+  EXPECT_EQ(b->identity, MOAT_ID_FIRST_DYNAMIC + 1u);
+  EXPECT_EQ(c->identity, MOAT_ID_FIRST_DYNAMIC + 2u);
+  EXPECT_EQ(a->flags, MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED);
+  EXPECT_EQ(b->flags, uint32_t{MOAT_ID_F_CONTAINER});
+  EXPECT_EQ(c->flags, uint32_t{MOAT_ID_F_CONTAINER});  // another namespace
+  EXPECT_EQ(plan->identity_names.at(a->identity), "default{app=a} [a, a2]");
+  // The host: gateway, given addresses, 127.0.0.0/8.
+  EXPECT_EQ(ipcache_at(*plan, "172.20.0.1/32")->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_EQ(ipcache_at(*plan, "198.18.0.1/32")->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_EQ(ipcache_at(*plan, "127.0.0.0/8")->identity, uint32_t{MOAT_ID_HOST});
+  // CIDRs: one identity per distinct prefix; a container's /32 stays the container's.
+  auto wide = ipcache_at(*plan, "10.0.0.0/8"), except = ipcache_at(*plan, "10.1.0.0/16");
+  ASSERT_TRUE(wide && except);
+  EXPECT_NE(wide->identity, except->identity);
+  EXPECT_GE(wide->identity, MOAT_ID_FIRST_DYNAMIC + 3u);
+  EXPECT_EQ(a2->flags & MOAT_ID_F_CONTAINER, uint32_t{MOAT_ID_F_CONTAINER});
+  EXPECT_EQ(plan->ipcache.size(), 4u + 1 + 1 + 1 + 2);
+  EXPECT_EQ(plan->identity_names.at(wide->identity), "cidr 10.0.0.0/8");
+  // add_host_addresses: new /32s are the host's; a container's address is refused.
+  ASSERT_TRUE(add_host_addresses(*plan, {*Ipv4::parse("198.18.0.2")}).has_value());
+  EXPECT_EQ(ipcache_at(*plan, "198.18.0.2/32")->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_FALSE(add_host_addresses(*plan, {*Ipv4::parse("172.20.0.2")}).has_value());
+}
+
+std::vector<std::pair<moat_policy_key, moat_policy_val>> entries_of(const Config& cfg) {
+  auto plan = compile_policies(cfg);
+  EXPECT_TRUE(plan.has_value()) << plan.error().message();
+  return plan ? plan->entries : std::vector<std::pair<moat_policy_key, moat_policy_val>>{};
+}
+
+std::string show(const std::vector<std::pair<moat_policy_key, moat_policy_val>>& entries) {
+  std::string out;
+  for (const auto& [k, v] : entries)
+    out += "\n  " + std::to_string(k.subject) + " " + std::to_string(k.peer) + " " +
+           std::to_string(k.dir) + " " + std::to_string(k.proto) + "/" +
+           std::to_string(ntohs(k.port)) + " -> " + std::to_string(v.action) + " rule " +
+           std::to_string(v.rule_id);
+  return out;
+}
+
+constexpr uint32_t kA = MOAT_ID_FIRST_DYNAMIC, kB = MOAT_ID_FIRST_DYNAMIC + 1;
+
+TEST(PolicyCompile, OneAllowIsOneEntry) {
+  auto e = entries_of(small(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': [{'from':"
+      " [{'podSelector': {'matchLabels': {'app': 'b'}}}], 'ports': [{'port': 80}]}]}]"));
+  ASSERT_EQ(e.size(), 1u) << show(e);
+  EXPECT_EQ(e[0].first.subject, kA);
+  EXPECT_EQ(e[0].first.peer, kB);
+  EXPECT_EQ(e[0].first.dir, MOAT_POLICY_INGRESS);
+  EXPECT_EQ(e[0].first.proto, IPPROTO_TCP);
+  EXPECT_EQ(e[0].first.port, htons(80));
+  EXPECT_EQ(e[0].second.action, uint32_t{MOAT_POLICY_ALLOW});
+  EXPECT_EQ(e[0].second.rule_id, 0u);
+}
+
+TEST(PolicyCompile, DefaultDenyHasNoEntries) {
+  auto plan = compile_policies(small("[{'name': 'p', 'podSelector': {}, 'policyTypes': ['Egress']}]"));
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_TRUE(plan->entries.empty());
+  EXPECT_EQ(ipcache_at(*plan, "172.20.0.4/32")->flags,
+            MOAT_ID_F_CONTAINER | MOAT_ID_F_EGRESS_ISOLATED);
+}
+
+TEST(PolicyCompile, PortRangesExpandAndFullRangeIsAnyPort) {
+  auto e = entries_of(small(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': [{'ports':"
+      " [{'port': 8000, 'endPort': 8002}, {'protocol': 'UDP', 'port': 1, 'endPort': 65535},"
+      "  {'protocol': 'ICMP'}]}]}]"));
+  ASSERT_EQ(e.size(), 5u) << show(e);
+  for (const auto& [k, v] : e) EXPECT_EQ(k.peer, uint32_t{MOAT_ID_ANY});
+  EXPECT_EQ(e[0].first.proto, IPPROTO_ICMP);
+  EXPECT_EQ(e[0].first.port, 0);
+  EXPECT_EQ(e[1].first.port, htons(8000));
+  EXPECT_EQ(e[3].first.port, htons(8002));
+  EXPECT_EQ(e[4].first.proto, IPPROTO_UDP);
+  EXPECT_EQ(e[4].first.port, 0);
+}
+
+// Evaluates a flow between two containers of small() on the compiled plan,
+// checking the model agrees.
+PolicyVerdict flow(const Config& cfg, const std::string& from, const std::string& to,
+                   uint8_t proto, uint16_t port) {
+  auto plan = compile_policies(cfg);
+  EXPECT_TRUE(plan.has_value());
+  PolicyEndpoint f = resolve_endpoint(cfg, from).value(), t = resolve_endpoint(cfg, to).value();
+  PolicyVerdict c = evaluate_compiled(*plan, f.ip, t.ip, proto, port);
+  EXPECT_TRUE(same(evaluate_model(cfg, f, t, proto, port), c)) << from << " -> " << to;
+  return c;
+}
+
+TEST(PolicyPrecedence, DenyBeatsAllowAcrossPolicies) {
+  Config cfg = small(
+      "[{'name': 'allow', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': [{}]},"
+      " {'name': 'deny', 'podSelector': {}, 'ingress': [{'action': 'deny', 'from':"
+      "  [{'podSelector': {'matchLabels': {'app': 'b'}}}], 'ports': [{'port': 81}]}]}]");
+  PolicyVerdict v = flow(cfg, "b", "a", IPPROTO_TCP, 81);
+  EXPECT_FALSE(v.allowed);
+  EXPECT_EQ(v.drop_reason, -MOAT_DROP_POLICY_DENY);
+  EXPECT_EQ(v.ingress.rule_id, 1);
+  EXPECT_TRUE(flow(cfg, "b", "a", IPPROTO_TCP, 80).allowed);
+  EXPECT_TRUE(flow(cfg, "a2", "a", IPPROTO_TCP, 81).allowed);
+  // The deny-only policy selects b too, without isolating it.
+  EXPECT_TRUE(flow(cfg, "a", "b", IPPROTO_TCP, 80).allowed);
+}
+
+TEST(PolicyPrecedence, AnyPeerDenyBeatsSpecificAllow) {
+  Config cfg = small(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': ["
+      "  {'from': [{'podSelector': {'matchLabels': {'app': 'b'}}}]},"
+      "  {'action': 'deny', 'ports': [{'port': 80}]}]}]");
+  auto e = entries_of(cfg);
+  EXPECT_EQ(e.size(), 3u) << show(e);  // b: (TCP, 80) deny, (any) allow; ANY: (TCP, 80) deny
+  PolicyVerdict v = flow(cfg, "b", "a", IPPROTO_TCP, 80);
+  EXPECT_FALSE(v.allowed);
+  EXPECT_EQ(v.ingress.rule_id, 1);
+  EXPECT_TRUE(flow(cfg, "b", "a", IPPROTO_TCP, 81).allowed);
+  EXPECT_TRUE(flow(cfg, "b", "a", IPPROTO_UDP, 80).allowed);
+  EXPECT_EQ(flow(cfg, "a2", "a", IPPROTO_TCP, 81).drop_reason, -MOAT_DROP_POLICY_DEFAULT_DENY);
+  EXPECT_EQ(flow(cfg, "a2", "a", IPPROTO_TCP, 80).drop_reason, -MOAT_DROP_POLICY_DENY);
+}
+
+TEST(PolicyPrecedence, PortDenyBeatsProtocolAllow) {
+  Config cfg = small(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': ["
+      "  {'ports': [{'protocol': 'UDP'}]},"
+      "  {'action': 'deny', 'ports': [{'protocol': 'UDP', 'port': 53}]}]}]");
+  auto e = entries_of(cfg);
+  ASSERT_EQ(e.size(), 2u) << show(e);
+  EXPECT_FALSE(flow(cfg, "b", "a", IPPROTO_UDP, 53).allowed);
+  EXPECT_TRUE(flow(cfg, "b", "a", IPPROTO_UDP, 54).allowed);
+  EXPECT_FALSE(flow(cfg, "b", "a", IPPROTO_TCP, 54).allowed);
+}
+
+TEST(PolicyPrecedence, RedundantCopiesAreDropped) {
+  // Every peer of the selector gets no copy of the wildcard deny: ANY answers it.
+  auto e = entries_of(small(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': ["
+      "  {'from': [{'podSelector': {}}], 'ports': [{'port': 80}]},"
+      "  {'action': 'deny', 'ports': [{'port': 22}]}]}]"));
+  EXPECT_EQ(e.size(), 3u) << show(e);  // a: 80 allow, b: 80 allow, ANY: 22 deny
+}
+
+TEST(PolicyCompile, RuleTable) {
+  Config cfg = small(
+      "[{'name': 'p', 'podSelector': {}, 'ingress': [{}], 'egress': [{'action': 'deny', 'to':"
+      " [{'host': true}]}]}, {'name': 'q', 'podSelector': {}, 'ingress': [{'ports':"
+      " [{'port': 80}]}]}]");
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value());
+  ASSERT_EQ(plan->rules.size(), 3u);
+  EXPECT_EQ(plan->rules[1].direction, "egress");
+  EXPECT_EQ(plan->rules[1].action, "deny");
+  EXPECT_EQ(plan->rules[1].text, "default/p egress[0]: deny to the host on any port");
+  EXPECT_EQ(plan->rules[1].path, "policies[0].egress[0]");
+  EXPECT_EQ(plan->rules[2].policy, "q");
+  EXPECT_EQ(plan->rules[2].rule_index, 0);
+}
+
+TEST(PolicyCompile, IpcacheCapacity) {
+  Config cfg;
+  cfg.source = "big.json";
+  cfg.networks.push_back(Network{"n", *Ipv4Prefix::parse("10.0.0.0/8"), *Ipv4::parse("10.0.0.1")});
+  for (uint32_t i = 0; i < MOAT_MAX_IPCACHE; ++i) {
+    Container c;
+    c.name = "c" + std::to_string(i);
+    c.networks.push_back(Attachment{"n", Ipv4{(10u << 24) + 2 + i}});
+    cfg.containers.push_back(std::move(c));
+  }
+  Policy p;
+  p.name = "p";
+  p.isolates_ingress = true;
+  cfg.policies.push_back(p);
+  auto plan = compile_policies(cfg);
+  ASSERT_FALSE(plan.has_value());
+  EXPECT_NE(plan.error().message().find("65538 ipcache entries"), std::string::npos)
+      << plan.error().message();
+  EXPECT_NE(plan.error().message().find("at most 65536"), std::string::npos);
+}
+
+TEST(PolicyCompile, PolicyMapCapacity) {
+  // 17 isolated identities, each allowing 65534 ports from one peer.
+  Json containers = Json::array();
+  for (int i = 0; i < 17; ++i)
+    containers.push_back({{"name", "c" + std::to_string(i)},
+                          {"labels", {{"i", std::to_string(i)}}},
+                          {"networks", {"n"}}});
+  Json doc = {{"networks", J("[{'name': 'n', 'subnet': '10.0.0.0/16'}]")},
+              {"containers", containers},
+              {"policies", J("[{'name': 'p', 'podSelector': {}, 'ingress': [{'from': [{'podSelector':"
+                             " {'matchLabels': {'i': '0'}}}], 'ports': [{'port': 2, 'endPort':"
+                             " 65535}]}]}]")}};
+  auto plan = compile_policies(parse_ok(doc));
+  ASSERT_FALSE(plan.has_value());
+  EXPECT_NE(plan.error().message().find("more than 1048576 policy entries"), std::string::npos)
+      << plan.error().message();
+}
+
+// ---------------------------------------------------------------------------
+// The seed story: policies/segmentation-policies.json on policies/invoice-app.json
+
+std::string read(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(PolicyFiles, InvoiceAppSegmentation) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(MOAT_SOURCE_DIR) / "policies";
+  ParseResult main = parse_config(read(dir / "invoice-app.json"), "invoice-app.json");
+  ASSERT_TRUE(main.problems.empty()) << render(main.problems);
+  PolicyFileResult extra =
+      parse_policy_file(read(dir / "segmentation-policies.json"), "segmentation-policies.json");
+  ASSERT_TRUE(extra.problems.empty()) << render(extra.problems);
+  Config cfg = *main.config;
+  ASSERT_TRUE(merge_policy_file(cfg, *extra.file).empty());
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  struct Case {
+    const char* from;
+    const char* to;
+    uint16_t port;
+    bool allowed;
+  };
+  const Case cases[] = {
+      {"rechnung", "datenbank", 7000, true},    {"sicherheit", "datenbank", 7000, false},
+      {"rechnung", "sicherheit", 6000, true},   {"datenbank", "sicherheit", 6000, false},
+      {"host", "rechnung", 5000, true},         {"host", "sicherheit", 6000, false},
+      {"host", "datenbank", 7000, false},       {"world", "rechnung", 5000, true},
+      {"sicherheit", "rechnung", 5000, false},  {"rechnung", "datenbank", 6000, false},
+      {"rechnung", "world", 443, true},
+  };
+  for (const Case& c : cases) {
+    PolicyEndpoint from = resolve_endpoint(cfg, c.from).value();
+    PolicyEndpoint to = resolve_endpoint(cfg, c.to).value();
+    PolicyVerdict m = evaluate_model(cfg, from, to, IPPROTO_TCP, c.port);
+    PolicyVerdict k = evaluate_compiled(*plan, from.ip, to.ip, IPPROTO_TCP, c.port);
+    EXPECT_EQ(m.allowed, c.allowed) << c.from << " -> " << c.to << ":" << c.port << ": " << m.text;
+    EXPECT_TRUE(same(m, k)) << c.from << " -> " << c.to << ":" << c.port;
+  }
+}
+
+TEST(PolicyEndpoints, Resolve) {
+  Config cfg = small("[]");
+  EXPECT_EQ(resolve_endpoint(cfg, "a").value().ip.str(), "172.20.0.2");
+  EXPECT_EQ(resolve_endpoint(cfg, "a@n").value().kind, PolicyEndpoint::Kind::container);
+  EXPECT_EQ(resolve_endpoint(cfg, "host").value().ip.str(), "172.20.0.1");
+  EXPECT_EQ(resolve_endpoint(cfg, "172.20.0.1").value().kind, PolicyEndpoint::Kind::host);
+  EXPECT_EQ(resolve_endpoint(cfg, "172.20.0.4").value().container, "b");
+  EXPECT_EQ(resolve_endpoint(cfg, "8.8.8.8").value().kind, PolicyEndpoint::Kind::address);
+  EXPECT_EQ(resolve_endpoint(cfg, "world").value().kind, PolicyEndpoint::Kind::address);
+  auto bad = resolve_endpoint(cfg, "bb");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message().find("did you mean \"b\"?"), std::string::npos);
+  EXPECT_FALSE(resolve_endpoint(cfg, "a@zz").has_value());
+}
+
+}  // namespace
+}  // namespace moat

@@ -1,0 +1,137 @@
+// policy.h - segmentation policies: selection, merging policy files,
+// compilation into the `ipcache` and `policy` map entries of abi.h, and two
+// independent evaluators of a flow (one reading the policy objects, one
+// doing exactly what the kernel does with the compiled entries), which
+// `moat explain` prints and the unit tests cross-check. Pure code.
+//
+// Identities follow Cilium: containers with the same namespace and labels
+// share one; the host (gateways, uplink addresses, 127.0.0.0/8) is
+// MOAT_ID_HOST; every ipBlock cidr and except prefix has its own; anything
+// else is MOAT_ID_WORLD. So an ipBlock never matches a container or the host
+// (write a pod/namespace selector or `{"host": true}` for those), exactly
+// like Cilium's CIDR rules versus its entities.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "abi.h"
+#include "config.h"
+#include "policy_model.h"
+#include "result.h"
+
+namespace moat {
+
+// The labels of namespace `ns`: those of its `namespaces` entry (none when it
+// has no entry) plus kubernetes.io/metadata.name=<ns>.
+Labels namespace_labels(const Config& cfg, const std::string& ns);
+
+// Whether `policy` selects `c` (same namespace, podSelector matches).
+bool policy_selects(const Policy& policy, const Container& c);
+
+// Adds what a policy file (parse_policy_file) holds to `cfg`: its policies
+// are appended, its namespaces added. Problems (a policy name already used in
+// its namespace, a namespace defined with other labels) name places in
+// `file`; `cfg` is unchanged when there are any.
+std::vector<Problem> merge_policy_file(Config& cfg, const PolicyFile& file);
+
+// ---------------------------------------------------------------------------
+// Compilation
+
+// One rule of one policy; rule ids index PolicyPlan::rules (and
+// policy_rule_table()). Rules are numbered policy by policy in the order of
+// Config::policies, ingress rules before egress rules.
+struct RuleInfo {
+  std::string policy;     // name
+  std::string ns;         // namespace of the policy
+  std::string direction;  // "ingress" | "egress"
+  int rule_index = 0;     // index in the policy's ingress or egress list
+  std::string action;     // "allow" | "deny"
+  std::string text;       // "default/db ingress[0]: allow from pods {app=a} on 7000/TCP"
+  std::string path;       // `policies[1].spec.ingress[0]` in `source`
+  std::string source;
+};
+
+std::vector<RuleInfo> policy_rule_table(const Config& cfg);
+
+struct PolicyPlan {
+  bool active = false;  // any policy exists; when false both lists are empty
+  // Sorted by (prefixlen, address).
+  std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>> ipcache;
+  // Sorted by key (subject, peer, dir, proto, port).
+  std::vector<std::pair<moat_policy_key, moat_policy_val>> entries;
+  std::vector<RuleInfo> rules;                     // rule_id -> rule
+  std::map<uint32_t, std::string> identity_names;  // identity -> "default{app=db} [datenbank]"
+};
+
+// Compiles cfg.policies. `host_addresses` are the host's own addresses known
+// only at apply time (uplinks'); gateways and 127.0.0.0/8 are added anyway.
+// Fails when the plan exceeds MOAT_MAX_IPCACHE or MOAT_MAX_POLICY.
+Result<PolicyPlan> compile_policies(const Config& cfg,
+                                    const std::vector<Ipv4>& host_addresses = {});
+
+// Adds /32 MOAT_ID_HOST ipcache entries to a compiled plan (no-op when the
+// plan is inactive or the entry exists). Fails on a container's address or
+// when the ipcache would overflow.
+Result<void> add_host_addresses(PolicyPlan& plan, const std::vector<Ipv4>& addresses);
+
+// ---------------------------------------------------------------------------
+// Evaluation of one flow (for `moat explain` and the tests)
+
+struct PolicyEndpoint {
+  enum class Kind { container, host, address };
+  Kind kind = Kind::address;
+  std::string container;  // container only
+  Ipv4 ip;                // the attachment's address, a host address, or the address
+  std::string str() const;
+};
+
+// "NAME" (the container's first attachment), "NAME@NETWORK", "host" (the
+// first gateway, else 127.0.0.1), "world" (an address no policy CIDR, container
+// or host address covers), "A.B.C.D" or "A.B.C.D/N" (its first address).
+// An address is classified: a container's address is that container, a
+// gateway, 127.0.0.0/8 or one of `host_addresses` is the host.
+Result<PolicyEndpoint> resolve_endpoint(const Config& cfg, std::string_view text,
+                                        const std::vector<Ipv4>& host_addresses = {});
+
+enum class PolicyOutcome {
+  not_isolated,    // allowed: nothing isolates the container in this direction
+  allowed,         // allowed by a rule
+  denied,          // an explicit deny rule
+  default_denied,  // isolated and allowed by no rule
+};
+
+struct DirectionVerdict {
+  bool applies = false;  // this side is a container, so its policies were consulted
+  PolicyOutcome outcome = PolicyOutcome::not_isolated;
+  int rule_id = -1;  // deciding rule (allowed, denied), index into policy_rule_table()
+  std::string text;  // one sentence
+  bool allowed() const {
+    return outcome == PolicyOutcome::not_isolated || outcome == PolicyOutcome::allowed;
+  }
+};
+
+struct PolicyVerdict {
+  bool allowed = true;
+  DirectionVerdict egress;   // the source container's policies (applies if it is one)
+  DirectionVerdict ingress;  // the destination container's policies
+  int drop_reason = 0;       // 0, or MOAT_DROP_POLICY_DENY / _DEFAULT_DENY as a positive number
+  std::string text;          // "allowed: ..." / "denied: ..."
+};
+
+// From the policy objects and selectors directly. proto is an IPPROTO_*
+// number, port the destination port in host order (0 for ICMP).
+PolicyVerdict evaluate_model(const Config& cfg, const PolicyEndpoint& from,
+                             const PolicyEndpoint& to, uint8_t proto, uint16_t port);
+
+// What the kernel does with `plan`: ipcache longest-prefix lookups (a miss is
+// MOAT_ID_WORLD), the egress check when the source is a container identity,
+// the ingress check when the destination is one, six lookups each.
+PolicyVerdict evaluate_compiled(const PolicyPlan& plan, Ipv4 src, Ipv4 dst, uint8_t proto,
+                                uint16_t port);
+
+}  // namespace moat

@@ -1,0 +1,547 @@
+// policy_compile.cpp - policies into `ipcache` and `policy` map entries, and
+// evaluate_compiled(), which replays the kernel's lookups on them.
+//
+// The kernel answers a packet with the first hit of six lookups,
+//   (peer, proto, port) (peer, proto, 0) (peer, 0, 0) (ANY, proto, port) ...
+// so all precedence lives in the entries. For a subject identity and a
+// direction, the rules that apply are the deny rules of every policy
+// selecting it and the allow rules of those that isolate it. Every entry key
+// is a pattern (proto, port), (proto, every port) or (every protocol); its
+// action is what those rules decide for the packets whose first hit it is:
+// deny if a deny rule covers the pattern, else allow. A peer identity with
+// rules of its own gets copies of the wildcard peer's patterns, so its own
+// entries always answer first. Then every entry that changes no answer
+// (same verdict as the lookup that would answer without it) is dropped.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "policy.h"
+
+namespace moat {
+
+std::string verdict_text(const PolicyVerdict& v);  // policy.cpp
+
+namespace {
+
+constexpr uint32_t kHostPrefix = 127u << 24;  // 127.0.0.0/8 is the host
+
+// A pattern / point: (proto, port). proto 0: every protocol (as a key) or a
+// protocol no rule names (as a point); port 0 likewise.
+using Pattern = uint32_t;
+Pattern pattern(uint8_t proto, uint16_t port) { return uint32_t{proto} << 16 | port; }
+uint8_t proto_of(Pattern p) { return static_cast<uint8_t>(p >> 16); }
+uint16_t port_of(Pattern p) { return static_cast<uint16_t>(p & 0xffff); }
+
+struct PortSet {
+  bool all = false;
+  std::set<uint8_t> every_port;                  // protocols with every port
+  std::map<uint8_t, std::set<uint16_t>> ports;  // single ports
+
+  bool covers(Pattern pt) const {
+    if (all) return true;
+    uint8_t x = proto_of(pt);
+    if (x == 0) return false;
+    if (every_port.contains(x)) return true;
+    auto it = ports.find(x);
+    return port_of(pt) != 0 && it != ports.end() && it->second.contains(port_of(pt));
+  }
+  void patterns(std::set<Pattern>& out) const {
+    if (all) out.insert(0);
+    for (uint8_t x : every_port) out.insert(pattern(x, 0));
+    for (const auto& [x, set] : ports)
+      for (uint16_t n : set) out.insert(pattern(x, n));
+  }
+};
+
+PortSet port_set(const PolicyRule& r) {
+  PortSet s;
+  if (r.ports.empty()) s.all = true;
+  for (const PolicyPort& p : r.ports) {
+    uint8_t x = ip_protocol_number(p.protocol);
+    uint16_t last = p.end_port != 0 ? p.end_port : p.port;
+    if (p.port == 0 || (p.port == 1 && last == 65535)) {
+      s.every_port.insert(x);
+      continue;
+    }
+    for (uint32_t n = p.port; n <= last; ++n) s.ports[x].insert(static_cast<uint16_t>(n));
+  }
+  // A single port inside "every port" of its protocol adds nothing.
+  for (uint8_t x : s.every_port) s.ports.erase(x);
+  return s;
+}
+
+struct CompiledRule {
+  uint32_t id = 0;
+  bool deny = false;
+  bool any_peer = false;
+  std::set<uint32_t> peers;  // identities
+  PortSet ports;
+};
+
+// What a lookup answers: an entry's action (0: no entry answered) and rule.
+struct Answer {
+  uint32_t action = 0;
+  uint32_t rule = 0;
+};
+
+// Answers are compared by effect: an allow is an allow whatever the rule; a
+// deny keeps its rule (counters and explain name it); no answer is the
+// default, allow or default-deny.
+bool same_effect(Answer a, Answer b, bool isolated) {
+  auto norm = [isolated](Answer x) {
+    if (x.action == 0) x.action = isolated ? 0 : MOAT_POLICY_ALLOW;
+    if (x.action == MOAT_POLICY_ALLOW) x.rule = 0;
+    return x;
+  };
+  a = norm(a);
+  b = norm(b);
+  return a.action == b.action && a.rule == b.rule;
+}
+
+Answer decide(const std::vector<const CompiledRule*>& rules, Pattern pt) {
+  for (const CompiledRule* r : rules)
+    if (r->deny && r->ports.covers(pt)) return {MOAT_POLICY_DENY, r->id};
+  for (const CompiledRule* r : rules)
+    if (!r->deny && r->ports.covers(pt)) return {MOAT_POLICY_ALLOW, r->id};
+  return {};
+}
+
+using Entries = std::map<Pattern, Answer>;
+
+// The first entry of `m` a packet at point `pt` hits.
+const Answer* hit(const Entries& m, Pattern pt, Pattern* key = nullptr) {
+  auto try_key = [&](Pattern k) -> const Answer* {
+    auto it = m.find(k);
+    if (it == m.end()) return nullptr;
+    if (key) *key = k;
+    return &it->second;
+  };
+  if (port_of(pt) != 0)
+    if (auto a = try_key(pt)) return a;
+  if (proto_of(pt) != 0)
+    if (auto a = try_key(pattern(proto_of(pt), 0))) return a;
+  return try_key(0);
+}
+
+// Drops the entries of `m` that change no answer: `below` answers what `m`
+// does not, `want` is the answer every point must keep.
+void minimize(Entries& m, const std::vector<Pattern>& points,
+              const std::function<Answer(Pattern)>& below,
+              const std::function<Answer(Pattern)>& want, bool isolated) {
+  auto answer = [&](Pattern pt) {
+    const Answer* a = hit(m, pt);
+    return a ? *a : below(pt);
+  };
+  // Most specific first: single ports, then protocols, then everything.
+  std::vector<Pattern> order;
+  for (const auto& [k, a] : m) order.push_back(k);
+  auto rank = [](Pattern k) { return k == 0 ? 2 : port_of(k) == 0 ? 1 : 0; };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](Pattern a, Pattern b) { return rank(a) < rank(b); });
+  for (Pattern k : order) {
+    // The points whose first hit is k: a single port is its own point; a
+    // protocol's entry answers its points without an entry of their own.
+    std::vector<Pattern> region;
+    if (port_of(k) != 0) {
+      region.push_back(k);
+    } else {
+      auto begin = points.begin(), end = points.end();
+      if (proto_of(k) != 0) {
+        begin = std::lower_bound(points.begin(), points.end(), k);
+        end = std::upper_bound(points.begin(), points.end(), pattern(proto_of(k), 0xffff));
+      }
+      for (auto it = begin; it != end; ++it) {
+        Pattern first = 0;
+        if (hit(m, *it, &first) && first == k) region.push_back(*it);
+      }
+    }
+    Answer saved = m.at(k);
+    m.erase(k);
+    bool same = std::all_of(region.begin(), region.end(),
+                            [&](Pattern pt) { return same_effect(answer(pt), want(pt), isolated); });
+    if (!same) m.emplace(k, saved);
+  }
+}
+
+// Points that stand for every packet: one per pattern, one "other port" per
+// protocol, one "other protocol".
+std::vector<Pattern> points_of(const std::set<Pattern>& patterns) {
+  std::set<Pattern> pts = {0};
+  for (Pattern k : patterns) {
+    pts.insert(k);
+    if (proto_of(k) != 0) pts.insert(pattern(proto_of(k), 0));
+  }
+  return {pts.begin(), pts.end()};
+}
+
+struct IdentityInfo {
+  uint32_t id = 0;
+  std::string ns;
+  Labels labels;
+  std::vector<std::string> containers;
+  bool isolated[2] = {false, false};  // by PolicyDirection
+};
+
+std::string labels_str(const Labels& labels) {
+  std::string s;
+  for (const auto& [k, v] : labels) s += (s.empty() ? "" : ",") + k + "=" + v;
+  return "{" + s + "}";
+}
+
+bool prefix_within(const Ipv4Prefix& inner, const Ipv4Prefix& outer) {
+  return inner.len >= outer.len && outer.contains(inner.addr);
+}
+
+uint32_t dir_index(PolicyDirection d) { return d == PolicyDirection::ingress ? 0 : 1; }
+uint8_t abi_dir(PolicyDirection d) {
+  return d == PolicyDirection::ingress ? MOAT_POLICY_INGRESS : MOAT_POLICY_EGRESS;
+}
+
+auto key_tuple(const moat_policy_key& k) {
+  return std::tuple{k.subject, k.peer, k.dir, k.proto, ntohs(k.port)};
+}
+
+void sort_ipcache(std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>& v) {
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+    return std::pair{a.first.prefixlen, ntohl(a.first.addr)} <
+           std::pair{b.first.prefixlen, ntohl(b.first.addr)};
+  });
+}
+
+Result<void> check_ipcache(const PolicyPlan& plan, const std::string& source) {
+  if (plan.ipcache.size() <= MOAT_MAX_IPCACHE) return {};
+  return fail(source + ": the policies need " + std::to_string(plan.ipcache.size()) +
+              " ipcache entries (container addresses, host addresses, policy CIDRs); the "
+              "ipcache map holds at most " + std::to_string(MOAT_MAX_IPCACHE));
+}
+
+}  // namespace
+
+Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& host_addresses) {
+  PolicyPlan plan;
+  if (cfg.policies.empty()) return plan;
+  plan.active = true;
+  plan.rules = policy_rule_table(cfg);
+  plan.identity_names[MOAT_ID_HOST] = "host";
+  plan.identity_names[MOAT_ID_WORLD] = "world";
+
+  // Identities: containers by (namespace, labels), then policy CIDRs.
+  std::map<std::pair<std::string, Labels>, IdentityInfo> by_labels;
+  for (const Container& c : cfg.containers) {
+    IdentityInfo& info = by_labels[{c.ns, c.labels}];
+    info.ns = c.ns;
+    info.labels = c.labels;
+    info.containers.push_back(c.name);
+  }
+  uint32_t next_id = MOAT_ID_FIRST_DYNAMIC;
+  std::vector<IdentityInfo*> identities;
+  for (auto& [key, info] : by_labels) {
+    info.id = next_id++;
+    identities.push_back(&info);
+    Container probe;
+    probe.ns = info.ns;
+    probe.labels = info.labels;
+    for (const Policy& p : cfg.policies) {
+      if (!policy_selects(p, probe)) continue;
+      info.isolated[0] |= p.isolates_ingress;
+      info.isolated[1] |= p.isolates_egress;
+    }
+    std::string names;
+    for (const auto& n : info.containers) names += (names.empty() ? "" : ", ") + n;
+    plan.identity_names[info.id] = info.ns + labels_str(info.labels) + " [" + names + "]";
+  }
+  std::set<Ipv4Prefix> cidr_set;
+  for (const Policy& p : cfg.policies)
+    for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress})
+      for (const PolicyRule& r : p.rules(d))
+        for (const PolicyPeer& peer : r.peers) {
+          if (peer.kind != PolicyPeer::Kind::ip_block) continue;
+          if (peer.ip_block.cidr.len > 0) cidr_set.insert(peer.ip_block.cidr);
+          for (const auto& e : peer.ip_block.except) cidr_set.insert(e);
+        }
+  std::map<Ipv4Prefix, uint32_t> cidr_ids;
+  for (const Ipv4Prefix& prefix : cidr_set) {
+    cidr_ids[prefix] = next_id;
+    plan.identity_names[next_id++] = "cidr " + prefix.str();
+  }
+
+  // ipcache: containers and the host first; a CIDR never shadows them.
+  std::map<std::pair<uint8_t, uint32_t>, moat_ipcache_val> ipcache;
+  auto put = [&](uint8_t len, uint32_t addr, moat_ipcache_val v) {
+    ipcache.emplace(std::pair{len, addr}, v);  // the first one wins
+  };
+  for (const Container& c : cfg.containers) {
+    const IdentityInfo& info = by_labels.at({c.ns, c.labels});
+    uint32_t flags = MOAT_ID_F_CONTAINER;
+    if (info.isolated[0]) flags |= MOAT_ID_F_INGRESS_ISOLATED;
+    if (info.isolated[1]) flags |= MOAT_ID_F_EGRESS_ISOLATED;
+    for (const Attachment& a : c.networks) put(32, a.ip.value, {info.id, flags});
+  }
+  for (const Network& n : cfg.networks) put(32, n.gateway.value, {MOAT_ID_HOST, 0});
+  for (const Ipv4& a : host_addresses) put(32, a.value, {MOAT_ID_HOST, 0});
+  put(8, kHostPrefix, {MOAT_ID_HOST, 0});
+  const Ipv4Prefix host_prefix{Ipv4{kHostPrefix}, 8};
+  for (const auto& [prefix, id] : cidr_ids) {
+    if (prefix_within(prefix, host_prefix)) continue;  // the host's, as in the model
+    put(prefix.len, prefix.addr.value, {id, 0});
+  }
+  for (const auto& [k, v] : ipcache) {
+    moat_lpm_v4_key key{k.first, Ipv4{k.second}.to_be()};
+    plan.ipcache.emplace_back(key, v);
+  }
+  sort_ipcache(plan.ipcache);
+  if (auto ok = check_ipcache(plan, cfg.source); !ok) return std::unexpected(ok.error());
+
+  // Rules with their peers as identities.
+  std::vector<CompiledRule> all_rules;
+  std::vector<std::pair<const Policy*, PolicyDirection>> rule_owner;
+  uint32_t rule_id = 0;
+  for (const Policy& p : cfg.policies) {
+    for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress}) {
+      for (const PolicyRule& r : p.rules(d)) {
+        CompiledRule cr;
+        cr.id = rule_id++;
+        cr.deny = r.action == PolicyAction::deny;
+        cr.any_peer = r.peers.empty();
+        cr.ports = port_set(r);
+        for (const PolicyPeer& peer : r.peers) {
+          switch (peer.kind) {
+            case PolicyPeer::Kind::host: cr.peers.insert(MOAT_ID_HOST); break;
+            case PolicyPeer::Kind::ip_block: {
+              const IpBlock& b = peer.ip_block;
+              if (b.cidr.len == 0) cr.peers.insert(MOAT_ID_WORLD);
+              for (const auto& [prefix, id] : cidr_ids) {
+                if (!prefix_within(prefix, b.cidr)) continue;
+                bool excepted = std::any_of(b.except.begin(), b.except.end(),
+                                            [&](const Ipv4Prefix& e) { return prefix_within(prefix, e); });
+                if (!excepted) cr.peers.insert(id);
+              }
+              break;
+            }
+            case PolicyPeer::Kind::pods:
+              for (const IdentityInfo* info : identities) {
+                bool ns_ok = peer.has_namespace_selector
+                                 ? peer.namespace_selector.matches(namespace_labels(cfg, info->ns))
+                                 : info->ns == p.ns;
+                if (ns_ok && (!peer.has_pod_selector || peer.pod_selector.matches(info->labels)))
+                  cr.peers.insert(info->id);
+              }
+              break;
+          }
+        }
+        all_rules.push_back(std::move(cr));
+        rule_owner.emplace_back(&p, d);
+      }
+    }
+  }
+
+  // Entries, subject by subject. Subjects with the same applicable rules and
+  // isolation get the same entries: computed once.
+  using Computed = std::vector<std::pair<uint32_t, Entries>>;  // peer -> entries
+  std::map<std::pair<std::vector<uint32_t>, bool>, Computed> cache;
+  for (const IdentityInfo* info : identities) {
+    Container probe;
+    probe.ns = info->ns;
+    probe.labels = info->labels;
+    for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress}) {
+      const bool isolated = info->isolated[dir_index(d)];
+      std::vector<const CompiledRule*> rules;
+      for (const CompiledRule& r : all_rules) {
+        auto [policy, dir] = rule_owner[r.id];
+        if (dir != d || !policy_selects(*policy, probe)) continue;
+        if (!r.deny && !policy->isolates(d)) continue;  // allows count only where they isolate
+        if (!r.any_peer && r.peers.empty()) continue;   // its peers match nothing
+        rules.push_back(&r);
+      }
+      if (rules.empty()) continue;
+      std::vector<uint32_t> signature;
+      for (const CompiledRule* r : rules) signature.push_back(r->id);
+      auto [it, fresh] = cache.try_emplace({signature, isolated});
+      Computed& computed = it->second;
+      if (fresh) {
+        // The wildcard peer.
+        std::vector<const CompiledRule*> any_rules;
+        std::set<uint32_t> peers;
+        for (const CompiledRule* r : rules) {
+          if (r->any_peer) any_rules.push_back(r);
+          peers.insert(r->peers.begin(), r->peers.end());
+        }
+        std::set<Pattern> any_patterns;
+        for (const CompiledRule* r : any_rules) r->ports.patterns(any_patterns);
+        Entries any;
+        for (Pattern k : any_patterns) any.emplace(k, decide(any_rules, k));
+        auto nothing = [](Pattern) { return Answer{}; };
+        auto any_want = [&](Pattern pt) { return decide(any_rules, pt); };
+        minimize(any, points_of(any_patterns), nothing, any_want, isolated);
+        auto any_answer = [&any](Pattern pt) {
+          const Answer* a = hit(any, pt);
+          return a ? *a : Answer{};
+        };
+        // Peers with rules of their own, grouped by the rules that apply.
+        std::map<std::vector<uint32_t>, std::vector<uint32_t>> groups;
+        for (uint32_t peer : peers) {
+          std::vector<uint32_t> ids;
+          for (const CompiledRule* r : rules)
+            if (r->any_peer || r->peers.contains(peer)) ids.push_back(r->id);
+          groups[ids].push_back(peer);
+        }
+        for (const auto& [ids, members] : groups) {
+          std::vector<const CompiledRule*> peer_rules;
+          for (const CompiledRule* r : rules)
+            if (std::find(ids.begin(), ids.end(), r->id) != ids.end()) peer_rules.push_back(r);
+          std::set<Pattern> patterns;
+          for (const CompiledRule* r : peer_rules) r->ports.patterns(patterns);
+          Entries own;
+          for (Pattern k : patterns) own.emplace(k, decide(peer_rules, k));
+          auto want = [&](Pattern pt) { return decide(peer_rules, pt); };
+          minimize(own, points_of(patterns), any_answer, want, isolated);
+          if (own.empty()) continue;
+          for (uint32_t peer : members) computed.emplace_back(peer, own);
+        }
+        if (!any.empty()) computed.emplace_back(MOAT_ID_ANY, any);
+      }
+      for (const auto& [peer, entries] : computed) {
+        for (const auto& [k, a] : entries) {
+          moat_policy_key key{};
+          key.subject = info->id;
+          key.peer = peer;
+          key.dir = abi_dir(d);
+          key.proto = proto_of(k);
+          key.port = htons(port_of(k));
+          plan.entries.emplace_back(key, moat_policy_val{a.action, a.rule});
+        }
+      }
+      if (plan.entries.size() > MOAT_MAX_POLICY) break;
+    }
+    if (plan.entries.size() > MOAT_MAX_POLICY) break;
+  }
+  if (plan.entries.size() > MOAT_MAX_POLICY)
+    return fail(cfg.source + ": the policies compile into more than " +
+                std::to_string(MOAT_MAX_POLICY) + " policy entries (" +
+                std::to_string(identities.size()) + " container identities, " +
+                std::to_string(cidr_ids.size()) + " CIDR identities, " +
+                std::to_string(plan.rules.size()) +
+                " rules; port ranges count one entry per port, per subject and peer); the "
+                "policy map holds at most " + std::to_string(MOAT_MAX_POLICY));
+  std::sort(plan.entries.begin(), plan.entries.end(),
+            [](const auto& a, const auto& b) { return key_tuple(a.first) < key_tuple(b.first); });
+  return plan;
+}
+
+Result<void> add_host_addresses(PolicyPlan& plan, const std::vector<Ipv4>& addresses) {
+  if (!plan.active) return {};
+  for (const Ipv4& a : addresses) {
+    auto it = std::find_if(plan.ipcache.begin(), plan.ipcache.end(), [&](const auto& e) {
+      return e.first.prefixlen == 32 && e.first.addr == a.to_be();
+    });
+    if (it == plan.ipcache.end()) {
+      plan.ipcache.emplace_back(moat_lpm_v4_key{32, a.to_be()}, moat_ipcache_val{MOAT_ID_HOST, 0});
+    } else if (it->second.flags & MOAT_ID_F_CONTAINER) {
+      return fail("host address " + a.str() + " is a container's address");
+    } else {
+      it->second = {MOAT_ID_HOST, 0};  // the host's, even if a policy names it as a CIDR
+    }
+  }
+  sort_ipcache(plan.ipcache);
+  return check_ipcache(plan, "host addresses");
+}
+
+// ---------------------------------------------------------------------------
+// The kernel's view
+
+namespace {
+
+moat_ipcache_val lookup_ip(const PolicyPlan& plan, Ipv4 ip) {
+  moat_ipcache_val best{MOAT_ID_WORLD, 0};
+  int best_len = -1;
+  for (const auto& [key, val] : plan.ipcache) {
+    Ipv4Prefix p{Ipv4{ntohl(key.addr)}, static_cast<uint8_t>(key.prefixlen)};
+    if (static_cast<int>(key.prefixlen) > best_len && p.contains(ip)) {
+      best = val;
+      best_len = static_cast<int>(key.prefixlen);
+    }
+  }
+  return best;
+}
+
+std::string identity_name(const PolicyPlan& plan, uint32_t id) {
+  auto it = plan.identity_names.find(id);
+  return it == plan.identity_names.end() ? "identity " + std::to_string(id) : it->second;
+}
+
+DirectionVerdict judge_compiled(const PolicyPlan& plan, uint32_t subject, bool isolated,
+                                uint32_t peer, PolicyDirection d, uint8_t proto, uint16_t port) {
+  DirectionVerdict v;
+  v.applies = true;
+  const std::tuple<uint32_t, uint8_t, uint16_t> probes[] = {
+      {peer, proto, port}, {peer, proto, 0}, {peer, 0, 0},
+      {MOAT_ID_ANY, proto, port}, {MOAT_ID_ANY, proto, 0}, {MOAT_ID_ANY, 0, 0}};
+  for (const auto& [p, x, n] : probes) {
+    moat_policy_key key{};
+    key.subject = subject;
+    key.peer = p;
+    key.dir = abi_dir(d);
+    key.proto = x;
+    key.port = htons(n);
+    auto it = std::lower_bound(plan.entries.begin(), plan.entries.end(), key,
+                               [](const auto& e, const moat_policy_key& k) {
+                                 return key_tuple(e.first) < key_tuple(k);
+                               });
+    if (it == plan.entries.end() || key_tuple(it->first) != key_tuple(key)) continue;
+    v.rule_id = static_cast<int>(it->second.rule_id);
+    std::string rule = v.rule_id < static_cast<int>(plan.rules.size())
+                           ? plan.rules[v.rule_id].text
+                           : "rule " + std::to_string(v.rule_id);
+    if (it->second.action == MOAT_POLICY_DENY) {
+      v.outcome = PolicyOutcome::denied;
+      v.text = "denied by " + rule;
+    } else {
+      v.outcome = PolicyOutcome::allowed;
+      v.text = "allowed by " + rule;
+    }
+    return v;
+  }
+  const std::string who = identity_name(plan, subject);
+  if (isolated) {
+    v.outcome = PolicyOutcome::default_denied;
+    v.text = "default deny: " + who + " is isolated for " + to_string(d) +
+             " and no entry allows " + identity_name(plan, peer);
+  } else {
+    v.outcome = PolicyOutcome::not_isolated;
+    v.text = who + " is not isolated for " + to_string(d);
+  }
+  return v;
+}
+
+}  // namespace
+
+PolicyVerdict evaluate_compiled(const PolicyPlan& plan, Ipv4 src, Ipv4 dst, uint8_t proto,
+                                uint16_t port) {
+  PolicyVerdict verdict;
+  if (!plan.active) {
+    verdict.text = "allowed: no policies";
+    return verdict;
+  }
+  moat_ipcache_val s = lookup_ip(plan, src), t = lookup_ip(plan, dst);
+  if (s.flags & MOAT_ID_F_CONTAINER)
+    verdict.egress = judge_compiled(plan, s.identity, s.flags & MOAT_ID_F_EGRESS_ISOLATED,
+                                    t.identity, PolicyDirection::egress, proto, port);
+  if (t.flags & MOAT_ID_F_CONTAINER)
+    verdict.ingress = judge_compiled(plan, t.identity, t.flags & MOAT_ID_F_INGRESS_ISOLATED,
+                                     s.identity, PolicyDirection::ingress, proto, port);
+  verdict.text = verdict_text(verdict);
+  verdict.allowed = verdict.egress.allowed() && verdict.ingress.allowed();
+  const DirectionVerdict& first = !verdict.egress.allowed() ? verdict.egress : verdict.ingress;
+  if (first.outcome == PolicyOutcome::denied) verdict.drop_reason = -MOAT_DROP_POLICY_DENY;
+  if (first.outcome == PolicyOutcome::default_denied)
+    verdict.drop_reason = -MOAT_DROP_POLICY_DEFAULT_DENY;
+  return verdict;
+}
+
+}  // namespace moat

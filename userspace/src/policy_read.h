@@ -1,0 +1,53 @@
+// policy_read.h - internal: reading policies and namespaces out of a JSON
+// tree, for config.cpp (a moat file's `policies` and `namespaces`, and
+// standalone policy files). Problems go to a Sink so that config.cpp can
+// sort them into document order with the rest of the file's.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "policy_model.h"
+
+namespace moat::policy_read {
+
+using Json = nlohmann::ordered_json;
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void visit(const std::string& path) = 0;  // a path met, in document order
+  virtual void problem(std::string path, std::string message) = 0;
+};
+
+// The elements of a `policies` array: moat-native policies, NetworkPolicy
+// objects and Lists of them. Policies with problems are left out of `out`.
+void read_policies(const Json& v, const std::string& path, const std::string& source, Sink& sink,
+                   std::vector<Policy>& out);
+
+// The elements of a `namespaces` array.
+void read_namespaces(const Json& v, const std::string& path, const std::string& source,
+                     Sink& sink, std::vector<NamespaceDef>& out);
+
+// What spans entries: duplicate namespaces, duplicate policy names in a namespace.
+void check_unique(const std::vector<NamespaceDef>& namespaces, const std::vector<Policy>& policies,
+                  Sink& sink);
+
+// The root of a standalone policy file: a policy object, a List, an array of
+// them, or a moat document holding only "policies" and "namespaces".
+void read_policy_file(const Json& root, const std::string& source, Sink& sink, PolicyFile& out);
+
+// YAML (one or more documents) as JSON with Kubernetes-like scalar typing:
+// plain scalars become null, booleans, integers or floats when they look like
+// one, quoted scalars stay strings. Several documents become an array.
+// Problems get a line and column; returns nullopt on a syntax error.
+std::optional<Json> yaml_to_json(const std::string& text, std::vector<Problem>& problems);
+
+// Whether a policy file should be read as YAML: its name ends in .yaml or
+// .yml, or its text does not start with '{' or '['.
+bool looks_like_yaml(const std::string& text, const std::string& source);
+
+}  // namespace moat::policy_read

@@ -1,0 +1,107 @@
+// policy_yaml.cpp - YAML policy files (what `kubectl get -o yaml` prints and
+// what people write by hand) as JSON trees, so one reader handles both.
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <regex>
+
+#include "policy_read.h"
+
+namespace moat::policy_read {
+namespace {
+
+Problem at(const YAML::Mark& mark, std::string message) {
+  Problem p{"", std::move(message)};
+  if (!mark.is_null()) {
+    p.line = mark.line + 1;
+    p.column = mark.column + 1;
+  }
+  return p;
+}
+
+// A plain (unquoted) scalar typed as Kubernetes' YAML reader would for the
+// values that matter here: null, booleans, integers, floats, else a string.
+Json plain_scalar(const std::string& s) {
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  static const std::regex integer("[-+]?[0-9]+");
+  static const std::regex real("[-+]?([0-9]+\\.[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?");
+  if (std::regex_match(s, integer)) {
+    int64_t value = 0;
+    const char* begin = s.data() + (s[0] == '+' ? 1 : 0);
+    auto [end, ec] = std::from_chars(begin, s.data() + s.size(), value);
+    if (ec == std::errc() && end == s.data() + s.size()) return value;
+    return s;  // out of range: keep the text, the reader says what is wrong
+  }
+  if (std::regex_match(s, real)) return std::strtod(s.c_str(), nullptr);
+  return s;
+}
+
+std::optional<Json> convert(const YAML::Node& node, std::vector<Problem>& problems) {
+  switch (node.Type()) {
+    case YAML::NodeType::Undefined:
+    case YAML::NodeType::Null:
+      return Json(nullptr);
+    case YAML::NodeType::Scalar: {
+      const std::string& tag = node.Tag();
+      if (tag == "!" || tag == "tag:yaml.org,2002:str") return Json(node.Scalar());  // quoted
+      if (tag == "?" || tag.rfind("tag:yaml.org,2002:", 0) == 0) return plain_scalar(node.Scalar());
+      return Json(node.Scalar());
+    }
+    case YAML::NodeType::Sequence: {
+      Json out = Json::array();
+      for (const YAML::Node& el : node) {
+        auto v = convert(el, problems);
+        if (!v) return std::nullopt;
+        out.push_back(std::move(*v));
+      }
+      return out;
+    }
+    case YAML::NodeType::Map: {
+      Json out = Json::object();
+      for (const auto& kv : node) {
+        if (!kv.first.IsScalar()) {
+          problems.push_back(at(kv.first.Mark(), "invalid YAML: a key must be a plain string"));
+          return std::nullopt;
+        }
+        const std::string& key = kv.first.Scalar();
+        if (out.contains(key)) {
+          problems.push_back(at(kv.first.Mark(), "invalid YAML: duplicate key \"" + key + "\""));
+          return std::nullopt;
+        }
+        auto v = convert(kv.second, problems);
+        if (!v) return std::nullopt;
+        out[key] = std::move(*v);
+      }
+      return out;
+    }
+  }
+  return Json(nullptr);
+}
+
+}  // namespace
+
+std::optional<Json> yaml_to_json(const std::string& text, std::vector<Problem>& problems) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(text);
+  } catch (const YAML::Exception& e) {
+    problems.push_back(at(e.mark, "invalid YAML: " + e.msg));
+    return std::nullopt;
+  }
+  std::vector<Json> out;
+  for (const YAML::Node& doc : docs) {
+    if (doc.IsNull()) continue;  // an empty document between `---`s
+    auto v = convert(doc, problems);
+    if (!v) return std::nullopt;
+    out.push_back(std::move(*v));
+  }
+  if (out.size() == 1) return std::move(out[0]);
+  Json array = Json::array();
+  for (Json& v : out) array.push_back(std::move(v));
+  return array;
+}
+
+}  // namespace moat::policy_read
