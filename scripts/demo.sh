@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # demo.sh [FILE...] - build moat, bring up a lab for each file (default: the
 # three seed scenarios in policies/), probe every pair of containers on their
-# ports over TCP, UDP and ICMP, print expected vs observed reachability and
-# the per-container counters kept by the eBPF programs, then tear it all down.
+# ports over TCP, UDP and ICMP and the published ports from outside, the host
+# and other containers, print expected vs observed reachability and the
+# per-container counters kept by the eBPF programs, then tear it all down.
+# Without arguments it ends with seed 000's segmentation policies.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 prepare
@@ -30,6 +32,22 @@ for f in "${files[@]}"; do
   echo "iptables rules in the lab host: ${ipt:-0}, nftables chains/rules: ${nft:-0}"
   "$MOAT_BIN" lab down --name "$lab"
 done
+# Seed 000's story with segmentation policies: only rechnung reaches datenbank
+# (7000) and sicherheit (6000); the host and the outside reach only 5000.
+if [ $# -eq 0 ]; then
+  log "segmentation policies on the invoice app (policies/segmentation-policies.json)"
+  "$MOAT_BIN" lab up "$MOAT_ROOT/policies/invoice-app.json" --name "$lab" >/dev/null || exit 1
+  "$MOAT_BIN" lab apply --lab "$lab" "$MOAT_ROOT/policies/segmentation-policies.json" || status=1
+  echo
+  "$MOAT_BIN" lab probe --lab "$lab" || status=1
+  echo
+  "$MOAT_BIN" explain --lab "$lab" sicherheit datenbank 7000/tcp || status=1
+  "$MOAT_BIN" explain --lab "$lab" rechnung datenbank 7000/tcp || status=1
+  echo
+  log "flows the kernel tracks (moat ct list)"
+  "$MOAT_BIN" ct list --lab "$lab" | tail -n 4
+  "$MOAT_BIN" lab down --name "$lab"
+fi
 left=$(ip netns list | grep -c "moat-$lab-" || true)
 echo "namespaces left behind: $left"
 exit $status

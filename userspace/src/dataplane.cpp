@@ -1129,6 +1129,7 @@ const char* ct_kind_name(uint8_t k) {
     case MOAT_CT_DNAT_REPLY: return "published-reply";
     case MOAT_CT_SNAT: return "egress";
     case MOAT_CT_SNAT_REPLY: return "egress-reply";
+    case MOAT_CT_TRACK: return "tracked";
     default: return "?";
   }
 }
