@@ -80,7 +80,7 @@ enum moat_verdict {
 };
 
 /* Size of per-reason counter arrays: index 0 is unused (it means pass). */
-#define MOAT_NR_DROP_SLOTS 16
+#define MOAT_NR_DROP_SLOTS 32
 
 /*
  * Map `endpoints`: key __u32 ifindex of the host-side interface.
@@ -130,6 +130,8 @@ struct moat_stats_key {
 struct moat_stats {
 	__u64 packets; /* passed */
 	__u64 bytes; /* passed */
+	__u64 new_flows; /* connections admitted (tracked or translated) here */
+	__u64 drop_bytes;
 	__u64 drops[MOAT_NR_DROP_SLOTS]; /* indexed by -verdict */
 };
 
@@ -222,6 +224,12 @@ struct moat_ct_entry {
 	__u8 flags; /* MOAT_CT_F_* */
 	__u32 container_id; /* the container of the flow, for names */
 	__u32 policy_rev; /* revision that admitted the flow (MOAT_CT_TRACK) */
+	__u64 reply_packets; /* MOAT_CT_TRACK: the reply direction's share */
+	__u64 reply_bytes;
+	__u64 created_ns;
+	__u64 reported_ns; /* last flow event, to space them out */
+	__u32 rule_id; /* policy rule that admitted it, MOAT_RULE_NONE if none */
+	__u32 pad2;
 };
 
 /*
@@ -354,5 +362,63 @@ struct moat_policy_val {
  * policy entirely. Tracked connections remember the revision that admitted
  * them and are judged again when it changes.
  */
+
+/*
+ * Observation.
+ *
+ * Map `rule_hits` (per-CPU array, key rule id): how many flows each policy
+ * rule decided (allowed or denied). Userspace zeroes it when the rule table
+ * changes (a new revision renumbers rules).
+ */
+#define MOAT_MAX_RULES 65536
+#define MOAT_RULE_NONE 0xffffffffu
+
+/*
+ * Map `events` (ring buffer): flow and drop events. Bounded by design: a
+ * flow reports when it starts, when TCP closes it (FIN/RST), when it
+ * expires and at most every MOAT_EV_REPORT_INTERVAL_S while it lives; drop
+ * events are rate-limited per CPU (MOAT_EV_DROP_RATE per second, bursts of
+ * as many). What is suppressed or finds the buffer full is counted in
+ * `events_lost` (per-CPU array, index enum moat_ev_lost), never queued.
+ */
+#define MOAT_EVENTS_BYTES (1u << 20)
+#define MOAT_EV_REPORT_INTERVAL_S 5
+#define MOAT_EV_DROP_RATE 1000
+
+enum moat_event_type {
+	MOAT_EV_FLOW_NEW = 1, /* a connection was admitted */
+	MOAT_EV_FLOW_UPDATE = 2, /* periodic counts of a live connection */
+	MOAT_EV_FLOW_END = 3, /* closed (TCP FIN/RST) or expired */
+	MOAT_EV_DROP = 4, /* a packet was dropped */
+};
+
+enum moat_ev_lost {
+	MOAT_EV_LOST_FULL = 0, /* the ring buffer was full: nobody reading fast enough */
+	MOAT_EV_LOST_RATE = 1, /* drop events over the rate limit */
+	MOAT_EV_LOST_MAX = 2,
+};
+
+struct moat_event {
+	__u64 ts_ns; /* bpf_ktime_get_ns() */
+	__u32 type; /* enum moat_event_type */
+	__u32 ifindex; /* where it was seen */
+	__u8 dir; /* enum moat_dir at that interface */
+	__u8 reason; /* drop reason slot (-verdict), 0 for flow events */
+	__u8 ct_kind; /* enum moat_ct_kind of the flow, 0 for drops */
+	__u8 tcp_state;
+	__u32 rule_id; /* deciding policy rule, MOAT_RULE_NONE if none */
+	struct moat_ct_key tuple; /* as seen where it was seen (drops: the packet's) */
+	struct moat_ct_key xlated; /* what the tuple becomes (flows) */
+	__u64 packets; /* flows: original direction so far */
+	__u64 bytes;
+	__u64 reply_packets; /* flows: reply direction so far */
+	__u64 reply_bytes;
+};
+
+/*
+ * Map `obs_cfg` (array, one __u32): MOAT_OBS_F_OFF turns counting and
+ * events off, for measuring what observation costs.
+ */
+#define MOAT_OBS_F_OFF (1u << 0)
 
 #endif /* MOAT_ABI_H */

@@ -62,8 +62,12 @@ static __always_inline int ipv6_verdict(struct cursor *c, __u32 dir)
 	}
 }
 
-/* A new flow from container `ep` to a port published at a host address. */
-static __always_inline int dial_published(struct __sk_buff *skb, const struct moat_endpoint *ep,
+/*
+ * A new flow from container `ep` to a port published at a host address.
+ * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
+ * and the programs stay under the verifier's 512-byte frame limit.
+ */
+static __noinline int dial_published(struct __sk_buff *skb, const struct moat_endpoint *ep,
 					  const struct l4_info *l4, __u32 rev, __u64 now)
 {
 	struct moat_publish_val *pub;
@@ -100,6 +104,8 @@ static __always_inline int dial_published(struct __sk_buff *skb, const struct mo
 	at.reply_ifindex = skb->ifindex;
 	at.reply_dir = hairpin ? MOAT_DIR_FROM_CONTAINER : MOAT_DIR_TO_CONTAINER;
 	at.rev = rev;
+	at.rule_id = rule_id;
+	at.len = skb->len;
 	v = nat_publish(skb, l4, t.daddr, pub, &at, hairpin, now);
 	if (v)
 		return v;
@@ -171,7 +177,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	v = policy_verdict(rev, &l4->key, &rule_id);
 	if (v != MOAT_PASS || l4->fragment || l4->icmp_error)
 		return v;
-	ct_track(&l4->key, ifindex, dir, rev, now);
+	ct_track(&l4->key, ifindex, dir, rev, rule_id, skb->len, now);
 	return MOAT_PASS;
 }
 

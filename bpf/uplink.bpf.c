@@ -102,6 +102,8 @@ static __always_inline int from_world(struct __sk_buff *skb)
 			v = policy_verdict(rev, &t, &rule_id);
 			if (v)
 				return v;
+			at.rule_id = rule_id;
+			at.len = skb->len;
 			return nat_publish(skb, &l4, pub->backend_ip, pub, &at, 0, now);
 		}
 	}
@@ -164,6 +166,8 @@ static __always_inline int to_world(struct __sk_buff *skb)
 			.reply_ifindex = ifindex,
 			.reply_dir = MOAT_DIR_UPLINK_IN,
 			.rev = rev,
+			.rule_id = MOAT_RULE_NONE,
+			.len = skb->len,
 		};
 
 		if (ct_create(&l4.key, &l4.key, &at, MOAT_CT_SNAT, 0, 0, 0, now))

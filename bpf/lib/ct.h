@@ -15,6 +15,7 @@
 #define MOAT_LIB_CT_H
 
 #include "lib/maps.h"
+#include "lib/observe.h"
 #include "lib/parse.h"
 
 #define NSEC_PER_SEC 1000000000ULL
@@ -69,6 +70,13 @@ static __always_inline struct moat_ct_entry *ct_lookup(const struct moat_ct_key 
 		e->expires_ns = p->expires_ns;
 		return e;
 	}
+	/* The flow's end, told once, by its original-direction entry. */
+	if (e->kind == MOAT_CT_TRACK)
+		obs_flow_event(MOAT_EV_FLOW_END, key, e, NULL, now);
+	else if (p && (e->kind == MOAT_CT_DNAT || e->kind == MOAT_CT_SNAT))
+		obs_flow_event(MOAT_EV_FLOW_END, key, e, p, now);
+	else if (p)
+		obs_flow_event(MOAT_EV_FLOW_END, &pk, p, e, now);
 	bpf_map_delete_elem(&ct, key);
 	if (p)
 		bpf_map_delete_elem(&ct, &pk);
@@ -87,16 +95,43 @@ static __always_inline void ct_set_state(struct moat_ct_entry *e, __u8 state, __
  * fresh SYN on a closing flow (port reuse) back to SYN_SENT. State changes
  * are written to both entries; the plain refresh only to this one.
  */
+static __always_inline int ct_is_orig(const struct moat_ct_entry *e)
+{
+	return e->kind == MOAT_CT_DNAT || e->kind == MOAT_CT_SNAT || e->kind == MOAT_CT_TRACK;
+}
+
+/* Flow event for entry `e` (key `key`), wherever its partner is. */
+static __always_inline void ct_event(__u32 type, const struct moat_ct_key *key,
+				     const struct moat_ct_entry *e, const struct moat_ct_entry *p,
+				     __u64 now)
+{
+	struct moat_ct_key pk;
+
+	if (e->kind == MOAT_CT_TRACK) {
+		obs_flow_event(type, key, e, NULL, now);
+	} else if (ct_is_orig(e)) {
+		obs_flow_event(type, key, e, p, now);
+	} else if (p) {
+		ct_reverse(&e->xlated, &pk);
+		obs_flow_event(type, &pk, p, e, now);
+	}
+}
+
 static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_info *l4,
 				      __u32 len, __u64 now, int reply)
 {
 	__u8 state = e->tcp_state;
 	__u8 next = state;
-	struct moat_ct_entry *p;
+	struct moat_ct_entry *p = NULL;
 
-	e->packets++;
-	e->bytes += len;
 	reply |= e->kind == MOAT_CT_DNAT_REPLY || e->kind == MOAT_CT_SNAT_REPLY;
+	if (e->kind == MOAT_CT_TRACK && reply) {
+		e->reply_packets++;
+		e->reply_bytes += len;
+	} else {
+		e->packets++;
+		e->bytes += len;
+	}
 	if (l4->key.proto == IPPROTO_TCP) {
 		__u8 f = l4->tcp_flags;
 
@@ -109,25 +144,50 @@ static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_i
 	}
 	if (next == state) {
 		e->expires_ns = now + ct_timeout_ns(l4->key.proto, state);
+		/* A live flow reports every few seconds, from one entry only. */
+		if (ct_is_orig(e) && now - e->reported_ns >= MOAT_EV_REPORT_INTERVAL_S * NSEC_PER_SEC) {
+			e->reported_ns = now;
+			if (e->kind != MOAT_CT_TRACK)
+				p = ct_partner(e);
+			obs_flow_event(MOAT_EV_FLOW_UPDATE, &l4->key, e, p, now);
+		}
 		return;
 	}
 	ct_set_state(e, next, now);
-	if (e->kind == MOAT_CT_TRACK)
-		return; /* one entry for both directions */
-	p = ct_partner(e);
-	if (p)
-		ct_set_state(p, next, now);
+	if (e->kind != MOAT_CT_TRACK) {
+		p = ct_partner(e);
+		if (p)
+			ct_set_state(p, next, now);
+	}
+	if (next == MOAT_TCP_CLOSING)
+		ct_event(MOAT_EV_FLOW_END, &l4->key, e, p, now);
 }
 
 /* Where a flow's two entries apply their rewrites, and the policy
- * revision that admitted it. */
+ * revision (and rule) that admitted it. */
 struct ct_sites {
 	__u32 orig_ifindex;
 	__u8 orig_dir;
 	__u32 reply_ifindex;
 	__u8 reply_dir;
 	__u32 rev;
+	__u32 rule_id;
+	__u32 len; /* of the packet that opens the flow: it is counted */
 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct moat_ct_entry);
+} ct_scratch SEC(".maps");
+
+static __always_inline struct moat_ct_entry *ct_scratch_entry(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ct_scratch, &zero);
+}
 
 /*
  * Creates both entries of a flow whose original tuple `orig` becomes
@@ -141,31 +201,45 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
 				     __u32 container_id, int claim, __u64 now)
 {
 	__u8 state = orig->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
-	__u64 expires = now + ct_timeout_ns(orig->proto, state);
-	struct moat_ct_entry o = {
-		.xlated = *xlated,
-		.expires_ns = expires,
-		.ifindex = at->orig_ifindex,
-		.dir = at->orig_dir,
-		.kind = kind,
-		.tcp_state = state,
-		.flags = flags,
-		.container_id = container_id,
-		.policy_rev = at->rev,
-	};
-	struct moat_ct_entry r = o;
+	struct moat_ct_entry *e = ct_scratch_entry();
 	struct moat_ct_key rkey;
+	struct moat_stats *s;
 
-	ct_reverse(orig, &r.xlated);
-	r.ifindex = at->reply_ifindex;
-	r.dir = at->reply_dir;
-	r.kind = kind + 1; /* MOAT_CT_DNAT -> _REPLY, MOAT_CT_SNAT -> _REPLY */
-	ct_reverse(xlated, &rkey);
-	if (bpf_map_update_elem(&ct, &rkey, &r, claim ? BPF_NOEXIST : BPF_ANY))
+	if (!e)
 		return -1;
-	if (bpf_map_update_elem(&ct, orig, &o, BPF_ANY)) {
+	/* The reply entry first, built in per-CPU scratch (two entries do
+	 * not fit on the BPF stack), then the original one over it. */
+	__builtin_memset(e, 0, sizeof(*e));
+	ct_reverse(orig, &e->xlated);
+	e->expires_ns = now + ct_timeout_ns(orig->proto, state);
+	e->created_ns = now;
+	e->reported_ns = now;
+	e->ifindex = at->reply_ifindex;
+	e->dir = at->reply_dir;
+	e->kind = kind + 1; /* MOAT_CT_DNAT -> _REPLY, MOAT_CT_SNAT -> _REPLY */
+	e->tcp_state = state;
+	e->flags = flags;
+	e->container_id = container_id;
+	e->policy_rev = at->rev;
+	e->rule_id = at->rule_id;
+	ct_reverse(xlated, &rkey);
+	if (bpf_map_update_elem(&ct, &rkey, e, claim ? BPF_NOEXIST : BPF_ANY))
+		return -1;
+	e->xlated = *xlated;
+	e->ifindex = at->orig_ifindex;
+	e->dir = at->orig_dir;
+	e->kind = kind;
+	e->packets = 1;
+	e->bytes = at->len;
+	if (bpf_map_update_elem(&ct, orig, e, BPF_ANY)) {
 		bpf_map_delete_elem(&ct, &rkey);
 		return -1;
+	}
+	if (obs_on()) {
+		s = stats_slot(at->orig_ifindex, at->orig_dir);
+		if (s)
+			s->new_flows++;
+		obs_flow_event(MOAT_EV_FLOW_NEW, orig, e, NULL, now);
 	}
 	return 0;
 }
@@ -176,20 +250,36 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
  * hook that admitted it, where its packets are accounted.
  */
 static __always_inline int ct_track(const struct moat_ct_key *key, __u32 ifindex, __u8 dir,
-				    __u32 rev, __u64 now)
+				    __u32 rev, __u32 rule_id, __u32 len, __u64 now)
 {
 	__u8 state = key->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
-	struct moat_ct_entry e = {
-		.xlated = *key,
-		.expires_ns = now + ct_timeout_ns(key->proto, state),
-		.ifindex = ifindex,
-		.dir = dir,
-		.kind = MOAT_CT_TRACK,
-		.tcp_state = state,
-		.policy_rev = rev,
-	};
+	struct moat_ct_entry *e = ct_scratch_entry();
+	struct moat_stats *s;
 
-	return bpf_map_update_elem(&ct, key, &e, BPF_ANY);
+	if (!e)
+		return -1;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->xlated = *key;
+	e->expires_ns = now + ct_timeout_ns(key->proto, state);
+	e->created_ns = now;
+	e->reported_ns = now;
+	e->ifindex = ifindex;
+	e->dir = dir;
+	e->kind = MOAT_CT_TRACK;
+	e->tcp_state = state;
+	e->policy_rev = rev;
+	e->rule_id = rule_id;
+	e->packets = 1;
+	e->bytes = len;
+	if (bpf_map_update_elem(&ct, key, e, BPF_ANY))
+		return -1;
+	if (obs_on()) {
+		s = stats_slot(ifindex, dir);
+		if (s)
+			s->new_flows++;
+		obs_flow_event(MOAT_EV_FLOW_NEW, key, e, NULL, now);
+	}
+	return 0;
 }
 
 /*

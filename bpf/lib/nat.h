@@ -159,6 +159,8 @@ static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4
 		.reply_ifindex = ifindex,
 		.reply_dir = MOAT_DIR_UPLINK_IN,
 		.rev = rev,
+		.rule_id = MOAT_RULE_NONE,
+		.len = skb->len,
 	};
 	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
 	__u32 start = bpf_get_prandom_u32();
@@ -214,8 +216,11 @@ static __always_inline int hairpin_back(struct __sk_buff *skb)
  * The ICMP checksum needs no fix for the quoted addresses: the quoted IP
  * checksum changes by exactly the opposite amount. The quoted ports do
  * change it. A quoted UDP checksum is left as it was: nobody checks it.
+ *
+ * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
+ * and the programs stay under the verifier's 512-byte frame limit.
  */
-static __always_inline int nat_icmp_error(struct __sk_buff *skb, const struct l4_info *l4,
+static __noinline int nat_icmp_error(struct __sk_buff *skb, const struct l4_info *l4,
 					  __u32 ifindex, __u32 dir, __u64 now)
 {
 	__u32 in3 = l4->l4_off + 8;
@@ -257,8 +262,12 @@ static __always_inline int nat_icmp_error(struct __sk_buff *skb, const struct l4
 	/* The quoted packet went the other way: its reply entry is ours. */
 	ct_reverse(&quoted, &rkey);
 	e = ct_lookup(&rkey, now);
-	if (!e)
-		return 0;
+	if (!e) {
+		/* A tracked flow has one entry, keyed by its original direction,
+		 * which is what an error back to the flow's initiator quotes. */
+		e = ct_lookup(&quoted, now);
+		return e && e->kind == MOAT_CT_TRACK;
+	}
 	if (!ct_rewrites_here(e, ifindex, dir))
 		return 1;
 	ct_reverse(&e->xlated, &want);

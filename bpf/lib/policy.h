@@ -54,18 +54,24 @@ static __always_inline int policy_lookup(void *pol, __u32 subject, __u32 peer, _
 		v = bpf_map_lookup_elem(pol, &k);
 		if (v) {
 			*rule_id = v->rule_id;
+			obs_note_rule(v->rule_id);
+			obs_rule_hit(v->rule_id);
 			return v->action == MOAT_POLICY_ALLOW ? MOAT_PASS : MOAT_DROP_POLICY_DENY;
 		}
 	}
-	*rule_id = 0;
+	*rule_id = MOAT_RULE_NONE;
+	obs_note_rule(MOAT_RULE_NONE);
 	return isolated ? MOAT_DROP_POLICY_DEFAULT_DENY : MOAT_PASS;
 }
 
 /*
  * The verdict on flow `t` (its original direction: source dials
  * destination) under revision `rev`. Revision 0: no policy anywhere.
+ *
+ * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
+ * and the programs stay under the verifier's 512-byte frame limit.
  */
-static __always_inline int policy_verdict(__u32 rev, const struct moat_ct_key *t, __u32 *rule_id)
+static __noinline int policy_verdict(__u32 rev, const struct moat_ct_key *t, __u32 *rule_id)
 {
 	struct moat_ipcache_val src, dst;
 	__u32 slot = rev & 1;
@@ -73,7 +79,7 @@ static __always_inline int policy_verdict(__u32 rev, const struct moat_ct_key *t
 	__be16 port = 0;
 	int v;
 
-	*rule_id = 0;
+	*rule_id = MOAT_RULE_NONE;
 	if (!rev)
 		return MOAT_PASS;
 	ipcache = bpf_map_lookup_elem(&ipcache_gens, &slot);

@@ -2,27 +2,12 @@
 /*
  * verdict.h - the single exit path of every moat TC program: count the
  * packet (or the drop reason) per interface and direction, then turn the
- * verdict into a TC action. Flow and drop events will hang off this point.
+ * verdict into a TC action, and report the drop (lib/observe.h).
  */
 #ifndef MOAT_LIB_VERDICT_H
 #define MOAT_LIB_VERDICT_H
 
-#include "lib/maps.h"
-
-static __always_inline struct moat_stats *stats_slot(__u32 ifindex, __u32 dir)
-{
-	struct moat_stats_key key = { .ifindex = ifindex, .dir = dir };
-	struct moat_stats *s = bpf_map_lookup_elem(&stats, &key);
-
-	if (likely(s))
-		return s;
-	{
-		struct moat_stats zero = {};
-
-		bpf_map_update_elem(&stats, &key, &zero, BPF_NOEXIST);
-	}
-	return bpf_map_lookup_elem(&stats, &key);
-}
+#include "lib/observe.h"
 
 /*
  * Not a drop and not a plain pass: send the packet back out of the
@@ -35,7 +20,13 @@ static __always_inline struct moat_stats *stats_slot(__u32 ifindex, __u32 dir)
 
 static __always_inline int finish(struct __sk_buff *skb, __u32 dir, int verdict)
 {
-	struct moat_stats *s = stats_slot(skb->ifindex, dir);
+	struct moat_stats *s;
+
+	if (!obs_on())
+		return verdict == MOAT_PASS ? TC_ACT_OK
+		       : verdict == MOAT_REDIRECT_BACK ? bpf_redirect(skb->ifindex, 0)
+						       : TC_ACT_SHOT;
+	s = stats_slot(skb->ifindex, dir);
 
 	if (verdict == MOAT_PASS || verdict == MOAT_REDIRECT_BACK) {
 		if (s) {
@@ -51,7 +42,9 @@ static __always_inline int finish(struct __sk_buff *skb, __u32 dir, int verdict)
 
 		if (slot < MOAT_NR_DROP_SLOTS)
 			s->drops[slot]++;
+		s->drop_bytes += skb->len;
 	}
+	obs_drop_event(skb, dir, -verdict);
 	return TC_ACT_SHOT;
 }
 

@@ -7,11 +7,13 @@
 #include <sys/wait.h>
 
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "endpoint.skel.h"
@@ -183,6 +185,58 @@ void ct_clear(const endpoint_bpf& skel) {
       fail("ct delete", errno);
 }
 
+namespace {
+
+// An inner map like build_inner() in dataplane.cpp makes, filled; the fd is
+// closed once the outer map holds the map.
+template <class K, class V>
+int make_inner(bpf_map_type type, const char* name, uint32_t max_entries,
+               const std::vector<std::pair<K, V>>& entries) {
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+  const int fd = bpf_map_create(type, name, sizeof(K), sizeof(V), max_entries, &opts);
+  if (fd < 0) fail(std::string("create ") + name, errno);
+  for (const auto& [k, v] : entries)
+    if (bpf_map_update_elem(fd, &k, &v, BPF_ANY)) {
+      const int err = errno;
+      close(fd);
+      fail(std::string("fill ") + name, err);
+    }
+  return fd;
+}
+
+}  // namespace
+
+void install_policy(const endpoint_bpf& skel, uint32_t rev, const IpcacheEntries& ipcache,
+                    const PolicyEntries& entries) {
+  if (rev == 0) throw std::invalid_argument("install_policy: revision 0 means no policy");
+  const uint32_t slot = rev & 1;
+  for (auto [outer, fd] :
+       {std::pair{skel.maps.ipcache_gens,
+                  make_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache_gen", MOAT_MAX_IPCACHE, ipcache)},
+        std::pair{skel.maps.policy_gens,
+                  make_inner(BPF_MAP_TYPE_HASH, "policy_gen", MOAT_MAX_POLICY, entries)}}) {
+    const int rc = bpf_map__update_elem(outer, &slot, sizeof slot, &fd, sizeof fd, BPF_ANY);
+    const int err = errno;
+    close(fd);
+    if (rc) fail(std::string("install into ") + bpf_map__name(outer), err);
+  }
+  set_policy_rev(skel, rev);
+}
+
+void set_policy_rev(const endpoint_bpf& skel, uint32_t rev) {
+  const uint32_t zero = 0;
+  if (bpf_map__update_elem(skel.maps.policy_rev, &zero, sizeof zero, &rev, sizeof rev, BPF_ANY))
+    fail("policy_rev update", errno);
+}
+
+uint32_t policy_rev(const endpoint_bpf& skel) {
+  const uint32_t zero = 0;
+  uint32_t rev = 0;
+  if (bpf_map__lookup_elem(skel.maps.policy_rev, &zero, sizeof zero, &rev, sizeof rev, 0))
+    fail("policy_rev lookup", errno);
+  return rev;
+}
+
 uint64_t monotonic_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -285,6 +339,99 @@ StatsSnapshot stats_delta(const StatsSnapshot& before, const StatsSnapshot& afte
   return delta;
 }
 
+moat_stats sum_obs_stats(const bpf_map* stats, StatsKey key) {
+  const moat_stats_key k = {.ifindex = key.first, .dir = key.second};
+  std::vector<moat_stats> per_cpu(libbpf_num_possible_cpus());
+  moat_stats sum = {};
+  if (bpf_map__lookup_elem(stats, &k, sizeof k, per_cpu.data(), per_cpu.size() * sizeof(moat_stats),
+                           0)) {
+    if (errno == ENOENT) return sum;
+    fail("stats lookup", errno);
+  }
+  for (const moat_stats& s : per_cpu) {
+    sum.packets += s.packets;
+    sum.bytes += s.bytes;
+    sum.new_flows += s.new_flows;
+    sum.drop_bytes += s.drop_bytes;
+    for (unsigned slot = 0; slot < MOAT_NR_DROP_SLOTS; slot++) sum.drops[slot] += s.drops[slot];
+  }
+  return sum;
+}
+
+uint64_t percpu_u64(const bpf_map* map, uint32_t key) {
+  std::vector<uint64_t> per_cpu(libbpf_num_possible_cpus());
+  if (bpf_map__lookup_elem(map, &key, sizeof key, per_cpu.data(),
+                           per_cpu.size() * sizeof(uint64_t), 0))
+    fail(std::string("lookup in ") + bpf_map__name(map), errno);
+  uint64_t sum = 0;
+  for (uint64_t v : per_cpu) sum += v;
+  return sum;
+}
+
+std::map<uint32_t, uint64_t> percpu_u64_nonzero(const bpf_map* map) {
+  const size_t ncpu = libbpf_num_possible_cpus();
+  const uint32_t n = bpf_map__max_entries(map);
+  std::vector<uint32_t> keys(n);
+  std::vector<uint64_t> values(size_t(n) * ncpu);
+  std::map<uint32_t, uint64_t> out;
+  uint32_t batch = 0, done = 0;
+  bool first = true;
+  while (done < n) {
+    uint32_t count = n - done;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int rc = bpf_map_lookup_batch(bpf_map__fd(map), first ? nullptr : &batch, &batch,
+                                        keys.data() + done, values.data() + size_t(done) * ncpu,
+                                        &count, &opts);
+    const int err = errno;
+    done += count;
+    first = false;
+    if (rc) {
+      if (err == ENOENT) break;
+      fail(std::string("batch lookup in ") + bpf_map__name(map), err);
+    }
+  }
+  for (uint32_t i = 0; i < done; i++) {
+    uint64_t sum = 0;
+    for (size_t c = 0; c < ncpu; c++) sum += values[size_t(i) * ncpu + c];
+    if (sum) out[keys[i]] = sum;
+  }
+  return out;
+}
+
+void set_obs_flags(const endpoint_bpf& skel, uint32_t flags) {
+  const uint32_t zero = 0;
+  if (bpf_map__update_elem(skel.maps.obs_cfg, &zero, sizeof zero, &flags, sizeof flags, BPF_ANY))
+    fail("obs_cfg update", errno);
+}
+
+EventReader::EventReader(const bpf_map* events) {
+  rb_ = ring_buffer__new(bpf_map__fd(events), &EventReader::on_sample, this, nullptr);
+  if (!rb_) fail("ring_buffer__new", errno);
+}
+
+EventReader::~EventReader() { ring_buffer__free(rb_); }
+
+int EventReader::on_sample(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<EventReader*>(ctx);
+  if (size != sizeof(moat_event)) {
+    self->bad_size_ = size ? size : SIZE_MAX;
+    return -EINVAL;
+  }
+  moat_event ev;
+  std::memcpy(&ev, data, sizeof ev);
+  self->got_.push_back(ev);
+  return 0;
+}
+
+std::vector<moat_event> EventReader::drain() {
+  const int rc = ring_buffer__consume(rb_);
+  if (bad_size_)
+    throw std::runtime_error("events: a record of " + std::to_string(bad_size_) +
+                             " bytes, not sizeof(moat_event)");
+  if (rc < 0) fail("ring_buffer__consume", -rc);
+  return std::exchange(got_, {});
+}
+
 }  // namespace moat_test
 
 bool operator==(const moat_ct_key& a, const moat_ct_key& b) {
@@ -306,4 +453,18 @@ std::ostream& operator<<(std::ostream& os, const moat_ct_entry& e) {
             << ", kind " << unsigned(e.kind) << ", tcp_state " << unsigned(e.tcp_state)
             << ", flags " << unsigned(e.flags) << ", container " << e.container_id
             << ", packets " << e.packets << ", bytes " << e.bytes << "}";
+}
+
+std::ostream& operator<<(std::ostream& os, const moat_event& ev) {
+  static const char* const kTypes[] = {"?", "FLOW_NEW", "FLOW_UPDATE", "FLOW_END", "DROP"};
+  os << "{" << (ev.type < 5 ? kTypes[ev.type] : "type?") << " ifindex " << ev.ifindex << " dir "
+     << unsigned(ev.dir);
+  if (ev.reason) os << " reason " << moat_test::reason_name(ev.reason);
+  os << " kind " << unsigned(ev.ct_kind) << " tcp_state " << unsigned(ev.tcp_state) << " rule ";
+  if (ev.rule_id == MOAT_RULE_NONE)
+    os << "none";
+  else
+    os << ev.rule_id;
+  return os << " tuple " << ev.tuple << " xlated " << ev.xlated << " packets " << ev.packets << "/"
+            << ev.bytes << " reply " << ev.reply_packets << "/" << ev.reply_bytes << "}";
 }

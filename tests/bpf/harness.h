@@ -94,6 +94,22 @@ std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const endpoint_bpf
 void ct_put(const endpoint_bpf& skel, const moat_ct_key& key, const moat_ct_entry& e);
 void ct_clear(const endpoint_bpf& skel);
 
+// ---- segmentation policies ---------------------------------------------------
+
+// One generation's entries, as moat::PolicyPlan holds them (abi.h layouts).
+using IpcacheEntries = std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>;
+using PolicyEntries = std::vector<std::pair<moat_policy_key, moat_policy_val>>;
+
+// Installs a policy generation the way dataplane.cpp's install_policy() does:
+// fresh inner maps (LPM trie and hash, BPF_F_NO_PREALLOC, the templates' key
+// and value sizes and max_entries) go into slot rev & 1 of `ipcache_gens` and
+// `policy_gens`, then `rev` is written to `policy_rev`. rev must not be 0.
+void install_policy(const endpoint_bpf& skel, uint32_t rev, const IpcacheEntries& ipcache,
+                    const PolicyEntries& entries);
+// Writes `policy_rev` alone (0: policy off everywhere).
+void set_policy_rev(const endpoint_bpf& skel, uint32_t rev);
+uint32_t policy_rev(const endpoint_bpf& skel);
+
 // CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns() and ct expiry.
 uint64_t monotonic_ns();
 
@@ -134,9 +150,41 @@ StatsSnapshot read_stats(const bpf_map* stats);
 // after - before, keeping only the keys whose counters moved.
 StatsSnapshot stats_delta(const StatsSnapshot& before, const StatsSnapshot& after);
 
+// ---- observation (abi.h, "Observation") --------------------------------------
+
+// A `stats` value with every field (Counters leaves out new_flows and
+// drop_bytes), summed across CPUs; all zero when the key has no entry.
+moat_stats sum_obs_stats(const bpf_map* stats, StatsKey key);
+// Slot `key` of a per-CPU array of __u64 (`events_lost`, `rule_hits`),
+// summed across CPUs.
+uint64_t percpu_u64(const bpf_map* map, uint32_t key);
+// Every non-zero slot of such an array, summed across CPUs (one batch read).
+std::map<uint32_t, uint64_t> percpu_u64_nonzero(const bpf_map* map);
+// obs_cfg[0]: 0 observes, MOAT_OBS_F_OFF switches counters and events off.
+void set_obs_flags(const endpoint_bpf& skel, uint32_t flags);
+
+// A consumer of the `events` ring buffer (ring_buffer__new on its fd).
+// drain() returns the events submitted since the last drain(), in order;
+// a record whose size is not sizeof(moat_event) makes it throw.
+class EventReader {
+ public:
+  explicit EventReader(const bpf_map* events);
+  ~EventReader();
+  EventReader(const EventReader&) = delete;
+  EventReader& operator=(const EventReader&) = delete;
+  std::vector<moat_event> drain();
+
+ private:
+  static int on_sample(void* ctx, void* data, size_t size);
+  ring_buffer* rb_ = nullptr;
+  std::vector<moat_event> got_;
+  size_t bad_size_ = 0;  // size of a malformed record, 0 if none
+};
+
 }  // namespace moat_test
 
 // In the ABI types' own (global) namespace, where gtest's lookup finds them.
 bool operator==(const moat_ct_key& a, const moat_ct_key& b);
 std::ostream& operator<<(std::ostream& os, const moat_ct_key& k);
 std::ostream& operator<<(std::ostream& os, const moat_ct_entry& e);
+std::ostream& operator<<(std::ostream& os, const moat_event& ev);

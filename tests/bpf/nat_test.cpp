@@ -37,11 +37,6 @@
 using namespace pkt;
 using namespace moat_test;
 
-// A test of behaviour the BPF code gets wrong today: skipped, with the
-// reason, unless MOAT_RUN_KNOWN_FAILURES is set (to check a fix).
-#define SKIP_KNOWN_BPF_BUG(why) \
-  if (!std::getenv("MOAT_RUN_KNOWN_FAILURES")) GTEST_SKIP() << "KNOWN BPF BUG, FAILS: " << why
-
 namespace {
 
 // ---- topology -------------------------------------------------------------------

@@ -844,6 +844,16 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                                        policy->active, last_rev, dry_run, &rev);
   if (!policy_changed) return std::unexpected(policy_changed.error());
   rep.policy_changed = *policy_changed;
+  // A new revision numbers its rules anew: their hit counters start over.
+  if (*policy_changed && !dry_run) {
+    size_t old_rules = st->value("policy", json::object()).value("rules", json::array()).size();
+    size_t n = std::min<size_t>(std::max(old_rules, policy->rules.size()), MOAT_MAX_RULES);
+    int ncpu = libbpf_num_possible_cpus();
+    std::vector<uint64_t> zeros(ncpu > 0 ? static_cast<size_t>(ncpu) : 1, 0);
+    for (uint32_t id = 0; id < n; ++id)
+      bpf_map__update_elem((*skel)->maps.rule_hits, &id, sizeof(id), zeros.data(),
+                           zeros.size() * sizeof(uint64_t), 0);
+  }
   rep.policy_rev = rev;
   rep.policy_entries = static_cast<int>(policy->entries.size());
 
@@ -1093,7 +1103,7 @@ Result<json> kernel_policy_verdict(const std::string& instance, uint32_t src_be,
     for (int i = 0; i < 6; ++i) {
       moat_policy_key k{};
       k.subject = subject;
-      k.peer = i < 3 ? peer : MOAT_ID_ANY;
+      k.peer = i < 3 ? peer : static_cast<uint32_t>(MOAT_ID_ANY);
       k.dir = dir;
       k.proto = (i % 3) == 2 ? 0 : proto;
       k.port = (i % 3) == 0 ? port_be : 0;
@@ -1212,6 +1222,15 @@ Result<int> ct_gc(const std::string& instance) {
   }
   return removed;
 }
+
+Result<PinnedMaps> open_pinned(const std::string& instance) {
+  if (!fs::exists(pin_dir(instance))) return fail("no moat instance \"" + instance + "\"");
+  auto skel = open_pinned_maps(instance);
+  if (!skel) return std::unexpected(skel.error());
+  return PinnedMaps(skel->release(), [](endpoint_bpf* s) { endpoint_bpf__destroy(s); });
+}
+
+Result<json> instance_state(const std::string& instance) { return read_state(instance); }
 
 std::vector<std::string> instances() {
   std::set<std::string> names;

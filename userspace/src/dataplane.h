@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@
 #include "compile.h"
 #include "config.h"
 #include "result.h"
+
+struct endpoint_bpf;  // endpoint.skel.h
 
 namespace moat {
 
@@ -67,6 +70,15 @@ Result<int> ct_gc(const std::string& instance);
 // ingress?}; addresses in network order, port in host order.
 Result<nlohmann::json> kernel_policy_verdict(const std::string& instance, uint32_t src_be,
                                              uint32_t dst_be, uint8_t proto, uint16_t port);
+
+// The instance's pinned maps, through the endpoint skeleton (no program is
+// loaded): for readers such as the observation commands. Fails when the
+// instance does not exist.
+using PinnedMaps = std::unique_ptr<endpoint_bpf, void (*)(endpoint_bpf*)>;
+Result<PinnedMaps> open_pinned(const std::string& instance);
+
+// The instance's state file (names: interfaces, uplinks, ids, policy rules).
+Result<nlohmann::json> instance_state(const std::string& instance);
 
 // Names of instances with pins or state.
 std::vector<std::string> instances();

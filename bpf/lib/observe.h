@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * observe.h - what moat tells about traffic: per-CPU counters per
+ * interface and direction, per-rule hit counters, and flow and drop events
+ * on a ring buffer (layouts and limits in abi.h, "Observation").
+ *
+ * Nothing here may hold the dataplane back: counters are per-CPU, events
+ * are dropped (and counted) when the buffer is full or over the drop-event
+ * rate, never waited for. `obs_cfg` can switch all of it off, which is how
+ * its cost is measured.
+ */
+#ifndef MOAT_LIB_OBSERVE_H
+#define MOAT_LIB_OBSERVE_H
+
+#include "lib/maps.h"
+
+#define OBS_NSEC_PER_SEC 1000000000ULL
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MOAT_EVENTS_BYTES);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MOAT_EV_LOST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} events_lost SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MOAT_MAX_RULES);
+	__type(key, __u32);
+	__type(value, __u64);
+} rule_hits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32); /* MOAT_OBS_F_* */
+} obs_cfg SEC(".maps");
+
+/* Per-CPU scratch: the drop-event token bucket, and the rule that decided
+ * the packet being judged (a drop event names it). */
+struct obs_scratch {
+	__u64 tokens;
+	__u64 refilled_ns;
+	__u32 rule_id;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct obs_scratch);
+} obs_scratch SEC(".maps");
+
+static __always_inline int obs_on(void)
+{
+	__u32 zero = 0;
+	__u32 *f = bpf_map_lookup_elem(&obs_cfg, &zero);
+
+	return !f || !(*f & MOAT_OBS_F_OFF);
+}
+
+static __always_inline struct obs_scratch *obs_scratch_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&obs_scratch, &zero);
+}
+
+/* Remembers the deciding rule of the packet being judged. */
+static __always_inline void obs_note_rule(__u32 rule_id)
+{
+	struct obs_scratch *s = obs_scratch_get();
+
+	if (s)
+		s->rule_id = rule_id;
+}
+
+static __always_inline void obs_lost(__u32 why)
+{
+	__u64 *n = bpf_map_lookup_elem(&events_lost, &why);
+
+	if (n)
+		(*n)++;
+}
+
+static __always_inline void obs_rule_hit(__u32 rule_id)
+{
+	__u64 *n;
+
+	if (rule_id == MOAT_RULE_NONE || !obs_on())
+		return;
+	n = bpf_map_lookup_elem(&rule_hits, &rule_id);
+	if (n)
+		(*n)++;
+}
+
+/* A zeroed moat_stats that is never written: the initial value of a new
+ * counter slot (a 300-byte struct would not fit on the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct moat_stats);
+} stats_zero SEC(".maps");
+
+static __always_inline struct moat_stats *stats_slot(__u32 ifindex, __u32 dir)
+{
+	struct moat_stats_key key = { .ifindex = ifindex, .dir = dir };
+	struct moat_stats *s = bpf_map_lookup_elem(&stats, &key);
+	struct moat_stats *zero;
+	__u32 idx = 0;
+
+	if (likely(s))
+		return s;
+	zero = bpf_map_lookup_elem(&stats_zero, &idx);
+	if (!zero)
+		return NULL;
+	bpf_map_update_elem(&stats, &key, zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&stats, &key);
+}
+
+/*
+ * A flow event from the flow's original-direction entry `o` (key `okey`)
+ * and, for translated flows, its reply entry `r` (NULL for tracked flows,
+ * which count both directions in one entry).
+ */
+static __always_inline void obs_flow_event(__u32 type, const struct moat_ct_key *okey,
+					   const struct moat_ct_entry *o,
+					   const struct moat_ct_entry *r, __u64 now)
+{
+	struct moat_event *ev;
+
+	if (!obs_on())
+		return;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		obs_lost(MOAT_EV_LOST_FULL);
+		return;
+	}
+	ev->ts_ns = now;
+	ev->type = type;
+	ev->ifindex = o->ifindex;
+	ev->dir = o->dir;
+	ev->reason = 0;
+	ev->ct_kind = o->kind;
+	ev->tcp_state = o->tcp_state;
+	ev->rule_id = o->rule_id;
+	ev->tuple = *okey;
+	ev->xlated = o->xlated;
+	ev->packets = o->packets;
+	ev->bytes = o->bytes;
+	ev->reply_packets = r ? r->packets : o->reply_packets;
+	ev->reply_bytes = r ? r->bytes : o->reply_bytes;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/*
+ * A drop event, at most MOAT_EV_DROP_RATE per second and CPU (a flood of
+ * denied packets costs a counter increment each, not an event each). The
+ * tuple is read again from the packet: only drops pay for it.
+ *
+ * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
+ * and the programs stay under the verifier's 512-byte frame limit.
+ */
+static __noinline void obs_drop_event(struct __sk_buff *skb, __u32 dir, __u32 reason)
+{
+	struct obs_scratch *s = obs_scratch_get();
+	__u64 now = bpf_ktime_get_ns();
+	struct moat_event *ev;
+	struct iphdr ip;
+	__be16 eth_proto;
+	__be16 ports[3];
+
+	if (!s)
+		return;
+	if (now - s->refilled_ns >= OBS_NSEC_PER_SEC) {
+		s->tokens = MOAT_EV_DROP_RATE;
+		s->refilled_ns = now;
+	}
+	if (!s->tokens) {
+		obs_lost(MOAT_EV_LOST_RATE);
+		return;
+	}
+	s->tokens--;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		obs_lost(MOAT_EV_LOST_FULL);
+		return;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->ts_ns = now;
+	ev->type = MOAT_EV_DROP;
+	ev->ifindex = skb->ifindex;
+	ev->dir = dir;
+	ev->reason = reason;
+	ev->rule_id = (reason == -MOAT_DROP_POLICY_DENY || reason == -MOAT_DROP_POLICY_DEFAULT_DENY)
+			      ? s->rule_id
+			      : MOAT_RULE_NONE;
+	if (!bpf_skb_load_bytes(skb, 12, &eth_proto, 2) && eth_proto == bpf_htons(ETH_P_IP) &&
+	    !bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip))) {
+		ev->tuple.saddr = ip.saddr;
+		ev->tuple.daddr = ip.daddr;
+		ev->tuple.proto = ip.protocol;
+		if (!(ip.frag_off & bpf_htons(0x1fff)) &&
+		    !bpf_skb_load_bytes(skb, ETH_HLEN + ip.ihl * 4, ports, sizeof(ports))) {
+			if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP ||
+			    ip.protocol == IPPROTO_SCTP) {
+				ev->tuple.sport = ports[0];
+				ev->tuple.dport = ports[1];
+			} else if (ip.protocol == IPPROTO_ICMP) {
+				/* type and code, for people */
+				ev->tuple.dport = ports[0];
+			}
+		}
+	}
+	bpf_ringbuf_submit(ev, 0);
+}
+
+#endif
