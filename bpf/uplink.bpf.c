@@ -46,6 +46,40 @@ again:
 	return MOAT_PASS;
 }
 
+/*
+ * A packet of a flow moat already tracks: rewritten here if its entry says
+ * so, passed otherwise; ICMP errors go with the flow they quote.
+ * MOAT_CONTINUE for a new flow. On the way out, a flow that a container's
+ * hook only tracked counts as new: masquerade takes it over.
+ */
+static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info *l4, __u32 dir,
+					  __u32 rev, __u64 now)
+{
+	struct moat_ct_entry *e;
+	int v;
+
+	if (l4->fragment || l4->more_frags)
+		frag_ports(l4);
+	if (l4->icmp_error) {
+		v = nat_icmp_error(skb, l4, skb->ifindex, dir, now);
+		if (v)
+			return v < 0 ? v : MOAT_PASS;
+		return MOAT_CONTINUE;
+	}
+	if (l4->fragment && !l4->has_ports)
+		return MOAT_CONTINUE;
+	e = ct_lookup(&l4->key, now);
+	if (!e || (dir == MOAT_DIR_UPLINK_OUT && e->kind == MOAT_CT_TRACK))
+		return MOAT_CONTINUE;
+	v = ct_recheck(&l4->key, e, rev);
+	if (v)
+		return v;
+	if (!ct_rewrites_here(e, skb->ifindex, dir))
+		return MOAT_PASS;
+	ct_update(e, l4, skb->len, now, 0);
+	return nat_rewrite(skb, l4, &e->xlated);
+}
+
 static __always_inline int from_world(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
@@ -53,7 +87,6 @@ static __always_inline int from_world(struct __sk_buff *skb)
 	__u32 rev = policy_current_rev();
 	struct moat_publish_val *pub;
 	struct moat_addr_info *info;
-	struct moat_ct_entry *e;
 	struct l4_info l4;
 	int is_ipv4, v;
 
@@ -61,24 +94,9 @@ static __always_inline int from_world(struct __sk_buff *skb)
 	if (v != MOAT_PASS || !is_ipv4)
 		return v;
 
-	if (l4.fragment || l4.more_frags)
-		frag_ports(&l4);
-	if (l4.icmp_error) {
-		v = nat_icmp_error(skb, &l4, ifindex, MOAT_DIR_UPLINK_IN, now);
-		if (v)
-			return v < 0 ? v : MOAT_PASS;
-	} else if (!l4.fragment || l4.has_ports) {
-		e = ct_lookup(&l4.key, now);
-		if (e) {
-			v = ct_recheck(&l4.key, e, rev);
-			if (v)
-				return v;
-			if (!ct_rewrites_here(e, ifindex, MOAT_DIR_UPLINK_IN))
-				return MOAT_PASS;
-			ct_update(e, &l4, skb->len, now, 0);
-			return nat_rewrite(skb, &l4, &e->xlated);
-		}
-	}
+	v = uplink_tracked(skb, &l4, MOAT_DIR_UPLINK_IN, rev, now);
+	if (v != MOAT_CONTINUE)
+		return v;
 
 	/* The uplinks' and gateways' addresses are all in `addrs` as host ones. */
 	info = addr_lookup(l4.key.daddr);
@@ -119,8 +137,8 @@ static __always_inline int to_world(struct __sk_buff *skb)
 	__u64 now = bpf_ktime_get_ns();
 	__u32 rev = policy_current_rev();
 	struct moat_addr_info *info;
+	struct moat_ct_entry *tracked;
 	struct moat_uplink *up;
-	struct moat_ct_entry *e;
 	struct l4_info l4;
 	int is_ipv4, v;
 
@@ -128,30 +146,18 @@ static __always_inline int to_world(struct __sk_buff *skb)
 	if (v != MOAT_PASS || !is_ipv4)
 		return v;
 
-	if (l4.fragment || l4.more_frags)
-		frag_ports(&l4);
-	if (l4.icmp_error) {
-		v = nat_icmp_error(skb, &l4, ifindex, MOAT_DIR_UPLINK_OUT, now);
-		if (v)
-			return v < 0 ? v : MOAT_PASS;
-	} else if (!l4.fragment || l4.has_ports) {
-		e = ct_lookup(&l4.key, now);
-		/* A flow the container's hook admitted is masqueraded from its
-		 * first packet here on: its entry gives way to the NAT pair. */
-		if (e && e->kind != MOAT_CT_TRACK) {
-			v = ct_recheck(&l4.key, e, rev);
-			if (v)
-				return v;
-			if (!ct_rewrites_here(e, ifindex, MOAT_DIR_UPLINK_OUT))
-				return MOAT_PASS;
-			ct_update(e, &l4, skb->len, now, 0);
-			return nat_rewrite(skb, &l4, &e->xlated);
-		}
-	}
+	v = uplink_tracked(skb, &l4, MOAT_DIR_UPLINK_OUT, rev, now);
+	if (v != MOAT_CONTINUE)
+		return v;
 
 	info = addr_lookup(l4.key.saddr);
 	if (!info || info->kind != MOAT_ADDR_SUBNET)
 		return MOAT_PASS; /* the host's own traffic */
+	/* Admitted by policy at the container's hook (uplink_tracked let it
+	 * through as new): the NAT pair takes that entry's place. */
+	tracked = l4.fragment ? NULL : bpf_map_lookup_elem(&ct, &l4.key);
+	if (tracked && tracked->kind != MOAT_CT_TRACK)
+		tracked = NULL;
 	if (info->net_flags & MOAT_NET_F_INTERNAL)
 		return MOAT_DROP_INTERNAL_NETWORK;
 	/* A later fragment of a datagram whose first one was not seen. */
@@ -170,6 +176,11 @@ static __always_inline int to_world(struct __sk_buff *skb)
 			.len = skb->len,
 		};
 
+		if (tracked) {
+			at.rev = tracked->policy_rev;
+			at.rule_id = tracked->rule_id;
+			at.quiet = 1;
+		}
 		if (ct_create(&l4.key, &l4.key, &at, MOAT_CT_SNAT, 0, 0, 0, now))
 			return MOAT_DROP_NAT_FAILED;
 		return MOAT_PASS;
@@ -177,7 +188,7 @@ static __always_inline int to_world(struct __sk_buff *skb)
 	up = bpf_map_lookup_elem(&uplinks, &ifindex);
 	if (!up)
 		return MOAT_DROP_UNKNOWN_ENDPOINT;
-	return nat_masquerade(skb, &l4, up->ipv4, ifindex, rev, now);
+	return nat_masquerade(skb, &l4, up->ipv4, ifindex, rev, tracked, now);
 }
 
 SEC("tc")

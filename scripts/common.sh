@@ -8,7 +8,7 @@ MOAT_BIN=$MOAT_BUILD/userspace/moat
 # Build and run dependencies, all from Debian's archive.
 MOAT_PACKAGES=(
   cmake g++ make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
-  libcli11-dev nlohmann-json3-dev libgtest-dev libyaml-cpp-dev
+  libcli11-dev nlohmann-json3-dev libgtest-dev libyaml-cpp-dev libcpp-httplib-dev
   iproute2 iputils-ping netcat-openbsd socat util-linux iptables nftables procps
 )
 

@@ -108,7 +108,8 @@ static __always_inline void ct_event(__u32 type, const struct moat_ct_key *key,
 	struct moat_ct_key pk;
 
 	if (e->kind == MOAT_CT_TRACK) {
-		obs_flow_event(type, key, e, NULL, now);
+		/* Its key is the original tuple, whichever way the packet went. */
+		obs_flow_event(type, &e->xlated, e, NULL, now);
 	} else if (ct_is_orig(e)) {
 		obs_flow_event(type, key, e, p, now);
 	} else if (p) {
@@ -149,7 +150,7 @@ static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_i
 			e->reported_ns = now;
 			if (e->kind != MOAT_CT_TRACK)
 				p = ct_partner(e);
-			obs_flow_event(MOAT_EV_FLOW_UPDATE, &l4->key, e, p, now);
+			ct_event(MOAT_EV_FLOW_UPDATE, &l4->key, e, p, now);
 		}
 		return;
 	}
@@ -173,6 +174,7 @@ struct ct_sites {
 	__u32 rev;
 	__u32 rule_id;
 	__u32 len; /* of the packet that opens the flow: it is counted */
+	__u32 quiet; /* taking over a flow already reported: no new-flow event */
 };
 
 struct {
@@ -235,7 +237,7 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
 		bpf_map_delete_elem(&ct, &rkey);
 		return -1;
 	}
-	if (obs_on()) {
+	if (!at->quiet && obs_on()) {
 		s = stats_slot(at->orig_ifindex, at->orig_dir);
 		if (s)
 			s->new_flows++;

@@ -149,18 +149,22 @@ static __always_inline int nat_publish(struct __sk_buff *skb, const struct l4_in
  * A new flow from a container to the world: picks a free source port (an
  * echo id for ping) on the uplink address, above the host's ephemeral
  * range, starting at a random point so flows spread over the range.
+ * `tracked`: the entry the container's hook made when policy admitted the
+ * flow; the NAT pair replaces it and inherits its rule, revision and report.
  */
 static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4_info *l4,
-					  __be32 to_addr, __u32 ifindex, __u32 rev, __u64 now)
+					  __be32 to_addr, __u32 ifindex, __u32 rev,
+					  const struct moat_ct_entry *tracked, __u64 now)
 {
 	struct ct_sites at = {
 		.orig_ifindex = ifindex,
 		.orig_dir = MOAT_DIR_UPLINK_OUT,
 		.reply_ifindex = ifindex,
 		.reply_dir = MOAT_DIR_UPLINK_IN,
-		.rev = rev,
-		.rule_id = MOAT_RULE_NONE,
+		.rev = tracked ? tracked->policy_rev : rev,
+		.rule_id = tracked ? tracked->rule_id : MOAT_RULE_NONE,
 		.len = skb->len,
+		.quiet = tracked != NULL,
 	};
 	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
 	__u32 start = bpf_get_prandom_u32();

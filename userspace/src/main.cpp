@@ -6,7 +6,14 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <bpf/libbpf.h>
+#include <httplib.h>
+#include <pthread.h>
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <thread>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -18,7 +25,9 @@
 #include "compile.h"
 #include "config.h"
 #include "dataplane.h"
+#include "endpoint.skel.h"
 #include "lab.h"
+#include "observe.h"
 #include "policy.h"
 #include "probe.h"
 
@@ -623,6 +632,208 @@ void explain_flow(const moat::Config& cfg, const std::string& instance,
   if (!agree) throw CliError{1, "policy model and kernel maps disagree"};
 }
 
+
+// ---- observation: stats, flows, top, serve ------------------------------------------
+
+// Names for an instance's counters and events: its state file, plus the
+// config it was applied from (namespaces, labels, which policies isolate whom)
+// when that was saved.
+moat::obs::Names observe_names(const std::string& instance) {
+  auto st = check(moat::instance_state(instance));
+  if (st.empty() && !fs::exists(moat::pin_dir(instance)))
+    die("no moat instance \"" + instance + "\" (nothing applied; see `moat apply --help`, "
+        "or `moat lab list` for --lab)");
+  auto names = moat::obs::names_from_state(instance, st);
+  if (fs::exists(inputs_path(instance))) {
+    try {
+      moat::obs::add_config(names, load_saved_inputs(instance));
+    } catch (const CliError&) {
+      // names from the state file alone: no namespaces or labels
+    }
+  }
+  return names;
+}
+
+sigset_t stop_signals() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  return s;
+}
+
+// SIGINT/SIGTERM are blocked and taken with sigtimedwait(): no handler runs
+// in the middle of a write, and every loop ends cleanly.
+void block_stop_signals() {
+  sigset_t s = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &s, nullptr);
+}
+
+// Sleeps up to `ms`; true when SIGINT or SIGTERM arrived.
+bool stop_requested(int ms) {
+  sigset_t s = stop_signals();
+  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
+  return sigtimedwait(&s, nullptr, &ts) > 0;
+}
+
+struct FlowReader {
+  moat::obs::Names names;
+  moat::obs::FlowFilter filter;
+  bool as_json = false;
+  int64_t wall_offset = 0;
+  uint64_t seen = 0, shown = 0;
+};
+
+int on_event(void* ctx, void* data, size_t size) {
+  auto* r = static_cast<FlowReader*>(ctx);
+  if (size < sizeof(moat_event)) return 0;
+  moat_event ev;
+  memcpy(&ev, data, sizeof(ev));
+  ++r->seen;
+  auto j = moat::obs::event_json(ev, r->names, r->wall_offset);
+  if (!moat::obs::matches(j, r->filter)) return 0;
+  ++r->shown;
+  if (r->as_json)
+    std::cout << j.dump() << "\n";
+  else
+    std::cout << moat::obs::event_text(j) << "\n";
+  std::cout.flush();
+  return std::cout ? 0 : -EPIPE;  // the reader went away: stop
+}
+
+int run_flows(const std::string& instance, const moat::obs::FlowFilter& filter, bool follow,
+              bool as_json) {
+  if (auto why = moat::obs::check_filter(filter); !why.empty()) die(why, 2);
+  FlowReader reader;
+  reader.names = observe_names(instance);
+  if (!filter.container.empty() && !reader.names.containers.contains(filter.container) &&
+      filter.container != "host")
+    die("--container " + filter.container + ": no such container in instance " + instance, 2);
+  reader.filter = filter;
+  reader.as_json = as_json;
+  reader.wall_offset = moat::obs::wall_offset_ns();
+  auto maps = check(moat::open_pinned(instance));
+  ring_buffer* rb = ring_buffer__new(bpf_map__fd(maps->maps.events), on_event, &reader, nullptr);
+  if (!rb) die("open the event ring buffer of " + instance + ": " + strerror(errno));
+  std::unique_ptr<ring_buffer, void (*)(ring_buffer*)> guard(rb, ring_buffer__free);
+  signal(SIGPIPE, SIG_IGN);
+  if (!follow) {
+    int n = ring_buffer__consume(rb);
+    if (n < 0 && n != -EPIPE) die("read events: " + std::string(strerror(-n)));
+    if (!as_json)
+      std::cerr << reader.shown << " of " << reader.seen << " queued events shown\n";
+    return 0;
+  }
+  block_stop_signals();
+  auto last_names = std::chrono::steady_clock::now();
+  while (true) {
+    int n = ring_buffer__poll(rb, 200);
+    if (n == -EPIPE) break;
+    if (n < 0 && n != -EINTR) die("read events: " + std::string(strerror(-n)));
+    if (stop_requested(0)) break;
+    // Containers come and go with `moat apply`: refresh the names now and then.
+    if (std::chrono::steady_clock::now() - last_names > std::chrono::seconds(2)) {
+      try {
+        reader.names = observe_names(instance);
+      } catch (const CliError&) {
+        die("instance " + instance + " went away");
+      }
+      last_names = std::chrono::steady_clock::now();
+    }
+  }
+  return 0;
+}
+
+int run_top(const std::string& instance, bool once, const std::string& sort, int interval_ms) {
+  auto names = observe_names(instance);
+  auto before = check(moat::obs::read_snapshot(names));
+  auto t0 = std::chrono::steady_clock::now();
+  bool tty = isatty(STDOUT_FILENO);
+  block_stop_signals();
+  while (true) {
+    if (stop_requested(interval_ms)) break;
+    auto t1 = std::chrono::steady_clock::now();
+    names = observe_names(instance);
+    auto after = check(moat::obs::read_snapshot(names));
+    double secs = std::chrono::duration<double>(t1 - t0).count();
+    auto rows = moat::obs::top_rows(before, after, secs, sort);
+    char when[16];
+    time_t now = time(nullptr);
+    tm tmv{};
+    localtime_r(&now, &tmv);
+    strftime(when, sizeof(when), "%H:%M:%S", &tmv);
+    std::ostringstream title;
+    title << "moat top - " << instance << " - " << when << " - rates over " << std::fixed
+          << std::setprecision(1) << secs << " s, sorted by " << sort
+          << "; CONNS: live connections; flow events lost: " << after.lost_full + after.lost_rate;
+    if (!once && tty) std::cout << "\033[H\033[2J";
+    std::cout << moat::obs::top_table(rows, title.str());
+    if (!once && tty) std::cout << "\n(Ctrl-C to quit)\n";
+    if (!once && !tty) std::cout << "\n";
+    std::cout.flush();
+    if (once || !std::cout) break;
+    before = std::move(after);
+    t0 = t1;
+  }
+  return 0;
+}
+
+int run_serve(const std::string& instance, const std::string& addr, bool allow_remote) {
+  auto hp = moat::obs::parse_listen_addr(addr);
+  if (!hp) die("--metrics-addr \"" + addr + "\": expected HOST:PORT (127.0.0.1:9464, [::1]:9464)", 2);
+  auto [host, port] = *hp;
+  if (!moat::obs::is_loopback_host(host) && !allow_remote)
+    die("--metrics-addr " + addr + " is not a loopback address: the metrics name every container "
+        "and policy; pass --allow-remote to serve them beyond this host anyway", 2);
+  (void)observe_names(instance);  // fail now, not at the first scrape
+  check(moat::obs::read_snapshot(observe_names(instance)));
+
+  httplib::Server svr;
+  // Not httplib's default SO_REUSEPORT: a second exporter on the same port
+  // must fail, not silently share the scrapes.
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  svr.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    try {
+      auto snap = moat::obs::read_snapshot(observe_names(instance));
+      if (!snap) {
+        res.status = 503;
+        res.set_content("moat: " + snap.error().message() + "\n", "text/plain; charset=utf-8");
+        return;
+      }
+      res.set_content(moat::obs::render_prometheus(*snap), "text/plain; version=0.0.4; charset=utf-8");
+    } catch (const CliError& e) {
+      res.status = 503;
+      res.set_content("moat: " + e.message + "\n", "text/plain; charset=utf-8");
+    } catch (const std::exception& e) {
+      res.status = 500;
+      res.set_content(std::string("moat: ") + e.what() + "\n", "text/plain; charset=utf-8");
+    }
+  });
+  svr.Get("/", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content("moat metrics exporter for instance " + instance + ": see /metrics\n",
+                    "text/plain; charset=utf-8");
+  });
+  // Signals are blocked before the server's threads start, so they all
+  // inherit the mask and only sigwait() below sees SIGINT/SIGTERM.
+  block_stop_signals();
+  if (!svr.bind_to_port(host, port))
+    die("cannot listen on " + addr + ": " + strerror(errno) + " (in use? wrong address?)");
+  std::cerr << "moat: serving metrics of instance " << instance << " at http://" << addr
+            << "/metrics (Ctrl-C to stop)\n";
+  std::thread server([&] {
+    if (!svr.listen_after_bind()) kill(getpid(), SIGTERM);
+  });
+  sigset_t s = stop_signals();
+  int sig = 0;
+  sigwait(&s, &sig);
+  svr.stop();
+  server.join();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -764,6 +975,73 @@ int main(int argc, char** argv) {
     sub->add_flag("--json", as_json, "machine-readable output");
   }
 
+  // Observation.
+  std::string obs_lab;
+  auto* stats_cmd = app.add_subcommand(
+      "stats",
+      "Counters kept in the kernel, summed over CPUs: per container attachment and direction\n"
+      "(packets, bytes, new connections, drops by reason, live connections), per uplink, hits\n"
+      "per policy rule, and flow events lost. Totals since each interface was attached.\n"
+      "  moat stats --lab demo            moat stats --json | jq '.attachments[0]'");
+  auto* flows_cmd = app.add_subcommand(
+      "flows",
+      "Flow and drop events from the kernel's ring buffer: new, updated (every 5 s while a\n"
+      "connection lives), ended (FIN/RST or expiry), dropped (with reason and deciding rule).\n"
+      "Without --follow: print what is queued and exit. The buffer has ONE consumer: two\n"
+      "`moat flows` at once split the events between them (`moat serve` does not read it).\n"
+      "Plain container-to-container connections are tracked (and reported) only while a\n"
+      "policy is in force; published ports and masquerade always are.\n"
+      "  moat flows --lab demo --follow --verdict dropped\n"
+      "  moat flows --json --container web | jq .");
+  bool follow = false;
+  moat::obs::FlowFilter flow_filter;
+  std::string verdict_text;
+  flows_cmd->add_flag("--follow,-f", follow, "keep reading until Ctrl-C (SIGINT) or SIGTERM");
+  flows_cmd->add_option("--container", flow_filter.container,
+                        "only events that involve this container (its interface, or either end, "
+                        "before or after translation); `host` for the host's addresses");
+  flows_cmd->add_option("--verdict", verdict_text, "allowed (flow events) or dropped (drop events)")
+      ->check(CLI::IsMember({"allowed", "dropped"}));
+  flows_cmd->add_option("--reason", flow_filter.reason,
+                        "only drops for this reason: network-isolation, policy-default-deny, "
+                        "policy-deny, not-published, ... (see `moat stats`)");
+  auto* top_cmd = app.add_subcommand(
+      "top",
+      "Live table of container attachments: rx/tx packets and bytes per second (rx: to the\n"
+      "container), drops per second, live connections. Redraws every --interval-ms until Ctrl-C.\n"
+      "--once prints one table of rates measured over one interval and exits.");
+  bool top_once = false;
+  std::string top_sort = "rx";
+  int interval_ms = 1000;
+  top_cmd->add_flag("--once", top_once, "one snapshot (rates over one interval), no redraw");
+  top_cmd->add_option("--sort", top_sort, "rx, tx (bytes/s), drops, conns (biggest first) or name")
+      ->check(CLI::IsMember({"rx", "tx", "drops", "conns", "name"}))
+      ->capture_default_str();
+  top_cmd->add_option("--interval-ms", interval_ms, "refresh interval and rate window")
+      ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
+  auto* serve_cmd = app.add_subcommand(
+      "serve",
+      "Prometheus exporter: GET /metrics answers the text exposition format with the counters\n"
+      "of `moat stats` (read from the pinned maps at every scrape). Never reads the flow event\n"
+      "ring buffer, so `moat flows --follow` can run beside it. Listens only on loopback unless\n"
+      "--allow-remote. Runs until Ctrl-C or SIGTERM.\n"
+      "  moat serve --lab demo &  curl -s 127.0.0.1:9464/metrics");
+  std::string metrics_addr = "127.0.0.1:9464";
+  bool allow_remote = false;
+  serve_cmd->add_option("--metrics-addr", metrics_addr, "HOST:PORT to listen on ([::1]:PORT for IPv6)")
+      ->capture_default_str();
+  serve_cmd->add_flag("--allow-remote", allow_remote,
+                      "allow a non-loopback --metrics-addr (no TLS, no authentication)");
+  for (auto* sub : {stats_cmd, flows_cmd, top_cmd, serve_cmd}) {
+    sub->add_option("--instance", instance, "dataplane instance")->capture_default_str();
+    sub->add_option("--lab", obs_lab, "a lab's instance instead (lab-NAME)");
+    if (sub == stats_cmd || sub == flows_cmd)
+      sub->add_flag("--json", as_json,
+                    sub == stats_cmd ? "machine-readable output (documented in README, Observation)"
+                                     : "one JSON object per event and line");
+  }
+
   try {
     app.parse(argc, argv);
 
@@ -862,6 +1140,25 @@ int main(int argc, char** argv) {
         print_policies(cfg, st, as_json);
       } else {
         explain_flow(cfg, instance, host_addrs, explain_from, explain_to, explain_port, as_json);
+      }
+    } else if (*stats_cmd || *flows_cmd || *top_cmd || *serve_cmd) {
+      if (geteuid() != 0)
+        die("this command reads the pinned BPF maps and needs root (CAP_BPF)");
+      if (!obs_lab.empty()) instance = lab_instance(pick_lab(obs_lab));
+      check_instance(instance);
+      if (*stats_cmd) {
+        auto snap = check(moat::obs::read_snapshot(observe_names(instance)));
+        if (as_json)
+          std::cout << moat::obs::snapshot_json(snap).dump(2) << "\n";
+        else
+          std::cout << moat::obs::snapshot_text(snap);
+      } else if (*flows_cmd) {
+        if (!verdict_text.empty()) flow_filter.dropped = verdict_text == "dropped";
+        return run_flows(instance, flow_filter, follow, as_json);
+      } else if (*top_cmd) {
+        return run_top(instance, top_once, top_sort, interval_ms);
+      } else {
+        return run_serve(instance, metrics_addr, allow_remote);
       }
     } else if (*down) {
       check_instance(instance);
