@@ -80,6 +80,7 @@ static __noinline int policy_verdict(__u32 rev, const struct moat_ct_key *t, __u
 	int v;
 
 	*rule_id = MOAT_RULE_NONE;
+	obs_note_rule(MOAT_RULE_NONE); /* no rule decides unless one is found */
 	if (!rev)
 		return MOAT_PASS;
 	ipcache = bpf_map_lookup_elem(&ipcache_gens, &slot);

@@ -42,11 +42,6 @@
 using namespace pkt;
 using namespace moat_test;
 
-// A test of behaviour the BPF code gets wrong today: skipped, with the
-// reason, unless MOAT_RUN_KNOWN_FAILURES is set (to check a fix).
-#define SKIP_KNOWN_BPF_BUG(why) \
-  if (!std::getenv("MOAT_RUN_KNOWN_FAILURES")) GTEST_SKIP() << "KNOWN BPF BUG, FAILS: " << why
-
 namespace {
 
 // ---- topology -------------------------------------------------------------------
@@ -558,13 +553,9 @@ TEST_F(Obs, PolicyDropEventNamesTheDecidingRule) {
 }
 
 // A policy revision whose generation is missing fails closed (default deny,
-// policy.h); no rule decided that drop, but policy_verdict() returns before
-// obs_note_rule(), so the drop event names the rule of the previous policy
-// decision made on that CPU.
+// policy.h); no rule decided that drop, so its event must not name the rule
+// of the previous policy decision made on that CPU.
 TEST_F(Obs, FailClosedPolicyDropNamesNoRule) {
-  SKIP_KNOWN_BPF_BUG(
-      "policy_verdict()'s fail-closed return skips obs_note_rule(): the drop event carries the "
-      "previous packet's rule id");
   dp_->with_policy(1);
   PinnedCpu pin;
   go(Hook::FromContainer, kDevA, tcp4(A, 40001, B, 22, kSyn), SHOT);
