@@ -26,6 +26,7 @@
 #include <set>
 #include <sstream>
 
+#include "fd.h"
 #include "endpoint.skel.h"
 #include "policy.h"
 #include "sockhooks.h"
@@ -44,27 +45,6 @@ constexpr uint32_t kTcHandle = 0x6d6f;
 constexpr uint32_t kTcPriority = 0x6d6f;
 
 // ---- small RAII owners -------------------------------------------------------
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    reset();
-    fd_ = std::exchange(o.fd_, -1);
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 // bpftool names a skeleton's functions after the object; these traits let
 // one loader serve every object of an instance.

@@ -12,28 +12,12 @@
 #include <array>
 #include <cerrno>
 
+#include "fd.h"
+
 extern char** environ;
 
 namespace moat {
 namespace {
-
-// Closes a file descriptor when it goes out of scope (every early return).
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // The command line as a person would type it, for error messages.
 std::string command_line(const std::vector<std::string>& argv) {

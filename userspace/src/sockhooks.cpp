@@ -22,6 +22,7 @@
 #include <sstream>
 #include <utility>
 
+#include "fd.h"
 #include "net.h"
 #include "sock.skel.h"
 
@@ -39,27 +40,6 @@ constexpr const char* kLinkPrefix = "link_";
 constexpr const char* kRunDir = "/run/moat";
 
 // ---- RAII owners -------------------------------------------------------------------
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    reset();
-    fd_ = std::exchange(o.fd_, -1);
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 struct SkelDeleter {
   void operator()(sock_bpf* s) const { sock_bpf__destroy(s); }
