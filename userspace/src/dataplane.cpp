@@ -1113,36 +1113,6 @@ Result<json> kernel_policy_verdict(const std::string& instance, uint32_t src_be,
 
 namespace {
 
-const char* ct_kind_name(uint8_t k) {
-  switch (k) {
-    case MOAT_CT_DNAT: return "published";
-    case MOAT_CT_DNAT_REPLY: return "published-reply";
-    case MOAT_CT_SNAT: return "egress";
-    case MOAT_CT_SNAT_REPLY: return "egress-reply";
-    case MOAT_CT_TRACK: return "tracked";
-    default: return "?";
-  }
-}
-
-const char* tcp_state_name(uint8_t s) {
-  switch (s) {
-    case MOAT_TCP_SYN_SENT: return "syn-sent";
-    case MOAT_TCP_ESTABLISHED: return "established";
-    case MOAT_TCP_CLOSING: return "closing";
-    default: return "";
-  }
-}
-
-std::string proto_name(uint8_t p) {
-  switch (p) {
-    case IPPROTO_TCP: return "tcp";
-    case IPPROTO_UDP: return "udp";
-    case IPPROTO_ICMP: return "icmp";
-    case IPPROTO_SCTP: return "sctp";
-    default: return std::to_string(p);
-  }
-}
-
 std::string endpoint_str(uint32_t ip, uint16_t port_be, uint8_t proto) {
   if (proto == IPPROTO_ICMP) return ip_str(ip);
   return ip_str(ip) + ":" + std::to_string(ntohs(port_be));
@@ -1211,6 +1181,37 @@ Result<PinnedMaps> open_pinned(const std::string& instance) {
 }
 
 Result<json> instance_state(const std::string& instance) { return read_state(instance); }
+
+const char* ct_kind_name(uint8_t kind) {
+  switch (kind) {
+    case MOAT_CT_DNAT: return "published";
+    case MOAT_CT_DNAT_REPLY: return "published-reply";
+    case MOAT_CT_SNAT: return "egress";
+    case MOAT_CT_SNAT_REPLY: return "egress-reply";
+    case MOAT_CT_TRACK: return "tracked";
+    default: return "";
+  }
+}
+
+const char* tcp_state_name(uint8_t state) {
+  switch (state) {
+    case MOAT_TCP_SYN_SENT: return "syn-sent";
+    case MOAT_TCP_ESTABLISHED: return "established";
+    case MOAT_TCP_CLOSING: return "closing";
+    default: return "";
+  }
+}
+
+std::string proto_name(uint8_t proto) {
+  switch (proto) {
+    case IPPROTO_TCP: return "tcp";
+    case IPPROTO_UDP: return "udp";
+    case IPPROTO_ICMP: return "icmp";
+    case IPPROTO_SCTP: return "sctp";
+    case 0: return "";
+    default: return std::to_string(proto);
+  }
+}
 
 std::vector<std::string> instances() {
   std::set<std::string> names;

@@ -80,6 +80,11 @@ Result<PinnedMaps> open_pinned(const std::string& instance);
 // The instance's state file (names: interfaces, uplinks, ids, policy rules).
 Result<nlohmann::json> instance_state(const std::string& instance);
 
+// Names of ABI values, for people; "" where there is none.
+const char* ct_kind_name(uint8_t kind);       // enum moat_ct_kind: "published", ...
+const char* tcp_state_name(uint8_t state);    // enum moat_tcp_state: "syn-sent", ...
+std::string proto_name(uint8_t proto);        // IPPROTO_*: "tcp", ... (else the number)
+
 // Names of instances with pins or state.
 std::vector<std::string> instances();
 

@@ -423,37 +423,6 @@ const char* type_name(uint32_t t) {
   }
 }
 
-const char* kind_name(uint8_t k) {
-  switch (k) {
-    case MOAT_CT_DNAT: return "published";
-    case MOAT_CT_DNAT_REPLY: return "published-reply";
-    case MOAT_CT_SNAT: return "egress";
-    case MOAT_CT_SNAT_REPLY: return "egress-reply";
-    case MOAT_CT_TRACK: return "tracked";
-    default: return "";
-  }
-}
-
-const char* tcp_state_name(uint8_t s) {
-  switch (s) {
-    case MOAT_TCP_SYN_SENT: return "syn-sent";
-    case MOAT_TCP_ESTABLISHED: return "established";
-    case MOAT_TCP_CLOSING: return "closing";
-    default: return "";
-  }
-}
-
-std::string proto_name(uint8_t p) {
-  switch (p) {
-    case IPPROTO_TCP: return "tcp";
-    case IPPROTO_UDP: return "udp";
-    case IPPROTO_ICMP: return "icmp";
-    case IPPROTO_SCTP: return "sctp";
-    case 0: return "";
-    default: return std::to_string(p);
-  }
-}
-
 bool has_ports(uint8_t p) { return p == IPPROTO_TCP || p == IPPROTO_UDP || p == IPPROTO_SCTP; }
 
 json endpoint_json(uint32_t ip_be, uint16_t port_be, uint8_t proto, const Names& names) {
@@ -562,7 +531,7 @@ json event_json(const moat_event& ev, const Names& names, int64_t wall_offset) {
       if (!iso.empty()) j["isolated_by"] = iso;
     }
   } else {
-    j["kind"] = kind_name(ev.ct_kind);
+    j["kind"] = ct_kind_name(ev.ct_kind);
     if (ev.tuple.proto == IPPROTO_TCP) j["tcp_state"] = tcp_state_name(ev.tcp_state);
     const moat_ct_key& x = ev.xlated;
     if (x.saddr != t.saddr || x.daddr != t.daddr || x.sport != t.sport || x.dport != t.dport)
