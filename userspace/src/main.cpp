@@ -838,12 +838,15 @@ int run_serve(const std::string& instance, const std::string& addr, bool allow_r
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "moat - container networking and isolation enforced by eBPF programs instead of iptables.\n"
-      "Describe networks and containers in a JSON file; moat compiles it into pinned BPF maps\n"
-      "read by TC programs on each container's host-side veth.\n\n"
-      "  moat lab up policies/segmentation.json   # try it: a lab of namespaces, enforced\n"
+      "moat - container isolation, published ports, masquerade and segmentation policies\n"
+      "enforced by eBPF programs instead of iptables, with counters and flow events.\n"
+      "Describe networks, containers and policies in a JSON file; moat compiles it into pinned\n"
+      "BPF maps read by TC programs on container veths and uplinks and by socket hooks.\n\n"
+      "  moat lab up policies/invoice-app.json    # try it: a lab of namespaces, enforced\n"
       "  moat lab probe                            # who reaches whom, expected vs observed\n"
-      "  moat apply FILE                           # enforce on existing interfaces\n"
+      "  moat explain rechnung datenbank 7000/tcp  # why (add --lab NAME for a lab)\n"
+      "  moat apply FILE [POLICY_FILE...]          # enforce on existing interfaces\n"
+      "  moat stats | moat flows | moat top        # what passed, what was dropped and why\n"
       "  moat status | moat down                   # inspect | remove everything",
       "moat"};
   app.require_subcommand(1);
