@@ -63,7 +63,8 @@ static __always_inline int ipv6_verdict(struct cursor *c, __u32 dir)
 }
 
 /*
- * A new flow from container `ep` to a port published at a host address.
+ * A new flow from container `ep` to a port published at a host address
+ * (the caller checked that the destination is one and has a port).
  * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
  * and the programs stay under the verifier's 512-byte frame limit.
  */
@@ -76,8 +77,6 @@ static __noinline int dial_published(struct __sk_buff *skb, const struct moat_en
 	__u32 rule_id;
 	int hairpin, v;
 
-	if (!l4->has_ports || l4->key.proto == IPPROTO_ICMP || !is_host_addr(addr_lookup(l4->key.daddr)))
-		return MOAT_CONTINUE;
 	pub = publish_lookup(l4->key.daddr, l4->key.dport, l4->key.proto);
 	if (!pub)
 		return MOAT_CONTINUE;
@@ -125,6 +124,8 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
 	__u32 rev = policy_current_rev();
+	__be32 peer = dir == MOAT_DIR_FROM_CONTAINER ? l4->key.daddr : l4->key.saddr;
+	struct moat_addr_info *info;
 	struct moat_ct_entry *e;
 	struct moat_ct_key rkey;
 	__u32 rule_id;
@@ -162,14 +163,17 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 				ct_update(e, l4, skb->len, now, 1);
 			return MOAT_PASS;
 		}
-		if (dir == MOAT_DIR_FROM_CONTAINER && !l4->fragment) {
-			v = dial_published(skb, ep, l4, rev, now);
-			if (v != MOAT_CONTINUE)
-				return v;
-		}
 	}
 
-	v = isolation_verdict(ep, dir == MOAT_DIR_FROM_CONTAINER ? l4->key.daddr : l4->key.saddr);
+	/* One LPM lookup of the peer serves the published-port check and isolation. */
+	info = addr_lookup(peer);
+	if (dir == MOAT_DIR_FROM_CONTAINER && !l4->fragment && !l4->icmp_error && l4->has_ports &&
+	    l4->key.proto != IPPROTO_ICMP && is_host_addr(info)) {
+		v = dial_published(skb, ep, l4, rev, now);
+		if (v != MOAT_CONTINUE)
+			return v;
+	}
+	v = isolation_verdict(ep, info);
 	if (v != MOAT_PASS || !rev)
 		return v;
 	/* A later fragment whose first one was not seen has no ports: only

@@ -47,29 +47,9 @@ static __always_inline int is_loopback(__be32 ip)
 }
 
 /* 127.0.0.0/8, a gateway of a moat network, or another known host address. */
-static __always_inline int is_host_addr(__be32 ip)
+static __always_inline int is_local_addr(__be32 ip)
 {
-	struct moat_lpm_v4_key key = { .prefixlen = 32, .addr = ip };
-	const struct moat_addr_info *info;
-
-	if (is_loopback(ip))
-		return 1;
-	info = bpf_map_lookup_elem(&addrs, &key);
-	return info && (info->kind == MOAT_ADDR_GATEWAY || info->kind == MOAT_ADDR_HOST);
-}
-
-/* The publish of ip:port/proto: bound to exactly ip, else to every address. */
-static __always_inline const struct moat_publish_val *find_publish(__be32 ip, __be16 port,
-								   __u8 proto)
-{
-	struct moat_publish_key key = { .host_ip = ip, .port = port, .proto = proto };
-	const struct moat_publish_val *val;
-
-	val = bpf_map_lookup_elem(&publish, &key);
-	if (val || !ip)
-		return val;
-	key.host_ip = 0;
-	return bpf_map_lookup_elem(&publish, &key);
+	return is_loopback(ip) || is_host_addr(addr_lookup(ip));
 }
 
 /* Where a connect()/sendto() to ip:port goes instead: the backend, or 0. */
@@ -87,7 +67,7 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, __u32 proto, __be
 
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return 0;
-	if (!serves_netns(ctx) || !is_host_addr(ip))
+	if (!serves_netns(ctx) || !is_local_addr(ip))
 		return 0;
 	/*
 	 * A socket bound to a loopback address (IPv6 sockets bound to a
@@ -98,7 +78,7 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, __u32 proto, __be
 	 */
 	if (is_loopback(ctx->sk->src_ip4))
 		return 0;
-	pub = find_publish(ip, port, (__u8)proto);
+	pub = publish_lookup(ip, port, (__u8)proto);
 	if (!pub)
 		return 0;
 	to->ip = pub->backend_ip;
@@ -157,7 +137,7 @@ static __always_inline int bind_verdict(void *ctx, __u32 proto, __be32 ip, __be1
 		return SOCK_ALLOW;
 	if (!serves_netns(ctx))
 		return SOCK_ALLOW;
-	if (find_publish(ip, port, (__u8)proto))
+	if (publish_lookup(ip, port, (__u8)proto))
 		return SOCK_DENY;
 	if (ip)
 		return SOCK_ALLOW;

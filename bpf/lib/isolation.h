@@ -8,17 +8,18 @@
  * source for packets entering it; checking both directions means a packet
  * that slips past one side (multicast flooded by the bridge, traffic routed
  * in from another bridge) is still judged at the other.
- * Cost: one LPM lookup, whatever the number of networks or containers.
+ * Cost: one LPM lookup (done by the caller, shared with the published-port
+ * check), whatever the number of networks or containers.
  */
 #ifndef MOAT_LIB_ISOLATION_H
 #define MOAT_LIB_ISOLATION_H
 
 #include "lib/maps.h"
 
-static __always_inline int isolation_verdict(const struct moat_endpoint *ep, __be32 peer)
+/* `info`: the peer's addr_lookup(), which the caller may already need. */
+static __always_inline int isolation_verdict(const struct moat_endpoint *ep,
+					     const struct moat_addr_info *info)
 {
-	struct moat_lpm_v4_key key = { .prefixlen = 32, .addr = peer };
-	struct moat_addr_info *info = bpf_map_lookup_elem(&addrs, &key);
 	int internal = ep->net_flags & MOAT_NET_F_INTERNAL;
 
 	/* Not a moat network: the host's other addresses or the world. */

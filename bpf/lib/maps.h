@@ -125,4 +125,30 @@ struct {
 	__type(value, __u32); /* the policy revision, see abi.h */
 } policy_rev SEC(".maps");
 
+/* What an address is to moat: a network's subnet, a host address, or NULL. */
+static __always_inline struct moat_addr_info *addr_lookup(__be32 addr)
+{
+	struct moat_lpm_v4_key key = { .prefixlen = 32, .addr = addr };
+
+	return bpf_map_lookup_elem(&addrs, &key);
+}
+
+static __always_inline int is_host_addr(const struct moat_addr_info *info)
+{
+	return info && (info->kind == MOAT_ADDR_GATEWAY || info->kind == MOAT_ADDR_HOST);
+}
+
+/* The publish entry for a host address and port: the address's own first,
+ * then the one for every host address. */
+static __always_inline struct moat_publish_val *publish_lookup(__be32 addr, __be16 port, __u8 proto)
+{
+	struct moat_publish_key k = { .host_ip = addr, .port = port, .proto = proto };
+	struct moat_publish_val *v = bpf_map_lookup_elem(&publish, &k);
+
+	if (v || !addr)
+		return v;
+	k.host_ip = 0;
+	return bpf_map_lookup_elem(&publish, &k);
+}
+
 #endif

@@ -98,31 +98,6 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, const struct l4_in
 	return MOAT_PASS;
 }
 
-/* The publish entry for a host address and port: the address's own first,
- * then the one for every host address. */
-static __always_inline struct moat_publish_val *publish_lookup(__be32 addr, __be16 port, __u8 proto)
-{
-	struct moat_publish_key k = { .host_ip = addr, .port = port, .proto = proto };
-	struct moat_publish_val *v = bpf_map_lookup_elem(&publish, &k);
-
-	if (v)
-		return v;
-	k.host_ip = 0;
-	return bpf_map_lookup_elem(&publish, &k);
-}
-
-static __always_inline struct moat_addr_info *addr_lookup(__be32 addr)
-{
-	struct moat_lpm_v4_key key = { .prefixlen = 32, .addr = addr };
-
-	return bpf_map_lookup_elem(&addrs, &key);
-}
-
-static __always_inline int is_host_addr(const struct moat_addr_info *info)
-{
-	return info && (info->kind == MOAT_ADDR_GATEWAY || info->kind == MOAT_ADDR_HOST);
-}
-
 /*
  * A new flow to a published port: creates its entries and rewrites the
  * packet towards `backend_ip` (the container's address the client can
