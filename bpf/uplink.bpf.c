@@ -50,13 +50,16 @@ again:
  * A packet of a flow moat already tracks: rewritten here if its entry says
  * so, passed otherwise; ICMP errors go with the flow they quote.
  * MOAT_CONTINUE for a new flow. On the way out, a flow that a container's
- * hook only tracked counts as new: masquerade takes it over.
+ * hook only tracked counts as new, and *tracked points to its entry:
+ * masquerade takes it over.
  */
 static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info *l4, __u32 dir,
-					  __u32 rev, __u64 now)
+					  __u32 rev, __u64 now, struct moat_ct_entry **tracked)
 {
 	struct moat_ct_entry *e;
 	int v;
+
+	*tracked = NULL;
 
 	if (l4->fragment || l4->more_frags)
 		frag_ports(l4);
@@ -69,8 +72,12 @@ static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info 
 	if (l4->fragment && !l4->has_ports)
 		return MOAT_CONTINUE;
 	e = ct_lookup(&l4->key, now);
-	if (!e || (dir == MOAT_DIR_UPLINK_OUT && e->kind == MOAT_CT_TRACK))
+	if (!e)
 		return MOAT_CONTINUE;
+	if (dir == MOAT_DIR_UPLINK_OUT && e->kind == MOAT_CT_TRACK) {
+		*tracked = e;
+		return MOAT_CONTINUE;
+	}
 	v = ct_recheck(&l4->key, e, rev);
 	if (v)
 		return v;
@@ -87,6 +94,7 @@ static __always_inline int from_world(struct __sk_buff *skb)
 	__u32 rev = policy_current_rev();
 	struct moat_publish_val *pub;
 	struct moat_addr_info *info;
+	struct moat_ct_entry *tracked;
 	struct l4_info l4;
 	int is_ipv4, v;
 
@@ -94,7 +102,7 @@ static __always_inline int from_world(struct __sk_buff *skb)
 	if (v != MOAT_PASS || !is_ipv4)
 		return v;
 
-	v = uplink_tracked(skb, &l4, MOAT_DIR_UPLINK_IN, rev, now);
+	v = uplink_tracked(skb, &l4, MOAT_DIR_UPLINK_IN, rev, now, &tracked);
 	if (v != MOAT_CONTINUE)
 		return v;
 
@@ -146,18 +154,13 @@ static __always_inline int to_world(struct __sk_buff *skb)
 	if (v != MOAT_PASS || !is_ipv4)
 		return v;
 
-	v = uplink_tracked(skb, &l4, MOAT_DIR_UPLINK_OUT, rev, now);
+	v = uplink_tracked(skb, &l4, MOAT_DIR_UPLINK_OUT, rev, now, &tracked);
 	if (v != MOAT_CONTINUE)
 		return v;
 
 	info = addr_lookup(l4.key.saddr);
 	if (!info || info->kind != MOAT_ADDR_SUBNET)
 		return MOAT_PASS; /* the host's own traffic */
-	/* Admitted by policy at the container's hook (uplink_tracked let it
-	 * through as new): the NAT pair takes that entry's place. */
-	tracked = l4.fragment ? NULL : bpf_map_lookup_elem(&ct, &l4.key);
-	if (tracked && tracked->kind != MOAT_CT_TRACK)
-		tracked = NULL;
 	if (info->net_flags & MOAT_NET_F_INTERNAL)
 		return MOAT_DROP_INTERNAL_NETWORK;
 	/* A later fragment of a datagram whose first one was not seen. */
