@@ -34,6 +34,10 @@ must_pass "outside -> $UPLINK:5000 (published)" "$L" outside tcp $UPLINK 5000 re
 
 echo "least privilege by policy"
 policy_apply "$L" "$P/invoice-policies.json"
+# The same policies again: nothing is rewritten, the revision stays.
+again=$("$MOAT" lab apply --lab "$L" "$P/invoice-policies.json" 2>&1)
+check "re-applying the same policies changes nothing ($again)" \
+  bash -c "echo '$again' | grep -q 'no changes'"
 must_pass "rechnung -> datenbank:7000" "$L" rechnung tcp "$D" 7000 datenbank
 must_pass "rechnung -> sicherheit:6000" "$L" rechnung tcp "$S" 6000 sicherheit
 must_drop "sicherheit -> datenbank:7000" "$L" sicherheit tcp "$D" 7000

@@ -266,14 +266,15 @@ Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingre
 
 // ---- map diffing ---------------------------------------------------------------
 
+// Every entry of a (non-per-CPU) map, keyed by the key's bytes.
 template <class K, class V>
-Result<std::map<std::vector<uint8_t>, V>> dump_map(const bpf_map* m) {
+std::map<std::vector<uint8_t>, V> dump_fd(int fd) {
   std::map<std::vector<uint8_t>, V> out;
   K key{}, next{};
   K* prev = nullptr;
-  while (bpf_map__get_next_key(m, prev, &next, sizeof(K)) == 0) {
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
     V val{};
-    if (bpf_map__lookup_elem(m, &next, sizeof(K), &val, sizeof(V), 0) == 0) {
+    if (bpf_map_lookup_elem(fd, &next, &val) == 0) {
       auto* p = reinterpret_cast<const uint8_t*>(&next);
       out.emplace(std::vector<uint8_t>(p, p + sizeof(K)), val);
     }
@@ -281,6 +282,11 @@ Result<std::map<std::vector<uint8_t>, V>> dump_map(const bpf_map* m) {
     prev = &key;
   }
   return out;
+}
+
+template <class K, class V>
+Result<std::map<std::vector<uint8_t>, V>> dump_map(const bpf_map* m) {
+  return dump_fd<K, V>(bpf_map__fd(m));
 }
 
 template <class K>
@@ -339,33 +345,16 @@ Fd inner_map(const bpf_map* outer, uint32_t slot) {
   return Fd(bpf_map_get_fd_by_id(id));
 }
 
+// Whether map `fd` holds exactly `want`, byte for byte.
 template <class K, class V>
-std::map<std::vector<uint8_t>, std::vector<uint8_t>> dump_fd(int fd) {
-  std::map<std::vector<uint8_t>, std::vector<uint8_t>> out;
-  K key{}, next{};
-  K* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    V val{};
-    if (bpf_map_lookup_elem(fd, &next, &val) == 0) {
-      auto* k = reinterpret_cast<const uint8_t*>(&next);
-      auto* v = reinterpret_cast<const uint8_t*>(&val);
-      out.emplace(std::vector<uint8_t>(k, k + sizeof(K)), std::vector<uint8_t>(v, v + sizeof(V)));
-    }
-    key = next;
-    prev = &key;
+bool holds_exactly(int fd, const std::vector<std::pair<K, V>>& want) {
+  auto have = dump_fd<K, V>(fd);
+  if (have.size() != want.size()) return false;
+  for (const auto& [k, v] : want) {
+    auto it = have.find(key_bytes(k));
+    if (it == have.end() || memcmp(&it->second, &v, sizeof(V)) != 0) return false;
   }
-  return out;
-}
-
-template <class K, class V>
-std::map<std::vector<uint8_t>, std::vector<uint8_t>> as_bytes(const std::vector<std::pair<K, V>>& in) {
-  std::map<std::vector<uint8_t>, std::vector<uint8_t>> out;
-  for (const auto& [k, v] : in) {
-    auto* kp = reinterpret_cast<const uint8_t*>(&k);
-    auto* vp = reinterpret_cast<const uint8_t*>(&v);
-    out[std::vector<uint8_t>(kp, kp + sizeof(K))] = std::vector<uint8_t>(vp, vp + sizeof(V));
-  }
-  return out;
+  return true;
 }
 
 // A fresh inner map like the BPF side's template, filled with `entries`.
@@ -406,8 +395,7 @@ Result<bool> install_policy(endpoint_bpf* skel, const IpcacheEntries& ipcache,
     Fd ic = inner_map(skel->maps.ipcache_gens, *cur & 1);
     Fd pc = inner_map(skel->maps.policy_gens, *cur & 1);
     if (ic.ok() && pc.ok() &&
-        dump_fd<moat_lpm_v4_key, moat_ipcache_val>(ic.get()) == as_bytes(ipcache) &&
-        dump_fd<moat_policy_key, moat_policy_val>(pc.get()) == as_bytes(entries))
+        holds_exactly(ic.get(), ipcache) && holds_exactly(pc.get(), entries))
       return false;
   }
   uint32_t next = std::max(*cur, last_rev) + 1;
