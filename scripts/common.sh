@@ -9,7 +9,7 @@ MOAT_BIN=$MOAT_BUILD/userspace/moat
 MOAT_PACKAGES=(
   cmake g++ make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libcli11-dev nlohmann-json3-dev libgtest-dev libyaml-cpp-dev libcpp-httplib-dev
-  iproute2 iputils-ping netcat-openbsd socat util-linux iptables nftables procps
+  iproute2 iputils-ping netcat-openbsd socat python3 util-linux iptables nftables procps
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -610,6 +610,26 @@ Result<void> start_listener(LabState& st, std::vector<Listener>& started, const 
   return save_state(st);
 }
 
+// A UDP responder: answers every datagram with `reply`, or with the
+// sender's address when `reply` is empty. Not socat UDP-RECVFROM,fork: its
+// children share and connect the listening socket, and under concurrent
+// probes a listener now and then stopped answering anyone. An unconnected
+// socket that ignores errors cannot get stuck that way.
+std::vector<std::string> udp_responder(const std::string& bind_ip, uint16_t port,
+                                       const std::string& reply) {
+  static const char* kProgram =
+      "import socket, sys\n"
+      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+      "s.bind((sys.argv[1], int(sys.argv[2])))\n"
+      "while True:\n"
+      "    try:\n"
+      "        data, peer = s.recvfrom(65535)\n"
+      "        s.sendto(((sys.argv[3] or peer[0]) + '\\n').encode(), peer)\n"
+      "    except OSError:\n"
+      "        pass\n";
+  return {"python3", "-c", kProgram, bind_ip, std::to_string(port), reply};
+}
+
 // "The internet": a server on kInternetServerIp in the outside namespace, TCP
 // and UDP port 80, that answers every request line with the client's address
 // as it sees it, so a test can tell a masqueraded source (the uplink address)
@@ -627,7 +647,7 @@ Result<void> start_internet_server(LabState& st, std::vector<Listener>& started)
     return r;
   }
   return start_listener(st, started, out, "", Protocol::udp, kInternetServerPort,
-                        {"socat", "UDP-RECVFROM:" + port + bind + ",fork", answer});
+                        udp_responder(kInternetServerIp, kInternetServerPort, ""));
 }
 
 Result<void> start_listeners(LabState& st, const Config& cfg, bool per_container) {
@@ -644,10 +664,12 @@ Result<void> start_listeners(LabState& st, const Config& cfg, bool per_container
       // answer, and an unread request made the socket close with a RST that
       // nc reports instead of the answer. So clients must send a line first
       // (`echo x | nc IP PORT`); one that sends nothing gets no answer.
-      std::string p = std::to_string(port);
-      std::string listen = proto == Protocol::tcp ? "TCP-LISTEN:" + p + ",reuseaddr,fork"
-                                                  : "UDP-RECVFROM:" + p + ",fork";
-      std::vector<std::string> argv{"socat", listen, "EXEC:/bin/sed -n s/.*/" + c.name + "/p;q"};
+      std::vector<std::string> argv =
+          proto == Protocol::tcp
+              ? std::vector<std::string>{"socat",
+                                         "TCP-LISTEN:" + std::to_string(port) + ",reuseaddr,fork",
+                                         "EXEC:/bin/sed -n s/.*/" + c.name + "/p;q"}
+              : udp_responder("0.0.0.0", port, c.name);
       if (auto r = start_listener(st, started, ns, c.name, proto, port, argv); !r) return r;
     }
   }
