@@ -15,9 +15,16 @@
 #include <linux/types.h>
 
 /* Map capacities; userspace checks a plan against them before writing. */
-#define MOAT_MAX_ENDPOINTS 65536
+/*
+ * Attachments (container veths and uplinks) each own a counter slot in
+ * `stats`; slot 0 counts what no attachment claims. Counters are per CPU
+ * and preallocated, so this bounds their memory: MOAT_STATS_ENTRIES *
+ * sizeof(struct moat_stats), 2.25 MiB, per possible CPU.
+ */
+#define MOAT_MAX_ATTACHMENTS 4096
+#define MOAT_MAX_ENDPOINTS MOAT_MAX_ATTACHMENTS
+#define MOAT_STATS_ENTRIES (2 * MOAT_MAX_ATTACHMENTS)
 #define MOAT_MAX_ADDR_ENTRIES 16384
-#define MOAT_MAX_STATS 131072
 #define MOAT_MAX_PUBLISH 65536 /* one entry per published host port */
 #define MOAT_MAX_UPLINKS 64
 #define MOAT_MAX_CT 262144 /* connection-tracking entries (two per flow) */
@@ -91,7 +98,8 @@ struct moat_endpoint {
 	__u32 net_id; /* network this attachment belongs to, never 0 */
 	__be32 ipv4; /* the container's own address on this attachment */
 	__u32 net_flags; /* MOAT_NET_F_* of that network */
-	__u32 container_id; /* userspace's id, for counters and names */
+	__u32 container_id; /* userspace's id, for names */
+	__u32 stats_slot; /* this attachment's counters in `stats`, never 0 */
 };
 
 #define MOAT_NET_F_ICC (1u << 0) /* containers on the network may talk */
@@ -121,11 +129,16 @@ struct moat_addr_info {
 	__u32 net_flags; /* MOAT_NET_F_* of net_id's network, 0 for HOST */
 };
 
-/* Map `stats`: per-CPU hash, key {ifindex, dir}; summed in userspace. */
-struct moat_stats_key {
-	__u32 ifindex;
-	__u32 dir; /* enum moat_dir */
-};
+/*
+ * Map `stats`: per-CPU array, summed in userspace. An attachment's slot
+ * (given by userspace, carried in its `endpoints` or `uplink_slots` entry)
+ * owns two entries, one per direction: an array index the program already
+ * holds costs no lookup of its own, where a hash keyed by interface did.
+ */
+static inline __u32 moat_stats_index(__u32 slot, __u32 dir)
+{
+	return slot * 2 + (dir & 1);
+}
 
 struct moat_stats {
 	__u64 packets; /* passed */
@@ -170,8 +183,15 @@ struct moat_container_net_key {
 /* Map `uplinks`: key __u32 ifindex of an uplink; its address masquerades. */
 struct moat_uplink {
 	__be32 ipv4;
-	__u32 flags;
+	__u32 stats_slot; /* as in moat_endpoint */
 };
+
+/*
+ * Map `uplink_slots`: array indexed by an uplink's ifindex, holding its
+ * stats slot (0: not an uplink). An array lookup is inlined by the
+ * verifier; an ifindex beyond it falls back to the `uplinks` hash.
+ */
+#define MOAT_UPLINK_SLOTS_IFINDEX 4096
 
 /*
  * Map `ct`: connection tracking and NAT, an LRU hash of flow tuples.

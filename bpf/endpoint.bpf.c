@@ -98,13 +98,18 @@ static __noinline int dial_published(struct __sk_buff *skb, const struct moat_en
 	if (v)
 		return v;
 	hairpin = t.daddr == ep->ipv4;
-	at.orig_ifindex = skb->ifindex;
-	at.orig_dir = MOAT_DIR_FROM_CONTAINER;
-	at.reply_ifindex = skb->ifindex;
-	at.reply_dir = hairpin ? MOAT_DIR_FROM_CONTAINER : MOAT_DIR_TO_CONTAINER;
-	at.rev = rev;
-	at.rule_id = rule_id;
-	at.len = skb->len;
+	/* Every field set: the verifier lets privileged programs read
+	 * uninitialised stack, so a forgotten one would be garbage. */
+	at = (struct ct_sites){
+		.orig_ifindex = skb->ifindex,
+		.orig_slot = ep->stats_slot,
+		.orig_dir = MOAT_DIR_FROM_CONTAINER,
+		.reply_ifindex = skb->ifindex,
+		.reply_dir = hairpin ? MOAT_DIR_FROM_CONTAINER : MOAT_DIR_TO_CONTAINER,
+		.rev = rev,
+		.rule_id = rule_id,
+		.len = skb->len,
+	};
 	v = nat_publish(skb, l4, t.daddr, pub, &at, hairpin, now);
 	if (v)
 		return v;
@@ -181,11 +186,12 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	v = policy_verdict(rev, &l4->key, &rule_id);
 	if (v != MOAT_PASS || l4->fragment || l4->icmp_error)
 		return v;
-	ct_track(&l4->key, ifindex, dir, rev, rule_id, skb->len, now);
+	ct_track(&l4->key, ifindex, ep->stats_slot, dir, rev, rule_id, skb->len, now);
 	return MOAT_PASS;
 }
 
-static __always_inline int judge(struct __sk_buff *skb, __u32 dir)
+/* Sets *slot to the attachment's counter slot once the endpoint is known. */
+static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot)
 {
 	const struct moat_endpoint *ep;
 	struct cursor c;
@@ -195,6 +201,7 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir)
 	ep = bpf_map_lookup_elem(&endpoints, &ifindex);
 	if (!ep)
 		return MOAT_DROP_UNKNOWN_ENDPOINT;
+	*slot = ep->stats_slot;
 
 	cursor_init(&c, skb);
 	eth = parse_eth(&c);
@@ -240,13 +247,19 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir)
 SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
-	return finish(skb, MOAT_DIR_FROM_CONTAINER, judge(skb, MOAT_DIR_FROM_CONTAINER));
+	__u32 slot = 0;
+	int v = judge(skb, MOAT_DIR_FROM_CONTAINER, &slot);
+
+	return finish(skb, MOAT_DIR_FROM_CONTAINER, slot, v);
 }
 
 SEC("tc")
 int to_container(struct __sk_buff *skb)
 {
-	return finish(skb, MOAT_DIR_TO_CONTAINER, judge(skb, MOAT_DIR_TO_CONTAINER));
+	__u32 slot = 0;
+	int v = judge(skb, MOAT_DIR_TO_CONTAINER, &slot);
+
+	return finish(skb, MOAT_DIR_TO_CONTAINER, slot, v);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

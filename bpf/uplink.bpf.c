@@ -113,6 +113,7 @@ static __always_inline int from_world(struct __sk_buff *skb)
 		if (pub) {
 			struct ct_sites at = {
 				.orig_ifindex = ifindex,
+				.orig_slot = uplink_stats_slot(ifindex),
 				.orig_dir = MOAT_DIR_UPLINK_IN,
 				.reply_ifindex = ifindex,
 				.reply_dir = MOAT_DIR_UPLINK_OUT,
@@ -171,6 +172,7 @@ static __always_inline int to_world(struct __sk_buff *skb)
 		 * same, so that the replies are let in and nothing else is. */
 		struct ct_sites at = {
 			.orig_ifindex = ifindex,
+			.orig_slot = uplink_stats_slot(ifindex),
 			.orig_dir = MOAT_DIR_UPLINK_OUT,
 			.reply_ifindex = ifindex,
 			.reply_dir = MOAT_DIR_UPLINK_IN,
@@ -191,19 +193,23 @@ static __always_inline int to_world(struct __sk_buff *skb)
 	up = bpf_map_lookup_elem(&uplinks, &ifindex);
 	if (!up)
 		return MOAT_DROP_UNKNOWN_ENDPOINT;
-	return nat_masquerade(skb, &l4, up->ipv4, ifindex, rev, tracked, now);
+	return nat_masquerade(skb, &l4, up, ifindex, rev, tracked, now);
 }
 
 SEC("tc")
 int uplink_in(struct __sk_buff *skb)
 {
-	return finish(skb, MOAT_DIR_UPLINK_IN, from_world(skb));
+	int v = from_world(skb);
+
+	return finish(skb, MOAT_DIR_UPLINK_IN, uplink_stats_slot(skb->ifindex), v);
 }
 
 SEC("tc")
 int uplink_out(struct __sk_buff *skb)
 {
-	return finish(skb, MOAT_DIR_UPLINK_OUT, to_world(skb));
+	int v = to_world(skb);
+
+	return finish(skb, MOAT_DIR_UPLINK_OUT, uplink_stats_slot(skb->ifindex), v);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

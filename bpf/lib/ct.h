@@ -168,6 +168,7 @@ static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_i
  * revision (and rule) that admitted it. */
 struct ct_sites {
 	__u32 orig_ifindex;
+	__u32 orig_slot; /* counter slot of orig_ifindex: its new_flows counts the flow */
 	__u8 orig_dir;
 	__u32 reply_ifindex;
 	__u8 reply_dir;
@@ -238,7 +239,7 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
 		return -1;
 	}
 	if (!at->quiet && obs_on()) {
-		s = stats_slot(at->orig_ifindex, at->orig_dir);
+		s = stats_slot(at->orig_slot, at->orig_dir);
 		if (s)
 			s->new_flows++;
 		obs_flow_event(MOAT_EV_FLOW_NEW, orig, e, NULL, now);
@@ -251,8 +252,8 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
  * tuple, found by the reply through the reversed tuple. Its "site" is the
  * hook that admitted it, where its packets are accounted.
  */
-static __always_inline int ct_track(const struct moat_ct_key *key, __u32 ifindex, __u8 dir,
-				    __u32 rev, __u32 rule_id, __u32 len, __u64 now)
+static __always_inline int ct_track(const struct moat_ct_key *key, __u32 ifindex, __u32 slot,
+				    __u8 dir, __u32 rev, __u32 rule_id, __u32 len, __u64 now)
 {
 	__u8 state = key->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
 	struct moat_ct_entry *e = ct_scratch_entry();
@@ -276,7 +277,7 @@ static __always_inline int ct_track(const struct moat_ct_key *key, __u32 ifindex
 	if (bpf_map_update_elem(&ct, key, e, BPF_ANY))
 		return -1;
 	if (obs_on()) {
-		s = stats_slot(ifindex, dir);
+		s = stats_slot(slot, dir);
 		if (s)
 			s->new_flows++;
 		obs_flow_event(MOAT_EV_FLOW_NEW, key, e, NULL, now);

@@ -27,9 +27,9 @@ struct {
 } addrs SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MOAT_MAX_STATS);
-	__type(key, struct moat_stats_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MOAT_STATS_ENTRIES);
+	__type(key, __u32); /* moat_stats_index(slot, dir) */
 	__type(value, struct moat_stats);
 } stats SEC(".maps");
 
@@ -53,6 +53,13 @@ struct {
 	__type(key, __u32); /* ifindex */
 	__type(value, struct moat_uplink);
 } uplinks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MOAT_UPLINK_SLOTS_IFINDEX);
+	__type(key, __u32); /* ifindex */
+	__type(value, __u32); /* stats slot, 0 if not an uplink */
+} uplink_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

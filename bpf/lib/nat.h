@@ -128,11 +128,12 @@ static __always_inline int nat_publish(struct __sk_buff *skb, const struct l4_in
  * flow; the NAT pair replaces it and inherits its rule, revision and report.
  */
 static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4_info *l4,
-					  __be32 to_addr, __u32 ifindex, __u32 rev,
+					  const struct moat_uplink *up, __u32 ifindex, __u32 rev,
 					  const struct moat_ct_entry *tracked, __u64 now)
 {
 	struct ct_sites at = {
 		.orig_ifindex = ifindex,
+		.orig_slot = up->stats_slot,
 		.orig_dir = MOAT_DIR_UPLINK_OUT,
 		.reply_ifindex = ifindex,
 		.reply_dir = MOAT_DIR_UPLINK_IN,
@@ -146,7 +147,7 @@ static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4
 	struct moat_ct_key xl = l4->key;
 	int i;
 
-	xl.saddr = to_addr;
+	xl.saddr = up->ipv4;
 	if (!l4->has_ports || l4->key.proto == IPPROTO_SCTP) {
 		/* Without ports only the addresses tell flows apart; SCTP keeps
 		 * its port, as a new one would need the whole CRC32c again. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * observe.h - what moat tells about traffic: per-CPU counters per
- * interface and direction, per-rule hit counters, and flow and drop events
+ * attachment and direction, per-rule hit counters, and flow and drop events
  * on a ring buffer (layouts and limits in abi.h, "Observation").
  *
  * Nothing here may hold the dataplane back: counters are per-CPU, events
@@ -101,29 +101,28 @@ static __always_inline void obs_rule_hit(__u32 rule_id)
 		(*n)++;
 }
 
-/* A zeroed moat_stats that is never written: the initial value of a new
- * counter slot (a 300-byte struct would not fit on the BPF stack). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct moat_stats);
-} stats_zero SEC(".maps");
-
-static __always_inline struct moat_stats *stats_slot(__u32 ifindex, __u32 dir)
+/* The counters of `slot` (0 for packets no attachment claims) in `dir`. */
+static __always_inline struct moat_stats *stats_slot(__u32 slot, __u32 dir)
 {
-	struct moat_stats_key key = { .ifindex = ifindex, .dir = dir };
-	struct moat_stats *s = bpf_map_lookup_elem(&stats, &key);
-	struct moat_stats *zero;
-	__u32 idx = 0;
+	__u32 idx = moat_stats_index(slot, dir);
 
-	if (likely(s))
-		return s;
-	zero = bpf_map_lookup_elem(&stats_zero, &idx);
-	if (!zero)
-		return NULL;
-	bpf_map_update_elem(&stats, &key, zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&stats, &key);
+	if (idx >= MOAT_STATS_ENTRIES)
+		idx = moat_stats_index(0, dir);
+	return bpf_map_lookup_elem(&stats, &idx);
+}
+
+/* An uplink's stats slot: the array first, the hash for a large ifindex. */
+static __always_inline __u32 uplink_stats_slot(__u32 ifindex)
+{
+	struct moat_uplink *up;
+	__u32 *slot;
+
+	if (likely(ifindex < MOAT_UPLINK_SLOTS_IFINDEX)) {
+		slot = bpf_map_lookup_elem(&uplink_slots, &ifindex);
+		return slot ? *slot : 0;
+	}
+	up = bpf_map_lookup_elem(&uplinks, &ifindex);
+	return up ? up->stats_slot : 0;
 }
 
 /*
@@ -162,9 +161,35 @@ static __always_inline void obs_flow_event(__u32 type, const struct moat_ct_key 
 }
 
 /*
- * A drop event, at most MOAT_EV_DROP_RATE per second and CPU (a flood of
- * denied packets costs a counter increment each, not an event each). The
- * tuple is read again from the packet: only drops pay for it.
+ * Whether a drop may be reported: at most MOAT_EV_DROP_RATE per second and
+ * CPU, so a flood of denied packets costs a counter increment each, not an
+ * event each. Inlined, and on the coarse clock (a jiffy is precision
+ * enough for a per-second bucket, and it is several times cheaper to read):
+ * the flooded path pays for this and nothing else. Compared signed, since
+ * the coarse clock may lag a fine-grained refilled_ns a little.
+ */
+static __always_inline int obs_drop_take_token(void)
+{
+	struct obs_scratch *s = obs_scratch_get();
+	__u64 now = bpf_ktime_get_coarse_ns();
+
+	if (!s)
+		return 0;
+	if ((__s64)(now - s->refilled_ns) >= (__s64)OBS_NSEC_PER_SEC) {
+		s->tokens = MOAT_EV_DROP_RATE;
+		s->refilled_ns = now;
+	}
+	if (!s->tokens) {
+		obs_lost(MOAT_EV_LOST_RATE);
+		return 0;
+	}
+	s->tokens--;
+	return 1;
+}
+
+/*
+ * A drop event (the caller took a token). The tuple is read again from the
+ * packet: only reported drops pay for it.
  *
  * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
  * and the programs stay under the verifier's 512-byte frame limit.
@@ -180,15 +205,6 @@ static __noinline void obs_drop_event(struct __sk_buff *skb, __u32 dir, __u32 re
 
 	if (!s)
 		return;
-	if (now - s->refilled_ns >= OBS_NSEC_PER_SEC) {
-		s->tokens = MOAT_EV_DROP_RATE;
-		s->refilled_ns = now;
-	}
-	if (!s->tokens) {
-		obs_lost(MOAT_EV_LOST_RATE);
-		return;
-	}
-	s->tokens--;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		obs_lost(MOAT_EV_LOST_FULL);

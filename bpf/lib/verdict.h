@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * verdict.h - the single exit path of every moat TC program: count the
- * packet (or the drop reason) per interface and direction, then turn the
+ * packet (or the drop reason) per attachment and direction, then turn the
  * verdict into a TC action, and report the drop (lib/observe.h).
  */
 #ifndef MOAT_LIB_VERDICT_H
@@ -18,7 +18,8 @@
 /* A step of the verdict that did not decide; never reaches finish(). */
 #define MOAT_CONTINUE 2
 
-static __always_inline int finish(struct __sk_buff *skb, __u32 dir, int verdict)
+/* `slot`: the attachment's counter slot, 0 if the packet's is unknown. */
+static __always_inline int finish(struct __sk_buff *skb, __u32 dir, __u32 slot, int verdict)
 {
 	struct moat_stats *s;
 
@@ -26,7 +27,7 @@ static __always_inline int finish(struct __sk_buff *skb, __u32 dir, int verdict)
 		return verdict == MOAT_PASS ? TC_ACT_OK
 		       : verdict == MOAT_REDIRECT_BACK ? bpf_redirect(skb->ifindex, 0)
 						       : TC_ACT_SHOT;
-	s = stats_slot(skb->ifindex, dir);
+	s = stats_slot(slot, dir);
 
 	if (verdict == MOAT_PASS || verdict == MOAT_REDIRECT_BACK) {
 		if (s) {
@@ -38,13 +39,14 @@ static __always_inline int finish(struct __sk_buff *skb, __u32 dir, int verdict)
 		return TC_ACT_OK;
 	}
 	if (s) {
-		__u32 slot = -verdict;
+		__u32 reason = -verdict;
 
-		if (slot < MOAT_NR_DROP_SLOTS)
-			s->drops[slot]++;
+		if (reason < MOAT_NR_DROP_SLOTS)
+			s->drops[reason]++;
 		s->drop_bytes += skb->len;
 	}
-	obs_drop_event(skb, dir, -verdict);
+	if (obs_drop_take_token())
+		obs_drop_event(skb, dir, -verdict);
 	return TC_ACT_SHOT;
 }
 

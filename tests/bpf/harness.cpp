@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -52,8 +53,14 @@ void ip(std::vector<std::string> args) {
 void create_devices() {
   // veth, because that is what moat attaches to (and this kernel has no
   // dummy driver). Only the host side is ever named in a test run.
-  for (const char* dev : kDevices)
-    ip({"link", "add", dev, "type", "veth", "peer", "name", std::string(dev) + "-c"});
+  for (const char* dev : kDevices) {
+    std::vector<std::string> args = {"link", "add", dev};
+    // Beyond `uplink_slots`: the programs find its counters through `uplinks`.
+    if (std::string(dev) == kLargeIfindexDevice)
+      args.insert(args.end(), {"index", std::to_string(kLargeIfindex)});
+    args.insert(args.end(), {"type", "veth", "peer", "name", std::string(dev) + "-c"});
+    ip(args);
+  }
 }
 
 uint32_t ifindex_of(const char* device) {
@@ -94,9 +101,41 @@ void add_network(const endpoint_bpf& skel, const Network& net) {
   put(32, net.gateway, MOAT_ADDR_GATEWAY);
 }
 
+namespace {
+
+// Slots by ifindex, given in order of first use, as moat gives them.
+std::map<uint32_t, uint32_t>& slots_by_ifindex() {
+  static std::map<uint32_t, uint32_t> m;
+  return m;
+}
+
+}  // namespace
+
+uint32_t stats_slot_of(uint32_t ifindex) {
+  auto& m = slots_by_ifindex();
+  if (auto it = m.find(ifindex); it != m.end()) return it->second;
+  char name[IF_NAMESIZE];
+  if (!if_indextoname(ifindex, name)) return 0;  // a made-up ifindex (table-size filler)
+  if (m.size() + 1 >= MOAT_MAX_ATTACHMENTS) fail("out of counter slots", ENOSPC);
+  const uint32_t slot = static_cast<uint32_t>(m.size()) + 1;
+  m[ifindex] = slot;
+  return slot;
+}
+
+namespace {
+// Interfaces given to add_uplink(): their slots count UPLINK_IN/OUT.
+std::set<uint32_t>& uplink_ifindexes() {
+  static std::set<uint32_t> s;
+  return s;
+}
+}  // namespace
+
 void add_endpoint(const endpoint_bpf& skel, uint32_t ifindex, const Network& net, in_addr_t ip) {
-  const moat_endpoint ep = {
-      .net_id = net.id, .ipv4 = ip, .net_flags = net.flags, .container_id = ifindex};
+  const moat_endpoint ep = {.net_id = net.id,
+                            .ipv4 = ip,
+                            .net_flags = net.flags,
+                            .container_id = ifindex,
+                            .stats_slot = stats_slot_of(ifindex)};
   if (bpf_map__update_elem(skel.maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, BPF_ANY))
     fail("endpoints update", errno);
 }
@@ -109,9 +148,14 @@ void add_host_addr(const endpoint_bpf& skel, in_addr_t addr) {
 }
 
 void add_uplink(const endpoint_bpf& skel, uint32_t ifindex, in_addr_t ipv4) {
-  const moat_uplink up = {.ipv4 = ipv4, .flags = 0};
+  const moat_uplink up = {.ipv4 = ipv4, .stats_slot = stats_slot_of(ifindex)};
   if (bpf_map__update_elem(skel.maps.uplinks, &ifindex, sizeof ifindex, &up, sizeof up, BPF_ANY))
     fail("uplinks update", errno);
+  if (ifindex < MOAT_UPLINK_SLOTS_IFINDEX &&
+      bpf_map__update_elem(skel.maps.uplink_slots, &ifindex, sizeof ifindex, &up.stats_slot,
+                           sizeof up.stats_slot, BPF_ANY))
+    fail("uplink_slots update", errno);
+  uplink_ifindexes().insert(ifindex);
 }
 
 void add_publish(const endpoint_bpf& skel, const Publish& p) {
@@ -291,36 +335,69 @@ std::ostream& operator<<(std::ostream& os, const Counters& c) {
   return os << "}";
 }
 
-Counters sum_stats(const bpf_map* stats, StatsKey key) {
-  const moat_stats_key k = {.ifindex = key.first, .dir = key.second};
+namespace {
+
+uint32_t stats_index(StatsKey key) { return moat_stats_index(stats_slot_of(key.first), key.second); }
+
+// The key a `stats` index stands for.
+StatsKey stats_key_of(uint32_t index) {
+  const uint32_t slot = index / 2, low = index & 1;
+  if (slot == 0) return unattributed(low);
+  for (const auto& [ifindex, s] : slots_by_ifindex())
+    if (s == slot) return {ifindex, low + (uplink_ifindexes().contains(ifindex) ? MOAT_DIR_UPLINK_IN : 0)};
+  fail("counts in slot " + std::to_string(slot) + ", which no interface was given", EINVAL);
+}
+
+Counters counters_of(const moat_stats& s) {
+  Counters c;
+  c.packets = s.packets;
+  c.bytes = s.bytes;
+  for (unsigned slot = 0; slot < c.drops.size(); slot++) c.drops[slot] = s.drops[slot];
+  return c;
+}
+
+// The per-CPU values of one `stats` entry.
+std::vector<moat_stats> per_cpu_stats(const bpf_map* stats, uint32_t index) {
   // A per-CPU map returns one value per possible CPU (each 8-byte aligned,
   // which moat_stats already is).
   static_assert(sizeof(moat_stats) % 8 == 0);
   std::vector<moat_stats> per_cpu(libbpf_num_possible_cpus());
-  Counters sum;
-  if (bpf_map__lookup_elem(stats, &k, sizeof k, per_cpu.data(), per_cpu.size() * sizeof(moat_stats),
-                           0)) {
-    if (errno == ENOENT) return sum;
+  if (bpf_map__lookup_elem(stats, &index, sizeof index, per_cpu.data(),
+                           per_cpu.size() * sizeof(moat_stats), 0))
     fail("stats lookup", errno);
-  }
-  for (const moat_stats& s : per_cpu) {
-    sum.packets += s.packets;
-    sum.bytes += s.bytes;
-    for (unsigned slot = 0; slot < sum.drops.size(); slot++) sum.drops[slot] += s.drops[slot];
-  }
-  return sum;
+  return per_cpu;
+}
+
+}  // namespace
+
+StatsKey unattributed(uint32_t dir) { return {0, dir & 1}; }
+
+Counters sum_stats(const bpf_map* stats, StatsKey key) {
+  return counters_of(sum_obs_stats(stats, key));
 }
 
 StatsSnapshot read_stats(const bpf_map* stats) {
+  // One batch read of the whole array: a count landing in any slot shows.
+  const size_t ncpu = libbpf_num_possible_cpus();
+  std::vector<uint32_t> keys(MOAT_STATS_ENTRIES);
+  std::vector<moat_stats> values(MOAT_STATS_ENTRIES * ncpu);
+  uint32_t out_batch = 0, count = MOAT_STATS_ENTRIES;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  if (bpf_map_lookup_batch(bpf_map__fd(stats), nullptr, &out_batch, keys.data(), values.data(),
+                           &count, &opts) &&
+      errno != ENOENT)
+    fail("stats batch lookup", errno);
   StatsSnapshot snap;
-  moat_stats_key key, next;
-  const moat_stats_key* prev = nullptr;
-  while (bpf_map__get_next_key(stats, prev, &next, sizeof next) == 0) {
-    snap[{next.ifindex, next.dir}] = sum_stats(stats, {next.ifindex, next.dir});
-    key = next;
-    prev = &key;
+  for (uint32_t i = 0; i < count; i++) {
+    Counters sum;
+    for (size_t cpu = 0; cpu < ncpu; cpu++) {
+      const Counters c = counters_of(values[i * ncpu + cpu]);
+      sum.packets += c.packets;
+      sum.bytes += c.bytes;
+      for (unsigned r = 0; r < sum.drops.size(); r++) sum.drops[r] += c.drops[r];
+    }
+    if (!sum.is_zero()) snap[stats_key_of(keys[i])] = sum;
   }
-  if (errno != ENOENT) fail("stats iteration", errno);
   return snap;
 }
 
@@ -340,15 +417,8 @@ StatsSnapshot stats_delta(const StatsSnapshot& before, const StatsSnapshot& afte
 }
 
 moat_stats sum_obs_stats(const bpf_map* stats, StatsKey key) {
-  const moat_stats_key k = {.ifindex = key.first, .dir = key.second};
-  std::vector<moat_stats> per_cpu(libbpf_num_possible_cpus());
   moat_stats sum = {};
-  if (bpf_map__lookup_elem(stats, &k, sizeof k, per_cpu.data(), per_cpu.size() * sizeof(moat_stats),
-                           0)) {
-    if (errno == ENOENT) return sum;
-    fail("stats lookup", errno);
-  }
-  for (const moat_stats& s : per_cpu) {
+  for (const moat_stats& s : per_cpu_stats(stats, stats_index(key))) {
     sum.packets += s.packets;
     sum.bytes += s.bytes;
     sum.new_flows += s.new_flows;

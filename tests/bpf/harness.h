@@ -34,6 +34,11 @@ namespace moat_test {
 inline constexpr const char* kDevices[] = {"moat-a", "moat-b", "moat-c", "moat-d",
                                            "moat-e", "moat-x", "moat-u", "moat-v"};
 
+// This one is created with ifindex kLargeIfindex, beyond `uplink_slots`.
+inline constexpr const char* kLargeIfindexDevice = "moat-v";
+inline constexpr uint32_t kLargeIfindex = MOAT_UPLINK_SLOTS_IFINDEX + 904;
+static_assert(kLargeIfindex >= MOAT_UPLINK_SLOTS_IFINDEX);
+
 // Creates kDevices in the current network namespace (main() unshares first).
 void create_devices();
 uint32_t ifindex_of(const char* device);
@@ -62,6 +67,9 @@ struct Network {
 // The network's subnet (SUBNET) and gateway /32 (GATEWAY) into `addrs`,
 // both carrying the network's flags.
 void add_network(const endpoint_bpf& skel, const Network& net);
+// The counter slot of interface `ifindex`: given on first use, for the whole
+// test run; 0 (nobody's) for an ifindex no device has.
+uint32_t stats_slot_of(uint32_t ifindex);
 // An attachment of `ip` to `net` on interface `ifindex` into `endpoints`.
 void add_endpoint(const endpoint_bpf& skel, uint32_t ifindex, const Network& net, in_addr_t ip);
 // Another host address (an uplink's): a /32 HOST entry in `addrs`.
@@ -145,6 +153,10 @@ std::string reason_name(unsigned slot);
 using StatsKey = std::pair<uint32_t, uint32_t>;  // {ifindex, enum moat_dir}
 using StatsSnapshot = std::map<StatsKey, Counters>;
 
+// Where packets of an interface that is no attachment are counted (slot 0):
+// {0, dir & 1}, ingress hooks and egress hooks.
+StatsKey unattributed(uint32_t dir);
+
 Counters sum_stats(const bpf_map* stats, StatsKey key);
 StatsSnapshot read_stats(const bpf_map* stats);
 // after - before, keeping only the keys whose counters moved.
@@ -153,7 +165,7 @@ StatsSnapshot stats_delta(const StatsSnapshot& before, const StatsSnapshot& afte
 // ---- observation (abi.h, "Observation") --------------------------------------
 
 // A `stats` value with every field (Counters leaves out new_flows and
-// drop_bytes), summed across CPUs; all zero when the key has no entry.
+// drop_bytes), summed across CPUs.
 moat_stats sum_obs_stats(const bpf_map* stats, StatsKey key);
 // Slot `key` of a per-CPU array of __u64 (`events_lost`, `rule_hits`),
 // summed across CPUs.

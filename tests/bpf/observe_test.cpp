@@ -967,20 +967,23 @@ TEST_F(Obs, FullRingBufferLosesEventsNotPackets) {
 // are printed too.
 //
 // The target is about 5% of the enforcement path's per-packet time.
-// It is NOT met (see the printed table and the report): "off" skips the
-// per-{ifindex, dir} counters as well, which moat counted before
-// observation existed, and their per-CPU hash lookup alone is ~10 ns of a
-// 70-110 ns path. The bounds asserted are about twice the medians measured
-// (pass paths 10-16%, drops over the event rate 30-35%, drops with an event
-// 80-105% on a loaded 2-CPU VM): they hold reliably and still catch a
-// regression such as events escaping the rate limit (which makes the
-// over-the-rate path cost as much as the with-event one).
+// Counters sit in a per-CPU array at a slot the endpoint entry (already
+// looked up) or, on uplinks, an inlined array lookup gives: medians measured
+// on this 2-CPU VM are +1-5% on the pass paths. The bound for them is about
+// twice that, tight enough to catch a per-packet hash lookup coming back
+// (that cost +9-15%). Drops are counted too, and a flood over the event
+// rate pays for the token bucket on the coarse clock (+10-14% of a short
+// path); a reported drop builds an event (+90-105%), at most
+// MOAT_EV_DROP_RATE times a second per CPU. Their bounds are about twice
+// their medians: they hold on a loaded VM and still catch events escaping
+// the rate limit (which makes the over-the-rate path cost as much as the
+// with-event one).
 constexpr int kRounds = 41;
 constexpr int kRepeat = 10000;
 constexpr int kEventRepeat = 4000;  // drops that each emit an event: fits the 1 MiB buffer
-constexpr double kTargetPct = 5.0;
-constexpr double kPassBoundPct = 30.0;
-constexpr double kDropOverRateBoundPct = 70.0;
+constexpr double kTargetPct = 5.0;  // for the pass paths
+constexpr double kPassBoundPct = 10.0;
+constexpr double kDropOverRateBoundPct = 30.0;
 constexpr double kDropEventBoundPct = 200.0;
 
 struct Path {
@@ -1105,7 +1108,7 @@ TEST(ObservationCost, PerPacketOverheadOnTheEnforcementPath) {
     const double min_pct = 100.0 * (double(p.on) - double(p.off)) / double(p.off);
     std::printf("[   INFO   ] %-54s %6u %6u %+7.1f%% %+9.1f%% %6.0f%%%s\n", p.what.c_str(), p.off,
                 p.on, min_pct, median[i], p.bound_pct,
-                median[i] > kTargetPct ? "  over the 5% target" : "");
+                p.action == TC_ACT_OK && median[i] > kTargetPct ? "  over the 5% target" : "");
   }
   for (size_t i = 0; i < paths.size(); i++) {
     SCOPED_TRACE(paths[i].what);

@@ -1,6 +1,7 @@
 // Compilation of a validated file into the map entries of abi.h, and the
 // isolation model the lab's expected matrix comes from.
 #include <arpa/inet.h>
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include "compile.h"
@@ -113,6 +114,57 @@ TEST(IsolationModel, MatchesDockerSemantics) {
   EXPECT_FALSE(isolation_allows(cfg, z, *x, x->networks[0]));
   EXPECT_FALSE(isolation_allows(cfg, q1, *q2, q2->networks[0]));  // icc off
   EXPECT_TRUE(isolation_allows(cfg, nullptr, *q2, q2->networks[0]));  // the host
+}
+
+// ---- counter slots ------------------------------------------------------------------
+
+TEST(StatsSlots, FirstApplyGivesLowestSlotsNeverZero) {
+  auto a = assign_stats_slots({{"v1", 5}, {"v2", 6}, {"up", 2}}, {});
+  ASSERT_TRUE(a) << a.error().message();
+  EXPECT_EQ(a->slot, (std::map<std::string, uint32_t>{{"v1", 1}, {"v2", 2}, {"up", 3}}));
+  EXPECT_EQ(a->fresh, (std::vector<uint32_t>{1, 2, 3}));
+  EXPECT_TRUE(a->freed.empty());
+}
+
+TEST(StatsSlots, KeptWhileNameAndIfindexStayNewOnesAvoidFreedSlots) {
+  const std::vector<SlotHolder> prev = {{"v1", 5, 1}, {"v2", 6, 2}, {"v3", 7, 3}};
+  // v1 stays; v2 re-created (new ifindex); v3 gone; v4 new.
+  auto a = assign_stats_slots({{"v1", 5}, {"v2", 9}, {"v4", 10}}, prev);
+  ASSERT_TRUE(a) << a.error().message();
+  EXPECT_EQ(a->slot.at("v1"), 1u);
+  // Slots 2 and 3 may still be counted into by the detaching interfaces.
+  EXPECT_EQ(a->slot.at("v2"), 4u);
+  EXPECT_EQ(a->slot.at("v4"), 5u);
+  EXPECT_EQ(a->fresh, (std::vector<uint32_t>{4, 5}));
+  std::vector<uint32_t> freed = a->freed;
+  std::sort(freed.begin(), freed.end());
+  EXPECT_EQ(freed, (std::vector<uint32_t>{2, 3}));
+  // The next apply may use them again.
+  auto b = assign_stats_slots({{"v1", 5}, {"v2", 9}, {"v4", 10}, {"v5", 11}},
+                              {{"v1", 5, 1}, {"v2", 9, 4}, {"v4", 10, 5}});
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->slot.at("v5"), 2u);
+  EXPECT_TRUE(b->freed.empty());
+}
+
+TEST(StatsSlots, BrokenOrMissingPreviousSlotsAreGivenAnew) {
+  // State from a moat without slots (0), a slot out of range, a duplicate.
+  auto a = assign_stats_slots({{"a", 1}, {"b", 2}, {"c", 3}},
+                              {{"a", 1, 0}, {"b", 2, MOAT_MAX_ATTACHMENTS}, {"c", 3, 7}, {"d", 4, 7}});
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->slot.at("c"), 7u);
+  EXPECT_EQ(a->slot.at("a"), 1u);
+  EXPECT_EQ(a->slot.at("b"), 2u);
+}
+
+TEST(StatsSlots, MoreAttachmentsThanSlotsFail) {
+  std::vector<std::pair<std::string, int>> want;
+  for (int i = 0; i < MOAT_MAX_ATTACHMENTS; ++i) want.emplace_back("v" + std::to_string(i), i + 1);
+  auto a = assign_stats_slots(want, {});
+  ASSERT_FALSE(a);
+  EXPECT_NE(a.error().message().find("counter slots"), std::string::npos) << a.error().message();
+  want.pop_back();
+  EXPECT_TRUE(assign_stats_slots(want, {}));
 }
 
 }  // namespace

@@ -137,15 +137,49 @@ Result<Plan> compile(const Config& cfg, const IdTable& previous) {
     return fail(cfg.source + ": " + std::to_string(plan.publish.size()) +
                 " published ports exceed the publish map's capacity of " +
                 std::to_string(MOAT_MAX_PUBLISH));
-  if (plan.endpoints.size() > MOAT_MAX_ENDPOINTS)
+  // Slot 0 of `stats` is nobody's, so one attachment fewer than the maps hold.
+  if (plan.endpoints.size() > MOAT_MAX_ATTACHMENTS - 1)
     return fail(cfg.source + ": " + std::to_string(plan.endpoints.size()) +
-                " container attachments exceed the endpoint map's capacity of " +
-                std::to_string(MOAT_MAX_ENDPOINTS));
+                " container attachments exceed moat's capacity of " +
+                std::to_string(MOAT_MAX_ATTACHMENTS - 1) + " attachments (uplinks included)");
   if (plan.addrs.size() > MOAT_MAX_ADDR_ENTRIES)
     return fail(cfg.source + ": " + std::to_string(cfg.networks.size()) +
                 " networks exceed the address map's capacity of " +
                 std::to_string(MOAT_MAX_ADDR_ENTRIES / 2) + " networks");
   return plan;
+}
+
+Result<SlotAssignment> assign_stats_slots(const std::vector<std::pair<std::string, int>>& wanted,
+                                          const std::vector<SlotHolder>& previous) {
+  SlotAssignment out;
+  std::set<uint32_t> taken{0};
+  std::map<std::string, const SlotHolder*> prev_by_name;
+  for (const auto& p : previous) {
+    if (p.slot == 0 || p.slot >= MOAT_MAX_ATTACHMENTS || taken.contains(p.slot)) continue;
+    taken.insert(p.slot);
+    prev_by_name[p.name] = &p;
+  }
+  std::set<uint32_t> kept;
+  for (const auto& [name, ifindex] : wanted)
+    if (auto it = prev_by_name.find(name); it != prev_by_name.end() && it->second->ifindex == ifindex) {
+      out.slot[name] = it->second->slot;
+      kept.insert(it->second->slot);
+    }
+  for (const auto& [name, p] : prev_by_name)
+    if (!kept.contains(p->slot)) out.freed.push_back(p->slot);
+  uint32_t next = 1;
+  for (const auto& [name, ifindex] : wanted) {
+    if (out.slot.contains(name)) continue;
+    while (next < MOAT_MAX_ATTACHMENTS && taken.contains(next)) ++next;
+    if (next >= MOAT_MAX_ATTACHMENTS)
+      return fail(std::to_string(wanted.size()) + " attachments (containers' interfaces and " +
+                  "uplinks) exceed moat's " + std::to_string(MOAT_MAX_ATTACHMENTS - 1) +
+                  " counter slots");
+    out.slot[name] = next;
+    out.fresh.push_back(next);
+    taken.insert(next);
+  }
+  return out;
 }
 
 bool isolation_allows(const Config& cfg, const Container* src, const Container& dst,

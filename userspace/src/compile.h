@@ -54,6 +54,26 @@ struct Plan {
 // place in the file.
 Result<Plan> compile(const Config& cfg, const IdTable& previous);
 
+// Counter slots in `stats` (abi.h) for the attachments of one apply.
+struct SlotHolder {
+  std::string name;  // interface
+  int ifindex = 0;
+  uint32_t slot = 0;
+};
+struct SlotAssignment {
+  std::map<std::string, uint32_t> slot;  // by interface name
+  std::vector<uint32_t> fresh;           // given anew: zero before use
+  std::vector<uint32_t> freed;           // no longer held: zero once detached
+};
+// An interface keeps its slot while its name and ifindex stay (its counters
+// go on; a re-created interface starts from zero, like its kernel counters).
+// New ones get the lowest slots that neither a kept nor a freed slot uses,
+// so packets still in flight on a detaching interface never land in a
+// fresh attachment's counters. Slot 0 is never given. Fails when
+// MOAT_MAX_ATTACHMENTS - 1 slots would not do.
+Result<SlotAssignment> assign_stats_slots(const std::vector<std::pair<std::string, int>>& wanted,
+                                          const std::vector<SlotHolder>& previous);
+
 // Whether bridge isolation lets `src` reach `dst` at the address of `dst`'s
 // attachment `dst_att`: the model the BPF programs implement, used by the
 // lab's probe to print the expected matrix. `src` == nullptr means the host.

@@ -505,11 +505,11 @@ std::set<uint32_t> pinned_prog_ids(const std::string& instance) {
 
 // ---- per-CPU counters -------------------------------------------------------------
 
-Result<moat_stats> read_stats(const bpf_map* m, uint32_t ifindex, uint32_t dir) {
+Result<moat_stats> read_stats(const bpf_map* m, uint32_t slot, uint32_t dir) {
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return fail_errno("count possible CPUs", ncpu);
   std::vector<moat_stats> per_cpu(static_cast<size_t>(ncpu));
-  moat_stats_key key{ifindex, dir};
+  uint32_t key = moat_stats_index(slot, dir);
   moat_stats sum{};
   if (bpf_map__lookup_elem(m, &key, sizeof(key), per_cpu.data(), per_cpu.size() * sizeof(moat_stats),
                            0) != 0)
@@ -520,6 +520,31 @@ Result<moat_stats> read_stats(const bpf_map* m, uint32_t ifindex, uint32_t dir) 
     for (int i = 0; i < MOAT_NR_DROP_SLOTS; ++i) sum.drops[i] += s.drops[i];
   }
   return sum;
+}
+
+// Both directions of `slot` back to zero, on every CPU.
+Result<void> zero_stats_slot(const bpf_map* m, uint32_t slot) {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return fail_errno("count possible CPUs", ncpu);
+  std::vector<moat_stats> zeros(static_cast<size_t>(ncpu));
+  for (uint32_t dir : {0u, 1u}) {
+    uint32_t key = moat_stats_index(slot, dir);
+    if (int rc = bpf_map__update_elem(m, &key, sizeof(key), zeros.data(),
+                                      zeros.size() * sizeof(moat_stats), BPF_ANY);
+        rc != 0)
+      return fail_errno("reset counter slot " + std::to_string(slot), rc);
+  }
+  return {};
+}
+
+// An uplink's counter slot where the programs look first (0: none); an
+// ifindex beyond that array is found through `uplinks` alone.
+Result<void> set_uplink_slot(const bpf_map* m, int ifindex, uint32_t slot) {
+  if (ifindex <= 0 || ifindex >= MOAT_UPLINK_SLOTS_IFINDEX) return {};
+  uint32_t key = static_cast<uint32_t>(ifindex);
+  if (int rc = bpf_map__update_elem(m, &key, sizeof(key), &slot, sizeof(slot), BPF_ANY); rc != 0)
+    return fail_errno("set the counter slot of uplink ifindex " + std::to_string(ifindex), rc);
+  return {};
 }
 
 json stats_json(const moat_stats& s) {
@@ -690,7 +715,6 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                       "\": interface " + e.interface + " does not exist in this network namespace",
                   errno);
     ifindex_of[e.interface] = static_cast<int>(idx);
-    want_eps.emplace(key_bytes(static_cast<uint32_t>(idx)), e.value);
   }
   std::map<std::vector<uint8_t>, moat_addr_info> want_addrs;
   for (const auto& a : plan->addrs) want_addrs.emplace(key_bytes(a.key), a.value);
@@ -711,11 +735,29 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                   " has no IPv4 address to publish on and masquerade behind");
     u.ipv4 = *ip;
     uplinks.push_back(u);
-    want_uplinks.emplace(key_bytes(static_cast<uint32_t>(u.ifindex)), moat_uplink{u.ipv4, 0});
     // Published ports are reachable at the uplink's address: a host address.
     moat_lpm_v4_key k{32, u.ipv4};
     want_addrs[key_bytes(k)] = moat_addr_info{0, MOAT_ADDR_HOST, 0};
   }
+
+  // Counter slots: what the programs index `stats` with.
+  std::vector<std::pair<std::string, int>> slot_wanted;
+  for (const auto& e : plan->endpoints) slot_wanted.emplace_back(e.interface, ifindex_of.at(e.interface));
+  for (const auto& u : uplinks) slot_wanted.emplace_back(u.name, u.ifindex);
+  std::vector<SlotHolder> slot_prev;
+  for (const char* list : {"interfaces", "uplinks"})
+    for (const auto& r : st->value(list, json::array()))
+      slot_prev.push_back({r.value("name", ""), r.value("ifindex", 0), r.value("stats_slot", 0u)});
+  auto slots = assign_stats_slots(slot_wanted, slot_prev);
+  if (!slots) return fail(cfg.source + ": " + slots.error().message());
+  for (const auto& e : plan->endpoints) {
+    moat_endpoint v = e.value;
+    v.stats_slot = slots->slot.at(e.interface);
+    want_eps.emplace(key_bytes(static_cast<uint32_t>(ifindex_of.at(e.interface))), v);
+  }
+  for (const auto& u : uplinks)
+    want_uplinks.emplace(key_bytes(static_cast<uint32_t>(u.ifindex)),
+                         moat_uplink{u.ipv4, slots->slot.at(u.name)});
   if (!plan->publish.empty() && uplinks.empty() && !cfg.containers.empty())
     std::fprintf(stderr,
                  "moat: note: %s has published ports but no host.uplinks; they are reachable from "
@@ -783,6 +825,13 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
 
   // New addresses and endpoints first, attachments next, removals last: a
   // packet never meets a program whose entries are not there yet.
+  if (!dry_run) {
+    for (uint32_t slot : slots->fresh)
+      if (auto r = zero_stats_slot(maps.stats, slot); !r) return std::unexpected(r.error());
+    for (const auto& u : uplinks)
+      if (auto r = set_uplink_slot(maps.uplink_slots, u.ifindex, slots->slot.at(u.name)); !r)
+        return std::unexpected(r.error());
+  }
   int uplinks_added = 0, uplinks_updated = 0, uplinks_removed = 0;
   if (auto r = upsert<moat_lpm_v4_key>(maps.addrs, *have_addrs, want_addrs, &rep.addrs_added,
                                        &rep.addrs_updated, dry_run);
@@ -832,8 +881,11 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
   for (const auto& e : plan->endpoints)
     ep_rows.emplace_back(e.interface, ifindex_of.at(e.interface),
                          json{{"container", e.container}, {"network", e.network},
-                              {"ip", ip_str(e.value.ipv4)}});
-  for (const auto& u : uplinks) up_rows.emplace_back(u.name, u.ifindex, json{{"ip", ip_str(u.ipv4)}});
+                              {"ip", ip_str(e.value.ipv4)},
+                              {"stats_slot", slots->slot.at(e.interface)}});
+  for (const auto& u : uplinks)
+    up_rows.emplace_back(u.name, u.ifindex,
+                         json{{"ip", ip_str(u.ipv4)}, {"stats_slot", slots->slot.at(u.name)}});
   auto ifaces = attach_all(ep_rows, old_ifaces, *progs, dry_run, &rep.attached);
   if (!ifaces) return std::unexpected(ifaces.error());
   auto up_state = attach_all(up_rows, old_uplinks, *uprogs, dry_run, &rep.attached);
@@ -856,11 +908,17 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
       if (dry_run) continue;
       if (auto r = detach(name, row.value("qdisc_created", false), ours); !r)
         return std::unexpected(r.error());
-      for (uint32_t dir = 0; dir < MOAT_DIR_MAX; ++dir) {
-        moat_stats_key k{row.value("ifindex", 0u), dir};
-        bpf_map__delete_elem(maps.stats, &k, sizeof(k), 0);
-      }
     }
+  }
+  if (!dry_run) {
+    // Uplinks gone or re-created under another ifindex stop naming a slot.
+    std::set<int> uplink_now;
+    for (const auto& u : uplinks) uplink_now.insert(u.ifindex);
+    for (const auto& [name, row] : old_uplinks)
+      if (int idx = row.value("ifindex", 0); !uplink_now.contains(idx))
+        if (auto r = set_uplink_slot(maps.uplink_slots, idx, 0); !r) return std::unexpected(r.error());
+    for (uint32_t slot : slots->freed)
+      if (auto r = zero_stats_slot(maps.stats, slot); !r) return std::unexpected(r.error());
   }
   if (auto r = remove_stale(maps.endpoints, *have_eps, want_eps, &rep.endpoints_removed, dry_run); !r)
     return std::unexpected(r.error());
@@ -953,7 +1011,7 @@ Result<json> status(const std::string& instance) {
     json counters;
     for (auto [dir, name] : {std::pair{MOAT_DIR_FROM_CONTAINER, "from_container"},
                              std::pair{MOAT_DIR_TO_CONTAINER, "to_container"}}) {
-      auto s = read_stats(maps.stats, idx, dir);
+      auto s = read_stats(maps.stats, row.value("stats_slot", 0u), dir);
       if (!s) return std::unexpected(s.error());
       counters[name] = stats_json(*s);
     }
@@ -973,7 +1031,7 @@ Result<json> status(const std::string& instance) {
     json counters;
     for (auto [dir, name] : {std::pair{MOAT_DIR_UPLINK_IN, "from_world"},
                              std::pair{MOAT_DIR_UPLINK_OUT, "to_world"}}) {
-      auto s = read_stats(maps.stats, idx, dir);
+      auto s = read_stats(maps.stats, row.value("stats_slot", 0u), dir);
       if (!s) return std::unexpected(s.error());
       counters[name] = stats_json(*s);
     }

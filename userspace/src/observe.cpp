@@ -42,7 +42,7 @@ Names names_from_state(const std::string& instance, const json& st) {
   n.instance = instance;
   for (const auto& i : st.value("interfaces", json::array())) {
     Iface f{i.value("name", ""), false, i.value("container", ""), i.value("network", ""),
-            i.value("ip", "")};
+            i.value("ip", ""), i.value("stats_slot", 0u)};
     n.ifaces[i.value("ifindex", 0u)] = f;
     if (!f.ip.empty()) n.addrs[f.ip] = {f.container, f.network};
   }
@@ -50,7 +50,7 @@ Names names_from_state(const std::string& instance, const json& st) {
     if (auto gw = net.value("gateway", std::string()); !gw.empty())
       n.addrs.emplace(gw, AddrName{"host", net.value("name", "")});
   for (const auto& u : st.value("uplinks", json::array())) {
-    Iface f{u.value("name", ""), true, "", "", u.value("ip", "")};
+    Iface f{u.value("name", ""), true, "", "", u.value("ip", ""), u.value("stats_slot", 0u)};
     n.ifaces[u.value("ifindex", 0u)] = f;
     if (!f.ip.empty()) n.addrs.emplace(f.ip, AddrName{"host", f.name});
   }
@@ -110,9 +110,9 @@ int ncpus() {
   return n > 0 ? n : 1;
 }
 
-Counters read_counters(const bpf_map* m, uint32_t ifindex, uint32_t dir) {
+Counters read_counters(const bpf_map* m, uint32_t slot, uint32_t dir) {
   std::vector<moat_stats> per_cpu(static_cast<size_t>(ncpus()));
-  moat_stats_key key{ifindex, dir};
+  uint32_t key = moat_stats_index(slot, dir);
   Counters c;
   if (bpf_map__lookup_elem(m, &key, sizeof(key), per_cpu.data(),
                            per_cpu.size() * sizeof(moat_stats), 0) != 0)
@@ -165,8 +165,12 @@ Result<Snapshot> read_snapshot(const Names& names) {
         a.labels = it->second.labels;
       }
       uint32_t d0 = f.uplink ? MOAT_DIR_UPLINK_IN : MOAT_DIR_FROM_CONTAINER;
-      a.dir[0] = read_counters(maps.stats, idx, d0);
-      a.dir[1] = read_counters(maps.stats, idx, d0 + 1);
+      // Slot 0 is what no attachment claims: an attachment without a slot
+      // of its own (state written by an older moat) shows nothing counted.
+      if (f.stats_slot != 0) {
+        a.dir[0] = read_counters(maps.stats, f.stats_slot, d0);
+        a.dir[1] = read_counters(maps.stats, f.stats_slot, d0 + 1);
+      }
       if (!f.uplink) by_ip[f.ip] = s.attachments.size();
       s.attachments.push_back(std::move(a));
     }
@@ -175,6 +179,8 @@ Result<Snapshot> read_snapshot(const Names& names) {
     s.rules.push_back({id, names.rules[id], read_u64_sum(maps.rule_hits, id)});
   s.lost_full = read_u64_sum(maps.events_lost, MOAT_EV_LOST_FULL);
   s.lost_rate = read_u64_sum(maps.events_lost, MOAT_EV_LOST_RATE);
+  s.unattributed[0] = read_counters(maps.stats, 0, MOAT_DIR_FROM_CONTAINER);
+  s.unattributed[1] = read_counters(maps.stats, 0, MOAT_DIR_TO_CONTAINER);
 
   // Live flows: each counted once per attachment it touches.
   int fd = bpf_map__fd(maps.ct);
@@ -260,6 +266,9 @@ json snapshot_json(const Snapshot& s) {
           {"attachments", atts},
           {"uplinks", ups},
           {"policy_rules", rules},
+          {"unattributed",
+           {{"ingress", counters_json(s.unattributed[0])},
+            {"egress", counters_json(s.unattributed[1])}}},
           {"events_lost", {{"buffer_full", s.lost_full}, {"rate_limited", s.lost_rate}}}};
 }
 
@@ -285,6 +294,13 @@ std::string snapshot_text(const Snapshot& s) {
   };
   for (const auto& a : s.attachments)
     for (int d = 0; d < 2; ++d) row(a, d);
+  for (int d = 0; d < 2; ++d) {
+    const Counters& c = s.unattributed[d];
+    if (c.packets || c.drops_total())
+      o << "\nnot an attachment of this configuration (" << (d ? "egress" : "ingress")
+        << "): " << c.packets << " passed, " << c.drops_total() << " dropped  " << drops_text(c)
+        << "\n";
+  }
   o << "\npolicy rule hits (flows each rule decided):\n";
   if (s.rules.empty()) o << "  no policy rules\n";
   for (const auto& r : s.rules)

@@ -37,6 +37,7 @@ struct Iface {
   std::string name;
   bool uplink = false;
   std::string container, network, ip;  // container/network empty for uplinks
+  uint32_t stats_slot = 0;             // its counters in `stats`; 0: not known
 };
 
 struct AddrName {
@@ -98,6 +99,10 @@ struct Snapshot {
   std::vector<AttachmentStats> attachments;  // containers first, then uplinks
   std::vector<RuleHits> rules;
   uint64_t lost_full = 0, lost_rate = 0;
+  // Packets on an interface running moat's programs without an attachment
+  // of this configuration (dropped as unknown-endpoint): [0] ingress hooks,
+  // [1] egress hooks.
+  Counters unattributed[2];
 };
 
 // Sums the per-CPU maps of a live instance (root). Active connections: live
