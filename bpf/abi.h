@@ -215,6 +215,18 @@ struct moat_ct_key {
 	__u8 pad[3];
 };
 
+/*
+ * The context of program `ct_reap` (reap.bpf.c, BPF_PROG_TEST_RUN): one ct
+ * key in; reaped out, 1 when its flow had expired and was ended (its
+ * entries deleted, its flow-end event emitted), 0 when it lives on or was
+ * gone already.
+ */
+struct moat_ct_reap_args {
+	struct moat_ct_key key;
+	__u32 reaped;
+	__u32 pad;
+};
+
 enum moat_ct_kind {
 	MOAT_CT_DNAT = 1, /* client -> published port, rewritten to the container */
 	MOAT_CT_DNAT_REPLY = 2, /* container -> client, rewritten back */

@@ -19,6 +19,7 @@
 
 #include "endpoint.skel.h"
 #include "uplink.skel.h"
+#include "reap.skel.h"
 
 extern char** environ;
 
@@ -75,18 +76,44 @@ Skeleton load_skeleton() {
   return Skeleton(skel, endpoint_bpf__destroy);
 }
 
-UplinkSkeleton load_uplink_skeleton(const endpoint_bpf& shared) {
-  UplinkSkeleton skel(uplink_bpf__open(), uplink_bpf__destroy);
-  if (!skel) fail("opening uplink.bpf.o", errno);
+namespace {
+
+// Points every map of `obj` that `shared` also has at `shared`'s map.
+void reuse_maps(bpf_object* obj, const endpoint_bpf& shared) {
   bpf_map* m;
-  bpf_object__for_each_map(m, skel->obj) {
+  bpf_object__for_each_map(m, obj) {
     const bpf_map* theirs = bpf_object__find_map_by_name(shared.obj, bpf_map__name(m));
-    if (!theirs) continue;  // a map only the uplink object has (none today)
+    if (!theirs) continue;  // a map only this object has (none today)
     if (int rc = bpf_map__reuse_fd(m, bpf_map__fd(theirs)))
       fail(std::string("reusing map ") + bpf_map__name(m), -rc);
   }
+}
+
+}  // namespace
+
+UplinkSkeleton load_uplink_skeleton(const endpoint_bpf& shared) {
+  UplinkSkeleton skel(uplink_bpf__open(), uplink_bpf__destroy);
+  if (!skel) fail("opening uplink.bpf.o", errno);
+  reuse_maps(skel->obj, shared);
   if (int rc = uplink_bpf__load(skel.get())) fail("loading uplink.bpf.o", -rc);
   return skel;
+}
+
+ReapSkeleton load_reap_skeleton(const endpoint_bpf& shared) {
+  ReapSkeleton skel(reap_bpf__open(), reap_bpf__destroy);
+  if (!skel) fail("opening reap.bpf.o", errno);
+  reuse_maps(skel->obj, shared);
+  if (int rc = reap_bpf__load(skel.get())) fail("loading reap.bpf.o", -rc);
+  return skel;
+}
+
+uint32_t reap(const reap_bpf& skel, const moat_ct_key& key) {
+  moat_ct_reap_args args = {.key = key, .reaped = 7, .pad = 0};
+  // A syscall program's context is written back into ctx_in (ctx_out is refused).
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof args);
+  if (int rc = bpf_prog_test_run_opts(bpf_program__fd(skel.progs.ct_reap), &opts))
+    fail("running ct_reap", -rc);
+  return args.reaped;
 }
 
 void add_network(const endpoint_bpf& skel, const Network& net) {

@@ -24,7 +24,8 @@
 #include "packet.h"
 
 struct endpoint_bpf;  // the skeletons, from endpoint.skel.h
-struct uplink_bpf;    // and uplink.skel.h
+struct uplink_bpf;    // uplink.skel.h
+struct reap_bpf;      // and reap.skel.h
 
 namespace moat_test {
 
@@ -53,6 +54,11 @@ Skeleton load_skeleton();
 // inspect the maps through either skeleton.
 using UplinkSkeleton = std::unique_ptr<uplink_bpf, void (*)(uplink_bpf*)>;
 UplinkSkeleton load_uplink_skeleton(const endpoint_bpf& shared);
+// The same for reap.bpf.o, and one run of its ct_reap on `key`: its
+// `reaped` (1: the flow had expired and was ended).
+using ReapSkeleton = std::unique_ptr<reap_bpf, void (*)(reap_bpf*)>;
+ReapSkeleton load_reap_skeleton(const endpoint_bpf& shared);
+uint32_t reap(const reap_bpf& skel, const moat_ct_key& key);
 
 // ---- map seeding, in the layout userspace writes -----------------------------
 

@@ -195,11 +195,13 @@ class PinnedCpu {
 struct Plane {
   Skeleton ep{nullptr, nullptr};
   UplinkSkeleton up{nullptr, nullptr};
+  ReapSkeleton rp{nullptr, nullptr};
   std::map<std::string, uint32_t> ifindex;
 
   Plane() {
     ep = load_skeleton();
     up = load_uplink_skeleton(*ep);
+    rp = load_reap_skeleton(*ep);
     add_network(*ep, kNet1);
     add_network(*ep, kNet2);
     for (auto [dev, net, ip] : {std::tuple{kDevA, &kNet1, A}, std::tuple{kDevB, &kNet1, B},
@@ -262,6 +264,14 @@ class Obs : public ::testing::Test {
     EXPECT_EQ(r.err, 0) << "BPF_PROG_TEST_RUN refused the frame: " << std::strerror(r.err);
     EXPECT_EQ(r.retval, action);
     return r.out;
+  }
+
+  // One run of ct_reap on `key` (reap.bpf.c).
+  uint32_t reap_flow(const moat_ct_key& key) {
+    const uint64_t t0 = monotonic_ns();
+    const uint32_t reaped = reap(*dp_->rp, key);
+    last_run_ = {t0, monotonic_ns()};
+    return reaped;
   }
 
   moat_stats stats(const char* dev, moat_dir dir) const {
@@ -788,6 +798,57 @@ TEST_F(Obs, ExpiredFlowEndsAtItsNextLookup) {
                          .bytes = pack2.size(), .reply_packets = 0, .reply_bytes = 0});
   for (size_t i = 1; i < got2.size(); i++)
     EXPECT_NE(got2[i].type, uint32_t(MOAT_EV_FLOW_END)) << got2[i];
+}
+
+// A flow that simply stops is never met by a packet again: the readers sweep
+// it through ct_reap, which ends it exactly as a packet would.
+TEST_F(Obs, StoppedFlowsAreEndedByTheReaper) {
+  dp_->with_policy();
+  const uint64_t past = monotonic_ns() - kSec;
+  const moat_ct_key k = tcp_key(A, 40000, B, 80);
+  const Bytes syn = tcp4(A, 40000, B, 80, kSyn);
+  const Bytes synack = tcp4(B, 80, A, 40000, kSyn | kAck, 8);
+  go(Hook::FromContainer, kDevA, syn, OK);
+  go(Hook::ToContainer, kDevA, synack, OK);
+  ASSERT_EQ(events().size(), 1u);
+
+  EXPECT_EQ(reap_flow(k), 0u) << "a live flow";
+  expect_none("reaping a live flow");
+  EXPECT_TRUE(ct_get(ep(), k).has_value());
+
+  edit_ct(k, [&](moat_ct_entry& e) { e.expires_ns = past; });
+  EXPECT_EQ(reap_flow(k), 1u);
+  expect_one({.type = MOAT_EV_FLOW_END, .dev = kDevA, .dir = MOAT_DIR_FROM_CONTAINER,
+              .kind = MOAT_CT_TRACK, .tcp_state = MOAT_TCP_ESTABLISHED, .rule = kRuleAllowHttp,
+              .tuple = k, .xlated = k, .packets = 1, .bytes = syn.size(), .reply_packets = 1,
+              .reply_bytes = synack.size()});
+  EXPECT_FALSE(ct_get(ep(), k).has_value());
+  EXPECT_EQ(reap_flow(k), 0u) << "gone already";
+  expect_none("reaping a flow that is gone");
+
+  // Published: one idle direction is no end; both idle, reaped from either
+  // key, it is told once, by its original tuple, and both entries go.
+  const moat_ct_key orig = tcp_key(CLIENT, 40000, HOST, 8080);
+  const moat_ct_key reply = tcp_key(A, 80, CLIENT, 40000);
+  const Bytes psyn = tcp4(CLIENT, 40000, HOST, 8080, kSyn);
+  const Bytes psynack = tcp4(A, 80, CLIENT, 40000, kSyn | kAck, 5);
+  go(Hook::UplinkIn, kUplink, psyn, OK);
+  go(Hook::UplinkOut, kUplink, psynack, OK);
+  ASSERT_EQ(events().size(), 1u);
+  edit_ct(orig, [&](moat_ct_entry& e) { e.expires_ns = past; });
+  EXPECT_EQ(reap_flow(orig), 0u) << "the reply direction is live";
+  expect_none("one idle direction");
+  edit_ct(orig, [&](moat_ct_entry& e) { e.expires_ns = past; });
+  edit_ct(reply, [&](moat_ct_entry& e) { e.expires_ns = past; });
+  EXPECT_EQ(reap_flow(reply), 1u);
+  expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_UPLINK_IN,
+              .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_ESTABLISHED, .rule = kRulePublished,
+              .tuple = orig, .xlated = tcp_key(CLIENT, 40000, A, 80), .packets = 1,
+              .bytes = psyn.size(), .reply_packets = 1, .reply_bytes = psynack.size()});
+  EXPECT_FALSE(ct_get(ep(), orig).has_value());
+  EXPECT_FALSE(ct_get(ep(), reply).has_value());
+  EXPECT_EQ(reap_flow(orig), 0u);
+  expect_none("the partner of a reaped flow");
 }
 
 TEST_F(Obs, FlowUpdateAtMostEveryReportInterval) {

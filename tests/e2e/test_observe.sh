@@ -543,6 +543,42 @@ check "stats: the header has a DROP REASONS column" grep -q 'DROPS .*DROP REASON
 check "stats: rule hits name the policies; lost events reported" \
   bash -c 'grep -q "datenbank-from-rechnung\|sicherheit-not-from-rechnung" "$1" && grep -Eq "flow events lost: [0-9]+ .*[1-9][0-9]* \(drop events over the rate limit\)" "$1"' _ "$TMP/stats.txt"
 
+# The sweep on a live lab (whether anything expired by now depends on the
+# timing of the probes above). That an expired flow is ended with its event
+# is BPF_PROG_TEST_RUN's to show (Obs.StoppedFlowsAreEndedByTheReaper).
+gc=$("$MOAT" ct gc --lab "$L" --json)
+check "ct gc loads the reaper and reports flows_ended ($gc)" \
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["flows_ended"] >= 0' "$gc"
+# A flow that simply stops: one ping to the internet server (masqueraded,
+# so tracked), then nothing. `moat flows --follow` sweeps it once its ICMP
+# timeout has passed and shows its end, with the counts of both directions.
+ICMP_TIMEOUT=$(awk '$2 == "MOAT_CT_TIMEOUT_ICMP" { print $3 }' "$REPO/bpf/abi.h")
+"$MOAT" flows --lab "$L" --json >/dev/null 2>&1   # drain what is queued
+timeout $((ICMP_TIMEOUT + 25)) "$MOAT" flows --lab "$L" --follow --json --container rechnung \
+  >"$TMP/sweep.json" 2>"$TMP/sweep.err" &
+SWEEP=$!
+"$MOAT" lab exec --lab "$L" rechnung -- ping -c1 -W3 198.19.0.1 >/dev/null 2>&1
+check "a ping from rechnung to the internet server is answered" [ $? -eq 0 ]
+ended_icmp() {
+  python3 - "$TMP/sweep.json" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e.get("type") == "flow_end" and e.get("protocol") == "icmp" \
+            and e.get("packets") == 1 and e.get("reply_packets") == 1:
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+for i in $(seq $(( (ICMP_TIMEOUT + 20) * 2 ))); do ended_icmp && break; sleep 0.5; done
+check "flows --follow shows the stopped ping's end after its ${ICMP_TIMEOUT}s timeout, 1 packet each way" ended_icmp
+[ -s "$TMP/sweep.err" ] && sed 's/^/    flows: /' "$TMP/sweep.err"
+kill "$SWEEP" 2>/dev/null; wait "$SWEEP" 2>/dev/null
+
+"$MOAT" ct gc --lab nosuchlab$$ >/dev/null 2>&1
+check "ct gc of a missing lab fails and creates nothing" \
+  [ $? -ne 0 ] && [ ! -e /sys/fs/bpf/moat/lab-nosuchlab$$ ]
+
 for p in "${SERVERS[@]}"; do stop_server "$p"; done
 SERVERS=()
 down_and_finish "$L"

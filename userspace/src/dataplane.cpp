@@ -31,6 +31,7 @@
 #include "policy.h"
 #include "sockhooks.h"
 #include "uplink.skel.h"
+#include "reap.skel.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -61,6 +62,12 @@ struct SkelOps<uplink_bpf> {
   static uplink_bpf* open() { return uplink_bpf__open(); }
   static int load(uplink_bpf* s) { return uplink_bpf__load(s); }
   static void destroy(uplink_bpf* s) { uplink_bpf__destroy(s); }
+};
+template <>
+struct SkelOps<reap_bpf> {
+  static reap_bpf* open() { return reap_bpf__open(); }
+  static int load(reap_bpf* s) { return reap_bpf__load(s); }
+  static void destroy(reap_bpf* s) { reap_bpf__destroy(s); }
 };
 template <class S>
 struct SkelDeleter {
@@ -1200,23 +1207,46 @@ Result<json> ct_entries(const std::string& instance) {
   return out;
 }
 
-Result<int> ct_gc(const std::string& instance) {
-  auto skel = open_pinned_maps(instance);
+struct CtReaper::Impl {
+  SkelPtr<reap_bpf> skel;
+};
+
+CtReaper::CtReaper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CtReaper::CtReaper(CtReaper&&) noexcept = default;
+CtReaper& CtReaper::operator=(CtReaper&&) noexcept = default;
+CtReaper::~CtReaper() = default;
+
+Result<CtReaper> CtReaper::open(const std::string& instance) {
+  // load_skeleton would create and pin maps for an instance that is not there.
+  if (!fs::exists(pin_dir(instance))) return fail("no moat instance \"" + instance + "\"");
+  auto skel = load_skeleton<reap_bpf>(instance);
   if (!skel) return std::unexpected(skel.error());
-  auto all = dump_map<moat_ct_key, moat_ct_entry>((*skel)->maps.ct);
+  return CtReaper(std::make_unique<Impl>(Impl{std::move(*skel)}));
+}
+
+Result<int> CtReaper::sweep() {
+  auto all = dump_map<moat_ct_key, moat_ct_entry>(impl_->skel->maps.ct);
   if (!all) return std::unexpected(all.error());
   uint64_t now = monotonic_ns();
-  int removed = 0;
+  int prog = bpf_program__fd(impl_->skel->progs.ct_reap);
+  int ended = 0;
   for (const auto& [kb, e] : *all) {
     if (e.expires_ns >= now) continue;
-    // An idle direction lives on while its partner is busy (as in BPF).
-    moat_ct_key partner{e.xlated.daddr, e.xlated.saddr, e.xlated.dport, e.xlated.sport,
-                        e.xlated.proto, {}};
-    auto it = all->find(key_bytes(partner));
-    if (it != all->end() && it->second.expires_ns >= now) continue;
-    if (bpf_map__delete_elem((*skel)->maps.ct, kb.data(), kb.size(), 0) == 0) ++removed;
+    // The program decides (partner alive, already ended with its partner).
+    moat_ct_reap_args args{};
+    std::memcpy(&args.key, kb.data(), sizeof(args.key));
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof(args));
+    if (int rc = bpf_prog_test_run_opts(prog, &opts); rc != 0)
+      return fail_errno("run ct_reap", rc);
+    ended += static_cast<int>(args.reaped);
   }
-  return removed;
+  return ended;
+}
+
+Result<int> ct_gc(const std::string& instance) {
+  auto reaper = CtReaper::open(instance);
+  if (!reaper) return std::unexpected(reaper.error());
+  return reaper->sweep();
 }
 
 Result<PinnedMaps> open_pinned(const std::string& instance) {

@@ -60,8 +60,25 @@ Result<void> down(const std::string& instance);
 // Live connection-tracking entries (two per translated flow), as JSON rows.
 Result<nlohmann::json> ct_entries(const std::string& instance);
 
-// Deletes expired entries (the BPF side deletes them lazily when it meets
-// them; this sweeps the ones it never meets again). Returns how many.
+// Ends the flows whose entries expired and that no packet met since (the
+// programs end a flow lazily, when a packet meets it): through reap.bpf.c,
+// so each gets its flow-end event like any other. Readers of the events
+// keep one open and sweep now and then; `moat ct gc` sweeps once.
+class CtReaper {
+ public:
+  static Result<CtReaper> open(const std::string& instance);
+  Result<int> sweep();  // flows ended
+  CtReaper(CtReaper&&) noexcept;
+  CtReaper& operator=(CtReaper&&) noexcept;
+  ~CtReaper();
+
+ private:
+  struct Impl;
+  explicit CtReaper(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// One sweep of a CtReaper. Returns how many flows it ended.
 Result<int> ct_gc(const std::string& instance);
 
 // The verdict of the loaded policy generation on a new flow, computed with

@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <optional>
 #include <thread>
 #include <algorithm>
 #include <filesystem>
@@ -676,6 +677,37 @@ bool stop_requested(int ms) {
   return sigtimedwait(&s, nullptr, &ts) > 0;
 }
 
+// Ends stopped flows now and then (moat::CtReaper), so that their flow-end
+// events come while someone reads them. Without it they still end, silently,
+// when the LRU evicts them or a packet meets them.
+class Sweeper {
+ public:
+  explicit Sweeper(const std::string& instance) {
+    auto r = moat::CtReaper::open(instance);
+    if (r)
+      reaper_.emplace(std::move(*r));
+    else
+      warn(r.error().message());
+  }
+  void maybe_sweep() {
+    auto now = std::chrono::steady_clock::now();
+    if (!reaper_ || now - last_ < std::chrono::seconds(2)) return;
+    last_ = now;
+    if (auto n = reaper_->sweep(); !n) {
+      warn(n.error().message());
+      reaper_.reset();
+    }
+  }
+
+ private:
+  static void warn(const std::string& why) {
+    std::cerr << "moat: warning: expired flows will not be swept (" << why
+              << "); their flow-end events come only when a packet meets them\n";
+  }
+  std::optional<moat::CtReaper> reaper_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
 struct FlowReader {
   moat::obs::Names names;
   moat::obs::FlowFilter filter;
@@ -725,8 +757,10 @@ int run_flows(const std::string& instance, const moat::obs::FlowFilter& filter, 
     return 0;
   }
   block_stop_signals();
+  Sweeper sweeper(instance);
   auto last_names = std::chrono::steady_clock::now();
   while (true) {
+    sweeper.maybe_sweep();
     int n = ring_buffer__poll(rb, 200);
     if (n == -EPIPE) break;
     if (n < 0 && n != -EINTR) die("read events: " + std::string(strerror(-n)));
@@ -826,9 +860,9 @@ int run_serve(const std::string& instance, const std::string& addr, bool allow_r
   std::thread server([&] {
     if (!svr.listen_after_bind()) kill(getpid(), SIGTERM);
   });
-  sigset_t s = stop_signals();
-  int sig = 0;
-  sigwait(&s, &sig);
+  Sweeper sweeper(instance);
+  do sweeper.maybe_sweep();
+  while (!stop_requested(500));
   svr.stop();
   server.join();
   return 0;
@@ -892,7 +926,10 @@ int main(int argc, char** argv) {
   std::string ct_lab;
   auto* ct_list = ct->add_subcommand("list", "Live entries: tuple, what it becomes, state, counters");
   auto* ct_gc = ct->add_subcommand(
-      "gc", "Delete expired entries now (the programs delete the ones they meet themselves)");
+      "gc",
+      "End expired flows now: delete their entries and emit their flow-end events (the\n"
+      "programs end the ones a packet meets; `moat flows --follow` and `moat serve` sweep\n"
+      "every 2 s)");
   for (auto* sub : {ct_list, ct_gc}) {
     sub->add_option("--instance", instance, "dataplane instance")->capture_default_str();
     sub->add_option("--lab", ct_lab, "a lab's instance instead (lab-NAME)");
@@ -990,8 +1027,10 @@ int main(int argc, char** argv) {
       "flows",
       "Flow and drop events from the kernel's ring buffer: new, updated (every 5 s while a\n"
       "connection lives), ended (FIN/RST or expiry), dropped (with reason and deciding rule).\n"
-      "Without --follow: print what is queued and exit. The buffer has ONE consumer: two\n"
-      "`moat flows` at once split the events between them (`moat serve` does not read it).\n"
+      "Without --follow: print what is queued and exit. With it, expired flows are swept every\n"
+      "2 s so that their end events come (as `moat ct gc` does once). The buffer has ONE\n"
+      "consumer: two `moat flows` at once split the events between them (`moat serve` does\n"
+      "not read it, but sweeps too).\n"
       "Plain container-to-container connections are tracked (and reported) only while a\n"
       "policy is in force; published ports and masquerade always are.\n"
       "  moat flows --lab demo --follow --verdict dropped\n"
@@ -1089,9 +1128,10 @@ int main(int argc, char** argv) {
       if (*ct_gc) {
         int n = check(moat::ct_gc(instance));
         if (as_json)
-          std::cout << json{{"instance", instance}, {"removed", n}}.dump() << "\n";
+          std::cout << json{{"instance", instance}, {"flows_ended", n}}.dump() << "\n";
         else
-          std::cout << "removed " << n << " expired entries (instance " << instance << ")\n";
+          std::cout << "ended " << n << " expired flows (instance " << instance
+                    << "; their flow-end events are in the ring buffer)\n";
       } else {
         auto rows = check(moat::ct_entries(instance));
         if (as_json) {
