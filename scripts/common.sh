@@ -10,6 +10,7 @@ MOAT_PACKAGES=(
   cmake g++ make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libcli11-dev nlohmann-json3-dev libgtest-dev libyaml-cpp-dev libcpp-httplib-dev
   iproute2 iputils-ping netcat-openbsd socat python3 util-linux iptables nftables procps
+  iperf3 wrk nginx-light gnuplot-nox strace
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -30,7 +31,14 @@ install_missing() {
   log "installing missing packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # nginx and iperf3 are run by the benchmark inside its namespaces only: no
+  # package may start a service on the machine while installing.
+  local blocker=/usr/sbin/policy-rc.d made=0
+  if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' >"$blocker"; chmod +x "$blocker"; made=1; fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  local rc=$?
+  [ "$made" = 1 ] && rm -f "$blocker"
+  return $rc
 }
 
 build() {

@@ -40,6 +40,12 @@ must_pass "after apply, f1 reaches f2" "$L" f1 tcp 10.81.0.3 80 f2
 
 out=$(M apply "$F" --instance "$I" --json)
 check "re-applying the same file changes nothing" [ "$(echo "$out" | jq_ 'd["changed"]')" = False ]
+# Verifying the TC programs is most of an apply's time: the same binary
+# keeps its pinned ones and loads none (the socket hooks' small programs
+# are still loaded to compare; libbpf's feature probes are not counted).
+loads=$(nsenter --net="$HOSTNS" strace -f -e trace=bpf "$MOAT" apply "$F" --instance "$I" 2>&1 >/dev/null |
+        grep BPF_PROG_LOAD | grep -c BPF_PROG_TYPE_SCHED_CLS)
+check "and loads no TC program ($loads BPF_PROG_LOAD of SCHED_CLS)" [ "$loads" = 0 ]
 
 before=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
 sed 's/"10.81.0.3"/"10.99.0.3"/' "$F" > "$TMP/bad.json"

@@ -271,6 +271,40 @@ Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingre
   return out;
 }
 
+// The TC objects this binary embeds, as one FNV-1a hash of their ELF bytes.
+std::string objects_fingerprint() {
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&](const void* data, size_t size) {
+    auto* b = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < size; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  size_t sz = 0;
+  const void* d = endpoint_bpf__elf_bytes(&sz);
+  mix(d, sz);
+  d = uplink_bpf__elf_bytes(&sz);
+  mix(d, sz);
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// The pinned container and uplink programs, when all four are there.
+std::optional<std::pair<PinnedProgs, PinnedProgs>> open_pinned_programs(const std::string& instance) {
+  std::pair<PinnedProgs, PinnedProgs> out;
+  for (auto [name, fd, id] : {std::tuple{"from_container", &out.first.ingress, &out.first.ingress_id},
+                              std::tuple{"to_container", &out.first.egress, &out.first.egress_id},
+                              std::tuple{"uplink_in", &out.second.ingress, &out.second.ingress_id},
+                              std::tuple{"uplink_out", &out.second.egress, &out.second.egress_id}}) {
+    Fd pinned(bpf_obj_get((pin_dir(instance) + "/prog_" + name).c_str()));
+    if (!pinned.ok()) return std::nullopt;
+    auto info = prog_info(pinned.get());
+    if (!info) return std::nullopt;
+    *id = info->id;
+    *fd = std::move(pinned);
+  }
+  return out;
+}
+
 // ---- map diffing ---------------------------------------------------------------
 
 // Every entry of a (non-per-CPU) map, keyed by the key's bytes.
@@ -799,9 +833,17 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
     if (auto r = ensure_bpffs(); !r) return std::unexpected(r.error());
     if (auto r = mkdirs(pin_dir(instance)); !r) return std::unexpected(r.error());
   }
-  auto skel = load_skeleton<endpoint_bpf>(instance);
+  // Loading means verifying the four TC programs, most of an apply's time:
+  // programs pinned from the very objects this binary embeds are kept, and
+  // only the maps are opened.
+  const std::string objects = objects_fingerprint();
+  auto kept = st->value("objects", std::string()) == objects && exists
+                  ? open_pinned_programs(instance)
+                  : std::optional<std::pair<PinnedProgs, PinnedProgs>>();
+  Result<Skel> skel = kept ? open_pinned_maps(instance) : load_skeleton<endpoint_bpf>(instance);
   if (!skel) return std::unexpected(skel.error());
-  auto uskel = load_skeleton<uplink_bpf>(instance);
+  Result<SkelPtr<uplink_bpf>> uskel = SkelPtr<uplink_bpf>();
+  if (!kept) uskel = load_skeleton<uplink_bpf>(instance);
   if (!uskel) return std::unexpected(uskel.error());
 
   auto& maps = (*skel)->maps;
@@ -823,11 +865,15 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
     if (!have_publish->contains(key_bytes(p.key))) fresh_publish.push_back(p);
   if (auto r = check_ports_free(published_ports(fresh_publish)); !r) return std::unexpected(r.error());
 
-  auto progs = pin_programs(instance, (*skel)->progs.from_container, (*skel)->progs.to_container,
-                            dry_run, &rep.programs_replaced);
+  Result<PinnedProgs> progs = kept ? Result<PinnedProgs>(std::move(kept->first))
+                                   : pin_programs(instance, (*skel)->progs.from_container,
+                                                  (*skel)->progs.to_container, dry_run,
+                                                  &rep.programs_replaced);
   if (!progs) return std::unexpected(progs.error());
-  auto uprogs = pin_programs(instance, (*uskel)->progs.uplink_in, (*uskel)->progs.uplink_out,
-                             dry_run, &rep.programs_replaced);
+  Result<PinnedProgs> uprogs = kept ? Result<PinnedProgs>(std::move(kept->second))
+                                    : pin_programs(instance, (*uskel)->progs.uplink_in,
+                                                   (*uskel)->progs.uplink_out, dry_run,
+                                                   &rep.programs_replaced);
   if (!uprogs) return std::unexpected(uprogs.error());
 
   // New addresses and endpoints first, attachments next, removals last: a
@@ -961,7 +1007,8 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                {"policy_rev_max", std::max(last_rev, rev)},
                {"policy", policy_state_json(cfg, *policy)},
                {"interfaces", *ifaces},
-               {"uplinks", *up_state}};
+               {"uplinks", *up_state},
+               {"objects", objects}};
   if (auto r = write_state(instance, next); !r) return std::unexpected(r.error());
   return rep;
 }

@@ -960,7 +960,7 @@ int main(int argc, char** argv) {
 
   auto* lab_down = lab->add_subcommand("down", "Remove a lab and its dataplane instance completely");
   lab_down->add_option("file", file, "the file the lab was built from (or use --name)");
-  lab_down->add_option("--name", lab_name, "lab name");
+  lab_down->add_option("--name,--lab", lab_name, "lab name (--lab, as the other lab commands take it)");
 
   auto* lab_exec = lab->add_subcommand(
       "exec", "Run a command in a container, in `host` or in `outside`:  moat lab exec web -- ping -c1 db");
