@@ -39,6 +39,7 @@
 #include "harness.h"
 #include "packet.h"
 #include "policy.h"
+#include "scale.h"
 #include "uplink.skel.h"
 
 using namespace pkt;
@@ -47,31 +48,6 @@ using namespace moat_test;
 namespace {
 
 using Json = nlohmann::json;
-
-// ---- compiling real moat configs ---------------------------------------------------
-
-// JSON with single quotes, so documents read well in C++ source.
-Json J(std::string single_quoted) {
-  std::replace(single_quoted.begin(), single_quoted.end(), '\'', '"');
-  return Json::parse(single_quoted);
-}
-
-moat::Config parse(const Json& doc) {
-  moat::ParseResult r = moat::parse_config(doc.dump(), "policy_test.json");
-  if (!r.config) {
-    std::string why;
-    for (const moat::Problem& p : r.problems) why += "\n  " + p.format("policy_test.json");
-    throw std::runtime_error("test config rejected:" + why);
-  }
-  return *r.config;
-}
-
-moat::PolicyPlan compile(const moat::Config& cfg, const std::vector<moat::Ipv4>& hosts = {}) {
-  moat::Result<moat::PolicyPlan> plan = moat::compile_policies(cfg, hosts);
-  if (!plan) throw std::runtime_error("compile_policies: " + plan.error().message());
-  if (!plan->active) throw std::runtime_error("compile_policies: no policy in the test config");
-  return std::move(*plan);
-}
 
 // ---- topology ------------------------------------------------------------------------
 
@@ -217,7 +193,7 @@ class Policy : public ::testing::Test {
   void SetUp() override {
     ep_ = load_skeleton();
     up_ = load_uplink_skeleton(*ep_);
-    cfg_ = parse(document());
+    cfg_ = parse(document(), "policy_test.json");
     seed(cfg_);
     apply(Variant{}, 1);
   }
@@ -243,7 +219,7 @@ class Policy : public ::testing::Test {
 
   // Compiles a variant of the policies and installs it as revision `rev`.
   void apply(const Variant& v, uint32_t rev) {
-    plan_ = compile(parse(document(v)), {*moat::Ipv4::parse(HOST)});
+    plan_ = compile(parse(document(v), "policy_test.json"), {*moat::Ipv4::parse(HOST)});
     install_policy(*ep_, rev, plan_.ipcache, plan_.entries);
     ASSERT_EQ(policy_rev(*ep_), rev);
   }
@@ -669,68 +645,9 @@ TEST_F(Policy, PublishedPortObeysTheBackendsIngressPolicy) {
 // depth grows with log2 of its entries, as in table_size_test.cpp): with
 // the large policy map but a 12-entry ipcache the two sizes cost the same.
 // The policy hash's size costs nothing measurable.
-
-// Containers c<i> at 10.0.0.0 + 2 + i in one /16, each with its own labels
-// (so its own identity), each ingress-isolated by a policy p<i> allowing
-// c<i-1> (cyclically) on TCP 10000..10000+ports-1: `count` rules and
-// count * ports policy entries (a range costs one entry per port).
-constexpr uint32_t kMeasured = 500;  // c500 on moat-a dials c501
-in_addr_t scale_ip(uint32_t i) { return htonl(0x0a000002u + i); }
-
-Json scale_document(uint32_t first, uint32_t count, uint32_t ports) {
-  Json doc;
-  doc["networks"] = J("[{'name': 'scale', 'subnet': '10.0.0.0/16'}]");
-  doc["containers"] = Json::array();
-  doc["policies"] = Json::array();
-  for (uint32_t i = first; i < first + count; i++) {
-    const std::string name = "c" + std::to_string(i);
-    const std::string peer = "c" + std::to_string(first + (i - first + count - 1) % count);
-    char ip[INET_ADDRSTRLEN];
-    const in_addr_t a = scale_ip(i);
-    inet_ntop(AF_INET, &a, ip, sizeof ip);
-    Json c = Json::object();
-    c["name"] = name;
-    c["labels"] = Json::object({{"id", name}});
-    c["networks"] = Json::array({Json::object({{"network", "scale"}, {"ip", ip}})});
-    doc["containers"].push_back(c);
-    Json port = Json::object({{"protocol", "TCP"}, {"port", 10000}});
-    if (ports > 1) port["endPort"] = 10000 + ports - 1;
-    Json rule = Json::object();
-    rule["from"] = Json::array({J("{'podSelector': {'matchLabels': {}}}")});
-    rule["from"][0]["podSelector"]["matchLabels"]["id"] = peer;
-    rule["ports"] = Json::array({port});
-    Json policy = Json::object();
-    policy["name"] = "p" + std::to_string(i);
-    policy["podSelector"] = J("{'matchLabels': {}}");
-    policy["podSelector"]["matchLabels"]["id"] = name;
-    policy["ingress"] = Json::array({rule});
-    doc["policies"].push_back(policy);
-  }
-  return doc;
-}
-
-struct Scale {
-  Skeleton skel{nullptr, nullptr};
-  size_t rules = 0, entries = 0, ipcache = 0;
-};
-
-Scale load_scale(uint32_t first, uint32_t count, uint32_t ports) {
-  Scale s;
-  const moat::Config cfg = parse(scale_document(first, count, ports));
-  const moat::PolicyPlan plan = compile(cfg);
-  s.rules = plan.rules.size();
-  s.entries = plan.entries.size();
-  s.ipcache = plan.ipcache.size();
-  s.skel = load_skeleton();
-  const moat::Network& n = cfg.networks.at(0);
-  const Network net = {1, n.subnet.addr.to_be(), n.subnet.len, n.gateway.to_be(),
-                       MOAT_NET_F_ICC | MOAT_NET_F_MASQUERADE};
-  add_network(*s.skel, net);
-  for (uint32_t i = first; i < first + count; i++)
-    add_endpoint(*s.skel, i == kMeasured ? ifindex_of("moat-a") : 100000 + i, net, scale_ip(i));
-  install_policy(*s.skel, 1, plan.ipcache, plan.entries);
-  return s;
-}
+//
+// The policies are scale.h's synthetic ones; moat_kernel_bench measures the
+// same paths over a range of sizes.
 
 constexpr int kRepeat = 100000;  // per BPF_PROG_TEST_RUN; the kernel averages
 constexpr int kRounds = 7;       // min over rounds: the VM's noise only adds time

@@ -1,0 +1,704 @@
+#!/usr/bin/env python3
+"""bench.py - moat against no filtering, Docker-style iptables and nftables.
+
+Run by scripts/bench.sh (which installs and builds first); not a test.
+
+One lab of namespaces (`moat lab up --no-enforce`): networks front (c1, c2)
+and back (c3), the lab host, and `outside` behind the uplink. Each
+contender enforces the same thing in the lab host:
+  - isolation: front and back do not talk;
+  - published ports: host 5201 -> c2:5201 (iperf3), host 8080 -> c2:80;
+    c2's address is not reachable from outside except through them;
+  - masquerade for both networks;
+  - a policy on c2's ingress: TCP 80 and 5201 from anywhere, plus RULES-2
+    filler rules (a /32 and a port each, never matching the benchmark's
+    traffic), so 81 is denied.
+Contenders:
+  baseline  no filtering at all (br_netfilter off); the published path is
+            routed straight to c2's address instead (its limit).
+  iptables  Docker's chains (DOCKER-ISOLATION-STAGE-1/2, DOCKER, DNAT per
+            port, MASQUERADE, the raw PREROUTING drop of Docker 28), the
+            policy as a linear chain after the conntrack accept (as per-rule
+            policy tools do), br_netfilter on.
+  nftables  the strongest non-eBPF setup: verdict map for isolation, a DNAT
+            map, the policy as one hash set of address . port, br_netfilter on.
+  moat      `moat lab apply` with the same policy in moat's file format.
+Every contender is checked before it is measured (what must be dropped is,
+what must pass does); the checks are in the results.
+
+Scenarios, repeated and interleaved (contender order rotates each round):
+throughput (iperf3, c1 -> c2 and outside -> published port), request rate
+and latency (wrk against nginx in c2, keep-alive and a new connection per
+request), at each rule count. Then control plane (apply N rules from
+nothing, change one), memory (bpftool: maps and programs of the instance),
+per-program run time in the lab (kernel.bpf_stats_enabled) and per-packet
+cost (moat_kernel_bench, BPF_PROG_TEST_RUN).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CONTENDERS = ["baseline", "iptables", "nftables", "moat"]
+HOST_UPLINK_IP = "198.18.0.1"  # the lab's uplink0 address (lab.cpp)
+NETS = {"front": "172.31.1.0/24", "back": "172.31.2.0/24"}
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+def run(cmd, check=True, timeout=600, input=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-2000:]}")
+    return r
+
+
+def summary(samples):
+    s = sorted(samples)
+    return {"median": statistics.median(s), "min": s[0], "max": s[-1], "n": len(s), "samples": samples}
+
+
+class Lab:
+    """The lab and everything the bench starts in it; close() removes it all."""
+
+    def __init__(self, moat, name, tmp):
+        self.moat, self.name, self.tmp = moat, name, tmp
+        self.procs = []
+        self.file = os.path.join(tmp, "bench-lab.json")
+        doc = {
+            "networks": [{"name": n, "subnet": s} for n, s in NETS.items()],
+            "containers": [
+                {"name": "c1", "networks": ["front"]},
+                {"name": "c2", "networks": ["front"], "labels": {"app": "c2"},
+                 "publish": ["5201:5201", "8080:80"], "expose": ["80/tcp", "81/tcp", "5201/tcp"]},
+                {"name": "c3", "networks": ["back"], "expose": ["80/tcp"]},
+            ],
+        }
+        json.dump(doc, open(self.file, "w"), indent=1)
+        out = run([moat, "lab", "up", self.file, "--name", name, "--no-enforce", "--no-listeners", "--json"])
+        self.up = json.loads(out.stdout)
+        self.ip = {c["name"]: c["networks"][0]["ip"] for c in self.up["containers"]}
+        self.ifname = {c["name"]: c["networks"][0]["interface"] for c in self.up["containers"]}
+        gateways = {n["gateway"]: n["name"] for n in self.up["networks"]}
+        self.bridge = {}
+        for link in json.loads(self.host(["ip", "-j", "-4", "addr"]).stdout):
+            for a in link.get("addr_info", []):
+                if a.get("local") in gateways:
+                    self.bridge[gateways[a["local"]]] = link["ifname"]
+        if set(self.bridge) != set(NETS):
+            raise RuntimeError(f"lab bridges not found: {self.bridge}")
+        # The baseline's published path: routed straight to the containers.
+        self.ns_run("out", ["ip", "route", "replace", "172.31.0.0/16", "via", HOST_UPLINK_IP])
+
+    def ns(self, who):
+        if who == "host":
+            return f"/run/netns/moat-{self.name}-host"
+        if who == "out":
+            return f"/run/netns/moat-{self.name}-out"
+        return f"/run/netns/moat-{self.name}-c-{who}"
+
+    def ns_run(self, who, cmd, **kw):
+        return run(["nsenter", f"--net={self.ns(who)}"] + cmd, **kw)
+
+    def host(self, cmd, **kw):
+        return self.ns_run("host", cmd, **kw)
+
+    def spawn(self, who, cmd):
+        p = subprocess.Popen(["nsenter", f"--net={self.ns(who)}"] + cmd,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def wait_listen(self, who, port, timeout=10):
+        end = time.time() + timeout
+        while time.time() < end:
+            out = self.ns_run(who, ["ss", "-H", "-l", "-n", "-t"], check=False).stdout
+            if re.search(rf"[:.]{port}\s", out):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"nothing listens on {who}:{port}")
+
+    def start_servers(self):
+        conf = os.path.join(self.tmp, "nginx")
+        os.makedirs(conf, exist_ok=True)
+        for who, ports in (("c2", (80, 81)), ("c3", (80,))):
+            d = os.path.join(conf, who)
+            os.makedirs(d, exist_ok=True)
+            listens = "".join(f"listen {p} reuseport backlog=4096; " for p in ports)
+            open(os.path.join(d, "nginx.conf"), "w").write(
+                "daemon off; worker_processes 1; pid %s/nginx.pid; error_log %s/error.log;\n"
+                "events { worker_connections 4096; }\n"
+                "http { access_log off; client_body_temp_path %s; proxy_temp_path %s;\n"
+                "  fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;\n"
+                "  keepalive_requests 1000000;\n"
+                "  server { %s location / { return 200 \"ok\\n\"; } } }\n"
+                % ((d,) * 7 + (listens,)))
+            self.spawn(who, ["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")])
+            for p in ports:
+                self.wait_listen(who, p)
+        self.spawn("c2", ["iperf3", "-s", "-p", "5201"])
+        self.wait_listen("c2", 5201)
+
+    def close(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        run([self.moat, "lab", "down", "--name", self.name], check=False)
+
+
+# ---- contenders ---------------------------------------------------------------------
+
+def filler(i):
+    """Filler rule i: a /32 and a port that the benchmark's traffic never uses.
+    1000 addresses x 100 ports: 100,000 distinct rules without exhausting
+    moat's identity cache (65,536 CIDRs)."""
+    j = i // 100
+    return f"10.100.{j // 250}.{j % 250 + 1}", 10000 + i % 100
+
+
+def moat_policy(rules, change=False):
+    ingress = [{"ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 5201}]}]
+    for i in range(max(0, rules - 2)):
+        ip, port = filler(i)
+        if change and i == 0:
+            port = 9999
+        ingress.append({"from": [{"ipBlock": {"cidr": ip + "/32"}}],
+                        "ports": [{"protocol": "TCP", "port": port}]})
+    return {"policies": [{"name": "c2-ingress", "podSelector": {"matchLabels": {"app": "c2"}},
+                          "policyTypes": ["Ingress"], "ingress": ingress}]}
+
+
+def iptables_rules(lab, rules, change=False):
+    fb, bb = lab.bridge["front"], lab.bridge["back"]
+    c2 = lab.ip["c2"]
+    f = ["*raw", ":PREROUTING ACCEPT [0:0]",
+         # Docker 28: a container's address is not routable from elsewhere.
+         f"-A PREROUTING -d {c2}/32 ! -i {fb} -j DROP", "COMMIT",
+         "*nat", ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]",
+         ":DOCKER - [0:0]",
+         "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+         "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER"]
+    for net, br in lab.bridge.items():
+        f.append(f"-A POSTROUTING -s {NETS[net]} ! -o {br} -j MASQUERADE")
+    for br in lab.bridge.values():
+        f.append(f"-A DOCKER -i {br} -j RETURN")
+    f += [f"-A DOCKER -p tcp -m tcp --dport 5201 -j DNAT --to-destination {c2}:5201",
+          f"-A DOCKER -p tcp -m tcp --dport 8080 -j DNAT --to-destination {c2}:80", "COMMIT",
+          "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+          ":DOCKER - [0:0]", ":DOCKER-ISOLATION-STAGE-1 - [0:0]", ":DOCKER-ISOLATION-STAGE-2 - [0:0]",
+          ":DOCKER-USER - [0:0]", ":POLICY-C2 - [0:0]",
+          "-A FORWARD -j DOCKER-USER", "-A FORWARD -j DOCKER-ISOLATION-STAGE-1",
+          "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+          f"-A FORWARD -d {c2}/32 -j POLICY-C2"]
+    for br in lab.bridge.values():
+        f += [f"-A FORWARD -o {br} -j DOCKER", f"-A FORWARD -i {br} ! -o {br} -j ACCEPT",
+              f"-A FORWARD -i {br} -o {br} -j ACCEPT"]
+    for port in (5201, 80):
+        f.append(f"-A DOCKER -d {c2}/32 ! -i {fb} -o {fb} -p tcp -m tcp --dport {port} -j ACCEPT")
+    for br in lab.bridge.values():
+        f.append(f"-A DOCKER ! -i {br} -o {br} -j DROP")
+    for br in lab.bridge.values():
+        f.append(f"-A DOCKER-ISOLATION-STAGE-1 -i {br} ! -o {br} -j DOCKER-ISOLATION-STAGE-2")
+        f.append(f"-A DOCKER-ISOLATION-STAGE-2 -o {br} -j DROP")
+    f += ["-A DOCKER-ISOLATION-STAGE-1 -j RETURN", "-A DOCKER-ISOLATION-STAGE-2 -j RETURN",
+          "-A DOCKER-USER -j RETURN"]
+    # Per-rule policy tools: one rule per allowed peer and port, in order.
+    for i in range(max(0, rules - 2)):
+        ip, port = filler(i)
+        if change and i == 0:
+            port = 9999
+        f.append(f"-A POLICY-C2 -s {ip}/32 -p tcp -m tcp --dport {port} -j ACCEPT")
+    f += ["-A POLICY-C2 -p tcp -m tcp --dport 80 -j ACCEPT",
+          "-A POLICY-C2 -p tcp -m tcp --dport 5201 -j ACCEPT",
+          "-A POLICY-C2 -j DROP", "COMMIT", ""]
+    return "\n".join(f)
+
+
+def nft_rules(lab, rules):
+    fb, bb = lab.bridge["front"], lab.bridge["back"]
+    c2 = lab.ip["c2"]
+    elems = []
+    for i in range(max(0, rules - 2)):
+        ip, port = filler(i)
+        elems.append(f"{ip} . {port}")
+    pol = ("    elements = { " + ", ".join(elems) + " }\n") if elems else ""
+    return f"""table ip moatbench {{
+  set pol_c2 {{
+    type ipv4_addr . inet_service
+{pol}  }}
+  map published {{
+    type inet_service : ipv4_addr . inet_service
+    elements = {{ 5201 : {c2} . 5201, 8080 : {c2} . 80 }}
+  }}
+  chain raw {{
+    type filter hook prerouting priority raw; policy accept;
+    ip daddr {c2} iifname != "{fb}" drop
+  }}
+  chain pre {{
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname {{ "{fb}", "{bb}" }} return
+    fib daddr type local dnat ip to tcp dport map @published
+  }}
+  chain out {{
+    type nat hook output priority -100; policy accept;
+    ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to tcp dport map @published
+  }}
+  chain post {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr {NETS['front']} oifname != "{fb}" masquerade
+    ip saddr {NETS['back']} oifname != "{bb}" masquerade
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    iifname . oifname vmap {{ "{fb}" . "{bb}" : drop, "{bb}" . "{fb}" : drop }}
+    ct state established,related accept
+    ip daddr {c2} jump policy_c2
+    oifname {{ "{fb}", "{bb}" }} iifname != {{ "{fb}", "{bb}" }} ct status dnat accept
+    oifname {{ "{fb}", "{bb}" }} iifname != {{ "{fb}", "{bb}" }} drop
+  }}
+  chain policy_c2 {{
+    ip saddr . tcp dport @pol_c2 accept
+    tcp dport {{ 80, 5201 }} accept
+    drop
+  }}
+}}
+"""
+
+
+def nft_change(lab, rules):
+    ip, port = filler(0)
+    return (f"delete element ip moatbench pol_c2 {{ {ip} . {port} }}\n"
+            f"add element ip moatbench pol_c2 {{ {ip} . 9999 }}\n")
+
+
+class Contenders:
+    def __init__(self, lab, moat, tmp):
+        self.lab, self.moat, self.tmp = lab, moat, tmp
+
+    def brnf(self, on):
+        for k in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"):
+            self.lab.host(["sysctl", "-qw", f"net.bridge.{k}={1 if on else 0}"])
+
+    def write(self, name, text):
+        p = os.path.join(self.tmp, name)
+        open(p, "w").write(text)
+        return p
+
+    def setup(self, who, rules, change=False):
+        """Enforce; returns seconds the contender's own tool took."""
+        lab = self.lab
+        if who == "baseline":
+            self.brnf(False)
+            return 0.0
+        if who == "iptables":
+            self.brnf(True)
+            p = self.write("iptables.rules", iptables_rules(lab, rules, change))
+            t = time.monotonic()
+            lab.host(["iptables-restore", p])
+            return time.monotonic() - t
+        if who == "nftables":
+            self.brnf(True)
+            p = self.write("nft.rules", nft_rules(lab, rules))
+            t = time.monotonic()
+            lab.host(["nft", "-f", p])
+            return time.monotonic() - t
+        if who == "moat":
+            self.brnf(False)
+            p = self.write("moat-policy.json", json.dumps(moat_policy(rules, change)))
+            t = time.monotonic()
+            run([self.moat, "lab", "apply", "--lab", lab.name, p])
+            return time.monotonic() - t
+        raise ValueError(who)
+
+    def change_one(self, who, rules):
+        """Change one rule of an enforced contender; seconds its tool took."""
+        if who == "iptables":
+            return self.setup(who, rules, change=True)  # iptables-restore: whole tables
+        if who == "nftables":
+            p = self.write("nft.change", nft_change(self.lab, rules))
+            t = time.monotonic()
+            self.lab.host(["nft", "-f", p])  # one element out, one in: nft's strength
+            return time.monotonic() - t
+        if who == "moat":
+            return self.setup(who, rules, change=True)  # moat diffs and writes one entry
+        raise ValueError(who)
+
+    def teardown(self, who):
+        if who in ("iptables", "nftables"):
+            # iptables here is iptables-nft: both live in nf_tables; nothing stays.
+            self.lab.host(["nft", "flush", "ruleset"])
+        elif who == "moat":
+            run([self.moat, "down", "--instance", f"lab-{self.lab.name}"])
+        self.brnf(False)
+
+
+# ---- probes and measurements ------------------------------------------------------------
+
+def probe(lab, src, dst_ip, port, timeout=1.0):
+    """A TCP connection from `src` and one HTTP answer: True when answered."""
+    code = ("import socket,sys\n"
+            "s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=float(sys.argv[3]))\n"
+            "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); sys.exit(0 if s.recv(64) else 1)\n")
+    r = lab.ns_run(src, ["python3", "-c", code, dst_ip, str(port), str(timeout)], check=False, timeout=30)
+    return r.returncode == 0
+
+
+def enforcement_checks(lab, who):
+    """What must pass and what must be dropped, for every contender but the
+    baseline (which must let everything through except what needs DNAT)."""
+    c2 = lab.ip["c2"]
+    enforce = who != "baseline"
+    cases = [
+        ("c1 -> c2:80 (same network, allowed by policy)", "c1", c2, 80, True),
+        ("c1 -> c2:81 (same network, not allowed by policy)", "c1", c2, 81, not enforce),
+        ("c1 -> c3:80 (other network: isolation)", "c1", lab.ip["c3"], 80, not enforce),
+        ("outside -> host:8080 (published -> c2:80)", "out", HOST_UPLINK_IP, 8080, enforce),
+        ("outside -> c2:80 (container address, not published)", "out", c2, 80, not enforce),
+    ]
+    out = []
+    for what, src, ip, port, want in cases:
+        # Must-pass: bounded retries; must-drop: one short attempt.
+        got = any(probe(lab, src, ip, port, 2.0) for _ in range(3)) if want else probe(lab, src, ip, port, 0.7)
+        out.append({"check": what, "expected": "answered" if want else "not answered",
+                    "observed": "answered" if got else "not answered", "ok": got == want})
+    return out
+
+
+def iperf(lab, src, dst, seconds):
+    # The server takes one test at a time and may still be closing the last
+    # one ("the server is busy"): a few bounded retries, then the error.
+    for attempt in range(5):
+        r = lab.ns_run(src, ["iperf3", "-c", dst, "-p", "5201", "-t", str(seconds), "-J"],
+                       check=False, timeout=seconds + 60)
+        try:
+            d = json.loads(r.stdout)
+        except json.JSONDecodeError:
+            d = {"error": r.stderr.strip() or r.stdout.strip()}
+        if "error" not in d:
+            return d["end"]["sum_received"]["bits_per_second"] / 1e9
+        time.sleep(0.5 * (attempt + 1))
+    raise RuntimeError(f"iperf3 {src} -> {dst}: {d['error']}")
+
+
+def wrk(lab, url, seconds, close):
+    cmd = ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", url]
+    if close:
+        cmd[1:1] = ["-H", "Connection: close"]
+    out = lab.ns_run("c1", cmd, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        v = float(m.group(1))
+        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+
+    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "errors": errors.group(0) if errors else ""}
+
+
+def prog_stats(moat, lab):
+    """run_cnt and run_time_ns of moat's TC programs in the lab's instance."""
+    st = json.loads(run([moat, "lab", "status", "--lab", lab.name, "--json"]).stdout)
+    return {p["name"]: (p["run_count"], p["run_time_ns"]) for p in st["programs"]}
+
+
+def moat_memory(moat, lab):
+    st = json.loads(run([moat, "lab", "status", "--lab", lab.name, "--json"]).stdout)
+    maps = progs = 0
+    by_name = {}
+    ids = [m["id"] for m in st["maps"]]
+    seen = set()
+    while ids:
+        mid = ids.pop()
+        if mid in seen:
+            continue
+        seen.add(mid)
+        info = json.loads(run(["bpftool", "map", "show", "id", str(mid), "--json"]).stdout)
+        maps += info.get("bytes_memlock", 0)
+        name = info.get("name", str(mid))
+        by_name[name] = by_name.get(name, 0) + info.get("bytes_memlock", 0)
+        if info.get("type") in ("array_of_maps", "hash_of_maps"):
+            for e in json.loads(run(["bpftool", "map", "dump", "id", str(mid), "--json"]).stdout):
+                inner = e.get("inner_map_id") or (e.get("value") if isinstance(e.get("value"), int) else None)
+                if inner:
+                    ids.append(inner)
+    for p in st["programs"]:
+        info = json.loads(run(["bpftool", "prog", "show", "id", str(p["id"]), "--json"]).stdout)
+        progs += info.get("bytes_memlock", 0) or info.get("bytes_jited", 0)
+    return {"maps_bytes": maps, "programs_bytes": progs, "maps": len(seen), "by_map": by_name}
+
+
+# ---- the run ----------------------------------------------------------------------------
+
+def tool_version(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    return (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--moat", required=True)
+    ap.add_argument("--kernel-bench", required=True)
+    ap.add_argument("--mode", choices=["quick", "full"], default="full")
+    ap.add_argument("--out", required=True, help="directory for <date>-<host>.{json,md,png}")
+    ap.add_argument("--reps", type=int)
+    a = ap.parse_args()
+    quick = a.mode == "quick"
+    reps = a.reps or (1 if quick else 3)
+    sizes = [10] if quick else [10, 10000]
+    secs = 1 if quick else 5
+    cp_sizes = [100, 1000] if quick else [1000, 10000, 100000]
+    mem_sizes = [10, 1000] if quick else [10, 1000, 10000, 100000]
+
+    os.makedirs(a.out, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    host = socket.gethostname()
+    base = os.path.join(a.out, f"{stamp}-{host}")
+    tmp = tempfile.mkdtemp(prefix="moat-bench.")
+    name = f"bench{os.getpid()}"[:14]
+    res = {
+        "mode": a.mode, "started": stamp, "host": host, "kernel": platform.release(),
+        "cpus": os.cpu_count(), "reps": reps, "seconds_per_measurement": secs,
+        "moat_commit": run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
+                           check=False).stdout.strip(),
+        "tools": {t: tool_version(c) for t, c in {
+            "iptables": ["iptables", "-V"], "nft": ["nft", "-v"], "iperf3": ["iperf3", "-v"],
+            "wrk": ["wrk", "-v"], "nginx": ["nginx", "-v"]}.items()},
+        "lab_name": name, "rules": sizes, "checks": {}, "lab": {}, "control_plane": {}, "memory": {}, "bpf_stats": {},
+    }
+    stats_old = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
+    lab = None
+    try:
+        open("/proc/sys/kernel/bpf_stats_enabled", "w").write("1")
+        log(f"lab {name} ({a.mode}: rules {sizes}, {reps} rounds, {secs} s each)")
+        lab = Lab(a.moat, name, tmp)
+        lab.start_servers()
+        con = Contenders(lab, a.moat, tmp)
+        con.brnf(False)
+        c2 = lab.ip["c2"]
+        samples = {}  # (scenario, contender, rules) -> [values]
+
+        def add(scn, who, rules, v):
+            samples.setdefault((scn, who, rules), []).append(v)
+
+        for rnd in range(reps):
+            for rules in sizes:
+                order = CONTENDERS[rnd % 4:] + CONTENDERS[:rnd % 4]
+                for who in order:
+                    log(f"round {rnd + 1}/{reps}, {rules} rules: {who}")
+                    con.setup(who, rules)
+                    try:
+                        key = f"{who}/{rules}"
+                        if key not in res["checks"]:
+                            res["checks"][key] = enforcement_checks(lab, who)
+                        before = prog_stats(a.moat, lab) if who == "moat" else None
+                        add("throughput_same_network_gbps", who, rules, iperf(lab, "c1", c2, secs))
+                        if before is not None:
+                            after = prog_stats(a.moat, lab)
+                            for prog in ("from_container", "to_container"):
+                                n = after[prog][0] - before[prog][0]
+                                t = after[prog][1] - before[prog][1]
+                                if n:
+                                    res["bpf_stats"].setdefault(f"{prog}/{rules}", []).append(
+                                        {"packets": n, "ns_per_packet": t / n})
+                        pub = c2 if who == "baseline" else HOST_UPLINK_IP
+                        before = prog_stats(a.moat, lab) if who == "moat" else None
+                        add("throughput_published_gbps", who, rules, iperf(lab, "out", pub, secs))
+                        if before is not None:
+                            after = prog_stats(a.moat, lab)
+                            for prog in ("uplink_in", "uplink_out"):
+                                n = after[prog][0] - before[prog][0]
+                                t = after[prog][1] - before[prog][1]
+                                if n:
+                                    res["bpf_stats"].setdefault(f"{prog}/{rules}", []).append(
+                                        {"packets": n, "ns_per_packet": t / n})
+                        for close in (False, True):
+                            w = wrk(lab, f"http://{c2}/", secs, close)
+                            mode = "new_connection" if close else "keepalive"
+                            add(f"rr_{mode}_rps", who, rules, w["rps"])
+                            add(f"rr_{mode}_p50_ms", who, rules, w["p50_ms"])
+                            add(f"rr_{mode}_p99_ms", who, rules, w["p99_ms"])
+                            if w["errors"]:
+                                res.setdefault("wrk_errors", []).append(f"{who}/{rules}/{mode}: {w['errors']}")
+                    finally:
+                        con.teardown(who)
+
+        for (scn, who, rules), v in samples.items():
+            res["lab"].setdefault(scn, {}).setdefault(str(rules), {})[who] = summary(v)
+        for scn, by_rules in res["lab"].items():
+            for rules, by_who in by_rules.items():
+                b = by_who.get("baseline", {}).get("median")
+                for who, s in by_who.items():
+                    s["ratio_to_baseline"] = (s["median"] / b) if b else None
+
+        # Control plane: from nothing, then one rule changed.
+        for rnd in range(reps):
+            for n in cp_sizes:
+                order = ["iptables", "nftables", "moat"]
+                order = order[rnd % 3:] + order[:rnd % 3]
+                for who in order:
+                    log(f"control plane, round {rnd + 1}/{reps}: {who}, {n} rules")
+                    try:
+                        t0 = con.setup(who, n)
+                        t1 = con.change_one(who, n)
+                    finally:
+                        con.teardown(who)
+                    d = res["control_plane"].setdefault(str(n), {}).setdefault(who, {"apply_s": [], "change_one_s": []})
+                    d["apply_s"].append(t0)
+                    d["change_one_s"].append(t1)
+        for n, by_who in res["control_plane"].items():
+            for who, d in by_who.items():
+                by_who[who] = {k: summary(v) for k, v in d.items()}
+            m = by_who["moat"]
+            for who, d in by_who.items():
+                for k in ("apply_s", "change_one_s"):
+                    d[k]["ratio_to_moat"] = d[k]["median"] / m[k]["median"] if m[k]["median"] else None
+
+        for n in mem_sizes:
+            log(f"memory: moat with {n} rules")
+            con.setup("moat", n)
+            try:
+                res["memory"][str(n)] = moat_memory(a.moat, lab)
+            finally:
+                con.teardown("moat")
+
+        log("per-packet cost: moat_kernel_bench")
+        kb = run([a.kernel_bench] + (["--quick"] if quick else []), timeout=3600)
+        res["per_packet"] = json.loads(kb.stdout)
+    finally:
+        open("/proc/sys/kernel/bpf_stats_enabled", "w").write(stats_old)
+        if lab:
+            lab.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    res["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    res["all_checks_ok"] = all(c["ok"] for cs in res["checks"].values() for c in cs)
+    json.dump(res, open(base + ".json", "w"), indent=1)
+    open(base + ".md", "w").write(markdown(res, os.path.basename(base)))
+    chart(res, base + ".png", tmp)
+    log(f"wrote {base}.json, .md, .png")
+    print(base)
+    return 0 if res["all_checks_ok"] else 1
+
+
+# ---- reports ----------------------------------------------------------------------------
+
+SCENARIOS = [
+    ("throughput_same_network_gbps", "TCP throughput c1 -> c2, Gbit/s", True),
+    ("throughput_published_gbps", "TCP throughput outside -> published port, Gbit/s", True),
+    ("rr_keepalive_rps", "HTTP requests/s, keep-alive", True),
+    ("rr_keepalive_p99_ms", "p99 latency, keep-alive, ms", False),
+    ("rr_new_connection_rps", "HTTP requests/s, new connection each", True),
+    ("rr_new_connection_p99_ms", "p99 latency, new connection each, ms", False),
+]
+
+
+def fmt(v):
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def markdown(res, title):
+    o = [f"# moat benchmark {title}", "",
+         f"{res['mode']} run, moat {res['moat_commit']}, kernel {res['kernel']}, {res['cpus']} CPUs, "
+         f"{res['reps']} rounds of {res['seconds_per_measurement']} s per figure, contenders interleaved. "
+         "Medians, with [min-max] and the ratio to the baseline of the same run.", "",
+         "## Enforcement checked before measuring", ""]
+    o.append("| contender/rules | " + " | ".join(c["check"] for c in next(iter(res["checks"].values()))) + " |")
+    o.append("|---" * (1 + len(next(iter(res["checks"].values())))) + "|")
+    for k, cs in res["checks"].items():
+        o.append(f"| {k} | " + " | ".join(("ok " if c["ok"] else "WRONG ") + c["observed"] for c in cs) + " |")
+    o += ["", "## In the lab", ""]
+    for scn, what, _ in SCENARIOS:
+        for rules, by_who in res["lab"].get(scn, {}).items():
+            o.append(f"**{what}, {rules} policy rules**  ")
+            o.append("| " + " | ".join(CONTENDERS) + " |")
+            o.append("|---" * len(CONTENDERS) + "|")
+            cells = []
+            for who in CONTENDERS:
+                s = by_who.get(who)
+                cells.append("-" if not s else f"{fmt(s['median'])} [{fmt(s['min'])}-{fmt(s['max'])}] "
+                             f"x{fmt(s['ratio_to_baseline'])}")
+            o.append("| " + " | ".join(cells) + " |")
+            o.append("")
+    if res["bpf_stats"]:
+        o += ["## moat programs in the lab (kernel.bpf_stats_enabled)", "",
+              "| program/rules | ns per packet (median) | packets per run |", "|---|---|---|"]
+        for k, v in res["bpf_stats"].items():
+            o.append(f"| {k} | {fmt(statistics.median(x['ns_per_packet'] for x in v))} | "
+                     f"{int(statistics.median(x['packets'] for x in v))} |")
+        o.append("")
+    o += ["## Control plane (seconds; ratio to moat)", "",
+          "| rules | contender | apply from nothing | change one rule |", "|---|---|---|---|"]
+    for n, by_who in res["control_plane"].items():
+        for who, d in by_who.items():
+            o.append(f"| {n} | {who} | {fmt(d['apply_s']['median'])} x{fmt(d['apply_s']['ratio_to_moat'])} | "
+                     f"{fmt(d['change_one_s']['median'])} x{fmt(d['change_one_s']['ratio_to_moat'])} |")
+    o += ["", "iptables-restore replaces whole tables (how Docker and kube-proxy write them); "
+          "nftables changes one set element; moat diffs the file against its maps.", "",
+          "## moat kernel memory (bpftool: bytes_memlock of maps and programs)", "",
+          "| rules | maps | programs |", "|---|---|---|"]
+    for n, m in res["memory"].items():
+        o.append(f"| {n} | {m['maps_bytes'] / 2**20:.1f} MiB ({m['maps']} maps) | "
+                 f"{m['programs_bytes'] / 2**10:.0f} KiB |")
+    k = res.get("per_packet", {})
+    if k:
+        o += ["", "## moat per packet in the kernel (BPF_PROG_TEST_RUN, ns/packet)", "",
+              "| scenario | path | rules / ports | entries | median | min | max |", "|---|---|---|---|---|---|---|"]
+        for c in k.get("cases", []):
+            size = c.get("rules", c.get("ports", ""))
+            o.append(f"| {c['scenario']} | {c['path']} | {size} | {c.get('entries', '')} | "
+                     f"{fmt(float(c['ns']['median']))} | {fmt(float(c['ns']['min']))} | {fmt(float(c['ns']['max']))} |")
+    return "\n".join(o) + "\n"
+
+
+def chart(res, png, tmp):
+    """Ratios to the baseline, one cluster per scenario and rule count."""
+    rows = []
+    for scn, what, _ in SCENARIOS:
+        if not scn.endswith("_rps") and not scn.endswith("_gbps"):
+            continue
+        for rules, by_who in res["lab"].get(scn, {}).items():
+            label = what.split(",")[0].replace("TCP throughput ", "").replace("HTTP requests/s", "req/s")
+            label = f"{label} {scn.split('_')[1] if scn.startswith('rr') else ''} {rules}r".replace("  ", " ")
+            rows.append([label] + [by_who.get(w, {}).get("ratio_to_baseline") or 0 for w in CONTENDERS])
+    if not rows or not shutil.which("gnuplot"):
+        return
+    os.makedirs(tmp, exist_ok=True)
+    dat = os.path.join(tmp, "chart.dat")
+    with open(dat, "w") as f:
+        for r in rows:
+            f.write('"%s" %s\n' % (r[0], " ".join(f"{v:.4f}" for v in r[1:])))
+    script = f"""set terminal png size 1200,600 noenhanced
+set output '{png}'
+set title 'moat benchmark {res["started"]} ({res["mode"]}): median as a ratio to no filtering (higher is better)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set yrange [0:*]
+set ylabel 'ratio to baseline'
+set xtics rotate by -25 scale 0
+set key top right
+set grid ytics
+plot '{dat}' using 2:xtic(1) title 'baseline', '' using 3 title 'iptables', '' using 4 title 'nftables', '' using 5 title 'moat'
+"""
+    run(["gnuplot"], input=script)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

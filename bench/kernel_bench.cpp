@@ -1,0 +1,496 @@
+// kernel_bench.cpp - moat_kernel_bench: moat's per-packet cost in the kernel,
+// measured with BPF_PROG_TEST_RUN on the real programs over a range of
+// policy sizes and published-port counts, printed as one JSON document on
+// stdout (progress on stderr).
+//
+// A benchmark, not a test: it asserts nothing about the numbers. It only
+// insists that every run took the path it claims to time (the TC action of
+// every run, and once per setup the drop reason, the rewrite or the
+// connection-tracking entries), so a broken setup fails instead of
+// reporting the cost of the wrong path.
+//
+// Like moat_bpf_tests, it first moves into a network namespace of its own
+// and creates the devices there: nothing is added to the caller's.
+//
+// Method, the one the cost tests use (policy_test.cpp, nat_test.cpp):
+//  - paths that leave no state behind run `repeat` times in one
+//    BPF_PROG_TEST_RUN; the kernel reports the average, one sample;
+//  - an admitted first packet creates its ct entry, so it cannot repeat:
+//    `singles` runs of one packet with the entry deleted before each, the
+//    minimum is the sample (a single run's time includes the kernel's clock
+//    reads around it, a few tens of ns);
+//  - every case gets one sample per round, all cases interleaved in each
+//    round, so a drift in the VM's speed hits them alike.
+#include <bpf/bpf.h>
+#include <sched.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "endpoint.skel.h"
+#include "harness.h"
+#include "packet.h"
+#include "scale.h"
+#include "uplink.skel.h"
+
+using namespace pkt;
+using namespace moat_test;
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
+
+// Past this, a setup is worth a word in the output: the numbers are fine,
+// but whoever reruns the default will wait.
+constexpr double kSlowSetupS = 60;
+
+struct Options {
+  std::vector<uint32_t> rules = {10, 1000, 10000, 100000};
+  std::vector<uint32_t> ports = {1, 100, 10000};
+  int rounds = 11;
+  int repeat = 100000;
+  int singles = 400;
+  // A host has at most MOAT_MAX_ENDPOINTS attachments; beyond this many
+  // containers the rules are spread several to a container (see policy_setup).
+  uint32_t containers = 1000;
+};
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string str(in_addr_t a) {
+  char buf[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return buf;
+}
+
+// ---- running, with the action checked every time --------------------------------------
+
+const char* action_name(uint32_t a) {
+  return a == TC_ACT_OK ? "TC_ACT_OK" : a == TC_ACT_SHOT ? "TC_ACT_SHOT" : "another action";
+}
+
+RunResult checked_run(const std::string& what, const bpf_program* prog, uint32_t ifindex,
+                      const Bytes& frame, int repeat, uint32_t want) {
+  RunResult r = run(prog, ifindex, frame, repeat);
+  if (r.err) throw std::runtime_error(what + ": BPF_PROG_TEST_RUN failed: " + std::strerror(r.err));
+  if (r.retval != want)
+    throw std::runtime_error(what + ": the program returned " + std::to_string(r.retval) + " (" +
+                             action_name(r.retval) + "), expected " + std::to_string(want) + " (" +
+                             action_name(want) + ")");
+  return r;
+}
+
+// What one round of a case does: returns its sample, ns per packet.
+using Measure = std::function<uint32_t()>;
+
+Measure repeated(std::string what, const bpf_program* prog, uint32_t ifindex, Bytes frame,
+                 int repeat, uint32_t want) {
+  return [=] { return checked_run(what, prog, ifindex, frame, repeat, want).duration_ns; };
+}
+
+// `before` runs ahead of each single run (outside the timed part): it
+// deletes the ct entry the previous one created.
+Measure singles(std::string what, const bpf_program* prog, uint32_t ifindex, Bytes frame, int n,
+                uint32_t want, std::function<void()> before) {
+  return [=] {
+    uint32_t best = UINT32_MAX;
+    for (int i = 0; i < n; i++) {
+      before();
+      best = std::min(best, checked_run(what, prog, ifindex, frame, 1, want).duration_ns);
+    }
+    return best;
+  };
+}
+
+struct Case {
+  Json meta;  // scenario, path and the setup's sizes
+  Measure measure;
+  std::vector<uint32_t> samples;
+};
+
+Json summary(const std::vector<uint32_t>& samples) {
+  std::vector<uint32_t> sorted = samples;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  const double median =
+      n % 2 ? double(sorted[n / 2]) : (double(sorted[n / 2 - 1]) + double(sorted[n / 2])) / 2;
+  return {
+      {"min", sorted.front()}, {"median", median}, {"max", sorted.back()}, {"samples", samples}};
+}
+
+// ---- policy: scale.h's synthetic policies --------------------------------------------
+
+// Everything a policy size's cases need alive while they run.
+struct PolicySetup {
+  Scale scale;
+  uint32_t requested = 0, containers = 0, rules_each = 0;
+  uint32_t measured_rule = 0;  // id of the rule admitting the measured flow
+  double setup_s = 0;
+};
+
+// R rules as R containers of one rule each while that stays within
+// `max_containers`, else max_containers (or fewer) containers of
+// ceil(R / max_containers) rules each: the compiler's time grows with
+// containers x rules, and one host has at most MOAT_MAX_ENDPOINTS
+// containers anyway. R that does not divide evenly rounds down; the JSON
+// reports the compiled count.
+std::unique_ptr<PolicySetup> policy_setup(uint32_t rules, uint32_t max_containers) {
+  auto p = std::make_unique<PolicySetup>();
+  p->requested = rules;
+  p->rules_each = (rules + max_containers - 1) / max_containers;
+  p->containers = rules / p->rules_each;
+  if (p->containers < 2)
+    throw std::invalid_argument("policy with " + std::to_string(rules) +
+                                " rules: needs at least "
+                                "2 containers (raise --containers or the rule count)");
+  // c<kMeasured> and c<kMeasured + 1> inside, kMeasured about in the middle.
+  const uint32_t c = p->containers;
+  const uint32_t first =
+      std::max(kMeasured + 2 > c ? kMeasured + 2 - c : 0, kMeasured - std::min(kMeasured, c / 2));
+  std::fprintf(stderr, "policy: %u rules as %u containers x %u rules: compiling, installing...",
+               rules, c, p->rules_each);
+  const auto t0 = Clock::now();
+  p->scale = load_scale(first, c, 1, p->rules_each);
+  // Rules are numbered policy by policy: c<kMeasured + 1>'s policy, rule 0.
+  p->measured_rule = (kMeasured + 1 - first) * p->rules_each;
+  p->setup_s = seconds_since(t0);
+  std::fprintf(stderr, " %zu rules, %zu entries, %zu ipcache in %.1f s\n", p->scale.rules,
+               p->scale.entries, p->scale.ipcache, p->setup_s);
+  return p;
+}
+
+void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Options& o) {
+  const endpoint_bpf& skel = *p.scale.skel;
+  const bpf_program* prog = skel.progs.from_container;
+  const uint32_t dev = ifindex_of("moat-a");
+  const in_addr_t src = scale_ip(kMeasured), dst = scale_ip(kMeasured + 1);
+  auto frame = [&](uint16_t sport, uint16_t dport, uint8_t flags) {
+    return eth(ETH_P_IP, ipv4({.src = src, .dst = dst}, tcp(sport, dport, flags)));
+  };
+  // Below every rule's ports: the ct misses, then every policy lookup of
+  // both sides misses (the source is not isolated, the destination is).
+  const Bytes denied = frame(40000, kScaleFirstPort - 1, kSyn);
+  // c<kMeasured + 1>'s rule 0 admits c<kMeasured> on kScaleFirstPort.
+  const Bytes admitted = frame(40001, kScaleFirstPort, kSyn);
+  const Bytes established = frame(40001, kScaleFirstPort, kAck);
+  const moat_ct_key flow = ct_key(src, 40001, dst, kScaleFirstPort, IPPROTO_TCP);
+  const std::string tag = "policy " + std::to_string(p.scale.rules) + " rules, ";
+
+  // Once, that each frame takes the path it stands for.
+  const StatsKey stats_key = {dev, MOAT_DIR_FROM_CONTAINER};
+  const uint64_t denials =
+      sum_stats(skel.maps.stats, stats_key).drops[-MOAT_DROP_POLICY_DEFAULT_DENY];
+  checked_run(tag + "new_denied", prog, dev, denied, 1, TC_ACT_SHOT);
+  if (sum_stats(skel.maps.stats, stats_key).drops[-MOAT_DROP_POLICY_DEFAULT_DENY] != denials + 1)
+    throw std::runtime_error(tag + "new_denied: not dropped as policy-default-deny");
+  if (!ct_entries(skel).empty()) throw std::runtime_error(tag + "new_denied: left a ct entry");
+  checked_run(tag + "new_admitted", prog, dev, admitted, 1, TC_ACT_OK);
+  const std::optional<moat_ct_entry> e = ct_get(skel, flow);
+  if (!e || e->kind != MOAT_CT_TRACK || ct_entries(skel).size() != 1)
+    throw std::runtime_error(tag + "new_admitted: not tracked as one MOAT_CT_TRACK entry");
+  const std::map<uint32_t, uint64_t> hits = percpu_u64_nonzero(skel.maps.rule_hits);
+  if (hits != std::map<uint32_t, uint64_t>{{p.measured_rule, 1}})
+    throw std::runtime_error(tag + "new_admitted: not admitted by rule " +
+                             std::to_string(p.measured_rule));
+
+  Json meta = {{"scenario", "policy"},
+               {"hook", "from_container"},
+               {"rules", p.scale.rules},
+               {"containers", p.containers},
+               {"rules_per_container", p.rules_each},
+               {"entries", p.scale.entries},
+               {"ipcache", p.scale.ipcache},
+               {"setup_s", std::round(p.setup_s * 100) / 100}};
+  if (p.scale.rules != p.requested) meta["rules_requested"] = p.requested;
+  std::string note;
+  if (p.setup_s > kSlowSetupS)
+    note = "setup (compiling and installing the policy) took " + std::to_string(int(p.setup_s)) +
+           " s. ";
+  // moat compiles and enforces such a policy, but its observation counts
+  // rule hits only for the first MOAT_MAX_RULES rule ids.
+  if (p.scale.rules > MOAT_MAX_RULES)
+    note += "more rules than rule_hits has slots (MOAT_MAX_RULES " +
+            std::to_string(MOAT_MAX_RULES) +
+            "): rules past that are enforced but not counted; "
+            "the measured flow's rule (id " +
+            std::to_string(p.measured_rule) + ") is counted.";
+  if (!note.empty()) meta["note"] = note;
+  auto with = [&](const char* path, const char* runs, const char* what) {
+    Json m = meta;
+    m["path"] = path;
+    m["runs"] = runs;
+    m["what"] = what;
+    return m;
+  };
+  const endpoint_bpf* s = &skel;
+  cases.push_back({with("new_denied", "repeat",
+                        "first packet of a flow the policy denies: ct miss, every policy lookup "
+                        "misses, dropped"),
+                   repeated(tag + "new_denied", prog, dev, denied, o.repeat, TC_ACT_SHOT),
+                   {}});
+  cases.push_back(
+      {with("new_admitted", "single",
+            "first packet of a flow the policy admits: ct miss, verdict, ct entry created"),
+       singles(tag + "new_admitted", prog, dev, admitted, o.singles, TC_ACT_OK,
+               [s, flow, tag] {
+                 // The setup's run or the previous one left the entry: its
+                 // absence means a run was not tracked after all.
+                 if (bpf_map__delete_elem(s->maps.ct, &flow, sizeof flow, 0))
+                   throw std::runtime_error(
+                       tag + "new_admitted: deleting the ct entry: " + std::strerror(errno));
+               }),
+       {}});
+  // Runs after new_admitted in each round: its last run left the entry.
+  cases.push_back({with("established", "repeat",
+                        "a packet of an admitted, tracked flow: ct hit, policy not consulted"),
+                   repeated(tag + "established", prog, dev, established, o.repeat, TC_ACT_OK),
+                   {}});
+}
+
+// ---- publish and baseline: a plain dataplane without policy ----------------------------
+
+constexpr uint32_t kMasqIcc = MOAT_NET_F_ICC | MOAT_NET_F_MASQUERADE;
+const Network kNet = {1, ip4("172.20.0.0"), 16, ip4("172.20.0.1"), kMasqIcc};
+constexpr const char* A = "172.20.0.2";       // moat-a: publishes 8080 -> 80
+constexpr const char* B = "172.20.0.3";       // moat-b
+constexpr const char* HOST = "198.18.0.1";    // moat-u's address
+constexpr const char* CLIENT = "198.18.0.2";  // a client in the world
+constexpr uint16_t kPublished = 8080, kUnpublished = 6000;
+// Filler publish entries: TCP ports kFillerPort.. to backends 172.20.1.0 + i.
+constexpr uint16_t kFillerPort = 10000;
+constexpr uint32_t kMaxPorts = 1 + (65535 - kFillerPort + 1);
+
+Bytes tcp4(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kAck) {
+  return eth(ETH_P_IP,
+             ipv4({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_TCP, .l4_checksum = true},
+                  tcp(sp, dp, flags)));
+}
+
+struct Plane {
+  Skeleton ep{nullptr, nullptr};
+  UplinkSkeleton up{nullptr, nullptr};
+  uint32_t ports = 0;  // publish entries
+};
+
+// `ports` publish entries: A's 8080 and ports - 1 fillers.
+std::unique_ptr<Plane> plane(uint32_t ports) {
+  auto p = std::make_unique<Plane>();
+  p->ep = load_skeleton();
+  p->up = load_uplink_skeleton(*p->ep);
+  add_network(*p->ep, kNet);
+  add_endpoint(*p->ep, ifindex_of("moat-a"), kNet, ip4(A));
+  add_endpoint(*p->ep, ifindex_of("moat-b"), kNet, ip4(B));
+  add_uplink(*p->ep, ifindex_of("moat-u"), ip4(HOST));
+  add_host_addr(*p->ep, ip4(HOST));
+  add_publish(*p->ep, {0, kPublished, IPPROTO_TCP, ip4(A), 80, ifindex_of("moat-a"), kNet.id});
+  for (uint32_t i = 0; i + 1 < ports; i++)
+    add_publish(*p->ep, {0, uint16_t(kFillerPort + i), IPPROTO_TCP,
+                         htonl(ntohl(ip4("172.20.1.0")) + i), 80, 1000 + i, kNet.id});
+  p->ports = ports;
+  return p;
+}
+
+void add_publish_cases(std::vector<Case>& cases, const Plane& p, const Options& o) {
+  const bpf_program* in = p.up->progs.uplink_in;
+  const uint32_t up = ifindex_of("moat-u");
+  const std::string tag = "publish " + std::to_string(p.ports) + " ports, ";
+
+  // A published flow, as ObservationCost (observe_test.cpp) sets it up.
+  // BPF_PROG_TEST_RUN repeats the program on one skb, so each repetition
+  // sees the previous one's rewrite: a second DNAT entry for the rewritten
+  // tuple, pointing back, makes every repetition a real ct hit plus DNAT
+  // rewrite (address, port, both checksums).
+  const RunResult syn =
+      checked_run(tag + "SYN", in, up, tcp4(CLIENT, 42000, HOST, kPublished, kSyn), 1, TC_ACT_OK);
+  if (syn.out != tcp4(CLIENT, 42000, A, 80, kSyn))
+    throw std::runtime_error(tag + "the SYN to the published port was not rewritten to " + A +
+                             ":80");
+  checked_run(tag + "SYN-ACK", p.up->progs.uplink_out, up, tcp4(A, 80, CLIENT, 42000, kSyn | kAck),
+              1, TC_ACT_OK);
+  const moat_ct_key orig = ct_key(CLIENT, 42000, HOST, kPublished, IPPROTO_TCP);
+  std::optional<moat_ct_entry> e = ct_get(*p.ep, orig);
+  if (!e || e->kind != MOAT_CT_DNAT) throw std::runtime_error(tag + "no DNAT entry for the flow");
+  const moat_ct_key xlated = e->xlated;
+  e->xlated = orig;
+  ct_put(*p.ep, xlated, *e);
+  const Bytes established = tcp4(CLIENT, 42000, HOST, kPublished);
+
+  // An unpublished port of the host address: both publish probes miss, the
+  // host gets the packet unchanged and nothing is tracked.
+  const Bytes miss = tcp4(CLIENT, 40000, HOST, kUnpublished, kSyn);
+  const size_t ct_before = ct_entries(*p.ep).size();
+  if (checked_run(tag + "miss", in, up, miss, 1, TC_ACT_OK).out != miss ||
+      ct_entries(*p.ep).size() != ct_before)
+    throw std::runtime_error(tag + "miss: the packet was rewritten or tracked");
+
+  const Json meta = {
+      {"scenario", "publish"}, {"hook", "uplink_in"}, {"ports", p.ports}, {"runs", "repeat"}};
+  Json m = meta;
+  m["path"] = "established";
+  m["what"] = "a packet of an established published flow: ct hit, DNAT rewrite";
+  cases.push_back({m, repeated(tag + "established", in, up, established, o.repeat, TC_ACT_OK), {}});
+  m = meta;
+  m["path"] = "miss";
+  m["what"] = "a SYN to an unpublished port of the host address: both publish probes miss";
+  cases.push_back({m, repeated(tag + "miss", in, up, miss, o.repeat, TC_ACT_OK), {}});
+}
+
+void add_baseline_case(std::vector<Case>& cases, const Plane& p, const Options& o) {
+  const Bytes frame = tcp4(A, 40000, B, 80);
+  const uint32_t dev = ifindex_of("moat-a");
+  checked_run("baseline", p.ep->progs.from_container, dev, frame, 1, TC_ACT_OK);
+  cases.push_back(
+      {{{"scenario", "baseline"},
+        {"path", "allowed"},
+        {"hook", "from_container"},
+        {"runs", "repeat"},
+        {"what", "a packet between two containers of one network, no policy"}},
+       repeated("baseline", p.ep->progs.from_container, dev, frame, o.repeat, TC_ACT_OK),
+       {}});
+}
+
+// ---- the run -------------------------------------------------------------------------
+
+// The CPU the run stays on: per-CPU maps and caches stay warm, and a
+// migration cannot land in the middle of a round.
+int pin_to_current_cpu() {
+  const int cpu = sched_getcpu();
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return cpu >= 0 && sched_setaffinity(0, sizeof one, &one) == 0 ? cpu : -1;
+}
+
+Json bench(const Options& o) {
+  const auto t0 = Clock::now();
+  const int cpu = pin_to_current_cpu();
+
+  // Everything is set up first, so the rounds interleave every case.
+  std::vector<Case> cases;
+  std::vector<std::unique_ptr<Plane>> planes;
+  std::vector<std::unique_ptr<PolicySetup>> policies;
+  planes.push_back(plane(1));
+  add_baseline_case(cases, *planes.back(), o);
+  for (uint32_t r : o.rules) {
+    policies.push_back(policy_setup(r, o.containers));
+    add_policy_cases(cases, *policies.back(), o);
+  }
+  for (uint32_t ports : o.ports) {
+    std::fprintf(stderr, "publish: %u ports...", ports);
+    const auto p0 = Clock::now();
+    planes.push_back(plane(ports));
+    add_publish_cases(cases, *planes.back(), o);
+    std::fprintf(stderr, " set up in %.1f s\n", seconds_since(p0));
+  }
+
+  for (int round = 0; round < o.rounds; round++) {
+    std::fprintf(stderr, "round %d/%d\n", round + 1, o.rounds);
+    for (Case& c : cases) c.samples.push_back(c.measure());
+  }
+  for (const auto& p : policies)
+    if (ct_entries(*p->scale.skel).size() != 1)
+      throw std::runtime_error("policy " + std::to_string(p->scale.rules) +
+                               " rules: the denied runs created ct entries");
+
+  utsname u{};
+  uname(&u);
+  Json doc = {{"tool", "moat_kernel_bench"},
+              {"kernel", u.release},
+              {"cpus", sysconf(_SC_NPROCESSORS_ONLN)},
+              {"pinned_cpu", cpu},
+              {"rounds", o.rounds},
+              {"repeat", o.repeat},
+              {"singles", o.singles},
+              {"unit", "ns per packet (BPF_PROG_TEST_RUN duration)"},
+              {"method",
+               "one sample per case per round, cases interleaved in each round; runs=repeat: "
+               "the kernel's average over `repeat` repetitions; runs=single: the minimum of "
+               "`singles` one-packet runs, the ct entry deleted before each"},
+              {"policy_layout",
+               "containers c<i> at 10.0.0.2+i in 10.0.0.0/16, one identity each, each "
+               "ingress-isolated by rules_per_container rules allowing c<i-1> on one TCP port "
+               "each; measured: c" +
+                   std::to_string(kMeasured) + " (" + str(scale_ip(kMeasured)) + ") -> c" +
+                   std::to_string(kMeasured + 1)}};
+  doc["cases"] = Json::array();
+  for (const Case& c : cases) {
+    Json j = c.meta;
+    j["ns"] = summary(c.samples);
+    doc["cases"].push_back(j);
+  }
+  doc["duration_s"] = std::round(seconds_since(t0) * 10) / 10;
+  return doc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  bool quick = false;
+  CLI::App app{
+      "moat_kernel_bench: moat's per-packet cost in the kernel (BPF_PROG_TEST_RUN) over policy "
+      "sizes and published-port counts; one JSON document on stdout. Needs root; runs in a "
+      "private network namespace."};
+  app.add_flag("--quick", quick, "rules 10,100, ports 1,10, few rounds and repetitions (seconds)");
+  app.add_option("--rules", o.rules, "policy sizes in rules (default 10,1000,10000,100000)")
+      ->delimiter(',')
+      ->check(CLI::Range(2u, 10000000u));
+  app.add_option("--ports", o.ports, "published-port counts (default 1,100,10000)")
+      ->delimiter(',')
+      ->check(CLI::Range(1u, kMaxPorts));
+  app.add_option("--rounds", o.rounds, "samples per case (default 11)")
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--repeat", o.repeat, "repetitions per BPF_PROG_TEST_RUN (default 100000)")
+      ->check(CLI::Range(1, 100000000));
+  app.add_option("--singles", o.singles, "one-packet runs per sample of new_admitted (default 400)")
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--containers", o.containers,
+                 "most containers a policy spreads its rules over (default 1000)")
+      ->check(CLI::Range(2u, uint32_t(MOAT_MAX_ENDPOINTS)));
+  CLI11_PARSE(app, argc, argv);
+  // --quick only changes what was not given explicitly.
+  if (quick) {
+    const auto unless_given = [&](const char* opt, auto& field, auto value) {
+      if (app.count(opt) == 0) field = value;
+    };
+    unless_given("--rules", o.rules, std::vector<uint32_t>{10, 100});
+    unless_given("--ports", o.ports, std::vector<uint32_t>{1, 10});
+    unless_given("--rounds", o.rounds, 3);
+    unless_given("--repeat", o.repeat, 1000);
+    unless_given("--singles", o.singles, 20);
+  }
+
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::fprintf(stderr, "moat_kernel_bench: unshare(CLONE_NEWNET): %s (needs root)\n",
+                 std::strerror(errno));
+    return 1;
+  }
+  try {
+    create_devices();
+    const Json doc = bench(o);
+    std::printf("%s\n", doc.dump(2).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nmoat_kernel_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

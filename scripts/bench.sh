@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# bench.sh - moat against no filtering, Docker-style iptables and nftables,
+# in one run, on a lab of namespaces of its own (bench/bench.py says what
+# each contender enforces and how each scenario is measured).
+#
+#   scripts/bench.sh            full run: 10 and 10,000 policy rules, 3 rounds
+#   scripts/bench.sh --quick    tiny sizes, one round: checks the suite works
+#   scripts/bench.sh --out DIR  where results go (default bench/results)
+#   scripts/bench.sh --reps N   rounds per figure
+#
+# Writes DIR/<date>-<host>.json (every sample, medians, spreads, ratios, the
+# enforcement checks), .md (the tables) and .png (ratios to the baseline).
+# Exit 0 only when every contender passed its enforcement checks. Not a
+# test: CI runs only --quick, through tests/e2e/test_bench_quick.sh.
+set -uo pipefail
+source "$(dirname "$0")/common.sh"
+
+mode=full out="$MOAT_ROOT/bench/results" reps=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) mode=quick ;;
+    --full) mode=full ;;
+    --out) out=${2:?--out needs a directory}; shift ;;
+    --reps) reps=(--reps "${2:?--reps needs a number}"); shift ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+prepare
+trap restore_bpffs EXIT
+python3 "$MOAT_ROOT/bench/bench.py" --moat "$MOAT_BIN" \
+  --kernel-bench "$MOAT_BUILD/bench/moat_kernel_bench" --mode "$mode" --out "$out" "${reps[@]}"
