@@ -159,33 +159,38 @@ class Problems {
 // Pass 1: JSON syntax
 
 // nlohmann keeps the last of duplicate keys without a word, and the parsed
-// tree no longer shows them; the parser callback still sees every key.
+// tree no longer shows them. A SAX pass of its own sees every key: a parser
+// callback would too, but nlohmann's callback parser rescans the enclosing
+// container at every object's end, quadratic in a 100,000-rule policy.
 class DuplicateKeyFinder {
  public:
-  bool on_event(Json::parse_event_t event, const Json& parsed) {
-    using E = Json::parse_event_t;
-    switch (event) {
-      case E::object_start:
-      case E::array_start:
-        stack_.push_back(Frame{next_child_path(), event == E::array_start});
-        break;
-      case E::object_end:
-      case E::array_end:
-        stack_.pop_back();
-        break;
-      case E::key: {
-        Frame& top = stack_.back();
-        top.key = parsed.get<std::string>();
-        if (!top.keys.insert(top.key).second) {
-          found_.push_back(Problem{key_path(top.path, top.key), "duplicate key " + quote(top.key)});
-        }
-        break;
-      }
-      case E::value:
-        next_child_path();
-        break;
-    }
+  using number_integer_t = Json::number_integer_t;
+  using number_unsigned_t = Json::number_unsigned_t;
+  using number_float_t = Json::number_float_t;
+  using string_t = Json::string_t;
+  using binary_t = Json::binary_t;
+
+  bool null() { return value(); }
+  bool boolean(bool) { return value(); }
+  bool number_integer(number_integer_t) { return value(); }
+  bool number_unsigned(number_unsigned_t) { return value(); }
+  bool number_float(number_float_t, const string_t&) { return value(); }
+  bool string(string_t&) { return value(); }
+  bool binary(binary_t&) { return value(); }
+  bool start_object(std::size_t) { return open(false); }
+  bool start_array(std::size_t) { return open(true); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(string_t& k) {
+    Frame& top = stack_.back();
+    top.key = k;
+    if (!top.keys.insert(top.key).second)
+      found_.push_back(Problem{key_path(top.path, top.key), "duplicate key " + quote(top.key)});
     return true;
+  }
+  // The DOM parse that follows reports syntax errors, with their position.
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
   }
 
   std::vector<Problem>& found() { return found_; }
@@ -198,6 +203,19 @@ class DuplicateKeyFinder {
     std::string key{};  // the object's current key
     std::set<std::string> keys{};
   };
+
+  bool value() {
+    next_child_path();
+    return true;
+  }
+  bool open(bool is_array) {
+    stack_.push_back(Frame{next_child_path(), is_array});
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
 
   // The path of the value that starts now; advances the index in arrays.
   std::string next_child_path() {
@@ -240,9 +258,8 @@ std::string readable_json_error(const std::string& what) {
 std::optional<Json> parse_json(const std::string& text, Problems& problems) {
   DuplicateKeyFinder finder;
   try {
-    Json root = Json::parse(text, [&finder](int, Json::parse_event_t event, Json& parsed) {
-      return finder.on_event(event, parsed);
-    });
+    Json root = Json::parse(text);
+    Json::sax_parse(text, &finder);
     for (Problem& p : finder.found()) problems.add(std::move(p));
     return root;
   } catch (const Json::parse_error& e) {
