@@ -266,6 +266,21 @@ class Obs : public ::testing::Test {
     return r.out;
   }
 
+  // A tracked flow A:40000 -> B:80 (policy on) past its SYN and SYN-ACK,
+  // its FLOW_NEW drained; the frames, for the counts its events carry.
+  struct Tracked {
+    moat_ct_key key;
+    Bytes syn, synack;
+  };
+  Tracked open_tracked_flow() {
+    Tracked t{tcp_key(A, 40000, B, 80), tcp4(A, 40000, B, 80, kSyn),
+              tcp4(B, 80, A, 40000, kSyn | kAck, 8)};
+    go(Hook::FromContainer, kDevA, t.syn, TC_ACT_OK);
+    go(Hook::ToContainer, kDevA, t.synack, TC_ACT_OK);
+    EXPECT_EQ(events().size(), 1u) << "the flow's FLOW_NEW";
+    return t;
+  }
+
   // One run of ct_reap on `key` (reap.bpf.c).
   uint32_t reap_flow(const moat_ct_key& key) {
     const uint64_t t0 = monotonic_ns();
@@ -734,12 +749,10 @@ TEST_F(Obs, ExpiredFlowEndsAtItsNextLookup) {
 
   // Tracked: the next packet finds it expired (FLOW_END), then is judged as
   // a new flow (FLOW_NEW).
-  const moat_ct_key k = tcp_key(A, 40000, B, 80);
-  const Bytes syn = tcp4(A, 40000, B, 80, kSyn);
-  const Bytes synack = tcp4(B, 80, A, 40000, kSyn | kAck, 8);
-  go(Hook::FromContainer, kDevA, syn, OK);
-  go(Hook::ToContainer, kDevA, synack, OK);
-  ASSERT_EQ(events().size(), 1u);
+  const Tracked t = open_tracked_flow();
+  ASSERT_FALSE(HasFailure()) << "opening the tracked flow";
+  const moat_ct_key& k = t.key;
+  const Bytes &syn = t.syn, &synack = t.synack;
   edit_ct(k, [&](moat_ct_entry& e) { e.expires_ns = past; });
   const Bytes ack = tcp4(A, 40000, B, 80, kAck, 30);
   go(Hook::FromContainer, kDevA, ack, OK);
@@ -805,12 +818,10 @@ TEST_F(Obs, ExpiredFlowEndsAtItsNextLookup) {
 TEST_F(Obs, StoppedFlowsAreEndedByTheReaper) {
   dp_->with_policy();
   const uint64_t past = monotonic_ns() - kSec;
-  const moat_ct_key k = tcp_key(A, 40000, B, 80);
-  const Bytes syn = tcp4(A, 40000, B, 80, kSyn);
-  const Bytes synack = tcp4(B, 80, A, 40000, kSyn | kAck, 8);
-  go(Hook::FromContainer, kDevA, syn, OK);
-  go(Hook::ToContainer, kDevA, synack, OK);
-  ASSERT_EQ(events().size(), 1u);
+  const Tracked t = open_tracked_flow();
+  ASSERT_FALSE(HasFailure()) << "opening the tracked flow";
+  const moat_ct_key& k = t.key;
+  const Bytes &syn = t.syn, &synack = t.synack;
 
   EXPECT_EQ(reap_flow(k), 0u) << "a live flow";
   expect_none("reaping a live flow");
