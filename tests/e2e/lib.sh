@@ -197,7 +197,8 @@ no_residue() {  # nothing of the lab left: namespaces, pins, state, /etc/netns
   local l=$1
   [ -z "$(ip netns list | grep "^moat-$l-")" ] &&
   [ ! -e "/sys/fs/bpf/moat/lab-$l" ] && [ ! -e "/run/moat/lab-$l" ] &&
-  [ ! -e "/run/moat/labs/$l.json" ] && [ -z "$(ls -d /etc/netns/moat-"$l"-* 2>/dev/null)" ]
+  [ ! -e "/run/moat/labs/$l.json" ] && [ ! -e "/run/moat/labs/$l.input" ] &&
+  [ -z "$(ls -d /etc/netns/moat-"$l"-* 2>/dev/null)" ]
 }
 
 # check_probe_matrix LAB: `moat lab probe` observes exactly the expected matrix.

@@ -57,6 +57,9 @@ PY
 check "the results hold every contender, scenario, size and figure" results_hold
 labs_after=$(ls /run/moat/labs 2>/dev/null | sort)
 check "no lab left behind" [ "$labs_before" = "$labs_after" ]
+if [ -z "$labs_before" ] && [ -z "$(ls /run/netns 2>/dev/null | grep '^moat-')" ]; then
+  check "no empty state directory left behind" [ ! -e /run/moat/labs ]
+fi
 LABNAME=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["lab_name"])' "$BASE.json")
 check "no namespace of lab $LABNAME left behind" bash -c '! ip netns list | grep -q "moat-$1-"' _ "$LABNAME"
 finish

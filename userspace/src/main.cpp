@@ -1253,9 +1253,10 @@ int main(int argc, char** argv) {
         check(in_lab_host(name, [&] { return moat::down(lab_instance(name)); }));
       else
         check(moat::down(lab_instance(name)));
-      check(moat::lab_down(name));
+      // Before lab_down(), which removes the state directory once empty.
       std::error_code ec;
       fs::remove(lab_config_copy(name), ec);
+      check(moat::lab_down(name));
       std::cout << "lab " << name << " removed\n";
     } else if (*lab_exec) {
       need_root();
