@@ -87,7 +87,8 @@ static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info 
 	return nat_rewrite(skb, l4, &e->xlated);
 }
 
-static __always_inline int from_world(struct __sk_buff *skb)
+/* `slot`: this uplink's counter slot, looked up once per packet by the caller. */
+static __always_inline int from_world(struct __sk_buff *skb, __u32 slot)
 {
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
@@ -113,7 +114,7 @@ static __always_inline int from_world(struct __sk_buff *skb)
 		if (pub) {
 			struct ct_sites at = {
 				.orig_ifindex = ifindex,
-				.orig_slot = uplink_stats_slot(ifindex),
+				.orig_slot = slot,
 				.orig_dir = MOAT_DIR_UPLINK_IN,
 				.reply_ifindex = ifindex,
 				.reply_dir = MOAT_DIR_UPLINK_OUT,
@@ -140,7 +141,7 @@ static __always_inline int from_world(struct __sk_buff *skb)
 	return MOAT_PASS;
 }
 
-static __always_inline int to_world(struct __sk_buff *skb)
+static __always_inline int to_world(struct __sk_buff *skb, __u32 slot)
 {
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
@@ -172,7 +173,7 @@ static __always_inline int to_world(struct __sk_buff *skb)
 		 * same, so that the replies are let in and nothing else is. */
 		struct ct_sites at = {
 			.orig_ifindex = ifindex,
-			.orig_slot = uplink_stats_slot(ifindex),
+			.orig_slot = slot,
 			.orig_dir = MOAT_DIR_UPLINK_OUT,
 			.reply_ifindex = ifindex,
 			.reply_dir = MOAT_DIR_UPLINK_IN,
@@ -199,17 +200,17 @@ static __always_inline int to_world(struct __sk_buff *skb)
 SEC("tc")
 int uplink_in(struct __sk_buff *skb)
 {
-	int v = from_world(skb);
+	__u32 slot = uplink_stats_slot(skb->ifindex);
 
-	return finish(skb, MOAT_DIR_UPLINK_IN, uplink_stats_slot(skb->ifindex), v);
+	return finish(skb, MOAT_DIR_UPLINK_IN, slot, from_world(skb, slot));
 }
 
 SEC("tc")
 int uplink_out(struct __sk_buff *skb)
 {
-	int v = to_world(skb);
+	__u32 slot = uplink_stats_slot(skb->ifindex);
 
-	return finish(skb, MOAT_DIR_UPLINK_OUT, uplink_stats_slot(skb->ifindex), v);
+	return finish(skb, MOAT_DIR_UPLINK_OUT, slot, to_world(skb, slot));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
