@@ -14,9 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compile.h"
-#include "config.h"
-#include "result.h"
+#include "plan/plan.h"
+#include "config/config.h"
+#include "util/result.h"
 
 struct endpoint_bpf;  // endpoint.skel.h
 

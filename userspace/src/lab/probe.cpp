@@ -1,4 +1,4 @@
-#include "probe.h"
+#include "lab/probe.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

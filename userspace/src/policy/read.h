@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
-#include "policy_model.h"
+#include "config/config.h"
+#include "policy/model.h"
 
 namespace moat::policy_read {
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "net.h"
+#include "util/net.h"
 
 namespace moat {
 

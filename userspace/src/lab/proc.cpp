@@ -1,7 +1,7 @@
 // proc.cpp - running other programs without a shell: posix_spawnp, pipes
 // drained with poll() so a chatty stderr can never block a chatty stdout, and
 // waitpid for the exit code.
-#include "proc.h"
+#include "lab/proc.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -12,7 +12,7 @@
 #include <array>
 #include <cerrno>
 
-#include "fd.h"
+#include "util/fd.h"
 
 extern char** environ;
 

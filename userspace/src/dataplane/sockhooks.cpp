@@ -1,4 +1,4 @@
-#include "sockhooks.h"
+#include "dataplane/sockhooks.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -22,8 +22,8 @@
 #include <sstream>
 #include <utility>
 
-#include "fd.h"
-#include "net.h"
+#include "util/fd.h"
+#include "util/net.h"
 #include "sock.skel.h"
 
 #ifndef SO_NETNS_COOKIE

@@ -1,4 +1,4 @@
-#include "compile.h"
+#include "plan/plan.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
-#include "result.h"
+#include "config/config.h"
+#include "util/result.h"
 
 namespace moat {
 

@@ -8,9 +8,9 @@
 // overlaps, address and port collisions) and runs Docker's IPAM. Every pass
 // collects problems instead of stopping, and they are sorted into document
 // order at the end, so a user fixes the whole file in one round trip.
-#include "config.h"
+#include "config/config.h"
 
-#include "policy_read.h"
+#include "policy/read.h"
 
 #include <algorithm>
 #include <cctype>

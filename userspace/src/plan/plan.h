@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "abi.h"
-#include "config.h"
-#include "result.h"
+#include "config/config.h"
+#include "util/result.h"
 
 namespace moat {
 

@@ -1,7 +1,7 @@
 // policy_read.cpp - reading policies (moat-native, Kubernetes NetworkPolicy,
 // Lists) and namespaces out of a JSON tree, with a problem for everything
 // wrong, at its path. See policy_read.h.
-#include "policy_read.h"
+#include "policy/read.h"
 
 #include <algorithm>
 #include <cctype>

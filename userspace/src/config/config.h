@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "net.h"
-#include "policy_model.h"
+#include "util/net.h"
+#include "policy/model.h"
 
 namespace moat {
 

@@ -21,7 +21,7 @@
 #include <set>
 #include <tuple>
 
-#include "policy.h"
+#include "policy/policy.h"
 
 namespace moat {
 

@@ -19,8 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "abi.h"
-#include "config.h"
-#include "result.h"
+#include "config/config.h"
+#include "util/result.h"
 
 namespace moat::obs {
 

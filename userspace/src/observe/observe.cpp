@@ -1,4 +1,4 @@
-#include "observe.h"
+#include "observe/observe.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -14,10 +14,10 @@
 #include <set>
 #include <sstream>
 
-#include "dataplane.h"
+#include "dataplane/dataplane.h"
 #include "endpoint.skel.h"
-#include "net.h"
-#include "policy.h"
+#include "util/net.h"
+#include "policy/policy.h"
 
 namespace moat::obs {
 

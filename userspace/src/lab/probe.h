@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "net.h"
-#include "result.h"
+#include "util/net.h"
+#include "util/result.h"
 
 namespace moat {
 

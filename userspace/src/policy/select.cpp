@@ -2,7 +2,7 @@
 // files, the rule table, endpoints, and evaluate_model(), which judges a flow
 // from the policy objects directly (no identities, no map entries) so that
 // the compiler can be tested against it.
-#include "policy.h"
+#include "policy/policy.h"
 
 #include <netinet/in.h>
 

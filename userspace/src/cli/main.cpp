@@ -23,14 +23,14 @@
 #include <map>
 #include <sstream>
 
-#include "compile.h"
-#include "config.h"
-#include "dataplane.h"
+#include "plan/plan.h"
+#include "config/config.h"
+#include "dataplane/dataplane.h"
 #include "endpoint.skel.h"
-#include "lab.h"
-#include "observe.h"
-#include "policy.h"
-#include "probe.h"
+#include "lab/lab.h"
+#include "observe/observe.h"
+#include "policy/policy.h"
+#include "lab/probe.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -17,8 +17,8 @@
 #include <string_view>
 #include <vector>
 
-#include "compile.h"
-#include "result.h"
+#include "plan/plan.h"
+#include "util/result.h"
 
 namespace moat {
 

@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "abi.h"
-#include "config.h"
-#include "policy_model.h"
-#include "result.h"
+#include "config/config.h"
+#include "policy/model.h"
+#include "util/result.h"
 
 namespace moat {
 

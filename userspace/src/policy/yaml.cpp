@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <regex>
 
-#include "policy_read.h"
+#include "policy/read.h"
 
 namespace moat::policy_read {
 namespace {

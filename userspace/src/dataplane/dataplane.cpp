@@ -1,4 +1,4 @@
-#include "dataplane.h"
+#include "dataplane/dataplane.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -26,10 +26,10 @@
 #include <set>
 #include <sstream>
 
-#include "fd.h"
+#include "util/fd.h"
 #include "endpoint.skel.h"
-#include "policy.h"
-#include "sockhooks.h"
+#include "policy/policy.h"
+#include "dataplane/sockhooks.h"
 #include "uplink.skel.h"
 #include "reap.skel.h"
 

@@ -5,7 +5,7 @@
 // /run/moat/labs/L.json is written as an intent log: a namespace, /etc/netns
 // directory or listener is recorded before or right after it is made, so
 // lab_down can undo a half-built lab, even after a crash, from the file alone.
-#include "lab.h"
+#include "lab/lab.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -25,7 +25,7 @@
 #include <sstream>
 #include <thread>
 
-#include "proc.h"
+#include "lab/proc.h"
 
 namespace moat {
 namespace {

@@ -1,6 +1,6 @@
 // net.cpp - IPv4 values. Parsing is strict on purpose: configuration files
 // are written by people, and a lenient parser turns typos into addresses.
-#include "net.h"
+#include "util/net.h"
 
 #include <bit>
 #include <charconv>
