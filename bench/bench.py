@@ -544,7 +544,7 @@ def main():
                             timed(("from_container", "to_container"), lambda: iperf(lab, "c1", c2, secs)))
                         pub = c2 if who == "baseline" else HOST_UPLINK_IP
                         add("throughput_published_gbps", who, rules,
-                            timed(("uplink_in", "uplink_out"), lambda: iperf(lab, "out", pub, secs)))
+                            timed(("from_world", "to_world"), lambda: iperf(lab, "out", pub, secs)))
                         for close in (False, True):
                             w = wrk(lab, f"http://{c2}/", secs, close)
                             mode = "new_connection" if close else "keepalive"

@@ -310,7 +310,7 @@ std::unique_ptr<Plane> plane(uint32_t ports) {
 }
 
 void add_publish_cases(std::vector<Case>& cases, const Plane& p, const Options& o) {
-  const bpf_program* in = p.up->progs.uplink_in;
+  const bpf_program* in = p.up->progs.from_world;
   const uint32_t up = ifindex_of("moat-u");
   const std::string tag = "publish " + std::to_string(p.ports) + " ports, ";
 
@@ -324,7 +324,7 @@ void add_publish_cases(std::vector<Case>& cases, const Plane& p, const Options& 
   if (syn.out != tcp4(CLIENT, 42000, A, 80, kSyn))
     throw std::runtime_error(tag + "the SYN to the published port was not rewritten to " + A +
                              ":80");
-  checked_run(tag + "SYN-ACK", p.up->progs.uplink_out, up, tcp4(A, 80, CLIENT, 42000, kSyn | kAck),
+  checked_run(tag + "SYN-ACK", p.up->progs.to_world, up, tcp4(A, 80, CLIENT, 42000, kSyn | kAck),
               1, TC_ACT_OK);
   const moat_ct_key orig = ct_key(CLIENT, 42000, HOST, kPublished, IPPROTO_TCP);
   std::optional<moat_ct_entry> e = ct_get(*p.ep, orig);
@@ -343,7 +343,7 @@ void add_publish_cases(std::vector<Case>& cases, const Plane& p, const Options& 
     throw std::runtime_error(tag + "miss: the packet was rewritten or tracked");
 
   const Json meta = {
-      {"scenario", "publish"}, {"hook", "uplink_in"}, {"ports", p.ports}, {"runs", "repeat"}};
+      {"scenario", "publish"}, {"hook", "from_world"}, {"ports", p.ports}, {"runs", "repeat"}};
   Json m = meta;
   m["path"] = "established";
   m["what"] = "a packet of an established published flow: ct hit, DNAT rewrite";

@@ -39,8 +39,8 @@
 enum moat_dir {
 	MOAT_DIR_FROM_CONTAINER = 0, /* TC ingress of the host-side veth */
 	MOAT_DIR_TO_CONTAINER = 1, /* TC egress of the host-side veth */
-	MOAT_DIR_UPLINK_IN = 2, /* TC ingress of an uplink: from the world */
-	MOAT_DIR_UPLINK_OUT = 3, /* TC egress of an uplink: to the world */
+	MOAT_DIR_FROM_WORLD = 2, /* TC ingress of an uplink: from the world */
+	MOAT_DIR_TO_WORLD = 3, /* TC egress of an uplink: to the world */
 	MOAT_DIR_MAX = 4,
 };
 

@@ -74,7 +74,7 @@ static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info 
 	e = ct_lookup(&l4->key, now);
 	if (!e)
 		return MOAT_CONTINUE;
-	if (dir == MOAT_DIR_UPLINK_OUT && e->kind == MOAT_CT_TRACK) {
+	if (dir == MOAT_DIR_TO_WORLD && e->kind == MOAT_CT_TRACK) {
 		*tracked = e;
 		return MOAT_CONTINUE;
 	}
@@ -88,7 +88,7 @@ static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info 
 }
 
 /* `slot`: this uplink's counter slot, looked up once per packet by the caller. */
-static __always_inline int from_world(struct __sk_buff *skb, __u32 slot)
+static __always_inline int world_in_verdict(struct __sk_buff *skb, __u32 slot)
 {
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
@@ -103,7 +103,7 @@ static __always_inline int from_world(struct __sk_buff *skb, __u32 slot)
 	if (v != MOAT_PASS || !is_ipv4)
 		return v;
 
-	v = uplink_tracked(skb, &l4, MOAT_DIR_UPLINK_IN, rev, now, &tracked);
+	v = uplink_tracked(skb, &l4, MOAT_DIR_FROM_WORLD, rev, now, &tracked);
 	if (v != MOAT_CONTINUE)
 		return v;
 
@@ -115,9 +115,9 @@ static __always_inline int from_world(struct __sk_buff *skb, __u32 slot)
 			struct ct_sites at = {
 				.orig_ifindex = ifindex,
 				.orig_slot = slot,
-				.orig_dir = MOAT_DIR_UPLINK_IN,
+				.orig_dir = MOAT_DIR_FROM_WORLD,
 				.reply_ifindex = ifindex,
-				.reply_dir = MOAT_DIR_UPLINK_OUT,
+				.reply_dir = MOAT_DIR_TO_WORLD,
 				.rev = rev,
 			};
 			struct moat_ct_key t = l4.key;
@@ -141,7 +141,7 @@ static __always_inline int from_world(struct __sk_buff *skb, __u32 slot)
 	return MOAT_PASS;
 }
 
-static __always_inline int to_world(struct __sk_buff *skb, __u32 slot)
+static __always_inline int world_out_verdict(struct __sk_buff *skb, __u32 slot)
 {
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
@@ -156,7 +156,7 @@ static __always_inline int to_world(struct __sk_buff *skb, __u32 slot)
 	if (v != MOAT_PASS || !is_ipv4)
 		return v;
 
-	v = uplink_tracked(skb, &l4, MOAT_DIR_UPLINK_OUT, rev, now, &tracked);
+	v = uplink_tracked(skb, &l4, MOAT_DIR_TO_WORLD, rev, now, &tracked);
 	if (v != MOAT_CONTINUE)
 		return v;
 
@@ -174,9 +174,9 @@ static __always_inline int to_world(struct __sk_buff *skb, __u32 slot)
 		struct ct_sites at = {
 			.orig_ifindex = ifindex,
 			.orig_slot = slot,
-			.orig_dir = MOAT_DIR_UPLINK_OUT,
+			.orig_dir = MOAT_DIR_TO_WORLD,
 			.reply_ifindex = ifindex,
-			.reply_dir = MOAT_DIR_UPLINK_IN,
+			.reply_dir = MOAT_DIR_FROM_WORLD,
 			.rev = rev,
 			.rule_id = MOAT_RULE_NONE,
 			.len = skb->len,
@@ -198,19 +198,19 @@ static __always_inline int to_world(struct __sk_buff *skb, __u32 slot)
 }
 
 SEC("tc")
-int uplink_in(struct __sk_buff *skb)
+int from_world(struct __sk_buff *skb)
 {
 	__u32 slot = uplink_stats_slot(skb->ifindex);
 
-	return finish(skb, MOAT_DIR_UPLINK_IN, slot, from_world(skb, slot));
+	return finish(skb, MOAT_DIR_FROM_WORLD, slot, world_in_verdict(skb, slot));
 }
 
 SEC("tc")
-int uplink_out(struct __sk_buff *skb)
+int to_world(struct __sk_buff *skb)
 {
 	__u32 slot = uplink_stats_slot(skb->ifindex);
 
-	return finish(skb, MOAT_DIR_UPLINK_OUT, slot, to_world(skb, slot));
+	return finish(skb, MOAT_DIR_TO_WORLD, slot, world_out_verdict(skb, slot));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -321,7 +321,7 @@ static __always_inline int ct_rewrites_here(const struct moat_ct_entry *e, __u32
 {
 	if (e->dir != dir)
 		return 0;
-	return dir == MOAT_DIR_UPLINK_IN || dir == MOAT_DIR_UPLINK_OUT || e->ifindex == ifindex;
+	return dir == MOAT_DIR_FROM_WORLD || dir == MOAT_DIR_TO_WORLD || e->ifindex == ifindex;
 }
 
 #endif

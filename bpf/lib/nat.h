@@ -134,9 +134,9 @@ static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4
 	struct ct_sites at = {
 		.orig_ifindex = ifindex,
 		.orig_slot = up->stats_slot,
-		.orig_dir = MOAT_DIR_UPLINK_OUT,
+		.orig_dir = MOAT_DIR_TO_WORLD,
 		.reply_ifindex = ifindex,
-		.reply_dir = MOAT_DIR_UPLINK_IN,
+		.reply_dir = MOAT_DIR_FROM_WORLD,
 		.rev = tracked ? tracked->policy_rev : rev,
 		.rule_id = tracked ? tracked->rule_id : MOAT_RULE_NONE,
 		.len = skb->len,

@@ -150,7 +150,7 @@ uint32_t stats_slot_of(uint32_t ifindex) {
 }
 
 namespace {
-// Interfaces given to add_uplink(): their slots count UPLINK_IN/OUT.
+// Interfaces given to add_uplink(): their slots count FROM_WORLD/TO_WORLD.
 std::set<uint32_t>& uplink_ifindexes() {
   static std::set<uint32_t> s;
   return s;
@@ -371,7 +371,7 @@ StatsKey stats_key_of(uint32_t index) {
   const uint32_t slot = index / 2, low = index & 1;
   if (slot == 0) return unattributed(low);
   for (const auto& [ifindex, s] : slots_by_ifindex())
-    if (s == slot) return {ifindex, low + (uplink_ifindexes().contains(ifindex) ? MOAT_DIR_UPLINK_IN : 0)};
+    if (s == slot) return {ifindex, low + (uplink_ifindexes().contains(ifindex) ? MOAT_DIR_FROM_WORLD : 0)};
   fail("counts in slot " + std::to_string(slot) + ", which no interface was given", EINVAL);
 }
 

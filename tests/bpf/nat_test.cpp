@@ -63,7 +63,7 @@ constexpr const char* ROUTER = "198.19.0.254";
 
 constexpr const char* kUplink = "moat-u";
 constexpr const char* kUplink2 = "moat-v";
-constexpr const char* kNotUplink = "moat-x";  // carries uplink_out, not in `uplinks`
+constexpr const char* kNotUplink = "moat-x";  // carries to_world, not in `uplinks`
 
 constexpr uint32_t kCidA = 0xa1, kCidB = 0xb1;
 
@@ -166,9 +166,9 @@ enum class Hook { UplinkIn, UplinkOut, FromContainer, ToContainer };
 moat_dir dir_of(Hook h) {
   switch (h) {
     case Hook::UplinkIn:
-      return MOAT_DIR_UPLINK_IN;
+      return MOAT_DIR_FROM_WORLD;
     case Hook::UplinkOut:
-      return MOAT_DIR_UPLINK_OUT;
+      return MOAT_DIR_TO_WORLD;
     case Hook::FromContainer:
       return MOAT_DIR_FROM_CONTAINER;
     case Hook::ToContainer:
@@ -240,9 +240,9 @@ struct Dataplane {
   const bpf_program* prog(Hook h) const {
     switch (h) {
       case Hook::UplinkIn:
-        return up->progs.uplink_in;
+        return up->progs.from_world;
       case Hook::UplinkOut:
-        return up->progs.uplink_out;
+        return up->progs.to_world;
       case Hook::FromContainer:
         return ep->progs.from_container;
       case Hook::ToContainer:
@@ -347,7 +347,7 @@ TEST_F(Nat, BothObjectsShareOneSetOfMaps) {
   }
 }
 
-// ---- publishing: uplink_in -------------------------------------------------------------
+// ---- publishing: from_world -------------------------------------------------------------
 
 TEST_F(Nat, PublishedTcpFlowBothWays) {
   const uint64_t t0 = monotonic_ns();
@@ -356,9 +356,9 @@ TEST_F(Nat, PublishedTcpFlowBothWays) {
 
   const moat_ct_key orig = ct_key(CLIENT, 40000, HOST, 5000, IPPROTO_TCP);
   const moat_ct_key xlated = ct_key(CLIENT, 40000, A, 5000, IPPROTO_TCP);
-  expect_ct(orig, xlated, kUplink, MOAT_DIR_UPLINK_IN, MOAT_CT_DNAT, MOAT_TCP_SYN_SENT, 0, kCidA,
+  expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_SYN_SENT, 0, kCidA,
             t0);
-  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_UPLINK_OUT, MOAT_CT_DNAT_REPLY,
+  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_SYN_SENT, 0, kCidA, t0);
   EXPECT_EQ(ct_entries(*dp_.ep).size(), 2u);
 
@@ -367,9 +367,9 @@ TEST_F(Nat, PublishedTcpFlowBothWays) {
          kUplink, tcp4(A, 5000, CLIENT, 40000, kSyn | kAck), pass,
          tcp4(HOST, 5000, CLIENT, 40000, kSyn | kAck)});
   // A reply moves both entries to ESTABLISHED.
-  expect_ct(orig, xlated, kUplink, MOAT_DIR_UPLINK_IN, MOAT_CT_DNAT, MOAT_TCP_ESTABLISHED, 0,
+  expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_ESTABLISHED, 0,
             kCidA, t1);
-  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_UPLINK_OUT, MOAT_CT_DNAT_REPLY,
+  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_ESTABLISHED, 0, kCidA, t1);
 
   const uint64_t counted = ct_get(*dp_.ep, orig)->packets;
@@ -388,21 +388,21 @@ TEST_F(Nat, PublishedTcpFlowBothWays) {
   check({"FIN from the client", Hook::UplinkIn, kUplink,
          tcp4(CLIENT, 40000, HOST, 5000, kAck | 0x01), pass,
          tcp4(CLIENT, 40000, A, 5000, kAck | 0x01)});
-  expect_ct(orig, xlated, kUplink, MOAT_DIR_UPLINK_IN, MOAT_CT_DNAT, MOAT_TCP_CLOSING, 0, kCidA,
+  expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_CLOSING, 0, kCidA,
             t2);
-  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_UPLINK_OUT, MOAT_CT_DNAT_REPLY,
+  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_CLOSING, 0, kCidA, t2);
 
   const uint64_t t3 = monotonic_ns();
   check({"the client reuses the tuple: a new SYN on the closing flow", Hook::UplinkIn, kUplink,
          tcp4(CLIENT, 40000, HOST, 5000, kSyn), pass, tcp4(CLIENT, 40000, A, 5000, kSyn)});
-  expect_ct(orig, xlated, kUplink, MOAT_DIR_UPLINK_IN, MOAT_CT_DNAT, MOAT_TCP_SYN_SENT, 0, kCidA,
+  expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_SYN_SENT, 0, kCidA,
             t3);
-  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_UPLINK_OUT, MOAT_CT_DNAT_REPLY,
+  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_SYN_SENT, 0, kCidA, t3);
   check({"RST from the container", Hook::UplinkOut, kUplink, tcp4(A, 5000, CLIENT, 40000, 0x04),
          pass, tcp4(HOST, 5000, CLIENT, 40000, 0x04)});
-  expect_ct(orig, xlated, kUplink, MOAT_DIR_UPLINK_IN, MOAT_CT_DNAT, MOAT_TCP_CLOSING, 0, kCidA,
+  expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_CLOSING, 0, kCidA,
             t3);
   EXPECT_EQ(ct_entries(*dp_.ep).size(), 2u);
 }
@@ -413,8 +413,8 @@ TEST_F(Nat, PublishedUdpFlowBothWays) {
          udp4(CLIENT, 40000, HOST, 8080), pass, udp4(CLIENT, 40000, A, 80), 2});
   const moat_ct_key orig = ct_key(CLIENT, 40000, HOST, 8080, IPPROTO_UDP);
   const moat_ct_key xlated = ct_key(CLIENT, 40000, A, 80, IPPROTO_UDP);
-  expect_ct(orig, xlated, kUplink, MOAT_DIR_UPLINK_IN, MOAT_CT_DNAT, MOAT_TCP_NONE, 0, kCidA, t0);
-  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_UPLINK_OUT, MOAT_CT_DNAT_REPLY,
+  expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_NONE, 0, kCidA, t0);
+  expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_NONE, 0, kCidA, t0);
 
   check({"the reply: back to the published address and port", Hook::UplinkOut, kUplink,
@@ -517,8 +517,8 @@ TEST_F(Nat, MasqueradeBothWays) {
     const moat_ct_key xlated = ct_key(HOST, P, WORLD, kdport, p);
     const moat_tcp_state st = p == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
     EXPECT_EQ(ct_entries(*dp_.ep).size(), 2u);
-    expect_ct(orig, xlated, kUplink, MOAT_DIR_UPLINK_OUT, MOAT_CT_SNAT, st, 0, 0, t0);
-    expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_UPLINK_IN, MOAT_CT_SNAT_REPLY,
+    expect_ct(orig, xlated, kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_SNAT, st, 0, 0, t0);
+    expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_SNAT_REPLY,
               st, 0, 0, t0);
 
     const uint16_t rp = p == IPPROTO_ICMP ? P : sport;
@@ -625,7 +625,7 @@ TEST_F(Nat, MasqueradeWithEveryPortTakenDrops) {
   const moat_ct_entry taken = {.xlated = ct_key(WORLD, 1, B, 1, IPPROTO_TCP),
                                .expires_ns = ~0ull,
                                .ifindex = ifx(kUplink),
-                               .dir = MOAT_DIR_UPLINK_IN,
+                               .dir = MOAT_DIR_FROM_WORLD,
                                .kind = MOAT_CT_SNAT_REPLY};
   for (uint32_t port = MOAT_NAT_PORT_MIN; port <= MOAT_NAT_PORT_MAX; port++)
     ct_put(*dp_.ep, ct_key("198.19.0.9", 80, HOST, uint16_t(port), IPPROTO_TCP), taken);
@@ -911,7 +911,7 @@ TEST_F(Nat, ExpiredFlowsAreForgottenOneWayFlowsAreNot) {
   check({"the idle direction's next packet keeps its port", Hook::UplinkOut, kUplink,
          udp4(A, 33333, WORLD, 80), pass, udp4(HOST, P2, WORLD, 80)});
   EXPECT_EQ(ct_entries(*dp_.ep).size(), 2u);
-  expect_ct(orig2, ct_key(HOST, P2, WORLD, 80, IPPROTO_UDP), kUplink, MOAT_DIR_UPLINK_OUT,
+  expect_ct(orig2, ct_key(HOST, P2, WORLD, 80, IPPROTO_UDP), kUplink, MOAT_DIR_TO_WORLD,
             MOAT_CT_SNAT, MOAT_TCP_NONE, 0, 0, t0);
 }
 
@@ -971,7 +971,7 @@ TEST(NatTableSize, UplinkCostDoesNotScaleWithPublishedPorts) {
   ASSERT_GT(s_est, 0u) << "the established packet was not passed";
   ASSERT_GT(l_est, 0u) << "the established packet was not passed";
   std::printf(
-      "[   INFO   ] uplink_in cost, %zu vs %zu published ports: established flow %u vs %u ns, "
+      "[   INFO   ] from_world cost, %zu vs %zu published ports: established flow %u vs %u ns, "
       "publish miss %u vs %u ns\n",
       std::size(kPublishes), kManyPublishes + std::size(kPublishes), s_est, l_est, s_probe,
       l_probe);

@@ -116,7 +116,7 @@ moat_ct_key tcp_key(const char* s, uint16_t sp, const char* d, uint16_t dp) {
   return ct_key(s, sp, d, dp, IPPROTO_TCP);
 }
 
-// The source port of a frame (the masquerade port after uplink_out).
+// The source port of a frame (the masquerade port after to_world).
 uint16_t sport_of(const Bytes& f) { return uint16_t(f.at(34) << 8 | f.at(35)); }
 
 // ---- hooks ------------------------------------------------------------------------
@@ -129,9 +129,9 @@ moat_dir dir_of(Hook h) {
     case Hook::ToContainer:
       return MOAT_DIR_TO_CONTAINER;
     case Hook::UplinkIn:
-      return MOAT_DIR_UPLINK_IN;
+      return MOAT_DIR_FROM_WORLD;
     case Hook::UplinkOut:
-      return MOAT_DIR_UPLINK_OUT;
+      return MOAT_DIR_TO_WORLD;
   }
   return MOAT_DIR_MAX;
 }
@@ -224,9 +224,9 @@ struct Plane {
       case Hook::ToContainer:
         return ep->progs.to_container;
       case Hook::UplinkIn:
-        return up->progs.uplink_in;
+        return up->progs.from_world;
       case Hook::UplinkOut:
-        return up->progs.uplink_out;
+        return up->progs.to_world;
     }
     return nullptr;
   }
@@ -367,8 +367,8 @@ TEST_F(Obs, PassedPacketsAndBytesPerInterfaceAndDirection) {
   };
   expect(kDevA, MOAT_DIR_FROM_CONTAINER, 3, f1.size() + f2.size() + f3.size());
   expect(kDevB, MOAT_DIR_TO_CONTAINER, 2, f1.size() + f3.size());
-  expect(kUplink, MOAT_DIR_UPLINK_IN, 1, in.size());
-  expect(kUplink, MOAT_DIR_UPLINK_OUT, 1, out.size());
+  expect(kUplink, MOAT_DIR_FROM_WORLD, 1, in.size());
+  expect(kUplink, MOAT_DIR_TO_WORLD, 1, out.size());
   EXPECT_EQ(read_stats(ep().maps.stats).size(), 4u) << "no other {ifindex, dir} counted";
   expect_none("passed packets of no flow");
 }
@@ -404,7 +404,7 @@ TEST_F(Obs, DropCountersAndDropBytesByReason) {
     EXPECT_EQ(s.packets, 0u);
   }
   {
-    const moat_stats s = stats(kUplink, MOAT_DIR_UPLINK_IN);
+    const moat_stats s = stats(kUplink, MOAT_DIR_FROM_WORLD);
     EXPECT_EQ(s.drops[-MOAT_DROP_NOT_PUBLISHED], 1u);
     EXPECT_EQ(s.drop_bytes, unpublished.size());
     EXPECT_EQ(s.packets, 0u);
@@ -420,17 +420,17 @@ TEST_F(Obs, NewFlowsWhereAFlowIsAdmittedOrTranslated) {
 
   // A published port, at the uplink: counted once, where it is translated.
   go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kSyn), OK);
-  EXPECT_EQ(stats(kUplink, MOAT_DIR_UPLINK_IN).new_flows, 1u);
+  EXPECT_EQ(stats(kUplink, MOAT_DIR_FROM_WORLD).new_flows, 1u);
   go(Hook::UplinkOut, kUplink, tcp4(A, 80, CLIENT, 40000, kSyn | kAck), OK);
   go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, HOST, 8080), OK);
-  EXPECT_EQ(stats(kUplink, MOAT_DIR_UPLINK_IN).new_flows, 1u) << "later packets are no new flow";
-  EXPECT_EQ(stats(kUplink, MOAT_DIR_UPLINK_OUT).new_flows, 0u) << "the reply is no new flow";
+  EXPECT_EQ(stats(kUplink, MOAT_DIR_FROM_WORLD).new_flows, 1u) << "later packets are no new flow";
+  EXPECT_EQ(stats(kUplink, MOAT_DIR_TO_WORLD).new_flows, 0u) << "the reply is no new flow";
 
   // Masquerade, at the uplink's egress.
   const Bytes masq = go(Hook::UplinkOut, kUplink, tcp4(A, 40001, WORLD, 443, kSyn), OK);
-  EXPECT_EQ(stats(kUplink, MOAT_DIR_UPLINK_OUT).new_flows, 1u);
+  EXPECT_EQ(stats(kUplink, MOAT_DIR_TO_WORLD).new_flows, 1u);
   go(Hook::UplinkIn, kUplink, tcp4(WORLD, 443, HOST, sport_of(masq), kSyn | kAck), OK);
-  EXPECT_EQ(stats(kUplink, MOAT_DIR_UPLINK_IN).new_flows, 1u) << "the masquerade reply";
+  EXPECT_EQ(stats(kUplink, MOAT_DIR_FROM_WORLD).new_flows, 1u) << "the masquerade reply";
 
   // A container dialling the published port at a host address.
   go(Hook::FromContainer, kDevB, tcp4(B, 40002, HOST, 8080, kSyn), OK);
@@ -530,7 +530,7 @@ TEST_F(Obs, DropEventNamesReasonInterfaceDirectionAndTuple) {
   expect_one({.type = MOAT_EV_DROP, .dev = kDevA, .dir = MOAT_DIR_TO_CONTAINER,
               .reason = unsigned(-MOAT_DROP_ISOLATION), .tuple = tcp_key(C, 80, A, 40000)});
   go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, B, 80, kSyn), SHOT);
-  expect_one({.type = MOAT_EV_DROP, .dev = kUplink, .dir = MOAT_DIR_UPLINK_IN,
+  expect_one({.type = MOAT_EV_DROP, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .reason = unsigned(-MOAT_DROP_NOT_PUBLISHED),
               .tuple = tcp_key(CLIENT, 40000, B, 80)});
   // Passed packets report nothing.
@@ -610,7 +610,7 @@ TEST_F(Obs, AdmittedFlowYieldsFlowNew) {
   // A published port: the DNAT entry's tuple and translation.
   const Bytes pub = tcp4(CLIENT, 40000, HOST, 8080, kSyn, 3);
   go(Hook::UplinkIn, kUplink, pub, OK);
-  expect_one({.type = MOAT_EV_FLOW_NEW, .dev = kUplink, .dir = MOAT_DIR_UPLINK_IN,
+  expect_one({.type = MOAT_EV_FLOW_NEW, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_SYN_SENT, .rule = kRulePublished,
               .tuple = tcp_key(CLIENT, 40000, HOST, 8080),
               .xlated = tcp_key(CLIENT, 40000, A, 80), .packets = 1, .bytes = pub.size()});
@@ -620,7 +620,7 @@ TEST_F(Obs, AdmittedFlowYieldsFlowNew) {
   const Bytes masq = go(Hook::UplinkOut, kUplink, out, OK);
   const uint16_t port = sport_of(masq);
   EXPECT_GE(port, MOAT_NAT_PORT_MIN);
-  expect_one({.type = MOAT_EV_FLOW_NEW, .dev = kUplink, .dir = MOAT_DIR_UPLINK_OUT,
+  expect_one({.type = MOAT_EV_FLOW_NEW, .dev = kUplink, .dir = MOAT_DIR_TO_WORLD,
               .kind = MOAT_CT_SNAT, .tcp_state = MOAT_TCP_NONE, .rule = MOAT_RULE_NONE,
               .tuple = ct_key(A, 41000, WORLD, 53, IPPROTO_UDP),
               .xlated = ct_key(HOST, port, WORLD, 53, IPPROTO_UDP), .packets = 1,
@@ -655,7 +655,7 @@ TEST_F(Obs, TcpFinOrRstEndsPublishedFlowWithBothDirectionsCounts) {
   go(Hook::UplinkOut, kUplink, data, OK);
   expect_none("an established flow before any report is due");
   go(Hook::UplinkIn, kUplink, fin, OK);
-  expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_UPLINK_IN,
+  expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_CLOSING, .rule = MOAT_RULE_NONE,
               .tuple = orig, .xlated = xl, .packets = 3,
               .bytes = syn.size() + ack.size() + fin.size(), .reply_packets = 2,
@@ -674,7 +674,7 @@ TEST_F(Obs, TcpFinOrRstEndsPublishedFlowWithBothDirectionsCounts) {
   ASSERT_EQ(events().size(), 1u);
   go(Hook::UplinkOut, kUplink, synack2, OK);
   go(Hook::UplinkOut, kUplink, rst, OK);
-  expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_UPLINK_IN,
+  expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_CLOSING, .rule = MOAT_RULE_NONE,
               .tuple = orig2, .xlated = tcp_key(CLIENT, 40001, A, 80), .packets = 1,
               .bytes = syn2.size(), .reply_packets = 2,
@@ -787,7 +787,7 @@ TEST_F(Obs, ExpiredFlowEndsAtItsNextLookup) {
   go(Hook::UplinkIn, kUplink, pack2, OK);
   const std::vector<moat_event> got = events();
   ASSERT_EQ(got.size(), 2u);
-  expect_event(got[0], {.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_UPLINK_IN,
+  expect_event(got[0], {.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
                         .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_ESTABLISHED,
                         .rule = kRulePublished, .tuple = orig,
                         .xlated = tcp_key(CLIENT, 40000, A, 80), .packets = 2,
@@ -804,7 +804,7 @@ TEST_F(Obs, ExpiredFlowEndsAtItsNextLookup) {
   go(Hook::UplinkOut, kUplink, late, OK);
   const std::vector<moat_event> got2 = events();
   ASSERT_GE(got2.size(), 1u);
-  expect_event(got2[0], {.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_UPLINK_IN,
+  expect_event(got2[0], {.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
                          .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_SYN_SENT,
                          .rule = kRulePublished, .tuple = orig,
                          .xlated = tcp_key(CLIENT, 40000, A, 80), .packets = 1,
@@ -852,7 +852,7 @@ TEST_F(Obs, StoppedFlowsAreEndedByTheReaper) {
   edit_ct(orig, [&](moat_ct_entry& e) { e.expires_ns = past; });
   edit_ct(reply, [&](moat_ct_entry& e) { e.expires_ns = past; });
   EXPECT_EQ(reap_flow(reply), 1u);
-  expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_UPLINK_IN,
+  expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_ESTABLISHED, .rule = kRulePublished,
               .tuple = orig, .xlated = tcp_key(CLIENT, 40000, A, 80), .packets = 1,
               .bytes = psyn.size(), .reply_packets = 1, .reply_bytes = psynack.size()});
@@ -882,7 +882,7 @@ TEST_F(Obs, FlowUpdateAtMostEveryReportInterval) {
 
   report_age(orig, (MOAT_EV_REPORT_INTERVAL_S + 1) * kSec);
   go(Hook::UplinkIn, kUplink, ack, OK);
-  expect_one({.type = MOAT_EV_FLOW_UPDATE, .dev = kUplink, .dir = MOAT_DIR_UPLINK_IN,
+  expect_one({.type = MOAT_EV_FLOW_UPDATE, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_ESTABLISHED, .rule = MOAT_RULE_NONE,
               .tuple = orig, .xlated = tcp_key(CLIENT, 40000, A, 80), .packets = 4,
               .bytes = syn.size() + 3 * ack.size(), .reply_packets = 1,
@@ -1092,7 +1092,7 @@ TEST(ObservationCost, PerPacketOverheadOnTheEnforcementPath) {
   // A published flow. BPF_PROG_TEST_RUN repeats the program on one skb, so
   // each repetition sees the previous one's rewrite: a second DNAT entry
   // for the rewritten tuple, pointing back, makes every repetition a real
-  // ct hit plus DNAT rewrite (address, port, both checksums) on uplink_in.
+  // ct hit plus DNAT rewrite (address, port, both checksums) on from_world.
   const moat_ct_key porig = tcp_key(CLIENT, 42000, HOST, 8080);
   ASSERT_EQ(run(policy.prog(Hook::UplinkIn), policy.ifindex.at(kUplink),
                 tcp4(CLIENT, 42000, HOST, 8080, kSyn))
@@ -1116,7 +1116,7 @@ TEST(ObservationCost, PerPacketOverheadOnTheEnforcementPath) {
        tcp4(A, 40000, B, 80), TC_ACT_OK, kRepeat, kPassBoundPct},
       {"established tracked flow, policy on (from_container)", &policy, Hook::FromContainer,
        kDevA, tcp4(A, 41000, B, 80), TC_ACT_OK, kRepeat, kPassBoundPct},
-      {"published flow, DNAT (uplink_in)", &policy, Hook::UplinkIn, kUplink,
+      {"published flow, DNAT (from_world)", &policy, Hook::UplinkIn, kUplink,
        tcp4(CLIENT, 42000, HOST, 8080), TC_ACT_OK, kRepeat, kPassBoundPct},
       {"dropped (isolation), each with an event", &plain, Hook::FromContainer, kDevA, denied,
        TC_ACT_SHOT, kEventRepeat, kDropEventBoundPct,
@@ -1160,7 +1160,7 @@ TEST(ObservationCost, PerPacketOverheadOnTheEnforcementPath) {
   const moat_stats pa = sum_obs_stats(policy.ep->maps.stats,
                                       {policy.ifindex.at(kDevA), MOAT_DIR_FROM_CONTAINER});
   const moat_stats pu = sum_obs_stats(policy.ep->maps.stats,
-                                      {policy.ifindex.at(kUplink), MOAT_DIR_UPLINK_IN});
+                                      {policy.ifindex.at(kUplink), MOAT_DIR_FROM_WORLD});
   EXPECT_EQ(pa.packets + pu.packets, on_runs_pass[1] + 2);  // + the SYNs
   uint64_t policy_drops = 0;
   for (uint64_t n : pa.drops) policy_drops += n;

@@ -34,11 +34,11 @@
 #include <bpf/bpf.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "endpoint.skel.h"
 #include "harness.h"
 #include "packet.h"
-#include "policy.h"
+#include "policy/policy.h"
 #include "scale.h"
 #include "uplink.skel.h"
 
@@ -178,12 +178,12 @@ enum class Hook { FromContainer, ToContainer, UplinkIn };
 moat_dir dir_of(Hook h) {
   return h == Hook::FromContainer ? MOAT_DIR_FROM_CONTAINER
          : h == Hook::ToContainer ? MOAT_DIR_TO_CONTAINER
-                                  : MOAT_DIR_UPLINK_IN;
+                                  : MOAT_DIR_FROM_WORLD;
 }
 const char* hook_name(Hook h) {
   return h == Hook::FromContainer ? "from_container"
          : h == Hook::ToContainer ? "to_container"
-                                  : "uplink_in";
+                                  : "from_world";
 }
 
 // ---- the fixture ---------------------------------------------------------------------
@@ -227,7 +227,7 @@ class Policy : public ::testing::Test {
   const bpf_program* prog(Hook h) const {
     return h == Hook::FromContainer ? ep_->progs.from_container
            : h == Hook::ToContainer ? ep_->progs.to_container
-                                    : up_->progs.uplink_in;
+                                    : up_->progs.from_world;
   }
 
   // One run: action, the one counter that moved, the frame (unchanged unless

@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
+#include "config/config.h"
 #include "harness.h"
-#include "policy.h"
+#include "policy/policy.h"
 
 namespace moat_test {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <gtest/gtest.h>
 
-#include "compile.h"
+#include "plan/plan.h"
 
 namespace moat {
 namespace {

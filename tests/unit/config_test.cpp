@@ -2,7 +2,7 @@
 //
 // Documents are written with single quotes for readability; doc() turns them
 // into JSON. No test needs root.
-#include "config.h"
+#include "config/config.h"
 
 #include <gtest/gtest.h>
 

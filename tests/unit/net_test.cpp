@@ -1,7 +1,7 @@
 // Unit tests for net.h. Decision on odd spellings: Ipv4::parse is strict, so
 // leading zeros ("01.2.3.4", which inet_aton reads as octal), surrounding
 // whitespace and anything but four decimal octets are rejected.
-#include "net.h"
+#include "util/net.h"
 
 #include <gtest/gtest.h>
 

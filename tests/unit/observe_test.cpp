@@ -1,6 +1,6 @@
 // Unit tests for observe.h: Prometheus rendering, event formatting and
 // filters, from synthetic state, snapshots and events (no root, no maps).
-#include "observe.h"
+#include "observe/observe.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 
 #include <string>
 
-#include "config.h"
+#include "config/config.h"
 
 namespace moat::obs {
 namespace {
@@ -148,7 +148,7 @@ TEST(ObserveEvents, PublishedFlowShowsTranslationAndPort) {
   ev.ts_ns = 0;
   ev.type = MOAT_EV_FLOW_NEW;
   ev.ifindex = 2;
-  ev.dir = MOAT_DIR_UPLINK_IN;
+  ev.dir = MOAT_DIR_FROM_WORLD;
   ev.ct_kind = MOAT_CT_DNAT;
   ev.tcp_state = MOAT_TCP_SYN_SENT;
   ev.rule_id = 0;
@@ -202,7 +202,7 @@ TEST(ObserveFilters, ContainerVerdictReason) {
   moat_event flow{};
   flow.type = MOAT_EV_FLOW_NEW;
   flow.ifindex = 2;
-  flow.dir = MOAT_DIR_UPLINK_IN;
+  flow.dir = MOAT_DIR_FROM_WORLD;
   flow.ct_kind = MOAT_CT_DNAT;
   flow.rule_id = MOAT_RULE_NONE;
   flow.tuple = key("198.18.0.2", 3, "198.18.0.1", 80, IPPROTO_TCP);

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
-#include "policy.h"
+#include "config/config.h"
+#include "policy/policy.h"
 
 namespace moat {
 namespace {

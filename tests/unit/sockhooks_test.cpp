@@ -2,7 +2,7 @@
 // lines and the collision rule the bind hook shares with check_ports_free.
 // The kernel prints addresses as 32-bit words in the machine's byte order, so
 // the sample lines below are those of a little-endian machine.
-#include "sockhooks.h"
+#include "dataplane/sockhooks.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

@@ -293,8 +293,8 @@ std::optional<std::pair<PinnedProgs, PinnedProgs>> open_pinned_programs(const st
   std::pair<PinnedProgs, PinnedProgs> out;
   for (auto [name, fd, id] : {std::tuple{"from_container", &out.first.ingress, &out.first.ingress_id},
                               std::tuple{"to_container", &out.first.egress, &out.first.egress_id},
-                              std::tuple{"uplink_in", &out.second.ingress, &out.second.ingress_id},
-                              std::tuple{"uplink_out", &out.second.egress, &out.second.egress_id}}) {
+                              std::tuple{"from_world", &out.second.ingress, &out.second.ingress_id},
+                              std::tuple{"to_world", &out.second.egress, &out.second.egress_id}}) {
     Fd pinned(bpf_obj_get((pin_dir(instance) + "/prog_" + name).c_str()));
     if (!pinned.ok()) return std::nullopt;
     auto info = prog_info(pinned.get());
@@ -871,8 +871,8 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                                                   &rep.programs_replaced);
   if (!progs) return std::unexpected(progs.error());
   Result<PinnedProgs> uprogs = kept ? Result<PinnedProgs>(std::move(kept->second))
-                                    : pin_programs(instance, (*uskel)->progs.uplink_in,
-                                                   (*uskel)->progs.uplink_out, dry_run,
+                                    : pin_programs(instance, (*uskel)->progs.from_world,
+                                                   (*uskel)->progs.to_world, dry_run,
                                                    &rep.programs_replaced);
   if (!uprogs) return std::unexpected(uprogs.error());
 
@@ -1083,8 +1083,8 @@ Result<json> status(const std::string& instance) {
                          {"egress", attached_prog_id(static_cast<int>(idx), BPF_TC_EGRESS)}};
     }
     json counters;
-    for (auto [dir, name] : {std::pair{MOAT_DIR_UPLINK_IN, "from_world"},
-                             std::pair{MOAT_DIR_UPLINK_OUT, "to_world"}}) {
+    for (auto [dir, name] : {std::pair{MOAT_DIR_FROM_WORLD, "from_world"},
+                             std::pair{MOAT_DIR_TO_WORLD, "to_world"}}) {
       auto s = read_stats(maps.stats, row.value("stats_slot", 0u), dir);
       if (!s) return std::unexpected(s.error());
       counters[name] = stats_json(*s);

@@ -83,8 +83,8 @@ const char* dir_name(uint32_t dir) {
   switch (dir) {
     case MOAT_DIR_FROM_CONTAINER: return "from_container";
     case MOAT_DIR_TO_CONTAINER: return "to_container";
-    case MOAT_DIR_UPLINK_IN: return "from_world";
-    case MOAT_DIR_UPLINK_OUT: return "to_world";
+    case MOAT_DIR_FROM_WORLD: return "from_world";
+    case MOAT_DIR_TO_WORLD: return "to_world";
     default: return "?";
   }
 }
@@ -164,7 +164,7 @@ Result<Snapshot> read_snapshot(const Names& names) {
         a.ns = it->second.ns;
         a.labels = it->second.labels;
       }
-      uint32_t d0 = f.uplink ? MOAT_DIR_UPLINK_IN : MOAT_DIR_FROM_CONTAINER;
+      uint32_t d0 = f.uplink ? MOAT_DIR_FROM_WORLD : MOAT_DIR_FROM_CONTAINER;
       // Slot 0 is what no attachment claims: an attachment without a slot
       // of its own (state written by an older moat) shows nothing counted.
       if (f.stats_slot != 0) {
@@ -283,7 +283,7 @@ std::string snapshot_text(const Snapshot& s) {
   auto row = [&](const AttachmentStats& a, int d) {
     bool first = d == 0;
     std::string who = a.uplink ? "(uplink)" : a.container;
-    const char* dn = a.uplink ? dir_name(MOAT_DIR_UPLINK_IN + d) : dir_name(static_cast<uint32_t>(d));
+    const char* dn = a.uplink ? dir_name(MOAT_DIR_FROM_WORLD + d) : dir_name(static_cast<uint32_t>(d));
     o << std::left << std::setw(14) << (first ? who : "") << std::setw(16)
       << (first ? (a.uplink ? "" : a.network) : "") << std::setw(10) << (first ? a.interface : "")
       << std::setw(16) << dn << std::right << std::setw(10) << a.dir[d].packets << std::setw(10)
@@ -357,7 +357,7 @@ Labels att_labels(const AttachmentStats& a, int d) {
     if (!a.ns.empty()) l.push_back({"namespace", a.ns});
   }
   l.push_back({"interface", a.interface});
-  l.push_back({"direction", a.uplink ? dir_name(MOAT_DIR_UPLINK_IN + d) : dir_name(static_cast<uint32_t>(d))});
+  l.push_back({"direction", a.uplink ? dir_name(MOAT_DIR_FROM_WORLD + d) : dir_name(static_cast<uint32_t>(d))});
   return l;
 }
 

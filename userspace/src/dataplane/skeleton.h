@@ -1,0 +1,151 @@
+// skeleton.h - the one owner of a libbpf skeleton (bpftool's generated
+// open/load/destroy), for every object moat builds: endpoint, uplink, sock
+// and reap. Destroying it closes the programs and map fds this process
+// holds; what is pinned or attached stays, so the owner never detaches
+// anything it did not create.
+//
+// Maps are shared between objects through pins: load_pinned() reuses every
+// map already pinned in a directory and pins the ones that are not, so the
+// object loaded first creates them; open_pinned_maps() opens the pinned maps
+// without loading a program (for readers).
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "endpoint.skel.h"
+#include "reap.skel.h"
+#include "sock.skel.h"
+#include "uplink.skel.h"
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace moat {
+
+// bpftool names a skeleton's functions after its object; one specialisation
+// per object maps them to one spelling.
+template <class S>
+struct SkeletonOps;
+
+#define MOAT_SKELETON_OPS(obj)                                                 \
+  template <>                                                                  \
+  struct SkeletonOps<obj> {                                                    \
+    static obj* open() { return obj##__open(); }                               \
+    static int load(obj* s) { return obj##__load(s); }                         \
+    static void destroy(obj* s) { obj##__destroy(s); }                         \
+    static const void* elf_bytes(size_t* size) { return obj##__elf_bytes(size); } \
+  };
+MOAT_SKELETON_OPS(endpoint_bpf)
+MOAT_SKELETON_OPS(uplink_bpf)
+MOAT_SKELETON_OPS(sock_bpf)
+MOAT_SKELETON_OPS(reap_bpf)
+#undef MOAT_SKELETON_OPS
+
+// Quiets libbpf's expected complaints (an empty TC filter slot queried on
+// purpose) unless MOAT_DEBUG is set; called before any object is opened.
+void init_libbpf();
+
+template <class S>
+class Skeleton {
+ public:
+  Skeleton() = default;
+
+  // Opened, nothing loaded: set pin paths or reuse fds, then load().
+  static Result<Skeleton> open() {
+    init_libbpf();
+    Skeleton s;
+    s.skel_.reset(SkeletonOps<S>::open());
+    if (!s.skel_) return fail_errno("open BPF skeleton", errno);
+    return s;
+  }
+
+  // Every map of the object pinned at `dir`/<map name>: reused when the pin
+  // exists, created and pinned there by load() otherwise.
+  Result<void> pin_maps_in(const std::string& dir) {
+    bpf_map* m;
+    bpf_object__for_each_map(m, skel_->obj) {
+      std::string path = dir + "/" + bpf_map__name(m);
+      if (int rc = bpf_map__set_pin_path(m, path.c_str()); rc)
+        return fail_errno("set pin path " + path, rc);
+    }
+    return {};
+  }
+
+  // Every map of the object from its pin at `dir`/<map name>; fails when
+  // one is missing.
+  Result<void> reuse_pinned_maps(const std::string& dir) {
+    bpf_map* m;
+    bpf_object__for_each_map(m, skel_->obj) {
+      std::string path = dir + "/" + bpf_map__name(m);
+      Fd fd(bpf_obj_get(path.c_str()));
+      if (!fd.ok()) return fail_errno("open pinned map " + path, errno);
+      if (int rc = bpf_map__reuse_fd(m, fd.get()); rc) return fail_errno("reuse " + path, rc);
+    }
+    return {};
+  }
+
+  // Every map of the object as the same-named map of `other` (already
+  // loaded): how objects share maps without pins (the BPF tests).
+  template <class O>
+  Result<void> reuse_maps_of(const Skeleton<O>& other) {
+    bpf_map* m;
+    bpf_object__for_each_map(m, skel_->obj) {
+      const bpf_map* theirs = bpf_object__find_map_by_name(other->obj, bpf_map__name(m));
+      if (!theirs) return fail(std::string("no map ") + bpf_map__name(m) + " to share");
+      if (int rc = bpf_map__reuse_fd(m, bpf_map__fd(theirs)); rc)
+        return fail_errno(std::string("reuse map ") + bpf_map__name(m), rc);
+    }
+    return {};
+  }
+
+  Result<void> load() {
+    if (int rc = SkeletonOps<S>::load(skel_.get()); rc) return fail_errno("load BPF programs", rc);
+    return {};
+  }
+
+  // The ELF object this binary embeds.
+  static std::pair<const void*, size_t> elf_bytes() {
+    size_t size = 0;
+    const void* data = SkeletonOps<S>::elf_bytes(&size);
+    return {data, size};
+  }
+
+  S* get() const { return skel_.get(); }
+  S* operator->() const { return skel_.get(); }
+  explicit operator bool() const { return static_cast<bool>(skel_); }
+
+ private:
+  struct Destroy {
+    void operator()(S* s) const { SkeletonOps<S>::destroy(s); }
+  };
+  std::unique_ptr<S, Destroy> skel_;
+};
+
+// Programs loaded, maps reused from `pin_dir` or created and pinned there.
+template <class S>
+Result<Skeleton<S>> load_pinned(const std::string& pin_dir) {
+  auto s = Skeleton<S>::open();
+  if (!s) return s;
+  if (auto r = s->pin_maps_in(pin_dir); !r) return std::unexpected(r.error());
+  if (auto r = s->load(); !r)
+    return fail(r.error().message() + " for " + pin_dir +
+                " (after an upgrade that changed a map layout, run `moat down` first)");
+  return s;
+}
+
+// The maps pinned in `pin_dir`, no program loaded.
+template <class S>
+Result<Skeleton<S>> open_pinned_maps(const std::string& pin_dir) {
+  auto s = Skeleton<S>::open();
+  if (!s) return s;
+  if (auto r = s->reuse_pinned_maps(pin_dir); !r) return std::unexpected(r.error());
+  return s;
+}
+
+}  // namespace moat
