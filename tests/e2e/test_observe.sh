@@ -149,13 +149,16 @@ check "datenbank sinks a stream on 9101" \
 timeout 20 "$MOAT" lab exec --lab "$L" rechnung -- python3 -c '
 import socket, sys, time
 s = socket.create_connection((sys.argv[1], 9101), timeout=2)
+print("streaming", flush=True)
 end = time.monotonic() + 4
 while time.monotonic() < end:
     s.sendall(b"x" * 2000); time.sleep(0.02)
 s.close()' "$D" >"$TMP/stream.log" 2>&1 &
 stream=$!
 SERVERS+=("$stream")
-sleep 0.7
+# Measure only once the stream runs: python starts slowly on a busy machine.
+for _ in $(seq 100); do grep -q streaming "$TMP/stream.log" 2>/dev/null && break; sleep 0.1; done
+sleep 0.3
 "$MOAT" top --lab "$L" --once --interval-ms 1500 >"$TMP/top.txt" 2>"$TMP/top.err"
 rc=$?
 check "moat top --once exits 0" [ "$rc" -eq 0 ]

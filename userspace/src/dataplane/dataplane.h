@@ -1,8 +1,13 @@
-// dataplane.h - the kernel side of one moat instance: programs and maps pinned
-// under /sys/fs/bpf/moat/<instance>/, TC filters on host-side interfaces, and
-// a state file under /run/moat/<instance>/ that remembers names and what moat
-// created (so `moat down` removes exactly that and nothing else).
+// dataplane/ - the kernel side of one moat instance: programs and maps pinned
+// under /sys/fs/bpf/moat/<instance>/ (skeleton.h, programs.h, map_sync.h,
+// policy_gen.h), TC filters on host-side interfaces (tc.h), socket hooks
+// (sockhooks.h), counters (counters.h), connection tracking (conntrack.cpp),
+// and a state file under /run/moat/<instance>/ that remembers names and what
+// moat created (state.h), so `moat down` removes exactly that and nothing
+// else. May use util/, config/, policy/, plan/; nothing here parses a file.
 //
+// dataplane.h is its public face: reconcile() (reconcile.h) is how desired
+// state reaches the kernel; apply() is the work it does under the lock.
 // Enforcement lives in the kernel: after apply() returns, the moat process may
 // exit; only down() removes it.
 #pragma once
@@ -14,11 +19,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "plan/plan.h"
 #include "config/config.h"
+#include "dataplane/skeleton.h"
+#include "plan/plan.h"
+#include "util/abi_names.h"
 #include "util/result.h"
-
-struct endpoint_bpf;  // endpoint.skel.h
 
 namespace moat {
 
@@ -46,8 +51,9 @@ struct ApplyReport {
   std::string summary() const;
 };
 
-// Validated and compiled config in; map entries and attachments out. Nothing
-// in the kernel changes unless every interface resolves and the programs load.
+// Validated config in; map entries and attachments out. Nothing in the
+// kernel changes unless every interface resolves and the programs load.
+// Callers go through reconcile(), which holds the instance's lock.
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run);
 
 // Everything `moat status` shows: programs, interfaces, maps, endpoints and
@@ -91,21 +97,13 @@ Result<nlohmann::json> kernel_policy_verdict(const std::string& instance, uint32
 // The instance's pinned maps, through the endpoint skeleton (no program is
 // loaded): for readers such as the observation commands. Fails when the
 // instance does not exist.
-using PinnedMaps = std::unique_ptr<endpoint_bpf, void (*)(endpoint_bpf*)>;
+using PinnedMaps = Skeleton<endpoint_bpf>;
 Result<PinnedMaps> open_pinned(const std::string& instance);
 
 // The instance's state file (names: interfaces, uplinks, ids, policy rules).
 Result<nlohmann::json> instance_state(const std::string& instance);
 
-// Names of ABI values, for people; "" where there is none.
-const char* ct_kind_name(uint8_t kind);       // enum moat_ct_kind: "published", ...
-const char* tcp_state_name(uint8_t state);    // enum moat_tcp_state: "syn-sent", ...
-std::string proto_name(uint8_t proto);        // IPPROTO_*: "tcp", ... (else the number)
-
 // Names of instances with pins or state.
 std::vector<std::string> instances();
-
-// Returns drop reason names indexed by counter slot ("" where unused).
-const std::vector<std::string>& drop_reason_names();
 
 }  // namespace moat

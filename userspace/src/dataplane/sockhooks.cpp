@@ -24,7 +24,8 @@
 
 #include "util/fd.h"
 #include "util/net.h"
-#include "sock.skel.h"
+#include "util/paths.h"
+#include "dataplane/skeleton.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -37,14 +38,11 @@ namespace moat {
 namespace {
 
 constexpr const char* kLinkPrefix = "link_";
-constexpr const char* kRunDir = "/run/moat";
+constexpr const char* kRunDir = paths::kRunDir;
 
 // ---- RAII owners -------------------------------------------------------------------
 
-struct SkelDeleter {
-  void operator()(sock_bpf* s) const { sock_bpf__destroy(s); }
-};
-using Skel = std::unique_ptr<sock_bpf, SkelDeleter>;
+using Skel = Skeleton<sock_bpf>;
 
 // Destroying a bpf_link object closes its fd; a pinned link stays attached.
 struct LinkDeleter {
@@ -205,29 +203,11 @@ std::string link_pin(const std::string& pin_dir, const std::string& prog) {
   return pin_dir + "/" + kLinkPrefix + prog;
 }
 
-// Loads the programs, every map reused from its pin under pin_dir (or
-// created and pinned there, like the endpoint object does).
-Result<Skel> load(const std::string& pin_dir) {
-  Skel skel(sock_bpf__open());
-  if (!skel) return fail_errno("open the socket hooks' BPF skeleton", errno);
-  bpf_map* m;
-  bpf_object__for_each_map(m, skel->obj) {
-    std::string path = pin_dir + "/" + bpf_map__name(m);
-    if (int rc = bpf_map__set_pin_path(m, path.c_str()); rc)
-      return fail_errno("set pin path " + path, rc);
-  }
-  if (int rc = sock_bpf__load(skel.get()); rc)
-    return fail_errno("load the socket hooks under " + pin_dir +
-                          " (after an upgrade that changed a map layout, run `moat down` first)",
-                      rc);
-  return skel;
-}
-
 bool all_maps_pinned(const std::string& pin_dir) {
-  Skel skel(sock_bpf__open());
+  auto skel = Skel::open();
   if (!skel) return false;
   bpf_map* m;
-  bpf_object__for_each_map(m, skel->obj) {
+  bpf_object__for_each_map(m, (*skel)->obj) {
     if (!fs::exists(pin_dir + "/" + bpf_map__name(m))) return false;
   }
   return true;
@@ -388,7 +368,7 @@ Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run) {
   if (!fs::is_directory(pin_dir))
     return fail("no pinned maps under " + pin_dir + ": load the endpoint programs first", ENOENT);
 
-  auto skel = load(pin_dir);
+  auto skel = load_pinned<sock_bpf>(pin_dir);
   if (!skel) return std::unexpected(skel.error());
   bool changed = false;
 

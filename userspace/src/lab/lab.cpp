@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "lab/proc.h"
+#include "util/paths.h"
 
 namespace moat {
 namespace {
@@ -33,8 +34,8 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-const std::string kStateDir = "/run/moat/labs";
-const std::string kNetnsRunDir = "/run/netns";  // where `ip netns add` pins namespaces
+const std::string kStateDir = paths::kLabDir;
+const std::string kNetnsRunDir = paths::kNetnsDir;
 const std::string kNetnsEtcDir = "/etc/netns";  // bind-mounted over /etc by `ip netns exec`
 
 // The uplink is the same in every lab: each lab has namespaces of its own.
@@ -45,7 +46,9 @@ const std::string kInternetServerIp = "198.19.0.1";  // an address "on the inter
 const std::string kUplinkIf = "uplink0";
 constexpr uint16_t kInternetServerPort = 80;  // tcp and udp, answers with the client's address
 
-constexpr auto kListenerTimeout = std::chrono::seconds(5);
+// Generous: socat and python start slowly on a loaded 2-CPU machine, and the
+// wait ends as soon as every listener is up.
+constexpr auto kListenerTimeout = std::chrono::seconds(30);
 constexpr auto kListenerPoll = std::chrono::milliseconds(20);
 
 // --- names ------------------------------------------------------------------
@@ -591,7 +594,8 @@ Result<void> wait_for_listeners(const std::vector<Listener>& listeners) {
     if (std::chrono::steady_clock::now() >= deadline) {
       std::string which;
       for (const auto& l : pending) which += (which.empty() ? "" : ", ") + describe(l);
-      return fail("listeners not listening after 5 s: " + which);
+      return fail("listeners not listening after " + std::to_string(kListenerTimeout.count()) +
+                  " s: " + which);
     }
     std::this_thread::sleep_for(kListenerPoll);
   }

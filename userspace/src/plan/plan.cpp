@@ -58,14 +58,9 @@ uint32_t net_flags(const Network& n) {
 
 }  // namespace
 
-Result<Plan> compile(const Config& cfg, const IdTable& previous) {
-  Plan plan;
-  std::vector<std::string> net_names, ctr_names;
-  for (const auto& n : cfg.networks) net_names.push_back(n.name);
-  for (const auto& c : cfg.containers) ctr_names.push_back(c.name);
-  assign_ids(net_names, previous.networks, plan.ids.networks);
-  assign_ids(ctr_names, previous.containers, plan.ids.containers);
+namespace {
 
+void plan_addrs(const Config& cfg, Plan& plan) {
   for (const auto& n : cfg.networks) {
     uint32_t id = plan.ids.networks.at(n.name);
     AddrEntry subnet;
@@ -79,7 +74,9 @@ Result<Plan> compile(const Config& cfg, const IdTable& previous) {
     gw.network = n.name;
     plan.addrs.push_back(gw);
   }
+}
 
+Result<void> plan_endpoints(const Config& cfg, Plan& plan) {
   std::map<std::string, std::string> iface_owner;
   for (size_t ci = 0; ci < cfg.containers.size(); ++ci) {
     const auto& c = cfg.containers[ci];
@@ -107,7 +104,10 @@ Result<Plan> compile(const Config& cfg, const IdTable& previous) {
       plan.endpoints.push_back(e);
     }
   }
+  return {};
+}
 
+Result<void> plan_publish(const Config& cfg, Plan& plan) {
   for (size_t ci = 0; ci < cfg.containers.size(); ++ci) {
     const auto& c = cfg.containers[ci];
     if (c.publish.empty()) continue;
@@ -132,7 +132,10 @@ Result<Plan> compile(const Config& cfg, const IdTable& previous) {
       }
     }
   }
+  return {};
+}
 
+Result<void> check_capacity(const Config& cfg, const Plan& plan) {
   if (plan.publish.size() > MOAT_MAX_PUBLISH)
     return fail(cfg.source + ": " + std::to_string(plan.publish.size()) +
                 " published ports exceed the publish map's capacity of " +
@@ -146,6 +149,22 @@ Result<Plan> compile(const Config& cfg, const IdTable& previous) {
     return fail(cfg.source + ": " + std::to_string(cfg.networks.size()) +
                 " networks exceed the address map's capacity of " +
                 std::to_string(MOAT_MAX_ADDR_ENTRIES / 2) + " networks");
+  return {};
+}
+
+}  // namespace
+
+Result<Plan> compile(const Config& cfg, const IdTable& previous) {
+  Plan plan;
+  std::vector<std::string> net_names, ctr_names;
+  for (const auto& n : cfg.networks) net_names.push_back(n.name);
+  for (const auto& c : cfg.containers) ctr_names.push_back(c.name);
+  assign_ids(net_names, previous.networks, plan.ids.networks);
+  assign_ids(ctr_names, previous.containers, plan.ids.containers);
+  plan_addrs(cfg, plan);
+  if (auto r = plan_endpoints(cfg, plan); !r) return std::unexpected(r.error());
+  if (auto r = plan_publish(cfg, plan); !r) return std::unexpected(r.error());
+  if (auto r = check_capacity(cfg, plan); !r) return std::unexpected(r.error());
   return plan;
 }
 

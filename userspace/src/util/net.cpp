@@ -28,6 +28,11 @@ std::string Ipv4::str() const {
          std::to_string((value >> 8) & 0xff) + "." + std::to_string(value & 0xff);
 }
 
+Ipv4 Ipv4::from_be(uint32_t be) {
+  if constexpr (std::endian::native == std::endian::little) return Ipv4{std::byteswap(be)};
+  return Ipv4{be};
+}
+
 uint32_t Ipv4::to_be() const {
   if constexpr (std::endian::native == std::endian::little) return std::byteswap(value);
   return value;

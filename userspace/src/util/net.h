@@ -15,6 +15,7 @@ struct Ipv4 {
   auto operator<=>(const Ipv4&) const = default;
   std::string str() const;
   uint32_t to_be() const;  // network byte order, for abi.h structs
+  static Ipv4 from_be(uint32_t be);  // from an abi.h struct
   static std::optional<Ipv4> parse(std::string_view text);
 };
 

@@ -1,0 +1,436 @@
+// apply.cpp - one apply, as named phases: resolve (state, plan, interfaces;
+// nothing in the kernel changes when this fails) -> load -> pin -> write ->
+// swap policy -> attach -> detach -> remove stale -> save. Every phase
+// writes only what differs from what the kernel holds.
+#include <net/if.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "dataplane/counters.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/host.h"
+#include "dataplane/map_sync.h"
+#include "dataplane/policy_gen.h"
+#include "dataplane/programs.h"
+#include "dataplane/skeleton.h"
+#include "dataplane/sockhooks.h"
+#include "dataplane/state.h"
+#include "dataplane/tc.h"
+#include "plan/map_plan.h"
+#include "policy/policy.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace moat {
+namespace {
+
+// What status, explain and the observation commands need to name things:
+// the policies, their rules (by rule id) and the identities.
+json policy_state_json(const Config& cfg, const PolicyPlan& plan) {
+  json policies = json::array();
+  for (const auto& p : cfg.policies) {
+    json sel = json::array();
+    for (const auto& c : cfg.containers)
+      if (policy_selects(p, c)) sel.push_back(c.name);
+    policies.push_back({{"name", p.name}, {"namespace", p.ns}, {"selects", sel}});
+  }
+  json rules = json::array();
+  for (const auto& r : plan.rules)
+    rules.push_back({{"policy", r.policy}, {"namespace", r.ns}, {"direction", r.direction},
+                     {"index", r.rule_index}, {"action", r.action}, {"text", r.text}});
+  json ids = json::object();
+  for (const auto& [id, name] : plan.identity_names) ids[std::to_string(id)] = name;
+  return {{"active", plan.active}, {"policies", policies}, {"rules", rules},
+          {"identities", ids}, {"entries", plan.entries.size()},
+          {"ipcache_entries", plan.ipcache.size()}};
+}
+
+}  // namespace
+
+json ApplyReport::to_json() const {
+  return {{"changed", changed()},
+          {"endpoints", {{"added", endpoints_added}, {"updated", endpoints_updated},
+                         {"removed", endpoints_removed}}},
+          {"addresses", {{"added", addrs_added}, {"updated", addrs_updated}, {"removed", addrs_removed}}},
+          {"published_ports",
+           {{"added", publish_added}, {"updated", publish_updated}, {"removed", publish_removed}}},
+          {"interfaces", {{"attached", attached}, {"detached", detached}}},
+          {"socket_hooks_changed", sock_hooks_changed},
+          {"policy", {{"changed", policy_changed}, {"revision", policy_rev},
+                      {"entries", policy_entries}}},
+          {"programs_replaced", programs_replaced}};
+}
+
+std::string ApplyReport::summary() const {
+  if (!changed()) return "no changes";
+  std::ostringstream o;
+  o << "endpoints +" << endpoints_added << " ~" << endpoints_updated << " -" << endpoints_removed
+    << ", address entries +" << addrs_added << " ~" << addrs_updated << " -" << addrs_removed
+    << ", published ports +" << publish_added << " ~" << publish_updated << " -"
+    << publish_removed << ", interfaces attached " << attached << ", detached " << detached;
+  if (sock_hooks_changed) o << ", socket hooks attached";
+  if (policy_changed)
+    o << ", policy revision " << policy_rev << " (" << policy_entries << " entries)";
+  if (programs_replaced) o << ", programs upgraded";
+  return o.str();
+}
+
+namespace {
+
+// What one apply works with, handed from phase to phase.
+struct Apply {
+  const std::string& instance;
+  const Config& cfg;
+  bool dry_run;
+  ApplyReport rep;
+  json prev;     // the state file of the previous apply ({} for a new instance)
+  MapPlan want;  // what the maps must hold
+  // The kernel side, once loaded.
+  std::string objects;  // fingerprint of the embedded TC objects
+  Skeleton<endpoint_bpf> skel;
+  Skeleton<uplink_bpf> uskel;  // only when the programs are (re)loaded
+  PinnedProgs progs, uprogs;   // containers' and uplinks' programs
+  ByteKeyed<moat_addr_info> have_addrs;
+  ByteKeyed<moat_endpoint> have_eps;
+  ByteKeyed<moat_publish_val> have_publish;
+  ByteKeyed<moat_uplink> have_uplinks;
+  ByteKeyed<uint32_t> have_caddrs;
+  uint32_t last_rev = 0, rev = 0;
+  json ifaces, uplinks;  // the new state rows
+};
+
+// Every interface the plan names, resolved before the kernel is touched: a
+// typo must not leave half a configuration behind.
+Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
+  HostFacts host;
+  for (const auto& e : plan.endpoints) {
+    unsigned idx = if_nametoindex(e.interface.c_str());
+    if (idx == 0)
+      return fail(cfg.source + ": container \"" + e.container + "\" on network \"" + e.network +
+                      "\": interface " + e.interface + " does not exist in this network namespace",
+                  errno);
+    host.ifindex[e.interface] = static_cast<int>(idx);
+  }
+  for (const auto& name : cfg.uplinks) {
+    HostUplink u{name, static_cast<int>(if_nametoindex(name.c_str())), 0};
+    if (u.ifindex == 0)
+      return fail(cfg.source + ": host.uplinks: interface " + name +
+                      " does not exist in this network namespace",
+                  errno);
+    if (host.ifindex.contains(name))
+      return fail(cfg.source + ": host.uplinks: " + name + " is a container's interface");
+    auto ip = interface_ipv4(name);
+    if (!ip)
+      return fail(cfg.source + ": host.uplinks: " + name +
+                  " has no IPv4 address to publish on and masquerade behind");
+    u.ipv4 = *ip;
+    host.uplinks.push_back(u);
+  }
+  return host;
+}
+
+// Phase 1: the previous state, the plan, the host's interfaces.
+Result<void> resolve(Apply& a) {
+  auto st = read_state(a.instance);
+  if (!st) return std::unexpected(st.error());
+  a.prev = std::move(*st);
+  if (a.prev.contains("netns_inode") &&
+      a.prev["netns_inode"].get<uint64_t>() != current_netns_inode())
+    return fail("instance " + a.instance + " serves another network namespace (" +
+                a.prev.value("netns_path", std::string("unnamed")) +
+                "); run moat there, or pick another --instance");
+  auto plan = compile(a.cfg, ids_from_state(a.prev));
+  if (!plan) return std::unexpected(plan.error());
+  auto host = resolve_host(a.cfg, *plan);
+  if (!host) return std::unexpected(host.error());
+  std::vector<SlotHolder> slot_prev;
+  for (const char* list : {"interfaces", "uplinks"})
+    for (const auto& r : a.prev.value(list, json::array()))
+      slot_prev.push_back({r.value("name", ""), r.value("ifindex", 0), r.value("stats_slot", 0u)});
+  if (!plan->publish.empty() && host->uplinks.empty() && !a.cfg.containers.empty())
+    std::fprintf(stderr,
+                 "moat: note: %s has published ports but no host.uplinks; they are reachable from "
+                 "the host and from containers only\n",
+                 a.cfg.source.c_str());
+  auto want = plan_maps(a.cfg, std::move(*plan), *host, slot_prev);
+  if (!want) return std::unexpected(want.error());
+  a.want = std::move(*want);
+  a.last_rev = a.prev.value("policy_rev_max", 0u);
+  return {};
+}
+
+// A dry run for an instance that does not exist: everything would be added.
+Result<ApplyReport> dry_run_new(const Apply& a) {
+  if (auto r = check_ports_free(published_ports(a.want.plan.publish)); !r)
+    return std::unexpected(r.error());
+  ApplyReport rep;
+  rep.endpoints_added = static_cast<int>(a.want.endpoints.size());
+  rep.addrs_added = static_cast<int>(a.want.addrs.size());
+  rep.publish_added = static_cast<int>(a.want.publish.size());
+  rep.attached = static_cast<int>(a.want.endpoints.size() + a.want.uplink_rows.size());
+  rep.sock_hooks_changed = true;
+  return rep;
+}
+
+template <class K, class V>
+Result<void> dump_into(const bpf_map* m, ByteKeyed<V>& out) {
+  auto have = dump_map<K, V>(m);
+  if (!have) return std::unexpected(have.error());
+  out = std::move(*have);
+  return {};
+}
+
+// Phase 2: programs and maps. Loading means verifying the four TC programs,
+// most of an apply's time: programs pinned from the very objects this
+// binary embeds are kept, and only the maps are opened.
+Result<void> load(Apply& a, bool exists) {
+  if (!a.dry_run) {
+    if (auto r = ensure_bpffs(); !r) return r;
+    if (auto r = mkdirs(pin_dir(a.instance)); !r) return r;
+  }
+  a.objects = objects_fingerprint();
+  auto kept = a.prev.value("objects", std::string()) == a.objects && exists
+                  ? open_pinned_programs(a.instance)
+                  : std::nullopt;
+  std::string dir = pin_dir(a.instance);
+  auto skel = kept ? open_pinned_maps<endpoint_bpf>(dir) : load_pinned<endpoint_bpf>(dir);
+  if (!skel) return std::unexpected(skel.error());
+  a.skel = std::move(*skel);
+  if (kept) {
+    a.progs = std::move(kept->first);
+    a.uprogs = std::move(kept->second);
+  } else {
+    auto uskel = load_pinned<uplink_bpf>(dir);
+    if (!uskel) return std::unexpected(uskel.error());
+    a.uskel = std::move(*uskel);
+  }
+  auto& maps = a.skel->maps;
+  for (auto r : {dump_into<moat_lpm_v4_key>(maps.addrs, a.have_addrs),
+                 dump_into<uint32_t>(maps.endpoints, a.have_eps),
+                 dump_into<moat_publish_key>(maps.publish, a.have_publish),
+                 dump_into<uint32_t>(maps.uplinks, a.have_uplinks),
+                 dump_into<moat_container_net_key>(maps.container_addrs, a.have_caddrs)})
+    if (!r) return r;
+  return {};
+}
+
+// A port that a host program already holds cannot be published (Docker:
+// "port is already allocated"); ports moat publishes already are ours.
+Result<void> check_fresh_ports(Apply& a) {
+  std::vector<PublishEntry> fresh;
+  for (const auto& p : a.want.plan.publish)
+    if (!a.have_publish.contains(key_bytes(p.key))) fresh.push_back(p);
+  return check_ports_free(published_ports(fresh));
+}
+
+// Phase 3: the programs pinned (unless kept).
+Result<void> pin(Apply& a) {
+  if (!a.uskel) return {};
+  auto progs = pin_programs(a.instance, a.skel->progs.from_container, a.skel->progs.to_container,
+                            a.dry_run, &a.rep.programs_replaced);
+  if (!progs) return std::unexpected(progs.error());
+  auto uprogs = pin_programs(a.instance, a.uskel->progs.from_world, a.uskel->progs.to_world,
+                             a.dry_run, &a.rep.programs_replaced);
+  if (!uprogs) return std::unexpected(uprogs.error());
+  a.progs = std::move(*progs);
+  a.uprogs = std::move(*uprogs);
+  return {};
+}
+
+// Phase 4: new and changed entries. New addresses and endpoints first,
+// attachments next, removals last: a packet never meets a program whose
+// entries are not there yet.
+Result<void> write(Apply& a) {
+  auto& maps = a.skel->maps;
+  if (!a.dry_run) {
+    for (uint32_t slot : a.want.slots.fresh)
+      if (auto r = zero_stats_slot(maps.stats, slot); !r) return r;
+    for (const auto& u : a.want.uplink_rows)
+      if (auto r = set_uplink_slot(maps.uplink_slots, u.ifindex, a.want.slots.slot.at(u.name)); !r)
+        return r;
+  }
+  int ignored = 0;
+  auto& rep = a.rep;
+  auto r = upsert<moat_lpm_v4_key>(maps.addrs, a.have_addrs, a.want.addrs, &rep.addrs_added,
+                                   &rep.addrs_updated, a.dry_run);
+  if (r)
+    r = upsert<uint32_t>(maps.endpoints, a.have_eps, a.want.endpoints, &rep.endpoints_added,
+                         &rep.endpoints_updated, a.dry_run);
+  if (r)
+    r = upsert<moat_publish_key>(maps.publish, a.have_publish, a.want.publish, &rep.publish_added,
+                                 &rep.publish_updated, a.dry_run);
+  if (r)
+    r = upsert<uint32_t>(maps.uplinks, a.have_uplinks, a.want.uplinks, &ignored, &ignored,
+                         a.dry_run);
+  if (r)
+    r = upsert<moat_container_net_key>(maps.container_addrs, a.have_caddrs, a.want.container_addrs,
+                                       &ignored, &ignored, a.dry_run);
+  return r;
+}
+
+// Phase 5: the new policy generation, once every endpoint it names exists.
+Result<void> swap_policy(Apply& a) {
+  const auto& policy = a.want.policy;
+  auto changed = install_policy(*a.skel.get(), policy.ipcache, policy.entries, policy.active,
+                                a.last_rev, a.dry_run, &a.rev);
+  if (!changed) return std::unexpected(changed.error());
+  a.rep.policy_changed = *changed;
+  // A new revision numbers its rules anew: their hit counters start over.
+  if (*changed && !a.dry_run) {
+    size_t old_rules = a.prev.value("policy", json::object()).value("rules", json::array()).size();
+    size_t n = std::min<size_t>(std::max(old_rules, policy.rules.size()), MOAT_MAX_RULES);
+    reset_rule_hits(*a.skel.get(), static_cast<uint32_t>(n));
+  }
+  a.rep.policy_rev = a.rev;
+  a.rep.policy_entries = static_cast<int>(policy.entries.size());
+  return {};
+}
+
+std::map<std::string, json> by_name(const json& rows) {
+  std::map<std::string, json> out;
+  for (const auto& r : rows) out[r.at("name").get<std::string>()] = r;
+  return out;
+}
+
+// Attaches `progs` to every interface of `rows`, keeping `qdisc_created`
+// from the previous state so moat only ever removes a qdisc it made.
+// Returns the new state rows.
+Result<json> attach_rows(const std::vector<AttachmentRow>& rows, const json& old_rows,
+                         const PinnedProgs& progs, bool dry_run, int* attached) {
+  auto old_by_name = by_name(old_rows);
+  json out = json::array();
+  for (const auto& [name, idx, extra] : rows) {
+    bool created = false;
+    if (auto it = old_by_name.find(name); it != old_by_name.end())
+      created = it->second.value("qdisc_created", false) && it->second.value("ifindex", 0) == idx;
+    if (dry_run) {
+      if (attached_prog_id(idx, BPF_TC_INGRESS) != progs.ingress_id ||
+          attached_prog_id(idx, BPF_TC_EGRESS) != progs.egress_id)
+        ++*attached;
+    } else {
+      auto changed = attach(name, idx, progs, &created);
+      if (!changed) return std::unexpected(changed.error());
+      if (*changed) ++*attached;
+    }
+    json row = extra;
+    row["name"] = name;
+    row["ifindex"] = idx;
+    row["qdisc_created"] = created;
+    out.push_back(row);
+  }
+  return out;
+}
+
+// Phase 6: TC filters on every interface, socket hooks for the host.
+Result<void> attach_all(Apply& a) {
+  auto ifaces = attach_rows(a.want.endpoint_rows, a.prev.value("interfaces", json::array()),
+                            a.progs, a.dry_run, &a.rep.attached);
+  if (!ifaces) return std::unexpected(ifaces.error());
+  auto uplinks = attach_rows(a.want.uplink_rows, a.prev.value("uplinks", json::array()), a.uprogs,
+                             a.dry_run, &a.rep.attached);
+  if (!uplinks) return std::unexpected(uplinks.error());
+  a.ifaces = std::move(*ifaces);
+  a.uplinks = std::move(*uplinks);
+  auto hooks = ensure_sock_hooks(pin_dir(a.instance), a.dry_run);
+  if (!hooks) return std::unexpected(hooks.error());
+  a.rep.sock_hooks_changed = *hooks;
+  return {};
+}
+
+// Phase 7a: interfaces no longer wanted lose our filters; their counter
+// slots are released once no program can count into them.
+Result<void> detach_stale(Apply& a) {
+  std::set<uint32_t> ours = pinned_prog_ids(a.instance);
+  for (uint32_t id : {a.progs.ingress_id, a.progs.egress_id, a.uprogs.ingress_id, a.uprogs.egress_id})
+    ours.insert(id);
+  std::set<std::string> wanted;
+  for (const auto* rows : {&a.want.endpoint_rows, &a.want.uplink_rows})
+    for (const auto& r : *rows) wanted.insert(r.name);
+  auto old_uplinks = a.prev.value("uplinks", json::array());
+  for (const auto& old : {a.prev.value("interfaces", json::array()), old_uplinks}) {
+    for (const auto& [name, row] : by_name(old)) {
+      if (wanted.contains(name)) continue;
+      a.rep.detached++;
+      if (a.dry_run) continue;
+      if (auto r = detach(name, row.value("qdisc_created", false), ours); !r) return r;
+    }
+  }
+  if (a.dry_run) return {};
+  auto& maps = a.skel->maps;
+  // Uplinks gone or re-created under another ifindex stop naming a slot.
+  std::set<int> uplink_now;
+  for (const auto& u : a.want.uplink_rows) uplink_now.insert(u.ifindex);
+  for (const auto& row : old_uplinks)
+    if (int idx = row.value("ifindex", 0); !uplink_now.contains(idx))
+      if (auto r = set_uplink_slot(maps.uplink_slots, idx, 0); !r) return r;
+  for (uint32_t slot : a.want.slots.freed)
+    if (auto r = zero_stats_slot(maps.stats, slot); !r) return r;
+  return {};
+}
+
+// Phase 7b: entries nobody wants any more, addresses last.
+Result<void> remove_stale_entries(Apply& a) {
+  auto& maps = a.skel->maps;
+  auto& rep = a.rep;
+  int ignored = 0;
+  auto r = remove_stale(maps.endpoints, a.have_eps, a.want.endpoints, &rep.endpoints_removed,
+                        a.dry_run);
+  if (r) r = remove_stale(maps.publish, a.have_publish, a.want.publish, &rep.publish_removed, a.dry_run);
+  if (r) r = remove_stale(maps.uplinks, a.have_uplinks, a.want.uplinks, &ignored, a.dry_run);
+  if (r)
+    r = remove_stale(maps.container_addrs, a.have_caddrs, a.want.container_addrs, &ignored,
+                     a.dry_run);
+  if (r) r = remove_stale(maps.addrs, a.have_addrs, a.want.addrs, &rep.addrs_removed, a.dry_run);
+  return r;
+}
+
+// Phase 8: the record of what the kernel now holds.
+json state_record(const Apply& a) {
+  const auto& cfg = a.cfg;
+  const auto& ids = a.want.plan.ids;
+  json networks = json::array();
+  for (const auto& n : cfg.networks)
+    networks.push_back({{"name", n.name}, {"id", ids.networks.at(n.name)},
+                        {"subnet", n.subnet.str()}, {"gateway", n.gateway.str()}, {"icc", n.icc},
+                        {"internal", n.internal}, {"masquerade", n.masquerade && !n.internal}});
+  json published = json::array();
+  for (const auto& c : cfg.containers)
+    for (const auto& p : c.publish) published.push_back({{"container", c.name}, {"publish", p.text}});
+  return {{"instance", a.instance},
+          {"source", cfg.source},
+          {"netns_inode", current_netns_inode()},
+          {"netns_path", current_netns_path()},
+          {"ids", {{"networks", ids.networks}, {"containers", ids.containers}}},
+          {"networks", networks},
+          {"published", published},
+          {"policy_rev", a.rev},
+          {"policy_rev_max", std::max(a.last_rev, a.rev)},
+          {"policy", policy_state_json(cfg, a.want.policy)},
+          {"interfaces", a.ifaces},
+          {"uplinks", a.uplinks},
+          {"objects", a.objects}};
+}
+
+}  // namespace
+
+Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run) {
+  Apply a{instance, cfg, dry_run};
+  if (auto r = resolve(a); !r) return std::unexpected(r.error());
+  bool exists = fs::exists(pin_dir(instance));
+  if (dry_run && !exists) return dry_run_new(a);
+  if (auto r = load(a, exists); !r) return std::unexpected(r.error());
+  using Phase = Result<void> (*)(Apply&);
+  for (Phase phase : {check_fresh_ports, pin, write, swap_policy, attach_all, detach_stale,
+                      remove_stale_entries})
+    if (auto r = phase(a); !r) return std::unexpected(r.error());
+  if (dry_run) return a.rep;
+  if (auto r = write_state(instance, state_record(a)); !r) return std::unexpected(r.error());
+  return a.rep;
+}
+
+}  // namespace moat

@@ -1,0 +1,25 @@
+// host.h - facts of the machine the dataplane runs on: bpffs, the network
+// namespace moat was started in, interfaces' addresses.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "util/result.h"
+
+namespace moat {
+
+// Mounts bpffs at /sys/fs/bpf when the machine has none; refuses inside a
+// private mount namespace, where pins would vanish with it.
+Result<void> ensure_bpffs();
+Result<void> mkdirs(const std::string& dir);
+uint64_t current_netns_inode();
+// A named namespace (/run/netns/NAME) with the current inode, so `moat down`
+// can find its interfaces again from elsewhere; "" for unnamed ones.
+std::string current_netns_path();
+Result<void> enter_netns(const std::string& path);
+// The primary IPv4 address of an interface in the current namespace, in
+// network order.
+Result<uint32_t> interface_ipv4(const std::string& ifname);
+
+}  // namespace moat

@@ -1,0 +1,32 @@
+// lock.h - one writer per instance at a time. Two applies (a user's and an
+// agent's, or a runtime calling the CNI plugin for several containers at
+// once) each read the kernel's maps and write their difference: interleaved,
+// one would undo the other. flock(2) on /run/moat/<instance>.lock, held for
+// the whole reconcile; the kernel drops it when the process dies, so a
+// crashed apply never blocks the next one.
+#pragma once
+
+#include <string>
+
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace moat {
+
+class InstanceLock {
+ public:
+  // Waits until no other process holds the instance's lock.
+  static Result<InstanceLock> acquire(const std::string& instance);
+  InstanceLock(InstanceLock&&) noexcept = default;
+  InstanceLock& operator=(InstanceLock&&) noexcept = default;
+  ~InstanceLock();
+
+ private:
+  InstanceLock(std::string path, Fd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  std::string path_;
+  Fd fd_;
+};
+
+std::string lock_path(const std::string& instance);
+
+}  // namespace moat

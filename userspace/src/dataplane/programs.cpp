@@ -1,0 +1,95 @@
+#include "dataplane/programs.h"
+
+#include <bpf/bpf.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <tuple>
+
+#include "dataplane/dataplane.h"
+#include "dataplane/skeleton.h"
+
+namespace fs = std::filesystem;
+
+namespace moat {
+
+Result<bpf_prog_info> prog_info(int fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (int rc = bpf_obj_get_info_by_fd(fd, &info, &len); rc) return fail_errno("query program", rc);
+  return info;
+}
+
+Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingress,
+                                 bpf_program* egress, bool dry_run, bool* replaced) {
+  PinnedProgs out;
+  for (auto [prog, fd_out, id_out] : {std::tuple{ingress, &out.ingress, &out.ingress_id},
+                                      std::tuple{egress, &out.egress, &out.egress_id}}) {
+    std::string path = pin_dir(instance) + "/prog_" + bpf_program__name(prog);
+    auto fresh = prog_info(bpf_program__fd(prog));
+    if (!fresh) return std::unexpected(fresh.error());
+    Fd pinned(bpf_obj_get(path.c_str()));
+    if (pinned.ok()) {
+      auto old = prog_info(pinned.get());
+      if (!old) return std::unexpected(old.error());
+      if (memcmp(old->tag, fresh->tag, sizeof(old->tag)) == 0) {
+        *id_out = old->id;
+        *fd_out = std::move(pinned);
+        continue;
+      }
+      *replaced = true;
+      if (!dry_run) unlink(path.c_str());
+    }
+    if (!dry_run) {
+      if (int rc = bpf_program__pin(prog, path.c_str()); rc) return fail_errno("pin " + path, rc);
+    }
+    *id_out = fresh->id;
+    *fd_out = Fd(dup(bpf_program__fd(prog)));
+  }
+  return out;
+}
+
+std::string objects_fingerprint() {
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&](const void* data, size_t size) {
+    auto* b = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < size; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  for (auto [data, size] : {Skeleton<endpoint_bpf>::elf_bytes(), Skeleton<uplink_bpf>::elf_bytes()})
+    mix(data, size);
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::optional<std::pair<PinnedProgs, PinnedProgs>> open_pinned_programs(const std::string& instance) {
+  std::pair<PinnedProgs, PinnedProgs> out;
+  for (auto [name, fd, id] : {std::tuple{"from_container", &out.first.ingress, &out.first.ingress_id},
+                              std::tuple{"to_container", &out.first.egress, &out.first.egress_id},
+                              std::tuple{"from_world", &out.second.ingress, &out.second.ingress_id},
+                              std::tuple{"to_world", &out.second.egress, &out.second.egress_id}}) {
+    Fd pinned(bpf_obj_get((pin_dir(instance) + "/prog_" + name).c_str()));
+    if (!pinned.ok()) return std::nullopt;
+    auto info = prog_info(pinned.get());
+    if (!info) return std::nullopt;
+    *id = info->id;
+    *fd = std::move(pinned);
+  }
+  return out;
+}
+
+std::set<uint32_t> pinned_prog_ids(const std::string& instance) {
+  std::set<uint32_t> ids;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(pin_dir(instance), ec)) {
+    if (e.path().filename().string().rfind("prog_", 0) != 0) continue;
+    Fd fd(bpf_obj_get(e.path().c_str()));
+    if (!fd.ok()) continue;
+    if (auto info = prog_info(fd.get())) ids.insert(info->id);
+  }
+  return ids;
+}
+
+}  // namespace moat

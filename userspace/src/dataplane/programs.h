@@ -1,0 +1,43 @@
+// programs.h - the TC programs of an instance, pinned as
+// <pin_dir>/prog_<name>: one loaded copy shared by every interface, kept
+// across applies while this binary embeds the same objects.
+#pragma once
+
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace moat {
+
+Result<bpf_prog_info> prog_info(int fd);
+
+// The programs for TC ingress and egress of one kind of interface.
+struct PinnedProgs {
+  Fd ingress, egress;
+  uint32_t ingress_id = 0, egress_id = 0;
+};
+
+// One program instance per instance: interfaces attached at different times
+// share it. A newer moat with different instructions (another tag) replaces
+// it (*replaced set).
+Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingress,
+                                 bpf_program* egress, bool dry_run, bool* replaced);
+
+// The TC objects this binary embeds, as one FNV-1a hash of their ELF bytes.
+std::string objects_fingerprint();
+
+// The pinned container and uplink programs, when all four are there.
+std::optional<std::pair<PinnedProgs, PinnedProgs>> open_pinned_programs(const std::string& instance);
+
+// Ids of every program pinned for the instance: what `detach` may remove.
+std::set<uint32_t> pinned_prog_ids(const std::string& instance);
+
+}  // namespace moat

@@ -1,0 +1,37 @@
+// reconcile.h - the one path from desired state to the kernel. A file
+// (`moat apply`, the lab), the Docker Engine or a CNI call each describe
+// what the kernel should enforce as a DesiredState and hand it here: under
+// the instance's lock, the difference against what is pinned is written
+// (apply() in dataplane.h), then the record of what the kernel holds and of
+// the inputs it came from is saved, each file replaced atomically.
+#pragma once
+
+#include <string>
+
+#include "config/config.h"
+#include "config/inputs.h"
+#include "dataplane/dataplane.h"
+#include "util/result.h"
+
+namespace moat {
+
+struct DesiredState {
+  Config config;  // validated, every attachment naming its host-side interface
+  Inputs inputs;  // what `config` was made from, kept with the instance
+};
+
+struct ReconcileOptions {
+  bool dry_run = false;  // report what would change, change nothing
+};
+
+Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
+                              const ReconcileOptions& opt = {});
+
+// The inputs the instance was last reconciled from.
+std::string inputs_path(const std::string& instance);
+Result<Inputs> saved_inputs(const std::string& instance);
+
+// down(), under the instance's lock.
+Result<void> remove_instance(const std::string& instance);
+
+}  // namespace moat

@@ -1,0 +1,33 @@
+#include "dataplane/skeleton.h"
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace moat {
+namespace {
+
+// libbpf reports an empty TC filter slot as a kernel error; moat queries
+// empty slots on purpose, so those lines are noise unless MOAT_DEBUG is set.
+int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list ap) {
+  if (getenv("MOAT_DEBUG")) return vfprintf(stderr, fmt, ap);
+  if (level != LIBBPF_WARN) return 0;
+  char line[1024];
+  vsnprintf(line, sizeof(line), fmt, ap);
+  if (strstr(line, "Cannot find specified filter chain") ||
+      strstr(line, "Exclusivity flag on, cannot modify"))  // clsact already there
+    return 0;
+  return fputs(line, stderr);
+}
+
+}  // namespace
+
+void init_libbpf() {
+  static bool done = false;
+  if (done) return;
+  libbpf_set_print(libbpf_log);
+  done = true;
+}
+
+}  // namespace moat

@@ -1,0 +1,180 @@
+// status.cpp - what an instance holds (`moat status`), reading the kernel
+// first and the state file for names; and `moat down`, which removes exactly
+// what the state file says moat created.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "dataplane/counters.h"
+#include "dataplane/dataplane.h"
+#include "dataplane/host.h"
+#include "dataplane/map_sync.h"
+#include "dataplane/policy_gen.h"
+#include "dataplane/programs.h"
+#include "dataplane/skeleton.h"
+#include "dataplane/sockhooks.h"
+#include "dataplane/state.h"
+#include "dataplane/tc.h"
+#include "util/paths.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace moat {
+namespace {
+
+json programs_json(const std::string& instance) {
+  json progs = json::array();
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(pin_dir(instance), ec)) {
+    std::string file = e.path().filename();
+    if (file.rfind("prog_", 0) != 0) continue;
+    Fd fd(bpf_obj_get(e.path().c_str()));
+    if (!fd.ok()) continue;
+    auto info = prog_info(fd.get());
+    if (!info) continue;
+    char tag[17] = {};
+    for (int i = 0; i < 8; ++i) snprintf(tag + 2 * i, 3, "%02x", info->tag[i]);
+    progs.push_back({{"name", file.substr(5)}, {"id", info->id}, {"tag", tag},
+                     {"pin", e.path().string()}, {"run_count", info->run_cnt},
+                     {"run_time_ns", info->run_time_ns}});
+  }
+  return progs;
+}
+
+json maps_json(const Skeleton<endpoint_bpf>& skel, const std::string& instance) {
+  json map_list = json::array();
+  bpf_map* m;
+  bpf_object__for_each_map(m, skel->obj) {
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    bpf_obj_get_info_by_fd(bpf_map__fd(m), &info, &len);
+    map_list.push_back({{"name", bpf_map__name(m)}, {"id", info.id},
+                        {"max_entries", info.max_entries},
+                        {"pin", pin_dir(instance) + "/" + bpf_map__name(m)}});
+  }
+  return map_list;
+}
+
+// The state file's rows of interfaces (containers) or uplinks, with what the
+// kernel holds for each: the program ids in our filter slots (only when run
+// in the instance's namespace, where the names mean something) and counters.
+Result<json> attachment_rows(const json& state_rows, const bpf_map* stats, bool same_ns,
+                             bool uplink) {
+  const std::pair<uint32_t, const char*> dirs[2] = {
+      uplink ? std::pair{uint32_t{MOAT_DIR_FROM_WORLD}, "from_world"}
+             : std::pair{uint32_t{MOAT_DIR_FROM_CONTAINER}, "from_container"},
+      uplink ? std::pair{uint32_t{MOAT_DIR_TO_WORLD}, "to_world"}
+             : std::pair{uint32_t{MOAT_DIR_TO_CONTAINER}, "to_container"}};
+  json rows = json::array();
+  for (const auto& i : state_rows) {
+    json row = i;
+    row.erase("qdisc_created");
+    int idx = static_cast<int>(i.value("ifindex", 0u));
+    if (same_ns)
+      row["attached"] = {{"ingress", attached_prog_id(idx, BPF_TC_INGRESS)},
+                         {"egress", attached_prog_id(idx, BPF_TC_EGRESS)}};
+    json counters;
+    for (auto [dir, name] : dirs) {
+      auto s = read_stats(stats, row.value("stats_slot", 0u), dir);
+      if (!s) return std::unexpected(s.error());
+      counters[name] = stats_json(*s);
+    }
+    row["counters"] = counters;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+}  // namespace
+
+Result<json> status(const std::string& instance) {
+  auto st = read_state(instance);
+  if (!st) return std::unexpected(st.error());
+  if (!fs::exists(pin_dir(instance)) && st->empty())
+    return fail("no moat instance \"" + instance + "\" (nothing applied; see `moat apply --help`)");
+  auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
+  if (!skel) return std::unexpected(skel.error());
+  auto& maps = (*skel)->maps;
+  auto eps = dump_map<uint32_t, moat_endpoint>(maps.endpoints);
+  if (!eps) return std::unexpected(eps.error());
+
+  bool same_ns = st->value("netns_inode", uint64_t{0}) == current_netns_inode();
+  auto ifaces = attachment_rows(st->value("interfaces", json::array()), maps.stats, same_ns, false);
+  if (!ifaces) return std::unexpected(ifaces.error());
+  for (auto& row : *ifaces) row["in_map"] = eps->contains(key_bytes(row.value("ifindex", 0u)));
+  auto uplinks = attachment_rows(st->value("uplinks", json::array()), maps.stats, same_ns, true);
+  if (!uplinks) return std::unexpected(uplinks.error());
+  auto hooks = sock_hooks_status(pin_dir(instance));
+  if (!hooks) return std::unexpected(hooks.error());
+  auto flows = ct_entries(instance);
+  if (!flows) return std::unexpected(flows.error());
+  auto rev = read_policy_rev(*skel->get());
+  if (!rev) return std::unexpected(rev.error());
+  json policy = st->value("policy", json::object());
+  policy["revision"] = *rev;
+
+  return json{{"instance", instance},
+              {"policy", policy},
+              {"source", st->value("source", "")},
+              {"netns", st->value("netns_path", "")},
+              {"pin_dir", pin_dir(instance)},
+              {"programs", programs_json(instance)},
+              {"maps", maps_json(*skel, instance)},
+              {"networks", st->value("networks", json::array())},
+              {"endpoints", *ifaces},
+              {"endpoint_entries", eps->size()},
+              {"uplinks", *uplinks},
+              {"published", st->value("published", json::array())},
+              {"socket_hooks", *hooks},
+              {"tracked_entries", flows->size()}};
+}
+
+Result<void> down(const std::string& instance) {
+  auto st = read_state(instance);
+  if (!st) return std::unexpected(st.error());
+  std::set<uint32_t> ours = pinned_prog_ids(instance);
+
+  // Interfaces are named in the namespace the instance was applied in.
+  std::string ns_path = st->value("netns_path", std::string());
+  bool same_ns = st->value("netns_inode", uint64_t{0}) == current_netns_inode();
+  Fd home;
+  if (!same_ns && !ns_path.empty() && fs::exists(ns_path)) {
+    home = Fd(open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (auto r = enter_netns(ns_path); !r) return r;
+    same_ns = true;
+  }
+  if (same_ns) {
+    for (const char* list : {"interfaces", "uplinks"}) {
+      for (const auto& i : st->value(list, json::array())) {
+        if (auto r = detach(i.at("name").get<std::string>(), i.value("qdisc_created", false), ours);
+            !r)
+          return r;
+      }
+    }
+  }
+  if (home.ok() && setns(home.get(), CLONE_NEWNET) != 0)
+    return fail_errno("return to the original network namespace", errno);
+
+  std::error_code ec;
+  fs::remove_all(pin_dir(instance), ec);
+  if (ec) return fail("remove " + pin_dir(instance), ec.value());
+  fs::remove(paths::kPinRoot, ec);  // only if empty
+  fs::remove_all(state_dir(instance), ec);
+  if (ec) return fail("remove " + state_dir(instance), ec.value());
+  fs::remove(paths::kRunDir, ec);  // only if empty
+  return {};
+}
+
+Result<PinnedMaps> open_pinned(const std::string& instance) {
+  if (!fs::exists(pin_dir(instance))) return fail("no moat instance \"" + instance + "\"");
+  return open_pinned_maps<endpoint_bpf>(pin_dir(instance));
+}
+
+}  // namespace moat

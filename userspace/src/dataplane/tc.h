@@ -1,0 +1,31 @@
+// tc.h - moat's TC filters on an interface (clsact ingress and egress).
+// Our filter has a handle and priority of its own (0x6d6f), so filters of
+// other tools (Cilium and most others use handle 1) are never touched, and
+// detach removes only a filter that runs one of our programs.
+#pragma once
+
+#include <bpf/libbpf.h>
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "dataplane/programs.h"
+#include "util/result.h"
+
+namespace moat {
+
+// The id of the program in our filter slot, 0 when the slot is empty.
+uint32_t attached_prog_id(int ifindex, bpf_tc_attach_point point);
+
+// Attaches both directions (replacing another program of ours in place);
+// *qdisc_created is set when moat made the clsact qdisc, which is then
+// moat's to remove. Returns whether a filter changed.
+Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& progs,
+                    bool* qdisc_created);
+
+// Removes our filters (only when they hold one of `ours`) and the qdisc when
+// moat created it. A vanished interface has nothing left to remove.
+Result<void> detach(const std::string& ifname, bool qdisc_created, const std::set<uint32_t>& ours);
+
+}  // namespace moat

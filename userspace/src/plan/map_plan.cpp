@@ -1,0 +1,67 @@
+#include "plan/map_plan.h"
+
+#include <utility>
+
+#include "util/net.h"
+
+using nlohmann::json;
+
+namespace moat {
+namespace {
+
+// Counter slots, what the programs index `stats` with: containers' interfaces, then uplinks.
+Result<SlotAssignment> plan_slots(const Config& cfg, const Plan& plan, const HostFacts& host,
+                                  const std::vector<SlotHolder>& previous) {
+  std::vector<std::pair<std::string, int>> wanted;
+  for (const auto& e : plan.endpoints) wanted.emplace_back(e.interface, host.ifindex.at(e.interface));
+  for (const auto& u : host.uplinks) wanted.emplace_back(u.name, u.ifindex);
+  auto slots = assign_stats_slots(wanted, previous);
+  if (!slots) return fail(cfg.source + ": " + slots.error().message());
+  return slots;
+}
+
+void plan_entries(MapPlan& m, const HostFacts& host) {
+  for (const auto& a : m.plan.addrs) m.addrs.emplace(key_bytes(a.key), a.value);
+  // Published ports are reachable at the uplinks' addresses: host addresses.
+  for (const auto& u : host.uplinks)
+    m.addrs[key_bytes(moat_lpm_v4_key{32, u.ipv4})] = moat_addr_info{0, MOAT_ADDR_HOST, 0};
+  for (const auto& e : m.plan.endpoints) {
+    moat_endpoint v = e.value;
+    v.stats_slot = m.slots.slot.at(e.interface);
+    m.endpoints.emplace(key_bytes(static_cast<uint32_t>(host.ifindex.at(e.interface))), v);
+    m.container_addrs.emplace(
+        key_bytes(moat_container_net_key{e.value.container_id, e.value.net_id}), e.value.ipv4);
+    m.endpoint_rows.push_back({e.interface, host.ifindex.at(e.interface),
+                               json{{"container", e.container}, {"network", e.network},
+                                    {"ip", Ipv4::from_be(e.value.ipv4).str()},
+                                    {"stats_slot", v.stats_slot}}});
+  }
+  for (const auto& u : host.uplinks) {
+    uint32_t slot = m.slots.slot.at(u.name);
+    m.uplinks.emplace(key_bytes(static_cast<uint32_t>(u.ifindex)), moat_uplink{u.ipv4, slot});
+    m.uplink_rows.push_back(
+        {u.name, u.ifindex, json{{"ip", Ipv4::from_be(u.ipv4).str()}, {"stats_slot", slot}}});
+  }
+  for (const auto& p : m.plan.publish) m.publish.emplace(key_bytes(p.key), p.value);
+}
+
+}  // namespace
+
+Result<MapPlan> plan_maps(const Config& cfg, Plan plan, const HostFacts& host,
+                          const std::vector<SlotHolder>& previous_slots) {
+  MapPlan m;
+  m.plan = std::move(plan);
+  auto slots = plan_slots(cfg, m.plan, host, previous_slots);
+  if (!slots) return std::unexpected(slots.error());
+  m.slots = std::move(*slots);
+  plan_entries(m, host);
+  // Policies, with the uplinks' addresses as host addresses.
+  std::vector<Ipv4> host_addrs;
+  for (const auto& u : host.uplinks) host_addrs.push_back(Ipv4::from_be(u.ipv4));
+  auto policy = compile_policies(cfg, host_addrs);
+  if (!policy) return std::unexpected(policy.error());
+  m.policy = std::move(*policy);
+  return m;
+}
+
+}  // namespace moat

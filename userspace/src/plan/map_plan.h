@@ -1,0 +1,72 @@
+// map_plan.h - the second half of planning: with the host's facts (which
+// ifindex each interface has, the uplinks' addresses) and what the previous
+// apply left (counter slots), the exact contents every map must have, the
+// policy generation, and the attachments with their state-file rows. Pure:
+// the dataplane only diffs these against the kernel and writes the
+// difference.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "abi.h"
+#include "config/config.h"
+#include "plan/plan.h"
+#include "policy/policy.h"
+#include "util/result.h"
+
+namespace moat {
+
+// Map contents keyed by the key's bytes, as the kernel compares keys.
+template <class V>
+using ByteKeyed = std::map<std::vector<uint8_t>, V>;
+
+template <class K>
+std::vector<uint8_t> key_bytes(const K& k) {
+  auto* p = reinterpret_cast<const uint8_t*>(&k);
+  return {p, p + sizeof(K)};
+}
+
+struct HostUplink {
+  std::string name;
+  int ifindex = 0;
+  uint32_t ipv4 = 0;  // network order
+};
+
+// What the host resolved before planning: nothing is planned for an
+// interface that does not exist.
+struct HostFacts {
+  std::map<std::string, int> ifindex;  // every endpoint's host-side interface
+  std::vector<HostUplink> uplinks;     // in the file's order
+};
+
+// One interface moat attaches to, and its row in the state file.
+struct AttachmentRow {
+  std::string name;
+  int ifindex = 0;
+  nlohmann::json extra;  // container, network, ip, stats_slot (uplinks: ip, stats_slot)
+};
+
+struct MapPlan {
+  Plan plan;
+  PolicyPlan policy;
+  SlotAssignment slots;
+  ByteKeyed<moat_endpoint> endpoints;
+  ByteKeyed<moat_addr_info> addrs;
+  ByteKeyed<moat_publish_val> publish;
+  ByteKeyed<moat_uplink> uplinks;
+  ByteKeyed<uint32_t> container_addrs;
+  std::vector<AttachmentRow> endpoint_rows, uplink_rows;
+};
+
+// `plan` is compile()'s; `previous_slots` the attachments of the previous
+// apply. Fails when the counter slots run out or the policies do not
+// compile; messages name cfg.source.
+Result<MapPlan> plan_maps(const Config& cfg, Plan plan, const HostFacts& host,
+                          const std::vector<SlotHolder>& previous_slots);
+
+}  // namespace moat
