@@ -21,9 +21,13 @@ std::string lock_path(const std::string& instance) {
 // it checks, after flock() returns, that the path still names the file it
 // locked, and starts over if not.
 Result<InstanceLock> InstanceLock::acquire(const std::string& instance) {
-  std::string path = lock_path(instance);
+  return acquire_at(lock_path(instance));
+}
+
+Result<InstanceLock> InstanceLock::acquire_at(const std::string& path) {
+  std::string dir = path.substr(0, path.rfind('/'));
   for (;;) {
-    if (auto r = mkdirs(paths::kRunDir); !r) return std::unexpected(r.error());
+    if (auto r = mkdirs(dir); !r) return std::unexpected(r.error());
     Fd fd(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!fd.ok()) {
       if (errno == ENOENT) continue;  // the directory went away in between
@@ -42,7 +46,7 @@ InstanceLock::~InstanceLock() {
   if (!fd_.ok()) return;
   unlink(path_.c_str());
   fd_.reset();
-  rmdir(paths::kRunDir);  // only if empty: nothing else of moat's is left
+  rmdir(path_.substr(0, path_.rfind('/')).c_str());  // only if empty: nothing else is left
 }
 
 }  // namespace moat

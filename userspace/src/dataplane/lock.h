@@ -17,6 +17,8 @@ class InstanceLock {
  public:
   // Waits until no other process holds the instance's lock.
   static Result<InstanceLock> acquire(const std::string& instance);
+  // The same on any lock file (its directory must exist): for tests.
+  static Result<InstanceLock> acquire_at(const std::string& path);
   InstanceLock(InstanceLock&&) noexcept = default;
   InstanceLock& operator=(InstanceLock&&) noexcept = default;
   ~InstanceLock();

@@ -1,0 +1,168 @@
+// The pure halves of reconcile: planning the exact map contents from a file
+// and the host's facts (plan/map_plan.h), the inputs an instance keeps
+// (config/inputs.h); and the instance lock, which must serialise writers
+// across processes.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "config/inputs.h"
+#include "dataplane/lock.h"
+#include "plan/map_plan.h"
+
+namespace moat {
+namespace {
+
+const char* kFile = R"({
+  "networks": [{"name": "front", "subnet": "10.1.0.0/24"}],
+  "containers": [
+    {"name": "web", "labels": {"app": "web"},
+     "networks": [{"network": "front", "interface": "veth0"}], "publish": ["8080:80"]},
+    {"name": "db", "networks": [{"network": "front", "interface": "veth1"}]}],
+  "host": {"uplinks": ["up0"]}})";
+
+Config parse_ok(const std::string& text) {
+  auto r = parse_config(text, "t.json");
+  for (const auto& p : r.problems) ADD_FAILURE() << p.format("t.json");
+  return r.config.value_or(Config{});
+}
+
+HostFacts host_facts() {
+  HostFacts h;
+  h.ifindex = {{"veth0", 11}, {"veth1", 12}};
+  h.uplinks = {{"up0", 2, inet_addr("198.18.0.1")}};
+  return h;
+}
+
+TEST(MapPlan, EveryMapEntryFromFileAndHost) {
+  Config cfg = parse_ok(kFile);
+  auto plan = compile(cfg, {});
+  ASSERT_TRUE(plan) << plan.error().message();
+  auto m = plan_maps(cfg, *plan, host_facts(), {});
+  ASSERT_TRUE(m) << m.error().message();
+  // Endpoints keyed by ifindex, carrying their counter slot.
+  ASSERT_EQ(m->endpoints.size(), 2u);
+  const auto& web = m->endpoints.at(key_bytes(uint32_t{11}));
+  EXPECT_EQ(web.ipv4, inet_addr("10.1.0.2"));
+  EXPECT_EQ(web.stats_slot, m->slots.slot.at("veth0"));
+  EXPECT_NE(web.stats_slot, 0u);
+  // Subnet, gateway, and the uplink's address as a host address.
+  ASSERT_EQ(m->addrs.size(), 3u);
+  auto up = m->addrs.at(key_bytes(moat_lpm_v4_key{32, inet_addr("198.18.0.1")}));
+  EXPECT_EQ(up.kind, MOAT_ADDR_HOST);
+  ASSERT_EQ(m->uplinks.size(), 1u);
+  EXPECT_EQ(m->uplinks.at(key_bytes(uint32_t{2})).ipv4, inet_addr("198.18.0.1"));
+  EXPECT_EQ(m->publish.size(), 1u);
+  EXPECT_EQ(m->container_addrs.size(), 2u);
+  // Attachment rows as the state file keeps them.
+  ASSERT_EQ(m->endpoint_rows.size(), 2u);
+  EXPECT_EQ(m->endpoint_rows[0].name, "veth0");
+  EXPECT_EQ(m->endpoint_rows[0].ifindex, 11);
+  EXPECT_EQ(m->endpoint_rows[0].extra["container"], "web");
+  EXPECT_EQ(m->endpoint_rows[0].extra["ip"], "10.1.0.2");
+  ASSERT_EQ(m->uplink_rows.size(), 1u);
+  EXPECT_EQ(m->uplink_rows[0].extra["ip"], "198.18.0.1");
+  // Three attachments, three distinct fresh slots.
+  EXPECT_EQ(m->slots.fresh.size(), 3u);
+  EXPECT_FALSE(m->policy.active);
+}
+
+TEST(MapPlan, KeepsSlotsOfUnchangedInterfaces) {
+  Config cfg = parse_ok(kFile);
+  auto plan = compile(cfg, {});
+  ASSERT_TRUE(plan);
+  // veth0 keeps slot 7; veth1 was re-created (another ifindex): a fresh slot.
+  auto m = plan_maps(cfg, *plan, host_facts(), {{"veth0", 11, 7}, {"veth1", 99, 8}});
+  ASSERT_TRUE(m) << m.error().message();
+  EXPECT_EQ(m->endpoints.at(key_bytes(uint32_t{11})).stats_slot, 7u);
+  EXPECT_NE(m->slots.slot.at("veth1"), 8u);
+  EXPECT_EQ(m->slots.freed, std::vector<uint32_t>{8});
+}
+
+TEST(MapPlan, PolicyUsesUplinkAddressesAsHost) {
+  std::string text = kFile;
+  text.insert(text.rfind('}'),
+              R"(, "policies": [{"name": "p", "podSelector": {"matchLabels": {"app": "web"}},
+                    "ingress": [{"from": [{"host": true}]}]}])");
+  Config cfg = parse_ok(text);
+  auto plan = compile(cfg, {});
+  ASSERT_TRUE(plan);
+  auto m = plan_maps(cfg, *plan, host_facts(), {});
+  ASSERT_TRUE(m) << m.error().message();
+  ASSERT_TRUE(m->policy.active);
+  bool uplink_is_host = false;
+  for (const auto& [k, v] : m->policy.ipcache)
+    if (k.prefixlen == 32 && k.addr == inet_addr("198.18.0.1")) uplink_is_host = v.identity == MOAT_ID_HOST;
+  EXPECT_TRUE(uplink_is_host);
+}
+
+TEST(Inputs, PolicyFilesMergeAndReplace) {
+  Inputs in{{{"main.json", kFile},
+             {"p.yaml", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n"
+                        "  name: deny\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n"}},
+            false};
+  auto loaded = load_inputs(in);
+  ASSERT_TRUE(loaded.config) << problems_message(loaded.problems, loaded.file);
+  EXPECT_EQ(loaded.config->policies.size(), 1u);
+  // Round trip through what the instance keeps.
+  std::string why;
+  auto back = inputs_from_json(inputs_json(in), &why);
+  ASSERT_TRUE(back) << why;
+  EXPECT_EQ(back->files.size(), 2u);
+  EXPECT_EQ(back->files[1].text, in.files[1].text);
+  EXPECT_FALSE(inputs_from_json(nlohmann::json::object(), &why));
+}
+
+TEST(Inputs, ProblemsNameTheirFile) {
+  Inputs in{{{"main.json", kFile}, {"bad.json", R"({"kind": "NetworkPolicy"})"}}, false};
+  auto loaded = load_inputs(in);
+  EXPECT_FALSE(loaded.config);
+  EXPECT_EQ(loaded.file, "bad.json");
+  ASSERT_FALSE(loaded.problems.empty());
+  std::string msg = problems_message(loaded.problems, loaded.file);
+  EXPECT_NE(msg.find("in bad.json; nothing was applied"), std::string::npos) << msg;
+}
+
+// A second process must wait for the first to release the lock: the child
+// takes it, holds it 300 ms; the parent's acquire returns only after that.
+TEST(InstanceLock, SerialisesProcessesAndLeavesNothing) {
+  auto dir = std::filesystem::temp_directory_path() / ("moat-lock-" + std::to_string(getpid()));
+  std::string path = (dir / "i.lock").string();
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto lock = InstanceLock::acquire_at(path);
+    char c = lock ? 'y' : 'n';
+    (void)!write(ready[1], &c, 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    _exit(lock ? 0 : 1);
+  }
+  char c = 0;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    auto lock = InstanceLock::acquire_at(path);
+    ASSERT_TRUE(lock) << lock.error().message();
+    auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(waited, std::chrono::milliseconds(200));
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(ready[0]);
+  close(ready[1]);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+}  // namespace
+}  // namespace moat
