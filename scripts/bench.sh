@@ -14,6 +14,7 @@
 # test: CI runs only --quick, through tests/e2e/test_bench_quick.sh.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
+become_root "$@"
 
 mode=full out="$MOAT_ROOT/bench/results" reps=()
 while [ $# -gt 0 ]; do

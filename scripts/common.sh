@@ -15,9 +15,21 @@ MOAT_PACKAGES=(
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# become_root "$@": every entry script's first step. Root runs on; a user
+# with sudo is asked once and the script starts again as root with the same
+# arguments, so README's commands work as written for both.
+become_root() {
+  [ "$(id -u)" -eq 0 ] && return 0
+  if command -v sudo >/dev/null 2>&1; then
+    exec sudo --preserve-env=MOAT_BUILD bash "$0" "$@"
+  fi
+  need_root
+}
+
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then
-    echo "$(basename "$0") needs root: it loads BPF programs and builds network namespaces" >&2
+    echo "$(basename "$0") needs root: it loads BPF programs and builds network namespaces" \
+         "(run it as root, or install sudo)" >&2
     exit 2
   fi
 }

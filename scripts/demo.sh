@@ -7,6 +7,7 @@
 # Without arguments it ends with seed 000's segmentation policies.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
+become_root "$@"
 prepare
 
 files=("$@")

@@ -4,6 +4,7 @@
 # Ends with one line "N passed, N failed" over all tiers; exit 0 only if all pass.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
+become_root "$@"
 prepare
 trap restore_bpffs EXIT
 
