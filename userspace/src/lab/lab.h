@@ -1,6 +1,9 @@
-// lab.h - the built-in lab: a Docker host, its containers and "the internet"
+// lab/ - the built-in lab: a Docker host, its containers and "the internet"
 // built from network namespaces, so moat can be tried and tested with real
-// traffic and no container engine.
+// traffic and no container engine (lab.h), reachability probes (probe.h),
+// running programs (proc.h). A runtime like docker/ or cni/ will be: it
+// produces desired state and hands it to reconcile(). May use util/,
+// config/, policy/, plan/ and dataplane/.
 //
 // Names (lab L, all unique per lab so two labs never collide):
 //   moat-L-host      the lab host (the "Docker host"): bridges, host-side veths

@@ -1,5 +1,10 @@
-// compile.h - from a validated Config to the exact map entries the kernel
-// side reads (abi.h layouts). Pure code; the dataplane only diffs and writes.
+// plan/ - from desired state to the exact map entries the kernel side reads
+// (abi.h layouts), counter slots and attachments. Pure code, unit-tested
+// without root; may use util/, config/ and policy/, never dataplane/: the
+// dataplane only diffs these against the kernel and writes the difference.
+//
+// plan.h: what a validated Config alone decides (ids, endpoints, addresses,
+// published ports); map_plan.h: the rest, once the host's interfaces are known.
 #pragma once
 
 #include <cstdint>
