@@ -179,8 +179,8 @@ std::unique_ptr<PolicySetup> policy_setup(uint32_t rules, uint32_t max_container
 }
 
 void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Options& o) {
-  const endpoint_bpf& skel = *p.scale.skel;
-  const bpf_program* prog = skel.progs.from_container;
+  const Skeleton<endpoint_bpf>& skel = p.scale.skel;
+  const bpf_program* prog = skel->progs.from_container;
   const uint32_t dev = ifindex_of("moat-a");
   const in_addr_t src = scale_ip(kMeasured), dst = scale_ip(kMeasured + 1);
   auto frame = [&](uint16_t sport, uint16_t dport, uint8_t flags) {
@@ -198,16 +198,16 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
   // Once, that each frame takes the path it stands for.
   const StatsKey stats_key = {dev, MOAT_DIR_FROM_CONTAINER};
   const uint64_t denials =
-      sum_stats(skel.maps.stats, stats_key).drops[-MOAT_DROP_POLICY_DEFAULT_DENY];
+      sum_stats(skel->maps.stats, stats_key).drops[-MOAT_DROP_POLICY_DEFAULT_DENY];
   checked_run(tag + "new_denied", prog, dev, denied, 1, TC_ACT_SHOT);
-  if (sum_stats(skel.maps.stats, stats_key).drops[-MOAT_DROP_POLICY_DEFAULT_DENY] != denials + 1)
+  if (sum_stats(skel->maps.stats, stats_key).drops[-MOAT_DROP_POLICY_DEFAULT_DENY] != denials + 1)
     throw std::runtime_error(tag + "new_denied: not dropped as policy-default-deny");
   if (!ct_entries(skel).empty()) throw std::runtime_error(tag + "new_denied: left a ct entry");
   checked_run(tag + "new_admitted", prog, dev, admitted, 1, TC_ACT_OK);
   const std::optional<moat_ct_entry> e = ct_get(skel, flow);
   if (!e || e->kind != MOAT_CT_TRACK || ct_entries(skel).size() != 1)
     throw std::runtime_error(tag + "new_admitted: not tracked as one MOAT_CT_TRACK entry");
-  const std::map<uint32_t, uint64_t> hits = percpu_u64_nonzero(skel.maps.rule_hits);
+  const std::map<uint32_t, uint64_t> hits = percpu_u64_nonzero(skel->maps.rule_hits);
   if (hits != std::map<uint32_t, uint64_t>{{p.measured_rule, 1}})
     throw std::runtime_error(tag + "new_admitted: not admitted by rule " +
                              std::to_string(p.measured_rule));
@@ -241,7 +241,7 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
     m["what"] = what;
     return m;
   };
-  const endpoint_bpf* s = &skel;
+  const endpoint_bpf* s = skel.get();
   cases.push_back({with("new_denied", "repeat",
                         "first packet of a flow the policy denies: ct miss, every policy lookup "
                         "misses, dropped"),
@@ -285,25 +285,21 @@ Bytes tcp4(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags
                   tcp(sp, dp, flags)));
 }
 
-struct Plane {
-  Skeleton ep{nullptr, nullptr};
-  UplinkSkeleton up{nullptr, nullptr};
+struct Plane : Programs {
   uint32_t ports = 0;  // publish entries
 };
 
 // `ports` publish entries: A's 8080 and ports - 1 fillers.
 std::unique_ptr<Plane> plane(uint32_t ports) {
   auto p = std::make_unique<Plane>();
-  p->ep = load_skeleton();
-  p->up = load_uplink_skeleton(*p->ep);
-  add_network(*p->ep, kNet);
-  add_endpoint(*p->ep, ifindex_of("moat-a"), kNet, ip4(A));
-  add_endpoint(*p->ep, ifindex_of("moat-b"), kNet, ip4(B));
-  add_uplink(*p->ep, ifindex_of("moat-u"), ip4(HOST));
-  add_host_addr(*p->ep, ip4(HOST));
-  add_publish(*p->ep, {0, kPublished, IPPROTO_TCP, ip4(A), 80, ifindex_of("moat-a"), kNet.id});
+  add_network(p->ep, kNet);
+  add_endpoint(p->ep, ifindex_of("moat-a"), kNet, ip4(A));
+  add_endpoint(p->ep, ifindex_of("moat-b"), kNet, ip4(B));
+  add_uplink(p->ep, ifindex_of("moat-u"), ip4(HOST));
+  add_host_addr(p->ep, ip4(HOST));
+  add_publish(p->ep, {0, kPublished, IPPROTO_TCP, ip4(A), 80, ifindex_of("moat-a"), kNet.id});
   for (uint32_t i = 0; i + 1 < ports; i++)
-    add_publish(*p->ep, {0, uint16_t(kFillerPort + i), IPPROTO_TCP,
+    add_publish(p->ep, {0, uint16_t(kFillerPort + i), IPPROTO_TCP,
                          htonl(ntohl(ip4("172.20.1.0")) + i), 80, 1000 + i, kNet.id});
   p->ports = ports;
   return p;
@@ -314,11 +310,9 @@ void add_publish_cases(std::vector<Case>& cases, const Plane& p, const Options& 
   const uint32_t up = ifindex_of("moat-u");
   const std::string tag = "publish " + std::to_string(p.ports) + " ports, ";
 
-  // A published flow, as ObservationCost (observe_test.cpp) sets it up.
-  // BPF_PROG_TEST_RUN repeats the program on one skb, so each repetition
-  // sees the previous one's rewrite: a second DNAT entry for the rewritten
-  // tuple, pointing back, makes every repetition a real ct hit plus DNAT
-  // rewrite (address, port, both checksums).
+  // A published flow, as ObservationCost (observe_test.cpp) sets it up,
+  // looped (loop_published_flow) so that every repetition is a real ct hit
+  // plus DNAT rewrite (address, port, both checksums).
   const RunResult syn =
       checked_run(tag + "SYN", in, up, tcp4(CLIENT, 42000, HOST, kPublished, kSyn), 1, TC_ACT_OK);
   if (syn.out != tcp4(CLIENT, 42000, A, 80, kSyn))
@@ -326,20 +320,15 @@ void add_publish_cases(std::vector<Case>& cases, const Plane& p, const Options& 
                              ":80");
   checked_run(tag + "SYN-ACK", p.up->progs.to_world, up, tcp4(A, 80, CLIENT, 42000, kSyn | kAck),
               1, TC_ACT_OK);
-  const moat_ct_key orig = ct_key(CLIENT, 42000, HOST, kPublished, IPPROTO_TCP);
-  std::optional<moat_ct_entry> e = ct_get(*p.ep, orig);
-  if (!e || e->kind != MOAT_CT_DNAT) throw std::runtime_error(tag + "no DNAT entry for the flow");
-  const moat_ct_key xlated = e->xlated;
-  e->xlated = orig;
-  ct_put(*p.ep, xlated, *e);
+  loop_published_flow(p.ep, ct_key(CLIENT, 42000, HOST, kPublished, IPPROTO_TCP));
   const Bytes established = tcp4(CLIENT, 42000, HOST, kPublished);
 
   // An unpublished port of the host address: both publish probes miss, the
   // host gets the packet unchanged and nothing is tracked.
   const Bytes miss = tcp4(CLIENT, 40000, HOST, kUnpublished, kSyn);
-  const size_t ct_before = ct_entries(*p.ep).size();
+  const size_t ct_before = ct_entries(p.ep).size();
   if (checked_run(tag + "miss", in, up, miss, 1, TC_ACT_OK).out != miss ||
-      ct_entries(*p.ep).size() != ct_before)
+      ct_entries(p.ep).size() != ct_before)
     throw std::runtime_error(tag + "miss: the packet was rewritten or tracked");
 
   const Json meta = {
@@ -407,7 +396,7 @@ Json bench(const Options& o) {
     for (Case& c : cases) c.samples.push_back(c.measure());
   }
   for (const auto& p : policies)
-    if (ct_entries(*p->scale.skel).size() != 1)
+    if (ct_entries(p->scale.skel).size() != 1)
       throw std::runtime_error("policy " + std::to_string(p->scale.rules) +
                                " rules: the denied runs created ct entries");
 

@@ -453,4 +453,50 @@ struct moat_event {
  */
 #define MOAT_OBS_F_OFF (1u << 0)
 
+/*
+ * Layout checks: every struct above crosses the kernel/user boundary (map
+ * keys and values, event records, program contexts), so its size is ABI as
+ * much as its fields are. A change that moves a size, padding included, has
+ * to change the number here too, on purpose. abi.h is compiled as C (clang
+ * -target bpf) and as C++ (userspace), hence the macro.
+ */
+#ifdef __cplusplus
+#define MOAT_ABI_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define MOAT_ABI_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+#define MOAT_ABI_SIZE(type, size) \
+	MOAT_ABI_ASSERT(sizeof(struct type) == (size), "sizeof(struct " #type ") is ABI")
+
+MOAT_ABI_SIZE(moat_endpoint, 20);
+MOAT_ABI_SIZE(moat_lpm_v4_key, 8);
+MOAT_ABI_SIZE(moat_addr_info, 12);
+MOAT_ABI_SIZE(moat_stats, 288);
+MOAT_ABI_SIZE(moat_publish_key, 8);
+MOAT_ABI_SIZE(moat_publish_val, 16);
+MOAT_ABI_SIZE(moat_container_net_key, 8);
+MOAT_ABI_SIZE(moat_uplink, 8);
+MOAT_ABI_SIZE(moat_ct_key, 16);
+MOAT_ABI_SIZE(moat_ct_reap_args, 24);
+MOAT_ABI_SIZE(moat_ct_entry, 96);
+MOAT_ABI_SIZE(moat_frag_key, 12);
+MOAT_ABI_SIZE(moat_frag_ports, 4);
+MOAT_ABI_SIZE(moat_host_cfg, 8);
+MOAT_ABI_SIZE(moat_sock_rnat_key, 16);
+MOAT_ABI_SIZE(moat_sock_rnat_val, 8);
+MOAT_ABI_SIZE(moat_ipcache_val, 8);
+MOAT_ABI_SIZE(moat_policy_key, 12);
+MOAT_ABI_SIZE(moat_policy_val, 8);
+MOAT_ABI_SIZE(moat_event, 88);
+
+/* Every drop reason has its counter slot: as many reasons as slots (slot 0
+ * is pass), and no reason numbered beyond the array. */
+#define MOAT_X_ONE(name, num, metric, text) +1
+MOAT_ABI_ASSERT(0 MOAT_DROP_REASONS(MOAT_X_ONE) < MOAT_NR_DROP_SLOTS,
+		"more drop reasons than MOAT_NR_DROP_SLOTS - 1");
+#undef MOAT_X_ONE
+#define MOAT_X_FITS(name, num, metric, text) &&(num) > 0 && (num) < MOAT_NR_DROP_SLOTS
+MOAT_ABI_ASSERT(1 MOAT_DROP_REASONS(MOAT_X_FITS), "a drop reason numbered beyond MOAT_NR_DROP_SLOTS");
+#undef MOAT_X_FITS
+
 #endif /* MOAT_ABI_H */

@@ -147,8 +147,7 @@ static __always_inline int bind_verdict(void *ctx, __u32 proto, __be32 ip, __be1
 
 /* ---- IPv4 sockets ---------------------------------------------------------------- */
 
-SEC("cgroup/connect4")
-int connect4(struct bpf_sock_addr *ctx)
+static __always_inline void redirect4(struct bpf_sock_addr *ctx)
 {
 	struct backend to;
 
@@ -156,19 +155,6 @@ int connect4(struct bpf_sock_addr *ctx)
 		ctx->user_ip4 = to.ip;
 		ctx->user_port = to.port;
 	}
-	return SOCK_ALLOW;
-}
-
-SEC("cgroup/sendmsg4")
-int sendmsg4(struct bpf_sock_addr *ctx)
-{
-	struct backend to;
-
-	if (redirect(ctx, ctx->protocol, ctx->user_ip4, (__be16)ctx->user_port, &to)) {
-		ctx->user_ip4 = to.ip;
-		ctx->user_port = to.port;
-	}
-	return SOCK_ALLOW;
 }
 
 static __always_inline void restore4(struct bpf_sock_addr *ctx)
@@ -180,6 +166,20 @@ static __always_inline void restore4(struct bpf_sock_addr *ctx)
 		ctx->user_ip4 = orig->orig_ip;
 		ctx->user_port = orig->orig_port;
 	}
+}
+
+SEC("cgroup/connect4")
+int connect4(struct bpf_sock_addr *ctx)
+{
+	redirect4(ctx);
+	return SOCK_ALLOW;
+}
+
+SEC("cgroup/sendmsg4")
+int sendmsg4(struct bpf_sock_addr *ctx)
+{
+	redirect4(ctx);
+	return SOCK_ALLOW;
 }
 
 SEC("cgroup/recvmsg4")

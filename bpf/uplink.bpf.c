@@ -47,19 +47,23 @@ again:
 }
 
 /*
- * A packet of a flow moat already tracks: rewritten here if its entry says
- * so, passed otherwise; ICMP errors go with the flow they quote.
- * MOAT_CONTINUE for a new flow. On the way out, a flow that a container's
- * hook only tracked counts as new, and *tracked points to its entry:
- * masquerade takes it over.
+ * Parses the packet into *l4, then: what is not IPv4 passes; a packet of a
+ * flow moat already tracks is rewritten here if its entry says so, passed
+ * otherwise; ICMP errors go with the flow they quote. MOAT_CONTINUE for a
+ * new flow, which the caller judges. On the way out, a flow that a
+ * container's hook only tracked counts as new, and *tracked points to its
+ * entry: masquerade takes it over.
  */
 static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info *l4, __u32 dir,
 					  __u32 rev, __u64 now, struct moat_ct_entry **tracked)
 {
 	struct moat_ct_entry *e;
-	int v;
+	int is_ipv4, v;
 
 	*tracked = NULL;
+	v = uplink_parse(skb, l4, &is_ipv4);
+	if (v != MOAT_PASS || !is_ipv4)
+		return v;
 
 	if (l4->fragment || l4->more_frags)
 		frag_ports(l4);
@@ -88,7 +92,7 @@ static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info 
 }
 
 /* `slot`: this uplink's counter slot, looked up once per packet by the caller. */
-static __always_inline int world_in_verdict(struct __sk_buff *skb, __u32 slot)
+static __always_inline int from_world_verdict(struct __sk_buff *skb, __u32 slot)
 {
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
@@ -97,11 +101,7 @@ static __always_inline int world_in_verdict(struct __sk_buff *skb, __u32 slot)
 	struct moat_addr_info *info;
 	struct moat_ct_entry *tracked;
 	struct l4_info l4;
-	int is_ipv4, v;
-
-	v = uplink_parse(skb, &l4, &is_ipv4);
-	if (v != MOAT_PASS || !is_ipv4)
-		return v;
+	int v;
 
 	v = uplink_tracked(skb, &l4, MOAT_DIR_FROM_WORLD, rev, now, &tracked);
 	if (v != MOAT_CONTINUE)
@@ -141,7 +141,7 @@ static __always_inline int world_in_verdict(struct __sk_buff *skb, __u32 slot)
 	return MOAT_PASS;
 }
 
-static __always_inline int world_out_verdict(struct __sk_buff *skb, __u32 slot)
+static __always_inline int to_world_verdict(struct __sk_buff *skb, __u32 slot)
 {
 	__u32 ifindex = skb->ifindex;
 	__u64 now = bpf_ktime_get_ns();
@@ -150,11 +150,7 @@ static __always_inline int world_out_verdict(struct __sk_buff *skb, __u32 slot)
 	struct moat_ct_entry *tracked;
 	struct moat_uplink *up;
 	struct l4_info l4;
-	int is_ipv4, v;
-
-	v = uplink_parse(skb, &l4, &is_ipv4);
-	if (v != MOAT_PASS || !is_ipv4)
-		return v;
+	int v;
 
 	v = uplink_tracked(skb, &l4, MOAT_DIR_TO_WORLD, rev, now, &tracked);
 	if (v != MOAT_CONTINUE)
@@ -202,7 +198,7 @@ int from_world(struct __sk_buff *skb)
 {
 	__u32 slot = uplink_stats_slot(skb->ifindex);
 
-	return finish(skb, MOAT_DIR_FROM_WORLD, slot, world_in_verdict(skb, slot));
+	return finish(skb, MOAT_DIR_FROM_WORLD, slot, from_world_verdict(skb, slot));
 }
 
 SEC("tc")
@@ -210,7 +206,7 @@ int to_world(struct __sk_buff *skb)
 {
 	__u32 slot = uplink_stats_slot(skb->ifindex);
 
-	return finish(skb, MOAT_DIR_TO_WORLD, slot, world_out_verdict(skb, slot));
+	return finish(skb, MOAT_DIR_TO_WORLD, slot, to_world_verdict(skb, slot));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

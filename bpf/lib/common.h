@@ -20,6 +20,8 @@
 
 #include "abi.h"
 
+#define NSEC_PER_SEC 1000000000ULL
+
 #ifndef likely
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)

@@ -18,8 +18,6 @@
 #include "lib/observe.h"
 #include "lib/parse.h"
 
-#define NSEC_PER_SEC 1000000000ULL
-
 static __always_inline void ct_reverse(const struct moat_ct_key *k, struct moat_ct_key *out)
 {
 	out->saddr = k->daddr;
@@ -177,13 +175,6 @@ struct ct_sites {
 	__u32 len; /* of the packet that opens the flow: it is counted */
 	__u32 quiet; /* taking over a flow already reported: no new-flow event */
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct moat_ct_entry);
-} ct_scratch SEC(".maps");
 
 static __always_inline struct moat_ct_entry *ct_scratch_entry(void)
 {

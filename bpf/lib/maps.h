@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * maps.h - the maps moat's programs share. Every program object (endpoint,
- * uplink, socket hooks) declares all of them; userspace pins them under
- * /sys/fs/bpf/moat/<instance>/<map name>, so the objects of one instance
- * share one set. Userspace is the only writer except for `stats`, `ct` and
- * `sock_rnat`, which the programs fill. Layouts come from abi.h.
+ * maps.h - every map of moat's programs, and only here. Every program
+ * object (endpoint, uplink, socket hooks, reaper) declares all of them;
+ * userspace pins them under /sys/fs/bpf/moat/<instance>/<map name>, so the
+ * objects of one instance share one set (the names are the pin names: never
+ * rename one). Userspace is the only writer except for `stats`, `ct`,
+ * `frags`, `sock_rnat` and the observation maps (`events`, `events_lost`,
+ * `rule_hits`), which the programs fill, and the per-CPU scratch maps, which
+ * only the programs use. Layouts come from abi.h.
  */
 #ifndef MOAT_LIB_MAPS_H
 #define MOAT_LIB_MAPS_H
@@ -131,6 +134,58 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32); /* the policy revision, see abi.h */
 } policy_rev SEC(".maps");
+
+/* Observation (abi.h, "Observation"; lib/observe.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MOAT_EVENTS_BYTES);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MOAT_EV_LOST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} events_lost SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MOAT_MAX_RULES);
+	__type(key, __u32);
+	__type(value, __u64);
+} rule_hits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32); /* MOAT_OBS_F_* */
+} obs_cfg SEC(".maps");
+
+/* Per-CPU scratch: the drop-event token bucket, and the rule that decided
+ * the packet being judged (a drop event names it). */
+struct obs_scratch {
+	__u64 tokens;
+	__u64 refilled_ns;
+	__u32 rule_id;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct obs_scratch);
+} obs_scratch SEC(".maps");
+
+/* Per-CPU scratch of ct_create()/ct_track(): two entries do not fit on the
+ * BPF stack (lib/ct.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct moat_ct_entry);
+} ct_scratch SEC(".maps");
 
 /* What an address is to moat: a network's subnet, a host address, or NULL. */
 static __always_inline struct moat_addr_info *addr_lookup(__be32 addr)

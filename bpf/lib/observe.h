@@ -2,7 +2,8 @@
 /*
  * observe.h - what moat tells about traffic: per-CPU counters per
  * attachment and direction, per-rule hit counters, and flow and drop events
- * on a ring buffer (layouts and limits in abi.h, "Observation").
+ * on a ring buffer (layouts and limits in abi.h, "Observation"; the maps in
+ * lib/maps.h).
  *
  * Nothing here may hold the dataplane back: counters are per-CPU, events
  * are dropped (and counted) when the buffer is full or over the drop-event
@@ -13,50 +14,6 @@
 #define MOAT_LIB_OBSERVE_H
 
 #include "lib/maps.h"
-
-#define OBS_NSEC_PER_SEC 1000000000ULL
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, MOAT_EVENTS_BYTES);
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MOAT_EV_LOST_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} events_lost SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MOAT_MAX_RULES);
-	__type(key, __u32);
-	__type(value, __u64);
-} rule_hits SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32); /* MOAT_OBS_F_* */
-} obs_cfg SEC(".maps");
-
-/* Per-CPU scratch: the drop-event token bucket, and the rule that decided
- * the packet being judged (a drop event names it). */
-struct obs_scratch {
-	__u64 tokens;
-	__u64 refilled_ns;
-	__u32 rule_id;
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct obs_scratch);
-} obs_scratch SEC(".maps");
 
 static __always_inline int obs_on(void)
 {
@@ -175,7 +132,7 @@ static __always_inline int obs_drop_take_token(void)
 
 	if (!s)
 		return 0;
-	if ((__s64)(now - s->refilled_ns) >= (__s64)OBS_NSEC_PER_SEC) {
+	if ((__s64)(now - s->refilled_ns) >= (__s64)NSEC_PER_SEC) {
 		s->tokens = MOAT_EV_DROP_RATE;
 		s->refilled_ns = now;
 	}

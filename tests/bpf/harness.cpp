@@ -11,15 +11,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
-
-#include "endpoint.skel.h"
-#include "uplink.skel.h"
-#include "reap.skel.h"
 
 extern char** environ;
 
@@ -70,58 +68,93 @@ uint32_t ifindex_of(const char* device) {
   return ifindex;
 }
 
-Skeleton load_skeleton() {
-  endpoint_bpf* skel = endpoint_bpf__open_and_load();
-  if (!skel) fail("loading endpoint.bpf.o", errno);
-  return Skeleton(skel, endpoint_bpf__destroy);
-}
-
 namespace {
 
-// Points every map of `obj` that `shared` also has at `shared`'s map.
-void reuse_maps(bpf_object* obj, const endpoint_bpf& shared) {
-  bpf_map* m;
-  bpf_object__for_each_map(m, obj) {
-    const bpf_map* theirs = bpf_object__find_map_by_name(shared.obj, bpf_map__name(m));
-    if (!theirs) continue;  // a map only this object has (none today)
-    if (int rc = bpf_map__reuse_fd(m, bpf_map__fd(theirs)))
-      fail(std::string("reusing map ") + bpf_map__name(m), -rc);
-  }
+// The value of a moat::Result, or its error thrown.
+template <class T>
+T ok(moat::Result<T> r, const std::string& what) {
+  if (!r) throw std::runtime_error(what + ": " + r.error().message());
+  if constexpr (!std::is_void_v<T>) return std::move(*r);
+}
+
+template <class S>
+Skeleton<S> load_sharing(const Skeleton<endpoint_bpf>* shared, const char* object) {
+  const std::string what = std::string("loading ") + object;
+  Skeleton<S> skel = ok(Skeleton<S>::open(), what);
+  if (shared) ok(skel.reuse_maps_of(*shared), what);
+  ok(skel.load(), what);
+  return skel;
 }
 
 }  // namespace
 
-UplinkSkeleton load_uplink_skeleton(const endpoint_bpf& shared) {
-  UplinkSkeleton skel(uplink_bpf__open(), uplink_bpf__destroy);
-  if (!skel) fail("opening uplink.bpf.o", errno);
-  reuse_maps(skel->obj, shared);
-  if (int rc = uplink_bpf__load(skel.get())) fail("loading uplink.bpf.o", -rc);
-  return skel;
+Skeleton<endpoint_bpf> load_skeleton() { return load_sharing<endpoint_bpf>(nullptr, "endpoint.bpf.o"); }
+
+Skeleton<uplink_bpf> load_uplink_skeleton(const Skeleton<endpoint_bpf>& shared) {
+  return load_sharing<uplink_bpf>(&shared, "uplink.bpf.o");
 }
 
-ReapSkeleton load_reap_skeleton(const endpoint_bpf& shared) {
-  ReapSkeleton skel(reap_bpf__open(), reap_bpf__destroy);
-  if (!skel) fail("opening reap.bpf.o", errno);
-  reuse_maps(skel->obj, shared);
-  if (int rc = reap_bpf__load(skel.get())) fail("loading reap.bpf.o", -rc);
-  return skel;
+Skeleton<reap_bpf> load_reap_skeleton(const Skeleton<endpoint_bpf>& shared) {
+  return load_sharing<reap_bpf>(&shared, "reap.bpf.o");
 }
 
-uint32_t reap(const reap_bpf& skel, const moat_ct_key& key) {
+moat_dir dir_of(Hook h) {
+  switch (h) {
+    case Hook::FromContainer:
+      return MOAT_DIR_FROM_CONTAINER;
+    case Hook::ToContainer:
+      return MOAT_DIR_TO_CONTAINER;
+    case Hook::FromWorld:
+      return MOAT_DIR_FROM_WORLD;
+    case Hook::ToWorld:
+      return MOAT_DIR_TO_WORLD;
+  }
+  return MOAT_DIR_MAX;
+}
+
+const char* hook_name(Hook h) {
+  switch (h) {
+    case Hook::FromContainer:
+      return "from_container";
+    case Hook::ToContainer:
+      return "to_container";
+    case Hook::FromWorld:
+      return "from_world";
+    case Hook::ToWorld:
+      return "to_world";
+  }
+  return "?";
+}
+
+const bpf_program* Programs::prog(Hook h) const {
+  switch (h) {
+    case Hook::FromContainer:
+      return ep->progs.from_container;
+    case Hook::ToContainer:
+      return ep->progs.to_container;
+    case Hook::FromWorld:
+      return up->progs.from_world;
+    case Hook::ToWorld:
+      return up->progs.to_world;
+  }
+  return nullptr;
+}
+
+uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct_key& key) {
   moat_ct_reap_args args = {.key = key, .reaped = 7, .pad = 0};
   // A syscall program's context is written back into ctx_in (ctx_out is refused).
   LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof args);
-  if (int rc = bpf_prog_test_run_opts(bpf_program__fd(skel.progs.ct_reap), &opts))
+  if (int rc = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.ct_reap), &opts))
     fail("running ct_reap", -rc);
   return args.reaped;
 }
 
-void add_network(const endpoint_bpf& skel, const Network& net) {
+void add_network(const Skeleton<endpoint_bpf>& skel, const Network& net) {
   const auto put = [&](uint32_t prefixlen, in_addr_t addr, moat_addr_kind kind) {
     const moat_lpm_v4_key key = {.prefixlen = prefixlen, .addr = addr};
     const moat_addr_info info = {
         .net_id = net.id, .kind = uint32_t(kind), .net_flags = net.flags};
-    if (bpf_map__update_elem(skel.maps.addrs, &key, sizeof key, &info, sizeof info, BPF_ANY))
+    if (bpf_map__update_elem(skel->maps.addrs, &key, sizeof key, &info, sizeof info, BPF_ANY))
       fail("addrs update", errno);
   };
   put(net.prefixlen, net.subnet, MOAT_ADDR_SUBNET);
@@ -157,35 +190,35 @@ std::set<uint32_t>& uplink_ifindexes() {
 }
 }  // namespace
 
-void add_endpoint(const endpoint_bpf& skel, uint32_t ifindex, const Network& net, in_addr_t ip) {
+void add_endpoint(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, const Network& net, in_addr_t ip) {
   const moat_endpoint ep = {.net_id = net.id,
                             .ipv4 = ip,
                             .net_flags = net.flags,
                             .container_id = ifindex,
                             .stats_slot = stats_slot_of(ifindex)};
-  if (bpf_map__update_elem(skel.maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, BPF_ANY))
+  if (bpf_map__update_elem(skel->maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, BPF_ANY))
     fail("endpoints update", errno);
 }
 
-void add_host_addr(const endpoint_bpf& skel, in_addr_t addr) {
+void add_host_addr(const Skeleton<endpoint_bpf>& skel, in_addr_t addr) {
   const moat_lpm_v4_key key = {.prefixlen = 32, .addr = addr};
   const moat_addr_info info = {.net_id = 0, .kind = MOAT_ADDR_HOST, .net_flags = 0};
-  if (bpf_map__update_elem(skel.maps.addrs, &key, sizeof key, &info, sizeof info, BPF_ANY))
+  if (bpf_map__update_elem(skel->maps.addrs, &key, sizeof key, &info, sizeof info, BPF_ANY))
     fail("addrs update", errno);
 }
 
-void add_uplink(const endpoint_bpf& skel, uint32_t ifindex, in_addr_t ipv4) {
+void add_uplink(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, in_addr_t ipv4) {
   const moat_uplink up = {.ipv4 = ipv4, .stats_slot = stats_slot_of(ifindex)};
-  if (bpf_map__update_elem(skel.maps.uplinks, &ifindex, sizeof ifindex, &up, sizeof up, BPF_ANY))
+  if (bpf_map__update_elem(skel->maps.uplinks, &ifindex, sizeof ifindex, &up, sizeof up, BPF_ANY))
     fail("uplinks update", errno);
   if (ifindex < MOAT_UPLINK_SLOTS_IFINDEX &&
-      bpf_map__update_elem(skel.maps.uplink_slots, &ifindex, sizeof ifindex, &up.stats_slot,
+      bpf_map__update_elem(skel->maps.uplink_slots, &ifindex, sizeof ifindex, &up.stats_slot,
                            sizeof up.stats_slot, BPF_ANY))
     fail("uplink_slots update", errno);
   uplink_ifindexes().insert(ifindex);
 }
 
-void add_publish(const endpoint_bpf& skel, const Publish& p) {
+void add_publish(const Skeleton<endpoint_bpf>& skel, const Publish& p) {
   const moat_publish_key key = {
       .host_ip = p.host_ip, .port = htons(p.port), .proto = p.proto, .pad = 0};
   const moat_publish_val val = {.backend_ip = p.backend_ip,
@@ -193,7 +226,7 @@ void add_publish(const endpoint_bpf& skel, const Publish& p) {
                                 .pad = 0,
                                 .container_id = p.container_id,
                                 .net_id = p.net_id};
-  if (bpf_map__update_elem(skel.maps.publish, &key, sizeof key, &val, sizeof val, BPF_ANY))
+  if (bpf_map__update_elem(skel->maps.publish, &key, sizeof key, &val, sizeof val, BPF_ANY))
     fail("publish update", errno);
 }
 
@@ -223,20 +256,20 @@ moat_ct_key reversed(const moat_ct_key& k) {
   return r;
 }
 
-std::optional<moat_ct_entry> ct_get(const endpoint_bpf& skel, const moat_ct_key& key) {
+std::optional<moat_ct_entry> ct_get(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key) {
   moat_ct_entry e;
-  if (bpf_map__lookup_elem(skel.maps.ct, &key, sizeof key, &e, sizeof e, 0)) {
+  if (bpf_map__lookup_elem(skel->maps.ct, &key, sizeof key, &e, sizeof e, 0)) {
     if (errno == ENOENT) return std::nullopt;
     fail("ct lookup", errno);
   }
   return e;
 }
 
-std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const endpoint_bpf& skel) {
+std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const Skeleton<endpoint_bpf>& skel) {
   std::vector<std::pair<moat_ct_key, moat_ct_entry>> all;
   moat_ct_key key, next;
   const moat_ct_key* prev = nullptr;
-  while (bpf_map__get_next_key(skel.maps.ct, prev, &next, sizeof next) == 0) {
+  while (bpf_map__get_next_key(skel->maps.ct, prev, &next, sizeof next) == 0) {
     if (auto e = ct_get(skel, next)) all.emplace_back(next, *e);
     key = next;
     prev = &key;
@@ -245,67 +278,38 @@ std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const endpoint_bpf
   return all;
 }
 
-void ct_put(const endpoint_bpf& skel, const moat_ct_key& key, const moat_ct_entry& e) {
-  if (bpf_map__update_elem(skel.maps.ct, &key, sizeof key, &e, sizeof e, BPF_ANY))
+void ct_put(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key, const moat_ct_entry& e) {
+  if (bpf_map__update_elem(skel->maps.ct, &key, sizeof key, &e, sizeof e, BPF_ANY))
     fail("ct update", errno);
 }
 
-void ct_clear(const endpoint_bpf& skel) {
+void ct_clear(const Skeleton<endpoint_bpf>& skel) {
   for (const auto& [key, e] : ct_entries(skel))
-    if (bpf_map__delete_elem(skel.maps.ct, &key, sizeof key, 0) && errno != ENOENT)
+    if (bpf_map__delete_elem(skel->maps.ct, &key, sizeof key, 0) && errno != ENOENT)
       fail("ct delete", errno);
 }
 
-namespace {
-
-// An inner map like build_inner() in dataplane.cpp makes, filled; the fd is
-// closed once the outer map holds the map.
-template <class K, class V>
-int make_inner(bpf_map_type type, const char* name, uint32_t max_entries,
-               const std::vector<std::pair<K, V>>& entries) {
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
-  const int fd = bpf_map_create(type, name, sizeof(K), sizeof(V), max_entries, &opts);
-  if (fd < 0) fail(std::string("create ") + name, errno);
-  for (const auto& [k, v] : entries)
-    if (bpf_map_update_elem(fd, &k, &v, BPF_ANY)) {
-      const int err = errno;
-      close(fd);
-      fail(std::string("fill ") + name, err);
-    }
-  return fd;
+void loop_published_flow(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& orig) {
+  std::optional<moat_ct_entry> e = ct_get(skel, orig);
+  if (!e || e->kind != MOAT_CT_DNAT)
+    throw std::runtime_error("looping a published flow: no DNAT entry for it");
+  const moat_ct_key xlated = e->xlated;
+  e->xlated = orig;
+  ct_put(skel, xlated, *e);
 }
 
-}  // namespace
-
-void install_policy(const endpoint_bpf& skel, uint32_t rev, const IpcacheEntries& ipcache,
-                    const PolicyEntries& entries) {
-  if (rev == 0) throw std::invalid_argument("install_policy: revision 0 means no policy");
-  const uint32_t slot = rev & 1;
-  for (auto [outer, fd] :
-       {std::pair{skel.maps.ipcache_gens,
-                  make_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache_gen", MOAT_MAX_IPCACHE, ipcache)},
-        std::pair{skel.maps.policy_gens,
-                  make_inner(BPF_MAP_TYPE_HASH, "policy_gen", MOAT_MAX_POLICY, entries)}}) {
-    const int rc = bpf_map__update_elem(outer, &slot, sizeof slot, &fd, sizeof fd, BPF_ANY);
-    const int err = errno;
-    close(fd);
-    if (rc) fail(std::string("install into ") + bpf_map__name(outer), err);
-  }
-  set_policy_rev(skel, rev);
+void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
+                    const IpcacheEntries& ipcache, const PolicyEntries& entries) {
+  ok(moat::write_policy_generation(*skel.get(), rev, ipcache, entries),
+     "installing policy revision " + std::to_string(rev));
 }
 
-void set_policy_rev(const endpoint_bpf& skel, uint32_t rev) {
-  const uint32_t zero = 0;
-  if (bpf_map__update_elem(skel.maps.policy_rev, &zero, sizeof zero, &rev, sizeof rev, BPF_ANY))
-    fail("policy_rev update", errno);
+void set_policy_rev(const Skeleton<endpoint_bpf>& skel, uint32_t rev) {
+  ok(moat::set_policy_rev(*skel.get(), rev), "setting policy_rev");
 }
 
-uint32_t policy_rev(const endpoint_bpf& skel) {
-  const uint32_t zero = 0;
-  uint32_t rev = 0;
-  if (bpf_map__lookup_elem(skel.maps.policy_rev, &zero, sizeof zero, &rev, sizeof rev, 0))
-    fail("policy_rev lookup", errno);
-  return rev;
+uint32_t policy_rev(const Skeleton<endpoint_bpf>& skel) {
+  return ok(moat::read_policy_rev(*skel.get()), "reading policy_rev");
 }
 
 uint64_t monotonic_ns() {
@@ -443,6 +447,27 @@ StatsSnapshot stats_delta(const StatsSnapshot& before, const StatsSnapshot& afte
   return delta;
 }
 
+CountedRun run_counted(const bpf_map* stats, const bpf_program* prog, uint32_t ifindex,
+                       const pkt::Bytes& frame) {
+  const StatsSnapshot before = read_stats(stats);
+  CountedRun c{.run = run(prog, ifindex, frame), .moved = {}};
+  c.moved = stats_delta(before, read_stats(stats));
+  return c;
+}
+
+StatsSnapshot counted(Expect e, uint32_t ifindex, uint32_t dir, size_t frame_bytes) {
+  Counters want;
+  if (e.reason == 0) {
+    want.packets = 1;
+    want.bytes = frame_bytes;
+  } else {
+    want.drops[e.reason] = 1;
+  }
+  const StatsKey where = e.reason == unsigned(-MOAT_DROP_UNKNOWN_ENDPOINT) ? unattributed(dir)
+                                                                             : StatsKey{ifindex, dir};
+  return {{where, want}};
+}
+
 moat_stats sum_obs_stats(const bpf_map* stats, StatsKey key) {
   moat_stats sum = {};
   for (const moat_stats& s : per_cpu_stats(stats, stats_index(key))) {
@@ -495,9 +520,9 @@ std::map<uint32_t, uint64_t> percpu_u64_nonzero(const bpf_map* map) {
   return out;
 }
 
-void set_obs_flags(const endpoint_bpf& skel, uint32_t flags) {
+void set_obs_flags(const Skeleton<endpoint_bpf>& skel, uint32_t flags) {
   const uint32_t zero = 0;
-  if (bpf_map__update_elem(skel.maps.obs_cfg, &zero, sizeof zero, &flags, sizeof flags, BPF_ANY))
+  if (bpf_map__update_elem(skel->maps.obs_cfg, &zero, sizeof zero, &flags, sizeof flags, BPF_ANY))
     fail("obs_cfg update", errno);
 }
 

@@ -1,10 +1,13 @@
 // harness.h - what every BPF test needs: the interfaces main() created in
 // the test's private network namespace, a loaded copy of endpoint.bpf.o (and
-// of uplink.bpf.o sharing its maps), map seeding, one BPF_PROG_TEST_RUN
-// wrapper, per-CPU counter reading and connection-tracking access.
+// of uplink.bpf.o sharing its maps), map seeding, policy generations (through
+// production's dataplane/policy_gen.h), one BPF_PROG_TEST_RUN wrapper, the
+// hooks and expected verdicts the tables are written in, per-CPU counter
+// reading and connection-tracking access.
 //
 // Helpers throw std::runtime_error on a failed system call; gtest turns that
-// into a failure of the running test with the message.
+// into a failure of the running test with the message. Nothing here uses
+// gtest: the kernel benchmark (bench/kernel_bench.cpp) links it too.
 #pragma once
 
 #include <bpf/libbpf.h>
@@ -13,7 +16,6 @@
 #include <array>
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -21,13 +23,14 @@
 #include <vector>
 
 #include "abi.h"
+#include "dataplane/policy_gen.h"
+#include "dataplane/skeleton.h"
 #include "packet.h"
 
-struct endpoint_bpf;  // the skeletons, from endpoint.skel.h
-struct uplink_bpf;    // uplink.skel.h
-struct reap_bpf;      // and reap.skel.h
-
 namespace moat_test {
+
+// The skeletons, owned as production owns them (dataplane/skeleton.h).
+using moat::Skeleton;
 
 // Host-side veths main() creates before any test runs. The kernel lets a test
 // run claim an ifindex only if that device exists in the caller's netns.
@@ -46,19 +49,32 @@ uint32_t ifindex_of(const char* device);
 
 // One loaded copy of the programs with private, unpinned maps: destroying it
 // leaves nothing behind in the kernel.
-using Skeleton = std::unique_ptr<endpoint_bpf, void (*)(endpoint_bpf*)>;
-Skeleton load_skeleton();
+Skeleton<endpoint_bpf> load_skeleton();
 
-// A loaded uplink.bpf.o whose maps are `shared`'s (bpf_map__reuse_fd before
-// load), as in production, where both objects open the same pins: seed and
-// inspect the maps through either skeleton.
-using UplinkSkeleton = std::unique_ptr<uplink_bpf, void (*)(uplink_bpf*)>;
-UplinkSkeleton load_uplink_skeleton(const endpoint_bpf& shared);
+// A loaded uplink.bpf.o whose maps are `shared`'s (reused before load), as
+// in production, where both objects open the same pins: seed and inspect the
+// maps through either skeleton.
+Skeleton<uplink_bpf> load_uplink_skeleton(const Skeleton<endpoint_bpf>& shared);
 // The same for reap.bpf.o, and one run of its ct_reap on `key`: its
 // `reaped` (1: the flow had expired and was ended).
-using ReapSkeleton = std::unique_ptr<reap_bpf, void (*)(reap_bpf*)>;
-ReapSkeleton load_reap_skeleton(const endpoint_bpf& shared);
-uint32_t reap(const reap_bpf& skel, const moat_ct_key& key);
+Skeleton<reap_bpf> load_reap_skeleton(const Skeleton<endpoint_bpf>& shared);
+uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct_key& key);
+
+// ---- hooks ----------------------------------------------------------------------
+
+// The four TC programs, by the direction they judge (enum moat_dir).
+enum class Hook { FromContainer, ToContainer, FromWorld, ToWorld };
+moat_dir dir_of(Hook h);
+const char* hook_name(Hook h);  // the program's name: "from_container", ...
+
+// endpoint.bpf.o and uplink.bpf.o loaded over one set of maps: seed and
+// read the maps through `ep`.
+struct Programs {
+  Skeleton<endpoint_bpf> ep = load_skeleton();
+  Skeleton<uplink_bpf> up = load_uplink_skeleton(ep);
+
+  const bpf_program* prog(Hook h) const;
+};
 
 // ---- map seeding, in the layout userspace writes -----------------------------
 
@@ -72,16 +88,16 @@ struct Network {
 
 // The network's subnet (SUBNET) and gateway /32 (GATEWAY) into `addrs`,
 // both carrying the network's flags.
-void add_network(const endpoint_bpf& skel, const Network& net);
+void add_network(const Skeleton<endpoint_bpf>& skel, const Network& net);
 // The counter slot of interface `ifindex`: given on first use, for the whole
 // test run; 0 (nobody's) for an ifindex no device has.
 uint32_t stats_slot_of(uint32_t ifindex);
 // An attachment of `ip` to `net` on interface `ifindex` into `endpoints`.
-void add_endpoint(const endpoint_bpf& skel, uint32_t ifindex, const Network& net, in_addr_t ip);
+void add_endpoint(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, const Network& net, in_addr_t ip);
 // Another host address (an uplink's): a /32 HOST entry in `addrs`.
-void add_host_addr(const endpoint_bpf& skel, in_addr_t addr);
+void add_host_addr(const Skeleton<endpoint_bpf>& skel, in_addr_t addr);
 // Interface `ifindex` as an uplink masquerading behind `ipv4`.
-void add_uplink(const endpoint_bpf& skel, uint32_t ifindex, in_addr_t ipv4);
+void add_uplink(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, in_addr_t ipv4);
 
 // A published port: host_ip:port/proto (host_ip 0: every host address).
 struct Publish {
@@ -93,7 +109,7 @@ struct Publish {
   uint32_t container_id;
   uint32_t net_id;
 };
-void add_publish(const endpoint_bpf& skel, const Publish& p);
+void add_publish(const Skeleton<endpoint_bpf>& skel, const Publish& p);
 
 // ---- connection tracking -----------------------------------------------------
 
@@ -103,26 +119,32 @@ moat_ct_key ct_key(const char* saddr, uint16_t sport, const char* daddr, uint16_
 moat_ct_key ct_key(in_addr_t saddr, uint16_t sport, in_addr_t daddr, uint16_t dport,
                    uint8_t proto);
 moat_ct_key reversed(const moat_ct_key& k);
-std::optional<moat_ct_entry> ct_get(const endpoint_bpf& skel, const moat_ct_key& key);
-std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const endpoint_bpf& skel);
-void ct_put(const endpoint_bpf& skel, const moat_ct_key& key, const moat_ct_entry& e);
-void ct_clear(const endpoint_bpf& skel);
+std::optional<moat_ct_entry> ct_get(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key);
+std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const Skeleton<endpoint_bpf>& skel);
+void ct_put(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key, const moat_ct_entry& e);
+void ct_clear(const Skeleton<endpoint_bpf>& skel);
+// Makes the published flow whose DNAT entry is keyed `orig` cycle under
+// BPF_PROG_TEST_RUN's repeat, which runs the program again on the skb the
+// previous repetition rewrote: a second DNAT entry, for the rewritten tuple
+// and pointing back, makes every repetition a real ct hit plus DNAT rewrite
+// (address, port, both checksums). Throws when `orig` has no DNAT entry.
+void loop_published_flow(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& orig);
 
 // ---- segmentation policies ---------------------------------------------------
 
 // One generation's entries, as moat::PolicyPlan holds them (abi.h layouts).
-using IpcacheEntries = std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>;
-using PolicyEntries = std::vector<std::pair<moat_policy_key, moat_policy_val>>;
+using moat::IpcacheEntries;
+using moat::PolicyEntries;
 
-// Installs a policy generation the way dataplane.cpp's install_policy() does:
-// fresh inner maps (LPM trie and hash, BPF_F_NO_PREALLOC, the templates' key
-// and value sizes and max_entries) go into slot rev & 1 of `ipcache_gens` and
-// `policy_gens`, then `rev` is written to `policy_rev`. rev must not be 0.
-void install_policy(const endpoint_bpf& skel, uint32_t rev, const IpcacheEntries& ipcache,
-                    const PolicyEntries& entries);
-// Writes `policy_rev` alone (0: policy off everywhere).
-void set_policy_rev(const endpoint_bpf& skel, uint32_t rev);
-uint32_t policy_rev(const endpoint_bpf& skel);
+// Production's moat::write_policy_generation(): the entries into fresh inner
+// maps in slot rev & 1 of `ipcache_gens` and `policy_gens`, then `rev` into
+// `policy_rev`. rev must not be 0.
+void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
+                    const IpcacheEntries& ipcache, const PolicyEntries& entries);
+// moat::set_policy_rev(): `policy_rev` alone (0: policy off everywhere).
+void set_policy_rev(const Skeleton<endpoint_bpf>& skel, uint32_t rev);
+// moat::read_policy_rev().
+uint32_t policy_rev(const Skeleton<endpoint_bpf>& skel);
 
 // CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns() and ct expiry.
 uint64_t monotonic_ns();
@@ -139,6 +161,16 @@ struct RunResult {
 // BPF_PROG_TEST_RUN of `prog` on `frame` as if it arrived on `ifindex`.
 // Does not throw: some frames are refused by the kernel (see err).
 RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat = 1);
+
+// The expected TC action of one run and, for a drop, its counter slot
+// (= -moat_verdict, 0 for a pass or redirect).
+struct Expect {
+  uint32_t action;
+  unsigned reason;
+};
+inline constexpr Expect pass = {TC_ACT_OK, 0};
+inline constexpr Expect redirect = {TC_ACT_REDIRECT, 0};
+constexpr Expect drop(moat_verdict v) { return {TC_ACT_SHOT, unsigned(-v)}; }
 
 // ---- counters -----------------------------------------------------------------
 
@@ -168,6 +200,19 @@ StatsSnapshot read_stats(const bpf_map* stats);
 // after - before, keeping only the keys whose counters moved.
 StatsSnapshot stats_delta(const StatsSnapshot& before, const StatsSnapshot& after);
 
+// One run and the counters it moved (stats_delta around it).
+struct CountedRun {
+  RunResult run;
+  StatsSnapshot moved;
+};
+CountedRun run_counted(const bpf_map* stats, const bpf_program* prog, uint32_t ifindex,
+                       const pkt::Bytes& frame);
+// What one run of `frame_bytes` bytes judged `e` at `ifindex` in `dir` must
+// move, and nothing else: the packet and its bytes on a pass, the reason's
+// slot on a drop, in the interface's counters; an interface that is no
+// attachment has none, its unknown-endpoint drop counts in unattributed(dir).
+StatsSnapshot counted(Expect e, uint32_t ifindex, uint32_t dir, size_t frame_bytes);
+
 // ---- observation (abi.h, "Observation") --------------------------------------
 
 // A `stats` value with every field (Counters leaves out new_flows and
@@ -179,7 +224,7 @@ uint64_t percpu_u64(const bpf_map* map, uint32_t key);
 // Every non-zero slot of such an array, summed across CPUs (one batch read).
 std::map<uint32_t, uint64_t> percpu_u64_nonzero(const bpf_map* map);
 // obs_cfg[0]: 0 observes, MOAT_OBS_F_OFF switches counters and events off.
-void set_obs_flags(const endpoint_bpf& skel, uint32_t flags);
+void set_obs_flags(const Skeleton<endpoint_bpf>& skel, uint32_t flags);
 
 // A consumer of the `events` ring buffer (ring_buffer__new on its fd).
 // drain() returns the events submitted since the last drain(), in order;

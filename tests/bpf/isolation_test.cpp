@@ -64,14 +64,6 @@ constexpr const char* kUnknownDevice = "moat-x";
 constexpr moat_dir FROM = MOAT_DIR_FROM_CONTAINER;
 constexpr moat_dir TO = MOAT_DIR_TO_CONTAINER;
 
-// The expected TC action and, for drops, the counter slot (= -moat_verdict).
-struct Expect {
-  uint32_t action;
-  unsigned reason;
-};
-constexpr Expect pass = {TC_ACT_OK, 0};
-constexpr Expect drop(moat_verdict v) { return {TC_ACT_SHOT, unsigned(-v)}; }
-
 struct Case {
   std::string what;
   moat_dir dir;
@@ -105,10 +97,10 @@ class Verdicts : public ::testing::Test {
  protected:
   void SetUp() override {
     skel_ = load_skeleton();
-    for (const Network* net : {&kNet1, &kNet2, &kNet3, &kNet4}) add_network(*skel_, *net);
+    for (const Network* net : {&kNet1, &kNet2, &kNet3, &kNet4}) add_network(skel_, *net);
     for (const EndpointSpec& ep : kEndpoints) {
       ifindex_[ep.name] = ifindex_of(ep.device);
-      add_endpoint(*skel_, ifindex_[ep.name], *ep.net, ip4(ep.ip));
+      add_endpoint(skel_, ifindex_[ep.name], *ep.net, ip4(ep.ip));
     }
     ifindex_['X'] = ifindex_of(kUnknownDevice);
   }
@@ -119,33 +111,20 @@ class Verdicts : public ::testing::Test {
     const bpf_program* prog =
         c.dir == FROM ? skel_->progs.from_container : skel_->progs.to_container;
 
-    const StatsSnapshot before = read_stats(skel_->maps.stats);
-    const RunResult r = run(prog, ifindex, c.frame);
+    const auto [r, moved] = run_counted(skel_->maps.stats, prog, ifindex, c.frame);
     ASSERT_EQ(r.err, 0) << "BPF_PROG_TEST_RUN refused the frame: " << std::strerror(r.err);
-    const StatsSnapshot moved = stats_delta(before, read_stats(skel_->maps.stats));
 
     EXPECT_EQ(r.retval, c.expect.action);
     EXPECT_EQ(r.out, c.frame) << "the programs must never rewrite a packet";
-
-    Counters want;
-    if (c.expect.reason == 0) {
-      want.packets = 1;
-      want.bytes = c.frame.size();
-    } else {
-      want.drops[c.expect.reason] = 1;
-    }
     // An interface that is no attachment has no counters of its own.
-    const StatsKey where = c.expect.reason == unsigned(-MOAT_DROP_UNKNOWN_ENDPOINT)
-                               ? unattributed(c.dir)
-                               : StatsKey{ifindex, c.dir};
-    EXPECT_EQ(moved, (StatsSnapshot{{where, want}}));
+    EXPECT_EQ(moved, counted(c.expect, ifindex, c.dir, c.frame.size()));
   }
 
   void check_all(const std::vector<Case>& table) {
     for (const Case& c : table) check(c);
   }
 
-  Skeleton skel_{nullptr, nullptr};
+  Skeleton<endpoint_bpf> skel_;
   std::map<char, uint32_t> ifindex_;
 };
 

@@ -161,30 +161,6 @@ uint16_t be16_at(const Bytes& f, size_t off) { return uint16_t(f.at(off) << 8 | 
 
 // ---- expectations -------------------------------------------------------------------
 
-enum class Hook { UplinkIn, UplinkOut, FromContainer, ToContainer };
-
-moat_dir dir_of(Hook h) {
-  switch (h) {
-    case Hook::UplinkIn:
-      return MOAT_DIR_FROM_WORLD;
-    case Hook::UplinkOut:
-      return MOAT_DIR_TO_WORLD;
-    case Hook::FromContainer:
-      return MOAT_DIR_FROM_CONTAINER;
-    case Hook::ToContainer:
-      return MOAT_DIR_TO_CONTAINER;
-  }
-  return MOAT_DIR_MAX;
-}
-
-struct Expect {
-  uint32_t action;
-  unsigned reason;  // counter slot for drops
-};
-constexpr Expect pass = {TC_ACT_OK, 0};
-constexpr Expect redirect = {TC_ACT_REDIRECT, 0};
-constexpr Expect drop(moat_verdict v) { return {TC_ACT_SHOT, unsigned(-v)}; }
-
 struct Case {
   std::string what;
   Hook hook;
@@ -216,46 +192,26 @@ struct Case {
 // ---- the fixture --------------------------------------------------------------------
 
 // Both objects over one set of maps, seeded as described at the top.
-struct Dataplane {
-  Skeleton ep{nullptr, nullptr};
-  UplinkSkeleton up{nullptr, nullptr};
+struct Dataplane : Programs {
   std::map<std::string, uint32_t> ifindex;
 
-  void load() {
-    ep = load_skeleton();
-    up = load_uplink_skeleton(*ep);
-    for (const Network* net : {&kNet1, &kNet2, &kNet3, &kNet4}) add_network(*ep, *net);
+  Dataplane() {
+    for (const Network* net : {&kNet1, &kNet2, &kNet3, &kNet4}) add_network(ep, *net);
     for (const EndpointSpec& e : kEndpoints) {
       ifindex[e.device] = ifindex_of(e.device);
-      add_endpoint(*ep, ifindex[e.device], *e.net, ip4(e.ip));
+      add_endpoint(ep, ifindex[e.device], *e.net, ip4(e.ip));
     }
     for (const char* dev : {kUplink, kUplink2, kNotUplink}) ifindex[dev] = ifindex_of(dev);
-    add_uplink(*ep, ifindex[kUplink], ip4(HOST));
-    add_uplink(*ep, ifindex[kUplink2], ip4(HOST2));
-    add_host_addr(*ep, ip4(HOST));
-    add_host_addr(*ep, ip4(HOST2));
-    for (const Publish& p : kPublishes) add_publish(*ep, p);
-  }
-
-  const bpf_program* prog(Hook h) const {
-    switch (h) {
-      case Hook::UplinkIn:
-        return up->progs.from_world;
-      case Hook::UplinkOut:
-        return up->progs.to_world;
-      case Hook::FromContainer:
-        return ep->progs.from_container;
-      case Hook::ToContainer:
-        return ep->progs.to_container;
-    }
-    return nullptr;
+    add_uplink(ep, ifindex[kUplink], ip4(HOST));
+    add_uplink(ep, ifindex[kUplink2], ip4(HOST2));
+    add_host_addr(ep, ip4(HOST));
+    add_host_addr(ep, ip4(HOST2));
+    for (const Publish& p : kPublishes) add_publish(ep, p);
   }
 };
 
 class Nat : public ::testing::Test {
  protected:
-  void SetUp() override { dp_.load(); }
-
   uint32_t ifx(const char* dev) { return dp_.ifindex.at(dev); }
 
   // Runs one row and checks action, reason (counters), output and checksums.
@@ -264,26 +220,14 @@ class Nat : public ::testing::Test {
     SCOPED_TRACE(c.what);
     EXPECT_EQ(checksum_errors(c.in), "") << "the input frame itself is broken";
     const uint32_t ifindex = ifx(c.dev);
-    const size_t ct_before = ct_entries(*dp_.ep).size();
-    const StatsSnapshot before = read_stats(dp_.ep->maps.stats);
-    const RunResult r = run(dp_.prog(c.hook), ifindex, c.in);
+    const size_t ct_before = ct_entries(dp_.ep).size();
+    const auto [r, moved] = run_counted(dp_.ep->maps.stats, dp_.prog(c.hook), ifindex, c.in);
     EXPECT_EQ(r.err, 0) << "BPF_PROG_TEST_RUN refused the frame: " << std::strerror(r.err);
     if (r.err) return {};
-    const StatsSnapshot moved = stats_delta(before, read_stats(dp_.ep->maps.stats));
 
     EXPECT_EQ(r.retval, c.expect.action);
-    Counters want;
-    if (c.expect.reason == 0) {
-      want.packets = 1;
-      want.bytes = c.in.size();
-    } else {
-      want.drops[c.expect.reason] = 1;
-    }
     // An interface that is no attachment (or uplink) has no counters of its own.
-    const StatsKey where = c.expect.reason == unsigned(-MOAT_DROP_UNKNOWN_ENDPOINT)
-                               ? unattributed(dir_of(c.hook))
-                               : StatsKey{ifindex, dir_of(c.hook)};
-    EXPECT_EQ(moved, (StatsSnapshot{{where, want}}));
+    EXPECT_EQ(moved, counted(c.expect, ifindex, dir_of(c.hook), c.in.size()));
 
     if (c.expect.reason == 0) {
       EXPECT_TRUE(same_bytes(r.out, c.out.value_or(c.in)));
@@ -291,7 +235,7 @@ class Nat : public ::testing::Test {
     } else {
       EXPECT_TRUE(same_bytes(r.out, c.in)) << "a dropped frame was rewritten";
     }
-    EXPECT_EQ(int(ct_entries(*dp_.ep).size()) - int(ct_before), c.ct_delta)
+    EXPECT_EQ(int(ct_entries(dp_.ep).size()) - int(ct_before), c.ct_delta)
         << "entries the row added to ct";
     return r.out;
   }
@@ -302,7 +246,7 @@ class Nat : public ::testing::Test {
                  moat_ct_kind kind, moat_tcp_state state, uint8_t flags, uint32_t container,
                  uint64_t set_after_ns) {
     SCOPED_TRACE(::testing::Message() << "ct entry " << key);
-    const std::optional<moat_ct_entry> e = ct_get(*dp_.ep, key);
+    const std::optional<moat_ct_entry> e = ct_get(dp_.ep, key);
     ASSERT_TRUE(e.has_value()) << "missing";
     EXPECT_EQ(e->xlated, xlated) << *e;
     EXPECT_EQ(e->ifindex, ifx(dev)) << *e;
@@ -351,7 +295,7 @@ TEST_F(Nat, BothObjectsShareOneSetOfMaps) {
 
 TEST_F(Nat, PublishedTcpFlowBothWays) {
   const uint64_t t0 = monotonic_ns();
-  check({"SYN to the published port: destination becomes the container", Hook::UplinkIn, kUplink,
+  check({"SYN to the published port: destination becomes the container", Hook::FromWorld, kUplink,
          tcp4(CLIENT, 40000, HOST, 5000, kSyn), pass, tcp4(CLIENT, 40000, A, 5000, kSyn), 2});
 
   const moat_ct_key orig = ct_key(CLIENT, 40000, HOST, 5000, IPPROTO_TCP);
@@ -360,10 +304,10 @@ TEST_F(Nat, PublishedTcpFlowBothWays) {
             t0);
   expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_SYN_SENT, 0, kCidA, t0);
-  EXPECT_EQ(ct_entries(*dp_.ep).size(), 2u);
+  EXPECT_EQ(ct_entries(dp_.ep).size(), 2u);
 
   const uint64_t t1 = monotonic_ns();
-  check({"SYN-ACK from the container: source becomes the published address", Hook::UplinkOut,
+  check({"SYN-ACK from the container: source becomes the published address", Hook::ToWorld,
          kUplink, tcp4(A, 5000, CLIENT, 40000, kSyn | kAck), pass,
          tcp4(HOST, 5000, CLIENT, 40000, kSyn | kAck)});
   // A reply moves both entries to ESTABLISHED.
@@ -372,11 +316,11 @@ TEST_F(Nat, PublishedTcpFlowBothWays) {
   expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_ESTABLISHED, 0, kCidA, t1);
 
-  const uint64_t counted = ct_get(*dp_.ep, orig)->packets;
-  check({"ACK, established", Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, HOST, 5000), pass,
+  const uint64_t counted = ct_get(dp_.ep, orig)->packets;
+  check({"ACK, established", Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 5000), pass,
          tcp4(CLIENT, 40000, A, 5000)});
-  EXPECT_EQ(ct_get(*dp_.ep, orig)->packets, counted + 1) << "the entry counts its packets";
-  check({"reply on the other uplink (any uplink may carry the way back)", Hook::UplinkOut,
+  EXPECT_EQ(ct_get(dp_.ep, orig)->packets, counted + 1) << "the entry counts its packets";
+  check({"reply on the other uplink (any uplink may carry the way back)", Hook::ToWorld,
          kUplink2, tcp4(A, 5000, CLIENT, 40000), pass, tcp4(HOST, 5000, CLIENT, 40000)});
 
   check({"A's egress delivers the translated packet (tracked)", Hook::ToContainer, "moat-a",
@@ -385,7 +329,7 @@ TEST_F(Nat, PublishedTcpFlowBothWays) {
          "moat-a", tcp4(A, 5000, CLIENT, 40000), pass});
 
   const uint64_t t2 = monotonic_ns();
-  check({"FIN from the client", Hook::UplinkIn, kUplink,
+  check({"FIN from the client", Hook::FromWorld, kUplink,
          tcp4(CLIENT, 40000, HOST, 5000, kAck | 0x01), pass,
          tcp4(CLIENT, 40000, A, 5000, kAck | 0x01)});
   expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_CLOSING, 0, kCidA,
@@ -394,22 +338,22 @@ TEST_F(Nat, PublishedTcpFlowBothWays) {
             MOAT_TCP_CLOSING, 0, kCidA, t2);
 
   const uint64_t t3 = monotonic_ns();
-  check({"the client reuses the tuple: a new SYN on the closing flow", Hook::UplinkIn, kUplink,
+  check({"the client reuses the tuple: a new SYN on the closing flow", Hook::FromWorld, kUplink,
          tcp4(CLIENT, 40000, HOST, 5000, kSyn), pass, tcp4(CLIENT, 40000, A, 5000, kSyn)});
   expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_SYN_SENT, 0, kCidA,
             t3);
   expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_SYN_SENT, 0, kCidA, t3);
-  check({"RST from the container", Hook::UplinkOut, kUplink, tcp4(A, 5000, CLIENT, 40000, 0x04),
+  check({"RST from the container", Hook::ToWorld, kUplink, tcp4(A, 5000, CLIENT, 40000, 0x04),
          pass, tcp4(HOST, 5000, CLIENT, 40000, 0x04)});
   expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_CLOSING, 0, kCidA,
             t3);
-  EXPECT_EQ(ct_entries(*dp_.ep).size(), 2u);
+  EXPECT_EQ(ct_entries(dp_.ep).size(), 2u);
 }
 
 TEST_F(Nat, PublishedUdpFlowBothWays) {
   const uint64_t t0 = monotonic_ns();
-  check({"UDP to 8080: address and port become the container's :80", Hook::UplinkIn, kUplink,
+  check({"UDP to 8080: address and port become the container's :80", Hook::FromWorld, kUplink,
          udp4(CLIENT, 40000, HOST, 8080), pass, udp4(CLIENT, 40000, A, 80), 2});
   const moat_ct_key orig = ct_key(CLIENT, 40000, HOST, 8080, IPPROTO_UDP);
   const moat_ct_key xlated = ct_key(CLIENT, 40000, A, 80, IPPROTO_UDP);
@@ -417,54 +361,54 @@ TEST_F(Nat, PublishedUdpFlowBothWays) {
   expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_NONE, 0, kCidA, t0);
 
-  check({"the reply: back to the published address and port", Hook::UplinkOut, kUplink,
+  check({"the reply: back to the published address and port", Hook::ToWorld, kUplink,
          udp4(A, 80, CLIENT, 40000), pass, udp4(HOST, 8080, CLIENT, 40000)});
-  check({"without a checksum, the request keeps none", Hook::UplinkIn, kUplink,
+  check({"without a checksum, the request keeps none", Hook::FromWorld, kUplink,
          udp4(CLIENT, 40000, HOST, 8080, false), pass, udp4(CLIENT, 40000, A, 80, false)});
-  check({"without a checksum, the reply keeps none", Hook::UplinkOut, kUplink,
+  check({"without a checksum, the reply keeps none", Hook::ToWorld, kUplink,
          udp4(A, 80, CLIENT, 40000, false), pass, udp4(HOST, 8080, CLIENT, 40000, false)});
-  check({"a first fragment is translated, its checksum for the whole datagram", Hook::UplinkIn,
+  check({"a first fragment is translated, its checksum for the whole datagram", Hook::FromWorld,
          kUplink, udp_first_fragment(CLIENT, 40001, HOST, 8080), pass,
          udp_first_fragment(CLIENT, 40001, A, 80), 2});
 }
 
 TEST_F(Nat, UplinkInWhatIsAndIsNotPublished) {
   const std::vector<Case> table = {
-      {"UDP to 5000, published for TCP only: the host's", Hook::UplinkIn, kUplink,
+      {"UDP to 5000, published for TCP only: the host's", Hook::FromWorld, kUplink,
        udp4(CLIENT, 40000, HOST, 5000), pass},
-      {"TCP to 8080, published for UDP only: the host's", Hook::UplinkIn, kUplink,
+      {"TCP to 8080, published for UDP only: the host's", Hook::FromWorld, kUplink,
        tcp4(CLIENT, 40000, HOST, 8080, kSyn), pass},
-      {"unpublished port 6000: the host's own traffic", Hook::UplinkIn, kUplink,
+      {"unpublished port 6000: the host's own traffic", Hook::FromWorld, kUplink,
        tcp4(CLIENT, 40000, HOST, 6000, kSyn), pass},
-      {"straight to the container's address", Hook::UplinkIn, kUplink,
+      {"straight to the container's address", Hook::FromWorld, kUplink,
        tcp4(CLIENT, 40000, A, 5000, kSyn), drop(MOAT_DROP_NOT_PUBLISHED)},
-      {"straight to the container's address, UDP", Hook::UplinkIn, kUplink,
+      {"straight to the container's address, UDP", Hook::FromWorld, kUplink,
        udp4(CLIENT, 40000, A, 80), drop(MOAT_DROP_NOT_PUBLISHED)},
-      {"straight to a container, echo request", Hook::UplinkIn, kUplink,
+      {"straight to a container, echo request", Hook::FromWorld, kUplink,
        echo4(CLIENT, A, kEchoRequest, 0x4242), drop(MOAT_DROP_NOT_PUBLISHED)},
-      {"a fragment straight to a container", Hook::UplinkIn, kUplink,
+      {"a fragment straight to a container", Hook::FromWorld, kUplink,
        eth(ETH_P_IP, ipv4({.src = ip4(CLIENT), .dst = ip4(A), .proto = IPPROTO_UDP, .frag = 100},
                           Bytes(64, 0xab))),
        drop(MOAT_DROP_NOT_PUBLISHED)},
-      {"127.0.0.1-bound publish is not reachable at the uplink address", Hook::UplinkIn, kUplink,
+      {"127.0.0.1-bound publish is not reachable at the uplink address", Hook::FromWorld, kUplink,
        tcp4(CLIENT, 40000, HOST, 7000, kSyn), pass},
-      {"127.0.0.1-bound publish is not reachable at another host address", Hook::UplinkIn,
+      {"127.0.0.1-bound publish is not reachable at another host address", Hook::FromWorld,
        kUplink2, tcp4(CLIENT, 40000, HOST2, 7000, kSyn), pass},
-      {"echo request to the host", Hook::UplinkIn, kUplink,
+      {"echo request to the host", Hook::FromWorld, kUplink,
        echo4(CLIENT, HOST, kEchoRequest, 0x4242), pass},
-      {"address-bound publish wins at its address", Hook::UplinkIn, kUplink,
+      {"address-bound publish wins at its address", Hook::FromWorld, kUplink,
        tcp4(CLIENT, 40001, HOST, 9000, kSyn), pass, tcp4(CLIENT, 40001, A, 9001, kSyn), 2},
-      {"the wildcard publish at another host address", Hook::UplinkIn, kUplink2,
+      {"the wildcard publish at another host address", Hook::FromWorld, kUplink2,
        tcp4(CLIENT, 40002, HOST2, 9000, kSyn), pass, tcp4(CLIENT, 40002, B, 9000, kSyn), 2},
-      {"a network's gateway is a host address too", Hook::UplinkIn, kUplink,
+      {"a network's gateway is a host address too", Hook::FromWorld, kUplink,
        tcp4(CLIENT, 40003, GW1, 5000, kSyn), pass, tcp4(CLIENT, 40003, A, 5000, kSyn), 2},
       {"SCTP to its published port: the address only, the common header untouched",
-       Hook::UplinkIn, kUplink, sctp4(CLIENT, 40000, HOST, 3868), pass,
+       Hook::FromWorld, kUplink, sctp4(CLIENT, 40000, HOST, 3868), pass,
        sctp4(CLIENT, 40000, A, 3868), 2},
-      {"and its reply", Hook::UplinkOut, kUplink, sctp4(A, 3868, CLIENT, 40000), pass,
+      {"and its reply", Hook::ToWorld, kUplink, sctp4(A, 3868, CLIENT, 40000), pass,
        sctp4(HOST, 3868, CLIENT, 40000)},
       {"a flow's later packet to the container's own address is still not published",
-       Hook::UplinkIn, kUplink, tcp4(CLIENT, 40003, A, 5000), drop(MOAT_DROP_NOT_PUBLISHED)},
+       Hook::FromWorld, kUplink, tcp4(CLIENT, 40003, A, 5000), drop(MOAT_DROP_NOT_PUBLISHED)},
   };
   for (const Case& c : table) check(c);
 }
@@ -493,14 +437,14 @@ size_t sport_off(uint8_t proto) { return proto == IPPROTO_ICMP ? kL4 + 4 : kL4; 
 TEST_F(Nat, MasqueradeBothWays) {
   for (const MasqProto& mp : kMasqProtos) {
     SCOPED_TRACE(mp.name);
-    ct_clear(*dp_.ep);
+    ct_clear(dp_.ep);
     const uint8_t p = mp.proto;
     // Echo: the identifier plays both ports.
     const uint16_t cport = 33333, sport = p == IPPROTO_ICMP ? cport : 80;
 
     const uint64_t t0 = monotonic_ns();
     const Bytes in = flow4(p, A, cport, WORLD, sport, false);
-    const RunResult r = run(dp_.prog(Hook::UplinkOut), ifx(kUplink), in);
+    const RunResult r = run(dp_.prog(Hook::ToWorld), ifx(kUplink), in);
     ASSERT_EQ(r.err, 0);
     ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
     ASSERT_GE(r.out.size(), sport_off(p) + 2);
@@ -516,22 +460,22 @@ TEST_F(Nat, MasqueradeBothWays) {
     const moat_ct_key orig = ct_key(A, cport, WORLD, kdport, p);
     const moat_ct_key xlated = ct_key(HOST, P, WORLD, kdport, p);
     const moat_tcp_state st = p == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
-    EXPECT_EQ(ct_entries(*dp_.ep).size(), 2u);
+    EXPECT_EQ(ct_entries(dp_.ep).size(), 2u);
     expect_ct(orig, xlated, kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_SNAT, st, 0, 0, t0);
     expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_SNAT_REPLY,
               st, 0, 0, t0);
 
     const uint16_t rp = p == IPPROTO_ICMP ? P : sport;
-    check({"the reply goes back to the container", Hook::UplinkIn, kUplink,
+    check({"the reply goes back to the container", Hook::FromWorld, kUplink,
            flow4(p, WORLD, rp, HOST, P, true), pass,
            flow4(p, WORLD, p == IPPROTO_ICMP ? cport : sport, A, cport, true)});
-    check({"a reply on another uplink too", Hook::UplinkIn, kUplink2,
+    check({"a reply on another uplink too", Hook::FromWorld, kUplink2,
            flow4(p, WORLD, rp, HOST, P, true), pass,
            flow4(p, WORLD, p == IPPROTO_ICMP ? cport : sport, A, cport, true)});
-    check({"the next packet out takes the same port", Hook::UplinkOut, kUplink, in, pass,
+    check({"the next packet out takes the same port", Hook::ToWorld, kUplink, in, pass,
            flow4(p, HOST, P, WORLD, p == IPPROTO_ICMP ? P : sport, false)});
     const uint16_t other = P == MOAT_NAT_PORT_MAX ? P - 1 : P + 1;
-    check({"a reply to a port nobody has is not translated", Hook::UplinkIn, kUplink,
+    check({"a reply to a port nobody has is not translated", Hook::FromWorld, kUplink,
            flow4(p, WORLD, p == IPPROTO_ICMP ? other : sport, HOST, other, true), pass});
   }
 }
@@ -539,7 +483,7 @@ TEST_F(Nat, MasqueradeBothWays) {
 // Like Linux's conntrack, only an echo reply answers an echo request: the id
 // sits on the requester's side of the tuple.
 uint16_t masquerade_ping(Dataplane& dp) {
-  const RunResult r = run(dp.prog(Hook::UplinkOut), dp.ifindex.at(kUplink),
+  const RunResult r = run(dp.prog(Hook::ToWorld), dp.ifindex.at(kUplink),
                           echo4(A, WORLD, kEchoRequest, 0x1234));
   EXPECT_EQ(r.err, 0);
   EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK));
@@ -548,23 +492,23 @@ uint16_t masquerade_ping(Dataplane& dp) {
 
 TEST_F(Nat, MasqueradedPingReplyComesBack) {
   const uint16_t P = masquerade_ping(dp_);
-  check({"the echo reply goes to A", Hook::UplinkIn, kUplink, echo4(WORLD, HOST, kEchoReply, P),
+  check({"the echo reply goes to A", Hook::FromWorld, kUplink, echo4(WORLD, HOST, kEchoReply, P),
          pass, echo4(WORLD, A, kEchoReply, 0x1234)});
 }
 
 TEST_F(Nat, EchoRequestWithAMasqueradeIdIsNotForTheContainer) {
   const uint16_t P = masquerade_ping(dp_);
-  check({"an echo request with that identifier is for the host, not A", Hook::UplinkIn, kUplink,
+  check({"an echo request with that identifier is for the host, not A", Hook::FromWorld, kUplink,
          echo4(WORLD, HOST, kEchoRequest, P), pass});
 }
 
 TEST_F(Nat, MasqueradeUdpWithoutChecksumKeepsNone) {
-  const RunResult r = run(dp_.prog(Hook::UplinkOut), ifx(kUplink), udp4(A, 33333, WORLD, 53, false));
+  const RunResult r = run(dp_.prog(Hook::ToWorld), ifx(kUplink), udp4(A, 33333, WORLD, 53, false));
   ASSERT_EQ(r.err, 0);
   ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
   const uint16_t P = be16_at(r.out, kL4);
   EXPECT_TRUE(same_bytes(r.out, udp4(HOST, P, WORLD, 53, false)));
-  check({"its reply", Hook::UplinkIn, kUplink, udp4(WORLD, 53, HOST, P, false), pass,
+  check({"its reply", Hook::FromWorld, kUplink, udp4(WORLD, 53, HOST, P, false), pass,
          udp4(WORLD, 53, A, 33333, false)});
 }
 
@@ -572,16 +516,16 @@ TEST_F(Nat, MasqueradeGivesEveryFlowItsOwnPort) {
   // A and B, same source port, same destination.
   std::map<std::string, uint16_t> port;
   for (const char* src : {A, B}) {
-    const RunResult r = run(dp_.prog(Hook::UplinkOut), ifx(kUplink), tcp4(src, 33333, WORLD, 80));
+    const RunResult r = run(dp_.prog(Hook::ToWorld), ifx(kUplink), tcp4(src, 33333, WORLD, 80));
     ASSERT_EQ(r.err, 0);
     ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
     port[src] = be16_at(r.out, kL4);
     EXPECT_TRUE(same_bytes(r.out, tcp4(HOST, port[src], WORLD, 80)));
   }
   EXPECT_NE(port[A], port[B]);
-  check({"A's reply to A", Hook::UplinkIn, kUplink, tcp4(WORLD, 80, HOST, port[A]), pass,
+  check({"A's reply to A", Hook::FromWorld, kUplink, tcp4(WORLD, 80, HOST, port[A]), pass,
          tcp4(WORLD, 80, A, 33333)});
-  check({"B's reply to B", Hook::UplinkIn, kUplink, tcp4(WORLD, 80, HOST, port[B]), pass,
+  check({"B's reply to B", Hook::FromWorld, kUplink, tcp4(WORLD, 80, HOST, port[B]), pass,
          tcp4(WORLD, 80, B, 33333)});
 
   // And 500 more containers of the network (no endpoint entry is needed on
@@ -591,7 +535,7 @@ TEST_F(Nat, MasqueradeGivesEveryFlowItsOwnPort) {
     const in_addr_t src = htonl(ntohl(ip4("172.20.10.0")) + i);
     const Bytes in = eth(ETH_P_IP, ipv4({.src = src, .dst = ip4(WORLD), .l4_checksum = true},
                                         tcp(33333, 80, kSyn)));
-    const RunResult r = run(dp_.prog(Hook::UplinkOut), ifx(kUplink), in);
+    const RunResult r = run(dp_.prog(Hook::ToWorld), ifx(kUplink), in);
     ASSERT_EQ(r.err, 0);
     ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK)) << i;
     EXPECT_TRUE(seen.insert(be16_at(r.out, kL4)).second) << "port reused for flow " << i;
@@ -600,20 +544,20 @@ TEST_F(Nat, MasqueradeGivesEveryFlowItsOwnPort) {
 
 TEST_F(Nat, MasqueradeKeepsSctpPortsAndPortlessProtocols) {
   const std::vector<Case> table = {
-      {"SCTP from A: the source address only, the port is kept", Hook::UplinkOut, kUplink,
+      {"SCTP from A: the source address only, the port is kept", Hook::ToWorld, kUplink,
        sctp4(A, 33333, WORLD, 3868), pass, sctp4(HOST, 33333, WORLD, 3868), 2},
-      {"its reply", Hook::UplinkIn, kUplink, sctp4(WORLD, 3868, HOST, 33333), pass,
+      {"its reply", Hook::FromWorld, kUplink, sctp4(WORLD, 3868, HOST, 33333), pass,
        sctp4(WORLD, 3868, A, 33333)},
-      {"B with the same SCTP port to the same peer cannot share the tuple", Hook::UplinkOut,
+      {"B with the same SCTP port to the same peer cannot share the tuple", Hook::ToWorld,
        kUplink, sctp4(B, 33333, WORLD, 3868), drop(MOAT_DROP_NAT_NO_PORT)},
-      {"B with another SCTP port can", Hook::UplinkOut, kUplink, sctp4(B, 33334, WORLD, 3868),
+      {"B with another SCTP port can", Hook::ToWorld, kUplink, sctp4(B, 33334, WORLD, 3868),
        pass, sctp4(HOST, 33334, WORLD, 3868), 2},
-      {"GRE from A: addresses only tell flows apart", Hook::UplinkOut, kUplink, gre4(A, WORLD),
+      {"GRE from A: addresses only tell flows apart", Hook::ToWorld, kUplink, gre4(A, WORLD),
        pass, gre4(HOST, WORLD), 2},
-      {"its reply", Hook::UplinkIn, kUplink, gre4(WORLD, HOST), pass, gre4(WORLD, A)},
-      {"B's GRE to the same peer has no tuple left", Hook::UplinkOut, kUplink, gre4(B, WORLD),
+      {"its reply", Hook::FromWorld, kUplink, gre4(WORLD, HOST), pass, gre4(WORLD, A)},
+      {"B's GRE to the same peer has no tuple left", Hook::ToWorld, kUplink, gre4(B, WORLD),
        drop(MOAT_DROP_NAT_NO_PORT)},
-      {"B's GRE to another peer", Hook::UplinkOut, kUplink, gre4(B, "198.19.0.2"), pass,
+      {"B's GRE to another peer", Hook::ToWorld, kUplink, gre4(B, "198.19.0.2"), pass,
        gre4(HOST, "198.19.0.2"), 2},
   };
   for (const Case& c : table) check(c);
@@ -628,11 +572,11 @@ TEST_F(Nat, MasqueradeWithEveryPortTakenDrops) {
                                .dir = MOAT_DIR_FROM_WORLD,
                                .kind = MOAT_CT_SNAT_REPLY};
   for (uint32_t port = MOAT_NAT_PORT_MIN; port <= MOAT_NAT_PORT_MAX; port++)
-    ct_put(*dp_.ep, ct_key("198.19.0.9", 80, HOST, uint16_t(port), IPPROTO_TCP), taken);
-  check({"no port left for this destination", Hook::UplinkOut, kUplink,
+    ct_put(dp_.ep, ct_key("198.19.0.9", 80, HOST, uint16_t(port), IPPROTO_TCP), taken);
+  check({"no port left for this destination", Hook::ToWorld, kUplink,
          tcp4(A, 33333, "198.19.0.9", 80, kSyn), drop(MOAT_DROP_NAT_NO_PORT)});
   const RunResult r =
-      run(dp_.prog(Hook::UplinkOut), ifx(kUplink), tcp4(A, 33333, "198.19.0.10", 80, kSyn));
+      run(dp_.prog(Hook::ToWorld), ifx(kUplink), tcp4(A, 33333, "198.19.0.10", 80, kSyn));
   ASSERT_EQ(r.err, 0);
   EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK)) << "another destination still has ports";
   EXPECT_TRUE(same_bytes(r.out, tcp4(HOST, be16_at(r.out, kL4), "198.19.0.10", 80, kSyn)));
@@ -642,28 +586,28 @@ TEST_F(Nat, UplinkOutWithoutMasquerade) {
   // Note check() compares with the input when `out` is empty, so the pass
   // rows below assert "left exactly as it was".
   const std::vector<Case> table = {
-      {"a network without masquerade is routed as it is (and tracked)", Hook::UplinkOut, kUplink,
+      {"a network without masquerade is routed as it is (and tracked)", Hook::ToWorld, kUplink,
        tcp4(D, 33333, WORLD, 80, kSyn), pass, std::nullopt, 2},
-      {"its reply is let in unchanged", Hook::UplinkIn, kUplink, tcp4(WORLD, 80, D, 33333), pass},
-      {"anything else to it is not", Hook::UplinkIn, kUplink, tcp4(WORLD, 80, D, 33334, kSyn),
+      {"its reply is let in unchanged", Hook::FromWorld, kUplink, tcp4(WORLD, 80, D, 33333), pass},
+      {"anything else to it is not", Hook::FromWorld, kUplink, tcp4(WORLD, 80, D, 33334, kSyn),
        drop(MOAT_DROP_NOT_PUBLISHED)},
-      {"an internal network's container never leaves", Hook::UplinkOut, kUplink,
+      {"an internal network's container never leaves", Hook::ToWorld, kUplink,
        tcp4(E, 33333, WORLD, 80, kSyn), drop(MOAT_DROP_INTERNAL_NETWORK)},
-      {"an internal network's container, UDP", Hook::UplinkOut, kUplink,
+      {"an internal network's container, UDP", Hook::ToWorld, kUplink,
        udp4(E, 33333, WORLD, 53), drop(MOAT_DROP_INTERNAL_NETWORK)},
-      {"the host's own traffic", Hook::UplinkOut, kUplink, tcp4(HOST, 44444, WORLD, 80, kSyn),
+      {"the host's own traffic", Hook::ToWorld, kUplink, tcp4(HOST, 44444, WORLD, 80, kSyn),
        pass},
-      {"the host's own traffic from a port in the masquerade range", Hook::UplinkOut, kUplink,
+      {"the host's own traffic from a port in the masquerade range", Hook::ToWorld, kUplink,
        tcp4(HOST, 61000, WORLD, 80, kSyn), pass},
-      {"masquerade out of an interface that is not an uplink", Hook::UplinkOut, kNotUplink,
+      {"masquerade out of an interface that is not an uplink", Hook::ToWorld, kNotUplink,
        tcp4(A, 33333, WORLD, 80, kSyn), drop(MOAT_DROP_UNKNOWN_ENDPOINT)},
       // Its first fragment was never seen (see LaterFragmentsOfAPublishedUdpFlow).
-      {"a later fragment of a masqueraded network without its first", Hook::UplinkOut,
+      {"a later fragment of a masqueraded network without its first", Hook::ToWorld,
        kUplink,
        eth(ETH_P_IP, ipv4({.src = ip4(A), .dst = ip4(WORLD), .proto = IPPROTO_UDP, .frag = 100},
                           Bytes(64, 0xab))),
        drop(MOAT_DROP_NAT_FAILED)},
-      {"a later fragment of a network without masquerade passes", Hook::UplinkOut, kUplink,
+      {"a later fragment of a network without masquerade passes", Hook::ToWorld, kUplink,
        eth(ETH_P_IP, ipv4({.src = ip4(D), .dst = ip4(WORLD), .proto = IPPROTO_UDP, .frag = 100},
                           Bytes(64, 0xab))),
        pass},
@@ -676,7 +620,7 @@ TEST_F(Nat, UplinkOutWithoutMasquerade) {
 // Starts a masqueraded UDP flow A:33333 -> WORLD:80 and returns its port.
 uint16_t masquerade_udp(Dataplane& dp) {
   const RunResult r =
-      run(dp.prog(Hook::UplinkOut), dp.ifindex.at(kUplink), udp4(A, 33333, WORLD, 80));
+      run(dp.prog(Hook::ToWorld), dp.ifindex.at(kUplink), udp4(A, 33333, WORLD, 80));
   EXPECT_EQ(r.err, 0);
   EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK));
   return r.err ? 0 : be16_at(r.out, kL4);
@@ -685,16 +629,16 @@ uint16_t masquerade_udp(Dataplane& dp) {
 TEST_F(Nat, IcmpErrorForMasqueradedUdpComesBackToTheContainer) {
   const uint16_t P = masquerade_udp(dp_);
   ASSERT_GE(P, MOAT_NAT_PORT_MIN);
-  check({"port unreachable quoting the masqueraded packet", Hook::UplinkIn, kUplink,
+  check({"port unreachable quoting the masqueraded packet", Hook::FromWorld, kUplink,
          icmp_err4(WORLD, HOST, kDestUnreach, kPortUnreach, quote_udp(HOST, P, WORLD, 80)), pass,
          icmp_err4(WORLD, A, kDestUnreach, kPortUnreach, quote_udp(A, 33333, WORLD, 80))});
-  check({"from a router on the way (outer source is neither end)", Hook::UplinkIn, kUplink,
+  check({"from a router on the way (outer source is neither end)", Hook::FromWorld, kUplink,
          icmp_err4(ROUTER, HOST, kTimeExceeded, 0, quote_udp(HOST, P, WORLD, 80)), pass,
          icmp_err4(ROUTER, A, kTimeExceeded, 0, quote_udp(A, 33333, WORLD, 80))});
-  check({"an error quoting nobody's flow to the host is the host's", Hook::UplinkIn, kUplink,
+  check({"an error quoting nobody's flow to the host is the host's", Hook::FromWorld, kUplink,
          icmp_err4(WORLD, HOST, kDestUnreach, kPortUnreach, quote_udp(HOST, 44444, WORLD, 80)),
          pass});
-  check({"an error addressed straight to a container without a flow", Hook::UplinkIn, kUplink,
+  check({"an error addressed straight to a container without a flow", Hook::FromWorld, kUplink,
          icmp_err4(WORLD, A, kDestUnreach, kPortUnreach, quote_udp(A, 44444, WORLD, 80)),
          drop(MOAT_DROP_NOT_PUBLISHED)});
 }
@@ -705,7 +649,7 @@ TEST_F(Nat, IcmpErrorQuotingAHeaderWithOptions) {
     return ipv4({.src = ip4(s), .dst = ip4(WORLD), .proto = IPPROTO_UDP, .option_words = 2},
                 udp(sp, 80, kData));
   };
-  check({"the quoted header carries 8 bytes of options", Hook::UplinkIn, kUplink,
+  check({"the quoted header carries 8 bytes of options", Hook::FromWorld, kUplink,
          icmp_err4(WORLD, HOST, kDestUnreach, kPortUnreach, quote(HOST, P)), pass,
          icmp_err4(WORLD, A, kDestUnreach, kPortUnreach, quote(A, 33333))});
 }
@@ -719,33 +663,33 @@ TEST_F(Nat, IcmpErrorQuotedChecksumIsLeftAsItWas) {
   Bytes want_quoted = quote_udp(A, 33333, WORLD, 80);
   want_quoted[20 + 6] = quoted[20 + 6];
   want_quoted[20 + 7] = quoted[20 + 7];
-  check({"port unreachable quoting a UDP checksum", Hook::UplinkIn, kUplink,
+  check({"port unreachable quoting a UDP checksum", Hook::FromWorld, kUplink,
          icmp_err4(WORLD, HOST, kDestUnreach, kPortUnreach, quoted), pass,
          icmp_err4(WORLD, A, kDestUnreach, kPortUnreach, want_quoted)});
 }
 
 TEST_F(Nat, IcmpErrorForMasqueradedPing) {
   const RunResult r =
-      run(dp_.prog(Hook::UplinkOut), ifx(kUplink), echo4(A, WORLD, kEchoRequest, 0x1234));
+      run(dp_.prog(Hook::ToWorld), ifx(kUplink), echo4(A, WORLD, kEchoRequest, 0x1234));
   ASSERT_EQ(r.err, 0);
   ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
   const uint16_t P = be16_at(r.out, kL4 + 4);
   EXPECT_TRUE(same_bytes(r.out, echo4(HOST, WORLD, kEchoRequest, P)));
-  check({"time exceeded quoting the masqueraded echo request", Hook::UplinkIn, kUplink,
+  check({"time exceeded quoting the masqueraded echo request", Hook::FromWorld, kUplink,
          icmp_err4(ROUTER, HOST, kTimeExceeded, 0, quote_echo(HOST, WORLD, P)), pass,
          icmp_err4(ROUTER, A, kTimeExceeded, 0, quote_echo(A, WORLD, 0x1234))});
 }
 
 TEST_F(Nat, IcmpErrorsOfPublishedFlows) {
-  check({"TCP SYN to the published port", Hook::UplinkIn, kUplink,
+  check({"TCP SYN to the published port", Hook::FromWorld, kUplink,
          tcp4(CLIENT, 40000, HOST, 5000, kSyn), pass, tcp4(CLIENT, 40000, A, 5000, kSyn), 2});
-  check({"UDP to the published 8080", Hook::UplinkIn, kUplink, udp4(CLIENT, 40000, HOST, 8080),
+  check({"UDP to the published 8080", Hook::FromWorld, kUplink, udp4(CLIENT, 40000, HOST, 8080),
          pass, udp4(CLIENT, 40000, A, 80), 2});
 
   const std::vector<Case> table = {
       // The host, forwarding the client's (already translated) packet to the
       // container's bridge, finds it too big: the error leaves by the uplink.
-      {"fragmentation needed from the host, going out", Hook::UplinkOut, kUplink,
+      {"fragmentation needed from the host, going out", Hook::ToWorld, kUplink,
        icmp_err4(HOST, CLIENT, kDestUnreach, kFragNeeded, quote_tcp8(CLIENT, 40000, A, 5000),
                  1400),
        pass,
@@ -753,7 +697,7 @@ TEST_F(Nat, IcmpErrorsOfPublishedFlows) {
                  1400)},
       // A router in the world finds the container's (reverse-translated)
       // reply too big: the error comes in and must reach the container.
-      {"fragmentation needed from a router, coming in", Hook::UplinkIn, kUplink,
+      {"fragmentation needed from a router, coming in", Hook::FromWorld, kUplink,
        icmp_err4(ROUTER, HOST, kDestUnreach, kFragNeeded, quote_tcp8(HOST, 5000, CLIENT, 40000),
                  1400),
        pass,
@@ -761,17 +705,17 @@ TEST_F(Nat, IcmpErrorsOfPublishedFlows) {
                  1400)},
       // The container itself answers a UDP packet with port unreachable: its
       // own address and port in the error become the published ones.
-      {"port unreachable from the container, going out", Hook::UplinkOut, kUplink,
+      {"port unreachable from the container, going out", Hook::ToWorld, kUplink,
        icmp_err4(A, CLIENT, kDestUnreach, kPortUnreach, quote_udp(CLIENT, 40000, A, 80)), pass,
        icmp_err4(HOST, CLIENT, kDestUnreach, kPortUnreach, quote_udp(CLIENT, 40000, HOST, 8080))},
       // The client answers the container's (reverse-translated) UDP reply
       // with port unreachable: the error must reach the container.
-      {"port unreachable from the client, coming in", Hook::UplinkIn, kUplink,
+      {"port unreachable from the client, coming in", Hook::FromWorld, kUplink,
        icmp_err4(CLIENT, HOST, kDestUnreach, kPortUnreach, quote_udp(HOST, 8080, CLIENT, 40000)),
        pass,
        icmp_err4(CLIENT, A, kDestUnreach, kPortUnreach, quote_udp(A, 80, CLIENT, 40000))},
       {"an error about the flow at a hook that does not rewrite it passes as it is",
-       Hook::UplinkOut, kUplink,
+       Hook::ToWorld, kUplink,
        icmp_err4(HOST, CLIENT, kDestUnreach, kPortUnreach, quote_udp(CLIENT, 40000, HOST, 8080)),
        pass},
   };
@@ -871,15 +815,15 @@ Bytes later_fragment(const char* s, const char* d) {
 // published port arrives whole. moat's programs see fragments one by one: a
 // first fragment leaves its ports in `frags` for the later ones.
 TEST_F(Nat, LaterFragmentsOfAPublishedUdpFlow) {
-  check({"the datagram's first fragment is translated", Hook::UplinkIn, kUplink,
+  check({"the datagram's first fragment is translated", Hook::FromWorld, kUplink,
          udp_first_fragment(CLIENT, 40000, HOST, 8080), pass,
          udp_first_fragment(CLIENT, 40000, A, 80), 2});
-  check({"the reply's first fragment is translated back", Hook::UplinkOut, kUplink,
+  check({"the reply's first fragment is translated back", Hook::ToWorld, kUplink,
          udp_first_fragment(A, 80, CLIENT, 40000), pass,
          udp_first_fragment(HOST, 8080, CLIENT, 40000)});
-  check({"the request's later fragment must follow its first to the container", Hook::UplinkIn,
+  check({"the request's later fragment must follow its first to the container", Hook::FromWorld,
          kUplink, later_fragment(CLIENT, HOST), pass, later_fragment(CLIENT, A)});
-  check({"the reply's later fragment must leave from the published address", Hook::UplinkOut,
+  check({"the reply's later fragment must leave from the published address", Hook::ToWorld,
          kUplink, later_fragment(A, CLIENT), pass, later_fragment(HOST, CLIENT)});
 }
 
@@ -889,28 +833,28 @@ TEST_F(Nat, ExpiredFlowsAreForgottenOneWayFlowsAreNot) {
   const uint16_t P = masquerade_udp(dp_);
   const moat_ct_key orig = ct_key(A, 33333, WORLD, 80, IPPROTO_UDP);
   const moat_ct_key reply = ct_key(WORLD, 80, HOST, P, IPPROTO_UDP);
-  ASSERT_EQ(ct_entries(*dp_.ep).size(), 2u);
+  ASSERT_EQ(ct_entries(dp_.ep).size(), 2u);
 
   // Both directions idle: the next lookup deletes the pair and misses.
   for (const moat_ct_key& k : {orig, reply}) {
-    moat_ct_entry e = *ct_get(*dp_.ep, k);
+    moat_ct_entry e = *ct_get(dp_.ep, k);
     e.expires_ns = 1;
-    ct_put(*dp_.ep, k, e);
+    ct_put(dp_.ep, k, e);
   }
-  check({"a reply after both entries expired is the host's, untranslated", Hook::UplinkIn,
+  check({"a reply after both entries expired is the host's, untranslated", Hook::FromWorld,
          kUplink, udp4(WORLD, 80, HOST, P), pass, std::nullopt, -2});
-  EXPECT_EQ(ct_entries(*dp_.ep).size(), 0u) << "the expired pair must be deleted";
+  EXPECT_EQ(ct_entries(dp_.ep).size(), 0u) << "the expired pair must be deleted";
 
   // One direction idle while the other is busy (one-way UDP): still the flow.
   const uint16_t P2 = masquerade_udp(dp_);
   const moat_ct_key orig2 = ct_key(A, 33333, WORLD, 80, IPPROTO_UDP);
-  moat_ct_entry e = *ct_get(*dp_.ep, orig2);
+  moat_ct_entry e = *ct_get(dp_.ep, orig2);
   e.expires_ns = 1;
-  ct_put(*dp_.ep, orig2, e);
+  ct_put(dp_.ep, orig2, e);
   const uint64_t t0 = monotonic_ns();
-  check({"the idle direction's next packet keeps its port", Hook::UplinkOut, kUplink,
+  check({"the idle direction's next packet keeps its port", Hook::ToWorld, kUplink,
          udp4(A, 33333, WORLD, 80), pass, udp4(HOST, P2, WORLD, 80)});
-  EXPECT_EQ(ct_entries(*dp_.ep).size(), 2u);
+  EXPECT_EQ(ct_entries(dp_.ep).size(), 2u);
   expect_ct(orig2, ct_key(HOST, P2, WORLD, 80, IPPROTO_UDP), kUplink, MOAT_DIR_TO_WORLD,
             MOAT_CT_SNAT, MOAT_TCP_NONE, 0, 0, t0);
 }
@@ -939,17 +883,15 @@ uint32_t min_single_runs(const bpf_program* prog, uint32_t ifindex, const Bytes&
 
 TEST(NatTableSize, UplinkCostDoesNotScaleWithPublishedPorts) {
   Dataplane small, large;
-  small.load();
-  large.load();
   for (uint32_t i = 0; i < kManyPublishes; i++)
-    add_publish(*large.ep, {0, uint16_t(10000 + i), IPPROTO_TCP, htonl(ntohl(ip4("172.20.1.0")) + i),
+    add_publish(large.ep, {0, uint16_t(10000 + i), IPPROTO_TCP, htonl(ntohl(ip4("172.20.1.0")) + i),
                             80, 1000 + i, 1});
   const uint32_t up = small.ifindex.at(kUplink);
   const Bytes syn = tcp4(CLIENT, 40000, HOST, 5000, kSyn);
   const Bytes est = tcp4(CLIENT, 40000, HOST, 5000);
   const Bytes probe = tcp4(CLIENT, 40000, HOST, 6000, kSyn);
   for (Dataplane* d : {&small, &large}) {
-    const RunResult r = run(d->prog(Hook::UplinkIn), up, syn);
+    const RunResult r = run(d->prog(Hook::FromWorld), up, syn);
     ASSERT_EQ(r.err, 0);
     ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
     ASSERT_TRUE(same_bytes(r.out, tcp4(CLIENT, 40000, A, 5000, kSyn)));
@@ -957,10 +899,10 @@ TEST(NatTableSize, UplinkCostDoesNotScaleWithPublishedPorts) {
 
   uint32_t s_est = UINT32_MAX, l_est = UINT32_MAX, s_probe = UINT32_MAX, l_probe = UINT32_MAX;
   for (int round = 0; round < 5; round++) {
-    s_est = std::min(s_est, min_single_runs(small.prog(Hook::UplinkIn), up, est, 400));
-    l_est = std::min(l_est, min_single_runs(large.prog(Hook::UplinkIn), up, est, 400));
-    const RunResult sp = run(small.prog(Hook::UplinkIn), up, probe, 100000);
-    const RunResult lp = run(large.prog(Hook::UplinkIn), up, probe, 100000);
+    s_est = std::min(s_est, min_single_runs(small.prog(Hook::FromWorld), up, est, 400));
+    l_est = std::min(l_est, min_single_runs(large.prog(Hook::FromWorld), up, est, 400));
+    const RunResult sp = run(small.prog(Hook::FromWorld), up, probe, 100000);
+    const RunResult lp = run(large.prog(Hook::FromWorld), up, probe, 100000);
     ASSERT_EQ(sp.err, 0);
     ASSERT_EQ(lp.err, 0);
     ASSERT_EQ(sp.retval, uint32_t(TC_ACT_OK));

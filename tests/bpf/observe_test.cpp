@@ -119,26 +119,9 @@ moat_ct_key tcp_key(const char* s, uint16_t sp, const char* d, uint16_t dp) {
 // The source port of a frame (the masquerade port after to_world).
 uint16_t sport_of(const Bytes& f) { return uint16_t(f.at(34) << 8 | f.at(35)); }
 
-// ---- hooks ------------------------------------------------------------------------
-
-enum class Hook { FromContainer, ToContainer, UplinkIn, UplinkOut };
-moat_dir dir_of(Hook h) {
-  switch (h) {
-    case Hook::FromContainer:
-      return MOAT_DIR_FROM_CONTAINER;
-    case Hook::ToContainer:
-      return MOAT_DIR_TO_CONTAINER;
-    case Hook::UplinkIn:
-      return MOAT_DIR_FROM_WORLD;
-    case Hook::UplinkOut:
-      return MOAT_DIR_TO_WORLD;
-  }
-  return MOAT_DIR_MAX;
-}
-
 // ---- the per-CPU drop-event token bucket --------------------------------------------
 
-// Mirrors struct obs_scratch in bpf/lib/observe.h (checked against the map's
+// Mirrors struct obs_scratch in bpf/lib/maps.h (checked against the map's
 // value size): tests set the bucket to provoke or avoid the rate limit
 // without waiting for the clock.
 struct ObsScratch {
@@ -148,8 +131,8 @@ struct ObsScratch {
   uint32_t pad;
 };
 
-void set_bucket(const endpoint_bpf& skel, uint64_t tokens, uint64_t refilled_ns) {
-  const bpf_map* m = skel.maps.obs_scratch;
+void set_bucket(const Skeleton<endpoint_bpf>& skel, uint64_t tokens, uint64_t refilled_ns) {
+  const bpf_map* m = skel->maps.obs_scratch;
   if (bpf_map__value_size(m) != sizeof(ObsScratch))
     throw std::runtime_error("obs_scratch no longer matches the test's mirror of it");
   const uint32_t zero = 0;
@@ -191,45 +174,27 @@ class PinnedCpu {
 
 // ---- the dataplane ----------------------------------------------------------------
 
-// Both objects over one set of maps, seeded with the topology above.
-struct Plane {
-  Skeleton ep{nullptr, nullptr};
-  UplinkSkeleton up{nullptr, nullptr};
-  ReapSkeleton rp{nullptr, nullptr};
+// Both objects (and the reaper) over one set of maps, seeded with the
+// topology above.
+struct Plane : Programs {
+  Skeleton<reap_bpf> rp = load_reap_skeleton(ep);
   std::map<std::string, uint32_t> ifindex;
 
   Plane() {
-    ep = load_skeleton();
-    up = load_uplink_skeleton(*ep);
-    rp = load_reap_skeleton(*ep);
-    add_network(*ep, kNet1);
-    add_network(*ep, kNet2);
+    add_network(ep, kNet1);
+    add_network(ep, kNet2);
     for (auto [dev, net, ip] : {std::tuple{kDevA, &kNet1, A}, std::tuple{kDevB, &kNet1, B},
                                 std::tuple{kDevC, &kNet2, C}}) {
       ifindex[dev] = ifindex_of(dev);
-      add_endpoint(*ep, ifindex[dev], *net, ip4(ip));
+      add_endpoint(ep, ifindex[dev], *net, ip4(ip));
     }
     ifindex[kUplink] = ifindex_of(kUplink);
-    add_uplink(*ep, ifindex[kUplink], ip4(HOST));
-    add_host_addr(*ep, ip4(HOST));
-    add_publish(*ep, {0, 8080, IPPROTO_TCP, ip4(A), 80, ifindex[kDevA], kNet1.id});
+    add_uplink(ep, ifindex[kUplink], ip4(HOST));
+    add_host_addr(ep, ip4(HOST));
+    add_publish(ep, {0, 8080, IPPROTO_TCP, ip4(A), 80, ifindex[kDevA], kNet1.id});
   }
 
-  void with_policy(uint32_t rev = 1) { install_policy(*ep, rev, policy_ipcache(), policy_entries()); }
-
-  const bpf_program* prog(Hook h) const {
-    switch (h) {
-      case Hook::FromContainer:
-        return ep->progs.from_container;
-      case Hook::ToContainer:
-        return ep->progs.to_container;
-      case Hook::UplinkIn:
-        return up->progs.from_world;
-      case Hook::UplinkOut:
-        return up->progs.to_world;
-    }
-    return nullptr;
-  }
+  void with_policy(uint32_t rev = 1) { install_policy(ep, rev, policy_ipcache(), policy_entries()); }
 };
 
 // What an event must say; flow counts are checked only for flow events.
@@ -254,7 +219,7 @@ class Obs : public ::testing::Test {
   }
 
   uint32_t ifx(const char* dev) const { return dp_->ifindex.at(dev); }
-  const endpoint_bpf& ep() const { return *dp_->ep; }
+  const Skeleton<endpoint_bpf>& ep() const { return dp_->ep; }
 
   // One run, which must end in `action`; returns the output frame.
   Bytes go(Hook h, const char* dev, const Bytes& frame, uint32_t action) {
@@ -281,18 +246,32 @@ class Obs : public ::testing::Test {
     return t;
   }
 
+  // A published flow CLIENT:40000 -> HOST:8080 (A:80) past its SYN and
+  // SYN-ACK; its FLOW_NEW is left for the caller to drain.
+  struct Published {
+    moat_ct_key orig, reply;
+    Bytes syn, synack;
+  };
+  Published open_published_flow() {
+    Published p{tcp_key(CLIENT, 40000, HOST, 8080), tcp_key(A, 80, CLIENT, 40000),
+                tcp4(CLIENT, 40000, HOST, 8080, kSyn), tcp4(A, 80, CLIENT, 40000, kSyn | kAck, 5)};
+    go(Hook::FromWorld, kUplink, p.syn, TC_ACT_OK);
+    go(Hook::ToWorld, kUplink, p.synack, TC_ACT_OK);
+    return p;
+  }
+
   // One run of ct_reap on `key` (reap.bpf.c).
   uint32_t reap_flow(const moat_ct_key& key) {
     const uint64_t t0 = monotonic_ns();
-    const uint32_t reaped = reap(*dp_->rp, key);
+    const uint32_t reaped = reap(dp_->rp, key);
     last_run_ = {t0, monotonic_ns()};
     return reaped;
   }
 
   moat_stats stats(const char* dev, moat_dir dir) const {
-    return sum_obs_stats(ep().maps.stats, {ifx(dev), dir});
+    return sum_obs_stats(ep()->maps.stats, {ifx(dev), dir});
   }
-  uint64_t lost(moat_ev_lost why) const { return percpu_u64(ep().maps.events_lost, why); }
+  uint64_t lost(moat_ev_lost why) const { return percpu_u64(ep()->maps.events_lost, why); }
   std::vector<moat_event> events() { return events_->drain(); }
 
   // The one event `got` must be.
@@ -353,8 +332,8 @@ TEST_F(Obs, PassedPacketsAndBytesPerInterfaceAndDirection) {
   for (const Bytes* f : {&f1, &f2, &f3}) go(Hook::FromContainer, kDevA, *f, OK);
   for (const Bytes* f : {&f1, &f3}) go(Hook::ToContainer, kDevB, *f, OK);
   const Bytes in = tcp4(CLIENT, 40000, HOST, 22), out = tcp4(HOST, 22, CLIENT, 40000, kAck, 7);
-  go(Hook::UplinkIn, kUplink, in, OK);  // the host's own traffic
-  go(Hook::UplinkOut, kUplink, out, OK);
+  go(Hook::FromWorld, kUplink, in, OK);  // the host's own traffic
+  go(Hook::ToWorld, kUplink, out, OK);
 
   const auto expect = [&](const char* dev, moat_dir dir, uint64_t packets, uint64_t bytes) {
     SCOPED_TRACE(std::string(dev) + " dir " + std::to_string(dir));
@@ -369,7 +348,7 @@ TEST_F(Obs, PassedPacketsAndBytesPerInterfaceAndDirection) {
   expect(kDevB, MOAT_DIR_TO_CONTAINER, 2, f1.size() + f3.size());
   expect(kUplink, MOAT_DIR_FROM_WORLD, 1, in.size());
   expect(kUplink, MOAT_DIR_TO_WORLD, 1, out.size());
-  EXPECT_EQ(read_stats(ep().maps.stats).size(), 4u) << "no other {ifindex, dir} counted";
+  EXPECT_EQ(read_stats(ep()->maps.stats).size(), 4u) << "no other {ifindex, dir} counted";
   expect_none("passed packets of no flow");
 }
 
@@ -383,7 +362,7 @@ TEST_F(Obs, DropCountersAndDropBytesByReason) {
   const Bytes iso_in = tcp4(C, 80, A, 40000, kAck, 5);
   go(Hook::ToContainer, kDevA, iso_in, SHOT);
   const Bytes unpublished = tcp4(CLIENT, 40000, B, 80, kSyn, 9);
-  go(Hook::UplinkIn, kUplink, unpublished, SHOT);
+  go(Hook::FromWorld, kUplink, unpublished, SHOT);
 
   {
     const moat_stats s = stats(kDevA, MOAT_DIR_FROM_CONTAINER);
@@ -409,7 +388,7 @@ TEST_F(Obs, DropCountersAndDropBytesByReason) {
     EXPECT_EQ(s.drop_bytes, unpublished.size());
     EXPECT_EQ(s.packets, 0u);
   }
-  EXPECT_EQ(read_stats(ep().maps.stats).size(), 3u);
+  EXPECT_EQ(read_stats(ep()->maps.stats).size(), 3u);
 }
 
 TEST_F(Obs, NewFlowsWhereAFlowIsAdmittedOrTranslated) {
@@ -419,17 +398,17 @@ TEST_F(Obs, NewFlowsWhereAFlowIsAdmittedOrTranslated) {
   EXPECT_TRUE(ct_entries(ep()).empty());
 
   // A published port, at the uplink: counted once, where it is translated.
-  go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kSyn), OK);
+  go(Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kSyn), OK);
   EXPECT_EQ(stats(kUplink, MOAT_DIR_FROM_WORLD).new_flows, 1u);
-  go(Hook::UplinkOut, kUplink, tcp4(A, 80, CLIENT, 40000, kSyn | kAck), OK);
-  go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, HOST, 8080), OK);
+  go(Hook::ToWorld, kUplink, tcp4(A, 80, CLIENT, 40000, kSyn | kAck), OK);
+  go(Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 8080), OK);
   EXPECT_EQ(stats(kUplink, MOAT_DIR_FROM_WORLD).new_flows, 1u) << "later packets are no new flow";
   EXPECT_EQ(stats(kUplink, MOAT_DIR_TO_WORLD).new_flows, 0u) << "the reply is no new flow";
 
   // Masquerade, at the uplink's egress.
-  const Bytes masq = go(Hook::UplinkOut, kUplink, tcp4(A, 40001, WORLD, 443, kSyn), OK);
+  const Bytes masq = go(Hook::ToWorld, kUplink, tcp4(A, 40001, WORLD, 443, kSyn), OK);
   EXPECT_EQ(stats(kUplink, MOAT_DIR_TO_WORLD).new_flows, 1u);
-  go(Hook::UplinkIn, kUplink, tcp4(WORLD, 443, HOST, sport_of(masq), kSyn | kAck), OK);
+  go(Hook::FromWorld, kUplink, tcp4(WORLD, 443, HOST, sport_of(masq), kSyn | kAck), OK);
   EXPECT_EQ(stats(kUplink, MOAT_DIR_FROM_WORLD).new_flows, 1u) << "the masquerade reply";
 
   // A container dialling the published port at a host address.
@@ -456,7 +435,7 @@ TEST_F(Obs, NewFlowsWhereAFlowIsAdmittedOrTranslated) {
 
 TEST_F(Obs, RuleHitsCountTheDecidingRule) {
   dp_->with_policy();
-  const auto hits = [&] { return percpu_u64_nonzero(ep().maps.rule_hits); };
+  const auto hits = [&] { return percpu_u64_nonzero(ep()->maps.rule_hits); };
   using Hits = std::map<uint32_t, uint64_t>;
   EXPECT_EQ(hits(), Hits{});
 
@@ -478,7 +457,7 @@ TEST_F(Obs, RuleHitsCountTheDecidingRule) {
   EXPECT_EQ(hits(), (Hits{{kRuleAllowHttp, 2}, {kRuleDenySsh, 2}})) << "default deny: no rule";
   go(Hook::FromContainer, kDevA, tcp4(A, 40004, C, 80, kSyn), SHOT);  // isolation: before policy
 
-  go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kSyn), OK);
+  go(Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kSyn), OK);
   EXPECT_EQ(hits(), (Hits{{kRuleAllowHttp, 2}, {kRuleDenySsh, 2}, {kRulePublished, 1}}))
       << "the published port, judged with the client as the peer";
 }
@@ -489,11 +468,11 @@ TEST_F(Obs, ObservationOffCountsAndReportsNothing) {
   go(Hook::FromContainer, kDevA, tcp4(A, 40000, B, 80, kSyn), OK);
   go(Hook::FromContainer, kDevA, tcp4(A, 40001, B, 22, kSyn), SHOT);
   go(Hook::FromContainer, kDevA, tcp4(A, 40002, C, 80, kSyn), SHOT);
-  go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kSyn), OK);
+  go(Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kSyn), OK);
   go(Hook::FromContainer, kDevA, tcp4(A, 40000, B, 80, kFin | kAck), OK);
   EXPECT_EQ(ct_entries(ep()).size(), 3u) << "tracking and NAT work as ever";
-  EXPECT_TRUE(read_stats(ep().maps.stats).empty());
-  EXPECT_TRUE(percpu_u64_nonzero(ep().maps.rule_hits).empty());
+  EXPECT_TRUE(read_stats(ep()->maps.stats).empty());
+  EXPECT_TRUE(percpu_u64_nonzero(ep()->maps.rule_hits).empty());
   EXPECT_EQ(lost(MOAT_EV_LOST_FULL) + lost(MOAT_EV_LOST_RATE), 0u);
   expect_none("observation off");
 
@@ -529,7 +508,7 @@ TEST_F(Obs, DropEventNamesReasonInterfaceDirectionAndTuple) {
   go(Hook::ToContainer, kDevA, tcp4(C, 80, A, 40000), SHOT);
   expect_one({.type = MOAT_EV_DROP, .dev = kDevA, .dir = MOAT_DIR_TO_CONTAINER,
               .reason = unsigned(-MOAT_DROP_ISOLATION), .tuple = tcp_key(C, 80, A, 40000)});
-  go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, B, 80, kSyn), SHOT);
+  go(Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, B, 80, kSyn), SHOT);
   expect_one({.type = MOAT_EV_DROP, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .reason = unsigned(-MOAT_DROP_NOT_PUBLISHED),
               .tuple = tcp_key(CLIENT, 40000, B, 80)});
@@ -560,7 +539,7 @@ TEST_F(Obs, PolicyDropEventNamesTheDecidingRule) {
     go(Hook::FromContainer, kDevA, tcp4(A, 40002, B, 443, kSyn), SHOT);
     go(Hook::FromContainer, kDevA, tcp4(A, 40001, B, 22, kSyn), SHOT);
     go(Hook::FromContainer, kDevA, tcp4(A, 40003, C, 80, kSyn), SHOT);
-    go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, HOST, 8081, kSyn), OK);  // not published
+    go(Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 8081, kSyn), OK);  // not published
     go(Hook::FromContainer, kDevA, tcp4(A, 40001, B, 22, kSyn), SHOT);
     go(Hook::ToContainer, kDevA, tcp4(B, 40004, A, 81, kSyn), SHOT);  // A's default deny
     const std::vector<moat_event> got = events();
@@ -609,7 +588,7 @@ TEST_F(Obs, AdmittedFlowYieldsFlowNew) {
 
   // A published port: the DNAT entry's tuple and translation.
   const Bytes pub = tcp4(CLIENT, 40000, HOST, 8080, kSyn, 3);
-  go(Hook::UplinkIn, kUplink, pub, OK);
+  go(Hook::FromWorld, kUplink, pub, OK);
   expect_one({.type = MOAT_EV_FLOW_NEW, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_SYN_SENT, .rule = kRulePublished,
               .tuple = tcp_key(CLIENT, 40000, HOST, 8080),
@@ -617,7 +596,7 @@ TEST_F(Obs, AdmittedFlowYieldsFlowNew) {
 
   // Masquerade: no policy rule decides it there.
   const Bytes out = udp4(A, 41000, WORLD, 53);
-  const Bytes masq = go(Hook::UplinkOut, kUplink, out, OK);
+  const Bytes masq = go(Hook::ToWorld, kUplink, out, OK);
   const uint16_t port = sport_of(masq);
   EXPECT_GE(port, MOAT_NAT_PORT_MIN);
   expect_one({.type = MOAT_EV_FLOW_NEW, .dev = kUplink, .dir = MOAT_DIR_TO_WORLD,
@@ -625,7 +604,7 @@ TEST_F(Obs, AdmittedFlowYieldsFlowNew) {
               .tuple = ct_key(A, 41000, WORLD, 53, IPPROTO_UDP),
               .xlated = ct_key(HOST, port, WORLD, 53, IPPROTO_UDP), .packets = 1,
               .bytes = out.size()});
-  go(Hook::UplinkIn, kUplink, udp4(WORLD, 53, HOST, port), OK);
+  go(Hook::FromWorld, kUplink, udp4(WORLD, 53, HOST, port), OK);
   expect_none("the masquerade reply");
 
   // A container dialling the published port (policy off: B is not A's peer).
@@ -648,20 +627,20 @@ TEST_F(Obs, TcpFinOrRstEndsPublishedFlowWithBothDirectionsCounts) {
   const Bytes ack = tcp4(CLIENT, 40000, HOST, 8080, kAck, 20);
   const Bytes data = tcp4(A, 80, CLIENT, 40000, kAck, 300);
   const Bytes fin = tcp4(CLIENT, 40000, HOST, 8080, kFin | kAck, 1);
-  go(Hook::UplinkIn, kUplink, syn, OK);
+  go(Hook::FromWorld, kUplink, syn, OK);
   ASSERT_EQ(events().size(), 1u);
-  go(Hook::UplinkOut, kUplink, synack, OK);
-  go(Hook::UplinkIn, kUplink, ack, OK);
-  go(Hook::UplinkOut, kUplink, data, OK);
+  go(Hook::ToWorld, kUplink, synack, OK);
+  go(Hook::FromWorld, kUplink, ack, OK);
+  go(Hook::ToWorld, kUplink, data, OK);
   expect_none("an established flow before any report is due");
-  go(Hook::UplinkIn, kUplink, fin, OK);
+  go(Hook::FromWorld, kUplink, fin, OK);
   expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_CLOSING, .rule = MOAT_RULE_NONE,
               .tuple = orig, .xlated = xl, .packets = 3,
               .bytes = syn.size() + ack.size() + fin.size(), .reply_packets = 2,
               .reply_bytes = synack.size() + data.size()});
-  go(Hook::UplinkOut, kUplink, tcp4(A, 80, CLIENT, 40000, kFin | kAck), OK);
-  go(Hook::UplinkIn, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kAck), OK);
+  go(Hook::ToWorld, kUplink, tcp4(A, 80, CLIENT, 40000, kFin | kAck), OK);
+  go(Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kAck), OK);
   expect_none("the rest of the close: the end is told once");
 
   // The container resets the next flow: told from the reply entry, still
@@ -670,10 +649,10 @@ TEST_F(Obs, TcpFinOrRstEndsPublishedFlowWithBothDirectionsCounts) {
   const Bytes syn2 = tcp4(CLIENT, 40001, HOST, 8080, kSyn, 4);
   const Bytes synack2 = tcp4(A, 80, CLIENT, 40001, kSyn | kAck);
   const Bytes rst = tcp4(A, 80, CLIENT, 40001, kRst, 2);
-  go(Hook::UplinkIn, kUplink, syn2, OK);
+  go(Hook::FromWorld, kUplink, syn2, OK);
   ASSERT_EQ(events().size(), 1u);
-  go(Hook::UplinkOut, kUplink, synack2, OK);
-  go(Hook::UplinkOut, kUplink, rst, OK);
+  go(Hook::ToWorld, kUplink, synack2, OK);
+  go(Hook::ToWorld, kUplink, rst, OK);
   expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_CLOSING, .rule = MOAT_RULE_NONE,
               .tuple = orig2, .xlated = tcp_key(CLIENT, 40001, A, 80), .packets = 1,
@@ -770,21 +749,18 @@ TEST_F(Obs, ExpiredFlowEndsAtItsNextLookup) {
   }
 
   // Published: both entries idle. One idle direction alone is no end.
-  const moat_ct_key orig = tcp_key(CLIENT, 40000, HOST, 8080);
-  const moat_ct_key reply = tcp_key(A, 80, CLIENT, 40000);
-  const Bytes psyn = tcp4(CLIENT, 40000, HOST, 8080, kSyn);
-  const Bytes psynack = tcp4(A, 80, CLIENT, 40000, kSyn | kAck, 5);
-  const Bytes pack = tcp4(CLIENT, 40000, HOST, 8080, kAck, 9);
-  go(Hook::UplinkIn, kUplink, psyn, OK);
-  go(Hook::UplinkOut, kUplink, psynack, OK);
+  const Published p = open_published_flow();
+  const moat_ct_key &orig = p.orig, &reply = p.reply;
+  const Bytes &psyn = p.syn, &psynack = p.synack;
   ASSERT_EQ(events().size(), 1u);
+  const Bytes pack = tcp4(CLIENT, 40000, HOST, 8080, kAck, 9);
   edit_ct(orig, [&](moat_ct_entry& e) { e.expires_ns = past; });
-  go(Hook::UplinkIn, kUplink, pack, OK);
+  go(Hook::FromWorld, kUplink, pack, OK);
   expect_none("the original direction idle, the reply direction not");
   edit_ct(orig, [&](moat_ct_entry& e) { e.expires_ns = past; });
   edit_ct(reply, [&](moat_ct_entry& e) { e.expires_ns = past; });
   const Bytes pack2 = tcp4(CLIENT, 40000, HOST, 8080, kAck, 11);
-  go(Hook::UplinkIn, kUplink, pack2, OK);
+  go(Hook::FromWorld, kUplink, pack2, OK);
   const std::vector<moat_event> got = events();
   ASSERT_EQ(got.size(), 2u);
   expect_event(got[0], {.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
@@ -801,7 +777,7 @@ TEST_F(Obs, ExpiredFlowEndsAtItsNextLookup) {
   edit_ct(reply, [&](moat_ct_entry& e) { e.expires_ns = past; });
   set_policy_rev(ep(), 0);
   const Bytes late = tcp4(A, 80, CLIENT, 40000, kAck);
-  go(Hook::UplinkOut, kUplink, late, OK);
+  go(Hook::ToWorld, kUplink, late, OK);
   const std::vector<moat_event> got2 = events();
   ASSERT_GE(got2.size(), 1u);
   expect_event(got2[0], {.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
@@ -839,12 +815,9 @@ TEST_F(Obs, StoppedFlowsAreEndedByTheReaper) {
 
   // Published: one idle direction is no end; both idle, reaped from either
   // key, it is told once, by its original tuple, and both entries go.
-  const moat_ct_key orig = tcp_key(CLIENT, 40000, HOST, 8080);
-  const moat_ct_key reply = tcp_key(A, 80, CLIENT, 40000);
-  const Bytes psyn = tcp4(CLIENT, 40000, HOST, 8080, kSyn);
-  const Bytes psynack = tcp4(A, 80, CLIENT, 40000, kSyn | kAck, 5);
-  go(Hook::UplinkIn, kUplink, psyn, OK);
-  go(Hook::UplinkOut, kUplink, psynack, OK);
+  const Published p = open_published_flow();
+  const moat_ct_key &orig = p.orig, &reply = p.reply;
+  const Bytes &psyn = p.syn, &psynack = p.synack;
   ASSERT_EQ(events().size(), 1u);
   edit_ct(orig, [&](moat_ct_entry& e) { e.expires_ns = past; });
   EXPECT_EQ(reap_flow(orig), 0u) << "the reply direction is live";
@@ -868,33 +841,33 @@ TEST_F(Obs, FlowUpdateAtMostEveryReportInterval) {
   const Bytes syn = tcp4(CLIENT, 40000, HOST, 8080, kSyn);
   const Bytes synack = tcp4(A, 80, CLIENT, 40000, kSyn | kAck, 40);
   const Bytes ack = tcp4(CLIENT, 40000, HOST, 8080, kAck, 3);
-  go(Hook::UplinkIn, kUplink, syn, OK);
-  go(Hook::UplinkOut, kUplink, synack, OK);
-  go(Hook::UplinkIn, kUplink, ack, OK);
+  go(Hook::FromWorld, kUplink, syn, OK);
+  go(Hook::ToWorld, kUplink, synack, OK);
+  go(Hook::FromWorld, kUplink, ack, OK);
   ASSERT_EQ(events().size(), 1u) << "FLOW_NEW only";
 
   const auto report_age = [&](const moat_ct_key& key, uint64_t age_ns) {
     edit_ct(key, [&](moat_ct_entry& e) { e.reported_ns = monotonic_ns() - age_ns; });
   };
   report_age(orig, (MOAT_EV_REPORT_INTERVAL_S - 1) * kSec);
-  go(Hook::UplinkIn, kUplink, ack, OK);
+  go(Hook::FromWorld, kUplink, ack, OK);
   expect_none("a report not yet due");
 
   report_age(orig, (MOAT_EV_REPORT_INTERVAL_S + 1) * kSec);
-  go(Hook::UplinkIn, kUplink, ack, OK);
+  go(Hook::FromWorld, kUplink, ack, OK);
   expect_one({.type = MOAT_EV_FLOW_UPDATE, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
               .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_ESTABLISHED, .rule = MOAT_RULE_NONE,
               .tuple = orig, .xlated = tcp_key(CLIENT, 40000, A, 80), .packets = 4,
               .bytes = syn.size() + 3 * ack.size(), .reply_packets = 1,
               .reply_bytes = synack.size()});
   for (int i = 0; i < 5; i++) {
-    go(Hook::UplinkIn, kUplink, ack, OK);
-    go(Hook::UplinkOut, kUplink, synack, OK);
+    go(Hook::FromWorld, kUplink, ack, OK);
+    go(Hook::ToWorld, kUplink, synack, OK);
   }
   expect_none("right after a report");
   // Reports come from the original-direction entry only.
   report_age(reply, (MOAT_EV_REPORT_INTERVAL_S + 1) * kSec);
-  go(Hook::UplinkOut, kUplink, tcp4(A, 80, CLIENT, 40000), OK);
+  go(Hook::ToWorld, kUplink, tcp4(A, 80, CLIENT, 40000), OK);
   expect_none("the reply entry does not report");
 
   // A tracked flow reports the same way.
@@ -1004,7 +977,7 @@ TEST_F(Obs, FullRingBufferLosesEventsNotPackets) {
   const moat_stats s = stats(kDevA, MOAT_DIR_FROM_CONTAINER);
   EXPECT_EQ(s.packets, uint64_t(flows));
   EXPECT_EQ(s.new_flows, uint64_t(flows));
-  EXPECT_EQ(percpu_u64(ep().maps.rule_hits, kRuleAllowHttp), uint64_t(flows));
+  EXPECT_EQ(percpu_u64(ep()->maps.rule_hits, kRuleAllowHttp), uint64_t(flows));
 
   // Drops still drop and count, their events lost too.
   set_bucket(ep(), 0, 0);
@@ -1089,26 +1062,18 @@ TEST(ObservationCost, PerPacketOverheadOnTheEnforcementPath) {
                 tcp4(B, 80, A, 41000, kSyn | kAck))
                 .retval,
             uint32_t(TC_ACT_OK));
-  // A published flow. BPF_PROG_TEST_RUN repeats the program on one skb, so
-  // each repetition sees the previous one's rewrite: a second DNAT entry
-  // for the rewritten tuple, pointing back, makes every repetition a real
-  // ct hit plus DNAT rewrite (address, port, both checksums) on from_world.
+  // A published flow, looped (loop_published_flow) so that every repetition
+  // on from_world is a real ct hit plus DNAT rewrite.
   const moat_ct_key porig = tcp_key(CLIENT, 42000, HOST, 8080);
-  ASSERT_EQ(run(policy.prog(Hook::UplinkIn), policy.ifindex.at(kUplink),
+  ASSERT_EQ(run(policy.prog(Hook::FromWorld), policy.ifindex.at(kUplink),
                 tcp4(CLIENT, 42000, HOST, 8080, kSyn))
                 .retval,
             uint32_t(TC_ACT_OK));
-  ASSERT_EQ(run(policy.prog(Hook::UplinkOut), policy.ifindex.at(kUplink),
+  ASSERT_EQ(run(policy.prog(Hook::ToWorld), policy.ifindex.at(kUplink),
                 tcp4(A, 80, CLIENT, 42000, kSyn | kAck))
                 .retval,
             uint32_t(TC_ACT_OK));
-  {
-    std::optional<moat_ct_entry> e = ct_get(*policy.ep, porig);
-    ASSERT_TRUE(e.has_value());
-    const moat_ct_key xl = e->xlated;
-    e->xlated = porig;
-    ct_put(*policy.ep, xl, *e);
-  }
+  loop_published_flow(policy.ep, porig);
 
   const Bytes denied = tcp4(A, 40000, C, 80);
   std::vector<Path> paths = {
@@ -1116,17 +1081,17 @@ TEST(ObservationCost, PerPacketOverheadOnTheEnforcementPath) {
        tcp4(A, 40000, B, 80), TC_ACT_OK, kRepeat, kPassBoundPct},
       {"established tracked flow, policy on (from_container)", &policy, Hook::FromContainer,
        kDevA, tcp4(A, 41000, B, 80), TC_ACT_OK, kRepeat, kPassBoundPct},
-      {"published flow, DNAT (from_world)", &policy, Hook::UplinkIn, kUplink,
+      {"published flow, DNAT (from_world)", &policy, Hook::FromWorld, kUplink,
        tcp4(CLIENT, 42000, HOST, 8080), TC_ACT_OK, kRepeat, kPassBoundPct},
       {"dropped (isolation), each with an event", &plain, Hook::FromContainer, kDevA, denied,
        TC_ACT_SHOT, kEventRepeat, kDropEventBoundPct,
        [&] {
          reader.drain();
-         set_bucket(*plain.ep, uint64_t(1) << 40, monotonic_ns());
+         set_bucket(plain.ep, uint64_t(1) << 40, monotonic_ns());
        }},
       {"dropped (isolation), over the event rate", &plain, Hook::FromContainer, kDevA, denied,
        TC_ACT_SHOT, kRepeat, kDropOverRateBoundPct,
-       [&] { set_bucket(*plain.ep, 0, monotonic_ns()); }},
+       [&] { set_bucket(plain.ep, 0, monotonic_ns()); }},
   };
 
   uint64_t on_runs_pass[2] = {0, 0};  // repetitions counted with observation on, per plane
@@ -1136,7 +1101,7 @@ TEST(ObservationCost, PerPacketOverheadOnTheEnforcementPath) {
       // Alternate which goes first, so drift hits both alike.
       for (int k = 0; k < 2; k++) {
         const bool on = (k == 0) == (round % 2 == 0);
-        set_obs_flags(*p.plane->ep, on ? 0 : MOAT_OBS_F_OFF);
+        set_obs_flags(p.plane->ep, on ? 0 : MOAT_OBS_F_OFF);
         p.before();
         const RunResult r = run(p.plane->prog(p.hook), p.plane->ifindex.at(p.dev), p.frame, p.repeat);
         ASSERT_EQ(r.err, 0) << p.what;

@@ -164,35 +164,15 @@ moat_ct_key key_of(const Bytes& f) {
 
 // ---- expectations --------------------------------------------------------------------
 
-struct Expect {
-  uint32_t action;
-  unsigned reason;  // counter slot (= -moat_verdict) of a drop, 0 for a pass
-};
-constexpr Expect pass = {TC_ACT_OK, 0};
-constexpr Expect drop(moat_verdict v) { return {TC_ACT_SHOT, unsigned(-v)}; }
 const Expect kDefaultDeny = drop(MOAT_DROP_POLICY_DEFAULT_DENY);
 const Expect kDeny = drop(MOAT_DROP_POLICY_DENY);
 const Expect kRevoked = drop(MOAT_DROP_POLICY_REVOKED);
-
-enum class Hook { FromContainer, ToContainer, UplinkIn };
-moat_dir dir_of(Hook h) {
-  return h == Hook::FromContainer ? MOAT_DIR_FROM_CONTAINER
-         : h == Hook::ToContainer ? MOAT_DIR_TO_CONTAINER
-                                  : MOAT_DIR_FROM_WORLD;
-}
-const char* hook_name(Hook h) {
-  return h == Hook::FromContainer ? "from_container"
-         : h == Hook::ToContainer ? "to_container"
-                                  : "from_world";
-}
 
 // ---- the fixture ---------------------------------------------------------------------
 
 class Policy : public ::testing::Test {
  protected:
   void SetUp() override {
-    ep_ = load_skeleton();
-    up_ = load_uplink_skeleton(*ep_);
     cfg_ = parse(document(), "policy_test.json");
     seed(cfg_);
     apply(Variant{}, 1);
@@ -205,29 +185,23 @@ class Policy : public ::testing::Test {
     net_ = {kNetId, n.subnet.addr.to_be(), n.subnet.len, n.gateway.to_be(),
             MOAT_NET_F_ICC | MOAT_NET_F_MASQUERADE};
     ASSERT_EQ(net_.gateway, ip4(GW));
-    add_network(*ep_, net_);
+    add_network(dp_.ep, net_);
     for (const moat::Container& c : cfg.containers) {
       const uint32_t ifindex = ifindex_of(kDeviceOf.at(c.name));
       const in_addr_t ip = c.networks.at(0).ip.to_be();
-      add_endpoint(*ep_, ifindex, net_, ip);
+      add_endpoint(dp_.ep, ifindex, net_, ip);
       for (const moat::Publish& p : c.publish)
-        add_publish(*ep_, {0, p.host_port, IPPROTO_TCP, ip, p.container_port, ifindex, kNetId});
+        add_publish(dp_.ep, {0, p.host_port, IPPROTO_TCP, ip, p.container_port, ifindex, kNetId});
     }
-    add_uplink(*ep_, ifindex_of(kUplink), ip4(HOST));
-    add_host_addr(*ep_, ip4(HOST));
+    add_uplink(dp_.ep, ifindex_of(kUplink), ip4(HOST));
+    add_host_addr(dp_.ep, ip4(HOST));
   }
 
   // Compiles a variant of the policies and installs it as revision `rev`.
   void apply(const Variant& v, uint32_t rev) {
     plan_ = compile(parse(document(v), "policy_test.json"), {*moat::Ipv4::parse(HOST)});
-    install_policy(*ep_, rev, plan_.ipcache, plan_.entries);
-    ASSERT_EQ(policy_rev(*ep_), rev);
-  }
-
-  const bpf_program* prog(Hook h) const {
-    return h == Hook::FromContainer ? ep_->progs.from_container
-           : h == Hook::ToContainer ? ep_->progs.to_container
-                                    : up_->progs.from_world;
+    install_policy(dp_.ep, rev, plan_.ipcache, plan_.entries);
+    ASSERT_EQ(policy_rev(dp_.ep), rev);
   }
 
   // One run: action, the one counter that moved, the frame (unchanged unless
@@ -237,24 +211,15 @@ class Policy : public ::testing::Test {
               Expect expect, int ct_delta, std::optional<Bytes> out = std::nullopt) {
     SCOPED_TRACE(what + " [" + hook_name(hook) + " on " + dev + "]");
     const uint32_t ifindex = ifindex_of(dev);
-    const size_t ct_before = ct_entries(*ep_).size();
-    const StatsSnapshot before = read_stats(ep_->maps.stats);
-    const RunResult r = run(prog(hook), ifindex, frame);
+    const size_t ct_before = ct_entries(dp_.ep).size();
+    const auto [r, moved] = run_counted(dp_.ep->maps.stats, dp_.prog(hook), ifindex, frame);
     EXPECT_EQ(r.err, 0) << "BPF_PROG_TEST_RUN refused the frame: " << std::strerror(r.err);
     if (r.err) return {};
-    const StatsSnapshot moved = stats_delta(before, read_stats(ep_->maps.stats));
     EXPECT_EQ(r.retval, expect.action);
-    Counters want;
-    if (expect.reason == 0) {
-      want.packets = 1;
-      want.bytes = frame.size();
-    } else {
-      want.drops[expect.reason] = 1;
-    }
-    EXPECT_EQ(moved, (StatsSnapshot{{{ifindex, dir_of(hook)}, want}}));
+    EXPECT_EQ(moved, counted(expect, ifindex, dir_of(hook), frame.size()));
     EXPECT_EQ(r.out, expect.reason == 0 ? out.value_or(frame) : frame);
     EXPECT_EQ(checksum_errors(r.out), "");
-    EXPECT_EQ(int(ct_entries(*ep_).size()) - int(ct_before), ct_delta) << "ct entries added";
+    EXPECT_EQ(int(ct_entries(dp_.ep).size()) - int(ct_before), ct_delta) << "ct entries added";
     return r.out;
   }
 
@@ -262,7 +227,7 @@ class Policy : public ::testing::Test {
   void expect_track(const moat_ct_key& key, const char* dev, moat_dir dir, uint32_t rev,
                     moat_tcp_state state) {
     SCOPED_TRACE(::testing::Message() << "ct entry " << key);
-    const std::optional<moat_ct_entry> e = ct_get(*ep_, key);
+    const std::optional<moat_ct_entry> e = ct_get(dp_.ep, key);
     ASSERT_TRUE(e.has_value()) << "missing";
     EXPECT_EQ(e->kind, MOAT_CT_TRACK) << *e;
     EXPECT_EQ(e->xlated, key) << *e;
@@ -272,8 +237,7 @@ class Policy : public ::testing::Test {
     EXPECT_EQ(e->policy_rev, rev) << *e;
   }
 
-  Skeleton ep_{nullptr, nullptr};
-  UplinkSkeleton up_{nullptr, nullptr};
+  Programs dp_;
   moat::Config cfg_;
   moat::PolicyPlan plan_;
   Network net_{};
@@ -308,7 +272,7 @@ TEST_F(Policy, GenerationHoldsWhatTheCompilerMade) {
   // The kernel holds exactly these entries, in the slot of revision 1.
   const uint32_t slot = 1;
   uint32_t id = 0;
-  ASSERT_EQ(bpf_map__lookup_elem(ep_->maps.policy_gens, &slot, sizeof slot, &id, sizeof id, 0), 0);
+  ASSERT_EQ(bpf_map__lookup_elem(dp_.ep->maps.policy_gens, &slot, sizeof slot, &id, sizeof id, 0), 0);
   const int fd = bpf_map_get_fd_by_id(id);
   ASSERT_GE(fd, 0);
   size_t n = 0;
@@ -341,7 +305,7 @@ class PolicyVerdicts : public Policy {
     for (auto [hook, dev] : {std::pair{Hook::FromContainer, f.src_dev},
                              std::pair{Hook::ToContainer, f.dst_dev}}) {
       if (!dev) continue;
-      ct_clear(*ep_);
+      ct_clear(dp_.ep);
       check(f.what, hook, dev, f.frame, f.expect, f.expect.reason == 0 ? 1 : 0);
       if (f.expect.reason == 0 && !HasFailure()) {
         SCOPED_TRACE(f.what);
@@ -452,12 +416,12 @@ TEST_F(PolicyVerdicts, NotIsolatedPasses) {
 }
 
 TEST_F(Policy, RevisionZeroSkipsPolicyAndTracksNothing) {
-  set_policy_rev(*ep_, 0);
+  set_policy_rev(dp_.ep, 0);
   check("web -> db 22/TCP with policy off", Hook::FromContainer, A, tcp4(WEB, 40000, DB, 22), pass,
         0);
   check("web -> 8.8.8.8 443/TCP with policy off", Hook::FromContainer, A,
         tcp4(WEB, 40000, WORLD, 443), pass, 0);
-  EXPECT_TRUE(ct_entries(*ep_).empty());
+  EXPECT_TRUE(ct_entries(dp_.ep).empty());
 }
 
 // ---- stateful: replies and established flows ------------------------------------------
@@ -482,10 +446,10 @@ TEST_F(Policy, ReplyOfAdmittedFlowPasses) {
   expect_track(k, A, MOAT_DIR_FROM_CONTAINER, 1, MOAT_TCP_ESTABLISHED);
   check("ACK web -> db", Hook::FromContainer, A, tcp4(WEB, 40000, DB, 5432, kAck), pass, 0);
   check("data db -> web", Hook::ToContainer, A, tcp4(DB, 5432, WEB, 40000, kAck), pass, 0);
-  const std::optional<moat_ct_entry> e = ct_get(*ep_, k);
+  const std::optional<moat_ct_entry> e = ct_get(dp_.ep, k);
   ASSERT_TRUE(e.has_value());
   EXPECT_GE(e->packets, 2u) << "the admitting site counts the flow's packets";
-  EXPECT_EQ(ct_entries(*ep_).size(), 1u) << "one entry per tracked flow";
+  EXPECT_EQ(ct_entries(dp_.ep).size(), 1u) << "one entry per tracked flow";
 
   // UDP: web -> world 53, the answer comes back from the world.
   const Bytes q = udp4(WEB, 41000, WORLD, 53);
@@ -511,10 +475,10 @@ TEST_F(Policy, RevocationDropsFlowsTheNewGenerationDenies) {
   apply({.db_allows_web = false}, 2);
   check("flow 1's next packet: revoked, its entry deleted", Hook::FromContainer, A,
         tcp4(WEB, 40001, DB, 5432, kAck), kRevoked, -1);
-  EXPECT_FALSE(ct_get(*ep_, key_of(f1)).has_value());
+  EXPECT_FALSE(ct_get(dp_.ep, key_of(f1)).has_value());
   check("flow 2's reply (found through the reversed tuple): revoked", Hook::FromContainer, B,
         tcp4(DB, 5432, WEB, 40002, kAck), kRevoked, -1);
-  EXPECT_FALSE(ct_get(*ep_, key_of(f2)).has_value());
+  EXPECT_FALSE(ct_get(dp_.ep, key_of(f2)).has_value());
   check("flow 3, still allowed: passes", Hook::FromContainer, Cd,
         tcp4(CLIENT, 40003, DB, 7000, kAck), pass, 0);
   expect_track(key_of(f3), Cd, MOAT_DIR_FROM_CONTAINER, 2, MOAT_TCP_SYN_SENT);
@@ -522,7 +486,7 @@ TEST_F(Policy, RevocationDropsFlowsTheNewGenerationDenies) {
         tcp4(WEB, 40001, DB, 5432, kAck), kDefaultDeny, 0);
   check("a new SYN web -> db 5432", Hook::ToContainer, B, tcp4(WEB, 40005, DB, 5432, kSyn),
         kDefaultDeny, 0);
-  EXPECT_EQ(ct_entries(*ep_).size(), 1u);
+  EXPECT_EQ(ct_entries(dp_.ep).size(), 1u);
 
   // Revision 3 allows web again: the revoked flows stay gone, new ones pass.
   apply({}, 3);
@@ -550,7 +514,7 @@ TEST_F(Policy, GenerationThatStillAllowsKeepsTheFlow) {
   apply({}, 3);
   check("ACK under rev 3", Hook::FromContainer, A, tcp4(WEB, 40000, DB, 5432, kAck), pass, 0);
   expect_track(k, A, MOAT_DIR_FROM_CONTAINER, 3, MOAT_TCP_ESTABLISHED);
-  EXPECT_EQ(ct_entries(*ep_).size(), 1u);
+  EXPECT_EQ(ct_entries(dp_.ep).size(), 1u);
 }
 
 // ---- ICMP errors about admitted flows (RELATED) -------------------------------------
@@ -599,20 +563,20 @@ TEST_F(Policy, IcmpErrorToTheInitiatorOfATrackedFlowIsRelated) {
 
 TEST_F(Policy, PublishedPortObeysTheBackendsIngressPolicy) {
   const uint32_t web_ifindex = ifindex_of(A);
-  check("198.51.100.7 -> host:8080: outside web's ipBlock", Hook::UplinkIn, kUplink,
+  check("198.51.100.7 -> host:8080: outside web's ipBlock", Hook::FromWorld, kUplink,
         tcp4(OUTSIDE_NO, 40000, HOST, 8080, kSyn), kDefaultDeny, 0);
-  check("203.0.113.7 -> host:8080: inside web's ipBlock, rewritten to web:80", Hook::UplinkIn,
+  check("203.0.113.7 -> host:8080: inside web's ipBlock, rewritten to web:80", Hook::FromWorld,
         kUplink, tcp4(OUTSIDE_IN, 40000, HOST, 8080, kSyn), pass, 2,
         tcp4(OUTSIDE_IN, 40000, WEB, 80, kSyn));
   const moat_ct_key orig = ct_key(OUTSIDE_IN, 40000, HOST, 8080, IPPROTO_TCP);
   const moat_ct_key xlated = ct_key(OUTSIDE_IN, 40000, WEB, 80, IPPROTO_TCP);
   for (const moat_ct_key& k : {orig, reversed(xlated)}) {
-    const std::optional<moat_ct_entry> e = ct_get(*ep_, k);
+    const std::optional<moat_ct_entry> e = ct_get(dp_.ep, k);
     ASSERT_TRUE(e.has_value()) << k;
     EXPECT_EQ(e->policy_rev, 1u) << k;
     EXPECT_EQ(e->container_id, web_ifindex) << k;
   }
-  EXPECT_EQ(ct_get(*ep_, orig)->kind, MOAT_CT_DNAT);
+  EXPECT_EQ(ct_get(dp_.ep, orig)->kind, MOAT_CT_DNAT);
   check("the translated SYN delivered to web: known flow", Hook::ToContainer, A,
         tcp4(OUTSIDE_IN, 40000, WEB, 80, kSyn), pass, 0);
   check("web's SYN-ACK leaves: known flow", Hook::FromContainer, A,
@@ -623,14 +587,14 @@ TEST_F(Policy, PublishedPortObeysTheBackendsIngressPolicy) {
   // Revision 2 admits 198.51.100.0/24 instead: the established published
   // flow is cut (both its entries), the other client gets in.
   apply({.web_ingress_cidr = "198.51.100.0/24"}, 2);
-  check("203.0.113.7's next packet: revoked", Hook::UplinkIn, kUplink,
+  check("203.0.113.7's next packet: revoked", Hook::FromWorld, kUplink,
         tcp4(OUTSIDE_IN, 40000, HOST, 8080, kAck), kRevoked, -2);
-  EXPECT_FALSE(ct_get(*ep_, orig).has_value());
-  EXPECT_FALSE(ct_get(*ep_, reversed(xlated)).has_value());
-  check("198.51.100.7 -> host:8080 under rev 2", Hook::UplinkIn, kUplink,
+  EXPECT_FALSE(ct_get(dp_.ep, orig).has_value());
+  EXPECT_FALSE(ct_get(dp_.ep, reversed(xlated)).has_value());
+  check("198.51.100.7 -> host:8080 under rev 2", Hook::FromWorld, kUplink,
         tcp4(OUTSIDE_NO, 40000, HOST, 8080, kSyn), pass, 2,
         tcp4(OUTSIDE_NO, 40000, WEB, 80, kSyn));
-  EXPECT_EQ(ct_get(*ep_, ct_key(OUTSIDE_NO, 40000, HOST, 8080, IPPROTO_TCP))->policy_rev, 2u);
+  EXPECT_EQ(ct_get(dp_.ep, ct_key(OUTSIDE_NO, 40000, HOST, 8080, IPPROTO_TCP))->policy_rev, 2u);
 }
 
 // ---- cost: independent of the policy's size --------------------------------------------
@@ -692,7 +656,7 @@ TEST(PolicyScale, VerdictCostDoesNotGrowWithPolicySize) {
     const RunResult a = run(s->skel->progs.from_container, dev, admitted);
     ASSERT_EQ(a.err, 0);
     ASSERT_EQ(a.retval, uint32_t(TC_ACT_OK));
-    ASSERT_EQ(ct_entries(*s->skel).size(), 1u);
+    ASSERT_EQ(ct_entries(s->skel).size(), 1u);
   }
 
   // Interleaved, so drift in the VM's speed hits both alike.
@@ -713,7 +677,7 @@ TEST(PolicyScale, VerdictCostDoesNotGrowWithPolicySize) {
     }
   }
   for (Scale* s : {&small, &large})
-    ASSERT_EQ(ct_entries(*s->skel).size(), 1u) << "the denied runs must not create entries";
+    ASSERT_EQ(ct_entries(s->skel).size(), 1u) << "the denied runs must not create entries";
 
   // Admitted first packets cannot repeat (the first one creates the entry):
   // one packet per run, the entry deleted between runs. Includes a clock

@@ -89,12 +89,12 @@ Scale load_scale(uint32_t first, uint32_t count, uint32_t ports, uint32_t rules_
   const moat::Network& n = cfg.networks.at(0);
   const Network net = {1, n.subnet.addr.to_be(), n.subnet.len, n.gateway.to_be(),
                        MOAT_NET_F_ICC | MOAT_NET_F_MASQUERADE};
-  add_network(*s.skel, net);
+  add_network(s.skel, net);
   // Only the measured container's runs claim a device; the others just have
   // to exist, on ifindexes no device in the namespace has.
   for (uint32_t i = first; i < first + count; i++)
-    add_endpoint(*s.skel, i == kMeasured ? ifindex_of("moat-a") : 100000 + i, net, scale_ip(i));
-  install_policy(*s.skel, 1, plan.ipcache, plan.entries);
+    add_endpoint(s.skel, i == kMeasured ? ifindex_of("moat-a") : 100000 + i, net, scale_ip(i));
+  install_policy(s.skel, 1, plan.ipcache, plan.entries);
   return s;
 }
 

@@ -61,7 +61,7 @@ nlohmann::json scale_document(uint32_t first, uint32_t count, uint32_t ports,
 // at most MOAT_MAX_ENDPOINTS containers) and its compiled policy installed as
 // revision 1. The counts are the compiled plan's.
 struct Scale {
-  Skeleton skel{nullptr, nullptr};
+  Skeleton<endpoint_bpf> skel;
   size_t rules = 0, entries = 0, ipcache = 0;
 };
 Scale load_scale(uint32_t first, uint32_t count, uint32_t ports, uint32_t rules_each = 1);

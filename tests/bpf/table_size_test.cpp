@@ -51,21 +51,21 @@ TEST(TableSize, VerdictCostDoesNotScaleWithNetworks) {
   const Bytes frame = eth(
       ETH_P_IP, ipv4({.src = host(measured, 2), .dst = host(measured, 3)}, tcp(40000, 80, kAck)));
 
-  Skeleton small = load_skeleton();
-  add_network(*small, measured);
-  add_endpoint(*small, dev, measured, host(measured, 2));
+  Skeleton<endpoint_bpf> small = load_skeleton();
+  add_network(small, measured);
+  add_endpoint(small, dev, measured, host(measured, 2));
 
   // Every network with one endpoint; only the measured one's endpoint is on
   // a real device, the others are keyed by ifindexes nothing will use.
-  Skeleton large = load_skeleton();
+  Skeleton<endpoint_bpf> large = load_skeleton();
   for (uint32_t i = 0; i < kLargeNetworks; i++) {
     const Network n = network(i);
-    add_network(*large, n);
-    add_endpoint(*large, i == kLargeNetworks / 2 ? dev : 100000 + i, n, host(n, 2));
+    add_network(large, n);
+    add_endpoint(large, i == kLargeNetworks / 2 ? dev : 100000 + i, n, host(n, 2));
   }
 
   // Both must actually pass the packet, or we would time a drop path.
-  for (const Skeleton* s : {&small, &large}) {
+  for (const Skeleton<endpoint_bpf>* s : {&small, &large}) {
     const RunResult r = run((*s)->progs.from_container, dev, frame);
     ASSERT_EQ(r.err, 0);
     ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
