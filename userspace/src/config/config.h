@@ -1,3 +1,9 @@
+// config/ - the declarative file: its model (this header, which every other
+// folder includes), the shared JSON reader (reader.h), single values
+// (values.h), reading (read.cpp), checks across entries (validate.cpp) and
+// Docker-like IPAM (ipam.cpp). Pure code. It depends on util/ only, and on
+// policy/model.h and policy/read.h because a file holds policies too.
+//
 // config.h - the declarative file: its model, parser and validator.
 //
 // parse_config() turns the text of a moat file into a fully resolved Config
@@ -13,13 +19,12 @@
 #include <string>
 #include <vector>
 
-#include "util/net.h"
 #include "policy/model.h"
+#include "util/net.h"
+#include "util/proto.h"  // Protocol, to_string(Protocol)
+#include "util/text.h"   // closest_match(), which callers of the parser use for their own names
 
 namespace moat {
-
-enum class Protocol { tcp, udp, sctp };
-std::string to_string(Protocol p);
 
 struct Network {
   std::string name;
@@ -49,7 +54,7 @@ struct Expose {
 
 struct Attachment {
   std::string network;
-  Ipv4 ip;                     // allocated when absent in the file
+  Ipv4 ip;  // allocated when absent in the file
   bool ip_from_file = false;
   std::string host_interface;  // host-side interface; required by `moat apply`, set by the lab
 };
@@ -67,7 +72,7 @@ struct Config {
   std::string source;  // file name, for messages
   std::vector<Network> networks;
   std::vector<Container> containers;
-  std::vector<std::string> uplinks;  // host interfaces to the world (`host.uplinks`)
+  std::vector<std::string> uplinks;      // host interfaces to the world (`host.uplinks`)
   std::vector<NamespaceDef> namespaces;  // `namespaces`; others used by containers have no labels
   std::vector<Policy> policies;          // `policies`, in document order (policy.h)
 
@@ -104,8 +109,5 @@ struct PolicyFileResult {
 // ends in .yaml/.yml or the text does not start with '{' or '[' (documents
 // separated by `---`). Never throws.
 PolicyFileResult parse_policy_file(const std::string& text, const std::string& source);
-
-// The closest candidate by edit distance, or "" if none is reasonably close.
-std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
 }  // namespace moat

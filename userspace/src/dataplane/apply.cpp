@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "dataplane/apply.h"
 #include "dataplane/counters.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/host.h"
@@ -84,6 +85,7 @@ namespace {
 
 // What one apply works with, handed from phase to phase.
 struct Apply {
+  Apply(const std::string& i, const Config& c, bool d) : instance(i), cfg(c), dry_run(d) {}
   const std::string& instance;
   const Config& cfg;
   bool dry_run;
@@ -419,7 +421,7 @@ json state_record(const Apply& a) {
 }  // namespace
 
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run) {
-  Apply a{instance, cfg, dry_run};
+  Apply a(instance, cfg, dry_run);
   if (auto r = resolve(a); !r) return std::unexpected(r.error());
   bool exists = fs::exists(pin_dir(instance));
   if (dry_run && !exists) return dry_run_new(a);

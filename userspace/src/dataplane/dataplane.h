@@ -7,7 +7,8 @@
 // else. May use util/, config/, policy/, plan/; nothing here parses a file.
 //
 // dataplane.h is its public face: reconcile() (reconcile.h) is how desired
-// state reaches the kernel; apply() is the work it does under the lock.
+// state reaches the kernel; apply() (apply.h) is the work it does under the
+// instance's lock, and nothing else calls it.
 // Enforcement lives in the kernel: after apply() returns, the moat process may
 // exit; only down() removes it.
 #pragma once
@@ -51,16 +52,13 @@ struct ApplyReport {
   std::string summary() const;
 };
 
-// Validated config in; map entries and attachments out. Nothing in the
-// kernel changes unless every interface resolves and the programs load.
-// Callers go through reconcile(), which holds the instance's lock.
-Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run);
 
 // Everything `moat status` shows: programs, interfaces, maps, endpoints and
 // their counters. Fails when the instance does not exist.
 Result<nlohmann::json> status(const std::string& instance);
 
-// Detaches, unpins, removes state. Succeeds when nothing exists.
+// Detaches, unpins, removes state. Succeeds when nothing exists. Callers
+// hold the instance's lock: remove_instance() (reconcile.h).
 Result<void> down(const std::string& instance);
 
 // Live connection-tracking entries (two per translated flow), as JSON rows.

@@ -2,6 +2,7 @@
 
 #include <fstream>
 
+#include "dataplane/apply.h"
 #include "dataplane/lock.h"
 #include "dataplane/state.h"
 

@@ -28,15 +28,6 @@ void assign_ids(const std::vector<std::string>& names, const std::map<std::strin
   }
 }
 
-uint8_t ip_proto(Protocol p) {
-  switch (p) {
-    case Protocol::tcp: return IPPROTO_TCP;
-    case Protocol::udp: return IPPROTO_UDP;
-    case Protocol::sctp: return IPPROTO_SCTP;
-  }
-  return 0;
-}
-
 // The address a published port forwards to: the container's first
 // non-internal attachment, as Docker uses the network that gives the
 // container its default route.
@@ -123,7 +114,7 @@ Result<void> plan_publish(const Config& cfg, Plan& plan) {
         e.text = p.text;
         e.key.host_ip = p.host_ip ? p.host_ip->to_be() : 0;
         e.key.port = htons(static_cast<uint16_t>(p.host_port + i));
-        e.key.proto = ip_proto(p.protocol);
+        e.key.proto = ip_protocol_number(p.protocol);
         e.value.backend_ip = a->ip.to_be();
         e.value.backend_port = htons(static_cast<uint16_t>(p.container_port + i));
         e.value.container_id = plan.ids.containers.at(c.name);

@@ -1,5 +1,5 @@
-// policy_compile.cpp - policies into `ipcache` and `policy` map entries, and
-// evaluate_compiled(), which replays the kernel's lookups on them.
+// compile.cpp - policies into `ipcache` and `policy` map entries
+// (evaluate.cpp replays the kernel's lookups on them).
 //
 // The kernel answers a packet with the first hit of six lookups,
 //   (peer, proto, port) (peer, proto, 0) (peer, 0, 0) (ANY, proto, port) ...
@@ -21,12 +21,10 @@
 #include <set>
 #include <tuple>
 
+#include "policy/internal.h"
 #include "policy/policy.h"
 
 namespace moat {
-
-std::string verdict_text(const PolicyVerdict& v);  // policy.cpp
-
 namespace {
 
 constexpr uint32_t kHostPrefix = 127u << 24;  // 127.0.0.0/8 is the host
@@ -40,7 +38,7 @@ uint16_t port_of(Pattern p) { return static_cast<uint16_t>(p & 0xffff); }
 
 struct PortSet {
   bool all = false;
-  std::set<uint8_t> every_port;                  // protocols with every port
+  std::set<uint8_t> every_port;                 // protocols with every port
   std::map<uint8_t, std::set<uint16_t>> ports;  // single ports
 
   bool covers(Pattern pt) const {
@@ -163,8 +161,9 @@ void minimize(Entries& m, const std::vector<Pattern>& points,
     }
     Answer saved = m.at(k);
     m.erase(k);
-    bool same = std::all_of(region.begin(), region.end(),
-                            [&](Pattern pt) { return same_effect(answer(pt), want(pt), isolated); });
+    bool same = std::all_of(region.begin(), region.end(), [&](Pattern pt) {
+      return same_effect(answer(pt), want(pt), isolated);
+    });
     if (!same) m.emplace(k, saved);
   }
 }
@@ -199,13 +198,6 @@ bool prefix_within(const Ipv4Prefix& inner, const Ipv4Prefix& outer) {
 }
 
 uint32_t dir_index(PolicyDirection d) { return d == PolicyDirection::ingress ? 0 : 1; }
-uint8_t abi_dir(PolicyDirection d) {
-  return d == PolicyDirection::ingress ? MOAT_POLICY_INGRESS : MOAT_POLICY_EGRESS;
-}
-
-auto key_tuple(const moat_policy_key& k) {
-  return std::tuple{k.subject, k.peer, k.dir, k.proto, ntohs(k.port)};
-}
 
 void sort_ipcache(std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>& v) {
   std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
@@ -218,66 +210,71 @@ Result<void> check_ipcache(const PolicyPlan& plan, const std::string& source) {
   if (plan.ipcache.size() <= MOAT_MAX_IPCACHE) return {};
   return fail(source + ": the policies need " + std::to_string(plan.ipcache.size()) +
               " ipcache entries (container addresses, host addresses, policy CIDRs); the "
-              "ipcache map holds at most " + std::to_string(MOAT_MAX_IPCACHE));
+              "ipcache map holds at most " +
+              std::to_string(MOAT_MAX_IPCACHE));
 }
 
-}  // namespace
+// ---------------------------------------------------------------------------
+// Phases of compile_policies()
 
-Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& host_addresses) {
-  PolicyPlan plan;
-  if (cfg.policies.empty()) return plan;
-  plan.active = true;
-  plan.rules = policy_rule_table(cfg);
+// Identities: containers by (namespace, labels), then one per policy CIDR.
+struct Identities {
+  std::map<std::pair<std::string, Labels>, IdentityInfo> by_labels;
+  std::vector<IdentityInfo*> containers;  // in identity order
+  std::map<Ipv4Prefix, uint32_t> cidrs;
+};
+
+// A container standing for every container of an identity: selection looks
+// only at namespace and labels.
+Container probe_of(const IdentityInfo& info) {
+  Container probe;
+  probe.ns = info.ns;
+  probe.labels = info.labels;
+  return probe;
+}
+
+void assign_identities(const Config& cfg, Identities& ids, PolicyPlan& plan) {
   plan.identity_names[MOAT_ID_HOST] = "host";
   plan.identity_names[MOAT_ID_WORLD] = "world";
-
-  // Identities: containers by (namespace, labels), then policy CIDRs.
-  std::map<std::pair<std::string, Labels>, IdentityInfo> by_labels;
   for (const Container& c : cfg.containers) {
-    IdentityInfo& info = by_labels[{c.ns, c.labels}];
+    IdentityInfo& info = ids.by_labels[{c.ns, c.labels}];
     info.ns = c.ns;
     info.labels = c.labels;
     info.containers.push_back(c.name);
   }
   uint32_t next_id = MOAT_ID_FIRST_DYNAMIC;
-  std::vector<IdentityInfo*> identities;
-  for (auto& [key, info] : by_labels) {
+  for (auto& [key, info] : ids.by_labels) {
     info.id = next_id++;
-    identities.push_back(&info);
-    Container probe;
-    probe.ns = info.ns;
-    probe.labels = info.labels;
+    ids.containers.push_back(&info);
+    const Container probe = probe_of(info);
     for (const Policy& p : cfg.policies) {
       if (!policy_selects(p, probe)) continue;
       info.isolated[0] |= p.isolates_ingress;
       info.isolated[1] |= p.isolates_egress;
     }
-    std::string names;
-    for (const auto& n : info.containers) names += (names.empty() ? "" : ", ") + n;
-    plan.identity_names[info.id] = info.ns + labels_str(info.labels) + " [" + names + "]";
+    plan.identity_names[info.id] =
+        info.ns + labels_str(info.labels) + " [" + join(info.containers, ", ") + "]";
   }
   std::set<Ipv4Prefix> cidr_set;
-  for (const Policy& p : cfg.policies)
-    for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress})
-      for (const PolicyRule& r : p.rules(d))
-        for (const PolicyPeer& peer : r.peers) {
-          if (peer.kind != PolicyPeer::Kind::ip_block) continue;
-          if (peer.ip_block.cidr.len > 0) cidr_set.insert(peer.ip_block.cidr);
-          for (const auto& e : peer.ip_block.except) cidr_set.insert(e);
-        }
-  std::map<Ipv4Prefix, uint32_t> cidr_ids;
+  for_each_ip_block(cfg, [&](const IpBlock& b) {
+    if (b.cidr.len > 0) cidr_set.insert(b.cidr);
+    for (const auto& e : b.except) cidr_set.insert(e);
+  });
   for (const Ipv4Prefix& prefix : cidr_set) {
-    cidr_ids[prefix] = next_id;
+    ids.cidrs[prefix] = next_id;
     plan.identity_names[next_id++] = "cidr " + prefix.str();
   }
+}
 
-  // ipcache: containers and the host first; a CIDR never shadows them.
+// ipcache: containers and the host first; a CIDR never shadows them.
+void fill_ipcache(const Config& cfg, const Identities& ids, const std::vector<Ipv4>& host_addresses,
+                  PolicyPlan& plan) {
   std::map<std::pair<uint8_t, uint32_t>, moat_ipcache_val> ipcache;
   auto put = [&](uint8_t len, uint32_t addr, moat_ipcache_val v) {
     ipcache.emplace(std::pair{len, addr}, v);  // the first one wins
   };
   for (const Container& c : cfg.containers) {
-    const IdentityInfo& info = by_labels.at({c.ns, c.labels});
+    const IdentityInfo& info = ids.by_labels.at({c.ns, c.labels});
     uint32_t flags = MOAT_ID_F_CONTAINER;
     if (info.isolated[0]) flags |= MOAT_ID_F_INGRESS_ISOLATED;
     if (info.isolated[1]) flags |= MOAT_ID_F_EGRESS_ISOLATED;
@@ -287,7 +284,7 @@ Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& 
   for (const Ipv4& a : host_addresses) put(32, a.value, {MOAT_ID_HOST, 0});
   put(8, kHostPrefix, {MOAT_ID_HOST, 0});
   const Ipv4Prefix host_prefix{Ipv4{kHostPrefix}, 8};
-  for (const auto& [prefix, id] : cidr_ids) {
+  for (const auto& [prefix, id] : ids.cidrs) {
     if (prefix_within(prefix, host_prefix)) continue;  // the host's, as in the model
     put(prefix.len, prefix.addr.value, {id, 0});
   }
@@ -296,146 +293,193 @@ Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& 
     plan.ipcache.emplace_back(key, v);
   }
   sort_ipcache(plan.ipcache);
-  if (auto ok = check_ipcache(plan, cfg.source); !ok) return std::unexpected(ok.error());
+}
 
-  // Rules with their peers as identities.
-  std::vector<CompiledRule> all_rules;
-  std::vector<std::pair<const Policy*, PolicyDirection>> rule_owner;
+// The CIDR identities an ipBlock matches: its own prefixes and those inside
+// it, less the excepted ones.
+void add_ip_block_peers(const IpBlock& b, const std::map<Ipv4Prefix, uint32_t>& cidrs,
+                        std::set<uint32_t>& peers) {
+  if (b.cidr.len == 0) peers.insert(MOAT_ID_WORLD);
+  // The prefixes within b.cidr sort together (address first): a range of the
+  // map, not all of it, for each of 100,000 rules.
+  const uint32_t last =
+      b.cidr.addr.value | (b.cidr.len == 0 ? 0xffffffffu : ~(0xffffffffu << (32 - b.cidr.len)));
+  for (auto it = cidrs.lower_bound(Ipv4Prefix{b.cidr.addr, 0});
+       it != cidrs.end() && it->first.addr.value <= last; ++it) {
+    const auto& [prefix, id] = *it;
+    if (!prefix_within(prefix, b.cidr)) continue;
+    bool excepted = std::any_of(b.except.begin(), b.except.end(),
+                                [&](const Ipv4Prefix& e) { return prefix_within(prefix, e); });
+    if (!excepted) peers.insert(id);
+  }
+}
+
+CompiledRule compile_rule(const Config& cfg, const Identities& ids, const Policy& p,
+                          const PolicyRule& r, uint32_t id) {
+  CompiledRule cr;
+  cr.id = id;
+  cr.deny = r.action == PolicyAction::deny;
+  cr.any_peer = r.peers.empty();
+  cr.ports = port_set(r);
+  for (const PolicyPeer& peer : r.peers) {
+    switch (peer.kind) {
+      case PolicyPeer::Kind::host:
+        cr.peers.insert(MOAT_ID_HOST);
+        break;
+      case PolicyPeer::Kind::ip_block:
+        add_ip_block_peers(peer.ip_block, ids.cidrs, cr.peers);
+        break;
+      case PolicyPeer::Kind::pods:
+        for (const IdentityInfo* info : ids.containers) {
+          if (peer_selects(cfg, p, peer, info->ns, info->labels)) cr.peers.insert(info->id);
+        }
+        break;
+    }
+  }
+  return cr;
+}
+
+// Rules with their peers as identities, numbered as policy_rule_table() does.
+struct CompiledRules {
+  std::vector<CompiledRule> rules;
+  std::vector<std::pair<const Policy*, PolicyDirection>> owner;  // by rule id
+};
+
+CompiledRules compile_rules(const Config& cfg, const Identities& ids) {
+  CompiledRules out;
   uint32_t rule_id = 0;
   for (const Policy& p : cfg.policies) {
     for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress}) {
       for (const PolicyRule& r : p.rules(d)) {
-        CompiledRule cr;
-        cr.id = rule_id++;
-        cr.deny = r.action == PolicyAction::deny;
-        cr.any_peer = r.peers.empty();
-        cr.ports = port_set(r);
-        for (const PolicyPeer& peer : r.peers) {
-          switch (peer.kind) {
-            case PolicyPeer::Kind::host: cr.peers.insert(MOAT_ID_HOST); break;
-            case PolicyPeer::Kind::ip_block: {
-              const IpBlock& b = peer.ip_block;
-              if (b.cidr.len == 0) cr.peers.insert(MOAT_ID_WORLD);
-              // The prefixes within b.cidr sort together (address first): a
-              // range of the map, not all of it, for each of 100,000 rules.
-              const uint32_t last =
-                  b.cidr.addr.value | (b.cidr.len == 0 ? 0xffffffffu : ~(0xffffffffu << (32 - b.cidr.len)));
-              for (auto it = cidr_ids.lower_bound(Ipv4Prefix{b.cidr.addr, 0});
-                   it != cidr_ids.end() && it->first.addr.value <= last; ++it) {
-                const auto& [prefix, id] = *it;
-                if (!prefix_within(prefix, b.cidr)) continue;
-                bool excepted = std::any_of(b.except.begin(), b.except.end(),
-                                            [&](const Ipv4Prefix& e) { return prefix_within(prefix, e); });
-                if (!excepted) cr.peers.insert(id);
-              }
-              break;
-            }
-            case PolicyPeer::Kind::pods:
-              for (const IdentityInfo* info : identities) {
-                bool ns_ok = peer.has_namespace_selector
-                                 ? peer.namespace_selector.matches(namespace_labels(cfg, info->ns))
-                                 : info->ns == p.ns;
-                if (ns_ok && (!peer.has_pod_selector || peer.pod_selector.matches(info->labels)))
-                  cr.peers.insert(info->id);
-              }
-              break;
-          }
-        }
-        all_rules.push_back(std::move(cr));
-        rule_owner.emplace_back(&p, d);
+        out.rules.push_back(compile_rule(cfg, ids, p, r, rule_id++));
+        out.owner.emplace_back(&p, d);
       }
     }
   }
+  return out;
+}
 
-  // Entries, subject by subject. Subjects with the same applicable rules and
-  // isolation get the same entries: computed once.
-  using Computed = std::vector<std::pair<uint32_t, Entries>>;  // peer -> entries
+// The rules that apply to a subject in a direction: the denies of every
+// policy selecting it, the allows of those that isolate it.
+std::vector<const CompiledRule*> applying_rules(const CompiledRules& all, const Container& probe,
+                                                PolicyDirection d) {
+  std::vector<const CompiledRule*> rules;
+  for (const CompiledRule& r : all.rules) {
+    auto [policy, dir] = all.owner[r.id];
+    if (dir != d || !policy_selects(*policy, probe)) continue;
+    if (!r.deny && !policy->isolates(d)) continue;  // allows count only where they isolate
+    if (!r.any_peer && r.peers.empty()) continue;   // its peers match nothing
+    rules.push_back(&r);
+  }
+  return rules;
+}
+
+using Computed = std::vector<std::pair<uint32_t, Entries>>;  // peer -> entries
+
+// The entries for one set of applying rules: the wildcard peer's, then those
+// of peers with rules of their own, which always answer first.
+Computed compute_entries(const std::vector<const CompiledRule*>& rules, bool isolated) {
+  Computed computed;
+  std::vector<const CompiledRule*> any_rules;
+  std::set<uint32_t> peers;
+  for (const CompiledRule* r : rules) {
+    if (r->any_peer) any_rules.push_back(r);
+    peers.insert(r->peers.begin(), r->peers.end());
+  }
+  std::set<Pattern> any_patterns;
+  for (const CompiledRule* r : any_rules) r->ports.patterns(any_patterns);
+  Entries any;
+  for (Pattern k : any_patterns) any.emplace(k, decide(any_rules, k));
+  auto nothing = [](Pattern) { return Answer{}; };
+  auto any_want = [&](Pattern pt) { return decide(any_rules, pt); };
+  minimize(any, points_of(any_patterns), nothing, any_want, isolated);
+  auto any_answer = [&any](Pattern pt) {
+    const Answer* a = hit(any, pt);
+    return a ? *a : Answer{};
+  };
+  // Peers with rules of their own, grouped by the rules that apply, in rule
+  // order. Built rule by rule: one pass, not rules x peers.
+  std::map<uint32_t, std::vector<const CompiledRule*>> rules_of;
+  for (const CompiledRule* r : rules) {
+    for (uint32_t peer : r->any_peer ? peers : r->peers) rules_of[peer].push_back(r);
+  }
+  std::map<std::vector<const CompiledRule*>, std::vector<uint32_t>> groups;
+  for (auto& [peer, applying] : rules_of) groups[applying].push_back(peer);
+  for (const auto& [peer_rules, members] : groups) {
+    std::set<Pattern> patterns;
+    for (const CompiledRule* r : peer_rules) r->ports.patterns(patterns);
+    Entries own;
+    for (Pattern k : patterns) own.emplace(k, decide(peer_rules, k));
+    auto want = [&](Pattern pt) { return decide(peer_rules, pt); };
+    minimize(own, points_of(patterns), any_answer, want, isolated);
+    if (own.empty()) continue;
+    for (uint32_t peer : members) computed.emplace_back(peer, own);
+  }
+  if (!any.empty()) computed.emplace_back(MOAT_ID_ANY, any);
+  return computed;
+}
+
+void emit_entries(uint32_t subject, PolicyDirection d, const Computed& computed, PolicyPlan& plan) {
+  for (const auto& [peer, entries] : computed) {
+    for (const auto& [k, a] : entries) {
+      moat_policy_key key{};
+      key.subject = subject;
+      key.peer = peer;
+      key.dir = abi_dir(d);
+      key.proto = proto_of(k);
+      key.port = htons(port_of(k));
+      plan.entries.emplace_back(key, moat_policy_val{a.action, a.rule});
+    }
+  }
+}
+
+// Entries, subject by subject; stops early once the map cannot hold them.
+// Subjects with the same applicable rules and isolation get the same
+// entries: computed once.
+void fill_policy_entries(const Identities& ids, const CompiledRules& all, PolicyPlan& plan) {
   std::map<std::pair<std::vector<uint32_t>, bool>, Computed> cache;
-  for (const IdentityInfo* info : identities) {
-    Container probe;
-    probe.ns = info->ns;
-    probe.labels = info->labels;
+  for (const IdentityInfo* info : ids.containers) {
+    const Container probe = probe_of(*info);
     for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress}) {
       const bool isolated = info->isolated[dir_index(d)];
-      std::vector<const CompiledRule*> rules;
-      for (const CompiledRule& r : all_rules) {
-        auto [policy, dir] = rule_owner[r.id];
-        if (dir != d || !policy_selects(*policy, probe)) continue;
-        if (!r.deny && !policy->isolates(d)) continue;  // allows count only where they isolate
-        if (!r.any_peer && r.peers.empty()) continue;   // its peers match nothing
-        rules.push_back(&r);
-      }
+      std::vector<const CompiledRule*> rules = applying_rules(all, probe, d);
       if (rules.empty()) continue;
       std::vector<uint32_t> signature;
       for (const CompiledRule* r : rules) signature.push_back(r->id);
       auto [it, fresh] = cache.try_emplace({signature, isolated});
-      Computed& computed = it->second;
-      if (fresh) {
-        // The wildcard peer.
-        std::vector<const CompiledRule*> any_rules;
-        std::set<uint32_t> peers;
-        for (const CompiledRule* r : rules) {
-          if (r->any_peer) any_rules.push_back(r);
-          peers.insert(r->peers.begin(), r->peers.end());
-        }
-        std::set<Pattern> any_patterns;
-        for (const CompiledRule* r : any_rules) r->ports.patterns(any_patterns);
-        Entries any;
-        for (Pattern k : any_patterns) any.emplace(k, decide(any_rules, k));
-        auto nothing = [](Pattern) { return Answer{}; };
-        auto any_want = [&](Pattern pt) { return decide(any_rules, pt); };
-        minimize(any, points_of(any_patterns), nothing, any_want, isolated);
-        auto any_answer = [&any](Pattern pt) {
-          const Answer* a = hit(any, pt);
-          return a ? *a : Answer{};
-        };
-        // Peers with rules of their own, grouped by the rules that apply, in
-        // rule order. Built rule by rule: one pass, not rules x peers.
-        std::map<uint32_t, std::vector<const CompiledRule*>> rules_of;
-        for (const CompiledRule* r : rules) {
-          if (r->any_peer) {
-            for (uint32_t peer : peers) rules_of[peer].push_back(r);
-          } else {
-            for (uint32_t peer : r->peers) rules_of[peer].push_back(r);
-          }
-        }
-        std::map<std::vector<const CompiledRule*>, std::vector<uint32_t>> groups;
-        for (auto& [peer, applying] : rules_of) groups[applying].push_back(peer);
-        for (const auto& [peer_rules, members] : groups) {
-          std::set<Pattern> patterns;
-          for (const CompiledRule* r : peer_rules) r->ports.patterns(patterns);
-          Entries own;
-          for (Pattern k : patterns) own.emplace(k, decide(peer_rules, k));
-          auto want = [&](Pattern pt) { return decide(peer_rules, pt); };
-          minimize(own, points_of(patterns), any_answer, want, isolated);
-          if (own.empty()) continue;
-          for (uint32_t peer : members) computed.emplace_back(peer, own);
-        }
-        if (!any.empty()) computed.emplace_back(MOAT_ID_ANY, any);
-      }
-      for (const auto& [peer, entries] : computed) {
-        for (const auto& [k, a] : entries) {
-          moat_policy_key key{};
-          key.subject = info->id;
-          key.peer = peer;
-          key.dir = abi_dir(d);
-          key.proto = proto_of(k);
-          key.port = htons(port_of(k));
-          plan.entries.emplace_back(key, moat_policy_val{a.action, a.rule});
-        }
-      }
-      if (plan.entries.size() > MOAT_MAX_POLICY) break;
+      if (fresh) it->second = compute_entries(rules, isolated);
+      emit_entries(info->id, d, it->second, plan);
+      if (plan.entries.size() > MOAT_MAX_POLICY) return;
     }
-    if (plan.entries.size() > MOAT_MAX_POLICY) break;
   }
-  if (plan.entries.size() > MOAT_MAX_POLICY)
-    return fail(cfg.source + ": the policies compile into more than " +
-                std::to_string(MOAT_MAX_POLICY) + " policy entries (" +
-                std::to_string(identities.size()) + " container identities, " +
-                std::to_string(cidr_ids.size()) + " CIDR identities, " +
-                std::to_string(plan.rules.size()) +
-                " rules; port ranges count one entry per port, per subject and peer); the "
-                "policy map holds at most " + std::to_string(MOAT_MAX_POLICY));
+}
+
+Result<void> check_policy_entries(const PolicyPlan& plan, const Identities& ids,
+                                  const std::string& source) {
+  if (plan.entries.size() <= MOAT_MAX_POLICY) return {};
+  return fail(source + ": the policies compile into more than " + std::to_string(MOAT_MAX_POLICY) +
+              " policy entries (" + std::to_string(ids.containers.size()) +
+              " container identities, " + std::to_string(ids.cidrs.size()) + " CIDR identities, " +
+              std::to_string(plan.rules.size()) +
+              " rules; port ranges count one entry per port, per subject and peer); the "
+              "policy map holds at most " +
+              std::to_string(MOAT_MAX_POLICY));
+}
+
+}  // namespace
+
+Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& host_addresses) {
+  PolicyPlan plan;
+  if (cfg.policies.empty()) return plan;
+  plan.active = true;
+  plan.rules = policy_rule_table(cfg);
+  Identities ids;
+  assign_identities(cfg, ids, plan);
+  fill_ipcache(cfg, ids, host_addresses, plan);
+  if (auto ok = check_ipcache(plan, cfg.source); !ok) return std::unexpected(ok.error());
+  fill_policy_entries(ids, compile_rules(cfg, ids), plan);
+  if (auto ok = check_policy_entries(plan, ids, cfg.source); !ok)
+    return std::unexpected(ok.error());
   std::sort(plan.entries.begin(), plan.entries.end(),
             [](const auto& a, const auto& b) { return key_tuple(a.first) < key_tuple(b.first); });
   return plan;
@@ -457,98 +501,6 @@ Result<void> add_host_addresses(PolicyPlan& plan, const std::vector<Ipv4>& addre
   }
   sort_ipcache(plan.ipcache);
   return check_ipcache(plan, "host addresses");
-}
-
-// ---------------------------------------------------------------------------
-// The kernel's view
-
-namespace {
-
-moat_ipcache_val lookup_ip(const PolicyPlan& plan, Ipv4 ip) {
-  moat_ipcache_val best{MOAT_ID_WORLD, 0};
-  int best_len = -1;
-  for (const auto& [key, val] : plan.ipcache) {
-    Ipv4Prefix p{Ipv4{ntohl(key.addr)}, static_cast<uint8_t>(key.prefixlen)};
-    if (static_cast<int>(key.prefixlen) > best_len && p.contains(ip)) {
-      best = val;
-      best_len = static_cast<int>(key.prefixlen);
-    }
-  }
-  return best;
-}
-
-std::string identity_name(const PolicyPlan& plan, uint32_t id) {
-  auto it = plan.identity_names.find(id);
-  return it == plan.identity_names.end() ? "identity " + std::to_string(id) : it->second;
-}
-
-DirectionVerdict judge_compiled(const PolicyPlan& plan, uint32_t subject, bool isolated,
-                                uint32_t peer, PolicyDirection d, uint8_t proto, uint16_t port) {
-  DirectionVerdict v;
-  v.applies = true;
-  const std::tuple<uint32_t, uint8_t, uint16_t> probes[] = {
-      {peer, proto, port}, {peer, proto, 0}, {peer, 0, 0},
-      {MOAT_ID_ANY, proto, port}, {MOAT_ID_ANY, proto, 0}, {MOAT_ID_ANY, 0, 0}};
-  for (const auto& [p, x, n] : probes) {
-    moat_policy_key key{};
-    key.subject = subject;
-    key.peer = p;
-    key.dir = abi_dir(d);
-    key.proto = x;
-    key.port = htons(n);
-    auto it = std::lower_bound(plan.entries.begin(), plan.entries.end(), key,
-                               [](const auto& e, const moat_policy_key& k) {
-                                 return key_tuple(e.first) < key_tuple(k);
-                               });
-    if (it == plan.entries.end() || key_tuple(it->first) != key_tuple(key)) continue;
-    v.rule_id = static_cast<int>(it->second.rule_id);
-    std::string rule = v.rule_id < static_cast<int>(plan.rules.size())
-                           ? plan.rules[v.rule_id].text
-                           : "rule " + std::to_string(v.rule_id);
-    if (it->second.action == MOAT_POLICY_DENY) {
-      v.outcome = PolicyOutcome::denied;
-      v.text = "denied by " + rule;
-    } else {
-      v.outcome = PolicyOutcome::allowed;
-      v.text = "allowed by " + rule;
-    }
-    return v;
-  }
-  const std::string who = identity_name(plan, subject);
-  if (isolated) {
-    v.outcome = PolicyOutcome::default_denied;
-    v.text = "default deny: " + who + " is isolated for " + to_string(d) +
-             " and no entry allows " + identity_name(plan, peer);
-  } else {
-    v.outcome = PolicyOutcome::not_isolated;
-    v.text = who + " is not isolated for " + to_string(d);
-  }
-  return v;
-}
-
-}  // namespace
-
-PolicyVerdict evaluate_compiled(const PolicyPlan& plan, Ipv4 src, Ipv4 dst, uint8_t proto,
-                                uint16_t port) {
-  PolicyVerdict verdict;
-  if (!plan.active) {
-    verdict.text = "allowed: no policies";
-    return verdict;
-  }
-  moat_ipcache_val s = lookup_ip(plan, src), t = lookup_ip(plan, dst);
-  if (s.flags & MOAT_ID_F_CONTAINER)
-    verdict.egress = judge_compiled(plan, s.identity, s.flags & MOAT_ID_F_EGRESS_ISOLATED,
-                                    t.identity, PolicyDirection::egress, proto, port);
-  if (t.flags & MOAT_ID_F_CONTAINER)
-    verdict.ingress = judge_compiled(plan, t.identity, t.flags & MOAT_ID_F_INGRESS_ISOLATED,
-                                     s.identity, PolicyDirection::ingress, proto, port);
-  verdict.text = verdict_text(verdict);
-  verdict.allowed = verdict.egress.allowed() && verdict.ingress.allowed();
-  const DirectionVerdict& first = !verdict.egress.allowed() ? verdict.egress : verdict.ingress;
-  if (first.outcome == PolicyOutcome::denied) verdict.drop_reason = -MOAT_DROP_POLICY_DENY;
-  if (first.outcome == PolicyOutcome::default_denied)
-    verdict.drop_reason = -MOAT_DROP_POLICY_DEFAULT_DENY;
-  return verdict;
 }
 
 }  // namespace moat

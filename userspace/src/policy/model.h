@@ -1,6 +1,7 @@
-// policy_model.h - segmentation policies as values: selectors, peers, ports,
+// model.h - segmentation policies as values: selectors, peers, ports,
 // rules, policies and namespaces. Kept apart from policy.h so that config.h
-// can hold them without depending on the compiler. Pure data.
+// can hold them without depending on the compiler. Pure data; their text and
+// matching are in model.cpp and select.cpp.
 //
 // Semantics are Kubernetes NetworkPolicy's, with two moat extensions: a peer
 // `{"host": true}` (the Docker host) and a rule `"action": "deny"`.
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "util/net.h"
+#include "util/proto.h"
 
 namespace moat {
 
@@ -56,15 +58,11 @@ struct PolicyPeer {
   std::string str() const;
 };
 
-enum class PolicyProtocol { tcp, udp, sctp, icmp };
-std::string to_string(PolicyProtocol p);  // "TCP", "UDP", "SCTP", "ICMP"
-uint8_t ip_protocol_number(PolicyProtocol p);  // IPPROTO_*
-
 struct PolicyPort {
-  PolicyProtocol protocol = PolicyProtocol::tcp;
-  uint16_t port = 0;      // 0: every port of the protocol (always 0 for ICMP)
-  uint16_t end_port = 0;  // 0: just `port`; else the last port of the range
-  std::string str() const;  // "80/TCP", "8000-8010/UDP", "TCP", "ICMP"
+  Protocol protocol = Protocol::tcp;  // any of util/proto.h's: ICMP is a moat extension
+  uint16_t port = 0;                  // 0: every port of the protocol (always 0 for ICMP)
+  uint16_t end_port = 0;              // 0: just `port`; else the last port of the range
+  std::string str() const;            // "80/TCP", "8000-8010/UDP", "TCP", "ICMP"
 };
 
 enum class PolicyAction { allow, deny };

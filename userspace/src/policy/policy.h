@@ -1,3 +1,10 @@
+// policy/ - segmentation policies: the model (model.h, model.cpp), reading
+// moat-native and Kubernetes objects from JSON and YAML (read.cpp, yaml.cpp),
+// selection and merging (select.cpp), compiling into map entries
+// (compile.cpp) and the two evaluators of a flow (evaluate.cpp). Pure code.
+// It depends on util/ and config/ (the file a policy applies to, and its
+// reader); config/ needs only model.h and read.h back.
+//
 // policy.h - segmentation policies: selection, merging policy files,
 // compilation into the `ipcache` and `policy` map entries of abi.h, and two
 // independent evaluators of a flow (one reading the policy objects, one

@@ -1,44 +1,37 @@
-// policy_read.h - internal: reading policies and namespaces out of a JSON
-// tree, for config.cpp (a moat file's `policies` and `namespaces`, and
-// standalone policy files). Problems go to a Sink so that config.cpp can
-// sort them into document order with the rest of the file's.
+// read.h - internal: reading policies and namespaces out of a JSON tree, for
+// config/ (a moat file's `policies` and `namespaces`, and standalone policy
+// files). They are read with the main file's Reader (config/reader.h), so
+// their problems are sorted into document order with the rest of the file's.
+// read.cpp reads moat-native and Kubernetes objects; yaml.cpp turns YAML
+// into the same tree.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
+#include "config/reader.h"
 #include "policy/model.h"
 
 namespace moat::policy_read {
 
-using Json = nlohmann::ordered_json;
-
-class Sink {
- public:
-  virtual ~Sink() = default;
-  virtual void visit(const std::string& path) = 0;  // a path met, in document order
-  virtual void problem(std::string path, std::string message) = 0;
-};
-
 // The elements of a `policies` array: moat-native policies, NetworkPolicy
 // objects and Lists of them. Policies with problems are left out of `out`.
-void read_policies(const Json& v, const std::string& path, const std::string& source, Sink& sink,
+void read_policies(const Json& v, const std::string& path, const std::string& source, Reader& r,
                    std::vector<Policy>& out);
 
 // The elements of a `namespaces` array.
-void read_namespaces(const Json& v, const std::string& path, const std::string& source,
-                     Sink& sink, std::vector<NamespaceDef>& out);
+void read_namespaces(const Json& v, const std::string& path, const std::string& source, Reader& r,
+                     std::vector<NamespaceDef>& out);
 
 // What spans entries: duplicate namespaces, duplicate policy names in a namespace.
 void check_unique(const std::vector<NamespaceDef>& namespaces, const std::vector<Policy>& policies,
-                  Sink& sink);
+                  Reader& r);
 
 // The root of a standalone policy file: a policy object, a List, an array of
 // them, or a moat document holding only "policies" and "namespaces".
-void read_policy_file(const Json& root, const std::string& source, Sink& sink, PolicyFile& out);
+void read_policy_file(const Json& root, const std::string& source, Reader& r, PolicyFile& out);
 
 // YAML (one or more documents) as JSON with Kubernetes-like scalar typing:
 // plain scalars become null, booleans, integers or floats when they look like

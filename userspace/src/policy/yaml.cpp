@@ -1,4 +1,4 @@
-// policy_yaml.cpp - YAML policy files (what `kubectl get -o yaml` prints and
+// yaml.cpp - YAML policy files (what `kubectl get -o yaml` prints and
 // what people write by hand) as JSON trees, so one reader handles both.
 #include <yaml-cpp/yaml.h>
 

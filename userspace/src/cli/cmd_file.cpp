@@ -1,0 +1,110 @@
+// The file commands: validate, apply, status, down.
+#include <iostream>
+#include <memory>
+
+#include "cli/common.h"
+#include "cli/inputs.h"
+#include "dataplane/reconcile.h"
+#include "dataplane/dataplane.h"
+
+using nlohmann::json;
+
+namespace moat::cli {
+
+namespace {
+
+struct FileArgs {
+  std::string file, instance = "default";
+  std::vector<std::string> policy_files;
+  bool as_json = false, dry_run = false;
+};
+
+int run_validate(const FileArgs& a) {
+  auto cfg = load_config(a.file);
+  if (a.as_json) {
+    std::cout << config_json(cfg).dump(2) << "\n";
+  } else {
+    print_config(cfg);
+    std::cout << a.file << ": ok\n";
+  }
+  return 0;
+}
+
+int run_apply(const FileArgs& a) {
+  check_instance(a.instance);
+  std::vector<std::string> files = {a.file};
+  files.insert(files.end(), a.policy_files.begin(), a.policy_files.end());
+  auto inputs = read_inputs(files);
+  auto cfg = config_from_inputs(inputs);
+  need_root();
+  auto rep = check(moat::reconcile(a.instance, {std::move(cfg), std::move(inputs)}, {a.dry_run}));
+  if (a.as_json) {
+    auto j = rep.to_json();
+    j["instance"] = a.instance;
+    j["dry_run"] = a.dry_run;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << (a.dry_run ? "would apply: " : "applied: ") << rep.summary() << "  (instance "
+              << a.instance << ")\n";
+  }
+  return 0;
+}
+
+int run_status(const FileArgs& a) {
+  check_instance(a.instance);
+  need_root();
+  auto s = check(moat::status(a.instance));
+  if (a.as_json)
+    std::cout << s.dump(2) << "\n";
+  else
+    print_status(s);
+  return 0;
+}
+
+int run_down(const FileArgs& a) {
+  check_instance(a.instance);
+  need_root();
+  check(moat::remove_instance(a.instance));
+  std::cout << "instance " << a.instance << " removed\n";
+  return 0;
+}
+
+}  // namespace
+
+void add_file_commands(CLI::App& app, CommandTable& table) {
+  auto a = std::make_shared<FileArgs>();
+  auto* validate = app.add_subcommand(
+      "validate",
+      "Check a file and show it resolved (subnets, gateways, addresses); changes nothing");
+  validate->add_option("file", a->file, "moat JSON file")->required();
+  validate->add_flag("--json", a->as_json, "print the resolved file as JSON");
+
+  auto* apply = app.add_subcommand(
+      "apply",
+      "Enforce a file on existing host-side interfaces (each attachment names its \"interface\").\n"
+      "Only what changed is written; re-applying the same file changes nothing. Invalid files\n"
+      "change nothing either: the running dataplane keeps its state.");
+  apply->add_option("file", a->file, "moat JSON file")->required();
+  apply->add_option("policy-files", a->policy_files,
+                    "more policies: moat-native or Kubernetes NetworkPolicy objects, a List, "
+                    "a JSON array, JSON or YAML");
+  apply->add_option("--instance", a->instance, "dataplane instance (pins in /sys/fs/bpf/moat/NAME)")
+      ->capture_default_str();
+  apply->add_flag("--dry-run", a->dry_run, "show what would change, change nothing");
+  apply->add_flag("--json", a->as_json, "machine-readable report");
+
+  auto* status = app.add_subcommand("status", "Programs, interfaces, maps, endpoints and counters");
+  status->add_option("--instance", a->instance, "dataplane instance")->capture_default_str();
+  status->add_flag("--json", a->as_json, "machine-readable output");
+
+  auto* down =
+      app.add_subcommand("down", "Detach every program, unpin every map, remove all state");
+  down->add_option("--instance", a->instance, "dataplane instance")->capture_default_str();
+
+  table.push_back({validate, [a] { return run_validate(*a); }});
+  table.push_back({apply, [a] { return run_apply(*a); }});
+  table.push_back({status, [a] { return run_status(*a); }});
+  table.push_back({down, [a] { return run_down(*a); }});
+}
+
+}  // namespace moat::cli

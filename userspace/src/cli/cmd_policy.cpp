@@ -1,0 +1,224 @@
+// Segmentation policies: `moat explain` and `moat policy list`.
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <iostream>
+#include <memory>
+
+#include "cli/common.h"
+#include "cli/inputs.h"
+#include "dataplane/dataplane.h"
+#include "plan/plan.h"
+#include "policy/policy.h"
+
+using nlohmann::json;
+
+namespace moat::cli {
+
+namespace {
+
+struct PolicyArgs {
+  std::string instance = "default", lab, from, to, port;
+  bool as_json = false;
+};
+
+// `moat policy list` as JSON rows: what the saved inputs hold.
+json policies_json(const moat::Config& cfg) {
+  auto rules = moat::policy_rule_table(cfg);
+  json out = json::array();
+  for (const auto& p : cfg.policies) {
+    json sel = json::array(), rl = json::array();
+    for (const auto& c : cfg.containers)
+      if (moat::policy_selects(p, c)) sel.push_back(c.name);
+    for (size_t i = 0; i < rules.size(); ++i)
+      if (rules[i].policy == p.name && rules[i].ns == p.ns)
+        rl.push_back({{"rule_id", i},
+                      {"direction", rules[i].direction},
+                      {"action", rules[i].action},
+                      {"text", rules[i].text}});
+    json types = json::array();
+    if (p.isolates_ingress) types.push_back("Ingress");
+    if (p.isolates_egress) types.push_back("Egress");
+    out.push_back({{"name", p.name},
+                   {"namespace", p.ns},
+                   {"kubernetes", p.kubernetes},
+                   {"isolates", types},
+                   {"selects", sel},
+                   {"rules", rl},
+                   {"source", p.source + ": " + p.path}});
+  }
+  return out;
+}
+
+// `moat policy list`: what the saved inputs hold, and the revision loaded.
+void print_policies(const moat::Config& cfg, const json& st, bool as_json) {
+  json out = policies_json(cfg);
+  const json& pol = st["policy"];
+  if (as_json) {
+    std::cout << json{{"revision", pol.value("revision", 0u)}, {"policies", out}}.dump(2) << "\n";
+    return;
+  }
+  if (out.empty()) {
+    std::cout << "no policies: containers are limited by network isolation only\n";
+    return;
+  }
+  std::cout << out.size() << " policies, kernel revision " << pol.value("revision", 0u) << ", "
+            << pol.value("entries", 0) << " map entries\n";
+  for (const auto& p : out) {
+    std::cout << "\n"
+              << p["namespace"].get<std::string>() << "/" << p["name"].get<std::string>()
+              << (p["kubernetes"].get<bool>() ? "  (NetworkPolicy)" : "") << "  isolates "
+              << (p["isolates"].empty() ? std::string("nothing") : p["isolates"].dump())
+              << "  selects " << p["selects"].dump() << "\n";
+    for (const auto& r : p["rules"])
+      std::cout << "  #" << r["rule_id"] << "  " << r["text"].get<std::string>() << "\n";
+  }
+}
+
+// "80/tcp", "53/udp", "icmp", "80" (TCP).
+std::pair<uint8_t, uint16_t> parse_port_proto(const std::string& text) {
+  std::string port = text, proto = "tcp";
+  if (auto slash = text.find('/'); slash != std::string::npos) {
+    port = text.substr(0, slash);
+    proto = text.substr(slash + 1);
+  } else if (text == "icmp") {
+    return {IPPROTO_ICMP, 0};
+  }
+  std::transform(proto.begin(), proto.end(), proto.begin(), ::tolower);
+  uint8_t p = proto == "tcp"    ? IPPROTO_TCP
+              : proto == "udp"  ? IPPROTO_UDP
+              : proto == "sctp" ? IPPROTO_SCTP
+              : proto == "icmp" ? IPPROTO_ICMP
+                                : 0;
+  if (!p) die("\"" + text + "\": unknown protocol " + proto + " (tcp, udp, sctp or icmp)", 2);
+  if (p == IPPROTO_ICMP) return {p, 0};
+  char* end = nullptr;
+  long n = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end || n < 1 || n > 65535) die("\"" + text + "\": not PORT/PROTO", 2);
+  return {p, static_cast<uint16_t>(n)};
+}
+
+const char* proto_word(uint8_t p) {
+  return p == IPPROTO_TCP ? "tcp" : p == IPPROTO_UDP ? "udp" : p == IPPROTO_SCTP ? "sctp" : "icmp";
+}
+
+struct Isolation {
+  bool isolated = false;
+  std::string text = "not between two containers: network isolation does not apply";
+};
+
+// Isolation, between two containers: by the attachment `to` names.
+Isolation judge_isolation(const moat::Config& cfg, const moat::PolicyEndpoint& from,
+                          const moat::PolicyEndpoint& to) {
+  Isolation out;
+  const moat::Container* src = from.kind == moat::PolicyEndpoint::Kind::container
+                                   ? cfg.find_container(from.container)
+                                   : nullptr;
+  const moat::Container* dst =
+      to.kind == moat::PolicyEndpoint::Kind::container ? cfg.find_container(to.container) : nullptr;
+  if (!dst) return out;
+  for (const auto& a : dst->networks) {
+    if (a.ip.value != to.ip.value) continue;
+    if (src) {
+      out.isolated = !moat::isolation_allows(cfg, src, *dst, a);
+      out.text = out.isolated ? "network isolation forbids it (" + from.container + " is not on " +
+                                    a.network + ", or icc is off there)"
+                              : "same network " + a.network + ": isolation allows it";
+    } else if (from.kind == moat::PolicyEndpoint::Kind::address) {
+      out.text = "an outside address reaches a container only through a published port";
+      out.isolated = true;
+    }
+  }
+  return out;
+}
+
+// `moat explain`: isolation first (policies only narrow it), then the policy
+// model, the compiled entries and the kernel's loaded maps, which must agree.
+void explain_flow(const moat::Config& cfg, const std::string& instance,
+                  const std::vector<moat::Ipv4>& host_addrs, const PolicyArgs& a) {
+  auto from = check(moat::resolve_endpoint(cfg, a.from, host_addrs));
+  auto to = check(moat::resolve_endpoint(cfg, a.to, host_addrs));
+  auto [proto, port] = parse_port_proto(a.port);
+  Isolation iso = judge_isolation(cfg, from, to);
+  auto model = moat::evaluate_model(cfg, from, to, proto, port);
+  auto plan = check(moat::compile_policies(cfg, host_addrs));
+  auto compiled = moat::evaluate_compiled(plan, from.ip, to.ip, proto, port);
+  auto kernel =
+      check(moat::kernel_policy_verdict(instance, from.ip.to_be(), to.ip.to_be(), proto, port));
+  bool kernel_allowed = kernel["allowed"].get<bool>();
+  bool agree = model.allowed == compiled.allowed && model.allowed == kernel_allowed;
+  bool allowed = !iso.isolated && model.allowed;
+  std::string flow = from.str() + " -> " + to.str() + " " +
+                     (proto == IPPROTO_ICMP ? std::string("icmp")
+                                            : std::to_string(port) + "/" + proto_word(proto));
+  if (a.as_json) {
+    std::cout << json{{"flow", flow},
+                      {"allowed", allowed},
+                      {"isolation", iso.text},
+                      {"isolated", iso.isolated},
+                      {"policy", model.text},
+                      {"egress", model.egress.text},
+                      {"ingress", model.ingress.text},
+                      {"compiled_allowed", compiled.allowed},
+                      {"kernel", kernel},
+                      {"agree", agree}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << flow << ": " << (allowed ? "ALLOWED" : "DENIED") << "\n"
+              << "  isolation: " << iso.text << "\n";
+    if (model.egress.applies) std::cout << "  egress:    " << model.egress.text << "\n";
+    if (model.ingress.applies) std::cout << "  ingress:   " << model.ingress.text << "\n";
+    std::cout << "  policy:    " << model.text << "\n"
+              << "  kernel:    revision " << kernel["revision"] << ", "
+              << (kernel_allowed ? "allowed" : "denied") << " by the loaded maps"
+              << (agree ? " (agrees)" : " — DISAGREES with the model, please report") << "\n";
+  }
+  if (!agree) throw CliError{1, "policy model and kernel maps disagree"};
+}
+
+// Both commands judge what the instance was applied from, with the uplink
+// addresses of its state as the host's.
+int run_policy(const PolicyArgs& a, bool explain) {
+  need_root();
+  std::string instance = scoped_instance(a.instance, a.lab);
+  check_instance(instance);
+  auto cfg = load_saved_inputs(instance);
+  auto st = check(moat::status(instance));
+  std::vector<moat::Ipv4> host_addrs;
+  for (const auto& u : st["uplinks"])
+    if (auto ip = moat::Ipv4::parse(u.value("ip", std::string()))) host_addrs.push_back(*ip);
+  if (explain)
+    explain_flow(cfg, instance, host_addrs, a);
+  else
+    print_policies(cfg, st, a.as_json);
+  return 0;
+}
+
+}  // namespace
+
+void add_policy_commands(CLI::App& app, CommandTable& table) {
+  auto a = std::make_shared<PolicyArgs>();
+  auto* explain = app.add_subcommand(
+      "explain",
+      "Would FROM reach TO on PORT/PROTO? The verdict, the isolation rule or the policy and rule\n"
+      "that decide, and the verdict of the loaded kernel maps, which must agree.\n"
+      "FROM/TO: a container (NAME or NAME@NETWORK), host, world, an IP or a CIDR.\n"
+      "  moat explain --lab demo rechnung datenbank 7000/tcp");
+  explain->add_option("from", a->from, "source")->required();
+  explain->add_option("to", a->to, "destination")->required();
+  explain->add_option("port", a->port, "PORT/PROTO: 80/tcp, 53/udp, icmp (default tcp)")
+      ->required();
+  auto* policy = app.add_subcommand("policy", "Segmentation policies of an instance");
+  policy->require_subcommand(1);
+  auto* list = policy->add_subcommand(
+      "list", "Policies in force: what each selects, its rules, and the loaded revision");
+  for (auto* sub : {explain, list}) {
+    add_instance_options(sub, a->instance, a->lab);
+    sub->add_flag("--json", a->as_json, "machine-readable output");
+  }
+  table.push_back({explain, [a] { return run_policy(*a, true); }});
+  table.push_back({list, [a] { return run_policy(*a, false); }});
+}
+
+}  // namespace moat::cli

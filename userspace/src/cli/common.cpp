@@ -1,0 +1,202 @@
+#include "cli/common.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "dataplane/dataplane.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace moat::cli {
+
+[[noreturn]] void die(const std::string& msg, int code) { throw CliError{code, msg}; }
+
+void need_root() {
+  if (geteuid() != 0)
+    die("this command changes the kernel's dataplane and needs root (CAP_BPF and CAP_NET_ADMIN)");
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) die(path + ": cannot read: " + std::strerror(errno), 2);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void check_instance(const std::string& name) {
+  std::string why;
+  if (!moat::valid_instance_name(name, &why)) die("invalid --instance \"" + name + "\": " + why, 2);
+}
+
+// ---- labs --------------------------------------------------------------------------
+
+std::string lab_instance(const std::string& lab) { return "lab-" + lab; }
+std::string lab_config_copy(const std::string& lab) { return "/run/moat/labs/" + lab + ".input"; }
+
+std::string default_lab_name(const std::string& file) {
+  std::string stem = fs::path(file).stem().string(), out;
+  for (char c : stem) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out += (std::isalnum(static_cast<unsigned char>(c)) ? c : '-');
+  }
+  out = out.substr(0, 20);
+  while (!out.empty() && out.front() == '-') out.erase(out.begin());
+  return out.empty() ? "lab" : out;
+}
+
+std::string pick_lab(const std::string& given) {
+  if (!given.empty()) {
+    std::string why;
+    if (!moat::valid_lab_name(given, &why)) die("invalid lab name \"" + given + "\": " + why, 2);
+    return given;
+  }
+  auto labs = check(moat::lab_list());
+  if (labs.size() == 1) return labs[0];
+  if (labs.empty()) die("no lab is running (start one with `moat lab up FILE`)", 2);
+  std::string names;
+  for (const auto& l : labs) names += " " + l;
+  die("several labs are running (" + names.substr(1) + "): say which with --lab", 2);
+}
+
+void add_instance_options(CLI::App* sub, std::string& instance, std::string& lab) {
+  sub->add_option("--instance", instance, "dataplane instance")->capture_default_str();
+  sub->add_option("--lab", lab, "a lab's instance instead (lab-NAME)");
+}
+
+std::string scoped_instance(const std::string& instance, const std::string& lab) {
+  return lab.empty() ? instance : lab_instance(pick_lab(lab));
+}
+
+// ---- config summary (validate, lab up) ----------------------------------------------
+
+json config_json(const moat::Config& c) {
+  json nets = json::array(), ctrs = json::array();
+  for (const auto& n : c.networks)
+    nets.push_back({{"name", n.name},
+                    {"subnet", n.subnet.str()},
+                    {"gateway", n.gateway.str()},
+                    {"icc", n.icc},
+                    {"internal", n.internal},
+                    {"masquerade", n.masquerade}});
+  for (const auto& k : c.containers) {
+    json atts = json::array(), pubs = json::array();
+    for (const auto& a : k.networks)
+      atts.push_back({{"network", a.network}, {"ip", a.ip.str()}, {"interface", a.host_interface}});
+    for (const auto& p : k.publish) pubs.push_back(p.text);
+    ctrs.push_back({{"name", k.name},
+                    {"namespace", k.ns},
+                    {"labels", k.labels},
+                    {"networks", atts},
+                    {"publish", pubs}});
+  }
+  return {{"source", c.source}, {"networks", nets}, {"containers", ctrs}};
+}
+
+void print_config(const moat::Config& c) {
+  for (const auto& n : c.networks) {
+    std::cout << "network " << n.name << "  " << n.subnet.str() << " gw " << n.gateway.str()
+              << (n.icc ? "" : "  icc=off") << (n.internal ? "  internal" : "") << "\n";
+  }
+  for (const auto& k : c.containers) {
+    std::cout << "container " << k.name;
+    for (const auto& a : k.networks) std::cout << "  " << a.network << "=" << a.ip.str();
+    for (const auto& p : k.publish) std::cout << "  -p " << p.text;
+    std::cout << "\n";
+  }
+}
+
+// ---- status (status, lab status) ------------------------------------------------------
+
+namespace {
+
+std::string counters_text(const json& c) {
+  std::ostringstream o;
+  o << c["packets"].get<uint64_t>() << "p/" << c["bytes"].get<uint64_t>() << "B";
+  uint64_t drops = 0;
+  for (const auto& [k, v] : c["drops"].items()) drops += v.get<uint64_t>();
+  if (drops) {
+    o << " drop " << drops << " (";
+    bool first = true;
+    for (const auto& [k, v] : c["drops"].items()) {
+      o << (first ? "" : ", ") << k << " " << v.get<uint64_t>();
+      first = false;
+    }
+    o << ")";
+  }
+  return o.str();
+}
+
+// "in,out", "--,out"...; "?" when the state does not say.
+std::string hooks_text(const json& iface) {
+  if (!iface.contains("attached")) return "?";
+  return std::string(iface["attached"]["ingress"].get<uint32_t>() ? "in" : "--") + "," +
+         (iface["attached"]["egress"].get<uint32_t>() ? "out" : "--");
+}
+
+void print_status_head(const json& s) {
+  std::cout << "instance " << s["instance"].get<std::string>() << "  (from "
+            << s["source"].get<std::string>() << ")\n";
+  if (!s["netns"].get<std::string>().empty())
+    std::cout << "network namespace " << s["netns"].get<std::string>() << "\n";
+  std::cout << "pins " << s["pin_dir"].get<std::string>() << "\n\nprograms:\n";
+  for (const auto& p : s["programs"])
+    std::cout << "  " << std::left << std::setw(16) << p["name"].get<std::string>() << " id "
+              << p["id"] << "  tag " << p["tag"].get<std::string>() << "\n";
+  std::cout << "maps:\n";
+  for (const auto& m : s["maps"])
+    std::cout << "  " << std::left << std::setw(16) << m["name"].get<std::string>() << " id "
+              << m["id"] << "  max " << m["max_entries"] << "\n";
+}
+
+void print_status_interfaces(const json& s) {
+  std::cout << "\n"
+            << std::left << std::setw(14) << "CONTAINER" << std::setw(18) << "NETWORK"
+            << std::setw(10) << "IFACE" << std::setw(16) << "IP" << std::setw(10) << "HOOKS"
+            << "FROM CONTAINER  |  TO CONTAINER\n";
+  for (const auto& e : s["endpoints"]) {
+    std::string hooks = hooks_text(e);
+    std::cout << std::left << std::setw(14) << e["container"].get<std::string>() << std::setw(18)
+              << e["network"].get<std::string>() << std::setw(10) << e["name"].get<std::string>()
+              << std::setw(16) << e["ip"].get<std::string>() << std::setw(10) << hooks
+              << counters_text(e["counters"]["from_container"]) << "  |  "
+              << counters_text(e["counters"]["to_container"]) << "\n";
+  }
+  if (s["uplinks"].empty()) return;
+  std::cout << "\n"
+            << std::left << std::setw(14) << "UPLINK" << std::setw(16) << "IP" << std::setw(10)
+            << "HOOKS"
+            << "FROM WORLD  |  TO WORLD\n";
+  for (const auto& u : s["uplinks"]) {
+    std::string hooks = hooks_text(u);
+    std::cout << std::left << std::setw(14) << u["name"].get<std::string>() << std::setw(16)
+              << u["ip"].get<std::string>() << std::setw(10) << hooks
+              << counters_text(u["counters"]["from_world"]) << "  |  "
+              << counters_text(u["counters"]["to_world"]) << "\n";
+  }
+}
+
+}  // namespace
+
+void print_status(const json& s) {
+  print_status_head(s);
+  print_status_interfaces(s);
+  if (!s["published"].empty()) {
+    std::cout << "\npublished:";
+    for (const auto& p : s["published"])
+      std::cout << "  " << p["container"].get<std::string>() << " "
+                << p["publish"].get<std::string>();
+    std::cout << "\n";
+  }
+  std::cout << "socket hooks (host processes to published ports): ";
+  if (s["socket_hooks"].empty()) std::cout << "none";
+  for (const auto& h : s["socket_hooks"]) std::cout << h.value("hook", std::string("?")) << " ";
+  std::cout << "\ntracked flow entries: " << s["tracked_entries"] << " (moat ct list)\n";
+}
+
+}  // namespace moat::cli

@@ -1,0 +1,254 @@
+// read.cpp - pass 2: the JSON tree of a moat file into entries
+// (document.h), checking everything that concerns a single value: types,
+// keys, names, CIDRs, port syntax. The file's policies and namespaces are
+// read by policy/read.cpp through the same Reader.
+#include "policy/read.h"
+
+#include <algorithm>
+
+#include "config/document.h"
+#include "config/values.h"
+
+namespace moat {
+namespace {
+
+constexpr int kLongestSubnetPrefix = 30;  // room for a gateway and one container
+
+void read_subnet(Reader& r, const Json& f, const std::string& p, NetworkEntry& e) {
+  e.addressing_ok = false;  // until proven usable
+  auto text = r.string(f, p);
+  if (!text) return;
+  std::string why;
+  auto subnet = Ipv4Prefix::parse(*text, &why);
+  if (!subnet) return r.problem(p, "invalid subnet " + quote(*text) + ": " + why);
+  e.net.subnet = *subnet;
+  e.subnet_given = true;
+  if (subnet->len > kLongestSubnetPrefix) {
+    return r.problem(p, "subnet " + subnet->str() + " is too small: a network needs /" +
+                            std::to_string(kLongestSubnetPrefix) +
+                            " or shorter to hold a gateway and a container");
+  }
+  e.addressing_ok = true;
+}
+
+void read_gateway(Reader& r, const Json& network, const Json& f, const std::string& p,
+                  NetworkEntry& e) {
+  auto gateway = r.ip(f, p);
+  if (!gateway) {
+    e.addressing_ok = false;
+    return;
+  }
+  e.net.gateway = *gateway;
+  e.gateway_given = true;
+  if (!network.contains("subnet")) {
+    e.addressing_ok = false;
+    return r.problem(p, "a gateway needs an explicit \"subnet\"");
+  }
+  if (!e.addressing_ok) return;  // the subnet's problem is reported
+  if (auto why = host_address_problem(*gateway, e.net.subnet)) {
+    e.addressing_ok = false;
+    r.problem(p, "gateway " + gateway->str() + " " + *why);
+  }
+}
+
+NetworkEntry read_network(Reader& r, const Json& v, const std::string& path) {
+  NetworkEntry e{.path = path};
+  if (!r.object(
+          v, path,
+          {{"name", kRequired}, {"subnet"}, {"gateway"}, {"icc"}, {"internal"}, {"masquerade"}})) {
+    e.addressing_ok = false;
+    return e;
+  }
+  r.member(v, path, "name", [&](const Json& f, const std::string& p) {
+    e.net.name = r.name(f, p, "network", docker_name_problem).value_or("");
+  });
+  r.member(v, path, "subnet",
+           [&](const Json& f, const std::string& p) { read_subnet(r, f, p, e); });
+  r.member(v, path, "gateway",
+           [&](const Json& f, const std::string& p) { read_gateway(r, v, f, p, e); });
+  r.boolean(v, path, "icc", e.net.icc);
+  r.boolean(v, path, "internal", e.net.internal);
+  r.boolean(v, path, "masquerade", e.net.masquerade);
+  return e;
+}
+
+std::optional<AttachmentEntry> read_attachment(Reader& r, const Json& v, const std::string& path) {
+  AttachmentEntry a{.path = path};
+  if (v.is_string()) {  // "backend" is short for {"network": "backend"}
+    a.att.network = v.get<std::string>();
+    a.network_path = path;
+    return a;
+  }
+  if (!v.is_object()) {
+    r.problem(path, "must be a network name or an object like {\"network\": \"backend\"}, not " +
+                        describe(v));
+    return std::nullopt;
+  }
+  if (!r.object(v, path, {{"network", kRequired}, {"ip"}, {"interface"}})) return std::nullopt;
+  bool has_network = false;
+  r.member(v, path, "network", [&](const Json& f, const std::string& p) {
+    a.network_path = p;
+    if (auto name = r.string(f, p)) {
+      a.att.network = *name;
+      has_network = true;
+    }
+  });
+  r.member(v, path, "ip", [&](const Json& f, const std::string& p) {
+    a.ip_path = p;
+    a.att.ip_from_file = true;
+    auto ip = r.ip(f, p);
+    a.ip_ok = ip.has_value();
+    a.att.ip = ip.value_or(Ipv4{});
+  });
+  r.member(v, path, "interface", [&](const Json& f, const std::string& p) {
+    a.att.host_interface = r.name(f, p, "interface", ifname_problem).value_or("");
+  });
+  if (!has_network) return std::nullopt;
+  return a;
+}
+
+std::optional<Publish> read_publish_object(Reader& r, const Json& v, const std::string& path) {
+  if (!r.object(
+          v, path,
+          {{"host_ip"}, {"host_port", kRequired}, {"container_port", kRequired}, {"protocol"}})) {
+    return std::nullopt;
+  }
+  std::optional<Ipv4> host_ip;
+  std::optional<PortRange> host, container;
+  std::optional<Protocol> protocol = Protocol::tcp;
+  bool host_ip_ok = true;
+  auto read_range = [&r](std::optional<PortRange>& out) {
+    return [&r, &out](const Json& f, const std::string& p) {
+      if (auto text = r.port_text(f, p, "a port number or a range like \"8000-8010\"")) {
+        out = r.check(parse_port_range(*text), p, "");
+      }
+    };
+  };
+  r.member(v, path, "host_ip", [&](const Json& f, const std::string& p) {
+    host_ip = r.ip(f, p);
+    host_ip_ok = host_ip.has_value();
+  });
+  r.member(v, path, "host_port", read_range(host));
+  r.member(v, path, "container_port", read_range(container));
+  r.member(v, path, "protocol", [&](const Json& f, const std::string& p) {
+    auto text = r.string(f, p);
+    protocol = text ? r.check(parse_port_protocol(*text), p, "") : std::nullopt;
+  });
+  if (!host_ip_ok || !host || !container || !protocol) return std::nullopt;
+  auto publish = r.check(make_publish(host_ip, *host, *container, *protocol), path, "");
+  if (publish) publish->text = render_publish(*publish);
+  return publish;
+}
+
+std::optional<Publish> read_publish(Reader& r, const Json& v, const std::string& path) {
+  if (v.is_object()) return read_publish_object(r, v, path);
+  if (!v.is_string()) {
+    r.problem(path, "must be a string like \"8080:80/tcp\" or an object, not " + describe(v));
+    return std::nullopt;
+  }
+  const auto& text = v.get_ref<const std::string&>();
+  return r.check(parse_publish(text), path, "invalid port mapping " + quote(text) + ": ");
+}
+
+std::optional<Expose> read_expose(Reader& r, const Json& v, const std::string& path) {
+  auto text = r.port_text(v, path, "a port like \"6000/tcp\" or a number");
+  if (!text) return std::nullopt;
+  return r.check(parse_expose(*text), path, "invalid exposed port " + quote(*text) + ": ");
+}
+
+ContainerEntry read_container(Reader& r, const Json& v, const std::string& path) {
+  ContainerEntry e{.path = path};
+  if (!r.object(v, path,
+                {{"name", kRequired},
+                 {"namespace"},
+                 {"labels"},
+                 {"networks"},
+                 {"publish"},
+                 {"expose"}})) {
+    return e;
+  }
+  r.member(v, path, "name", [&](const Json& f, const std::string& p) {
+    e.c.name = r.name(f, p, "container", docker_name_problem).value_or("");
+  });
+  r.member(v, path, "namespace", [&](const Json& f, const std::string& p) {
+    e.c.ns = r.name(f, p, "namespace", dns_label_problem).value_or(e.c.ns);
+  });
+  r.member(v, path, "labels",
+           [&](const Json& f, const std::string& p) { r.labels(f, p, e.c.labels); });
+  r.member(v, path, "networks", [&](const Json& f, const std::string& p) {
+    r.elements(f, p, "network attachments", [&](const Json& el, const std::string& ep) {
+      if (auto a = read_attachment(r, el, ep)) e.attachments.push_back(std::move(*a));
+    });
+  });
+  r.member(v, path, "publish", [&](const Json& f, const std::string& p) {
+    r.elements(f, p, "port mappings", [&](const Json& el, const std::string& ep) {
+      if (auto pub = read_publish(r, el, ep)) e.publishes.push_back({std::move(*pub), ep});
+    });
+  });
+  r.member(v, path, "expose", [&](const Json& f, const std::string& p) {
+    r.elements(f, p, "ports", [&](const Json& el, const std::string& ep) {
+      if (auto expose = read_expose(r, el, ep)) e.c.expose.push_back(*expose);
+    });
+  });
+  return e;
+}
+
+// The host's side: which interfaces lead to the world (published ports
+// arrive there, masquerade leaves there).
+void read_host(Reader& r, const Json& v, const std::string& p, std::vector<std::string>& uplinks) {
+  if (!r.object(v, p, {{"uplinks"}})) return;
+  r.member(v, p, "uplinks", [&](const Json& f, const std::string& fp) {
+    r.elements(f, fp, "interface names", [&](const Json& el, const std::string& ep) {
+      auto name = r.string(el, ep);
+      if (!name) return;
+      if (name->empty() || name->size() >= 16 || name->find('/') != std::string::npos ||
+          name->find(' ') != std::string::npos)
+        r.problem(ep,
+                  "\"" + *name + "\" is not an interface name (1-15 characters, no '/' or space)");
+      else
+        uplinks.push_back(*name);
+    });
+  });
+}
+
+}  // namespace
+
+std::string entry_label(std::string_view kind, const std::string& name, const std::string& path) {
+  if (name.empty()) return "the " + std::string(kind) + " at " + path;
+  return std::string(kind) + " " + quote(name);
+}
+
+Document read_document(Reader& r, const Json& root, const std::string& source) {
+  Document doc;
+  r.visit("");
+  if (!root.is_object()) {
+    r.problem("",
+              "the document must be an object with \"networks\", \"containers\" and "
+              "\"policies\", not " +
+                  describe(root));
+    return doc;
+  }
+  r.object(root, "", {{"networks"}, {"containers"}, {"namespaces"}, {"policies"}, {"host"}});
+  r.member(root, "", "host",
+           [&](const Json& v, const std::string& p) { read_host(r, v, p, doc.uplinks); });
+  r.member(root, "", "networks", [&](const Json& v, const std::string& p) {
+    r.elements(v, p, "networks", [&](const Json& el, const std::string& ep) {
+      doc.networks.push_back(read_network(r, el, ep));
+    });
+  });
+  r.member(root, "", "containers", [&](const Json& v, const std::string& p) {
+    r.elements(v, p, "containers", [&](const Json& el, const std::string& ep) {
+      doc.containers.push_back(read_container(r, el, ep));
+    });
+  });
+  r.member(root, "", "namespaces", [&](const Json& v, const std::string& p) {
+    policy_read::read_namespaces(v, p, source, r, doc.namespaces);
+  });
+  r.member(root, "", "policies", [&](const Json& v, const std::string& p) {
+    policy_read::read_policies(v, p, source, r, doc.policies);
+  });
+  policy_read::check_unique(doc.namespaces, doc.policies, r);
+  return doc;
+}
+
+}  // namespace moat

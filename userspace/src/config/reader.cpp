@@ -1,0 +1,248 @@
+// reader.cpp - see reader.h.
+#include "config/reader.h"
+
+#include <algorithm>
+#include <set>
+
+namespace moat {
+namespace {
+
+// nlohmann keeps the last of duplicate keys without a word, and the parsed
+// tree no longer shows them. A SAX pass of its own sees every key: a parser
+// callback would too, but nlohmann's callback parser rescans the enclosing
+// container at every object's end, quadratic in a 100,000-rule policy.
+class DuplicateKeyFinder {
+ public:
+  using number_integer_t = Json::number_integer_t;
+  using number_unsigned_t = Json::number_unsigned_t;
+  using number_float_t = Json::number_float_t;
+  using string_t = Json::string_t;
+  using binary_t = Json::binary_t;
+
+  bool null() { return value(); }
+  bool boolean(bool) { return value(); }
+  bool number_integer(number_integer_t) { return value(); }
+  bool number_unsigned(number_unsigned_t) { return value(); }
+  bool number_float(number_float_t, const string_t&) { return value(); }
+  bool string(string_t&) { return value(); }
+  bool binary(binary_t&) { return value(); }
+  bool start_object(std::size_t) { return open(false); }
+  bool start_array(std::size_t) { return open(true); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(string_t& k) {
+    Frame& top = stack_.back();
+    top.key = k;
+    if (!top.keys.insert(top.key).second)
+      found_.push_back(Problem{key_path(top.path, top.key), "duplicate key " + quote(top.key)});
+    return true;
+  }
+  // The DOM parse that follows reports syntax errors, with their position.
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
+  }
+
+  std::vector<Problem>& found() { return found_; }
+
+ private:
+  struct Frame {
+    std::string path;
+    bool is_array = false;
+    size_t next_index = 0;
+    std::string key{};  // the object's current key
+    std::set<std::string> keys{};
+  };
+
+  bool value() {
+    next_child_path();
+    return true;
+  }
+  bool open(bool is_array) {
+    stack_.push_back(Frame{next_child_path(), is_array});
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  // The path of the value that starts now; advances the index in arrays.
+  std::string next_child_path() {
+    if (stack_.empty()) return "";
+    Frame& top = stack_.back();
+    return top.is_array ? index_path(top.path, top.next_index++) : key_path(top.path, top.key);
+  }
+
+  std::vector<Frame> stack_;
+  std::vector<Problem> found_;
+};
+
+// 1-based line and column (in UTF-8 characters, as editors count) of the byte at `offset`.
+std::pair<int, int> line_column(std::string_view text, size_t offset) {
+  offset = std::min(offset, text.size());
+  int line = 1, column = 1;
+  for (size_t i = 0; i < offset; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
+      ++column;
+    }
+  }
+  return {line, column};
+}
+
+// "[json.exception.parse_error.101] parse error at line 3, column 1: syntax
+// error while parsing object key - unexpected '}'; expected string literal"
+// becomes "unexpected '}'; expected string literal": the position is given
+// separately, and the rest is about nlohmann's internals.
+std::string readable_json_error(const std::string& what) {
+  if (size_t dash = what.find(" - "); dash != std::string::npos) return what.substr(dash + 3);
+  if (size_t bracket = what.find("] "); bracket != std::string::npos) {
+    return what.substr(bracket + 2);
+  }
+  return what;
+}
+
+}  // namespace
+
+std::vector<Problem> Problems::in_document_order() && {
+  std::vector<std::pair<std::vector<size_t>, Problem>> placed;
+  for (Problem& p : list_) placed.emplace_back(position(p.path), std::move(p));
+  std::stable_sort(placed.begin(), placed.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Problem> sorted;
+  for (auto& [position, p] : placed) sorted.push_back(std::move(p));
+  return sorted;
+}
+
+// Visit numbers of the path and its ancestors, root first. Paths nobody
+// visited (a duplicate key's, say) are left out: they sort with the parent.
+std::vector<size_t> Problems::position(std::string path) const {
+  std::vector<size_t> chain;
+  for (;;) {
+    if (auto it = order_.find(path); it != order_.end()) chain.push_back(it->second);
+    if (path.empty()) break;
+    path = parent_path(path);
+  }
+  std::reverse(chain.begin(), chain.end());
+  return chain;
+}
+
+std::optional<Json> parse_json(const std::string& text, Problems& problems) {
+  DuplicateKeyFinder finder;
+  try {
+    Json root = Json::parse(text);
+    Json::sax_parse(text, &finder);
+    for (Problem& p : finder.found()) problems.add(std::move(p));
+    return root;
+  } catch (const Json::parse_error& e) {
+    // e.byte counts the offending character itself.
+    auto [line, column] = line_column(text, e.byte > 0 ? e.byte - 1 : 0);
+    problems.add(Problem{"", "invalid JSON: " + readable_json_error(e.what()), line, column});
+  } catch (const Json::exception& e) {  // e.g. a number too large for a double
+    problems.add("", "invalid JSON: " + readable_json_error(e.what()));
+  }
+  return std::nullopt;
+}
+
+std::string describe(const Json& v) {
+  switch (v.type()) {
+    case Json::value_t::string:
+      return "the string " + v.dump();
+    case Json::value_t::object:
+      return "an object";
+    case Json::value_t::array:
+      return "an array";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return v.dump();
+    default:
+      return "the number " + v.dump();
+  }
+}
+
+void Reader::problem(std::string path, std::string message) {
+  ++count_;
+  problems_.add(std::move(path), std::move(message));
+}
+
+bool Reader::object(const Json& v, const std::string& path, const std::vector<Field>& fields,
+                    const Hints& hints) {
+  if (!v.is_object()) {
+    problem(path, "must be an object, not " + describe(v));
+    return false;
+  }
+  std::vector<std::string> known;
+  for (const Field& f : fields) known.emplace_back(f.name);
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    visit(key_path(path, it.key()));
+    if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
+    auto hint = hints.find(it.key());
+    problem(path,
+            "unknown key " + quote(it.key()) +
+                (hint != hints.end() ? " (" + hint->second + ")" : did_you_mean(it.key(), known)));
+  }
+  for (const Field& f : fields) {
+    if (f.required && !v.contains(f.name)) problem(path, "missing required key " + quote(f.name));
+  }
+  return true;
+}
+
+std::optional<std::string> Reader::string(const Json& v, const std::string& path) {
+  if (v.is_string()) return v.get<std::string>();
+  problem(path, "must be a string, not " + describe(v));
+  return std::nullopt;
+}
+
+void Reader::boolean(const Json& object, const std::string& path, const char* key, bool& out) {
+  member(object, path, key, [&](const Json& v, const std::string& p) {
+    if (v.is_boolean()) {
+      out = v.get<bool>();
+    } else {
+      problem(p, "must be true or false, not " + describe(v));
+    }
+  });
+}
+
+std::optional<std::string> Reader::name(const Json& v, const std::string& path,
+                                        std::string_view kind, NameCheck check) {
+  auto name = string(v, path);
+  if (!name) return std::nullopt;
+  if (auto why = check(*name)) {
+    problem(path, "invalid " + std::string(kind) + " name " + quote(*name) + ": " + *why);
+  }
+  return name;
+}
+
+void Reader::labels(const Json& v, const std::string& path,
+                    std::map<std::string, std::string>& out) {
+  if (!v.is_object()) return problem(path, "must be an object of strings, not " + describe(v));
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    std::string label_path = key_path(path, it.key());
+    visit(label_path);
+    if (it.key().empty()) problem(label_path, "a label key must not be empty");
+    if (auto value = string(it.value(), label_path)) out[it.key()] = *value;
+  }
+}
+
+std::optional<Ipv4> Reader::ip(const Json& v, const std::string& path) {
+  auto text = string(v, path);
+  if (!text) return std::nullopt;
+  if (auto ip = Ipv4::parse(*text)) return ip;
+  bool cidr = text->find('/') != std::string::npos;
+  problem(path, "invalid IPv4 address " + quote(*text) +
+                    (cidr ? " (write the address without a prefix length)" : ""));
+  return std::nullopt;
+}
+
+std::optional<std::string> Reader::port_text(const Json& v, const std::string& path,
+                                             std::string_view expected) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return v.dump();
+  problem(path, "must be " + std::string(expected) + ", not " + describe(v));
+  return std::nullopt;
+}
+
+}  // namespace moat

@@ -1,0 +1,137 @@
+// reader.h - the one JSON reader of moat's files, shared by the main file
+// (config/read.cpp) and policy files (policy/read.cpp) so that both report
+// alike: every problem at once, at its path, with a did-you-mean for a
+// misspelt key, sorted into document order at the end.
+#pragma once
+
+#include <cstddef>
+#include <expected>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+
+namespace moat {
+
+// ordered_json keeps keys in document order, which problems are reported in.
+using Json = nlohmann::ordered_json;
+
+// A value or why it is wrong, from the pure parsers of single values.
+template <class T>
+using Parsed = std::expected<T, std::string>;
+
+// Problems are found pass by pass, not in document order: they are sorted at the end.
+class Problems {
+ public:
+  // Records the first time a path is met. The reader meets the keys of an
+  // object and the elements of an array in document order (though not always
+  // children before cousins), so a path's place in the document is the visit
+  // order of its ancestors, compared from the root down.
+  void visit(const std::string& path) { order_.emplace(path, order_.size()); }
+
+  void add(Problem problem) { list_.push_back(std::move(problem)); }
+  void add(std::string path, std::string message) {
+    add(Problem{std::move(path), std::move(message)});
+  }
+
+  bool empty() const { return list_.empty(); }
+  std::vector<Problem> in_document_order() &&;
+
+ private:
+  std::vector<size_t> position(std::string path) const;
+
+  std::map<std::string, size_t> order_;
+  std::vector<Problem> list_;
+};
+
+// The tree of `text`, or nullopt after a syntax error (with its line and
+// column). Duplicate keys, which nlohmann drops silently, are problems too.
+std::optional<Json> parse_json(const std::string& text, Problems& problems);
+
+// `the string "x"`, `an object`, `the number 3`: what was found instead.
+std::string describe(const Json& v);
+
+struct Field {
+  const char* name;
+  bool required = false;
+};
+constexpr bool kRequired = true;
+
+// Unknown keys that deserve a hint of their own instead of a did-you-mean
+// (a key of the other format, say): key -> hint.
+using Hints = std::map<std::string, std::string>;
+
+// Why a name breaks its rule, if it does (config/values.h has the rules).
+using NameCheck = std::optional<std::string> (*)(std::string_view);
+
+// Typed access to the JSON tree; each accessor reports what is wrong at the
+// given path and returns nothing, so callers just skip the value. count()
+// lets a caller leave out an entry that had any problem.
+class Reader {
+ public:
+  explicit Reader(Problems& problems) : problems_(problems) {}
+
+  void visit(const std::string& path) { problems_.visit(path); }
+  void problem(std::string path, std::string message);
+  size_t count() const { return count_; }
+
+  template <class T>
+  std::optional<T> check(Parsed<T> parsed, const std::string& path, const std::string& context) {
+    if (parsed) return std::move(*parsed);
+    problem(path, context + parsed.error());
+    return std::nullopt;
+  }
+
+  // Whether `v` is an object; reports unknown keys (with the hint, else the
+  // closest known key) and missing required keys.
+  bool object(const Json& v, const std::string& path, const std::vector<Field>& fields,
+              const Hints& hints = {});
+
+  // Calls read(value, path) for the member `key` of `object` if it is there.
+  template <class Read>
+  void member(const Json& object, const std::string& path, const char* key, Read read) {
+    if (auto it = object.find(key); it != object.end()) read(*it, key_path(path, key));
+  }
+
+  // Calls read(element, path) for each element of the array `v`.
+  template <class Read>
+  void elements(const Json& v, const std::string& path, std::string_view what, Read read) {
+    if (!v.is_array()) {
+      problem(path, "must be an array of " + std::string(what) + ", not " + describe(v));
+      return;
+    }
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string element_path = index_path(path, i);
+      visit(element_path);
+      read(v[i], element_path);
+    }
+  }
+
+  std::optional<std::string> string(const Json& v, const std::string& path);
+  void boolean(const Json& object, const std::string& path, const char* key, bool& out);
+
+  // A string checked by `check`. A badly formed name is still returned, so
+  // that references to it do not report it a second time as unknown.
+  std::optional<std::string> name(const Json& v, const std::string& path, std::string_view kind,
+                                  NameCheck check);
+
+  // An object of strings (`labels`, `matchLabels`), added to `out`.
+  void labels(const Json& v, const std::string& path, std::map<std::string, std::string>& out);
+
+  std::optional<Ipv4> ip(const Json& v, const std::string& path);
+
+  // Ports are written as JSON numbers or as strings.
+  std::optional<std::string> port_text(const Json& v, const std::string& path,
+                                       std::string_view expected);
+
+ private:
+  Problems& problems_;
+  size_t count_ = 0;
+};
+
+}  // namespace moat

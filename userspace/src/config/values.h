@@ -1,0 +1,45 @@
+// values.h - internal: single values of a moat file, parsed or checked on
+// their own (ports, `-p` mappings, names, host addresses). Pure functions
+// returning the value or why it is wrong; the reader adds where it was
+// written. Shared by config/ and policy/read.cpp (Kubernetes names).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "config/config.h"
+#include "config/reader.h"
+
+namespace moat {
+
+struct PortRange {
+  uint16_t first = 0;
+  uint16_t count = 1;
+  std::string str() const;  // "80", "8000-8010"
+};
+
+Parsed<uint16_t> parse_port(std::string_view text);
+Parsed<PortRange> parse_port_range(std::string_view text);    // "80" or "8000-8010"
+Parsed<Protocol> parse_port_protocol(std::string_view text);  // "tcp", "udp", "sctp"
+
+// Docker's `-p [ip:]host:container[/proto]`; `text` is kept for messages.
+Parsed<Publish> parse_publish(std::string_view text);
+// The object form's fields, checked as Docker checks the string form.
+Parsed<Publish> make_publish(std::optional<Ipv4> host_ip, PortRange host, PortRange container,
+                             Protocol protocol);
+std::string render_publish(const Publish& p);  // "127.0.0.1:8080:80/tcp"
+
+Parsed<Expose> parse_expose(std::string_view text);  // "6000", "6000/tcp", "53/udp"
+
+// Name rules; each returns why `name` breaks it, if it does.
+std::optional<std::string> docker_name_problem(std::string_view name);    // containers, networks
+std::optional<std::string> dns_label_problem(std::string_view name);      // namespaces (RFC 1123)
+std::optional<std::string> dns_subdomain_problem(std::string_view name);  // policy names
+std::optional<std::string> ifname_problem(std::string_view name);         // the kernel's rule
+
+// Why `ip` cannot be a host in `subnet`, if it cannot.
+std::optional<std::string> host_address_problem(Ipv4 ip, const Ipv4Prefix& subnet);
+
+}  // namespace moat

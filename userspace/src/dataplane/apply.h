@@ -1,0 +1,17 @@
+// apply.h - one apply of validated desired state to an instance's kernel
+// side: only reconcile() calls it, holding the instance's lock.
+#pragma once
+
+#include <string>
+
+#include "config/config.h"
+#include "dataplane/dataplane.h"
+#include "util/result.h"
+
+namespace moat {
+
+// Validated config in; map entries and attachments out. Nothing in the
+// kernel changes unless every interface resolves and the programs load.
+Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run);
+
+}  // namespace moat

@@ -1,0 +1,371 @@
+// evaluate.cpp - two independent judges of one flow, for `moat explain` and
+// the tests that cross-check the compiler: evaluate_model() reads the policy
+// objects and selectors directly (no identities, no map entries);
+// evaluate_compiled() does exactly what the kernel does with a PolicyPlan.
+// Also resolve_endpoint(), which turns what the user typed into a side.
+#include <netinet/in.h>
+
+#include <algorithm>
+
+#include "policy/internal.h"
+#include "policy/policy.h"
+
+namespace moat {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Endpoints
+
+bool is_host_address(const Config& cfg, Ipv4 ip, const std::vector<Ipv4>& host_addresses) {
+  if ((ip.value >> 24) == 127) return true;
+  for (const Network& n : cfg.networks) {
+    if (n.gateway == ip) return true;
+  }
+  return std::find(host_addresses.begin(), host_addresses.end(), ip) != host_addresses.end();
+}
+
+PolicyEndpoint classify(const Config& cfg, Ipv4 ip, const std::vector<Ipv4>& host_addresses) {
+  for (const Container& c : cfg.containers) {
+    for (const Attachment& a : c.networks) {
+      if (a.ip == ip) return {PolicyEndpoint::Kind::container, c.name, ip};
+    }
+  }
+  if (is_host_address(cfg, ip, host_addresses)) return {PolicyEndpoint::Kind::host, "", ip};
+  return {PolicyEndpoint::Kind::address, "", ip};
+}
+
+// The first of a few documentation addresses no policy CIDR covers.
+Result<PolicyEndpoint> world_endpoint(const Config& cfg, const std::vector<Ipv4>& host_addresses) {
+  std::vector<Ipv4Prefix> prefixes;
+  for_each_ip_block(cfg, [&](const IpBlock& b) {
+    if (b.cidr.len == 0) return;
+    prefixes.push_back(b.cidr);
+    for (const auto& e : b.except) prefixes.push_back(e);
+  });
+  for (const char* candidate : {"203.0.113.7", "198.51.100.7", "192.0.2.7", "100.64.0.7", "8.8.8.8",
+                                "1.1.1.1", "9.9.9.9"}) {
+    Ipv4 ip = *Ipv4::parse(candidate);
+    bool covered = std::any_of(prefixes.begin(), prefixes.end(),
+                               [&](const Ipv4Prefix& p) { return p.contains(ip); });
+    if (!covered && classify(cfg, ip, host_addresses).kind == PolicyEndpoint::Kind::address)
+      return PolicyEndpoint{PolicyEndpoint::Kind::address, "", ip};
+  }
+  return fail(
+      "no address is left that no policy CIDR covers; give an address instead of \"world\"");
+}
+
+// "NAME" or "NAME@NETWORK".
+Result<PolicyEndpoint> container_endpoint(const Config& cfg, const std::string& s) {
+  std::string name = s, network;
+  if (size_t at = s.find('@'); at != std::string::npos) {
+    name = s.substr(0, at);
+    network = s.substr(at + 1);
+  }
+  const Container* c = cfg.find_container(name);
+  if (!c) {
+    std::vector<std::string> names;
+    for (const Container& x : cfg.containers) names.push_back(x.name);
+    std::string best = closest_match(name, names);
+    return fail("unknown endpoint " + quoted(s) +
+                (best.empty() ? "" : " (did you mean " + quoted(best) + "?)") +
+                ": use a container name, NAME@NETWORK, host, world or an IPv4 address");
+  }
+  for (const Attachment& a : c->networks) {
+    if (network.empty() || a.network == network)
+      return PolicyEndpoint{PolicyEndpoint::Kind::container, c->name, a.ip};
+  }
+  if (network.empty()) return fail("container " + quoted(name) + " has no network attachment");
+  return fail("container " + quoted(name) + " is not attached to network " + quoted(network));
+}
+
+// ---------------------------------------------------------------------------
+// The model evaluator
+
+bool port_matches(const PolicyPort& p, uint8_t proto, uint16_t port) {
+  if (ip_protocol_number(p.protocol) != proto) return false;
+  if (p.port == 0) return true;
+  uint16_t last = p.end_port != 0 ? p.end_port : p.port;
+  return port >= p.port && port <= last;
+}
+
+bool rule_ports_match(const PolicyRule& r, uint8_t proto, uint16_t port) {
+  return r.ports.empty() || std::any_of(r.ports.begin(), r.ports.end(), [&](const PolicyPort& p) {
+           return port_matches(p, proto, port);
+         });
+}
+
+bool peer_matches(const Config& cfg, const Policy& pol, const PolicyPeer& peer,
+                  const PolicyEndpoint& ep) {
+  switch (peer.kind) {
+    case PolicyPeer::Kind::host:
+      return ep.kind == PolicyEndpoint::Kind::host;
+    case PolicyPeer::Kind::ip_block: {
+      if (ep.kind != PolicyEndpoint::Kind::address) return false;
+      if (!peer.ip_block.cidr.contains(ep.ip)) return false;
+      return std::none_of(peer.ip_block.except.begin(), peer.ip_block.except.end(),
+                          [&](const Ipv4Prefix& e) { return e.contains(ep.ip); });
+    }
+    case PolicyPeer::Kind::pods:
+      break;
+  }
+  if (ep.kind != PolicyEndpoint::Kind::container) return false;
+  const Container* c = cfg.find_container(ep.container);
+  if (!c) return false;
+  return peer_selects(cfg, pol, peer, c->ns, c->labels);
+}
+
+bool rule_matches(const Config& cfg, const Policy& pol, const PolicyRule& r,
+                  const PolicyEndpoint& peer, uint8_t proto, uint16_t port) {
+  if (!rule_ports_match(r, proto, port)) return false;
+  return r.peers.empty() || std::any_of(r.peers.begin(), r.peers.end(), [&](const PolicyPeer& p) {
+           return peer_matches(cfg, pol, p, peer);
+         });
+}
+
+// One direction of one flow, seen from the policies selecting `subject`.
+class ModelJudge {
+ public:
+  ModelJudge(const Config& cfg, const Container& subject, PolicyDirection d,
+             const PolicyEndpoint& peer, uint8_t proto, uint16_t port)
+      : cfg_(cfg), subject_(subject), d_(d), peer_(peer), proto_(proto), port_(port) {
+    int next_id = 0;
+    for (size_t i = 0; i < cfg.policies.size(); ++i) {
+      const Policy& p = cfg.policies[i];
+      if (policy_selects(p, subject)) selecting_.push_back({i, next_id});
+      next_id += static_cast<int>(p.ingress.size() + p.egress.size());
+    }
+  }
+
+  DirectionVerdict judge(const std::vector<RuleInfo>& table) const {
+    DirectionVerdict v;
+    v.applies = true;
+    // Explicit denies win, whatever policy they come from.
+    if (int id = first_match(PolicyAction::deny, false); id >= 0) {
+      return decided(v, PolicyOutcome::denied, id, "denied by " + table[id].text);
+    }
+    const std::string dir = to_string(d_);
+    std::vector<std::string> isolating;
+    for (const Selecting& s : selecting_) {
+      if (cfg_.policies[s.policy].isolates(d_)) isolating.push_back(cfg_.policies[s.policy].id());
+    }
+    if (isolating.empty()) {
+      v.outcome = PolicyOutcome::not_isolated;
+      v.text = selecting_.empty() ? "no policy selects " + subject_.name + " for " + dir
+                                  : subject_.name + " is not isolated for " + dir +
+                                        ": the policies selecting it (" +
+                                        cfg_.policies[selecting_.front().policy].id() +
+                                        "...) have no " + dir + " allow rules";
+      return v;
+    }
+    if (int id = first_match(PolicyAction::allow, true); id >= 0) {
+      return decided(v, PolicyOutcome::allowed, id, "allowed by " + table[id].text);
+    }
+    v.outcome = PolicyOutcome::default_denied;
+    v.text = "default deny: " + subject_.name + " is selected for " + dir + " by " +
+             join(isolating, ", ") + ", allowed by none";
+    return v;
+  }
+
+ private:
+  struct Selecting {
+    size_t policy;   // index in cfg.policies
+    int first_rule;  // its first rule id
+  };
+
+  static DirectionVerdict decided(DirectionVerdict v, PolicyOutcome outcome, int id,
+                                  std::string text) {
+    v.outcome = outcome;
+    v.rule_id = id;
+    v.text = std::move(text);
+    return v;
+  }
+
+  // The rule id of the first matching rule with `action` of the selecting
+  // policies (only those isolating the direction, if asked), or -1.
+  int first_match(PolicyAction action, bool isolating_only) const {
+    for (const Selecting& s : selecting_) {
+      const Policy& p = cfg_.policies[s.policy];
+      if (isolating_only && !p.isolates(d_)) continue;
+      const auto& rules = p.rules(d_);
+      for (size_t r = 0; r < rules.size(); ++r) {
+        if (rules[r].action != action) continue;
+        if (!rule_matches(cfg_, p, rules[r], peer_, proto_, port_)) continue;
+        size_t before = d_ == PolicyDirection::egress ? p.ingress.size() : 0;
+        return s.first_rule + static_cast<int>(before + r);
+      }
+    }
+    return -1;
+  }
+
+  const Config& cfg_;
+  const Container& subject_;
+  PolicyDirection d_;
+  const PolicyEndpoint& peer_;
+  uint8_t proto_;
+  uint16_t port_;
+  std::vector<Selecting> selecting_;
+};
+
+// ---------------------------------------------------------------------------
+// The kernel's view
+
+moat_ipcache_val lookup_ip(const PolicyPlan& plan, Ipv4 ip) {
+  moat_ipcache_val best{MOAT_ID_WORLD, 0};
+  int best_len = -1;
+  for (const auto& [key, val] : plan.ipcache) {
+    Ipv4Prefix p{Ipv4{ntohl(key.addr)}, static_cast<uint8_t>(key.prefixlen)};
+    if (static_cast<int>(key.prefixlen) > best_len && p.contains(ip)) {
+      best = val;
+      best_len = static_cast<int>(key.prefixlen);
+    }
+  }
+  return best;
+}
+
+std::string identity_name(const PolicyPlan& plan, uint32_t id) {
+  auto it = plan.identity_names.find(id);
+  return it == plan.identity_names.end() ? "identity " + std::to_string(id) : it->second;
+}
+
+// The entry the kernel's six lookups hit first, if any.
+const moat_policy_val* first_entry(const PolicyPlan& plan, uint32_t subject, uint32_t peer,
+                                   PolicyDirection d, uint8_t proto, uint16_t port) {
+  const std::tuple<uint32_t, uint8_t, uint16_t> probes[] = {
+      {peer, proto, port},        {peer, proto, 0},        {peer, 0, 0},
+      {MOAT_ID_ANY, proto, port}, {MOAT_ID_ANY, proto, 0}, {MOAT_ID_ANY, 0, 0}};
+  for (const auto& [p, x, n] : probes) {
+    moat_policy_key key{};
+    key.subject = subject;
+    key.peer = p;
+    key.dir = abi_dir(d);
+    key.proto = x;
+    key.port = htons(n);
+    auto it = std::lower_bound(
+        plan.entries.begin(), plan.entries.end(), key,
+        [](const auto& e, const moat_policy_key& k) { return key_tuple(e.first) < key_tuple(k); });
+    if (it != plan.entries.end() && key_tuple(it->first) == key_tuple(key)) return &it->second;
+  }
+  return nullptr;
+}
+
+DirectionVerdict judge_compiled(const PolicyPlan& plan, uint32_t subject, bool isolated,
+                                uint32_t peer, PolicyDirection d, uint8_t proto, uint16_t port) {
+  DirectionVerdict v;
+  v.applies = true;
+  if (const moat_policy_val* entry = first_entry(plan, subject, peer, d, proto, port)) {
+    v.rule_id = static_cast<int>(entry->rule_id);
+    std::string rule = v.rule_id < static_cast<int>(plan.rules.size())
+                           ? plan.rules[v.rule_id].text
+                           : "rule " + std::to_string(v.rule_id);
+    if (entry->action == MOAT_POLICY_DENY) {
+      v.outcome = PolicyOutcome::denied;
+      v.text = "denied by " + rule;
+    } else {
+      v.outcome = PolicyOutcome::allowed;
+      v.text = "allowed by " + rule;
+    }
+    return v;
+  }
+  const std::string who = identity_name(plan, subject);
+  if (isolated) {
+    v.outcome = PolicyOutcome::default_denied;
+    v.text = "default deny: " + who + " is isolated for " + to_string(d) + " and no entry allows " +
+             identity_name(plan, peer);
+  } else {
+    v.outcome = PolicyOutcome::not_isolated;
+    v.text = who + " is not isolated for " + to_string(d);
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+// Both
+
+// "allowed; egress: ...; ingress: ...".
+std::string verdict_text(const PolicyVerdict& v) {
+  std::vector<std::string> parts;
+  if (v.egress.applies) parts.push_back("egress: " + v.egress.text);
+  if (v.ingress.applies) parts.push_back("ingress: " + v.ingress.text);
+  if (parts.empty()) return "allowed: neither side is a container, so no policy applies";
+  bool allowed = v.egress.allowed() && v.ingress.allowed();
+  return (allowed ? "allowed; " : "denied; ") + join(parts, "; ");
+}
+
+// What an evaluator concludes from its two directions: the flow passes when
+// both allow it, and the side that denies first (egress, as in the kernel)
+// gives the drop reason.
+PolicyVerdict conclude(PolicyVerdict verdict) {
+  verdict.text = verdict_text(verdict);
+  verdict.allowed = verdict.egress.allowed() && verdict.ingress.allowed();
+  const DirectionVerdict& first = !verdict.egress.allowed() ? verdict.egress : verdict.ingress;
+  if (first.outcome == PolicyOutcome::denied) verdict.drop_reason = -MOAT_DROP_POLICY_DENY;
+  if (first.outcome == PolicyOutcome::default_denied)
+    verdict.drop_reason = -MOAT_DROP_POLICY_DEFAULT_DENY;
+  return verdict;
+}
+
+}  // namespace
+
+std::string PolicyEndpoint::str() const {
+  switch (kind) {
+    case Kind::container:
+      return container + " (" + ip.str() + ")";
+    case Kind::host:
+      return "the host (" + ip.str() + ")";
+    case Kind::address:
+      return ip.str();
+  }
+  return ip.str();
+}
+
+Result<PolicyEndpoint> resolve_endpoint(const Config& cfg, std::string_view text,
+                                        const std::vector<Ipv4>& host_addresses) {
+  std::string s(text);
+  if (s == "host") {
+    Ipv4 ip = cfg.networks.empty() ? Ipv4{0x7f000001} : cfg.networks.front().gateway;
+    return PolicyEndpoint{PolicyEndpoint::Kind::host, "", ip};
+  }
+  if (s == "world") return world_endpoint(cfg, host_addresses);
+  if (auto ip = Ipv4::parse(s)) return classify(cfg, *ip, host_addresses);
+  if (auto prefix = Ipv4Prefix::parse(s)) return classify(cfg, prefix->addr, host_addresses);
+  return container_endpoint(cfg, s);
+}
+
+PolicyVerdict evaluate_model(const Config& cfg, const PolicyEndpoint& from,
+                             const PolicyEndpoint& to, uint8_t proto, uint16_t port) {
+  PolicyVerdict verdict;
+  if (cfg.policies.empty()) {  // the kernel skips policy entirely
+    verdict.text = "allowed: no policies";
+    return verdict;
+  }
+  std::vector<RuleInfo> table = policy_rule_table(cfg);
+  if (from.kind == PolicyEndpoint::Kind::container) {
+    if (const Container* c = cfg.find_container(from.container))
+      verdict.egress = ModelJudge(cfg, *c, PolicyDirection::egress, to, proto, port).judge(table);
+  }
+  if (to.kind == PolicyEndpoint::Kind::container) {
+    if (const Container* c = cfg.find_container(to.container))
+      verdict.ingress =
+          ModelJudge(cfg, *c, PolicyDirection::ingress, from, proto, port).judge(table);
+  }
+  return conclude(std::move(verdict));
+}
+
+PolicyVerdict evaluate_compiled(const PolicyPlan& plan, Ipv4 src, Ipv4 dst, uint8_t proto,
+                                uint16_t port) {
+  PolicyVerdict verdict;
+  if (!plan.active) {
+    verdict.text = "allowed: no policies";
+    return verdict;
+  }
+  moat_ipcache_val s = lookup_ip(plan, src), t = lookup_ip(plan, dst);
+  if (s.flags & MOAT_ID_F_CONTAINER)
+    verdict.egress = judge_compiled(plan, s.identity, s.flags & MOAT_ID_F_EGRESS_ISOLATED,
+                                    t.identity, PolicyDirection::egress, proto, port);
+  if (t.flags & MOAT_ID_F_CONTAINER)
+    verdict.ingress = judge_compiled(plan, t.identity, t.flags & MOAT_ID_F_INGRESS_ISOLATED,
+                                     s.identity, PolicyDirection::ingress, proto, port);
+  return conclude(std::move(verdict));
+}
+
+}  // namespace moat

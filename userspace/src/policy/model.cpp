@@ -1,0 +1,77 @@
+// model.cpp - the policy model's values as text, for `moat explain`, the
+// rule table and messages: "allow from pods {app=a} on 7000/TCP".
+#include "policy/model.h"
+
+#include "util/text.h"
+
+namespace moat {
+
+std::string LabelSelector::str() const {
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : match_labels) parts.push_back(k + "=" + v);
+  for (const SelectorRequirement& r : match_expressions) {
+    switch (r.op) {
+      case SelectorOp::in:
+        parts.push_back(r.key + " in (" + join(r.values, ",") + ")");
+        break;
+      case SelectorOp::not_in:
+        parts.push_back(r.key + " notin (" + join(r.values, ",") + ")");
+        break;
+      case SelectorOp::exists:
+        parts.push_back(r.key);
+        break;
+      case SelectorOp::does_not_exist:
+        parts.push_back("!" + r.key);
+        break;
+    }
+  }
+  return "{" + join(parts, ",") + "}";
+}
+
+std::string PolicyPeer::str() const {
+  switch (kind) {
+    case Kind::host:
+      return "the host";
+    case Kind::ip_block: {
+      std::string s = ip_block.cidr.str();
+      std::vector<std::string> ex;
+      for (const auto& e : ip_block.except) ex.push_back(e.str());
+      return ex.empty() ? s : s + " except " + join(ex, ", ");
+    }
+    case Kind::pods:
+      break;
+  }
+  std::string pods = has_pod_selector ? "pods " + pod_selector.str() : "all pods";
+  if (!has_namespace_selector) return pods;
+  return pods + " in namespaces " + namespace_selector.str();
+}
+
+std::string to_string(PolicyDirection d) {
+  return d == PolicyDirection::ingress ? "ingress" : "egress";
+}
+
+// Policies spell protocols as Kubernetes does: "TCP".
+std::string PolicyPort::str() const {
+  if (port == 0) return to_string_upper(protocol);
+  std::string s = std::to_string(port);
+  if (end_port != 0) s += "-" + std::to_string(end_port);
+  return s + "/" + to_string_upper(protocol);
+}
+
+std::string PolicyRule::str(PolicyDirection d) const {
+  std::string s = action == PolicyAction::allow ? "allow " : "deny ";
+  s += d == PolicyDirection::ingress ? "from " : "to ";
+  if (peers.empty()) {
+    s += "anywhere";
+  } else {
+    std::vector<std::string> p;
+    for (const auto& peer : peers) p.push_back(peer.str());
+    s += join(p, " or ");
+  }
+  if (ports.empty()) return s + " on any port";
+  std::vector<std::string> p;
+  for (const auto& port : ports) p.push_back(port.str());
+  return s + " on " + join(p, ", ");
+}
+
+}  // namespace moat
