@@ -11,6 +11,7 @@ MOAT_PACKAGES=(
   libcli11-dev nlohmann-json3-dev libgtest-dev libyaml-cpp-dev libcpp-httplib-dev
   iproute2 iputils-ping netcat-openbsd socat python3 util-linux iptables nftables procps
   iperf3 wrk nginx-light gnuplot-nox strace
+  docker.io containerd runc busybox-static curl
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
