@@ -39,13 +39,13 @@ TEST(Protocol, CaseMattersUnlessAsked) {
 }
 
 TEST(Protocol, IpprotoNames) {
-  EXPECT_EQ(ipproto_name(IPPROTO_TCP), "tcp");
-  EXPECT_EQ(ipproto_name(IPPROTO_UDP), "udp");
-  EXPECT_EQ(ipproto_name(IPPROTO_ICMP), "icmp");
-  EXPECT_EQ(ipproto_name(IPPROTO_SCTP), "sctp");
-  EXPECT_EQ(ipproto_name(0), "");
-  EXPECT_EQ(ipproto_name(47), "47");  // GRE: not moat's, shown as the number
-  EXPECT_EQ(ipproto_name(255), "255");
+  EXPECT_EQ(proto_name(IPPROTO_TCP), "tcp");
+  EXPECT_EQ(proto_name(IPPROTO_UDP), "udp");
+  EXPECT_EQ(proto_name(IPPROTO_ICMP), "icmp");
+  EXPECT_EQ(proto_name(IPPROTO_SCTP), "sctp");
+  EXPECT_EQ(proto_name(0), "");
+  EXPECT_EQ(proto_name(47), "47");  // GRE: not moat's, shown as the number
+  EXPECT_EQ(proto_name(255), "255");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/common.h"
+#include "util/proto.h"
 #include "cli/inputs.h"
 #include "dataplane/dataplane.h"
 #include "plan/plan.h"
@@ -98,10 +99,6 @@ std::pair<uint8_t, uint16_t> parse_port_proto(const std::string& text) {
   return {p, static_cast<uint16_t>(n)};
 }
 
-const char* proto_word(uint8_t p) {
-  return p == IPPROTO_TCP ? "tcp" : p == IPPROTO_UDP ? "udp" : p == IPPROTO_SCTP ? "sctp" : "icmp";
-}
-
 struct Isolation {
   bool isolated = false;
   std::string text = "not between two containers: network isolation does not apply";
@@ -150,7 +147,7 @@ void explain_flow(const moat::Config& cfg, const std::string& instance,
   bool allowed = !iso.isolated && model.allowed;
   std::string flow = from.str() + " -> " + to.str() + " " +
                      (proto == IPPROTO_ICMP ? std::string("icmp")
-                                            : std::to_string(port) + "/" + proto_word(proto));
+                                            : std::to_string(port) + "/" + proto_name(proto));
   if (a.as_json) {
     std::cout << json{{"flow", flow},
                       {"allowed", allowed},

@@ -25,6 +25,7 @@
 #include "util/fd.h"
 #include "util/net.h"
 #include "util/paths.h"
+#include "util/proto.h"
 #include "dataplane/skeleton.h"
 
 #ifndef SO_NETNS_COOKIE
@@ -273,18 +274,6 @@ std::optional<uint32_t> hex32(std::string_view s) {
 }
 
 std::string ip_str(uint32_t be) { return Ipv4{ntohl(be)}.str(); }
-
-const char* proto_name(uint8_t proto) {
-  switch (proto) {
-    case IPPROTO_TCP:
-      return "tcp";
-    case IPPROTO_UDP:
-      return "udp";
-    case IPPROTO_SCTP:
-      return "sctp";
-  }
-  return "?";
-}
 
 }  // namespace
 

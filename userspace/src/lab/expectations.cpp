@@ -13,10 +13,6 @@ namespace moat {
 namespace {
 
 // SCTP is never probed: callers skip it first.
-ProbeProto probe_proto(Protocol p) {
-  return p == Protocol::tcp ? ProbeProto::tcp : ProbeProto::udp;
-}
-
 // A container's exposed ports and the first few of each published range,
 // sorted and without repeats.
 std::vector<Expose> probed_ports(const Container& dst) {
@@ -47,15 +43,15 @@ std::vector<Probe> lab_probes(const Config& cfg, const std::string& lab) {
       if (src == &dst || (src && src->networks.empty())) continue;
       for (const auto& att : dst.networks) {
         bool expected = isolation_allows(cfg, src, dst, att);
-        auto add = [&](ProbeProto proto, uint16_t port) {
+        auto add = [&](Protocol proto, uint16_t port) {
           out.push_back({label, ns, dst.name + "@" + att.network, att.ip, proto, port, expected,
-                         proto == ProbeProto::icmp ? "" : dst.name});
+                         proto == Protocol::icmp ? "" : dst.name});
         };
         for (const auto& p : probed_ports(dst)) {
           if (p.protocol == Protocol::sctp) continue;
-          add(probe_proto(p.protocol), p.port);
+          add(p.protocol, p.port);
         }
-        add(ProbeProto::icmp, 0);
+        add(Protocol::icmp, 0);
       }
     }
   }
@@ -103,7 +99,7 @@ void add_published(std::vector<Probe>& out, const Container& dst,
         bool expected =
             bound_ok && !src.internal && (src.from_host || src.via.value != loopback.value);
         out.push_back(
-            {src.label, src.ns, label, src.via, probe_proto(p.protocol), port, expected, dst.name});
+            {src.label, src.ns, label, src.via, p.protocol, port, expected, dst.name});
       }
     }
   }
@@ -121,7 +117,7 @@ void add_unpublished(std::vector<Probe>& out, const Container& dst,
       out.push_back({sources[i].label, sources[i].ns,
                      dst.name + " " + std::to_string(e.port) + "/" + to_string(e.protocol) +
                          " (not published)",
-                     sources[i].via, probe_proto(e.protocol), e.port, false, ""});
+                     sources[i].via, e.protocol, e.port, false, ""});
   }
 }
 
@@ -169,10 +165,6 @@ PolicyEndpoint source_ep(const Config& cfg, const LabInfo& info, const std::stri
   return e;
 }
 
-uint8_t ip_proto(ProbeProto p) {
-  return p == ProbeProto::tcp ? IPPROTO_TCP : p == ProbeProto::udp ? IPPROTO_UDP : IPPROTO_ICMP;
-}
-
 }  // namespace
 
 void expect_policy(const Config& cfg, const LabInfo& info, std::vector<Probe>& isolation,
@@ -183,7 +175,7 @@ void expect_policy(const Config& cfg, const LabInfo& info, std::vector<Probe>& i
     PolicyEndpoint to = container_ep(cfg, p.dst.substr(0, p.dst.find('@')));
     to.ip = p.dst_ip;
     p.expected =
-        evaluate_model(cfg, source_ep(cfg, info, p.src), to, ip_proto(p.proto), p.port).allowed;
+        evaluate_model(cfg, source_ep(cfg, info, p.src), to, ip_protocol_number(p.proto), p.port).allowed;
   }
   for (auto& p : published) {
     if (!p.expected || p.expect_reply.empty()) continue;
@@ -193,7 +185,7 @@ void expect_policy(const Config& cfg, const LabInfo& info, std::vector<Probe>& i
       if (p.port < pub.host_port || p.port >= pub.host_port + pub.count) continue;
       uint16_t cport = static_cast<uint16_t>(pub.container_port + (p.port - pub.host_port));
       p.expected = evaluate_model(cfg, source_ep(cfg, info, p.src), container_ep(cfg, c->name),
-                                  ip_proto(p.proto), cport)
+                                  ip_protocol_number(p.proto), cport)
                        .allowed;
       break;
     }

@@ -66,8 +66,8 @@ void finish(Flight& f, bool reached, std::string detail) {
 }
 
 Result<void> start(const Probe& p, Flight& f) {
-  int type = p.proto == ProbeProto::tcp ? SOCK_STREAM : p.proto == ProbeProto::udp ? SOCK_DGRAM : SOCK_RAW;
-  int proto = p.proto == ProbeProto::icmp ? IPPROTO_ICMP : 0;
+  int type = p.proto == Protocol::tcp ? SOCK_STREAM : p.proto == Protocol::udp ? SOCK_DGRAM : SOCK_RAW;
+  int proto = p.proto == Protocol::icmp ? IPPROTO_ICMP : 0;
   auto fd = socket_in(p.src_ns, type, proto);
   if (!fd) return std::unexpected(fd.error());
   f.fd = *fd;
@@ -75,10 +75,10 @@ Result<void> start(const Probe& p, Flight& f) {
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = p.dst_ip.to_be();
   sa.sin_port = htons(p.port);
-  if (p.proto == ProbeProto::tcp) {
+  if (p.proto == Protocol::tcp) {
     if (connect(f.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 && errno != EINPROGRESS)
       finish(f, false, std::string("connect: ") + strerror(errno));
-  } else if (p.proto == ProbeProto::udp) {
+  } else if (p.proto == Protocol::udp) {
     // connect() so ICMP port-unreachable surfaces as ECONNREFUSED.
     connect(f.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
     if (send(f.fd, "probe\n", 6, 0) < 0) finish(f, false, std::string("send: ") + strerror(errno));
@@ -96,7 +96,7 @@ Result<void> start(const Probe& p, Flight& f) {
 
 void on_ready(const Probe& p, Flight& f, short revents) {
   char buf[512];
-  if (p.proto == ProbeProto::icmp) {
+  if (p.proto == Protocol::icmp) {
     ssize_t n;
     while ((n = recv(f.fd, buf, sizeof(buf), 0)) > 0) {
       auto* ip = reinterpret_cast<const iphdr*>(buf);
@@ -108,7 +108,7 @@ void on_ready(const Probe& p, Flight& f, short revents) {
     }
     return;
   }
-  if (p.proto == ProbeProto::tcp && !f.connected) {
+  if (p.proto == Protocol::tcp && !f.connected) {
     int err = 0;
     socklen_t len = sizeof(err);
     getsockopt(f.fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -124,7 +124,7 @@ void on_ready(const Probe& p, Flight& f, short revents) {
   ssize_t n = recv(f.fd, buf, sizeof(buf), 0);
   if (n > 0) {
     f.reply.append(buf, static_cast<size_t>(n));
-    if (p.proto == ProbeProto::tcp) return;  // read on until EOF
+    if (p.proto == Protocol::tcp) return;  // read on until EOF
   } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     return;
   } else if (n < 0) {
@@ -148,7 +148,7 @@ Result<void> run_round(const std::vector<Probe>& probes, std::vector<Flight>& fl
     for (auto& f : flights) {
       if (f.done) continue;
       short ev = POLLIN;
-      if (probes[f.index].proto == ProbeProto::tcp && !f.connected) ev |= POLLOUT;
+      if (probes[f.index].proto == Protocol::tcp && !f.connected) ev |= POLLOUT;
       pfds.push_back({f.fd, ev, 0});
       owners.push_back(&f);
     }
@@ -167,15 +167,6 @@ Result<void> run_round(const std::vector<Probe>& probes, std::vector<Flight>& fl
 }
 
 }  // namespace
-
-std::string to_string(ProbeProto p) {
-  switch (p) {
-    case ProbeProto::tcp: return "tcp";
-    case ProbeProto::udp: return "udp";
-    case ProbeProto::icmp: return "icmp";
-  }
-  return "?";
-}
 
 Result<std::vector<ProbeOutcome>> run_probes(const std::vector<Probe>& probes,
                                              std::chrono::milliseconds timeout, int rounds) {

@@ -9,19 +9,18 @@
 #include <vector>
 
 #include "util/net.h"
+#include "util/proto.h"
 #include "util/result.h"
 
 namespace moat {
 
-enum class ProbeProto { tcp, udp, icmp };
-std::string to_string(ProbeProto p);
 
 struct Probe {
   std::string src;      // label of the source (container name, "host")
   std::string src_ns;   // /run/netns/... path the probe is sent from
   std::string dst;      // label of the destination
   Ipv4 dst_ip;
-  ProbeProto proto = ProbeProto::tcp;
+  Protocol proto = Protocol::tcp;  // tcp, udp or icmp
   uint16_t port = 0;    // unused for icmp
   bool expected = false;
   std::string expect_reply;  // TCP/UDP: what the listener answers ("" = anything)

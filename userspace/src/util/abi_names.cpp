@@ -37,15 +37,4 @@ const std::vector<std::string>& drop_reason_names() {
   return names;
 }
 
-std::string proto_name(uint8_t proto) {
-  switch (proto) {
-    case IPPROTO_TCP: return "tcp";
-    case IPPROTO_UDP: return "udp";
-    case IPPROTO_ICMP: return "icmp";
-    case IPPROTO_SCTP: return "sctp";
-    case 0: return "";
-    default: return std::to_string(proto);
-  }
-}
-
 }  // namespace moat

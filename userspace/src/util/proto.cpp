@@ -48,7 +48,7 @@ std::optional<Protocol> parse_protocol(std::string_view text, bool any_case) {
   return std::nullopt;
 }
 
-std::string ipproto_name(uint8_t ipproto) {
+std::string proto_name(uint8_t ipproto) {
   if (ipproto == 0) return "";
   return to_string(static_cast<Protocol>(ipproto));
 }

@@ -20,8 +20,7 @@ constexpr uint8_t ip_protocol_number(Protocol p) { return static_cast<uint8_t>(p
 std::optional<Protocol> parse_protocol(std::string_view text, bool any_case = false);
 
 // An IPPROTO_* number for people: "tcp", "udp", "icmp", "sctp"; "" for 0 (no
-// protocol); any other number as text ("47"). Named apart from the
-// `proto_name` copies in dataplane/ and util/abi_names.h until those use it.
-std::string ipproto_name(uint8_t ipproto);
+// protocol); any other number as text ("47").
+std::string proto_name(uint8_t ipproto);
 
 }  // namespace moat
