@@ -587,7 +587,7 @@ Result<void> wait_for_listeners(const std::vector<Listener>& listeners) {
     if (pending.empty()) return {};
     for (const auto& l : pending) {
       if (process_gone(l.pid)) {
-        return fail("listener for " + describe(l) + " exited at once (socat pid " +
+        return fail("listener for " + describe(l) + " exited at once (pid " +
                     std::to_string(l.pid) + "; port in use?)");
       }
     }
@@ -612,6 +612,54 @@ Result<void> start_listener(LabState& st, std::vector<Listener>& started, const 
   st.listeners.push_back(l);
   started.push_back(l);
   return save_state(st);
+}
+
+// A TCP responder: answers the first request line of every connection with
+// `reply`, then closes; a client that sends nothing gets no answer (like
+// `sed -n 's/.*/NAME/p;q'` behind socat, which it replaces). One process and
+// no fork per connection: a probe matrix opens hundreds of connections at
+// once, and forking a responder for each took longer than the probes' timeout
+// on a 2-CPU machine.
+std::vector<std::string> tcp_responder(uint16_t port, const std::string& reply) {
+  static const char* kProgram =
+      "import selectors, socket, sys\n"
+      "answer = (sys.argv[2] + '\\n').encode()\n"
+      "ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n"
+      "ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+      "ls.bind(('0.0.0.0', int(sys.argv[1])))\n"
+      "ls.listen(512)\n"
+      "ls.setblocking(False)\n"
+      "sel = selectors.DefaultSelector()\n"
+      "sel.register(ls, selectors.EVENT_READ, None)\n"
+      "def done(c, got):\n"
+      "    sel.unregister(c)\n"
+      "    try:\n"
+      "        if got:\n"
+      "            c.setblocking(True); c.settimeout(1); c.sendall(answer)\n"
+      "    except OSError:\n"
+      "        pass\n"
+      "    c.close()\n"
+      "while True:\n"
+      "    for key, _ in sel.select():\n"
+      "        if key.data is None:\n"
+      "            try:\n"
+      "                c, _ = ls.accept()\n"
+      "            except OSError:\n"
+      "                continue\n"
+      "            c.setblocking(False)\n"
+      "            sel.register(c, selectors.EVENT_READ, bytearray())\n"
+      "            continue\n"
+      "        c, buf = key.fileobj, key.data\n"
+      "        try:\n"
+      "            data = c.recv(4096)\n"
+      "        except BlockingIOError:\n"
+      "            continue\n"
+      "        except OSError:\n"
+      "            data = b''\n"
+      "        buf += data\n"
+      "        if not data or b'\\n' in buf or len(buf) > 65536:\n"
+      "            done(c, len(buf) > 0)\n";
+  return {"python3", "-c", kProgram, std::to_string(port), reply};
 }
 
 // A UDP responder: answers every datagram with `reply`, or with the
@@ -661,19 +709,14 @@ Result<void> start_listeners(LabState& st, const Config& cfg, bool per_container
   for (const Container& c : cfg.containers) {
     const std::string ns = lab_container_ns(st.name, c.name);
     for (const auto& [proto, port] : listener_ports(c)) {
-      // Every request line is answered with the container's name, with no
-      // shell involved (EXEC, not SYSTEM). The responder is sed, not echo: it
-      // reads the request before it answers and quits. With echo, socat could
-      // write the request into a pipe echo had already closed and drop the
-      // answer, and an unread request made the socket close with a RST that
-      // nc reports instead of the answer. So clients must send a line first
-      // (`echo x | nc IP PORT`); one that sends nothing gets no answer.
-      std::vector<std::string> argv =
-          proto == Protocol::tcp
-              ? std::vector<std::string>{"socat",
-                                         "TCP-LISTEN:" + std::to_string(port) + ",reuseaddr,fork",
-                                         "EXEC:/bin/sed -n s/.*/" + c.name + "/p;q"}
-              : udp_responder("0.0.0.0", port, c.name);
+      // Every request is answered with the container's name. The responder
+      // reads the request before it answers: an unread request made the
+      // socket close with a RST that nc reports instead of the answer. So
+      // clients must send a line first (`echo x | nc IP PORT`); one that
+      // sends nothing gets no answer.
+      std::vector<std::string> argv = proto == Protocol::tcp
+                                          ? tcp_responder(port, c.name)
+                                          : udp_responder("0.0.0.0", port, c.name);
       if (auto r = start_listener(st, started, ns, c.name, proto, port, argv); !r) return r;
     }
   }
