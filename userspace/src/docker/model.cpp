@@ -1,0 +1,457 @@
+// model.cpp - see model.h.
+//
+// Docker's reports are read for what dockerd actually did, not for what was
+// asked: published ports come from NetworkSettings.Ports (the bindings
+// dockerd holds, random host ports filled in, none for a container on
+// internal networks only), not from HostConfig.PortBindings. Whatever moat
+// cannot express is skipped and reported rather than approximated, and the
+// result is read back by parse_config(), so the agent never hands reconcile()
+// a Config that `moat apply` would refuse.
+#include "docker/model.h"
+
+#include <algorithm>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <tuple>
+
+#include "config/values.h"
+
+namespace moat::docker {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kBridgeOption = "com.docker.network.bridge.";
+
+const json& member(const json& j, const char* key) {
+  static const json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
+// Iterating a member that may be missing or of another type.
+const json& object(const json& v) {
+  static const json kEmpty = json::object();
+  return v.is_object() ? v : kEmpty;
+}
+
+std::string str(const json& j, const char* key) {
+  const json& v = member(j, key);
+  return v.is_string() ? v.get<std::string>() : "";
+}
+
+// dockerd reads its options with Go's strconv.ParseBool.
+std::optional<bool> go_bool(std::string_view s) {
+  for (std::string_view t : {"1", "t", "T", "TRUE", "true", "True"}) {
+    if (s == t) return true;
+  }
+  for (std::string_view f : {"0", "f", "F", "FALSE", "false", "False"}) {
+    if (s == f) return false;
+  }
+  return std::nullopt;
+}
+
+std::string option(const json& network, std::string_view name) {
+  return str(member(network, "Options"), (std::string(kBridgeOption) + std::string(name)).c_str());
+}
+
+bool bool_option(const json& network, std::string_view name, bool fallback) {
+  return go_bool(option(network, name)).value_or(fallback);
+}
+
+std::string short_id(const std::string& id) { return id.substr(0, 12); }
+
+struct FollowedNetwork {
+  Network net;
+  std::string id;
+  bool gateway_known = false;
+  std::optional<Ipv4> host_binding;  // host_binding_ipv4: where its ports are published
+};
+
+struct Builder {
+  const TranslateOptions& options;
+  const InterfaceMap& interfaces;
+  Translation& out;
+  std::map<std::string, FollowedNetwork> by_id;
+  std::map<std::string, std::string> id_by_name;
+  std::map<std::string, std::string> not_followed;  // id -> why, for attachments to it
+
+  void skip(Skipped::Kind kind, std::string id, std::string name, std::string why) {
+    out.skipped.push_back({kind, std::move(id), std::move(name), std::move(why)});
+  }
+
+  void add_network(const json& j);
+  void add_container(const json& j);
+  void drop_publish_conflicts();
+  Config config() const;
+};
+
+void Builder::add_network(const json& j) {
+  std::string name = str(j, "Name");
+  std::string id = str(j, "Id");
+  std::string driver = str(j, "Driver");
+  auto refuse = [&](std::string why) {
+    not_followed[id] = why;
+    skip(Skipped::Kind::network, id, name, std::move(why));
+  };
+  if (name.empty() || id.empty()) return refuse("the network has no name or id");
+  if (driver != "bridge") {
+    if (name == "host" || name == "none") return refuse("Docker's `" + name + "` network");
+    return refuse("driver " + quote(driver) + ": moat enforces bridge networks only");
+  }
+  if (auto why = docker_name_problem(name)) return refuse("moat refuses the name: " + *why);
+  if (id_by_name.contains(name)) {  // the API lets two networks share a name; moat cannot
+    return refuse("another network is named " + quote(name) + " (id " + short_id(id_by_name[name]) +
+                  ")");
+  }
+
+  FollowedNetwork f;
+  f.id = id;
+  f.net.name = name;
+  bool have_subnet = false;
+  const json& ipam = member(member(j, "IPAM"), "Config");
+  for (const json& pool : ipam.is_array() ? ipam : json::array()) {
+    std::string subnet_text = str(pool, "Subnet");
+    if (subnet_text.find(':') != std::string::npos) continue;  // IPv6: not enforced yet
+    auto subnet = Ipv4Prefix::parse(subnet_text);
+    if (!subnet) continue;
+    if (have_subnet) {
+      skip(Skipped::Kind::network, id, name,
+           "moat follows one IPv4 subnet per network: " + subnet->str() + " is ignored");
+      continue;
+    }
+    have_subnet = true;
+    f.net.subnet = *subnet;
+    auto gateway = Ipv4::parse(str(pool, "Gateway"));
+    if (gateway && !host_address_problem(*gateway, *subnet)) {
+      f.net.gateway = *gateway;
+      f.gateway_known = true;
+    }
+  }
+  if (!have_subnet) return refuse("no IPv4 subnet");
+  if (f.net.subnet.len > 30) return refuse("subnet " + f.net.subnet.str() + " is smaller than /30");
+  if (!f.gateway_known) f.net.gateway = f.net.subnet.first_host();  // until an endpoint says
+
+  f.net.internal = member(j, "Internal").is_boolean() && member(j, "Internal").get<bool>();
+  f.net.icc = bool_option(j, "enable_icc", true);
+  // The default bridge follows the daemon's `ip-masq`, which dockerd reports
+  // as "false" whenever `iptables: false`, user's choice or not (see model.h).
+  // A user network's option is the user's own: `-o ...enable_ip_masquerade`.
+  bool default_bridge = bool_option(j, "default_bridge", false);
+  f.net.masquerade = default_bridge ? options.default_bridge_masquerade
+                                    : bool_option(j, "enable_ip_masquerade", true);
+  if (auto ip = Ipv4::parse(option(j, "host_binding_ipv4")); ip && ip->value != 0) {
+    f.host_binding = ip;
+  }
+  out.networks.push_back({id, name, bridge_name(j)});
+  id_by_name[name] = id;
+  by_id.emplace(id, std::move(f));
+}
+
+struct Endpoint {
+  FollowedNetwork* network;
+  Attachment att;
+  bool primary;  // HostConfig.NetworkMode's network: Docker maps the ports there
+};
+
+// Docker maps the published ports on the container's first non-internal
+// endpoint, normally the network it was started on, and moat publishes on
+// the first non-internal attachment: that one goes first. libnetwork picks the
+// default route by the same rule (non-internal first, then by name), which
+// only matters inside the container.
+void order_endpoints(std::vector<Endpoint>& eps) {
+  std::stable_sort(eps.begin(), eps.end(), [](const Endpoint& a, const Endpoint& b) {
+    if (a.network->net.internal != b.network->net.internal) return b.network->net.internal;
+    if (a.primary != b.primary) return a.primary;
+    return a.att.network < b.att.network;
+  });
+}
+
+std::vector<Publish> read_publishes(const json& c, const std::string& id, const std::string& name,
+                                    const FollowedNetwork& target, Builder& b) {
+  std::vector<Publish> list;
+  const json& ports = member(member(c, "NetworkSettings"), "Ports");
+  if (!ports.is_object()) return list;
+  for (auto it = ports.begin(); it != ports.end(); ++it) {
+    if (!it.value().is_array()) continue;  // null: exposed, not published
+    auto container = parse_expose(it.key());
+    if (!container) {
+      b.skip(Skipped::Kind::publish, id, name + " " + it.key(), container.error());
+      continue;
+    }
+    for (const json& binding : it.value()) {
+      std::string host_ip_text = str(binding, "HostIp");
+      std::string host_port_text = str(binding, "HostPort");
+      std::string label = name + " " + host_ip_text + ":" + host_port_text + "->" + it.key();
+      if (host_ip_text.find(':') != std::string::npos) {
+        b.skip(Skipped::Kind::publish, id, label, "IPv6 is not enforced yet");
+        continue;
+      }
+      std::optional<Ipv4> host_ip = target.host_binding;  // Docker's default for an empty HostIp
+      if (!host_ip_text.empty()) {
+        host_ip = Ipv4::parse(host_ip_text);
+        if (!host_ip) {
+          b.skip(Skipped::Kind::publish, id, label, quote(host_ip_text) + " is not an address");
+          continue;
+        }
+      }
+      auto host_port = parse_port(host_port_text);
+      if (!host_port) {
+        b.skip(Skipped::Kind::publish, id, label, host_port.error());
+        continue;
+      }
+      auto p = make_publish(host_ip, PortRange{*host_port, 1}, PortRange{container->port, 1},
+                            container->protocol);
+      if (!p) {
+        b.skip(Skipped::Kind::publish, id, label, p.error());
+        continue;
+      }
+      list.push_back(*p);
+    }
+  }
+  // Docker lists a range port by port; moat keeps ranges, which read better in
+  // `moat explain` and cost one rule each.
+  auto key = [](const Publish& p) {
+    return std::tuple(p.protocol, p.host_ip.value_or(Ipv4{}).value, p.host_ip.has_value(),
+                      p.container_port, p.host_port);
+  };
+  std::sort(list.begin(), list.end(),
+            [&key](const Publish& a, const Publish& x) { return key(a) < key(x); });
+  std::vector<Publish> merged;
+  for (const Publish& p : list) {
+    if (!merged.empty()) {
+      Publish& last = merged.back();
+      if (key(last) == key(p)) continue;  // the same binding twice
+      bool next = last.protocol == p.protocol && last.host_ip == p.host_ip &&
+                  last.host_port + last.count == p.host_port &&
+                  last.container_port + last.count == p.container_port;
+      if (next) {
+        ++last.count;
+        continue;
+      }
+    }
+    merged.push_back(p);
+  }
+  for (Publish& p : merged) p.text = render_publish(p);
+  return merged;
+}
+
+void Builder::add_container(const json& c) {
+  std::string id = str(c, "Id");
+  std::string name = str(c, "Name");
+  if (name.starts_with('/')) name.erase(0, 1);
+  auto skip_container = [&](std::string why) {
+    skip(Skipped::Kind::container, id, name, std::move(why));
+  };
+  if (id.empty() || name.empty()) return skip_container("the container has no id or name");
+  const json& running = member(member(c, "State"), "Running");
+  if (!running.is_boolean() || !running.get<bool>()) return skip_container("not running");
+  std::string mode = str(member(c, "HostConfig"), "NetworkMode");
+  if (mode == "host") return skip_container("uses the host's network (--network host)");
+  if (mode == "none") return skip_container("has no network (--network none)");
+  if (mode.starts_with("container:")) {
+    return skip_container("shares the network of another container (--network " + mode + ")");
+  }
+  if (mode == "default") mode = "bridge";  // what `default` means on Linux
+  if (auto why = docker_name_problem(name)) return skip_container("moat refuses the name: " + *why);
+
+  std::vector<Endpoint> eps;
+  const json& nets = member(member(c, "NetworkSettings"), "Networks");
+  for (const auto& [net_name, ep] : object(nets).items()) {
+    std::string net_id = str(ep, "NetworkID");
+    std::string where = name + " on " + net_name;
+    auto found = by_id.find(net_id);
+    if (found == by_id.end()) {
+      auto why = not_followed.find(net_id);
+      skip(Skipped::Kind::attachment, id, where,
+           why != not_followed.end() ? why->second : "unknown network " + quote(net_name));
+      continue;
+    }
+    FollowedNetwork& f = found->second;
+    auto ip = Ipv4::parse(str(ep, "IPAddress"));
+    if (!ip) {
+      skip(Skipped::Kind::attachment, id, where, "no IPv4 address");
+      continue;
+    }
+    if (auto why = host_address_problem(*ip, f.net.subnet)) {
+      skip(Skipped::Kind::attachment, id, where, ip->str() + " " + *why);
+      continue;
+    }
+    // The default bridge's IPAM has no gateway; its endpoints do.
+    if (auto gw = Ipv4::parse(str(ep, "Gateway"));
+        !f.gateway_known && gw && !host_address_problem(*gw, f.net.subnet) && *gw != *ip) {
+      f.net.gateway = *gw;
+      f.gateway_known = true;
+    }
+    Attachment att;
+    att.network = f.net.name;
+    att.ip = *ip;
+    att.ip_from_file = true;  // as parse_config() marks an address the file gives
+    eps.push_back({&f, std::move(att), f.net.name == mode});
+  }
+  if (eps.empty()) return skip_container("attached to no bridge network moat follows");
+  order_endpoints(eps);
+
+  Container out_c;
+  out_c.name = name;
+  const json& labels = member(member(c, "Config"), "Labels");
+  for (const auto& [key, value] : object(labels).items()) {
+    if (!key.empty() && value.is_string()) out_c.labels[key] = value.get<std::string>();
+  }
+  const json& exposed = member(member(c, "Config"), "ExposedPorts");
+  std::set<std::pair<uint16_t, Protocol>> expose;
+  for (const auto& [key, value] : object(exposed).items()) {
+    if (auto e = parse_expose(key)) expose.emplace(e->port, e->protocol);
+  }
+  for (auto [port, protocol] : expose) out_c.expose.push_back({port, protocol});
+
+  bool target_resolved = false;
+  const Endpoint* target = nullptr;
+  for (const Endpoint& e : eps) {
+    auto iface = interfaces.find({id, e.network->id});
+    bool resolved = iface != interfaces.end() && !iface->second.empty();
+    if (!target && !e.network->net.internal) {
+      target = &e;
+      target_resolved = resolved;
+    }
+    if (!resolved) {
+      out.pending.push_back({id, name, e.network->id, e.network->net.name});
+      continue;
+    }
+    Attachment att = e.att;
+    att.host_interface = iface->second;
+    out_c.networks.push_back(std::move(att));
+  }
+  if (out_c.networks.empty()) return;  // all pending: nothing to enforce yet
+  // Until the endpoint Docker maps the ports on is resolved, they would be
+  // forwarded to another network: they come with it.
+  if (target && target_resolved) {
+    out_c.publish = read_publishes(c, id, name, *target->network, *this);
+  }
+  out.config.containers.push_back(std::move(out_c));
+}
+
+// The first host port two publishes share, as config/validate.cpp sees it.
+bool shares_port(const Publish& a, const Publish& b) {
+  if (a.protocol != b.protocol) return false;
+  if (a.host_ip && b.host_ip && *a.host_ip != *b.host_ip) return false;
+  return std::max(a.host_port, b.host_port) <
+         std::min(a.host_port + a.count, b.host_port + b.count);
+}
+
+// dockerd holds every published port, so two containers never share one;
+// between two snapshots of a restart they can. The first (by name) keeps it
+// rather than the whole file being refused.
+void Builder::drop_publish_conflicts() {
+  std::vector<const Publish*> kept;
+  for (Container& c : out.config.containers) {
+    std::vector<Publish> mine;
+    for (Publish& p : c.publish) {
+      auto clash = std::find_if(kept.begin(), kept.end(),
+                                [&p](const Publish* k) { return shares_port(*k, p); });
+      if (clash != kept.end()) {
+        skip(Skipped::Kind::publish, "", c.name + " " + p.text,
+             "the host port is already published (" + (*clash)->text + ")");
+        continue;
+      }
+      mine.push_back(p);
+    }
+    c.publish = std::move(mine);
+    for (const Publish& p : c.publish) kept.push_back(&p);
+  }
+}
+
+}  // namespace
+
+std::string bridge_name(const json& network) {
+  std::string name = option(network, "name");
+  return name.empty() ? "br-" + short_id(str(network, "Id")) : name;
+}
+
+Translation translate(const json& networks, const std::vector<json>& containers,
+                      const InterfaceMap& interfaces, const TranslateOptions& options) {
+  Translation out;
+  try {
+    Builder b{options, interfaces, out, {}, {}, {}};
+    if (networks.is_array()) {
+      // By id: which of two same-named networks is followed must not depend
+      // on the order of the API's answer.
+      std::vector<const json*> sorted;
+      for (const json& n : networks) sorted.push_back(&n);
+      std::stable_sort(sorted.begin(), sorted.end(),
+                       [](const json* a, const json* x) { return str(*a, "Id") < str(*x, "Id"); });
+      for (const json* n : sorted) b.add_network(*n);
+    } else {
+      out.problems.push_back({"", "GET /networks did not return an array"});
+    }
+    for (const json& c : containers) b.add_container(c);
+
+    for (auto& [id, f] : b.by_id) out.config.networks.push_back(f.net);
+    auto by_name = [](const auto& a, const auto& x) { return a.name < x.name; };
+    std::sort(out.config.networks.begin(), out.config.networks.end(), by_name);
+    std::sort(out.networks.begin(), out.networks.end(), by_name);
+    std::sort(out.config.containers.begin(), out.config.containers.end(), by_name);
+    b.drop_publish_conflicts();
+    out.config.source = options.source;
+    out.config.uplinks = options.uplinks;
+    if (!out.problems.empty()) return out;
+
+    out.text = config_to_json(out.config);
+    ParseResult parsed = parse_config(out.text, options.source);
+    if (parsed.config) {
+      out.config = std::move(*parsed.config);
+    } else {
+      out.problems = std::move(parsed.problems);
+    }
+  } catch (const std::exception& e) {  // bad_alloc, or a bug: never throw
+    out.problems.push_back({"", std::string("internal error: ") + e.what()});
+  }
+  return out;
+}
+
+std::string config_to_json(const Config& config) {
+  using Out = nlohmann::ordered_json;  // keys in the order of the file format's table
+  Out doc = Out::object();
+  if (!config.uplinks.empty()) doc["host"] = {{"uplinks", config.uplinks}};
+  Out networks = Out::array();
+  for (const Network& n : config.networks) {
+    networks.push_back({{"name", n.name},
+                        {"subnet", n.subnet.str()},
+                        {"gateway", n.gateway.str()},
+                        {"icc", n.icc},
+                        {"internal", n.internal},
+                        {"masquerade", n.masquerade}});
+  }
+  doc["networks"] = std::move(networks);
+  Out containers = Out::array();
+  for (const Container& c : config.containers) {
+    Out o = {{"name", c.name}, {"namespace", c.ns}};
+    if (!c.labels.empty()) o["labels"] = c.labels;
+    Out attachments = Out::array();
+    for (const Attachment& a : c.networks) {
+      Out att = {{"network", a.network}, {"ip", a.ip.str()}};
+      if (!a.host_interface.empty()) att["interface"] = a.host_interface;
+      attachments.push_back(std::move(att));
+    }
+    o["networks"] = std::move(attachments);
+    if (!c.publish.empty()) {
+      Out publish = Out::array();
+      for (const Publish& p : c.publish) publish.push_back(render_publish(p));
+      o["publish"] = std::move(publish);
+    }
+    if (!c.expose.empty()) {
+      Out expose = Out::array();
+      for (const Expose& e : c.expose) {
+        expose.push_back(std::to_string(e.port) + "/" + to_string(e.protocol));
+      }
+      o["expose"] = std::move(expose);
+    }
+    containers.push_back(std::move(o));
+  }
+  doc["containers"] = std::move(containers);
+  return doc.dump(2) + "\n";
+}
+
+}  // namespace moat::docker

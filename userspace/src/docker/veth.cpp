@@ -1,0 +1,248 @@
+#include "docker/veth.h"
+
+#include <fcntl.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/nsfs.h>
+#include <linux/rtnetlink.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "util/fd.h"
+
+namespace moat::docker {
+
+namespace {
+
+struct Link {
+  int ifindex = 0;
+  std::string name;
+  std::optional<Mac> address;
+  std::optional<int> peer;  // IFLA_LINK
+  std::string kind;         // IFLA_INFO_KIND: "veth", "bridge", "" for none
+};
+
+std::string mac_text(const Mac& m) {
+  char buf[18];
+  std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
+                m[5]);
+  return buf;
+}
+
+Result<Fd> open_rtnl() {
+  Fd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (!fd.ok()) return fail_errno("open an rtnetlink socket", -1);
+  // A kernel that never answers must not hang the agent.
+  timeval tv{2, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// RTM_GETLINK: a dump of every link (ifindex 0) or the one link `ifindex`.
+Result<void> send_getlink(int fd, uint32_t seq, int ifindex) {
+  struct {
+    nlmsghdr h;
+    ifinfomsg i;
+  } req{};
+  req.h.nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
+  req.h.nlmsg_type = RTM_GETLINK;
+  req.h.nlmsg_flags = NLM_F_REQUEST | (ifindex == 0 ? NLM_F_DUMP : 0);
+  req.h.nlmsg_seq = seq;
+  req.i.ifi_family = AF_UNSPEC;
+  req.i.ifi_index = ifindex;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(fd, &req, req.h.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) <
+      0)
+    return fail_errno("rtnetlink: send RTM_GETLINK", -1);
+  return {};
+}
+
+Link parse_link(const nlmsghdr* h) {
+  Link l;
+  auto* ifi = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
+  l.ifindex = ifi->ifi_index;
+  int len = static_cast<int>(IFLA_PAYLOAD(h));
+  for (auto* a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    auto* data = static_cast<const char*>(RTA_DATA(a));
+    size_t n = RTA_PAYLOAD(a);
+    if (a->rta_type == IFLA_IFNAME) {
+      l.name.assign(data, strnlen(data, n));
+    } else if (a->rta_type == IFLA_ADDRESS && n == 6) {
+      Mac m;
+      std::memcpy(m.data(), data, 6);
+      l.address = m;
+    } else if (a->rta_type == IFLA_LINK && n >= 4) {
+      int32_t v;
+      std::memcpy(&v, data, 4);
+      l.peer = v;
+    } else if (a->rta_type == IFLA_LINKINFO) {
+      int inner = static_cast<int>(n);
+      for (auto* b = static_cast<const rtattr*>(RTA_DATA(a)); RTA_OK(b, inner);
+           b = RTA_NEXT(b, inner)) {
+        if (b->rta_type != IFLA_INFO_KIND) continue;
+        auto* k = static_cast<const char*>(RTA_DATA(b));
+        l.kind.assign(k, strnlen(k, RTA_PAYLOAD(b)));
+      }
+    }
+  }
+  return l;
+}
+
+// The links of one RTM_GETLINK answer (a dump ends with NLMSG_DONE, a single
+// get with its one RTM_NEWLINK).
+Result<std::vector<Link>> recv_links(int fd, uint32_t seq, bool dump) {
+  std::vector<Link> links;
+  std::vector<char> buf(64 * 1024);
+  for (;;) {
+    ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("rtnetlink: receive links", -1);
+    }
+    if (static_cast<size_t>(n) > buf.size()) return fail("rtnetlink: a link message was truncated");
+    int left = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_seq != seq) continue;
+      if (h->nlmsg_type == NLMSG_DONE) return links;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+        if (e->error == 0) return links;
+        return std::unexpected(Error{-e->error, "rtnetlink: RTM_GETLINK"});
+      }
+      if (h->nlmsg_type != RTM_NEWLINK) continue;
+      links.push_back(parse_link(h));
+      if (!dump) return links;
+    }
+  }
+}
+
+Result<std::vector<Link>> get_links(int ifindex) {
+  auto fd = open_rtnl();
+  if (!fd) return std::unexpected(fd.error());
+  constexpr uint32_t kSeq = 1;
+  if (auto ok = send_getlink(fd->get(), kSeq, ifindex); !ok) return std::unexpected(ok.error());
+  return recv_links(fd->get(), kSeq, ifindex == 0);
+}
+
+// The container-side link with `mac`, as seen inside the container.
+Result<Link> container_link(const std::vector<Link>& links, const Mac& mac,
+                            const std::string& where) {
+  for (const auto& l : links) {
+    if (!l.address || *l.address != mac) continue;
+    if (l.kind != "veth" || !l.peer || *l.peer <= 0)
+      return fail(where + ": " + l.name + " (MAC " + mac_text(mac) + ") is not a veth" +
+                  (l.kind.empty() ? "" : " but a " + l.kind));
+    return l;
+  }
+  return fail(where + ": no interface has MAC " + mac_text(mac));
+}
+
+// Runs in a thread of its own: setns changes only the calling thread, and
+// this one ends right after, so no thread of the caller ever changes netns.
+Result<Link> lookup_in_netns(int nsfd, const Mac& mac, const std::string& where) {
+  std::optional<Result<Link>> out;
+  try {
+    std::thread t([&] {
+      if (::setns(nsfd, CLONE_NEWNET) != 0) {
+        out = fail_errno("enter the network namespace of " + where, -1);
+        return;
+      }
+      auto links = get_links(0);
+      if (!links)
+        out = std::unexpected(Error{links.error().err, where + ": " + links.error().context});
+      else
+        out = container_link(*links, mac, where);
+    });
+    t.join();
+  } catch (const std::system_error& e) {
+    return fail("start a thread to enter " + where, e.code().value());
+  }
+  return std::move(*out);
+}
+
+Result<Fd> open_netns(const std::string& path, const std::string& where) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.ok()) return fail_errno("open " + where, -1);
+  // A SandboxKey seen outside dockerd's mount namespace is an empty file.
+  int type = ::ioctl(fd.get(), NS_GET_NSTYPE);
+  if (type != CLONE_NEWNET)
+    return fail(where + " is not a network namespace" +
+                (type < 0 ? " (a SandboxKey is one only in dockerd's mount namespace)" : ""));
+  return fd;
+}
+
+// The peer in the caller's namespace: a veth whose own IFLA_LINK points back
+// at the container's link. An ifindex alone could name anything here when the
+// caller is not in dockerd's namespace.
+Result<std::string> peer_here(const Link& inside, const std::string& where) {
+  auto links = get_links(*inside.peer);
+  if (!links && links.error().err == ENODEV)
+    return fail(where + ": " + inside.name + "'s peer (ifindex " + std::to_string(*inside.peer) +
+                ") is not in this network namespace (run in dockerd's)");
+  if (!links) return std::unexpected(links.error());
+  if (links->empty())
+    return fail("rtnetlink: no answer for ifindex " + std::to_string(*inside.peer));
+  const auto& l = links->front();
+  if (l.kind != "veth" || l.peer != inside.ifindex)
+    return fail(where + ": ifindex " + std::to_string(*inside.peer) + " here is " + l.name +
+                ", not the peer of " + inside.name + " (run in dockerd's network namespace)");
+  return l.name;
+}
+
+Result<std::string> resolve(const std::string& path, const std::string& mac_text_in,
+                            const std::string& where) {
+  auto mac = parse_mac(mac_text_in);
+  if (!mac) return fail(where + ": not a MAC address: \"" + mac_text_in + "\"");
+  auto ns = open_netns(path, where);
+  if (!ns) return std::unexpected(ns.error());
+  auto inside = lookup_in_netns(ns->get(), *mac, where);
+  if (!inside) return std::unexpected(inside.error());
+  return peer_here(*inside, where);
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::optional<Mac> parse_mac(std::string_view text) {
+  if (text.size() != 17) return std::nullopt;
+  Mac m;
+  for (size_t i = 0; i < 6; ++i) {
+    int hi = hex_digit(text[i * 3]), lo = hex_digit(text[i * 3 + 1]);
+    if (hi < 0 || lo < 0 || (i < 5 && text[i * 3 + 2] != ':')) return std::nullopt;
+    m[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return m;
+}
+
+Result<std::string> host_veth(pid_t container_pid, const std::string& mac) {
+  std::string where = "container process " + std::to_string(container_pid);
+  if (container_pid <= 0) return fail(where + ": not a process id (is the container running?)");
+  std::string path = "/proc/" + std::to_string(container_pid) + "/ns/net";
+  if (::access(("/proc/" + std::to_string(container_pid)).c_str(), F_OK) != 0 && errno == ENOENT)
+    return fail(where + " is gone (the container stopped)");
+  return resolve(path, mac, where);
+}
+
+Result<std::string> host_veth_in(const std::string& netns_path, const std::string& mac) {
+  return resolve(netns_path, mac, "network namespace " + netns_path);
+}
+
+}  // namespace moat::docker

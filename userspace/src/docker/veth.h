@@ -1,0 +1,39 @@
+// veth.h - the host-side end of a container's veth, found over rtnetlink:
+// Docker's inspect output names the container's MAC on each network but not
+// the interface moat has to attach to on the host.
+//
+// The container's link is looked up inside its network namespace (entered on
+// a short-lived thread of its own, so the calling thread never changes
+// namespace, on any path), its IFLA_LINK is the peer's ifindex in the
+// caller's namespace, and the peer is checked and named there. The caller
+// must therefore be in dockerd's network namespace.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "util/result.h"
+
+namespace moat::docker {
+
+using Mac = std::array<uint8_t, 6>;
+
+// "02:42:ac:12:00:02" (any case) -> bytes; nullopt when malformed.
+std::optional<Mac> parse_mac(std::string_view text);
+
+// The host-side veth of the interface with MAC `mac` in the network namespace
+// of process `container_pid` (Docker's State.Pid). Errors: the process is
+// gone, no interface has that MAC, the interface is not a veth, its peer is
+// not in the caller's namespace.
+Result<std::string> host_veth(pid_t container_pid, const std::string& mac);
+
+// The same for a network namespace file, e.g. Docker's SandboxKey (a netns
+// only in dockerd's mount namespace: elsewhere it is an empty file).
+Result<std::string> host_veth_in(const std::string& netns_path, const std::string& mac);
+
+}  // namespace moat::docker
