@@ -70,6 +70,12 @@ struct FollowedNetwork {
   std::optional<Ipv4> host_binding;  // host_binding_ipv4: where its ports are published
 };
 
+struct Endpoint {
+  FollowedNetwork* network;
+  Attachment att;
+  bool primary;  // HostConfig.NetworkMode's network: Docker maps the ports there
+};
+
 struct Builder {
   const TranslateOptions& options;
   const InterfaceMap& interfaces;
@@ -84,6 +90,10 @@ struct Builder {
 
   void add_network(const json& j);
   void add_container(const json& j);
+  std::vector<Endpoint> endpoints_of(const json& c, const std::string& id, const std::string& name,
+                                     const std::string& mode);
+  void attach_resolved(const json& c, const std::string& id, const std::vector<Endpoint>& eps,
+                       Container& out_c);
   void drop_publish_conflicts();
   Config config() const;
 };
@@ -150,11 +160,6 @@ void Builder::add_network(const json& j) {
   by_id.emplace(id, std::move(f));
 }
 
-struct Endpoint {
-  FollowedNetwork* network;
-  Attachment att;
-  bool primary;  // HostConfig.NetworkMode's network: Docker maps the ports there
-};
 
 // Docker maps the published ports on the container's first non-internal
 // endpoint, normally the network it was started on, and moat publishes on
@@ -238,25 +243,9 @@ std::vector<Publish> read_publishes(const json& c, const std::string& id, const 
   return merged;
 }
 
-void Builder::add_container(const json& c) {
-  std::string id = str(c, "Id");
-  std::string name = str(c, "Name");
-  if (name.starts_with('/')) name.erase(0, 1);
-  auto skip_container = [&](std::string why) {
-    skip(Skipped::Kind::container, id, name, std::move(why));
-  };
-  if (id.empty() || name.empty()) return skip_container("the container has no id or name");
-  const json& running = member(member(c, "State"), "Running");
-  if (!running.is_boolean() || !running.get<bool>()) return skip_container("not running");
-  std::string mode = str(member(c, "HostConfig"), "NetworkMode");
-  if (mode == "host") return skip_container("uses the host's network (--network host)");
-  if (mode == "none") return skip_container("has no network (--network none)");
-  if (mode.starts_with("container:")) {
-    return skip_container("shares the network of another container (--network " + mode + ")");
-  }
-  if (mode == "default") mode = "bridge";  // what `default` means on Linux
-  if (auto why = docker_name_problem(name)) return skip_container("moat refuses the name: " + *why);
-
+// The container's endpoints on networks moat follows, in enforcement order.
+std::vector<Endpoint> Builder::endpoints_of(const json& c, const std::string& id,
+                                            const std::string& name, const std::string& mode) {
   std::vector<Endpoint> eps;
   const json& nets = member(member(c, "NetworkSettings"), "Networks");
   for (const auto& [net_name, ep] : object(nets).items()) {
@@ -291,11 +280,12 @@ void Builder::add_container(const json& c) {
     att.ip_from_file = true;  // as parse_config() marks an address the file gives
     eps.push_back({&f, std::move(att), f.net.name == mode});
   }
-  if (eps.empty()) return skip_container("attached to no bridge network moat follows");
   order_endpoints(eps);
+  return eps;
+}
 
-  Container out_c;
-  out_c.name = name;
+// Labels (Compose's among them: policies select by them) and exposed ports.
+void read_identity(const json& c, Container& out_c) {
   const json& labels = member(member(c, "Config"), "Labels");
   for (const auto& [key, value] : object(labels).items()) {
     if (!key.empty() && value.is_string()) out_c.labels[key] = value.get<std::string>();
@@ -307,6 +297,11 @@ void Builder::add_container(const json& c) {
   }
   for (auto [port, protocol] : expose) out_c.expose.push_back({port, protocol});
 
+}
+
+// The endpoints whose host-side veth is known; the others wait in `pending`.
+void Builder::attach_resolved(const json& c, const std::string& id,
+                              const std::vector<Endpoint>& eps, Container& out_c) {
   bool target_resolved = false;
   const Endpoint* target = nullptr;
   for (const Endpoint& e : eps) {
@@ -317,19 +312,48 @@ void Builder::add_container(const json& c) {
       target_resolved = resolved;
     }
     if (!resolved) {
-      out.pending.push_back({id, name, e.network->id, e.network->net.name});
+      out.pending.push_back({id, out_c.name, e.network->id, e.network->net.name});
       continue;
     }
     Attachment att = e.att;
     att.host_interface = iface->second;
     out_c.networks.push_back(std::move(att));
   }
-  if (out_c.networks.empty()) return;  // all pending: nothing to enforce yet
+  if (out_c.networks.empty()) return;
   // Until the endpoint Docker maps the ports on is resolved, they would be
   // forwarded to another network: they come with it.
   if (target && target_resolved) {
-    out_c.publish = read_publishes(c, id, name, *target->network, *this);
+    out_c.publish = read_publishes(c, id, out_c.name, *target->network, *this);
   }
+}
+
+void Builder::add_container(const json& c) {
+  std::string id = str(c, "Id");
+  std::string name = str(c, "Name");
+  if (name.starts_with('/')) name.erase(0, 1);
+  auto skip_container = [&](std::string why) {
+    skip(Skipped::Kind::container, id, name, std::move(why));
+  };
+  if (id.empty() || name.empty()) return skip_container("the container has no id or name");
+  const json& running = member(member(c, "State"), "Running");
+  if (!running.is_boolean() || !running.get<bool>()) return skip_container("not running");
+  std::string mode = str(member(c, "HostConfig"), "NetworkMode");
+  if (mode == "host") return skip_container("uses the host's network (--network host)");
+  if (mode == "none") return skip_container("has no network (--network none)");
+  if (mode.starts_with("container:")) {
+    return skip_container("shares the network of another container (--network " + mode + ")");
+  }
+  if (mode == "default") mode = "bridge";  // what `default` means on Linux
+  if (auto why = docker_name_problem(name)) return skip_container("moat refuses the name: " + *why);
+
+  std::vector<Endpoint> eps = endpoints_of(c, id, name, mode);
+  if (eps.empty()) return skip_container("attached to no bridge network moat follows");
+
+  Container out_c;
+  out_c.name = name;
+  read_identity(c, out_c);
+  attach_resolved(c, id, eps, out_c);
+  if (out_c.networks.empty()) return;  // all pending: nothing to enforce yet
   out.config.containers.push_back(std::move(out_c));
 }
 
