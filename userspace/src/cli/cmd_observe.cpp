@@ -57,30 +57,6 @@ moat::obs::Names observe_names(const std::string& instance) {
   return names;
 }
 
-// ---- signals --------------------------------------------------------------------------
-
-sigset_t stop_signals() {
-  sigset_t s;
-  sigemptyset(&s);
-  sigaddset(&s, SIGINT);
-  sigaddset(&s, SIGTERM);
-  return s;
-}
-
-// SIGINT/SIGTERM are blocked and taken with sigtimedwait(): no handler runs
-// in the middle of a write, and every loop ends cleanly.
-void block_stop_signals() {
-  sigset_t s = stop_signals();
-  pthread_sigmask(SIG_BLOCK, &s, nullptr);
-}
-
-// Sleeps up to `ms`; true when SIGINT or SIGTERM arrived.
-bool stop_requested(int ms) {
-  sigset_t s = stop_signals();
-  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
-  return sigtimedwait(&s, nullptr, &ts) > 0;
-}
-
 void warn_no_sweep(const std::string& why) {
   std::cerr << "moat: warning: expired flows will not be swept (" << why
             << "); their flow-end events come only when a packet meets them\n";

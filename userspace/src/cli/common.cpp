@@ -1,5 +1,9 @@
 #include "cli/common.h"
 
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -197,6 +201,30 @@ void print_status(const json& s) {
   if (s["socket_hooks"].empty()) std::cout << "none";
   for (const auto& h : s["socket_hooks"]) std::cout << h.value("hook", std::string("?")) << " ";
   std::cout << "\ntracked flow entries: " << s["tracked_entries"] << " (moat ct list)\n";
+}
+
+// ---- signals ----------------------------------------------------------------------
+
+static sigset_t stop_signals() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  return s;
+}
+
+// SIGINT/SIGTERM are blocked and taken with sigtimedwait(): no handler runs
+// in the middle of a write, and every loop ends cleanly.
+void block_stop_signals() {
+  sigset_t s = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &s, nullptr);
+}
+
+// Sleeps up to `ms`; true when SIGINT or SIGTERM arrived.
+bool stop_requested(int ms) {
+  sigset_t s = stop_signals();
+  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
+  return sigtimedwait(&s, nullptr, &ts) > 0;
 }
 
 }  // namespace moat::cli

@@ -41,6 +41,7 @@ void add_ct_commands(CLI::App& app, CommandTable& table);       // ct list|gc
 void add_lab_commands(CLI::App& app, CommandTable& table);      // lab ...
 void add_policy_commands(CLI::App& app, CommandTable& table);   // explain, policy list
 void add_observe_commands(CLI::App& app, CommandTable& table);  // stats flows top serve
+void add_docker_commands(CLI::App& app, CommandTable& table);   // docker
 
 // ---- errors ------------------------------------------------------------------------
 
@@ -58,6 +59,13 @@ T check(Result<T> r) {
 }
 
 void need_root();
+
+// SIGINT/SIGTERM are blocked and taken with sigtimedwait(): no handler runs
+// in the middle of a write, and every loop of a long-running command ends
+// cleanly. Block before starting threads, so they inherit the mask.
+void block_stop_signals();
+// Sleeps up to `ms`; true when SIGINT or SIGTERM arrived.
+bool stop_requested(int ms);
 std::string read_file(const std::string& path);
 void check_instance(const std::string& name);
 

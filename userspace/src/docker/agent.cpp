@@ -1,0 +1,182 @@
+#include "docker/agent.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "config/inputs.h"
+#include "dataplane/reconcile.h"
+#include "docker/model.h"
+#include "docker/veth.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace moat::docker {
+namespace {
+
+// Every running container's inspect document, skipping ones that went away
+// between the listing and the inspect.
+Result<std::vector<json>> inspect_running(const Engine& engine) {
+  auto list = engine.containers();
+  if (!list) return std::unexpected(list.error());
+  std::vector<json> out;
+  for (const auto& c : *list) {
+    std::string id = c.value("Id", std::string());
+    auto reply = engine.get_raw("/containers/" + id + "/json");
+    if (!reply) return std::unexpected(reply.error());
+    if (reply->status == 404) continue;  // gone since the listing
+    auto doc = reply->ok() ? json::parse(reply->body, nullptr, false) : json();
+    if (doc.is_discarded() || !doc.is_object()) {
+      auto why = engine.inspect_container(id);  // its error names the status
+      return fail(why ? "dockerd: inspect " + id + ": not a JSON object" : why.error().message());
+    }
+    out.push_back(std::move(doc));
+  }
+  return out;
+}
+
+// The host-side veth of every endpoint that has one already; the others
+// stay pending in the translation and are retried.
+InterfaceMap find_interfaces(const std::vector<json>& containers) {
+  InterfaceMap out;
+  for (const auto& c : containers) {
+    int pid = c.value("State", json::object()).value("Pid", 0);
+    if (pid <= 0) continue;
+    const json nets = c.value("NetworkSettings", json::object()).value("Networks", json::object());
+    for (const auto& [name, ep] : nets.items()) {
+      std::string mac = ep.value("MacAddress", std::string());
+      if (mac.empty()) continue;
+      if (auto veth = host_veth(pid, mac))
+        out[{c.value("Id", std::string()), ep.value("NetworkID", std::string())}] = *veth;
+    }
+  }
+  return out;
+}
+
+std::vector<fs::path> policy_files(const std::string& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    auto ext = e.path().extension();
+    if (e.is_regular_file() && (ext == ".json" || ext == ".yaml" || ext == ".yml"))
+      out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<void> add_policy_files(const std::string& dir, Inputs& inputs) {
+  for (const auto& p : policy_files(dir)) {
+    std::ifstream in(p, std::ios::binary);
+    if (!in) return fail("read " + p.string(), errno);
+    std::ostringstream s;
+    s << in.rdbuf();
+    inputs.files.push_back({p.string(), s.str()});
+  }
+  return {};
+}
+
+}  // namespace
+
+std::vector<std::string> default_route_interfaces() {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/net/route");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string iface, dest, gw, flags, refcnt, use, metric, mask;
+    if (!(f >> iface >> dest >> gw >> flags >> refcnt >> use >> metric >> mask)) continue;
+    if (dest == "00000000" && mask == "00000000" &&
+        std::find(out.begin(), out.end(), iface) == out.end())
+      out.push_back(iface);
+  }
+  return out;
+}
+
+Result<Agent> Agent::connect(AgentOptions options) {
+  auto engine = Engine::connect(options.socket);
+  if (!engine) return std::unexpected(engine.error());
+  if (options.uplinks.empty()) options.uplinks = default_route_interfaces();
+  return Agent(std::move(options), std::move(*engine));
+}
+
+Result<SyncReport> Agent::sync() {
+  auto networks = engine_.networks();
+  if (!networks) return std::unexpected(networks.error());
+  auto containers = inspect_running(engine_);
+  if (!containers) return std::unexpected(containers.error());
+  TranslateOptions topt;
+  topt.uplinks = options_.uplinks;
+  topt.default_bridge_masquerade = options_.default_bridge_masquerade;
+  auto t = translate(*networks, *containers, find_interfaces(*containers), topt);
+  if (!t.ok()) return fail(problems_message(t.problems, topt.source));
+  Inputs inputs{{{topt.source, t.text}}, false};
+  if (!options_.policies_dir.empty())
+    if (auto r = add_policy_files(options_.policies_dir, inputs); !r) return std::unexpected(r.error());
+  auto loaded = load_inputs(inputs);
+  if (!loaded.config) return fail(problems_message(loaded.problems, loaded.file));
+  auto applied = reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)});
+  if (!applied) return std::unexpected(applied.error());
+  return SyncReport{*applied, t.config.networks.size(), t.config.containers.size(),
+                    t.pending.size(), t.skipped.size()};
+}
+
+std::string Agent::policies_stamp() const {
+  std::string stamp;
+  if (options_.policies_dir.empty()) return stamp;
+  for (const auto& p : policy_files(options_.policies_dir)) {
+    struct stat st {};
+    if (stat(p.c_str(), &st) == 0)
+      stamp += p.string() + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+               std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_size) + ";";
+  }
+  return stamp;
+}
+
+Result<void> Agent::run(const std::function<bool()>& keep_going,
+                        const std::function<void(const std::string&)>& log) {
+  const std::string filters = R"({"type":["container","network"]})";
+  while (keep_going()) {
+    bool again = true;  // sync before following, and whenever something may have changed
+    std::string stamp;
+    auto resync = [&] {
+      auto rep = sync();
+      if (!rep) {
+        log("sync failed: " + rep.error().message());
+        return;
+      }
+      again = rep->pending > 0;
+      stamp = policies_stamp();
+      if (rep->applied.changed())
+        log("synced " + std::to_string(rep->containers) + " containers on " +
+            std::to_string(rep->networks) + " networks: " + rep->applied.summary());
+    };
+    auto on_event = [&](const json& ev) {
+      static const char* kActions[] = {"start", "die", "destroy", "connect", "disconnect",
+                                       "create", "restart"};
+      std::string action = ev.value("Action", std::string());
+      for (const char* a : kActions)
+        if (action == a) again = true;
+      return keep_going();
+    };
+    auto tick = [&] {
+      if (again || policies_stamp() != stamp) resync();
+      return keep_going();
+    };
+    auto r = engine_.follow_events(filters, on_event, tick);
+    if (r) return {};
+    log("event stream: " + r.error().message() + "; reconnecting");
+    for (int i = 0; i < 10 && keep_going(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return {};
+}
+
+}  // namespace moat::docker

@@ -1,0 +1,58 @@
+// agent.h - `moat docker`: follows one Docker Engine and keeps an instance
+// enforcing what Docker's networking means. Every sync lists what Docker
+// has (networks, running containers), finds each endpoint's host-side veth,
+// translates it all (model.h) and hands the result, with the policy files
+// of --policies, to reconcile(): the same path as `moat apply`. Nothing is
+// ever flushed: a restarted agent (or dockerd) reconciles, writing only what
+// differs, so established flows it still allows go on.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dataplane/dataplane.h"
+#include "docker/engine.h"
+#include "util/result.h"
+
+namespace moat::docker {
+
+struct AgentOptions {
+  std::string socket = "/var/run/docker.sock";
+  std::string instance = "docker";
+  std::vector<std::string> uplinks;  // empty: the interfaces of the default routes
+  std::string policies_dir;          // *.json, *.yaml, *.yml; reread when they change
+  bool default_bridge_masquerade = true;
+};
+
+struct SyncReport {
+  ApplyReport applied;
+  size_t networks = 0, containers = 0;  // what moat enforces
+  size_t pending = 0;                   // endpoints whose veth was not found yet
+  size_t skipped = 0;                   // what Docker has that moat does not enforce
+};
+
+class Agent {
+ public:
+  static Result<Agent> connect(AgentOptions options);
+  // One full sync: Docker's state to the kernel.
+  Result<SyncReport> sync();
+  // Syncs, then follows Docker's events and syncs on each that changes
+  // networking, when the policy files change, and while endpoints are
+  // pending; reconnects (and syncs) when the stream breaks. Returns when
+  // keep_going() says so.
+  Result<void> run(const std::function<bool()>& keep_going,
+                   const std::function<void(const std::string&)>& log);
+
+ private:
+  Agent(AgentOptions options, Engine engine)
+      : options_(std::move(options)), engine_(std::move(engine)) {}
+  std::string policies_stamp() const;
+  AgentOptions options_;
+  Engine engine_;
+};
+
+// The interfaces of the IPv4 default routes in this network namespace.
+std::vector<std::string> default_route_interfaces();
+
+}  // namespace moat::docker
