@@ -4,9 +4,9 @@
 # agent following the Engine, containers of one network reach each other,
 # other networks are dropped, an icc=false network isolates its members,
 # a container started while the agent runs is enforced at once (from the
-# events), and the outside sees masqueraded traffic. Published ports are not
-# covered yet: dockerd holds each published host port itself, which moat's
-# publish check refuses (issue 12 left open).
+# events), the outside sees masqueraded traffic, and a published port
+# (-p 8080:80, which dockerd itself holds with a socket that never answers)
+# is reached from outside and from the host's localhost through moat.
 source "$(dirname "$0")/lib.sh"
 source "$E2E_DIR/docker_lib.sh"
 N=$(echo "dka$$" | cut -c1-12)
@@ -32,6 +32,7 @@ dk network create n1 >/dev/null && dk network create n2 >/dev/null &&
 for c in a1:n1 a2:n1 b1:n2 q1:quiet q2:quiet; do
   dk run -d --name "${c%%:*}" --network "${c##*:}" "$DK_IMAGE" sleep 1000 >/dev/null
 done
+dk run -d --name web --network n2 -p 8080:80 "$DK_IMAGE" httpd -f -p 80 -h / >/dev/null
 ip_of_c() { dk inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"; }
 A2=$(ip_of_c a2); B1=$(ip_of_c b1); Q2=$(ip_of_c q2)
 pings() { dk exec "$1" ping -c1 -W1 "$2" >/dev/null 2>&1; }
@@ -39,6 +40,12 @@ reach() { local i; for i in 1 2 3; do pings "$1" "$2" && return 0; done; return 
 no_reach() { ! pings "$1" "$2"; }
 
 check "baseline without moat: a1 reaches b1 on another network (nothing isolates)" reach a1 "$B1"
+http_code() { "$@" curl -s -o /dev/null -m 3 -w '%{http_code}' http://"$HOSTPORT"/ 2>/dev/null; }
+answers() { local i c; for i in 1 2 3; do c=$(http_code "$@"); [ -n "$c" ] && [ "$c" != 000 ] && return 0; done; return 1; }
+HOSTPORT=198.18.0.1:8080
+silent() { [ "$(http_code "$@")" = 000 ]; }
+check "baseline without moat: outside gets no answer from 198.18.0.1:8080 (dockerd only holds the port)" \
+  silent dk_out
 
 nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 \
   2>"$TMP/agent.log" &
@@ -47,13 +54,16 @@ enforced() {  # enforced N: the instance has N container endpoints
   [ "$(nsenter --net="$DK_NETNS" "$MOAT" status --instance "$I" --json 2>/dev/null |
        python3 -c 'import json,sys; print(len(json.load(sys.stdin)["endpoints"]))' 2>/dev/null)" = "$1" ]
 }
-check "the agent enforces the 5 containers" dk_poll 30 enforced 5
+check "the agent enforces the 6 containers" dk_poll 30 enforced 6
 check "a1 reaches a2 (same network)" reach a1 "$A2"
 check "a1 does not reach b1 (another network)" no_reach a1 "$B1"
 check "q1 does not reach q2 (icc=false)" no_reach q1 "$Q2"
 check "a1 reaches the outside, masqueraded" reach a1 198.19.0.1
+check "outside reaches web through 198.18.0.1:8080 (published by moat)" answers dk_out
+HOSTPORT=127.0.0.1:8080
+check "the host reaches web at 127.0.0.1:8080 (socket hooks)" answers dk_host
 dk run -d --name a3 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
-check "a container started later is enforced from the events" dk_poll 30 enforced 6
+check "a container started later is enforced from the events" dk_poll 30 enforced 7
 a3_enforced() { reach a3 "$A2" && no_reach a3 "$B1"; }
 check "a3 reaches a2 and not b1" a3_enforced
 stop_agent

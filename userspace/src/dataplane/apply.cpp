@@ -85,10 +85,12 @@ namespace {
 
 // What one apply works with, handed from phase to phase.
 struct Apply {
-  Apply(const std::string& i, const Config& c, bool d) : instance(i), cfg(c), dry_run(d) {}
+  Apply(const std::string& i, const Config& c, bool d, bool h)
+      : instance(i), cfg(c), dry_run(d), ports_held(h) {}
   const std::string& instance;
   const Config& cfg;
   bool dry_run;
+  bool ports_held;  // the runtime holds the published ports itself
   ApplyReport rep;
   json prev;     // the state file of the previous apply ({} for a new instance)
   MapPlan want;  // what the maps must hold
@@ -168,7 +170,8 @@ Result<void> resolve(Apply& a) {
 
 // A dry run for an instance that does not exist: everything would be added.
 Result<ApplyReport> dry_run_new(const Apply& a) {
-  if (auto r = check_ports_free(published_ports(a.want.plan.publish)); !r)
+  if (auto r = a.ports_held ? Result<void>() : check_ports_free(published_ports(a.want.plan.publish));
+      !r)
     return std::unexpected(r.error());
   ApplyReport rep;
   rep.endpoints_added = static_cast<int>(a.want.endpoints.size());
@@ -227,7 +230,7 @@ Result<void> check_fresh_ports(Apply& a) {
   std::vector<PublishEntry> fresh;
   for (const auto& p : a.want.plan.publish)
     if (!a.have_publish.contains(key_bytes(p.key))) fresh.push_back(p);
-  return check_ports_free(published_ports(fresh));
+  return a.ports_held ? Result<void>() : check_ports_free(published_ports(fresh));
 }
 
 // Phase 3: the programs pinned (unless kept).
@@ -420,8 +423,9 @@ json state_record(const Apply& a) {
 
 }  // namespace
 
-Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run) {
-  Apply a(instance, cfg, dry_run);
+Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
+                          bool ports_held) {
+  Apply a(instance, cfg, dry_run, ports_held);
   if (auto r = resolve(a); !r) return std::unexpected(r.error());
   bool exists = fs::exists(pin_dir(instance));
   if (dry_run && !exists) return dry_run_new(a);

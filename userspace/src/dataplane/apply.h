@@ -12,6 +12,9 @@ namespace moat {
 
 // Validated config in; map entries and attachments out. Nothing in the
 // kernel changes unless every interface resolves and the programs load.
-Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run);
+// `ports_held`: a socket on a published port is the runtime's own, not a
+// conflict (ReconcileOptions::ports_held_by_runtime).
+Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
+                          bool ports_held = false);
 
 }  // namespace moat

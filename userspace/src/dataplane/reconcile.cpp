@@ -14,7 +14,7 @@ Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& w
                               const ReconcileOptions& opt) {
   auto lock = InstanceLock::acquire(instance);
   if (!lock) return std::unexpected(lock.error());
-  auto rep = apply(instance, want.config, opt.dry_run);
+  auto rep = apply(instance, want.config, opt.dry_run, opt.ports_held_by_runtime);
   if (!rep || opt.dry_run) return rep;
   if (auto r = write_file_atomic(inputs_path(instance), inputs_json(want.inputs).dump() + "\n"); !r)
     return std::unexpected(r.error());

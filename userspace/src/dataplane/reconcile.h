@@ -22,6 +22,10 @@ struct DesiredState {
 
 struct ReconcileOptions {
   bool dry_run = false;  // report what would change, change nothing
+  // The runtime holds every published host port with a socket of its own
+  // (dockerd does, with userland-proxy off): such a socket is no conflict.
+  // Traffic to the port never reaches it: the programs translate first.
+  bool ports_held_by_runtime = false;
 };
 
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,

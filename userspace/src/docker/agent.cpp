@@ -122,7 +122,11 @@ Result<SyncReport> Agent::sync() {
     if (auto r = add_policy_files(options_.policies_dir, inputs); !r) return std::unexpected(r.error());
   auto loaded = load_inputs(inputs);
   if (!loaded.config) return fail(problems_message(loaded.problems, loaded.file));
-  auto applied = reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)});
+  // dockerd binds every published host port itself (userland-proxy off).
+  ReconcileOptions ropt;
+  ropt.ports_held_by_runtime = true;
+  auto applied =
+      reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)}, ropt);
   if (!applied) return std::unexpected(applied.error());
   return SyncReport{*applied, t.config.networks.size(), t.config.containers.size(),
                     t.pending.size(), t.skipped.size()};
