@@ -6,7 +6,9 @@
 # a container started while the agent runs is enforced at once (from the
 # events), the outside sees masqueraded traffic, and a published port
 # (-p 8080:80, which dockerd itself holds with a socket that never answers)
-# is reached from outside and from the host's localhost through moat.
+# is reached from outside and from the host's localhost through moat; after
+# kill -9 of the agent enforcement stays and a new agent changes nothing;
+# `docker network disconnect` removes the endpoint.
 source "$(dirname "$0")/lib.sh"
 source "$E2E_DIR/docker_lib.sh"
 N=$(echo "dka$$" | cut -c1-12)
@@ -66,7 +68,16 @@ dk run -d --name a3 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
 check "a container started later is enforced from the events" dk_poll 30 enforced 7
 a3_enforced() { reach a3 "$A2" && no_reach a3 "$B1"; }
 check "a3 reaches a2 and not b1" a3_enforced
-stop_agent
-check "the agent stops on SIGTERM and enforcement stays (a1 still does not reach b1)" no_reach a1 "$B1"
+kill -KILL "$AGENT"; wait "$AGENT" 2>/dev/null; AGENT=""
+check "after kill -9 of the agent enforcement stays (a1 still does not reach b1)" no_reach a1 "$B1"
+nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 \
+  --once --json >"$TMP/resync.json" 2>>"$TMP/agent.log"
+unchanged() { python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["changed"])' "$TMP/resync.json"; }
+check "a restarted agent reconciles without changing anything" unchanged
+dk network disconnect n1 a3 >/dev/null
+check "docker network disconnect: the agent (one sync) drops a3's endpoint" bash -c \
+  "nsenter --net='$DK_NETNS' '$MOAT' docker --socket '$DK_SOCK' --instance '$I' --uplink uplink0 --once >/dev/null 2>&1"
+check "... and enforces 6 containers" enforced 6
+check "a1 still reaches a2 after the resyncs" reach a1 "$A2"
 sed 's/^/    | /' "$TMP/agent.log" | head -20
 finish
