@@ -22,6 +22,12 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
+# A test stopped by a signal (Ctrl-C, a timeout's TERM, a reader of its
+# output that went away) must still clean up: exiting runs the EXIT trap.
+# Output is dropped first, so a closed pipe cannot stop the cleanup halfway.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+trap 'exec >/dev/null 2>&1; exit 141' PIPE
 
 ok() { PASSED=$((PASSED + 1)); echo "  ok   $*"; }
 bad() { FAILED=$((FAILED + 1)); echo "  FAIL $*"; }
