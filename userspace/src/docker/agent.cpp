@@ -149,13 +149,20 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
   const std::string filters = R"({"type":["container","network"]})";
   while (keep_going()) {
     bool again = true;  // sync before following, and whenever something may have changed
-    std::string stamp;
+    std::string stamp, last_failure;
+    auto retry_at = std::chrono::steady_clock::now();
     auto resync = [&] {
+      // A failing sync (a port taken, a bad policy file) is retried each
+      // second, and reported once until its reason changes.
+      if (std::chrono::steady_clock::now() < retry_at) return;
       auto rep = sync();
       if (!rep) {
-        log("sync failed: " + rep.error().message());
+        if (rep.error().message() != last_failure) log("sync failed: " + rep.error().message());
+        last_failure = rep.error().message();
+        retry_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
         return;
       }
+      last_failure.clear();
       again = rep->pending > 0;
       stamp = policies_stamp();
       if (rep->applied.changed())
