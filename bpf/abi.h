@@ -77,7 +77,10 @@ enum moat_dir {
 	  "selected by a policy for this direction and allowed by none")           \
 	X(POLICY_DENY, 14, "policy-deny", "an explicit deny rule")                   \
 	X(POLICY_REVOKED, 15, "policy-revoked",                                     \
-	  "an established connection the current policy no longer allows")
+	  "an established connection the current policy no longer allows")        \
+	X(UNIDENTIFIED, 16, "unidentified-container",                               \
+	  "sent through a guarded bridge by a port no endpoint program judged "     \
+	  "(a container moat has not identified yet)")
 
 enum moat_verdict {
 	MOAT_PASS = 0,
@@ -105,6 +108,22 @@ struct moat_endpoint {
 #define MOAT_NET_F_ICC (1u << 0) /* containers on the network may talk */
 #define MOAT_NET_F_INTERNAL (1u << 1) /* nothing beyond the network */
 #define MOAT_NET_F_MASQUERADE (1u << 2) /* egress to the world is source-NATed */
+/*
+ * The network's bridge carries `from_bridge` (bridge.bpf.c), which drops
+ * every frame the bridge hands to the host that no endpoint program judged:
+ * a container moat has not identified yet (or one created while the agent
+ * is down) cannot leave its network. `from_container` marks what it passes
+ * with MOAT_MARK_JUDGED only on such networks, and `from_bridge` clears the
+ * bit again, so the mark is never seen beyond the bridge.
+ */
+#define MOAT_NET_F_GUARDED (1u << 3)
+
+/*
+ * skb->mark bit from_container sets on a pass (guarded networks only). A
+ * container cannot forge it: the kernel clears the mark when a packet
+ * crosses from the container's namespace into the host's (veth).
+ */
+#define MOAT_MARK_JUDGED 0x00400000u
 
 /*
  * Map `addrs`: LPM trie over IPv4 telling which network an address belongs

@@ -190,8 +190,9 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	return MOAT_PASS;
 }
 
-/* Sets *slot to the attachment's counter slot once the endpoint is known. */
-static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot)
+/* Sets *slot to the attachment's counter slot and *net_flags to its
+ * network's flags once the endpoint is known. */
+static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, __u32 *net_flags)
 {
 	const struct moat_endpoint *ep;
 	struct cursor c;
@@ -202,6 +203,7 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot)
 	if (!ep)
 		return MOAT_DROP_UNKNOWN_ENDPOINT;
 	*slot = ep->stats_slot;
+	*net_flags = ep->net_flags;
 
 	cursor_init(&c, skb);
 	eth = parse_eth(&c);
@@ -247,17 +249,20 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot)
 SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
-	__u32 slot = 0;
-	int v = judge(skb, MOAT_DIR_FROM_CONTAINER, &slot);
+	__u32 slot = 0, flags = 0;
+	int v = judge(skb, MOAT_DIR_FROM_CONTAINER, &slot, &flags);
 
+	/* The network's bridge lets through only what was judged here. */
+	if (v == MOAT_PASS && (flags & MOAT_NET_F_GUARDED))
+		skb->mark |= MOAT_MARK_JUDGED;
 	return finish(skb, MOAT_DIR_FROM_CONTAINER, slot, v);
 }
 
 SEC("tc")
 int to_container(struct __sk_buff *skb)
 {
-	__u32 slot = 0;
-	int v = judge(skb, MOAT_DIR_TO_CONTAINER, &slot);
+	__u32 slot = 0, flags = 0;
+	int v = judge(skb, MOAT_DIR_TO_CONTAINER, &slot, &flags);
 
 	return finish(skb, MOAT_DIR_TO_CONTAINER, slot, v);
 }

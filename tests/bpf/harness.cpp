@@ -98,6 +98,10 @@ Skeleton<reap_bpf> load_reap_skeleton(const Skeleton<endpoint_bpf>& shared) {
   return load_sharing<reap_bpf>(&shared, "reap.bpf.o");
 }
 
+Skeleton<bridge_bpf> load_bridge_skeleton(const Skeleton<endpoint_bpf>& shared) {
+  return load_sharing<bridge_bpf>(&shared, "bridge.bpf.o");
+}
+
 moat_dir dir_of(Hook h) {
   switch (h) {
     case Hook::FromContainer:
@@ -318,12 +322,15 @@ uint64_t monotonic_ns() {
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
-RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat) {
-  // Only ifindex is set: the kernel places it in skb->ifindex (it must name
-  // a device in our netns) and requires the fields it does not support to
-  // be zero.
+RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
+              uint32_t mark) {
+  // Only ifindex and mark are set: the kernel places ifindex in
+  // skb->ifindex (it must name a device in our netns) and requires the
+  // fields it does not support to be zero.
   __sk_buff ctx = {};
   ctx.ifindex = ifindex;
+  ctx.mark = mark;
+  __sk_buff ctx_out = {};
 
   // Room to spare, so a program that grew the packet would show as a
   // length mismatch rather than ENOSPC.
@@ -336,6 +343,8 @@ RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame
   opts.data_size_out = uint32_t(r.out.size());
   opts.ctx_in = &ctx;
   opts.ctx_size_in = sizeof ctx;
+  opts.ctx_out = &ctx_out;
+  opts.ctx_size_out = sizeof ctx_out;
   opts.repeat = repeat;
   if (bpf_prog_test_run_opts(bpf_program__fd(prog), &opts)) {
     r.err = errno;
@@ -345,6 +354,7 @@ RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame
   r.retval = opts.retval;
   r.out.resize(opts.data_size_out);
   r.duration_ns = opts.duration;
+  r.mark = ctx_out.mark;
   return r;
 }
 

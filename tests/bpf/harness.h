@@ -58,6 +58,8 @@ Skeleton<uplink_bpf> load_uplink_skeleton(const Skeleton<endpoint_bpf>& shared);
 // The same for reap.bpf.o, and one run of its ct_reap on `key`: its
 // `reaped` (1: the flow had expired and was ended).
 Skeleton<reap_bpf> load_reap_skeleton(const Skeleton<endpoint_bpf>& shared);
+// The same for bridge.bpf.o (from_bridge, a guarded network's bridge).
+Skeleton<bridge_bpf> load_bridge_skeleton(const Skeleton<endpoint_bpf>& shared);
 uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct_key& key);
 
 // ---- hooks ----------------------------------------------------------------------
@@ -156,11 +158,13 @@ struct RunResult {
   uint32_t retval;       // TC_ACT_*
   pkt::Bytes out;        // the packet as the program left it
   uint32_t duration_ns;  // kernel's average per repetition
+  uint32_t mark = 0;     // skb->mark as the program left it
 };
 
 // BPF_PROG_TEST_RUN of `prog` on `frame` as if it arrived on `ifindex`.
 // Does not throw: some frames are refused by the kernel (see err).
-RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat = 1);
+RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat = 1,
+              uint32_t mark = 0);
 
 // The expected TC action of one run and, for a drop, its counter slot
 // (= -moat_verdict, 0 for a pass or redirect).

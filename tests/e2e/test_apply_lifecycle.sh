@@ -98,8 +98,8 @@ has_clsact mve3n0
 check "b2's interface has no clsact qdisc left" [ $? -eq 1 ]
 
 names=$(M status --instance "$I" --json | jq_ '" ".join(sorted(p["name"] for p in d["programs"]))')
-check "status lists the container and uplink programs ($names)" \
-  [ "$names" = "from_container from_world to_container to_world" ]
+check "status lists the container, uplink and bridge programs ($names)" \
+  [ "$names" = "from_bridge from_container from_world to_container to_world" ]
 # Every program moat loaded, socket hooks included: all must be gone after down.
 progs=$(M status --instance "$I" --json |
         jq_ '" ".join([str(p["id"]) for p in d["programs"]] + [str(h["prog_id"]) for h in d["socket_hooks"]])')

@@ -9,6 +9,13 @@
 # is reached from outside and from the host's localhost through moat; after
 # kill -9 of the agent enforcement stays and a new agent changes nothing;
 # `docker network disconnect` removes the endpoint.
+# Fail closed: every Docker bridge carries moat's guard, so a container moat
+# has not identified yet (just started, or started while the agent is down)
+# cannot leave its network. Measured with a container on an internal network
+# that pings the host's uplink address every 10 ms from its first instant:
+# with the guard none of its packets reaches the host (the window is
+# closed); with the guard removed and the agent down, they do (the
+# measurement can fail).
 source "$(dirname "$0")/lib.sh"
 source "$E2E_DIR/docker_lib.sh"
 N=$(echo "dka$$" | cut -c1-12)
@@ -30,7 +37,8 @@ trap teardown EXIT
 docker_up "$N" || { bad "docker_up $N"; finish; }
 ok "private dockerd up (${DK_UP_SECONDS}s)"
 dk network create n1 >/dev/null && dk network create n2 >/dev/null &&
-  dk network create -o com.docker.network.bridge.enable_icc=false quiet >/dev/null
+  dk network create -o com.docker.network.bridge.enable_icc=false quiet >/dev/null &&
+  dk network create --internal --subnet 10.77.0.0/24 intn >/dev/null
 for c in a1:n1 a2:n1 b1:n2 q1:quiet q2:quiet; do
   dk run -d --name "${c%%:*}" --network "${c##*:}" "$DK_IMAGE" sleep 1000 >/dev/null
 done
@@ -68,16 +76,83 @@ dk run -d --name a3 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
 check "a container started later is enforced from the events" dk_poll 30 enforced 7
 a3_enforced() { reach a3 "$A2" && no_reach a3 "$B1"; }
 check "a3 reaches a2 and not b1" a3_enforced
+
+# Echo requests from intn's subnet that reach the host (its uplink address,
+# which an internal network may not reach) within SECONDS, counted by a raw
+# socket in the host's namespace.
+cat >"$TMP/count_icmp.py" <<'PY'
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(0.2)
+open(sys.argv[2], "w").close()  # ready
+end, n = time.time() + float(sys.argv[1]), 0
+while time.time() < end:
+    try:
+        pkt = s.recv(65535)
+    except socket.timeout:
+        continue
+    if pkt[20] == 8 and pkt[12:15] == bytes([10, 77, 0]):
+        n += 1
+print(n)
+PY
+leaked() {  # leaked NAME: echo requests of a new intn container NAME that reach the host
+  local ready="$TMP/ready.$1" out="$TMP/leak.$1"
+  dk_host python3 "$TMP/count_icmp.py" 4 "$ready" >"$out" &
+  local counter=$!
+  dk_poll 5 test -e "$ready" || return 1
+  dk run -d --name "$1" --network intn "$DK_IMAGE" \
+    sh -c 'ping -q -i 0.01 -c 300 198.18.0.1; exec sleep 1000' >/dev/null
+  wait "$counter"; cat "$out"
+}
+guards() {  # guards: the guarded bridges in the instance's status
+  nsenter --net="$DK_NETNS" "$MOAT" status --instance "$I" --json 2>/dev/null |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("bridges", [])))'
+}
+check "every Docker bridge (bridge, n1, n2, quiet, intn) carries the guard" test "$(guards)" = 5
+W1=$(leaked w1)
+check "window: none of w1's pings from its first instant reaches the host (leaked: ${W1:-?})" \
+  test "${W1:-x}" = 0
 kill -KILL "$AGENT"; wait "$AGENT" 2>/dev/null; AGENT=""
 check "after kill -9 of the agent enforcement stays (a1 still does not reach b1)" no_reach a1 "$B1"
 nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 \
   --once --json >"$TMP/resync.json" 2>>"$TMP/agent.log"
 unchanged() { python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["changed"])' "$TMP/resync.json"; }
 check "a restarted agent reconciles without changing anything" unchanged
+
+# Agent down: a container started now has no program of its own.
+dk run -d --name late --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
+LATE_PID=$(dk_pid late)
+late_pings() { nsenter --net="/proc/$LATE_PID/ns/net" ping -c1 -W1 "$1" >/dev/null 2>&1; }
+late_reaches() { local i; for i in 1 2 3; do late_pings "$1" && return 0; done; return 1; }
+A1=$(ip_of_c a1)
+check "agent down: late (unidentified) reaches a1 on its own network" late_reaches "$A1"
+late_blocked() { ! late_pings "$1"; }
+check "agent down: late does not reach b1 (another network)" late_blocked "$B1"
+check "agent down: late does not reach the outside" late_blocked 198.19.0.1
+# The baseline that shows the measurement works: without intn's guard and
+# without the agent, a new container's pings leave.
+INTN_BR=br-$(dk network inspect -f '{{.Id}}' intn | cut -c1-12)
+dk_host tc filter del dev "$INTN_BR" ingress pref 28015 handle 0x6d6f bpf 2>/dev/null
+W2=$(leaked w2)
+check "baseline: with intn's guard removed and the agent down, w2's pings reach the host (leaked: ${W2:-?})" \
+  test "${W2:-0}" -gt 0
+nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 \
+  2>>"$TMP/agent.log" &
+AGENT=$!
+back() {  # 10 endpoints (late and w2 too) and 5 guarded bridges
+  [ "$(nsenter --net="$DK_NETNS" "$MOAT" status --instance "$I" --json 2>/dev/null |
+       python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d["endpoints"]), len(d["bridges"]))')" = "10 5" ]
+}
+check "the agent back: late and w2 are enforced, every bridge guarded" dk_poll 30 back
+late_enforced() { late_reaches 198.19.0.1 && ! late_pings "$B1"; }
+check "late now reaches the outside (masqueraded) and still not b1" late_enforced
+W3=$(leaked w3)
+check "guard re-attached: none of w3's pings reaches the host (leaked: ${W3:-?})" test "${W3:-x}" = 0
+stop_agent
 dk network disconnect n1 a3 >/dev/null
 check "docker network disconnect: the agent (one sync) drops a3's endpoint" bash -c \
   "nsenter --net='$DK_NETNS' '$MOAT' docker --socket '$DK_SOCK' --instance '$I' --uplink uplink0 --once >/dev/null 2>&1"
-check "... and enforces 6 containers" enforced 6
+check "... and enforces 10 containers" enforced 10
 check "a1 still reaches a2 after the resyncs" reach a1 "$A2"
 sed 's/^/    | /' "$TMP/agent.log" | head -20
 finish

@@ -120,6 +120,38 @@ TEST(ObserveEvents, DropNamesEverything) {
             "by default/db)");
 }
 
+// A Docker instance: Compose's labels name the service at either end, and a
+// guarded bridge's drop names the bridge and its network, no container.
+TEST(ObserveEvents, ComposeServiceAndBridgeDrops) {
+  json st = state();
+  st["bridges"] = json::array({{{"name", "br-0123456789ab"}, {"ifindex", 9}, {"network", "backend"}}});
+  auto n = names_from_state("test", st);
+  n.containers["datenbank"].labels = {{"com.docker.compose.project", "rechnung-app"},
+                                      {"com.docker.compose.service", "db"}};
+  moat_event ev{};
+  ev.type = MOAT_EV_DROP;
+  ev.ifindex = 6;
+  ev.dir = MOAT_DIR_TO_CONTAINER;
+  ev.reason = static_cast<uint8_t>(-MOAT_DROP_POLICY_DENY);
+  ev.rule_id = MOAT_RULE_NONE;
+  ev.tuple = key("172.20.0.3", 40000, "172.20.0.4", 7000, IPPROTO_TCP);
+  auto j = event_json(ev, n, kOffset);
+  EXPECT_EQ(j["service"], "db");
+  EXPECT_EQ(j["project"], "rechnung-app");
+  EXPECT_EQ(j["dst"]["service"], "db");
+  EXPECT_FALSE(j["src"].contains("service"));
+
+  ev.ifindex = 9;
+  ev.dir = MOAT_DIR_FROM_CONTAINER;
+  ev.reason = static_cast<uint8_t>(-MOAT_DROP_UNIDENTIFIED);
+  ev.tuple = key("172.20.0.9", 40000, "198.19.0.1", 80, IPPROTO_TCP);
+  j = event_json(ev, n, kOffset);
+  EXPECT_EQ(j["reason"], "unidentified-container");
+  EXPECT_EQ(j["bridge"], "br-0123456789ab");
+  EXPECT_EQ(j["network"], "backend");
+  EXPECT_FALSE(j.contains("container"));
+}
+
 TEST(ObserveEvents, DenyRuleAndIcmp) {
   moat_event ev{};
   ev.type = MOAT_EV_DROP;

@@ -33,6 +33,9 @@ struct Network {
   bool icc = true;         // Docker's --icc
   bool internal = false;   // Docker's --internal
   bool masquerade = true;  // used by port publishing / egress NAT
+  // The network's bridge device on the host, when the runtime made one:
+  // moat guards it, so a port it has not identified cannot leave the network.
+  std::string bridge;
 };
 
 // `-p [ip:]host:container[/proto]`, ranges allowed on both sides with equal length.

@@ -55,7 +55,8 @@ NetworkEntry read_network(Reader& r, const Json& v, const std::string& path) {
   NetworkEntry e{.path = path};
   if (!r.object(
           v, path,
-          {{"name", kRequired}, {"subnet"}, {"gateway"}, {"icc"}, {"internal"}, {"masquerade"}})) {
+          {{"name", kRequired}, {"subnet"}, {"gateway"}, {"icc"}, {"internal"}, {"masquerade"},
+           {"bridge"}})) {
     e.addressing_ok = false;
     return e;
   }
@@ -69,6 +70,9 @@ NetworkEntry read_network(Reader& r, const Json& v, const std::string& path) {
   r.boolean(v, path, "icc", e.net.icc);
   r.boolean(v, path, "internal", e.net.internal);
   r.boolean(v, path, "masquerade", e.net.masquerade);
+  r.member(v, path, "bridge", [&](const Json& f, const std::string& p) {
+    e.net.bridge = r.name(f, p, "bridge", ifname_problem).value_or("");
+  });
   return e;
 }
 

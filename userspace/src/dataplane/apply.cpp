@@ -98,15 +98,35 @@ struct Apply {
   std::string objects;  // fingerprint of the embedded TC objects
   Skeleton<endpoint_bpf> skel;
   Skeleton<uplink_bpf> uskel;  // only when the programs are (re)loaded
-  PinnedProgs progs, uprogs;   // containers' and uplinks' programs
+  Skeleton<bridge_bpf> bskel;  // likewise
+  PinnedProgs progs, uprogs, bprogs;  // containers', uplinks' and bridges' programs
   ByteKeyed<moat_addr_info> have_addrs;
   ByteKeyed<moat_endpoint> have_eps;
   ByteKeyed<moat_publish_val> have_publish;
   ByteKeyed<moat_uplink> have_uplinks;
   ByteKeyed<uint32_t> have_caddrs;
   uint32_t last_rev = 0, rev = 0;
-  json ifaces, uplinks;  // the new state rows
+  json ifaces, uplinks, bridges;  // the new state rows
 };
+
+// The networks' bridges: each one a bridge of its own, never an endpoint's
+// interface or an uplink.
+Result<HostFacts> resolve_bridges(const Config& cfg, HostFacts host) {
+  std::map<std::string, std::string> owner;
+  for (const auto& n : cfg.networks) {
+    if (n.bridge.empty()) continue;
+    std::string where = cfg.source + ": network \"" + n.name + "\": bridge " + n.bridge;
+    unsigned idx = if_nametoindex(n.bridge.c_str());
+    if (idx == 0) return fail(where + " does not exist in this network namespace", errno);
+    if (host.ifindex.contains(n.bridge)) return fail(where + " is a container's interface");
+    for (const auto& u : host.uplinks)
+      if (u.name == n.bridge) return fail(where + " is an uplink");
+    if (auto [it, fresh] = owner.emplace(n.bridge, n.name); !fresh)
+      return fail(where + " is network \"" + it->second + "\"'s bridge too");
+    host.bridges[n.name] = static_cast<int>(idx);
+  }
+  return host;
+}
 
 // Every interface the plan names, resolved before the kernel is touched: a
 // typo must not leave half a configuration behind.
@@ -135,7 +155,7 @@ Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
     u.ipv4 = *ip;
     host.uplinks.push_back(u);
   }
-  return host;
+  return resolve_bridges(cfg, std::move(host));
 }
 
 // Phase 1: the previous state, the plan, the host's interfaces.
@@ -177,7 +197,8 @@ Result<ApplyReport> dry_run_new(const Apply& a) {
   rep.endpoints_added = static_cast<int>(a.want.endpoints.size());
   rep.addrs_added = static_cast<int>(a.want.addrs.size());
   rep.publish_added = static_cast<int>(a.want.publish.size());
-  rep.attached = static_cast<int>(a.want.endpoints.size() + a.want.uplink_rows.size());
+  rep.attached = static_cast<int>(a.want.endpoints.size() + a.want.uplink_rows.size() +
+                                  a.want.bridge_rows.size());
   rep.sock_hooks_changed = true;
   return rep;
 }
@@ -207,12 +228,16 @@ Result<void> load(Apply& a, bool exists) {
   if (!skel) return std::unexpected(skel.error());
   a.skel = std::move(*skel);
   if (kept) {
-    a.progs = std::move(kept->first);
-    a.uprogs = std::move(kept->second);
+    a.progs = std::move(kept->container);
+    a.uprogs = std::move(kept->uplink);
+    a.bprogs = std::move(kept->bridge);
   } else {
     auto uskel = load_pinned<uplink_bpf>(dir);
     if (!uskel) return std::unexpected(uskel.error());
     a.uskel = std::move(*uskel);
+    auto bskel = load_pinned<bridge_bpf>(dir);
+    if (!bskel) return std::unexpected(bskel.error());
+    a.bskel = std::move(*bskel);
   }
   auto& maps = a.skel->maps;
   for (auto r : {dump_into<moat_lpm_v4_key>(maps.addrs, a.have_addrs),
@@ -242,8 +267,12 @@ Result<void> pin(Apply& a) {
   auto uprogs = pin_programs(a.instance, a.uskel->progs.from_world, a.uskel->progs.to_world,
                              a.dry_run, &a.rep.programs_replaced);
   if (!uprogs) return std::unexpected(uprogs.error());
+  auto bprogs = pin_programs(a.instance, a.bskel->progs.from_bridge, nullptr, a.dry_run,
+                             &a.rep.programs_replaced);
+  if (!bprogs) return std::unexpected(bprogs.error());
   a.progs = std::move(*progs);
   a.uprogs = std::move(*uprogs);
+  a.bprogs = std::move(*bprogs);
   return {};
 }
 
@@ -331,7 +360,9 @@ Result<json> attach_rows(const std::vector<AttachmentRow>& rows, const json& old
   return out;
 }
 
-// Phase 6: TC filters on every interface, socket hooks for the host.
+// Phase 6: TC filters on every interface, socket hooks for the host. The
+// bridges come last: a bridge drops what its endpoints did not mark, so its
+// endpoints must run the marking programs first.
 Result<void> attach_all(Apply& a) {
   auto ifaces = attach_rows(a.want.endpoint_rows, a.prev.value("interfaces", json::array()),
                             a.progs, a.dry_run, &a.rep.attached);
@@ -339,8 +370,12 @@ Result<void> attach_all(Apply& a) {
   auto uplinks = attach_rows(a.want.uplink_rows, a.prev.value("uplinks", json::array()), a.uprogs,
                              a.dry_run, &a.rep.attached);
   if (!uplinks) return std::unexpected(uplinks.error());
+  auto bridges = attach_rows(a.want.bridge_rows, a.prev.value("bridges", json::array()), a.bprogs,
+                            a.dry_run, &a.rep.attached);
+  if (!bridges) return std::unexpected(bridges.error());
   a.ifaces = std::move(*ifaces);
   a.uplinks = std::move(*uplinks);
+  a.bridges = std::move(*bridges);
   auto hooks = ensure_sock_hooks(pin_dir(a.instance), a.dry_run);
   if (!hooks) return std::unexpected(hooks.error());
   a.rep.sock_hooks_changed = *hooks;
@@ -351,13 +386,15 @@ Result<void> attach_all(Apply& a) {
 // slots are released once no program can count into them.
 Result<void> detach_stale(Apply& a) {
   std::set<uint32_t> ours = pinned_prog_ids(a.instance);
-  for (uint32_t id : {a.progs.ingress_id, a.progs.egress_id, a.uprogs.ingress_id, a.uprogs.egress_id})
+  for (uint32_t id : {a.progs.ingress_id, a.progs.egress_id, a.uprogs.ingress_id,
+                      a.uprogs.egress_id, a.bprogs.ingress_id})
     ours.insert(id);
   std::set<std::string> wanted;
-  for (const auto* rows : {&a.want.endpoint_rows, &a.want.uplink_rows})
+  for (const auto* rows : {&a.want.endpoint_rows, &a.want.uplink_rows, &a.want.bridge_rows})
     for (const auto& r : *rows) wanted.insert(r.name);
   auto old_uplinks = a.prev.value("uplinks", json::array());
-  for (const auto& old : {a.prev.value("interfaces", json::array()), old_uplinks}) {
+  for (const auto& old : {a.prev.value("interfaces", json::array()), old_uplinks,
+                          a.prev.value("bridges", json::array())}) {
     for (const auto& [name, row] : by_name(old)) {
       if (wanted.contains(name)) continue;
       a.rep.detached++;
@@ -402,7 +439,8 @@ json state_record(const Apply& a) {
   for (const auto& n : cfg.networks)
     networks.push_back({{"name", n.name}, {"id", ids.networks.at(n.name)},
                         {"subnet", n.subnet.str()}, {"gateway", n.gateway.str()}, {"icc", n.icc},
-                        {"internal", n.internal}, {"masquerade", n.masquerade && !n.internal}});
+                        {"internal", n.internal}, {"masquerade", n.masquerade && !n.internal},
+                        {"bridge", n.bridge}});
   json published = json::array();
   for (const auto& c : cfg.containers)
     for (const auto& p : c.publish) published.push_back({{"container", c.name}, {"publish", p.text}});
@@ -418,6 +456,7 @@ json state_record(const Apply& a) {
           {"policy", policy_state_json(cfg, a.want.policy)},
           {"interfaces", a.ifaces},
           {"uplinks", a.uplinks},
+          {"bridges", a.bridges},
           {"objects", a.objects}};
 }
 

@@ -27,6 +27,7 @@ Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingre
   PinnedProgs out;
   for (auto [prog, fd_out, id_out] : {std::tuple{ingress, &out.ingress, &out.ingress_id},
                                       std::tuple{egress, &out.egress, &out.egress_id}}) {
+    if (!prog) continue;
     std::string path = pin_dir(instance) + "/prog_" + bpf_program__name(prog);
     auto fresh = prog_info(bpf_program__fd(prog));
     if (!fresh) return std::unexpected(fresh.error());
@@ -57,19 +58,22 @@ std::string objects_fingerprint() {
     auto* b = static_cast<const uint8_t*>(data);
     for (size_t i = 0; i < size; ++i) h = (h ^ b[i]) * 1099511628211ull;
   };
-  for (auto [data, size] : {Skeleton<endpoint_bpf>::elf_bytes(), Skeleton<uplink_bpf>::elf_bytes()})
+  for (auto [data, size] : {Skeleton<endpoint_bpf>::elf_bytes(), Skeleton<uplink_bpf>::elf_bytes(),
+                            Skeleton<bridge_bpf>::elf_bytes()})
     mix(data, size);
   char buf[17];
   snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
   return buf;
 }
 
-std::optional<std::pair<PinnedProgs, PinnedProgs>> open_pinned_programs(const std::string& instance) {
-  std::pair<PinnedProgs, PinnedProgs> out;
-  for (auto [name, fd, id] : {std::tuple{"from_container", &out.first.ingress, &out.first.ingress_id},
-                              std::tuple{"to_container", &out.first.egress, &out.first.egress_id},
-                              std::tuple{"from_world", &out.second.ingress, &out.second.ingress_id},
-                              std::tuple{"to_world", &out.second.egress, &out.second.egress_id}}) {
+std::optional<InstanceProgs> open_pinned_programs(const std::string& instance) {
+  InstanceProgs out;
+  for (auto [name, fd, id] :
+       {std::tuple{"from_container", &out.container.ingress, &out.container.ingress_id},
+        std::tuple{"to_container", &out.container.egress, &out.container.egress_id},
+        std::tuple{"from_world", &out.uplink.ingress, &out.uplink.ingress_id},
+        std::tuple{"to_world", &out.uplink.egress, &out.uplink.egress_id},
+        std::tuple{"from_bridge", &out.bridge.ingress, &out.bridge.ingress_id}}) {
     Fd pinned(bpf_obj_get((pin_dir(instance) + "/prog_" + name).c_str()));
     if (!pinned.ok()) return std::nullopt;
     auto info = prog_info(pinned.get());

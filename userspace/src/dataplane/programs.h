@@ -19,23 +19,29 @@ namespace moat {
 
 Result<bpf_prog_info> prog_info(int fd);
 
-// The programs for TC ingress and egress of one kind of interface.
+// The programs for TC ingress and egress of one kind of interface; a kind
+// with no egress program (bridges) has egress_id 0.
 struct PinnedProgs {
   Fd ingress, egress;
   uint32_t ingress_id = 0, egress_id = 0;
 };
 
+// Every kind of interface moat attaches to.
+struct InstanceProgs {
+  PinnedProgs container, uplink, bridge;
+};
+
 // One program instance per instance: interfaces attached at different times
 // share it. A newer moat with different instructions (another tag) replaces
-// it (*replaced set).
+// it (*replaced set). `egress` may be null.
 Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingress,
                                  bpf_program* egress, bool dry_run, bool* replaced);
 
 // The TC objects this binary embeds, as one FNV-1a hash of their ELF bytes.
 std::string objects_fingerprint();
 
-// The pinned container and uplink programs, when all four are there.
-std::optional<std::pair<PinnedProgs, PinnedProgs>> open_pinned_programs(const std::string& instance);
+// The pinned programs, when all five are there.
+std::optional<InstanceProgs> open_pinned_programs(const std::string& instance);
 
 // Ids of every program pinned for the instance: what `detach` may remove.
 std::set<uint32_t> pinned_prog_ids(const std::string& instance);

@@ -1,6 +1,6 @@
 // skeleton.h - the one owner of a libbpf skeleton (bpftool's generated
-// open/load/destroy), for every object moat builds: endpoint, uplink, sock
-// and reap. Destroying it closes the programs and map fds this process
+// open/load/destroy), for every object moat builds: endpoint, uplink,
+// bridge, sock and reap. Destroying it closes the programs and map fds this process
 // holds; what is pinned or attached stays, so the owner never detaches
 // anything it did not create.
 //
@@ -19,6 +19,7 @@
 #include <string>
 #include <utility>
 
+#include "bridge.skel.h"
 #include "endpoint.skel.h"
 #include "reap.skel.h"
 #include "sock.skel.h"
@@ -45,6 +46,7 @@ MOAT_SKELETON_OPS(endpoint_bpf)
 MOAT_SKELETON_OPS(uplink_bpf)
 MOAT_SKELETON_OPS(sock_bpf)
 MOAT_SKELETON_OPS(reap_bpf)
+MOAT_SKELETON_OPS(bridge_bpf)
 #undef MOAT_SKELETON_OPS
 
 // Quiets libbpf's expected complaints (an empty TC filter slot queried on

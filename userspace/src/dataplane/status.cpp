@@ -131,6 +131,7 @@ Result<json> status(const std::string& instance) {
               {"endpoints", *ifaces},
               {"endpoint_entries", eps->size()},
               {"uplinks", *uplinks},
+              {"bridges", st->value("bridges", json::array())},
               {"published", st->value("published", json::array())},
               {"socket_hooks", *hooks},
               {"tracked_entries", flows->size()}};
@@ -151,7 +152,7 @@ Result<void> down(const std::string& instance) {
     same_ns = true;
   }
   if (same_ns) {
-    for (const char* list : {"interfaces", "uplinks"}) {
+    for (const char* list : {"interfaces", "uplinks", "bridges"}) {
       for (const auto& i : st->value(list, json::array())) {
         if (auto r = detach(i.at("name").get<std::string>(), i.value("qdisc_created", false), ours);
             !r)

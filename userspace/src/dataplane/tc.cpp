@@ -46,6 +46,7 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
   bool changed = false;
   for (auto [point, fd, id] : {std::tuple{BPF_TC_INGRESS, progs.ingress.get(), progs.ingress_id},
                                std::tuple{BPF_TC_EGRESS, progs.egress.get(), progs.egress_id}}) {
+    if (id == 0) continue;  // no program for this direction
     uint32_t cur = attached_prog_id(ifindex, point);
     if (cur == id) continue;
     auto h = make_hook(ifindex, point);

@@ -18,7 +18,8 @@ namespace moat {
 // The id of the program in our filter slot, 0 when the slot is empty.
 uint32_t attached_prog_id(int ifindex, bpf_tc_attach_point point);
 
-// Attaches both directions (replacing another program of ours in place);
+// Attaches both directions, or ingress only when `progs` has no egress
+// program (replacing another program of ours in place);
 // *qdisc_created is set when moat made the clsact qdisc, which is then
 // moat's to remove. Returns whether a filter changed.
 Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& progs,

@@ -155,7 +155,8 @@ void Builder::add_network(const json& j) {
   if (auto ip = Ipv4::parse(option(j, "host_binding_ipv4")); ip && ip->value != 0) {
     f.host_binding = ip;
   }
-  out.networks.push_back({id, name, bridge_name(j)});
+  f.net.bridge = bridge_name(j);
+  out.networks.push_back({id, name, f.net.bridge});
   id_by_name[name] = id;
   by_id.emplace(id, std::move(f));
 }
@@ -447,6 +448,7 @@ std::string config_to_json(const Config& config) {
                         {"icc", n.icc},
                         {"internal", n.internal},
                         {"masquerade", n.masquerade}});
+    if (!n.bridge.empty()) networks.back()["bridge"] = n.bridge;
   }
   doc["networks"] = std::move(networks);
   Out containers = Out::array();

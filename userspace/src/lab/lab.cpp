@@ -911,6 +911,8 @@ Config lab_bind(const Config& cfg) {
     for (size_t j = 0; j < out.containers[i].networks.size(); ++j)
       out.containers[i].networks[j].host_interface = host_veth_name(i, j);
   if (out.uplinks.empty()) out.uplinks = {kUplinkIf};
+  // Guarded like Docker's: a lab port moat was not told about stays in its network.
+  for (size_t n = 0; n < out.networks.size(); ++n) out.networks[n].bridge = bridge_name(n);
   return out;
 }
 

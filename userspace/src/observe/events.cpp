@@ -38,15 +38,24 @@ const char* type_name(uint32_t t) {
 
 bool has_ports(uint8_t p) { return p == IPPROTO_TCP || p == IPPROTO_UDP || p == IPPROTO_SCTP; }
 
+// The container's namespace and, for a Compose container, its project and service.
+void add_container_facts(json& j, const std::string& container, const Names& names) {
+  auto it = names.containers.find(container);
+  if (it == names.containers.end()) return;
+  if (!it->second.ns.empty()) j["namespace"] = it->second.ns;
+  if (auto s = compose_service(it->second.labels); !s.empty()) {
+    j["service"] = s;
+    if (auto p = compose_project(it->second.labels); !p.empty()) j["project"] = p;
+  }
+}
+
 json endpoint_json(uint32_t ip_be, uint16_t port_be, uint8_t proto, const Names& names) {
   json e = {{"ip", ip_str(ip_be)}};
   if (has_ports(proto)) e["port"] = ntohs(port_be);
   if (const auto* a = names.addr(e["ip"].get<std::string>())) {
     e["container"] = a->container;
     if (!a->network.empty()) e["network"] = a->network;
-    if (auto it = names.containers.find(a->container);
-        it != names.containers.end() && !it->second.ns.empty())
-      e["namespace"] = it->second.ns;
+    add_container_facts(e, a->container, names);
   }
   return e;
 }
@@ -60,11 +69,14 @@ void add_interface(json& j, uint32_t ifindex, const Names& names) {
     j["uplink"] = f->name;
     return;
   }
+  if (f->bridge) {  // a port moat has not identified: no container to name
+    j["bridge"] = f->name;
+    j["network"] = f->network;
+    return;
+  }
   j["container"] = f->container;
   j["network"] = f->network;
-  if (auto it = names.containers.find(f->container);
-      it != names.containers.end() && !it->second.ns.empty())
-    j["namespace"] = it->second.ns;
+  add_container_facts(j, f->container, names);
 }
 
 void add_drop(json& j, const moat_event& ev, const Names& names) {

@@ -14,6 +14,20 @@ const AddrName* Names::addr(const std::string& ip) const {
   auto it = addrs.find(ip);
   return it == addrs.end() ? nullptr : &it->second;
 }
+namespace {
+std::string label_or_empty(const std::map<std::string, std::string>& labels, const char* key) {
+  auto it = labels.find(key);
+  return it == labels.end() ? "" : it->second;
+}
+}  // namespace
+
+std::string compose_project(const std::map<std::string, std::string>& labels) {
+  return label_or_empty(labels, "com.docker.compose.project");
+}
+std::string compose_service(const std::map<std::string, std::string>& labels) {
+  return label_or_empty(labels, "com.docker.compose.service");
+}
+
 const RuleName* Names::rule(uint32_t id) const { return id < rules.size() ? &rules[id] : nullptr; }
 
 Names names_from_state(const std::string& instance, const json& st) {
@@ -34,6 +48,10 @@ Names names_from_state(const std::string& instance, const json& st) {
     n.ifaces[u.value("ifindex", 0u)] = f;
     if (!f.ip.empty()) n.addrs.emplace(f.ip, AddrName{"host", f.name});
   }
+  // A bridge's drops are of ports no endpoint claims: named by the network.
+  for (const auto& b : st.value("bridges", json::array()))
+    n.ifaces[b.value("ifindex", 0u)] =
+        Iface{b.value("name", ""), false, "", b.value("network", ""), "", 0, true};
   for (const auto& r : st.value("policy", json::object()).value("rules", json::array()))
     n.rules.push_back({r.value("policy", ""), r.value("namespace", ""), r.value("direction", ""),
                        r.value("action", ""), r.value("text", ""), r.value("index", 0)});

@@ -19,11 +19,17 @@ struct ContainerInfo {
   std::vector<std::string> egress_isolated_by;
 };
 
+// Docker Compose's labels (com.docker.compose.project / .service) of a
+// container, "" when it has none: counters, flows and drops name them.
+std::string compose_project(const std::map<std::string, std::string>& labels);
+std::string compose_service(const std::map<std::string, std::string>& labels);
+
 struct Iface {
   std::string name;
   bool uplink = false;
   std::string container, network, ip;  // container/network empty for uplinks
   uint32_t stats_slot = 0;             // its counters in `stats`; 0: not known
+  bool bridge = false;  // a network's guarded bridge: its drops count as unattributed
 };
 
 struct AddrName {

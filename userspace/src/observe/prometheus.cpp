@@ -48,6 +48,7 @@ Labels att_labels(const AttachmentStats& a, int d) {
     l.push_back({"container", a.container});
     l.push_back({"network", a.network});
     if (!a.ns.empty()) l.push_back({"namespace", a.ns});
+    if (auto s = compose_service(a.labels); !s.empty()) l.push_back({"service", s});
   }
   l.push_back({"interface", a.interface});
   l.push_back({"direction",
@@ -101,6 +102,7 @@ std::string render_prometheus(const Snapshot& s) {
     if (a.uplink) continue;
     Labels l{{"container", a.container}, {"network", a.network}};
     if (!a.ns.empty()) l.push_back({"namespace", a.ns});
+    if (auto s = compose_service(a.labels); !s.empty()) l.push_back({"service", s});
     l.push_back({"interface", a.interface});
     w.sample("moat_active_connections", l, a.active_connections);
   }

@@ -133,7 +133,7 @@ Result<Snapshot> read_snapshot(const Names& names) {
   std::map<std::string, size_t> by_ip;  // container address -> attachment
   for (bool uplinks : {false, true}) {
     for (const auto& [idx, f] : names.ifaces) {
-      if (f.uplink != uplinks) continue;
+      if (f.uplink != uplinks || f.bridge) continue;
       if (!f.uplink) by_ip[f.ip] = s.attachments.size();
       s.attachments.push_back(attachment(names, maps.stats, idx, f));
     }

@@ -55,15 +55,20 @@ json attachment_json(const AttachmentStats& a) {
   dirs[a.uplink ? "to_world" : "to_container"] = counters_json(a.dir[1]);
   if (a.uplink)
     return {{"interface", a.interface}, {"ifindex", a.ifindex}, {"ip", a.ip}, {"directions", dirs}};
-  return {{"container", a.container},
-          {"network", a.network},
-          {"namespace", a.ns},
-          {"labels", a.labels},
-          {"interface", a.interface},
-          {"ifindex", a.ifindex},
-          {"ip", a.ip},
-          {"active_connections", a.active_connections},
-          {"directions", dirs}};
+  json j = {{"container", a.container},
+            {"network", a.network},
+            {"namespace", a.ns},
+            {"labels", a.labels},
+            {"interface", a.interface},
+            {"ifindex", a.ifindex},
+            {"ip", a.ip},
+            {"active_connections", a.active_connections},
+            {"directions", dirs}};
+  if (auto s = compose_service(a.labels); !s.empty()) {
+    j["service"] = s;
+    j["project"] = compose_project(a.labels);
+  }
+  return j;
 }
 
 // One line per attachment and direction; the attachment's names on its first.

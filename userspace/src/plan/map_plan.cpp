@@ -45,6 +45,13 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
   for (const auto& p : m.plan.publish) m.publish.emplace(key_bytes(p.key), p.value);
 }
 
+// A guarded bridge drops what no endpoint judged; only networks that name one.
+void plan_bridges(MapPlan& m, const Config& cfg, const HostFacts& host) {
+  for (const auto& n : cfg.networks)
+    if (auto it = host.bridges.find(n.name); !n.bridge.empty() && it != host.bridges.end())
+      m.bridge_rows.push_back({n.bridge, it->second, json{{"network", n.name}}});
+}
+
 }  // namespace
 
 Result<MapPlan> plan_maps(const Config& cfg, Plan plan, const HostFacts& host,
@@ -55,6 +62,7 @@ Result<MapPlan> plan_maps(const Config& cfg, Plan plan, const HostFacts& host,
   if (!slots) return std::unexpected(slots.error());
   m.slots = std::move(*slots);
   plan_entries(m, host);
+  plan_bridges(m, cfg, host);
   // Policies, with the uplinks' addresses as host addresses.
   std::vector<Ipv4> host_addrs;
   for (const auto& u : host.uplinks) host_addrs.push_back(Ipv4::from_be(u.ipv4));

@@ -42,13 +42,15 @@ struct HostUplink {
 struct HostFacts {
   std::map<std::string, int> ifindex;  // every endpoint's host-side interface
   std::vector<HostUplink> uplinks;     // in the file's order
+  std::map<std::string, int> bridges;  // networks' bridges, by network name
 };
 
 // One interface moat attaches to, and its row in the state file.
 struct AttachmentRow {
   std::string name;
   int ifindex = 0;
-  nlohmann::json extra;  // container, network, ip, stats_slot (uplinks: ip, stats_slot)
+  nlohmann::json extra;  // container, network, ip, stats_slot (uplinks: ip, stats_slot;
+                         // bridges: network)
 };
 
 struct MapPlan {
@@ -60,7 +62,7 @@ struct MapPlan {
   ByteKeyed<moat_publish_val> publish;
   ByteKeyed<moat_uplink> uplinks;
   ByteKeyed<uint32_t> container_addrs;
-  std::vector<AttachmentRow> endpoint_rows, uplink_rows;
+  std::vector<AttachmentRow> endpoint_rows, uplink_rows, bridge_rows;
 };
 
 // `plan` is compile()'s; `previous_slots` the attachments of the previous

@@ -44,6 +44,7 @@ uint32_t net_flags(const Network& n) {
   if (n.icc) f |= MOAT_NET_F_ICC;
   if (n.internal) f |= MOAT_NET_F_INTERNAL;
   if (n.masquerade && !n.internal) f |= MOAT_NET_F_MASQUERADE;
+  if (!n.bridge.empty()) f |= MOAT_NET_F_GUARDED;
   return f;
 }
 
