@@ -1,5 +1,6 @@
 #include "docker/agent.h"
 
+#include <net/if.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -20,43 +21,30 @@ using nlohmann::json;
 namespace moat::docker {
 namespace {
 
-// Every running container's inspect document, skipping ones that went away
-// between the listing and the inspect.
-Result<std::vector<json>> inspect_running(const Engine& engine) {
-  auto list = engine.containers();
-  if (!list) return std::unexpected(list.error());
-  std::vector<json> out;
-  for (const auto& c : *list) {
-    std::string id = c.value("Id", std::string());
-    auto reply = engine.get_raw("/containers/" + id + "/json");
-    if (!reply) return std::unexpected(reply.error());
-    if (reply->status == 404) continue;  // gone since the listing
-    auto doc = reply->ok() ? json::parse(reply->body, nullptr, false) : json();
-    if (doc.is_discarded() || !doc.is_object()) {
-      auto why = engine.inspect_container(id);  // its error names the status
-      return fail(why ? "dockerd: inspect " + id + ": not a JSON object" : why.error().message());
-    }
-    out.push_back(std::move(doc));
-  }
-  return out;
+// What identifies a container's networking in both the listing and the
+// inspect document: each network's endpoint id and MAC. A restart, a
+// connect or a disconnect changes it, so an unchanged one means the cached
+// inspect and veths still hold, whether or not its event was seen.
+std::string endpoints_stamp(const json& container) {
+  std::string stamp;
+  const json nets = container.value("NetworkSettings", json::object()).value("Networks", json::object());
+  for (const auto& [name, ep] : nets.items())
+    if (ep.is_object())
+      stamp += name + "=" + ep.value("EndpointID", std::string()) + "/" +
+               ep.value("MacAddress", std::string()) + ";";
+  return stamp;
 }
 
-// The host-side veth of every endpoint that has one already; the others
-// stay pending in the translation and are retried.
-InterfaceMap find_interfaces(const std::vector<json>& containers) {
-  InterfaceMap out;
-  for (const auto& c : containers) {
-    int pid = c.value("State", json::object()).value("Pid", 0);
-    if (pid <= 0) continue;
-    const json nets = c.value("NetworkSettings", json::object()).value("Networks", json::object());
-    for (const auto& [name, ep] : nets.items()) {
-      std::string mac = ep.value("MacAddress", std::string());
-      if (mac.empty()) continue;
-      if (auto veth = host_veth(pid, mac))
-        out[{c.value("Id", std::string()), ep.value("NetworkID", std::string())}] = *veth;
-    }
+Result<json> inspect(const Engine& engine, const std::string& id) {
+  auto reply = engine.get_raw("/containers/" + id + "/json");
+  if (!reply) return std::unexpected(reply.error());
+  if (reply->status == 404) return json();  // gone since the listing
+  auto doc = reply->ok() ? json::parse(reply->body, nullptr, false) : json();
+  if (doc.is_discarded() || !doc.is_object()) {
+    auto why = engine.inspect_container(id);  // its error names the status
+    return fail(why ? "dockerd: inspect " + id + ": not a JSON object" : why.error().message());
   }
-  return out;
+  return doc;
 }
 
 std::vector<fs::path> policy_files(const std::string& dir) {
@@ -107,15 +95,69 @@ Result<Agent> Agent::connect(AgentOptions options) {
   return Agent(std::move(options), std::move(*engine));
 }
 
+// Every running container's inspect document (ones that went away between
+// the listing and the inspect skipped), re-inspected only when its
+// endpoints changed since the last sync: an event costs one inspect, not
+// one per container.
+Result<std::vector<json>> Agent::inspect_running() {
+  auto list = engine_.containers();
+  if (!list) return std::unexpected(list.error());
+  std::map<std::string, Seen> next;
+  std::vector<json> out;
+  for (const auto& c : *list) {
+    std::string id = c.value("Id", std::string());
+    std::string stamp = endpoints_stamp(c);
+    auto it = seen_.find(id);
+    if (it == seen_.end() || it->second.stamp != stamp) {
+      auto doc = inspect(engine_, id);
+      if (!doc) return std::unexpected(doc.error());
+      if (doc->is_null()) continue;
+      // The listing and the inspect may straddle a change: keep the
+      // inspect's own stamp, so the next sync looks again.
+      it = next.emplace(id, Seen{endpoints_stamp(*doc), std::move(*doc), {}}).first;
+    } else {
+      it = next.emplace(id, std::move(it->second)).first;
+    }
+    out.push_back(it->second.inspect);
+  }
+  seen_ = std::move(next);
+  return out;
+}
+
+// The host-side veth of every endpoint that has one already (found once per
+// endpoint); the others stay pending in the translation and are retried.
+InterfaceMap Agent::find_interfaces() {
+  InterfaceMap out;
+  for (auto& [id, seen] : seen_) {
+    int pid = seen.inspect.value("State", json::object()).value("Pid", 0);
+    if (pid <= 0) continue;
+    const json nets =
+        seen.inspect.value("NetworkSettings", json::object()).value("Networks", json::object());
+    for (const auto& [name, ep] : nets.items()) {
+      std::string mac = ep.value("MacAddress", std::string());
+      std::string net = ep.value("NetworkID", std::string());
+      if (mac.empty()) continue;
+      // A veth that went away (the container's sandbox re-created) is looked for again.
+      if (auto v = seen.veths.find(net);
+          v != seen.veths.end() && if_nametoindex(v->second.c_str()) == 0)
+        seen.veths.erase(v);
+      if (!seen.veths.contains(net))
+        if (auto veth = host_veth(pid, mac)) seen.veths[net] = *veth;
+      if (auto v = seen.veths.find(net); v != seen.veths.end()) out[{id, net}] = v->second;
+    }
+  }
+  return out;
+}
+
 Result<SyncReport> Agent::sync() {
   auto networks = engine_.networks();
   if (!networks) return std::unexpected(networks.error());
-  auto containers = inspect_running(engine_);
+  auto containers = inspect_running();
   if (!containers) return std::unexpected(containers.error());
   TranslateOptions topt;
   topt.uplinks = options_.uplinks;
   topt.default_bridge_masquerade = options_.default_bridge_masquerade;
-  auto t = translate(*networks, *containers, find_interfaces(*containers), topt);
+  auto t = translate(*networks, *containers, find_interfaces(), topt);
   if (!t.ok()) return fail(problems_message(t.problems, topt.source));
   Inputs inputs{{{topt.source, t.text}}, false};
   if (!options_.policies_dir.empty())
@@ -184,6 +226,7 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
     auto r = engine_.follow_events(filters, on_event, tick);
     if (r) return {};
     log("event stream: " + r.error().message() + "; reconnecting");
+    seen_.clear();  // dockerd may have restarted: trust nothing it said before
     for (int i = 0; i < 10 && keep_going(); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

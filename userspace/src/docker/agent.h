@@ -8,11 +8,13 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "dataplane/dataplane.h"
 #include "docker/engine.h"
+#include "docker/model.h"
 #include "util/result.h"
 
 namespace moat::docker {
@@ -48,8 +50,18 @@ class Agent {
   Agent(AgentOptions options, Engine engine)
       : options_(std::move(options)), engine_(std::move(engine)) {}
   std::string policies_stamp() const;
+  Result<std::vector<nlohmann::json>> inspect_running();
+  InterfaceMap find_interfaces();
+
+  // A running container as the last sync saw it.
+  struct Seen {
+    std::string stamp;     // its endpoints (id and MAC per network)
+    nlohmann::json inspect;
+    std::map<std::string, std::string> veths;  // network id -> host-side veth
+  };
   AgentOptions options_;
   Engine engine_;
+  std::map<std::string, Seen> seen_;  // by container id
 };
 
 // The interfaces of the IPv4 default routes in this network namespace.
