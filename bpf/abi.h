@@ -326,7 +326,17 @@ struct moat_frag_ports {
  */
 struct moat_host_cfg {
 	__u64 netns_cookie; /* 0: socket hooks inactive */
+	__u32 flags; /* MOAT_HOST_F_* */
+	__u32 pad;
 };
+
+/*
+ * The runtime binds every published host port itself (dockerd with
+ * userland-proxy off), which already keeps other processes off it: the
+ * bind hook reserves nothing, so the runtime can bind again when it
+ * restarts a container, whether or not moat has caught up.
+ */
+#define MOAT_HOST_F_RUNTIME_BINDS (1u << 0)
 
 /*
  * Map `sock_rnat`: for a socket whose connect()/sendmsg() was redirected to
@@ -500,7 +510,7 @@ MOAT_ABI_SIZE(moat_ct_reap_args, 24);
 MOAT_ABI_SIZE(moat_ct_entry, 96);
 MOAT_ABI_SIZE(moat_frag_key, 12);
 MOAT_ABI_SIZE(moat_frag_ports, 4);
-MOAT_ABI_SIZE(moat_host_cfg, 8);
+MOAT_ABI_SIZE(moat_host_cfg, 16);
 MOAT_ABI_SIZE(moat_sock_rnat_key, 16);
 MOAT_ABI_SIZE(moat_sock_rnat_val, 8);
 MOAT_ABI_SIZE(moat_ipcache_val, 8);

@@ -30,15 +30,21 @@
 
 struct bpf_map;
 
-static __always_inline int serves_netns(void *ctx)
+/* The host's settings when ctx is in the namespace the hooks serve, else NULL. */
+static __always_inline const struct moat_host_cfg *served_host(void *ctx)
 {
 	const struct moat_host_cfg *cfg;
 	__u32 zero = 0;
 
 	cfg = bpf_map_lookup_elem(&host_cfg, &zero);
-	if (!cfg || !cfg->netns_cookie)
-		return 0;
-	return bpf_get_netns_cookie(ctx) == cfg->netns_cookie;
+	if (!cfg || !cfg->netns_cookie || bpf_get_netns_cookie(ctx) != cfg->netns_cookie)
+		return NULL;
+	return cfg;
+}
+
+static __always_inline int serves_netns(void *ctx)
+{
+	return served_host(ctx) != NULL;
 }
 
 static __always_inline int is_loopback(__be32 ip)
@@ -130,12 +136,14 @@ static long match_port(struct bpf_map *map, const struct moat_publish_key *key,
 static __always_inline int bind_verdict(void *ctx, __u32 proto, __be32 ip, __be16 port)
 {
 	struct port_query q = { .port = port, .proto = (__u8)proto };
+	const struct moat_host_cfg *cfg;
 
 	if (!port) /* the kernel picks a free ephemeral port */
 		return SOCK_ALLOW;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		return SOCK_ALLOW;
-	if (!serves_netns(ctx))
+	cfg = served_host(ctx);
+	if (!cfg || (cfg->flags & MOAT_HOST_F_RUNTIME_BINDS))
 		return SOCK_ALLOW;
 	if (publish_lookup(ip, port, (__u8)proto))
 		return SOCK_DENY;

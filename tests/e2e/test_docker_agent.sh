@@ -129,6 +129,10 @@ check "agent down: late (unidentified) reaches a1 on its own network" late_reach
 late_blocked() { ! late_pings "$1"; }
 check "agent down: late does not reach b1 (another network)" late_blocked "$B1"
 check "agent down: late does not reach the outside" late_blocked 198.19.0.1
+# dockerd binds a published port again when it restarts a container, and
+# moat (down, or not caught up yet) still has the port published.
+restarts() { dk restart -t 1 web >/dev/null 2>"$TMP/restart.err" || { sed 's/^/    /' "$TMP/restart.err"; return 1; }; }
+check "agent down: docker restart web (-p 8080:80) succeeds, dockerd binds 8080 again" restarts
 # The baseline that shows the measurement works: without intn's guard and
 # without the agent, a new container's pings leave.
 INTN_BR=br-$(dk network inspect -f '{{.Id}}' intn | cut -c1-12)
@@ -146,6 +150,8 @@ back() {  # 10 endpoints (late and w2 too) and 5 guarded bridges
 check "the agent back: late and w2 are enforced, every bridge guarded" dk_poll 30 back
 late_enforced() { late_reaches 198.19.0.1 && ! late_pings "$B1"; }
 check "late now reaches the outside (masqueraded) and still not b1" late_enforced
+HOSTPORT=198.18.0.1:8080
+check "outside reaches the restarted web (a new veth) through 198.18.0.1:8080" answers dk_out
 W3=$(leaked w3)
 check "guard re-attached: none of w3's pings reaches the host (leaked: ${W3:-?})" test "${W3:-x}" = 0
 stop_agent

@@ -376,7 +376,7 @@ Result<void> attach_all(Apply& a) {
   a.ifaces = std::move(*ifaces);
   a.uplinks = std::move(*uplinks);
   a.bridges = std::move(*bridges);
-  auto hooks = ensure_sock_hooks(pin_dir(a.instance), a.dry_run);
+  auto hooks = ensure_sock_hooks(pin_dir(a.instance), a.dry_run, a.ports_held);
   if (!hooks) return std::unexpected(hooks.error());
   a.rep.sock_hooks_changed = *hooks;
   return {};

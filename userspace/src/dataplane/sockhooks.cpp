@@ -351,7 +351,7 @@ std::vector<PublishedPort> published_ports(const std::vector<PublishEntry>& publ
 
 // ---- public ----------------------------------------------------------------------------------
 
-Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run) {
+Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool runtime_binds) {
   // A dry run must not create a pin, which loading would do for a missing map.
   if (dry_run && (!fs::is_directory(pin_dir) || !all_maps_pinned(pin_dir))) return true;
   if (!fs::is_directory(pin_dir))
@@ -364,11 +364,11 @@ Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run) {
   auto cookie = netns_cookie();
   if (!cookie) return std::unexpected(cookie.error());
   uint32_t zero = 0;
-  moat_host_cfg have{}, want{*cookie};
+  moat_host_cfg have{}, want{*cookie, runtime_binds ? MOAT_HOST_F_RUNTIME_BINDS : 0u, 0};
   bpf_map* cfg_map = (*skel)->maps.host_cfg;
   if (int rc = bpf_map__lookup_elem(cfg_map, &zero, sizeof(zero), &have, sizeof(have), 0); rc)
     return fail_errno("read map host_cfg", rc);
-  if (have.netns_cookie != want.netns_cookie) {
+  if (have.netns_cookie != want.netns_cookie || have.flags != want.flags) {
     changed = true;
     if (!dry_run) {
       if (int rc = bpf_map__update_elem(cfg_map, &zero, sizeof(zero), &want, sizeof(want), 0); rc)

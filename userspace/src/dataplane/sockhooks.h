@@ -29,7 +29,9 @@ namespace moat {
 // Idempotent: a pinned link that runs a program with the same tag and maps is
 // left alone; another program is swapped in with bpf_link_update. Returns
 // whether anything changed (or, with dry_run, would change; then nothing is).
-Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run);
+// runtime_binds: the runtime binds published ports itself, so the bind hook
+// reserves none (MOAT_HOST_F_RUNTIME_BINDS).
+Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool runtime_binds);
 
 // What is attached, one row per link pin:
 // [{"hook": "connect4", "link_id", "prog_id", "pin", "attach_type",
