@@ -108,7 +108,7 @@ Result<std::vector<json>> Agent::inspect_running() {
     std::string id = c.value("Id", std::string());
     std::string stamp = endpoints_stamp(c);
     auto it = seen_.find(id);
-    if (it == seen_.end() || it->second.stamp != stamp) {
+    if (it == seen_.end() || it->second.stamp != stamp || dirty_.contains(id)) {
       auto doc = inspect(engine_, id);
       if (!doc) return std::unexpected(doc.error());
       if (doc->is_null()) continue;
@@ -121,6 +121,7 @@ Result<std::vector<json>> Agent::inspect_running() {
     out.push_back(it->second.inspect);
   }
   seen_ = std::move(next);
+  dirty_.clear();
   return out;
 }
 
@@ -217,6 +218,15 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
       std::string action = ev.value("Action", std::string());
       for (const char* a : kActions)
         if (action == a) again = true;
+      // The listing may lag behind the event (dockerd updates its view of
+      // the container after it reports), so the container named by the
+      // event is inspected again whatever the listing says.
+      const json actor = ev.value("Actor", json::object());
+      const json attrs = actor.value("Attributes", json::object());
+      std::string id = ev.value("Type", std::string()) == "network"
+                           ? attrs.value("container", std::string())
+                           : actor.value("ID", std::string());
+      if (!id.empty()) dirty_.insert(id);
       return keep_going();
     };
     auto tick = [&] {

@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,7 @@ class Agent {
   AgentOptions options_;
   Engine engine_;
   std::map<std::string, Seen> seen_;  // by container id
+  std::set<std::string> dirty_;        // named by events since the last sync
 };
 
 // The interfaces of the IPv4 default routes in this network namespace.
