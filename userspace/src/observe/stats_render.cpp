@@ -49,6 +49,9 @@ std::string drops_text(const Counters& c) {
   return out;
 }
 
+// An interface name (15 characters at most, Docker's veth names are 11) and a gap.
+constexpr int kIfaceWidth = 17;
+
 json attachment_json(const AttachmentStats& a) {
   json dirs = json::object();
   dirs[a.uplink ? "from_world" : "from_container"] = counters_json(a.dir[0]);
@@ -78,7 +81,8 @@ void attachment_row(std::ostringstream& o, const AttachmentStats& a, int d) {
   const char* dn =
       a.uplink ? dir_name(MOAT_DIR_FROM_WORLD + d) : dir_name(static_cast<uint32_t>(d));
   o << std::left << std::setw(14) << (first ? who : "") << std::setw(16)
-    << (first ? (a.uplink ? "" : a.network) : "") << std::setw(10) << (first ? a.interface : "")
+    << (first ? (a.uplink ? "" : a.network) : "") << std::setw(kIfaceWidth)
+    << (first ? a.interface : "")
     << std::setw(16) << dn << std::right << std::setw(10) << a.dir[d].packets << std::setw(10)
     << detail::human(static_cast<double>(a.dir[d].bytes)) << std::setw(10) << a.dir[d].new_flows
     << std::setw(8) << a.dir[d].drops_total() << std::setw(7)
@@ -115,7 +119,7 @@ std::string snapshot_text(const Snapshot& s) {
   std::ostringstream o;
   o << "instance " << s.instance << ", policy revision " << s.policy_revision
     << "  (totals since the interfaces were attached)\n\n";
-  o << std::left << std::setw(14) << "CONTAINER" << std::setw(16) << "NETWORK" << std::setw(10)
+  o << std::left << std::setw(14) << "CONTAINER" << std::setw(16) << "NETWORK" << std::setw(kIfaceWidth)
     << "IFACE" << std::setw(16) << "DIRECTION" << std::right << std::setw(10) << "PACKETS"
     << std::setw(10) << "BYTES" << std::setw(10) << "NEW-CONN" << std::setw(8) << "DROPS"
     << std::setw(7) << "LIVE"
