@@ -358,6 +358,17 @@ check "flows: sicherheit's drop at datenbank names both services and the project
 top_names() { GOT=$(nsenter --net="$DK_NETNS" "$MOAT" top --once --instance "$I" 2>&1); echo "$GOT" | grep -q datenbank || said; }
 check "top --once lists datenbank" top_names
 
+# serve: the Prometheus exporter in the host's namespace, scraped once.
+nsenter --net="$DK_NETNS" "$MOAT" serve --instance "$I" --metrics-addr 127.0.0.1:19464 \
+  2>>"$TMP/obs.err" &
+SERVE=$!
+metrics_name() {
+  GOT=$(dk_host curl -s -m 2 http://127.0.0.1:19464/metrics 2>/dev/null | grep '^moat_packets_total{' | grep 'container="datenbank"' | head -1)
+  echo "$GOT" | grep -q "service=\"datenbank\"" && echo "$GOT" | grep -q 'network="rechnungswesen"' || said
+}
+check "serve: /metrics names datenbank's network and Compose service" dk_poll 10 metrics_name
+kill -TERM "$SERVE"; wait "$SERVE" 2>/dev/null
+
 check "at the end the agent is alive and logged no failed sync" agent_healthy
 sed 's/^/    | /' "$TMP/agent.log" | head -30
 finish
