@@ -197,6 +197,12 @@ static __always_inline int hairpin_back(struct __sk_buff *skb)
  * checksum changes by exactly the opposite amount. The quoted ports do
  * change it. A quoted UDP checksum is left as it was: nobody checks it.
  *
+ * An error is related to a flow only when it travels to the quoted
+ * packet's source (netfilter checks the same): one that quotes a real flow
+ * but is addressed elsewhere is judged as a new packet like any other. A
+ * container, which is no router, may only report about a packet it
+ * received itself; routers and the host may report about any.
+ *
  * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
  * and the programs stay under the verifier's 512-byte frame limit.
  */
@@ -238,6 +244,10 @@ static __noinline int nat_icmp_error(struct __sk_buff *skb, const struct l4_info
 	} else {
 		return 0;
 	}
+	if (l4->key.daddr != quoted.saddr)
+		return 0;
+	if (dir == MOAT_DIR_FROM_CONTAINER && l4->key.saddr != quoted.daddr)
+		return 0;
 
 	/* The quoted packet went the other way: its reply entry is ours. */
 	ct_reverse(&quoted, &rkey);
@@ -280,9 +290,10 @@ static __noinline int nat_icmp_error(struct __sk_buff *skb, const struct l4_info
 			return MOAT_DROP_NAT_FAILED;
 	}
 
-	/* The error travels to the quoted packet's source; whoever of the two
-	 * endpoints sent it speaks with the translated address. */
-	if (l4->key.daddr == quoted.saddr && quoted.saddr != want.saddr &&
+	/* The error travels to the quoted packet's source (checked above);
+	 * whoever of the two endpoints sent it speaks with the translated
+	 * address. */
+	if (quoted.saddr != want.saddr &&
 	    rewrite_addr(skb, l4, IP_DADDR_OFF, l4->key.daddr, want.saddr))
 		return MOAT_DROP_NAT_FAILED;
 	if (l4->key.saddr == quoted.daddr && quoted.daddr != want.daddr &&

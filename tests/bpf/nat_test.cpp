@@ -643,6 +643,36 @@ TEST_F(Nat, IcmpErrorForMasqueradedUdpComesBackToTheContainer) {
          drop(MOAT_DROP_NOT_PUBLISHED)});
 }
 
+// An error is related only on its way to the quoted packet's source. One
+// quoting a real flow (here: A's masqueraded UDP, a published TCP flow) but
+// addressed elsewhere is judged as a new packet: isolation, internal
+// networks and unpublished addresses stop it (issue 13, item 1).
+TEST_F(Nat, IcmpErrorQuotingARealFlowToAnotherAddressIsNotRelated) {
+  const uint16_t P = masquerade_udp(dp_);
+  ASSERT_GE(P, MOAT_NAT_PORT_MIN);
+  const Bytes reply = quote_udp(WORLD, 80, A, 33333);  // the flow's reply, as A received it
+  check({"A -> the world about its flow: related", Hook::FromContainer, "moat-a",
+         icmp_err4(A, WORLD, kDestUnreach, kPortUnreach, reply), pass});
+  check({"A -> C (another network) quoting its own flow", Hook::FromContainer, "moat-a",
+         icmp_err4(A, C, kDestUnreach, kPortUnreach, reply), drop(MOAT_DROP_ISOLATION)});
+  check({"A -> E (an internal network) quoting its own flow", Hook::FromContainer, "moat-a",
+         icmp_err4(A, E, kTimeExceeded, 0, reply), drop(MOAT_DROP_ISOLATION)});
+  check({"the same arriving at C: no flow of C's, C's peer is the world", Hook::ToContainer,
+         "moat-c", icmp_err4(A, C, kDestUnreach, kPortUnreach, reply),
+         drop(MOAT_DROP_ISOLATION)});
+
+  check({"TCP SYN to the published port", Hook::FromWorld, kUplink,
+         tcp4(CLIENT, 40000, HOST, 5000, kSyn), pass, tcp4(CLIENT, 40000, A, 5000, kSyn), 2});
+  check({"the client -> B (unpublished) quoting the published flow", Hook::FromWorld, kUplink,
+         icmp_err4(CLIENT, B, kDestUnreach, kPortUnreach, quote_tcp8(HOST, 5000, CLIENT, 40000)),
+         drop(MOAT_DROP_NOT_PUBLISHED)});
+  check({"the client -> the host about the flow: related, translated to A", Hook::FromWorld,
+         kUplink,
+         icmp_err4(CLIENT, HOST, kDestUnreach, kPortUnreach, quote_tcp8(HOST, 5000, CLIENT, 40000)),
+         pass,
+         icmp_err4(CLIENT, A, kDestUnreach, kPortUnreach, quote_tcp8(A, 5000, CLIENT, 40000))});
+}
+
 TEST_F(Nat, IcmpErrorQuotingAHeaderWithOptions) {
   const uint16_t P = masquerade_udp(dp_);
   const auto quote = [](const char* s, uint16_t sp) {
