@@ -204,6 +204,10 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, 
 		return MOAT_DROP_UNKNOWN_ENDPOINT;
 	*slot = ep->stats_slot;
 	*net_flags = ep->net_flags;
+	/* veth keeps an 802.1Q tag in the skb's metadata, not in the frame:
+	 * what follows would judge the inner packet as if it were untagged. */
+	if (skb->vlan_present)
+		return MOAT_DROP_UNSUPPORTED_L3;
 
 	cursor_init(&c, skb);
 	eth = parse_eth(&c);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# icc: false, internal: true, anti-spoofing, and IPv6 (neighbour discovery
+# icc: false, internal: true, anti-spoofing, 802.1Q tags (dropped, though
+# the kernel hands them over in the skb's metadata), and IPv6 (neighbour discovery
 # works, data is dropped rather than passed unchecked).
 source "$(dirname "$0")/lib.sh"
 F=$E2E_DIR/icc-internal.json
@@ -40,6 +41,55 @@ n=$(drops "$L" spoofed-source); check "spoofed-source drops counted ($n)" [ "$n"
 ex o1 -- ip addr del 10.79.0.3/32 dev eth0
 ex o1 -- ip addr del 10.79.0.99/32 dev eth0
 must_pass "o1 still reaches o2 from its own address" "$L" o1 tcp 10.79.0.3 80 o2
+
+echo "802.1Q"
+# o1 sends 802.1Q-tagged UDP frames to o2 from its own MAC and address (a
+# packet socket writes the tag into the frame). The kernel moves the tag
+# into the skb's metadata before TC ingress, so the programs would see plain
+# IPv4 unless they ask; o2's packet socket counts what arrives.
+mac_of() { ex "$1" -- ip -o link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'; }
+cat >"$TMP/vlan.py" <<'PY'
+import socket, struct, sys, time
+MARK = b"moat-vlan-probe"
+if sys.argv[1] == "count":
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.settimeout(0.2)
+    open(sys.argv[3], "w").close()
+    end, n = time.time() + float(sys.argv[2]), 0
+    while time.time() < end:
+        try:
+            if MARK in s.recv(65535):
+                n += 1
+        except socket.timeout:
+            pass
+    print(n)
+    sys.exit()
+_, src_mac, dst_mac, src, dst = sys.argv[1:]
+mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
+udp = struct.pack("!HHHH", 40000, 9, 8 + len(MARK), 0) + MARK
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton(src), socket.inet_aton(dst))
+words = struct.unpack("!10H", ip)
+c = sum(words)
+while c >> 16: c = (c & 0xffff) + (c >> 16)
+ip = ip[:10] + struct.pack("!H", ~c & 0xffff) + ip[12:]
+frame = mac(dst_mac) + mac(src_mac) + struct.pack("!HHH", 0x8100, 5, 0x0800) + ip + udp
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+for _ in range(5):
+    s.send(frame)
+PY
+O1_MAC=$(mac_of o1) O2_MAC=$(mac_of o2)
+before=$(drops "$L" unsupported-protocol)
+ex o2 -- python3 "$TMP/vlan.py" count 3 "$TMP/vlan.ready" >"$TMP/vlan.count" &
+VPID=$!
+for _ in $(seq 50); do [ -e "$TMP/vlan.ready" ] && break; sleep 0.1; done
+ex o1 -- python3 "$TMP/vlan.py" send "$O1_MAC" "$O2_MAC" 10.79.0.2 10.79.0.3
+wait "$VPID"
+n=$(cat "$TMP/vlan.count")
+check "o1's tagged frames to o2 do not arrive (arrived: ${n:-?})" [ "${n:-x}" = 0 ]
+n=$(drops "$L" unsupported-protocol); check "... dropped as unsupported-protocol ($before -> $n)" [ "$n" -ge $((before + 5)) ]
+must_pass "o1 still reaches o2 untagged" "$L" o1 tcp 10.79.0.3 80 o2
 
 echo "IPv6"
 ll() {  # link-local address of CONTAINER's eth0 once DAD is done (bounded wait)
