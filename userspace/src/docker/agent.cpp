@@ -110,7 +110,10 @@ Result<std::vector<json>> Agent::inspect_running() {
     auto it = seen_.find(id);
     if (it == seen_.end() || it->second.stamp != stamp || dirty_.contains(id)) {
       auto doc = inspect(engine_, id);
-      if (!doc) return std::unexpected(doc.error());
+      if (!doc) {
+        seen_.clear();  // some entries were moved into `next`: trust none of them
+        return std::unexpected(doc.error());
+      }
       if (doc->is_null()) continue;
       // The listing and the inspect may straddle a change: keep the
       // inspect's own stamp, so the next sync looks again.
