@@ -80,7 +80,16 @@ enum moat_dir {
 	  "an established connection the current policy no longer allows")        \
 	X(UNIDENTIFIED, 16, "unidentified-container",                               \
 	  "sent through a guarded bridge by a port no endpoint program judged "     \
-	  "(a container moat has not identified yet)")
+	  "(a container moat has not identified yet)")                             \
+	X(TCP_NO_FLOW, 17, "tcp-no-flow",                                           \
+	  "a TCP segment other than a SYN, of no tracked flow, that would need "    \
+	  "translation (published port, masquerade)")                              \
+	X(SPOOFED_MAC, 18, "spoofed-mac",                                           \
+	  "source MAC (or ARP sender hardware address) is not the sending "         \
+	  "container's own")                                                       \
+	X(FOREIGN_MAC, 19, "foreign-mac",                                           \
+	  "a unicast frame for another MAC reached a container's port (a "          \
+	  "poisoned or flooding bridge)")
 
 enum moat_verdict {
 	MOAT_PASS = 0,
@@ -103,6 +112,10 @@ struct moat_endpoint {
 	__u32 net_flags; /* MOAT_NET_F_* of that network */
 	__u32 container_id; /* userspace's id, for names */
 	__u32 stats_slot; /* this attachment's counters in `stats`, never 0 */
+	/* The container's MAC on this attachment: the only source MAC it may
+	 * send from, the only unicast destination it receives. */
+	__u8 mac[6];
+	__u8 pad[2];
 };
 
 #define MOAT_NET_F_ICC (1u << 0) /* containers on the network may talk */
@@ -360,9 +373,10 @@ struct moat_sock_rnat_val {
  * Segmentation policies, identity-based as in Cilium.
  *
  * Every address maps to a numeric identity through an LPM trie (`ipcache`):
- * containers with the same namespace and labels share one, host addresses
- * are MOAT_ID_HOST, each policy CIDR (and each `except`) has its own, and
- * whatever matches nothing is MOAT_ID_WORLD. The policy map is keyed by
+ * containers with the same namespace, labels and ipBlocks holding their
+ * address share one, host addresses are MOAT_ID_HOST (split the same way by
+ * the ipBlocks holding them), other policy prefixes (and each `except`) have
+ * their own, and whatever matches nothing is MOAT_ID_WORLD. The policy map is keyed by
  * {subject identity, peer identity, direction, protocol, port}; 0 in the
  * peer, protocol or port is a wildcard. The programs try, first hit wins:
  *   (peer, proto, port) (peer, proto, 0) (peer, 0, 0)
@@ -497,7 +511,7 @@ struct moat_event {
 #define MOAT_ABI_SIZE(type, size) \
 	MOAT_ABI_ASSERT(sizeof(struct type) == (size), "sizeof(struct " #type ") is ABI")
 
-MOAT_ABI_SIZE(moat_endpoint, 20);
+MOAT_ABI_SIZE(moat_endpoint, 28);
 MOAT_ABI_SIZE(moat_lpm_v4_key, 8);
 MOAT_ABI_SIZE(moat_addr_info, 12);
 MOAT_ABI_SIZE(moat_stats, 288);

@@ -29,7 +29,7 @@
  * messages that keep a link working pass; everything else is dropped rather
  * than passed unchecked. Containers may not act as routers.
  */
-static __always_inline int ipv6_verdict(struct cursor *c, __u32 dir)
+static __always_inline int ipv6_link_verdict(struct cursor *c, __u32 dir)
 {
 	struct ipv6hdr *ip6 = parse_ipv6(c);
 	struct icmp6hdr *icmp6;
@@ -62,6 +62,67 @@ static __always_inline int ipv6_verdict(struct cursor *c, __u32 dir)
 	}
 }
 
+/* With icc off nothing of another container may arrive, link-local
+ * messages included: ND and MLD carry payloads of any size. */
+static __always_inline int ipv6_verdict(struct cursor *c, const struct moat_endpoint *ep,
+					__u32 dir)
+{
+	int v = ipv6_link_verdict(c, dir);
+
+	if (v == MOAT_PASS && dir == MOAT_DIR_TO_CONTAINER && !(ep->net_flags & MOAT_NET_F_ICC))
+		return MOAT_DROP_ICC_DISABLED;
+	return v;
+}
+
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	return !((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) |
+		 (a[5] ^ b[5]));
+}
+
+/*
+ * A container sends from its own MAC only, or the bridge would learn
+ * another container's MAC on its port and forward that one's frames to
+ * it; and it receives only frames for its own MAC or a group address, so
+ * frames a bridge floods or misforwards stay out.
+ */
+static __always_inline int mac_verdict(const struct ethhdr *eth, const struct moat_endpoint *ep,
+				       __u32 dir)
+{
+	if (dir == MOAT_DIR_FROM_CONTAINER)
+		return mac_eq(eth->h_source, ep->mac) ? MOAT_PASS : MOAT_DROP_SPOOFED_MAC;
+	/* The I/G bit: multicast and broadcast. */
+	if ((eth->h_dest[0] & 1) || mac_eq(eth->h_dest, ep->mac))
+		return MOAT_PASS;
+	return MOAT_DROP_FOREIGN_MAC;
+}
+
+/* Ethernet pads an ARP packet to 60 bytes; more is a payload of its own. */
+#define MOAT_ARP_MAX_FRAME 60
+
+/*
+ * ARP is judged like the traffic it prepares: the sender must be who it
+ * says (addresses, both kinds), and a container receives ARP only from
+ * peers it may talk to. A probe (sender 0.0.0.0, RFC 5227) comes from a
+ * container of the same network.
+ */
+static __always_inline int arp_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
+				       const struct arp_eth_ipv4 *arp, __u32 dir)
+{
+	if (skb->len > MOAT_ARP_MAX_FRAME)
+		return MOAT_DROP_INVALID_PACKET;
+	if (dir == MOAT_DIR_FROM_CONTAINER) {
+		if (!mac_eq(arp->sha, ep->mac))
+			return MOAT_DROP_SPOOFED_MAC;
+		if (arp->spa != ep->ipv4 && arp->spa != 0)
+			return MOAT_DROP_SPOOFED_SOURCE;
+		return MOAT_PASS;
+	}
+	if (arp->spa == 0)
+		return (ep->net_flags & MOAT_NET_F_ICC) ? MOAT_PASS : MOAT_DROP_ICC_DISABLED;
+	return isolation_verdict(ep, addr_lookup(arp->spa));
+}
+
 /*
  * A new flow from container `ep` to a port published at a host address
  * (the caller checked that the destination is one and has a port).
@@ -82,6 +143,8 @@ static __noinline int dial_published(struct __sk_buff *skb, const struct moat_en
 		return MOAT_CONTINUE;
 	if ((ep->net_flags & MOAT_NET_F_INTERNAL) && pub->net_id != ep->net_id)
 		return MOAT_DROP_INTERNAL_NETWORK;
+	if (!ct_opens_flow(l4))
+		return MOAT_DROP_TCP_NO_FLOW;
 	/* Policy sees the container behind the port, as for any other client. */
 	t = l4->key;
 	t.daddr = pub->backend_ip;
@@ -184,7 +247,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	/* A later fragment whose first one was not seen has no ports: only
 	 * rules for a whole protocol can admit it. */
 	v = policy_verdict(rev, &l4->key, &rule_id);
-	if (v != MOAT_PASS || l4->fragment || l4->icmp_error)
+	if (v != MOAT_PASS || l4->fragment || l4->icmp_error || !ct_opens_flow(l4))
 		return v;
 	ct_track(&l4->key, ifindex, ep->stats_slot, dir, rev, rule_id, skb->len, now);
 	return MOAT_PASS;
@@ -198,6 +261,7 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, 
 	struct cursor c;
 	struct ethhdr *eth;
 	__u32 ifindex = skb->ifindex;
+	int v;
 
 	ep = bpf_map_lookup_elem(&endpoints, &ifindex);
 	if (!ep)
@@ -213,6 +277,9 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, 
 	eth = parse_eth(&c);
 	if (!eth)
 		return MOAT_DROP_INVALID_PACKET;
+	v = mac_verdict(eth, ep, dir);
+	if (v)
+		return v;
 
 	switch (eth->h_proto) {
 	case bpf_htons(ETH_P_IP): {
@@ -238,13 +305,10 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, 
 
 		if (!arp)
 			return MOAT_DROP_INVALID_PACKET;
-		/* 0.0.0.0 is an RFC 5227 address probe. */
-		if (dir == MOAT_DIR_FROM_CONTAINER && arp->spa != ep->ipv4 && arp->spa != 0)
-			return MOAT_DROP_SPOOFED_SOURCE;
-		return MOAT_PASS;
+		return arp_verdict(skb, ep, arp, dir);
 	}
 	case bpf_htons(ETH_P_IPV6):
-		return ipv6_verdict(&c, dir);
+		return ipv6_verdict(&c, ep, dir);
 	default:
 		return MOAT_DROP_UNSUPPORTED_L3;
 	}

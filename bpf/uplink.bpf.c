@@ -111,6 +111,8 @@ static __always_inline int from_world_verdict(struct __sk_buff *skb, __u32 slot)
 	info = addr_lookup(l4.key.daddr);
 	if (is_host_addr(info) && !l4.fragment && l4.has_ports && l4.key.proto != IPPROTO_ICMP) {
 		pub = publish_lookup(l4.key.daddr, l4.key.dport, l4.key.proto);
+		if (pub && !ct_opens_flow(&l4))
+			return MOAT_DROP_TCP_NO_FLOW;
 		if (pub) {
 			struct ct_sites at = {
 				.orig_ifindex = ifindex,
@@ -164,6 +166,11 @@ static __always_inline int to_world_verdict(struct __sk_buff *skb, __u32 slot)
 	/* A later fragment of a datagram whose first one was not seen. */
 	if (l4.fragment)
 		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_NAT_FAILED : MOAT_PASS;
+	/* A segment of a connection nobody tracks: a masquerade entry made
+	 * from it would let the world's segments in as its replies. */
+	if (!tracked && !ct_opens_flow(&l4))
+		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_TCP_NO_FLOW
+								 : MOAT_PASS;
 	if (!(info->net_flags & MOAT_NET_F_MASQUERADE)) {
 		/* Routed as it is, like Docker without masquerade; tracked all the
 		 * same, so that the replies are let in and nothing else is. */

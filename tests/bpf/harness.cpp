@@ -195,11 +195,14 @@ std::set<uint32_t>& uplink_ifindexes() {
 }  // namespace
 
 void add_endpoint(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, const Network& net, in_addr_t ip) {
-  const moat_endpoint ep = {.net_id = net.id,
-                            .ipv4 = ip,
-                            .net_flags = net.flags,
-                            .container_id = ifindex,
-                            .stats_slot = stats_slot_of(ifindex)};
+  moat_endpoint ep = {.net_id = net.id,
+                      .ipv4 = ip,
+                      .net_flags = net.flags,
+                      .container_id = ifindex,
+                      .stats_slot = stats_slot_of(ifindex),
+                      .mac = {},
+                      .pad = {}};
+  std::copy(pkt::kContainerMac.begin(), pkt::kContainerMac.end(), ep.mac);
   if (bpf_map__update_elem(skel->maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, BPF_ANY))
     fail("endpoints update", errno);
 }

@@ -230,6 +230,65 @@ TEST_F(Verdicts, Arp) {
   });
 }
 
+// Issue 13 item 4: a container that sends from another's MAC makes the
+// bridge forward that one's frames to it; a frame for another MAC must not
+// reach a container however the bridge forwards it.
+TEST_F(Verdicts, MacOwnership) {
+  const Bytes to_b = ipv4({.src = ip4(A), .dst = ip4(B)}, tcp(40000, 80));
+  const Bytes from_b = ipv4({.src = ip4(B), .dst = ip4(A)}, tcp(80, 40000));
+  const Mac ipv4_mcast = {0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb};
+  check_all({
+      {"A from its own MAC", FROM, 'A', eth(ETH_P_IP, to_b, kPeerMac, kContainerMac), pass},
+      {"A from B's MAC, own IP", FROM, 'A', eth(ETH_P_IP, to_b, kContainerMac, kPeerMac),
+       drop(MOAT_DROP_SPOOFED_MAC)},
+      {"A from a group MAC", FROM, 'A', eth(ETH_P_IP, to_b, kPeerMac, kBroadcast),
+       drop(MOAT_DROP_SPOOFED_MAC)},
+      {"A's ARP from B's MAC", FROM, 'A',
+       eth(ETH_P_ARP, arp({.spa = ip4(A), .tpa = ip4(GW1)}), kBroadcast, kPeerMac),
+       drop(MOAT_DROP_SPOOFED_MAC)},
+      {"A's ARP claiming B's MAC inside", FROM, 'A',
+       arp_frame({.spa = ip4(A), .tpa = ip4(GW1), .sha = kPeerMac}), drop(MOAT_DROP_SPOOFED_MAC)},
+      {"to A, for A's MAC", TO, 'A', eth(ETH_P_IP, from_b, kContainerMac, kPeerMac), pass},
+      {"to A, for B's MAC", TO, 'A', eth(ETH_P_IP, from_b, kPeerMac, kPeerMac),
+       drop(MOAT_DROP_FOREIGN_MAC)},
+      {"to A, broadcast", TO, 'A', eth(ETH_P_IP, from_b, kBroadcast, kPeerMac), pass},
+      {"to A, IPv4 multicast MAC", TO, 'A', eth(ETH_P_IP, from_b, ipv4_mcast, kPeerMac), pass},
+      {"ARP to A for B's MAC", TO, 'A',
+       eth(ETH_P_ARP, arp({.op = 2, .spa = ip4(B), .tpa = ip4(A)}), kPeerMac, kPeerMac),
+       drop(MOAT_DROP_FOREIGN_MAC)},
+  });
+}
+
+// Issue 13 item 4: ARP is padded to 60 bytes at most, and a container hears
+// ARP only from peers it may talk to (kilobyte trailers crossed icc off).
+TEST_F(Verdicts, ArpCarriesNothingAndFollowsIsolation) {
+  const auto padded = [](const Arp& a, size_t frame_len) {
+    Bytes f = arp_frame(a);
+    f.resize(frame_len, 0x5a);
+    return f;
+  };
+  check_all({
+      {"A request padded to 60", FROM, 'A', padded({.spa = ip4(A), .tpa = ip4(GW1)}, 60), pass},
+      {"A request of 61 bytes", FROM, 'A', padded({.spa = ip4(A), .tpa = ip4(GW1)}, 61),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"A request with a 1000-byte trailer", FROM, 'A',
+       padded({.spa = ip4(A), .tpa = ip4(GW1)}, 42 + 1000), drop(MOAT_DROP_INVALID_PACKET)},
+      {"B request with a trailer, to A", TO, 'A', padded({.spa = ip4(B), .tpa = ip4(A)}, 1042),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"net2 request, to A", TO, 'A', arp_frame({.spa = ip4(C), .tpa = ip4(A)}),
+       drop(MOAT_DROP_ISOLATION)},
+      {"net3 peer request, to D (icc off)", TO, 'D',
+       arp_frame({.spa = ip4(D_PEER), .tpa = ip4(GW3)}), drop(MOAT_DROP_ICC_DISABLED)},
+      {"net3 peer probe, to D (icc off)", TO, 'D', arp_frame({.spa = 0, .tpa = ip4(D_PEER)}),
+       drop(MOAT_DROP_ICC_DISABLED)},
+      {"own gateway request, to D", TO, 'D', arp_frame({.spa = ip4(GW3), .tpa = ip4(D)}), pass},
+      {"probe, to A (icc on)", TO, 'A', arp_frame({.spa = 0, .tpa = ip4(B)}), pass},
+      {"world sender, to E (internal)", TO, 'E', arp_frame({.spa = ip4(WORLD), .tpa = ip4(E)}),
+       drop(MOAT_DROP_INTERNAL_NETWORK)},
+      {"own gateway, to E (internal)", TO, 'E', arp_frame({.spa = ip4(GW4), .tpa = ip4(E)}), pass},
+  });
+}
+
 TEST_F(Verdicts, Ipv4HeaderChecks) {
   const Ip4 ab = {.src = ip4(A), .dst = ip4(B)};
   const Bytes l4 = tcp(40000, 80);
@@ -397,6 +456,33 @@ TEST_F(Verdicts, Ipv6OnlyNeighbourDiscoveryAndMld) {
        drop(MOAT_DROP_INVALID_PACKET)},
       {"version 4 in an IPv6 frame", FROM, 'A', patched(ns, 14, 0x40),
        drop(MOAT_DROP_INVALID_PACKET)},
+  });
+}
+
+// Issue 13 item 3: with icc off, ND and MLD from other containers carried
+// up to 1,000 bytes to a raw ICMPv6 socket. Nothing of theirs arrives now.
+TEST_F(Verdicts, Ipv6LinkMessagesFollowIcc) {
+  const in6_addr own = ip6("fe80::42:acff:fe16:2");
+  const in6_addr peer = ip6("fe80::42:acff:fe16:3");
+  const Bytes body(1000, 0xee);
+  const auto nd = [&](const in6_addr& s, const in6_addr& d, uint8_t type) {
+    return ip6_frame({.src = s, .dst = d, .hop_limit = 255}, icmp(type, 0, body));
+  };
+  const auto mld = [&](const in6_addr& s, const in6_addr& d, uint8_t type) {
+    return ip6_frame({.src = s, .dst = d, .next = IPPROTO_HOPOPTS, .hop_limit = 1},
+                     hop_by_hop(IPPROTO_ICMPV6, icmp(type, 0, body)));
+  };
+  check_all({
+      {"NS with 1000 bytes, to D", TO, 'D', nd(peer, own, 135), drop(MOAT_DROP_ICC_DISABLED)},
+      {"NA with 1000 bytes, to D", TO, 'D', nd(peer, own, 136), drop(MOAT_DROP_ICC_DISABLED)},
+      {"RS, to D", TO, 'D', nd(peer, ip6("ff02::2"), 133), drop(MOAT_DROP_ICC_DISABLED)},
+      {"MLDv2 report, to D", TO, 'D', mld(peer, ip6("ff02::16"), 143),
+       drop(MOAT_DROP_ICC_DISABLED)},
+      {"MLD query, to D", TO, 'D', mld(peer, ip6("ff02::1"), 130), drop(MOAT_DROP_ICC_DISABLED)},
+      // Sent, they reach only the host; the network's containers drop them.
+      {"D's NS", FROM, 'D', nd(own, peer, 135), pass},
+      // icc on: the same peer may send anything anyway.
+      {"NS with 1000 bytes, to A (icc on)", TO, 'A', nd(peer, own, 135), pass},
   });
 }
 

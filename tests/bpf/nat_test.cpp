@@ -429,7 +429,8 @@ Bytes flow4(uint8_t proto, const char* s, uint16_t sp, const char* d, uint16_t d
     return eth(ETH_P_IP, ipv4({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_ICMP,
                                .l4_checksum = true},
                               icmp_echo(reply ? kEchoReply : kEchoRequest, sp, 7, kData)));
-  return proto == IPPROTO_TCP ? tcp4(s, sp, d, dp) : udp4(s, sp, d, dp);
+  // The first segment of a TCP flow is a SYN (only a SYN opens one).
+  return proto == IPPROTO_TCP ? tcp4(s, sp, d, dp, reply ? kAck : kSyn) : udp4(s, sp, d, dp);
 }
 // Where the masquerade port (or echo id) sits in a flow4 frame.
 size_t sport_off(uint8_t proto) { return proto == IPPROTO_ICMP ? kL4 + 4 : kL4; }
@@ -516,11 +517,12 @@ TEST_F(Nat, MasqueradeGivesEveryFlowItsOwnPort) {
   // A and B, same source port, same destination.
   std::map<std::string, uint16_t> port;
   for (const char* src : {A, B}) {
-    const RunResult r = run(dp_.prog(Hook::ToWorld), ifx(kUplink), tcp4(src, 33333, WORLD, 80));
+    const RunResult r =
+        run(dp_.prog(Hook::ToWorld), ifx(kUplink), tcp4(src, 33333, WORLD, 80, kSyn));
     ASSERT_EQ(r.err, 0);
     ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
     port[src] = be16_at(r.out, kL4);
-    EXPECT_TRUE(same_bytes(r.out, tcp4(HOST, port[src], WORLD, 80)));
+    EXPECT_TRUE(same_bytes(r.out, tcp4(HOST, port[src], WORLD, 80, kSyn)));
   }
   EXPECT_NE(port[A], port[B]);
   check({"A's reply to A", Hook::FromWorld, kUplink, tcp4(WORLD, 80, HOST, port[A]), pass,

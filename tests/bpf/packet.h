@@ -76,8 +76,11 @@ inline constexpr Mac kContainerMac = {0x02, 0x42, 0xac, 0x14, 0x00, 0x02};
 inline constexpr Mac kPeerMac = {0x02, 0x42, 0xac, 0x14, 0x00, 0x03};
 inline constexpr Mac kBroadcast = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
-inline Bytes eth(uint16_t ethertype, std::span<const uint8_t> payload, const Mac& dst = kPeerMac,
-                 const Mac& src = kContainerMac) {
+// The defaults make a frame both from and to the container under test (the
+// harness gives every endpoint kContainerMac), so one table row works at
+// either hook; the MAC tests pass their own.
+inline Bytes eth(uint16_t ethertype, std::span<const uint8_t> payload,
+                 const Mac& dst = kContainerMac, const Mac& src = kContainerMac) {
   Bytes b;
   detail::put_raw(b, dst.data(), dst.size());
   detail::put_raw(b, src.data(), src.size());
@@ -100,6 +103,7 @@ struct Arp {
   in_addr_t spa = 0;
   in_addr_t tpa = 0;
   uint8_t hlen = 6;  // overridable to build a malformed request
+  Mac sha = kContainerMac;
 };
 
 inline Bytes arp(const Arp& a) {
@@ -109,7 +113,7 @@ inline Bytes arp(const Arp& a) {
   detail::put8(b, a.hlen);
   detail::put8(b, 4);
   detail::put16(b, a.op);
-  detail::put_raw(b, kContainerMac.data(), 6);
+  detail::put_raw(b, a.sha.data(), 6);
   detail::put_raw(b, &a.spa, 4);
   detail::put_raw(b, Mac{}.data(), 6);
   detail::put_raw(b, &a.tpa, 4);

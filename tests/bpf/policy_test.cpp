@@ -75,6 +75,7 @@ struct Variant {
   bool db_allows_web = true;                       // db ingress rule 0
   const char* web_ingress_cidr = "203.0.113.0/24"; // who may reach web:80 (published)
   bool db_extra_rule = false;                      // an unrelated allow: a different generation
+  bool db_allows_client_range = true;               // db ingress: client on 7000-7010/TCP
 };
 
 Json document(const Variant& v = {}) {
@@ -103,8 +104,9 @@ Json document(const Variant& v = {}) {
   db_ingress.push_back({{"action", "deny"},
                         {"from", Json::array({client})},
                         {"ports", J("[{'protocol': 'UDP', 'port': 9999}]")}});
-  db_ingress.push_back(
-      {{"from", Json::array({client})}, {"ports", J("[{'protocol': 'TCP', 'port': 7000, 'endPort': 7010}]")}});
+  if (v.db_allows_client_range)
+    db_ingress.push_back({{"from", Json::array({client})},
+                          {"ports", J("[{'protocol': 'TCP', 'port': 7000, 'endPort': 7010}]")}});
   if (v.db_extra_rule)
     db_ingress.push_back({{"from", Json::array({client})}, {"ports", J("[{'protocol': 'TCP', 'port': 8000}]")}});
 
@@ -388,13 +390,16 @@ TEST_F(PolicyVerdicts, EgressRules) {
        kDefaultDeny},
       {"web -> 8.8.8.8 ICMP echo: egress isolated", echo4(WEB, WORLD, 5), A, nullptr,
        kDefaultDeny},
-      {"web -> gateway 53/UDP: the host is not WORLD", udp4(WEB, 40000, GW, 53), A, nullptr,
+      // ipBlocks match addresses, whoever holds them (issue 13).
+      {"web -> gateway 53/UDP: 0.0.0.0/0 holds it", udp4(WEB, 40000, GW, 53), A, nullptr, pass},
+      {"web -> uplink address 53/UDP: 0.0.0.0/0 holds it", udp4(WEB, 40000, HOST, 53), A, nullptr,
+       pass},
+      {"web -> gateway 54/UDP: egress isolated", udp4(WEB, 40000, GW, 54), A, nullptr,
        kDefaultDeny},
-      {"web -> uplink address 53/UDP: the host is not WORLD", udp4(WEB, 40000, HOST, 53), A,
-       nullptr, kDefaultDeny},
       {"web -> open 80/TCP: egress isolated, open not allowed", tcp4(WEB, 40000, OPEN, 80), A, D,
        kDefaultDeny},
-      {"web -> client 53/UDP: egress isolated", udp4(WEB, 40000, CLIENT, 53), A, Cd,
+      {"web -> client 53/UDP: 0.0.0.0/0 holds it", udp4(WEB, 40000, CLIENT, 53), A, Cd, pass},
+      {"web -> client 54/UDP: egress isolated", udp4(WEB, 40000, CLIENT, 54), A, Cd,
        kDefaultDeny},
   });
 }
@@ -494,6 +499,48 @@ TEST_F(Policy, RevocationDropsFlowsTheNewGenerationDenies) {
         tcp4(WEB, 40006, DB, 5432, kSyn), pass, 1);
   expect_track(key_of(tcp4(WEB, 40006, DB, 5432)), A, MOAT_DIR_FROM_CONTAINER, 3,
                MOAT_TCP_SYN_SENT);
+}
+
+// Issue 13 item 2: after a revocation the server kept sending; its segment
+// was taken for a new flow in its own (unrestricted) direction, and the
+// client's segments then passed as that flow's replies. Only a SYN opens a
+// flow: a segment of no tracked flow is judged alone, each direction on its
+// own, and leaves nothing behind.
+TEST_F(Policy, RevokedConnectionIsNotRevivedMidStream) {
+  const Bytes syn = tcp4(CLIENT, 40010, DB, 7000, kSyn);
+  check("client -> db 7000 SYN under rev 1", Hook::FromContainer, Cd, syn, pass, 1);
+  check("db's SYN-ACK", Hook::FromContainer, B, tcp4(DB, 7000, CLIENT, 40010, kSyn | kAck), pass,
+        0);
+  apply({.db_allows_client_range = false}, 2);
+  check("client's next segment: revoked", Hook::FromContainer, Cd,
+        tcp4(CLIENT, 40010, DB, 7000, kAck), kRevoked, -1);
+  // db -> client is allowed as a direction of its own (db egress and client
+  // ingress are not isolated): it passes, but opens nothing.
+  for (uint8_t flags : {uint8_t(kAck), uint8_t(kSyn | kAck), uint8_t(kAck | 0x08 /* PSH */)}) {
+    check("db keeps sending, flags " + std::to_string(flags), Hook::FromContainer, B,
+          tcp4(DB, 7000, CLIENT, 40010, flags), pass, 0);
+    check("...and it reaches client", Hook::ToContainer, Cd, tcp4(DB, 7000, CLIENT, 40010, flags),
+          pass, 0);
+  }
+  check("client's segments are not its replies", Hook::FromContainer, Cd,
+        tcp4(CLIENT, 40010, DB, 7000, kAck), kDefaultDeny, 0);
+  check("...nor at db", Hook::ToContainer, B, tcp4(CLIENT, 40010, DB, 7000, kAck), kDefaultDeny, 0);
+  check("a RST does not open one either", Hook::FromContainer, B,
+        tcp4(DB, 7000, CLIENT, 40010, 0x04), pass, 0);
+  EXPECT_TRUE(ct_entries(dp_.ep).empty());
+}
+
+// A segment that is not a SYN opens no translated flow either: there is no
+// entry to translate its replies by, and it would revive a cut connection.
+TEST_F(Policy, MidStreamSegmentsOpenNoTranslatedFlow) {
+  check("ACK to the published port 8080, no flow", Hook::FromWorld, kUplink,
+        tcp4(OUTSIDE_IN, 40000, HOST, 8080, kAck), drop(MOAT_DROP_TCP_NO_FLOW), 0);
+  check("SYN-ACK to the published port", Hook::FromWorld, kUplink,
+        tcp4(OUTSIDE_IN, 40000, HOST, 8080, kSyn | kAck), drop(MOAT_DROP_TCP_NO_FLOW), 0);
+  check("open's ACK to the published port at the host", Hook::FromContainer, D,
+        tcp4(OPEN, 40000, HOST, 8080, kAck), drop(MOAT_DROP_TCP_NO_FLOW), 0);
+  check("open's mid-stream segment to the world: no masquerade entry", Hook::ToWorld, kUplink,
+        tcp4(OPEN, 40001, WORLD, 443, kAck), drop(MOAT_DROP_TCP_NO_FLOW), 0);
 }
 
 TEST_F(Policy, GenerationThatStillAllowsKeepsTheFlow) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# docker/engine.h and docker/veth.h against a real dockerd (docker_lib.sh):
+# docker/engine.h and dataplane/veth.h against a real dockerd (docker_lib.sh):
 # the DockerEngineLive* unit tests, which skip without MOAT_DOCKER_SOCK, run
 # here with it set, inside dockerd's network namespace (host_veth names the
 # peer there) and mount namespace (SandboxKey paths are netns bind mounts

@@ -172,6 +172,13 @@ const ProblemCase kContainerCases[] = {
      "{" NET_A
      ", 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'interface': 'a/b'}]}]}",
      "containers[0].networks[0].interface", "must not be"},
+    {"MacMalformed",
+     "{" NET_A ", 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'mac': '02:42'}]}]}",
+     "containers[0].networks[0].mac", "'02:42' is not a MAC address like '02:42:ac:12:00:02'"},
+    {"MacMulticast",
+     "{" NET_A ", 'containers': [{'name': 'c', "
+     "'networks': [{'network': 'a', 'mac': '01:00:5e:00:00:01'}]}]}",
+     "containers[0].networks[0].mac", "01:00:5e:00:00:01 is a group (multicast) address"},
     {"UnknownNetworkShorthand", "{" NET_A ", 'containers': [{'name': 'c', 'networks': ['b']}]}",
      "containers[0].networks[0]", "unknown network 'b'"},
     {"UnknownNetworkSuggestion",

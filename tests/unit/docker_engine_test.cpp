@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "docker/engine.h"
-#include "docker/veth.h"
+#include "dataplane/veth.h"
 #include "util/fd.h"
 
 namespace moat::docker {

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -92,23 +94,30 @@ TEST(LabelSelector, Operators) {
 }
 
 // ---------------------------------------------------------------------------
-// The Kubernetes e2e layout: namespaces x, y, z with pods a, b, c each.
+// The Kubernetes e2e layout: namespaces x, y, z with pods a, b, c each, on
+// network pods 10.0.0.0/16 (gateway 10.0.0.1, x-a 10.0.0.2, x-b .3, x-c .4,
+// y-a .5, y-b .6, y-c .7, z-a .8, z-b .9, z-c .10). With `side`, x-a, y-b
+// and z-c are also on network side 10.1.0.0/24 (10.1.0.2, .3, .4).
 
 const char* kNamespaces[] = {"x", "y", "z"};
 const char* kPods[] = {"a", "b", "c"};
 
-Json xyz_document(const Json& policies) {
+Json xyz_document(const Json& policies, bool side = false) {
   Json doc;
   doc["networks"] = J("[{'name': 'pods', 'subnet': '10.0.0.0/16'}]");
+  if (side) doc["networks"].push_back(J("{'name': 'side', 'subnet': '10.1.0.0/24'}"));
   doc["namespaces"] = Json::array();
   doc["containers"] = Json::array();
   for (const char* ns : kNamespaces) {
     doc["namespaces"].push_back({{"name", ns}, {"labels", {{"ns", ns}}}});
     for (const char* pod : kPods) {
-      doc["containers"].push_back({{"name", std::string(ns) + "-" + pod},
+      const std::string name = std::string(ns) + "-" + pod;
+      Json networks = {"pods"};
+      if (side && (name == "x-a" || name == "y-b" || name == "z-c")) networks.push_back("side");
+      doc["containers"].push_back({{"name", name},
                                    {"namespace", ns},
                                    {"labels", {{"pod", pod}}},
-                                   {"networks", {"pods"}},
+                                   {"networks", networks},
                                    {"expose", {"80/tcp", "81/tcp", "80/udp", "81/udp"}}});
     }
   }
@@ -116,7 +125,9 @@ Json xyz_document(const Json& policies) {
   return doc;
 }
 
-// Endpoints by name: "x/a" (a pod), "host", "lo" (127.0.0.1) or an address.
+// Endpoints by name: "x/a" (a pod's first address), "x/a@side" (another
+// one), "host" (the first gateway), "lo" (127.0.0.1), another gateway or an
+// address.
 struct Named {
   std::string name;
   PolicyEndpoint ep;
@@ -124,11 +135,19 @@ struct Named {
 
 std::vector<Named> endpoints(const Config& cfg) {
   std::vector<Named> out;
-  for (const char* ns : kNamespaces)
-    for (const char* pod : kPods)
-      out.push_back({std::string(ns) + "/" + pod,
-                     resolve_endpoint(cfg, std::string(ns) + "-" + pod).value()});
+  for (const Container& c : cfg.containers) {
+    const std::string name = c.ns + "/" + c.labels.at("pod");
+    out.push_back({name, resolve_endpoint(cfg, c.name).value()});
+    for (size_t i = 1; i < c.networks.size(); ++i) {
+      const std::string net = c.networks[i].network;
+      out.push_back({name + "@" + net, resolve_endpoint(cfg, c.name + "@" + net).value()});
+    }
+  }
   out.push_back({"host", resolve_endpoint(cfg, "host").value()});
+  for (size_t i = 1; i < cfg.networks.size(); ++i) {
+    const std::string gw = cfg.networks[i].gateway.str();
+    out.push_back({gw, resolve_endpoint(cfg, gw).value()});
+  }
   out.push_back({"lo", resolve_endpoint(cfg, "127.0.0.1").value()});
   for (const char* a : {"203.0.113.5", "203.0.113.130", "198.51.100.1", "10.0.0.200"})
     out.push_back({a, resolve_endpoint(cfg, a).value()});
@@ -284,12 +303,42 @@ const Scenario kScenarios[] = {
      "  'egress': [{'to': [{'ipBlock': {'cidr': '203.0.113.0/24', 'except':"
      "                                  ['203.0.113.128/25']}}]}]}]",
      [](const Flow& f) { return f.from != "x/a" || f.to == "203.0.113.5"; }},
-    {"IpBlockNeverMatchesContainersOrHost",
+    // ipBlocks match by address, containers' and the host's included.
+    {"IpBlockEverywhereMatchesContainersAndHost",
      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
      "  'egress': [{'to': [{'ipBlock': {'cidr': '0.0.0.0/0'}}]}]}]",
+     [](const Flow&) { return true; }},
+    // Upstream "should allow egress access to server in CIDR block": x-b is 10.0.0.3.
+    {"EgressToPodByIpBlock",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'policyTypes': ['Egress'], 'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.3/32'}}]}]}]",
+     [](const Flow& f) { return f.from != "x/a" || f.to == "x/b"; }},
+    // Upstream "should enforce except clause while egress access to server in CIDR block".
+    {"EgressIpBlockExceptPod",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'egress': [{'to': [{'ipBlock': {'cidr': '10.0.0.0/16', 'except': ['10.0.0.3/32']}}]}]}]",
      [](const Flow& f) {
-       return f.from != "x/a" || (f.to_ns().empty() && f.to != "host" && f.to != "lo");
+       return f.from != "x/a" ||
+              (f.to != "x/b" && (!f.to_ns().empty() || f.to == "host" || f.to == "10.0.0.200"));
      }},
+    // 10.0.0.0/29 less 10.0.0.4/30: the gateway (the host), x-a and x-b.
+    {"IngressFromIpBlockWithExceptOverPods",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/29', 'except': ['10.0.0.4/30']}}],"
+     "               'ports': [{'port': 80}]}]}]",
+     [](const Flow& f) {
+       return f.to != "x/a" ||
+              (f.tcp(80) && (f.from == "host" || f.from == "x/a" || f.from == "x/b"));
+     }},
+    {"DenyToIpBlockOverPods",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {}, 'egress': [{'action': 'deny',"
+     "  'to': [{'ipBlock': {'cidr': '10.0.0.4/30', 'except': ['10.0.0.6/31']}}]}]}]",
+     [](const Flow& f) { return f.from_ns() != "x" || !(f.to == "x/c" || f.to == "y/a"); }},
+    // The host's addresses too: 127.0.0.0/16 holds 127.0.0.1, not the gateway.
+    {"IngressFromLoopbackIpBlock",
+     "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+     "  'ingress': [{'from': [{'ipBlock': {'cidr': '127.0.0.0/16'}}]}]}]",
+     [](const Flow& f) { return f.to != "x/a" || f.from == "lo"; }},
     {"HostPeer",
      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
      "  'ingress': [{'from': [{'host': true}]}]}]",
@@ -363,9 +412,14 @@ Json random_selector(std::mt19937& rng, bool pods) {
 }
 
 Json random_peer(std::mt19937& rng) {
-  static const char* cidrs[] = {"0.0.0.0/0", "203.0.113.0/24", "203.0.113.128/25",
-                                "10.0.0.0/16", "10.0.0.200/32", "198.51.100.0/24",
-                                "10.0.0.0/8", "127.0.0.0/16"};
+  // World prefixes, and prefixes holding pods (10.0.0.2-10, 10.1.0.2-4), the
+  // gateways (10.0.0.1, 10.1.0.1) and loopback, so that blocks and their
+  // excepts split containers and the host.
+  static const char* cidrs[] = {
+      "0.0.0.0/0",       "203.0.113.0/24", "203.0.113.128/25", "10.0.0.0/16", "10.0.0.200/32",
+      "198.51.100.0/24", "10.0.0.0/8",     "127.0.0.0/16",     "10.0.0.3/32", "10.0.0.0/29",
+      "10.0.0.4/30",     "10.0.0.8/31",    "10.0.0.1/32",      "10.1.0.0/24", "10.1.0.2/32",
+      "10.1.0.0/30",     "127.0.0.1/32"};
   switch (rng() % 6) {
     case 0: return {{"podSelector", random_selector(rng, true)}};
     case 1: return {{"namespaceSelector", random_selector(rng, false)}};
@@ -453,15 +507,35 @@ Json random_policies(std::mt19937& rng, int index) {
   return policies;
 }
 
+// How many identities of a plan exist because ipBlocks split containers
+// (or the host): their names say which blocks hold them.
+std::pair<int, int> split_identities(const Config& cfg) {
+  auto plan = compile_policies(cfg);
+  std::pair<int, int> n{0, 0};
+  if (!plan) return n;
+  for (const auto& [id, name] : plan->identity_names) {
+    if (name.find(" (in ") == std::string::npos) continue;
+    (name.rfind("host", 0) == 0 ? n.second : n.first)++;
+  }
+  return n;
+}
+
 TEST(PolicyCrossCheck, GeneratedPolicySets) {
   std::mt19937 rng(20240501);
+  int containers_split = 0, host_split = 0;
   for (int i = 0; i < 150; ++i) {
     Json policies = random_policies(rng, i);
-    Config cfg = parse_ok(xyz_document(policies));
+    Config cfg = parse_ok(xyz_document(policies, i % 2 == 1));
     if (HasFailure()) return;
     check_all(cfg, nullptr, "set " + std::to_string(i) + ": " + policies.dump());
     if (HasFailure()) return;
+    auto [c, h] = split_identities(cfg);
+    containers_split += c > 0;
+    host_split += h > 0;
   }
+  // The generator must keep covering ipBlocks over containers and the host.
+  EXPECT_GE(containers_split, 30);
+  EXPECT_GE(host_split, 30);
 }
 
 // ---------------------------------------------------------------------------
@@ -493,34 +567,71 @@ TEST(PolicyCompile, IdentitiesAndIpcache) {
   auto plan = compile_policies(cfg, {*Ipv4::parse("198.18.0.1")});
   ASSERT_TRUE(plan.has_value()) << plan.error().message();
   EXPECT_TRUE(plan->active);
-  // Sorted by (namespace, labels): default{app=a}, default{app=b}, other{app=a}.
+  // Sorted by (namespace, labels, ipBlocks holding the address): default{app=a},
+  // default{app=a} in 172.20.0.3/32 (a2's address), default{app=b}, other{app=a}.
   auto a = ipcache_at(*plan, "172.20.0.2/32"), a2 = ipcache_at(*plan, "172.20.0.3/32"),
        b = ipcache_at(*plan, "172.20.0.4/32"), c = ipcache_at(*plan, "172.20.0.5/32");
   ASSERT_TRUE(a && a2 && b && c);
   EXPECT_EQ(a->identity, uint32_t{MOAT_ID_FIRST_DYNAMIC});
-  EXPECT_EQ(a2->identity, a->identity);  // same namespace and labels
-  EXPECT_EQ(b->identity, MOAT_ID_FIRST_DYNAMIC + 1u);
-  EXPECT_EQ(c->identity, MOAT_ID_FIRST_DYNAMIC + 2u);
+  EXPECT_EQ(a2->identity, MOAT_ID_FIRST_DYNAMIC + 1u);  // same labels, but an ipBlock holds it
+  EXPECT_EQ(b->identity, MOAT_ID_FIRST_DYNAMIC + 2u);
+  EXPECT_EQ(c->identity, MOAT_ID_FIRST_DYNAMIC + 3u);
   EXPECT_EQ(a->flags, MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED);
+  EXPECT_EQ(a2->flags, MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED);
   EXPECT_EQ(b->flags, uint32_t{MOAT_ID_F_CONTAINER});
   EXPECT_EQ(c->flags, uint32_t{MOAT_ID_F_CONTAINER});  // another namespace
-  EXPECT_EQ(plan->identity_names.at(a->identity), "default{app=a} [a, a2]");
-  // The host: gateway, given addresses, 127.0.0.0/8.
+  EXPECT_EQ(plan->identity_names.at(a->identity), "default{app=a} [a]");
+  EXPECT_EQ(plan->identity_names.at(a2->identity), "default{app=a} [a2] (in 172.20.0.3/32)");
+  // The host: gateway, given addresses, 127.0.0.0/8; no ipBlock holds them.
   EXPECT_EQ(ipcache_at(*plan, "172.20.0.1/32")->identity, uint32_t{MOAT_ID_HOST});
   EXPECT_EQ(ipcache_at(*plan, "198.18.0.1/32")->identity, uint32_t{MOAT_ID_HOST});
   EXPECT_EQ(ipcache_at(*plan, "127.0.0.0/8")->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_EQ(plan->identity_names.at(MOAT_ID_HOST), "host");
   // CIDRs: one identity per distinct prefix; a container's /32 stays the container's.
   auto wide = ipcache_at(*plan, "10.0.0.0/8"), except = ipcache_at(*plan, "10.1.0.0/16");
   ASSERT_TRUE(wide && except);
   EXPECT_NE(wide->identity, except->identity);
-  EXPECT_GE(wide->identity, MOAT_ID_FIRST_DYNAMIC + 3u);
-  EXPECT_EQ(a2->flags & MOAT_ID_F_CONTAINER, uint32_t{MOAT_ID_F_CONTAINER});
+  EXPECT_GE(wide->identity, MOAT_ID_FIRST_DYNAMIC + 4u);
   EXPECT_EQ(plan->ipcache.size(), 4u + 1 + 1 + 1 + 2);
   EXPECT_EQ(plan->identity_names.at(wide->identity), "cidr 10.0.0.0/8");
-  // add_host_addresses: new /32s are the host's; a container's address is refused.
-  ASSERT_TRUE(add_host_addresses(*plan, {*Ipv4::parse("198.18.0.2")}).has_value());
-  EXPECT_EQ(ipcache_at(*plan, "198.18.0.2/32")->identity, uint32_t{MOAT_ID_HOST});
-  EXPECT_FALSE(add_host_addresses(*plan, {*Ipv4::parse("172.20.0.2")}).has_value());
+  // The ipBlock 172.20.0.3/32 peer is a2's identity; a's never is.
+  for (const auto& [k, v] : plan->entries) EXPECT_NE(k.peer, a->identity);
+  EXPECT_TRUE(std::any_of(plan->entries.begin(), plan->entries.end(),
+                          [&](const auto& e) { return e.first.peer == a2->identity; }));
+}
+
+// The same input compiles to the same identities and entries, whatever the
+// order of containers and of excepts (re-applying writes nothing).
+TEST(PolicyCompile, IpBlockIdentitiesAreStable) {
+  const std::string policies =
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'egress': [{'to':"
+      " [{'ipBlock': {'cidr': '172.20.0.0/29', 'except': ['172.20.0.4/32', '172.20.0.2/32']}}]},"
+      " {'to': [{'ipBlock': {'cidr': '172.20.0.0/16'}}], 'ports': [{'port': 80}]}]}]";
+  Config one = small(policies);
+  Config two = small(policies);
+  std::reverse(two.containers.begin(), two.containers.end());
+  std::swap(two.policies[0].egress[0].peers[0].ip_block.except[0],
+            two.policies[0].egress[0].peers[0].ip_block.except[1]);
+  auto p1 = compile_policies(one), p1again = compile_policies(one), p2 = compile_policies(two);
+  ASSERT_TRUE(p1 && p1again && p2);
+  auto same_plan = [](const PolicyPlan& x, const PolicyPlan& y) {
+    return x.ipcache.size() == y.ipcache.size() && x.entries.size() == y.entries.size() &&
+           std::equal(x.ipcache.begin(), x.ipcache.end(), y.ipcache.begin(),
+                      [](const auto& l, const auto& r) {
+                        return l.first.prefixlen == r.first.prefixlen &&
+                               l.first.addr == r.first.addr &&
+                               l.second.identity == r.second.identity &&
+                               l.second.flags == r.second.flags;
+                      }) &&
+           std::equal(x.entries.begin(), x.entries.end(), y.entries.begin(),
+                      [](const auto& l, const auto& r) {
+                        return std::memcmp(&l.first, &r.first, sizeof l.first) == 0 &&
+                               l.second.action == r.second.action &&
+                               l.second.rule_id == r.second.rule_id;
+                      });
+  };
+  EXPECT_TRUE(same_plan(*p1, *p1again));
+  EXPECT_TRUE(same_plan(*p1, *p2));
 }
 
 std::vector<std::pair<moat_policy_key, moat_policy_val>> entries_of(const Config& cfg) {
@@ -642,6 +753,78 @@ TEST(PolicyPrecedence, RedundantCopiesAreDropped) {
   EXPECT_EQ(e.size(), 3u) << show(e);  // a: 80 allow, b: 80 allow, ANY: 22 deny
 }
 
+// A container attached twice: one identity per address class, so an ipBlock
+// holding one of its addresses matches that address only, both ways.
+TEST(PolicyCompile, IpBlockPerAttachment) {
+  Config cfg = parse_ok(J(
+      "{'networks': [{'name': 'n', 'subnet': '172.20.0.0/16'},"
+      "              {'name': 'm', 'subnet': '172.21.0.0/16'}],"
+      " 'containers': [{'name': 'a', 'labels': {'app': 'a'}, 'networks': ['n']},"
+      "                {'name': 'twice', 'labels': {'app': 't'}, 'networks': ['n', 'm']}],"
+      " 'policies': [{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}},"
+      "   'policyTypes': ['Ingress', 'Egress'],"
+      "   'ingress': [{'from': [{'ipBlock': {'cidr': '172.21.0.0/16'}}]}],"
+      "   'egress': [{'to': [{'ipBlock': {'cidr': '172.20.0.0/16', 'except':"
+      "                                   ['172.20.0.0/30']}}]}]}]}"));
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  // twice is 172.20.0.3 (in the except) and 172.21.0.2 (in the ingress block).
+  auto on_n = ipcache_at(*plan, "172.20.0.3/32"), on_m = ipcache_at(*plan, "172.21.0.2/32");
+  ASSERT_TRUE(on_n && on_m);
+  EXPECT_NE(on_n->identity, on_m->identity);
+  EXPECT_EQ(on_n->flags, on_m->flags);
+  EXPECT_EQ(plan->identity_names.at(on_m->identity), "default{app=t} [twice] (in 172.21.0.0/16)");
+  EXPECT_TRUE(flow(cfg, "twice@m", "a", IPPROTO_TCP, 80).allowed);
+  EXPECT_EQ(flow(cfg, "twice@n", "a", IPPROTO_TCP, 80).drop_reason, -MOAT_DROP_POLICY_DEFAULT_DENY);
+  EXPECT_FALSE(flow(cfg, "a", "twice@n", IPPROTO_TCP, 80).allowed);  // excepted
+  EXPECT_FALSE(flow(cfg, "a", "twice@m", IPPROTO_TCP, 80).allowed);  // not in the block
+  EXPECT_TRUE(flow(cfg, "a", "172.20.9.9", IPPROTO_TCP, 80).allowed);
+  EXPECT_FALSE(flow(cfg, "a", "172.20.0.1", IPPROTO_TCP, 80).allowed);  // the gateway: excepted
+}
+
+// Host addresses are split like containers': the gateway of n is in the
+// block, the uplink address and loopback are not; `{"host": true}` still
+// means all of them.
+TEST(PolicyCompile, IpBlockOverHostAddresses) {
+  Config cfg = small(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': ["
+      "  {'from': [{'ipBlock': {'cidr': '172.20.0.0/30'}}], 'ports': [{'port': 80}]},"
+      "  {'from': [{'host': true}], 'ports': [{'port': 22}]},"
+      "  {'from': [{'ipBlock': {'cidr': '127.0.0.0/16'}}], 'ports': [{'port': 23}]}]}]");
+  const Ipv4 uplink = *Ipv4::parse("198.18.0.1");
+  auto plan = compile_policies(cfg, {uplink});
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  auto gw = ipcache_at(*plan, "172.20.0.1/32"), up = ipcache_at(*plan, "198.18.0.1/32"),
+       lo = ipcache_at(*plan, "127.0.0.0/8"), lo16 = ipcache_at(*plan, "127.0.0.0/16");
+  ASSERT_TRUE(gw && up && lo && lo16);
+  EXPECT_EQ(up->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_EQ(lo->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_NE(gw->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_NE(lo16->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_NE(lo16->identity, gw->identity);
+  EXPECT_EQ(gw->flags, 0u);
+  EXPECT_EQ(plan->identity_names.at(gw->identity), "host (in 172.20.0.0/30)");
+  const Ipv4 a = *Ipv4::parse("172.20.0.2");
+  auto allowed = [&](const char* from, uint16_t port) {
+    PolicyEndpoint f = resolve_endpoint(cfg, from, {uplink}).value();
+    PolicyEndpoint t = resolve_endpoint(cfg, "a").value();
+    PolicyVerdict m = evaluate_model(cfg, f, t, IPPROTO_TCP, port);
+    PolicyVerdict c = evaluate_compiled(*plan, f.ip, a, IPPROTO_TCP, port);
+    EXPECT_TRUE(same(m, c)) << from << " " << port;
+    return c.allowed;
+  };
+  EXPECT_TRUE(allowed("172.20.0.1", 80));
+  EXPECT_FALSE(allowed("198.18.0.1", 80));
+  EXPECT_FALSE(allowed("127.0.0.1", 80));
+  for (const char* host : {"172.20.0.1", "198.18.0.1", "127.0.0.1", "127.1.0.1"})
+    EXPECT_TRUE(allowed(host, 22)) << host;
+  EXPECT_TRUE(allowed("127.0.0.1", 23));
+  EXPECT_FALSE(allowed("127.1.0.1", 23));
+  EXPECT_FALSE(allowed("172.20.0.1", 23));
+  EXPECT_TRUE(allowed("a2", 80));  // 172.20.0.3: a container inside the block
+  EXPECT_FALSE(allowed("b", 80));  // 172.20.0.4
+}
+
 TEST(PolicyCompile, RuleTable) {
   Config cfg = small(
       "[{'name': 'p', 'podSelector': {}, 'ingress': [{}], 'egress': [{'action': 'deny', 'to':"
@@ -730,7 +913,8 @@ TEST(PolicyFiles, InvoiceAppSegmentation) {
       {"rechnung", "sicherheit", 6000, true},   {"datenbank", "sicherheit", 6000, false},
       {"host", "rechnung", 5000, true},         {"host", "sicherheit", 6000, false},
       {"host", "datenbank", 7000, false},       {"world", "rechnung", 5000, true},
-      {"sicherheit", "rechnung", 5000, false},  {"rechnung", "datenbank", 6000, false},
+      // rechnung-nur-5000 admits ipBlock 0.0.0.0/0, which holds sicherheit's address too.
+      {"sicherheit", "rechnung", 5000, true},   {"rechnung", "datenbank", 6000, false},
       {"rechnung", "world", 443, true},
   };
   for (const Case& c : cases) {

@@ -24,7 +24,8 @@ const char* kFile = R"({
   "containers": [
     {"name": "web", "labels": {"app": "web"},
      "networks": [{"network": "front", "interface": "veth0"}], "publish": ["8080:80"]},
-    {"name": "db", "networks": [{"network": "front", "interface": "veth1"}]}],
+    {"name": "db", "networks": [{"network": "front", "interface": "veth1",
+                                 "mac": "02:42:0A:01:00:03"}]}],
   "host": {"uplinks": ["up0"]}})";
 
 Config parse_ok(const std::string& text) {
@@ -37,6 +38,8 @@ HostFacts host_facts() {
   HostFacts h;
   h.ifindex = {{"veth0", 11}, {"veth1", 12}};
   h.uplinks = {{"up0", 2, inet_addr("198.18.0.1")}};
+  // What veth0's peer has; db's attachment names its MAC, so none for veth1.
+  h.macs = {{"veth0", {0x02, 0x42, 0x0a, 0x01, 0x00, 0x02}}};
   return h;
 }
 
@@ -52,6 +55,11 @@ TEST(MapPlan, EveryMapEntryFromFileAndHost) {
   EXPECT_EQ(web.ipv4, inet_addr("10.1.0.2"));
   EXPECT_EQ(web.stats_slot, m->slots.slot.at("veth0"));
   EXPECT_NE(web.stats_slot, 0u);
+  // The container's MAC: from the host (the veth's peer), or from the file.
+  EXPECT_EQ(mac_str(std::to_array(web.mac)), "02:42:0a:01:00:02");
+  const auto& db = m->endpoints.at(key_bytes(uint32_t{12}));
+  EXPECT_EQ(mac_str(std::to_array(db.mac)), "02:42:0a:01:00:03");
+  EXPECT_EQ(m->endpoint_rows.at(1).extra.value("mac", ""), "02:42:0a:01:00:03");
   // Subnet, gateway, and the uplink's address as a host address.
   ASSERT_EQ(m->addrs.size(), 3u);
   auto up = m->addrs.at(key_bytes(moat_lpm_v4_key{32, inet_addr("198.18.0.1")}));

@@ -60,6 +60,9 @@ struct Attachment {
   Ipv4 ip;  // allocated when absent in the file
   bool ip_from_file = false;
   std::string host_interface;  // host-side interface; required by `moat apply`, set by the lab
+  // The container's MAC on this attachment (unicast); when absent, `moat
+  // apply` reads it from the peer of host_interface.
+  std::optional<Mac> mac;
 };
 
 struct Container {

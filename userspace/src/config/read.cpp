@@ -88,7 +88,8 @@ std::optional<AttachmentEntry> read_attachment(Reader& r, const Json& v, const s
                         describe(v));
     return std::nullopt;
   }
-  if (!r.object(v, path, {{"network", kRequired}, {"ip"}, {"interface"}})) return std::nullopt;
+  if (!r.object(v, path, {{"network", kRequired}, {"ip"}, {"interface"}, {"mac"}}))
+    return std::nullopt;
   bool has_network = false;
   r.member(v, path, "network", [&](const Json& f, const std::string& p) {
     a.network_path = p;
@@ -106,6 +107,17 @@ std::optional<AttachmentEntry> read_attachment(Reader& r, const Json& v, const s
   });
   r.member(v, path, "interface", [&](const Json& f, const std::string& p) {
     a.att.host_interface = r.name(f, p, "interface", ifname_problem).value_or("");
+  });
+  r.member(v, path, "mac", [&](const Json& f, const std::string& p) {
+    auto text = r.string(f, p);
+    if (!text) return;
+    auto mac = parse_mac(*text);
+    if (!mac)
+      r.problem(p, "\"" + *text + "\" is not a MAC address like \"02:42:ac:12:00:02\"");
+    else if ((*mac)[0] & 1)
+      r.problem(p, mac_str(*mac) + " is a group (multicast) address; a container's MAC is unicast");
+    else
+      a.att.mac = mac;
   });
   if (!has_network) return std::nullopt;
   return a;

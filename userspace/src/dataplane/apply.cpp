@@ -21,6 +21,7 @@
 #include "dataplane/sockhooks.h"
 #include "dataplane/state.h"
 #include "dataplane/tc.h"
+#include "dataplane/veth.h"
 #include "plan/map_plan.h"
 #include "policy/policy.h"
 
@@ -139,6 +140,13 @@ Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
                       "\": interface " + e.interface + " does not exist in this network namespace",
                   errno);
     host.ifindex[e.interface] = static_cast<int>(idx);
+    if (e.mac_given) continue;
+    auto mac = veth_peer_mac(e.interface);
+    if (!mac)
+      return fail(cfg.source + ": container \"" + e.container + "\" on network \"" + e.network +
+                      "\": " + mac.error().message(),
+                  mac.error().err);
+    host.macs[e.interface] = *mac;
   }
   for (const auto& name : cfg.uplinks) {
     HostUplink u{name, static_cast<int>(if_nametoindex(name.c_str())), 0};

@@ -12,8 +12,8 @@
 
 #include "config/inputs.h"
 #include "dataplane/reconcile.h"
+#include "dataplane/veth.h"
 #include "docker/model.h"
-#include "docker/veth.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -279,6 +279,9 @@ std::vector<Endpoint> Builder::endpoints_of(const json& c, const std::string& id
     att.network = f.net.name;
     att.ip = *ip;
     att.ip_from_file = true;  // as parse_config() marks an address the file gives
+    // Docker's word for the MAC it gave the container's veth (the veth is
+    // found by it); without one, apply reads it from the veth's peer.
+    att.mac = parse_mac(str(ep, "MacAddress"));
     eps.push_back({&f, std::move(att), f.net.name == mode});
   }
   order_endpoints(eps);
@@ -459,6 +462,7 @@ std::string config_to_json(const Config& config) {
     for (const Attachment& a : c.networks) {
       Out att = {{"network", a.network}, {"ip", a.ip.str()}};
       if (!a.host_interface.empty()) att["interface"] = a.host_interface;
+      if (a.mac) att["mac"] = mac_str(*a.mac);
       attachments.push_back(std::move(att));
     }
     o["networks"] = std::move(attachments);

@@ -165,6 +165,21 @@ PolicyEndpoint source_ep(const Config& cfg, const LabInfo& info, const std::stri
   return e;
 }
 
+// The source of a probe to `p.dst` ("NAME@NETWORK") with the address the
+// kernel sees: the host and a container attached there dial from their own
+// address on that network. ipBlocks match addresses, so it matters.
+PolicyEndpoint isolation_source(const Config& cfg, const LabInfo& info, const Probe& p) {
+  PolicyEndpoint from = source_ep(cfg, info, p.src);
+  const std::string net = p.dst.substr(p.dst.find('@') + 1);
+  if (from.kind == PolicyEndpoint::Kind::host) {
+    if (const Network* n = cfg.find_network(net)) from.ip = n->gateway;
+  } else if (const Container* c = cfg.find_container(from.container)) {
+    for (const Attachment& a : c->networks)
+      if (a.network == net) from.ip = a.ip;
+  }
+  return from;
+}
+
 }  // namespace
 
 void expect_policy(const Config& cfg, const LabInfo& info, std::vector<Probe>& isolation,
@@ -175,7 +190,8 @@ void expect_policy(const Config& cfg, const LabInfo& info, std::vector<Probe>& i
     PolicyEndpoint to = container_ep(cfg, p.dst.substr(0, p.dst.find('@')));
     to.ip = p.dst_ip;
     p.expected =
-        evaluate_model(cfg, source_ep(cfg, info, p.src), to, ip_protocol_number(p.proto), p.port).allowed;
+        evaluate_model(cfg, isolation_source(cfg, info, p), to, ip_protocol_number(p.proto), p.port)
+            .allowed;
   }
   for (auto& p : published) {
     if (!p.expected || p.expect_reply.empty()) continue;

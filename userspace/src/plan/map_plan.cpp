@@ -28,12 +28,17 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
   for (const auto& e : m.plan.endpoints) {
     moat_endpoint v = e.value;
     v.stats_slot = m.slots.slot.at(e.interface);
+    if (!e.mac_given) {
+      const Mac& mac = host.macs.at(e.interface);
+      std::copy(mac.begin(), mac.end(), v.mac);
+    }
     m.endpoints.emplace(key_bytes(static_cast<uint32_t>(host.ifindex.at(e.interface))), v);
     m.container_addrs.emplace(
         key_bytes(moat_container_net_key{e.value.container_id, e.value.net_id}), e.value.ipv4);
     m.endpoint_rows.push_back({e.interface, host.ifindex.at(e.interface),
                                json{{"container", e.container}, {"network", e.network},
                                     {"ip", Ipv4::from_be(e.value.ipv4).str()},
+                                    {"mac", mac_str(std::to_array(v.mac))},
                                     {"stats_slot", v.stats_slot}}});
   }
   for (const auto& u : host.uplinks) {

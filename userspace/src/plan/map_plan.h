@@ -43,6 +43,9 @@ struct HostFacts {
   std::map<std::string, int> ifindex;  // every endpoint's host-side interface
   std::vector<HostUplink> uplinks;     // in the file's order
   std::map<std::string, int> bridges;  // networks' bridges, by network name
+  // The container-side MAC behind every endpoint interface whose attachment
+  // names none.
+  std::map<std::string, Mac> macs;
 };
 
 // One interface moat attaches to, and its row in the state file.

@@ -93,6 +93,10 @@ Result<void> plan_endpoints(const Config& cfg, Plan& plan) {
       e.value.ipv4 = a.ip.to_be();
       e.value.net_flags = net_flags(*n);
       e.value.container_id = plan.ids.containers.at(c.name);
+      if (a.mac) {
+        e.mac_given = true;
+        std::copy(a.mac->begin(), a.mac->end(), e.value.mac);
+      }
       plan.endpoints.push_back(e);
     }
   }

@@ -28,7 +28,8 @@ struct IdTable {
 struct EndpointEntry {
   std::string container;
   std::string network;
-  std::string interface;  // host-side interface; the key is its ifindex
+  std::string interface;   // host-side interface; the key is its ifindex
+  bool mac_given = false;  // value.mac is the file's; else the host's facts give it
   moat_endpoint value{};
 };
 

@@ -12,6 +12,19 @@
 // rules of its own gets copies of the wildcard peer's patterns, so its own
 // entries always answer first. Then every entry that changes no answer
 // (same verdict as the lookup that would answer without it) is dropped.
+//
+// An ipBlock matches every address inside its cidr and outside its
+// excepts, a container's or the host's as well: Kubernetes' e2e "should
+// allow egress access to server in CIDR block" selects a pod by its
+// address, and Calico and kube-router match ipBlocks as plain address sets.
+// The kernel only compares identities, so an address's identity must say
+// which ipBlocks hold it: containers (and host addresses) are split by the
+// set of ipBlocks holding each address, and an ipBlock peer stands for
+// every identity whose addresses it holds, plus the CIDR identities inside
+// it. The split is paid here, once per compile, and in map entries (a split
+// identity is a subject of its own, with its own copy of its policies'
+// entries); the kernel still does two ipcache and at most twelve policy
+// lookups per new flow.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -27,7 +40,8 @@
 namespace moat {
 namespace {
 
-constexpr uint32_t kHostPrefix = 127u << 24;  // 127.0.0.0/8 is the host
+// 127.0.0.0/8 is the host.
+Ipv4Prefix loopback() { return {Ipv4{127u << 24}, 8}; }
 
 // A pattern / point: (proto, port). proto 0: every protocol (as a key) or a
 // protocol no rule names (as a point); port 0 likewise.
@@ -179,10 +193,14 @@ std::vector<Pattern> points_of(const std::set<Pattern>& patterns) {
   return {pts.begin(), pts.end()};
 }
 
+// Indices into IpBlocks, ascending: the ipBlocks holding an address.
+using Regions = std::vector<uint32_t>;
+
 struct IdentityInfo {
   uint32_t id = 0;
   std::string ns;
   Labels labels;
+  Regions regions;  // the ipBlocks holding its addresses
   std::vector<std::string> containers;
   bool isolated[2] = {false, false};  // by PolicyDirection
 };
@@ -196,6 +214,86 @@ std::string labels_str(const Labels& labels) {
 bool prefix_within(const Ipv4Prefix& inner, const Ipv4Prefix& outer) {
   return inner.len >= outer.len && outer.contains(inner.addr);
 }
+
+// The prefix of length `len` holding `a`.
+Ipv4Prefix enclosing(Ipv4 a, uint8_t len) {
+  const uint32_t mask = len == 0 ? 0 : ~0u << (32 - len);
+  return {Ipv4{a.value & mask}, len};
+}
+
+// The distinct ipBlocks of every rule (cidr and the set of its excepts),
+// numbered in sorted order, so that identities depend only on what the
+// policies say, not on where they say it.
+class IpBlocks {
+ public:
+  explicit IpBlocks(const Config& cfg) {
+    std::set<Key> keys;
+    for_each_ip_block(cfg, [&](const IpBlock& b) { keys.insert(key_of(b)); });
+    keys_.assign(keys.begin(), keys.end());
+    for (uint32_t i = 0; i < keys_.size(); ++i) by_cidr_[keys_[i].first].push_back(i);
+  }
+
+  size_t size() const { return keys_.size(); }
+
+  uint32_t index(const IpBlock& b) const {
+    return static_cast<uint32_t>(std::lower_bound(keys_.begin(), keys_.end(), key_of(b)) -
+                                 keys_.begin());
+  }
+
+  // The blocks holding the addresses of `p` that no longer policy prefix
+  // holds (all of a /32): those whose cidr holds p and none of whose
+  // excepts does. An except inside p has an ipcache entry of its own, so it
+  // never splits those addresses. At most 33 lookups, whatever the rules.
+  Regions holding(const Ipv4Prefix& p) const {
+    Regions out;
+    for (uint8_t len = 0; len <= p.len; ++len) {
+      auto it = by_cidr_.find(enclosing(p.addr, len));
+      if (it == by_cidr_.end()) continue;
+      for (uint32_t i : it->second) {
+        const auto& except = keys_[i].second;
+        if (std::none_of(except.begin(), except.end(),
+                         [&](const Ipv4Prefix& e) { return prefix_within(p, e); }))
+          out.push_back(i);
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Every cidr but 0.0.0.0/0 (a miss is the world) and every except: the
+  // prefixes the ipcache needs.
+  std::set<Ipv4Prefix> prefixes() const {
+    std::set<Ipv4Prefix> out;
+    for (const auto& [cidr, except] : keys_) {
+      if (cidr.len > 0) out.insert(cidr);
+      out.insert(except.begin(), except.end());
+    }
+    return out;
+  }
+
+  // " (in 10.0.0.0/8 except 10.1.0.0/16; 172.20.0.3/32)", "" for none.
+  std::string str(const Regions& regions) const {
+    std::vector<std::string> parts;
+    for (uint32_t i : regions) {
+      const auto& [cidr, except] = keys_[i];
+      std::vector<std::string> ex;
+      for (const Ipv4Prefix& e : except) ex.push_back(e.str());
+      parts.push_back(cidr.str() + (ex.empty() ? "" : " except " + join(ex, ", ")));
+    }
+    return parts.empty() ? "" : " (in " + join(parts, "; ") + ")";
+  }
+
+ private:
+  using Key = std::pair<Ipv4Prefix, std::vector<Ipv4Prefix>>;
+
+  static Key key_of(const IpBlock& b) {
+    std::set<Ipv4Prefix> except(b.except.begin(), b.except.end());
+    return {b.cidr, {except.begin(), except.end()}};
+  }
+
+  std::vector<Key> keys_;  // sorted
+  std::map<Ipv4Prefix, std::vector<uint32_t>> by_cidr_;
+};
 
 uint32_t dir_index(PolicyDirection d) { return d == PolicyDirection::ingress ? 0 : 1; }
 
@@ -217,11 +315,20 @@ Result<void> check_ipcache(const PolicyPlan& plan, const std::string& source) {
 // ---------------------------------------------------------------------------
 // Phases of compile_policies()
 
-// Identities: containers by (namespace, labels), then one per policy CIDR.
+// Identities: containers by (namespace, labels, ipBlocks holding the
+// address), then the host by ipBlocks, then one per policy CIDR; numbered
+// in that order, each group sorted, so the same input gets the same numbers.
 struct Identities {
-  std::map<std::pair<std::string, Labels>, IdentityInfo> by_labels;
-  std::vector<IdentityInfo*> containers;  // in identity order
+  explicit Identities(const Config& cfg) : blocks(cfg) {}
+  IpBlocks blocks;
+  std::map<std::tuple<std::string, Labels, Regions>, IdentityInfo> by_key;
+  std::vector<IdentityInfo*> containers;               // in identity order
+  std::map<uint32_t, const IdentityInfo*> by_address;  // a container's; the first container wins
+  std::map<Regions, uint32_t> hosts;                   // the host's identities
+  std::map<Ipv4Prefix, uint32_t> host_prefixes;        // the host's ipcache entries
   std::map<Ipv4Prefix, uint32_t> cidrs;
+  std::vector<std::vector<uint32_t>> inside;  // by ipBlock: container and host identities it holds
+  uint32_t next_id = MOAT_ID_FIRST_DYNAMIC;
 };
 
 // A container standing for every container of an identity: selection looks
@@ -233,18 +340,29 @@ Container probe_of(const IdentityInfo& info) {
   return probe;
 }
 
-void assign_identities(const Config& cfg, Identities& ids, PolicyPlan& plan) {
-  plan.identity_names[MOAT_ID_HOST] = "host";
-  plan.identity_names[MOAT_ID_WORLD] = "world";
-  for (const Container& c : cfg.containers) {
-    IdentityInfo& info = ids.by_labels[{c.ns, c.labels}];
-    info.ns = c.ns;
-    info.labels = c.labels;
+IdentityInfo& identity_of(Identities& ids, const Container& c, Regions regions) {
+  IdentityInfo& info = ids.by_key[{c.ns, c.labels, regions}];
+  info.ns = c.ns;
+  info.labels = c.labels;
+  info.regions = std::move(regions);
+  if (info.containers.empty() || info.containers.back() != c.name)
     info.containers.push_back(c.name);
+  return info;
+}
+
+// One identity per address class: a container's addresses in different
+// ipBlocks get different identities. A container without an address keeps
+// one, as it always had.
+void assign_container_identities(const Config& cfg, Identities& ids, PolicyPlan& plan) {
+  for (const Container& c : cfg.containers) {
+    if (c.networks.empty()) identity_of(ids, c, {});
+    for (const Attachment& a : c.networks) {
+      IdentityInfo& info = identity_of(ids, c, ids.blocks.holding({a.ip, 32}));
+      ids.by_address.emplace(a.ip.value, &info);
+    }
   }
-  uint32_t next_id = MOAT_ID_FIRST_DYNAMIC;
-  for (auto& [key, info] : ids.by_labels) {
-    info.id = next_id++;
+  for (auto& [key, info] : ids.by_key) {
+    info.id = ids.next_id++;
     ids.containers.push_back(&info);
     const Container probe = probe_of(info);
     for (const Policy& p : cfg.policies) {
@@ -252,42 +370,82 @@ void assign_identities(const Config& cfg, Identities& ids, PolicyPlan& plan) {
       info.isolated[0] |= p.isolates_ingress;
       info.isolated[1] |= p.isolates_egress;
     }
-    plan.identity_names[info.id] =
-        info.ns + labels_str(info.labels) + " [" + join(info.containers, ", ") + "]";
-  }
-  std::set<Ipv4Prefix> cidr_set;
-  for_each_ip_block(cfg, [&](const IpBlock& b) {
-    if (b.cidr.len > 0) cidr_set.insert(b.cidr);
-    for (const auto& e : b.except) cidr_set.insert(e);
-  });
-  for (const Ipv4Prefix& prefix : cidr_set) {
-    ids.cidrs[prefix] = next_id;
-    plan.identity_names[next_id++] = "cidr " + prefix.str();
+    plan.identity_names[info.id] = info.ns + labels_str(info.labels) + " [" +
+                                   join(info.containers, ", ") + "]" + ids.blocks.str(info.regions);
   }
 }
 
-// ipcache: containers and the host first; a CIDR never shadows them.
-void fill_ipcache(const Config& cfg, const Identities& ids, const std::vector<Ipv4>& host_addresses,
-                  PolicyPlan& plan) {
-  std::map<std::pair<uint8_t, uint32_t>, moat_ipcache_val> ipcache;
-  auto put = [&](uint8_t len, uint32_t addr, moat_ipcache_val v) {
-    ipcache.emplace(std::pair{len, addr}, v);  // the first one wins
+// The host's entries: gateways, its own addresses, 127.0.0.0/8 and the
+// policy prefixes inside it (an ipBlock there matches part of loopback).
+// 127.0.0.0/8's class keeps MOAT_ID_HOST, so a policy whose ipBlocks do not
+// tell host addresses apart leaves the host one identity, as it always was.
+void assign_host_identities(const Config& cfg, const std::vector<Ipv4>& host_addresses,
+                            Identities& ids, PolicyPlan& plan) {
+  std::map<Ipv4Prefix, Regions> prefixes;
+  auto add = [&](const Ipv4Prefix& p) {
+    if (p.len == 32 && ids.by_address.contains(p.addr.value)) return;  // a container's
+    prefixes.emplace(p, ids.blocks.holding(p));
   };
-  for (const Container& c : cfg.containers) {
-    const IdentityInfo& info = ids.by_labels.at({c.ns, c.labels});
-    uint32_t flags = MOAT_ID_F_CONTAINER;
-    if (info.isolated[0]) flags |= MOAT_ID_F_INGRESS_ISOLATED;
-    if (info.isolated[1]) flags |= MOAT_ID_F_EGRESS_ISOLATED;
-    for (const Attachment& a : c.networks) put(32, a.ip.value, {info.id, flags});
+  add(loopback());
+  for (const Network& n : cfg.networks) add({n.gateway, 32});
+  for (const Ipv4& a : host_addresses) add({a, 32});
+  for (const Ipv4Prefix& p : ids.blocks.prefixes())
+    if (prefix_within(p, loopback())) add(p);
+  ids.hosts[prefixes.at(loopback())] = MOAT_ID_HOST;
+  std::set<Regions> classes;
+  for (const auto& [p, regions] : prefixes) classes.insert(regions);
+  for (const Regions& regions : classes) {
+    auto [it, fresh] = ids.hosts.try_emplace(regions, ids.next_id);
+    if (fresh) ++ids.next_id;
+    plan.identity_names[it->second] = "host" + ids.blocks.str(regions);
   }
-  for (const Network& n : cfg.networks) put(32, n.gateway.value, {MOAT_ID_HOST, 0});
-  for (const Ipv4& a : host_addresses) put(32, a.value, {MOAT_ID_HOST, 0});
-  put(8, kHostPrefix, {MOAT_ID_HOST, 0});
-  const Ipv4Prefix host_prefix{Ipv4{kHostPrefix}, 8};
-  for (const auto& [prefix, id] : ids.cidrs) {
-    if (prefix_within(prefix, host_prefix)) continue;  // the host's, as in the model
-    put(prefix.len, prefix.addr.value, {id, 0});
+  for (const auto& [p, regions] : prefixes) ids.host_prefixes[p] = ids.hosts.at(regions);
+}
+
+// Policy prefixes outside 127.0.0.0/8 (those inside are the host's).
+void assign_cidr_identities(Identities& ids, PolicyPlan& plan) {
+  for (const Ipv4Prefix& prefix : ids.blocks.prefixes()) {
+    if (prefix_within(prefix, loopback())) continue;
+    ids.cidrs[prefix] = ids.next_id;
+    plan.identity_names[ids.next_id++] = "cidr " + prefix.str();
   }
+}
+
+// Which container and host identities each ipBlock holds.
+void index_inside(Identities& ids) {
+  ids.inside.assign(ids.blocks.size(), {});
+  for (const IdentityInfo* info : ids.containers)
+    for (uint32_t b : info->regions) ids.inside[b].push_back(info->id);
+  for (const auto& [regions, id] : ids.hosts)
+    for (uint32_t b : regions) ids.inside[b].push_back(id);
+}
+
+void assign_identities(const Config& cfg, const std::vector<Ipv4>& host_addresses, Identities& ids,
+                       PolicyPlan& plan) {
+  plan.identity_names[MOAT_ID_WORLD] = "world";
+  assign_container_identities(cfg, ids, plan);
+  assign_host_identities(cfg, host_addresses, ids, plan);
+  assign_cidr_identities(ids, plan);
+  index_inside(ids);
+}
+
+uint32_t flags_of(const IdentityInfo& info) {
+  uint32_t flags = MOAT_ID_F_CONTAINER;
+  if (info.isolated[0]) flags |= MOAT_ID_F_INGRESS_ISOLATED;
+  if (info.isolated[1]) flags |= MOAT_ID_F_EGRESS_ISOLATED;
+  return flags;
+}
+
+// ipcache: containers and the host first; a CIDR never shadows them.
+void fill_ipcache(const Identities& ids, PolicyPlan& plan) {
+  std::map<std::pair<uint8_t, uint32_t>, moat_ipcache_val> ipcache;
+  auto put = [&](const Ipv4Prefix& p, moat_ipcache_val v) {
+    ipcache.emplace(std::pair{p.len, p.addr.value}, v);  // the first one wins
+  };
+  for (const auto& [addr, info] : ids.by_address)
+    put({Ipv4{addr}, 32}, {info->id, flags_of(*info)});
+  for (const auto& [prefix, id] : ids.host_prefixes) put(prefix, {id, 0});
+  for (const auto& [prefix, id] : ids.cidrs) put(prefix, {id, 0});
   for (const auto& [k, v] : ipcache) {
     moat_lpm_v4_key key{k.first, Ipv4{k.second}.to_be()};
     plan.ipcache.emplace_back(key, v);
@@ -295,23 +453,25 @@ void fill_ipcache(const Config& cfg, const Identities& ids, const std::vector<Ip
   sort_ipcache(plan.ipcache);
 }
 
-// The CIDR identities an ipBlock matches: its own prefixes and those inside
-// it, less the excepted ones.
-void add_ip_block_peers(const IpBlock& b, const std::map<Ipv4Prefix, uint32_t>& cidrs,
-                        std::set<uint32_t>& peers) {
+// The identities an ipBlock matches: the CIDR identities of its own
+// prefixes and those inside it, less the excepted ones, then the container
+// and host identities whose addresses it holds.
+void add_ip_block_peers(const IpBlock& b, const Identities& ids, std::set<uint32_t>& peers) {
   if (b.cidr.len == 0) peers.insert(MOAT_ID_WORLD);
   // The prefixes within b.cidr sort together (address first): a range of the
   // map, not all of it, for each of 100,000 rules.
   const uint32_t last =
       b.cidr.addr.value | (b.cidr.len == 0 ? 0xffffffffu : ~(0xffffffffu << (32 - b.cidr.len)));
-  for (auto it = cidrs.lower_bound(Ipv4Prefix{b.cidr.addr, 0});
-       it != cidrs.end() && it->first.addr.value <= last; ++it) {
+  for (auto it = ids.cidrs.lower_bound(Ipv4Prefix{b.cidr.addr, 0});
+       it != ids.cidrs.end() && it->first.addr.value <= last; ++it) {
     const auto& [prefix, id] = *it;
     if (!prefix_within(prefix, b.cidr)) continue;
     bool excepted = std::any_of(b.except.begin(), b.except.end(),
                                 [&](const Ipv4Prefix& e) { return prefix_within(prefix, e); });
     if (!excepted) peers.insert(id);
   }
+  const auto& inside = ids.inside[ids.blocks.index(b)];
+  peers.insert(inside.begin(), inside.end());
 }
 
 CompiledRule compile_rule(const Config& cfg, const Identities& ids, const Policy& p,
@@ -324,10 +484,10 @@ CompiledRule compile_rule(const Config& cfg, const Identities& ids, const Policy
   for (const PolicyPeer& peer : r.peers) {
     switch (peer.kind) {
       case PolicyPeer::Kind::host:
-        cr.peers.insert(MOAT_ID_HOST);
+        for (const auto& [regions, host] : ids.hosts) cr.peers.insert(host);
         break;
       case PolicyPeer::Kind::ip_block:
-        add_ip_block_peers(peer.ip_block, ids.cidrs, cr.peers);
+        add_ip_block_peers(peer.ip_block, ids, cr.peers);
         break;
       case PolicyPeer::Kind::pods:
         for (const IdentityInfo* info : ids.containers) {
@@ -473,9 +633,9 @@ Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& 
   if (cfg.policies.empty()) return plan;
   plan.active = true;
   plan.rules = policy_rule_table(cfg);
-  Identities ids;
-  assign_identities(cfg, ids, plan);
-  fill_ipcache(cfg, ids, host_addresses, plan);
+  Identities ids(cfg);
+  assign_identities(cfg, host_addresses, ids, plan);
+  fill_ipcache(ids, plan);
   if (auto ok = check_ipcache(plan, cfg.source); !ok) return std::unexpected(ok.error());
   fill_policy_entries(ids, compile_rules(cfg, ids), plan);
   if (auto ok = check_policy_entries(plan, ids, cfg.source); !ok)
@@ -483,24 +643,6 @@ Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& 
   std::sort(plan.entries.begin(), plan.entries.end(),
             [](const auto& a, const auto& b) { return key_tuple(a.first) < key_tuple(b.first); });
   return plan;
-}
-
-Result<void> add_host_addresses(PolicyPlan& plan, const std::vector<Ipv4>& addresses) {
-  if (!plan.active) return {};
-  for (const Ipv4& a : addresses) {
-    auto it = std::find_if(plan.ipcache.begin(), plan.ipcache.end(), [&](const auto& e) {
-      return e.first.prefixlen == 32 && e.first.addr == a.to_be();
-    });
-    if (it == plan.ipcache.end()) {
-      plan.ipcache.emplace_back(moat_lpm_v4_key{32, a.to_be()}, moat_ipcache_val{MOAT_ID_HOST, 0});
-    } else if (it->second.flags & MOAT_ID_F_CONTAINER) {
-      return fail("host address " + a.str() + " is a container's address");
-    } else {
-      it->second = {MOAT_ID_HOST, 0};  // the host's, even if a policy names it as a CIDR
-    }
-  }
-  sort_ipcache(plan.ipcache);
-  return check_ipcache(plan, "host addresses");
 }
 
 }  // namespace moat

@@ -100,7 +100,7 @@ bool peer_matches(const Config& cfg, const Policy& pol, const PolicyPeer& peer,
     case PolicyPeer::Kind::host:
       return ep.kind == PolicyEndpoint::Kind::host;
     case PolicyPeer::Kind::ip_block: {
-      if (ep.kind != PolicyEndpoint::Kind::address) return false;
+      // By address alone, whoever holds it: a container, the host or not.
       if (!peer.ip_block.cidr.contains(ep.ip)) return false;
       return std::none_of(peer.ip_block.except.begin(), peer.ip_block.except.end(),
                           [&](const Ipv4Prefix& e) { return e.contains(ep.ip); });

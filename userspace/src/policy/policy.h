@@ -11,12 +11,18 @@
 // doing exactly what the kernel does with the compiled entries), which
 // `moat explain` prints and the unit tests cross-check. Pure code.
 //
-// Identities follow Cilium: containers with the same namespace and labels
-// share one; the host (gateways, uplink addresses, 127.0.0.0/8) is
-// MOAT_ID_HOST; every ipBlock cidr and except prefix has its own; anything
-// else is MOAT_ID_WORLD. So an ipBlock never matches a container or the host
-// (write a pod/namespace selector or `{"host": true}` for those), exactly
-// like Cilium's CIDR rules versus its entities.
+// Identities follow Cilium's, refined by ipBlocks: an ipBlock matches every
+// address inside its cidr and outside its excepts, whoever holds it, as in
+// Kubernetes (its e2e "should allow egress access to server in CIDR block"
+// selects a pod by address; Calico and kube-router match ipBlocks as plain
+// address sets), so an identity must tell which ipBlocks hold its addresses.
+// Container addresses with the same namespace, labels and set of ipBlocks
+// holding them share one identity (a container attached twice may have
+// two); host addresses (gateways, uplink addresses, 127.0.0.0/8) with the
+// same set share one, 127.0.0.0/8's being MOAT_ID_HOST; every other ipBlock
+// cidr and except prefix has its own; anything else is MOAT_ID_WORLD. An
+// ipBlock peer stands for every identity whose addresses it holds, so the
+// kernel's lookups stay as they are (bpf/lib/policy.h).
 #pragma once
 
 #include <cstdint>
@@ -77,14 +83,12 @@ struct PolicyPlan {
 
 // Compiles cfg.policies. `host_addresses` are the host's own addresses known
 // only at apply time (uplinks'); gateways and 127.0.0.0/8 are added anyway.
-// Fails when the plan exceeds MOAT_MAX_IPCACHE or MOAT_MAX_POLICY.
+// They must be given here, not added to a plan afterwards: which identity a
+// host address gets depends on the ipBlocks holding it. Same input, same
+// identities and entries. Fails when the plan exceeds MOAT_MAX_IPCACHE or
+// MOAT_MAX_POLICY.
 Result<PolicyPlan> compile_policies(const Config& cfg,
                                     const std::vector<Ipv4>& host_addresses = {});
-
-// Adds /32 MOAT_ID_HOST ipcache entries to a compiled plan (no-op when the
-// plan is inactive or the entry exists). Fails on a container's address or
-// when the ipcache would overflow.
-Result<void> add_host_addresses(PolicyPlan& plan, const std::vector<Ipv4>& addresses);
 
 // ---------------------------------------------------------------------------
 // Evaluation of one flow (for `moat explain` and the tests)

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <charconv>
+#include <cstdio>
 
 namespace moat {
 namespace {
@@ -91,6 +92,35 @@ std::optional<Ipv4Prefix> Ipv4Prefix::parse(std::string_view text, std::string* 
     return fail("host bits are set (did you mean " + network.str() + "?)");
   }
   return prefix;
+}
+
+namespace {
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::optional<Mac> parse_mac(std::string_view text) {
+  if (text.size() != 17) return std::nullopt;
+  Mac m;
+  for (size_t i = 0; i < 6; ++i) {
+    int hi = hex_digit(text[i * 3]), lo = hex_digit(text[i * 3 + 1]);
+    if (hi < 0 || lo < 0 || (i < 5 && text[i * 3 + 2] != ':')) return std::nullopt;
+    m[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return m;
+}
+
+std::string mac_str(const Mac& m) {
+  char buf[18];
+  std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
+                m[5]);
+  return buf;
 }
 
 }  // namespace moat

@@ -1,8 +1,10 @@
-// net.h - IPv4 addresses and prefixes as values, with parsing and printing.
+// net.h - IPv4 addresses, prefixes and MAC addresses as values, with parsing
+// and printing.
 // Pure code: no system calls. Addresses are kept in host byte order; convert
 // with to_be() when writing a map entry.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,5 +35,11 @@ struct Ipv4Prefix {
   // and sets *why to a short reason when it returns nullopt.
   static std::optional<Ipv4Prefix> parse(std::string_view text, std::string* why = nullptr);
 };
+
+using Mac = std::array<uint8_t, 6>;
+
+// "02:42:ac:12:00:02" (any case) -> bytes; nullopt when malformed.
+std::optional<Mac> parse_mac(std::string_view text);
+std::string mac_str(const Mac& m);  // lower case, with colons
 
 }  // namespace moat

@@ -1,10 +1,11 @@
-#include "docker/veth.h"
+#include "dataplane/veth.h"
 
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/nsfs.h>
 #include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -20,7 +21,7 @@
 
 #include "util/fd.h"
 
-namespace moat::docker {
+namespace moat {
 
 namespace {
 
@@ -28,16 +29,10 @@ struct Link {
   int ifindex = 0;
   std::string name;
   std::optional<Mac> address;
-  std::optional<int> peer;  // IFLA_LINK
-  std::string kind;         // IFLA_INFO_KIND: "veth", "bridge", "" for none
+  std::optional<int> peer;          // IFLA_LINK
+  std::optional<int> peer_netnsid;  // IFLA_LINK_NETNSID: the peer is in another namespace
+  std::string kind;                 // IFLA_INFO_KIND: "veth", "bridge", "" for none
 };
-
-std::string mac_text(const Mac& m) {
-  char buf[18];
-  std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
-                m[5]);
-  return buf;
-}
 
 Result<Fd> open_rtnl() {
   Fd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
@@ -48,13 +43,23 @@ Result<Fd> open_rtnl() {
   return fd;
 }
 
-// RTM_GETLINK: a dump of every link (ifindex 0) or the one link `ifindex`.
-Result<void> send_getlink(int fd, uint32_t seq, int ifindex) {
+// RTM_GETLINK: a dump of every link (ifindex 0) or the one link `ifindex`,
+// in the namespace with id `netnsid` as the caller's namespace numbers it
+// (IFLA_TARGET_NETNSID), or in the caller's own.
+Result<void> send_getlink(int fd, uint32_t seq, int ifindex, std::optional<int> netnsid = {}) {
   struct {
     nlmsghdr h;
     ifinfomsg i;
+    rtattr a;
+    int32_t nsid;
   } req{};
   req.h.nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
+  if (netnsid) {
+    req.a.rta_type = IFLA_TARGET_NETNSID;
+    req.a.rta_len = RTA_LENGTH(sizeof(int32_t));
+    req.nsid = *netnsid;
+    req.h.nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg)) + RTA_LENGTH(sizeof(int32_t));
+  }
   req.h.nlmsg_type = RTM_GETLINK;
   req.h.nlmsg_flags = NLM_F_REQUEST | (ifindex == 0 ? NLM_F_DUMP : 0);
   req.h.nlmsg_seq = seq;
@@ -86,6 +91,10 @@ Link parse_link(const nlmsghdr* h) {
       int32_t v;
       std::memcpy(&v, data, 4);
       l.peer = v;
+    } else if (a->rta_type == IFLA_LINK_NETNSID && n >= 4) {
+      int32_t v;
+      std::memcpy(&v, data, 4);
+      l.peer_netnsid = v;
     } else if (a->rta_type == IFLA_LINKINFO) {
       int inner = static_cast<int>(n);
       for (auto* b = static_cast<const rtattr*>(RTA_DATA(a)); RTA_OK(b, inner);
@@ -128,11 +137,12 @@ Result<std::vector<Link>> recv_links(int fd, uint32_t seq, bool dump) {
   }
 }
 
-Result<std::vector<Link>> get_links(int ifindex) {
+Result<std::vector<Link>> get_links(int ifindex, std::optional<int> netnsid = {}) {
   auto fd = open_rtnl();
   if (!fd) return std::unexpected(fd.error());
   constexpr uint32_t kSeq = 1;
-  if (auto ok = send_getlink(fd->get(), kSeq, ifindex); !ok) return std::unexpected(ok.error());
+  if (auto ok = send_getlink(fd->get(), kSeq, ifindex, netnsid); !ok)
+    return std::unexpected(ok.error());
   return recv_links(fd->get(), kSeq, ifindex == 0);
 }
 
@@ -142,11 +152,11 @@ Result<Link> container_link(const std::vector<Link>& links, const Mac& mac,
   for (const auto& l : links) {
     if (!l.address || *l.address != mac) continue;
     if (l.kind != "veth" || !l.peer || *l.peer <= 0)
-      return fail(where + ": " + l.name + " (MAC " + mac_text(mac) + ") is not a veth" +
+      return fail(where + ": " + l.name + " (MAC " + mac_str(mac) + ") is not a veth" +
                   (l.kind.empty() ? "" : " but a " + l.kind));
     return l;
   }
-  return fail(where + ": no interface has MAC " + mac_text(mac));
+  return fail(where + ": no interface has MAC " + mac_str(mac));
 }
 
 // Runs in a thread of its own: setns changes only the calling thread, and
@@ -212,25 +222,7 @@ Result<std::string> resolve(const std::string& path, const std::string& mac_text
   return peer_here(*inside, where);
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
-
-std::optional<Mac> parse_mac(std::string_view text) {
-  if (text.size() != 17) return std::nullopt;
-  Mac m;
-  for (size_t i = 0; i < 6; ++i) {
-    int hi = hex_digit(text[i * 3]), lo = hex_digit(text[i * 3 + 1]);
-    if (hi < 0 || lo < 0 || (i < 5 && text[i * 3 + 2] != ':')) return std::nullopt;
-    m[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
-  return m;
-}
 
 Result<std::string> host_veth(pid_t container_pid, const std::string& mac) {
   std::string where = "container process " + std::to_string(container_pid);
@@ -245,4 +237,21 @@ Result<std::string> host_veth_in(const std::string& netns_path, const std::strin
   return resolve(netns_path, mac, "network namespace " + netns_path);
 }
 
-}  // namespace moat::docker
+Result<Mac> veth_peer_mac(const std::string& host_ifname) {
+  std::string where = "interface " + host_ifname;
+  unsigned idx = if_nametoindex(host_ifname.c_str());
+  if (idx == 0) return fail_errno(where + " does not exist in this network namespace", -1);
+  auto here = get_links(static_cast<int>(idx));
+  if (!here) return std::unexpected(here.error());
+  if (here->empty()) return fail("rtnetlink: no answer for " + where);
+  const Link& host = here->front();
+  if (host.kind != "veth" || !host.peer || *host.peer <= 0)
+    return fail(where + " is not a veth" + (host.kind.empty() ? "" : " but a " + host.kind) +
+                ": moat cannot learn the container's MAC; give the attachment's \"mac\"");
+  auto peer = get_links(*host.peer, host.peer_netnsid);
+  if (!peer) return fail(where + ": its peer: " + peer.error().message(), peer.error().err);
+  if (peer->empty() || !peer->front().address) return fail(where + ": its peer has no MAC address");
+  return *peer->front().address;
+}
+
+}  // namespace moat

@@ -17,14 +17,10 @@
 #include <string>
 #include <string_view>
 
+#include "util/net.h"
 #include "util/result.h"
 
-namespace moat::docker {
-
-using Mac = std::array<uint8_t, 6>;
-
-// "02:42:ac:12:00:02" (any case) -> bytes; nullopt when malformed.
-std::optional<Mac> parse_mac(std::string_view text);
+namespace moat {
 
 // The host-side veth of the interface with MAC `mac` in the network namespace
 // of process `container_pid` (Docker's State.Pid). Errors: the process is
@@ -36,4 +32,9 @@ Result<std::string> host_veth(pid_t container_pid, const std::string& mac);
 // only in dockerd's mount namespace: elsewhere it is an empty file).
 Result<std::string> host_veth_in(const std::string& netns_path, const std::string& mac);
 
-}  // namespace moat::docker
+// The MAC of the other end of veth `host_ifname` (the container's side, in
+// whatever namespace it lives): the only source MAC the endpoint programs
+// let the container send from. Errors: no such interface, not a veth.
+Result<Mac> veth_peer_mac(const std::string& host_ifname);
+
+}  // namespace moat

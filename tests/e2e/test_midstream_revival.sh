@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A connection a policy change cut stays cut while its server keeps sending
+# (issue 13, item 2). y-a holds a connection to x-a:8080 whose server sends
+# a heartbeat every 0.2 s besides answering each line. Then x's ingress
+# becomes default-deny: the client's next segment is revoked. The server's
+# heartbeats travel a direction no policy restricts (x-a's egress, y-a's
+# ingress), so they may pass; before the fix the first one was tracked as a
+# new flow x-a -> y-a and the client's segments then passed as its replies:
+# the connection lived on. Now only a SYN opens a flow, and the client's
+# lines must get no answer.
+source "$(dirname "$0")/lib.sh"
+P=$E2E_DIR/policy
+F=$P/xyz.json
+L=$(unique_lab mid)
+XA=$(ip_of "$F" x-a pods)
+lab_up "$L" "$F"
+policy_apply "$L" "$P/n-allow-all-x.json"
+
+serve "$L" x-a tcp 8080 TCP-LISTEN:8080,reuseaddr,fork \
+  'SYSTEM:(while echo hb; do sleep 0.2; done) & while read -r l; do echo "ans:$l"; done'
+conn_open c "$L" y-a "$XA" 8080
+
+# answered TOKEN SECONDS: the server's answer to line TOKEN came back in time.
+answered() {
+  local i
+  echo "$1" >&"${CONN_FD[c]}" || return 1
+  for i in $(seq $(( $2 * 20 ))); do
+    grep -qx "ans:$1" "$TMP/conn-c.out" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+heartbeats() { grep -cx hb "$TMP/conn-c.out"; }
+
+ok_before=0
+for i in 1 2 3; do answered "before-$i" 2 && { ok_before=1; break; }; done
+check "y-a -> x-a:8080 answers under allow-all" [ "$ok_before" = 1 ]
+check "the server's heartbeats arrive ($(heartbeats))" [ "$(heartbeats)" -gt 0 ]
+
+revoked=$(drops "$L" policy-revoked)
+denied=$(drops "$L" policy-default-deny)
+policy_apply "$L" "$P/b-deny-ingress-x.json"
+# The server sends on: give its heartbeats time to cross the revocation.
+sleep 1
+if answered after 3; then
+  bad "the revoked connection lives on: the client's line was answered"
+else
+  ok "the client's line gets no answer after the revocation (3 s)"
+fi
+n=$(drops "$L" policy-revoked)
+check "the cut is counted as policy-revoked ($revoked -> $n)" [ "$n" -gt "$revoked" ]
+n=$(drops "$L" policy-default-deny)
+check "the client's later segments are default-denied ($denied -> $n)" [ "$n" -gt "$denied" ]
+check "no connection-tracking entry names x-a:8080 any more" \
+  bash -c "! '$MOAT' ct list --lab '$L' --json | grep -q '\"$XA:8080\"\|\"sport\": 8080'"
+conn_close c
+
+policy_apply "$L" "$P/n-allow-all-x.json"
+conn_open c2 "$L" y-a "$XA" 8080
+ok_new=0
+for i in 1 2 3; do
+  echo "new-$i" >&"${CONN_FD[c2]}"
+  for _ in $(seq 40); do grep -qx "ans:new-$i" "$TMP/conn-c2.out" && { ok_new=1; break; }; sleep 0.05; done
+  [ "$ok_new" = 1 ] && break
+done
+check "a new connection, allowed again, answers" [ "$ok_new" = 1 ]
+conn_close c2
+
+down_and_finish "$L"
