@@ -66,4 +66,32 @@ done
 check "a new connection, allowed again, answers" [ "$ok_new" = 1 ]
 conn_close c2
 
+echo "moat explain runs the real programs, without side effects (issue 13)"
+# explain_field LAB FROM TO PORT EXPR: a Python expression over the JSON (e).
+explain_field() {
+  "$MOAT" explain --lab "$1" "$2" "$3" "$4" --json | python3 -c '
+import json,sys
+e=json.load(sys.stdin)
+print(eval(sys.argv[1]))' "$5"
+}
+flows() { "$MOAT" ct list --lab "$L" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+counters() {
+  "$MOAT" lab status --lab "$L" --json | python3 -c '
+import json,sys
+d=json.load(sys.stdin)
+print(sum(e["counters"][k]["drops"].get("policy-default-deny",0) for e in d["endpoints"] for k in ("from_container","to_container")))'
+}
+f0=$(flows)
+got=$(explain_field "$L" y-a x-a 8080/tcp '[(h["program"], h["passed"]) for h in e["program"]["hops"]], e["program"]["agrees"]')
+check "allowed: the SYN passes from_container at y-a and to_container at x-a ($got)" \
+  [ "$got" = "([('from_container', True), ('to_container', True)], True)" ]
+check "... and leaves no connection-tracking entry ($f0 -> $(flows))" [ "$(flows)" = "$f0" ]
+policy_apply "$L" "$P/b-deny-ingress-x.json"
+d0=$(counters)
+got=$(explain_field "$L" y-a x-a 8080/tcp '[(h["program"], h["passed"], h.get("reason")) for h in e["program"]["hops"]], e["program"]["agrees"]')
+# The first hook that meets a flow judges both sides' policies: y-a's veth.
+check "denied: from_container at y-a drops it as policy-default-deny (x-a's ingress) ($got)" \
+  [ "$got" = "([('from_container', False, 'policy-default-deny')], True)" ]
+check "... and counts nothing ($d0 -> $(counters))" [ "$(counters)" = "$d0" ]
+
 down_and_finish "$L"

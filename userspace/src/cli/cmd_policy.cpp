@@ -6,11 +6,14 @@
 #include <memory>
 
 #include "cli/common.h"
-#include "util/proto.h"
 #include "cli/inputs.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/host.h"
+#include "dataplane/prog_run.h"
 #include "plan/plan.h"
 #include "policy/policy.h"
+#include "util/abi_names.h"
+#include "util/proto.h"
 
 using nlohmann::json;
 
@@ -129,9 +132,95 @@ Isolation judge_isolation(const moat::Config& cfg, const moat::PolicyEndpoint& f
   return out;
 }
 
+// ---- the real programs (dataplane/prog_run.h) ---------------------------------
+
+// The endpoint row (status JSON) of a container endpoint, or null.
+const json* endpoint_row(const json& st, const moat::PolicyEndpoint& e) {
+  if (e.kind != moat::PolicyEndpoint::Kind::container) return nullptr;
+  for (const auto& r : st["endpoints"])
+    if (r.value("container", "") == e.container && r.value("ip", "") == e.ip.str()) return &r;
+  return nullptr;
+}
+
+const char* hop_name(moat_dir d) {
+  switch (d) {
+    case MOAT_DIR_FROM_CONTAINER:
+      return "from_container";
+    case MOAT_DIR_TO_CONTAINER:
+      return "to_container";
+    case MOAT_DIR_FROM_WORLD:
+      return "from_world";
+    default:
+      return "to_world";
+  }
+}
+
+// Where the flow's first packet meets moat's programs: the source's veth
+// (or, from an outside address, the uplink), then the destination's veth
+// (or, to one, the uplink).
+std::vector<std::pair<moat::ProgHop, std::string>> flow_hops(const json& st,
+                                                             const moat::PolicyEndpoint& from,
+                                                             const moat::PolicyEndpoint& to) {
+  std::vector<std::pair<moat::ProgHop, std::string>> hops;
+  const json* up = st["uplinks"].empty() ? nullptr : &st["uplinks"][0];
+  auto add = [&hops](moat_dir d, const json& row) {
+    hops.push_back({{d, static_cast<int>(row.value("ifindex", 0u))}, row.value("name", "")});
+  };
+  if (const json* r = endpoint_row(st, from))
+    add(MOAT_DIR_FROM_CONTAINER, *r);
+  else if (from.kind == moat::PolicyEndpoint::Kind::address && up)
+    add(MOAT_DIR_FROM_WORLD, *up);
+  if (const json* r = endpoint_row(st, to))
+    add(MOAT_DIR_TO_CONTAINER, *r);
+  else if (to.kind == moat::PolicyEndpoint::Kind::address && up && endpoint_row(st, from))
+    add(MOAT_DIR_TO_WORLD, *up);
+  return hops;
+}
+
+// The verdicts of the real programs on the flow's first packet, run in the
+// instance's network namespace without side effects.
+json program_verdict(const std::string& instance, const json& st, const moat::PolicyEndpoint& from,
+                     const moat::PolicyEndpoint& to, uint8_t proto, uint16_t port) {
+  auto hops = flow_hops(st, from, to);
+  if (hops.empty()) return {{"ran", false}, {"text", "no moat program is on this flow's path"}};
+  if (std::string ns = st.value("netns", ""); !ns.empty()) check(moat::enter_netns(ns));
+  std::vector<uint8_t> src_mac = {0x02, 0, 0, 0, 0, 1}, dst_mac = {0x02, 0, 0, 0, 0, 2};
+  if (const json* r = endpoint_row(st, from))
+    src_mac = check(moat::endpoint_mac(instance, static_cast<int>(r->value("ifindex", 0u))));
+  if (const json* r = endpoint_row(st, to))
+    dst_mac = check(moat::endpoint_mac(instance, static_cast<int>(r->value("ifindex", 0u))));
+  std::vector<moat::ProgHop> plain;
+  for (const auto& h : hops) plain.push_back(h.first);
+  auto runs = check(moat::run_programs_dry(
+      instance, plain,
+      moat::first_packet(dst_mac, src_mac, from.ip.to_be(), to.ip.to_be(), proto, port)));
+  json out = {{"ran", true}, {"hops", json::array()}};
+  bool passed = true;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& v = runs[i];
+    json h = {{"program", hop_name(v.dir)}, {"interface", hops[i].second}, {"passed", v.passed}};
+    if (!v.passed) h["reason"] = moat::drop_reason_names().at(v.reason);
+    passed = passed && v.passed;
+    out["hops"].push_back(h);
+  }
+  out["allowed"] = passed;
+  return out;
+}
+
+std::string program_text(const json& prog) {
+  if (!prog.value("ran", false)) return prog.value("text", "");
+  std::string t;
+  for (const auto& h : prog["hops"]) {
+    if (!t.empty()) t += ", then ";
+    t += h["program"].get<std::string>() + " on " + h["interface"].get<std::string>() + ": " +
+         (h["passed"].get<bool>() ? "pass" : "drop (" + h["reason"].get<std::string>() + ")");
+  }
+  return t;
+}
+
 // `moat explain`: isolation first (policies only narrow it), then the policy
 // model, the compiled entries and the kernel's loaded maps, which must agree.
-void explain_flow(const moat::Config& cfg, const std::string& instance,
+void explain_flow(const moat::Config& cfg, const std::string& instance, const json& st,
                   const std::vector<moat::Ipv4>& host_addrs, const PolicyArgs& a) {
   auto from = check(moat::resolve_endpoint(cfg, a.from, host_addrs));
   auto to = check(moat::resolve_endpoint(cfg, a.to, host_addrs));
@@ -145,6 +234,8 @@ void explain_flow(const moat::Config& cfg, const std::string& instance,
   bool kernel_allowed = kernel["allowed"].get<bool>();
   bool agree = model.allowed == compiled.allowed && model.allowed == kernel_allowed;
   bool allowed = !iso.isolated && model.allowed;
+  json prog = program_verdict(instance, st, from, to, proto, port);
+  if (prog.value("ran", false)) prog["agrees"] = prog["allowed"].get<bool>() == allowed;
   std::string flow = from.str() + " -> " + to.str() + " " +
                      (proto == IPPROTO_ICMP ? std::string("icmp")
                                             : std::to_string(port) + "/" + proto_name(proto));
@@ -158,6 +249,7 @@ void explain_flow(const moat::Config& cfg, const std::string& instance,
                       {"ingress", model.ingress.text},
                       {"compiled_allowed", compiled.allowed},
                       {"kernel", kernel},
+                      {"program", prog},
                       {"agree", agree}}
                      .dump(2)
               << "\n";
@@ -169,7 +261,12 @@ void explain_flow(const moat::Config& cfg, const std::string& instance,
     std::cout << "  policy:    " << model.text << "\n"
               << "  kernel:    revision " << kernel["revision"] << ", "
               << (kernel_allowed ? "allowed" : "denied") << " by the loaded maps"
-              << (agree ? " (agrees)" : " — DISAGREES with the model, please report") << "\n";
+              << (agree ? " (agrees)" : " — DISAGREES with the model, please report") << "\n"
+              << "  program:   " << program_text(prog);
+    if (prog.value("ran", false))
+      std::cout << (prog["agrees"].get<bool>() ? " (agrees)"
+                                               : " — DISAGREES with the verdict, please report");
+    std::cout << "\n";
   }
   if (!agree) throw CliError{1, "policy model and kernel maps disagree"};
 }
@@ -186,7 +283,7 @@ int run_policy(const PolicyArgs& a, bool explain) {
   for (const auto& u : st["uplinks"])
     if (auto ip = moat::Ipv4::parse(u.value("ip", std::string()))) host_addrs.push_back(*ip);
   if (explain)
-    explain_flow(cfg, instance, host_addrs, a);
+    explain_flow(cfg, instance, st, host_addrs, a);
   else
     print_policies(cfg, st, a.as_json);
   return 0;
@@ -199,7 +296,9 @@ void add_policy_commands(CLI::App& app, CommandTable& table) {
   auto* explain = app.add_subcommand(
       "explain",
       "Would FROM reach TO on PORT/PROTO? The verdict, the isolation rule or the policy and rule\n"
-      "that decide, and the verdict of the loaded kernel maps, which must agree.\n"
+      "that decide, the verdict of the loaded kernel maps, which must agree, and what the\n"
+      "loaded programs do with the flow's first packet (run with BPF_PROG_TEST_RUN on a private\n"
+      "copy of the programs over the live maps: no conntrack entry, counter or event is left).\n"
       "FROM/TO: a container (NAME or NAME@NETWORK), host, world, an IP or a CIDR.\n"
       "  moat explain --lab demo rechnung datenbank 7000/tcp");
   explain->add_option("from", a->from, "source")->required();
