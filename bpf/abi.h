@@ -81,9 +81,9 @@ enum moat_dir {
 	X(UNIDENTIFIED, 16, "unidentified-container",                               \
 	  "sent through a guarded bridge by a port no endpoint program judged "     \
 	  "(a container moat has not identified yet)")                             \
-	X(TCP_NO_FLOW, 17, "tcp-no-flow",                                           \
-	  "a TCP segment other than a SYN, of no tracked flow, that would need "    \
-	  "translation (published port, masquerade)")                              \
+	X(NO_FLOW, 17, "no-flow",                                                   \
+	  "a packet that cannot open a flow (TCP other than a SYN, ICMP other "     \
+	  "than an echo request), of no tracked flow, that would need translation")                               \
 	X(SPOOFED_MAC, 18, "spoofed-mac",                                           \
 	  "source MAC (or ARP sender hardware address) is not the sending "         \
 	  "container's own")                                                       \

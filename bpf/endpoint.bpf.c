@@ -144,7 +144,7 @@ static __noinline int dial_published(struct __sk_buff *skb, const struct moat_en
 	if ((ep->net_flags & MOAT_NET_F_INTERNAL) && pub->net_id != ep->net_id)
 		return MOAT_DROP_INTERNAL_NETWORK;
 	if (!ct_opens_flow(l4))
-		return MOAT_DROP_TCP_NO_FLOW;
+		return MOAT_DROP_NO_FLOW;
 	/* Policy sees the container behind the port, as for any other client. */
 	t = l4->key;
 	t.daddr = pub->backend_ip;
@@ -193,6 +193,10 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	__u64 now = bpf_ktime_get_ns();
 	__u32 rev = policy_current_rev();
 	__be32 peer = dir == MOAT_DIR_FROM_CONTAINER ? l4->key.daddr : l4->key.saddr;
+	/* What a container receives belongs to a flow only when addressed to
+	 * it: a broadcast or multicast packet, tracked at its sender's hook,
+	 * is judged again at every receiver (icc, the receiver's policy). */
+	int addressed = dir == MOAT_DIR_FROM_CONTAINER || l4->key.daddr == ep->ipv4;
 	struct moat_addr_info *info;
 	struct moat_ct_entry *e;
 	struct moat_ct_key rkey;
@@ -206,7 +210,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 		v = nat_icmp_error(skb, l4, ifindex, dir, now);
 		if (v)
 			return v < 0 ? v : MOAT_PASS;
-	} else if (!l4->fragment || l4->has_ports) {
+	} else if (addressed && (!l4->fragment || l4->has_ports)) {
 		e = ct_lookup(&l4->key, now);
 		if (e) {
 			v = ct_recheck(&l4->key, e, rev);
@@ -244,10 +248,13 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	v = isolation_verdict(ep, info);
 	if (v != MOAT_PASS || !rev)
 		return v;
+	/* The receiver's own policy decides; nothing of it is tracked. */
+	if (!addressed)
+		l4->key.daddr = ep->ipv4;
 	/* A later fragment whose first one was not seen has no ports: only
 	 * rules for a whole protocol can admit it. */
 	v = policy_verdict(rev, &l4->key, &rule_id);
-	if (v != MOAT_PASS || l4->fragment || l4->icmp_error || !ct_opens_flow(l4))
+	if (v != MOAT_PASS || l4->fragment || l4->icmp_error || !addressed || !ct_opens_flow(l4))
 		return v;
 	ct_track(&l4->key, ifindex, ep->stats_slot, dir, rev, rule_id, skb->len, now);
 	return MOAT_PASS;

@@ -112,7 +112,11 @@ static __always_inline int from_world_verdict(struct __sk_buff *skb, __u32 slot)
 	if (is_host_addr(info) && !l4.fragment && l4.has_ports && l4.key.proto != IPPROTO_ICMP) {
 		pub = publish_lookup(l4.key.daddr, l4.key.dport, l4.key.proto);
 		if (pub && !ct_opens_flow(&l4))
-			return MOAT_DROP_TCP_NO_FLOW;
+			return MOAT_DROP_NO_FLOW;
+		/* From the world, a container's or the host's own address is
+		 * forged: its replies would be delivered to that address. */
+		if (pub && addr_lookup(l4.key.saddr))
+			return MOAT_DROP_SPOOFED_SOURCE;
 		if (pub) {
 			struct ct_sites at = {
 				.orig_ifindex = ifindex,
@@ -169,8 +173,17 @@ static __always_inline int to_world_verdict(struct __sk_buff *skb, __u32 slot)
 	/* A segment of a connection nobody tracks: a masquerade entry made
 	 * from it would let the world's segments in as its replies. */
 	if (!tracked && !ct_opens_flow(&l4))
-		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_TCP_NO_FLOW
+		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_NO_FLOW
 								 : MOAT_PASS;
+	/* A new flow no container hook admitted (policy changed in between,
+	 * or the host sent it): judged here, as the first hook that meets it. */
+	if (!tracked && rev) {
+		__u32 rule_id;
+
+		v = policy_verdict(rev, &l4.key, &rule_id);
+		if (v)
+			return v;
+	}
 	if (!(info->net_flags & MOAT_NET_F_MASQUERADE)) {
 		/* Routed as it is, like Docker without masquerade; tracked all the
 		 * same, so that the replies are let in and nothing else is. */
@@ -205,6 +218,9 @@ int from_world(struct __sk_buff *skb)
 {
 	__u32 slot = uplink_stats_slot(skb->ifindex);
 
+	/* An interface with no uplink entry is judged by nobody: fail closed. */
+	if (!slot)
+		return finish(skb, MOAT_DIR_FROM_WORLD, 0, MOAT_DROP_UNKNOWN_ENDPOINT);
 	return finish(skb, MOAT_DIR_FROM_WORLD, slot, from_world_verdict(skb, slot));
 }
 
@@ -213,6 +229,8 @@ int to_world(struct __sk_buff *skb)
 {
 	__u32 slot = uplink_stats_slot(skb->ifindex);
 
+	if (!slot)
+		return finish(skb, MOAT_DIR_TO_WORLD, 0, MOAT_DROP_UNKNOWN_ENDPOINT);
 	return finish(skb, MOAT_DIR_TO_WORLD, slot, to_world_verdict(skb, slot));
 }
 

@@ -163,17 +163,22 @@ static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_i
 }
 
 /*
- * Only a SYN opens a TCP flow. A segment from the middle of a connection
- * moat does not track (one a policy change just cut, one older than the
- * first policy) is judged on its own and never becomes a flow: were it
- * tracked, its peer's packets would pass as its replies, whatever the
- * policy says of the peer's direction.
+ * Only a SYN opens a TCP flow, and only an echo request an ICMP one. A
+ * segment from the middle of a connection moat does not track (one a
+ * policy change just cut, one older than the first policy), or an echo
+ * reply nobody asked for, is judged on its own and never becomes a flow:
+ * were it tracked, its peer's packets would pass as its replies, whatever
+ * the policy says of the peer's direction.
  */
 static __always_inline int ct_opens_flow(const struct l4_info *l4)
 {
 	__u8 f = l4->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN);
 
-	return l4->key.proto != IPPROTO_TCP || f == TCP_FLAG_SYN;
+	if (l4->key.proto == IPPROTO_TCP)
+		return f == TCP_FLAG_SYN;
+	if (l4->key.proto == IPPROTO_ICMP)
+		return l4->icmp_type == ICMP_ECHO;
+	return 1;
 }
 
 /* Where a flow's two entries apply their rewrites, and the policy

@@ -534,13 +534,80 @@ TEST_F(Policy, RevokedConnectionIsNotRevivedMidStream) {
 // entry to translate its replies by, and it would revive a cut connection.
 TEST_F(Policy, MidStreamSegmentsOpenNoTranslatedFlow) {
   check("ACK to the published port 8080, no flow", Hook::FromWorld, kUplink,
-        tcp4(OUTSIDE_IN, 40000, HOST, 8080, kAck), drop(MOAT_DROP_TCP_NO_FLOW), 0);
+        tcp4(OUTSIDE_IN, 40000, HOST, 8080, kAck), drop(MOAT_DROP_NO_FLOW), 0);
   check("SYN-ACK to the published port", Hook::FromWorld, kUplink,
-        tcp4(OUTSIDE_IN, 40000, HOST, 8080, kSyn | kAck), drop(MOAT_DROP_TCP_NO_FLOW), 0);
+        tcp4(OUTSIDE_IN, 40000, HOST, 8080, kSyn | kAck), drop(MOAT_DROP_NO_FLOW), 0);
   check("open's ACK to the published port at the host", Hook::FromContainer, D,
-        tcp4(OPEN, 40000, HOST, 8080, kAck), drop(MOAT_DROP_TCP_NO_FLOW), 0);
+        tcp4(OPEN, 40000, HOST, 8080, kAck), drop(MOAT_DROP_NO_FLOW), 0);
   check("open's mid-stream segment to the world: no masquerade entry", Hook::ToWorld, kUplink,
-        tcp4(OPEN, 40001, WORLD, 443, kAck), drop(MOAT_DROP_TCP_NO_FLOW), 0);
+        tcp4(OPEN, 40001, WORLD, 443, kAck), drop(MOAT_DROP_NO_FLOW), 0);
+}
+
+// Found by the differential fuzzer (tests/fuzz). A broadcast or multicast
+// packet admitted and tracked at its sender's hook passed every receiver as
+// a packet of that flow, past the receiver's ingress policy. What a
+// container receives belongs to a flow only when addressed to it.
+TEST_F(Policy, BroadcastIsJudgedAtEveryReceiver) {
+  for (const char* group : {"172.30.0.255", "255.255.255.255", "224.0.0.251"}) {
+    SCOPED_TRACE(group);
+    ct_clear(dp_.ep);
+    const Bytes b = udp4(CLIENT, 40000, group, 80);
+    check("client -> group 80/UDP, sent: admitted and tracked", Hook::FromContainer, Cd, b, pass,
+          1);
+    check("...received by web, ingress-isolated: its policy decides", Hook::ToContainer, A, b,
+          kDefaultDeny, 0);
+    check("...received by db, which admits client's UDP", Hook::ToContainer, B, b, pass, 0);
+  }
+}
+
+// Found by the fuzzer: an echo reply nobody asked for opened a flow, and the
+// other side's echo requests then passed as its replies, past that side's
+// egress policy. Only an echo request opens an ICMP flow.
+TEST_F(Policy, UnsolicitedEchoReplyOpensNoFlow) {
+  const Bytes reply = eth(ETH_P_IP, ipv4({.src = ip4(DB), .dst = ip4(OPEN), .proto = IPPROTO_ICMP,
+                                          .l4_checksum = true},
+                                         icmp_echo(kEchoReply, 77, 1, kData)));
+  check("db -> open echo reply, no request seen: passes, opens nothing", Hook::FromContainer, B,
+        reply, pass, 0);
+  check("...and at open", Hook::ToContainer, D, reply, pass, 0);
+  // Were the reply a flow, this would pass as its reply; db's ingress admits
+  // no ICMP from open.
+  check("open's echo request with that id: judged as new, denied by db's ingress",
+        Hook::FromContainer, D, echo4(OPEN, DB, 77), kDefaultDeny, 0);
+}
+
+// Found by the fuzzer: a client in the world claiming a container's address
+// reached a published port, and the container's replies were delivered to
+// the container owning that address, across isolation.
+TEST_F(Policy, WorldClientWithAMoatAddressIsSpoofed) {
+  check("SYN from 'db' arriving from the world to 8080", Hook::FromWorld, kUplink,
+        tcp4(DB, 40000, HOST, 8080, kSyn), drop(MOAT_DROP_SPOOFED_SOURCE), 0);
+  check("SYN from the gateway's address, from the world", Hook::FromWorld, kUplink,
+        tcp4(GW, 40000, HOST, 8080, kSyn), drop(MOAT_DROP_SPOOFED_SOURCE), 0);
+  check("a real client still reaches it", Hook::FromWorld, kUplink,
+        tcp4(OUTSIDE_IN, 40000, HOST, 8080, kSyn), pass, 2, tcp4(OUTSIDE_IN, 40000, WEB, 80, kSyn));
+}
+
+// Found by the fuzzer: a new flow from a container address that no
+// container hook admitted (the policy changed between the two hooks, or the
+// host sent it) was masqueraded unjudged at to_world.
+TEST_F(Policy, ToWorldJudgesANewFlowNoContainerHookAdmitted) {
+  check("web -> 8.8.8.8 443/TCP SYN meeting to_world first", Hook::ToWorld, kUplink,
+        tcp4(WEB, 40000, WORLD, 443, kSyn), kDefaultDeny, 0);
+  const RunResult r = run(dp_.prog(Hook::ToWorld), ifindex_of(kUplink), udp4(WEB, 40000, WORLD, 53));
+  EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK)) << "web -> 8.8.8.8 53/UDP: web's egress allows it";
+}
+
+// Found by the fuzzer: the uplink programs on an interface with no uplink
+// entry passed what needed no translation. README: fail closed.
+TEST_F(Policy, UplinkProgramsOnAnotherInterfaceDropEverything) {
+  for (Hook h : {Hook::FromWorld, Hook::ToWorld}) {
+    SCOPED_TRACE(hook_name(h));
+    const RunResult r =
+        run(dp_.prog(h), ifindex_of("moat-x"), tcp4(OUTSIDE_NO, 40000, "198.51.100.9", 22, kSyn));
+    ASSERT_EQ(r.err, 0);
+    EXPECT_EQ(r.retval, uint32_t(TC_ACT_SHOT));
+  }
 }
 
 TEST_F(Policy, GenerationThatStillAllowsKeepsTheFlow) {

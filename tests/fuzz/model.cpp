@@ -1,0 +1,162 @@
+// model.cpp - the model's entry point, revisions, and what it decides below IPv4.
+//
+// Rules (README "Architecture" and "IPv6", issue 13 items 3-5):
+//  - every hook first finds its attachment: a container veth without an
+//    endpoint, or an uplink hook on a device that is no uplink, drops
+//    everything (unknown-endpoint, fail closed);
+//  - container hooks: 802.1Q/802.1ad tags and every ethertype other than
+//    IPv4, IPv6 and ARP drop (unsupported-protocol). New: from_container
+//    drops an Ethernet source that is not the container's MAC;
+//    to_container drops a unicast destination that is not the container's
+//    (broadcast and multicast go on to the next checks);
+//  - ARP: the header must be Ethernet/IPv4 sized (hlen 6, plen 4), whole;
+//    new: no longer than 60 bytes. From the container the sender IP is its
+//    own or 0.0.0.0 (a probe), and (new) the sender MAC its own. New: to the
+//    container an ARP is judged by isolation of its sender IP, a probe
+//    counting as a same-network container (dropped when icc is off);
+//  - IPv6 has no subnets: only neighbour discovery (RS, NS, NA, and to the
+//    container RA and redirect, all with hop limit 255) and MLD pass,
+//    directly or behind one hop-by-hop header; a container may not send RA
+//    or redirects; everything else is ipv6-not-enabled. New: on a network
+//    with icc off, to_container drops all of it (icc-disabled);
+//  - uplinks judge IPv4 only; what they do with other frames, or with a
+//    malformed IPv4 header, README leaves open (Either).
+#include <netinet/in.h>
+
+#include "model_internal.h"
+
+namespace fuzz {
+
+Verdict drop(std::string reason, std::string rule, bool new_rule) {
+  Verdict v;
+  v.kind = Verdict::Kind::Drop;
+  v.reason = std::move(reason);
+  v.rule = std::move(rule);
+  v.new_rule = new_rule;
+  return v;
+}
+
+Verdict either(std::string rule) {
+  Verdict v;
+  v.kind = Verdict::Kind::Either;
+  v.rule = std::move(rule);
+  return v;
+}
+
+Verdict pass_as_is(const Bytes& frame, std::string rule) {
+  Verdict v;
+  v.out = frame;
+  v.rule = std::move(rule);
+  return v;
+}
+
+Model::Model(const Topology& topo, const std::vector<moat::Config>& variants)
+    : topo_(topo), variants_(variants) {
+  reset();
+}
+
+uint32_t Model::next_rev() { return ++rev_counter_; }
+
+void Model::reset() {
+  st_ = ModelState{};
+  switch_policy(0);
+}
+
+void Model::switch_policy(size_t variant) {
+  st_.variant = variant;
+  st_.rev = variants_[variant].policies.empty() ? 0 : next_rev();
+}
+
+Verdict Model::step(Hook h, uint32_t ifindex, const Bytes& frame, const Bytes* kernel_out) {
+  const Ctx c{h,
+              ifindex,
+              frame,
+              at_uplink(h) ? nullptr : topo_.att_at(ifindex),
+              at_uplink(h) ? topo_.uplink_at(ifindex) : nullptr,
+              kernel_out};
+  if (!c.att && !c.uplink) return drop("unknown-endpoint", "no endpoint or uplink entry");
+  if (frame.size() < 14) return drop("invalid-packet", "shorter than an Ethernet header");
+  return ethernet(c);
+}
+
+Verdict Model::ethernet(const Ctx& c) {
+  const uint16_t type = get16(c.frame, 12);
+  if (c.uplink) return type == kEthIp ? ipv4(c) : either("non-IPv4 frame at an uplink");
+  if (c.hook == Hook::FromContainer && mac_at(c.frame, 6) != c.att->mac)
+    return drop("spoofed-mac", "Ethernet source is not the container's MAC", true);
+  const Mac dst = mac_at(c.frame, 0);
+  if (c.hook == Hook::ToContainer && is_unicast(dst) && dst != c.att->mac)
+    return drop("foreign-mac", "unicast to another MAC than the container's", true);
+  switch (type) {
+    case kEthIp:
+      return ipv4(c);
+    case kEthArp:
+      return arp(c);
+    case kEthIp6:
+      return ipv6(c);
+    case kEthVlan:
+    case kEthQinQ:
+      return drop("unsupported-protocol", "802.1Q/802.1ad tag");
+    default:
+      return drop("unsupported-protocol", "ethertype other than IPv4, IPv6 and ARP");
+  }
+}
+
+Verdict Model::arp(const Ctx& c) {
+  const Bytes& f = c.frame;
+  if (f.size() > 60) return drop("invalid-packet", "ARP frame longer than 60 bytes", true);
+  if (f.size() < 14 + 28) return drop("invalid-packet", "ARP header cut short");
+  if (f[18] != 6 || f[19] != 4) return drop("invalid-packet", "ARP address lengths not 6/4");
+  if (get16(f, 14) != 1 || get16(f, 16) != kEthIp)
+    return either("ARP for another hardware/protocol");
+  const uint32_t spa = get32(f, 28);
+  if (c.hook == Hook::FromContainer) {
+    if (spa != 0 && spa != c.att->ip) return drop("spoofed-source", "ARP sender IP not its own");
+    if (mac_at(f, 22) != c.att->mac) return drop("spoofed-mac", "ARP sender MAC not its own", true);
+    return pass_as_is(f, "ARP from the container");
+  }
+  if (spa == 0 && !topo_.nets[c.att->net].icc)
+    return drop("icc-disabled", "ARP probe (a same-network container) with icc off", true);
+  if (spa != 0)
+    if (auto v = isolation(*c.att, spa)) {
+      v->new_rule = true;
+      v->rule = "ARP judged by its sender IP: " + v->rule;
+      return *v;
+    }
+  return pass_as_is(f, "ARP to the container");
+}
+
+namespace {
+
+bool is_nd(uint8_t type) { return type >= 133 && type <= 137; }
+bool is_mld(uint8_t type) { return type == 130 || type == 131 || type == 132 || type == 143; }
+
+}  // namespace
+
+Verdict Model::ipv6(const Ctx& c) {
+  const Bytes& f = c.frame;
+  if (f.size() < 14 + 40) return drop("invalid-packet", "IPv6 header cut short");
+  if (f[14] >> 4 != 6) return drop("invalid-packet", "IP version is not 6");
+  uint8_t next = f[14 + 6];
+  const uint8_t hop_limit = f[14 + 7];
+  size_t off = 14 + 40;
+  if (next == IPPROTO_HOPOPTS) {
+    if (f.size() < off + 8) return drop("invalid-packet", "hop-by-hop header cut short");
+    next = f[off];
+    off += (size_t(f[off + 1]) + 1) * 8;
+  }
+  if (next != IPPROTO_ICMPV6) return drop("ipv6-not-enabled", "IPv6 other than ICMPv6");
+  if (f.size() < off + 4) return drop("invalid-packet", "ICMPv6 header cut short");
+  const uint8_t type = f[off];
+  if (!is_nd(type) && !is_mld(type)) return drop("ipv6-not-enabled", "ICMPv6 other than ND/MLD");
+  if (f.size() < off + 8) return either("ND/MLD message shorter than 8 bytes");
+  if (is_nd(type) && hop_limit != 255) return drop("invalid-packet", "ND with hop limit != 255");
+  if (c.hook == Hook::FromContainer && (type == 134 || type == 137))
+    return drop("router-advertisement", "RA or redirect from a container");
+  if (c.hook == Hook::ToContainer && !topo_.nets[c.att->net].icc)
+    return drop("icc-disabled", "ND/MLD to a container of an icc-off network", true);
+  if (is_mld(type) && hop_limit != 1) return either("MLD with hop limit != 1");
+  return pass_as_is(f, is_nd(type) ? "neighbour discovery" : "MLD");
+}
+
+}  // namespace fuzz

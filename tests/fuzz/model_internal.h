@@ -1,0 +1,28 @@
+// model_internal.h - what model.cpp (Ethernet, ARP, IPv6) and model_ip.cpp
+// (IPv4) share: the frame being judged with its hook, and the IPv4 packet
+// as the model reads it.
+#pragma once
+
+#include "model.h"
+
+namespace fuzz {
+
+struct Model::Ctx {
+  Hook hook;
+  uint32_t ifindex;
+  const Bytes& frame;
+  const AttInfo* att;        // container hooks
+  const UplinkInfo* uplink;  // uplink hooks
+  const Bytes* kernel_out;
+};
+
+struct Model::Pkt {
+  Ip4 ip;
+  L4 l4;
+  Tuple t;
+  bool ports_known = true;  // false: a later fragment whose first was not seen
+  bool opening = false;     // TCP: SYN without ACK, RST, FIN
+  bool moot = false;
+};
+
+}  // namespace fuzz

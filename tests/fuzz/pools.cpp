@@ -1,0 +1,75 @@
+// pools.cpp - the interesting values of pools.h.
+#include "pools.h"
+
+#include <algorithm>
+
+#include "policy/model.h"
+
+namespace fuzz {
+
+uint64_t mix(uint64_t a, uint64_t b) {
+  uint64_t z = a * 0x9e3779b97f4a7c15ull + b + 0x632be59bd9b4e019ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+namespace {
+
+void add_block_addrs(const moat::IpBlock& b, std::vector<uint32_t>& out) {
+  const uint32_t base = b.cidr.addr.value;
+  out.push_back(base + (b.cidr.len < 32 ? 5 : 0));
+  if (b.cidr.len > 0) out.push_back(b.cidr.broadcast().value + 1);  // just outside
+  for (const auto& e : b.except) {
+    out.push_back(e.addr.value + (e.len < 32 ? 5 : 0));
+    if (e.len > 0) out.push_back(e.broadcast().value + 1);
+  }
+}
+
+}  // namespace
+
+Pools Pools::of(const Topology& topo, const std::vector<moat::Config>& variants) {
+  Pools p;
+  p.world = {0x08080808u, 0xc6130001u, 0xcb007107u, 0xc6336407u, 0x01010101u, 0x64400007u};
+  p.routers = {0xc61300feu, 0x64400001u};
+  std::vector<uint32_t> blocks;
+  for (const auto& cfg : variants)
+    for (const auto& pol : cfg.policies)
+      for (auto d : {moat::PolicyDirection::ingress, moat::PolicyDirection::egress})
+        for (const auto& r : pol.rules(d))
+          for (const auto& peer : r.peers)
+            if (peer.kind == moat::PolicyPeer::Kind::ip_block)
+              add_block_addrs(peer.ip_block, blocks);
+  p.addrs = blocks;
+  for (uint32_t a : blocks)
+    if (topo.classify(a).kind == AddrKind::World && (a >> 24) != 127 && a < 0xe0000000u)
+      p.world.push_back(a);
+  p.addrs.insert(p.addrs.end(), p.world.begin(), p.world.end());
+  for (const auto& a : topo.atts) p.addrs.push_back(a.ip);
+  for (const auto& n : topo.nets) {
+    p.addrs.push_back(n.gateway);
+    p.addrs.push_back(n.subnet.addr.value + 200);
+    p.addrs.push_back(n.subnet.broadcast().value);
+  }
+  for (const auto& u : topo.uplinks) p.addrs.push_back(u.ip);
+  for (uint32_t a : {0x7f000001u, 0u, 0xffffffffu, 0xe00000fbu}) p.addrs.push_back(a);
+  p.ports = {0, 1, 22, 53, 80, 443, 8080, 32768, 40000, 61000, 61001, 65535};
+  for (const auto& pub : topo.publishes) {
+    p.ports.push_back(pub.host_port);
+    p.ports.push_back(pub.container_port);
+  }
+  for (const auto& c : topo.cfg.containers)
+    for (const auto& e : c.expose) p.ports.push_back(e.port);
+  for (const auto& cfg : variants)
+    for (const auto& pol : cfg.policies)
+      for (auto d : {moat::PolicyDirection::ingress, moat::PolicyDirection::egress})
+        for (const auto& r : pol.rules(d))
+          for (const auto& pp : r.ports)
+            for (int v : {pp.port - 1, int(pp.port), int(pp.end_port), pp.end_port + 1})
+              if (v > 0 && v < 65536) p.ports.push_back(uint16_t(v));
+  std::sort(p.ports.begin(), p.ports.end());
+  p.ports.erase(std::unique(p.ports.begin(), p.ports.end()), p.ports.end());
+  return p;
+}
+
+}  // namespace fuzz
