@@ -182,6 +182,18 @@ host_listens_nothing() {
   [ -z "$out" ] || { echo "    listening in the lab host:"; echo "$out" | sed 's/^/      /'; return 1; }
 }
 
+# link_local LAB CONTAINER: the link-local address of its eth0 once DAD is
+# done (bounded wait; empty if none came).
+link_local() {
+  local i a
+  for i in $(seq 50); do
+    a=$("$MOAT" lab exec --lab "$1" "$2" -- ip -6 -o addr show dev eth0 scope link |
+      grep -v tentative | awk '{print $4}' | cut -d/ -f1)
+    [ -n "$a" ] && { echo "$a"; return; }
+    sleep 0.1
+  done
+}
+
 # drops LAB REASON -> sum of that drop reason over all endpoints, both ways.
 drops() {
   "$MOAT" lab status --lab "$1" --json | python3 -c '

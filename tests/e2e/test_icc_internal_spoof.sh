@@ -92,15 +92,7 @@ n=$(drops "$L" unsupported-protocol); check "... dropped as unsupported-protocol
 must_pass "o1 still reaches o2 untagged" "$L" o1 tcp 10.79.0.3 80 o2
 
 echo "IPv6"
-ll() {  # link-local address of CONTAINER's eth0 once DAD is done (bounded wait)
-  local i a
-  for i in $(seq 50); do
-    a=$(ex "$1" -- ip -6 -o addr show dev eth0 scope link | grep -v tentative | awk '{print $4}' | cut -d/ -f1)
-    [ -n "$a" ] && { echo "$a"; return; }
-    sleep 0.1
-  done
-}
-LL2=$(ll o2)
+LL2=$(link_local "$L" o2)
 check "o2 has a link-local address" [ -n "$LL2" ]
 ex o1 -- ping -6 -n -c1 -W1 "$LL2%eth0" >/dev/null 2>&1
 check "o1 -> o2 IPv6 echo is dropped" bash -c "! '$MOAT' lab exec --lab '$L' o1 -- ping -6 -n -c1 -W1 '$LL2%eth0' >/dev/null 2>&1"

@@ -110,17 +110,9 @@ arrived() {
   cat "$TMP/count"
 }
 
-link_local() {  # the link-local address of CONTAINER once DAD is done (bounded wait)
-  local i a
-  for i in $(seq 50); do
-    a=$(ex "$1" -- ip -6 -o addr show dev eth0 scope link | grep -v tentative | awk '{print $4}' | cut -d/ -f1)
-    [ -n "$a" ] && { echo "$a"; return; }
-    sleep 0.1
-  done
-}
 
 echo "ND and MLD across icc: false (item 3)"
-LLQ1=$(link_local q1) LLO1=$(link_local o1)
+LLQ1=$(link_local "$L" q1) LLO1=$(link_local "$L" o1)
 check "q1 and o1 have link-local addresses" [ -n "$LLQ1" ] && [ -n "$LLO1" ]
 for kind in ns mld; do
   n=$(arrived o2 "$kind" o1 "$LLO1")

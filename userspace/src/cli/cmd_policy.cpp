@@ -10,6 +10,7 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/host.h"
 #include "dataplane/prog_run.h"
+#include "observe/snapshot.h"
 #include "plan/plan.h"
 #include "policy/policy.h"
 #include "util/abi_names.h"
@@ -142,19 +143,6 @@ const json* endpoint_row(const json& st, const moat::PolicyEndpoint& e) {
   return nullptr;
 }
 
-const char* hop_name(moat_dir d) {
-  switch (d) {
-    case MOAT_DIR_FROM_CONTAINER:
-      return "from_container";
-    case MOAT_DIR_TO_CONTAINER:
-      return "to_container";
-    case MOAT_DIR_FROM_WORLD:
-      return "from_world";
-    default:
-      return "to_world";
-  }
-}
-
 // Where the flow's first packet meets moat's programs: the source's veth
 // (or, from an outside address, the uplink), then the destination's veth
 // (or, to one, the uplink).
@@ -198,7 +186,9 @@ json program_verdict(const std::string& instance, const json& st, const moat::Po
   bool passed = true;
   for (size_t i = 0; i < runs.size(); ++i) {
     const auto& v = runs[i];
-    json h = {{"program", hop_name(v.dir)}, {"interface", hops[i].second}, {"passed", v.passed}};
+    json h = {{"program", moat::obs::dir_name(v.dir)},
+              {"interface", hops[i].second},
+              {"passed", v.passed}};
     if (!v.passed) h["reason"] = moat::drop_reason_names().at(v.reason);
     passed = passed && v.passed;
     out["hops"].push_back(h);
