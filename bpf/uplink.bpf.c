@@ -170,13 +170,9 @@ static __always_inline int to_world_verdict(struct __sk_buff *skb, __u32 slot)
 	/* A later fragment of a datagram whose first one was not seen. */
 	if (l4.fragment)
 		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_NAT_FAILED : MOAT_PASS;
-	/* A segment of a connection nobody tracks: a masquerade entry made
-	 * from it would let the world's segments in as its replies. */
-	if (!tracked && !ct_opens_flow(&l4))
-		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_NO_FLOW
-								 : MOAT_PASS;
-	/* A new flow no container hook admitted (policy changed in between,
-	 * or the host sent it): judged here, as the first hook that meets it. */
+	/* A packet of no flow (policy changed since its container's hook
+	 * judged it, or the host sent it): judged here, as the first hook
+	 * that meets it, whether or not it can open a flow. */
 	if (!tracked && rev) {
 		__u32 rule_id;
 
@@ -184,6 +180,11 @@ static __always_inline int to_world_verdict(struct __sk_buff *skb, __u32 slot)
 		if (v)
 			return v;
 	}
+	/* A segment of a connection nobody tracks: a masquerade entry made
+	 * from it would let the world's segments in as its replies. */
+	if (!tracked && !ct_opens_flow(&l4))
+		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_NO_FLOW
+								 : MOAT_PASS;
 	if (!(info->net_flags & MOAT_NET_F_MASQUERADE)) {
 		/* Routed as it is, like Docker without masquerade; tracked all the
 		 * same, so that the replies are let in and nothing else is. */

@@ -325,13 +325,18 @@ static __always_inline void frag_ports(struct l4_info *l4)
 	}
 }
 
+static __always_inline int is_uplink_dir(__u32 dir)
+{
+	return dir == MOAT_DIR_FROM_WORLD || dir == MOAT_DIR_TO_WORLD;
+}
+
 /* Whether entry `e` rewrites at this hook. Any uplink will do for an uplink
  * entry: the route back to the world may leave through another one. */
 static __always_inline int ct_rewrites_here(const struct moat_ct_entry *e, __u32 ifindex, __u32 dir)
 {
 	if (e->dir != dir)
 		return 0;
-	return dir == MOAT_DIR_FROM_WORLD || dir == MOAT_DIR_TO_WORLD || e->ifindex == ifindex;
+	return is_uplink_dir(dir) || e->ifindex == ifindex;
 }
 
 #endif

@@ -249,9 +249,15 @@ static __noinline int nat_icmp_error(struct __sk_buff *skb, const struct l4_info
 	if (dir == MOAT_DIR_FROM_CONTAINER && l4->key.saddr != quoted.daddr)
 		return 0;
 
-	/* The quoted packet went the other way: its reply entry is ours. */
+	/* The quoted packet went the other way: its reply entry is ours. At
+	 * an uplink that entry must be one of the uplink's own: the world
+	 * saw only the flows that left by an uplink, and an error quoting a
+	 * flow between containers (tracked, or translated at a veth) is a
+	 * new packet there. */
 	ct_reverse(&quoted, &rkey);
 	e = ct_lookup(&rkey, now);
+	if (is_uplink_dir(dir) && (!e || e->dir != dir))
+		return 0;
 	if (!e) {
 		/* A tracked flow has one entry, keyed by its original direction,
 		 * which is what an error back to the flow's initiator quotes. */

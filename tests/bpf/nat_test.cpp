@@ -754,6 +754,38 @@ TEST_F(Nat, IcmpErrorsOfPublishedFlows) {
   for (const Case& c : table) check(c);
 }
 
+// From the world, an error is related only to a flow that left by an uplink:
+// the world never saw the others. One quoting a flow between two containers
+// (tracked, or translated at a container's veth) is judged as new and stops
+// where any unpublished packet stops (issue 13, item 1; found by the fuzzer).
+TEST_F(Nat, IcmpErrorFromTheWorldRelatesOnlyToFlowsThatLeftByAnUplink) {
+  check({"C sends UDP to net 1's gateway:8080: DNAT to A:80 at C's veth", Hook::FromContainer,
+         "moat-c", udp4(C, 40000, GW1, 8080), pass, udp4(C, 40000, A, 80), 2});
+  check({"B opens a flow to A (same network, tracked at B's veth)", Hook::FromContainer,
+         "moat-b", udp4(B, 41000, A, 53), pass});
+  check({"D (no masquerade) sends UDP to the world", Hook::FromContainer, "moat-d",
+         udp4(D, 42000, WORLD, 53), pass});
+  check({"and it leaves by the uplink as it is, tracked both ways", Hook::ToWorld, kUplink,
+         udp4(D, 42000, WORLD, 53), pass, udp4(D, 42000, WORLD, 53), 2});
+  const std::vector<Case> table = {
+      {"the world -> C quoting C's flow to A (translated at C's veth)", Hook::FromWorld, kUplink,
+       icmp_err4(WORLD, C, kDestUnreach, kPortUnreach, quote_udp(C, 40000, A, 80)),
+       drop(MOAT_DROP_NOT_PUBLISHED)},
+      {"the world -> C quoting the tuple C dialled", Hook::FromWorld, kUplink,
+       icmp_err4(WORLD, C, kDestUnreach, kPortUnreach, quote_udp(C, 40000, GW1, 8080)),
+       drop(MOAT_DROP_NOT_PUBLISHED)},
+      {"the world -> B quoting B's flow to A (tracked only)", Hook::FromWorld, kUplink,
+       icmp_err4(ROUTER, B, kTimeExceeded, 0, quote_udp(B, 41000, A, 53)),
+       drop(MOAT_DROP_NOT_PUBLISHED)},
+      {"the world -> A quoting A's reply to B", Hook::FromWorld, kUplink,
+       icmp_err4(ROUTER, A, kTimeExceeded, 0, quote_udp(A, 53, B, 41000)),
+       drop(MOAT_DROP_NOT_PUBLISHED)},
+      {"a router -> D about D's flow that left by the uplink: related", Hook::FromWorld, kUplink,
+       icmp_err4(ROUTER, D, kTimeExceeded, 0, quote_udp(D, 42000, WORLD, 53)), pass},
+  };
+  for (const Case& c : table) check(c);
+}
+
 // ---- containers dialling published ports ---------------------------------------------------
 
 TEST_F(Nat, ContainerOfAnotherNetworkDialsThePublishedPort) {

@@ -598,6 +598,33 @@ TEST_F(Policy, ToWorldJudgesANewFlowNoContainerHookAdmitted) {
   EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK)) << "web -> 8.8.8.8 53/UDP: web's egress allows it";
 }
 
+// Found by the fuzzer (1M run, seed 4242): on a network without masquerade,
+// what opens no flow (a TCP segment other than a SYN, an echo reply, an ICMP
+// error about nobody's flow) and met to_world untracked left without its
+// sender's egress policy.
+TEST_F(Policy, ToWorldJudgesWhatOpensNoFlow) {
+  Network routed = net_;
+  routed.flags = MOAT_NET_F_ICC;  // no masquerade
+  add_network(dp_.ep, routed);
+  const Bytes echo_reply =
+      eth(ETH_P_IP, ipv4({.src = ip4(WEB), .dst = ip4(WORLD), .proto = IPPROTO_ICMP,
+                          .l4_checksum = true},
+                         icmp_echo(kEchoReply, 5, 1, kData)));
+  const Bytes error = eth(
+      ETH_P_IP,
+      ipv4({.src = ip4(WEB), .dst = ip4(WORLD), .proto = IPPROTO_ICMP, .l4_checksum = true},
+           icmp_error(kDestUnreach, kPortUnreach,
+                      ipv4({.src = ip4(WORLD), .dst = ip4(WEB), .proto = IPPROTO_UDP},
+                           udp(53, 40000, kData)))));
+  check("web -> 8.8.8.8 443/TCP ACK", Hook::ToWorld, kUplink, tcp4(WEB, 40000, WORLD, 443, kAck),
+        kDefaultDeny, 0);
+  check("web -> 8.8.8.8 echo reply", Hook::ToWorld, kUplink, echo_reply, kDefaultDeny, 0);
+  check("web -> 8.8.8.8 port unreachable about nobody's flow", Hook::ToWorld, kUplink, error,
+        kDefaultDeny, 0);
+  check("open (no policy selects it) -> 8.8.8.8 443/TCP ACK passes untracked", Hook::ToWorld,
+        kUplink, tcp4(OPEN, 40000, WORLD, 443, kAck), pass, 0);
+}
+
 // Found by the fuzzer: the uplink programs on an interface with no uplink
 // entry passed what needed no translation. README: fail closed.
 TEST_F(Policy, UplinkProgramsOnAnotherInterfaceDropEverything) {
