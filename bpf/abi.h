@@ -89,7 +89,12 @@ enum moat_dir {
 	  "container's own")                                                       \
 	X(FOREIGN_MAC, 19, "foreign-mac",                                           \
 	  "a unicast frame for another MAC reached a container's port (a "          \
-	  "poisoned or flooding bridge)")
+	  "poisoned or flooding bridge)")                                          \
+	X(CT_QUOTA, 20, "conntrack-quota",                                          \
+	  "a new flow of a container that already holds its quota of tracked "      \
+	  "flows (MOAT_CT_FLOW_QUOTA)")                                            \
+	X(CT_FULL, 21, "conntrack-full",                                            \
+	  "a new flow while the connection-tracking table is full")
 
 enum moat_verdict {
 	MOAT_PASS = 0,
@@ -226,7 +231,10 @@ struct moat_uplink {
 #define MOAT_UPLINK_SLOTS_IFINDEX 4096
 
 /*
- * Map `ct`: connection tracking and NAT, an LRU hash of flow tuples.
+ * Map `ct`: connection tracking and NAT, a hash of flow tuples. Not an
+ * LRU: nothing is ever evicted to make room, so one container flooding new
+ * tuples cannot push out the others' flows. Room is made by expiry (lib/ct.h:
+ * lookups and the ring sweep) and bounded per container by the quota.
  *
  * Every translated flow has two entries: one keyed by the original
  * direction's tuple as it arrives, one keyed by the reply's tuple as it
@@ -293,7 +301,39 @@ struct moat_ct_entry {
 	__u64 created_ns;
 	__u64 reported_ns; /* last flow event, to space them out */
 	__u32 rule_id; /* policy rule that admitted it, MOAT_RULE_NONE if none */
-	__u32 pad2;
+	__be32 owner; /* the container address whose quota the flow counts in */
+};
+
+/*
+ * The quota: a container may hold MOAT_CT_FLOW_QUOTA flows at a time (a
+ * flow: one entry, or the two of a translated flow). Its owner is the
+ * container the flow belongs to: the sender at its own veth or at
+ * masquerade, the receiver for a flow that met it first (published ports:
+ * the backend). Eight containers at their quota (of translated flows) fill
+ * the table.
+ *
+ * Map `ct_ring`: every flow once, by its original-direction key and owner,
+ * in the order made; `ct_ring_pos` holds the ring's head and tail (positions
+ * only grow; slot = position % MOAT_MAX_CT). Each new flow first sweeps
+ * MOAT_CT_SWEEP slots at the head: a flow that expired is ended there (its
+ * entries deleted, its flow-end event sent) and its owner's count
+ * (`ct_owned`) goes down; a live one goes back to the tail. So room is made
+ * at the pace flows are made, without a reader or a timer, and a count is
+ * never more than the ring's slots of that owner.
+ */
+#define MOAT_CT_FLOW_QUOTA 16384
+#define MOAT_CT_SWEEP 2
+#define MOAT_CT_SWEEP_GAP 64 /* slots kept between the sweep and the writers */
+#define MOAT_MAX_CT_OWNERS MOAT_MAX_ADDR_ENTRIES
+
+struct moat_ct_ring_slot {
+	struct moat_ct_key key;
+	__be32 owner;
+};
+
+struct moat_ct_ring_pos {
+	__u64 head;
+	__u64 tail;
 };
 
 /*

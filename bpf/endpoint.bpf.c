@@ -172,6 +172,7 @@ static __noinline int dial_published(struct __sk_buff *skb, const struct moat_en
 		.rev = rev,
 		.rule_id = rule_id,
 		.len = skb->len,
+		.owner = ep->ipv4,
 	};
 	v = nat_publish(skb, l4, t.daddr, pub, &at, hairpin, now);
 	if (v)
@@ -200,7 +201,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	struct moat_addr_info *info;
 	struct moat_ct_entry *e;
 	struct moat_ct_key rkey;
-	__u32 rule_id;
+	__u32 rule_id, *owned;
 	int v;
 
 	if (l4->fragment || l4->more_frags)
@@ -256,8 +257,12 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	v = policy_verdict(rev, &l4->key, &rule_id);
 	if (v != MOAT_PASS || l4->fragment || l4->icmp_error || !addressed || !ct_opens_flow(l4))
 		return v;
-	ct_track(&l4->key, ifindex, ep->stats_slot, dir, rev, rule_id, skb->len, now);
-	return MOAT_PASS;
+	v = ct_admit(ep->ipv4, now, &owned);
+	if (v)
+		return v;
+	v = ct_track(&l4->key, ifindex, ep->stats_slot, dir, rev, rule_id, skb->len, ep->ipv4,
+		     owned, now);
+	return v ? ct_failed(v, MOAT_PASS) : MOAT_PASS;
 }
 
 /* Sets *slot to the attachment's counter slot and *net_flags to its

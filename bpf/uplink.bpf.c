@@ -125,6 +125,7 @@ static __always_inline int from_world_verdict(struct __sk_buff *skb, __u32 slot)
 				.reply_ifindex = ifindex,
 				.reply_dir = MOAT_DIR_TO_WORLD,
 				.rev = rev,
+				.owner = pub->backend_ip,
 			};
 			struct moat_ct_key t = l4.key;
 			__u32 rule_id;
@@ -197,15 +198,21 @@ static __always_inline int to_world_verdict(struct __sk_buff *skb, __u32 slot)
 			.rev = rev,
 			.rule_id = MOAT_RULE_NONE,
 			.len = skb->len,
+			.owner = l4.key.saddr,
 		};
 
 		if (tracked) {
 			at.rev = tracked->policy_rev;
 			at.rule_id = tracked->rule_id;
 			at.quiet = 1;
+		} else {
+			v = ct_admit(at.owner, now, &at.owned);
+			if (v)
+				return v;
 		}
-		if (ct_create(&l4.key, &l4.key, &at, MOAT_CT_SNAT, 0, 0, 0, now))
-			return MOAT_DROP_NAT_FAILED;
+		v = ct_create(&l4.key, &l4.key, &at, MOAT_CT_SNAT, 0, 0, 0, now);
+		if (v)
+			return ct_failed(v, MOAT_DROP_NAT_FAILED);
 		return MOAT_PASS;
 	}
 	up = bpf_map_lookup_elem(&uplinks, &ifindex);

@@ -15,6 +15,8 @@ else()
   set(BPF_TARGET_ARCH ${CMAKE_SYSTEM_PROCESSOR})
 endif()
 
+# -mcpu=v3: atomic fetch-and-add (the conntrack ring's positions, lib/ct.h)
+# and 32-bit jumps; every kernel moat supports has it (5.12+).
 function(bpf_object name src)
   cmake_parse_arguments(BPF "" "" "DEPENDS" ${ARGN})
   set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/skel)
@@ -24,7 +26,7 @@ function(bpf_object name src)
   add_custom_command(
     OUTPUT ${obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
-    COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${BPF_TARGET_ARCH}
+    COMMAND ${BPF_CLANG} -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_${BPF_TARGET_ARCH}
             -Wall -Werror -Wno-unused-function
             -I${CMAKE_SOURCE_DIR}/bpf -I/usr/include/${BPF_MULTIARCH}
             -c ${src_abs} -o ${obj}

@@ -15,6 +15,7 @@
 #include <linux/ipv6.h>
 #include <linux/icmpv6.h>
 #include <linux/in.h>
+#include <linux/errno.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * ct.h - connection tracking in moat's own LRU map (`ct`, layout in abi.h).
+ * ct.h - connection tracking in moat's own map (`ct`, layout in abi.h).
  *
  * A translated flow has two entries, one per direction, each keyed by the
  * tuple as it arrives and saying what it becomes; the partner's key is the
  * reverse of `xlated`, so either entry finds the other without a pointer.
  * Entries expire lazily: a lookup that finds an idle entry whose partner is
- * idle too deletes both and reports a miss. The LRU evicts the rest under
- * pressure, and `moat ct gc` sweeps what nobody looks up any more.
+ * idle too deletes both and reports a miss. What nobody looks up any more
+ * is ended by the ring sweep that every new flow drives (ct_admit, the
+ * per-container quota; abi.h), by the readers and by `moat ct gc`.
  * Why not the kernel's conntrack (kfuncs): it would tie moat to netfilter's
  * module and tables, which this project replaces, and cost the same lookups.
  */
@@ -79,6 +80,115 @@ static __always_inline struct moat_ct_entry *ct_lookup(const struct moat_ct_key 
 	if (p)
 		bpf_map_delete_elem(&ct, &pk);
 	return NULL;
+}
+
+static __always_inline struct moat_ct_ring_pos *ct_ring_pos_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ct_ring_pos, &zero);
+}
+
+static __always_inline struct moat_ct_ring_slot *ct_ring_at(__u64 pos)
+{
+	__u32 k = pos % MOAT_MAX_CT;
+
+	return bpf_map_lookup_elem(&ct_ring, &k);
+}
+
+static __always_inline void ct_owned_dec(__be32 owner)
+{
+	__u32 *n = bpf_map_lookup_elem(&ct_owned, &owner);
+
+	if (n && *n)
+		__sync_fetch_and_add(n, -1);
+}
+
+/* Counts a new flow (its original-direction key) against its owner: a slot
+ * at the ring's tail, one more in the owner's count (`owned`, what
+ * ct_admit() found: NULL for an owner without a count yet). */
+static __always_inline void ct_charge(const struct moat_ct_key *key, __be32 owner, __u32 *owned)
+{
+	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
+	struct moat_ct_ring_slot *slot;
+	__u32 one = 1;
+
+	if (!pos)
+		return;
+	slot = ct_ring_at(__sync_fetch_and_add(&pos->tail, 1));
+	if (!slot)
+		return;
+	slot->key = *key;
+	slot->owner = owner;
+	if (owned)
+		__sync_fetch_and_add(owned, 1);
+	else
+		bpf_map_update_elem(&ct_owned, &owner, &one, BPF_NOEXIST);
+}
+
+/*
+ * One step of the ring sweep (abi.h): the flow at the head is ended if it
+ * expired (ct_lookup, the packets' own path: entries, event) or gone, and
+ * its owner's count goes down; a live one goes back to the tail. A slot
+ * whose key now holds another owner's flow (deleted, then made anew) is
+ * that other flow's business: this one is gone. The gap keeps the sweep off
+ * slots a writer on another CPU may still be filling.
+ */
+static __always_inline void ct_sweep_one(struct moat_ct_ring_pos *pos, __u64 now)
+{
+	struct moat_ct_ring_slot *slot, seen;
+	struct moat_ct_entry *e;
+
+	if (pos->tail - pos->head <= MOAT_CT_SWEEP_GAP)
+		return;
+	slot = ct_ring_at(__sync_fetch_and_add(&pos->head, 1));
+	if (!slot)
+		return;
+	seen = *slot;
+	e = ct_lookup(&seen.key, now);
+	if (e && e->owner == seen.owner) {
+		slot = ct_ring_at(__sync_fetch_and_add(&pos->tail, 1));
+		if (slot)
+			*slot = seen;
+		return;
+	}
+	ct_owned_dec(seen.owner);
+}
+
+/*
+ * Whether `owner` may open a new flow now: 0 (and *owned set for the
+ * charge), or MOAT_DROP_CT_QUOTA when it holds its quota, MOAT_DROP_CT_FULL
+ * when the ring (so the table) is full. Sweeps first, so a flooder's own
+ * attempts reclaim its expired flows. Two slots a flow keep the ring at
+ * about twice the live flows: with one, a ring of expired flows would only
+ * ever grow. Called once per new flow, before its entries are made.
+ */
+static __always_inline int ct_admit(__be32 owner, __u64 now, __u32 **owned)
+{
+	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
+	__u32 *n;
+	int i;
+
+	*owned = NULL;
+	if (!pos)
+		return MOAT_DROP_CT_FULL;
+#pragma clang loop unroll(full)
+	for (i = 0; i < MOAT_CT_SWEEP; i++)
+		ct_sweep_one(pos, now);
+	if (pos->tail - pos->head >= MOAT_MAX_CT - MOAT_CT_SWEEP_GAP)
+		return MOAT_DROP_CT_FULL;
+	n = bpf_map_lookup_elem(&ct_owned, &owner);
+	if (n && *n >= MOAT_CT_FLOW_QUOTA)
+		return MOAT_DROP_CT_QUOTA;
+	*owned = n;
+	return 0;
+}
+
+/* What a failed ct_create()/ct_track() means for the packet: a full table,
+ * or the caller's own reason (a masquerade tuple already taken). */
+static __always_inline int ct_failed(int err, int otherwise)
+{
+	return err == -E2BIG ? MOAT_DROP_CT_FULL : otherwise;
 }
 
 static __always_inline void ct_set_state(struct moat_ct_entry *e, __u8 state, __u64 now)
@@ -192,7 +302,9 @@ struct ct_sites {
 	__u32 rev;
 	__u32 rule_id;
 	__u32 len; /* of the packet that opens the flow: it is counted */
-	__u32 quiet; /* taking over a flow already reported: no new-flow event */
+	__u32 quiet; /* taking over a flow already tracked: no event, no new charge */
+	__be32 owner; /* whose quota the flow counts in (abi.h) */
+	__u32 *owned; /* the owner's count, as ct_admit() found it */
 };
 
 static __always_inline struct moat_ct_entry *ct_scratch_entry(void)
@@ -204,9 +316,11 @@ static __always_inline struct moat_ct_entry *ct_scratch_entry(void)
 
 /*
  * Creates both entries of a flow whose original tuple `orig` becomes
- * `xlated`. With `claim`, the reply entry is written first and only if its
- * key is free (BPF_NOEXIST), so two flows can never take one masquerade
- * port; returns -1 when it is taken. Without, a stale pair is overwritten.
+ * `xlated`, and charges the flow to `at->owner` (unless taken over). With
+ * `claim`, the reply entry is written first and only if its key is free
+ * (BPF_NOEXIST), so two flows can never take one masquerade port; returns
+ * -EEXIST when it is taken, -E2BIG when the table is full. Without, a
+ * stale pair is overwritten. The caller asked ct_admit() first.
  */
 static __always_inline int ct_create(const struct moat_ct_key *orig,
 				     const struct moat_ct_key *xlated,
@@ -217,6 +331,8 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
 	struct moat_ct_entry *e = ct_scratch_entry();
 	struct moat_ct_key rkey;
 	struct moat_stats *s;
+
+	int err;
 
 	if (!e)
 		return -1;
@@ -235,19 +351,24 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
 	e->container_id = container_id;
 	e->policy_rev = at->rev;
 	e->rule_id = at->rule_id;
+	e->owner = at->owner;
 	ct_reverse(xlated, &rkey);
-	if (bpf_map_update_elem(&ct, &rkey, e, claim ? BPF_NOEXIST : BPF_ANY))
-		return -1;
+	err = bpf_map_update_elem(&ct, &rkey, e, claim ? BPF_NOEXIST : BPF_ANY);
+	if (err)
+		return err;
 	e->xlated = *xlated;
 	e->ifindex = at->orig_ifindex;
 	e->dir = at->orig_dir;
 	e->kind = kind;
 	e->packets = 1;
 	e->bytes = at->len;
-	if (bpf_map_update_elem(&ct, orig, e, BPF_ANY)) {
+	err = bpf_map_update_elem(&ct, orig, e, BPF_ANY);
+	if (err) {
 		bpf_map_delete_elem(&ct, &rkey);
-		return -1;
+		return err;
 	}
+	if (!at->quiet)
+		ct_charge(orig, at->owner, at->owned);
 	if (!at->quiet && obs_on()) {
 		s = stats_slot(at->orig_slot, at->orig_dir);
 		if (s)
@@ -263,11 +384,13 @@ static __always_inline int ct_create(const struct moat_ct_key *orig,
  * hook that admitted it, where its packets are accounted.
  */
 static __always_inline int ct_track(const struct moat_ct_key *key, __u32 ifindex, __u32 slot,
-				    __u8 dir, __u32 rev, __u32 rule_id, __u32 len, __u64 now)
+				    __u8 dir, __u32 rev, __u32 rule_id, __u32 len,
+				    __be32 owner, __u32 *owned, __u64 now)
 {
 	__u8 state = key->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
 	struct moat_ct_entry *e = ct_scratch_entry();
 	struct moat_stats *s;
+	int err;
 
 	if (!e)
 		return -1;
@@ -282,10 +405,13 @@ static __always_inline int ct_track(const struct moat_ct_key *key, __u32 ifindex
 	e->tcp_state = state;
 	e->policy_rev = rev;
 	e->rule_id = rule_id;
+	e->owner = owner;
 	e->packets = 1;
 	e->bytes = len;
-	if (bpf_map_update_elem(&ct, key, e, BPF_ANY))
-		return -1;
+	err = bpf_map_update_elem(&ct, key, e, BPF_ANY);
+	if (err)
+		return err;
+	ct_charge(key, owner, owned);
 	if (obs_on()) {
 		s = stats_slot(slot, dir);
 		if (s)

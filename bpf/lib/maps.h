@@ -4,8 +4,9 @@
  * object (endpoint, uplink, socket hooks, reaper) declares all of them;
  * userspace pins them under /sys/fs/bpf/moat/<instance>/<map name>, so the
  * objects of one instance share one set (the names are the pin names: never
- * rename one). Userspace is the only writer except for `stats`, `ct`,
- * `frags`, `sock_rnat` and the observation maps (`events`, `events_lost`,
+ * rename one). Userspace is the only writer except for `stats`, `ct` with
+ * its quota maps (`ct_ring`, `ct_ring_pos`, `ct_owned`), `frags`,
+ * `sock_rnat` and the observation maps (`events`, `events_lost`,
  * `rule_hits`), which the programs fill, and the per-CPU scratch maps, which
  * only the programs use. Layouts come from abi.h.
  */
@@ -65,11 +66,34 @@ struct {
 } uplink_slots SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MOAT_MAX_CT);
 	__type(key, struct moat_ct_key);
 	__type(value, struct moat_ct_entry);
 } ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MOAT_MAX_CT);
+	__type(key, __u32); /* position % MOAT_MAX_CT */
+	__type(value, struct moat_ct_ring_slot);
+} ct_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct moat_ct_ring_pos);
+} ct_ring_pos SEC(".maps");
+
+/* Flows per owner. An LRU only so that addresses long gone make room: a
+ * live container's count is touched with each of its flows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_CT_OWNERS);
+	__type(key, __be32);
+	__type(value, __u32);
+} ct_owned SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -106,17 +106,22 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, const struct l4_in
  */
 static __always_inline int nat_publish(struct __sk_buff *skb, const struct l4_info *l4,
 				       __be32 backend_ip, const struct moat_publish_val *pub,
-				       const struct ct_sites *at, int hairpin, __u64 now)
+				       struct ct_sites *at, int hairpin, __u64 now)
 {
 	struct moat_ct_key xl = l4->key;
+	int v;
 
 	xl.daddr = backend_ip;
 	xl.dport = pub->backend_port;
 	if (hairpin)
 		xl.saddr = l4->key.daddr;
-	if (ct_create(&l4->key, &xl, at, MOAT_CT_DNAT, hairpin ? MOAT_CT_F_HAIRPIN : 0,
-		      pub->container_id, 0, now))
-		return MOAT_DROP_NAT_FAILED;
+	v = ct_admit(at->owner, now, &at->owned);
+	if (v)
+		return v;
+	v = ct_create(&l4->key, &xl, at, MOAT_CT_DNAT, hairpin ? MOAT_CT_F_HAIRPIN : 0,
+		      pub->container_id, 0, now);
+	if (v)
+		return ct_failed(v, MOAT_DROP_NAT_FAILED);
 	return nat_rewrite(skb, l4, &xl);
 }
 
@@ -141,18 +146,25 @@ static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4
 		.rule_id = tracked ? tracked->rule_id : MOAT_RULE_NONE,
 		.len = skb->len,
 		.quiet = tracked != NULL,
+		.owner = l4->key.saddr,
 	};
 	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
 	__u32 start = bpf_get_prandom_u32();
 	struct moat_ct_key xl = l4->key;
-	int i;
+	int i, v;
 
+	if (!tracked) {
+		v = ct_admit(at.owner, now, &at.owned);
+		if (v)
+			return v;
+	}
 	xl.saddr = up->ipv4;
 	if (!l4->has_ports || l4->key.proto == IPPROTO_SCTP) {
 		/* Without ports only the addresses tell flows apart; SCTP keeps
 		 * its port, as a new one would need the whole CRC32c again. */
-		if (ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now))
-			return MOAT_DROP_NAT_NO_PORT;
+		v = ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
+		if (v)
+			return ct_failed(v, MOAT_DROP_NAT_NO_PORT);
 		return nat_rewrite(skb, l4, &xl);
 	}
 #pragma clang loop unroll(disable)
@@ -160,8 +172,11 @@ static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4
 		__be16 port = bpf_htons(MOAT_NAT_PORT_MIN + (start + i) % range);
 
 		xl.sport = port; /* for an echo request, its id */
-		if (!ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now))
+		v = ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
+		if (!v)
 			return nat_rewrite(skb, l4, &xl);
+		if (v == -E2BIG)
+			return MOAT_DROP_CT_FULL;
 	}
 	return MOAT_DROP_NAT_NO_PORT;
 }

@@ -294,6 +294,34 @@ void ct_clear(const Skeleton<endpoint_bpf>& skel) {
   for (const auto& [key, e] : ct_entries(skel))
     if (bpf_map__delete_elem(skel->maps.ct, &key, sizeof key, 0) && errno != ENOENT)
       fail("ct delete", errno);
+  ct_quota_clear(skel);
+}
+
+void ct_quota_clear(const Skeleton<endpoint_bpf>& skel) {
+  const uint32_t zero = 0;
+  const moat_ct_ring_pos start{};
+  if (bpf_map__update_elem(skel->maps.ct_ring_pos, &zero, sizeof zero, &start, sizeof start, 0))
+    fail("ct_ring_pos reset", errno);
+  for (uint32_t owner : ct_owners(skel))
+    if (bpf_map__delete_elem(skel->maps.ct_owned, &owner, sizeof owner, 0) && errno != ENOENT)
+      fail("ct_owned delete", errno);
+}
+
+std::vector<in_addr_t> ct_owners(const Skeleton<endpoint_bpf>& skel) {
+  std::vector<in_addr_t> out;
+  in_addr_t next = 0;
+  const in_addr_t* prev = nullptr;
+  while (bpf_map__get_next_key(skel->maps.ct_owned, prev, &next, sizeof next) == 0) {
+    out.push_back(next);
+    prev = &out.back();
+  }
+  return out;
+}
+
+uint32_t ct_owned(const Skeleton<endpoint_bpf>& skel, in_addr_t owner) {
+  uint32_t n = 0;
+  bpf_map__lookup_elem(skel->maps.ct_owned, &owner, sizeof owner, &n, sizeof n, 0);
+  return n;
 }
 
 void loop_published_flow(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& orig) {

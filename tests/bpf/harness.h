@@ -124,7 +124,11 @@ moat_ct_key reversed(const moat_ct_key& k);
 std::optional<moat_ct_entry> ct_get(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key);
 std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const Skeleton<endpoint_bpf>& skel);
 void ct_put(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key, const moat_ct_entry& e);
-void ct_clear(const Skeleton<endpoint_bpf>& skel);
+void ct_clear(const Skeleton<endpoint_bpf>& skel);  // the quota's maps too
+// Forgets every flow count and empties the ring (ct itself untouched).
+void ct_quota_clear(const Skeleton<endpoint_bpf>& skel);
+std::vector<in_addr_t> ct_owners(const Skeleton<endpoint_bpf>& skel);
+uint32_t ct_owned(const Skeleton<endpoint_bpf>& skel, in_addr_t owner);  // 0 if none
 // Makes the published flow whose DNAT entry is keyed `orig` cycle under
 // BPF_PROG_TEST_RUN's repeat, which runs the program again on the skb the
 // previous repetition rewrote: a second DNAT entry, for the rewritten tuple

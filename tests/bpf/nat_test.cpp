@@ -786,6 +786,110 @@ TEST_F(Nat, IcmpErrorFromTheWorldRelatesOnlyToFlowsThatLeftByAnUplink) {
   for (const Case& c : table) check(c);
 }
 
+// ---- the conntrack quota (issue 13) ------------------------------------------------------
+
+// A masqueraded UDP packet from `src`:`sport` to WORLD:`dport` at to_world.
+RunResult masquerade_from(Dataplane& dp, in_addr_t src, uint16_t sport, uint16_t dport) {
+  const Bytes f = eth(ETH_P_IP, ipv4({.src = src, .dst = ip4(WORLD), .proto = IPPROTO_UDP},
+                                     udp(sport, dport, kData)));
+  return run(dp.prog(Hook::ToWorld), dp.ifindex.at(kUplink), f);
+}
+
+// One container flooding new tuples (more than the whole table holds) must
+// not push out another's idle flow. Before, `ct` was an LRU: A's flood
+// evicted B's masqueraded flow and B's reply was no longer translated back
+// (not-published). Now A holds at most MOAT_CT_FLOW_QUOTA flows, the rest of
+// its flood drops as conntrack-quota, and B keeps its flow and opens new ones.
+TEST_F(Nat, AFloodOfNewFlowsCostsOnlyTheFlooder) {
+  const RunResult b = masquerade_from(dp_, ip4(B), 5353, 53);
+  ASSERT_EQ(b.retval, uint32_t(TC_ACT_OK));
+  const uint16_t P = be16_at(b.out, kL4);
+  const int flood = MOAT_MAX_CT / 2 + 1000;
+  int passed = 0, refused = 0;
+  for (int i = 0; i < flood; i++) {
+    // 1,000 flows per destination port: the masquerade ports stay plenty.
+    const RunResult r = masquerade_from(dp_, ip4(A), uint16_t(1024 + i % 1000), uint16_t(1 + i / 1000));
+    ASSERT_EQ(r.err, 0);
+    (r.retval == uint32_t(TC_ACT_OK) ? passed : refused)++;
+  }
+  EXPECT_EQ(passed, MOAT_CT_FLOW_QUOTA);
+  EXPECT_EQ(refused, flood - MOAT_CT_FLOW_QUOTA);
+  EXPECT_EQ(sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_TO_WORLD})
+                .drops[-MOAT_DROP_CT_QUOTA],
+            uint64_t(refused));
+  EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), uint32_t(MOAT_CT_FLOW_QUOTA));
+  EXPECT_EQ(ct_owned(dp_.ep, ip4(B)), 1u);
+  check({"B's idle flow still answers back", Hook::FromWorld, kUplink,
+         udp4(WORLD, 53, HOST, P), pass, udp4(WORLD, 53, B, 5353)});
+  EXPECT_EQ(masquerade_from(dp_, ip4(B), 5354, 53).retval, uint32_t(TC_ACT_OK))
+      << "B opens a new flow";
+  check({"A's next new flow", Hook::ToWorld, kUplink, udp4(A, 5000, WORLD, 999),
+         drop(MOAT_DROP_CT_QUOTA)});
+  const RunResult a = masquerade_from(dp_, ip4(A), 1024, 1);
+  EXPECT_EQ(a.retval, uint32_t(TC_ACT_OK)) << "A's established flows go on";
+  in_addr_t src = 0;
+  std::memcpy(&src, &a.out.at(14 + 12), 4);
+  EXPECT_EQ(src, ip4(HOST)) << "masqueraded";
+}
+
+// Room comes back by expiry, without a reader: each new flow sweeps the
+// ring's oldest slots, ends what expired there and gives its owner the room.
+TEST_F(Nat, ExpiredFlowsGiveTheirQuotaBack) {
+  for (int i = 0; i < MOAT_CT_FLOW_QUOTA; i++)
+    ASSERT_EQ(masquerade_from(dp_, ip4(A), uint16_t(1024 + i % 1000), uint16_t(1 + i / 1000)).retval,
+              uint32_t(TC_ACT_OK));
+  check({"A at its quota", Hook::ToWorld, kUplink, udp4(A, 60000, WORLD, 7),
+         drop(MOAT_DROP_CT_QUOTA)});
+  // A's first 100 flows expire (both entries: nobody looks them up).
+  for (auto [key, e] : ct_entries(dp_.ep)) {
+    const moat_ct_key& orig = e.kind == MOAT_CT_SNAT ? key : reversed(e.xlated);
+    if (ntohs(orig.dport) == 1 && ntohs(orig.sport) < 1024 + 100) {
+      e.expires_ns = 1;
+      ct_put(dp_.ep, key, e);
+    }
+  }
+  // A keeps trying. Its attempts drive the sweep, two slots each, so within
+  // one turn of the ring (MOAT_CT_FLOW_QUOTA / 2 attempts, live flows going
+  // back to the tail) every expired flow is found and its room given back.
+  const size_t before = ct_entries(dp_.ep).size();
+  int admitted = 0, attempts = 0;
+  for (; attempts < MOAT_CT_FLOW_QUOTA && admitted < 100; attempts++)
+    if (masquerade_from(dp_, ip4(A), uint16_t(1024 + attempts % 1000),
+                        uint16_t(500 + attempts / 1000))
+            .retval == uint32_t(TC_ACT_OK))
+      admitted++;
+  EXPECT_EQ(admitted, 100) << "after " << attempts << " attempts";
+  EXPECT_LE(attempts, MOAT_CT_FLOW_QUOTA / 2 + MOAT_CT_SWEEP_GAP);
+  EXPECT_EQ(ct_entries(dp_.ep).size(), before) << "100 expired pairs ended, 100 new ones";
+  EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), uint32_t(MOAT_CT_FLOW_QUOTA));
+  check({"and A is at its quota again", Hook::ToWorld, kUplink, udp4(A, 60001, WORLD, 7),
+         drop(MOAT_DROP_CT_QUOTA)});
+}
+
+// The whole table full (many containers, each under its quota): a new flow
+// drops as conntrack-full, what is established goes on.
+TEST_F(Nat, AFullTableRefusesNewFlowsOnly) {
+  const RunResult first = masquerade_from(dp_, ip4(A), 1000, 1);
+  ASSERT_EQ(first.retval, uint32_t(TC_ACT_OK));
+  int passed = 1, full = 0;
+  for (int i = 0; i < MOAT_MAX_CT / 2 + 100 && full == 0; i++) {
+    // Owners 172.20.1.0, .1, ...: net 1 addresses, 8,192 flows each.
+    const in_addr_t src = htonl(ntohl(ip4("172.20.1.0")) + uint32_t(i / 8192));
+    const RunResult r = masquerade_from(dp_, src, uint16_t(1024 + i % 1000), uint16_t(1 + i / 1000));
+    ASSERT_EQ(r.err, 0);
+    if (r.retval == uint32_t(TC_ACT_OK)) passed++;
+    else full++;
+  }
+  EXPECT_EQ(full, 1);
+  EXPECT_EQ(passed, MOAT_MAX_CT / 2) << "two entries a flow";
+  EXPECT_EQ(sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_TO_WORLD})
+                .drops[-MOAT_DROP_CT_FULL],
+            1u);
+  const RunResult a = masquerade_from(dp_, ip4(A), 1000, 1);
+  EXPECT_EQ(a.retval, uint32_t(TC_ACT_OK)) << "an established flow goes on";
+  EXPECT_EQ(be16_at(a.out, kL4), be16_at(first.out, kL4)) << "with its masquerade port";
+}
+
 // ---- containers dialling published ports ---------------------------------------------------
 
 TEST_F(Nat, ContainerOfAnotherNetworkDialsThePublishedPort) {

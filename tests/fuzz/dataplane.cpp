@@ -163,7 +163,7 @@ void Dataplane::switch_policy(size_t v) {
 }
 
 void Dataplane::reset_case() {
-  clear_map(progs_.ep->maps.ct);
+  moat_test::ct_clear(progs_.ep);
   clear_map(progs_.ep->maps.frags);
   if (switched_) switch_policy(0);
   switched_ = false;
