@@ -412,6 +412,18 @@ conn_ask() {
   return 1
 }
 
+# conn_answered NAME TOKEN SECONDS: sends the line TOKEN on connection NAME;
+# 0 once the server's "ans:TOKEN" came back in time.
+conn_answered() {
+  local i
+  echo "$2" >&"${CONN_FD[$1]}" || return 1
+  for i in $(seq $(( $3 * 20 ))); do
+    grep -qx "ans:$2" "$TMP/conn-$1.out" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 conn_alive() {  # conn_alive NAME: its socat still runs (the connection was not reset)
   kill -0 "${CONN_PID[$1]}" 2>/dev/null
 }

@@ -20,16 +20,7 @@ serve "$L" x-a tcp 8080 TCP-LISTEN:8080,reuseaddr,fork \
   'SYSTEM:(while echo hb; do sleep 0.2; done) & while read -r l; do echo "ans:$l"; done'
 conn_open c "$L" y-a "$XA" 8080
 
-# answered TOKEN SECONDS: the server's answer to line TOKEN came back in time.
-answered() {
-  local i
-  echo "$1" >&"${CONN_FD[c]}" || return 1
-  for i in $(seq $(( $2 * 20 ))); do
-    grep -qx "ans:$1" "$TMP/conn-c.out" && return 0
-    sleep 0.05
-  done
-  return 1
-}
+answered() { conn_answered c "$@"; }
 heartbeats() { grep -cx hb "$TMP/conn-c.out"; }
 
 ok_before=0
