@@ -257,11 +257,36 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
                  if (bpf_map__delete_elem(s->maps.ct, &flow, sizeof flow, 0))
                    throw std::runtime_error(
                        tag + "new_admitted: deleting the ct entry: " + std::strerror(errno));
-                 // Thousands of singles would reach the container's quota
-                 // (abi.h); the ring sweep itself keeps running on what
-                 // they left, as it would on a host.
+                 // A quiet host: the ring holds fewer than MOAT_CT_QUOTA_FROM
+                 // flows, nothing is swept or counted (abi.h).
+                 moat_test::ct_quota_clear(skel);
+               }),
+       {}});
+  cases.push_back(
+      {with("new_admitted_busy", "single",
+            "new_admitted on a busy host: the ring holds more than MOAT_CT_QUOTA_FROM flows, "
+            "so the flow sweeps two older ones (here: gone) and is counted for its container"),
+       singles(tag + "new_admitted_busy", prog, dev, admitted, o.singles, TC_ACT_OK,
+               [s, &skel, flow, tag] {
+                 if (bpf_map__delete_elem(s->maps.ct, &flow, sizeof flow, 0))
+                   throw std::runtime_error(
+                       tag + "new_admitted_busy: deleting the ct entry: " + std::strerror(errno));
+                 // Thousands of singles would reach the container's quota.
                  if (moat_test::ct_owned(skel, flow.saddr) > MOAT_CT_FLOW_QUOTA / 2)
                    moat_test::ct_quota_clear(skel);
+                 const uint32_t zero = 0;
+                 moat_ct_ring_pos pos{};
+                 if (bpf_map__lookup_elem(s->maps.ct_ring_pos, &zero, sizeof zero, &pos,
+                                          sizeof pos, 0))
+                   throw std::runtime_error(tag + "reading ct_ring_pos: " + std::strerror(errno));
+                 if (pos.tail - pos.head < MOAT_CT_QUOTA_FROM + 2 * MOAT_CT_SWEEP_GAP) {
+                   // Slots of flows long gone: each sweep step looks one up.
+                   pos.tail = pos.head + MOAT_CT_QUOTA_FROM + 1000;
+                   if (bpf_map__update_elem(s->maps.ct_ring_pos, &zero, sizeof zero, &pos,
+                                            sizeof pos, 0))
+                     throw std::runtime_error(tag + "filling ct_ring_pos: " +
+                                              std::strerror(errno));
+                 }
                }),
        {}});
   // Runs after new_admitted in each round: its last run left the entry.

@@ -320,8 +320,15 @@ struct moat_ct_entry {
  * (`ct_owned`) goes down; a live one goes back to the tail. So room is made
  * at the pace flows are made, without a reader or a timer, and a count is
  * never more than the ring's slots of that owner.
+ *
+ * While the ring holds fewer than MOAT_CT_QUOTA_FROM flows in all, nothing
+ * is swept or counted: no container can be near its quota, or the table
+ * near full, and a new flow costs one more array write instead of the
+ * sweep's lookups. Flows made then stay uncounted (`counted` 0) for good,
+ * so a container holds at most MOAT_CT_FLOW_QUOTA + MOAT_CT_QUOTA_FROM.
  */
 #define MOAT_CT_FLOW_QUOTA 16384
+#define MOAT_CT_QUOTA_FROM 4096
 #define MOAT_CT_SWEEP 2
 #define MOAT_CT_SWEEP_GAP 64 /* slots kept between the sweep and the writers */
 #define MOAT_MAX_CT_OWNERS MOAT_MAX_ADDR_ENTRIES
@@ -329,6 +336,7 @@ struct moat_ct_entry {
 struct moat_ct_ring_slot {
 	struct moat_ct_key key;
 	__be32 owner;
+	__u32 counted; /* 1: in its owner's count (ct_owned) */
 };
 
 struct moat_ct_ring_pos {

@@ -104,22 +104,32 @@ static __always_inline void ct_owned_dec(__be32 owner)
 		__sync_fetch_and_add(n, -1);
 }
 
-/* Counts a new flow (its original-direction key) against its owner: a slot
- * at the ring's tail, one more in the owner's count (`owned`, what
- * ct_admit() found: NULL for an owner without a count yet). */
+static __always_inline int ct_ring_busy(const struct moat_ct_ring_pos *pos)
+{
+	return pos->tail - pos->head >= MOAT_CT_QUOTA_FROM;
+}
+
+/* Puts a new flow (its original-direction key) on the ring and, while the
+ * ring is busy, one more in its owner's count (`owned`, what ct_admit()
+ * found: NULL for an owner without a count yet). */
 static __always_inline void ct_charge(const struct moat_ct_key *key, __be32 owner, __u32 *owned)
 {
 	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
 	struct moat_ct_ring_slot *slot;
 	__u32 one = 1;
+	int counted;
 
 	if (!pos)
 		return;
+	counted = ct_ring_busy(pos);
 	slot = ct_ring_at(__sync_fetch_and_add(&pos->tail, 1));
 	if (!slot)
 		return;
 	slot->key = *key;
 	slot->owner = owner;
+	slot->counted = counted;
+	if (!counted)
+		return;
 	if (owned)
 		__sync_fetch_and_add(owned, 1);
 	else
@@ -152,7 +162,8 @@ static __always_inline void ct_sweep_one(struct moat_ct_ring_pos *pos, __u64 now
 			*slot = seen;
 		return;
 	}
-	ct_owned_dec(seen.owner);
+	if (seen.counted)
+		ct_owned_dec(seen.owner);
 }
 
 /*
@@ -172,6 +183,8 @@ static __always_inline int ct_admit(__be32 owner, __u64 now, __u32 **owned)
 	*owned = NULL;
 	if (!pos)
 		return MOAT_DROP_CT_FULL;
+	if (!ct_ring_busy(pos))
+		return 0;
 #pragma clang loop unroll(full)
 	for (i = 0; i < MOAT_CT_SWEEP; i++)
 		ct_sweep_one(pos, now);

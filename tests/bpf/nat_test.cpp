@@ -798,8 +798,10 @@ RunResult masquerade_from(Dataplane& dp, in_addr_t src, uint16_t sport, uint16_t
 // One container flooding new tuples (more than the whole table holds) must
 // not push out another's idle flow. Before, `ct` was an LRU: A's flood
 // evicted B's masqueraded flow and B's reply was no longer translated back
-// (not-published). Now A holds at most MOAT_CT_FLOW_QUOTA flows, the rest of
-// its flood drops as conntrack-quota, and B keeps its flow and opens new ones.
+// (not-published). Now A holds at most MOAT_CT_FLOW_QUOTA counted flows
+// (plus those made before the ring held MOAT_CT_QUOTA_FROM, which nobody
+// counts: abi.h), the rest of its flood drops as conntrack-quota, and B
+// keeps its flow and opens new ones.
 TEST_F(Nat, AFloodOfNewFlowsCostsOnlyTheFlooder) {
   const RunResult b = masquerade_from(dp_, ip4(B), 5353, 53);
   ASSERT_EQ(b.retval, uint32_t(TC_ACT_OK));
@@ -812,13 +814,14 @@ TEST_F(Nat, AFloodOfNewFlowsCostsOnlyTheFlooder) {
     ASSERT_EQ(r.err, 0);
     (r.retval == uint32_t(TC_ACT_OK) ? passed : refused)++;
   }
-  EXPECT_EQ(passed, MOAT_CT_FLOW_QUOTA);
-  EXPECT_EQ(refused, flood - MOAT_CT_FLOW_QUOTA);
+  // B's flow and A's first 4,095 came before the ring was busy.
+  EXPECT_EQ(passed, MOAT_CT_FLOW_QUOTA + MOAT_CT_QUOTA_FROM - 1);
+  EXPECT_EQ(refused, flood - passed);
   EXPECT_EQ(sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_TO_WORLD})
                 .drops[-MOAT_DROP_CT_QUOTA],
             uint64_t(refused));
   EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), uint32_t(MOAT_CT_FLOW_QUOTA));
-  EXPECT_EQ(ct_owned(dp_.ep, ip4(B)), 1u);
+  EXPECT_EQ(ct_owned(dp_.ep, ip4(B)), 0u) << "made while the ring was quiet";
   check({"B's idle flow still answers back", Hook::FromWorld, kUplink,
          udp4(WORLD, 53, HOST, P), pass, udp4(WORLD, 53, B, 5353)});
   EXPECT_EQ(masquerade_from(dp_, ip4(B), 5354, 53).retval, uint32_t(TC_ACT_OK))
@@ -835,31 +838,33 @@ TEST_F(Nat, AFloodOfNewFlowsCostsOnlyTheFlooder) {
 // Room comes back by expiry, without a reader: each new flow sweeps the
 // ring's oldest slots, ends what expired there and gives its owner the room.
 TEST_F(Nat, ExpiredFlowsGiveTheirQuotaBack) {
-  for (int i = 0; i < MOAT_CT_FLOW_QUOTA; i++)
+  const int held = MOAT_CT_FLOW_QUOTA + MOAT_CT_QUOTA_FROM;
+  for (int i = 0; i < held; i++)
     ASSERT_EQ(masquerade_from(dp_, ip4(A), uint16_t(1024 + i % 1000), uint16_t(1 + i / 1000)).retval,
               uint32_t(TC_ACT_OK));
   check({"A at its quota", Hook::ToWorld, kUplink, udp4(A, 60000, WORLD, 7),
          drop(MOAT_DROP_CT_QUOTA)});
-  // A's first 100 flows expire (both entries: nobody looks them up).
+  // 100 of A's counted flows (i = 10000..10099) expire, both entries:
+  // nobody looks them up.
   for (auto [key, e] : ct_entries(dp_.ep)) {
     const moat_ct_key& orig = e.kind == MOAT_CT_SNAT ? key : reversed(e.xlated);
-    if (ntohs(orig.dport) == 1 && ntohs(orig.sport) < 1024 + 100) {
+    if (ntohs(orig.dport) == 11 && ntohs(orig.sport) < 1024 + 100) {
       e.expires_ns = 1;
       ct_put(dp_.ep, key, e);
     }
   }
   // A keeps trying. Its attempts drive the sweep, two slots each, so within
-  // one turn of the ring (MOAT_CT_FLOW_QUOTA / 2 attempts, live flows going
-  // back to the tail) every expired flow is found and its room given back.
+  // one turn of the ring (held / 2 attempts, live flows going back to the
+  // tail) every expired flow is found and its room given back.
   const size_t before = ct_entries(dp_.ep).size();
   int admitted = 0, attempts = 0;
-  for (; attempts < MOAT_CT_FLOW_QUOTA && admitted < 100; attempts++)
+  for (; attempts < held && admitted < 100; attempts++)
     if (masquerade_from(dp_, ip4(A), uint16_t(1024 + attempts % 1000),
                         uint16_t(500 + attempts / 1000))
             .retval == uint32_t(TC_ACT_OK))
       admitted++;
   EXPECT_EQ(admitted, 100) << "after " << attempts << " attempts";
-  EXPECT_LE(attempts, MOAT_CT_FLOW_QUOTA / 2 + MOAT_CT_SWEEP_GAP);
+  EXPECT_LE(attempts, held / 2 + MOAT_CT_SWEEP_GAP);
   EXPECT_EQ(ct_entries(dp_.ep).size(), before) << "100 expired pairs ended, 100 new ones";
   EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), uint32_t(MOAT_CT_FLOW_QUOTA));
   check({"and A is at its quota again", Hook::ToWorld, kUplink, udp4(A, 60001, WORLD, 7),

@@ -34,7 +34,9 @@ bool is_config_map(std::string_view name) {
 // The private state maps need only room for one packet's worth of state.
 void shrink_private(bpf_map* m) {
   std::string_view name = bpf_map__name(m);
-  if (name == "ct" || name == "frags" || name == "sock_rnat") bpf_map__set_max_entries(m, 64);
+  if (name == "ct" || name == "ct_ring" || name == "ct_owned" || name == "frags" ||
+      name == "sock_rnat")
+    bpf_map__set_max_entries(m, 64);
 }
 
 template <class S>
