@@ -242,6 +242,12 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
     return m;
   };
   const endpoint_bpf* s = skel.get();
+  // The setup's run or the previous one left the flow's entry: its absence
+  // means a run was not tracked after all.
+  auto forget = [s, flow, tag](const char* path) {
+    if (bpf_map__delete_elem(s->maps.ct, &flow, sizeof flow, 0))
+      throw std::runtime_error(tag + path + ": deleting the ct entry: " + std::strerror(errno));
+  };
   cases.push_back({with("new_denied", "repeat",
                         "first packet of a flow the policy denies: ct miss, every policy lookup "
                         "misses, dropped"),
@@ -251,12 +257,8 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
       {with("new_admitted", "single",
             "first packet of a flow the policy admits: ct miss, verdict, ct entry created"),
        singles(tag + "new_admitted", prog, dev, admitted, o.singles, TC_ACT_OK,
-               [s, &skel, flow, tag] {
-                 // The setup's run or the previous one left the entry: its
-                 // absence means a run was not tracked after all.
-                 if (bpf_map__delete_elem(s->maps.ct, &flow, sizeof flow, 0))
-                   throw std::runtime_error(
-                       tag + "new_admitted: deleting the ct entry: " + std::strerror(errno));
+               [s, &skel, flow, tag, forget] {
+                 forget("new_admitted");
                  // A quiet host: the ring holds fewer than MOAT_CT_QUOTA_FROM
                  // flows, nothing is swept or counted (abi.h). Only the ring's
                  // position is reset: walking a map here (ct_quota_clear)
@@ -274,10 +276,8 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
             "new_admitted on a busy host: the ring holds more than MOAT_CT_QUOTA_FROM flows, "
             "so the flow sweeps two older ones (here: gone) and is counted for its container"),
        singles(tag + "new_admitted_busy", prog, dev, admitted, o.singles, TC_ACT_OK,
-               [s, &skel, flow, tag] {
-                 if (bpf_map__delete_elem(s->maps.ct, &flow, sizeof flow, 0))
-                   throw std::runtime_error(
-                       tag + "new_admitted_busy: deleting the ct entry: " + std::strerror(errno));
+               [s, &skel, flow, tag, forget] {
+                 forget("new_admitted_busy");
                  // Thousands of singles would reach the container's quota.
                  if (moat_test::ct_owned(skel, flow.saddr) > MOAT_CT_FLOW_QUOTA / 2)
                    moat_test::ct_quota_clear(skel);

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "observe/snapshot.h"
+
 extern char** environ;
 
 namespace moat_test {
@@ -116,19 +118,7 @@ moat_dir dir_of(Hook h) {
   return MOAT_DIR_MAX;
 }
 
-const char* hook_name(Hook h) {
-  switch (h) {
-    case Hook::FromContainer:
-      return "from_container";
-    case Hook::ToContainer:
-      return "to_container";
-    case Hook::FromWorld:
-      return "from_world";
-    case Hook::ToWorld:
-      return "to_world";
-  }
-  return "?";
-}
+const char* hook_name(Hook h) { return moat::obs::dir_name(dir_of(h)); }
 
 const bpf_program* Programs::prog(Hook h) const {
   switch (h) {

@@ -2,26 +2,23 @@
 // the generator and the report name them (the BPF side's names).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
+#include "abi.h"
+#include "observe/snapshot.h"
+
 namespace fuzz {
 
-enum class Hook { FromContainer, ToContainer, FromWorld, ToWorld };
+enum class Hook : uint32_t {
+  FromContainer = MOAT_DIR_FROM_CONTAINER,
+  ToContainer = MOAT_DIR_TO_CONTAINER,
+  FromWorld = MOAT_DIR_FROM_WORLD,
+  ToWorld = MOAT_DIR_TO_WORLD,
+};
 
-inline const char* hook_name(Hook h) {
-  switch (h) {
-    case Hook::FromContainer:
-      return "from_container";
-    case Hook::ToContainer:
-      return "to_container";
-    case Hook::FromWorld:
-      return "from_world";
-    case Hook::ToWorld:
-      return "to_world";
-  }
-  return "?";
-}
+inline const char* hook_name(Hook h) { return moat::obs::dir_name(static_cast<uint32_t>(h)); }
 
 inline std::optional<Hook> hook_from_name(const std::string& s) {
   for (Hook h : {Hook::FromContainer, Hook::ToContainer, Hook::FromWorld, Hook::ToWorld})
