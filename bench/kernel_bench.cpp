@@ -274,7 +274,7 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
   cases.push_back(
       {with("new_admitted_busy", "single",
             "new_admitted on a busy host: the ring holds more than MOAT_CT_QUOTA_FROM flows, "
-            "so the flow sweeps two older ones (here: gone) and is counted for its container"),
+            "so the flow is counted for its container (and the ring's sweeper, a timer, runs)"),
        singles(tag + "new_admitted_busy", prog, dev, admitted, o.singles, TC_ACT_OK,
                [s, &skel, flow, tag, forget] {
                  forget("new_admitted_busy");
@@ -287,7 +287,7 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
                                           sizeof pos, 0))
                    throw std::runtime_error(tag + "reading ct_ring_pos: " + std::strerror(errno));
                  if (pos.tail - pos.head < MOAT_CT_QUOTA_FROM + 2 * MOAT_CT_SWEEP_GAP) {
-                   // Slots of flows long gone: each sweep step looks one up.
+                   // Slots of flows long gone, for the sweeper's timer.
                    pos.tail = pos.head + MOAT_CT_QUOTA_FROM + 1000;
                    if (bpf_map__update_elem(s->maps.ct_ring_pos, &zero, sizeof zero, &pos,
                                             sizeof pos, 0))

@@ -314,22 +314,28 @@ struct moat_ct_entry {
  *
  * Map `ct_ring`: every flow once, by its original-direction key and owner,
  * in the order made; `ct_ring_pos` holds the ring's head and tail (positions
- * only grow; slot = position % MOAT_MAX_CT). Each new flow first sweeps
- * MOAT_CT_SWEEP slots at the head: a flow that expired is ended there (its
+ * only grow; slot = position % MOAT_MAX_CT). A BPF timer (`ct_sweeper`,
+ * lib/ct.h) sweeps the ring every MOAT_CT_SWEEP_TICK_MS: 1/MOAT_CT_SWEEP_TURN
+ * of its slots at the head, so every flow on it is looked at once per turn
+ * (2.56 s) whatever its length. A flow that expired is ended there (its
  * entries deleted, its flow-end event sent) and its owner's count
- * (`ct_owned`) goes down; a live one goes back to the tail. So room is made
- * at the pace flows are made, without a reader or a timer, and a count is
- * never more than the ring's slots of that owner.
+ * (`ct_owned`) goes down; a live one goes back to the tail. Room comes back
+ * without a reader and without new flows, a count is never more than the
+ * ring's slots of that owner, and a new flow pays for no sweeping: it
+ * writes its slot and counts itself. Netfilter's conntrack does the same
+ * with its gc worker.
  *
  * While the ring holds fewer than MOAT_CT_QUOTA_FROM flows in all, nothing
- * is swept or counted: no container can be near its quota, or the table
- * near full, and a new flow costs one more array write instead of the
- * sweep's lookups. Flows made then stay uncounted (`counted` 0) for good,
- * so a container holds at most MOAT_CT_FLOW_QUOTA + MOAT_CT_QUOTA_FROM.
+ * is counted and the timer stops: no container can be near its quota, or
+ * the table near full, and a new flow costs one array write. The first flow
+ * counted starts the timer again. Flows made on a quiet ring stay uncounted
+ * (`counted` 0) for good, so a container holds at most MOAT_CT_FLOW_QUOTA +
+ * MOAT_CT_QUOTA_FROM.
  */
 #define MOAT_CT_FLOW_QUOTA 16384
 #define MOAT_CT_QUOTA_FROM 4096
-#define MOAT_CT_SWEEP 2
+#define MOAT_CT_SWEEP_TICK_MS 10
+#define MOAT_CT_SWEEP_TURN 256 /* ticks per turn of the ring */
 #define MOAT_CT_SWEEP_GAP 64 /* slots kept between the sweep and the writers */
 #define MOAT_MAX_CT_OWNERS MOAT_MAX_ADDR_ENTRIES
 

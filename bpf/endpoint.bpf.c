@@ -257,7 +257,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	v = policy_verdict(rev, &l4->key, &rule_id);
 	if (v != MOAT_PASS || l4->fragment || l4->icmp_error || !addressed || !ct_opens_flow(l4))
 		return v;
-	v = ct_admit(ep->ipv4, now, &owned);
+	v = ct_admit(ep->ipv4, &owned);
 	if (v)
 		return v;
 	v = ct_track(&l4->key, ifindex, ep->stats_slot, dir, rev, rule_id, skb->len, ep->ipv4,

@@ -206,7 +206,7 @@ static __always_inline int to_world_verdict(struct __sk_buff *skb, __u32 slot)
 			at.rule_id = tracked->rule_id;
 			at.quiet = 1;
 		} else {
-			v = ct_admit(at.owner, now, &at.owned);
+			v = ct_admit(at.owner, &at.owned);
 			if (v)
 				return v;
 		}

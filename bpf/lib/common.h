@@ -22,6 +22,9 @@
 #include "abi.h"
 
 #define NSEC_PER_SEC 1000000000ULL
+/* <time.h> is not for the BPF target; the kernel's value, which bpf_ktime_get_ns()
+ * also reads. */
+#define MOAT_CLOCK_MONOTONIC 1
 
 #ifndef likely
 #define likely(x) __builtin_expect(!!(x), 1)

@@ -7,8 +7,8 @@
  * reverse of `xlated`, so either entry finds the other without a pointer.
  * Entries expire lazily: a lookup that finds an idle entry whose partner is
  * idle too deletes both and reports a miss. What nobody looks up any more
- * is ended by the ring sweep that every new flow drives (ct_admit, the
- * per-container quota; abi.h), by the readers and by `moat ct gc`.
+ * is ended by the ring's sweeper, a BPF timer (ct_sweep_tick; the
+ * per-container quota, abi.h), by the readers and by `moat ct gc`.
  * Why not the kernel's conntrack (kfuncs): it would tie moat to netfilter's
  * module and tables, which this project replaces, and cost the same lookups.
  */
@@ -104,9 +104,102 @@ static __always_inline void ct_owned_dec(__be32 owner)
 		__sync_fetch_and_add(n, -1);
 }
 
+/* Flows on the ring. Only the sweeper moves the head, and never past the
+ * tail; a head beyond the tail (a test resetting the ring under a running
+ * sweep) reads as an empty ring rather than a full one. */
+static __always_inline __u64 ct_ring_len(const struct moat_ct_ring_pos *pos)
+{
+	__u64 head = pos->head, tail = pos->tail;
+
+	return tail > head ? tail - head : 0;
+}
+
 static __always_inline int ct_ring_busy(const struct moat_ct_ring_pos *pos)
 {
-	return pos->tail - pos->head >= MOAT_CT_QUOTA_FROM;
+	return ct_ring_len(pos) >= MOAT_CT_QUOTA_FROM;
+}
+
+/*
+ * One step of the ring sweep (abi.h): the flow at the head is ended if it
+ * expired (ct_lookup, the packets' own path: entries, event) or gone, and
+ * its owner's count goes down; a live one goes back to the tail. A slot
+ * whose key now holds another owner's flow (deleted, then made anew) is
+ * that other flow's business: this one is gone. The gap keeps the sweep off
+ * slots a writer on another CPU may still be filling.
+ */
+static __always_inline int ct_sweep_one(struct moat_ct_ring_pos *pos, __u64 now)
+{
+	struct moat_ct_ring_slot *slot, seen;
+	struct moat_ct_entry *e;
+
+	if (ct_ring_len(pos) <= MOAT_CT_SWEEP_GAP)
+		return 1;
+	slot = ct_ring_at(__sync_fetch_and_add(&pos->head, 1));
+	if (!slot)
+		return 0;
+	seen = *slot;
+	e = ct_lookup(&seen.key, now);
+	if (e && e->owner == seen.owner) {
+		slot = ct_ring_at(__sync_fetch_and_add(&pos->tail, 1));
+		if (slot)
+			*slot = seen;
+		return 0;
+	}
+	if (seen.counted)
+		ct_owned_dec(seen.owner);
+	return 0;
+}
+
+/* bpf_loop() body: ctx is the tick's `now`. */
+static long ct_sweep_step(__u32 i, void *ctx)
+{
+	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
+
+	if (!pos)
+		return 1;
+	return ct_sweep_one(pos, *(__u64 *)ctx);
+}
+
+/*
+ * The sweeper's tick, in the timer's softirq, off every packet's path:
+ * 1/MOAT_CT_SWEEP_TURN of the ring (at least one slot), then the next
+ * tick; on a quiet ring it stops, and the next counted flow starts it.
+ * It uses no per-CPU scratch: a softirq may run it on top of a program
+ * that userspace runs (BPF_PROG_TEST_RUN), where no packet's would.
+ */
+static int ct_sweep_tick(void *map, __u32 *key, struct ct_sweeper *sw)
+{
+	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!pos || !ct_ring_busy(pos)) {
+		sw->armed = 0;
+		return 0;
+	}
+	bpf_loop(ct_ring_len(pos) / MOAT_CT_SWEEP_TURN + 1, ct_sweep_step, &now, 0);
+	bpf_timer_start(&sw->timer, MOAT_CT_SWEEP_TICK_MS * 1000000ull, 0);
+	return 0;
+}
+
+/*
+ * Starts the sweeper unless it runs. `armed` is taken with a compare and
+ * swap, so only one flow starts it: a start on a pending timer would push
+ * its tick back, and flows arriving faster than a tick would starve it.
+ * init fails with -EBUSY after the first time, which is fine. A timer that
+ * cannot start (no user holds the map: -EPERM) is left unarmed, and the
+ * next counted flow tries again.
+ */
+static __always_inline void ct_sweeper_arm(void)
+{
+	__u32 zero = 0;
+	struct ct_sweeper *sw = bpf_map_lookup_elem(&ct_sweeper, &zero);
+
+	if (!sw || sw->armed || __sync_val_compare_and_swap(&sw->armed, 0, 1) != 0)
+		return;
+	bpf_timer_init(&sw->timer, &ct_sweeper, MOAT_CLOCK_MONOTONIC);
+	bpf_timer_set_callback(&sw->timer, ct_sweep_tick);
+	if (bpf_timer_start(&sw->timer, MOAT_CT_SWEEP_TICK_MS * 1000000ull, 0))
+		sw->armed = 0;
 }
 
 /* Puts a new flow (its original-direction key) on the ring and, while the
@@ -134,61 +227,26 @@ static __always_inline void ct_charge(const struct moat_ct_key *key, __be32 owne
 		__sync_fetch_and_add(owned, 1);
 	else
 		bpf_map_update_elem(&ct_owned, &owner, &one, BPF_NOEXIST);
-}
-
-/*
- * One step of the ring sweep (abi.h): the flow at the head is ended if it
- * expired (ct_lookup, the packets' own path: entries, event) or gone, and
- * its owner's count goes down; a live one goes back to the tail. A slot
- * whose key now holds another owner's flow (deleted, then made anew) is
- * that other flow's business: this one is gone. The gap keeps the sweep off
- * slots a writer on another CPU may still be filling.
- */
-static __always_inline void ct_sweep_one(struct moat_ct_ring_pos *pos, __u64 now)
-{
-	struct moat_ct_ring_slot *slot, seen;
-	struct moat_ct_entry *e;
-
-	if (pos->tail - pos->head <= MOAT_CT_SWEEP_GAP)
-		return;
-	slot = ct_ring_at(__sync_fetch_and_add(&pos->head, 1));
-	if (!slot)
-		return;
-	seen = *slot;
-	e = ct_lookup(&seen.key, now);
-	if (e && e->owner == seen.owner) {
-		slot = ct_ring_at(__sync_fetch_and_add(&pos->tail, 1));
-		if (slot)
-			*slot = seen;
-		return;
-	}
-	if (seen.counted)
-		ct_owned_dec(seen.owner);
+	ct_sweeper_arm();
 }
 
 /*
  * Whether `owner` may open a new flow now: 0 (and *owned set for the
  * charge), or MOAT_DROP_CT_QUOTA when it holds its quota, MOAT_DROP_CT_FULL
- * when the ring (so the table) is full. Sweeps first, so a flooder's own
- * attempts reclaim its expired flows. Two slots a flow keep the ring at
- * about twice the live flows: with one, a ring of expired flows would only
- * ever grow. Called once per new flow, before its entries are made.
+ * when the ring (so the table) is full. Called once per new flow, before
+ * its entries are made.
  */
-static __always_inline int ct_admit(__be32 owner, __u64 now, __u32 **owned)
+static __always_inline int ct_admit(__be32 owner, __u32 **owned)
 {
 	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
 	__u32 *n;
-	int i;
 
 	*owned = NULL;
 	if (!pos)
 		return MOAT_DROP_CT_FULL;
 	if (!ct_ring_busy(pos))
 		return 0;
-#pragma clang loop unroll(full)
-	for (i = 0; i < MOAT_CT_SWEEP; i++)
-		ct_sweep_one(pos, now);
-	if (pos->tail - pos->head >= MOAT_MAX_CT - MOAT_CT_SWEEP_GAP)
+	if (ct_ring_len(pos) >= MOAT_MAX_CT - MOAT_CT_SWEEP_GAP)
 		return MOAT_DROP_CT_FULL;
 	n = bpf_map_lookup_elem(&ct_owned, &owner);
 	if (n && *n >= MOAT_CT_FLOW_QUOTA)

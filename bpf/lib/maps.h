@@ -5,7 +5,7 @@
  * userspace pins them under /sys/fs/bpf/moat/<instance>/<map name>, so the
  * objects of one instance share one set (the names are the pin names: never
  * rename one). Userspace is the only writer except for `stats`, `ct` with
- * its quota maps (`ct_ring`, `ct_ring_pos`, `ct_owned`), `frags`,
+ * its quota maps (`ct_ring`, `ct_ring_pos`, `ct_owned`, `ct_sweeper`), `frags`,
  * `sock_rnat` and the observation maps (`events`, `events_lost`,
  * `rule_hits`), which the programs fill, and the per-CPU scratch maps, which
  * only the programs use. Layouts come from abi.h.
@@ -85,6 +85,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct moat_ct_ring_pos);
 } ct_ring_pos SEC(".maps");
+
+/* The ring's sweeper (lib/ct.h). Its own map: a userspace write to a map
+ * value cancels the timer in it, and tests do write `ct_ring_pos`. */
+struct ct_sweeper {
+	struct bpf_timer timer;
+	__u32 armed; /* 1 while the timer runs */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_sweeper);
+} ct_sweeper SEC(".maps");
 
 /* Flows per owner. An LRU only so that addresses long gone make room: a
  * live container's count is touched with each of its flows. */

@@ -115,7 +115,7 @@ static __always_inline int nat_publish(struct __sk_buff *skb, const struct l4_in
 	xl.dport = pub->backend_port;
 	if (hairpin)
 		xl.saddr = l4->key.daddr;
-	v = ct_admit(at->owner, now, &at->owned);
+	v = ct_admit(at->owner, &at->owned);
 	if (v)
 		return v;
 	v = ct_create(&l4->key, &xl, at, MOAT_CT_DNAT, hairpin ? MOAT_CT_F_HAIRPIN : 0,
@@ -154,7 +154,7 @@ static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4
 	int i, v;
 
 	if (!tracked) {
-		v = ct_admit(at.owner, now, &at.owned);
+		v = ct_admit(at.owner, &at.owned);
 		if (v)
 			return v;
 	}
