@@ -228,7 +228,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 		/* A reply, or the original direction after DNAT (known by its reply). */
 		ct_reverse(&l4->key, &rkey);
 		e = ct_lookup(&rkey, now);
-		if (e) {
+		if (e && !ct_replies_rewritten_here(e, ifindex, dir)) {
 			v = ct_recheck(&rkey, e, rev);
 			if (v)
 				return v;

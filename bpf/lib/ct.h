@@ -536,4 +536,21 @@ static __always_inline int ct_rewrites_here(const struct moat_ct_entry *e, __u32
 	return is_uplink_dir(dir) || e->ifindex == ifindex;
 }
 
+/*
+ * Whether the flow of orig-direction entry `e` has its replies rewritten at
+ * this very hook: a container dialling a published port gets the backend's
+ * replies translated back at its own veth. A packet here already in the
+ * translated form (from the address and port it dialled) was not rewritten
+ * here, so it is none of the flow's, whoever forged it (the host's own
+ * address): judged as new. A hairpin's replies are rewritten on the way
+ * out and come back here translated, as they should.
+ */
+static __always_inline int ct_replies_rewritten_here(const struct moat_ct_entry *e, __u32 ifindex,
+						     __u32 dir)
+{
+	return e->kind == MOAT_CT_DNAT && !(e->flags & MOAT_CT_F_HAIRPIN) &&
+	       e->ifindex == ifindex && e->dir == MOAT_DIR_FROM_CONTAINER &&
+	       dir == MOAT_DIR_TO_CONTAINER;
+}
+
 #endif

@@ -738,6 +738,28 @@ TEST_F(Policy, PublishedPortObeysTheBackendsIngressPolicy) {
   EXPECT_EQ(ct_get(dp_.ep, ct_key(OUTSIDE_NO, 40000, HOST, 8080, IPPROTO_TCP))->policy_rev, 2u);
 }
 
+// Found by the differential fuzzer (seed 99). A container dialling a
+// published port gets the backend's replies translated back at its own
+// veth's to_container. A packet arriving there already in the translated
+// form (from the gateway and port it dialled: the host's own address) was
+// taken for a reply through the flow's original entry and passed db's
+// ingress policy, which admits nothing from the host on that port.
+TEST_F(Policy, TheTranslatedFormOfAReplyIsNoReplyWhereRepliesAreTranslated) {
+  apply({.web_ingress_cidr = "172.30.0.0/24"}, 2);  // db may reach web:80
+  check("db dials web's published port at the gateway: DNAT to web:80", Hook::FromContainer, B,
+        tcp4(DB, 40000, GW, 8080, kSyn), pass, 2, tcp4(DB, 40000, WEB, 80, kSyn));
+  check("web's SYN-ACK leaves web", Hook::FromContainer, A,
+        tcp4(WEB, 80, DB, 40000, kSyn | kAck), pass, 0);
+  check("and reaches db from the address db dialled", Hook::ToContainer, B,
+        tcp4(WEB, 80, DB, 40000, kSyn | kAck), pass, 0, tcp4(GW, 8080, DB, 40000, kSyn | kAck));
+  check("the translated form sent by the host: judged as new", Hook::ToContainer, B,
+        tcp4(GW, 8080, DB, 40000, kAck), kDefaultDeny, 0);
+  check("so is a new flow from there", Hook::ToContainer, B,
+        tcp4(GW, 8080, DB, 40000, kSyn), kDefaultDeny, 0);
+  check("db's flow goes on", Hook::FromContainer, B, tcp4(DB, 40000, GW, 8080, kAck), pass, 0,
+        tcp4(DB, 40000, WEB, 80, kAck));
+}
+
 // ---- cost: independent of the policy's size --------------------------------------------
 //
 // Measured on the 2-core test VM (ns/packet, min over rounds; small = 10
