@@ -56,6 +56,21 @@ check "the error names the file and the place" grep -q 'bad.json: containers\[1\
 after=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
 check "the running dataplane is untouched" [ "$before" = "$after" ]
 must_drop "and still enforces" "$L" f2 tcp 10.82.0.2 80
+# Mistakes that span entries are found before the kernel too (issue 14):
+# apply took a file with one interface under two containers as far as its
+# compile step (exit 1), and an empty policy file as "no policies".
+sed 's/"mve1n0"/"mve0n0"/' "$F" > "$TMP/shared.json"
+M apply "$TMP/shared.json" --instance "$I" 2>"$TMP/err2.txt"
+rc=$?
+check "one interface under two containers exits 2" [ "$rc" -eq 2 ]
+check "naming the first user" grep -q 'interface "mve0n0" is already used by container "f1"' "$TMP/err2.txt"
+printf '# nothing here yet\n' > "$TMP/empty.yaml"
+M apply "$F" "$TMP/empty.yaml" --instance "$I" 2>"$TMP/err3.txt"
+rc=$?
+check "an empty policy file exits 2" [ "$rc" -eq 2 ]
+check "saying so" grep -q 'holds no policy and no namespace' "$TMP/err3.txt"
+after=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
+check "the running dataplane is still untouched" [ "$before" = "$after" ]
 
 # Packets counted so far at CONTAINER, both directions (stats --json).
 counted() {

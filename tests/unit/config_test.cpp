@@ -139,6 +139,40 @@ const ProblemCase kNetworkCases[] = {
 };
 INSTANTIATE_TEST_SUITE_P(Network, SingleProblem, testing::ValuesIn(kNetworkCases), case_name);
 
+// Issue 14: validate passed these and the kernel got them (or apply
+// refused them only at run time).
+const ProblemCase kSpecialSubnetCases[] = {
+    {"Everything", "{'networks': [{'name': 'a', 'subnet': '0.0.0.0/0'}]}", "networks[0].subnet",
+     "subnet 0.0.0.0/0 cannot be a container network: it overlaps 'this network' (0.0.0.0/8)"},
+    {"Loopback", "{'networks': [{'name': 'a', 'subnet': '127.0.0.0/16'}]}", "networks[0].subnet",
+     "it overlaps loopback (127.0.0.0/8)"},
+    {"Multicast", "{'networks': [{'name': 'a', 'subnet': '224.1.0.0/16'}]}", "networks[0].subnet",
+     "it overlaps multicast (224.0.0.0/4)"},
+    {"Reserved", "{'networks': [{'name': 'a', 'subnet': '255.255.255.0/24'}]}",
+     "networks[0].subnet", "it overlaps reserved and broadcast (240.0.0.0/4)"},
+};
+INSTANTIATE_TEST_SUITE_P(SpecialSubnet, SingleProblem, testing::ValuesIn(kSpecialSubnetCases),
+                         case_name);
+
+#define TWO_ON_V1                                                                  \
+  "'containers': [{'name': 'c', 'networks': [{'network': 'a', 'interface': 'v1'}]}, " \
+  "{'name': 'd', 'networks': [{'network': 'a', 'interface': 'v1'}]}]"
+#define C_ON_V1 "'containers': [{'name': 'c', 'networks': [{'network': 'a', 'interface': 'v1'}]}]"
+const ProblemCase kInterfaceCases[] = {
+    {"TwoAttachmentsOneInterface", "{" NET_A ", " TWO_ON_V1 "}",
+     "containers[1].networks[0].interface",
+     "interface 'v1' is already used by container 'c' (containers[0].networks[0])"},
+    {"UplinkIsAContainersInterface", "{" NET_A ", " C_ON_V1 ", 'host': {'uplinks': ['v1']}}",
+     "host.uplinks[0]", "uplink 'v1' is already used by container 'c'"},
+    {"UplinkTwice", "{'host': {'uplinks': ['u0', 'u0']}}", "host.uplinks[1]",
+     "uplink 'u0' is already used by uplink (host.uplinks[0])"},
+    {"UplinkAlias", "{'host': {'uplinks': ['eth0:1']}}", "host.uplinks[0]",
+     "invalid uplink interface name 'eth0:1': it must not be"},
+    {"UplinkTooLong", "{'host': {'uplinks': ['eth-much-too-long']}}", "host.uplinks[0]",
+     "invalid uplink interface name 'eth-much-too-long'"},
+};
+INSTANTIATE_TEST_SUITE_P(Interface, SingleProblem, testing::ValuesIn(kInterfaceCases), case_name);
+
 const ProblemCase kContainerCases[] = {
     {"MissingName", "{'containers': [{}]}", "containers[0]", "missing required key 'name'"},
     {"NameBadCharacters", "{'containers': [{'name': 'web app'}]}", "containers[0].name",

@@ -354,6 +354,23 @@ PolicyFile file_ok(const std::string& text, const std::string& source = "extra.j
   return r.file.value_or(PolicyFile{});
 }
 
+// kubectl: "no objects passed to apply". Before, an empty YAML file was
+// accepted as no policies at all.
+TEST(PolicyFile, AFileWithNothingInItIsAProblem) {
+  for (const auto& [text, source] : std::vector<std::pair<std::string, std::string>>{
+           {"", "p.yaml"},
+           {"# only a comment\n", "p.yaml"},
+           {"---\n---\n", "p.yaml"},
+           {"[]", "p.json"},
+           {"{\"policies\": []}", "p.json"}}) {
+    PolicyFileResult r = parse_policy_file(text, source);
+    EXPECT_FALSE(r.file.has_value()) << source << ": " << text;
+    ASSERT_EQ(r.problems.size(), 1u) << render(r.problems);
+    EXPECT_EQ(r.problems[0].message,
+              "the file holds no policy and no namespace (it is empty or only comments)");
+  }
+}
+
 TEST(PolicyFile, SingleKubernetesObject) {
   PolicyFile f = file_ok(kKubectlPolicy);
   ASSERT_EQ(f.policies.size(), 1u);

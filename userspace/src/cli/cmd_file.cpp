@@ -19,8 +19,11 @@ struct FileArgs {
   bool as_json = false, dry_run = false;
 };
 
+// The very reading apply does, so that what validate accepts apply takes.
 int run_validate(const FileArgs& a) {
-  auto cfg = load_config(a.file);
+  std::vector<std::string> files = {a.file};
+  files.insert(files.end(), a.policy_files.begin(), a.policy_files.end());
+  auto cfg = config_from_inputs(read_inputs(files));
   if (a.as_json) {
     std::cout << config_json(cfg).dump(2) << "\n";
   } else {
@@ -77,6 +80,8 @@ void add_file_commands(CLI::App& app, CommandTable& table) {
       "validate",
       "Check a file and show it resolved (subnets, gateways, addresses); changes nothing");
   validate->add_option("file", a->file, "moat JSON file")->required();
+  validate->add_option("policy-files", a->policy_files,
+                       "policy files, as `moat apply` takes them (merged into the main file)");
   validate->add_flag("--json", a->as_json, "print the resolved file as JSON");
 
   auto* apply = app.add_subcommand(

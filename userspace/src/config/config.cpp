@@ -27,6 +27,7 @@ void resolve(Document& doc, Problems& problems) {
   resolve_attachments(doc, problems);
   reserve_fixed_addresses(doc, problems);
   allocate_addresses(doc, problems);
+  check_interfaces(doc, problems);
   check_publish_conflicts(doc, problems);
   check_published_reachable(doc, problems);
 }
@@ -99,6 +100,10 @@ PolicyFileResult parse_policy_file(const std::string& text, const std::string& s
       Reader reader(problems);
       PolicyFile file;
       policy_read::read_policy_file(*root, source, reader, file);
+      // kubectl: "no objects passed to apply". An empty file is a mistake
+      // (the wrong file, a template not filled in), not a way to say "none".
+      if (problems.empty() && file.policies.empty() && file.namespaces.empty())
+        problems.add("", "the file holds no policy and no namespace (it is empty or only comments)");
       if (problems.empty()) return {std::move(file), {}};
     }
     return {std::nullopt, std::move(problems).in_document_order()};

@@ -64,6 +64,7 @@ struct Document {
   std::vector<NetworkEntry> networks;
   std::vector<ContainerEntry> containers;
   std::vector<std::string> uplinks;
+  std::vector<std::string> uplink_paths;  // where each of `uplinks` was written
   std::vector<NamespaceDef> namespaces;
   std::vector<Policy> policies;
 };
@@ -78,6 +79,7 @@ void allocate_subnets(Document& doc, Problems& problems);  // ipam.cpp
 void resolve_attachments(Document& doc, Problems& problems);
 void reserve_fixed_addresses(Document& doc, Problems& problems);  // ipam.cpp
 void allocate_addresses(Document& doc, Problems& problems);       // ipam.cpp
+void check_interfaces(const Document& doc, Problems& problems);
 void check_publish_conflicts(const Document& doc, Problems& problems);
 void check_published_reachable(const Document& doc, Problems& problems);
 

@@ -23,6 +23,9 @@ void read_subnet(Reader& r, const Json& f, const std::string& p, NetworkEntry& e
   if (!subnet) return r.problem(p, "invalid subnet " + quote(*text) + ": " + why);
   e.net.subnet = *subnet;
   e.subnet_given = true;
+  if (auto why = special_subnet_problem(*subnet)) {
+    return r.problem(p, "subnet " + subnet->str() + " cannot be a container network: " + *why);
+  }
   if (subnet->len > kLongestSubnetPrefix) {
     return r.problem(p, "subnet " + subnet->str() + " is too small: a network needs /" +
                             std::to_string(kLongestSubnetPrefix) +
@@ -211,18 +214,14 @@ ContainerEntry read_container(Reader& r, const Json& v, const std::string& path)
 
 // The host's side: which interfaces lead to the world (published ports
 // arrive there, masquerade leaves there).
-void read_host(Reader& r, const Json& v, const std::string& p, std::vector<std::string>& uplinks) {
+void read_host(Reader& r, const Json& v, const std::string& p, Document& doc) {
   if (!r.object(v, p, {{"uplinks"}})) return;
   r.member(v, p, "uplinks", [&](const Json& f, const std::string& fp) {
     r.elements(f, fp, "interface names", [&](const Json& el, const std::string& ep) {
-      auto name = r.string(el, ep);
-      if (!name) return;
-      if (name->empty() || name->size() >= 16 || name->find('/') != std::string::npos ||
-          name->find(' ') != std::string::npos)
-        r.problem(ep,
-                  "\"" + *name + "\" is not an interface name (1-15 characters, no '/' or space)");
-      else
-        uplinks.push_back(*name);
+      auto name = r.name(el, ep, "uplink interface", ifname_problem);
+      if (!name || ifname_problem(*name)) return;
+      doc.uplinks.push_back(*name);
+      doc.uplink_paths.push_back(ep);
     });
   });
 }
@@ -246,7 +245,7 @@ Document read_document(Reader& r, const Json& root, const std::string& source) {
   }
   r.object(root, "", {{"networks"}, {"containers"}, {"namespaces"}, {"policies"}, {"host"}});
   r.member(root, "", "host",
-           [&](const Json& v, const std::string& p) { read_host(r, v, p, doc.uplinks); });
+           [&](const Json& v, const std::string& p) { read_host(r, v, p, doc); });
   r.member(root, "", "networks", [&](const Json& v, const std::string& p) {
     r.elements(v, p, "networks", [&](const Json& el, const std::string& ep) {
       doc.networks.push_back(read_network(r, el, ep));

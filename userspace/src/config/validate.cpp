@@ -82,6 +82,32 @@ void resolve_attachments(Document& doc, Problems& problems) {
   }
 }
 
+// Every host-side interface is one container attachment's or an uplink,
+// never two things: apply would attach two programs to one device (the
+// later one winning), or judge an uplink as a container.
+void check_interfaces(const Document& doc, Problems& problems) {
+  std::map<std::string, std::string> owner;  // interface -> who took it first, and where
+  for (const ContainerEntry& c : doc.containers) {
+    for (const AttachmentEntry& a : c.attachments) {
+      const std::string& ifname = a.att.host_interface;
+      if (ifname.empty()) continue;
+      auto [first, added] = owner.emplace(ifname, c.label() + " (" + a.path + ")");
+      if (!added) {
+        problems.add(key_path(a.path, "interface"), "interface " + quote(ifname) +
+                                                        " is already used by " + first->second);
+      }
+    }
+  }
+  for (size_t i = 0; i < doc.uplinks.size(); ++i) {
+    const std::string& ifname = doc.uplinks[i];
+    const std::string& path = doc.uplink_paths[i];
+    auto [first, added] = owner.emplace(ifname, "uplink (" + path + ")");
+    if (!added) {
+      problems.add(path, "uplink " + quote(ifname) + " is already used by " + first->second);
+    }
+  }
+}
+
 void check_publish_conflicts(const Document& doc, Problems& problems) {
   std::vector<std::pair<const ContainerEntry*, const PublishEntry*>> earlier;
   for (const ContainerEntry& c : doc.containers) {

@@ -181,6 +181,24 @@ std::optional<std::string> ifname_problem(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<std::string> special_subnet_problem(const Ipv4Prefix& subnet) {
+  // RFC 6890's ranges that are never unicast hosts on a link of ours.
+  static const struct {
+    const char* prefix;
+    const char* what;
+  } kSpecial[] = {
+      {"0.0.0.0/8", "\"this network\" (0.0.0.0/8)"},
+      {"127.0.0.0/8", "loopback (127.0.0.0/8)"},
+      {"224.0.0.0/4", "multicast (224.0.0.0/4)"},
+      {"240.0.0.0/4", "reserved and broadcast (240.0.0.0/4)"},
+  };
+  for (const auto& s : kSpecial) {
+    const Ipv4Prefix special = *Ipv4Prefix::parse(s.prefix);
+    if (subnet.overlaps(special)) return std::string("it overlaps ") + s.what;
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> host_address_problem(Ipv4 ip, const Ipv4Prefix& subnet) {
   if (!subnet.contains(ip)) return "is outside subnet " + subnet.str();
   if (ip == subnet.addr) return "is the network address of subnet " + subnet.str();

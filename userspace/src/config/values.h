@@ -39,6 +39,10 @@ std::optional<std::string> dns_label_problem(std::string_view name);      // nam
 std::optional<std::string> dns_subdomain_problem(std::string_view name);  // policy names
 std::optional<std::string> ifname_problem(std::string_view name);         // the kernel's rule
 
+// Why `subnet` cannot be a bridge network's, if it cannot: it overlaps an
+// address range no container network may use (loopback, multicast, ...).
+std::optional<std::string> special_subnet_problem(const Ipv4Prefix& subnet);
+
 // Why `ip` cannot be a host in `subnet`, if it cannot.
 std::optional<std::string> host_address_problem(Ipv4 ip, const Ipv4Prefix& subnet);
 
