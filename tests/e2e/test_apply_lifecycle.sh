@@ -71,6 +71,16 @@ check "an empty policy file exits 2" [ "$rc" -eq 2 ]
 check "saying so" grep -q 'holds no policy and no namespace' "$TMP/err3.txt"
 after=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
 check "the running dataplane is still untouched" [ "$before" = "$after" ]
+# One byte that is not UTF-8 in a policy file: applied to the kernel, then
+# the saving of the inputs failed (exit 1) and left the record empty.
+printf 'name: p\npodSelector:\n  matchLabels:\n    app: "x\xff"\n' > "$TMP/latin1.yaml"
+M apply "$F" "$TMP/latin1.yaml" --instance "$I" 2>"$TMP/err4.txt"
+rc=$?
+check "a policy file that is not UTF-8 exits 2" [ "$rc" -eq 2 ]
+check "naming its line and column" grep -q 'latin1.yaml:4:12: invalid UTF-8' "$TMP/err4.txt"
+after=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
+check "the dataplane is untouched by it" [ "$before" = "$after" ]
+check "and the record still reads" M policy list --instance "$I" --json
 
 # Packets counted so far at CONTAINER, both directions (stats --json).
 counted() {

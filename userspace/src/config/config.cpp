@@ -72,8 +72,10 @@ std::string Problem::format(const std::string& file) const {
 ParseResult parse_config(const std::string& text, const std::string& source) {
   try {
     Problems problems;
+    if (auto p = input_problem(text, true)) return {std::nullopt, {std::move(*p)}};
     std::optional<Json> root = parse_json(text, problems);
     if (root) {
+      if (auto p = tree_problem(*root)) return {std::nullopt, {std::move(*p)}};
       Reader reader(problems);
       Document doc = read_document(reader, *root, source);
       resolve(doc, problems);
@@ -89,7 +91,9 @@ PolicyFileResult parse_policy_file(const std::string& text, const std::string& s
   try {
     Problems problems;
     std::optional<Json> root;
-    if (policy_read::looks_like_yaml(text, source)) {
+    const bool yaml = policy_read::looks_like_yaml(text, source);
+    if (auto p = input_problem(text, !yaml)) return {std::nullopt, {std::move(*p)}};
+    if (yaml) {
       std::vector<Problem> found;
       root = policy_read::yaml_to_json(text, found);
       for (Problem& p : found) problems.add(std::move(p));
@@ -97,6 +101,7 @@ PolicyFileResult parse_policy_file(const std::string& text, const std::string& s
       root = parse_json(text, problems);
     }
     if (root) {
+      if (auto p = tree_problem(*root)) return {std::nullopt, {std::move(*p)}};
       Reader reader(problems);
       PolicyFile file;
       policy_read::read_policy_file(*root, source, reader, file);

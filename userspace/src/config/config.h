@@ -89,7 +89,7 @@ struct Config {
 struct Problem {
   std::string path;     // `containers[2].networks[0].ip`, empty for the whole document
   std::string message;  // what is wrong, with a hint where there is one
-  int line = 0;         // 1-based, only for JSON syntax errors
+  int line = 0;         // 1-based, for syntax errors and unreadable input
   int column = 0;
   // "FILE: PATH: MESSAGE" or "FILE:LINE:COLUMN: MESSAGE"
   std::string format(const std::string& file) const;

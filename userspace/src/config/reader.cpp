@@ -2,6 +2,8 @@
 #include "config/reader.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <set>
 
 namespace moat {
@@ -129,6 +131,98 @@ std::vector<size_t> Problems::position(std::string path) const {
   return chain;
 }
 
+namespace {
+
+// Length of the valid UTF-8 sequence at text[i], 0 if there is none
+// (overlong forms, surrogates and code points past U+10FFFF included).
+size_t utf8_length(std::string_view text, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  size_t n = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (n == 0 || i + n > text.size()) return 0;
+  uint32_t cp = c & (0xFF >> (n + 1));
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+    cp = cp << 6 | (b(i + k) & 0x3F);
+  }
+  static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+Problem problem_at(std::string_view text, size_t offset, std::string message) {
+  auto [line, column] = line_column(text, offset);
+  return Problem{"", std::move(message), line, column};
+}
+
+}  // namespace
+
+std::optional<Problem> input_problem(std::string_view text, bool is_json) {
+  if (text.size() > kMaxInputBytes)
+    return Problem{"", "the file has " + std::to_string(text.size()) + " bytes; the limit is " +
+                           std::to_string(kMaxInputBytes >> 20) + " MiB"};
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    if (c == '\0') return problem_at(text, i, "a NUL byte: a JSON or YAML file has none");
+    const size_t n = utf8_length(text, i);
+    if (n == 0) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      return problem_at(text, i,
+                        std::string("invalid UTF-8 (byte ") + hex +
+                            "): JSON and YAML files are UTF-8 text; re-encode the file");
+    }
+    if (is_json && n == 1) {
+      if (in_string) {
+        if (escaped) escaped = false;
+        else if (c == '\\') escaped = true;
+        else if (c == '"') in_string = false;
+      } else if (c == '"') {
+        in_string = true;
+      } else if (c == '[' || c == '{') {
+        if (++depth > kMaxNesting)
+          return problem_at(text, i, "nested deeper than " + std::to_string(kMaxNesting) +
+                                         " arrays and objects");
+      } else if (c == ']' || c == '}') {
+        --depth;
+      }
+    }
+    i += n;
+  }
+  return std::nullopt;
+}
+
+std::optional<Problem> tree_problem(const Json& root) {
+  struct Item {
+    const Json* v;
+    int depth;
+  };
+  std::vector<Item> todo = {{&root, 0}};
+  while (!todo.empty()) {
+    const Item it = todo.back();
+    todo.pop_back();
+    if (!it.v->is_structured()) continue;
+    if (it.depth >= kMaxNesting)
+      return Problem{"", "nested deeper than " + std::to_string(kMaxNesting) +
+                             " arrays and objects"};
+    if (it.v->is_object()) {
+      for (auto kv = it.v->begin(); kv != it.v->end(); ++kv) {
+        if (kv.key().size() > kMaxKeyBytes)
+          return Problem{"", "a key of " + std::to_string(kv.key().size()) +
+                                 " bytes; the limit is " + std::to_string(kMaxKeyBytes) + ": " +
+                                 quote(kv.key())};
+        todo.push_back({&kv.value(), it.depth + 1});
+      }
+    } else {
+      for (const Json& el : *it.v) todo.push_back({&el, it.depth + 1});
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<Json> parse_json(const std::string& text, Problems& problems) {
   DuplicateKeyFinder finder;
   try {
@@ -149,7 +243,7 @@ std::optional<Json> parse_json(const std::string& text, Problems& problems) {
 std::string describe(const Json& v) {
   switch (v.type()) {
     case Json::value_t::string:
-      return "the string " + v.dump();
+      return "the string " + quote(v.get_ref<const std::string&>());
     case Json::value_t::object:
       return "an object";
     case Json::value_t::array:

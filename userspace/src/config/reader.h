@@ -49,6 +49,23 @@ class Problems {
   std::vector<Problem> list_;
 };
 
+// Limits on what a file may be, so that memory stays linear in its size
+// and a mistake is reported instead of eating the machine.
+constexpr size_t kMaxInputBytes = 16u << 20;
+constexpr int kMaxNesting = 64;         // arrays and objects in each other
+constexpr size_t kMaxKeyBytes = 1024;   // a Kubernetes label key is at most 317
+
+// Whether `text` can be read at all: not larger than kMaxInputBytes, no NUL
+// byte (nlohmann stops there, silently), valid UTF-8 (JSON and YAML are
+// Unicode; a stray byte would only fail later, when the inputs are saved
+// after the kernel took them) and, for JSON, nested at most kMaxNesting
+// deep. With the line and column of the first offending byte.
+std::optional<Problem> input_problem(std::string_view text, bool is_json);
+
+// Keys longer than kMaxKeyBytes, and nesting past kMaxNesting (what YAML
+// made), in a parsed tree.
+std::optional<Problem> tree_problem(const Json& root);
+
 // The tree of `text`, or nullopt after a syntax error (with its line and
 // column). Duplicate keys, which nlohmann drops silently, are problems too.
 std::optional<Json> parse_json(const std::string& text, Problems& problems);

@@ -39,7 +39,26 @@ Json plain_scalar(const std::string& s) {
   return s;
 }
 
-std::optional<Json> convert(const YAML::Node& node, std::vector<Problem>& problems) {
+// How much the conversion may make: aliases repeat what they name, so a
+// file of a few lines can stand for billions of nodes ("billion laughs").
+struct Budget {
+  size_t nodes;  // left to make
+  bool exceeded = false;
+};
+
+std::optional<Json> convert(const YAML::Node& node, std::vector<Problem>& problems,
+                            Budget& budget, int depth) {
+  if (budget.nodes == 0 || depth > kMaxNesting) {
+    if (!budget.exceeded)
+      problems.push_back(at(node.Mark(), budget.nodes == 0
+                                             ? "the YAML's aliases expand to more than the file "
+                                               "could hold written out (an alias bomb?)"
+                                             : "nested deeper than " + std::to_string(kMaxNesting) +
+                                                   " sequences and mappings"));
+    budget.exceeded = true;
+    return std::nullopt;
+  }
+  --budget.nodes;
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -53,7 +72,7 @@ std::optional<Json> convert(const YAML::Node& node, std::vector<Problem>& proble
     case YAML::NodeType::Sequence: {
       Json out = Json::array();
       for (const YAML::Node& el : node) {
-        auto v = convert(el, problems);
+        auto v = convert(el, problems, budget, depth + 1);
         if (!v) return std::nullopt;
         out.push_back(std::move(*v));
       }
@@ -71,7 +90,7 @@ std::optional<Json> convert(const YAML::Node& node, std::vector<Problem>& proble
           problems.push_back(at(kv.first.Mark(), "invalid YAML: duplicate key \"" + key + "\""));
           return std::nullopt;
         }
-        auto v = convert(kv.second, problems);
+        auto v = convert(kv.second, problems, budget, depth + 1);
         if (!v) return std::nullopt;
         out[key] = std::move(*v);
       }
@@ -92,9 +111,11 @@ std::optional<Json> yaml_to_json(const std::string& text, std::vector<Problem>& 
     return std::nullopt;
   }
   std::vector<Json> out;
+  // Written out, every node takes at least two bytes ("a,").
+  Budget budget{text.size() / 2 + 64};
   for (const YAML::Node& doc : docs) {
     if (doc.IsNull()) continue;  // an empty document between `---`s
-    auto v = convert(doc, problems);
+    auto v = convert(doc, problems, budget, 0);
     if (!v) return std::nullopt;
     out.push_back(std::move(*v));
   }

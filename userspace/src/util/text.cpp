@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 namespace moat {
@@ -35,12 +38,74 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-std::string quote(std::string_view s) {
+namespace {
+
+// Characters that print as nothing or reorder what follows: shown as
+// escapes, so a key with a BOM or a zero-width space does not look like
+// the key it is not.
+bool invisible(uint32_t cp) {
+  return cp == 0xAD || cp == 0x61C || cp == 0x180E || (cp >= 0x200B && cp <= 0x200F) ||
+         (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2060 && cp <= 0x2064) ||
+         (cp >= 0x2066 && cp <= 0x2069) || cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFB);
+}
+
+// The code point starting at s[i] and its length; 0 length for a byte that
+// starts no valid UTF-8 sequence.
+std::pair<uint32_t, size_t> next_code_point(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return {0, 0};
+  uint32_t cp = n == 1 ? c : c & (0xFF >> (n + 1));
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return {0, 0};
+    cp = cp << 6 | (b(i + k) & 0x3F);
+  }
+  return {cp, n};
+}
+
+// A run of `s` escaped as inside a JSON string (no quotes around it).
+std::string json_escaped(std::string_view s) {
   using Json = nlohmann::json;
-  return Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
+  std::string q = Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
+  return q.substr(1, q.size() - 2);
+}
+
+}  // namespace
+
+std::string quote(std::string_view s) {
+  // A value pasted by mistake (a whole file, a certificate) must not fill
+  // the terminal: the first kQuoteMax bytes, cut on a character boundary.
+  constexpr size_t kQuoteMax = 80;
+  std::string_view shown = s;
+  if (s.size() > kQuoteMax) {
+    size_t end = kQuoteMax;
+    while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
+    shown = s.substr(0, end);
+  }
+  std::string body;
+  size_t plain = 0;  // start of the run not yet copied
+  for (size_t i = 0; i < shown.size();) {
+    auto [cp, n] = next_code_point(shown, i);
+    if (n && invisible(cp)) {
+      body += json_escaped(shown.substr(plain, i - plain));
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\u%04X", static_cast<unsigned>(cp));
+      body += esc;
+      plain = i + n;
+    }
+    i += n ? n : 1;
+  }
+  body += json_escaped(shown.substr(plain));
+  std::string out = "\"" + body + "\"";
+  if (shown.size() < s.size()) out += "... (cut: " + std::to_string(s.size()) + " bytes in all)";
+  return out;
 }
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
+  // The distance table is |word| x |candidate|: a pasted blob is no typo.
+  constexpr size_t kLongestTypo = 64;
+  if (word.size() > kLongestTypo) return "";
   const std::string w = lower(word);
   const size_t limit = std::max<size_t>(2, w.size() / 3);
   std::string best;
