@@ -10,7 +10,7 @@ MOAT_PACKAGES=(
   cmake g++ make pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libcli11-dev nlohmann-json3-dev libgtest-dev libyaml-cpp-dev libcpp-httplib-dev
   iproute2 iputils-ping netcat-openbsd socat python3 util-linux iptables nftables procps
-  iperf3 wrk nginx-light gnuplot-nox strace
+  iperf3 wrk nginx-light gnuplot-nox strace libclang-rt-14-dev
   docker.io containerd runc busybox-static curl
 )
 

@@ -94,6 +94,22 @@ TEST(InputLimits, YamlAliasesCannotExplode) {
             "");
 }
 
+// Found by tests/parser_fuzz: yaml-cpp 0.7 never finishes a top-level
+// value followed by a comma; `moat validate` ran for minutes and grew
+// without bound on a 120-byte file.
+TEST(InputLimits, YamlThatYamlCppWouldNeverFinish) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const char* text : {"\"a\",", "[1],", "{a: 1},", "\n  \"a\" ,\n"})
+    EXPECT_NE(policy_problem(text, "p.yaml").find("something follows the document's top-level value"),
+              std::string::npos)
+        << text;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_EQ(policy_problem("name: p\npodSelector: {}\n...\n---\nname: q\npodSelector: {}\n",
+                           "p.yaml"),
+            "")
+      << "documents ended by ... and started by --- are fine";
+}
+
 TEST(InputLimits, SizeAndKeysAreBounded) {
   const std::string huge(kMaxInputBytes + 1, ' ');
   EXPECT_EQ(policy_problem(huge, "p.json"),

@@ -1,10 +1,12 @@
 // yaml.cpp - YAML policy files (what `kubectl get -o yaml` prints and
 // what people write by hand) as JSON trees, so one reader handles both.
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
 #include <cstdlib>
 #include <regex>
+#include <sstream>
 
 #include "policy/read.h"
 
@@ -100,11 +102,64 @@ std::optional<Json> convert(const YAML::Node& node, std::vector<Problem>& proble
   return Json(nullptr);
 }
 
+// Counts documents without building them. yaml-cpp 0.7 never consumes a
+// token it finds after a document's root node at the top level (`"a",`,
+// `[1],`): it reports empty documents without end, and LoadAll() grows until
+// the machine is out of memory (found by tests/parser_fuzz). A text holds
+// at most one document more than it has `---` and `...` lines; seeing more is that.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  size_t documents = 0;
+  YAML::Mark last_start;
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    ++documents;
+    last_start = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+size_t document_markers(const std::string& text) {
+  size_t n = 0;
+  for (size_t at = 0; at < text.size(); at = text.find('\n', at) + 1) {
+    if (text.compare(at, 3, "---") == 0 || text.compare(at, 3, "...") == 0) ++n;
+    if (text.find('\n', at) == std::string::npos) break;
+  }
+  return n;
+}
+
+// The problem when yaml-cpp would never finish `text`, else nullopt.
+std::optional<Problem> endless_documents(const std::string& text) {
+  const size_t most = document_markers(text) + 1;
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter;
+  while (parser.HandleNextDocument(counter)) {
+    if (counter.documents > most)
+      return at(counter.last_start,
+                "invalid YAML: something follows the document's top-level value (a stray ','?)");
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<Json> yaml_to_json(const std::string& text, std::vector<Problem>& problems) {
   std::vector<YAML::Node> docs;
   try {
+    if (auto p = endless_documents(text)) {
+      problems.push_back(std::move(*p));
+      return std::nullopt;
+    }
     docs = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
     problems.push_back(at(e.mark, "invalid YAML: " + e.msg));
