@@ -49,37 +49,32 @@ check "and loads no TC program ($loads BPF_PROG_LOAD of SCHED_CLS)" [ "$loads" =
 
 before=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
 sed 's/"10.81.0.3"/"10.99.0.3"/' "$F" > "$TMP/bad.json"
-M apply "$TMP/bad.json" --instance "$I" 2>"$TMP/err.txt"
-rc=$?
-check "an invalid file exits 2" [ "$rc" -eq 2 ]
-check "the error names the file and the place" grep -q 'bad.json: containers\[1\].networks\[0\].ip' "$TMP/err.txt"
-after=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
-check "the running dataplane is untouched" [ "$before" = "$after" ]
+# refused WHAT PATTERN FILE...: apply exits 2 naming PATTERN, and the
+# running dataplane is what it was.
+refused() {
+  local what=$1 pattern=$2
+  shift 2
+  M apply "$@" --instance "$I" 2>"$TMP/err.txt"
+  local rc=$?
+  check "$what exits 2" [ "$rc" -eq 2 ]
+  check "$what: the error says $pattern" grep -qF "$pattern" "$TMP/err.txt"
+  after=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
+  check "$what: the running dataplane is untouched" [ "$before" = "$after" ]
+}
+refused "an invalid file" 'bad.json: containers[1].networks[0].ip' "$TMP/bad.json"
 must_drop "and still enforces" "$L" f2 tcp 10.82.0.2 80
 # Mistakes that span entries are found before the kernel too (issue 14):
 # apply took a file with one interface under two containers as far as its
 # compile step (exit 1), and an empty policy file as "no policies".
 sed 's/"mve1n0"/"mve0n0"/' "$F" > "$TMP/shared.json"
-M apply "$TMP/shared.json" --instance "$I" 2>"$TMP/err2.txt"
-rc=$?
-check "one interface under two containers exits 2" [ "$rc" -eq 2 ]
-check "naming the first user" grep -q 'interface "mve0n0" is already used by container "f1"' "$TMP/err2.txt"
+refused "one interface under two containers" \
+  'interface "mve0n0" is already used by container "f1"' "$TMP/shared.json"
 printf '# nothing here yet\n' > "$TMP/empty.yaml"
-M apply "$F" "$TMP/empty.yaml" --instance "$I" 2>"$TMP/err3.txt"
-rc=$?
-check "an empty policy file exits 2" [ "$rc" -eq 2 ]
-check "saying so" grep -q 'holds no policy and no namespace' "$TMP/err3.txt"
-after=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
-check "the running dataplane is still untouched" [ "$before" = "$after" ]
+refused "an empty policy file" 'holds no policy and no namespace' "$F" "$TMP/empty.yaml"
 # One byte that is not UTF-8 in a policy file: applied to the kernel, then
 # the saving of the inputs failed (exit 1) and left the record empty.
 printf 'name: p\npodSelector:\n  matchLabels:\n    app: "x\xff"\n' > "$TMP/latin1.yaml"
-M apply "$F" "$TMP/latin1.yaml" --instance "$I" 2>"$TMP/err4.txt"
-rc=$?
-check "a policy file that is not UTF-8 exits 2" [ "$rc" -eq 2 ]
-check "naming its line and column" grep -q 'latin1.yaml:4:12: invalid UTF-8' "$TMP/err4.txt"
-after=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
-check "the dataplane is untouched by it" [ "$before" = "$after" ]
+refused "a policy file that is not UTF-8" 'latin1.yaml:4:12: invalid UTF-8' "$F" "$TMP/latin1.yaml"
 check "and the record still reads" M policy list --instance "$I" --json
 
 # Packets counted so far at CONTAINER, both directions (stats --json).

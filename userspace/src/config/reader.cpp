@@ -133,24 +133,6 @@ std::vector<size_t> Problems::position(std::string path) const {
 
 namespace {
 
-// Length of the valid UTF-8 sequence at text[i], 0 if there is none
-// (overlong forms, surrogates and code points past U+10FFFF included).
-size_t utf8_length(std::string_view text, size_t i) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-  const unsigned char c = b(i);
-  if (c < 0x80) return 1;
-  size_t n = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-  if (n == 0 || i + n > text.size()) return 0;
-  uint32_t cp = c & (0xFF >> (n + 1));
-  for (size_t k = 1; k < n; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return 0;
-    cp = cp << 6 | (b(i + k) & 0x3F);
-  }
-  static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
 Problem problem_at(std::string_view text, size_t offset, std::string message) {
   auto [line, column] = line_column(text, offset);
   return Problem{"", std::move(message), line, column};
@@ -167,7 +149,7 @@ std::optional<Problem> input_problem(std::string_view text, bool is_json) {
   for (size_t i = 0; i < text.size();) {
     const char c = text[i];
     if (c == '\0') return problem_at(text, i, "a NUL byte: a JSON or YAML file has none");
-    const size_t n = utf8_length(text, i);
+    const size_t n = utf8_at(text, i).length;
     if (n == 0) {
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(c)));

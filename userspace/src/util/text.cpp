@@ -5,7 +5,6 @@
 #include <cctype>
 #include <cstdint>
 #include <cstdio>
-#include <utility>
 #include <nlohmann/json.hpp>
 
 namespace moat {
@@ -49,21 +48,6 @@ bool invisible(uint32_t cp) {
          (cp >= 0x2066 && cp <= 0x2069) || cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFB);
 }
 
-// The code point starting at s[i] and its length; 0 length for a byte that
-// starts no valid UTF-8 sequence.
-std::pair<uint32_t, size_t> next_code_point(std::string_view s, size_t i) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = b(i);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-  if (n == 0 || i + n > s.size()) return {0, 0};
-  uint32_t cp = n == 1 ? c : c & (0xFF >> (n + 1));
-  for (size_t k = 1; k < n; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return {0, 0};
-    cp = cp << 6 | (b(i + k) & 0x3F);
-  }
-  return {cp, n};
-}
-
 // A run of `s` escaped as inside a JSON string (no quotes around it).
 std::string json_escaped(std::string_view s) {
   using Json = nlohmann::json;
@@ -72,6 +56,22 @@ std::string json_escaped(std::string_view s) {
 }
 
 }  // namespace
+
+CodePoint utf8_at(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return {c, 1};
+  const size_t n = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return {};
+  uint32_t cp = c & (0xFF >> (n + 1));
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return {};
+    cp = cp << 6 | (b(i + k) & 0x3F);
+  }
+  static constexpr uint32_t kShortest[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kShortest[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {};
+  return {cp, n};
+}
 
 std::string quote(std::string_view s) {
   // A value pasted by mistake (a whole file, a certificate) must not fill
@@ -86,7 +86,7 @@ std::string quote(std::string_view s) {
   std::string body;
   size_t plain = 0;  // start of the run not yet copied
   for (size_t i = 0; i < shown.size();) {
-    auto [cp, n] = next_code_point(shown, i);
+    auto [cp, n] = utf8_at(shown, i);
     if (n && invisible(cp)) {
       body += json_escaped(shown.substr(plain, i - plain));
       char esc[8];

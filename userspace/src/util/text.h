@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,15 @@ namespace moat {
 // As a JSON string (`"a\"b"`), so a name with odd characters stays readable;
 // invalid UTF-8 becomes U+FFFD.
 std::string quote(std::string_view s);
+
+// The UTF-8 sequence at s[i]: its code point and length in bytes, or
+// length 0 where none starts (a lone or continuation byte, a cut sequence,
+// an overlong form, a surrogate, past U+10FFFF).
+struct CodePoint {
+  uint32_t value = 0;
+  size_t length = 0;
+};
+CodePoint utf8_at(std::string_view s, size_t i);
 
 // The closest candidate by edit distance, or "" if none is reasonably close.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
