@@ -15,8 +15,10 @@ LABS=()
 SERVERS=()  # pids of background `moat lab exec ... socat` started by serve
 TMP=$(mktemp -d /tmp/moat-e2e.XXXXXX)
 
+ON_EXIT=()  # commands a test adds for its own cleanup (e.g. `moat down` of its instance)
 cleanup() {
-  local l p
+  local l p c
+  for c in "${ON_EXIT[@]}"; do eval "$c" >/dev/null 2>&1; done
   for p in "${SERVERS[@]}"; do stop_server "$p"; done
   for l in "${LABS[@]}"; do "$MOAT" lab down --name "$l" >/dev/null 2>&1; done
   rm -rf "$TMP"

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "config/inputs.h"
+#include "dataplane/failpoint.h"
 #include "dataplane/lock.h"
 #include "plan/map_plan.h"
 
@@ -170,6 +171,19 @@ TEST(InstanceLock, SerialisesProcessesAndLeavesNothing) {
   close(ready[1]);
   EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+// The crash tests (e2e test_crash_recovery) rely on a failure injected at a
+// point firing once: the failed apply then undoes itself through the same
+// points, which must not fail again.
+TEST(Failpoint, FailsOnceAtItsPointAndNowhereElse) {
+  setenv("MOAT_FAIL_AT", "write", 1);
+  EXPECT_TRUE(failpoint("pin"));
+  auto r = failpoint("write");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("failing at write"), std::string::npos);
+  EXPECT_TRUE(failpoint("write"));
+  EXPECT_EQ(getenv("MOAT_FAIL_AT"), nullptr);
 }
 
 }  // namespace

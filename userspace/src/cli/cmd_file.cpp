@@ -57,11 +57,9 @@ int run_status(const FileArgs& a) {
   check_instance(a.instance);
   need_root();
   auto s = check(moat::status(a.instance));
-  if (a.as_json)
-    std::cout << s.dump(2) << "\n";
-  else
-    print_status(s);
-  return 0;
+  if (!a.as_json) return print_status(s);
+  std::cout << s.dump(2) << "\n";
+  return status_code(s);
 }
 
 int run_down(const FileArgs& a) {
@@ -98,12 +96,18 @@ void add_file_commands(CLI::App& app, CommandTable& table) {
   apply->add_flag("--dry-run", a->dry_run, "show what would change, change nothing");
   apply->add_flag("--json", a->as_json, "machine-readable report");
 
-  auto* status = app.add_subcommand("status", "Programs, interfaces, maps, endpoints and counters");
+  auto* status = app.add_subcommand(
+      "status",
+      "Programs, interfaces, maps, endpoints and counters.\n"
+      "When the instance's record is damaged: what the kernel holds for it, how to repair, exit 1");
   status->add_option("--instance", a->instance, "dataplane instance")->capture_default_str();
   status->add_flag("--json", a->as_json, "machine-readable output");
 
   auto* down =
-      app.add_subcommand("down", "Detach every program, unpin every map, remove all state");
+      app.add_subcommand("down",
+                         "Detach every program, unpin every map, remove the record. Works from the\n"
+                         "kernel: the instance's filters are found by the programs they run, in\n"
+                         "every network namespace, so a lost or damaged record leaves nothing behind");
   down->add_option("--instance", a->instance, "dataplane instance")->capture_default_str();
 
   table.push_back({validate, [a] { return run_validate(*a); }});

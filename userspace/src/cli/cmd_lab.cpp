@@ -124,11 +124,9 @@ int run_lab_status(const LabArgs& a) {
   need_root();
   std::string name = pick_lab(a.name);
   auto s = check(in_lab_host(name, [&] { return moat::status(lab_instance(name)); }));
-  if (a.as_json)
-    std::cout << s.dump(2) << "\n";
-  else
-    print_status(s);
-  return 0;
+  if (!a.as_json) return print_status(s);
+  std::cout << s.dump(2) << "\n";
+  return status_code(s);
 }
 
 int run_lab_apply(const LabArgs& a) {

@@ -187,7 +187,28 @@ void print_status_interfaces(const json& s) {
 
 }  // namespace
 
-void print_status(const json& s) {
+// The record cannot be trusted: say what the kernel holds and how to repair.
+void print_damaged_status(const json& s) {
+  const auto& rec = s["record"];
+  std::cout << "instance " << s["instance"].get<std::string>() << ": its record cannot be trusted\n  "
+            << rec["problem"].get<std::string>() << "\n\nfound in the kernel:\n";
+  std::cout << "  pins " << s["pin_dir"].get<std::string>()
+            << (s["pins_exist"].get<bool>() ? "" : " (none)") << "\n";
+  for (const auto& p : s["programs"])
+    std::cout << "  program " << p["name"].get<std::string>() << " id " << p["id"] << "\n";
+  for (const auto& f : s["filters"])
+    std::cout << "  filter on " << f["interface"].get<std::string>() << " (" << f["netns"].get<std::string>()
+              << ") ingress prog " << f["ingress_prog"] << ", egress prog " << f["egress_prog"] << "\n";
+  for (const auto& h : s["socket_hooks"])
+    std::cout << "  socket hook " << h.value("hook", std::string("?")) << "\n";
+  std::cout << "\nto repair: " << rec["repair"].get<std::string>() << "\n";
+}
+
+int print_status(const json& s) {
+  if (!s["record"].value("ok", true)) {
+    print_damaged_status(s);
+    return 1;
+  }
   print_status_head(s);
   print_status_interfaces(s);
   if (!s["published"].empty()) {
@@ -201,6 +222,7 @@ void print_status(const json& s) {
   if (s["socket_hooks"].empty()) std::cout << "none";
   for (const auto& h : s["socket_hooks"]) std::cout << h.value("hook", std::string("?")) << " ";
   std::cout << "\ntracked flow entries: " << s["tracked_entries"] << " (moat ct list)\n";
+  return 0;
 }
 
 // ---- signals ----------------------------------------------------------------------

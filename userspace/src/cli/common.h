@@ -110,6 +110,10 @@ auto in_lab_host(const std::string& lab, Fn fn) {
 
 nlohmann::json config_json(const Config& c);
 void print_config(const Config& c);
-void print_status(const nlohmann::json& s);
+// Exit code: 1 when the instance's record cannot be trusted (what the kernel
+// holds is shown instead, with the way to repair).
+int print_status(const nlohmann::json& s);
+// 0, or 1 when `s` is the status of an instance whose record is damaged.
+inline int status_code(const nlohmann::json& s) { return s["record"].value("ok", true) ? 0 : 1; }
 
 }  // namespace moat::cli

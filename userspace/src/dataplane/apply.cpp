@@ -1,6 +1,6 @@
 // apply.cpp - one apply, as named phases: resolve (state, plan, interfaces;
 // nothing in the kernel changes when this fails) -> load -> pin -> write ->
-// swap policy -> attach -> detach -> remove stale -> save. Every phase
+// swap policy -> attach -> detach -> remove stale -> the record to save. Every phase
 // writes only what differs from what the kernel holds.
 #include <net/if.h>
 
@@ -13,6 +13,7 @@
 #include "dataplane/apply.h"
 #include "dataplane/counters.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/failpoint.h"
 #include "dataplane/host.h"
 #include "dataplane/map_sync.h"
 #include "dataplane/policy_gen.h"
@@ -439,7 +440,7 @@ Result<void> remove_stale_entries(Apply& a) {
   return r;
 }
 
-// Phase 8: the record of what the kernel now holds.
+// Phase 8: the record of what the kernel now holds (reconcile() saves it).
 json state_record(const Apply& a) {
   const auto& cfg = a.cfg;
   const auto& ids = a.want.plan.ids;
@@ -471,18 +472,26 @@ json state_record(const Apply& a) {
 }  // namespace
 
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
-                          bool ports_held) {
+                          bool ports_held, const ApplyHooks& hooks) {
   Apply a(instance, cfg, dry_run, ports_held);
   if (auto r = resolve(a); !r) return std::unexpected(r.error());
   bool exists = fs::exists(pin_dir(instance));
   if (dry_run && !exists) return dry_run_new(a);
+  if (!dry_run && hooks.before_kernel)
+    if (auto r = hooks.before_kernel(); !r) return std::unexpected(r.error());
   if (auto r = load(a, exists); !r) return std::unexpected(r.error());
   using Phase = Result<void> (*)(Apply&);
-  for (Phase phase : {check_fresh_ports, pin, write, swap_policy, attach_all, detach_stale,
-                      remove_stale_entries})
+  static constexpr std::pair<const char*, Phase> kPhases[] = {
+      {"check-ports", check_fresh_ports}, {"pin", pin},
+      {"write", write},                   {"swap-policy", swap_policy},
+      {"attach", attach_all},             {"detach", detach_stale},
+      {"remove-stale", remove_stale_entries}};
+  for (auto [name, phase] : kPhases) {
     if (auto r = phase(a); !r) return std::unexpected(r.error());
-  if (dry_run) return a.rep;
-  if (auto r = write_state(instance, state_record(a)); !r) return std::unexpected(r.error());
+    if (dry_run) continue;
+    if (auto r = failpoint(name); !r) return std::unexpected(r.error());
+  }
+  if (!dry_run && hooks.state) *hooks.state = state_record(a);
   return a.rep;
 }
 

@@ -2,7 +2,10 @@
 // side: only reconcile() calls it, holding the instance's lock.
 #pragma once
 
+#include <functional>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "config/config.h"
 #include "dataplane/dataplane.h"
@@ -14,7 +17,16 @@ namespace moat {
 // kernel changes unless every interface resolves and the programs load.
 // `ports_held`: a socket on a published port is the runtime's own, not a
 // conflict (ReconcileOptions::ports_held_by_runtime).
+struct ApplyHooks {
+  // Set to the record of what the kernel now holds, for reconcile() to save
+  // (not by a dry run).
+  nlohmann::json* state = nullptr;
+  // Called once everything is resolved, before the first kernel write: where
+  // reconcile() saves its intent. Its failure changes nothing.
+  std::function<Result<void>()> before_kernel;
+};
+
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
-                          bool ports_held = false);
+                          bool ports_held, const ApplyHooks& hooks);
 
 }  // namespace moat

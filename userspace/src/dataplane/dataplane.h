@@ -2,9 +2,11 @@
 // under /sys/fs/bpf/moat/<instance>/ (skeleton.h, programs.h, map_sync.h,
 // policy_gen.h), TC filters on host-side interfaces (tc.h), socket hooks
 // (sockhooks.h), counters (counters.h), connection tracking (conntrack.cpp),
-// and a state file under /run/moat/<instance>/ that remembers names and what
-// moat created (state.h), so `moat down` removes exactly that and nothing
-// else. May use util/, config/, policy/, plan/; nothing here parses a file.
+// a record under /run/moat/<instance>/ that remembers names, what moat
+// created and the inputs (state.h), and the search of the kernel for what
+// belongs to an instance (sweep.h), so `moat down` removes exactly that and
+// nothing else, record or not. May use util/, config/, policy/, plan/;
+// nothing here parses a file.
 //
 // dataplane.h is its public face: reconcile() (reconcile.h) is how desired
 // state reaches the kernel; apply() (apply.h) is the work it does under the
@@ -54,11 +56,16 @@ struct ApplyReport {
 
 
 // Everything `moat status` shows: programs, interfaces, maps, endpoints and
-// their counters. Fails when the instance does not exist.
+// their counters, "record": {"ok": true}. When the record cannot be trusted,
+// "record": {"ok": false, "problem", "repair"} and what the kernel holds
+// (programs, filters found, socket hooks). Fails when the instance does not
+// exist.
 Result<nlohmann::json> status(const std::string& instance);
 
-// Detaches, unpins, removes state. Succeeds when nothing exists. Callers
-// hold the instance's lock: remove_instance() (reconcile.h).
+// Detaches the instance's filters wherever they are found, unpins, removes
+// the record; needs no record (a damaged one is reported and ignored).
+// Succeeds when nothing exists. Callers hold the instance's lock:
+// remove_instance() (reconcile.h).
 Result<void> down(const std::string& instance);
 
 // Live connection-tracking entries (two per translated flow), as JSON rows.
@@ -98,7 +105,8 @@ Result<nlohmann::json> kernel_policy_verdict(const std::string& instance, uint32
 using PinnedMaps = Skeleton<endpoint_bpf>;
 Result<PinnedMaps> open_pinned(const std::string& instance);
 
-// The instance's state file (names: interfaces, uplinks, ids, policy rules).
+// The "state" part of the instance's record (names: interfaces, uplinks,
+// ids, policy rules), after settling an interrupted apply (reconcile.h).
 Result<nlohmann::json> instance_state(const std::string& instance);
 
 // Names of instances with pins or state.

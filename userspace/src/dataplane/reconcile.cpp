@@ -1,39 +1,232 @@
 #include "dataplane/reconcile.h"
 
-#include <fstream>
+#include <fcntl.h>
+#include <sched.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <set>
 
 #include "dataplane/apply.h"
+#include "dataplane/failpoint.h"
+#include "dataplane/host.h"
 #include "dataplane/lock.h"
+#include "dataplane/policy_gen.h"
+#include "dataplane/skeleton.h"
 #include "dataplane/state.h"
+#include "dataplane/sweep.h"
+#include "dataplane/tc.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
 
 namespace moat {
+namespace {
 
-std::string inputs_path(const std::string& instance) { return state_dir(instance) + "/inputs.json"; }
+json options_json(const ReconcileOptions& opt) {
+  return {{"ports_held_by_runtime", opt.ports_held_by_runtime}};
+}
+
+ReconcileOptions options_from_json(const json& j) {
+  ReconcileOptions opt;
+  opt.ports_held_by_runtime = j.value("ports_held_by_runtime", false);
+  return opt;
+}
+
+// Every host-side interface a config names: what an interrupted apply of it
+// may have attached to.
+json interfaces_of(const Config& cfg) {
+  std::set<std::string> names(cfg.uplinks.begin(), cfg.uplinks.end());
+  for (const auto& n : cfg.networks)
+    if (!n.bridge.empty()) names.insert(n.bridge);
+  for (const auto& c : cfg.containers)
+    for (const auto& a : c.networks)
+      if (!a.host_interface.empty()) names.insert(a.host_interface);
+  return names;
+}
+
+uint32_t kernel_rev(const std::string& instance) {
+  if (!fs::exists(pin_dir(instance))) return 0;
+  auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
+  if (!skel) return 0;
+  return read_policy_rev(*skel->get()).value_or(0);
+}
+
+// apply(), then the record of what the kernel holds and of what it came from.
+Result<ApplyReport> apply_and_record(const std::string& instance, const Config& cfg,
+                                     const Inputs& inputs, const ReconcileOptions& opt,
+                                     std::function<Result<void>()> before_kernel = {}) {
+  json state;
+  auto rep = apply(instance, cfg, opt.dry_run, opt.ports_held_by_runtime,
+                   {&state, std::move(before_kernel)});
+  if (!rep || opt.dry_run) return rep;
+  if (auto r = write_record(instance, state, inputs_json(inputs), options_json(opt)); !r)
+    return std::unexpected(r.error());
+  if (auto r = failpoint("record"); !r) return std::unexpected(r.error());
+  return rep;
+}
+
+// The same from saved inputs, which are read again as on the day they were
+// applied.
+Result<ApplyReport> reapply(const std::string& instance, const json& inputs_j, const json& opt_j) {
+  std::string why;
+  auto inputs = inputs_from_json(inputs_j, &why);
+  if (!inputs) return fail("saved inputs are unreadable: " + why);
+  auto loaded = load_inputs(*inputs);
+  if (!loaded.config) return fail(problems_message(loaded.problems, loaded.file));
+  return apply_and_record(instance, *loaded.config, *inputs, options_from_json(opt_j));
+}
+
+// Our filters on interfaces that an apply may have attached to (`touched`)
+// and the record does not name: left by an apply that was then undone.
+Result<void> detach_unnamed(const std::string& instance, const json& touched) {
+  auto st = read_state(instance);
+  if (!st) return std::unexpected(st.error());
+  std::set<std::string> named;
+  for (const char* list : {"interfaces", "uplinks", "bridges"})
+    for (const auto& r : st->value(list, json::array())) named.insert(r.value("name", ""));
+  std::vector<std::string> unnamed;
+  for (const auto& name : touched)
+    if (name.is_string() && !named.contains(name.get<std::string>())) unnamed.push_back(name);
+  if (unnamed.empty()) return {};  // the usual case: no need to look for our programs
+  std::set<uint32_t> ours = instance_prog_ids(instance);
+  for (const auto& name : unnamed)
+    if (auto r = detach(name, false, ours); !r) return r;
+  return {};
+}
+
+// Enters the namespace an intent was written in, when that is not this one.
+class NetnsVisit {
+ public:
+  static Result<NetnsVisit> to(const json& intent) {
+    NetnsVisit v;
+    if (intent.value("netns_inode", uint64_t{0}) == current_netns_inode()) return v;
+    std::string path = intent.value("netns_path", std::string());
+    if (path.empty() || !fs::exists(path))
+      return fail("the interrupted apply ran in an unnamed network namespace; run moat there");
+    v.home_ = Fd(open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (!v.home_.ok()) return fail_errno("open the current network namespace", errno);
+    if (auto r = enter_netns(path); !r) return std::unexpected(r.error());
+    return v;
+  }
+  NetnsVisit(NetnsVisit&&) noexcept = default;
+  ~NetnsVisit() {
+    if (home_.ok()) setns(home_.get(), CLONE_NEWNET);
+  }
+
+ private:
+  NetnsVisit() = default;
+  Fd home_;
+};
+
+// An apply that did not finish left its intent. The kernel decides which
+// side wins: if its policy revision moved past the record's, the new policy
+// is already enforced and the apply is finished from the intent (forward);
+// otherwise, or when finishing fails, the recorded inputs are applied again
+// (back), which also undoes the interrupted apply's other writes. Filters
+// it attached to interfaces that neither side names are removed. Without a
+// record to go back to, the instance is removed.
+Result<void> settle_locked(const std::string& instance, bool prefer_back) {
+  auto intent = read_intent(instance);
+  if (!intent) return std::unexpected(intent.error());
+  if (!*intent) return {};
+  const json& in = **intent;
+  auto rec = read_record(instance);
+  if (!rec) return std::unexpected(rec.error());
+  auto visit = NetnsVisit::to(in);
+  if (!visit) return std::unexpected(visit.error());
+
+  uint32_t rec_rev = rec->value("state", json::object()).value("policy_rev", 0u);
+  bool forward = !prefer_back && kernel_rev(instance) != rec_rev;
+  Result<ApplyReport> done = fail("");
+  if (forward) {
+    done = reapply(instance, in.at("inputs"), in.value("options", json::object()));
+    if (!done)
+      std::fprintf(stderr, "moat: instance %s: finishing the interrupted apply failed (%s); "
+                   "going back to the recorded inputs\n",
+                   instance.c_str(), done.error().message().c_str());
+  }
+  if (!done && !rec->empty()) {
+    done = reapply(instance, (*rec)["inputs"], (*rec)["options"]);
+    if (!done)
+      return fail("instance " + instance + ": an apply was interrupted, and neither finishing it " +
+                  "nor going back to the recorded inputs works (" + done.error().message() +
+                  "); " + repair_hint(instance));
+  }
+  if (!done) {
+    if (auto r = down(instance); !r) return r;
+    return {};
+  }
+  if (auto r = detach_unnamed(instance, in.value("interfaces", json::array())); !r) return r;
+  return clear_intent(instance);
+}
+
+}  // namespace
+
+std::string inputs_path(const std::string& instance) { return record_file(instance); }
 
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
                               const ReconcileOptions& opt) {
   auto lock = InstanceLock::acquire(instance);
   if (!lock) return std::unexpected(lock.error());
-  auto rep = apply(instance, want.config, opt.dry_run, opt.ports_held_by_runtime);
-  if (!rep || opt.dry_run) return rep;
-  if (auto r = write_file_atomic(inputs_path(instance), inputs_json(want.inputs).dump() + "\n"); !r)
-    return std::unexpected(r.error());
+  // An interrupted apply that cannot be settled must not block the next
+  // one, which overwrites what it wrote: its interfaces stay in the intent.
+  json touched = interfaces_of(want.config);
+  if (auto r = settle_locked(instance, false); !r) {
+    std::fprintf(stderr, "moat: %s\n", r.error().message().c_str());
+    if (auto old = read_intent(instance); old && *old)
+      for (const auto& n : (**old).value("interfaces", json::array())) touched.push_back(n);
+  }
+  if (auto r = read_record(instance); !r) return std::unexpected(r.error());
+  if (opt.dry_run) return apply_and_record(instance, want.config, want.inputs, opt);
+  json intent = {{"inputs", inputs_json(want.inputs)},
+                 {"options", options_json(opt)},
+                 {"interfaces", touched},
+                 {"netns_inode", current_netns_inode()},
+                 {"netns_path", current_netns_path()}};
+  bool intended = false;
+  auto before_kernel = [&]() -> Result<void> {
+    if (auto r = write_intent(instance, intent); !r) return r;
+    intended = true;
+    return failpoint("intent");
+  };
+  auto rep = apply_and_record(instance, want.config, want.inputs, opt, before_kernel);
+  if (!rep) {
+    if (!intended) return rep;  // nothing in the kernel changed
+    // Nothing of a failed apply stays: back to the record (or to nothing).
+    if (auto r = settle_locked(instance, true); !r)
+      return fail(rep.error().message() + "; undoing it failed too: " + r.error().message());
+    return rep;
+  }
+  if (auto r = detach_unnamed(instance, touched); !r) return std::unexpected(r.error());
+  if (auto r = clear_intent(instance); !r) return std::unexpected(r.error());
   return rep;
 }
 
+Result<void> settle(const std::string& instance) {
+  if (!fs::exists(intent_file(instance))) return {};
+  auto lock = InstanceLock::acquire(instance);
+  if (!lock) return std::unexpected(lock.error());
+  return settle_locked(instance, false);
+}
+
 Result<Inputs> saved_inputs(const std::string& instance) {
-  std::ifstream in(inputs_path(instance));
-  if (!in) return fail("no moat instance \"" + instance + "\" (nothing applied; see `moat apply --help`)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    return fail(inputs_path(instance) + " is corrupt: " + e.what());
-  }
+  if (auto r = settle(instance); !r) return std::unexpected(r.error());
+  auto rec = read_record(instance);
+  if (!rec) return std::unexpected(rec.error());
+  if (rec->empty())
+    return fail("no moat instance \"" + instance + "\" (nothing applied; see `moat apply --help`)");
   std::string why;
-  auto inputs = inputs_from_json(j, &why);
-  if (!inputs) return fail(inputs_path(instance) + " is corrupt: " + why);
+  auto inputs = inputs_from_json((*rec)["inputs"], &why);
+  if (!inputs)
+    return fail(record_file(instance) + " is damaged: " + why + "; " + repair_hint(instance));
   return *inputs;
+}
+
+Result<json> instance_state(const std::string& instance) {
+  if (auto r = settle(instance); !r) return std::unexpected(r.error());
+  return read_state(instance);
 }
 
 Result<void> remove_instance(const std::string& instance) {

@@ -3,7 +3,9 @@
 // what the kernel should enforce as a DesiredState and hand it here: under
 // the instance's lock, the difference against what is pinned is written
 // (apply() in dataplane.h), then the record of what the kernel holds and of
-// the inputs it came from is saved, each file replaced atomically.
+// the inputs it came from is saved as one file, replaced atomically. Before
+// the first kernel write the apply's intent is saved next to it, so an apply
+// killed half-way is finished or undone by the next command (settle()).
 #pragma once
 
 #include <string>
@@ -31,9 +33,15 @@ struct ReconcileOptions {
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
                               const ReconcileOptions& opt = {});
 
-// The inputs the instance was last reconciled from.
+// The inputs the instance was last reconciled from (kept in its record).
 std::string inputs_path(const std::string& instance);
 Result<Inputs> saved_inputs(const std::string& instance);
+
+// Finishes or undoes an apply that a crash interrupted (its intent is still
+// on disk), under the lock, so that the record says what the kernel
+// enforces. Every reader of the record calls it first; cheap when nothing
+// was interrupted.
+Result<void> settle(const std::string& instance);
 
 // down(), under the instance's lock.
 Result<void> remove_instance(const std::string& instance);

@@ -16,6 +16,7 @@ int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list ap) {
   char line[1024];
   vsnprintf(line, sizeof(line), fmt, ap);
   if (strstr(line, "Cannot find specified filter chain") ||
+      strstr(line, "Parent Qdisc doesn't exists") ||  // no clsact: `moat down` asks everywhere
       strstr(line, "Exclusivity flag on, cannot modify"))  // clsact already there
     return 0;
   return fputs(line, stderr);

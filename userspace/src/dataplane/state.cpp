@@ -18,16 +18,80 @@ using nlohmann::json;
 
 namespace moat {
 
-std::string state_file(const std::string& instance) { return state_dir(instance) + "/state.json"; }
+namespace {
+
+constexpr int kRecordFormat = 1;
+
+// nullopt when `path` does not exist; the parsed object otherwise, or why not.
+Result<std::optional<json>> read_json_object(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    return fail_errno("read " + path, errno);
+  }
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    return fail(std::string("not JSON (") + e.what() + ")");
+  }
+  if (!j.is_object() || j.value("format", 0) != kRecordFormat)
+    return fail("not a record this moat wrote (format " + std::to_string(kRecordFormat) + ")");
+  return j;
+}
+
+}  // namespace
+
+std::string record_file(const std::string& instance) { return state_dir(instance) + "/record.json"; }
+std::string intent_file(const std::string& instance) { return state_dir(instance) + "/intent.json"; }
+
+std::string repair_hint(const std::string& instance) {
+  return "`moat down --instance " + instance +
+         "` removes everything the instance holds (found in the kernel, not in this file); "
+         "then apply again";
+}
+
+Result<json> read_record(const std::string& instance) {
+  auto j = read_json_object(record_file(instance));
+  bool whole = j && (!*j || ((**j).contains("state") && (**j)["state"].is_object() &&
+                             (**j).contains("inputs") && (**j).contains("options")));
+  if (!j || !whole)
+    return fail(record_file(instance) + " is damaged: " +
+                (j ? std::string("parts are missing") : j.error().message()) + "; " +
+                repair_hint(instance));
+  return j->value_or(json::object());
+}
 
 Result<json> read_state(const std::string& instance) {
-  std::ifstream in(state_file(instance));
-  if (!in) return json::object();
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    return fail(state_file(instance) + " is corrupt: " + e.what());
-  }
+  auto rec = read_record(instance);
+  if (!rec) return std::unexpected(rec.error());
+  return rec->value("state", json::object());
+}
+
+Result<void> write_record(const std::string& instance, const json& state, const json& inputs,
+                          const json& options) {
+  if (auto r = mkdirs(state_dir(instance)); !r) return r;
+  json rec = {{"format", kRecordFormat}, {"state", state}, {"inputs", inputs}, {"options", options}};
+  return write_file_atomic(record_file(instance), rec.dump() + "\n");
+}
+
+Result<std::optional<json>> read_intent(const std::string& instance) {
+  auto j = read_json_object(intent_file(instance));
+  if (!j) return fail(intent_file(instance) + " is damaged: " + j.error().message());
+  return *j;
+}
+
+Result<void> write_intent(const std::string& instance, const json& intent) {
+  if (auto r = mkdirs(state_dir(instance)); !r) return r;
+  json j = intent;
+  j["format"] = kRecordFormat;
+  return write_file_atomic(intent_file(instance), j.dump() + "\n");
+}
+
+Result<void> clear_intent(const std::string& instance) {
+  if (unlink(intent_file(instance).c_str()) != 0 && errno != ENOENT)
+    return fail_errno("remove " + intent_file(instance), errno);
+  return {};
 }
 
 Result<void> write_file_atomic(const std::string& path, const std::string& text) {
@@ -43,12 +107,11 @@ Result<void> write_file_atomic(const std::string& path, const std::string& text)
   if (fsync(fd.get()) != 0) return fail_errno("sync " + tmp, errno);
   fd.reset();
   if (rename(tmp.c_str(), path.c_str()) != 0) return fail_errno("replace " + path, errno);
+  // The rename itself is durable only once its directory is.
+  std::string dir = path.substr(0, path.rfind('/'));
+  if (Fd d(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)); !d.ok() || fsync(d.get()) != 0)
+    return fail_errno("sync " + dir, errno);
   return {};
-}
-
-Result<void> write_state(const std::string& instance, const json& st) {
-  if (auto r = mkdirs(state_dir(instance)); !r) return r;
-  return write_file_atomic(state_file(instance), st.dump(2) + "\n");
 }
 
 IdTable ids_from_state(const json& st) {
@@ -72,7 +135,6 @@ bool valid_instance_name(const std::string& name, std::string* why) {
   return ok;
 }
 
-Result<json> instance_state(const std::string& instance) { return read_state(instance); }
 
 std::vector<std::string> instances() {
   std::set<std::string> names;

@@ -1,11 +1,17 @@
-// state.h - an instance's record on disk, /run/moat/<instance>/: what the
-// kernel cannot tell us (names of interfaces, ids given to networks and
-// containers, which qdiscs moat created, the files applied). Written only
-// after the kernel holds what it says, always as a whole (temporary file +
-// rename), so a crash leaves the old record or the new one, never half.
+// state.h - an instance's record on disk, /run/moat/<instance>/record.json:
+// what the kernel cannot tell us (names of interfaces, ids given to networks
+// and containers, which qdiscs moat created) and the inputs it was applied
+// from, in one file, so the two can never disagree. Written only after the
+// kernel holds what it says, always as a whole (temporary file, fsync,
+// rename): a crash leaves the old record or the new one, never half.
+//
+// intent.json sits next to it while an apply runs: what that apply is about
+// to write. A crash leaves it behind, and whoever takes the lock next
+// settles it against the kernel (reconcile.h) before trusting the record.
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "plan/plan.h"
@@ -13,11 +19,26 @@
 
 namespace moat {
 
-std::string state_file(const std::string& instance);  // <state_dir>/state.json
+std::string record_file(const std::string& instance);  // <state_dir>/record.json
+std::string intent_file(const std::string& instance);  // <state_dir>/intent.json
 
-// {} when the instance has no record.
+// The whole record: {"format", "state", "inputs", "options"}; {} when the
+// instance has none. Fails when the file is not what write_record() writes,
+// with the way to repair.
+Result<nlohmann::json> read_record(const std::string& instance);
+// Its "state" part; {} when the instance has no record.
 Result<nlohmann::json> read_state(const std::string& instance);
-Result<void> write_state(const std::string& instance, const nlohmann::json& st);
+Result<void> write_record(const std::string& instance, const nlohmann::json& state,
+                          const nlohmann::json& inputs, const nlohmann::json& options);
+
+// {"format", "inputs", "options", "interfaces", "netns_inode", "netns_path"};
+// nullopt when no apply was interrupted.
+Result<std::optional<nlohmann::json>> read_intent(const std::string& instance);
+Result<void> write_intent(const std::string& instance, const nlohmann::json& intent);
+Result<void> clear_intent(const std::string& instance);
+
+// What the messages about a damaged record tell the user to do.
+std::string repair_hint(const std::string& instance);
 
 // `text` into `path` through `path`.tmp and rename(2), after an fsync of
 // the data: readers see the old or the new content, never a truncated file.

@@ -1,6 +1,6 @@
 // status.cpp - what an instance holds (`moat status`), reading the kernel
-// first and the state file for names; and `moat down`, which removes exactly
-// what the state file says moat created.
+// first and the record for names; and `moat down`, which removes what the
+// kernel holds for the instance, found by what it is (sweep.h).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
@@ -19,7 +19,9 @@
 #include "dataplane/programs.h"
 #include "dataplane/skeleton.h"
 #include "dataplane/sockhooks.h"
+#include "dataplane/reconcile.h"
 #include "dataplane/state.h"
+#include "dataplane/sweep.h"
 #include "dataplane/tc.h"
 #include "util/paths.h"
 
@@ -92,11 +94,27 @@ Result<json> attachment_rows(const json& state_rows, const bpf_map* stats, bool 
   return rows;
 }
 
+// When the record cannot be trusted: what the kernel holds, found by what it
+// is, and how to repair.
+json damaged_status(const std::string& instance, const Error& why) {
+  auto found = find_filters(instance_prog_ids(instance));
+  auto hooks = sock_hooks_status(pin_dir(instance));
+  return {{"instance", instance},
+          {"record", {{"ok", false}, {"file", record_file(instance)},
+                      {"problem", why.message()}, {"repair", repair_hint(instance)}}},
+          {"pin_dir", pin_dir(instance)},
+          {"pins_exist", fs::exists(pin_dir(instance))},
+          {"programs", programs_json(instance)},
+          {"filters", found ? found_json(*found) : json::array()},
+          {"socket_hooks", hooks ? *hooks : json::array()}};
+}
+
 }  // namespace
 
 Result<json> status(const std::string& instance) {
+  if (auto r = settle(instance); !r) return damaged_status(instance, r.error());
   auto st = read_state(instance);
-  if (!st) return std::unexpected(st.error());
+  if (!st) return damaged_status(instance, st.error());
   if (!fs::exists(pin_dir(instance)) && st->empty())
     return fail("no moat instance \"" + instance + "\" (nothing applied; see `moat apply --help`)");
   auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
@@ -119,8 +137,10 @@ Result<json> status(const std::string& instance) {
   if (!rev) return std::unexpected(rev.error());
   json policy = st->value("policy", json::object());
   policy["revision"] = *rev;
+  policy["recorded_revision"] = st->value("policy_rev", 0u);
 
   return json{{"instance", instance},
+              {"record", {{"ok", true}, {"file", record_file(instance)}}},
               {"policy", policy},
               {"source", st->value("source", "")},
               {"netns", st->value("netns_path", "")},
@@ -137,31 +157,23 @@ Result<json> status(const std::string& instance) {
               {"tracked_entries", flows->size()}};
 }
 
+// Works from the kernel: the record (when readable) only says which clsact
+// qdiscs were there before moat, so that those stay.
 Result<void> down(const std::string& instance) {
-  auto st = read_state(instance);
-  if (!st) return std::unexpected(st.error());
-  std::set<uint32_t> ours = pinned_prog_ids(instance);
-
-  // Interfaces are named in the namespace the instance was applied in.
-  std::string ns_path = st->value("netns_path", std::string());
-  bool same_ns = st->value("netns_inode", uint64_t{0}) == current_netns_inode();
-  Fd home;
-  if (!same_ns && !ns_path.empty() && fs::exists(ns_path)) {
-    home = Fd(open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
-    if (auto r = enter_netns(ns_path); !r) return r;
-    same_ns = true;
-  }
-  if (same_ns) {
-    for (const char* list : {"interfaces", "uplinks", "bridges"}) {
-      for (const auto& i : st->value(list, json::array())) {
-        if (auto r = detach(i.at("name").get<std::string>(), i.value("qdisc_created", false), ours);
-            !r)
-          return r;
-      }
-    }
-  }
-  if (home.ok() && setns(home.get(), CLONE_NEWNET) != 0)
-    return fail_errno("return to the original network namespace", errno);
+  auto rec = read_record(instance);
+  json st = rec ? rec->value("state", json::object()) : json::object();
+  if (!rec)
+    std::fprintf(stderr, "moat: %s; removing what the kernel holds for the instance instead\n",
+                 rec.error().message().c_str());
+  uint64_t home = st.value("netns_inode", uint64_t{0});
+  std::set<std::string> theirs;  // interfaces whose clsact moat did not create
+  for (const char* list : {"interfaces", "uplinks", "bridges"})
+    for (const auto& i : st.value(list, json::array()))
+      if (!i.value("qdisc_created", false)) theirs.insert(i.value("name", ""));
+  auto removed = remove_filters(instance_prog_ids(instance), [&](uint64_t ino, const std::string& n) {
+    return ino == home && theirs.contains(n);
+  });
+  if (!removed) return std::unexpected(removed.error());
 
   std::error_code ec;
   fs::remove_all(pin_dir(instance), ec);

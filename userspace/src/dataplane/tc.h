@@ -29,4 +29,11 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
 // moat created it. A vanished interface has nothing left to remove.
 Result<void> detach(const std::string& ifname, bool qdisc_created, const std::set<uint32_t>& ours);
 
+// By index, for interfaces found in the kernel rather than named by a
+// record: our filters holding one of `ours` removed; whether any was.
+Result<bool> detach_at(int ifindex, const std::set<uint32_t>& ours);
+// Filters of anyone left on the interface's clsact qdisc (0 without one).
+Result<int> clsact_filters(int ifindex);
+Result<void> remove_clsact(int ifindex);
+
 }  // namespace moat

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# A crash leaves a true record, concurrent applies serialise, `down` always
+# cleans (issue 14). Two large applies, A and B, on the lab's interfaces:
+# different containers, icc, published ports and a policy generation of
+# some 400 entries each; the probe srv:80 from c1 passes under A and is
+# dropped under B. "The record equals the kernel" is checked three ways:
+# status says the record is sound and names the kernel's policy revision;
+# a dry run of the recorded file changes nothing (every map entry, filter
+# and policy generation already as it says); traffic follows it.
+#   1. a crash (SIGKILL) at every named point of an apply;
+#   2. 50 kills at random moments of an apply;
+#   3. 20 pairs of concurrent applies, one of each pair failing after its
+#      first kernel writes;
+#   4. `down` with the record deleted, and with it truncated: no filter,
+#      qdisc, pin, link or program left; `status` says what it found.
+source "$(dirname "$0")/lib.sh"
+L=$(unique_lab crash)
+I=e2e$$
+N=12
+HOSTNS=/run/netns/moat-$L-host
+M() { nsenter --net="$HOSTNS" "$MOAT" "$@"; }
+ON_EXIT+=("\"\$MOAT\" down --instance $I")
+jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# gen DIR: lab.json (no interfaces), A.json/B.json (interfaces named) and
+# their policy files.
+python3 - "$TMP" "$N" <<'PY'
+import json, sys
+d, n = sys.argv[1], int(sys.argv[2])
+def ctr(i, iface):
+  name = "srv" if i == 0 else f"c{i}"
+  c = {"name": name, "namespace": "x", "labels": {"role": name},
+       "networks": [{"network": "pods", "ip": f"10.77.0.{i + 2}"}], "expose": ["80/tcp"]}
+  if iface: c["networks"][0]["interface"] = f"mve{i}n0"
+  return c
+def main(count, icc, publish, iface=True):
+  cs = [ctr(i, iface) for i in range(count)]
+  if publish: cs[1]["publish"] = ["18080:80"]
+  return {"networks": [{"name": "pods", "subnet": "10.77.0.0/24", "icc": icc}],
+          "namespaces": [{"name": "x", "labels": {"ns": "x"}}], "containers": cs}
+def policies(base, deny_srv):
+  # Many egress rules to distinct CIDRs and ports: a big generation to write.
+  rules = [{"to": [{"ipBlock": {"cidr": f"172.{16 + i // 250}.{i % 250}.0/24"}}],
+            "ports": [{"protocol": "TCP", "port": base + i}]} for i in range(200)]
+  rules.append({"to": [{"namespaceSelector": {}}]})
+  items = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "egress", "namespace": "x"},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": rules}}]
+  ingress = [] if deny_srv else [{}]
+  items.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "srv-ingress", "namespace": "x"},
+                "spec": {"podSelector": {"matchLabels": {"role": "srv"}},
+                         "policyTypes": ["Ingress"], "ingress": ingress}})
+  return {"apiVersion": "v1", "kind": "List", "items": items}
+json.dump(main(n, True, False, iface=False), open(f"{d}/lab.json", "w"))
+json.dump(main(n, True, False), open(f"{d}/A.json", "w"))
+json.dump(main(n - 4, False, True), open(f"{d}/B.json", "w"))
+json.dump(policies(1000, False), open(f"{d}/A-pol.json", "w"))
+json.dump(policies(3000, True), open(f"{d}/B-pol.json", "w"))
+PY
+A=("$TMP/A.json" "$TMP/A-pol.json")
+B=("$TMP/B.json" "$TMP/B-pol.json")
+lab_up "$L" "$TMP/lab.json" --no-enforce
+SRV=10.77.0.2
+
+apply_file() {  # apply_file A|B [moat args]: the files of A or B
+  local which=$1
+  shift
+  if [ "$which" = A ]; then M apply "${A[@]}" --instance "$I" "$@"; else M apply "${B[@]}" --instance "$I" "$@"; fi
+}
+
+# record_true WHAT: the record is sound and equals the kernel. Sets $REC to
+# A or B, the file it names.
+REC=
+record_true() {
+  local what=$1 st src rc
+  st=$(M status --instance "$I" --json 2>"$TMP/status.err")
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    bad "$what: status exits $rc"; sed 's/^/    /' "$TMP/status.err"; echo "$st" | head -5; return 1
+  fi
+  src=$(echo "$st" | jq_ 'd["source"]')
+  REC=$(basename "$src" .json)
+  local dry
+  dry=$(apply_file "$REC" --dry-run --json 2>/dev/null | jq_ 'd["changed"]' 2>&1)
+  if [ "$dry" != False ]; then
+    bad "$what: a dry run of the recorded $REC changes nothing (got $dry)"
+    apply_file "$REC" --dry-run 2>&1 | sed 's/^/    /'; return 1
+  fi
+  local revs
+  revs=$(echo "$st" | jq_ 'd["policy"]["revision"] == d["policy"]["recorded_revision"] != 0')
+  if [ "$revs" != True ]; then
+    bad "$what: recorded policy revision is the kernel's"
+    echo "$st" | jq_ 'd["policy"]["revision"], d["policy"]["recorded_revision"]'; return 1
+  fi
+  if [ -e "/run/moat/$I/intent.json" ]; then bad "$what: an intent is left"; return 1; fi
+  M policy list --instance "$I" --json >/dev/null 2>&1 || { bad "$what: policy list fails"; return 1; }
+  return 0
+}
+
+# The traffic the record promises: srv:80 from c1 passes under A only.
+traffic_follows() {
+  if [ "$REC" = A ]; then
+    must_pass "$1: under A, c1 reaches srv:80" "$L" c1 tcp $SRV 80 srv
+  else
+    must_drop "$1: under B, c1 cannot reach srv:80" "$L" c1 tcp $SRV 80
+  fi
+}
+
+t0=$(date +%s%N)
+apply_file A >/dev/null || bad "first apply of A"
+t1=$(date +%s%N)
+apply_file B >/dev/null || bad "first apply of B"
+t2=$(date +%s%N)
+record_true "after A then B" && ok "after A then B, the record names B and equals the kernel"
+check "and it names B" [ "$REC" = B ]
+traffic_follows "after B"
+echo "    first apply $(( (t1 - t0) / 1000000 )) ms, an apply that keeps the programs $(( (t2 - t1) / 1000000 )) ms"
+
+# ---- 1. a crash at every named point ---------------------------------------------------
+next=A
+for point in intent check-ports pin write swap-policy attach detach remove-stale record; do
+  MOAT_CRASH_AT=$point apply_file $next >/dev/null 2>&1
+  rc=$?
+  check "apply of $next killed at $point (exit $rc)" [ $rc -eq 137 ]
+  if record_true "killed at $point"; then
+    ok "killed at $point: the next command finds a true record (it names $REC)"
+    traffic_follows "killed at $point"
+  fi
+  [ "$REC" = A ] && next=B || next=A
+done
+# A crash before the policy flip goes back, one after it goes forward.
+MOAT_CRASH_AT=write apply_file $next >/dev/null 2>&1
+record_true "killed before the flip" && check "killed before the policy flip: back to $REC" [ "$REC" != "$next" ]
+MOAT_CRASH_AT=attach apply_file $next >/dev/null 2>&1
+record_true "killed after the flip" && check "killed after the policy flip: forward to $next" [ "$REC" = "$next" ]
+
+# ---- 2. 50 kills at random moments -------------------------------------------------------
+span=$(( (t2 - t1) / 1000 ))  # microseconds of one apply
+[ "$span" -lt 20000 ] && span=20000
+good=0
+for k in $(seq 50); do
+  [ "$REC" = A ] && next=B || next=A
+  apply_file $next >/dev/null 2>&1 &
+  pid=$!
+  sleep "$(python3 -c "import random; print(random.uniform(0, $span) / 1e6)")"
+  kill -9 $pid 2>/dev/null
+  wait $pid 2>/dev/null
+  record_true "random kill $k" && good=$((good + 1))
+done
+check "50 random kills: the record was true after each ($good/50)" [ "$good" -eq 50 ]
+traffic_follows "after the random kills"
+
+# ---- 3. 20 pairs of concurrent applies -------------------------------------------------
+points=(check-ports pin write swap-policy attach detach remove-stale)
+serial=0
+for k in $(seq 20); do
+  [ $((k % 2)) -eq 0 ] && { winner=A; loser=B; } || { winner=B; loser=A; }
+  fp=${points[$((k % ${#points[@]}))]}
+  apply_file $winner --json >"$TMP/w.out" 2>"$TMP/w.err" &
+  wp=$!
+  MOAT_FAIL_AT=$fp apply_file $loser >"$TMP/l.out" 2>"$TMP/l.err" &
+  lp=$!
+  wait $wp; wrc=$?
+  wait $lp; lrc=$?
+  if [ $wrc -eq 0 ] && [ $lrc -eq 1 ] && grep -q "failing at $fp" "$TMP/l.err" &&
+     record_true "pair $k" && [ "$REC" = $winner ]; then
+    serial=$((serial + 1))
+  else
+    echo "    pair $k: $winner exit $wrc, $loser (failing at $fp) exit $lrc, record names $REC"
+    sed 's/^/    /' "$TMP/w.err" "$TMP/l.err" | head -6
+  fi
+done
+check "20 concurrent pairs: the good apply wins, the failing one changes nothing ($serial/20)" \
+  [ "$serial" -eq 20 ]
+traffic_follows "after the concurrent pairs"
+
+# ---- 4. down from the kernel alone -------------------------------------------------------
+# Everything moat holds for the instance, as ids, before the record goes.
+kernel_objects() {
+  M status --instance "$I" --json |
+    jq_ '" ".join([str(p["id"]) for p in d["programs"]] + [str(h["prog_id"]) for h in d["socket_hooks"]])'
+}
+nothing_left() {  # nothing_left WHAT PROGS
+  local what=$1 progs=$2 p gone n
+  n=0
+  for i in $(seq 0 $((N - 1))); do
+    tc -n "moat-$L-host" filter show dev "mve${i}n0" ingress 2>/dev/null | grep -q . && n=$((n + 1))
+    tc -n "moat-$L-host" filter show dev "mve${i}n0" egress 2>/dev/null | grep -q . && n=$((n + 1))
+  done
+  check "$what: no TC filter left ($n)" [ "$n" -eq 0 ]
+  check "$what: no clsact qdisc left" bash -c "! tc -n moat-$L-host qdisc show | grep -q clsact"
+  check "$what: no pin left" [ ! -e "/sys/fs/bpf/moat/$I" ]
+  check "$what: no record left" [ ! -e "/run/moat/$I" ]
+  for i in $(seq 20); do
+    gone=1
+    for p in $progs; do bpftool prog show id "$p" >/dev/null 2>&1 && gone=0; done
+    [ $gone = 1 ] && break
+    sleep 0.1
+  done
+  check "$what: no program (nor the links that held the socket hooks) left" [ $gone = 1 ]
+}
+for damage in deleted truncated; do
+  apply_file A >/dev/null || bad "apply A before the record is $damage"
+  progs=$(kernel_objects)
+  check "status lists programs and socket hooks ($(echo $progs | wc -w))" [ "$(echo $progs | wc -w)" -gt 5 ]
+  # state.json: where moat kept its record before issue 14, so that the
+  # test means the same against an older binary.
+  for f in "/run/moat/$I/record.json" "/run/moat/$I/state.json"; do
+    [ -e "$f" ] || continue
+    if [ $damage = deleted ]; then rm -f "$f"; else truncate -s 100 "$f"; fi
+  done
+  if [ $damage = truncated ]; then
+    M status --instance "$I" >"$TMP/st.txt" 2>&1
+    rc=$?
+    check "status on a truncated record exits 1" [ $rc -eq 1 ]
+    check "and says the record cannot be trusted" grep -q "cannot be trusted" "$TMP/st.txt"
+    check "and lists the filters it found in the kernel" grep -q "filter on mve0n0" "$TMP/st.txt"
+    check "and says how to repair" grep -q "to repair: .moat down --instance $I" "$TMP/st.txt"
+    M apply "${A[@]}" --instance "$I" >/dev/null 2>"$TMP/ap.err"
+    check "apply on a truncated record refuses, pointing at down" grep -q "moat down --instance $I" "$TMP/ap.err"
+  fi
+  "$MOAT" down --instance "$I" >"$TMP/down.out" 2>&1  # from the root namespace: found by scanning
+  check "down with the record $damage exits 0" [ $? -eq 0 ]
+  nothing_left "down with the record $damage" "$progs"
+  must_pass "after down ($damage), traffic flows unfiltered again" "$L" c1 tcp $SRV 80 srv
+done
+down_and_finish "$L"

@@ -1,0 +1,15 @@
+// failpoint.h - named points of an apply where a test makes moat crash or
+// fail: MOAT_CRASH_AT=<point> kills the process there (SIGKILL, as a power
+// cut or the OOM killer would), MOAT_FAIL_AT=<point> returns an error there, once.
+// They let the tests prove "a crash anywhere leaves a true record" at every
+// point, not only where a random kill happens to land. Unset, they cost a
+// getenv().
+#pragma once
+
+#include "util/result.h"
+
+namespace moat {
+
+Result<void> failpoint(const char* point);
+
+}  // namespace moat
