@@ -117,6 +117,16 @@ check "and it names B" [ "$REC" = B ]
 traffic_follows "after B"
 echo "    first apply $(( (t1 - t0) / 1000000 )) ms, an apply that keeps the programs $(( (t2 - t1) / 1000000 )) ms"
 
+# Invalid input on a running instance changes nothing (the record included):
+# a YAML policy file with one byte that is not UTF-8 was applied to the
+# kernel before issue 14, and then the record was left empty.
+printf 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {matchLabels: {role: "s\xffrv"}}\n  policyTypes: [Ingress]\n' >"$TMP/latin1.yaml"
+M apply "$TMP/A.json" "$TMP/latin1.yaml" --instance "$I" >/dev/null 2>"$TMP/latin1.err"
+check "a policy file that is not UTF-8 exits 2" [ $? -eq 2 ]
+check "and says where" grep -q "latin1.yaml:5:.*invalid UTF-8" "$TMP/latin1.err"
+record_true "after the refused file" && check "and the record still names B and equals the kernel" [ "$REC" = B ]
+traffic_follows "after the refused file"
+
 # ---- 1. a crash at every named point ---------------------------------------------------
 next=A
 for point in intent check-ports pin write swap-policy attach detach remove-stale record; do
