@@ -112,42 +112,29 @@ std::set<uint32_t> instance_prog_ids(const std::string& instance) {
   return ours;
 }
 
-Result<std::vector<FoundFilter>> find_filters(const std::set<uint32_t>& ours) {
+namespace {
+
+// Our filters holding one of `ours` on every interface of every reachable
+// namespace; removed (and the clsact qdiscs they leave empty, unless
+// keep_qdisc) when `keep_qdisc` is given.
+Result<std::vector<FoundFilter>> scan(
+    const std::set<uint32_t>& ours,
+    const std::function<bool(uint64_t, const std::string&)>* keep_qdisc) {
   std::vector<FoundFilter> found;
   if (ours.empty()) return found;
   auto r = in_each_netns([&](const Netns& ns) -> Result<void> {
     Interfaces ifs(if_nameindex(), if_freenameindex);
     for (auto* i = ifs.get(); i && i->if_index; ++i) {
       int idx = static_cast<int>(i->if_index);
-      uint32_t in = attached_prog_id(idx, BPF_TC_INGRESS), eg = attached_prog_id(idx, BPF_TC_EGRESS);
-      in = ours.contains(in) ? in : 0;
-      eg = ours.contains(eg) ? eg : 0;
-      if (in || eg) found.push_back({ns.path, ns.inode, i->if_name, idx, in, eg});
-    }
-    return {};
-  });
-  if (!r) return std::unexpected(r.error());
-  return found;
-}
-
-Result<std::vector<FoundFilter>> remove_filters(
-    const std::set<uint32_t>& ours,
-    const std::function<bool(uint64_t, const std::string&)>& keep_qdisc) {
-  std::vector<FoundFilter> removed;
-  if (ours.empty()) return removed;
-  auto r = in_each_netns([&](const Netns& ns) -> Result<void> {
-    Interfaces ifs(if_nameindex(), if_freenameindex);
-    for (auto* i = ifs.get(); i && i->if_index; ++i) {
-      int idx = static_cast<int>(i->if_index);
       FoundFilter f{ns.path, ns.inode, i->if_name, idx, attached_prog_id(idx, BPF_TC_INGRESS),
                     attached_prog_id(idx, BPF_TC_EGRESS)};
-      auto any = detach_at(idx, ours);
-      if (!any) return std::unexpected(any.error());
-      if (!*any) continue;
       f.ingress = ours.contains(f.ingress) ? f.ingress : 0;
       f.egress = ours.contains(f.egress) ? f.egress : 0;
-      removed.push_back(f);
-      if (keep_qdisc(ns.inode, f.ifname)) continue;
+      if (!f.ingress && !f.egress) continue;
+      found.push_back(f);
+      if (!keep_qdisc) continue;
+      if (auto d = detach_at(idx, ours); !d) return std::unexpected(d.error());
+      if ((*keep_qdisc)(ns.inode, f.ifname)) continue;
       auto left = clsact_filters(idx);
       if (!left) return std::unexpected(left.error());
       if (*left == 0)
@@ -156,7 +143,19 @@ Result<std::vector<FoundFilter>> remove_filters(
     return {};
   });
   if (!r) return std::unexpected(r.error());
-  return removed;
+  return found;
+}
+
+}  // namespace
+
+Result<std::vector<FoundFilter>> find_filters(const std::set<uint32_t>& ours) {
+  return scan(ours, nullptr);
+}
+
+Result<std::vector<FoundFilter>> remove_filters(
+    const std::set<uint32_t>& ours,
+    const std::function<bool(uint64_t, const std::string&)>& keep_qdisc) {
+  return scan(ours, &keep_qdisc);
 }
 
 nlohmann::json found_json(const std::vector<FoundFilter>& found) {

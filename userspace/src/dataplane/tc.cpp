@@ -70,20 +70,8 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
 Result<void> detach(const std::string& ifname, bool qdisc_created, const std::set<uint32_t>& ours) {
   int ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
   if (ifindex == 0) return {};
-  for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
-    uint32_t cur = attached_prog_id(ifindex, point);
-    if (cur == 0 || !ours.contains(cur)) continue;
-    auto h = make_hook(ifindex, point);
-    auto o = make_opts();
-    if (int rc = bpf_tc_detach(&h, &o); rc && rc != -ENOENT)
-      return fail_errno("detach from " + ifname, rc);
-  }
-  if (qdisc_created) {
-    auto h = make_hook(ifindex, static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
-    if (int rc = bpf_tc_hook_destroy(&h); rc && rc != -ENOENT && rc != -EINVAL)
-      return fail_errno("remove clsact qdisc from " + ifname, rc);
-  }
-  return {};
+  if (auto r = detach_at(ifindex, ours); !r) return fail_errno("detach from " + ifname, r.error().err);
+  return qdisc_created ? remove_clsact(ifindex) : Result<void>();
 }
 
 namespace {
