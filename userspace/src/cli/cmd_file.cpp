@@ -4,8 +4,8 @@
 
 #include "cli/common.h"
 #include "cli/inputs.h"
-#include "dataplane/reconcile.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/reconcile.h"
 
 using nlohmann::json;
 
@@ -103,11 +103,11 @@ void add_file_commands(CLI::App& app, CommandTable& table) {
   status->add_option("--instance", a->instance, "dataplane instance")->capture_default_str();
   status->add_flag("--json", a->as_json, "machine-readable output");
 
-  auto* down =
-      app.add_subcommand("down",
-                         "Detach every program, unpin every map, remove the record. Works from the\n"
-                         "kernel: the instance's filters are found by the programs they run, in\n"
-                         "every network namespace, so a lost or damaged record leaves nothing behind");
+  auto* down = app.add_subcommand(
+      "down",
+      "Detach every program, unpin every map, remove the record. Works from the\n"
+      "kernel: the instance's filters are found by the programs they run, in\n"
+      "every network namespace, so a lost or damaged record leaves nothing behind");
   down->add_option("--instance", a->instance, "dataplane instance")->capture_default_str();
 
   table.push_back({validate, [a] { return run_validate(*a); }});

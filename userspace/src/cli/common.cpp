@@ -190,15 +190,17 @@ void print_status_interfaces(const json& s) {
 // The record cannot be trusted: say what the kernel holds and how to repair.
 void print_damaged_status(const json& s) {
   const auto& rec = s["record"];
-  std::cout << "instance " << s["instance"].get<std::string>() << ": its record cannot be trusted\n  "
-            << rec["problem"].get<std::string>() << "\n\nfound in the kernel:\n";
+  std::cout << "instance " << s["instance"].get<std::string>()
+            << ": its record cannot be trusted\n  " << rec["problem"].get<std::string>()
+            << "\n\nfound in the kernel:\n";
   std::cout << "  pins " << s["pin_dir"].get<std::string>()
             << (s["pins_exist"].get<bool>() ? "" : " (none)") << "\n";
   for (const auto& p : s["programs"])
     std::cout << "  program " << p["name"].get<std::string>() << " id " << p["id"] << "\n";
   for (const auto& f : s["filters"])
-    std::cout << "  filter on " << f["interface"].get<std::string>() << " (" << f["netns"].get<std::string>()
-              << ") ingress prog " << f["ingress_prog"] << ", egress prog " << f["egress_prog"] << "\n";
+    std::cout << "  filter on " << f["interface"].get<std::string>() << " ("
+              << f["netns"].get<std::string>() << ") ingress prog " << f["ingress_prog"]
+              << ", egress prog " << f["egress_prog"] << "\n";
   for (const auto& h : s["socket_hooks"])
     std::cout << "  socket hook " << h.value("hook", std::string("?")) << "\n";
   std::cout << "\nto repair: " << rec["repair"].get<std::string>() << "\n";

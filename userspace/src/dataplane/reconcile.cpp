@@ -143,7 +143,8 @@ Result<void> settle_locked(const std::string& instance, bool prefer_back) {
   if (forward) {
     done = reapply(instance, in.at("inputs"), in.value("options", json::object()));
     if (!done)
-      std::fprintf(stderr, "moat: instance %s: finishing the interrupted apply failed (%s); "
+      std::fprintf(stderr,
+                   "moat: instance %s: finishing the interrupted apply failed (%s); "
                    "going back to the recorded inputs\n",
                    instance.c_str(), done.error().message().c_str());
   }
@@ -151,8 +152,8 @@ Result<void> settle_locked(const std::string& instance, bool prefer_back) {
     done = reapply(instance, (*rec)["inputs"], (*rec)["options"]);
     if (!done)
       return fail("instance " + instance + ": an apply was interrupted, and neither finishing it " +
-                  "nor going back to the recorded inputs works (" + done.error().message() +
-                  "); " + repair_hint(instance));
+                  "nor going back to the recorded inputs works (" + done.error().message() + "); " +
+                  repair_hint(instance));
   }
   if (!done) {
     if (auto r = down(instance); !r) return r;

@@ -42,8 +42,12 @@ Result<std::optional<json>> read_json_object(const std::string& path) {
 
 }  // namespace
 
-std::string record_file(const std::string& instance) { return state_dir(instance) + "/record.json"; }
-std::string intent_file(const std::string& instance) { return state_dir(instance) + "/intent.json"; }
+std::string record_file(const std::string& instance) {
+  return state_dir(instance) + "/record.json";
+}
+std::string intent_file(const std::string& instance) {
+  return state_dir(instance) + "/intent.json";
+}
 
 std::string repair_hint(const std::string& instance) {
   return "`moat down --instance " + instance +
@@ -56,9 +60,9 @@ Result<json> read_record(const std::string& instance) {
   bool whole = j && (!*j || ((**j).contains("state") && (**j)["state"].is_object() &&
                              (**j).contains("inputs") && (**j).contains("options")));
   if (!j || !whole)
-    return fail(record_file(instance) + " is damaged: " +
-                (j ? std::string("parts are missing") : j.error().message()) + "; " +
-                repair_hint(instance));
+    return fail(record_file(instance) +
+                " is damaged: " + (j ? std::string("parts are missing") : j.error().message()) +
+                "; " + repair_hint(instance));
   return j->value_or(json::object());
 }
 
@@ -71,7 +75,8 @@ Result<json> read_state(const std::string& instance) {
 Result<void> write_record(const std::string& instance, const json& state, const json& inputs,
                           const json& options) {
   if (auto r = mkdirs(state_dir(instance)); !r) return r;
-  json rec = {{"format", kRecordFormat}, {"state", state}, {"inputs", inputs}, {"options", options}};
+  json rec = {
+      {"format", kRecordFormat}, {"state", state}, {"inputs", inputs}, {"options", options}};
   return write_file_atomic(record_file(instance), rec.dump() + "\n");
 }
 
@@ -131,10 +136,10 @@ std::string state_dir(const std::string& instance) { return paths::state_dir(ins
 bool valid_instance_name(const std::string& name, std::string* why) {
   bool ok = !name.empty() && name.size() <= 40 && name[0] != '-' && name[0] != '.';
   for (char c : name) ok = ok && (isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
-  if (!ok && why) *why = "instance names are 1-40 characters of [A-Za-z0-9_-], not starting with '-'";
+  if (!ok && why)
+    *why = "instance names are 1-40 characters of [A-Za-z0-9_-], not starting with '-'";
   return ok;
 }
-
 
 std::vector<std::string> instances() {
   std::set<std::string> names;

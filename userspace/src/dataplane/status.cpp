@@ -17,9 +17,9 @@
 #include "dataplane/map_sync.h"
 #include "dataplane/policy_gen.h"
 #include "dataplane/programs.h"
+#include "dataplane/reconcile.h"
 #include "dataplane/skeleton.h"
 #include "dataplane/sockhooks.h"
-#include "dataplane/reconcile.h"
 #include "dataplane/state.h"
 #include "dataplane/sweep.h"
 #include "dataplane/tc.h"
@@ -43,8 +43,11 @@ json programs_json(const std::string& instance) {
     if (!info) continue;
     char tag[17] = {};
     for (int i = 0; i < 8; ++i) snprintf(tag + 2 * i, 3, "%02x", info->tag[i]);
-    progs.push_back({{"name", file.substr(5)}, {"id", info->id}, {"tag", tag},
-                     {"pin", e.path().string()}, {"run_count", info->run_cnt},
+    progs.push_back({{"name", file.substr(5)},
+                     {"id", info->id},
+                     {"tag", tag},
+                     {"pin", e.path().string()},
+                     {"run_count", info->run_cnt},
                      {"run_time_ns", info->run_time_ns}});
   }
   return progs;
@@ -57,7 +60,8 @@ json maps_json(const Skeleton<endpoint_bpf>& skel, const std::string& instance) 
     bpf_map_info info{};
     uint32_t len = sizeof(info);
     bpf_obj_get_info_by_fd(bpf_map__fd(m), &info, &len);
-    map_list.push_back({{"name", bpf_map__name(m)}, {"id", info.id},
+    map_list.push_back({{"name", bpf_map__name(m)},
+                        {"id", info.id},
                         {"max_entries", info.max_entries},
                         {"pin", pin_dir(instance) + "/" + bpf_map__name(m)}});
   }
@@ -100,8 +104,11 @@ json damaged_status(const std::string& instance, const Error& why) {
   auto found = find_filters(instance_prog_ids(instance));
   auto hooks = sock_hooks_status(pin_dir(instance));
   return {{"instance", instance},
-          {"record", {{"ok", false}, {"file", record_file(instance)},
-                      {"problem", why.message()}, {"repair", repair_hint(instance)}}},
+          {"record",
+           {{"ok", false},
+            {"file", record_file(instance)},
+            {"problem", why.message()},
+            {"repair", repair_hint(instance)}}},
           {"pin_dir", pin_dir(instance)},
           {"pins_exist", fs::exists(pin_dir(instance))},
           {"programs", programs_json(instance)},
@@ -170,9 +177,9 @@ Result<void> down(const std::string& instance) {
   for (const char* list : {"interfaces", "uplinks", "bridges"})
     for (const auto& i : st.value(list, json::array()))
       if (!i.value("qdisc_created", false)) theirs.insert(i.value("name", ""));
-  auto removed = remove_filters(instance_prog_ids(instance), [&](uint64_t ino, const std::string& n) {
-    return ino == home && theirs.contains(n);
-  });
+  auto removed = remove_filters(
+      instance_prog_ids(instance),
+      [&](uint64_t ino, const std::string& n) { return ino == home && theirs.contains(n); });
   if (!removed) return std::unexpected(removed.error());
 
   std::error_code ec;

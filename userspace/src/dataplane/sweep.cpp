@@ -126,7 +126,11 @@ Result<std::vector<FoundFilter>> scan(
     Interfaces ifs(if_nameindex(), if_freenameindex);
     for (auto* i = ifs.get(); i && i->if_index; ++i) {
       int idx = static_cast<int>(i->if_index);
-      FoundFilter f{ns.path, ns.inode, i->if_name, idx, attached_prog_id(idx, BPF_TC_INGRESS),
+      FoundFilter f{ns.path,
+                    ns.inode,
+                    i->if_name,
+                    idx,
+                    attached_prog_id(idx, BPF_TC_INGRESS),
                     attached_prog_id(idx, BPF_TC_EGRESS)};
       f.ingress = ours.contains(f.ingress) ? f.ingress : 0;
       f.egress = ours.contains(f.egress) ? f.egress : 0;
@@ -161,8 +165,11 @@ Result<std::vector<FoundFilter>> remove_filters(
 nlohmann::json found_json(const std::vector<FoundFilter>& found) {
   auto rows = nlohmann::json::array();
   for (const auto& f : found)
-    rows.push_back({{"netns", f.netns}, {"interface", f.ifname}, {"ifindex", f.ifindex},
-                    {"ingress_prog", f.ingress}, {"egress_prog", f.egress}});
+    rows.push_back({{"netns", f.netns},
+                    {"interface", f.ifname},
+                    {"ifindex", f.ifindex},
+                    {"ingress_prog", f.ingress},
+                    {"egress_prog", f.egress}});
   return rows;
 }
 

@@ -59,9 +59,9 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
     auto o = make_opts(fd);
     o.flags = cur ? BPF_TC_F_REPLACE : 0;
     if (int arc = bpf_tc_attach(&h, &o); arc)
-      return fail_errno(std::string("attach to ") + ifname +
-                            (point == BPF_TC_INGRESS ? " ingress" : " egress"),
-                        arc);
+      return fail_errno(
+          std::string("attach to ") + ifname + (point == BPF_TC_INGRESS ? " ingress" : " egress"),
+          arc);
     changed = true;
   }
   return changed;
@@ -70,7 +70,8 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
 Result<void> detach(const std::string& ifname, bool qdisc_created, const std::set<uint32_t>& ours) {
   int ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
   if (ifindex == 0) return {};
-  if (auto r = detach_at(ifindex, ours); !r) return fail_errno("detach from " + ifname, r.error().err);
+  if (auto r = detach_at(ifindex, ours); !r)
+    return fail_errno("detach from " + ifname, r.error().err);
   return qdisc_created ? remove_clsact(ifindex) : Result<void>();
 }
 
