@@ -106,8 +106,8 @@ void add_file_commands(CLI::App& app, CommandTable& table) {
   auto* down = app.add_subcommand(
       "down",
       "Detach every program, unpin every map, remove the record. Works from the\n"
-      "kernel: the instance's filters are found by the programs they run, in\n"
-      "every network namespace, so a lost or damaged record leaves nothing behind");
+      "kernel: the instance's filters are found by the programs they run, in the\n"
+      "namespaces moat can reach, so a lost or damaged record leaves nothing behind");
   down->add_option("--instance", a->instance, "dataplane instance")->capture_default_str();
 
   table.push_back({validate, [a] { return run_validate(*a); }});

@@ -101,7 +101,7 @@ Result<json> attachment_rows(const json& state_rows, const bpf_map* stats, bool 
 // When the record cannot be trusted: what the kernel holds, found by what it
 // is, and how to repair.
 json damaged_status(const std::string& instance, const Error& why) {
-  auto found = find_filters(instance_prog_ids(instance));
+  auto found = find_filters(instance_prog_ids(instance), {"", true});
   auto hooks = sock_hooks_status(pin_dir(instance));
   return {{"instance", instance},
           {"record",
@@ -177,8 +177,10 @@ Result<void> down(const std::string& instance) {
   for (const char* list : {"interfaces", "uplinks", "bridges"})
     for (const auto& i : st.value(list, json::array()))
       if (!i.value("qdisc_created", false)) theirs.insert(i.value("name", ""));
+  // Without a readable record, the instance may live in any namespace.
+  Where where{st.value("netns_path", std::string()), !rec || rec->empty()};
   auto removed = remove_filters(
-      instance_prog_ids(instance),
+      instance_prog_ids(instance), where,
       [&](uint64_t ino, const std::string& n) { return ino == home && theirs.contains(n); });
   if (!removed) return std::unexpected(removed.error());
 

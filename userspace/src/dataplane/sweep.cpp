@@ -59,9 +59,9 @@ struct Netns {
   uint64_t inode = 0;
 };
 
-// Every network namespace reachable from here, once each: the current one
-// first, then the named ones, then those only a process holds.
-std::vector<Netns> reachable_netns() {
+// The network namespaces to look in, once each: the current one first, the
+// recorded one, the named ones, then (when asked) those only a process holds.
+std::vector<Netns> reachable_netns(const std::string& recorded, bool processes) {
   std::vector<Netns> out;
   std::set<std::pair<uint64_t, uint64_t>> seen;
   auto add = [&](const std::string& path) {
@@ -70,8 +70,10 @@ std::vector<Netns> reachable_netns() {
     if (seen.insert({st.st_dev, st.st_ino}).second) out.push_back({path, st.st_ino});
   };
   add("/proc/self/ns/net");
+  if (!recorded.empty()) add(recorded);
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(paths::kNetnsDir, ec)) add(e.path());
+  if (!processes) return out;
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
     std::string pid = e.path().filename();
     if (pid.find_first_not_of("0123456789") == std::string::npos)
@@ -81,12 +83,13 @@ std::vector<Netns> reachable_netns() {
 }
 
 // Runs fn(netns) inside each reachable namespace, and comes back.
-Result<void> in_each_netns(const std::function<Result<void>(const Netns&)>& fn) {
+Result<void> in_each_netns(const Where& where,
+                           const std::function<Result<void>(const Netns&)>& fn) {
   init_libbpf();  // most interfaces have no clsact qdisc: not worth a line each
   Fd home(open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
   if (!home.ok()) return fail_errno("open the current network namespace", errno);
   Result<void> result;
-  for (const auto& ns : reachable_netns()) {
+  for (const auto& ns : reachable_netns(where.recorded_netns, where.processes)) {
     Fd fd(open(ns.path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.ok() || setns(fd.get(), CLONE_NEWNET) != 0) continue;  // the process is gone
     std::string path = ns.path == "/proc/self/ns/net" ? "current" : ns.path;
@@ -118,11 +121,11 @@ namespace {
 // namespace; removed (and the clsact qdiscs they leave empty, unless
 // keep_qdisc) when `keep_qdisc` is given.
 Result<std::vector<FoundFilter>> scan(
-    const std::set<uint32_t>& ours,
+    const std::set<uint32_t>& ours, const Where& where,
     const std::function<bool(uint64_t, const std::string&)>* keep_qdisc) {
   std::vector<FoundFilter> found;
   if (ours.empty()) return found;
-  auto r = in_each_netns([&](const Netns& ns) -> Result<void> {
+  auto r = in_each_netns(where, [&](const Netns& ns) -> Result<void> {
     Interfaces ifs(if_nameindex(), if_freenameindex);
     for (auto* i = ifs.get(); i && i->if_index; ++i) {
       int idx = static_cast<int>(i->if_index);
@@ -152,14 +155,14 @@ Result<std::vector<FoundFilter>> scan(
 
 }  // namespace
 
-Result<std::vector<FoundFilter>> find_filters(const std::set<uint32_t>& ours) {
-  return scan(ours, nullptr);
+Result<std::vector<FoundFilter>> find_filters(const std::set<uint32_t>& ours, const Where& where) {
+  return scan(ours, where, nullptr);
 }
 
 Result<std::vector<FoundFilter>> remove_filters(
-    const std::set<uint32_t>& ours,
+    const std::set<uint32_t>& ours, const Where& where,
     const std::function<bool(uint64_t, const std::string&)>& keep_qdisc) {
-  return scan(ours, &keep_qdisc);
+  return scan(ours, where, &keep_qdisc);
 }
 
 nlohmann::json found_json(const std::vector<FoundFilter>& found) {

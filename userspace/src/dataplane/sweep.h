@@ -1,6 +1,6 @@
 // sweep.h - an instance's kernel objects found by what they are, not by
 // what its record says: programs by the maps pinned for the instance, TC
-// filters by the programs they run, in every network namespace this process
+// filters by the programs they run, in the network namespaces this process
 // can reach. `moat down` removes what it finds here, so a lost, truncated
 // or stale record (a crash, a hand-deleted file) leaves nothing behind, and
 // `moat status` shows it when the record cannot be trusted.
@@ -30,15 +30,24 @@ struct FoundFilter {
   uint32_t ingress = 0, egress = 0;  // ids of our programs there, 0: none
 };
 
-// Interfaces whose filter slot runs one of `ours`, in the current namespace,
-// the named ones (/run/netns) and those of every process.
-Result<std::vector<FoundFilter>> find_filters(const std::set<uint32_t>& ours);
+// Where to look: always the current namespace, the one the record names and
+// the named ones (/run/netns); those of every process too when the record
+// cannot say where the instance lives (lost or damaged). Namespaces that are
+// none of moat's business (other runtimes' containers) are entered only
+// then, and only read unless they hold one of the instance's programs.
+struct Where {
+  std::string recorded_netns;  // "" when unknown
+  bool processes = false;
+};
+
+// Interfaces whose filter slot runs one of `ours`.
+Result<std::vector<FoundFilter>> find_filters(const std::set<uint32_t>& ours, const Where& where);
 
 // Removes those filters. An interface's clsact qdisc goes too when no other
 // filter is left on it, unless `keep_qdisc(netns_inode, ifname)` says moat did
 // not create it. Returns what was removed.
 Result<std::vector<FoundFilter>> remove_filters(
-    const std::set<uint32_t>& ours,
+    const std::set<uint32_t>& ours, const Where& where,
     const std::function<bool(uint64_t netns_inode, const std::string& ifname)>& keep_qdisc);
 
 nlohmann::json found_json(const std::vector<FoundFilter>& found);
