@@ -226,6 +226,16 @@ nothing_left() {  # nothing_left WHAT PROGS
   done
   check "$what: no program (nor the links that held the socket hooks) left" [ $gone = 1 ]
 }
+# A record that parses but is not moat's (a "format" of another type, by
+# hand): the damaged-record answer, not a JSON library's exception.
+cp "/run/moat/$I/record.json" "$TMP/record.saved"
+echo '{"format": "x", "state": {}, "inputs": {}, "options": {}}' >"/run/moat/$I/record.json"
+M status --instance "$I" >"$TMP/st.txt" 2>&1
+check "status on a record of another shape exits 1" [ $? -eq 1 ]
+check "and says the record cannot be trusted" grep -q "cannot be trusted" "$TMP/st.txt"
+cp "$TMP/record.saved" "/run/moat/$I/record.json"
+record_true "the record put back" && ok "the record put back is true again"
+
 for damage in deleted truncated; do
   apply_file A >/dev/null || bad "apply A before the record is $damage"
   progs=$(kernel_objects)

@@ -35,7 +35,9 @@ Result<std::optional<json>> read_json_object(const std::string& path) {
   } catch (const json::exception& e) {
     return fail(std::string("not JSON (") + e.what() + ")");
   }
-  if (!j.is_object() || j.value("format", 0) != kRecordFormat)
+  // value() would throw on a "format" of another type: check the type first.
+  if (!j.is_object() || !j.contains("format") || !j["format"].is_number_integer() ||
+      j["format"].get<int>() != kRecordFormat)
     return fail("not a record this moat wrote (format " + std::to_string(kRecordFormat) + ")");
   return j;
 }
