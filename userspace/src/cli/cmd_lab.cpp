@@ -63,7 +63,7 @@ int run_lab_up(const LabArgs& a) {
     copy << text;
   }
   if (!a.no_enforce) {
-    moat::DesiredState want{built, Inputs{{{a.file, text}}, false}};
+    moat::DesiredState want{built, Inputs{{{a.file, text}}, false, {}}};
     auto rep = in_lab_host(name, [&] { return moat::reconcile(lab_instance(name), want); });
     if (!rep) {
       std::string err = rep.error().message();

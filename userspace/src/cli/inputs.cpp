@@ -12,7 +12,7 @@ Config config_from_inputs(const Inputs& in) {
 }
 
 Config load_config_text(const std::string& text, const std::string& path) {
-  return config_from_inputs(Inputs{{{path, text}}, false});
+  return config_from_inputs(Inputs{{{path, text}}, false, {}});
 }
 
 Config load_config(const std::string& path) { return load_config_text(read_file(path), path); }

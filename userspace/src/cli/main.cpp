@@ -1,9 +1,11 @@
 // main.cpp - `moat`: builds the command line from the command families'
 // tables and runs the one subcommand parsed. The commands live in cmd_*.cpp;
 // this file only turns their exceptions into messages and exit codes.
+#include <cstring>
 #include <iostream>
 
 #include "cli/common.h"
+#include "cni/plugin.h"
 
 namespace {
 
@@ -24,6 +26,11 @@ int run_parsed(const CommandTable& table) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Runtimes run CNI plugins by their "type": a `moat-cni` link to this
+  // binary in the plugin directory speaks CNI and nothing else.
+  const char* base = std::strrchr(argv[0], '/');
+  if (std::strcmp(base ? base + 1 : argv[0], "moat-cni") == 0) return moat::cni::plugin_main();
+
   CLI::App app{
       "moat - container isolation, published ports, masquerade and segmentation policies\n"
       "enforced by eBPF programs instead of iptables, with counters and flow events.\n"

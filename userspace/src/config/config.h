@@ -103,6 +103,13 @@ struct ParseResult {
 // `source` is the file name used in messages. Never throws.
 ParseResult parse_config(const std::string& text, const std::string& source);
 
+// `config` as the text of a moat file that parse_config() reads back into
+// an equal Config: every value explicit (subnets, gateways, addresses, flags),
+// publishes and exposes in their string forms, `host.uplinks`. Policies and
+// namespaces are not written: they come from policy files, which Inputs keeps
+// after the main file.
+std::string config_to_json(const Config& config);
+
 struct PolicyFileResult {
   std::optional<PolicyFile> file;  // set only when problems is empty
   std::vector<Problem> problems;

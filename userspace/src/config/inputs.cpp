@@ -46,7 +46,9 @@ std::string problems_message(const std::vector<Problem>& problems, const std::st
 nlohmann::json inputs_json(const Inputs& in) {
   nlohmann::json files = nlohmann::json::array();
   for (const auto& f : in.files) files.push_back({{"name", f.name}, {"text", f.text}});
-  return {{"files", files}, {"replace_policies", in.replace_policies}};
+  nlohmann::json j = {{"files", files}, {"replace_policies", in.replace_policies}};
+  if (!in.producer.is_null()) j["producer"] = in.producer;
+  return j;
 }
 
 std::optional<Inputs> inputs_from_json(const nlohmann::json& j, std::string* why) {
@@ -55,6 +57,7 @@ std::optional<Inputs> inputs_from_json(const nlohmann::json& j, std::string* why
     for (const auto& f : j.at("files"))
       in.files.push_back({f.at("name").get<std::string>(), f.at("text").get<std::string>()});
     in.replace_policies = j.value("replace_policies", false);
+    if (j.contains("producer")) in.producer = j["producer"];
   } catch (const nlohmann::json::exception& e) {
     if (why) *why = e.what();
     return std::nullopt;

@@ -24,6 +24,10 @@ struct Inputs {
   // The main file's own policies are dropped when policy files follow (`moat
   // lab apply` puts other policies on the lab's topology).
   bool replace_policies = false;
+  // What a producer that updates the instance piece by piece (a CNI plugin,
+  // one attachment per call) keeps to build the next files from: saved with
+  // them in one record, so the two cannot disagree. Null for `moat apply`.
+  nlohmann::json producer;
 };
 
 struct LoadedInputs {

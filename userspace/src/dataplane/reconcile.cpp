@@ -3,8 +3,11 @@
 #include <fcntl.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <functional>
 #include <set>
 
@@ -163,22 +166,25 @@ Result<void> settle_locked(const std::string& instance, bool prefer_back) {
   return clear_intent(instance);
 }
 
-}  // namespace
 
-std::string inputs_path(const std::string& instance) { return record_file(instance); }
-
-Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
-                              const ReconcileOptions& opt) {
-  auto lock = InstanceLock::acquire(instance);
-  if (!lock) return std::unexpected(lock.error());
-  // An interrupted apply that cannot be settled must not block the next
-  // one, which overwrites what it wrote: its interfaces stay in the intent.
-  json touched = interfaces_of(want.config);
+// The settling every apply starts with. One that cannot settle must not block
+// the next apply, which overwrites what it wrote: the interfaces of the
+// interrupted apply are returned, to be detached if the new one does not
+// name them.
+json settle_before_apply(const std::string& instance) {
+  json touched = json::array();
   if (auto r = settle_locked(instance, false); !r) {
     std::fprintf(stderr, "moat: %s\n", r.error().message().c_str());
     if (auto old = read_intent(instance); old && *old)
       for (const auto& n : (**old).value("interfaces", json::array())) touched.push_back(n);
   }
+  return touched;
+}
+
+Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredState& want,
+                                     const ReconcileOptions& opt, const json& interrupted) {
+  json touched = interfaces_of(want.config);
+  for (const auto& n : interrupted) touched.push_back(n);
   if (auto r = read_record(instance); !r) return std::unexpected(r.error());
   if (opt.dry_run) return apply_and_record(instance, want.config, want.inputs, opt);
   json intent = {{"inputs", inputs_json(want.inputs)},
@@ -205,6 +211,45 @@ Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& w
   return rep;
 }
 
+}  // namespace
+
+std::string inputs_path(const std::string& instance) { return record_file(instance); }
+
+Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
+                              const ReconcileOptions& opt) {
+  auto lock = InstanceLock::acquire(instance);
+  if (!lock) return std::unexpected(lock.error());
+  json interrupted = settle_before_apply(instance);
+  return reconcile_locked(instance, want, opt, interrupted);
+}
+
+Result<std::optional<ApplyReport>> reconcile_update(const std::string& instance,
+                                                    const Update& update) {
+  auto lock = InstanceLock::acquire(instance);
+  if (!lock) return std::unexpected(lock.error());
+  json interrupted = settle_before_apply(instance);
+  auto rec = read_record(instance);
+  if (!rec) return std::unexpected(rec.error());
+  std::optional<Inputs> current;
+  if (!rec->empty()) {
+    std::string why;
+    current = inputs_from_json((*rec)["inputs"], &why);
+    if (!current)
+      return fail(record_file(instance) + " is damaged: " + why + "; " + repair_hint(instance));
+  }
+  auto next = update(current);
+  if (!next) return std::unexpected(next.error());
+  if (next->unchanged) return std::optional<ApplyReport>();
+  if (!next->want) {
+    if (rec->empty() && !fs::exists(pin_dir(instance))) return std::optional<ApplyReport>();
+    if (auto r = down(instance); !r) return std::unexpected(r.error());
+    return std::optional<ApplyReport>();
+  }
+  auto rep = reconcile_locked(instance, *next->want, next->options, interrupted);
+  if (!rep) return std::unexpected(rep.error());
+  return std::optional<ApplyReport>(std::move(*rep));
+}
+
 Result<void> settle(const std::string& instance) {
   if (!fs::exists(intent_file(instance))) return {};
   auto lock = InstanceLock::acquire(instance);
@@ -228,6 +273,30 @@ Result<Inputs> saved_inputs(const std::string& instance) {
 Result<json> instance_state(const std::string& instance) {
   if (auto r = settle(instance); !r) return std::unexpected(r.error());
   return read_state(instance);
+}
+
+Result<std::vector<std::string>> policy_dir_files(const std::string& dir) {
+  std::error_code ec;
+  std::vector<std::string> paths;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    auto ext = e.path().extension();
+    if (e.is_regular_file() && (ext == ".json" || ext == ".yaml" || ext == ".yml"))
+      paths.push_back(e.path().string());
+  }
+  if (ec) return fail("policy directory " + dir + ": " + ec.message(), ec.value());
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+Result<void> add_policy_dir(const std::string& dir, Inputs& inputs) {
+  auto paths = policy_dir_files(dir);
+  if (!paths) return std::unexpected(paths.error());
+  for (const auto& p : *paths) {
+    std::ifstream in(p, std::ios::binary);
+    if (!in) return fail("read " + p, errno);
+    inputs.files.push_back({p, std::string(std::istreambuf_iterator<char>(in), {})});
+  }
+  return {};
 }
 
 Result<void> remove_instance(const std::string& instance) {

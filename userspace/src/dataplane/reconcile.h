@@ -8,7 +8,10 @@
 // killed half-way is finished or undone by the next command (settle()).
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "config/inputs.h"
@@ -32,6 +35,28 @@ struct ReconcileOptions {
 
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
                               const ReconcileOptions& opt = {});
+
+// A producer that changes the instance piece by piece (a CNI call adds or
+// removes one attachment) reads what it holds and writes the next state in
+// one step, under the lock, so two concurrent calls never lose an update.
+// `update` gets the instance's current inputs (nullopt: none applied) and
+// returns what to apply, or no DesiredState to remove the instance (or
+// `unchanged`: nothing to do). The report is nullopt when nothing was applied.
+struct Next {
+  std::optional<DesiredState> want;
+  ReconcileOptions options;
+  bool unchanged = false;
+};
+using Update = std::function<Result<Next>(const std::optional<Inputs>& current)>;
+Result<std::optional<ApplyReport>> reconcile_update(const std::string& instance,
+                                                    const Update& update);
+
+// The policy files of `dir` (*.json, *.yaml, *.yml, by name) appended to
+// `inputs`, for producers that take a policy directory (the Docker agent,
+// the CNI plugin). A directory that cannot be read is an error: policies
+// that silently do not apply would leave containers open.
+Result<void> add_policy_dir(const std::string& dir, Inputs& inputs);
+Result<std::vector<std::string>> policy_dir_files(const std::string& dir);
 
 // The inputs the instance was last reconciled from (kept in its record).
 std::string inputs_path(const std::string& instance);

@@ -32,6 +32,7 @@ struct Link {
   std::optional<int> peer;          // IFLA_LINK
   std::optional<int> peer_netnsid;  // IFLA_LINK_NETNSID: the peer is in another namespace
   std::string kind;                 // IFLA_INFO_KIND: "veth", "bridge", "" for none
+  std::optional<int> master;        // IFLA_MASTER: the bridge a port is enslaved to
 };
 
 Result<Fd> open_rtnl() {
@@ -91,6 +92,10 @@ Link parse_link(const nlmsghdr* h) {
       int32_t v;
       std::memcpy(&v, data, 4);
       l.peer = v;
+    } else if (a->rta_type == IFLA_MASTER && n >= 4) {
+      int32_t v;
+      std::memcpy(&v, data, 4);
+      l.master = v;
     } else if (a->rta_type == IFLA_LINK_NETNSID && n >= 4) {
       int32_t v;
       std::memcpy(&v, data, 4);
@@ -146,22 +151,33 @@ Result<std::vector<Link>> get_links(int ifindex, std::optional<int> netnsid = {}
   return recv_links(fd->get(), kSeq, ifindex == 0);
 }
 
-// The container-side link with `mac`, as seen inside the container.
-Result<Link> container_link(const std::vector<Link>& links, const Mac& mac,
+// Which link inside the container: the one with a MAC (Docker names it), or
+// the one with a name (CNI_IFNAME).
+struct Wanted {
+  std::optional<Mac> mac;
+  std::string name;
+  std::string text() const { return mac ? "MAC " + mac_str(*mac) : "name " + name; }
+  bool matches(const Link& l) const {
+    return mac ? l.address && *l.address == *mac : l.name == name;
+  }
+};
+
+// The container-side link, as seen inside the container.
+Result<Link> container_link(const std::vector<Link>& links, const Wanted& want,
                             const std::string& where) {
   for (const auto& l : links) {
-    if (!l.address || *l.address != mac) continue;
+    if (!want.matches(l)) continue;
     if (l.kind != "veth" || !l.peer || *l.peer <= 0)
-      return fail(where + ": " + l.name + " (MAC " + mac_str(mac) + ") is not a veth" +
+      return fail(where + ": " + l.name + " (" + want.text() + ") is not a veth" +
                   (l.kind.empty() ? "" : " but a " + l.kind));
     return l;
   }
-  return fail(where + ": no interface has MAC " + mac_str(mac));
+  return fail(where + ": no interface has " + want.text());
 }
 
 // Runs in a thread of its own: setns changes only the calling thread, and
 // this one ends right after, so no thread of the caller ever changes netns.
-Result<Link> lookup_in_netns(int nsfd, const Mac& mac, const std::string& where) {
+Result<Link> lookup_in_netns(int nsfd, const Wanted& want, const std::string& where) {
   std::optional<Result<Link>> out;
   try {
     std::thread t([&] {
@@ -173,7 +189,7 @@ Result<Link> lookup_in_netns(int nsfd, const Mac& mac, const std::string& where)
       if (!links)
         out = std::unexpected(Error{links.error().err, where + ": " + links.error().context});
       else
-        out = container_link(*links, mac, where);
+        out = container_link(*links, want, where);
     });
     t.join();
   } catch (const std::system_error& e) {
@@ -217,7 +233,7 @@ Result<std::string> resolve(const std::string& path, const std::string& mac_text
   if (!mac) return fail(where + ": not a MAC address: \"" + mac_text_in + "\"");
   auto ns = open_netns(path, where);
   if (!ns) return std::unexpected(ns.error());
-  auto inside = lookup_in_netns(ns->get(), *mac, where);
+  auto inside = lookup_in_netns(ns->get(), Wanted{*mac, {}}, where);
   if (!inside) return std::unexpected(inside.error());
   return peer_here(*inside, where);
 }
@@ -235,6 +251,26 @@ Result<std::string> host_veth(pid_t container_pid, const std::string& mac) {
 
 Result<std::string> host_veth_in(const std::string& netns_path, const std::string& mac) {
   return resolve(netns_path, mac, "network namespace " + netns_path);
+}
+
+Result<HostSide> host_side_of(const std::string& netns_path, const std::string& ifname) {
+  std::string where = "network namespace " + netns_path;
+  auto ns = open_netns(netns_path, where);
+  if (!ns) return std::unexpected(ns.error());
+  auto inside = lookup_in_netns(ns->get(), Wanted{std::nullopt, ifname}, where);
+  if (!inside) return std::unexpected(inside.error());
+  if (!inside->address) return fail(where + ": " + ifname + " has no MAC address");
+  auto veth = peer_here(*inside, where);
+  if (!veth) return std::unexpected(veth.error());
+  HostSide out{*veth, "", *inside->address};
+  auto here = get_links(*inside->peer);
+  if (!here) return std::unexpected(here.error());
+  if (!here->empty() && here->front().master && *here->front().master > 0) {
+    auto master = get_links(*here->front().master);
+    if (!master) return std::unexpected(master.error());
+    if (!master->empty() && master->front().kind == "bridge") out.bridge = master->front().name;
+  }
+  return out;
 }
 
 Result<Mac> veth_peer_mac(const std::string& host_ifname) {

@@ -32,6 +32,17 @@ Result<std::string> host_veth(pid_t container_pid, const std::string& mac);
 // only in dockerd's mount namespace: elsewhere it is an empty file).
 Result<std::string> host_veth_in(const std::string& netns_path, const std::string& mac);
 
+// The host side of interface `ifname` in network namespace `netns_path`
+// (CNI_NETNS, CNI_IFNAME): the veth peer here, found by the container link's
+// IFLA_LINK (as Cilium's generic-veth chaining does), the bridge it is a
+// port of ("" when none), and the container link's MAC.
+struct HostSide {
+  std::string veth;
+  std::string bridge;
+  Mac container_mac{};
+};
+Result<HostSide> host_side_of(const std::string& netns_path, const std::string& ifname);
+
 // The MAC of the other end of veth `host_ifname` (the container's side, in
 // whatever namespace it lives): the only source MAC the endpoint programs
 // let the container send from. Errors: no such interface, not a veth.

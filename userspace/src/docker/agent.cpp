@@ -47,29 +47,6 @@ Result<json> inspect(const Engine& engine, const std::string& id) {
   return doc;
 }
 
-std::vector<fs::path> policy_files(const std::string& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    auto ext = e.path().extension();
-    if (e.is_regular_file() && (ext == ".json" || ext == ".yaml" || ext == ".yml"))
-      out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-Result<void> add_policy_files(const std::string& dir, Inputs& inputs) {
-  for (const auto& p : policy_files(dir)) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return fail("read " + p.string(), errno);
-    std::ostringstream s;
-    s << in.rdbuf();
-    inputs.files.push_back({p.string(), s.str()});
-  }
-  return {};
-}
-
 }  // namespace
 
 std::vector<std::string> default_route_interfaces() {
@@ -163,9 +140,10 @@ Result<SyncReport> Agent::sync() {
   topt.default_bridge_masquerade = options_.default_bridge_masquerade;
   auto t = translate(*networks, *containers, find_interfaces(), topt);
   if (!t.ok()) return fail(problems_message(t.problems, topt.source));
-  Inputs inputs{{{topt.source, t.text}}, false};
+  Inputs inputs;
+  inputs.files.push_back({topt.source, t.text});
   if (!options_.policies_dir.empty())
-    if (auto r = add_policy_files(options_.policies_dir, inputs); !r) return std::unexpected(r.error());
+    if (auto r = add_policy_dir(options_.policies_dir, inputs); !r) return std::unexpected(r.error());
   auto loaded = load_inputs(inputs);
   if (!loaded.config) return fail(problems_message(loaded.problems, loaded.file));
   // dockerd binds every published host port itself (userland-proxy off).
@@ -181,10 +159,12 @@ Result<SyncReport> Agent::sync() {
 std::string Agent::policies_stamp() const {
   std::string stamp;
   if (options_.policies_dir.empty()) return stamp;
-  for (const auto& p : policy_files(options_.policies_dir)) {
+  auto files = policy_dir_files(options_.policies_dir);
+  if (!files) return "unreadable: " + files.error().message();  // changes when it is fixed
+  for (const auto& p : *files) {
     struct stat st {};
     if (stat(p.c_str(), &st) == 0)
-      stamp += p.string() + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+      stamp += p + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
                std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_size) + ";";
   }
   return stamp;

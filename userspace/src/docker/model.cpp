@@ -439,49 +439,4 @@ Translation translate(const json& networks, const std::vector<json>& containers,
   return out;
 }
 
-std::string config_to_json(const Config& config) {
-  using Out = nlohmann::ordered_json;  // keys in the order of the file format's table
-  Out doc = Out::object();
-  if (!config.uplinks.empty()) doc["host"] = {{"uplinks", config.uplinks}};
-  Out networks = Out::array();
-  for (const Network& n : config.networks) {
-    networks.push_back({{"name", n.name},
-                        {"subnet", n.subnet.str()},
-                        {"gateway", n.gateway.str()},
-                        {"icc", n.icc},
-                        {"internal", n.internal},
-                        {"masquerade", n.masquerade}});
-    if (!n.bridge.empty()) networks.back()["bridge"] = n.bridge;
-  }
-  doc["networks"] = std::move(networks);
-  Out containers = Out::array();
-  for (const Container& c : config.containers) {
-    Out o = {{"name", c.name}, {"namespace", c.ns}};
-    if (!c.labels.empty()) o["labels"] = c.labels;
-    Out attachments = Out::array();
-    for (const Attachment& a : c.networks) {
-      Out att = {{"network", a.network}, {"ip", a.ip.str()}};
-      if (!a.host_interface.empty()) att["interface"] = a.host_interface;
-      if (a.mac) att["mac"] = mac_str(*a.mac);
-      attachments.push_back(std::move(att));
-    }
-    o["networks"] = std::move(attachments);
-    if (!c.publish.empty()) {
-      Out publish = Out::array();
-      for (const Publish& p : c.publish) publish.push_back(render_publish(p));
-      o["publish"] = std::move(publish);
-    }
-    if (!c.expose.empty()) {
-      Out expose = Out::array();
-      for (const Expose& e : c.expose) {
-        expose.push_back(std::to_string(e.port) + "/" + to_string(e.protocol));
-      }
-      o["expose"] = std::move(expose);
-    }
-    containers.push_back(std::move(o));
-  }
-  doc["containers"] = std::move(containers);
-  return doc.dump(2) + "\n";
-}
-
 }  // namespace moat::docker

@@ -88,11 +88,4 @@ Translation translate(const nlohmann::json& networks, const std::vector<nlohmann
 // The Linux bridge of a network as GET /networks reports it.
 std::string bridge_name(const nlohmann::json& network);
 
-// `config` as the text of a moat file that parse_config() reads back into
-// an equal Config: every value explicit (subnets, gateways, addresses, flags),
-// publishes and exposes in their string forms, `host.uplinks`. Policies and
-// namespaces are not written: they come from policy files, which Inputs keeps
-// after the main file.
-std::string config_to_json(const Config& config);
-
 }  // namespace moat::docker
