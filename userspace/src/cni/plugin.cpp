@@ -19,6 +19,7 @@
 #include "dataplane/state.h"
 #include "dataplane/sweep.h"
 #include "dataplane/tc.h"
+#include "dataplane/skeleton.h"
 #include "dataplane/veth.h"
 #include "util/paths.h"
 
@@ -271,6 +272,7 @@ Outcome run_plugin(const std::map<std::string, std::string>& vars, const std::st
 }
 
 int plugin_main() {
+  init_libbpf();  // its expected kernel messages (an empty filter slot) are not the runtime's
   std::map<std::string, std::string> vars;
   for (char** e = environ; *e; ++e) {
     std::string kv = *e;

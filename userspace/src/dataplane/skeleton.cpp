@@ -17,7 +17,10 @@ int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list ap) {
   vsnprintf(line, sizeof(line), fmt, ap);
   if (strstr(line, "Cannot find specified filter chain") ||
       strstr(line, "Parent Qdisc doesn't exists") ||  // no clsact: `moat down` asks everywhere
-      strstr(line, "Exclusivity flag on, cannot modify"))  // clsact already there
+      strstr(line, "Exclusivity flag on, cannot modify") ||  // clsact already there
+      // libbpf 1.1 parsing the TC dump of a newer kernel, which repeats an
+      // attribute it does not use: harmless.
+      strstr(line, "found multiple times in message"))
     return 0;
   return fputs(line, stderr);
 }
