@@ -12,6 +12,7 @@ MOAT_PACKAGES=(
   iproute2 iputils-ping netcat-openbsd socat python3 util-linux iptables nftables procps
   iperf3 wrk nginx-light gnuplot-nox strace libclang-rt-14-dev
   docker.io containerd runc busybox-static curl
+  podman conmon containernetworking-plugins
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -162,6 +162,8 @@ serve_in "moat-$S-far" 80 far || bad "listener in far"
 serve_in "moat-$S-open" 80 open || bad "listener in open"
 passes "client -> web:80 (same network, allowed by the label policy)" "moat-$S-client" "$WEB" 80 web
 dropped "other -> web:80 (same network, no role=client label: the NetworkPolicy drops it)" "moat-$S-other" "$WEB" 80 web
+check "the host forwards (bridge's isGateway): without moat, far would reach web" \
+  bash -c '[ "$(ip netns exec "$1" sysctl -n net.ipv4.ip_forward)" = 1 ]' - "$HOST"
 dropped "far -> web:80 (another CNI network: isolated)" "moat-$S-far" "$WEB" 80 web
 dropped "web -> far:80 (the other way too)" "moat-$S-web" "$(ip_of_c far)" 80 far
 passes "outside -> 192.0.2.1:8081 (open's published port, from outside)" "$OUT" 192.0.2.1 8081 open
