@@ -11,7 +11,7 @@ a result that breaks it is reported on stderr and exits 3.
 
   cni_runtime.py add|check|del|gc|status|version --conflist F --cache DIR \\
       [--netns PATH --id ID --ifname eth0 --args 'K=V;..'] [--port 8080:80/tcp]...
-      [--only TYPE] [--valid ID/IFNAME]... [--no-prev]
+      [--label K=V]... [--only TYPE] [--valid ID/IFNAME]... [--no-prev | --prev-from F]
 
 Prints the final result (ADD), the error object of the first plugin that
 failed (and exits 1 or 2), or nothing.
@@ -92,6 +92,9 @@ def invoke(plugin, command, args, net, prev):
         rc["portMappings"] = [port_mapping(p) for p in args.port]
     if rc:
         conf["runtimeConfig"] = rc
+    if args.label and plugin["type"] == "moat-cni":
+        conf["args"] = {"cni": {"labels": [
+            {"key": kv.split("=", 1)[0], "value": kv.split("=", 1)[1]} for kv in args.label]}}
     if prev is not None:
         conf["prevResult"] = prev
     if command == "GC":
@@ -132,6 +135,9 @@ def main():
     ap.add_argument("--ifname", default="eth0")
     ap.add_argument("--args", default="IgnoreUnknown=1")
     ap.add_argument("--port", action="append", default=[])
+    ap.add_argument("--label", action="append", default=[],
+                    help="K=V into args.cni.labels (the conventions' way to pass labels)")
+    ap.add_argument("--prev-from", help="DEL/CHECK with this file's result as prevResult")
     ap.add_argument("--only", help="run only the plugin of this type")
     ap.add_argument("--valid", action="append", default=[], help="GC: ID/IFNAME to keep")
     ap.add_argument("--no-prev", action="store_true", help="DEL/CHECK without prevResult")
@@ -153,6 +159,8 @@ def main():
     prev = None
     if command in ("CHECK", "DEL") and not args.no_prev and os.path.exists(cache_file(args, net)):
         prev = json.load(open(cache_file(args, net)))
+    if args.prev_from:
+        prev = json.load(open(args.prev_from))
     order = list(reversed(plugins)) if command == "DEL" else plugins
     for p in order:
         code, out = invoke(p, command, args, net, prev if command != "ADD" or p is not plugins[0] else None)

@@ -65,13 +65,14 @@ conflist n2 0.4.0 10.91.2.0/24 "br-$S-2"
 # they go to moat alone (--only), as a runtime's per-plugin GC would.
 sed 's/"cniVersion": "1.0.0"/"cniVersion": "1.1.0"/' "$TMP/n1.conflist" >"$TMP/n1-11.conflist"
 
-# add NAME NET [ARGS [PORT]]: a container namespace and its ADD.
+# add NAME NET [ARGS [PORT [cni_runtime options]]]: a container namespace and its ADD.
 add() {
   local name=$1 net=$2 args=${3:-} port=${4:-}
+  shift 4 2>/dev/null || shift $#
   mkns "moat-$S-$name" || return 1
   cni add --conflist "$TMP/$net.conflist" --netns "/run/netns/moat-$S-$name" \
     --id "id-$S-$name" --args "IgnoreUnknown=1;K8S_POD_NAME=$name${args:+;$args}" \
-    ${port:+--port "$port"} >"$TMP/add-$name.json" 2>"$TMP/add-$name.err"
+    ${port:+--port "$port"} "$@" >"$TMP/add-$name.json" 2>"$TMP/add-$name.err"
 }
 del() {  # del NAME NET [--no-prev]
   cni del --conflist "$TMP/$2.conflist" --netns "/run/netns/moat-$S-$1" --id "id-$S-$1" "${@:3}"
@@ -151,17 +152,22 @@ check "ADD web (n1, app=web, -p 8080:80): spec-valid 1.0.0 result, unchanged by 
 check "ADD client (n1, role=client)" add client n1 "role=client"
 check "ADD other (n1, no label)" add other n1
 check "ADD open (n1, no label, -p 8081:80)" add open n1 "" 8081:80/tcp
+check "ADD web2 (n1, K8S_POD_NAMESPACE=shop, app=web)" add web2 n1 "K8S_POD_NAMESPACE=shop;app=web"
+check "ADD viaargs (n1, role=client in args.cni.labels, none in CNI_ARGS)" add viaargs n1 "" "" --label role=client
 check "ADD far (n2, cniVersion 0.4.0): spec-valid 0.4.0 result (ips[].version)" add far n2 "role=client"
 grep -q '"version": "4"' "$TMP/add-far.json" 2>/dev/null || grep -q '"version":"4"' "$TMP/add-far.json" ||
   bad "the 0.4.0 result has no ips[].version: $(cat "$TMP/add-far.json")"
 for f in "$TMP"/add-*.err; do [ -s "$f" ] && sed 's/^/    /' "$f"; done
-check "moat status lists all five by their K8S_POD_NAME" in_status web client other open far
+check "moat status lists all seven by their K8S_POD_NAME" in_status web client other open web2 viaargs far
 WEB=$(ip_of_c web)
 serve_in "moat-$S-web" 80 web || bad "listener in web"
 serve_in "moat-$S-far" 80 far || bad "listener in far"
 serve_in "moat-$S-open" 80 open || bad "listener in open"
+serve_in "moat-$S-web2" 80 web2 || bad "listener in web2"
 passes "client -> web:80 (same network, allowed by the label policy)" "moat-$S-client" "$WEB" 80 web
 dropped "other -> web:80 (same network, no role=client label: the NetworkPolicy drops it)" "moat-$S-other" "$WEB" 80 web
+passes "viaargs -> web:80 (role=client from args.cni.labels)" "moat-$S-viaargs" "$WEB" 80 web
+passes "other -> web2:80 (app=web, but in namespace shop: the default namespace's policy does not select it)" "moat-$S-other" "$(ip_of_c web2)" 80 web2
 check "the host forwards (bridge's isGateway): without moat, far would reach web" \
   bash -c '[ "$(ip netns exec "$1" sysctl -n net.ipv4.ip_forward)" = 1 ]' - "$HOST"
 dropped "far -> web:80 (another CNI network: isolated)" "moat-$S-far" "$WEB" 80 web
@@ -207,6 +213,9 @@ dropped "... and other -> web is still dropped" "moat-$S-other" "$WEB" 80 web
 echo "== DEL, GC, STATUS"
 check "DEL other" del other n1
 check "DEL other again (nothing left to delete)" del other n1
+check "DEL web2 with a stale prevResult (another container's)" del web2 n1 --prev-from "$TMP/add-client.json"
+check "moat status no longer lists web2" not_in_status web2
+del viaargs n1
 check "DEL late (its ADD failed) without prevResult" del late n1 --no-prev
 check "moat status no longer lists other" not_in_status other
 check "STATUS (1.1.0): moat can serve ADD" cni status --conflist "$TMP/n1-11.conflist" --only moat-cni

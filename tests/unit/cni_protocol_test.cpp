@@ -96,7 +96,8 @@ TEST(CniConf, ReadsMoatKeysPortMappingsAndLabels) {
     "capabilities": {"portMappings": true},
     "runtimeConfig": {"portMappings": [
       {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
-      {"hostPort": 5353, "containerPort": 53, "protocol": "UDP", "hostIP": "127.0.0.1"}]},
+      {"hostPort": 5353, "containerPort": 53, "protocol": "UDP", "hostIP": "127.0.0.1"}],
+      "labels": [{"key": "tier", "value": "data"}]},
     "args": {"cni": {"labels": [{"key": "app", "value": "db"}]}},
     "prevResult": {"cniVersion": "1.0.0"}})");
   auto r = read_conf(conf_text(extra), Verb::add);
@@ -109,8 +110,9 @@ TEST(CniConf, ReadsMoatKeysPortMappingsAndLabels) {
   ASSERT_EQ(c.port_mappings.size(), 2u);
   EXPECT_EQ(publish_spec(c.port_mappings[0]), "8080:80/tcp");
   EXPECT_EQ(publish_spec(c.port_mappings[1]), "127.0.0.1:5353:53/udp");
-  ASSERT_EQ(c.labels.size(), 1u);
-  EXPECT_EQ(c.labels[0], (std::pair<std::string, std::string>{"app", "db"}));
+  ASSERT_EQ(c.labels.size(), 2u);
+  EXPECT_EQ(c.labels[0], (std::pair<std::string, std::string>{"tier", "data"}));
+  EXPECT_EQ(c.labels[1], (std::pair<std::string, std::string>{"app", "db"}));
   EXPECT_TRUE(c.prev_result.is_object());
 }
 

@@ -158,27 +158,40 @@ void print_status_head(const json& s) {
               << m["id"] << "  max " << m["max_entries"] << "\n";
 }
 
+// A column as wide as its widest value (names can be 63 characters, a veth
+// name 15), and at least its header, plus two spaces.
+int column_width(const json& rows, const char* key, const std::string& header) {
+  size_t w = header.size();
+  for (const auto& r : rows) w = std::max(w, r.value(key, std::string()).size());
+  return static_cast<int>(w + 2);
+}
+
 void print_status_interfaces(const json& s) {
+  const json& eps = s["endpoints"];
+  int wc = column_width(eps, "container", "CONTAINER"), wn = column_width(eps, "network", "NETWORK"),
+      wi = column_width(eps, "name", "IFACE"), wp = column_width(eps, "ip", "IP");
   std::cout << "\n"
-            << std::left << std::setw(14) << "CONTAINER" << std::setw(18) << "NETWORK"
-            << std::setw(10) << "IFACE" << std::setw(16) << "IP" << std::setw(10) << "HOOKS"
+            << std::left << std::setw(wc) << "CONTAINER" << std::setw(wn) << "NETWORK"
+            << std::setw(wi) << "IFACE" << std::setw(wp) << "IP" << std::setw(10) << "HOOKS"
             << "FROM CONTAINER  |  TO CONTAINER\n";
-  for (const auto& e : s["endpoints"]) {
+  for (const auto& e : eps) {
     std::string hooks = hooks_text(e);
-    std::cout << std::left << std::setw(14) << e["container"].get<std::string>() << std::setw(18)
-              << e["network"].get<std::string>() << std::setw(10) << e["name"].get<std::string>()
-              << std::setw(16) << e["ip"].get<std::string>() << std::setw(10) << hooks
+    std::cout << std::left << std::setw(wc) << e["container"].get<std::string>() << std::setw(wn)
+              << e["network"].get<std::string>() << std::setw(wi) << e["name"].get<std::string>()
+              << std::setw(wp) << e["ip"].get<std::string>() << std::setw(10) << hooks
               << counters_text(e["counters"]["from_container"]) << "  |  "
               << counters_text(e["counters"]["to_container"]) << "\n";
   }
-  if (s["uplinks"].empty()) return;
+  const json& ups = s["uplinks"];
+  if (ups.empty()) return;
+  int wu = column_width(ups, "name", "UPLINK"), wa = column_width(ups, "ip", "IP");
   std::cout << "\n"
-            << std::left << std::setw(14) << "UPLINK" << std::setw(16) << "IP" << std::setw(10)
+            << std::left << std::setw(wu) << "UPLINK" << std::setw(wa) << "IP" << std::setw(10)
             << "HOOKS"
             << "FROM WORLD  |  TO WORLD\n";
-  for (const auto& u : s["uplinks"]) {
+  for (const auto& u : ups) {
     std::string hooks = hooks_text(u);
-    std::cout << std::left << std::setw(14) << u["name"].get<std::string>() << std::setw(16)
+    std::cout << std::left << std::setw(wu) << u["name"].get<std::string>() << std::setw(wa)
               << u["ip"].get<std::string>() << std::setw(10) << hooks
               << counters_text(u["counters"]["from_world"]) << "  |  "
               << counters_text(u["counters"]["to_world"]) << "\n";

@@ -105,19 +105,23 @@ Error read_port_mappings(const json& rc, NetConf& conf) {
   return {0, {}, {}};
 }
 
+// [{"key", "value"}], the conventions' form of labels (`where` names it).
+Error read_label_list(const json& labels, const std::string& where, NetConf& conf) {
+  if (!labels.is_array()) return err(kInvalidConfig, where + " is not a list");
+  for (const auto& l : labels) {
+    if (!l.is_object() || !l.contains("key") || !l["key"].is_string() || !l.contains("value") ||
+        !l["value"].is_string())
+      return err(kInvalidConfig, where + ": each label is {\"key\": ..., \"value\": ...}");
+    conf.labels.emplace_back(l["key"].get<std::string>(), l["value"].get<std::string>());
+  }
+  return {0, {}, {}};
+}
+
 Error read_labels(const json& args, NetConf& conf) {
   if (!args.is_object()) return err(kInvalidConfig, "args is not an object");
   if (!args.contains("cni") || !args["cni"].is_object() || !args["cni"].contains("labels"))
     return {0, {}, {}};
-  const json& labels = args["cni"]["labels"];
-  if (!labels.is_array()) return err(kInvalidConfig, "args.cni.labels is not a list");
-  for (const auto& l : labels) {
-    if (!l.is_object() || !l.contains("key") || !l["key"].is_string() || !l.contains("value") ||
-        !l["value"].is_string())
-      return err(kInvalidConfig, "args.cni.labels: each label is {\"key\": ..., \"value\": ...}");
-    conf.labels.emplace_back(l["key"].get<std::string>(), l["value"].get<std::string>());
-  }
-  return {0, {}, {}};
+  return read_label_list(args["cni"]["labels"], "args.cni.labels", conf);
 }
 
 Error read_moat_keys(const json& j, NetConf& conf) {
@@ -297,6 +301,11 @@ ConfResult read_conf(const std::string& text, Verb verb) {
     if (!j["runtimeConfig"].is_object())
       return {std::nullopt, err(kInvalidConfig, "runtimeConfig is not an object")};
     if (auto e = read_port_mappings(j["runtimeConfig"], conf); e.code) return {std::nullopt, e};
+    // A runtime with a "labels" capability of its own hands them here.
+    if (j["runtimeConfig"].contains("labels"))
+      if (auto e = read_label_list(j["runtimeConfig"]["labels"], "runtimeConfig.labels", conf);
+          e.code)
+        return {std::nullopt, e};
   }
   if (j.contains("args"))
     if (auto e = read_labels(j["args"], conf); e.code) return {std::nullopt, e};

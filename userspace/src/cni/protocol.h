@@ -84,7 +84,8 @@ struct NetConf {
   std::string version, name, type;
   nlohmann::json prev_result;  // null when absent
   std::vector<PortMapping> port_mappings;
-  std::vector<std::pair<std::string, std::string>> labels;  // args.cni.labels
+  // runtimeConfig.labels, then args.cni.labels ([{"key", "value"}] both)
+  std::vector<std::pair<std::string, std::string>> labels;
   // moat's own keys: the instance, its uplinks and policies (the same for
   // every network of the instance), and this network's options.
   std::string instance = "cni";
