@@ -41,6 +41,12 @@ Member member(const std::string& id, const std::string& network, const std::stri
   return m;
 }
 
+// ADD of `m` on `c`'s network, its bridge `bridge`, its subnet m.ip/24.
+Error join(Table& t, const NetConf& c, const Member& m, const std::string& bridge,
+           int prefix = 24) {
+  return add_member(t, c, network_of(c, att_of(m.ip, prefix, ""), bridge), m);
+}
+
 const std::string kId1(64, 'a');
 const std::string kId2(64, 'b');
 const std::string kId3(64, 'c');
@@ -86,38 +92,26 @@ TEST(CniTable, InstanceKeysMustAgreeAcrossNetworks) {
   Table t;
   NetConf c1 = conf_of("n1"), c2 = conf_of("n2");
   c2.uplinks = {"other0"};
-  ASSERT_EQ(add_member(t, c1, network_of(c1, att_of("10.89.1.2"), "br1"),
-                       member(kId1, "n1", "10.89.1.2", "veth1"))
-                .code,
-            0);
-  Error e = add_member(t, c2, network_of(c2, att_of("10.89.2.2", 24, "10.89.2.1"), "br2"),
-                       member(kId2, "n2", "10.89.2.2", "veth2"));
+  ASSERT_EQ(join(t, c1, member(kId1, "n1", "10.89.1.2", "veth1"), "br1").code, 0);
+  Error e = join(t, c2, member(kId2, "n2", "10.89.2.2", "veth2"), "br2");
   EXPECT_EQ(e.code, kInvalidConfig);
   EXPECT_NE(e.details.find("uplinks [up0]"), std::string::npos) << e.details;
   EXPECT_EQ(t.members.size(), 1u) << "a refused ADD changes nothing";
   // Alone on the instance, a network may change them (the conflist was edited).
   NetConf c1b = conf_of("n1");
   c1b.uplinks = {"other0"};
-  EXPECT_EQ(add_member(t, c1b, network_of(c1b, att_of("10.89.1.3"), "br1"),
-                       member(kId2, "n1", "10.89.1.3", "veth2"))
-                .code,
-            0);
+  EXPECT_EQ(join(t, c1b, member(kId2, "n1", "10.89.1.3", "veth2"), "br1").code, 0);
   EXPECT_EQ(t.uplinks, std::vector<std::string>{"other0"});
 }
 
 TEST(CniTable, SameNetworkNameWithAnotherSubnetOrBridgeIsRefused) {
   Table t;
   NetConf c = conf_of("n1");
-  ASSERT_EQ(add_member(t, c, network_of(c, att_of("10.89.1.2"), "br1"),
-                       member(kId1, "n1", "10.89.1.2", "veth1"))
-                .code,
-            0);
-  Error e = add_member(t, c, network_of(c, att_of("10.77.0.2", 16, ""), "br1"),
-                       member(kId2, "n1", "10.77.0.2", "veth2"));
+  ASSERT_EQ(join(t, c, member(kId1, "n1", "10.89.1.2", "veth1"), "br1").code, 0);
+  Error e = join(t, c, member(kId2, "n1", "10.77.0.2", "veth2"), "br1", 16);
   EXPECT_EQ(e.code, kInvalidConfig);
   EXPECT_NE(e.msg.find("10.89.1.0/24"), std::string::npos) << e.msg;
-  e = add_member(t, c, network_of(c, att_of("10.89.1.3"), "br7"),
-                 member(kId2, "n1", "10.89.1.3", "veth2"));
+  e = join(t, c, member(kId2, "n1", "10.89.1.3", "veth2"), "br7");
   EXPECT_EQ(e.code, kInvalidConfig);
   EXPECT_NE(e.msg.find("br7"), std::string::npos) << e.msg;
 }

@@ -9,8 +9,8 @@
 
 #include "cli/common.h"
 #include "cli/inputs.h"
-#include "dataplane/reconcile.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/reconcile.h"
 #include "lab/expectations.h"
 #include "lab/probe.h"
 

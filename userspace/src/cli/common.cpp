@@ -168,8 +168,9 @@ int column_width(const json& rows, const char* key, const std::string& header) {
 
 void print_status_interfaces(const json& s) {
   const json& eps = s["endpoints"];
-  int wc = column_width(eps, "container", "CONTAINER"), wn = column_width(eps, "network", "NETWORK"),
-      wi = column_width(eps, "name", "IFACE"), wp = column_width(eps, "ip", "IP");
+  int wc = column_width(eps, "container", "CONTAINER"),
+      wn = column_width(eps, "network", "NETWORK"), wi = column_width(eps, "name", "IFACE"),
+      wp = column_width(eps, "ip", "IP");
   std::cout << "\n"
             << std::left << std::setw(wc) << "CONTAINER" << std::setw(wn) << "NETWORK"
             << std::setw(wi) << "IFACE" << std::setw(wp) << "IP" << std::setw(10) << "HOOKS"

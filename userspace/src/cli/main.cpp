@@ -13,9 +13,9 @@ using moat::cli::CommandTable;
 
 // The order they register in is the order `moat --help` lists them.
 constexpr void (*kFamilies[])(CLI::App&, CommandTable&) = {
-    moat::cli::add_file_commands, moat::cli::add_ct_commands, moat::cli::add_lab_commands,
-    moat::cli::add_policy_commands, moat::cli::add_observe_commands,
-    moat::cli::add_docker_commands};
+    moat::cli::add_file_commands,    moat::cli::add_ct_commands,
+    moat::cli::add_lab_commands,     moat::cli::add_policy_commands,
+    moat::cli::add_observe_commands, moat::cli::add_docker_commands};
 
 int run_parsed(const CommandTable& table) {
   for (const auto& cmd : table)

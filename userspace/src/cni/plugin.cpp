@@ -1,9 +1,9 @@
 // plugin.cpp - see plugin.h.
 #include "cni/plugin.h"
 
-#include <sys/statfs.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,10 +16,10 @@
 #include "cni/table.h"
 #include "config/inputs.h"
 #include "dataplane/reconcile.h"
+#include "dataplane/skeleton.h"
 #include "dataplane/state.h"
 #include "dataplane/sweep.h"
 #include "dataplane/tc.h"
-#include "dataplane/skeleton.h"
 #include "dataplane/veth.h"
 #include "util/paths.h"
 
@@ -100,8 +100,8 @@ struct Failure {
   }
 };
 
-Outcome update_outcome(const Result<std::optional<ApplyReport>>& r, const Failure& f,
-                       const Call& c, const std::string& what) {
+Outcome update_outcome(const Result<std::optional<ApplyReport>>& r, const Failure& f, const Call& c,
+                       const std::string& what) {
   if (f.set) return failed(f.error, c.conf.version);
   if (!r)
     return failed({kApplyFailed, "moat could not " + what + " (instance " + c.conf.instance + ")",
@@ -122,14 +122,14 @@ std::expected<Added, Error> added_of(const Call& c) {
   if (!att.attachment) return std::unexpected(att.error);
   auto host = host_side_of(c.env.netns, c.env.ifname);
   if (!host)
-    return std::unexpected(Error{kIoFailure, "cannot find the host side of " + c.env.ifname,
-                                 host.error().message()});
+    return std::unexpected(
+        Error{kIoFailure, "cannot find the host side of " + c.env.ifname, host.error().message()});
   const auto& listed = att.attachment->host_interfaces;
   if (!listed.empty() && std::find(listed.begin(), listed.end(), host->veth) == listed.end())
-    return std::unexpected(Error{kInvalidConfig,
-                                 c.env.ifname + "'s peer is " + host->veth +
-                                     ", which prevResult does not list",
-                                 "moat must come right after the plugin that made the veth"});
+    return std::unexpected(
+        Error{kInvalidConfig,
+              c.env.ifname + "'s peer is " + host->veth + ", which prevResult does not list",
+              "moat must come right after the plugin that made the veth"});
   if (host->bridge.empty())
     return std::unexpected(Error{kInvalidConfig, host->veth + " is not a port of a bridge",
                                  "moat is chained after the bridge plugin"});
@@ -139,9 +139,10 @@ std::expected<Added, Error> added_of(const Call& c) {
   Identity id = identity_of(*args, c.conf);
   // The kernel's MAC, not prevResult's: a plugin between may have changed it,
   // and the endpoint programs admit only the MAC the container really has.
-  Member m{c.env.container_id,    c.env.ifname,   c.env.netns,  c.conf.name,
-           id.pod_name,           id.pod_namespace, id.labels,  att.attachment->ipv4,
-           mac_str(host->container_mac), host->veth, c.conf.port_mappings};
+  Member m{c.env.container_id, c.env.ifname,         c.env.netns,
+           c.conf.name,        id.pod_name,          id.pod_namespace,
+           id.labels,          att.attachment->ipv4, mac_str(host->container_mac),
+           host->veth,         c.conf.port_mappings};
   return Added{std::move(m), network_of(c.conf, *att.attachment, host->bridge)};
 }
 
@@ -191,8 +192,8 @@ Outcome gc(const Call& c) {
   return remove(c, [&](Table& t) {
     auto gone = collect_garbage(t, c.conf.name, c.conf.valid_attachments);
     for (const auto& m : gone)
-      std::fprintf(stderr, "moat-cni: GC: %s %s on %s is no longer valid\n",
-                   m.container_id.c_str(), m.ifname.c_str(), m.network.c_str());
+      std::fprintf(stderr, "moat-cni: GC: %s %s on %s is no longer valid\n", m.container_id.c_str(),
+                   m.ifname.c_str(), m.network.c_str());
     return !gone.empty();
   });
 }
@@ -206,13 +207,15 @@ Outcome check(const Call& c) {
   if (c.conf.prev_result.is_null())
     return failed({kInvalidConfig, "CHECK without prevResult", ""}, c.conf.version);
   auto cur = saved_inputs(c.conf.instance);
-  if (!cur) return not_enforced("moat instance " + c.conf.instance + " holds nothing",
-                                cur.error().message());
+  if (!cur)
+    return not_enforced("moat instance " + c.conf.instance + " holds nothing",
+                        cur.error().message());
   auto t = table_of(*cur, c.conf.instance);
   if (!t) return failed({kInvalidConfig, t.error().message(), ""}, c.conf.version);
   const Member* m = find_member(*t, c.env.container_id, c.env.ifname);
-  if (!m) return not_enforced(c.env.container_id.substr(0, 12) + " " + c.env.ifname +
-                              " is not in moat instance " + c.conf.instance);
+  if (!m)
+    return not_enforced(c.env.container_id.substr(0, 12) + " " + c.env.ifname +
+                        " is not in moat instance " + c.conf.instance);
   auto host = host_side_of(c.env.netns, c.env.ifname);
   if (!host || host->veth != m->host_veth)
     return not_enforced(c.env.ifname + "'s host side is not " + m->host_veth + " any more",
@@ -245,12 +248,18 @@ Outcome status(const Call& c) {
 
 Outcome run(const Call& c) {
   switch (c.env.verb) {
-    case Verb::add: return add(c);
-    case Verb::del: return del(c);
-    case Verb::check: return check(c);
-    case Verb::status: return status(c);
-    case Verb::gc: return gc(c);
-    case Verb::version: break;
+    case Verb::add:
+      return add(c);
+    case Verb::del:
+      return del(c);
+    case Verb::check:
+      return check(c);
+    case Verb::status:
+      return status(c);
+    case Verb::gc:
+      return gc(c);
+    case Verb::version:
+      break;
   }
   return {0, version_json(c.conf.version).dump() + "\n"};
 }
@@ -277,7 +286,8 @@ int plugin_main() {
   for (char** e = environ; *e; ++e) {
     std::string kv = *e;
     auto eq = kv.find('=');
-    if (eq != std::string::npos && kv.rfind("CNI_", 0) == 0) vars[kv.substr(0, eq)] = kv.substr(eq + 1);
+    if (eq != std::string::npos && kv.rfind("CNI_", 0) == 0)
+      vars[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   if (!vars.contains("CNI_COMMAND")) {
     std::fprintf(stderr,

@@ -18,8 +18,8 @@ Error err(std::string msg, std::string details = {}) {
 json ports_json(const std::vector<PortMapping>& ports) {
   json a = json::array();
   for (const auto& p : ports) {
-    json o = {{"hostPort", p.host_port}, {"containerPort", p.container_port},
-              {"protocol", p.protocol}};
+    json o = {
+        {"hostPort", p.host_port}, {"containerPort", p.container_port}, {"protocol", p.protocol}};
     if (!p.host_ip.empty()) o["hostIP"] = p.host_ip;
     a.push_back(std::move(o));
   }
@@ -90,16 +90,12 @@ std::optional<Table> table_from_json(const json& j, std::string* why) {
                             n.at("masquerade").get<bool>()});
     for (const auto& m : j.at("members"))
       t.members.push_back({m.at("containerID").get<std::string>(),
-                           m.at("ifname").get<std::string>(),
-                           m.at("netns").get<std::string>(),
-                           m.at("network").get<std::string>(),
-                           m.at("podName").get<std::string>(),
+                           m.at("ifname").get<std::string>(), m.at("netns").get<std::string>(),
+                           m.at("network").get<std::string>(), m.at("podName").get<std::string>(),
                            m.at("podNamespace").get<std::string>(),
                            m.at("labels").get<std::map<std::string, std::string>>(),
-                           m.at("ip").get<std::string>(),
-                           m.at("mac").get<std::string>(),
-                           m.at("hostVeth").get<std::string>(),
-                           ports_from(m.at("portMappings"))});
+                           m.at("ip").get<std::string>(), m.at("mac").get<std::string>(),
+                           m.at("hostVeth").get<std::string>(), ports_from(m.at("portMappings"))});
   } catch (const json::exception& e) {
     if (why) *why = e.what();
     return std::nullopt;
@@ -139,9 +135,8 @@ Error add_member(Table& t, const NetConf& conf, const NetworkEntry& net, Member 
   for (const auto& p : m.ports)
     if (auto pub = parse_publish(publish_spec(p)); !pub)
       return err("portMappings: " + publish_spec(p) + ": " + pub.error());
-  bool others = std::any_of(t.members.begin(), t.members.end(), [&](const Member& x) {
-    return x.network != conf.name;
-  });
+  bool others = std::any_of(t.members.begin(), t.members.end(),
+                            [&](const Member& x) { return x.network != conf.name; });
   if (others && !same_instance_keys(t, conf))
     return err("network " + conf.name + " gives instance " + conf.instance +
                    " other instance-wide settings than its other networks",
@@ -152,14 +147,13 @@ Error add_member(Table& t, const NetConf& conf, const NetworkEntry& net, Member 
   auto existing = std::find_if(t.networks.begin(), t.networks.end(),
                                [&](const NetworkEntry& n) { return n.name == net.name; });
   bool in_use = std::any_of(t.members.begin(), t.members.end(), [&](const Member& x) {
-    return x.network == net.name &&
-           !(x.container_id == m.container_id && x.ifname == m.ifname);
+    return x.network == net.name && !(x.container_id == m.container_id && x.ifname == m.ifname);
   });
   if (existing != t.networks.end() && in_use) {
     if (existing->subnet != net.subnet)
-      return err("network " + net.name + ": the interface plugin gave " + m.container_id.substr(0, 12) +
-                     " an address in " + net.subnet + ", its other containers are in " +
-                     existing->subnet,
+      return err("network " + net.name + ": the interface plugin gave " +
+                     m.container_id.substr(0, 12) + " an address in " + net.subnet +
+                     ", its other containers are in " + existing->subnet,
                  "two conflists with the same name but different subnets; give each its own name");
     if (existing->bridge != net.bridge)
       return err("network " + net.name + ": " + m.host_veth + " is a port of bridge \"" +

@@ -38,8 +38,9 @@ LoadedInputs load_inputs(const Inputs& in) {
 std::string problems_message(const std::vector<Problem>& problems, const std::string& file) {
   std::ostringstream msg;
   for (size_t i = 0; i < problems.size(); ++i) msg << (i ? "\n" : "") << problems[i].format(file);
-  msg << "\n" << problems.size() << " problem" << (problems.size() == 1 ? "" : "s") << " in "
-      << file << "; nothing was applied";
+  msg << "\n"
+      << problems.size() << " problem" << (problems.size() == 1 ? "" : "s") << " in " << file
+      << "; nothing was applied";
   return msg.str();
 }
 

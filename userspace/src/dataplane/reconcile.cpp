@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <functional>
+#include <iterator>
 #include <set>
 
 #include "dataplane/apply.h"
@@ -165,7 +165,6 @@ Result<void> settle_locked(const std::string& instance, bool prefer_back) {
   if (auto r = detach_unnamed(instance, in.value("interfaces", json::array())); !r) return r;
   return clear_intent(instance);
 }
-
 
 // The settling every apply starts with. One that cannot settle must not block
 // the next apply, which overwrites what it wrote: the interfaces of the

@@ -27,7 +27,8 @@ namespace {
 // inspect and veths still hold, whether or not its event was seen.
 std::string endpoints_stamp(const json& container) {
   std::string stamp;
-  const json nets = container.value("NetworkSettings", json::object()).value("Networks", json::object());
+  const json nets =
+      container.value("NetworkSettings", json::object()).value("Networks", json::object());
   for (const auto& [name, ep] : nets.items())
     if (ep.is_object())
       stamp += name + "=" + ep.value("EndpointID", std::string()) + "/" +
@@ -143,14 +144,14 @@ Result<SyncReport> Agent::sync() {
   Inputs inputs;
   inputs.files.push_back({topt.source, t.text});
   if (!options_.policies_dir.empty())
-    if (auto r = add_policy_dir(options_.policies_dir, inputs); !r) return std::unexpected(r.error());
+    if (auto r = add_policy_dir(options_.policies_dir, inputs); !r)
+      return std::unexpected(r.error());
   auto loaded = load_inputs(inputs);
   if (!loaded.config) return fail(problems_message(loaded.problems, loaded.file));
   // dockerd binds every published host port itself (userland-proxy off).
   ReconcileOptions ropt;
   ropt.ports_held_by_runtime = true;
-  auto applied =
-      reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)}, ropt);
+  auto applied = reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)}, ropt);
   if (!applied) return std::unexpected(applied.error());
   return SyncReport{*applied, t.config.networks.size(), t.config.containers.size(),
                     t.pending.size(), t.skipped.size()};
@@ -196,8 +197,8 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
             std::to_string(rep->networks) + " networks: " + rep->applied.summary());
     };
     auto on_event = [&](const json& ev) {
-      static const char* kActions[] = {"start", "die", "destroy", "connect", "disconnect",
-                                       "create", "restart"};
+      static const char* kActions[] = {"start",      "die",    "destroy", "connect",
+                                       "disconnect", "create", "restart"};
       std::string action = ev.value("Action", std::string());
       for (const char* a : kActions)
         if (action == a) again = true;

@@ -161,7 +161,6 @@ void Builder::add_network(const json& j) {
   by_id.emplace(id, std::move(f));
 }
 
-
 // Docker maps the published ports on the container's first non-internal
 // endpoint, normally the network it was started on, and moat publishes on
 // the first non-internal attachment: that one goes first. libnetwork picks the
@@ -300,7 +299,6 @@ void read_identity(const json& c, Container& out_c) {
     if (auto e = parse_expose(key)) expose.emplace(e->port, e->protocol);
   }
   for (auto [port, protocol] : expose) out_c.expose.push_back({port, protocol});
-
 }
 
 // The endpoints whose host-side veth is known; the others wait in `pending`.
