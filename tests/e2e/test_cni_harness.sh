@@ -61,6 +61,7 @@ EOF
 }
 conflist n1 1.0.0 10.91.1.0/24 "br-$S-1"
 conflist n2 0.4.0 10.91.2.0/24 "br-$S-2"
+conflist n3 1.0.0 10.91.3.0/24 "br-$S-3" '"icc": false, "internal": true'
 # GC and STATUS are 1.1.0 verbs; Debian's bridge 1.1.1 refuses 1.1.0, so
 # they go to moat alone (--only), as a runtime's per-plugin GC would.
 sed 's/"cniVersion": "1.0.0"/"cniVersion": "1.1.0"/' "$TMP/n1.conflist" >"$TMP/n1-11.conflist"
@@ -152,6 +153,7 @@ check "ADD web (n1, app=web, -p 8080:80): spec-valid 1.0.0 result, unchanged by 
 check "ADD client (n1, role=client)" add client n1 "role=client"
 check "ADD other (n1, no label)" add other n1
 check "ADD open (n1, no label, -p 8081:80)" add open n1 "" 8081:80/tcp
+check "ADD local (n1, -p 127.0.0.1:8082:80: hostIP)" add local n1 "" 127.0.0.1:8082:80/tcp
 check "ADD web2 (n1, K8S_POD_NAMESPACE=shop, app=web)" add web2 n1 "K8S_POD_NAMESPACE=shop;app=web"
 check "ADD viaargs (n1, role=client in args.cni.labels, none in CNI_ARGS)" add viaargs n1 "" "" --label role=client
 check "ADD far (n2, cniVersion 0.4.0): spec-valid 0.4.0 result (ips[].version)" add far n2 "role=client"
@@ -164,6 +166,7 @@ serve_in "moat-$S-web" 80 web || bad "listener in web"
 serve_in "moat-$S-far" 80 far || bad "listener in far"
 serve_in "moat-$S-open" 80 open || bad "listener in open"
 serve_in "moat-$S-web2" 80 web2 || bad "listener in web2"
+serve_in "moat-$S-local" 80 local || bad "listener in local"
 passes "client -> web:80 (same network, allowed by the label policy)" "moat-$S-client" "$WEB" 80 web
 dropped "other -> web:80 (same network, no role=client label: the NetworkPolicy drops it)" "moat-$S-other" "$WEB" 80 web
 passes "viaargs -> web:80 (role=client from args.cni.labels)" "moat-$S-viaargs" "$WEB" 80 web
@@ -175,7 +178,21 @@ dropped "web -> far:80 (the other way too)" "moat-$S-web" "$(ip_of_c far)" 80 fa
 passes "outside -> 192.0.2.1:8081 (open's published port, from outside)" "$OUT" 192.0.2.1 8081 open
 passes "host -> 127.0.0.1:8081 (from the host's localhost)" "$HOST" 127.0.0.1 8081 open
 dropped "outside -> 192.0.2.1:8080 (web's published port: the policy admits only role=client)" "$OUT" 192.0.2.1 8080 web
+passes "host -> 127.0.0.1:8082 (hostIP 127.0.0.1)" "$HOST" 127.0.0.1 8082 local
+dropped "outside -> 192.0.2.1:8082 (published on 127.0.0.1 only)" "$OUT" 192.0.2.1 8082 local
 check "no iptables or nft rule in the host namespace" no_rules
+
+echo "== per-network options: masquerade (default), icc false and internal"
+nsenter --net="/run/netns/$OUT" timeout 300 socat TCP-LISTEN:9000,fork,reuseaddr \
+  'SYSTEM:echo $SOCAT_PEERADDR' </dev/null >/dev/null 2>&1 &
+PIDS+=($!)
+for i in $(seq 100); do [ -n "$(ss -N "$OUT" -H -l -n -t 'sport = :9000')" ] && break; sleep 0.05; done
+passes "client -> outside:9000 arrives from the uplink's address (masquerade)" "moat-$S-client" 192.0.2.2 9000 192.0.2.1
+check "ADD i1 (n3: icc false, internal)" add i1 n3
+check "ADD i2 (n3)" add i2 n3
+serve_in "moat-$S-i2" 80 i2 || bad "listener in i2"
+dropped "i1 -> i2:80 (icc false)" "moat-$S-i1" "$(ip_of_c i2)" 80 i2
+dropped "i1 -> outside:9000 (internal)" "moat-$S-i1" 192.0.2.2 9000 10.91.3.2
 
 echo "== CHECK"
 check "CHECK web passes" cni check --conflist "$TMP/n1.conflist" --netns "/run/netns/moat-$S-web" --id "id-$S-web"
@@ -218,12 +235,18 @@ check "moat status no longer lists web2" not_in_status web2
 del viaargs n1
 check "DEL late (its ADD failed) without prevResult" del late n1 --no-prev
 check "moat status no longer lists other" not_in_status other
+add ghost n1 || bad "ADD ghost"
+ip netns del "moat-$S-ghost"  # its veth goes with it; no DEL ever comes
+check "a container gone without DEL (its veth with it) does not block the next ADD" add after n1
+check "... and is forgotten" not_in_status ghost
+del after n1
 check "STATUS (1.1.0): moat can serve ADD" cni status --conflist "$TMP/n1-11.conflist" --only moat-cni
 add g1 n1 && add g2 n1 || bad "ADD g1, g2"
 check "GC (1.1.0) keeping web, client, g1 on n1" cni gc --conflist "$TMP/n1-11.conflist" --only moat-cni \
   --valid "id-$S-web/eth0" --valid "id-$S-client/eth0" --valid "id-$S-g1/eth0"
 check "after GC: g2 is gone" not_in_status g2
 check "... g1, web, client and far (another network) stay" in_status web client g1 far
+del i1 n3; del i2 n3; del local n1
 del open n1
 del g1 n1; del g2 n1
 

@@ -222,10 +222,15 @@ check "every one of them is enforced: its request to db is dropped ($unenforced 
 check "p20 -> web:80 passes (icc on n1)" gets p20 "http://$WEB/" web
 
 echo "== podman rm"
+rm_one() { pod rm -f -t 0 "$1" >/dev/null 2>&1; }
+check "podman rm -f far" rm_one far
+not_listed() { ! in_status "$1" >/dev/null; }
+check "far is no longer in moat status" not_listed far
+check "web still answers from outside" gets outside "http://192.0.2.1:8080/" web
 rm_all() { pod rm -af -t 0 >/dev/null 2>&1 && [ -z "$(pod ps -aq 2>/dev/null)" ]; }
 gone() { [ ! -e "/sys/fs/bpf/moat/$INST" ] && ! inhost test -e "/run/moat/$INST"; }
 no_instance() { ! inhost "$MOAT" status --instance "$INST" >/dev/null 2>&1; }
-check "podman rm -f of all 25" rm_all
+check "podman rm -f of the other 24" rm_all
 check "no pin or record of the instance is left" gone
 left=$(nsenter --net="/run/netns/$HOST" tc filter show dev up0 ingress 2>/dev/null | grep -c bpf)
 check "no filter left on the uplink ($left)" test "$left" -eq 0

@@ -83,6 +83,21 @@ Result<Next> next_of(const Table& t) {
   return next;
 }
 
+// Attachments whose veth is gone, or is now another container's (a
+// container that died without a DEL: a runtime crash, a reboot), leave the
+// table: apply needs every interface it names, so one of them would fail
+// every later ADD and DEL of the node. Whether any left.
+bool prune_gone(Table& t) {
+  auto gone = remove_members(t, [](const Member& m) {
+    auto mac = veth_peer_mac(m.host_veth);
+    return !mac || mac_str(*mac) != m.mac;
+  });
+  for (const auto& m : gone)
+    std::fprintf(stderr, "moat-cni: %s %s on %s: its veth %s is gone; forgotten\n",
+                 m.container_id.c_str(), m.ifname.c_str(), m.network.c_str(), m.host_veth.c_str());
+  return !gone.empty();
+}
+
 struct Call {
   Env env;
   NetConf conf;
@@ -157,6 +172,7 @@ Outcome add(const Call& c) {
   auto r = reconcile_update(c.conf.instance, [&](const std::optional<Inputs>& cur) -> Result<Next> {
     auto t = table_of(cur, c.conf.instance);
     if (!t) return f({kInvalidConfig, t.error().message(), ""});
+    prune_gone(*t);
     if (auto e = add_member(*t, c.conf, added->network, added->member); e.code) return f(e);
     return next_of(*t);
   });
@@ -178,7 +194,8 @@ Outcome remove(const Call& c, const std::function<bool(Table&)>& take) {
     if (!cur) return unchanged();
     auto t = table_of(cur, c.conf.instance);
     if (!t) return f({kInvalidConfig, t.error().message(), ""});
-    if (!take(*t)) return unchanged();
+    bool taken = take(*t);
+    if (!prune_gone(*t) && !taken) return unchanged();
     return next_of(*t);
   });
   return update_outcome(r, f, c, "update its table");

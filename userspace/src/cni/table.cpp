@@ -203,18 +203,24 @@ const Member* find_member(const Table& t, const std::string& container_id,
   return nullptr;
 }
 
+std::vector<Member> remove_members(Table& t, const std::function<bool(const Member&)>& gone) {
+  std::vector<Member> out;
+  std::erase_if(t.members, [&](const Member& m) {
+    if (!gone(m)) return false;
+    out.push_back(m);
+    return true;
+  });
+  forget_empty_networks(t);
+  return out;
+}
+
 std::vector<Member> collect_garbage(Table& t, const std::string& network, const json& valid) {
   std::set<std::pair<std::string, std::string>> keep;
   for (const auto& a : valid)
     keep.emplace(a.value("containerID", std::string()), a.value("ifname", std::string()));
-  std::vector<Member> gone;
-  std::erase_if(t.members, [&](const Member& m) {
-    if (m.network != network || keep.contains({m.container_id, m.ifname})) return false;
-    gone.push_back(m);
-    return true;
+  return remove_members(t, [&](const Member& m) {
+    return m.network == network && !keep.contains({m.container_id, m.ifname});
   });
-  forget_empty_networks(t);
-  return gone;
 }
 
 std::string container_name(const Table& t, const Member& m) {

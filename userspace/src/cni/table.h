@@ -5,6 +5,7 @@
 // the kernel was programmed from are one record. Pure code.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -74,6 +75,10 @@ bool remove_member(Table& t, const std::string& container_id, const std::string&
 
 const Member* find_member(const Table& t, const std::string& container_id,
                           const std::string& ifname);
+
+// The members `gone` says are, removed and returned (networks left without
+// members are forgotten with them).
+std::vector<Member> remove_members(Table& t, const std::function<bool(const Member&)>& gone);
 
 // GC: the members of `network` that `valid` ([{"containerID", "ifname"}])
 // does not name are removed and returned.
