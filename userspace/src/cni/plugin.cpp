@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <iterator>
 
@@ -28,7 +27,6 @@ extern char** environ;
 namespace moat::cni {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 // A failed call: the error object and exit code 1.
@@ -275,10 +273,10 @@ Outcome run(const Call& c) {
       return status(c);
     case Verb::gc:
       return gc(c);
-    case Verb::version:
+    case Verb::version:  // answered before any configuration is read (run_plugin)
       break;
   }
-  return {0, version_json(c.conf.version).dump() + "\n"};
+  return {};
 }
 
 }  // namespace

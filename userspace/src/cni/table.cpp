@@ -189,11 +189,9 @@ void forget_empty_networks(Table& t) {
 }  // namespace
 
 bool remove_member(Table& t, const std::string& container_id, const std::string& ifname) {
-  size_t n = std::erase_if(t.members, [&](const Member& m) {
-    return m.container_id == container_id && m.ifname == ifname;
-  });
-  forget_empty_networks(t);
-  return n > 0;
+  return !remove_members(t, [&](const Member& m) {
+            return m.container_id == container_id && m.ifname == ifname;
+          }).empty();
 }
 
 const Member* find_member(const Table& t, const std::string& container_id,
