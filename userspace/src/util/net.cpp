@@ -1,10 +1,11 @@
-// net.cpp - IPv4 values. Parsing is strict on purpose: configuration files
+// net.cpp - IPv4 and IPv6 values. Parsing is strict on purpose: configuration files
 // are written by people, and a lenient parser turns typos into addresses.
 #include "util/net.h"
 
 #include <bit>
 #include <charconv>
 #include <cstdio>
+#include <vector>
 
 namespace moat {
 namespace {
@@ -121,6 +122,158 @@ std::string mac_str(const Mac& m) {
   std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
                 m[5]);
   return buf;
+}
+
+namespace {
+
+// One group of an IPv6 address: 1 to 4 hex digits.
+std::optional<uint16_t> take_group(std::string_view text) {
+  if (text.empty() || text.size() > 4) return std::nullopt;
+  uint16_t value = 0;
+  for (char c : text) {
+    int digit = hex_digit(c);
+    if (digit < 0) return std::nullopt;
+    value = static_cast<uint16_t>(value << 4 | digit);
+  }
+  return value;
+}
+
+// The groups of "1:2:3" into `out` (none for empty text). With `dotted_last`
+// the last piece may be a dotted quad, which makes two groups.
+bool take_groups(std::string_view text, bool dotted_last, std::vector<uint16_t>& out) {
+  if (text.empty()) return true;
+  for (;;) {
+    if (out.size() > 8) return false;
+    size_t colon = text.find(':');
+    std::string_view piece = text.substr(0, colon);
+    if (colon == std::string_view::npos && dotted_last &&
+        piece.find('.') != std::string_view::npos) {
+      auto v4 = Ipv4::parse(piece);
+      if (!v4) return false;
+      out.push_back(static_cast<uint16_t>(v4->value >> 16));
+      out.push_back(static_cast<uint16_t>(v4->value & 0xffff));
+      return true;
+    }
+    auto group = take_group(piece);
+    if (!group) return false;
+    out.push_back(*group);
+    if (colon == std::string_view::npos) return true;
+    text.remove_prefix(colon + 1);
+  }
+}
+
+// `a` with all but its first `len` bits cleared.
+Ipv6 network_part(const Ipv6& a, unsigned len) {
+  Ipv6 out;
+  for (unsigned i = 0; i < 16; ++i) {
+    unsigned bits = len >= 8 * (i + 1) ? 8 : len > 8 * i ? len - 8 * i : 0;
+    out.bytes[i] = a.bytes[i] & static_cast<uint8_t>(0xff00 >> bits);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string Ipv6::str() const {
+  uint16_t g[8];
+  for (int i = 0; i < 8; ++i) g[i] = static_cast<uint16_t>(bytes[2 * i] << 8 | bytes[2 * i + 1]);
+  if (g[0] == 0 && g[1] == 0 && g[2] == 0 && g[3] == 0 && g[4] == 0 && g[5] == 0xffff) {
+    return "::ffff:" + Ipv4{static_cast<uint32_t>(g[6]) << 16 | g[7]}.str();
+  }
+  int run = -1, run_len = 1;  // a single zero group is never compressed
+  for (int i = 0; i < 8;) {
+    int end = i;
+    while (end < 8 && g[end] == 0) ++end;
+    if (end - i > run_len) {
+      run = i;
+      run_len = end - i;
+    }
+    i = end == i ? i + 1 : end;
+  }
+  std::string out;
+  for (int i = 0; i < 8;) {
+    if (i == run) {
+      out += "::";
+      i += run_len;
+      continue;
+    }
+    if (!out.empty() && out.back() != ':') out += ':';
+    char buf[5];
+    std::snprintf(buf, sizeof(buf), "%x", g[i]);
+    out += buf;
+    ++i;
+  }
+  return out;
+}
+
+bool Ipv6::is_link_local() const { return bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80; }
+
+bool Ipv6::is_multicast() const { return bytes[0] == 0xff; }
+
+std::optional<Ipv6> Ipv6::parse(std::string_view text) {
+  std::vector<uint16_t> head, tail;
+  size_t gap = text.find("::");
+  if (gap == std::string_view::npos) {
+    if (!take_groups(text, true, head) || head.size() != 8) return std::nullopt;
+  } else {
+    // "::" stands for at least one zero group, and only once.
+    std::string_view after = text.substr(gap + 2);
+    if (after.find("::") != std::string_view::npos) return std::nullopt;
+    if (!take_groups(text.substr(0, gap), false, head) || !take_groups(after, true, tail) ||
+        head.size() + tail.size() > 7) {
+      return std::nullopt;
+    }
+  }
+  Ipv6 out;
+  auto put = [&out](size_t at, uint16_t group) {
+    out.bytes[2 * at] = static_cast<uint8_t>(group >> 8);
+    out.bytes[2 * at + 1] = static_cast<uint8_t>(group & 0xff);
+  };
+  for (size_t i = 0; i < head.size(); ++i) put(i, head[i]);
+  for (size_t i = 0; i < tail.size(); ++i) put(8 - tail.size() + i, tail[i]);
+  return out;
+}
+
+std::string Ipv6Prefix::str() const { return addr.str() + "/" + std::to_string(len); }
+
+bool Ipv6Prefix::contains(const Ipv6& a) const { return network_part(a, len) == addr; }
+
+bool Ipv6Prefix::overlaps(const Ipv6Prefix& o) const {
+  return len <= o.len ? contains(o.addr) : o.contains(addr);
+}
+
+Ipv6 Ipv6Prefix::first_host() const {
+  Ipv6 out = addr;
+  for (int i = 15; i >= 0 && ++out.bytes[i] == 0; --i) {
+  }
+  return out;
+}
+
+std::optional<Ipv6Prefix> Ipv6Prefix::parse(std::string_view text, std::string* why) {
+  auto fail = [why](std::string reason) -> std::optional<Ipv6Prefix> {
+    if (why) *why = std::move(reason);
+    return std::nullopt;
+  };
+  size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return fail("missing the prefix length, e.g. \"/64\"");
+  auto addr = Ipv6::parse(text.substr(0, slash));
+  if (!addr) return fail("\"" + std::string(text.substr(0, slash)) + "\" is not an IPv6 address");
+  std::string_view len_text = text.substr(slash + 1);
+  auto len = take_decimal(len_text, 3);
+  if (!len || !len_text.empty() || *len > 128) {
+    return fail("the prefix length must be a number from 0 to 128");
+  }
+  Ipv6Prefix prefix{*addr, static_cast<uint8_t>(*len)};
+  Ipv6 network = network_part(*addr, prefix.len);
+  if (network != *addr) {
+    return fail("host bits are set (did you mean " + Ipv6Prefix{network, prefix.len}.str() + "?)");
+  }
+  return prefix;
+}
+
+Ipv6 link_local_of(const Mac& m) {
+  return Ipv6{{0xfe, 0x80, 0, 0, 0, 0, 0, 0, static_cast<uint8_t>(m[0] ^ 0x02), m[1], m[2], 0xff,
+               0xfe, m[3], m[4], m[5]}};
 }
 
 }  // namespace moat
