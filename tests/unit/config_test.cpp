@@ -271,6 +271,166 @@ const ProblemCase kAddressCases[] = {
 };
 INSTANTIATE_TEST_SUITE_P(Address, SingleProblem, testing::ValuesIn(kAddressCases), case_name);
 
+// ---------------------------------------------------------------------------
+// IPv6 (Docker's --ipv6): the same checks as for IPv4, under their own keys
+
+const ProblemCase kIpv6NetworkCases[] = {
+    {"FlagNotBool", "{'networks': [{'name': 'a', 'ipv6': 'yes'}]}", "networks[0].ipv6",
+     "must be true or false, not the string 'yes'"},
+    {"FlagFalseWithSubnet",
+     "{'networks': [{'name': 'a', 'ipv6': false, 'ipv6_subnet': 'fd00:1::/64'}]}",
+     "networks[0].ipv6", "is false, but the network has an 'ipv6_subnet'; remove one of them"},
+    {"SubnetNotString", "{'networks': [{'name': 'a', 'ipv6_subnet': 64}]}",
+     "networks[0].ipv6_subnet", "must be a string, not the number 64"},
+    {"SubnetBanana", "{'networks': [{'name': 'a', 'ipv6_subnet': 'banana'}]}",
+     "networks[0].ipv6_subnet", "invalid IPv6 subnet 'banana': missing the prefix length"},
+    {"SubnetIsIpv4", "{'networks': [{'name': 'a', 'ipv6_subnet': '172.20.0.0/16'}]}",
+     "networks[0].ipv6_subnet",
+     "invalid IPv6 subnet '172.20.0.0/16': '172.20.0.0' is not an IPv6 address"},
+    {"SubnetPrefixTooLong", "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00::/129'}]}",
+     "networks[0].ipv6_subnet",
+     "invalid IPv6 subnet 'fd00::/129': the prefix length must be a number from 0 to 128"},
+    {"SubnetHostBits", "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::1/64'}]}",
+     "networks[0].ipv6_subnet",
+     "invalid IPv6 subnet 'fd00:1::1/64': host bits are set (did you mean fd00:1::/64?)"},
+    {"SubnetZoneId", "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00::%eth0/64'}]}",
+     "networks[0].ipv6_subnet", "'fd00::%eth0' is not an IPv6 address"},
+    {"SubnetTooSmall", "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00::/121'}]}",
+     "networks[0].ipv6_subnet",
+     "IPv6 subnet fd00::/121 is too small: an IPv6 network needs /120 or shorter"},
+    {"SubnetsOverlap",
+     "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00::/48'}, "
+     "{'name': 'b', 'ipv6_subnet': 'fd00:0:0:5::/64'}]}",
+     "networks[1].ipv6_subnet",
+     "IPv6 subnet fd00:0:0:5::/64 of network 'b' overlaps IPv6 subnet fd00::/48 of network 'a' "
+     "(networks[0])"},
+    {"SubnetsOverlapSpelledDifferently",
+     "{'networks': [{'name': 'a', 'ipv6_subnet': 'FD00:0001:0000::/64'}, "
+     "{'name': 'b', 'ipv6_subnet': 'fd00:1::/64'}]}",
+     "networks[1].ipv6_subnet", "overlaps IPv6 subnet fd00:1::/64 of network 'a'"},
+    {"GatewayWithoutSubnet",
+     "{'networks': [{'name': 'a', 'ipv6': true, 'ipv6_gateway': 'fd00::1'}]}",
+     "networks[0].ipv6_gateway", "an IPv6 gateway needs an explicit 'ipv6_subnet'"},
+    {"GatewayOutsideSubnet",
+     "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::/64', 'ipv6_gateway': 'fd00:2::1'}]}",
+     "networks[0].ipv6_gateway", "IPv6 gateway fd00:2::1 is outside subnet fd00:1::/64"},
+    {"GatewayIsNetworkAddress",
+     "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::/64', 'ipv6_gateway': 'fd00:1::'}]}",
+     "networks[0].ipv6_gateway",
+     "IPv6 gateway fd00:1:: is the network address of subnet fd00:1::/64"},
+    {"GatewayNotAnAddress",
+     "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::/64', 'ipv6_gateway': 'fd00:1::g'}]}",
+     "networks[0].ipv6_gateway", "invalid IPv6 address 'fd00:1::g'"},
+    {"GatewayIsIpv4",
+     "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::/64', 'ipv6_gateway': '172.20.0.1'}]}",
+     "networks[0].ipv6_gateway", "invalid IPv6 address '172.20.0.1' (that is an IPv4 address)"},
+    {"GatewayWithPrefixLength",
+     "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::/64', 'ipv6_gateway': 'fd00:1::1/64'}]}",
+     "networks[0].ipv6_gateway", "without a prefix length"},
+    {"UnknownKeySubnet6", "{'networks': [{'name': 'a', 'subnet6': 'fd00::/64'}]}", "networks[0]",
+     "unknown key 'subnet6' (did you mean 'ipv6_subnet'?)"},
+    {"UnknownKeyGateway6", "{'networks': [{'name': 'a', 'gateway6': 'fd00::1'}]}", "networks[0]",
+     "unknown key 'gateway6' (did you mean 'ipv6_gateway'?)"},
+    {"UnknownKeySuggestion", "{'networks': [{'name': 'a', 'ipv6_subnett': 'fd00::/64'}]}",
+     "networks[0]", "unknown key 'ipv6_subnett' (did you mean 'ipv6_subnet'?)"},
+    {"DefaultPoolExhausted",
+     "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd6d:6f61:7400::/48'}, "
+     "{'name': 'b', 'ipv6': true}]}",
+     "networks[1]",
+     "no default IPv6 subnet is left (the /64s of fd6d:6f61:7400::/48 are used); set "
+     "'ipv6_subnet'"},
+};
+INSTANTIATE_TEST_SUITE_P(Ipv6Network, SingleProblem, testing::ValuesIn(kIpv6NetworkCases),
+                         case_name);
+
+const ProblemCase kSpecialSubnet6Cases[] = {
+    {"Everything", "{'networks': [{'name': 'a', 'ipv6_subnet': '::/0'}]}",
+     "networks[0].ipv6_subnet",
+     "IPv6 subnet ::/0 cannot be a container network: it overlaps the unspecified address "
+     "(::/128)"},
+    {"Unspecified", "{'networks': [{'name': 'a', 'ipv6_subnet': '::/64'}]}",
+     "networks[0].ipv6_subnet", "it overlaps the unspecified address (::/128)"},
+    {"Loopback", "{'networks': [{'name': 'a', 'ipv6_subnet': '::1/128'}]}",
+     "networks[0].ipv6_subnet", "it overlaps loopback (::1/128)"},
+    {"Ipv4Mapped", "{'networks': [{'name': 'a', 'ipv6_subnet': '::ffff:0:0/96'}]}",
+     "networks[0].ipv6_subnet", "it overlaps IPv4-mapped addresses (::ffff:0:0/96)"},
+    {"Ipv4MappedPart", "{'networks': [{'name': 'a', 'ipv6_subnet': '::ffff:10.0.0.0/104'}]}",
+     "networks[0].ipv6_subnet",
+     "IPv6 subnet ::ffff:10.0.0.0/104 cannot be a container network: it overlaps IPv4-mapped"},
+    {"LinkLocal", "{'networks': [{'name': 'a', 'ipv6_subnet': 'fe80::/64'}]}",
+     "networks[0].ipv6_subnet", "it overlaps link-local addresses (fe80::/10)"},
+    {"LinkLocalEnd", "{'networks': [{'name': 'a', 'ipv6_subnet': 'febf:ffff::/32'}]}",
+     "networks[0].ipv6_subnet", "it overlaps link-local addresses (fe80::/10)"},
+    {"Multicast", "{'networks': [{'name': 'a', 'ipv6_subnet': 'ff02::/16'}]}",
+     "networks[0].ipv6_subnet", "it overlaps multicast (ff00::/8)"},
+    {"Everything6Bits", "{'networks': [{'name': 'a', 'ipv6_subnet': 'fc00::/6'}]}",
+     "networks[0].ipv6_subnet", "it overlaps link-local addresses (fe80::/10)"},
+};
+INSTANTIATE_TEST_SUITE_P(SpecialSubnet6, SingleProblem, testing::ValuesIn(kSpecialSubnet6Cases),
+                         case_name);
+
+#define NET6_A \
+  "'networks': [{'name': 'a', 'subnet': '172.20.0.0/16', 'ipv6_subnet': 'fd00:1::/64'}]"
+#define ON6_A(ip) "{'network': 'a', 'ipv6': '" ip "'}"
+
+const ProblemCase kAddress6Cases[] = {
+    {"NotAnAddress",
+     "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:1::g") "]}]}",
+     "containers[0].networks[0].ipv6", "invalid IPv6 address 'fd00:1::g'"},
+    {"NotString",
+     "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ipv6': 5}]}]}",
+     "containers[0].networks[0].ipv6", "must be a string, not the number 5"},
+    {"ZoneId",
+     "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:1::5%eth0") "]}]}",
+     "containers[0].networks[0].ipv6",
+     "invalid IPv6 address 'fd00:1::5%eth0' (a zone id like '%eth0' has no place here)"},
+    {"Ipv4Address",
+     "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [" ON6_A("172.20.0.5") "]}]}",
+     "containers[0].networks[0].ipv6", "(that is an IPv4 address)"},
+    {"WithPrefixLength",
+     "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:1::5/64") "]}]}",
+     "containers[0].networks[0].ipv6", "without a prefix length"},
+    {"UnknownKeyIp6",
+     "{" NET6_A
+     ", 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ip6': 'fd00:1::5'}]}]}",
+     "containers[0].networks[0]", "unknown key 'ip6' (did you mean 'ipv6'?)"},
+    {"NetworkWithoutIpv6",
+     "{" NET_A ", 'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:1::5") "]}]}",
+     "containers[0].networks[0].ipv6",
+     "a fixed ipv6 address needs a network with IPv6; network 'a' has none (give it an "
+     "'ipv6_subnet')"},
+    {"NetworkWithIpv6Off",
+     "{'networks': [{'name': 'a', 'ipv6': false}], "
+     "'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:1::5") "]}]}",
+     "containers[0].networks[0].ipv6", "a fixed ipv6 address needs a network with IPv6"},
+    {"NetworkWithoutIpv6Subnet",
+     "{'networks': [{'name': 'a', 'ipv6': true}], "
+     "'containers': [{'name': 'c', 'networks': [" ON6_A("fd6d:6f61:7400::5") "]}]}",
+     "containers[0].networks[0].ipv6",
+     "a fixed ipv6 address needs a network with an explicit 'ipv6_subnet'; network 'a' has none"},
+    {"OutsideSubnet",
+     "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:2::5") "]}]}",
+     "containers[0].networks[0].ipv6", "fd00:2::5 is outside subnet fd00:1::/64 of network 'a'"},
+    {"NetworkAddress",
+     "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:1::") "]}]}",
+     "containers[0].networks[0].ipv6",
+     "fd00:1:: is the network address of subnet fd00:1::/64 of network 'a'"},
+    {"Gateway", "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:1::1") "]}]}",
+     "containers[0].networks[0].ipv6", "fd00:1::1 is the IPv6 gateway of network 'a'"},
+    {"ExplicitGateway",
+     "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::/64', 'ipv6_gateway': 'fd00:1::fe'}], "
+     "'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:1:0:0::FE") "]}]}",
+     "containers[0].networks[0].ipv6", "fd00:1::fe is the IPv6 gateway of network 'a'"},
+    {"Duplicate",
+     "{" NET6_A ", 'containers': ["
+     "{'name': 'c', 'networks': [" ON6_A("fd00:1::9") "]}, "
+                                                      "{'name': 'd', 'networks': [" ON6_A(
+                                                          "fd00:1:0:0:0:0:0:0009") "]}]}",
+     "containers[1].networks[0].ipv6",
+     "fd00:1::9 is already used by container 'c' (at containers[0].networks[0].ipv6)"},
+};
+INSTANTIATE_TEST_SUITE_P(Address6, SingleProblem, testing::ValuesIn(kAddress6Cases), case_name);
+
 #define PUBLISHING(entries) \
   "{" NET_A ", 'containers': [{'name': 'c', 'networks': ['a'], 'publish': [" entries "]}]}"
 
@@ -688,6 +848,225 @@ TEST(Ipam, SlashThirtyHoldsOneContainer) {
   ASSERT_EQ(full.problems.size(), 2u) << render(full.problems);
   EXPECT_EQ(full.problems[0].path, "containers[1].networks[0]");
   EXPECT_EQ(full.problems[1].path, "containers[2].networks[0]");
+}
+
+// ---------------------------------------------------------------------------
+// IPv6 IPAM
+
+std::string ip6_of(const Config& cfg, size_t container, size_t attachment = 0) {
+  const auto& ip6 = cfg.containers[container].networks[attachment].ip6;
+  return ip6 ? ip6->str() : "none";
+}
+
+TEST(Ipam6, NoIpv6UnlessAskedFor) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a'}, {'name': 'b', 'ipv6': false}],"
+      " 'containers': [{'name': 'c', 'networks': ['a', 'b']}]}");
+  EXPECT_FALSE(cfg.networks[0].subnet6);
+  EXPECT_FALSE(cfg.networks[1].subnet6);
+  EXPECT_EQ(cfg.networks[0].gateway6, Ipv6{});
+  EXPECT_FALSE(cfg.containers[0].networks[0].ip6);
+  EXPECT_FALSE(cfg.containers[0].networks[0].ip6_from_file);
+  EXPECT_FALSE(cfg.containers[0].networks[1].ip6);
+}
+
+TEST(Ipam6, DefaultSubnetsAreSlash64sOfMoatsPool) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'ipv6': true}, "
+      "              {'name': 'b', 'ipv6_subnet': 'fd6d:6f61:7400:1::/64'},"
+      "              {'name': 'c', 'ipv6': true}, {'name': 'd'},"
+      "              {'name': 'e', 'ipv6': true, 'ipv6_subnet': '2001:db8:1::/48'}]}");
+  EXPECT_EQ(cfg.networks[0].subnet6->str(), "fd6d:6f61:7400::/64");
+  EXPECT_EQ(cfg.networks[0].gateway6.str(), "fd6d:6f61:7400::1");
+  EXPECT_EQ(cfg.networks[1].subnet6->str(), "fd6d:6f61:7400:1::/64");
+  EXPECT_EQ(cfg.networks[1].gateway6.str(), "fd6d:6f61:7400:1::1");
+  EXPECT_EQ(cfg.networks[2].subnet6->str(), "fd6d:6f61:7400:2::/64");
+  EXPECT_FALSE(cfg.networks[3].subnet6);
+  EXPECT_EQ(cfg.networks[4].subnet6->str(), "2001:db8:1::/48");
+  EXPECT_EQ(cfg.networks[4].gateway6.str(), "2001:db8:1::1");
+  // IPv4 is allocated as without IPv6.
+  EXPECT_EQ(cfg.networks[0].subnet.str(), "172.18.0.0/16");
+  EXPECT_EQ(cfg.networks[1].subnet.str(), "172.19.0.0/16");
+  EXPECT_EQ(cfg.networks[2].subnet.str(), "172.20.0.0/16");
+  EXPECT_EQ(cfg.networks[3].subnet.str(), "172.21.0.0/16");
+}
+
+TEST(Ipam6, DefaultSubnetsSkipExplicitOnesAnywhereInTheFile) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'ipv6': true},"
+      "              {'name': 'b', 'ipv6_subnet': 'fd6d:6f61:7400::/63'},"
+      "              {'name': 'c', 'ipv6': true},"
+      "              {'name': 'd', 'ipv6_subnet': 'fd6d:6f61:7400:3::/120'},"
+      "              {'name': 'e', 'ipv6': true}]}");
+  EXPECT_EQ(cfg.networks[0].subnet6->str(), "fd6d:6f61:7400:2::/64");
+  EXPECT_EQ(cfg.networks[2].subnet6->str(), "fd6d:6f61:7400:4::/64");
+  EXPECT_EQ(cfg.networks[4].subnet6->str(), "fd6d:6f61:7400:5::/64");
+}
+
+TEST(Ipam6, GatewayGivenOrFirstHost) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::/64', 'ipv6_gateway': 'fd00:1::fffe'},"
+      "              {'name': 'b', 'ipv6_subnet': 'fd00:2::100/120'}]}");
+  EXPECT_EQ(cfg.networks[0].gateway6.str(), "fd00:1::fffe");
+  EXPECT_EQ(cfg.networks[1].gateway6.str(), "fd00:2::101");
+}
+
+TEST(Ipam6, AddressesFollowTheGatewayInContainerOrder) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'ipv6': true}, {'name': 'b', 'ipv6_subnet': 'fd00:b::/64'}],"
+      " 'containers': [{'name': 'c', 'networks': ['b', 'a']}, {'name': 'd', 'networks': ['a']},"
+      "                {'name': 'e', 'networks': ['a', 'b']}]}");
+  EXPECT_EQ(ip6_of(cfg, 0, 0), "fd00:b::2");
+  EXPECT_EQ(ip6_of(cfg, 0, 1), "fd6d:6f61:7400::2");
+  EXPECT_EQ(ip6_of(cfg, 1, 0), "fd6d:6f61:7400::3");
+  EXPECT_EQ(ip6_of(cfg, 2, 0), "fd6d:6f61:7400::4");
+  EXPECT_EQ(ip6_of(cfg, 2, 1), "fd00:b::3");
+  EXPECT_FALSE(cfg.containers[0].networks[0].ip6_from_file);
+  // Both families on every attachment of a dual-stack network.
+  EXPECT_EQ(cfg.containers[1].networks[0].ip.str(), "172.18.0.3");
+}
+
+TEST(Ipam6, NextFreeAddressSkipsExplicitOnes) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'subnet': '172.18.0.0/16', 'ipv6_subnet': 'fd00:1::/64'}],"
+      " 'containers': [{'name': 'c0', 'networks': ['a']},"
+      "                {'name': 'c1', 'networks': [{'network': 'a', 'ipv6': 'fd00:1::2'}]},"
+      "                {'name': 'c2', 'networks': ['a']},"
+      "                {'name': 'c3', 'networks': [{'network': 'a', 'ipv6': 'FD00:1::4'}]},"
+      "                {'name': 'c4', 'networks': ['a']},"
+      "                {'name': 'c5', 'networks': [{'network': 'a', 'ip': '172.18.0.2'}]}]}");
+  EXPECT_EQ(ip6_of(cfg, 0), "fd00:1::3");
+  EXPECT_EQ(ip6_of(cfg, 1), "fd00:1::2");
+  EXPECT_EQ(ip6_of(cfg, 2), "fd00:1::5");
+  EXPECT_EQ(ip6_of(cfg, 3), "fd00:1::4");
+  EXPECT_EQ(ip6_of(cfg, 4), "fd00:1::6");
+  EXPECT_EQ(ip6_of(cfg, 5), "fd00:1::7");  // an explicit IPv4 address, an allocated IPv6 one
+  EXPECT_FALSE(cfg.containers[0].networks[0].ip6_from_file);
+  EXPECT_TRUE(cfg.containers[1].networks[0].ip6_from_file);
+  EXPECT_TRUE(cfg.containers[5].networks[0].ip_from_file);
+  EXPECT_FALSE(cfg.containers[5].networks[0].ip6_from_file);
+}
+
+TEST(Ipam6, GatewayElsewhereLeavesTheFirstHostFree) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00::/64', 'ipv6_gateway': 'fd00::ff'}],"
+      " 'containers': [{'name': 'c', 'networks': ['a']}]}");
+  EXPECT_EQ(ip6_of(cfg, 0), "fd00::1");
+}
+
+TEST(Ipam6, DualStackContainerOnAnIpv4OnlyNetworkToo) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'v4', 'subnet': '10.4.0.0/24'},"
+      "              {'name': 'dual', 'subnet': '10.6.0.0/24', 'ipv6_subnet': 'fd00:6::/64'}],"
+      " 'containers': [{'name': 'c', 'networks': ['v4', {'network': 'dual', 'ip': '10.6.0.9',"
+      "                                                  'ipv6': 'fd00:6::9'}]},"
+      "                {'name': 'd', 'networks': ['dual', 'v4']}]}");
+  const Container& c = cfg.containers[0];
+  EXPECT_EQ(c.networks[0].ip.str(), "10.4.0.2");
+  EXPECT_FALSE(c.networks[0].ip6);
+  EXPECT_EQ(c.networks[1].ip.str(), "10.6.0.9");
+  EXPECT_EQ(ip6_of(cfg, 0, 1), "fd00:6::9");
+  EXPECT_TRUE(c.networks[1].ip6_from_file);
+  const Container& d = cfg.containers[1];
+  EXPECT_EQ(d.networks[0].ip.str(), "10.6.0.2");
+  EXPECT_EQ(ip6_of(cfg, 1, 0), "fd00:6::2");
+  EXPECT_EQ(d.networks[1].ip.str(), "10.4.0.3");
+  EXPECT_FALSE(d.networks[1].ip6);
+}
+
+TEST(Ipam6, ShortAndLongPrefixesWork) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'ipv6_subnet': 'fc00::/7'},"  // shorter than /48 is allowed
+      "              {'name': 'b', 'ipv6_subnet': '2001:db8::/120'}],"
+      " 'containers': [{'name': 'c', 'networks': ['a', 'b']}]}");
+  EXPECT_EQ(ip6_of(cfg, 0, 0), "fc00::2");
+  EXPECT_EQ(ip6_of(cfg, 0, 1), "2001:db8::2");
+}
+
+TEST(Ipam6, Slash120Holds254Containers) {
+  // fd00::/120: the network address and the gateway, then ::2 to ::ff (IPv6
+  // has no broadcast address, so the last one is a host's).
+  auto document = [](int containers) {
+    std::string text = "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00::/120'}], 'containers': [";
+    for (int i = 0; i < containers; ++i) {
+      text += (i ? ", " : "") + std::string("{'name': 'c") + std::to_string(i) +
+              "', 'networks': ['a']}";
+    }
+    return text + "]}";
+  };
+  Config cfg = valid(document(254));
+  ASSERT_EQ(cfg.containers.size(), 254u);
+  EXPECT_EQ(ip6_of(cfg, 0), "fd00::2");
+  EXPECT_EQ(ip6_of(cfg, 253), "fd00::ff");
+
+  ParseResult r = parse(document(255));
+  ASSERT_EQ(r.problems.size(), 1u) << render(r.problems);
+  EXPECT_EQ(r.problems[0].path, "containers[254].networks[0]");
+  EXPECT_TRUE(contains(r.problems[0].message,
+                       doc("no free IPv6 address is left in subnet fd00::/120 of network 'a'")))
+      << r.problems[0].message;
+}
+
+TEST(Ipam6, Ipv4AndIpv6ProblemsAreIndependent) {
+  // A broken IPv4 subnet leaves IPv6 checked, and the other way round.
+  ParseResult r = parse(
+      "{'networks': [{'name': 'a', 'subnet': '10.0.0.1/8', 'ipv6_subnet': 'fd00::/64'},"
+      "              {'name': 'b', 'subnet': '10.0.0.0/8', 'ipv6_subnet': 'fd00::1/64'}],"
+      " 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ipv6': 'fd00::1'}]}]}");
+  std::vector<std::string> paths;
+  for (const Problem& p : r.problems) paths.push_back(p.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"networks[0].subnet", "networks[1].ipv6_subnet",
+                                             "containers[0].networks[0].ipv6"}))
+      << render(r.problems);
+}
+
+TEST(ConfigToJson, WritesIpv6BackSoThatItReadsAlike) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'v4', 'subnet': '10.4.0.0/24'},"
+      "              {'name': 'dual', 'ipv6': true, 'icc': false},"
+      "              {'name': 'given', 'ipv6_subnet': 'fd00:1::/64', 'ipv6_gateway': "
+      "'fd00:1::fe'}],"
+      " 'containers': [{'name': 'c', 'networks': ['v4', 'dual', "
+      "                 {'network': 'given', 'ipv6': 'fd00:1::9', 'interface': 'veth1'}]}]}");
+  const std::string text = config_to_json(cfg);
+  EXPECT_TRUE(contains(text, "\"ipv6_subnet\": \"fd6d:6f61:7400::/64\"")) << text;
+  EXPECT_TRUE(contains(text, "\"ipv6_gateway\": \"fd00:1::fe\"")) << text;
+  EXPECT_TRUE(contains(text, "\"ipv6\": \"fd00:1::9\"")) << text;
+  ParseResult back = parse_config(text, "again");
+  ASSERT_TRUE(back.config) << render(back.problems);
+  const Config& again = *back.config;
+  ASSERT_EQ(again.networks.size(), cfg.networks.size());
+  for (size_t i = 0; i < cfg.networks.size(); ++i) {
+    const Network &x = cfg.networks[i], &y = again.networks[i];
+    EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.subnet, y.subnet) << x.name;
+    EXPECT_EQ(x.gateway, y.gateway) << x.name;
+    EXPECT_EQ(x.subnet6, y.subnet6) << x.name;
+    EXPECT_EQ(x.gateway6, y.gateway6) << x.name;
+    EXPECT_EQ(x.icc, y.icc) << x.name;
+    EXPECT_EQ(x.internal, y.internal) << x.name;
+    EXPECT_EQ(x.masquerade, y.masquerade) << x.name;
+  }
+  ASSERT_EQ(again.containers.size(), 1u);
+  const auto &xs = cfg.containers[0].networks, &ys = again.containers[0].networks;
+  ASSERT_EQ(xs.size(), ys.size());
+  for (size_t j = 0; j < xs.size(); ++j) {
+    EXPECT_EQ(xs[j].network, ys[j].network);
+    EXPECT_EQ(xs[j].ip, ys[j].ip) << xs[j].network;
+    EXPECT_EQ(xs[j].ip6, ys[j].ip6) << xs[j].network;
+    EXPECT_EQ(xs[j].host_interface, ys[j].host_interface) << xs[j].network;
+  }
+  EXPECT_FALSE(ys[0].ip6);
+  EXPECT_TRUE(ys[1].ip6_from_file);  // every value explicit, as for IPv4
+  // And once more: the text is a fixed point.
+  EXPECT_EQ(config_to_json(again), text);
+}
+
+TEST(ConfigToJson, WritesNoIpv6KeysForAnIpv4OnlyFile) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'ipv6': false}],"
+      " 'containers': [{'name': 'c', 'networks': ['a']}]}");
+  EXPECT_FALSE(contains(config_to_json(cfg), "ipv6")) << config_to_json(cfg);
 }
 
 // ---------------------------------------------------------------------------

@@ -28,8 +28,12 @@ namespace moat {
 
 struct Network {
   std::string name;
-  Ipv4Prefix subnet;       // allocated from 172.18.0.0/16.. when absent in the file
-  Ipv4 gateway;            // first host address unless given
+  Ipv4Prefix subnet;  // allocated from 172.18.0.0/16.. when absent in the file
+  Ipv4 gateway;       // first host address unless given
+  // Docker's --ipv6: set for a network with IPv6, allocated from
+  // fd6d:6f61:7400::/48 when the file asks for IPv6 without a subnet.
+  std::optional<Ipv6Prefix> subnet6;
+  Ipv6 gateway6;           // with subnet6: its first host address unless given
   bool icc = true;         // Docker's --icc
   bool internal = false;   // Docker's --internal
   bool masquerade = true;  // used by port publishing / egress NAT
@@ -59,6 +63,9 @@ struct Attachment {
   std::string network;
   Ipv4 ip;  // allocated when absent in the file
   bool ip_from_file = false;
+  // Set exactly when the network has IPv6; allocated when absent in the file.
+  std::optional<Ipv6> ip6;
+  bool ip6_from_file = false;
   std::string host_interface;  // host-side interface; required by `moat apply`, set by the lab
   // The container's MAC on this attachment (unicast); when absent, `moat
   // apply` reads it from the peer of host_interface.

@@ -31,6 +31,13 @@ struct NetworkEntry {
   bool gateway_given = false;
   std::map<uint32_t, Owner> owners{};  // addresses of containers
   uint64_t next_free = 0;              // IPAM cursor: no lower address is free
+  // IPv6, alike: `ipv6` is whether the network has it at all.
+  bool ipv6 = false;
+  bool subnet6_given = false;
+  bool addressing6_ok = true;
+  bool gateway6_given = false;
+  std::map<Ipv6, Owner> owners6{};
+  uint64_t next_free6 = 0;  // offset from the subnet's network address
 
   const std::string& name() const { return net.name; }
   std::string label() const { return entry_label("network", net.name, path); }
@@ -42,7 +49,9 @@ struct AttachmentEntry {
   std::string network_path{};  // where the network's name was written
   std::string ip_path{};
   bool ip_ok = true;  // false when the written address is unusable
-  int network = -1;   // index into Document::networks once resolved
+  std::string ip6_path{};
+  bool ip6_ok = true;
+  int network = -1;  // index into Document::networks once resolved
 };
 
 struct PublishEntry {

@@ -13,6 +13,9 @@ namespace moat {
 namespace {
 
 constexpr int kLongestSubnetPrefix = 30;  // room for a gateway and one container
+// Not about room: a longer IPv6 prefix is a typo (or a point-to-point link)
+// rather than a container network; Docker's own default is /64.
+constexpr int kLongestSubnet6Prefix = 120;
 
 void read_subnet(Reader& r, const Json& f, const std::string& p, NetworkEntry& e) {
   e.addressing_ok = false;  // until proven usable
@@ -54,13 +57,88 @@ void read_gateway(Reader& r, const Json& network, const Json& f, const std::stri
   }
 }
 
+void read_subnet6(Reader& r, const Json& f, const std::string& p, NetworkEntry& e) {
+  e.addressing6_ok = false;  // until proven usable
+  auto text = r.string(f, p);
+  if (!text) return;
+  std::string why;
+  auto subnet = Ipv6Prefix::parse(*text, &why);
+  if (!subnet) return r.problem(p, "invalid IPv6 subnet " + quote(*text) + ": " + why);
+  e.net.subnet6 = *subnet;
+  e.subnet6_given = true;
+  if (auto why = special_subnet_problem(*subnet)) {
+    return r.problem(p, "IPv6 subnet " + subnet->str() + " cannot be a container network: " + *why);
+  }
+  if (subnet->len > kLongestSubnet6Prefix) {
+    return r.problem(p, "IPv6 subnet " + subnet->str() + " is too small: an IPv6 network needs /" +
+                            std::to_string(kLongestSubnet6Prefix) + " or shorter (/64 is usual)");
+  }
+  e.addressing6_ok = true;
+}
+
+void read_gateway6(Reader& r, const Json& network, const Json& f, const std::string& p,
+                   NetworkEntry& e) {
+  auto gateway = r.ip6(f, p);
+  if (!gateway) {
+    e.addressing6_ok = false;
+    return;
+  }
+  e.net.gateway6 = *gateway;
+  e.gateway6_given = true;
+  if (!network.contains("ipv6_subnet")) {
+    e.addressing6_ok = false;
+    return r.problem(p, "an IPv6 gateway needs an explicit \"ipv6_subnet\"");
+  }
+  if (!e.addressing6_ok) return;  // the subnet's problem is reported
+  if (auto why = host_address_problem(*gateway, *e.net.subnet6)) {
+    e.addressing6_ok = false;
+    r.problem(p, "IPv6 gateway " + gateway->str() + " " + *why);
+  }
+}
+
+// Docker's --ipv6 is "ipv6": true; an "ipv6_subnet" implies it.
+void read_ipv6(Reader& r, const Json& v, const std::string& path, NetworkEntry& e) {
+  bool enabled = false;
+  r.boolean(v, path, "ipv6", enabled);
+  const bool flag_given = v.contains("ipv6") && v.at("ipv6").is_boolean();
+  if (!v.contains("ipv6_subnet")) {
+    e.ipv6 = enabled;
+    return;
+  }
+  e.ipv6 = true;
+  if (flag_given && !enabled) {
+    e.addressing6_ok = false;
+    r.problem(key_path(path, "ipv6"),
+              "is false, but the network has an \"ipv6_subnet\"; remove one of them");
+  }
+}
+
+// Keys of the other spelling, which a did-you-mean would not find.
+const Hints kNetworkHints = {
+    {"subnet6", "did you mean " + quote("ipv6_subnet") + "?"},
+    {"gateway6", "did you mean " + quote("ipv6_gateway") + "?"},
+};
+const Hints kAttachmentHints = {
+    {"ipv4", "did you mean " + quote("ip") + "?"},
+    {"ip6", "did you mean " + quote("ipv6") + "?"},
+};
+
 NetworkEntry read_network(Reader& r, const Json& v, const std::string& path) {
   NetworkEntry e{.path = path};
-  if (!r.object(
-          v, path,
-          {{"name", kRequired}, {"subnet"}, {"gateway"}, {"icc"}, {"internal"}, {"masquerade"},
-           {"bridge"}})) {
+  if (!r.object(v, path,
+                {{"name", kRequired},
+                 {"subnet"},
+                 {"gateway"},
+                 {"ipv6"},
+                 {"ipv6_subnet"},
+                 {"ipv6_gateway"},
+                 {"icc"},
+                 {"internal"},
+                 {"masquerade"},
+                 {"bridge"}},
+                kNetworkHints)) {
     e.addressing_ok = false;
+    e.addressing6_ok = false;
     return e;
   }
   r.member(v, path, "name", [&](const Json& f, const std::string& p) {
@@ -70,6 +148,11 @@ NetworkEntry read_network(Reader& r, const Json& v, const std::string& path) {
            [&](const Json& f, const std::string& p) { read_subnet(r, f, p, e); });
   r.member(v, path, "gateway",
            [&](const Json& f, const std::string& p) { read_gateway(r, v, f, p, e); });
+  r.member(v, path, "ipv6_subnet",
+           [&](const Json& f, const std::string& p) { read_subnet6(r, f, p, e); });
+  r.member(v, path, "ipv6_gateway",
+           [&](const Json& f, const std::string& p) { read_gateway6(r, v, f, p, e); });
+  read_ipv6(r, v, path, e);
   r.boolean(v, path, "icc", e.net.icc);
   r.boolean(v, path, "internal", e.net.internal);
   r.boolean(v, path, "masquerade", e.net.masquerade);
@@ -91,7 +174,8 @@ std::optional<AttachmentEntry> read_attachment(Reader& r, const Json& v, const s
                         describe(v));
     return std::nullopt;
   }
-  if (!r.object(v, path, {{"network", kRequired}, {"ip"}, {"interface"}, {"mac"}}))
+  if (!r.object(v, path, {{"network", kRequired}, {"ip"}, {"ipv6"}, {"interface"}, {"mac"}},
+                kAttachmentHints))
     return std::nullopt;
   bool has_network = false;
   r.member(v, path, "network", [&](const Json& f, const std::string& p) {
@@ -107,6 +191,12 @@ std::optional<AttachmentEntry> read_attachment(Reader& r, const Json& v, const s
     auto ip = r.ip(f, p);
     a.ip_ok = ip.has_value();
     a.att.ip = ip.value_or(Ipv4{});
+  });
+  r.member(v, path, "ipv6", [&](const Json& f, const std::string& p) {
+    a.ip6_path = p;
+    a.att.ip6_from_file = true;
+    a.att.ip6 = r.ip6(f, p);
+    a.ip6_ok = a.att.ip6.has_value();
   });
   r.member(v, path, "interface", [&](const Json& f, const std::string& p) {
     a.att.host_interface = r.name(f, p, "interface", ifname_problem).value_or("");

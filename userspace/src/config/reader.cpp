@@ -313,6 +313,22 @@ std::optional<Ipv4> Reader::ip(const Json& v, const std::string& path) {
   return std::nullopt;
 }
 
+std::optional<Ipv6> Reader::ip6(const Json& v, const std::string& path) {
+  auto text = string(v, path);
+  if (!text) return std::nullopt;
+  if (auto ip = Ipv6::parse(*text)) return ip;
+  std::string hint;
+  if (text->find('/') != std::string::npos) {
+    hint = " (write the address without a prefix length)";
+  } else if (text->find('%') != std::string::npos) {
+    hint = " (a zone id like " + quote("%eth0") + " has no place here)";
+  } else if (Ipv4::parse(*text)) {
+    hint = " (that is an IPv4 address)";
+  }
+  problem(path, "invalid IPv6 address " + quote(*text) + hint);
+  return std::nullopt;
+}
+
 std::optional<std::string> Reader::port_text(const Json& v, const std::string& path,
                                              std::string_view expected) {
   if (v.is_string()) return v.get<std::string>();

@@ -141,6 +141,7 @@ class Reader {
   void labels(const Json& v, const std::string& path, std::map<std::string, std::string>& out);
 
   std::optional<Ipv4> ip(const Json& v, const std::string& path);
+  std::optional<Ipv6> ip6(const Json& v, const std::string& path);
 
   // Ports are written as JSON numbers or as strings.
   std::optional<std::string> port_text(const Json& v, const std::string& path,

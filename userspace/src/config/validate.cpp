@@ -53,6 +53,17 @@ void check_subnet_overlaps(const Document& doc, Problems& problems) {
                        " (" + nets[i].path + ")");
     }
   }
+  for (size_t j = 0; j < nets.size(); ++j) {
+    for (size_t i = 0; i < j; ++i) {
+      if (!nets[i].subnet6_given || !nets[j].subnet6_given) continue;
+      const Ipv6Prefix &earlier = *nets[i].net.subnet6, &later = *nets[j].net.subnet6;
+      if (!earlier.overlaps(later)) continue;
+      problems.add(key_path(nets[j].path, "ipv6_subnet"),
+                   "IPv6 subnet " + later.str() + " of " + nets[j].label() +
+                       " overlaps IPv6 subnet " + earlier.str() + " of " + nets[i].label() + " (" +
+                       nets[i].path + ")");
+    }
+  }
 }
 
 void resolve_attachments(Document& doc, Problems& problems) {

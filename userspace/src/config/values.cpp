@@ -199,10 +199,35 @@ std::optional<std::string> special_subnet_problem(const Ipv4Prefix& subnet) {
   return std::nullopt;
 }
 
+std::optional<std::string> special_subnet_problem(const Ipv6Prefix& subnet) {
+  // RFC 4291's addresses that are not a link's global or unique local unicast.
+  static const struct {
+    const char* prefix;
+    const char* what;
+  } kSpecial[] = {
+      {"::/128", "the unspecified address (::/128)"},
+      {"::1/128", "loopback (::1/128)"},
+      {"::ffff:0:0/96", "IPv4-mapped addresses (::ffff:0:0/96)"},
+      {"fe80::/10", "link-local addresses (fe80::/10)"},
+      {"ff00::/8", "multicast (ff00::/8)"},
+  };
+  for (const auto& s : kSpecial) {
+    const Ipv6Prefix special = *Ipv6Prefix::parse(s.prefix);
+    if (subnet.overlaps(special)) return std::string("it overlaps ") + s.what;
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> host_address_problem(Ipv4 ip, const Ipv4Prefix& subnet) {
   if (!subnet.contains(ip)) return "is outside subnet " + subnet.str();
   if (ip == subnet.addr) return "is the network address of subnet " + subnet.str();
   if (ip == subnet.broadcast()) return "is the broadcast address of subnet " + subnet.str();
+  return std::nullopt;
+}
+
+std::optional<std::string> host_address_problem(const Ipv6& ip, const Ipv6Prefix& subnet) {
+  if (!subnet.contains(ip)) return "is outside subnet " + subnet.str();
+  if (ip == subnet.addr) return "is the network address of subnet " + subnet.str();
   return std::nullopt;
 }
 

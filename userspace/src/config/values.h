@@ -42,8 +42,12 @@ std::optional<std::string> ifname_problem(std::string_view name);         // the
 // Why `subnet` cannot be a bridge network's, if it cannot: it overlaps an
 // address range no container network may use (loopback, multicast, ...).
 std::optional<std::string> special_subnet_problem(const Ipv4Prefix& subnet);
+std::optional<std::string> special_subnet_problem(const Ipv6Prefix& subnet);
 
 // Why `ip` cannot be a host in `subnet`, if it cannot.
 std::optional<std::string> host_address_problem(Ipv4 ip, const Ipv4Prefix& subnet);
+// IPv6 has no broadcast address: only the network address (the subnet
+// routers' anycast address) is taken.
+std::optional<std::string> host_address_problem(const Ipv6& ip, const Ipv6Prefix& subnet);
 
 }  // namespace moat

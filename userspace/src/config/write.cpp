@@ -14,13 +14,16 @@ std::string config_to_json(const Config& config) {
   if (!config.uplinks.empty()) doc["host"] = {{"uplinks", config.uplinks}};
   Out networks = Out::array();
   for (const Network& n : config.networks) {
-    networks.push_back({{"name", n.name},
-                        {"subnet", n.subnet.str()},
-                        {"gateway", n.gateway.str()},
-                        {"icc", n.icc},
-                        {"internal", n.internal},
-                        {"masquerade", n.masquerade}});
-    if (!n.bridge.empty()) networks.back()["bridge"] = n.bridge;
+    Out net = {{"name", n.name}, {"subnet", n.subnet.str()}, {"gateway", n.gateway.str()}};
+    if (n.subnet6) {
+      net["ipv6_subnet"] = n.subnet6->str();
+      net["ipv6_gateway"] = n.gateway6.str();
+    }
+    net["icc"] = n.icc;
+    net["internal"] = n.internal;
+    net["masquerade"] = n.masquerade;
+    if (!n.bridge.empty()) net["bridge"] = n.bridge;
+    networks.push_back(std::move(net));
   }
   doc["networks"] = std::move(networks);
   Out containers = Out::array();
@@ -30,6 +33,7 @@ std::string config_to_json(const Config& config) {
     Out attachments = Out::array();
     for (const Attachment& a : c.networks) {
       Out att = {{"network", a.network}, {"ip", a.ip.str()}};
+      if (a.ip6) att["ipv6"] = a.ip6->str();
       if (!a.host_interface.empty()) att["interface"] = a.host_interface;
       if (a.mac) att["mac"] = mac_str(*a.mac);
       attachments.push_back(std::move(att));
