@@ -104,7 +104,10 @@ enum moat_dir {
 	  "a new flow of a container that already holds its quota of tracked "      \
 	  "flows (MOAT_CT_FLOW_QUOTA)")                                            \
 	X(CT_FULL, 21, "conntrack-full",                                            \
-	  "a new flow while the connection-tracking table is full")
+	  "a new flow while the connection-tracking table is full")                \
+	X(IPV6_EXT_HEADERS, 22, "ipv6-extension-headers",                           \
+	  "an IPv6 extension-header chain that is cut short, malformed (hop-by-hop " \
+	  "other than first) or longer than MOAT_IPV6_MAX_EXT headers")
 
 enum moat_verdict {
 	MOAT_PASS = 0,
@@ -112,6 +115,13 @@ enum moat_verdict {
 	MOAT_DROP_REASONS(MOAT_X_ENUM)
 #undef MOAT_X_ENUM
 };
+
+/*
+ * IPv6 extension headers walked before a packet is given up on (dropped as
+ * MOAT_DROP_IPV6_EXT_HEADERS): the walk is bounded, so is its cost, and no
+ * chain can hide the upper-layer header beyond where moat looks.
+ */
+#define MOAT_IPV6_MAX_EXT 8
 
 /* Size of per-reason counter arrays: index 0 is unused (it means pass). */
 #define MOAT_NR_DROP_SLOTS 32

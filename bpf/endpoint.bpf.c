@@ -24,24 +24,111 @@
 #include "lib/policy.h"
 #include "lib/verdict.h"
 
-/*
- * IPv6 has no subnets in moat yet, so only the neighbour-discovery and MLD
- * messages that keep a link working pass; everything else is dropped rather
- * than passed unchecked. Containers may not act as routers.
- */
-static __always_inline int ipv6_link_verdict(struct cursor *c, __u32 dir)
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 {
-	struct ipv6hdr *ip6 = parse_ipv6(c);
-	struct icmp6hdr *icmp6;
-	int not_icmp;
+	return !((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) |
+		 (a[5] ^ b[5]));
+}
 
-	if (!ip6)
-		return MOAT_DROP_INVALID_PACKET;
-	icmp6 = parse_icmp6(c, ip6, &not_icmp);
-	if (!icmp6)
-		return not_icmp ? MOAT_DROP_IPV6_NOT_ENABLED : MOAT_DROP_INVALID_PACKET;
+/* Modified EUI-64 of the container's MAC: its link-local address as the
+ * kernel makes it by default (addr_gen_mode 0). */
+static __always_inline void ep_link_local(const struct moat_endpoint *ep, union moat_ip *ll)
+{
+	ll->w[0] = bpf_htonl(0xfe800000);
+	ll->w[1] = 0;
+	ll->b[8] = ep->mac[0] ^ 2;
+	ll->b[9] = ep->mac[1];
+	ll->b[10] = ep->mac[2];
+	ll->b[11] = 0xff;
+	ll->b[12] = 0xfe;
+	ll->b[13] = ep->mac[3];
+	ll->b[14] = ep->mac[4];
+	ll->b[15] = ep->mac[5];
+}
 
-	switch (icmp6->icmp6_type) {
+/* One of the container's own IPv6 addresses: its link-local one, or its
+ * address on the attachment's network. */
+static __always_inline int ep_owns_v6(const struct moat_endpoint *ep, const union moat_ip *a)
+{
+	union moat_ip ll;
+
+	if (!ip_is_zero(&ep->ipv6) && ip_eq(a, &ep->ipv6))
+		return 1;
+	ep_link_local(ep, &ll);
+	return ip_eq(a, &ll);
+}
+
+/* ND options examined before a message is refused as having too many. */
+#define MOAT_ND_MAX_OPTS 8
+
+/*
+ * The options of an ND message from the container, from `off` to `end`:
+ * each link-layer address option of type `lla` (1 source, 2 target) must
+ * carry the container's own MAC, or the neighbours would send another's
+ * traffic to it. A zero-length option, or one beyond the message, is
+ * malformed (RFC 4861 4.6).
+ */
+static __always_inline int nd_options_verdict(struct __sk_buff *skb, __u32 off, __u32 end,
+					      __u8 lla, const struct moat_endpoint *ep)
+{
+	__u8 o[8];
+	int i;
+
+#pragma unroll
+	for (i = 0; i < MOAT_ND_MAX_OPTS; i++) {
+		if (off >= end)
+			return MOAT_PASS;
+		if (off + 8 > end || bpf_skb_load_bytes(skb, off, o, 8) || !o[1] ||
+		    off + o[1] * 8 > end)
+			return MOAT_DROP_INVALID_PACKET;
+		if (o[0] == lla && (o[1] != 1 || !mac_eq(o + 2, ep->mac)))
+			return MOAT_DROP_SPOOFED_MAC;
+		off += o[1] * 8;
+	}
+	return off >= end ? MOAT_PASS : MOAT_DROP_INVALID_PACKET;
+}
+
+/*
+ * What an ND message from the container claims must be its own: the
+ * target of an advertisement is one of its addresses, and link-layer
+ * options carry its MAC; the unspecified source (::) is for duplicate
+ * address detection, router solicitation and MLD reports only.
+ */
+static __always_inline int nd_claims_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
+					     __u8 type, __u32 l4_off, __u32 end, int unspecified)
+{
+	union moat_ip target;
+
+	switch (type) {
+	case 133: /* router solicitation */
+		return nd_options_verdict(skb, l4_off + 8, end, 1, ep);
+	case 135: /* neighbour solicitation */
+		return nd_options_verdict(skb, l4_off + 24, end, 1, ep);
+	case 136: /* neighbour advertisement */
+		if (unspecified)
+			return MOAT_DROP_SPOOFED_SOURCE;
+		if (bpf_skb_load_bytes(skb, l4_off + 8, &target, sizeof(target)))
+			return MOAT_DROP_INVALID_PACKET;
+		if (!ep_owns_v6(ep, &target))
+			return MOAT_DROP_SPOOFED_SOURCE;
+		return nd_options_verdict(skb, l4_off + 24, end, 2, ep);
+	case 131: /* MLD report */
+	case 132: /* MLD done */
+	case 143: /* MLDv2 report */
+		return MOAT_PASS;
+	default:
+		return unspecified ? MOAT_DROP_SPOOFED_SOURCE : MOAT_PASS;
+	}
+}
+
+/*
+ * The link messages IPv6 needs between a container and its network: MLD,
+ * ND with the hop limit only a neighbour can send (RFC 4861: crossed a
+ * router means forged). Containers may not act as routers.
+ */
+static __always_inline int link_message_verdict(__u8 type, __u8 hop_limit, __u32 dir)
+{
+	switch (type) {
 	case 130: /* MLD query */
 	case 131: /* MLD report */
 	case 132: /* MLD done */
@@ -50,34 +137,63 @@ static __always_inline int ipv6_link_verdict(struct cursor *c, __u32 dir)
 	case 133: /* router solicitation */
 	case 135: /* neighbour solicitation */
 	case 136: /* neighbour advertisement */
-		/* RFC 4861: ND messages that crossed a router are forged. */
-		return ip6->hop_limit == 255 ? MOAT_PASS : MOAT_DROP_INVALID_PACKET;
+		return hop_limit == 255 ? MOAT_PASS : MOAT_DROP_INVALID_PACKET;
 	case 134: /* router advertisement */
 	case 137: /* redirect */
 		if (dir == MOAT_DIR_FROM_CONTAINER)
 			return MOAT_DROP_ROUTER_ADVERT;
-		return ip6->hop_limit == 255 ? MOAT_PASS : MOAT_DROP_INVALID_PACKET;
+		return hop_limit == 255 ? MOAT_PASS : MOAT_DROP_INVALID_PACKET;
 	default:
 		return MOAT_DROP_IPV6_NOT_ENABLED;
 	}
 }
 
-/* With icc off nothing of another container may arrive, link-local
- * messages included: ND and MLD carry payloads of any size. */
-static __always_inline int ipv6_verdict(struct cursor *c, const struct moat_endpoint *ep,
-					__u32 dir)
+/*
+ * IPv6 has no subnets in moat yet, so only the link messages of
+ * link_message_verdict() pass, unfragmented; everything else is dropped
+ * rather than passed unchecked. The extension-header chain is walked to
+ * its end whatever follows. From the container the source is its own
+ * (link-local or its network's), :: only where ND allows it. With icc off
+ * nothing of another container arrives, link messages included: ND and
+ * MLD carry payloads of any size.
+ *
+ * A BPF-to-BPF call, not inlined: the IPv4 path's frames stay as they are.
+ */
+static __noinline int ipv6_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
+				   __u32 dir)
 {
-	int v = ipv6_link_verdict(c, dir);
+	int from = dir == MOAT_DIR_FROM_CONTAINER;
+	struct ipv6hdr ip6;
+	struct ipv6_ext x;
+	union moat_ip src;
+	__u8 type;
+	__u32 end;
+	int unspecified, v;
 
-	if (v == MOAT_PASS && dir == MOAT_DIR_TO_CONTAINER && !(ep->net_flags & MOAT_NET_F_ICC))
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)) || ip6.version != 6)
+		return MOAT_DROP_INVALID_PACKET;
+	end = ETH_HLEN + sizeof(ip6) + bpf_ntohs(ip6.payload_len);
+	if (end > skb->len)
+		return MOAT_DROP_INVALID_PACKET;
+	ip_set_v6(&src, &ip6.saddr);
+	unspecified = ip_is_zero(&src);
+	if (from && !unspecified && !ep_owns_v6(ep, &src))
+		return MOAT_DROP_SPOOFED_SOURCE;
+	if (ipv6_walk_ext(skb, ETH_HLEN + sizeof(ip6), ip6.nexthdr, &x) || x.l4_off > end)
+		return MOAT_DROP_IPV6_EXT_HEADERS;
+	/* Link messages are never fragmented (RFC 6980). */
+	if (x.proto != IPPROTO_ICMPV6 || x.has_frag)
+		return from && unspecified ? MOAT_DROP_SPOOFED_SOURCE : MOAT_DROP_IPV6_NOT_ENABLED;
+	if (x.l4_off + 4 > end || bpf_skb_load_bytes(skb, x.l4_off, &type, 1))
+		return MOAT_DROP_INVALID_PACKET;
+	v = link_message_verdict(type, ip6.hop_limit, dir);
+	if (v)
+		return from && unspecified ? MOAT_DROP_SPOOFED_SOURCE : v;
+	if (from)
+		return nd_claims_verdict(skb, ep, type, x.l4_off, end, unspecified);
+	if (!(ep->net_flags & MOAT_NET_F_ICC))
 		return MOAT_DROP_ICC_DISABLED;
-	return v;
-}
-
-static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
-{
-	return !((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) |
-		 (a[5] ^ b[5]));
+	return MOAT_PASS;
 }
 
 /*
@@ -320,7 +436,7 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, 
 		return arp_verdict(skb, ep, arp, dir);
 	}
 	case bpf_htons(ETH_P_IPV6):
-		return ipv6_verdict(&c, ep, dir);
+		return ipv6_verdict(skb, ep, dir);
 	default:
 		return MOAT_DROP_UNSUPPORTED_L3;
 	}

@@ -82,49 +82,72 @@ static __always_inline struct iphdr *parse_ipv4(struct cursor *c)
 	return ip;
 }
 
-static __always_inline struct ipv6hdr *parse_ipv6(struct cursor *c)
-{
-	struct ipv6hdr *ip6 = c->pos;
+/*
+ * What the walk over an IPv6 packet's extension headers found.
+ */
+struct ipv6_ext {
+	__u32 l4_off; /* the upper-layer header, as an offset from skb->data */
+	__be32 frag_id; /* the fragment header's identification */
+	__u8 proto; /* upper-layer protocol (IPPROTO_NONE: none follows) */
+	__u8 has_frag; /* a fragment header was seen */
+	__u8 fragment; /* ... with a non-zero offset: no upper-layer header here */
+	__u8 more_frags;
+};
 
-	if ((void *)(ip6 + 1) > c->end)
-		return NULL;
-	if (ip6->version != 6)
-		return NULL;
-	c->pos = ip6 + 1;
-	return ip6;
+static __always_inline int ipv6_is_ext(__u8 next)
+{
+	return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
+	       next == IPPROTO_FRAGMENT || next == IPPROTO_AH;
 }
 
 /*
- * Returns the ICMPv6 header of a neighbour-discovery or MLD packet, skipping
- * the one hop-by-hop header MLD carries (router alert). Sets *not_icmp when
- * the packet is something else, so callers can tell "not ND" from "broken".
+ * Walks the extension headers that start at `off` (right after the fixed
+ * header, whose next header is `next`), at most MOAT_IPV6_MAX_EXT of them.
+ * Returns 0, or -1 when the chain is cut short, malformed (hop-by-hop
+ * anywhere but first, RFC 8200 4.1; two fragment headers) or longer: the
+ * caller drops it, so nothing can hide an upper-layer header from moat.
+ * Reads with bpf_skb_load_bytes(): the chain may leave the linear area, and
+ * variable offsets stay simple for the verifier. A later fragment ends the
+ * walk: what follows its fragment header is the middle of a datagram.
  */
-static __always_inline struct icmp6hdr *parse_icmp6(struct cursor *c, struct ipv6hdr *ip6,
-						    int *not_icmp)
+static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 off, __u8 next,
+					 struct ipv6_ext *x)
 {
-	__u8 next = ip6->nexthdr;
-	struct icmp6hdr *icmp6;
+	__u8 h[8];
+	__u32 len;
+	int i;
 
-	*not_icmp = 0;
-	if (next == IPPROTO_HOPOPTS) {
-		__u8 *opt = c->pos;
-
-		if ((void *)(opt + 2) > c->end)
-			return NULL;
-		next = opt[0];
-		if (c->pos + (opt[1] + 1) * 8 > c->end)
-			return NULL;
-		c->pos += (opt[1] + 1) * 8;
+	x->frag_id = 0;
+	x->has_frag = x->fragment = x->more_frags = 0;
+#pragma unroll
+	for (i = 0; i < MOAT_IPV6_MAX_EXT; i++) {
+		if (!ipv6_is_ext(next))
+			break;
+		if (next == IPPROTO_HOPOPTS && i)
+			return -1;
+		if (next == IPPROTO_FRAGMENT) {
+			if (x->has_frag || bpf_skb_load_bytes(skb, off, h, 8))
+				return -1;
+			x->has_frag = 1;
+			x->fragment = (*(__be16 *)(h + 2) & bpf_htons(0xfff8)) != 0;
+			x->more_frags = (*(__be16 *)(h + 2) & bpf_htons(1)) != 0;
+			x->frag_id = *(__be32 *)(h + 4);
+			len = 8;
+		} else {
+			if (bpf_skb_load_bytes(skb, off, h, 2))
+				return -1;
+			len = next == IPPROTO_AH ? (h[1] + 2) * 4 : (h[1] + 1) * 8;
+		}
+		next = h[0];
+		off += len;
+		if (x->fragment)
+			break;
 	}
-	if (next != IPPROTO_ICMPV6) {
-		*not_icmp = 1;
-		return NULL;
-	}
-	icmp6 = c->pos;
-	if ((void *)(icmp6 + 1) > c->end)
-		return NULL;
-	c->pos = icmp6 + 1;
-	return icmp6;
+	if (ipv6_is_ext(next) && !x->fragment)
+		return -1;
+	x->proto = next;
+	x->l4_off = off;
+	return 0;
 }
 
 /*

@@ -424,10 +424,11 @@ TEST_F(Verdicts, Ipv6OnlyNeighbourDiscoveryAndMld) {
       {"NS hop limit 255", FROM, 'A', ns, pass},
       {"NS hop limit 64", FROM, 'A', nd(own, solicited, 135, 64), drop(MOAT_DROP_INVALID_PACKET)},
       {"NS, to A", TO, 'A', nd(peer, own, 135), pass},
-      {"NA", FROM, 'A', nd(own, peer, 136), pass},
+      {"NA for an address not its own", FROM, 'A', nd(own, peer, 136),
+       drop(MOAT_DROP_SPOOFED_SOURCE)},
       {"NA, to A", TO, 'A', nd(peer, own, 136), pass},
       {"NA hop limit 254, to A", TO, 'A', nd(peer, own, 136, 254), drop(MOAT_DROP_INVALID_PACKET)},
-      {"RS", FROM, 'A', nd(own, all_routers, 133), pass},
+      {"RS", FROM, 'A', ip6_frame({.src = own, .dst = all_routers}, icmp(133)), pass},
       {"RA from the container", FROM, 'A', nd(own, all_nodes, 134), drop(MOAT_DROP_ROUTER_ADVERT)},
       {"redirect from the container", FROM, 'A', nd(own, peer, 137), drop(MOAT_DROP_ROUTER_ADVERT)},
       {"RA, to A", TO, 'A', nd(router, all_nodes, 134), pass},
@@ -459,10 +460,128 @@ TEST_F(Verdicts, Ipv6OnlyNeighbourDiscoveryAndMld) {
   });
 }
 
+// Issue 16: the extension-header chain is walked to its end, within
+// MOAT_IPV6_MAX_EXT headers, and what an ND message claims (its source, an
+// advertised target, link-layer address options) is the container's own.
+TEST_F(Verdicts, Ipv6ExtensionHeadersAndNeighbourClaims) {
+  const in6_addr own = ip6("fe80::42:acff:fe14:2");  // EUI-64 of kContainerMac
+  const in6_addr other = ip6("fe80::42:acff:fe14:3");
+  const in6_addr any = ip6("::");
+  const in6_addr peer = ip6("fe80::1");
+  const in6_addr solicited = ip6("ff02::1:ff14:3");
+  const Mac other_mac = {0x02, 0x42, 0xac, 0x14, 0x00, 0x03};
+  const auto opt = [](uint8_t type, const Mac& m) {
+    Bytes b = {type, 1};
+    b.insert(b.end(), m.begin(), m.end());
+    return b;
+  };
+  const auto addr = [](const in6_addr& a) {
+    return Bytes(reinterpret_cast<const uint8_t*>(&a), reinterpret_cast<const uint8_t*>(&a) + 16);
+  };
+  const auto cat = [](Bytes a, const Bytes& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  // An 8-byte extension header (hop-by-hop, routing or destination options): next, length 0, PadN.
+  const auto ext = [&](uint8_t next, const Bytes& rest) {
+    return cat(Bytes{next, 0, 1, 4, 0, 0, 0, 0}, rest);
+  };
+  const auto frag = [&](uint8_t next, uint16_t offset8, bool more, const Bytes& rest) {
+    const uint16_t v = uint16_t(offset8 << 3) | (more ? 1 : 0);
+    return cat(Bytes{next, 0, uint8_t(v >> 8), uint8_t(v), 0, 0, 0, 7}, rest);
+  };
+  const auto frame = [&](const in6_addr& s, const in6_addr& d, uint8_t next, const Bytes& payload,
+                         uint8_t hop_limit = 255) {
+    return ip6_frame({.src = s, .dst = d, .next = next, .hop_limit = hop_limit}, payload);
+  };
+  const auto ns = [&](const Bytes& options) { return icmp(135, 0, cat(addr(other), options)); };
+  const auto na = [&](const in6_addr& target, const Bytes& options) {
+    return icmp(136, 0, cat(addr(target), options));
+  };
+  const Bytes udp6 = udp(40000, 53);
+  // A chain of `n` destination-options headers ending in UDP.
+  const auto chain = [&](int n) {
+    Bytes b = udp6;
+    uint8_t next = IPPROTO_UDP;
+    for (int i = 0; i < n; ++i) {
+      b = ext(next, b);
+      next = IPPROTO_DSTOPTS;
+    }
+    return frame(own, peer, next, b);
+  };
+  const auto chain_to_a = [&](int n) {
+    Bytes f = chain(n);
+    std::copy(reinterpret_cast<const uint8_t*>(&peer), reinterpret_cast<const uint8_t*>(&peer) + 16,
+              f.begin() + 14 + 8);
+    std::copy(reinterpret_cast<const uint8_t*>(&own), reinterpret_cast<const uint8_t*>(&own) + 16,
+              f.begin() + 14 + 24);
+    return f;
+  };
+  // A routing header that claims 88 bytes where 8 follow.
+  Bytes long_routing = ext(IPPROTO_ICMPV6, ns({}));
+  long_routing[1] = 10;
+  // AH: 12 bytes (length field 1: (1 + 2) * 4).
+  const Bytes ah = cat(Bytes{IPPROTO_UDP, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1}, udp6);
+
+  check_all({
+      {"NS behind a destination-options header", FROM, 'A',
+       frame(own, solicited, IPPROTO_DSTOPTS, ext(IPPROTO_ICMPV6, ns({}))), pass},
+      {"UDP behind 8 extension headers", FROM, 'A', chain(8), drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"UDP behind 9 extension headers", FROM, 'A', chain(9), drop(MOAT_DROP_IPV6_EXT_HEADERS)},
+      {"UDP behind 9 extension headers, to A", TO, 'A', chain_to_a(9),
+       drop(MOAT_DROP_IPV6_EXT_HEADERS)},
+      {"hop-by-hop after a destination-options header", FROM, 'A',
+       frame(own, peer, IPPROTO_DSTOPTS, ext(IPPROTO_HOPOPTS, ext(IPPROTO_UDP, udp6))),
+       drop(MOAT_DROP_IPV6_EXT_HEADERS)},
+      {"two fragment headers", FROM, 'A',
+       frame(own, peer, IPPROTO_FRAGMENT,
+             frag(IPPROTO_FRAGMENT, 0, true, frag(IPPROTO_UDP, 0, true, udp6))),
+       drop(MOAT_DROP_IPV6_EXT_HEADERS)},
+      {"routing header longer than the packet", FROM, 'A',
+       frame(own, solicited, IPPROTO_ROUTING, long_routing), drop(MOAT_DROP_IPV6_EXT_HEADERS)},
+      {"AH then UDP", FROM, 'A', frame(own, peer, IPPROTO_AH, ah),
+       drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"first fragment of an NS (RFC 6980)", FROM, 'A',
+       frame(own, solicited, IPPROTO_FRAGMENT, frag(IPPROTO_ICMPV6, 0, true, ns({}))),
+       drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"later fragment", FROM, 'A',
+       frame(own, peer, IPPROTO_FRAGMENT, frag(IPPROTO_ICMPV6, 3, false, Bytes(16, 0))),
+       drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"NA for its own address, its MAC as target", FROM, 'A',
+       frame(own, peer, IPPROTO_ICMPV6, na(own, opt(2, kContainerMac))), pass},
+      {"NA for its own address, another MAC as target", FROM, 'A',
+       frame(own, peer, IPPROTO_ICMPV6, na(own, opt(2, other_mac))), drop(MOAT_DROP_SPOOFED_MAC)},
+      {"NA for another container's address", FROM, 'A',
+       frame(own, peer, IPPROTO_ICMPV6, na(other, opt(2, kContainerMac))),
+       drop(MOAT_DROP_SPOOFED_SOURCE)},
+      {"NA from ::", FROM, 'A', frame(any, peer, IPPROTO_ICMPV6, na(own, {})),
+       drop(MOAT_DROP_SPOOFED_SOURCE)},
+      {"NS with its MAC as source", FROM, 'A',
+       frame(own, solicited, IPPROTO_ICMPV6, ns(opt(1, kContainerMac))), pass},
+      {"NS with another MAC as source", FROM, 'A',
+       frame(own, solicited, IPPROTO_ICMPV6, ns(opt(1, other_mac))), drop(MOAT_DROP_SPOOFED_MAC)},
+      {"NS with a zero-length option", FROM, 'A',
+       frame(own, solicited, IPPROTO_ICMPV6, ns(Bytes{1, 0, 0, 0, 0, 0, 0, 0})),
+       drop(MOAT_DROP_INVALID_PACKET)},
+      {"NS from another container's link-local address", FROM, 'A',
+       frame(other, solicited, IPPROTO_ICMPV6, ns({})), drop(MOAT_DROP_SPOOFED_SOURCE)},
+      {"duplicate address detection: NS from ::", FROM, 'A',
+       frame(any, solicited, IPPROTO_ICMPV6, ns({})), pass},
+      {"RS with another MAC as source", FROM, 'A',
+       frame(own, ip6("ff02::2"), IPPROTO_ICMPV6, icmp(133, 0, opt(1, other_mac))),
+       drop(MOAT_DROP_SPOOFED_MAC)},
+      {"MLDv2 report from ::", FROM, 'A',
+       frame(any, ip6("ff02::16"), IPPROTO_HOPOPTS, hop_by_hop(IPPROTO_ICMPV6, icmp(143)), 1),
+       pass},
+      {"UDP from ::", FROM, 'A', frame(any, peer, IPPROTO_UDP, udp6),
+       drop(MOAT_DROP_SPOOFED_SOURCE)},
+  });
+}
+
 // Issue 13 item 3: with icc off, ND and MLD from other containers carried
 // up to 1,000 bytes to a raw ICMPv6 socket. Nothing of theirs arrives now.
 TEST_F(Verdicts, Ipv6LinkMessagesFollowIcc) {
-  const in6_addr own = ip6("fe80::42:acff:fe16:2");
+  const in6_addr own = ip6("fe80::42:acff:fe14:2");  // EUI-64 of kContainerMac
   const in6_addr peer = ip6("fe80::42:acff:fe16:3");
   const Bytes body(1000, 0xee);
   const auto nd = [&](const in6_addr& s, const in6_addr& d, uint8_t type) {
@@ -480,7 +599,9 @@ TEST_F(Verdicts, Ipv6LinkMessagesFollowIcc) {
        drop(MOAT_DROP_ICC_DISABLED)},
       {"MLD query, to D", TO, 'D', mld(peer, ip6("ff02::1"), 130), drop(MOAT_DROP_ICC_DISABLED)},
       // Sent, they reach only the host; the network's containers drop them.
-      {"D's NS", FROM, 'D', nd(own, peer, 135), pass},
+      {"D's NS", FROM, 'D',
+       ip6_frame({.src = own, .dst = peer, .hop_limit = 255}, icmp(135, 0, Bytes(16, 0xfe))),
+       pass},
       // icc on: the same peer may send anything anyway.
       {"NS with 1000 bytes, to A (icc on)", TO, 'A', nd(peer, own, 135), pass},
   });

@@ -72,6 +72,9 @@ elif kind in ("ns", "mld"):
     src6 = socket.inet_pton(socket.AF_INET6, args[0])
     body = mark + b"y" * (1000 - len(mark))
     if kind == "ns":
+        # A well-formed NS: the target, then one option (of a type nobody
+        # knows) over the rest; moat drops options that run past the end.
+        body = mark.ljust(16, b"y") + bytes([0x79, 123]) + b"y" * 982
         dst6, dmac, nxt, hop = socket.inet_pton(socket.AF_INET6, "ff02::1"), "33:33:00:00:00:01", 58, 255
         l4 = struct.pack("!BBHI", 135, 0, 0, 0) + body
         ext = b""

@@ -24,6 +24,23 @@ const char* kTwoNets = R"({
     {"name": "db", "networks": [{"network": "back", "interface": "veth2"}]}
   ]})";
 
+// The programs drop IPv6 data, so a network with an IPv6 subnet would be a
+// claim the kernel does not keep: refused by name, IPv4 networks beside it
+// or not.
+TEST(Compile, IPv6NetworksAreRefusedUntilTheProgramsEnforceThem) {
+  auto plan = compile(parse_ok(R"({
+    "networks": [{"name": "front", "subnet": "10.1.0.0/24"},
+                 {"name": "dual", "subnet": "10.3.0.0/24", "ipv6_subnet": "fd00:3::/64"}],
+    "containers": [{"name": "web", "networks": [{"network": "dual", "interface": "veth0"}]}]})"),
+                      {});
+  ASSERT_FALSE(plan);
+  EXPECT_NE(plan.error().message().find("networks[1] \"dual\": IPv6 (fd00:3::/64) is read but "
+                                        "not enforced"),
+            std::string::npos)
+      << plan.error().message();
+  EXPECT_TRUE(compile(parse_ok(kTwoNets), {}));
+}
+
 TEST(Compile, AddressEntriesPerNetwork) {
   auto plan = compile(parse_ok(kTwoNets), {});
   ASSERT_TRUE(plan) << plan.error().message();
