@@ -16,6 +16,7 @@
  * admitted through a published port.
  */
 #include "lib/common.h"
+#include "lib/addr.h"
 #include "lib/parse.h"
 #include "lib/maps.h"
 #include "lib/isolation.h"
