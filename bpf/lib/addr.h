@@ -1,21 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * addr.h - the 16-byte address of abi.h (union moat_ip), where IPv4 is
- * carried IPv4-mapped. Word-wise: the verifier and the compiler both
- * handle four 32-bit operations better than a byte loop.
+ * addr.h - the 16-byte address of abi.h (union moat_ip). Word-wise: the
+ * verifier and the compiler both handle four 32-bit operations better than
+ * a byte loop.
  */
 #ifndef MOAT_LIB_ADDR_H
 #define MOAT_LIB_ADDR_H
 
 #include "lib/common.h"
-
-static __always_inline void ip_set_v4(union moat_ip *a, __be32 v4)
-{
-	a->w[0] = 0;
-	a->w[1] = 0;
-	a->w[2] = bpf_htonl(0xffff);
-	a->w[3] = v4;
-}
 
 static __always_inline void ip_set_v6(union moat_ip *a, const struct in6_addr *v6)
 {
@@ -31,24 +23,9 @@ static __always_inline int ip_eq(const union moat_ip *a, const union moat_ip *b)
 		 (a->w[3] ^ b->w[3]));
 }
 
-/* An IPv4 address (mapped), as opposed to an IPv6 one. */
-static __always_inline int ip_is_v4(const union moat_ip *a)
-{
-	return !a->w[0] && !a->w[1] && a->w[2] == bpf_htonl(0xffff);
-}
-
 static __always_inline int ip_is_zero(const union moat_ip *a)
 {
 	return !(a->w[0] | a->w[1] | a->w[2] | a->w[3]);
-}
-
-/* The wildcard of a's family: 0.0.0.0 (mapped) or ::. */
-static __always_inline void ip_any_of(const union moat_ip *a, union moat_ip *any)
-{
-	if (ip_is_v4(a))
-		ip_set_v4(any, 0);
-	else
-		any->w[0] = any->w[1] = any->w[2] = any->w[3] = 0;
 }
 
 #endif

@@ -87,11 +87,9 @@ static __always_inline struct iphdr *parse_ipv4(struct cursor *c)
  */
 struct ipv6_ext {
 	__u32 l4_off; /* the upper-layer header, as an offset from skb->data */
-	__be32 frag_id; /* the fragment header's identification */
 	__u8 proto; /* upper-layer protocol (IPPROTO_NONE: none follows) */
 	__u8 has_frag; /* a fragment header was seen */
 	__u8 fragment; /* ... with a non-zero offset: no upper-layer header here */
-	__u8 more_frags;
 };
 
 static __always_inline int ipv6_is_ext(__u8 next)
@@ -117,8 +115,7 @@ static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 off, __u8 
 	__u32 len;
 	int i;
 
-	x->frag_id = 0;
-	x->has_frag = x->fragment = x->more_frags = 0;
+	x->has_frag = x->fragment = 0;
 #pragma unroll
 	for (i = 0; i < MOAT_IPV6_MAX_EXT; i++) {
 		if (!ipv6_is_ext(next))
@@ -130,8 +127,6 @@ static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 off, __u8 
 				return -1;
 			x->has_frag = 1;
 			x->fragment = (*(__be16 *)(h + 2) & bpf_htons(0xfff8)) != 0;
-			x->more_frags = (*(__be16 *)(h + 2) & bpf_htons(1)) != 0;
-			x->frag_id = *(__be32 *)(h + 4);
 			len = 8;
 		} else {
 			if (bpf_skb_load_bytes(skb, off, h, 2))
