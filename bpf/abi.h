@@ -73,7 +73,9 @@ enum moat_dir {
 	X(INTERNAL_NETWORK, 6, "internal-network",                                  \
 	  "an internal network's container talking beyond its network")           \
 	X(IPV6_NOT_ENABLED, 7, "ipv6-not-enabled",                                  \
-	  "IPv6 traffic other than neighbour discovery (no IPv6 subnets yet)")     \
+	  "IPv6 that moat does not carry: the attachment has no IPv6 address, or "  \
+	  "the peer is the world or a container under policy (IPv6 masquerade, "    \
+	  "published ports and policies are not enforced yet)")                    \
 	X(UNSUPPORTED_L3, 8, "unsupported-protocol",                                \
 	  "ethertype other than IPv4, IPv6 or ARP (VLAN tags included)")           \
 	X(ROUTER_ADVERT, 9, "router-advertisement",                                 \
@@ -176,6 +178,12 @@ struct moat_endpoint {
 struct moat_lpm_v4_key {
 	__u32 prefixlen;
 	__be32 addr;
+};
+
+/* Map `addrs6`: the same for IPv6 (subnets, gateways as /128). */
+struct moat_lpm_v6_key {
+	__u32 prefixlen;
+	union moat_ip addr;
 };
 
 enum moat_addr_kind {
@@ -591,6 +599,7 @@ struct moat_event {
 
 MOAT_ABI_SIZE(moat_endpoint, 44);
 MOAT_ABI_SIZE(moat_lpm_v4_key, 8);
+MOAT_ABI_SIZE(moat_lpm_v6_key, 20);
 MOAT_ABI_SIZE(moat_addr_info, 12);
 MOAT_ABI_SIZE(moat_stats, 288);
 MOAT_ABI_SIZE(moat_publish_key, 8);

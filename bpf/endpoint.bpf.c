@@ -125,7 +125,8 @@ static __always_inline int nd_claims_verdict(struct __sk_buff *skb, const struct
 /*
  * The link messages IPv6 needs between a container and its network: MLD,
  * ND with the hop limit only a neighbour can send (RFC 4861: crossed a
- * router means forged). Containers may not act as routers.
+ * router means forged). Containers may not act as routers. MOAT_CONTINUE
+ * for every other ICMPv6 type: data, judged as such.
  */
 static __always_inline int link_message_verdict(__u8 type, __u8 hop_limit, __u32 dir)
 {
@@ -145,18 +146,68 @@ static __always_inline int link_message_verdict(__u8 type, __u8 hop_limit, __u32
 			return MOAT_DROP_ROUTER_ADVERT;
 		return hop_limit == 255 ? MOAT_PASS : MOAT_DROP_INVALID_PACKET;
 	default:
-		return MOAT_DROP_IPV6_NOT_ENABLED;
+		return MOAT_CONTINUE;
 	}
 }
 
 /*
- * IPv6 has no subnets in moat yet, so only the link messages of
- * link_message_verdict() pass, unfragmented; everything else is dropped
- * rather than passed unchecked. The extension-header chain is walked to
- * its end whatever follows. From the container the source is its own
- * (link-local or its network's), :: only where ND allows it. With icc off
- * nothing of another container arrives, link messages included: ND and
- * MLD carry payloads of any size.
+ * A packet for the container from a peer on its link (link-local source,
+ * link messages): the host itself or another container of its network.
+ * Addresses can't tell them apart (link-local ones are made by each side),
+ * the way into the host can: the kernel sets ingress_ifindex on every
+ * receive, so only what the host sends has none; what the bridge forwards
+ * from another port, a container moat has not identified included, has
+ * that port's. With icc off nothing of another container arrives.
+ */
+static __always_inline int link_peer_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep)
+{
+	if ((ep->net_flags & MOAT_NET_F_ICC) || !skb->ingress_ifindex)
+		return MOAT_PASS;
+	return MOAT_DROP_ICC_DISABLED;
+}
+
+/*
+ * IPv6 data (anything but link messages) of a container with an IPv6
+ * address on this attachment. The peer (destination from the container,
+ * source to it) decides as for IPv4 (isolation.h), one LPM lookup in
+ * `addrs6`. What moat does not carry over IPv6 yet stays closed: the world
+ * (no masquerade, no published ports) and a container that a policy
+ * isolates in this direction (policies are IPv4 rules so far). A peer on
+ * the link (link-local, multicast) is judged where the packet arrives:
+ * there the way it came tells the host from a container.
+ */
+static __always_inline int ipv6_data_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
+					     const struct ipv6hdr *ip6, __u32 dir)
+{
+	int from = dir == MOAT_DIR_FROM_CONTAINER;
+	struct moat_addr_info *info;
+	union moat_ip peer;
+	int v;
+
+	if (ip_is_zero(&ep->ipv6))
+		return MOAT_DROP_IPV6_NOT_ENABLED;
+	ip_set_v6(&peer, from ? &ip6->daddr : &ip6->saddr);
+	if (ip_is_link_scope(&peer)) {
+		v = from ? MOAT_PASS : link_peer_verdict(skb, ep);
+	} else {
+		info = addr6_lookup(&peer);
+		v = isolation_verdict(ep, info);
+		if (!v && !info)
+			v = MOAT_DROP_IPV6_NOT_ENABLED;
+	}
+	if (v)
+		return v;
+	if (policy_isolates(policy_current_rev(), ep, from ? MOAT_POLICY_EGRESS : MOAT_POLICY_INGRESS))
+		return MOAT_DROP_IPV6_NOT_ENABLED;
+	return MOAT_PASS;
+}
+
+/*
+ * IPv6 at a container's veth. The extension-header chain is walked to its
+ * end whatever follows. From the container the source is its own
+ * (link-local or its network's), :: only where ND allows it. Link
+ * messages (link_message_verdict) pass unfragmented, between peers the
+ * network lets talk; everything else is data (ipv6_data_verdict).
  *
  * A BPF-to-BPF call, not inlined: the IPv4 path's frames stay as they are.
  */
@@ -182,19 +233,24 @@ static __noinline int ipv6_verdict(struct __sk_buff *skb, const struct moat_endp
 		return MOAT_DROP_SPOOFED_SOURCE;
 	if (ipv6_walk_ext(skb, ETH_HLEN + sizeof(ip6), ip6.nexthdr, &x) || x.l4_off > end)
 		return MOAT_DROP_IPV6_EXT_HEADERS;
-	/* Link messages are never fragmented (RFC 6980). */
-	if (x.proto != IPPROTO_ICMPV6 || x.has_frag)
-		return from && unspecified ? MOAT_DROP_SPOOFED_SOURCE : MOAT_DROP_IPV6_NOT_ENABLED;
-	if (x.l4_off + 4 > end || bpf_skb_load_bytes(skb, x.l4_off, &type, 1))
-		return MOAT_DROP_INVALID_PACKET;
-	v = link_message_verdict(type, ip6.hop_limit, dir);
-	if (v)
-		return from && unspecified ? MOAT_DROP_SPOOFED_SOURCE : v;
-	if (from)
-		return nd_claims_verdict(skb, ep, type, x.l4_off, end, unspecified);
-	if (!(ep->net_flags & MOAT_NET_F_ICC))
-		return MOAT_DROP_ICC_DISABLED;
-	return MOAT_PASS;
+	if (x.proto == IPPROTO_ICMPV6 && !x.fragment) {
+		if (x.l4_off + 4 > end || bpf_skb_load_bytes(skb, x.l4_off, &type, 1))
+			return MOAT_DROP_INVALID_PACKET;
+		v = link_message_verdict(type, ip6.hop_limit, dir);
+		if (v != MOAT_CONTINUE) {
+			/* Link messages are never fragmented (RFC 6980). */
+			if (x.has_frag && !v)
+				v = MOAT_DROP_INVALID_PACKET;
+			if (v)
+				return from && unspecified ? MOAT_DROP_SPOOFED_SOURCE : v;
+			if (from)
+				return nd_claims_verdict(skb, ep, type, x.l4_off, end, unspecified);
+			return link_peer_verdict(skb, ep);
+		}
+	}
+	if (from && unspecified)
+		return MOAT_DROP_SPOOFED_SOURCE;
+	return ipv6_data_verdict(skb, ep, &ip6, dir);
 }
 
 /*

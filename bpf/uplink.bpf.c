@@ -34,7 +34,7 @@ again:
 	if (!eth)
 		return MOAT_DROP_INVALID_PACKET;
 	*is_ipv4 = eth->h_proto == bpf_htons(ETH_P_IP);
-	/* The host's own business (ARP, IPv6; containers have no IPv6). */
+	/* The host's own business (ARP; IPv6: world_ipv6_verdict()). */
 	if (!*is_ipv4)
 		return MOAT_PASS;
 	ip = parse_ipv4(&c);
@@ -44,6 +44,24 @@ again:
 		goto again;
 	}
 	return MOAT_PASS;
+}
+
+/*
+ * IPv6 from the world is the host's business, except what is addressed to
+ * a container network's subnet: no IPv6 port is published yet, and no
+ * container is reached from outside directly, as for IPv4.
+ */
+static __always_inline int world_ipv6_verdict(struct __sk_buff *skb)
+{
+	struct moat_addr_info *info;
+	union moat_ip dst;
+
+	if (skb->protocol != bpf_htons(ETH_P_IPV6))
+		return MOAT_PASS;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct ipv6hdr, daddr), &dst, sizeof(dst)))
+		return MOAT_DROP_INVALID_PACKET;
+	info = addr6_lookup(&dst);
+	return info && info->kind == MOAT_ADDR_SUBNET ? MOAT_DROP_NOT_PUBLISHED : MOAT_PASS;
 }
 
 /*
@@ -62,8 +80,10 @@ static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info 
 
 	*tracked = NULL;
 	v = uplink_parse(skb, l4, &is_ipv4);
-	if (v != MOAT_PASS || !is_ipv4)
+	if (v != MOAT_PASS)
 		return v;
+	if (!is_ipv4)
+		return dir == MOAT_DIR_FROM_WORLD ? world_ipv6_verdict(skb) : MOAT_PASS;
 
 	if (l4->fragment || l4->more_frags)
 		frag_ports(l4);

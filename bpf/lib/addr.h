@@ -28,4 +28,11 @@ static __always_inline int ip_is_zero(const union moat_ip *a)
 	return !(a->w[0] | a->w[1] | a->w[2] | a->w[3]);
 }
 
+/* Link-local unicast (fe80::/10) or multicast (ff00::/8): a peer on the
+ * link itself, which no router forwards between networks. */
+static __always_inline int ip_is_link_scope(const union moat_ip *a)
+{
+	return (a->w[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000) || a->b[0] == 0xff;
+}
+
 #endif

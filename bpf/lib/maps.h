@@ -31,6 +31,14 @@ struct {
 } addrs SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MOAT_MAX_ADDR_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct moat_lpm_v6_key);
+	__type(value, struct moat_addr_info);
+} addrs6 SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MOAT_STATS_ENTRIES);
 	__type(key, __u32); /* moat_stats_index(slot, dir) */
@@ -232,6 +240,13 @@ static __always_inline struct moat_addr_info *addr_lookup(__be32 addr)
 	struct moat_lpm_v4_key key = { .prefixlen = 32, .addr = addr };
 
 	return bpf_map_lookup_elem(&addrs, &key);
+}
+
+static __always_inline struct moat_addr_info *addr6_lookup(const union moat_ip *addr)
+{
+	struct moat_lpm_v6_key key = { .prefixlen = 128, .addr = *addr };
+
+	return bpf_map_lookup_elem(&addrs6, &key);
 }
 
 static __always_inline int is_host_addr(const struct moat_addr_info *info)

@@ -108,6 +108,28 @@ static __noinline int policy_verdict(__u32 rev, const struct moat_ct_key *t, __u
 }
 
 /*
+ * Whether a policy of revision `rev` isolates the container at `ep` in
+ * `pdir` (enum moat_policy_dir): selected, so only what its rules allow
+ * reaches it (ingress) or leaves it (egress). Its identity is its IPv4
+ * address's. Fails closed: no generation, isolated.
+ */
+static __always_inline int policy_isolates(__u32 rev, const struct moat_endpoint *ep, __u8 pdir)
+{
+	struct moat_ipcache_val me;
+	__u32 slot = rev & 1;
+	void *ipcache;
+
+	if (!rev)
+		return 0;
+	ipcache = bpf_map_lookup_elem(&ipcache_gens, &slot);
+	if (!ipcache)
+		return 1;
+	ipcache_get(ipcache, ep->ipv4, &me);
+	return me.flags & (pdir == MOAT_POLICY_EGRESS ? MOAT_ID_F_EGRESS_ISOLATED
+						      : MOAT_ID_F_INGRESS_ISOLATED);
+}
+
+/*
  * The flow an entry belongs to, as policy sees it: who dialled whom, with
  * the published port already resolved to the container behind it.
  */

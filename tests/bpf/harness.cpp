@@ -344,12 +344,14 @@ uint64_t monotonic_ns() {
 }
 
 RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
-              uint32_t mark) {
-  // Only ifindex and mark are set: the kernel places ifindex in
-  // skb->ifindex (it must name a device in our netns) and requires the
-  // fields it does not support to be zero.
+              uint32_t mark, uint32_t ingress_ifindex) {
+  // Only ifindex, ingress_ifindex and mark are set: the kernel places
+  // ifindex in skb->ifindex (it must name a device in our netns), takes
+  // ingress_ifindex as is, and requires the fields it does not support
+  // to be zero.
   __sk_buff ctx = {};
   ctx.ifindex = ifindex;
+  ctx.ingress_ifindex = ingress_ifindex;
   ctx.mark = mark;
   __sk_buff ctx_out = {};
 
@@ -479,9 +481,9 @@ StatsSnapshot stats_delta(const StatsSnapshot& before, const StatsSnapshot& afte
 }
 
 CountedRun run_counted(const bpf_map* stats, const bpf_program* prog, uint32_t ifindex,
-                       const pkt::Bytes& frame) {
+                       const pkt::Bytes& frame, uint32_t ingress_ifindex) {
   const StatsSnapshot before = read_stats(stats);
-  CountedRun c{.run = run(prog, ifindex, frame), .moved = {}};
+  CountedRun c{.run = run(prog, ifindex, frame, 1, 0, ingress_ifindex), .moved = {}};
   c.moved = stats_delta(before, read_stats(stats));
   return c;
 }

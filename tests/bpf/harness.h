@@ -165,10 +165,11 @@ struct RunResult {
   uint32_t mark = 0;     // skb->mark as the program left it
 };
 
-// BPF_PROG_TEST_RUN of `prog` on `frame` as if it arrived on `ifindex`.
+// BPF_PROG_TEST_RUN of `prog` on `frame` as if it arrived on `ifindex`,
+// having entered the host by `ingress_ifindex` (0: the host sent it).
 // Does not throw: some frames are refused by the kernel (see err).
 RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat = 1,
-              uint32_t mark = 0);
+              uint32_t mark = 0, uint32_t ingress_ifindex = 0);
 
 // The expected TC action of one run and, for a drop, its counter slot
 // (= -moat_verdict, 0 for a pass or redirect).
@@ -214,7 +215,7 @@ struct CountedRun {
   StatsSnapshot moved;
 };
 CountedRun run_counted(const bpf_map* stats, const bpf_program* prog, uint32_t ifindex,
-                       const pkt::Bytes& frame);
+                       const pkt::Bytes& frame, uint32_t ingress_ifindex = 0);
 // What one run of `frame_bytes` bytes judged `e` at `ifindex` in `dir` must
 // move, and nothing else: the packet and its bytes on a pass, the reason's
 // slot on a drop, in the interface's counters; an interface that is no

@@ -24,21 +24,43 @@ const char* kTwoNets = R"({
     {"name": "db", "networks": [{"network": "back", "interface": "veth2"}]}
   ]})";
 
-// The programs drop IPv6 data, so a network with an IPv6 subnet would be a
-// claim the kernel does not keep: refused by name, IPv4 networks beside it
-// or not.
-TEST(Compile, IPv6NetworksAreRefusedUntilTheProgramsEnforceThem) {
+// A dual-stack network: its IPv6 subnet and gateway in `addrs6` beside the
+// IPv4 ones, the container's IPv6 address in its endpoint; an IPv4-only
+// network adds nothing there and leaves the endpoint's IPv6 zero.
+TEST(Compile, IPv6SubnetGatewayAndEndpointAddress) {
   auto plan = compile(parse_ok(R"({
     "networks": [{"name": "front", "subnet": "10.1.0.0/24"},
-                 {"name": "dual", "subnet": "10.3.0.0/24", "ipv6_subnet": "fd00:3::/64"}],
-    "containers": [{"name": "web", "networks": [{"network": "dual", "interface": "veth0"}]}]})"),
+                 {"name": "dual", "subnet": "10.3.0.0/24", "ipv6_subnet": "fd00:3::/64",
+                  "icc": false}],
+    "containers": [{"name": "web", "networks": [
+                      {"network": "dual", "interface": "veth0", "ipv6": "fd00:3::7"},
+                      {"network": "front", "interface": "veth1"}]}]})"),
                       {});
-  ASSERT_FALSE(plan);
-  EXPECT_NE(plan.error().message().find("networks[1] \"dual\": IPv6 (fd00:3::/64) is read but "
-                                        "not enforced"),
-            std::string::npos)
-      << plan.error().message();
-  EXPECT_TRUE(compile(parse_ok(kTwoNets), {}));
+  ASSERT_TRUE(plan) << plan.error().message();
+  ASSERT_EQ(plan->addrs6.size(), 2u);
+  const auto bytes = [](const char* text) {
+    in6_addr a{};
+    EXPECT_EQ(inet_pton(AF_INET6, text, &a), 1) << text;
+    return std::vector<uint8_t>(a.s6_addr, a.s6_addr + 16);
+  };
+  const auto key = [](const moat_lpm_v6_key& k) {
+    return std::vector<uint8_t>(k.addr.b, k.addr.b + 16);
+  };
+  const uint32_t dual = plan->ids.networks.at("dual");
+  EXPECT_EQ(plan->addrs6[0].key.prefixlen, 64u);
+  EXPECT_EQ(key(plan->addrs6[0].key), bytes("fd00:3::"));
+  EXPECT_EQ(plan->addrs6[0].value.kind, MOAT_ADDR_SUBNET);
+  EXPECT_EQ(plan->addrs6[0].value.net_id, dual);
+  EXPECT_EQ(plan->addrs6[0].value.net_flags, plan->addrs[2].value.net_flags);  // as for IPv4
+  EXPECT_EQ(plan->addrs6[0].value.net_flags, uint32_t(MOAT_NET_F_MASQUERADE));  // icc off
+  EXPECT_EQ(plan->addrs6[1].key.prefixlen, 128u);
+  EXPECT_EQ(key(plan->addrs6[1].key), bytes("fd00:3::1"));
+  EXPECT_EQ(plan->addrs6[1].value.kind, MOAT_ADDR_GATEWAY);
+  ASSERT_EQ(plan->endpoints.size(), 2u);
+  EXPECT_EQ(std::vector<uint8_t>(plan->endpoints[0].value.ipv6.b, plan->endpoints[0].value.ipv6.b + 16),
+            bytes("fd00:3::7"));
+  EXPECT_EQ(std::vector<uint8_t>(plan->endpoints[1].value.ipv6.b, plan->endpoints[1].value.ipv6.b + 16),
+            std::vector<uint8_t>(16, 0));
 }
 
 TEST(Compile, AddressEntriesPerNetwork) {

@@ -103,6 +103,7 @@ struct Apply {
   Skeleton<bridge_bpf> bskel;  // likewise
   PinnedProgs progs, uprogs, bprogs;  // containers', uplinks' and bridges' programs
   ByteKeyed<moat_addr_info> have_addrs;
+  ByteKeyed<moat_addr_info> have_addrs6;
   ByteKeyed<moat_endpoint> have_eps;
   ByteKeyed<moat_publish_val> have_publish;
   ByteKeyed<moat_uplink> have_uplinks;
@@ -204,7 +205,7 @@ Result<ApplyReport> dry_run_new(const Apply& a) {
     return std::unexpected(r.error());
   ApplyReport rep;
   rep.endpoints_added = static_cast<int>(a.want.endpoints.size());
-  rep.addrs_added = static_cast<int>(a.want.addrs.size());
+  rep.addrs_added = static_cast<int>(a.want.addrs.size() + a.want.addrs6.size());
   rep.publish_added = static_cast<int>(a.want.publish.size());
   rep.attached = static_cast<int>(a.want.endpoints.size() + a.want.uplink_rows.size() +
                                   a.want.bridge_rows.size());
@@ -250,6 +251,7 @@ Result<void> load(Apply& a, bool exists) {
   }
   auto& maps = a.skel->maps;
   for (auto r : {dump_into<moat_lpm_v4_key>(maps.addrs, a.have_addrs),
+                 dump_into<moat_lpm_v6_key>(maps.addrs6, a.have_addrs6),
                  dump_into<uint32_t>(maps.endpoints, a.have_eps),
                  dump_into<moat_publish_key>(maps.publish, a.have_publish),
                  dump_into<uint32_t>(maps.uplinks, a.have_uplinks),
@@ -301,6 +303,9 @@ Result<void> write(Apply& a) {
   auto& rep = a.rep;
   auto r = upsert<moat_lpm_v4_key>(maps.addrs, a.have_addrs, a.want.addrs, &rep.addrs_added,
                                    &rep.addrs_updated, a.dry_run);
+  if (r)
+    r = upsert<moat_lpm_v6_key>(maps.addrs6, a.have_addrs6, a.want.addrs6, &rep.addrs_added,
+                                &rep.addrs_updated, a.dry_run);
   if (r)
     r = upsert<uint32_t>(maps.endpoints, a.have_eps, a.want.endpoints, &rep.endpoints_added,
                          &rep.endpoints_updated, a.dry_run);
@@ -437,6 +442,8 @@ Result<void> remove_stale_entries(Apply& a) {
     r = remove_stale(maps.container_addrs, a.have_caddrs, a.want.container_addrs, &ignored,
                      a.dry_run);
   if (r) r = remove_stale(maps.addrs, a.have_addrs, a.want.addrs, &rep.addrs_removed, a.dry_run);
+  if (r)
+    r = remove_stale(maps.addrs6, a.have_addrs6, a.want.addrs6, &rep.addrs_removed, a.dry_run);
   return r;
 }
 

@@ -388,11 +388,24 @@ Result<void> add_namespace(LabState& st, const std::string& ns) {
   return ip_in(ns, {"link", "set", "lo", "up"});
 }
 
+// IPv6 in a lab namespace: forwarding (the lab host routes between networks
+// for both families, so what stops traffic is moat, not a missing route),
+// and no duplicate address detection: an address is usable at once, where
+// DAD would hold it tentative for a second, and probes would race it.
+Result<void> lab_ipv6_sysctls(const std::string& ns) {
+  for (const char* key : {"net.ipv6.conf.all.forwarding", "net.ipv6.conf.default.forwarding"})
+    if (auto r = write_ns_sysctl(ns, key, "1"); !r) return r;
+  for (const char* key : {"net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"})
+    if (auto r = write_ns_sysctl(ns, key, "0"); !r) return r;
+  return {};
+}
+
 Result<void> build_host_and_outside(LabState& st, const Config& cfg) {
   const std::string host = lab_host_ns(st.name);
   const std::string out = lab_outside_ns(st.name);
   if (auto r = add_namespace(st, host); !r) return r;
   if (auto r = write_ns_sysctl(host, "net.ipv4.ip_forward", "1"); !r) return r;
+  if (auto r = lab_ipv6_sysctls(host); !r) return r;
   if (auto r = add_namespace(st, out); !r) return r;
 
   // The uplink: both ends are called uplink0, each in its own namespace.
@@ -421,13 +434,18 @@ Result<void> build_host_and_outside(LabState& st, const Config& cfg) {
     const std::string gw = net.gateway.str() + "/" + std::to_string(net.subnet.len);
     if (auto r = ip_in(host, {"link", "add", br, "type", "bridge"}); !r) return r;
     if (auto r = ip_in(host, {"addr", "add", gw, "dev", br}); !r) return r;
+    if (net.subnet6) {
+      const std::string gw6 = net.gateway6.str() + "/" + std::to_string(net.subnet6->len);
+      if (auto r = ip_in(host, {"-6", "addr", "add", gw6, "dev", br, "nodad"}); !r) return r;
+    }
     if (auto r = ip_in(host, {"link", "set", br, "up"}); !r) return r;
-    st.networks.push_back({{"name", net.name},
-                           {"bridge", br},
-                           {"subnet", net.subnet.str()},
-                           {"gateway", net.gateway.str()},
-                           {"internal", net.internal},
-                           {"icc", net.icc}});
+    json row{{"name", net.name},       {"bridge", br},          {"subnet", net.subnet.str()},
+             {"gateway", net.gateway.str()}, {"internal", net.internal}, {"icc", net.icc}};
+    if (net.subnet6) {
+      row["subnet6"] = net.subnet6->str();
+      row["gateway6"] = net.gateway6.str();
+    }
+    st.networks.push_back(std::move(row));
   }
   return save_state(st);
 }
@@ -474,6 +492,7 @@ Result<void> build_container(LabState& st, Config& cfg, size_t i) {
   const std::string host = lab_host_ns(st.name);
   const std::string ns = lab_container_ns(st.name, c.name);
   if (auto r = add_namespace(st, ns); !r) return r;
+  if (auto r = lab_ipv6_sysctls(ns); !r) return r;
 
   // Name resolution: `ip netns exec` bind-mounts these over /etc/hosts and
   // /etc/resolv.conf, and the empty resolv.conf keeps lookups off real DNS.
@@ -491,7 +510,7 @@ Result<void> build_container(LabState& st, Config& cfg, size_t i) {
   }
 
   json interfaces = json::array();
-  std::optional<std::string> default_gw;
+  std::optional<std::string> default_gw, default_gw6;
   for (size_t j = 0; j < c.networks.size(); ++j) {
     Attachment& a = c.networks[j];
     auto n = network_index(cfg, a.network);
@@ -507,18 +526,32 @@ Result<void> build_container(LabState& st, Config& cfg, size_t i) {
     }
     if (auto r = ip_in(host, {"link", "set", veth, "master", bridge_name(*n), "up"}); !r) return r;
     if (auto r = ip_in(ns, {"addr", "add", addr, "dev", eth}); !r) return r;
+    std::string addr6;
+    if (a.ip6 && net.subnet6) {
+      addr6 = a.ip6->str() + "/" + std::to_string(net.subnet6->len);
+      if (auto r = ip_in(ns, {"-6", "addr", "add", addr6, "dev", eth, "nodad"}); !r) return r;
+    }
     if (auto r = ip_in(ns, {"link", "set", eth, "up"}); !r) return r;
     a.host_interface = veth;
     // Docker gives no default route through an internal network.
     if (!default_gw && !net.internal) default_gw = net.gateway.str();
-    interfaces.push_back({{"network", a.network},
-                          {"interface", eth},
-                          {"host_interface", veth},
-                          {"address", addr},
-                          {"gateway", net.gateway.str()}});
+    if (!default_gw6 && !net.internal && !addr6.empty()) default_gw6 = net.gateway6.str();
+    json row{{"network", a.network},
+             {"interface", eth},
+             {"host_interface", veth},
+             {"address", addr},
+             {"gateway", net.gateway.str()}};
+    if (!addr6.empty()) {
+      row["address6"] = addr6;
+      row["gateway6"] = net.gateway6.str();
+    }
+    interfaces.push_back(std::move(row));
   }
   if (default_gw) {
     if (auto r = ip_in(ns, {"route", "add", "default", "via", *default_gw}); !r) return r;
+  }
+  if (default_gw6) {
+    if (auto r = ip_in(ns, {"-6", "route", "add", "default", "via", *default_gw6}); !r) return r;
   }
   st.containers.push_back({{"name", c.name},
                            {"namespace", ns},
@@ -620,13 +653,19 @@ Result<void> start_listener(LabState& st, std::vector<Listener>& started, const 
 // no fork per connection: a probe matrix opens hundreds of connections at
 // once, and forking a responder for each took longer than the probes' timeout
 // on a 2-CPU machine.
-std::vector<std::string> tcp_responder(uint16_t port, const std::string& reply) {
+//
+// `dual_stack`: one IPv6 socket that takes IPv4 too (a container with an
+// IPv6 address); otherwise IPv4 only, as before IPv6 existed.
+std::vector<std::string> tcp_responder(uint16_t port, const std::string& reply, bool dual_stack) {
   static const char* kProgram =
       "import selectors, socket, sys\n"
       "answer = (sys.argv[2] + '\\n').encode()\n"
-      "ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n"
+      "v6 = sys.argv[3] == '6'\n"
+      "ls = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)\n"
       "ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-      "ls.bind(('0.0.0.0', int(sys.argv[1])))\n"
+      "if v6:\n"
+      "    ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+      "ls.bind(('::' if v6 else '0.0.0.0', int(sys.argv[1])))\n"
       "ls.listen(512)\n"
       "ls.setblocking(False)\n"
       "sel = selectors.DefaultSelector()\n"
@@ -659,7 +698,7 @@ std::vector<std::string> tcp_responder(uint16_t port, const std::string& reply) 
       "        buf += data\n"
       "        if not data or b'\\n' in buf or len(buf) > 65536:\n"
       "            done(c, len(buf) > 0)\n";
-  return {"python3", "-c", kProgram, std::to_string(port), reply};
+  return {"python3", "-c", kProgram, std::to_string(port), reply, dual_stack ? "6" : "4"};
 }
 
 // A UDP responder: answers every datagram with `reply`, or with the
@@ -671,7 +710,9 @@ std::vector<std::string> udp_responder(const std::string& bind_ip, uint16_t port
                                        const std::string& reply) {
   static const char* kProgram =
       "import socket, sys\n"
-      "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+      "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)\n"
+      "if ':' in sys.argv[1]:\n"
+      "    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
       "s.bind((sys.argv[1], int(sys.argv[2])))\n"
       "while True:\n"
       "    try:\n"
@@ -714,9 +755,11 @@ Result<void> start_listeners(LabState& st, const Config& cfg, bool per_container
       // socket close with a RST that nc reports instead of the answer. So
       // clients must send a line first (`echo x | nc IP PORT`); one that
       // sends nothing gets no answer.
+      bool dual = std::any_of(c.networks.begin(), c.networks.end(),
+                              [](const Attachment& a) { return a.ip6.has_value(); });
       std::vector<std::string> argv = proto == Protocol::tcp
-                                          ? tcp_responder(port, c.name)
-                                          : udp_responder("0.0.0.0", port, c.name);
+                                          ? tcp_responder(port, c.name, dual)
+                                          : udp_responder(dual ? "::" : "0.0.0.0", port, c.name);
       if (auto r = start_listener(st, started, ns, c.name, proto, port, argv); !r) return r;
     }
   }

@@ -22,6 +22,7 @@ Result<SlotAssignment> plan_slots(const Config& cfg, const Plan& plan, const Hos
 
 void plan_entries(MapPlan& m, const HostFacts& host) {
   for (const auto& a : m.plan.addrs) m.addrs.emplace(key_bytes(a.key), a.value);
+  for (const auto& a : m.plan.addrs6) m.addrs6.emplace(key_bytes(a.key), a.value);
   // Published ports are reachable at the uplinks' addresses: host addresses.
   for (const auto& u : host.uplinks)
     m.addrs[key_bytes(moat_lpm_v4_key{32, u.ipv4})] = moat_addr_info{0, MOAT_ADDR_HOST, 0};
@@ -35,11 +36,13 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
     m.endpoints.emplace(key_bytes(static_cast<uint32_t>(host.ifindex.at(e.interface))), v);
     m.container_addrs.emplace(
         key_bytes(moat_container_net_key{e.value.container_id, e.value.net_id}), e.value.ipv4);
-    m.endpoint_rows.push_back({e.interface, host.ifindex.at(e.interface),
-                               json{{"container", e.container}, {"network", e.network},
-                                    {"ip", Ipv4::from_be(e.value.ipv4).str()},
-                                    {"mac", mac_str(std::to_array(v.mac))},
-                                    {"stats_slot", v.stats_slot}}});
+    json row{{"container", e.container}, {"network", e.network},
+             {"ip", Ipv4::from_be(e.value.ipv4).str()}, {"mac", mac_str(std::to_array(v.mac))},
+             {"stats_slot", v.stats_slot}};
+    Ipv6 ip6;
+    std::copy(std::begin(v.ipv6.b), std::end(v.ipv6.b), ip6.bytes.begin());
+    if (ip6 != Ipv6{}) row["ip6"] = ip6.str();
+    m.endpoint_rows.push_back({e.interface, host.ifindex.at(e.interface), std::move(row)});
   }
   for (const auto& u : host.uplinks) {
     uint32_t slot = m.slots.slot.at(u.name);

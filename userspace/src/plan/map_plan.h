@@ -62,6 +62,7 @@ struct MapPlan {
   SlotAssignment slots;
   ByteKeyed<moat_endpoint> endpoints;
   ByteKeyed<moat_addr_info> addrs;
+  ByteKeyed<moat_addr_info> addrs6;
   ByteKeyed<moat_publish_val> publish;
   ByteKeyed<moat_uplink> uplinks;
   ByteKeyed<uint32_t> container_addrs;

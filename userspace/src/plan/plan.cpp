@@ -52,6 +52,26 @@ uint32_t net_flags(const Network& n) {
 
 namespace {
 
+moat_lpm_v6_key lpm6(uint32_t len, const Ipv6& a) {
+  moat_lpm_v6_key k{};
+  k.prefixlen = len;
+  std::copy(a.bytes.begin(), a.bytes.end(), k.addr.b);
+  return k;
+}
+
+void plan_addrs6(const Network& n, uint32_t id, Plan& plan) {
+  Addr6Entry subnet;
+  subnet.key = lpm6(n.subnet6->len, n.subnet6->addr);
+  subnet.value = {id, MOAT_ADDR_SUBNET, net_flags(n)};
+  subnet.network = n.name;
+  plan.addrs6.push_back(subnet);
+  Addr6Entry gw;
+  gw.key = lpm6(128, n.gateway6);
+  gw.value = {id, MOAT_ADDR_GATEWAY, net_flags(n)};
+  gw.network = n.name;
+  plan.addrs6.push_back(gw);
+}
+
 void plan_addrs(const Config& cfg, Plan& plan) {
   for (const auto& n : cfg.networks) {
     uint32_t id = plan.ids.networks.at(n.name);
@@ -65,6 +85,7 @@ void plan_addrs(const Config& cfg, Plan& plan) {
     gw.value = {id, MOAT_ADDR_GATEWAY, net_flags(n)};
     gw.network = n.name;
     plan.addrs.push_back(gw);
+    if (n.subnet6) plan_addrs6(n, id, plan);
   }
 }
 
@@ -91,6 +112,7 @@ Result<void> plan_endpoints(const Config& cfg, Plan& plan) {
       e.interface = a.host_interface;
       e.value.net_id = plan.ids.networks.at(n->name);
       e.value.ipv4 = a.ip.to_be();
+      if (a.ip6) std::copy(a.ip6->bytes.begin(), a.ip6->bytes.end(), e.value.ipv6.b);
       e.value.net_flags = net_flags(*n);
       e.value.container_id = plan.ids.containers.at(c.name);
       if (a.mac) {
@@ -141,7 +163,7 @@ Result<void> check_capacity(const Config& cfg, const Plan& plan) {
     return fail(cfg.source + ": " + std::to_string(plan.endpoints.size()) +
                 " container attachments exceed moat's capacity of " +
                 std::to_string(MOAT_MAX_ATTACHMENTS - 1) + " attachments (uplinks included)");
-  if (plan.addrs.size() > MOAT_MAX_ADDR_ENTRIES)
+  if (plan.addrs.size() > MOAT_MAX_ADDR_ENTRIES || plan.addrs6.size() > MOAT_MAX_ADDR_ENTRIES)
     return fail(cfg.source + ": " + std::to_string(cfg.networks.size()) +
                 " networks exceed the address map's capacity of " +
                 std::to_string(MOAT_MAX_ADDR_ENTRIES / 2) + " networks");
@@ -150,29 +172,7 @@ Result<void> check_capacity(const Config& cfg, const Plan& plan) {
 
 }  // namespace
 
-namespace {
-
-// The file model reads IPv6 subnets and addresses, the maps carry IPv6
-// addresses, but the programs do not parse IPv6 data yet: they drop it
-// (ipv6-not-enabled). Applying such a network would claim what the kernel
-// does not do, so it is refused, naming the network.
-Result<void> refuse_ipv6(const Config& cfg) {
-  for (size_t i = 0; i < cfg.networks.size(); ++i) {
-    const Network& n = cfg.networks[i];
-    if (!n.subnet6) continue;
-    return fail(cfg.source + ": networks[" + std::to_string(i) + "] \"" + n.name +
-                "\": IPv6 (" + n.subnet6->str() +
-                ") is read but not enforced by this version of moat: its programs drop container "
-                "IPv6 traffic other than neighbour discovery (drop reason ipv6-not-enabled). "
-                "Remove \"ipv6\", \"ipv6_subnet\" and \"ipv6_gateway\" from the network");
-  }
-  return {};
-}
-
-}  // namespace
-
 Result<Plan> compile(const Config& cfg, const IdTable& previous) {
-  if (auto r = refuse_ipv6(cfg); !r) return std::unexpected(r.error());
   Plan plan;
   std::vector<std::string> net_names, ctr_names;
   for (const auto& n : cfg.networks) net_names.push_back(n.name);

@@ -39,6 +39,13 @@ struct AddrEntry {
   std::string network;
 };
 
+// The same for `addrs6`: a network's IPv6 subnet and gateway.
+struct Addr6Entry {
+  moat_lpm_v6_key key{};
+  moat_addr_info value{};
+  std::string network;
+};
+
 // One published host port (ranges are expanded port by port).
 struct PublishEntry {
   std::string container;
@@ -52,6 +59,7 @@ struct Plan {
   IdTable ids;
   std::vector<EndpointEntry> endpoints;
   std::vector<AddrEntry> addrs;
+  std::vector<Addr6Entry> addrs6;
   std::vector<PublishEntry> publish;
 };
 
