@@ -18,7 +18,8 @@ mac_of() { ex "$1" -- ip -o link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]
 Q1=10.77.0.2 Q2=10.77.0.3 O1=10.79.0.2 O2=10.79.0.3 GW_O=10.79.0.1
 
 # frames.py count SECONDS READY MARK: frames carrying MARK that arrive on
-# eth0 here (not the ones sent from here) within SECONDS; count-dst
+# eth0 here (not the ones sent from here) within SECONDS (with $STOP: until
+# that file exists, SECONDS at most); count-dst
 # SECONDS READY MAC: frames addressed to MAC.
 # frames.py send KIND ARGS...: five frames of KIND out of eth0, each with
 # the mark "moat-l2-<KIND>" in it.
@@ -40,8 +41,13 @@ if sys.argv[1] in ("count", "count-dst"):
     s.bind((os.environ.get("IFACE", "eth0"), 0))
     s.settimeout(0.1)
     open(ready, "w").close()
+    # With STOP set, SECONDS is only a cap: counting ends 0.5 s after the
+    # sender has finished (STOP exists), however slowly it started.
+    stop = os.environ.get("STOP")
     end, n = time.time() + secs, 0
     while time.time() < end:
+        if stop and os.path.exists(stop):
+            end, stop = min(end, time.time() + 0.5), None
         try:
             data, addr = s.recvfrom(65535)
         except socket.timeout:
@@ -99,16 +105,18 @@ for _ in range(int(os.environ.get("REPEAT", "5"))):
 PY
 
 # arrived VICTIM KIND SENDER ARGS...: how many of SENDER's frames of KIND
-# reached VICTIM (a packet socket there counts for 1.5 s).
+# reached VICTIM (a packet socket there counts until the sender is done,
+# 15 s at most: a fixed window lost a slow-starting sender on a busy VM).
 arrived() {
   local victim=$1 kind=$2 sender=$3 ready="$TMP/ready.$RANDOM" pid iface=eth0
   shift 3
   [ "$victim" = host ] && iface=$BR_O
-  ex "$victim" -- env IFACE="$iface" python3 "$TMP/frames.py" count 1.5 "$ready" "moat-l2-$kind" >"$TMP/count" &
+  ex "$victim" -- env IFACE="$iface" STOP="$ready.stop" python3 "$TMP/frames.py" count 15 "$ready" "moat-l2-$kind" >"$TMP/count" &
   pid=$!
   SERVERS+=("$pid")
   for _ in $(seq 50); do [ -e "$ready" ] && break; sleep 0.1; done
   ex "$sender" -- python3 "$TMP/frames.py" send "$kind" "$@"
+  touch "$ready.stop"
   wait "$pid"
   cat "$TMP/count"
 }
