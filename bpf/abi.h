@@ -574,7 +574,15 @@ struct moat_event {
 	__u64 bytes;
 	__u64 reply_packets; /* flows: reply direction so far */
 	__u64 reply_bytes;
+	/* MOAT_EV_F_IPV6: an IPv6 packet's drop; its addresses are here and
+	 * `tuple` holds only its protocol and ports. */
+	__u32 flags;
+	__u32 pad;
+	union moat_ip src6;
+	union moat_ip dst6;
 };
+
+#define MOAT_EV_F_IPV6 (1u << 0)
 
 /*
  * Map `obs_cfg` (array, one __u32): MOAT_OBS_F_OFF turns counting and
@@ -617,7 +625,7 @@ MOAT_ABI_SIZE(moat_sock_rnat_val, 8);
 MOAT_ABI_SIZE(moat_ipcache_val, 8);
 MOAT_ABI_SIZE(moat_policy_key, 12);
 MOAT_ABI_SIZE(moat_policy_val, 8);
-MOAT_ABI_SIZE(moat_event, 88);
+MOAT_ABI_SIZE(moat_event, 128);
 
 /* Every drop reason has its counter slot: as many reasons as slots (slot 0
  * is pass), and no reason numbered beyond the array. */

@@ -145,6 +145,32 @@ static __always_inline int obs_drop_take_token(void)
 }
 
 /*
+ * An IPv6 drop's addresses, and its protocol and ports where the upper
+ * layer follows the fixed header (behind extension headers: the protocol
+ * of the first one, no ports). Kept short: only reported drops pay.
+ */
+static __always_inline void obs_drop_tuple6(struct __sk_buff *skb, struct moat_event *ev)
+{
+	struct ipv6hdr ip6;
+	__be16 ports[2];
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)))
+		return;
+	ev->flags = MOAT_EV_F_IPV6;
+	__builtin_memcpy(ev->src6.b, &ip6.saddr, 16);
+	__builtin_memcpy(ev->dst6.b, &ip6.daddr, 16);
+	ev->tuple.proto = ip6.nexthdr;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip6), ports, sizeof(ports)))
+		return;
+	if (ip6.nexthdr == IPPROTO_TCP || ip6.nexthdr == IPPROTO_UDP || ip6.nexthdr == IPPROTO_SCTP) {
+		ev->tuple.sport = ports[0];
+		ev->tuple.dport = ports[1];
+	} else if (ip6.nexthdr == IPPROTO_ICMPV6) {
+		ev->tuple.dport = ports[0]; /* type and code, for people */
+	}
+}
+
+/*
  * A drop event (the caller took a token). The tuple is read again from the
  * packet: only reported drops pay for it.
  *
@@ -176,8 +202,12 @@ static __noinline void obs_drop_event(struct __sk_buff *skb, __u32 dir, __u32 re
 	ev->rule_id = (reason == -MOAT_DROP_POLICY_DENY || reason == -MOAT_DROP_POLICY_DEFAULT_DENY)
 			      ? s->rule_id
 			      : MOAT_RULE_NONE;
-	if (!bpf_skb_load_bytes(skb, 12, &eth_proto, 2) && eth_proto == bpf_htons(ETH_P_IP) &&
-	    !bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip))) {
+	if (bpf_skb_load_bytes(skb, 12, &eth_proto, 2))
+		eth_proto = 0;
+	if (eth_proto == bpf_htons(ETH_P_IPV6)) {
+		obs_drop_tuple6(skb, ev);
+	} else if (eth_proto == bpf_htons(ETH_P_IP) &&
+		   !bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip))) {
 		ev->tuple.saddr = ip.saddr;
 		ev->tuple.daddr = ip.daddr;
 		ev->tuple.proto = ip.protocol;

@@ -155,6 +155,30 @@ void add_network(const Skeleton<endpoint_bpf>& skel, const Network& net) {
   put(32, net.gateway, MOAT_ADDR_GATEWAY);
 }
 
+void add_network6(const Skeleton<endpoint_bpf>& skel, const Network& net, const char* subnet,
+                  uint32_t prefixlen, const char* gateway) {
+  const auto put = [&](uint32_t len, const char* text, moat_addr_kind kind) {
+    moat_lpm_v6_key key = {.prefixlen = len, .addr = {}};
+    const in6_addr a = pkt::ip6(text);
+    std::memcpy(key.addr.b, &a, sizeof a);
+    const moat_addr_info info = {.net_id = net.id, .kind = uint32_t(kind), .net_flags = net.flags};
+    if (bpf_map__update_elem(skel->maps.addrs6, &key, sizeof key, &info, sizeof info, BPF_ANY))
+      fail("addrs6 update", errno);
+  };
+  put(prefixlen, subnet, MOAT_ADDR_SUBNET);
+  put(128, gateway, MOAT_ADDR_GATEWAY);
+}
+
+void set_endpoint_ipv6(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, const char* ip6) {
+  moat_endpoint ep;
+  if (bpf_map__lookup_elem(skel->maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, 0))
+    fail("endpoints lookup", errno);
+  const in6_addr a = pkt::ip6(ip6);
+  std::memcpy(ep.ipv6.b, &a, sizeof a);
+  if (bpf_map__update_elem(skel->maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, BPF_ANY))
+    fail("endpoints update", errno);
+}
+
 namespace {
 
 // Slots by ifindex, given in order of first use, as moat gives them.

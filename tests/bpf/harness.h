@@ -91,6 +91,12 @@ struct Network {
 // The network's subnet (SUBNET) and gateway /32 (GATEWAY) into `addrs`,
 // both carrying the network's flags.
 void add_network(const Skeleton<endpoint_bpf>& skel, const Network& net);
+// The network's IPv6 subnet (SUBNET) and gateway /128 (GATEWAY) into
+// `addrs6`, as the planner writes a dual-stack network's.
+void add_network6(const Skeleton<endpoint_bpf>& skel, const Network& net, const char* subnet,
+                  uint32_t prefixlen, const char* gateway);
+// The endpoint at `ifindex` gets IPv6 address `ip6` (it must exist).
+void set_endpoint_ipv6(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, const char* ip6);
 // The counter slot of interface `ifindex`: given on first use, for the whole
 // test run; 0 (nobody's) for an ifindex no device has.
 uint32_t stats_slot_of(uint32_t ifindex);

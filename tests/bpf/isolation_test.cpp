@@ -617,33 +617,13 @@ TEST_F(Verdicts, Ipv6LinkMessagesFollowIcc) {
 // IPv4 is (the same networks, kNet1..4, given IPv6 subnets), with what moat
 // does not carry over IPv6 yet dropped: the world, containers under policy.
 TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
-  struct V6 {
-    const Network* net;
-    const char* subnet;  // /64
-    const char* gateway;
-  };
-  for (const V6& n : {V6{&kNet1, "fd00:1::", "fd00:1::1"}, V6{&kNet2, "fd00:2::", "fd00:2::1"},
-                      V6{&kNet3, "fd00:3::", "fd00:3::1"}, V6{&kNet4, "fd00:4::", "fd00:4::1"}}) {
-    const auto put = [&](uint32_t len, const char* a, moat_addr_kind kind) {
-      moat_lpm_v6_key key = {.prefixlen = len, .addr = {}};
-      const in6_addr v = ip6(a);
-      std::memcpy(key.addr.b, &v, 16);
-      const moat_addr_info info = {.net_id = n.net->id, .kind = uint32_t(kind), .net_flags = n.net->flags};
-      ASSERT_EQ(bpf_map__update_elem(skel_->maps.addrs6, &key, sizeof key, &info, sizeof info, BPF_ANY), 0);
-    };
-    put(64, n.subnet, MOAT_ADDR_SUBNET);
-    put(128, n.gateway, MOAT_ADDR_GATEWAY);
-  }
-  const std::map<char, const char*> own6 = {
-      {'A', "fd00:1::2"}, {'B', "fd00:1::3"}, {'C', "fd00:2::2"}, {'D', "fd00:3::2"}, {'E', "fd00:4::2"}};
-  for (const auto& [name, a] : own6) {
-    const uint32_t ifindex = ifindex_.at(name);
-    moat_endpoint ep;
-    ASSERT_EQ(bpf_map__lookup_elem(skel_->maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, 0), 0);
-    const in6_addr v = ip6(a);
-    std::memcpy(ep.ipv6.b, &v, 16);
-    ASSERT_EQ(bpf_map__update_elem(skel_->maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, BPF_ANY), 0);
-  }
+  add_network6(skel_, kNet1, "fd00:1::", 64, "fd00:1::1");
+  add_network6(skel_, kNet2, "fd00:2::", 64, "fd00:2::1");
+  add_network6(skel_, kNet3, "fd00:3::", 64, "fd00:3::1");
+  add_network6(skel_, kNet4, "fd00:4::", 64, "fd00:4::1");
+  for (const auto& [name, a] : std::map<char, const char*>{
+           {'A', "fd00:1::2"}, {'B', "fd00:1::3"}, {'C', "fd00:2::2"}, {'D', "fd00:3::2"}, {'E', "fd00:4::2"}})
+    set_endpoint_ipv6(skel_, ifindex_.at(name), a);
   const char *A6 = "fd00:1::2", *B6 = "fd00:1::3", *C6 = "fd00:2::2", *D6 = "fd00:3::2",
              *E6 = "fd00:4::2", *GW1_6 = "fd00:1::1", *GW3_6 = "fd00:3::1", *GW4_6 = "fd00:4::1",
              *D_PEER6 = "fd00:3::3", *E_PEER6 = "fd00:4::3", *WORLD6 = "2001:db8::2",

@@ -209,6 +209,8 @@ struct Want {
   moat_ct_key tuple{};
   moat_ct_key xlated{};
   uint64_t packets = 0, bytes = 0, reply_packets = 0, reply_bytes = 0;
+  uint32_t flags = 0;  // MOAT_EV_F_*
+  in6_addr src6{}, dst6{};
 };
 
 class Obs : public ::testing::Test {
@@ -290,6 +292,9 @@ class Obs : public ::testing::Test {
     EXPECT_EQ(got.bytes, w.bytes);
     EXPECT_EQ(got.reply_packets, w.reply_packets);
     EXPECT_EQ(got.reply_bytes, w.reply_bytes);
+    EXPECT_EQ(got.flags, w.flags);
+    EXPECT_EQ(std::memcmp(got.src6.b, &w.src6, 16), 0) << "src6";
+    EXPECT_EQ(std::memcmp(got.dst6.b, &w.dst6, 16), 0) << "dst6";
     EXPECT_GE(got.ts_ns, last_run_.first) << "stamped with bpf_ktime_get_ns() during the run";
     EXPECT_LE(got.ts_ns, last_run_.second);
   }
@@ -485,6 +490,26 @@ TEST_F(Obs, ObservationOffCountsAndReportsNothing) {
 // =====================================================================================
 // Events
 // =====================================================================================
+
+// An IPv6 drop names its addresses (src6, dst6) and, where the upper layer
+// follows the fixed header, its protocol and ports in the tuple.
+TEST_F(Obs, Ipv6DropEventCarriesItsAddresses) {
+  const in6_addr own = ip6("fe80::42:acff:fe14:2");  // A's link-local (its MAC's EUI-64)
+  const in6_addr peer = ip6("fd00:9::7");
+  const auto frame6 = [&](const in6_addr& s, uint8_t next, const Bytes& l4) {
+    return eth(ETH_P_IPV6, ipv6({.src = s, .dst = peer, .next = next, .hop_limit = 64}, l4));
+  };
+  go(Hook::FromContainer, kDevA, frame6(own, IPPROTO_UDP, udp(40000, 53)), SHOT);
+  expect_one({.type = MOAT_EV_DROP, .dev = kDevA, .dir = MOAT_DIR_FROM_CONTAINER,
+              .reason = unsigned(-MOAT_DROP_IPV6_NOT_ENABLED),
+              .tuple = ct_key("0.0.0.0", 40000, "0.0.0.0", 53, IPPROTO_UDP),
+              .flags = MOAT_EV_F_IPV6, .src6 = own, .dst6 = peer});
+  go(Hook::FromContainer, kDevA, frame6(peer, IPPROTO_ICMPV6, icmp(128, 0, Bytes(8, 0))), SHOT);
+  expect_one({.type = MOAT_EV_DROP, .dev = kDevA, .dir = MOAT_DIR_FROM_CONTAINER,
+              .reason = unsigned(-MOAT_DROP_SPOOFED_SOURCE),
+              .tuple = ct_key("0.0.0.0", 0, "0.0.0.0", 128 << 8, IPPROTO_ICMPV6),
+              .flags = MOAT_EV_F_IPV6, .src6 = peer, .dst6 = peer});
+}
 
 TEST_F(Obs, DropEventNamesReasonInterfaceDirectionAndTuple) {
   go(Hook::FromContainer, kDevA, tcp4(A, 40000, C, 80), SHOT);

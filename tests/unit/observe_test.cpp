@@ -120,6 +120,41 @@ TEST(ObserveEvents, DropNamesEverything) {
             "by default/db)");
 }
 
+// An IPv6 packet's drop carries its addresses beside the tuple's protocol
+// and ports: shown as IPv6, named from the state's ip6 rows, ports bracketed.
+TEST(ObserveEvents, Ipv6DropShowsIpv6Addresses) {
+  json st = state();
+  st["interfaces"][1]["ip6"] = "fd00:1::3";  // sicherheit
+  st["networks"][0]["gateway6"] = "fd00:1::1";
+  auto n = names_from_state("test", st);
+  moat_event ev{};
+  ev.ts_ns = 1500000000;
+  ev.type = MOAT_EV_DROP;
+  ev.ifindex = 5;
+  ev.dir = MOAT_DIR_FROM_CONTAINER;
+  ev.reason = static_cast<uint8_t>(-MOAT_DROP_ISOLATION);
+  ev.rule_id = MOAT_RULE_NONE;
+  ev.flags = MOAT_EV_F_IPV6;
+  ev.tuple = key("0.0.0.0", 40000, "0.0.0.0", 80, IPPROTO_TCP);
+  ASSERT_EQ(inet_pton(AF_INET6, "fd00:1::3", ev.src6.b), 1);
+  ASSERT_EQ(inet_pton(AF_INET6, "fd00:2::7", ev.dst6.b), 1);
+  auto j = event_json(ev, n, kOffset);
+  EXPECT_EQ(j["family"], "ipv6");
+  EXPECT_EQ(j["src"]["ip"], "fd00:1::3");
+  EXPECT_EQ(j["src"]["container"], "sicherheit");
+  EXPECT_EQ(j["dst"], (json{{"ip", "fd00:2::7"}, {"port", 80}}));
+  EXPECT_EQ(event_text(j, true),
+            "22:13:21.500 DROP sicherheit@backend from_container tcp sicherheit([fd00:1::3]:40000) > "
+            "[fd00:2::7]:80 reason network-isolation");
+  ev.tuple = key("0.0.0.0", 0, "0.0.0.0", 0, IPPROTO_ICMPV6);
+  ev.tuple.dport = htons(0x8000);  // the bytes of type 128 (echo request), code 0
+  j = event_json(ev, n, kOffset);
+  EXPECT_EQ(j["protocol"], "icmpv6");
+  EXPECT_EQ(j["icmp"], (json{{"type", 128}, {"code", 0}}));
+  ASSERT_EQ(inet_pton(AF_INET6, "fd00:1::1", ev.dst6.b), 1);
+  EXPECT_EQ(event_json(ev, n, kOffset)["dst"]["container"], "host");
+}
+
 // A Docker instance: Compose's labels name the service at either end, and a
 // guarded bridge's drop names the bridge and its network, no container.
 TEST(ObserveEvents, ComposeServiceAndBridgeDrops) {

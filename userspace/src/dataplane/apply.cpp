@@ -452,11 +452,21 @@ json state_record(const Apply& a) {
   const auto& cfg = a.cfg;
   const auto& ids = a.want.plan.ids;
   json networks = json::array();
-  for (const auto& n : cfg.networks)
-    networks.push_back({{"name", n.name}, {"id", ids.networks.at(n.name)},
-                        {"subnet", n.subnet.str()}, {"gateway", n.gateway.str()}, {"icc", n.icc},
-                        {"internal", n.internal}, {"masquerade", n.masquerade && !n.internal},
-                        {"bridge", n.bridge}});
+  for (const auto& n : cfg.networks) {
+    json row{{"name", n.name},
+             {"id", ids.networks.at(n.name)},
+             {"subnet", n.subnet.str()},
+             {"gateway", n.gateway.str()},
+             {"icc", n.icc},
+             {"internal", n.internal},
+             {"masquerade", n.masquerade && !n.internal},
+             {"bridge", n.bridge}};
+    if (n.subnet6) {
+      row["subnet6"] = n.subnet6->str();
+      row["gateway6"] = n.gateway6.str();
+    }
+    networks.push_back(std::move(row));
+  }
   json published = json::array();
   for (const auto& c : cfg.containers)
     for (const auto& p : c.publish) published.push_back({{"container", c.name}, {"publish", p.text}});

@@ -49,8 +49,8 @@ void add_container_facts(json& j, const std::string& container, const Names& nam
   }
 }
 
-json endpoint_json(uint32_t ip_be, uint16_t port_be, uint8_t proto, const Names& names) {
-  json e = {{"ip", ip_str(ip_be)}};
+json endpoint_json(const std::string& ip, uint16_t port_be, uint8_t proto, const Names& names) {
+  json e = {{"ip", ip}};
   if (has_ports(proto)) e["port"] = ntohs(port_be);
   if (const auto* a = names.addr(e["ip"].get<std::string>())) {
     e["container"] = a->container;
@@ -58,6 +58,16 @@ json endpoint_json(uint32_t ip_be, uint16_t port_be, uint8_t proto, const Names&
     add_container_facts(e, a->container, names);
   }
   return e;
+}
+
+json endpoint_json(uint32_t ip_be, uint16_t port_be, uint8_t proto, const Names& names) {
+  return endpoint_json(ip_str(ip_be), port_be, proto, names);
+}
+
+std::string ip6_str(const moat_ip& a) {
+  Ipv6 v;
+  std::copy(std::begin(a.b), std::end(a.b), v.bytes.begin());
+  return v.str();
 }
 
 // Where the event was seen: an uplink, or a container's attachment.
@@ -172,9 +182,15 @@ json event_json(const moat_event& ev, const Names& names, int64_t wall_offset) {
   const moat_ct_key& t =
       ev.type != MOAT_EV_DROP && ev.ct_kind == MOAT_CT_TRACK ? ev.xlated : ev.tuple;
   j["protocol"] = proto_name(t.proto);
-  j["src"] = endpoint_json(t.saddr, t.sport, t.proto, names);
-  j["dst"] = endpoint_json(t.daddr, t.dport, t.proto, names);
-  if (t.proto == IPPROTO_ICMP) {
+  if (ev.flags & MOAT_EV_F_IPV6) {
+    j["family"] = "ipv6";
+    j["src"] = endpoint_json(ip6_str(ev.src6), t.sport, t.proto, names);
+    j["dst"] = endpoint_json(ip6_str(ev.dst6), t.dport, t.proto, names);
+  } else {
+    j["src"] = endpoint_json(t.saddr, t.sport, t.proto, names);
+    j["dst"] = endpoint_json(t.daddr, t.dport, t.proto, names);
+  }
+  if (t.proto == IPPROTO_ICMP || t.proto == IPPROTO_ICMPV6) {
     if (drop) {
       const auto* b = reinterpret_cast<const uint8_t*>(&t.dport);
       j["icmp"] = {{"type", b[0]}, {"code", b[1]}};
@@ -194,7 +210,9 @@ namespace {
 
 std::string ep_text(const json& e) {
   std::string addr = e["ip"].get<std::string>();
-  if (e.contains("port")) addr += ":" + std::to_string(e["port"].get<int>());
+  if (e.contains("port"))
+    addr = (addr.find(':') != std::string::npos ? "[" + addr + "]" : addr) + ":" +
+           std::to_string(e["port"].get<int>());
   if (e.contains("container")) return e["container"].get<std::string>() + "(" + addr + ")";
   return addr;
 }

@@ -39,10 +39,13 @@ Names names_from_state(const std::string& instance, const json& st) {
             i.value("ip", ""),        i.value("stats_slot", 0u)};
     n.ifaces[i.value("ifindex", 0u)] = f;
     if (!f.ip.empty()) n.addrs[f.ip] = {f.container, f.network};
+    if (auto ip6 = i.value("ip6", std::string()); !ip6.empty())
+      n.addrs[ip6] = {f.container, f.network};
   }
   for (const auto& net : st.value("networks", json::array()))
-    if (auto gw = net.value("gateway", std::string()); !gw.empty())
-      n.addrs.emplace(gw, AddrName{"host", net.value("name", "")});
+    for (const char* key : {"gateway", "gateway6"})
+      if (auto gw = net.value(key, std::string()); !gw.empty())
+        n.addrs.emplace(gw, AddrName{"host", net.value("name", "")});
   for (const auto& u : st.value("uplinks", json::array())) {
     Iface f{u.value("name", ""), true, "", "", u.value("ip", ""), u.value("stats_slot", 0u)};
     n.ifaces[u.value("ifindex", 0u)] = f;

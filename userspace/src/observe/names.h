@@ -45,7 +45,7 @@ struct RuleName {
 struct Names {
   std::string instance;
   std::map<uint32_t, Iface> ifaces;       // by ifindex
-  std::map<std::string, AddrName> addrs;  // by dotted IPv4
+  std::map<std::string, AddrName> addrs;  // by dotted IPv4 or canonical IPv6 text
   std::vector<RuleName> rules;            // by rule id
   std::map<std::string, ContainerInfo> containers;
 

@@ -50,6 +50,8 @@ std::optional<Protocol> parse_protocol(std::string_view text, bool any_case) {
 
 std::string proto_name(uint8_t ipproto) {
   if (ipproto == 0) return "";
+  // Not a Protocol rules name (policies say ICMP for both families).
+  if (ipproto == IPPROTO_ICMPV6) return "icmpv6";
   return to_string(static_cast<Protocol>(ipproto));
 }
 
