@@ -35,6 +35,20 @@ must_drop "f1 -> q1 tcp" "$L" f1 tcp $Q1 80
 must_drop "q1 -> f1 icmpv6" "$L" q1 icmp $F1
 must_drop "f1 -> v1 tcp" "$L" f1 tcp $V1 80
 n=$(drops "$L" network-isolation); check "network-isolation drops counted ($n)" [ "$n" -gt 0 ]
+# The drop events name both ends by their IPv6 addresses.
+"$MOAT" flows --lab "$L" --json >"$TMP/flows.json" 2>"$TMP/flows.err" || cat "$TMP/flows.err"
+n=$(python3 -c '
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if (e.get("reason") == "network-isolation" and e.get("family") == "ipv6"
+            and e["src"].get("container") == "f1" and e["src"]["ip"] == sys.argv[2]
+            and e["dst"].get("container") == "q1" and e["dst"]["ip"] == sys.argv[3]
+            and e["dst"].get("port") == 80):
+        n += 1
+print(n)' "$TMP/flows.json" $F1 $Q1)
+check "moat flows: f1 -> q1:80 over IPv6 dropped, both named ($n events)" [ "$n" -ge 1 ]
 must_pass "f1 -> quiet's gateway (a host address)" "$L" f1 icmp $QGW
 
 echo "icc: false over IPv6"
