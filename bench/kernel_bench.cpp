@@ -380,40 +380,35 @@ void add_publish_cases(std::vector<Case>& cases, const Plane& p, const Options& 
   cases.push_back({m, repeated(tag + "miss", in, up, miss, o.repeat, TC_ACT_OK), {}});
 }
 
-void add_baseline_case(std::vector<Case>& cases, const Plane& p, const Options& o) {
-  const Bytes frame = tcp4(A, 40000, B, 80);
+// A packet from moat-a to moat-b on one network, no policy: `path` names
+// the family's case.
+void add_allowed_case(std::vector<Case>& cases, const Plane& p, const Options& o,
+                      const std::string& path, const Bytes& frame, const std::string& what) {
   const uint32_t dev = ifindex_of("moat-a");
-  checked_run("baseline", p.ep->progs.from_container, dev, frame, 1, TC_ACT_OK);
-  cases.push_back(
-      {{{"scenario", "baseline"},
-        {"path", "allowed"},
-        {"hook", "from_container"},
-        {"runs", "repeat"},
-        {"what", "a packet between two containers of one network, no policy"}},
-       repeated("baseline", p.ep->progs.from_container, dev, frame, o.repeat, TC_ACT_OK),
-       {}});
+  checked_run("baseline " + path, p.ep->progs.from_container, dev, frame, 1, TC_ACT_OK);
+  cases.push_back({{{"scenario", "baseline"},
+                    {"path", path},
+                    {"hook", "from_container"},
+                    {"runs", "repeat"},
+                    {"what", what}},
+                   repeated("baseline " + path, p.ep->progs.from_container, dev, frame, o.repeat,
+                            TC_ACT_OK),
+                   {}});
 }
 
-// The baseline's packet over IPv6 (issue 16: each IPv6 path's cost beside
-// its IPv4 one): both containers given IPv6 addresses in their network's
-// IPv6 subnet; the same TCP segment between them.
-void add_baseline_v6_case(std::vector<Case>& cases, const Plane& p, const Options& o) {
+void add_baseline_cases(std::vector<Case>& cases, const Plane& p, const Options& o) {
+  add_allowed_case(cases, p, o, "allowed", tcp4(A, 40000, B, 80),
+                   "a packet between two containers of one network, no policy");
+  // The same over IPv6 (issue 16: each IPv6 path's cost beside its IPv4
+  // one): both containers get addresses in their network's IPv6 subnet.
   add_network6(p.ep, kNet, "fd00:10::", 64, "fd00:10::1");
-  const uint32_t dev = ifindex_of("moat-a");
-  set_endpoint_ipv6(p.ep, dev, "fd00:10::2");
+  set_endpoint_ipv6(p.ep, ifindex_of("moat-a"), "fd00:10::2");
   set_endpoint_ipv6(p.ep, ifindex_of("moat-b"), "fd00:10::3");
-  const Bytes frame = eth(ETH_P_IPV6, ipv6({.src = ip6("fd00:10::2"), .dst = ip6("fd00:10::3"),
-                                            .next = IPPROTO_TCP, .hop_limit = 64},
-                                           tcp(40000, 80)));
-  checked_run("baseline_v6", p.ep->progs.from_container, dev, frame, 1, TC_ACT_OK);
-  cases.push_back(
-      {{{"scenario", "baseline"},
-        {"path", "allowed_v6"},
-        {"hook", "from_container"},
-        {"runs", "repeat"},
-        {"what", "the baseline's packet over IPv6 (stateless: no IPv6 conntrack yet)"}},
-       repeated("baseline_v6", p.ep->progs.from_container, dev, frame, o.repeat, TC_ACT_OK),
-       {}});
+  add_allowed_case(cases, p, o, "allowed_v6",
+                   eth(ETH_P_IPV6, ipv6({.src = ip6("fd00:10::2"), .dst = ip6("fd00:10::3"),
+                                         .next = IPPROTO_TCP, .hop_limit = 64},
+                                        tcp(40000, 80))),
+                   "the baseline's packet over IPv6 (stateless: no IPv6 conntrack yet)");
 }
 
 // ---- the run -------------------------------------------------------------------------
@@ -437,8 +432,7 @@ Json bench(const Options& o) {
   std::vector<std::unique_ptr<Plane>> planes;
   std::vector<std::unique_ptr<PolicySetup>> policies;
   planes.push_back(plane(1));
-  add_baseline_case(cases, *planes.back(), o);
-  add_baseline_v6_case(cases, *planes.back(), o);
+  add_baseline_cases(cases, *planes.back(), o);
   for (uint32_t r : o.rules) {
     policies.push_back(policy_setup(r, o.containers));
     add_policy_cases(cases, *policies.back(), o);
