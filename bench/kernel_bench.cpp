@@ -386,14 +386,14 @@ void add_allowed_case(std::vector<Case>& cases, const Plane& p, const Options& o
                       const std::string& path, const Bytes& frame, const std::string& what) {
   const uint32_t dev = ifindex_of("moat-a");
   checked_run("baseline " + path, p.ep->progs.from_container, dev, frame, 1, TC_ACT_OK);
-  cases.push_back({{{"scenario", "baseline"},
-                    {"path", path},
-                    {"hook", "from_container"},
-                    {"runs", "repeat"},
-                    {"what", what}},
-                   repeated("baseline " + path, p.ep->progs.from_container, dev, frame, o.repeat,
-                            TC_ACT_OK),
-                   {}});
+  cases.push_back(
+      {{{"scenario", "baseline"},
+        {"path", path},
+        {"hook", "from_container"},
+        {"runs", "repeat"},
+        {"what", what}},
+       repeated("baseline " + path, p.ep->progs.from_container, dev, frame, o.repeat, TC_ACT_OK),
+       {}});
 }
 
 void add_baseline_cases(std::vector<Case>& cases, const Plane& p, const Options& o) {
@@ -405,8 +405,10 @@ void add_baseline_cases(std::vector<Case>& cases, const Plane& p, const Options&
   set_endpoint_ipv6(p.ep, ifindex_of("moat-a"), "fd00:10::2");
   set_endpoint_ipv6(p.ep, ifindex_of("moat-b"), "fd00:10::3");
   add_allowed_case(cases, p, o, "allowed_v6",
-                   eth(ETH_P_IPV6, ipv6({.src = ip6("fd00:10::2"), .dst = ip6("fd00:10::3"),
-                                         .next = IPPROTO_TCP, .hop_limit = 64},
+                   eth(ETH_P_IPV6, ipv6({.src = ip6("fd00:10::2"),
+                                         .dst = ip6("fd00:10::3"),
+                                         .next = IPPROTO_TCP,
+                                         .hop_limit = 64},
                                         tcp(40000, 80))),
                    "the baseline's packet over IPv6 (stateless: no IPv6 conntrack yet)");
 }

@@ -197,7 +197,8 @@ static __always_inline int ipv6_data_verdict(struct __sk_buff *skb, const struct
 	}
 	if (v)
 		return v;
-	if (policy_isolates(policy_current_rev(), ep, from ? MOAT_POLICY_EGRESS : MOAT_POLICY_INGRESS))
+	if (policy_isolates(policy_current_rev(), ep,
+			    from ? MOAT_POLICY_EGRESS : MOAT_POLICY_INGRESS))
 		return MOAT_DROP_IPV6_NOT_ENABLED;
 	return MOAT_PASS;
 }

@@ -162,7 +162,8 @@ static __always_inline void obs_drop_tuple6(struct __sk_buff *skb, struct moat_e
 	ev->tuple.proto = ip6.nexthdr;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip6), ports, sizeof(ports)))
 		return;
-	if (ip6.nexthdr == IPPROTO_TCP || ip6.nexthdr == IPPROTO_UDP || ip6.nexthdr == IPPROTO_SCTP) {
+	if (ip6.nexthdr == IPPROTO_TCP || ip6.nexthdr == IPPROTO_UDP ||
+	    ip6.nexthdr == IPPROTO_SCTP) {
 		ev->tuple.sport = ports[0];
 		ev->tuple.dport = ports[1];
 	} else if (ip6.nexthdr == IPPROTO_ICMPV6) {

@@ -597,13 +597,13 @@ TEST_F(Verdicts, Ipv6LinkMessagesFollowIcc) {
       {"NS with 1000 bytes, to D", TO, 'D', nd(peer, own, 135), drop(MOAT_DROP_ICC_DISABLED), 'B'},
       {"NA with 1000 bytes, to D", TO, 'D', nd(peer, own, 136), drop(MOAT_DROP_ICC_DISABLED), 'B'},
       {"RS, to D", TO, 'D', nd(peer, ip6("ff02::2"), 133), drop(MOAT_DROP_ICC_DISABLED), 'B'},
-      {"MLDv2 report, to D", TO, 'D', mld(peer, ip6("ff02::16"), 143),
-       drop(MOAT_DROP_ICC_DISABLED), 'B'},
-      {"MLD query, to D", TO, 'D', mld(peer, ip6("ff02::1"), 130), drop(MOAT_DROP_ICC_DISABLED), 'B'},
+      {"MLDv2 report, to D", TO, 'D', mld(peer, ip6("ff02::16"), 143), drop(MOAT_DROP_ICC_DISABLED),
+       'B'},
+      {"MLD query, to D", TO, 'D', mld(peer, ip6("ff02::1"), 130), drop(MOAT_DROP_ICC_DISABLED),
+       'B'},
       // Sent, they reach only the host; the network's containers drop them.
       {"D's NS", FROM, 'D',
-       ip6_frame({.src = own, .dst = peer, .hop_limit = 255}, icmp(135, 0, Bytes(16, 0xfe))),
-       pass},
+       ip6_frame({.src = own, .dst = peer, .hop_limit = 255}, icmp(135, 0, Bytes(16, 0xfe))), pass},
       // The host's own (nothing forwarded it from a port) arrive: the
       // host reaches every container, as over IPv4.
       {"the host's NS, to D", TO, 'D', nd(peer, own, 135), pass},
@@ -621,8 +621,11 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
   add_network6(skel_, kNet2, "fd00:2::", 64, "fd00:2::1");
   add_network6(skel_, kNet3, "fd00:3::", 64, "fd00:3::1");
   add_network6(skel_, kNet4, "fd00:4::", 64, "fd00:4::1");
-  for (const auto& [name, a] : std::map<char, const char*>{
-           {'A', "fd00:1::2"}, {'B', "fd00:1::3"}, {'C', "fd00:2::2"}, {'D', "fd00:3::2"}, {'E', "fd00:4::2"}})
+  for (const auto& [name, a] : std::map<char, const char*>{{'A', "fd00:1::2"},
+                                                           {'B', "fd00:1::3"},
+                                                           {'C', "fd00:2::2"},
+                                                           {'D', "fd00:3::2"},
+                                                           {'E', "fd00:4::2"}})
     set_endpoint_ipv6(skel_, ifindex_.at(name), a);
   const char *A6 = "fd00:1::2", *B6 = "fd00:1::3", *C6 = "fd00:2::2", *D6 = "fd00:3::2",
              *E6 = "fd00:4::2", *GW1_6 = "fd00:1::1", *GW3_6 = "fd00:3::1", *GW4_6 = "fd00:4::1",
@@ -695,9 +698,9 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
 
   // A policy that selects A for egress: A's IPv6 is closed that way, B's
   // towards A is not (A is not selected for ingress).
-  IpcacheEntries ipcache = {
-      {{.prefixlen = 32, .addr = ip4(A)},
-       {.identity = MOAT_ID_FIRST_DYNAMIC, .flags = MOAT_ID_F_CONTAINER | MOAT_ID_F_EGRESS_ISOLATED}}};
+  IpcacheEntries ipcache = {{{.prefixlen = 32, .addr = ip4(A)},
+                             {.identity = MOAT_ID_FIRST_DYNAMIC,
+                              .flags = MOAT_ID_F_CONTAINER | MOAT_ID_F_EGRESS_ISOLATED}}};
   install_policy(skel_, 1, ipcache, {});
   check_all({
       {"A->B under an egress policy", FROM, 'A', udp6(A6, B6), drop(MOAT_DROP_IPV6_NOT_ENABLED)},

@@ -500,15 +500,23 @@ TEST_F(Obs, Ipv6DropEventCarriesItsAddresses) {
     return eth(ETH_P_IPV6, ipv6({.src = s, .dst = peer, .next = next, .hop_limit = 64}, l4));
   };
   go(Hook::FromContainer, kDevA, frame6(own, IPPROTO_UDP, udp(40000, 53)), SHOT);
-  expect_one({.type = MOAT_EV_DROP, .dev = kDevA, .dir = MOAT_DIR_FROM_CONTAINER,
+  expect_one({.type = MOAT_EV_DROP,
+              .dev = kDevA,
+              .dir = MOAT_DIR_FROM_CONTAINER,
               .reason = unsigned(-MOAT_DROP_IPV6_NOT_ENABLED),
               .tuple = ct_key("0.0.0.0", 40000, "0.0.0.0", 53, IPPROTO_UDP),
-              .flags = MOAT_EV_F_IPV6, .src6 = own, .dst6 = peer});
+              .flags = MOAT_EV_F_IPV6,
+              .src6 = own,
+              .dst6 = peer});
   go(Hook::FromContainer, kDevA, frame6(peer, IPPROTO_ICMPV6, icmp(128, 0, Bytes(8, 0))), SHOT);
-  expect_one({.type = MOAT_EV_DROP, .dev = kDevA, .dir = MOAT_DIR_FROM_CONTAINER,
+  expect_one({.type = MOAT_EV_DROP,
+              .dev = kDevA,
+              .dir = MOAT_DIR_FROM_CONTAINER,
               .reason = unsigned(-MOAT_DROP_SPOOFED_SOURCE),
               .tuple = ct_key("0.0.0.0", 0, "0.0.0.0", 128 << 8, IPPROTO_ICMPV6),
-              .flags = MOAT_EV_F_IPV6, .src6 = peer, .dst6 = peer});
+              .flags = MOAT_EV_F_IPV6,
+              .src6 = peer,
+              .dst6 = peer});
 }
 
 TEST_F(Obs, DropEventNamesReasonInterfaceDirectionAndTuple) {

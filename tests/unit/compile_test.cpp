@@ -51,16 +51,18 @@ TEST(Compile, IPv6SubnetGatewayAndEndpointAddress) {
   EXPECT_EQ(key(plan->addrs6[0].key), bytes("fd00:3::"));
   EXPECT_EQ(plan->addrs6[0].value.kind, MOAT_ADDR_SUBNET);
   EXPECT_EQ(plan->addrs6[0].value.net_id, dual);
-  EXPECT_EQ(plan->addrs6[0].value.net_flags, plan->addrs[2].value.net_flags);  // as for IPv4
+  EXPECT_EQ(plan->addrs6[0].value.net_flags, plan->addrs[2].value.net_flags);   // as for IPv4
   EXPECT_EQ(plan->addrs6[0].value.net_flags, uint32_t(MOAT_NET_F_MASQUERADE));  // icc off
   EXPECT_EQ(plan->addrs6[1].key.prefixlen, 128u);
   EXPECT_EQ(key(plan->addrs6[1].key), bytes("fd00:3::1"));
   EXPECT_EQ(plan->addrs6[1].value.kind, MOAT_ADDR_GATEWAY);
   ASSERT_EQ(plan->endpoints.size(), 2u);
-  EXPECT_EQ(std::vector<uint8_t>(plan->endpoints[0].value.ipv6.b, plan->endpoints[0].value.ipv6.b + 16),
-            bytes("fd00:3::7"));
-  EXPECT_EQ(std::vector<uint8_t>(plan->endpoints[1].value.ipv6.b, plan->endpoints[1].value.ipv6.b + 16),
-            std::vector<uint8_t>(16, 0));
+  EXPECT_EQ(
+      std::vector<uint8_t>(plan->endpoints[0].value.ipv6.b, plan->endpoints[0].value.ipv6.b + 16),
+      bytes("fd00:3::7"));
+  EXPECT_EQ(
+      std::vector<uint8_t>(plan->endpoints[1].value.ipv6.b, plan->endpoints[1].value.ipv6.b + 16),
+      std::vector<uint8_t>(16, 0));
 }
 
 TEST(Compile, AddressEntriesPerNetwork) {

@@ -143,9 +143,10 @@ TEST(ObserveEvents, Ipv6DropShowsIpv6Addresses) {
   EXPECT_EQ(j["src"]["ip"], "fd00:1::3");
   EXPECT_EQ(j["src"]["container"], "sicherheit");
   EXPECT_EQ(j["dst"], (json{{"ip", "fd00:2::7"}, {"port", 80}}));
-  EXPECT_EQ(event_text(j, true),
-            "22:13:21.500 DROP sicherheit@backend from_container tcp sicherheit([fd00:1::3]:40000) > "
-            "[fd00:2::7]:80 reason network-isolation");
+  EXPECT_EQ(
+      event_text(j, true),
+      "22:13:21.500 DROP sicherheit@backend from_container tcp sicherheit([fd00:1::3]:40000) > "
+      "[fd00:2::7]:80 reason network-isolation");
   ev.tuple = key("0.0.0.0", 0, "0.0.0.0", 0, IPPROTO_ICMPV6);
   ev.tuple.dport = htons(0x8000);  // the bytes of type 128 (echo request), code 0
   j = event_json(ev, n, kOffset);

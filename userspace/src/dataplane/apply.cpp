@@ -442,8 +442,7 @@ Result<void> remove_stale_entries(Apply& a) {
     r = remove_stale(maps.container_addrs, a.have_caddrs, a.want.container_addrs, &ignored,
                      a.dry_run);
   if (r) r = remove_stale(maps.addrs, a.have_addrs, a.want.addrs, &rep.addrs_removed, a.dry_run);
-  if (r)
-    r = remove_stale(maps.addrs6, a.have_addrs6, a.want.addrs6, &rep.addrs_removed, a.dry_run);
+  if (r) r = remove_stale(maps.addrs6, a.have_addrs6, a.want.addrs6, &rep.addrs_removed, a.dry_run);
   return r;
 }
 

@@ -439,8 +439,9 @@ Result<void> build_host_and_outside(LabState& st, const Config& cfg) {
       if (auto r = ip_in(host, {"-6", "addr", "add", gw6, "dev", br, "nodad"}); !r) return r;
     }
     if (auto r = ip_in(host, {"link", "set", br, "up"}); !r) return r;
-    json row{{"name", net.name},       {"bridge", br},          {"subnet", net.subnet.str()},
-             {"gateway", net.gateway.str()}, {"internal", net.internal}, {"icc", net.icc}};
+    json row{{"name", net.name},           {"bridge", br},
+             {"subnet", net.subnet.str()}, {"gateway", net.gateway.str()},
+             {"internal", net.internal},   {"icc", net.icc}};
     if (net.subnet6) {
       row["subnet6"] = net.subnet6->str();
       row["gateway6"] = net.gateway6.str();
@@ -710,7 +711,8 @@ std::vector<std::string> udp_responder(const std::string& bind_ip, uint16_t port
                                        const std::string& reply) {
   static const char* kProgram =
       "import socket, sys\n"
-      "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)\n"
+      "s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, "
+      "socket.SOCK_DGRAM)\n"
       "if ':' in sys.argv[1]:\n"
       "    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
       "s.bind((sys.argv[1], int(sys.argv[2])))\n"

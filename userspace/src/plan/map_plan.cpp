@@ -36,8 +36,10 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
     m.endpoints.emplace(key_bytes(static_cast<uint32_t>(host.ifindex.at(e.interface))), v);
     m.container_addrs.emplace(
         key_bytes(moat_container_net_key{e.value.container_id, e.value.net_id}), e.value.ipv4);
-    json row{{"container", e.container}, {"network", e.network},
-             {"ip", Ipv4::from_be(e.value.ipv4).str()}, {"mac", mac_str(std::to_array(v.mac))},
+    json row{{"container", e.container},
+             {"network", e.network},
+             {"ip", Ipv4::from_be(e.value.ipv4).str()},
+             {"mac", mac_str(std::to_array(v.mac))},
              {"stats_slot", v.stats_slot}};
     Ipv6 ip6;
     std::copy(std::begin(v.ipv6.b), std::end(v.ipv6.b), ip6.bytes.begin());
