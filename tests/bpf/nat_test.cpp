@@ -415,6 +415,31 @@ TEST_F(Nat, UplinkInWhatIsAndIsNotPublished) {
   for (const Case& c : table) check(c);
 }
 
+// IPv6 from the world is the host's business, except what is addressed to a
+// container network's IPv6 subnet: no IPv6 port is published, and nothing
+// reaches a container from outside directly (issue 16).
+TEST_F(Nat, UplinkInIpv6ToContainerSubnetsIsNotPublished) {
+  add_network6(dp_.ep, kNet1, "fd00:1::", 64, "fd00:1::1");
+  const auto tcp6 = [](const char* d) {
+    return eth(ETH_P_IPV6, ipv6({.src = ip6("2001:db8::9"), .dst = ip6(d), .next = IPPROTO_TCP,
+                                 .hop_limit = 64},
+                                tcp(40000, 80, kSyn)));
+  };
+  const std::vector<Case> table = {
+      {"IPv6 straight to a container's address", Hook::FromWorld, kUplink, tcp6("fd00:1::2"),
+       drop(MOAT_DROP_NOT_PUBLISHED)},
+      {"IPv6 to an unused address of a container subnet", Hook::FromWorld, kUplink,
+       tcp6("fd00:1::99"), drop(MOAT_DROP_NOT_PUBLISHED)},
+      {"IPv6 to the network's gateway: the host's", Hook::FromWorld, kUplink, tcp6("fd00:1::1"),
+       pass},
+      {"IPv6 to an address of no network: the host's", Hook::FromWorld, kUplink,
+       tcp6("2001:db8:1::1"), pass},
+      {"IPv6 leaving by the uplink: the host's", Hook::ToWorld, kUplink, tcp6("2001:db8:1::1"),
+       pass},
+  };
+  for (const Case& c : table) check(c);
+}
+
 // ---- masquerade -------------------------------------------------------------------------
 
 struct MasqProto {
