@@ -191,13 +191,90 @@ TEST(CniResult, TheAttachmentIsTheSandboxInterfaceNamedIfname) {
   EXPECT_FALSE(attachment_of(json::object(), "eth0", "/run/netns/c1").attachment);
 }
 
-TEST(CniResult, AnIpv6AddressIsRefusedNotLeftOpen) {
+// What bridge returns with host-local ranges of both families: the IPv6
+// address after the IPv4 one, written as the plugin may (not RFC 5952).
+json dual_stack_result() {
   json r = bridge_result();
-  r["ips"].push_back({{"address", "fd00::5/64"}, {"interface", 2}});
+  r["ips"].push_back({{"address", "FD00:88:0::5/64"}, {"gateway", "fd00:88::1"}, {"interface", 2}});
+  return r;
+}
+
+TEST(CniResult, OneIpv6AddressBesideTheIpv4One) {
+  auto a = attachment_of(dual_stack_result(), "eth0", "/run/netns/c1");
+  ASSERT_TRUE(a.attachment) << a.error.msg;
+  EXPECT_EQ(a.attachment->ipv4, "10.88.0.5");
+  EXPECT_EQ(a.attachment->ipv6, "fd00:88::5");
+  EXPECT_EQ(a.attachment->prefix6, 64);
+  EXPECT_EQ(a.attachment->gateway6, "fd00:88::1");
+
+  json no_gateway = dual_stack_result();
+  no_gateway["ips"][1].erase("gateway");
+  a = attachment_of(no_gateway, "eth0", "/run/netns/c1");
+  ASSERT_TRUE(a.attachment) << a.error.msg;
+  EXPECT_EQ(a.attachment->ipv6, "fd00:88::5");
+  EXPECT_EQ(a.attachment->gateway6, "");
+
+  a = attachment_of(bridge_result(), "eth0", "/run/netns/c1");
+  ASSERT_TRUE(a.attachment) << a.error.msg;
+  EXPECT_EQ(a.attachment->ipv6, "");
+  EXPECT_EQ(a.attachment->prefix6, 0);
+
+  // Another interface's address is not this attachment's.
+  json host_side = bridge_result();
+  host_side["ips"].push_back({{"address", "fd00:99::1/64"}, {"interface", 1}});
+  a = attachment_of(host_side, "eth0", "/run/netns/c1");
+  ASSERT_TRUE(a.attachment) << a.error.msg;
+  EXPECT_EQ(a.attachment->ipv6, "");
+}
+
+TEST(CniResult, LinkLocalIpv6IsNotTheNetworks) {
+  json r = dual_stack_result();
+  r["ips"].push_back({{"address", "fe80::858:aff:fe58:5/64"}, {"interface", 2}});
   auto a = attachment_of(r, "eth0", "/run/netns/c1");
-  ASSERT_FALSE(a.attachment);
-  EXPECT_EQ(a.error.code, kInvalidConfig);
-  EXPECT_NE(a.error.msg.find("IPv6"), std::string::npos);
+  ASSERT_TRUE(a.attachment) << a.error.msg;
+  EXPECT_EQ(a.attachment->ipv6, "fd00:88::5");
+
+  json only = bridge_result();
+  only["ips"].push_back({{"address", "fe80::1/64"}, {"interface", 2}});
+  a = attachment_of(only, "eth0", "/run/netns/c1");
+  ASSERT_TRUE(a.attachment) << a.error.msg;
+  EXPECT_EQ(a.attachment->ipv6, "");
+
+  // A router's link-local address as the gateway: no gateway on the subnet.
+  json ll_gateway = dual_stack_result();
+  ll_gateway["ips"][1]["gateway"] = "fe80::1";
+  a = attachment_of(ll_gateway, "eth0", "/run/netns/c1");
+  ASSERT_TRUE(a.attachment) << a.error.msg;
+  EXPECT_EQ(a.attachment->ipv6, "fd00:88::5");
+  EXPECT_EQ(a.attachment->gateway6, "");
+}
+
+TEST(CniResult, Ipv6FaultsAreRefused) {
+  auto error_of = [](const json& r) {
+    auto a = attachment_of(r, "eth0", "/run/netns/c1");
+    EXPECT_FALSE(a.attachment);
+    EXPECT_EQ(a.error.code, kInvalidConfig);
+    return a.error.msg + " | " + a.error.details;
+  };
+  json only6 = dual_stack_result();
+  only6["ips"].erase(0);
+  EXPECT_EQ(error_of(only6),
+            "prevResult gives eth0 an IPv6 address only | moat needs an IPv4 address on the "
+            "interface; IPv6-only networks are not supported yet");
+  json two = dual_stack_result();
+  two["ips"].push_back({{"address", "fd00:88::6/64"}, {"interface", 2}});
+  EXPECT_EQ(error_of(two),
+            "prevResult gives eth0 more than one IPv6 address | moat follows one IPv6 address "
+            "per interface");
+  for (const char* bad : {"fd00:88::5", "fd00:88::5/129", "fd00:88::5/0", "fd00::88::5/64"}) {
+    json r = dual_stack_result();
+    r["ips"][1]["address"] = bad;
+    EXPECT_EQ(error_of(r),
+              "prevResult: address \"" + std::string(bad) + "\" is not IPv6/PREFIX | ");
+  }
+  json gateway = dual_stack_result();
+  gateway["ips"][1]["gateway"] = "10.88.0.1";
+  EXPECT_EQ(error_of(gateway), "prevResult: gateway \"10.88.0.1\" is not IPv6 | ");
 }
 
 TEST(CniArgs, PairsInOrderAndBrokenPairsRefused) {

@@ -27,6 +27,16 @@ Attachment att_of(const std::string& ip, int prefix = 24, const std::string& gw 
   return a;
 }
 
+// A dual-stack attachment: `ip`/24 and `ip6` (prefix included), gateway `gw6`.
+Attachment att6_of(const std::string& ip, const std::string& ip6, const std::string& gw6 = "") {
+  Attachment a = att_of(ip, 24, "");
+  auto slash = ip6.find('/');
+  a.ipv6 = ip6.substr(0, slash);
+  a.prefix6 = std::stoi(ip6.substr(slash + 1));
+  a.gateway6 = gw6;
+  return a;
+}
+
 Member member(const std::string& id, const std::string& network, const std::string& ip,
               const std::string& veth, const std::string& pod = "") {
   Member m;
@@ -116,6 +126,100 @@ TEST(CniTable, SameNetworkNameWithAnotherSubnetOrBridgeIsRefused) {
   EXPECT_NE(e.msg.find("br7"), std::string::npos) << e.msg;
 }
 
+TEST(CniTable, Ipv6SubnetIsTheAddressesPrefix) {
+  NetConf c = conf_of("n1");
+  NetworkEntry n = network_of(c, att6_of("10.89.1.2", "fd00:89:1::5/64", "fd00:89:1::1"), "br1");
+  EXPECT_EQ(n.subnet, "10.89.1.0/24");
+  EXPECT_EQ(n.subnet6, "fd00:89:1::/64");
+  EXPECT_EQ(n.gateway6, "fd00:89:1::1");
+  // Host bits within a byte: 0x0007 of the fourth group keeps 0x0004 at /62.
+  n = network_of(c, att6_of("10.89.1.2", "fd00:89:1:7::5/62"), "br1");
+  EXPECT_EQ(n.subnet6, "fd00:89:1:4::/62");
+  EXPECT_EQ(n.gateway6, "");
+  n = network_of(c, att_of("10.89.1.2"), "br1");
+  EXPECT_EQ(n.subnet6, "");
+  EXPECT_EQ(n.gateway6, "");
+}
+
+TEST(CniTable, Ipv6RoundTripsThroughJsonAndOldRecordsStillRead) {
+  Table t;
+  NetConf c = conf_of("n1");
+  Member m = member(kId1, "n1", "10.89.1.2", "veth1");
+  m.ip6 = "fd00:89:1::2";
+  auto net = network_of(c, att6_of("10.89.1.2", "fd00:89:1::2/64", "fd00:89:1::1"), "br1");
+  ASSERT_EQ(add_member(t, c, net, m).code, 0);
+  json j = table_json(t);
+  EXPECT_EQ(j["networks"][0]["subnet6"], "fd00:89:1::/64");
+  EXPECT_EQ(j["networks"][0]["gateway6"], "fd00:89:1::1");
+  EXPECT_EQ(j["members"][0]["ip6"], "fd00:89:1::2");
+  std::string why;
+  auto back = table_from_json(j, &why);
+  ASSERT_TRUE(back) << why;
+  EXPECT_EQ(back->networks.at(0).subnet6, "fd00:89:1::/64");
+  EXPECT_EQ(back->networks.at(0).gateway6, "fd00:89:1::1");
+  EXPECT_EQ(back->members.at(0).ip6, "fd00:89:1::2");
+  EXPECT_EQ(table_json(*back), j);
+
+  // Without IPv6 the record is written as before IPv6 was read.
+  Table t4;
+  ASSERT_EQ(join(t4, c, member(kId1, "n1", "10.89.1.2", "veth1"), "br1").code, 0);
+  json j4 = table_json(t4);
+  EXPECT_FALSE(j4["networks"][0].contains("subnet6"));
+  EXPECT_FALSE(j4["networks"][0].contains("gateway6"));
+  EXPECT_FALSE(j4["members"][0].contains("ip6"));
+
+  // A record written before IPv6 was read.
+  json old = json::parse(R"({"uplinks": ["up0"], "policyDir": "", "portsHeldByRuntime": false,
+    "networks": [{"name": "n1", "bridge": "br1", "subnet": "10.89.1.0/24", "gateway": "",
+                  "icc": true, "internal": false, "masquerade": true}],
+    "members": [{"containerID": ")" +
+                         kId1 + R"(", "ifname": "eth0", "netns": "/run/netns/x",
+                 "network": "n1", "podName": "", "podNamespace": "", "labels": {},
+                 "ip": "10.89.1.2", "mac": "0a:58:0a:59:01:02", "hostVeth": "veth1",
+                 "portMappings": []}]})");
+  auto old_table = table_from_json(old, &why);
+  ASSERT_TRUE(old_table) << why;
+  EXPECT_EQ(old_table->networks.at(0).subnet6, "");
+  EXPECT_EQ(old_table->networks.at(0).gateway6, "");
+  EXPECT_EQ(old_table->members.at(0).ip6, "");
+  EXPECT_EQ(old_table->members.at(0).ip, "10.89.1.2");
+  EXPECT_EQ(table_json(*old_table), old);
+}
+
+TEST(CniTable, SameNetworkNameWithAnotherIpv6SubnetIsRefused) {
+  Table t;
+  NetConf c = conf_of("n1");
+  auto with6 = [&](const std::string& id, const std::string& ip, const std::string& ip6) {
+    Member m = member(id, "n1", ip, "veth" + id.substr(0, 1));
+    auto net = network_of(c, ip6.empty() ? att_of(ip) : att6_of(ip, ip6), "br1");
+    m.ip6 = net.subnet6.empty() ? "" : ip6.substr(0, ip6.find('/'));
+    return add_member(t, c, net, m);
+  };
+  ASSERT_EQ(with6(kId1, "10.89.1.2", "fd00:89:1::2/64").code, 0);
+  Error e = with6(kId2, "10.89.1.3", "fd00:77::3/64");
+  EXPECT_EQ(e.code, kInvalidConfig);
+  EXPECT_EQ(e.msg,
+            "network n1: the interface plugin gave bbbbbbbbbbbb an IPv6 address in fd00:77::/64, "
+            "its other containers are in fd00:89:1::/64");
+  EXPECT_EQ(e.details,
+            "two conflists with the same name but different IPv6 subnets; give each its own name");
+  e = with6(kId2, "10.89.1.3", "");
+  EXPECT_EQ(e.msg,
+            "network n1: the interface plugin gave bbbbbbbbbbbb no IPv6 address, its other "
+            "containers are in fd00:89:1::/64");
+  EXPECT_EQ(t.members.size(), 1u) << "a refused ADD changes nothing";
+  EXPECT_EQ(with6(kId2, "10.89.1.3", "fd00:89:1::3/64").code, 0);
+
+  Table t4;
+  ASSERT_EQ(join(t4, c, member(kId1, "n1", "10.89.1.2", "veth1"), "br1").code, 0);
+  Member m = member(kId2, "n1", "10.89.1.3", "veth2");
+  m.ip6 = "fd00:89:1::3";
+  e = add_member(t4, c, network_of(c, att6_of("10.89.1.3", "fd00:89:1::3/64"), "br1"), m);
+  EXPECT_EQ(e.msg,
+            "network n1: the interface plugin gave bbbbbbbbbbbb an IPv6 address in "
+            "fd00:89:1::/64, its other containers have none");
+}
+
 TEST(CniTable, BadPortMappingIsRefused) {
   Table t;
   NetConf c = conf_of("n1");
@@ -198,6 +302,42 @@ TEST(CniConfig, TableBecomesAFileTheParserAccepts) {
   EXPECT_EQ(net2->bridge, "br2");
   EXPECT_EQ(net2->subnet.str(), "10.89.2.0/24");
   EXPECT_EQ(cfg.uplinks, std::vector<std::string>{"up0"});
+}
+
+TEST(CniConfig, Ipv6BecomesTheNetworksSubnet6AndTheAttachmentsIp6) {
+  Table t;
+  NetConf c1 = conf_of("n1"), c2 = conf_of("n2");
+  auto n1 = network_of(c1, att6_of("10.89.1.2", "fd00:89:1::2/64", "fd00:89:1::fe"), "br1");
+  auto n2 = network_of(c2, att6_of("10.89.2.2", "fd00:89:2::2/64"), "br2");
+  Member a = member(kId1, "n1", "10.89.1.2", "veth1", "a");
+  a.ip6 = "fd00:89:1::2";
+  Member b = member(kId2, "n2", "10.89.2.2", "veth2", "b");
+  b.ip6 = "fd00:89:2::2";
+  Member v4 = member(kId3, "n3", "10.89.3.2", "veth3", "v4");
+  ASSERT_EQ(add_member(t, c1, n1, a).code, 0);
+  ASSERT_EQ(add_member(t, c2, n2, b).code, 0);
+  ASSERT_EQ(join(t, conf_of("n3"), v4, "br3").code, 0);
+
+  std::string text = config_to_json(table_config(t));
+  ParseResult p = parse_config(text, "cni");
+  ASSERT_TRUE(p.config) << p.problems[0].format("cni") << "\n" << text;
+  const Config& cfg = *p.config;
+  auto v6 = [&](const std::string& n) {
+    const Network* net = cfg.find_network(n);
+    if (!net) return std::string("missing");
+    return net->subnet6 ? net->subnet6->str() + " " + net->gateway6.str() : "none";
+  };
+  EXPECT_EQ(v6("n1"), "fd00:89:1::/64 fd00:89:1::fe");
+  EXPECT_EQ(v6("n2"), "fd00:89:2::/64 fd00:89:2::1");  // none given: the first host
+  EXPECT_EQ(v6("n3"), "none");
+  auto ip6 = [&](const std::string& name) {
+    const Container* x = cfg.find_container(name);
+    if (!x || x->networks.size() != 1) return std::string("missing");
+    return x->networks[0].ip6 ? x->networks[0].ip6->str() : "none";
+  };
+  EXPECT_EQ(ip6("a"), "fd00:89:1::2");
+  EXPECT_EQ(ip6("b"), "fd00:89:2::2");
+  EXPECT_EQ(ip6("v4"), "none");
 }
 
 }  // namespace

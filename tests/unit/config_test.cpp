@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -390,6 +391,9 @@ const ProblemCase kAddress6Cases[] = {
     {"WithPrefixLength",
      "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [" ON6_A("fd00:1::5/64") "]}]}",
      "containers[0].networks[0].ipv6", "without a prefix length"},
+    {"TrueIsNoAddress",
+     "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ipv6': true}]}]}",
+     "containers[0].networks[0].ipv6", "must be a string, not true"},
     {"UnknownKeyIp6",
      "{" NET6_A
      ", 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ip6': 'fd00:1::5'}]}]}",
@@ -974,6 +978,18 @@ TEST(Ipam6, DualStackContainerOnAnIpv4OnlyNetworkToo) {
   EXPECT_FALSE(d.networks[1].ip6);
 }
 
+TEST(Ipam6, FalseMeansNoAddressAndNoneIsAllocated) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::/64'}, {'name': 'b'}],"
+      " 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ipv6': false},"
+      "                                           {'network': 'b', 'ipv6': false}]},"
+      "                {'name': 'd', 'networks': ['a']}]}");
+  EXPECT_EQ(ip6_of(cfg, 0, 0), "none");
+  EXPECT_TRUE(cfg.containers[0].networks[0].ip6_from_file);
+  EXPECT_EQ(ip6_of(cfg, 0, 1), "none");    // no IPv6 on b anyway
+  EXPECT_EQ(ip6_of(cfg, 1), "fd00:1::2");  // c holds no address
+}
+
 TEST(Ipam6, ShortAndLongPrefixesWork) {
   Config cfg = valid(
       "{'networks': [{'name': 'a', 'ipv6_subnet': 'fc00::/7'},"  // shorter than /48 is allowed
@@ -1060,6 +1076,20 @@ TEST(ConfigToJson, WritesIpv6BackSoThatItReadsAlike) {
   EXPECT_TRUE(ys[1].ip6_from_file);  // every value explicit, as for IPv4
   // And once more: the text is a fixed point.
   EXPECT_EQ(config_to_json(again), text);
+}
+
+TEST(ConfigToJson, WritesFalseForAnAttachmentWithoutIpv6OnAnIpv6Network) {
+  Config cfg = valid(
+      "{'networks': [{'name': 'a', 'ipv6_subnet': 'fd00:1::/64'}, {'name': 'b'}],"
+      " 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ipv6': false}, 'b']}]}");
+  const std::string text = config_to_json(cfg);
+  const auto written = nlohmann::json::parse(text)["containers"][0]["networks"];
+  EXPECT_EQ(written[0]["ipv6"], false) << text;
+  EXPECT_FALSE(written[1].contains("ipv6")) << text;
+  ParseResult back = parse_config(text, "again");
+  ASSERT_TRUE(back.config) << render(back.problems);
+  EXPECT_EQ(ip6_of(*back.config, 0, 0), "none");
+  EXPECT_EQ(config_to_json(*back.config), text);
 }
 
 TEST(ConfigToJson, WritesNoIpv6KeysForAnIpv4OnlyFile) {

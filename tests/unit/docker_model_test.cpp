@@ -268,6 +268,7 @@ TEST(DockerModel, PublishFormsFromTheEngine) {
   EXPECT_EQ(publishes(*v6), std::vector<std::string>{"8085:80/tcp"});
   const Skipped* ipv6 = find_skipped(t, Skipped::Kind::publish, "v6 :::8085->80/tcp");
   ASSERT_TRUE(ipv6);
+  EXPECT_EQ(ipv6->why, "published ports are enforced over IPv4 only in this version");
 
   // host_binding_ipv4=127.0.0.1 on local1: the default address of its ports.
   const Container* lc = t.config.find_container("lc");
@@ -279,6 +280,30 @@ TEST(DockerModel, PublishFormsFromTheEngine) {
   const Container* intonly = t.config.find_container("intonly");
   ASSERT_TRUE(intonly);
   EXPECT_TRUE(intonly->publish.empty());
+}
+
+// --ipv6 --subnet fd00:db8::/64: dockerd 20.10 lists the pool without a
+// gateway and gives the bridge its first host, as the endpoint says.
+TEST(DockerModel, Ipv6NetworkAndEndpointFromTheEngine) {
+  Engine e;
+  Translation t = e.translate();
+  ASSERT_TRUE(t.ok()) << problems(t);
+  const Network* dual = t.config.find_network("dual");
+  ASSERT_TRUE(dual);
+  ASSERT_TRUE(dual->subnet6);
+  EXPECT_EQ(dual->subnet6->str(), "fd00:db8::/64");
+  EXPECT_EQ(dual->gateway6.str(), "fd00:db8::1");
+  for (const Network& n : t.config.networks) {
+    if (n.name != "dual") EXPECT_FALSE(n.subnet6) << n.name;
+  }
+  const Container* v6 = t.config.find_container("v6");
+  ASSERT_TRUE(v6);
+  ASSERT_EQ(v6->networks.size(), 1u);
+  ASSERT_TRUE(v6->networks[0].ip6);
+  EXPECT_EQ(v6->networks[0].ip6->str(), "fd00:db8::2");
+  EXPECT_TRUE(v6->networks[0].ip6_from_file);
+  EXPECT_FALSE(t.config.find_container("web")->networks[0].ip6);
+  for (const Skipped& s : t.skipped) EXPECT_NE(s.name, "dual") << s.why;
 }
 
 TEST(DockerModel, UnresolvedInterfacesArePending) {
@@ -322,6 +347,8 @@ void expect_equal(const Config& a, const Config& b, bool allocated = false) {
     EXPECT_EQ(x.name, y.name);
     EXPECT_EQ(x.subnet, y.subnet) << x.name;
     EXPECT_EQ(x.gateway, y.gateway) << x.name;
+    EXPECT_EQ(x.subnet6, y.subnet6) << x.name;
+    EXPECT_EQ(x.gateway6, y.gateway6) << x.name;
     EXPECT_EQ(x.icc, y.icc) << x.name;
     EXPECT_EQ(x.internal, y.internal) << x.name;
     EXPECT_EQ(x.masquerade, y.masquerade) << x.name;
@@ -337,6 +364,7 @@ void expect_equal(const Config& a, const Config& b, bool allocated = false) {
       EXPECT_EQ(x.networks[j].network, y.networks[j].network) << x.name;
       EXPECT_EQ(x.networks[j].ip, y.networks[j].ip) << x.name;
       EXPECT_EQ(allocated || x.networks[j].ip_from_file, y.networks[j].ip_from_file) << x.name;
+      EXPECT_EQ(x.networks[j].ip6, y.networks[j].ip6) << x.name;
       EXPECT_EQ(x.networks[j].host_interface, y.networks[j].host_interface) << x.name;
     }
     ASSERT_EQ(x.publish.size(), y.publish.size()) << x.name;
@@ -437,6 +465,192 @@ TEST(DockerModel, PublishConflictsKeepTheFirst) {
   EXPECT_TRUE(t.config.find_container("zz")->publish.empty());
   EXPECT_TRUE(find_skipped(t, Skipped::Kind::publish, "zz 8080:80/tcp"));
   EXPECT_TRUE(t.config.find_container("aa")->expose.empty());  // no ExposedPorts in this JSON
+}
+
+// Synthetic, as dockerd 20.10 cannot show most of these (one IPv6 pool per
+// network in practice, no address for a container with IPv6 turned off
+// before 26.0): a network `name` on 10.`octet`.0.0/24 with `pools` after
+// its IPv4 one.
+json network6(const std::string& name, int octet, const std::string& pools,
+              bool enable_ipv6 = true) {
+  std::string v4 = "10." + std::to_string(octet) + ".0.";
+  json config = json::parse("[" + pools + "]");
+  config.insert(config.begin(), json{{"Subnet", v4 + "0/24"}, {"Gateway", v4 + "1"}});
+  return {{"Name", name},
+          {"Id", name},
+          {"Driver", "bridge"},
+          {"EnableIPv6", enable_ipv6},
+          {"IPAM", {{"Config", config}}},
+          {"Options", json::object()}};
+}
+
+// A container `name` on network `net` with `endpoint` merged into its endpoint.
+json container6(const std::string& name, const std::string& net, const std::string& ip,
+                const json& endpoint) {
+  json c = json::parse(R"({"State": {"Running": true}, "NetworkSettings": {"Ports": {}}})");
+  c["Id"] = name;
+  c["Name"] = "/" + name;
+  c["HostConfig"]["NetworkMode"] = net;
+  json ep = {{"NetworkID", net}, {"IPAddress", ip}};
+  ep.update(endpoint);
+  c["NetworkSettings"]["Networks"][net] = ep;
+  return c;
+}
+
+TEST(DockerModel, Ipv6PoolGivesSubnetAndGateway) {
+  json networks = json::array({
+      network6("given", 1, R"({"Subnet": "fd00:1::/64", "Gateway": "fd00:1::fe"})"),
+      network6("bad-gw", 2, R"({"Subnet": "fd00:2::/64", "Gateway": "fd00:9::1"})"),
+      network6("two", 3, R"({"Subnet": "fd00:3::/64"}, {"Subnet": "fd00:4::/64"})"),
+      network6("off", 4, R"({"Subnet": "fd00:5::/64", "Gateway": "fd00:5::1"})", false),
+      network6("none", 5, R"({"Subnet": "10.9.0.0/24"})"),
+  });
+  Translation t = translate(networks, {}, {});
+  ASSERT_TRUE(t.ok()) << problems(t);
+  auto v6 = [&](const std::string& n) {
+    const Network* net = t.config.find_network(n);
+    if (!net) return std::string("missing");
+    return net->subnet6 ? net->subnet6->str() + " " + net->gateway6.str() : "none";
+  };
+  EXPECT_EQ(v6("given"), "fd00:1::/64 fd00:1::fe");
+  EXPECT_EQ(v6("bad-gw"), "fd00:2::/64 fd00:2::1");  // not on the subnet: its first host
+  EXPECT_EQ(v6("two"), "fd00:3::/64 fd00:3::1");
+  EXPECT_EQ(v6("off"), "none");  // a pool without EnableIPv6 is not used
+  EXPECT_EQ(v6("none"), "none");
+  const Skipped* two = find_skipped(t, Skipped::Kind::network, "two");
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->why, "moat follows one IPv6 subnet per network: fd00:4::/64 is ignored");
+  // The second IPv4 subnet of "none" has its own note; EnableIPv6 has one too.
+  std::vector<std::string> notes;
+  for (const Skipped& s : t.skipped) {
+    if (s.name == "none") notes.push_back(s.why);
+  }
+  EXPECT_EQ(notes, (std::vector<std::string>{
+                       "moat follows one IPv4 subnet per network: 10.9.0.0/24 is ignored",
+                       "EnableIPv6 without an IPv6 subnet"}));
+  EXPECT_FALSE(find_skipped(t, Skipped::Kind::network, "given"));
+  EXPECT_FALSE(find_skipped(t, Skipped::Kind::network, "off"));
+  EXPECT_EQ(t.skipped.size(), 3u);
+}
+
+TEST(DockerModel, Ipv6PoolsMoatCannotUseAreSkipped) {
+  json networks = json::array({
+      network6("hostbits", 1, R"({"Subnet": "fd00:1::1/64"}, {"Subnet": "fd00:2::/64"})"),
+      network6("ll", 2, R"({"Subnet": "fe80::/64"})"),
+      network6("tiny", 3, R"({"Subnet": "fd00:3::/124"})"),
+  });
+  Translation t = translate(networks, {}, {});
+  ASSERT_TRUE(t.ok()) << problems(t);
+  // A pool that cannot be followed does not count as the first.
+  EXPECT_EQ(t.config.find_network("hostbits")->subnet6->str(), "fd00:2::/64");
+  EXPECT_FALSE(t.config.find_network("ll")->subnet6);
+  EXPECT_FALSE(t.config.find_network("tiny")->subnet6);
+  auto why = [&](const std::string& n) {
+    const Skipped* s = find_skipped(t, Skipped::Kind::network, n);
+    return s ? s->why : "no note";
+  };
+  EXPECT_EQ(why("hostbits"),
+            "IPv6 subnet \"fd00:1::1/64\" is not followed: host bits are set (did you mean "
+            "fd00:1::/64?)");
+  EXPECT_EQ(why("ll"),
+            "IPv6 subnet \"fe80::/64\" is not followed: it overlaps link-local addresses "
+            "(fe80::/10)");
+  EXPECT_EQ(why("tiny"), "IPv6 subnet \"fd00:3::/124\" is not followed: it is smaller than /120");
+}
+
+TEST(DockerModel, Ipv6AddressesOfEndpoints) {
+  json networks = json::array({
+      network6("n6", 1, R"({"Subnet": "fd00:6::/64"})"),
+      network6("off", 2, R"({"Subnet": "fd00:7::/64"})", false),
+  });
+  std::vector<json> cs = {
+      container6("a", "n6", "10.1.0.2",
+                 {{"GlobalIPv6Address", "FD00:6:0::a"},
+                  {"GlobalIPv6PrefixLen", 64},
+                  {"IPv6Gateway", "fd00:6::1"}}),
+      // IPv6 turned off in the container (--sysctl net.ipv6.conf.all.disable_ipv6=1).
+      container6("b", "n6", "10.1.0.3", {{"GlobalIPv6Address", ""}, {"GlobalIPv6PrefixLen", 0}}),
+      container6("c", "n6", "10.1.0.4", {{"GlobalIPv6Address", "fd00:6::zz"}}),
+      container6("d", "n6", "10.1.0.5", {{"GlobalIPv6Address", "fd00:8::5"}}),
+      container6("e", "n6", "10.1.0.6", {{"GlobalIPv6Address", "fd00:6::"}}),
+      container6("f", "n6", "10.1.0.7",
+                 {{"GlobalIPv6Address", "fd00:6::7"}, {"GlobalIPv6PrefixLen", 48}}),
+      container6("g", "n6", "10.1.0.8", {{"GlobalIPv6Address", 17}}),
+      container6("h", "off", "10.2.0.9", {{"GlobalIPv6Address", "fd00:7::9"}}),
+  };
+  InterfaceMap ifs;
+  for (const json& c : cs)
+    ifs[{c["Id"], c["HostConfig"]["NetworkMode"]}] = "v" + c["Id"].get<std::string>();
+  Translation t = translate(networks, cs, ifs);
+  ASSERT_TRUE(t.ok()) << problems(t) << t.text;
+  auto ip6 = [&](const std::string& name) {
+    const Container* c = t.config.find_container(name);
+    if (!c || c->networks.size() != 1) return std::string("missing");
+    return c->networks[0].ip6 ? c->networks[0].ip6->str() : "none";
+  };
+  EXPECT_EQ(ip6("a"), "fd00:6::a");
+  EXPECT_EQ(ip6("b"), "none");
+  EXPECT_EQ(ip6("c"), "none");
+  EXPECT_EQ(ip6("d"), "none");
+  EXPECT_EQ(ip6("e"), "none");
+  EXPECT_EQ(ip6("f"), "none");
+  EXPECT_EQ(ip6("g"), "none");  // not a string: as if absent
+  EXPECT_EQ(ip6("h"), "none");
+  EXPECT_EQ(t.config.find_container("c")->networks[0].ip.str(), "10.1.0.4");  // IPv4 still
+  auto why = [&](const std::string& name) {
+    const Skipped* s = find_skipped(t, Skipped::Kind::attachment, name);
+    return s ? s->why : "no note";
+  };
+  EXPECT_EQ(why("a on n6"), "no note");
+  EXPECT_EQ(why("b on n6"), "no note");
+  EXPECT_EQ(why("c on n6"), "\"fd00:6::zz\" is not an IPv6 address: followed over IPv4 only");
+  EXPECT_EQ(why("d on n6"), "fd00:8::5 is outside subnet fd00:6::/64: followed over IPv4 only");
+  EXPECT_EQ(why("e on n6"),
+            "fd00:6:: is the network address of subnet fd00:6::/64: followed over IPv4 only");
+  EXPECT_EQ(why("f on n6"),
+            "fd00:6::7/48 disagrees with subnet fd00:6::/64: followed over IPv4 only");
+  EXPECT_EQ(why("h on off"), "no note");
+  EXPECT_EQ(t.skipped.size(), 4u);
+  // The file says which attachments have no address, so none is allocated.
+  json text = json::parse(t.text);
+  EXPECT_EQ(text["containers"][1]["networks"][0]["ipv6"], false) << t.text;
+  EXPECT_FALSE(text["containers"][7]["networks"][0].contains("ipv6")) << t.text;
+}
+
+TEST(DockerModel, Ipv6GatewayFromTheEndpointWhenThePoolHasNone) {
+  json networks =
+      json::array({network6("n6", 1, R"({"Subnet": "fd00:6::/64"})"),
+                   network6("gw", 2, R"({"Subnet": "fd00:7::/64", "Gateway": "fd00:7::1"})")});
+  std::vector<json> cs = {
+      // No address: its gateway is not taken.
+      container6("a", "n6", "10.1.0.2", {{"IPv6Gateway", "fd00:6::fd"}}),
+      container6("b", "n6", "10.1.0.3",
+                 {{"GlobalIPv6Address", "fd00:6::3"}, {"IPv6Gateway", "fd00:6::fe"}}),
+      container6("c", "gw", "10.2.0.4",
+                 {{"GlobalIPv6Address", "fd00:7::4"}, {"IPv6Gateway", "fd00:7::fe"}}),
+  };
+  Translation t =
+      translate(networks, cs, {{{"a", "n6"}, "va"}, {{"b", "n6"}, "vb"}, {{"c", "gw"}, "vc"}});
+  ASSERT_TRUE(t.ok()) << problems(t);
+  EXPECT_EQ(t.config.find_network("n6")->gateway6.str(), "fd00:6::fe");
+  EXPECT_EQ(t.config.find_network("gw")->gateway6.str(), "fd00:7::1");  // the pool's word wins
+}
+
+TEST(DockerModel, Ipv6PublishesAreSkippedWithANote) {
+  json networks = json::array({network6("n6", 1, R"({"Subnet": "fd00:6::/64"})")});
+  json c = container6("a", "n6", "10.1.0.2", {{"GlobalIPv6Address", "fd00:6::2"}});
+  // -p 8080:80 on a dockerd with IPv6, and -p [::1]:8081:81.
+  c["NetworkSettings"]["Ports"] = json::parse(R"({
+    "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}],
+    "81/tcp": [{"HostIp": "::1", "HostPort": "8081"}]})");
+  Translation t = translate(networks, {c}, {{{"a", "n6"}, "va"}});
+  ASSERT_TRUE(t.ok()) << problems(t);
+  EXPECT_EQ(publishes(*t.config.find_container("a")), std::vector<std::string>{"8080:80/tcp"});
+  for (const char* label : {"a :::8080->80/tcp", "a ::1:8081->81/tcp"}) {
+    const Skipped* s = find_skipped(t, Skipped::Kind::publish, label);
+    ASSERT_TRUE(s) << label;
+    EXPECT_EQ(s->why, "published ports are enforced over IPv4 only in this version");
+  }
 }
 
 TEST(DockerModel, MalformedJsonIsReportedNotThrown) {

@@ -152,10 +152,18 @@ std::expected<Added, Error> added_of(const Call& c) {
   Identity id = identity_of(*args, c.conf);
   // The kernel's MAC, not prevResult's: a plugin between may have changed it,
   // and the endpoint programs admit only the MAC the container really has.
-  Member m{c.env.container_id, c.env.ifname,         c.env.netns,
-           c.conf.name,        id.pod_name,          id.pod_namespace,
-           id.labels,          att.attachment->ipv4, mac_str(host->container_mac),
-           host->veth,         c.conf.port_mappings};
+  Member m{c.env.container_id,
+           c.env.ifname,
+           c.env.netns,
+           c.conf.name,
+           id.pod_name,
+           id.pod_namespace,
+           id.labels,
+           att.attachment->ipv4,
+           att.attachment->ipv6,
+           mac_str(host->container_mac),
+           host->veth,
+           c.conf.port_mappings};
   return Added{std::move(m), network_of(c.conf, *att.attachment, host->bridge)};
 }
 

@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "dataplane/dataplane.h"
+#include "util/net.h"
 
 using nlohmann::json;
 
@@ -358,9 +359,27 @@ AttachmentResult attachment_of(const json& prev, const std::string& ifname,
   for (const auto& ip : ips) {
     if (!ip.is_object() || ip.value("interface", -1) != static_cast<int>(*index)) continue;
     std::string addr = ip.value("address", std::string());
-    if (addr.find(':') != std::string::npos)
-      return bad("prevResult gives " + ifname + " the IPv6 address " + addr,
-                 "moat does not enforce IPv6 yet; a network with IPv6 would leave it open");
+    if (addr.find(':') != std::string::npos) {
+      auto slash = addr.find('/');
+      auto host = Ipv6::parse(std::string_view(addr).substr(0, slash));
+      int prefix = -1;
+      if (slash != std::string::npos) prefix = atoi(addr.c_str() + slash + 1);
+      if (!host || prefix < 1 || prefix > 128)
+        return bad("prevResult: address \"" + addr + "\" is not IPv6/PREFIX");
+      if (host->is_link_local()) continue;
+      if (!a.ipv6.empty())
+        return bad("prevResult gives " + ifname + " more than one IPv6 address",
+                   "moat follows one IPv6 address per interface");
+      a.ipv6 = host->str();
+      a.prefix6 = prefix;
+      std::string gateway = ip.value("gateway", std::string());
+      auto gw = Ipv6::parse(gateway);
+      if (!gateway.empty() && !gw)
+        return bad("prevResult: gateway \"" + gateway + "\" is not IPv6");
+      // A router's link-local address is no address on the subnet.
+      if (gw && !gw->is_link_local()) a.gateway6 = gw->str();
+      continue;
+    }
     auto slash = addr.find('/');
     std::string host = addr.substr(0, slash);
     int prefix = -1;
@@ -374,6 +393,10 @@ AttachmentResult attachment_of(const json& prev, const std::string& ifname,
     if (!a.gateway.empty() && !ipv4_text(a.gateway))
       return bad("prevResult: gateway \"" + a.gateway + "\" is not IPv4");
   }
+  if (a.ipv4.empty() && !a.ipv6.empty())
+    return bad("prevResult gives " + ifname + " an IPv6 address only",
+               "moat needs an IPv4 address on the interface; IPv6-only networks are not "
+               "supported yet");
   if (a.ipv4.empty()) return bad("prevResult gives " + ifname + " no IPv4 address");
   return {a, {}};
 }

@@ -110,13 +110,18 @@ ConfResult read_conf(const std::string& text, Verb verb);
 nlohmann::json result_as(const nlohmann::json& prev_result, const std::string& version);
 
 // What the interface plugin reports of the attachment: the container-side
-// interface named `ifname` in `netns`, its IPv4 address, and the host-side
-// interfaces it lists (name, mac) to check the veth lookup against.
+// interface named `ifname` in `netns`, its IPv4 address and at most one
+// IPv6 address (link-local ones are the interface's own, not the
+// network's, and are left out), and the host-side interfaces it lists
+// (name, mac) to check the veth lookup against.
 struct Attachment {
   std::string mac;
   std::string ipv4;                          // "10.88.0.5"
   int prefix = 0;                            // 16
   std::string gateway;                       // "" when the plugin gave none
+  std::string ipv6;                          // "fd00:88::5", "" when the plugin gave none
+  int prefix6 = 0;                           // 64
+  std::string gateway6;                      // "" when the plugin gave none
   std::vector<std::string> host_interfaces;  // without a sandbox
 };
 struct AttachmentResult {

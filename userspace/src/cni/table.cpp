@@ -45,31 +45,46 @@ bool same_instance_keys(const Table& t, const NetConf& c) {
          t.ports_held_by_runtime == c.ports_held_by_runtime;
 }
 
+// `ip`'s first `len` bits as a prefix.
+Ipv6Prefix prefix_of(Ipv6 ip, int len) {
+  for (int i = 0; i < 16; ++i)
+    ip.bytes[i] &= static_cast<uint8_t>(0xff00 >> std::clamp(len - 8 * i, 0, 8));
+  return {ip, static_cast<uint8_t>(len)};
+}
+
 }  // namespace
 
 json table_json(const Table& t) {
+  // The IPv6 keys only when set: a table without IPv6 is written as before.
   json nets = json::array();
-  for (const auto& n : t.networks)
-    nets.push_back({{"name", n.name},
-                    {"bridge", n.bridge},
-                    {"subnet", n.subnet},
-                    {"gateway", n.gateway},
-                    {"icc", n.icc},
-                    {"internal", n.internal},
-                    {"masquerade", n.masquerade}});
+  for (const auto& n : t.networks) {
+    json o = {{"name", n.name},
+              {"bridge", n.bridge},
+              {"subnet", n.subnet},
+              {"gateway", n.gateway},
+              {"icc", n.icc},
+              {"internal", n.internal},
+              {"masquerade", n.masquerade}};
+    if (!n.subnet6.empty()) o["subnet6"] = n.subnet6;
+    if (!n.gateway6.empty()) o["gateway6"] = n.gateway6;
+    nets.push_back(std::move(o));
+  }
   json members = json::array();
-  for (const auto& m : t.members)
-    members.push_back({{"containerID", m.container_id},
-                       {"ifname", m.ifname},
-                       {"netns", m.netns},
-                       {"network", m.network},
-                       {"podName", m.pod_name},
-                       {"podNamespace", m.pod_namespace},
-                       {"labels", m.labels},
-                       {"ip", m.ip},
-                       {"mac", m.mac},
-                       {"hostVeth", m.host_veth},
-                       {"portMappings", ports_json(m.ports)}});
+  for (const auto& m : t.members) {
+    json o = {{"containerID", m.container_id},
+              {"ifname", m.ifname},
+              {"netns", m.netns},
+              {"network", m.network},
+              {"podName", m.pod_name},
+              {"podNamespace", m.pod_namespace},
+              {"labels", m.labels},
+              {"ip", m.ip},
+              {"mac", m.mac},
+              {"hostVeth", m.host_veth},
+              {"portMappings", ports_json(m.ports)}};
+    if (!m.ip6.empty()) o["ip6"] = m.ip6;
+    members.push_back(std::move(o));
+  }
   return {{"uplinks", t.uplinks},
           {"policyDir", t.policy_dir},
           {"portsHeldByRuntime", t.ports_held_by_runtime},
@@ -83,19 +98,21 @@ std::optional<Table> table_from_json(const json& j, std::string* why) {
     t.uplinks = j.at("uplinks").get<std::vector<std::string>>();
     t.policy_dir = j.at("policyDir").get<std::string>();
     t.ports_held_by_runtime = j.at("portsHeldByRuntime").get<bool>();
+    // Records written before IPv6 have no IPv6 keys.
     for (const auto& n : j.at("networks"))
       t.networks.push_back({n.at("name").get<std::string>(), n.at("bridge").get<std::string>(),
                             n.at("subnet").get<std::string>(), n.at("gateway").get<std::string>(),
+                            n.value("subnet6", std::string()), n.value("gateway6", std::string()),
                             n.at("icc").get<bool>(), n.at("internal").get<bool>(),
                             n.at("masquerade").get<bool>()});
     for (const auto& m : j.at("members"))
-      t.members.push_back({m.at("containerID").get<std::string>(),
-                           m.at("ifname").get<std::string>(), m.at("netns").get<std::string>(),
-                           m.at("network").get<std::string>(), m.at("podName").get<std::string>(),
-                           m.at("podNamespace").get<std::string>(),
-                           m.at("labels").get<std::map<std::string, std::string>>(),
-                           m.at("ip").get<std::string>(), m.at("mac").get<std::string>(),
-                           m.at("hostVeth").get<std::string>(), ports_from(m.at("portMappings"))});
+      t.members.push_back(
+          {m.at("containerID").get<std::string>(), m.at("ifname").get<std::string>(),
+           m.at("netns").get<std::string>(), m.at("network").get<std::string>(),
+           m.at("podName").get<std::string>(), m.at("podNamespace").get<std::string>(),
+           m.at("labels").get<std::map<std::string, std::string>>(), m.at("ip").get<std::string>(),
+           m.value("ip6", std::string()), m.at("mac").get<std::string>(),
+           m.at("hostVeth").get<std::string>(), ports_from(m.at("portMappings"))});
   } catch (const json::exception& e) {
     if (why) *why = e.what();
     return std::nullopt;
@@ -120,7 +137,15 @@ Identity identity_of(const std::vector<std::pair<std::string, std::string>>& cni
 }
 
 NetworkEntry network_of(const NetConf& conf, const Attachment& att, const std::string& bridge) {
-  NetworkEntry n{conf.name, bridge, "", att.gateway, conf.icc, conf.internal, conf.masquerade};
+  NetworkEntry n{.name = conf.name,
+                 .bridge = bridge,
+                 .subnet = {},  // from the address, below
+                 .gateway = att.gateway,
+                 .subnet6 = {},
+                 .gateway6 = att.gateway6,
+                 .icc = conf.icc,
+                 .internal = conf.internal,
+                 .masquerade = conf.masquerade};
   auto ip = Ipv4::parse(att.ipv4);
   if (ip) {
     Ipv4Prefix p;
@@ -128,6 +153,7 @@ NetworkEntry network_of(const NetConf& conf, const Attachment& att, const std::s
     p.addr.value = ip->value & p.mask();
     n.subnet = p.str();
   }
+  if (auto ip6 = Ipv6::parse(att.ipv6)) n.subnet6 = prefix_of(*ip6, att.prefix6).str();
   return n;
 }
 
@@ -155,6 +181,17 @@ Error add_member(Table& t, const NetConf& conf, const NetworkEntry& net, Member 
                      m.container_id.substr(0, 12) + " an address in " + net.subnet +
                      ", its other containers are in " + existing->subnet,
                  "two conflists with the same name but different subnets; give each its own name");
+    // A network has IPv6 or not: with and without, one side would be left open or cut off.
+    if (existing->subnet6 != net.subnet6) {
+      std::string given =
+          net.subnet6.empty() ? "no IPv6 address" : "an IPv6 address in " + net.subnet6;
+      std::string others = existing->subnet6.empty() ? "have none" : "are in " + existing->subnet6;
+      return err("network " + net.name + ": the interface plugin gave " +
+                     m.container_id.substr(0, 12) + " " + given + ", its other containers " +
+                     others,
+                 "two conflists with the same name but different IPv6 subnets; give each its own "
+                 "name");
+    }
     if (existing->bridge != net.bridge)
       return err("network " + net.name + ": " + m.host_veth + " is a port of bridge \"" +
                      net.bridge + "\", its other containers are on \"" + existing->bridge + "\"",
@@ -243,6 +280,11 @@ Config table_config(const Table& t) {
     if (auto p = Ipv4Prefix::parse(n.subnet)) net.subnet = *p;
     auto gw = Ipv4::parse(n.gateway);
     net.gateway = gw ? *gw : net.subnet.first_host();
+    net.subnet6 = Ipv6Prefix::parse(n.subnet6);
+    if (net.subnet6) {
+      auto gw6 = Ipv6::parse(n.gateway6);
+      net.gateway6 = gw6 ? *gw6 : net.subnet6->first_host();
+    }
     net.icc = n.icc;
     net.internal = n.internal;
     net.masquerade = n.masquerade;
@@ -263,6 +305,8 @@ Config table_config(const Table& t) {
     a.network = m.network;
     if (auto ip = Ipv4::parse(m.ip)) a.ip = *ip;
     a.ip_from_file = true;
+    a.ip6 = Ipv6::parse(m.ip6);
+    a.ip6_from_file = a.ip6.has_value();
     a.host_interface = m.host_veth;
     a.mac = parse_mac(m.mac);
     c.networks.push_back(std::move(a));

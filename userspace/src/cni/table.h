@@ -25,7 +25,7 @@ struct Member {
   std::string pod_name;       // K8S_POD_NAME ("" when the runtime gave none)
   std::string pod_namespace;  // K8S_POD_NAMESPACE ("" when the runtime gave none)
   std::map<std::string, std::string> labels;
-  std::string ip, mac, host_veth;  // from prevResult and the veth's IFLA_LINK
+  std::string ip, ip6, mac, host_veth;  // from prevResult and the veth's IFLA_LINK; ip6 may be ""
   std::vector<PortMapping> ports;
 };
 
@@ -33,8 +33,10 @@ struct Member {
 // from the first ADD on it, the options from moat's keys in its conflist.
 struct NetworkEntry {
   std::string name, bridge;
-  std::string subnet;   // "10.89.1.0/24"
-  std::string gateway;  // "" when the interface plugin reported none
+  std::string subnet;    // "10.89.1.0/24"
+  std::string gateway;   // "" when the interface plugin reported none
+  std::string subnet6;   // "fd00:89:1::/64", "" for a network without IPv6
+  std::string gateway6;  // "" when the interface plugin reported none
   bool icc = true, internal = false, masquerade = true;
 };
 
@@ -66,7 +68,8 @@ NetworkEntry network_of(const NetConf& conf, const Attachment& att, const std::s
 // ADD: `m` replaces a member with the same container id and ifname. Errors
 // (code 7): the conflist's instance-wide keys (uplinks, policyDir,
 // portsHeldByRuntime) differ from those of another network's members, or the
-// network's subnet or bridge differs from what its members were given.
+// network's subnet, IPv6 subnet (or having one at all) or bridge differs
+// from what its members were given.
 Error add_member(Table& t, const NetConf& conf, const NetworkEntry& net, Member m);
 
 // DEL: false when there was no such member. A network without members is

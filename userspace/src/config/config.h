@@ -63,7 +63,8 @@ struct Attachment {
   std::string network;
   Ipv4 ip;  // allocated when absent in the file
   bool ip_from_file = false;
-  // Set exactly when the network has IPv6; allocated when absent in the file.
+  // Set when the network has IPv6, allocated when absent in the file,
+  // unless the file says `"ipv6": false` (a container with IPv6 turned off).
   std::optional<Ipv6> ip6;
   bool ip6_from_file = false;
   std::string host_interface;  // host-side interface; required by `moat apply`, set by the lab

@@ -91,7 +91,7 @@ void allocate_subnets6(Document& doc, Problems& problems) {
 void reserve_fixed_addresses6(Document& doc, Problems& problems) {
   for (ContainerEntry& c : doc.containers) {
     for (AttachmentEntry& a : c.attachments) {
-      if (a.network < 0 || !a.att.ip6_from_file || !a.ip6_ok) continue;
+      if (a.network < 0 || !a.att.ip6_from_file || !a.att.ip6 || !a.ip6_ok) continue;
       NetworkEntry* n = &doc.networks[a.network];
       const Ipv6& ip6 = *a.att.ip6;
       std::string ip = ip6.str();

@@ -195,6 +195,9 @@ std::optional<AttachmentEntry> read_attachment(Reader& r, const Json& v, const s
   r.member(v, path, "ipv6", [&](const Json& f, const std::string& p) {
     a.ip6_path = p;
     a.att.ip6_from_file = true;
+    // A container with IPv6 turned off has no address there (Docker gives
+    // it none): one allocated for it would be an address it may send from.
+    if (f.is_boolean() && !f.get<bool>()) return;
     a.att.ip6 = r.ip6(f, p);
     a.ip6_ok = a.att.ip6.has_value();
   });

@@ -33,7 +33,11 @@ std::string config_to_json(const Config& config) {
     Out attachments = Out::array();
     for (const Attachment& a : c.networks) {
       Out att = {{"network", a.network}, {"ip", a.ip.str()}};
-      if (a.ip6) att["ipv6"] = a.ip6->str();
+      if (a.ip6) {
+        att["ipv6"] = a.ip6->str();
+      } else if (const Network* n = config.find_network(a.network); n && n->subnet6) {
+        att["ipv6"] = false;  // or it would be allocated one
+      }
       if (!a.host_interface.empty()) att["interface"] = a.host_interface;
       if (a.mac) att["mac"] = mac_str(*a.mac);
       attachments.push_back(std::move(att));

@@ -67,6 +67,7 @@ struct FollowedNetwork {
   Network net;
   std::string id;
   bool gateway_known = false;
+  bool gateway6_known = false;
   std::optional<Ipv4> host_binding;  // host_binding_ipv4: where its ports are published
 };
 
@@ -89,7 +90,10 @@ struct Builder {
   }
 
   void add_network(const json& j);
+  void add_pool6(const json& pool, FollowedNetwork& f);
   void add_container(const json& j);
+  std::optional<Ipv6> endpoint_ip6(const json& ep, FollowedNetwork& f, const std::string& id,
+                                   const std::string& where);
   std::vector<Endpoint> endpoints_of(const json& c, const std::string& id, const std::string& name,
                                      const std::string& mode);
   void attach_resolved(const json& c, const std::string& id, const std::vector<Endpoint>& eps,
@@ -97,6 +101,35 @@ struct Builder {
   void drop_publish_conflicts();
   Config config() const;
 };
+
+// What parse_config() refuses of an IPv6 subnet, which would fail the whole
+// translation.
+std::optional<std::string> subnet6_problem(const Ipv6Prefix& subnet) {
+  if (auto why = special_subnet_problem(subnet)) return why;
+  if (subnet.len > 120) return std::string("it is smaller than /120");
+  return std::nullopt;
+}
+
+void Builder::add_pool6(const json& pool, FollowedNetwork& f) {
+  std::string text = str(pool, "Subnet");
+  auto ignore = [&](std::string why) {
+    skip(Skipped::Kind::network, f.id, f.net.name, "IPv6 subnet " + quote(text) + " " + why);
+  };
+  std::string why;
+  auto subnet = Ipv6Prefix::parse(text, &why);
+  if (!subnet) return ignore("is not followed: " + why);
+  if (f.net.subnet6) {
+    return skip(Skipped::Kind::network, f.id, f.net.name,
+                "moat follows one IPv6 subnet per network: " + subnet->str() + " is ignored");
+  }
+  if (auto why = subnet6_problem(*subnet)) return ignore("is not followed: " + *why);
+  f.net.subnet6 = *subnet;
+  auto gateway = Ipv6::parse(str(pool, "Gateway"));
+  if (gateway && !host_address_problem(*gateway, *subnet)) {
+    f.net.gateway6 = *gateway;
+    f.gateway6_known = true;
+  }
+}
 
 void Builder::add_network(const json& j) {
   std::string name = str(j, "Name");
@@ -122,9 +155,13 @@ void Builder::add_network(const json& j) {
   f.net.name = name;
   bool have_subnet = false;
   const json& ipam = member(member(j, "IPAM"), "Config");
-  for (const json& pool : ipam.is_array() ? ipam : json::array()) {
+  const json& pools = ipam.is_array() ? ipam : json::array();
+  auto is_ipv6 = [](const json& pool) {
+    return str(pool, "Subnet").find(':') != std::string::npos;
+  };
+  for (const json& pool : pools) {
+    if (is_ipv6(pool)) continue;
     std::string subnet_text = str(pool, "Subnet");
-    if (subnet_text.find(':') != std::string::npos) continue;  // IPv6: not enforced yet
     auto subnet = Ipv4Prefix::parse(subnet_text);
     if (!subnet) continue;
     if (have_subnet) {
@@ -143,6 +180,17 @@ void Builder::add_network(const json& j) {
   if (!have_subnet) return refuse("no IPv4 subnet");
   if (f.net.subnet.len > 30) return refuse("subnet " + f.net.subnet.str() + " is smaller than /30");
   if (!f.gateway_known) f.net.gateway = f.net.subnet.first_host();  // until an endpoint says
+  // Without EnableIPv6 Docker gives no endpoint an address from an IPv6 pool.
+  if (member(j, "EnableIPv6").is_boolean() && member(j, "EnableIPv6").get<bool>()) {
+    bool listed = false;
+    for (const json& pool : pools) {
+      if (!is_ipv6(pool)) continue;
+      listed = true;
+      add_pool6(pool, f);
+    }
+    if (!listed) skip(Skipped::Kind::network, id, name, "EnableIPv6 without an IPv6 subnet");
+    if (f.net.subnet6 && !f.gateway6_known) f.net.gateway6 = f.net.subnet6->first_host();
+  }
 
   f.net.internal = member(j, "Internal").is_boolean() && member(j, "Internal").get<bool>();
   f.net.icc = bool_option(j, "enable_icc", true);
@@ -191,7 +239,8 @@ std::vector<Publish> read_publishes(const json& c, const std::string& id, const 
       std::string host_port_text = str(binding, "HostPort");
       std::string label = name + " " + host_ip_text + ":" + host_port_text + "->" + it.key();
       if (host_ip_text.find(':') != std::string::npos) {
-        b.skip(Skipped::Kind::publish, id, label, "IPv6 is not enforced yet");
+        b.skip(Skipped::Kind::publish, id, label,
+               "published ports are enforced over IPv4 only in this version");
         continue;
       }
       std::optional<Ipv4> host_ip = target.host_binding;  // Docker's default for an empty HostIp
@@ -243,6 +292,33 @@ std::vector<Publish> read_publishes(const json& c, const std::string& id, const 
   return merged;
 }
 
+// The endpoint's IPv6 address on `f`, which has IPv6. None for a container
+// with IPv6 turned off, and for an address moat cannot use: the attachment
+// is followed over IPv4 then, and its IPv6 has no address to pass.
+std::optional<Ipv6> Builder::endpoint_ip6(const json& ep, FollowedNetwork& f, const std::string& id,
+                                          const std::string& where) {
+  std::string text = str(ep, "GlobalIPv6Address");
+  if (text.empty()) return std::nullopt;
+  const Ipv6Prefix& subnet = *f.net.subnet6;
+  auto ignore = [&](std::string why) -> std::optional<Ipv6> {
+    skip(Skipped::Kind::attachment, id, where, std::move(why) + ": followed over IPv4 only");
+    return std::nullopt;
+  };
+  auto ip6 = Ipv6::parse(text);
+  if (!ip6) return ignore(quote(text) + " is not an IPv6 address");
+  if (auto why = host_address_problem(*ip6, subnet)) return ignore(ip6->str() + " " + *why);
+  const json& len = member(ep, "GlobalIPv6PrefixLen");
+  if (len.is_number_integer() && len.get<int64_t>() != 0 && len.get<int64_t>() != subnet.len) {
+    return ignore(ip6->str() + "/" + len.dump() + " disagrees with subnet " + subnet.str());
+  }
+  if (auto gw = Ipv6::parse(str(ep, "IPv6Gateway"));
+      !f.gateway6_known && gw && !host_address_problem(*gw, subnet) && *gw != *ip6) {
+    f.net.gateway6 = *gw;
+    f.gateway6_known = true;
+  }
+  return ip6;
+}
+
 // The container's endpoints on networks moat follows, in enforcement order.
 std::vector<Endpoint> Builder::endpoints_of(const json& c, const std::string& id,
                                             const std::string& name, const std::string& mode) {
@@ -278,6 +354,10 @@ std::vector<Endpoint> Builder::endpoints_of(const json& c, const std::string& id
     att.network = f.net.name;
     att.ip = *ip;
     att.ip_from_file = true;  // as parse_config() marks an address the file gives
+    if (f.net.subnet6) {
+      att.ip6 = endpoint_ip6(ep, f, id, where);
+      att.ip6_from_file = true;  // an address or `"ipv6": false`
+    }
     // Docker's word for the MAC it gave the container's veth (the veth is
     // found by it); without one, apply reads it from the veth's peer.
     att.mac = parse_mac(str(ep, "MacAddress"));
