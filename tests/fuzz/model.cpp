@@ -75,9 +75,11 @@ void Model::switch_policy(size_t variant) {
   st_.rev = variants_[variant].policies.empty() ? 0 : next_rev();
 }
 
-Verdict Model::step(Hook h, uint32_t ifindex, const Bytes& frame, const Bytes* kernel_out) {
+Verdict Model::step(Hook h, uint32_t ifindex, uint32_t ingress_ifindex, const Bytes& frame,
+                    const Bytes* kernel_out) {
   const Ctx c{h,
               ifindex,
+              ingress_ifindex,
               frame,
               at_uplink(h) ? nullptr : topo_.att_at(ifindex),
               at_uplink(h) ? topo_.uplink_at(ifindex) : nullptr,

@@ -60,10 +60,12 @@ class Model {
   // A policy revision change to `variant` (a new revision even for the same policies).
   void switch_policy(size_t variant);
 
-  // The verdict of one frame. `kernel_out`, when the kernel passed the
-  // frame, only settles what the semantics leave to the implementation:
-  // the masquerade port it picked.
-  Verdict step(Hook h, uint32_t ifindex, const Bytes& frame, const Bytes* kernel_out);
+  // The verdict of one frame. `ingress_ifindex` is the device the frame
+  // entered the host by (skb->ingress_ifindex: 0 when the host sent it).
+  // `kernel_out`, when the kernel passed the frame, only settles what the
+  // semantics leave to the implementation: the masquerade port it picked.
+  Verdict step(Hook h, uint32_t ifindex, uint32_t ingress_ifindex, const Bytes& frame,
+               const Bytes* kernel_out);
 
  private:
   struct Ctx;

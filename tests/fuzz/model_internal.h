@@ -10,6 +10,7 @@ namespace fuzz {
 struct Model::Ctx {
   Hook hook;
   uint32_t ifindex;
+  uint32_t ingress_ifindex;  // skb->ingress_ifindex: 0 when the host sent it
   const Bytes& frame;
   const AttInfo* att;        // container hooks
   const UplinkInfo* uplink;  // uplink hooks

@@ -28,6 +28,7 @@ struct PlayedStep {
   size_t variant = 0;
   Hook hook = Hook::FromContainer;
   std::string dev;
+  std::string ingress_dev;  // to_container: the veth it entered the host by ("": the host sent it)
   Bytes frame;
   std::string mutation;
   std::string model, kernel;  // verdict texts
