@@ -73,6 +73,11 @@ class Model {
   Verdict ethernet(const Ctx& c);
   Verdict arp(const Ctx& c);
   Verdict ipv6(const Ctx& c);
+  Verdict ipv6_uplink(const Ctx& c);
+  Verdict link_message(const Ctx& c, uint8_t type, size_t l4, size_t end, bool fragmented);
+  Verdict nd_claims(const Ctx& c, uint8_t type, size_t l4, size_t end);
+  Verdict data6(const Ctx& c);
+  std::optional<Verdict> link_peer(const Ctx& c) const;
   Verdict ipv4(const Ctx& c);
   Verdict ipv4_checked(const Ctx& c, Pkt& p);
   std::optional<Verdict> icmp_error(const Ctx& c, const Pkt& p);
