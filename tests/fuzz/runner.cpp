@@ -10,70 +10,75 @@
 namespace fuzz {
 namespace {
 
-std::string short_kernel(const KernelResult &k) {
+bool is_ipv6(const Bytes& f) { return f.size() >= 14 && get16(f, 12) == kEthIp6; }
+
+std::string short_kernel(const KernelResult& k) {
   switch (kernel_verdict(k)) {
-  case KernelVerdict::Drop:
-    return kernel_text(k);
-  case KernelVerdict::Redirect:
-    return "redirect";
-  case KernelVerdict::Pass:
-    return "pass";
+    case KernelVerdict::Drop:
+      return kernel_text(k);
+    case KernelVerdict::Redirect:
+      return "redirect";
+    case KernelVerdict::Pass:
+      return "pass";
   }
   return "?";
 }
 
-std::string short_model(const Verdict &v) {
+std::string short_model(const Verdict& v) {
   switch (v.kind) {
-  case Verdict::Kind::Pass:
-    return "pass";
-  case Verdict::Kind::Redirect:
-    return "redirect";
-  case Verdict::Kind::Drop:
-    return "drop (" + v.reason + ")";
-  case Verdict::Kind::Either:
-    return "either";
+    case Verdict::Kind::Pass:
+      return "pass";
+    case Verdict::Kind::Redirect:
+      return "redirect";
+    case Verdict::Kind::Drop:
+      return "drop (" + v.reason + ")";
+    case Verdict::Kind::Either:
+      return "either";
   }
   return "?";
 }
 
-std::string group_of(const Verdict &v, const KernelResult &k,
-                     const Comparison &cmp) {
-  return std::string(outcome_name(cmp.outcome)) + " | model " + short_model(v) +
-         (v.new_rule ? " [issue 13 rule]" : "") + " | kernel " +
-         short_kernel(k);
+// IPv6 frames' disagreements are told apart: "IPv6 kernel-pass-model-drop | ...".
+std::string group_of(const Bytes& frame, const Verdict& v, const KernelResult& k,
+                     const Comparison& cmp) {
+  return std::string(is_ipv6(frame) ? "IPv6 " : "") + outcome_name(cmp.outcome) + " | model " +
+         short_model(v) + (v.new_rule ? " [issue 13 rule]" : "") + " | kernel " + short_kernel(k);
 }
 
-void count(Tally &t, const Verdict &v, const KernelResult &k,
-           const Comparison &cmp) {
+void count(Tally& t, Hook h, const Bytes& frame, const Verdict& v, const KernelResult& k,
+           const Comparison& cmp) {
   t.kernel[short_kernel(k)]++;
   t.model[short_model(v)]++;
   t.outcomes[cmp.outcome]++;
-  if (is_disagreement(cmp.outcome))
-    t.groups[group_of(v, k, cmp)]++;
+  if (is_ipv6(frame)) {
+    t.ipv6_packets++;
+    t.ipv6_outcomes[cmp.outcome]++;
+    t.ipv6_model[short_model(v)]++;
+    t.ipv6_rules[std::string(hook_name(h)) + " " + short_model(v) + ": " + v.rule + " | kernel " +
+                 short_kernel(k)]++;
+  }
+  if (is_disagreement(cmp.outcome)) t.groups[group_of(frame, v, k, cmp)]++;
   if (cmp.reason_differs) {
     t.reason_mismatches++;
-    t.reason_pairs["model " + v.reason + " / kernel " + kernel_text(k)]++;
+    t.reason_pairs[std::string(is_ipv6(frame) ? "IPv6 " : "") + "model " + v.reason + " / kernel " +
+                   kernel_text(k)]++;
   }
 }
 
-} // namespace
+}  // namespace
 
-void Runner::load(const FuzzConfig &fc) {
+void Runner::load(const FuzzConfig& fc) {
   fc_ = fc;
   std::string err;
-  topo_ = std::make_unique<Topology>(
-      Topology::build(fc, ifindex_, unknown_ifindex_, &err));
-  if (!err.empty())
-    throw std::runtime_error("configuration " + fc.name + ": " + err);
+  topo_ = std::make_unique<Topology>(Topology::build(fc, ifindex_, unknown_ifindex_, &err));
+  if (!err.empty()) throw std::runtime_error("configuration " + fc.name + ": " + err);
   variants_.clear();
-  for (const auto &policies : fc.variants) {
+  for (const auto& policies : fc.variants) {
     nlohmann::json doc = fc.doc;
     doc["policies"] = policies;
     bool macs = false;
     auto cfg = parse_document(doc, &macs, &err);
-    if (!cfg)
-      throw std::runtime_error("configuration " + fc.name +
-                               ", a variant: " + err);
+    if (!cfg) throw std::runtime_error("configuration " + fc.name + ", a variant: " + err);
     variants_.push_back(std::move(*cfg));
   }
   pools_ = std::make_unique<Pools>(Pools::of(*topo_, variants_));
@@ -82,13 +87,12 @@ void Runner::load(const FuzzConfig &fc) {
 }
 
 std::string Runner::device_of(uint32_t ifindex) const {
-  for (const auto &[name, idx] : ifindex_)
-    if (idx == ifindex)
-      return name;
+  for (const auto& [name, idx] : ifindex_)
+    if (idx == ifindex) return name;
   return std::to_string(ifindex);
 }
 
-nlohmann::json Runner::plan_json(const Case &c, size_t upto) const {
+nlohmann::json Runner::plan_json(const Case& c, size_t upto) const {
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i <= upto && i < c.steps.size(); i++)
     out.push_back(step_to_json(c.steps[i], device_of(c.steps[i].ifindex),
@@ -96,8 +100,7 @@ nlohmann::json Runner::plan_json(const Case &c, size_t upto) const {
   return out;
 }
 
-std::optional<Finding> Runner::run_case(uint64_t seed, uint64_t index,
-                                        Tally &tally, bool trace) {
+std::optional<Finding> Runner::run_case(uint64_t seed, uint64_t index, Tally& tally, bool trace) {
   const Case c = plan_case(*topo_, *pools_, variants_.size(), mix(seed, index));
   auto f = play(c, tally, trace);
   if (f) {
@@ -107,36 +110,28 @@ std::optional<Finding> Runner::run_case(uint64_t seed, uint64_t index,
   return f;
 }
 
-std::optional<Finding> Runner::play(const Case &c, Tally &tally, bool trace) {
+std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
   dp_.reset_case();
   model_->reset();
   tally.cases++;
   std::vector<Played> history(c.steps.size());
   std::vector<PlayedStep> steps;
-  if (trace)
-    std::printf("case: %s, %zu planned steps\n", c.scenario.c_str(),
-                c.steps.size());
+  if (trace) std::printf("case: %s, %zu planned steps\n", c.scenario.c_str(), c.steps.size());
   for (size_t i = 0; i < c.steps.size(); i++) {
-    const Step &s = c.steps[i];
+    const Step& s = c.steps[i];
     if (s.kind == Step::Kind::Rev) {
       dp_.switch_policy(s.variant);
       model_->switch_policy(s.variant);
-      steps.push_back(
-          {true, s.variant, Hook::FromContainer, "", "", {}, "", "", ""});
-      if (trace)
-        std::printf("  [%zu] rev %zu\n", i, s.variant);
+      steps.push_back({true, s.variant, Hook::FromContainer, "", "", {}, "", "", ""});
+      if (trace) std::printf("  [%zu] rev %zu\n", i, s.variant);
       continue;
     }
     auto r = resolve(*topo_, c, i, history);
-    if (!r)
-      continue;
+    if (!r) continue;
     std::string mutation;
-    if (s.mutate)
-      mutation = mutate(r->frame, s.mutate, *pools_);
-    if (r->frame.size() < 14)
-      continue;
-    const uint32_t ingress =
-        ingress_at(r->hook, r->ifindex, r->ingress_ifindex);
+    if (s.mutate) mutation = mutate(r->frame, s.mutate, *pools_);
+    if (r->frame.size() < 14) continue;
+    const uint32_t ingress = ingress_at(r->hook, r->ifindex, r->ingress_ifindex);
     const KernelResult k = dp_.run(r->hook, r->ifindex, ingress, r->frame);
     tally.packets++;
     if (k.err) {
@@ -145,10 +140,10 @@ std::optional<Finding> Runner::play(const Case &c, Tally &tally, bool trace) {
       continue;
     }
     const bool kpass = kernel_verdict(k) != KernelVerdict::Drop;
-    const Verdict v = model_->step(r->hook, r->ifindex, ingress, r->frame,
-                                   kpass ? &k.out : nullptr);
+    const Verdict v =
+        model_->step(r->hook, r->ifindex, ingress, r->frame, kpass ? &k.out : nullptr);
     const Comparison cmp = compare(r->frame, v, k);
-    count(tally, v, k, cmp);
+    count(tally, r->hook, r->frame, v, k, cmp);
     history[i] = Played{true,
                         r->hook,
                         r->ifindex,
@@ -157,21 +152,17 @@ std::optional<Finding> Runner::play(const Case &c, Tally &tally, bool trace) {
                         kpass,
                         kernel_verdict(k) == KernelVerdict::Redirect,
                         k.out};
-    const std::string via = r->hook == Hook::ToContainer && ingress
-                                ? device_of(ingress)
-                                : std::string();
-    steps.push_back({false, 0, r->hook, device_of(r->ifindex), via, r->frame,
-                     mutation, model_text(v), kernel_text(k)});
+    const std::string via =
+        r->hook == Hook::ToContainer && ingress ? device_of(ingress) : std::string();
+    steps.push_back({false, 0, r->hook, device_of(r->ifindex), via, r->frame, mutation,
+                     model_text(v), kernel_text(k)});
     if (trace)
-      std::printf(
-          "  [%zu] %s %s%s%s %s\n       model:  %s\n       kernel: %s -> %s\n",
-          i, hook_name(r->hook), device_of(r->ifindex).c_str(),
-          via.empty() ? "" : (" (entered by " + via + ")").c_str(),
-          mutation.empty() ? "" : (" mutated " + mutation).c_str(),
-          hex(r->frame).c_str(), model_text(v).c_str(), kernel_text(k).c_str(),
-          outcome_name(cmp.outcome));
-    if (!is_disagreement(cmp.outcome))
-      continue;
+      std::printf("  [%zu] %s %s%s%s %s\n       model:  %s\n       kernel: %s -> %s\n", i,
+                  hook_name(r->hook), device_of(r->ifindex).c_str(),
+                  via.empty() ? "" : (" (entered by " + via + ")").c_str(),
+                  mutation.empty() ? "" : (" mutated " + mutation).c_str(), hex(r->frame).c_str(),
+                  model_text(v).c_str(), kernel_text(k).c_str(), outcome_name(cmp.outcome));
+    if (!is_disagreement(cmp.outcome)) continue;
     Finding f;
     f.outcome = cmp.outcome;
     f.config = fc_.name;
@@ -182,10 +173,10 @@ std::optional<Finding> Runner::play(const Case &c, Tally &tally, bool trace) {
     f.model = v;
     f.kernel = k;
     f.detail = cmp.detail;
-    f.group = group_of(v, k, cmp);
+    f.group = group_of(r->frame, v, k, cmp);
     return f;
   }
   return std::nullopt;
 }
 
-} // namespace fuzz
+}  // namespace fuzz
