@@ -46,19 +46,20 @@ FuzzConfig make(const char* name, const char* doc, std::vector<json> other_varia
 
 const char* kIsolation = R"({
   "networks": [
-    {"name": "alpha", "subnet": "172.20.0.0/16"},
-    {"name": "beta", "subnet": "172.21.0.0/16"}],
+    {"name": "alpha", "subnet": "172.20.0.0/16", "ipv6_subnet": "fd00:20::/64"},
+    {"name": "beta", "subnet": "172.21.0.0/16", "ipv6_subnet": "fd00:21::/64"}],
   "containers": [
-    {"name": "a1", "networks": [{"network": "alpha", "ip": "172.20.0.2"}]},
+    {"name": "a1", "networks": [{"network": "alpha", "ip": "172.20.0.2", "ipv6": "fd00:20::2"}]},
     {"name": "a2", "networks": [{"network": "alpha", "ip": "172.20.0.3"}]},
-    {"name": "b1", "networks": [{"network": "beta", "ip": "172.21.0.2"}]},
-    {"name": "ab", "networks": [{"network": "alpha", "ip": "172.20.0.9"},
+    {"name": "b1", "networks": [{"network": "beta", "ip": "172.21.0.2", "ipv6": "fd00:21::2"}]},
+    {"name": "ab", "networks": [{"network": "alpha", "ip": "172.20.0.9", "ipv6": "fd00:20::9"},
                                 {"network": "beta", "ip": "172.21.0.9"}]}]})";
 
 const char* kIccInternal = R"({
   "networks": [
-    {"name": "quiet", "subnet": "172.22.0.0/16", "icc": false},
-    {"name": "inner", "subnet": "172.23.0.0/16", "internal": true},
+    {"name": "quiet", "subnet": "172.22.0.0/16", "icc": false,
+     "ipv6_subnet": "fd00:22::/64", "ipv6_gateway": "fd00:22::fe"},
+    {"name": "inner", "subnet": "172.23.0.0/16", "internal": true, "ipv6_subnet": "fd00:23::/64"},
     {"name": "routed", "subnet": "10.88.0.0/24", "masquerade": false}],
   "containers": [
     {"name": "q1", "networks": [{"network": "quiet", "ip": "172.22.0.2"}], "publish": ["6000:6000"]},
@@ -88,7 +89,7 @@ const char* kPublished = R"({
     {"name": "locked", "networks": [{"network": "sealed", "ip": "172.29.0.6"}]}]})";
 
 const char* kPolicies = R"({
-  "networks": [{"name": "front", "subnet": "172.30.0.0/24"},
+  "networks": [{"name": "front", "subnet": "172.30.0.0/24", "ipv6_subnet": "fd00:30::/64"},
                {"name": "back", "subnet": "172.28.0.0/24", "icc": false}],
   "namespaces": [{"name": "shop", "labels": {"team": "billing"}}],
   "containers": [

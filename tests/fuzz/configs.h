@@ -2,8 +2,9 @@
 // (isolation between networks, icc off and internal networks, published
 // ports of every form with masquerading and routed networks, policies with
 // allow and deny rules, ipBlock with except, label and namespace
-// selectors, Kubernetes objects, multi-network containers) and random ones
-// drawn from a seed. Every attachment names its device (fz0, fz1, ...) and
+// selectors, Kubernetes objects, multi-network containers; dual-stack
+// networks in isolation, icc-internal and policies) and random ones drawn
+// from a seed. Every attachment names its device (fz0, fz1, ...) and
 // MAC; uplinks are fzu0, fzu1.
 #pragma once
 

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <cstring>
+
 #include "packet.h"
 
 namespace fuzz {
@@ -68,6 +70,60 @@ Bytes build_arp(const ArpCraft& a) {
   pkt::detail::put_raw(b, &tpa, 4);
   b.resize(b.size() + a.trailer, 0);
   return pkt::eth(kEthArp, b, pmac(a.eth_dst), pmac(a.eth_src));
+}
+
+Bytes build6(const Craft6& c) {
+  Bytes l4;
+  switch (c.proto) {
+    case IPPROTO_TCP:
+      l4 = pkt::tcp(c.sport, c.dport, c.tcp_flags, c.payload);
+      break;
+    case IPPROTO_UDP:
+      l4 = pkt::udp(c.sport, c.dport, c.payload);
+      break;
+    case IPPROTO_ICMPV6:
+      if (c.body.empty() && (c.icmp_type == 128 || c.icmp_type == 129)) {
+        l4 = pkt::icmp_echo(c.icmp_type, c.sport, 7, c.payload);
+        l4[1] = c.icmp_code;
+      } else {
+        l4 = pkt::icmp(c.icmp_type, c.icmp_code, c.body);
+      }
+      break;
+    default:
+      l4 = c.payload;
+  }
+  if (c.proto == IPPROTO_UDP && l4.size() >= 6) put16(l4, 4, uint16_t(l4.size()));
+  // Extension headers, innermost first.
+  uint8_t next = c.proto;
+  for (auto it = c.ext.rbegin(); it != c.ext.rend(); ++it) {
+    Bytes h;
+    switch (*it) {
+      case 0:
+        h = {next, 0, 5, 2, 0, 0, 1, 0};  // router alert + PadN
+        break;
+      case 43:
+        h = {next, 0, 0, 0, 0, 0, 0, 0};  // type 0, segments left 0
+        break;
+      case 44: {
+        const uint16_t off = uint16_t(c.frag_offset << 3 | (c.more_fragments ? 1 : 0));
+        h = {next, 0, uint8_t(off >> 8), uint8_t(off), 0x12, 0x34, 0x56, 0x78};
+        break;
+      }
+      default:
+        h = {next, 0, 1, 4, 0, 0, 0, 0};  // PadN
+    }
+    h.insert(h.end(), l4.begin(), l4.end());
+    l4 = std::move(h);
+    next = *it;
+  }
+  pkt::Ip6 h;
+  std::memcpy(&h.src, c.src.data(), 16);
+  std::memcpy(&h.dst, c.dst.data(), 16);
+  h.next = next;
+  h.hop_limit = c.hop_limit;
+  Bytes f = pkt::eth(kEthIp6, pkt::ipv6(h, l4), pmac(c.dst_mac), pmac(c.src_mac));
+  fix_checksums6(f);
+  return f;
 }
 
 Bytes build_icmp6(const Mac& eth_dst, const Mac& eth_src, uint8_t type, uint8_t hop_limit,

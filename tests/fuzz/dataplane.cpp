@@ -83,7 +83,7 @@ uint32_t ifindex_of_key(const std::vector<uint8_t>& key) {
 
 void Dataplane::clear_config() {
   const auto& maps = progs_.ep->maps;
-  for (const bpf_map* m : {maps.addrs, maps.endpoints, maps.publish, maps.uplinks,
+  for (const bpf_map* m : {maps.addrs, maps.addrs6, maps.endpoints, maps.publish, maps.uplinks,
                            maps.container_addrs, maps.ct, maps.frags})
     clear_map(m);
   const uint32_t zero = 0;
@@ -101,6 +101,7 @@ void Dataplane::write_plan(const moat::MapPlan& m) {
   const auto& maps = progs_.ep->maps;
   for (uint32_t slot : m.slots.fresh) ok(moat::zero_stats_slot(maps.stats, slot), "zeroing stats");
   write_rows(maps.addrs, m.addrs);
+  write_rows(maps.addrs6, m.addrs6);
   write_rows(maps.endpoints, m.endpoints);
   write_rows(maps.publish, m.publish);
   write_rows(maps.uplinks, m.uplinks);
@@ -179,8 +180,10 @@ unsigned Dataplane::moved_reason(uint32_t slot, uint32_t dir) {
   return reason;
 }
 
-KernelResult Dataplane::run(Hook h, uint32_t ifindex, const Bytes& frame) {
-  const moat_test::RunResult r = moat_test::run(progs_.prog(harness_hook(h)), ifindex, frame);
+KernelResult Dataplane::run(Hook h, uint32_t ifindex, uint32_t ingress_ifindex,
+                            const Bytes& frame) {
+  const moat_test::RunResult r =
+      moat_test::run(progs_.prog(harness_hook(h)), ifindex, frame, 1, 0, ingress_ifindex);
   KernelResult k{r.err, r.retval, r.out, 0};
   if (r.err) return k;
   const auto& slots = at_uplink(h) ? up_slot_ : ep_slot_;

@@ -46,7 +46,10 @@ class Dataplane {
   void switch_policy(size_t v);
   // Between cases: no connection tracking or fragment state, variant 0 in force.
   void reset_case();
-  KernelResult run(Hook h, uint32_t ifindex, const Bytes& frame);
+  // `ingress_ifindex`: skb->ingress_ifindex, the device the packet entered
+  // the host by (a container's veth for what a bridge forwards), 0 for what
+  // the host sends.
+  KernelResult run(Hook h, uint32_t ifindex, uint32_t ingress_ifindex, const Bytes& frame);
 
  private:
   struct Generation {

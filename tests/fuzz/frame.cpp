@@ -1,9 +1,12 @@
 // frame.cpp - field access, header parsing, checksums and hex for frame.h.
 #include "frame.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 
 namespace fuzz {
 
@@ -200,6 +203,102 @@ void fix_checksums(Bytes& frame) {
     put16(frame, o + 2, 0);
     put16(frame, o + 2, uint16_t(~add_words(0, frame, o, len)));
   }
+}
+
+Ip6Addr ip6_at(const Bytes& b, size_t off) {
+  Ip6Addr a{};
+  for (size_t i = 0; i < 16 && off + i < b.size(); i++) a[i] = b[off + i];
+  return a;
+}
+
+void put_ip6(Bytes& b, size_t off, const Ip6Addr& a) {
+  for (size_t i = 0; i < 16 && off + i < b.size(); i++) b[off + i] = a[i];
+}
+
+Ip6Addr ip6_from_text(const char* text) {
+  Ip6Addr a{};
+  if (inet_pton(AF_INET6, text, a.data()) != 1)
+    throw std::invalid_argument(std::string("not an IPv6 address: ") + text);
+  return a;
+}
+
+std::string ip6_text(const Ip6Addr& a) {
+  char buf[INET6_ADDRSTRLEN];
+  return inet_ntop(AF_INET6, a.data(), buf, sizeof buf) ? buf : "?";
+}
+
+bool ip6_link_local(const Ip6Addr& a) { return a[0] == 0xfe && (a[1] & 0xc0) == 0x80; }
+bool ip6_multicast(const Ip6Addr& a) { return a[0] == 0xff; }
+bool ip6_unspecified(const Ip6Addr& a) { return a == Ip6Addr{}; }
+
+Ip6Addr eui64_link_local(const Mac& m) {
+  return {0xfe, 0x80, 0,    0,    0,    0,    0,   0, uint8_t(m[0] ^ 2),
+          m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]};
+}
+
+bool ipv6_frame(const Bytes& f) { return f.size() >= 14 + 40 && get16(f, 12) == kEthIp6; }
+
+Ip6 parse_ip6(const Bytes& f) {
+  Ip6 p;
+  if (!ipv6_frame(f) || f[14] >> 4 != 6) return p;
+  p.src = ip6_at(f, 14 + 8);
+  p.dst = ip6_at(f, 14 + 24);
+  p.hop_limit = f[14 + 7];
+  p.end = std::min(f.size(), size_t(14 + 40 + get16(f, 14 + 4)));
+  uint8_t next = f[14 + 6];
+  size_t off = 14 + 40;
+  for (int i = 0; i < 10 && !p.later_fragment; i++) {
+    if (next == 44) {
+      if (off + 8 > f.size()) return p;
+      p.fragment = true;
+      p.later_fragment = (get16(f, off + 2) & 0xfff8) != 0;
+      next = f[off];
+      off += 8;
+    } else if (next == 0 || next == 43 || next == 60 || next == 51) {
+      if (off + 2 > f.size()) return p;
+      const size_t len = next == 51 ? (size_t(f[off + 1]) + 2) * 4 : (size_t(f[off + 1]) + 1) * 8;
+      next = f[off];
+      off += len;
+    } else {
+      break;
+    }
+  }
+  p.proto = next;
+  p.l4 = off;
+  p.ok = off <= f.size();
+  if (!p.ok || p.later_fragment) return p;
+  if ((next == IPPROTO_TCP || next == IPPROTO_UDP) && off + 4 <= f.size()) {
+    p.sport = get16(f, off);
+    p.dport = get16(f, off + 2);
+    if (next == IPPROTO_TCP && off + 14 <= f.size()) p.tcp_flags = f[off + 13];
+  }
+  if (next == IPPROTO_ICMPV6 && off + 1 <= f.size()) {
+    p.icmp_type = f[off];
+    if (off + 6 <= f.size()) p.sport = get16(f, off + 4);
+  }
+  return p;
+}
+
+void fix_checksums6(Bytes& f) {
+  const Ip6 p = parse_ip6(f);
+  if (!p.ok || p.fragment || p.l4 > p.end) return;
+  const size_t len = p.end - p.l4;
+  size_t sum_at = 0;
+  if (p.proto == IPPROTO_TCP && len >= 20)
+    sum_at = p.l4 + 16;
+  else if (p.proto == IPPROTO_UDP && len >= 8)
+    sum_at = p.l4 + 6;
+  else if (p.proto == IPPROTO_ICMPV6 && len >= 4)
+    sum_at = p.l4 + 2;
+  else
+    return;
+  put16(f, sum_at, 0);
+  uint32_t sum = add_words(0, f, 14 + 8, 32);
+  sum += uint32_t(len >> 16) + uint32_t(len & 0xffff) + p.proto;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  uint16_t c = uint16_t(~add_words(sum, f, p.l4, len));
+  if (c == 0 && p.proto == IPPROTO_UDP) c = 0xffff;
+  put16(f, sum_at, c);
 }
 
 std::string hex(const Bytes& b) {

@@ -18,6 +18,7 @@ namespace fuzz {
 
 using Bytes = std::vector<uint8_t>;
 using Mac = std::array<uint8_t, 6>;
+using Ip6Addr = std::array<uint8_t, 16>;  // network byte order
 
 inline constexpr uint16_t kEthIp = 0x0800, kEthArp = 0x0806, kEthIp6 = 0x86dd;
 inline constexpr uint16_t kEthVlan = 0x8100, kEthQinQ = 0x88a8;
@@ -88,6 +89,37 @@ std::vector<size_t> checksum_offsets(const Bytes& frame);
 // frames and later fragments' L4 are not checked.
 std::string checksum_errors(const Bytes& frame);
 bool ip_header_checksum_ok(const Bytes& b, size_t off, size_t hlen);
+
+// ---- IPv6 (the generator's and the script's reading; the model walks headers itself) --
+
+Ip6Addr ip6_at(const Bytes& b, size_t off);  // zero where the frame ends
+void put_ip6(Bytes& b, size_t off, const Ip6Addr& a);
+Ip6Addr ip6_from_text(const char* text);  // throws on a malformed literal
+std::string ip6_text(const Ip6Addr& a);
+bool ip6_link_local(const Ip6Addr& a);  // fe80::/10
+bool ip6_multicast(const Ip6Addr& a);   // ff00::/8
+bool ip6_unspecified(const Ip6Addr& a);
+// Modified EUI-64 (RFC 4291 appendix A) of `m` under fe80::/64.
+Ip6Addr eui64_link_local(const Mac& m);
+
+// An IPv6 packet's addresses and its upper layer behind any extension headers.
+struct Ip6 {
+  bool ok = false;  // a whole fixed header, version 6, the upper layer found
+  Ip6Addr src{}, dst{};
+  uint8_t hop_limit = 0;
+  uint8_t proto = 0;  // the upper layer (after hop-by-hop, routing, fragment, destination options)
+  size_t l4 = 0;      // its offset in the frame
+  size_t end = 0;     // 14 + 40 + payload length, at most the frame's size
+  bool fragment = false, later_fragment = false;
+  uint16_t sport = 0, dport = 0;  // TCP, UDP; ICMPv6 echo: the identifier as sport
+  uint8_t tcp_flags = 0, icmp_type = 0;
+};
+bool ipv6_frame(const Bytes& f);
+Ip6 parse_ip6(const Bytes& f);
+
+// Recomputes an IPv6 frame's TCP, UDP or ICMPv6 checksum (unfragmented, unextended or behind
+// extension headers) over the IPv6 pseudo header.
+void fix_checksums6(Bytes& frame);
 
 std::string hex(const Bytes& b);
 std::optional<Bytes> from_hex(const std::string& s);

@@ -15,7 +15,22 @@ struct Opening {
   Hook hook;
   uint32_t ifindex;
   Craft craft;
+  Bytes frame{};         // IPv6 openings: built already
+  uint32_t ingress = 0;  // to_container: the sending container's veth, 0: the host
+  std::string what{};    // IPv6 openings: the scenario
 };
+
+// The Ethernet multicast address of an IPv6 multicast group (RFC 2464).
+Mac multicast_mac(const Ip6Addr& a) { return {0x33, 0x33, a[12], a[13], a[14], a[15]}; }
+
+// The solicited-node multicast group of `a` (RFC 4291 2.7.1).
+Ip6Addr solicited_node(const Ip6Addr& a) {
+  Ip6Addr g = ip6_from_text("ff02::1:ff00:0");
+  g[13] = a[13];
+  g[14] = a[14];
+  g[15] = a[15];
+  return g;
+}
 
 class Planner {
  public:
@@ -30,8 +45,10 @@ class Planner {
       c_.scenario = "link-layer";
       const uint32_t n = 1 + r_.below(4);
       for (uint32_t i = 0; i < n; i++) link_layer();
+    } else if (kind >= 75 && topo_.has_ipv6()) {
+      flow(kind >= 95 ? 6 : 3, true);
     } else {
-      flow(kind < 25 ? 6 : 3);
+      flow(kind < 25 ? 6 : 3, false);
     }
     return c_;
   }
@@ -44,10 +61,11 @@ class Planner {
     c_.steps.push_back(std::move(s));
     return int(c_.steps.size() - 1);
   }
-  int send(Hook h, uint32_t ifindex, Bytes f) {
+  int send(Hook h, uint32_t ifindex, Bytes f, uint32_t ingress = 0) {
     Step s;
     s.hook = h;
     s.ifindex = ifindex;
+    s.ingress_ifindex = h == Hook::ToContainer ? ingress : 0;
     s.frame = std::move(f);
     return add(std::move(s));
   }
@@ -61,11 +79,12 @@ class Planner {
 
   // ---- flows -------------------------------------------------------------------------
 
-  void flow(uint32_t max_actions) {
-    Opening o = opening();
+  void flow(uint32_t max_actions, bool v6) {
+    Opening o = v6 ? opening6() : opening();
     c_.scenario =
-        std::string("flow ") + hook_name(o.hook) + " proto " + std::to_string(o.craft.proto);
-    const int s0 = send(o.hook, o.ifindex, build(o.craft));
+        v6 ? "ipv6 " + o.what
+           : std::string("flow ") + hook_name(o.hook) + " proto " + std::to_string(o.craft.proto);
+    const int s0 = send(o.hook, o.ifindex, v6 ? o.frame : build(o.craft), o.ingress);
     int init = refer(Step::Kind::Forward, s0);
     int resp = refer(Step::Kind::Forward, refer(Step::Kind::Reply, init, kTcpSyn | kTcpAck));
     const uint32_t n = 1 + r_.below(max_actions);
@@ -245,9 +264,9 @@ class Planner {
       case 2:
         return arp_to(a);
       case 3:
-        return ipv6(a, Hook::FromContainer);
+        return link6(a, Hook::FromContainer);
       case 4:
-        return ipv6(a, Hook::ToContainer);
+        return link6(a, Hook::ToContainer);
       case 5:
         return other_ethertype(a);
       case 6:
@@ -290,22 +309,384 @@ class Planner {
     p.eth_dst =
         p.op == 1 && r_.chance(0.8) ? kBroadcastMac : (r_.chance(0.85) ? a.mac : kForeignMac);
     p.trailer = trailer();
-    send(Hook::ToContainer, a.ifindex, build_arp(p));
+    // A neighbour's ARP enters the host by its veth; the gateway's is the host's own.
+    const bool bridged = p.spa == b.ip && &b != &a && b.net == a.net;
+    send(Hook::ToContainer, a.ifindex, build_arp(p), bridged ? b.ifindex : 0);
   }
 
-  void ipv6(const AttInfo& a, Hook h) {
+  // ---- IPv6 -------------------------------------------------------------------------
+
+  std::vector<const AttInfo*> with_ip6() const {
+    std::vector<const AttInfo*> out;
+    for (const auto& a : topo_.atts)
+      if (a.ip6) out.push_back(&a);
+    return out;
+  }
+
+  const AttInfo& some_att6() {
+    const auto v = with_ip6();
+    if (!v.empty() && r_.chance(0.85)) return *r_.pick(v);
+    return r_.pick(topo_.atts);
+  }
+
+  std::vector<const AttInfo*> neighbours(const AttInfo& a) const {
+    std::vector<const AttInfo*> out;
+    for (const auto& b : topo_.atts)
+      if (b.net == a.net && &b != &a) out.push_back(&b);
+    return out;
+  }
+
+  Ip6Addr host_ll(const AttInfo& a) const {
+    return eui64_link_local(topo_.nets[a.net].gateway_mac);
+  }
+
+  // Somewhere in `a`'s own IPv6 subnet that nobody has.
+  Ip6Addr spare6(const AttInfo& a) {
+    const NetInfo& n = topo_.nets[a.net];
+    if (!n.subnet6) return r_.pick(pools_.addrs6);
+    Ip6Addr x = n.subnet6->addr.bytes;
+    x[14] = 0x01;
+    x[15] = 0xc8;
+    return x;
+  }
+
+  // A container's address: its global one mostly, else its link-local one.
+  Ip6Addr addr_of(const AttInfo& b, double global = 0.75) {
+    return b.ip6 && r_.chance(global) ? *b.ip6 : b.ll;
+  }
+
+  void protocol6(Craft6& c) {
+    const uint32_t k = r_.below(100);
+    c.proto = k < 38   ? uint8_t(IPPROTO_TCP)
+              : k < 62 ? uint8_t(IPPROTO_UDP)
+              : k < 90 ? uint8_t(IPPROTO_ICMPV6)
+                       : r_.pick(std::vector<uint8_t>{132, 47, 59, 253});
+    c.sport = uint16_t(r_.chance(0.9) ? 32768 + r_.below(28000) : r_.pick(pools_.ports));
+    c.dport = r_.pick(pools_.ports);
+    c.tcp_flags = r_.chance(0.8) ? kTcpSyn : later_flags();
+    if (c.proto == IPPROTO_ICMPV6) {
+      c.icmp_type = r_.chance(0.8) ? 128 : r_.pick(std::vector<uint8_t>{129, 1, 2, 3, 4, 139, 200});
+      if (c.icmp_type < 128) c.body = Bytes(48, 0x60);
+    }
+    c.hop_limit = r_.chance(0.85) ? 64 : r_.pick(std::vector<uint8_t>{0, 1, 255});
+    c.payload = {'f', 'u', 'z', 'z', '6'};
+    extension_headers(c, 0.2);
+  }
+
+  void extension_headers(Craft6& c, double p) {
+    if (!r_.chance(p)) return;
+    switch (r_.below(11)) {
+      case 0:
+        c.ext = {0};
+        break;
+      case 1:
+        c.ext = {60};
+        break;
+      case 2:
+        c.ext = {0, 60};
+        break;
+      case 3:
+        c.ext = {43};
+        break;
+      case 4:  // a first fragment
+        c.ext = {44};
+        c.more_fragments = true;
+        break;
+      case 5:  // a later fragment
+        c.ext = {44};
+        c.frag_offset = uint16_t(1 + r_.below(200));
+        c.more_fragments = r_.chance(0.5);
+        break;
+      case 6:  // an atomic fragment
+        c.ext = {0, 44};
+        break;
+      case 7:  // more than 8 headers
+        c.ext = std::vector<uint8_t>(8 + r_.below(3), 60);
+        break;
+      case 8:  // hop-by-hop not first
+        c.ext = {60, 0};
+        break;
+      case 9:  // two fragment headers
+        c.ext = {44, 44};
+        break;
+      default:  // an authentication header, a chain of 8
+        c.ext = r_.chance(0.5) ? std::vector<uint8_t>{51} : std::vector<uint8_t>(8, 60);
+    }
+  }
+
+  Opening opening6() {
+    const uint32_t k = r_.below(100);
+    if (k < 55) return container_opening6();
+    if (k < 80) return to_container6(some_att6(), "to a container");
+    if (topo_.uplinks.empty()) return container_opening6();
+    return k < 95 ? world_opening6() : host_to_world6();
+  }
+
+  Mac next_hop_mac6(const AttInfo& a, const Ip6Addr& dst) {
+    if (ip6_multicast(dst)) return multicast_mac(dst);
+    if (const AttInfo* b = topo_.att_with_ip6(dst); b && b->net == a.net) return b->mac;
+    return topo_.nets[a.net].gateway_mac;
+  }
+
+  Opening container_opening6() {
+    const AttInfo& a = some_att6();
+    Craft6 c;
+    protocol6(c);
+    const uint32_t ks = r_.below(100);
+    c.src = ks < 70 && a.ip6 ? *a.ip6
+            : ks < 88        ? a.ll
+            : ks < 92        ? Ip6Addr{}
+                             : r_.pick(pools_.addrs6);
+    const auto n = neighbours(a);
+    const uint32_t k = r_.below(100);
+    const NetInfo& net = topo_.nets[a.net];
+    std::string what;
+    if (k < 30) {
+      c.dst = n.empty() || r_.chance(0.1) ? spare6(a) : addr_of(*r_.pick(n), 0.7);
+      what = "to its network";
+    } else if (k < 40) {
+      c.dst = addr_of(*r_.pick(with_ip6().empty() ? std::vector<const AttInfo*>{&a} : with_ip6()));
+      what = "to a container";
+    } else if (k < 50) {
+      c.dst = net.subnet6 && r_.chance(0.8) ? net.gateway6 : host_ll(a);
+      what = "to its gateway";
+    } else if (k < 55) {
+      const NetInfo& other = r_.pick(topo_.nets);
+      c.dst = other.subnet6 ? other.gateway6 : r_.pick(pools_.addrs6);
+      what = "to a gateway";
+    } else if (k < 67) {
+      c.dst = r_.pick(pools_.world6);
+      what = "to the world";
+    } else if (k < 79) {
+      c.dst = r_.pick(std::vector<Ip6Addr>{ip6_from_text("ff02::1"), ip6_from_text("ff02::fb"),
+                                           ip6_from_text("ff05::1:3"), solicited_node(a.ll)});
+      what = "to a multicast group";
+    } else {
+      c.dst = r_.pick(pools_.addrs6);
+      what = "to anywhere";
+    }
+    c.src_mac = r_.chance(0.97) ? a.mac : kForeignMac;
+    c.dst_mac = next_hop_mac6(a, c.dst);
+    return Opening{Hook::FromContainer, a.ifindex, {}, build6(c), 0, "from a container " + what};
+  }
+
+  // A packet for `a`: from the host (its gateway or link-local address, the
+  // world through it) or from a neighbour the bridge forwards it from.
+  Opening to_container6(const AttInfo& a, const std::string& what) {
+    Craft6 c;
+    protocol6(c);
+    const auto n = neighbours(a);
+    uint32_t ingress = 0;
+    const NetInfo& net = topo_.nets[a.net];
+    const auto all6 = with_ip6();
+    if (!n.empty() && r_.chance(0.5)) {
+      const AttInfo& b = *r_.pick(n);
+      c.src = r_.chance(0.95) ? addr_of(b, 0.6) : Ip6Addr{};
+      c.src_mac = b.mac;
+      ingress = b.ifindex;
+    } else if (!all6.empty() && r_.chance(0.15)) {  // routed by the host from any network
+      const AttInfo& b = *r_.pick(all6);
+      c.src = *b.ip6;
+      c.src_mac = net.gateway_mac;
+      ingress = b.ifindex;
+    } else {
+      const uint32_t k = r_.below(100);
+      c.src = k < 40 && net.subnet6 ? net.gateway6
+              : k < 65              ? host_ll(a)
+              : k < 85              ? r_.pick(pools_.world6)
+                                    : r_.pick(pools_.addrs6);
+      c.src_mac = net.gateway_mac;
+    }
+    const uint32_t k = r_.below(100);
+    c.dst = k < 60 && a.ip6 ? *a.ip6
+            : k < 80        ? a.ll
+            : k < 95        ? ip6_from_text("ff02::1")
+                            : r_.pick(pools_.addrs6);
+    c.dst_mac = ip6_multicast(c.dst) ? multicast_mac(c.dst) : r_.chance(0.97) ? a.mac : kForeignMac;
+    return Opening{
+        Hook::ToContainer, a.ifindex, {},
+        build6(c),         ingress,   what + (ingress ? " from a neighbour" : " from the host")};
+  }
+
+  Opening world_opening6() {
+    const bool unknown = r_.chance(0.03);
+    const UplinkInfo& u = r_.pick(topo_.uplinks);
+    Craft6 c;
+    protocol6(c);
+    c.src = r_.chance(0.85) ? r_.pick(pools_.world6) : r_.pick(pools_.addrs6);
+    const AttInfo& a = some_att6();
+    const NetInfo& net = topo_.nets[a.net];
+    const uint32_t k = r_.below(100);
+    c.dst = k < 35 && a.ip6         ? *a.ip6
+            : k < 55 && net.subnet6 ? net.gateway6
+            : k < 65                ? spare6(a)
+            : k < 75                ? r_.pick(pools_.world6)
+                                    : r_.pick(pools_.addrs6);
+    c.src_mac = kRouterMac;
+    c.dst_mac = u.mac;
+    return Opening{Hook::FromWorld, unknown ? topo_.unknown_ifindex : u.ifindex, {}, build6(c), 0,
+                   "from the world"};
+  }
+
+  Opening host_to_world6() {
+    const UplinkInfo& u = r_.pick(topo_.uplinks);
+    Craft6 c;
+    protocol6(c);
+    c.src = r_.pick(pools_.addrs6);
+    c.dst = r_.pick(pools_.world6);
+    c.src_mac = u.mac;
+    c.dst_mac = kRouterMac;
+    return Opening{Hook::ToWorld, u.ifindex, {}, build6(c), 0, "the host to the world"};
+  }
+
+  // Link-layer address option `type` (1 source, 2 target) carrying `m`.
+  static Bytes lla(uint8_t type, const Mac& m) {
+    Bytes o(8, 0);
+    o[0] = type;
+    o[1] = 1;
+    std::copy(m.begin(), m.end(), o.begin() + 2);
+    return o;
+  }
+
+  Bytes options(uint8_t type, const Mac& own) {
+    const uint32_t k = r_.below(100);
+    if (k < 60) return lla(type, own);
+    if (k < 75) return {};
+    if (k < 85) return lla(type, kForeignMac);
+    if (k < 92) return Bytes{type, 0, 0, 0, 0, 0, 0, 0};  // zero length
+    Bytes o = lla(type, own);
+    o[1] = 2;  // runs past the message
+    return o;
+  }
+
+  static Bytes with(Ip6Addr a, const Bytes& rest) {
+    Bytes b(a.begin(), a.end());
+    b.insert(b.end(), rest.begin(), rest.end());
+    return b;
+  }
+
+  // Neighbour discovery, MLD, RA and redirects, as a container sends them
+  // (h from_container) or receives them from the host or a neighbour.
+  void link6(const AttInfo& a, Hook h) {
     static const uint8_t kTypes[] = {133, 134, 135, 136, 137, 130, 131, 132, 143, 128, 129, 1};
     const uint8_t type = kTypes[r_.below(sizeof kTypes)];
-    const bool mld = type >= 130 && type <= 132 ? true : type == 143;
-    const uint8_t hop =
-        r_.chance(0.8) ? (mld ? 1 : 255) : r_.pick(std::vector<uint8_t>{1, 64, 254, 255});
-    const uint8_t next = r_.chance(0.9) ? 58 : r_.pick(std::vector<uint8_t>{6, 17, 60, 44});
-    const Mac multicast = {0x33, 0x33, 0xff, 0x14, 0x00, 0x03};
-    const Mac src = h == Hook::FromContainer ? a.mac : topo_.nets[a.net].gateway_mac;
-    const Mac dst = r_.chance(0.7)
-                        ? multicast
-                        : (h == Hook::ToContainer ? a.mac : topo_.nets[a.net].gateway_mac);
-    const int s = send(h, a.ifindex, build_icmp6(dst, src, type, hop, mld || r_.chance(0.1), next));
+    const bool mld = type == 130 || type == 131 || type == 132 || type == 143;
+    const auto n = neighbours(a);
+    const AttInfo* peer = n.empty() ? nullptr : r_.pick(n);
+    Craft6 c;
+    c.proto = IPPROTO_ICMPV6;
+    c.icmp_type = type;
+    c.hop_limit = r_.chance(0.8) ? (mld ? 1 : 255) : r_.pick(std::vector<uint8_t>{1, 64, 254, 255});
+    uint32_t ingress = 0;
+    Mac mac_self = a.mac;
+    if (h == Hook::FromContainer) {
+      const uint32_t k = r_.below(100);
+      c.src = k < 60            ? a.ll
+              : k < 78          ? Ip6Addr{}
+              : k < 88 && a.ip6 ? *a.ip6
+                                : r_.pick(pools_.addrs6);
+      c.src_mac = r_.chance(0.95) ? a.mac : kForeignMac;
+    } else if (peer && r_.chance(0.5)) {
+      c.src = r_.chance(0.8) ? peer->ll : r_.chance(0.5) && peer->ip6 ? *peer->ip6 : Ip6Addr{};
+      c.src_mac = peer->mac;
+      mac_self = peer->mac;
+      ingress = peer->ifindex;
+    } else {
+      const NetInfo& net = topo_.nets[a.net];
+      c.src = r_.chance(0.7) || !net.subnet6 ? host_ll(a) : net.gateway6;
+      c.src_mac = net.gateway_mac;
+      mac_self = net.gateway_mac;
+    }
+    // What the message is about, and where it goes.
+    const Ip6Addr own_target =
+        h == Hook::FromContainer ? a.ll : (peer && ingress ? peer->ll : host_ll(a));
+    const uint32_t kt = r_.below(100);
+    Ip6Addr target = kt < 55            ? own_target
+                     : kt < 75 && a.ip6 ? *a.ip6
+                     : kt < 90 && peer  ? addr_of(*peer, 0.5)
+                                        : r_.pick(pools_.addrs6);
+    if (h == Hook::FromContainer && kt >= 55 && kt < 75 && a.ip6) target = *a.ip6;
+    const Ip6Addr group = ip6_from_text(r_.chance(0.5) ? "ff02::fb" : "ff05::1:3");
+    switch (type) {
+      case 133:
+        c.dst = ip6_from_text("ff02::2");
+        c.body = options(1, mac_self);
+        break;
+      case 134:
+        c.dst = ip6_from_text("ff02::1");
+        c.body = Bytes(8, 0);
+        {
+          const Bytes o = options(1, mac_self);
+          c.body.insert(c.body.end(), o.begin(), o.end());
+        }
+        break;
+      case 135:
+        c.dst = r_.chance(0.7) ? solicited_node(target)
+                               : (h == Hook::FromContainer && peer ? peer->ll : a.ll);
+        c.body = with(target, options(1, mac_self));
+        break;
+      case 136:
+        c.dst = r_.chance(0.5) ? ip6_from_text("ff02::1")
+                               : (h == Hook::FromContainer && peer ? peer->ll : a.ll);
+        c.body = with(target, options(2, mac_self));
+        break;
+      case 137:
+        c.dst = a.ll;
+        c.body = with(target, Bytes(16, 0));
+        break;
+      case 130:
+        c.dst = ip6_from_text("ff02::1");
+        c.body = Bytes(16, 0);
+        break;
+      case 131:
+      case 132:
+        c.dst = group;
+        c.body = Bytes(group.begin(), group.end());
+        break;
+      case 143: {
+        c.dst = ip6_from_text("ff02::16");
+        c.body = {4, 0, 0, 0};
+        c.body.insert(c.body.end(), group.begin(), group.end());
+        break;
+      }
+      case 1:
+        c.dst = h == Hook::FromContainer && peer ? peer->ll : a.ll;
+        c.body = Bytes(48, 0x60);
+        break;
+      default:  // echo
+        c.dst = h == Hook::FromContainer && peer ? addr_of(*peer, 0.3) : addr_of(a, 0.3);
+        c.sport = uint16_t(r_.next());
+    }
+    if (mld && r_.chance(0.8)) c.ext = {0};
+    const uint32_t kf = r_.below(100);
+    if (kf < 8) {
+      c.ext.push_back(44);  // a first (or only) fragment: RFC 6980
+      c.more_fragments = r_.chance(0.5);
+    } else if (kf < 11) {
+      c.ext.push_back(44);
+      c.frag_offset = uint16_t(1 + r_.below(20));
+    } else if (kf < 13) {
+      c.ext.push_back(r_.chance(0.5) ? 60 : 43);
+    }
+    Bytes f = build6(c);
+    if (r_.chance(0.06)) {  // the message cut short: under 4 or 8 bytes, or a body cut
+      const Ip6 ip = parse_ip6(f);
+      const size_t keep = ip.l4 + r_.below(12);
+      if (keep < f.size()) {
+        f.resize(keep);
+        put16(f, 14 + 4, uint16_t(keep - 14 - 40));
+      }
+    }
+    // Ethernet: the group's multicast MAC, else the addressee's.
+    if (ip6_multicast(c.dst))
+      put_mac(f, 0, multicast_mac(c.dst));
+    else if (h == Hook::ToContainer)
+      put_mac(f, 0, a.mac);
+    else if (const AttInfo* b = topo_.att_with_ip6(c.dst); b && b->net == a.net)
+      put_mac(f, 0, b->mac);
+    else
+      put_mac(f, 0, topo_.nets[a.net].gateway_mac);
+    const int s = send(h, a.ifindex, f, ingress);
     if (h == Hook::FromContainer) refer(Step::Kind::Forward, s);
   }
 

@@ -7,6 +7,7 @@
 // own first (netns.h).
 //
 //   moat_fuzz [--packets N] [--seed S] [--config NAME]... [--random-configs] [--json]
+//             [--ipv6-rules]
 //   moat_fuzz --seed S --case K [selection options]   one case, traced
 //   moat_fuzz --replay FILE                          a case file, traced
 //   moat_fuzz --list-configs | --show-config NAME
@@ -43,6 +44,7 @@ struct Options {
   std::string show_config;
   std::string fail_on = "kernel-pass";
   std::string focus;  // keep only findings whose group names this
+  bool ipv6_rules = false;
 };
 
 // Which configuration case `index` uses: blocks of per_config cases, each
@@ -118,7 +120,7 @@ void finish(const Options& o, const Selection& sel, Run& run, double seconds) {
   }
   for (size_t i = 0; i < run.kept.size(); i++)
     print_finding(stdout, run.kept[i], i + 1, id, run.files[i]);
-  print_summary(stdout, run.tally, run.kept, run.cases_by_outcome, seconds);
+  print_summary(stdout, run.tally, run.kept, run.cases_by_outcome, seconds, o.ipv6_rules);
   std::printf("%s\n", run.failed ? "FAILED: the kernel passed what the model drops (see above)"
                                  : "no failure");
 }
@@ -210,6 +212,8 @@ int main(int argc, char** argv) {
                  "directory for case files (\"\": none; default /tmp/moat-fuzz)");
   app.add_option("--focus", o.focus,
                  "keep only disagreements whose summary line contains this text");
+  app.add_flag("--ipv6-rules", o.ipv6_rules,
+               "also count IPv6 frames by the model's rule and the kernel's verdict");
   app.add_flag("--list-configs", o.list, "the configurations of the first blocks");
   app.add_option("--show-config", o.show_config, "print a fixed configuration");
   app.add_option("--fail-on", o.fail_on,

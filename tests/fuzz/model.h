@@ -60,10 +60,12 @@ class Model {
   // A policy revision change to `variant` (a new revision even for the same policies).
   void switch_policy(size_t variant);
 
-  // The verdict of one frame. `kernel_out`, when the kernel passed the
-  // frame, only settles what the semantics leave to the implementation:
-  // the masquerade port it picked.
-  Verdict step(Hook h, uint32_t ifindex, const Bytes& frame, const Bytes* kernel_out);
+  // The verdict of one frame. `ingress_ifindex` is the device the frame
+  // entered the host by (skb->ingress_ifindex: 0 when the host sent it).
+  // `kernel_out`, when the kernel passed the frame, only settles what the
+  // semantics leave to the implementation: the masquerade port it picked.
+  Verdict step(Hook h, uint32_t ifindex, uint32_t ingress_ifindex, const Bytes& frame,
+               const Bytes* kernel_out);
 
  private:
   struct Ctx;
@@ -71,6 +73,11 @@ class Model {
   Verdict ethernet(const Ctx& c);
   Verdict arp(const Ctx& c);
   Verdict ipv6(const Ctx& c);
+  Verdict ipv6_uplink(const Ctx& c);
+  Verdict link_message(const Ctx& c, uint8_t type, size_t l4, size_t end, bool fragmented);
+  Verdict nd_claims(const Ctx& c, uint8_t type, size_t l4, size_t end);
+  Verdict data6(const Ctx& c);
+  std::optional<Verdict> link_peer(const Ctx& c) const;
   Verdict ipv4(const Ctx& c);
   Verdict ipv4_checked(const Ctx& c, Pkt& p);
   std::optional<Verdict> icmp_error(const Ctx& c, const Pkt& p);

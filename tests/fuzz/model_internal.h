@@ -1,5 +1,5 @@
-// model_internal.h - what model.cpp (Ethernet, ARP, IPv6) and model_ip.cpp
-// (IPv4) share: the frame being judged with its hook, and the IPv4 packet
+// model_internal.h - what model.cpp (Ethernet, ARP), model_ip6.cpp (IPv6)
+// and model_ip.cpp (IPv4) share: the frame being judged with its hook, and the IPv4 packet
 // as the model reads it.
 #pragma once
 
@@ -10,6 +10,7 @@ namespace fuzz {
 struct Model::Ctx {
   Hook hook;
   uint32_t ifindex;
+  uint32_t ingress_ifindex;  // skb->ingress_ifindex: 0 when the host sent it
   const Bytes& frame;
   const AttInfo* att;        // container hooks
   const UplinkInfo* uplink;  // uplink hooks

@@ -166,13 +166,41 @@ After icmp_fields(Bytes& f, Rng& r, const Pools&) {
   return After::Fix;
 }
 
+// IPv6: hop limit, payload length, next header, an address, the version,
+// a fragment header's offset.
+After ipv6_fields(Bytes& f, Rng& r, const Pools& p) {
+  if (!ipv6_frame(f)) return After::Fix;
+  switch (r.below(6)) {
+    case 0:
+      f[kIp + 7] = r.pick(std::vector<uint8_t>{0, 1, 2, 64, 254, 255});
+      break;
+    case 1:
+      put16(f, kIp + 4, uint16_t(r.chance(0.5) ? r.below(uint32_t(f.size())) : r.next()));
+      return After::Keep;
+    case 2:
+      f[kIp + 6] = r.pick(std::vector<uint8_t>{0, 6, 17, 43, 44, 50, 51, 58, 59, 60, 135, 253});
+      break;
+    case 3:
+      if (!p.addrs6.empty()) put_ip6(f, kIp + (r.chance(0.5) ? 8 : 24), r.pick(p.addrs6));
+      break;
+    case 4:
+      f[kIp] = uint8_t((r.below(16) << 4) | (f[kIp] & 0x0f));
+      break;
+    default: {
+      const Ip6 ip = parse_ip6(f);
+      if (ip.fragment && ip.l4 >= kIp + 48) put16(f, ip.l4 - 6, uint16_t(r.next()));
+    }
+  }
+  return After::Fix;
+}
+
 const std::vector<std::pair<const char*, Mutation>>& mutations() {
   static const std::vector<std::pair<const char*, Mutation>> all = {
       {"tcp-flags", tcp_flags},       {"address", address},         {"port", port},
       {"truncate", truncate},         {"trailer", trailer},         {"ip-options", options},
       {"fragment", fragment},         {"length-lie", lie},          {"header-field", header_field},
       {"checksum", checksum},         {"vlan-tag", vlan},           {"mac", macs},
-      {"random-bytes", random_bytes}, {"icmp-fields", icmp_fields},
+      {"random-bytes", random_bytes}, {"icmp-fields", icmp_fields}, {"ipv6-fields", ipv6_fields},
   };
   return all;
 }
@@ -189,7 +217,10 @@ std::string mutate(Bytes& frame, uint64_t seed, const Pools& pools) {
     if (m(frame, r, pools) == After::Keep) fix = false;
     names += std::string(names.empty() ? "" : "+") + name;
   }
-  if (fix) fix_checksums(frame);
+  if (fix) {
+    fix_checksums(frame);
+    fix_checksums6(frame);
+  }
   return names;
 }
 

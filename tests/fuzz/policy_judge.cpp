@@ -118,6 +118,13 @@ std::vector<uint16_t> PolicyJudge::telling_ports() const {
   return out;
 }
 
+bool PolicyJudge::isolates(size_t c, moat::PolicyDirection d) const {
+  const moat::Container& ctr = cfg_.containers[c];
+  return std::any_of(cfg_.policies.begin(), cfg_.policies.end(), [&](const Policy& p) {
+    return p.ns == ctr.ns && p.pod_selector.matches(ctr.labels) && p.isolates(d);
+  });
+}
+
 PolicyDecision PolicyJudge::judge(const Side& from, const Side& to, uint8_t proto,
                                   uint16_t port) const {
   return decide(from, to, proto, port, {true, true});

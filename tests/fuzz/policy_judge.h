@@ -54,6 +54,8 @@ class PolicyJudge {
   // One of the two only.
   PolicyDecision egress(const Side& from, const Side& to, uint8_t proto, uint16_t port) const;
   PolicyDecision ingress(const Side& from, const Side& to, uint8_t proto, uint16_t port) const;
+  // Whether a policy selecting container `c` isolates it in direction `d`.
+  bool isolates(size_t c, moat::PolicyDirection d) const;
 
  private:
   struct Ends {

@@ -53,6 +53,25 @@ Pools Pools::of(const Topology& topo, const std::vector<moat::Config>& variants)
   }
   for (const auto& u : topo.uplinks) p.addrs.push_back(u.ip);
   for (uint32_t a : {0x7f000001u, 0u, 0xffffffffu, 0xe00000fbu}) p.addrs.push_back(a);
+  p.world6 = {ip6_from_text("2001:db8::1"), ip6_from_text("2606:4700:4700::1111"),
+              ip6_from_text("2001:4860:4860::8888"), ip6_from_text("fd99::7")};
+  p.addrs6 = p.world6;
+  for (const char* t : {"ff02::1", "ff02::2", "ff02::fb", "ff05::1:3", "ff02::1:ff00:2",
+                        "::", "::1", "::ffff:10.100.0.2", "fe80::dead:beef", "fe80::1"})
+    p.addrs6.push_back(ip6_from_text(t));
+  for (const auto& a : topo.atts) {
+    if (a.ip6) p.addrs6.push_back(*a.ip6);
+    p.addrs6.push_back(a.ll);
+  }
+  for (const auto& n : topo.nets) {
+    p.addrs6.push_back(eui64_link_local(n.gateway_mac));
+    if (!n.subnet6) continue;
+    p.addrs6.push_back(n.gateway6);
+    Ip6Addr spare = n.subnet6->addr.bytes;
+    spare[15] = 0xc8;
+    spare[14] = 0x01;
+    p.addrs6.push_back(spare);
+  }
   p.ports = {0, 1, 22, 53, 80, 443, 8080, 32768, 40000, 61000, 61001, 65535};
   for (const auto& pub : topo.publishes) {
     p.ports.push_back(pub.host_port);

@@ -19,6 +19,11 @@ struct Pools {
   std::vector<uint32_t> world;  // addresses no network or host has
   std::vector<uint16_t> ports;
   std::vector<uint32_t> routers;  // world addresses that send ICMP errors
+  // IPv6: containers' (global and link-local), gateways', the host's
+  // link-local ones, unassigned ones in each subnet, the world's, multicast,
+  // ::, ::1, an IPv4-mapped one.
+  std::vector<Ip6Addr> addrs6;
+  std::vector<Ip6Addr> world6;
 
   static Pools of(const Topology& topo, const std::vector<moat::Config>& variants);
 };

@@ -1,5 +1,5 @@
 // random_config.cpp - random configurations from a seed: one to three
-// networks with random icc/internal/masquerade, two to eight containers
+// networks with random icc/internal/masquerade, some dual-stack, two to eight containers
 // with one or two attachments, random labels and namespaces, published
 // ports (tcp/udp, some bound to an uplink address), and zero to three
 // policies of random selectors, peers (pods, namespaces, host, ipBlock
@@ -26,6 +26,7 @@ json networks(Rng& r, size_t n) {
     if (r.chance(0.3)) net["icc"] = false;
     if (r.chance(0.2)) net["internal"] = true;
     if (r.chance(0.25)) net["masquerade"] = false;
+    if (r.chance(0.4)) net["ipv6_subnet"] = "fd00:" + std::to_string(100 + i) + "::/64";
     out.push_back(net);
   }
   return out;
@@ -114,11 +115,15 @@ FuzzConfig random_config(uint64_t seed) {
     for (size_t k = 0; k < n; k++) on.insert(r.below(uint32_t(nets)));
     for (size_t net : on) {
       std::snprintf(mac, sizeof mac, "02:42:fb:00:00:%02zx", atts + 1);
-      c["networks"].push_back(
-          {{"network", "n" + std::to_string(net)},
-           {"ip", "10." + std::to_string(100 + net) + ".0." + std::to_string(next_ip[net]++)},
-           {"interface", attachment_device(atts++)},
-           {"mac", mac}});
+      json a = {{"network", "n" + std::to_string(net)},
+                {"ip", "10." + std::to_string(100 + net) + ".0." + std::to_string(next_ip[net])},
+                {"interface", attachment_device(atts++)},
+                {"mac", mac}};
+      // On a dual-stack network: an address of its own, or IPAM's next free one.
+      if (doc["networks"][net].contains("ipv6_subnet") && r.chance(0.5))
+        a["ipv6"] = "fd00:" + std::to_string(100 + net) + "::" + std::to_string(next_ip[net] + 16);
+      next_ip[net]++;
+      c["networks"].push_back(a);
     }
     // moat refuses to publish a container that is only on internal networks.
     bool reachable = false;

@@ -17,11 +17,8 @@ std::string replay_command(const Finding& f, const RunIdentity& id) {
 
 json step_json(const PlayedStep& s) {
   if (s.rev) return {{"rev", s.variant}};
-  json j = {{"hook", hook_name(s.hook)},
-            {"dev", s.dev},
-            {"frame", hex(s.frame)},
-            {"model", s.model},
-            {"kernel", s.kernel}};
+  json j = {{"hook", hook_name(s.hook)}, {"dev", s.dev},     {"ingress_dev", s.ingress_dev},
+            {"frame", hex(s.frame)},     {"model", s.model}, {"kernel", s.kernel}};
   if (!s.mutation.empty()) j["mutation"] = s.mutation;
   return j;
 }
@@ -46,8 +43,10 @@ void print_finding(std::FILE* out, const Finding& f, size_t n, const RunIdentity
       std::fprintf(out, "    rev %zu\n", s.variant);
       continue;
     }
-    std::fprintf(out, "    step %s %s %s%s\n      model %s | kernel %s\n", hook_name(s.hook),
-                 s.dev.c_str(), hex(s.frame).c_str(),
+    std::fprintf(out, "    step %s %s%s %s%s\n      model %s | kernel %s\n", hook_name(s.hook),
+                 s.dev.c_str(),
+                 s.ingress_dev.empty() ? "" : (" (entered by " + s.ingress_dev + ")").c_str(),
+                 hex(s.frame).c_str(),
                  s.mutation.empty() ? "" : ("   (mutated: " + s.mutation + ")").c_str(),
                  s.model.c_str(), s.kernel.c_str());
   }
@@ -57,7 +56,8 @@ void print_finding(std::FILE* out, const Finding& f, size_t n, const RunIdentity
 }
 
 void print_summary(std::FILE* out, const Tally& t, const std::vector<Finding>& kept,
-                   const std::map<Outcome, uint64_t>& cases_by_outcome, double seconds) {
+                   const std::map<Outcome, uint64_t>& cases_by_outcome, double seconds,
+                   bool ipv6_rules) {
   (void)kept;
   std::fprintf(out,
                "\npackets %llu in %llu cases, %.1f s (%.0f packets/s); refused by "
@@ -80,6 +80,17 @@ void print_summary(std::FILE* out, const Tally& t, const std::vector<Finding>& k
   }
   std::fprintf(out, "  %10llu  both dropped, for different reasons\n",
                (unsigned long long)t.reason_mismatches);
+  std::fprintf(out, "IPv6 frames %llu; their outcomes:\n", (unsigned long long)t.ipv6_packets);
+  for (const auto& [o, n] : t.ipv6_outcomes)
+    std::fprintf(out, "  %10llu  %s\n", (unsigned long long)n, outcome_name(o));
+  std::fprintf(out, "IPv6 frames, model verdicts:\n");
+  for (const auto& [k, n] : t.ipv6_model)
+    std::fprintf(out, "  %10llu  %s\n", (unsigned long long)n, k.c_str());
+  if (ipv6_rules) {
+    std::fprintf(out, "IPv6 frames by hook, the model's rule and the kernel's verdict:\n");
+    for (const auto& [k, n] : t.ipv6_rules)
+      std::fprintf(out, "  %10llu  %s\n", (unsigned long long)n, k.c_str());
+  }
   if (!t.groups.empty()) std::fprintf(out, "disagreements by verdicts:\n");
   for (const auto& [g, n] : t.groups)
     std::fprintf(out, "  %10llu  %s\n", (unsigned long long)n, g.c_str());
@@ -128,6 +139,9 @@ json summary_json(const Tally& t, const std::vector<Finding>& kept,
           {"reason_mismatches", t.reason_mismatches},
           {"disagreement_groups", t.groups},
           {"reason_pairs", t.reason_pairs},
+          {"ipv6_packets", t.ipv6_packets},
+          {"ipv6_model_verdicts", t.ipv6_model},
+          {"ipv6_rules", t.ipv6_rules},
           {"findings", findings}};
 }
 
@@ -141,12 +155,14 @@ std::string replay_text(const Finding& f) {
     << "# The planned steps: replies and forwards are built again from what the kernel\n"
     << "# passes, so a masquerade port it picks anew is followed.\n";
   for (const auto& s : f.plan) o << "plan " << s.dump() << "\n";
-  o << "# The frames as they were fed (a file of `step HOOK DEV HEX` lines replays too):\n";
+  o << "# The frames as they were fed (a file of `step HOOK DEV HEX [INGRESS_DEV]` lines replays\n"
+    << "# too; INGRESS_DEV: the veth a to_container frame entered the host by, none: the host):\n";
   for (const auto& s : f.steps) {
     if (s.rev)
       o << "#   rev " << s.variant << "\n";
     else
-      o << "#   step " << hook_name(s.hook) << " " << s.dev << " " << hex(s.frame) << "\n";
+      o << "#   step " << hook_name(s.hook) << " " << s.dev << " " << hex(s.frame)
+        << (s.ingress_dev.empty() ? "" : " " + s.ingress_dev) << "\n";
   }
   return o.str();
 }
@@ -173,8 +189,8 @@ Replay read_replay(const std::string& text, const std::map<std::string, uint32_t
       words >> s.variant;
       r.steps.steps.push_back(s);
     } else if (kind == "step") {
-      std::string hook, dev, hexed;
-      words >> hook >> dev >> hexed;
+      std::string hook, dev, hexed, ingress_dev;
+      words >> hook >> dev >> hexed >> ingress_dev;
       const auto h = hook_from_name(hook);
       const auto frame = from_hex(hexed);
       if (!h || !frame || !ifindex.contains(dev))
@@ -183,6 +199,11 @@ Replay read_replay(const std::string& text, const std::map<std::string, uint32_t
       s.hook = *h;
       s.ifindex = ifindex.at(dev);
       s.frame = *frame;
+      if (!ingress_dev.empty()) {
+        if (!ifindex.contains(ingress_dev))
+          throw std::runtime_error("replay: bad step line: " + line);
+        s.ingress_ifindex = ifindex.at(ingress_dev);
+      }
       r.steps.steps.push_back(s);
     } else {
       throw std::runtime_error("replay: unknown line: " + line);

@@ -22,8 +22,10 @@ struct RunIdentity {
 
 void print_finding(std::FILE* out, const Finding& f, size_t n, const RunIdentity& id,
                    const std::string& file);
+// ipv6_rules: also which IPv6 rules the frames reached, and the kernel's verdicts there.
 void print_summary(std::FILE* out, const Tally& t, const std::vector<Finding>& kept,
-                   const std::map<Outcome, uint64_t>& cases_by_outcome, double seconds);
+                   const std::map<Outcome, uint64_t>& cases_by_outcome, double seconds,
+                   bool ipv6_rules = false);
 nlohmann::json summary_json(const Tally& t, const std::vector<Finding>& kept,
                             const std::map<Outcome, uint64_t>& cases_by_outcome, double seconds,
                             const RunIdentity& id, const std::vector<std::string>& files);

@@ -10,6 +10,8 @@
 namespace fuzz {
 namespace {
 
+bool is_ipv6(const Bytes& f) { return f.size() >= 14 && get16(f, 12) == kEthIp6; }
+
 std::string short_kernel(const KernelResult& k) {
   switch (kernel_verdict(k)) {
     case KernelVerdict::Drop:
@@ -36,19 +38,30 @@ std::string short_model(const Verdict& v) {
   return "?";
 }
 
-std::string group_of(const Verdict& v, const KernelResult& k, const Comparison& cmp) {
-  return std::string(outcome_name(cmp.outcome)) + " | model " + short_model(v) +
-         (v.new_rule ? " [issue 13 rule]" : "") + " | kernel " + short_kernel(k);
+// IPv6 frames' disagreements are told apart: "IPv6 kernel-pass-model-drop | ...".
+std::string group_of(const Bytes& frame, const Verdict& v, const KernelResult& k,
+                     const Comparison& cmp) {
+  return std::string(is_ipv6(frame) ? "IPv6 " : "") + outcome_name(cmp.outcome) + " | model " +
+         short_model(v) + (v.new_rule ? " [issue 13 rule]" : "") + " | kernel " + short_kernel(k);
 }
 
-void count(Tally& t, const Verdict& v, const KernelResult& k, const Comparison& cmp) {
+void count(Tally& t, Hook h, const Bytes& frame, const Verdict& v, const KernelResult& k,
+           const Comparison& cmp) {
   t.kernel[short_kernel(k)]++;
   t.model[short_model(v)]++;
   t.outcomes[cmp.outcome]++;
-  if (is_disagreement(cmp.outcome)) t.groups[group_of(v, k, cmp)]++;
+  if (is_ipv6(frame)) {
+    t.ipv6_packets++;
+    t.ipv6_outcomes[cmp.outcome]++;
+    t.ipv6_model[short_model(v)]++;
+    t.ipv6_rules[std::string(hook_name(h)) + " " + short_model(v) + ": " + v.rule + " | kernel " +
+                 short_kernel(k)]++;
+  }
+  if (is_disagreement(cmp.outcome)) t.groups[group_of(frame, v, k, cmp)]++;
   if (cmp.reason_differs) {
     t.reason_mismatches++;
-    t.reason_pairs["model " + v.reason + " / kernel " + kernel_text(k)]++;
+    t.reason_pairs[std::string(is_ipv6(frame) ? "IPv6 " : "") + "model " + v.reason + " / kernel " +
+                   kernel_text(k)]++;
   }
 }
 
@@ -82,7 +95,8 @@ std::string Runner::device_of(uint32_t ifindex) const {
 nlohmann::json Runner::plan_json(const Case& c, size_t upto) const {
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i <= upto && i < c.steps.size(); i++)
-    out.push_back(step_to_json(c.steps[i], device_of(c.steps[i].ifindex)));
+    out.push_back(step_to_json(c.steps[i], device_of(c.steps[i].ifindex),
+                               device_of(c.steps[i].ingress_ifindex)));
   return out;
 }
 
@@ -108,7 +122,7 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
     if (s.kind == Step::Kind::Rev) {
       dp_.switch_policy(s.variant);
       model_->switch_policy(s.variant);
-      steps.push_back({true, s.variant, Hook::FromContainer, "", {}, "", "", ""});
+      steps.push_back({true, s.variant, Hook::FromContainer, "", "", {}, "", "", ""});
       if (trace) std::printf("  [%zu] rev %zu\n", i, s.variant);
       continue;
     }
@@ -117,7 +131,8 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
     std::string mutation;
     if (s.mutate) mutation = mutate(r->frame, s.mutate, *pools_);
     if (r->frame.size() < 14) continue;
-    const KernelResult k = dp_.run(r->hook, r->ifindex, r->frame);
+    const uint32_t ingress = ingress_at(r->hook, r->ifindex, r->ingress_ifindex);
+    const KernelResult k = dp_.run(r->hook, r->ifindex, ingress, r->frame);
     tally.packets++;
     if (k.err) {
       tally.refused++;
@@ -125,17 +140,26 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
       continue;
     }
     const bool kpass = kernel_verdict(k) != KernelVerdict::Drop;
-    const Verdict v = model_->step(r->hook, r->ifindex, r->frame, kpass ? &k.out : nullptr);
+    const Verdict v =
+        model_->step(r->hook, r->ifindex, ingress, r->frame, kpass ? &k.out : nullptr);
     const Comparison cmp = compare(r->frame, v, k);
-    count(tally, v, k, cmp);
-    history[i] = Played{true,     r->hook, r->ifindex,
-                        r->frame, kpass,   kernel_verdict(k) == KernelVerdict::Redirect,
+    count(tally, r->hook, r->frame, v, k, cmp);
+    history[i] = Played{true,
+                        r->hook,
+                        r->ifindex,
+                        r->ingress_ifindex,
+                        r->frame,
+                        kpass,
+                        kernel_verdict(k) == KernelVerdict::Redirect,
                         k.out};
-    steps.push_back({false, 0, r->hook, device_of(r->ifindex), r->frame, mutation, model_text(v),
-                     kernel_text(k)});
+    const std::string via =
+        r->hook == Hook::ToContainer && ingress ? device_of(ingress) : std::string();
+    steps.push_back({false, 0, r->hook, device_of(r->ifindex), via, r->frame, mutation,
+                     model_text(v), kernel_text(k)});
     if (trace)
-      std::printf("  [%zu] %s %s%s %s\n       model:  %s\n       kernel: %s -> %s\n", i,
+      std::printf("  [%zu] %s %s%s%s %s\n       model:  %s\n       kernel: %s -> %s\n", i,
                   hook_name(r->hook), device_of(r->ifindex).c_str(),
+                  via.empty() ? "" : (" (entered by " + via + ")").c_str(),
                   mutation.empty() ? "" : (" mutated " + mutation).c_str(), hex(r->frame).c_str(),
                   model_text(v).c_str(), kernel_text(k).c_str(), outcome_name(cmp.outcome));
     if (!is_disagreement(cmp.outcome)) continue;
@@ -149,7 +173,7 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
     f.model = v;
     f.kernel = k;
     f.detail = cmp.detail;
-    f.group = group_of(v, k, cmp);
+    f.group = group_of(r->frame, v, k, cmp);
     return f;
   }
   return std::nullopt;

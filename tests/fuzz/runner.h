@@ -28,6 +28,7 @@ struct PlayedStep {
   size_t variant = 0;
   Hook hook = Hook::FromContainer;
   std::string dev;
+  std::string ingress_dev;  // to_container: the veth it entered the host by ("": the host sent it)
   Bytes frame;
   std::string mutation;
   std::string model, kernel;  // verdict texts
@@ -56,6 +57,12 @@ struct Tally {
   // "outcome | model verdict | kernel verdict": what the disagreements are about.
   std::map<std::string, uint64_t> groups;
   std::map<std::string, uint64_t> reason_pairs;  // both dropped, reasons differ
+  // IPv6 frames (ethertype 0x86dd, at any hook) apart.
+  uint64_t ipv6_packets = 0;
+  std::map<Outcome, uint64_t> ipv6_outcomes;
+  std::map<std::string, uint64_t> ipv6_model;
+  // "hook model verdict: rule | kernel verdict": which IPv6 rules the frames reached.
+  std::map<std::string, uint64_t> ipv6_rules;
 };
 
 class Runner {

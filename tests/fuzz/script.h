@@ -42,6 +42,7 @@ struct Step {
   Kind kind = Kind::Send;
   Hook hook = Hook::FromContainer;  // Send
   uint32_t ifindex = 0;             // Send
+  uint32_t ingress_ifindex = 0;     // Send to_container: the sending container's veth, 0: the host
   Bytes frame;                      // Send
   int ref = -1;
   uint8_t tcp_flags = 0;  // Reply, Again
@@ -61,6 +62,7 @@ struct Played {
   bool ran = false;  // a frame was fed (to the kernel and the model)
   Hook hook = Hook::FromContainer;
   uint32_t ifindex = 0;
+  uint32_t ingress_ifindex = 0;
   Bytes in;
   bool passed = false;  // by the kernel (TC_ACT_OK or TC_ACT_REDIRECT)
   bool redirected = false;
@@ -71,10 +73,18 @@ struct Resolved {
   Hook hook;
   uint32_t ifindex;
   Bytes frame;
+  // skb->ingress_ifindex at a to_container hook: the veth of the container
+  // whose packet a bridge (or the host's routing) delivers, 0 for what the
+  // host itself (or the world through it) sends. The ingress hooks see
+  // their own device (the runner sets it), to_world 0.
+  uint32_t ingress_ifindex = 0;
 };
 
+// skb->ingress_ifindex as the kernel would give it at hook `h` on `ifindex`.
+uint32_t ingress_at(Hook h, uint32_t ifindex, uint32_t resolved);
+
 // A step as one JSON object (replay files), devices by name.
-nlohmann::json step_to_json(const Step& s, const std::string& dev);
+nlohmann::json step_to_json(const Step& s, const std::string& dev, const std::string& ingress_dev);
 // Throws on an unknown kind or device.
 Step step_from_json(const nlohmann::json& j, const std::map<std::string, uint32_t>& ifindex);
 

@@ -89,9 +89,11 @@ Topology Topology::build(const FuzzConfig& fc, const std::map<std::string, uint3
   auto cfg = parse_document(fc.doc, &t.macs_in_file, error);
   if (!cfg) return t;
   t.cfg = std::move(*cfg);
-  for (const auto& n : t.cfg.networks)
+  for (const auto& n : t.cfg.networks) {
     t.nets.push_back({n.name, n.subnet, n.gateway.value, n.icc, n.internal,
-                      n.masquerade && !n.internal, mac_of_ip(0x02, 0x00, n.gateway.value)});
+                      n.masquerade && !n.internal, mac_of_ip(0x02, 0x00, n.gateway.value),
+                      n.subnet6, n.gateway6.bytes});
+  }
   for (size_t i = 0; i < t.cfg.containers.size(); i++) {
     const auto& c = t.cfg.containers[i];
     for (size_t j = 0; j < c.networks.size(); j++) {
@@ -105,6 +107,8 @@ Topology Topology::build(const FuzzConfig& fc, const std::map<std::string, uint3
       att.dev = a.host_interface;
       auto it = ifindex.find(att.dev);
       att.ifindex = it == ifindex.end() ? 0 : it->second;
+      if (a.ip6) att.ip6 = a.ip6->bytes;
+      att.ll = eui64_link_local(att.mac);
       t.atts.push_back(att);
     }
     for (const auto& p : c.publish)
@@ -187,6 +191,30 @@ std::optional<uint32_t> Topology::backend_ip(const PublishInfo& p,
 
 bool Topology::is_broadcast_for(const AttInfo& a, uint32_t ip) const {
   return ip == 0xffffffffu || (ip >> 28) == 0xe || ip == nets[a.net].subnet.broadcast().value;
+}
+
+}  // namespace fuzz
+
+namespace fuzz {
+
+AddrClass Topology::classify6(const Ip6Addr& ip) const {
+  for (size_t k = 0; k < nets.size(); k++)
+    if (nets[k].subnet6 && nets[k].gateway6 == ip) return {AddrKind::Gateway, k};
+  for (size_t k = 0; k < nets.size(); k++)
+    if (nets[k].subnet6 && nets[k].subnet6->contains(moat::Ipv6{ip})) return {AddrKind::Subnet, k};
+  return {AddrKind::World, 0};
+}
+
+const AttInfo* Topology::att_with_ip6(const Ip6Addr& ip) const {
+  for (const auto& a : atts)
+    if ((a.ip6 && *a.ip6 == ip) || a.ll == ip) return &a;
+  return nullptr;
+}
+
+bool Topology::has_ipv6() const {
+  for (const auto& a : atts)
+    if (a.ip6) return true;
+  return false;
 }
 
 }  // namespace fuzz

@@ -36,7 +36,9 @@ struct NetInfo {
   moat::Ipv4Prefix subnet;
   uint32_t gateway = 0;
   bool icc = true, internal = false, masquerade = true;
-  Mac gateway_mac{};  // the bridge's, as a routed frame's source
+  Mac gateway_mac{};                        // the bridge's, as a routed frame's source
+  std::optional<moat::Ipv6Prefix> subnet6;  // dual-stack networks
+  Ip6Addr gateway6{};
 };
 
 struct AttInfo {
@@ -46,6 +48,8 @@ struct AttInfo {
   Mac mac{};
   std::string dev;
   uint32_t ifindex = 0;
+  std::optional<Ip6Addr> ip6;  // on a dual-stack network
+  Ip6Addr ll{};                // its link-local address (EUI-64 of mac)
 };
 
 struct UplinkInfo {
@@ -98,6 +102,12 @@ class Topology {
   // network when it has one there, else on its first non-internal network.
   std::optional<uint32_t> backend_ip(const PublishInfo& p, std::optional<size_t> client_net) const;
   bool is_broadcast_for(const AttInfo& a, uint32_t ip) const;
+
+  // IPv6: a network's gateway (a /128) before its subnet; World otherwise.
+  AddrClass classify6(const Ip6Addr& ip) const;
+  // The attachment whose IPv6 or link-local address `ip` is.
+  const AttInfo* att_with_ip6(const Ip6Addr& ip) const;
+  bool has_ipv6() const;
 };
 
 Mac mac_from_text(const std::string& s);
