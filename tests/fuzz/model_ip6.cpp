@@ -17,9 +17,10 @@
 //     133/135/136 with hop limit 255 else invalid-packet; RA and redirect
 //     134/137: from the container router-advertisement, to it hop limit 255
 //     else invalid-packet): one that would pass with a fragment header is
-//     invalid-packet (RFC 6980); from the container, any drop of one sent
-//     from :: is spoofed-source, and the ND claims hold (:: only for DAD,
-//     RS and MLD reports; an NA's target is its link-local address;
+//     invalid-packet (RFC 6980); from the container, one sent from :: that
+//     these checks drop is spoofed-source, and the ND claims hold (their
+//     own reasons, from :: too; :: only for DAD,
+//     RS and MLD reports; an NA's target is one of its own addresses;
 //     link-layer address options carry its MAC; options whole); to the
 //     container the link-peer rule decides;
 //  5. everything else is data, stateless (no connection tracking): from ::
@@ -143,10 +144,7 @@ Verdict Model::ipv6(const Ctx& c) {
     if (x.l4 + 4 > end) return drop("invalid-packet", "ICMPv6 header cut short");
     const uint8_t type = f[x.l4];
     if (is_link_message(type)) {
-      Verdict v = link_message(c, type, x.l4, end, x.fragmented);
-      if (from && unspecified && v.kind == Verdict::Kind::Drop)
-        return drop("spoofed-source", "a link message from :: that is dropped: " + v.rule, true);
-      return v;
+      return link_message(c, type, x.l4, end, x.fragmented);
     }
   }
   return data6(c);
@@ -163,14 +161,23 @@ Verdict Model::link_message(const Ctx& c, uint8_t type, size_t l4, size_t end, b
   const Bytes& f = c.frame;
   const bool from = c.hook == Hook::FromContainer;
   const uint8_t hop_limit = f[14 + 7];
+  // A message that fails these checks from :: is a spoofed one first; what
+  // the ND claims then find keeps its own reason (a foreign MAC, a
+  // malformed option).
+  const bool unspecified = addr_at(f, 14 + 8) == Addr6{};
+  const auto refuse = [&](Verdict v) {
+    if (!from || !unspecified) return v;
+    return drop("spoofed-source", "a link message from :: that is dropped: " + v.rule, true);
+  };
   if ((type == 133 || type == 135 || type == 136) && hop_limit != 255)
-    return drop("invalid-packet", "RS/NS/NA with hop limit != 255");
+    return refuse(drop("invalid-packet", "RS/NS/NA with hop limit != 255"));
   if (type == 134 || type == 137) {
-    if (from) return drop("router-advertisement", "RA or redirect from a container");
+    if (from) return refuse(drop("router-advertisement", "RA or redirect from a container"));
     if (hop_limit != 255) return drop("invalid-packet", "RA/redirect with hop limit != 255");
   }
   if (fragmented)
-    return drop("invalid-packet", "a link message with a fragment header (RFC 6980)", true);
+    return refuse(
+        drop("invalid-packet", "a link message with a fragment header (RFC 6980)", true));
   if (from) return nd_claims(c, type, l4, end);
   if (auto v = link_peer(c)) {
     v->rule = "link message: " + v->rule;
@@ -192,8 +199,11 @@ Verdict Model::nd_claims(const Ctx& c, uint8_t type, size_t l4, size_t end) {
     case 136:
       if (unspecified) return drop("spoofed-source", "NA from ::", true);
       if (l4 + 24 > end) return drop("invalid-packet", "NA target cut short", true);
-      if (addr_at(f, l4 + 8) != link_local_of(c.att->mac))
-        return drop("spoofed-source", "NA for an address not the container's link-local one", true);
+      // Its own addresses: the link-local one, and on a dual-stack network
+      // its IPv6 address, which neighbours must be able to resolve.
+      if (addr_at(f, l4 + 8) != link_local_of(c.att->mac) &&
+          !(c.att->ip6 && addr_at(f, l4 + 8) == *c.att->ip6))
+        return drop("spoofed-source", "NA for an address not the container's own", true);
       return nd_options(f, l4 + 24, end, 2, c.att->mac);
     case 131:
     case 132:
