@@ -79,13 +79,14 @@ del() {  # del NAME NET [--no-prev]
   cni del --conflist "$TMP/$2.conflist" --netns "/run/netns/moat-$S-$1" --id "id-$S-$1" "${@:3}"
 }
 ip_of_c() { ip -n "moat-$S-$1" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }
+ip6_of_c() { ip -n "moat-$S-$1" -6 -o addr show dev eth0 scope global | awk '{print $4}' | cut -d/ -f1; }
 veth_of() {  # the host side of NAME's eth0
   local idx
   idx=$(ip -n "moat-$S-$1" -o link show dev eth0 | sed -n 's/.*eth0@if\([0-9]*\).*/\1/p')
   ip -n "$HOST" -o link show | awk -F': ' -v i="$idx" '$1 == i {print $2}' | cut -d@ -f1
 }
-serve_in() {  # serve_in NS PORT REPLY: a socat answering REPLY, waited for
-  nsenter --net="/run/netns/$1" timeout 300 socat "TCP-LISTEN:$2,fork,reuseaddr" \
+serve_in() {  # serve_in NS PORT REPLY [TCP6]: a socat answering REPLY, waited for
+  nsenter --net="/run/netns/$1" timeout 300 socat "${4:-TCP}-LISTEN:$2,fork,reuseaddr" \
     "SYSTEM:echo $3" </dev/null >/dev/null 2>&1 &
   PIDS+=($!)
   local i
@@ -193,6 +194,37 @@ check "ADD i2 (n3)" add i2 n3
 serve_in "moat-$S-i2" 80 i2 || bad "listener in i2"
 dropped "i1 -> i2:80 (icc false)" "moat-$S-i1" "$(ip_of_c i2)" 80 i2
 dropped "i1 -> outside:9000 (internal)" "moat-$S-i1" 192.0.2.2 9000 10.91.3.2
+
+echo "== IPv6: dual-stack networks (host-local with an IPv6 range beside the IPv4 one)"
+# dualstack NAME V4 V6: n1's conflist with a second range and an IPv6 default route.
+dualstack() {
+  conflist "$1" 1.0.0 "$2" "br-$S-${1#d}"
+  sed -i "s|\"ranges\": \[\[{\"subnet\": \"$2\"}\]\], \"routes\": \[{\"dst\": \"0.0.0.0/0\"}\]|\"ranges\": [[{\"subnet\": \"$2\"}], [{\"subnet\": \"$3\"}]], \"routes\": [{\"dst\": \"0.0.0.0/0\"}, {\"dst\": \"::/0\"}]|" "$TMP/$1.conflist"
+  grep -q "$3" "$TMP/$1.conflist"
+}
+if dualstack d4 10.91.4.0/24 fd6d:6f61:91:4::/64 && dualstack d5 10.91.5.0/24 fd6d:6f61:91:5::/64; then
+  ok "dual-stack conflists d4 and d5"
+else
+  bad "dual-stack conflists"
+fi
+inhost sysctl -qw net.ipv6.conf.all.forwarding=1
+check "ADD x1 (d4, dual-stack)" add x1 d4
+check "ADD x2 (d4)" add x2 d4
+check "ADD y1 (d5, another dual-stack network)" add y1 d5
+X2=$(ip6_of_c x2)
+check "x2 has an IPv6 address from host-local ($X2)" bash -c "[[ '$X2' == fd6d:6f61:91:4::* ]]"
+check "moat status lists x1, x2 and y1" in_status x1 x2 y1
+check "the instance records x2's IPv6 address" bash -c \
+  "nsenter --net=/run/netns/$HOST '$MOAT' status --instance $INST --json | grep -q '\"$X2\"'"
+serve_in "moat-$S-x2" 80 x2 TCP6 || bad "IPv6 listener in x2"
+passes "x1 -> x2:80 over IPv6 (same network)" "moat-$S-x1" "[$X2]" 80 x2
+passes "host -> x2:80 over IPv6" "$HOST" "[$X2]" 80 x2
+passes "x1 -> x2:80 over IPv4 (the same listener)" "moat-$S-x1" "$(ip_of_c x2)" 80 x2
+dropped "y1 -> x2:80 over IPv6 (another network: isolated)" "moat-$S-y1" "[$X2]" 80 x2
+dropped "y1 -> x2:80 over IPv4" "moat-$S-y1" "$(ip_of_c x2)" 80 x2
+for n in x1 x2; do del "$n" d4 >/dev/null; done
+del y1 d5 >/dev/null
+check "DEL x1, x2, y1: gone from moat status" not_in_status x1 x2 y1
 
 echo "== CHECK"
 check "CHECK web passes" cni check --conflist "$TMP/n1.conflist" --netns "/run/netns/moat-$S-web" --id "id-$S-web"
