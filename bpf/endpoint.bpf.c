@@ -125,17 +125,23 @@ static __always_inline int nd_claims_verdict(struct __sk_buff *skb, const struct
 /*
  * The link messages IPv6 needs between a container and its network: MLD,
  * ND with the hop limit only a neighbour can send (RFC 4861: crossed a
- * router means forged). Containers may not act as routers. MOAT_CONTINUE
+ * router means forged), MLD from a link-local source. Containers may not
+ * act as routers. MOAT_CONTINUE
  * for every other ICMPv6 type: data, judged as such.
  */
-static __always_inline int link_message_verdict(__u8 type, __u8 hop_limit, __u32 dir)
+static __always_inline int link_message_verdict(__u8 type, __u8 hop_limit, __u32 dir,
+						 const union moat_ip *src)
 {
 	switch (type) {
 	case 130: /* MLD query */
 	case 131: /* MLD report */
 	case 132: /* MLD done */
 	case 143: /* MLDv2 report */
-		return MOAT_PASS;
+		/* From a link-local source (:: for reports), which no router
+		 * forwards (RFC 3810 5): with any other, a container of another
+		 * network could route ICMPv6 of its choice to this one. */
+		return ip_is_link_local(src) || ip_is_zero(src) ? MOAT_PASS
+								: MOAT_DROP_INVALID_PACKET;
 	case 133: /* router solicitation */
 	case 135: /* neighbour solicitation */
 	case 136: /* neighbour advertisement */
@@ -237,7 +243,7 @@ static __noinline int ipv6_verdict(struct __sk_buff *skb, const struct moat_endp
 	if (x.proto == IPPROTO_ICMPV6 && !x.fragment) {
 		if (x.l4_off + 4 > end || bpf_skb_load_bytes(skb, x.l4_off, &type, 1))
 			return MOAT_DROP_INVALID_PACKET;
-		v = link_message_verdict(type, ip6.hop_limit, dir);
+		v = link_message_verdict(type, ip6.hop_limit, dir, &src);
 		if (v != MOAT_CONTINUE) {
 			/* Link messages are never fragmented (RFC 6980). */
 			if (x.has_frag && !v)

@@ -28,11 +28,18 @@ static __always_inline int ip_is_zero(const union moat_ip *a)
 	return !(a->w[0] | a->w[1] | a->w[2] | a->w[3]);
 }
 
-/* Link-local unicast (fe80::/10) or multicast (ff00::/8): a peer on the
- * link itself, which no router forwards between networks. */
+/* Link-local unicast (fe80::/10): never forwarded as a source (RFC 4291
+ * 2.5.6), so a packet that carries one comes from the link itself. */
+static __always_inline int ip_is_link_local(const union moat_ip *a)
+{
+	return (a->w[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000);
+}
+
+/* Link-local unicast or multicast (ff00::/8): a peer on the link itself,
+ * which no router forwards between networks. */
 static __always_inline int ip_is_link_scope(const union moat_ip *a)
 {
-	return (a->w[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000) || a->b[0] == 0xff;
+	return ip_is_link_local(a) || a->b[0] == 0xff;
 }
 
 #endif

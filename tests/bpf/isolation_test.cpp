@@ -694,6 +694,18 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
       {"link-local from a container, to A", TO, 'A', udp6(LL_PEER, LL), pass, 'B'},
       {"multicast from D's peer, to D", TO, 'D', udp6(D_PEER6, "ff02::fb"),
        drop(MOAT_DROP_ICC_DISABLED), 'B'},
+      // MLD is link-local by its source: one with C's global address was
+      // routed from another network (ICMPv6 of C's choice, 1000 bytes).
+      {"an MLD report from C's global address, to A", TO, 'A',
+       v6(C6, A6, IPPROTO_ICMPV6, icmp(131, 0, Bytes(1000, 0xee)), 1),
+       drop(MOAT_DROP_INVALID_PACKET), 'C'},
+      {"an MLD query from C's global address, to A", TO, 'A',
+       v6(C6, A6, IPPROTO_ICMPV6, icmp(130, 0, Bytes(20, 0)), 1), drop(MOAT_DROP_INVALID_PACKET),
+       'C'},
+      {"A's MLD report from its global address", FROM, 'A',
+       v6(A6, C6, IPPROTO_ICMPV6, icmp(131, 0, Bytes(20, 0)), 1), drop(MOAT_DROP_INVALID_PACKET)},
+      {"A's MLD report from its link-local address", FROM, 'A',
+       v6(LL, "ff02::16", IPPROTO_ICMPV6, icmp(143, 0, Bytes(20, 0)), 1), pass},
   });
 
   // A policy that selects A for egress: A's IPv6 is closed that way, B's

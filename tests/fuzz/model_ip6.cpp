@@ -16,7 +16,8 @@
 //     invalid-packet. Link messages (MLD 130/131/132/143; RS, NS, NA
 //     133/135/136 with hop limit 255 else invalid-packet; RA and redirect
 //     134/137: from the container router-advertisement, to it hop limit 255
-//     else invalid-packet): one that would pass with a fragment header is
+//     else invalid-packet; MLD from a source neither link-local nor ::
+//     invalid-packet): one that would pass with a fragment header is
 //     invalid-packet (RFC 6980); from the container, one sent from :: that
 //     these checks drop is spoofed-source, and the ND claims hold (their
 //     own reasons, from :: too; :: only for DAD,
@@ -171,6 +172,12 @@ Verdict Model::link_message(const Ctx& c, uint8_t type, size_t l4, size_t end, b
   };
   if ((type == 133 || type == 135 || type == 136) && hop_limit != 255)
     return refuse(drop("invalid-packet", "RS/NS/NA with hop limit != 255"));
+  // MLD comes from a link-local source (or :: for reports): routers do not
+  // forward those, so one from any other address crossed networks.
+  const Addr6 src = addr_at(f, 14 + 8);
+  const bool link_local_src = src[0] == 0xfe && (src[1] & 0xc0) == 0x80;
+  if (is_mld(type) && !link_local_src && !unspecified)
+    return drop("invalid-packet", "MLD from a source neither link-local nor ::", true);
   if (type == 134 || type == 137) {
     if (from) return refuse(drop("router-advertisement", "RA or redirect from a container"));
     if (hop_limit != 255) return drop("invalid-packet", "RA/redirect with hop limit != 255");
