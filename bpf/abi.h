@@ -239,6 +239,26 @@ struct moat_publish_val {
 };
 
 /*
+ * Map `publish6`: a published host port over IPv6. host_ip :: means every
+ * host IPv6 address (Docker's [::]); the backend is the container's IPv6
+ * address on the publishing network.
+ */
+struct moat_publish6_key {
+	union moat_ip host_ip;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct moat_publish6_val {
+	union moat_ip backend_ip;
+	__be16 backend_port;
+	__u16 pad;
+	__u32 container_id;
+	__u32 net_id;
+};
+
+/*
  * Map `container_addrs`: a container's address on each of its networks. A
  * client sharing a network with a published container is forwarded to the
  * container's address on that network, so the reply leaves through the
@@ -402,6 +422,65 @@ struct moat_frag_ports {
 
 #define MOAT_MAX_FRAGS 16384
 
+/*
+ * IPv6 connection tracking: maps `ct6`, `ct6_ring`, `ct6_ring_pos`,
+ * `frags6`, laid out as their IPv4 counterparts with 16-byte addresses
+ * (IPv4's keys stay 4-byte: their lookups are the hot ones). One code
+ * (lib/ct_impl.h) serves both families. The quota's owner is the
+ * container's IPv4 address in both (moat gives every attachment one), so
+ * a container's flows of both families count in one `ct_owned` quota.
+ * For ICMPv6 echo, the identifier is the "port" as for ICMP.
+ */
+struct moat_ct6_key {
+	union moat_ip saddr;
+	union moat_ip daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct moat_ct6_entry {
+	struct moat_ct6_key xlated;
+	__u64 expires_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 ifindex;
+	__u8 dir;
+	__u8 kind;
+	__u8 tcp_state;
+	__u8 flags;
+	__u32 container_id;
+	__u32 policy_rev;
+	__u64 reply_packets;
+	__u64 reply_bytes;
+	__u64 created_ns;
+	__u64 reported_ns;
+	__u32 rule_id;
+	__be32 owner;
+};
+
+struct moat_ct6_ring_slot {
+	struct moat_ct6_key key;
+	__be32 owner;
+	__u32 counted;
+};
+
+struct moat_ct6_reap_args {
+	struct moat_ct6_key key;
+	__u32 reaped;
+	__u32 pad;
+};
+
+/* Map `frags6`: the Fragment header's identification and next header. */
+struct moat_frag6_key {
+	union moat_ip saddr;
+	union moat_ip daddr;
+	__be32 id;
+	__u8 proto;
+	__u8 pad[3];
+};
+
 /* Idle timeouts in seconds, per state. */
 #define MOAT_CT_TIMEOUT_TCP_SYN 60
 #define MOAT_CT_TIMEOUT_TCP_EST 21600
@@ -493,6 +572,13 @@ struct moat_ipcache_val {
 	__u32 identity;
 	__u32 flags; /* MOAT_ID_F_* */
 };
+
+/*
+ * `ipcache6_gens`: the same identities for IPv6 addresses and prefixes
+ * (struct moat_lpm_v6_key), generation for generation beside
+ * `ipcache_gens`: a container's IPv6 address has its IPv4 address's
+ * identity, so one policy entry serves both families.
+ */
 
 enum moat_policy_dir {
 	MOAT_POLICY_INGRESS = 0,
@@ -619,6 +705,13 @@ MOAT_ABI_SIZE(moat_ct_reap_args, 24);
 MOAT_ABI_SIZE(moat_ct_entry, 96);
 MOAT_ABI_SIZE(moat_frag_key, 12);
 MOAT_ABI_SIZE(moat_frag_ports, 4);
+MOAT_ABI_SIZE(moat_publish6_key, 20);
+MOAT_ABI_SIZE(moat_publish6_val, 28);
+MOAT_ABI_SIZE(moat_ct6_key, 40);
+MOAT_ABI_SIZE(moat_ct6_entry, 120);
+MOAT_ABI_SIZE(moat_ct6_ring_slot, 48);
+MOAT_ABI_SIZE(moat_ct6_reap_args, 48);
+MOAT_ABI_SIZE(moat_frag6_key, 40);
 MOAT_ABI_SIZE(moat_host_cfg, 16);
 MOAT_ABI_SIZE(moat_sock_rnat_key, 16);
 MOAT_ABI_SIZE(moat_sock_rnat_val, 8);

@@ -4,8 +4,9 @@
  * object (endpoint, uplink, socket hooks, reaper) declares all of them;
  * userspace pins them under /sys/fs/bpf/moat/<instance>/<map name>, so the
  * objects of one instance share one set (the names are the pin names: never
- * rename one). Userspace is the only writer except for `stats`, `ct` with
- * its quota maps (`ct_ring`, `ct_ring_pos`, `ct_owned`, `ct_sweeper`), `frags`,
+ * rename one). Userspace is the only writer except for `stats`, `ct` and `ct6` with
+ * their quota maps (`ct_ring`, `ct_ring_pos`, `ct_owned`, `ct_sweeper`, and
+ * the `ct6_` ones), `frags`, `frags6`,
  * `sock_rnat` and the observation maps (`events`, `events_lost`,
  * `rule_hits`), which the programs fill, and the per-CPU scratch maps, which
  * only the programs use. Layouts come from abi.h.
@@ -51,6 +52,13 @@ struct {
 	__type(key, struct moat_publish_key);
 	__type(value, struct moat_publish_val);
 } publish SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MOAT_MAX_PUBLISH);
+	__type(key, struct moat_publish6_key);
+	__type(value, struct moat_publish6_val);
+} publish6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -125,6 +133,42 @@ struct {
 	__type(value, struct moat_frag_ports);
 } frags SEC(".maps");
 
+/* IPv6 connection tracking (abi.h): the same maps with IPv6 keys. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MOAT_MAX_CT);
+	__type(key, struct moat_ct6_key);
+	__type(value, struct moat_ct6_entry);
+} ct6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MOAT_MAX_CT);
+	__type(key, __u32);
+	__type(value, struct moat_ct6_ring_slot);
+} ct6_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct moat_ct_ring_pos);
+} ct6_ring_pos SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ct_sweeper);
+} ct6_sweeper SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_FRAGS);
+	__type(key, struct moat_frag6_key);
+	__type(value, struct moat_frag_ports);
+} frags6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -158,6 +202,21 @@ struct {
 	__type(key, __u32);
 	__array(values, struct ipcache_gen);
 } ipcache_gens SEC(".maps");
+
+struct ipcache6_gen {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MOAT_MAX_IPCACHE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct moat_lpm_v6_key));
+	__uint(value_size, sizeof(struct moat_ipcache_val));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct ipcache6_gen);
+} ipcache6_gens SEC(".maps");
 
 /* One generation of compiled policy; `policy_gens` holds two. */
 struct policy_gen {
@@ -233,6 +292,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct moat_ct_entry);
 } ct_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct moat_ct6_entry);
+} ct6_scratch SEC(".maps");
 
 /* What an address is to moat: a network's subnet, a host address, or NULL. */
 static __always_inline struct moat_addr_info *addr_lookup(__be32 addr)

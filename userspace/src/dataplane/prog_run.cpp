@@ -21,9 +21,10 @@ namespace {
 
 // The maps the programs only read: shared with the instance. Every other
 // map (what the programs write) stays private to the copy.
-constexpr std::array<std::string_view, 10> kConfigMaps = {
-    "endpoints",    "addrs",        "publish",     "container_addrs", "uplinks",
-    "uplink_slots", "ipcache_gens", "policy_gens", "policy_rev",      "host_cfg"};
+constexpr std::array<std::string_view, 13> kConfigMaps = {
+    "endpoints",       "addrs",      "addrs6",       "publish",      "publish6",
+    "container_addrs", "uplinks",    "uplink_slots", "ipcache_gens", "ipcache6_gens",
+    "policy_gens",     "policy_rev", "host_cfg"};
 
 bool is_config_map(std::string_view name) {
   for (auto m : kConfigMaps)
@@ -35,7 +36,7 @@ bool is_config_map(std::string_view name) {
 void shrink_private(bpf_map* m) {
   std::string_view name = bpf_map__name(m);
   if (name == "ct" || name == "ct_ring" || name == "ct_owned" || name == "frags" ||
-      name == "sock_rnat")
+      name == "sock_rnat" || name == "ct6" || name == "ct6_ring" || name == "frags6")
     bpf_map__set_max_entries(m, 64);
 }
 
