@@ -173,40 +173,115 @@ static __always_inline int link_peer_verdict(struct __sk_buff *skb, const struct
 }
 
 /*
- * IPv6 data (anything but link messages) of a container with an IPv6
- * address on this attachment. The peer (destination from the container,
- * source to it) decides as for IPv4 (isolation.h), one LPM lookup in
- * `addrs6`. What moat does not carry over IPv6 yet stays closed: the world
- * (no masquerade, no published ports) and a container that a policy
- * isolates in this direction (policies are IPv4 rules so far). A peer on
+ * Isolation for IPv6 data, by the peer (destination from the container,
+ * source to it), as for IPv4 (isolation.h): one LPM lookup in `addrs6`.
+ * The world stays closed until moat masquerades IPv6 (NAT66). A peer on
  * the link (link-local, multicast) is judged where the packet arrives:
  * there the way it came tells the host from a container.
  */
-static __always_inline int ipv6_data_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
-					     const struct ipv6hdr *ip6, __u32 dir)
+static __always_inline int ipv6_peer_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
+					     const union moat_ip *peer, __u32 dir)
 {
-	int from = dir == MOAT_DIR_FROM_CONTAINER;
 	struct moat_addr_info *info;
-	union moat_ip peer;
 	int v;
 
-	if (ip_is_zero(&ep->ipv6))
-		return MOAT_DROP_IPV6_NOT_ENABLED;
-	ip_set_v6(&peer, from ? &ip6->daddr : &ip6->saddr);
-	if (ip_is_link_scope(&peer)) {
-		v = from ? MOAT_PASS : link_peer_verdict(skb, ep);
-	} else {
-		info = addr6_lookup(&peer);
-		v = isolation_verdict(ep, info);
-		if (!v && !info)
-			v = MOAT_DROP_IPV6_NOT_ENABLED;
+	if (ip_is_link_scope(peer))
+		return dir == MOAT_DIR_FROM_CONTAINER ? MOAT_PASS : link_peer_verdict(skb, ep);
+	info = addr6_lookup(peer);
+	v = isolation_verdict(ep, info);
+	if (!v && !info)
+		v = MOAT_DROP_IPV6_NOT_ENABLED;
+	return v;
+}
+
+/*
+ * A packet of a tracked IPv6 flow, either direction: its entry re-judged
+ * when the policy changed, its counters and TCP state followed. ct6 holds
+ * tracked flows only: nothing translates IPv6 yet. MOAT_CONTINUE when the
+ * packet is of no tracked flow.
+ */
+static __always_inline int ipv6_known_flow(struct __sk_buff *skb, struct v6_scratch *s,
+					   __u32 dir, __u32 rev, __u64 now)
+{
+	const struct l4_info6 *l4 = &s->l4;
+	struct moat_ct6_entry *e = ct6_lookup(&l4->key, now);
+	int v;
+
+	if (e) {
+		v = ct6_recheck(&l4->key, e, rev);
+		if (!v && ct6_rewrites_here(e, skb->ifindex, dir))
+			ct6_update(e, l4, skb->len, now, 0);
+		return v;
 	}
+	ct6_reverse(&l4->key, &s->rkey);
+	e = ct6_lookup(&s->rkey, now);
+	if (!e)
+		return MOAT_CONTINUE;
+	v = ct6_recheck(&s->rkey, e, rev);
+	if (!v && e->ifindex == skb->ifindex && e->dir != dir)
+		ct6_update(e, l4, skb->len, now, 1);
+	return v;
+}
+
+/*
+ * IPv6 data (anything but link messages), as IPv4's (ipv4_verdict): a
+ * packet of a tracked flow passes, an ICMPv6 error about one too; a new
+ * flow is judged by isolation, then policy, and tracked once admitted
+ * while policies exist.
+ *
+ * Flows are tracked between the container's address on this network and
+ * a peer beyond the link. With a link-local address on either side, or a
+ * multicast peer, every packet is judged on its own, and policy sees the
+ * container by its network address whichever of its own it used (its
+ * link-local one would make it the world, out of its own rules' reach);
+ * a link peer is the world to policy.
+ *
+ * Called by judge() once ipv6_verdict() has left the packet's tuple in
+ * the per-CPU scratch: not from it, whose frame would add to this call
+ * chain's stack.
+ */
+static __noinline int ipv6_flow_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
+					__u32 dir)
+{
+	int from = dir == MOAT_DIR_FROM_CONTAINER;
+	struct v6_scratch *s = v6_scratch_get();
+	__u64 now = bpf_ktime_get_ns();
+	__u32 rev = policy_current_rev();
+	union moat_ip *own, *peer;
+	struct l4_info6 *l4;
+	__u32 rule_id, *owned;
+	int mine, tracked, v;
+
+	if (!s)
+		return MOAT_DROP_INVALID_PACKET;
+	l4 = &s->l4;
+	own = from ? &l4->key.saddr : &l4->key.daddr;
+	peer = from ? &l4->key.daddr : &l4->key.saddr;
+	mine = ip_eq(own, &ep->ipv6);
+	tracked = mine && !ip_is_link_scope(peer);
+	if (l4->fragment || l4->more_frags)
+		ct6_frag_ports(l4);
+	if (l4->icmp_error) {
+		if (mine && ct6_error_related(skb, l4, dir, now))
+			return MOAT_PASS;
+	} else if (tracked && (!l4->fragment || l4->has_ports)) {
+		v = ipv6_known_flow(skb, s, dir, rev, now);
+		if (v != MOAT_CONTINUE)
+			return v;
+	}
+	v = ipv6_peer_verdict(skb, ep, peer, dir);
+	if (v || !rev)
+		return v;
+	*own = ep->ipv6;
+	v = policy_verdict6(rev, &l4->key, &rule_id);
+	if (v || !tracked || l4->fragment || l4->icmp_error || !ct6_opens_flow(l4))
+		return v;
+	v = ct6_admit(ep->ipv4, &owned);
 	if (v)
 		return v;
-	if (policy_isolates(policy_current_rev(), ep,
-			    from ? MOAT_POLICY_EGRESS : MOAT_POLICY_INGRESS))
-		return MOAT_DROP_IPV6_NOT_ENABLED;
-	return MOAT_PASS;
+	v = ct6_track(&l4->key, skb->ifindex, ep->stats_slot, dir, rev, rule_id, skb->len,
+		      ep->ipv4, owned, now);
+	return v ? ct_failed(v, MOAT_PASS) : MOAT_PASS;
 }
 
 /*
@@ -214,7 +289,7 @@ static __always_inline int ipv6_data_verdict(struct __sk_buff *skb, const struct
  * end whatever follows. From the container the source is its own
  * (link-local or its network's), :: only where ND allows it. Link
  * messages (link_message_verdict) pass unfragmented, between peers the
- * network lets talk; everything else is data (ipv6_data_verdict).
+ * network lets talk; everything else is data (ipv6_flow_verdict).
  *
  * A BPF-to-BPF call, not inlined: the IPv4 path's frames stay as they are.
  */
@@ -222,6 +297,7 @@ static __noinline int ipv6_verdict(struct __sk_buff *skb, const struct moat_endp
 				   __u32 dir)
 {
 	int from = dir == MOAT_DIR_FROM_CONTAINER;
+	struct v6_scratch *s;
 	struct ipv6hdr ip6;
 	struct ipv6_ext x;
 	union moat_ip src;
@@ -257,7 +333,12 @@ static __noinline int ipv6_verdict(struct __sk_buff *skb, const struct moat_endp
 	}
 	if (from && unspecified)
 		return MOAT_DROP_SPOOFED_SOURCE;
-	return ipv6_data_verdict(skb, ep, &ip6, dir);
+	if (ip_is_zero(&ep->ipv6))
+		return MOAT_DROP_IPV6_NOT_ENABLED;
+	s = v6_scratch_get();
+	if (!s || parse_l4_6(skb, &ip6, &x, end, &s->l4))
+		return MOAT_DROP_INVALID_PACKET;
+	return MOAT_CONTINUE;
 }
 
 /*
@@ -385,7 +466,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	int v;
 
 	if (l4->fragment || l4->more_frags)
-		frag_ports(l4);
+		ct_frag_ports(l4);
 	if (l4->icmp_error) {
 		/* Errors about a tracked flow are part of it (RELATED). */
 		v = nat_icmp_error(skb, l4, ifindex, dir, now);
@@ -500,7 +581,8 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, 
 		return arp_verdict(skb, ep, arp, dir);
 	}
 	case bpf_htons(ETH_P_IPV6):
-		return ipv6_verdict(skb, ep, dir);
+		v = ipv6_verdict(skb, ep, dir);
+		return v == MOAT_CONTINUE ? ipv6_flow_verdict(skb, ep, dir) : v;
 	default:
 		return MOAT_DROP_UNSUPPORTED_L3;
 	}

@@ -86,7 +86,7 @@ static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info 
 		return dir == MOAT_DIR_FROM_WORLD ? world_ipv6_verdict(skb) : MOAT_PASS;
 
 	if (l4->fragment || l4->more_frags)
-		frag_ports(l4);
+		ct_frag_ports(l4);
 	if (l4->icmp_error) {
 		v = nat_icmp_error(skb, l4, skb->ifindex, dir, now);
 		if (v)

@@ -9,92 +9,19 @@
  * idle too deletes both and reports a miss. What nobody looks up any more
  * is ended by the ring's sweeper, a BPF timer (ct_sweep_tick; the
  * per-container quota, abi.h), by the readers and by `moat ct gc`.
+ * IPv4 and IPv6 each have their own maps (abi.h); the code is written once,
+ * in lib/ct_impl.h, and included here for each family: ct_lookup() and
+ * ct6_lookup() are the same function over different keys.
  * Why not the kernel's conntrack (kfuncs): it would tie moat to netfilter's
  * module and tables, which this project replaces, and cost the same lookups.
  */
 #ifndef MOAT_LIB_CT_H
 #define MOAT_LIB_CT_H
 
+#include "lib/addr.h"
 #include "lib/maps.h"
 #include "lib/observe.h"
 #include "lib/parse.h"
-
-static __always_inline void ct_reverse(const struct moat_ct_key *k, struct moat_ct_key *out)
-{
-	out->saddr = k->daddr;
-	out->daddr = k->saddr;
-	out->sport = k->dport;
-	out->dport = k->sport;
-	out->proto = k->proto;
-	out->pad[0] = out->pad[1] = out->pad[2] = 0;
-}
-
-static __always_inline __u64 ct_timeout_ns(__u8 proto, __u8 state)
-{
-	if (proto == IPPROTO_TCP) {
-		if (state == MOAT_TCP_ESTABLISHED)
-			return MOAT_CT_TIMEOUT_TCP_EST * NSEC_PER_SEC;
-		if (state == MOAT_TCP_CLOSING)
-			return MOAT_CT_TIMEOUT_TCP_CLOSE * NSEC_PER_SEC;
-		return MOAT_CT_TIMEOUT_TCP_SYN * NSEC_PER_SEC;
-	}
-	if (proto == IPPROTO_ICMP)
-		return MOAT_CT_TIMEOUT_ICMP * NSEC_PER_SEC;
-	return MOAT_CT_TIMEOUT_UDP * NSEC_PER_SEC;
-}
-
-static __always_inline struct moat_ct_entry *ct_partner(const struct moat_ct_entry *e)
-{
-	struct moat_ct_key k;
-
-	ct_reverse(&e->xlated, &k);
-	return bpf_map_lookup_elem(&ct, &k);
-}
-
-/* The live entry for `key`, or NULL. */
-static __always_inline struct moat_ct_entry *ct_lookup(const struct moat_ct_key *key, __u64 now)
-{
-	struct moat_ct_entry *e = bpf_map_lookup_elem(&ct, key);
-	struct moat_ct_entry *p;
-	struct moat_ct_key pk;
-
-	if (!e)
-		return NULL;
-	if (likely(e->expires_ns >= now))
-		return e;
-	/* One direction idle is fine while the other is busy (one-way UDP). */
-	ct_reverse(&e->xlated, &pk);
-	p = bpf_map_lookup_elem(&ct, &pk);
-	if (p && p->expires_ns >= now) {
-		e->expires_ns = p->expires_ns;
-		return e;
-	}
-	/* The flow's end, told once, by its original-direction entry. */
-	if (e->kind == MOAT_CT_TRACK)
-		obs_flow_event(MOAT_EV_FLOW_END, key, e, NULL, now);
-	else if (p && (e->kind == MOAT_CT_DNAT || e->kind == MOAT_CT_SNAT))
-		obs_flow_event(MOAT_EV_FLOW_END, key, e, p, now);
-	else if (p)
-		obs_flow_event(MOAT_EV_FLOW_END, &pk, p, e, now);
-	bpf_map_delete_elem(&ct, key);
-	if (p)
-		bpf_map_delete_elem(&ct, &pk);
-	return NULL;
-}
-
-static __always_inline struct moat_ct_ring_pos *ct_ring_pos_get(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&ct_ring_pos, &zero);
-}
-
-static __always_inline struct moat_ct_ring_slot *ct_ring_at(__u64 pos)
-{
-	__u32 k = pos % MOAT_MAX_CT;
-
-	return bpf_map_lookup_elem(&ct_ring, &k);
-}
 
 static __always_inline void ct_owned_dec(__be32 owner)
 {
@@ -119,247 +46,11 @@ static __always_inline int ct_ring_busy(const struct moat_ct_ring_pos *pos)
 	return ct_ring_len(pos) >= MOAT_CT_QUOTA_FROM;
 }
 
-/*
- * One step of the ring sweep (abi.h): the flow at the head is ended if it
- * expired (ct_lookup, the packets' own path: entries, event) or gone, and
- * its owner's count goes down; a live one goes back to the tail. A slot
- * whose key now holds another owner's flow (deleted, then made anew) is
- * that other flow's business: this one is gone. The gap keeps the sweep off
- * slots a writer on another CPU may still be filling.
- */
-static __always_inline int ct_sweep_one(struct moat_ct_ring_pos *pos, __u64 now)
-{
-	struct moat_ct_ring_slot *slot, seen;
-	struct moat_ct_entry *e;
-
-	if (ct_ring_len(pos) <= MOAT_CT_SWEEP_GAP)
-		return 1;
-	slot = ct_ring_at(__sync_fetch_and_add(&pos->head, 1));
-	if (!slot)
-		return 0;
-	seen = *slot;
-	e = ct_lookup(&seen.key, now);
-	if (e && e->owner == seen.owner) {
-		slot = ct_ring_at(__sync_fetch_and_add(&pos->tail, 1));
-		if (slot)
-			*slot = seen;
-		return 0;
-	}
-	if (seen.counted)
-		ct_owned_dec(seen.owner);
-	return 0;
-}
-
-/* bpf_loop() body: ctx is the tick's `now`. */
-static long ct_sweep_step(__u32 i, void *ctx)
-{
-	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
-
-	if (!pos)
-		return 1;
-	return ct_sweep_one(pos, *(__u64 *)ctx);
-}
-
-/*
- * The sweeper's tick, in the timer's softirq, off every packet's path:
- * 1/MOAT_CT_SWEEP_TURN of the ring (at least one slot), then the next
- * tick; on a quiet ring it stops, and the next counted flow starts it.
- * It uses no per-CPU scratch: a softirq may run it on top of a program
- * that userspace runs (BPF_PROG_TEST_RUN), where no packet's would.
- */
-static int ct_sweep_tick(void *map, __u32 *key, struct ct_sweeper *sw)
-{
-	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
-	__u64 now = bpf_ktime_get_ns();
-
-	if (!pos || !ct_ring_busy(pos)) {
-		sw->armed = 0;
-		return 0;
-	}
-	bpf_loop(ct_ring_len(pos) / MOAT_CT_SWEEP_TURN + 1, ct_sweep_step, &now, 0);
-	bpf_timer_start(&sw->timer, MOAT_CT_SWEEP_TICK_MS * 1000000ull, 0);
-	return 0;
-}
-
-/*
- * Starts the sweeper unless it runs. `armed` is taken with a compare and
- * swap, so only one flow starts it: a start on a pending timer would push
- * its tick back, and flows arriving faster than a tick would starve it.
- * init fails with -EBUSY after the first time, which is fine. A timer that
- * cannot start (no user holds the map: -EPERM) is left unarmed, and the
- * next counted flow tries again.
- */
-static __always_inline void ct_sweeper_arm(void)
-{
-	__u32 zero = 0;
-	struct ct_sweeper *sw = bpf_map_lookup_elem(&ct_sweeper, &zero);
-
-	if (!sw || sw->armed || __sync_val_compare_and_swap(&sw->armed, 0, 1) != 0)
-		return;
-	bpf_timer_init(&sw->timer, &ct_sweeper, MOAT_CLOCK_MONOTONIC);
-	bpf_timer_set_callback(&sw->timer, ct_sweep_tick);
-	if (bpf_timer_start(&sw->timer, MOAT_CT_SWEEP_TICK_MS * 1000000ull, 0))
-		sw->armed = 0;
-}
-
-/* Puts a new flow (its original-direction key) on the ring and, while the
- * ring is busy, one more in its owner's count (`owned`, what ct_admit()
- * found: NULL for an owner without a count yet). */
-static __always_inline void ct_charge(const struct moat_ct_key *key, __be32 owner, __u32 *owned)
-{
-	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
-	struct moat_ct_ring_slot *slot;
-	__u32 one = 1;
-	int counted;
-
-	if (!pos)
-		return;
-	counted = ct_ring_busy(pos);
-	slot = ct_ring_at(__sync_fetch_and_add(&pos->tail, 1));
-	if (!slot)
-		return;
-	slot->key = *key;
-	slot->owner = owner;
-	slot->counted = counted;
-	if (!counted)
-		return;
-	if (owned)
-		__sync_fetch_and_add(owned, 1);
-	else
-		bpf_map_update_elem(&ct_owned, &owner, &one, BPF_NOEXIST);
-	ct_sweeper_arm();
-}
-
-/*
- * Whether `owner` may open a new flow now: 0 (and *owned set for the
- * charge), or MOAT_DROP_CT_QUOTA when it holds its quota, MOAT_DROP_CT_FULL
- * when the ring (so the table) is full. Called once per new flow, before
- * its entries are made.
- */
-static __always_inline int ct_admit(__be32 owner, __u32 **owned)
-{
-	struct moat_ct_ring_pos *pos = ct_ring_pos_get();
-	__u32 *n;
-
-	*owned = NULL;
-	if (!pos)
-		return MOAT_DROP_CT_FULL;
-	if (!ct_ring_busy(pos))
-		return 0;
-	if (ct_ring_len(pos) >= MOAT_MAX_CT - MOAT_CT_SWEEP_GAP)
-		return MOAT_DROP_CT_FULL;
-	n = bpf_map_lookup_elem(&ct_owned, &owner);
-	if (n && *n >= MOAT_CT_FLOW_QUOTA)
-		return MOAT_DROP_CT_QUOTA;
-	*owned = n;
-	return 0;
-}
-
 /* What a failed ct_create()/ct_track() means for the packet: a full table,
  * or the caller's own reason (a masquerade tuple already taken). */
 static __always_inline int ct_failed(int err, int otherwise)
 {
 	return err == -E2BIG ? MOAT_DROP_CT_FULL : otherwise;
-}
-
-static __always_inline void ct_set_state(struct moat_ct_entry *e, __u8 state, __u64 now)
-{
-	e->tcp_state = state;
-	e->expires_ns = now + ct_timeout_ns(e->xlated.proto, state);
-}
-
-/*
- * Accounts a packet to its entry and follows TCP far enough to pick a
- * timeout: a reply moves SYN_SENT to ESTABLISHED, FIN or RST to CLOSING, a
- * fresh SYN on a closing flow (port reuse) back to SYN_SENT. State changes
- * are written to both entries; the plain refresh only to this one.
- */
-static __always_inline int ct_is_orig(const struct moat_ct_entry *e)
-{
-	return e->kind == MOAT_CT_DNAT || e->kind == MOAT_CT_SNAT || e->kind == MOAT_CT_TRACK;
-}
-
-/* Flow event for entry `e` (key `key`), wherever its partner is. */
-static __always_inline void ct_event(__u32 type, const struct moat_ct_key *key,
-				     const struct moat_ct_entry *e, const struct moat_ct_entry *p,
-				     __u64 now)
-{
-	struct moat_ct_key pk;
-
-	if (e->kind == MOAT_CT_TRACK) {
-		/* Its key is the original tuple, whichever way the packet went. */
-		obs_flow_event(type, &e->xlated, e, NULL, now);
-	} else if (ct_is_orig(e)) {
-		obs_flow_event(type, key, e, p, now);
-	} else if (p) {
-		ct_reverse(&e->xlated, &pk);
-		obs_flow_event(type, &pk, p, e, now);
-	}
-}
-
-static __always_inline void ct_update(struct moat_ct_entry *e, const struct l4_info *l4,
-				      __u32 len, __u64 now, int reply)
-{
-	__u8 state = e->tcp_state;
-	__u8 next = state;
-	struct moat_ct_entry *p = NULL;
-
-	reply |= e->kind == MOAT_CT_DNAT_REPLY || e->kind == MOAT_CT_SNAT_REPLY;
-	if (e->kind == MOAT_CT_TRACK && reply) {
-		e->reply_packets++;
-		e->reply_bytes += len;
-	} else {
-		e->packets++;
-		e->bytes += len;
-	}
-	if (l4->key.proto == IPPROTO_TCP) {
-		__u8 f = l4->tcp_flags;
-
-		if (f & (TCP_FLAG_RST | TCP_FLAG_FIN))
-			next = MOAT_TCP_CLOSING;
-		else if ((f & TCP_FLAG_SYN) && !(f & TCP_FLAG_ACK) && state == MOAT_TCP_CLOSING)
-			next = MOAT_TCP_SYN_SENT;
-		else if (reply && state == MOAT_TCP_SYN_SENT)
-			next = MOAT_TCP_ESTABLISHED;
-	}
-	if (next == state) {
-		e->expires_ns = now + ct_timeout_ns(l4->key.proto, state);
-		/* A live flow reports every few seconds, from one entry only. */
-		if (ct_is_orig(e) && now - e->reported_ns >= MOAT_EV_REPORT_INTERVAL_S * NSEC_PER_SEC) {
-			e->reported_ns = now;
-			if (e->kind != MOAT_CT_TRACK)
-				p = ct_partner(e);
-			ct_event(MOAT_EV_FLOW_UPDATE, &l4->key, e, p, now);
-		}
-		return;
-	}
-	ct_set_state(e, next, now);
-	if (e->kind != MOAT_CT_TRACK) {
-		p = ct_partner(e);
-		if (p)
-			ct_set_state(p, next, now);
-	}
-	if (next == MOAT_TCP_CLOSING)
-		ct_event(MOAT_EV_FLOW_END, &l4->key, e, p, now);
-}
-
-/*
- * Only a SYN opens a TCP flow, and only an echo request an ICMP one. A
- * segment from the middle of a connection moat does not track (one a
- * policy change just cut, one older than the first policy), or an echo
- * reply nobody asked for, is judged on its own and never becomes a flow:
- * were it tracked, its peer's packets would pass as its replies, whatever
- * the policy says of the peer's direction.
- */
-static __always_inline int ct_opens_flow(const struct l4_info *l4)
-{
-	__u8 f = l4->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN);
-
-	if (l4->key.proto == IPPROTO_TCP)
-		return f == TCP_FLAG_SYN;
-	if (l4->key.proto == IPPROTO_ICMP)
-		return l4->icmp_type == ICMP_ECHO;
-	return 1;
 }
 
 /* Where a flow's two entries apply their rewrites, and the policy
@@ -378,179 +69,87 @@ struct ct_sites {
 	__u32 *owned; /* the owner's count, as ct_admit() found it */
 };
 
-static __always_inline struct moat_ct_entry *ct_scratch_entry(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&ct_scratch, &zero);
-}
-
-/*
- * Creates both entries of a flow whose original tuple `orig` becomes
- * `xlated`, and charges the flow to `at->owner` (unless taken over). With
- * `claim`, the reply entry is written first and only if its key is free
- * (BPF_NOEXIST), so two flows can never take one masquerade port; returns
- * -EEXIST when it is taken, -E2BIG when the table is full. Without, a
- * stale pair is overwritten. The caller asked ct_admit() first.
- */
-static __always_inline int ct_create(const struct moat_ct_key *orig,
-				     const struct moat_ct_key *xlated,
-				     const struct ct_sites *at, __u8 kind, __u8 flags,
-				     __u32 container_id, int claim, __u64 now)
-{
-	__u8 state = orig->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
-	struct moat_ct_entry *e = ct_scratch_entry();
-	struct moat_ct_key rkey;
-	struct moat_stats *s;
-
-	int err;
-
-	if (!e)
-		return -1;
-	/* The reply entry first, built in per-CPU scratch (two entries do
-	 * not fit on the BPF stack), then the original one over it. */
-	__builtin_memset(e, 0, sizeof(*e));
-	ct_reverse(orig, &e->xlated);
-	e->expires_ns = now + ct_timeout_ns(orig->proto, state);
-	e->created_ns = now;
-	e->reported_ns = now;
-	e->ifindex = at->reply_ifindex;
-	e->dir = at->reply_dir;
-	e->kind = kind + 1; /* MOAT_CT_DNAT -> _REPLY, MOAT_CT_SNAT -> _REPLY */
-	e->tcp_state = state;
-	e->flags = flags;
-	e->container_id = container_id;
-	e->policy_rev = at->rev;
-	e->rule_id = at->rule_id;
-	e->owner = at->owner;
-	ct_reverse(xlated, &rkey);
-	err = bpf_map_update_elem(&ct, &rkey, e, claim ? BPF_NOEXIST : BPF_ANY);
-	if (err)
-		return err;
-	e->xlated = *xlated;
-	e->ifindex = at->orig_ifindex;
-	e->dir = at->orig_dir;
-	e->kind = kind;
-	e->packets = 1;
-	e->bytes = at->len;
-	err = bpf_map_update_elem(&ct, orig, e, BPF_ANY);
-	if (err) {
-		bpf_map_delete_elem(&ct, &rkey);
-		return err;
-	}
-	if (!at->quiet)
-		ct_charge(orig, at->owner, at->owned);
-	if (!at->quiet && obs_on()) {
-		s = stats_slot(at->orig_slot, at->orig_dir);
-		if (s)
-			s->new_flows++;
-		obs_flow_event(MOAT_EV_FLOW_NEW, orig, e, NULL, now);
-	}
-	return 0;
-}
-
-/*
- * An untranslated flow admitted by policy: one entry, keyed by the original
- * tuple, found by the reply through the reversed tuple. Its "site" is the
- * hook that admitted it, where its packets are accounted.
- */
-static __always_inline int ct_track(const struct moat_ct_key *key, __u32 ifindex, __u32 slot,
-				    __u8 dir, __u32 rev, __u32 rule_id, __u32 len,
-				    __be32 owner, __u32 *owned, __u64 now)
-{
-	__u8 state = key->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
-	struct moat_ct_entry *e = ct_scratch_entry();
-	struct moat_stats *s;
-	int err;
-
-	if (!e)
-		return -1;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->xlated = *key;
-	e->expires_ns = now + ct_timeout_ns(key->proto, state);
-	e->created_ns = now;
-	e->reported_ns = now;
-	e->ifindex = ifindex;
-	e->dir = dir;
-	e->kind = MOAT_CT_TRACK;
-	e->tcp_state = state;
-	e->policy_rev = rev;
-	e->rule_id = rule_id;
-	e->owner = owner;
-	e->packets = 1;
-	e->bytes = len;
-	err = bpf_map_update_elem(&ct, key, e, BPF_ANY);
-	if (err)
-		return err;
-	ct_charge(key, owner, owned);
-	if (obs_on()) {
-		s = stats_slot(slot, dir);
-		if (s)
-			s->new_flows++;
-		obs_flow_event(MOAT_EV_FLOW_NEW, key, e, NULL, now);
-	}
-	return 0;
-}
-
-/*
- * A first fragment leaves its ports behind for the rest of its datagram; a
- * later fragment picks them up and so belongs to its flow like any packet
- * (its L4 header, and so its ports, are never rewritten: it has none).
- * A later fragment that overtook its first one stays without ports.
- */
-static __always_inline void frag_ports(struct l4_info *l4)
-{
-	struct moat_frag_key k = {
-		.saddr = l4->key.saddr,
-		.daddr = l4->key.daddr,
-		.id = l4->ip_id,
-		.proto = l4->key.proto,
-	};
-	struct moat_frag_ports *v;
-
-	if (l4->fragment) {
-		v = bpf_map_lookup_elem(&frags, &k);
-		if (v) {
-			l4->key.sport = v->sport;
-			l4->key.dport = v->dport;
-			l4->has_ports = 1;
-		}
-	} else if (l4->more_frags && l4->has_ports) {
-		struct moat_frag_ports p = { .sport = l4->key.sport, .dport = l4->key.dport };
-
-		bpf_map_update_elem(&frags, &k, &p, BPF_ANY);
-	}
-}
-
 static __always_inline int is_uplink_dir(__u32 dir)
 {
 	return dir == MOAT_DIR_FROM_WORLD || dir == MOAT_DIR_TO_WORLD;
 }
 
-/* Whether entry `e` rewrites at this hook. Any uplink will do for an uplink
- * entry: the route back to the world may leave through another one. */
-static __always_inline int ct_rewrites_here(const struct moat_ct_entry *e, __u32 ifindex, __u32 dir)
+
+/* A flow event's tuple: IPv4's addresses fit in it; IPv6's go beside it
+ * (MOAT_EV_F_IPV6), the tuple keeping protocol and ports. The flags are
+ * written every time: the ring buffer hands out its memory unzeroed. */
+static __always_inline void ct_ev_tuple(struct moat_event *ev, const struct moat_ct_key *k,
+					const struct moat_ct_key *x)
 {
-	if (e->dir != dir)
-		return 0;
-	return is_uplink_dir(dir) || e->ifindex == ifindex;
+	ev->flags = 0;
+	ev->tuple = *k;
+	ev->xlated = *x;
 }
 
-/*
- * Whether the flow of orig-direction entry `e` has its replies rewritten at
- * this very hook: a container dialling a published port gets the backend's
- * replies translated back at its own veth. A packet here already in the
- * translated form (from the address and port it dialled) was not rewritten
- * here, so it is none of the flow's, whoever forged it (the host's own
- * address): judged as new. A hairpin's replies are rewritten on the way
- * out and come back here translated, as they should.
- */
-static __always_inline int ct_replies_rewritten_here(const struct moat_ct_entry *e, __u32 ifindex,
-						     __u32 dir)
+static __always_inline void ct6_ev_tuple(struct moat_event *ev, const struct moat_ct6_key *k,
+					 const struct moat_ct6_key *x)
 {
-	return e->kind == MOAT_CT_DNAT && !(e->flags & MOAT_CT_F_HAIRPIN) &&
-	       e->ifindex == ifindex && e->dir == MOAT_DIR_FROM_CONTAINER &&
-	       dir == MOAT_DIR_TO_CONTAINER;
+	ev->flags = MOAT_EV_F_IPV6;
+	ev->src6 = k->saddr;
+	ev->dst6 = k->daddr;
+	ev->tuple = (struct moat_ct_key){ .sport = k->sport, .dport = k->dport, .proto = k->proto };
+	ev->xlated = (struct moat_ct_key){ .sport = x->sport, .dport = x->dport, .proto = x->proto };
+}
+
+#define CT_FAM 4
+#include "lib/ct_impl.h"
+#undef CT_FAM
+#define CT_FAM 6
+#include "lib/ct_impl.h"
+#undef CT_FAM
+
+/*
+ * Whether ICMPv6 error `l4` is about a tracked flow (RELATED): the packet
+ * it quotes (at l4_off + 8, every error type) is of a flow in `ct6`,
+ * either direction. As for IPv4 (nat_icmp_error), the error must travel to
+ * the quoted packet's source, and a container, which is no router, may
+ * report only about a packet it received itself. A quote with extension
+ * headers is nobody's flow here: the error is judged as a new packet.
+ *
+ * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
+ * and the programs stay under the verifier's 512-byte frame limit.
+ */
+static __noinline int ct6_error_related(struct __sk_buff *skb, const struct l4_info6 *l4,
+					__u32 dir, __u64 now)
+{
+	struct v6_scratch *s = v6_scratch_get();
+	struct moat_ct6_key *q;
+	__be16 ports[3];
+
+	if (!s)
+		return 0;
+	q = &s->quoted;
+	__builtin_memset(q, 0, sizeof(*q));
+	if (bpf_skb_load_bytes(skb, l4->l4_off + 8, &s->inner, sizeof(s->inner)) ||
+	    s->inner.version != 6 ||
+	    bpf_skb_load_bytes(skb, l4->l4_off + 8 + sizeof(s->inner), ports, sizeof(ports)))
+		return 0;
+	ip_set_v6(&q->saddr, &s->inner.saddr);
+	ip_set_v6(&q->daddr, &s->inner.daddr);
+	q->proto = s->inner.nexthdr;
+	if (q->proto == IPPROTO_TCP || q->proto == IPPROTO_UDP || q->proto == IPPROTO_SCTP) {
+		q->sport = ports[0];
+		q->dport = ports[1];
+	} else if (q->proto == IPPROTO_ICMPV6 && ((__u8 *)ports)[0] == ICMPV6_ECHO_REQUEST) {
+		q->sport = ports[2];
+	} else if (q->proto == IPPROTO_ICMPV6 && ((__u8 *)ports)[0] == ICMPV6_ECHO_REPLY) {
+		q->dport = ports[2];
+	} else {
+		return 0;
+	}
+	if (!ip_eq(&l4->key.daddr, &q->saddr))
+		return 0;
+	if (dir == MOAT_DIR_FROM_CONTAINER && !ip_eq(&l4->key.saddr, &q->daddr))
+		return 0;
+	if (ct6_lookup(q, now))
+		return 1;
+	ct6_reverse(q, &s->rkey);
+	return ct6_lookup(&s->rkey, now) != NULL;
 }
 
 #endif

@@ -15,6 +15,7 @@
 #define MOAT_LIB_MAPS_H
 
 #include "lib/common.h"
+#include "lib/parse.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -299,6 +300,33 @@ struct {
 	__type(key, __u32);
 	__type(value, struct moat_ct6_entry);
 } ct6_scratch SEC(".maps");
+
+/*
+ * Per-CPU scratch of the IPv6 path at a container's veth: the packet's
+ * tuple and the 40-byte keys its lookups build. The IPv4 path already
+ * fills the 512-byte stack of its call chain; IPv6's keys are 2.5 times
+ * as big. Only the TC programs use it, never the sweeper's softirq.
+ */
+struct v6_scratch {
+	struct l4_info6 l4;
+	struct moat_ct6_key rkey;
+	struct moat_ct6_key quoted;
+	struct ipv6hdr inner;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct v6_scratch);
+} v6_scratch SEC(".maps");
+
+static __always_inline struct v6_scratch *v6_scratch_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&v6_scratch, &zero);
+}
 
 /* What an address is to moat: a network's subnet, a host address, or NULL. */
 static __always_inline struct moat_addr_info *addr_lookup(__be32 addr)

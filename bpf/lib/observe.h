@@ -83,41 +83,6 @@ static __always_inline __u32 uplink_stats_slot(__u32 ifindex)
 }
 
 /*
- * A flow event from the flow's original-direction entry `o` (key `okey`)
- * and, for translated flows, its reply entry `r` (NULL for tracked flows,
- * which count both directions in one entry).
- */
-static __always_inline void obs_flow_event(__u32 type, const struct moat_ct_key *okey,
-					   const struct moat_ct_entry *o,
-					   const struct moat_ct_entry *r, __u64 now)
-{
-	struct moat_event *ev;
-
-	if (!obs_on())
-		return;
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (!ev) {
-		obs_lost(MOAT_EV_LOST_FULL);
-		return;
-	}
-	ev->ts_ns = now;
-	ev->type = type;
-	ev->ifindex = o->ifindex;
-	ev->dir = o->dir;
-	ev->reason = 0;
-	ev->ct_kind = o->kind;
-	ev->tcp_state = o->tcp_state;
-	ev->rule_id = o->rule_id;
-	ev->tuple = *okey;
-	ev->xlated = o->xlated;
-	ev->packets = o->packets;
-	ev->bytes = o->bytes;
-	ev->reply_packets = r ? r->packets : o->reply_packets;
-	ev->reply_bytes = r ? r->bytes : o->reply_bytes;
-	bpf_ringbuf_submit(ev, 0);
-}
-
-/*
  * Whether a drop may be reported: at most MOAT_EV_DROP_RATE per second and
  * CPU, so a flood of denied packets costs a counter increment each, not an
  * event each. Inlined, and on the coarse clock (a jiffy is precision

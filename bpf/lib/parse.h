@@ -12,6 +12,7 @@
 #define MOAT_LIB_PARSE_H
 
 #include "lib/common.h"
+#include "lib/addr.h"
 
 struct cursor {
 	void *pos;
@@ -90,6 +91,8 @@ struct ipv6_ext {
 	__u8 proto; /* upper-layer protocol (IPPROTO_NONE: none follows) */
 	__u8 has_frag; /* a fragment header was seen */
 	__u8 fragment; /* ... with a non-zero offset: no upper-layer header here */
+	__u8 more_frags; /* ... with the M flag: the datagram goes on */
+	__be32 frag_id; /* ... its identification */
 };
 
 static __always_inline int ipv6_is_ext(__u8 next)
@@ -115,7 +118,8 @@ static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 off, __u8 
 	__u32 len;
 	int i;
 
-	x->has_frag = x->fragment = 0;
+	x->has_frag = x->fragment = x->more_frags = 0;
+	x->frag_id = 0;
 #pragma unroll
 	for (i = 0; i < MOAT_IPV6_MAX_EXT; i++) {
 		if (!ipv6_is_ext(next))
@@ -127,6 +131,8 @@ static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 off, __u8 
 				return -1;
 			x->has_frag = 1;
 			x->fragment = (*(__be16 *)(h + 2) & bpf_htons(0xfff8)) != 0;
+			x->more_frags = h[3] & 1;
+			x->frag_id = *(__be32 *)(h + 4);
 			len = 8;
 		} else {
 			if (bpf_skb_load_bytes(skb, off, h, 2))
@@ -238,6 +244,86 @@ static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, str
 	default:
 		return 0;
 	}
+}
+
+/*
+ * What connection tracking needs of an IPv6 packet: struct l4_info with
+ * IPv6's addresses and its Fragment header's 32-bit identification.
+ */
+struct l4_info6 {
+	struct moat_ct6_key key;
+	__u32 l3_off;
+	__u32 l4_off;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 has_ports;
+	__u8 icmp_error;
+	__u8 fragment;
+	__u8 more_frags;
+	__be32 ip_id;
+};
+
+/*
+ * The ports (ICMPv6 echo: the identifier, on the requester's side as for
+ * ICMP) of an IPv6 packet whose extension headers `x` walked, whose
+ * payload ends at `end`. Returns 0, or -1 when the header the protocol
+ * promises is cut short. Reads with bpf_skb_load_bytes(), as the walk does.
+ */
+static __always_inline int parse_l4_6(struct __sk_buff *skb, const struct ipv6hdr *ip6,
+				      const struct ipv6_ext *x, __u32 end, struct l4_info6 *l4)
+{
+	__u8 h[14];
+
+	ip_set_v6(&l4->key.saddr, &ip6->saddr);
+	ip_set_v6(&l4->key.daddr, &ip6->daddr);
+	l4->key.sport = 0;
+	l4->key.dport = 0;
+	l4->key.proto = x->proto;
+	l4->key.pad[0] = l4->key.pad[1] = l4->key.pad[2] = 0;
+	l4->l3_off = ETH_HLEN;
+	l4->l4_off = x->l4_off;
+	l4->tcp_flags = 0;
+	l4->icmp_type = 0;
+	l4->has_ports = 0;
+	l4->icmp_error = 0;
+	l4->fragment = x->fragment;
+	l4->more_frags = x->more_frags;
+	l4->ip_id = x->frag_id;
+	if (l4->fragment)
+		return 0;
+
+	switch (x->proto) {
+	case IPPROTO_TCP:
+		if (x->l4_off + 20 > end || bpf_skb_load_bytes(skb, x->l4_off, h, 14))
+			return -1;
+		l4->tcp_flags = h[13];
+		break;
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		if (x->l4_off + 8 > end || bpf_skb_load_bytes(skb, x->l4_off, h, 4))
+			return -1;
+		break;
+	case IPPROTO_ICMPV6:
+		if (x->l4_off + 8 > end || bpf_skb_load_bytes(skb, x->l4_off, h, 8))
+			return -1;
+		l4->icmp_type = h[0];
+		if (h[0] == ICMPV6_ECHO_REQUEST) {
+			l4->key.sport = *(__be16 *)(h + 4);
+			l4->has_ports = 1;
+		} else if (h[0] == ICMPV6_ECHO_REPLY) {
+			l4->key.dport = *(__be16 *)(h + 4);
+			l4->has_ports = 1;
+		} else if (h[0] >= ICMPV6_DEST_UNREACH && h[0] <= ICMPV6_PARAMPROB) {
+			l4->icmp_error = 1;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+	l4->key.sport = *(__be16 *)h;
+	l4->key.dport = *(__be16 *)(h + 2);
+	l4->has_ports = 1;
+	return 0;
 }
 
 /*

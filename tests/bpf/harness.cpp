@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "observe/snapshot.h"
+#include "util/fd.h"
 
 extern char** environ;
 
@@ -277,26 +278,64 @@ moat_ct_key reversed(const moat_ct_key& k) {
   return r;
 }
 
-std::optional<moat_ct_entry> ct_get(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key) {
-  moat_ct_entry e;
-  if (bpf_map__lookup_elem(skel->maps.ct, &key, sizeof key, &e, sizeof e, 0)) {
+namespace {
+template <class K, class V>
+std::optional<V> map_get(const bpf_map* m, const K& key, const char* what) {
+  V v;
+  if (bpf_map__lookup_elem(m, &key, sizeof key, &v, sizeof v, 0)) {
     if (errno == ENOENT) return std::nullopt;
-    fail("ct lookup", errno);
+    fail(what, errno);
   }
-  return e;
+  return v;
 }
 
-std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const Skeleton<endpoint_bpf>& skel) {
-  std::vector<std::pair<moat_ct_key, moat_ct_entry>> all;
-  moat_ct_key key, next;
-  const moat_ct_key* prev = nullptr;
-  while (bpf_map__get_next_key(skel->maps.ct, prev, &next, sizeof next) == 0) {
-    if (auto e = ct_get(skel, next)) all.emplace_back(next, *e);
+template <class K, class V>
+std::vector<std::pair<K, V>> map_entries(const bpf_map* m, const char* what) {
+  std::vector<std::pair<K, V>> all;
+  K key, next;
+  const K* prev = nullptr;
+  while (bpf_map__get_next_key(m, prev, &next, sizeof next) == 0) {
+    if (auto v = map_get<K, V>(m, next, what)) all.emplace_back(next, *v);
     key = next;
     prev = &key;
   }
-  if (errno != ENOENT) fail("ct iteration", errno);
+  if (errno != ENOENT) fail(what, errno);
   return all;
+}
+
+template <class K, class V>
+void map_clear(const bpf_map* m, const char* what) {
+  for (const auto& [key, v] : map_entries<K, V>(m, what))
+    if (bpf_map__delete_elem(m, &key, sizeof key, 0) && errno != ENOENT) fail(what, errno);
+}
+}  // namespace
+
+std::optional<moat_ct_entry> ct_get(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key) {
+  return map_get<moat_ct_key, moat_ct_entry>(skel->maps.ct, key, "ct lookup");
+}
+
+std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const Skeleton<endpoint_bpf>& skel) {
+  return map_entries<moat_ct_key, moat_ct_entry>(skel->maps.ct, "ct iteration");
+}
+
+std::optional<moat_ct6_entry> ct6_get(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& key) {
+  return map_get<moat_ct6_key, moat_ct6_entry>(skel->maps.ct6, key, "ct6 lookup");
+}
+
+std::vector<std::pair<moat_ct6_key, moat_ct6_entry>> ct6_entries(
+    const Skeleton<endpoint_bpf>& skel) {
+  return map_entries<moat_ct6_key, moat_ct6_entry>(skel->maps.ct6, "ct6 iteration");
+}
+
+moat_ct6_key ct6_key(const char* saddr, uint16_t sport, const char* daddr, uint16_t dport,
+                     uint8_t proto) {
+  moat_ct6_key k{};
+  if (inet_pton(AF_INET6, saddr, k.saddr.b) != 1 || inet_pton(AF_INET6, daddr, k.daddr.b) != 1)
+    throw std::runtime_error(std::string("ct6_key: bad address ") + saddr + " or " + daddr);
+  k.sport = htons(sport);
+  k.dport = htons(dport);
+  k.proto = proto;
+  return k;
 }
 
 void ct_put(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key, const moat_ct_entry& e) {
@@ -305,16 +344,16 @@ void ct_put(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key, const mo
 }
 
 void ct_clear(const Skeleton<endpoint_bpf>& skel) {
-  for (const auto& [key, e] : ct_entries(skel))
-    if (bpf_map__delete_elem(skel->maps.ct, &key, sizeof key, 0) && errno != ENOENT)
-      fail("ct delete", errno);
+  map_clear<moat_ct_key, moat_ct_entry>(skel->maps.ct, "ct delete");
+  map_clear<moat_ct6_key, moat_ct6_entry>(skel->maps.ct6, "ct6 delete");
   ct_quota_clear(skel);
 }
 
 void ct_quota_clear(const Skeleton<endpoint_bpf>& skel) {
   const uint32_t zero = 0;
   const moat_ct_ring_pos start{};
-  if (bpf_map__update_elem(skel->maps.ct_ring_pos, &zero, sizeof zero, &start, sizeof start, 0))
+  if (bpf_map__update_elem(skel->maps.ct_ring_pos, &zero, sizeof zero, &start, sizeof start, 0) ||
+      bpf_map__update_elem(skel->maps.ct6_ring_pos, &zero, sizeof zero, &start, sizeof start, 0))
     fail("ct_ring_pos reset", errno);
   for (uint32_t owner : ct_owners(skel))
     if (bpf_map__delete_elem(skel->maps.ct_owned, &owner, sizeof owner, 0) && errno != ENOENT)
@@ -351,6 +390,20 @@ void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
                     const IpcacheEntries& ipcache, const PolicyEntries& entries) {
   ok(moat::write_policy_generation(*skel.get(), rev, ipcache, entries),
      "installing policy revision " + std::to_string(rev));
+}
+
+void install_ipcache6(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
+                      const Ipcache6Entries& entries) {
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+  moat::Fd fd(bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "ipcache6_gen", sizeof(moat_lpm_v6_key),
+                             sizeof(moat_ipcache_val), MOAT_MAX_IPCACHE, &opts));
+  if (!fd.ok()) fail("ipcache6 generation", errno);
+  for (const auto& [k, v] : entries)
+    if (bpf_map_update_elem(fd.get(), &k, &v, BPF_ANY)) fail("ipcache6 entry", errno);
+  const uint32_t slot = rev & 1;
+  const int inner = fd.get();
+  if (bpf_map__update_elem(skel->maps.ipcache6_gens, &slot, 4, &inner, 4, 0))
+    fail("ipcache6_gens slot", errno);
 }
 
 void set_policy_rev(const Skeleton<endpoint_bpf>& skel, uint32_t rev) {

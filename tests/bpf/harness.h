@@ -130,7 +130,12 @@ moat_ct_key reversed(const moat_ct_key& k);
 std::optional<moat_ct_entry> ct_get(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key);
 std::vector<std::pair<moat_ct_key, moat_ct_entry>> ct_entries(const Skeleton<endpoint_bpf>& skel);
 void ct_put(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key, const moat_ct_entry& e);
-void ct_clear(const Skeleton<endpoint_bpf>& skel);  // the quota's maps too
+// The same for IPv6 (`ct6`).
+moat_ct6_key ct6_key(const char* saddr, uint16_t sport, const char* daddr, uint16_t dport,
+                     uint8_t proto);
+std::optional<moat_ct6_entry> ct6_get(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& key);
+std::vector<std::pair<moat_ct6_key, moat_ct6_entry>> ct6_entries(const Skeleton<endpoint_bpf>& skel);
+void ct_clear(const Skeleton<endpoint_bpf>& skel);  // both families, the quota's maps too
 // Forgets every flow count and empties the ring (ct itself untouched).
 void ct_quota_clear(const Skeleton<endpoint_bpf>& skel);
 std::vector<in_addr_t> ct_owners(const Skeleton<endpoint_bpf>& skel);
@@ -153,6 +158,11 @@ using moat::PolicyEntries;
 // `policy_rev`. rev must not be 0.
 void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
                     const IpcacheEntries& ipcache, const PolicyEntries& entries);
+// IPv6 identities for revision `rev` (slot rev & 1 of `ipcache6_gens`):
+// call before install_policy() of the same revision.
+using Ipcache6Entries = std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>>;
+void install_ipcache6(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
+                      const Ipcache6Entries& entries);
 // moat::set_policy_rev(): `policy_rev` alone (0: policy off everywhere).
 void set_policy_rev(const Skeleton<endpoint_bpf>& skel, uint32_t rev);
 // moat::read_policy_rev().

@@ -708,18 +708,33 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
        v6(LL, "ff02::16", IPPROTO_ICMPV6, icmp(143, 0, Bytes(20, 0)), 1), pass},
   });
 
-  // A policy that selects A for egress: A's IPv6 is closed that way, B's
-  // towards A is not (A is not selected for ingress).
-  IpcacheEntries ipcache = {{{.prefixlen = 32, .addr = ip4(A)},
-                             {.identity = MOAT_ID_FIRST_DYNAMIC,
-                              .flags = MOAT_ID_F_CONTAINER | MOAT_ID_F_EGRESS_ISOLATED}}};
-  install_policy(skel_, 1, ipcache, {});
+  // A policy that selects A for egress (and allows nothing): its IPv6 is
+  // judged by it as its IPv4 is, through its IPv6 address's identity, the
+  // same as its IPv4 address's; B's towards A is not (A is not selected for
+  // ingress). Link messages are no policy's business.
+  const moat_ipcache_val a_id = {.identity = MOAT_ID_FIRST_DYNAMIC,
+                                 .flags = MOAT_ID_F_CONTAINER | MOAT_ID_F_EGRESS_ISOLATED};
+  moat_lpm_v6_key a6 = {.prefixlen = 128, .addr = {}};
+  const in6_addr a6_addr = ip6(A6);
+  std::memcpy(a6.addr.b, &a6_addr, 16);
+  install_ipcache6(skel_, 1, {{a6, a_id}});
+  install_policy(skel_, 1, {{{.prefixlen = 32, .addr = ip4(A)}, a_id}}, {});
   check_all({
-      {"A->B under an egress policy", FROM, 'A', udp6(A6, B6), drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"A->B under an egress policy", FROM, 'A', udp6(A6, B6),
+       drop(MOAT_DROP_POLICY_DEFAULT_DENY)},
+      {"A->B under an egress policy, at B", TO, 'B', udp6(A6, B6),
+       drop(MOAT_DROP_POLICY_DEFAULT_DENY), 'A'},
       {"B->A, A selected for egress only", FROM, 'B', udp6(B6, A6), pass},
       {"B->A, to A", TO, 'A', udp6(B6, A6), pass, 'B'},
       {"A's NS under an egress policy", FROM, 'A',
        v6(LL, "ff02::1:ff00:3", IPPROTO_ICMPV6, icmp(135, 0, Bytes(16, 0)), 255), pass},
+  });
+  // A generation without IPv6 identities (an older moat's) fails closed.
+  ct_clear(skel_);
+  install_policy(skel_, 2, {{{.prefixlen = 32, .addr = ip4(A)}, a_id}}, {});
+  check_all({
+      {"B->A with no IPv6 identities in force", FROM, 'B', udp6(B6, A6),
+       drop(MOAT_DROP_POLICY_DEFAULT_DENY)},
   });
 }
 

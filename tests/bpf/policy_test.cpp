@@ -32,6 +32,7 @@
 #include <vector>
 
 #include <bpf/bpf.h>
+#include <linux/icmpv6.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -64,6 +65,13 @@ constexpr const char* CIDR_EXCEPT = "198.19.0.5";  // in its except 198.19.0.0/1
 constexpr const char* WORLD = "8.8.8.8";           // no policy CIDR covers it
 constexpr const char* OUTSIDE_IN = "203.0.113.7";  // in web's ingress ipBlock
 constexpr const char* OUTSIDE_NO = "198.51.100.7"; // not in it
+// The same network's IPv6 subnet fd00:30::/64.
+constexpr const char* WEB6 = "fd00:30::2";
+constexpr const char* DB6 = "fd00:30::3";
+constexpr const char* CLIENT6 = "fd00:30::4";
+constexpr const char* OPEN6 = "fd00:30::5";
+constexpr const char* GW6 = "fd00:30::1";
+constexpr const char* WORLD6 = "2001:db8::8";
 
 constexpr const char* kUplink = "moat-u";
 const std::map<std::string, const char*> kDeviceOf = {
@@ -80,14 +88,17 @@ struct Variant {
 
 Json document(const Variant& v = {}) {
   Json doc = J(R"({
-    'networks': [{'name': 'front', 'subnet': '172.30.0.0/24'}],
+    'networks': [{'name': 'front', 'subnet': '172.30.0.0/24', 'ipv6_subnet': 'fd00:30::/64'}],
     'containers': [
       {'name': 'web', 'labels': {'app': 'web'},
-       'networks': [{'network': 'front', 'ip': '172.30.0.2'}], 'publish': ['8080:80']},
-      {'name': 'db', 'labels': {'app': 'db'}, 'networks': [{'network': 'front', 'ip': '172.30.0.3'}]},
+       'networks': [{'network': 'front', 'ip': '172.30.0.2', 'ipv6': 'fd00:30::2'}],
+       'publish': ['8080:80']},
+      {'name': 'db', 'labels': {'app': 'db'},
+       'networks': [{'network': 'front', 'ip': '172.30.0.3', 'ipv6': 'fd00:30::3'}]},
       {'name': 'client', 'labels': {'app': 'client'},
-       'networks': [{'network': 'front', 'ip': '172.30.0.4'}]},
-      {'name': 'open', 'labels': {'app': 'open'}, 'networks': [{'network': 'front', 'ip': '172.30.0.5'}]}
+       'networks': [{'network': 'front', 'ip': '172.30.0.4', 'ipv6': 'fd00:30::4'}]},
+      {'name': 'open', 'labels': {'app': 'open'},
+       'networks': [{'network': 'front', 'ip': '172.30.0.5', 'ipv6': 'fd00:30::5'}]}
     ]})");
   const Json web = J("{'podSelector': {'matchLabels': {'app': 'web'}}}");
   const Json client = J("{'podSelector': {'matchLabels': {'app': 'client'}}}");
@@ -172,6 +183,24 @@ const Expect kRevoked = drop(MOAT_DROP_POLICY_REVOKED);
 
 // ---- the fixture ---------------------------------------------------------------------
 
+// The IPv6 identities the compiler owes the kernel: each container's IPv6
+// address with its IPv4 address's identity and flags, the gateway as the
+// host.
+Ipcache6Entries ipcache6_of(const moat::Config& cfg, const moat::PolicyPlan& plan) {
+  Ipcache6Entries out;
+  const auto v6key = [](const moat::Ipv6& a) {
+    moat_lpm_v6_key k = {.prefixlen = 128, .addr = {}};
+    std::memcpy(k.addr.b, a.bytes.data(), 16);
+    return k;
+  };
+  for (const moat::Container& c : cfg.containers)
+    for (const auto& [k, v] : plan.ipcache)
+      if (k.prefixlen == 32 && k.addr == c.networks.at(0).ip.to_be())
+        out.emplace_back(v6key(*c.networks.at(0).ip6), v);
+  out.emplace_back(v6key(cfg.networks.at(0).gateway6), moat_ipcache_val{MOAT_ID_HOST, 0});
+  return out;
+}
+
 class Policy : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -188,10 +217,13 @@ class Policy : public ::testing::Test {
             MOAT_NET_F_ICC | MOAT_NET_F_MASQUERADE};
     ASSERT_EQ(net_.gateway, ip4(GW));
     add_network(dp_.ep, net_);
+    ASSERT_TRUE(n.subnet6.has_value());
+    add_network6(dp_.ep, net_, n.subnet6->addr.str().c_str(), n.subnet6->len, GW6);
     for (const moat::Container& c : cfg.containers) {
       const uint32_t ifindex = ifindex_of(kDeviceOf.at(c.name));
       const in_addr_t ip = c.networks.at(0).ip.to_be();
       add_endpoint(dp_.ep, ifindex, net_, ip);
+      set_endpoint_ipv6(dp_.ep, ifindex, c.networks.at(0).ip6->str().c_str());
       for (const moat::Publish& p : c.publish)
         add_publish(dp_.ep, {0, p.host_port, IPPROTO_TCP, ip, p.container_port, ifindex, kNetId});
     }
@@ -201,7 +233,9 @@ class Policy : public ::testing::Test {
 
   // Compiles a variant of the policies and installs it as revision `rev`.
   void apply(const Variant& v, uint32_t rev) {
-    plan_ = compile(parse(document(v), "policy_test.json"), {*moat::Ipv4::parse(HOST)});
+    const moat::Config cfg = parse(document(v), "policy_test.json");
+    plan_ = compile(cfg, {*moat::Ipv4::parse(HOST)});
+    install_ipcache6(dp_.ep, rev, ipcache6_of(cfg, plan_));
     install_policy(dp_.ep, rev, plan_.ipcache, plan_.entries);
     ASSERT_EQ(policy_rev(dp_.ep), rev);
   }
@@ -213,7 +247,7 @@ class Policy : public ::testing::Test {
               Expect expect, int ct_delta, std::optional<Bytes> out = std::nullopt) {
     SCOPED_TRACE(what + " [" + hook_name(hook) + " on " + dev + "]");
     const uint32_t ifindex = ifindex_of(dev);
-    const size_t ct_before = ct_entries(dp_.ep).size();
+    const size_t ct_before = ct_entries(dp_.ep).size() + ct6_entries(dp_.ep).size();
     const auto [r, moved] = run_counted(dp_.ep->maps.stats, dp_.prog(hook), ifindex, frame);
     EXPECT_EQ(r.err, 0) << "BPF_PROG_TEST_RUN refused the frame: " << std::strerror(r.err);
     if (r.err) return {};
@@ -221,7 +255,9 @@ class Policy : public ::testing::Test {
     EXPECT_EQ(moved, counted(expect, ifindex, dir_of(hook), frame.size()));
     EXPECT_EQ(r.out, expect.reason == 0 ? out.value_or(frame) : frame);
     EXPECT_EQ(checksum_errors(r.out), "");
-    EXPECT_EQ(int(ct_entries(dp_.ep).size()) - int(ct_before), ct_delta) << "ct entries added";
+    EXPECT_EQ(int(ct_entries(dp_.ep).size() + ct6_entries(dp_.ep).size()) - int(ct_before),
+              ct_delta)
+        << "ct entries added";
     return r.out;
   }
 
@@ -698,6 +734,235 @@ TEST_F(Policy, IcmpErrorToTheInitiatorOfATrackedFlowIsRelated) {
         frag_needed(DB, WEB, quote8(WEB, 40000, DB, 5432, IPPROTO_TCP)), pass, 0);
   check("a router's frag needed about web's UDP to the world", Hook::ToContainer, A,
         frag_needed(ROUTER, WEB, quote8(WEB, 41000, WORLD, 53, IPPROTO_UDP)), pass, 0);
+}
+
+// ---- IPv6: the same policies, the same identities ------------------------------------
+
+Bytes ip6_frame(const char* s, const char* d, uint8_t next, const Bytes& payload) {
+  return eth(ETH_P_IPV6, ipv6({.src = ip6(s), .dst = ip6(d), .next = next, .hop_limit = 64},
+                              payload));
+}
+Bytes tcp6(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kSyn) {
+  return ip6_frame(s, d, IPPROTO_TCP, tcp(sp, dp, flags, kData));
+}
+Bytes udp6(const char* s, uint16_t sp, const char* d, uint16_t dp) {
+  return ip6_frame(s, d, IPPROTO_UDP, udp(sp, dp, kData));
+}
+Bytes echo6(const char* s, const char* d, uint16_t id, uint8_t type = ICMPV6_ECHO_REQUEST) {
+  return ip6_frame(s, d, IPPROTO_ICMPV6, icmp_echo(type, id, 1, kData));
+}
+// The ICMPv6 error `type` from `s` to `d` quoting an IPv6 TCP or UDP packet
+// (its fixed header and first 8 bytes).
+Bytes error6(const char* s, const char* d, uint8_t type, const char* qs, uint16_t qsp,
+             const char* qd, uint16_t qdp, uint8_t proto) {
+  const Bytes l4 = proto == IPPROTO_TCP ? tcp(qsp, qdp, kAck) : udp(qsp, qdp, kData);
+  const Bytes quoted = truncated(ipv6({.src = ip6(qs), .dst = ip6(qd), .next = proto}, l4), 48);
+  return ip6_frame(s, d, IPPROTO_ICMPV6, icmp_error(type, 0, quoted));
+}
+// A fragment of a UDP datagram: the first (offset 0, with the UDP header)
+// or a later one (offset 1480, data only), both of identification `id`.
+Bytes udp6_fragment(const char* s, const char* d, uint16_t dp, bool first, uint32_t id = 77) {
+  Bytes b = {IPPROTO_UDP, 0, uint8_t(first ? 0 : (1480 >> 8)),
+             uint8_t(first ? 1 : ((1480 & 0xf8) | 0)), uint8_t(id >> 24), uint8_t(id >> 16),
+             uint8_t(id >> 8), uint8_t(id)};
+  const Bytes data = first ? udp(40000, dp, Bytes(64, 0x5a)) : Bytes(64, 0x5a);
+  b.insert(b.end(), data.begin(), data.end());
+  return ip6_frame(s, d, IPPROTO_FRAGMENT, b);
+}
+
+moat_ct6_key key6_of(const Bytes& f) {
+  moat_ct6_key k = {};
+  std::memcpy(k.saddr.b, &f.at(14 + 8), 16);
+  std::memcpy(k.daddr.b, &f.at(14 + 24), 16);
+  k.proto = f.at(14 + 6);
+  if (k.proto == IPPROTO_ICMPV6) {
+    std::memcpy(&k.sport, &f.at(14 + 40 + 4), 2);
+  } else {
+    std::memcpy(&k.sport, &f.at(14 + 40), 2);
+    std::memcpy(&k.dport, &f.at(14 + 40 + 2), 2);
+  }
+  return k;
+}
+
+class Policy6 : public Policy {
+ protected:
+  // The tracked flow of `key`: admitted at `dev`/`dir` under `rev`.
+  void expect_track6(const moat_ct6_key& key, const char* dev, moat_dir dir, uint32_t rev,
+                     moat_tcp_state state) {
+    const std::optional<moat_ct6_entry> e = ct6_get(dp_.ep, key);
+    ASSERT_TRUE(e.has_value()) << "no ct6 entry";
+    EXPECT_EQ(e->kind, MOAT_CT_TRACK);
+    EXPECT_EQ(std::memcmp(&e->xlated, &key, sizeof key), 0) << "a tracked flow is not translated";
+    EXPECT_EQ(e->ifindex, ifindex_of(dev));
+    EXPECT_EQ(e->dir, dir);
+    EXPECT_EQ(e->tcp_state, state);
+    EXPECT_EQ(e->policy_rev, rev);
+    EXPECT_EQ(e->owner, ip4(std::string(dev) == A   ? WEB
+                            : std::string(dev) == B ? DB
+                            : std::string(dev) == Cd ? CLIENT
+                                                     : OPEN))
+        << "the quota's owner is the container's IPv4 address";
+  }
+  // A new flow at both hooks that may meet it first, each with an empty ct.
+  void check_flow6(const Flow& f) {
+    for (auto [hook, dev] : {std::pair{Hook::FromContainer, f.src_dev},
+                             std::pair{Hook::ToContainer, f.dst_dev}}) {
+      if (!dev) continue;
+      ct_clear(dp_.ep);
+      check(f.what, hook, dev, f.frame, f.expect, f.expect.reason == 0 ? 1 : 0);
+      if (f.expect.reason == 0 && !HasFailure())
+        expect_track6(key6_of(f.frame), dev, dir_of(hook), 1,
+                      key6_of(f.frame).proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE);
+    }
+  }
+};
+
+TEST_F(Policy6, IngressAndEgressRulesJudgeIpv6AsIpv4) {
+  for (const Flow& f : std::vector<Flow>{
+           {"web6 -> db6 5432/TCP: the (web, TCP, 5432) entry", tcp6(WEB6, 40000, DB6, 5432), A,
+            B, pass},
+           {"web6 -> db6 22/TCP: db is isolated", tcp6(WEB6, 40000, DB6, 22), A, B, kDefaultDeny},
+           {"client6 -> db6 5432/TCP: only web may", tcp6(CLIENT6, 40000, DB6, 5432), Cd, B,
+            kDefaultDeny},
+           {"host (gateway6) -> db6 5432/TCP: the host is not web", tcp6(GW6, 40000, DB6, 5432),
+            nullptr, B, kDefaultDeny},
+           {"open6 -> db6 6000/TCP: any-peer wildcard", tcp6(OPEN6, 40000, DB6, 6000), D, B, pass},
+           {"client6 -> db6 6000/TCP: explicit deny", tcp6(CLIENT6, 40000, DB6, 6000), Cd, B,
+            kDeny},
+           {"client6 -> db6 53/UDP: protocol-only allow", udp6(CLIENT6, 40000, DB6, 53), Cd, B,
+            pass},
+           {"client6 -> db6 9999/UDP: deny", udp6(CLIENT6, 40000, DB6, 9999), Cd, B, kDeny},
+           {"client6 -> db6 7005/TCP: inside the range", tcp6(CLIENT6, 40000, DB6, 7005), Cd, B,
+            pass},
+           {"client6 -> db6 7011/TCP: above the range", tcp6(CLIENT6, 40000, DB6, 7011), Cd, B,
+            kDefaultDeny},
+           {"client6 -> db6 ICMPv6 echo: no ICMP rule", echo6(CLIENT6, DB6, 77), Cd, B,
+            kDefaultDeny},
+           {"client6 -> open6 ICMPv6 echo: nobody isolated", echo6(CLIENT6, OPEN6, 78), Cd, D,
+            pass},
+           {"open6 -> web6 80/TCP: web admits only its ipBlock", tcp6(OPEN6, 40000, WEB6, 80), D,
+            A, kDefaultDeny},
+           {"web6 -> open6 80/TCP: web's egress is db, CIDRs and DNS", tcp6(WEB6, 40000, OPEN6, 80),
+            A, D, kDefaultDeny},
+           {"web6 -> gateway6 22/TCP: web's egress has no host rule", tcp6(WEB6, 40000, GW6, 22), A,
+            nullptr, kDefaultDeny},
+       })
+    check_flow6(f);
+}
+
+TEST_F(Policy6, TheWorldStaysClosedOverIpv6) {
+  // Before policy: no IPv6 masquerade yet, so no IPv6 world at all.
+  check("open6 -> 2001:db8::8, no policy selects open", Hook::FromContainer, D,
+        tcp6(OPEN6, 40000, WORLD6, 443), drop(MOAT_DROP_IPV6_NOT_ENABLED), 0);
+  check("2001:db8::8 -> open6", Hook::ToContainer, D, tcp6(WORLD6, 443, OPEN6, 40000),
+        drop(MOAT_DROP_IPV6_NOT_ENABLED), 0);
+}
+
+TEST_F(Policy6, ReplyOfAdmittedFlowPassesAndNothingElseDoes) {
+  const Bytes syn = tcp6(WEB6, 40000, DB6, 5432);
+  const moat_ct6_key k = key6_of(syn);
+  check("SYN web6 -> db6 5432: admitted, tracked in ct6", Hook::FromContainer, A, syn, pass, 1);
+  expect_track6(k, A, MOAT_DIR_FROM_CONTAINER, 1, MOAT_TCP_SYN_SENT);
+  EXPECT_TRUE(ct_entries(dp_.ep).empty()) << "nothing of IPv6 in the IPv4 table";
+  check("the same SYN delivered to db: known flow", Hook::ToContainer, B, syn, pass, 0);
+  check("db6 -> web6 40001 as a new flow: web admits only its ipBlock", Hook::FromContainer, B,
+        tcp6(DB6, 5432, WEB6, 40001), kDefaultDeny, 0);
+  check("mid-stream db6 -> web6 40001: no flow, judged alone", Hook::ToContainer, A,
+        tcp6(DB6, 5432, WEB6, 40001, kAck), kDefaultDeny, 0);
+  const Bytes synack = tcp6(DB6, 5432, WEB6, 40000, kSyn | kAck);
+  check("SYN-ACK db6 -> web6: the reply", Hook::FromContainer, B, synack, pass, 0);
+  check("SYN-ACK delivered to web", Hook::ToContainer, A, synack, pass, 0);
+  expect_track6(k, A, MOAT_DIR_FROM_CONTAINER, 1, MOAT_TCP_ESTABLISHED);
+  check("data web6 -> db6", Hook::FromContainer, A, tcp6(WEB6, 40000, DB6, 5432, kAck), pass, 0);
+  const std::optional<moat_ct6_entry> e = ct6_get(dp_.ep, k);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->packets, 2u) << "the admitting site counts the flow's packets";
+  EXPECT_EQ(e->reply_packets, 1u) << "and its replies";
+  // Another address of the same peer is another flow.
+  check("the reply from client6's address: not the flow", Hook::ToContainer, A,
+        tcp6(CLIENT6, 5432, WEB6, 40000, kSyn | kAck), kDefaultDeny, 0);
+
+  // An echo admitted one way: its reply passes, an unsolicited one does not.
+  check("echo client6 -> open6", Hook::FromContainer, Cd, echo6(CLIENT6, OPEN6, 9), pass, 1);
+  check("echo reply open6 -> client6", Hook::ToContainer, Cd,
+        echo6(OPEN6, CLIENT6, 9, ICMPV6_ECHO_REPLY), pass, 0);
+  check("unsolicited echo reply open6 -> web6", Hook::ToContainer, A,
+        echo6(OPEN6, WEB6, 9, ICMPV6_ECHO_REPLY), kDefaultDeny, 0);
+}
+
+TEST_F(Policy6, RevocationCutsIpv6FlowsToo) {
+  const Bytes f1 = tcp6(WEB6, 40001, DB6, 5432);
+  const Bytes f3 = tcp6(CLIENT6, 40003, DB6, 7000);
+  check("IPv6 flow 1 admitted under rev 1", Hook::FromContainer, A, f1, pass, 1);
+  check("IPv6 flow 3 admitted under rev 1", Hook::FromContainer, Cd, f3, pass, 1);
+  apply({.db_allows_web = false}, 2);
+  check("flow 1's reply under rev 2: revoked, its entry deleted", Hook::FromContainer, B,
+        tcp6(DB6, 5432, WEB6, 40001, kSyn | kAck), kRevoked, -1);
+  EXPECT_FALSE(ct6_get(dp_.ep, key6_of(f1)).has_value());
+  check("flow 3, still allowed: passes, re-judged under rev 2", Hook::FromContainer, Cd,
+        tcp6(CLIENT6, 40003, DB6, 7000, kAck), pass, 0);
+  expect_track6(key6_of(f3), Cd, MOAT_DIR_FROM_CONTAINER, 2, MOAT_TCP_SYN_SENT);
+}
+
+// Link-local addresses name nobody policy knows: policy sees the container
+// by its network address, whichever of its own it uses, and a link peer as
+// the world; such packets are judged one by one, never tracked.
+TEST_F(Policy6, LinkLocalAddressesDoNotWalkAroundPolicy) {
+  // The harness gives every endpoint kContainerMac: this is each one's own
+  // link-local address (EUI-64); a peer's is another.
+  const std::string web_ll = "fe80::42:acff:fe14:2", db_ll = "fe80::42:acff:fe14:3";
+  check("db6 -> web's link-local 5432: db's egress is open", Hook::FromContainer, B,
+        tcp6(DB6, 40000, web_ll.c_str(), 80), pass, 0);
+  check("... and at web: web is ingress-isolated whatever address db used", Hook::ToContainer, A,
+        tcp6(DB6, 40000, web_ll.c_str(), 80), kDefaultDeny, 0);
+  check("db's link-local -> web6: a link peer is the world to web's rules", Hook::ToContainer, A,
+        tcp6(db_ll.c_str(), 40000, WEB6, 80), kDefaultDeny, 0);
+  check("web from its link-local -> open6 80: web's egress binds it", Hook::FromContainer, A,
+        tcp6(web_ll.c_str(), 40000, OPEN6, 80), kDefaultDeny, 0);
+  check("web from its link-local -> db6 5432: web's own identity, allowed, untracked",
+        Hook::FromContainer, A, tcp6(web_ll.c_str(), 40000, DB6, 5432), pass, 0);
+}
+
+TEST_F(Policy6, IcmpErrorsAboutAdmittedFlowsAreRelated) {
+  check("SYN web6 -> db6 5432", Hook::FromContainer, A, tcp6(WEB6, 40000, DB6, 5432), pass, 1);
+  check("db6 -> web6: unreachable about web's segment (the initiator's tuple)",
+        Hook::ToContainer, A,
+        error6(DB6, WEB6, ICMPV6_DEST_UNREACH, WEB6, 40000, DB6, 5432, IPPROTO_TCP), pass, 0);
+  check("a router's packet too big about it, to web", Hook::ToContainer, A,
+        error6("2001:db8::1", WEB6, ICMPV6_PKT_TOOBIG, WEB6, 40000, DB6, 5432, IPPROTO_TCP),
+        pass, 0);
+  check("web6 -> db6: error about db's reply (the reply tuple)", Hook::FromContainer, A,
+        error6(WEB6, DB6, ICMPV6_DEST_UNREACH, DB6, 5432, WEB6, 40000, IPPROTO_TCP), pass, 0);
+  check("an error quoting the flow but sent to someone else: judged as new",
+        Hook::ToContainer, A,
+        error6(DB6, WEB6, ICMPV6_DEST_UNREACH, DB6, 5432, CLIENT6, 40000, IPPROTO_TCP),
+        kDefaultDeny, 0);
+  check("client6 reporting about a packet it never received: judged as new",
+        Hook::FromContainer, Cd,
+        error6(CLIENT6, WEB6, ICMPV6_DEST_UNREACH, WEB6, 40000, DB6, 5432, IPPROTO_TCP),
+        kDefaultDeny, 0);
+  check("an error about no flow at all", Hook::ToContainer, A,
+        error6(DB6, WEB6, ICMPV6_DEST_UNREACH, WEB6, 40009, DB6, 5432, IPPROTO_TCP),
+        kDefaultDeny, 0);
+}
+
+// A later fragment carries no ports: it takes its first fragment's (frags6,
+// keyed by the Fragment header's identification), so it belongs to the flow
+// and obeys the port rules; without its first fragment only a rule for the
+// whole protocol can admit it.
+TEST_F(Policy6, FragmentsFollowTheirFirstFragment) {
+  check("first fragment client6 -> db6 53/UDP: allowed, tracked", Hook::FromContainer, Cd,
+        udp6_fragment(CLIENT6, DB6, 53, true, 1), pass, 1);
+  check("its later fragment", Hook::FromContainer, Cd, udp6_fragment(CLIENT6, DB6, 53, false, 1),
+        pass, 0);
+  check("first fragment client6 -> db6 9999/UDP: denied", Hook::FromContainer, Cd,
+        udp6_fragment(CLIENT6, DB6, 9999, true, 2), kDeny, 0);
+  check("its later fragment: the same port, the same deny", Hook::FromContainer, Cd,
+        udp6_fragment(CLIENT6, DB6, 9999, false, 2), kDeny, 0);
+  check("a later fragment whose first never came, client (all UDP allowed)", Hook::FromContainer,
+        Cd, udp6_fragment(CLIENT6, DB6, 0, false, 3), pass, 0);
+  check("... and from open, which only has 6000/TCP", Hook::FromContainer, D,
+        udp6_fragment(OPEN6, DB6, 0, false, 4), kDefaultDeny, 0);
 }
 
 // ---- published ports: the outside client is the peer ----------------------------------

@@ -1,0 +1,526 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * ct_impl.h - connection tracking for one address family (lib/ct.h
+ * includes it twice: CT_FAM 4, then 6). Every name that differs between
+ * the families goes through lib/ct_fam.h: CT_FN(lookup) is ct_lookup for
+ * IPv4 and ct6_lookup for IPv6, CT_MAP is `ct` or `ct6`, and so on. The
+ * logic is the same for both; only key sizes differ. No include guard.
+ */
+#include "lib/ct_fam.h"
+
+/*
+ * A flow event from the flow's original-direction entry `o` (key `okey`)
+ * and, for translated flows, its reply entry `r` (NULL for tracked flows,
+ * which count both directions in one entry).
+ */
+static __always_inline void CT_FN(flow_event)(__u32 type, const CT_KEY *okey, const CT_ENTRY *o,
+					       const CT_ENTRY *r, __u64 now)
+{
+	struct moat_event *ev;
+
+	if (!obs_on())
+		return;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		obs_lost(MOAT_EV_LOST_FULL);
+		return;
+	}
+	ev->ts_ns = now;
+	ev->type = type;
+	ev->ifindex = o->ifindex;
+	ev->dir = o->dir;
+	ev->reason = 0;
+	ev->ct_kind = o->kind;
+	ev->tcp_state = o->tcp_state;
+	ev->rule_id = o->rule_id;
+	CT_FN(ev_tuple)(ev, okey, &o->xlated);
+	ev->packets = o->packets;
+	ev->bytes = o->bytes;
+	ev->reply_packets = r ? r->packets : o->reply_packets;
+	ev->reply_bytes = r ? r->bytes : o->reply_bytes;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline void CT_FN(reverse)(const CT_KEY *k, CT_KEY *out)
+{
+	out->saddr = k->daddr;
+	out->daddr = k->saddr;
+	out->sport = k->dport;
+	out->dport = k->sport;
+	out->proto = k->proto;
+	out->pad[0] = out->pad[1] = out->pad[2] = 0;
+}
+
+static __always_inline __u64 CT_FN(timeout_ns)(__u8 proto, __u8 state)
+{
+	if (proto == IPPROTO_TCP) {
+		if (state == MOAT_TCP_ESTABLISHED)
+			return MOAT_CT_TIMEOUT_TCP_EST * NSEC_PER_SEC;
+		if (state == MOAT_TCP_CLOSING)
+			return MOAT_CT_TIMEOUT_TCP_CLOSE * NSEC_PER_SEC;
+		return MOAT_CT_TIMEOUT_TCP_SYN * NSEC_PER_SEC;
+	}
+	if (proto == CT_ICMP)
+		return MOAT_CT_TIMEOUT_ICMP * NSEC_PER_SEC;
+	return MOAT_CT_TIMEOUT_UDP * NSEC_PER_SEC;
+}
+
+static __always_inline CT_ENTRY *CT_FN(partner)(const CT_ENTRY *e)
+{
+	CT_KEY k;
+
+	CT_FN(reverse)(&e->xlated, &k);
+	return bpf_map_lookup_elem(&CT_MAP, &k);
+}
+
+/* The live entry for `key`, or NULL. */
+static __always_inline CT_ENTRY *CT_FN(lookup)(const CT_KEY *key, __u64 now)
+{
+	CT_ENTRY *e = bpf_map_lookup_elem(&CT_MAP, key);
+	CT_ENTRY *p;
+	CT_KEY pk;
+
+	if (!e)
+		return NULL;
+	if (likely(e->expires_ns >= now))
+		return e;
+	/* One direction idle is fine while the other is busy (one-way UDP). */
+	CT_FN(reverse)(&e->xlated, &pk);
+	p = bpf_map_lookup_elem(&CT_MAP, &pk);
+	if (p && p->expires_ns >= now) {
+		e->expires_ns = p->expires_ns;
+		return e;
+	}
+	/* The flow's end, told once, by its original-direction entry. */
+	if (e->kind == MOAT_CT_TRACK)
+		CT_FN(flow_event)(MOAT_EV_FLOW_END, key, e, NULL, now);
+	else if (p && (e->kind == MOAT_CT_DNAT || e->kind == MOAT_CT_SNAT))
+		CT_FN(flow_event)(MOAT_EV_FLOW_END, key, e, p, now);
+	else if (p)
+		CT_FN(flow_event)(MOAT_EV_FLOW_END, &pk, p, e, now);
+	bpf_map_delete_elem(&CT_MAP, key);
+	if (p)
+		bpf_map_delete_elem(&CT_MAP, &pk);
+	return NULL;
+}
+
+static __always_inline struct moat_ct_ring_pos *CT_FN(ring_pos_get)(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&CT_RING_POS, &zero);
+}
+
+static __always_inline CT_SLOT *CT_FN(ring_at)(__u64 pos)
+{
+	__u32 k = pos % MOAT_MAX_CT;
+
+	return bpf_map_lookup_elem(&CT_RING, &k);
+}
+
+/*
+ * One step of the ring sweep (abi.h): the flow at the head is ended if it
+ * expired (CT_FN(lookup), the packets' own path: entries, event) or gone, and
+ * its owner's count goes down; a live one goes back to the tail. A slot
+ * whose key now holds another owner's flow (deleted, then made anew) is
+ * that other flow's business: this one is gone. The gap keeps the sweep off
+ * slots a writer on another CPU may still be filling.
+ */
+static __always_inline int CT_FN(sweep_one)(struct moat_ct_ring_pos *pos, __u64 now)
+{
+	CT_SLOT *slot, seen;
+	CT_ENTRY *e;
+
+	if (ct_ring_len(pos) <= MOAT_CT_SWEEP_GAP)
+		return 1;
+	slot = CT_FN(ring_at)(__sync_fetch_and_add(&pos->head, 1));
+	if (!slot)
+		return 0;
+	seen = *slot;
+	e = CT_FN(lookup)(&seen.key, now);
+	if (e && e->owner == seen.owner) {
+		slot = CT_FN(ring_at)(__sync_fetch_and_add(&pos->tail, 1));
+		if (slot)
+			*slot = seen;
+		return 0;
+	}
+	if (seen.counted)
+		ct_owned_dec(seen.owner);
+	return 0;
+}
+
+/* bpf_loop() body: ctx is the tick's `now`. */
+static long CT_FN(sweep_step)(__u32 i, void *ctx)
+{
+	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
+
+	if (!pos)
+		return 1;
+	return CT_FN(sweep_one)(pos, *(__u64 *)ctx);
+}
+
+/*
+ * The sweeper's tick, in the timer's softirq, off every packet's path:
+ * 1/MOAT_CT_SWEEP_TURN of the ring (at least one slot), then the next
+ * tick; on a quiet ring it stops, and the next counted flow starts it.
+ * It uses no per-CPU scratch: a softirq may run it on top of a program
+ * that userspace runs (BPF_PROG_TEST_RUN), where no packet's would.
+ */
+static int CT_FN(sweep_tick)(void *map, __u32 *key, struct ct_sweeper *sw)
+{
+	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!pos || !ct_ring_busy(pos)) {
+		sw->armed = 0;
+		return 0;
+	}
+	bpf_loop(ct_ring_len(pos) / MOAT_CT_SWEEP_TURN + 1, CT_FN(sweep_step), &now, 0);
+	bpf_timer_start(&sw->timer, MOAT_CT_SWEEP_TICK_MS * 1000000ull, 0);
+	return 0;
+}
+
+/*
+ * Starts the sweeper unless it runs. `armed` is taken with a compare and
+ * swap, so only one flow starts it: a start on a pending timer would push
+ * its tick back, and flows arriving faster than a tick would starve it.
+ * init fails with -EBUSY after the first time, which is fine. A timer that
+ * cannot start (no user holds the map: -EPERM) is left unarmed, and the
+ * next counted flow tries again.
+ */
+static __always_inline void CT_FN(sweeper_arm)(void)
+{
+	__u32 zero = 0;
+	struct ct_sweeper *sw = bpf_map_lookup_elem(&CT_SWEEPER, &zero);
+
+	if (!sw || sw->armed || __sync_val_compare_and_swap(&sw->armed, 0, 1) != 0)
+		return;
+	bpf_timer_init(&sw->timer, &CT_SWEEPER, MOAT_CLOCK_MONOTONIC);
+	bpf_timer_set_callback(&sw->timer, CT_FN(sweep_tick));
+	if (bpf_timer_start(&sw->timer, MOAT_CT_SWEEP_TICK_MS * 1000000ull, 0))
+		sw->armed = 0;
+}
+
+/* Puts a new flow (its original-direction key) on the ring and, while the
+ * ring is busy, one more in its owner's count (`owned`, what CT_FN(admit)()
+ * found: NULL for an owner without a count yet). */
+static __always_inline void CT_FN(charge)(const CT_KEY *key, __be32 owner, __u32 *owned)
+{
+	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
+	CT_SLOT *slot;
+	__u32 one = 1;
+	int counted;
+
+	if (!pos)
+		return;
+	counted = ct_ring_busy(pos);
+	slot = CT_FN(ring_at)(__sync_fetch_and_add(&pos->tail, 1));
+	if (!slot)
+		return;
+	slot->key = *key;
+	slot->owner = owner;
+	slot->counted = counted;
+	if (!counted)
+		return;
+	if (owned)
+		__sync_fetch_and_add(owned, 1);
+	else
+		bpf_map_update_elem(&ct_owned, &owner, &one, BPF_NOEXIST);
+	CT_FN(sweeper_arm)();
+}
+
+/*
+ * Whether `owner` may open a new flow now: 0 (and *owned set for the
+ * charge), or MOAT_DROP_CT_QUOTA when it holds its quota, MOAT_DROP_CT_FULL
+ * when the ring (so the table) is full. Called once per new flow, before
+ * its entries are made.
+ */
+static __always_inline int CT_FN(admit)(__be32 owner, __u32 **owned)
+{
+	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
+	__u32 *n;
+
+	*owned = NULL;
+	if (!pos)
+		return MOAT_DROP_CT_FULL;
+	if (!ct_ring_busy(pos))
+		return 0;
+	if (ct_ring_len(pos) >= MOAT_MAX_CT - MOAT_CT_SWEEP_GAP)
+		return MOAT_DROP_CT_FULL;
+	n = bpf_map_lookup_elem(&ct_owned, &owner);
+	if (n && *n >= MOAT_CT_FLOW_QUOTA)
+		return MOAT_DROP_CT_QUOTA;
+	*owned = n;
+	return 0;
+}
+
+static __always_inline void CT_FN(set_state)(CT_ENTRY *e, __u8 state, __u64 now)
+{
+	e->tcp_state = state;
+	e->expires_ns = now + CT_FN(timeout_ns)(e->xlated.proto, state);
+}
+
+/*
+ * Accounts a packet to its entry and follows TCP far enough to pick a
+ * timeout: a reply moves SYN_SENT to ESTABLISHED, FIN or RST to CLOSING, a
+ * fresh SYN on a closing flow (port reuse) back to SYN_SENT. State changes
+ * are written to both entries; the plain refresh only to this one.
+ */
+static __always_inline int CT_FN(is_orig)(const CT_ENTRY *e)
+{
+	return e->kind == MOAT_CT_DNAT || e->kind == MOAT_CT_SNAT || e->kind == MOAT_CT_TRACK;
+}
+
+/* Flow event for entry `e` (key `key`), wherever its partner is. */
+static __always_inline void CT_FN(event)(__u32 type, const CT_KEY *key,
+				     const CT_ENTRY *e, const CT_ENTRY *p,
+				     __u64 now)
+{
+	CT_KEY pk;
+
+	if (e->kind == MOAT_CT_TRACK) {
+		/* Its key is the original tuple, whichever way the packet went. */
+		CT_FN(flow_event)(type, &e->xlated, e, NULL, now);
+	} else if (CT_FN(is_orig)(e)) {
+		CT_FN(flow_event)(type, key, e, p, now);
+	} else if (p) {
+		CT_FN(reverse)(&e->xlated, &pk);
+		CT_FN(flow_event)(type, &pk, p, e, now);
+	}
+}
+
+static __always_inline void CT_FN(update)(CT_ENTRY *e, const CT_L4 *l4,
+				      __u32 len, __u64 now, int reply)
+{
+	__u8 state = e->tcp_state;
+	__u8 next = state;
+	CT_ENTRY *p = NULL;
+
+	reply |= e->kind == MOAT_CT_DNAT_REPLY || e->kind == MOAT_CT_SNAT_REPLY;
+	if (e->kind == MOAT_CT_TRACK && reply) {
+		e->reply_packets++;
+		e->reply_bytes += len;
+	} else {
+		e->packets++;
+		e->bytes += len;
+	}
+	if (l4->key.proto == IPPROTO_TCP) {
+		__u8 f = l4->tcp_flags;
+
+		if (f & (TCP_FLAG_RST | TCP_FLAG_FIN))
+			next = MOAT_TCP_CLOSING;
+		else if ((f & TCP_FLAG_SYN) && !(f & TCP_FLAG_ACK) && state == MOAT_TCP_CLOSING)
+			next = MOAT_TCP_SYN_SENT;
+		else if (reply && state == MOAT_TCP_SYN_SENT)
+			next = MOAT_TCP_ESTABLISHED;
+	}
+	if (next == state) {
+		e->expires_ns = now + CT_FN(timeout_ns)(l4->key.proto, state);
+		/* A live flow reports every few seconds, from one entry only. */
+		if (CT_FN(is_orig)(e) && now - e->reported_ns >= MOAT_EV_REPORT_INTERVAL_S * NSEC_PER_SEC) {
+			e->reported_ns = now;
+			if (e->kind != MOAT_CT_TRACK)
+				p = CT_FN(partner)(e);
+			CT_FN(event)(MOAT_EV_FLOW_UPDATE, &l4->key, e, p, now);
+		}
+		return;
+	}
+	CT_FN(set_state)(e, next, now);
+	if (e->kind != MOAT_CT_TRACK) {
+		p = CT_FN(partner)(e);
+		if (p)
+			CT_FN(set_state)(p, next, now);
+	}
+	if (next == MOAT_TCP_CLOSING)
+		CT_FN(event)(MOAT_EV_FLOW_END, &l4->key, e, p, now);
+}
+
+/*
+ * Only a SYN opens a TCP flow, and only an echo request an ICMP one. A
+ * segment from the middle of a connection moat does not track (one a
+ * policy change just cut, one older than the first policy), or an echo
+ * reply nobody asked for, is judged on its own and never becomes a flow:
+ * were it tracked, its peer's packets would pass as its replies, whatever
+ * the policy says of the peer's direction.
+ */
+static __always_inline int CT_FN(opens_flow)(const CT_L4 *l4)
+{
+	__u8 f = l4->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN);
+
+	if (l4->key.proto == IPPROTO_TCP)
+		return f == TCP_FLAG_SYN;
+	if (l4->key.proto == CT_ICMP)
+		return l4->icmp_type == CT_ICMP_ECHO;
+	return 1;
+}
+
+static __always_inline CT_ENTRY *CT_FN(scratch_entry)(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&CT_SCRATCH, &zero);
+}
+
+/*
+ * Creates both entries of a flow whose original tuple `orig` becomes
+ * `xlated`, and charges the flow to `at->owner` (unless taken over). With
+ * `claim`, the reply entry is written first and only if its key is free
+ * (BPF_NOEXIST), so two flows can never take one masquerade port; returns
+ * -EEXIST when it is taken, -E2BIG when the table is full. Without, a
+ * stale pair is overwritten. The caller asked CT_FN(admit)() first.
+ */
+static __always_inline int CT_FN(create)(const CT_KEY *orig,
+				     const CT_KEY *xlated,
+				     const struct ct_sites *at, __u8 kind, __u8 flags,
+				     __u32 container_id, int claim, __u64 now)
+{
+	__u8 state = orig->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
+	CT_ENTRY *e = CT_FN(scratch_entry)();
+	CT_KEY rkey;
+	struct moat_stats *s;
+
+	int err;
+
+	if (!e)
+		return -1;
+	/* The reply entry first, built in per-CPU scratch (two entries do
+	 * not fit on the BPF stack), then the original one over it. */
+	__builtin_memset(e, 0, sizeof(*e));
+	CT_FN(reverse)(orig, &e->xlated);
+	e->expires_ns = now + CT_FN(timeout_ns)(orig->proto, state);
+	e->created_ns = now;
+	e->reported_ns = now;
+	e->ifindex = at->reply_ifindex;
+	e->dir = at->reply_dir;
+	e->kind = kind + 1; /* MOAT_CT_DNAT -> _REPLY, MOAT_CT_SNAT -> _REPLY */
+	e->tcp_state = state;
+	e->flags = flags;
+	e->container_id = container_id;
+	e->policy_rev = at->rev;
+	e->rule_id = at->rule_id;
+	e->owner = at->owner;
+	CT_FN(reverse)(xlated, &rkey);
+	err = bpf_map_update_elem(&CT_MAP, &rkey, e, claim ? BPF_NOEXIST : BPF_ANY);
+	if (err)
+		return err;
+	e->xlated = *xlated;
+	e->ifindex = at->orig_ifindex;
+	e->dir = at->orig_dir;
+	e->kind = kind;
+	e->packets = 1;
+	e->bytes = at->len;
+	err = bpf_map_update_elem(&CT_MAP, orig, e, BPF_ANY);
+	if (err) {
+		bpf_map_delete_elem(&CT_MAP, &rkey);
+		return err;
+	}
+	if (!at->quiet)
+		CT_FN(charge)(orig, at->owner, at->owned);
+	if (!at->quiet && obs_on()) {
+		s = stats_slot(at->orig_slot, at->orig_dir);
+		if (s)
+			s->new_flows++;
+		CT_FN(flow_event)(MOAT_EV_FLOW_NEW, orig, e, NULL, now);
+	}
+	return 0;
+}
+
+/*
+ * An untranslated flow admitted by policy: one entry, keyed by the original
+ * tuple, found by the reply through the reversed tuple. Its "site" is the
+ * hook that admitted it, where its packets are accounted.
+ */
+static __always_inline int CT_FN(track)(const CT_KEY *key, __u32 ifindex, __u32 slot,
+				    __u8 dir, __u32 rev, __u32 rule_id, __u32 len,
+				    __be32 owner, __u32 *owned, __u64 now)
+{
+	__u8 state = key->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
+	CT_ENTRY *e = CT_FN(scratch_entry)();
+	struct moat_stats *s;
+	int err;
+
+	if (!e)
+		return -1;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->xlated = *key;
+	e->expires_ns = now + CT_FN(timeout_ns)(key->proto, state);
+	e->created_ns = now;
+	e->reported_ns = now;
+	e->ifindex = ifindex;
+	e->dir = dir;
+	e->kind = MOAT_CT_TRACK;
+	e->tcp_state = state;
+	e->policy_rev = rev;
+	e->rule_id = rule_id;
+	e->owner = owner;
+	e->packets = 1;
+	e->bytes = len;
+	err = bpf_map_update_elem(&CT_MAP, key, e, BPF_ANY);
+	if (err)
+		return err;
+	CT_FN(charge)(key, owner, owned);
+	if (obs_on()) {
+		s = stats_slot(slot, dir);
+		if (s)
+			s->new_flows++;
+		CT_FN(flow_event)(MOAT_EV_FLOW_NEW, key, e, NULL, now);
+	}
+	return 0;
+}
+
+/*
+ * A first fragment leaves its ports behind for the rest of its datagram; a
+ * later fragment picks them up and so belongs to its flow like any packet
+ * (its L4 header, and so its ports, are never rewritten: it has none).
+ * A later fragment that overtook its first one stays without ports.
+ */
+static __always_inline void CT_FN(frag_ports)(CT_L4 *l4)
+{
+	CT_FRAG_KEY k = {
+		.saddr = l4->key.saddr,
+		.daddr = l4->key.daddr,
+		.id = l4->ip_id,
+		.proto = l4->key.proto,
+	};
+	struct moat_frag_ports *v;
+
+	if (l4->fragment) {
+		v = bpf_map_lookup_elem(&CT_FRAGS, &k);
+		if (v) {
+			l4->key.sport = v->sport;
+			l4->key.dport = v->dport;
+			l4->has_ports = 1;
+		}
+	} else if (l4->more_frags && l4->has_ports) {
+		struct moat_frag_ports p = { .sport = l4->key.sport, .dport = l4->key.dport };
+
+		bpf_map_update_elem(&CT_FRAGS, &k, &p, BPF_ANY);
+	}
+}
+
+/* Whether entry `e` rewrites at this hook. Any uplink will do for an uplink
+ * entry: the route back to the world may leave through another one. */
+static __always_inline int CT_FN(rewrites_here)(const CT_ENTRY *e, __u32 ifindex, __u32 dir)
+{
+	if (e->dir != dir)
+		return 0;
+	return is_uplink_dir(dir) || e->ifindex == ifindex;
+}
+
+/*
+ * Whether the flow of orig-direction entry `e` has its replies rewritten at
+ * this very hook: a container dialling a published port gets the backend's
+ * replies translated back at its own veth. A packet here already in the
+ * translated form (from the address and port it dialled) was not rewritten
+ * here, so it is none of the flow's, whoever forged it (the host's own
+ * address): judged as new. A hairpin's replies are rewritten on the way
+ * out and come back here translated, as they should.
+ */
+static __always_inline int CT_FN(replies_rewritten_here)(const CT_ENTRY *e, __u32 ifindex,
+						     __u32 dir)
+{
+	return e->kind == MOAT_CT_DNAT && !(e->flags & MOAT_CT_F_HAIRPIN) &&
+	       e->ifindex == ifindex && e->dir == MOAT_DIR_FROM_CONTAINER &&
+	       dir == MOAT_DIR_TO_CONTAINER;
+}
+
