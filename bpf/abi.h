@@ -74,8 +74,7 @@ enum moat_dir {
 	  "an internal network's container talking beyond its network")           \
 	X(IPV6_NOT_ENABLED, 7, "ipv6-not-enabled",                                  \
 	  "IPv6 that moat does not carry: the attachment has no IPv6 address, or "  \
-	  "the peer is the world or a container under policy (IPv6 masquerade, "    \
-	  "published ports and policies are not enforced yet)")                    \
+	  "the uplink has none to masquerade it behind")                           \
 	X(UNSUPPORTED_L3, 8, "unsupported-protocol",                                \
 	  "ethertype other than IPv4, IPv6 or ARP (VLAN tags included)")           \
 	X(ROUTER_ADVERT, 9, "router-advertisement",                                 \
@@ -273,6 +272,9 @@ struct moat_container_net_key {
 struct moat_uplink {
 	__be32 ipv4;
 	__u32 stats_slot; /* as in moat_endpoint */
+	/* Its global IPv6 address, all zero when it has none: IPv6 of the
+	 * containers is then neither masqueraded nor published there. */
+	union moat_ip ipv6;
 };
 
 /*
@@ -426,10 +428,11 @@ struct moat_frag_ports {
  * IPv6 connection tracking: maps `ct6`, `ct6_ring`, `ct6_ring_pos`,
  * `frags6`, laid out as their IPv4 counterparts with 16-byte addresses
  * (IPv4's keys stay 4-byte: their lookups are the hot ones). One code
- * (lib/ct_impl.h) serves both families. The quota's owner is the
- * container's IPv4 address in both (moat gives every attachment one), so
- * a container's flows of both families count in one `ct_owned` quota.
- * For ICMPv6 echo, the identifier is the "port" as for ICMP.
+ * (lib/ct_impl.h) serves both families. An IPv6 flow's quota owner is its
+ * container's IPv6 address folded to 32 bits (the xor of its words): the
+ * uplink, which masquerades, knows no container's IPv4 address; so a
+ * container has a quota per family, each table its own. For ICMPv6 echo,
+ * the identifier is the "port" as for ICMP.
  */
 struct moat_ct6_key {
 	union moat_ip saddr;
@@ -560,7 +563,10 @@ struct moat_sock_rnat_val {
 enum moat_identity_reserved {
 	MOAT_ID_ANY = 0, /* wildcard peer in policy keys */
 	MOAT_ID_HOST = 1, /* the host: gateways, uplinks */
-	MOAT_ID_WORLD = 2, /* any address moat knows nothing about */
+	MOAT_ID_WORLD = 2, /* any IPv4 address moat knows nothing about */
+	/* Any such IPv6 address: 0.0.0.0/0 is not ::/0 (Kubernetes ipBlocks
+	 * match one family), so the unknown worlds are two identities. */
+	MOAT_ID_WORLD6 = 3,
 	MOAT_ID_FIRST_DYNAMIC = 256,
 };
 
@@ -699,7 +705,7 @@ MOAT_ABI_SIZE(moat_stats, 288);
 MOAT_ABI_SIZE(moat_publish_key, 8);
 MOAT_ABI_SIZE(moat_publish_val, 16);
 MOAT_ABI_SIZE(moat_container_net_key, 8);
-MOAT_ABI_SIZE(moat_uplink, 8);
+MOAT_ABI_SIZE(moat_uplink, 24);
 MOAT_ABI_SIZE(moat_ct_key, 16);
 MOAT_ABI_SIZE(moat_ct_reap_args, 24);
 MOAT_ABI_SIZE(moat_ct_entry, 96);

@@ -175,23 +175,17 @@ static __always_inline int link_peer_verdict(struct __sk_buff *skb, const struct
 /*
  * Isolation for IPv6 data, by the peer (destination from the container,
  * source to it), as for IPv4 (isolation.h): one LPM lookup in `addrs6`.
- * The world stays closed until moat masquerades IPv6 (NAT66). A peer on
- * the link (link-local, multicast) is judged where the packet arrives:
- * there the way it came tells the host from a container.
+ * The world is judged at the uplink as for IPv4 (masquerade, published
+ * ports, nothing else in). A peer on the link (link-local, multicast) is
+ * judged where the packet arrives: there the way it came tells the host
+ * from a container.
  */
 static __always_inline int ipv6_peer_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
 					     const union moat_ip *peer, __u32 dir)
 {
-	struct moat_addr_info *info;
-	int v;
-
 	if (ip_is_link_scope(peer))
 		return dir == MOAT_DIR_FROM_CONTAINER ? MOAT_PASS : link_peer_verdict(skb, ep);
-	info = addr6_lookup(peer);
-	v = isolation_verdict(ep, info);
-	if (!v && !info)
-		v = MOAT_DROP_IPV6_NOT_ENABLED;
-	return v;
+	return isolation_verdict(ep, addr_lookup6(*peer));
 }
 
 /*
@@ -262,8 +256,9 @@ static __noinline int ipv6_flow_verdict(struct __sk_buff *skb, const struct moat
 	if (l4->fragment || l4->more_frags)
 		ct6_frag_ports(l4);
 	if (l4->icmp_error) {
-		if (mine && ct6_error_related(skb, l4, dir, now))
-			return MOAT_PASS;
+		v = mine ? nat_icmp_error6(skb, l4, skb->ifindex, dir, now) : 0;
+		if (v)
+			return v < 0 ? v : MOAT_PASS;
 	} else if (tracked && (!l4->fragment || l4->has_ports)) {
 		v = ipv6_known_flow(skb, s, dir, rev, now);
 		if (v != MOAT_CONTINUE)
@@ -276,11 +271,11 @@ static __noinline int ipv6_flow_verdict(struct __sk_buff *skb, const struct moat
 	v = policy_verdict6(rev, &l4->key, &rule_id);
 	if (v || !tracked || l4->fragment || l4->icmp_error || !ct6_opens_flow(l4))
 		return v;
-	v = ct6_admit(ep->ipv4, &owned);
+	v = ct6_admit(ct6_owner_of(ep->ipv6), &owned);
 	if (v)
 		return v;
 	v = ct6_track(&l4->key, skb->ifindex, ep->stats_slot, dir, rev, rule_id, skb->len,
-		      ep->ipv4, owned, now);
+		      ct6_owner_of(ep->ipv6), owned, now);
 	return v ? ct_failed(v, MOAT_PASS) : MOAT_PASS;
 }
 
@@ -526,6 +521,33 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	return v ? ct_failed(v, MOAT_PASS) : MOAT_PASS;
 }
 
+/*
+ * IPv4 from its header on. A BPF-to-BPF call, not inlined: the IPv4 and
+ * IPv6 paths each have their own frame, and judge()'s, which both add to,
+ * stays small; the verifier's 512 bytes are per call chain.
+ */
+static __noinline int ipv4_judge(struct __sk_buff *skb, const struct moat_endpoint *ep, __u32 dir)
+{
+	struct l4_info l4;
+	struct iphdr *ip;
+	struct cursor c;
+
+	cursor_init(&c, skb);
+	if (!parse_eth(&c) || !(ip = parse_ipv4(&c)))
+		return MOAT_DROP_INVALID_PACKET;
+	if (dir == MOAT_DIR_FROM_CONTAINER && ip->saddr != ep->ipv4)
+		return MOAT_DROP_SPOOFED_SOURCE;
+	if (parse_l4(&c, skb, ip, &l4)) {
+		/* The L4 header is beyond the linear area: pull, re-read. */
+		if (pull_headers(skb))
+			return MOAT_DROP_INVALID_PACKET;
+		cursor_init(&c, skb);
+		if (!parse_eth(&c) || !(ip = parse_ipv4(&c)) || parse_l4(&c, skb, ip, &l4))
+			return MOAT_DROP_INVALID_PACKET;
+	}
+	return ipv4_verdict(skb, ep, &l4, dir);
+}
+
 /* Sets *slot to the attachment's counter slot and *net_flags to its
  * network's flags once the endpoint is known. */
 static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, __u32 *net_flags)
@@ -555,24 +577,8 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, 
 		return v;
 
 	switch (eth->h_proto) {
-	case bpf_htons(ETH_P_IP): {
-		struct iphdr *ip = parse_ipv4(&c);
-		struct l4_info l4;
-
-		if (!ip)
-			return MOAT_DROP_INVALID_PACKET;
-		if (dir == MOAT_DIR_FROM_CONTAINER && ip->saddr != ep->ipv4)
-			return MOAT_DROP_SPOOFED_SOURCE;
-		if (parse_l4(&c, skb, ip, &l4)) {
-			/* The L4 header is beyond the linear area: pull, re-read. */
-			if (pull_headers(skb))
-				return MOAT_DROP_INVALID_PACKET;
-			cursor_init(&c, skb);
-			if (!parse_eth(&c) || !(ip = parse_ipv4(&c)) || parse_l4(&c, skb, ip, &l4))
-				return MOAT_DROP_INVALID_PACKET;
-		}
-		return ipv4_verdict(skb, ep, &l4, dir);
-	}
+	case bpf_htons(ETH_P_IP):
+		return ipv4_judge(skb, ep, dir);
 	case bpf_htons(ETH_P_ARP): {
 		struct arp_eth_ipv4 *arp = parse_arp(&c);
 

@@ -11,6 +11,10 @@
  *   to_world:   TC egress. Replies from published containers get the
  *               published address back; containers' own connections are
  *               masqueraded behind the uplink's address.
+ *
+ * IPv4 and IPv6 alike (lib/world_impl.h, once per family): IPv6 is
+ * masqueraded behind the uplink's global IPv6 address (NAT66, as Docker
+ * does), or routed as it is where the network does not masquerade.
  */
 #include "lib/common.h"
 #include "lib/parse.h"
@@ -20,23 +24,17 @@
 #include "lib/policy.h"
 #include "lib/verdict.h"
 
-/* Parses up to the L4 header, pulling non-linear headers in once. */
-static __always_inline int uplink_parse(struct __sk_buff *skb, struct l4_info *l4, int *is_ipv4)
+/* Parses an IPv4 packet up to the L4 header, pulling non-linear headers in once. */
+static __always_inline int uplink_parse(struct __sk_buff *skb, struct l4_info *l4)
 {
 	struct cursor c;
-	struct ethhdr *eth;
 	struct iphdr *ip;
 	int pulled = 0;
 
 again:
 	cursor_init(&c, skb);
-	eth = parse_eth(&c);
-	if (!eth)
+	if (!parse_eth(&c))
 		return MOAT_DROP_INVALID_PACKET;
-	*is_ipv4 = eth->h_proto == bpf_htons(ETH_P_IP);
-	/* The host's own business (ARP; IPv6: world_ipv6_verdict()). */
-	if (!*is_ipv4)
-		return MOAT_PASS;
 	ip = parse_ipv4(&c);
 	if (!ip || parse_l4(&c, skb, ip, l4)) {
 		if (pulled++ || pull_headers(skb))
@@ -46,199 +44,106 @@ again:
 	return MOAT_PASS;
 }
 
+static __always_inline int ct_uplink_has_addr(const struct moat_uplink *up)
+{
+	return 1; /* every uplink has its IPv4 address (apply requires one) */
+}
+
+static __always_inline int ct6_uplink_has_addr(const struct moat_uplink *up)
+{
+	return !ip_is_zero(&up->ipv6);
+}
+
+#define CT_FAM 4
+#include "lib/world_impl.h"
+#undef CT_FAM
+#define CT_FAM 6
+#include "lib/world_impl.h"
+#undef CT_FAM
+
 /*
- * IPv6 from the world is the host's business, except what is addressed to
- * a container network's subnet: no IPv6 port is published yet, and no
- * container is reached from outside directly, as for IPv4.
+ * An IPv6 packet at an uplink, its extension headers walked as at a
+ * container's veth, into the per-CPU scratch (lib/maps.h). One moat cannot
+ * read is the host's own business, unless it comes from or goes to a
+ * container network: dropped there (the reason, else MOAT_PASS).
+ * MOAT_CONTINUE when s->l4 holds its tuple.
  */
-static __always_inline int world_ipv6_verdict(struct __sk_buff *skb)
+static __always_inline int uplink_parse6(struct __sk_buff *skb, struct v6_scratch *s, int from)
 {
 	struct moat_addr_info *info;
-	union moat_ip dst;
+	struct ipv6_ext x;
+	union moat_ip a;
+	__u32 end;
+	int v = 0;
 
-	if (skb->protocol != bpf_htons(ETH_P_IPV6))
-		return MOAT_PASS;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct ipv6hdr, daddr), &dst, sizeof(dst)))
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &s->inner, sizeof(s->inner)) || s->inner.version != 6)
 		return MOAT_DROP_INVALID_PACKET;
-	info = addr6_lookup(&dst);
-	return info && info->kind == MOAT_ADDR_SUBNET ? MOAT_DROP_NOT_PUBLISHED : MOAT_PASS;
+	end = ETH_HLEN + sizeof(s->inner) + bpf_ntohs(s->inner.payload_len);
+	if (end > skb->len)
+		v = MOAT_DROP_INVALID_PACKET;
+	else if (ipv6_walk_ext(skb, ETH_HLEN + sizeof(s->inner), s->inner.nexthdr, &x) ||
+		 x.l4_off > end)
+		v = MOAT_DROP_IPV6_EXT_HEADERS;
+	else if (parse_l4_6(skb, &s->inner, &x, end, &s->l4))
+		v = MOAT_DROP_INVALID_PACKET;
+	if (!v)
+		return MOAT_CONTINUE;
+	ip_set_v6(&a, from ? &s->inner.daddr : &s->inner.saddr);
+	info = addr_lookup6(a);
+	return info && info->kind == MOAT_ADDR_SUBNET ? v : MOAT_PASS;
 }
 
 /*
- * Parses the packet into *l4, then: what is not IPv4 passes; a packet of a
- * flow moat already tracks is rewritten here if its entry says so, passed
- * otherwise; ICMP errors go with the flow they quote. MOAT_CONTINUE for a
- * new flow, which the caller judges. On the way out, a flow that a
- * container's hook only tracked counts as new, and *tracked points to its
- * entry: masquerade takes it over.
+ * Each family and direction in a BPF-to-BPF call of its own: the program's
+ * frame stays small, and each path has the verifier's 512 bytes to itself
+ * (they are per call chain).
  */
-static __always_inline int uplink_tracked(struct __sk_buff *skb, struct l4_info *l4, __u32 dir,
-					  __u32 rev, __u64 now, struct moat_ct_entry **tracked)
+static __noinline int from_world_ipv6(struct __sk_buff *skb, __u32 slot)
 {
-	struct moat_ct_entry *e;
-	int is_ipv4, v;
+	struct v6_scratch *s = v6_scratch_get();
+	int v;
 
-	*tracked = NULL;
-	v = uplink_parse(skb, l4, &is_ipv4);
+	if (!s)
+		return MOAT_DROP_INVALID_PACKET;
+	v = uplink_parse6(skb, s, 1);
+	return v == MOAT_CONTINUE ? from_world_verdict6(skb, slot, &s->l4) : v;
+}
+
+static __noinline int to_world_ipv6(struct __sk_buff *skb, __u32 slot)
+{
+	struct v6_scratch *s = v6_scratch_get();
+	int v;
+
+	if (!s)
+		return MOAT_DROP_INVALID_PACKET;
+	v = uplink_parse6(skb, s, 0);
+	return v == MOAT_CONTINUE ? to_world_verdict6(skb, slot, &s->l4) : v;
+}
+
+static __noinline int uplink_ipv4(struct __sk_buff *skb, __u32 slot, __u32 dir)
+{
+	struct l4_info l4;
+	int v = uplink_parse(skb, &l4);
+
 	if (v != MOAT_PASS)
 		return v;
-	if (!is_ipv4)
-		return dir == MOAT_DIR_FROM_WORLD ? world_ipv6_verdict(skb) : MOAT_PASS;
-
-	if (l4->fragment || l4->more_frags)
-		ct_frag_ports(l4);
-	if (l4->icmp_error) {
-		v = nat_icmp_error(skb, l4, skb->ifindex, dir, now);
-		if (v)
-			return v < 0 ? v : MOAT_PASS;
-		return MOAT_CONTINUE;
-	}
-	if (l4->fragment && !l4->has_ports)
-		return MOAT_CONTINUE;
-	e = ct_lookup(&l4->key, now);
-	if (!e)
-		return MOAT_CONTINUE;
-	if (dir == MOAT_DIR_TO_WORLD && e->kind == MOAT_CT_TRACK) {
-		*tracked = e;
-		return MOAT_CONTINUE;
-	}
-	v = ct_recheck(&l4->key, e, rev);
-	if (v)
-		return v;
-	if (!ct_rewrites_here(e, skb->ifindex, dir))
-		return MOAT_PASS;
-	ct_update(e, l4, skb->len, now, 0);
-	return nat_rewrite(skb, l4, &e->xlated);
+	return dir == MOAT_DIR_FROM_WORLD ? from_world_verdict(skb, slot, &l4)
+					  : to_world_verdict(skb, slot, &l4);
 }
 
-/* `slot`: this uplink's counter slot, looked up once per packet by the caller. */
-static __always_inline int from_world_verdict(struct __sk_buff *skb, __u32 slot)
+/* The verdict at an uplink in `dir`; what is neither IPv4 nor IPv6 (ARP)
+ * is the host's business. */
+static __always_inline int uplink_verdict(struct __sk_buff *skb, __u32 slot, __u32 dir)
 {
-	__u32 ifindex = skb->ifindex;
-	__u64 now = bpf_ktime_get_ns();
-	__u32 rev = policy_current_rev();
-	struct moat_publish_val *pub;
-	struct moat_addr_info *info;
-	struct moat_ct_entry *tracked;
-	struct l4_info l4;
-	int v;
+	__be16 proto;
 
-	v = uplink_tracked(skb, &l4, MOAT_DIR_FROM_WORLD, rev, now, &tracked);
-	if (v != MOAT_CONTINUE)
-		return v;
-
-	/* The uplinks' and gateways' addresses are all in `addrs` as host ones. */
-	info = addr_lookup(l4.key.daddr);
-	if (is_host_addr(info) && !l4.fragment && l4.has_ports && l4.key.proto != IPPROTO_ICMP) {
-		pub = publish_lookup(l4.key.daddr, l4.key.dport, l4.key.proto);
-		if (pub && !ct_opens_flow(&l4))
-			return MOAT_DROP_NO_FLOW;
-		/* From the world, a container's or the host's own address is
-		 * forged: its replies would be delivered to that address. */
-		if (pub && addr_lookup(l4.key.saddr))
-			return MOAT_DROP_SPOOFED_SOURCE;
-		if (pub) {
-			struct ct_sites at = {
-				.orig_ifindex = ifindex,
-				.orig_slot = slot,
-				.orig_dir = MOAT_DIR_FROM_WORLD,
-				.reply_ifindex = ifindex,
-				.reply_dir = MOAT_DIR_TO_WORLD,
-				.rev = rev,
-				.owner = pub->backend_ip,
-			};
-			struct moat_ct_key t = l4.key;
-			__u32 rule_id;
-
-			/* Unlike Docker's, published ports obey policy, with the
-			 * client's real address as the peer (moby#22054). */
-			t.daddr = pub->backend_ip;
-			t.dport = pub->backend_port;
-			v = policy_verdict(rev, &t, &rule_id);
-			if (v)
-				return v;
-			at.rule_id = rule_id;
-			at.len = skb->len;
-			return nat_publish(skb, &l4, pub->backend_ip, pub, &at, 0, now);
-		}
-	}
-	/* Docker 28 closed this hole too: routed straight to a container. */
-	if (info && info->kind == MOAT_ADDR_SUBNET)
-		return MOAT_DROP_NOT_PUBLISHED;
-	return MOAT_PASS;
-}
-
-static __always_inline int to_world_verdict(struct __sk_buff *skb, __u32 slot)
-{
-	__u32 ifindex = skb->ifindex;
-	__u64 now = bpf_ktime_get_ns();
-	__u32 rev = policy_current_rev();
-	struct moat_addr_info *info;
-	struct moat_ct_entry *tracked;
-	struct moat_uplink *up;
-	struct l4_info l4;
-	int v;
-
-	v = uplink_tracked(skb, &l4, MOAT_DIR_TO_WORLD, rev, now, &tracked);
-	if (v != MOAT_CONTINUE)
-		return v;
-
-	info = addr_lookup(l4.key.saddr);
-	if (!info || info->kind != MOAT_ADDR_SUBNET)
-		return MOAT_PASS; /* the host's own traffic */
-	if (info->net_flags & MOAT_NET_F_INTERNAL)
-		return MOAT_DROP_INTERNAL_NETWORK;
-	/* A later fragment of a datagram whose first one was not seen. */
-	if (l4.fragment)
-		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_NAT_FAILED : MOAT_PASS;
-	/* A packet of no flow (policy changed since its container's hook
-	 * judged it, or the host sent it): judged here, as the first hook
-	 * that meets it, whether or not it can open a flow. */
-	if (!tracked && rev) {
-		__u32 rule_id;
-
-		v = policy_verdict(rev, &l4.key, &rule_id);
-		if (v)
-			return v;
-	}
-	/* A segment of a connection nobody tracks: a masquerade entry made
-	 * from it would let the world's segments in as its replies. */
-	if (!tracked && !ct_opens_flow(&l4))
-		return (info->net_flags & MOAT_NET_F_MASQUERADE) ? MOAT_DROP_NO_FLOW
-								 : MOAT_PASS;
-	if (!(info->net_flags & MOAT_NET_F_MASQUERADE)) {
-		/* Routed as it is, like Docker without masquerade; tracked all the
-		 * same, so that the replies are let in and nothing else is. */
-		struct ct_sites at = {
-			.orig_ifindex = ifindex,
-			.orig_slot = slot,
-			.orig_dir = MOAT_DIR_TO_WORLD,
-			.reply_ifindex = ifindex,
-			.reply_dir = MOAT_DIR_FROM_WORLD,
-			.rev = rev,
-			.rule_id = MOAT_RULE_NONE,
-			.len = skb->len,
-			.owner = l4.key.saddr,
-		};
-
-		if (tracked) {
-			at.rev = tracked->policy_rev;
-			at.rule_id = tracked->rule_id;
-			at.quiet = 1;
-		} else {
-			v = ct_admit(at.owner, &at.owned);
-			if (v)
-				return v;
-		}
-		v = ct_create(&l4.key, &l4.key, &at, MOAT_CT_SNAT, 0, 0, 0, now);
-		if (v)
-			return ct_failed(v, MOAT_DROP_NAT_FAILED);
+	if (bpf_skb_load_bytes(skb, offsetof(struct ethhdr, h_proto), &proto, sizeof(proto)))
+		return MOAT_DROP_INVALID_PACKET;
+	if (proto == bpf_htons(ETH_P_IP))
+		return uplink_ipv4(skb, slot, dir);
+	if (proto != bpf_htons(ETH_P_IPV6))
 		return MOAT_PASS;
-	}
-	up = bpf_map_lookup_elem(&uplinks, &ifindex);
-	if (!up)
-		return MOAT_DROP_UNKNOWN_ENDPOINT;
-	return nat_masquerade(skb, &l4, up, ifindex, rev, tracked, now);
+	return dir == MOAT_DIR_FROM_WORLD ? from_world_ipv6(skb, slot) : to_world_ipv6(skb, slot);
 }
 
 SEC("tc")
@@ -249,7 +154,7 @@ int from_world(struct __sk_buff *skb)
 	/* An interface with no uplink entry is judged by nobody: fail closed. */
 	if (!slot)
 		return finish(skb, MOAT_DIR_FROM_WORLD, 0, MOAT_DROP_UNKNOWN_ENDPOINT);
-	return finish(skb, MOAT_DIR_FROM_WORLD, slot, from_world_verdict(skb, slot));
+	return finish(skb, MOAT_DIR_FROM_WORLD, slot, uplink_verdict(skb, slot, MOAT_DIR_FROM_WORLD));
 }
 
 SEC("tc")
@@ -259,7 +164,7 @@ int to_world(struct __sk_buff *skb)
 
 	if (!slot)
 		return finish(skb, MOAT_DIR_TO_WORLD, 0, MOAT_DROP_UNKNOWN_ENDPOINT);
-	return finish(skb, MOAT_DIR_TO_WORLD, slot, to_world_verdict(skb, slot));
+	return finish(skb, MOAT_DIR_TO_WORLD, slot, uplink_verdict(skb, slot, MOAT_DIR_TO_WORLD));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -96,60 +96,22 @@ static __always_inline void ct6_ev_tuple(struct moat_event *ev, const struct moa
 	ev->xlated = (struct moat_ct_key){ .sport = x->sport, .dport = x->dport, .proto = x->proto };
 }
 
+/* Whose quota a flow of a container at `a` counts in. */
+static __always_inline __be32 ct_owner_of(__be32 a)
+{
+	return a;
+}
+
+static __always_inline __be32 ct6_owner_of(union moat_ip a)
+{
+	return ip_fold(&a);
+}
+
 #define CT_FAM 4
 #include "lib/ct_impl.h"
 #undef CT_FAM
 #define CT_FAM 6
 #include "lib/ct_impl.h"
 #undef CT_FAM
-
-/*
- * Whether ICMPv6 error `l4` is about a tracked flow (RELATED): the packet
- * it quotes (at l4_off + 8, every error type) is of a flow in `ct6`,
- * either direction. As for IPv4 (nat_icmp_error), the error must travel to
- * the quoted packet's source, and a container, which is no router, may
- * report only about a packet it received itself. A quote with extension
- * headers is nobody's flow here: the error is judged as a new packet.
- *
- * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
- * and the programs stay under the verifier's 512-byte frame limit.
- */
-static __noinline int ct6_error_related(struct __sk_buff *skb, const struct l4_info6 *l4,
-					__u32 dir, __u64 now)
-{
-	struct v6_scratch *s = v6_scratch_get();
-	struct moat_ct6_key *q;
-	__be16 ports[3];
-
-	if (!s)
-		return 0;
-	q = &s->quoted;
-	__builtin_memset(q, 0, sizeof(*q));
-	if (bpf_skb_load_bytes(skb, l4->l4_off + 8, &s->inner, sizeof(s->inner)) ||
-	    s->inner.version != 6 ||
-	    bpf_skb_load_bytes(skb, l4->l4_off + 8 + sizeof(s->inner), ports, sizeof(ports)))
-		return 0;
-	ip_set_v6(&q->saddr, &s->inner.saddr);
-	ip_set_v6(&q->daddr, &s->inner.daddr);
-	q->proto = s->inner.nexthdr;
-	if (q->proto == IPPROTO_TCP || q->proto == IPPROTO_UDP || q->proto == IPPROTO_SCTP) {
-		q->sport = ports[0];
-		q->dport = ports[1];
-	} else if (q->proto == IPPROTO_ICMPV6 && ((__u8 *)ports)[0] == ICMPV6_ECHO_REQUEST) {
-		q->sport = ports[2];
-	} else if (q->proto == IPPROTO_ICMPV6 && ((__u8 *)ports)[0] == ICMPV6_ECHO_REPLY) {
-		q->dport = ports[2];
-	} else {
-		return 0;
-	}
-	if (!ip_eq(&l4->key.daddr, &q->saddr))
-		return 0;
-	if (dir == MOAT_DIR_FROM_CONTAINER && !ip_eq(&l4->key.saddr, &q->daddr))
-		return 0;
-	if (ct6_lookup(q, now))
-		return 1;
-	ct6_reverse(q, &s->rkey);
-	return ct6_lookup(&s->rkey, now) != NULL;
-}
 
 #endif

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * ct_fam.h - the names one address family's connection tracking uses, for
- * the code written once for both (lib/ct_impl.h, lib/policy_impl.h): set CT_FAM to 4 or 6, then include this. No include
+ * the code written once for both (lib/ct_impl.h, lib/policy_impl.h,
+ * lib/nat_impl.h, lib/world_impl.h): set CT_FAM to 4 or 6, then include this. No include
  * guard, on purpose: each inclusion renames for its family. Cilium writes
  * its ct4 and ct6 twice by hand; here the copies are the preprocessor's.
  */
@@ -24,6 +25,12 @@
 #undef CT_LPM_KEY
 #undef CT_LPM_BITS
 #undef CT_IPCACHE_GENS
+#undef CT_ADDR_EQ
+#undef CT_WORLD_ID
+#undef CT_SADDR_OFF
+#undef CT_DADDR_OFF
+#undef CT_PUB_VAL
+#undef CT_UPLINK_ADDR
 
 #if CT_FAM == 4
 #define CT_KEY struct moat_ct_key
@@ -45,6 +52,12 @@
 #define CT_LPM_KEY struct moat_lpm_v4_key
 #define CT_LPM_BITS 32
 #define CT_IPCACHE_GENS ipcache_gens
+#define CT_ADDR_EQ(a, b) ((a) == (b))
+#define CT_WORLD_ID MOAT_ID_WORLD
+#define CT_SADDR_OFF 12 /* in the IP header */
+#define CT_DADDR_OFF 16
+#define CT_PUB_VAL struct moat_publish_val
+#define CT_UPLINK_ADDR(up) ((up)->ipv4)
 #elif CT_FAM == 6
 #define CT_KEY struct moat_ct6_key
 #define CT_ENTRY struct moat_ct6_entry
@@ -65,6 +78,12 @@
 #define CT_LPM_KEY struct moat_lpm_v6_key
 #define CT_LPM_BITS 128
 #define CT_IPCACHE_GENS ipcache6_gens
+#define CT_ADDR_EQ(a, b) ip_eq(&(a), &(b))
+#define CT_WORLD_ID MOAT_ID_WORLD6
+#define CT_SADDR_OFF 8
+#define CT_DADDR_OFF 24
+#define CT_PUB_VAL struct moat_publish6_val
+#define CT_UPLINK_ADDR(up) ((up)->ipv6)
 #else
 #error "CT_FAM must be 4 or 6"
 #endif

@@ -336,9 +336,9 @@ static __always_inline struct moat_addr_info *addr_lookup(__be32 addr)
 	return bpf_map_lookup_elem(&addrs, &key);
 }
 
-static __always_inline struct moat_addr_info *addr6_lookup(const union moat_ip *addr)
+static __always_inline struct moat_addr_info *addr_lookup6(union moat_ip addr)
 {
-	struct moat_lpm_v6_key key = { .prefixlen = 128, .addr = *addr };
+	struct moat_lpm_v6_key key = { .prefixlen = 128, .addr = addr };
 
 	return bpf_map_lookup_elem(&addrs6, &key);
 }
@@ -359,6 +359,19 @@ static __always_inline struct moat_publish_val *publish_lookup(__be32 addr, __be
 		return v;
 	k.host_ip = 0;
 	return bpf_map_lookup_elem(&publish, &k);
+}
+
+/* The same over IPv6 (`publish6`): the address's own, then [::]'s. */
+static __always_inline struct moat_publish6_val *publish_lookup6(union moat_ip addr, __be16 port,
+								 __u8 proto)
+{
+	struct moat_publish6_key k = { .host_ip = addr, .port = port, .proto = proto };
+	struct moat_publish6_val *v = bpf_map_lookup_elem(&publish6, &k);
+
+	if (v || ip_is_zero(&addr))
+		return v;
+	__builtin_memset(&k.host_ip, 0, sizeof(k.host_ip));
+	return bpf_map_lookup_elem(&publish6, &k);
 }
 
 #endif

@@ -27,6 +27,7 @@ static __always_inline __u32 l4_csum_off(__u8 proto)
 	case IPPROTO_UDP:
 		return 6;
 	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
 		return 2;
 	default:
 		return 0; /* SCTP's CRC32c skips the addresses; moat never moves its ports */
@@ -34,11 +35,11 @@ static __always_inline __u32 l4_csum_off(__u8 proto)
 }
 
 static __always_inline int rewrite_addr(struct __sk_buff *skb, const struct l4_info *l4,
-					__u32 field_off, __be32 from, __be32 to)
+					__u32 field_off, const __be32 *from, const __be32 *to)
 {
 	__u32 csum_off = l4_csum_off(l4->key.proto);
 
-	if (bpf_l3_csum_replace(skb, l4->l3_off + IP_CSUM_OFF, from, to, 4))
+	if (bpf_l3_csum_replace(skb, l4->l3_off + IP_CSUM_OFF, *from, *to, 4))
 		return -1;
 	/* ICMP has no pseudo-header; fragments carry no L4 header to fix. */
 	if (csum_off && l4->key.proto != IPPROTO_ICMP && !l4->fragment) {
@@ -46,140 +47,62 @@ static __always_inline int rewrite_addr(struct __sk_buff *skb, const struct l4_i
 
 		if (l4->key.proto == IPPROTO_UDP)
 			flags |= BPF_F_MARK_MANGLED_0;
-		if (bpf_l4_csum_replace(skb, l4->l4_off + csum_off, from, to, flags))
+		if (bpf_l4_csum_replace(skb, l4->l4_off + csum_off, *from, *to, flags))
 			return -1;
 	}
-	return bpf_skb_store_bytes(skb, l4->l3_off + field_off, &to, 4, 0);
+	return bpf_skb_store_bytes(skb, l4->l3_off + field_off, to, 4, 0);
 }
 
-static __always_inline int rewrite_port(struct __sk_buff *skb, const struct l4_info *l4,
-					__u32 field_off, __be16 from, __be16 to)
+/*
+ * IPv6 has no header checksum; TCP's, UDP's and ICMPv6's cover the address
+ * through their pseudo-header. One diff over the 16 bytes, applied in
+ * diff mode with BPF_F_IPV6: without it, on a CHECKSUM_COMPLETE skb the
+ * kernel would also move skb->csum, which is right only where an IPv4
+ * header checksum changes along (kernel 6.16+, upstream ead7f9b8de65).
+ */
+static __always_inline int rewrite_addr6(struct __sk_buff *skb, const struct l4_info6 *l4,
+					 __u32 field_off, const union moat_ip *from,
+					 const union moat_ip *to)
 {
 	__u32 csum_off = l4_csum_off(l4->key.proto);
+	__s64 diff;
+
+	if (csum_off && !l4->fragment) {
+		__u64 flags = BPF_F_PSEUDO_HDR | BPF_F_IPV6;
+
+		diff = bpf_csum_diff((__be32 *)from->w, 16, (__be32 *)to->w, 16, 0);
+		if (diff < 0)
+			return -1;
+		if (l4->key.proto == IPPROTO_UDP)
+			flags |= BPF_F_MARK_MANGLED_0;
+		if (bpf_l4_csum_replace(skb, l4->l4_off + csum_off, 0, diff, flags))
+			return -1;
+	}
+	return bpf_skb_store_bytes(skb, l4->l3_off + field_off, to, 16, 0);
+}
+
+static __always_inline int rewrite_port(struct __sk_buff *skb, __u8 proto, __u32 l4_off,
+					__u32 field_off, __be16 from, __be16 to)
+{
+	__u32 csum_off = l4_csum_off(proto);
 
 	if (csum_off) {
 		__u64 flags = 2;
 
-		if (l4->key.proto == IPPROTO_UDP)
+		if (proto == IPPROTO_UDP)
 			flags |= BPF_F_MARK_MANGLED_0;
-		if (bpf_l4_csum_replace(skb, l4->l4_off + csum_off, from, to, flags))
+		if (bpf_l4_csum_replace(skb, l4_off + csum_off, from, to, flags))
 			return -1;
 	}
-	return bpf_skb_store_bytes(skb, l4->l4_off + field_off, &to, 2, 0);
+	return bpf_skb_store_bytes(skb, l4_off + field_off, &to, 2, 0);
 }
 
-/*
- * Turns the packet's tuple (l4->key) into `to`, touching only what differs.
- * For ICMP echo the identifier plays both ports. Returns 0 or a drop reason.
- */
-static __always_inline int nat_rewrite(struct __sk_buff *skb, const struct l4_info *l4,
-				       const struct moat_ct_key *to)
-{
-	const struct moat_ct_key *from = &l4->key;
-
-	if (from->saddr != to->saddr && rewrite_addr(skb, l4, IP_SADDR_OFF, from->saddr, to->saddr))
-		return MOAT_DROP_NAT_FAILED;
-	if (from->daddr != to->daddr && rewrite_addr(skb, l4, IP_DADDR_OFF, from->daddr, to->daddr))
-		return MOAT_DROP_NAT_FAILED;
-	if (l4->fragment || !l4->has_ports)
-		return MOAT_PASS;
-	if (from->proto == IPPROTO_ICMP) {
-		/* The echo id: a request's source side, a reply's destination. */
-		__be16 id = from->sport | from->dport, new_id = to->sport | to->dport;
-
-		if (id != new_id && rewrite_port(skb, l4, 4, id, new_id))
-			return MOAT_DROP_NAT_FAILED;
-		return MOAT_PASS;
-	}
-	if (from->sport != to->sport && rewrite_port(skb, l4, 0, from->sport, to->sport))
-		return MOAT_DROP_NAT_FAILED;
-	if (from->dport != to->dport && rewrite_port(skb, l4, 2, from->dport, to->dport))
-		return MOAT_DROP_NAT_FAILED;
-	return MOAT_PASS;
-}
-
-/*
- * A new flow to a published port: creates its entries and rewrites the
- * packet towards `backend_ip` (the container's address the client can
- * reach most directly). `hairpin` also moves the source to the address the client dialled,
- * so the container answers through moat instead of to itself.
- */
-static __always_inline int nat_publish(struct __sk_buff *skb, const struct l4_info *l4,
-				       __be32 backend_ip, const struct moat_publish_val *pub,
-				       struct ct_sites *at, int hairpin, __u64 now)
-{
-	struct moat_ct_key xl = l4->key;
-	int v;
-
-	xl.daddr = backend_ip;
-	xl.dport = pub->backend_port;
-	if (hairpin)
-		xl.saddr = l4->key.daddr;
-	v = ct_admit(at->owner, &at->owned);
-	if (v)
-		return v;
-	v = ct_create(&l4->key, &xl, at, MOAT_CT_DNAT, hairpin ? MOAT_CT_F_HAIRPIN : 0,
-		      pub->container_id, 0, now);
-	if (v)
-		return ct_failed(v, MOAT_DROP_NAT_FAILED);
-	return nat_rewrite(skb, l4, &xl);
-}
-
-/*
- * A new flow from a container to the world: picks a free source port (an
- * echo id for ping) on the uplink address, above the host's ephemeral
- * range, starting at a random point so flows spread over the range.
- * `tracked`: the entry the container's hook made when policy admitted the
- * flow; the NAT pair replaces it and inherits its rule, revision and report.
- */
-static __always_inline int nat_masquerade(struct __sk_buff *skb, const struct l4_info *l4,
-					  const struct moat_uplink *up, __u32 ifindex, __u32 rev,
-					  const struct moat_ct_entry *tracked, __u64 now)
-{
-	struct ct_sites at = {
-		.orig_ifindex = ifindex,
-		.orig_slot = up->stats_slot,
-		.orig_dir = MOAT_DIR_TO_WORLD,
-		.reply_ifindex = ifindex,
-		.reply_dir = MOAT_DIR_FROM_WORLD,
-		.rev = tracked ? tracked->policy_rev : rev,
-		.rule_id = tracked ? tracked->rule_id : MOAT_RULE_NONE,
-		.len = skb->len,
-		.quiet = tracked != NULL,
-		.owner = l4->key.saddr,
-	};
-	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
-	__u32 start = bpf_get_prandom_u32();
-	struct moat_ct_key xl = l4->key;
-	int i, v;
-
-	if (!tracked) {
-		v = ct_admit(at.owner, &at.owned);
-		if (v)
-			return v;
-	}
-	xl.saddr = up->ipv4;
-	if (!l4->has_ports || l4->key.proto == IPPROTO_SCTP) {
-		/* Without ports only the addresses tell flows apart; SCTP keeps
-		 * its port, as a new one would need the whole CRC32c again. */
-		v = ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
-		if (v)
-			return ct_failed(v, MOAT_DROP_NAT_NO_PORT);
-		return nat_rewrite(skb, l4, &xl);
-	}
-#pragma clang loop unroll(disable)
-	for (i = 0; i < MOAT_NAT_PORT_TRIES; i++) {
-		__be16 port = bpf_htons(MOAT_NAT_PORT_MIN + (start + i) % range);
-
-		xl.sport = port; /* for an echo request, its id */
-		v = ct_create(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
-		if (!v)
-			return nat_rewrite(skb, l4, &xl);
-		if (v == -E2BIG)
-			return MOAT_DROP_CT_FULL;
-	}
-	return MOAT_DROP_NAT_NO_PORT;
-}
+#define CT_FAM 4
+#include "lib/nat_impl.h"
+#undef CT_FAM
+#define CT_FAM 6
+#include "lib/nat_impl.h"
+#undef CT_FAM
 
 /*
  * A container reaching its own published port: after the rewrite the packet
@@ -315,10 +238,126 @@ static __noinline int nat_icmp_error(struct __sk_buff *skb, const struct l4_info
 	 * whoever of the two endpoints sent it speaks with the translated
 	 * address. */
 	if (quoted.saddr != want.saddr &&
-	    rewrite_addr(skb, l4, IP_DADDR_OFF, l4->key.daddr, want.saddr))
+	    rewrite_addr(skb, l4, IP_DADDR_OFF, &l4->key.daddr, &want.saddr))
 		return MOAT_DROP_NAT_FAILED;
 	if (l4->key.saddr == quoted.daddr && quoted.daddr != want.daddr &&
-	    rewrite_addr(skb, l4, IP_SADDR_OFF, l4->key.saddr, want.daddr))
+	    rewrite_addr(skb, l4, IP_SADDR_OFF, &l4->key.saddr, &want.daddr))
+		return MOAT_DROP_NAT_FAILED;
+	return 1;
+}
+
+/*
+ * Reads the packet an ICMPv6 error `l4` quotes (at l4_off + 8, for every
+ * error type) into s->quoted: its addresses, and its ports or echo
+ * identifier. -1 for a quote moat follows no flow of: one with extension
+ * headers, or of another protocol.
+ */
+static __always_inline int quote6_read(struct __sk_buff *skb, const struct l4_info6 *l4,
+				       struct v6_scratch *s)
+{
+	struct moat_ct6_key *q = &s->quoted;
+	__be16 ports[3];
+
+	__builtin_memset(q, 0, sizeof(*q));
+	if (bpf_skb_load_bytes(skb, l4->l4_off + 8, &s->inner, sizeof(s->inner)) ||
+	    s->inner.version != 6 ||
+	    bpf_skb_load_bytes(skb, l4->l4_off + 8 + sizeof(s->inner), ports, sizeof(ports)))
+		return -1;
+	ip_set_v6(&q->saddr, &s->inner.saddr);
+	ip_set_v6(&q->daddr, &s->inner.daddr);
+	q->proto = s->inner.nexthdr;
+	if (q->proto == IPPROTO_TCP || q->proto == IPPROTO_UDP) {
+		q->sport = ports[0];
+		q->dport = ports[1];
+	} else if (q->proto == IPPROTO_ICMPV6 && ((__u8 *)ports)[0] == ICMPV6_ECHO_REQUEST) {
+		q->sport = ports[2];
+	} else if (q->proto == IPPROTO_ICMPV6 && ((__u8 *)ports)[0] == ICMPV6_ECHO_REPLY) {
+		q->dport = ports[2];
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The quoted packet's addresses and ports (echo id) become `want`'s. The
+ * outer ICMPv6 checksum covers them as payload: one diff over what
+ * changed, without the pseudo-header flag. The quoted L4 checksum is left
+ * as it was, as for IPv4.
+ */
+static __always_inline int quote6_rewrite(struct __sk_buff *skb, const struct l4_info6 *l4,
+					  const struct moat_ct6_key *q,
+					  const struct moat_ct6_key *want)
+{
+	__u32 in3 = l4->l4_off + 8, in4 = in3 + sizeof(struct ipv6hdr);
+	__be32 old_ports = 0, new_ports = 0;
+	__u32 at = in4, len = 4;
+	__s64 diff;
+
+	if (q->proto == IPPROTO_ICMPV6) {
+		/* The id alone, at an even offset as in the packet. */
+		*(__be16 *)&old_ports = q->sport | q->dport;
+		*(__be16 *)&new_ports = want->sport | want->dport;
+		at = in4 + 4;
+		len = 2;
+	} else {
+		__builtin_memcpy(&old_ports, &q->sport, 4);
+		__builtin_memcpy(&new_ports, &want->sport, 4);
+	}
+	diff = bpf_csum_diff((__be32 *)q, 32, (__be32 *)want, 32, 0);
+	if (diff >= 0)
+		diff = bpf_csum_diff(&old_ports, 4, &new_ports, 4, diff);
+	if (diff < 0 || bpf_l4_csum_replace(skb, l4->l4_off + 2, 0, diff, 0) ||
+	    bpf_skb_store_bytes(skb, in3 + 8, want, 32, 0) ||
+	    bpf_skb_store_bytes(skb, at, &new_ports, len, 0))
+		return -1;
+	return 0;
+}
+
+/*
+ * nat_icmp_error() for IPv6: an ICMPv6 error about a tracked flow is part
+ * of it, and about a translated one (masquerade, published ports) it is
+ * translated like the flow's packets: the quote, then the outer address on
+ * the flow's side. Same rules: it travels to the quoted packet's source, a
+ * container reports only about what it received, and at an uplink only
+ * the uplink's own entries count. The 40-byte keys live in the per-CPU
+ * scratch (lib/maps.h).
+ *
+ * A BPF-to-BPF call, not inlined: each call frame keeps its own stack
+ * and the programs stay under the verifier's 512-byte frame limit.
+ */
+static __noinline int nat_icmp_error6(struct __sk_buff *skb, const struct l4_info6 *l4,
+				      __u32 ifindex, __u32 dir, __u64 now)
+{
+	struct v6_scratch *s = v6_scratch_get();
+	struct moat_ct6_entry *e;
+	struct moat_ct6_key *q;
+
+	if (!s || quote6_read(skb, l4, s))
+		return 0;
+	q = &s->quoted;
+	if (!ip_eq(&l4->key.daddr, &q->saddr))
+		return 0;
+	if (dir == MOAT_DIR_FROM_CONTAINER && !ip_eq(&l4->key.saddr, &q->daddr))
+		return 0;
+	ct6_reverse(q, &s->rkey);
+	e = ct6_lookup(&s->rkey, now);
+	if (is_uplink_dir(dir) && (!e || e->dir != dir))
+		return 0;
+	if (!e) {
+		e = ct6_lookup(q, now);
+		return e && e->kind == MOAT_CT_TRACK;
+	}
+	if (!ct6_rewrites_here(e, ifindex, dir))
+		return 1;
+	ct6_reverse(&e->xlated, &s->rkey); /* what the quote becomes */
+	if (quote6_rewrite(skb, l4, q, &s->rkey))
+		return MOAT_DROP_NAT_FAILED;
+	if (!ip_eq(&q->saddr, &s->rkey.saddr) &&
+	    rewrite_addr6(skb, l4, 24, &l4->key.daddr, &s->rkey.saddr))
+		return MOAT_DROP_NAT_FAILED;
+	if (ip_eq(&l4->key.saddr, &q->daddr) && !ip_eq(&q->daddr, &s->rkey.daddr) &&
+	    rewrite_addr6(skb, l4, 8, &l4->key.saddr, &s->rkey.daddr))
 		return MOAT_DROP_NAT_FAILED;
 	return 1;
 }

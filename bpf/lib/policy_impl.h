@@ -17,7 +17,7 @@ static __always_inline void CT_V(ipcache_get)(void *ipcache, CT_ADDR addr,
 	if (v) {
 		*out = *v;
 	} else {
-		out->identity = MOAT_ID_WORLD;
+		out->identity = CT_WORLD_ID;
 		out->flags = 0;
 	}
 }

@@ -229,8 +229,35 @@ void add_host_addr(const Skeleton<endpoint_bpf>& skel, in_addr_t addr) {
     fail("addrs update", errno);
 }
 
-void add_uplink(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, in_addr_t ipv4) {
-  const moat_uplink up = {.ipv4 = ipv4, .stats_slot = stats_slot_of(ifindex)};
+void add_host_addr6(const Skeleton<endpoint_bpf>& skel, const char* addr) {
+  moat_lpm_v6_key key = {.prefixlen = 128, .addr = {}};
+  const in6_addr a = pkt::ip6(addr);
+  std::memcpy(key.addr.b, &a, 16);
+  const moat_addr_info info = {.net_id = 0, .kind = MOAT_ADDR_HOST, .net_flags = 0};
+  if (bpf_map__update_elem(skel->maps.addrs6, &key, sizeof key, &info, sizeof info, BPF_ANY))
+    fail("addrs6 update", errno);
+}
+
+void add_publish6(const Skeleton<endpoint_bpf>& skel, const char* host_ip, uint16_t port,
+                  uint8_t proto, const char* backend, uint16_t backend_port,
+                  uint32_t container_id, uint32_t net_id) {
+  moat_publish6_key k = {.host_ip = {}, .port = htons(port), .proto = proto, .pad = 0};
+  moat_publish6_val v = {.backend_ip = {}, .backend_port = htons(backend_port), .pad = 0,
+                         .container_id = container_id, .net_id = net_id};
+  const in6_addr h = pkt::ip6(host_ip), b = pkt::ip6(backend);
+  std::memcpy(k.host_ip.b, &h, 16);
+  std::memcpy(v.backend_ip.b, &b, 16);
+  if (bpf_map__update_elem(skel->maps.publish6, &k, sizeof k, &v, sizeof v, BPF_ANY))
+    fail("publish6 update", errno);
+}
+
+void add_uplink(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, in_addr_t ipv4,
+                const char* ipv6) {
+  moat_uplink up = {.ipv4 = ipv4, .stats_slot = stats_slot_of(ifindex), .ipv6 = {}};
+  if (ipv6) {
+    const in6_addr a = pkt::ip6(ipv6);
+    std::memcpy(up.ipv6.b, &a, 16);
+  }
   if (bpf_map__update_elem(skel->maps.uplinks, &ifindex, sizeof ifindex, &up, sizeof up, BPF_ANY))
     fail("uplinks update", errno);
   if (ifindex < MOAT_UPLINK_SLOTS_IFINDEX &&
@@ -420,8 +447,23 @@ uint64_t monotonic_ns() {
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
+namespace {
+RunResult run_with(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
+                   uint32_t mark, uint32_t ingress_ifindex, uint32_t flags);
+}  // namespace
+
 RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
               uint32_t mark, uint32_t ingress_ifindex) {
+  return run_with(prog, ifindex, frame, repeat, mark, ingress_ifindex, 0);
+}
+
+RunResult run_complete(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame) {
+  return run_with(prog, ifindex, frame, 1, 0, 0, BPF_F_TEST_SKB_CHECKSUM_COMPLETE);
+}
+
+namespace {
+RunResult run_with(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
+                   uint32_t mark, uint32_t ingress_ifindex, uint32_t flags) {
   // Only ifindex, ingress_ifindex and mark are set: the kernel places
   // ifindex in skb->ifindex (it must name a device in our netns), takes
   // ingress_ifindex as is, and requires the fields it does not support
@@ -446,6 +488,7 @@ RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame
   opts.ctx_out = &ctx_out;
   opts.ctx_size_out = sizeof ctx_out;
   opts.repeat = repeat;
+  opts.flags = flags;
   if (bpf_prog_test_run_opts(bpf_program__fd(prog), &opts)) {
     r.err = errno;
     r.out.clear();
@@ -457,6 +500,7 @@ RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame
   r.mark = ctx_out.mark;
   return r;
 }
+}  // namespace
 
 std::string reason_name(unsigned slot) {
   switch (slot) {

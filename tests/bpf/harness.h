@@ -104,8 +104,15 @@ uint32_t stats_slot_of(uint32_t ifindex);
 void add_endpoint(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, const Network& net, in_addr_t ip);
 // Another host address (an uplink's): a /32 HOST entry in `addrs`.
 void add_host_addr(const Skeleton<endpoint_bpf>& skel, in_addr_t addr);
-// Interface `ifindex` as an uplink masquerading behind `ipv4`.
-void add_uplink(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, in_addr_t ipv4);
+// Interface `ifindex` as an uplink masquerading behind `ipv4` (and `ipv6`).
+void add_uplink(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, in_addr_t ipv4,
+                const char* ipv6 = nullptr);
+// An IPv6 host address (an uplink's): a /128 HOST entry in `addrs6`.
+void add_host_addr6(const Skeleton<endpoint_bpf>& skel, const char* addr);
+// A published port over IPv6 (host_ip "::": every host IPv6 address).
+void add_publish6(const Skeleton<endpoint_bpf>& skel, const char* host_ip, uint16_t port,
+                  uint8_t proto, const char* backend, uint16_t backend_port,
+                  uint32_t container_id, uint32_t net_id);
 
 // A published port: host_ip:port/proto (host_ip 0: every host address).
 struct Publish {
@@ -186,6 +193,10 @@ struct RunResult {
 // Does not throw: some frames are refused by the kernel (see err).
 RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat = 1,
               uint32_t mark = 0, uint32_t ingress_ifindex = 0);
+// The same on a CHECKSUM_COMPLETE skb (BPF_F_TEST_SKB_CHECKSUM_COMPLETE): the
+// kernel refuses the run with EBADMSG when the program leaves skb->csum
+// stale, as a rewrite with the wrong checksum helper flags would.
+RunResult run_complete(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame);
 
 // The expected TC action of one run and, for a drop, its counter slot
 // (= -moat_verdict, 0 for a pass or redirect).

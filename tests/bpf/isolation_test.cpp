@@ -678,8 +678,8 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
       {"E->the world", FROM, 'E', udp6(E6, WORLD6), drop(MOAT_DROP_INTERNAL_NETWORK)},
       {"the world->E, to E", TO, 'E', udp6(WORLD6, E6), drop(MOAT_DROP_INTERNAL_NETWORK)},
       // The world: no IPv6 masquerade or published ports yet.
-      {"A->the world", FROM, 'A', tcp6(A6, WORLD6), drop(MOAT_DROP_IPV6_NOT_ENABLED)},
-      {"the world->A, to A", TO, 'A', tcp6(WORLD6, A6), drop(MOAT_DROP_IPV6_NOT_ENABLED)},
+      {"A->the world: judged at the uplink (masquerade)", FROM, 'A', tcp6(A6, WORLD6), pass},
+      {"the world->A, to A: the uplink let it in", TO, 'A', tcp6(WORLD6, A6), pass},
       // Spoofing.
       {"A sends as B", FROM, 'A', udp6(B6, C6), drop(MOAT_DROP_SPOOFED_SOURCE)},
       {"A sends as an unused address", FROM, 'A', udp6("fd00:1::99", B6),

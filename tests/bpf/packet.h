@@ -281,7 +281,27 @@ struct Ip6 {
   in6_addr dst{};
   uint8_t next = IPPROTO_ICMPV6;
   uint8_t hop_limit = 255;
+  // Fill in the checksum of a TCP, UDP or ICMPv6 payload right after the
+  // fixed header: all three cover the pseudo header (RFC 8200 8.1).
+  bool l4_checksum = false;
 };
+
+namespace detail {
+inline size_t l6_csum_off(uint8_t next) {
+  return next == IPPROTO_TCP ? 16 : next == IPPROTO_UDP ? 6 : next == IPPROTO_ICMPV6 ? 2 : 0;
+}
+// The IPv6 pseudo header of an upper-layer packet of `len` bytes.
+inline Bytes pseudo6(const uint8_t* src, const uint8_t* dst, uint8_t next, size_t len) {
+  Bytes b(src, src + 16);
+  b.insert(b.end(), dst, dst + 16);
+  put16(b, uint16_t(len >> 16));
+  put16(b, uint16_t(len));
+  put16(b, 0);
+  put8(b, 0);
+  put8(b, next);
+  return b;
+}
+}  // namespace detail
 
 inline Bytes ipv6(const Ip6& h, std::span<const uint8_t> payload) {
   Bytes b;
@@ -293,6 +313,19 @@ inline Bytes ipv6(const Ip6& h, std::span<const uint8_t> payload) {
   detail::put_raw(b, &h.src, 16);
   detail::put_raw(b, &h.dst, 16);
   detail::append(b, payload);
+  if (h.l4_checksum) {
+    const size_t off = detail::l6_csum_off(h.next);
+    if (!off || payload.size() < off + 2)
+      throw std::invalid_argument("ipv6(): no L4 checksum for this payload");
+    std::span<uint8_t> l4(b.begin() + 40, b.end());
+    l4[off] = l4[off + 1] = 0;
+    Bytes summed = detail::pseudo6(&b[8], &b[24], h.next, l4.size());
+    detail::append(summed, l4);
+    uint16_t sum = inet_checksum(summed);
+    if (h.next == IPPROTO_UDP && sum == 0) sum = 0xffff;
+    l4[off] = uint8_t(sum >> 8);
+    l4[off + 1] = uint8_t(sum);
+  }
   return b;
 }
 
@@ -333,9 +366,31 @@ inline bool ipv4_header_ok(std::span<const uint8_t> ip, std::string& why, const 
 // the L4 checksum (TCP and UDP with their pseudo header, a UDP checksum of 0
 // accepted as "none"; ICMP over the message, and for ICMP errors also the
 // quoted IPv4 header's checksum). Returns "" when all are right, else what is
-// wrong. Frames that are not IPv4, and fragments' L4, are not checked.
+// wrong. Fragments' L4 is not checked. IPv6 (checksum_errors6): the
+// TCP, UDP or ICMPv6 checksum right after the fixed header, with the
+// pseudo header; an ICMPv6 error's quote is payload to it.
+inline std::string checksum_errors6(std::span<const uint8_t> ip) {
+  if (ip.size() < 40) return "IPv6 header missing; ";
+  const size_t len = size_t(ip[4]) << 8 | ip[5];
+  if (40 + len > ip.size()) return "IPv6 payload length bad; ";
+  const uint8_t next = ip[6];
+  const size_t off = detail::l6_csum_off(next);
+  if (!off) return "";  // extension headers, or a protocol without a checksum
+  const std::span<const uint8_t> l4 = ip.subspan(40, len);
+  if (l4.size() < off + 2) return "L4 header missing; ";
+  if (next == IPPROTO_UDP && l4[6] == 0 && l4[7] == 0) return "UDP over IPv6 without checksum; ";
+  if (detail::add_words(detail::add_words(0, detail::pseudo6(&ip[8], &ip[24], next, l4.size())),
+                        l4) != 0xffff)
+    return next == IPPROTO_TCP ? "TCP checksum bad; "
+           : next == IPPROTO_UDP ? "UDP checksum bad; "
+                                 : "ICMPv6 checksum bad; ";
+  return "";
+}
+
 inline std::string checksum_errors(std::span<const uint8_t> frame) {
   std::string why;
+  if (frame.size() >= 14 && frame[12] == 0x86 && frame[13] == 0xdd)
+    return checksum_errors6(frame.subspan(14));
   if (frame.size() < 14 || frame[12] != 0x08 || frame[13] != 0x00) return why;
   const std::span<const uint8_t> ip = frame.subspan(14);
   if (!detail::ipv4_header_ok(ip, why, "outer")) return why;

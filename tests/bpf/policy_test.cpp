@@ -739,7 +739,8 @@ TEST_F(Policy, IcmpErrorToTheInitiatorOfATrackedFlowIsRelated) {
 // ---- IPv6: the same policies, the same identities ------------------------------------
 
 Bytes ip6_frame(const char* s, const char* d, uint8_t next, const Bytes& payload) {
-  return eth(ETH_P_IPV6, ipv6({.src = ip6(s), .dst = ip6(d), .next = next, .hop_limit = 64},
+  return eth(ETH_P_IPV6, ipv6({.src = ip6(s), .dst = ip6(d), .next = next, .hop_limit = 64,
+                               .l4_checksum = next != IPPROTO_FRAGMENT},
                               payload));
 }
 Bytes tcp6(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kSyn) {
@@ -797,11 +798,15 @@ class Policy6 : public Policy {
     EXPECT_EQ(e->dir, dir);
     EXPECT_EQ(e->tcp_state, state);
     EXPECT_EQ(e->policy_rev, rev);
-    EXPECT_EQ(e->owner, ip4(std::string(dev) == A   ? WEB
-                            : std::string(dev) == B ? DB
-                            : std::string(dev) == Cd ? CLIENT
-                                                     : OPEN))
-        << "the quota's owner is the container's IPv4 address";
+    const char* own6 = std::string(dev) == A    ? WEB6
+                       : std::string(dev) == B  ? DB6
+                       : std::string(dev) == Cd ? CLIENT6
+                                                : OPEN6;
+    uint32_t w[4];
+    const in6_addr a = ip6(own6);
+    std::memcpy(w, &a, 16);
+    EXPECT_EQ(e->owner, w[0] ^ w[1] ^ w[2] ^ w[3])
+        << "an IPv6 flow counts in its container's IPv6 quota (the address folded)";
   }
   // A new flow at both hooks that may meet it first, each with an empty ct.
   void check_flow6(const Flow& f) {
@@ -850,12 +855,13 @@ TEST_F(Policy6, IngressAndEgressRulesJudgeIpv6AsIpv4) {
     check_flow6(f);
 }
 
-TEST_F(Policy6, TheWorldStaysClosedOverIpv6) {
-  // Before policy: no IPv6 masquerade yet, so no IPv6 world at all.
-  check("open6 -> 2001:db8::8, no policy selects open", Hook::FromContainer, D,
-        tcp6(OPEN6, 40000, WORLD6, 443), drop(MOAT_DROP_IPV6_NOT_ENABLED), 0);
-  check("2001:db8::8 -> open6", Hook::ToContainer, D, tcp6(WORLD6, 443, OPEN6, 40000),
-        drop(MOAT_DROP_IPV6_NOT_ENABLED), 0);
+TEST_F(Policy6, TheWorldIsJudgedByPolicyOverIpv6) {
+  check("open6 -> 2001:db8::8: nobody isolated, tracked", Hook::FromContainer, D,
+        tcp6(OPEN6, 40000, WORLD6, 443), pass, 1);
+  check("2001:db8::8 -> web6 80: web admits only its IPv4 ipBlock", Hook::ToContainer, A,
+        tcp6(WORLD6, 443, WEB6, 80), kDefaultDeny, 0);
+  check("web6 -> 2001:db8::8 53/UDP: web's 0.0.0.0/0 is IPv4 only", Hook::FromContainer, A,
+        udp6(WEB6, 40000, WORLD6, 53), kDefaultDeny, 0);
 }
 
 TEST_F(Policy6, ReplyOfAdmittedFlowPassesAndNothingElseDoes) {

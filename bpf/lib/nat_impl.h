@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * nat_impl.h - the translations of one address family (lib/nat.h includes
+ * it for CT_FAM 4, then 6; names through lib/ct_fam.h): nat_rewrite() and
+ * nat_rewrite6() differ only in how an address is rewritten
+ * (rewrite_addr(), rewrite_addr6()). No include guard.
+ */
+#include "lib/ct_fam.h"
+
+/*
+ * Turns the packet's tuple (l4->key) into `to`, touching only what differs.
+ * For ICMP echo the identifier plays both ports. Returns 0 or a drop reason.
+ */
+static __always_inline int CT_V(nat_rewrite)(struct __sk_buff *skb, const CT_L4 *l4,
+					     const CT_KEY *to)
+{
+	const CT_KEY *from = &l4->key;
+
+	if (!CT_ADDR_EQ(from->saddr, to->saddr) &&
+	    CT_V(rewrite_addr)(skb, l4, CT_SADDR_OFF, &from->saddr, &to->saddr))
+		return MOAT_DROP_NAT_FAILED;
+	if (!CT_ADDR_EQ(from->daddr, to->daddr) &&
+	    CT_V(rewrite_addr)(skb, l4, CT_DADDR_OFF, &from->daddr, &to->daddr))
+		return MOAT_DROP_NAT_FAILED;
+	if (l4->fragment || !l4->has_ports)
+		return MOAT_PASS;
+	if (from->proto == CT_ICMP) {
+		/* The echo id: a request's source side, a reply's destination. */
+		__be16 id = from->sport | from->dport, new_id = to->sport | to->dport;
+
+		if (id != new_id && rewrite_port(skb, from->proto, l4->l4_off, 4, id, new_id))
+			return MOAT_DROP_NAT_FAILED;
+		return MOAT_PASS;
+	}
+	if (from->sport != to->sport && rewrite_port(skb, from->proto, l4->l4_off, 0, from->sport, to->sport))
+		return MOAT_DROP_NAT_FAILED;
+	if (from->dport != to->dport && rewrite_port(skb, from->proto, l4->l4_off, 2, from->dport, to->dport))
+		return MOAT_DROP_NAT_FAILED;
+	return MOAT_PASS;
+}
+
+/*
+ * A new flow to a published port: creates its entries and rewrites the
+ * packet towards `backend_ip` (the container's address the client can
+ * reach most directly). `hairpin` also moves the source to the address the client dialled,
+ * so the container answers through moat instead of to itself.
+ */
+static __always_inline int CT_V(nat_publish)(struct __sk_buff *skb, const CT_L4 *l4,
+					     CT_ADDR backend_ip, const CT_PUB_VAL *pub,
+				       struct ct_sites *at, int hairpin, __u64 now)
+{
+	CT_KEY xl = l4->key;
+	int v;
+
+	xl.daddr = backend_ip;
+	xl.dport = pub->backend_port;
+	if (hairpin)
+		xl.saddr = l4->key.daddr;
+	v = CT_FN(admit)(at->owner, &at->owned);
+	if (v)
+		return v;
+	v = CT_FN(create)(&l4->key, &xl, at, MOAT_CT_DNAT, hairpin ? MOAT_CT_F_HAIRPIN : 0,
+		      pub->container_id, 0, now);
+	if (v)
+		return ct_failed(v, MOAT_DROP_NAT_FAILED);
+	return CT_V(nat_rewrite)(skb, l4, &xl);
+}
+
+/*
+ * A new flow from a container to the world: picks a free source port (an
+ * echo id for ping) on the uplink address, above the host's ephemeral
+ * range, starting at a random point so flows spread over the range.
+ * `tracked`: the entry the container's hook made when policy admitted the
+ * flow; the NAT pair replaces it and inherits its rule, revision and report.
+ */
+static __always_inline int CT_V(nat_masquerade)(struct __sk_buff *skb, const CT_L4 *l4,
+						 const struct moat_uplink *up, __u32 ifindex,
+						 __u32 rev, const CT_ENTRY *tracked, __u64 now)
+{
+	struct ct_sites at = {
+		.orig_ifindex = ifindex,
+		.orig_slot = up->stats_slot,
+		.orig_dir = MOAT_DIR_TO_WORLD,
+		.reply_ifindex = ifindex,
+		.reply_dir = MOAT_DIR_FROM_WORLD,
+		.rev = tracked ? tracked->policy_rev : rev,
+		.rule_id = tracked ? tracked->rule_id : MOAT_RULE_NONE,
+		.len = skb->len,
+		.quiet = tracked != NULL,
+		.owner = CT_FN(owner_of)(l4->key.saddr),
+	};
+	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
+	__u32 start = bpf_get_prandom_u32();
+	CT_KEY xl = l4->key;
+	int i, v;
+
+	if (!tracked) {
+		v = CT_FN(admit)(at.owner, &at.owned);
+		if (v)
+			return v;
+	}
+	xl.saddr = CT_UPLINK_ADDR(up);
+	if (!l4->has_ports || l4->key.proto == IPPROTO_SCTP) {
+		/* Without ports only the addresses tell flows apart; SCTP keeps
+		 * its port, as a new one would need the whole CRC32c again. */
+		v = CT_FN(create)(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
+		if (v)
+			return ct_failed(v, MOAT_DROP_NAT_NO_PORT);
+		return CT_V(nat_rewrite)(skb, l4, &xl);
+	}
+#pragma clang loop unroll(disable)
+	for (i = 0; i < MOAT_NAT_PORT_TRIES; i++) {
+		__be16 port = bpf_htons(MOAT_NAT_PORT_MIN + (start + i) % range);
+
+		xl.sport = port; /* for an echo request, its id */
+		v = CT_FN(create)(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
+		if (!v)
+			return CT_V(nat_rewrite)(skb, l4, &xl);
+		if (v == -E2BIG)
+			return MOAT_DROP_CT_FULL;
+	}
+	return MOAT_DROP_NAT_NO_PORT;
+}
+
