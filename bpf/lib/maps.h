@@ -7,7 +7,7 @@
  * rename one). Userspace is the only writer except for `stats`, `ct` and `ct6` with
  * their quota maps (`ct_ring`, `ct_ring_pos`, `ct_owned`, `ct_sweeper`, and
  * the `ct6_` ones), `frags`, `frags6`,
- * `sock_rnat` and the observation maps (`events`, `events_lost`,
+ * `sock_rnat`, `sock_rnat6` and the observation maps (`events`, `events_lost`,
  * `rule_hits`), which the programs fill, and the per-CPU scratch maps, which
  * only the programs use. Layouts come from abi.h.
  */
@@ -15,6 +15,7 @@
 #define MOAT_LIB_MAPS_H
 
 #include "lib/common.h"
+#include "lib/addr.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -183,6 +184,13 @@ struct {
 	__type(value, struct moat_sock_rnat_val);
 } sock_rnat SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_SOCK_RNAT);
+	__type(key, struct moat_sock_rnat6_key);
+	__type(value, struct moat_sock_rnat6_val);
+} sock_rnat6 SEC(".maps");
+
 /*
  * One generation of the identity cache; `ipcache_gens` holds two. Inner map
  * templates give sizes, not types: bpftool 7.1's libbpf cannot size a
@@ -331,6 +339,20 @@ static __always_inline struct moat_publish_val *publish_lookup(__be32 addr, __be
 		return v;
 	k.host_ip = 0;
 	return bpf_map_lookup_elem(&publish, &k);
+}
+
+/* The same over IPv6 (publish6): the address's own entry, then the one for
+ * every host IPv6 address (::). */
+static __always_inline struct moat_publish6_val *publish6_lookup(const union moat_ip *addr,
+								 __be16 port, __u8 proto)
+{
+	struct moat_publish6_key k = { .host_ip = *addr, .port = port, .proto = proto };
+	struct moat_publish6_val *v = bpf_map_lookup_elem(&publish6, &k);
+
+	if (v || ip_is_zero(addr))
+		return v;
+	__builtin_memset(&k.host_ip, 0, sizeof(k.host_ip));
+	return bpf_map_lookup_elem(&publish6, &k);
 }
 
 #endif
