@@ -257,6 +257,7 @@ TEST_F(SockHooks6, GatewayAddressAndAPublishOfItsOwn) {
 
 TEST_F(SockHooks6, OnlyHostAddressesAreRedirected) {
   publish6("::", 8080, IPPROTO_TCP, kBackendPort);
+  ASSERT_EQ(dial("::1", 8080).err, 0) << "published on every host address";
   // The container's own subnet is no host address: left as it is (and
   // unroutable here), never sent to the backend.
   EXPECT_EQ(dial("fd00:3::9", 8080).err, ENETUNREACH);
@@ -265,6 +266,7 @@ TEST_F(SockHooks6, OnlyHostAddressesAreRedirected) {
 TEST_F(SockHooks6, Ipv4PublishesAreNotReachedOverIpv6) {
   add_publish(*ep_, Publish{0, 7070, IPPROTO_TCP, htonl(0x0a090007), 80, 1, 7});
   publish6("::1", 8081, IPPROTO_TCP, kBackendPort);
+  ASSERT_EQ(dial("::1", 8081).err, 0) << "the IPv6 publish works";
   EXPECT_EQ(dial("::1", 7070).err, ECONNREFUSED) << "no IPv4 backend for [::1]";
   // An IPv4-mapped peer is IPv4's business: the IPv6-only port is not there.
   EXPECT_EQ(dial("::ffff:127.0.0.1", 8081, nullptr, false).err, ECONNREFUSED);
@@ -272,6 +274,7 @@ TEST_F(SockHooks6, Ipv4PublishesAreNotReachedOverIpv6) {
 
 TEST_F(SockHooks6, SocketBoundToLoopbackIsLeftAlone) {
   publish6("::", 8080, IPPROTO_TCP, kBackendPort);
+  ASSERT_EQ(dial("::1", 8080).err, 0) << "an unbound socket is redirected";
   // ::1 as a source cannot leave lo towards a container: refused, not EINVAL.
   EXPECT_EQ(dial("::1", 8080, "::1").err, ECONNREFUSED);
 }
@@ -313,6 +316,8 @@ TEST_F(SockHooks6, BindOfAPublishedIpv6PortFails) {
 TEST_F(SockHooks6, OtherNamespacesAreLeftAlone) {
   publish6("::", 8080, IPPROTO_TCP, kBackendPort);
   publish6("::1", 8081, IPPROTO_TCP, kBackendPort);
+  ASSERT_EQ(dial("::1", 8080).err, 0) << "the namespace the hooks serve";
+  ASSERT_EQ(bind_errno(SOCK_STREAM, "::1", 8081), EPERM);
   set_host_cfg(cookie_ + 1, 0);  // the hooks serve some other namespace
   EXPECT_EQ(dial("::1", 8080).err, ECONNREFUSED);
   EXPECT_EQ(bind_errno(SOCK_STREAM, "::1", 8081), 0);
