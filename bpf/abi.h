@@ -537,6 +537,22 @@ struct moat_sock_rnat_val {
 	__u16 pad;
 };
 
+/* Map `sock_rnat6`: the same for IPv6 sockets redirected to a container's
+ * IPv6 address (publish6). Its own map: 16-byte addresses in sock_rnat's key
+ * would grow every IPv4 entry. */
+struct moat_sock_rnat6_key {
+	__u64 cookie; /* bpf_get_socket_cookie() */
+	union moat_ip backend_ip;
+	__be16 backend_port;
+	__u16 pad[3];
+};
+
+struct moat_sock_rnat6_val {
+	union moat_ip orig_ip;
+	__be16 orig_port;
+	__u16 pad;
+};
+
 /*
  * Segmentation policies, identity-based as in Cilium.
  *
@@ -721,6 +737,8 @@ MOAT_ABI_SIZE(moat_frag6_key, 40);
 MOAT_ABI_SIZE(moat_host_cfg, 16);
 MOAT_ABI_SIZE(moat_sock_rnat_key, 16);
 MOAT_ABI_SIZE(moat_sock_rnat_val, 8);
+MOAT_ABI_SIZE(moat_sock_rnat6_key, 32);
+MOAT_ABI_SIZE(moat_sock_rnat6_val, 20);
 MOAT_ABI_SIZE(moat_ipcache_val, 8);
 MOAT_ABI_SIZE(moat_policy_key, 12);
 MOAT_ABI_SIZE(moat_policy_val, 8);

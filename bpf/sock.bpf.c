@@ -12,10 +12,11 @@
  *   recvmsg4, getpeername4: container:port -> the address asked for
  *   bind4:                  binding a published port fails with EPERM: the
  *                           port is taken, as Docker holds it
- *   the *6 hooks:           the same for IPv4 addresses on dual-stack IPv6
- *                           sockets (::ffff:a.b.c.d, Java's way to reach
- *                           127.0.0.1), and [::] binds, which take the IPv4
- *                           port too
+ *   the *6 hooks:           the same over IPv6 ([::1], [::] or a host IPv6
+ *                           address: publish6, sock_rnat6), and for IPv4
+ *                           addresses on dual-stack IPv6 sockets
+ *                           (::ffff:a.b.c.d, Java's way to reach 127.0.0.1);
+ *                           [::] binds take the IPv4 port too
  *
  * The programs are attached at the cgroup2 root and so run for every process
  * of the machine. Each acts only in the network namespace whose cookie is in
@@ -47,6 +48,12 @@ static __always_inline int serves_netns(void *ctx)
 	return served_host(ctx) != NULL;
 }
 
+/* A TCP or UDP socket of the namespace the hooks serve. */
+static __always_inline int redirectable(struct bpf_sock_addr *ctx)
+{
+	return (ctx->protocol == IPPROTO_TCP || ctx->protocol == IPPROTO_UDP) && serves_netns(ctx);
+}
+
 static __always_inline int is_loopback(__be32 ip)
 {
 	return (ip & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000);
@@ -64,16 +71,14 @@ struct backend {
 	__be16 port;
 };
 
-static __always_inline int redirect(struct bpf_sock_addr *ctx, __u32 proto, __be32 ip, __be16 port,
+static __always_inline int redirect(struct bpf_sock_addr *ctx, __be32 ip, __be16 port,
 				    struct backend *to)
 {
 	const struct moat_publish_val *pub;
 	struct moat_sock_rnat_key key = {};
 	struct moat_sock_rnat_val orig = {};
 
-	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-		return 0;
-	if (!serves_netns(ctx) || !is_local_addr(ip))
+	if (!redirectable(ctx) || !is_local_addr(ip))
 		return 0;
 	/*
 	 * A socket bound to a loopback address (IPv6 sockets bound to a
@@ -84,7 +89,7 @@ static __always_inline int redirect(struct bpf_sock_addr *ctx, __u32 proto, __be
 	 */
 	if (is_loopback(ctx->sk->src_ip4))
 		return 0;
-	pub = publish_lookup(ip, port, (__u8)proto);
+	pub = publish_lookup(ip, port, (__u8)ctx->protocol);
 	if (!pub)
 		return 0;
 	to->ip = pub->backend_ip;
@@ -112,45 +117,75 @@ static __always_inline const struct moat_sock_rnat_val *original(void *ctx, __be
 	return bpf_map_lookup_elem(&sock_rnat, &key);
 }
 
+/* ---- binds ----------------------------------------------------------------------- */
+
 struct port_query {
 	__be16 port;
 	__u8 proto;
 	__u8 found;
 };
 
-static long match_port(struct bpf_map *map, const struct moat_publish_key *key,
-		       const struct moat_publish_val *val, struct port_query *q)
+static __always_inline long port_hit(struct port_query *q, __be16 port, __u8 proto)
 {
-	if (key->port != q->port || key->proto != q->proto)
+	if (port != q->port || proto != q->proto)
 		return 0;
 	q->found = 1;
 	return 1; /* stop */
 }
 
-/*
- * Whether binding ip:port/proto takes a published port. A specific address
- * collides with a publish on that address or on every address; 0.0.0.0
- * collides with any publish of the port, whatever its address, which needs
- * a walk over the map (binds are rare, the map small).
- */
-static __always_inline int bind_verdict(void *ctx, __u32 proto, __be32 ip, __be16 port)
+static long match_port(struct bpf_map *map, const struct moat_publish_key *key,
+		       const struct moat_publish_val *val, struct port_query *q)
 {
-	struct port_query q = { .port = port, .proto = (__u8)proto };
+	return port_hit(q, key->port, key->proto);
+}
+
+static long match_port6(struct bpf_map *map, const struct moat_publish6_key *key,
+			const struct moat_publish6_val *val, struct port_query *q)
+{
+	return port_hit(q, key->port, key->proto);
+}
+
+/* Whether a bind of port/proto is one the hooks judge at all. */
+static __always_inline int bind_guarded(void *ctx, __u32 proto, __be16 port)
+{
 	const struct moat_host_cfg *cfg;
 
 	if (!port) /* the kernel picks a free ephemeral port */
-		return SOCK_ALLOW;
+		return 0;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
-		return SOCK_ALLOW;
+		return 0;
 	cfg = served_host(ctx);
-	if (!cfg || (cfg->flags & MOAT_HOST_F_RUNTIME_BINDS))
-		return SOCK_ALLOW;
-	if (publish_lookup(ip, port, (__u8)proto))
-		return SOCK_DENY;
+	return cfg && !(cfg->flags & MOAT_HOST_F_RUNTIME_BINDS);
+}
+
+/*
+ * Whether binding ip:port/proto takes a published port. A specific address
+ * collides with a publish on that address or on every address; the wildcard
+ * collides with any publish of the port, whatever its address, which needs
+ * a walk over the map (binds are rare, the map small).
+ */
+static __always_inline int taken4(__be32 ip, __be16 port, __u8 proto)
+{
+	struct port_query q = { .port = port, .proto = proto };
+
+	if (publish_lookup(ip, port, proto))
+		return 1;
 	if (ip)
-		return SOCK_ALLOW;
+		return 0;
 	bpf_for_each_map_elem(&publish, match_port, &q, 0);
-	return q.found ? SOCK_DENY : SOCK_ALLOW;
+	return q.found;
+}
+
+static __always_inline int taken6(const union moat_ip *ip, __be16 port, __u8 proto)
+{
+	struct port_query q = { .port = port, .proto = proto };
+
+	if (publish_lookup6(*ip, port, proto))
+		return 1;
+	if (!ip_is_zero(ip))
+		return 0;
+	bpf_for_each_map_elem(&publish6, match_port6, &q, 0);
+	return q.found;
 }
 
 /* ---- IPv4 sockets ---------------------------------------------------------------- */
@@ -159,7 +194,7 @@ static __always_inline void redirect4(struct bpf_sock_addr *ctx)
 {
 	struct backend to;
 
-	if (redirect(ctx, ctx->protocol, ctx->user_ip4, (__be16)ctx->user_port, &to)) {
+	if (redirect(ctx, ctx->user_ip4, (__be16)ctx->user_port, &to)) {
 		ctx->user_ip4 = to.ip;
 		ctx->user_port = to.port;
 	}
@@ -207,33 +242,117 @@ int getpeername4(struct bpf_sock_addr *ctx)
 SEC("cgroup/bind4")
 int bind4(struct bpf_sock_addr *ctx)
 {
-	return bind_verdict(ctx, ctx->protocol, ctx->user_ip4, (__be16)ctx->user_port);
+	__be16 port = (__be16)ctx->user_port;
+
+	if (!bind_guarded(ctx, ctx->protocol, port))
+		return SOCK_ALLOW;
+	return taken4(ctx->user_ip4, port, (__u8)ctx->protocol) ? SOCK_DENY : SOCK_ALLOW;
 }
 
-/* ---- IPv6 sockets: IPv4-mapped addresses and [::] --------------------------------- */
+/* ---- IPv6 sockets ---------------------------------------------------------------- */
+
+/* The context's address, one 32-bit word at a time as the verifier wants it. */
+static __always_inline void user_ip6(const struct bpf_sock_addr *ctx, union moat_ip *ip)
+{
+	ip->w[0] = ctx->user_ip6[0];
+	ip->w[1] = ctx->user_ip6[1];
+	ip->w[2] = ctx->user_ip6[2];
+	ip->w[3] = ctx->user_ip6[3];
+}
+
+static __always_inline void set_user_ip6(struct bpf_sock_addr *ctx, const union moat_ip *ip)
+{
+	ctx->user_ip6[0] = ip->w[0];
+	ctx->user_ip6[1] = ip->w[1];
+	ctx->user_ip6[2] = ip->w[2];
+	ctx->user_ip6[3] = ip->w[3];
+}
 
 /* ::ffff:a.b.c.d: an IPv4 peer of a dual-stack socket. */
-static __always_inline int v4_mapped(const struct bpf_sock_addr *ctx, __be32 *ip)
+static __always_inline int v4_mapped(const union moat_ip *ip)
 {
-	if (ctx->user_ip6[0] || ctx->user_ip6[1] || ctx->user_ip6[2] != bpf_htonl(0xffff))
-		return 0;
-	*ip = ctx->user_ip6[3];
-	return 1;
+	return !ip->w[0] && !ip->w[1] && ip->w[2] == bpf_htonl(0xffff);
 }
 
-static __always_inline int v6_any(const struct bpf_sock_addr *ctx)
+static __always_inline int is_loopback6(const union moat_ip *ip)
 {
-	return !ctx->user_ip6[0] && !ctx->user_ip6[1] && !ctx->user_ip6[2] && !ctx->user_ip6[3];
+	return !ip->w[0] && !ip->w[1] && !ip->w[2] && ip->w[3] == bpf_htonl(1);
+}
+
+/* ::1, or a host IPv6 address moat knows (a gateway, addrs6). */
+static __always_inline int is_local_addr6(const union moat_ip *ip)
+{
+	return is_loopback6(ip) || is_host_addr(addr6_lookup(ip));
+}
+
+/* A socket bound to ::1 cannot reach a container (as 127.x for IPv4, above). */
+static __always_inline int bound_to_loopback6(const struct bpf_sock_addr *ctx)
+{
+	union moat_ip src = { .w = { ctx->sk->src_ip6[0], ctx->sk->src_ip6[1],
+				     ctx->sk->src_ip6[2], ctx->sk->src_ip6[3] } };
+
+	return is_loopback6(&src);
+}
+
+/*
+ * A native IPv6 destination at a published port: to the backend's IPv6
+ * address, remembered in sock_rnat6. publish6 holds IPv6 backends only, so
+ * [::1] never goes to an IPv4 one. Connecting or sending to [::] reaches
+ * the host at ::1 (the kernel's BSD'ism), so it is looked up, and shown
+ * back, as ::1.
+ */
+static __always_inline void redirect6_native(struct bpf_sock_addr *ctx, union moat_ip *ip)
+{
+	const struct moat_publish6_val *pub;
+	struct moat_sock_rnat6_key key = {};
+	struct moat_sock_rnat6_val orig = {};
+	__be16 port = (__be16)ctx->user_port;
+
+	if (ip_is_zero(ip))
+		ip->w[3] = bpf_htonl(1);
+	if (!redirectable(ctx) || !is_local_addr6(ip) || bound_to_loopback6(ctx))
+		return;
+	pub = publish_lookup6(*ip, port, (__u8)ctx->protocol);
+	if (!pub)
+		return;
+	key.cookie = bpf_get_socket_cookie(ctx);
+	key.backend_ip = pub->backend_ip;
+	key.backend_port = pub->backend_port;
+	orig.orig_ip = *ip;
+	orig.orig_port = port;
+	bpf_map_update_elem(&sock_rnat6, &key, &orig, BPF_ANY);
+	set_user_ip6(ctx, &pub->backend_ip);
+	ctx->user_port = pub->backend_port;
+}
+
+static __always_inline void restore6_native(struct bpf_sock_addr *ctx, const union moat_ip *ip)
+{
+	const struct moat_sock_rnat6_val *orig;
+	struct moat_sock_rnat6_key key = {};
+
+	if (!serves_netns(ctx))
+		return;
+	key.cookie = bpf_get_socket_cookie(ctx);
+	key.backend_ip = *ip;
+	key.backend_port = (__be16)ctx->user_port;
+	orig = bpf_map_lookup_elem(&sock_rnat6, &key);
+	if (orig) {
+		set_user_ip6(ctx, &orig->orig_ip);
+		ctx->user_port = orig->orig_port;
+	}
 }
 
 static __always_inline void redirect6(struct bpf_sock_addr *ctx)
 {
 	struct backend to;
-	__be32 ip;
+	union moat_ip ip;
 
-	if (!v4_mapped(ctx, &ip))
+	user_ip6(ctx, &ip);
+	if (!v4_mapped(&ip)) {
+		redirect6_native(ctx, &ip);
 		return;
-	if (redirect(ctx, ctx->protocol, ip, (__be16)ctx->user_port, &to)) {
+	}
+	if (redirect(ctx, ip.w[3], (__be16)ctx->user_port, &to)) {
 		ctx->user_ip6[3] = to.ip;
 		ctx->user_port = to.port;
 	}
@@ -242,11 +361,14 @@ static __always_inline void redirect6(struct bpf_sock_addr *ctx)
 static __always_inline void restore6(struct bpf_sock_addr *ctx)
 {
 	const struct moat_sock_rnat_val *orig;
-	__be32 ip;
+	union moat_ip ip;
 
-	if (!v4_mapped(ctx, &ip))
+	user_ip6(ctx, &ip);
+	if (!v4_mapped(&ip)) {
+		restore6_native(ctx, &ip);
 		return;
-	orig = original(ctx, ip, (__be16)ctx->user_port);
+	}
+	orig = original(ctx, ip.w[3], (__be16)ctx->user_port);
 	if (orig) {
 		ctx->user_ip6[3] = orig->orig_ip;
 		ctx->user_port = orig->orig_port;
@@ -283,19 +405,23 @@ int getpeername6(struct bpf_sock_addr *ctx)
 
 /*
  * [::] also takes the IPv4 port unless the socket is IPV6_V6ONLY, which the
- * hook cannot see: treated like 0.0.0.0, as Docker holds [::]:PORT as well.
- * Other IPv6 addresses never collide: publishing is IPv4 only.
+ * hook cannot see: treated like 0.0.0.0 as well, as Docker holds both.
  */
 SEC("cgroup/bind6")
 int bind6(struct bpf_sock_addr *ctx)
 {
-	__be32 ip;
+	__be16 port = (__be16)ctx->user_port;
+	__u8 proto = (__u8)ctx->protocol;
+	union moat_ip ip;
 
-	if (v6_any(ctx))
-		ip = 0;
-	else if (!v4_mapped(ctx, &ip))
+	if (!bind_guarded(ctx, ctx->protocol, port))
 		return SOCK_ALLOW;
-	return bind_verdict(ctx, ctx->protocol, ip, (__be16)ctx->user_port);
+	user_ip6(ctx, &ip);
+	if (v4_mapped(&ip))
+		return taken4(ip.w[3], port, proto) ? SOCK_DENY : SOCK_ALLOW;
+	if (taken6(&ip, port, proto))
+		return SOCK_DENY;
+	return ip_is_zero(&ip) && taken4(0, port, proto) ? SOCK_DENY : SOCK_ALLOW;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -7,7 +7,7 @@
  * rename one). Userspace is the only writer except for `stats`, `ct` and `ct6` with
  * their quota maps (`ct_ring`, `ct_ring_pos`, `ct_owned`, `ct_sweeper`, and
  * the `ct6_` ones), `frags`, `frags6`,
- * `sock_rnat` and the observation maps (`events`, `events_lost`,
+ * `sock_rnat`, `sock_rnat6` and the observation maps (`events`, `events_lost`,
  * `rule_hits`), which the programs fill, and the per-CPU scratch maps, which
  * only the programs use. Layouts come from abi.h.
  */
@@ -183,6 +183,13 @@ struct {
 	__type(key, struct moat_sock_rnat_key);
 	__type(value, struct moat_sock_rnat_val);
 } sock_rnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_SOCK_RNAT);
+	__type(key, struct moat_sock_rnat6_key);
+	__type(value, struct moat_sock_rnat6_val);
+} sock_rnat6 SEC(".maps");
 
 /*
  * One generation of the identity cache; `ipcache_gens` holds two. Inner map

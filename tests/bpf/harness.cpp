@@ -31,6 +31,8 @@ namespace {
   throw std::runtime_error(what + ": " + std::strerror(err));
 }
 
+}  // namespace
+
 // fork+exec of ip(8): the child inherits our (private) network namespace.
 void ip(std::vector<std::string> args) {
   args.insert(args.begin(), "ip");
@@ -49,8 +51,6 @@ void ip(std::vector<std::string> args) {
     throw std::runtime_error("command failed: " + cmd);
   }
 }
-
-}  // namespace
 
 void create_devices() {
   // veth, because that is what moat attaches to (and this kernel has no
@@ -103,6 +103,10 @@ Skeleton<reap_bpf> load_reap_skeleton(const Skeleton<endpoint_bpf>& shared) {
 
 Skeleton<bridge_bpf> load_bridge_skeleton(const Skeleton<endpoint_bpf>& shared) {
   return load_sharing<bridge_bpf>(&shared, "bridge.bpf.o");
+}
+
+Skeleton<sock_bpf> load_sock_skeleton(const Skeleton<endpoint_bpf>& shared) {
+  return load_sharing<sock_bpf>(&shared, "sock.bpf.o");
 }
 
 moat_dir dir_of(Hook h) {

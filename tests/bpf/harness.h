@@ -45,6 +45,8 @@ static_assert(kLargeIfindex >= MOAT_UPLINK_SLOTS_IFINDEX);
 
 // Creates kDevices in the current network namespace (main() unshares first).
 void create_devices();
+// ip(8) with `args`, in the current (the tests' private) network namespace.
+void ip(std::vector<std::string> args);
 uint32_t ifindex_of(const char* device);
 
 // One loaded copy of the programs with private, unpinned maps: destroying it
@@ -60,6 +62,8 @@ Skeleton<uplink_bpf> load_uplink_skeleton(const Skeleton<endpoint_bpf>& shared);
 Skeleton<reap_bpf> load_reap_skeleton(const Skeleton<endpoint_bpf>& shared);
 // The same for bridge.bpf.o (from_bridge, a guarded network's bridge).
 Skeleton<bridge_bpf> load_bridge_skeleton(const Skeleton<endpoint_bpf>& shared);
+// The same for sock.bpf.o (the cgroup socket hooks); attaching is the test's.
+Skeleton<sock_bpf> load_sock_skeleton(const Skeleton<endpoint_bpf>& shared);
 uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct_key& key);
 
 // ---- hooks ----------------------------------------------------------------------

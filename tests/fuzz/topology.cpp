@@ -112,7 +112,7 @@ Topology Topology::build(const FuzzConfig& fc, const std::map<std::string, uint3
       t.atts.push_back(att);
     }
     for (const auto& p : c.publish)
-      for (uint32_t k = 0; k < p.count; k++)
+      for (uint32_t k = 0; k < p.count && p.on_ipv4(); k++)  // the model's publishes are IPv4's
         t.publishes.push_back({p.host_ip ? std::optional(p.host_ip->value) : std::nullopt,
                                uint16_t(p.host_port + k), uint16_t(p.container_port + k),
                                moat::ip_protocol_number(p.protocol), i});

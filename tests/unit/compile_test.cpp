@@ -65,6 +65,83 @@ TEST(Compile, IPv6SubnetGatewayAndEndpointAddress) {
       std::vector<uint8_t>(16, 0));
 }
 
+std::vector<uint8_t> ip6_bytes(const char* text) {
+  in6_addr a{};
+  EXPECT_EQ(inet_pton(AF_INET6, text, &a), 1) << text;
+  return std::vector<uint8_t>(a.s6_addr, a.s6_addr + 16);
+}
+
+std::vector<uint8_t> bytes_of(const moat_ip& ip) { return {ip.b, ip.b + 16}; }
+
+// Each publish form lands in `publish`, `publish6` or both (issue 16): a
+// publish on every address in both when the container has an IPv6 address
+// on the publishing network, on an IPv6 address (:: too) in publish6 only,
+// on an IPv4 address in publish only.
+TEST(Compile, PublishEntriesPerFamily) {
+  auto plan = compile(parse_ok(R"({
+    "networks": [{"name": "in", "subnet": "10.9.0.0/24", "ipv6_subnet": "fd00:9::/64",
+                  "internal": true},
+                 {"name": "dual", "subnet": "10.3.0.0/24", "ipv6_subnet": "fd00:3::/64"},
+                 {"name": "v4", "subnet": "10.4.0.0/24"}],
+    "containers": [
+      {"name": "web", "networks": [
+         {"network": "in", "interface": "veth0"},
+         {"network": "dual", "interface": "veth1", "ip": "10.3.0.7", "ipv6": "fd00:3::7"}],
+       "publish": ["8080:80", "[::1]:8081:81/udp", "127.0.0.1:8082:82", "[::]:8083:83",
+                   "0.0.0.0:9000-9001:90-91", "[fd00:3::1]:8084:84"]},
+      {"name": "old", "networks": [{"network": "v4", "interface": "veth2"}],
+       "publish": ["7000:70"]}]})"),
+                      {});
+  ASSERT_TRUE(plan) << plan.error().message();
+  std::vector<std::string> v4, v6;
+  for (const auto& e : plan->publish)
+    v4.push_back(e.container + " " + std::to_string(ntohs(e.key.port)));
+  for (const auto& e : plan->publish6)
+    v6.push_back(e.container + " " + std::to_string(ntohs(e.key.port)));
+  EXPECT_EQ(v4,
+            (std::vector<std::string>{"web 8080", "web 8082", "web 9000", "web 9001", "old 7000"}));
+  EXPECT_EQ(v6, (std::vector<std::string>{"web 8080", "web 8081", "web 8083", "web 9000",
+                                          "web 9001", "web 8084"}));
+  const uint32_t web = plan->ids.containers.at("web"), dual = plan->ids.networks.at("dual");
+  for (const auto& e : plan->publish6) {
+    SCOPED_TRACE(e.text);
+    EXPECT_EQ(bytes_of(e.value.backend_ip), ip6_bytes("fd00:3::7"));
+    EXPECT_EQ(e.value.container_id, web);
+    EXPECT_EQ(e.value.net_id, dual);
+    EXPECT_EQ(e.network, "dual");
+    EXPECT_EQ(e.key.pad, 0);
+    EXPECT_EQ(e.value.pad, 0);
+  }
+  const auto& udp = plan->publish6[1];
+  EXPECT_EQ(bytes_of(udp.key.host_ip), ip6_bytes("::1"));
+  EXPECT_EQ(udp.key.proto, IPPROTO_UDP);
+  EXPECT_EQ(ntohs(udp.value.backend_port), 81);
+  EXPECT_EQ(udp.text, "[::1]:8081:81/udp");
+  EXPECT_EQ(bytes_of(plan->publish6[0].key.host_ip), ip6_bytes("::"));  // every address
+  EXPECT_EQ(bytes_of(plan->publish6[2].key.host_ip), ip6_bytes("::"));
+  EXPECT_EQ(ntohs(plan->publish6[4].value.backend_port), 91);
+  EXPECT_EQ(bytes_of(plan->publish6[5].key.host_ip), ip6_bytes("fd00:3::1"));
+  EXPECT_EQ(plan->publish[0].value.backend_ip, htonl(0x0a030007));
+}
+
+// A Config that skipped validation (another source of desired state) must
+// not publish an IPv6 address to nothing.
+TEST(Compile, Ipv6PublishWithoutIpv6AddressFails) {
+  Config cfg = parse_ok(R"({
+    "networks": [{"name": "v4", "subnet": "10.4.0.0/24"}],
+    "containers": [{"name": "old", "networks": [{"network": "v4", "interface": "veth2"}]}]})");
+  Publish p;
+  p.host_ip6 = Ipv6::parse("::1");
+  p.host_port = p.container_port = 80;
+  p.text = "[::1]:80:80";
+  cfg.containers[0].publish.push_back(p);
+  auto plan = compile(cfg, {});
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().message(),
+            "t.json: containers[0].publish: \"[::1]:80:80\" publishes on an IPv6 address, but the "
+            "container has no IPv6 address on network \"v4\"");
+}
+
 TEST(Compile, AddressEntriesPerNetwork) {
   auto plan = compile(parse_ok(kTwoNets), {});
   ASSERT_TRUE(plan) << plan.error().message();

@@ -471,7 +471,9 @@ const ProblemCase kPublishCases[] = {
     {"ObjectMissingContainerPort", PUBLISHING("{'host_port': 80}"), "containers[0].publish[0]",
      "missing required key 'container_port'"},
     {"ObjectBadHostIp", PUBLISHING("{'host_ip': 'localhost', 'host_port': 1, 'container_port': 1}"),
-     "containers[0].publish[0].host_ip", "invalid IPv4 address 'localhost'"},
+     "containers[0].publish[0].host_ip", "'localhost' is not an IPv4 address"},
+    {"ObjectBadHostIp6", PUBLISHING("{'host_ip': 'fd00::zz', 'host_port': 1, 'container_port': 1}"),
+     "containers[0].publish[0].host_ip", "'fd00::zz' is not an IPv6 address"},
     {"ObjectBadProtocol", PUBLISHING("{'host_port': 1, 'container_port': 1, 'protocol': 'icmp'}"),
      "containers[0].publish[0].protocol", "unknown protocol 'icmp'"},
     {"ObjectUnequalRanges", PUBLISHING("{'host_port': '8000-8010', 'container_port': 80}"),
@@ -488,6 +490,56 @@ const ProblemCase kPublishCases[] = {
      "containers[0].publish[2]", "host port 8010/udp is already published"},
 };
 INSTANTIATE_TEST_SUITE_P(Publish, SingleProblem, testing::ValuesIn(kPublishCases), case_name);
+
+// IPv6 host addresses (issue 16): bracketed in the string form, on a
+// dual-stack network; a wildcard publish claims IPv6 too.
+#define PUBLISHING6(entries) \
+  "{" NET6_A ", 'containers': [{'name': 'c', 'networks': ['a'], 'publish': [" entries "]}]}"
+
+const ProblemCase kPublish6Cases[] = {
+    {"UnclosedBracket", PUBLISHING6("'[::1:8080:80'"), "containers[0].publish[0]",
+     "expected [IPv6]:host:container, e.g. '[::1]:8080:80'"},
+    {"NoColonAfterBracket", PUBLISHING6("'[::1]8080:80'"), "containers[0].publish[0]",
+     "expected [IPv6]:host:container"},
+    {"BracketedTooManyParts", PUBLISHING6("'[::1]:1:2:3'"), "containers[0].publish[0]",
+     "expected [ip:]host:container[/protocol]"},
+    {"BracketedIpv4", PUBLISHING6("'[127.0.0.1]:8080:80'"), "containers[0].publish[0]",
+     "'[127.0.0.1]' is not an IPv6 address"},
+    {"ZoneId", PUBLISHING6("'[fe80::1%eth0]:8080:80'"), "containers[0].publish[0]",
+     "'[fe80::1%eth0]' is not an IPv6 address"},
+    {"V4Mapped", PUBLISHING6("'[::ffff:127.0.0.1]:8080:80'"), "containers[0].publish[0]",
+     "is an IPv4-mapped address; write the IPv4 address"},
+    {"Multicast", PUBLISHING6("'[ff02::1]:8080:80/udp'"), "containers[0].publish[0]",
+     "'[ff02::1]' is a multicast address"},
+    {"ObjectMapped",
+     PUBLISHING6("{'host_ip': '::ffff:10.0.0.1', 'host_port': 1, 'container_port': 1}"),
+     "containers[0].publish[0].host_ip", "is an IPv4-mapped address"},
+    {"WildcardClaimsIpv6", PUBLISHING6("'8080:80', '[::1]:8080:81'"), "containers[0].publish[1]",
+     "host port 8080/tcp is already published by container 'c' (containers[0].publish[0]: "
+     "'8080:80')"},
+    {"Ipv6WildcardClaimsIpv6Address", PUBLISHING6("'[::]:8080:80', '[fd00:1::1]:8080:81'"),
+     "containers[0].publish[1]", "host port 8080/tcp is already published"},
+    {"SameIpv6AddressTwice", PUBLISHING6("'[::1]:8000-8005:80-85/udp', '[0:0::1]:8005:80/udp'"),
+     "containers[0].publish[1]", "host port 8005/udp is already published"},
+    {"Ipv6AddressThenWildcard", PUBLISHING6("'[::1]:8080:80', '0.0.0.0:8080:81'"),
+     "containers[0].publish[1]", "host port 8080/tcp is already published"},
+    {"Ipv6AddressWithoutIpv6",
+     "{" NET_A ", 'containers': [{'name': 'c', 'networks': ['a'], 'publish': ['[::1]:8080:80']}]}",
+     "containers[0].publish[0]",
+     "'[::1]:8080:80' publishes on an IPv6 address, but container 'c' has no IPv6 address on "
+     "network 'a', which it is published from; give the network an \"ipv6_subnet\" or publish "
+     "on an IPv4 address"},
+    {"Ipv6AddressWithIpv6Off",
+     "{" NET6_A ", 'containers': [{'name': 'c', 'networks': [{'network': 'a', 'ipv6': false}], "
+     "'publish': [{'host_ip': 'fd00:1::1', 'host_port': 80, 'container_port': 80}]}]}",
+     "containers[0].publish[0]", "has no IPv6 address on network 'a'"},
+    {"Ipv6OnTheInternalNetworkDoesNotCount",
+     "{'networks': [{'name': 'pub', 'subnet': '10.9.0.0/24'}, {'name': 'in', 'internal': true, "
+     "'ipv6_subnet': 'fd00:9::/64'}], 'containers': [{'name': 'c', 'networks': ['in', 'pub'], "
+     "'publish': ['[::1]:8080:80']}]}",
+     "containers[0].publish[0]", "has no IPv6 address on network 'pub'"},
+};
+INSTANTIATE_TEST_SUITE_P(Publish6, SingleProblem, testing::ValuesIn(kPublish6Cases), case_name);
 
 const ProblemCase kPublishReachCases[] = {
     {"OnlyInternalNetworks",
@@ -741,6 +793,64 @@ TEST(ParseConfig, PublishForms) {
     EXPECT_EQ(p.protocol, f.protocol);
     EXPECT_EQ(p.text, f.text);
   }
+}
+
+TEST(ParseConfig, PublishFormsIpv6) {
+  const struct {
+    const char* entry;
+    const char* host_ip6;  // "" for none
+    uint16_t host_port;
+    Protocol protocol;
+    const char* text;
+  } forms[] = {
+      {"'[::1]:8080:80'", "::1", 8080, Protocol::tcp, "[::1]:8080:80"},
+      {"'[fd00:1::1]:8080:80/udp'", "fd00:1::1", 8080, Protocol::udp, "[fd00:1::1]:8080:80/udp"},
+      {"'[::]:8000-8001:80-81'", "::", 8000, Protocol::tcp, "[::]:8000-8001:80-81"},
+      {"{'host_ip': '::1', 'host_port': 8080, 'container_port': 80}", "::1", 8080, Protocol::tcp,
+       "[::1]:8080:80/tcp"},
+      {"{'host_ip': '[FD00:1::1]', 'host_port': 53, 'container_port': 53, 'protocol': 'udp'}",
+       "fd00:1::1", 53, Protocol::udp, "[fd00:1::1]:53:53/udp"},
+      {"'0.0.0.0:8080:80'", "", 8080, Protocol::tcp, "0.0.0.0:8080:80"},
+  };
+  for (const auto& f : forms) {
+    SCOPED_TRACE(f.entry);
+    Config cfg = valid(std::string("{" NET6_A ", 'containers': [{'name': 'c', "
+                                   "'networks': ['a'], 'publish': [") +
+                       f.entry + "]}]}");
+    ASSERT_EQ(cfg.containers.at(0).publish.size(), 1u);
+    const Publish& p = cfg.containers[0].publish[0];
+    EXPECT_FALSE(p.host_ip);
+    EXPECT_EQ(p.host_ip6 ? p.host_ip6->str() : "", f.host_ip6);
+    EXPECT_EQ(p.on_ipv4(), !p.host_ip6);
+    EXPECT_TRUE(p.on_ipv6());
+    EXPECT_EQ(p.host_port, f.host_port);
+    EXPECT_EQ(p.protocol, f.protocol);
+    EXPECT_EQ(p.text, f.text);
+  }
+}
+
+// What config_to_json() writes (render_publish) reads back the same.
+TEST(ParseConfig, Ipv6PublishRoundTrips) {
+  Config cfg = valid("{" NET6_A
+                     ", 'containers': [{'name': 'c', 'networks': ['a'], "
+                     "'publish': ['[::1]:8080:80/udp', '[::]:9000:90', '127.0.0.1:7000:70']}]}");
+  auto again = parse_config(config_to_json(cfg), "again.json");
+  ASSERT_TRUE(again.config) << (again.problems.empty() ? "" : again.problems[0].message);
+  const auto& p = again.config->containers.at(0).publish;
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_EQ(p[0].host_ip6->str(), "::1");
+  EXPECT_EQ(p[0].protocol, Protocol::udp);
+  EXPECT_EQ(p[1].host_ip6->str(), "::");
+  EXPECT_EQ(p[2].host_ip->str(), "127.0.0.1");
+  EXPECT_FALSE(p[2].host_ip6);
+}
+
+TEST(ParseConfig, Ipv6PublishesThatDoNotCollide) {
+  Config cfg = valid("{" NET6_A
+                     ", 'containers': [{'name': 'c', 'networks': ['a'], "
+                     "'publish': ['127.0.0.1:8080:80', '[::1]:8080:81', '[fd00:1::1]:8080:82', "
+                     "'10.0.0.1:7000:70', '[::]:7000:71', '[::1]:8080:80/udp']}]}");
+  EXPECT_EQ(cfg.containers[0].publish.size(), 6u);
 }
 
 TEST(ParseConfig, PublishesThatDoNotCollide) {

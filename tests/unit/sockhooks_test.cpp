@@ -80,6 +80,24 @@ TEST_F(ProcNet, OtherIpv6AddressesDoNotCoverIpv4) {
   EXPECT_FALSE(lo6->holds_ipv4);
 }
 
+TEST_F(ProcNet, Ipv6AddressesAreKept) {
+  auto lo6 = parse_proc_net_line(line6("00000000000000000000000001000000:1F90", "0A"), true);
+  ASSERT_TRUE(lo6 && lo6->ip6);
+  EXPECT_EQ(lo6->ip6->str(), "::1");
+  EXPECT_EQ(lo6->address(), "[::1]:8080");
+  auto any = parse_proc_net_line(line6("00000000000000000000000000000000:1F90", "0A"), true);
+  ASSERT_TRUE(any && any->ip6);
+  EXPECT_EQ(*any->ip6, Ipv6{});
+  auto gw = parse_proc_net_line(line6("616F6DFD000085000000000001000000:1F90", "0A"), true);
+  ASSERT_TRUE(gw && gw->ip6);
+  EXPECT_EQ(gw->address(), "[fd6d:6f61:85::1]:8080");
+  EXPECT_FALSE(gw->holds_ipv4);
+  auto mapped = parse_proc_net_line(line6("0000000000000000FFFF00000100007F:1388", "0A"), true);
+  ASSERT_TRUE(mapped);
+  EXPECT_FALSE(mapped->ip6) << "an IPv4 port, not an IPv6 one";
+  EXPECT_FALSE(parse_proc_net_line(line4("0100007F:1388", "0A"), false)->ip6);
+}
+
 TEST_F(ProcNet, RejectsHeaderAndGarbage) {
   EXPECT_FALSE(parse_proc_net_line(
       "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid", false));
@@ -117,6 +135,42 @@ TEST(BindCollides, ProtocolsAreIndependent) {
   EXPECT_FALSE(bind_collides(pub(nullptr, 53, IPPROTO_UDP), 0, 53, IPPROTO_TCP));
   EXPECT_FALSE(bind_collides(pub(nullptr, 53, IPPROTO_TCP), 0, 53, IPPROTO_UDP));
   EXPECT_TRUE(bind_collides(pub(nullptr, 53, IPPROTO_UDP), 0, 53, IPPROTO_UDP));
+}
+
+PublishedPort pub6(const char* host, uint16_t port, uint8_t proto) {
+  PublishedPort p{0, port, proto, "x", "c"};
+  p.host_ip6 = Ipv6::parse(host);
+  return p;
+}
+
+TEST(BindCollides, Ipv6PortsByTheSameRule) {
+  auto any = pub6("::", 8080, IPPROTO_TCP), lo = pub6("::1", 8080, IPPROTO_TCP);
+  EXPECT_TRUE(bind_collides(any, *Ipv6::parse("::1"), 8080, IPPROTO_TCP));
+  EXPECT_TRUE(bind_collides(any, *Ipv6::parse("fd00::1"), 8080, IPPROTO_TCP));
+  EXPECT_TRUE(bind_collides(lo, Ipv6{}, 8080, IPPROTO_TCP));
+  EXPECT_TRUE(bind_collides(lo, *Ipv6::parse("::1"), 8080, IPPROTO_TCP));
+  EXPECT_FALSE(bind_collides(lo, *Ipv6::parse("fd00::1"), 8080, IPPROTO_TCP));
+  EXPECT_FALSE(bind_collides(lo, *Ipv6::parse("::1"), 8080, IPPROTO_UDP));
+  EXPECT_FALSE(bind_collides(lo, *Ipv6::parse("::1"), 8081, IPPROTO_TCP));
+  // Each family's ports are its own.
+  EXPECT_FALSE(bind_collides(pub(nullptr, 8080, IPPROTO_TCP), Ipv6{}, 8080, IPPROTO_TCP));
+}
+
+TEST(PublishedPorts, ConvertsPlanEntries6) {
+  Publish6Entry e;
+  e.container = "web";
+  e.text = "[::1]:8080:80/udp";
+  e.key.host_ip.b[15] = 1;
+  e.key.port = htons(8080);
+  e.key.proto = IPPROTO_UDP;
+  auto v = published_ports(std::vector<Publish6Entry>{e});
+  ASSERT_EQ(v.size(), 1u);
+  ASSERT_TRUE(v[0].host_ip6);
+  EXPECT_EQ(v[0].host_ip6->str(), "::1");
+  EXPECT_EQ(v[0].port, 8080);
+  EXPECT_EQ(v[0].proto, IPPROTO_UDP);
+  EXPECT_EQ(v[0].text, e.text);
+  EXPECT_EQ(v[0].container, "web");
 }
 
 TEST(PublishedPorts, ConvertsPlanEntries) {

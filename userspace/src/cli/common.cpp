@@ -229,9 +229,14 @@ int print_status(const json& s) {
   print_status_interfaces(s);
   if (!s["published"].empty()) {
     std::cout << "\npublished:";
-    for (const auto& p : s["published"])
+    for (const auto& p : s["published"]) {
       std::cout << "  " << p["container"].get<std::string>() << " "
                 << p["publish"].get<std::string>();
+      std::string families;  // where it is published: ipv4, ipv6 or both
+      for (const auto& f : p.value("families", json::array()))
+        families += (families.empty() ? "" : "+") + f.get<std::string>();
+      if (!families.empty()) std::cout << " (" << families << ")";
+    }
     std::cout << "\n";
   }
   std::cout << "socket hooks (host processes to published ports): ";

@@ -43,14 +43,26 @@ struct Network {
 };
 
 // `-p [ip:]host:container[/proto]`, ranges allowed on both sides with equal length.
+// IPv6 host addresses in brackets: `-p [::1]:8080:80`.
 struct Publish {
-  std::optional<Ipv4> host_ip;  // none: every host address
+  // Neither: every host address of both families (Docker binds 0.0.0.0 and
+  // [::]; IPv6 only when the container has an IPv6 address). One: that
+  // address only, of its family; host_ip6 :: is every host IPv6 address.
+  std::optional<Ipv4> host_ip;
+  std::optional<Ipv6> host_ip6;
   uint16_t host_port = 0;       // first port of the range
   uint16_t container_port = 0;  // first port of the range
   uint16_t count = 1;           // number of ports in the range
   Protocol protocol = Protocol::tcp;
   std::string text;  // as written, for messages
+
+  bool on_ipv4() const { return !host_ip6; }
+  bool on_ipv6() const { return !host_ip; }
 };
+
+// The first host port two publishes both claim (same protocol, overlapping
+// ports, an address of one family that both cover), if any.
+std::optional<uint16_t> first_shared_port(const Publish& a, const Publish& b);
 
 // A port the container's service listens on (Docker's EXPOSE); the lab starts
 // listeners there, and published container ports are exposed implicitly.

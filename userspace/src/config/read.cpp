@@ -225,7 +225,7 @@ std::optional<Publish> read_publish_object(Reader& r, const Json& v, const std::
           {{"host_ip"}, {"host_port", kRequired}, {"container_port", kRequired}, {"protocol"}})) {
     return std::nullopt;
   }
-  std::optional<Ipv4> host_ip;
+  HostAddress host_ip;
   std::optional<PortRange> host, container;
   std::optional<Protocol> protocol = Protocol::tcp;
   bool host_ip_ok = true;
@@ -237,8 +237,10 @@ std::optional<Publish> read_publish_object(Reader& r, const Json& v, const std::
     };
   };
   r.member(v, path, "host_ip", [&](const Json& f, const std::string& p) {
-    host_ip = r.ip(f, p);
-    host_ip_ok = host_ip.has_value();
+    auto text = r.string(f, p);
+    auto parsed = text ? r.check(parse_host_address(*text), p, "") : std::nullopt;
+    host_ip_ok = parsed.has_value();
+    if (parsed) host_ip = *parsed;
   });
   r.member(v, path, "host_port", read_range(host));
   r.member(v, path, "container_port", read_range(container));

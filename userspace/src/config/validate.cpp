@@ -24,14 +24,21 @@ void check_unique(const std::vector<Entry>& entries, std::string_view kind, Prob
   }
 }
 
-// The first host port two publishes share, if they collide.
-std::optional<uint16_t> first_shared_port(const Publish& a, const Publish& b) {
-  if (a.protocol != b.protocol) return std::nullopt;
-  if (a.host_ip && b.host_ip && *a.host_ip != *b.host_ip) return std::nullopt;
-  uint32_t low = std::max(a.host_port, b.host_port);
-  uint32_t end = std::min(a.host_port + a.count, b.host_port + b.count);
-  if (low >= end) return std::nullopt;
-  return static_cast<uint16_t>(low);
+// A publish on an IPv6 host address forwards to the container's IPv6
+// address on the network it is published from (the first non-internal
+// one, as plan/ picks it): without one it could reach nothing.
+void check_published_ipv6(const Document& doc, const ContainerEntry& c, Problems& problems) {
+  auto target = std::find_if(c.attachments.begin(), c.attachments.end(), [&doc](const auto& a) {
+    return a.network >= 0 && !doc.networks[a.network].net.internal;
+  });
+  if (target == c.attachments.end() || target->att.ip6) return;
+  for (const PublishEntry& p : c.publishes) {
+    if (!p.pub.host_ip6) continue;
+    problems.add(p.path, quote(p.pub.text) + " publishes on an IPv6 address, but " + c.label() +
+                             " has no IPv6 address on network " + quote(target->att.network) +
+                             ", which it is published from; give the network an " +
+                             "\"ipv6_subnet\" or publish on an IPv4 address");
+  }
 }
 
 }  // namespace
@@ -152,7 +159,10 @@ void check_published_reachable(const Document& doc, Problems& problems) {
         std::all_of(c.attachments.begin(), c.attachments.end(), [&doc](const AttachmentEntry& a) {
           return a.network >= 0 && doc.networks[a.network].net.internal;
         });
-    if (!only_internal) continue;
+    if (!only_internal) {
+      check_published_ipv6(doc, c, problems);
+      continue;
+    }
     std::vector<std::string> names;
     for (const AttachmentEntry& a : c.attachments) names.push_back(quote(a.att.network));
     problems.add(path, "internal network containers cannot be published: " + c.label() +

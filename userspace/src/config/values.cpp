@@ -98,11 +98,29 @@ Parsed<Protocol> parse_port_protocol(std::string_view text) {
 
 std::string render_publish(const Publish& p) {
   std::string ip = p.host_ip ? p.host_ip->str() + ":" : "";
+  if (p.host_ip6) ip = "[" + p.host_ip6->str() + "]:";
   return ip + PortRange{p.host_port, p.count}.str() + ":" +
          PortRange{p.container_port, p.count}.str() + "/" + to_string(p.protocol);
 }
 
-Parsed<Publish> make_publish(std::optional<Ipv4> host_ip, PortRange host, PortRange container,
+Parsed<HostAddress> parse_host_address(std::string_view text) {
+  bool bracketed = text.size() >= 2 && text.front() == '[' && text.back() == ']';
+  std::string_view inner = bracketed ? text.substr(1, text.size() - 2) : text;
+  if (!bracketed)
+    if (auto v4 = Ipv4::parse(text)) return HostAddress{v4, std::nullopt};
+  auto v6 = Ipv6::parse(inner);
+  if (!v6) {
+    bool v6ish = bracketed || text.find(':') != std::string_view::npos;
+    return std::unexpected(quote(text) + " is not an IPv" + (v6ish ? "6" : "4") + " address");
+  }
+  // The kernel takes ::ffff:a.b.c.d for a.b.c.d: IPv4's publish would serve it.
+  if (v6->is_v4_mapped())
+    return std::unexpected(quote(text) + " is an IPv4-mapped address; write the IPv4 address");
+  if (v6->is_multicast()) return std::unexpected(quote(text) + " is a multicast address");
+  return HostAddress{std::nullopt, v6};
+}
+
+Parsed<Publish> make_publish(const HostAddress& host_ip, PortRange host, PortRange container,
                              Protocol protocol) {
   if (host.count != container.count) {
     return std::unexpected("host ports " + host.str() + " and container ports " + container.str() +
@@ -115,27 +133,45 @@ Parsed<Publish> make_publish(std::optional<Ipv4> host_ip, PortRange host, PortRa
     return std::unexpected("SCTP ports cannot be changed (the SCTP checksum covers them): use " +
                            host.str() + ":" + host.str() + "/sctp");
   }
-  // 0.0.0.0 is how Docker spells "every host address".
-  if (host_ip && host_ip->value == 0) host_ip.reset();
-  return Publish{host_ip, host.first, container.first, host.count, protocol, ""};
+  Publish p{host_ip.v4, host_ip.v6, host.first, container.first, host.count, protocol, ""};
+  // 0.0.0.0 is how Docker spells "every host address" (of both families,
+  // as Docker binds [::] beside it); [::] stays IPv6's alone.
+  if (p.host_ip && p.host_ip->value == 0) p.host_ip.reset();
+  return p;
 }
 
 Parsed<Publish> parse_publish(std::string_view text) {
   auto ports_protocol = split_protocol(text);
   if (!ports_protocol) return std::unexpected(ports_protocol.error());
   auto [ports, protocol] = *ports_protocol;
+  // An IPv6 host address is bracketed, its colons are not separators.
+  std::string_view host_text;
+  if (ports.starts_with('[')) {
+    size_t close = ports.find(']');
+    if (close == std::string_view::npos || ports.substr(close + 1, 1) != ":")
+      return std::unexpected("expected [IPv6]:host:container, e.g. \"[::1]:8080:80\"");
+    host_text = ports.substr(0, close + 1);
+    ports.remove_prefix(close + 2);
+  }
   std::vector<std::string_view> parts = split(ports, ':');
   if (parts.size() == 1) {
     // Docker would pick a random host port; a policy needs to know it.
     return std::unexpected("the host port is missing; write host:container, e.g. \"8080:80\"");
   }
-  if (parts.size() > 3) {
-    return std::unexpected("expected [ip:]host:container[/protocol], e.g. \"127.0.0.1:8080:80\"");
+  if (parts.size() > 3 || (parts.size() == 3 && !host_text.empty())) {
+    return std::unexpected(
+        "expected [ip:]host:container[/protocol], e.g. \"127.0.0.1:8080:80\" or "
+        "\"[::1]:8080:80\" (IPv6 addresses in brackets)");
   }
-  std::optional<Ipv4> host_ip;
-  if (parts.size() == 3) {
-    host_ip = Ipv4::parse(parts[0]);
-    if (!host_ip) return std::unexpected(quote(parts[0]) + " is not an IPv4 address");
+  if (parts.size() == 3) host_text = parts[0];
+  HostAddress host_ip;
+  if (!host_text.empty()) {
+    auto parsed = parse_host_address(host_text);
+    if (!parsed) return std::unexpected(parsed.error());
+    if (parsed->v6 && !host_text.starts_with('['))
+      return std::unexpected("write the IPv6 address " + quote(host_text) + " in brackets: \"[" +
+                             std::string(host_text) + "]:...\"");
+    host_ip = *parsed;
   }
   auto host = parse_port_range(parts[parts.size() - 2]);
   if (!host) return std::unexpected(host.error());

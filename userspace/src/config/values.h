@@ -24,12 +24,21 @@ Parsed<uint16_t> parse_port(std::string_view text);
 Parsed<PortRange> parse_port_range(std::string_view text);    // "80" or "8000-8010"
 Parsed<Protocol> parse_port_protocol(std::string_view text);  // "tcp", "udp", "sctp"
 
-// Docker's `-p [ip:]host:container[/proto]`; `text` is kept for messages.
+// A publish's host address: one of the two, or neither for every address.
+struct HostAddress {
+  std::optional<Ipv4> v4;
+  std::optional<Ipv6> v6;
+};
+// "127.0.0.1", "::1" or "[::1]"; IPv4-mapped and multicast IPv6 refused.
+Parsed<HostAddress> parse_host_address(std::string_view text);
+
+// Docker's `-p [ip:]host:container[/proto]`, IPv6 addresses bracketed
+// (`[::1]:8080:80`); `text` is kept for messages.
 Parsed<Publish> parse_publish(std::string_view text);
 // The object form's fields, checked as Docker checks the string form.
-Parsed<Publish> make_publish(std::optional<Ipv4> host_ip, PortRange host, PortRange container,
+Parsed<Publish> make_publish(const HostAddress& host_ip, PortRange host, PortRange container,
                              Protocol protocol);
-std::string render_publish(const Publish& p);  // "127.0.0.1:8080:80/tcp"
+std::string render_publish(const Publish& p);  // "127.0.0.1:8080:80/tcp", "[::1]:8080:80/tcp"
 
 Parsed<Expose> parse_expose(std::string_view text);  // "6000", "6000/tcp", "53/udp"
 

@@ -106,6 +106,7 @@ struct Apply {
   ByteKeyed<moat_addr_info> have_addrs6;
   ByteKeyed<moat_endpoint> have_eps;
   ByteKeyed<moat_publish_val> have_publish;
+  ByteKeyed<moat_publish6_val> have_publish6;
   ByteKeyed<moat_uplink> have_uplinks;
   ByteKeyed<uint32_t> have_caddrs;
   uint32_t last_rev = 0, rev = 0;
@@ -198,15 +199,35 @@ Result<void> resolve(Apply& a) {
   return {};
 }
 
+// The plan's published ports of one family that the kernel does not hold
+// yet (`have`; all of them without it), appended to `out`.
+template <class Entry, class V>
+void add_fresh_ports(std::vector<PublishedPort>& out, const std::vector<Entry>& want,
+                     const ByteKeyed<V>* have) {
+  std::vector<Entry> fresh;
+  for (const auto& p : want)
+    if (!have || !have->contains(key_bytes(p.key))) fresh.push_back(p);
+  auto ports = published_ports(fresh);
+  out.insert(out.end(), ports.begin(), ports.end());
+}
+
+// A port that a host program already holds cannot be published (Docker:
+// "port is already allocated"); ports moat publishes already are ours.
+Result<void> fresh_ports_free(const Apply& a, bool exists) {
+  if (a.ports_held) return {};
+  std::vector<PublishedPort> ports;
+  add_fresh_ports(ports, a.want.plan.publish, exists ? &a.have_publish : nullptr);
+  add_fresh_ports(ports, a.want.plan.publish6, exists ? &a.have_publish6 : nullptr);
+  return check_ports_free(ports);
+}
+
 // A dry run for an instance that does not exist: everything would be added.
 Result<ApplyReport> dry_run_new(const Apply& a) {
-  if (auto r = a.ports_held ? Result<void>() : check_ports_free(published_ports(a.want.plan.publish));
-      !r)
-    return std::unexpected(r.error());
+  if (auto r = fresh_ports_free(a, false); !r) return std::unexpected(r.error());
   ApplyReport rep;
   rep.endpoints_added = static_cast<int>(a.want.endpoints.size());
   rep.addrs_added = static_cast<int>(a.want.addrs.size() + a.want.addrs6.size());
-  rep.publish_added = static_cast<int>(a.want.publish.size());
+  rep.publish_added = static_cast<int>(a.want.publish.size() + a.want.publish6.size());
   rep.attached = static_cast<int>(a.want.endpoints.size() + a.want.uplink_rows.size() +
                                   a.want.bridge_rows.size());
   rep.sock_hooks_changed = true;
@@ -254,20 +275,14 @@ Result<void> load(Apply& a, bool exists) {
                  dump_into<moat_lpm_v6_key>(maps.addrs6, a.have_addrs6),
                  dump_into<uint32_t>(maps.endpoints, a.have_eps),
                  dump_into<moat_publish_key>(maps.publish, a.have_publish),
+                 dump_into<moat_publish6_key>(maps.publish6, a.have_publish6),
                  dump_into<uint32_t>(maps.uplinks, a.have_uplinks),
                  dump_into<moat_container_net_key>(maps.container_addrs, a.have_caddrs)})
     if (!r) return r;
   return {};
 }
 
-// A port that a host program already holds cannot be published (Docker:
-// "port is already allocated"); ports moat publishes already are ours.
-Result<void> check_fresh_ports(Apply& a) {
-  std::vector<PublishEntry> fresh;
-  for (const auto& p : a.want.plan.publish)
-    if (!a.have_publish.contains(key_bytes(p.key))) fresh.push_back(p);
-  return a.ports_held ? Result<void>() : check_ports_free(published_ports(fresh));
-}
+Result<void> check_fresh_ports(Apply& a) { return fresh_ports_free(a, true); }
 
 // Phase 3: the programs pinned (unless kept).
 Result<void> pin(Apply& a) {
@@ -312,6 +327,9 @@ Result<void> write(Apply& a) {
   if (r)
     r = upsert<moat_publish_key>(maps.publish, a.have_publish, a.want.publish, &rep.publish_added,
                                  &rep.publish_updated, a.dry_run);
+  if (r)
+    r = upsert<moat_publish6_key>(maps.publish6, a.have_publish6, a.want.publish6,
+                                  &rep.publish_added, &rep.publish_updated, a.dry_run);
   if (r)
     r = upsert<uint32_t>(maps.uplinks, a.have_uplinks, a.want.uplinks, &ignored, &ignored,
                          a.dry_run);
@@ -437,6 +455,9 @@ Result<void> remove_stale_entries(Apply& a) {
   auto r = remove_stale(maps.endpoints, a.have_eps, a.want.endpoints, &rep.endpoints_removed,
                         a.dry_run);
   if (r) r = remove_stale(maps.publish, a.have_publish, a.want.publish, &rep.publish_removed, a.dry_run);
+  if (r)
+    r = remove_stale(maps.publish6, a.have_publish6, a.want.publish6, &rep.publish_removed,
+                     a.dry_run);
   if (r) r = remove_stale(maps.uplinks, a.have_uplinks, a.want.uplinks, &ignored, a.dry_run);
   if (r)
     r = remove_stale(maps.container_addrs, a.have_caddrs, a.want.container_addrs, &ignored,
@@ -444,6 +465,19 @@ Result<void> remove_stale_entries(Apply& a) {
   if (r) r = remove_stale(maps.addrs, a.have_addrs, a.want.addrs, &rep.addrs_removed, a.dry_run);
   if (r) r = remove_stale(maps.addrs6, a.have_addrs6, a.want.addrs6, &rep.addrs_removed, a.dry_run);
   return r;
+}
+
+// Which maps a publish of `container` landed in: "ipv4" (publish), "ipv6"
+// (publish6, when the container has an IPv6 address to forward to).
+json published_families(const Plan& plan, const std::string& container, const std::string& text) {
+  auto has = [&](const auto& entries) {
+    return std::any_of(entries.begin(), entries.end(),
+                       [&](const auto& e) { return e.container == container && e.text == text; });
+  };
+  json out = json::array();
+  if (has(plan.publish)) out.push_back("ipv4");
+  if (has(plan.publish6)) out.push_back("ipv6");
+  return out;
 }
 
 // Phase 8: the record of what the kernel now holds (reconcile() saves it).
@@ -468,7 +502,10 @@ json state_record(const Apply& a) {
   }
   json published = json::array();
   for (const auto& c : cfg.containers)
-    for (const auto& p : c.publish) published.push_back({{"container", c.name}, {"publish", p.text}});
+    for (const auto& p : c.publish)
+      published.push_back({{"container", c.name},
+                           {"publish", p.text},
+                           {"families", published_families(a.want.plan, c.name, p.text)}});
   return {{"instance", a.instance},
           {"source", cfg.source},
           {"netns_inode", current_netns_inode()},

@@ -36,7 +36,8 @@ bool is_config_map(std::string_view name) {
 void shrink_private(bpf_map* m) {
   std::string_view name = bpf_map__name(m);
   if (name == "ct" || name == "ct_ring" || name == "ct_owned" || name == "frags" ||
-      name == "sock_rnat" || name == "ct6" || name == "ct6_ring" || name == "frags6")
+      name == "sock_rnat" || name == "sock_rnat6" || name == "ct6" || name == "ct6_ring" ||
+      name == "frags6")
     bpf_map__set_max_entries(m, 64);
 }
 

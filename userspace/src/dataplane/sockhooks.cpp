@@ -288,7 +288,7 @@ std::string ProcNetSocket::address() const {
   else if (holds_ipv4)
     a = "[::ffff:" + ip_str(ip_be) + "]";
   else
-    a = "[IPv6]";
+    a = "[" + (ip6 ? ip6->str() : std::string("IPv6")) + "]";
   return a + ":" + std::to_string(port);
 }
 
@@ -327,12 +327,17 @@ std::optional<ProcNetSocket> parse_proc_net_line(std::string_view line, bool v6)
   if (!v6) {
     s.ip_be = w[0];
     s.holds_ipv4 = true;
-  } else if (w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == 0) {
-    s.holds_ipv4 = true;  // [::]: takes the IPv4 port too unless IPV6_V6ONLY
-  } else if (w[0] == 0 && w[1] == 0 && w[2] == htonl(0xffff)) {
+    return s;
+  }
+  if (w[0] == 0 && w[1] == 0 && w[2] == htonl(0xffff)) {
     s.ip_be = w[3];
     s.holds_ipv4 = true;
+    return s;
   }
+  // The words are the address's bytes in memory order, as ip_be above.
+  s.ip6 = Ipv6{};
+  std::memcpy(s.ip6->bytes.data(), w.data(), 16);
+  s.holds_ipv4 = *s.ip6 == Ipv6{};  // [::]: takes the IPv4 port too unless IPV6_V6ONLY
   return s;
 }
 
@@ -341,11 +346,27 @@ bool bind_collides(const PublishedPort& p, uint32_t bound_ip_be, uint16_t port, 
   return bound_ip_be == 0 || p.host_ip_be == 0 || bound_ip_be == p.host_ip_be;
 }
 
+bool bind_collides(const PublishedPort& p, const Ipv6& bound, uint16_t port, uint8_t proto) {
+  if (!p.host_ip6 || p.port != port || p.proto != proto) return false;
+  return bound == Ipv6{} || *p.host_ip6 == Ipv6{} || bound == *p.host_ip6;
+}
+
 std::vector<PublishedPort> published_ports(const std::vector<PublishEntry>& publish) {
   std::vector<PublishedPort> out;
   out.reserve(publish.size());
   for (const auto& e : publish)
     out.push_back({e.key.host_ip, ntohs(e.key.port), e.key.proto, e.text, e.container});
+  return out;
+}
+
+std::vector<PublishedPort> published_ports(const std::vector<Publish6Entry>& publish6) {
+  std::vector<PublishedPort> out;
+  out.reserve(publish6.size());
+  for (const auto& e : publish6) {
+    Ipv6 host;
+    std::copy(std::begin(e.key.host_ip.b), std::end(e.key.host_ip.b), host.bytes.begin());
+    out.push_back({0, ntohs(e.key.port), e.key.proto, e.text, e.container, host});
+  }
   return out;
 }
 
@@ -469,12 +490,16 @@ Result<void> check_ports_free(const std::vector<PublishedPort>& ports) {
     std::getline(in, line);  // header
     while (std::getline(in, line)) {
       auto s = parse_proc_net_line(line, v6);
-      if (!s || !s->holds_ipv4) continue;
+      if (!s) continue;
       // TCP: listeners only. UDP: every bound socket holds its port.
       if (proto == IPPROTO_TCP && s->state != 0x0A) continue;
       for (const auto& p : ports) {
-        if (!bind_collides(p, s->ip_be, s->port, proto)) continue;
-        std::string where = p.host_ip_be ? ip_str(p.host_ip_be) : "0.0.0.0";
+        bool hit = p.host_ip6 ? s->ip6 && bind_collides(p, *s->ip6, s->port, proto)
+                              : s->holds_ipv4 && bind_collides(p, s->ip_be, s->port, proto);
+        if (!hit) continue;
+        std::string where = p.host_ip6     ? "[" + p.host_ip6->str() + "]"
+                            : p.host_ip_be ? ip_str(p.host_ip_be)
+                                           : "0.0.0.0";
         problems.push_back("port " + where + ":" + std::to_string(p.port) + "/" +
                            proto_name(proto) + " (\"" + p.text + "\" of container \"" +
                            p.container + "\") is taken by a socket " +

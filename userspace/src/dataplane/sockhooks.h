@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "plan/plan.h"
+#include "util/net.h"
 #include "util/result.h"
 
 namespace moat {
@@ -40,15 +41,19 @@ Result<nlohmann::json> sock_hooks_status(const std::string& pin_dir);
 
 // One published host port, for check_ports_free.
 struct PublishedPort {
-  uint32_t host_ip_be;    // 0: every host address
+  uint32_t host_ip_be;    // IPv4: 0 is every host address
   uint16_t port;          // host byte order
   uint8_t proto;          // IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP
   std::string text;       // the publish as written, e.g. "5000:5000/tcp"
   std::string container;  // who publishes it
+  // Set for a port of `publish6` (host_ip_be unused): :: is every host
+  // IPv6 address.
+  std::optional<Ipv6> host_ip6{};
 };
 
 // One per published port of the plan (ranges are already expanded there).
 std::vector<PublishedPort> published_ports(const std::vector<PublishEntry>& publish);
+std::vector<PublishedPort> published_ports(const std::vector<Publish6Entry>& publish6);
 
 // Fails, naming port, protocol, address and container of every collision,
 // when a socket in the calling thread's network namespace listens (TCP) or
@@ -64,6 +69,9 @@ struct ProcNetSocket {
   // IPv6 sockets on [::] (ip_be 0) or on ::ffff:a.b.c.d (ip_be a.b.c.d).
   bool holds_ipv4 = false;
   uint32_t ip_be = 0;           // the IPv4 address, 0 for the wildcard
+  // The IPv6 address of a *6 socket that is not IPv4-mapped ([::] too):
+  // it holds that IPv6 port.
+  std::optional<Ipv6> ip6;
   uint16_t port = 0;            // host byte order
   uint8_t state = 0;            // TCP state number (0x0A = LISTEN)
   bool v6 = false;              // from a *6 file
@@ -77,5 +85,7 @@ std::optional<ProcNetSocket> parse_proc_net_line(std::string_view line, bool v6)
 // published port p: same protocol and port, and either address is a
 // wildcard or both are equal. The bind hook applies the same rule.
 bool bind_collides(const PublishedPort& p, uint32_t bound_ip_be, uint16_t port, uint8_t proto);
+// The same for an IPv6 port (p.host_ip6 set) and a socket on `bound` (:: = every address).
+bool bind_collides(const PublishedPort& p, const Ipv6& bound, uint16_t port, uint8_t proto);
 
 }  // namespace moat

@@ -256,8 +256,8 @@ std::vector<Publish> read_publishes(const json& c, const std::string& id, const 
         b.skip(Skipped::Kind::publish, id, label, host_port.error());
         continue;
       }
-      auto p = make_publish(host_ip, PortRange{*host_port, 1}, PortRange{container->port, 1},
-                            container->protocol);
+      auto p = make_publish({host_ip, std::nullopt}, PortRange{*host_port, 1},
+                            PortRange{container->port, 1}, container->protocol);
       if (!p) {
         b.skip(Skipped::Kind::publish, id, label, p.error());
         continue;
@@ -439,14 +439,6 @@ void Builder::add_container(const json& c) {
   out.config.containers.push_back(std::move(out_c));
 }
 
-// The first host port two publishes share, as config/validate.cpp sees it.
-bool shares_port(const Publish& a, const Publish& b) {
-  if (a.protocol != b.protocol) return false;
-  if (a.host_ip && b.host_ip && *a.host_ip != *b.host_ip) return false;
-  return std::max(a.host_port, b.host_port) <
-         std::min(a.host_port + a.count, b.host_port + b.count);
-}
-
 // dockerd holds every published port, so two containers never share one;
 // between two snapshots of a restart they can. The first (by name) keeps it
 // rather than the whole file being refused.
@@ -455,8 +447,9 @@ void Builder::drop_publish_conflicts() {
   for (Container& c : out.config.containers) {
     std::vector<Publish> mine;
     for (Publish& p : c.publish) {
-      auto clash = std::find_if(kept.begin(), kept.end(),
-                                [&p](const Publish* k) { return shares_port(*k, p); });
+      auto clash = std::find_if(kept.begin(), kept.end(), [&p](const Publish* k) {
+        return first_shared_port(*k, p).has_value();
+      });
       if (clash != kept.end()) {
         skip(Skipped::Kind::publish, "", c.name + " " + p.text,
              "the host port is already published (" + (*clash)->text + ")");

@@ -88,7 +88,8 @@ std::vector<Source> publish_sources(const Config& cfg, const std::string& lab, I
 void add_published(std::vector<Probe>& out, const Container& dst,
                    const std::vector<Source>& sources, Ipv4 loopback) {
   for (const auto& p : dst.publish) {
-    if (p.protocol == Protocol::sctp) continue;
+    // The lab probes published ports over IPv4: an IPv6 address's are not.
+    if (p.protocol == Protocol::sctp || !p.on_ipv4()) continue;
     for (uint16_t i = 0; i < std::min<uint16_t>(p.count, 2); ++i) {
       uint16_t port = static_cast<uint16_t>(p.host_port + i);
       std::string label = dst.name + " -p " + (p.host_ip ? p.host_ip->str() + ":" : "") +

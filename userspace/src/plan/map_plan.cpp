@@ -53,6 +53,7 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
         {u.name, u.ifindex, json{{"ip", Ipv4::from_be(u.ipv4).str()}, {"stats_slot", slot}}});
   }
   for (const auto& p : m.plan.publish) m.publish.emplace(key_bytes(p.key), p.value);
+  for (const auto& p : m.plan.publish6) m.publish6.emplace(key_bytes(p.key), p.value);
 }
 
 // A guarded bridge drops what no endpoint judged; only networks that name one.

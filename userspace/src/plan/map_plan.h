@@ -64,6 +64,7 @@ struct MapPlan {
   ByteKeyed<moat_addr_info> addrs;
   ByteKeyed<moat_addr_info> addrs6;
   ByteKeyed<moat_publish_val> publish;
+  ByteKeyed<moat_publish6_val> publish6;
   ByteKeyed<moat_uplink> uplinks;
   ByteKeyed<uint32_t> container_addrs;
   std::vector<AttachmentRow> endpoint_rows, uplink_rows, bridge_rows;

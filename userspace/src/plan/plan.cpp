@@ -52,10 +52,14 @@ uint32_t net_flags(const Network& n) {
 
 namespace {
 
+void copy_ip6(const Ipv6& from, moat_ip& to) {
+  std::copy(from.bytes.begin(), from.bytes.end(), to.b);
+}
+
 moat_lpm_v6_key lpm6(uint32_t len, const Ipv6& a) {
   moat_lpm_v6_key k{};
   k.prefixlen = len;
-  std::copy(a.bytes.begin(), a.bytes.end(), k.addr.b);
+  copy_ip6(a, k.addr);
   return k;
 }
 
@@ -112,7 +116,7 @@ Result<void> plan_endpoints(const Config& cfg, Plan& plan) {
       e.interface = a.host_interface;
       e.value.net_id = plan.ids.networks.at(n->name);
       e.value.ipv4 = a.ip.to_be();
-      if (a.ip6) std::copy(a.ip6->bytes.begin(), a.ip6->bytes.end(), e.value.ipv6.b);
+      if (a.ip6) copy_ip6(*a.ip6, e.value.ipv6);
       e.value.net_flags = net_flags(*n);
       e.value.container_id = plan.ids.containers.at(c.name);
       if (a.mac) {
@@ -125,39 +129,63 @@ Result<void> plan_endpoints(const Config& cfg, Plan& plan) {
   return {};
 }
 
+// Port i of publish p of container c, forwarding to attachment a: the
+// fields both families share.
+template <class Entry>
+Entry publish_entry(const Plan& plan, const Container& c, const Attachment& a, const Publish& p,
+                    uint32_t i) {
+  Entry e;
+  e.container = c.name;
+  e.network = a.network;
+  e.text = p.text;
+  e.key.port = htons(static_cast<uint16_t>(p.host_port + i));
+  e.key.proto = ip_protocol_number(p.protocol);
+  e.value.backend_port = htons(static_cast<uint16_t>(p.container_port + i));
+  e.value.container_id = plan.ids.containers.at(c.name);
+  e.value.net_id = plan.ids.networks.at(a.network);
+  return e;
+}
+
+void plan_publish_ports(Plan& plan, const Container& c, const Attachment& a, const Publish& p) {
+  for (uint32_t i = 0; i < p.count; ++i) {
+    if (p.on_ipv4()) {
+      auto e = publish_entry<PublishEntry>(plan, c, a, p, i);
+      e.key.host_ip = p.host_ip ? p.host_ip->to_be() : 0;
+      e.value.backend_ip = a.ip.to_be();
+      plan.publish.push_back(e);
+    }
+    if (p.on_ipv6() && a.ip6) {
+      auto e = publish_entry<Publish6Entry>(plan, c, a, p, i);
+      copy_ip6(p.host_ip6.value_or(Ipv6{}), e.key.host_ip);
+      copy_ip6(*a.ip6, e.value.backend_ip);
+      plan.publish6.push_back(e);
+    }
+  }
+}
+
 Result<void> plan_publish(const Config& cfg, Plan& plan) {
   for (size_t ci = 0; ci < cfg.containers.size(); ++ci) {
     const auto& c = cfg.containers[ci];
     if (c.publish.empty()) continue;
+    std::string where = cfg.source + ": containers[" + std::to_string(ci) + "].publish";
     const Attachment* a = publish_target(cfg, c);
-    if (!a)
-      return fail(cfg.source + ": containers[" + std::to_string(ci) +
-                  "].publish: the container has no non-internal network to publish from");
+    if (!a) return fail(where + ": the container has no non-internal network to publish from");
     for (const auto& p : c.publish) {
-      for (uint32_t i = 0; i < p.count; ++i) {
-        PublishEntry e;
-        e.container = c.name;
-        e.network = a->network;
-        e.text = p.text;
-        e.key.host_ip = p.host_ip ? p.host_ip->to_be() : 0;
-        e.key.port = htons(static_cast<uint16_t>(p.host_port + i));
-        e.key.proto = ip_protocol_number(p.protocol);
-        e.value.backend_ip = a->ip.to_be();
-        e.value.backend_port = htons(static_cast<uint16_t>(p.container_port + i));
-        e.value.container_id = plan.ids.containers.at(c.name);
-        e.value.net_id = plan.ids.networks.at(a->network);
-        plan.publish.push_back(e);
-      }
+      if (p.host_ip6 && !a->ip6)
+        return fail(where + ": \"" + p.text + "\" publishes on an IPv6 address, but the " +
+                    "container has no IPv6 address on network \"" + a->network + "\"");
+      plan_publish_ports(plan, c, *a, p);
     }
   }
   return {};
 }
 
 Result<void> check_capacity(const Config& cfg, const Plan& plan) {
-  if (plan.publish.size() > MOAT_MAX_PUBLISH)
-    return fail(cfg.source + ": " + std::to_string(plan.publish.size()) +
-                " published ports exceed the publish map's capacity of " +
-                std::to_string(MOAT_MAX_PUBLISH));
+  for (size_t n : {plan.publish.size(), plan.publish6.size()})
+    if (n > MOAT_MAX_PUBLISH)
+      return fail(cfg.source + ": " + std::to_string(n) +
+                  " published ports exceed the publish map's capacity of " +
+                  std::to_string(MOAT_MAX_PUBLISH));
   // Slot 0 of `stats` is nobody's, so one attachment fewer than the maps hold.
   if (plan.endpoints.size() > MOAT_MAX_ATTACHMENTS - 1)
     return fail(cfg.source + ": " + std::to_string(plan.endpoints.size()) +

@@ -46,14 +46,18 @@ struct Addr6Entry {
   std::string network;
 };
 
-// One published host port (ranges are expanded port by port).
-struct PublishEntry {
+// One published host port (ranges are expanded port by port), in `publish`
+// (IPv4) or `publish6` (IPv6).
+template <class K, class V>
+struct BasicPublishEntry {
   std::string container;
   std::string network;  // the attachment the port forwards to
   std::string text;     // the publish as written, for messages
-  moat_publish_key key{};
-  moat_publish_val value{};
+  K key{};
+  V value{};
 };
+using PublishEntry = BasicPublishEntry<moat_publish_key, moat_publish_val>;
+using Publish6Entry = BasicPublishEntry<moat_publish6_key, moat_publish6_val>;
 
 struct Plan {
   IdTable ids;
@@ -61,6 +65,9 @@ struct Plan {
   std::vector<AddrEntry> addrs;
   std::vector<Addr6Entry> addrs6;
   std::vector<PublishEntry> publish;
+  // A publish on every address (or an IPv6 one) of a container with an IPv6
+  // address on the publishing network; those on an IPv6 address only here.
+  std::vector<Publish6Entry> publish6;
 };
 
 // Fails when an attachment has no host interface, two attachments name the

@@ -2,6 +2,7 @@
 // are written by people, and a lenient parser turns typos into addresses.
 #include "util/net.h"
 
+#include <algorithm>
 #include <bit>
 #include <charconv>
 #include <cstdio>
@@ -209,6 +210,11 @@ std::string Ipv6::str() const {
 bool Ipv6::is_link_local() const { return bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80; }
 
 bool Ipv6::is_multicast() const { return bytes[0] == 0xff; }
+
+bool Ipv6::is_v4_mapped() const {
+  return std::all_of(bytes.begin(), bytes.begin() + 10, [](uint8_t b) { return b == 0; }) &&
+         bytes[10] == 0xff && bytes[11] == 0xff;
+}
 
 std::optional<Ipv6> Ipv6::parse(std::string_view text) {
   std::vector<uint16_t> head, tail;

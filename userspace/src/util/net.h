@@ -47,6 +47,7 @@ struct Ipv6 {
   std::string str() const;
   bool is_link_local() const;  // fe80::/10
   bool is_multicast() const;   // ff00::/8
+  bool is_v4_mapped() const;   // ::ffff:0:0/96
   // Every RFC 4291 text form ("fd00::1", "::", "::ffff:192.0.2.1", upper
   // case hex); nullopt for zone ids ("fe80::1%eth0"), prefix lengths and
   // anything else.
