@@ -98,6 +98,9 @@ Result<int> ct_gc(const std::string& instance);
 // ingress?}; addresses in network order, port in host order.
 Result<nlohmann::json> kernel_policy_verdict(const std::string& instance, uint32_t src_be,
                                              uint32_t dst_be, uint8_t proto, uint16_t port);
+// The same for an IPv6 flow, with the identities of `ipcache6_gens`.
+Result<nlohmann::json> kernel_policy_verdict(const std::string& instance, const Ipv6& src,
+                                             const Ipv6& dst, uint8_t proto, uint16_t port);
 
 // The instance's pinned maps, through the endpoint skeleton (no program is
 // loaded): for readers such as the observation commands. Fails when the
