@@ -68,8 +68,13 @@ Result<nlohmann::json> status(const std::string& instance);
 // remove_instance() (reconcile.h).
 Result<void> down(const std::string& instance);
 
-// Live connection-tracking entries (two per translated flow), as JSON rows.
+// Live connection-tracking entries of both families (`ct`, `ct6`; two per
+// translated flow), as JSON rows.
 Result<nlohmann::json> ct_entries(const std::string& instance);
+// One row of ct_entries() (pure): addresses as "a.b.c.d:port" or
+// "[v6]:port" (ICMP, ICMPv6: the address alone), IPv6 rows with "family".
+nlohmann::json ct_entry_json(const moat_ct_key& k, const moat_ct_entry& e, uint64_t now_ns);
+nlohmann::json ct_entry_json(const moat_ct6_key& k, const moat_ct6_entry& e, uint64_t now_ns);
 
 // Ends the flows whose entries expired and that no packet met since (the
 // programs end a flow lazily, when a packet meets it): through reap.bpf.c,
