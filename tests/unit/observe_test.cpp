@@ -213,21 +213,6 @@ TEST(ObserveEvents, Ipv6PublishedFlowShowsNoIpv4Address) {
   EXPECT_EQ(j.dump().find("0.0.0.0"), std::string::npos) << j.dump();
 }
 
-TEST(ObserveEvents, Ipv6TrackedFlowAndIcmpv6Echo) {
-  moat_event ev = flow6(MOAT_EV_FLOW_END, MOAT_CT_TRACK, "fd00:1::2", "fd00:1::4");
-  ev.ifindex = 4;
-  ev.dir = MOAT_DIR_FROM_CONTAINER;
-  ev.tuple = key("0.0.0.0", 0, "0.0.0.0", 0, IPPROTO_ICMPV6);
-  ev.xlated = key("0.0.0.0", 77, "0.0.0.0", 0, IPPROTO_ICMPV6);
-  auto j = event_json(ev, names6(), kOffset);
-  EXPECT_EQ(j["protocol"], "icmpv6");
-  EXPECT_EQ(j["icmp"], (json{{"echo_id", 77}}));
-  EXPECT_EQ(j["src"]["ip"], "fd00:1::2");
-  EXPECT_EQ(j["src"]["container"], "rechnung");
-  EXPECT_EQ(j["dst"]["container"], "datenbank");
-  EXPECT_EQ(event_text(j, true).find("0.0.0.0"), std::string::npos);
-}
-
 // A Docker instance: Compose's labels name the service at either end, and a
 // guarded bridge's drop names the bridge and its network, no container.
 TEST(ObserveEvents, ComposeServiceAndBridgeDrops) {

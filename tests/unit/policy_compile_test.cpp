@@ -966,8 +966,16 @@ std::optional<moat_ipcache_val> ipcache6_at(const PolicyPlan& plan, const std::s
   return std::nullopt;
 }
 
+// A container's first attachment (a failure, not a crash, when it has none).
+Attachment attachment_of(const Config& cfg, const std::string& container) {
+  const Container* c = cfg.find_container(container);
+  if (c && !c->networks.empty()) return c->networks[0];
+  ADD_FAILURE() << "no attachment of " << container;
+  return Attachment{};
+}
+
 Ipv6 ip6_of(const Config& cfg, const std::string& container) {
-  return cfg.find_container(container)->networks.at(0).ip6.value();
+  return attachment_of(cfg, container).ip6.value_or(Ipv6{});
 }
 
 std::string v6(const Ipv6& a, int len = 128) { return a.str() + "/" + std::to_string(len); }
@@ -998,17 +1006,19 @@ TEST(PolicyCompile6, ContainerIpv6SharesItsIpv4Identity) {
   Config cfg = dual(
       "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}},"
       " 'ingress': [{'from': [{'podSelector': {'matchLabels': {'app': 'b'}}}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
   auto plan = compile_policies(cfg);
   ASSERT_TRUE(plan.has_value()) << plan.error().message();
   for (const char* name : {"a", "b"}) {
-    const Attachment& at = cfg.find_container(name)->networks.at(0);
+    const Attachment at = attachment_of(cfg, name);
     auto four = ipcache_at(*plan, at.ip.str() + "/32"), six = ipcache6_at(*plan, v6(*at.ip6));
     ASSERT_TRUE(four && six) << name;
     EXPECT_EQ(six->identity, four->identity) << name;
     EXPECT_EQ(six->flags, four->flags) << name;
   }
-  EXPECT_EQ(ipcache6_at(*plan, v6(ip6_of(cfg, "a")))->flags,
-            MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED);
+  auto a_six = ipcache6_at(*plan, v6(ip6_of(cfg, "a")));
+  ASSERT_TRUE(a_six);
+  EXPECT_EQ(a_six->flags, MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED);
   // The IPv6 gateway and ::1 are the host; ::/0 is the IPv6 world.
   EXPECT_EQ(ipcache6_at(*plan, v6(cfg.networks[0].gateway6))->identity, uint32_t{MOAT_ID_HOST});
   EXPECT_EQ(ipcache6_at(*plan, "::1/128")->identity, uint32_t{MOAT_ID_HOST});
@@ -1038,10 +1048,11 @@ TEST(PolicyCompile6, WorldOfEachFamilyStaysApart) {
       "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'policyTypes': ['Egress'],"
       " 'egress': [{'to': [{'ipBlock': {'cidr': '0.0.0.0/0'}}]},"
       "            {'to': [{'ipBlock': {'cidr': '::/0'}}], 'ports': [{'port': 443}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
   auto plan = compile_policies(cfg);
   ASSERT_TRUE(plan.has_value()) << plan.error().message();
   const Ipv6 a6 = ip6_of(cfg, "a"), out6 = *Ipv6::parse("2001:db8::7");
-  const Ipv4 a4 = cfg.find_container("a")->networks[0].ip;
+  const Ipv4 a4 = attachment_of(cfg, "a").ip;
   EXPECT_TRUE(evaluate_compiled(*plan, a4, *Ipv4::parse("8.8.8.8"), IPPROTO_TCP, 80).allowed);
   EXPECT_FALSE(evaluate_compiled(*plan, a6, out6, IPPROTO_TCP, 80).allowed);
   EXPECT_TRUE(evaluate_compiled(*plan, a6, out6, IPPROTO_TCP, 443).allowed);
@@ -1056,6 +1067,7 @@ TEST(PolicyCompile6, CidrAndExceptArePrefixesOfTheirOwn) {
       "                                    'except': ['2001:db8:1::/48']}}]},"
       "             {'action': 'deny', 'from': [{'ipBlock': {'cidr': '2001:db8:2::/48'}}],"
       "              'ports': [{'port': 22}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
   auto plan = compile_policies(cfg);
   ASSERT_TRUE(plan.has_value()) << plan.error().message();
   auto wide = ipcache6_at(*plan, "2001:db8::/32"), except = ipcache6_at(*plan, "2001:db8:1::/48"),
@@ -1093,9 +1105,10 @@ TEST(PolicyCompile6, AddressesInsideABlockSplit) {
       "'}},"
       "                       {'ipBlock': {'cidr': '" +
       v6(gw6) + "'}}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
   auto plan = compile_policies(cfg);
   ASSERT_TRUE(plan.has_value()) << plan.error().message();
-  const Ipv4 b4 = cfg.find_container("b")->networks[0].ip;
+  const Ipv4 b4 = attachment_of(cfg, "b").ip;
   auto b_six = ipcache6_at(*plan, v6(b6)), b_four = ipcache_at(*plan, b4.str() + "/32");
   ASSERT_TRUE(b_six && b_four);
   EXPECT_EQ(b_six->identity, b_four->identity);
@@ -1110,7 +1123,7 @@ TEST(PolicyCompile6, AddressesInsideABlockSplit) {
   EXPECT_TRUE(evaluate_compiled(*plan, gw6, a6, IPPROTO_TCP, 80).allowed);
   EXPECT_FALSE(evaluate_compiled(*plan, *Ipv6::parse("::1"), a6, IPPROTO_TCP, 80).allowed);
   // One identity for both of b's addresses: the block matches b over IPv4 too.
-  const Ipv4 a4 = cfg.find_container("a")->networks[0].ip;
+  const Ipv4 a4 = attachment_of(cfg, "a").ip;
   EXPECT_TRUE(evaluate_compiled(*plan, b4, a4, IPPROTO_TCP, 80).allowed);
   EXPECT_TRUE(evaluate_model(cfg, resolve_endpoint(cfg, "b").value(),
                              resolve_endpoint(cfg, "a").value(), IPPROTO_TCP, 80)
@@ -1125,6 +1138,7 @@ TEST(PolicyCompile6, KubernetesObjectWithIpv6IpBlock) {
       "  'spec': {'podSelector': {'matchLabels': {'app': 'a'}}, 'policyTypes': ['Egress'],"
       "           'egress': [{'to': [{'ipBlock': {'cidr': '::/0', 'except': ['fd00:1::/64']}}],"
       "                       'ports': [{'protocol': 'TCP', 'port': 443}]}]}}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
   auto plan = compile_policies(cfg);
   ASSERT_TRUE(plan.has_value()) << plan.error().message();
   ASSERT_TRUE(ipcache6_at(*plan, "fd00:1::/64"));
@@ -1133,7 +1147,7 @@ TEST(PolicyCompile6, KubernetesObjectWithIpv6IpBlock) {
   EXPECT_FALSE(evaluate_compiled(*plan, a6, b6, IPPROTO_TCP, 443).allowed);  // excepted
   EXPECT_FALSE(evaluate_compiled(*plan, a6, *Ipv6::parse("2001:db8::7"), IPPROTO_TCP, 80).allowed);
   // IPv4 is not in ::/0.
-  const Ipv4 a4 = cfg.find_container("a")->networks[0].ip;
+  const Ipv4 a4 = attachment_of(cfg, "a").ip;
   EXPECT_FALSE(evaluate_compiled(*plan, a4, *Ipv4::parse("8.8.8.8"), IPPROTO_TCP, 443).allowed);
   check_all_ipv6(cfg, {"2001:db8::7", "fd00:1::99"});
 }
@@ -1151,6 +1165,7 @@ TEST(PolicyCompile6, Ipv4OnlyConfigKeepsItsIpv4Plan) {
 
 TEST(PolicyEndpoints, ResolveIpv6) {
   Config cfg = dual("[]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
   const Ipv6 a6 = ip6_of(cfg, "a");
   PolicyEndpoint a = resolve_endpoint(cfg, a6.str()).value();
   EXPECT_EQ(a.kind, PolicyEndpoint::Kind::container);
