@@ -1152,6 +1152,47 @@ TEST(PolicyCompile6, KubernetesObjectWithIpv6IpBlock) {
   check_all_ipv6(cfg, {"2001:db8::7", "fd00:1::99"});
 }
 
+// A random IPv6 ipBlock: world prefixes and prefixes holding the pods
+// (fd00:10::2-a), the gateway (fd00:10::1) and ::1.
+Json random_block6(std::mt19937& rng) {
+  static const char* cidrs[] = {
+      "::/0",           "fd00::/8",       "fd00:10::/64",  "fd00:10::/125",   "fd00:10::4/126",
+      "fd00:10::3/128", "fd00:10::1/128", "2001:db8::/32", "2001:db8:1::/48", "::1/128"};
+  Ipv6Prefix cidr = *Ipv6Prefix::parse(cidrs[rng() % std::size(cidrs)]);
+  Json block = {{"cidr", cidr.str()}};
+  for (const char* e : cidrs) {
+    Ipv6Prefix p = *Ipv6Prefix::parse(e);
+    if (p.len > cidr.len && cidr.contains(p.addr) && rng() % 2) block["except"].push_back(p.str());
+  }
+  return {{"ipBlock", block}};
+}
+
+// Generated policy sets on dual-stack pods, with IPv6 blocks beside IPv4
+// ones: model and compiled entries agree on IPv4 and on IPv6 flows.
+TEST(PolicyCrossCheck6, GeneratedDualStackPolicySets) {
+  std::mt19937 rng(16);
+  for (int i = 0; i < 30; ++i) {
+    Json policies = random_policies(rng, i);
+    for (Json& p : policies) {
+      Json& spec = p.contains("spec") ? p["spec"] : p;
+      for (const char* d : {"ingress", "egress"}) {
+        if (!spec.contains(d)) continue;
+        for (Json& rule : spec[d])
+          if (rng() % 2)
+            rule[std::string(d) == "ingress" ? "from" : "to"].push_back(random_block6(rng));
+      }
+    }
+    Json doc = xyz_document(policies);
+    doc["networks"][0]["ipv6_subnet"] = "fd00:10::/64";
+    Config cfg = parse_ok(doc);
+    ASSERT_FALSE(cfg.containers.empty()) << doc.dump();
+    const std::string label = "dual-stack set " + std::to_string(i);
+    check_all(cfg, nullptr, label);
+    check_all_ipv6(cfg, {"2001:db8::7", "2001:db8:1::7", "fd00:10::99"});
+    if (HasFailure()) FAIL() << label << ": " << policies.dump();
+  }
+}
+
 // Without IPv6 addresses or blocks the IPv4 side compiles as it always did.
 TEST(PolicyCompile6, Ipv4OnlyConfigKeepsItsIpv4Plan) {
   Config cfg = small(
