@@ -156,6 +156,63 @@ TEST(ObserveEvents, Ipv6DropShowsIpv6Addresses) {
   EXPECT_EQ(event_json(ev, n, kOffset)["dst"]["container"], "host");
 }
 
+// An IPv6 flow event has its addresses in src6/dst6 and only protocol and
+// ports in tuple/xlated: its translation shows as the published port, never
+// as the zero IPv4 addresses of the tuples.
+// Names with IPv6: rechnung fd00:1::2, datenbank fd00:1::4, gateway fd00:1::1.
+Names names6() {
+  json st = state();
+  st["interfaces"][0]["ip6"] = "fd00:1::2";
+  st["interfaces"][2]["ip6"] = "fd00:1::4";
+  st["networks"][0]["gateway6"] = "fd00:1::1";
+  return names_from_state("test", st);
+}
+
+// A flow event of an IPv6 flow: its addresses in src6/dst6, the tuples'
+// (ports and protocol only) to be set by the test.
+moat_event flow6(uint32_t type, uint8_t ct_kind, const char* src, const char* dst) {
+  moat_event ev{};
+  ev.type = type;
+  ev.ct_kind = ct_kind;
+  ev.rule_id = MOAT_RULE_NONE;
+  ev.flags = MOAT_EV_F_IPV6;
+  EXPECT_EQ(inet_pton(AF_INET6, src, ev.src6.b), 1);
+  EXPECT_EQ(inet_pton(AF_INET6, dst, ev.dst6.b), 1);
+  return ev;
+}
+
+TEST(ObserveEvents, Ipv6PublishedFlowShowsNoIpv4Address) {
+  const Names n = names6();
+  moat_event ev = flow6(MOAT_EV_FLOW_NEW, MOAT_CT_DNAT, "2001:db8::2", "fd00:1::1");
+  ev.ifindex = 2;
+  ev.dir = MOAT_DIR_FROM_WORLD;
+  ev.tcp_state = MOAT_TCP_SYN_SENT;
+  ev.tuple = key("0.0.0.0", 42000, "0.0.0.0", 8080, IPPROTO_TCP);
+  ev.xlated = key("0.0.0.0", 42000, "0.0.0.0", 80, IPPROTO_TCP);
+  auto j = event_json(ev, n, kOffset);
+  EXPECT_EQ(j["family"], "ipv6");
+  EXPECT_EQ(j["src"], (json{{"ip", "2001:db8::2"}, {"port", 42000}}));
+  EXPECT_EQ(j["dst"]["container"], "host");
+  EXPECT_FALSE(j.contains("translated"));
+  EXPECT_EQ(j["published"],
+            (json{{"host_ip", "fd00:1::1"}, {"host_port", 8080}, {"container_port", 80}}));
+  const std::string text = event_text(j, true);
+  EXPECT_EQ(text.find("0.0.0.0"), std::string::npos) << text;
+  EXPECT_NE(text.find("tcp [2001:db8::2]:42000 > host([fd00:1::1]:8080) [published] published "
+                      ":8080 syn-sent"),
+            std::string::npos)
+      << text;
+  // Masquerading: the address it becomes is not in the event.
+  ev.ct_kind = MOAT_CT_SNAT;
+  ev.dir = MOAT_DIR_FROM_CONTAINER;
+  ev.ifindex = 4;
+  ev.xlated = key("0.0.0.0", 61000, "0.0.0.0", 8080, IPPROTO_TCP);
+  j = event_json(ev, n, kOffset);
+  EXPECT_FALSE(j.contains("masquerade_as"));
+  EXPECT_FALSE(j.contains("translated"));
+  EXPECT_EQ(j.dump().find("0.0.0.0"), std::string::npos) << j.dump();
+}
+
 // A Docker instance: Compose's labels name the service at either end, and a
 // guarded bridge's drop names the bridge and its network, no container.
 TEST(ObserveEvents, ComposeServiceAndBridgeDrops) {

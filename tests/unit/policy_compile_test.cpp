@@ -942,5 +942,292 @@ TEST(PolicyEndpoints, Resolve) {
   EXPECT_FALSE(resolve_endpoint(cfg, "a@zz").has_value());
 }
 
+// ---------------------------------------------------------------------------
+// IPv6: `ipcache6`, generation for generation beside `ipcache`
+
+// Network n is dual-stack: a (app=a), b (app=b) have IPv6 addresses, c
+// (ipv6 off) has none.
+Config dual(const std::string& policies) {
+  return parse_ok(
+      J("{'networks': [{'name': 'n', 'subnet': '172.20.0.0/16', 'ipv6_subnet': 'fd00:1::/64'}],"
+        " 'containers': [{'name': 'a', 'labels': {'app': 'a'}, 'networks': ['n']},"
+        "                {'name': 'b', 'labels': {'app': 'b'}, 'networks': ['n']},"
+        "                {'name': 'c', 'labels': {'app': 'c'},"
+        "                 'networks': [{'network': 'n', 'ipv6': false}]}],"
+        " 'policies': " +
+        policies + "}"));
+}
+
+std::optional<moat_ipcache_val> ipcache6_at(const PolicyPlan& plan, const std::string& prefix) {
+  Ipv6Prefix p = *Ipv6Prefix::parse(prefix);
+  for (const auto& [k, v] : plan.ipcache6)
+    if (k.prefixlen == p.len && std::equal(p.addr.bytes.begin(), p.addr.bytes.end(), k.addr.b))
+      return v;
+  return std::nullopt;
+}
+
+// A container's first attachment (a failure, not a crash, when it has none).
+Attachment attachment_of(const Config& cfg, const std::string& container) {
+  const Container* c = cfg.find_container(container);
+  if (c && !c->networks.empty()) return c->networks[0];
+  ADD_FAILURE() << "no attachment of " << container;
+  return Attachment{};
+}
+
+Ipv6 ip6_of(const Config& cfg, const std::string& container) {
+  return attachment_of(cfg, container).ip6.value_or(Ipv6{});
+}
+
+std::string v6(const Ipv6& a, int len = 128) { return a.str() + "/" + std::to_string(len); }
+
+// Every IPv6 flow between the containers, the host and a few addresses:
+// the model and the compiled entries agree.
+void check_all_ipv6(const Config& cfg, const std::vector<std::string>& addresses) {
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  std::vector<std::string> names = addresses;
+  names.push_back("host");
+  for (const Container& c : cfg.containers)
+    if (c.networks.at(0).ip6) names.push_back(c.name);
+  for (const std::string& f : names) {
+    for (const std::string& t : names) {
+      PolicyEndpoint from = ipv6_endpoint(cfg, resolve_endpoint(cfg, f).value()).value();
+      PolicyEndpoint to = ipv6_endpoint(cfg, resolve_endpoint(cfg, t).value()).value();
+      for (auto [proto, port] : kProbes) {
+        PolicyVerdict m = evaluate_model(cfg, from, to, proto, port);
+        PolicyVerdict c = evaluate_compiled(*plan, from, to, proto, port);
+        EXPECT_TRUE(same(m, c)) << f << " -> " << t << " " << int{proto} << "/" << port;
+      }
+    }
+  }
+}
+
+TEST(PolicyCompile6, ContainerIpv6SharesItsIpv4Identity) {
+  Config cfg = dual(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}},"
+      " 'ingress': [{'from': [{'podSelector': {'matchLabels': {'app': 'b'}}}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  for (const char* name : {"a", "b"}) {
+    const Attachment at = attachment_of(cfg, name);
+    auto four = ipcache_at(*plan, at.ip.str() + "/32"), six = ipcache6_at(*plan, v6(*at.ip6));
+    ASSERT_TRUE(four && six) << name;
+    EXPECT_EQ(six->identity, four->identity) << name;
+    EXPECT_EQ(six->flags, four->flags) << name;
+  }
+  auto a_six = ipcache6_at(*plan, v6(ip6_of(cfg, "a")));
+  ASSERT_TRUE(a_six);
+  EXPECT_EQ(a_six->flags, MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED);
+  // The IPv6 gateway and ::1 are the host; ::/0 is the IPv6 world.
+  EXPECT_EQ(ipcache6_at(*plan, v6(cfg.networks[0].gateway6))->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_EQ(ipcache6_at(*plan, "::1/128")->identity, uint32_t{MOAT_ID_HOST});
+  auto world6 = ipcache6_at(*plan, "::/0");
+  ASSERT_TRUE(world6);
+  EXPECT_EQ(plan->identity_names.at(world6->identity), "world (IPv6)");
+  EXPECT_EQ(plan->ipcache6.size(), 2u + 1 + 1 + 1);  // a, b (c has none), gateway, ::1, ::/0
+  // Sorted by (prefixlen, address), as the IPv4 list.
+  EXPECT_TRUE(std::is_sorted(plan->ipcache6.begin(), plan->ipcache6.end(),
+                             [](const auto& x, const auto& y) {
+                               if (x.first.prefixlen != y.first.prefixlen)
+                                 return x.first.prefixlen < y.first.prefixlen;
+                               return std::memcmp(x.first.addr.b, y.first.addr.b, 16) < 0;
+                             }));
+  // b reaches a over IPv6 as over IPv4; the host does not.
+  const Ipv6 a6 = ip6_of(cfg, "a"), b6 = ip6_of(cfg, "b");
+  EXPECT_TRUE(evaluate_compiled(*plan, b6, a6, IPPROTO_TCP, 80).allowed);
+  EXPECT_FALSE(evaluate_compiled(*plan, cfg.networks[0].gateway6, a6, IPPROTO_TCP, 80).allowed);
+  EXPECT_TRUE(evaluate_compiled(*plan, a6, b6, IPPROTO_TCP, 80).allowed);
+  check_all_ipv6(cfg, {"2001:db8::7"});
+}
+
+// 0.0.0.0/0 is every IPv4 address and ::/0 every IPv6 one: neither lets the
+// other family through, though a miss in either cache is MOAT_ID_WORLD.
+TEST(PolicyCompile6, WorldOfEachFamilyStaysApart) {
+  Config cfg = dual(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'policyTypes': ['Egress'],"
+      " 'egress': [{'to': [{'ipBlock': {'cidr': '0.0.0.0/0'}}]},"
+      "            {'to': [{'ipBlock': {'cidr': '::/0'}}], 'ports': [{'port': 443}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  const Ipv6 a6 = ip6_of(cfg, "a"), out6 = *Ipv6::parse("2001:db8::7");
+  const Ipv4 a4 = attachment_of(cfg, "a").ip;
+  EXPECT_TRUE(evaluate_compiled(*plan, a4, *Ipv4::parse("8.8.8.8"), IPPROTO_TCP, 80).allowed);
+  EXPECT_FALSE(evaluate_compiled(*plan, a6, out6, IPPROTO_TCP, 80).allowed);
+  EXPECT_TRUE(evaluate_compiled(*plan, a6, out6, IPPROTO_TCP, 443).allowed);
+  EXPECT_TRUE(evaluate_compiled(*plan, a4, *Ipv4::parse("8.8.8.8"), IPPROTO_UDP, 443).allowed);
+  check_all_ipv6(cfg, {"2001:db8::7"});
+}
+
+TEST(PolicyCompile6, CidrAndExceptArePrefixesOfTheirOwn) {
+  Config cfg = dual(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}},"
+      " 'ingress': [{'from': [{'ipBlock': {'cidr': '2001:db8::/32',"
+      "                                    'except': ['2001:db8:1::/48']}}]},"
+      "             {'action': 'deny', 'from': [{'ipBlock': {'cidr': '2001:db8:2::/48'}}],"
+      "              'ports': [{'port': 22}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  auto wide = ipcache6_at(*plan, "2001:db8::/32"), except = ipcache6_at(*plan, "2001:db8:1::/48"),
+       deny = ipcache6_at(*plan, "2001:db8:2::/48");
+  ASSERT_TRUE(wide && except && deny);
+  EXPECT_NE(wide->identity, except->identity);
+  EXPECT_NE(wide->identity, deny->identity);
+  EXPECT_EQ(wide->flags, 0u);
+  EXPECT_EQ(plan->identity_names.at(wide->identity), "cidr 2001:db8::/32");
+  EXPECT_EQ(plan->identity_names.at(except->identity), "cidr 2001:db8:1::/48");
+  // No IPv4 entry for them, and the IPv4 cache is what it was without IPv6.
+  for (const auto& [k, v] : plan->ipcache) EXPECT_NE(v.identity, wide->identity);
+  const Ipv6 a6 = ip6_of(cfg, "a");
+  auto from = [&](const char* ip, uint16_t port) {
+    return evaluate_compiled(*plan, *Ipv6::parse(ip), a6, IPPROTO_TCP, port).allowed;
+  };
+  EXPECT_TRUE(from("2001:db8::5", 80));
+  EXPECT_FALSE(from("2001:db8:1::5", 80));  // excepted
+  EXPECT_TRUE(from("2001:db8:2::5", 80));
+  EXPECT_FALSE(from("2001:db8:2::5", 22));  // denied
+  EXPECT_FALSE(from("2001:db9::5", 80));    // outside
+  check_all_ipv6(cfg, {"2001:db8::5", "2001:db8:1::5", "2001:db8:2::5", "2001:db9::5"});
+}
+
+// An ipBlock holding a container's IPv6 address splits its identity, as one
+// holding its IPv4 address does, for both of its addresses; one holding the
+// IPv6 gateway splits the host.
+TEST(PolicyCompile6, AddressesInsideABlockSplit) {
+  Config probe = dual("[]");
+  const Ipv6 b6 = ip6_of(probe, "b"), gw6 = probe.networks[0].gateway6;
+  Config cfg = dual(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}},"
+      " 'ingress': [{'from': [{'ipBlock': {'cidr': '" +
+      v6(b6) +
+      "'}},"
+      "                       {'ipBlock': {'cidr': '" +
+      v6(gw6) + "'}}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  const Ipv4 b4 = attachment_of(cfg, "b").ip;
+  auto b_six = ipcache6_at(*plan, v6(b6)), b_four = ipcache_at(*plan, b4.str() + "/32");
+  ASSERT_TRUE(b_six && b_four);
+  EXPECT_EQ(b_six->identity, b_four->identity);
+  EXPECT_EQ(plan->identity_names.at(b_six->identity), "default{app=b} [b] (in " + v6(b6) + ")");
+  auto gw = ipcache6_at(*plan, v6(gw6));
+  ASSERT_TRUE(gw);
+  EXPECT_NE(gw->identity, uint32_t{MOAT_ID_HOST});
+  EXPECT_EQ(plan->identity_names.at(gw->identity), "host (in " + v6(gw6) + ")");
+  EXPECT_EQ(ipcache_at(*plan, "172.20.0.1/32")->identity, uint32_t{MOAT_ID_HOST});
+  const Ipv6 a6 = ip6_of(cfg, "a");
+  EXPECT_TRUE(evaluate_compiled(*plan, b6, a6, IPPROTO_TCP, 80).allowed);
+  EXPECT_TRUE(evaluate_compiled(*plan, gw6, a6, IPPROTO_TCP, 80).allowed);
+  EXPECT_FALSE(evaluate_compiled(*plan, *Ipv6::parse("::1"), a6, IPPROTO_TCP, 80).allowed);
+  // One identity for both of b's addresses: the block matches b over IPv4 too.
+  const Ipv4 a4 = attachment_of(cfg, "a").ip;
+  EXPECT_TRUE(evaluate_compiled(*plan, b4, a4, IPPROTO_TCP, 80).allowed);
+  EXPECT_TRUE(evaluate_model(cfg, resolve_endpoint(cfg, "b").value(),
+                             resolve_endpoint(cfg, "a").value(), IPPROTO_TCP, 80)
+                  .allowed);
+  check_all_ipv6(cfg, {"2001:db8::7"});
+}
+
+TEST(PolicyCompile6, KubernetesObjectWithIpv6IpBlock) {
+  Config cfg = dual(
+      "[{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+      "  'metadata': {'name': 'out', 'namespace': 'default'},"
+      "  'spec': {'podSelector': {'matchLabels': {'app': 'a'}}, 'policyTypes': ['Egress'],"
+      "           'egress': [{'to': [{'ipBlock': {'cidr': '::/0', 'except': ['fd00:1::/64']}}],"
+      "                       'ports': [{'protocol': 'TCP', 'port': 443}]}]}}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  ASSERT_TRUE(ipcache6_at(*plan, "fd00:1::/64"));
+  const Ipv6 a6 = ip6_of(cfg, "a"), b6 = ip6_of(cfg, "b");
+  EXPECT_TRUE(evaluate_compiled(*plan, a6, *Ipv6::parse("2001:db8::7"), IPPROTO_TCP, 443).allowed);
+  EXPECT_FALSE(evaluate_compiled(*plan, a6, b6, IPPROTO_TCP, 443).allowed);  // excepted
+  EXPECT_FALSE(evaluate_compiled(*plan, a6, *Ipv6::parse("2001:db8::7"), IPPROTO_TCP, 80).allowed);
+  // IPv4 is not in ::/0.
+  const Ipv4 a4 = attachment_of(cfg, "a").ip;
+  EXPECT_FALSE(evaluate_compiled(*plan, a4, *Ipv4::parse("8.8.8.8"), IPPROTO_TCP, 443).allowed);
+  check_all_ipv6(cfg, {"2001:db8::7", "fd00:1::99"});
+}
+
+// A random IPv6 ipBlock: world prefixes and prefixes holding the pods
+// (fd00:10::2-a), the gateway (fd00:10::1) and ::1.
+Json random_block6(std::mt19937& rng) {
+  static const char* cidrs[] = {
+      "::/0",           "fd00::/8",       "fd00:10::/64",  "fd00:10::/125",   "fd00:10::4/126",
+      "fd00:10::3/128", "fd00:10::1/128", "2001:db8::/32", "2001:db8:1::/48", "::1/128"};
+  Ipv6Prefix cidr = *Ipv6Prefix::parse(cidrs[rng() % std::size(cidrs)]);
+  Json block = {{"cidr", cidr.str()}};
+  for (const char* e : cidrs) {
+    Ipv6Prefix p = *Ipv6Prefix::parse(e);
+    if (p.len > cidr.len && cidr.contains(p.addr) && rng() % 2) block["except"].push_back(p.str());
+  }
+  return {{"ipBlock", block}};
+}
+
+// Generated policy sets on dual-stack pods, with IPv6 blocks beside IPv4
+// ones: model and compiled entries agree on IPv4 and on IPv6 flows.
+TEST(PolicyCrossCheck6, GeneratedDualStackPolicySets) {
+  std::mt19937 rng(16);
+  for (int i = 0; i < 30; ++i) {
+    Json policies = random_policies(rng, i);
+    for (Json& p : policies) {
+      Json& spec = p.contains("spec") ? p["spec"] : p;
+      for (const char* d : {"ingress", "egress"}) {
+        if (!spec.contains(d)) continue;
+        for (Json& rule : spec[d])
+          if (rng() % 2)
+            rule[std::string(d) == "ingress" ? "from" : "to"].push_back(random_block6(rng));
+      }
+    }
+    Json doc = xyz_document(policies);
+    doc["networks"][0]["ipv6_subnet"] = "fd00:10::/64";
+    Config cfg = parse_ok(doc);
+    ASSERT_FALSE(cfg.containers.empty()) << doc.dump();
+    const std::string label = "dual-stack set " + std::to_string(i);
+    check_all(cfg, nullptr, label);
+    check_all_ipv6(cfg, {"2001:db8::7", "2001:db8:1::7", "fd00:10::99"});
+    if (HasFailure()) FAIL() << label << ": " << policies.dump();
+  }
+}
+
+// Without IPv6 addresses or blocks the IPv4 side compiles as it always did.
+TEST(PolicyCompile6, Ipv4OnlyConfigKeepsItsIpv4Plan) {
+  Config cfg = small(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': [{'from':"
+      " [{'ipBlock': {'cidr': '10.0.0.0/8', 'except': ['10.1.0.0/16']}}]}]}]");
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->ipcache.size(), 4u + 1 + 1 + 2);
+  EXPECT_EQ(plan->ipcache6.size(), 2u);  // ::1 and ::/0
+}
+
+TEST(PolicyEndpoints, ResolveIpv6) {
+  Config cfg = dual("[]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  const Ipv6 a6 = ip6_of(cfg, "a");
+  PolicyEndpoint a = resolve_endpoint(cfg, a6.str()).value();
+  EXPECT_EQ(a.kind, PolicyEndpoint::Kind::container);
+  EXPECT_EQ(a.container, "a");
+  EXPECT_TRUE(a.v6);
+  EXPECT_EQ(a.str(), "a (" + a6.str() + ")");
+  EXPECT_EQ(resolve_endpoint(cfg, cfg.networks[0].gateway6.str()).value().kind,
+            PolicyEndpoint::Kind::host);
+  EXPECT_EQ(resolve_endpoint(cfg, "::1").value().kind, PolicyEndpoint::Kind::host);
+  EXPECT_EQ(resolve_endpoint(cfg, "2001:db8::/64").value().kind, PolicyEndpoint::Kind::address);
+  // The other side of an IPv6 flow, by name.
+  PolicyEndpoint by_name = ipv6_endpoint(cfg, resolve_endpoint(cfg, "a").value()).value();
+  EXPECT_EQ(by_name.ip6, a6);
+  EXPECT_TRUE(by_name.v6);
+  EXPECT_EQ(ipv6_endpoint(cfg, resolve_endpoint(cfg, "host").value()).value().ip6,
+            cfg.networks[0].gateway6);
+  auto none = ipv6_endpoint(cfg, resolve_endpoint(cfg, "c").value());
+  ASSERT_FALSE(none.has_value());
+  EXPECT_NE(none.error().message().find("has no IPv6 address"), std::string::npos);
+  EXPECT_FALSE(ipv6_endpoint(cfg, resolve_endpoint(cfg, "8.8.8.8").value()).has_value());
+}
+
 }  // namespace
 }  // namespace moat

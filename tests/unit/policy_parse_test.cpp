@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "config/config.h"
@@ -78,8 +79,29 @@ const ProblemCase kProblems[] = {
      "missing required key 'podSelector'"},
     {"BadCidr", INGRESS_PEER("{'ipBlock': {'cidr': '10.0.0.1/8'}}"),
      "policies[0].ingress[0].from[0].ipBlock.cidr", "invalid CIDR '10.0.0.1/8'"},
-    {"Ipv6Cidr", INGRESS_PEER("{'ipBlock': {'cidr': 'fd00::/8'}}"),
-     "policies[0].ingress[0].from[0].ipBlock.cidr", "IPv6"},
+    // IPv6 prefixes: the same checks as IPv4's, and one family per ipBlock.
+    {"Ipv6CidrHostBits", INGRESS_PEER("{'ipBlock': {'cidr': 'fd00::1/64'}}"),
+     "policies[0].ingress[0].from[0].ipBlock.cidr", "invalid CIDR 'fd00::1/64': "},
+    {"Ipv6CidrTooLong", INGRESS_PEER("{'ipBlock': {'cidr': 'fd00::/129'}}"),
+     "policies[0].ingress[0].from[0].ipBlock.cidr", "invalid CIDR 'fd00::/129'"},
+    {"Ipv6CidrNoLength", INGRESS_PEER("{'ipBlock': {'cidr': 'fd00::'}}"),
+     "policies[0].ingress[0].from[0].ipBlock.cidr", "missing the prefix length, e.g. '/64'"},
+    {"Ipv6ExceptOutsideCidr",
+     INGRESS_PEER("{'ipBlock': {'cidr': 'fd00:1::/32', 'except': ['fd00:2::/48']}}"),
+     "policies[0].ingress[0].from[0].ipBlock.except[0]",
+     "except fd00:2::/48 is outside cidr fd00:1::/32"},
+    {"Ipv6ExceptWholeCidr",
+     INGRESS_PEER("{'ipBlock': {'cidr': 'fd00:1::/32', 'except': ['FD00:1::/32']}}"),
+     "policies[0].ingress[0].from[0].ipBlock.except[0]",
+     "except fd00:1::/32 excludes the whole cidr fd00:1::/32"},
+    {"Ipv6ExceptInIpv4Block",
+     INGRESS_PEER("{'ipBlock': {'cidr': '10.0.0.0/8', 'except': ['fd00::/64']}}"),
+     "policies[0].ingress[0].from[0].ipBlock.except[0]",
+     "except fd00::/64 is IPv6 but cidr 10.0.0.0/8 is IPv4: an ipBlock is of one family"},
+    {"Ipv4ExceptInIpv6Block",
+     K8S("'egress': [{'to': [{'ipBlock': {'cidr': '::/0', 'except': ['10.0.0.0/8']}}]}]"),
+     "policies[0].spec.egress[0].to[0].ipBlock.except[0]",
+     "except 10.0.0.0/8 is IPv4 but cidr ::/0 is IPv6"},
     {"ExceptOutsideCidr",
      INGRESS_PEER("{'ipBlock': {'cidr': '10.0.0.0/8', 'except': ['192.168.0.0/16']}}"),
      "policies[0].ingress[0].from[0].ipBlock.except[0]",
@@ -97,7 +119,8 @@ const ProblemCase kProblems[] = {
      "policies[0].ingress[0].ports[0].port", "ICMP has no ports"},
     {"DuplicatePolicyName",
      "{'policies': [{'name': 'p', 'podSelector': {}}, {'name': 'p', 'podSelector': {}}]}",
-     "policies[1].name", "duplicate policy name 'p' in namespace 'default' (first used at policies[0])"},
+     "policies[1].name",
+     "duplicate policy name 'p' in namespace 'default' (first used at policies[0])"},
     {"BadOperator",
      NATIVE("'ingress': [{'from': [{'podSelector': {'matchExpressions': "
             "[{'key': 'a', 'operator': 'Exist'}]}}]}]"),
@@ -113,8 +136,7 @@ const ProblemCase kProblems[] = {
      "[{'key': 'a', 'operator': 'In', 'values': []}]}}]}",
      "policies[0].podSelector.matchExpressions[0].values", "values must not be empty"},
     {"EmptyPeer", INGRESS_PEER("{}"), "policies[0].ingress[0].from[0]", "a peer needs"},
-    {"IpBlockWithSelector",
-     INGRESS_PEER("{'ipBlock': {'cidr': '10.0.0.0/8'}, 'podSelector': {}}"),
+    {"IpBlockWithSelector", INGRESS_PEER("{'ipBlock': {'cidr': '10.0.0.0/8'}, 'podSelector': {}}"),
      "policies[0].ingress[0].from[0]", "ipBlock cannot be combined"},
     {"HostFalse", INGRESS_PEER("{'host': false}"), "policies[0].ingress[0].from[0].host",
      "must be true"},
@@ -126,8 +148,8 @@ const ProblemCase kProblems[] = {
      "did you mean 'Ingress'?"},
     {"AllowRulesOutsidePolicyTypes", NATIVE("'policyTypes': ['Ingress'], 'egress': [{}]"),
      "policies[0].egress", "policyTypes does not include 'Egress'"},
-    {"BadPolicyName", "{'policies': [{'name': 'Allow_DB', 'podSelector': {}}]}",
-     "policies[0].name", "invalid policy name"},
+    {"BadPolicyName", "{'policies': [{'name': 'Allow_DB', 'podSelector': {}}]}", "policies[0].name",
+     "invalid policy name"},
     {"BadNamespaceName", "{'policies': [{'name': 'p', 'namespace': 'X', 'podSelector': {}}]}",
      "policies[0].namespace", "invalid namespace name"},
     {"K8sUnknownSpecKey", K8S("'ingres': []"), "policies[0].spec",
@@ -154,8 +176,8 @@ const ProblemCase kProblems[] = {
      "'networking.k8s.io/v1', 'kind': 'NetworkPolicy', 'metadata': {'name': 'p'}, 'spec': "
      "{'podSelector': {}, 'ingress': [{'ports': [{'port': 'dns'}]}]}}]}]}",
      "policies[0].items[0].spec.ingress[0].ports[0].port", "named ports"},
-    {"DuplicateNamespace", "{'namespaces': [{'name': 'x'}, {'name': 'x'}]}",
-     "namespaces[1].name", "duplicate namespace 'x'"},
+    {"DuplicateNamespace", "{'namespaces': [{'name': 'x'}, {'name': 'x'}]}", "namespaces[1].name",
+     "duplicate namespace 'x'"},
     {"NamespaceNameLabel",
      "{'namespaces': [{'name': 'x', 'labels': {'kubernetes.io/metadata.name': 'y'}}]}",
      "namespaces[0].labels[\"kubernetes.io/metadata.name\"]", "is always the namespace"},
@@ -225,6 +247,40 @@ TEST(PolicyParse, NativePolicy) {
   EXPECT_EQ(p.ingress[1].str(PolicyDirection::ingress),
             "deny from all pods in namespaces {t=u} on any port");
   EXPECT_EQ(p.ingress[0].path, "policies[0].ingress[0]");
+}
+
+TEST(PolicyParse, Ipv6IpBlocks) {
+  Config cfg =
+      one("{'name': 'p', 'podSelector': {}, 'ingress': [{'from': ["
+          " {'ipBlock': {'cidr': 'FD00:1::/32', 'except': ['fd00:1:2::/48', 'fd00:1:3::7/128']}},"
+          " {'ipBlock': {'cidr': '::/0'}}, {'ipBlock': {'cidr': '10.0.0.0/8'}}]}]}");
+  ASSERT_EQ(cfg.policies.size(), 1u);
+  const auto& peers = cfg.policies[0].ingress.at(0).peers;
+  ASSERT_EQ(peers.size(), 3u);
+  EXPECT_EQ(peers[0].str(), "fd00:1::/32 except fd00:1:2::/48, fd00:1:3::7/128");
+  EXPECT_EQ(std::get<Ipv6Prefix>(peers[0].ip_block.cidr), *Ipv6Prefix::parse("fd00:1::/32"));
+  EXPECT_EQ(peers[1].str(), "::/0");
+  EXPECT_TRUE(std::holds_alternative<Ipv4Prefix>(peers[2].ip_block.cidr));
+}
+
+TEST(PolicyParse, KubernetesIpv6IpBlockInYaml) {
+  const std::string yaml = R"(apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: v6, namespace: x}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - ipBlock:
+        cidr: 2001:db8::/32
+        except: [2001:db8:1::/48]
+)";
+  PolicyFileResult r = parse_policy_file(yaml, "v6.yaml");
+  ASSERT_TRUE(r.problems.empty()) << render(r.problems);
+  ASSERT_EQ(r.file->policies.size(), 1u);
+  EXPECT_EQ(r.file->policies[0].egress.at(0).peers.at(0).str(),
+            "2001:db8::/32 except 2001:db8:1::/48");
 }
 
 TEST(PolicyParse, NativePolicyTypesDefaults) {

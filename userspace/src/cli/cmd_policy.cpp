@@ -214,17 +214,27 @@ void explain_flow(const moat::Config& cfg, const std::string& instance, const js
                   const std::vector<moat::Ipv4>& host_addrs, const PolicyArgs& a) {
   auto from = check(moat::resolve_endpoint(cfg, a.from, host_addrs));
   auto to = check(moat::resolve_endpoint(cfg, a.to, host_addrs));
+  // One IPv6 side makes the flow IPv6: a container or the host on the other
+  // side is taken by its IPv6 address.
+  const bool v6 = from.v6 || to.v6;
+  if (v6) {
+    from = check(moat::ipv6_endpoint(cfg, from));
+    to = check(moat::ipv6_endpoint(cfg, to));
+  }
   auto [proto, port] = parse_port_proto(a.port);
   Isolation iso = judge_isolation(cfg, from, to);
   auto model = moat::evaluate_model(cfg, from, to, proto, port);
   auto plan = check(moat::compile_policies(cfg, host_addrs));
-  auto compiled = moat::evaluate_compiled(plan, from.ip, to.ip, proto, port);
-  auto kernel =
-      check(moat::kernel_policy_verdict(instance, from.ip.to_be(), to.ip.to_be(), proto, port));
+  auto compiled = moat::evaluate_compiled(plan, from, to, proto, port);
+  auto kernel = check(
+      v6 ? moat::kernel_policy_verdict(instance, *from.ip6, *to.ip6, proto, port)
+         : moat::kernel_policy_verdict(instance, from.ip.to_be(), to.ip.to_be(), proto, port));
   bool kernel_allowed = kernel["allowed"].get<bool>();
   bool agree = model.allowed == compiled.allowed && model.allowed == kernel_allowed;
   bool allowed = !iso.isolated && model.allowed;
-  json prog = program_verdict(instance, st, from, to, proto, port);
+  // moat::first_packet() builds IPv4 packets only.
+  json prog = v6 ? json{{"ran", false}, {"text", "not run: the packet builder has no IPv6 yet"}}
+                 : program_verdict(instance, st, from, to, proto, port);
   if (prog.value("ran", false)) prog["agrees"] = prog["allowed"].get<bool>() == allowed;
   std::string flow = from.str() + " -> " + to.str() + " " +
                      (proto == IPPROTO_ICMP ? std::string("icmp")
@@ -289,7 +299,8 @@ void add_policy_commands(CLI::App& app, CommandTable& table) {
       "that decide, the verdict of the loaded kernel maps, which must agree, and what the\n"
       "loaded programs do with the flow's first packet (run with BPF_PROG_TEST_RUN on a private\n"
       "copy of the programs over the live maps: no conntrack entry, counter or event is left).\n"
-      "FROM/TO: a container (NAME or NAME@NETWORK), host, world, an IP or a CIDR.\n"
+      "FROM/TO: a container (NAME or NAME@NETWORK), host, world, an IP or a CIDR (IPv4 or\n"
+      "IPv6; with one IPv6 side, containers and the host are taken by their IPv6 addresses).\n"
       "  moat explain --lab demo rechnung datenbank 7000/tcp");
   explain->add_option("from", a->from, "source")->required();
   explain->add_option("to", a->to, "destination")->required();

@@ -48,9 +48,13 @@ json policy_state_json(const Config& cfg, const PolicyPlan& plan) {
                      {"index", r.rule_index}, {"action", r.action}, {"text", r.text}});
   json ids = json::object();
   for (const auto& [id, name] : plan.identity_names) ids[std::to_string(id)] = name;
-  return {{"active", plan.active}, {"policies", policies}, {"rules", rules},
-          {"identities", ids}, {"entries", plan.entries.size()},
-          {"ipcache_entries", plan.ipcache.size()}};
+  return {{"active", plan.active},
+          {"policies", policies},
+          {"rules", rules},
+          {"identities", ids},
+          {"entries", plan.entries.size()},
+          {"ipcache_entries", plan.ipcache.size()},
+          {"ipcache6_entries", plan.ipcache6.size()}};
 }
 
 }  // namespace
@@ -342,8 +346,8 @@ Result<void> write(Apply& a) {
 // Phase 5: the new policy generation, once every endpoint it names exists.
 Result<void> swap_policy(Apply& a) {
   const auto& policy = a.want.policy;
-  auto changed = install_policy(*a.skel.get(), policy.ipcache, policy.entries, policy.active,
-                                a.last_rev, a.dry_run, &a.rev);
+  auto changed = install_policy(*a.skel.get(), policy.ipcache, policy.ipcache6, policy.entries,
+                                policy.active, a.last_rev, a.dry_run, &a.rev);
   if (!changed) return std::unexpected(changed.error());
   a.rep.policy_changed = *changed;
   // A new revision numbers its rules anew: their hit counters start over.

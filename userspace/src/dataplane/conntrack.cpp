@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <type_traits>
 
 #include "dataplane/dataplane.h"
 #include "dataplane/map_sync.h"
@@ -21,9 +22,49 @@ using nlohmann::json;
 namespace moat {
 namespace {
 
+bool is_icmp(uint8_t proto) { return proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6; }
+
 std::string endpoint_str(uint32_t ip, uint16_t port_be, uint8_t proto) {
-  if (proto == IPPROTO_ICMP) return Ipv4::from_be(ip).str();
+  if (is_icmp(proto)) return Ipv4::from_be(ip).str();
   return Ipv4::from_be(ip).str() + ":" + std::to_string(ntohs(port_be));
+}
+
+std::string endpoint_str(const moat_ip& ip, uint16_t port_be, uint8_t proto) {
+  Ipv6 a;
+  std::memcpy(a.bytes.data(), ip.b, sizeof(ip.b));
+  if (is_icmp(proto)) return a.str();
+  return "[" + a.str() + "]:" + std::to_string(ntohs(port_be));
+}
+
+template <class K, class E>
+json entry_json(const K& k, const E& e, uint64_t now_ns) {
+  json row = {{"kind", ct_kind_name(e.kind)},
+              {"protocol", proto_name(k.proto)},
+              {"from", endpoint_str(k.saddr, k.sport, k.proto)},
+              {"to", endpoint_str(k.daddr, k.dport, k.proto)},
+              {"becomes_from", endpoint_str(e.xlated.saddr, e.xlated.sport, k.proto)},
+              {"becomes_to", endpoint_str(e.xlated.daddr, e.xlated.dport, k.proto)},
+              {"expires_in_s", e.expires_ns > now_ns ? (e.expires_ns - now_ns) / 1000000000ull : 0},
+              {"packets", e.packets},
+              {"bytes", e.bytes}};
+  if (std::is_same_v<K, moat_ct6_key>) row["family"] = "ipv6";
+  if (is_icmp(k.proto)) row["echo_id"] = ntohs(k.sport);
+  if (e.tcp_state) row["tcp_state"] = tcp_state_name(e.tcp_state);
+  return row;
+}
+
+// The live entries of one map into `out`.
+template <class K, class E>
+Result<void> add_entries(const bpf_map* map, uint64_t now_ns, json& out) {
+  auto all = dump_map<K, E>(map);
+  if (!all) return std::unexpected(all.error());
+  for (const auto& [kb, e] : *all) {
+    if (e.expires_ns < now_ns) continue;  // expired, waiting for gc
+    K k{};
+    memcpy(&k, kb.data(), sizeof(k));
+    out.push_back(entry_json(k, e, now_ns));
+  }
+  return {};
 }
 
 // bpf_ktime_get_ns() runs on CLOCK_MONOTONIC.
@@ -35,30 +76,23 @@ uint64_t monotonic_ns() {
 
 }  // namespace
 
+json ct_entry_json(const moat_ct_key& k, const moat_ct_entry& e, uint64_t now_ns) {
+  return entry_json(k, e, now_ns);
+}
+
+json ct_entry_json(const moat_ct6_key& k, const moat_ct6_entry& e, uint64_t now_ns) {
+  return entry_json(k, e, now_ns);
+}
+
 Result<json> ct_entries(const std::string& instance) {
   auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
   if (!skel) return std::unexpected(skel.error());
-  auto all = dump_map<moat_ct_key, moat_ct_entry>((*skel)->maps.ct);
-  if (!all) return std::unexpected(all.error());
   uint64_t now = monotonic_ns();
   json out = json::array();
-  for (const auto& [kb, e] : *all) {
-    moat_ct_key k{};
-    memcpy(&k, kb.data(), sizeof(k));
-    if (e.expires_ns < now) continue;  // expired, waiting for gc
-    json row = {{"kind", ct_kind_name(e.kind)},
-                {"protocol", proto_name(k.proto)},
-                {"from", endpoint_str(k.saddr, k.sport, k.proto)},
-                {"to", endpoint_str(k.daddr, k.dport, k.proto)},
-                {"becomes_from", endpoint_str(e.xlated.saddr, e.xlated.sport, k.proto)},
-                {"becomes_to", endpoint_str(e.xlated.daddr, e.xlated.dport, k.proto)},
-                {"expires_in_s", (e.expires_ns - now) / 1000000000ull},
-                {"packets", e.packets},
-                {"bytes", e.bytes}};
-    if (k.proto == IPPROTO_ICMP) row["echo_id"] = ntohs(k.sport);
-    if (e.tcp_state) row["tcp_state"] = tcp_state_name(e.tcp_state);
-    out.push_back(row);
-  }
+  if (auto r = add_entries<moat_ct_key, moat_ct_entry>((*skel)->maps.ct, now, out); !r)
+    return std::unexpected(r.error());
+  if (auto r = add_entries<moat_ct6_key, moat_ct6_entry>((*skel)->maps.ct6, now, out); !r)
+    return std::unexpected(r.error());
   return out;
 }
 

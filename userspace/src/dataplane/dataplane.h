@@ -68,8 +68,13 @@ Result<nlohmann::json> status(const std::string& instance);
 // remove_instance() (reconcile.h).
 Result<void> down(const std::string& instance);
 
-// Live connection-tracking entries (two per translated flow), as JSON rows.
+// Live connection-tracking entries of both families (`ct`, `ct6`; two per
+// translated flow), as JSON rows.
 Result<nlohmann::json> ct_entries(const std::string& instance);
+// One row of ct_entries() (pure): addresses as "a.b.c.d:port" or
+// "[v6]:port" (ICMP, ICMPv6: the address alone), IPv6 rows with "family".
+nlohmann::json ct_entry_json(const moat_ct_key& k, const moat_ct_entry& e, uint64_t now_ns);
+nlohmann::json ct_entry_json(const moat_ct6_key& k, const moat_ct6_entry& e, uint64_t now_ns);
 
 // Ends the flows whose entries expired and that no packet met since (the
 // programs end a flow lazily, when a packet meets it): through reap.bpf.c,
@@ -98,6 +103,9 @@ Result<int> ct_gc(const std::string& instance);
 // ingress?}; addresses in network order, port in host order.
 Result<nlohmann::json> kernel_policy_verdict(const std::string& instance, uint32_t src_be,
                                              uint32_t dst_be, uint8_t proto, uint16_t port);
+// The same for an IPv6 flow, with the identities of `ipcache6_gens`.
+Result<nlohmann::json> kernel_policy_verdict(const std::string& instance, const Ipv6& src,
+                                             const Ipv6& dst, uint8_t proto, uint16_t port);
 
 // The instance's pinned maps, through the endpoint skeleton (no program is
 // loaded): for readers such as the observation commands. Fails when the

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "dataplane/dataplane.h"
 #include "dataplane/map_sync.h"
@@ -39,11 +40,14 @@ Result<Fd> build_inner(bpf_map_type type, const char* name, uint32_t max_entries
 }
 
 // Whether the generation in force (`rev` != 0) holds exactly these entries.
+// A generation written before IPv6 has no IPv6 cache: it does not hold them.
 bool generation_holds(const endpoint_bpf& skel, uint32_t rev, const IpcacheEntries& ipcache,
-                      const PolicyEntries& entries) {
+                      const Ipcache6Entries& ipcache6, const PolicyEntries& entries) {
   Fd ic = inner_map(skel.maps.ipcache_gens, rev & 1);
+  Fd ic6 = inner_map(skel.maps.ipcache6_gens, rev & 1);
   Fd pc = inner_map(skel.maps.policy_gens, rev & 1);
-  return ic.ok() && pc.ok() && holds_exactly(ic.get(), ipcache) && holds_exactly(pc.get(), entries);
+  return ic.ok() && ic6.ok() && pc.ok() && holds_exactly(ic.get(), ipcache) &&
+         holds_exactly(ic6.get(), ipcache6) && holds_exactly(pc.get(), entries);
 }
 
 }  // namespace
@@ -65,24 +69,28 @@ Result<void> set_policy_rev(const endpoint_bpf& skel, uint32_t rev) {
 }
 
 Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
-                                     const IpcacheEntries& ipcache, const PolicyEntries& entries) {
+                                     const IpcacheEntries& ipcache, const PolicyEntries& entries,
+                                     const Ipcache6Entries& ipcache6) {
   if (rev == 0) return fail("policy revision 0 means no policy; a generation needs another");
   auto ic = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache_gen", MOAT_MAX_IPCACHE, ipcache);
   if (!ic) return std::unexpected(ic.error());
+  auto ic6 = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache6_gen", MOAT_MAX_IPCACHE, ipcache6);
+  if (!ic6) return std::unexpected(ic6.error());
   auto pc = build_inner(BPF_MAP_TYPE_HASH, "policy_gen", MOAT_MAX_POLICY, entries);
   if (!pc) return std::unexpected(pc.error());
   uint32_t slot = rev & 1;
-  int ic_fd = ic->get(), pc_fd = pc->get();
-  if (int rc = bpf_map__update_elem(skel.maps.ipcache_gens, &slot, 4, &ic_fd, 4, 0); rc)
-    return fail_errno("install identity cache generation", rc);
-  if (int rc = bpf_map__update_elem(skel.maps.policy_gens, &slot, 4, &pc_fd, 4, 0); rc)
-    return fail_errno("install policy generation", rc);
+  const std::pair<bpf_map*, int> installs[] = {{skel.maps.ipcache_gens, ic->get()},
+                                               {skel.maps.ipcache6_gens, ic6->get()},
+                                               {skel.maps.policy_gens, pc->get()}};
+  for (auto [outer, fd] : installs)
+    if (int rc = bpf_map__update_elem(outer, &slot, 4, &fd, 4, 0); rc)
+      return fail_errno(std::string("install generation of ") + bpf_map__name(outer), rc);
   return set_policy_rev(skel, rev);
 }
 
 Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache,
-                            const PolicyEntries& entries, bool active, uint32_t last_rev,
-                            bool dry_run, uint32_t* rev) {
+                            const Ipcache6Entries& ipcache6, const PolicyEntries& entries,
+                            bool active, uint32_t last_rev, bool dry_run, uint32_t* rev) {
   auto cur = read_policy_rev(skel);
   if (!cur) return std::unexpected(cur.error());
   *rev = *cur;
@@ -93,12 +101,12 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
     if (auto r = set_policy_rev(skel, 0); !r) return std::unexpected(r.error());
     return true;
   }
-  if (*cur != 0 && generation_holds(skel, *cur, ipcache, entries)) return false;
+  if (*cur != 0 && generation_holds(skel, *cur, ipcache, ipcache6, entries)) return false;
   uint32_t next = std::max(*cur, last_rev) + 1;
   if (next == 0) next = 2;  // wrapped: 0 means "no policy"
   *rev = next;
   if (dry_run) return true;
-  if (auto r = write_policy_generation(skel, next, ipcache, entries); !r)
+  if (auto r = write_policy_generation(skel, next, ipcache, entries, ipcache6); !r)
     return std::unexpected(r.error());
   return true;
 }
@@ -111,8 +119,22 @@ void reset_rule_hits(const endpoint_bpf& skel, uint32_t n) {
                          zeros.size() * sizeof(uint64_t), 0);
 }
 
-Result<json> kernel_policy_verdict(const std::string& instance, uint32_t src_be, uint32_t dst_be,
-                                   uint8_t proto, uint16_t port) {
+namespace {
+
+moat_lpm_v4_key full_key(const Ipv4& a) { return {32, a.to_be()}; }
+
+moat_lpm_v6_key full_key(const Ipv6& a) {
+  moat_lpm_v6_key k{};
+  k.prefixlen = 128;
+  std::copy(a.bytes.begin(), a.bytes.end(), k.addr.b);
+  return k;
+}
+
+// Both families: the identities from the family's cache, then the same
+// policy lookups.
+template <class A>
+Result<json> kernel_verdict(const std::string& instance, const A& src_ip, const A& dst_ip,
+                            uint8_t proto, uint16_t port) {
   auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
   if (!skel) return std::unexpected(skel.error());
   auto rev = read_policy_rev(*skel->get());
@@ -123,16 +145,17 @@ Result<json> kernel_policy_verdict(const std::string& instance, uint32_t src_be,
     out["text"] = "no policy is loaded (revision 0)";
     return out;
   }
-  Fd ic = inner_map((*skel)->maps.ipcache_gens, *rev & 1);
+  constexpr bool v6 = std::is_same_v<A, Ipv6>;
+  Fd ic = inner_map(v6 ? (*skel)->maps.ipcache6_gens : (*skel)->maps.ipcache_gens, *rev & 1);
   Fd pc = inner_map((*skel)->maps.policy_gens, *rev & 1);
   if (!ic.ok() || !pc.ok()) return fail("policy generation " + std::to_string(*rev) + " is missing");
-  auto identity = [&](uint32_t addr) {
-    moat_lpm_v4_key k{32, addr};
+  auto identity = [&](const A& addr) {
+    auto k = full_key(addr);
     moat_ipcache_val v{MOAT_ID_WORLD, 0};
     bpf_map_lookup_elem(ic.get(), &k, &v);  // the kernel's longest-prefix match
     return v;
   };
-  moat_ipcache_val src = identity(src_be), dst = identity(dst_be);
+  moat_ipcache_val src = identity(src_ip), dst = identity(dst_ip);
   uint16_t port_be = (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP)
                          ? htons(port) : 0;
   // Exactly policy_lookup() in bpf/lib/policy.h.
@@ -166,6 +189,18 @@ Result<json> kernel_policy_verdict(const std::string& instance, uint32_t src_be,
   }
   out["allowed"] = allowed;
   return out;
+}
+
+}  // namespace
+
+Result<json> kernel_policy_verdict(const std::string& instance, uint32_t src_be, uint32_t dst_be,
+                                   uint8_t proto, uint16_t port) {
+  return kernel_verdict(instance, Ipv4::from_be(src_be), Ipv4::from_be(dst_be), proto, port);
+}
+
+Result<json> kernel_policy_verdict(const std::string& instance, const Ipv6& src, const Ipv6& dst,
+                                   uint8_t proto, uint16_t port) {
+  return kernel_verdict(instance, src, dst, proto, port);
 }
 
 }  // namespace moat

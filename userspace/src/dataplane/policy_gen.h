@@ -17,6 +17,7 @@ struct endpoint_bpf;
 namespace moat {
 
 using IpcacheEntries = std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>;
+using Ipcache6Entries = std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>>;
 using PolicyEntries = std::vector<std::pair<moat_policy_key, moat_policy_val>>;
 
 // The revision in force; 0: no policy.
@@ -25,11 +26,13 @@ Result<uint32_t> read_policy_rev(const endpoint_bpf& skel);
 Result<void> set_policy_rev(const endpoint_bpf& skel, uint32_t rev);
 
 // Fresh inner maps (like the BPF side's templates) filled with the entries go
-// into slot rev & 1 of `ipcache_gens` and `policy_gens`, then `rev` is
-// written to `policy_rev`. The other slot, possibly in force until that
-// write, is never touched. rev must not be 0.
+// into slot rev & 1 of `ipcache_gens`, `ipcache6_gens` and `policy_gens`,
+// then `rev` is written to `policy_rev`. The other slot, possibly in force
+// until that write, is never touched. rev must not be 0. The IPv6 cache gets
+// an inner map even when empty, so the slot never holds a stale generation.
 Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
-                                     const IpcacheEntries& ipcache, const PolicyEntries& entries);
+                                     const IpcacheEntries& ipcache, const PolicyEntries& entries,
+                                     const Ipcache6Entries& ipcache6 = {});
 
 // What apply does: nothing when the generation in force holds exactly these
 // entries; `active` false (no policy at all) switches to revision 0;
@@ -38,8 +41,8 @@ Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
 // Returns whether the kernel side changed (or would, with dry_run); *rev is
 // the revision in force afterwards.
 Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache,
-                            const PolicyEntries& entries, bool active, uint32_t last_rev,
-                            bool dry_run, uint32_t* rev);
+                            const Ipcache6Entries& ipcache6, const PolicyEntries& entries,
+                            bool active, uint32_t last_rev, bool dry_run, uint32_t* rev);
 
 // Rule hit counters 0..n-1 back to zero on every CPU: a new revision numbers
 // its rules anew.

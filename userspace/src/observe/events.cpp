@@ -16,6 +16,7 @@
 
 namespace moat::obs {
 
+using detail::ip6_str;
 using detail::ip_str;
 using nlohmann::json;
 
@@ -64,12 +65,6 @@ json endpoint_json(uint32_t ip_be, uint16_t port_be, uint8_t proto, const Names&
   return endpoint_json(ip_str(ip_be), port_be, proto, names);
 }
 
-std::string ip6_str(const moat_ip& a) {
-  Ipv6 v;
-  std::copy(std::begin(a.b), std::end(a.b), v.bytes.begin());
-  return v.str();
-}
-
 // Where the event was seen: an uplink, or a container's attachment.
 void add_interface(json& j, uint32_t ifindex, const Names& names) {
   const auto* f = names.iface(ifindex);
@@ -111,19 +106,22 @@ void add_drop(json& j, const moat_event& ev, const Names& names) {
   if (!iso.empty()) j["isolated_by"] = iso;
 }
 
-// `t`: the flow's original tuple.
+// `t`: the flow's original tuple. An IPv6 event carries the addresses of
+// that tuple only (src6, dst6), not those it becomes: its translation shows
+// as the published port alone.
 void add_flow(json& j, const moat_event& ev, const moat_ct_key& t, const Names& names) {
   j["kind"] = ct_kind_name(ev.ct_kind);
   if (ev.tuple.proto == IPPROTO_TCP) j["tcp_state"] = tcp_state_name(ev.tcp_state);
   const moat_ct_key& x = ev.xlated;
-  if (x.saddr != t.saddr || x.daddr != t.daddr || x.sport != t.sport || x.dport != t.dport)
+  const bool v6 = ev.flags & MOAT_EV_F_IPV6;
+  if (!v6 && (x.saddr != t.saddr || x.daddr != t.daddr || x.sport != t.sport || x.dport != t.dport))
     j["translated"] = {{"src", endpoint_json(x.saddr, x.sport, t.proto, names)},
                        {"dst", endpoint_json(x.daddr, x.dport, t.proto, names)}};
   if (ev.ct_kind == MOAT_CT_DNAT && has_ports(t.proto))
-    j["published"] = {{"host_ip", ip_str(t.daddr)},
+    j["published"] = {{"host_ip", v6 ? ip6_str(ev.dst6) : ip_str(t.daddr)},
                       {"host_port", ntohs(t.dport)},
                       {"container_port", ntohs(x.dport)}};
-  if (ev.ct_kind == MOAT_CT_SNAT) j["masquerade_as"] = ip_str(x.saddr);
+  if (ev.ct_kind == MOAT_CT_SNAT && !v6) j["masquerade_as"] = ip_str(x.saddr);
   j["packets"] = ev.packets;
   j["bytes"] = ev.bytes;
   j["reply_packets"] = ev.reply_packets;

@@ -96,24 +96,29 @@ AttachmentStats attachment(const Names& names, const bpf_map* stats, uint32_t id
   return a;
 }
 
-// Live flows: each counted once per attachment it touches. `by_ip`: container
-// address -> attachment.
+std::string addr_str(uint32_t be) { return detail::ip_str(be); }
+std::string addr_str(const moat_ip& a) { return detail::ip6_str(a); }
+
+// Live flows of `ct` (K, E: moat_ct_key and moat_ct_entry, or their IPv6
+// twins): each counted once per attachment it touches. `by_ip`: container
+// address (either family) -> attachment.
+template <class K, class E>
 void count_live_connections(const bpf_map* ct, const std::map<std::string, size_t>& by_ip,
                             Snapshot& s) {
   int fd = bpf_map__fd(ct);
   uint64_t now = monotonic_ns();
-  moat_ct_key key{}, next{};
+  K key{}, next{};
   bool first = true;
   while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
     first = false;
     key = next;
-    moat_ct_entry e{};
+    E e{};
     if (bpf_map_lookup_elem(fd, &key, &e) != 0) continue;
     if (e.expires_ns < now) continue;
     if (e.kind != MOAT_CT_DNAT && e.kind != MOAT_CT_SNAT && e.kind != MOAT_CT_TRACK) continue;
     std::set<size_t> touched;
-    for (uint32_t a : {key.saddr, key.daddr, e.xlated.saddr, e.xlated.daddr})
-      if (auto it = by_ip.find(detail::ip_str(a)); it != by_ip.end()) touched.insert(it->second);
+    for (const auto* a : {&key.saddr, &key.daddr, &e.xlated.saddr, &e.xlated.daddr})
+      if (auto it = by_ip.find(addr_str(*a)); it != by_ip.end()) touched.insert(it->second);
     for (size_t i : touched) s.attachments[i].active_connections++;
   }
 }
@@ -144,7 +149,14 @@ Result<Snapshot> read_snapshot(const Names& names) {
   s.lost_rate = read_u64_sum(maps.events_lost, MOAT_EV_LOST_RATE);
   s.unattributed[0] = read_counters(maps.stats, 0, MOAT_DIR_FROM_CONTAINER);
   s.unattributed[1] = read_counters(maps.stats, 0, MOAT_DIR_TO_CONTAINER);
-  count_live_connections(maps.ct, by_ip, s);
+  // An attachment's IPv6 address is among the names, by container and network.
+  for (const auto& [ip, who] : names.addrs)
+    for (size_t i = 0; i < s.attachments.size(); ++i)
+      if (!s.attachments[i].uplink && s.attachments[i].container == who.container &&
+          s.attachments[i].network == who.network)
+        by_ip.emplace(ip, i);
+  count_live_connections<moat_ct_key, moat_ct_entry>(maps.ct, by_ip, s);
+  count_live_connections<moat_ct6_key, moat_ct6_entry>(maps.ct6, by_ip, s);
   return s;
 }
 

@@ -33,6 +33,8 @@
 #include <map>
 #include <set>
 #include <tuple>
+#include <type_traits>
+#include <variant>
 
 #include "policy/internal.h"
 #include "policy/policy.h"
@@ -40,8 +42,58 @@
 namespace moat {
 namespace {
 
-// 127.0.0.0/8 is the host.
-Ipv4Prefix loopback() { return {Ipv4{127u << 24}, 8}; }
+// What compilation needs of an address family, so that one code serves
+// both: IPv4 (the `ipcache` entries) and IPv6 (`ipcache6`).
+template <class P>
+struct Family;
+
+template <>
+struct Family<Ipv4Prefix> {
+  using Addr = Ipv4;
+  using Key = moat_lpm_v4_key;
+  static constexpr uint8_t kBits = 32;
+  static Ipv4Prefix loopback() { return {Ipv4{127u << 24}, 8}; }  // the host's
+  static Ipv4Prefix enclosing(Ipv4 a, uint8_t len) {
+    return {Ipv4{a.value & (len == 0 ? 0 : ~0u << (32 - len))}, len};
+  }
+  static Key key(const Ipv4Prefix& p) { return {p.len, p.addr.to_be()}; }
+  static std::vector<std::pair<Key, moat_ipcache_val>>& entries(PolicyPlan& plan) {
+    return plan.ipcache;
+  }
+};
+
+template <>
+struct Family<Ipv6Prefix> {
+  using Addr = Ipv6;
+  using Key = moat_lpm_v6_key;
+  static constexpr uint8_t kBits = 128;
+  static Ipv6Prefix loopback() {  // ::1, the host's
+    Ipv6 a;
+    a.bytes[15] = 1;
+    return {a, 128};
+  }
+  static Ipv6Prefix enclosing(const Ipv6& a, uint8_t len) {
+    Ipv6Prefix p{a, len};
+    for (unsigned bit = len; bit < 128; ++bit)
+      p.addr.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80u >> (bit % 8)));
+    return p;
+  }
+  static Key key(const Ipv6Prefix& p) {
+    Key k{};
+    k.prefixlen = p.len;
+    std::copy(p.addr.bytes.begin(), p.addr.bytes.end(), k.addr.b);
+    return k;
+  }
+  static std::vector<std::pair<Key, moat_ipcache_val>>& entries(PolicyPlan& plan) {
+    return plan.ipcache6;
+  }
+};
+
+// The prefix holding `a` alone: /32 or /128.
+template <class P>
+P address_prefix(const typename Family<P>::Addr& a) {
+  return {a, Family<P>::kBits};
+}
 
 // A pattern / point: (proto, port). proto 0: every protocol (as a key) or a
 // protocol no rule names (as a point); port 0 likewise.
@@ -211,14 +263,9 @@ std::string labels_str(const Labels& labels) {
   return "{" + s + "}";
 }
 
-bool prefix_within(const Ipv4Prefix& inner, const Ipv4Prefix& outer) {
+template <class P>
+bool within(const P& inner, const P& outer) {
   return inner.len >= outer.len && outer.contains(inner.addr);
-}
-
-// The prefix of length `len` holding `a`.
-Ipv4Prefix enclosing(Ipv4 a, uint8_t len) {
-  const uint32_t mask = len == 0 ? 0 : ~0u << (32 - len);
-  return {Ipv4{a.value & mask}, len};
 }
 
 // The distinct ipBlocks of every rule (cidr and the set of its excepts),
@@ -241,18 +288,19 @@ class IpBlocks {
   }
 
   // The blocks holding the addresses of `p` that no longer policy prefix
-  // holds (all of a /32): those whose cidr holds p and none of whose
+  // holds (all of a /32 or /128): those whose cidr holds p and none of whose
   // excepts does. An except inside p has an ipcache entry of its own, so it
-  // never splits those addresses. At most 33 lookups, whatever the rules.
-  Regions holding(const Ipv4Prefix& p) const {
+  // never splits those addresses. At most 129 lookups, whatever the rules.
+  template <class P>
+  Regions holding(const P& p) const {
     Regions out;
     for (uint8_t len = 0; len <= p.len; ++len) {
-      auto it = by_cidr_.find(enclosing(p.addr, len));
+      auto it = by_cidr_.find(Family<P>::enclosing(p.addr, len));
       if (it == by_cidr_.end()) continue;
       for (uint32_t i : it->second) {
         const auto& except = keys_[i].second;
         if (std::none_of(except.begin(), except.end(),
-                         [&](const Ipv4Prefix& e) { return prefix_within(p, e); }))
+                         [&](const IpPrefix& e) { return within(p, std::get<P>(e)); }))
           out.push_back(i);
       }
     }
@@ -260,13 +308,18 @@ class IpBlocks {
     return out;
   }
 
-  // Every cidr but 0.0.0.0/0 (a miss is the world) and every except: the
-  // prefixes the ipcache needs.
-  std::set<Ipv4Prefix> prefixes() const {
-    std::set<Ipv4Prefix> out;
+  // The prefixes of family P the ipcache needs: every cidr and every except,
+  // but 0.0.0.0/0, since an IPv4 miss is the world. ::/0 is always one (see
+  // assign_cidr_identities()).
+  template <class P>
+  std::set<P> prefixes() const {
+    std::set<P> out;
+    if constexpr (std::is_same_v<P, Ipv6Prefix>) out.insert(Ipv6Prefix{});
     for (const auto& [cidr, except] : keys_) {
-      if (cidr.len > 0) out.insert(cidr);
-      out.insert(except.begin(), except.end());
+      const P* c = std::get_if<P>(&cidr);
+      if (!c) continue;
+      if (c->len > 0) out.insert(*c);
+      for (const IpPrefix& e : except) out.insert(std::get<P>(e));
     }
     return out;
   }
@@ -277,58 +330,74 @@ class IpBlocks {
     for (uint32_t i : regions) {
       const auto& [cidr, except] = keys_[i];
       std::vector<std::string> ex;
-      for (const Ipv4Prefix& e : except) ex.push_back(e.str());
-      parts.push_back(cidr.str() + (ex.empty() ? "" : " except " + join(ex, ", ")));
+      for (const IpPrefix& e : except) ex.push_back(to_string(e));
+      parts.push_back(to_string(cidr) + (ex.empty() ? "" : " except " + join(ex, ", ")));
     }
     return parts.empty() ? "" : " (in " + join(parts, "; ") + ")";
   }
 
  private:
-  using Key = std::pair<Ipv4Prefix, std::vector<Ipv4Prefix>>;
+  // IPv4 blocks sort first (the variant's order), so adding IPv6 blocks
+  // leaves the numbers of IPv4 ones as they were.
+  using Key = std::pair<IpPrefix, std::vector<IpPrefix>>;
 
   static Key key_of(const IpBlock& b) {
-    std::set<Ipv4Prefix> except(b.except.begin(), b.except.end());
+    std::set<IpPrefix> except(b.except.begin(), b.except.end());
     return {b.cidr, {except.begin(), except.end()}};
   }
 
   std::vector<Key> keys_;  // sorted
-  std::map<Ipv4Prefix, std::vector<uint32_t>> by_cidr_;
+  std::map<IpPrefix, std::vector<uint32_t>> by_cidr_;
 };
 
 uint32_t dir_index(PolicyDirection d) { return d == PolicyDirection::ingress ? 0 : 1; }
 
-void sort_ipcache(std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>& v) {
-  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
-    return std::pair{a.first.prefixlen, ntohl(a.first.addr)} <
-           std::pair{b.first.prefixlen, ntohl(b.first.addr)};
-  });
-}
-
+// Each family's entries go to a map of their own, each of MOAT_MAX_IPCACHE.
 Result<void> check_ipcache(const PolicyPlan& plan, const std::string& source) {
-  if (plan.ipcache.size() <= MOAT_MAX_IPCACHE) return {};
-  return fail(source + ": the policies need " + std::to_string(plan.ipcache.size()) +
-              " ipcache entries (container addresses, host addresses, policy CIDRs); the "
-              "ipcache map holds at most " +
-              std::to_string(MOAT_MAX_IPCACHE));
+  for (auto [n, what] : {std::pair{plan.ipcache.size(), "ipcache"},
+                         std::pair{plan.ipcache6.size(), "IPv6 ipcache"}}) {
+    if (n <= MOAT_MAX_IPCACHE) continue;
+    return fail(source + ": the policies need " + std::to_string(n) + " " + what +
+                " entries (container addresses, host addresses, policy CIDRs); the " + what +
+                " map holds at most " + std::to_string(MOAT_MAX_IPCACHE));
+  }
+  return {};
 }
 
 // ---------------------------------------------------------------------------
 // Phases of compile_policies()
 
+// What an identity cache of one family holds.
+template <class P>
+struct FamilyIds {
+  using Addr = typename Family<P>::Addr;
+  std::map<Addr, const IdentityInfo*> by_address;  // a container's; the first container wins
+  std::map<P, uint32_t> host_prefixes;             // the host's entries
+  std::map<P, uint32_t> cidrs;
+};
+
 // Identities: containers by (namespace, labels, ipBlocks holding the
-// address), then the host by ipBlocks, then one per policy CIDR; numbered
-// in that order, each group sorted, so the same input gets the same numbers.
+// attachment's addresses), then the host by ipBlocks, then one per policy
+// CIDR (IPv4's first); numbered in that order, each group sorted, so the
+// same input gets the same numbers.
 struct Identities {
   explicit Identities(const Config& cfg) : blocks(cfg) {}
   IpBlocks blocks;
   std::map<std::tuple<std::string, Labels, Regions>, IdentityInfo> by_key;
-  std::vector<IdentityInfo*> containers;               // in identity order
-  std::map<uint32_t, const IdentityInfo*> by_address;  // a container's; the first container wins
-  std::map<Regions, uint32_t> hosts;                   // the host's identities
-  std::map<Ipv4Prefix, uint32_t> host_prefixes;        // the host's ipcache entries
-  std::map<Ipv4Prefix, uint32_t> cidrs;
+  std::vector<IdentityInfo*> containers;  // in identity order
+  std::map<Regions, uint32_t> hosts;      // the host's identities
+  std::tuple<FamilyIds<Ipv4Prefix>, FamilyIds<Ipv6Prefix>> families;
   std::vector<std::vector<uint32_t>> inside;  // by ipBlock: container and host identities it holds
   uint32_t next_id = MOAT_ID_FIRST_DYNAMIC;
+
+  template <class P>
+  FamilyIds<P>& of() {
+    return std::get<FamilyIds<P>>(families);
+  }
+  template <class P>
+  const FamilyIds<P>& of() const {
+    return std::get<FamilyIds<P>>(families);
+  }
 };
 
 // A container standing for every container of an identity: selection looks
@@ -350,6 +419,20 @@ IdentityInfo& identity_of(Identities& ids, const Container& c, Regions regions) 
   return info;
 }
 
+// The ipBlocks holding an attachment's addresses. Its IPv6 address shares
+// its IPv4 address's identity (one policy entry serves both families), so
+// the identity tells the blocks holding either: a block holding one of
+// them matches the attachment in both families.
+Regions attachment_regions(const IpBlocks& blocks, const Attachment& a) {
+  Regions regions = blocks.holding(address_prefix<Ipv4Prefix>(a.ip));
+  if (a.ip6) {
+    Regions six = blocks.holding(address_prefix<Ipv6Prefix>(*a.ip6));
+    regions.insert(regions.end(), six.begin(), six.end());
+    std::sort(regions.begin(), regions.end());  // IPv4 and IPv6 blocks never coincide
+  }
+  return regions;
+}
+
 // One identity per address class: a container's addresses in different
 // ipBlocks get different identities. A container without an address keeps
 // one, as it always had.
@@ -357,8 +440,9 @@ void assign_container_identities(const Config& cfg, Identities& ids, PolicyPlan&
   for (const Container& c : cfg.containers) {
     if (c.networks.empty()) identity_of(ids, c, {});
     for (const Attachment& a : c.networks) {
-      IdentityInfo& info = identity_of(ids, c, ids.blocks.holding({a.ip, 32}));
-      ids.by_address.emplace(a.ip.value, &info);
+      IdentityInfo& info = identity_of(ids, c, attachment_regions(ids.blocks, a));
+      ids.of<Ipv4Prefix>().by_address.emplace(a.ip, &info);
+      if (a.ip6) ids.of<Ipv6Prefix>().by_address.emplace(*a.ip6, &info);
     }
   }
   for (auto& [key, info] : ids.by_key) {
@@ -375,39 +459,63 @@ void assign_container_identities(const Config& cfg, Identities& ids, PolicyPlan&
   }
 }
 
-// The host's entries: gateways, its own addresses, 127.0.0.0/8 and the
-// policy prefixes inside it (an ipBlock there matches part of loopback).
-// 127.0.0.0/8's class keeps MOAT_ID_HOST, so a policy whose ipBlocks do not
-// tell host addresses apart leaves the host one identity, as it always was.
-void assign_host_identities(const Config& cfg, const std::vector<Ipv4>& host_addresses,
-                            Identities& ids, PolicyPlan& plan) {
-  std::map<Ipv4Prefix, Regions> prefixes;
-  auto add = [&](const Ipv4Prefix& p) {
-    if (p.len == 32 && ids.by_address.contains(p.addr.value)) return;  // a container's
+// The host's prefixes of family P with the ipBlocks holding each: its
+// loopback, `addresses` (gateways, its own) unless a container holds one, and
+// the policy prefixes inside loopback (an ipBlock there matches part of it).
+template <class P>
+std::map<P, Regions> host_prefixes(const Identities& ids,
+                                   const std::vector<typename Family<P>::Addr>& addresses) {
+  std::map<P, Regions> prefixes;
+  auto add = [&](const P& p) {
+    if (p.len == Family<P>::kBits && ids.of<P>().by_address.contains(p.addr)) return;
     prefixes.emplace(p, ids.blocks.holding(p));
   };
-  add(loopback());
-  for (const Network& n : cfg.networks) add({n.gateway, 32});
-  for (const Ipv4& a : host_addresses) add({a, 32});
-  for (const Ipv4Prefix& p : ids.blocks.prefixes())
-    if (prefix_within(p, loopback())) add(p);
-  ids.hosts[prefixes.at(loopback())] = MOAT_ID_HOST;
+  add(Family<P>::loopback());
+  for (const auto& a : addresses) add(address_prefix<P>(a));
+  for (const P& p : ids.blocks.template prefixes<P>())
+    if (within(p, Family<P>::loopback())) add(p);
+  return prefixes;
+}
+
+// The host's entries of both families: one identity per set of ipBlocks
+// holding its addresses, whatever their family. 127.0.0.0/8's class keeps
+// MOAT_ID_HOST, so a policy whose ipBlocks do not tell host addresses apart
+// leaves the host one identity, as it always was.
+void assign_host_identities(const Config& cfg, const std::vector<Ipv4>& host_addresses,
+                            Identities& ids, PolicyPlan& plan) {
+  std::vector<Ipv4> v4 = host_addresses;
+  std::vector<Ipv6> v6;
+  for (const Network& n : cfg.networks) {
+    v4.push_back(n.gateway);
+    if (n.subnet6) v6.push_back(n.gateway6);
+  }
+  const auto prefixes4 = host_prefixes<Ipv4Prefix>(ids, v4);
+  const auto prefixes6 = host_prefixes<Ipv6Prefix>(ids, v6);
+  ids.hosts[prefixes4.at(Family<Ipv4Prefix>::loopback())] = MOAT_ID_HOST;
   std::set<Regions> classes;
-  for (const auto& [p, regions] : prefixes) classes.insert(regions);
+  for (const auto& [p, regions] : prefixes4) classes.insert(regions);
+  for (const auto& [p, regions] : prefixes6) classes.insert(regions);
   for (const Regions& regions : classes) {
     auto [it, fresh] = ids.hosts.try_emplace(regions, ids.next_id);
     if (fresh) ++ids.next_id;
     plan.identity_names[it->second] = "host" + ids.blocks.str(regions);
   }
-  for (const auto& [p, regions] : prefixes) ids.host_prefixes[p] = ids.hosts.at(regions);
+  for (const auto& [p, regions] : prefixes4)
+    ids.of<Ipv4Prefix>().host_prefixes[p] = ids.hosts.at(regions);
+  for (const auto& [p, regions] : prefixes6)
+    ids.of<Ipv6Prefix>().host_prefixes[p] = ids.hosts.at(regions);
 }
 
-// Policy prefixes outside 127.0.0.0/8 (those inside are the host's).
+// Policy prefixes outside loopback (those inside are the host's). ::/0 is
+// always one: a miss is MOAT_ID_WORLD, which 0.0.0.0/0 matches, so IPv6
+// addresses nothing covers get an identity of their own, or an IPv4 rule
+// would let them through.
+template <class P>
 void assign_cidr_identities(Identities& ids, PolicyPlan& plan) {
-  for (const Ipv4Prefix& prefix : ids.blocks.prefixes()) {
-    if (prefix_within(prefix, loopback())) continue;
-    ids.cidrs[prefix] = ids.next_id;
-    plan.identity_names[ids.next_id++] = "cidr " + prefix.str();
+  for (const P& prefix : ids.blocks.template prefixes<P>()) {
+    if (within(prefix, Family<P>::loopback())) continue;
+    ids.of<P>().cidrs[prefix] = ids.next_id;
+    plan.identity_names[ids.next_id++] = prefix.len == 0 ? "world (IPv6)" : "cidr " + prefix.str();
   }
 }
 
@@ -425,7 +533,8 @@ void assign_identities(const Config& cfg, const std::vector<Ipv4>& host_addresse
   plan.identity_names[MOAT_ID_WORLD] = "world";
   assign_container_identities(cfg, ids, plan);
   assign_host_identities(cfg, host_addresses, ids, plan);
-  assign_cidr_identities(ids, plan);
+  assign_cidr_identities<Ipv4Prefix>(ids, plan);
+  assign_cidr_identities<Ipv6Prefix>(ids, plan);
   index_inside(ids);
 }
 
@@ -436,40 +545,47 @@ uint32_t flags_of(const IdentityInfo& info) {
   return flags;
 }
 
-// ipcache: containers and the host first; a CIDR never shadows them.
+// One family's ipcache, sorted by (prefixlen, address): containers and the
+// host first; a CIDR never shadows them.
+template <class P>
 void fill_ipcache(const Identities& ids, PolicyPlan& plan) {
-  std::map<std::pair<uint8_t, uint32_t>, moat_ipcache_val> ipcache;
-  auto put = [&](const Ipv4Prefix& p, moat_ipcache_val v) {
-    ipcache.emplace(std::pair{p.len, p.addr.value}, v);  // the first one wins
+  using Addr = typename Family<P>::Addr;
+  std::map<std::pair<uint8_t, Addr>, moat_ipcache_val> ipcache;
+  auto put = [&](const P& p, moat_ipcache_val v) {
+    ipcache.emplace(std::pair{p.len, p.addr}, v);  // the first one wins
   };
-  for (const auto& [addr, info] : ids.by_address)
-    put({Ipv4{addr}, 32}, {info->id, flags_of(*info)});
-  for (const auto& [prefix, id] : ids.host_prefixes) put(prefix, {id, 0});
-  for (const auto& [prefix, id] : ids.cidrs) put(prefix, {id, 0});
-  for (const auto& [k, v] : ipcache) {
-    moat_lpm_v4_key key{k.first, Ipv4{k.second}.to_be()};
-    plan.ipcache.emplace_back(key, v);
-  }
-  sort_ipcache(plan.ipcache);
+  const FamilyIds<P>& f = ids.of<P>();
+  for (const auto& [addr, info] : f.by_address)
+    put(address_prefix<P>(addr), {info->id, flags_of(*info)});
+  for (const auto& [prefix, id] : f.host_prefixes) put(prefix, {id, 0});
+  for (const auto& [prefix, id] : f.cidrs) put(prefix, {id, 0});
+  for (const auto& [k, v] : ipcache)
+    Family<P>::entries(plan).emplace_back(Family<P>::key({k.second, k.first}), v);
 }
 
 // The identities an ipBlock matches: the CIDR identities of its own
 // prefixes and those inside it, less the excepted ones, then the container
 // and host identities whose addresses it holds.
-void add_ip_block_peers(const IpBlock& b, const Identities& ids, std::set<uint32_t>& peers) {
-  if (b.cidr.len == 0) peers.insert(MOAT_ID_WORLD);
-  // The prefixes within b.cidr sort together (address first): a range of the
+// The CIDR identities of family P within `cidr` and outside `except`.
+template <class P>
+void add_cidr_peers(const P& cidr, const std::vector<IpPrefix>& except, const Identities& ids,
+                    std::set<uint32_t>& peers) {
+  if (std::is_same_v<P, Ipv4Prefix> && cidr.len == 0) peers.insert(MOAT_ID_WORLD);
+  // The prefixes within cidr sort together (address first): a range of the
   // map, not all of it, for each of 100,000 rules.
-  const uint32_t last =
-      b.cidr.addr.value | (b.cidr.len == 0 ? 0xffffffffu : ~(0xffffffffu << (32 - b.cidr.len)));
-  for (auto it = ids.cidrs.lower_bound(Ipv4Prefix{b.cidr.addr, 0});
-       it != ids.cidrs.end() && it->first.addr.value <= last; ++it) {
+  const auto& cidrs = ids.of<P>().cidrs;
+  for (auto it = cidrs.lower_bound(P{cidr.addr, 0});
+       it != cidrs.end() && cidr.contains(it->first.addr); ++it) {
     const auto& [prefix, id] = *it;
-    if (!prefix_within(prefix, b.cidr)) continue;
-    bool excepted = std::any_of(b.except.begin(), b.except.end(),
-                                [&](const Ipv4Prefix& e) { return prefix_within(prefix, e); });
+    if (!within(prefix, cidr)) continue;
+    bool excepted = std::any_of(except.begin(), except.end(),
+                                [&](const IpPrefix& e) { return within(prefix, std::get<P>(e)); });
     if (!excepted) peers.insert(id);
   }
+}
+
+void add_ip_block_peers(const IpBlock& b, const Identities& ids, std::set<uint32_t>& peers) {
+  std::visit([&](const auto& cidr) { add_cidr_peers(cidr, b.except, ids, peers); }, b.cidr);
   const auto& inside = ids.inside[ids.blocks.index(b)];
   peers.insert(inside.begin(), inside.end());
 }
@@ -617,13 +733,14 @@ void fill_policy_entries(const Identities& ids, const CompiledRules& all, Policy
 Result<void> check_policy_entries(const PolicyPlan& plan, const Identities& ids,
                                   const std::string& source) {
   if (plan.entries.size() <= MOAT_MAX_POLICY) return {};
-  return fail(source + ": the policies compile into more than " + std::to_string(MOAT_MAX_POLICY) +
-              " policy entries (" + std::to_string(ids.containers.size()) +
-              " container identities, " + std::to_string(ids.cidrs.size()) + " CIDR identities, " +
-              std::to_string(plan.rules.size()) +
-              " rules; port ranges count one entry per port, per subject and peer); the "
-              "policy map holds at most " +
-              std::to_string(MOAT_MAX_POLICY));
+  return fail(
+      source + ": the policies compile into more than " + std::to_string(MOAT_MAX_POLICY) +
+      " policy entries (" + std::to_string(ids.containers.size()) + " container identities, " +
+      std::to_string(ids.of<Ipv4Prefix>().cidrs.size() + ids.of<Ipv6Prefix>().cidrs.size()) +
+      " CIDR identities, " + std::to_string(plan.rules.size()) +
+      " rules; port ranges count one entry per port, per subject and peer); the "
+      "policy map holds at most " +
+      std::to_string(MOAT_MAX_POLICY));
 }
 
 }  // namespace
@@ -635,7 +752,8 @@ Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& 
   plan.rules = policy_rule_table(cfg);
   Identities ids(cfg);
   assign_identities(cfg, host_addresses, ids, plan);
-  fill_ipcache(ids, plan);
+  fill_ipcache<Ipv4Prefix>(ids, plan);
+  fill_ipcache<Ipv6Prefix>(ids, plan);
   if (auto ok = check_ipcache(plan, cfg.source); !ok) return std::unexpected(ok.error());
   fill_policy_entries(ids, compile_rules(cfg, ids), plan);
   if (auto ok = check_policy_entries(plan, ids, cfg.source); !ok)

@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <type_traits>
+#include <variant>
 
 #include "policy/internal.h"
 #include "policy/policy.h"
@@ -24,23 +26,47 @@ bool is_host_address(const Config& cfg, Ipv4 ip, const std::vector<Ipv4>& host_a
   return std::find(host_addresses.begin(), host_addresses.end(), ip) != host_addresses.end();
 }
 
+bool is_host_address(const Config& cfg, const Ipv6& ip) {
+  if (ip == *Ipv6::parse("::1")) return true;
+  return std::any_of(cfg.networks.begin(), cfg.networks.end(),
+                     [&](const Network& n) { return n.subnet6 && n.gateway6 == ip; });
+}
+
+// An attachment as a side: both its addresses, since an ipBlock holding
+// either matches it (they share an identity).
+PolicyEndpoint attachment_endpoint(const Container& c, const Attachment& a, bool v6) {
+  return {PolicyEndpoint::Kind::container, c.name, a.ip, a.ip6, v6};
+}
+
 PolicyEndpoint classify(const Config& cfg, Ipv4 ip, const std::vector<Ipv4>& host_addresses) {
   for (const Container& c : cfg.containers) {
     for (const Attachment& a : c.networks) {
-      if (a.ip == ip) return {PolicyEndpoint::Kind::container, c.name, ip};
+      if (a.ip == ip) return attachment_endpoint(c, a, false);
     }
   }
-  if (is_host_address(cfg, ip, host_addresses)) return {PolicyEndpoint::Kind::host, "", ip};
-  return {PolicyEndpoint::Kind::address, "", ip};
+  auto kind = is_host_address(cfg, ip, host_addresses) ? PolicyEndpoint::Kind::host
+                                                       : PolicyEndpoint::Kind::address;
+  return {kind, "", ip, std::nullopt, false};
+}
+
+PolicyEndpoint classify(const Config& cfg, const Ipv6& ip) {
+  for (const Container& c : cfg.containers) {
+    for (const Attachment& a : c.networks) {
+      if (a.ip6 == ip) return attachment_endpoint(c, a, true);
+    }
+  }
+  auto kind = is_host_address(cfg, ip) ? PolicyEndpoint::Kind::host : PolicyEndpoint::Kind::address;
+  return {kind, "", Ipv4{}, ip, true};
 }
 
 // The first of a few documentation addresses no policy CIDR covers.
 Result<PolicyEndpoint> world_endpoint(const Config& cfg, const std::vector<Ipv4>& host_addresses) {
   std::vector<Ipv4Prefix> prefixes;
   for_each_ip_block(cfg, [&](const IpBlock& b) {
-    if (b.cidr.len == 0) return;
-    prefixes.push_back(b.cidr);
-    for (const auto& e : b.except) prefixes.push_back(e);
+    const auto* cidr = std::get_if<Ipv4Prefix>(&b.cidr);
+    if (!cidr || cidr->len == 0) return;
+    prefixes.push_back(*cidr);
+    for (const auto& e : b.except) prefixes.push_back(std::get<Ipv4Prefix>(e));
   });
   for (const char* candidate : {"203.0.113.7", "198.51.100.7", "192.0.2.7", "100.64.0.7", "8.8.8.8",
                                 "1.1.1.1", "9.9.9.9"}) {
@@ -48,7 +74,7 @@ Result<PolicyEndpoint> world_endpoint(const Config& cfg, const std::vector<Ipv4>
     bool covered = std::any_of(prefixes.begin(), prefixes.end(),
                                [&](const Ipv4Prefix& p) { return p.contains(ip); });
     if (!covered && classify(cfg, ip, host_addresses).kind == PolicyEndpoint::Kind::address)
-      return PolicyEndpoint{PolicyEndpoint::Kind::address, "", ip};
+      return PolicyEndpoint{PolicyEndpoint::Kind::address, "", ip, std::nullopt, false};
   }
   return fail(
       "no address is left that no policy CIDR covers; give an address instead of \"world\"");
@@ -68,11 +94,10 @@ Result<PolicyEndpoint> container_endpoint(const Config& cfg, const std::string& 
     std::string best = closest_match(name, names);
     return fail("unknown endpoint " + quoted(s) +
                 (best.empty() ? "" : " (did you mean " + quoted(best) + "?)") +
-                ": use a container name, NAME@NETWORK, host, world or an IPv4 address");
+                ": use a container name, NAME@NETWORK, host, world or an IPv4 or IPv6 address");
   }
   for (const Attachment& a : c->networks) {
-    if (network.empty() || a.network == network)
-      return PolicyEndpoint{PolicyEndpoint::Kind::container, c->name, a.ip};
+    if (network.empty() || a.network == network) return attachment_endpoint(*c, a, false);
   }
   if (network.empty()) return fail("container " + quoted(name) + " has no network attachment");
   return fail("container " + quoted(name) + " is not attached to network " + quoted(network));
@@ -94,16 +119,29 @@ bool rule_ports_match(const PolicyRule& r, uint8_t proto, uint16_t port) {
          });
 }
 
+// Whether `a` is in the block's cidr and outside its excepts; never across
+// families.
+template <class A>
+bool block_holds(const IpBlock& b, const A& a) {
+  using P = std::conditional_t<std::is_same_v<A, Ipv4>, Ipv4Prefix, Ipv6Prefix>;
+  const P* cidr = std::get_if<P>(&b.cidr);
+  if (!cidr || !cidr->contains(a)) return false;
+  return std::none_of(b.except.begin(), b.except.end(),
+                      [&](const IpPrefix& e) { return std::get<P>(e).contains(a); });
+}
+
 bool peer_matches(const Config& cfg, const Policy& pol, const PolicyPeer& peer,
                   const PolicyEndpoint& ep) {
   switch (peer.kind) {
     case PolicyPeer::Kind::host:
       return ep.kind == PolicyEndpoint::Kind::host;
     case PolicyPeer::Kind::ip_block: {
-      // By address alone, whoever holds it: a container, the host or not.
-      if (!peer.ip_block.cidr.contains(ep.ip)) return false;
-      return std::none_of(peer.ip_block.except.begin(), peer.ip_block.except.end(),
-                          [&](const Ipv4Prefix& e) { return e.contains(ep.ip); });
+      // By address alone, whoever holds it: a container (either of its
+      // attachment's addresses), the host or not.
+      const IpBlock& b = peer.ip_block;
+      if (ep.kind == PolicyEndpoint::Kind::container)
+        return block_holds(b, ep.ip) || (ep.ip6 && block_holds(b, *ep.ip6));
+      return ep.v6 ? block_holds(b, *ep.ip6) : block_holds(b, ep.ip);
     }
     case PolicyPeer::Kind::pods:
       break;
@@ -209,12 +247,25 @@ class ModelJudge {
 // ---------------------------------------------------------------------------
 // The kernel's view
 
-moat_ipcache_val lookup_ip(const PolicyPlan& plan, Ipv4 ip) {
+Ipv4Prefix prefix_of(const moat_lpm_v4_key& key) {
+  return {Ipv4{ntohl(key.addr)}, static_cast<uint8_t>(key.prefixlen)};
+}
+
+Ipv6Prefix prefix_of(const moat_lpm_v6_key& key) {
+  Ipv6Prefix p;
+  std::copy(std::begin(key.addr.b), std::end(key.addr.b), p.addr.bytes.begin());
+  p.len = static_cast<uint8_t>(key.prefixlen);
+  return p;
+}
+
+// A longest-prefix match over one family's entries.
+template <class Key, class A>
+moat_ipcache_val lookup_ip(const std::vector<std::pair<Key, moat_ipcache_val>>& ipcache,
+                           const A& ip) {
   moat_ipcache_val best{MOAT_ID_WORLD, 0};
   int best_len = -1;
-  for (const auto& [key, val] : plan.ipcache) {
-    Ipv4Prefix p{Ipv4{ntohl(key.addr)}, static_cast<uint8_t>(key.prefixlen)};
-    if (static_cast<int>(key.prefixlen) > best_len && p.contains(ip)) {
+  for (const auto& [key, val] : ipcache) {
+    if (static_cast<int>(key.prefixlen) > best_len && prefix_of(key).contains(ip)) {
       best = val;
       best_len = static_cast<int>(key.prefixlen);
     }
@@ -307,15 +358,16 @@ PolicyVerdict conclude(PolicyVerdict verdict) {
 }  // namespace
 
 std::string PolicyEndpoint::str() const {
+  const std::string addr = v6 && ip6 ? ip6->str() : ip.str();
   switch (kind) {
     case Kind::container:
-      return container + " (" + ip.str() + ")";
+      return container + " (" + addr + ")";
     case Kind::host:
-      return "the host (" + ip.str() + ")";
+      return "the host (" + addr + ")";
     case Kind::address:
-      return ip.str();
+      return addr;
   }
-  return ip.str();
+  return addr;
 }
 
 Result<PolicyEndpoint> resolve_endpoint(const Config& cfg, std::string_view text,
@@ -323,12 +375,33 @@ Result<PolicyEndpoint> resolve_endpoint(const Config& cfg, std::string_view text
   std::string s(text);
   if (s == "host") {
     Ipv4 ip = cfg.networks.empty() ? Ipv4{0x7f000001} : cfg.networks.front().gateway;
-    return PolicyEndpoint{PolicyEndpoint::Kind::host, "", ip};
+    return PolicyEndpoint{PolicyEndpoint::Kind::host, "", ip, std::nullopt, false};
   }
   if (s == "world") return world_endpoint(cfg, host_addresses);
   if (auto ip = Ipv4::parse(s)) return classify(cfg, *ip, host_addresses);
   if (auto prefix = Ipv4Prefix::parse(s)) return classify(cfg, prefix->addr, host_addresses);
+  if (auto ip = Ipv6::parse(s)) return classify(cfg, *ip);
+  if (auto prefix = Ipv6Prefix::parse(s)) return classify(cfg, prefix->addr);
   return container_endpoint(cfg, s);
+}
+
+Result<PolicyEndpoint> ipv6_endpoint(const Config& cfg, const PolicyEndpoint& ep) {
+  if (ep.v6) return ep;
+  switch (ep.kind) {
+    case PolicyEndpoint::Kind::container: {
+      if (!ep.ip6) return fail(ep.str() + " has no IPv6 address, and the other side is IPv6");
+      PolicyEndpoint out = ep;
+      out.v6 = true;
+      return out;
+    }
+    case PolicyEndpoint::Kind::host:
+      for (const Network& n : cfg.networks)
+        if (n.subnet6) return PolicyEndpoint{PolicyEndpoint::Kind::host, "", {}, n.gateway6, true};
+      return PolicyEndpoint{PolicyEndpoint::Kind::host, "", {}, *Ipv6::parse("::1"), true};
+    case PolicyEndpoint::Kind::address:
+      break;
+  }
+  return fail(ep.str() + " is an IPv4 address and the other side is IPv6; give both of one family");
 }
 
 PolicyVerdict evaluate_model(const Config& cfg, const PolicyEndpoint& from,
@@ -351,14 +424,11 @@ PolicyVerdict evaluate_model(const Config& cfg, const PolicyEndpoint& from,
   return conclude(std::move(verdict));
 }
 
-PolicyVerdict evaluate_compiled(const PolicyPlan& plan, Ipv4 src, Ipv4 dst, uint8_t proto,
-                                uint16_t port) {
+namespace {
+
+PolicyVerdict evaluate_identities(const PolicyPlan& plan, moat_ipcache_val s, moat_ipcache_val t,
+                                  uint8_t proto, uint16_t port) {
   PolicyVerdict verdict;
-  if (!plan.active) {
-    verdict.text = "allowed: no policies";
-    return verdict;
-  }
-  moat_ipcache_val s = lookup_ip(plan, src), t = lookup_ip(plan, dst);
   if (s.flags & MOAT_ID_F_CONTAINER)
     verdict.egress = judge_compiled(plan, s.identity, s.flags & MOAT_ID_F_EGRESS_ISOLATED,
                                     t.identity, PolicyDirection::egress, proto, port);
@@ -366,6 +436,42 @@ PolicyVerdict evaluate_compiled(const PolicyPlan& plan, Ipv4 src, Ipv4 dst, uint
     verdict.ingress = judge_compiled(plan, t.identity, t.flags & MOAT_ID_F_INGRESS_ISOLATED,
                                      s.identity, PolicyDirection::ingress, proto, port);
   return conclude(std::move(verdict));
+}
+
+template <class A>
+PolicyVerdict evaluate_family(const PolicyPlan& plan, const A& src, const A& dst, uint8_t proto,
+                              uint16_t port) {
+  if (!plan.active) {
+    PolicyVerdict verdict;
+    verdict.text = "allowed: no policies";
+    return verdict;
+  }
+  const auto& ipcache = [&]() -> const auto& {
+    if constexpr (std::is_same_v<A, Ipv4>)
+      return plan.ipcache;
+    else
+      return plan.ipcache6;
+  }
+  ();
+  return evaluate_identities(plan, lookup_ip(ipcache, src), lookup_ip(ipcache, dst), proto, port);
+}
+
+}  // namespace
+
+PolicyVerdict evaluate_compiled(const PolicyPlan& plan, Ipv4 src, Ipv4 dst, uint8_t proto,
+                                uint16_t port) {
+  return evaluate_family(plan, src, dst, proto, port);
+}
+
+PolicyVerdict evaluate_compiled(const PolicyPlan& plan, const Ipv6& src, const Ipv6& dst,
+                                uint8_t proto, uint16_t port) {
+  return evaluate_family(plan, src, dst, proto, port);
+}
+
+PolicyVerdict evaluate_compiled(const PolicyPlan& plan, const PolicyEndpoint& from,
+                                const PolicyEndpoint& to, uint8_t proto, uint16_t port) {
+  if (from.v6 && to.v6) return evaluate_compiled(plan, *from.ip6, *to.ip6, proto, port);
+  return evaluate_compiled(plan, from.ip, to.ip, proto, port);
 }
 
 }  // namespace moat

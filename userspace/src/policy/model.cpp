@@ -6,6 +6,20 @@
 
 namespace moat {
 
+std::string to_string(const IpPrefix& p) {
+  return std::visit([](const auto& x) { return x.str(); }, p);
+}
+
+bool prefix_within(const IpPrefix& inner, const IpPrefix& outer) {
+  if (inner.index() != outer.index()) return false;
+  return std::visit(
+      [&](const auto& in) {
+        const auto& out = std::get<std::decay_t<decltype(in)>>(outer);
+        return in.len >= out.len && out.contains(in.addr);
+      },
+      inner);
+}
+
 std::string LabelSelector::str() const {
   std::vector<std::string> parts;
   for (const auto& [k, v] : match_labels) parts.push_back(k + "=" + v);
@@ -33,9 +47,9 @@ std::string PolicyPeer::str() const {
     case Kind::host:
       return "the host";
     case Kind::ip_block: {
-      std::string s = ip_block.cidr.str();
+      std::string s = to_string(ip_block.cidr);
       std::vector<std::string> ex;
-      for (const auto& e : ip_block.except) ex.push_back(e.str());
+      for (const auto& e : ip_block.except) ex.push_back(to_string(e));
       return ex.empty() ? s : s + " except " + join(ex, ", ");
     }
     case Kind::pods:

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "util/net.h"
@@ -38,9 +39,17 @@ struct LabelSelector {
   std::string str() const;  // "app=db,tier in (a,b)", "{}" when empty
 };
 
+// A prefix of either family. An ipBlock's cidr and excepts are of one
+// family (checked when read), so code walking a block may assume its
+// excepts are of its cidr's family.
+using IpPrefix = std::variant<Ipv4Prefix, Ipv6Prefix>;
+std::string to_string(const IpPrefix& p);  // "10.0.0.0/8", "fd00::/64"
+// Whether every address of `inner` is in `outer` (false across families).
+bool prefix_within(const IpPrefix& inner, const IpPrefix& outer);
+
 struct IpBlock {
-  Ipv4Prefix cidr;
-  std::vector<Ipv4Prefix> except;  // each strictly inside cidr
+  IpPrefix cidr;
+  std::vector<IpPrefix> except;  // each strictly inside cidr
 };
 
 // One element of `from` / `to`.

@@ -20,13 +20,17 @@
 // holding them share one identity (a container attached twice may have
 // two); host addresses (gateways, uplink addresses, 127.0.0.0/8) with the
 // same set share one, 127.0.0.0/8's being MOAT_ID_HOST; every other ipBlock
-// cidr and except prefix has its own; anything else is MOAT_ID_WORLD. An
+// cidr and except prefix has its own; any other IPv4 address is MOAT_ID_WORLD,
+// any other IPv6 address the identity of ::/0 (so that 0.0.0.0/0 and ::/0
+// stay apart). A container's IPv6 address shares its IPv4 address's
+// identity: an ipBlock holding either matches both. An
 // ipBlock peer stands for every identity whose addresses it holds, so the
 // kernel's lookups stay as they are (bpf/lib/policy.h).
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -75,6 +79,10 @@ struct PolicyPlan {
   bool active = false;  // any policy exists; when false both lists are empty
   // Sorted by (prefixlen, address).
   std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>> ipcache;
+  // The same for IPv6 (`ipcache6_gens`): a container's IPv6 address has its
+  // IPv4 address's identity and flags, gateways' are the host's, ::/0 is
+  // "world (IPv6)" so that 0.0.0.0/0 (MOAT_ID_WORLD) never matches IPv6.
+  std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>> ipcache6;
   // Sorted by key (subject, peer, dir, proto, port).
   std::vector<std::pair<moat_policy_key, moat_policy_val>> entries;
   std::vector<RuleInfo> rules;                     // rule_id -> rule
@@ -82,7 +90,8 @@ struct PolicyPlan {
 };
 
 // Compiles cfg.policies. `host_addresses` are the host's own addresses known
-// only at apply time (uplinks'); gateways and 127.0.0.0/8 are added anyway.
+// only at apply time (uplinks'); gateways (IPv4 and IPv6), 127.0.0.0/8 and
+// ::1 are added anyway.
 // They must be given here, not added to a plan afterwards: which identity a
 // host address gets depends on the ipBlocks holding it. Same input, same
 // identities and entries. Fails when the plan exceeds MOAT_MAX_IPCACHE or
@@ -98,16 +107,28 @@ struct PolicyEndpoint {
   Kind kind = Kind::address;
   std::string container;  // container only
   Ipv4 ip;                // the attachment's address, a host address, or the address
+  // A container's: its attachment's IPv6 address, if any, whichever family
+  // the flow is (an ipBlock holding it matches the container in both). A
+  // host or an address: its address when the side is IPv6.
+  std::optional<Ipv6> ip6;
+  bool v6 = false;  // an IPv6 flow's side: ip6 is the address it uses
   std::string str() const;
 };
 
 // "NAME" (the container's first attachment), "NAME@NETWORK", "host" (the
 // first gateway, else 127.0.0.1), "world" (an address no policy CIDR, container
-// or host address covers), "A.B.C.D" or "A.B.C.D/N" (its first address).
-// An address is classified: a container's address is that container, a
-// gateway, 127.0.0.0/8 or one of `host_addresses` is the host.
+// or host address covers), "A.B.C.D" or "A.B.C.D/N" (its first address), an
+// IPv6 address or prefix likewise (an IPv6 side). An address is classified:
+// a container's address is that container, a gateway, 127.0.0.0/8, ::1 or
+// one of `host_addresses` is the host.
 Result<PolicyEndpoint> resolve_endpoint(const Config& cfg, std::string_view text,
                                         const std::vector<Ipv4>& host_addresses = {});
+
+// The same side in an IPv6 flow, for when the other side is IPv6: a
+// container's attachment by its IPv6 address, the host by the first IPv6
+// gateway (::1 without one). Fails for an attachment without IPv6 and for
+// an IPv4 address.
+Result<PolicyEndpoint> ipv6_endpoint(const Config& cfg, const PolicyEndpoint& ep);
 
 enum class PolicyOutcome {
   not_isolated,    // allowed: nothing isolates the container in this direction
@@ -144,5 +165,11 @@ PolicyVerdict evaluate_model(const Config& cfg, const PolicyEndpoint& from,
 // the ingress check when the destination is one, six lookups each.
 PolicyVerdict evaluate_compiled(const PolicyPlan& plan, Ipv4 src, Ipv4 dst, uint8_t proto,
                                 uint16_t port);
+// The same with `ipcache6` (a miss there is MOAT_ID_WORLD too).
+PolicyVerdict evaluate_compiled(const PolicyPlan& plan, const Ipv6& src, const Ipv6& dst,
+                                uint8_t proto, uint16_t port);
+// By the sides' family: IPv6 when both are (ipv6_endpoint()), else IPv4.
+PolicyVerdict evaluate_compiled(const PolicyPlan& plan, const PolicyEndpoint& from,
+                                const PolicyEndpoint& to, uint8_t proto, uint16_t port);
 
 }  // namespace moat

@@ -95,32 +95,44 @@ LabelSelector read_selector(Reader& r, const Json& v, const std::string& path) {
   return s;
 }
 
-std::optional<Ipv4Prefix> read_cidr(Reader& r, const Json& v, const std::string& path) {
+// IPv4 or IPv6, by whether the text has a colon: the reason a malformed
+// prefix gets is then its family's ("host bits set", a bad length).
+std::optional<IpPrefix> read_cidr(Reader& r, const Json& v, const std::string& path) {
   auto text = r.string(v, path);
   if (!text) return std::nullopt;
-  if (text->find(':') != std::string::npos) {
-    r.problem(path, "IPv6 CIDR " + quote(*text) + " is not supported (moat has no IPv6 yet)");
-    return std::nullopt;
-  }
   std::string why;
-  auto prefix = Ipv4Prefix::parse(*text, &why);
+  std::optional<IpPrefix> prefix;
+  if (text->find(':') != std::string::npos) {
+    if (auto p = Ipv6Prefix::parse(*text, &why)) prefix = *p;
+  } else if (auto p = Ipv4Prefix::parse(*text, &why)) {
+    prefix = *p;
+  }
   if (!prefix) r.problem(path, "invalid CIDR " + quote(*text) + ": " + why);
   return prefix;
 }
 
+const char* family_name(const IpPrefix& p) {
+  return std::holds_alternative<Ipv4Prefix>(p) ? "IPv4" : "IPv6";
+}
+
 void read_ip_block(Reader& r, const Json& f, const std::string& p, IpBlock& block) {
   if (!r.object(f, p, {{"cidr", kRequired}, {"except"}})) return;
-  std::optional<Ipv4Prefix> cidr;
+  std::optional<IpPrefix> cidr;
   r.member(f, p, "cidr", [&](const Json& c, const std::string& cp) { cidr = read_cidr(r, c, cp); });
   if (cidr) block.cidr = *cidr;
   r.member(f, p, "except", [&](const Json& e, const std::string& ep) {
     r.elements(e, ep, "CIDRs", [&](const Json& el, const std::string& elp) {
       auto except = read_cidr(r, el, elp);
       if (!except || !cidr) return;
-      if (!cidr->contains(except->addr) || except->len < cidr->len) {
-        r.problem(elp, "except " + except->str() + " is outside cidr " + cidr->str());
-      } else if (except->len == cidr->len) {
-        r.problem(elp, "except " + except->str() + " excludes the whole cidr " + cidr->str());
+      const std::string ex = to_string(*except), whole = to_string(*cidr);
+      if (except->index() != cidr->index()) {
+        r.problem(elp, "except " + ex + " is " + family_name(*except) + " but cidr " + whole +
+                           " is " + family_name(*cidr) +
+                           ": an ipBlock is of one family; write one ipBlock per family");
+      } else if (!prefix_within(*except, *cidr)) {
+        r.problem(elp, "except " + ex + " is outside cidr " + whole);
+      } else if (*except == *cidr) {
+        r.problem(elp, "except " + ex + " excludes the whole cidr " + whole);
       } else {
         block.except.push_back(*except);
       }
