@@ -282,7 +282,7 @@ static __always_inline int is_loopback6(const union moat_ip *ip)
 /* ::1, or a host IPv6 address moat knows (a gateway, addrs6). */
 static __always_inline int is_local_addr6(const union moat_ip *ip)
 {
-	return is_loopback6(ip) || is_host_addr(addr6_lookup(ip));
+	return is_loopback6(ip) || is_host_addr(addr_lookup6(*ip));
 }
 
 /* A socket bound to ::1 cannot reach a container (as 127.x for IPv4, above). */

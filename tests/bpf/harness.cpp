@@ -418,23 +418,10 @@ void loop_published_flow(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& 
 }
 
 void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
-                    const IpcacheEntries& ipcache, const PolicyEntries& entries) {
-  ok(moat::write_policy_generation(*skel.get(), rev, ipcache, entries),
+                    const IpcacheEntries& ipcache, const PolicyEntries& entries,
+                    const Ipcache6Entries& ipcache6) {
+  ok(moat::write_policy_generation(*skel.get(), rev, ipcache, entries, ipcache6),
      "installing policy revision " + std::to_string(rev));
-}
-
-void install_ipcache6(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
-                      const Ipcache6Entries& entries) {
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
-  moat::Fd fd(bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "ipcache6_gen", sizeof(moat_lpm_v6_key),
-                             sizeof(moat_ipcache_val), MOAT_MAX_IPCACHE, &opts));
-  if (!fd.ok()) fail("ipcache6 generation", errno);
-  for (const auto& [k, v] : entries)
-    if (bpf_map_update_elem(fd.get(), &k, &v, BPF_ANY)) fail("ipcache6 entry", errno);
-  const uint32_t slot = rev & 1;
-  const int inner = fd.get();
-  if (bpf_map__update_elem(skel->maps.ipcache6_gens, &slot, 4, &inner, 4, 0))
-    fail("ipcache6_gens slot", errno);
 }
 
 void set_policy_rev(const Skeleton<endpoint_bpf>& skel, uint32_t rev) {

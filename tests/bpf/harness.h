@@ -161,6 +161,7 @@ void loop_published_flow(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& 
 // ---- segmentation policies ---------------------------------------------------
 
 // One generation's entries, as moat::PolicyPlan holds them (abi.h layouts).
+using moat::Ipcache6Entries;
 using moat::IpcacheEntries;
 using moat::PolicyEntries;
 
@@ -168,12 +169,8 @@ using moat::PolicyEntries;
 // maps in slot rev & 1 of `ipcache_gens` and `policy_gens`, then `rev` into
 // `policy_rev`. rev must not be 0.
 void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
-                    const IpcacheEntries& ipcache, const PolicyEntries& entries);
-// IPv6 identities for revision `rev` (slot rev & 1 of `ipcache6_gens`):
-// call before install_policy() of the same revision.
-using Ipcache6Entries = std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>>;
-void install_ipcache6(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
-                      const Ipcache6Entries& entries);
+                    const IpcacheEntries& ipcache, const PolicyEntries& entries,
+                    const Ipcache6Entries& ipcache6 = {});
 // moat::set_policy_rev(): `policy_rev` alone (0: policy off everywhere).
 void set_policy_rev(const Skeleton<endpoint_bpf>& skel, uint32_t rev);
 // moat::read_policy_rev().

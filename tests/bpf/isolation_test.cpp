@@ -717,8 +717,7 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
   moat_lpm_v6_key a6 = {.prefixlen = 128, .addr = {}};
   const in6_addr a6_addr = ip6(A6);
   std::memcpy(a6.addr.b, &a6_addr, 16);
-  install_ipcache6(skel_, 1, {{a6, a_id}});
-  install_policy(skel_, 1, {{{.prefixlen = 32, .addr = ip4(A)}, a_id}}, {});
+  install_policy(skel_, 1, {{{.prefixlen = 32, .addr = ip4(A)}, a_id}}, {}, {{a6, a_id}});
   check_all({
       {"A->B under an egress policy", FROM, 'A', udp6(A6, B6),
        drop(MOAT_DROP_POLICY_DEFAULT_DENY)},
@@ -729,11 +728,14 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
       {"A's NS under an egress policy", FROM, 'A',
        v6(LL, "ff02::1:ff00:3", IPPROTO_ICMPV6, icmp(135, 0, Bytes(16, 0)), 255), pass},
   });
-  // A generation without IPv6 identities (an older moat's) fails closed.
+  // A generation without an IPv6 identity map (one an older moat wrote)
+  // fails closed.
   ct_clear(skel_);
   install_policy(skel_, 2, {{{.prefixlen = 32, .addr = ip4(A)}, a_id}}, {});
+  const uint32_t slot = 0;
+  ASSERT_EQ(bpf_map__delete_elem(skel_->maps.ipcache6_gens, &slot, sizeof slot, 0), 0);
   check_all({
-      {"B->A with no IPv6 identities in force", FROM, 'B', udp6(B6, A6),
+      {"B->A with no IPv6 identity map in force", FROM, 'B', udp6(B6, A6),
        drop(MOAT_DROP_POLICY_DEFAULT_DENY)},
   });
 }

@@ -183,24 +183,6 @@ const Expect kRevoked = drop(MOAT_DROP_POLICY_REVOKED);
 
 // ---- the fixture ---------------------------------------------------------------------
 
-// The IPv6 identities the compiler owes the kernel: each container's IPv6
-// address with its IPv4 address's identity and flags, the gateway as the
-// host.
-Ipcache6Entries ipcache6_of(const moat::Config& cfg, const moat::PolicyPlan& plan) {
-  Ipcache6Entries out;
-  const auto v6key = [](const moat::Ipv6& a) {
-    moat_lpm_v6_key k = {.prefixlen = 128, .addr = {}};
-    std::memcpy(k.addr.b, a.bytes.data(), 16);
-    return k;
-  };
-  for (const moat::Container& c : cfg.containers)
-    for (const auto& [k, v] : plan.ipcache)
-      if (k.prefixlen == 32 && k.addr == c.networks.at(0).ip.to_be())
-        out.emplace_back(v6key(*c.networks.at(0).ip6), v);
-  out.emplace_back(v6key(cfg.networks.at(0).gateway6), moat_ipcache_val{MOAT_ID_HOST, 0});
-  return out;
-}
-
 class Policy : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -235,8 +217,7 @@ class Policy : public ::testing::Test {
   void apply(const Variant& v, uint32_t rev) {
     const moat::Config cfg = parse(document(v), "policy_test.json");
     plan_ = compile(cfg, {*moat::Ipv4::parse(HOST)});
-    install_ipcache6(dp_.ep, rev, ipcache6_of(cfg, plan_));
-    install_policy(dp_.ep, rev, plan_.ipcache, plan_.entries);
+    install_policy(dp_.ep, rev, plan_.ipcache, plan_.entries, plan_.ipcache6);
     ASSERT_EQ(policy_rev(dp_.ep), rev);
   }
 
