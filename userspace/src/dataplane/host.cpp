@@ -1,6 +1,7 @@
 #include "dataplane/host.h"
 
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <linux/magic.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -76,6 +77,23 @@ Result<uint32_t> interface_ipv4(const std::string& ifname) {
   snprintf(req.ifr_name, sizeof(req.ifr_name), "%s", ifname.c_str());
   if (ioctl(sock.get(), SIOCGIFADDR, &req) != 0) return fail_errno("IPv4 address of " + ifname, errno);
   return reinterpret_cast<sockaddr_in*>(&req.ifr_addr)->sin_addr.s_addr;
+}
+
+std::array<uint8_t, 16> interface_ipv6(const std::string& ifname) {
+  std::array<uint8_t, 16> out{};
+  ifaddrs* all = nullptr;
+  if (getifaddrs(&all) != 0) return out;
+  for (const ifaddrs* a = all; a; a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET6 || ifname != a->ifa_name) continue;
+    const in6_addr& v6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr)->sin6_addr;
+    if (IN6_IS_ADDR_LINKLOCAL(&v6) || IN6_IS_ADDR_MULTICAST(&v6) || IN6_IS_ADDR_LOOPBACK(&v6) ||
+        IN6_IS_ADDR_V4MAPPED(&v6))
+      continue;
+    std::copy(v6.s6_addr, v6.s6_addr + 16, out.begin());
+    break;
+  }
+  freeifaddrs(all);
+  return out;
 }
 
 }  // namespace moat

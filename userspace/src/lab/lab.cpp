@@ -45,6 +45,13 @@ const std::string kUplinkPrefixLen = "24";
 const std::string kInternetServerIp = "198.19.0.1";  // an address "on the internet"
 const std::string kUplinkIf = "uplink0";
 constexpr uint16_t kInternetServerPort = 80;  // tcp and udp, answers with the client's address
+// The same over IPv6, in labs with an IPv6 network: the uplink's addresses,
+// an IPv6 "internet server" (its own port, so waiting for it is exact), and
+// the host's IPv6 default route through the outside.
+const std::string kUplinkHostIp6 = "2001:db8:ff::1";
+const std::string kUplinkOutsideIp6 = "2001:db8:ff::2";
+const std::string kInternetServerIp6 = "2001:db8:2::53";
+constexpr uint16_t kInternetServerPort6 = 81;
 
 // Generous: socat and python start slowly on a loaded 2-CPU machine, and the
 // wait ends as soon as every listener is up.
@@ -400,6 +407,11 @@ Result<void> lab_ipv6_sysctls(const std::string& ns) {
   return {};
 }
 
+bool lab_has_ipv6(const Config& cfg) {
+  return std::any_of(cfg.networks.begin(), cfg.networks.end(),
+                     [](const Network& n) { return n.subnet6.has_value(); });
+}
+
 Result<void> build_host_and_outside(LabState& st, const Config& cfg) {
   const std::string host = lab_host_ns(st.name);
   const std::string out = lab_outside_ns(st.name);
@@ -427,6 +439,17 @@ Result<void> build_host_and_outside(LabState& st, const Config& cfg) {
   // The host reaches "the internet" through the outside; the outside gets no
   // route back to the container subnets (that is masquerade's job).
   if (auto r = ip_in(host, {"route", "add", "default", "via", kUplinkOutsideIp}); !r) return r;
+  if (lab_has_ipv6(cfg)) {
+    for (const auto& [ns, ip] :
+         {std::pair{host, kUplinkHostIp6}, std::pair{out, kUplinkOutsideIp6}}) {
+      if (auto r = ip_in(ns, {"-6", "addr", "add", ip + "/64", "dev", kUplinkIf, "nodad"}); !r)
+        return r;
+    }
+    if (auto r = ip_in(out, {"-6", "addr", "add", kInternetServerIp6 + "/128", "dev", "lo"}); !r)
+      return r;
+    if (auto r = ip_in(host, {"-6", "route", "add", "default", "via", kUplinkOutsideIp6}); !r)
+      return r;
+  }
 
   for (size_t n = 0; n < cfg.networks.size(); ++n) {
     const Network& net = cfg.networks[n];
@@ -731,23 +754,29 @@ std::vector<std::string> udp_responder(const std::string& bind_ip, uint16_t port
 // from a container's own one. Part of the topology, so it runs with
 // --no-listeners too. Like the container listeners it reads a line before it
 // answers; $SOCAT_PEERADDR is set by socat for each connection or datagram.
-Result<void> start_internet_server(LabState& st, std::vector<Listener>& started) {
+Result<void> start_internet_server(LabState& st, std::vector<Listener>& started, bool ipv6) {
   const std::string out = lab_outside_ns(st.name);
-  const std::string port = std::to_string(kInternetServerPort);
-  const std::string bind = ",bind=" + kInternetServerIp;
   const std::string answer = "SYSTEM:while read -r _; do echo \"$SOCAT_PEERADDR\"; done";
-  if (auto r = start_listener(st, started, out, "", Protocol::tcp, kInternetServerPort,
-                              {"socat", "TCP-LISTEN:" + port + bind + ",reuseaddr,fork", answer});
-      !r) {
-    return r;
-  }
-  return start_listener(st, started, out, "", Protocol::udp, kInternetServerPort,
-                        udp_responder(kInternetServerIp, kInternetServerPort, ""));
+  const auto serve = [&](const std::string& listen, const std::string& ip,
+                         uint16_t port) -> Result<void> {
+    const std::string p = std::to_string(port);
+    const std::string bind = ip.find(':') == std::string::npos ? ip : "[" + ip + "]";
+    if (auto r = start_listener(st, started, out, "", Protocol::tcp, port,
+                                {"socat", listen + ":" + p + ",bind=" + bind + ",reuseaddr,fork",
+                                 answer});
+        !r) {
+      return r;
+    }
+    return start_listener(st, started, out, "", Protocol::udp, port,
+                          udp_responder(ip, port, ""));
+  };
+  if (auto r = serve("TCP-LISTEN", kInternetServerIp, kInternetServerPort); !r || !ipv6) return r;
+  return serve("TCP6-LISTEN", kInternetServerIp6, kInternetServerPort6);
 }
 
 Result<void> start_listeners(LabState& st, const Config& cfg, bool per_container) {
   std::vector<Listener> started;
-  if (auto r = start_internet_server(st, started); !r) return r;
+  if (auto r = start_internet_server(st, started, lab_has_ipv6(cfg)); !r) return r;
   if (!per_container) return wait_for_listeners(started);
   for (const Container& c : cfg.containers) {
     const std::string ns = lab_container_ns(st.name, c.name);

@@ -24,8 +24,14 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
   for (const auto& a : m.plan.addrs) m.addrs.emplace(key_bytes(a.key), a.value);
   for (const auto& a : m.plan.addrs6) m.addrs6.emplace(key_bytes(a.key), a.value);
   // Published ports are reachable at the uplinks' addresses: host addresses.
-  for (const auto& u : host.uplinks)
+  for (const auto& u : host.uplinks) {
     m.addrs[key_bytes(moat_lpm_v4_key{32, u.ipv4})] = moat_addr_info{0, MOAT_ADDR_HOST, 0};
+    if (u.ipv6 != std::array<uint8_t, 16>{}) {
+      moat_lpm_v6_key k{128, {}};
+      std::copy(u.ipv6.begin(), u.ipv6.end(), k.addr.b);
+      m.addrs6[key_bytes(k)] = moat_addr_info{0, MOAT_ADDR_HOST, 0};
+    }
+  }
   for (const auto& e : m.plan.endpoints) {
     moat_endpoint v = e.value;
     v.stats_slot = m.slots.slot.at(e.interface);
@@ -48,9 +54,12 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
   }
   for (const auto& u : host.uplinks) {
     uint32_t slot = m.slots.slot.at(u.name);
-    m.uplinks.emplace(key_bytes(static_cast<uint32_t>(u.ifindex)), moat_uplink{u.ipv4, slot});
-    m.uplink_rows.push_back(
-        {u.name, u.ifindex, json{{"ip", Ipv4::from_be(u.ipv4).str()}, {"stats_slot", slot}}});
+    moat_uplink v{u.ipv4, slot, {}};
+    std::copy(u.ipv6.begin(), u.ipv6.end(), v.ipv6.b);
+    m.uplinks.emplace(key_bytes(static_cast<uint32_t>(u.ifindex)), v);
+    json row{{"ip", Ipv4::from_be(u.ipv4).str()}, {"stats_slot", slot}};
+    if (u.ipv6 != std::array<uint8_t, 16>{}) row["ip6"] = Ipv6{u.ipv6}.str();
+    m.uplink_rows.push_back({u.name, u.ifindex, std::move(row)});
   }
   for (const auto& p : m.plan.publish) m.publish.emplace(key_bytes(p.key), p.value);
   for (const auto& p : m.plan.publish6) m.publish6.emplace(key_bytes(p.key), p.value);

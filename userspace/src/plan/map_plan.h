@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <array>
 #include <map>
 #include <string>
 #include <vector>
@@ -35,6 +36,7 @@ struct HostUplink {
   std::string name;
   int ifindex = 0;
   uint32_t ipv4 = 0;  // network order
+  std::array<uint8_t, 16> ipv6{};  // network order; all zero: none
 };
 
 // What the host resolved before planning: nothing is planned for an
