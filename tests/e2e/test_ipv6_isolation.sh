@@ -3,8 +3,9 @@
 # test_icc_internal_spoof again, each with an IPv6 subnet beside its IPv4
 # one. Isolation, icc: false and internal: true hold over IPv6 as over
 # IPv4; a container sends only from its own addresses; link-local peers are
-# the host (always) or the network's containers (icc). What moat does not
-# carry over IPv6 yet (the world, published ports) stays closed.
+# the host (always) or the network's containers (icc). The world: NAT66
+# behind the uplink's IPv6 address (routed for masquerade: false), published
+# ports over IPv6 from the outside, nothing else in.
 source "$(dirname "$0")/lib.sh"
 F=$E2E_DIR/dual-stack.json
 L=$(unique_lab v6iso)
@@ -84,9 +85,41 @@ ex f1 -- ip -6 addr del $F2/128 dev eth0
 ex f1 -- ip -6 addr del fd6d:6f61:81::99/128 dev eth0
 must_pass "f1 still reaches f2 from its own address" "$L" f1 tcp $F2 80 f2
 
-echo "what IPv6 does not carry yet stays closed"
-# The host's uplink has no IPv6 and masquerade is IPv4 only: an address
-# beyond every network is the world, dropped at the container's veth.
-must_drop "f1 -> an IPv6 address in the world" "$L" f1 icmp 2001:db8::1
+echo "the world over IPv6: masquerade (NAT66) behind the uplink's IPv6 address"
+# The lab's uplink has 2001:db8:ff::1 (the outside ::2); the internet server
+# [2001:db8:2::53]:81 answers with the address it sees.
+W6=2001:db8:2::53 UP6=2001:db8:ff::1 D1=fd6d:6f61:85::2
+# socat writes the address unabbreviated and bracketed: compared canonical.
+seen() { echo probe | "$MOAT" lab exec --lab "$L" "$1" -- nc ${3:+-u} -w1 $W6 81 2>/dev/null |
+  head -1 | python3 -c 'import ipaddress,sys; t=sys.stdin.read().strip().strip("[]"); print(ipaddress.ip_address(t) if t else "")' 2>/dev/null; }
+# A routed network needs the world to route its prefix back to the uplink.
+ex outside -- ip -6 route add fd6d:6f61::/32 via $UP6
+must_pass "f1 -> the IPv6 internet icmpv6" "$L" f1 icmp $W6
+for proto in tcp udp; do
+  got=""; for i in 1 2 3; do got=$(seen f1 $proto ${proto/tcp/}); [ -n "$got" ] && break; done
+  check "f1 -> [$W6]:81/$proto: the world sees the uplink's address ($got)" \
+    bash -c "[[ '$got' == *'$UP6'* && '$got' != *'$F1'* ]]"
+done
+must_drop "v1 (internal) -> the IPv6 internet" "$L" v1 icmp $W6
+got=""; for i in 1 2 3; do got=$(seen d1 tcp); [ -n "$got" ] && break; done
+check "d1 (masquerade: false) -> [$W6]:81: routed, the world sees its own address ($got)" \
+  bash -c "[[ '$got' == *'$D1'* ]]"
+
+echo "published ports over IPv6 from the outside"
+must_pass "outside -> [$UP6]:8080 tcp reaches f1" "$L" outside tcp $UP6 8080 f1
+must_pass "outside -> [$UP6]:8080 udp reaches f1" "$L" outside udp $UP6 8080 f1
+# The outside routes the container prefixes to the uplink (above): only moat
+# stops what is not published.
+must_drop "outside -> f1's address directly" "$L" outside tcp $F1 80
+must_drop "outside -> d1's address directly (routed network)" "$L" outside tcp $D1 80
+n=$("$MOAT" lab status --lab "$L" --json | python3 -c '
+import json,sys
+d=json.load(sys.stdin)
+print(sum(u["counters"][k]["drops"].get("not-published",0) for u in d.get("uplinks",[]) for k in u["counters"]))')
+check "not-published drops counted at the uplink ($n)" [ "${n:-0}" -gt 0 ]
+
+echo "an attachment without an IPv6 address sends no IPv6 data"
+# o1's network has no IPv6 subnet; its kernel still has a link-local address.
+ex o1 -- ping -6 -c1 -W1 ff02::1%eth0 >/dev/null 2>&1 || true
 n=$(drops "$L" ipv6-not-enabled); check "ipv6-not-enabled drops counted ($n)" [ "$n" -gt 0 ]
 finish
