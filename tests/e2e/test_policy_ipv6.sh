@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Segmentation policies over IPv6 (issue 16): the Kubernetes-style cases of
+# test_policy_matrix on the same x/y/z pods, their network dual-stack, each
+# cell probed over IPv6 (and the same cell over IPv4 where the two must
+# agree). What Kubernetes promises holds per family: a pod selected for a
+# direction is default-deny that way, allows add up, replies of allowed
+# connections pass (connection tracking over IPv6), and an ipBlock matches
+# its own family only: 0.0.0.0/0 is not ::/0.
+source "$(dirname "$0")/lib.sh"
+P=$E2E_DIR/policy
+F=$P/xyz-dual.json
+L=$(unique_lab p6)
+# The lab's IPAM: ::2, ::3, ... in file order.
+XA=fd6d:6f61:88::2 XB=fd6d:6f61:88::3 XC=fd6d:6f61:88::4
+YA=fd6d:6f61:88::5 YB=fd6d:6f61:88::6 YC=fd6d:6f61:88::7
+ZA=fd6d:6f61:88::8 ZB=fd6d:6f61:88::9
+W6=2001:db8:2::53 INTERNET=198.19.0.1
+v4() { ip_of "$F" "$1" pods; }
+lab_up "$L" "$F"
+
+echo "(a) no policy: pods reach each other and the world over IPv6"
+must_pass "(a) x-a -> y-b tcp/80" "$L" x-a tcp $YB 80 y-b
+must_pass "(a) y-b -> x-a udp/81" "$L" y-b udp $XA 81 x-a
+must_pass "(a) z-a -> x-c icmpv6" "$L" z-a icmp $XC
+must_pass "(a) x-a -> the IPv6 internet tcp/81" "$L" x-a tcp $W6 81
+
+echo "(b) default-deny ingress in x"
+policy_apply "$L" "$P/b-deny-ingress-x.json"
+must_drop "(b) y-a -> x-a tcp/80" "$L" y-a tcp $XA 80
+must_drop "(b) y-a -> x-a udp/80" "$L" y-a udp $XA 80
+must_drop "(b) y-a -> x-a icmpv6" "$L" y-a icmp $XA
+must_drop "(b) x-b -> x-a tcp/80 (same namespace)" "$L" x-b tcp $XA 80
+must_drop "(b) y-a -> x-a tcp/80 over IPv4 too" "$L" y-a tcp "$(v4 x-a)" 80
+# x's egress is open: its connections' replies come back through x's
+# default-deny ingress only as replies (ct6).
+must_pass "(b) x-a -> y-a tcp/80: the reply passes" "$L" x-a tcp $YA 80 y-a
+must_pass "(b) x-a -> y-a udp/81: the reply passes" "$L" x-a udp $YA 81 y-a
+must_pass "(b) x-a -> y-a icmpv6: the echo reply passes" "$L" x-a icmp $YA
+must_pass "(b) y-a -> z-a tcp/80 (neither in x)" "$L" y-a tcp $ZA 80 z-a
+n=$(drops "$L" policy-default-deny)
+check "(b) counted as policy-default-deny ($n)" [ "$n" -gt 0 ]
+
+echo "(c) default-deny ingress and egress in x"
+policy_apply "$L" "$P/c-deny-all-x.json"
+must_drop "(c) x-a -> y-a tcp/80" "$L" x-a tcp $YA 80
+must_drop "(c) x-a -> the IPv6 internet tcp/81" "$L" x-a tcp $W6 81
+must_drop "(c) y-a -> x-a tcp/80" "$L" y-a tcp $XA 80
+must_pass "(c) y-a -> z-b tcp/80" "$L" y-a tcp $ZB 80 z-b
+
+echo "(d) x/a only from pods pod=b of its own namespace"
+policy_apply "$L" "$P/d-xa-from-pod-b.json"
+must_pass "(d) x-b -> x-a tcp/80" "$L" x-b tcp $XA 80 x-a
+must_pass "(d) x-b -> x-a icmpv6" "$L" x-b icmp $XA
+must_drop "(d) y-b -> x-a tcp/80 (another namespace)" "$L" y-b tcp $XA 80
+must_drop "(d) x-c -> x-a tcp/80" "$L" x-c tcp $XA 80
+must_pass "(d) x-c -> x-b tcp/80 (x-b not selected)" "$L" x-c tcp $XB 80 x-b
+
+echo "(e) x/a only from namespace ns=y"
+policy_apply "$L" "$P/e-xa-from-ns-y.json"
+must_pass "(e) y-c -> x-a udp/80" "$L" y-c udp $XA 80 x-a
+must_drop "(e) z-a -> x-a udp/80" "$L" z-a udp $XA 80
+must_drop "(e) x-b -> x-a tcp/80" "$L" x-b tcp $XA 80
+must_pass "(e) y-c -> x-a over IPv4 too" "$L" y-c tcp "$(v4 x-a)" 80 x-a
+
+echo "(v6) IPv6 ipBlocks: except, ports, and 0.0.0.0/0 is not ::/0"
+policy_apply "$L" "$P/v6-xa-ipblock.json"
+must_pass "(v6) y-a -> x-a tcp/80: inside fd6d:6f61:88::/64" "$L" y-a tcp $XA 80 x-a
+must_drop "(v6) z-a -> x-a tcp/80: its /128 is the except" "$L" z-a tcp $XA 80
+must_drop "(v6) y-a -> x-a tcp/81: the block's port is 80" "$L" y-a tcp $XA 81
+must_drop "(v6) y-a -> x-a udp/80" "$L" y-a udp $XA 80
+must_pass "(v6) x-a -> the IPv4 internet (0.0.0.0/0)" "$L" x-a tcp $INTERNET 80
+must_drop "(v6) x-a -> the IPv6 internet tcp/81: 0.0.0.0/0 is IPv4 only" "$L" x-a tcp $W6 81
+must_pass "(v6) x-a -> the IPv6 internet udp/81: 2001:db8:2::/48" "$L" x-a udp $W6 81
+must_pass "(v6) x-a -> y-a tcp/80 over IPv4: 0.0.0.0/0 holds it" "$L" x-a tcp "$(v4 y-a)" 80 y-a
+
+echo "no policy again"
+policy_apply "$L" "$P/n-allow-all-x.json"
+must_pass "x-a -> y-a tcp/80 over IPv6" "$L" x-a tcp $YA 80 y-a
+must_pass "z-a -> x-a tcp/80 over IPv6" "$L" z-a tcp $XA 80 x-a
+finish
