@@ -311,6 +311,11 @@ constexpr const char* A = "172.20.0.2";       // moat-a: publishes 8080 -> 80
 constexpr const char* B = "172.20.0.3";       // moat-b
 constexpr const char* HOST = "198.18.0.1";    // moat-u's address
 constexpr const char* CLIENT = "198.18.0.2";  // a client in the world
+// The same over IPv6: A's and B's addresses, the uplink's, a client's.
+constexpr const char* A6 = "fd00:10::2";
+constexpr const char* B6 = "fd00:10::3";
+constexpr const char* HOST6 = "2001:db8:ff::1";
+constexpr const char* CLIENT6 = "2001:db8:1::7";
 constexpr uint16_t kPublished = 8080, kUnpublished = 6000;
 // Filler publish entries: TCP ports kFillerPort.. to backends 172.20.1.0 + i.
 constexpr uint16_t kFillerPort = 10000;
@@ -320,6 +325,11 @@ Bytes tcp4(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags
   return eth(ETH_P_IP,
              ipv4({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_TCP, .l4_checksum = true},
                   tcp(sp, dp, flags)));
+}
+Bytes tcp6(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kAck) {
+  return eth(ETH_P_IPV6, ipv6({.src = ip6(s), .dst = ip6(d), .next = IPPROTO_TCP, .hop_limit = 64,
+                               .l4_checksum = true},
+                              tcp(sp, dp, flags)));
 }
 
 struct Plane : Programs {
@@ -332,9 +342,12 @@ std::unique_ptr<Plane> plane(uint32_t ports) {
   add_network(p->ep, kNet);
   add_endpoint(p->ep, ifindex_of("moat-a"), kNet, ip4(A));
   add_endpoint(p->ep, ifindex_of("moat-b"), kNet, ip4(B));
-  add_uplink(p->ep, ifindex_of("moat-u"), ip4(HOST));
+  add_uplink(p->ep, ifindex_of("moat-u"), ip4(HOST), HOST6);
   add_host_addr(p->ep, ip4(HOST));
+  add_host_addr6(p->ep, HOST6);
+  add_network6(p->ep, kNet, "fd00:10::", 64, "fd00:10::1");
   add_publish(p->ep, {0, kPublished, IPPROTO_TCP, ip4(A), 80, ifindex_of("moat-a"), kNet.id});
+  add_publish6(p->ep, "::", kPublished, IPPROTO_TCP, A6, 80, ifindex_of("moat-a"), kNet.id);
   for (uint32_t i = 0; i + 1 < ports; i++)
     add_publish(p->ep, {0, uint16_t(kFillerPort + i), IPPROTO_TCP,
                          htonl(ntohl(ip4("172.20.1.0")) + i), 80, 1000 + i, kNet.id});
@@ -368,12 +381,27 @@ void add_publish_cases(std::vector<Case>& cases, const Plane& p, const Options& 
       ct_entries(p.ep).size() != ct_before)
     throw std::runtime_error(tag + "miss: the packet was rewritten or tracked");
 
+  // The same over IPv6: ct6 hit, NAT66 rewrite of a 16-byte address.
+  const RunResult syn6 = checked_run(tag + "SYN over IPv6", in, up,
+                                     tcp6(CLIENT6, 42000, HOST6, kPublished, kSyn), 1, TC_ACT_OK);
+  if (syn6.out != tcp6(CLIENT6, 42000, A6, 80, kSyn))
+    throw std::runtime_error(tag + "the IPv6 SYN to the published port was not rewritten");
+  checked_run(tag + "SYN-ACK over IPv6", p.up->progs.to_world, up,
+              tcp6(A6, 80, CLIENT6, 42000, kSyn | kAck), 1, TC_ACT_OK);
+  loop_published_flow6(p.ep, ct6_key(CLIENT6, 42000, HOST6, kPublished, IPPROTO_TCP));
+  const Bytes established6 = tcp6(CLIENT6, 42000, HOST6, kPublished);
+
   const Json meta = {
       {"scenario", "publish"}, {"hook", "from_world"}, {"ports", p.ports}, {"runs", "repeat"}};
   Json m = meta;
   m["path"] = "established";
   m["what"] = "a packet of an established published flow: ct hit, DNAT rewrite";
   cases.push_back({m, repeated(tag + "established", in, up, established, o.repeat, TC_ACT_OK), {}});
+  m = meta;
+  m["path"] = "established_v6";
+  m["what"] = "the same over IPv6: ct6 hit, NAT66 rewrite";
+  cases.push_back(
+      {m, repeated(tag + "established_v6", in, up, established6, o.repeat, TC_ACT_OK), {}});
   m = meta;
   m["path"] = "miss";
   m["what"] = "a SYN to an unpublished port of the host address: both publish probes miss";
@@ -400,17 +428,11 @@ void add_baseline_cases(std::vector<Case>& cases, const Plane& p, const Options&
   add_allowed_case(cases, p, o, "allowed", tcp4(A, 40000, B, 80),
                    "a packet between two containers of one network, no policy");
   // The same over IPv6 (issue 16: each IPv6 path's cost beside its IPv4
-  // one): both containers get addresses in their network's IPv6 subnet.
-  add_network6(p.ep, kNet, "fd00:10::", 64, "fd00:10::1");
-  set_endpoint_ipv6(p.ep, ifindex_of("moat-a"), "fd00:10::2");
-  set_endpoint_ipv6(p.ep, ifindex_of("moat-b"), "fd00:10::3");
-  add_allowed_case(cases, p, o, "allowed_v6",
-                   eth(ETH_P_IPV6, ipv6({.src = ip6("fd00:10::2"),
-                                         .dst = ip6("fd00:10::3"),
-                                         .next = IPPROTO_TCP,
-                                         .hop_limit = 64},
-                                        tcp(40000, 80))),
-                   "the baseline's packet over IPv6 (stateless: no IPv6 conntrack yet)");
+  // one): both containers have addresses in their network's IPv6 subnet.
+  set_endpoint_ipv6(p.ep, ifindex_of("moat-a"), A6);
+  set_endpoint_ipv6(p.ep, ifindex_of("moat-b"), B6);
+  add_allowed_case(cases, p, o, "allowed_v6", tcp6(A6, 40000, B6, 80),
+                   "the baseline's packet over IPv6, no policy");
 }
 
 // ---- the run -------------------------------------------------------------------------

@@ -408,13 +408,25 @@ uint32_t ct_owned(const Skeleton<endpoint_bpf>& skel, in_addr_t owner) {
   return n;
 }
 
-void loop_published_flow(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& orig) {
-  std::optional<moat_ct_entry> e = ct_get(skel, orig);
+namespace {
+template <class K, class E>
+void loop_published(const bpf_map* ct, const K& orig) {
+  std::optional<E> e = map_get<K, E>(ct, orig, "ct lookup");
   if (!e || e->kind != MOAT_CT_DNAT)
     throw std::runtime_error("looping a published flow: no DNAT entry for it");
-  const moat_ct_key xlated = e->xlated;
+  const K xlated = e->xlated;
   e->xlated = orig;
-  ct_put(skel, xlated, *e);
+  if (bpf_map__update_elem(ct, &xlated, sizeof xlated, &*e, sizeof *e, BPF_ANY))
+    fail("ct update", errno);
+}
+}  // namespace
+
+void loop_published_flow(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& orig) {
+  loop_published<moat_ct_key, moat_ct_entry>(skel->maps.ct, orig);
+}
+
+void loop_published_flow6(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& orig) {
+  loop_published<moat_ct6_key, moat_ct6_entry>(skel->maps.ct6, orig);
 }
 
 void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev,

@@ -157,6 +157,7 @@ uint32_t ct_owned(const Skeleton<endpoint_bpf>& skel, in_addr_t owner);  // 0 if
 // and pointing back, makes every repetition a real ct hit plus DNAT rewrite
 // (address, port, both checksums). Throws when `orig` has no DNAT entry.
 void loop_published_flow(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& orig);
+void loop_published_flow6(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& orig);
 
 // ---- segmentation policies ---------------------------------------------------
 
