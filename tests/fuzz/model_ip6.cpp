@@ -50,7 +50,9 @@
 // Uplinks (IPv6 as IPv4's, world_impl): a packet that cannot be read
 // (payload length, extension headers, L4 header) drops only when it comes
 // from (to_world) or goes to (from_world) a container subnet, else passes.
-// from_world: a reply of a flow routed out passes; to a container subnet
+// Connection tracking there knows a routed flow both ways, a flow only a
+// container's hook tracked in its first packet's direction only.
+// from_world: a packet of a flow routed out passes; to a container subnet
 // not-published; the rest passes. to_world: a routed flow's packets pass;
 // from a container subnet: internal network internal-network, a later
 // fragment nat-rewrite-failed when masquerading else passes, policy for a
@@ -61,9 +63,8 @@
 // Left to the kernel (Either), not modelled: an ICMPv6 error quoting the
 // addresses of a tracked flow (whether it is related), a later fragment
 // between a tracked flow's ends (its first fragment's ports), a world
-// packet matching a flow a container hook tracked that never left by an
-// uplink, IPv6 to a host address on a port when the file publishes over
-// IPv6 (publish6), a header too short to read at an uplink.
+// packet with the tuple of a flow only a container's hook tracked, IPv6 to a host address on a port
+// when the file publishes over IPv6 (publish6), a header too short to read at an uplink.
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -333,7 +334,8 @@ std::optional<Verdict> Model::policy6(const Side& from, const Side& to, uint8_t 
     if (!d.allowed) denied = d;
   }
   if (!deny) return std::nullopt;
-  if (allow) return either("IPv6: a later fragment without its ports, and the policy depends on them");
+  if (allow)
+    return either("IPv6: a later fragment without its ports, and the policy depends on them");
   return drop(denied.reason, "IPv6, for every port: " + denied.why, true);
 }
 
@@ -341,8 +343,8 @@ std::optional<Verdict> Model::policy6(const Side& from, const Side& to, uint8_t 
 std::optional<Verdict> Model::rejudge6(size_t i) {
   Flow6& fl = st_.flows6[i];
   if (st_.rev == 0 || fl.rev == st_.rev) return std::nullopt;
-  const PolicyDecision d = judge().judge(side6(fl.t.saddr), side6(fl.t.daddr), fl.t.proto,
-                                         policy_port6(fl.t));
+  const PolicyDecision d =
+      judge().judge(side6(fl.t.saddr), side6(fl.t.daddr), fl.t.proto, policy_port6(fl.t));
   if (d.allowed) {
     fl.rev = st_.rev;
     return std::nullopt;
@@ -445,15 +447,20 @@ Verdict Model::ipv6_uplink(const Ctx& c) {
     return either("an ICMPv6 error quoting the addresses of a tracked flow, at an uplink");
   if (x.later_fragment && pair_has_flow6(p->t.saddr, p->t.daddr))
     return either("a later fragment between the ends of a tracked flow, at an uplink");
-  std::optional<size_t> found;
-  if (!x.later_fragment && !p->icmp_error) found = find6(p->t);
+  // A routed flow is known here both ways; one only a container's hook
+  // tracked, as it was first seen.
+  const std::optional<size_t> found = [&]() -> std::optional<size_t> {
+    if (x.later_fragment || p->icmp_error) return std::nullopt;
+    const auto i = find6(p->t);
+    if (i && !st_.flows6[*i].left && !(st_.flows6[*i].t == p->t)) return std::nullopt;
+    return i;
+  }();
   if (in) {
     if (found) {
-      const Flow6& fl = st_.flows6[*found];
-      if (!(fl.left && fl.t == p->t.reversed()))
-        return either("from the world, a tracked flow that never left by an uplink");
+      if (!st_.flows6[*found].left)
+        return either("from the world, the tuple of a flow a container's hook tracked");
       if (auto v = rejudge6(*found)) return *v;
-      return pass_as_is(f, "IPv6 from the world answering a routed flow");
+      return pass_as_is(f, "IPv6 from the world, a routed flow's packet");
     }
     if (k.kind == AddrKind::Subnet)
       return drop("not-published", "IPv6 from the world to a container network's subnet", true);
@@ -473,14 +480,15 @@ Verdict Model::ipv6_uplink(const Ctx& c) {
     tracked = true;
   }
   if (net.internal)
-    return drop("internal-network", "IPv6: an internal network's container towards the world", true);
+    return drop("internal-network", "IPv6: an internal network's container towards the world",
+                true);
   if (x.later_fragment)
-    return net.masquerade
-               ? drop("nat-rewrite-failed", "IPv6: a later fragment whose first was never seen", true)
-               : pass_as_is(f, "IPv6: a later fragment, routed untracked");
+    return net.masquerade ? drop("nat-rewrite-failed",
+                                 "IPv6: a later fragment whose first was never seen", true)
+                          : pass_as_is(f, "IPv6: a later fragment, routed untracked");
   if (!tracked && st_.rev != 0)
-    if (auto v = policy6(side6(p->t.saddr), side6(p->t.daddr), p->t.proto, policy_port6(p->t),
-                         true))
+    if (auto v =
+            policy6(side6(p->t.saddr), side6(p->t.daddr), p->t.proto, policy_port6(p->t), true))
       return *v;
   if (!tracked && !p->opens)
     return net.masquerade
