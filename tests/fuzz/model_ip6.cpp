@@ -1,9 +1,11 @@
 // model_ip6.cpp - the model's IPv6 rules.
 //
-// From README ("IPv6" under Architecture), issue 16 and the dual-stack rules
+// From README ("IPv6" under Architecture), issue 16, the dual-stack rules
 // of 98ff011 (networks with an IPv6 subnet and gateway, attachments with an
-// IPv6 address), never from the BPF sources. At a container's veth, after
-// the MAC checks:
+// IPv6 address) and the IPv6 data path of 19788f5 and fc26016 (policy and
+// connection tracking over IPv6, the world open, NAT66 at the uplinks),
+// stated from their design, not transcribed from the BPF sources. At a
+// container's veth, after the MAC checks:
 //  1. a fixed header cut short, a version other than 6, or a payload length
 //     beyond the frame: invalid-packet;
 //  2. from the container the source is its link-local address (modified
@@ -44,7 +46,11 @@
 //     peer neither link-local nor multicast: a SYN, echo request, UDP or
 //     other protocol admitted opens a flow, its packets either way pass
 //     (re-judged under a new revision: policy-revoked); otherwise each
-//     packet is judged alone.
+//     packet is judged alone. An ICMPv6 error to the container's network
+//     address, or from it about a packet it received, travelling to the
+//     quoted packet's source, whose quote (an IPv6 header, then TCP/UDP
+//     ports or an echo id) is a packet of a tracked flow either way, is
+//     related and passes; any other error is judged alone.
 // Link-peer rule (to the container): it passes when the network has icc on,
 // or the host itself sent it (ingress_ifindex 0); else icc-disabled.
 // Uplinks (IPv6 as IPv4's, world_impl): a packet that cannot be read
@@ -60,11 +66,13 @@
 // masquerading else passes untracked; a routed network's flow is tracked
 // and passes; masquerade (NAT66) needs the uplink's IPv6 address, which
 // the fuzzer's uplinks lack: ipv6-not-enabled.
-// Left to the kernel (Either), not modelled: an ICMPv6 error quoting the
-// addresses of a tracked flow (whether it is related), a later fragment
-// between a tracked flow's ends (its first fragment's ports), a world
-// packet with the tuple of a flow only a container's hook tracked, IPv6 to a host address on a port
-// when the file publishes over IPv6 (publish6), a header too short to read at an uplink.
+// Left to the kernel (Either), not modelled: at an uplink, an ICMPv6
+// error quoting the addresses of a tracked flow (whether it is related);
+// a later fragment between a tracked flow's ends (its first fragment's
+// ports); a world packet with the tuple of a flow only a container's hook
+// tracked; IPv6 to a host address on a port when the file publishes over
+// IPv6 (publish6, NAT66 of published ports); a header too short to read at
+// an uplink.
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -293,6 +301,29 @@ std::optional<L46> parse_l46(const Bytes& f, uint8_t proto, size_t l4, size_t en
 
 uint16_t policy_port6(const Tuple6& t) { return has_ports(t.proto) ? t.dport : 0; }
 
+// The packet an ICMPv6 error at `l4` quotes, as connection tracking keys
+// it: an IPv6 header right after the error's 8 bytes (no extension
+// headers), TCP or UDP ports or an echo id; nullopt for anything else.
+std::optional<Tuple6> quoted6(const Bytes& f, size_t l4) {
+  const size_t in3 = l4 + 8, in4 = in3 + 40;
+  if (f.size() < in4 + 6 || f[in3] >> 4 != 6) return std::nullopt;
+  Tuple6 q;
+  q.saddr = addr_at(f, in3 + 8);
+  q.daddr = addr_at(f, in3 + 24);
+  q.proto = f[in3 + 6];
+  if (q.proto == IPPROTO_TCP || q.proto == IPPROTO_UDP) {
+    q.sport = get16(f, in4);
+    q.dport = get16(f, in4 + 2);
+  } else if (q.proto == IPPROTO_ICMPV6 && f[in4] == 128) {
+    q.sport = get16(f, in4 + 4);
+  } else if (q.proto == IPPROTO_ICMPV6 && f[in4] == 129) {
+    q.dport = get16(f, in4 + 4);
+  } else {
+    return std::nullopt;
+  }
+  return q;
+}
+
 }  // namespace
 
 std::optional<size_t> Model::find6(const Tuple6& t) const {
@@ -366,12 +397,16 @@ Verdict Model::data6(const Ctx& c, uint8_t proto, size_t l4, size_t end, bool la
   const bool link_scope = link_local(peer) || multicast(peer);
   const bool mine = own == *c.att->ip6;
   const bool tracked = mine && !link_scope;
-  if (p->icmp_error && mine && f.size() >= l4 + 8 + 40) {
-    // Related when it quotes a tracked flow: which of them the kernel ties
-    // it to (quote direction, outer addresses) is left to it here.
-    if (pair_has_flow6(addr_at(f, l4 + 8 + 8), addr_at(f, l4 + 8 + 24)))
-      return either("an ICMPv6 error quoting the addresses of a tracked flow");
-  }
+  if (p->icmp_error && mine)
+    if (const auto q = quoted6(f, l4)) {
+      // Related: it travels to the quoted source, from the container only
+      // about what it received, and the quote is a packet of a tracked
+      // flow (either way). It is part of that flow: no policy of its own.
+      const bool to_source = p->t.daddr == q->saddr;
+      const bool about_received = !from || p->t.saddr == q->daddr;
+      if (to_source && about_received && find6(*q))
+        return pass_as_is(f, "an ICMPv6 error related to a tracked flow");
+    }
   if (tracked && later && st_.rev != 0 && pair_has_flow6(own, peer))
     return either("a later fragment between the ends of a tracked flow: its first's ports");
   if (tracked && !later && !p->icmp_error)
