@@ -93,14 +93,14 @@ const char* kPolicies = R"({
                {"name": "back", "subnet": "172.28.0.0/24", "icc": false}],
   "namespaces": [{"name": "shop", "labels": {"team": "billing"}}],
   "containers": [
-    {"name": "web", "labels": {"app": "web"}, "networks": [{"network": "front", "ip": "172.30.0.2"}],
+    {"name": "web", "labels": {"app": "web"}, "networks": [{"network": "front", "ip": "172.30.0.2", "ipv6": "fd00:30::2"}],
      "publish": ["8080:80", "8053:53/udp"]},
-    {"name": "db", "labels": {"app": "db"}, "networks": [{"network": "front", "ip": "172.30.0.3"},
+    {"name": "db", "labels": {"app": "db"}, "networks": [{"network": "front", "ip": "172.30.0.3", "ipv6": "fd00:30::3"},
                                                         {"network": "back", "ip": "172.28.0.3"}]},
-    {"name": "client", "labels": {"app": "client"}, "networks": [{"network": "front", "ip": "172.30.0.4"}]},
+    {"name": "client", "labels": {"app": "client"}, "networks": [{"network": "front", "ip": "172.30.0.4", "ipv6": "fd00:30::4"}]},
     {"name": "open", "labels": {"app": "open"}, "networks": [{"network": "front", "ip": "172.30.0.5"}]},
     {"name": "pay", "namespace": "shop", "labels": {"app": "pay", "tier": "gold"},
-     "networks": [{"network": "front", "ip": "172.30.0.6"}, {"network": "back", "ip": "172.28.0.6"}]}],
+     "networks": [{"network": "front", "ip": "172.30.0.6", "ipv6": "fd00:30::6"}, {"network": "back", "ip": "172.28.0.6"}]}],
   "policies": [
     {"name": "db-ingress", "podSelector": {"matchLabels": {"app": "db"}},
      "ingress": [
@@ -117,15 +117,20 @@ const char* kPolicies = R"({
     {"name": "web", "podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress", "Egress"],
      "ingress": [{"from": [{"ipBlock": {"cidr": "203.0.113.0/24"}}, {"host": true}],
                   "ports": [{"protocol": "TCP", "port": 80}]},
+                 {"from": [{"ipBlock": {"cidr": "2001:db8::/32"}}], "ports": [{"protocol": "TCP", "port": 80}]},
                  {"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["198.51.100.0/24"]}}],
                   "ports": [{"protocol": "UDP", "port": 53}]}],
      "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]},
                 {"to": [{"ipBlock": {"cidr": "198.18.0.0/15", "except": ["198.19.0.0/16"]}}],
                  "ports": [{"protocol": "TCP", "port": 443}]},
-                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "UDP", "port": 53}]}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "UDP", "port": 53}]},
+                {"to": [{"ipBlock": {"cidr": "::/0", "except": ["2606:4700::/32"]}}],
+                 "ports": [{"protocol": "UDP", "port": 53}]}]},
     {"name": "pay", "namespace": "shop", "podSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold"]}]},
      "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "web"}}}]}],
      "egress": [{"action": "deny", "to": [{"ipBlock": {"cidr": "8.8.8.0/24"}}]},
+                {"action": "deny", "to": [{"ipBlock": {"cidr": "2001:4860::/32"}}]},
+                {"to": [{"ipBlock": {"cidr": "fd00:30::/64", "except": ["fd00:30::4/128"]}}]},
                 {"to": [{"ipBlock": {"cidr": "172.30.0.0/24", "except": ["172.30.0.4/32"]}}]}]}]})";
 
 const char* kKubernetes = R"({

@@ -142,6 +142,7 @@ void Dataplane::build_generations() {
     Generation g;
     if (p.active) {
       g.ipcache = inner_map(BPF_MAP_TYPE_LPM_TRIE, "ipcache_gen", MOAT_MAX_IPCACHE, p.ipcache);
+      g.ipcache6 = inner_map(BPF_MAP_TYPE_LPM_TRIE, "ipcache6_gen", MOAT_MAX_IPCACHE, p.ipcache6);
       g.policy = inner_map(BPF_MAP_TYPE_HASH, "policy_gen", MOAT_MAX_POLICY, p.entries);
     }
     generations_.push_back(std::move(g));
@@ -155,9 +156,12 @@ void Dataplane::switch_policy(size_t v) {
   if (!g.policy.ok()) return moat_test::set_policy_rev(progs_.ep, 0);
   if (++rev_ == 0) rev_ = 1;
   const uint32_t slot = rev_ & 1;
-  const int ic = g.ipcache.get(), pc = g.policy.get();
+  const int ic = g.ipcache.get(), ic6 = g.ipcache6.get(), pc = g.policy.get();
   const auto& maps = progs_.ep->maps;
+  // Both families' identities: without an IPv6 generation the programs
+  // fail closed on every IPv6 policy decision.
   if (bpf_map__update_elem(maps.ipcache_gens, &slot, 4, &ic, 4, 0) ||
+      bpf_map__update_elem(maps.ipcache6_gens, &slot, 4, &ic6, 4, 0) ||
       bpf_map__update_elem(maps.policy_gens, &slot, 4, &pc, 4, 0))
     fail("installing a policy generation", errno);
   moat_test::set_policy_rev(progs_.ep, rev_);

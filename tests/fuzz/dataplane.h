@@ -53,7 +53,7 @@ class Dataplane {
 
  private:
   struct Generation {
-    moat::Fd ipcache, policy;
+    moat::Fd ipcache, ipcache6, policy;
   };
   void build_generations();
   void clear_config();

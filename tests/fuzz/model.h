@@ -39,9 +39,25 @@ struct Verdict {
   bool passes() const { return kind == Kind::Pass || kind == Kind::Redirect; }
 };
 
+// An IPv6 flow as connection tracking keys it (ICMPv6 echo: the id on the
+// requester's side); never translated (no NAT66 in the model).
+struct Tuple6 {
+  Ip6Addr saddr{}, daddr{};
+  uint16_t sport = 0, dport = 0;
+  uint8_t proto = 0;
+  bool operator==(const Tuple6&) const = default;
+  Tuple6 reversed() const { return {daddr, saddr, dport, sport, proto}; }
+};
+struct Flow6 {
+  Tuple6 t;           // as its first packet had it
+  uint32_t rev = 0;   // policy revision that admitted it
+  bool left = false;  // routed out by an uplink: the world may answer it
+};
+
 // What the model keeps between frames.
 struct ModelState {
   FlowTable flows;
+  std::vector<Flow6> flows6;
   // First fragments' ports by (source, destination, IP id, protocol), and
   // whether that fragment passed.
   std::map<std::tuple<uint32_t, uint32_t, uint16_t, uint8_t>, std::pair<Tuple, bool>> frags;
@@ -76,7 +92,14 @@ class Model {
   Verdict ipv6_uplink(const Ctx& c);
   Verdict link_message(const Ctx& c, uint8_t type, size_t l4, size_t end, bool fragmented);
   Verdict nd_claims(const Ctx& c, uint8_t type, size_t l4, size_t end);
-  Verdict data6(const Ctx& c);
+  Verdict data6(const Ctx& c, uint8_t proto, size_t l4, size_t end, bool later);
+  std::optional<size_t> find6(const Tuple6& t) const;
+  bool pair_has_flow6(const Ip6Addr& a, const Ip6Addr& b) const;
+  Side side6(const Ip6Addr& a) const;
+  std::optional<Verdict> policy6(const Side& from, const Side& to, uint8_t proto, uint16_t port,
+                                 bool ports_known) const;
+  std::optional<Verdict> rejudge6(size_t i);
+  bool published6(uint16_t port, uint8_t proto) const;
   std::optional<Verdict> link_peer(const Ctx& c) const;
   Verdict ipv4(const Ctx& c);
   Verdict ipv4_checked(const Ctx& c, Pkt& p);

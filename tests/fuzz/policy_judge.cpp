@@ -25,16 +25,32 @@ struct Matcher {
   const moat::Config& cfg;
   bool ipblock_matches_all;
 
+  // A prefix matches addresses of its own family only.
+  static bool in(const moat::IpPrefix& p, const Side& s) {
+    if (s.ip6) {
+      const auto* v6 = std::get_if<moat::Ipv6Prefix>(&p);
+      return v6 && v6->contains(moat::Ipv6{*s.ip6});
+    }
+    const auto* v4 = std::get_if<moat::Ipv4Prefix>(&p);
+    return v4 && v4->contains(moat::Ipv4{s.ip});
+  }
+
+  bool host(const Side& s) const {
+    if (!s.ip6) return topo.is_host(s.ip, true);
+    if (*s.ip6 == ip6_from_text("::1")) return true;
+    const AddrClass k = topo.classify6(*s.ip6);
+    return k.kind == AddrKind::Gateway;
+  }
+
   bool peer(const Policy& pol, const PolicyPeer& p, const Side& s) const {
     switch (p.kind) {
       case PolicyPeer::Kind::host:
-        return !s.container && topo.is_host(s.ip, true);
+        return !s.container && host(s);
       case PolicyPeer::Kind::ip_block: {
-        if (!ipblock_matches_all && (s.container || topo.is_host(s.ip, true))) return false;
-        const moat::Ipv4 ip{s.ip};
-        if (!p.ip_block.cidr.contains(ip)) return false;
+        if (!ipblock_matches_all && (s.container || host(s))) return false;
+        if (!in(p.ip_block.cidr, s)) return false;
         return std::none_of(p.ip_block.except.begin(), p.ip_block.except.end(),
-                            [&](const moat::Ipv4Prefix& e) { return e.contains(ip); });
+                            [&](const moat::IpPrefix& e) { return in(e, s); });
       }
       case PolicyPeer::Kind::pods:
         break;

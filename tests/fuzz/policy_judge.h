@@ -9,6 +9,11 @@
 //    127.0.0.0/8), ipBlock cidr minus except, which matches any address in
 //    it, containers' and the host's too (the rule landing with issue 13;
 //    README still says it never matches them);
+//  - IPv6 (dual-stack): a side with an IPv6 address is an IPv6 peer. A
+//    container's IPv6 address is that container (its IPv4 address's
+//    identity); a network's IPv6 gateway is the host; any other IPv6
+//    address is the IPv6 world, which IPv4 ipBlocks (0.0.0.0/0 included)
+//    never match and IPv6 ones (::/0 included) match by address;
 //  - ports: protocol, port, endPort; no ports = every port and protocol.
 // A flow passes when the source container's egress and the destination
 // container's ingress both allow it.
@@ -26,8 +31,12 @@ namespace fuzz {
 
 // One end of a flow: a container (by index in cfg.containers) or not, and its address.
 struct Side {
+  Side() = default;
+  Side(std::optional<size_t> c, uint32_t a, std::optional<Ip6Addr> a6 = std::nullopt)
+      : container(c), ip(a), ip6(a6) {}
   std::optional<size_t> container;
   uint32_t ip = 0;
+  std::optional<Ip6Addr> ip6;  // an IPv6 peer: `ip` unused
 };
 
 struct PolicyDecision {

@@ -16,14 +16,35 @@ uint64_t mix(uint64_t a, uint64_t b) {
 
 namespace {
 
-void add_block_addrs(const moat::IpBlock& b, std::vector<uint32_t>& out) {
-  const uint32_t base = b.cidr.addr.value;
-  out.push_back(base + (b.cidr.len < 32 ? 5 : 0));
-  if (b.cidr.len > 0) out.push_back(b.cidr.broadcast().value + 1);  // just outside
-  for (const auto& e : b.except) {
-    out.push_back(e.addr.value + (e.len < 32 ? 5 : 0));
-    if (e.len > 0) out.push_back(e.broadcast().value + 1);
+void add_prefix_addrs(const moat::Ipv4Prefix& p, std::vector<uint32_t>& out) {
+  out.push_back(p.addr.value + (p.len < 32 ? 5 : 0));
+  if (p.len > 0) out.push_back(p.broadcast().value + 1);  // just outside
+}
+
+// An address inside an IPv6 prefix and one just past its end.
+void add_prefix_addrs(const moat::Ipv6Prefix& p, std::vector<Ip6Addr>& out) {
+  Ip6Addr in = p.addr.bytes;
+  if (p.len < 128) in[15] |= 5;
+  out.push_back(in);
+  if (p.len == 0) return;
+  Ip6Addr past = p.addr.bytes;
+  for (int bit = p.len; bit < 128; bit++) past[bit / 8] |= uint8_t(0x80 >> (bit % 8));
+  for (int i = 15; i >= 0 && ++past[i] == 0; i--) {
   }
+  out.push_back(past);
+}
+
+// An ipBlock's addresses, each family to its own list.
+void add_block_addrs(const moat::IpBlock& b, std::vector<uint32_t>& out4,
+                     std::vector<Ip6Addr>& out6) {
+  auto add = [&](const moat::IpPrefix& p) {
+    if (const auto* v4 = std::get_if<moat::Ipv4Prefix>(&p))
+      add_prefix_addrs(*v4, out4);
+    else
+      add_prefix_addrs(std::get<moat::Ipv6Prefix>(p), out6);
+  };
+  add(b.cidr);
+  for (const auto& e : b.except) add(e);
 }
 
 }  // namespace
@@ -33,13 +54,14 @@ Pools Pools::of(const Topology& topo, const std::vector<moat::Config>& variants)
   p.world = {0x08080808u, 0xc6130001u, 0xcb007107u, 0xc6336407u, 0x01010101u, 0x64400007u};
   p.routers = {0xc61300feu, 0x64400001u};
   std::vector<uint32_t> blocks;
+  std::vector<Ip6Addr> blocks6;
   for (const auto& cfg : variants)
     for (const auto& pol : cfg.policies)
       for (auto d : {moat::PolicyDirection::ingress, moat::PolicyDirection::egress})
         for (const auto& r : pol.rules(d))
           for (const auto& peer : r.peers)
             if (peer.kind == moat::PolicyPeer::Kind::ip_block)
-              add_block_addrs(peer.ip_block, blocks);
+              add_block_addrs(peer.ip_block, blocks, blocks6);
   p.addrs = blocks;
   for (uint32_t a : blocks)
     if (topo.classify(a).kind == AddrKind::World && (a >> 24) != 127 && a < 0xe0000000u)
@@ -55,6 +77,10 @@ Pools Pools::of(const Topology& topo, const std::vector<moat::Config>& variants)
   for (uint32_t a : {0x7f000001u, 0u, 0xffffffffu, 0xe00000fbu}) p.addrs.push_back(a);
   p.world6 = {ip6_from_text("2001:db8::1"), ip6_from_text("2606:4700:4700::1111"),
               ip6_from_text("2001:4860:4860::8888"), ip6_from_text("fd99::7")};
+  for (const auto& a : blocks6)
+    if (topo.classify6(a).kind == AddrKind::World && !ip6_multicast(a) && !ip6_link_local(a) &&
+        !ip6_unspecified(a))
+      p.world6.push_back(a);
   p.addrs6 = p.world6;
   for (const char* t : {"ff02::1", "ff02::2", "ff02::fb", "ff05::1:3", "ff02::1:ff00:2",
                         "::", "::1", "::ffff:10.100.0.2", "fe80::dead:beef", "fe80::1"})

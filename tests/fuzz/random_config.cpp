@@ -3,7 +3,7 @@
 // with one or two attachments, random labels and namespaces, published
 // ports (tcp/udp, some bound to an uplink address), and zero to three
 // policies of random selectors, peers (pods, namespaces, host, ipBlock
-// with except) and ports, allow or deny; plus a policy-off variant.
+// with except, IPv4 or IPv6) and ports, allow or deny; plus a policy-off variant.
 #include <set>
 
 #include "configs.h"
@@ -58,6 +58,13 @@ json peer(Rng& r) {
     case 2:
       return {{"host", true}};
     default: {
+      if (r.chance(0.35)) {  // an IPv6 block: matches IPv6 peers only
+        const bool local = r.chance(0.5);
+        json b = {{"cidr", local ? "fd00::/8" : "::/0"}};
+        if (r.chance(0.5))
+          b["except"] = json::array({local || r.chance(0.5) ? "fd00:100::/64" : "2001:db8::/32"});
+        return {{"ipBlock", b}};
+      }
       const bool local = r.chance(0.5);
       json b = {{"cidr", local ? "10.100.0.0/16" : "0.0.0.0/0"}};
       if (r.chance(0.5))  // an except must lie inside its cidr
