@@ -327,9 +327,11 @@ Bytes tcp4(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags
                   tcp(sp, dp, flags)));
 }
 Bytes tcp6(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kAck) {
-  return eth(ETH_P_IPV6, ipv6({.src = ip6(s), .dst = ip6(d), .next = IPPROTO_TCP, .hop_limit = 64,
-                               .l4_checksum = true},
-                              tcp(sp, dp, flags)));
+  return eth(
+      ETH_P_IPV6,
+      ipv6(
+          {.src = ip6(s), .dst = ip6(d), .next = IPPROTO_TCP, .hop_limit = 64, .l4_checksum = true},
+          tcp(sp, dp, flags)));
 }
 
 struct Plane : Programs {

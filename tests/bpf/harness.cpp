@@ -5,7 +5,6 @@
 #include <net/if.h>
 #include <spawn.h>
 #include <sys/wait.h>
-
 #include <time.h>
 #include <unistd.h>
 
@@ -243,11 +242,14 @@ void add_host_addr6(const Skeleton<endpoint_bpf>& skel, const char* addr) {
 }
 
 void add_publish6(const Skeleton<endpoint_bpf>& skel, const char* host_ip, uint16_t port,
-                  uint8_t proto, const char* backend, uint16_t backend_port,
-                  uint32_t container_id, uint32_t net_id) {
+                  uint8_t proto, const char* backend, uint16_t backend_port, uint32_t container_id,
+                  uint32_t net_id) {
   moat_publish6_key k = {.host_ip = {}, .port = htons(port), .proto = proto, .pad = 0};
-  moat_publish6_val v = {.backend_ip = {}, .backend_port = htons(backend_port), .pad = 0,
-                         .container_id = container_id, .net_id = net_id};
+  moat_publish6_val v = {.backend_ip = {},
+                         .backend_port = htons(backend_port),
+                         .pad = 0,
+                         .container_id = container_id,
+                         .net_id = net_id};
   const in6_addr h = pkt::ip6(host_ip), b = pkt::ip6(backend);
   std::memcpy(k.host_ip.b, &h, 16);
   std::memcpy(v.backend_ip.b, &b, 16);
@@ -429,9 +431,8 @@ void loop_published_flow6(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key
   loop_published<moat_ct6_key, moat_ct6_entry>(skel->maps.ct6, orig);
 }
 
-void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
-                    const IpcacheEntries& ipcache, const PolicyEntries& entries,
-                    const Ipcache6Entries& ipcache6) {
+void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev, const IpcacheEntries& ipcache,
+                    const PolicyEntries& entries, const Ipcache6Entries& ipcache6) {
   ok(moat::write_policy_generation(*skel.get(), rev, ipcache, entries, ipcache6),
      "installing policy revision " + std::to_string(rev));
 }

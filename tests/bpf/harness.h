@@ -115,8 +115,8 @@ void add_uplink(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, in_addr_t 
 void add_host_addr6(const Skeleton<endpoint_bpf>& skel, const char* addr);
 // A published port over IPv6 (host_ip "::": every host IPv6 address).
 void add_publish6(const Skeleton<endpoint_bpf>& skel, const char* host_ip, uint16_t port,
-                  uint8_t proto, const char* backend, uint16_t backend_port,
-                  uint32_t container_id, uint32_t net_id);
+                  uint8_t proto, const char* backend, uint16_t backend_port, uint32_t container_id,
+                  uint32_t net_id);
 
 // A published port: host_ip:port/proto (host_ip 0: every host address).
 struct Publish {
@@ -145,7 +145,8 @@ void ct_put(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key, const mo
 moat_ct6_key ct6_key(const char* saddr, uint16_t sport, const char* daddr, uint16_t dport,
                      uint8_t proto);
 std::optional<moat_ct6_entry> ct6_get(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& key);
-std::vector<std::pair<moat_ct6_key, moat_ct6_entry>> ct6_entries(const Skeleton<endpoint_bpf>& skel);
+std::vector<std::pair<moat_ct6_key, moat_ct6_entry>> ct6_entries(
+    const Skeleton<endpoint_bpf>& skel);
 void ct_clear(const Skeleton<endpoint_bpf>& skel);  // both families, the quota's maps too
 // Forgets every flow count and empties the ring (ct itself untouched).
 void ct_quota_clear(const Skeleton<endpoint_bpf>& skel);
@@ -169,9 +170,8 @@ using moat::PolicyEntries;
 // Production's moat::write_policy_generation(): the entries into fresh inner
 // maps in slot rev & 1 of `ipcache_gens` and `policy_gens`, then `rev` into
 // `policy_rev`. rev must not be 0.
-void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev,
-                    const IpcacheEntries& ipcache, const PolicyEntries& entries,
-                    const Ipcache6Entries& ipcache6 = {});
+void install_policy(const Skeleton<endpoint_bpf>& skel, uint32_t rev, const IpcacheEntries& ipcache,
+                    const PolicyEntries& entries, const Ipcache6Entries& ipcache6 = {});
 // moat::set_policy_rev(): `policy_rev` alone (0: policy off everywhere).
 void set_policy_rev(const Skeleton<endpoint_bpf>& skel, uint32_t rev);
 // moat::read_policy_rev().

@@ -719,8 +719,7 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
   std::memcpy(a6.addr.b, &a6_addr, 16);
   install_policy(skel_, 1, {{{.prefixlen = 32, .addr = ip4(A)}, a_id}}, {}, {{a6, a_id}});
   check_all({
-      {"A->B under an egress policy", FROM, 'A', udp6(A6, B6),
-       drop(MOAT_DROP_POLICY_DEFAULT_DENY)},
+      {"A->B under an egress policy", FROM, 'A', udp6(A6, B6), drop(MOAT_DROP_POLICY_DEFAULT_DENY)},
       {"A->B under an egress policy, at B", TO, 'B', udp6(A6, B6),
        drop(MOAT_DROP_POLICY_DEFAULT_DENY), 'A'},
       {"B->A, A selected for egress only", FROM, 'B', udp6(B6, A6), pass},

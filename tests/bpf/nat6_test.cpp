@@ -11,7 +11,6 @@
 // (run_complete()): the kernel fails that run when the program leaves
 // skb->csum stale, which the BPF_F_IPV6 flag of the rewrite is for.
 #include <gtest/gtest.h>
-
 #include <linux/icmpv6.h>
 
 #include <cstring>
@@ -34,9 +33,9 @@ const Network kNet3 = {3, ip4("172.22.0.0"), 16, ip4("172.22.0.1"), MOAT_NET_F_I
 const Network kNet4 = {4, ip4("172.23.0.0"), 16, ip4("172.23.0.1"),
                        MOAT_NET_F_ICC | MOAT_NET_F_INTERNAL};
 
-constexpr const char* A6 = "fd00:20::2";  // net 1, publishes
-constexpr const char* D6 = "fd00:22::2";  // net 3, routed
-constexpr const char* E6 = "fd00:23::2";  // net 4, internal
+constexpr const char* A6 = "fd00:20::2";         // net 1, publishes
+constexpr const char* D6 = "fd00:22::2";         // net 3, routed
+constexpr const char* E6 = "fd00:23::2";         // net 4, internal
 constexpr const char* HOST6 = "2001:db8:ff::1";  // moat-u's IPv6 address
 constexpr const char* CLIENT6 = "2001:db8:1::7";
 constexpr const char* WORLD6 = "2001:db8:2::53";
@@ -49,9 +48,9 @@ constexpr uint32_t kCidA = 0xa1;
 const Bytes kData = {'h', 'e', 'l', 'l', 'o'};  // odd length: the checksum's odd tail
 
 Bytes frame6(const char* s, const char* d, uint8_t next, const Bytes& l4, bool csum = true) {
-  return eth(ETH_P_IPV6,
-             ipv6({.src = ip6(s), .dst = ip6(d), .next = next, .hop_limit = 64, .l4_checksum = csum},
-                  l4));
+  return eth(
+      ETH_P_IPV6,
+      ipv6({.src = ip6(s), .dst = ip6(d), .next = next, .hop_limit = 64, .l4_checksum = csum}, l4));
 }
 Bytes tcp6(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kAck) {
   return frame6(s, d, IPPROTO_TCP, tcp(sp, dp, flags, kData));
@@ -71,9 +70,9 @@ Bytes flow6(uint8_t proto, const char* s, uint16_t sp, const char* d, uint16_t d
 // all of it, as far as it goes).
 Bytes error6(const char* s, const char* d, uint8_t type, const char* qs, uint16_t qsp,
              const char* qd, uint16_t qdp) {
-  const Bytes quoted = ipv6({.src = ip6(qs), .dst = ip6(qd), .next = IPPROTO_UDP,
-                             .hop_limit = 63, .l4_checksum = true},
-                            udp(qsp, qdp, kData));
+  const Bytes quoted = ipv6(
+      {.src = ip6(qs), .dst = ip6(qd), .next = IPPROTO_UDP, .hop_limit = 63, .l4_checksum = true},
+      udp(qsp, qdp, kData));
   Bytes msg = icmp_error(type, 0, quoted, type == ICMPV6_PKT_TOOBIG ? 1280 : 0);
   return frame6(s, d, IPPROTO_ICMPV6, msg);
 }
@@ -193,8 +192,11 @@ TEST_F(Nat6, MasqueradeBothWays) {
     EXPECT_EQ(ct6_entries(dp_.ep).size(), 2u);
     EXPECT_TRUE(ct_entries(dp_.ep).empty()) << "nothing in the IPv4 table";
 
-    const Case reply = {"the reply goes back to the container", Hook::FromWorld, kUplink,
-                        flow6(p, WORLD6, sport, HOST6, P, true), pass,
+    const Case reply = {"the reply goes back to the container",
+                        Hook::FromWorld,
+                        kUplink,
+                        flow6(p, WORLD6, sport, HOST6, P, true),
+                        pass,
                         flow6(p, WORLD6, sport, A6, cport, true)};
     check(reply);
     check_complete(reply);
@@ -208,17 +210,29 @@ TEST_F(Nat6, MasqueradeBothWays) {
 }
 
 TEST_F(Nat6, PublishedPortsFromTheWorld) {
-  const Case syn = {"SYN to [uplink]:5000: to the container", Hook::FromWorld, kUplink,
-                    tcp6(CLIENT6, 40000, HOST6, 5000, kSyn), pass,
-                    tcp6(CLIENT6, 40000, A6, 5000, kSyn), 2};
+  const Case syn = {"SYN to [uplink]:5000: to the container",
+                    Hook::FromWorld,
+                    kUplink,
+                    tcp6(CLIENT6, 40000, HOST6, 5000, kSyn),
+                    pass,
+                    tcp6(CLIENT6, 40000, A6, 5000, kSyn),
+                    2};
   check(syn);
-  const Case synack = {"SYN-ACK back: from the published address", Hook::ToWorld, kUplink,
-                       tcp6(A6, 5000, CLIENT6, 40000, kSyn | kAck), pass,
+  const Case synack = {"SYN-ACK back: from the published address",
+                       Hook::ToWorld,
+                       kUplink,
+                       tcp6(A6, 5000, CLIENT6, 40000, kSyn | kAck),
+                       pass,
                        tcp6(HOST6, 5000, CLIENT6, 40000, kSyn | kAck)};
   check(synack);
   check_complete(synack);
-  const Case udp = {"UDP to [uplink]:8080: to the container's port 80", Hook::FromWorld, kUplink,
-                    udp6(CLIENT6, 41000, HOST6, 8080), pass, udp6(CLIENT6, 41000, A6, 80), 2};
+  const Case udp = {"UDP to [uplink]:8080: to the container's port 80",
+                    Hook::FromWorld,
+                    kUplink,
+                    udp6(CLIENT6, 41000, HOST6, 8080),
+                    pass,
+                    udp6(CLIENT6, 41000, A6, 80),
+                    2};
   check(udp);
   check({"UDP answer from port 80: leaves as 8080", Hook::ToWorld, kUplink,
          udp6(A6, 80, CLIENT6, 41000), pass, udp6(HOST6, 8080, CLIENT6, 41000)});
@@ -248,14 +262,18 @@ TEST_F(Nat6, RoutedNetworksAreTrackedNotTranslated) {
 }
 
 TEST_F(Nat6, IcmpErrorsOfMasqueradedFlowsComeBackTranslated) {
-  const RunResult r = run(dp_.prog(Hook::ToWorld), ifindex_of(kUplink), udp6(A6, 33333, WORLD6, 53));
+  const RunResult r =
+      run(dp_.prog(Hook::ToWorld), ifindex_of(kUplink), udp6(A6, 33333, WORLD6, 53));
   ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
   const uint16_t P = be16_at(r.out, kL4);
   const Bytes in = error6(ROUTER6, HOST6, ICMPV6_PKT_TOOBIG, HOST6, P, WORLD6, 53);
-  const Case err = {"a router's packet too big about it: to the container, quote translated",
-                    Hook::FromWorld, kUplink, in, pass,
-                    with_quoted_udp_csum(
-                        error6(ROUTER6, A6, ICMPV6_PKT_TOOBIG, A6, 33333, WORLD6, 53), in)};
+  const Case err = {
+      "a router's packet too big about it: to the container, quote translated",
+      Hook::FromWorld,
+      kUplink,
+      in,
+      pass,
+      with_quoted_udp_csum(error6(ROUTER6, A6, ICMPV6_PKT_TOOBIG, A6, 33333, WORLD6, 53), in)};
   check(err);
   check_complete(err);
   const Bytes unreach = error6(WORLD6, HOST6, ICMPV6_DEST_UNREACH, HOST6, P, WORLD6, 53);
@@ -265,14 +283,15 @@ TEST_F(Nat6, IcmpErrorsOfMasqueradedFlowsComeBackTranslated) {
   check({"an error quoting a flow of nobody: the host's business", Hook::FromWorld, kUplink,
          error6(ROUTER6, HOST6, ICMPV6_PKT_TOOBIG, HOST6, 40000, WORLD6, 53), pass});
   check({"an error to a container's address quoting no flow of the uplink's: not published",
-         Hook::FromWorld, kUplink,
-         error6(ROUTER6, A6, ICMPV6_PKT_TOOBIG, A6, 33333, WORLD6, 53),
+         Hook::FromWorld, kUplink, error6(ROUTER6, A6, ICMPV6_PKT_TOOBIG, A6, 33333, WORLD6, 53),
          drop(MOAT_DROP_NOT_PUBLISHED)});
 }
 
 TEST_F(Nat6, NeighbourDiscoveryAtTheUplinkIsTheHosts) {
-  const Bytes ns = eth(ETH_P_IPV6, ipv6({.src = ip6("fe80::1"), .dst = ip6("ff02::1:ff00:1"),
-                                         .next = IPPROTO_ICMPV6, .l4_checksum = true},
+  const Bytes ns = eth(ETH_P_IPV6, ipv6({.src = ip6("fe80::1"),
+                                         .dst = ip6("ff02::1:ff00:1"),
+                                         .next = IPPROTO_ICMPV6,
+                                         .l4_checksum = true},
                                         icmp(135, 0, Bytes(20, 0))));
   check({"a neighbour solicitation for the uplink", Hook::FromWorld, kUplink, ns, pass});
   check({"and the host's own", Hook::ToWorld, kUplink, ns, pass});

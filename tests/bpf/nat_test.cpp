@@ -421,8 +421,11 @@ TEST_F(Nat, UplinkInWhatIsAndIsNotPublished) {
 TEST_F(Nat, UplinkInIpv6ToContainerSubnetsIsNotPublished) {
   add_network6(dp_.ep, kNet1, "fd00:1::", 64, "fd00:1::1");
   const auto tcp6 = [](const char* d) {
-    return eth(ETH_P_IPV6, ipv6({.src = ip6("2001:db8::9"), .dst = ip6(d), .next = IPPROTO_TCP,
-                                 .hop_limit = 64, .l4_checksum = true},
+    return eth(ETH_P_IPV6, ipv6({.src = ip6("2001:db8::9"),
+                                 .dst = ip6(d),
+                                 .next = IPPROTO_TCP,
+                                 .hop_limit = 64,
+                                 .l4_checksum = true},
                                 tcp(40000, 80, kSyn)));
   };
   const std::vector<Case> table = {

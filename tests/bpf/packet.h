@@ -381,7 +381,7 @@ inline std::string checksum_errors6(std::span<const uint8_t> ip) {
   if (next == IPPROTO_UDP && l4[6] == 0 && l4[7] == 0) return "UDP over IPv6 without checksum; ";
   if (detail::add_words(detail::add_words(0, detail::pseudo6(&ip[8], &ip[24], next, l4.size())),
                         l4) != 0xffff)
-    return next == IPPROTO_TCP ? "TCP checksum bad; "
+    return next == IPPROTO_TCP   ? "TCP checksum bad; "
            : next == IPPROTO_UDP ? "UDP checksum bad; "
                                  : "ICMPv6 checksum bad; ";
   return "";

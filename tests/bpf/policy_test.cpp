@@ -17,7 +17,12 @@
 // direction plus two ipcache (LPM) lookups, whatever the policy's size;
 // PolicyScale measures it with 10 rules and with 100,000 policy entries
 // over 1,000 identities.
+#include "policy/policy.h"
+
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <linux/icmpv6.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -31,15 +36,10 @@
 #include <string>
 #include <vector>
 
-#include <bpf/bpf.h>
-#include <linux/icmpv6.h>
-#include <unistd.h>
-
 #include "config/config.h"
 #include "endpoint.skel.h"
 #include "harness.h"
 #include "packet.h"
-#include "policy/policy.h"
 #include "scale.h"
 #include "uplink.skel.h"
 
@@ -720,7 +720,10 @@ TEST_F(Policy, IcmpErrorToTheInitiatorOfATrackedFlowIsRelated) {
 // ---- IPv6: the same policies, the same identities ------------------------------------
 
 Bytes ip6_frame(const char* s, const char* d, uint8_t next, const Bytes& payload) {
-  return eth(ETH_P_IPV6, ipv6({.src = ip6(s), .dst = ip6(d), .next = next, .hop_limit = 64,
+  return eth(ETH_P_IPV6, ipv6({.src = ip6(s),
+                               .dst = ip6(d),
+                               .next = next,
+                               .hop_limit = 64,
                                .l4_checksum = next != IPPROTO_FRAGMENT},
                               payload));
 }
@@ -744,9 +747,14 @@ Bytes error6(const char* s, const char* d, uint8_t type, const char* qs, uint16_
 // A fragment of a UDP datagram: the first (offset 0, with the UDP header)
 // or a later one (offset 1480, data only), both of identification `id`.
 Bytes udp6_fragment(const char* s, const char* d, uint16_t dp, bool first, uint32_t id = 77) {
-  Bytes b = {IPPROTO_UDP, 0, uint8_t(first ? 0 : (1480 >> 8)),
-             uint8_t(first ? 1 : ((1480 & 0xf8) | 0)), uint8_t(id >> 24), uint8_t(id >> 16),
-             uint8_t(id >> 8), uint8_t(id)};
+  Bytes b = {IPPROTO_UDP,
+             0,
+             uint8_t(first ? 0 : (1480 >> 8)),
+             uint8_t(first ? 1 : ((1480 & 0xf8) | 0)),
+             uint8_t(id >> 24),
+             uint8_t(id >> 16),
+             uint8_t(id >> 8),
+             uint8_t(id)};
   const Bytes data = first ? udp(40000, dp, Bytes(64, 0x5a)) : Bytes(64, 0x5a);
   b.insert(b.end(), data.begin(), data.end());
   return ip6_frame(s, d, IPPROTO_FRAGMENT, b);
@@ -791,8 +799,8 @@ class Policy6 : public Policy {
   }
   // A new flow at both hooks that may meet it first, each with an empty ct.
   void check_flow6(const Flow& f) {
-    for (auto [hook, dev] : {std::pair{Hook::FromContainer, f.src_dev},
-                             std::pair{Hook::ToContainer, f.dst_dev}}) {
+    for (auto [hook, dev] :
+         {std::pair{Hook::FromContainer, f.src_dev}, std::pair{Hook::ToContainer, f.dst_dev}}) {
       if (!dev) continue;
       ct_clear(dp_.ep);
       check(f.what, hook, dev, f.frame, f.expect, f.expect.reason == 0 ? 1 : 0);
@@ -805,8 +813,8 @@ class Policy6 : public Policy {
 
 TEST_F(Policy6, IngressAndEgressRulesJudgeIpv6AsIpv4) {
   for (const Flow& f : std::vector<Flow>{
-           {"web6 -> db6 5432/TCP: the (web, TCP, 5432) entry", tcp6(WEB6, 40000, DB6, 5432), A,
-            B, pass},
+           {"web6 -> db6 5432/TCP: the (web, TCP, 5432) entry", tcp6(WEB6, 40000, DB6, 5432), A, B,
+            pass},
            {"web6 -> db6 22/TCP: db is isolated", tcp6(WEB6, 40000, DB6, 22), A, B, kDefaultDeny},
            {"client6 -> db6 5432/TCP: only web may", tcp6(CLIENT6, 40000, DB6, 5432), Cd, B,
             kDefaultDeny},
@@ -826,8 +834,8 @@ TEST_F(Policy6, IngressAndEgressRulesJudgeIpv6AsIpv4) {
             kDefaultDeny},
            {"client6 -> open6 ICMPv6 echo: nobody isolated", echo6(CLIENT6, OPEN6, 78), Cd, D,
             pass},
-           {"open6 -> web6 80/TCP: web admits only its ipBlock", tcp6(OPEN6, 40000, WEB6, 80), D,
-            A, kDefaultDeny},
+           {"open6 -> web6 80/TCP: web admits only its ipBlock", tcp6(OPEN6, 40000, WEB6, 80), D, A,
+            kDefaultDeny},
            {"web6 -> open6 80/TCP: web's egress is db, CIDRs and DNS", tcp6(WEB6, 40000, OPEN6, 80),
             A, D, kDefaultDeny},
            {"web6 -> gateway6 22/TCP: web's egress has no host rule", tcp6(WEB6, 40000, GW6, 22), A,
@@ -912,25 +920,22 @@ TEST_F(Policy6, LinkLocalAddressesDoNotWalkAroundPolicy) {
 
 TEST_F(Policy6, IcmpErrorsAboutAdmittedFlowsAreRelated) {
   check("SYN web6 -> db6 5432", Hook::FromContainer, A, tcp6(WEB6, 40000, DB6, 5432), pass, 1);
-  check("db6 -> web6: unreachable about web's segment (the initiator's tuple)",
-        Hook::ToContainer, A,
-        error6(DB6, WEB6, ICMPV6_DEST_UNREACH, WEB6, 40000, DB6, 5432, IPPROTO_TCP), pass, 0);
+  check("db6 -> web6: unreachable about web's segment (the initiator's tuple)", Hook::ToContainer,
+        A, error6(DB6, WEB6, ICMPV6_DEST_UNREACH, WEB6, 40000, DB6, 5432, IPPROTO_TCP), pass, 0);
   check("a router's packet too big about it, to web", Hook::ToContainer, A,
-        error6("2001:db8::1", WEB6, ICMPV6_PKT_TOOBIG, WEB6, 40000, DB6, 5432, IPPROTO_TCP),
-        pass, 0);
+        error6("2001:db8::1", WEB6, ICMPV6_PKT_TOOBIG, WEB6, 40000, DB6, 5432, IPPROTO_TCP), pass,
+        0);
   check("web6 -> db6: error about db's reply (the reply tuple)", Hook::FromContainer, A,
         error6(WEB6, DB6, ICMPV6_DEST_UNREACH, DB6, 5432, WEB6, 40000, IPPROTO_TCP), pass, 0);
-  check("an error quoting the flow but sent to someone else: judged as new",
-        Hook::ToContainer, A,
+  check("an error quoting the flow but sent to someone else: judged as new", Hook::ToContainer, A,
         error6(DB6, WEB6, ICMPV6_DEST_UNREACH, DB6, 5432, CLIENT6, 40000, IPPROTO_TCP),
         kDefaultDeny, 0);
-  check("client6 reporting about a packet it never received: judged as new",
-        Hook::FromContainer, Cd,
-        error6(CLIENT6, WEB6, ICMPV6_DEST_UNREACH, WEB6, 40000, DB6, 5432, IPPROTO_TCP),
+  check("client6 reporting about a packet it never received: judged as new", Hook::FromContainer,
+        Cd, error6(CLIENT6, WEB6, ICMPV6_DEST_UNREACH, WEB6, 40000, DB6, 5432, IPPROTO_TCP),
         kDefaultDeny, 0);
   check("an error about no flow at all", Hook::ToContainer, A,
-        error6(DB6, WEB6, ICMPV6_DEST_UNREACH, WEB6, 40009, DB6, 5432, IPPROTO_TCP),
-        kDefaultDeny, 0);
+        error6(DB6, WEB6, ICMPV6_DEST_UNREACH, WEB6, 40009, DB6, 5432, IPPROTO_TCP), kDefaultDeny,
+        0);
 }
 
 // A later fragment carries no ports: it takes its first fragment's (frags6,

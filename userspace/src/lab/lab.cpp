@@ -761,14 +761,13 @@ Result<void> start_internet_server(LabState& st, std::vector<Listener>& started,
                          uint16_t port) -> Result<void> {
     const std::string p = std::to_string(port);
     const std::string bind = ip.find(':') == std::string::npos ? ip : "[" + ip + "]";
-    if (auto r = start_listener(st, started, out, "", Protocol::tcp, port,
-                                {"socat", listen + ":" + p + ",bind=" + bind + ",reuseaddr,fork",
-                                 answer});
+    if (auto r = start_listener(
+            st, started, out, "", Protocol::tcp, port,
+            {"socat", listen + ":" + p + ",bind=" + bind + ",reuseaddr,fork", answer});
         !r) {
       return r;
     }
-    return start_listener(st, started, out, "", Protocol::udp, port,
-                          udp_responder(ip, port, ""));
+    return start_listener(st, started, out, "", Protocol::udp, port, udp_responder(ip, port, ""));
   };
   if (auto r = serve("TCP-LISTEN", kInternetServerIp, kInternetServerPort); !r || !ipv6) return r;
   return serve("TCP6-LISTEN", kInternetServerIp6, kInternetServerPort6);

@@ -6,11 +6,10 @@
 // difference.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
