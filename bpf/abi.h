@@ -583,6 +583,10 @@ enum moat_identity_reserved {
 	/* Any such IPv6 address: 0.0.0.0/0 is not ::/0 (Kubernetes ipBlocks
 	 * match one family), so the unknown worlds are two identities. */
 	MOAT_ID_WORLD6 = 3,
+	/* An IPv6 link-local or multicast peer: the host or any container of
+	 * the link, which its address cannot tell apart. No rule names it:
+	 * only rules for any peer admit it. */
+	MOAT_ID_LINK = 4,
 	MOAT_ID_FIRST_DYNAMIC = 256,
 };
 

@@ -197,10 +197,14 @@ static __noinline int nat_icmp_error(struct __sk_buff *skb, const struct l4_info
 	if (is_uplink_dir(dir) && (!e || e->dir != dir))
 		return 0;
 	if (!e) {
-		/* A tracked flow has one entry, keyed by its original direction,
-		 * which is what an error back to the flow's initiator quotes. */
+		/* The original-direction entry keyed by the quoted tuple: a
+		 * tracked flow's (one entry) or one translated elsewhere (a
+		 * masqueraded flow's, whose errors come back translated by the
+		 * uplink: path MTU discovery), which is what an error back to
+		 * the flow's initiator quotes. A reply entry is not: its tuple
+		 * is the untranslated reply, which the initiator never saw. */
 		e = ct_lookup(&quoted, now);
-		return e && e->kind == MOAT_CT_TRACK;
+		return e && ct_is_orig(e);
 	}
 	if (!ct_rewrites_here(e, ifindex, dir))
 		return 1;
@@ -345,8 +349,8 @@ static __noinline int nat_icmp_error6(struct __sk_buff *skb, const struct l4_inf
 	if (is_uplink_dir(dir) && (!e || e->dir != dir))
 		return 0;
 	if (!e) {
-		e = ct6_lookup(q, now);
-		return e && e->kind == MOAT_CT_TRACK;
+		e = ct6_lookup(q, now); /* as nat_icmp_error() */
+		return e && ct6_is_orig(e);
 	}
 	if (!ct6_rewrites_here(e, ifindex, dir))
 		return 1;

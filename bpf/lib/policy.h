@@ -77,6 +77,18 @@ static __always_inline int policy_judge(void *pol, const struct moat_ipcache_val
 	return MOAT_PASS;
 }
 
+/* Whether a peer address is on the link only (IPv6 link-local, multicast):
+ * it has no identity of its own (abi.h, MOAT_ID_LINK). */
+static __always_inline int ct_link_scope(const __be32 *a)
+{
+	return 0;
+}
+
+static __always_inline int ct6_link_scope(const union moat_ip *a)
+{
+	return ip_is_link_scope(a);
+}
+
 #define CT_FAM 4
 #include "lib/policy_impl.h"
 #undef CT_FAM

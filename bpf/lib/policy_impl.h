@@ -12,8 +12,14 @@ static __always_inline void CT_V(ipcache_get)(void *ipcache, CT_ADDR addr,
 					      struct moat_ipcache_val *out)
 {
 	CT_LPM_KEY key = { .prefixlen = CT_LPM_BITS, .addr = addr };
-	struct moat_ipcache_val *v = bpf_map_lookup_elem(ipcache, &key);
+	struct moat_ipcache_val *v;
 
+	if (CT_FN(link_scope)(&addr)) {
+		out->identity = MOAT_ID_LINK;
+		out->flags = 0;
+		return;
+	}
+	v = bpf_map_lookup_elem(ipcache, &key);
 	if (v) {
 		*out = *v;
 	} else {

@@ -40,6 +40,12 @@ static __always_inline int CT_V(uplink_tracked)(struct __sk_buff *skb, CT_L4 *l4
 		*tracked = e;
 		return MOAT_CONTINUE;
 	}
+	/* From the world only the uplinks' own entries (published ports,
+	 * masquerade and routed replies) justify a pass: one a container's
+	 * veth made is between containers or the host, and a world packet
+	 * carrying its tuple forged a container's source. */
+	if (dir == MOAT_DIR_FROM_WORLD && !is_uplink_dir(e->dir))
+		return MOAT_CONTINUE;
 	v = CT_FN(recheck)(&l4->key, e, rev);
 	if (v)
 		return v;

@@ -72,6 +72,7 @@ constexpr const char* CLIENT6 = "fd00:30::4";
 constexpr const char* OPEN6 = "fd00:30::5";
 constexpr const char* GW6 = "fd00:30::1";
 constexpr const char* WORLD6 = "2001:db8::8";
+constexpr const char* HOST6 = "2001:db8:ff::1";  // moat-u's IPv6 address
 
 constexpr const char* kUplink = "moat-u";
 const std::map<std::string, const char*> kDeviceOf = {
@@ -133,7 +134,8 @@ Json document(const Variant& v = {}) {
         {'to': [{'podSelector': {'matchLabels': {'app': 'db'}}}]},
         {'to': [{'ipBlock': {'cidr': '198.18.0.0/15', 'except': ['198.19.0.0/16']}}],
          'ports': [{'protocol': 'TCP', 'port': 443}]},
-        {'to': [{'ipBlock': {'cidr': '0.0.0.0/0'}}], 'ports': [{'protocol': 'UDP', 'port': 53}]}
+        {'to': [{'ipBlock': {'cidr': '0.0.0.0/0'}}], 'ports': [{'protocol': 'UDP', 'port': 53}]},
+        {'to': [{'ipBlock': {'cidr': '::/0'}}], 'ports': [{'protocol': 'UDP', 'port': 5353}]}
       ]})");
   web_policy["ingress"][0]["from"][0]["ipBlock"]["cidr"] = v.web_ingress_cidr;
   doc["policies"].push_back(web_policy);
@@ -209,7 +211,8 @@ class Policy : public ::testing::Test {
       for (const moat::Publish& p : c.publish)
         add_publish(dp_.ep, {0, p.host_port, IPPROTO_TCP, ip, p.container_port, ifindex, kNetId});
     }
-    add_uplink(dp_.ep, ifindex_of(kUplink), ip4(HOST));
+    add_uplink(dp_.ep, ifindex_of(kUplink), ip4(HOST), HOST6);
+    add_host_addr6(dp_.ep, HOST6);
     add_host_addr(dp_.ep, ip4(HOST));
   }
 
@@ -851,6 +854,51 @@ TEST_F(Policy6, TheWorldIsJudgedByPolicyOverIpv6) {
         tcp6(WORLD6, 443, WEB6, 80), kDefaultDeny, 0);
   check("web6 -> 2001:db8::8 53/UDP: web's 0.0.0.0/0 is IPv4 only", Hook::FromContainer, A,
         udp6(WEB6, 40000, WORLD6, 53), kDefaultDeny, 0);
+  check("web6 -> 2001:db8::8 5353/UDP: its ::/0 rule", Hook::FromContainer, A,
+        udp6(WEB6, 40000, WORLD6, 5353), pass, 1);
+  // A link peer is nobody a rule names (MOAT_ID_LINK), not the world ::/0
+  // admits: the host's or another container's link-local address would
+  // otherwise be a way around web's egress rules (icc lets link peers talk).
+  check("web6 -> a link-local peer 5353/UDP: not the world", Hook::FromContainer, A,
+        udp6(WEB6, 40001, "fe80::42:acff:fe14:3", 5353), kDefaultDeny, 0);
+  check("web6 -> all nodes 5353/UDP: not the world either", Hook::FromContainer, A,
+        udp6(WEB6, 40002, "ff02::1", 5353), kDefaultDeny, 0);
+  check("open6 -> a link-local peer: nobody isolated", Hook::FromContainer, D,
+        udp6(OPEN6, 40003, "fe80::42:acff:fe14:3", 5353), pass, 0);
+}
+
+// From the world only the uplinks' own entries let a packet in: one with
+// the tuple of a flow a container's veth tracked forged a container's
+// source, and is judged like any other world packet to a container.
+TEST_F(Policy, TheWorldCannotRideAFlowAContainersVethTracked) {
+  check("web -> db 5432 admitted at web's veth", Hook::FromContainer, A,
+        tcp4(WEB, 40000, DB, 5432), pass, 1);
+  check("the same tuple from the world", Hook::FromWorld, kUplink, tcp4(WEB, 40000, DB, 5432, kAck),
+        drop(MOAT_DROP_NOT_PUBLISHED), 0);
+  check("web6 -> db6 5432 admitted at web's veth", Hook::FromContainer, A,
+        tcp6(WEB6, 40000, DB6, 5432), pass, 1);
+  check("the same tuple from the world", Hook::FromWorld, kUplink,
+        tcp6(WEB6, 40000, DB6, 5432, kAck), drop(MOAT_DROP_NOT_PUBLISHED), 0);
+}
+
+// An ICMP error about a masqueraded flow, translated back by the uplink,
+// reaches its ingress-isolated container as related: path MTU discovery.
+TEST_F(Policy, IcmpErrorsAboutMasqueradedFlowsAreRelated) {
+  const Bytes q = udp4(WEB, 41000, WORLD, 53);
+  check("UDP web -> 8.8.8.8 53, admitted", Hook::FromContainer, A, q, pass, 1);
+  const RunResult r = run(dp_.prog(Hook::ToWorld), ifindex_of(kUplink), q);
+  ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK)) << "masqueraded";
+  ASSERT_EQ(ct_get(dp_.ep, key_of(q))->kind, MOAT_CT_SNAT);
+  check("frag needed about it at web (the uplink translated it back)", Hook::ToContainer, A,
+        frag_needed(ROUTER, WEB, quote8(WEB, 41000, WORLD, 53, IPPROTO_UDP)), pass, 0);
+  const Bytes q6 = udp6(WEB6, 41000, WORLD6, 5353);
+  check("UDP web6 -> [2001:db8::8]:5353, admitted", Hook::FromContainer, A, q6, pass, 1);
+  const RunResult r6 = run(dp_.prog(Hook::ToWorld), ifindex_of(kUplink), q6);
+  ASSERT_EQ(r6.retval, uint32_t(TC_ACT_OK)) << "masqueraded (NAT66)";
+  ASSERT_EQ(ct6_get(dp_.ep, key6_of(q6))->kind, MOAT_CT_SNAT);
+  check("packet too big about it at web", Hook::ToContainer, A,
+        error6("2001:db8::1", WEB6, ICMPV6_PKT_TOOBIG, WEB6, 41000, WORLD6, 5353, IPPROTO_UDP),
+        pass, 0);
 }
 
 TEST_F(Policy6, ReplyOfAdmittedFlowPassesAndNothingElseDoes) {

@@ -531,6 +531,7 @@ void index_inside(Identities& ids) {
 void assign_identities(const Config& cfg, const std::vector<Ipv4>& host_addresses, Identities& ids,
                        PolicyPlan& plan) {
   plan.identity_names[MOAT_ID_WORLD] = "world";
+  plan.identity_names[MOAT_ID_LINK] = "link-local peer";
   assign_container_identities(cfg, ids, plan);
   assign_host_identities(cfg, host_addresses, ids, plan);
   assign_cidr_identities<Ipv4Prefix>(ids, plan);
