@@ -268,6 +268,9 @@ struct moat_container_net_key {
 	__u32 net_id;
 };
 
+/* Map `container_addrs6`: the same, for IPv6 (value union moat_ip): a
+ * container's IPv6 address on each of its networks that has IPv6. */
+
 /* Map `uplinks`: key __u32 ifindex of an uplink; its address masquerades. */
 struct moat_uplink {
 	__be32 ipv4;

@@ -173,26 +173,28 @@ static __always_inline int link_peer_verdict(struct __sk_buff *skb, const struct
 }
 
 /*
- * Isolation for IPv6 data, by the peer (destination from the container,
- * source to it), as for IPv4 (isolation.h): one LPM lookup in `addrs6`.
- * The world is judged at the uplink as for IPv4 (masquerade, published
- * ports, nothing else in). A peer on the link (link-local, multicast) is
- * judged where the packet arrives: there the way it came tells the host
- * from a container.
+ * Isolation for IPv6 data, by the peer (destination from a container,
+ * source to it), as for IPv4 (isolation.h): `info` is the peer's entry in
+ * `addrs6`. The world is judged at the uplink as for IPv4 (masquerade,
+ * published ports, nothing else in). A peer on the link (link-local,
+ * link-scope multicast) is judged where the packet arrives: there the way
+ * it came tells the host from a container.
  */
 static __always_inline int ipv6_peer_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
-					     const union moat_ip *peer, __u32 dir)
+					     const struct moat_addr_info *info, int link, __u32 dir)
 {
-	if (ip_is_link_scope(peer))
+	if (link)
 		return dir == MOAT_DIR_FROM_CONTAINER ? MOAT_PASS : link_peer_verdict(skb, ep);
-	return isolation_verdict(ep, addr_lookup6(*peer));
+	return isolation_verdict(ep, info);
 }
 
 /*
- * A packet of a tracked IPv6 flow, either direction: its entry re-judged
- * when the policy changed, its counters and TCP state followed. ct6 holds
- * tracked flows only: nothing translates IPv6 yet. MOAT_CONTINUE when the
- * packet is of no tracked flow.
+ * A packet of a tracked IPv6 flow, either direction, as IPv4's: its entry
+ * re-judged when the policy changed, its counters and TCP state followed,
+ * rewritten where the entry says (a published port dialled at a host
+ * address). MOAT_CONTINUE when the packet is of no tracked flow, or
+ * carries the translated form of a flow whose replies are rewritten at
+ * this very hook (forged: judged as new).
  */
 static __always_inline int ipv6_known_flow(struct __sk_buff *skb, struct v6_scratch *s,
 					   __u32 dir, __u32 rev, __u64 now)
@@ -203,80 +205,191 @@ static __always_inline int ipv6_known_flow(struct __sk_buff *skb, struct v6_scra
 
 	if (e) {
 		v = ct6_recheck(&l4->key, e, rev);
-		if (!v && ct6_rewrites_here(e, skb->ifindex, dir))
-			ct6_update(e, l4, skb->len, now, 0);
+		if (v || !ct6_rewrites_here(e, skb->ifindex, dir))
+			return v;
+		ct6_update(e, l4, skb->len, now, 0);
+		v = nat_rewrite6(skb, l4, &e->xlated);
+		if (v == MOAT_PASS && (e->flags & MOAT_CT_F_HAIRPIN))
+			return hairpin_back(skb);
 		return v;
 	}
 	ct6_reverse(&l4->key, &s->rkey);
 	e = ct6_lookup(&s->rkey, now);
-	if (!e)
+	if (!e || ct6_replies_rewritten_here(e, skb->ifindex, dir))
 		return MOAT_CONTINUE;
 	v = ct6_recheck(&s->rkey, e, rev);
-	if (!v && e->ifindex == skb->ifindex && e->dir != dir)
+	if (!v && e->kind == MOAT_CT_TRACK && e->ifindex == skb->ifindex && e->dir != dir)
 		ct6_update(e, l4, skb->len, now, 1);
 	return v;
 }
 
 /*
- * IPv6 data (anything but link messages), as IPv4's (ipv4_verdict): a
- * packet of a tracked flow passes, an ICMPv6 error about one too; a new
- * flow is judged by isolation, then policy, and tracked once admitted
- * while policies exist.
+ * A new IPv6 flow from container `ep` to a port published at a host
+ * address, as IPv4's dial_published(): the tuple is in the scratch, whose
+ * `quoted` key (unused but for ICMPv6 errors) holds the backend's side for
+ * policy. A BPF-to-BPF call: its frame is not added to the caller's.
+ */
+static __noinline int dial_published6(struct __sk_buff *skb, const struct moat_endpoint *ep,
+				      struct v6_scratch *s, __u32 rev, __u64 now)
+{
+	const struct l4_info6 *l4 = &s->l4;
+	struct moat_ct6_key *t = &s->quoted;
+	struct moat_publish6_val *pub;
+	struct ct_sites at;
+	__u32 rule_id;
+	int hairpin, v;
+
+	pub = publish_lookup6(l4->key.daddr, l4->key.dport, l4->key.proto);
+	if (!pub)
+		return MOAT_CONTINUE;
+	if ((ep->net_flags & MOAT_NET_F_INTERNAL) && pub->net_id != ep->net_id)
+		return MOAT_DROP_INTERNAL_NETWORK;
+	if (!ct6_opens_flow(l4))
+		return MOAT_DROP_NO_FLOW;
+	*t = l4->key;
+	t->daddr = pub->backend_ip;
+	t->dport = pub->backend_port;
+	if (pub->net_id != ep->net_id) {
+		struct moat_container_net_key ck = { .container_id = pub->container_id,
+						     .net_id = ep->net_id };
+		union moat_ip *shared = bpf_map_lookup_elem(&container_addrs6, &ck);
+
+		if (shared)
+			t->daddr = *shared;
+	}
+	v = policy_verdict6(rev, t, &rule_id);
+	if (v)
+		return v;
+	hairpin = ip_eq(&t->daddr, &ep->ipv6);
+	at = (struct ct_sites){
+		.orig_ifindex = skb->ifindex,
+		.orig_slot = ep->stats_slot,
+		.orig_dir = MOAT_DIR_FROM_CONTAINER,
+		.reply_ifindex = skb->ifindex,
+		.reply_dir = hairpin ? MOAT_DIR_FROM_CONTAINER : MOAT_DIR_TO_CONTAINER,
+		.rev = rev,
+		.rule_id = rule_id,
+		.len = skb->len,
+		.owner = ct6_owner_of(ep->ipv6),
+	};
+	v = nat_publish6(skb, l4, t->daddr, pub, &at, hairpin, now);
+	if (v)
+		return v;
+	return hairpin ? hairpin_back(skb) : MOAT_PASS;
+}
+
+/*
+ * IPv6 data (anything but link messages), as IPv4's (ipv4_verdict), in two
+ * steps, each a BPF-to-BPF call judge() makes in turn, so their frames are
+ * never on the stack together: ipv6_flow_known(), then, for a packet of no
+ * tracked flow, ipv6_flow_new(). Both find the packet's tuple in the
+ * per-CPU scratch, where ipv6_verdict() left it.
  *
  * Flows are tracked between the container's address on this network and
- * a peer beyond the link. With a link-local address on either side, or a
- * multicast peer, every packet is judged on its own, and policy sees the
- * container by its network address whichever of its own it used (its
- * link-local one would make it the world, out of its own rules' reach);
- * a link peer is the world to policy.
- *
- * Called by judge() once ipv6_verdict() has left the packet's tuple in
- * the per-CPU scratch: not from it, whose frame would add to this call
- * chain's stack.
+ * a peer beyond the link (ipv6_tracked()). With a link-local address on
+ * either side, or a link-scope multicast peer, every packet is judged on
+ * its own, and policy sees the container by its network address whichever
+ * of its own it used (its link-local one would make it the world, out of
+ * its own rules' reach); a link peer is MOAT_ID_LINK to policy.
  */
-static __noinline int ipv6_flow_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
-					__u32 dir)
+static __always_inline int ipv6_tracked(const struct l4_info6 *l4, const struct moat_endpoint *ep,
+					__u32 dir, int *mine)
 {
 	int from = dir == MOAT_DIR_FROM_CONTAINER;
+
+	*mine = ip_eq(from ? &l4->key.saddr : &l4->key.daddr, &ep->ipv6);
+	return *mine && !ip_is_link_scope(from ? &l4->key.daddr : &l4->key.saddr);
+}
+
+/*
+ * A packet of a tracked flow passes, rewritten where its entry says, an
+ * ICMPv6 error about one too; a later fragment takes its first one's
+ * ports first. MOAT_CONTINUE for a packet of no tracked flow.
+ */
+static __noinline int ipv6_flow_known(struct __sk_buff *skb, const struct moat_endpoint *ep,
+				      __u32 dir)
+{
 	struct v6_scratch *s = v6_scratch_get();
-	__u64 now = bpf_ktime_get_ns();
-	__u32 rev = policy_current_rev();
-	union moat_ip *own, *peer;
 	struct l4_info6 *l4;
-	__u32 rule_id, *owned;
 	int mine, tracked, v;
 
 	if (!s)
 		return MOAT_DROP_INVALID_PACKET;
 	l4 = &s->l4;
-	own = from ? &l4->key.saddr : &l4->key.daddr;
-	peer = from ? &l4->key.daddr : &l4->key.saddr;
-	mine = ip_eq(own, &ep->ipv6);
-	tracked = mine && !ip_is_link_scope(peer);
+	tracked = ipv6_tracked(l4, ep, dir, &mine);
 	if (l4->fragment || l4->more_frags)
 		ct6_frag_ports(l4);
 	if (l4->icmp_error) {
-		v = mine ? nat_icmp_error6(skb, l4, skb->ifindex, dir, now) : 0;
+		v = mine ? nat_icmp_error6(skb, l4, skb->ifindex, dir, bpf_ktime_get_ns()) : 0;
 		if (v)
 			return v < 0 ? v : MOAT_PASS;
 	} else if (tracked && (!l4->fragment || l4->has_ports)) {
-		v = ipv6_known_flow(skb, s, dir, rev, now);
+		return ipv6_known_flow(skb, s, dir, policy_current_rev(), bpf_ktime_get_ns());
+	}
+	return MOAT_CONTINUE;
+}
+
+/* A new flow policy admitted, tracked. A BPF-to-BPF call: its frame (the
+ * ring slot, the event) is not on the stack with dial_published6()'s. */
+static __noinline int ipv6_track_new(struct __sk_buff *skb, const struct moat_endpoint *ep,
+				     __u32 dir, __u32 rev, __u32 rule_id)
+{
+	struct v6_scratch *s = v6_scratch_get();
+	const struct l4_info6 *l4;
+	__u32 *owned;
+	int v;
+
+	if (!s)
+		return MOAT_DROP_INVALID_PACKET;
+	l4 = &s->l4;
+	v = ct6_admit(ct6_owner_of(ep->ipv6), &owned);
+	if (v)
+		return v;
+	v = ct6_track(&l4->key, skb->ifindex, ep->stats_slot, dir, rev, rule_id, skb->len,
+		      ct6_owner_of(ep->ipv6), owned, bpf_ktime_get_ns());
+	return v ? ct_failed(v, MOAT_PASS) : MOAT_PASS;
+}
+
+/*
+ * A packet of no tracked flow: checked against the ports published at host
+ * addresses, then judged by isolation, then policy, and tracked once
+ * admitted while policies exist.
+ */
+static __noinline int ipv6_flow_new(struct __sk_buff *skb, const struct moat_endpoint *ep,
+				    __u32 dir)
+{
+	int from = dir == MOAT_DIR_FROM_CONTAINER;
+	struct v6_scratch *s = v6_scratch_get();
+	__u64 now = bpf_ktime_get_ns();
+	__u32 rev = policy_current_rev();
+	struct moat_addr_info *info;
+	union moat_ip *own, *peer;
+	struct l4_info6 *l4;
+	__u32 rule_id;
+	int mine, tracked, link, v;
+
+	if (!s)
+		return MOAT_DROP_INVALID_PACKET;
+	l4 = &s->l4;
+	tracked = ipv6_tracked(l4, ep, dir, &mine);
+	own = from ? &l4->key.saddr : &l4->key.daddr;
+	peer = from ? &l4->key.daddr : &l4->key.saddr;
+	link = ip_is_link_scope(peer);
+	info = link ? NULL : addr_lookup6(*peer);
+	if (from && tracked && !l4->fragment && !l4->icmp_error && l4->has_ports &&
+	    l4->key.proto != IPPROTO_ICMPV6 && is_host_addr(info)) {
+		v = dial_published6(skb, ep, s, rev, now);
 		if (v != MOAT_CONTINUE)
 			return v;
 	}
-	v = ipv6_peer_verdict(skb, ep, peer, dir);
+	v = ipv6_peer_verdict(skb, ep, info, link, dir);
 	if (v || !rev)
 		return v;
 	*own = ep->ipv6;
 	v = policy_verdict6(rev, &l4->key, &rule_id);
 	if (v || !tracked || l4->fragment || l4->icmp_error || !ct6_opens_flow(l4))
 		return v;
-	v = ct6_admit(ct6_owner_of(ep->ipv6), &owned);
-	if (v)
-		return v;
-	v = ct6_track(&l4->key, skb->ifindex, ep->stats_slot, dir, rev, rule_id, skb->len,
-		      ct6_owner_of(ep->ipv6), owned, now);
-	return v ? ct_failed(v, MOAT_PASS) : MOAT_PASS;
+	return ipv6_track_new(skb, ep, dir, rev, rule_id);
 }
 
 /*
@@ -284,7 +397,8 @@ static __noinline int ipv6_flow_verdict(struct __sk_buff *skb, const struct moat
  * end whatever follows. From the container the source is its own
  * (link-local or its network's), :: only where ND allows it. Link
  * messages (link_message_verdict) pass unfragmented, between peers the
- * network lets talk; everything else is data (ipv6_flow_verdict).
+ * network lets talk; everything else is data (ipv6_flow_known(),
+ * ipv6_flow_new()).
  *
  * A BPF-to-BPF call, not inlined: the IPv4 path's frames stay as they are.
  */
@@ -588,7 +702,9 @@ static __always_inline int judge(struct __sk_buff *skb, __u32 dir, __u32 *slot, 
 	}
 	case bpf_htons(ETH_P_IPV6):
 		v = ipv6_verdict(skb, ep, dir);
-		return v == MOAT_CONTINUE ? ipv6_flow_verdict(skb, ep, dir) : v;
+		if (v == MOAT_CONTINUE)
+			v = ipv6_flow_known(skb, ep, dir);
+		return v == MOAT_CONTINUE ? ipv6_flow_new(skb, ep, dir) : v;
 	default:
 		return MOAT_DROP_UNSUPPORTED_L3;
 	}

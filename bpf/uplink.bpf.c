@@ -84,6 +84,11 @@ static __always_inline int uplink_parse6(struct __sk_buff *skb, struct v6_scratc
 	else if (ipv6_walk_ext(skb, ETH_HLEN + sizeof(s->inner), s->inner.nexthdr, &x) ||
 		 x.l4_off > end)
 		v = MOAT_DROP_IPV6_EXT_HEADERS;
+	else if (from && x.routed)
+		/* The destination is only the next hop: the host, which would
+		 * forward the packet to the next segment, a container's
+		 * address too. Whatever that is, it was not judged here. */
+		return MOAT_DROP_IPV6_EXT_HEADERS;
 	else if (parse_l4_6(skb, &s->inner, &x, end, &s->l4))
 		v = MOAT_DROP_INVALID_PACKET;
 	if (!v)

@@ -35,11 +35,14 @@ static __always_inline int ip_is_link_local(const union moat_ip *a)
 	return (a->w[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000);
 }
 
-/* Link-local unicast or multicast (ff00::/8): a peer on the link itself,
- * which no router forwards between networks. */
+/* Link-local unicast, or multicast of interface- or link-local scope
+ * (ff01::/16, ff02::/16; scope 0 is reserved, RFC 4291 2.7): a peer on the
+ * link itself, which no router forwards between networks. Multicast of a
+ * wider scope (site, organisation, global) may be routed: it is data,
+ * judged by isolation and policy like any other destination. */
 static __always_inline int ip_is_link_scope(const union moat_ip *a)
 {
-	return ip_is_link_local(a) || a->b[0] == 0xff;
+	return ip_is_link_local(a) || (a->b[0] == 0xff && (a->b[1] & 0x0f) <= 2);
 }
 
 /* The 32-bit quota owner of an IPv6 flow (abi.h, "IPv6 connection tracking"). */

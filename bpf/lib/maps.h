@@ -70,6 +70,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MOAT_MAX_ENDPOINTS);
+	__type(key, struct moat_container_net_key);
+	__type(value, union moat_ip);
+} container_addrs6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MOAT_MAX_UPLINKS);
 	__type(key, __u32); /* ifindex */
 	__type(value, struct moat_uplink);

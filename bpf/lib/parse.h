@@ -93,6 +93,7 @@ struct ipv6_ext {
 	__u8 fragment; /* ... with a non-zero offset: no upper-layer header here */
 	__u8 more_frags; /* ... with the M flag: the datagram goes on */
 	__be32 frag_id; /* ... its identification */
+	__u8 routed; /* a routing header with segments left: bound elsewhere */
 };
 
 static __always_inline int ipv6_is_ext(__u8 next)
@@ -118,7 +119,7 @@ static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 off, __u8 
 	__u32 len;
 	int i;
 
-	x->has_frag = x->fragment = x->more_frags = 0;
+	x->has_frag = x->fragment = x->more_frags = x->routed = 0;
 	x->frag_id = 0;
 #pragma unroll
 	for (i = 0; i < MOAT_IPV6_MAX_EXT; i++) {
@@ -135,9 +136,12 @@ static __always_inline int ipv6_walk_ext(struct __sk_buff *skb, __u32 off, __u8 
 			x->frag_id = *(__be32 *)(h + 4);
 			len = 8;
 		} else {
-			if (bpf_skb_load_bytes(skb, off, h, 2))
+			/* Every such header is at least 8 bytes long. */
+			if (bpf_skb_load_bytes(skb, off, h, 4))
 				return -1;
 			len = next == IPPROTO_AH ? (h[1] + 2) * 4 : (h[1] + 1) * 8;
+			if (next == IPPROTO_ROUTING && h[3])
+				x->routed = 1;
 		}
 		next = h[0];
 		off += len;

@@ -688,6 +688,13 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
       // The link: link-local and multicast peers.
       {"A->a link-local peer", FROM, 'A', udp6(LL, LL_PEER), pass},
       {"A->mDNS multicast", FROM, 'A', udp6(A6, "ff02::fb"), pass},
+      // Multicast beyond the link may be routed: judged as any destination.
+      {"E->link-scope multicast", FROM, 'E', udp6(E6, "ff02::fb"), pass},
+      {"E->site-scope multicast: beyond its internal network", FROM, 'E', udp6(E6, "ff05::1:3"),
+       drop(MOAT_DROP_INTERNAL_NETWORK)},
+      {"E->global-scope multicast", FROM, 'E', udp6(E6, "ff0e::101"),
+       drop(MOAT_DROP_INTERNAL_NETWORK)},
+      {"A->global-scope multicast: judged at the uplink", FROM, 'A', udp6(A6, "ff0e::101"), pass},
       {"link-local from the host, to D", TO, 'D', udp6(LL_PEER, LL), pass},
       {"link-local from a container, to D", TO, 'D', udp6(LL_PEER, LL),
        drop(MOAT_DROP_ICC_DISABLED), 'B'},

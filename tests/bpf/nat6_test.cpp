@@ -287,6 +287,141 @@ TEST_F(Nat6, IcmpErrorsOfMasqueradedFlowsComeBackTranslated) {
          drop(MOAT_DROP_NOT_PUBLISHED)});
 }
 
+// ---- a container dialling a published port at a host IPv6 address ---------------------------
+
+constexpr const char* GW1_6 = "fd00:20::1";
+constexpr const char* GW3_6 = "fd00:22::1";
+constexpr const char* GW4_6 = "fd00:23::1";
+
+Bytes swap_macs(Bytes f) {
+  std::swap_ranges(f.begin(), f.begin() + 6, f.begin() + 6);
+  return f;
+}
+
+TEST_F(Nat6, ContainerOfAnotherNetworkDialsThePublishedPort) {
+  const Case syn = {"D dials its own gateway:5000: DNAT to A",
+                    Hook::FromContainer,
+                    "moat-d",
+                    tcp6(D6, 40000, GW3_6, 5000, kSyn),
+                    pass,
+                    tcp6(D6, 40000, A6, 5000, kSyn),
+                    2};
+  check(syn);
+  const std::optional<moat_ct6_entry> e =
+      ct6_get(dp_.ep, ct6_key(D6, 40000, GW3_6, 5000, IPPROTO_TCP));
+  ASSERT_TRUE(e.has_value()) << "the original direction's entry";
+  EXPECT_EQ(e->kind, MOAT_CT_DNAT);
+  EXPECT_EQ(e->ifindex, ifindex_of("moat-d"));
+  EXPECT_EQ(e->xlated.daddr.b[15], 2) << "to A6";
+  const Case synack = {"and reaches D from the address D dialled",
+                       Hook::ToContainer,
+                       "moat-d",
+                       tcp6(A6, 5000, D6, 40000, kSyn | kAck),
+                       pass,
+                       tcp6(GW3_6, 5000, D6, 40000, kSyn | kAck)};
+  const std::vector<Case> table = {
+      {"delivered to A although the networks are isolated (a tracked flow)", Hook::ToContainer,
+       "moat-a", tcp6(D6, 40000, A6, 5000, kSyn), pass},
+      {"A's reply leaves A unchanged (rewritten on D's side)", Hook::FromContainer, "moat-a",
+       tcp6(A6, 5000, D6, 40000, kSyn | kAck), pass},
+      synack,
+      {"D's next packet", Hook::FromContainer, "moat-d", tcp6(D6, 40000, GW3_6, 5000), pass,
+       tcp6(D6, 40000, A6, 5000)},
+      {"without the flow, D cannot reach A directly", Hook::FromContainer, "moat-d",
+       tcp6(D6, 40001, A6, 5000, kSyn), drop(MOAT_DROP_ISOLATION)},
+      {"the published port dialled at another network's gateway", Hook::FromContainer, "moat-d",
+       tcp6(D6, 40002, GW1_6, 5000, kSyn), pass, tcp6(D6, 40002, A6, 5000, kSyn), 2},
+      {"and at the uplink's address, UDP 8080 -> 80", Hook::FromContainer, "moat-d",
+       udp6(D6, 40003, HOST6, 8080), pass, udp6(D6, 40003, A6, 80), 2},
+      {"a mid-stream segment opens nothing", Hook::FromContainer, "moat-d",
+       tcp6(D6, 40004, GW3_6, 5000, kAck), drop(MOAT_DROP_NO_FLOW)},
+      {"a port nobody published: the host's", Hook::FromContainer, "moat-d",
+       tcp6(D6, 40005, GW3_6, 5001, kSyn), pass},
+      {"an internal network's container cannot use another network's published port",
+       Hook::FromContainer, "moat-e", tcp6(E6, 40000, GW4_6, 5000, kSyn),
+       drop(MOAT_DROP_INTERNAL_NETWORK)},
+  };
+  for (const Case& c : table) check(c);
+  check_complete(syn);
+  check_complete(synack);
+}
+
+TEST_F(Nat6, IcmpErrorOfAContainerDialledFlow) {
+  check({"D sends UDP to its gateway:8080: DNAT to A:80", Hook::FromContainer, "moat-d",
+         udp6(D6, 40000, GW3_6, 8080), pass, udp6(D6, 40000, A6, 80), 2});
+  const Bytes err = error6(A6, D6, ICMPV6_DEST_UNREACH, D6, 40000, A6, 80);
+  check({"A answers port unreachable: passes A's ingress as it is", Hook::FromContainer, "moat-a",
+         err, pass});
+  check(
+      {"and reaches D about the address and port D dialled", Hook::ToContainer, "moat-d", err, pass,
+       with_quoted_udp_csum(error6(GW3_6, D6, ICMPV6_DEST_UNREACH, D6, 40000, GW3_6, 8080), err)});
+}
+
+TEST_F(Nat6, ASharedNetworkIsDialledDirectly) {
+  // A is attached to D's network too, there as fd00:22::5.
+  const moat_container_net_key k = {.container_id = kCidA, .net_id = kNet3.id};
+  moat_ip shared = {};
+  const in6_addr a = ip6("fd00:22::5");
+  std::memcpy(shared.b, &a, 16);
+  ASSERT_EQ(bpf_map__update_elem(dp_.ep->maps.container_addrs6, &k, sizeof k, &shared,
+                                 sizeof shared, BPF_ANY),
+            0);
+  check({"D dials the uplink's address:5000: to A's address on D's own network",
+         Hook::FromContainer, "moat-d", tcp6(D6, 40000, HOST6, 5000, kSyn), pass,
+         tcp6(D6, 40000, "fd00:22::5", 5000, kSyn), 2});
+}
+
+TEST_F(Nat6, HairpinToTheContainersOwnPublishedPort) {
+  check({"A dials its own published port at its gateway: source becomes the gateway, back out",
+         Hook::FromContainer, "moat-a", tcp6(A6, 40000, GW1_6, 5000, kSyn), redirect,
+         swap_macs(tcp6(GW1_6, 40000, A6, 5000, kSyn)), 2});
+  const std::optional<moat_ct6_entry> e =
+      ct6_get(dp_.ep, ct6_key(A6, 40000, GW1_6, 5000, IPPROTO_TCP));
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->flags & MOAT_CT_F_HAIRPIN, MOAT_CT_F_HAIRPIN);
+  const std::vector<Case> table = {
+      {"the redirected packet passes A's egress", Hook::ToContainer, "moat-a",
+       swap_macs(tcp6(GW1_6, 40000, A6, 5000, kSyn)), pass},
+      {"A's reply: back to the gateway:5000 it dialled, back out", Hook::FromContainer, "moat-a",
+       tcp6(A6, 5000, GW1_6, 40000, kSyn | kAck), redirect,
+       swap_macs(tcp6(GW1_6, 5000, A6, 40000, kSyn | kAck))},
+      {"which passes A's egress too", Hook::ToContainer, "moat-a",
+       swap_macs(tcp6(GW1_6, 5000, A6, 40000, kSyn | kAck)), pass},
+      {"A's next packet", Hook::FromContainer, "moat-a", tcp6(A6, 40000, GW1_6, 5000), redirect,
+       swap_macs(tcp6(GW1_6, 40000, A6, 5000))},
+      {"at the uplink's address, UDP 8080 -> 80", Hook::FromContainer, "moat-a",
+       udp6(A6, 40002, HOST6, 8080), redirect, swap_macs(udp6(HOST6, 40002, A6, 80)), 2},
+      {"its reply", Hook::FromContainer, "moat-a", udp6(A6, 80, HOST6, 40002), redirect,
+       swap_macs(udp6(HOST6, 8080, A6, 40002))},
+  };
+  for (const Case& c : table) check(c);
+}
+
+// ---- the extension headers the world may not use ----------------------------------------------
+
+TEST_F(Nat6, RoutingHeadersFromTheWorldAreDropped) {
+  // A type-4 (segment routing) header: the host would forward the packet to
+  // the next segment, here a container's address, unjudged.
+  const auto routed = [](uint8_t segments_left, uint16_t dport) {
+    Bytes p = {IPPROTO_TCP, 2, 4, segments_left, 0, 0, 0, 0};  // 24 bytes, type 4
+    const in6_addr seg = ip6(A6);
+    p.insert(p.end(), reinterpret_cast<const uint8_t*>(&seg),
+             reinterpret_cast<const uint8_t*>(&seg) + 16);
+    const Bytes l4 = tcp(40000, dport, kSyn, kData);
+    p.insert(p.end(), l4.begin(), l4.end());
+    return eth(
+        ETH_P_IPV6,
+        ipv6({.src = ip6(CLIENT6), .dst = ip6(HOST6), .next = IPPROTO_ROUTING, .hop_limit = 64},
+             p));
+  };
+  check({"to the host with a segment left", Hook::FromWorld, kUplink, routed(1, 5001),
+         drop(MOAT_DROP_IPV6_EXT_HEADERS)});
+  check({"even to a published port", Hook::FromWorld, kUplink, routed(1, 5000),
+         drop(MOAT_DROP_IPV6_EXT_HEADERS)});
+  check({"with none left the host is the destination: its business", Hook::FromWorld, kUplink,
+         routed(0, 5001), pass});
+}
+
 TEST_F(Nat6, NeighbourDiscoveryAtTheUplinkIsTheHosts) {
   const Bytes ns = eth(ETH_P_IPV6, ipv6({.src = ip6("fe80::1"),
                                          .dst = ip6("ff02::1:ff00:1"),

@@ -84,7 +84,7 @@ uint32_t ifindex_of_key(const std::vector<uint8_t>& key) {
 void Dataplane::clear_config() {
   const auto& maps = progs_.ep->maps;
   for (const bpf_map* m : {maps.addrs, maps.addrs6, maps.endpoints, maps.publish, maps.uplinks,
-                           maps.container_addrs, maps.ct, maps.frags})
+                           maps.container_addrs, maps.container_addrs6, maps.ct, maps.frags})
     clear_map(m);
   const uint32_t zero = 0;
   for (uint32_t key : uplink_slot_keys_)
@@ -106,6 +106,7 @@ void Dataplane::write_plan(const moat::MapPlan& m) {
   write_rows(maps.publish, m.publish);
   write_rows(maps.uplinks, m.uplinks);
   write_rows(maps.container_addrs, m.container_addrs);
+  write_rows(maps.container_addrs6, m.container_addrs6);
   for (const auto& [key, ep] : m.endpoints) ep_slot_[ifindex_of_key(key)] = ep.stats_slot;
   for (const auto& [key, up] : m.uplinks) {
     const uint32_t ifindex = ifindex_of_key(key);

@@ -113,6 +113,7 @@ struct Apply {
   ByteKeyed<moat_publish6_val> have_publish6;
   ByteKeyed<moat_uplink> have_uplinks;
   ByteKeyed<uint32_t> have_caddrs;
+  ByteKeyed<moat_ip> have_caddrs6;
   uint32_t last_rev = 0, rev = 0;
   json ifaces, uplinks, bridges;  // the new state rows
 };
@@ -282,7 +283,8 @@ Result<void> load(Apply& a, bool exists) {
                  dump_into<moat_publish_key>(maps.publish, a.have_publish),
                  dump_into<moat_publish6_key>(maps.publish6, a.have_publish6),
                  dump_into<uint32_t>(maps.uplinks, a.have_uplinks),
-                 dump_into<moat_container_net_key>(maps.container_addrs, a.have_caddrs)})
+                 dump_into<moat_container_net_key>(maps.container_addrs, a.have_caddrs),
+                 dump_into<moat_container_net_key>(maps.container_addrs6, a.have_caddrs6)})
     if (!r) return r;
   return {};
 }
@@ -341,6 +343,9 @@ Result<void> write(Apply& a) {
   if (r)
     r = upsert<moat_container_net_key>(maps.container_addrs, a.have_caddrs, a.want.container_addrs,
                                        &ignored, &ignored, a.dry_run);
+  if (r)
+    r = upsert<moat_container_net_key>(maps.container_addrs6, a.have_caddrs6,
+                                       a.want.container_addrs6, &ignored, &ignored, a.dry_run);
   return r;
 }
 
@@ -466,6 +471,9 @@ Result<void> remove_stale_entries(Apply& a) {
   if (r) r = remove_stale(maps.uplinks, a.have_uplinks, a.want.uplinks, &ignored, a.dry_run);
   if (r)
     r = remove_stale(maps.container_addrs, a.have_caddrs, a.want.container_addrs, &ignored,
+                     a.dry_run);
+  if (r)
+    r = remove_stale(maps.container_addrs6, a.have_caddrs6, a.want.container_addrs6, &ignored,
                      a.dry_run);
   if (r) r = remove_stale(maps.addrs, a.have_addrs, a.want.addrs, &rep.addrs_removed, a.dry_run);
   if (r) r = remove_stale(maps.addrs6, a.have_addrs6, a.want.addrs6, &rep.addrs_removed, a.dry_run);

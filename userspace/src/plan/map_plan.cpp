@@ -42,6 +42,9 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
     m.endpoints.emplace(key_bytes(static_cast<uint32_t>(host.ifindex.at(e.interface))), v);
     m.container_addrs.emplace(
         key_bytes(moat_container_net_key{e.value.container_id, e.value.net_id}), e.value.ipv4);
+    if (e.value.ipv6.w[0] | e.value.ipv6.w[1] | e.value.ipv6.w[2] | e.value.ipv6.w[3])
+      m.container_addrs6.emplace(
+          key_bytes(moat_container_net_key{e.value.container_id, e.value.net_id}), e.value.ipv6);
     json row{{"container", e.container},
              {"network", e.network},
              {"ip", Ipv4::from_be(e.value.ipv4).str()},

@@ -68,6 +68,7 @@ struct MapPlan {
   ByteKeyed<moat_publish6_val> publish6;
   ByteKeyed<moat_uplink> uplinks;
   ByteKeyed<uint32_t> container_addrs;
+  ByteKeyed<moat_ip> container_addrs6;  // only containers with IPv6 on that network
   std::vector<AttachmentRow> endpoint_rows, uplink_rows, bridge_rows;
 };
 
