@@ -39,8 +39,8 @@ Method:
       "within T%"         the interval's upper end is at most 1 + T;
       "slower by X%"      the whole interval is above 1 + T;
       "unclear: +X%"      the interval straddles 1 + T (more alternations).
-  - "pass" marks the cases whose packet passes (TC_ACT_OK); new_denied is
-    the only drop path moat_kernel_bench has.
+  - "pass" marks the cases whose packet passes (TC_ACT_OK); new_denied and
+    new_denied_v6 are the only drop paths moat_kernel_bench has.
 
 Output: a table on stdout, progress on stderr, and a JSON file (--out;
 default bench/results/compare-<UTC time>.json) with the parameters, both
@@ -59,7 +59,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DROP_PATHS = {"new_denied"}
+DROP_PATHS = {"new_denied", "new_denied_v6"}
 KEY_FIELDS = ("scenario", "hook", "path", "runs", "rules", "ports")
 # Setup figures worth comparing between the binaries for one case.
 SETUP_FIELDS = ("containers", "rules_per_container", "entries", "ipcache", "rules_requested")

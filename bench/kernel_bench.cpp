@@ -169,7 +169,7 @@ std::unique_ptr<PolicySetup> policy_setup(uint32_t rules, uint32_t max_container
   std::fprintf(stderr, "policy: %u rules as %u containers x %u rules: compiling, installing...",
                rules, c, p->rules_each);
   const auto t0 = Clock::now();
-  p->scale = load_scale(first, c, 1, p->rules_each);
+  p->scale = load_scale(first, c, 1, p->rules_each, /*ipv6=*/true);
   // Rules are numbered policy by policy: c<kMeasured + 1>'s policy, rule 0.
   p->measured_rule = (kMeasured + 1 - first) * p->rules_each;
   p->setup_s = seconds_since(t0);
@@ -178,39 +178,177 @@ std::unique_ptr<PolicySetup> policy_setup(uint32_t rules, uint32_t max_container
   return p;
 }
 
-void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Options& o) {
+// The measured pair's flow in one family: its frames, the admitted flow's
+// ct key and the family's maps (abi.h: ct and ct6 are separate tables with
+// rings of their own; both count in ct_owned).
+template <class K>
+struct PolicyFlow {
+  std::string suffix;  // of the paths: "" (IPv4), "_v6"
+  Bytes denied, admitted, established;
+  K flow;
+  const bpf_map* ct;
+  const bpf_map* ring_pos;
+  in_addr_t owner;  // whose quota the flow counts in
+};
+
+size_t ct_count(const Skeleton<endpoint_bpf>& skel, const moat_ct_key*) {
+  return ct_entries(skel).size();
+}
+size_t ct_count(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key*) {
+  return ct6_entries(skel).size();
+}
+std::optional<uint8_t> ct_kind(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& k) {
+  const std::optional<moat_ct_entry> e = ct_get(skel, k);
+  return e ? std::optional<uint8_t>(e->kind) : std::nullopt;
+}
+std::optional<uint8_t> ct_kind(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& k) {
+  const std::optional<moat_ct6_entry> e = ct6_get(skel, k);
+  return e ? std::optional<uint8_t>(e->kind) : std::nullopt;
+}
+
+// One family's policy cases, in the order they must run in each round:
+// new_denied, new_admitted, new_admitted_busy, established (the last
+// admitted run leaves the entry established finds). `with` makes a case's
+// meta from its path.
+template <class K>
+std::vector<Case> policy_family_cases(
+    const PolicySetup& p, const Options& o, const PolicyFlow<K>& f,
+    const std::function<Json(std::string, const char*, std::string)>& with) {
   const Skeleton<endpoint_bpf>& skel = p.scale.skel;
   const bpf_program* prog = skel->progs.from_container;
   const uint32_t dev = ifindex_of("moat-a");
-  const in_addr_t src = scale_ip(kMeasured), dst = scale_ip(kMeasured + 1);
-  auto frame = [&](uint16_t sport, uint16_t dport, uint8_t flags) {
-    return eth(ETH_P_IP, ipv4({.src = src, .dst = dst}, tcp(sport, dport, flags)));
-  };
-  // Below every rule's ports: the ct misses, then every policy lookup of
-  // both sides misses (the source is not isolated, the destination is).
-  const Bytes denied = frame(40000, kScaleFirstPort - 1, kSyn);
-  // c<kMeasured + 1>'s rule 0 admits c<kMeasured> on kScaleFirstPort.
-  const Bytes admitted = frame(40001, kScaleFirstPort, kSyn);
-  const Bytes established = frame(40001, kScaleFirstPort, kAck);
-  const moat_ct_key flow = ct_key(src, 40001, dst, kScaleFirstPort, IPPROTO_TCP);
   const std::string tag = "policy " + std::to_string(p.scale.rules) + " rules, ";
+  const std::string v6 = f.suffix.empty() ? "" : " (IPv6)";
+  const std::string denied_path = "new_denied" + f.suffix,
+                    admitted_path = "new_admitted" + f.suffix,
+                    busy_path = "new_admitted_busy" + f.suffix,
+                    established_path = "established" + f.suffix;
 
   // Once, that each frame takes the path it stands for.
   const StatsKey stats_key = {dev, MOAT_DIR_FROM_CONTAINER};
   const uint64_t denials =
       sum_stats(skel->maps.stats, stats_key).drops[-MOAT_DROP_POLICY_DEFAULT_DENY];
-  checked_run(tag + "new_denied", prog, dev, denied, 1, TC_ACT_SHOT);
+  const size_t entries = ct_count(skel, &f.flow);
+  checked_run(tag + denied_path, prog, dev, f.denied, 1, TC_ACT_SHOT);
   if (sum_stats(skel->maps.stats, stats_key).drops[-MOAT_DROP_POLICY_DEFAULT_DENY] != denials + 1)
-    throw std::runtime_error(tag + "new_denied: not dropped as policy-default-deny");
-  if (!ct_entries(skel).empty()) throw std::runtime_error(tag + "new_denied: left a ct entry");
-  checked_run(tag + "new_admitted", prog, dev, admitted, 1, TC_ACT_OK);
-  const std::optional<moat_ct_entry> e = ct_get(skel, flow);
-  if (!e || e->kind != MOAT_CT_TRACK || ct_entries(skel).size() != 1)
-    throw std::runtime_error(tag + "new_admitted: not tracked as one MOAT_CT_TRACK entry");
-  const std::map<uint32_t, uint64_t> hits = percpu_u64_nonzero(skel->maps.rule_hits);
-  if (hits != std::map<uint32_t, uint64_t>{{p.measured_rule, 1}})
-    throw std::runtime_error(tag + "new_admitted: not admitted by rule " +
+    throw std::runtime_error(tag + denied_path + ": not dropped as policy-default-deny");
+  if (ct_count(skel, &f.flow) != entries)
+    throw std::runtime_error(tag + denied_path + ": left a ct entry");
+  std::map<uint32_t, uint64_t> hits = percpu_u64_nonzero(skel->maps.rule_hits);
+  checked_run(tag + admitted_path, prog, dev, f.admitted, 1, TC_ACT_OK);
+  if (ct_kind(skel, f.flow) != MOAT_CT_TRACK || ct_count(skel, &f.flow) != entries + 1)
+    throw std::runtime_error(tag + admitted_path + ": not tracked as one MOAT_CT_TRACK entry");
+  hits[p.measured_rule]++;
+  if (percpu_u64_nonzero(skel->maps.rule_hits) != hits)
+    throw std::runtime_error(tag + admitted_path + ": not admitted by rule " +
                              std::to_string(p.measured_rule));
+
+  const K flow = f.flow;
+  const bpf_map *ct = f.ct, *ring_pos = f.ring_pos;
+  const in_addr_t owner = f.owner;
+  // The setup's run or the previous one left the flow's entry: its absence
+  // means a run was not tracked after all.
+  auto forget = [ct, flow, tag](const std::string& path) {
+    if (bpf_map__delete_elem(ct, &flow, sizeof flow, 0))
+      throw std::runtime_error(tag + path + ": deleting the ct entry: " + std::strerror(errno));
+  };
+  std::vector<Case> cases;
+  cases.push_back({with(denied_path, "repeat",
+                        "first packet of a flow the policy denies" + v6 +
+                            ": ct miss, every policy lookup misses, dropped"),
+                   repeated(tag + denied_path, prog, dev, f.denied, o.repeat, TC_ACT_SHOT),
+                   {}});
+  cases.push_back(
+      {with(admitted_path, "single",
+            "first packet of a flow the policy admits" + v6 +
+                ": ct miss, verdict, ct entry created"),
+       singles(tag + admitted_path, prog, dev, f.admitted, o.singles, TC_ACT_OK,
+               [ring_pos, tag, forget, admitted_path] {
+                 forget(admitted_path);
+                 // A quiet host: the ring holds fewer than MOAT_CT_QUOTA_FROM
+                 // flows, nothing is swept or counted (abi.h). Only the ring's
+                 // position is reset: walking a map here (ct_quota_clear)
+                 // would cool the caches and add ~100 ns to the next run.
+                 const uint32_t zero = 0;
+                 const moat_ct_ring_pos start{};
+                 if (bpf_map__update_elem(ring_pos, &zero, sizeof zero, &start, sizeof start, 0))
+                   throw std::runtime_error(
+                       tag + "resetting the ring's position: " + std::strerror(errno));
+               }),
+       {}});
+  cases.push_back(
+      {with(busy_path, "single",
+            "new_admitted" + f.suffix +
+                " on a busy host: the ring holds more than MOAT_CT_QUOTA_FROM flows, so the "
+                "flow is counted for its container (and the ring's sweeper, a timer, runs)"),
+       singles(tag + busy_path, prog, dev, f.admitted, o.singles, TC_ACT_OK,
+               [&skel, ring_pos, owner, tag, forget, busy_path] {
+                 forget(busy_path);
+                 // Thousands of singles would reach the container's quota.
+                 if (moat_test::ct_owned(skel, owner) > MOAT_CT_FLOW_QUOTA / 2)
+                   moat_test::ct_quota_clear(skel);
+                 const uint32_t zero = 0;
+                 moat_ct_ring_pos pos{};
+                 if (bpf_map__lookup_elem(ring_pos, &zero, sizeof zero, &pos, sizeof pos, 0))
+                   throw std::runtime_error(tag +
+                                            "reading the ring's position: " + std::strerror(errno));
+                 if (pos.tail - pos.head < MOAT_CT_QUOTA_FROM + 2 * MOAT_CT_SWEEP_GAP) {
+                   // Slots of flows long gone, for the sweeper's timer.
+                   pos.tail = pos.head + MOAT_CT_QUOTA_FROM + 1000;
+                   if (bpf_map__update_elem(ring_pos, &zero, sizeof zero, &pos, sizeof pos, 0))
+                     throw std::runtime_error(
+                         tag + "filling the ring's position: " + std::strerror(errno));
+                 }
+               }),
+       {}});
+  cases.push_back(
+      {with(established_path, "repeat",
+            "a packet of an admitted, tracked flow" + v6 + ": ct hit, policy not consulted"),
+       repeated(tag + established_path, prog, dev, f.established, o.repeat, TC_ACT_OK),
+       {}});
+  return cases;
+}
+
+// Every policy case in both families, each IPv6 case right after its IPv4
+// counterpart (issue 16: each IPv6 path's cost beside its IPv4 one); the
+// families' flows are independent, so interleaving them keeps each family's
+// order (policy_family_cases).
+void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Options& o) {
+  const Skeleton<endpoint_bpf>& skel = p.scale.skel;
+  const in_addr_t src = scale_ip(kMeasured), dst = scale_ip(kMeasured + 1);
+  auto frame = [&](uint16_t sport, uint16_t dport, uint8_t flags) {
+    return eth(ETH_P_IP, ipv4({.src = src, .dst = dst}, tcp(sport, dport, flags)));
+  };
+  const in6_addr src6 = ip6(scale_ip6(kMeasured).c_str()),
+                 dst6 = ip6(scale_ip6(kMeasured + 1).c_str());
+  auto frame6 = [&](uint16_t sport, uint16_t dport, uint8_t flags) {
+    return eth(ETH_P_IPV6, ipv6({.src = src6, .dst = dst6, .next = IPPROTO_TCP, .hop_limit = 64},
+                                tcp(sport, dport, flags)));
+  };
+  // Denied: below every rule's ports: the ct misses, then every policy
+  // lookup of both sides misses (the source is not isolated, the
+  // destination is). Admitted: c<kMeasured + 1>'s rule 0 admits
+  // c<kMeasured> on kScaleFirstPort.
+  const PolicyFlow<moat_ct_key> v4 = {"",
+                                      frame(40000, kScaleFirstPort - 1, kSyn),
+                                      frame(40001, kScaleFirstPort, kSyn),
+                                      frame(40001, kScaleFirstPort, kAck),
+                                      ct_key(src, 40001, dst, kScaleFirstPort, IPPROTO_TCP),
+                                      skel->maps.ct,
+                                      skel->maps.ct_ring_pos,
+                                      src};
+  uint32_t w[4];
+  std::memcpy(w, &src6, sizeof w);
+  const PolicyFlow<moat_ct6_key> v6 = {
+      "_v6",
+      frame6(40000, kScaleFirstPort - 1, kSyn),
+      frame6(40001, kScaleFirstPort, kSyn),
+      frame6(40001, kScaleFirstPort, kAck),
+      ct6_key(scale_ip6(kMeasured).c_str(), 40001, scale_ip6(kMeasured + 1).c_str(),
+              kScaleFirstPort, IPPROTO_TCP),
+      skel->maps.ct6,
+      skel->maps.ct6_ring_pos,
+      w[0] ^ w[1] ^ w[2] ^ w[3]};  // an IPv6 flow's owner: its address folded (abi.h)
 
   Json meta = {{"scenario", "policy"},
                {"hook", "from_container"},
@@ -219,6 +357,7 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
                {"rules_per_container", p.rules_each},
                {"entries", p.scale.entries},
                {"ipcache", p.scale.ipcache},
+               {"ipcache6", p.scale.ipcache6},
                {"setup_s", std::round(p.setup_s * 100) / 100}};
   if (p.scale.rules != p.requested) meta["rules_requested"] = p.requested;
   std::string note;
@@ -234,73 +373,19 @@ void add_policy_cases(std::vector<Case>& cases, const PolicySetup& p, const Opti
             "the measured flow's rule (id " +
             std::to_string(p.measured_rule) + ") is counted.";
   if (!note.empty()) meta["note"] = note;
-  auto with = [&](const char* path, const char* runs, const char* what) {
+  auto with = [&](std::string path, const char* runs, std::string what) {
     Json m = meta;
-    m["path"] = path;
+    m["path"] = std::move(path);
     m["runs"] = runs;
-    m["what"] = what;
+    m["what"] = std::move(what);
     return m;
   };
-  const endpoint_bpf* s = skel.get();
-  // The setup's run or the previous one left the flow's entry: its absence
-  // means a run was not tracked after all.
-  auto forget = [s, flow, tag](const char* path) {
-    if (bpf_map__delete_elem(s->maps.ct, &flow, sizeof flow, 0))
-      throw std::runtime_error(tag + path + ": deleting the ct entry: " + std::strerror(errno));
-  };
-  cases.push_back({with("new_denied", "repeat",
-                        "first packet of a flow the policy denies: ct miss, every policy lookup "
-                        "misses, dropped"),
-                   repeated(tag + "new_denied", prog, dev, denied, o.repeat, TC_ACT_SHOT),
-                   {}});
-  cases.push_back(
-      {with("new_admitted", "single",
-            "first packet of a flow the policy admits: ct miss, verdict, ct entry created"),
-       singles(tag + "new_admitted", prog, dev, admitted, o.singles, TC_ACT_OK,
-               [s, &skel, flow, tag, forget] {
-                 forget("new_admitted");
-                 // A quiet host: the ring holds fewer than MOAT_CT_QUOTA_FROM
-                 // flows, nothing is swept or counted (abi.h). Only the ring's
-                 // position is reset: walking a map here (ct_quota_clear)
-                 // would cool the caches and add ~100 ns to the next run.
-                 const uint32_t zero = 0;
-                 const moat_ct_ring_pos start{};
-                 if (bpf_map__update_elem(s->maps.ct_ring_pos, &zero, sizeof zero, &start,
-                                          sizeof start, 0))
-                   throw std::runtime_error(tag + "resetting ct_ring_pos: " +
-                                            std::strerror(errno));
-               }),
-       {}});
-  cases.push_back(
-      {with("new_admitted_busy", "single",
-            "new_admitted on a busy host: the ring holds more than MOAT_CT_QUOTA_FROM flows, "
-            "so the flow is counted for its container (and the ring's sweeper, a timer, runs)"),
-       singles(tag + "new_admitted_busy", prog, dev, admitted, o.singles, TC_ACT_OK,
-               [s, &skel, flow, tag, forget] {
-                 forget("new_admitted_busy");
-                 // Thousands of singles would reach the container's quota.
-                 if (moat_test::ct_owned(skel, flow.saddr) > MOAT_CT_FLOW_QUOTA / 2)
-                   moat_test::ct_quota_clear(skel);
-                 const uint32_t zero = 0;
-                 moat_ct_ring_pos pos{};
-                 if (bpf_map__lookup_elem(s->maps.ct_ring_pos, &zero, sizeof zero, &pos,
-                                          sizeof pos, 0))
-                   throw std::runtime_error(tag + "reading ct_ring_pos: " + std::strerror(errno));
-                 if (pos.tail - pos.head < MOAT_CT_QUOTA_FROM + 2 * MOAT_CT_SWEEP_GAP) {
-                   // Slots of flows long gone, for the sweeper's timer.
-                   pos.tail = pos.head + MOAT_CT_QUOTA_FROM + 1000;
-                   if (bpf_map__update_elem(s->maps.ct_ring_pos, &zero, sizeof zero, &pos,
-                                            sizeof pos, 0))
-                     throw std::runtime_error(tag + "filling ct_ring_pos: " +
-                                              std::strerror(errno));
-                 }
-               }),
-       {}});
-  // Runs after new_admitted in each round: its last run left the entry.
-  cases.push_back({with("established", "repeat",
-                        "a packet of an admitted, tracked flow: ct hit, policy not consulted"),
-                   repeated(tag + "established", prog, dev, established, o.repeat, TC_ACT_OK),
-                   {}});
+  std::vector<Case> c4 = policy_family_cases(p, o, v4, with);
+  std::vector<Case> c6 = policy_family_cases(p, o, v6, with);
+  for (size_t i = 0; i < c4.size(); i++) {
+    cases.push_back(std::move(c4[i]));
+    cases.push_back(std::move(c6.at(i)));
+  }
 }
 
 // ---- publish and baseline: a plain dataplane without policy ----------------------------
@@ -476,7 +561,7 @@ Json bench(const Options& o) {
     for (Case& c : cases) c.samples.push_back(c.measure());
   }
   for (const auto& p : policies)
-    if (ct_entries(p->scale.skel).size() != 1)
+    if (ct_entries(p->scale.skel).size() != 1 || ct6_entries(p->scale.skel).size() != 1)
       throw std::runtime_error("policy " + std::to_string(p->scale.rules) +
                                " rules: the denied runs created ct entries");
 
@@ -495,11 +580,12 @@ Json bench(const Options& o) {
                "the kernel's average over `repeat` repetitions; runs=single: the minimum of "
                "`singles` one-packet runs, the ct entry deleted before each"},
               {"policy_layout",
-               "containers c<i> at 10.0.0.2+i in 10.0.0.0/16, one identity each, each "
-               "ingress-isolated by rules_per_container rules allowing c<i-1> on one TCP port "
-               "each; measured: c" +
-                   std::to_string(kMeasured) + " (" + str(scale_ip(kMeasured)) + ") -> c" +
-                   std::to_string(kMeasured + 1)}};
+               "containers c<i> at 10.0.0.2+i in 10.0.0.0/16 and fd00:a::2+i in fd00:a::/64, "
+               "one identity each, each ingress-isolated by rules_per_container rules allowing "
+               "c<i-1> on one TCP port each; measured: c" +
+                   std::to_string(kMeasured) + " (" + str(scale_ip(kMeasured)) + ", " +
+                   scale_ip6(kMeasured) + ") -> c" + std::to_string(kMeasured + 1) +
+                   "; paths ending in _v6 over IPv6"}};
   doc["cases"] = Json::array();
   for (const Case& c : cases) {
     Json j = c.meta;

@@ -472,6 +472,7 @@ struct moat_ct6_ring_slot {
 	__u32 counted;
 };
 
+/* The context of program `ct6_reap`: moat_ct_reap_args for a `ct6` key. */
 struct moat_ct6_reap_args {
 	struct moat_ct6_key key;
 	__u32 reaped;

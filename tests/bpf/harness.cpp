@@ -147,6 +147,14 @@ uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct_key& key) {
   return args.reaped;
 }
 
+uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct6_key& key) {
+  moat_ct6_reap_args args = {.key = key, .reaped = 7, .pad = 0};
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof args);
+  if (int rc = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.ct6_reap), &opts))
+    fail("running ct6_reap", -rc);
+  return args.reaped;
+}
+
 void add_network(const Skeleton<endpoint_bpf>& skel, const Network& net) {
   const auto put = [&](uint32_t prefixlen, in_addr_t addr, moat_addr_kind kind) {
     const moat_lpm_v4_key key = {.prefixlen = prefixlen, .addr = addr};
@@ -374,6 +382,11 @@ moat_ct6_key ct6_key(const char* saddr, uint16_t sport, const char* daddr, uint1
 void ct_put(const Skeleton<endpoint_bpf>& skel, const moat_ct_key& key, const moat_ct_entry& e) {
   if (bpf_map__update_elem(skel->maps.ct, &key, sizeof key, &e, sizeof e, BPF_ANY))
     fail("ct update", errno);
+}
+
+void ct6_put(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& key, const moat_ct6_entry& e) {
+  if (bpf_map__update_elem(skel->maps.ct6, &key, sizeof key, &e, sizeof e, BPF_ANY))
+    fail("ct6 update", errno);
 }
 
 void ct_clear(const Skeleton<endpoint_bpf>& skel) {

@@ -57,14 +57,15 @@ Skeleton<endpoint_bpf> load_skeleton();
 // in production, where both objects open the same pins: seed and inspect the
 // maps through either skeleton.
 Skeleton<uplink_bpf> load_uplink_skeleton(const Skeleton<endpoint_bpf>& shared);
-// The same for reap.bpf.o, and one run of its ct_reap on `key`: its
-// `reaped` (1: the flow had expired and was ended).
+// The same for reap.bpf.o, and one run of its ct_reap (ct6_reap for an
+// IPv6 key) on `key`: its `reaped` (1: the flow had expired and was ended).
 Skeleton<reap_bpf> load_reap_skeleton(const Skeleton<endpoint_bpf>& shared);
 // The same for bridge.bpf.o (from_bridge, a guarded network's bridge).
 Skeleton<bridge_bpf> load_bridge_skeleton(const Skeleton<endpoint_bpf>& shared);
 // The same for sock.bpf.o (the cgroup socket hooks); attaching is the test's.
 Skeleton<sock_bpf> load_sock_skeleton(const Skeleton<endpoint_bpf>& shared);
 uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct_key& key);
+uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct6_key& key);
 
 // ---- hooks ----------------------------------------------------------------------
 
@@ -147,6 +148,7 @@ moat_ct6_key ct6_key(const char* saddr, uint16_t sport, const char* daddr, uint1
 std::optional<moat_ct6_entry> ct6_get(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& key);
 std::vector<std::pair<moat_ct6_key, moat_ct6_entry>> ct6_entries(
     const Skeleton<endpoint_bpf>& skel);
+void ct6_put(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& key, const moat_ct6_entry& e);
 void ct_clear(const Skeleton<endpoint_bpf>& skel);  // both families, the quota's maps too
 // Forgets every flow count and empties the ring (ct itself untouched).
 void ct_quota_clear(const Skeleton<endpoint_bpf>& skel);

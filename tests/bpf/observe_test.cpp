@@ -56,6 +56,12 @@ constexpr const char* C = "172.21.0.2";  // moat-c, net 2: isolated from A and B
 constexpr const char* HOST = "198.18.0.1";    // moat-u's address
 constexpr const char* CLIENT = "198.18.0.2";  // a client in the world
 constexpr const char* WORLD = "198.19.0.1";   // a server in the world
+// The same over IPv6 (Plane::with_ipv6()): net 1 has fd00:20::/64, A
+// publishes [HOST6]:8080 -> [A6]:80 as well.
+constexpr const char* A6 = "fd00:20::2";
+constexpr const char* B6 = "fd00:20::3";
+constexpr const char* HOST6 = "2001:db8:ff::1";
+constexpr const char* CLIENT6 = "2001:db8:1::7";
 
 constexpr const char* kDevA = "moat-a";
 constexpr const char* kDevB = "moat-b";
@@ -64,7 +70,8 @@ constexpr const char* kUplink = "moat-u";
 
 // The policy (hand-compiled, abi.h layouts), installed by tests that want one:
 // B admits A on TCP 80 (rule 3) and denies it TCP 22 explicitly (rule 5);
-// A admits the world on TCP 80 (rule 11), so the published port obeys it.
+// A admits the world on TCP 80 (rule 11; IPv6's world, MOAT_ID_WORLD6, too),
+// so the published port obeys it.
 // Both are ingress-isolated: anything else to them is default-denied.
 constexpr uint32_t kIdA = MOAT_ID_FIRST_DYNAMIC, kIdB = MOAT_ID_FIRST_DYNAMIC + 1;
 constexpr uint32_t kRuleAllowHttp = 3, kRuleDenySsh = 5, kRulePublished = 11;
@@ -76,6 +83,16 @@ IpcacheEntries policy_ipcache() {
           {{32, ip4(HOST)}, {MOAT_ID_HOST, 0}},
           {{32, kNet1.gateway}, {MOAT_ID_HOST, 0}}};
 }
+Ipcache6Entries policy_ipcache6() {
+  const uint32_t in = MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED;
+  const auto host = [](const char* a) {
+    moat_lpm_v6_key k{.prefixlen = 128, .addr = {}};
+    const in6_addr x = ip6(a);
+    std::memcpy(k.addr.b, &x, 16);
+    return k;
+  };
+  return {{host(A6), {kIdA, in}}, {host(B6), {kIdB, in}}};
+}
 PolicyEntries policy_entries() {
   const auto key = [](uint32_t subject, uint32_t peer, uint16_t port) {
     return moat_policy_key{.subject = subject,
@@ -86,7 +103,8 @@ PolicyEntries policy_entries() {
   };
   return {{key(kIdB, kIdA, 80), {MOAT_POLICY_ALLOW, kRuleAllowHttp}},
           {key(kIdB, kIdA, 22), {MOAT_POLICY_DENY, kRuleDenySsh}},
-          {key(kIdA, MOAT_ID_WORLD, 80), {MOAT_POLICY_ALLOW, kRulePublished}}};
+          {key(kIdA, MOAT_ID_WORLD, 80), {MOAT_POLICY_ALLOW, kRulePublished}},
+          {key(kIdA, MOAT_ID_WORLD6, 80), {MOAT_POLICY_ALLOW, kRulePublished}}};
 }
 
 // ---- frames -----------------------------------------------------------------------
@@ -114,6 +132,21 @@ Bytes lldp() { return eth(0x88cc, Bytes(46, 0)); }  // neither IPv4, IPv6 nor AR
 
 moat_ct_key tcp_key(const char* s, uint16_t sp, const char* d, uint16_t dp) {
   return ct_key(s, sp, d, dp, IPPROTO_TCP);
+}
+Bytes tcp6(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kAck,
+           size_t data = 0) {
+  return eth(
+      ETH_P_IPV6,
+      ipv6(
+          {.src = ip6(s), .dst = ip6(d), .next = IPPROTO_TCP, .hop_limit = 64, .l4_checksum = true},
+          tcp(sp, dp, flags, Bytes(data, 0x5a))));
+}
+moat_ct6_key tcp6_key(const char* s, uint16_t sp, const char* d, uint16_t dp) {
+  return ct6_key(s, sp, d, dp, IPPROTO_TCP);
+}
+// An IPv6 flow event's tuple: protocol and ports, its addresses in src6/dst6.
+moat_ct_key ports_of(const moat_ct6_key& k) {
+  return {.saddr = 0, .daddr = 0, .sport = k.sport, .dport = k.dport, .proto = k.proto, .pad = {}};
 }
 
 // The source port of a frame (the masquerade port after to_world).
@@ -194,7 +227,19 @@ struct Plane : Programs {
     add_publish(ep, {0, 8080, IPPROTO_TCP, ip4(A), 80, ifindex[kDevA], kNet1.id});
   }
 
-  void with_policy(uint32_t rev = 1) { install_policy(ep, rev, policy_ipcache(), policy_entries()); }
+  void with_policy(uint32_t rev = 1) {
+    install_policy(ep, rev, policy_ipcache(), policy_entries(), policy_ipcache6());
+  }
+  // Net 1 dual-stack: A and B get their IPv6 addresses, the uplink HOST6,
+  // and A's published port is published over IPv6 too.
+  void with_ipv6() {
+    add_network6(ep, kNet1, "fd00:20::", 64, "fd00:20::1");
+    set_endpoint_ipv6(ep, ifindex[kDevA], A6);
+    set_endpoint_ipv6(ep, ifindex[kDevB], B6);
+    add_uplink(ep, ifindex[kUplink], ip4(HOST), HOST6);
+    add_host_addr6(ep, HOST6);
+    add_publish6(ep, "::", 8080, IPPROTO_TCP, A6, 80, ifindex[kDevA], kNet1.id);
+  }
 };
 
 // What an event must say; flow counts are checked only for flow events.
@@ -262,8 +307,9 @@ class Obs : public ::testing::Test {
     return p;
   }
 
-  // One run of ct_reap on `key` (reap.bpf.c).
-  uint32_t reap_flow(const moat_ct_key& key) {
+  // One run of ct_reap (ct6_reap for an IPv6 key) on `key` (reap.bpf.c).
+  template <class K>
+  uint32_t reap_flow(const K& key) {
     const uint64_t t0 = monotonic_ns();
     const uint32_t reaped = reap(dp_->rp, key);
     last_run_ = {t0, monotonic_ns()};
@@ -317,6 +363,13 @@ class Obs : public ::testing::Test {
     ASSERT_TRUE(e.has_value()) << "no ct entry " << key;
     f(*e);
     ct_put(ep(), key, *e);
+  }
+  template <class F>
+  void edit_ct6(const moat_ct6_key& key, F f) {
+    std::optional<moat_ct6_entry> e = ct6_get(ep(), key);
+    ASSERT_TRUE(e.has_value()) << "no ct6 entry";
+    f(*e);
+    ct6_put(ep(), key, *e);
   }
 
   std::unique_ptr<Plane> dp_;
@@ -866,6 +919,92 @@ TEST_F(Obs, StoppedFlowsAreEndedByTheReaper) {
   EXPECT_FALSE(ct_get(ep(), reply).has_value());
   EXPECT_EQ(reap_flow(orig), 0u);
   expect_none("the partner of a reaped flow");
+}
+
+// The same for IPv6 flows, through ct6_reap: their ends carry their
+// addresses (src6, dst6; the tuples their protocol and ports).
+TEST_F(Obs, StoppedIpv6FlowsAreEndedByTheReaper) {
+  dp_->with_ipv6();
+  dp_->with_policy();
+  const uint64_t past = monotonic_ns() - kSec;
+
+  // Tracked (one entry): A6:40000 -> B6:80, admitted by rule 3.
+  const moat_ct6_key k = tcp6_key(A6, 40000, B6, 80);
+  const Bytes syn = tcp6(A6, 40000, B6, 80, kSyn), synack = tcp6(B6, 80, A6, 40000, kSyn | kAck, 8);
+  go(Hook::FromContainer, kDevA, syn, TC_ACT_OK);
+  go(Hook::ToContainer, kDevA, synack, TC_ACT_OK);
+  ASSERT_EQ(events().size(), 1u) << "the flow's FLOW_NEW";
+  ASSERT_EQ(ct6_get(ep(), k).value_or(moat_ct6_entry{}).kind, MOAT_CT_TRACK);
+  EXPECT_TRUE(ct_entries(ep()).empty()) << "nothing in the IPv4 table";
+
+  EXPECT_EQ(reap_flow(k), 0u) << "a live flow";
+  expect_none("reaping a live IPv6 flow");
+  EXPECT_TRUE(ct6_get(ep(), k).has_value());
+
+  edit_ct6(k, [&](moat_ct6_entry& e) { e.expires_ns = past; });
+  EXPECT_EQ(reap_flow(k), 1u);
+  expect_one({.type = MOAT_EV_FLOW_END,
+              .dev = kDevA,
+              .dir = MOAT_DIR_FROM_CONTAINER,
+              .kind = MOAT_CT_TRACK,
+              .tcp_state = MOAT_TCP_ESTABLISHED,
+              .rule = kRuleAllowHttp,
+              .tuple = ports_of(k),
+              .xlated = ports_of(k),
+              .packets = 1,
+              .bytes = syn.size(),
+              .reply_packets = 1,
+              .reply_bytes = synack.size(),
+              .flags = MOAT_EV_F_IPV6,
+              .src6 = ip6(A6),
+              .dst6 = ip6(B6)});
+  EXPECT_FALSE(ct6_get(ep(), k).has_value());
+  EXPECT_EQ(reap_flow(k), 0u) << "gone already";
+  expect_none("reaping an IPv6 flow that is gone");
+
+  // Published (a translated pair): [CLIENT6]:40000 -> [HOST6]:8080 becomes
+  // [A6]:80. One idle direction is no end; both idle, reaped from the reply
+  // key, it is told once, by its original tuple, and both entries go.
+  const moat_ct6_key orig = tcp6_key(CLIENT6, 40000, HOST6, 8080);
+  const moat_ct6_key reply = tcp6_key(A6, 80, CLIENT6, 40000);
+  const Bytes psyn = tcp6(CLIENT6, 40000, HOST6, 8080, kSyn);
+  const Bytes psynack = tcp6(A6, 80, CLIENT6, 40000, kSyn | kAck, 5);
+  go(Hook::FromWorld, kUplink, psyn, TC_ACT_OK);
+  go(Hook::ToWorld, kUplink, psynack, TC_ACT_OK);
+  const std::vector<moat_event> opened = events();
+  ASSERT_EQ(opened.size(), 1u) << "the published flow's FLOW_NEW; the first: "
+                               << (opened.empty() ? moat_event{} : opened[0]);
+  ASSERT_EQ(ct6_get(ep(), orig).value_or(moat_ct6_entry{}).kind, MOAT_CT_DNAT);
+  ASSERT_EQ(ct6_get(ep(), reply).value_or(moat_ct6_entry{}).kind, MOAT_CT_DNAT_REPLY);
+
+  EXPECT_EQ(reap_flow(orig), 0u) << "a live pair";
+  edit_ct6(orig, [&](moat_ct6_entry& e) { e.expires_ns = past; });
+  EXPECT_EQ(reap_flow(orig), 0u) << "the reply direction is live";
+  expect_none("one idle IPv6 direction");
+  EXPECT_TRUE(ct6_get(ep(), orig).has_value());
+  edit_ct6(orig, [&](moat_ct6_entry& e) { e.expires_ns = past; });
+  edit_ct6(reply, [&](moat_ct6_entry& e) { e.expires_ns = past; });
+  EXPECT_EQ(reap_flow(reply), 1u);
+  expect_one({.type = MOAT_EV_FLOW_END,
+              .dev = kUplink,
+              .dir = MOAT_DIR_FROM_WORLD,
+              .kind = MOAT_CT_DNAT,
+              .tcp_state = MOAT_TCP_ESTABLISHED,
+              .rule = kRulePublished,
+              .tuple = ports_of(orig),
+              .xlated = ports_of(tcp6_key(CLIENT6, 40000, A6, 80)),
+              .packets = 1,
+              .bytes = psyn.size(),
+              .reply_packets = 1,
+              .reply_bytes = psynack.size(),
+              .flags = MOAT_EV_F_IPV6,
+              .src6 = ip6(CLIENT6),
+              .dst6 = ip6(HOST6)});
+  EXPECT_FALSE(ct6_get(ep(), orig).has_value());
+  EXPECT_FALSE(ct6_get(ep(), reply).has_value());
+  EXPECT_EQ(reap_flow(orig), 0u);
+  expect_none("the partner of a reaped IPv6 flow");
+  EXPECT_TRUE(ct6_entries(ep()).empty());
 }
 
 TEST_F(Obs, FlowUpdateAtMostEveryReportInterval) {

@@ -36,7 +36,21 @@ moat::PolicyPlan compile(const moat::Config& cfg, const std::vector<moat::Ipv4>&
 
 in_addr_t scale_ip(uint32_t i) { return htonl(0x0a000002u + i); }
 
-Json scale_document(uint32_t first, uint32_t count, uint32_t ports, uint32_t rules_each) {
+std::string scale_ip6(uint32_t i) {
+  in6_addr a{};
+  inet_pton(AF_INET6, "fd00:a::", &a);
+  const uint32_t low = 2 + i;
+  a.s6_addr[12] = uint8_t(low >> 24);
+  a.s6_addr[13] = uint8_t(low >> 16);
+  a.s6_addr[14] = uint8_t(low >> 8);
+  a.s6_addr[15] = uint8_t(low);
+  char text[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET6, &a, text, sizeof text);
+  return text;
+}
+
+Json scale_document(uint32_t first, uint32_t count, uint32_t ports, uint32_t rules_each,
+                    bool ipv6) {
   if (count == 0 || first + count > kScaleMaxContainers)
     throw std::invalid_argument("scale_document: containers " + std::to_string(first) + ".." +
                                 std::to_string(first + count) + " do not fit in 10.0.0.0/16");
@@ -46,6 +60,7 @@ Json scale_document(uint32_t first, uint32_t count, uint32_t ports, uint32_t rul
                                 std::to_string(ports) + " ports run past port 65535");
   Json doc;
   doc["networks"] = J("[{'name': 'scale', 'subnet': '10.0.0.0/16'}]");
+  if (ipv6) doc["networks"][0]["ipv6_subnet"] = "fd00:a::/64";
   doc["containers"] = Json::array();
   doc["policies"] = Json::array();
   for (uint32_t i = first; i < first + count; i++) {
@@ -58,6 +73,7 @@ Json scale_document(uint32_t first, uint32_t count, uint32_t ports, uint32_t rul
     c["name"] = name;
     c["labels"] = Json::object({{"id", name}});
     c["networks"] = Json::array({Json::object({{"network", "scale"}, {"ip", ip}})});
+    if (ipv6) c["networks"][0]["ipv6"] = scale_ip6(i);
     doc["containers"].push_back(c);
     Json from = Json::array({J("{'podSelector': {'matchLabels': {}}}")});
     from[0]["podSelector"]["matchLabels"]["id"] = peer;
@@ -78,13 +94,15 @@ Json scale_document(uint32_t first, uint32_t count, uint32_t ports, uint32_t rul
   return doc;
 }
 
-Scale load_scale(uint32_t first, uint32_t count, uint32_t ports, uint32_t rules_each) {
+Scale load_scale(uint32_t first, uint32_t count, uint32_t ports, uint32_t rules_each, bool ipv6) {
   Scale s;
-  const moat::Config cfg = parse(scale_document(first, count, ports, rules_each), "scale.json");
+  const moat::Config cfg =
+      parse(scale_document(first, count, ports, rules_each, ipv6), "scale.json");
   const moat::PolicyPlan plan = compile(cfg);
   s.rules = plan.rules.size();
   s.entries = plan.entries.size();
   s.ipcache = plan.ipcache.size();
+  s.ipcache6 = plan.ipcache6.size();
   s.skel = load_skeleton();
   const moat::Network& n = cfg.networks.at(0);
   const Network net = {1, n.subnet.addr.to_be(), n.subnet.len, n.gateway.to_be(),
@@ -92,9 +110,16 @@ Scale load_scale(uint32_t first, uint32_t count, uint32_t ports, uint32_t rules_
   add_network(s.skel, net);
   // Only the measured container's runs claim a device; the others just have
   // to exist, on ifindexes no device in the namespace has.
-  for (uint32_t i = first; i < first + count; i++)
-    add_endpoint(s.skel, i == kMeasured ? ifindex_of("moat-a") : 100000 + i, net, scale_ip(i));
-  install_policy(s.skel, 1, plan.ipcache, plan.entries);
+  if (ipv6) {
+    const std::string subnet6 = n.subnet6->addr.str(), gateway6 = n.gateway6.str();
+    add_network6(s.skel, net, subnet6.c_str(), n.subnet6->len, gateway6.c_str());
+  }
+  for (uint32_t i = first; i < first + count; i++) {
+    const uint32_t ifindex = i == kMeasured ? ifindex_of("moat-a") : 100000 + i;
+    add_endpoint(s.skel, ifindex, net, scale_ip(i));
+    if (ipv6) set_endpoint_ipv6(s.skel, ifindex, scale_ip6(i).c_str());
+  }
+  install_policy(s.skel, 1, plan.ipcache, plan.entries, plan.ipcache6);
   return s;
 }
 

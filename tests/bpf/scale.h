@@ -52,18 +52,25 @@ inline constexpr uint32_t kScaleMaxContainers = 65533;  // 10.0.0.2 .. 10.0.255.
 inline constexpr uint32_t kMeasured = 500;
 inline constexpr uint16_t kScaleFirstPort = 10000;
 
+// With `ipv6`, the network is dual-stack (fd00:a::/64) and c<i> has
+// scale_ip6(i), fd00:a::2 + i, too: the same policy, the same identities,
+// reached over either family (moat_kernel_bench times both).
 in_addr_t scale_ip(uint32_t i);
+std::string scale_ip6(uint32_t i);
 nlohmann::json scale_document(uint32_t first, uint32_t count, uint32_t ports,
-                              uint32_t rules_each = 1);
+                              uint32_t rules_each = 1, bool ipv6 = false);
 
 // A skeleton with scale_document's network, every container's endpoint (only
 // c<kMeasured> on a real device, moat-a; the others on made-up ifindexes, so
 // at most MOAT_MAX_ENDPOINTS containers) and its compiled policy installed as
-// revision 1. The counts are the compiled plan's.
+// revision 1. The counts are the compiled plan's. With `ipv6`, the IPv6
+// half as well: the network's IPv6 subnet and gateway, the endpoints'
+// IPv6 addresses, the plan's ipcache6 (ipcache6 counts its entries).
 struct Scale {
   Skeleton<endpoint_bpf> skel;
-  size_t rules = 0, entries = 0, ipcache = 0;
+  size_t rules = 0, entries = 0, ipcache = 0, ipcache6 = 0;
 };
-Scale load_scale(uint32_t first, uint32_t count, uint32_t ports, uint32_t rules_each = 1);
+Scale load_scale(uint32_t first, uint32_t count, uint32_t ports, uint32_t rules_each = 1,
+                 bool ipv6 = false);
 
 }  // namespace moat_test

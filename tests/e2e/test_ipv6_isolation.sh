@@ -5,7 +5,8 @@
 # IPv4; a container sends only from its own addresses; link-local peers are
 # the host (always) or the network's containers (icc). The world: NAT66
 # behind the uplink's IPv6 address (routed for masquerade: false), published
-# ports over IPv6 from the outside, nothing else in.
+# ports over IPv6 from the outside, nothing else in. An IPv6 flow that
+# simply stops is ended by `moat ct gc` with its flow_end event.
 source "$(dirname "$0")/lib.sh"
 F=$E2E_DIR/dual-stack.json
 L=$(unique_lab v6iso)
@@ -22,6 +23,14 @@ link_local() { "$MOAT" lab exec --lab "$L" "$1" -- ip -6 -o addr show dev "$2" s
 echo "the lab is dual-stack"
 check "f1 has its IPv6 address" bash -c "'$MOAT' lab exec --lab '$L' f1 -- ip -6 -o addr show dev eth0 | grep -q ' $F1/64 '"
 check "f1 has an IPv6 default route via its gateway" bash -c "'$MOAT' lab exec --lab '$L' f1 -- ip -6 route show default | grep -q 'via $FGW'"
+
+# A ping that simply stops, masqueraded (NAT66, so tracked in ct6): by the
+# end of the test its ICMP timeout has passed and only `moat ct gc` (no
+# reader runs, and no packet meets it again) ends it.
+W6=2001:db8:2::53
+ex f1 -- ping -6 -c1 -W3 $W6 >/dev/null 2>&1
+check "a ping from f1 to the IPv6 internet server is answered" [ $? -eq 0 ]
+PING6_AT=$SECONDS
 
 echo "one network talks over IPv6"
 must_pass "f1 -> f2 tcp" "$L" f1 tcp $F2 80 f2
@@ -122,4 +131,28 @@ echo "an attachment without an IPv6 address sends no IPv6 data"
 # o1's network has no IPv6 subnet; its kernel still has a link-local address.
 ex o1 -- ping -6 -c1 -W1 ff02::1%eth0 >/dev/null 2>&1 || true
 n=$(drops "$L" ipv6-not-enabled); check "ipv6-not-enabled drops counted ($n)" [ "$n" -gt 0 ]
+
+echo "moat ct gc ends stopped IPv6 flows"
+ICMP_TIMEOUT=$(awk '$2 == "MOAT_CT_TIMEOUT_ICMP" { print $3 }' "$REPO/bpf/abi.h")
+left=$(( ICMP_TIMEOUT + 2 - (SECONDS - PING6_AT) ))
+[ "$left" -gt 0 ] && sleep "$left"
+"$MOAT" flows --lab "$L" --json >/dev/null 2>&1   # drain what is queued
+gc=$("$MOAT" ct gc --lab "$L" --json)
+check "ct gc ended IPv6 flows, counted as such ($gc)" \
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); f=d["by_family"]
+assert f["ipv6"] >= 1 and d["flows_ended"] == f["ipv4"] + f["ipv6"]' "$gc"
+"$MOAT" flows --lab "$L" --json >"$TMP/ended6.json" 2>"$TMP/ended6.err" || cat "$TMP/ended6.err"
+n=$(python3 -c '
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if (e.get("type") == "flow_end" and e.get("family") == "ipv6"
+            and e.get("protocol") == "icmpv6" and e["src"].get("ip") == sys.argv[2]
+            and e["dst"].get("ip") == sys.argv[3]
+            and e.get("packets") == 1 and e.get("reply_packets") == 1):
+        n += 1
+print(n)' "$TMP/ended6.json" $F1 $W6)
+# The pings of the world section above may have expired by now as well.
+check "moat flows: the stopped ping f1 -> $W6 ended, 1 packet each way ($n events)" [ "$n" -ge 1 ]
 finish

@@ -550,8 +550,10 @@ check "stats: rule hits name the policies; lost events reported" \
 # timing of the probes above). That an expired flow is ended with its event
 # is BPF_PROG_TEST_RUN's to show (Obs.StoppedFlowsAreEndedByTheReaper).
 gc=$("$MOAT" ct gc --lab "$L" --json)
-check "ct gc loads the reaper and reports flows_ended ($gc)" \
-  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["flows_ended"] >= 0' "$gc"
+check "ct gc loads the reaper and reports flows_ended, per family too ($gc)" \
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); f=d["by_family"]
+assert d["flows_ended"] >= 0 and f["ipv4"] >= 0 and f["ipv6"] >= 0
+assert d["flows_ended"] == f["ipv4"] + f["ipv6"]' "$gc"
 # A flow that simply stops: one ping to the internet server (masqueraded,
 # so tracked), then nothing. `moat flows --follow` sweeps it once its ICMP
 # timeout has passed and shows its end, with the counts of both directions.

@@ -56,12 +56,16 @@ int run_ct_list(const CtArgs& a) {
 
 int run_ct_gc(const CtArgs& a) {
   std::string instance = ct_instance(a);
-  int n = check(moat::ct_gc(instance));
+  moat::CtSwept n = check(moat::ct_gc(instance));
   if (a.as_json)
-    std::cout << json{{"instance", instance}, {"flows_ended", n}}.dump() << "\n";
+    std::cout << json{{"instance", instance},
+                      {"flows_ended", n.total()},
+                      {"by_family", {{"ipv4", n.ipv4}, {"ipv6", n.ipv6}}}}
+                     .dump()
+              << "\n";
   else
-    std::cout << "ended " << n << " expired flows (instance " << instance
-              << "; their flow-end events are in the ring buffer)\n";
+    std::cout << "ended " << n.total() << " expired flows (IPv4 " << n.ipv4 << ", IPv6 " << n.ipv6
+              << "; instance " << instance << "; their flow-end events are in the ring buffer)\n";
   return 0;
 }
 
@@ -77,9 +81,9 @@ void add_ct_commands(CLI::App& app, CommandTable& table) {
   auto* list = ct->add_subcommand("list", "Live entries: tuple, what it becomes, state, counters");
   auto* gc = ct->add_subcommand(
       "gc",
-      "End expired flows now: delete their entries and emit their flow-end events (the\n"
-      "programs end the ones a packet meets; `moat flows --follow` and `moat serve` sweep\n"
-      "every 2 s)");
+      "End expired flows now, IPv4 and IPv6: delete their entries and emit their flow-end\n"
+      "events (the programs end the ones a packet meets; `moat flows --follow` and\n"
+      "`moat serve` sweep every 2 s)");
   for (auto* sub : {list, gc}) {
     add_instance_options(sub, a->instance, a->lab);
     sub->add_flag("--json", a->as_json, "machine-readable output");

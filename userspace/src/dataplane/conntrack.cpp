@@ -113,26 +113,45 @@ Result<CtReaper> CtReaper::open(const std::string& instance) {
   return CtReaper(std::make_unique<Impl>(Impl{std::move(*skel)}));
 }
 
-Result<int> CtReaper::sweep() {
-  auto all = dump_map<moat_ct_key, moat_ct_entry>(impl_->skel->maps.ct);
+namespace {
+
+// Runs `prog` (ct_reap or ct6_reap, whose context is Args) on every expired
+// entry of `map`; returns how many flows it ended.
+template <class K, class E, class Args>
+Result<int> reap_expired(const bpf_map* map, const bpf_program* prog, const char* what) {
+  auto all = dump_map<K, E>(map);
   if (!all) return std::unexpected(all.error());
   uint64_t now = monotonic_ns();
-  int prog = bpf_program__fd(impl_->skel->progs.ct_reap);
+  int fd = bpf_program__fd(prog);
   int ended = 0;
   for (const auto& [kb, e] : *all) {
     if (e.expires_ns >= now) continue;
     // The program decides (partner alive, already ended with its partner).
-    moat_ct_reap_args args{};
+    Args args{};
+    static_assert(sizeof(args.key) == sizeof(K));
     std::memcpy(&args.key, kb.data(), sizeof(args.key));
     LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof(args));
-    if (int rc = bpf_prog_test_run_opts(prog, &opts); rc != 0)
-      return fail_errno("run ct_reap", rc);
+    if (int rc = bpf_prog_test_run_opts(fd, &opts); rc != 0)
+      return fail_errno(std::string("run ") + what, rc);
     ended += static_cast<int>(args.reaped);
   }
   return ended;
 }
 
-Result<int> ct_gc(const std::string& instance) {
+}  // namespace
+
+Result<CtSwept> CtReaper::sweep() {
+  const auto& skel = impl_->skel;
+  auto v4 = reap_expired<moat_ct_key, moat_ct_entry, moat_ct_reap_args>(
+      skel->maps.ct, skel->progs.ct_reap, "ct_reap");
+  if (!v4) return std::unexpected(v4.error());
+  auto v6 = reap_expired<moat_ct6_key, moat_ct6_entry, moat_ct6_reap_args>(
+      skel->maps.ct6, skel->progs.ct6_reap, "ct6_reap");
+  if (!v6) return std::unexpected(v6.error());
+  return CtSwept{.ipv4 = *v4, .ipv6 = *v6};
+}
+
+Result<CtSwept> ct_gc(const std::string& instance) {
   auto reaper = CtReaper::open(instance);
   if (!reaper) return std::unexpected(reaper.error());
   return reaper->sweep();

@@ -76,14 +76,22 @@ Result<nlohmann::json> ct_entries(const std::string& instance);
 nlohmann::json ct_entry_json(const moat_ct_key& k, const moat_ct_entry& e, uint64_t now_ns);
 nlohmann::json ct_entry_json(const moat_ct6_key& k, const moat_ct6_entry& e, uint64_t now_ns);
 
+// Flows one sweep ended, per family (`ct`, `ct6`).
+struct CtSwept {
+  int ipv4 = 0;
+  int ipv6 = 0;
+  int total() const { return ipv4 + ipv6; }
+};
+
 // Ends the flows whose entries expired and that no packet met since (the
-// programs end a flow lazily, when a packet meets it): through reap.bpf.c,
-// so each gets its flow-end event like any other. Readers of the events
-// keep one open and sweep now and then; `moat ct gc` sweeps once.
+// programs end a flow lazily, when a packet meets it): through reap.bpf.c
+// (ct_reap, ct6_reap), so each gets its flow-end event like any other.
+// Readers of the events keep one open and sweep now and then; `moat ct gc`
+// sweeps once.
 class CtReaper {
  public:
   static Result<CtReaper> open(const std::string& instance);
-  Result<int> sweep();  // flows ended
+  Result<CtSwept> sweep();  // both families
   CtReaper(CtReaper&&) noexcept;
   CtReaper& operator=(CtReaper&&) noexcept;
   ~CtReaper();
@@ -95,7 +103,7 @@ class CtReaper {
 };
 
 // One sweep of a CtReaper. Returns how many flows it ended.
-Result<int> ct_gc(const std::string& instance);
+Result<CtSwept> ct_gc(const std::string& instance);
 
 // The verdict of the loaded policy generation on a new flow, computed with
 // the kernel's own maps and the programs' lookup order (bpf/lib/policy.h):
