@@ -10,7 +10,7 @@ every error object is checked against the spec for the conflist's version;
 a result that breaks it is reported on stderr and exits 3.
 
   cni_runtime.py add|check|del|gc|status|version --conflist F --cache DIR \\
-      [--netns PATH --id ID --ifname eth0 --args 'K=V;..'] [--port 8080:80/tcp]...
+      [--netns PATH --id ID --ifname eth0 --args 'K=V;..'] [--port [HOSTIP:]8080:80/tcp]...
       [--label K=V]... [--only TYPE] [--valid ID/IFNAME]... [--no-prev | --prev-from F]
 
 Prints the final result (ADD), the error object of the first plugin that
@@ -113,11 +113,18 @@ def invoke(plugin, command, args, net, prev):
 
 
 def port_mapping(text):
+    """8080:80/tcp, 127.0.0.1:8080:80, [::1]:8080:80: an IPv6 hostIP goes
+    out bare, as runtimes send it (portmap's convention)."""
     spec, _, proto = text.partition("/")
+    host_ip = None
+    if spec.startswith("["):
+        host_ip, _, spec = spec[1:].partition("]:")
     parts = spec.split(":")
-    m = {"hostPort": int(parts[-2]), "containerPort": int(parts[-1]), "protocol": proto or "tcp"}
     if len(parts) == 3:
-        m["hostIP"] = parts[0]
+        host_ip = parts.pop(0)
+    m = {"hostPort": int(parts[-2]), "containerPort": int(parts[-1]), "protocol": proto or "tcp"}
+    if host_ip is not None:
+        m["hostIP"] = host_ip
     return m
 
 

@@ -208,6 +208,10 @@ else
   bad "dual-stack conflists"
 fi
 inhost sysctl -qw net.ipv6.conf.all.forwarding=1
+# The uplink's IPv6 address: published ports over IPv6 are reachable there.
+UP6=2001:db8:2::1
+ip -n "$HOST" addr add "$UP6/64" dev up0 nodad && ip -n "$OUT" addr add 2001:db8:2::2/64 dev up0 nodad ||
+  bad "IPv6 addresses on the uplink"
 check "ADD x1 (d4, dual-stack)" add x1 d4
 check "ADD x2 (d4)" add x2 d4
 check "ADD y1 (d5, another dual-stack network)" add y1 d5
@@ -222,6 +226,34 @@ passes "host -> x2:80 over IPv6" "$HOST" "[$X2]" 80 x2
 passes "x1 -> x2:80 over IPv4 (the same listener)" "moat-$S-x1" "$(ip_of_c x2)" 80 x2
 dropped "y1 -> x2:80 over IPv6 (another network: isolated)" "moat-$S-y1" "[$X2]" 80 x2
 dropped "y1 -> x2:80 over IPv4" "moat-$S-y1" "$(ip_of_c x2)" 80 x2
+
+echo "== IPv6: portMappings (portmap's hostIP forms: none, ::1, ::, 0.0.0.0)"
+check "ADD w1 (d4, -p 8090:80: no hostIP, both families)" add w1 d4 "" 8090:80/tcp
+check "ADD w2 (d4, -p [::1]:8091:80: hostIP ::1)" add w2 d4 "" "[::1]:8091:80/tcp"
+check "ADD w3 (d4, -p [::]:8092:80: hostIP ::, every IPv6 address)" add w3 d4 "" "[::]:8092:80/tcp"
+for n in w1 w2 w3; do serve_in "moat-$S-$n" 80 "$n" TCP6 || bad "IPv6 listener in $n"; done
+passes "outside -> [$UP6]:8090 (w1, over IPv6 at the uplink's address)" "$OUT" "[$UP6]" 8090 w1
+passes "outside -> 192.0.2.1:8090 (w1, over IPv4 too)" "$OUT" 192.0.2.1 8090 w1
+passes "host -> [::1]:8090 (w1)" "$HOST" "[::1]" 8090 w1
+passes "host -> 127.0.0.1:8090 (w1)" "$HOST" 127.0.0.1 8090 w1
+passes "host -> [::1]:8091 (w2, hostIP ::1)" "$HOST" "[::1]" 8091 w2
+dropped "host -> 127.0.0.1:8091 (w2 is published on ::1 only)" "$HOST" 127.0.0.1 8091 w2
+dropped "host -> [$UP6]:8091 (another host address)" "$HOST" "[$UP6]" 8091 w2
+dropped "outside -> [$UP6]:8091" "$OUT" "[$UP6]" 8091 w2
+passes "outside -> [$UP6]:8092 (w3, hostIP ::)" "$OUT" "[$UP6]" 8092 w3
+dropped "outside -> 192.0.2.1:8092 (w3 is published over IPv6 only)" "$OUT" 192.0.2.1 8092 w3
+! add w4 d4 "" 0.0.0.0:8093:80/tcp
+out=$(cat "$TMP/add-w4.json")
+check "ADD w4 (d4, hostIP 0.0.0.0: IPv4 only, which moat cannot say beside IPv6): code 7 naming it" \
+  bash -c 'grep -q "\"code\": *7," <<<"$1" && grep -q "hostIP 0.0.0.0 publishes on IPv4 only" <<<"$1"' - "$out"
+! add w5 n1 "" "[::1]:8094:80/tcp"
+out=$(cat "$TMP/add-w5.json")
+check "ADD w5 (n1 without IPv6, hostIP ::1): code 7, the container has no IPv6 address" \
+  bash -c 'grep -q "\"code\": *7," <<<"$1" && grep -q "no IPv6 address on network n1" <<<"$1"' - "$out"
+check "neither w4 nor w5 is enforced" not_in_status w4 w5
+for n in w1 w2 w3; do del "$n" d4 >/dev/null; done
+del w4 d4 --no-prev >/dev/null; del w5 n1 --no-prev >/dev/null
+check "DEL w1, w2, w3: gone from moat status" not_in_status w1 w2 w3
 for n in x1 x2; do del "$n" d4 >/dev/null; done
 del y1 d5 >/dev/null
 check "DEL x1, x2, y1: gone from moat status" not_in_status x1 x2 y1

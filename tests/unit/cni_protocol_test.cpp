@@ -116,6 +116,26 @@ TEST(CniConf, ReadsMoatKeysPortMappingsAndLabels) {
   EXPECT_TRUE(c.prev_result.is_object());
 }
 
+// portmap's hostIP forms (issue 16): IPv6 addresses come bare and become
+// moat's bracketed publish spec; "::" is every IPv6 address.
+TEST(CniConf, Ipv6HostIpsBecomeBracketedPublishSpecs) {
+  json extra = json::parse(R"({
+    "runtimeConfig": {"portMappings": [
+      {"hostPort": 8080, "containerPort": 80, "hostIP": "::1"},
+      {"hostPort": 8081, "containerPort": 81, "protocol": "udp", "hostIP": "::"},
+      {"hostPort": 8082, "containerPort": 82, "hostIP": "2001:DB8::1"},
+      {"hostPort": 8083, "containerPort": 83, "hostIP": "0.0.0.0"},
+      {"hostPort": 8084, "containerPort": 84, "hostIP": ""}]},
+    "prevResult": {"cniVersion": "1.0.0"}})");
+  auto r = read_conf(conf_text(extra), Verb::add);
+  ASSERT_TRUE(r.conf) << r.error.msg << ": " << r.error.details;
+  std::vector<std::string> specs;
+  for (const auto& m : r.conf->port_mappings) specs.push_back(publish_spec(m));
+  EXPECT_EQ(specs, (std::vector<std::string>{"[::1]:8080:80/tcp", "[::]:8081:81/udp",
+                                             "[2001:DB8::1]:8082:82/tcp", "0.0.0.0:8083:83/tcp",
+                                             "8084:84/tcp"}));
+}
+
 TEST(CniConf, EachFaultHasItsCode) {
   struct Case {
     std::string what, text;
@@ -140,10 +160,20 @@ TEST(CniConf, EachFaultHasItsCode) {
                    {{"portMappings",
                      {{{"hostPort", 80}, {"containerPort", 80}, {"protocol", "icmp"}}}}}}}),
        Verb::add, kInvalidConfig},
-      {"an IPv6 host address",
-       conf_text(
-           {{"runtimeConfig",
-             {{"portMappings", {{{"hostPort", 80}, {"containerPort", 80}, {"hostIP", "::1"}}}}}}}),
+      {"a host name as hostIP",
+       conf_text({{"runtimeConfig",
+                   {{"portMappings",
+                     {{{"hostPort", 80}, {"containerPort", 80}, {"hostIP", "localhost"}}}}}}}),
+       Verb::add, kInvalidConfig},
+      {"a bracketed IPv6 hostIP (portmap's is bare)",
+       conf_text({{"runtimeConfig",
+                   {{"portMappings",
+                     {{{"hostPort", 80}, {"containerPort", 80}, {"hostIP", "[::1]"}}}}}}}),
+       Verb::add, kInvalidConfig},
+      {"an IPv6 hostIP with a zone",
+       conf_text({{"runtimeConfig",
+                   {{"portMappings",
+                     {{{"hostPort", 80}, {"containerPort", 80}, {"hostIP", "fe80::1%eth0"}}}}}}}),
        Verb::add, kInvalidConfig},
       {"an instance name moat refuses", conf_text({{"instance", "../etc"}}), Verb::add,
        kInvalidConfig},

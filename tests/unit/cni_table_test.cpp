@@ -1,9 +1,11 @@
 // The CNI plugin's attachment table (cni/table.h): what ADD, DEL and GC do
 // to it, who a container is (CNI_ARGS, args labels), and the moat file it
 // turns into, read back by the same parser as a user's file.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include "cni/table.h"
+#include "plan/plan.h"
 
 namespace moat::cni {
 namespace {
@@ -229,6 +231,93 @@ TEST(CniTable, BadPortMappingIsRefused) {
   m.ports = {{8080, 80, "icmp", ""}};
   EXPECT_EQ(add_member(t, c, network_of(c, att_of("10.89.1.2"), "br1"), m).code, kInvalidConfig);
   EXPECT_TRUE(t.members.empty());
+}
+
+// portMappings over IPv6 (issue 16), as portmap maps them: an empty hostIP
+// on both families, "::" and IPv6 addresses to the container's IPv6
+// address, IPv4 ones to its IPv4 address; every one in the plan's maps.
+TEST(CniTable, Ipv6PortMappingsArePublishedOverIpv6) {
+  Table t;
+  NetConf c = conf_of("n1");
+  Member m = member(kId1, "n1", "10.89.1.2", "veth1", "web");
+  m.ip6 = "fd00:89:1::2";
+  m.ports = {{8080, 80, "tcp", ""},
+             {8081, 81, "tcp", "::1"},
+             {8082, 82, "udp", "::"},
+             {8083, 83, "tcp", "127.0.0.1"},
+             {8084, 84, "tcp", "fd00:89:1::1"}};
+  ASSERT_EQ(add_member(t, c, network_of(c, att6_of("10.89.1.2", "fd00:89:1::2/64"), "br1"), m).code,
+            0);
+  // Through the table's record, as the next ADD or DEL reads it.
+  std::string why;
+  auto back = table_from_json(table_json(t), &why);
+  ASSERT_TRUE(back) << why;
+  std::string text = config_to_json(table_config(*back));
+  ParseResult p = parse_config(text, "cni");
+  ASSERT_TRUE(p.config) << p.problems[0].format("cni") << "\n" << text;
+  auto plan = compile(*p.config, {});
+  ASSERT_TRUE(plan) << plan.error().message();
+  std::vector<uint16_t> v4, v6;
+  for (const auto& e : plan->publish) v4.push_back(ntohs(e.key.port));
+  for (const auto& e : plan->publish6) v6.push_back(ntohs(e.key.port));
+  EXPECT_EQ(v4, (std::vector<uint16_t>{8080, 8083}));
+  EXPECT_EQ(v6, (std::vector<uint16_t>{8080, 8081, 8082, 8084}));
+  in6_addr backend{};
+  inet_pton(AF_INET6, "fd00:89:1::2", &backend);
+  for (const auto& e : plan->publish6)
+    EXPECT_EQ(std::vector<uint8_t>(e.value.backend_ip.b, e.value.backend_ip.b + 16),
+              std::vector<uint8_t>(backend.s6_addr, backend.s6_addr + 16));
+}
+
+// What moat cannot publish as portmap would is refused with the reason:
+// an IPv6 hostIP for a container without an IPv6 address (portmap: no rule
+// at all), 0.0.0.0 (portmap: IPv4 only) for one with an IPv6 address (moat's
+// 0.0.0.0 is both families), addresses moat never publishes on.
+TEST(CniTable, PortMappingsMoatCannotPublishAsAskedAreRefused) {
+  NetConf c = conf_of("n1");
+  auto v4net = network_of(c, att_of("10.89.1.2"), "br1");
+  auto dual = network_of(c, att6_of("10.89.1.2", "fd00:89:1::2/64"), "br1");
+  struct Case {
+    std::string host_ip;
+    bool ipv6;  // the container has an IPv6 address
+    std::string msg, details;
+  };
+  const std::vector<Case> refused = {
+      {"::1", false,
+       "portMappings: [::1]:8080:80/tcp: hostIP ::1 is an IPv6 address, but the interface plugin "
+       "gave aaaaaaaaaaaa no IPv6 address on network n1",
+       "give the network an IPv6 range, or publish on an IPv4 address"},
+      {"::", false,
+       "portMappings: [::]:8080:80/tcp: hostIP :: is an IPv6 address, but the interface plugin "
+       "gave aaaaaaaaaaaa no IPv6 address on network n1",
+       "give the network an IPv6 range, or publish on an IPv4 address"},
+      {"0.0.0.0", true,
+       "portMappings: 0.0.0.0:8080:80/tcp: hostIP 0.0.0.0 publishes on IPv4 only, which moat "
+       "cannot say for a container with an IPv6 address (fd00:89:1::2)",
+       "leave hostIP empty to publish on both families, or give a host address"},
+      {"::ffff:127.0.0.1", true,
+       "portMappings: [::ffff:127.0.0.1]:8080:80/tcp: \"[::ffff:127.0.0.1]\" is an IPv4-mapped "
+       "address; write the IPv4 address",
+       ""},
+      {"ff02::1", true, "portMappings: [ff02::1]:8080:80/tcp: \"[ff02::1]\" is a multicast address",
+       ""},
+  };
+  for (const auto& k : refused) {
+    Table t;
+    Member m = member(kId1, "n1", "10.89.1.2", "veth1");
+    if (k.ipv6) m.ip6 = "fd00:89:1::2";
+    m.ports = {{8080, 80, "tcp", k.host_ip}};
+    Error e = add_member(t, c, k.ipv6 ? dual : v4net, m);
+    EXPECT_EQ(e.code, kInvalidConfig) << k.host_ip;
+    EXPECT_EQ(e.msg, k.msg);
+    EXPECT_EQ(e.details, k.details);
+    EXPECT_TRUE(t.members.empty()) << k.host_ip;
+  }
+  // Without IPv6 in the container, 0.0.0.0 is all portmap would do.
+  Table t;
+  Member m = member(kId1, "n1", "10.89.1.2", "veth1");
+  m.ports = {{8080, 80, "tcp", "0.0.0.0"}};
+  EXPECT_EQ(add_member(t, c, v4net, m).code, 0);
 }
 
 TEST(CniTable, GcRemovesOnlyThisNetworksUnlistedAttachments) {

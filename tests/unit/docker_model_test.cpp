@@ -1,6 +1,7 @@
 // docker_model_test.cpp - docker/model.h against the JSON of a real dockerd
 // 20.10 (API 1.41), captured by tests/unit/fixtures/docker/capture.sh: the
 // networks and containers it creates are the cases below.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 
 #include "config/config.h"
 #include "docker/model.h"
+#include "plan/plan.h"
 
 namespace moat::docker {
 namespace {
@@ -261,14 +263,17 @@ TEST(DockerModel, PublishFormsFromTheEngine) {
   EXPECT_EQ(defc->networks.at(0).network, "bridge");
   EXPECT_EQ(publishes(*defc), (std::vector<std::string>{"8081:80/tcp", "32768:6000/tcp"}));
 
-  // A dual-stack network: the "::" binding is IPv6, skipped.
+  // A dual-stack network: dockerd binds 0.0.0.0 and ::, which is moat's
+  // publish on every address of both families, nothing skipped.
   const Container* v6 = t.config.find_container("v6");
   ASSERT_TRUE(v6);
   EXPECT_EQ(attachments(*v6).at(0).substr(0, 16), "dual 172.30.0.5 ");
   EXPECT_EQ(publishes(*v6), std::vector<std::string>{"8085:80/tcp"});
-  const Skipped* ipv6 = find_skipped(t, Skipped::Kind::publish, "v6 :::8085->80/tcp");
-  ASSERT_TRUE(ipv6);
-  EXPECT_EQ(ipv6->why, "published ports are enforced over IPv4 only in this version");
+  ASSERT_EQ(v6->publish.size(), 1u);
+  EXPECT_TRUE(v6->publish[0].on_ipv4());
+  EXPECT_TRUE(v6->publish[0].on_ipv6());
+  EXPECT_FALSE(find_skipped(t, Skipped::Kind::publish, "v6 :::8085->80/tcp"));
+  EXPECT_FALSE(find_skipped(t, Skipped::Kind::publish, "v6 0.0.0.0:8085->80/tcp"));
 
   // host_binding_ipv4=127.0.0.1 on local1: the default address of its ports.
   const Container* lc = t.config.find_container("lc");
@@ -636,21 +641,86 @@ TEST(DockerModel, Ipv6GatewayFromTheEndpointWhenThePoolHasNone) {
   EXPECT_EQ(t.config.find_network("gw")->gateway6.str(), "fd00:7::1");  // the pool's word wins
 }
 
-TEST(DockerModel, Ipv6PublishesAreSkippedWithANote) {
+// Docker's bindings per family (issue 16): 0.0.0.0 beside :: is every
+// address of both families, :: or an IPv6 address alone is IPv6's only, an
+// IPv4 address IPv4's only. Every form lands in the plan's maps.
+TEST(DockerModel, Ipv6PublishesFollowDockersBindings) {
   json networks = json::array({network6("n6", 1, R"({"Subnet": "fd00:6::/64"})")});
   json c = container6("a", "n6", "10.1.0.2", {{"GlobalIPv6Address", "fd00:6::2"}});
-  // -p 8080:80 on a dockerd with IPv6, and -p [::1]:8081:81.
+  // -p 8080:80, -p [::1]:8081:81, -p [::]:8082:82, -p 127.0.0.1:8084:84,
+  // -p [::]:9000-9001:9000-9001, -p [2001:db8::1]:8087:87/udp.
   c["NetworkSettings"]["Ports"] = json::parse(R"({
     "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}],
-    "81/tcp": [{"HostIp": "::1", "HostPort": "8081"}]})");
+    "81/tcp": [{"HostIp": "::1", "HostPort": "8081"}],
+    "82/tcp": [{"HostIp": "::", "HostPort": "8082"}],
+    "84/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8084"}],
+    "9000/tcp": [{"HostIp": "::", "HostPort": "9000"}],
+    "9001/tcp": [{"HostIp": "::", "HostPort": "9001"}],
+    "87/udp": [{"HostIp": "2001:DB8::1", "HostPort": "8087"}]})");
   Translation t = translate(networks, {c}, {{{"a", "n6"}, "va"}});
-  ASSERT_TRUE(t.ok()) << problems(t);
-  EXPECT_EQ(publishes(*t.config.find_container("a")), std::vector<std::string>{"8080:80/tcp"});
-  for (const char* label : {"a :::8080->80/tcp", "a ::1:8081->81/tcp"}) {
+  ASSERT_TRUE(t.ok()) << problems(t) << t.text;
+  const Container* a = t.config.find_container("a");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(publishes(*a),
+            (std::vector<std::string>{"8080:80/tcp", "[::]:8082:82/tcp",
+                                      "[::]:9000-9001:9000-9001/tcp", "[::1]:8081:81/tcp",
+                                      "127.0.0.1:8084:84/tcp", "[2001:db8::1]:8087:87/udp"}));
+  EXPECT_TRUE(t.skipped.empty()) << t.skipped.at(0).name << ": " << t.skipped.at(0).why;
+
+  auto plan = compile(t.config, {});
+  ASSERT_TRUE(plan) << plan.error().message();
+  std::vector<uint16_t> v4, v6;
+  for (const auto& e : plan->publish) v4.push_back(ntohs(e.key.port));
+  for (const auto& e : plan->publish6) v6.push_back(ntohs(e.key.port));
+  EXPECT_EQ(v4, (std::vector<uint16_t>{8080, 8084}));
+  EXPECT_EQ(v6, (std::vector<uint16_t>{8080, 8082, 9000, 9001, 8081, 8087}));
+  for (const auto& e : plan->publish6) EXPECT_EQ(e.network, "n6");
+}
+
+// What moat cannot serve as Docker does is skipped with the reason, and the
+// rest of the container is followed.
+TEST(DockerModel, Ipv6PublishesMoatCannotServeAreSkipped) {
+  json networks = json::array({network6("n6", 1, R"({"Subnet": "fd00:6::/64"})")});
+  // b has no IPv6 address (IPv6 turned off in it): with Docker's userland
+  // proxy, dockerd lists :: for -p 8090:80 and ::1 for -p [::1]:8091:81 and
+  // forwards them to b's IPv4 address.
+  json b = container6("b", "n6", "10.1.0.3", {{"GlobalIPv6Address", ""}});
+  b["NetworkSettings"]["Ports"] = json::parse(R"({
+    "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8090"}, {"HostIp": "::", "HostPort": "8090"}],
+    "81/tcp": [{"HostIp": "::1", "HostPort": "8091"}],
+    "82/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8092"}]})");
+  // d has one: -p 0.0.0.0:8093:83 is IPv4's alone; an IPv4-mapped address
+  // and a zone are not host addresses moat publishes on.
+  json d = container6("d", "n6", "10.1.0.4", {{"GlobalIPv6Address", "fd00:6::4"}});
+  d["NetworkSettings"]["Ports"] = json::parse(R"({
+    "83/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8093"}],
+    "84/tcp": [{"HostIp": "::ffff:127.0.0.1", "HostPort": "8094"}],
+    "85/tcp": [{"HostIp": "fe80::1%eth0", "HostPort": "8095"}],
+    "86/tcp": [{"HostIp": "::", "HostPort": "8096"}]})");
+  Translation t = translate(networks, {b, d}, {{{"b", "n6"}, "vb"}, {{"d", "n6"}, "vd"}});
+  ASSERT_TRUE(t.ok()) << problems(t) << t.text;
+  // Without IPv6, 0.0.0.0 alone or beside :: is IPv4's publish.
+  EXPECT_EQ(publishes(*t.config.find_container("b")),
+            (std::vector<std::string>{"8090:80/tcp", "8092:82/tcp"}));
+  EXPECT_EQ(publishes(*t.config.find_container("d")), std::vector<std::string>{"[::]:8096:86/tcp"});
+  auto why = [&](const std::string& label) {
     const Skipped* s = find_skipped(t, Skipped::Kind::publish, label);
-    ASSERT_TRUE(s) << label;
-    EXPECT_EQ(s->why, "published ports are enforced over IPv4 only in this version");
-  }
+    return s ? s->why : "no note";
+  };
+  const std::string no_ipv6 =
+      "the container has no IPv6 address on network \"n6\", which its ports are published from: "
+      "Docker's userland proxy would forward IPv6 to its IPv4 address, which moat does not "
+      "translate";
+  EXPECT_EQ(why("b :::8090->80/tcp"), no_ipv6);
+  EXPECT_EQ(why("b ::1:8091->81/tcp"), no_ipv6);
+  EXPECT_EQ(why("d 0.0.0.0:8093->83/tcp"),
+            "Docker publishes it over IPv4 only (-p 0.0.0.0:...), which moat cannot say for a "
+            "container with an IPv6 address (a moat file's 0.0.0.0 is both families): publish "
+            "with -p 8093:83 (both families) or on a host IPv4 address");
+  EXPECT_EQ(why("d ::ffff:127.0.0.1:8094->84/tcp"),
+            "\"::ffff:127.0.0.1\" is an IPv4-mapped address; write the IPv4 address");
+  EXPECT_EQ(why("d fe80::1%eth0:8095->85/tcp"), "\"fe80::1%eth0\" is not an IPv6 address");
+  EXPECT_EQ(t.skipped.size(), 5u);
 }
 
 TEST(DockerModel, MalformedJsonIsReportedNotThrown) {

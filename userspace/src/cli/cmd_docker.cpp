@@ -26,12 +26,14 @@ int run_once(moat::docker::Agent& agent, const DockerArgs& a) {
     j["containers_enforced"] = rep.containers;
     j["endpoints_pending"] = rep.pending;
     j["skipped"] = rep.skipped;
+    j["skipped_notes"] = rep.skipped_notes;
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "synced " << rep.containers << " containers on " << rep.networks
               << " networks (" << rep.pending << " endpoints pending, " << rep.skipped
               << " skipped): " << rep.applied.summary() << "  (instance " << a.agent.instance
               << ")\n";
+    for (const auto& n : rep.skipped_notes) std::cout << "  not enforced: " << n << "\n";
   }
   return 0;
 }

@@ -47,6 +47,11 @@ bool ipv4_text(const std::string& s) {
   return inet_pton(AF_INET, s.c_str(), &a) == 1;
 }
 
+bool ipv6_text(const std::string& s) {
+  in6_addr a;
+  return inet_pton(AF_INET6, s.c_str(), &a) == 1;
+}
+
 std::optional<Verb> verb_of(const std::string& s) {
   static const std::map<std::string, Verb> verbs = {
       {"ADD", Verb::add},       {"DEL", Verb::del}, {"CHECK", Verb::check},
@@ -97,9 +102,12 @@ Error read_port_mappings(const json& rc, NetConf& conf) {
     if (m.contains("hostIP")) {
       if (!m["hostIP"].is_string()) return err(kInvalidConfig, where + ".hostIP is not a string");
       p.host_ip = m["hostIP"].get<std::string>();
-      if (!p.host_ip.empty() && !ipv4_text(p.host_ip))
-        return err(kInvalidConfig, where + ".hostIP \"" + p.host_ip + "\" is not an IPv4 address",
-                   "moat publishes on IPv4 addresses only");
+      // portmap's forms: "" every address of both families, "0.0.0.0" or
+      // "::" every address of one, else that address (unbracketed).
+      if (!p.host_ip.empty() && !ipv4_text(p.host_ip) && !ipv6_text(p.host_ip))
+        return err(kInvalidConfig, where + ".hostIP \"" + p.host_ip + "\" is not an IP address",
+                   "give an IPv4 or IPv6 address (\"127.0.0.1\", \"::1\"), or none for every "
+                   "address");
     }
     conf.port_mappings.push_back(p);
   }
@@ -255,7 +263,9 @@ std::optional<std::vector<std::pair<std::string, std::string>>> parse_args(const
 }
 
 std::string publish_spec(const PortMapping& m) {
-  std::string s = m.host_ip.empty() ? "" : m.host_ip + ":";
+  std::string s = m.host_ip.empty()                          ? ""
+                  : m.host_ip.find(':') == std::string::npos ? m.host_ip + ":"
+                                                             : "[" + m.host_ip + "]:";
   return s + std::to_string(m.host_port) + ":" + std::to_string(m.container_port) + "/" +
          m.protocol;
 }

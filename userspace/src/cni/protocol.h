@@ -74,9 +74,13 @@ std::optional<std::vector<std::pair<std::string, std::string>>> parse_args(const
 struct PortMapping {
   int host_port = 0, container_port = 0;
   std::string protocol = "tcp";
-  std::string host_ip;  // "" = every address
+  // portmap's convention: "" every address of both families (IPv6 when the
+  // container has an IPv6 address), "0.0.0.0" every IPv4 address, "::"
+  // every IPv6 address, else that address ("127.0.0.1", "::1").
+  std::string host_ip;
 };
-// As moat's publish spec: "[hostIP:]host:container/proto".
+// As moat's publish spec: "[hostIP:]host:container/proto", an IPv6 hostIP
+// bracketed ("[::1]:8080:80/tcp").
 std::string publish_spec(const PortMapping& m);
 
 // The `moat` entry of a conflist, as the runtime hands it over.

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -153,8 +154,10 @@ Result<SyncReport> Agent::sync() {
   ropt.ports_held_by_runtime = true;
   auto applied = reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)}, ropt);
   if (!applied) return std::unexpected(applied.error());
-  return SyncReport{*applied, t.config.networks.size(), t.config.containers.size(),
-                    t.pending.size(), t.skipped.size()};
+  std::vector<std::string> notes;
+  for (const Skipped& s : t.skipped) notes.push_back(s.name + ": " + s.why);
+  return SyncReport{*applied,         t.config.networks.size(), t.config.containers.size(),
+                    t.pending.size(), t.skipped.size(),         std::move(notes)};
 }
 
 std::string Agent::policies_stamp() const {
@@ -177,6 +180,7 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
   while (keep_going()) {
     bool again = true;  // sync before following, and whenever something may have changed
     std::string stamp, last_failure;
+    std::set<std::string> noted;  // skipped notes logged, each once while it lasts
     auto retry_at = std::chrono::steady_clock::now();
     auto resync = [&] {
       // A failing sync (a port taken, a bad policy file) is retried each
@@ -195,6 +199,10 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
       if (rep->applied.changed())
         log("synced " + std::to_string(rep->containers) + " containers on " +
             std::to_string(rep->networks) + " networks: " + rep->applied.summary());
+      std::set<std::string> now(rep->skipped_notes.begin(), rep->skipped_notes.end());
+      for (const auto& n : now)
+        if (!noted.contains(n)) log("not enforced: " + n);
+      noted = std::move(now);
     };
     auto on_event = [&](const json& ev) {
       static const char* kActions[] = {"start",      "die",    "destroy", "connect",

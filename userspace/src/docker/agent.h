@@ -33,6 +33,7 @@ struct SyncReport {
   size_t networks = 0, containers = 0;  // what moat enforces
   size_t pending = 0;                   // endpoints whose veth was not found yet
   size_t skipped = 0;                   // what Docker has that moat does not enforce
+  std::vector<std::string> skipped_notes;  // "NAME: WHY" for each of them
 };
 
 class Agent {

@@ -222,11 +222,23 @@ void order_endpoints(std::vector<Endpoint>& eps) {
   });
 }
 
+// One port dockerd holds, before the families are paired.
+struct Binding {
+  Publish p;  // one port
+  std::string label;
+  bool any4 = false;  // HostIp "0.0.0.0": every IPv4 address, and only those
+};
+
+// `target`: the endpoint Docker maps the ports on. Docker lists `-p 8080:80`
+// as two bindings, 0.0.0.0 and :: (the latter only when the container has
+// an IPv6 address, or its userland proxy forwards [::] to the IPv4 one),
+// `-p 0.0.0.0:8080:80` as 0.0.0.0 alone, `-p [::1]:8080:80` as ::1 alone.
 std::vector<Publish> read_publishes(const json& c, const std::string& id, const std::string& name,
-                                    const FollowedNetwork& target, Builder& b) {
-  std::vector<Publish> list;
+                                    const Endpoint& target, Builder& b) {
+  std::vector<Binding> bindings;
   const json& ports = member(member(c, "NetworkSettings"), "Ports");
-  if (!ports.is_object()) return list;
+  if (!ports.is_object()) return {};
+  const std::string& network = target.network->net.name;
   for (auto it = ports.begin(); it != ports.end(); ++it) {
     if (!it.value().is_array()) continue;  // null: exposed, not published
     auto container = parse_expose(it.key());
@@ -238,38 +250,78 @@ std::vector<Publish> read_publishes(const json& c, const std::string& id, const 
       std::string host_ip_text = str(binding, "HostIp");
       std::string host_port_text = str(binding, "HostPort");
       std::string label = name + " " + host_ip_text + ":" + host_port_text + "->" + it.key();
-      if (host_ip_text.find(':') != std::string::npos) {
-        b.skip(Skipped::Kind::publish, id, label,
-               "published ports are enforced over IPv4 only in this version");
-        continue;
-      }
-      std::optional<Ipv4> host_ip = target.host_binding;  // Docker's default for an empty HostIp
+      // Docker's default for an empty HostIp (the network's
+      // host_binding_ipv4, else every address).
+      HostAddress host_ip{target.network->host_binding, std::nullopt};
+      bool any4 = false;
       if (!host_ip_text.empty()) {
-        host_ip = Ipv4::parse(host_ip_text);
-        if (!host_ip) {
-          b.skip(Skipped::Kind::publish, id, label, quote(host_ip_text) + " is not an address");
+        auto parsed = parse_host_address(host_ip_text);
+        if (!parsed) {
+          b.skip(Skipped::Kind::publish, id, label, parsed.error());
           continue;
         }
+        host_ip = *parsed;
+        any4 = host_ip.v4 && host_ip.v4->value == 0;
+      }
+      if (host_ip.v6 && !target.att.ip6) {
+        b.skip(Skipped::Kind::publish, id, label,
+               "the container has no IPv6 address on network " + quote(network) +
+                   ", which its ports are published from: Docker's userland proxy would forward "
+                   "IPv6 to its IPv4 address, which moat does not translate");
+        continue;
       }
       auto host_port = parse_port(host_port_text);
       if (!host_port) {
         b.skip(Skipped::Kind::publish, id, label, host_port.error());
         continue;
       }
-      auto p = make_publish({host_ip, std::nullopt}, PortRange{*host_port, 1},
-                            PortRange{container->port, 1}, container->protocol);
+      auto p = make_publish(host_ip, PortRange{*host_port, 1}, PortRange{container->port, 1},
+                            container->protocol);
       if (!p) {
         b.skip(Skipped::Kind::publish, id, label, p.error());
         continue;
       }
-      list.push_back(*p);
+      bindings.push_back({*p, label, any4});
+    }
+  }
+  // 0.0.0.0 beside :: is moat's publish on every address of both families.
+  // 0.0.0.0 alone is IPv4's only, which a moat file cannot say (its
+  // "0.0.0.0" is both families): for a container without IPv6 the two are
+  // the same, for one with IPv6 it is skipped rather than published wider.
+  auto any6_twin = [&bindings](const Binding& v4) {
+    return std::find_if(bindings.begin(), bindings.end(), [&v4](const Binding& x) {
+      return x.p.host_ip6 && *x.p.host_ip6 == Ipv6{} && x.p.protocol == v4.p.protocol &&
+             x.p.host_port == v4.p.host_port && x.p.container_port == v4.p.container_port;
+    });
+  };
+  std::vector<Publish> list;
+  std::vector<const Binding*> paired;
+  for (const Binding& bnd : bindings) {
+    if (!bnd.any4) continue;
+    if (auto twin = any6_twin(bnd); twin != bindings.end()) {
+      paired.push_back(&*twin);
+    } else if (target.att.ip6) {
+      b.skip(Skipped::Kind::publish, id, bnd.label,
+             "Docker publishes it over IPv4 only (-p 0.0.0.0:...), which moat cannot say for a "
+             "container with an IPv6 address (a moat file's 0.0.0.0 is both families): publish "
+             "with -p " +
+                 std::to_string(bnd.p.host_port) + ":" + std::to_string(bnd.p.container_port) +
+                 " (both families) or on a host IPv4 address");
+      continue;
+    }
+    list.push_back(bnd.p);
+  }
+  for (const Binding& bnd : bindings) {
+    if (!bnd.any4 && std::find(paired.begin(), paired.end(), &bnd) == paired.end()) {
+      list.push_back(bnd.p);
     }
   }
   // Docker lists a range port by port; moat keeps ranges, which read better in
   // `moat explain` and cost one rule each.
   auto key = [](const Publish& p) {
     return std::tuple(p.protocol, p.host_ip.value_or(Ipv4{}).value, p.host_ip.has_value(),
-                      p.container_port, p.host_port);
+                      p.host_ip6.value_or(Ipv6{}), p.host_ip6.has_value(), p.container_port,
+                      p.host_port);
   };
   std::sort(list.begin(), list.end(),
             [&key](const Publish& a, const Publish& x) { return key(a) < key(x); });
@@ -279,7 +331,7 @@ std::vector<Publish> read_publishes(const json& c, const std::string& id, const 
       Publish& last = merged.back();
       if (key(last) == key(p)) continue;  // the same binding twice
       bool next = last.protocol == p.protocol && last.host_ip == p.host_ip &&
-                  last.host_port + last.count == p.host_port &&
+                  last.host_ip6 == p.host_ip6 && last.host_port + last.count == p.host_port &&
                   last.container_port + last.count == p.container_port;
       if (next) {
         ++last.count;
@@ -405,7 +457,7 @@ void Builder::attach_resolved(const json& c, const std::string& id,
   // Until the endpoint Docker maps the ports on is resolved, they would be
   // forwarded to another network: they come with it.
   if (target && target_resolved) {
-    out_c.publish = read_publishes(c, id, out_c.name, *target->network, *this);
+    out_c.publish = read_publishes(c, id, out_c.name, *target, *this);
   }
 }
 
