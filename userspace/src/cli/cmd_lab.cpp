@@ -186,7 +186,7 @@ int print_matrix(const std::vector<moat::Probe>& probes, const std::vector<moat:
   for (size_t i = 0; i < probes.size(); ++i) {
     const auto& p = probes[i];
     if (std::find(rows.begin(), rows.end(), p.src) == rows.end()) rows.push_back(p.src);
-    std::string col = column_ip ? p.dst + " " + p.dst_ip.str() : p.dst;
+    std::string col = column_ip ? p.dst + " " + p.dst_ip_str() : p.dst;
     if (std::find(cols.begin(), cols.end(), col) == cols.end()) cols.push_back(col);
     auto& [exp, obs] = cell[{p.src, col}];
     auto merge = [](std::string& acc, const std::string& w) {
@@ -201,7 +201,7 @@ int print_matrix(const std::vector<moat::Probe>& probes, const std::vector<moat:
   for (size_t i = 0; i < probes.size(); ++i) {
     const auto& p = probes[i];
     if (p.expected == res[i].reached) continue;
-    std::cout << "  UNEXPECTED: " << p.src << " -> " << p.dst << " " << p.dst_ip.str() << " "
+    std::cout << "  UNEXPECTED: " << p.src << " -> " << p.dst << " " << p.dst_ip_str() << " "
               << moat::to_string(p.proto) << (p.port ? "/" + std::to_string(p.port) : "")
               << ": expected " << pass_word(p.expected) << ", got " << res[i].detail << "\n";
   }
@@ -218,7 +218,8 @@ int print_probes_json(const std::vector<moat::Probe>& probes,
     mismatches += p.expected != res[i].reached;
     std::cout << json{{"from", p.src},
                       {"to", p.dst},
-                      {"ip", p.dst_ip.str()},
+                      {"family", p.family()},
+                      {"ip", p.dst_ip_str()},
                       {"proto", moat::to_string(p.proto)},
                       {"port", p.port},
                       {"expected", pass_word(p.expected)},
@@ -230,22 +231,35 @@ int print_probes_json(const std::vector<moat::Probe>& probes,
   return mismatches;
 }
 
-// The isolation matrix (the first `n_isolation` probes), then the published ports.
+// The isolation matrix (the first `n_isolation` probes), then the published
+// ports; in a dual-stack lab both again over IPv6, titled so.
 int print_probe_matrices(const std::vector<moat::Probe>& probes,
                          const std::vector<moat::ProbeOutcome>& res, size_t n_isolation) {
-  std::vector<moat::Probe> iso(probes.begin(), probes.begin() + n_isolation),
-      pub(probes.begin() + n_isolation, probes.end());
-  std::vector<moat::ProbeOutcome> iso_res(res.begin(), res.begin() + n_isolation),
-      pub_res(res.begin() + n_isolation, res.end());
-  int mismatches = print_matrix(
-      iso, iso_res,
-      "reachability, expected -> observed (every exposed port over tcp/udp, and icmp)");
-  if (!pub.empty()) {
+  int mismatches = 0;
+  for (bool v6 : {false, true}) {
+    std::vector<moat::Probe> iso, pub;
+    std::vector<moat::ProbeOutcome> iso_res, pub_res;
+    for (size_t i = 0; i < probes.size(); ++i) {
+      if (probes[i].ipv6() != v6) continue;
+      (i < n_isolation ? iso : pub).push_back(probes[i]);
+      (i < n_isolation ? iso_res : pub_res).push_back(res[i]);
+    }
+    if (v6 && iso.empty() && pub.empty()) break;
+    if (v6) std::cout << "\n";
+    mismatches += print_matrix(
+        iso, iso_res,
+        v6 ? "IPv6 reachability, expected -> observed (every exposed port over tcp/udp, and "
+             "icmpv6, to each IPv6 address)"
+           : "reachability, expected -> observed (every exposed port over tcp/udp, and icmp)");
+    if (pub.empty()) continue;
     std::cout << "\n";
-    mismatches += print_matrix(pub, pub_res,
-                               "published ports, expected -> observed (outside and host at the "
-                               "uplink address, host at 127.0.0.1, containers at their gateway)",
-                               false);
+    mismatches += print_matrix(
+        pub, pub_res,
+        v6 ? "IPv6 published ports, expected -> observed (outside and host at the uplink's IPv6 "
+             "address, host at [::1], containers at their network's IPv6 gateway)"
+           : "published ports, expected -> observed (outside and host at the uplink address, "
+             "host at 127.0.0.1, containers at their gateway)",
+        false);
   }
   return mismatches;
 }
@@ -312,7 +326,9 @@ void add_lab_inspect(CLI::App& lab, CommandTable& table, const std::shared_ptr<L
   auto* probe = lab.add_subcommand(
       "probe",
       "Probe every container (and the host) against every other container's addresses on its\n"
-      "exposed ports over TCP/UDP and with ICMP; print expected vs observed. Exit 1 on mismatch.");
+      "exposed ports over TCP/UDP and with ICMP, and its published ports from the outside, the\n"
+      "host and the containers; in a dual-stack lab all of it over IPv6 too (matrices titled\n"
+      "IPv6, \"family\" in --json). Print expected vs observed. Exit 1 on mismatch.");
   probe->add_option("--lab", a->name, "lab name (default: the only running lab)");
   probe->add_option("--timeout-ms", a->timeout_ms, "how long a blocked probe is waited for")
       ->capture_default_str();

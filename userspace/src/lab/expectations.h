@@ -15,13 +15,18 @@ namespace moat {
 
 // Every container (and the host) against every other container's addresses,
 // on its exposed and published ports over TCP/UDP and with ICMP; expected
-// as network isolation decides.
+// as network isolation decides. The IPv4 probes, then the same to every
+// IPv6 address from the host and each container with an IPv6 address (a
+// container reaches a network over IPv6 only from its IPv6 address there).
 std::vector<Probe> lab_probes(const Config& cfg, const std::string& lab);
 
 // Published ports the way `docker run -p` users reach them: from the outside
 // at the uplink address, from the host at 127.0.0.1 and at the uplink
 // address, from every container at its gateway. Ports a container exposes
-// but does not publish must stay closed from outside.
+// but does not publish must stay closed from outside. In a dual-stack lab
+// the same over IPv6: the uplink's IPv6 address, [::1], each container's
+// IPv6 gateway; a publish bound to an address of one family is probed in
+// that family only.
 std::vector<Probe> lab_publish_probes(const Config& cfg, const std::string& lab,
                                       const LabInfo& info);
 

@@ -407,11 +407,6 @@ Result<void> lab_ipv6_sysctls(const std::string& ns) {
   return {};
 }
 
-bool lab_has_ipv6(const Config& cfg) {
-  return std::any_of(cfg.networks.begin(), cfg.networks.end(),
-                     [](const Network& n) { return n.subnet6.has_value(); });
-}
-
 Result<void> build_host_and_outside(LabState& st, const Config& cfg) {
   const std::string host = lab_host_ns(st.name);
   const std::string out = lab_outside_ns(st.name);
@@ -989,6 +984,11 @@ Config lab_bind(const Config& cfg) {
   return out;
 }
 
+bool lab_has_ipv6(const Config& cfg) {
+  return std::any_of(cfg.networks.begin(), cfg.networks.end(),
+                     [](const Network& n) { return n.subnet6.has_value(); });
+}
+
 Result<LabInfo> lab_info(const std::string& lab) {
   auto st = existing_state(lab);
   if (!st) return std::unexpected(st.error());
@@ -999,6 +999,8 @@ Result<LabInfo> lab_info(const std::string& lab) {
   info.outside_ns = lab_outside_ns(lab);
   info.uplink_host_ip = kUplinkHostIp;
   info.uplink_outside_ip = kUplinkOutsideIp;
+  info.uplink_host_ip6 = kUplinkHostIp6;
+  info.uplink_outside_ip6 = kUplinkOutsideIp6;
   info.namespaces = st->namespaces;
   return info;
 }

@@ -35,6 +35,9 @@ struct LabInfo {
   std::string outside_ns;
   std::string uplink_host_ip;     // 198.18.0.1
   std::string uplink_outside_ip;  // 198.18.0.2
+  // The uplink's IPv6 addresses, which only a lab with an IPv6 network has.
+  std::string uplink_host_ip6;          // 2001:db8:ff::1
+  std::string uplink_outside_ip6;       // 2001:db8:ff::2
   std::vector<std::string> namespaces;  // every namespace the lab made
 };
 
@@ -58,6 +61,10 @@ Result<void> lab_down(const std::string& lab);
 // `cfg` with the interface and uplink names lab_up gives a lab built from
 // it, for applying the same topology again (with other policies).
 Config lab_bind(const Config& cfg);
+
+// Whether the lab for `cfg` is dual-stack: with an IPv6 network, the uplink
+// gets its IPv6 addresses and the outside its IPv6 internet server.
+bool lab_has_ipv6(const Config& cfg);
 
 Result<LabInfo> lab_info(const std::string& lab);
 Result<std::vector<std::string>> lab_list();

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/ip_icmp.h>
@@ -10,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <map>
 
 namespace moat {
@@ -35,7 +37,7 @@ uint16_t inet_checksum(const uint8_t* p, size_t n) {
 
 // Sockets belong to the namespace they were created in, so each is opened
 // after a setns() into the source's namespace; the caller's is restored.
-Result<int> socket_in(const std::string& ns_path, int type, int proto) {
+Result<int> socket_in(const std::string& ns_path, int family, int type, int proto) {
   static std::map<std::string, int> ns_fds;
   int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (home < 0) return fail_errno("open own network namespace", errno);
@@ -46,7 +48,7 @@ Result<int> socket_in(const std::string& ns_path, int type, int proto) {
   }
   int fd = -1, err = 0;
   if (setns(nsfd, CLONE_NEWNET) == 0) {
-    fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+    fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
     err = errno;
     setns(home, CLONE_NEWNET);
   } else {
@@ -65,46 +67,90 @@ void finish(Flight& f, bool reached, std::string detail) {
   f.fd = -1;
 }
 
+// The probe's destination as a socket address of its family.
+socklen_t dst_sockaddr(const Probe& p, sockaddr_storage& ss) {
+  ss = {};
+  if (p.ipv6()) {
+    auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
+    sa->sin6_family = AF_INET6;
+    std::memcpy(&sa->sin6_addr, p.dst_ip6->bytes.data(), 16);
+    sa->sin6_port = htons(p.port);
+    return sizeof(*sa);
+  }
+  auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
+  sa->sin_family = AF_INET;
+  sa->sin_addr.s_addr = p.dst_ip.to_be();
+  sa->sin_port = htons(p.port);
+  return sizeof(*sa);
+}
+
 Result<void> start(const Probe& p, Flight& f) {
   int type = p.proto == Protocol::tcp ? SOCK_STREAM : p.proto == Protocol::udp ? SOCK_DGRAM : SOCK_RAW;
-  int proto = p.proto == Protocol::icmp ? IPPROTO_ICMP : 0;
-  auto fd = socket_in(p.src_ns, type, proto);
+  int proto = 0;
+  if (p.proto == Protocol::icmp) proto = p.ipv6() ? int{IPPROTO_ICMPV6} : int{IPPROTO_ICMP};
+  auto fd = socket_in(p.src_ns, p.ipv6() ? AF_INET6 : AF_INET, type, proto);
   if (!fd) return std::unexpected(fd.error());
   f.fd = *fd;
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = p.dst_ip.to_be();
-  sa.sin_port = htons(p.port);
+  sockaddr_storage ss;
+  socklen_t sa_len = dst_sockaddr(p, ss);
+  auto* sa = reinterpret_cast<sockaddr*>(&ss);
   if (p.proto == Protocol::tcp) {
-    if (connect(f.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 && errno != EINPROGRESS)
+    if (connect(f.fd, sa, sa_len) != 0 && errno != EINPROGRESS)
       finish(f, false, std::string("connect: ") + strerror(errno));
   } else if (p.proto == Protocol::udp) {
     // connect() so ICMP port-unreachable surfaces as ECONNREFUSED.
-    connect(f.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    connect(f.fd, sa, sa_len);
     if (send(f.fd, "probe\n", 6, 0) < 0) finish(f, false, std::string("send: ") + strerror(errno));
   } else {
+    // The kernel fills in an ICMPv6 checksum itself (it covers a pseudo
+    // header only it knows the source address of).
     uint8_t pkt[16] = {ICMP_ECHO, 0, 0, 0, static_cast<uint8_t>(f.echo_id >> 8),
                        static_cast<uint8_t>(f.echo_id), 0, 1, 'm', 'o', 'a', 't'};
-    uint16_t c = inet_checksum(pkt, sizeof(pkt));
-    pkt[2] = static_cast<uint8_t>(c >> 8);
-    pkt[3] = static_cast<uint8_t>(c);
-    if (sendto(f.fd, pkt, sizeof(pkt), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0)
+    if (p.ipv6()) {
+      pkt[0] = ICMP6_ECHO_REQUEST;
+    } else {
+      uint16_t c = inet_checksum(pkt, sizeof(pkt));
+      pkt[2] = static_cast<uint8_t>(c >> 8);
+      pkt[3] = static_cast<uint8_t>(c);
+    }
+    if (sendto(f.fd, pkt, sizeof(pkt), 0, sa, sa_len) < 0)
       finish(f, false, std::string("send: ") + strerror(errno));
   }
   return {};
+}
+
+// An echo reply to this flight from the probed address: IPv4 raw sockets
+// read the IP header too, ICMPv6 ones only the message (the sender is in
+// `from`). Every ICMP message of the namespace arrives, other flights' and
+// neighbour discovery's included.
+bool is_echo_reply(const Probe& p, const Flight& f, const char* buf, size_t n,
+                   const sockaddr_storage& from) {
+  const uint8_t* ic = reinterpret_cast<const uint8_t*>(buf);
+  if (p.ipv6()) {
+    const auto* sa = reinterpret_cast<const sockaddr_in6*>(&from);
+    if (n < 8 || from.ss_family != AF_INET6 ||
+        std::memcmp(&sa->sin6_addr, p.dst_ip6->bytes.data(), 16) != 0 || ic[0] != ICMP6_ECHO_REPLY)
+      return false;
+  } else {
+    auto* ip = reinterpret_cast<const iphdr*>(buf);
+    size_t hl = ip->ihl * 4u;
+    if (n < hl + 8 || ip->saddr != p.dst_ip.to_be()) return false;
+    ic += hl;
+    if (ic[0] != ICMP_ECHOREPLY) return false;
+  }
+  return static_cast<uint16_t>((ic[4] << 8) | ic[5]) == f.echo_id;
 }
 
 void on_ready(const Probe& p, Flight& f, short revents) {
   char buf[512];
   if (p.proto == Protocol::icmp) {
     ssize_t n;
-    while ((n = recv(f.fd, buf, sizeof(buf), 0)) > 0) {
-      auto* ip = reinterpret_cast<const iphdr*>(buf);
-      size_t hl = ip->ihl * 4u;
-      if (static_cast<size_t>(n) < hl + 8 || ip->saddr != p.dst_ip.to_be()) continue;
-      auto* ic = reinterpret_cast<const uint8_t*>(buf + hl);
-      uint16_t id = static_cast<uint16_t>((ic[4] << 8) | ic[5]);
-      if (ic[0] == ICMP_ECHOREPLY && id == f.echo_id) return finish(f, true, "ok");
+    sockaddr_storage from{};
+    socklen_t from_len = sizeof(from);
+    while ((n = recvfrom(f.fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from),
+                         &from_len)) > 0) {
+      if (is_echo_reply(p, f, buf, static_cast<size_t>(n), from)) return finish(f, true, "ok");
+      from_len = sizeof(from);
     }
     return;
   }

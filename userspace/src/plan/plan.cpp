@@ -28,17 +28,6 @@ void assign_ids(const std::vector<std::string>& names, const std::map<std::strin
   }
 }
 
-// The address a published port forwards to: the container's first
-// non-internal attachment, as Docker uses the network that gives the
-// container its default route.
-const Attachment* publish_target(const Config& cfg, const Container& c) {
-  for (const auto& a : c.networks) {
-    const Network* n = cfg.find_network(a.network);
-    if (n && !n->internal) return &a;
-  }
-  return nullptr;
-}
-
 uint32_t net_flags(const Network& n) {
   uint32_t f = 0;
   if (n.icc) f |= MOAT_NET_F_ICC;
@@ -49,6 +38,14 @@ uint32_t net_flags(const Network& n) {
 }
 
 }  // namespace
+
+const Attachment* publish_target(const Config& cfg, const Container& c) {
+  for (const auto& a : c.networks) {
+    const Network* n = cfg.find_network(a.network);
+    if (n && !n->internal) return &a;
+  }
+  return nullptr;
+}
 
 namespace {
 

@@ -95,6 +95,11 @@ struct SlotAssignment {
 Result<SlotAssignment> assign_stats_slots(const std::vector<std::pair<std::string, int>>& wanted,
                                           const std::vector<SlotHolder>& previous);
 
+// The attachment a published port forwards to: the container's first
+// non-internal one, as Docker uses the network that gives the container its
+// default route. nullptr when there is none.
+const Attachment* publish_target(const Config& cfg, const Container& c);
+
 // Whether bridge isolation lets `src` reach `dst` at the address of `dst`'s
 // attachment `dst_att`: the model the BPF programs implement, used by the
 // lab's probe to print the expected matrix. `src` == nullptr means the host.
