@@ -147,11 +147,15 @@ moat_ct6_key ct6_key(const char* saddr, uint16_t sport, const char* daddr, uint1
 std::optional<moat_ct6_entry> ct6_get(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& key);
 std::vector<std::pair<moat_ct6_key, moat_ct6_entry>> ct6_entries(
     const Skeleton<endpoint_bpf>& skel);
+void ct6_put(const Skeleton<endpoint_bpf>& skel, const moat_ct6_key& key, const moat_ct6_entry& e);
 void ct_clear(const Skeleton<endpoint_bpf>& skel);  // both families, the quota's maps too
 // Forgets every flow count and empties the ring (ct itself untouched).
 void ct_quota_clear(const Skeleton<endpoint_bpf>& skel);
 std::vector<in_addr_t> ct_owners(const Skeleton<endpoint_bpf>& skel);
 uint32_t ct_owned(const Skeleton<endpoint_bpf>& skel, in_addr_t owner);  // 0 if none
+// The same for IPv6 owners (`ct6_owned`, keyed by the whole address).
+std::vector<moat_ip> ct6_owners(const Skeleton<endpoint_bpf>& skel);
+uint32_t ct6_owned(const Skeleton<endpoint_bpf>& skel, const char* owner);  // 0 if none
 // Makes the published flow whose DNAT entry is keyed `orig` cycle under
 // BPF_PROG_TEST_RUN's repeat, which runs the program again on the skb the
 // previous repetition rewrote: a second DNAT entry, for the rewritten tuple
