@@ -432,10 +432,12 @@ struct moat_frag_ports {
  * `frags6`, laid out as their IPv4 counterparts with 16-byte addresses
  * (IPv4's keys stay 4-byte: their lookups are the hot ones). One code
  * (lib/ct_impl.h) serves both families. An IPv6 flow's quota owner is its
- * container's IPv6 address folded to 32 bits (the xor of its words): the
- * uplink, which masquerades, knows no container's IPv4 address; so a
- * container has a quota per family, each table its own. For ICMPv6 echo,
- * the identifier is the "port" as for ICMP.
+ * container's whole IPv6 address, counted in `ct6_owned` (key union
+ * moat_ip): the uplink, which masquerades, knows no container's IPv4
+ * address; so a container has a quota per family, each table its own. Not
+ * a 32-bit fold of the address: a container picking its own address could
+ * pick one folding to another's and use up that one's quota. For ICMPv6
+ * echo, the identifier is the "port" as for ICMP.
  */
 struct moat_ct6_key {
 	union moat_ip saddr;
@@ -463,13 +465,14 @@ struct moat_ct6_entry {
 	__u64 created_ns;
 	__u64 reported_ns;
 	__u32 rule_id;
-	__be32 owner;
+	union moat_ip owner; /* whose quota the flow counts in (ct6_owned) */
+	__u32 pad;
 };
 
 struct moat_ct6_ring_slot {
 	struct moat_ct6_key key;
-	__be32 owner;
-	__u32 counted;
+	union moat_ip owner;
+	__u32 counted; /* 1: in its owner's count (ct6_owned) */
 };
 
 /* The context of program `ct6_reap`: moat_ct_reap_args for a `ct6` key. */
@@ -690,12 +693,16 @@ struct moat_event {
 	__u64 bytes;
 	__u64 reply_packets; /* flows: reply direction so far */
 	__u64 reply_bytes;
-	/* MOAT_EV_F_IPV6: an IPv6 packet's drop; its addresses are here and
-	 * `tuple` holds only its protocol and ports. */
+	/* MOAT_EV_F_IPV6: an IPv6 packet's drop or flow; its addresses are
+	 * here and `tuple` and `xlated` hold only protocol and ports. The
+	 * xlated_ ones are what a flow's become (its uplink's address when
+	 * masqueraded, the backend's when published); all zero for a drop. */
 	__u32 flags;
 	__u32 pad;
 	union moat_ip src6;
 	union moat_ip dst6;
+	union moat_ip xlated_src6;
+	union moat_ip xlated_dst6;
 };
 
 #define MOAT_EV_F_IPV6 (1u << 0)
@@ -738,8 +745,8 @@ MOAT_ABI_SIZE(moat_frag_ports, 4);
 MOAT_ABI_SIZE(moat_publish6_key, 20);
 MOAT_ABI_SIZE(moat_publish6_val, 28);
 MOAT_ABI_SIZE(moat_ct6_key, 40);
-MOAT_ABI_SIZE(moat_ct6_entry, 120);
-MOAT_ABI_SIZE(moat_ct6_ring_slot, 48);
+MOAT_ABI_SIZE(moat_ct6_entry, 136);
+MOAT_ABI_SIZE(moat_ct6_ring_slot, 60);
 MOAT_ABI_SIZE(moat_ct6_reap_args, 48);
 MOAT_ABI_SIZE(moat_frag6_key, 40);
 MOAT_ABI_SIZE(moat_host_cfg, 16);
@@ -750,7 +757,7 @@ MOAT_ABI_SIZE(moat_sock_rnat6_val, 20);
 MOAT_ABI_SIZE(moat_ipcache_val, 8);
 MOAT_ABI_SIZE(moat_policy_key, 12);
 MOAT_ABI_SIZE(moat_policy_val, 8);
-MOAT_ABI_SIZE(moat_event, 128);
+MOAT_ABI_SIZE(moat_event, 160);
 
 /* Every drop reason has its counter slot: as many reasons as slots (slot 0
  * is pass), and no reason numbered beyond the array. */

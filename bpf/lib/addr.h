@@ -45,10 +45,4 @@ static __always_inline int ip_is_link_scope(const union moat_ip *a)
 	return ip_is_link_local(a) || (a->b[0] == 0xff && (a->b[1] & 0x0f) <= 2);
 }
 
-/* The 32-bit quota owner of an IPv6 flow (abi.h, "IPv6 connection tracking"). */
-static __always_inline __be32 ip_fold(const union moat_ip *a)
-{
-	return a->w[0] ^ a->w[1] ^ a->w[2] ^ a->w[3];
-}
-
 #endif

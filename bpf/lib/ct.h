@@ -23,14 +23,6 @@
 #include "lib/observe.h"
 #include "lib/parse.h"
 
-static __always_inline void ct_owned_dec(__be32 owner)
-{
-	__u32 *n = bpf_map_lookup_elem(&ct_owned, &owner);
-
-	if (n && *n)
-		__sync_fetch_and_add(n, -1);
-}
-
 /* Flows on the ring. Only the sweeper moves the head, and never past the
  * tail; a head beyond the tail (a test resetting the ring under a running
  * sweep) reads as an empty ring rather than a full one. */
@@ -53,20 +45,30 @@ static __always_inline int ct_failed(int err, int otherwise)
 	return err == -E2BIG ? MOAT_DROP_CT_FULL : otherwise;
 }
 
-/* Where a flow's two entries apply their rewrites, and the policy
- * revision (and rule) that admitted it. */
-struct ct_sites {
-	__u32 orig_ifindex;
-	__u32 orig_slot; /* counter slot of orig_ifindex: its new_flows counts the flow */
-	__u8 orig_dir;
-	__u32 reply_ifindex;
-	__u8 reply_dir;
-	__u32 rev;
-	__u32 rule_id;
-	__u32 len; /* of the packet that opens the flow: it is counted */
-	__u32 quiet; /* taking over a flow already tracked: no event, no new charge */
-	__be32 owner; /* whose quota the flow counts in (abi.h) */
+/*
+ * Where a flow's two entries apply their rewrites, and the policy
+ * revision (and rule) that admitted it; one struct per family (CT_SITES),
+ * as the owner differs. The two bytes side by side: 48 bytes either way.
+ */
+#define CT_SITES_FIELDS(owner_t)                                                          \
+	__u32 orig_ifindex;                                                               \
+	__u32 orig_slot; /* counter slot of orig_ifindex: its new_flows counts the flow */ \
+	__u32 reply_ifindex;                                                              \
+	__u32 rev;                                                                        \
+	__u32 rule_id;                                                                    \
+	__u32 len; /* of the packet that opens the flow: it is counted */                 \
+	__u32 quiet; /* taking over a flow already tracked: no event, no new charge */    \
+	__u8 orig_dir;                                                                    \
+	__u8 reply_dir;                                                                   \
+	owner_t owner; /* whose quota the flow counts in (abi.h; ct_owner_of()) */         \
 	__u32 *owned; /* the owner's count, as ct_admit() found it */
+
+struct ct_sites {
+	CT_SITES_FIELDS(__be32)
+};
+
+struct ct6_sites {
+	CT_SITES_FIELDS(const union moat_ip *)
 };
 
 static __always_inline int is_uplink_dir(__u32 dir)
@@ -75,9 +77,9 @@ static __always_inline int is_uplink_dir(__u32 dir)
 }
 
 
-/* A flow event's tuple: IPv4's addresses fit in it; IPv6's go beside it
- * (MOAT_EV_F_IPV6), the tuple keeping protocol and ports. The flags are
- * written every time: the ring buffer hands out its memory unzeroed. */
+/* A flow event's tuples: IPv4's addresses fit in them; IPv6's go beside
+ * them (MOAT_EV_F_IPV6), the tuples keeping protocol and ports. The flags
+ * are written every time: the ring buffer hands out its memory unzeroed. */
 static __always_inline void ct_ev_tuple(struct moat_event *ev, const struct moat_ct_key *k,
 					const struct moat_ct_key *x)
 {
@@ -92,6 +94,8 @@ static __always_inline void ct6_ev_tuple(struct moat_event *ev, const struct moa
 	ev->flags = MOAT_EV_F_IPV6;
 	ev->src6 = k->saddr;
 	ev->dst6 = k->daddr;
+	ev->xlated_src6 = x->saddr;
+	ev->xlated_dst6 = x->daddr;
 	ev->tuple = (struct moat_ct_key){ .sport = k->sport, .dport = k->dport, .proto = k->proto };
 	ev->xlated = (struct moat_ct_key){ .sport = x->sport, .dport = x->dport, .proto = x->proto };
 }
@@ -102,10 +106,10 @@ static __always_inline __be32 ct_owner_of(__be32 a)
 	return a;
 }
 
-static __always_inline __be32 ct6_owner_of(union moat_ip a)
-{
-	return ip_fold(&a);
-}
+/* IPv6's owner is the address where it lives (an endpoint's entry, a
+ * publish6 value, the per-CPU scratch), not a copy: 16 bytes more on the
+ * IPv6 path's stack would not fit there. */
+#define ct6_owner_of(a) ((const union moat_ip *)&(a))
 
 #define CT_FAM 4
 #include "lib/ct_impl.h"

@@ -31,6 +31,11 @@
 #undef CT_DADDR_OFF
 #undef CT_PUB_VAL
 #undef CT_UPLINK_ADDR
+#undef CT_SITES
+#undef CT_OWNED
+#undef CT_OWNER
+#undef CT_OWNER_KEY
+#undef CT_OWNER_VAL
 
 #if CT_FAM == 4
 #define CT_KEY struct moat_ct_key
@@ -58,6 +63,11 @@
 #define CT_DADDR_OFF 16
 #define CT_PUB_VAL struct moat_publish_val
 #define CT_UPLINK_ADDR(up) ((up)->ipv4)
+#define CT_SITES struct ct_sites
+#define CT_OWNED ct_owned
+#define CT_OWNER __be32 /* the address itself */
+#define CT_OWNER_KEY(o) (&(o))
+#define CT_OWNER_VAL(o) (o)
 #elif CT_FAM == 6
 #define CT_KEY struct moat_ct6_key
 #define CT_ENTRY struct moat_ct6_entry
@@ -84,6 +94,11 @@
 #define CT_DADDR_OFF 24
 #define CT_PUB_VAL struct moat_publish6_val
 #define CT_UPLINK_ADDR(up) ((up)->ipv6)
+#define CT_SITES struct ct6_sites
+#define CT_OWNED ct6_owned
+#define CT_OWNER const union moat_ip * /* where the address lives (lib/ct.h) */
+#define CT_OWNER_KEY(o) (o)
+#define CT_OWNER_VAL(o) (*(o))
 #else
 #error "CT_FAM must be 4 or 6"
 #endif

@@ -8,6 +8,14 @@
  */
 #include "lib/ct_fam.h"
 
+static __always_inline void CT_FN(owned_dec)(const CT_ADDR *owner)
+{
+	__u32 *n = bpf_map_lookup_elem(&CT_OWNED, owner);
+
+	if (n && *n)
+		__sync_fetch_and_add(n, -1);
+}
+
 /*
  * A flow event from the flow's original-direction entry `o` (key `okey`)
  * and, for translated flows, its reply entry `r` (NULL for tracked flows,
@@ -138,14 +146,14 @@ static __always_inline int CT_FN(sweep_one)(struct moat_ct_ring_pos *pos, __u64 
 		return 0;
 	seen = *slot;
 	e = CT_FN(lookup)(&seen.key, now);
-	if (e && e->owner == seen.owner) {
+	if (e && CT_ADDR_EQ(e->owner, seen.owner)) {
 		slot = CT_FN(ring_at)(__sync_fetch_and_add(&pos->tail, 1));
 		if (slot)
 			*slot = seen;
 		return 0;
 	}
 	if (seen.counted)
-		ct_owned_dec(seen.owner);
+		CT_FN(owned_dec)(&seen.owner);
 	return 0;
 }
 
@@ -204,7 +212,7 @@ static __always_inline void CT_FN(sweeper_arm)(void)
 /* Puts a new flow (its original-direction key) on the ring and, while the
  * ring is busy, one more in its owner's count (`owned`, what CT_FN(admit)()
  * found: NULL for an owner without a count yet). */
-static __always_inline void CT_FN(charge)(const CT_KEY *key, __be32 owner, __u32 *owned)
+static __always_inline void CT_FN(charge)(const CT_KEY *key, CT_OWNER owner, __u32 *owned)
 {
 	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
 	CT_SLOT *slot;
@@ -218,14 +226,14 @@ static __always_inline void CT_FN(charge)(const CT_KEY *key, __be32 owner, __u32
 	if (!slot)
 		return;
 	slot->key = *key;
-	slot->owner = owner;
+	slot->owner = CT_OWNER_VAL(owner);
 	slot->counted = counted;
 	if (!counted)
 		return;
 	if (owned)
 		__sync_fetch_and_add(owned, 1);
 	else
-		bpf_map_update_elem(&ct_owned, &owner, &one, BPF_NOEXIST);
+		bpf_map_update_elem(&CT_OWNED, CT_OWNER_KEY(owner), &one, BPF_NOEXIST);
 	CT_FN(sweeper_arm)();
 }
 
@@ -235,7 +243,7 @@ static __always_inline void CT_FN(charge)(const CT_KEY *key, __be32 owner, __u32
  * when the ring (so the table) is full. Called once per new flow, before
  * its entries are made.
  */
-static __always_inline int CT_FN(admit)(__be32 owner, __u32 **owned)
+static __always_inline int CT_FN(admit)(CT_OWNER owner, __u32 **owned)
 {
 	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
 	__u32 *n;
@@ -247,7 +255,7 @@ static __always_inline int CT_FN(admit)(__be32 owner, __u32 **owned)
 		return 0;
 	if (ct_ring_len(pos) >= MOAT_MAX_CT - MOAT_CT_SWEEP_GAP)
 		return MOAT_DROP_CT_FULL;
-	n = bpf_map_lookup_elem(&ct_owned, &owner);
+	n = bpf_map_lookup_elem(&CT_OWNED, CT_OWNER_KEY(owner));
 	if (n && *n >= MOAT_CT_FLOW_QUOTA)
 		return MOAT_DROP_CT_QUOTA;
 	*owned = n;
@@ -371,7 +379,7 @@ static __always_inline CT_ENTRY *CT_FN(scratch_entry)(void)
  */
 static __always_inline int CT_FN(create)(const CT_KEY *orig,
 				     const CT_KEY *xlated,
-				     const struct ct_sites *at, __u8 kind, __u8 flags,
+				     const CT_SITES *at, __u8 kind, __u8 flags,
 				     __u32 container_id, int claim, __u64 now)
 {
 	__u8 state = orig->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
@@ -398,7 +406,7 @@ static __always_inline int CT_FN(create)(const CT_KEY *orig,
 	e->container_id = container_id;
 	e->policy_rev = at->rev;
 	e->rule_id = at->rule_id;
-	e->owner = at->owner;
+	e->owner = CT_OWNER_VAL(at->owner);
 	CT_FN(reverse)(xlated, &rkey);
 	err = bpf_map_update_elem(&CT_MAP, &rkey, e, claim ? BPF_NOEXIST : BPF_ANY);
 	if (err)
@@ -432,7 +440,7 @@ static __always_inline int CT_FN(create)(const CT_KEY *orig,
  */
 static __always_inline int CT_FN(track)(const CT_KEY *key, __u32 ifindex, __u32 slot,
 				    __u8 dir, __u32 rev, __u32 rule_id, __u32 len,
-				    __be32 owner, __u32 *owned, __u64 now)
+				    CT_OWNER owner, __u32 *owned, __u64 now)
 {
 	__u8 state = key->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
 	CT_ENTRY *e = CT_FN(scratch_entry)();
@@ -452,7 +460,7 @@ static __always_inline int CT_FN(track)(const CT_KEY *key, __u32 ifindex, __u32 
 	e->tcp_state = state;
 	e->policy_rev = rev;
 	e->rule_id = rule_id;
-	e->owner = owner;
+	e->owner = CT_OWNER_VAL(owner);
 	e->packets = 1;
 	e->bytes = len;
 	err = bpf_map_update_elem(&CT_MAP, key, e, BPF_ANY);

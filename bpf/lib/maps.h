@@ -170,6 +170,14 @@ struct {
 	__type(value, struct ct_sweeper);
 } ct6_sweeper SEC(".maps");
 
+/* Flows per IPv6 owner, by the whole address (abi.h): as `ct_owned`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MOAT_MAX_CT_OWNERS);
+	__type(key, union moat_ip);
+	__type(value, __u32);
+} ct6_owned SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MOAT_MAX_FRAGS);

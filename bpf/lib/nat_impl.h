@@ -47,7 +47,7 @@ static __always_inline int CT_V(nat_rewrite)(struct __sk_buff *skb, const CT_L4 
  */
 static __always_inline int CT_V(nat_publish)(struct __sk_buff *skb, const CT_L4 *l4,
 					     CT_ADDR backend_ip, const CT_PUB_VAL *pub,
-				       struct ct_sites *at, int hairpin, __u64 now)
+				       CT_SITES *at, int hairpin, __u64 now)
 {
 	CT_KEY xl = l4->key;
 	int v;
@@ -77,7 +77,7 @@ static __always_inline int CT_V(nat_masquerade)(struct __sk_buff *skb, const CT_
 						 const struct moat_uplink *up, __u32 ifindex,
 						 __u32 rev, const CT_ENTRY *tracked, __u64 now)
 {
-	struct ct_sites at = {
+	CT_SITES at = {
 		.orig_ifindex = ifindex,
 		.orig_slot = up->stats_slot,
 		.orig_dir = MOAT_DIR_TO_WORLD,

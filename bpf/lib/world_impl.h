@@ -81,7 +81,7 @@ static __always_inline int CT_V(from_world_verdict)(struct __sk_buff *skb, __u32
 		if (pub && CT_V(addr_lookup)(l4->key.saddr))
 			return MOAT_DROP_SPOOFED_SOURCE;
 		if (pub) {
-			struct ct_sites at = {
+			CT_SITES at = {
 				.orig_ifindex = ifindex,
 				.orig_slot = slot,
 				.orig_dir = MOAT_DIR_FROM_WORLD,
@@ -151,7 +151,7 @@ static __always_inline int CT_V(to_world_verdict)(struct __sk_buff *skb, __u32 s
 	if (!(info->net_flags & MOAT_NET_F_MASQUERADE)) {
 		/* Routed as it is, like Docker without masquerade; tracked all the
 		 * same, so that the replies are let in and nothing else is. */
-		struct ct_sites at = {
+		CT_SITES at = {
 			.orig_ifindex = ifindex,
 			.orig_slot = slot,
 			.orig_dir = MOAT_DIR_TO_WORLD,

@@ -404,6 +404,9 @@ void ct_quota_clear(const Skeleton<endpoint_bpf>& skel) {
   for (uint32_t owner : ct_owners(skel))
     if (bpf_map__delete_elem(skel->maps.ct_owned, &owner, sizeof owner, 0) && errno != ENOENT)
       fail("ct_owned delete", errno);
+  for (const moat_ip& owner : ct6_owners(skel))
+    if (bpf_map__delete_elem(skel->maps.ct6_owned, &owner, sizeof owner, 0) && errno != ENOENT)
+      fail("ct6_owned delete", errno);
 }
 
 std::vector<in_addr_t> ct_owners(const Skeleton<endpoint_bpf>& skel) {
@@ -420,6 +423,26 @@ std::vector<in_addr_t> ct_owners(const Skeleton<endpoint_bpf>& skel) {
 uint32_t ct_owned(const Skeleton<endpoint_bpf>& skel, in_addr_t owner) {
   uint32_t n = 0;
   bpf_map__lookup_elem(skel->maps.ct_owned, &owner, sizeof owner, &n, sizeof n, 0);
+  return n;
+}
+
+std::vector<moat_ip> ct6_owners(const Skeleton<endpoint_bpf>& skel) {
+  std::vector<moat_ip> out;
+  moat_ip next{};
+  const moat_ip* prev = nullptr;
+  while (bpf_map__get_next_key(skel->maps.ct6_owned, prev, &next, sizeof next) == 0) {
+    out.push_back(next);
+    prev = &out.back();
+  }
+  return out;
+}
+
+uint32_t ct6_owned(const Skeleton<endpoint_bpf>& skel, const char* owner) {
+  moat_ip key{};
+  if (inet_pton(AF_INET6, owner, key.b) != 1)
+    throw std::runtime_error(std::string("ct6_owned: bad address ") + owner);
+  uint32_t n = 0;
+  bpf_map__lookup_elem(skel->maps.ct6_owned, &key, sizeof key, &n, sizeof n, 0);
   return n;
 }
 
@@ -758,6 +781,15 @@ std::ostream& operator<<(std::ostream& os, const moat_event& ev) {
     os << "none";
   else
     os << ev.rule_id;
-  return os << " tuple " << ev.tuple << " xlated " << ev.xlated << " packets " << ev.packets << "/"
-            << ev.bytes << " reply " << ev.reply_packets << "/" << ev.reply_bytes << "}";
+  os << " tuple " << ev.tuple << " xlated " << ev.xlated;
+  if (ev.flags & MOAT_EV_F_IPV6) {
+    char a[4][INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, ev.src6.b, a[0], sizeof a[0]);
+    inet_ntop(AF_INET6, ev.dst6.b, a[1], sizeof a[1]);
+    inet_ntop(AF_INET6, ev.xlated_src6.b, a[2], sizeof a[2]);
+    inet_ntop(AF_INET6, ev.xlated_dst6.b, a[3], sizeof a[3]);
+    os << " ipv6 " << a[0] << " -> " << a[1] << " xlated " << a[2] << " -> " << a[3];
+  }
+  return os << " packets " << ev.packets << "/" << ev.bytes << " reply " << ev.reply_packets << "/"
+            << ev.reply_bytes << "}";
 }

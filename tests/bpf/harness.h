@@ -154,6 +154,9 @@ void ct_clear(const Skeleton<endpoint_bpf>& skel);  // both families, the quota'
 void ct_quota_clear(const Skeleton<endpoint_bpf>& skel);
 std::vector<in_addr_t> ct_owners(const Skeleton<endpoint_bpf>& skel);
 uint32_t ct_owned(const Skeleton<endpoint_bpf>& skel, in_addr_t owner);  // 0 if none
+// The same for IPv6 owners (`ct6_owned`, keyed by the whole address).
+std::vector<moat_ip> ct6_owners(const Skeleton<endpoint_bpf>& skel);
+uint32_t ct6_owned(const Skeleton<endpoint_bpf>& skel, const char* owner);  // 0 if none
 // Makes the published flow whose DNAT entry is keyed `orig` cycle under
 // BPF_PROG_TEST_RUN's repeat, which runs the program again on the skb the
 // previous repetition rewrote: a second DNAT entry, for the rewritten tuple

@@ -10,12 +10,16 @@
 // rewriting row runs a second time on a CHECKSUM_COMPLETE skb
 // (run_complete()): the kernel fails that run when the program leaves
 // skb->csum stale, which the BPF_F_IPV6 flag of the rewrite is for.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <linux/icmpv6.h>
 
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "endpoint.skel.h"
 #include "harness.h"
@@ -430,6 +434,161 @@ TEST_F(Nat6, NeighbourDiscoveryAtTheUplinkIsTheHosts) {
                                         icmp(135, 0, Bytes(20, 0))));
   check({"a neighbour solicitation for the uplink", Hook::FromWorld, kUplink, ns, pass});
   check({"and the host's own", Hook::ToWorld, kUplink, ns, pass});
+}
+
+// ---- what a flow becomes, in its events (issue 16) ---------------------------------------
+
+// An IPv6 flow's event holds its addresses beside the tuples (src6, dst6)
+// and, like IPv4's xlated tuple, those it becomes (xlated_src6,
+// xlated_dst6): a masqueraded flow's source becomes the uplink's IPv6
+// address, a published one's destination the backend. Before, the event
+// had the original addresses only and did not say what the flow became.
+class Nat6Events : public Nat6 {
+ protected:
+  struct Ends {
+    const char* src;
+    uint16_t sport;
+    const char* dst;
+    uint16_t dport;
+  };
+  // The one event the last run emitted.
+  moat_event one_event() {
+    std::vector<moat_event> got = events_.drain();
+    EXPECT_EQ(got.size(), 1u) << "events of the run";
+    return got.empty() ? moat_event{} : got[0];
+  }
+  static void expect_flow6(const moat_event& ev, moat_event_type type, uint8_t kind, moat_dir dir,
+                           uint8_t proto, const Ends& orig, const Ends& xl) {
+    SCOPED_TRACE(::testing::Message() << "event " << ev);
+    EXPECT_EQ(ev.type, uint32_t(type));
+    EXPECT_EQ(ev.ct_kind, kind);
+    EXPECT_EQ(ev.ifindex, ifindex_of(kUplink));
+    EXPECT_EQ(ev.dir, dir);
+    EXPECT_EQ(ev.flags, uint32_t(MOAT_EV_F_IPV6));
+    auto ip = [](const moat_ip& a) {
+      char s[INET6_ADDRSTRLEN];
+      return std::string(inet_ntop(AF_INET6, a.b, s, sizeof s));
+    };
+    EXPECT_EQ(ip(ev.src6), orig.src);
+    EXPECT_EQ(ip(ev.dst6), orig.dst);
+    EXPECT_EQ(ip(ev.xlated_src6), xl.src) << "the translated source";
+    EXPECT_EQ(ip(ev.xlated_dst6), xl.dst) << "the translated destination";
+    moat_ct_key t{}, x{};  // IPv6's tuples: protocol and ports, no addresses
+    t.sport = htons(orig.sport);
+    t.dport = htons(orig.dport);
+    x.sport = htons(xl.sport);
+    x.dport = htons(xl.dport);
+    t.proto = x.proto = proto;
+    EXPECT_EQ(ev.tuple, t);
+    EXPECT_EQ(ev.xlated, x);
+  }
+
+  EventReader events_{dp_.ep->maps.events};
+};
+
+constexpr uint8_t kRst = 0x04;
+
+TEST_F(Nat6Events, MasqueradedFlowBecomesTheUplinksAddress) {
+  const RunResult r =
+      run(dp_.prog(Hook::ToWorld), ifindex_of(kUplink), tcp6(A6, 33333, WORLD6, 443, kSyn));
+  ASSERT_EQ(r.err, 0);
+  ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
+  const uint16_t P = be16_at(r.out, kL4);
+  expect_flow6(one_event(), MOAT_EV_FLOW_NEW, MOAT_CT_SNAT, MOAT_DIR_TO_WORLD, IPPROTO_TCP,
+               {A6, 33333, WORLD6, 443}, {HOST6, P, WORLD6, 443});
+  // Ended by the world's RST: told by the reply's entry, of the original.
+  ASSERT_EQ(
+      run(dp_.prog(Hook::FromWorld), ifindex_of(kUplink), tcp6(WORLD6, 443, HOST6, P, kRst | kAck))
+          .retval,
+      uint32_t(TC_ACT_OK));
+  expect_flow6(one_event(), MOAT_EV_FLOW_END, MOAT_CT_SNAT, MOAT_DIR_TO_WORLD, IPPROTO_TCP,
+               {A6, 33333, WORLD6, 443}, {HOST6, P, WORLD6, 443});
+}
+
+TEST_F(Nat6Events, PublishedFlowBecomesTheBackend) {
+  ASSERT_EQ(
+      run(dp_.prog(Hook::FromWorld), ifindex_of(kUplink), tcp6(CLIENT6, 40000, HOST6, 5000, kSyn))
+          .retval,
+      uint32_t(TC_ACT_OK));
+  expect_flow6(one_event(), MOAT_EV_FLOW_NEW, MOAT_CT_DNAT, MOAT_DIR_FROM_WORLD, IPPROTO_TCP,
+               {CLIENT6, 40000, HOST6, 5000}, {CLIENT6, 40000, A6, 5000});
+  ASSERT_EQ(
+      run(dp_.prog(Hook::FromWorld), ifindex_of(kUplink), udp6(CLIENT6, 41000, HOST6, 8080)).retval,
+      uint32_t(TC_ACT_OK));
+  expect_flow6(one_event(), MOAT_EV_FLOW_NEW, MOAT_CT_DNAT, MOAT_DIR_FROM_WORLD, IPPROTO_UDP,
+               {CLIENT6, 41000, HOST6, 8080}, {CLIENT6, 41000, A6, 80});
+  // A routed network's flow is tracked as it is: it becomes itself.
+  ASSERT_EQ(
+      run(dp_.prog(Hook::ToWorld), ifindex_of(kUplink), tcp6(D6, 40000, WORLD6, 443, kSyn)).retval,
+      uint32_t(TC_ACT_OK));
+  expect_flow6(one_event(), MOAT_EV_FLOW_NEW, MOAT_CT_SNAT, MOAT_DIR_TO_WORLD, IPPROTO_TCP,
+               {D6, 40000, WORLD6, 443}, {D6, 40000, WORLD6, 443});
+}
+
+// ---- the conntrack quota of IPv6 owners (issue 16) ---------------------------------------
+
+// A container on net 1 whose address xors, word by word, to A6's: the
+// 32-bit fold that once keyed IPv6's quota counts.
+constexpr const char* A6_TWIN = "fd00:20::1:0:3";
+
+uint32_t fold(const char* a) {
+  const in6_addr x = ip6(a);
+  uint32_t w[4];
+  std::memcpy(w, &x, sizeof w);
+  return w[0] ^ w[1] ^ w[2] ^ w[3];
+}
+
+// A masqueraded UDP packet from `src`:`sport` to WORLD6:`dport` at to_world.
+RunResult masquerade6_from(Dataplane& dp, const char* src, uint16_t sport, uint16_t dport) {
+  return run(dp.prog(Hook::ToWorld), ifindex_of(kUplink), udp6(src, sport, WORLD6, dport));
+}
+
+// Each IPv6 address has its own quota (`ct6_owned`, keyed by the whole
+// address). Before, IPv6 flows counted per 32-bit fold of the address, so
+// a container could pick an address folding to another's and use up that
+// one's quota: A6 at its quota refused its twin's first flow as
+// conntrack-quota. The ring's sweeper gives expired flows back to their
+// own owner's count.
+TEST_F(Nat6, EachIpv6AddressHasItsOwnQuota) {
+  ASSERT_EQ(fold(A6), fold(A6_TWIN)) << "the test's addresses must collide";
+  const int held = MOAT_CT_FLOW_QUOTA + MOAT_CT_QUOTA_FROM;
+  for (int i = 0; i < held; i++)
+    ASSERT_EQ(masquerade6_from(dp_, A6, uint16_t(1024 + i % 1000), uint16_t(1 + i / 1000)).retval,
+              uint32_t(TC_ACT_OK))
+        << "flow " << i;
+  check({"A at its quota", Hook::ToWorld, kUplink, udp6(A6, 60000, WORLD6, 7),
+         drop(MOAT_DROP_CT_QUOTA)});
+  const RunResult twin = masquerade6_from(dp_, A6_TWIN, 60000, 7);
+  EXPECT_EQ(twin.retval, uint32_t(TC_ACT_OK)) << "the twin's first flow is its own";
+  EXPECT_EQ(masquerade6_from(dp_, A6_TWIN, 60001, 7).retval, uint32_t(TC_ACT_OK))
+      << "and its second";
+  EXPECT_EQ(ct6_owned(dp_.ep, A6), uint32_t(MOAT_CT_FLOW_QUOTA));
+  EXPECT_EQ(ct6_owned(dp_.ep, A6_TWIN), 2u);
+  EXPECT_EQ(ct6_owners(dp_.ep).size(), 2u) << "one count per address";
+  EXPECT_EQ(ct_owners(dp_.ep).size(), 0u) << "nothing in IPv4's counts";
+
+  // 100 of A's counted flows (i = 10000..10099) expire, both entries.
+  const size_t before = ct6_entries(dp_.ep).size();
+  const in6_addr a6 = ip6(A6);
+  for (auto [key, e] : ct6_entries(dp_.ep)) {
+    const bool orig = e.kind == MOAT_CT_SNAT;
+    const moat_ct6_key& o = orig ? key : e.xlated;  // the reply's xlated: the original reversed
+    const uint16_t dport = ntohs(orig ? o.dport : o.sport), sport = ntohs(orig ? o.sport : o.dport);
+    if (std::memcmp(&(orig ? o.saddr : o.daddr), &a6, 16) == 0 && dport == 11 &&
+        sport < 1024 + 100) {
+      e.expires_ns = 1;
+      ct6_put(dp_.ep, key, e);
+    }
+  }
+  const auto turn = std::chrono::milliseconds(MOAT_CT_SWEEP_TICK_MS * MOAT_CT_SWEEP_TURN);
+  const auto deadline = std::chrono::steady_clock::now() + 4 * turn;
+  while (ct6_owned(dp_.ep, A6) > uint32_t(MOAT_CT_FLOW_QUOTA - 100) &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(ct6_owned(dp_.ep, A6), uint32_t(MOAT_CT_FLOW_QUOTA - 100)) << "the sweeper gave back";
+  EXPECT_EQ(ct6_owned(dp_.ep, A6_TWIN), 2u) << "and took nothing from the twin";
+  EXPECT_EQ(ct6_entries(dp_.ep).size(), before - 200) << "100 expired pairs ended";
+  EXPECT_EQ(masquerade6_from(dp_, A6, 60002, 7).retval, uint32_t(TC_ACT_OK)) << "A has room again";
 }
 
 }  // namespace

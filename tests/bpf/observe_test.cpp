@@ -255,7 +255,7 @@ struct Want {
   moat_ct_key xlated{};
   uint64_t packets = 0, bytes = 0, reply_packets = 0, reply_bytes = 0;
   uint32_t flags = 0;  // MOAT_EV_F_*
-  in6_addr src6{}, dst6{};
+  in6_addr src6{}, dst6{}, xlated_src6{}, xlated_dst6{};
 };
 
 class Obs : public ::testing::Test {
@@ -341,6 +341,8 @@ class Obs : public ::testing::Test {
     EXPECT_EQ(got.flags, w.flags);
     EXPECT_EQ(std::memcmp(got.src6.b, &w.src6, 16), 0) << "src6";
     EXPECT_EQ(std::memcmp(got.dst6.b, &w.dst6, 16), 0) << "dst6";
+    EXPECT_EQ(std::memcmp(got.xlated_src6.b, &w.xlated_src6, 16), 0) << "xlated_src6";
+    EXPECT_EQ(std::memcmp(got.xlated_dst6.b, &w.xlated_dst6, 16), 0) << "xlated_dst6";
     EXPECT_GE(got.ts_ns, last_run_.first) << "stamped with bpf_ktime_get_ns() during the run";
     EXPECT_LE(got.ts_ns, last_run_.second);
   }

@@ -156,21 +156,24 @@ TEST(ObserveEvents, Ipv6DropShowsIpv6Addresses) {
   EXPECT_EQ(event_json(ev, n, kOffset)["dst"]["container"], "host");
 }
 
-// An IPv6 flow event has its addresses in src6/dst6 and only protocol and
-// ports in tuple/xlated: its translation shows as the published port, never
-// as the zero IPv4 addresses of the tuples.
-// Names with IPv6: rechnung fd00:1::2, datenbank fd00:1::4, gateway fd00:1::1.
+// An IPv6 flow event has its addresses in src6/dst6 and those it becomes in
+// xlated_src6/xlated_dst6, only protocol and ports in tuple/xlated: shown
+// as IPv6, never as the zero IPv4 addresses of the tuples.
+// Names with IPv6: rechnung fd00:1::2, datenbank fd00:1::4, gateway
+// fd00:1::1, uplink0 2001:db8:ff::1.
 Names names6() {
   json st = state();
   st["interfaces"][0]["ip6"] = "fd00:1::2";
   st["interfaces"][2]["ip6"] = "fd00:1::4";
   st["networks"][0]["gateway6"] = "fd00:1::1";
+  st["uplinks"][0]["ip6"] = "2001:db8:ff::1";
   return names_from_state("test", st);
 }
 
-// A flow event of an IPv6 flow: its addresses in src6/dst6, the tuples'
-// (ports and protocol only) to be set by the test.
-moat_event flow6(uint32_t type, uint8_t ct_kind, const char* src, const char* dst) {
+// A flow event of an IPv6 flow from `src` to `dst` that becomes `xsrc` to
+// `xdst`; the tuples (ports and protocol only) to be set by the test.
+moat_event flow6(uint32_t type, uint8_t ct_kind, const char* src, const char* dst, const char* xsrc,
+                 const char* xdst) {
   moat_event ev{};
   ev.type = type;
   ev.ct_kind = ct_kind;
@@ -178,12 +181,18 @@ moat_event flow6(uint32_t type, uint8_t ct_kind, const char* src, const char* ds
   ev.flags = MOAT_EV_F_IPV6;
   EXPECT_EQ(inet_pton(AF_INET6, src, ev.src6.b), 1);
   EXPECT_EQ(inet_pton(AF_INET6, dst, ev.dst6.b), 1);
+  EXPECT_EQ(inet_pton(AF_INET6, xsrc, ev.xlated_src6.b), 1);
+  EXPECT_EQ(inet_pton(AF_INET6, xdst, ev.xlated_dst6.b), 1);
   return ev;
 }
 
-TEST(ObserveEvents, Ipv6PublishedFlowShowsNoIpv4Address) {
+// A published port over IPv6: the backend it becomes, as for IPv4
+// (PublishedFlowShowsTranslationAndPort). Before, the event had no
+// translated addresses: neither text nor JSON said which container.
+TEST(ObserveEvents, Ipv6PublishedFlowShowsTheBackend) {
   const Names n = names6();
-  moat_event ev = flow6(MOAT_EV_FLOW_NEW, MOAT_CT_DNAT, "2001:db8::2", "fd00:1::1");
+  moat_event ev =
+      flow6(MOAT_EV_FLOW_NEW, MOAT_CT_DNAT, "2001:db8::2", "fd00:1::1", "2001:db8::2", "fd00:1::2");
   ev.ifindex = 2;
   ev.dir = MOAT_DIR_FROM_WORLD;
   ev.tcp_state = MOAT_TCP_SYN_SENT;
@@ -193,24 +202,69 @@ TEST(ObserveEvents, Ipv6PublishedFlowShowsNoIpv4Address) {
   EXPECT_EQ(j["family"], "ipv6");
   EXPECT_EQ(j["src"], (json{{"ip", "2001:db8::2"}, {"port", 42000}}));
   EXPECT_EQ(j["dst"]["container"], "host");
-  EXPECT_FALSE(j.contains("translated"));
+  EXPECT_EQ(j["translated"]["src"], (json{{"ip", "2001:db8::2"}, {"port", 42000}}));
+  EXPECT_EQ(
+      j["translated"]["dst"],
+      (json{{"ip", "fd00:1::2"}, {"port", 80}, {"container", "rechnung"}, {"network", "backend"}}));
   EXPECT_EQ(j["published"],
             (json{{"host_ip", "fd00:1::1"}, {"host_port", 8080}, {"container_port", 80}}));
+  EXPECT_FALSE(j.contains("masquerade_as"));
   const std::string text = event_text(j, true);
   EXPECT_EQ(text.find("0.0.0.0"), std::string::npos) << text;
-  EXPECT_NE(text.find("tcp [2001:db8::2]:42000 > host([fd00:1::1]:8080) [published] published "
-                      ":8080 syn-sent"),
-            std::string::npos)
-      << text;
-  // Masquerading: the address it becomes is not in the event.
-  ev.ct_kind = MOAT_CT_SNAT;
-  ev.dir = MOAT_DIR_FROM_CONTAINER;
-  ev.ifindex = 4;
-  ev.xlated = key("0.0.0.0", 61000, "0.0.0.0", 8080, IPPROTO_TCP);
-  j = event_json(ev, n, kOffset);
-  EXPECT_FALSE(j.contains("masquerade_as"));
-  EXPECT_FALSE(j.contains("translated"));
+  EXPECT_EQ(text,
+            "22:13:20.000 NEW  uplink uplink0 from_world tcp [2001:db8::2]:42000 > "
+            "host([fd00:1::1]:8080) => [2001:db8::2]:42000 > rechnung([fd00:1::2]:80) [published] "
+            "published :8080 syn-sent 0p/0B <> 0p/0B");
+  // --container finds the flow by the backend it became.
+  EXPECT_TRUE(matches(j, FlowFilter{.container = "rechnung"}));
+}
+
+// NAT66: the uplink's address (and port) the flow leaves with, as IPv4's
+// masquerade_as. Before, an IPv6 masqueraded flow showed no translation.
+TEST(ObserveEvents, Ipv6MasqueradedFlowShowsTheUplinksAddress) {
+  const Names n = names6();
+  moat_event ev = flow6(MOAT_EV_FLOW_END, MOAT_CT_SNAT, "fd00:1::2", "2001:db8::9",
+                        "2001:db8:ff::1", "2001:db8::9");
+  ev.ifindex = 2;
+  ev.dir = MOAT_DIR_TO_WORLD;
+  ev.tcp_state = MOAT_TCP_CLOSING;
+  ev.tuple = key("0.0.0.0", 33333, "0.0.0.0", 443, IPPROTO_TCP);
+  ev.xlated = key("0.0.0.0", 61000, "0.0.0.0", 443, IPPROTO_TCP);
+  ev.packets = 3;
+  ev.bytes = 300;
+  ev.reply_packets = 2;
+  ev.reply_bytes = 200;
+  auto j = event_json(ev, n, kOffset);
+  EXPECT_EQ(j["src"]["container"], "rechnung");
+  EXPECT_EQ(j["masquerade_as"], "2001:db8:ff::1");
+  EXPECT_EQ(j["translated"]["src"], (json{{"ip", "2001:db8:ff::1"},
+                                          {"port", 61000},
+                                          {"container", "host"},
+                                          {"network", "uplink0"}}));
+  EXPECT_EQ(j["translated"]["dst"], (json{{"ip", "2001:db8::9"}, {"port", 443}}));
   EXPECT_EQ(j.dump().find("0.0.0.0"), std::string::npos) << j.dump();
+  EXPECT_EQ(event_text(j, true),
+            "22:13:20.000 END  uplink uplink0 to_world tcp rechnung([fd00:1::2]:33333) > "
+            "[2001:db8::9]:443 => host([2001:db8:ff::1]:61000) > [2001:db8::9]:443 [egress] "
+            "closing 3p/300B <> 2p/200B");
+}
+
+// A tracked IPv6 flow closed by its peer: the kernel's tuple is the
+// reply's, its original tuple (addresses included) in the xlated ones, as
+// for IPv4 (TrackedFlowReportedWithOriginalTuple).
+TEST(ObserveEvents, Ipv6TrackedFlowReportedWithOriginalTuple) {
+  moat_event ev =
+      flow6(MOAT_EV_FLOW_END, MOAT_CT_TRACK, "fd00:1::4", "fd00:1::2", "fd00:1::2", "fd00:1::4");
+  ev.ifindex = 4;
+  ev.dir = MOAT_DIR_FROM_CONTAINER;
+  ev.tuple = key("0.0.0.0", 7000, "0.0.0.0", 49000, IPPROTO_TCP);
+  ev.xlated = key("0.0.0.0", 49000, "0.0.0.0", 7000, IPPROTO_TCP);
+  auto j = event_json(ev, names6(), kOffset);
+  EXPECT_EQ(j["src"]["container"], "rechnung");
+  EXPECT_EQ(j["src"]["port"], 49000);
+  EXPECT_EQ(j["dst"]["container"], "datenbank");
+  EXPECT_EQ(j["dst"]["port"], 7000);
+  EXPECT_FALSE(j.contains("translated"));
 }
 
 // A Docker instance: Compose's labels name the service at either end, and a

@@ -38,7 +38,7 @@ void shrink_private(bpf_map* m) {
   std::string_view name = bpf_map__name(m);
   if (name == "ct" || name == "ct_ring" || name == "ct_owned" || name == "frags" ||
       name == "sock_rnat" || name == "sock_rnat6" || name == "ct6" || name == "ct6_ring" ||
-      name == "frags6")
+      name == "ct6_owned" || name == "frags6")
     bpf_map__set_max_entries(m, 64);
 }
 

@@ -61,10 +61,6 @@ json endpoint_json(const std::string& ip, uint16_t port_be, uint8_t proto, const
   return e;
 }
 
-json endpoint_json(uint32_t ip_be, uint16_t port_be, uint8_t proto, const Names& names) {
-  return endpoint_json(ip_str(ip_be), port_be, proto, names);
-}
-
 // Where the event was seen: an uplink, or a container's attachment.
 void add_interface(json& j, uint32_t ifindex, const Names& names) {
   const auto* f = names.iface(ifindex);
@@ -106,22 +102,37 @@ void add_drop(json& j, const moat_event& ev, const Names& names) {
   if (!iso.empty()) j["isolated_by"] = iso;
 }
 
-// `t`: the flow's original tuple. An IPv6 event carries the addresses of
-// that tuple only (src6, dst6), not those it becomes: its translation shows
-// as the published port alone.
-void add_flow(json& j, const moat_event& ev, const moat_ct_key& t, const Names& names) {
+// A tuple's addresses as text: IPv4's are in the tuple itself, IPv6's beside
+// it (MOAT_EV_F_IPV6), the tuple keeping protocol and ports.
+struct Addrs {
+  std::string src, dst;
+};
+
+Addrs tuple_addrs(const moat_event& ev) {
+  if (ev.flags & MOAT_EV_F_IPV6) return {ip6_str(ev.src6), ip6_str(ev.dst6)};
+  return {ip_str(ev.tuple.saddr), ip_str(ev.tuple.daddr)};
+}
+
+Addrs xlated_addrs(const moat_event& ev) {
+  if (ev.flags & MOAT_EV_F_IPV6) return {ip6_str(ev.xlated_src6), ip6_str(ev.xlated_dst6)};
+  return {ip_str(ev.xlated.saddr), ip_str(ev.xlated.daddr)};
+}
+
+// `t`, `a`: the flow's original tuple and its addresses. What it becomes is
+// shown alike for either family.
+void add_flow(json& j, const moat_event& ev, const moat_ct_key& t, const Addrs& a,
+              const Names& names) {
   j["kind"] = ct_kind_name(ev.ct_kind);
   if (ev.tuple.proto == IPPROTO_TCP) j["tcp_state"] = tcp_state_name(ev.tcp_state);
   const moat_ct_key& x = ev.xlated;
-  const bool v6 = ev.flags & MOAT_EV_F_IPV6;
-  if (!v6 && (x.saddr != t.saddr || x.daddr != t.daddr || x.sport != t.sport || x.dport != t.dport))
-    j["translated"] = {{"src", endpoint_json(x.saddr, x.sport, t.proto, names)},
-                       {"dst", endpoint_json(x.daddr, x.dport, t.proto, names)}};
+  const Addrs xa = xlated_addrs(ev);
+  if (xa.src != a.src || xa.dst != a.dst || x.sport != t.sport || x.dport != t.dport)
+    j["translated"] = {{"src", endpoint_json(xa.src, x.sport, t.proto, names)},
+                       {"dst", endpoint_json(xa.dst, x.dport, t.proto, names)}};
   if (ev.ct_kind == MOAT_CT_DNAT && has_ports(t.proto))
-    j["published"] = {{"host_ip", v6 ? ip6_str(ev.dst6) : ip_str(t.daddr)},
-                      {"host_port", ntohs(t.dport)},
-                      {"container_port", ntohs(x.dport)}};
-  if (ev.ct_kind == MOAT_CT_SNAT && !v6) j["masquerade_as"] = ip_str(x.saddr);
+    j["published"] = {
+        {"host_ip", a.dst}, {"host_port", ntohs(t.dport)}, {"container_port", ntohs(x.dport)}};
+  if (ev.ct_kind == MOAT_CT_SNAT) j["masquerade_as"] = xa.src;
   j["packets"] = ev.packets;
   j["bytes"] = ev.bytes;
   j["reply_packets"] = ev.reply_packets;
@@ -177,17 +188,13 @@ json event_json(const moat_event& ev, const Names& names, int64_t wall_offset) {
   add_interface(j, ev.ifindex, names);
   // A tracked flow's entry is keyed by its original tuple, which it keeps in
   // `xlated`; the kernel may report it with the tuple of a reply packet.
-  const moat_ct_key& t =
-      ev.type != MOAT_EV_DROP && ev.ct_kind == MOAT_CT_TRACK ? ev.xlated : ev.tuple;
+  const bool tracked = ev.type != MOAT_EV_DROP && ev.ct_kind == MOAT_CT_TRACK;
+  const moat_ct_key& t = tracked ? ev.xlated : ev.tuple;
+  const Addrs a = tracked ? xlated_addrs(ev) : tuple_addrs(ev);
   j["protocol"] = proto_name(t.proto);
-  if (ev.flags & MOAT_EV_F_IPV6) {
-    j["family"] = "ipv6";
-    j["src"] = endpoint_json(ip6_str(ev.src6), t.sport, t.proto, names);
-    j["dst"] = endpoint_json(ip6_str(ev.dst6), t.dport, t.proto, names);
-  } else {
-    j["src"] = endpoint_json(t.saddr, t.sport, t.proto, names);
-    j["dst"] = endpoint_json(t.daddr, t.dport, t.proto, names);
-  }
+  if (ev.flags & MOAT_EV_F_IPV6) j["family"] = "ipv6";
+  j["src"] = endpoint_json(a.src, t.sport, t.proto, names);
+  j["dst"] = endpoint_json(a.dst, t.dport, t.proto, names);
   if (t.proto == IPPROTO_ICMP || t.proto == IPPROTO_ICMPV6) {
     if (drop) {
       const auto* b = reinterpret_cast<const uint8_t*>(&t.dport);
@@ -199,7 +206,7 @@ json event_json(const moat_event& ev, const Names& names, int64_t wall_offset) {
   if (drop)
     add_drop(j, ev, names);
   else
-    add_flow(j, ev, t, names);
+    add_flow(j, ev, t, a, names);
   if (ev.rule_id != MOAT_RULE_NONE) j["rule"] = rule_json(ev.rule_id, names);
   return j;
 }

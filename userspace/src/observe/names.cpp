@@ -50,6 +50,9 @@ Names names_from_state(const std::string& instance, const json& st) {
     Iface f{u.value("name", ""), true, "", "", u.value("ip", ""), u.value("stats_slot", 0u)};
     n.ifaces[u.value("ifindex", 0u)] = f;
     if (!f.ip.empty()) n.addrs.emplace(f.ip, AddrName{"host", f.name});
+    // IPv6 masquerades behind it: a translated source to name.
+    if (auto ip6 = u.value("ip6", std::string()); !ip6.empty())
+      n.addrs.emplace(ip6, AddrName{"host", f.name});
   }
   // A bridge's drops are of ports no endpoint claims: named by the network.
   for (const auto& b : st.value("bridges", json::array()))
