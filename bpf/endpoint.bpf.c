@@ -235,7 +235,7 @@ static __noinline int dial_published6(struct __sk_buff *skb, const struct moat_e
 	const struct l4_info6 *l4 = &s->l4;
 	struct moat_ct6_key *t = &s->quoted;
 	struct moat_publish6_val *pub;
-	struct ct_sites at;
+	struct ct6_sites at;
 	__u32 rule_id;
 	int hairpin, v;
 
@@ -261,7 +261,7 @@ static __noinline int dial_published6(struct __sk_buff *skb, const struct moat_e
 	if (v)
 		return v;
 	hairpin = ip_eq(&t->daddr, &ep->ipv6);
-	at = (struct ct_sites){
+	at = (struct ct6_sites){
 		.orig_ifindex = skb->ifindex,
 		.orig_slot = ep->stats_slot,
 		.orig_dir = MOAT_DIR_FROM_CONTAINER,

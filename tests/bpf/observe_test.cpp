@@ -959,7 +959,9 @@ TEST_F(Obs, StoppedIpv6FlowsAreEndedByTheReaper) {
               .reply_bytes = synack.size(),
               .flags = MOAT_EV_F_IPV6,
               .src6 = ip6(A6),
-              .dst6 = ip6(B6)});
+              .dst6 = ip6(B6),
+              .xlated_src6 = ip6(A6),
+              .xlated_dst6 = ip6(B6)});
   EXPECT_FALSE(ct6_get(ep(), k).has_value());
   EXPECT_EQ(reap_flow(k), 0u) << "gone already";
   expect_none("reaping an IPv6 flow that is gone");
@@ -1001,7 +1003,9 @@ TEST_F(Obs, StoppedIpv6FlowsAreEndedByTheReaper) {
               .reply_bytes = psynack.size(),
               .flags = MOAT_EV_F_IPV6,
               .src6 = ip6(CLIENT6),
-              .dst6 = ip6(HOST6)});
+              .dst6 = ip6(HOST6),
+              .xlated_src6 = ip6(CLIENT6),
+              .xlated_dst6 = ip6(A6)});
   EXPECT_FALSE(ct6_get(ep(), orig).has_value());
   EXPECT_FALSE(ct6_get(ep(), reply).has_value());
   EXPECT_EQ(reap_flow(orig), 0u);
