@@ -99,8 +99,11 @@ static __always_inline CT_ENTRY *CT_FN(lookup)(const CT_KEY *key, __u64 now)
 		e->expires_ns = p->expires_ns;
 		return e;
 	}
-	/* The flow's end, told once, by its original-direction entry. */
-	if (e->kind == MOAT_CT_TRACK)
+	/* The flow's end, told once, by its original-direction entry; a TCP
+	 * flow's was told when its FIN or RST moved it to CLOSING. */
+	if (e->tcp_state == MOAT_TCP_CLOSING)
+		;
+	else if (e->kind == MOAT_CT_TRACK)
 		CT_FN(flow_event)(MOAT_EV_FLOW_END, key, e, NULL, now);
 	else if (p && (e->kind == MOAT_CT_DNAT || e->kind == MOAT_CT_SNAT))
 		CT_FN(flow_event)(MOAT_EV_FLOW_END, key, e, p, now);

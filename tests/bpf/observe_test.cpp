@@ -778,6 +778,10 @@ TEST_F(Obs, TcpFinEndsTrackedFlowWithBothDirectionsCounts) {
   go(Hook::FromContainer, kDevB, tcp4(B, 80, A, 40000, kFin | kAck), OK);
   go(Hook::ToContainer, kDevA, tcp4(B, 80, A, 40000, kFin | kAck), OK);
   expect_none("the rest of the close");
+  // Its end was told at the FIN: the closing entry expiring ends it quietly.
+  edit_ct(k, [](moat_ct_entry& e) { e.expires_ns = 1; });
+  EXPECT_EQ(reap_flow(k), 1u);
+  expect_none("the closed flow's entry expiring");
 }
 
 // The same, closed (and reported) by the peer: the reply reaches the entry
