@@ -54,6 +54,19 @@ must_pass "(d) x-b -> x-a icmpv6" "$L" x-b icmp $XA
 must_drop "(d) y-b -> x-a tcp/80 (another namespace)" "$L" y-b tcp $XA 80
 must_drop "(d) x-c -> x-a tcp/80" "$L" x-c tcp $XA 80
 must_pass "(d) x-c -> x-b tcp/80 (x-b not selected)" "$L" x-c tcp $XB 80 x-b
+# moat explain over IPv6 addresses: the deciding policy, and the loaded
+# programs' verdict for the first packet, which must agree.
+out=$("$MOAT" explain --lab "$L" $XB $XA 80/tcp 2>&1)
+check "(d) explain [$XB] -> [$XA] 80/tcp: ALLOWED, the kernel agrees" \
+  bash -c 'head -1 <<<"$1" | grep -q ": ALLOWED$" && grep -q "kernel:.*(agrees)" <<<"$1"' _ "$out"
+echo "$out" | sed 's/^/    | /'
+out=$("$MOAT" explain --lab "$L" $XC $XA 80/tcp 2>&1)
+check "(d) explain [$XC] -> [$XA] 80/tcp: DENIED by default deny, the kernel agrees" \
+  bash -c 'head -1 <<<"$1" | grep -q ": DENIED$" && grep -q "default deny" <<<"$1" &&
+    grep -q "kernel:.*(agrees)" <<<"$1"' _ "$out"
+out=$("$MOAT" explain --lab "$L" --json x-c x-a 80/tcp 2>&1)
+check "(d) explain x-c -> x-a over IPv4 by name: DENIED as well" \
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j["allowed"] is False, j' "$out"
 
 echo "(e) x/a only from namespace ns=y"
 policy_apply "$L" "$P/e-xa-from-ns-y.json"
