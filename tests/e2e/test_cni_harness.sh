@@ -242,18 +242,22 @@ dropped "host -> [$UP6]:8091 (another host address)" "$HOST" "[$UP6]" 8091 w2
 dropped "outside -> [$UP6]:8091" "$OUT" "[$UP6]" 8091 w2
 passes "outside -> [$UP6]:8092 (w3, hostIP ::)" "$OUT" "[$UP6]" 8092 w3
 dropped "outside -> 192.0.2.1:8092 (w3 is published over IPv6 only)" "$OUT" 192.0.2.1 8092 w3
-! add w4 d4 "" 0.0.0.0:8093:80/tcp
-out=$(cat "$TMP/add-w4.json")
-check "ADD w4 (d4, hostIP 0.0.0.0: IPv4 only, which moat cannot say beside IPv6): code 7 naming it" \
-  bash -c 'grep -q "\"code\": *7," <<<"$1" && grep -q "hostIP 0.0.0.0 publishes on IPv4 only" <<<"$1"' - "$out"
+check "ADD w4 (d4, -p 0.0.0.0:8093:80: hostIP 0.0.0.0, every IPv4 address)" \
+  add w4 d4 "" 0.0.0.0:8093:80/tcp
+serve_in "moat-$S-w4" 80 w4 TCP6 || bad "IPv6 listener in w4"
+passes "outside -> 192.0.2.1:8093 (w4, hostIP 0.0.0.0)" "$OUT" 192.0.2.1 8093 w4
+passes "host -> 127.0.0.1:8093 (w4)" "$HOST" 127.0.0.1 8093 w4
+dropped "outside -> [$UP6]:8093 (w4 is published over IPv4 only, as portmap does)" \
+  "$OUT" "[$UP6]" 8093 w4
+dropped "host -> [::1]:8093 (w4: IPv4 only)" "$HOST" "[::1]" 8093 w4
 ! add w5 n1 "" "[::1]:8094:80/tcp"
 out=$(cat "$TMP/add-w5.json")
 check "ADD w5 (n1 without IPv6, hostIP ::1): code 7, the container has no IPv6 address" \
   bash -c 'grep -q "\"code\": *7," <<<"$1" && grep -q "no IPv6 address on network n1" <<<"$1"' - "$out"
-check "neither w4 nor w5 is enforced" not_in_status w4 w5
-for n in w1 w2 w3; do del "$n" d4 >/dev/null; done
-del w4 d4 --no-prev >/dev/null; del w5 n1 --no-prev >/dev/null
-check "DEL w1, w2, w3: gone from moat status" not_in_status w1 w2 w3
+check "w5 is not enforced" not_in_status w5
+for n in w1 w2 w3 w4; do del "$n" d4 >/dev/null; done
+del w5 n1 --no-prev >/dev/null
+check "DEL w1, w2, w3, w4: gone from moat status" not_in_status w1 w2 w3 w4
 for n in x1 x2; do del "$n" d4 >/dev/null; done
 del y1 d5 >/dev/null
 check "DEL x1, x2, y1: gone from moat status" not_in_status x1 x2 y1

@@ -235,7 +235,8 @@ TEST(CniTable, BadPortMappingIsRefused) {
 
 // portMappings over IPv6 (issue 16), as portmap maps them: an empty hostIP
 // on both families, "::" and IPv6 addresses to the container's IPv6
-// address, IPv4 ones to its IPv4 address; every one in the plan's maps.
+// address, IPv4 ones (0.0.0.0: every host IPv4 address) to its IPv4
+// address; every one in the plan's maps.
 TEST(CniTable, Ipv6PortMappingsArePublishedOverIpv6) {
   Table t;
   NetConf c = conf_of("n1");
@@ -245,7 +246,8 @@ TEST(CniTable, Ipv6PortMappingsArePublishedOverIpv6) {
              {8081, 81, "tcp", "::1"},
              {8082, 82, "udp", "::"},
              {8083, 83, "tcp", "127.0.0.1"},
-             {8084, 84, "tcp", "fd00:89:1::1"}};
+             {8084, 84, "tcp", "fd00:89:1::1"},
+             {8085, 85, "tcp", "0.0.0.0"}};
   ASSERT_EQ(add_member(t, c, network_of(c, att6_of("10.89.1.2", "fd00:89:1::2/64"), "br1"), m).code,
             0);
   // Through the table's record, as the next ADD or DEL reads it.
@@ -260,7 +262,7 @@ TEST(CniTable, Ipv6PortMappingsArePublishedOverIpv6) {
   std::vector<uint16_t> v4, v6;
   for (const auto& e : plan->publish) v4.push_back(ntohs(e.key.port));
   for (const auto& e : plan->publish6) v6.push_back(ntohs(e.key.port));
-  EXPECT_EQ(v4, (std::vector<uint16_t>{8080, 8083}));
+  EXPECT_EQ(v4, (std::vector<uint16_t>{8080, 8083, 8085}));
   EXPECT_EQ(v6, (std::vector<uint16_t>{8080, 8081, 8082, 8084}));
   in6_addr backend{};
   inet_pton(AF_INET6, "fd00:89:1::2", &backend);
@@ -271,8 +273,7 @@ TEST(CniTable, Ipv6PortMappingsArePublishedOverIpv6) {
 
 // What moat cannot publish as portmap would is refused with the reason:
 // an IPv6 hostIP for a container without an IPv6 address (portmap: no rule
-// at all), 0.0.0.0 (portmap: IPv4 only) for one with an IPv6 address (moat's
-// 0.0.0.0 is both families), addresses moat never publishes on.
+// at all), addresses moat never publishes on.
 TEST(CniTable, PortMappingsMoatCannotPublishAsAskedAreRefused) {
   NetConf c = conf_of("n1");
   auto v4net = network_of(c, att_of("10.89.1.2"), "br1");
@@ -291,10 +292,6 @@ TEST(CniTable, PortMappingsMoatCannotPublishAsAskedAreRefused) {
        "portMappings: [::]:8080:80/tcp: hostIP :: is an IPv6 address, but the interface plugin "
        "gave aaaaaaaaaaaa no IPv6 address on network n1",
        "give the network an IPv6 range, or publish on an IPv4 address"},
-      {"0.0.0.0", true,
-       "portMappings: 0.0.0.0:8080:80/tcp: hostIP 0.0.0.0 publishes on IPv4 only, which moat "
-       "cannot say for a container with an IPv6 address (fd00:89:1::2)",
-       "leave hostIP empty to publish on both families, or give a host address"},
       {"::ffff:127.0.0.1", true,
        "portMappings: [::ffff:127.0.0.1]:8080:80/tcp: \"[::ffff:127.0.0.1]\" is an IPv4-mapped "
        "address; write the IPv4 address",

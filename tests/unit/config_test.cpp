@@ -521,7 +521,7 @@ const ProblemCase kPublish6Cases[] = {
      "containers[0].publish[1]", "host port 8080/tcp is already published"},
     {"SameIpv6AddressTwice", PUBLISHING6("'[::1]:8000-8005:80-85/udp', '[0:0::1]:8005:80/udp'"),
      "containers[0].publish[1]", "host port 8005/udp is already published"},
-    {"Ipv6AddressThenWildcard", PUBLISHING6("'[::1]:8080:80', '0.0.0.0:8080:81'"),
+    {"Ipv6AddressThenWildcard", PUBLISHING6("'[::1]:8080:80', '8080:81'"),
      "containers[0].publish[1]", "host port 8080/tcp is already published"},
     {"Ipv6AddressWithoutIpv6",
      "{" NET_A ", 'containers': [{'name': 'c', 'networks': ['a'], 'publish': ['[::1]:8080:80']}]}",
@@ -770,7 +770,7 @@ TEST(ParseConfig, PublishForms) {
        "127.0.0.1:8000-8001:9000-9001/udp"},
       {"'1:1/sctp'", "", 1, 1, 1, Protocol::sctp, "1:1/sctp"},
       {"'65535:65535/udp'", "", 65535, 65535, 1, Protocol::udp, "65535:65535/udp"},
-      {"'0.0.0.0:80:80'", "", 80, 80, 1, Protocol::tcp, "0.0.0.0:80:80"},  // every address
+      {"'0.0.0.0:80:80'", "0.0.0.0", 80, 80, 1, Protocol::tcp, "0.0.0.0:80:80"},  // every IPv4 one
       {"{'host_ip': '127.0.0.1', 'host_port': 8080, 'container_port': 80, 'protocol': 'udp'}",
        "127.0.0.1", 8080, 80, 1, Protocol::udp, "127.0.0.1:8080:80/udp"},
       {"{'host_port': '8000-8010', 'container_port': '9000-9010'}", "", 8000, 9000, 11,
@@ -810,7 +810,6 @@ TEST(ParseConfig, PublishFormsIpv6) {
        "[::1]:8080:80/tcp"},
       {"{'host_ip': '[FD00:1::1]', 'host_port': 53, 'container_port': 53, 'protocol': 'udp'}",
        "fd00:1::1", 53, Protocol::udp, "[fd00:1::1]:53:53/udp"},
-      {"'0.0.0.0:8080:80'", "", 8080, Protocol::tcp, "0.0.0.0:8080:80"},
   };
   for (const auto& f : forms) {
     SCOPED_TRACE(f.entry);
@@ -849,8 +848,36 @@ TEST(ParseConfig, Ipv6PublishesThatDoNotCollide) {
   Config cfg = valid("{" NET6_A
                      ", 'containers': [{'name': 'c', 'networks': ['a'], "
                      "'publish': ['127.0.0.1:8080:80', '[::1]:8080:81', '[fd00:1::1]:8080:82', "
-                     "'10.0.0.1:7000:70', '[::]:7000:71', '[::1]:8080:80/udp']}]}");
-  EXPECT_EQ(cfg.containers[0].publish.size(), 6u);
+                     "'10.0.0.1:7000:70', '[::]:7000:71', '[::1]:8080:80/udp', "
+                     "'0.0.0.0:9000:90', '[::]:9000:91']}]}");
+  EXPECT_EQ(cfg.containers[0].publish.size(), 8u);
+}
+
+// 0.0.0.0 is every host IPv4 address and no IPv6 one, as Docker's
+// `-p 0.0.0.0:8080:80` and portmap's hostIP 0.0.0.0; no address at all is
+// both families. It stays 0.0.0.0 when written back.
+TEST(ParseConfig, ZeroAddressPublishesOnIpv4Only) {
+  Config cfg = valid("{" NET6_A
+                     ", 'containers': [{'name': 'c', 'networks': ['a'], "
+                     "'publish': ['0.0.0.0:8080:80', '8081:81', "
+                     "{'host_ip': '0.0.0.0', 'host_port': 8082, 'container_port': 82}]}]}");
+  const auto& p = cfg.containers.at(0).publish;
+  ASSERT_EQ(p.size(), 3u);
+  for (const Publish* zero : {&p[0], &p[2]}) {
+    SCOPED_TRACE(zero->text);
+    ASSERT_TRUE(zero->host_ip);
+    EXPECT_EQ(zero->host_ip->str(), "0.0.0.0");
+    EXPECT_TRUE(zero->on_ipv4());
+    EXPECT_TRUE(zero->any_ipv4());
+    EXPECT_FALSE(zero->on_ipv6());
+  }
+  EXPECT_TRUE(p[1].on_ipv4() && p[1].on_ipv6());
+  auto again = parse_config(config_to_json(cfg), "again.json");
+  ASSERT_TRUE(again.config) << (again.problems.empty() ? "" : again.problems[0].message);
+  const auto& q = again.config->containers.at(0).publish;
+  EXPECT_FALSE(q.at(0).on_ipv6());
+  EXPECT_EQ(q.at(0).text, "0.0.0.0:8080:80/tcp");
+  EXPECT_TRUE(q.at(1).on_ipv6());
 }
 
 TEST(ParseConfig, PublishesThatDoNotCollide) {

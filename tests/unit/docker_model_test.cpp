@@ -220,7 +220,7 @@ TEST(DockerModel, ContainerOnOneNetworkWithPublishes) {
   EXPECT_EQ(publishes(*web), (std::vector<std::string>{"8080:80/tcp", "9000-9001:9000-9001/tcp",
                                                        "127.0.0.1:5353:53/udp"}));
   ASSERT_EQ(web->publish.size(), 3u);
-  EXPECT_FALSE(web->publish[0].host_ip);  // "0.0.0.0": every address
+  EXPECT_FALSE(web->publish[0].host_ip);  // "0.0.0.0" without IPv6: every address
   EXPECT_EQ(web->publish[1].count, 2);
   EXPECT_EQ(web->publish[2].host_ip->str(), "127.0.0.1");
   EXPECT_EQ(web->publish[2].protocol, Protocol::udp);
@@ -689,8 +689,8 @@ TEST(DockerModel, Ipv6PublishesMoatCannotServeAreSkipped) {
     "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8090"}, {"HostIp": "::", "HostPort": "8090"}],
     "81/tcp": [{"HostIp": "::1", "HostPort": "8091"}],
     "82/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8092"}]})");
-  // d has one: -p 0.0.0.0:8093:83 is IPv4's alone; an IPv4-mapped address
-  // and a zone are not host addresses moat publishes on.
+  // d has one: -p 0.0.0.0:8093:83 is IPv4's alone (published so); an
+  // IPv4-mapped address and a zone are not host addresses moat publishes on.
   json d = container6("d", "n6", "10.1.0.4", {{"GlobalIPv6Address", "fd00:6::4"}});
   d["NetworkSettings"]["Ports"] = json::parse(R"({
     "83/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8093"}],
@@ -702,7 +702,11 @@ TEST(DockerModel, Ipv6PublishesMoatCannotServeAreSkipped) {
   // Without IPv6, 0.0.0.0 alone or beside :: is IPv4's publish.
   EXPECT_EQ(publishes(*t.config.find_container("b")),
             (std::vector<std::string>{"8090:80/tcp", "8092:82/tcp"}));
-  EXPECT_EQ(publishes(*t.config.find_container("d")), std::vector<std::string>{"[::]:8096:86/tcp"});
+  EXPECT_EQ(publishes(*t.config.find_container("d")),
+            (std::vector<std::string>{"[::]:8096:86/tcp", "0.0.0.0:8093:83/tcp"}));
+  const Publish& any4 = t.config.find_container("d")->publish.at(1);
+  EXPECT_TRUE(any4.on_ipv4());
+  EXPECT_FALSE(any4.on_ipv6());
   auto why = [&](const std::string& label) {
     const Skipped* s = find_skipped(t, Skipped::Kind::publish, label);
     return s ? s->why : "no note";
@@ -713,14 +717,11 @@ TEST(DockerModel, Ipv6PublishesMoatCannotServeAreSkipped) {
       "translate";
   EXPECT_EQ(why("b :::8090->80/tcp"), no_ipv6);
   EXPECT_EQ(why("b ::1:8091->81/tcp"), no_ipv6);
-  EXPECT_EQ(why("d 0.0.0.0:8093->83/tcp"),
-            "Docker publishes it over IPv4 only (-p 0.0.0.0:...), which moat cannot say for a "
-            "container with an IPv6 address (a moat file's 0.0.0.0 is both families): publish "
-            "with -p 8093:83 (both families) or on a host IPv4 address");
+  EXPECT_EQ(why("d 0.0.0.0:8093->83/tcp"), "no note");
   EXPECT_EQ(why("d ::ffff:127.0.0.1:8094->84/tcp"),
             "\"::ffff:127.0.0.1\" is an IPv4-mapped address; write the IPv4 address");
   EXPECT_EQ(why("d fe80::1%eth0:8095->85/tcp"), "\"fe80::1%eth0\" is not an IPv6 address");
-  EXPECT_EQ(t.skipped.size(), 5u);
+  EXPECT_EQ(t.skipped.size(), 4u);
 }
 
 TEST(DockerModel, MalformedJsonIsReportedNotThrown) {

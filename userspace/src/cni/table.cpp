@@ -161,20 +161,13 @@ Error add_member(Table& t, const NetConf& conf, const NetworkEntry& net, Member 
   for (const auto& p : m.ports) {
     auto pub = parse_publish(publish_spec(p));
     if (!pub) return err("portMappings: " + publish_spec(p) + ": " + pub.error());
-    // portmap maps a hostIP only to the container's address of its family.
-    // moat forwards IPv6 to IPv6 only, and its 0.0.0.0 is both families:
-    // refused rather than published nowhere, or wider than asked.
+    // portmap maps a hostIP only to the container's address of its family;
+    // moat forwards IPv6 to IPv6 only: refused rather than published nowhere.
     if (pub->host_ip6 && m.ip6.empty())
       return err("portMappings: " + publish_spec(p) + ": hostIP " + p.host_ip +
                      " is an IPv6 address, but the interface plugin gave " +
                      m.container_id.substr(0, 12) + " no IPv6 address on network " + conf.name,
                  "give the network an IPv6 range, or publish on an IPv4 address");
-    if (auto v4 = Ipv4::parse(p.host_ip); v4 && v4->value == 0 && !m.ip6.empty())
-      return err("portMappings: " + publish_spec(p) +
-                     ": hostIP 0.0.0.0 publishes on IPv4 only, which moat cannot say for a "
-                     "container with an IPv6 address (" +
-                     m.ip6 + ")",
-                 "leave hostIP empty to publish on both families, or give a host address");
   }
   bool others = std::any_of(t.members.begin(), t.members.end(),
                             [&](const Member& x) { return x.network != conf.name; });

@@ -51,10 +51,10 @@ Config build_config(Document&& doc, const std::string& source) {
 
 std::optional<uint16_t> first_shared_port(const Publish& a, const Publish& b) {
   if (a.protocol != b.protocol) return std::nullopt;
-  // A missing address covers every address of its family; so does [::].
-  auto any6 = [](const Publish& p) { return !p.host_ip6 || *p.host_ip6 == Ipv6{}; };
-  bool v4 = a.on_ipv4() && b.on_ipv4() && (!a.host_ip || !b.host_ip || *a.host_ip == *b.host_ip);
-  bool v6 = a.on_ipv6() && b.on_ipv6() && (any6(a) || any6(b) || *a.host_ip6 == *b.host_ip6);
+  bool v4 =
+      a.on_ipv4() && b.on_ipv4() && (a.any_ipv4() || b.any_ipv4() || *a.host_ip == *b.host_ip);
+  bool v6 =
+      a.on_ipv6() && b.on_ipv6() && (a.any_ipv6() || b.any_ipv6() || *a.host_ip6 == *b.host_ip6);
   if (!v4 && !v6) return std::nullopt;
   uint32_t low = std::max(a.host_port, b.host_port);
   uint32_t end = std::min(a.host_port + a.count, b.host_port + b.count);

@@ -47,7 +47,8 @@ struct Network {
 struct Publish {
   // Neither: every host address of both families (Docker binds 0.0.0.0 and
   // [::]; IPv6 only when the container has an IPv6 address). One: that
-  // address only, of its family; host_ip6 :: is every host IPv6 address.
+  // address only, of its family; host_ip 0.0.0.0 is every host IPv4
+  // address, host_ip6 :: every host IPv6 address.
   std::optional<Ipv4> host_ip;
   std::optional<Ipv6> host_ip6;
   uint16_t host_port = 0;       // first port of the range
@@ -58,6 +59,9 @@ struct Publish {
 
   bool on_ipv4() const { return !host_ip6; }
   bool on_ipv6() const { return !host_ip; }
+  // Every host address of the family it is on, not one of them.
+  bool any_ipv4() const { return on_ipv4() && (!host_ip || host_ip->value == 0); }
+  bool any_ipv6() const { return on_ipv6() && (!host_ip6 || *host_ip6 == Ipv6{}); }
 };
 
 // The first host port two publishes both claim (same protocol, overlapping

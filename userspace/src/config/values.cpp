@@ -133,11 +133,9 @@ Parsed<Publish> make_publish(const HostAddress& host_ip, PortRange host, PortRan
     return std::unexpected("SCTP ports cannot be changed (the SCTP checksum covers them): use " +
                            host.str() + ":" + host.str() + "/sctp");
   }
-  Publish p{host_ip.v4, host_ip.v6, host.first, container.first, host.count, protocol, ""};
-  // 0.0.0.0 is how Docker spells "every host address" (of both families,
-  // as Docker binds [::] beside it); [::] stays IPv6's alone.
-  if (p.host_ip && p.host_ip->value == 0) p.host_ip.reset();
-  return p;
+  // 0.0.0.0 stays: every host IPv4 address and no IPv6 one, as Docker's
+  // `-p 0.0.0.0:P:C` and portmap's hostIP 0.0.0.0 publish.
+  return Publish{host_ip.v4, host_ip.v6, host.first, container.first, host.count, protocol, ""};
 }
 
 Parsed<Publish> parse_publish(std::string_view text) {

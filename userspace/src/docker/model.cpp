@@ -284,10 +284,10 @@ std::vector<Publish> read_publishes(const json& c, const std::string& id, const 
       bindings.push_back({*p, label, any4});
     }
   }
-  // 0.0.0.0 beside :: is moat's publish on every address of both families.
-  // 0.0.0.0 alone is IPv4's only, which a moat file cannot say (its
-  // "0.0.0.0" is both families): for a container without IPv6 the two are
-  // the same, for one with IPv6 it is skipped rather than published wider.
+  // Docker lists 0.0.0.0 and :: for a port published on every address of
+  // both families: moat says that with no address at all. 0.0.0.0 alone
+  // stays IPv4's, unless the container has no IPv6 address, which makes the
+  // two the same (and keeps the text Docker users know: 8080:80/tcp).
   auto any6_twin = [&bindings](const Binding& v4) {
     return std::find_if(bindings.begin(), bindings.end(), [&v4](const Binding& x) {
       return x.p.host_ip6 && *x.p.host_ip6 == Ipv6{} && x.p.protocol == v4.p.protocol &&
@@ -298,18 +298,14 @@ std::vector<Publish> read_publishes(const json& c, const std::string& id, const 
   std::vector<const Binding*> paired;
   for (const Binding& bnd : bindings) {
     if (!bnd.any4) continue;
+    Publish p = bnd.p;
     if (auto twin = any6_twin(bnd); twin != bindings.end()) {
       paired.push_back(&*twin);
-    } else if (target.att.ip6) {
-      b.skip(Skipped::Kind::publish, id, bnd.label,
-             "Docker publishes it over IPv4 only (-p 0.0.0.0:...), which moat cannot say for a "
-             "container with an IPv6 address (a moat file's 0.0.0.0 is both families): publish "
-             "with -p " +
-                 std::to_string(bnd.p.host_port) + ":" + std::to_string(bnd.p.container_port) +
-                 " (both families) or on a host IPv4 address");
-      continue;
+      p.host_ip.reset();
+    } else if (!target.att.ip6) {
+      p.host_ip.reset();
     }
-    list.push_back(bnd.p);
+    list.push_back(p);
   }
   for (const Binding& bnd : bindings) {
     if (!bnd.any4 && std::find(paired.begin(), paired.end(), &bnd) == paired.end()) {

@@ -144,10 +144,10 @@ std::vector<Source> publish_sources6(const Config& cfg, const std::string& lab,
 bool publish_reaches(const Publish& p, const Source& src, Ipv4 loopback) {
   if (src.internal) return false;
   if (src.via6) {
-    if (p.host_ip6 && *p.host_ip6 != Ipv6{} && *p.host_ip6 != *src.via6) return false;
+    if (!p.any_ipv6() && *p.host_ip6 != *src.via6) return false;
     return src.from_host || *src.via6 != kLoopback6;
   }
-  if (p.host_ip && p.host_ip->value != src.via.value) return false;
+  if (!p.any_ipv4() && p.host_ip->value != src.via.value) return false;
   return src.from_host || src.via.value != loopback.value;
 }
 
