@@ -80,7 +80,8 @@ void print_policies(const moat::Config& cfg, const json& st, bool as_json) {
   }
 }
 
-// "80/tcp", "53/udp", "icmp", "80" (TCP).
+// "80/tcp", "53/udp", "icmp", "icmpv6", "80" (TCP). "icmp" is the flow's
+// family's: explain_flow() makes it ICMPv6 on an IPv6 flow.
 std::pair<uint8_t, uint16_t> parse_port_proto(const std::string& text) {
   std::string port = text, proto = "tcp";
   if (auto slash = text.find('/'); slash != std::string::npos) {
@@ -88,15 +89,19 @@ std::pair<uint8_t, uint16_t> parse_port_proto(const std::string& text) {
     proto = text.substr(slash + 1);
   } else if (text == "icmp") {
     return {IPPROTO_ICMP, 0};
+  } else if (text == "icmpv6") {
+    return {IPPROTO_ICMPV6, 0};
   }
   std::transform(proto.begin(), proto.end(), proto.begin(), ::tolower);
-  uint8_t p = proto == "tcp"    ? IPPROTO_TCP
-              : proto == "udp"  ? IPPROTO_UDP
-              : proto == "sctp" ? IPPROTO_SCTP
-              : proto == "icmp" ? IPPROTO_ICMP
-                                : 0;
-  if (!p) die("\"" + text + "\": unknown protocol " + proto + " (tcp, udp, sctp or icmp)", 2);
-  if (p == IPPROTO_ICMP) return {p, 0};
+  uint8_t p = proto == "tcp"      ? IPPROTO_TCP
+              : proto == "udp"    ? IPPROTO_UDP
+              : proto == "sctp"   ? IPPROTO_SCTP
+              : proto == "icmp"   ? IPPROTO_ICMP
+              : proto == "icmpv6" ? IPPROTO_ICMPV6
+                                  : 0;
+  if (!p)
+    die("\"" + text + "\": unknown protocol " + proto + " (tcp, udp, sctp, icmp or icmpv6)", 2);
+  if (p == IPPROTO_ICMP || p == IPPROTO_ICMPV6) return {p, 0};
   char* end = nullptr;
   long n = std::strtol(port.c_str(), &end, 10);
   if (port.empty() || *end || n < 1 || n > 65535) die("\"" + text + "\": not PORT/PROTO", 2);
@@ -135,11 +140,14 @@ Isolation judge_isolation(const moat::Config& cfg, const moat::PolicyEndpoint& f
 
 // ---- the real programs (dataplane/prog_run.h) ---------------------------------
 
-// The endpoint row (status JSON) of a container endpoint, or null.
+// The endpoint row (status JSON) of a container endpoint, or null: by the
+// address the flow uses (an IPv6 side's is its IPv6 address).
 const json* endpoint_row(const json& st, const moat::PolicyEndpoint& e) {
   if (e.kind != moat::PolicyEndpoint::Kind::container) return nullptr;
+  const bool v6 = e.v6 && e.ip6;
+  const std::string ip = v6 ? e.ip6->str() : e.ip.str();
   for (const auto& r : st["endpoints"])
-    if (r.value("container", "") == e.container && r.value("ip", "") == e.ip.str()) return &r;
+    if (r.value("container", "") == e.container && r.value(v6 ? "ip6" : "ip", "") == ip) return &r;
   return nullptr;
 }
 
@@ -165,10 +173,42 @@ std::vector<std::pair<moat::ProgHop, std::string>> flow_hops(const json& st,
   return hops;
 }
 
+// Why the programs can't be run on an IPv6 flow with address `a` on a side
+// (its source when `source`), or "" when they can.
+std::string unrunnable_ipv6(const moat::Ipv6& a, bool source) {
+  const std::string s = a.str();
+  if (a == moat::Ipv6{})
+    return s + " is the unspecified address: a source only while an address is being claimed, " +
+           "never a flow's side";
+  if (a == *moat::Ipv6::parse("::1"))
+    return s + " is the loopback address: its packets never leave their own namespace, so no " +
+           "moat program sees them (the host's dials to a port published at [::1] are the " +
+           "socket hooks' to redirect)";
+  if (a.is_v4_mapped())
+    return s + " is IPv4-mapped: such a flow is IPv4 on the wire; give the IPv4 address";
+  if (a.is_multicast() && source) return s + " is multicast, never a packet's source";
+  // As the programs' ip_is_link_scope() (bpf/lib/addr.h): fe80::/10 and
+  // multicast of scope 0-2.
+  if (a.is_link_local() || (a.is_multicast() && (a.bytes[1] & 0x0f) <= 2))
+    return s + " is link-scope (" + (a.is_multicast() ? "multicast" : "link-local") +
+           "): never routed, and the programs judge such a peer by the way its packet " +
+           "arrives (from the host or over the bridge from another container), which the " +
+           "addresses do not tell";
+  if (a.is_multicast())
+    return s + " is multicast beyond the link: which interfaces its packets cross depends on " +
+           "multicast routing, which explain does not follow";
+  return "";
+}
+
 // The verdicts of the real programs on the flow's first packet, run in the
 // instance's network namespace without side effects.
 json program_verdict(const std::string& instance, const json& st, const moat::PolicyEndpoint& from,
                      const moat::PolicyEndpoint& to, uint8_t proto, uint16_t port) {
+  const bool v6 = from.v6 || to.v6;
+  if (v6)
+    for (const auto* e : {&from, &to})
+      if (std::string why = unrunnable_ipv6(*e->ip6, e == &from); !why.empty())
+        return {{"ran", false}, {"text", "not run: " + why}};
   auto hops = flow_hops(st, from, to);
   if (hops.empty()) return {{"ran", false}, {"text", "no moat program is on this flow's path"}};
   if (std::string ns = st.value("netns", ""); !ns.empty()) check(moat::enter_netns(ns));
@@ -179,9 +219,10 @@ json program_verdict(const std::string& instance, const json& st, const moat::Po
     dst_mac = check(moat::endpoint_mac(instance, static_cast<int>(r->value("ifindex", 0u))));
   std::vector<moat::ProgHop> plain;
   for (const auto& h : hops) plain.push_back(h.first);
-  auto runs = check(moat::run_programs_dry(
-      instance, plain,
-      moat::first_packet(dst_mac, src_mac, from.ip.to_be(), to.ip.to_be(), proto, port)));
+  auto frame =
+      v6 ? moat::first_packet(dst_mac, src_mac, *from.ip6, *to.ip6, proto, port)
+         : moat::first_packet(dst_mac, src_mac, from.ip.to_be(), to.ip.to_be(), proto, port);
+  auto runs = check(moat::run_programs_dry(instance, plain, std::move(frame)));
   json out = {{"ran", true}, {"hops", json::array()}};
   bool passed = true;
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -222,6 +263,11 @@ void explain_flow(const moat::Config& cfg, const std::string& instance, const js
     to = check(moat::ipv6_endpoint(cfg, to));
   }
   auto [proto, port] = parse_port_proto(a.port);
+  // The kernel tracks an IPv6 flow's echo, and looks its policy up, as
+  // ICMPv6 (58): the model, the maps and the program are asked the same.
+  if (v6 && proto == IPPROTO_ICMP) proto = IPPROTO_ICMPV6;
+  if (!v6 && proto == IPPROTO_ICMPV6)
+    die("icmpv6 is for IPv6 flows: give an IPv6 address on one side (or icmp)", 2);
   Isolation iso = judge_isolation(cfg, from, to);
   auto model = moat::evaluate_model(cfg, from, to, proto, port);
   auto plan = check(moat::compile_policies(cfg, host_addrs));
@@ -232,13 +278,12 @@ void explain_flow(const moat::Config& cfg, const std::string& instance, const js
   bool kernel_allowed = kernel["allowed"].get<bool>();
   bool agree = model.allowed == compiled.allowed && model.allowed == kernel_allowed;
   bool allowed = !iso.isolated && model.allowed;
-  // moat::first_packet() builds IPv4 packets only.
-  json prog = v6 ? json{{"ran", false}, {"text", "not run: the packet builder has no IPv6 yet"}}
-                 : program_verdict(instance, st, from, to, proto, port);
+  json prog = program_verdict(instance, st, from, to, proto, port);
   if (prog.value("ran", false)) prog["agrees"] = prog["allowed"].get<bool>() == allowed;
   std::string flow = from.str() + " -> " + to.str() + " " +
-                     (proto == IPPROTO_ICMP ? std::string("icmp")
-                                            : std::to_string(port) + "/" + proto_name(proto));
+                     (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6
+                          ? proto_name(proto)
+                          : std::to_string(port) + "/" + proto_name(proto));
   if (a.as_json) {
     std::cout << json{{"flow", flow},
                       {"allowed", allowed},
@@ -297,14 +342,16 @@ void add_policy_commands(CLI::App& app, CommandTable& table) {
       "explain",
       "Would FROM reach TO on PORT/PROTO? The verdict, the isolation rule or the policy and rule\n"
       "that decide, the verdict of the loaded kernel maps, which must agree, and what the\n"
-      "loaded programs do with the flow's first packet (run with BPF_PROG_TEST_RUN on a private\n"
-      "copy of the programs over the live maps: no conntrack entry, counter or event is left).\n"
+      "loaded programs do with the flow's first packet, IPv4 or IPv6 (run with\n"
+      "BPF_PROG_TEST_RUN on a private copy of the programs over the live maps: no conntrack\n"
+      "entry, counter or event is left; not run for a loopback, link-local or multicast side).\n"
       "FROM/TO: a container (NAME or NAME@NETWORK), host, world, an IP or a CIDR (IPv4 or\n"
-      "IPv6; with one IPv6 side, containers and the host are taken by their IPv6 addresses).\n"
+      "IPv6; with one IPv6 side, containers and the host are taken by their IPv6 addresses,\n"
+      "and icmp is ICMPv6).\n"
       "  moat explain --lab demo rechnung datenbank 7000/tcp");
   explain->add_option("from", a->from, "source")->required();
   explain->add_option("to", a->to, "destination")->required();
-  explain->add_option("port", a->port, "PORT/PROTO: 80/tcp, 53/udp, icmp (default tcp)")
+  explain->add_option("port", a->port, "PORT/PROTO: 80/tcp, 53/udp, icmp, icmpv6 (default tcp)")
       ->required();
   auto* policy = app.add_subcommand("policy", "Segmentation policies of an instance");
   policy->require_subcommand(1);

@@ -162,9 +162,12 @@ Result<std::vector<ProgVerdict>> run_programs_dry(const std::string& instance,
   return out;
 }
 
-std::vector<uint8_t> first_packet(const std::vector<uint8_t>& dst_mac,
-                                  const std::vector<uint8_t>& src_mac, uint32_t src_be,
-                                  uint32_t dst_be, uint8_t proto, uint16_t port) {
+namespace {
+
+// The L4 header of a flow's first packet, its checksum zero: a SYN, a UDP
+// (or SCTP, framed as UDP) header with four bytes of data, or an echo
+// request of type `echo` (ICMP 8, ICMPv6 128), id 0x6d74, seq 1.
+std::vector<uint8_t> first_segment(uint8_t proto, uint16_t port, uint8_t echo) {
   std::vector<uint8_t> l4;
   auto put16 = [&l4](uint16_t v) {
     l4.push_back(static_cast<uint8_t>(v >> 8));
@@ -177,8 +180,54 @@ std::vector<uint8_t> first_packet(const std::vector<uint8_t>& dst_mac,
     put16(40000), put16(port), put16(8 + 4), put16(0);
     l4.insert(l4.end(), {'m', 'o', 'a', 't'});
   } else {
-    l4 = {8, 0, 0, 0, 0x6d, 0x74, 0, 1};  // echo request, id 0x6d74, seq 1
+    l4 = {echo, 0, 0, 0, 0x6d, 0x74, 0, 1};
   }
+  return l4;
+}
+
+// The Internet checksum's running sum: big-endian 16-bit words, an odd
+// last byte padded with zero.
+uint32_t add_words(uint32_t sum, const uint8_t* p, size_t n) {
+  for (size_t i = 0; i + 1 < n; i += 2) sum += uint32_t(p[i]) << 8 | p[i + 1];
+  if (n % 2) sum += uint32_t(p[n - 1]) << 8;
+  return sum;
+}
+
+uint16_t complement(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// Writes the checksum of `l4` over `pseudo` (the running sum of the
+// pseudo-header, 0 for ICMP over IPv4). SCTP, framed as UDP, gets none: its
+// CRC32c has no pseudo-header and the programs read only its ports.
+void set_l4_checksum(std::vector<uint8_t>& l4, uint8_t proto, uint32_t pseudo) {
+  if (proto == IPPROTO_SCTP) return;
+  size_t at = proto == IPPROTO_TCP ? 16 : proto == IPPROTO_UDP ? 6 : 2;
+  uint16_t c = complement(add_words(pseudo, l4.data(), l4.size()));
+  if (proto == IPPROTO_UDP && c == 0) c = 0xffff;  // 0 means "no checksum"
+  l4[at] = static_cast<uint8_t>(c >> 8);
+  l4[at + 1] = static_cast<uint8_t>(c);
+}
+
+std::vector<uint8_t> ethernet_frame(const std::vector<uint8_t>& dst_mac,
+                                    const std::vector<uint8_t>& src_mac, uint16_t ethertype,
+                                    const std::vector<uint8_t>& ip,
+                                    const std::vector<uint8_t>& l4) {
+  std::vector<uint8_t> f(dst_mac.begin(), dst_mac.end());
+  f.insert(f.end(), src_mac.begin(), src_mac.end());
+  f.insert(f.end(), {static_cast<uint8_t>(ethertype >> 8), static_cast<uint8_t>(ethertype)});
+  f.insert(f.end(), ip.begin(), ip.end());
+  f.insert(f.end(), l4.begin(), l4.end());
+  return f;
+}
+
+}  // namespace
+
+std::vector<uint8_t> first_packet(const std::vector<uint8_t>& dst_mac,
+                                  const std::vector<uint8_t>& src_mac, uint32_t src_be,
+                                  uint32_t dst_be, uint8_t proto, uint16_t port) {
+  std::vector<uint8_t> l4 = first_segment(proto, port, 8 /* echo request */);
   std::vector<uint8_t> ip(20, 0);
   const size_t total = ip.size() + l4.size();
   ip[0] = 0x45;
@@ -190,17 +239,35 @@ std::vector<uint8_t> first_packet(const std::vector<uint8_t>& dst_mac,
   ip[9] = proto;
   std::memcpy(&ip[12], &src_be, 4);
   std::memcpy(&ip[16], &dst_be, 4);
-  uint32_t sum = 0;
-  for (size_t i = 0; i < ip.size(); i += 2) sum += uint32_t(ip[i]) << 8 | ip[i + 1];
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  ip[10] = static_cast<uint8_t>(~sum >> 8);
-  ip[11] = static_cast<uint8_t>(~sum);
-  std::vector<uint8_t> f(dst_mac.begin(), dst_mac.end());
-  f.insert(f.end(), src_mac.begin(), src_mac.end());
-  f.insert(f.end(), {0x08, 0x00});
-  f.insert(f.end(), ip.begin(), ip.end());
-  f.insert(f.end(), l4.begin(), l4.end());
-  return f;
+  uint16_t c = complement(add_words(0, ip.data(), ip.size()));
+  ip[10] = static_cast<uint8_t>(c >> 8);
+  ip[11] = static_cast<uint8_t>(c);
+  // TCP and UDP sum the pseudo-header too (RFC 793), ICMP its message alone.
+  uint32_t pseudo = proto == IPPROTO_TCP || proto == IPPROTO_UDP
+                        ? add_words(0, &ip[12], 8) + proto + static_cast<uint32_t>(l4.size())
+                        : 0;
+  set_l4_checksum(l4, proto, pseudo);
+  return ethernet_frame(dst_mac, src_mac, 0x0800, ip, l4);
+}
+
+std::vector<uint8_t> first_packet(const std::vector<uint8_t>& dst_mac,
+                                  const std::vector<uint8_t>& src_mac, const Ipv6& src,
+                                  const Ipv6& dst, uint8_t proto, uint16_t port) {
+  const bool ports = proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+  const uint8_t next = ports ? proto : static_cast<uint8_t>(IPPROTO_ICMPV6);
+  std::vector<uint8_t> l4 = first_segment(next, port, 128 /* echo request */);
+  std::vector<uint8_t> ip(40, 0);
+  ip[0] = 0x60;  // version 6, traffic class and flow label 0
+  ip[4] = static_cast<uint8_t>(l4.size() >> 8);
+  ip[5] = static_cast<uint8_t>(l4.size());
+  ip[6] = next;
+  ip[7] = 64;
+  std::copy(src.bytes.begin(), src.bytes.end(), ip.begin() + 8);
+  std::copy(dst.bytes.begin(), dst.bytes.end(), ip.begin() + 24);
+  // RFC 8200 8.1: both addresses, the upper-layer length, the next header.
+  uint32_t pseudo = add_words(0, &ip[8], 32) + next + static_cast<uint32_t>(l4.size());
+  set_l4_checksum(l4, next, pseudo);
+  return ethernet_frame(dst_mac, src_mac, 0x86dd, ip, l4);
 }
 
 Result<std::vector<uint8_t>> endpoint_mac(const std::string& instance, int ifindex) {

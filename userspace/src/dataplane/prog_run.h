@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "abi.h"
+#include "util/net.h"
 #include "util/result.h"
 
 namespace moat {
@@ -41,10 +42,18 @@ Result<std::vector<ProgVerdict>> run_programs_dry(const std::string& instance,
 // The first packet of a flow as its source sends it, between the given MACs
 // (addresses in network order, port in host order): a TCP SYN, a UDP or SCTP
 // datagram (SCTP framed as UDP: the programs read only its ports) or an ICMP
-// echo request.
+// echo request. TCP, UDP and ICMP carry correct checksums.
 std::vector<uint8_t> first_packet(const std::vector<uint8_t>& dst_mac,
                                   const std::vector<uint8_t>& src_mac, uint32_t src_be,
                                   uint32_t dst_be, uint8_t proto, uint16_t port);
+
+// The same over IPv6 (ethertype 0x86DD, hop limit 64, no extension header):
+// a TCP SYN, a UDP or SCTP datagram, or, for any other `proto`, an ICMPv6
+// echo request (next header 58). TCP, UDP and ICMPv6 checksums cover the
+// IPv6 pseudo-header.
+std::vector<uint8_t> first_packet(const std::vector<uint8_t>& dst_mac,
+                                  const std::vector<uint8_t>& src_mac, const Ipv6& src,
+                                  const Ipv6& dst, uint8_t proto, uint16_t port);
 
 // The container-side MAC the instance's endpoint entry holds for `ifindex`.
 Result<std::vector<uint8_t>> endpoint_mac(const std::string& instance, int ifindex);
