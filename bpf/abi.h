@@ -609,8 +609,10 @@ struct moat_ipcache_val {
 /*
  * `ipcache6_gens`: the same identities for IPv6 addresses and prefixes
  * (struct moat_lpm_v6_key), generation for generation beside
- * `ipcache_gens`: a container's IPv6 address has its IPv4 address's
- * identity, so one policy entry serves both families.
+ * `ipcache_gens`. A container's IPv6 address has its IPv4 address's
+ * identity unless an ipBlock holds one and not the other: ipBlocks match
+ * the packet's own address, one family at a time, so such a container has
+ * an identity per family (and entries for each).
  */
 
 enum moat_policy_dir {

@@ -717,8 +717,9 @@ TEST_F(Verdicts, Ipv6DataFollowsIsolation) {
 
   // A policy that selects A for egress (and allows nothing): its IPv6 is
   // judged by it as its IPv4 is, through its IPv6 address's identity, the
-  // same as its IPv4 address's; B's towards A is not (A is not selected for
-  // ingress). Link messages are no policy's business.
+  // same as its IPv4 address's (no ipBlock tells them apart); B's towards A
+  // is not (A is not selected for ingress). Link messages are no policy's
+  // business.
   const moat_ipcache_val a_id = {.identity = MOAT_ID_FIRST_DYNAMIC,
                                  .flags = MOAT_ID_F_CONTAINER | MOAT_ID_F_EGRESS_ISOLATED};
   moat_lpm_v6_key a6 = {.prefixlen = 128, .addr = {}};

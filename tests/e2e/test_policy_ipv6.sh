@@ -154,4 +154,47 @@ echo "no policy again"
 policy_apply "$L" "$P/n-allow-all-x.json"
 must_pass "x-a -> y-a tcp/80 over IPv6" "$L" x-a tcp $YA 80 y-a
 must_pass "z-a -> x-a tcp/80 over IPv6" "$L" z-a tcp $XA 80 x-a
+
+echo "(fam) an ipBlock matches the packet's own address, one family at a time"
+# x/a admits y-b's address of one family only and dials z-b's of one
+# family only: a /32 says nothing of the pod's IPv6 traffic, a /128 nothing
+# of its IPv4 traffic (Kubernetes, Calico and Cilium alike).
+fam_policy() {  # fam_policy FILE FROM_CIDR TO_CIDR
+  cat >"$1" <<EOF
+{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+ "metadata": {"name": "xa-one-family", "namespace": "x"},
+ "spec": {"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Ingress", "Egress"],
+          "ingress": [{"from": [{"ipBlock": {"cidr": "$2"}}]}],
+          "egress": [{"to": [{"ipBlock": {"cidr": "$3"}}]}]}}
+EOF
+}
+# fam_explain DESC VERDICT FROM TO PORT: `moat explain` gives VERDICT and the
+# model, the compiled entries and the loaded maps (and programs) agree.
+fam_explain() {
+  local desc=$1 want=$2 out
+  shift 2
+  out=$("$MOAT" explain --lab "$L" "$@" 2>&1)
+  check "$desc" bash -c 'head -1 <<<"$1" | grep -q ": $2\$" &&
+    grep -q "kernel:.*(agrees)" <<<"$1" && ! grep -q DISAGREES <<<"$1"' _ "$out" "$want"
+  echo "$out" | sed 's/^/    | /'
+}
+XA4=$(v4 x-a) YB4=$(v4 y-b) ZB4=$(v4 z-b)
+fam_policy "$TMP/fam-v4.json" "$YB4/32" "$ZB4/32"
+policy_apply "$L" "$TMP/fam-v4.json"
+must_pass "(fam) y-b -> x-a tcp/80 over IPv4: $YB4/32 holds it" "$L" y-b tcp "$XA4" 80 x-a
+must_drop "(fam) y-b -> x-a tcp/80 over IPv6: $YB4/32 is IPv4" "$L" y-b tcp $XA 80
+must_pass "(fam) x-a -> z-b tcp/80 over IPv4: $ZB4/32 holds it" "$L" x-a tcp "$ZB4" 80 z-b
+must_drop "(fam) x-a -> z-b tcp/80 over IPv6: $ZB4/32 is IPv4" "$L" x-a tcp $ZB 80
+fam_explain "(fam) explain $YB4 -> $XA4 80/tcp: ALLOWED, all agree" ALLOWED "$YB4" "$XA4" 80/tcp
+fam_explain "(fam) explain [$YB] -> [$XA] 80/tcp: DENIED, all agree" DENIED $YB $XA 80/tcp
+fam_explain "(fam) explain [$XA] -> [$ZB] 80/tcp: DENIED, all agree" DENIED $XA $ZB 80/tcp
+fam_policy "$TMP/fam-v6.json" "$YB/128" "$ZB/128"
+policy_apply "$L" "$TMP/fam-v6.json"
+must_pass "(fam) y-b -> x-a tcp/80 over IPv6: $YB/128 holds it" "$L" y-b tcp $XA 80 x-a
+must_drop "(fam) y-b -> x-a tcp/80 over IPv4: $YB/128 is IPv6" "$L" y-b tcp "$XA4" 80
+must_pass "(fam) x-a -> z-b tcp/80 over IPv6: $ZB/128 holds it" "$L" x-a tcp $ZB 80 z-b
+must_drop "(fam) x-a -> z-b tcp/80 over IPv4: $ZB/128 is IPv6" "$L" x-a tcp "$ZB4" 80
+fam_explain "(fam) explain [$YB] -> [$XA] 80/tcp: ALLOWED, all agree" ALLOWED $YB $XA 80/tcp
+fam_explain "(fam) explain $YB4 -> $XA4 80/tcp: DENIED, all agree" DENIED "$YB4" "$XA4" 80/tcp
+fam_explain "(fam) explain $XA4 -> $ZB4 80/tcp: DENIED, all agree" DENIED "$XA4" "$ZB4" 80/tcp
 finish

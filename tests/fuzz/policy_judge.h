@@ -10,10 +10,11 @@
 //    it, containers' and the host's too (the rule landing with issue 13;
 //    README still says it never matches them);
 //  - IPv6 (dual-stack): a side with an IPv6 address is an IPv6 peer. A
-//    container's IPv6 address is that container (its IPv4 address's
-//    identity); a network's IPv6 gateway is the host; any other IPv6
-//    address is the IPv6 world, which IPv4 ipBlocks (0.0.0.0/0 included)
-//    never match and IPv6 ones (::/0 included) match by address;
+//    container's IPv6 address is that container, and ipBlocks judge that
+//    address, never its IPv4 one (nor IPv4 flows by its IPv6 one); a
+//    network's IPv6 gateway is the host; any other IPv6 address is the IPv6
+//    world, which IPv4 ipBlocks (0.0.0.0/0 included) never match and IPv6
+//    ones (::/0 included) match by address;
 //  - ports: protocol, port, endPort; no ports = every port and protocol.
 // A flow passes when the source container's egress and the destination
 // container's ingress both allow it.

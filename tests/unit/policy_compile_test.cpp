@@ -1002,6 +1002,29 @@ void check_all_ipv6(const Config& cfg, const std::vector<std::string>& addresses
   }
 }
 
+// The same over IPv4, for configurations whose pods are not x/y/z's
+// (check_all() names those): the containers by name.
+void check_all_ipv4(const Config& cfg, const std::vector<std::string>& addresses) {
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  std::vector<std::string> names = addresses;
+  names.push_back("host");
+  for (const Container& c : cfg.containers) names.push_back(c.name);
+  for (const std::string& f : names) {
+    for (const std::string& t : names) {
+      PolicyEndpoint from = resolve_endpoint(cfg, f).value();
+      PolicyEndpoint to = resolve_endpoint(cfg, t).value();
+      for (auto [proto, port] : kProbes) {
+        PolicyVerdict m = evaluate_model(cfg, from, to, proto, port);
+        PolicyVerdict c = evaluate_compiled(*plan, from, to, proto, port);
+        EXPECT_TRUE(same(m, c)) << f << " -> " << t << " " << int{proto} << "/" << port;
+      }
+    }
+  }
+}
+
+// Without ipBlocks holding its addresses (none here), a container's IPv6
+// address has its IPv4 address's identity.
 TEST(PolicyCompile6, ContainerIpv6SharesItsIpv4Identity) {
   Config cfg = dual(
       "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}},"
@@ -1092,9 +1115,9 @@ TEST(PolicyCompile6, CidrAndExceptArePrefixesOfTheirOwn) {
   check_all_ipv6(cfg, {"2001:db8::5", "2001:db8:1::5", "2001:db8:2::5", "2001:db9::5"});
 }
 
-// An ipBlock holding a container's IPv6 address splits its identity, as one
-// holding its IPv4 address does, for both of its addresses; one holding the
-// IPv6 gateway splits the host.
+// An ipBlock holding a container's IPv6 address splits that address's
+// identity off, as one holding its IPv4 address does for that one; one
+// holding the IPv6 gateway splits the host.
 TEST(PolicyCompile6, AddressesInsideABlockSplit) {
   Config probe = dual("[]");
   const Ipv6 b6 = ip6_of(probe, "b"), gw6 = probe.networks[0].gateway6;
@@ -1111,8 +1134,10 @@ TEST(PolicyCompile6, AddressesInsideABlockSplit) {
   const Ipv4 b4 = attachment_of(cfg, "b").ip;
   auto b_six = ipcache6_at(*plan, v6(b6)), b_four = ipcache_at(*plan, b4.str() + "/32");
   ASSERT_TRUE(b_six && b_four);
-  EXPECT_EQ(b_six->identity, b_four->identity);
+  EXPECT_NE(b_six->identity, b_four->identity);
+  EXPECT_EQ(b_six->flags, b_four->flags);
   EXPECT_EQ(plan->identity_names.at(b_six->identity), "default{app=b} [b] (in " + v6(b6) + ")");
+  EXPECT_EQ(plan->identity_names.at(b_four->identity), "default{app=b} [b]");
   auto gw = ipcache6_at(*plan, v6(gw6));
   ASSERT_TRUE(gw);
   EXPECT_NE(gw->identity, uint32_t{MOAT_ID_HOST});
@@ -1122,13 +1147,248 @@ TEST(PolicyCompile6, AddressesInsideABlockSplit) {
   EXPECT_TRUE(evaluate_compiled(*plan, b6, a6, IPPROTO_TCP, 80).allowed);
   EXPECT_TRUE(evaluate_compiled(*plan, gw6, a6, IPPROTO_TCP, 80).allowed);
   EXPECT_FALSE(evaluate_compiled(*plan, *Ipv6::parse("::1"), a6, IPPROTO_TCP, 80).allowed);
-  // One identity for both of b's addresses: the block matches b over IPv4 too.
+  // The block holds b's IPv6 address only: b's IPv4 traffic is not in it.
   const Ipv4 a4 = attachment_of(cfg, "a").ip;
-  EXPECT_TRUE(evaluate_compiled(*plan, b4, a4, IPPROTO_TCP, 80).allowed);
-  EXPECT_TRUE(evaluate_model(cfg, resolve_endpoint(cfg, "b").value(),
-                             resolve_endpoint(cfg, "a").value(), IPPROTO_TCP, 80)
-                  .allowed);
+  EXPECT_FALSE(evaluate_compiled(*plan, b4, a4, IPPROTO_TCP, 80).allowed);
+  EXPECT_FALSE(evaluate_model(cfg, resolve_endpoint(cfg, "b").value(),
+                              resolve_endpoint(cfg, "a").value(), IPPROTO_TCP, 80)
+                   .allowed);
   check_all_ipv6(cfg, {"2001:db8::7"});
+}
+
+// ---------------------------------------------------------------------------
+// ipBlocks match the packet's address, one family at a time (Kubernetes,
+// Calico, Cilium): a block naming a container's IPv4 address says nothing
+// of its IPv6 traffic, nor the reverse.
+
+struct FamilyVerdicts {
+  PolicyVerdict model, compiled;
+};
+
+// A flow between two sides of `cfg` in one family: the model's verdict and
+// the compiled entries', which must agree.
+FamilyVerdicts flow_in(const Config& cfg, const std::string& from, const std::string& to, bool ipv6,
+                       uint16_t port = 80) {
+  FamilyVerdicts out;
+  auto plan = compile_policies(cfg);
+  EXPECT_TRUE(plan.has_value()) << plan.error().message();
+  if (!plan) return out;
+  PolicyEndpoint f = resolve_endpoint(cfg, from).value(), t = resolve_endpoint(cfg, to).value();
+  if (ipv6) {
+    f = ipv6_endpoint(cfg, f).value();
+    t = ipv6_endpoint(cfg, t).value();
+  }
+  out.model = evaluate_model(cfg, f, t, IPPROTO_TCP, port);
+  out.compiled = evaluate_compiled(*plan, f, t, IPPROTO_TCP, port);
+  EXPECT_TRUE(same(out.model, out.compiled))
+      << from << " -> " << to << (ipv6 ? " over IPv6" : " over IPv4") << " port " << port;
+  return out;
+}
+
+// Whether both evaluators admit the flow (each checked: a model that agrees
+// with a wrong compiler is wrong too).
+::testing::AssertionResult admits(const FamilyVerdicts& v) {
+  if (v.model.allowed && v.compiled.allowed) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "model: " << v.model.text << "\n    compiled: " << v.compiled.text;
+}
+::testing::AssertionResult drops(const FamilyVerdicts& v) {
+  if (!v.model.allowed && !v.compiled.allowed) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "model: " << v.model.text << "\n    compiled: " << v.compiled.text;
+}
+
+// An ipBlock holding b's IPv4 address only (its /32): a admits b's IPv4
+// connections and not its IPv6 ones, and b's egress reaches a's IPv4
+// address only, whatever b's IPv6 address shares with it otherwise.
+TEST(PolicyFamilies, Ipv4BlockMatchesIpv4TrafficOnly) {
+  Config probe = dual("[]");
+  const std::string a4 = attachment_of(probe, "a").ip.str() + "/32",
+                    b4 = attachment_of(probe, "b").ip.str() + "/32";
+  Config cfg = dual(
+      "[{'name': 'in', 'podSelector': {'matchLabels': {'app': 'a'}}, 'policyTypes': ['Ingress'],"
+      "  'ingress': [{'from': [{'ipBlock': {'cidr': '" +
+      b4 +
+      "'}}]}]},"
+      " {'name': 'out', 'podSelector': {'matchLabels': {'app': 'b'}}, 'policyTypes': ['Egress'],"
+      "  'egress': [{'to': [{'ipBlock': {'cidr': '" +
+      a4 + "'}}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  // b's addresses are of two classes now: its IPv4 one is in the block.
+  auto b_four = ipcache_at(*plan, b4), b_six = ipcache6_at(*plan, v6(ip6_of(cfg, "b")));
+  ASSERT_TRUE(b_four && b_six);
+  EXPECT_NE(b_four->identity, b_six->identity);
+  EXPECT_EQ(b_four->flags, b_six->flags);
+  EXPECT_EQ(b_six->flags, MOAT_ID_F_CONTAINER | MOAT_ID_F_EGRESS_ISOLATED);
+  EXPECT_EQ(plan->identity_names.at(b_six->identity), "default{app=b} [b]");
+  EXPECT_EQ(plan->identity_names.at(b_four->identity), "default{app=b} [b] (in " + b4 + ")");
+  EXPECT_TRUE(admits(flow_in(cfg, "b", "a", false)));
+  FamilyVerdicts six = flow_in(cfg, "b", "a", true);
+  EXPECT_TRUE(drops(six));
+  // Each direction on its own: b's egress to a's IPv6 address and a's
+  // ingress from b's IPv6 address are both default-denied.
+  EXPECT_EQ(six.compiled.egress.outcome, PolicyOutcome::default_denied) << six.compiled.text;
+  EXPECT_EQ(six.compiled.ingress.outcome, PolicyOutcome::default_denied) << six.compiled.text;
+  EXPECT_EQ(six.model.egress.outcome, PolicyOutcome::default_denied) << six.model.text;
+  EXPECT_EQ(six.model.ingress.outcome, PolicyOutcome::default_denied) << six.model.text;
+  check_all_ipv4(cfg, {"203.0.113.5"});
+  check_all_ipv6(cfg, {"2001:db8::7"});
+}
+
+// The reverse: an ipBlock of b's IPv6 /128 admits its IPv6 connections and
+// not its IPv4 ones; a deny naming a's IPv6 /128 stops IPv6 only.
+TEST(PolicyFamilies, Ipv6BlockMatchesIpv6TrafficOnly) {
+  Config probe = dual("[]");
+  const std::string a6 = v6(ip6_of(probe, "a")), b6 = v6(ip6_of(probe, "b"));
+  Config cfg = dual(
+      "[{'name': 'in', 'podSelector': {'matchLabels': {'app': 'a'}}, 'policyTypes': ['Ingress'],"
+      "  'ingress': [{'from': [{'ipBlock': {'cidr': '" +
+      b6 +
+      "'}}]}]},"
+      " {'name': 'no', 'podSelector': {'matchLabels': {'app': 'b'}},"
+      "  'egress': [{'action': 'deny', 'to': [{'ipBlock': {'cidr': '" +
+      a6 + "'}}], 'ports': [{'port': 22}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  auto b_four = ipcache_at(*plan, attachment_of(cfg, "b").ip.str() + "/32"),
+       b_six = ipcache6_at(*plan, b6);
+  ASSERT_TRUE(b_four && b_six);
+  EXPECT_NE(b_four->identity, b_six->identity);
+  EXPECT_TRUE(admits(flow_in(cfg, "b", "a", true)));
+  FamilyVerdicts four = flow_in(cfg, "b", "a", false);
+  EXPECT_TRUE(drops(four));
+  EXPECT_EQ(four.compiled.drop_reason, -MOAT_DROP_POLICY_DEFAULT_DENY);
+  // The deny names a's IPv6 address: b's IPv4 port 22 to a is not denied
+  // (only default-denied by a's ingress), its IPv6 one is.
+  FamilyVerdicts ssh6 = flow_in(cfg, "b", "a", true, 22), ssh4 = flow_in(cfg, "b", "a", false, 22);
+  EXPECT_EQ(ssh6.compiled.egress.outcome, PolicyOutcome::denied);
+  EXPECT_EQ(ssh6.model.egress.outcome, PolicyOutcome::denied);
+  EXPECT_EQ(ssh4.compiled.egress.outcome, PolicyOutcome::not_isolated);
+  EXPECT_EQ(ssh4.model.egress.outcome, PolicyOutcome::not_isolated);
+  check_all_ipv4(cfg, {"203.0.113.5"});
+  check_all_ipv6(cfg, {"2001:db8::7"});
+}
+
+// An except in one family takes a container out of that family's block
+// only: its other address is still in the other family's block.
+TEST(PolicyFamilies, ExceptInOneFamily) {
+  Config probe = dual("[]");
+  const std::string b4 = attachment_of(probe, "b").ip.str() + "/32", b6 = v6(ip6_of(probe, "b"));
+  auto policy = [](const std::string& blocks) {
+    return "[{'name': 'in', 'podSelector': {'matchLabels': {'app': 'a'}},"
+           "  'policyTypes': ['Ingress'], 'ingress': [{'from': " +
+           blocks + "}]}]";
+  };
+  Config no4 = dual(policy("[{'ipBlock': {'cidr': '172.20.0.0/16', 'except': ['" + b4 +
+                           "']}}, {'ipBlock': {'cidr': 'fd00:1::/64'}}]"));
+  ASSERT_FALSE(no4.containers.empty());  // it parsed
+  EXPECT_TRUE(drops(flow_in(no4, "b", "a", false)));
+  EXPECT_TRUE(admits(flow_in(no4, "b", "a", true)));
+  EXPECT_TRUE(admits(flow_in(no4, "c", "a", false)));  // c is in the IPv4 block
+  check_all_ipv4(no4, {"172.20.9.9"});
+  check_all_ipv6(no4, {"fd00:1::99"});
+  Config no6 =
+      dual(policy("[{'ipBlock': {'cidr': '172.20.0.0/16'}},"
+                  " {'ipBlock': {'cidr': 'fd00:1::/64', 'except': ['" +
+                  b6 + "']}}]"));
+  ASSERT_FALSE(no6.containers.empty());  // it parsed
+  EXPECT_TRUE(admits(flow_in(no6, "b", "a", false)));
+  EXPECT_TRUE(drops(flow_in(no6, "b", "a", true)));
+  check_all_ipv4(no6, {"172.20.9.9"});
+  check_all_ipv6(no6, {"fd00:1::99"});
+}
+
+// A container whose addresses are of two classes is still one pod to pod
+// selectors: policies selecting it isolate and judge each of its
+// identities, and peers selecting it admit each.
+TEST(PolicyFamilies, PodSelectorsCoverEveryIdentityOfAContainer) {
+  Config probe = dual("[]");
+  const std::string a4 = attachment_of(probe, "a").ip.str() + "/32", b6 = v6(ip6_of(probe, "b"));
+  // `p` isolates a both ways and admits b (by pods); the deny-only policies
+  // of b name a's IPv4 address and b's IPv6 address, splitting both.
+  Config cfg = dual(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}},"
+      "  'ingress': [{'from': [{'podSelector': {'matchLabels': {'app': 'b'}}}]}],"
+      "  'egress': [{'to': [{'podSelector': {'matchLabels': {'app': 'b'}}}]}]},"
+      " {'name': 'r', 'podSelector': {'matchLabels': {'app': 'b'}},"
+      "  'ingress': [{'action': 'deny', 'from': [{'ipBlock': {'cidr': '" +
+      a4 +
+      "'}}], 'ports': [{'port': 9}]}],"
+      "  'egress': [{'action': 'deny', 'to': [{'ipBlock': {'cidr': '" +
+      b6 + "'}}], 'ports': [{'port': 9}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  auto a_four = ipcache_at(*plan, a4), a_six = ipcache6_at(*plan, v6(ip6_of(cfg, "a")));
+  ASSERT_TRUE(a_four && a_six);
+  EXPECT_NE(a_four->identity, a_six->identity);
+  const uint32_t both =
+      MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED | MOAT_ID_F_EGRESS_ISOLATED;
+  EXPECT_EQ(a_four->flags, both);
+  EXPECT_EQ(a_six->flags, both);
+  for (bool ipv6 : {false, true}) {
+    EXPECT_TRUE(admits(flow_in(cfg, "b", "a", ipv6))) << (ipv6 ? "IPv6" : "IPv4");
+    EXPECT_TRUE(admits(flow_in(cfg, "a", "b", ipv6))) << (ipv6 ? "IPv6" : "IPv4");
+  }
+  EXPECT_TRUE(drops(flow_in(cfg, "c", "a", false)));  // c has no IPv6 address
+  // Port 9 from a to b: denied at b's ingress over IPv4 (a's IPv4 address
+  // is in r's block), not over IPv6.
+  EXPECT_TRUE(drops(flow_in(cfg, "a", "b", false, 9)));
+  EXPECT_TRUE(admits(flow_in(cfg, "a", "b", true, 9)));
+  check_all_ipv4(cfg, {"203.0.113.5"});
+  check_all_ipv6(cfg, {"2001:db8::7"});
+}
+
+// Without ipBlocks holding container addresses, a container's two
+// addresses keep one identity: the policy entries are exactly those of the
+// same containers without IPv6.
+TEST(PolicyFamilies, WithoutIpBlocksOneIdentityPerContainer) {
+  const std::string policies =
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}},"
+      "  'ingress': [{'from': [{'podSelector': {'matchLabels': {'app': 'b'}}}],"
+      "               'ports': [{'port': 80}]},"
+      "              {'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}},"
+      "                        {'ipBlock': {'cidr': '2001:db8::/32'}}]}],"
+      "  'egress': [{'to': [{'podSelector': {}}]}, {'action': 'deny', 'ports': [{'port': 22}]}]},"
+      " {'name': 'q', 'podSelector': {'matchLabels': {'app': 'b'}},"
+      "  'egress': [{'to': [{'ipBlock': {'cidr': '2001:db8:5::/48'}}],"
+      "              'ports': [{'port': 443}]}]}]";
+  Config cfg = dual(policies);
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  for (const char* name : {"a", "b"}) {
+    auto four = ipcache_at(*plan, attachment_of(cfg, name).ip.str() + "/32"),
+         six = ipcache6_at(*plan, v6(ip6_of(cfg, name)));
+    ASSERT_TRUE(four && six) << name;
+    EXPECT_EQ(four->identity, six->identity) << name;
+  }
+  int container_identities = 0;
+  for (const auto& [id, name] : plan->identity_names)
+    container_identities += name.rfind("default{", 0) == 0;
+  EXPECT_EQ(container_identities, 3);  // a, b, c
+  // The same containers without IPv6 addresses: the same entries.
+  Json doc =
+      J("{'networks': [{'name': 'n', 'subnet': '172.20.0.0/16'}],"
+        " 'containers': [{'name': 'a', 'labels': {'app': 'a'}, 'networks': ['n']},"
+        "                {'name': 'b', 'labels': {'app': 'b'}, 'networks': ['n']},"
+        "                {'name': 'c', 'labels': {'app': 'c'}, 'networks': ['n']}]}");
+  doc["policies"] = J(policies);
+  auto v4plan = compile_policies(parse_ok(doc));
+  ASSERT_TRUE(v4plan.has_value()) << v4plan.error().message();
+  EXPECT_EQ(plan->entries.size(), v4plan->entries.size()) << show(plan->entries);
+  EXPECT_TRUE(std::equal(
+      plan->entries.begin(), plan->entries.end(), v4plan->entries.begin(), v4plan->entries.end(),
+      [](const auto& l, const auto& r) {
+        return std::memcmp(&l.first, &r.first, sizeof l.first) == 0 &&
+               l.second.action == r.second.action && l.second.rule_id == r.second.rule_id;
+      }))
+      << show(plan->entries) << "\n vs" << show(v4plan->entries);
+  check_all_ipv4(cfg, {"10.1.2.3"});
+  check_all_ipv6(cfg, {"2001:db8::7", "2001:db8:5::7"});
 }
 
 TEST(PolicyCompile6, KubernetesObjectWithIpv6IpBlock) {

@@ -19,12 +19,14 @@
 // address, and Calico and kube-router match ipBlocks as plain address sets.
 // The kernel only compares identities, so an address's identity must say
 // which ipBlocks hold it: containers (and host addresses) are split by the
-// set of ipBlocks holding each address, and an ipBlock peer stands for
-// every identity whose addresses it holds, plus the CIDR identities inside
-// it. The split is paid here, once per compile, and in map entries (a split
-// identity is a subject of its own, with its own copy of its policies'
-// entries); the kernel still does two ipcache and at most twelve policy
-// lookups per new flow.
+// set of ipBlocks holding each address, a container's IPv4 and IPv6
+// addresses apart (a block matches the packet's own address, so one
+// holding the IPv4 address never admits the IPv6 traffic), and an ipBlock
+// peer stands for every identity whose addresses it holds, plus the CIDR
+// identities inside it. The split is paid here, once per compile, and in
+// map entries (a split identity is a subject of its own, with its own copy
+// of its policies' entries); the kernel still does two ipcache and at most
+// twelve policy lookups per new flow.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -377,9 +379,9 @@ struct FamilyIds {
 };
 
 // Identities: containers by (namespace, labels, ipBlocks holding the
-// attachment's addresses), then the host by ipBlocks, then one per policy
-// CIDR (IPv4's first); numbered in that order, each group sorted, so the
-// same input gets the same numbers.
+// address), then the host by ipBlocks, then one per policy CIDR (IPv4's
+// first); numbered in that order, each group sorted, so the same input gets
+// the same numbers.
 struct Identities {
   explicit Identities(const Config& cfg) : blocks(cfg) {}
   IpBlocks blocks;
@@ -419,30 +421,26 @@ IdentityInfo& identity_of(Identities& ids, const Container& c, Regions regions) 
   return info;
 }
 
-// The ipBlocks holding an attachment's addresses. Its IPv6 address shares
-// its IPv4 address's identity (one policy entry serves both families), so
-// the identity tells the blocks holding either: a block holding one of
-// them matches the attachment in both families.
-Regions attachment_regions(const IpBlocks& blocks, const Attachment& a) {
-  Regions regions = blocks.holding(address_prefix<Ipv4Prefix>(a.ip));
-  if (a.ip6) {
-    Regions six = blocks.holding(address_prefix<Ipv6Prefix>(*a.ip6));
-    regions.insert(regions.end(), six.begin(), six.end());
-    std::sort(regions.begin(), regions.end());  // IPv4 and IPv6 blocks never coincide
-  }
-  return regions;
-}
-
-// One identity per address class: a container's addresses in different
-// ipBlocks get different identities. A container without an address keeps
-// one, as it always had.
+// One identity per address class: (namespace, labels, ipBlocks holding the
+// address), each address classed by its own family's blocks, since an
+// ipBlock matches a packet by the packet's address, one family at a time
+// (Kubernetes, Calico and Cilium alike): a block holding a container's IPv4
+// address says nothing of its IPv6 traffic, nor the reverse. Without blocks
+// holding them both addresses of an attachment (and a container's every
+// attachment) share one identity, as they always did; a container in
+// blocks has one per class, and its policies and the pod selectors naming
+// it cover each. A container without an address keeps one.
 void assign_container_identities(const Config& cfg, Identities& ids, PolicyPlan& plan) {
   for (const Container& c : cfg.containers) {
     if (c.networks.empty()) identity_of(ids, c, {});
     for (const Attachment& a : c.networks) {
-      IdentityInfo& info = identity_of(ids, c, attachment_regions(ids.blocks, a));
-      ids.of<Ipv4Prefix>().by_address.emplace(a.ip, &info);
-      if (a.ip6) ids.of<Ipv6Prefix>().by_address.emplace(*a.ip6, &info);
+      IdentityInfo& four =
+          identity_of(ids, c, ids.blocks.holding(address_prefix<Ipv4Prefix>(a.ip)));
+      ids.of<Ipv4Prefix>().by_address.emplace(a.ip, &four);
+      if (!a.ip6) continue;
+      IdentityInfo& six =
+          identity_of(ids, c, ids.blocks.holding(address_prefix<Ipv6Prefix>(*a.ip6)));
+      ids.of<Ipv6Prefix>().by_address.emplace(*a.ip6, &six);
     }
   }
   for (auto& [key, info] : ids.by_key) {

@@ -32,8 +32,8 @@ bool is_host_address(const Config& cfg, const Ipv6& ip) {
                      [&](const Network& n) { return n.subnet6 && n.gateway6 == ip; });
 }
 
-// An attachment as a side: both its addresses, since an ipBlock holding
-// either matches it (they share an identity).
+// An attachment as a side: both its addresses; `v6` tells which one the
+// flow uses (and ipBlocks judge).
 PolicyEndpoint attachment_endpoint(const Container& c, const Attachment& a, bool v6) {
   return {PolicyEndpoint::Kind::container, c.name, a.ip, a.ip6, v6};
 }
@@ -136,12 +136,11 @@ bool peer_matches(const Config& cfg, const Policy& pol, const PolicyPeer& peer,
     case PolicyPeer::Kind::host:
       return ep.kind == PolicyEndpoint::Kind::host;
     case PolicyPeer::Kind::ip_block: {
-      // By address alone, whoever holds it: a container (either of its
-      // attachment's addresses), the host or not.
+      // By the address the flow uses alone, whoever holds it (a container,
+      // the host or not): its IPv6 one in an IPv6 flow, its IPv4 one
+      // otherwise, as Kubernetes matches an ipBlock against the packet.
       const IpBlock& b = peer.ip_block;
-      if (ep.kind == PolicyEndpoint::Kind::container)
-        return block_holds(b, ep.ip) || (ep.ip6 && block_holds(b, *ep.ip6));
-      return ep.v6 ? block_holds(b, *ep.ip6) : block_holds(b, ep.ip);
+      return ep.v6 ? ep.ip6 && block_holds(b, *ep.ip6) : block_holds(b, ep.ip);
     }
     case PolicyPeer::Kind::pods:
       break;

@@ -17,15 +17,19 @@
 // selects a pod by address; Calico and kube-router match ipBlocks as plain
 // address sets), so an identity must tell which ipBlocks hold its addresses.
 // Container addresses with the same namespace, labels and set of ipBlocks
-// holding them share one identity (a container attached twice may have
-// two); host addresses (gateways, uplink addresses, 127.0.0.0/8) with the
-// same set share one, 127.0.0.0/8's being MOAT_ID_HOST; every other ipBlock
-// cidr and except prefix has its own; any other IPv4 address is MOAT_ID_WORLD,
-// any other IPv6 address the identity of ::/0 (so that 0.0.0.0/0 and ::/0
-// stay apart). A container's IPv6 address shares its IPv4 address's
-// identity: an ipBlock holding either matches both. An
-// ipBlock peer stands for every identity whose addresses it holds, so the
-// kernel's lookups stay as they are (bpf/lib/policy.h).
+// holding them share one identity (a container with addresses in different
+// ipBlocks has several, one per class); host addresses (gateways, uplink
+// addresses, 127.0.0.0/8) with the same set share one, 127.0.0.0/8's being
+// MOAT_ID_HOST; every other ipBlock cidr and except prefix has its own; any
+// other IPv4 address is MOAT_ID_WORLD, any other IPv6 address the identity of
+// ::/0 (so that 0.0.0.0/0 and ::/0 stay apart). Each address is classed by
+// the ipBlocks of its own family, since Kubernetes (and Calico, Cilium) match
+// an ipBlock against the packet's address: a block holding a container's IPv4
+// address matches its IPv4 traffic only, one holding its IPv6 address its
+// IPv6 traffic only. Without such blocks a container's IPv6 address has its
+// IPv4 address's identity. An ipBlock peer stands for every identity whose
+// addresses it holds, so the kernel's lookups stay as they are
+// (bpf/lib/policy.h).
 #pragma once
 
 #include <cstdint>
@@ -79,8 +83,9 @@ struct PolicyPlan {
   bool active = false;  // any policy exists; when false both lists are empty
   // Sorted by (prefixlen, address).
   std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>> ipcache;
-  // The same for IPv6 (`ipcache6_gens`): a container's IPv6 address has its
-  // IPv4 address's identity and flags, gateways' are the host's, ::/0 is
+  // The same for IPv6 (`ipcache6_gens`): a container's IPv6 address has the
+  // identity of its class (its IPv4 address's unless ipBlocks hold one and
+  // not the other), the same flags; gateways' are the host's, ::/0 is
   // "world (IPv6)" so that 0.0.0.0/0 (MOAT_ID_WORLD) never matches IPv6.
   std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>> ipcache6;
   // Sorted by key (subject, peer, dir, proto, port).
@@ -108,8 +113,8 @@ struct PolicyEndpoint {
   std::string container;  // container only
   Ipv4 ip;                // the attachment's address, a host address, or the address
   // A container's: its attachment's IPv6 address, if any, whichever family
-  // the flow is (an ipBlock holding it matches the container in both). A
-  // host or an address: its address when the side is IPv6.
+  // the flow is (ipBlocks judge the address of the flow's family: ip6 when
+  // v6, else ip). A host or an address: its address when the side is IPv6.
   std::optional<Ipv6> ip6;
   bool v6 = false;  // an IPv6 flow's side: ip6 is the address it uses
   std::string str() const;
