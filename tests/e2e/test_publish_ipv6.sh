@@ -215,8 +215,10 @@ d["networks"] = [n for n in d["networks"] if n["name"] == "old"]
 d["containers"] = [c for c in d["containers"] if c["name"] == "legacy"]
 json.dump(d, open(sys.argv[2], "w"))
 PY
-check "an IPv4-only file applies with MOAT_KERNEL_LACKS=nat66 (dry run)" \
+v4only_applies() {
   nsenter --net="$HOSTNS" env MOAT_KERNEL_LACKS=nat66 "$MOAT" apply --dry-run \
-  "$TMP/v4only.json" --instance "$I" >/dev/null
+    "$TMP/v4only.json" --instance "$I" >/dev/null
+}
+check "an IPv4-only file applies with MOAT_KERNEL_LACKS=nat66 (dry run)" v4only_applies
 "$MOAT" down --instance "$I" >/dev/null 2>&1
 down_and_finish "$L"
