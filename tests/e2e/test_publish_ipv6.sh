@@ -149,4 +149,76 @@ want = {("web", "8080:80"): ["ipv4", "ipv6"], ("web", "[::1]:8081:80"): ["ipv6"]
 assert got == want, got' "$TMP/status.json"
 check "no socket listens in the lab host (no proxy)" host_listens_nothing "$L"
 check "no iptables/nftables rule in the lab host" no_firewall_rules "$L"
+
+# NAT66 fixes checksums with bpf_l4_csum_replace(BPF_F_IPV6), which kernels
+# before 6.16 reject when the program runs (not when it loads): moat probes
+# for it and refuses an apply that needs IPv6 NAT there, rather than drop
+# every rewritten packet as nat-rewrite-failed. MOAT_KERNEL_LACKS=nat66 makes
+# the probe answer "no" on this kernel.
+echo "a kernel without IPv6 NAT refuses the apply, and changes nothing"
+HOSTNS=/run/netns/moat-$L-host
+I=nat66$$
+ON_EXIT+=("$MOAT down --instance $I")  # only if an apply was not refused
+kernel_field() {  # kernel_field STATUS_JSON KEY
+  python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1])).get("kernel", {}).get(sys.argv[2])))' "$1" "$2"
+}
+check "status: this kernel ($(uname -r)) does IPv6 NAT (the real probe)" \
+  test "$(kernel_field "$TMP/status.json" nat66)" = true
+MOAT_KERNEL_LACKS=nat66 "$MOAT" lab status --lab "$L" --json >"$TMP/status-lacks.json"
+check "status: with MOAT_KERNEL_LACKS=nat66 it says not" \
+  test "$(kernel_field "$TMP/status-lacks.json" nat66)" = false
+# attached STATUS_JSON: what the kernel holds for the lab, as status reads it.
+attached() {
+  python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["policy"]["revision"], d["endpoint_entries"], sorted(p["id"] for p in d["programs"]),
+      [(e["name"], e.get("attached")) for e in d["endpoints"] + d["uplinks"]], d["published"])' "$1"
+}
+refused() {  # refused LOG RC: exit 1 and the message naming the kernel and the way out
+  [ "$2" -eq 1 ] && grep -q "needs IPv6 NAT, which this kernel (Linux $(uname -r)) cannot do" "$1" &&
+    grep -q "Linux 6.16 or later" "$1" &&
+    grep -q 'network "dual" masquerades IPv6 behind the uplinks: "masquerade": false' "$1" &&
+    grep -q 'container "web" publishes "8080:80" over IPv6' "$1" &&
+    ! grep -q 'container "legacy"' "$1" ||
+    { echo "    exit $2"; sed 's/^/    /' "$1"; return 1; }
+}
+MOAT_KERNEL_LACKS=nat66 "$MOAT" lab apply --lab "$L" >"$TMP/lacks-lab.log" 2>&1
+check "moat lab apply: refused, exit 1, naming the kernel requirement and the fix" \
+  refused "$TMP/lacks-lab.log" $?
+"$MOAT" lab status --lab "$L" --json >"$TMP/status-after.json"
+check "the lab's dataplane is as it was (revision, entries, programs, filters, publishes)" \
+  test "$(attached "$TMP/status.json")" = "$(attached "$TMP/status-after.json")"
+check "no intent left behind" test ! -e "/run/moat/lab-$L/intent.json"
+reached_over_v6 "host -> [::1]:8080 still reaches web" tcp ::1 8080
+# The lab's file with the lab's interfaces (mve<container>n<attachment>, uplink0).
+python3 - "$F" "$TMP/bound.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for i, c in enumerate(d["containers"]):
+    c["networks"] = [{"network": n, "interface": f"mve{i}n{j}"} for j, n in enumerate(c["networks"])]
+d["host"] = {"uplinks": ["uplink0"]}
+json.dump(d, open(sys.argv[2], "w"))
+PY
+nsenter --net="$HOSTNS" env MOAT_KERNEL_LACKS=nat66 "$MOAT" apply \
+  "$TMP/bound.json" --instance "$I" >"$TMP/lacks-new.log" 2>&1
+check "moat apply of a new instance: refused, exit 1" refused "$TMP/lacks-new.log" $?
+nsenter --net="$HOSTNS" env MOAT_KERNEL_LACKS=nat66 "$MOAT" apply --dry-run \
+  "$TMP/bound.json" --instance "$I" >"$TMP/lacks-dry.log" 2>&1
+check "moat apply --dry-run: refused the same way" refused "$TMP/lacks-dry.log" $?
+check "the refused instance left no pin, state or lock" \
+  test -z "$(ls -d /sys/fs/bpf/moat/"$I" /run/moat/"$I" /run/moat/"$I".lock 2>/dev/null)"
+# IPv4 only, the same kernel answer: nothing needs NAT66, the apply goes ahead.
+python3 - "$TMP/bound.json" "$TMP/v4only.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["networks"] = [n for n in d["networks"] if n["name"] == "old"]
+d["containers"] = [c for c in d["containers"] if c["name"] == "legacy"]
+json.dump(d, open(sys.argv[2], "w"))
+PY
+v4only_applies() {
+  nsenter --net="$HOSTNS" env MOAT_KERNEL_LACKS=nat66 "$MOAT" apply --dry-run \
+    "$TMP/v4only.json" --instance "$I" >/dev/null
+}
+check "an IPv4-only file applies with MOAT_KERNEL_LACKS=nat66 (dry run)" v4only_applies
+"$MOAT" down --instance "$I" >/dev/null 2>&1
 down_and_finish "$L"

@@ -148,7 +148,16 @@ void print_status_head(const json& s) {
             << s["source"].get<std::string>() << ")\n";
   if (!s["netns"].get<std::string>().empty())
     std::cout << "network namespace " << s["netns"].get<std::string>() << "\n";
-  std::cout << "pins " << s["pin_dir"].get<std::string>() << "\n\nprograms:\n";
+  std::cout << "pins " << s["pin_dir"].get<std::string>() << "\n";
+  if (const auto& k = s.value("kernel", json::object()); !k.empty()) {
+    const auto& nat66 = k.value("nat66", json());
+    std::cout << "kernel Linux " << k.value("release", std::string("?")) << ": IPv6 NAT "
+              << (nat66.is_boolean()
+                      ? (nat66.get<bool>() ? "supported" : "not supported (needs Linux 6.16+)")
+                      : "unknown (" + k.value("nat66_error", std::string()) + ")")
+              << "\n";
+  }
+  std::cout << "\nprograms:\n";
   for (const auto& p : s["programs"])
     std::cout << "  " << std::left << std::setw(16) << p["name"].get<std::string>() << " id "
               << p["id"] << "  tag " << p["tag"].get<std::string>() << "\n";

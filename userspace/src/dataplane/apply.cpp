@@ -14,6 +14,7 @@
 #include "dataplane/counters.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/failpoint.h"
+#include "dataplane/features.h"
 #include "dataplane/host.h"
 #include "dataplane/map_sync.h"
 #include "dataplane/policy_gen.h"
@@ -175,6 +176,17 @@ Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
   return resolve_bridges(cfg, std::move(host));
 }
 
+// What the desired state needs of the kernel beyond what loading the
+// programs checks: a helper flag the verifier accepts but an older kernel
+// rejects when the program runs would drop packets, not fail the apply.
+// Probed only when needed, so an IPv4-only apply never runs the probe.
+Result<void> kernel_can_enforce(const Config& cfg) {
+  if (nat66_uses(cfg).empty()) return {};
+  auto nat66 = kernel_nat66();
+  if (!nat66) return std::unexpected(nat66.error());
+  return require_nat66(cfg, *nat66, kernel_name());
+}
+
 // Phase 1: the previous state, the plan, the host's interfaces.
 Result<void> resolve(Apply& a) {
   auto st = read_state(a.instance);
@@ -187,6 +199,7 @@ Result<void> resolve(Apply& a) {
                 "); run moat there, or pick another --instance");
   auto plan = compile(a.cfg, ids_from_state(a.prev));
   if (!plan) return std::unexpected(plan.error());
+  if (auto r = kernel_can_enforce(a.cfg); !r) return r;
   auto host = resolve_host(a.cfg, *plan);
   if (!host) return std::unexpected(host.error());
   std::vector<SlotHolder> slot_prev;

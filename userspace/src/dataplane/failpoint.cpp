@@ -17,4 +17,11 @@ Result<void> failpoint(const char* point) {
   return {};
 }
 
+bool pretend_kernel_lacks(const char* feature) {
+  const char* lacks = std::getenv("MOAT_KERNEL_LACKS");
+  if (!lacks) return false;
+  std::string list = std::string(",") + lacks + ",";
+  return list.find(std::string(",") + feature + ",") != std::string::npos;
+}
+
 }  // namespace moat

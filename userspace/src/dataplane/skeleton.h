@@ -1,6 +1,6 @@
 // skeleton.h - the one owner of a libbpf skeleton (bpftool's generated
 // open/load/destroy), for every object moat builds: endpoint, uplink,
-// bridge, sock and reap. Destroying it closes the programs and map fds this process
+// bridge, sock, reap and probe. Destroying it closes the programs and map fds this process
 // holds; what is pinned or attached stays, so the owner never detaches
 // anything it did not create.
 //
@@ -21,6 +21,7 @@
 
 #include "bridge.skel.h"
 #include "endpoint.skel.h"
+#include "probe.skel.h"
 #include "reap.skel.h"
 #include "sock.skel.h"
 #include "uplink.skel.h"
@@ -47,6 +48,7 @@ MOAT_SKELETON_OPS(uplink_bpf)
 MOAT_SKELETON_OPS(sock_bpf)
 MOAT_SKELETON_OPS(reap_bpf)
 MOAT_SKELETON_OPS(bridge_bpf)
+MOAT_SKELETON_OPS(probe_bpf)
 #undef MOAT_SKELETON_OPS
 
 // Quiets libbpf's expected complaints (an empty TC filter slot queried on

@@ -13,6 +13,7 @@
 
 #include "dataplane/counters.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/features.h"
 #include "dataplane/host.h"
 #include "dataplane/map_sync.h"
 #include "dataplane/policy_gen.h"
@@ -161,7 +162,8 @@ Result<json> status(const std::string& instance) {
               {"bridges", st->value("bridges", json::array())},
               {"published", st->value("published", json::array())},
               {"socket_hooks", *hooks},
-              {"tracked_entries", flows->size()}};
+              {"tracked_entries", flows->size()},
+              {"kernel", kernel_features_json()}};
 }
 
 // Works from the kernel: the record (when readable) only says which clsact

@@ -244,6 +244,41 @@ Result<SlotAssignment> assign_stats_slots(const std::vector<std::pair<std::strin
   return out;
 }
 
+std::vector<Nat66Use> nat66_uses(const Config& cfg) {
+  std::vector<Nat66Use> out;
+  // Masquerade happens at the uplinks only: without one nothing is rewritten.
+  if (!cfg.uplinks.empty())
+    for (const auto& n : cfg.networks)
+      if (n.subnet6 && n.masquerade && !n.internal)
+        out.push_back({"network \"" + n.name + "\" masquerades IPv6 behind the uplinks",
+                       "\"masquerade\": false on it routes its IPv6 addresses as they are"});
+  const Ipv6 loopback = *Ipv6::parse("::1");
+  for (const auto& c : cfg.containers) {
+    const Attachment* a = publish_target(cfg, c);
+    if (!a || !a->ip6) continue;
+    for (const auto& p : c.publish)
+      if (p.on_ipv6() && p.host_ip6 != loopback)
+        out.push_back({"container \"" + c.name + "\" publishes \"" + p.text + "\" over IPv6",
+                       "publish it on an IPv4 address or on [::1] only, or give the container no "
+                       "IPv6 address (\"ipv6\": false on its attachment to \"" +
+                           a->network + "\")"});
+  }
+  return out;
+}
+
+Result<void> require_nat66(const Config& cfg, bool kernel_nat66, const std::string& kernel) {
+  if (kernel_nat66) return {};
+  auto uses = nat66_uses(cfg);
+  if (uses.empty()) return {};
+  std::string msg = cfg.source + " needs IPv6 NAT, which this kernel (" + kernel +
+                    ") cannot do: moat's NAT66 fixes checksums with bpf_l4_csum_replace() and "
+                    "BPF_F_IPV6, which Linux 6.16 or later has (older kernels reject the flag, "
+                    "and every rewritten IPv6 packet would be dropped). Nothing was changed. Run "
+                    "Linux 6.16 or later, or do without IPv6 NAT:";
+  for (const auto& u : uses) msg += "\n  " + u.what + ": " + u.fix;
+  return fail(msg);
+}
+
 bool isolation_allows(const Config& cfg, const Container* src, const Container& dst,
                       const Attachment& dst_att) {
   const Network* net = cfg.find_network(dst_att.network);

@@ -100,6 +100,23 @@ Result<SlotAssignment> assign_stats_slots(const std::vector<std::pair<std::strin
 // default route. nullptr when there is none.
 const Attachment* publish_target(const Config& cfg, const Container& c);
 
+// What in `cfg` makes the programs rewrite IPv6 addresses (NAT66), one
+// entry each: a network that masquerades IPv6 behind the uplinks, a port
+// published over IPv6 where packets reach it (every address but [::1], which
+// only the host's socket hooks serve, without a rewrite). Empty when nothing
+// does.
+struct Nat66Use {
+  std::string what;  // `network "dual" masquerades IPv6 behind the uplinks`
+  std::string fix;   // what to change to do without it
+};
+std::vector<Nat66Use> nat66_uses(const Config& cfg);
+
+// Refuses `cfg` when it needs NAT66 (nat66_uses()) and the kernel cannot do
+// it (`kernel_nat66` false; `kernel` names it, e.g. "Linux 6.1.0"): the
+// programs would drop every rewritten packet as nat-rewrite-failed. The
+// message names the kernel requirement, what needs it and what to change.
+Result<void> require_nat66(const Config& cfg, bool kernel_nat66, const std::string& kernel);
+
 // Whether bridge isolation lets `src` reach `dst` at the address of `dst`'s
 // attachment `dst_att`: the model the BPF programs implement, used by the
 // lab's probe to print the expected matrix. `src` == nullptr means the host.
