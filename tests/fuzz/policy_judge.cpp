@@ -13,7 +13,9 @@ using moat::PolicyDirection;
 using moat::PolicyPeer;
 using moat::PolicyRule;
 
+// README: a rule's ICMP covers ICMPv6 on IPv6 flows.
 bool port_matches(const moat::PolicyPort& p, uint8_t proto, uint16_t port) {
+  if (p.protocol == moat::Protocol::icmp) return proto == 1 || proto == 58;
   if (moat::ip_protocol_number(p.protocol) != proto) return false;
   if (p.port == 0 || proto == 1) return true;
   const uint16_t last = p.end_port ? p.end_port : p.port;

@@ -170,8 +170,8 @@ struct Flow {
 };
 
 const std::pair<uint8_t, uint16_t> kProbes[] = {
-    {IPPROTO_TCP, 80}, {IPPROTO_TCP, 81}, {IPPROTO_UDP, 80},
-    {IPPROTO_UDP, 81}, {IPPROTO_SCTP, 80}, {IPPROTO_ICMP, 0}};
+    {IPPROTO_TCP, 80},  {IPPROTO_TCP, 81}, {IPPROTO_UDP, 80},  {IPPROTO_UDP, 81},
+    {IPPROTO_SCTP, 80}, {IPPROTO_ICMP, 0}, {IPPROTO_ICMPV6, 0}};
 
 std::string outcome(PolicyOutcome o) {
   switch (o) {
@@ -293,7 +293,9 @@ const Scenario kScenarios[] = {
     {"IcmpOnly",
      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
      "  'ingress': [{'ports': [{'protocol': 'ICMP'}]}]}]",
-     [](const Flow& f) { return f.to != "x/a" || f.proto == IPPROTO_ICMP; }},
+     [](const Flow& f) {
+       return f.to != "x/a" || f.proto == IPPROTO_ICMP || f.proto == IPPROTO_ICMPV6;
+     }},
     {"EgressToIpBlock",
      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
      "  'egress': [{'to': [{'ipBlock': {'cidr': '203.0.113.0/24'}}]}]}]",
@@ -679,7 +681,7 @@ TEST(PolicyCompile, PortRangesExpandAndFullRangeIsAnyPort) {
       "[{'name': 'p', 'podSelector': {'matchLabels': {'app': 'a'}}, 'ingress': [{'ports':"
       " [{'port': 8000, 'endPort': 8002}, {'protocol': 'UDP', 'port': 1, 'endPort': 65535},"
       "  {'protocol': 'ICMP'}]}]}]"));
-  ASSERT_EQ(e.size(), 5u) << show(e);
+  ASSERT_EQ(e.size(), 6u) << show(e);
   for (const auto& [k, v] : e) EXPECT_EQ(k.peer, uint32_t{MOAT_ID_ANY});
   EXPECT_EQ(e[0].first.proto, IPPROTO_ICMP);
   EXPECT_EQ(e[0].first.port, 0);
@@ -687,6 +689,8 @@ TEST(PolicyCompile, PortRangesExpandAndFullRangeIsAnyPort) {
   EXPECT_EQ(e[3].first.port, htons(8002));
   EXPECT_EQ(e[4].first.proto, IPPROTO_UDP);
   EXPECT_EQ(e[4].first.port, 0);
+  EXPECT_EQ(e[5].first.proto, IPPROTO_ICMPV6);  // ICMP's on IPv6 flows
+  EXPECT_EQ(e[5].first.port, 0);
 }
 
 // Evaluates a flow between two containers of small() on the compiled plan,
@@ -1389,6 +1393,36 @@ TEST(PolicyFamilies, WithoutIpBlocksOneIdentityPerContainer) {
       << show(plan->entries) << "\n vs" << show(v4plan->entries);
   check_all_ipv4(cfg, {"10.1.2.3"});
   check_all_ipv6(cfg, {"2001:db8::7", "2001:db8:5::7"});
+}
+
+// A rule's ICMP is the echo protocol of the flow's family: ping stays
+// admitted when a network turns IPv6 on, as a TCP port rule does.
+TEST(PolicyFamilies, IcmpRulesCoverIcmpv6) {
+  Config cfg = dual(
+      "[{'name': 'ping', 'podSelector': {'matchLabels': {'app': 'a'}}, 'policyTypes': ['Ingress'],"
+      "  'ingress': [{'ports': [{'protocol': 'ICMP'}]}]},"
+      " {'name': 'no-ping', 'podSelector': {'matchLabels': {'app': 'b'}},"
+      "  'policyTypes': ['Ingress'], 'ingress': [{'ports': [{'protocol': 'TCP'}]}]}]");
+  ASSERT_FALSE(cfg.containers.empty());  // it parsed
+  auto plan = compile_policies(cfg);
+  ASSERT_TRUE(plan.has_value()) << plan.error().message();
+  auto verdicts = [&](const std::string& from, const std::string& to, bool ipv6, uint8_t proto) {
+    PolicyEndpoint f = resolve_endpoint(cfg, from).value(), t = resolve_endpoint(cfg, to).value();
+    if (ipv6) {
+      f = ipv6_endpoint(cfg, f).value();
+      t = ipv6_endpoint(cfg, t).value();
+    }
+    FamilyVerdicts v{evaluate_model(cfg, f, t, proto, 0), evaluate_compiled(*plan, f, t, proto, 0)};
+    EXPECT_TRUE(same(v.model, v.compiled)) << from << " -> " << to << " proto " << int{proto};
+    return v;
+  };
+  EXPECT_TRUE(admits(verdicts("b", "a", false, IPPROTO_ICMP)));
+  EXPECT_TRUE(admits(verdicts("b", "a", true, IPPROTO_ICMPV6)));
+  EXPECT_TRUE(drops(verdicts("a", "b", false, IPPROTO_ICMP)));
+  EXPECT_TRUE(drops(verdicts("a", "b", true, IPPROTO_ICMPV6)));
+  EXPECT_TRUE(drops(verdicts("b", "a", true, IPPROTO_UDP)));
+  check_all_ipv6(cfg, {"2001:db8::7"});
+  check_all_ipv4(cfg, {"203.0.113.5"});
 }
 
 TEST(PolicyCompile6, KubernetesObjectWithIpv6IpBlock) {

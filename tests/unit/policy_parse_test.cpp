@@ -115,6 +115,8 @@ const ProblemCase kProblems[] = {
      "policies[0].ingress[0].ports[0].endPort", "endPort needs a port"},
     {"BadProtocol", INGRESS_PORT("{'protocol': 'HTTP', 'port': 80}"),
      "policies[0].ingress[0].ports[0].protocol", "unknown protocol 'HTTP'"},
+    {"Icmpv6", INGRESS_PORT("{'protocol': 'ICMPv6'}"), "policies[0].ingress[0].ports[0].protocol",
+     "write 'ICMP': it covers ICMPv6 on IPv6 flows (ICMP rules have no family)"},
     {"IcmpWithPort", INGRESS_PORT("{'protocol': 'ICMP', 'port': 8}"),
      "policies[0].ingress[0].ports[0].port", "ICMP has no ports"},
     {"DuplicatePolicyName",

@@ -129,6 +129,9 @@ PortSet port_set(const PolicyRule& r) {
   PortSet s;
   if (r.ports.empty()) s.all = true;
   for (const PolicyPort& p : r.ports) {
+    // ICMP is the echo protocol of the flow's family, as a TCP port is
+    // either family's: one rule keeps ping working when IPv6 is turned on.
+    if (p.protocol == Protocol::icmp) s.every_port.insert(IPPROTO_ICMPV6);
     uint8_t x = ip_protocol_number(p.protocol);
     uint16_t last = p.end_port != 0 ? p.end_port : p.port;
     if (p.port == 0 || (p.port == 1 && last == 65535)) {

@@ -106,7 +106,9 @@ Result<PolicyEndpoint> container_endpoint(const Config& cfg, const std::string& 
 // ---------------------------------------------------------------------------
 // The model evaluator
 
+// A rule's ICMP is ICMPv6 on an IPv6 flow.
 bool port_matches(const PolicyPort& p, uint8_t proto, uint16_t port) {
+  if (p.protocol == Protocol::icmp) return proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
   if (ip_protocol_number(p.protocol) != proto) return false;
   if (p.port == 0) return true;
   uint16_t last = p.end_port != 0 ? p.end_port : p.port;

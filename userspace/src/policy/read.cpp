@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "config/values.h"
+#include "util/text.h"
 
 namespace moat::policy_read {
 namespace {
@@ -197,7 +198,9 @@ void read_port_protocol(Reader& r, const Json& f, const std::string& p, bool kub
   auto text = r.string(f, p);
   if (!text) return;
   auto protocol = parse_protocol(*text, true);
-  if (protocol && (*protocol != Protocol::icmp || !kubernetes)) {
+  if (const std::string l = lower(*text); !kubernetes && (l == "icmpv6" || l == "ipv6-icmp")) {
+    r.problem(p, "write \"ICMP\": it covers ICMPv6 on IPv6 flows (ICMP rules have no family)");
+  } else if (protocol && (*protocol != Protocol::icmp || !kubernetes)) {
     port.protocol = *protocol;
   } else if (protocol) {
     r.problem(p, "ICMP is a moat extension: write the policy in moat's own format");
