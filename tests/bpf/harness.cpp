@@ -227,7 +227,8 @@ void add_endpoint(const Skeleton<endpoint_bpf>& skel, uint32_t ifindex, const Ne
                       .container_id = ifindex,
                       .stats_slot = stats_slot_of(ifindex),
                       .mac = {},
-                      .pad = {}};
+                      .pad = {},
+                      .ipv6 = {}};
   std::copy(pkt::kContainerMac.begin(), pkt::kContainerMac.end(), ep.mac);
   if (bpf_map__update_elem(skel->maps.endpoints, &ifindex, sizeof ifindex, &ep, sizeof ep, BPF_ANY))
     fail("endpoints update", errno);
