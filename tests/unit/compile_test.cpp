@@ -1,19 +1,15 @@
 // Compilation of a validated file into the map entries of abi.h, and the
 // isolation model the lab's expected matrix comes from.
 #include <arpa/inet.h>
-#include <algorithm>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "parse_ok.h"
 #include "plan/plan.h"
 
 namespace moat {
 namespace {
-
-Config parse_ok(const std::string& text) {
-  auto r = parse_config(text, "t.json");
-  for (const auto& p : r.problems) ADD_FAILURE() << p.format("t.json");
-  return r.config.value_or(Config{});
-}
 
 const char* kTwoNets = R"({
   "networks": [{"name": "front", "subnet": "10.1.0.0/24"},

@@ -3,16 +3,11 @@
 // BPF_F_IPV6 and every rewritten IPv6 packet would be dropped).
 #include <gtest/gtest.h>
 
+#include "parse_ok.h"
 #include "plan/plan.h"
 
 namespace moat {
 namespace {
-
-Config parse_ok(const std::string& text) {
-  auto r = parse_config(text, "t.json");
-  for (const auto& p : r.problems) ADD_FAILURE() << p.format("t.json");
-  return r.config.value_or(Config{});
-}
 
 std::vector<std::string> uses(const Config& cfg) {
   std::vector<std::string> out;

@@ -15,6 +15,7 @@
 #include "config/inputs.h"
 #include "dataplane/failpoint.h"
 #include "dataplane/lock.h"
+#include "parse_ok.h"
 #include "plan/map_plan.h"
 
 namespace moat {
@@ -28,12 +29,6 @@ const char* kFile = R"({
     {"name": "db", "networks": [{"network": "front", "interface": "veth1",
                                  "mac": "02:42:0A:01:00:03"}]}],
   "host": {"uplinks": ["up0"]}})";
-
-Config parse_ok(const std::string& text) {
-  auto r = parse_config(text, "t.json");
-  for (const auto& p : r.problems) ADD_FAILURE() << p.format("t.json");
-  return r.config.value_or(Config{});
-}
 
 HostFacts host_facts() {
   HostFacts h;
