@@ -166,9 +166,10 @@ pinned "policies" "$L" host datenbank@ tcp 7000 drop
 pinned "policies" "$L" host rechnung@ tcp 5000 pass
 pinned "policies" "$L" host@::1 "rechnung -p 5000:5000" tcp 5000 pass
 pinned "policies" "$L" "host@$UP6" "rechnung -p 5000:5000" tcp 5000 pass
-# rechnung-nur-5000 admits the host and 0.0.0.0/0: containers (whose IPv4
-# address 0.0.0.0/0 holds, whichever family they dial in), not the IPv6
-# world, which only ::/0 would hold.
-pinned "policies" "$L" sicherheit@gateway6 "rechnung -p 5000:5000" tcp 5000 pass
+# rechnung-nur-5000 admits the host and 0.0.0.0/0, which holds IPv4
+# addresses only: an ipBlock matches the packet's own address (identities
+# are per family), so over IPv6 neither a container nor the IPv6 world is
+# admitted by it; only ::/0 would admit them.
+pinned "policies" "$L" sicherheit@gateway6 "rechnung -p 5000:5000" tcp 5000 drop
 pinned "policies" "$L" outside "rechnung -p 5000:5000" tcp 5000 drop
 down_and_finish "$L"
