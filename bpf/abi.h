@@ -25,7 +25,14 @@ union moat_ip {
 	__be32 w[4];
 };
 
-/* Map capacities; userspace checks a plan against them before writing. */
+/*
+ * Map capacities; userspace checks a plan against them before writing.
+ * Limits: the maps below marked "(limits)" are created at the size of the
+ * instance's `limits` (userspace/src/plan/limits.h: the names, defaults and
+ * the memory formula); what is written here is their compiled size, which
+ * the BPF tests use. The programs read a limited size from the map itself
+ * (map_max_entries(), lib/maps.h), never from here.
+ */
 /*
  * Attachments (container veths and uplinks) each own a counter slot in
  * `stats`; slot 0 counts what no attachment claims. Counters are per CPU
@@ -362,7 +369,9 @@ struct moat_ct_entry {
 };
 
 /*
- * The quota: a container may hold MOAT_CT_FLOW_QUOTA flows at a time (a
+ * The quota: a container may hold 1/MOAT_CT_FLOW_QUOTA_SHARE of the ring's
+ * slots (the table's entries, the instance's `limits.conntrack`) as flows at
+ * a time, MOAT_CT_FLOW_QUOTA at the compiled size (a
  * flow: one entry, or the two of a translated flow). Its owner is the
  * container the flow belongs to: the sender at its own veth or at
  * masquerade, the receiver for a flow that met it first (published ports:
@@ -371,7 +380,7 @@ struct moat_ct_entry {
  *
  * Map `ct_ring`: every flow once, by its original-direction key and owner,
  * in the order made; `ct_ring_pos` holds the ring's head and tail (positions
- * only grow; slot = position % MOAT_MAX_CT). A BPF timer (`ct_sweeper`,
+ * only grow; slot = position % the ring's size). A BPF timer (`ct_sweeper`,
  * lib/ct.h) sweeps the ring every MOAT_CT_SWEEP_TICK_MS: 1/MOAT_CT_SWEEP_TURN
  * of its slots at the head, so every flow on it is looked at once per turn
  * (2.56 s) whatever its length. A flow that expired is ended there (its
@@ -382,15 +391,19 @@ struct moat_ct_entry {
  * writes its slot and counts itself. Netfilter's conntrack does the same
  * with its gc worker.
  *
- * While the ring holds fewer than MOAT_CT_QUOTA_FROM flows in all, nothing
+ * While the ring holds fewer than 1/MOAT_CT_QUOTA_FROM_SHARE of its slots
+ * (MOAT_CT_QUOTA_FROM at the compiled size) as flows, nothing
  * is counted and the timer stops: no container can be near its quota, or
  * the table near full, and a new flow costs one array write. The first flow
  * counted starts the timer again. Flows made on a quiet ring stay uncounted
  * (`counted` 0) for good, so a container holds at most MOAT_CT_FLOW_QUOTA +
  * MOAT_CT_QUOTA_FROM.
  */
-#define MOAT_CT_FLOW_QUOTA 16384
-#define MOAT_CT_QUOTA_FROM 4096
+#define MOAT_CT_FLOW_QUOTA_SHARE 16 /* quota: the ring's slots / this */
+#define MOAT_CT_QUOTA_FROM_SHARE 64 /* counting starts at the ring's slots / this */
+/* Both at the compiled size (MOAT_MAX_CT); an instance's own follow its limits. */
+#define MOAT_CT_FLOW_QUOTA (MOAT_MAX_CT / MOAT_CT_FLOW_QUOTA_SHARE)
+#define MOAT_CT_QUOTA_FROM (MOAT_MAX_CT / MOAT_CT_QUOTA_FROM_SHARE)
 #define MOAT_CT_SWEEP_TICK_MS 10
 #define MOAT_CT_SWEEP_TURN 256 /* ticks per turn of the ring */
 #define MOAT_CT_SWEEP_GAP 64 /* slots kept between the sweep and the writers */

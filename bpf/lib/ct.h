@@ -33,9 +33,10 @@ static __always_inline __u64 ct_ring_len(const struct moat_ct_ring_pos *pos)
 	return tail > head ? tail - head : 0;
 }
 
-static __always_inline int ct_ring_busy(const struct moat_ct_ring_pos *pos)
+/* Whether flows are counted (abi.h): `slots` is the ring's size. */
+static __always_inline int ct_ring_busy(const struct moat_ct_ring_pos *pos, __u32 slots)
 {
-	return ct_ring_len(pos) >= MOAT_CT_QUOTA_FROM;
+	return ct_ring_len(pos) >= slots / MOAT_CT_QUOTA_FROM_SHARE;
 }
 
 /* What a failed ct_create()/ct_track() means for the packet: a full table,

@@ -122,9 +122,15 @@ static __always_inline struct moat_ct_ring_pos *CT_FN(ring_pos_get)(void)
 	return bpf_map_lookup_elem(&CT_RING_POS, &zero);
 }
 
+/* The ring's slots: as many as the table's entries (limits). */
+static __always_inline __u32 CT_FN(ring_slots)(void)
+{
+	return map_max_entries(&CT_RING);
+}
+
 static __always_inline CT_SLOT *CT_FN(ring_at)(__u64 pos)
 {
-	__u32 k = pos % MOAT_MAX_CT;
+	__u32 k = pos % CT_FN(ring_slots)();
 
 	return bpf_map_lookup_elem(&CT_RING, &k);
 }
@@ -182,7 +188,7 @@ static int CT_FN(sweep_tick)(void *map, __u32 *key, struct ct_sweeper *sw)
 	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
 	__u64 now = bpf_ktime_get_ns();
 
-	if (!pos || !ct_ring_busy(pos)) {
+	if (!pos || !ct_ring_busy(pos, CT_FN(ring_slots)())) {
 		sw->armed = 0;
 		return 0;
 	}
@@ -224,7 +230,7 @@ static __always_inline void CT_FN(charge)(const CT_KEY *key, CT_OWNER owner, __u
 
 	if (!pos)
 		return;
-	counted = ct_ring_busy(pos);
+	counted = ct_ring_busy(pos, CT_FN(ring_slots)());
 	slot = CT_FN(ring_at)(__sync_fetch_and_add(&pos->tail, 1));
 	if (!slot)
 		return;
@@ -249,17 +255,18 @@ static __always_inline void CT_FN(charge)(const CT_KEY *key, CT_OWNER owner, __u
 static __always_inline int CT_FN(admit)(CT_OWNER owner, __u32 **owned)
 {
 	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
+	__u32 slots = CT_FN(ring_slots)();
 	__u32 *n;
 
 	*owned = NULL;
 	if (!pos)
 		return MOAT_DROP_CT_FULL;
-	if (!ct_ring_busy(pos))
+	if (!ct_ring_busy(pos, slots))
 		return 0;
-	if (ct_ring_len(pos) >= MOAT_MAX_CT - MOAT_CT_SWEEP_GAP)
+	if (ct_ring_len(pos) + MOAT_CT_SWEEP_GAP >= slots)
 		return MOAT_DROP_CT_FULL;
 	n = bpf_map_lookup_elem(&CT_OWNED, CT_OWNER_KEY(owner));
-	if (n && *n >= MOAT_CT_FLOW_QUOTA)
+	if (n && *n >= slots / MOAT_CT_FLOW_QUOTA_SHARE)
 		return MOAT_DROP_CT_QUOTA;
 	*owned = n;
 	return 0;

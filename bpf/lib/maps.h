@@ -99,7 +99,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MOAT_MAX_CT);
-	__type(key, __u32); /* position % MOAT_MAX_CT */
+	__type(key, __u32); /* position % its size (ct_ring_at) */
 	__type(value, struct moat_ct_ring_slot);
 } ct_ring SEC(".maps");
 
@@ -342,6 +342,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct v6_scratch);
 } v6_scratch SEC(".maps");
+
+/*
+ * The kernel's own map object, as far as moat reads it. Userspace sizes the
+ * conntrack maps at creation from the instance's limits (abi.h, "Limits"),
+ * so the programs take a map's size from the map itself: one truth, no copy
+ * to keep in step. CO-RE gives the field's offset in the running kernel.
+ */
+struct bpf_map {
+	__u32 max_entries;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u32 map_max_entries(void *map)
+{
+	return ((struct bpf_map *)map)->max_entries;
+}
 
 static __always_inline struct v6_scratch *v6_scratch_get(void)
 {

@@ -79,16 +79,26 @@ T ok(moat::Result<T> r, const std::string& what) {
   if constexpr (!std::is_void_v<T>) return std::move(*r);
 }
 
+MapEntries g_sizes;  // LimitedSizes
+
 template <class S>
 Skeleton<S> load_sharing(const Skeleton<endpoint_bpf>* shared, const char* object) {
   const std::string what = std::string("loading ") + object;
   Skeleton<S> skel = ok(Skeleton<S>::open(), what);
   if (shared) ok(skel.reuse_maps_of(*shared), what);
+  for (const auto& [name, n] : shared ? MapEntries{} : g_sizes) {
+    bpf_map* m = bpf_object__find_map_by_name(skel->obj, name.c_str());
+    if (!m || bpf_map__set_max_entries(m, n) != 0)
+      throw std::runtime_error(what + ": size " + name);
+  }
   ok(skel.load(), what);
   return skel;
 }
 
 }  // namespace
+
+LimitedSizes::LimitedSizes(MapEntries sizes) { g_sizes = std::move(sizes); }
+LimitedSizes::~LimitedSizes() { g_sizes.clear(); }
 
 Skeleton<endpoint_bpf> load_skeleton() { return load_sharing<endpoint_bpf>(nullptr, "endpoint.bpf.o"); }
 

@@ -30,6 +30,7 @@
 namespace moat_test {
 
 // The skeletons, owned as production owns them (dataplane/skeleton.h).
+using moat::MapEntries;
 using moat::Skeleton;
 
 // Host-side veths main() creates before any test runs. The kernel lets a test
@@ -52,6 +53,14 @@ uint32_t ifindex_of(const char* device);
 // One loaded copy of the programs with private, unpinned maps: destroying it
 // leaves nothing behind in the kernel.
 Skeleton<endpoint_bpf> load_skeleton();
+
+// While one lives, load_skeleton() makes the maps it names at these sizes
+// (an instance's limits, plan/limits.h) instead of their compiled ones.
+class LimitedSizes {
+ public:
+  explicit LimitedSizes(MapEntries sizes);
+  ~LimitedSizes();
+};
 
 // A loaded uplink.bpf.o whose maps are `shared`'s (reused before load), as
 // in production, where both objects open the same pins: seed and inspect the

@@ -13,6 +13,7 @@
 // builds a CHECKSUM_NONE skb and the context cannot ask for another state,
 // so the helpers' partial-checksum paths (only the pseudo-header seed changes)
 // are exercised by the e2e tier's bulk transfer through a published port.
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -29,11 +30,10 @@
 #include <thread>
 #include <vector>
 
-#include <bpf/bpf.h>
-
 #include "endpoint.skel.h"
 #include "harness.h"
 #include "packet.h"
+#include "plan/limits.h"
 #include "uplink.skel.h"
 
 using namespace pkt;
@@ -214,6 +214,9 @@ struct Dataplane : Programs {
 
 class Nat : public ::testing::Test {
  protected:
+  Nat() = default;
+  explicit Nat(MapEntries sizes) : sizes_(std::move(sizes)) {}
+
   uint32_t ifx(const char* dev) { return dp_.ifindex.at(dev); }
 
   // Runs one row and checks action, reason (counters), output and checksums.
@@ -269,6 +272,7 @@ class Nat : public ::testing::Test {
     EXPECT_LE(e->expires_ns, now + timeout_s * 1000000000ull) << *e;
   }
 
+  LimitedSizes sizes_{{}};  // before dp_: its maps are made at these sizes
   Dataplane dp_;
 };
 
@@ -927,6 +931,61 @@ TEST_F(Nat, AFullTableRefusesNewFlowsOnly) {
   const RunResult a = masquerade_from(dp_, ip4(A), 1000, 1);
   EXPECT_EQ(a.retval, uint32_t(TC_ACT_OK)) << "an established flow goes on";
   EXPECT_EQ(be16_at(a.out, kL4), be16_at(first.out, kL4)) << "with its masquerade port";
+}
+
+// An instance whose limits make a small table (limits.conntrack 2,048): the
+// programs take the ring's size, the quota and the point where counting
+// starts from the map itself, not from the compiled MOAT_MAX_CT.
+class NatSmallTable : public Nat {
+ protected:
+  static constexpr uint32_t kEntries = 2048;
+  NatSmallTable() : Nat(moat::MapSizes{kEntries, 1024, 4096, 4096}.by_map()) {}
+};
+
+TEST_F(NatSmallTable, TheQuotaFollowsTheTablesSize) {
+  bpf_map_info info = {};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(bpf_map__fd(dp_.ep->maps.ct_ring), &info, &len), 0);
+  ASSERT_EQ(info.max_entries, kEntries);
+  const int quota = kEntries / MOAT_CT_FLOW_QUOTA_SHARE, from = kEntries / MOAT_CT_QUOTA_FROM_SHARE;
+  int passed = 0;
+  for (int i = 0; i < quota + from + 10; i++)
+    if (masquerade_from(dp_, ip4(A), uint16_t(1024 + i), 1).retval == uint32_t(TC_ACT_OK)) passed++;
+  EXPECT_EQ(passed, quota + from) << "flows before the ring was busy, then the quota";
+  EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), uint32_t(quota));
+  check({"A's next new flow", Hook::ToWorld, kUplink, udp4(A, 5000, WORLD, 999),
+         drop(MOAT_DROP_CT_QUOTA)});
+}
+
+// The table full, every owner under its quota: new flows fail closed as
+// conntrack-full, established ones go on.
+TEST_F(NatSmallTable, AFullTableRefusesNewFlowsOnly) {
+  const RunResult first = masquerade_from(dp_, ip4(A), 1000, 1);
+  ASSERT_EQ(first.retval, uint32_t(TC_ACT_OK));
+  int passed = 1, full = 0;
+  for (int i = 0; i < int(kEntries) && full < 3; i++) {
+    // Owners 172.20.1.0, .1, ...: 64 flows each, under the quota of 128.
+    const in_addr_t src = htonl(ntohl(ip4("172.20.1.0")) + uint32_t(i / 64));
+    const RunResult r = masquerade_from(dp_, src, uint16_t(1024 + i % 64), uint16_t(1 + i / 64));
+    ASSERT_EQ(r.err, 0);
+    if (r.retval == uint32_t(TC_ACT_OK))
+      passed++;
+    else
+      full++;
+  }
+  EXPECT_EQ(full, 3);
+  EXPECT_EQ(passed, int(kEntries / 2)) << "two entries a flow";
+  EXPECT_EQ(
+      sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_TO_WORLD}).drops[-MOAT_DROP_CT_FULL],
+      3u);
+  EXPECT_EQ(
+      sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_TO_WORLD}).drops[-MOAT_DROP_CT_QUOTA],
+      0u);
+  const RunResult a = masquerade_from(dp_, ip4(A), 1000, 1);
+  EXPECT_EQ(a.retval, uint32_t(TC_ACT_OK)) << "an established flow goes on";
+  EXPECT_EQ(be16_at(a.out, kL4), be16_at(first.out, kL4)) << "with its masquerade port";
+  check({"and its reply comes back", Hook::FromWorld, kUplink,
+         udp4(WORLD, 1, HOST, be16_at(first.out, kL4)), pass, udp4(WORLD, 1, A, 1000)});
 }
 
 // ---- containers dialling published ports ---------------------------------------------------

@@ -57,7 +57,9 @@ silent() { [ "$(http_code "$@")" = 000 ]; }
 check "baseline without moat: outside gets no answer from 198.18.0.1:8080 (dockerd only holds the port)" \
   silent dk_out
 
-nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 \
+# The instance's map sizes (issue 17): flags, as a file's `limits`.
+LIMITS=(--limit conntrack=8192 --limit socket_nat=1024)
+nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 "${LIMITS[@]}" \
   2>"$TMP/agent.log" &
 AGENT=$!
 enforced() {  # enforced N: the instance has N container endpoints
@@ -114,10 +116,23 @@ check "window: none of w1's pings from its first instant reaches the host (leake
   test "${W1:-x}" = 0
 kill -KILL "$AGENT"; wait "$AGENT" 2>/dev/null; AGENT=""
 check "after kill -9 of the agent enforcement stays (a1 still does not reach b1)" no_reach a1 "$B1"
-nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 \
+nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 "${LIMITS[@]}" \
   --once --json >"$TMP/resync.json" 2>>"$TMP/agent.log"
 unchanged() { python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["changed"])' "$TMP/resync.json"; }
 check "a restarted agent reconciles without changing anything" unchanged
+map_max() {  # map_max NAME: the instance's map NAME's max_entries
+  nsenter --net="$DK_NETNS" "$MOAT" status --instance "$I" --json 2>/dev/null | python3 -c '
+import json,sys; print([m["max_entries"] for m in json.load(sys.stdin)["maps"] if m["name"]==sys.argv[1]][0])' "$1"
+}
+check "--limit sized the maps: ct 8192, sock_rnat 1024 entries" \
+  test "$(map_max ct) $(map_max sock_rnat)" = "8192 1024"
+other_limits() {
+  nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 \
+    --limit conntrack=16384 --once >/dev/null 2>"$TMP/limits.err"
+  [ $? = 1 ] && grep -q "limits.conntrack 16384 where its maps hold 8192" "$TMP/limits.err"
+}
+check "an agent asking other sizes is refused, naming them" other_limits
+check "and the maps stay as they were" test "$(map_max ct)" = 8192
 
 # Agent down: a container started now has no program of its own.
 dk run -d --name late --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
@@ -140,7 +155,7 @@ dk_host tc filter del dev "$INTN_BR" ingress pref 28015 handle 0x6d6f bpf 2>/dev
 W2=$(leaked w2)
 check "baseline: with intn's guard removed and the agent down, w2's pings reach the host (leaked: ${W2:-?})" \
   test "${W2:-0}" -gt 0
-nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 \
+nsenter --net="$DK_NETNS" "$MOAT" docker --socket "$DK_SOCK" --instance "$I" --uplink uplink0 "${LIMITS[@]}" \
   2>>"$TMP/agent.log" &
 AGENT=$!
 back() {  # 10 endpoints (late and w2 too) and 5 guarded bridges
@@ -157,7 +172,7 @@ check "guard re-attached: none of w3's pings reaches the host (leaked: ${W3:-?})
 stop_agent
 dk network disconnect n1 a3 >/dev/null
 check "docker network disconnect: the agent (one sync) drops a3's endpoint" bash -c \
-  "nsenter --net='$DK_NETNS' '$MOAT' docker --socket '$DK_SOCK' --instance '$I' --uplink uplink0 --once >/dev/null 2>&1"
+  "nsenter --net='$DK_NETNS' '$MOAT' docker --socket '$DK_SOCK' --instance '$I' --uplink uplink0 ${LIMITS[*]} --once >/dev/null 2>&1"
 check "... and enforces 10 containers" enforced 10
 check "a1 still reaches a2 after the resyncs" reach a1 "$A2"
 sed 's/^/    | /' "$TMP/agent.log" | head -20

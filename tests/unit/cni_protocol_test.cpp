@@ -116,6 +116,23 @@ TEST(CniConf, ReadsMoatKeysPortMappingsAndLabels) {
   EXPECT_TRUE(c.prev_result.is_object());
 }
 
+// `limits` as a moat file's, checked by the same rules (issue 17).
+TEST(CniConf, LimitsAreAMoatFilesLimits) {
+  auto r = read_conf(conf_text(json::parse(R"({"limits": {"conntrack": 65536, "endpoints": 64}})")),
+                     Verb::add);
+  ASSERT_TRUE(r.conf) << r.error.msg;
+  EXPECT_EQ(r.conf->limits.conntrack, 65536u);
+  EXPECT_EQ(r.conf->limits.endpoints, 64u);
+  EXPECT_FALSE(r.conf->limits.socket_nat);
+  for (const char* bad : {R"({"limits": {"conntrack": 12}})", R"({"limits": {"conntrak": 4096}})",
+                          R"({"limits": {"conntrack": "4096"}})", R"({"limits": [4096]})"}) {
+    auto e = read_conf(conf_text(json::parse(bad)), Verb::add);
+    EXPECT_FALSE(e.conf) << bad;
+    EXPECT_EQ(e.error.code, kInvalidConfig) << bad;
+    EXPECT_NE(e.error.msg.find("limits"), std::string::npos) << e.error.msg;
+  }
+}
+
 // portmap's hostIP forms (issue 16): IPv6 addresses come bare and become
 // moat's bracketed publish spec; "::" is every IPv6 address.
 TEST(CniConf, Ipv6HostIpsBecomeBracketedPublishSpecs) {

@@ -116,6 +116,26 @@ TEST(CniTable, InstanceKeysMustAgreeAcrossNetworks) {
   EXPECT_EQ(t.uplinks, std::vector<std::string>{"other0"});
 }
 
+// The instance's map sizes are one for all its networks, kept in the table
+// and given to the instance's file.
+TEST(CniTable, LimitsAreInstanceWideAndReachTheFile) {
+  Table t;
+  NetConf c1 = conf_of("n1"), c2 = conf_of("n2");
+  c1.limits.conntrack = 65536;
+  c2.limits.conntrack = 65536;
+  ASSERT_EQ(join(t, c1, member(kId1, "n1", "10.89.1.2", "veth1"), "br1").code, 0);
+  ASSERT_EQ(join(t, c2, member(kId2, "n2", "10.89.2.2", "veth2"), "br2").code, 0);
+  std::string why;
+  auto back = table_from_json(table_json(t), &why);
+  ASSERT_TRUE(back) << why;
+  EXPECT_EQ(back->limits.conntrack, 65536u);
+  EXPECT_EQ(table_config(t).limits.conntrack, 65536u);
+  NetConf c3 = conf_of("n3");
+  Error e = join(t, c3, member(kId3, "n3", "10.89.3.2", "veth3"), "br3");
+  EXPECT_EQ(e.code, kInvalidConfig) << "n3 has the default limits";
+  EXPECT_NE(e.details.find("limits"), std::string::npos) << e.details;
+}
+
 TEST(CniTable, SameNetworkNameWithAnotherSubnetOrBridgeIsRefused) {
   Table t;
   NetConf c = conf_of("n1");

@@ -237,7 +237,7 @@ TEST(IsolationModel, MatchesDockerSemantics) {
 // ---- counter slots ------------------------------------------------------------------
 
 TEST(StatsSlots, FirstApplyGivesLowestSlotsNeverZero) {
-  auto a = assign_stats_slots({{"v1", 5}, {"v2", 6}, {"up", 2}}, {});
+  auto a = assign_stats_slots({{"v1", 5}, {"v2", 6}, {"up", 2}}, MOAT_MAX_ATTACHMENTS, {});
   ASSERT_TRUE(a) << a.error().message();
   EXPECT_EQ(a->slot, (std::map<std::string, uint32_t>{{"v1", 1}, {"v2", 2}, {"up", 3}}));
   EXPECT_EQ(a->fresh, (std::vector<uint32_t>{1, 2, 3}));
@@ -247,7 +247,7 @@ TEST(StatsSlots, FirstApplyGivesLowestSlotsNeverZero) {
 TEST(StatsSlots, KeptWhileNameAndIfindexStayNewOnesAvoidFreedSlots) {
   const std::vector<SlotHolder> prev = {{"v1", 5, 1}, {"v2", 6, 2}, {"v3", 7, 3}};
   // v1 stays; v2 re-created (new ifindex); v3 gone; v4 new.
-  auto a = assign_stats_slots({{"v1", 5}, {"v2", 9}, {"v4", 10}}, prev);
+  auto a = assign_stats_slots({{"v1", 5}, {"v2", 9}, {"v4", 10}}, MOAT_MAX_ATTACHMENTS, prev);
   ASSERT_TRUE(a) << a.error().message();
   EXPECT_EQ(a->slot.at("v1"), 1u);
   // Slots 2 and 3 may still be counted into by the detaching interfaces.
@@ -258,7 +258,7 @@ TEST(StatsSlots, KeptWhileNameAndIfindexStayNewOnesAvoidFreedSlots) {
   std::sort(freed.begin(), freed.end());
   EXPECT_EQ(freed, (std::vector<uint32_t>{2, 3}));
   // The next apply may use them again.
-  auto b = assign_stats_slots({{"v1", 5}, {"v2", 9}, {"v4", 10}, {"v5", 11}},
+  auto b = assign_stats_slots({{"v1", 5}, {"v2", 9}, {"v4", 10}, {"v5", 11}}, MOAT_MAX_ATTACHMENTS,
                               {{"v1", 5, 1}, {"v2", 9, 4}, {"v4", 10, 5}});
   ASSERT_TRUE(b);
   EXPECT_EQ(b->slot.at("v5"), 2u);
@@ -267,8 +267,9 @@ TEST(StatsSlots, KeptWhileNameAndIfindexStayNewOnesAvoidFreedSlots) {
 
 TEST(StatsSlots, BrokenOrMissingPreviousSlotsAreGivenAnew) {
   // State from a moat without slots (0), a slot out of range, a duplicate.
-  auto a = assign_stats_slots({{"a", 1}, {"b", 2}, {"c", 3}},
-                              {{"a", 1, 0}, {"b", 2, MOAT_MAX_ATTACHMENTS}, {"c", 3, 7}, {"d", 4, 7}});
+  auto a =
+      assign_stats_slots({{"a", 1}, {"b", 2}, {"c", 3}}, MOAT_MAX_ATTACHMENTS,
+                         {{"a", 1, 0}, {"b", 2, MOAT_MAX_ATTACHMENTS}, {"c", 3, 7}, {"d", 4, 7}});
   ASSERT_TRUE(a);
   EXPECT_EQ(a->slot.at("c"), 7u);
   EXPECT_EQ(a->slot.at("a"), 1u);
@@ -278,11 +279,11 @@ TEST(StatsSlots, BrokenOrMissingPreviousSlotsAreGivenAnew) {
 TEST(StatsSlots, MoreAttachmentsThanSlotsFail) {
   std::vector<std::pair<std::string, int>> want;
   for (int i = 0; i < MOAT_MAX_ATTACHMENTS; ++i) want.emplace_back("v" + std::to_string(i), i + 1);
-  auto a = assign_stats_slots(want, {});
+  auto a = assign_stats_slots(want, MOAT_MAX_ATTACHMENTS, {});
   ASSERT_FALSE(a);
   EXPECT_NE(a.error().message().find("counter slots"), std::string::npos) << a.error().message();
   want.pop_back();
-  EXPECT_TRUE(assign_stats_slots(want, {}));
+  EXPECT_TRUE(assign_stats_slots(want, MOAT_MAX_ATTACHMENTS, {}));
 }
 
 }  // namespace

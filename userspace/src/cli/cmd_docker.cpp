@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/common.h"
+#include "config/values.h"
 #include "docker/agent.h"
 
 namespace moat::cli {
@@ -14,6 +15,7 @@ namespace {
 
 struct DockerArgs {
   moat::docker::AgentOptions agent;
+  std::vector<std::string> limits;  // --limit KEY=N
   bool once = false, as_json = false, no_bridge_masquerade = false;
 };
 
@@ -42,6 +44,9 @@ int run_docker(DockerArgs& a) {
   check_instance(a.agent.instance);
   need_root();
   a.agent.default_bridge_masquerade = !a.no_bridge_masquerade;
+  auto limits = parse_limit_flags(a.limits);
+  if (!limits) die(limits.error(), 2);
+  a.agent.limits = *limits;
   // dockerd may close a connection mid-request; that must not end the agent.
   signal(SIGPIPE, SIG_IGN);
   block_stop_signals();
@@ -74,6 +79,10 @@ void add_docker_commands(CLI::App& app, CommandTable& table) {
   cmd->add_option("--uplink", a->agent.uplinks,
                   "the host's interfaces to the world (repeat; default: those of the default "
                   "routes)");
+  cmd->add_option("--limit", a->limits,
+                  "map sizes, as a file's \"limits\" (repeat): conntrack=N, endpoints=N, "
+                  "published_ports=N, socket_nat=N (README, \"Limits\"); fixed when the "
+                  "instance is made");
   cmd->add_option("--policies", a->agent.policies_dir,
                   "a directory of policy files (moat's or Kubernetes NetworkPolicy, JSON or "
                   "YAML), reread when they change");

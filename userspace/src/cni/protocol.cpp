@@ -7,6 +7,7 @@
 #include <set>
 #include <tuple>
 
+#include "config/values.h"
 #include "dataplane/dataplane.h"
 #include "util/net.h"
 
@@ -66,7 +67,7 @@ const std::set<std::string>& known_keys() {
                                              "cniVersion", "name", "type", "capabilities",
                                              "runtimeConfig", "prevResult", "args", "dns", "ipam",
                                              // moat's
-                                             "instance", "uplinks", "policyDir",
+                                             "instance", "uplinks", "policyDir", "limits",
                                              "portsHeldByRuntime", "icc", "internal", "masquerade"};
   return keys;
 }
@@ -159,6 +160,16 @@ Error read_moat_keys(const json& j, NetConf& conf) {
         return err(kInvalidConfig, "uplinks: " + u.dump() + " is not an interface name");
       conf.uplinks.push_back(u.get<std::string>());
     }
+  }
+  if (j.contains("limits")) {
+    // As a moat file's `limits`, read by the same rules (--limit's).
+    std::vector<std::string> items;
+    if (!j["limits"].is_object()) return err(kInvalidConfig, "limits is not an object");
+    for (const auto& [key, v] : j["limits"].items())
+      items.push_back(key + "=" + (v.is_number_unsigned() ? v.dump() : std::string("?")));
+    auto limits = parse_limit_flags(items);
+    if (!limits) return err(kInvalidConfig, "limits: " + limits.error().substr(8));
+    conf.limits = *limits;
   }
   if (j.contains("policyDir")) {
     if (!j["policyDir"].is_string() || j["policyDir"].get<std::string>().empty())
@@ -300,9 +311,10 @@ ConfResult read_conf(const std::string& text, Verb verb) {
   conf.type = j.value("type", std::string());
   for (const auto& [key, value] : j.items())
     if (!known_keys().contains(key) && key.rfind("cni.dev/", 0) != 0)
-      return {std::nullopt, err(kUnsupportedField, "unknown key \"" + key + "\": " + value.dump(),
-                                "moat's keys: instance, uplinks, policyDir, portsHeldByRuntime, "
-                                "icc, internal, masquerade")};
+      return {std::nullopt,
+              err(kUnsupportedField, "unknown key \"" + key + "\": " + value.dump(),
+                  "moat's keys: instance, uplinks, policyDir, portsHeldByRuntime, limits, "
+                  "icc, internal, masquerade")};
   if (j.contains("prevResult")) {
     if (!j["prevResult"].is_object())
       return {std::nullopt, err(kDecodingFailure, "prevResult is not an object")};

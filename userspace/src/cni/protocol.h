@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace moat::cni {
 
 // The spec's well-known error codes; 100 and up are moat's own.
@@ -96,6 +98,7 @@ struct NetConf {
   std::vector<std::string> uplinks;
   std::string policy_dir;
   bool ports_held_by_runtime = false;
+  Limits limits;  // `limits`: as a moat file's
   bool icc = true, internal = false, masquerade = true;
   nlohmann::json valid_attachments;  // GC: [{"containerID", "ifname"}], null otherwise
 };

@@ -42,7 +42,7 @@ std::string joined(const std::vector<std::string>& v) {
 
 bool same_instance_keys(const Table& t, const NetConf& c) {
   return t.uplinks == c.uplinks && t.policy_dir == c.policy_dir &&
-         t.ports_held_by_runtime == c.ports_held_by_runtime;
+         t.ports_held_by_runtime == c.ports_held_by_runtime && t.limits == c.limits;
 }
 
 // `ip`'s first `len` bits as a prefix.
@@ -85,11 +85,19 @@ json table_json(const Table& t) {
     if (!m.ip6.empty()) o["ip6"] = m.ip6;
     members.push_back(std::move(o));
   }
-  return {{"uplinks", t.uplinks},
-          {"policyDir", t.policy_dir},
-          {"portsHeldByRuntime", t.ports_held_by_runtime},
-          {"networks", nets},
-          {"members", members}};
+  json out = {{"uplinks", t.uplinks},
+              {"policyDir", t.policy_dir},
+              {"portsHeldByRuntime", t.ports_held_by_runtime},
+              {"networks", nets},
+              {"members", members}};
+  // Only when set: a table without limits is written as before.
+  const Limits& l = t.limits;
+  for (auto [key, v] : {std::pair{"conntrack", l.conntrack},
+                        {"endpoints", l.endpoints},
+                        {"published_ports", l.published_ports},
+                        {"socket_nat", l.socket_nat}})
+    if (v) out["limits"][key] = *v;
+  return out;
 }
 
 std::optional<Table> table_from_json(const json& j, std::string* why) {
@@ -98,6 +106,14 @@ std::optional<Table> table_from_json(const json& j, std::string* why) {
     t.uplinks = j.at("uplinks").get<std::vector<std::string>>();
     t.policy_dir = j.at("policyDir").get<std::string>();
     t.ports_held_by_runtime = j.at("portsHeldByRuntime").get<bool>();
+    if (j.contains("limits")) {
+      const json& l = j["limits"];
+      for (auto [key, dst] : {std::pair{"conntrack", &t.limits.conntrack},
+                              {"endpoints", &t.limits.endpoints},
+                              {"published_ports", &t.limits.published_ports},
+                              {"socket_nat", &t.limits.socket_nat}})
+        if (l.contains(key)) *dst = l.at(key).get<uint32_t>();
+    }
     // Records written before IPv6 have no IPv6 keys.
     for (const auto& n : j.at("networks"))
       t.networks.push_back({n.at("name").get<std::string>(), n.at("bridge").get<std::string>(),
@@ -174,8 +190,8 @@ Error add_member(Table& t, const NetConf& conf, const NetworkEntry& net, Member 
   if (others && !same_instance_keys(t, conf))
     return err("network " + conf.name + " gives instance " + conf.instance +
                    " other instance-wide settings than its other networks",
-               "uplinks, policyDir and portsHeldByRuntime must be the same in every conflist of "
-               "an instance; it has uplinks " +
+               "uplinks, policyDir, portsHeldByRuntime and limits must be the same in every "
+               "conflist of an instance; it has uplinks " +
                    joined(t.uplinks) + ", policyDir \"" + t.policy_dir + "\", portsHeldByRuntime " +
                    (t.ports_held_by_runtime ? "true" : "false"));
   auto existing = std::find_if(t.networks.begin(), t.networks.end(),
@@ -213,6 +229,7 @@ Error add_member(Table& t, const NetConf& conf, const NetworkEntry& net, Member 
   t.uplinks = conf.uplinks;
   t.policy_dir = conf.policy_dir;
   t.ports_held_by_runtime = conf.ports_held_by_runtime;
+  t.limits = conf.limits;
   auto same = std::find_if(t.members.begin(), t.members.end(), [&](const Member& x) {
     return x.container_id == m.container_id && x.ifname == m.ifname;
   });
@@ -281,6 +298,7 @@ Config table_config(const Table& t) {
   Config cfg;
   cfg.source = "cni";
   cfg.uplinks = t.uplinks;
+  cfg.limits = t.limits;
   for (const auto& n : t.networks) {
     Network net;
     net.name = n.name;

@@ -44,6 +44,7 @@ struct Table {
   std::vector<std::string> uplinks;
   std::string policy_dir;
   bool ports_held_by_runtime = false;
+  Limits limits;  // the instance's map sizes (netconf `limits`)
   std::vector<NetworkEntry> networks;
   std::vector<Member> members;  // in the order they were added
 };

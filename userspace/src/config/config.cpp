@@ -36,6 +36,7 @@ Config build_config(Document&& doc, const std::string& source) {
   Config cfg;
   cfg.source = source;
   cfg.uplinks = std::move(doc.uplinks);
+  cfg.limits = doc.limits;
   cfg.namespaces = std::move(doc.namespaces);
   cfg.policies = std::move(doc.policies);
   for (NetworkEntry& n : doc.networks) cfg.networks.push_back(std::move(n.net));

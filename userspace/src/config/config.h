@@ -98,8 +98,21 @@ struct Container {
   std::vector<Expose> expose;
 };
 
+// `limits`: how many entries the instance's maps hold, for what scales with
+// the host (flows, attachments, published ports, host connections through
+// published ports). Absent: plan/limits.h's defaults. The maps are made at
+// these sizes when the instance is created and cannot grow in place.
+struct Limits {
+  std::optional<uint32_t> conntrack;        // entries per family table; a translated flow takes 2
+  std::optional<uint32_t> endpoints;        // attachments: container interfaces and uplinks
+  std::optional<uint32_t> published_ports;  // host ports per family, ranges counted port by port
+  std::optional<uint32_t> socket_nat;       // host connections to published ports, per family
+  bool operator==(const Limits&) const = default;
+};
+
 struct Config {
   std::string source;  // file name, for messages
+  Limits limits;       // `limits`
   std::vector<Network> networks;
   std::vector<Container> containers;
   std::vector<std::string> uplinks;      // host interfaces to the world (`host.uplinks`)

@@ -76,6 +76,7 @@ struct Document {
   std::vector<std::string> uplink_paths;  // where each of `uplinks` was written
   std::vector<NamespaceDef> namespaces;
   std::vector<Policy> policies;
+  Limits limits;
 };
 
 // Pass 2 (read.cpp): everything that concerns a single value.

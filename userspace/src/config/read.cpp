@@ -321,6 +321,28 @@ void read_host(Reader& r, const Json& v, const std::string& p, Document& doc) {
   });
 }
 
+// `limits`: each a whole number in its range (plan/limits.h); what they
+// cost in memory is checked against the host where the maps are made.
+void read_limits(Reader& r, const Json& v, const std::string& p, Limits& out) {
+  if (!r.object(v, p, {{"conntrack"}, {"endpoints"}, {"published_ports"}, {"socket_nat"}})) return;
+  auto one = [&](const char* key, std::optional<uint32_t>& dst) {
+    r.member(v, p, key, [&](const Json& n, const std::string& np) {
+      auto range = limit_range(key);
+      if (!n.is_number_integer() || n.get<int64_t>() < range.first ||
+          n.get<int64_t>() > range.second) {
+        r.problem(np, "must be a whole number from " + std::to_string(range.first) + " to " +
+                          std::to_string(range.second) + ", not " + describe(n));
+        return;
+      }
+      dst = static_cast<uint32_t>(n.get<int64_t>());
+    });
+  };
+  one("conntrack", out.conntrack);
+  one("endpoints", out.endpoints);
+  one("published_ports", out.published_ports);
+  one("socket_nat", out.socket_nat);
+}
+
 }  // namespace
 
 std::string entry_label(std::string_view kind, const std::string& name, const std::string& path) {
@@ -338,9 +360,12 @@ Document read_document(Reader& r, const Json& root, const std::string& source) {
                   describe(root));
     return doc;
   }
-  r.object(root, "", {{"networks"}, {"containers"}, {"namespaces"}, {"policies"}, {"host"}});
+  r.object(root, "",
+           {{"networks"}, {"containers"}, {"namespaces"}, {"policies"}, {"host"}, {"limits"}});
   r.member(root, "", "host",
            [&](const Json& v, const std::string& p) { read_host(r, v, p, doc); });
+  r.member(root, "", "limits",
+           [&](const Json& v, const std::string& p) { read_limits(r, v, p, doc.limits); });
   r.member(root, "", "networks", [&](const Json& v, const std::string& p) {
     r.elements(v, p, "networks", [&](const Json& el, const std::string& ep) {
       doc.networks.push_back(read_network(r, el, ep));

@@ -265,4 +265,38 @@ std::optional<std::string> host_address_problem(const Ipv6& ip, const Ipv6Prefix
   return std::nullopt;
 }
 
+std::pair<int64_t, int64_t> limit_range(std::string_view key) {
+  if (key == "conntrack") return {1024, 16 << 20};
+  if (key == "endpoints") return {16, 65536};
+  return {64, 1 << 20};  // published_ports, socket_nat
+}
+
+Parsed<Limits> parse_limit_flags(const std::vector<std::string>& items) {
+  Limits out;
+  for (const std::string& item : items) {
+    auto eq = item.find('=');
+    std::string key = item.substr(0, eq);
+    std::optional<uint32_t>* dst = key == "conntrack"         ? &out.conntrack
+                                   : key == "endpoints"       ? &out.endpoints
+                                   : key == "published_ports" ? &out.published_ports
+                                   : key == "socket_nat"      ? &out.socket_nat
+                                                              : nullptr;
+    if (!dst || eq == std::string::npos)
+      return std::unexpected("--limit " + item +
+                             ": expected KEY=N with KEY one of conntrack, endpoints, "
+                             "published_ports, socket_nat");
+    auto [low, high] = limit_range(key);
+    std::string digits = item.substr(eq + 1);
+    int64_t n = -1;
+    if (!digits.empty() && digits.size() <= 9 &&
+        digits.find_first_not_of("0123456789") == std::string::npos)
+      n = std::stoll(digits);
+    if (n < low || n > high)
+      return std::unexpected("--limit " + item + ": " + key + " must be a whole number from " +
+                             std::to_string(low) + " to " + std::to_string(high));
+    *dst = static_cast<uint32_t>(n);
+  }
+  return out;
+}
+
 }  // namespace moat

@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "config/config.h"
 #include "config/reader.h"
@@ -19,6 +21,16 @@ struct PortRange {
   uint16_t count = 1;
   std::string str() const;  // "80", "8000-8010"
 };
+
+// The smallest and largest value a key of `limits` may take (a key of
+// Limits: "conntrack", "endpoints", "published_ports", "socket_nat").
+// Below the smallest, the conntrack quota arithmetic has no room (abi.h);
+// above the largest, memory no host should give (plan/limits.h).
+std::pair<int64_t, int64_t> limit_range(std::string_view key);
+
+// `--limit KEY=N` flags (the agents' way to the file's `limits`), each
+// checked like the file's.
+Parsed<Limits> parse_limit_flags(const std::vector<std::string>& items);
 
 Parsed<uint16_t> parse_port(std::string_view text);
 Parsed<PortRange> parse_port_range(std::string_view text);    // "80" or "8000-8010"

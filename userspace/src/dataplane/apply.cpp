@@ -2,6 +2,8 @@
 // nothing in the kernel changes when this fails) -> load -> pin -> write ->
 // swap policy -> attach -> detach -> remove stale -> the record to save. Every phase
 // writes only what differs from what the kernel holds.
+#include "dataplane/apply.h"
+
 #include <net/if.h>
 
 #include <algorithm>
@@ -10,7 +12,6 @@
 #include <set>
 #include <sstream>
 
-#include "dataplane/apply.h"
 #include "dataplane/counters.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/failpoint.h"
@@ -24,6 +25,7 @@
 #include "dataplane/state.h"
 #include "dataplane/tc.h"
 #include "dataplane/veth.h"
+#include "plan/limits.h"
 #include "plan/map_plan.h"
 #include "policy/policy.h"
 
@@ -117,6 +119,7 @@ struct Apply {
   ByteKeyed<moat_ip> have_caddrs6;
   uint32_t last_rev = 0, rev = 0;
   json ifaces, uplinks, bridges;  // the new state rows
+  MapSizes sizes;                 // the maps' sizes, from the file's limits
 };
 
 // The networks' bridges: each one a bridge of its own, never an endpoint's
@@ -187,6 +190,20 @@ Result<void> kernel_can_enforce(const Config& cfg) {
   return require_nat66(cfg, *nat66, kernel_name());
 }
 
+// The maps an instance was made with keep their sizes: a file asking for
+// others is refused before anything is loaded.
+Result<void> same_sizes(const Apply& a, const std::string& dir) {
+  MapEntries have;
+  for (const auto& [name, n] : a.sizes.by_map()) {
+    auto size = pinned_max_entries(dir + "/" + name);
+    if (!size) return std::unexpected(size.error());
+    if (*size) have.emplace_back(name, *size);
+  }
+  auto sizes = sizes_from_maps(have);
+  if (!sizes) return {};
+  return check_same_sizes(a.sizes, *sizes, a.cfg.limits, a.instance);
+}
+
 // Phase 1: the previous state, the plan, the host's interfaces.
 Result<void> resolve(Apply& a) {
   auto st = read_state(a.instance);
@@ -199,6 +216,11 @@ Result<void> resolve(Apply& a) {
                 "); run moat there, or pick another --instance");
   auto plan = compile(a.cfg, ids_from_state(a.prev));
   if (!plan) return std::unexpected(plan.error());
+  HostCapacity capacity = host_capacity();
+  a.sizes = resolve_limits(a.cfg.limits, capacity);
+  if (auto r = check_fits(a.sizes, capacity); !r)
+    return fail(a.cfg.source + ": " + r.error().message());
+  if (auto r = same_sizes(a, pin_dir(a.instance)); !r) return r;
   if (auto r = kernel_can_enforce(a.cfg); !r) return r;
   auto host = resolve_host(a.cfg, *plan);
   if (!host) return std::unexpected(host.error());
@@ -274,7 +296,8 @@ Result<void> load(Apply& a, bool exists) {
                   ? open_pinned_programs(a.instance)
                   : std::nullopt;
   std::string dir = pin_dir(a.instance);
-  auto skel = kept ? open_pinned_maps<endpoint_bpf>(dir) : load_pinned<endpoint_bpf>(dir);
+  auto skel =
+      kept ? open_pinned_maps<endpoint_bpf>(dir) : load_pinned<endpoint_bpf>(dir, a.sizes.by_map());
   if (!skel) return std::unexpected(skel.error());
   a.skel = std::move(*skel);
   if (kept) {

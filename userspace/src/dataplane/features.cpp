@@ -3,10 +3,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 #include <optional>
 
@@ -73,6 +75,17 @@ nlohmann::json kernel_features_json() {
   j["nat66"] = nat66 ? nlohmann::json(*nat66) : nlohmann::json(nullptr);
   if (!nat66) j["nat66_error"] = nat66.error().message();
   return j;
+}
+
+HostCapacity host_capacity() {
+  HostCapacity h;
+  if (const char* mib = getenv("MOAT_HOST_RAM_MIB"))
+    h.ram_bytes = std::strtoull(mib, nullptr, 10) << 20;
+  else
+    h.ram_bytes = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGESIZE));
+  int cpus = libbpf_num_possible_cpus();
+  h.cpus = cpus > 0 ? static_cast<uint32_t>(cpus) : 1;
+  return h;
 }
 
 }  // namespace moat

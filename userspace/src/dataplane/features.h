@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "plan/limits.h"
 #include "util/result.h"
 
 namespace moat {
@@ -20,6 +21,10 @@ Result<bool> kernel_nat66();
 // "6.18.0-1-amd64" (uname -r); kernel_name(): "Linux 6.18.0-1-amd64", for messages.
 std::string kernel_release();
 std::string kernel_name();
+
+// The host's memory and possible CPUs, what map sizes are checked against
+// (plan/limits.h). MOAT_HOST_RAM_MIB stands in for the memory in tests.
+HostCapacity host_capacity();
 
 // {"release", "nat66": true|false} for `moat status`; "nat66" null and
 // "nat66_error" when the probe could not run.

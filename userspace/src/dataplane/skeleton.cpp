@@ -27,6 +27,19 @@ int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list ap) {
 
 }  // namespace
 
+Result<uint32_t> pinned_max_entries(const std::string& path) {
+  Fd fd(bpf_obj_get(path.c_str()));
+  if (!fd.ok()) {
+    if (errno == ENOENT) return 0u;
+    return fail_errno("open pinned map " + path, errno);
+  }
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
+    return fail_errno("read map " + path, errno);
+  return info.max_entries;
+}
+
 void init_libbpf() {
   static bool done = false;
   if (done) return;

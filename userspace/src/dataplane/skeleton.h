@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bridge.skel.h"
 #include "endpoint.skel.h"
@@ -29,6 +30,12 @@
 #include "util/result.h"
 
 namespace moat {
+
+// max_entries by map name (plan/limits.h's MapSizes::by_map()).
+using MapEntries = std::vector<std::pair<std::string, uint32_t>>;
+
+// The max_entries of the map pinned at `path`, 0 when nothing is pinned there.
+Result<uint32_t> pinned_max_entries(const std::string& path);
 
 // bpftool names a skeleton's functions after its object; one specialisation
 // per object maps them to one spelling.
@@ -70,13 +77,22 @@ class Skeleton {
   }
 
   // Every map of the object pinned at `dir`/<map name>: reused when the pin
-  // exists, created and pinned there by load() otherwise.
-  Result<void> pin_maps_in(const std::string& dir) {
+  // exists, at the size it has; created and pinned there by load()
+  // otherwise, at its size in `sizes` (by map name) or its compiled one.
+  Result<void> pin_maps_in(const std::string& dir, const MapEntries& sizes = {}) {
     bpf_map* m;
     bpf_object__for_each_map(m, skel_->obj) {
       std::string path = dir + "/" + bpf_map__name(m);
       if (int rc = bpf_map__set_pin_path(m, path.c_str()); rc)
         return fail_errno("set pin path " + path, rc);
+      auto size = pinned_max_entries(path);
+      if (!size) return std::unexpected(size.error());
+      if (!*size)
+        for (const auto& [name, n] : sizes)
+          if (name == bpf_map__name(m)) *size = n;
+      if (*size && bpf_map__max_entries(m) != *size)
+        if (int rc = bpf_map__set_max_entries(m, *size); rc)
+          return fail_errno("size map " + path, rc);
     }
     return {};
   }
@@ -132,11 +148,12 @@ class Skeleton {
 };
 
 // Programs loaded, maps reused from `pin_dir` or created and pinned there.
+// Maps not pinned yet are made at their size in `sizes`.
 template <class S>
-Result<Skeleton<S>> load_pinned(const std::string& pin_dir) {
+Result<Skeleton<S>> load_pinned(const std::string& pin_dir, const MapEntries& sizes = {}) {
   auto s = Skeleton<S>::open();
   if (!s) return s;
-  if (auto r = s->pin_maps_in(pin_dir); !r) return std::unexpected(r.error());
+  if (auto r = s->pin_maps_in(pin_dir, sizes); !r) return std::unexpected(r.error());
   if (auto r = s->load(); !r)
     return fail(r.error().message() + " for " + pin_dir +
                 " (after an upgrade that changed a map layout, run `moat down` first)");

@@ -9,6 +9,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <set>
 
 #include "dataplane/counters.h"
@@ -24,6 +26,8 @@
 #include "dataplane/state.h"
 #include "dataplane/sweep.h"
 #include "dataplane/tc.h"
+#include "plan/limits.h"
+#include "util/fd.h"
 #include "util/paths.h"
 
 namespace fs = std::filesystem;
@@ -54,17 +58,56 @@ json programs_json(const std::string& instance) {
   return progs;
 }
 
-json maps_json(const Skeleton<endpoint_bpf>& skel, const std::string& instance) {
+// What the kernel charges for the map behind `fd` (fdinfo's memlock, the
+// map's own memory accounting since Linux 6.2), 0 when it does not say.
+uint64_t map_memlock(int fd) {
+  std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key) {
+    if (key == "memlock:") {
+      in >> value;
+      return value;
+    }
+    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return 0;
+}
+
+// Every map with its size and memory; the policy generations (inner maps of
+// the *_gens maps, made by userspace) are listed under their outer map.
+json maps_json(const Skeleton<endpoint_bpf>& skel, const std::string& instance, uint64_t* total) {
   json map_list = json::array();
   bpf_map* m;
   bpf_object__for_each_map(m, skel->obj) {
     bpf_map_info info{};
     uint32_t len = sizeof(info);
     bpf_obj_get_info_by_fd(bpf_map__fd(m), &info, &len);
-    map_list.push_back({{"name", bpf_map__name(m)},
-                        {"id", info.id},
-                        {"max_entries", info.max_entries},
-                        {"pin", pin_dir(instance) + "/" + bpf_map__name(m)}});
+    uint64_t bytes = map_memlock(bpf_map__fd(m));
+    json row = {{"name", bpf_map__name(m)},
+                {"id", info.id},
+                {"max_entries", info.max_entries},
+                {"bytes", bytes},
+                {"pin", pin_dir(instance) + "/" + bpf_map__name(m)}};
+    if (info.type == BPF_MAP_TYPE_ARRAY_OF_MAPS) {
+      json gens = json::array();
+      for (uint32_t slot = 0; slot < info.max_entries; ++slot) {
+        uint32_t id = 0;
+        if (bpf_map_lookup_elem(bpf_map__fd(m), &slot, &id) != 0 || id == 0) continue;
+        Fd inner(bpf_map_get_fd_by_id(id));
+        if (!inner.ok()) continue;
+        bpf_map_info ii{};
+        uint32_t ilen = sizeof(ii);
+        bpf_obj_get_info_by_fd(inner.get(), &ii, &ilen);
+        uint64_t ib = map_memlock(inner.get());
+        gens.push_back(
+            {{"slot", slot}, {"id", id}, {"max_entries", ii.max_entries}, {"bytes", ib}});
+        bytes += ib;
+      }
+      row["generations"] = gens;
+    }
+    *total += bytes;
+    map_list.push_back(row);
   }
   return map_list;
 }
@@ -146,6 +189,11 @@ Result<json> status(const std::string& instance) {
   json policy = st->value("policy", json::object());
   policy["revision"] = *rev;
   policy["recorded_revision"] = st->value("policy_rev", 0u);
+  uint64_t map_bytes = 0;
+  json map_rows = maps_json(*skel, instance, &map_bytes);
+  std::vector<std::pair<std::string, uint32_t>> sizes;
+  for (const auto& row : map_rows) sizes.emplace_back(row["name"], row["max_entries"]);
+  auto limits = sizes_from_maps(sizes);
 
   return json{{"instance", instance},
               {"record", {{"ok", true}, {"file", record_file(instance)}}},
@@ -154,7 +202,9 @@ Result<json> status(const std::string& instance) {
               {"netns", st->value("netns_path", "")},
               {"pin_dir", pin_dir(instance)},
               {"programs", programs_json(instance)},
-              {"maps", maps_json(*skel, instance)},
+              {"maps", map_rows},
+              {"memory",
+               {{"map_bytes", map_bytes}, {"limits", limits ? limits->to_json() : json(nullptr)}}},
               {"networks", st->value("networks", json::array())},
               {"endpoints", *ifaces},
               {"endpoint_entries", eps->size()},

@@ -139,6 +139,7 @@ Result<SyncReport> Agent::sync() {
   if (!containers) return std::unexpected(containers.error());
   TranslateOptions topt;
   topt.uplinks = options_.uplinks;
+  topt.limits = options_.limits;
   topt.default_bridge_masquerade = options_.default_bridge_masquerade;
   auto t = translate(*networks, *containers, find_interfaces(), topt);
   if (!t.ok()) return fail(problems_message(t.problems, topt.source));

@@ -26,6 +26,7 @@ struct AgentOptions {
   std::vector<std::string> uplinks;  // empty: the interfaces of the default routes
   std::string policies_dir;          // *.json, *.yaml, *.yml; reread when they change
   bool default_bridge_masquerade = true;
+  Limits limits;  // the file's `limits` (`--limit`)
 };
 
 struct SyncReport {

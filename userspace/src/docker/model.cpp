@@ -543,6 +543,7 @@ Translation translate(const json& networks, const std::vector<json>& containers,
     b.drop_publish_conflicts();
     out.config.source = options.source;
     out.config.uplinks = options.uplinks;
+    out.config.limits = options.limits;
     if (!out.problems.empty()) return out;
 
     out.text = config_to_json(out.config);

@@ -37,6 +37,7 @@ struct TranslateOptions {
   // with iptables on, assumes the default `true` unless told otherwise.
   bool default_bridge_masquerade = true;
   std::vector<std::string> uplinks;  // the file's `host.uplinks`
+  Limits limits;                     // the file's `limits`
 };
 
 // An attachment whose host-side interface is not known yet (the container

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "plan/limits.h"
 #include "util/net.h"
 
 using nlohmann::json;
@@ -15,7 +16,7 @@ Result<SlotAssignment> plan_slots(const Config& cfg, const Plan& plan, const Hos
   std::vector<std::pair<std::string, int>> wanted;
   for (const auto& e : plan.endpoints) wanted.emplace_back(e.interface, host.ifindex.at(e.interface));
   for (const auto& u : host.uplinks) wanted.emplace_back(u.name, u.ifindex);
-  auto slots = assign_stats_slots(wanted, previous);
+  auto slots = assign_stats_slots(wanted, resolve_limits(cfg.limits, {}).endpoints, previous);
   if (!slots) return fail(cfg.source + ": " + slots.error().message());
   return slots;
 }

@@ -5,6 +5,8 @@
 
 #include <set>
 
+#include "plan/limits.h"
+
 namespace moat {
 namespace {
 
@@ -178,16 +180,20 @@ Result<void> plan_publish(const Config& cfg, Plan& plan) {
 }
 
 Result<void> check_capacity(const Config& cfg, const Plan& plan) {
+  // Neither limit depends on the host: its memory only lowers conntrack.
+  MapSizes sizes = resolve_limits(cfg.limits, {});
   for (size_t n : {plan.publish.size(), plan.publish6.size()})
-    if (n > MOAT_MAX_PUBLISH)
+    if (n > sizes.published_ports)
       return fail(cfg.source + ": " + std::to_string(n) +
-                  " published ports exceed the publish map's capacity of " +
-                  std::to_string(MOAT_MAX_PUBLISH));
+                  " published ports (ranges count port by port) exceed limits.published_ports, " +
+                  std::to_string(sizes.published_ports) + ": raise it in the file's \"limits\"");
   // Slot 0 of `stats` is nobody's, so one attachment fewer than the maps hold.
-  if (plan.endpoints.size() > MOAT_MAX_ATTACHMENTS - 1)
+  if (plan.endpoints.size() > sizes.endpoints - 1)
     return fail(cfg.source + ": " + std::to_string(plan.endpoints.size()) +
-                " container attachments exceed moat's capacity of " +
-                std::to_string(MOAT_MAX_ATTACHMENTS - 1) + " attachments (uplinks included)");
+                " container attachments exceed limits.endpoints, " +
+                std::to_string(sizes.endpoints) +
+                ", less the one slot nobody owns: raise it in "
+                "the file's \"limits\"");
   if (plan.addrs.size() > MOAT_MAX_ADDR_ENTRIES || plan.addrs6.size() > MOAT_MAX_ADDR_ENTRIES)
     return fail(cfg.source + ": " + std::to_string(cfg.networks.size()) +
                 " networks exceed the address map's capacity of " +
@@ -212,12 +218,12 @@ Result<Plan> compile(const Config& cfg, const IdTable& previous) {
 }
 
 Result<SlotAssignment> assign_stats_slots(const std::vector<std::pair<std::string, int>>& wanted,
-                                          const std::vector<SlotHolder>& previous) {
+                                          uint32_t limit, const std::vector<SlotHolder>& previous) {
   SlotAssignment out;
   std::set<uint32_t> taken{0};
   std::map<std::string, const SlotHolder*> prev_by_name;
   for (const auto& p : previous) {
-    if (p.slot == 0 || p.slot >= MOAT_MAX_ATTACHMENTS || taken.contains(p.slot)) continue;
+    if (p.slot == 0 || p.slot >= limit || taken.contains(p.slot)) continue;
     taken.insert(p.slot);
     prev_by_name[p.name] = &p;
   }
@@ -232,11 +238,11 @@ Result<SlotAssignment> assign_stats_slots(const std::vector<std::pair<std::strin
   uint32_t next = 1;
   for (const auto& [name, ifindex] : wanted) {
     if (out.slot.contains(name)) continue;
-    while (next < MOAT_MAX_ATTACHMENTS && taken.contains(next)) ++next;
-    if (next >= MOAT_MAX_ATTACHMENTS)
+    while (next < limit && taken.contains(next)) ++next;
+    if (next >= limit)
       return fail(std::to_string(wanted.size()) + " attachments (containers' interfaces and " +
-                  "uplinks) exceed moat's " + std::to_string(MOAT_MAX_ATTACHMENTS - 1) +
-                  " counter slots");
+                  "uplinks) exceed the " + std::to_string(limit - 1) +
+                  " counter slots of limits.endpoints");
     out.slot[name] = next;
     out.fresh.push_back(next);
     taken.insert(next);

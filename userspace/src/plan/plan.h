@@ -90,10 +90,10 @@ struct SlotAssignment {
 // go on; a re-created interface starts from zero, like its kernel counters).
 // New ones get the lowest slots that neither a kept nor a freed slot uses,
 // so packets still in flight on a detaching interface never land in a
-// fresh attachment's counters. Slot 0 is never given. Fails when
-// MOAT_MAX_ATTACHMENTS - 1 slots would not do.
+// fresh attachment's counters. Slot 0 is never given. Fails when the slots
+// below `limit` (limits.endpoints) would not do.
 Result<SlotAssignment> assign_stats_slots(const std::vector<std::pair<std::string, int>>& wanted,
-                                          const std::vector<SlotHolder>& previous);
+                                          uint32_t limit, const std::vector<SlotHolder>& previous);
 
 // The attachment a published port forwards to: the container's first
 // non-internal one, as Docker uses the network that gives the container its
