@@ -169,9 +169,13 @@ def evidence(inst):
     nft = run(["nsenter", f"--net={inst.host_netns}", "nft", "list", "ruleset"], check=False).stdout
     fwd = run(["nsenter", f"--net={inst.host_netns}", "iptables", "-S", "FORWARD"], check=False).stdout
     procs = sorted({m for m in re.findall(r'users:\(\("([^"]+)"', ss)})
+    sysctl = {}
+    for k in ("net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward"):
+        r = run(["nsenter", f"--net={inst.host_netns}", "sysctl", "-n", k], check=False)
+        sysctl[k] = r.stdout.strip() or None
     return {"listeners": [" ".join(l.split()[3:4] + re.findall(r'\(\("([^"]+)"', l)) for l in ss.splitlines()],
             "listening_processes": procs,
-            "nft_ruleset_lines": len(nft.splitlines()),
+            "nft_ruleset_lines": len(nft.splitlines()), "sysctl": sysctl,
             "iptables_forward": fwd.splitlines()}
 
 
@@ -380,7 +384,8 @@ def markdown(res, title):
     for c in cs:
         e = res["evidence"][c]
         o.append(f"- **{c}**: listening processes {', '.join(e['listening_processes']) or 'none'}; "
-                 f"nft ruleset {e['nft_ruleset_lines']} lines; FORWARD: "
+                 f"nft ruleset {e['nft_ruleset_lines']} lines; "
+                 f"{', '.join(f'{k}={v}' for k, v in e.get('sysctl', {}).items())}; FORWARD: "
                  f"{'; '.join(e['iptables_forward'][:3]) or '-'}")
     return "\n".join(o) + "\n"
 

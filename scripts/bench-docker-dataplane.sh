@@ -71,7 +71,7 @@ source "$MOAT_ROOT/tests/e2e/docker_lib.sh"
 
 W=$(mktemp -d /tmp/moat-bench-dkdp.XXXXXX)
 chmod 755 "$W"  # the containers read $W/conf
-AGENT="" AGENT_INSTANCE="" AGENT_NETNS=""
+AGENT="" AGENT_INSTANCE="" AGENT_NETNS="" DRIVER=""
 SERVER_CPU=$(( $(nproc) >= 2 ? 1 : 0 ))
 
 stop_pid() {  # stop_pid PID: TERM, then KILL after 10 s; only our own children
@@ -85,6 +85,11 @@ stop_pid() {  # stop_pid PID: TERM, then KILL after 10 s; only our own children
 }
 teardown() {
   trap - EXIT INT TERM HUP PIPE
+  if [ -n "$DRIVER" ] && kill -0 "$DRIVER" 2>/dev/null; then
+    kill -TERM -- "-$DRIVER" 2>/dev/null
+    stop_pid "$DRIVER"
+    kill -KILL -- "-$DRIVER" 2>/dev/null
+  fi
   stop_pid "$AGENT"; AGENT=""
   if [ -n "$AGENT_INSTANCE" ] && [ -e "$AGENT_NETNS" ]; then
     nsenter --net="$AGENT_NETNS" "$MOAT" down --instance "$AGENT_INSTANCE" >/dev/null 2>&1
@@ -194,8 +199,14 @@ json.dump({"moat_commit": commit, "moat_tree_dirty": dirty == "true", "docker": 
            "instances": [json.loads(x) for x in sys.argv[6:]]}, open(out, "w"), indent=1)
 PY
 
-python3 "$MOAT_ROOT/bench/docker_contender.py" --env "$W/env.json" --rounds "$ROUNDS" --seconds "$SECS" \
-  --mode "$MODE" --out "$OUT"
+# A process group of its own, waited for in the background: a signal runs the
+# teardown at once (not after the measurement), which ends the group, its
+# clients (wrk, iperf3, curl under nsenter) included.
+setsid python3 "$MOAT_ROOT/bench/docker_contender.py" --env "$W/env.json" --rounds "$ROUNDS" \
+  --seconds "$SECS" --mode "$MODE" --out "$OUT" &
+DRIVER=$!
+wait "$DRIVER"
 rc=$?
+DRIVER=""
 [ -s "$W/agent.log" ] && grep -iE 'error|fail' "$W/agent.log" | head -5 | sed 's/^/agent: /' >&2
 exit $rc
