@@ -42,6 +42,11 @@ DK_UPLINK_HOST_IP=198.18.0.1
 DK_UPLINK_OUT_IP=198.18.0.2
 DK_WORLD_IP=198.19.0.1
 DK_UP_TIMEOUT=${DK_UP_TIMEOUT:-90}  # seconds for containerd + dockerd to answer
+# Read by each docker_up: the tests run dockerd without its own dataplane
+# (moat's job); a benchmark sets both to true for Docker's own (iptables and
+# docker-proxy) as the contender.
+DK_IPTABLES=${DK_IPTABLES:-false}
+DK_USERLAND_PROXY=${DK_USERLAND_PROXY:-false}
 declare -A DK_DIR_OF=()
 
 dk_log() { echo "    [docker] $*" >&2; }
@@ -129,6 +134,9 @@ dk_build_rootfs_tar() {  # dk_build_rootfs_tar DIR TARFILE
 docker_up() {  # docker_up NAME
   local name=$1 d t0 t1 i
   [ -n "$name" ] || { dk_log "docker_up NAME"; return 1; }
+  for i in "$DK_IPTABLES" "$DK_USERLAND_PROXY"; do
+    [ "$i" = true ] || [ "$i" = false ] || { dk_log "DK_IPTABLES, DK_USERLAND_PROXY: true or false"; return 1; }
+  done
   for i in "$DK_DOCKERD" "$DK_CONTAINERD" "$DK_CLI"; do
     [ -x "$i" ] || { dk_log "missing: $i (docker.io, containerd)"; return 1; }
   done
@@ -182,9 +190,9 @@ EOF
   "pidfile": "$d/dockerd.pid",
   "hosts": ["unix://$DK_SOCK"],
   "containerd": "$d/ctd/containerd.sock",
-  "iptables": false,
+  "iptables": $DK_IPTABLES,
   "ip6tables": false,
-  "userland-proxy": false,
+  "userland-proxy": $DK_USERLAND_PROXY,
   "exec-opts": ["native.cgroupdriver=cgroupfs"],
   "cgroup-parent": "/$DK_CGROUP",
   "shutdown-timeout": 5,
