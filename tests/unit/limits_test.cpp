@@ -91,6 +91,14 @@ TEST(Limits, AnInstanceKeepsItsSizes) {
   EXPECT_NE(r.error().message().find("16384 (the default)"), std::string::npos);
 }
 
+TEST(Limits, PolicyGenerationsAreSizedToWhatTheyHold) {
+  EXPECT_EQ(generation_capacity(0, 1u << 20), 1024u);
+  EXPECT_EQ(generation_capacity(10, 1u << 20), 1024u);
+  EXPECT_EQ(generation_capacity(600, 1u << 20), 2048u);
+  EXPECT_EQ(generation_capacity(100000, 1u << 20), 262144u);
+  EXPECT_EQ(generation_capacity(900000, 1u << 20), 1u << 20) << "never beyond the compiled size";
+}
+
 TEST(LimitsFile, ReadWrittenAndRoundTripped) {
   Config c = parse_ok(R"({"limits": {"conntrack": 65536, "published_ports": 128}})");
   EXPECT_EQ(c.limits.conntrack, 65536u);

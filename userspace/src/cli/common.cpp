@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -252,6 +253,18 @@ int print_status(const json& s) {
   if (s["socket_hooks"].empty()) std::cout << "none";
   for (const auto& h : s["socket_hooks"]) std::cout << h.value("hook", std::string("?")) << " ";
   std::cout << "\ntracked flow entries: " << s["tracked_entries"] << " (moat ct list)\n";
+  if (s.contains("memory")) {
+    const json& m = s["memory"];
+    char mib[32];
+    std::snprintf(mib, sizeof mib, "%.1f", m.value("map_bytes", uint64_t{0}) / 1048576.0);
+    std::cout << "map memory: " << mib << " MiB";
+    if (m["limits"].is_object()) {
+      std::cout << " (limits:";
+      for (const auto& [k, v] : m["limits"].items()) std::cout << " " << k << " " << v;
+      std::cout << ")";
+    }
+    std::cout << "\n";
+  }
   return 0;
 }
 

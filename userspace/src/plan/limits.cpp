@@ -65,6 +65,12 @@ std::vector<std::pair<std::string, uint32_t>> MapSizes::by_map() const {
           {"sock_rnat6", socket_nat}};
 }
 
+uint32_t generation_capacity(size_t entries, uint32_t compiled_max) {
+  uint64_t want = 1024;
+  while (want < 2 * uint64_t(entries) && want < compiled_max) want <<= 1;
+  return static_cast<uint32_t>(std::min<uint64_t>(want, compiled_max));
+}
+
 MapSizes resolve_limits(const Limits& limits, const HostCapacity& host) {
   MapSizes s;
   uint32_t conntrack = kDefaultConntrack;

@@ -21,6 +21,7 @@
 // estimated_bytes() computes it; check_fits() refuses sizes over 1/8 of RAM.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -51,6 +52,13 @@ struct MapSizes {
   nlohmann::json to_json() const;  // the four limits by their file names
   bool operator==(const MapSizes&) const = default;
 };
+
+// The max_entries a policy generation's hash is made with for `entries`:
+// room to grow to twice as many before it is made anew, at least 1,024, at
+// most `compiled_max` (abi.h). Its bucket array is allocated whole, empty
+// or not (16 bytes a bucket), so a generation sized for the most a file may
+// hold (MOAT_MAX_POLICY) cost 16 MiB for ten rules.
+uint32_t generation_capacity(size_t entries, uint32_t compiled_max);
 
 // `limits` where given, the defaults (above) for `host` elsewhere.
 MapSizes resolve_limits(const Limits& limits, const HostCapacity& host);
