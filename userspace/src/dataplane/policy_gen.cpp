@@ -45,14 +45,16 @@ bool batch_unsupported(int err) { return err == EINVAL || err == EOPNOTSUPP || e
 template <class K, class V>
 Result<void> write_diff(int fd, const EntryDiff<K, V>& d, const char* name) {
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
-  for (size_t done = 0; done < d.put_keys.size();) {
-    uint32_t n = static_cast<uint32_t>(d.put_keys.size() - done);
-    if (bpf_map_update_batch(fd, &d.put_keys[done], &d.put_vals[done], &n, &opts) == 0) break;
-    int err = errno;
-    if (!batch_unsupported(err) || n != 0) return fail_errno(std::string("fill map ") + name, err);
-    for (; done < d.put_keys.size(); ++done)
-      if (bpf_map_update_elem(fd, &d.put_keys[done], &d.put_vals[done], BPF_ANY) != 0)
-        return fail_errno(std::string("fill map ") + name, errno);
+  if (!d.put_keys.empty()) {
+    uint32_t n = static_cast<uint32_t>(d.put_keys.size());
+    if (bpf_map_update_batch(fd, d.put_keys.data(), d.put_vals.data(), &n, &opts) != 0) {
+      int err = errno;
+      if (!batch_unsupported(err) || n != 0)
+        return fail_errno(std::string("fill map ") + name, err);
+      for (size_t i = 0; i < d.put_keys.size(); ++i)
+        if (bpf_map_update_elem(fd, &d.put_keys[i], &d.put_vals[i], BPF_ANY) != 0)
+          return fail_errno(std::string("fill map ") + name, errno);
+    }
   }
   if (d.del_keys.empty()) return {};
   uint32_t n = static_cast<uint32_t>(d.del_keys.size());
