@@ -1,6 +1,7 @@
 #include "config/inputs.h"
 
 #include <sstream>
+#include <utility>
 
 #include "policy/policy.h"
 
@@ -24,7 +25,8 @@ LoadedInputs load_inputs(const Inputs& in) {
   for (size_t i = 1; i < in.files.size(); ++i) {
     const auto& f = in.files[i];
     auto pf = parse_policy_file(f.text, f.name);
-    auto problems = pf.problems.empty() ? merge_policy_file(cfg, *pf.file) : std::move(pf.problems);
+    auto problems =
+        pf.problems.empty() ? merge_policy_file(cfg, std::move(*pf.file)) : std::move(pf.problems);
     if (!problems.empty()) {
       out.file = f.name;
       out.problems = std::move(problems);

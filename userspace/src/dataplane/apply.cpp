@@ -120,6 +120,10 @@ struct Apply {
   uint32_t last_rev = 0, rev = 0;
   json ifaces, uplinks, bridges;  // the new state rows
   MapSizes sizes;                 // the maps' sizes, from the file's limits
+  // Begun as the apply starts, under the instance lock, so it has passed
+  // since the last switch of policy generations when the idle one is
+  // written, mostly while this apply compiles and loads.
+  GracePeriod gp;
 };
 
 // The networks' bridges: each one a bridge of its own, never an endpoint's
@@ -205,10 +209,14 @@ Result<void> same_sizes(const Apply& a, const std::string& dir) {
 }
 
 // Phase 1: the previous state, the plan, the host's interfaces.
-Result<void> resolve(Apply& a) {
-  auto st = read_state(a.instance);
-  if (!st) return std::unexpected(st.error());
-  a.prev = std::move(*st);
+Result<void> resolve(Apply& a, nlohmann::json* prev_state) {
+  if (prev_state) {
+    a.prev = std::move(*prev_state);
+  } else {
+    auto st = read_state(a.instance);
+    if (!st) return std::unexpected(st.error());
+    a.prev = std::move(*st);
+  }
   if (a.prev.contains("netns_inode") &&
       a.prev["netns_inode"].get<uint64_t>() != current_netns_inode())
     return fail("instance " + a.instance + " serves another network namespace (" +
@@ -388,13 +396,18 @@ Result<void> write(Apply& a) {
 // Phase 5: the new policy generation, once every endpoint it names exists.
 Result<void> swap_policy(Apply& a) {
   const auto& policy = a.want.policy;
-  auto changed = install_policy(*a.skel.get(), policy.ipcache, policy.ipcache6, policy.entries,
-                                policy.active, a.last_rev, a.dry_run, &a.rev);
+  auto changed =
+      install_policy(*a.skel.get(), policy.ipcache, policy.ipcache6, policy.entries, policy.active,
+                     a.last_rev, a.dry_run, &a.rev, GenerationStore{state_dir(a.instance)}, &a.gp);
   if (!changed) return std::unexpected(changed.error());
   a.rep.policy_changed = *changed;
   // A new revision numbers its rules anew: their hit counters start over.
   if (*changed && !a.dry_run) {
-    size_t old_rules = a.prev.value("policy", json::object()).value("rules", json::array()).size();
+    // Looked up, not value()d: a copy of 100,000 rules cost more than the
+    // whole policy write.
+    size_t old_rules = 0;
+    if (auto p = a.prev.find("policy"); p != a.prev.end() && p->is_object())
+      if (auto r = p->find("rules"); r != p->end() && r->is_array()) old_rules = r->size();
     size_t n = std::min<size_t>(std::max(old_rules, policy.rules.size()), MOAT_MAX_RULES);
     reset_rule_hits(*a.skel.get(), static_cast<uint32_t>(n));
   }
@@ -576,7 +589,8 @@ json state_record(const Apply& a) {
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
                           bool ports_held, const ApplyHooks& hooks) {
   Apply a(instance, cfg, dry_run, ports_held);
-  if (auto r = resolve(a); !r) return std::unexpected(r.error());
+  if (!dry_run) a.gp = GracePeriod::begin();
+  if (auto r = resolve(a, hooks.prev_state); !r) return std::unexpected(r.error());
   bool exists = fs::exists(pin_dir(instance));
   if (dry_run && !exists) return dry_run_new(a);
   if (!dry_run && hooks.before_kernel)

@@ -24,6 +24,10 @@ struct ApplyHooks {
   // Called once everything is resolved, before the first kernel write: where
   // reconcile() saves its intent. Its failure changes nothing.
   std::function<Result<void>()> before_kernel;
+  // The state part of the record, when the caller has read it already
+  // (taken: moved from); null: apply reads it. Parsing a record with
+  // 100,000 rules costs more than writing a changed policy.
+  nlohmann::json* prev_state = nullptr;
 };
 
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,

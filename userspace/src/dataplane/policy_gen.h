@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -25,24 +27,59 @@ Result<uint32_t> read_policy_rev(const endpoint_bpf& skel);
 // Writes `policy_rev` alone (0: policy off everywhere).
 Result<void> set_policy_rev(const endpoint_bpf& skel, uint32_t rev);
 
-// Fresh inner maps (like the BPF side's templates) filled with the entries go
-// into slot rev & 1 of `ipcache_gens`, `ipcache6_gens` and `policy_gens`,
-// then `rev` is written to `policy_rev`. The other slot, possibly in force
-// until that write, is never touched. rev must not be 0. The IPv6 cache gets
-// an inner map even when empty, so the slot never holds a stale generation.
+// An RCU grace period, begun in a thread of its own so that waiting for it
+// overlaps other work. Writing into the idle generation in place is safe
+// only once every packet that read the revision in force before the last
+// switch has finished: TC programs run in RCU read-side sections, so a grace
+// period begun after that switch covers them. begin() after the switch
+// (apply: under the instance lock, so no switch can come between).
+class GracePeriod {
+ public:
+  static GracePeriod begin();
+  // Whether the grace period has passed (waits for it): false when the
+  // kernel cannot say (one CPU, where membarrier() does not wait, nohz_full).
+  bool wait();
+
+ private:
+  struct State;
+  std::shared_ptr<State> s_;
+};
+
+// Where an instance keeps what each slot's inner maps hold (its state
+// directory); empty: nowhere, every generation goes into fresh maps.
+struct GenerationStore {
+  std::string dir;
+};
+
+// The entries into slot rev & 1 of `ipcache_gens`, `ipcache6_gens` and
+// `policy_gens`, then `rev` into `policy_rev`. rev must not be 0, and the
+// other slot (in force until that write) is never touched.
+// With a store that knows what the slot holds, and a grace period begun
+// after the switch that made the slot idle (`gp`; none given: one is waited
+// for here), only the difference is written into the slot's inner maps.
+// Otherwise fresh inner maps (like the BPF side's templates) replace the
+// slot's. The IPv6 cache gets an inner map even when empty, so the slot
+// never holds a stale generation.
 Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
                                      const IpcacheEntries& ipcache, const PolicyEntries& entries,
-                                     const Ipcache6Entries& ipcache6 = {});
+                                     const Ipcache6Entries& ipcache6 = {},
+                                     const GenerationStore& store = {}, GracePeriod* gp = nullptr);
+
+// How the last write_policy_generation() of this process wrote: "diff" or
+// "fresh" (for tests and timings).
+const char* last_generation_write();
 
 // What apply does: nothing when the generation in force holds exactly these
 // entries; `active` false (no policy at all) switches to revision 0;
 // otherwise a new generation numbered above both the revision in force and
-// `last_rev` (the highest ever used, so a rule id never names two rules).
+// `last_rev` (the highest ever used, so a rule id never names two rules),
+// in the slot not in force.
 // Returns whether the kernel side changed (or would, with dry_run); *rev is
 // the revision in force afterwards.
 Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache,
                             const Ipcache6Entries& ipcache6, const PolicyEntries& entries,
-                            bool active, uint32_t last_rev, bool dry_run, uint32_t* rev);
+                            bool active, uint32_t last_rev, bool dry_run, uint32_t* rev,
+                            const GenerationStore& store = {}, GracePeriod* gp = nullptr);
 
 // Rule hit counters 0..n-1 back to zero on every CPU: a new revision numbers
 // its rules anew.

@@ -57,12 +57,16 @@ uint32_t kernel_rev(const std::string& instance) {
 }
 
 // apply(), then the record of what the kernel holds and of what it came from.
+// `prev_state`: the record's state part if already read (taken), `state`:
+// where the new one goes (both optional).
 Result<ApplyReport> apply_and_record(const std::string& instance, const Config& cfg,
                                      const Inputs& inputs, const ReconcileOptions& opt,
-                                     std::function<Result<void>()> before_kernel = {}) {
-  json state;
+                                     std::function<Result<void>()> before_kernel = {},
+                                     json* prev_state = nullptr, json* state_out = nullptr) {
+  json own;
+  json& state = state_out ? *state_out : own;
   auto rep = apply(instance, cfg, opt.dry_run, opt.ports_held_by_runtime,
-                   {&state, std::move(before_kernel)});
+                   {&state, std::move(before_kernel), prev_state});
   if (!rep || opt.dry_run) return rep;
   if (auto r = write_record(instance, state, inputs_json(inputs), options_json(opt)); !r)
     return std::unexpected(r.error());
@@ -83,12 +87,19 @@ Result<ApplyReport> reapply(const std::string& instance, const json& inputs_j, c
 
 // Our filters on interfaces that an apply may have attached to (`touched`)
 // and the record does not name: left by an apply that was then undone.
-Result<void> detach_unnamed(const std::string& instance, const json& touched) {
-  auto st = read_state(instance);
-  if (!st) return std::unexpected(st.error());
+// `saved`: the state part just saved, if at hand (else it is read).
+Result<void> detach_unnamed(const std::string& instance, const json& touched,
+                            const json* saved = nullptr) {
+  json read;
+  if (!saved) {
+    auto st = read_state(instance);
+    if (!st) return std::unexpected(st.error());
+    read = std::move(*st);
+    saved = &read;
+  }
   std::set<std::string> named;
   for (const char* list : {"interfaces", "uplinks", "bridges"})
-    for (const auto& r : st->value(list, json::array())) named.insert(r.value("name", ""));
+    for (const auto& r : saved->value(list, json::array())) named.insert(r.value("name", ""));
   std::vector<std::string> unnamed;
   for (const auto& name : touched)
     if (name.is_string() && !named.contains(name.get<std::string>())) unnamed.push_back(name);
@@ -184,8 +195,10 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
                                      const ReconcileOptions& opt, const json& interrupted) {
   json touched = interfaces_of(want.config);
   for (const auto& n : interrupted) touched.push_back(n);
-  if (auto r = read_record(instance); !r) return std::unexpected(r.error());
-  if (opt.dry_run) return apply_and_record(instance, want.config, want.inputs, opt);
+  auto rec = read_record(instance);
+  if (!rec) return std::unexpected(rec.error());
+  json prev = rec->contains("state") ? std::move((*rec)["state"]) : json::object();
+  if (opt.dry_run) return apply_and_record(instance, want.config, want.inputs, opt, {}, &prev);
   json intent = {{"inputs", inputs_json(want.inputs)},
                  {"options", options_json(opt)},
                  {"interfaces", touched},
@@ -197,7 +210,9 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
     intended = true;
     return failpoint("intent");
   };
-  auto rep = apply_and_record(instance, want.config, want.inputs, opt, before_kernel);
+  json saved;
+  auto rep =
+      apply_and_record(instance, want.config, want.inputs, opt, before_kernel, &prev, &saved);
   if (!rep) {
     if (!intended) return rep;  // nothing in the kernel changed
     // Nothing of a failed apply stays: back to the record (or to nothing).
@@ -205,7 +220,7 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
       return fail(rep.error().message() + "; undoing it failed too: " + r.error().message());
     return rep;
   }
-  if (auto r = detach_unnamed(instance, touched); !r) return std::unexpected(r.error());
+  if (auto r = detach_unnamed(instance, touched, &saved); !r) return std::unexpected(r.error());
   if (auto r = clear_intent(instance); !r) return std::unexpected(r.error());
   return rep;
 }

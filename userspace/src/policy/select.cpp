@@ -2,6 +2,7 @@
 // merging policy files into a Config, and the numbering of rules that the
 // compiler, the evaluators, the kernel's counters and `moat explain` share.
 #include <algorithm>
+#include <iterator>
 
 #include "policy/internal.h"
 #include "policy/policy.h"
@@ -62,6 +63,10 @@ bool peer_selects(const Config& cfg, const Policy& policy, const PolicyPeer& pee
 }
 
 std::vector<Problem> merge_policy_file(Config& cfg, const PolicyFile& file) {
+  return merge_policy_file(cfg, PolicyFile(file));
+}
+
+std::vector<Problem> merge_policy_file(Config& cfg, PolicyFile&& file) {
   std::vector<Problem> problems;
   std::vector<NamespaceDef> added_ns;
   for (const NamespaceDef& ns : file.namespaces) {
@@ -86,7 +91,8 @@ std::vector<Problem> merge_policy_file(Config& cfg, const PolicyFile& file) {
   }
   if (!problems.empty()) return problems;
   cfg.namespaces.insert(cfg.namespaces.end(), added_ns.begin(), added_ns.end());
-  cfg.policies.insert(cfg.policies.end(), file.policies.begin(), file.policies.end());
+  cfg.policies.insert(cfg.policies.end(), std::make_move_iterator(file.policies.begin()),
+                      std::make_move_iterator(file.policies.end()));
   return problems;
 }
 
