@@ -22,6 +22,7 @@
 #include "dataplane/state.h"
 #include "endpoint.skel.h"
 #include "plan/gen_diff.h"
+#include "plan/limits.h"
 #include "util/fd.h"
 
 using nlohmann::json;
@@ -217,6 +218,16 @@ std::optional<Snapshot> load_snapshot(const endpoint_bpf& skel, const Generation
 
 thread_local const char* g_last_write = "none";
 
+// Whether the policy hash of `slot` fits `n` entries and is not far larger
+// than a fresh one would be (a policy that shrank gives its memory back).
+bool slot_capacity_fits(const endpoint_bpf& skel, uint32_t slot, size_t n) {
+  Fd pc = inner_map(skel.maps.policy_gens, slot);
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (!pc.ok() || bpf_obj_get_info_by_fd(pc.get(), &info, &len) != 0) return false;
+  return info.max_entries >= n && info.max_entries <= 4 * generation_capacity(n, MOAT_MAX_POLICY);
+}
+
 // The slot's inner maps brought from what `have` says they hold to the
 // wanted entries.
 Result<void> write_slot_diff(const endpoint_bpf& skel, uint32_t slot, const Snapshot& have,
@@ -241,7 +252,9 @@ Result<void> write_slot_fresh(const endpoint_bpf& skel, uint32_t slot,
   if (!ic) return std::unexpected(ic.error());
   auto ic6 = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache6_gen", MOAT_MAX_IPCACHE, ipcache6);
   if (!ic6) return std::unexpected(ic6.error());
-  auto pc = build_inner(BPF_MAP_TYPE_HASH, "policy_gen", MOAT_MAX_POLICY, entries);
+  // The hash's bucket array is allocated whole: sized to what it holds.
+  auto pc = build_inner(BPF_MAP_TYPE_HASH, "policy_gen",
+                        generation_capacity(entries.size(), MOAT_MAX_POLICY), entries);
   if (!pc) return std::unexpected(pc.error());
   const std::pair<bpf_map*, int> installs[] = {{skel.maps.ipcache_gens, ic->get()},
                                                {skel.maps.ipcache6_gens, ic6->get()},
@@ -313,7 +326,9 @@ Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
   // change. The switch to `rev` below then moves every CPU at once. Fresh
   // maps need no grace period: the slot's old maps stay intact for whoever
   // still holds them, until freed after their last reader.
-  if (auto have = load_snapshot(skel, store, slot)) {
+  auto have = load_snapshot(skel, store, slot);
+  if (have && !slot_capacity_fits(skel, slot, entries.size())) have.reset();
+  if (have) {
     std::optional<GracePeriod> own;
     if (!gp) gp = &own.emplace(GracePeriod::begin());
     if (gp->wait() && unlink(snapshot_path(store, slot).c_str()) == 0) {
