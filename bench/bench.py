@@ -29,10 +29,19 @@ what must pass does); the checks are in the results.
 Scenarios, repeated and interleaved (contender order rotates each round):
 throughput (iperf3, c1 -> c2 and outside -> published port), request rate
 and latency (wrk against nginx in c2, keep-alive and a new connection per
-request), at each rule count. Then control plane (apply N rules from
-nothing, change one), memory (bpftool: maps and programs of the instance),
-per-program run time in the lab (kernel.bpf_stats_enabled) and per-packet
-cost (moat_kernel_bench, BPF_PROG_TEST_RUN).
+request), at each rule count, each with its CPU cost: system + irq +
+softirq time of the whole machine (/proc/stat) over the run, less the
+background rate measured right before it, per request or per GB moved.
+Then control plane (apply N rules from nothing, change one), memory
+(bpftool: maps and programs of the instance, over rule counts and over
+endpoint counts in a lab of many containers), per-program run time in the
+lab (kernel.bpf_stats_enabled) and per-packet cost (moat_kernel_bench,
+BPF_PROG_TEST_RUN), each path also as a multiple of a program that only
+parses (bench/floor.bpf.c).
+
+Every ratio (to the baseline, moat to each other contender, moat's paths
+to the floor) has a 95% bootstrap interval over rounds and a verdict; the
+method is stats.py's.
 """
 import argparse
 import datetime
@@ -47,6 +56,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stats  # noqa: E402  (the bench's own module, next to this file)
 
 CONTENDERS = ["baseline", "iptables", "nftables", "moat"]
 HOST_UPLINK_IP = "198.18.0.1"  # the lab's uplink0 address (lab.cpp)
@@ -73,6 +85,59 @@ def run(cmd, check=True, timeout=600, input=None):
 def summary(samples):
     s = sorted(samples)
     return {"median": statistics.median(s), "min": s[0], "max": s[-1], "n": len(s), "samples": samples}
+
+
+def rank(by_who, higher_is_better):
+    """Fills each contender's ratio to the baseline and moat's to every other
+    contender, with their intervals and verdicts (stats.compare). by_who:
+    contender -> summary(); samples of one contender are one per round, in
+    round order, so contenders of one run are paired by round."""
+    base = by_who.get("baseline")
+    for who, s in by_who.items():
+        if who == "baseline":
+            s["ratio_to_baseline"] = 1.0
+        elif base:
+            c = stats.compare(s["samples"], base["samples"], higher_is_better,
+                              paired=len(s["samples"]) == len(base["samples"]))
+            s["ratio_to_baseline"], s["vs_baseline"] = c["estimate"], c
+        else:
+            s["ratio_to_baseline"] = None
+    m = by_who.get("moat")
+    if m:
+        m["moat_vs"] = {who: stats.compare(m["samples"], s["samples"], higher_is_better,
+                                           paired=len(m["samples"]) == len(s["samples"]))
+                        for who, s in by_who.items() if who not in ("moat", "baseline")}
+
+
+# ---- CPU cost -----------------------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Long enough for some dozens of clock ticks on every CPU, short beside a run.
+BACKGROUND_WINDOW_S = 0.5
+
+
+def kernel_cpu_s():
+    """System + irq + softirq time of all CPUs so far, seconds (/proc/stat)."""
+    with open("/proc/stat") as f:
+        f = f.readline().split()  # cpu user nice system idle iowait irq softirq steal ...
+    return (int(f[3]) + int(f[6]) + int(f[7])) / CLK_TCK
+
+
+def with_cpu(measure):
+    """Runs measure() -> (value, units) and returns (value, cost): the kernel
+    CPU time of the whole machine over the run, and the background rate of
+    the same measured with the lab idle right before it (other sessions of
+    a shared VM count in both: their load is subtracted only as far as it
+    was steady)."""
+    k0, t0 = kernel_cpu_s(), time.monotonic()
+    time.sleep(BACKGROUND_WINDOW_S)
+    k1, t1 = kernel_cpu_s(), time.monotonic()
+    value, units = measure()
+    k2, t2 = kernel_cpu_s(), time.monotonic()
+    background = (k1 - k0) / (t1 - t0)
+    net = (k2 - k1) - background * (t2 - t1)
+    return value, {"kernel_cpu_s": k2 - k1, "wall_s": t2 - t1, "background_cpu_s_per_s": background,
+                   "net_cpu_s": net, "units": units}
 
 
 class Lab:
@@ -396,7 +461,8 @@ def iperf(lab, src, dst, seconds):
         except json.JSONDecodeError:
             d = {"error": r.stderr.strip() or r.stdout.strip()}
         if "error" not in d:
-            return d["end"]["sum_received"]["bits_per_second"] / 1e9
+            got = d["end"]["sum_received"]
+            return got["bits_per_second"] / 1e9, got["bytes"]
         time.sleep(0.5 * (attempt + 1))
     raise RuntimeError(f"iperf3 {src} -> {dst}: {d['error']}")
 
@@ -407,6 +473,7 @@ def wrk(lab, url, seconds, close):
         cmd[4:4] = ["-H", "Connection: close"]
     out = lab.ns_run("c1", cmd, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"^\s*(\d+) requests in ", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
 
     def pct(p):
@@ -414,7 +481,8 @@ def wrk(lab, url, seconds, close):
         v = float(m.group(1))
         return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
 
-    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "errors": errors.group(0) if errors else ""}
+    return {"rps": rps, "requests": requests, "p50_ms": pct(50), "p99_ms": pct(99),
+            "errors": errors.group(0) if errors else ""}
 
 
 def prog_stats(moat, lab):
@@ -423,8 +491,8 @@ def prog_stats(moat, lab):
     return {p["name"]: (p["run_count"], p["run_time_ns"]) for p in st["programs"]}
 
 
-def moat_memory(moat, lab):
-    st = json.loads(run([moat, "lab", "status", "--lab", lab.name, "--json"]).stdout)
+def moat_memory(moat, lab_name):
+    st = json.loads(run([moat, "lab", "status", "--lab", lab_name, "--json"]).stdout)
     maps = progs = 0
     by_name = {}
     ids = [m["id"] for m in st["maps"]]
@@ -451,6 +519,37 @@ def moat_memory(moat, lab):
     return {"maps_bytes": maps, "programs_bytes": progs, "maps": len(seen), "by_map": by_name}
 
 
+ENDPOINTS_PER_NET = 250  # a /24 each; a bridge takes at most 1,024 ports
+
+
+def endpoint_memory(moat, n, tmp):
+    """moat's kernel memory with n containers attached: a lab of its own,
+    enforced by moat from the start, every container in a namespace of the
+    lab's, on networks of ENDPOINTS_PER_NET containers each."""
+    name = f"ep{os.getpid()}"[:14]
+    nets = (n + ENDPOINTS_PER_NET - 1) // ENDPOINTS_PER_NET
+    if nets > 250:
+        raise ValueError(f"{n} endpoints: more than 250 networks")
+    doc = {"networks": [{"name": f"n{k}", "subnet": f"172.30.{k}.0/24"} for k in range(nets)],
+           "containers": [{"name": f"e{i}", "networks": [f"n{i // ENDPOINTS_PER_NET}"]}
+                          for i in range(n)]}
+    path = os.path.join(tmp, f"endpoints-{n}.json")
+    json.dump(doc, open(path, "w"))
+    t0 = time.monotonic()
+    try:
+        run([moat, "lab", "up", path, "--name", name, "--no-listeners", "--json"], timeout=7200)
+        up_s = time.monotonic() - t0
+        m = moat_memory(moat, name)
+        st = json.loads(run([moat, "lab", "status", "--lab", name, "--json"]).stdout)
+    finally:
+        t1 = time.monotonic()
+        run([moat, "lab", "down", "--name", name], check=False, timeout=7200)
+        down_s = time.monotonic() - t1
+    m.update({"endpoints": n, "networks": nets, "lab_up_s": up_s, "lab_down_s": down_s,
+              "endpoint_entries": st.get("endpoint_entries")})
+    return m
+
+
 # ---- the run ----------------------------------------------------------------------------
 
 def tool_version(cmd):
@@ -465,12 +564,17 @@ def main():
     ap.add_argument("--mode", choices=["quick", "full"], default="full")
     ap.add_argument("--out", help="directory for <date>-<host>.{json,md,png}")
     ap.add_argument("--reps", type=int)
+    ap.add_argument("--endpoints", help="endpoint counts for memory, comma-separated "
+                    "(default: quick 10, full 100,4000; empty: none)")
     ap.add_argument("--render", metavar="RESULTS_JSON",
-                    help="only write the .md and .png of an existing results file again")
+                    help="only rank an existing results file again (its ratios and intervals, "
+                         "from its samples) and write its .md and .png again")
     a = ap.parse_args()
     if a.render:
         base = a.render[:-len(".json")] if a.render.endswith(".json") else a.render
         res = json.load(open(base + ".json"))
+        rank_all(res)
+        json.dump(res, open(base + ".json", "w"), indent=1)
         open(base + ".md", "w").write(markdown(res, os.path.basename(base)))
         chart(res, base + ".png", tempfile.mkdtemp(prefix="moat-bench."))
         print(base)
@@ -478,11 +582,23 @@ def main():
     if not a.moat or not a.kernel_bench or not a.out:
         ap.error("--moat, --kernel-bench and --out are required (except with --render)")
     quick = a.mode == "quick"
-    reps = a.reps or (1 if quick else 3)
+    # Full: 12 rounds fit about 45 minutes on the 2-CPU VM (about 3 minutes
+    # a round at two rule counts, then the rest); quick: 2 rounds, the
+    # fewest an interval can be drawn from.
+    reps = a.reps or (2 if quick else 12)
     sizes = [10] if quick else [10, 10000]
     secs = 1 if quick else 5
     cp_sizes = [100, 1000] if quick else [1000, 10000, 100000]
+    # Applying 100,000 rules from nothing takes its time in each contender:
+    # the control plane's figures vary far less than the data path's.
+    cp_reps = min(reps, 5)
     mem_sizes = [10, 1000] if quick else [10, 1000, 10000, 100000]
+    ep_sizes = [10] if quick else [100, 4000]
+    if a.endpoints is not None:
+        ep_sizes = [int(x) for x in a.endpoints.split(",") if x.strip()]
+    # The kernel's figures are steady: more rounds cost seconds, and quick
+    # gets as many as a verdict needs.
+    kb_rounds = ["--rounds", str(stats.MIN_ROUNDS if quick else 21)]
 
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
@@ -492,14 +608,20 @@ def main():
     name = f"bench{os.getpid()}"[:14]
     res = {
         "mode": a.mode, "started": stamp, "host": host, "kernel": platform.release(),
-        "cpus": os.cpu_count(), "reps": reps, "seconds_per_measurement": secs,
+        "cpus": os.cpu_count(), "reps": reps, "control_plane_reps": cp_reps,
+        "seconds_per_measurement": secs, "ratio_method": stats.METHOD,
+        "cpu_cost_method": "system + irq + softirq time of all CPUs (/proc/stat, "
+                           f"{CLK_TCK} ticks/s) over each measured run, less the same machine's "
+                           f"rate over {BACKGROUND_WINDOW_S} s with the lab idle right before it; "
+                           "machine-wide: clients, servers and other load count",
         "moat_commit": run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
                            check=False).stdout.strip(),
         "tools": {t: tool_version(c) for t, c in {
             "iptables": ["iptables", "-V"], "nft": ["nft", "-v"], "iperf3": ["iperf3", "-v"],
             "wrk": ["wrk", "-v"], "nginx": ["nginx", "-v"]}.items()},
         "lab_name": name, "cpu_pinning": {"servers": SERVER_CPU, "clients": CLIENT_CPU},
-        "rules": sizes, "checks": {}, "lab": {}, "control_plane": {}, "memory": {}, "bpf_stats": {},
+        "rules": sizes, "checks": {}, "lab": {}, "cpu_cost": {}, "control_plane": {}, "memory": {},
+        "memory_endpoints": {}, "bpf_stats": {},
     }
     stats_old = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
     lab = None
@@ -512,9 +634,16 @@ def main():
         con.brnf(False)
         c2 = lab.ip["c2"]
         samples = {}  # (scenario, contender, rules) -> [values]
+        costs = {}  # (cost scenario, contender, rules) -> [cost details]
 
         def add(scn, who, rules, v):
             samples.setdefault((scn, who, rules), []).append(v)
+
+        def add_cost(scn, who, rules, cost, per):
+            """cost: with_cpu()'s; the figure is CPU seconds per `per` units
+            (1e9 bytes: s/GB; 1e6 requests: s per million, i.e. us/request)."""
+            cost["value"] = cost["net_cpu_s"] / (cost["units"] / per) if cost["units"] else None
+            costs.setdefault((scn, who, rules), []).append(cost)
 
         for rnd in range(reps):
             for rules in sizes:
@@ -540,14 +669,22 @@ def main():
                                             {"packets": n, "ns_per_packet": t / n})
                             return v
 
-                        add("throughput_same_network_gbps", who, rules,
-                            timed(("from_container", "to_container"), lambda: iperf(lab, "c1", c2, secs)))
+                        gbps, cost = timed(("from_container", "to_container"),
+                                           lambda: with_cpu(lambda: iperf(lab, "c1", c2, secs)))
+                        add("throughput_same_network_gbps", who, rules, gbps)
+                        add_cost("cpu_s_per_gb_same_network", who, rules, cost, 1e9)
                         pub = c2 if who == "baseline" else HOST_UPLINK_IP
-                        add("throughput_published_gbps", who, rules,
-                            timed(("from_world", "to_world"), lambda: iperf(lab, "out", pub, secs)))
+                        gbps, cost = timed(("from_world", "to_world"),
+                                           lambda: with_cpu(lambda: iperf(lab, "out", pub, secs)))
+                        add("throughput_published_gbps", who, rules, gbps)
+                        add_cost("cpu_s_per_gb_published", who, rules, cost, 1e9)
                         for close in (False, True):
-                            w = wrk(lab, f"http://{c2}/", secs, close)
+                            def requests():
+                                w = wrk(lab, f"http://{c2}/", secs, close)
+                                return w, w["requests"]
+                            w, cost = with_cpu(requests)
                             mode = "new_connection" if close else "keepalive"
+                            add_cost(f"cpu_us_per_request_{mode}", who, rules, cost, 1e6)
                             add(f"rr_{mode}_rps", who, rules, w["rps"])
                             add(f"rr_{mode}_p50_ms", who, rules, w["p50_ms"])
                             add(f"rr_{mode}_p99_ms", who, rules, w["p99_ms"])
@@ -558,19 +695,21 @@ def main():
 
         for (scn, who, rules), v in samples.items():
             res["lab"].setdefault(scn, {}).setdefault(str(rules), {})[who] = summary(v)
-        for scn, by_rules in res["lab"].items():
-            for rules, by_who in by_rules.items():
-                b = by_who.get("baseline", {}).get("median")
-                for who, s in by_who.items():
-                    s["ratio_to_baseline"] = (s["median"] / b) if b else None
+        for (scn, who, rules), cs in costs.items():
+            values = [c["value"] for c in cs if c["value"] is not None]  # None: nothing served
+            if not values:
+                continue
+            s = summary(values)
+            s["runs"] = cs
+            res["cpu_cost"].setdefault(scn, {}).setdefault(str(rules), {})[who] = s
 
         # Control plane: from nothing, then one rule changed.
-        for rnd in range(reps):
+        for rnd in range(cp_reps):
             for n in cp_sizes:
                 order = ["iptables", "nftables", "moat"]
                 order = order[rnd % 3:] + order[:rnd % 3]
                 for who in order:
-                    log(f"control plane, round {rnd + 1}/{reps}: {who}, {n} rules")
+                    log(f"control plane, round {rnd + 1}/{cp_reps}: {who}, {n} rules")
                     try:
                         t0 = con.setup(who, n)
                         t1 = con.change_one(who, n)
@@ -582,21 +721,23 @@ def main():
         for n, by_who in res["control_plane"].items():
             for who, d in by_who.items():
                 by_who[who] = {k: summary(v) for k, v in d.items()}
-            m = by_who["moat"]
-            for who, d in by_who.items():
-                for k in ("apply_s", "change_one_s"):
-                    d[k]["ratio_to_moat"] = d[k]["median"] / m[k]["median"] if m[k]["median"] else None
 
         for n in mem_sizes:
             log(f"memory: moat with {n} rules")
             con.setup("moat", n)
             try:
-                res["memory"][str(n)] = moat_memory(a.moat, lab)
+                res["memory"][str(n)] = moat_memory(a.moat, lab.name)
             finally:
                 con.teardown("moat")
+        for n in ep_sizes:
+            log(f"memory: moat with {n} endpoints (a lab of {n} containers)")
+            res["memory_endpoints"][str(n)] = endpoint_memory(a.moat, n, tmp)
 
+        # Run-time statistics cost every program run two clock reads (tens
+        # of ns): off again, as the machine had it, before timing paths.
+        open("/proc/sys/kernel/bpf_stats_enabled", "w").write(stats_old)
         log("per-packet cost: moat_kernel_bench")
-        kb = run([a.kernel_bench] + (["--quick"] if quick else []), timeout=3600)
+        kb = run([a.kernel_bench] + (["--quick"] if quick else []) + kb_rounds, timeout=3600)
         res["per_packet"] = json.loads(kb.stdout)
     finally:
         open("/proc/sys/kernel/bpf_stats_enabled", "w").write(stats_old)
@@ -605,6 +746,8 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     res["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    log("ratios and their intervals")
+    rank_all(res)
     res["all_checks_ok"] = all(c["ok"] for cs in res["checks"].values() for c in cs)
     json.dump(res, open(base + ".json", "w"), indent=1)
     open(base + ".md", "w").write(markdown(res, os.path.basename(base)))
@@ -626,35 +769,120 @@ SCENARIOS = [
     ("rr_new_connection_p50_ms", "p50 latency, new connection each, ms", False),
     ("rr_new_connection_p99_ms", "p99 latency, new connection each, ms", False),
 ]
+HIGHER_IS_BETTER = {scn: hb for scn, _, hb in SCENARIOS}
+CPU_SCENARIOS = [
+    ("cpu_s_per_gb_same_network", "kernel CPU per GB, c1 -> c2, CPU-seconds"),
+    ("cpu_s_per_gb_published", "kernel CPU per GB, outside -> published port, CPU-seconds"),
+    ("cpu_us_per_request_keepalive", "kernel CPU per request, keep-alive, CPU-microseconds"),
+    ("cpu_us_per_request_new_connection",
+     "kernel CPU per request, new connection each, CPU-microseconds"),
+]
+
+
+def rank_all(res):
+    """Every ratio of a results document with its interval and verdict, from
+    the samples it holds (so an older results file can be ranked again)."""
+    res["ratio_method"] = stats.METHOD
+    for scn, by_rules in res["lab"].items():
+        for by_who in by_rules.values():
+            rank(by_who, HIGHER_IS_BETTER.get(scn, True))
+    for by_rules in res.get("cpu_cost", {}).values():
+        for by_who in by_rules.values():
+            rank(by_who, higher_is_better=False)
+    for by_who in res["control_plane"].values():
+        m = by_who.get("moat")
+        for who, d in by_who.items():
+            for k in ("apply_s", "change_one_s"):
+                # Seconds: lower is better; the verdict is the contender's
+                # standing against moat.
+                c = stats.compare(d[k]["samples"], m[k]["samples"], higher_is_better=False,
+                                  paired=len(d[k]["samples"]) == len(m[k]["samples"]))
+                d[k]["ratio_to_moat"], d[k]["vs_moat"] = c["estimate"], c
+    if res.get("per_packet"):
+        to_floor(res["per_packet"])
+
+
+def to_floor(kb):
+    """Each moat case of moat_kernel_bench's results as a multiple of the
+    floor of its family (floor.bpf.c, timed in the same rounds: paired)."""
+    floors = {c["path"]: c for c in kb.get("cases", []) if c["scenario"] == "floor"}
+    for c in kb.get("cases", []):
+        f = floors.get(c.get("floor_path"))
+        if not f:
+            continue
+        r = stats.compare(c["ns"]["samples"], f["ns"]["samples"], higher_is_better=False,
+                          paired=len(c["ns"]["samples"]) == len(f["ns"]["samples"]))
+        # The issue's target for the established-flow path: at most twice the floor.
+        if r["verdict"] in ("too few rounds", "no figure"):
+            r["within_2x_floor"] = r["verdict"]
+        else:
+            lo, hi = r["ci"]
+            r["within_2x_floor"] = "yes" if hi <= 2 else "no" if lo > 2 else "unclear"
+        c["to_floor"] = r
 
 
 def fmt(v):
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def cell(s):
+    """A contender's figure: median [min-max], ratio to the baseline with
+    its interval and verdict."""
+    if not s:
+        return "-"
+    out = f"{fmt(s['median'])} [{fmt(s['min'])}-{fmt(s['max'])}]"
+    if "vs_baseline" in s:
+        out += f"<br>{stats.describe(s['vs_baseline'], s['vs_baseline']['higher_is_better'])}"
+    return out
+
+
+def rank_table(o, what, rules, by_who):
+    o.append(f"**{what}, {rules} policy rules**  ")
+    o.append("| " + " | ".join(CONTENDERS) + " |")
+    o.append("|---" * len(CONTENDERS) + "|")
+    o.append("| " + " | ".join(cell(by_who.get(w)) for w in CONTENDERS) + " |")
+    vs = by_who.get("moat", {}).get("moat_vs", {})
+    if vs:
+        o.append("")
+        o.append("moat " + "; ".join(
+            f"vs {w}: {stats.describe(c, c['higher_is_better'])}" for w, c in vs.items()))
+    o.append("")
+
+
 def markdown(res, title):
     o = [f"# moat benchmark {title}", "",
          f"{res['mode']} run, moat {res['moat_commit']}, kernel {res['kernel']}, {res['cpus']} CPUs, "
-         f"{res['reps']} rounds of {res['seconds_per_measurement']} s per figure, contenders interleaved. "
-         "Medians, with [min-max] and the ratio to the baseline of the same run.", "",
+         f"{res['reps']} rounds of {res['seconds_per_measurement']} s per figure, contenders "
+         "interleaved (their order rotates each round). Medians, with [min-max].", "",
+         "**How figures are ranked.** Every ratio is a ratio of medians with a 95% confidence "
+         "interval by bootstrap over rounds (10,000 resamples, fixed seed; the two sides of a "
+         "ratio are paired by round, as they were measured). The verdict reads the interval: "
+         "**indistinguishable** when it contains 1.0, otherwise **ahead** or **behind** by the "
+         "figure (for seconds, latency and CPU cost, lower is ahead). Two contenders are ranked "
+         "by the interval of their own ratio (\"moat vs X\" lines), not by comparing their "
+         f"intervals to the baseline. Under {stats.MIN_ROUNDS} rounds intervals are stored "
+         "but too coarse to rank by (\"too few rounds\").", "",
          "## Enforcement checked before measuring", ""]
     o.append("| contender/rules | " + " | ".join(c["check"] for c in next(iter(res["checks"].values()))) + " |")
     o.append("|---" * (1 + len(next(iter(res["checks"].values())))) + "|")
     for k, cs in res["checks"].items():
         o.append(f"| {k} | " + " | ".join(("ok " if c["ok"] else "WRONG ") + c["observed"] for c in cs) + " |")
-    o += ["", "## In the lab", ""]
+    o += ["", "## In the lab", "",
+          "Each cell: median [min-max], then the ratio to the baseline (no filtering) with its "
+          "interval and verdict.", ""]
     for scn, what, _ in SCENARIOS:
         for rules, by_who in res["lab"].get(scn, {}).items():
-            o.append(f"**{what}, {rules} policy rules**  ")
-            o.append("| " + " | ".join(CONTENDERS) + " |")
-            o.append("|---" * len(CONTENDERS) + "|")
-            cells = []
-            for who in CONTENDERS:
-                s = by_who.get(who)
-                cells.append("-" if not s else f"{fmt(s['median'])} [{fmt(s['min'])}-{fmt(s['max'])}] "
-                             f"x{fmt(s['ratio_to_baseline'])}")
-            o.append("| " + " | ".join(cells) + " |")
-            o.append("")
+            rank_table(o, what, rules, by_who)
+    if res.get("cpu_cost"):
+        o += ["## CPU cost", "",
+              "Kernel CPU time (system + irq + softirq, /proc/stat) of the **whole machine** "
+              "over each run, per GB moved or per request served: clients, servers, the "
+              "filtering and any other load of the machine count alike. The background rate, "
+              f"measured over {BACKGROUND_WINDOW_S} s with the lab idle right before each run, is "
+              "subtracted; load that changed during the run is not. Lower is better.", ""]
+        for scn, what in CPU_SCENARIOS:
+            for rules, by_who in res["cpu_cost"].get(scn, {}).items():
+                rank_table(o, what, rules, by_who)
     if res["bpf_stats"]:
         o += ["## moat programs in the lab (kernel.bpf_stats_enabled)", "",
               "| program/rules | ns per packet (median) | packets per run |", "|---|---|---|"]
@@ -662,34 +890,63 @@ def markdown(res, title):
             o.append(f"| {k} | {fmt(statistics.median(x['ns_per_packet'] for x in v))} | "
                      f"{int(statistics.median(x['packets'] for x in v))} |")
         o.append("")
-    o += ["## Control plane (seconds; ratio to moat)", "",
+    o += [f"## Control plane (seconds; {res.get('control_plane_reps', res['reps'])} rounds; "
+          "ratio to moat)", "",
           "| rules | contender | apply from nothing | change one rule |", "|---|---|---|---|"]
     for n, by_who in res["control_plane"].items():
         for who, d in by_who.items():
-            o.append(f"| {n} | {who} | {fmt(d['apply_s']['median'])} x{fmt(d['apply_s']['ratio_to_moat'])} | "
-                     f"{fmt(d['change_one_s']['median'])} x{fmt(d['change_one_s']['ratio_to_moat'])} |")
+            row = []
+            for k in ("apply_s", "change_one_s"):
+                c = d[k].get("vs_moat")
+                row.append(f"{fmt(d[k]['median'])} " + (stats.describe(c, False) if c and who != "moat"
+                                                         else f"x{fmt(d[k]['ratio_to_moat'])}"))
+            o.append(f"| {n} | {who} | {row[0]} | {row[1]} |")
     o += ["", "iptables-restore replaces whole tables (how Docker and kube-proxy write them); "
           "nftables changes one set element; moat recompiles the policy and writes a new "
-          "generation in full (the other map entries are diffed).", "",
+          "generation in full (the other map entries are diffed). A verdict is the "
+          "contender's standing against moat.", "",
           "## moat kernel memory (bpftool: bytes_memlock of maps and programs)", "",
+          "What is pinned for the instance, whatever the map sizes of the build are.", "",
           "| rules | maps | programs |", "|---|---|---|"]
     for n, m in res["memory"].items():
         o.append(f"| {n} | {m['maps_bytes'] / 2**20:.1f} MiB ({m['maps']} maps) | "
                  f"{m['programs_bytes'] / 2**10:.0f} KiB |")
+    if res.get("memory_endpoints"):
+        o += ["", "By endpoints: a lab of its own with that many containers (each in its own "
+              f"namespace, {ENDPOINTS_PER_NET} to a network), enforced by moat, no policy.", "",
+              "| endpoints | endpoints map entries | maps | programs | lab up, s |",
+              "|---|---|---|---|---|"]
+        for n, m in res["memory_endpoints"].items():
+            o.append(f"| {n} | {m.get('endpoint_entries')} | {m['maps_bytes'] / 2**20:.1f} MiB "
+                     f"({m['maps']} maps) | {m['programs_bytes'] / 2**10:.0f} KiB | "
+                     f"{m['lab_up_s']:.0f} |")
     k = res.get("per_packet", {})
     if k:
         o += ["", "## moat per packet in the kernel (BPF_PROG_TEST_RUN, ns/packet)", "",
-              "Ratio: to the smallest size of the same path in this run.", "",
-              "| scenario | path | rules / ports | entries | median | min | max | ratio |",
-              "|---|---|---|---|---|---|---|---|"]
+              f"{k.get('rounds')} rounds, all cases interleaved in each. \"to floor\": the case "
+              "as a multiple of bench/floor.bpf.c on its family's packet (a program that only "
+              "parses Ethernet, IP and L4 with bpf/lib/parse.h and passes), with its interval; "
+              "\"<=2x\": whether the whole interval is at most 2 (the target for the "
+              "established-flow paths). runs=single cases are the minimum of one-packet runs, "
+              "whose time includes the kernel's clock reads (tens of ns), against a floor "
+              "averaged over repetitions: their ratio is pessimistic.", "",
+              "\"to smallest\": the median as a ratio to the smallest size of the same path.", "",
+              "| scenario | path | runs | rules / ports | entries | median | min | max | "
+              "to smallest | to floor | <=2x |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
         first = {}
         for c in k.get("cases", []):
             size = c.get("rules", c.get("ports", ""))
+            f = c.get("to_floor")
             med = float(c["ns"]["median"])
             ref = first.setdefault((c["scenario"], c["path"]), med)
-            o.append(f"| {c['scenario']} | {c['path']} | {size} | {c.get('entries', '')} | "
-                     f"{fmt(med)} | {fmt(float(c['ns']['min']))} | {fmt(float(c['ns']['max']))} | "
-                     f"x{fmt(med / ref)} |")
+            o.append(f"| {c['scenario']} | {c['path']} | {c.get('runs', '')} | {size} | "
+                     f"{c.get('entries', '')} | {fmt(med)} | "
+                     f"{fmt(float(c['ns']['min']))} | {fmt(float(c['ns']['max']))} | "
+                     f"x{fmt(med / ref) if ref else '-'} | "
+                     + (f"x{f['estimate']:.3g}" + (f" [{f['ci'][0]:.3g}-{f['ci'][1]:.3g}]"
+                                                   if f.get("ci") else "") if f else "") + " | "
+                     + (f["within_2x_floor"] if f else "") + " |")
     return "\n".join(o) + "\n"
 
 

@@ -34,6 +34,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -44,6 +45,7 @@
 #include <vector>
 
 #include "endpoint.skel.h"
+#include "floor.skel.h"
 #include "harness.h"
 #include "packet.h"
 #include "scale.h"
@@ -522,6 +524,63 @@ void add_baseline_cases(std::vector<Case>& cases, const Plane& p, const Options&
                    "the baseline's packet over IPv6, no policy");
 }
 
+// ---- the floor: a program that only parses ---------------------------------------
+
+// floor.bpf.c: Ethernet, IPv4 or IPv6 and L4 parsed with lib/parse.h, then
+// passed. Every moat case names the floor of its family ("floor_path"), so
+// its cost can be read as a multiple of the parsing it cannot skip.
+using FloorSkeleton = std::unique_ptr<floor_bpf, decltype(&floor_bpf__destroy)>;
+
+FloorSkeleton load_floor() {
+  FloorSkeleton f(floor_bpf__open_and_load(), &floor_bpf__destroy);
+  if (!f) throw std::runtime_error(std::string("loading floor.bpf.o: ") + std::strerror(errno));
+  return f;
+}
+
+void add_floor_cases(std::vector<Case>& cases, const floor_bpf& f, const Options& o) {
+  const uint32_t dev = ifindex_of("moat-a");
+  const struct {
+    const char* path;
+    Bytes frame;
+    const char* what;
+  } families[] = {
+      {"ipv4", tcp4(A, 40000, B, 80),
+       "an IPv4 TCP packet parsed (Ethernet, IPv4, TCP with lib/parse.h) and passed: "
+       "no map, no verdict"},
+      {"ipv6", tcp6(A6, 40000, B6, 80),
+       "an IPv6 TCP packet parsed (Ethernet, IPv6, extension-header walk, TCP) and passed"},
+  };
+  checked_run("floor empty", f.progs.pass_only, dev, families[0].frame, 1, TC_ACT_OK);
+  cases.push_back(
+      {{{"scenario", "floor"},
+        {"path", "empty"},
+        {"hook", "pass_only"},
+        {"runs", "repeat"},
+        {"what",
+         "a program that returns TC_ACT_OK and nothing else: "
+         "BPF_PROG_TEST_RUN's own cost per repetition"}},
+       repeated("floor empty", f.progs.pass_only, dev, families[0].frame, o.repeat, TC_ACT_OK),
+       {}});
+  for (const auto& fam : families) {
+    const std::string tag = std::string("floor ") + fam.path;
+    const RunResult r = checked_run(tag, f.progs.parse_only, dev, fam.frame, 1, TC_ACT_OK);
+    if (r.out != fam.frame) throw std::runtime_error(tag + ": the packet was changed");
+    cases.push_back({{{"scenario", "floor"},
+                      {"path", fam.path},
+                      {"hook", "parse_only"},
+                      {"runs", "repeat"},
+                      {"what", fam.what}},
+                     repeated(tag, f.progs.parse_only, dev, fam.frame, o.repeat, TC_ACT_OK),
+                     {}});
+  }
+}
+
+// The floor a moat case compares with: its family's.
+const char* floor_path_of(const Json& meta) {
+  const std::string path = meta.value("path", "");
+  return path.ends_with("_v6") ? "ipv6" : "ipv4";
+}
+
 // ---- the run -------------------------------------------------------------------------
 
 // The CPU the run stays on: per-CPU maps and caches stay warm, and a
@@ -534,14 +593,27 @@ int pin_to_current_cpu() {
   return cpu >= 0 && sched_setaffinity(0, sizeof one, &one) == 0 ? cpu : -1;
 }
 
+// kernel.bpf_stats_enabled, a machine-wide switch: while it is on, every
+// program run also reads the clock twice, and every figure here includes
+// that. null when it cannot be read.
+Json bpf_stats_enabled() {
+  std::ifstream f("/proc/sys/kernel/bpf_stats_enabled");
+  int v = -1;
+  f >> v;
+  return v < 0 ? Json(nullptr) : Json(v != 0);
+}
+
 Json bench(const Options& o) {
   const auto t0 = Clock::now();
+  const Json stats_at_start = bpf_stats_enabled();
   const int cpu = pin_to_current_cpu();
 
   // Everything is set up first, so the rounds interleave every case.
   std::vector<Case> cases;
   std::vector<std::unique_ptr<Plane>> planes;
   std::vector<std::unique_ptr<PolicySetup>> policies;
+  const FloorSkeleton floor = load_floor();
+  add_floor_cases(cases, *floor, o);
   planes.push_back(plane(1));
   add_baseline_cases(cases, *planes.back(), o);
   for (uint32_t r : o.rules) {
@@ -575,10 +647,13 @@ Json bench(const Options& o) {
               {"repeat", o.repeat},
               {"singles", o.singles},
               {"unit", "ns per packet (BPF_PROG_TEST_RUN duration)"},
+              {"bpf_stats_enabled", {{"start", stats_at_start}, {"end", bpf_stats_enabled()}}},
               {"method",
                "one sample per case per round, cases interleaved in each round; runs=repeat: "
                "the kernel's average over `repeat` repetitions; runs=single: the minimum of "
-               "`singles` one-packet runs, the ct entry deleted before each"},
+               "`singles` one-packet runs, the ct entry deleted before each; scenario floor: "
+               "bench/floor.bpf.c, which only parses and passes, timed in the same rounds; "
+               "floor_path names the floor case of a moat case's family"},
               {"policy_layout",
                "containers c<i> at 10.0.0.2+i in 10.0.0.0/16 and fd00:a::2+i in fd00:a::/64, "
                "one identity each, each ingress-isolated by rules_per_container rules allowing "
@@ -589,6 +664,7 @@ Json bench(const Options& o) {
   doc["cases"] = Json::array();
   for (const Case& c : cases) {
     Json j = c.meta;
+    if (j["scenario"] != "floor") j["floor_path"] = floor_path_of(j);
     j["ns"] = summary(c.samples);
     doc["cases"].push_back(j);
   }

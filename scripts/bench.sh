@@ -3,12 +3,13 @@
 # in one run, on a lab of namespaces of its own (bench/bench.py says what
 # each contender enforces and how each scenario is measured).
 #
-#   scripts/bench.sh            full run: 10 and 10,000 policy rules, 3 rounds
-#   scripts/bench.sh --quick    tiny sizes, one round: checks the suite works
+#   scripts/bench.sh            full run: 10 and 10,000 policy rules, 12 rounds (~45 min)
+#   scripts/bench.sh --quick    tiny sizes, two rounds: checks the suite works
 #   scripts/bench.sh --out DIR  where results go (default bench/results)
 #   scripts/bench.sh --reps N   rounds per figure
 #
-# Writes DIR/<date>-<host>.json (every sample, medians, spreads, ratios, the
+# Writes DIR/<date>-<host>.json (every sample, medians, spreads, ratios with
+# 95% bootstrap intervals and verdicts, CPU cost per request and per GB, the
 # enforcement checks), .md (the tables) and .png (ratios to the baseline).
 # Exit 0 only when every contender passed its enforcement checks. Not a
 # test: CI runs only --quick, through tests/e2e/test_bench_quick.sh.

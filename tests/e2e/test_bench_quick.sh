@@ -50,6 +50,26 @@ if not r["bpf_stats"]:
 cases = r.get("per_packet", {}).get("cases", [])
 if not cases or not all(c["ns"]["median"] > 0 for c in cases):
     problems.append(f"per-packet cases: {cases[:2]}")
+# Every ratio ranked: an interval (two rounds) and a verdict, to the
+# baseline and moat against each other contender; CPU cost beside each
+# throughput and request rate; every moat path against the floor.
+for part in ("lab", "cpu_cost"):
+    for scn, by_rules in r.get(part, {}).items():
+        for rules, by_who in by_rules.items():
+            for w in who[1:]:
+                c = by_who.get(w, {}).get("vs_baseline")
+                if not c or not c.get("ci") or not c.get("verdict"):
+                    problems.append(f"{part} {scn}/{rules}/{w}: no interval to the baseline: {c}")
+            vs = by_who.get("moat", {}).get("moat_vs", {})
+            if sorted(vs) != ["iptables", "nftables"] or not all(v.get("ci") for v in vs.values()):
+                problems.append(f"{part} {scn}/{rules}: moat against the others: {vs}")
+if len(r.get("cpu_cost", {})) != 4:
+    problems.append(f"cpu cost scenarios: {sorted(r.get('cpu_cost', {}))}")
+floors = [c for c in cases if c["scenario"] == "floor"]
+if len(floors) != 3 or not all(c.get("to_floor", {}).get("estimate") for c in cases if c not in floors):
+    problems.append("per-packet cases without their ratio to the floor")
+if not r.get("memory_endpoints") or not all(m["maps_bytes"] > 0 for m in r["memory_endpoints"].values()):
+    problems.append(f"memory by endpoints: {r.get('memory_endpoints')}")
 if problems: print("\n".join(problems))
 sys.exit(1 if problems else 0)
 PY
