@@ -58,6 +58,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # run as root from the source tree: leave no __pycache__ in it
 import stats  # noqa: E402  (the bench's own module, next to this file)
 
 CONTENDERS = ["baseline", "iptables", "nftables", "moat"]
