@@ -67,7 +67,8 @@ def bootstrap_ci(a, b, paired=True, resamples=RESAMPLES, seed=SEED, level=LEVEL)
     a, b: one sample per round. paired: a[i] and b[i] come from round i
     (they must then be as many). Returns a dict: estimate, ci (low, high;
     None with fewer than 2 rounds a side), n_a, n_b, paired, resamples,
-    seed, level. estimate is None when median(b) is 0."""
+    seed, level. estimate is None (and "note" says why) unless every
+    sample is positive."""
     a, b = list(a), list(b)
     if paired and len(a) != len(b):
         raise ValueError(f"paired samples of different counts: {len(a)} and {len(b)}")
@@ -75,9 +76,12 @@ def bootstrap_ci(a, b, paired=True, resamples=RESAMPLES, seed=SEED, level=LEVEL)
            "resamples": resamples, "seed": seed, "level": level}
     if not a or not b:
         return out
-    mb = statistics.median(b)
-    if mb == 0:
+    if min(a + b) <= 0:
+        # A ratio of medians only compares positive quantities: with a
+        # sample at or below zero a resample's ratio can flip sign.
+        out["note"] = "a sample is not positive: no ratio"
         return out
+    mb = statistics.median(b)
     out["estimate"] = statistics.median(a) / mb
     if min(len(a), len(b)) < 2:
         return out
@@ -89,9 +93,7 @@ def bootstrap_ci(a, b, paired=True, resamples=RESAMPLES, seed=SEED, level=LEVEL)
     else:
         draws = zip(_rounds_drawn(na, resamples, seed), _rounds_drawn(nb, resamples, seed + 1))
     for ia, ib in draws:
-        d = med([b[i] for i in ib])
-        if d:
-            ratios.append(med([a[i] for i in ia]) / d)
+        ratios.append(med([a[i] for i in ia]) / med([b[i] for i in ib]))
     ratios.sort()
     tail = (1 - level) / 2
     if ratios:

@@ -3,7 +3,7 @@
 # in one run, on a lab of namespaces of its own (bench/bench.py says what
 # each contender enforces and how each scenario is measured).
 #
-#   scripts/bench.sh            full run: 10 and 10,000 policy rules, 12 rounds (~45 min)
+#   scripts/bench.sh            full run: 10 and 10,000 policy rules, 10 rounds (~45 min)
 #   scripts/bench.sh --quick    tiny sizes, two rounds: checks the suite works
 #   scripts/bench.sh --out DIR  where results go (default bench/results)
 #   scripts/bench.sh --reps N   rounds per figure
