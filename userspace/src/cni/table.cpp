@@ -91,11 +91,7 @@ json table_json(const Table& t) {
               {"networks", nets},
               {"members", members}};
   // Only when set: a table without limits is written as before.
-  const Limits& l = t.limits;
-  for (auto [key, v] : {std::pair{"conntrack", l.conntrack},
-                        {"endpoints", l.endpoints},
-                        {"published_ports", l.published_ports},
-                        {"socket_nat", l.socket_nat}})
+  for (auto [key, v] : t.limits.values())
     if (v) out["limits"][key] = *v;
   return out;
 }
@@ -106,14 +102,9 @@ std::optional<Table> table_from_json(const json& j, std::string* why) {
     t.uplinks = j.at("uplinks").get<std::vector<std::string>>();
     t.policy_dir = j.at("policyDir").get<std::string>();
     t.ports_held_by_runtime = j.at("portsHeldByRuntime").get<bool>();
-    if (j.contains("limits")) {
-      const json& l = j["limits"];
-      for (auto [key, dst] : {std::pair{"conntrack", &t.limits.conntrack},
-                              {"endpoints", &t.limits.endpoints},
-                              {"published_ports", &t.limits.published_ports},
-                              {"socket_nat", &t.limits.socket_nat}})
-        if (l.contains(key)) *dst = l.at(key).get<uint32_t>();
-    }
+    if (j.contains("limits"))
+      for (auto [key, dst] : t.limits.fields())
+        if (j["limits"].contains(key)) *dst = j["limits"].at(key).get<uint32_t>();
     // Records written before IPv6 have no IPv6 keys.
     for (const auto& n : j.at("networks"))
       t.networks.push_back({n.at("name").get<std::string>(), n.at("bridge").get<std::string>(),

@@ -13,10 +13,12 @@
 // calls, so every message is unit-testable without root.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "policy/model.h"
@@ -108,6 +110,21 @@ struct Limits {
   std::optional<uint32_t> published_ports;  // host ports per family, ranges counted port by port
   std::optional<uint32_t> socket_nat;       // host connections to published ports, per family
   bool operator==(const Limits&) const = default;
+
+  // Each key as the file names it, with where its value lives: one list
+  // for every reader and writer of the section.
+  std::array<std::pair<const char*, std::optional<uint32_t>*>, 4> fields() {
+    return {{{"conntrack", &conntrack},
+             {"endpoints", &endpoints},
+             {"published_ports", &published_ports},
+             {"socket_nat", &socket_nat}}};
+  }
+  std::array<std::pair<const char*, std::optional<uint32_t>>, 4> values() const {
+    return {{{"conntrack", conntrack},
+             {"endpoints", endpoints},
+             {"published_ports", published_ports},
+             {"socket_nat", socket_nat}}};
+  }
 };
 
 struct Config {

@@ -337,10 +337,7 @@ void read_limits(Reader& r, const Json& v, const std::string& p, Limits& out) {
       dst = static_cast<uint32_t>(n.get<int64_t>());
     });
   };
-  one("conntrack", out.conntrack);
-  one("endpoints", out.endpoints);
-  one("published_ports", out.published_ports);
-  one("socket_nat", out.socket_nat);
+  for (auto [key, dst] : out.fields()) one(key, *dst);
 }
 
 }  // namespace

@@ -276,11 +276,9 @@ Parsed<Limits> parse_limit_flags(const std::vector<std::string>& items) {
   for (const std::string& item : items) {
     auto eq = item.find('=');
     std::string key = item.substr(0, eq);
-    std::optional<uint32_t>* dst = key == "conntrack"         ? &out.conntrack
-                                   : key == "endpoints"       ? &out.endpoints
-                                   : key == "published_ports" ? &out.published_ports
-                                   : key == "socket_nat"      ? &out.socket_nat
-                                                              : nullptr;
+    std::optional<uint32_t>* dst = nullptr;
+    for (auto [name, field] : out.fields())
+      if (key == name) dst = field;
     if (!dst || eq == std::string::npos)
       return std::unexpected("--limit " + item +
                              ": expected KEY=N with KEY one of conntrack, endpoints, "

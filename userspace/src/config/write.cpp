@@ -12,11 +12,7 @@ std::string config_to_json(const Config& config) {
   using Out = nlohmann::ordered_json;  // keys in the order of the file format's table
   Out doc = Out::object();
   if (!config.uplinks.empty()) doc["host"] = {{"uplinks", config.uplinks}};
-  const Limits& l = config.limits;
-  for (auto [key, v] : {std::pair{"conntrack", l.conntrack},
-                        {"endpoints", l.endpoints},
-                        {"published_ports", l.published_ports},
-                        {"socket_nat", l.socket_nat}})
+  for (auto [key, v] : config.limits.values())
     if (v) doc["limits"][key] = *v;
   Out networks = Out::array();
   for (const Network& n : config.networks) {
