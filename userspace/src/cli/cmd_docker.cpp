@@ -29,6 +29,7 @@ int run_once(moat::docker::Agent& agent, const DockerArgs& a) {
     j["endpoints_pending"] = rep.pending;
     j["skipped"] = rep.skipped;
     j["skipped_notes"] = rep.skipped_notes;
+    j["apply_ms"] = rep.apply_ms;
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "synced " << rep.containers << " containers on " << rep.networks

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -153,12 +154,15 @@ Result<SyncReport> Agent::sync() {
   // dockerd binds every published host port itself (userland-proxy off).
   ReconcileOptions ropt;
   ropt.ports_held_by_runtime = true;
+  auto decided = std::chrono::steady_clock::now();
   auto applied = reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)}, ropt);
   if (!applied) return std::unexpected(applied.error());
+  std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - decided;
   std::vector<std::string> notes;
   for (const Skipped& s : t.skipped) notes.push_back(s.name + ": " + s.why);
   return SyncReport{*applied,         t.config.networks.size(), t.config.containers.size(),
-                    t.pending.size(), t.skipped.size(),         std::move(notes)};
+                    t.pending.size(), t.skipped.size(),         std::move(notes),
+                    took.count()};
 }
 
 std::string Agent::policies_stamp() const {
@@ -197,9 +201,13 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
       last_failure.clear();
       again = rep->pending > 0;
       stamp = policies_stamp();
-      if (rep->applied.changed())
+      if (rep->applied.changed()) {
+        char ms[32];
+        std::snprintf(ms, sizeof ms, "%.3f", rep->apply_ms);
         log("synced " + std::to_string(rep->containers) + " containers on " +
-            std::to_string(rep->networks) + " networks: " + rep->applied.summary());
+            std::to_string(rep->networks) + " networks: " + rep->applied.summary() +
+            " (applied in " + ms + " ms)");
+      }
       std::set<std::string> now(rep->skipped_notes.begin(), rep->skipped_notes.end());
       for (const auto& n : now)
         if (!noted.contains(n)) log("not enforced: " + n);

@@ -35,6 +35,9 @@ struct SyncReport {
   size_t pending = 0;                   // endpoints whose veth was not found yet
   size_t skipped = 0;                   // what Docker has that moat does not enforce
   std::vector<std::string> skipped_notes;  // "NAME: WHY" for each of them
+  // From the agent's decision (the desired state handed to reconcile()) to
+  // the kernel holding it and its record saved, in milliseconds.
+  double apply_ms = 0;
 };
 
 class Agent {
