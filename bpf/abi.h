@@ -27,11 +27,11 @@ union moat_ip {
 
 /*
  * Map capacities; userspace checks a plan against them before writing.
- * Limits: the maps below marked "(limits)" are created at the size of the
- * instance's `limits` (userspace/src/plan/limits.h: the names, defaults and
- * the memory formula); what is written here is their compiled size, which
- * the BPF tests use. The programs read a limited size from the map itself
- * (map_max_entries(), lib/maps.h), never from here.
+ * Limits: the maps MapSizes::by_map() names (userspace/src/plan/limits.h,
+ * with the defaults and the memory formula) are created at the size of the
+ * instance's `limits`; for them what is written here is the compiled size,
+ * which the BPF tests use. The programs read a limited size from the map
+ * itself (map_max_entries(), lib/maps.h), never from here.
  */
 /*
  * Attachments (container veths and uplinks) each own a counter slot in
