@@ -235,6 +235,14 @@ check "status on a record of another shape exits 1" [ $? -eq 1 ]
 check "and says the record cannot be trusted" grep -q "cannot be trusted" "$TMP/st.txt"
 cp "$TMP/record.saved" "/run/moat/$I/record.json"
 record_true "the record put back" && ok "the record put back is true again"
+# The record's large parts (input files, the rule table) live in blobs/
+# beside it: one gone is a damaged record too, not an empty rule table.
+mv "/run/moat/$I/blobs" "$TMP/blobs.saved"
+M status --instance "$I" >"$TMP/st.txt" 2>&1
+check "status with the record's blobs gone exits 1" [ $? -eq 1 ]
+check "and says the record cannot be trusted" grep -q "cannot be trusted" "$TMP/st.txt"
+mv "$TMP/blobs.saved" "/run/moat/$I/blobs"
+record_true "the blobs put back" && ok "the record with its blobs put back is true again"
 
 for damage in deleted truncated; do
   apply_file A >/dev/null || bad "apply A before the record is $damage"

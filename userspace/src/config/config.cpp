@@ -83,52 +83,70 @@ std::string Problem::format(const std::string& file) const {
   return file + ": " + path + ": " + message;
 }
 
+namespace {
+
+// Reads once without the problems' document order and, only when there are
+// problems, again with it (Problems::ordering()).
+template <class Result, class Read>
+Result read_twice_on_problems(Read read) {
+  Result first = read(false);
+  if (first.problems.empty()) return first;
+  return read(true);
+}
+
+}  // namespace
+
 ParseResult parse_config(const std::string& text, const std::string& source) {
-  try {
-    Problems problems;
-    if (auto p = input_problem(text, true)) return {std::nullopt, {std::move(*p)}};
-    std::optional<Json> root = parse_json(text, problems);
-    if (root) {
-      if (auto p = tree_problem(*root)) return {std::nullopt, {std::move(*p)}};
-      Reader reader(problems);
-      Document doc = read_document(reader, *root, source);
-      resolve(doc, problems);
-      if (problems.empty()) return {build_config(std::move(doc), source), {}};
+  return read_twice_on_problems<ParseResult>([&](bool ordering) -> ParseResult {
+    try {
+      Problems problems(ordering);
+      if (auto p = input_problem(text, true)) return {std::nullopt, {std::move(*p)}};
+      std::optional<Json> root = parse_json(text, problems);
+      if (root) {
+        if (auto p = tree_problem(*root)) return {std::nullopt, {std::move(*p)}};
+        Reader reader(problems);
+        Document doc = read_document(reader, *root, source);
+        resolve(doc, problems);
+        if (problems.empty()) return {build_config(std::move(doc), source), {}};
+      }
+      return {std::nullopt, std::move(problems).in_document_order()};
+    } catch (const std::exception& e) {  // bad_alloc, or a bug: still never throw
+      return {std::nullopt, {Problem{"", std::string("internal error: ") + e.what()}}};
     }
-    return {std::nullopt, std::move(problems).in_document_order()};
-  } catch (const std::exception& e) {  // bad_alloc, or a bug: still never throw
-    return {std::nullopt, {Problem{"", std::string("internal error: ") + e.what()}}};
-  }
+  });
 }
 
 PolicyFileResult parse_policy_file(const std::string& text, const std::string& source) {
-  try {
-    Problems problems;
-    std::optional<Json> root;
-    const bool yaml = policy_read::looks_like_yaml(text, source);
-    if (auto p = input_problem(text, !yaml)) return {std::nullopt, {std::move(*p)}};
-    if (yaml) {
-      std::vector<Problem> found;
-      root = policy_read::yaml_to_json(text, found);
-      for (Problem& p : found) problems.add(std::move(p));
-    } else {
-      root = parse_json(text, problems);
+  return read_twice_on_problems<PolicyFileResult>([&](bool ordering) -> PolicyFileResult {
+    try {
+      Problems problems(ordering);
+      std::optional<Json> root;
+      const bool yaml = policy_read::looks_like_yaml(text, source);
+      if (auto p = input_problem(text, !yaml)) return {std::nullopt, {std::move(*p)}};
+      if (yaml) {
+        std::vector<Problem> found;
+        root = policy_read::yaml_to_json(text, found);
+        for (Problem& p : found) problems.add(std::move(p));
+      } else {
+        root = parse_json(text, problems);
+      }
+      if (root) {
+        if (auto p = tree_problem(*root)) return {std::nullopt, {std::move(*p)}};
+        Reader reader(problems);
+        PolicyFile file;
+        policy_read::read_policy_file(*root, source, reader, file);
+        // kubectl: "no objects passed to apply". An empty file is a mistake
+        // (the wrong file, a template not filled in), not a way to say "none".
+        if (problems.empty() && file.policies.empty() && file.namespaces.empty())
+          problems.add("",
+                       "the file holds no policy and no namespace (it is empty or only comments)");
+        if (problems.empty()) return {std::move(file), {}};
+      }
+      return {std::nullopt, std::move(problems).in_document_order()};
+    } catch (const std::exception& e) {
+      return {std::nullopt, {Problem{"", std::string("internal error: ") + e.what()}}};
     }
-    if (root) {
-      if (auto p = tree_problem(*root)) return {std::nullopt, {std::move(*p)}};
-      Reader reader(problems);
-      PolicyFile file;
-      policy_read::read_policy_file(*root, source, reader, file);
-      // kubectl: "no objects passed to apply". An empty file is a mistake
-      // (the wrong file, a template not filled in), not a way to say "none".
-      if (problems.empty() && file.policies.empty() && file.namespaces.empty())
-        problems.add("", "the file holds no policy and no namespace (it is empty or only comments)");
-      if (problems.empty()) return {std::move(file), {}};
-    }
-    return {std::nullopt, std::move(problems).in_document_order()};
-  } catch (const std::exception& e) {
-    return {std::nullopt, {Problem{"", std::string("internal error: ") + e.what()}}};
-  }
+  });
 }
 
 }  // namespace moat

@@ -35,8 +35,9 @@ class DuplicateKeyFinder {
   bool key(string_t& k) {
     Frame& top = stack_.back();
     top.key = k;
-    if (!top.keys.insert(top.key).second)
-      found_.push_back(Problem{key_path(top.path, top.key), "duplicate key " + quote(top.key)});
+    if (!top.insert_key())
+      found_.push_back(
+          Problem{key_path(path_of(stack_.size()), top.key), "duplicate key " + quote(top.key)});
     return true;
   }
   // The DOM parse that follows reports syntax errors, with their position.
@@ -47,20 +48,47 @@ class DuplicateKeyFinder {
   std::vector<Problem>& found() { return found_; }
 
  private:
+  // Paths are made only for a duplicate: a path string for every value
+  // was most of this pass's time on a 100,000-rule file.
   struct Frame {
-    std::string path;
     bool is_array = false;
     size_t next_index = 0;
     std::string key{};  // the object's current key
-    std::set<std::string> keys{};
+    // Where the parent holds this one: its index or its key.
+    bool at_index = false;
+    size_t index = 0;
+    std::string at_key{};
+    // Keys seen: a short list searched in turn, a set once the object is big.
+    std::vector<std::string> few{};
+    std::set<std::string> many{};
+
+    bool insert_key() {
+      if (few.size() < 32) {
+        if (std::find(few.begin(), few.end(), key) != few.end()) return false;
+        few.push_back(key);
+        return true;
+      }
+      if (many.empty()) many.insert(few.begin(), few.end());
+      return many.insert(key).second;
+    }
   };
 
   bool value() {
-    next_child_path();
+    if (!stack_.empty() && stack_.back().is_array) stack_.back().next_index++;
     return true;
   }
   bool open(bool is_array) {
-    stack_.push_back(Frame{next_child_path(), is_array});
+    Frame f;
+    f.is_array = is_array;
+    if (!stack_.empty()) {
+      Frame& top = stack_.back();
+      f.at_index = top.is_array;
+      if (top.is_array)
+        f.index = top.next_index++;
+      else
+        f.at_key = top.key;
+    }
+    stack_.push_back(std::move(f));
     return true;
   }
   bool close() {
@@ -68,11 +96,13 @@ class DuplicateKeyFinder {
     return true;
   }
 
-  // The path of the value that starts now; advances the index in arrays.
-  std::string next_child_path() {
-    if (stack_.empty()) return "";
-    Frame& top = stack_.back();
-    return top.is_array ? index_path(top.path, top.next_index++) : key_path(top.path, top.key);
+  // The path of the first `depth` frames' innermost value.
+  std::string path_of(size_t depth) const {
+    std::string path;
+    for (size_t i = 1; i < depth; ++i)
+      path =
+          stack_[i].at_index ? index_path(path, stack_[i].index) : key_path(path, stack_[i].at_key);
+    return path;
   }
 
   std::vector<Frame> stack_;
@@ -250,11 +280,13 @@ bool Reader::object(const Json& v, const std::string& path, const std::vector<Fi
     problem(path, "must be an object, not " + describe(v));
     return false;
   }
-  std::vector<std::string> known;
-  for (const Field& f : fields) known.emplace_back(f.name);
   for (auto it = v.begin(); it != v.end(); ++it) {
-    visit(key_path(path, it.key()));
-    if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
+    if (problems_.ordering()) visit(key_path(path, it.key()));
+    if (std::any_of(fields.begin(), fields.end(),
+                    [&](const Field& f) { return it.key() == f.name; }))
+      continue;
+    std::vector<std::string> known;
+    for (const Field& f : fields) known.emplace_back(f.name);
     auto hint = hints.find(it.key());
     problem(path,
             "unknown key " + quote(it.key()) +
@@ -297,7 +329,7 @@ void Reader::labels(const Json& v, const std::string& path,
   if (!v.is_object()) return problem(path, "must be an object of strings, not " + describe(v));
   for (auto it = v.begin(); it != v.end(); ++it) {
     std::string label_path = key_path(path, it.key());
-    visit(label_path);
+    if (problems_.ordering()) visit(label_path);
     if (it.key().empty()) problem(label_path, "a label key must not be empty");
     if (auto value = string(it.value(), label_path)) out[it.key()] = *value;
   }

@@ -45,15 +45,12 @@ json policy_state_json(const Config& cfg, const PolicyPlan& plan) {
       if (policy_selects(p, c)) sel.push_back(c.name);
     policies.push_back({{"name", p.name}, {"namespace", p.ns}, {"selects", sel}});
   }
-  json rules = json::array();
-  for (const auto& r : plan.rules)
-    rules.push_back({{"policy", r.policy}, {"namespace", r.ns}, {"direction", r.direction},
-                     {"index", r.rule_index}, {"action", r.action}, {"text", r.text}});
   json ids = json::object();
   for (const auto& [id, name] : plan.identity_names) ids[std::to_string(id)] = name;
   return {{"active", plan.active},
           {"policies", policies},
-          {"rules", rules},
+          {"rules_text", encode_rule_rows(plan.rules)},
+          {"rule_count", plan.rules.size()},
           {"identities", ids},
           {"entries", plan.entries.size()},
           {"ipcache_entries", plan.ipcache.size()},
@@ -406,8 +403,10 @@ Result<void> swap_policy(Apply& a) {
     // Looked up, not value()d: a copy of 100,000 rules cost more than the
     // whole policy write.
     size_t old_rules = 0;
-    if (auto p = a.prev.find("policy"); p != a.prev.end() && p->is_object())
+    if (auto p = a.prev.find("policy"); p != a.prev.end() && p->is_object()) {
       if (auto r = p->find("rules"); r != p->end() && r->is_array()) old_rules = r->size();
+      old_rules = std::max<size_t>(old_rules, p->value("rule_count", size_t{0}));
+    }
     size_t n = std::min<size_t>(std::max(old_rules, policy.rules.size()), MOAT_MAX_RULES);
     reset_rule_hits(*a.skel.get(), static_cast<uint32_t>(n));
   }

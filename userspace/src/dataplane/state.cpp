@@ -42,7 +42,219 @@ Result<std::optional<json>> read_json_object(const std::string& path) {
   return j;
 }
 
+// ---- blobs: the large parts of a record, each in a file of its own ----------
+//
+// An input file's text and the rule table are most of a record (100,000
+// rules: 30 MB); as JSON strings they were escaped, dumped and parsed again
+// on every apply, and a changed rule wrote them all. They are kept as files
+// named by their content instead, written once, shared by the record and
+// the intent that name them: an unchanged input costs a comparison.
+
+std::string blob_dir(const std::string& instance) { return state_dir(instance) + "/blobs"; }
+
+Result<std::optional<std::string>> read_whole(const std::string& path) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.ok()) {
+    if (errno == ENOENT) return std::nullopt;
+    return fail_errno("read " + path, errno);
+  }
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail_errno("read " + path, errno);
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// The name is a hash of the content and its size; a name already taken by
+// other bytes (a collision) gets a suffix, so a name always means one content.
+Result<std::string> put_blob(const std::string& instance, std::string_view bytes) {
+  char base[40];
+  std::snprintf(base, sizeof base, "%016zx-%zu", std::hash<std::string_view>{}(bytes),
+                bytes.size());
+  if (auto r = mkdirs(blob_dir(instance)); !r) return std::unexpected(r.error());
+  for (int n = 0; n < 16; n++) {
+    std::string name = n ? std::string(base) + "-" + std::to_string(n) : std::string(base);
+    std::string path = blob_dir(instance) + "/" + name;
+    auto have = read_whole(path);
+    if (!have) return std::unexpected(have.error());
+    if (*have && **have == bytes) return name;
+    if (*have) continue;
+    if (auto r = write_file_atomic(path, std::string(bytes)); !r) return std::unexpected(r.error());
+    return name;
+  }
+  return fail("no free name in " + blob_dir(instance) + " for " + base);
+}
+
+Result<std::string> get_blob(const std::string& instance, const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.')
+    return fail("\"" + name + "\" is no blob name");
+  auto have = read_whole(blob_dir(instance) + "/" + name);
+  if (!have) return std::unexpected(have.error());
+  if (!*have) return fail(blob_dir(instance) + "/" + name + " is missing");
+  return std::move(**have);
+}
+
+// Input files' texts out of `inputs` into blobs ("text" -> "blob").
+Result<json> inputs_to_blobs(const std::string& instance, const json& inputs) {
+  json out = json::object();
+  for (const auto& [k, v] : inputs.items())
+    if (k != "files") out[k] = v;
+  out["files"] = json::array();
+  for (const auto& f : inputs.value("files", json::array())) {
+    json row = f;
+    if (auto t = row.find("text"); t != row.end() && t->is_string()) {
+      auto name = put_blob(instance, t->get_ref<const std::string&>());
+      if (!name) return std::unexpected(name.error());
+      row.erase("text");
+      row["blob"] = *name;
+    }
+    out["files"].push_back(std::move(row));
+  }
+  return out;
+}
+
+// The other way, in place; records written before blobs hold "text" already.
+Result<void> inputs_from_blobs(const std::string& instance, json& inputs) {
+  if (!inputs.is_object() || !inputs.contains("files") || !inputs["files"].is_array()) return {};
+  for (auto& f : inputs["files"]) {
+    if (!f.is_object() || !f.contains("blob")) continue;
+    if (!f["blob"].is_string()) return fail("a file's blob is not a name");
+    auto text = get_blob(instance, f["blob"].get<std::string>());
+    if (!text) return std::unexpected(text.error());
+    f["text"] = std::move(*text);
+    f.erase("blob");
+  }
+  return {};
+}
+
+void blob_names(const json& j, std::set<std::string>& names) {
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      if ((k == "blob" || k == "rules_blob") && v.is_string())
+        names.insert(v.get<std::string>());
+      else
+        blob_names(v, names);
+    }
+  } else if (j.is_array()) {
+    for (const auto& v : j) blob_names(v, names);
+  }
+}
+
+// Blobs neither the record nor the intent names any more: left by earlier
+// applies. A failure leaves a file behind, never a record without its blob.
+void prune_blobs(const std::string& instance, const json& record) {
+  std::set<std::string> keep;
+  blob_names(record, keep);
+  if (auto intent = read_json_object(intent_file(instance)); intent && *intent)
+    blob_names(**intent, keep);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(blob_dir(instance), ec)) {
+    std::string name = e.path().filename();
+    if (!keep.contains(name)) fs::remove(e.path(), ec);
+  }
+}
+
+// Rule rows: one line each, fields separated by tabs; backslash escapes
+// a tab, a newline or itself in a field.
+void put_field(std::string& out, std::string_view f) {
+  for (char c : f) {
+    if (c == '\\' || c == '\t' || c == '\n') {
+      out += '\\';
+      out += c == '\t' ? 't' : c == '\n' ? 'n' : '\\';
+    } else {
+      out += c;
+    }
+  }
+}
+
+std::vector<std::string> split_fields(std::string_view line) {
+  std::vector<std::string> fields(1);
+  for (size_t i = 0; i < line.size(); i++) {
+    char c = line[i];
+    if (c == '\t') {
+      fields.emplace_back();
+    } else if (c == '\\' && i + 1 < line.size()) {
+      char e = line[++i];
+      fields.back() += e == 't' ? '\t' : e == 'n' ? '\n' : e;
+    } else {
+      fields.back() += c;
+    }
+  }
+  return fields;
+}
+
+// state.policy: "rules_text" (as written by encode_rule_rows) -> "rules_blob".
+Result<json> state_to_blobs(const std::string& instance, const json& state) {
+  auto pol = state.find("policy");
+  if (pol == state.end() || !pol->is_object() || !pol->contains("rules_text")) return state;
+  json out = state;
+  json& p = out["policy"];
+  auto name = put_blob(instance, p["rules_text"].get_ref<const std::string&>());
+  if (!name) return std::unexpected(name.error());
+  p.erase("rules_text");
+  p["rules_blob"] = *name;
+  return out;
+}
+
+Result<void> state_from_blobs(const std::string& instance, json& state) {
+  if (!state.is_object() || !state.contains("policy") || !state["policy"].is_object()) return {};
+  json& p = state["policy"];
+  if (!p.contains("rules_blob")) return {};
+  if (!p["rules_blob"].is_string()) return fail("the rule table's blob is not a name");
+  auto text = get_blob(instance, p["rules_blob"].get<std::string>());
+  if (!text) return std::unexpected(text.error());
+  auto rows = decode_rule_rows(*text);
+  if (!rows) return std::unexpected(rows.error());
+  p["rules"] = std::move(*rows);
+  p.erase("rules_blob");
+  return {};
+}
+
 }  // namespace
+
+std::string encode_rule_rows(const std::vector<RuleInfo>& rows) {
+  std::string out;
+  out.reserve(rows.size() * 96);
+  for (const auto& r : rows) {
+    for (const std::string* f : {&r.policy, &r.ns, &r.direction, &r.action, &r.text}) {
+      put_field(out, *f);
+      out += '\t';
+    }
+    out += std::to_string(r.rule_index);
+    out += '\n';
+  }
+  return out;
+}
+
+Result<json> decode_rule_rows(std::string_view text) {
+  json rows = json::array();
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    if (nl == std::string_view::npos) return fail("the rule table's last line is cut");
+    auto f = split_fields(text.substr(0, nl));
+    text.remove_prefix(nl + 1);
+    if (f.size() != 6)
+      return fail("a rule table line has " + std::to_string(f.size()) + " fields, not 6");
+    int index = 0;
+    try {
+      index = std::stoi(f[5]);
+    } catch (const std::exception&) {
+      return fail("a rule table line has no index");
+    }
+    rows.push_back({{"policy", f[0]},
+                    {"namespace", f[1]},
+                    {"direction", f[2]},
+                    {"index", index},
+                    {"action", f[3]},
+                    {"text", f[4]}});
+  }
+  return rows;
+}
 
 std::string record_file(const std::string& instance) {
   return state_dir(instance) + "/record.json";
@@ -61,9 +273,13 @@ Result<json> read_record(const std::string& instance) {
   auto j = read_json_object(record_file(instance));
   bool whole = j && (!*j || ((**j).contains("state") && (**j)["state"].is_object() &&
                              (**j).contains("inputs") && (**j).contains("options")));
-  if (!j || !whole)
-    return fail(record_file(instance) +
-                " is damaged: " + (j ? std::string("parts are missing") : j.error().message()) +
+  Result<void> blobs;
+  if (j && whole && *j) blobs = inputs_from_blobs(instance, (**j)["inputs"]);
+  if (!j || !whole || !blobs)
+    return fail(record_file(instance) + " is damaged: " +
+                (!j      ? j.error().message()
+                 : blobs ? std::string("parts are missing")
+                         : blobs.error().message()) +
                 "; " + repair_hint(instance));
   return j->value_or(json::object());
 }
@@ -71,26 +287,44 @@ Result<json> read_record(const std::string& instance) {
 Result<json> read_state(const std::string& instance) {
   auto rec = read_record(instance);
   if (!rec) return std::unexpected(rec.error());
-  return rec->value("state", json::object());
+  json st = rec->value("state", json::object());
+  if (auto r = state_from_blobs(instance, st); !r)
+    return fail(record_file(instance) + " is damaged: " + r.error().message() + "; " +
+                repair_hint(instance));
+  return st;
 }
 
 Result<void> write_record(const std::string& instance, const json& state, const json& inputs,
                           const json& options) {
   if (auto r = mkdirs(state_dir(instance)); !r) return r;
-  json rec = {
-      {"format", kRecordFormat}, {"state", state}, {"inputs", inputs}, {"options", options}};
-  return write_file_atomic(record_file(instance), rec.dump() + "\n");
+  auto st = state_to_blobs(instance, state);
+  if (!st) return std::unexpected(st.error());
+  auto in = inputs_to_blobs(instance, inputs);
+  if (!in) return std::unexpected(in.error());
+  json rec = {{"format", kRecordFormat}, {"state", *st}, {"inputs", *in}, {"options", options}};
+  if (auto r = write_file_atomic(record_file(instance), rec.dump() + "\n"); !r) return r;
+  prune_blobs(instance, rec);
+  return {};
 }
 
 Result<std::optional<json>> read_intent(const std::string& instance) {
   auto j = read_json_object(intent_file(instance));
-  if (!j) return fail(intent_file(instance) + " is damaged: " + j.error().message());
+  Result<void> blobs;
+  if (j && *j && (**j).contains("inputs")) blobs = inputs_from_blobs(instance, (**j)["inputs"]);
+  if (!j || !blobs)
+    return fail(intent_file(instance) +
+                " is damaged: " + (j ? blobs.error().message() : j.error().message()));
   return *j;
 }
 
 Result<void> write_intent(const std::string& instance, const json& intent) {
   if (auto r = mkdirs(state_dir(instance)); !r) return r;
   json j = intent;
+  if (j.contains("inputs")) {
+    auto in = inputs_to_blobs(instance, j["inputs"]);
+    if (!in) return std::unexpected(in.error());
+    j["inputs"] = std::move(*in);
+  }
   j["format"] = kRecordFormat;
   return write_file_atomic(intent_file(instance), j.dump() + "\n");
 }

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "plan/plan.h"
+#include "policy/policy.h"
 #include "util/result.h"
 
 namespace moat {
@@ -23,7 +24,9 @@ std::string record_file(const std::string& instance);  // <state_dir>/record.jso
 std::string intent_file(const std::string& instance);  // <state_dir>/intent.json
 
 // The whole record: {"format", "state", "inputs", "options"}; {} when the
-// instance has none. Fails when the file is not what write_record() writes,
+// instance has none. Input files' texts are kept in blobs/ beside it, named
+// by their content, and read back into "inputs" here; the rule table stays
+// in its blob (read_state() reads it). Fails when the file is not what write_record() writes,
 // with the way to repair.
 Result<nlohmann::json> read_record(const std::string& instance);
 // Its "state" part; {} when the instance has no record.
@@ -36,6 +39,13 @@ Result<void> write_record(const std::string& instance, const nlohmann::json& sta
 Result<std::optional<nlohmann::json>> read_intent(const std::string& instance);
 Result<void> write_intent(const std::string& instance, const nlohmann::json& intent);
 Result<void> clear_intent(const std::string& instance);
+
+// The rule table (rule id -> rule) as a record keeps it: a state's
+// policy.rules_text, put by write_record() into a blob of its own
+// (policy.rules_blob) that read_state() turns back into policy.rules rows
+// ({policy, namespace, direction, index, action, text}).
+std::string encode_rule_rows(const std::vector<RuleInfo>& rows);
+Result<nlohmann::json> decode_rule_rows(std::string_view text);
 
 // What the messages about a damaged record tell the user to do.
 std::string repair_hint(const std::string& instance);

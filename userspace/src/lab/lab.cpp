@@ -973,8 +973,7 @@ Result<void> lab_down(const std::string& lab) {
   return fail(msg);
 }
 
-Config lab_bind(const Config& cfg) {
-  Config out = cfg;
+Config lab_bind(Config out) {
   for (size_t i = 0; i < out.containers.size(); ++i)
     for (size_t j = 0; j < out.containers[i].networks.size(); ++j)
       out.containers[i].networks[j].host_interface = host_veth_name(i, j);
