@@ -39,6 +39,7 @@
 #       to the start event, and the trend of the latency with the number of
 #       containers already running (each event lists every container; only changed
 #       ones are inspected again).
+#   latency.agent_kernel_ms  the agent's decision to the kernel holding the change
 #   latency.agent_apply_ms   the agent's own figure per sync that changed
 #       something: from its decision (the desired state handed to
 #       reconcile()) to the kernel holding it and the record saved ("applied
@@ -574,9 +575,13 @@ def latency(tag, running0):
     # reconcile) to the kernel holding it and the record saved, per sync
     # that changed something ("(applied in X ms)" in its log).
     # The first one made the instance (programs loaded): reported apart.
-    applied = [float(m.group(1)) for m in (re.search(r"\(applied in ([0-9.]+) ms\)", l) for l in log) if m]
+    # "in the kernel in K ms": the same up to the kernel holding the change.
+    applied = [float(m.group(1)) for m in (re.search(r"applied in ([0-9.]+) ms\)", l) for l in log) if m]
+    kernel = [float(m.group(1)) for m in (re.search(r"in the kernel in ([0-9.]+) ms", l) for l in log) if m]
     lat["agent_first_apply_ms"] = r3(applied[0]) if applied else None
     lat["agent_apply_ms"] = dist(applied[1:]) if len(applied) > 1 else None
+    lat["agent_first_kernel_ms"] = r3(kernel[0]) if kernel else None
+    lat["agent_kernel_ms"] = dist(kernel[1:]) if len(kernel) > 1 else None
     lat["samples_ms"] = [r3(r["enforce_ms"]) for r in rows]
     return lat
 
@@ -644,6 +649,9 @@ for key, title in (("latency", "from nothing"), ("latency_loaded", "with the M c
     print(f"    poll period mean {p.get('period_mean_us')} us (asked {p.get('interval_us')}), "
           f"agent CPU {l.get('agent_cpu_ms_per_start')} ms per start, lost {l['lost']}, "
           f"problems {len(l['problems'])}, agent log lines {l['agent_log']['lines']}")
+    k = l.get("agent_kernel_ms")
+    if k:
+        print(f"    agent decision -> kernel: p50 {k.get('p50')} ms, p99 {k.get('p99')} ms over {k['n']} syncs")
     a = l.get("agent_apply_ms")
     if a:
         print(f"    agent decision -> kernel and record: p50 {a.get('p50')} ms, p99 {a.get('p99')} ms "

@@ -30,6 +30,7 @@ int run_once(moat::docker::Agent& agent, const DockerArgs& a) {
     j["skipped"] = rep.skipped;
     j["skipped_notes"] = rep.skipped_notes;
     j["apply_ms"] = rep.apply_ms;
+    j["kernel_ms"] = rep.kernel_ms;
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "synced " << rep.containers << " containers on " << rep.networks

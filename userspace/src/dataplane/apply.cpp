@@ -57,20 +57,38 @@ json policy_state_json(const Config& cfg, const PolicyPlan& plan) {
           {"ipcache6_entries", plan.ipcache6.size()}};
 }
 
+json phases_json(const std::vector<std::pair<std::string, double>>& phases) {
+  json out = json::array();
+  for (const auto& [name, ms] : phases) out.push_back({{"phase", name}, {"ms", ms}});
+  return out;
+}
+
 }  // namespace
+
+void PhaseClock::lap(const char* name) {
+  auto now = std::chrono::steady_clock::now();
+  if (rep_)
+    rep_->phases_ms.emplace_back(name,
+                                 std::chrono::duration<double, std::milli>(now - last_).count());
+  last_ = now;
+}
 
 json ApplyReport::to_json() const {
   return {{"changed", changed()},
-          {"endpoints", {{"added", endpoints_added}, {"updated", endpoints_updated},
-                         {"removed", endpoints_removed}}},
-          {"addresses", {{"added", addrs_added}, {"updated", addrs_updated}, {"removed", addrs_removed}}},
+          {"endpoints",
+           {{"added", endpoints_added},
+            {"updated", endpoints_updated},
+            {"removed", endpoints_removed}}},
+          {"addresses",
+           {{"added", addrs_added}, {"updated", addrs_updated}, {"removed", addrs_removed}}},
           {"published_ports",
            {{"added", publish_added}, {"updated", publish_updated}, {"removed", publish_removed}}},
           {"interfaces", {{"attached", attached}, {"detached", detached}}},
           {"socket_hooks_changed", sock_hooks_changed},
-          {"policy", {{"changed", policy_changed}, {"revision", policy_rev},
-                      {"entries", policy_entries}}},
-          {"programs_replaced", programs_replaced}};
+          {"policy",
+           {{"changed", policy_changed}, {"revision", policy_rev}, {"entries", policy_entries}}},
+          {"programs_replaced", programs_replaced},
+          {"phases_ms", phases_json(phases_ms)}};
 }
 
 std::string ApplyReport::summary() const {
@@ -90,6 +108,15 @@ std::string ApplyReport::summary() const {
 namespace {
 
 // What one apply works with, handed from phase to phase.
+// An interface the previous apply attached `progs` to, under the same
+// ifindex: its filters are checked after the kernel holds the change
+// (verify_attached), not before it.
+struct Deferred {
+  json* rows;  // the state rows it is in (Apply::ifaces, uplinks or bridges)
+  size_t at;
+  const PinnedProgs* progs;
+};
+
 struct Apply {
   Apply(const std::string& i, const Config& c, bool d, bool h)
       : instance(i), cfg(c), dry_run(d), ports_held(h) {}
@@ -117,6 +144,8 @@ struct Apply {
   uint32_t last_rev = 0, rev = 0;
   json ifaces, uplinks, bridges;  // the new state rows
   MapSizes sizes;                 // the maps' sizes, from the file's limits
+  std::vector<Deferred> deferred;    // interfaces verify_attached() checks
+  bool sock_hooks_deferred = false;  // and the socket hooks
   // Begun as the apply starts, under the instance lock, so it has passed
   // since the last switch of policy generations when the idle one is
   // written, mostly while this apply compiles and loads.
@@ -423,19 +452,25 @@ std::map<std::string, json> by_name(const json& rows) {
 
 // Attaches `progs` to every interface of `rows`, keeping `qdisc_created`
 // from the previous state so moat only ever removes a qdisc it made.
-// Returns the new state rows.
+// Returns the new state rows. With `deferred`, the interfaces attached
+// before are left for verify_attached() (their rows as before).
 Result<json> attach_rows(const std::vector<AttachmentRow>& rows, const json& old_rows,
-                         const PinnedProgs& progs, bool dry_run, int* attached) {
+                         const PinnedProgs& progs, bool dry_run, int* attached,
+                         std::vector<std::pair<size_t, const PinnedProgs*>>* deferred) {
   auto old_by_name = by_name(old_rows);
   json out = json::array();
   for (const auto& [name, idx, extra] : rows) {
-    bool created = false;
-    if (auto it = old_by_name.find(name); it != old_by_name.end())
-      created = it->second.value("qdisc_created", false) && it->second.value("ifindex", 0) == idx;
+    bool created = false, before = false;
+    if (auto it = old_by_name.find(name); it != old_by_name.end()) {
+      before = it->second.value("ifindex", 0) == idx;
+      created = it->second.value("qdisc_created", false) && before;
+    }
     if (dry_run) {
       if (attached_prog_id(idx, BPF_TC_INGRESS) != progs.ingress_id ||
           attached_prog_id(idx, BPF_TC_EGRESS) != progs.egress_id)
         ++*attached;
+    } else if (deferred && before) {
+      deferred->emplace_back(out.size(), &progs);
     } else {
       auto changed = attach(name, idx, progs, &created);
       if (!changed) return std::unexpected(changed.error());
@@ -450,26 +485,60 @@ Result<json> attach_rows(const std::vector<AttachmentRow>& rows, const json& old
   return out;
 }
 
+Result<void> sock_hooks(Apply& a);
+
 // Phase 6: TC filters on every interface, socket hooks for the host. The
 // bridges come last: a bridge drops what its endpoints did not mark, so its
 // endpoints must run the marking programs first.
+//
+// Interfaces new to this apply (or under a new ifindex, or all of them when
+// the programs were replaced) are attached here; those the previous apply
+// attached the same programs to are checked in verify_attached(), after
+// the rest of the change is in the kernel: a sync of the Docker agent
+// reaches the kernel without a netlink round trip per container.
 Result<void> attach_all(Apply& a) {
+  bool kept = !a.uskel;  // the programs the previous apply attached
+  std::vector<std::pair<size_t, const PinnedProgs*>> ep_d, up_d, br_d;
   auto ifaces = attach_rows(a.want.endpoint_rows, a.prev.value("interfaces", json::array()),
-                            a.progs, a.dry_run, &a.rep.attached);
+                            a.progs, a.dry_run, &a.rep.attached, kept ? &ep_d : nullptr);
   if (!ifaces) return std::unexpected(ifaces.error());
   auto uplinks = attach_rows(a.want.uplink_rows, a.prev.value("uplinks", json::array()), a.uprogs,
-                             a.dry_run, &a.rep.attached);
+                             a.dry_run, &a.rep.attached, kept ? &up_d : nullptr);
   if (!uplinks) return std::unexpected(uplinks.error());
   auto bridges = attach_rows(a.want.bridge_rows, a.prev.value("bridges", json::array()), a.bprogs,
-                            a.dry_run, &a.rep.attached);
+                             a.dry_run, &a.rep.attached, kept ? &br_d : nullptr);
   if (!bridges) return std::unexpected(bridges.error());
   a.ifaces = std::move(*ifaces);
   a.uplinks = std::move(*uplinks);
   a.bridges = std::move(*bridges);
+  for (auto [list, rows] :
+       {std::pair{&ep_d, &a.ifaces}, std::pair{&up_d, &a.uplinks}, std::pair{&br_d, &a.bridges}})
+    for (auto [at, progs] : *list) a.deferred.push_back({rows, at, progs});
+  // Socket hooks the previous apply put in place are checked later too.
+  a.sock_hooks_deferred = kept && !a.dry_run && !a.prev.empty();
+  return a.sock_hooks_deferred ? Result<void>() : sock_hooks(a);
+}
+
+Result<void> sock_hooks(Apply& a) {
   auto hooks = ensure_sock_hooks(pin_dir(a.instance), a.dry_run, a.ports_held);
   if (!hooks) return std::unexpected(hooks.error());
   a.rep.sock_hooks_changed = *hooks;
   return {};
+}
+
+// Phase 8: the interfaces attach_all() left: their filters are ours still,
+// or put back (counted as attached: someone removed or replaced them).
+Result<void> verify_attached(Apply& a) {
+  for (const auto& d : a.deferred) {
+    json& row = (*d.rows)[d.at];
+    std::string name = row["name"];
+    bool created = row.value("qdisc_created", false);
+    auto changed = attach(name, row["ifindex"].get<int>(), *d.progs, &created);
+    if (!changed) return std::unexpected(changed.error());
+    if (*changed) ++a.rep.attached;
+    row["qdisc_created"] = created;
+  }
+  return a.sock_hooks_deferred ? sock_hooks(a) : Result<void>();
 }
 
 // Phase 7a: interfaces no longer wanted lose our filters; their counter
@@ -588,21 +657,30 @@ json state_record(const Apply& a) {
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
                           bool ports_held, const ApplyHooks& hooks) {
   Apply a(instance, cfg, dry_run, ports_held);
+  PhaseClock clock(&a.rep);
   if (!dry_run) a.gp = GracePeriod::begin();
   if (auto r = resolve(a, hooks.prev_state); !r) return std::unexpected(r.error());
+  clock.lap("resolve");
   bool exists = fs::exists(pin_dir(instance));
   if (dry_run && !exists) return dry_run_new(a);
   if (!dry_run && hooks.before_kernel)
     if (auto r = hooks.before_kernel(); !r) return std::unexpected(r.error());
+  clock.lap("intent");
   if (auto r = load(a, exists); !r) return std::unexpected(r.error());
+  clock.lap("load");
   using Phase = Result<void> (*)(Apply&);
   static constexpr std::pair<const char*, Phase> kPhases[] = {
-      {"check-ports", check_fresh_ports}, {"pin", pin},
-      {"write", write},                   {"swap-policy", swap_policy},
-      {"attach", attach_all},             {"detach", detach_stale},
-      {"remove-stale", remove_stale_entries}};
+      {"check-ports", check_fresh_ports},
+      {"pin", pin},
+      {"write", write},
+      {"swap-policy", swap_policy},
+      {"attach", attach_all},
+      {"detach", detach_stale},
+      {"remove-stale", remove_stale_entries},
+      {"verify-attached", verify_attached}};
   for (auto [name, phase] : kPhases) {
     if (auto r = phase(a); !r) return std::unexpected(r.error());
+    clock.lap(name);
     if (dry_run) continue;
     if (auto r = failpoint(name); !r) return std::unexpected(r.error());
   }

@@ -2,10 +2,10 @@
 // side: only reconcile() calls it, holding the instance's lock.
 #pragma once
 
+#include <chrono>
 #include <functional>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "config/config.h"
 #include "dataplane/dataplane.h"
@@ -32,5 +32,19 @@ struct ApplyHooks {
 
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
                           bool ports_held, const ApplyHooks& hooks);
+
+// Appends each lap's wall time since the last (or since construction) to
+// a report's phases_ms; a null report only keeps time.
+class PhaseClock {
+ public:
+  explicit PhaseClock(ApplyReport* rep) : rep_(rep) {}
+  void lap(const char* name);
+  void into(ApplyReport* rep) { rep_ = rep; }
+  void restart() { last_ = std::chrono::steady_clock::now(); }
+
+ private:
+  ApplyReport* rep_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
 
 }  // namespace moat

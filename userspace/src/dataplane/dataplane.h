@@ -44,6 +44,18 @@ struct ApplyReport {
   uint32_t policy_rev = 0;  // 0: no policy
   int policy_entries = 0;
   bool programs_replaced = false;
+  // Where the apply's time went, phase by phase in order (milliseconds of
+  // wall time): "phases_ms" in to_json().
+  std::vector<std::pair<std::string, double>> phases_ms;
+  // The phases' time up to and including `phase` (all of them when absent).
+  double ms_until(const std::string& phase) const {
+    double ms = 0;
+    for (const auto& [name, t] : phases_ms) {
+      ms += t;
+      if (name == phase) break;
+    }
+    return ms;
+  }
   bool changed() const {
     return endpoints_added || endpoints_updated || endpoints_removed || addrs_added ||
            addrs_updated || addrs_removed || publish_added || publish_updated ||

@@ -296,6 +296,46 @@ bool GracePeriod::wait() {
 
 const char* last_generation_write() { return g_last_write; }
 
+namespace {
+
+// The last switch this process made (keep_grace_periods_after_switches()):
+// which policy_rev map (by id: another instance's, or one re-created, is
+// not it), the revision written, and a grace period begun right after.
+struct AfterSwitch {
+  uint32_t map_id = 0;
+  uint32_t rev = 0;
+  GracePeriod gp;
+};
+bool g_keep_after_switch = false;
+std::optional<AfterSwitch> g_after_switch;
+
+uint32_t map_id(const bpf_map* m) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(bpf_map__fd(m), &info, &len) != 0) return 0;
+  return info.id;
+}
+
+// A grace period that began after the switch that left the kernel's
+// current revision in force, if this process made that switch. Revisions
+// only grow (a record's policy_rev_max), so a kernel still at the revision
+// this process wrote has seen no switch since.
+GracePeriod* grace_since_last_switch(const endpoint_bpf& skel) {
+  if (!g_after_switch) return nullptr;
+  auto cur = read_policy_rev(skel);
+  uint32_t id = map_id(skel.maps.policy_rev);
+  if (!cur || id == 0 || id != g_after_switch->map_id || *cur != g_after_switch->rev)
+    return nullptr;
+  return &g_after_switch->gp;
+}
+
+}  // namespace
+
+void keep_grace_periods_after_switches(bool on) {
+  g_keep_after_switch = on;
+  if (!on) g_after_switch.reset();
+}
+
 Result<uint32_t> read_policy_rev(const endpoint_bpf& skel) {
   uint32_t zero = 0, rev = 0;
   if (int rc = bpf_map__lookup_elem(skel.maps.policy_rev, &zero, sizeof(zero), &rev, sizeof(rev), 0);
@@ -306,9 +346,13 @@ Result<uint32_t> read_policy_rev(const endpoint_bpf& skel) {
 
 Result<void> set_policy_rev(const endpoint_bpf& skel, uint32_t rev) {
   uint32_t zero = 0;
-  if (int rc = bpf_map__update_elem(skel.maps.policy_rev, &zero, 4, &rev, 4, 0); rc)
+  if (int rc = bpf_map__update_elem(skel.maps.policy_rev, &zero, 4, &rev, 4, 0); rc) {
+    g_after_switch.reset();  // the kernel may or may not hold `rev`: no claim about it
     return fail_errno(rev ? "switch to policy revision " + std::to_string(rev) : "switch policy off",
                       rc);
+  }
+  if (g_keep_after_switch)
+    g_after_switch = AfterSwitch{map_id(skel.maps.policy_rev), rev, GracePeriod::begin()};
   return {};
 }
 
@@ -330,6 +374,7 @@ Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
   if (have && !slot_capacity_fits(skel, slot, entries.size())) have.reset();
   if (have) {
     std::optional<GracePeriod> own;
+    if (GracePeriod* kept = grace_since_last_switch(skel)) gp = kept;
     if (!gp) gp = &own.emplace(GracePeriod::begin());
     if (gp->wait() && unlink(snapshot_path(store, slot).c_str()) == 0) {
       // A failure half-way leaves the idle slot half-written: fresh maps

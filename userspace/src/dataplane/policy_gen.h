@@ -45,6 +45,13 @@ class GracePeriod {
   std::shared_ptr<State> s_;
 };
 
+// A process that applies again and again (the Docker agent) begins a
+// grace period right after each switch of generations it makes and keeps
+// it: by its next apply that one has long passed, and the idle slot is
+// written without waiting. Off by default: a one-shot CLI would wait for
+// the kept one at exit.
+void keep_grace_periods_after_switches(bool on);
+
 // Where an instance keeps what each slot's inner maps hold (its state
 // directory); empty: nowhere, every generation goes into fresh maps.
 struct GenerationStore {

@@ -68,8 +68,10 @@ Result<ApplyReport> apply_and_record(const std::string& instance, const Config& 
   auto rep = apply(instance, cfg, opt.dry_run, opt.ports_held_by_runtime,
                    {&state, std::move(before_kernel), prev_state});
   if (!rep || opt.dry_run) return rep;
+  PhaseClock clock(&*rep);
   if (auto r = write_record(instance, state, inputs_json(inputs), options_json(opt)); !r)
     return std::unexpected(r.error());
+  clock.lap("record");
   if (auto r = failpoint("record"); !r) return std::unexpected(r.error());
   return rep;
 }
@@ -193,10 +195,13 @@ json settle_before_apply(const std::string& instance) {
 
 Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredState& want,
                                      const ReconcileOptions& opt, const json& interrupted) {
+  ApplyReport before;  // the phases before apply()'s own
+  PhaseClock clock(&before);
   json touched = interfaces_of(want.config);
   for (const auto& n : interrupted) touched.push_back(n);
   auto rec = read_record(instance);
   if (!rec) return std::unexpected(rec.error());
+  clock.lap("read-record");
   json prev = rec->contains("state") ? std::move((*rec)["state"]) : json::object();
   if (opt.dry_run) return apply_and_record(instance, want.config, want.inputs, opt, {}, &prev);
   json intent = {{"inputs", inputs_json(want.inputs)},
@@ -220,8 +225,12 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
       return fail(rep.error().message() + "; undoing it failed too: " + r.error().message());
     return rep;
   }
+  clock.into(&*rep);
+  clock.restart();  // apply()'s own phases are in the report already
   if (auto r = detach_unnamed(instance, touched, &saved); !r) return std::unexpected(r.error());
   if (auto r = clear_intent(instance); !r) return std::unexpected(r.error());
+  clock.lap("finish");
+  rep->phases_ms.insert(rep->phases_ms.begin(), before.phases_ms.begin(), before.phases_ms.end());
   return rep;
 }
 
@@ -231,10 +240,16 @@ std::string inputs_path(const std::string& instance) { return record_file(instan
 
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
                               const ReconcileOptions& opt) {
+  PhaseClock clock(nullptr);
   auto lock = InstanceLock::acquire(instance);
   if (!lock) return std::unexpected(lock.error());
   json interrupted = settle_before_apply(instance);
-  return reconcile_locked(instance, want, opt, interrupted);
+  ApplyReport settled;
+  clock.into(&settled);
+  clock.lap("lock-settle");
+  auto rep = reconcile_locked(instance, want, opt, interrupted);
+  if (rep) rep->phases_ms.insert(rep->phases_ms.begin(), settled.phases_ms.front());
+  return rep;
 }
 
 Result<std::optional<ApplyReport>> reconcile_update(const std::string& instance,

@@ -2,7 +2,7 @@
 // what the kernel cannot tell us (names of interfaces, ids given to networks
 // and containers, which qdiscs moat created) and the inputs it was applied
 // from, in one file, so the two can never disagree. Written only after the
-// kernel holds what it says, always as a whole (temporary file, fsync,
+// kernel holds what it says, always as a whole (temporary file,
 // rename): a crash leaves the old record or the new one, never half.
 //
 // intent.json sits next to it while an apply runs: what that apply is about
@@ -50,8 +50,8 @@ Result<nlohmann::json> decode_rule_rows(std::string_view text);
 // What the messages about a damaged record tell the user to do.
 std::string repair_hint(const std::string& instance);
 
-// `text` into `path` through `path`.tmp and rename(2), after an fsync of
-// the data: readers see the old or the new content, never a truncated file.
+// `text` into `path` through `path`.tmp and rename(2): readers see the old
+// or the new content, never a truncated file. Not fsynced: see state.cpp.
 Result<void> write_file_atomic(const std::string& path, const std::string& text);
 
 // The ids a previous apply gave, so a changed file rewrites only what changed.

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "config/inputs.h"
+#include "dataplane/policy_gen.h"
 #include "dataplane/reconcile.h"
 #include "dataplane/veth.h"
 #include "docker/model.h"
@@ -160,9 +161,15 @@ Result<SyncReport> Agent::sync() {
   std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - decided;
   std::vector<std::string> notes;
   for (const Skipped& s : t.skipped) notes.push_back(s.name + ": " + s.why);
-  return SyncReport{*applied,         t.config.networks.size(), t.config.containers.size(),
-                    t.pending.size(), t.skipped.size(),         std::move(notes),
-                    took.count()};
+  double kernel_ms = applied->ms_until("remove-stale");
+  return SyncReport{*applied,
+                    t.config.networks.size(),
+                    t.config.containers.size(),
+                    t.pending.size(),
+                    t.skipped.size(),
+                    std::move(notes),
+                    took.count(),
+                    kernel_ms};
 }
 
 std::string Agent::policies_stamp() const {
@@ -182,6 +189,9 @@ std::string Agent::policies_stamp() const {
 Result<void> Agent::run(const std::function<bool()>& keep_going,
                         const std::function<void(const std::string&)>& log) {
   const std::string filters = R"({"type":["container","network"]})";
+  // Syncs follow each other here: the grace period a policy change waits
+  // for is begun after the previous one, not by the next.
+  keep_grace_periods_after_switches(true);
   while (keep_going()) {
     bool again = true;  // sync before following, and whenever something may have changed
     std::string stamp, last_failure;
@@ -202,11 +212,12 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
       again = rep->pending > 0;
       stamp = policies_stamp();
       if (rep->applied.changed()) {
-        char ms[32];
-        std::snprintf(ms, sizeof ms, "%.3f", rep->apply_ms);
+        char ms[96];
+        std::snprintf(ms, sizeof ms, "in the kernel in %.3f ms, applied in %.3f ms", rep->kernel_ms,
+                      rep->apply_ms);
         log("synced " + std::to_string(rep->containers) + " containers on " +
-            std::to_string(rep->networks) + " networks: " + rep->applied.summary() +
-            " (applied in " + ms + " ms)");
+            std::to_string(rep->networks) + " networks: " + rep->applied.summary() + " (" + ms +
+            ")");
       }
       std::set<std::string> now(rep->skipped_notes.begin(), rep->skipped_notes.end());
       for (const auto& n : now)
