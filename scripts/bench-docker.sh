@@ -576,7 +576,7 @@ def latency(tag, running0):
     # that changed something ("(applied in X ms)" in its log).
     # The first one made the instance (programs loaded): reported apart.
     # "in the kernel in K ms": the same up to the kernel holding the change.
-    applied = [float(m.group(1)) for m in (re.search(r"applied in ([0-9.]+) ms\)", l) for l in log) if m]
+    applied = [float(m.group(1)) for m in (re.search(r"applied in ([0-9.]+) ms[:)]", l) for l in log) if m]
     kernel = [float(m.group(1)) for m in (re.search(r"in the kernel in ([0-9.]+) ms", l) for l in log) if m]
     lat["agent_first_apply_ms"] = r3(applied[0]) if applied else None
     lat["agent_apply_ms"] = dist(applied[1:]) if len(applied) > 1 else None

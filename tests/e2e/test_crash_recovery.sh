@@ -129,7 +129,7 @@ traffic_follows "after the refused file"
 
 # ---- 1. a crash at every named point ---------------------------------------------------
 next=A
-for point in intent check-ports pin write swap-policy attach detach remove-stale record; do
+for point in intent check-ports pin write swap-policy attach detach remove-stale verify-attached record; do
   MOAT_CRASH_AT=$point apply_file $next >/dev/null 2>&1
   rc=$?
   check "apply of $next killed at $point (exit $rc)" [ $rc -eq 137 ]
@@ -178,7 +178,7 @@ check "some kills interrupted an apply half-way ($midway)" [ "$midway" -gt 0 ]
 traffic_follows "after the random kills"
 
 # ---- 3. 20 pairs of concurrent applies -------------------------------------------------
-points=(check-ports pin write swap-policy attach detach remove-stale)
+points=(check-ports pin write swap-policy attach detach remove-stale verify-attached)
 serial=0
 for k in $(seq 20); do
   [ $((k % 2)) -eq 0 ] && { winner=A; loser=B; } || { winner=B; loser=A; }

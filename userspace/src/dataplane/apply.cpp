@@ -317,6 +317,25 @@ Result<void> dump_into(const bpf_map* m, ByteKeyed<V>& out) {
   return {};
 }
 
+// The endpoint object's maps, kept open between the applies of one process
+// (keep_kernel_handles(): the Docker agent) while they are the pinned ones:
+// opening them parses the object's ELF and BTF, a millisecond a sync.
+struct KeptMaps {
+  std::string instance, objects;
+  Skeleton<endpoint_bpf> skel;
+};
+bool g_keep_maps = false;
+std::optional<KeptMaps> g_kept_maps;
+
+std::optional<Skeleton<endpoint_bpf>> take_kept_maps(const Apply& a, const std::string& dir) {
+  if (!g_kept_maps) return std::nullopt;
+  KeptMaps k = std::move(*g_kept_maps);
+  g_kept_maps.reset();
+  if (k.instance != a.instance || k.objects != a.objects || !k.skel.same_pins(dir))
+    return std::nullopt;
+  return std::move(k.skel);
+}
+
 // Phase 2: programs and maps. Loading means verifying the four TC programs,
 // most of an apply's time: programs pinned from the very objects this
 // binary embeds are kept, and only the maps are opened.
@@ -330,8 +349,10 @@ Result<void> load(Apply& a, bool exists) {
                   ? open_pinned_programs(a.instance)
                   : std::nullopt;
   std::string dir = pin_dir(a.instance);
-  auto skel =
-      kept ? open_pinned_maps<endpoint_bpf>(dir) : load_pinned<endpoint_bpf>(dir, a.sizes.by_map());
+  auto held = kept && !a.dry_run ? take_kept_maps(a, dir) : std::nullopt;
+  auto skel = held   ? Result<Skeleton<endpoint_bpf>>(std::move(*held))
+              : kept ? open_pinned_maps<endpoint_bpf>(dir)
+                     : load_pinned<endpoint_bpf>(dir, a.sizes.by_map());
   if (!skel) return std::unexpected(skel.error());
   a.skel = std::move(*skel);
   if (kept) {
@@ -685,7 +706,15 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
     if (auto r = failpoint(name); !r) return std::unexpected(r.error());
   }
   if (!dry_run && hooks.state) *hooks.state = state_record(a);
+  if (!dry_run && g_keep_maps) g_kept_maps = KeptMaps{instance, a.objects, std::move(a.skel)};
   return a.rep;
 }
+
+void keep_maps_between_applies(bool on) {
+  g_keep_maps = on;
+  if (!on) g_kept_maps.reset();
+}
+
+void drop_kept_maps() { g_kept_maps.reset(); }
 
 }  // namespace moat

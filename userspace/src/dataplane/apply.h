@@ -33,6 +33,12 @@ struct ApplyHooks {
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
                           bool ports_held, const ApplyHooks& hooks);
 
+// keep_kernel_handles() (reconcile.h): the endpoint object's maps stay
+// open for the next apply of the same instance in this process.
+void keep_maps_between_applies(bool on);
+// Closes them (an instance going down must not live on in our fds).
+void drop_kept_maps();
+
 // Appends each lap's wall time since the last (or since construction) to
 // a report's phases_ms; a null report only keeps time.
 class PhaseClock {

@@ -172,6 +172,7 @@ Result<void> settle_locked(const std::string& instance, bool prefer_back) {
                   repair_hint(instance));
   }
   if (!done) {
+    drop_kept_maps();
     if (auto r = down(instance); !r) return r;
     return {};
   }
@@ -238,6 +239,11 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
 
 std::string inputs_path(const std::string& instance) { return record_file(instance); }
 
+void keep_kernel_handles(bool on) {
+  keep_grace_periods_after_switches(on);
+  keep_maps_between_applies(on);
+}
+
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
                               const ReconcileOptions& opt) {
   PhaseClock clock(nullptr);
@@ -271,6 +277,7 @@ Result<std::optional<ApplyReport>> reconcile_update(const std::string& instance,
   if (next->unchanged) return std::optional<ApplyReport>();
   if (!next->want) {
     if (rec->empty() && !fs::exists(pin_dir(instance))) return std::optional<ApplyReport>();
+    drop_kept_maps();
     if (auto r = down(instance); !r) return std::unexpected(r.error());
     return std::optional<ApplyReport>();
   }
@@ -331,6 +338,7 @@ Result<void> add_policy_dir(const std::string& dir, Inputs& inputs) {
 Result<void> remove_instance(const std::string& instance) {
   auto lock = InstanceLock::acquire(instance);
   if (!lock) return std::unexpected(lock.error());
+  drop_kept_maps();
   return down(instance);
 }
 

@@ -33,6 +33,12 @@ struct ReconcileOptions {
   bool ports_held_by_runtime = false;
 };
 
+// For a process that reconciles again and again (the Docker agent): keep
+// what the next apply needs open (the maps, while they are the pinned ones;
+// a grace period begun after each switch of policy generations) instead of
+// finding it again. Off by default.
+void keep_kernel_handles(bool on);
+
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
                               const ReconcileOptions& opt = {});
 

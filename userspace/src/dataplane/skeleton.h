@@ -110,6 +110,21 @@ class Skeleton {
     return {};
   }
 
+  // Whether every map of the object is the very map pinned at
+  // `dir`/<map name> (by id): nothing was unpinned or re-created since.
+  bool same_pins(const std::string& dir) const {
+    bpf_map* m;
+    bpf_object__for_each_map(m, skel_->obj) {
+      Fd pinned(bpf_obj_get((dir + "/" + bpf_map__name(m)).c_str()));
+      bpf_map_info a{}, b{};
+      uint32_t la = sizeof(a), lb = sizeof(b);
+      if (!pinned.ok() || bpf_obj_get_info_by_fd(pinned.get(), &a, &la) != 0 ||
+          bpf_obj_get_info_by_fd(bpf_map__fd(m), &b, &lb) != 0 || a.id != b.id)
+        return false;
+    }
+    return true;
+  }
+
   // Every map of the object as the same-named map of `other` (already
   // loaded): how objects share maps without pins (the BPF tests).
   template <class O>

@@ -53,7 +53,9 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
   for (auto [point, fd, id] : {std::tuple{BPF_TC_INGRESS, progs.ingress.get(), progs.ingress_id},
                                std::tuple{BPF_TC_EGRESS, progs.egress.get(), progs.egress_id}}) {
     if (id == 0) continue;  // no program for this direction
-    uint32_t cur = attached_prog_id(ifindex, point);
+    // A qdisc made just now holds no filter: no need to ask (a netlink
+    // round trip each, on a container's start).
+    uint32_t cur = rc == 0 ? 0 : attached_prog_id(ifindex, point);
     if (cur == id) continue;
     auto h = make_hook(ifindex, point);
     auto o = make_opts(fd);

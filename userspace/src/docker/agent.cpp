@@ -13,7 +13,6 @@
 #include <thread>
 
 #include "config/inputs.h"
-#include "dataplane/policy_gen.h"
 #include "dataplane/reconcile.h"
 #include "dataplane/veth.h"
 #include "docker/model.h"
@@ -189,9 +188,9 @@ std::string Agent::policies_stamp() const {
 Result<void> Agent::run(const std::function<bool()>& keep_going,
                         const std::function<void(const std::string&)>& log) {
   const std::string filters = R"({"type":["container","network"]})";
-  // Syncs follow each other here: the grace period a policy change waits
-  // for is begun after the previous one, not by the next.
-  keep_grace_periods_after_switches(true);
+  // Syncs follow each other here: the maps stay open, and the grace period
+  // a policy change waits for is begun after the previous one, not by it.
+  keep_kernel_handles(true);
   while (keep_going()) {
     bool again = true;  // sync before following, and whenever something may have changed
     std::string stamp, last_failure;
@@ -215,9 +214,17 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
         char ms[96];
         std::snprintf(ms, sizeof ms, "in the kernel in %.3f ms, applied in %.3f ms", rep->kernel_ms,
                       rep->apply_ms);
+        // Where the time went: the phases that took a tenth of a millisecond or more.
+        std::string phases;
+        for (const auto& [name, t] : rep->applied.phases_ms) {
+          if (t < 0.1) continue;
+          char one[64];
+          std::snprintf(one, sizeof one, "%s%s %.1f", phases.empty() ? "" : ", ", name.c_str(), t);
+          phases += one;
+        }
         log("synced " + std::to_string(rep->containers) + " containers on " +
             std::to_string(rep->networks) + " networks: " + rep->applied.summary() + " (" + ms +
-            ")");
+            (phases.empty() ? "" : ": " + phases) + ")");
       }
       std::set<std::string> now(rep->skipped_notes.begin(), rep->skipped_notes.end());
       for (const auto& n : now)
