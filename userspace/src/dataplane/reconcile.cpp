@@ -200,7 +200,7 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
   PhaseClock clock(&before);
   json touched = interfaces_of(want.config);
   for (const auto& n : interrupted) touched.push_back(n);
-  auto rec = read_record(instance);
+  auto rec = read_record(instance, false);
   if (!rec) return std::unexpected(rec.error());
   clock.lap("read-record");
   json prev = rec->contains("state") ? std::move((*rec)["state"]) : json::object();

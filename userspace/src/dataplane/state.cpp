@@ -269,12 +269,12 @@ std::string repair_hint(const std::string& instance) {
          "then apply again";
 }
 
-Result<json> read_record(const std::string& instance) {
+Result<json> read_record(const std::string& instance, bool with_inputs) {
   auto j = read_json_object(record_file(instance));
   bool whole = j && (!*j || ((**j).contains("state") && (**j)["state"].is_object() &&
                              (**j).contains("inputs") && (**j).contains("options")));
   Result<void> blobs;
-  if (j && whole && *j) blobs = inputs_from_blobs(instance, (**j)["inputs"]);
+  if (j && whole && *j && with_inputs) blobs = inputs_from_blobs(instance, (**j)["inputs"]);
   if (!j || !whole || !blobs)
     return fail(record_file(instance) + " is damaged: " +
                 (!j      ? j.error().message()

@@ -28,7 +28,9 @@ std::string intent_file(const std::string& instance);  // <state_dir>/intent.jso
 // by their content, and read back into "inputs" here; the rule table stays
 // in its blob (read_state() reads it). Fails when the file is not what write_record() writes,
 // with the way to repair.
-Result<nlohmann::json> read_record(const std::string& instance);
+// `with_inputs` false: "inputs" keeps the blobs' names, unread (an apply
+// needs only the state; a 10 MB policy file took 50 ms to read back).
+Result<nlohmann::json> read_record(const std::string& instance, bool with_inputs = true);
 // Its "state" part; {} when the instance has no record.
 Result<nlohmann::json> read_state(const std::string& instance);
 Result<void> write_record(const std::string& instance, const nlohmann::json& state,
