@@ -15,7 +15,15 @@ static __always_inline int CT_V(nat_rewrite)(struct __sk_buff *skb, const CT_L4 
 					     const CT_KEY *to)
 {
 	const CT_KEY *from = &l4->key;
+	int v;
 
+	/* A tracked flow's entry translates nothing: no helper call at all. */
+	if (CT_ADDR_EQ(from->saddr, to->saddr) && CT_ADDR_EQ(from->daddr, to->daddr) &&
+	    from->sport == to->sport && from->dport == to->dport)
+		return MOAT_PASS;
+	v = CT_V(nat_rewrite_span)(skb, l4, to);
+	if (v != MOAT_CONTINUE)
+		return v;
 	if (!CT_ADDR_EQ(from->saddr, to->saddr) &&
 	    CT_V(rewrite_addr)(skb, l4, CT_SADDR_OFF, &from->saddr, &to->saddr))
 		return MOAT_DROP_NAT_FAILED;
