@@ -72,10 +72,8 @@ class FastPath : public ::testing::Test {
     // The flow every row starts from: SYN at A, through B's to_container,
     // SYN-ACK back from B.
     ASSERT_EQ(run(skel_from(), if_['A'], a_to_b(kSyn)).retval, uint32_t(TC_ACT_OK));
-    ASSERT_EQ(run(dp_.prog(Hook::ToContainer), if_['B'], a_to_b(kSyn)).retval,
-              uint32_t(TC_ACT_OK));
-    ASSERT_EQ(run(skel_from(), if_['B'], b_to_a(kSyn | kAck)).retval,
-              uint32_t(TC_ACT_REDIRECT));
+    ASSERT_EQ(run(dp_.prog(Hook::ToContainer), if_['B'], a_to_b(kSyn)).retval, uint32_t(TC_ACT_OK));
+    ASSERT_EQ(run(skel_from(), if_['B'], b_to_a(kSyn | kAck)).retval, uint32_t(TC_ACT_REDIRECT));
   }
 
   const bpf_program* skel_from() const { return dp_.prog(Hook::FromContainer); }
@@ -106,8 +104,8 @@ class FastPath : public ::testing::Test {
     std::string what;
     char from;
     Bytes frame;
-    Expect expect;   // at the sender's from_container
-    char to = 0;     // the fast path's destination; 0: the plain path
+    Expect expect;  // at the sender's from_container
+    char to = 0;    // the fast path's destination; 0: the plain path
     std::function<void(FastPath&)> before = nullptr;
   };
 
@@ -141,7 +139,8 @@ TEST_F(FastPath, EstablishedFlowGoesStraightToThePeer) {
       {"A->B ack of the established flow", 'A', a_to_b(), pass, 'B'},
       {"B->A reply", 'B', b_to_a(), pass, 'A'},
       {"A->B data", 'A',
-       frame(kMacA, kMacB, {.src = ip4(A), .dst = ip4(B)}, tcp(kClientPort, 80, kAck, Bytes(1000, 7))),
+       frame(kMacA, kMacB, {.src = ip4(A), .dst = ip4(B)},
+             tcp(kClientPort, 80, kAck, Bytes(1000, 7))),
        pass, 'B'},
       {"A->B fin", 'A', a_to_b(kAck | 0x01), pass, 'B'},
   };
@@ -193,9 +192,7 @@ TEST_F(FastPath, EverythingElseTakesThePlainPath) {
              icmp_error(3, 3, icmp_quote)),
        pass},
       {"no endpoint at the destination address", 'A',
-       frame(kMacA, kMacB, {.src = ip4(A), .dst = ip4(N)}, tcp(kClientPort, 80)),
-       pass,
-       0,
+       frame(kMacA, kMacB, {.src = ip4(A), .dst = ip4(N)}, tcp(kClientPort, 80)), pass, 0,
        [](FastPath& t) {
          // A tracked flow to it, answered: only the missing endpoint stops it.
          moat_ct_entry e{};
@@ -274,8 +271,7 @@ TEST_F(FastPath, PolicyChange) {
   // Revision 3: B is an isolated container with no rule admitting A.
   const IpcacheEntries ipcache = {
       {{32, ip4(A)}, {MOAT_ID_FIRST_DYNAMIC, MOAT_ID_F_CONTAINER}},
-      {{32, ip4(B)},
-       {MOAT_ID_FIRST_DYNAMIC + 1, MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED}},
+      {{32, ip4(B)}, {MOAT_ID_FIRST_DYNAMIC + 1, MOAT_ID_F_CONTAINER | MOAT_ID_F_INGRESS_ISOLATED}},
   };
   install_policy(dp_.ep, 3, ipcache, {});
   check({"revoked by B's ingress", 'A', a_to_b(), drop(MOAT_DROP_POLICY_REVOKED)});

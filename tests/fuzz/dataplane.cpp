@@ -83,9 +83,9 @@ uint32_t ifindex_of_key(const std::vector<uint8_t>& key) {
 
 void Dataplane::clear_config() {
   const auto& maps = progs_.ep->maps;
-  for (const bpf_map* m : {maps.addrs, maps.addrs6, maps.endpoints, maps.publish, maps.uplinks,
-                           maps.container_addrs, maps.container_addrs6, maps.local_peers, maps.ct,
-                           maps.frags})
+  for (const bpf_map* m :
+       {maps.addrs, maps.addrs6, maps.endpoints, maps.publish, maps.uplinks, maps.container_addrs,
+        maps.container_addrs6, maps.local_peers, maps.ct, maps.frags})
     clear_map(m);
   const uint32_t zero = 0;
   for (uint32_t key : uplink_slot_keys_)

@@ -158,8 +158,8 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
     // to_container was judged (by the model) when the kernel redirected it.
     if (s.kind == Step::Kind::Forward && !s.mutate && s.ref >= 0 && history[s.ref].peer &&
         r->hook == Hook::ToContainer && r->ifindex == history[s.ref].peer) {
-      history[i] = Played{true,  Hook::ToContainer, r->ifindex, r->ingress_ifindex, r->frame,
-                          true,  false,             r->frame,   0};
+      history[i] = Played{true,  Hook::ToContainer, r->ifindex, r->ingress_ifindex, r->frame, true,
+                          false, r->frame,          0};
       if (trace) std::printf("  [%zu] delivered by the fast path\n", i);
       continue;
     }
@@ -176,11 +176,12 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
     }
     const bool kpass = kernel_verdict(k) != KernelVerdict::Drop;
     Verdict v = model_->step(r->hook, r->ifindex, ingress, r->frame, kpass ? &k.out : nullptr);
-    const bool fast = r->hook == Hook::FromContainer && kernel_verdict(k) == KernelVerdict::Redirect &&
-                      k.peer && k.peer != r->ifindex;
+    const bool fast = r->hook == Hook::FromContainer &&
+                      kernel_verdict(k) == KernelVerdict::Redirect && k.peer &&
+                      k.peer != r->ifindex;
     Verdict dest;
-    const Comparison cmp = fast ? fast_path(*topo_, *model_, r->ifindex, v, k, &dest)
-                                : compare(r->frame, v, k);
+    const Comparison cmp =
+        fast ? fast_path(*topo_, *model_, r->ifindex, v, k, &dest) : compare(r->frame, v, k);
     if (fast && cmp.outcome == Outcome::KernelPass) v = dest;
     if (fast) tally.fast_path++;
     count(tally, r->hook, r->frame, v, k, cmp);

@@ -82,8 +82,8 @@ int run_fastpath(const FileArgs& a) {
   if (a.as_json) {
     std::cout << j.dump(2) << "\n";
   } else {
-    std::cout << "fast path between containers of a network: " << (j["peer"] ? "on" : "off")
-              << " (" << j["peer_packets"].get<uint64_t>() << " packets, "
+    std::cout << "fast path between containers of a network: " << (j["peer"] ? "on" : "off") << " ("
+              << j["peer_packets"].get<uint64_t>() << " packets, "
               << j["peer_bytes"].get<uint64_t>() << " bytes so far)\n";
   }
   return 0;

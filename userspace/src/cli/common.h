@@ -36,7 +36,7 @@ using CommandTable = std::vector<Command>;
 
 // Each family adds its subcommands to `app` (in the order `moat --help` lists
 // them) and their handlers to `table`.
-void add_file_commands(CLI::App& app, CommandTable& table);     // validate apply status down fastpath
+void add_file_commands(CLI::App& app, CommandTable& table);     // validate apply status down
 void add_ct_commands(CLI::App& app, CommandTable& table);       // ct list|gc
 void add_lab_commands(CLI::App& app, CommandTable& table);      // lab ...
 void add_policy_commands(CLI::App& app, CommandTable& table);   // explain, policy list

@@ -14,8 +14,8 @@
 
 #include "dataplane/counters.h"
 #include "dataplane/dataplane.h"
-#include "dataplane/fastpath.h"
 #include "dataplane/failpoint.h"
+#include "dataplane/fastpath.h"
 #include "dataplane/features.h"
 #include "dataplane/host.h"
 #include "dataplane/map_sync.h"

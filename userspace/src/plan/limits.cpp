@@ -20,7 +20,7 @@ constexpr uint32_t kMinConntrack = 1024;
 // its share of the bucket array, both families together where a limit
 // sizes a map of each.
 constexpr uint64_t kConntrackEntry = 530;  // ct 176 + ct6 240 + rings 24 + 64 + frags, owners
-// local_peers: about 70 of the 360, estimated (hash element, 8-byte key, 4-byte value), not measured.
+// Of kEndpointEntry, local_peers' 70 are estimated (8-byte key, 4-byte value), not measured.
 constexpr uint64_t kEndpointEntry = 360;   // endpoints + container_addrs(6) + local_peers
 constexpr uint64_t kStatsSlot = 292;       // sizeof(moat_stats) and its pointer, per CPU
 constexpr uint64_t kPublishedEntry = 210;  // publish 88 + publish6 120
