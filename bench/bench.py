@@ -145,7 +145,7 @@ def with_cpu(measure):
 class Lab:
     """The lab and everything the bench starts in it; close() removes it all."""
 
-    def __init__(self, moat, name, tmp):
+    def __init__(self, moat, name, tmp, limits=None):
         self.moat, self.name, self.tmp = moat, name, tmp
         self.procs = []
         self.file = os.path.join(tmp, "bench-lab.json")
@@ -158,6 +158,8 @@ class Lab:
                 {"name": "c3", "networks": ["back"], "expose": ["80/tcp"]},
             ],
         }
+        if limits:
+            doc["limits"] = limits
         json.dump(doc, open(self.file, "w"), indent=1)
         out = run([moat, "lab", "up", self.file, "--name", name, "--no-enforce", "--no-listeners", "--json"])
         self.up = json.loads(out.stdout)

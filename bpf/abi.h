@@ -729,6 +729,39 @@ struct moat_event {
 #define MOAT_OBS_F_OFF (1u << 0)
 
 /*
+ * The fast path between containers of one network (lib/redirect.h).
+ *
+ * Map `local_peers`: {network, IPv4 address} -> ifindex of the host-side
+ * interface of the container holding that address on that network, one
+ * entry per `endpoints` entry, so from_container finds the destination's
+ * endpoint without a scan. Keyed by network: addresses of two networks may
+ * overlap, and only a packet between containers of one network is bridged.
+ */
+struct moat_peer_key {
+	__u32 net_id;
+	__be32 addr;
+};
+
+/*
+ * Map `fast_cfg` (array, one __u32): MOAT_FAST_F_PEER_OFF turns the fast
+ * path off (the kill switch: every packet takes the bridge and the
+ * destination's to_container again). 0, its initial value, means on;
+ * userspace sets the flag when the kernel lacks bpf_redirect_peer().
+ */
+#define MOAT_FAST_F_PEER_OFF (1u << 0)
+
+/*
+ * Map `fast_stats` (per-CPU array, index enum moat_fast_stat): what left by
+ * the fast path, the only trace of a packet whose destination's
+ * to_container never ran (that one's counters are updated as it would).
+ */
+enum moat_fast_stat {
+	MOAT_FAST_PEER_PACKETS = 0,
+	MOAT_FAST_PEER_BYTES = 1,
+	MOAT_FAST_STAT_MAX = 2,
+};
+
+/*
  * Layout checks: every struct above crosses the kernel/user boundary (map
  * keys and values, event records, program contexts), so its size is ABI as
  * much as its fields are. A change that moves a size, padding included, has
@@ -773,6 +806,7 @@ MOAT_ABI_SIZE(moat_ipcache_val, 8);
 MOAT_ABI_SIZE(moat_policy_key, 12);
 MOAT_ABI_SIZE(moat_policy_val, 8);
 MOAT_ABI_SIZE(moat_event, 160);
+MOAT_ABI_SIZE(moat_peer_key, 8);
 
 /* Every drop reason has its counter slot: as many reasons as slots (slot 0
  * is pass), and no reason numbered beyond the array. */

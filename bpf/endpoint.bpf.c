@@ -24,6 +24,7 @@
 #include "lib/nat.h"
 #include "lib/policy.h"
 #include "lib/verdict.h"
+#include "lib/redirect.h"
 
 static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 {
@@ -720,6 +721,10 @@ int from_container(struct __sk_buff *skb)
 	__u32 slot = 0, flags = 0;
 	int v = judge(skb, MOAT_DIR_FROM_CONTAINER, &slot, &flags);
 
+	/* Straight into the destination's namespace when its hook would pass
+	 * the packet as it is (lib/redirect.h). */
+	if (v == MOAT_PASS)
+		v = fast_peer_verdict(skb);
 	/* The network's bridge lets through only what was judged here. */
 	if (v == MOAT_PASS && (flags & MOAT_NET_F_GUARDED))
 		skb->mark |= MOAT_MARK_JUDGED;

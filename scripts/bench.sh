@@ -7,6 +7,8 @@
 #   scripts/bench.sh --quick    tiny sizes, two rounds: checks the suite works
 #   scripts/bench.sh --out DIR  where results go (default bench/results)
 #   scripts/bench.sh --reps N   rounds per figure
+#   scripts/bench.sh --fast-path  only c1 -> c2 on one network: no filtering, moat with
+#                               its fast path off and on (bench/fastpath.py; ~10 min)
 #
 # Writes DIR/<date>-<host>.json (every sample, medians, spreads, ratios with
 # 95% bootstrap intervals and verdicts, CPU cost per request and per GB, the
@@ -17,14 +19,15 @@ set -uo pipefail
 source "$(dirname "$0")/common.sh"
 become_root "$@"
 
-mode=full out="$MOAT_ROOT/bench/results" reps=()
+mode=full out="$MOAT_ROOT/bench/results" reps=() fast=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) mode=quick ;;
     --full) mode=full ;;
+    --fast-path) fast=1 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     --reps) reps=(--reps "${2:?--reps needs a number}"); shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -32,5 +35,9 @@ done
 
 prepare
 trap restore_bpffs EXIT
+if [ "$fast" = 1 ]; then
+  python3 "$MOAT_ROOT/bench/fastpath.py" --moat "$MOAT_BIN" --out "$out" "${reps[@]}"
+  exit $?
+fi
 python3 "$MOAT_ROOT/bench/bench.py" --moat "$MOAT_BIN" \
   --kernel-bench "$MOAT_BUILD/bench/moat_kernel_bench" --mode "$mode" --out "$out" "${reps[@]}"

@@ -7,7 +7,7 @@
  * rename one). Userspace is the only writer except for `stats`, `ct` and `ct6` with
  * their quota maps (`ct_ring`, `ct_ring_pos`, `ct_owned`, `ct_sweeper`, and
  * the `ct6_` ones), `frags`, `frags6`,
- * `sock_rnat`, `sock_rnat6` and the observation maps (`events`, `events_lost`,
+ * `sock_rnat`, `sock_rnat6`, `fast_stats` and the observation maps (`events`, `events_lost`,
  * `rule_hits`), which the programs fill, and the per-CPU scratch maps, which
  * only the programs use. Layouts come from abi.h.
  */
@@ -290,6 +290,28 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32); /* MOAT_OBS_F_* */
 } obs_cfg SEC(".maps");
+
+/* The fast path between containers of one network (abi.h; lib/redirect.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MOAT_MAX_ENDPOINTS);
+	__type(key, struct moat_peer_key);
+	__type(value, __u32); /* ifindex of the host-side interface */
+} local_peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32); /* MOAT_FAST_F_* */
+} fast_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MOAT_FAST_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} fast_stats SEC(".maps");
 
 /* Per-CPU scratch: the drop-event token bucket, and the rule that decided
  * the packet being judged (a drop event names it). */

@@ -17,6 +17,12 @@
 #define MOAT_REDIRECT_BACK 1
 /* A step of the verdict that did not decide; never reaches finish(). */
 #define MOAT_CONTINUE 2
+/*
+ * Passed, and already handed to the destination container's namespace by
+ * bpf_redirect_peer() (lib/redirect.h), which also counted it at the
+ * destination: finish() counts the sender's side and returns the redirect.
+ */
+#define MOAT_REDIRECT_PEER 3
 
 /* `slot`: the attachment's counter slot, 0 if the packet's is unknown. */
 static __always_inline int finish(struct __sk_buff *skb, __u32 dir, __u32 slot, int verdict)
@@ -26,16 +32,20 @@ static __always_inline int finish(struct __sk_buff *skb, __u32 dir, __u32 slot, 
 	if (!obs_on())
 		return verdict == MOAT_PASS ? TC_ACT_OK
 		       : verdict == MOAT_REDIRECT_BACK ? bpf_redirect(skb->ifindex, 0)
+		       : verdict == MOAT_REDIRECT_PEER ? TC_ACT_REDIRECT
 						       : TC_ACT_SHOT;
 	s = stats_slot(slot, dir);
 
-	if (verdict == MOAT_PASS || verdict == MOAT_REDIRECT_BACK) {
+	if (verdict == MOAT_PASS || verdict == MOAT_REDIRECT_BACK || verdict == MOAT_REDIRECT_PEER) {
 		if (s) {
 			s->packets++;
 			s->bytes += skb->len;
 		}
 		if (verdict == MOAT_REDIRECT_BACK)
 			return bpf_redirect(skb->ifindex, 0);
+		/* The target was set by bpf_redirect_peer() in lib/redirect.h. */
+		if (verdict == MOAT_REDIRECT_PEER)
+			return TC_ACT_REDIRECT;
 		return TC_ACT_OK;
 	}
 	if (s) {

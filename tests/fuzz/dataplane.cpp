@@ -83,8 +83,9 @@ uint32_t ifindex_of_key(const std::vector<uint8_t>& key) {
 
 void Dataplane::clear_config() {
   const auto& maps = progs_.ep->maps;
-  for (const bpf_map* m : {maps.addrs, maps.addrs6, maps.endpoints, maps.publish, maps.uplinks,
-                           maps.container_addrs, maps.container_addrs6, maps.ct, maps.frags})
+  for (const bpf_map* m :
+       {maps.addrs, maps.addrs6, maps.endpoints, maps.publish, maps.uplinks, maps.container_addrs,
+        maps.container_addrs6, maps.local_peers, maps.ct, maps.frags})
     clear_map(m);
   const uint32_t zero = 0;
   for (uint32_t key : uplink_slot_keys_)
@@ -107,6 +108,7 @@ void Dataplane::write_plan(const moat::MapPlan& m) {
   write_rows(maps.uplinks, m.uplinks);
   write_rows(maps.container_addrs, m.container_addrs);
   write_rows(maps.container_addrs6, m.container_addrs6);
+  write_rows(maps.local_peers, m.local_peers);
   for (const auto& [key, ep] : m.endpoints) ep_slot_[ifindex_of_key(key)] = ep.stats_slot;
   for (const auto& [key, up] : m.uplinks) {
     const uint32_t ifindex = ifindex_of_key(key);
@@ -185,6 +187,17 @@ unsigned Dataplane::moved_reason(uint32_t slot, uint32_t dir) {
   return reason;
 }
 
+uint32_t Dataplane::moved_peer() {
+  uint32_t peer = 0;
+  for (const auto& [ifindex, slot] : ep_slot_) {
+    const moat_stats now = ok(moat::read_stats(progs_.ep->maps.stats, slot, 1), "reading stats");
+    moat_stats& was = last_[moat_stats_index(slot, 1)];
+    if (now.packets != was.packets) peer = ifindex;
+    was = now;
+  }
+  return peer;
+}
+
 KernelResult Dataplane::run(Hook h, uint32_t ifindex, uint32_t ingress_ifindex,
                             const Bytes& frame) {
   const moat_test::RunResult r =
@@ -195,6 +208,7 @@ KernelResult Dataplane::run(Hook h, uint32_t ifindex, uint32_t ingress_ifindex,
   const auto it = slots.find(ifindex);
   const uint32_t dir = h == Hook::FromContainer || h == Hook::FromWorld ? 0 : 1;
   k.reason = moved_reason(it == slots.end() ? 0 : it->second, dir);
+  if (h == Hook::FromContainer && r.retval == TC_ACT_REDIRECT) k.peer = moved_peer();
   return k;
 }
 

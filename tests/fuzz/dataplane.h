@@ -33,6 +33,9 @@ struct KernelResult {
   uint32_t retval = 0;  // TC_ACT_*
   Bytes out;
   unsigned reason = 0;  // drop counter slot that moved (0: none)
+  // A redirect from from_container: the endpoint whose to-container
+  // counters it moved (the fast path counts there for the hook it skips).
+  uint32_t peer = 0;
 };
 
 class Dataplane {
@@ -59,6 +62,7 @@ class Dataplane {
   void clear_config();
   void write_plan(const moat::MapPlan& m);
   unsigned moved_reason(uint32_t slot, uint32_t dir);
+  uint32_t moved_peer();
 
   moat_test::Programs progs_;
   std::vector<moat::PolicyPlan> plans_;

@@ -64,6 +64,8 @@ void print_summary(std::FILE* out, const Tally& t, const std::vector<Finding>& k
                "BPF_PROG_TEST_RUN %llu\n",
                (unsigned long long)t.packets, (unsigned long long)t.cases, seconds,
                seconds > 0 ? double(t.packets) / seconds : 0.0, (unsigned long long)t.refused);
+  std::fprintf(out, "fast path (from_container straight into a peer's namespace): %llu frames\n",
+               (unsigned long long)t.fast_path);
   std::fprintf(out, "kernel verdicts:\n");
   for (const auto& [k, n] : t.kernel)
     std::fprintf(out, "  %10llu  %s\n", (unsigned long long)n, k.c_str());
@@ -130,6 +132,7 @@ json summary_json(const Tally& t, const std::vector<Finding>& kept,
           {"cases", t.cases},
           {"seconds", seconds},
           {"refused", t.refused},
+          {"fast_path", t.fast_path},
           {"kernel_verdicts", t.kernel},
           {"model_verdicts", t.model},
           {"outcomes", outcomes},

@@ -65,6 +65,32 @@ void count(Tally& t, Hook h, const Bytes& frame, const Verdict& v, const KernelR
   }
 }
 
+// from_container's fast path (bpf/lib/redirect.h) handed the frame to
+// container `k.peer`'s namespace, skipping that one's to_container. Allowed
+// only for a frame the sender's hook passes as it is, addressed to a
+// container of the sender's network, which the model, at that container's
+// to_container (stepped here, since the kernel no longer runs it; *dest),
+// passes unchanged too.
+Comparison fast_path(const Topology& topo, Model& model, uint32_t ifindex, const Verdict& v,
+                     const KernelResult& k, Verdict* dest) {
+  const AttInfo* from = topo.att_at(ifindex);
+  const AttInfo* to = topo.att_at(k.peer);
+  if (!from || !to || to->net != from->net || v.kind != Verdict::Kind::Pass || v.rewritten)
+    return {Outcome::KernelPass, false,
+            "fast path taken for a frame the sender's hook does not pass unchanged within one "
+            "network"};
+  if (k.out.size() < 34 || mac_at(k.out, 0) != to->mac || get32(k.out, 14 + 16) != to->ip)
+    return {Outcome::KernelPass, false, "fast path to a container the frame is not addressed to"};
+  *dest = model.step(Hook::ToContainer, k.peer, ifindex, k.out, &k.out);
+  if (dest->kind != Verdict::Kind::Pass || dest->rewritten || dest->out != k.out)
+    return {Outcome::KernelPass, false,
+            "fast path taken where the destination's to_container would not pass it unchanged: " +
+                model_text(*dest)};
+  Verdict redirected = v;
+  redirected.kind = Verdict::Kind::Redirect;
+  return compare(k.out, redirected, k);
+}
+
 }  // namespace
 
 void Runner::load(const FuzzConfig& fc) {
@@ -128,6 +154,15 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
     }
     auto r = resolve(*topo_, c, i, history);
     if (!r) continue;
+    // What the fast path delivered arrives nowhere else: the destination's
+    // to_container was judged (by the model) when the kernel redirected it.
+    if (s.kind == Step::Kind::Forward && !s.mutate && s.ref >= 0 && history[s.ref].peer &&
+        r->hook == Hook::ToContainer && r->ifindex == history[s.ref].peer) {
+      history[i] = Played{true,  Hook::ToContainer, r->ifindex, r->ingress_ifindex, r->frame, true,
+                          false, r->frame,          0};
+      if (trace) std::printf("  [%zu] delivered by the fast path\n", i);
+      continue;
+    }
     std::string mutation;
     if (s.mutate) mutation = mutate(r->frame, s.mutate, *pools_);
     if (r->frame.size() < 14) continue;
@@ -140,9 +175,15 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
       continue;
     }
     const bool kpass = kernel_verdict(k) != KernelVerdict::Drop;
-    const Verdict v =
-        model_->step(r->hook, r->ifindex, ingress, r->frame, kpass ? &k.out : nullptr);
-    const Comparison cmp = compare(r->frame, v, k);
+    Verdict v = model_->step(r->hook, r->ifindex, ingress, r->frame, kpass ? &k.out : nullptr);
+    const bool fast = r->hook == Hook::FromContainer &&
+                      kernel_verdict(k) == KernelVerdict::Redirect && k.peer &&
+                      k.peer != r->ifindex;
+    Verdict dest;
+    const Comparison cmp =
+        fast ? fast_path(*topo_, *model_, r->ifindex, v, k, &dest) : compare(r->frame, v, k);
+    if (fast && cmp.outcome == Outcome::KernelPass) v = dest;
+    if (fast) tally.fast_path++;
     count(tally, r->hook, r->frame, v, k, cmp);
     history[i] = Played{true,
                         r->hook,
@@ -151,7 +192,8 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
                         r->frame,
                         kpass,
                         kernel_verdict(k) == KernelVerdict::Redirect,
-                        k.out};
+                        k.out,
+                        fast ? k.peer : 0};
     const std::string via =
         r->hook == Hook::ToContainer && ingress ? device_of(ingress) : std::string();
     steps.push_back({false, 0, r->hook, device_of(r->ifindex), via, r->frame, mutation,

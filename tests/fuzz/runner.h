@@ -52,6 +52,7 @@ struct Finding {
 
 struct Tally {
   uint64_t packets = 0, refused = 0, cases = 0, reason_mismatches = 0;
+  uint64_t fast_path = 0;  // frames from_container handed straight to a peer container
   std::map<std::string, uint64_t> kernel, model;  // verdict mix
   std::map<Outcome, uint64_t> outcomes;
   // "outcome | model verdict | kernel verdict": what the disagreements are about.

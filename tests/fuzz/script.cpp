@@ -65,7 +65,7 @@ std::optional<Resolved> forward(const Topology& topo, const Played& p, uint32_t 
   // What a container sent enters the host by its veth; the world's arrives
   // through the host's routing (0, as the host's own).
   const uint32_t via = p.hook == Hook::FromContainer ? p.ifindex : 0;
-  if (p.hook == Hook::FromContainer && p.redirected)
+  if (p.hook == Hook::FromContainer && p.redirected && !p.peer)
     return Resolved{Hook::ToContainer, p.ifindex, f, via};
   if (p.hook != Hook::FromContainer && p.hook != Hook::FromWorld) return std::nullopt;
   const AttInfo* from = p.hook == Hook::FromContainer ? topo.att_at(p.ifindex) : nullptr;

@@ -67,6 +67,9 @@ struct Played {
   bool passed = false;  // by the kernel (TC_ACT_OK or TC_ACT_REDIRECT)
   bool redirected = false;
   Bytes out;
+  // from_container's fast path (bpf/lib/redirect.h): the frame went straight
+  // into this container's namespace (its veth's ifindex); 0 otherwise.
+  uint32_t peer = 0;
 };
 
 struct Resolved {

@@ -1,10 +1,12 @@
 // The file commands: validate, apply, status, down.
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli/common.h"
 #include "cli/inputs.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/fastpath.h"
 #include "dataplane/reconcile.h"
 
 using nlohmann::json;
@@ -14,7 +16,7 @@ namespace moat::cli {
 namespace {
 
 struct FileArgs {
-  std::string file, instance = "default";
+  std::string file, instance = "default", lab, fast;
   std::vector<std::string> policy_files;
   bool as_json = false, dry_run = false;
 };
@@ -70,6 +72,23 @@ int run_down(const FileArgs& a) {
   return 0;
 }
 
+int run_fastpath(const FileArgs& a) {
+  std::string instance = scoped_instance(a.instance, a.lab);
+  check_instance(instance);
+  need_root();
+  std::optional<bool> set;
+  if (!a.fast.empty()) set = a.fast == "on";
+  auto j = check(moat::fast_path(instance, set));
+  if (a.as_json) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << "fast path between containers of a network: " << (j["peer"] ? "on" : "off") << " ("
+              << j["peer_packets"].get<uint64_t>() << " packets, "
+              << j["peer_bytes"].get<uint64_t>() << " bytes so far)\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_file_commands(CLI::App& app, CommandTable& table) {
@@ -110,7 +129,19 @@ void add_file_commands(CLI::App& app, CommandTable& table) {
       "namespaces moat can reach, so a lost or damaged record leaves nothing behind");
   down->add_option("--instance", a->instance, "dataplane instance")->capture_default_str();
 
+  auto* fast = app.add_subcommand(
+      "fastpath",
+      "The fast path between containers of one network: packets of an established, tracked\n"
+      "flow go straight into the destination's namespace (bpf_redirect_peer), skipping the\n"
+      "bridge, when the destination's own program would pass them unchanged. On by default\n"
+      "where the kernel has it; `off` is the kill switch (every packet through the bridge).\n"
+      "Without an argument: whether it is on, and what took it.");
+  fast->add_option("state", a->fast, "on or off")->check(CLI::IsMember({"on", "off"}));
+  add_instance_options(fast, a->instance, a->lab);
+  fast->add_flag("--json", a->as_json, "machine-readable output");
+
   table.push_back({validate, [a] { return run_validate(*a); }});
+  table.push_back({fast, [a] { return run_fastpath(*a); }});
   table.push_back({apply, [a] { return run_apply(*a); }});
   table.push_back({status, [a] { return run_status(*a); }});
   table.push_back({down, [a] { return run_down(*a); }});

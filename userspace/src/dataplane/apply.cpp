@@ -15,6 +15,7 @@
 #include "dataplane/counters.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/failpoint.h"
+#include "dataplane/fastpath.h"
 #include "dataplane/features.h"
 #include "dataplane/host.h"
 #include "dataplane/map_sync.h"
@@ -141,6 +142,7 @@ struct Apply {
   ByteKeyed<moat_uplink> have_uplinks;
   ByteKeyed<uint32_t> have_caddrs;
   ByteKeyed<moat_ip> have_caddrs6;
+  ByteKeyed<uint32_t> have_peers;
   uint32_t last_rev = 0, rev = 0;
   json ifaces, uplinks, bridges;  // the new state rows
   MapSizes sizes;                 // the maps' sizes, from the file's limits
@@ -375,7 +377,8 @@ Result<void> load(Apply& a, bool exists) {
                  dump_into<moat_publish6_key>(maps.publish6, a.have_publish6),
                  dump_into<uint32_t>(maps.uplinks, a.have_uplinks),
                  dump_into<moat_container_net_key>(maps.container_addrs, a.have_caddrs),
-                 dump_into<moat_container_net_key>(maps.container_addrs6, a.have_caddrs6)})
+                 dump_into<moat_container_net_key>(maps.container_addrs6, a.have_caddrs6),
+                 dump_into<moat_peer_key>(maps.local_peers, a.have_peers)})
     if (!r) return r;
   return {};
 }
@@ -408,6 +411,7 @@ Result<void> write(Apply& a) {
   if (!a.dry_run) {
     for (uint32_t slot : a.want.slots.fresh)
       if (auto r = zero_stats_slot(maps.stats, slot); !r) return r;
+    if (auto r = fast_path_default(maps.fast_cfg); !r) return r;
     for (const auto& u : a.want.uplink_rows)
       if (auto r = set_uplink_slot(maps.uplink_slots, u.ifindex, a.want.slots.slot.at(u.name)); !r)
         return r;
@@ -437,6 +441,11 @@ Result<void> write(Apply& a) {
   if (r)
     r = upsert<moat_container_net_key>(maps.container_addrs6, a.have_caddrs6,
                                        a.want.container_addrs6, &ignored, &ignored, a.dry_run);
+  // After `endpoints`: the fast path finds an endpoint through this map,
+  // and checks it against that one's entry (lib/redirect.h).
+  if (r)
+    r = upsert<moat_peer_key>(maps.local_peers, a.have_peers, a.want.local_peers, &ignored,
+                              &ignored, a.dry_run);
   return r;
 }
 
@@ -600,8 +609,10 @@ Result<void> remove_stale_entries(Apply& a) {
   auto& maps = a.skel->maps;
   auto& rep = a.rep;
   int ignored = 0;
-  auto r = remove_stale(maps.endpoints, a.have_eps, a.want.endpoints, &rep.endpoints_removed,
-                        a.dry_run);
+  auto r = remove_stale(maps.local_peers, a.have_peers, a.want.local_peers, &ignored, a.dry_run);
+  if (r)
+    r = remove_stale(maps.endpoints, a.have_eps, a.want.endpoints, &rep.endpoints_removed,
+                     a.dry_run);
   if (r) r = remove_stale(maps.publish, a.have_publish, a.want.publish, &rep.publish_removed, a.dry_run);
   if (r)
     r = remove_stale(maps.publish6, a.have_publish6, a.want.publish6, &rep.publish_removed,

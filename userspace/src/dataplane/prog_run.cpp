@@ -21,11 +21,11 @@ namespace {
 
 // The maps the programs only read: shared with the instance. Every other
 // map (what the programs write) stays private to the copy.
-constexpr std::array<std::string_view, 14> kConfigMaps = {
+constexpr std::array<std::string_view, 16> kConfigMaps = {
     "endpoints",    "addrs",           "addrs6",           "publish",
     "publish6",     "container_addrs", "container_addrs6", "uplinks",
     "uplink_slots", "ipcache_gens",    "ipcache6_gens",    "policy_gens",
-    "policy_rev",   "host_cfg"};
+    "policy_rev",   "host_cfg",        "local_peers",      "fast_cfg"};
 
 bool is_config_map(std::string_view name) {
   for (auto m : kConfigMaps)

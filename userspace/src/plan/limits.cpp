@@ -20,7 +20,8 @@ constexpr uint32_t kMinConntrack = 1024;
 // its share of the bucket array, both families together where a limit
 // sizes a map of each.
 constexpr uint64_t kConntrackEntry = 530;  // ct 176 + ct6 240 + rings 24 + 64 + frags, owners
-constexpr uint64_t kEndpointEntry = 290;   // endpoints + container_addrs + container_addrs6
+// Of kEndpointEntry, local_peers' 70 are estimated (8-byte key, 4-byte value), not measured.
+constexpr uint64_t kEndpointEntry = 360;   // endpoints + container_addrs(6) + local_peers
 constexpr uint64_t kStatsSlot = 292;       // sizeof(moat_stats) and its pointer, per CPU
 constexpr uint64_t kPublishedEntry = 210;  // publish 88 + publish6 120
 constexpr uint64_t kSocketNatEntry = 210;  // sock_rnat 88 + sock_rnat6 120 (LRU)
@@ -58,6 +59,7 @@ std::vector<std::pair<std::string, uint32_t>> MapSizes::by_map() const {
           {"endpoints", endpoints},
           {"container_addrs", endpoints},
           {"container_addrs6", endpoints},
+          {"local_peers", endpoints},
           {"stats", stats_slots()},
           {"publish", published_ports},
           {"publish6", published_ports},

@@ -40,7 +40,9 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
       const Mac& mac = host.macs.at(e.interface);
       std::copy(mac.begin(), mac.end(), v.mac);
     }
-    m.endpoints.emplace(key_bytes(static_cast<uint32_t>(host.ifindex.at(e.interface))), v);
+    auto ifindex = static_cast<uint32_t>(host.ifindex.at(e.interface));
+    m.endpoints.emplace(key_bytes(ifindex), v);
+    m.local_peers.emplace(key_bytes(moat_peer_key{e.value.net_id, e.value.ipv4}), ifindex);
     m.container_addrs.emplace(
         key_bytes(moat_container_net_key{e.value.container_id, e.value.net_id}), e.value.ipv4);
     if (e.value.ipv6.w[0] | e.value.ipv6.w[1] | e.value.ipv6.w[2] | e.value.ipv6.w[3])

@@ -69,6 +69,7 @@ struct MapPlan {
   ByteKeyed<moat_uplink> uplinks;
   ByteKeyed<uint32_t> container_addrs;
   ByteKeyed<moat_ip> container_addrs6;  // only containers with IPv6 on that network
+  ByteKeyed<uint32_t> local_peers;      // {network, address} -> the endpoint's ifindex
   std::vector<AttachmentRow> endpoint_rows, uplink_rows, bridge_rows;
 };
 
