@@ -9,18 +9,21 @@
 namespace moat {
 namespace {
 
-// nlohmann keeps the last of duplicate keys without a word, and the parsed
-// tree no longer shows them. A SAX pass of its own sees every key: a parser
-// callback would too, but nlohmann's callback parser rescans the enclosing
-// container at every object's end, quadratic in a 100,000-rule policy.
-class DuplicateKeyFinder {
- public:
+// The types nlohmann's SAX interface asks a handler for.
+struct SaxTypes {
   using number_integer_t = Json::number_integer_t;
   using number_unsigned_t = Json::number_unsigned_t;
   using number_float_t = Json::number_float_t;
   using string_t = Json::string_t;
   using binary_t = Json::binary_t;
+};
 
+// nlohmann keeps the last of duplicate keys without a word, and the parsed
+// tree no longer shows them. A SAX handler of its own sees every key: a parser
+// callback would too, but nlohmann's callback parser rescans the enclosing
+// container at every object's end, quadratic in a 100,000-rule policy.
+class DuplicateKeyFinder : public SaxTypes {
+ public:
   bool null() { return value(); }
   bool boolean(bool) { return value(); }
   bool number_integer(number_integer_t) { return value(); }
@@ -111,14 +114,8 @@ class DuplicateKeyFinder {
 
 // nlohmann's own tree builder and the duplicate-key finder fed by one
 // tokenizing pass: two passes over a 10 MB file were a tenth of an apply.
-class CheckedTreeBuilder {
+class CheckedTreeBuilder : public SaxTypes {
  public:
-  using number_integer_t = Json::number_integer_t;
-  using number_unsigned_t = Json::number_unsigned_t;
-  using number_float_t = Json::number_float_t;
-  using string_t = Json::string_t;
-  using binary_t = Json::binary_t;
-
   explicit CheckedTreeBuilder(Json& root) : tree_(root, true) {}
 
   bool null() { return dups_.null() && tree_.null(); }
