@@ -96,4 +96,13 @@ must_drop "c3 -> c2:80 (c2's policy)" "$L" c3 tcp "$C2" 80
 n=$(drops "$L" policy-default-deny)
 check "policy drops counted ($n)" [ "$n" -gt 0 ]
 must_pass "c1 -> c2:80 still" "$L" c1 tcp "$C2" 80 c2
+
+echo "a kernel without bpf_redirect_peer() (simulated): the switch starts off"
+"$MOAT" down --instance "lab-$L" >/dev/null
+MOAT_KERNEL_LACKS=redirect_peer "$MOAT" lab apply --lab "$L" >/dev/null
+check "fast path off on a new instance where the kernel lacks the helper" \
+  [ "$(MOAT_KERNEL_LACKS=redirect_peer fast_field peer)" = False ]
+MOAT_KERNEL_LACKS=redirect_peer "$MOAT" fastpath on --lab "$L" >/dev/null 2>&1
+check "and turning it on there fails" [ $? -ne 0 ]
+must_pass "c1 -> c2:80 on the plain path" "$L" c1 tcp "$C2" 80 c2
 down_and_finish "$L"

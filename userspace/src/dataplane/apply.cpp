@@ -411,7 +411,10 @@ Result<void> write(Apply& a) {
   if (!a.dry_run) {
     for (uint32_t slot : a.want.slots.fresh)
       if (auto r = zero_stats_slot(maps.stats, slot); !r) return r;
-    if (auto r = fast_path_default(maps.fast_cfg); !r) return r;
+    // Asked when the programs are loaded, not on every apply: the probe
+    // loads a program of its own, and an apply that changes nothing loads none.
+    if (a.uskel)
+      if (auto r = fast_path_default(maps.fast_cfg); !r) return r;
     for (const auto& u : a.want.uplink_rows)
       if (auto r = set_uplink_slot(maps.uplink_slots, u.ifindex, a.want.slots.slot.at(u.name)); !r)
         return r;
