@@ -727,8 +727,12 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
 void keep_maps_between_applies(bool on) {
   g_keep_maps = on;
   if (!on) g_kept_maps.reset();
+  keep_sock_programs(on);
 }
 
-void drop_kept_maps() { g_kept_maps.reset(); }
+void drop_kept_maps() {
+  g_kept_maps.reset();
+  drop_kept_sock_programs();
+}
 
 }  // namespace moat

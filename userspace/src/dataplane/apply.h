@@ -33,8 +33,9 @@ struct ApplyHooks {
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
                           bool ports_held, const ApplyHooks& hooks);
 
-// keep_kernel_handles() (reconcile.h): the endpoint object's maps stay
-// open for the next apply of the same instance in this process.
+// keep_kernel_handles() (reconcile.h): the endpoint object's maps, and the
+// socket programs, stay open for the next apply of the same instance in this
+// process.
 void keep_maps_between_applies(bool on);
 // Closes them (an instance going down must not live on in our fds).
 void drop_kept_maps();

@@ -1,8 +1,9 @@
 #include "dataplane/host.h"
 
 #include <fcntl.h>
-#include <ifaddrs.h>
 #include <linux/magic.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -14,7 +15,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <optional>
+#include <vector>
 
 #include "util/fd.h"
 #include "util/paths.h"
@@ -53,12 +57,16 @@ uint64_t current_netns_inode() {
   return st.st_ino;
 }
 
+// The name found last is tried first: listing /run/netns costs more than the
+// rest of an agent's apply, twice per apply, and the answer rarely changes.
 std::string current_netns_path() {
+  thread_local std::string last;
   uint64_t ino = current_netns_inode();
+  struct stat st {};
+  if (!last.empty() && stat(last.c_str(), &st) == 0 && st.st_ino == ino) return last;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(paths::kNetnsDir, ec)) {
-    struct stat st {};
-    if (stat(e.path().c_str(), &st) == 0 && st.st_ino == ino) return e.path();
+    if (stat(e.path().c_str(), &st) == 0 && st.st_ino == ino) return last = e.path();
   }
   return "";
 }
@@ -79,21 +87,66 @@ Result<uint32_t> interface_ipv4(const std::string& ifname) {
   return reinterpret_cast<sockaddr_in*>(&req.ifr_addr)->sin_addr.s_addr;
 }
 
+namespace {
+
+bool usable_ipv6(const in6_addr& v6) {
+  return !IN6_IS_ADDR_LINKLOCAL(&v6) && !IN6_IS_ADDR_MULTICAST(&v6) && !IN6_IS_ADDR_LOOPBACK(&v6) &&
+         !IN6_IS_ADDR_V4MAPPED(&v6) && !IN6_IS_ADDR_UNSPECIFIED(&v6);
+}
+
+// The first usable address of one RTM_NEWADDR message, if it has one.
+std::optional<in6_addr> addr_of(const nlmsghdr* h, unsigned ifindex) {
+  auto* ifa = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+  if (ifa->ifa_family != AF_INET6 || ifa->ifa_index != ifindex) return std::nullopt;
+  int len = static_cast<int>(IFA_PAYLOAD(h));
+  for (auto* rta = IFA_RTA(ifa); RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
+    if (rta->rta_type != IFA_ADDRESS || RTA_PAYLOAD(rta) != sizeof(in6_addr)) continue;
+    in6_addr v6;
+    std::memcpy(&v6, RTA_DATA(rta), sizeof v6);
+    if (usable_ipv6(v6)) return v6;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+// One interface's addresses, asked of the kernel by its index (a strict
+// dump): getifaddrs() dumps every address of every interface, a cost that
+// grows with the containers on the host and that the agent paid per apply.
 std::array<uint8_t, 16> interface_ipv6(const std::string& ifname) {
   std::array<uint8_t, 16> out{};
-  ifaddrs* all = nullptr;
-  if (getifaddrs(&all) != 0) return out;
-  for (const ifaddrs* a = all; a; a = a->ifa_next) {
-    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET6 || ifname != a->ifa_name) continue;
-    const in6_addr& v6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr)->sin6_addr;
-    if (IN6_IS_ADDR_LINKLOCAL(&v6) || IN6_IS_ADDR_MULTICAST(&v6) || IN6_IS_ADDR_LOOPBACK(&v6) ||
-        IN6_IS_ADDR_V4MAPPED(&v6))
-      continue;
-    std::copy(v6.s6_addr, v6.s6_addr + 16, out.begin());
-    break;
+  unsigned ifindex = if_nametoindex(ifname.c_str());
+  if (ifindex == 0) return out;
+  Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  int one = 1;
+  if (!fd.ok() || setsockopt(fd.get(), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one) != 0)
+    return out;
+  struct {
+    nlmsghdr h;
+    ifaddrmsg ifa;
+  } req{};
+  req.h.nlmsg_len = NLMSG_LENGTH(sizeof(ifaddrmsg));
+  req.h.nlmsg_type = RTM_GETADDR;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = 1;
+  req.ifa.ifa_family = AF_INET6;
+  req.ifa.ifa_index = ifindex;
+  if (send(fd.get(), &req, req.h.nlmsg_len, 0) < 0) return out;
+  std::vector<char> buf(32768);
+  for (;;) {
+    ssize_t n = recv(fd.get(), buf.data(), buf.size(), 0);
+    if (n <= 0) return out;
+    int left = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) return out;
+      if (h->nlmsg_type != RTM_NEWADDR) continue;
+      if (auto v6 = addr_of(h, ifindex)) {
+        std::copy(v6->s6_addr, v6->s6_addr + 16, out.begin());
+        return out;
+      }
+    }
   }
-  freeifaddrs(all);
-  return out;
 }
 
 }  // namespace moat

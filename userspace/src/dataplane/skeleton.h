@@ -112,14 +112,27 @@ class Skeleton {
 
   // Whether every map of the object is the very map pinned at
   // `dir`/<map name> (by id): nothing was unpinned or re-created since.
+  // Our own maps' ids are asked once: an id stays with its map while we
+  // hold it (the agent asks before every apply).
   bool same_pins(const std::string& dir) const {
     bpf_map* m;
+    if (map_ids_.empty()) {
+      std::vector<uint32_t> ids;
+      bpf_object__for_each_map(m, skel_->obj) {
+        bpf_map_info b{};
+        uint32_t lb = sizeof(b);
+        if (bpf_obj_get_info_by_fd(bpf_map__fd(m), &b, &lb) != 0) return false;
+        ids.push_back(b.id);
+      }
+      map_ids_ = std::move(ids);
+    }
+    size_t i = 0;
     bpf_object__for_each_map(m, skel_->obj) {
       Fd pinned(bpf_obj_get((dir + "/" + bpf_map__name(m)).c_str()));
-      bpf_map_info a{}, b{};
-      uint32_t la = sizeof(a), lb = sizeof(b);
+      bpf_map_info a{};
+      uint32_t la = sizeof(a);
       if (!pinned.ok() || bpf_obj_get_info_by_fd(pinned.get(), &a, &la) != 0 ||
-          bpf_obj_get_info_by_fd(bpf_map__fd(m), &b, &lb) != 0 || a.id != b.id)
+          a.id != map_ids_[i++])
         return false;
     }
     return true;
@@ -160,6 +173,7 @@ class Skeleton {
     void operator()(S* s) const { SkeletonOps<S>::destroy(s); }
   };
   std::unique_ptr<S, Destroy> skel_;
+  mutable std::vector<uint32_t> map_ids_;  // same_pins()
 };
 
 // Programs loaded, maps reused from `pin_dir` or created and pinned there.

@@ -370,7 +370,39 @@ std::vector<PublishedPort> published_ports(const std::vector<Publish6Entry>& pub
   return out;
 }
 
+namespace {
+
+// A process that applies again and again (the agent) keeps the socket
+// programs it loaded: checking the hooks after each apply then costs a few
+// system calls instead of a verification of every program (~2 ms). Kept only
+// while every map of theirs is still the one pinned: a pin made anew (a
+// `moat down` and up in between) means programs that serve no map left.
+struct KeptSockPrograms {
+  std::string pin_dir;
+  Skeleton<sock_bpf> skel;
+};
+bool g_keep_sock = false;
+std::optional<KeptSockPrograms> g_kept_sock;
+
+Result<Skeleton<sock_bpf>> sock_programs(const std::string& pin_dir) {
+  if (g_kept_sock) {
+    KeptSockPrograms k = std::move(*g_kept_sock);
+    g_kept_sock.reset();
+    if (k.pin_dir == pin_dir && k.skel.same_pins(pin_dir)) return std::move(k.skel);
+  }
+  return load_pinned<sock_bpf>(pin_dir);
+}
+
+}  // namespace
+
 // ---- public ----------------------------------------------------------------------------------
+
+void keep_sock_programs(bool on) {
+  g_keep_sock = on;
+  if (!on) g_kept_sock.reset();
+}
+
+void drop_kept_sock_programs() { g_kept_sock.reset(); }
 
 Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool runtime_binds) {
   // A dry run must not create a pin, which loading would do for a missing map.
@@ -378,7 +410,7 @@ Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool ru
   if (!fs::is_directory(pin_dir))
     return fail("no pinned maps under " + pin_dir + ": load the endpoint programs first", ENOENT);
 
-  auto skel = load_pinned<sock_bpf>(pin_dir);
+  auto skel = sock_programs(pin_dir);
   if (!skel) return std::unexpected(skel.error());
   bool changed = false;
 
@@ -437,6 +469,7 @@ Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool ru
     if (!dry_run && unlink(stale.c_str()) != 0 && errno != ENOENT)
       return fail_errno("remove link pin " + stale.string(), errno);
   }
+  if (g_keep_sock && !dry_run) g_kept_sock = KeptSockPrograms{pin_dir, std::move(*skel)};
   return changed;
 }
 

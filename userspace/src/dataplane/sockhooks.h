@@ -34,6 +34,11 @@ namespace moat {
 // reserves none (MOAT_HOST_F_RUNTIME_BINDS).
 Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool runtime_binds);
 
+// With `on`, the programs ensure_sock_hooks() loaded are kept for its next
+// call in this process (the agent), while their maps are the pinned ones.
+void keep_sock_programs(bool on);
+void drop_kept_sock_programs();
+
 // What is attached, one row per link pin:
 // [{"hook": "connect4", "link_id", "prog_id", "pin", "attach_type",
 //   "cgroup_id", "attached"}, ...]. Empty when pin_dir holds no link.
