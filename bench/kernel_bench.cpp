@@ -87,7 +87,10 @@ std::string str(in_addr_t a) {
 // ---- running, with the action checked every time --------------------------------------
 
 const char* action_name(uint32_t a) {
-  return a == TC_ACT_OK ? "TC_ACT_OK" : a == TC_ACT_SHOT ? "TC_ACT_SHOT" : "another action";
+  return a == TC_ACT_OK         ? "TC_ACT_OK"
+         : a == TC_ACT_SHOT     ? "TC_ACT_SHOT"
+         : a == TC_ACT_REDIRECT ? "TC_ACT_REDIRECT"
+                                : "another action";
 }
 
 RunResult checked_run(const std::string& what, const bpf_program* prog, uint32_t ifindex,
@@ -524,6 +527,95 @@ void add_baseline_cases(std::vector<Case>& cases, const Plane& p, const Options&
                    "the baseline's packet over IPv6, no policy");
 }
 
+// ---- the fast path: from_container straight into a peer's namespace -------------------
+
+// lib/redirect.h: a packet of a tracked, answered flow between two
+// containers of one network leaves from_container by bpf_redirect_peer();
+// every other packet from_container passes is offered to it too and
+// refused. Its own plane: the endpoints carry their MACs and `local_peers`
+// entries as apply writes them, and a policy that admits everything
+// (revision 1) makes flows tracked.
+const Mac kFastMacA = {0x02, 0x42, 0xac, 0x14, 0x00, 0x02};
+const Mac kFastMacB = {0x02, 0x42, 0xac, 0x14, 0x00, 0x03};
+const Mac kFastGatewayMac = {0x02, 0x42, 0x11, 0x11, 0x11, 0x11};
+
+Bytes fast_tcp(const Mac& src_mac, const Mac& dst_mac, const char* s, uint16_t sp, const char* d,
+               uint16_t dp, uint8_t flags) {
+  return eth(ETH_P_IP,
+             ipv4({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_TCP}, tcp(sp, dp, flags)),
+             dst_mac, src_mac);
+}
+
+void fast_endpoint(const Programs& p, const char* dev, const char* ip, const Mac& mac) {
+  const uint32_t ifindex = ifindex_of(dev);
+  add_endpoint(p.ep, ifindex, kNet, ip4(ip));
+  moat_endpoint ep{};
+  if (bpf_map__lookup_elem(p.ep->maps.endpoints, &ifindex, 4, &ep, sizeof ep, 0) != 0)
+    throw std::runtime_error(std::string("fast path: reading ") + dev + "'s endpoint");
+  std::copy(mac.begin(), mac.end(), ep.mac);
+  const moat_peer_key k = {kNet.id, ip4(ip)};
+  if (bpf_map__update_elem(p.ep->maps.endpoints, &ifindex, 4, &ep, sizeof ep, BPF_ANY) != 0 ||
+      bpf_map__update_elem(p.ep->maps.local_peers, &k, sizeof k, &ifindex, 4, BPF_ANY) != 0)
+    throw std::runtime_error(std::string("fast path: writing ") + dev + "'s endpoint");
+}
+
+std::unique_ptr<Programs> fast_plane() {
+  auto p = std::make_unique<Programs>();
+  add_network(p->ep, kNet);
+  add_uplink(p->ep, ifindex_of("moat-u"), ip4(HOST));
+  add_host_addr(p->ep, ip4(HOST));
+  fast_endpoint(*p, "moat-a", A, kFastMacA);
+  fast_endpoint(*p, "moat-b", B, kFastMacB);
+  install_policy(p->ep, 1, {}, {});
+  return p;
+}
+
+void add_fast_path_cases(std::vector<Case>& cases, const Programs& p, const Options& o) {
+  const bpf_program* from = p.ep->progs.from_container;
+  const bpf_program* to = p.ep->progs.to_container;
+  const uint32_t a = ifindex_of("moat-a"), b = ifindex_of("moat-b");
+  const std::string tag = "fast path, ";
+  // A:40000 -> B:80 opened and answered, as the fast path's BPF test does;
+  // A:40001 -> the world (CLIENT:443) opened and answered.
+  checked_run(tag + "SYN A->B", from, a, fast_tcp(kFastMacA, kFastMacB, A, 40000, B, 80, kSyn), 1,
+              TC_ACT_OK);
+  checked_run(tag + "SYN A->B at B", to, b, fast_tcp(kFastMacA, kFastMacB, A, 40000, B, 80, kSyn),
+              1, TC_ACT_OK);
+  checked_run(tag + "SYN-ACK B->A", from, b,
+              fast_tcp(kFastMacB, kFastMacA, B, 80, A, 40000, kSyn | kAck), 1, TC_ACT_REDIRECT);
+  checked_run(tag + "SYN A->world", from, a,
+              fast_tcp(kFastMacA, kFastGatewayMac, A, 40001, CLIENT, 443, kSyn), 1, TC_ACT_OK);
+  checked_run(tag + "SYN-ACK world->A", to, a,
+              fast_tcp(kFastGatewayMac, kFastMacA, CLIENT, 443, A, 40001, kSyn | kAck), 1,
+              TC_ACT_OK);
+  const std::optional<moat_ct_entry> peer = ct_get(p.ep, ct_key(A, 40000, B, 80, IPPROTO_TCP));
+  const std::optional<moat_ct_entry> world =
+      ct_get(p.ep, ct_key(A, 40001, CLIENT, 443, IPPROTO_TCP));
+  if (!peer || peer->kind != MOAT_CT_TRACK || !peer->reply_packets || !world ||
+      world->kind != MOAT_CT_TRACK || !world->reply_packets)
+    throw std::runtime_error(tag + "the flows are not tracked and answered");
+
+  const Json meta = {{"scenario", "fast_path"}, {"hook", "from_container"}, {"runs", "repeat"}};
+  auto add = [&](const char* path, const char* what, uint32_t dev, Bytes frame, uint32_t want) {
+    Json m = meta;
+    m["path"] = path;
+    m["what"] = what;
+    checked_run(tag + path, from, dev, frame, 1, want);
+    cases.push_back({m, repeated(tag + path, from, dev, std::move(frame), o.repeat, want), {}});
+  };
+  add("redirected",
+      "a packet of an established tracked flow between two containers of one network: "
+      "judged, then redirected into the peer's namespace (bpf_redirect_peer)",
+      a, fast_tcp(kFastMacA, kFastMacB, A, 40000, B, 80, kAck), TC_ACT_REDIRECT);
+  add("redirected_reply",
+      "the flow's reply: judged, redirected, and accounted as the peer's to_container would", b,
+      fast_tcp(kFastMacB, kFastMacA, B, 80, A, 40000, kAck), TC_ACT_REDIRECT);
+  add("outside",
+      "a packet of an established tracked flow to the world: judged, offered to the fast path, "
+      "refused (no local peer), passed",
+      a, fast_tcp(kFastMacA, kFastGatewayMac, A, 40001, CLIENT, 443, kAck), TC_ACT_OK);
+}
+
 // ---- the floor: a program that only parses ---------------------------------------
 
 // floor.bpf.c: Ethernet, IPv4 or IPv6 and L4 parsed with lib/parse.h, then
@@ -616,6 +708,8 @@ Json bench(const Options& o) {
   add_floor_cases(cases, *floor, o);
   planes.push_back(plane(1));
   add_baseline_cases(cases, *planes.back(), o);
+  const std::unique_ptr<Programs> fast = fast_plane();
+  add_fast_path_cases(cases, *fast, o);
   for (uint32_t r : o.rules) {
     policies.push_back(policy_setup(r, o.containers));
     add_policy_cases(cases, *policies.back(), o);

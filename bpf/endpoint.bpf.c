@@ -560,7 +560,8 @@ static __noinline int dial_published(struct __sk_buff *skb, const struct moat_en
  * direction) passes, rewritten where its entry says; a new flow is checked
  * against published ports, then isolation, then policy, and tracked once
  * admitted while policies exist. Returns a verdict (MOAT_REDIRECT_BACK
- * included).
+ * included; from the container MOAT_REDIRECT_PEER, where the fast path
+ * took a packet of a known flow, lib/redirect.h).
  */
 static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat_endpoint *ep,
 					struct l4_info *l4, __u32 dir)
@@ -592,13 +593,21 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 			v = ct_recheck(&l4->key, e, rev);
 			if (v)
 				return v;
-			if (!ct_rewrites_here(e, ifindex, dir))
-				return MOAT_PASS;
-			ct_update(e, l4, skb->len, now, 0);
-			v = nat_rewrite(skb, l4, &e->xlated);
-			if (v == MOAT_PASS && (e->flags & MOAT_CT_F_HAIRPIN))
-				return hairpin_back(skb);
-			return v;
+			if (ct_rewrites_here(e, ifindex, dir)) {
+				ct_update(e, l4, skb->len, now, 0);
+				v = nat_rewrite(skb, l4, &e->xlated);
+				if (v == MOAT_PASS && (e->flags & MOAT_CT_F_HAIRPIN))
+					return hairpin_back(skb);
+				/* A tracked flow's entry translates nothing: its
+				 * packet is still as parsed, any other's is not. */
+				if (v || e->kind != MOAT_CT_TRACK)
+					return v;
+			}
+			/* Straight into the destination's namespace when its
+			 * hook would pass the packet as it is (lib/redirect.h). */
+			if (dir == MOAT_DIR_FROM_CONTAINER)
+				return fast_peer_orig(skb, ep, l4, e);
+			return MOAT_PASS;
 		}
 		/* A reply, or the original direction after DNAT (known by its reply). */
 		ct_reverse(&l4->key, &rkey);
@@ -609,6 +618,8 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 				return v;
 			if (e->kind == MOAT_CT_TRACK && e->ifindex == ifindex && e->dir != dir)
 				ct_update(e, l4, skb->len, now, 1);
+			if (dir == MOAT_DIR_FROM_CONTAINER)
+				return fast_peer_reply(skb, ep, l4, e, now);
 			return MOAT_PASS;
 		}
 	}
@@ -719,12 +730,9 @@ SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
 	__u32 slot = 0, flags = 0;
+	/* MOAT_REDIRECT_PEER: the verdict took the fast path (lib/redirect.h). */
 	int v = judge(skb, MOAT_DIR_FROM_CONTAINER, &slot, &flags);
 
-	/* Straight into the destination's namespace when its hook would pass
-	 * the packet as it is (lib/redirect.h). */
-	if (v == MOAT_PASS)
-		v = fast_peer_verdict(skb);
 	/* The network's bridge lets through only what was judged here. */
 	if (v == MOAT_PASS && (flags & MOAT_NET_F_GUARDED))
 		skb->mark |= MOAT_MARK_JUDGED;

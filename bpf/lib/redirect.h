@@ -27,7 +27,9 @@
  *     policy revokes was dropped there), and not rewritten at B's hook;
  *   - the flow is not new: an original-direction packet only once a reply
  *     was seen, and never a TCP SYN (a flow opening again on its tuple).
- * The caller (from_container) only asks after its own verdict was a pass.
+ * from_container's verdict hands over what it found (fast_peer_orig(),
+ * fast_peer_reply()) where it passes a packet of a known flow as it is;
+ * every other packet takes the plain path without a look.
  */
 #ifndef MOAT_LIB_REDIRECT_H
 #define MOAT_LIB_REDIRECT_H
@@ -49,41 +51,6 @@ static __always_inline int fast_peer_enabled(void)
 	__u32 *f = bpf_map_lookup_elem(&fast_cfg, &zero);
 
 	return f && !(*f & MOAT_FAST_F_PEER_OFF);
-}
-
-/*
- * Whether B's to_container would pass a packet with tuple `l4` unchanged,
- * and B is at `dst_if`. Returns the flow's entry when it would and the
- * packet is a reply B's hook accounts (*reply set), the entry with
- * *reply 0 when it would and there is nothing to account there, NULL
- * when the plain path must judge. No side effect but an expired entry's
- * end, which B's own lookup would have made.
- */
-static __always_inline struct moat_ct_entry *fast_flow(const struct l4_info *l4, __u32 dst_if,
-							__u64 now, int *reply)
-{
-	__u32 rev = policy_current_rev();
-	struct moat_ct_entry *e;
-	struct moat_ct_key rkey;
-
-	*reply = 0;
-	e = ct_lookup(&l4->key, now);
-	if (e) {
-		/* Original direction: to_container passes it untouched unless the
-		 * entry rewrites there; a flow nobody answered yet is new. */
-		if (e->kind != MOAT_CT_TRACK || e->policy_rev != rev ||
-		    ct_rewrites_here(e, dst_if, MOAT_DIR_TO_CONTAINER) || !e->reply_packets)
-			return NULL;
-		return e;
-	}
-	ct_reverse(&l4->key, &rkey);
-	e = ct_lookup(&rkey, now);
-	if (!e || e->kind != MOAT_CT_TRACK || e->policy_rev != rev ||
-	    ct_replies_rewritten_here(e, dst_if, MOAT_DIR_TO_CONTAINER))
-		return NULL;
-	/* to_container accounts the reply where the flow was admitted. */
-	*reply = e->ifindex == dst_if && e->dir != MOAT_DIR_TO_CONTAINER;
-	return e;
 }
 
 /* B's counters as to_container's finish() keeps them, and the fast path's own. */
@@ -111,64 +78,91 @@ static __always_inline void fast_count(__u32 dst_slot, __u32 len)
 }
 
 /*
- * A packet from_container passed: MOAT_REDIRECT_PEER when it was handed to
- * the destination container's namespace, MOAT_PASS (the plain path) when
- * it does not qualify. Never a drop. A BPF-to-BPF call: its frame is not
- * added to the judging path's.
+ * A packet from_container passed as it is, of tracked flow `e`: the
+ * destination's to_container would pass it unchanged too, so it goes
+ * straight there (MOAT_REDIRECT_PEER), or it takes the plain path
+ * (MOAT_PASS). Never a drop.
+ *
+ * Everything comes from the sender's verdict, which has just established
+ * it for this very packet: its tuple `l4` (parsed, no rewrite since), the
+ * sender's endpoint `src`, the flow's entry `e` (re-judged under the
+ * current revision), the clock `now`; `reply` says whether `e` was found
+ * by the packet's reversed tuple. Nothing is parsed, looked up or read
+ * twice: only the destination (`local_peers`, `endpoints`) is new.
  */
-static __noinline int fast_peer_verdict(struct __sk_buff *skb)
+static __always_inline int fast_peer(struct __sk_buff *skb, const struct moat_endpoint *src,
+				     const struct l4_info *l4, struct moat_ct_entry *e, __u64 now,
+				     const int reply)
 {
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
 	__u32 ifindex = skb->ifindex, dst_if;
-	const struct moat_endpoint *src, *dst;
+	const struct moat_endpoint *dst;
 	struct moat_peer_key pk;
-	struct moat_ct_entry *e;
-	struct l4_info l4;
-	struct ethhdr *eth;
-	struct iphdr *ip;
-	struct cursor c;
+	struct ethhdr *eth = data;
 	__u32 *found;
-	__u64 now;
-	int reply;
+	int account;
 
-	if (!fast_peer_enabled() || skb->vlan_present)
+	/* No fragment (its ports come from another packet), no ICMP error
+	 * (RELATED, rewritten quotes), no new TCP flow on a known tuple. */
+	if (e->kind != MOAT_CT_TRACK || l4->fragment || l4->more_frags || l4->icmp_error ||
+	    !l4->has_ports)
 		return MOAT_PASS;
-	/* The frame as it leaves the sender's hook, rewrites included. */
-	cursor_init(&c, skb);
-	eth = parse_eth(&c);
-	if (!eth || eth->h_proto != bpf_htons(ETH_P_IP) || (eth->h_dest[0] & 1))
+	if (l4->key.proto == IPPROTO_TCP && (l4->tcp_flags & TCP_FLAG_SYN) &&
+	    !(l4->tcp_flags & TCP_FLAG_ACK))
 		return MOAT_PASS;
-	ip = parse_ipv4(&c);
-	if (!ip || parse_l4(&c, skb, ip, &l4))
+	/* A flow nobody answered yet is new. */
+	if (!reply && !e->reply_packets)
 		return MOAT_PASS;
-	if (l4.fragment || l4.more_frags || l4.icmp_error || !l4.has_ports)
+	/* Judged under the revision in force: one installed since takes the
+	 * plain path, where the destination's hook judges it again. */
+	if (e->policy_rev != policy_current_rev() || !fast_peer_enabled())
 		return MOAT_PASS;
-	if (l4.key.proto == IPPROTO_TCP && (l4.tcp_flags & TCP_FLAG_SYN) &&
-	    !(l4.tcp_flags & TCP_FLAG_ACK))
-		return MOAT_PASS;
-	src = bpf_map_lookup_elem(&endpoints, &ifindex);
-	if (!src)
+	/* The sender's hook parsed this frame and rewrote nothing. */
+	if ((void *)(eth + 1) > data_end || (eth->h_dest[0] & 1))
 		return MOAT_PASS;
 	pk.net_id = src->net_id;
-	pk.addr = l4.key.daddr;
+	pk.addr = l4->key.daddr;
 	found = bpf_map_lookup_elem(&local_peers, &pk);
 	if (!found || *found == ifindex)
 		return MOAT_PASS;
 	dst_if = *found;
 	/* `local_peers` only points: the endpoint itself must agree. */
 	dst = bpf_map_lookup_elem(&endpoints, &dst_if);
-	if (!dst || dst->net_id != src->net_id || dst->ipv4 != l4.key.daddr ||
+	if (!dst || dst->net_id != src->net_id || dst->ipv4 != l4->key.daddr ||
 	    !fast_mac_eq(eth->h_dest, dst->mac))
 		return MOAT_PASS;
-	now = bpf_ktime_get_ns();
-	e = fast_flow(&l4, dst_if, now, &reply);
-	if (!e)
+	/* Where the destination's hook admitted the flow: it rewrites (a
+	 * tracked flow: updates) the original direction there, and accounts
+	 * the replies. */
+	account = e->ifindex == dst_if;
+	if (reply)
+		account = account && e->dir != MOAT_DIR_TO_CONTAINER;
+	else if (account && e->dir == MOAT_DIR_TO_CONTAINER)
 		return MOAT_PASS;
 	if (bpf_redirect_peer(dst_if, 0) != TC_ACT_REDIRECT)
 		return MOAT_PASS;
-	if (reply)
-		ct_update(e, &l4, skb->len, now, 1);
+	if (reply && account)
+		ct_update(e, l4, skb->len, now, 1);
 	fast_count(dst->stats_slot, skb->len);
 	return MOAT_REDIRECT_PEER;
+}
+
+/*
+ * The two ways from_container's verdict hands a passed packet of a known
+ * flow over (fast_peer()): found by its own tuple, or by its reversed one.
+ * BPF-to-BPF calls: their frames are not on the stack with a new flow's
+ * deeper chain (dial_published()), and a call takes five arguments at most.
+ */
+static __noinline int fast_peer_orig(struct __sk_buff *skb, const struct moat_endpoint *src,
+				     const struct l4_info *l4, struct moat_ct_entry *e)
+{
+	return fast_peer(skb, src, l4, e, 0, 0);
+}
+
+static __noinline int fast_peer_reply(struct __sk_buff *skb, const struct moat_endpoint *src,
+				      const struct l4_info *l4, struct moat_ct_entry *e, __u64 now)
+{
+	return fast_peer(skb, src, l4, e, now, 1);
 }
 
 #endif

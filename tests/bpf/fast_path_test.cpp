@@ -261,6 +261,28 @@ TEST_F(FastPath, FlowRewrittenAtTheDestinationTakesThePlainPath) {
          frame(kMacA, kMacB, {.src = ip4(A), .dst = ip4(B)}, tcp(42000, 80)), pass});
 }
 
+// The fast path takes only what the sender's hook passed as it is: a packet
+// it rewrote is never offered, even one rewritten onto the tuple of an
+// answered flow to a container of its network, addressed to that
+// container's MAC (A dialling a port B publishes at a host address, from
+// the port of A's flow to B).
+TEST_F(FastPath, RewrittenBySenderTakesThePlainPath) {
+  add_publish(dp_.ep, {0, 8080, IPPROTO_TCP, ip4(B), 80, if_['B'], kNet1.id});
+  auto dial = [](uint8_t flags) {
+    return frame(kMacA, kMacB, {.src = ip4(A), .dst = ip4(HOST), .l4_checksum = true},
+                 tcp(kClientPort, 8080, flags));
+  };
+  ASSERT_EQ(run(skel_from(), if_['A'], dial(kSyn)).retval, uint32_t(TC_ACT_OK));
+  const uint64_t fast_before = fast_packets();
+  const RunResult r = run(skel_from(), if_['A'], dial(kAck));
+  ASSERT_EQ(r.err, 0) << std::strerror(r.err);
+  EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK));
+  const Bytes rewritten = frame(kMacA, kMacB, {.src = ip4(A), .dst = ip4(B), .l4_checksum = true},
+                                tcp(kClientPort, 80, kAck));
+  EXPECT_EQ(r.out, rewritten) << "DNAT onto the fixture's tuple";
+  EXPECT_EQ(fast_packets(), fast_before);
+}
+
 // A policy change: the sender's hook judges the flow again under the new
 // revision; a flow the destination's ingress now refuses is dropped there,
 // one it still admits goes on by the fast path.
