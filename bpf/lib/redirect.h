@@ -165,6 +165,7 @@ static __noinline int fast_peer_verdict(struct __sk_buff *skb)
 		return MOAT_PASS;
 	if (bpf_redirect_peer(dst_if, 0) != TC_ACT_REDIRECT)
 		return MOAT_PASS;
+	/* No SYN comes this way: nothing the update could refuse. */
 	if (reply)
 		ct_update(e, &l4, skb->len, now, 1);
 	fast_count(dst->stats_slot, skb->len);
