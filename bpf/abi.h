@@ -452,7 +452,10 @@ struct moat_ct_entry {
  * expired closed flow before the sweep gives nothing back: the sweep does,
  * finding it gone. So an owner's count is the number of its slots still
  * COUNTED, never less than the open flows it holds, never more than its
- * quota (plus the quiet ring's).
+ * quota (plus the quiet ring's). One assumption, the one the sweep's gap
+ * makes already: the slot a close checked (key, owner) is not made anew
+ * before its swap a few instructions later, which takes the tail around
+ * the whole ring (MOAT_CT_SWEEP_GAP new flows when it is full) meanwhile.
  */
 #define MOAT_CT_FLOW_QUOTA_SHARE 16 /* quota: the ring's slots / this */
 #define MOAT_CT_QUOTA_FROM_SHARE 64 /* counting starts at the ring's slots / this */
