@@ -1009,8 +1009,7 @@ uint32_t world_to_a(Dataplane& dp, uint16_t cport, uint8_t flags) {
       .retval;
 }
 uint32_t a_to_world(Dataplane& dp, uint16_t cport, uint8_t flags) {
-  return run(dp.prog(Hook::ToWorld), dp.ifindex.at(kUplink),
-             tcp4(A, 5000, CLIENT, cport, flags))
+  return run(dp.prog(Hook::ToWorld), dp.ifindex.at(kUplink), tcp4(A, 5000, CLIENT, cport, flags))
       .retval;
 }
 // The handshake of client port `cport` to A's published port.
@@ -1038,9 +1037,7 @@ class CtClose : public NatSmallTable {
     for (int i = 0; i < 40; i++)
       ASSERT_EQ(masquerade_from(dp_, ip4(B), uint16_t(2000 + i), 53).retval, uint32_t(TC_ACT_OK));
   }
-  const moat_ct_key orig(uint16_t cport) {
-    return ct_key(CLIENT, cport, HOST, 5000, IPPROTO_TCP);
-  }
+  const moat_ct_key orig(uint16_t cport) { return ct_key(CLIENT, cport, HOST, 5000, IPPROTO_TCP); }
   const moat_ct_key reply(uint16_t cport) {
     return reversed(ct_key(CLIENT, cport, A, 5000, IPPROTO_TCP));
   }
@@ -1057,8 +1054,7 @@ class CtClose : public NatSmallTable {
   // MOAT_CT_SWEEP_GAP slots before the tail, and A's flows must be passed.
   void pad_ring() {
     for (int i = 0; i < 100; i++)
-      ASSERT_EQ(masquerade_from(dp_, ip4(B), uint16_t(3000 + i), 53).retval,
-                uint32_t(TC_ACT_OK));
+      ASSERT_EQ(masquerade_from(dp_, ip4(B), uint16_t(3000 + i), 53).retval, uint32_t(TC_ACT_OK));
   }
   // Waits (at most four turns of the sweep) until `done` says so.
   template <class F>
@@ -1092,8 +1088,7 @@ TEST_F(CtClose, HalfCloseKeepsTheEstablishedTimeout) {
     EXPECT_EQ(e->tcp_state, MOAT_TCP_ESTABLISHED) << *e;
     EXPECT_EQ(e->flags, MOAT_CT_F_FIN_ORIG) << *e;
   }
-  EXPECT_GE(ct_get(dp_.ep, orig(40000))->expires_ns,
-            t0 + MOAT_CT_TIMEOUT_TCP_EST * 1000000000ull)
+  EXPECT_GE(ct_get(dp_.ep, orig(40000))->expires_ns, t0 + MOAT_CT_TIMEOUT_TCP_EST * 1000000000ull)
       << "the FIN refreshed its entry for the established timeout";
   // As if 11 s passed (the old hold plus one): the entries' expiry moved
   // back by that much, A's data still flows and is rewritten.
@@ -1104,8 +1099,8 @@ TEST_F(CtClose, HalfCloseKeepsTheEstablishedTimeout) {
   }
   check({"A sends on, half-closed", Hook::ToWorld, kUplink, tcp4(A, 5000, CLIENT, 40000), pass,
          tcp4(HOST, 5000, CLIENT, 40000)});
-  check({"the client acknowledges", Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 5000),
-         pass, tcp4(CLIENT, 40000, A, 5000)});
+  check({"the client acknowledges", Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 5000), pass,
+         tcp4(CLIENT, 40000, A, 5000)});
   EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), 1u) << "a half-closed flow is open: counted";
 }
 
@@ -1238,9 +1233,9 @@ TEST_F(CtClose, OpeningAndClosingIsNotHeldByTheQuota) {
     world_to_a(dp_, p, kAck);
   }
   EXPECT_EQ(refused, 0);
-  EXPECT_EQ(sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_FROM_WORLD})
-                .drops[-MOAT_DROP_CT_QUOTA],
-            0u);
+  EXPECT_EQ(
+      sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_FROM_WORLD}).drops[-MOAT_DROP_CT_QUOTA],
+      0u);
   EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), 0u);
   // Open ones count: A is refused at its quota.
   int passed = 0;
@@ -1248,9 +1243,9 @@ TEST_F(CtClose, OpeningAndClosingIsNotHeldByTheQuota) {
     if (world_to_a(dp_, uint16_t(50000 + i), kSyn) == uint32_t(TC_ACT_OK)) passed++;
   EXPECT_EQ(passed, int(kQuota));
   EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), kQuota);
-  EXPECT_EQ(sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_FROM_WORLD})
-                .drops[-MOAT_DROP_CT_QUOTA],
-            uint64_t(n - passed));
+  EXPECT_EQ(
+      sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_FROM_WORLD}).drops[-MOAT_DROP_CT_QUOTA],
+      uint64_t(n - passed));
 }
 
 // An opener and closer as fast as it can: the closed flows are bounded

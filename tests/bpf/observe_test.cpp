@@ -725,10 +725,17 @@ TEST_F(Obs, TcpFinOrRstEndsPublishedFlowWithBothDirectionsCounts) {
   expect_none("a half-close is no end");
   const Bytes fin2 = tcp4(A, 80, CLIENT, 40000, kFin | kAck, 3);
   go(Hook::ToWorld, kUplink, fin2, OK);
-  expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
-              .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_CLOSING, .rule = MOAT_RULE_NONE,
-              .tuple = orig, .xlated = xl, .packets = 3,
-              .bytes = syn.size() + ack.size() + fin.size(), .reply_packets = 3,
+  expect_one({.type = MOAT_EV_FLOW_END,
+              .dev = kUplink,
+              .dir = MOAT_DIR_FROM_WORLD,
+              .kind = MOAT_CT_DNAT,
+              .tcp_state = MOAT_TCP_CLOSING,
+              .rule = MOAT_RULE_NONE,
+              .tuple = orig,
+              .xlated = xl,
+              .packets = 3,
+              .bytes = syn.size() + ack.size() + fin.size(),
+              .reply_packets = 3,
               .reply_bytes = synack.size() + data.size() + fin2.size()});
   go(Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kAck), OK);
   go(Hook::ToWorld, kUplink, fin2, OK);
@@ -777,10 +784,17 @@ TEST_F(Obs, TcpFinEndsTrackedFlowWithBothDirectionsCounts) {
   const Bytes fin2 = tcp4(B, 80, A, 40000, kFin | kAck);
   go(Hook::FromContainer, kDevB, fin2, OK);
   go(Hook::ToContainer, kDevA, fin2, OK);
-  expect_one({.type = MOAT_EV_FLOW_END, .dev = kDevA, .dir = MOAT_DIR_FROM_CONTAINER,
-              .kind = MOAT_CT_TRACK, .tcp_state = MOAT_TCP_CLOSING, .rule = kRuleAllowHttp,
-              .tuple = k, .xlated = k, .packets = 3,
-              .bytes = syn.size() + ack.size() + fin.size(), .reply_packets = 3,
+  expect_one({.type = MOAT_EV_FLOW_END,
+              .dev = kDevA,
+              .dir = MOAT_DIR_FROM_CONTAINER,
+              .kind = MOAT_CT_TRACK,
+              .tcp_state = MOAT_TCP_CLOSING,
+              .rule = kRuleAllowHttp,
+              .tuple = k,
+              .xlated = k,
+              .packets = 3,
+              .bytes = syn.size() + ack.size() + fin.size(),
+              .reply_packets = 3,
               .reply_bytes = synack.size() + data.size() + fin2.size()});
   go(Hook::FromContainer, kDevA, tcp4(A, 40000, B, 80, kAck), OK);
   go(Hook::ToContainer, kDevA, fin2, OK);
@@ -819,10 +833,18 @@ TEST_F(Obs, TrackedFlowClosedOrReportedByThePeerKeepsItsTuple) {
   expect_none("a half-close");
   const Bytes fin = tcp4(B, 80, A, 40000, kFin | kAck);
   go(Hook::ToContainer, kDevA, fin, OK);
-  expect_one({.type = MOAT_EV_FLOW_END, .dev = kDevA, .dir = MOAT_DIR_FROM_CONTAINER,
-              .kind = MOAT_CT_TRACK, .tcp_state = MOAT_TCP_CLOSING, .rule = kRuleAllowHttp,
-              .tuple = k, .xlated = k, .packets = 2, .bytes = syn.size() + afin.size(),
-              .reply_packets = 3, .reply_bytes = synack.size() + data.size() + fin.size()});
+  expect_one({.type = MOAT_EV_FLOW_END,
+              .dev = kDevA,
+              .dir = MOAT_DIR_FROM_CONTAINER,
+              .kind = MOAT_CT_TRACK,
+              .tcp_state = MOAT_TCP_CLOSING,
+              .rule = kRuleAllowHttp,
+              .tuple = k,
+              .xlated = k,
+              .packets = 2,
+              .bytes = syn.size() + afin.size(),
+              .reply_packets = 3,
+              .reply_bytes = synack.size() + data.size() + fin.size()});
 }
 
 TEST_F(Obs, ExpiredFlowEndsAtItsNextLookup) {

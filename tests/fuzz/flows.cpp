@@ -2,7 +2,6 @@
 #include "flows.h"
 
 #include <netinet/in.h>
-
 #include <time.h>
 
 #include <algorithm>
@@ -24,13 +23,14 @@ int64_t monotonic_ns() {
 }  // namespace
 
 bool TcpClose::past_hold() const {
-  return closed_ns >= 0 &&
-         monotonic_ns() + kClockMarginNs >= closed_ns + int64_t(MOAT_CT_TIMEOUT_TCP_CLOSE) * 1'000'000'000;
+  return closed_ns >= 0 && monotonic_ns() + kClockMarginNs >=
+                               closed_ns + int64_t(MOAT_CT_TIMEOUT_TCP_CLOSE) * 1'000'000'000;
 }
 
 void TcpClose::see(uint8_t tcp_flags, bool reply) {
   if (tcp_flags & kTcpFin) fins |= reply ? 2 : 1;
-  if (closed_ns < 0 && ((tcp_flags & kTcpRst) || fins == 3)) closed_ns = monotonic_ns() - kClockMarginNs;
+  if (closed_ns < 0 && ((tcp_flags & kTcpRst) || fins == 3))
+    closed_ns = monotonic_ns() - kClockMarginNs;
 }
 
 std::optional<FlowMatch> FlowTable::find(const Tuple& t) const {
