@@ -208,7 +208,9 @@ static __always_inline int ipv6_known_flow(struct __sk_buff *skb, struct v6_scra
 		v = ct6_recheck(&l4->key, e, rev);
 		if (v || !ct6_rewrites_here(e, skb->ifindex, dir))
 			return v;
-		ct6_update(e, l4, skb->len, now, 0);
+		v = ct6_update(e, l4, skb->len, now, 0);
+		if (v)
+			return v;
 		v = nat_rewrite6(skb, l4, &e->xlated);
 		if (v == MOAT_PASS && (e->flags & MOAT_CT_F_HAIRPIN))
 			return hairpin_back(skb);
@@ -220,7 +222,7 @@ static __always_inline int ipv6_known_flow(struct __sk_buff *skb, struct v6_scra
 		return MOAT_CONTINUE;
 	v = ct6_recheck(&s->rkey, e, rev);
 	if (!v && e->kind == MOAT_CT_TRACK && e->ifindex == skb->ifindex && e->dir != dir)
-		ct6_update(e, l4, skb->len, now, 1);
+		v = ct6_update(e, l4, skb->len, now, 1);
 	return v;
 }
 
@@ -594,7 +596,9 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 			if (v)
 				return v;
 			if (ct_rewrites_here(e, ifindex, dir)) {
-				ct_update(e, l4, skb->len, now, 0);
+				v = ct_update(e, l4, skb->len, now, 0);
+				if (v)
+					return v;
 				v = nat_rewrite(skb, l4, &e->xlated);
 				if (v == MOAT_PASS && (e->flags & MOAT_CT_F_HAIRPIN))
 					return hairpin_back(skb);
@@ -616,8 +620,11 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 			v = ct_recheck(&rkey, e, rev);
 			if (v)
 				return v;
-			if (e->kind == MOAT_CT_TRACK && e->ifindex == ifindex && e->dir != dir)
-				ct_update(e, l4, skb->len, now, 1);
+			if (e->kind == MOAT_CT_TRACK && e->ifindex == ifindex && e->dir != dir) {
+				v = ct_update(e, l4, skb->len, now, 1);
+				if (v)
+					return v;
+			}
 			if (dir == MOAT_DIR_FROM_CONTAINER)
 				return fast_peer_reply(skb, ep, l4, e, now);
 			return MOAT_PASS;

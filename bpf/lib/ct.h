@@ -58,9 +58,10 @@ static __always_inline int ct_failed(int err, int otherwise)
 	__u32 rev;                                                                        \
 	__u32 rule_id;                                                                    \
 	__u32 len; /* of the packet that opens the flow: it is counted */                 \
-	__u32 quiet; /* taking over a flow already tracked: no event, no new charge */    \
+	__u32 ring_slot; /* quiet: the ring slot of the flow taken over */                \
 	__u8 orig_dir;                                                                    \
 	__u8 reply_dir;                                                                   \
+	__u8 quiet; /* taking over a flow already tracked: no event, no new charge */     \
 	owner_t owner; /* whose quota the flow counts in (abi.h; ct_owner_of()) */         \
 	__u32 *owned; /* the owner's count, as ct_admit() found it */
 

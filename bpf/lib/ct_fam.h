@@ -36,6 +36,7 @@
 #undef CT_OWNER
 #undef CT_OWNER_KEY
 #undef CT_OWNER_VAL
+#undef CT_OWNER_OF_ENTRY
 
 #if CT_FAM == 4
 #define CT_KEY struct moat_ct_key
@@ -68,6 +69,7 @@
 #define CT_OWNER __be32 /* the address itself */
 #define CT_OWNER_KEY(o) (&(o))
 #define CT_OWNER_VAL(o) (o)
+#define CT_OWNER_OF_ENTRY(e) ((e)->owner)
 #elif CT_FAM == 6
 #define CT_KEY struct moat_ct6_key
 #define CT_ENTRY struct moat_ct6_entry
@@ -99,6 +101,7 @@
 #define CT_OWNER const union moat_ip * /* where the address lives (lib/ct.h) */
 #define CT_OWNER_KEY(o) (o)
 #define CT_OWNER_VAL(o) (*(o))
+#define CT_OWNER_OF_ENTRY(e) (&(e)->owner)
 #else
 #error "CT_FAM must be 4 or 6"
 #endif

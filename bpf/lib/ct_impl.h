@@ -16,6 +16,17 @@ static __always_inline void CT_FN(owned_dec)(const CT_ADDR *owner)
 		__sync_fetch_and_add(n, -1);
 }
 
+/* Gives back what a ring slot's flow held, as the `counted` its taker took
+ * (abi.h): its owner's count, or its place among the closed flows. */
+static __always_inline void CT_FN(release)(struct moat_ct_ring_pos *pos, const CT_ADDR *owner,
+					   __u32 counted)
+{
+	if (counted == MOAT_CT_COUNTED)
+		CT_FN(owned_dec)(owner);
+	else if (counted == MOAT_CT_COUNTED_CLOSED)
+		__sync_fetch_and_add(&pos->closed, -1);
+}
+
 /*
  * A flow event from the flow's original-direction entry `o` (key `okey`)
  * and, for translated flows, its reply entry `r` (NULL for tracked flows,
@@ -128,41 +139,50 @@ static __always_inline __u32 CT_FN(ring_slots)(void)
 	return map_max_entries(&CT_RING);
 }
 
-static __always_inline CT_SLOT *CT_FN(ring_at)(__u64 pos)
+static __always_inline CT_SLOT *CT_FN(ring_at)(__u32 idx)
 {
-	__u32 k = pos % CT_FN(ring_slots)();
-
-	return bpf_map_lookup_elem(&CT_RING, &k);
+	return bpf_map_lookup_elem(&CT_RING, &idx);
 }
 
 /*
  * One step of the ring sweep (abi.h): the flow at the head is ended if it
- * expired (CT_FN(lookup), the packets' own path: entries, event) or gone, and
- * its owner's count goes down; a live one goes back to the tail. A slot
- * whose key now holds another owner's flow (deleted, then made anew) is
- * that other flow's business: this one is gone. The gap keeps the sweep off
- * slots a writer on another CPU may still be filling.
+ * expired (CT_FN(lookup), the packets' own path: entries, event) or gone,
+ * and what its slot held is given back; a live one goes back to the tail,
+ * holding what it held. A slot its flow's entry no longer names (the tuple
+ * deleted and made anew, maybe by another owner, or reopened by a SYN) is
+ * gone: the flow has its own slot. The slot's `counted` is taken with an
+ * exchange, so a close on another CPU either took it first or fails; the
+ * entry names the new slot only once it is written. The gap keeps the
+ * sweep off slots a writer on another CPU may still be filling.
  */
 static __always_inline int CT_FN(sweep_one)(struct moat_ct_ring_pos *pos, __u64 now)
 {
+	__u32 slots = CT_FN(ring_slots)();
+	__u32 idx, counted;
 	CT_SLOT *slot, seen;
 	CT_ENTRY *e;
 
-	if (ct_ring_len(pos) <= MOAT_CT_SWEEP_GAP)
+	if (ct_ring_len(pos) <= MOAT_CT_SWEEP_GAP || !slots)
 		return 1;
-	slot = CT_FN(ring_at)(__sync_fetch_and_add(&pos->head, 1));
+	idx = __sync_fetch_and_add(&pos->head, 1) % slots;
+	slot = CT_FN(ring_at)(idx);
 	if (!slot)
 		return 0;
 	seen = *slot;
+	counted = __sync_lock_test_and_set(&slot->counted, 0);
 	e = CT_FN(lookup)(&seen.key, now);
-	if (e && CT_ADDR_EQ(e->owner, seen.owner)) {
-		slot = CT_FN(ring_at)(__sync_fetch_and_add(&pos->tail, 1));
-		if (slot)
-			*slot = seen;
-		return 0;
+	if (e && CT_ADDR_EQ(e->owner, seen.owner) && e->ring_slot == idx) {
+		idx = __sync_fetch_and_add(&pos->tail, 1) % slots;
+		slot = CT_FN(ring_at)(idx);
+		if (slot) {
+			slot->key = seen.key;
+			slot->owner = seen.owner;
+			slot->counted = counted;
+			e->ring_slot = idx;
+			return 0;
+		}
 	}
-	if (seen.counted)
-		CT_FN(owned_dec)(&seen.owner);
+	CT_FN(release)(pos, &seen.owner, counted);
 	return 0;
 }
 
@@ -186,13 +206,21 @@ static long CT_FN(sweep_step)(__u32 i, void *ctx)
 static int CT_FN(sweep_tick)(void *map, __u32 *key, struct ct_sweeper *sw)
 {
 	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
+	__u32 slots = CT_FN(ring_slots)();
 	__u64 now = bpf_ktime_get_ns();
+	__u64 n;
 
-	if (!pos || !ct_ring_busy(pos, CT_FN(ring_slots)())) {
+	if (!pos || !ct_ring_busy(pos, slots)) {
 		sw->armed = 0;
 		return 0;
 	}
-	bpf_loop(ct_ring_len(pos) / MOAT_CT_SWEEP_TURN + 1, CT_FN(sweep_step), &now, 0);
+	n = ct_ring_len(pos) / MOAT_CT_SWEEP_TURN + 1;
+	/* Closed flows waiting (abi.h): turns MOAT_CT_SWEEP_FAST times as fast,
+	 * within a bound per tick, so that they leave soon after their hold. */
+	if (pos->closed >= slots / MOAT_CT_CLOSED_SHARE / 8)
+		n += n * (MOAT_CT_SWEEP_FAST - 1) < MOAT_CT_SWEEP_FAST_MAX ?
+			     n * (MOAT_CT_SWEEP_FAST - 1) : MOAT_CT_SWEEP_FAST_MAX;
+	bpf_loop(n, CT_FN(sweep_step), &now, 0);
 	bpf_timer_start(&sw->timer, MOAT_CT_SWEEP_TICK_MS * 1000000ull, 0);
 	return 0;
 }
@@ -218,25 +246,39 @@ static __always_inline void CT_FN(sweeper_arm)(void)
 		sw->armed = 0;
 }
 
-/* Puts a new flow (its original-direction key) on the ring and, while the
- * ring is busy, one more in its owner's count (`owned`, what CT_FN(admit)()
- * found: NULL for an owner without a count yet). */
-static __always_inline void CT_FN(charge)(const CT_KEY *key, CT_OWNER owner, __u32 *owned)
+/* A new flow's place on the ring, taken before its original-direction
+ * entry is written so that the entry names it (`ring_slot`); the slot is
+ * filled by CT_FN(charge)() once the entries are made. */
+static __always_inline __u32 CT_FN(ring_take)(void)
 {
 	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
-	CT_SLOT *slot;
+	__u32 slots = CT_FN(ring_slots)();
+
+	if (!pos || !slots)
+		return 0;
+	return __sync_fetch_and_add(&pos->tail, 1) % slots;
+}
+
+/* Fills ring slot `idx` with a new flow (its original-direction key) and,
+ * while the ring is busy, counts it for its owner (`owned`, what
+ * CT_FN(admit)() found: NULL for an owner without a count yet). With
+ * `made` 0 the flow's entries could not be made: the slot holds nothing,
+ * and the sweep finds it gone. */
+static __always_inline void CT_FN(charge)(__u32 idx, const CT_KEY *key, CT_OWNER owner,
+					  __u32 *owned, int made)
+{
+	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
+	CT_SLOT *slot = CT_FN(ring_at)(idx);
 	__u32 one = 1;
 	int counted;
 
-	if (!pos)
+	if (!pos || !slot)
 		return;
-	counted = ct_ring_busy(pos, CT_FN(ring_slots)());
-	slot = CT_FN(ring_at)(__sync_fetch_and_add(&pos->tail, 1));
-	if (!slot)
-		return;
+	/* Busy without this flow's own slot, taken already (as CT_FN(admit)()). */
+	counted = made && ct_ring_len(pos) > CT_FN(ring_slots)() / MOAT_CT_QUOTA_FROM_SHARE;
 	slot->key = *key;
 	slot->owner = CT_OWNER_VAL(owner);
-	slot->counted = counted;
+	slot->counted = counted ? MOAT_CT_COUNTED : 0;
 	if (!counted)
 		return;
 	if (owned)
@@ -278,12 +320,42 @@ static __always_inline void CT_FN(set_state)(CT_ENTRY *e, __u8 state, __u64 now)
 	e->expires_ns = now + CT_FN(timeout_ns)(e->xlated.proto, state);
 }
 
+static __always_inline int CT_FN(key_eq)(const CT_KEY *a, const CT_KEY *b)
+{
+	return CT_ADDR_EQ(a->saddr, b->saddr) && CT_ADDR_EQ(a->daddr, b->daddr) &&
+	       a->sport == b->sport && a->dport == b->dport && a->proto == b->proto;
+}
+
 /*
- * Accounts a packet to its entry and follows TCP far enough to pick a
- * timeout: a reply moves SYN_SENT to ESTABLISHED, FIN or RST to CLOSING, a
- * fresh SYN on a closing flow (port reuse) back to SYN_SENT. State changes
- * are written to both entries; the plain refresh only to this one.
+ * A flow just closed (`o`: its original-direction entry, key `okey`)
+ * gives its owner the room back and joins the ring's closed flows, while
+ * they are fewer than their share (abi.h). Its slot's `counted` is taken
+ * with a compare and swap, and only from the slot that still holds this
+ * flow: a sweep that took it first (moving the slot) or a flow made
+ * uncounted leaves it as it is, given back by the sweep.
  */
+static __always_inline void CT_FN(uncount)(const CT_KEY *okey, const CT_ENTRY *o)
+{
+	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
+	__u32 slots = CT_FN(ring_slots)();
+	CT_SLOT *slot;
+
+	if (!pos)
+		return;
+	if (__sync_fetch_and_add(&pos->closed, 1) >= slots / MOAT_CT_CLOSED_SHARE)
+		goto full;
+	slot = CT_FN(ring_at)(o->ring_slot);
+	if (slot && CT_ADDR_EQ(slot->owner, o->owner) && CT_FN(key_eq)(&slot->key, okey) &&
+	    __sync_val_compare_and_swap(&slot->counted, MOAT_CT_COUNTED, MOAT_CT_COUNTED_CLOSED) ==
+		    MOAT_CT_COUNTED) {
+		CT_FN(owned_dec)(&o->owner);
+		return;
+	}
+full:
+	__sync_fetch_and_add(&pos->closed, -1);
+}
+
+/* Whether `e` is a flow's original-direction entry. */
 static __always_inline int CT_FN(is_orig)(const CT_ENTRY *e)
 {
 	return e->kind == MOAT_CT_DNAT || e->kind == MOAT_CT_SNAT || e->kind == MOAT_CT_TRACK;
@@ -307,12 +379,129 @@ static __always_inline void CT_FN(event)(__u32 type, const CT_KEY *key,
 	}
 }
 
-static __always_inline void CT_FN(update)(CT_ENTRY *e, const CT_L4 *l4,
-				      __u32 len, __u64 now, int reply)
+/*
+ * A SYN on a closed flow: the tuple reused (the port of a connection closed
+ * by a RST, say). The flow opens again as a new one: admitted against its
+ * owner's quota, on the ring in a slot of its own (the old one, no longer
+ * named by the entry, is given back by the sweep). `o` is its
+ * original-direction entry, `okey` its key. 0, or the packet's drop reason.
+ */
+static __always_inline int CT_FN(reopen)(const CT_KEY *okey, CT_ENTRY *o)
+{
+	__u32 *owned;
+	__u32 idx;
+	int v;
+
+	v = CT_FN(admit)(CT_OWNER_OF_ENTRY(o), &owned);
+	if (v)
+		return v;
+	idx = CT_FN(ring_take)();
+	o->ring_slot = idx;
+	CT_FN(charge)(idx, okey, CT_OWNER_OF_ENTRY(o), owned, 1);
+	return 0;
+}
+
+/*
+ * The TCP state a packet with flags `f` moves its flow to (`*fin`: the
+ * FIN direction it brings first, MOAT_CT_F_FIN_*): a reply moves SYN_SENT
+ * to ESTABLISHED; a FIN is remembered for its direction, and the second
+ * direction's FIN, or a RST, closes the flow (abi.h); a fresh SYN on a
+ * closed flow (port reuse) opens it again.
+ */
+static __always_inline __u8 CT_FN(tcp_next)(const CT_ENTRY *e, __u8 f, int reply, __u8 *fin)
 {
 	__u8 state = e->tcp_state;
-	__u8 next = state;
+
+	*fin = 0;
+	if (state == MOAT_TCP_CLOSING) {
+		if ((f & TCP_FLAG_SYN) && !(f & (TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)))
+			return MOAT_TCP_SYN_SENT;
+	} else if (f & TCP_FLAG_RST) {
+		return MOAT_TCP_CLOSING;
+	} else if (f & TCP_FLAG_FIN) {
+		*fin = reply ? MOAT_CT_F_FIN_REPLY : MOAT_CT_F_FIN_ORIG;
+		if (e->flags & *fin)
+			*fin = 0; /* retransmitted */
+	} else if (reply && state == MOAT_TCP_SYN_SENT) {
+		return MOAT_TCP_ESTABLISHED;
+	}
+	return state;
+}
+
+/*
+ * A packet that changes its TCP flow's state (CT_FN(tcp_next)), written to
+ * both entries: a first FIN each way remembered, a close (its end told,
+ * its owner's room given back, abi.h), a reopening (admitted and counted
+ * as a new flow), or ESTABLISHED. A call of its own, off the established
+ * path: its frame is not added to every caller's. 0, or the packet's drop
+ * reason (a reopened flow over its owner's quota).
+ */
+static __noinline int CT_FN(update_state)(CT_ENTRY *e, const CT_L4 *l4, __u64 now, int reply)
+{
+	__u8 fin, next = CT_FN(tcp_next)(e, l4->tcp_flags, reply, &fin);
+	CT_ENTRY *p = NULL, *o;
+	CT_KEY okey;
+	int v;
+
+	if (e->kind != MOAT_CT_TRACK)
+		p = CT_FN(partner)(e);
+	/* The flow's original-direction entry and key: the ring's business. */
+	if (e->kind == MOAT_CT_TRACK) {
+		o = e;
+		okey = e->xlated;
+	} else if (CT_FN(is_orig)(e)) {
+		o = e;
+		okey = l4->key;
+	} else {
+		o = p;
+		CT_FN(reverse)(&e->xlated, &okey);
+	}
+	if (fin) {
+		e->flags |= fin;
+		if (p)
+			p->flags |= fin;
+		if ((e->flags & (MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY)) !=
+		    (MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY)) {
+			e->expires_ns = now + CT_FN(timeout_ns)(IPPROTO_TCP, e->tcp_state);
+			return 0;
+		}
+		next = MOAT_TCP_CLOSING;
+	}
+	if (next == MOAT_TCP_SYN_SENT) {
+		/* Reopened: a new flow, its FINs not seen yet. */
+		if (!o)
+			return 0;
+		v = CT_FN(reopen)(&okey, o);
+		if (v)
+			return v;
+		e->flags &= ~(MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY);
+		if (p)
+			p->flags &= ~(MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY);
+	}
+	CT_FN(set_state)(e, next, now);
+	if (p)
+		CT_FN(set_state)(p, next, now);
+	if (next == MOAT_TCP_CLOSING) {
+		if (o)
+			CT_FN(uncount)(&okey, o);
+		CT_FN(event)(MOAT_EV_FLOW_END, &l4->key, e, p, now);
+	}
+	return 0;
+}
+
+/*
+ * Accounts a packet to its entry and follows TCP far enough to pick a
+ * timeout (CT_FN(tcp_next)). The plain refresh is written to this entry
+ * only; a state change goes through CT_FN(update_state). A closed flow's
+ * hold runs from its close: its packets do not extend it. 0, or the
+ * packet's drop reason.
+ */
+static __always_inline int CT_FN(update)(CT_ENTRY *e, const CT_L4 *l4, __u32 len, __u64 now,
+					 int reply)
+{
+	__u8 state = e->tcp_state;
 	CT_ENTRY *p = NULL;
+	__u8 fin;
 
 	reply |= e->kind == MOAT_CT_DNAT_REPLY || e->kind == MOAT_CT_SNAT_REPLY;
 	if (e->kind == MOAT_CT_TRACK && reply) {
@@ -322,35 +511,19 @@ static __always_inline void CT_FN(update)(CT_ENTRY *e, const CT_L4 *l4,
 		e->packets++;
 		e->bytes += len;
 	}
-	if (l4->key.proto == IPPROTO_TCP) {
-		__u8 f = l4->tcp_flags;
-
-		if (f & (TCP_FLAG_RST | TCP_FLAG_FIN))
-			next = MOAT_TCP_CLOSING;
-		else if ((f & TCP_FLAG_SYN) && !(f & TCP_FLAG_ACK) && state == MOAT_TCP_CLOSING)
-			next = MOAT_TCP_SYN_SENT;
-		else if (reply && state == MOAT_TCP_SYN_SENT)
-			next = MOAT_TCP_ESTABLISHED;
-	}
-	if (next == state) {
+	if (l4->key.proto == IPPROTO_TCP &&
+	    (CT_FN(tcp_next)(e, l4->tcp_flags, reply, &fin) != state || fin))
+		return CT_FN(update_state)(e, l4, now, reply);
+	if (state != MOAT_TCP_CLOSING)
 		e->expires_ns = now + CT_FN(timeout_ns)(l4->key.proto, state);
-		/* A live flow reports every few seconds, from one entry only. */
-		if (CT_FN(is_orig)(e) && now - e->reported_ns >= MOAT_EV_REPORT_INTERVAL_S * NSEC_PER_SEC) {
-			e->reported_ns = now;
-			if (e->kind != MOAT_CT_TRACK)
-				p = CT_FN(partner)(e);
-			CT_FN(event)(MOAT_EV_FLOW_UPDATE, &l4->key, e, p, now);
-		}
-		return;
+	/* A live flow reports every few seconds, from one entry only. */
+	if (CT_FN(is_orig)(e) && now - e->reported_ns >= MOAT_EV_REPORT_INTERVAL_S * NSEC_PER_SEC) {
+		e->reported_ns = now;
+		if (e->kind != MOAT_CT_TRACK)
+			p = CT_FN(partner)(e);
+		CT_FN(event)(MOAT_EV_FLOW_UPDATE, &l4->key, e, p, now);
 	}
-	CT_FN(set_state)(e, next, now);
-	if (e->kind != MOAT_CT_TRACK) {
-		p = CT_FN(partner)(e);
-		if (p)
-			CT_FN(set_state)(p, next, now);
-	}
-	if (next == MOAT_TCP_CLOSING)
-		CT_FN(event)(MOAT_EV_FLOW_END, &l4->key, e, p, now);
+	return 0;
 }
 
 /*
@@ -427,13 +600,15 @@ static __always_inline int CT_FN(create)(const CT_KEY *orig,
 	e->kind = kind;
 	e->packets = 1;
 	e->bytes = at->len;
+	/* A flow taken over keeps the slot it has. */
+	e->ring_slot = at->quiet ? at->ring_slot : CT_FN(ring_take)();
 	err = bpf_map_update_elem(&CT_MAP, orig, e, BPF_ANY);
+	if (!at->quiet)
+		CT_FN(charge)(e->ring_slot, orig, at->owner, at->owned, !err);
 	if (err) {
 		bpf_map_delete_elem(&CT_MAP, &rkey);
 		return err;
 	}
-	if (!at->quiet)
-		CT_FN(charge)(orig, at->owner, at->owned);
 	if (!at->quiet && obs_on()) {
 		s = stats_slot(at->orig_slot, at->orig_dir);
 		if (s)
@@ -473,10 +648,11 @@ static __always_inline int CT_FN(track)(const CT_KEY *key, __u32 ifindex, __u32 
 	e->owner = CT_OWNER_VAL(owner);
 	e->packets = 1;
 	e->bytes = len;
+	e->ring_slot = CT_FN(ring_take)();
 	err = bpf_map_update_elem(&CT_MAP, key, e, BPF_ANY);
+	CT_FN(charge)(e->ring_slot, key, owner, owned, !err);
 	if (err)
 		return err;
-	CT_FN(charge)(key, owner, owned);
 	if (obs_on()) {
 		s = stats_slot(slot, dir);
 		if (s)

@@ -141,6 +141,7 @@ static __always_inline int fast_peer(struct __sk_buff *skb, const struct moat_en
 		return MOAT_PASS;
 	if (bpf_redirect_peer(dst_if, 0) != TC_ACT_REDIRECT)
 		return MOAT_PASS;
+	/* No SYN comes this way: nothing the update could refuse. */
 	if (reply && account)
 		ct_update(e, l4, skb->len, now, 1);
 	fast_count(dst->stats_slot, skb->len);

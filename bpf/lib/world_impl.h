@@ -51,7 +51,9 @@ static __always_inline int CT_V(uplink_tracked)(struct __sk_buff *skb, CT_L4 *l4
 		return v;
 	if (!CT_FN(rewrites_here)(e, skb->ifindex, dir))
 		return MOAT_PASS;
-	CT_FN(update)(e, l4, skb->len, now, 0);
+	v = CT_FN(update)(e, l4, skb->len, now, 0);
+	if (v)
+		return v;
 	return CT_V(nat_rewrite)(skb, l4, &e->xlated);
 }
 
@@ -166,6 +168,7 @@ static __always_inline int CT_V(to_world_verdict)(struct __sk_buff *skb, __u32 s
 		if (tracked) {
 			at.rev = tracked->policy_rev;
 			at.rule_id = tracked->rule_id;
+			at.ring_slot = tracked->ring_slot;
 			at.quiet = 1;
 		} else {
 			v = CT_FN(admit)(at.owner, &at.owned);

@@ -722,13 +722,23 @@ TEST_F(Obs, TcpFinOrRstEndsPublishedFlowWithBothDirectionsCounts) {
   go(Hook::ToWorld, kUplink, data, OK);
   expect_none("an established flow before any report is due");
   go(Hook::FromWorld, kUplink, fin, OK);
-  expect_one({.type = MOAT_EV_FLOW_END, .dev = kUplink, .dir = MOAT_DIR_FROM_WORLD,
-              .kind = MOAT_CT_DNAT, .tcp_state = MOAT_TCP_CLOSING, .rule = MOAT_RULE_NONE,
-              .tuple = orig, .xlated = xl, .packets = 3,
-              .bytes = syn.size() + ack.size() + fin.size(), .reply_packets = 2,
-              .reply_bytes = synack.size() + data.size()});
-  go(Hook::ToWorld, kUplink, tcp4(A, 80, CLIENT, 40000, kFin | kAck), OK);
+  expect_none("a half-close is no end");
+  const Bytes fin2 = tcp4(A, 80, CLIENT, 40000, kFin | kAck, 3);
+  go(Hook::ToWorld, kUplink, fin2, OK);
+  expect_one({.type = MOAT_EV_FLOW_END,
+              .dev = kUplink,
+              .dir = MOAT_DIR_FROM_WORLD,
+              .kind = MOAT_CT_DNAT,
+              .tcp_state = MOAT_TCP_CLOSING,
+              .rule = MOAT_RULE_NONE,
+              .tuple = orig,
+              .xlated = xl,
+              .packets = 3,
+              .bytes = syn.size() + ack.size() + fin.size(),
+              .reply_packets = 3,
+              .reply_bytes = synack.size() + data.size() + fin2.size()});
   go(Hook::FromWorld, kUplink, tcp4(CLIENT, 40000, HOST, 8080, kAck), OK);
+  go(Hook::ToWorld, kUplink, fin2, OK);
   expect_none("the rest of the close: the end is told once");
 
   // The container resets the next flow: told from the reply entry, still
@@ -769,14 +779,25 @@ TEST_F(Obs, TcpFinEndsTrackedFlowWithBothDirectionsCounts) {
   go(Hook::ToContainer, kDevA, data, OK);
   expect_none("an established flow before any report is due");
   go(Hook::FromContainer, kDevA, fin, OK);
-  expect_one({.type = MOAT_EV_FLOW_END, .dev = kDevA, .dir = MOAT_DIR_FROM_CONTAINER,
-              .kind = MOAT_CT_TRACK, .tcp_state = MOAT_TCP_CLOSING, .rule = kRuleAllowHttp,
-              .tuple = k, .xlated = k, .packets = 3,
-              .bytes = syn.size() + ack.size() + fin.size(), .reply_packets = 2,
-              .reply_bytes = synack.size() + data.size()});
+  expect_none("a half-close is no end");
   go(Hook::ToContainer, kDevB, fin, OK);
-  go(Hook::FromContainer, kDevB, tcp4(B, 80, A, 40000, kFin | kAck), OK);
-  go(Hook::ToContainer, kDevA, tcp4(B, 80, A, 40000, kFin | kAck), OK);
+  const Bytes fin2 = tcp4(B, 80, A, 40000, kFin | kAck);
+  go(Hook::FromContainer, kDevB, fin2, OK);
+  go(Hook::ToContainer, kDevA, fin2, OK);
+  expect_one({.type = MOAT_EV_FLOW_END,
+              .dev = kDevA,
+              .dir = MOAT_DIR_FROM_CONTAINER,
+              .kind = MOAT_CT_TRACK,
+              .tcp_state = MOAT_TCP_CLOSING,
+              .rule = kRuleAllowHttp,
+              .tuple = k,
+              .xlated = k,
+              .packets = 3,
+              .bytes = syn.size() + ack.size() + fin.size(),
+              .reply_packets = 3,
+              .reply_bytes = synack.size() + data.size() + fin2.size()});
+  go(Hook::FromContainer, kDevA, tcp4(A, 40000, B, 80, kAck), OK);
+  go(Hook::ToContainer, kDevA, fin2, OK);
   expect_none("the rest of the close");
   // Its end was told at the FIN: the closing entry expiring ends it quietly.
   edit_ct(k, [](moat_ct_entry& e) { e.expires_ns = 1; });
@@ -806,11 +827,23 @@ TEST_F(Obs, TrackedFlowClosedOrReportedByThePeerKeepsItsTuple) {
               .kind = MOAT_CT_TRACK, .tcp_state = MOAT_TCP_ESTABLISHED, .rule = kRuleAllowHttp,
               .tuple = k, .xlated = k, .packets = 1, .bytes = syn.size(), .reply_packets = 2,
               .reply_bytes = synack.size() + data.size()});
+  // A closes its side first; the peer's FIN ends the flow.
+  const Bytes afin = tcp4(A, 40000, B, 80, kFin | kAck);
+  go(Hook::FromContainer, kDevA, afin, OK);
+  expect_none("a half-close");
   const Bytes fin = tcp4(B, 80, A, 40000, kFin | kAck);
   go(Hook::ToContainer, kDevA, fin, OK);
-  expect_one({.type = MOAT_EV_FLOW_END, .dev = kDevA, .dir = MOAT_DIR_FROM_CONTAINER,
-              .kind = MOAT_CT_TRACK, .tcp_state = MOAT_TCP_CLOSING, .rule = kRuleAllowHttp,
-              .tuple = k, .xlated = k, .packets = 1, .bytes = syn.size(), .reply_packets = 3,
+  expect_one({.type = MOAT_EV_FLOW_END,
+              .dev = kDevA,
+              .dir = MOAT_DIR_FROM_CONTAINER,
+              .kind = MOAT_CT_TRACK,
+              .tcp_state = MOAT_TCP_CLOSING,
+              .rule = kRuleAllowHttp,
+              .tuple = k,
+              .xlated = k,
+              .packets = 2,
+              .bytes = syn.size() + afin.size(),
+              .reply_packets = 3,
               .reply_bytes = synack.size() + data.size() + fin.size()});
 }
 

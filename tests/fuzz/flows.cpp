@@ -2,10 +2,36 @@
 #include "flows.h"
 
 #include <netinet/in.h>
+#include <time.h>
 
 #include <algorithm>
 
 namespace fuzz {
+
+namespace {
+
+// The model's clock against the kernel's: the model judges a frame just
+// before or after the kernel did, a margin either way covers it.
+constexpr int64_t kClockMarginNs = 200'000'000;
+
+int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+bool TcpClose::past_hold() const {
+  return closed_ns >= 0 && monotonic_ns() + kClockMarginNs >=
+                               closed_ns + int64_t(MOAT_CT_TIMEOUT_TCP_CLOSE) * 1'000'000'000;
+}
+
+void TcpClose::see(uint8_t tcp_flags, bool reply) {
+  if (tcp_flags & kTcpFin) fins |= reply ? 2 : 1;
+  if (closed_ns < 0 && ((tcp_flags & kTcpRst) || fins == 3))
+    closed_ns = monotonic_ns() - kClockMarginNs;
+}
 
 std::optional<FlowMatch> FlowTable::find(const Tuple& t) const {
   for (size_t i = 0; i < flows_.size(); i++) {

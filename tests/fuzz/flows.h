@@ -25,6 +25,20 @@ enum class Dnat : uint8_t {
   Hairpin,    // a container dialling its own published port: both rewrites, redirected back
 };
 
+// A TCP flow's close, as README states it: a FIN each way or a RST closes
+// it, and the kernel forgets it MOAT_CT_TIMEOUT_TCP_CLOSE after the close
+// (a half-close keeps it). The model meets a flow's packets at more hooks
+// than the kernel follows TCP at, so it knows the earliest moment the
+// kernel may have closed it; past that and the hold, a packet of the flow
+// may be the flow's or judged as new (either), and before it the flow is
+// known as ever.
+struct TcpClose {
+  uint8_t fins = 0;        // 1: a FIN the original way, 2: the reply way
+  int64_t closed_ns = -1;  // CLOCK_MONOTONIC, the earliest the kernel may have closed it
+  bool past_hold() const;
+  void see(uint8_t tcp_flags, bool reply);
+};
+
 struct Flow {
   Tuple t0;  // as the initiator sent it
   Tuple t1;  // after the published-port rewrite (t0 without one)
@@ -34,6 +48,7 @@ struct Flow {
   uint32_t client_ifindex = 0;  // Dnat::Container, Dnat::Hairpin
   uint32_t rev = 0;             // policy revision that admitted it (0: none in force)
   bool via_uplink = false;      // it left by an uplink: the world may answer it
+  TcpClose close;               // TCP
 };
 
 struct FlowMatch {

@@ -52,6 +52,7 @@ struct Flow6 {
   Tuple6 t;           // as its first packet had it
   uint32_t rev = 0;   // policy revision that admitted it
   bool left = false;  // routed out by an uplink: the world may answer it
+  TcpClose close;     // TCP (flows.h)
 };
 
 // What the model keeps between frames.
@@ -94,6 +95,7 @@ class Model {
   Verdict nd_claims(const Ctx& c, uint8_t type, size_t l4, size_t end);
   Verdict data6(const Ctx& c, uint8_t proto, size_t l4, size_t end, bool later);
   std::optional<size_t> find6(const Tuple6& t) const;
+  std::optional<Verdict> closed6(size_t i, const Tuple6& t, uint8_t tcp_flags);
   bool pair_has_flow6(const Ip6Addr& a, const Ip6Addr& b) const;
   Side side6(const Ip6Addr& a) const;
   std::optional<Verdict> policy6(const Side& from, const Side& to, uint8_t proto, uint16_t port,

@@ -21,6 +21,9 @@
 //    New (item 2): TCP flows are created only by a SYN without ACK, RST,
 //    FIN; another segment without a flow is judged on its own and passes
 //    untracked, or drops (no-flow) where it would need translation.
+//    A FIN each way or a RST closes a TCP flow, which is forgotten a hold
+//    later (1 s, not extended by its packets; one FIN is a half-close and
+//    keeps it): past that, its packets are either (flows.h, TcpClose).
 //  - Policy (only while one exists, revision != 0): a new packet is judged
 //    for both ends at the first hook that meets it, admitted flows are
 //    tracked; a new revision re-judges a flow at its next packet and cuts
@@ -234,6 +237,12 @@ std::optional<Verdict> Model::rejudge(const Ctx& c, const FlowMatch& m, bool rel
 }
 
 Verdict Model::known(const Ctx& c, const Pkt& p, const FlowMatch& m) {
+  if (p.t.proto == IPPROTO_TCP && !p.ip.later_fragment()) {
+    TcpClose& close = st_.flows.at(m.index).close;
+    if (close.past_hold())
+      return either("a packet of a TCP flow closed longer ago than its hold: ended or not");
+    close.see(p.l4.tcp_flags, m.reply);
+  }
   if (auto v = rejudge(c, m, false)) return *v;
   const Flow& f = st_.flows.at(m.index);
   const AddrClass src = topo_.classify(p.t.saddr);
@@ -350,7 +359,7 @@ Verdict Model::admit(const Ctx& c, const Pkt& p, const Side& client, const Side&
     return *v;
   }
   if (judge().active() && trackable(p.t.proto, p.opening, p.l4.icmp_type, p.ip.later_fragment()))
-    st_.flows.add(Flow{p.t, p.t, p.t, Dnat::None, false, 0, st_.rev});
+    st_.flows.add(Flow{p.t, p.t, p.t, Dnat::None, false, 0, st_.rev, false, {}});
   return pass_as_is(c.frame, judge().active() ? "isolation and policy allow it"
                                               : "isolation allows it; no policy");
 }
@@ -390,7 +399,7 @@ Verdict Model::published(const Ctx& c, const Pkt& p, const PublishInfo& pub) {
     }
   }
   if (!allowed) return drop(d.reason, "published port: " + d.why, d.ipblock_rule);
-  Flow f{p.t, t1, t1, c.att ? Dnat::Container : Dnat::World, false, 0, st_.rev};
+  Flow f{p.t, t1, t1, c.att ? Dnat::Container : Dnat::World, false, 0, st_.rev, false, {}};
   const bool hairpin = c.att && *backend == c.att->ip;
   if (hairpin) f.t2 = Tuple{p.t.daddr, *backend, p.t.sport, pub.container_port, p.t.proto};
   if (hairpin) f.dnat = Dnat::Hairpin;
@@ -432,7 +441,7 @@ Verdict Model::fresh_to_world(const Ctx& c, const Pkt& p) {
     return pass_as_is(c.frame, "a TCP segment without a flow, routed untracked");
   if (net.masquerade) return masquerade(c, p, std::nullopt);
   if (!p.ip.later_fragment())
-    st_.flows.add(Flow{p.t, p.t, p.t, Dnat::None, false, 0, st_.rev, true});
+    st_.flows.add(Flow{p.t, p.t, p.t, Dnat::None, false, 0, st_.rev, true, {}});
   return pass_as_is(c.frame, "routed with its own address, tracked");
 }
 
@@ -484,7 +493,7 @@ Verdict Model::masquerade(const Ctx& c, const Pkt& p, std::optional<size_t> trac
     st_.flows.at(*track).via_uplink = true;
     st_.flows.at(*track).t2 = t2;
   } else {
-    st_.flows.add(Flow{p.t, p.t, t2, Dnat::None, true, 0, st_.rev, true});
+    st_.flows.add(Flow{p.t, p.t, t2, Dnat::None, true, 0, st_.rev, true, {}});
   }
   return passed(rewrite_frame(c.frame, t2), true, false, "masquerade");
 }

@@ -261,6 +261,7 @@ struct L46 {
   bool ports_known = false;  // TCP/UDP/SCTP ports or an echo id read
   bool opens = false;        // TCP SYN alone, echo request, any other protocol
   bool icmp_error = false;   // ICMPv6 types 1-4
+  uint8_t tcp_flags = 0;
 };
 
 // The L4 view of connection tracking: nullopt when the header the protocol
@@ -280,8 +281,10 @@ std::optional<L46> parse_l46(const Bytes& f, uint8_t proto, size_t l4, size_t en
       p.t.sport = get16(f, l4);
       p.t.dport = get16(f, l4 + 2);
       p.ports_known = true;
-      if (proto == IPPROTO_TCP)
-        p.opens = (f[l4 + 13] & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) == kTcpSyn;
+      if (proto == IPPROTO_TCP) {
+        p.tcp_flags = f[l4 + 13];
+        p.opens = (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) == kTcpSyn;
+      }
       break;
     case IPPROTO_ICMPV6: {
       if (l4 + 8 > end) return std::nullopt;
@@ -329,6 +332,16 @@ std::optional<Tuple6> quoted6(const Bytes& f, size_t l4) {
 std::optional<size_t> Model::find6(const Tuple6& t) const {
   for (size_t i = 0; i < st_.flows6.size(); i++)
     if (st_.flows6[i].t == t || st_.flows6[i].t == t.reversed()) return i;
+  return std::nullopt;
+}
+
+// A packet of TCP flow `i` past its close's hold (flows.h): either.
+std::optional<Verdict> Model::closed6(size_t i, const Tuple6& t, uint8_t tcp_flags) {
+  if (t.proto != IPPROTO_TCP) return std::nullopt;
+  Flow6& fl = st_.flows6[i];
+  if (fl.close.past_hold())
+    return either("IPv6: a packet of a TCP flow closed longer ago than its hold: ended or not");
+  fl.close.see(tcp_flags, !(fl.t == t));
   return std::nullopt;
 }
 
@@ -411,6 +424,7 @@ Verdict Model::data6(const Ctx& c, uint8_t proto, size_t l4, size_t end, bool la
     return either("a later fragment between the ends of a tracked flow: its first's ports");
   if (tracked && !later && !p->icmp_error)
     if (auto i = find6(p->t)) {
+      if (auto v = closed6(*i, p->t, p->tcp_flags)) return *v;
       if (auto v = rejudge6(*i)) return *v;
       return pass_as_is(f, "IPv6: a packet of a tracked flow");
     }
@@ -455,7 +469,7 @@ Verdict Model::data6(const Ctx& c, uint8_t proto, size_t l4, size_t end, bool la
                     : policy6(other, self, proto, policy_port6(p->t), p->ports_known || !later))
     return *v;
   if (tracked && !later && !p->icmp_error && p->opens)
-    st_.flows6.push_back(Flow6{p->t, st_.rev, false});
+    st_.flows6.push_back(Flow6{p->t, st_.rev, false, {}});
   return pass_as_is(f, rule + "; policy allows it");
 }
 
@@ -490,6 +504,8 @@ Verdict Model::ipv6_uplink(const Ctx& c) {
     if (i && !st_.flows6[*i].left && !(st_.flows6[*i].t == p->t)) return std::nullopt;
     return i;
   }();
+  if (found)
+    if (auto v = closed6(*found, p->t, p->tcp_flags)) return *v;
   if (in) {
     if (found) {
       if (!st_.flows6[*found].left)
@@ -535,7 +551,7 @@ Verdict Model::ipv6_uplink(const Ctx& c) {
   if (found)
     st_.flows6[*found].left = true;
   else
-    st_.flows6.push_back(Flow6{p->t, st_.rev, true});
+    st_.flows6.push_back(Flow6{p->t, st_.rev, true, {}});
   return pass_as_is(f, "IPv6 routed with its own address, tracked");
 }
 
