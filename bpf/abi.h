@@ -323,12 +323,15 @@ struct moat_ct_key {
  * The context of program `ct_reap` (reap.bpf.c, BPF_PROG_TEST_RUN): one ct
  * key in; reaped out, 1 when its flow had expired and was ended (its
  * entries deleted, its flow-end event emitted), 0 when it lives on or was
- * gone already.
+ * gone already. now_ns in: the data path's clock (CLOCK_MONOTONIC_COARSE),
+ * read by the caller, as a syscall program may not read it; capped at the
+ * fine clock, which is never behind it.
  */
 struct moat_ct_reap_args {
 	struct moat_ct_key key;
 	__u32 reaped;
 	__u32 pad;
+	__u64 now_ns;
 };
 
 enum moat_ct_kind {
@@ -355,7 +358,7 @@ enum moat_tcp_state {
 
 struct moat_ct_entry {
 	struct moat_ct_key xlated;
-	__u64 expires_ns; /* bpf_ktime_get_ns() clock, i.e. CLOCK_MONOTONIC */
+	__u64 expires_ns; /* CLOCK_MONOTONIC_COARSE (bpf_ktime_get_coarse_ns()) */
 	__u64 packets;
 	__u64 bytes;
 	__u32 ifindex; /* where the rewrite happens */
@@ -562,6 +565,7 @@ struct moat_ct6_reap_args {
 	struct moat_ct6_key key;
 	__u32 reaped;
 	__u32 pad;
+	__u64 now_ns;
 };
 
 /* Map `frags6`: the Fragment header's identification and next header. */
@@ -763,7 +767,7 @@ enum moat_ev_lost {
 };
 
 struct moat_event {
-	__u64 ts_ns; /* bpf_ktime_get_ns() */
+	__u64 ts_ns; /* CLOCK_MONOTONIC_COARSE: a jiffy's resolution */
 	__u32 type; /* enum moat_event_type */
 	__u32 ifindex; /* where it was seen */
 	__u8 dir; /* enum moat_dir at that interface */
@@ -855,7 +859,7 @@ MOAT_ABI_SIZE(moat_publish_val, 16);
 MOAT_ABI_SIZE(moat_container_net_key, 8);
 MOAT_ABI_SIZE(moat_uplink, 24);
 MOAT_ABI_SIZE(moat_ct_key, 16);
-MOAT_ABI_SIZE(moat_ct_reap_args, 24);
+MOAT_ABI_SIZE(moat_ct_reap_args, 32);
 MOAT_ABI_SIZE(moat_ct_entry, 104);
 MOAT_ABI_SIZE(moat_frag_key, 12);
 MOAT_ABI_SIZE(moat_frag_ports, 4);
@@ -864,7 +868,7 @@ MOAT_ABI_SIZE(moat_publish6_val, 28);
 MOAT_ABI_SIZE(moat_ct6_key, 40);
 MOAT_ABI_SIZE(moat_ct6_entry, 136);
 MOAT_ABI_SIZE(moat_ct6_ring_slot, 60);
-MOAT_ABI_SIZE(moat_ct6_reap_args, 48);
+MOAT_ABI_SIZE(moat_ct6_reap_args, 56);
 MOAT_ABI_SIZE(moat_frag6_key, 40);
 MOAT_ABI_SIZE(moat_host_cfg, 16);
 MOAT_ABI_SIZE(moat_sock_rnat_key, 16);

@@ -451,9 +451,8 @@ static __noinline int ipv6_verdict(struct __sk_buff *skb, const struct moat_endp
 	s = v6_scratch_get();
 	if (!s || parse_l4_6(skb, &ip6, &x, end, &s->l4))
 		return MOAT_DROP_INVALID_PACKET;
-	/* Read once for the steps that follow: a clock read costs about as
-	 * much as the parse-only floor (moat_kernel_bench). */
-	s->now = bpf_ktime_get_ns();
+	/* Read once for the steps that follow. */
+	s->now = moat_now();
 	return MOAT_CONTINUE;
 }
 
@@ -569,7 +568,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 					struct l4_info *l4, __u32 dir)
 {
 	__u32 ifindex = skb->ifindex;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = moat_now();
 	__u32 rev = policy_current_rev();
 	__be32 peer = dir == MOAT_DIR_FROM_CONTAINER ? l4->key.daddr : l4->key.saddr;
 	/* What a container receives belongs to a flow only when addressed to

@@ -207,7 +207,7 @@ static int CT_FN(sweep_tick)(void *map, __u32 *key, struct ct_sweeper *sw)
 {
 	struct moat_ct_ring_pos *pos = CT_FN(ring_pos_get)();
 	__u32 slots = CT_FN(ring_slots)();
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = moat_now();
 	__u64 n;
 
 	if (!pos || !ct_ring_busy(pos, slots)) {

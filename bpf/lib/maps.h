@@ -356,7 +356,7 @@ struct v6_scratch {
 	struct moat_ct6_key rkey;
 	struct moat_ct6_key quoted;
 	struct ipv6hdr inner;
-	__u64 now; /* the packet's one bpf_ktime_get_ns(), for every step at a veth */
+	__u64 now; /* the packet's one moat_now(), for every step at a veth */
 };
 
 struct {

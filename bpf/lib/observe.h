@@ -85,15 +85,13 @@ static __always_inline __u32 uplink_stats_slot(__u32 ifindex)
 /*
  * Whether a drop may be reported: at most MOAT_EV_DROP_RATE per second and
  * CPU, so a flood of denied packets costs a counter increment each, not an
- * event each. Inlined, and on the coarse clock (a jiffy is precision
- * enough for a per-second bucket, and it is several times cheaper to read):
- * the flooded path pays for this and nothing else. Compared signed, since
- * the coarse clock may lag a fine-grained refilled_ns a little.
+ * event each. Inlined, and on the data path's coarse clock (moat_now()):
+ * the flooded path pays for this and nothing else.
  */
 static __always_inline int obs_drop_take_token(void)
 {
 	struct obs_scratch *s = obs_scratch_get();
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = moat_now();
 
 	if (!s)
 		return 0;
@@ -146,7 +144,7 @@ static __always_inline void obs_drop_tuple6(struct __sk_buff *skb, struct moat_e
 static __noinline void obs_drop_event(struct __sk_buff *skb, __u32 dir, __u32 reason)
 {
 	struct obs_scratch *s = obs_scratch_get();
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = moat_now();
 	struct moat_event *ev;
 	struct iphdr ip;
 	__be16 eth_proto;

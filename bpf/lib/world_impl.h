@@ -61,7 +61,7 @@ static __always_inline int CT_V(uplink_tracked)(struct __sk_buff *skb, CT_L4 *l4
 static __always_inline int CT_V(from_world_verdict)(struct __sk_buff *skb, __u32 slot, CT_L4 *l4)
 {
 	__u32 ifindex = skb->ifindex;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = moat_now();
 	__u32 rev = policy_current_rev();
 	CT_PUB_VAL *pub;
 	struct moat_addr_info *info;
@@ -116,7 +116,7 @@ static __always_inline int CT_V(from_world_verdict)(struct __sk_buff *skb, __u32
 static __always_inline int CT_V(to_world_verdict)(struct __sk_buff *skb, __u32 slot, CT_L4 *l4)
 {
 	__u32 ifindex = skb->ifindex;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = moat_now();
 	__u32 rev = policy_current_rev();
 	struct moat_addr_info *info;
 	CT_ENTRY *tracked;

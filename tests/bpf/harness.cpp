@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "dataplane/dataplane.h"
 #include "observe/snapshot.h"
 #include "util/fd.h"
 
@@ -149,7 +150,7 @@ const bpf_program* Programs::prog(Hook h) const {
 }
 
 uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct_key& key) {
-  moat_ct_reap_args args = {.key = key, .reaped = 7, .pad = 0};
+  moat_ct_reap_args args = {.key = key, .reaped = 7, .pad = 0, .now_ns = monotonic_ns()};
   // A syscall program's context is written back into ctx_in (ctx_out is refused).
   LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof args);
   if (int rc = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.ct_reap), &opts))
@@ -158,7 +159,7 @@ uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct_key& key) {
 }
 
 uint32_t reap(const Skeleton<reap_bpf>& skel, const moat_ct6_key& key) {
-  moat_ct6_reap_args args = {.key = key, .reaped = 7, .pad = 0};
+  moat_ct6_reap_args args = {.key = key, .reaped = 7, .pad = 0, .now_ns = monotonic_ns()};
   LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof args);
   if (int rc = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.ct6_reap), &opts))
     fail("running ct6_reap", -rc);
@@ -492,11 +493,7 @@ uint32_t policy_rev(const Skeleton<endpoint_bpf>& skel) {
   return ok(moat::read_policy_rev(*skel.get()), "reading policy_rev");
 }
 
-uint64_t monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-}
+uint64_t monotonic_ns() { return moat::datapath_now_ns(); }
 
 namespace {
 RunResult run_with(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,

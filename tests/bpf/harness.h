@@ -191,7 +191,7 @@ void set_policy_rev(const Skeleton<endpoint_bpf>& skel, uint32_t rev);
 // moat::read_policy_rev().
 uint32_t policy_rev(const Skeleton<endpoint_bpf>& skel);
 
-// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns() and ct expiry.
+// The data path's clock (moat::datapath_now_ns()): ct expiry and event times.
 uint64_t monotonic_ns();
 
 // ---- running ------------------------------------------------------------------

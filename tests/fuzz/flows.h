@@ -34,7 +34,7 @@ enum class Dnat : uint8_t {
 // known as ever.
 struct TcpClose {
   uint8_t fins = 0;        // 1: a FIN the original way, 2: the reply way
-  int64_t closed_ns = -1;  // CLOCK_MONOTONIC, the earliest the kernel may have closed it
+  int64_t closed_ns = -1;  // CLOCK_MONOTONIC_COARSE, the earliest the kernel may have closed it
   bool past_hold() const;
   void see(uint8_t tcp_flags, bool reply);
 };

@@ -67,14 +67,13 @@ Result<void> add_entries(const bpf_map* map, uint64_t now_ns, json& out) {
   return {};
 }
 
-// bpf_ktime_get_ns() runs on CLOCK_MONOTONIC.
-uint64_t monotonic_ns() {
+}  // namespace
+
+uint64_t datapath_now_ns() {
   timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
-
-}  // namespace
 
 json ct_entry_json(const moat_ct_key& k, const moat_ct_entry& e, uint64_t now_ns) {
   return entry_json(k, e, now_ns);
@@ -87,7 +86,7 @@ json ct_entry_json(const moat_ct6_key& k, const moat_ct6_entry& e, uint64_t now_
 Result<json> ct_entries(const std::string& instance) {
   auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
   if (!skel) return std::unexpected(skel.error());
-  uint64_t now = monotonic_ns();
+  uint64_t now = datapath_now_ns();
   json out = json::array();
   if (auto r = add_entries<moat_ct_key, moat_ct_entry>((*skel)->maps.ct, now, out); !r)
     return std::unexpected(r.error());
@@ -121,7 +120,7 @@ template <class K, class E, class Args>
 Result<int> reap_expired(const bpf_map* map, const bpf_program* prog, const char* what) {
   auto all = dump_map<K, E>(map);
   if (!all) return std::unexpected(all.error());
-  uint64_t now = monotonic_ns();
+  uint64_t now = datapath_now_ns();
   int fd = bpf_program__fd(prog);
   int ended = 0;
   for (const auto& [kb, e] : *all) {
@@ -130,6 +129,7 @@ Result<int> reap_expired(const bpf_map* map, const bpf_program* prog, const char
     Args args{};
     static_assert(sizeof(args.key) == sizeof(K));
     std::memcpy(&args.key, kb.data(), sizeof(args.key));
+    args.now_ns = now;
     LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof(args));
     if (int rc = bpf_prog_test_run_opts(fd, &opts); rc != 0)
       return fail_errno(std::string("run ") + what, rc);

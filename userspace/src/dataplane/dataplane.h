@@ -80,6 +80,11 @@ Result<nlohmann::json> status(const std::string& instance);
 // remove_instance() (reconcile.h).
 Result<void> down(const std::string& instance);
 
+// The data path's clock (moat_now(), bpf/lib/common.h): CLOCK_MONOTONIC_COARSE,
+// the clock of conntrack expiry and event times. The fine clock would be up
+// to a jiffy ahead of it: a live entry could look expired.
+uint64_t datapath_now_ns();
+
 // Live connection-tracking entries of both families (`ct`, `ct6`; two per
 // translated flow), as JSON rows.
 Result<nlohmann::json> ct_entries(const std::string& instance);

@@ -12,8 +12,8 @@
 
 namespace moat::obs {
 
-// `wall_offset_ns`: CLOCK_REALTIME - CLOCK_MONOTONIC (bpf_ktime_get_ns() is
-// monotonic), to print event times as wall-clock times.
+// `wall_offset_ns`: wall clock minus the data path's clock (datapath_now_ns()),
+// to print event times as wall-clock times.
 nlohmann::json event_json(const moat_event& ev, const Names& names, int64_t wall_offset_ns);
 // One line for people, from event_json()'s output (`utc`: times in UTC, not local).
 std::string event_text(const nlohmann::json& ev, bool utc = false);

@@ -36,12 +36,6 @@ uint64_t Counters::drops_total() const {
 
 namespace {
 
-uint64_t monotonic_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 int ncpus() {
   int n = libbpf_num_possible_cpus();
   return n > 0 ? n : 1;
@@ -106,7 +100,7 @@ template <class K, class E>
 void count_live_connections(const bpf_map* ct, const std::map<std::string, size_t>& by_ip,
                             Snapshot& s) {
   int fd = bpf_map__fd(ct);
-  uint64_t now = monotonic_ns();
+  uint64_t now = datapath_now_ns();
   K key{}, next{};
   bool first = true;
   while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
