@@ -355,6 +355,43 @@ enum moat_tcp_state {
  * hours, so the flow keeps its timeout until both have. */
 #define MOAT_CT_F_FIN_ORIG (1u << 1)
 #define MOAT_CT_F_FIN_REPLY (1u << 2)
+/* `tcp_known`: tcp_end[d] (END_ORIG << d), tcp_ack[d] (ACK_ORIG << d) hold a
+ * value for direction d. */
+#define MOAT_CT_K_END_ORIG (1u << 0)
+#define MOAT_CT_K_END_REPLY (1u << 1)
+#define MOAT_CT_K_ACK_ORIG (1u << 2)
+#define MOAT_CT_K_ACK_REPLY (1u << 3)
+
+/*
+ * Which RST and FIN close a flow. A RST or a FIN that merely carries the
+ * flow's tuple must not end it: a blind sender who guesses a published
+ * flow's client port would otherwise cut a live connection a hold later
+ * (the endpoints' own stacks check the sequence number and ignore it). So
+ * the entries follow each direction's sequence space, as netfilter's
+ * conntrack does (tcp_in_window()), in serial-number arithmetic:
+ * - tcp_end[d]: the sequence number after the last one direction d (0:
+ *   original, 1: reply) sent; tcp_ack[d]: the highest acknowledgement it
+ *   sent. The original direction's comes from the SYN that opened the
+ *   flow; the reply direction's from its first packet that acknowledges
+ *   that SYN (ack in [the SYN's seq + 1, tcp_end[0]]: data the SYN carried
+ *   may go unacknowledged).
+ * - A RST or FIN from d counts only when its seq lies in [tcp_ack[!d],
+ *   tcp_end[d]]: not below what the peer acknowledged, not past what d
+ *   sent (a RST answering the SYN: when it acknowledges the SYN). Either
+ *   way the packet passes: its receiver judges it. An idle flow's window
+ *   is one number; a blind sender must guess it among 2^32.
+ * - Any other packet from d moves them (tcp_end to seq + its length, the
+ *   highest tcp_ack) when its seq lies within MOAT_CT_TCP_AHEAD of
+ *   tcp_end[d]: a GSO segment handled out of order on another CPU. The
+ *   other way's acknowledgement is not at hand there (a translated flow's
+ *   partner entry holds it), so a blind sender can move an edge with
+ *   odds of 2^17 in 2^32, and then still needs its RST in the window.
+ * A translated flow's two entries each follow their own direction (the
+ * other's tcp_end from the opening SYN); a tracked flow's one entry both.
+ * Missed segments (a window lost) only keep a closed flow until its
+ * timeout, as before closes were followed.
+ */
+#define MOAT_CT_TCP_AHEAD (1u << 16)
 
 struct moat_ct_entry {
 	struct moat_ct_key xlated;
@@ -375,7 +412,10 @@ struct moat_ct_entry {
 	__u32 rule_id; /* policy rule that admitted it, MOAT_RULE_NONE if none */
 	__be32 owner; /* the container address whose quota the flow counts in */
 	__u32 ring_slot; /* original-direction entry: the flow's slot on `ct_ring` */
-	__u32 pad;
+	__u32 tcp_end[2]; /* TCP, by direction (0: original): MOAT_CT_TCP_AHEAD's comment */
+	__u32 tcp_ack[2];
+	__u8 tcp_known; /* MOAT_CT_K_* */
+	__u8 pad[3];
 };
 
 /*
@@ -552,6 +592,10 @@ struct moat_ct6_entry {
 	__u32 rule_id;
 	union moat_ip owner; /* whose quota the flow counts in (ct6_owned) */
 	__u32 ring_slot; /* as moat_ct_entry's, on `ct6_ring` */
+	__u32 tcp_end[2]; /* as moat_ct_entry's */
+	__u32 tcp_ack[2];
+	__u8 tcp_known;
+	__u8 pad[3];
 };
 
 struct moat_ct6_ring_slot {
@@ -860,13 +904,13 @@ MOAT_ABI_SIZE(moat_container_net_key, 8);
 MOAT_ABI_SIZE(moat_uplink, 24);
 MOAT_ABI_SIZE(moat_ct_key, 16);
 MOAT_ABI_SIZE(moat_ct_reap_args, 32);
-MOAT_ABI_SIZE(moat_ct_entry, 104);
+MOAT_ABI_SIZE(moat_ct_entry, 120);
 MOAT_ABI_SIZE(moat_frag_key, 12);
 MOAT_ABI_SIZE(moat_frag_ports, 4);
 MOAT_ABI_SIZE(moat_publish6_key, 20);
 MOAT_ABI_SIZE(moat_publish6_val, 28);
 MOAT_ABI_SIZE(moat_ct6_key, 40);
-MOAT_ABI_SIZE(moat_ct6_entry, 136);
+MOAT_ABI_SIZE(moat_ct6_entry, 160);
 MOAT_ABI_SIZE(moat_ct6_ring_slot, 60);
 MOAT_ABI_SIZE(moat_ct6_reap_args, 56);
 MOAT_ABI_SIZE(moat_frag6_key, 40);

@@ -348,7 +348,7 @@ static __noinline int ipv6_track_new(struct __sk_buff *skb, const struct moat_en
 	v = ct6_admit(ct6_owner_of(ep->ipv6), &owned);
 	if (v)
 		return v;
-	v = ct6_track(&l4->key, skb->ifindex, ep->stats_slot, dir, rev, rule_id, skb->len,
+	v = ct6_track(l4, skb->ifindex, ep->stats_slot, dir, rev, rule_id, skb->len,
 		      ct6_owner_of(ep->ipv6), owned, s->now);
 	return v ? ct_failed(v, MOAT_PASS) : MOAT_PASS;
 }
@@ -652,7 +652,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 	v = ct_admit(ep->ipv4, &owned);
 	if (v)
 		return v;
-	v = ct_track(&l4->key, ifindex, ep->stats_slot, dir, rev, rule_id, skb->len, ep->ipv4,
+	v = ct_track(l4, ifindex, ep->stats_slot, dir, rev, rule_id, skb->len, ep->ipv4,
 		     owned, now);
 	return v ? ct_failed(v, MOAT_PASS) : MOAT_PASS;
 }

@@ -39,6 +39,13 @@ static __always_inline int ct_ring_busy(const struct moat_ct_ring_pos *pos, __u3
 	return ct_ring_len(pos) >= slots / MOAT_CT_QUOTA_FROM_SHARE;
 }
 
+/* Serial-number arithmetic (RFC 1982): whether `a` lies in [lo, hi]. An
+ * empty range (hi before lo) holds nothing rather than wrapping round. */
+static __always_inline int seq_within(__u32 a, __u32 lo, __u32 hi)
+{
+	return (__s32)(hi - lo) >= 0 && a - lo <= hi - lo;
+}
+
 /* What a failed ct_create()/ct_track() means for the packet: a full table,
  * or the caller's own reason (a masquerade tuple already taken). */
 static __always_inline int ct_failed(int err, int otherwise)

@@ -403,8 +403,8 @@ static __always_inline int CT_FN(reopen)(const CT_KEY *okey, CT_ENTRY *o)
 
 /*
  * The TCP state a packet with flags `f` moves its flow to (`*fin`: the
- * FIN direction it brings first, MOAT_CT_F_FIN_*): a reply moves SYN_SENT
- * to ESTABLISHED; a FIN is remembered for its direction, and the second
+ * FIN direction it brings first, MOAT_CT_F_FIN_*): a reply acknowledging
+ * the SYN moves SYN_SENT to ESTABLISHED; a FIN is remembered for its direction, and the second
  * direction's FIN, or a RST, closes the flow (abi.h); a fresh SYN on a
  * closed flow (port reuse) opens it again.
  */
@@ -422,10 +422,71 @@ static __always_inline __u8 CT_FN(tcp_next)(const CT_ENTRY *e, __u8 f, int reply
 		*fin = reply ? MOAT_CT_F_FIN_REPLY : MOAT_CT_F_FIN_ORIG;
 		if (e->flags & *fin)
 			*fin = 0; /* retransmitted */
-	} else if (reply && state == MOAT_TCP_SYN_SENT) {
+	} else if (reply && state == MOAT_TCP_SYN_SENT &&
+		   (e->tcp_known & MOAT_CT_K_END_REPLY)) {
+		/* Answered: a reply that acknowledged the SYN (tcp_follow). */
 		return MOAT_TCP_ESTABLISHED;
 	}
 	return state;
+}
+
+/*
+ * Follows TCP packet `l4` from direction `d` (0: original) in its entry
+ * `e` (abi.h, MOAT_CT_TCP_AHEAD) and returns its flags as far as they
+ * count: a RST or FIN outside the window is left out, so it neither closes
+ * nor half-closes the flow. On the established path: a few compares and
+ * stores; only a RST or FIN of a translated flow looks up the partner,
+ * which holds the other direction's acknowledgement. A call of its own:
+ * inlined, its frame would be added to every caller's, past BPF's 512
+ * bytes in from_container's deepest chain.
+ */
+static __noinline __u8 CT_FN(tcp_follow)(CT_ENTRY *e, const CT_L4 *l4, int d)
+{
+	__u8 f = l4->tcp_flags, end_bit = MOAT_CT_K_END_ORIG << d;
+	__u8 ack_bit = MOAT_CT_K_ACK_ORIG << d, other_ack = MOAT_CT_K_ACK_ORIG << !d;
+	__u32 seq = l4->tcp_seq, end = e->tcp_end[d], lo, peer_end = e->tcp_end[!d];
+	const CT_ENTRY *o;
+
+	if (!(e->tcp_known & end_bit)) {
+		/* Its first packet must acknowledge the SYN that opened the
+		 * flow, whose end this entry holds since. */
+		if (!(f & TCP_FLAG_ACK) || !(e->tcp_known & (MOAT_CT_K_END_ORIG << !d)) ||
+		    !seq_within(l4->tcp_ack, e->tcp_ack[d], peer_end))
+			return f & ~(TCP_FLAG_RST | TCP_FLAG_FIN);
+		e->tcp_known |= end_bit;
+		e->tcp_end[d] = end = seq;
+	}
+	if (f & (TCP_FLAG_RST | TCP_FLAG_FIN)) {
+		o = e->kind == MOAT_CT_TRACK ? e : CT_FN(partner)(e);
+		lo = o && (o->tcp_known & other_ack) ? o->tcp_ack[!d] : end;
+		/* Refused, it moves nothing either: were its seq taken as
+		 * the new end, the next guess would be right. */
+		if (!seq_within(seq, lo, end))
+			return f & ~(TCP_FLAG_RST | TCP_FLAG_FIN);
+	}
+	if (!seq_within(seq, end - MOAT_CT_TCP_AHEAD, end + MOAT_CT_TCP_AHEAD))
+		return f;
+	if ((__s32)(seq + l4->tcp_len - end) > 0)
+		e->tcp_end[d] = seq + l4->tcp_len;
+	if ((f & TCP_FLAG_ACK) &&
+	    (!(e->tcp_known & ack_bit) || (__s32)(l4->tcp_ack - e->tcp_ack[d]) > 0)) {
+		e->tcp_ack[d] = l4->tcp_ack;
+		e->tcp_known |= ack_bit;
+	}
+	return f;
+}
+
+/* A TCP flow (re)opened by SYN `l4` from direction `d`: only that
+ * direction's end is known; until the other direction's first packet, its
+ * unknown acknowledgement holds the least it must acknowledge (the SYN, if
+ * not the data the SYN carried). */
+static __always_inline void CT_FN(tcp_open)(CT_ENTRY *e, const CT_L4 *l4, int d)
+{
+	e->tcp_end[d] = l4->tcp_seq + l4->tcp_len;
+	e->tcp_end[!d] = 0;
+	e->tcp_ack[d] = 0;
+	e->tcp_ack[!d] = l4->tcp_seq + 1;
+	e->tcp_known = MOAT_CT_K_END_ORIG << d;
 }
 
 /*
@@ -436,9 +497,10 @@ static __always_inline __u8 CT_FN(tcp_next)(const CT_ENTRY *e, __u8 f, int reply
  * path: its frame is not added to every caller's. 0, or the packet's drop
  * reason (a reopened flow over its owner's quota).
  */
-static __noinline int CT_FN(update_state)(CT_ENTRY *e, const CT_L4 *l4, __u64 now, int reply)
+static __noinline int CT_FN(update_state)(CT_ENTRY *e, const CT_L4 *l4, __u8 flags, __u64 now,
+					int reply)
 {
-	__u8 fin, next = CT_FN(tcp_next)(e, l4->tcp_flags, reply, &fin);
+	__u8 fin, next = CT_FN(tcp_next)(e, flags, reply, &fin);
 	CT_ENTRY *p = NULL, *o;
 	CT_KEY okey;
 	int v;
@@ -475,8 +537,11 @@ static __noinline int CT_FN(update_state)(CT_ENTRY *e, const CT_L4 *l4, __u64 no
 		if (v)
 			return v;
 		e->flags &= ~(MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY);
-		if (p)
+		CT_FN(tcp_open)(e, l4, reply);
+		if (p) {
 			p->flags &= ~(MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY);
+			CT_FN(tcp_open)(p, l4, reply);
+		}
 	}
 	CT_FN(set_state)(e, next, now);
 	if (p)
@@ -501,7 +566,7 @@ static __always_inline int CT_FN(update)(CT_ENTRY *e, const CT_L4 *l4, __u32 len
 {
 	__u8 state = e->tcp_state;
 	CT_ENTRY *p = NULL;
-	__u8 fin;
+	__u8 fin, f;
 
 	reply |= e->kind == MOAT_CT_DNAT_REPLY || e->kind == MOAT_CT_SNAT_REPLY;
 	if (e->kind == MOAT_CT_TRACK && reply) {
@@ -511,9 +576,11 @@ static __always_inline int CT_FN(update)(CT_ENTRY *e, const CT_L4 *l4, __u32 len
 		e->packets++;
 		e->bytes += len;
 	}
-	if (l4->key.proto == IPPROTO_TCP &&
-	    (CT_FN(tcp_next)(e, l4->tcp_flags, reply, &fin) != state || fin))
-		return CT_FN(update_state)(e, l4, now, reply);
+	if (l4->key.proto == IPPROTO_TCP) {
+		f = CT_FN(tcp_follow)(e, l4, reply);
+		if (CT_FN(tcp_next)(e, f, reply, &fin) != state || fin)
+			return CT_FN(update_state)(e, l4, f, now, reply);
+	}
 	if (state != MOAT_TCP_CLOSING)
 		e->expires_ns = now + CT_FN(timeout_ns)(l4->key.proto, state);
 	/* A live flow reports every few seconds, from one entry only. */
@@ -560,11 +627,11 @@ static __always_inline CT_ENTRY *CT_FN(scratch_entry)(void)
  * -EEXIST when it is taken, -E2BIG when the table is full. Without, a
  * stale pair is overwritten. The caller asked CT_FN(admit)() first.
  */
-static __always_inline int CT_FN(create)(const CT_KEY *orig,
-				     const CT_KEY *xlated,
-				     const CT_SITES *at, __u8 kind, __u8 flags,
-				     __u32 container_id, int claim, __u64 now)
+static __always_inline int CT_FN(create)(const CT_L4 *l4, const CT_KEY *xlated,
+					 const CT_SITES *at, __u8 kind, __u8 flags,
+					 __u32 container_id, int claim, __u64 now)
 {
+	const CT_KEY *orig = &l4->key;
 	__u8 state = orig->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
 	CT_ENTRY *e = CT_FN(scratch_entry)();
 	CT_KEY rkey;
@@ -590,6 +657,9 @@ static __always_inline int CT_FN(create)(const CT_KEY *orig,
 	e->policy_rev = at->rev;
 	e->rule_id = at->rule_id;
 	e->owner = CT_OWNER_VAL(at->owner);
+	/* Both entries: the reply's first packet is checked against it. */
+	if (state)
+		CT_FN(tcp_open)(e, l4, 0);
 	CT_FN(reverse)(xlated, &rkey);
 	err = bpf_map_update_elem(&CT_MAP, &rkey, e, claim ? BPF_NOEXIST : BPF_ANY);
 	if (err)
@@ -623,10 +693,11 @@ static __always_inline int CT_FN(create)(const CT_KEY *orig,
  * tuple, found by the reply through the reversed tuple. Its "site" is the
  * hook that admitted it, where its packets are accounted.
  */
-static __always_inline int CT_FN(track)(const CT_KEY *key, __u32 ifindex, __u32 slot,
+static __always_inline int CT_FN(track)(const CT_L4 *l4, __u32 ifindex, __u32 slot,
 				    __u8 dir, __u32 rev, __u32 rule_id, __u32 len,
 				    CT_OWNER owner, __u32 *owned, __u64 now)
 {
+	const CT_KEY *key = &l4->key;
 	__u8 state = key->proto == IPPROTO_TCP ? MOAT_TCP_SYN_SENT : MOAT_TCP_NONE;
 	CT_ENTRY *e = CT_FN(scratch_entry)();
 	struct moat_stats *s;
@@ -648,6 +719,8 @@ static __always_inline int CT_FN(track)(const CT_KEY *key, __u32 ifindex, __u32 
 	e->owner = CT_OWNER_VAL(owner);
 	e->packets = 1;
 	e->bytes = len;
+	if (state)
+		CT_FN(tcp_open)(e, l4, 0);
 	e->ring_slot = CT_FN(ring_take)();
 	err = bpf_map_update_elem(&CT_MAP, key, e, BPF_ANY);
 	CT_FN(charge)(e->ring_slot, key, owner, owned, !err);

@@ -67,7 +67,7 @@ static __always_inline int CT_V(nat_publish)(struct __sk_buff *skb, const CT_L4 
 	v = CT_FN(admit)(at->owner, &at->owned);
 	if (v)
 		return v;
-	v = CT_FN(create)(&l4->key, &xl, at, MOAT_CT_DNAT, hairpin ? MOAT_CT_F_HAIRPIN : 0,
+	v = CT_FN(create)(l4, &xl, at, MOAT_CT_DNAT, hairpin ? MOAT_CT_F_HAIRPIN : 0,
 		      pub->container_id, 0, now);
 	if (v)
 		return ct_failed(v, MOAT_DROP_NAT_FAILED);
@@ -112,7 +112,7 @@ static __always_inline int CT_V(nat_masquerade)(struct __sk_buff *skb, const CT_
 	if (!l4->has_ports || l4->key.proto == IPPROTO_SCTP) {
 		/* Without ports only the addresses tell flows apart; SCTP keeps
 		 * its port, as a new one would need the whole CRC32c again. */
-		v = CT_FN(create)(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
+		v = CT_FN(create)(l4, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
 		if (v)
 			return ct_failed(v, MOAT_DROP_NAT_NO_PORT);
 		return CT_V(nat_rewrite)(skb, l4, &xl);
@@ -122,7 +122,7 @@ static __always_inline int CT_V(nat_masquerade)(struct __sk_buff *skb, const CT_
 		__be16 port = bpf_htons(MOAT_NAT_PORT_MIN + (start + i) % range);
 
 		xl.sport = port; /* for an echo request, its id */
-		v = CT_FN(create)(&l4->key, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
+		v = CT_FN(create)(l4, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
 		if (!v)
 			return CT_V(nat_rewrite)(skb, l4, &xl);
 		if (v == -E2BIG)

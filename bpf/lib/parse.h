@@ -171,6 +171,11 @@ struct l4_info {
 	__u8 fragment; /* a non-first fragment: no L4 header */
 	__u8 more_frags; /* IP_MF: the datagram goes on in another fragment */
 	__be16 ip_id;
+	/* TCP, host order: the sequence and acknowledgement numbers, and the
+	 * sequence space the segment takes (payload, SYN, FIN). */
+	__u32 tcp_seq;
+	__u32 tcp_ack;
+	__u32 tcp_len;
 };
 
 #define TCP_FLAG_FIN 0x01
@@ -185,6 +190,21 @@ struct l4_info {
 #define ICMP_PARAMETERPROB 12
 
 /*
+ * The sequence numbers of TCP header `h` (its first 13 bytes), whose
+ * segment (header and payload) is `seg` bytes long: CT_FN(tcp_follow)'s.
+ * A header longer than its segment takes no payload.
+ */
+static __always_inline void parse_tcp_seq(const __u8 *h, __u32 seg, __u32 *seq, __u32 *ack,
+					  __u32 *len)
+{
+	__u32 doff = (h[12] >> 4) * 4;
+
+	*seq = bpf_ntohl(*(__be32 *)(h + 4));
+	*ack = bpf_ntohl(*(__be32 *)(h + 8));
+	*len = (seg > doff ? seg - doff : 0) + !!(h[13] & TCP_FLAG_SYN) + (h[13] & TCP_FLAG_FIN);
+}
+
+/*
  * Reads the L4 header following `ip` (the cursor sits right after the IPv4
  * header). Returns 0, or -1 when the header the protocol promises is cut
  * short. Unknown protocols get a tuple without ports.
@@ -194,6 +214,8 @@ static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, str
 {
 	void *data = (void *)(long)skb->data;
 	__u8 *h = c->pos;
+	__u32 ip_len;
+	int seg;
 
 	l4->key.saddr = ip->saddr;
 	l4->key.daddr = ip->daddr;
@@ -204,6 +226,7 @@ static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, str
 	l4->l3_off = (void *)ip - data;
 	l4->l4_off = (void *)h - data;
 	l4->tcp_flags = 0;
+	l4->tcp_seq = l4->tcp_ack = l4->tcp_len = 0;
 	l4->icmp_type = 0;
 	l4->has_ports = 0;
 	l4->icmp_error = 0;
@@ -218,6 +241,13 @@ static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, str
 		if ((void *)(h + 20) > c->end)
 			return -1;
 		l4->tcp_flags = h[13];
+		/* A GSO packet's tot_len is 0 past 64 KiB (BIG TCP): then
+		 * the frame's length, whose Ethernet padding can only widen
+		 * the window by a few bytes. */
+		ip_len = bpf_ntohs(ip->tot_len);
+		seg = ip_len ? ip_len - ip->ihl * 4 : skb->len - l4->l4_off;
+		if (seg > 0)
+			parse_tcp_seq(h, seg, &l4->tcp_seq, &l4->tcp_ack, &l4->tcp_len);
 		/* fall through: the ports sit where UDP's and SCTP's do */
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:
@@ -265,6 +295,9 @@ struct l4_info6 {
 	__u8 fragment;
 	__u8 more_frags;
 	__be32 ip_id;
+	__u32 tcp_seq; /* as l4_info's */
+	__u32 tcp_ack;
+	__u32 tcp_len;
 };
 
 /*
@@ -287,6 +320,7 @@ static __always_inline int parse_l4_6(struct __sk_buff *skb, const struct ipv6hd
 	l4->l3_off = ETH_HLEN;
 	l4->l4_off = x->l4_off;
 	l4->tcp_flags = 0;
+	l4->tcp_seq = l4->tcp_ack = l4->tcp_len = 0;
 	l4->icmp_type = 0;
 	l4->has_ports = 0;
 	l4->icmp_error = 0;
@@ -301,6 +335,7 @@ static __always_inline int parse_l4_6(struct __sk_buff *skb, const struct ipv6hd
 		if (x->l4_off + 20 > end || bpf_skb_load_bytes(skb, x->l4_off, h, 14))
 			return -1;
 		l4->tcp_flags = h[13];
+		parse_tcp_seq(h, end - x->l4_off, &l4->tcp_seq, &l4->tcp_ack, &l4->tcp_len);
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:

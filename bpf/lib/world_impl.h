@@ -175,7 +175,7 @@ static __always_inline int CT_V(to_world_verdict)(struct __sk_buff *skb, __u32 s
 			if (v)
 				return v;
 		}
-		v = CT_FN(create)(&l4->key, &l4->key, &at, MOAT_CT_SNAT, 0, 0, 0, now);
+		v = CT_FN(create)(l4, &l4->key, &at, MOAT_CT_SNAT, 0, 0, 0, now);
 		if (v)
 			return ct_failed(v, MOAT_DROP_NAT_FAILED);
 		return MOAT_PASS;

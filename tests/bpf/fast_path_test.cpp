@@ -163,6 +163,21 @@ TEST_F(FastPath, ReplyAccountedAsToContainerWould) {
   EXPECT_EQ(ct_get(dp_.ep, key)->tcp_state, MOAT_TCP_CLOSING);
 }
 
+// A tracked flow's one entry follows both directions' sequence numbers
+// (abi.h, MOAT_CT_TCP_AHEAD), on the fast path too: a RST of B's at a number
+// B is not at passes and ends nothing; B's own ends the flow.
+TEST_F(FastPath, ForgedRstEndsNothing) {
+  const moat_ct_key key = ct_key(A, kClientPort, B, 80, IPPROTO_TCP);
+  for (uint32_t seq : {0u, 2u, 1000u, 0x80000001u})
+    check({"B->A rst at " + std::to_string(seq), 'B',
+           frame(kMacB, kMacA, {.src = ip4(B), .dst = ip4(A)},
+                 tcp_at(80, kClientPort, 0x04, seq, 0)),
+           pass, 'A'});
+  EXPECT_EQ(ct_get(dp_.ep, key)->tcp_state, MOAT_TCP_ESTABLISHED);
+  check({"B->A rst at B's number", 'B', b_to_a(0x04), pass, 'A'});
+  EXPECT_EQ(ct_get(dp_.ep, key)->tcp_state, MOAT_TCP_CLOSING);
+}
+
 TEST_F(FastPath, EverythingElseTakesThePlainPath) {
   Bytes icmp_quote = ipv4({.src = ip4(B), .dst = ip4(A)}, tcp(80, kClientPort));
   icmp_quote.resize(28);

@@ -505,6 +505,30 @@ TEST_F(Nat6Events, MasqueradedFlowBecomesTheUplinksAddress) {
                {A6, 33333, WORLD6, 443}, {HOST6, P, WORLD6, 443});
 }
 
+// IPv6 segments carry their sequence numbers to the same window (abi.h,
+// MOAT_CT_TCP_AHEAD): a RST that does not acknowledge the SYN it would
+// answer ends nothing and tells nothing.
+TEST_F(Nat6Events, ForgedRstEndsNothing) {
+  const RunResult r =
+      run(dp_.prog(Hook::ToWorld), ifindex_of(kUplink), tcp6(A6, 33334, WORLD6, 443, kSyn));
+  ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
+  const uint16_t P = be16_at(r.out, kL4);
+  one_event();
+  for (uint32_t ack : {0u, 7u, 100u, 0x80000001u}) {
+    const Bytes forged = frame6(WORLD6, HOST6, IPPROTO_TCP, tcp_at(443, P, kRst | kAck, 0, ack));
+    EXPECT_EQ(run(dp_.prog(Hook::FromWorld), ifindex_of(kUplink), forged).retval,
+              uint32_t(TC_ACT_OK));
+  }
+  EXPECT_TRUE(events_.drain().empty()) << "no flow end";
+  EXPECT_EQ(ct6_get(dp_.ep, ct6_key(A6, 33334, WORLD6, 443, IPPROTO_TCP))->tcp_state,
+            MOAT_TCP_SYN_SENT);
+  // The SYN took 0 and its 5 bytes: 1 acknowledges the SYN alone, 6 its data too.
+  const Bytes real = frame6(WORLD6, HOST6, IPPROTO_TCP, tcp_at(443, P, kRst | kAck, 0, 1));
+  EXPECT_EQ(run(dp_.prog(Hook::FromWorld), ifindex_of(kUplink), real).retval, uint32_t(TC_ACT_OK));
+  expect_flow6(one_event(), MOAT_EV_FLOW_END, MOAT_CT_SNAT, MOAT_DIR_TO_WORLD, IPPROTO_TCP,
+               {A6, 33334, WORLD6, 443}, {HOST6, P, WORLD6, 443});
+}
+
 TEST_F(Nat6Events, PublishedFlowBecomesTheBackend) {
   ASSERT_EQ(
       run(dp_.prog(Hook::FromWorld), ifindex_of(kUplink), tcp6(CLIENT6, 40000, HOST6, 5000, kSyn))

@@ -359,8 +359,9 @@ TEST_F(Nat, PublishedTcpFlowBothWays) {
             t3);
   expect_ct(reversed(xlated), reversed(orig), kUplink, MOAT_DIR_TO_WORLD, MOAT_CT_DNAT_REPLY,
             MOAT_TCP_SYN_SENT, 0, kCidA, t3);
-  check({"RST from the container", Hook::ToWorld, kUplink, tcp4(A, 5000, CLIENT, 40000, 0x04),
-         pass, tcp4(HOST, 5000, CLIENT, 40000, 0x04)});
+  check({"RST from the container, answering the SYN", Hook::ToWorld, kUplink,
+         tcp4(A, 5000, CLIENT, 40000, kAck | 0x04), pass,
+         tcp4(HOST, 5000, CLIENT, 40000, kAck | 0x04)});
   expect_ct(orig, xlated, kUplink, MOAT_DIR_FROM_WORLD, MOAT_CT_DNAT, MOAT_TCP_CLOSING, 0, kCidA,
             t3);
   EXPECT_EQ(ct_entries(dp_.ep).size(), 2u);
@@ -1012,6 +1013,22 @@ uint32_t a_to_world(Dataplane& dp, uint16_t cport, uint8_t flags) {
   return run(dp.prog(Hook::ToWorld), dp.ifindex.at(kUplink), tcp4(A, 5000, CLIENT, cport, flags))
       .retval;
 }
+// The same with explicit sequence numbers and no payload unless given.
+uint32_t world_to_a_at(Dataplane& dp, uint16_t cport, uint8_t flags, uint32_t seq, uint32_t ack,
+                       std::span<const uint8_t> payload = {}) {
+  return run(dp.prog(Hook::FromWorld), dp.ifindex.at(kUplink),
+             eth(ETH_P_IP, ipv4({.src = ip4(CLIENT), .dst = ip4(HOST), .proto = IPPROTO_TCP,
+                                 .l4_checksum = true},
+                                tcp_at(cport, 5000, flags, seq, ack, payload))))
+      .retval;
+}
+uint32_t a_to_world_at(Dataplane& dp, uint16_t cport, uint8_t flags, uint32_t seq, uint32_t ack) {
+  return run(dp.prog(Hook::ToWorld), dp.ifindex.at(kUplink),
+             eth(ETH_P_IP, ipv4({.src = ip4(A), .dst = ip4(CLIENT), .proto = IPPROTO_TCP,
+                                 .l4_checksum = true},
+                                tcp_at(5000, cport, flags, seq, ack))))
+      .retval;
+}
 // The handshake of client port `cport` to A's published port.
 bool open_to_a(Dataplane& dp, uint16_t cport) {
   return world_to_a(dp, cport, kSyn) == uint32_t(TC_ACT_OK) &&
@@ -1151,7 +1168,7 @@ TEST_F(CtClose, RstEndsTheFlowOnce) {
   EXPECT_EQ(ct_get(dp_.ep, orig(40001))->tcp_state, MOAT_TCP_SYN_SENT);
   EXPECT_EQ(ct_get(dp_.ep, orig(40001))->flags, 0u);
   EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), 2u) << "reopened: counted";
-  EXPECT_EQ(a_to_world(dp_, 40001, kRst), uint32_t(TC_ACT_OK));
+  EXPECT_EQ(a_to_world(dp_, 40001, kRst | kAck), uint32_t(TC_ACT_OK));
   EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), 1u);
   // And the sweep, ending it, gives back nothing more (the old slot and
   // the new one: two flows, each given back once).
@@ -1161,6 +1178,72 @@ TEST_F(CtClose, RstEndsTheFlowOnce) {
   wait_one_turn();
   EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), 1u);
   EXPECT_FALSE(ct_get(dp_.ep, orig(40001)).has_value()) << "ended by the sweep";
+}
+
+// A RST or FIN that only carries the flow's tuple ends nothing (abi.h,
+// MOAT_CT_TCP_AHEAD): a blind sender who guessed a published flow's client
+// port cut it a hold later. They pass (the receiver's stack judges them);
+// the flow stays open and counted, and its real RST still closes it.
+TEST_F(CtClose, ForgedRstAndFinOutsideTheWindowEndNothing) {
+  const uint32_t c = 0xfffffff0u, s = 0x7ffffff0u;  // the client's ISN wraps round
+  const uint32_t ok = TC_ACT_OK;
+  ASSERT_EQ(world_to_a_at(dp_, 40010, kSyn, c, 0), ok);
+  ASSERT_EQ(a_to_world_at(dp_, 40010, kSyn | kAck, s, c + 1), ok);
+  ASSERT_EQ(world_to_a_at(dp_, 40010, kAck, c + 1, s + 1, kData), ok);  // up to c + 6
+  ASSERT_EQ(a_to_world_at(dp_, 40010, kAck, s + 1, c + 6), ok);         // all acknowledged
+  const uint32_t owned = ct_owned(dp_.ep, ip4(A));
+  // The client's window is the one number c + 6 (A acknowledged all), A's s + 1.
+  for (uint32_t seq : {c + 5, c + 7, c + 6 + MOAT_CT_TCP_AHEAD, c + 6 + 0x80000000u, 0u, s + 1})
+    EXPECT_EQ(world_to_a_at(dp_, 40010, kRst, seq, 0), ok) << seq;
+  EXPECT_EQ(a_to_world_at(dp_, 40010, kRst | kAck, s + 2, c + 6), ok);
+  EXPECT_EQ(a_to_world_at(dp_, 40010, kRst | kAck, s, c + 6), ok);
+  EXPECT_EQ(world_to_a_at(dp_, 40010, kAck | kFin, c + 100, s + 1), ok);
+  EXPECT_EQ(a_to_world_at(dp_, 40010, kAck | kFin, s + 100, c + 6), ok);
+  // Nor does a segment past the window move it, for a RST at its end.
+  EXPECT_EQ(world_to_a_at(dp_, 40010, kAck, c + 7 + MOAT_CT_TCP_AHEAD, s + 1, kData), ok);
+  EXPECT_EQ(world_to_a_at(dp_, 40010, kRst, c + 12 + MOAT_CT_TCP_AHEAD, 0), ok);
+  for (const moat_ct_key& k : {orig(40010), reply(40010)}) {
+    const std::optional<moat_ct_entry> e = ct_get(dp_.ep, k);
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(e->tcp_state, MOAT_TCP_ESTABLISHED) << *e;
+    EXPECT_EQ(e->flags, 0u) << *e;
+  }
+  EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), owned) << "still counted";
+  EXPECT_EQ(ring_pos(dp_.ep).closed, 0u);
+  EXPECT_EQ(world_to_a_at(dp_, 40010, kRst, c + 6, 0), ok) << "the client's own RST";
+  EXPECT_EQ(ct_get(dp_.ep, orig(40010))->tcp_state, MOAT_TCP_CLOSING);
+  EXPECT_EQ(ct_owned(dp_.ep, ip4(A)), owned - 1);
+}
+
+// A FIN each way at the window's edge closes, data moving the edge first;
+// one below what the peer acknowledged (a forgery's guess) does not.
+TEST_F(CtClose, FinsAtTheirSequenceNumbersClose) {
+  const uint32_t c = 1000, s = 0xffffff00u;  // A's ISN wraps round
+  const uint32_t ok = TC_ACT_OK;
+  ASSERT_EQ(world_to_a_at(dp_, 40012, kSyn, c, 0), ok);
+  ASSERT_EQ(a_to_world_at(dp_, 40012, kSyn | kAck, s, c + 1), ok);
+  ASSERT_EQ(world_to_a_at(dp_, 40012, kAck, c + 1, s + 1, kData), ok);
+  ASSERT_EQ(world_to_a_at(dp_, 40012, kAck, c + 6, s + 1, kData), ok);  // up to c + 11
+  ASSERT_EQ(a_to_world_at(dp_, 40012, kAck, s + 1, c + 11), ok);
+  EXPECT_EQ(world_to_a_at(dp_, 40012, kAck | kFin, c + 6, s + 1), ok) << "below A's ack";
+  EXPECT_EQ(ct_get(dp_.ep, orig(40012))->flags, 0u);
+  EXPECT_EQ(world_to_a_at(dp_, 40012, kAck | kFin, c + 11, s + 1), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40012))->flags, MOAT_CT_F_FIN_ORIG);
+  EXPECT_EQ(a_to_world_at(dp_, 40012, kAck | kFin, s + 1, c + 12), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40012))->tcp_state, MOAT_TCP_CLOSING);
+}
+
+// A RST answering the SYN (nothing listens) closes only when it
+// acknowledges that SYN, as the client's stack requires.
+TEST_F(CtClose, RstAnsweringTheSynMustAcknowledgeIt) {
+  const uint32_t c = 77777, ok = TC_ACT_OK;
+  ASSERT_EQ(world_to_a_at(dp_, 40011, kSyn, c, 0), ok);
+  EXPECT_EQ(a_to_world_at(dp_, 40011, kRst, 0, 0), ok);
+  EXPECT_EQ(a_to_world_at(dp_, 40011, kRst | kAck, 0, c), ok);
+  EXPECT_EQ(a_to_world_at(dp_, 40011, kRst | kAck, 0, c + 2), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40011))->tcp_state, MOAT_TCP_SYN_SENT);
+  EXPECT_EQ(a_to_world_at(dp_, 40011, kRst | kAck, 0, c + 1), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40011))->tcp_state, MOAT_TCP_CLOSING);
 }
 
 // The close gives back, then the sweep ends the flow: once.
@@ -1257,7 +1340,7 @@ TEST_F(CtClose, AFastOpenerAndCloserCannotFillTheTable) {
     const uint16_t p = uint16_t(41000 + i);
     if (world_to_a(dp_, p, kSyn) != uint32_t(TC_ACT_OK)) continue;
     passed++;
-    a_to_world(dp_, p, kRst);
+    a_to_world(dp_, p, kRst | kAck);
   }
   const Counters c = sum_stats(dp_.ep->maps.stats, {ifx(kUplink), MOAT_DIR_FROM_WORLD});
   EXPECT_EQ(c.drops[-MOAT_DROP_CT_FULL], 0u);

@@ -192,19 +192,33 @@ inline Bytes ipv4(const Ip4& h, std::span<const uint8_t> payload) {
 inline constexpr uint8_t kSyn = 0x02;
 inline constexpr uint8_t kAck = 0x10;
 
-inline Bytes tcp(uint16_t sport, uint16_t dport, uint8_t flags = kAck,
-                std::span<const uint8_t> payload = {}) {
+// A TCP header with sequence number `seq` and acknowledgement `ack`.
+inline Bytes tcp_at(uint16_t sport, uint16_t dport, uint8_t flags, uint32_t seq, uint32_t ack,
+                    std::span<const uint8_t> payload = {}) {
   Bytes b;
   detail::put16(b, sport);
   detail::put16(b, dport);
-  detail::put_raw(b, "\0\0\0\1\0\0\0\1", 8);  // seq, ack
-  detail::put8(b, 5 << 4);                    // data offset
+  detail::put16(b, uint16_t(seq >> 16));
+  detail::put16(b, uint16_t(seq));
+  detail::put16(b, uint16_t(ack >> 16));
+  detail::put16(b, uint16_t(ack));
+  detail::put8(b, 5 << 4);  // data offset
   detail::put8(b, flags);
   detail::put16(b, 64240);  // window
   detail::put16(b, 0);      // checksum
   detail::put16(b, 0);      // urgent
   detail::append(b, payload);
   return b;
+}
+
+// Both sides of a connection whose initial sequence numbers are 0: a SYN
+// (and a SYN-ACK) at 0, every later segment at 1, acknowledging 1. So the
+// conntrack's window (abi.h, MOAT_CT_TCP_AHEAD) takes tests' RSTs and FINs
+// as real ones.
+inline Bytes tcp(uint16_t sport, uint16_t dport, uint8_t flags = kAck,
+                std::span<const uint8_t> payload = {}) {
+  const bool syn = flags & kSyn;
+  return tcp_at(sport, dport, flags, syn ? 0 : 1, syn && !(flags & kAck) ? 0 : 1, payload);
 }
 
 inline Bytes udp(uint16_t sport, uint16_t dport, std::span<const uint8_t> payload = {}) {

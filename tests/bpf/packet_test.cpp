@@ -27,8 +27,9 @@ TEST(PacketBuilder, L4ChecksumsKnownVectors) {
   const Bytes u = ipv4({.src = s, .dst = d, .proto = IPPROTO_UDP, .l4_checksum = true},
                        udp(40000, 8080, kData));
   EXPECT_EQ(u[20 + 6] << 8 | u[20 + 7], 0x7409);
+  // seq 1, ack 1: the header the vector was computed for.
   const Bytes t = ipv4({.src = s, .dst = d, .proto = IPPROTO_TCP, .l4_checksum = true},
-                       tcp(40000, 5000, kSyn, kData));
+                       tcp_at(40000, 5000, kSyn, 1, 1, kData));
   EXPECT_EQ(t[20 + 16] << 8 | t[20 + 17], 0x3528);
   const Bytes i = ipv4({.src = s, .dst = d, .proto = IPPROTO_ICMP, .l4_checksum = true},
                        icmp_echo(kEchoRequest, 0x4242, 7, kData));

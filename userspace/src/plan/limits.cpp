@@ -19,7 +19,7 @@ constexpr uint32_t kMinConntrack = 1024;
 // every map's figure): the element with its key and value rounded to 8 and
 // its share of the bucket array, both families together where a limit
 // sizes a map of each.
-constexpr uint64_t kConntrackEntry = 538;  // ct 184 + ct6 240 + rings 24 + 64 + frags, owners
+constexpr uint64_t kConntrackEntry = 578;  // ct 200 + ct6 264 + rings 24 + 64 + frags, owners
 // Of kEndpointEntry, local_peers' 70 are estimated (8-byte key, 4-byte value), not measured.
 constexpr uint64_t kEndpointEntry = 360;   // endpoints + container_addrs(6) + local_peers
 constexpr uint64_t kStatsSlot = 292;       // sizeof(moat_stats) and its pointer, per CPU

@@ -14,7 +14,7 @@
 // the policy generations are made at the size of what they hold.
 //
 // Memory (preallocated maps; the kernel's own figure is `moat status`):
-//   conntrack x 538 B  +  endpoints x (360 B + 2 x 292 B x CPUs)
+//   conntrack x 578 B  +  endpoints x (360 B + 2 x 292 B x CPUs)
 //   + published_ports x 210 B  +  socket_nat x 210 B  +  1.1 MiB
 //   + 65,536 x 8 B x (CPUs + 1)                    (rule hit counters)
 // and the policy generations, made at the size of what they hold.
