@@ -8,7 +8,8 @@
 # SYNs dropped as conntrack-quota). Its open flows still count: a client
 # holding 1,600 connections open to it meets the quota (1,024, plus the
 # flows made while the table was nearly empty, which are not counted).
-# No timing is asserted but a generous bound on the whole.
+# No timing is asserted but a generous bound on the whole. And a RST or
+# FIN forged with a live flow's tuple ends nothing.
 source "$(dirname "$0")/lib.sh"
 F=$E2E_DIR/conntrack-close.json
 L=$(unique_lab ctclose)
@@ -50,6 +51,56 @@ while True:
 ' </dev/null >>"$TMP/serve.log" 2>&1 &
 SERVERS+=("$!")
 wait_listening "$L" web tcp 8080 && wait_listening "$L" web tcp 8081
+
+# A RST or FIN that only carries a live flow's tuple ends nothing (abi.h,
+# MOAT_CT_TCP_AHEAD). Before, one forged RST closed the flow, and a second
+# later the connection's next segment found no entry to be translated by
+# and was dropped. Forged here from the client's own namespace (a blind
+# sender elsewhere needs the tuple too) at sequence numbers the client never
+# reached: they pass, web's stack ignores them, the connection answers on.
+serve "$L" web tcp 8082 TCP-LISTEN:8082,reuseaddr,fork \
+  'SYSTEM:while read -r l; do echo "ans:$l"; done'
+conn_open fc "$L" outside "$UP" 8082
+ok_before=0
+for i in 1 2 3; do conn_answered fc "before-$i" 2 && { ok_before=1; break; }; done
+check "a connection from the outside to web's published 8082 answers" [ "$ok_before" = 1 ]
+ct_state() {  # the published 8082 flow's "client-port state"
+  "$MOAT" ct list --lab "$L" --json | python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    if e["to"] == sys.argv[1] and e["kind"] == "published":
+        print(e["from"].rsplit(":", 1)[1], e.get("tcp_state", ""))' "$UP:8082"
+}
+read -r cport state < <(ct_state)
+check "its flow is established ($cport $state)" [ "$state" = established ]
+"$MOAT" lab exec --lab "$L" outside -- python3 - "$UP" "${cport:-1}" <<'PY'
+import random, socket, struct, sys
+dst, sport = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+s.connect((dst, 0))
+src = s.getsockname()[0]
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    n = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while n >> 16:
+        n = (n & 0xFFFF) + (n >> 16)
+    return ~n & 0xFFFF
+rnd = random.Random(17)
+for flags in [0x04] * 40 + [0x11] * 10:  # RST; FIN|ACK
+    tcp = struct.pack("!HHIIBBHHH", sport, 8082, rnd.getrandbits(32), rnd.getrandbits(32),
+                      5 << 4, flags, 1024, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+    s.send(tcp)
+PY
+read -r _ state < <(ct_state)
+check "40 forged RSTs and 10 FINs left it established ($state)" [ "$state" = established ]
+sleep 1.5  # past the hold a close would have begun
+ok_after=0
+for i in 1 2 3; do conn_answered fc "after-$i" 2 && { ok_after=1; break; }; done
+check "the connection answers after them" [ "$ok_after" = 1 ]
+conn_close fc
 
 quota_before=$(uplink_drops conntrack-quota)
 # 3,000 connections in a row from the outside, each closed after its answer.
