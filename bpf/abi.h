@@ -371,25 +371,32 @@ enum moat_tcp_state {
  * conntrack does (tcp_in_window()), in serial-number arithmetic:
  * - tcp_end[d]: the sequence number after the last one direction d (0:
  *   original, 1: reply) sent; tcp_ack[d]: the highest acknowledgement it
- *   sent. The original direction's comes from the SYN that opened the
- *   flow; the reply direction's from its first packet that acknowledges
- *   that SYN (ack in [the SYN's seq + 1, tcp_end[0]]: data the SYN carried
- *   may go unacknowledged).
- * - A RST or FIN from d counts only when its seq lies in [tcp_ack[!d],
- *   tcp_end[d]]: not below what the peer acknowledged, not past what d
- *   sent (a RST answering the SYN: when it acknowledges the SYN). Either
- *   way the packet passes: its receiver judges it. An idle flow's window
- *   is one number; a blind sender must guess it among 2^32.
- * - Any other packet from d moves them (tcp_end to seq + its length, the
- *   highest tcp_ack) when its seq lies within MOAT_CT_TCP_AHEAD of
- *   tcp_end[d]: a GSO segment handled out of order on another CPU. The
- *   other way's acknowledgement is not at hand there (a translated flow's
- *   partner entry holds it), so a blind sender can move an edge with
- *   odds of 2^17 in 2^32, and then still needs its RST in the window.
+ *   sent. The opener's comes from the SYN that opened the flow; the other
+ *   side's from its first packet that acknowledges that SYN (ack in [the
+ *   SYN's seq + 1, its end]: data the SYN carried may go unacknowledged),
+ *   which also establishes the flow.
+ * - A segment from d is the flow's own when it is in order (seq equal to
+ *   tcp_end[d]), or, out of order, has its seq within MOAT_CT_TCP_AHEAD of
+ *   tcp_end[d] and its acknowledgement in [tcp_ack[d] - MOAT_CT_TCP_AHEAD,
+ *   tcp_end[!d]]: it acknowledges only what the other way sent. Only such
+ *   a segment moves them (tcp_end to seq + its length, the frame's bytes,
+ *   not what its IP header claims; the highest tcp_ack), and only such a
+ *   FIN counts, unless the peer acknowledged data past it. A blind sender must guess both: odds of 2^17 in 2^32 for
+ *   the seq times about 2^16 in 2^32 for the acknowledgement (more while
+ *   data is in flight), as the endpoints' own stacks ask (RFC 5961).
+ * - A RST from d counts only at tcp_end[d] (its sender's next byte) or at
+ *   tcp_ack[!d] (where the peer acknowledged it: the answer to a segment
+ *   of a connection its sender no longer has, or to a challenge ACK): 2
+ *   numbers in 2^32, whatever is in flight. A RST answering the SYN is the
+ *   answer's first packet: it must acknowledge the SYN.
+ * - An in-order acknowledgement past tcp_end[!d] says moat missed data the
+ *   other way sent (lost before moat, more than MOAT_CT_TCP_AHEAD in a
+ *   row): tcp_end[!d] moves up to it, so the window is found again.
+ * Either way the packet passes: its receiver judges it; a RST or FIN that
+ * does not count passes as a plain segment.
  * A translated flow's two entries each follow their own direction (the
- * other's tcp_end from the opening SYN); a tracked flow's one entry both.
- * Missed segments (a window lost) only keep a closed flow until its
- * timeout, as before closes were followed.
+ * other's tcp_end from the opening SYN; what a check needs of the other
+ * way, its partner holds); a tracked flow's one entry both.
  */
 #define MOAT_CT_TCP_AHEAD (1u << 16)
 

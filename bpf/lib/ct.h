@@ -56,7 +56,7 @@ static __always_inline int ct_failed(int err, int otherwise)
 /*
  * Where a flow's two entries apply their rewrites, and the policy
  * revision (and rule) that admitted it; one struct per family (CT_SITES),
- * as the owner differs. The two bytes side by side: 48 bytes either way.
+ * as the owner differs. The bytes side by side: 56 bytes either way.
  */
 #define CT_SITES_FIELDS(owner_t)                                                          \
 	__u32 orig_ifindex;                                                               \
@@ -69,6 +69,7 @@ static __always_inline int ct_failed(int err, int otherwise)
 	__u8 orig_dir;                                                                    \
 	__u8 reply_dir;                                                                   \
 	__u8 quiet; /* taking over a flow already tracked: no event, no new charge */     \
+	const void *taken; /* quiet: that flow's entry (CT_ENTRY), whose TCP state goes on */ \
 	owner_t owner; /* whose quota the flow counts in (abi.h; ct_owner_of()) */         \
 	__u32 *owned; /* the owner's count, as ct_admit() found it */
 

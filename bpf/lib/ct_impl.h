@@ -403,8 +403,8 @@ static __always_inline int CT_FN(reopen)(const CT_KEY *okey, CT_ENTRY *o)
 
 /*
  * The TCP state a packet with flags `f` moves its flow to (`*fin`: the
- * FIN direction it brings first, MOAT_CT_F_FIN_*): a reply acknowledging
- * the SYN moves SYN_SENT to ESTABLISHED; a FIN is remembered for its direction, and the second
+ * FIN direction it brings first, MOAT_CT_F_FIN_*): the answer
+ * acknowledging the SYN moves SYN_SENT to ESTABLISHED; a FIN is remembered for its direction, and the second
  * direction's FIN, or a RST, closes the flow (abi.h); a fresh SYN on a
  * closed flow (port reuse) opens it again.
  */
@@ -422,57 +422,123 @@ static __always_inline __u8 CT_FN(tcp_next)(const CT_ENTRY *e, __u8 f, int reply
 		*fin = reply ? MOAT_CT_F_FIN_REPLY : MOAT_CT_F_FIN_ORIG;
 		if (e->flags & *fin)
 			*fin = 0; /* retransmitted */
-	} else if (reply && state == MOAT_TCP_SYN_SENT &&
-		   (e->tcp_known & MOAT_CT_K_END_REPLY)) {
-		/* Answered: a reply that acknowledged the SYN (tcp_follow). */
+	} else if (state == MOAT_TCP_SYN_SENT &&
+		   (e->tcp_known & (MOAT_CT_K_END_ORIG | MOAT_CT_K_END_REPLY)) ==
+			   (MOAT_CT_K_END_ORIG | MOAT_CT_K_END_REPLY)) {
+		/* Answered: the side that did not open the flow (the reply's,
+		 * unless a SYN the reply way reopened it) acknowledged the SYN
+		 * (tcp_follow); not the opener's own retransmission. */
 		return MOAT_TCP_ESTABLISHED;
 	}
 	return state;
 }
 
+/* The entry that follows direction !d of the flow of entry `e` (abi.h,
+ * MOAT_CT_TCP_AHEAD): `e` itself for a tracked flow, the partner for a
+ * translated one; NULL when that is gone. */
+static __always_inline const CT_ENTRY *CT_FN(other_way)(CT_ENTRY *e)
+{
+	return e->kind == MOAT_CT_TRACK ? e : CT_FN(partner)(e);
+}
+
+/*
+ * A segment in order from `d` (so no blind sender's: its seq is one number
+ * in 2^32) acknowledges `ack`: past what moat saw the other way send, moat
+ * missed that data (lost before it, more than MOAT_CT_TCP_AHEAD in a
+ * row, so the segments after it fell outside the window); that edge moves
+ * up to it and the window is found again.
+ */
+static __always_inline void CT_FN(catch_up)(CT_ENTRY *e, __u32 ack, int d)
+{
+	CT_ENTRY *o = e->kind == MOAT_CT_TRACK ? e : CT_FN(partner)(e);
+
+	if (o && (o->tcp_known & (MOAT_CT_K_END_ORIG << !d)) && (__s32)(ack - o->tcp_end[!d]) > 0)
+		o->tcp_end[!d] = ack;
+}
+
+/*
+ * Whether the acknowledgement of a segment from `d` that is not in order
+ * acknowledges only what the other way sent (`o`: CT_FN(other_way)), and
+ * not much less than `d` acknowledged before: a blind sender must guess
+ * it as well as the seq.
+ */
+static __always_inline int CT_FN(ack_plausible)(const CT_ENTRY *e, const CT_ENTRY *o, __u32 ack,
+						int d)
+{
+	__u32 hi, lo;
+
+	if (!o || !(o->tcp_known & (MOAT_CT_K_END_ORIG << !d)))
+		return 0;
+	hi = o->tcp_end[!d];
+	lo = (e->tcp_known & (MOAT_CT_K_ACK_ORIG << d)) ? e->tcp_ack[d] : hi;
+	return seq_within(ack, lo - MOAT_CT_TCP_AHEAD, hi);
+}
+
 /*
  * Follows TCP packet `l4` from direction `d` (0: original) in its entry
  * `e` (abi.h, MOAT_CT_TCP_AHEAD) and returns its flags as far as they
- * count: a RST or FIN outside the window is left out, so it neither closes
- * nor half-closes the flow. On the established path: a few compares and
- * stores; only a RST or FIN of a translated flow looks up the partner,
- * which holds the other direction's acknowledgement. A call of its own:
- * inlined, its frame would be added to every caller's, past BPF's 512
- * bytes in from_container's deepest chain.
+ * count: a RST or FIN that is not the flow's own is left out, so it
+ * neither closes nor half-closes the flow. On the established path (a
+ * segment in order): a few compares and stores; only a segment out of
+ * order, a RST, or an acknowledgement leaping ahead looks up the partner
+ * of a translated flow, which follows the other direction. A call of its
+ * own: inlined, its frame would be added to every caller's, past BPF's
+ * 512 bytes in from_container's deepest chain.
  */
 static __noinline __u8 CT_FN(tcp_follow)(CT_ENTRY *e, const CT_L4 *l4, int d)
 {
+	const __u8 not_closing = ~(TCP_FLAG_RST | TCP_FLAG_FIN);
 	__u8 f = l4->tcp_flags, end_bit = MOAT_CT_K_END_ORIG << d;
-	__u8 ack_bit = MOAT_CT_K_ACK_ORIG << d, other_ack = MOAT_CT_K_ACK_ORIG << !d;
-	__u32 seq = l4->tcp_seq, end = e->tcp_end[d], lo, peer_end = e->tcp_end[!d];
-	const CT_ENTRY *o;
+	__u8 ack_bit = MOAT_CT_K_ACK_ORIG << d;
+	__u32 seq = l4->tcp_seq, ack = l4->tcp_ack, end;
+	const CT_ENTRY *o = NULL;
 
 	if (!(e->tcp_known & end_bit)) {
 		/* Its first packet must acknowledge the SYN that opened the
 		 * flow, whose end this entry holds since. */
 		if (!(f & TCP_FLAG_ACK) || !(e->tcp_known & (MOAT_CT_K_END_ORIG << !d)) ||
-		    !seq_within(l4->tcp_ack, e->tcp_ack[d], peer_end))
-			return f & ~(TCP_FLAG_RST | TCP_FLAG_FIN);
+		    !seq_within(ack, e->tcp_ack[d], e->tcp_end[!d]))
+			return f & not_closing;
 		e->tcp_known |= end_bit;
-		e->tcp_end[d] = end = seq;
+		e->tcp_end[d] = seq;
 	}
-	if (f & (TCP_FLAG_RST | TCP_FLAG_FIN)) {
-		o = e->kind == MOAT_CT_TRACK ? e : CT_FN(partner)(e);
-		lo = o && (o->tcp_known & other_ack) ? o->tcp_ack[!d] : end;
-		/* Refused, it moves nothing either: were its seq taken as
-		 * the new end, the next guess would be right. */
-		if (!seq_within(seq, lo, end))
-			return f & ~(TCP_FLAG_RST | TCP_FLAG_FIN);
+	end = e->tcp_end[d];
+	if (f & TCP_FLAG_RST) {
+		/* Exactly where d's stream ends, or where its peer
+		 * acknowledged it: a blind sender's odds are 2 in 2^32. */
+		if (seq == end)
+			return f;
+		o = CT_FN(other_way)(e);
+		if (o && (o->tcp_known & (MOAT_CT_K_ACK_ORIG << !d)) && seq == o->tcp_ack[!d])
+			return f;
+		return f & not_closing;
 	}
-	if (!seq_within(seq, end - MOAT_CT_TCP_AHEAD, end + MOAT_CT_TCP_AHEAD))
-		return f;
+	if (seq != end) {
+		if (!(f & TCP_FLAG_ACK) ||
+		    !seq_within(seq, end - MOAT_CT_TCP_AHEAD, end + MOAT_CT_TCP_AHEAD))
+			return f & not_closing;
+		o = CT_FN(other_way)(e);
+		if (!CT_FN(ack_plausible)(e, o, ack, d))
+			return f & not_closing;
+		/* A FIN the peer acknowledged data past is no end of d's. */
+		if ((f & TCP_FLAG_FIN) && o && (o->tcp_known & (MOAT_CT_K_ACK_ORIG << !d)) &&
+		    (__s32)(seq + l4->tcp_len - o->tcp_ack[!d]) < 0)
+			f &= ~TCP_FLAG_FIN;
+	}
 	if ((__s32)(seq + l4->tcp_len - end) > 0)
 		e->tcp_end[d] = seq + l4->tcp_len;
-	if ((f & TCP_FLAG_ACK) &&
-	    (!(e->tcp_known & ack_bit) || (__s32)(l4->tcp_ack - e->tcp_ack[d]) > 0)) {
-		e->tcp_ack[d] = l4->tcp_ack;
-		e->tcp_known |= ack_bit;
-	}
+	if (!(f & TCP_FLAG_ACK))
+		return f;
+	if ((e->tcp_known & ack_bit) && (__s32)(ack - e->tcp_ack[d]) <= 0)
+		return f;
+	/* In order (out of order, CT_FN(ack_plausible) bounded it): looked
+	 * for only when the acknowledgement leaps, as after a loss; a
+	 * tracked flow holds both ways at hand. */
+	if (!o && (e->kind == MOAT_CT_TRACK || !(e->tcp_known & ack_bit) ||
+		   ack - e->tcp_ack[d] > MOAT_CT_TCP_AHEAD))
+		CT_FN(catch_up)(e, ack, d);
+	e->tcp_ack[d] = ack;
+	e->tcp_known |= ack_bit;
 	return f;
 }
 
@@ -487,6 +553,19 @@ static __always_inline void CT_FN(tcp_open)(CT_ENTRY *e, const CT_L4 *l4, int d)
 	e->tcp_ack[d] = 0;
 	e->tcp_ack[!d] = l4->tcp_seq + 1;
 	e->tcp_known = MOAT_CT_K_END_ORIG << d;
+}
+
+/* A flow's entry `e` made anew from entry `from` (a tracked flow taken
+ * over by a masquerade pair): its TCP state, FINs and windows go on. */
+static __always_inline void CT_FN(tcp_take)(CT_ENTRY *e, const CT_ENTRY *from, __u64 now)
+{
+	e->tcp_end[0] = from->tcp_end[0];
+	e->tcp_end[1] = from->tcp_end[1];
+	e->tcp_ack[0] = from->tcp_ack[0];
+	e->tcp_ack[1] = from->tcp_ack[1];
+	e->tcp_known = from->tcp_known;
+	e->flags |= from->flags & (MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY);
+	CT_FN(set_state)(e, from->tcp_state, now);
 }
 
 /*
@@ -657,8 +736,11 @@ static __always_inline int CT_FN(create)(const CT_L4 *l4, const CT_KEY *xlated,
 	e->policy_rev = at->rev;
 	e->rule_id = at->rule_id;
 	e->owner = CT_OWNER_VAL(at->owner);
-	/* Both entries: the reply's first packet is checked against it. */
-	if (state)
+	/* Both entries: the reply's first packet is checked against it. A
+	 * flow taken over, maybe mid-stream, goes on where it stands. */
+	if (state && at->taken)
+		CT_FN(tcp_take)(e, at->taken, now);
+	else if (state)
 		CT_FN(tcp_open)(e, l4, 0);
 	CT_FN(reverse)(xlated, &rkey);
 	err = bpf_map_update_elem(&CT_MAP, &rkey, e, claim ? BPF_NOEXIST : BPF_ANY);

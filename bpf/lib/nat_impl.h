@@ -95,6 +95,7 @@ static __always_inline int CT_V(nat_masquerade)(struct __sk_buff *skb, const CT_
 		.rule_id = tracked ? tracked->rule_id : MOAT_RULE_NONE,
 		.len = skb->len,
 		.quiet = tracked != NULL,
+		.taken = tracked,
 		.ring_slot = tracked ? tracked->ring_slot : 0,
 		.owner = CT_FN(owner_of)(l4->key.saddr),
 	};

@@ -214,8 +214,7 @@ static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, str
 {
 	void *data = (void *)(long)skb->data;
 	__u8 *h = c->pos;
-	__u32 ip_len;
-	int seg;
+	__u32 ip_len, seg;
 
 	l4->key.saddr = ip->saddr;
 	l4->key.daddr = ip->daddr;
@@ -241,11 +240,16 @@ static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, str
 		if ((void *)(h + 20) > c->end)
 			return -1;
 		l4->tcp_flags = h[13];
-		/* A GSO packet's tot_len is 0 past 64 KiB (BIG TCP): then
-		 * the frame's length, whose Ethernet padding can only widen
-		 * the window by a few bytes. */
-		ip_len = bpf_ntohs(ip->tot_len);
-		seg = ip_len ? ip_len - ip->ihl * 4 : skb->len - l4->l4_off;
+		/* What the header claims, but no more than the frame holds: a
+		 * forged tot_len would move the conntrack window as far as it
+		 * liked (the receiver drops such a frame, after moat saw it).
+		 * parse_ipv4() refused a tot_len below the header: an IPv4 BIG
+		 * TCP packet (tot_len 0; off unless a device's
+		 * gso_ipv4_max_size is raised) is invalid before here. */
+		ip_len = bpf_ntohs(ip->tot_len) - ip->ihl * 4;
+		seg = skb->len - l4->l4_off;
+		if (ip_len < seg)
+			seg = ip_len;
 		if (seg > 0)
 			parse_tcp_seq(h, seg, &l4->tcp_seq, &l4->tcp_ack, &l4->tcp_len);
 		/* fall through: the ports sit where UDP's and SCTP's do */
@@ -309,7 +313,7 @@ struct l4_info6 {
 static __always_inline int parse_l4_6(struct __sk_buff *skb, const struct ipv6hdr *ip6,
 				      const struct ipv6_ext *x, __u32 end, struct l4_info6 *l4)
 {
-	__u8 h[14];
+	__u8 h[14] __attribute__((aligned(4))); /* parse_tcp_seq() loads 4 bytes at once */
 
 	ip_set_v6(&l4->key.saddr, &ip6->saddr);
 	ip_set_v6(&l4->key.daddr, &ip6->daddr);

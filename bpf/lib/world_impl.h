@@ -170,6 +170,7 @@ static __always_inline int CT_V(to_world_verdict)(struct __sk_buff *skb, __u32 s
 			at.rule_id = tracked->rule_id;
 			at.ring_slot = tracked->ring_slot;
 			at.quiet = 1;
+			at.taken = tracked;
 		} else {
 			v = CT_FN(admit)(at.owner, &at.owned);
 			if (v)

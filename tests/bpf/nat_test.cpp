@@ -628,6 +628,50 @@ TEST_F(Nat, MasqueradeWithEveryPortTakenDrops) {
   EXPECT_TRUE(same_bytes(r.out, tcp4(HOST, be16_at(r.out, kL4), "198.19.0.10", 80, kSyn)));
 }
 
+// A tracked flow that meets the uplink mid-stream (its SYN left before the
+// masquerade did) is taken over by the masquerade pair where it stands:
+// established, its windows kept, so its own RST still closes it. Before,
+// the pair started from the segment as if it were a SYN, stuck in SYN_SENT.
+TEST_F(Nat, MasqueradeTakesATrackedFlowOverWhereItStands) {
+  const moat_ct_key key = ct_key(A, 33340, WORLD, 80, IPPROTO_TCP);
+  moat_ct_entry t = {.xlated = key,
+                     .expires_ns = ~0ull,
+                     .ifindex = ifx("moat-a"),
+                     .dir = MOAT_DIR_FROM_CONTAINER,
+                     .kind = MOAT_CT_TRACK,
+                     .tcp_state = MOAT_TCP_ESTABLISHED,
+                     .owner = ip4(A)};
+  t.tcp_end[0] = 5001;
+  t.tcp_end[1] = 9001;
+  t.tcp_ack[0] = 9001;
+  t.tcp_ack[1] = 5001;
+  t.tcp_known = MOAT_CT_K_END_ORIG | MOAT_CT_K_END_REPLY | MOAT_CT_K_ACK_ORIG | MOAT_CT_K_ACK_REPLY;
+  ct_put(dp_.ep, key, t);
+  const RunResult r =
+      run(dp_.prog(Hook::ToWorld), ifx(kUplink),
+          eth(ETH_P_IP, ipv4({.src = ip4(A), .dst = ip4(WORLD), .proto = IPPROTO_TCP,
+                              .l4_checksum = true},
+                             tcp_at(33340, 80, kAck, 5001, 9001))));
+  ASSERT_EQ(r.err, 0);
+  ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
+  const uint16_t P = be16_at(r.out, kL4);
+  const std::optional<moat_ct_entry> o = ct_get(dp_.ep, key);
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(o->kind, MOAT_CT_SNAT) << *o;
+  EXPECT_EQ(o->tcp_state, MOAT_TCP_ESTABLISHED) << *o;
+  EXPECT_EQ(o->tcp_end[0], 5001u) << *o;
+  EXPECT_EQ(o->tcp_known, t.tcp_known) << *o;
+  check({"the world's own RST closes it", Hook::FromWorld, kUplink,
+         eth(ETH_P_IP, ipv4({.src = ip4(WORLD), .dst = ip4(HOST), .proto = IPPROTO_TCP,
+                             .l4_checksum = true},
+                            tcp_at(80, P, 0x04, 9001, 0))),
+         pass,
+         eth(ETH_P_IP, ipv4({.src = ip4(WORLD), .dst = ip4(A), .proto = IPPROTO_TCP,
+                             .l4_checksum = true},
+                            tcp_at(80, 33340, 0x04, 9001, 0)))});
+  EXPECT_EQ(ct_get(dp_.ep, key)->tcp_state, MOAT_TCP_CLOSING);
+}
+
 TEST_F(Nat, UplinkOutWithoutMasquerade) {
   // Note check() compares with the input when `out` is empty, so the pass
   // rows below assert "left exactly as it was".
@@ -1014,11 +1058,13 @@ uint32_t a_to_world(Dataplane& dp, uint16_t cport, uint8_t flags) {
       .retval;
 }
 // The same with explicit sequence numbers and no payload unless given.
+// `tot_len`: what the IP header claims, when it lies.
 uint32_t world_to_a_at(Dataplane& dp, uint16_t cport, uint8_t flags, uint32_t seq, uint32_t ack,
-                       std::span<const uint8_t> payload = {}) {
+                       std::span<const uint8_t> payload = {},
+                       std::optional<uint16_t> tot_len = std::nullopt) {
   return run(dp.prog(Hook::FromWorld), dp.ifindex.at(kUplink),
              eth(ETH_P_IP, ipv4({.src = ip4(CLIENT), .dst = ip4(HOST), .proto = IPPROTO_TCP,
-                                 .l4_checksum = true},
+                                 .tot_len = tot_len, .l4_checksum = true},
                                 tcp_at(cport, 5000, flags, seq, ack, payload))))
       .retval;
 }
@@ -1197,8 +1243,12 @@ TEST_F(CtClose, ForgedRstAndFinOutsideTheWindowEndNothing) {
     EXPECT_EQ(world_to_a_at(dp_, 40010, kRst, seq, 0), ok) << seq;
   EXPECT_EQ(a_to_world_at(dp_, 40010, kRst | kAck, s + 2, c + 6), ok);
   EXPECT_EQ(a_to_world_at(dp_, 40010, kRst | kAck, s, c + 6), ok);
-  EXPECT_EQ(world_to_a_at(dp_, 40010, kAck | kFin, c + 100, s + 1), ok);
-  EXPECT_EQ(a_to_world_at(dp_, 40010, kAck | kFin, s + 100, c + 6), ok);
+  // A FIN near the edge must acknowledge what the other way sent, and
+  // nothing more; past the window it is not the sender's either way.
+  EXPECT_EQ(world_to_a_at(dp_, 40010, kAck | kFin, c + 100, s + 5), ok);
+  EXPECT_EQ(world_to_a_at(dp_, 40010, kAck | kFin, c + 7 + MOAT_CT_TCP_AHEAD, s + 1), ok);
+  EXPECT_EQ(a_to_world_at(dp_, 40010, kAck | kFin, s + 100, c + 7), ok);
+  EXPECT_EQ(a_to_world_at(dp_, 40010, kAck | kFin, s + 2 + MOAT_CT_TCP_AHEAD, c + 6), ok);
   // Nor does a segment past the window move it, for a RST at its end.
   EXPECT_EQ(world_to_a_at(dp_, 40010, kAck, c + 7 + MOAT_CT_TCP_AHEAD, s + 1, kData), ok);
   EXPECT_EQ(world_to_a_at(dp_, 40010, kRst, c + 12 + MOAT_CT_TCP_AHEAD, 0), ok);
@@ -1244,6 +1294,106 @@ TEST_F(CtClose, RstAnsweringTheSynMustAcknowledgeIt) {
   EXPECT_EQ(ct_get(dp_.ep, orig(40011))->tcp_state, MOAT_TCP_SYN_SENT);
   EXPECT_EQ(a_to_world_at(dp_, 40011, kRst | kAck, 0, c + 1), ok);
   EXPECT_EQ(ct_get(dp_.ep, orig(40011))->tcp_state, MOAT_TCP_CLOSING);
+}
+
+// A blind sender who hits the window's edge with one guess must not be able
+// to move it where a RST of its own then lands. Before, a segment near the
+// edge moved it by whatever length its IP header claimed, acknowledging
+// anything: 2^15 pairs of (segment, RST at its end) cut any connection,
+// and a segment's acknowledgement pinned the other way's window shut.
+TEST_F(CtClose, BlindSegmentsMoveNoEdgeForTheirRst) {
+  const uint32_t c = 5'000'000, s = 0xfffff000u, ok = TC_ACT_OK;
+  const uint16_t claims = 20 + 20 + 60000;  // kData holds 5 bytes
+  ASSERT_EQ(world_to_a_at(dp_, 40020, kSyn, c, 0), ok);
+  ASSERT_EQ(a_to_world_at(dp_, 40020, kSyn | kAck, s, c + 1), ok);
+  ASSERT_EQ(world_to_a_at(dp_, 40020, kAck, c + 1, s + 1, kData), ok);  // up to c + 6
+  ASSERT_EQ(a_to_world_at(dp_, 40020, kAck, s + 1, c + 6), ok);
+  const auto edges = [&] {
+    const std::optional<moat_ct_entry> o = ct_get(dp_.ep, orig(40020));
+    const std::optional<moat_ct_entry> r = ct_get(dp_.ep, reply(40020));
+    EXPECT_TRUE(o && r);
+    return o && r ? std::array{o->tcp_end[0], o->tcp_ack[0], r->tcp_end[1], r->tcp_ack[1]}
+                  : std::array<uint32_t, 4>{};
+  };
+  const std::array<uint32_t, 4> before = edges();
+  // The seq guessed near the edge, the acknowledgement not (A sent up to
+  // s + 1; the client acknowledged s + 1): nothing moves, no FIN counts.
+  for (uint32_t ack : {s + 2, s + 0x40000000u, s + 0x7fffffffu, s - MOAT_CT_TCP_AHEAD}) {
+    world_to_a_at(dp_, 40020, kAck, c + 1006, ack, kData, claims);
+    world_to_a_at(dp_, 40020, kAck, c + 1006, ack, kData);
+    EXPECT_EQ(world_to_a_at(dp_, 40020, kAck | kFin, c + 1006, ack), ok) << ack;
+  }
+  EXPECT_EQ(edges(), before);
+  for (uint32_t seq : {c + 1006 + 60000, c + 1011, c + 1006})
+    EXPECT_EQ(world_to_a_at(dp_, 40020, kRst, seq, 0), ok) << seq;
+  // Nor A's way: an acknowledgement of what the client never sent.
+  EXPECT_EQ(a_to_world_at(dp_, 40020, kAck, s + 500, c + 0x7fffffffu), ok);
+  EXPECT_EQ(a_to_world_at(dp_, 40020, kAck, s + 500, c + 7), ok);
+  EXPECT_EQ(edges(), before);
+  // Out of order with the right acknowledgement (the odds a blind sender
+  // has: 2^17 and about 2^16 in 2^32 each), a frame that claims more than
+  // it holds moves the edge by what it holds.
+  world_to_a_at(dp_, 40020, kAck, c + 1006, s + 1, kData, claims);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40020))->tcp_end[0], c + 1011);
+  EXPECT_EQ(world_to_a_at(dp_, 40020, kRst, c + 1006 + 60000, 0), ok);
+  // A RST within what is in flight (past A's acknowledgement, before the
+  // end) is not the client's either: only its end or A's acknowledgement.
+  EXPECT_EQ(world_to_a_at(dp_, 40020, kRst, c + 500, 0), ok);
+  EXPECT_EQ(world_to_a_at(dp_, 40020, kRst, c + 7, 0), ok);
+  for (const moat_ct_key& k : {orig(40020), reply(40020)}) {
+    const std::optional<moat_ct_entry> e = ct_get(dp_.ep, k);
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(e->tcp_state, MOAT_TCP_ESTABLISHED) << *e;
+    EXPECT_EQ(e->flags, 0u) << *e;
+  }
+  EXPECT_EQ(world_to_a_at(dp_, 40020, kRst, c + 6, 0), ok) << "at A's acknowledgement";
+  EXPECT_EQ(ct_get(dp_.ep, orig(40020))->tcp_state, MOAT_TCP_CLOSING);
+}
+
+// A FIN that overtook the client's last data counts (its acknowledgement
+// is A's); data moat never saw (lost before it, past MOAT_CT_TCP_AHEAD)
+// leaves the window behind only until A acknowledges it.
+TEST_F(CtClose, AFinAheadAndDataMoatMissedStillClose) {
+  const uint32_t c = 0xffff0000u, s = 3000, ok = TC_ACT_OK;
+  ASSERT_EQ(world_to_a_at(dp_, 40021, kSyn, c, 0), ok);
+  ASSERT_EQ(a_to_world_at(dp_, 40021, kSyn | kAck, s, c + 1), ok);
+  ASSERT_EQ(world_to_a_at(dp_, 40021, kAck, c + 1, s + 1), ok);
+  EXPECT_EQ(world_to_a_at(dp_, 40021, kAck | kFin, c + 6, s + 1), ok) << "ahead of its data";
+  EXPECT_EQ(ct_get(dp_.ep, orig(40021))->flags, MOAT_CT_F_FIN_ORIG);
+  EXPECT_EQ(world_to_a_at(dp_, 40021, kAck, c + 1, s + 1, kData), ok) << "the data, late";
+  EXPECT_EQ(a_to_world_at(dp_, 40021, kAck | kFin, s + 1, c + 7), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40021))->tcp_state, MOAT_TCP_CLOSING);
+
+  const uint32_t lost = 3 * MOAT_CT_TCP_AHEAD;
+  ASSERT_EQ(world_to_a_at(dp_, 40022, kSyn, c, 0), ok);
+  ASSERT_EQ(a_to_world_at(dp_, 40022, kSyn | kAck, s, c + 1), ok);
+  ASSERT_EQ(world_to_a_at(dp_, 40022, kAck, c + 1, s + 1), ok);
+  EXPECT_EQ(world_to_a_at(dp_, 40022, kAck, c + 1 + lost, s + 1, kData), ok);
+  EXPECT_EQ(world_to_a_at(dp_, 40022, kAck | kFin, c + 6 + lost, s + 1), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40022))->flags, 0u) << "past the window: not the client's";
+  EXPECT_EQ(a_to_world_at(dp_, 40022, kAck, s + 1, c + 6 + lost), ok) << "A got it all";
+  EXPECT_EQ(ct_get(dp_.ep, orig(40022))->tcp_end[0], c + 6 + lost);
+  EXPECT_EQ(world_to_a_at(dp_, 40022, kAck | kFin, c + 6 + lost, s + 1), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40022))->flags, MOAT_CT_F_FIN_ORIG);
+  EXPECT_EQ(a_to_world_at(dp_, 40022, kRst, s + 1, 0), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40022))->tcp_state, MOAT_TCP_CLOSING);
+}
+
+// A closed flow reopened by a SYN the reply way (A dials the client from
+// its published port) is established by the client's answer, not by A's
+// own SYN sent again.
+TEST_F(CtClose, ReopenedTheReplyWayEstablishesOnTheAnswer) {
+  const uint32_t c = 100, s = 200, s2 = 90000, ok = TC_ACT_OK;
+  ASSERT_EQ(world_to_a_at(dp_, 40023, kSyn, c, 0), ok);
+  ASSERT_EQ(a_to_world_at(dp_, 40023, kSyn | kAck, s, c + 1), ok);
+  ASSERT_EQ(world_to_a_at(dp_, 40023, kRst, c + 1, 0), ok);
+  ASSERT_EQ(ct_get(dp_.ep, orig(40023))->tcp_state, MOAT_TCP_CLOSING);
+  EXPECT_EQ(a_to_world_at(dp_, 40023, kSyn, s2, 0), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40023))->tcp_state, MOAT_TCP_SYN_SENT);
+  EXPECT_EQ(a_to_world_at(dp_, 40023, kSyn, s2, 0), ok) << "sent again";
+  EXPECT_EQ(ct_get(dp_.ep, orig(40023))->tcp_state, MOAT_TCP_SYN_SENT);
+  EXPECT_EQ(world_to_a_at(dp_, 40023, kSyn | kAck, 7000, s2 + 1), ok);
+  EXPECT_EQ(ct_get(dp_.ep, orig(40023))->tcp_state, MOAT_TCP_ESTABLISHED);
 }
 
 // The close gives back, then the sweep ends the flow: once.
