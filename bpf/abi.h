@@ -102,7 +102,8 @@ enum moat_dir {
 	  "(a container moat has not identified yet)")                             \
 	X(NO_FLOW, 17, "no-flow",                                                   \
 	  "a packet that cannot open a flow (TCP other than a SYN, ICMP other "     \
-	  "than an echo request), of no tracked flow, that would need translation")                               \
+	  "than an echo request), of no tracked flow, that would need translation; " \
+	  "or a SYN the reply way on a closed TCP flow, which no policy judged")      \
 	X(SPOOFED_MAC, 18, "spoofed-mac",                                           \
 	  "source MAC (or ARP sender hardware address) is not the sending "         \
 	  "container's own")                                                       \

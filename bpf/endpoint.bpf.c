@@ -218,7 +218,7 @@ static __always_inline int ipv6_known_flow(struct __sk_buff *skb, struct v6_scra
 	}
 	ct6_reverse(&l4->key, &s->rkey);
 	e = ct6_lookup(&s->rkey, now);
-	if (!e || ct6_replies_rewritten_here(e, skb->ifindex, dir))
+	if (!e || ct6_bypasses_rewrite(e, skb->ifindex, dir))
 		return MOAT_CONTINUE;
 	v = ct6_recheck(&s->rkey, e, rev);
 	if (!v && e->kind == MOAT_CT_TRACK && e->ifindex == skb->ifindex && e->dir != dir)
@@ -615,7 +615,7 @@ static __always_inline int ipv4_verdict(struct __sk_buff *skb, const struct moat
 		/* A reply, or the original direction after DNAT (known by its reply). */
 		ct_reverse(&l4->key, &rkey);
 		e = ct_lookup(&rkey, now);
-		if (e && !ct_replies_rewritten_here(e, ifindex, dir)) {
+		if (e && !ct_bypasses_rewrite(e, ifindex, dir)) {
 			v = ct_recheck(&rkey, e, rev);
 			if (v)
 				return v;

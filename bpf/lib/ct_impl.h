@@ -404,9 +404,10 @@ static __always_inline int CT_FN(reopen)(const CT_KEY *okey, CT_ENTRY *o)
 /*
  * The TCP state a packet with flags `f` moves its flow to (`*fin`: the
  * FIN direction it brings first, MOAT_CT_F_FIN_*): the answer
- * acknowledging the SYN moves SYN_SENT to ESTABLISHED; a FIN is remembered for its direction, and the second
- * direction's FIN, or a RST, closes the flow (abi.h); a fresh SYN on a
- * closed flow (port reuse) opens it again.
+ * acknowledging the SYN moves SYN_SENT to ESTABLISHED; a FIN is remembered
+ * for its direction, and the second direction's FIN, or a RST, closes the
+ * flow (abi.h); a fresh SYN on a closed flow (port reuse) opens it again,
+ * the opener's only (CT_FN(update) refuses one the reply way).
  */
 static __always_inline __u8 CT_FN(tcp_next)(const CT_ENTRY *e, __u8 f, int reply, __u8 *fin)
 {
@@ -425,12 +426,21 @@ static __always_inline __u8 CT_FN(tcp_next)(const CT_ENTRY *e, __u8 f, int reply
 	} else if (state == MOAT_TCP_SYN_SENT &&
 		   (e->tcp_known & (MOAT_CT_K_END_ORIG | MOAT_CT_K_END_REPLY)) ==
 			   (MOAT_CT_K_END_ORIG | MOAT_CT_K_END_REPLY)) {
-		/* Answered: the side that did not open the flow (the reply's,
-		 * unless a SYN the reply way reopened it) acknowledged the SYN
-		 * (tcp_follow); not the opener's own retransmission. */
+		/* Answered: the side that did not open the flow acknowledged
+		 * the SYN (tcp_follow); not the opener's own retransmission. */
 		return MOAT_TCP_ESTABLISHED;
 	}
 	return state;
+}
+
+/* Flags `f` of a segment that is not the flow's own: no RST or FIN, and
+ * no SYN beside one (a SYN|RST left as a bare SYN would reopen a closed
+ * flow); a bare SYN stays, for CT_FN(tcp_next) to judge. */
+static __always_inline __u8 CT_FN(uncounted)(__u8 f)
+{
+	if (f & (TCP_FLAG_RST | TCP_FLAG_FIN))
+		f &= ~(TCP_FLAG_RST | TCP_FLAG_FIN | TCP_FLAG_SYN);
+	return f;
 }
 
 /* The entry that follows direction !d of the flow of entry `e` (abi.h,
@@ -459,8 +469,10 @@ static __always_inline void CT_FN(catch_up)(CT_ENTRY *e, __u32 ack, int d)
 /*
  * Whether the acknowledgement of a segment from `d` that is not in order
  * acknowledges only what the other way sent (`o`: CT_FN(other_way)), and
- * not much less than `d` acknowledged before: a blind sender must guess
- * it as well as the seq.
+ * lies within MOAT_CT_TCP_AHEAD of what `d` acknowledged before: a blind
+ * sender must guess it as well as the seq, among 2^17 numbers at most
+ * however much data is in flight (without the upper bound, a download's
+ * few MiB in flight widened it to 2^22).
  */
 static __always_inline int CT_FN(ack_plausible)(const CT_ENTRY *e, const CT_ENTRY *o, __u32 ack,
 						int d)
@@ -470,7 +482,12 @@ static __always_inline int CT_FN(ack_plausible)(const CT_ENTRY *e, const CT_ENTR
 	if (!o || !(o->tcp_known & (MOAT_CT_K_END_ORIG << !d)))
 		return 0;
 	hi = o->tcp_end[!d];
-	lo = (e->tcp_known & (MOAT_CT_K_ACK_ORIG << d)) ? e->tcp_ack[d] : hi;
+	lo = hi;
+	if (e->tcp_known & (MOAT_CT_K_ACK_ORIG << d)) {
+		lo = e->tcp_ack[d];
+		if ((__s32)(lo + MOAT_CT_TCP_AHEAD - hi) < 0)
+			hi = lo + MOAT_CT_TCP_AHEAD;
+	}
 	return seq_within(ack, lo - MOAT_CT_TCP_AHEAD, hi);
 }
 
@@ -487,7 +504,6 @@ static __always_inline int CT_FN(ack_plausible)(const CT_ENTRY *e, const CT_ENTR
  */
 static __noinline __u8 CT_FN(tcp_follow)(CT_ENTRY *e, const CT_L4 *l4, int d)
 {
-	const __u8 not_closing = ~(TCP_FLAG_RST | TCP_FLAG_FIN);
 	__u8 f = l4->tcp_flags, end_bit = MOAT_CT_K_END_ORIG << d;
 	__u8 ack_bit = MOAT_CT_K_ACK_ORIG << d;
 	__u32 seq = l4->tcp_seq, ack = l4->tcp_ack, end;
@@ -498,7 +514,7 @@ static __noinline __u8 CT_FN(tcp_follow)(CT_ENTRY *e, const CT_L4 *l4, int d)
 		 * flow, whose end this entry holds since. */
 		if (!(f & TCP_FLAG_ACK) || !(e->tcp_known & (MOAT_CT_K_END_ORIG << !d)) ||
 		    !seq_within(ack, e->tcp_ack[d], e->tcp_end[!d]))
-			return f & not_closing;
+			return CT_FN(uncounted)(f);
 		e->tcp_known |= end_bit;
 		e->tcp_end[d] = seq;
 	}
@@ -511,15 +527,15 @@ static __noinline __u8 CT_FN(tcp_follow)(CT_ENTRY *e, const CT_L4 *l4, int d)
 		o = CT_FN(other_way)(e);
 		if (o && (o->tcp_known & (MOAT_CT_K_ACK_ORIG << !d)) && seq == o->tcp_ack[!d])
 			return f;
-		return f & not_closing;
+		return CT_FN(uncounted)(f);
 	}
 	if (seq != end) {
 		if (!(f & TCP_FLAG_ACK) ||
 		    !seq_within(seq, end - MOAT_CT_TCP_AHEAD, end + MOAT_CT_TCP_AHEAD))
-			return f & not_closing;
+			return CT_FN(uncounted)(f);
 		o = CT_FN(other_way)(e);
 		if (!CT_FN(ack_plausible)(e, o, ack, d))
-			return f & not_closing;
+			return CT_FN(uncounted)(f);
 		/* A FIN the peer acknowledged data past is no end of d's. */
 		if ((f & TCP_FLAG_FIN) && o && (o->tcp_known & (MOAT_CT_K_ACK_ORIG << !d)) &&
 		    (__s32)(seq + l4->tcp_len - o->tcp_ack[!d]) < 0)
@@ -657,6 +673,12 @@ static __always_inline int CT_FN(update)(CT_ENTRY *e, const CT_L4 *l4, __u32 len
 	}
 	if (l4->key.proto == IPPROTO_TCP) {
 		f = CT_FN(tcp_follow)(e, l4, reply);
+		/* A new connection the other way on a closed flow's tuple: only
+		 * the opener's SYN reopens it (policy judged that way alone);
+		 * this one is judged as new once the hold has ended. */
+		if (state == MOAT_TCP_CLOSING && reply &&
+		    (f & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN)
+			return MOAT_DROP_NO_FLOW;
 		if (CT_FN(tcp_next)(e, f, reply, &fin) != state || fin)
 			return CT_FN(update_state)(e, l4, f, now, reply);
 	}
@@ -857,19 +879,23 @@ static __always_inline int CT_FN(rewrites_here)(const CT_ENTRY *e, __u32 ifindex
 }
 
 /*
- * Whether the flow of orig-direction entry `e` has its replies rewritten at
- * this very hook: a container dialling a published port gets the backend's
- * replies translated back at its own veth. A packet here already in the
- * translated form (from the address and port it dialled) was not rewritten
- * here, so it is none of the flow's, whoever forged it (the host's own
- * address): judged as new. A hairpin's replies are rewritten on the way
- * out and come back here translated, as they should.
+ * Whether entry `e`, found by the reverse of a packet at this hook, belongs
+ * to a flow whose packets this very hook rewrites on their way through: a
+ * container dialling a published port has its packets translated to the
+ * backend as they leave its veth (a DNAT_REPLY entry rewriting there on
+ * the way in), and the backend's replies translated back as they enter it
+ * (the DNAT entry rewriting there on the way out). A packet here already
+ * in the other form was not rewritten here, so it is none of the flow's:
+ * judged as new, whoever sent it (the container straight to the backend,
+ * across networks; the host's own address with the dialled tuple). A
+ * hairpin's packets are rewritten on the way out and come back translated,
+ * as they should.
  */
-static __always_inline int CT_FN(replies_rewritten_here)(const CT_ENTRY *e, __u32 ifindex,
-						     __u32 dir)
+static __always_inline int CT_FN(bypasses_rewrite)(const CT_ENTRY *e, __u32 ifindex, __u32 dir)
 {
-	return e->kind == MOAT_CT_DNAT && !(e->flags & MOAT_CT_F_HAIRPIN) &&
-	       e->ifindex == ifindex && e->dir == MOAT_DIR_FROM_CONTAINER &&
-	       dir == MOAT_DIR_TO_CONTAINER;
+	if ((e->flags & MOAT_CT_F_HAIRPIN) || e->ifindex != ifindex || e->dir == dir)
+		return 0;
+	return (e->kind == MOAT_CT_DNAT && dir == MOAT_DIR_TO_CONTAINER) ||
+	       (e->kind == MOAT_CT_DNAT_REPLY && dir == MOAT_DIR_FROM_CONTAINER);
 }
 

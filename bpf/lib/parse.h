@@ -207,7 +207,8 @@ static __always_inline void parse_tcp_seq(const __u8 *h, __u32 seg, __u32 *seq, 
 /*
  * Reads the L4 header following `ip` (the cursor sits right after the IPv4
  * header). Returns 0, or -1 when the header the protocol promises is cut
- * short. Unknown protocols get a tuple without ports.
+ * short (TCP's by the frame or by the IP header's length). Unknown
+ * protocols get a tuple without ports.
  */
 static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, struct iphdr *ip,
 				    struct l4_info *l4)
@@ -250,8 +251,12 @@ static __always_inline int parse_l4(struct cursor *c, struct __sk_buff *skb, str
 		seg = skb->len - l4->l4_off;
 		if (ip_len < seg)
 			seg = ip_len;
-		if (seg > 0)
-			parse_tcp_seq(h, seg, &l4->tcp_seq, &l4->tcp_ack, &l4->tcp_len);
+		/* A header the frame holds only in its Ethernet padding (a
+		 * tiny first fragment, RFC 1858): its flags are not what the
+		 * receiver reassembles. */
+		if (seg < 20)
+			return -1;
+		parse_tcp_seq(h, seg, &l4->tcp_seq, &l4->tcp_ack, &l4->tcp_len);
 		/* fall through: the ports sit where UDP's and SCTP's do */
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:

@@ -402,6 +402,22 @@ TEST_F(Verdicts, FragmentsAreJudgedByAddress) {
   });
 }
 
+// A TCP header that only the frame's Ethernet padding completes (a first
+// fragment claiming 8 bytes of TCP, RFC 1858): its flags are not what the
+// receiver reassembles, so nothing is judged or tracked by them.
+TEST_F(Verdicts, TcpHeaderInThePaddingIsInvalid) {
+  const auto first = [](uint16_t tot_len) {
+    return ip4_frame({.src = ip4(A), .dst = ip4(B), .proto = IPPROTO_TCP, .frag = kMoreFragments,
+                      .tot_len = tot_len},
+                     tcp(40000, 80, kSyn));
+  };
+  check_all({
+      {"8 bytes of TCP by its IP length", FROM, 'A', first(20 + 8), drop(MOAT_DROP_INVALID_PACKET)},
+      {"19 bytes", FROM, 'A', first(20 + 19), drop(MOAT_DROP_INVALID_PACKET)},
+      {"the whole header", FROM, 'A', first(20 + 20), pass},
+  });
+}
+
 TEST_F(Verdicts, Ipv6OnlyNeighbourDiscoveryAndMld) {
   const in6_addr own = ip6("fe80::42:acff:fe14:2");
   const in6_addr router = ip6("fe80::1");

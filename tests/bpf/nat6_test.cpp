@@ -333,6 +333,8 @@ TEST_F(Nat6, ContainerOfAnotherNetworkDialsThePublishedPort) {
        tcp6(D6, 40000, A6, 5000)},
       {"without the flow, D cannot reach A directly", Hook::FromContainer, "moat-d",
        tcp6(D6, 40001, A6, 5000, kSyn), drop(MOAT_DROP_ISOLATION)},
+      {"nor with the flow's tuple, straight to the backend", Hook::FromContainer, "moat-d",
+       tcp6(D6, 40000, A6, 5000), drop(MOAT_DROP_ISOLATION)},
       {"the published port dialled at another network's gateway", Hook::FromContainer, "moat-d",
        tcp6(D6, 40002, GW1_6, 5000, kSyn), pass, tcp6(D6, 40002, A6, 5000, kSyn), 2},
       {"and at the uplink's address, UDP 8080 -> 80", Hook::FromContainer, "moat-d",

@@ -24,6 +24,8 @@ const char* outcome_name(Outcome o) {
       return "kernel-drop-model-pass";
     case Outcome::RewriteMismatch:
       return "rewrite-mismatch";
+    case Outcome::ForgedClose:
+      return "forged-close";
     case Outcome::Moot:
       return "moot";
   }
@@ -32,7 +34,7 @@ const char* outcome_name(Outcome o) {
 
 bool is_disagreement(Outcome o) {
   return o == Outcome::KernelPass || o == Outcome::KernelDrop || o == Outcome::RewriteMismatch ||
-         o == Outcome::Moot;
+         o == Outcome::Moot || o == Outcome::ForgedClose;
 }
 
 KernelVerdict kernel_verdict(const KernelResult& k) {

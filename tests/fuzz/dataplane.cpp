@@ -170,6 +170,14 @@ void Dataplane::switch_policy(size_t v) {
   moat_test::set_policy_rev(progs_.ep, rev_);
 }
 
+size_t Dataplane::closed_entries() const {
+  size_t n = 0;
+  for (const auto& [k, e] : moat_test::ct_entries(progs_.ep)) n += e.tcp_state == MOAT_TCP_CLOSING;
+  for (const auto& [k, e] : moat_test::ct6_entries(progs_.ep))
+    n += e.tcp_state == MOAT_TCP_CLOSING;
+  return n;
+}
+
 void Dataplane::reset_case() {
   moat_test::ct_clear(progs_.ep);
   clear_map(progs_.ep->maps.frags);

@@ -53,6 +53,8 @@ class Dataplane {
   // the host by (a container's veth for what a bridge forwards), 0 for what
   // the host sends.
   KernelResult run(Hook h, uint32_t ifindex, uint32_t ingress_ifindex, const Bytes& frame);
+  // TCP flows closed in the kernel's conntrack (entries in CLOSING, both families).
+  size_t closed_entries() const;
 
  private:
   struct Generation {

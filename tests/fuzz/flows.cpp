@@ -27,7 +27,8 @@ bool TcpClose::past_hold() const {
                                closed_ns + int64_t(MOAT_CT_TIMEOUT_TCP_CLOSE) * 1'000'000'000;
 }
 
-void TcpClose::see(uint8_t tcp_flags, bool reply) {
+void TcpClose::see(uint8_t tcp_flags, bool reply, uint32_t seq) {
+  if (seq + (1u << 30) > (1u << 31)) return;
   if (tcp_flags & kTcpFin) fins |= reply ? 2 : 1;
   if (closed_ns < 0 && ((tcp_flags & kTcpRst) || fins == 3))
     closed_ns = monotonic_ns() - kClockMarginNs;

@@ -36,7 +36,11 @@ struct TcpClose {
   uint8_t fins = 0;        // 1: a FIN the original way, 2: the reply way
   int64_t closed_ns = -1;  // CLOCK_MONOTONIC_COARSE, the earliest the kernel may have closed it
   bool past_hold() const;
-  void see(uint8_t tcp_flags, bool reply);
+  // A segment with sequence number `seq`. The generator's own segments
+  // start at 0 (a SYN) or 1 (abi.h's window follows them); one more than
+  // 2^30 away from both is a blind sender's, and README says it ends
+  // nothing: no FIN or RST of it counts.
+  void see(uint8_t tcp_flags, bool reply, uint32_t seq);
 };
 
 struct Flow {

@@ -71,8 +71,11 @@ L4 parse_l4(const Bytes& b, const Ip4& ip) {
   const size_t o = ip.l4_off(), n = ip.l4_avail();
   switch (ip.proto) {
     case IPPROTO_TCP:
-      l4.complete = n >= 20;
+      // Within the IP length too: a header in the frame's padding (a
+      // tiny first fragment) is not what the receiver reassembles.
+      l4.complete = n >= 20 && ip.tot_len >= ip.hlen + 20;
       if (n >= 14) l4.tcp_flags = b[o + 13];
+      if (n >= 8) l4.tcp_seq = get32(b, o + 4);
       break;
     case IPPROTO_UDP:
       l4.complete = n >= 8;

@@ -69,6 +69,7 @@ struct L4 {
   bool complete = false;  // the protocol's fixed header is all there
   uint16_t sport = 0, dport = 0;
   uint8_t tcp_flags = 0;
+  uint32_t tcp_seq = 0;
   uint8_t icmp_type = 0, icmp_code = 0;
   uint16_t icmp_id = 0;
 };

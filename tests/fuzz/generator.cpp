@@ -90,10 +90,16 @@ class Planner {
     const uint32_t n = 1 + r_.below(max_actions);
     for (uint32_t k = 0; k < n; k++) {
       const uint32_t a = r_.below(100);
-      if (a < 35) {
+      if (a < 30) {
         init = refer(Step::Kind::Forward, refer(Step::Kind::Again, s0, later_flags()));
-      } else if (a < 60) {
+      } else if (a < 50) {
         resp = refer(Step::Kind::Forward, refer(Step::Kind::Reply, init, later_flags()));
+      } else if (a < 60) {
+        // Either side's RST or FIN forged blind: the flow goes on (README).
+        const int f = r_.chance(0.5) ? refer(Step::Kind::Again, s0, forged_flags())
+                                     : refer(Step::Kind::Reply, init, forged_flags());
+        c_.steps[size_t(f)].forge = true;
+        refer(Step::Kind::Forward, f);
       } else if (a < 75) {
         refer(Step::Kind::Forward, error(init));
       } else if (a < 85) {
@@ -107,6 +113,11 @@ class Planner {
         link_layer();
       }
     }
+  }
+
+  uint8_t forged_flags() {
+    static const uint8_t kFlags[] = {kTcpRst, kTcpRst | kTcpAck, kTcpFin | kTcpAck, kTcpAck};
+    return kFlags[r_.below(sizeof kFlags)];
   }
 
   uint8_t later_flags() {

@@ -89,7 +89,7 @@ std::string write_case(const Options& o, const Finding& f, size_t n) {
 bool failing(const Options& o, Outcome out) {
   if (o.fail_on == "none") return false;
   if (o.fail_on == "any") return is_disagreement(out) && out != Outcome::Moot;
-  return out == Outcome::KernelPass;
+  return out == Outcome::KernelPass || out == Outcome::ForgedClose;
 }
 
 struct Run {
@@ -121,7 +121,8 @@ void finish(const Options& o, const Selection& sel, Run& run, double seconds) {
   for (size_t i = 0; i < run.kept.size(); i++)
     print_finding(stdout, run.kept[i], i + 1, id, run.files[i]);
   print_summary(stdout, run.tally, run.kept, run.cases_by_outcome, seconds, o.ipv6_rules);
-  std::printf("%s\n", run.failed ? "FAILED: the kernel passed what the model drops (see above)"
+  std::printf("%s\n", run.failed ? "FAILED: the kernel passed what the model drops, or a forged "
+                                   "RST or FIN closed a flow (see above)"
                                  : "no failure");
 }
 
@@ -217,7 +218,8 @@ int main(int argc, char** argv) {
   app.add_flag("--list-configs", o.list, "the configurations of the first blocks");
   app.add_option("--show-config", o.show_config, "print a fixed configuration");
   app.add_option("--fail-on", o.fail_on,
-                 "what fails the run: kernel-pass (default), any disagreement but moot ones, none")
+                 "what fails the run: kernel-pass (default: also a forged close), any disagreement "
+                 "but moot ones, none")
       ->check(CLI::IsMember({"kernel-pass", "any", "none"}));
   CLI11_PARSE(app, argc, argv);
   try {

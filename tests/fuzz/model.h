@@ -95,7 +95,7 @@ class Model {
   Verdict nd_claims(const Ctx& c, uint8_t type, size_t l4, size_t end);
   Verdict data6(const Ctx& c, uint8_t proto, size_t l4, size_t end, bool later);
   std::optional<size_t> find6(const Tuple6& t) const;
-  std::optional<Verdict> closed6(size_t i, const Tuple6& t, uint8_t tcp_flags);
+  std::optional<Verdict> closed6(size_t i, const Tuple6& t, uint8_t tcp_flags, uint32_t tcp_seq);
   bool pair_has_flow6(const Ip6Addr& a, const Ip6Addr& b) const;
   Side side6(const Ip6Addr& a) const;
   std::optional<Verdict> policy6(const Side& from, const Side& to, uint8_t proto, uint16_t port,

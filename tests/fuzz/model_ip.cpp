@@ -241,7 +241,7 @@ Verdict Model::known(const Ctx& c, const Pkt& p, const FlowMatch& m) {
     TcpClose& close = st_.flows.at(m.index).close;
     if (close.past_hold())
       return either("a packet of a TCP flow closed longer ago than its hold: ended or not");
-    close.see(p.l4.tcp_flags, m.reply);
+    close.see(p.l4.tcp_flags, m.reply, p.l4.tcp_seq);
   }
   if (auto v = rejudge(c, m, false)) return *v;
   const Flow& f = st_.flows.at(m.index);

@@ -262,6 +262,7 @@ struct L46 {
   bool opens = false;        // TCP SYN alone, echo request, any other protocol
   bool icmp_error = false;   // ICMPv6 types 1-4
   uint8_t tcp_flags = 0;
+  uint32_t tcp_seq = 0;
 };
 
 // The L4 view of connection tracking: nullopt when the header the protocol
@@ -283,6 +284,7 @@ std::optional<L46> parse_l46(const Bytes& f, uint8_t proto, size_t l4, size_t en
       p.ports_known = true;
       if (proto == IPPROTO_TCP) {
         p.tcp_flags = f[l4 + 13];
+        p.tcp_seq = get32(f, l4 + 4);
         p.opens = (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) == kTcpSyn;
       }
       break;
@@ -336,12 +338,13 @@ std::optional<size_t> Model::find6(const Tuple6& t) const {
 }
 
 // A packet of TCP flow `i` past its close's hold (flows.h): either.
-std::optional<Verdict> Model::closed6(size_t i, const Tuple6& t, uint8_t tcp_flags) {
+std::optional<Verdict> Model::closed6(size_t i, const Tuple6& t, uint8_t tcp_flags,
+                                      uint32_t tcp_seq) {
   if (t.proto != IPPROTO_TCP) return std::nullopt;
   Flow6& fl = st_.flows6[i];
   if (fl.close.past_hold())
     return either("IPv6: a packet of a TCP flow closed longer ago than its hold: ended or not");
-  fl.close.see(tcp_flags, !(fl.t == t));
+  fl.close.see(tcp_flags, !(fl.t == t), tcp_seq);
   return std::nullopt;
 }
 
@@ -424,7 +427,7 @@ Verdict Model::data6(const Ctx& c, uint8_t proto, size_t l4, size_t end, bool la
     return either("a later fragment between the ends of a tracked flow: its first's ports");
   if (tracked && !later && !p->icmp_error)
     if (auto i = find6(p->t)) {
-      if (auto v = closed6(*i, p->t, p->tcp_flags)) return *v;
+      if (auto v = closed6(*i, p->t, p->tcp_flags, p->tcp_seq)) return *v;
       if (auto v = rejudge6(*i)) return *v;
       return pass_as_is(f, "IPv6: a packet of a tracked flow");
     }
@@ -505,7 +508,7 @@ Verdict Model::ipv6_uplink(const Ctx& c) {
     return i;
   }();
   if (found)
-    if (auto v = closed6(*found, p->t, p->tcp_flags)) return *v;
+    if (auto v = closed6(*found, p->t, p->tcp_flags, p->tcp_seq)) return *v;
   if (in) {
     if (found) {
       if (!st_.flows6[*found].left)

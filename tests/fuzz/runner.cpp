@@ -167,6 +167,10 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
     if (s.mutate) mutation = mutate(r->frame, s.mutate, *pools_);
     if (r->frame.size() < 14) continue;
     const uint32_t ingress = ingress_at(r->hook, r->ifindex, r->ingress_ifindex);
+    // A blind sender's segment (unmutated: a mutation may bring its seq
+    // back) must close nothing, whatever the verdicts say.
+    const bool forged = s.forge && !s.mutate;
+    const size_t closed_before = forged ? dp_.closed_entries() : 0;
     const KernelResult k = dp_.run(r->hook, r->ifindex, ingress, r->frame);
     tally.packets++;
     if (k.err) {
@@ -180,8 +184,11 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
                       kernel_verdict(k) == KernelVerdict::Redirect && k.peer &&
                       k.peer != r->ifindex;
     Verdict dest;
-    const Comparison cmp =
+    Comparison cmp =
         fast ? fast_path(*topo_, *model_, r->ifindex, v, k, &dest) : compare(r->frame, v, k);
+    if (forged && dp_.closed_entries() > closed_before)
+      cmp = {Outcome::ForgedClose, false,
+             "a RST or FIN with seq and ack half the sequence space away closed a flow"};
     if (fast && cmp.outcome == Outcome::KernelPass) v = dest;
     if (fast) tally.fast_path++;
     count(tally, r->hook, r->frame, v, k, cmp);

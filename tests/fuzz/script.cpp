@@ -345,6 +345,7 @@ nlohmann::json step_to_json(const Step& s, const std::string& dev, const std::st
   }
   j["pick"] = s.pick;
   if (s.mutate) j["mutate"] = s.mutate;
+  if (s.forge) j["forge"] = true;
   return j;
 }
 
@@ -359,6 +360,7 @@ Step step_from_json(const nlohmann::json& j, const std::map<std::string, uint32_
   s.tcp_flags = j.value("tcp_flags", uint8_t(0));
   s.pick = j.value("pick", uint32_t(0));
   s.mutate = j.value("mutate", uint64_t(0));
+  s.forge = j.value("forge", false);
   if (s.kind == Step::Kind::Send) {
     const auto hook = hook_from_name(j.at("hook"));
     const auto frame = from_hex(j.at("frame"));
@@ -400,6 +402,28 @@ uint32_t ingress_at(Hook h, uint32_t ifindex, uint32_t resolved) {
       return 0;
   }
   return 0;
+}
+
+// A TCP frame's seq and ack moved half the sequence space (Step::forge).
+void forge_seq(Bytes& f) {
+  size_t l4 = 0;
+  if (ipv6_frame(f)) {
+    const Ip6 ip = parse_ip6(f);
+    if (!ip.ok || ip.later_fragment || ip.proto != IPPROTO_TCP || ip.l4 + 20 > ip.end) return;
+    l4 = ip.l4;
+  } else if (ipv4_frame(f)) {
+    const Ip4 ip = parse_ip4(f, 14);
+    if (!ip.header_ok || ip.proto != IPPROTO_TCP || ip.l4_avail() < 20) return;
+    l4 = ip.l4_off();
+  } else {
+    return;
+  }
+  put32(f, l4 + 4, get32(f, l4 + 4) + kForgeShift);
+  put32(f, l4 + 8, get32(f, l4 + 8) + kForgeShift);
+  if (ipv6_frame(f))
+    fix_checksums6(f);
+  else
+    fix_checksums(f);
 }
 
 std::optional<Resolved> resolve(const Topology& topo, const Case& c, size_t i,
@@ -458,6 +482,7 @@ std::optional<Resolved> resolve(const Topology& topo, const Case& c, size_t i,
     case Step::Kind::Rev:
       return std::nullopt;
   }
+  if (r && s.forge) forge_seq(r->frame);
   return r;
 }
 

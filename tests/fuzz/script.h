@@ -46,11 +46,17 @@ struct Step {
   Bytes frame;                      // Send
   int ref = -1;
   uint8_t tcp_flags = 0;  // Reply, Again
+  // Reply, Again: a blind sender's copy, which knows the tuple but not the
+  // sequence space: its TCP seq and ack half of it away (abi.h's window).
+  bool forge = false;
   uint32_t pick = 0;      // a choice among equals made at plan time (which uplink, which peer)
   ErrorSpec error;
   uint64_t mutate = 0;  // non-zero: mutate the resolved frame with this seed
   size_t variant = 0;
 };
+
+// How far Step::forge moves a segment's seq and ack.
+inline constexpr uint32_t kForgeShift = 0x80000000u;
 
 struct Case {
   std::string scenario;
