@@ -378,13 +378,14 @@ enum moat_tcp_state {
  *   which also establishes the flow.
  * - A segment from d is the flow's own when it is in order (seq equal to
  *   tcp_end[d]), or, out of order, has its seq within MOAT_CT_TCP_AHEAD of
- *   tcp_end[d] and its acknowledgement in [tcp_ack[d] - MOAT_CT_TCP_AHEAD,
- *   tcp_end[!d]]: it acknowledges only what the other way sent. Only such
- *   a segment moves them (tcp_end to seq + its length, the frame's bytes,
- *   not what its IP header claims; the highest tcp_ack), and only such a
- *   FIN counts, unless the peer acknowledged data past it. A blind sender must guess both: odds of 2^17 in 2^32 for
- *   the seq times about 2^16 in 2^32 for the acknowledgement (more while
- *   data is in flight), as the endpoints' own stacks ask (RFC 5961).
+ *   tcp_end[d] and its acknowledgement within MOAT_CT_TCP_AHEAD of
+ *   tcp_ack[d] and not past tcp_end[!d] (it acknowledges only what the
+ *   other way sent, and data in flight does not widen the range). Only
+ *   such a segment moves them (tcp_end to seq + its length, the frame's
+ *   bytes, not what its IP header claims; the highest tcp_ack), and only
+ *   such a FIN counts, unless the peer acknowledged data past it. A blind
+ *   sender must guess both: odds of 2^17 in 2^32 for each, as the
+ *   endpoints' own stacks ask (RFC 5961).
  * - A RST from d counts only at tcp_end[d] (its sender's next byte) or at
  *   tcp_ack[!d] (where the peer acknowledged it: the answer to a segment
  *   of a connection its sender no longer has, or to a challenge ACK): 2
@@ -393,6 +394,9 @@ enum moat_tcp_state {
  * - An in-order acknowledgement past tcp_end[!d] says moat missed data the
  *   other way sent (lost before moat, more than MOAT_CT_TCP_AHEAD in a
  *   row): tcp_end[!d] moves up to it, so the window is found again.
+ * - A closed flow's tuple is reopened by its opener's bare SYN only; one
+ *   the reply way is dropped (no-flow) until the hold ends, and a SYN
+ *   beside a RST or FIN that does not count is no SYN.
  * Either way the packet passes: its receiver judges it; a RST or FIN that
  * does not count passes as a plain segment.
  * A translated flow's two entries each follow their own direction (the
