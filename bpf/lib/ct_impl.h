@@ -664,6 +664,13 @@ static __always_inline int CT_FN(update)(CT_ENTRY *e, const CT_L4 *l4, __u32 len
 	__u8 fin, f;
 
 	reply |= e->kind == MOAT_CT_DNAT_REPLY || e->kind == MOAT_CT_SNAT_REPLY;
+	/* A new connection the other way on a closed flow's tuple: only the
+	 * opener's SYN reopens it (policy judged that way alone); this one is
+	 * judged as new once the hold has ended, and leaves the entry as it
+	 * is. */
+	if (state == MOAT_TCP_CLOSING && reply &&
+	    (l4->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN)
+		return MOAT_DROP_NO_FLOW;
 	if (e->kind == MOAT_CT_TRACK && reply) {
 		e->reply_packets++;
 		e->reply_bytes += len;
@@ -673,12 +680,6 @@ static __always_inline int CT_FN(update)(CT_ENTRY *e, const CT_L4 *l4, __u32 len
 	}
 	if (l4->key.proto == IPPROTO_TCP) {
 		f = CT_FN(tcp_follow)(e, l4, reply);
-		/* A new connection the other way on a closed flow's tuple: only
-		 * the opener's SYN reopens it (policy judged that way alone);
-		 * this one is judged as new once the hold has ended. */
-		if (state == MOAT_TCP_CLOSING && reply &&
-		    (f & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_SYN)
-			return MOAT_DROP_NO_FLOW;
 		if (CT_FN(tcp_next)(e, f, reply, &fin) != state || fin)
 			return CT_FN(update_state)(e, l4, f, now, reply);
 	}

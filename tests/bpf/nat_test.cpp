@@ -1392,7 +1392,9 @@ TEST_F(CtClose, OnlyTheOpenersSynReopensAClosedFlow) {
   ASSERT_EQ(world_to_a_at(dp_, 40023, kRst, c + 1, 0), ok);
   ASSERT_EQ(ct_get(dp_.ep, orig(40023))->tcp_state, MOAT_TCP_CLOSING);
   const uint32_t owned = ct_owned(dp_.ep, ip4(A));
+  const uint64_t packets = ct_get(dp_.ep, reply(40023))->packets;
   EXPECT_EQ(a_to_world_at(dp_, 40023, kSyn, 90000, 0), shot) << "the reply way";
+  EXPECT_EQ(ct_get(dp_.ep, reply(40023))->packets, packets) << "refused, it is not the flow's";
   EXPECT_EQ(world_to_a_at(dp_, 40023, kSyn | kRst, 5000, 0), ok);
   EXPECT_EQ(world_to_a_at(dp_, 40023, kSyn | kFin, 5000, 0), ok);
   EXPECT_EQ(ct_get(dp_.ep, orig(40023))->tcp_state, MOAT_TCP_CLOSING);

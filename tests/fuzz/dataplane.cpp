@@ -6,6 +6,7 @@
 #include <bpf/libbpf.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -170,12 +171,25 @@ void Dataplane::switch_policy(size_t v) {
   moat_test::set_policy_rev(progs_.ep, rev_);
 }
 
-size_t Dataplane::closed_entries() const {
-  size_t n = 0;
-  for (const auto& [k, e] : moat_test::ct_entries(progs_.ep)) n += e.tcp_state == MOAT_TCP_CLOSING;
-  for (const auto& [k, e] : moat_test::ct6_entries(progs_.ep))
-    n += e.tcp_state == MOAT_TCP_CLOSING;
-  return n;
+namespace {
+
+template <class K, class E>
+void add_marks(std::map<std::string, std::string>& out, const K& k, const E& e) {
+  if (e.tcp_state == MOAT_TCP_NONE) return;
+  char mark[160];
+  std::snprintf(mark, sizeof mark, "state %u fins %u end %u/%u ack %u/%u known %#x",
+                unsigned(e.tcp_state), unsigned(e.flags & (MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY)),
+                e.tcp_end[0], e.tcp_end[1], e.tcp_ack[0], e.tcp_ack[1], unsigned(e.tcp_known));
+  out[std::string(reinterpret_cast<const char*>(&k), sizeof k)] = mark;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> Dataplane::tcp_marks() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, e] : moat_test::ct_entries(progs_.ep)) add_marks(out, k, e);
+  for (const auto& [k, e] : moat_test::ct6_entries(progs_.ep)) add_marks(out, k, e);
+  return out;
 }
 
 void Dataplane::reset_case() {

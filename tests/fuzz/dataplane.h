@@ -53,8 +53,10 @@ class Dataplane {
   // the host by (a container's veth for what a bridge forwards), 0 for what
   // the host sends.
   KernelResult run(Hook h, uint32_t ifindex, uint32_t ingress_ifindex, const Bytes& frame);
-  // TCP flows closed in the kernel's conntrack (entries in CLOSING, both families).
-  size_t closed_entries() const;
+  // What conntrack follows of each TCP entry (both families), by key: its
+  // state, FINs and windows (abi.h, MOAT_CT_TCP_AHEAD), not its counters
+  // or expiry.
+  std::map<std::string, std::string> tcp_marks() const;
 
  private:
   struct Generation {

@@ -241,6 +241,8 @@ Verdict Model::known(const Ctx& c, const Pkt& p, const FlowMatch& m) {
     TcpClose& close = st_.flows.at(m.index).close;
     if (close.past_hold())
       return either("a packet of a TCP flow closed longer ago than its hold: ended or not");
+    if (m.reply && p.opening && close.closed_ns >= 0)
+      return either("a SYN the reply way on a TCP flow maybe closed: refused in its hold");
     close.see(p.l4.tcp_flags, m.reply, p.l4.tcp_seq);
   }
   if (auto v = rejudge(c, m, false)) return *v;

@@ -344,6 +344,9 @@ std::optional<Verdict> Model::closed6(size_t i, const Tuple6& t, uint8_t tcp_fla
   Flow6& fl = st_.flows6[i];
   if (fl.close.past_hold())
     return either("IPv6: a packet of a TCP flow closed longer ago than its hold: ended or not");
+  if (!(fl.t == t) && fl.close.closed_ns >= 0 &&
+      (tcp_flags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) == kTcpSyn)
+    return either("IPv6: a SYN the reply way on a TCP flow maybe closed: refused in its hold");
   fl.close.see(tcp_flags, !(fl.t == t), tcp_seq);
   return std::nullopt;
 }

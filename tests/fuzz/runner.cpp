@@ -136,6 +136,32 @@ std::optional<Finding> Runner::run_case(uint64_t seed, uint64_t index, Tally& ta
   return f;
 }
 
+namespace {
+
+// Whether step `i` carries a blind sender's segment as Step::forge made it:
+// the forged step itself or a forward of it, none of them mutated.
+bool forged_step(const Case& c, size_t i) {
+  for (int at = int(i); at >= 0; at = c.steps[size_t(at)].ref) {
+    const Step& s = c.steps[size_t(at)];
+    if (s.mutate) return false;
+    if (s.kind != Step::Kind::Forward) return s.forge;
+  }
+  return false;
+}
+
+// The first TCP entry, present before and after, whose followed state
+// changed ("" when none did): "old -> new".
+std::string moved_mark(const std::map<std::string, std::string>& before,
+                       const std::map<std::string, std::string>& after) {
+  for (const auto& [key, mark] : before) {
+    const auto now = after.find(key);
+    if (now != after.end() && now->second != mark) return mark + " -> " + now->second;
+  }
+  return "";
+}
+
+}  // namespace
+
 std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
   dp_.reset_case();
   model_->reset();
@@ -167,10 +193,12 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
     if (s.mutate) mutation = mutate(r->frame, s.mutate, *pools_);
     if (r->frame.size() < 14) continue;
     const uint32_t ingress = ingress_at(r->hook, r->ifindex, r->ingress_ifindex);
-    // A blind sender's segment (unmutated: a mutation may bring its seq
-    // back) must close nothing, whatever the verdicts say.
-    const bool forged = s.forge && !s.mutate;
-    const size_t closed_before = forged ? dp_.closed_entries() : 0;
+    // A blind sender's segment, at its first hook and wherever it is
+    // forwarded (unmutated: a mutation may bring its seq back), must
+    // change nothing conntrack follows of a TCP flow, whatever the
+    // verdicts say.
+    const bool forged = forged_step(c, i);
+    const auto marks_before = forged ? dp_.tcp_marks() : std::map<std::string, std::string>{};
     const KernelResult k = dp_.run(r->hook, r->ifindex, ingress, r->frame);
     tally.packets++;
     if (k.err) {
@@ -186,9 +214,13 @@ std::optional<Finding> Runner::play(const Case& c, Tally& tally, bool trace) {
     Verdict dest;
     Comparison cmp =
         fast ? fast_path(*topo_, *model_, r->ifindex, v, k, &dest) : compare(r->frame, v, k);
-    if (forged && dp_.closed_entries() > closed_before)
-      cmp = {Outcome::ForgedClose, false,
-             "a RST or FIN with seq and ack half the sequence space away closed a flow"};
+    if (forged) {
+      const std::string moved = moved_mark(marks_before, dp_.tcp_marks());
+      if (!moved.empty())
+        cmp = {Outcome::ForgedClose, false,
+               "a segment with seq and ack half the sequence space away changed a TCP entry: " +
+                   moved};
+    }
     if (fast && cmp.outcome == Outcome::KernelPass) v = dest;
     if (fast) tally.fast_path++;
     count(tally, r->hook, r->frame, v, k, cmp);
