@@ -122,7 +122,7 @@ void finish(const Options& o, const Selection& sel, Run& run, double seconds) {
     print_finding(stdout, run.kept[i], i + 1, id, run.files[i]);
   print_summary(stdout, run.tally, run.kept, run.cases_by_outcome, seconds, o.ipv6_rules);
   std::printf("%s\n", run.failed ? "FAILED: the kernel passed what the model drops, or a forged "
-                                   "RST or FIN closed a flow (see above)"
+                                   "segment changed a TCP flow (see above)"
                                  : "no failure");
 }
 
