@@ -407,7 +407,10 @@ TEST_F(Verdicts, FragmentsAreJudgedByAddress) {
 // receiver reassembles, so nothing is judged or tracked by them.
 TEST_F(Verdicts, TcpHeaderInThePaddingIsInvalid) {
   const auto first = [](uint16_t tot_len) {
-    return ip4_frame({.src = ip4(A), .dst = ip4(B), .proto = IPPROTO_TCP, .frag = kMoreFragments,
+    return ip4_frame({.src = ip4(A),
+                      .dst = ip4(B),
+                      .proto = IPPROTO_TCP,
+                      .frag = kMoreFragments,
                       .tot_len = tot_len},
                      tcp(40000, 80, kSyn));
   };

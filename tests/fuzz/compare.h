@@ -22,7 +22,7 @@ enum class Outcome {
   KernelDrop,       // the kernel dropped what the model passes
   RewriteMismatch,  // both pass, but the frames differ
   Moot,             // pass/drop differ on a frame the receiving stack drops anyway
-  ForgedClose,      // a blind sender's segment changed a TCP flow in the kernel's conntrack: a failure
+  ForgedClose,  // a blind sender's segment changed a TCP flow in the kernel's conntrack: a failure
 };
 const char* outcome_name(Outcome o);
 bool is_disagreement(Outcome o);

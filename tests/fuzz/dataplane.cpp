@@ -178,8 +178,9 @@ void add_marks(std::map<std::string, std::string>& out, const K& k, const E& e) 
   if (e.tcp_state == MOAT_TCP_NONE) return;
   char mark[160];
   std::snprintf(mark, sizeof mark, "state %u fins %u end %u/%u ack %u/%u known %#x",
-                unsigned(e.tcp_state), unsigned(e.flags & (MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY)),
-                e.tcp_end[0], e.tcp_end[1], e.tcp_ack[0], e.tcp_ack[1], unsigned(e.tcp_known));
+                unsigned(e.tcp_state),
+                unsigned(e.flags & (MOAT_CT_F_FIN_ORIG | MOAT_CT_F_FIN_REPLY)), e.tcp_end[0],
+                e.tcp_end[1], e.tcp_ack[0], e.tcp_ack[1], unsigned(e.tcp_known));
   out[std::string(reinterpret_cast<const char*>(&k), sizeof k)] = mark;
 }
 

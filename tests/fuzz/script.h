@@ -49,7 +49,7 @@ struct Step {
   // Reply, Again: a blind sender's copy, which knows the tuple but not the
   // sequence space: its TCP seq and ack half of it away (abi.h's window).
   bool forge = false;
-  uint32_t pick = 0;      // a choice among equals made at plan time (which uplink, which peer)
+  uint32_t pick = 0;  // a choice among equals made at plan time (which uplink, which peer)
   ErrorSpec error;
   uint64_t mutate = 0;  // non-zero: mutate the resolved frame with this seed
   size_t variant = 0;
