@@ -56,29 +56,30 @@ static __always_inline int ct_failed(int err, int otherwise)
 /*
  * Where a flow's two entries apply their rewrites, and the policy
  * revision (and rule) that admitted it; one struct per family (CT_SITES),
- * as the owner differs. The bytes side by side: 56 bytes either way.
+ * as the owner and the entry differ. The bytes side by side: 48 bytes
+ * either way.
  */
-#define CT_SITES_FIELDS(owner_t)                                                          \
+#define CT_SITES_FIELDS(owner_t, entry_t)                                                 \
 	__u32 orig_ifindex;                                                               \
 	__u32 orig_slot; /* counter slot of orig_ifindex: its new_flows counts the flow */ \
 	__u32 reply_ifindex;                                                              \
 	__u32 rev;                                                                        \
 	__u32 rule_id;                                                                    \
 	__u32 len; /* of the packet that opens the flow: it is counted */                 \
-	__u32 ring_slot; /* quiet: the ring slot of the flow taken over */                \
 	__u8 orig_dir;                                                                    \
 	__u8 reply_dir;                                                                   \
-	__u8 quiet; /* taking over a flow already tracked: no event, no new charge */     \
-	const void *taken; /* quiet: that flow's entry (CT_ENTRY), whose TCP state goes on */ \
+	/* A flow already tracked, taken over: no event, no new charge; its ring \
+	 * slot and TCP state go on. */                                                   \
+	const entry_t *taken;                                                             \
 	owner_t owner; /* whose quota the flow counts in (abi.h; ct_owner_of()) */         \
 	__u32 *owned; /* the owner's count, as ct_admit() found it */
 
 struct ct_sites {
-	CT_SITES_FIELDS(__be32)
+	CT_SITES_FIELDS(__be32, struct moat_ct_entry)
 };
 
 struct ct6_sites {
-	CT_SITES_FIELDS(const union moat_ip *)
+	CT_SITES_FIELDS(const union moat_ip *, struct moat_ct6_entry)
 };
 
 static __always_inline int is_uplink_dir(__u32 dir)

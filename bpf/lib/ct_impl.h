@@ -446,7 +446,7 @@ static __always_inline __u8 CT_FN(uncounted)(__u8 f)
 /* The entry that follows direction !d of the flow of entry `e` (abi.h,
  * MOAT_CT_TCP_AHEAD): `e` itself for a tracked flow, the partner for a
  * translated one; NULL when that is gone. */
-static __always_inline const CT_ENTRY *CT_FN(other_way)(CT_ENTRY *e)
+static __always_inline CT_ENTRY *CT_FN(other_way)(CT_ENTRY *e)
 {
 	return e->kind == MOAT_CT_TRACK ? e : CT_FN(partner)(e);
 }
@@ -460,7 +460,7 @@ static __always_inline const CT_ENTRY *CT_FN(other_way)(CT_ENTRY *e)
  */
 static __always_inline void CT_FN(catch_up)(CT_ENTRY *e, __u32 ack, int d)
 {
-	CT_ENTRY *o = e->kind == MOAT_CT_TRACK ? e : CT_FN(partner)(e);
+	CT_ENTRY *o = CT_FN(other_way)(e);
 
 	if (o && (o->tcp_known & (MOAT_CT_K_END_ORIG << !d)) && (__s32)(ack - o->tcp_end[!d]) > 0)
 		o->tcp_end[!d] = ack;
@@ -776,15 +776,15 @@ static __always_inline int CT_FN(create)(const CT_L4 *l4, const CT_KEY *xlated,
 	e->packets = 1;
 	e->bytes = at->len;
 	/* A flow taken over keeps the slot it has. */
-	e->ring_slot = at->quiet ? at->ring_slot : CT_FN(ring_take)();
+	e->ring_slot = at->taken ? at->taken->ring_slot : CT_FN(ring_take)();
 	err = bpf_map_update_elem(&CT_MAP, orig, e, BPF_ANY);
-	if (!at->quiet)
+	if (!at->taken)
 		CT_FN(charge)(e->ring_slot, orig, at->owner, at->owned, !err);
 	if (err) {
 		bpf_map_delete_elem(&CT_MAP, &rkey);
 		return err;
 	}
-	if (!at->quiet && obs_on()) {
+	if (!at->taken && obs_on()) {
 		s = stats_slot(at->orig_slot, at->orig_dir);
 		if (s)
 			s->new_flows++;

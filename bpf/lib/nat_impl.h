@@ -94,9 +94,7 @@ static __always_inline int CT_V(nat_masquerade)(struct __sk_buff *skb, const CT_
 		.rev = tracked ? tracked->policy_rev : rev,
 		.rule_id = tracked ? tracked->rule_id : MOAT_RULE_NONE,
 		.len = skb->len,
-		.quiet = tracked != NULL,
 		.taken = tracked,
-		.ring_slot = tracked ? tracked->ring_slot : 0,
 		.owner = CT_FN(owner_of)(l4->key.saddr),
 	};
 	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;

@@ -168,8 +168,6 @@ static __always_inline int CT_V(to_world_verdict)(struct __sk_buff *skb, __u32 s
 		if (tracked) {
 			at.rev = tracked->policy_rev;
 			at.rule_id = tracked->rule_id;
-			at.ring_slot = tracked->ring_slot;
-			at.quiet = 1;
 			at.taken = tracked;
 		} else {
 			v = CT_FN(admit)(at.owner, &at.owned);
