@@ -1,8 +1,11 @@
 #include "cli/common.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -13,6 +16,7 @@
 #include <sstream>
 
 #include "dataplane/dataplane.h"
+#include "util/fd.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -26,12 +30,27 @@ void need_root() {
     die("this command changes the kernel's dataplane and needs root (CAP_BPF and CAP_NET_ADMIN)");
 }
 
+// One read into a buffer of the file's size: a stream's copy through a
+// stringbuf was 7% of an apply of 100,000 rules (9 MB).
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) die(path + ": cannot read: " + std::strerror(errno), 2);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+  moat::Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st {};
+  if (!fd.ok() || fstat(fd.get(), &st) != 0)
+    die(path + ": cannot read: " + std::strerror(errno), 2);
+  std::string out;
+  // A byte more than the size, so that the read seeing the end needs no growth.
+  out.resize(S_ISREG(st.st_mode) ? static_cast<size_t>(st.st_size) + 1 : 1 << 16);
+  size_t have = 0;
+  for (;;) {
+    if (have == out.size()) out.resize(out.size() * 2);
+    ssize_t n = read(fd.get(), out.data() + have, out.size() - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die(path + ": cannot read: " + std::strerror(errno), 2);
+    if (n == 0) break;
+    have += static_cast<size_t>(n);
+  }
+  out.resize(have);
+  return out;
 }
 
 void check_instance(const std::string& name) {

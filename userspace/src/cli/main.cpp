@@ -1,8 +1,14 @@
 // main.cpp - `moat`: builds the command line from the command families'
 // tables and runs the one subcommand parsed. The commands live in cmd_*.cpp;
 // this file only turns their exceptions into messages and exit codes.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <iterator>
+#include <string>
 
 #include "cli/common.h"
 #include "cni/plugin.h"
@@ -17,6 +23,50 @@ constexpr void (*kFamilies[])(CLI::App&, CommandTable&) = {
     moat::cli::add_lab_commands,     moat::cli::add_policy_commands,
     moat::cli::add_observe_commands, moat::cli::add_docker_commands};
 
+// glibc backs its heap with transparent huge pages only when asked through
+// GLIBC_TUNABLES, which it reads once at start-up, so moat restarts itself
+// once with glibc.malloc.hugetlb=1 added (THP in "madvise" mode, Debian's
+// default). A policy of 100,000 rules allocates some 10^6 small objects: on
+// this VM their page faults were a quarter of an apply, and changing one
+// rule of 100,000 went from 1.43 s to 1.0 s. The caller's GLIBC_TUNABLES is
+// given back before anything runs, so the processes moat starts see the
+// environment they were given.
+constexpr const char* kTunables = "GLIBC_TUNABLES";
+constexpr const char* kCallersTunables = "MOAT_CALLERS_GLIBC_TUNABLES";
+// A heap grown 64 MiB at a time: fewer, larger huge-page-backed extensions
+// (validate of 100,000 rules: about 0.45 -> 0.40 s).
+constexpr const char* kHugePages = "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864";
+
+void restart_with_huge_pages(int argc, char** argv) {
+  // Only the commands whose work grows with the policies: a restart costs
+  // about 10 ms here (the binary's pages are faulted in twice).
+  static constexpr const char* kHeavy[] = {"apply", "validate", "lab", "docker", "explain"};
+  if (argc < 2 || std::none_of(std::begin(kHeavy), std::end(kHeavy),
+                               [&](const char* c) { return std::strcmp(argv[1], c) == 0; }))
+    return;
+  if (const char* callers = std::getenv(kCallersTunables)) {
+    // The restarted process: the tunables are in force, the caller's value returns.
+    if (*callers)
+      setenv(kTunables, callers + 1, 1);  // "=" + value: set; "" : was unset
+    else
+      unsetenv(kTunables);
+    unsetenv(kCallersTunables);
+    return;
+  }
+  const char* have = std::getenv(kTunables);
+  std::string mine = have && *have ? std::string(have) + ":" + kHugePages : kHugePages;
+  if (have && std::strstr(have, "glibc.malloc.hugetlb")) return;  // the caller chose
+  setenv(kCallersTunables, have ? (std::string("=") + have).c_str() : "", 1);
+  setenv(kTunables, mine.c_str(), 1);
+  execv("/proc/self/exe", argv);
+  // Not restarted (no /proc): go on without huge pages, as the caller ran us.
+  if (have)
+    setenv(kTunables, have, 1);
+  else
+    unsetenv(kTunables);
+  unsetenv(kCallersTunables);
+}
+
 int run_parsed(const CommandTable& table) {
   for (const auto& cmd : table)
     if (cmd.app->parsed()) return cmd.run();
@@ -30,6 +80,7 @@ int main(int argc, char** argv) {
   // binary in the plugin directory speaks CNI and nothing else.
   const char* base = std::strrchr(argv[0], '/');
   if (std::strcmp(base ? base + 1 : argv[0], "moat-cni") == 0) return moat::cni::plugin_main();
+  restart_with_huge_pages(argc, argv);
 
   CLI::App app{
       "moat - container isolation, published ports, masquerade and segmentation policies\n"
