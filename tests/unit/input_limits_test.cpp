@@ -119,6 +119,13 @@ TEST(InputLimits, SizeAndKeysAreBounded) {
   const std::string p = policy_problem(text, "p.json");
   EXPECT_EQ(p.substr(0, 50), "0:0: a key of 5000000 bytes; the limit is 1024: \"k");
   EXPECT_LT(p.size(), 200u) << "the key is cut in the message";
+  // The key is checked while the JSON is parsed: the one problem, even after
+  // a duplicate key, and in a config file too.
+  const std::string dup = R"({"name": "p", "name": "q", ")" + key + R"(": 1})";
+  EXPECT_EQ(policy_problem(dup, "p.json").substr(0, 50), p.substr(0, 50));
+  ParseResult main = parse_config(R"({"networks": [], ")" + key + R"(": 1})", "m.json");
+  ASSERT_EQ(main.problems.size(), 1u);
+  EXPECT_EQ(main.problems[0].message.substr(0, 45), p.substr(5, 45));
 }
 
 TEST(Text, QuoteCutsLongValuesAndShowsInvisibles) {

@@ -101,9 +101,10 @@ ParseResult parse_config(const std::string& text, const std::string& source) {
     try {
       Problems problems(ordering);
       if (auto p = input_problem(text, true)) return {std::nullopt, {std::move(*p)}};
-      std::optional<Json> root = parse_json(text, problems);
+      std::optional<Problem> too_long;
+      std::optional<Json> root = parse_json(text, problems, &too_long);
+      if (too_long) return {std::nullopt, {std::move(*too_long)}};
       if (root) {
-        if (auto p = tree_problem(*root)) return {std::nullopt, {std::move(*p)}};
         Reader reader(problems);
         Document doc = read_document(reader, *root, source);
         resolve(doc, problems);
@@ -128,10 +129,13 @@ PolicyFileResult parse_policy_file(const std::string& text, const std::string& s
         root = policy_read::yaml_to_json(text, found);
         for (Problem& p : found) problems.add(std::move(p));
       } else {
-        root = parse_json(text, problems);
+        std::optional<Problem> too_long;
+        root = parse_json(text, problems, &too_long);
+        if (too_long) return {std::nullopt, {std::move(*too_long)}};
       }
       if (root) {
-        if (auto p = tree_problem(*root)) return {std::nullopt, {std::move(*p)}};
+        if (yaml)  // JSON was checked while parsed
+          if (auto p = tree_problem(*root)) return {std::nullopt, {std::move(*p)}};
         Reader reader(problems);
         PolicyFile file;
         policy_read::read_policy_file(*root, source, reader, file);

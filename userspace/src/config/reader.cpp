@@ -114,6 +114,11 @@ class DuplicateKeyFinder : public SaxTypes {
 
 // nlohmann's own tree builder and the duplicate-key finder fed by one
 // tokenizing pass: two passes over a 10 MB file were a tenth of an apply.
+Problem key_too_long(const std::string& key) {
+  return Problem{"", "a key of " + std::to_string(key.size()) + " bytes; the limit is " +
+                         std::to_string(kMaxKeyBytes) + ": " + quote(key)};
+}
+
 class CheckedTreeBuilder : public SaxTypes {
  public:
   explicit CheckedTreeBuilder(Json& root) : tree_(root, true) {}
@@ -135,7 +140,13 @@ class CheckedTreeBuilder : public SaxTypes {
   bool start_array(std::size_t n) { return dups_.start_array(n) && tree_.start_array(n); }
   bool end_object() { return dups_.end_object() && tree_.end_object(); }
   bool end_array() { return dups_.end_array() && tree_.end_array(); }
-  bool key(string_t& k) { return dups_.key(k) && tree_.key(k); }
+  bool key(string_t& k) {
+    if (k.size() > kMaxKeyBytes) {
+      too_long_ = key_too_long(k);
+      return false;
+    }
+    return dups_.key(k) && tree_.key(k);
+  }
   // Throws Json::parse_error, with the offending byte, as Json::parse() does.
   // A template, as the tree builder's: the exception is thrown as its own
   // type (parse_error, with its byte), not sliced to the base.
@@ -145,9 +156,11 @@ class CheckedTreeBuilder : public SaxTypes {
   }
 
   std::vector<Problem>& found() { return dups_.found(); }
+  std::optional<Problem>& too_long() { return too_long_; }
 
  private:
   DuplicateKeyFinder dups_;
+  std::optional<Problem> too_long_;
   nlohmann::detail::json_sax_dom_parser<Json> tree_;
 };
 
@@ -224,22 +237,26 @@ std::optional<Problem> input_problem(std::string_view text, bool is_json) {
     const size_t n = utf8_at(text, i).length;
     if (n == 0) {
       char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      std::snprintf(hex, sizeof hex, "0x%02X",
+                    static_cast<unsigned>(static_cast<unsigned char>(c)));
       return problem_at(text, i,
                         std::string("invalid UTF-8 (byte ") + hex +
                             "): JSON and YAML files are UTF-8 text; re-encode the file");
     }
     if (is_json && n == 1) {
       if (in_string) {
-        if (escaped) escaped = false;
-        else if (c == '\\') escaped = true;
-        else if (c == '"') in_string = false;
+        if (escaped)
+          escaped = false;
+        else if (c == '\\')
+          escaped = true;
+        else if (c == '"')
+          in_string = false;
       } else if (c == '"') {
         in_string = true;
       } else if (c == '[' || c == '{') {
         if (++depth > kMaxNesting)
-          return problem_at(text, i, "nested deeper than " + std::to_string(kMaxNesting) +
-                                         " arrays and objects");
+          return problem_at(
+              text, i, "nested deeper than " + std::to_string(kMaxNesting) + " arrays and objects");
       } else if (c == ']' || c == '}') {
         --depth;
       }
@@ -260,14 +277,11 @@ std::optional<Problem> tree_problem(const Json& root) {
     todo.pop_back();
     if (!it.v->is_structured()) continue;
     if (it.depth >= kMaxNesting)
-      return Problem{"", "nested deeper than " + std::to_string(kMaxNesting) +
-                             " arrays and objects"};
+      return Problem{"",
+                     "nested deeper than " + std::to_string(kMaxNesting) + " arrays and objects"};
     if (it.v->is_object()) {
       for (auto kv = it.v->begin(); kv != it.v->end(); ++kv) {
-        if (kv.key().size() > kMaxKeyBytes)
-          return Problem{"", "a key of " + std::to_string(kv.key().size()) +
-                                 " bytes; the limit is " + std::to_string(kMaxKeyBytes) + ": " +
-                                 quote(kv.key())};
+        if (kv.key().size() > kMaxKeyBytes) return key_too_long(kv.key());
         todo.push_back({&kv.value(), it.depth + 1});
       }
     } else {
@@ -277,11 +291,19 @@ std::optional<Problem> tree_problem(const Json& root) {
   return std::nullopt;
 }
 
-std::optional<Json> parse_json(const std::string& text, Problems& problems) {
+std::optional<Json> parse_json(const std::string& text, Problems& problems,
+                               std::optional<Problem>* too_long) {
   try {
     Json root;
     CheckedTreeBuilder builder(root);
     Json::sax_parse(text, &builder);
+    if (auto& p = builder.too_long()) {
+      if (too_long)
+        *too_long = std::move(p);
+      else
+        problems.add(std::move(*p));
+      return std::nullopt;
+    }
     for (Problem& p : builder.found()) problems.add(std::move(p));
     return root;
   } catch (const Json::parse_error& e) {

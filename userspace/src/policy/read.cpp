@@ -28,6 +28,29 @@ void moat_extension(std::vector<Field>& fields, Hints& hints, bool kubernetes, c
   }
 }
 
+// The keys an object may have and the hints for those it may not, for one
+// format: built once, not per rule (they were a tenth of reading 100,000).
+struct Shape {
+  std::vector<Field> fields;
+  Hints hints;
+};
+
+Shape peer_shape(bool kubernetes) {
+  Shape s{{{"podSelector"}, {"namespaceSelector"}, {"ipBlock"}}, {}};
+  moat_extension(s.fields, s.hints, kubernetes, "host", "the host peer is");
+  return s;
+}
+
+Shape rule_shape(PolicyDirection dir, bool kubernetes) {
+  const bool ingress = dir == PolicyDirection::ingress;
+  const char* peers_key = ingress ? "from" : "to";
+  Shape s{{{peers_key}, {"ports"}}, {}};
+  s.hints[ingress ? "to" : "from"] =
+      to_string(dir) + " rules name their peers in " + quote(peers_key);
+  moat_extension(s.fields, s.hints, kubernetes, "action", "deny rules are");
+  return s;
+}
+
 // ---------------------------------------------------------------------------
 // Selectors, peers, ports, rules
 
@@ -159,11 +182,10 @@ std::optional<std::string> peer_shape_problem(const PolicyPeer& peer, bool has_b
 
 std::optional<PolicyPeer> read_peer(Reader& r, const Json& v, const std::string& path,
                                     bool kubernetes) {
-  std::vector<Field> fields = {{"podSelector"}, {"namespaceSelector"}, {"ipBlock"}};
-  Hints hints;
-  moat_extension(fields, hints, kubernetes, "host", "the host peer is");
+  static const Shape kShapes[2] = {peer_shape(false), peer_shape(true)};
+  const Shape& shape = kShapes[kubernetes];
   size_t before = r.count();
-  if (!r.object(v, path, fields, hints)) return std::nullopt;
+  if (!r.object(v, path, shape.fields, shape.hints)) return std::nullopt;
   PolicyPeer peer;
   r.member(v, path, "podSelector", [&](const Json& f, const std::string& p) {
     peer.has_pod_selector = true;
@@ -270,14 +292,14 @@ std::optional<PolicyPort> read_port(Reader& r, const Json& v, const std::string&
 
 std::optional<PolicyRule> read_rule(Reader& r, const Json& v, const std::string& path,
                                     PolicyDirection dir, bool kubernetes) {
-  const char* peers_key = dir == PolicyDirection::ingress ? "from" : "to";
-  const char* other_key = dir == PolicyDirection::ingress ? "to" : "from";
-  std::vector<Field> fields = {{peers_key}, {"ports"}};
-  Hints hints;
-  hints[other_key] = to_string(dir) + " rules name their peers in " + quote(peers_key);
-  moat_extension(fields, hints, kubernetes, "action", "deny rules are");
+  const bool ingress = dir == PolicyDirection::ingress;
+  const char* peers_key = ingress ? "from" : "to";
+  static const Shape kShapes[2][2] = {
+      {rule_shape(PolicyDirection::ingress, false), rule_shape(PolicyDirection::ingress, true)},
+      {rule_shape(PolicyDirection::egress, false), rule_shape(PolicyDirection::egress, true)}};
+  const Shape& shape = kShapes[ingress ? 0 : 1][kubernetes];
   size_t before = r.count();
-  if (!r.object(v, path, fields, hints)) return std::nullopt;
+  if (!r.object(v, path, shape.fields, shape.hints)) return std::nullopt;
   PolicyRule rule;
   rule.path = path;
   r.member(v, path, "action", [&](const Json& f, const std::string& p) {
