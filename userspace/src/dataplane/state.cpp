@@ -84,7 +84,7 @@ Result<std::string> put_blob(const std::string& instance, std::string_view bytes
     if (!have) return std::unexpected(have.error());
     if (*have && **have == bytes) return name;
     if (*have) continue;
-    if (auto r = write_file_atomic(path, std::string(bytes)); !r) return std::unexpected(r.error());
+    if (auto r = write_file_atomic(path, bytes); !r) return std::unexpected(r.error());
     return name;
   }
   return fail("no free name in " + blob_dir(instance) + " for " + base);
@@ -317,6 +317,22 @@ Result<std::optional<json>> read_intent(const std::string& instance) {
   return *j;
 }
 
+Result<json> stage_inputs(const std::string& instance, const Inputs& inputs) {
+  if (auto r = mkdirs(state_dir(instance)); !r) return std::unexpected(r.error());
+  Inputs names;  // the texts are not copied: they go to blobs
+  names.replace_policies = inputs.replace_policies;
+  names.producer = inputs.producer;
+  for (const auto& f : inputs.files) names.files.push_back({f.name, ""});
+  json j = inputs_json(names);
+  for (size_t i = 0; i < inputs.files.size(); i++) {
+    auto name = put_blob(instance, inputs.files[i].text);
+    if (!name) return std::unexpected(name.error());
+    j["files"][i].erase("text");
+    j["files"][i]["blob"] = *name;
+  }
+  return j;
+}
+
 Result<void> write_intent(const std::string& instance, const json& intent) {
   if (auto r = mkdirs(state_dir(instance)); !r) return r;
   json j = intent;
@@ -335,7 +351,7 @@ Result<void> clear_intent(const std::string& instance) {
   return {};
 }
 
-Result<void> write_file_atomic(const std::string& path, const std::string& text) {
+Result<void> write_file_atomic(const std::string& path, std::string_view text) {
   std::string tmp = path + ".tmp";
   Fd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd.ok()) return fail_errno("create " + tmp, errno);

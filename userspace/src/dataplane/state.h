@@ -13,7 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
+#include "config/inputs.h"
 #include "plan/plan.h"
 #include "policy/policy.h"
 #include "util/result.h"
@@ -36,6 +38,11 @@ Result<nlohmann::json> read_state(const std::string& instance);
 Result<void> write_record(const std::string& instance, const nlohmann::json& state,
                           const nlohmann::json& inputs, const nlohmann::json& options);
 
+// `inputs` as a record keeps them (inputs_json() with every file's "text"
+// put into a blob, named by "blob"): write_record() and write_intent() take
+// inputs in either form. An apply stages them while it compiles.
+Result<nlohmann::json> stage_inputs(const std::string& instance, const Inputs& inputs);
+
 // {"format", "inputs", "options", "interfaces", "netns_inode", "netns_path"};
 // nullopt when no apply was interrupted.
 Result<std::optional<nlohmann::json>> read_intent(const std::string& instance);
@@ -54,7 +61,7 @@ std::string repair_hint(const std::string& instance);
 
 // `text` into `path` through `path`.tmp and rename(2): readers see the old
 // or the new content, never a truncated file. Not fsynced: see state.cpp.
-Result<void> write_file_atomic(const std::string& path, const std::string& text);
+Result<void> write_file_atomic(const std::string& path, std::string_view text);
 
 // The ids a previous apply gave, so a changed file rewrites only what changed.
 IdTable ids_from_state(const nlohmann::json& st);
