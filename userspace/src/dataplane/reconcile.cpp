@@ -216,11 +216,15 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
   if (opt.dry_run)
     return apply_and_record(
         instance, want.config, [] { return Result<json>(json()); }, opt, {}, &prev);
-  // The input files go to their blobs on the other CPU while apply()
+  // Large input files go to their blobs on the other CPU while apply()
   // compiles: for 100,000 rules a 10 MB file hashed, compared and written,
-  // 55 ms of the apply. The future's destructor waits for it on every path.
-  auto staging =
-      std::async(std::launch::async, [&] { return stage_inputs(instance, want.inputs); });
+  // 55 ms of the apply. Small ones (a Docker agent's sync) are staged when
+  // the intent needs them, in this thread: a thread costs more than they
+  // do. The future's destructor waits for the staging on every path.
+  size_t bytes = 0;
+  for (const auto& f : want.inputs.files) bytes += f.text.size();
+  auto staging = std::async(bytes >= (size_t{1} << 20) ? std::launch::async : std::launch::deferred,
+                            [&] { return stage_inputs(instance, want.inputs); });
   std::optional<Result<json>> staged;
   auto staged_inputs = [&]() -> Result<json> {
     if (!staged) staged = staging.get();
