@@ -98,6 +98,9 @@ std::vector<Problem> merge_policy_file(Config& cfg, PolicyFile&& file) {
 
 std::vector<RuleInfo> policy_rule_table(const Config& cfg) {
   std::vector<RuleInfo> rules;
+  size_t n = 0;
+  for (const Policy& p : cfg.policies) n += p.ingress.size() + p.egress.size();
+  rules.reserve(n);
   for (const Policy& p : cfg.policies) {
     for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress}) {
       const auto& list = p.rules(d);
