@@ -70,6 +70,19 @@ struct Gen {
   PolicyEntries entries;
 };
 
+// Key i of a generation's window: `subjects` subjects, peers in turn, both
+// directions, one of `ports` ports from `port`.
+moat_policy_key window_key(uint32_t i, uint32_t subjects, uint8_t proto, uint16_t port,
+                           uint16_t ports) {
+  moat_policy_key k{};
+  k.subject = MOAT_ID_FIRST_DYNAMIC + i % subjects;
+  k.peer = MOAT_ID_FIRST_DYNAMIC + i / subjects;
+  k.dir = static_cast<uint8_t>(i % 2);
+  k.proto = proto;
+  k.port = htons(static_cast<uint16_t>(port + i % ports));
+  return k;
+}
+
 // Generation g: a window of keys that slides with g (some leave, some
 // arrive), values that change with g for every third key, and an empty
 // IPv6 cache now and then.
@@ -81,12 +94,7 @@ Gen generation(uint32_t g) {
     if (g % 4 != 3) out.ipcache6.push_back({v6_key(i, 96 + i % 9), v});
   }
   for (uint32_t i = g * 50; i < g * 50 + 3000; ++i) {
-    moat_policy_key k{};
-    k.subject = MOAT_ID_FIRST_DYNAMIC + i % 40;
-    k.peer = MOAT_ID_FIRST_DYNAMIC + i / 40;
-    k.dir = static_cast<uint8_t>(i % 2);
-    k.proto = IPPROTO_TCP;
-    k.port = htons(static_cast<uint16_t>(1000 + i % 7));
+    moat_policy_key k = window_key(i, 40, IPPROTO_TCP, 1000, 7);
     moat_policy_val v{};
     v.action = i % 3 == 0 ? MOAT_POLICY_ALLOW : (g + i) % 2;
     v.rule_id = i % 5 == 0 ? g : i;
@@ -126,22 +134,29 @@ void write_gen(const Skeleton<endpoint_bpf>& skel, uint32_t rev, const Gen& g,
                              r.error().message());
 }
 
-TEST(PolicyGenerations, WrittenInPlaceTheyHoldExactlyWhatFreshMapsWould) {
-  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "one CPU: every generation is fresh";
-  Skeleton<endpoint_bpf> skel = load_skeleton();
-  TempDir dir;
-  moat::GenerationStore store{dir.path()};
-  for (uint32_t rev = 1; rev <= 8; ++rev) {
+// Revisions 1 to `last` of `gen`, each written and checked: the first two
+// into fresh maps, the others in place, the slot in force before untouched.
+void write_and_check(const Skeleton<endpoint_bpf>& skel, const moat::GenerationStore& store,
+                     Gen (*gen)(uint32_t), uint32_t last) {
+  for (uint32_t rev = 1; rev <= last; ++rev) {
     SCOPED_TRACE("revision " + std::to_string(rev));
-    Gen want = generation(rev);
+    Gen want = gen(rev);
     write_gen(skel, rev, want, store);
     EXPECT_STREQ(moat::last_generation_write(), rev <= 2 ? "fresh" : "diff");
     EXPECT_EQ(policy_rev(skel), rev);
     EXPECT_TRUE(slot_holds(skel, rev & 1, want));
     if (rev > 1)
-      EXPECT_TRUE(slot_holds(skel, (rev - 1) & 1, generation(rev - 1)))
+      EXPECT_TRUE(slot_holds(skel, (rev - 1) & 1, gen(rev - 1)))
           << "the slot in force before the switch was touched";
   }
+}
+
+TEST(PolicyGenerations, WrittenInPlaceTheyHoldExactlyWhatFreshMapsWould) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "one CPU: every generation is fresh";
+  Skeleton<endpoint_bpf> skel = load_skeleton();
+  TempDir dir;
+  moat::GenerationStore store{dir.path()};
+  write_and_check(skel, store, generation, 8);
   // Slot 1 refilled without the store: its copy names maps it no longer
   // has, so the next write there starts from fresh maps.
   write_gen(skel, 9, generation(20), moat::GenerationStore{});
@@ -166,15 +181,9 @@ TEST(PolicyGenerations, WrittenInPlaceTheyHoldExactlyWhatFreshMapsWould) {
 Gen large_generation(uint32_t g) {
   Gen out;
   out.ipcache = generation(g).ipcache;
-  for (uint32_t i = g * 20000; i < g * 20000 + 40000; ++i) {
-    moat_policy_key k{};
-    k.subject = MOAT_ID_FIRST_DYNAMIC + i % 64;
-    k.peer = MOAT_ID_FIRST_DYNAMIC + i / 64;
-    k.dir = static_cast<uint8_t>(i % 2);
-    k.proto = IPPROTO_UDP;
-    k.port = htons(static_cast<uint16_t>(2000 + i % 11));
-    out.entries.push_back({k, {static_cast<uint8_t>((g + i) % 2), i}});
-  }
+  for (uint32_t i = g * 20000; i < g * 20000 + 40000; ++i)
+    out.entries.push_back(
+        {window_key(i, 64, IPPROTO_UDP, 2000, 11), {static_cast<uint8_t>((g + i) % 2), i}});
   return out;
 }
 
@@ -182,15 +191,7 @@ TEST(PolicyGenerations, LargeDiffsWrittenOnTwoThreadsHoldExactly) {
   if (sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "one CPU: every generation is fresh";
   Skeleton<endpoint_bpf> skel = load_skeleton();
   TempDir dir;
-  moat::GenerationStore store{dir.path()};
-  for (uint32_t rev = 1; rev <= 5; ++rev) {
-    SCOPED_TRACE("revision " + std::to_string(rev));
-    Gen want = large_generation(rev);
-    write_gen(skel, rev, want, store);
-    EXPECT_STREQ(moat::last_generation_write(), rev <= 2 ? "fresh" : "diff");
-    EXPECT_TRUE(slot_holds(skel, rev & 1, want));
-    if (rev > 1) EXPECT_TRUE(slot_holds(skel, (rev - 1) & 1, large_generation(rev - 1)));
-  }
+  write_and_check(skel, moat::GenerationStore{dir.path()}, large_generation, 5);
 }
 
 const Network kNet = {1, ip4("172.20.0.0"), 16, ip4("172.20.0.1"), MOAT_NET_F_ICC};
