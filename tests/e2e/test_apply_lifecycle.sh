@@ -48,6 +48,20 @@ heap=$("$MOAT" lab exec --lab "$L" f1 -- sh -c "$heap_flags" "$TMP/big")
 check "moat's heap is on huge pages ($(echo $heap))" grep -qw hg <<<"$heap"
 heap=$("$MOAT" lab exec --lab "$L" f1 -- sh -c "$heap_flags")
 check "but not for a small command ($(echo $heap))" bash -c '! grep -qw hg <<<"$1"' _ "$heap"
+# A large input that fails to compile (70,000 CIDRs: the identity cache
+# holds 65,536) leaves nothing, though its blobs were written while it
+# compiled (reconcile.cpp).
+python3 - "$TMP/toomany.json" <<'PY'
+import json, sys
+rules = [{"from": [{"ipBlock": {"cidr": f"10.{100 + i // 65536}.{i // 256 % 256}.{i % 256}/32"}}]}
+         for i in range(70000)]
+json.dump({"policies": [{"name": "big", "podSelector": {}, "ingress": rules}]}, open(sys.argv[1], "w"))
+PY
+M apply "$F" "$TMP/toomany.json" --instance "${I}big" 2>"$TMP/err.txt"
+rc=$?
+check "a first apply over the identity cache's size fails (exit $rc)" [ "$rc" -ne 0 ]
+check "and says why" grep -q "ipcache map holds at most" "$TMP/err.txt"
+check "and leaves no state behind" test ! -e "/run/moat/${I}big" -a ! -e "/run/moat/${I}big.lock"
 out=$(M apply "$F" --instance "$I" --json)
 check "re-applying the same file changes nothing" [ "$(echo "$out" | jq_ 'd["changed"]')" = False ]
 # Verifying the TC programs is most of an apply's time: the same binary

@@ -223,7 +223,8 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
   // do. The future's destructor waits for the staging on every path.
   size_t bytes = 0;
   for (const auto& f : want.inputs.files) bytes += f.text.size();
-  auto staging = std::async(bytes >= (size_t{1} << 20) ? std::launch::async : std::launch::deferred,
+  const bool early = bytes >= (size_t{1} << 20);
+  auto staging = std::async(early ? std::launch::async : std::launch::deferred,
                             [&] { return stage_inputs(instance, want.inputs); });
   std::optional<Result<json>> staged;
   auto staged_inputs = [&]() -> Result<json> {
@@ -247,7 +248,13 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
   auto rep =
       apply_and_record(instance, want.config, staged_inputs, opt, before_kernel, &prev, &saved);
   if (!rep) {
-    if (!intended) return rep;  // nothing in the kernel changed
+    if (!intended) {  // nothing in the kernel changed
+      if (early) {    // but blobs were staged: none stays that nothing names
+        if (staging.valid()) staging.wait();  // not when the intent took it
+        drop_unrecorded_blobs(instance);
+      }
+      return rep;
+    }
     // Nothing of a failed apply stays: back to the record (or to nothing).
     if (auto r = settle_locked(instance, true); !r)
       return fail(rep.error().message() + "; undoing it failed too: " + r.error().message());

@@ -333,6 +333,15 @@ Result<json> stage_inputs(const std::string& instance, const Inputs& inputs) {
   return j;
 }
 
+void drop_unrecorded_blobs(const std::string& instance) {
+  auto rec = read_record(instance, false);
+  if (!rec) return;  // damaged: left as it is for the repair the error names
+  prune_blobs(instance, *rec);
+  std::error_code ec;
+  fs::remove(blob_dir(instance), ec);  // each only when empty
+  fs::remove(state_dir(instance), ec);
+}
+
 Result<void> write_intent(const std::string& instance, const json& intent) {
   if (auto r = mkdirs(state_dir(instance)); !r) return r;
   json j = intent;

@@ -42,6 +42,10 @@ Result<void> write_record(const std::string& instance, const nlohmann::json& sta
 // put into a blob, named by "blob"): write_record() and write_intent() take
 // inputs in either form. An apply stages them while it compiles.
 Result<nlohmann::json> stage_inputs(const std::string& instance, const Inputs& inputs);
+// After an apply that staged inputs and failed before its intent: the blobs
+// no record or intent names are removed, and the state directory too when
+// that leaves it empty (a first apply leaves nothing behind).
+void drop_unrecorded_blobs(const std::string& instance);
 
 // {"format", "inputs", "options", "interfaces", "netns_inode", "netns_path"};
 // nullopt when no apply was interrupted.
