@@ -1,6 +1,5 @@
 #include "docker/engine.h"
 
-#include <httplib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -16,6 +15,7 @@
 #include <system_error>
 #include <thread>
 
+#include "http/transport.h"
 #include "util/fd.h"
 
 namespace moat::docker {
@@ -27,23 +27,24 @@ namespace {
 constexpr auto kConnectTimeout = std::chrono::seconds(2);
 constexpr auto kReadTimeout = std::chrono::seconds(30);
 // The event stream is idle for as long as nothing happens; the caller stops
-// it with ClientImpl::stop(), not with a timeout. A day of silence ends it
+// it with the client's stop(), not with a timeout. A day of silence ends it
 // like a dropped connection would (the caller reconnects).
 constexpr auto kEventReadTimeout = std::chrono::hours(24);
 constexpr auto kPollPeriod = std::chrono::milliseconds(200);
 constexpr size_t kMaxErrorBody = 4096;
 
-void configure(httplib::Client& cli, std::chrono::seconds read_timeout) {
-  cli.set_address_family(AF_UNIX);
-  // httplib would send the socket path as Host, which dockerd answers with 400.
-  cli.set_default_headers({{"Host", "docker"}});
-  cli.set_connection_timeout(kConnectTimeout);
-  cli.set_read_timeout(read_timeout);
-  cli.set_keep_alive(false);
+// Host "docker": the socket path would otherwise go out as Host, which
+// dockerd answers with 400.
+Result<std::unique_ptr<http::UnixClient>> client(const std::string& socket,
+                                                 std::chrono::seconds read_timeout) {
+  auto t = http::transport();
+  if (!t) return std::unexpected(t.error());
+  return (*t)->unix_client(
+      http::UnixClientOptions{socket, "docker", kConnectTimeout, read_timeout});
 }
 
-// httplib reports a failed connect as Error::Connection without errno; the
-// errno (ENOENT, ECONNREFUSED, EACCES) is what tells a user what is wrong.
+// A failed connect comes back without errno; the errno (ENOENT,
+// ECONNREFUSED, EACCES) is what tells a user what is wrong.
 int connect_errno(const std::string& path) {
   Fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!s.ok()) return errno;
@@ -54,13 +55,12 @@ int connect_errno(const std::string& path) {
   return errno;
 }
 
-Error transport_error(const std::string& socket, const std::string& what, httplib::Error e) {
-  std::string ctx = what + " on " + socket + ": " + httplib::to_string(e);
-  if (e == httplib::Error::Connection) {
+Error transport_error(const std::string& socket, const std::string& what, const http::Failure& f) {
+  if (f.connect) {
     int err = connect_errno(socket);
     return Error{err, "cannot connect to dockerd at " + socket};
   }
-  return Error{0, ctx};
+  return Error{0, what + " on " + socket + ": " + f.text};
 }
 
 // Docker's error bodies are {"message": "..."}; anything else is shown as is.
@@ -89,13 +89,17 @@ Result<void> check_socket_path(const std::string& path) {
 
 Result<Reply> request(const std::string& socket, const std::string& path) {
   if (auto ok = check_socket_path(socket); !ok) return std::unexpected(ok.error());
-  // (host, port), not the one-string constructor: that one runs the path
-  // through a URL regex, and a path with ':' would lose its tail as a port.
-  httplib::Client cli(socket, 80);
-  configure(cli, kReadTimeout);
-  auto res = cli.Get(path);
-  if (!res) return std::unexpected(transport_error(socket, "GET " + path, res.error()));
-  return Reply{res->status, res->body};
+  auto cli = client(socket, kReadTimeout);
+  if (!cli) return std::unexpected(cli.error());
+  Reply reply;
+  auto failed = (*cli)->get(
+      path, [&](int status) { reply.status = status; },
+      [&](const char* data, size_t n) {
+        reply.body.append(data, n);
+        return true;
+      });
+  if (failed) return std::unexpected(transport_error(socket, "GET " + path, *failed));
+  return reply;
 }
 
 Result<json> parse_body(const std::string& path, const Reply& reply) {
@@ -207,15 +211,15 @@ Result<json> Engine::inspect_network(const std::string& id_or_name) const {
 
 // --- the event stream ------------------------------------------------------
 //
-// httplib blocks in a read for as long as dockerd has nothing to say, and
+// A GET blocks in a read for as long as dockerd has nothing to say, and
 // its only way out is a read timeout, which ends the request. Re-issuing the
 // request every 500 ms with since= would cost a request per half second and
 // can lose or repeat events (since= is inclusive, events carry one timestamp
 // per nanosecond but several can share it). Instead a worker thread owns the
 // connection with a long read timeout and queues lines; the calling thread
 // waits on the queue in 200 ms steps, runs the callbacks and, to stop, calls
-// httplib's Client::stop(), which shuts the socket down under httplib's own
-// lock and so wakes the worker's read at once.
+// the client's stop(), which shuts the socket down under the HTTP library's
+// own lock and so wakes the worker's read at once.
 
 namespace {
 
@@ -229,7 +233,7 @@ struct EventStream {
 };
 
 // The worker: one GET, its lines into the queue, then done (and why).
-void run_stream(EventStream& s, httplib::Client& cli, const std::string& socket,
+void run_stream(EventStream& s, http::UnixClient& cli, const std::string& socket,
                 const std::string& path) {
   int status = 0;
   std::string err_body;
@@ -241,10 +245,7 @@ void run_stream(EventStream& s, httplib::Client& cli, const std::string& socket,
     s.cv.notify_one();
     return true;
   };
-  auto on_response = [&](const httplib::Response& r) {
-    status = r.status;
-    return true;
-  };
+  auto on_status = [&](int st) { status = st; };
   auto on_data = [&](const char* data, size_t n) {
     if (s.stopping) return false;
     if (status < 200 || status >= 300) {
@@ -257,11 +258,11 @@ void run_stream(EventStream& s, httplib::Client& cli, const std::string& socket,
   };
   std::optional<Error> why;
   if (!s.stopping) {
-    auto res = cli.Get(path, on_response, on_data);
+    auto failed = cli.get(path, on_status, on_data);
     if (too_long)
       why = Error{0, "dockerd: event stream: a line longer than 1 MiB"};
-    else if (!res)
-      why = transport_error(socket, "event stream GET " + path, res.error());
+    else if (failed)
+      why = transport_error(socket, "event stream GET " + path, *failed);
     else if (status < 200 || status >= 300)
       why = status_error(path, status, err_body);
     else
@@ -277,7 +278,7 @@ void run_stream(EventStream& s, httplib::Client& cli, const std::string& socket,
 // (also when a callback throws): a joinable std::thread must not be destroyed.
 struct StreamGuard {
   EventStream& s;
-  httplib::Client& cli;
+  http::UnixClient& cli;
   std::thread worker;
 
   ~StreamGuard() {
@@ -306,8 +307,9 @@ Result<void> Engine::follow_events(const std::string& filters_json,
   if (!filters_json.empty()) path += "?filters=" + url_encode(filters_json);
   if (auto ok = check_socket_path(socket_); !ok) return ok;
   EventStream s;
-  httplib::Client cli(socket_, 80);
-  configure(cli, std::chrono::duration_cast<std::chrono::seconds>(kEventReadTimeout));
+  auto made = client(socket_, std::chrono::duration_cast<std::chrono::seconds>(kEventReadTimeout));
+  if (!made) return std::unexpected(made.error());
+  http::UnixClient& cli = **made;
   StreamGuard guard{s, cli, {}};
   try {
     guard.worker = std::thread([&s, &cli, this, path] { run_stream(s, cli, socket_, path); });

@@ -1,9 +1,9 @@
 #include "observe/exporter.h"
 
-#include <httplib.h>
-
 #include <cerrno>
 #include <thread>
+
+#include "http/transport.h"
 
 namespace moat::obs {
 
@@ -38,21 +38,17 @@ bool is_loopback_host(const std::string& host) {
 struct Exporter::Impl {
   std::string instance;
   Scrape scrape;
-  httplib::Server svr;
+  std::unique_ptr<http::Server> svr;  // made by bind(): loading the HTTP module can fail
   std::thread server;
 
-  void metrics(httplib::Response& res) {
+  http::Page metrics() {
     try {
       auto snap = scrape();
-      if (!snap) {
-        res.status = 503;
-        res.set_content("moat: " + snap.error().message() + "\n", "text/plain; charset=utf-8");
-        return;
-      }
-      res.set_content(render_prometheus(*snap), "text/plain; version=0.0.4; charset=utf-8");
+      if (!snap)
+        return {503, "moat: " + snap.error().message() + "\n", "text/plain; charset=utf-8"};
+      return {200, render_prometheus(*snap), "text/plain; version=0.0.4; charset=utf-8"};
     } catch (const std::exception& e) {
-      res.status = 500;
-      res.set_content(std::string("moat: ") + e.what() + "\n", "text/plain; charset=utf-8");
+      return {500, std::string("moat: ") + e.what() + "\n", "text/plain; charset=utf-8"};
     }
   }
 };
@@ -60,41 +56,42 @@ struct Exporter::Impl {
 Exporter::Exporter(std::string instance, Scrape scrape) : impl_(std::make_unique<Impl>()) {
   impl_->instance = std::move(instance);
   impl_->scrape = std::move(scrape);
-  auto& svr = impl_->svr;
-  // Not httplib's default SO_REUSEPORT: a second exporter on the same port
-  // must fail, not silently share the scrapes.
-  svr.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  Impl* impl = impl_.get();
-  svr.Get("/metrics",
-          [impl](const httplib::Request&, httplib::Response& res) { impl->metrics(res); });
-  svr.Get("/", [impl](const httplib::Request&, httplib::Response& res) {
-    res.set_content("moat metrics exporter for instance " + impl->instance + ": see /metrics\n",
-                    "text/plain; charset=utf-8");
-  });
 }
 
 Exporter::~Exporter() { stop(); }
 
 Result<void> Exporter::bind(const std::string& host, int port) {
-  if (!impl_->svr.bind_to_port(host, port)) {
+  auto t = http::transport();
+  if (!t) return std::unexpected(t.error());
+  auto svr = (*t)->server();
+  Impl* impl = impl_.get();
+  svr->route("/metrics", [impl] { return impl->metrics(); });
+  svr->route("/", [impl] {
+    return http::Page{200,
+                      "moat metrics exporter for instance " + impl->instance + ": see /metrics\n",
+                      "text/plain; charset=utf-8"};
+  });
+  if (!svr->bind(host, port)) {
     int err = errno;
     return fail("bind to " + host + ":" + std::to_string(port), err);
   }
+  impl_->svr = std::move(svr);
   return {};
 }
 
 void Exporter::serve(std::function<void()> on_failure) {
+  if (!impl_->svr) {
+    on_failure();
+    return;
+  }
   impl_->server = std::thread([this, on_failure = std::move(on_failure)] {
-    if (!impl_->svr.listen_after_bind()) on_failure();
+    if (!impl_->svr->listen()) on_failure();
   });
 }
 
 void Exporter::stop() {
   if (!impl_->server.joinable()) return;
-  impl_->svr.stop();
+  impl_->svr->stop();
   impl_->server.join();
 }
 

@@ -25,7 +25,8 @@ class Exporter {
   ~Exporter();
 
   // Binds without serving: the server's threads start in serve() and
-  // inherit the signal mask the caller has then. Error: errno of the bind.
+  // inherit the signal mask the caller has then. Error: errno of the bind,
+  // or why the HTTP module (http/transport.h) could not be loaded.
   Result<void> bind(const std::string& host, int port);
   // Serves in a thread of its own; `on_failure` runs in it when serving
   // fails (the caller's loop is waiting for something else).
