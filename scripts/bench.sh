@@ -3,10 +3,13 @@
 # in one run, on a lab of namespaces of its own (bench/bench.py says what
 # each contender enforces and how each scenario is measured).
 #
-#   scripts/bench.sh            full run: 10 and 10,000 policy rules, 10 rounds (~45 min)
+#   scripts/bench.sh            full run: 10 and 10,000 policy rules, 9 rounds (~45 min,
+#                               and about 25 more for the memory of a lab of 4,000 containers)
 #   scripts/bench.sh --quick    tiny sizes, two rounds: checks the suite works
 #   scripts/bench.sh --out DIR  where results go (default bench/results)
 #   scripts/bench.sh --reps N   rounds per figure
+#   scripts/bench.sh --endpoints LIST  endpoint counts for the memory figure (default
+#                               100,4000; "" for none; not with --fast-path)
 #   scripts/bench.sh --fast-path  only c1 -> c2 on one network: no filtering, moat with
 #                               its fast path off and on (bench/fastpath.py; ~10 min)
 #
@@ -19,7 +22,7 @@ set -uo pipefail
 source "$(dirname "$0")/common.sh"
 become_root "$@"
 
-mode=full out="$MOAT_ROOT/bench/results" reps=() fast=0
+mode=full out="$MOAT_ROOT/bench/results" reps=() eps=() fast=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) mode=quick ;;
@@ -27,7 +30,8 @@ while [ $# -gt 0 ]; do
     --fast-path) fast=1 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     --reps) reps=(--reps "${2:?--reps needs a number}"); shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --endpoints) eps=(--endpoints "${2?--endpoints needs a list}"); shift ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -40,4 +44,5 @@ if [ "$fast" = 1 ]; then
   exit $?
 fi
 python3 "$MOAT_ROOT/bench/bench.py" --moat "$MOAT_BIN" \
-  --kernel-bench "$MOAT_BUILD/bench/moat_kernel_bench" --mode "$mode" --out "$out" "${reps[@]}"
+  --kernel-bench "$MOAT_BUILD/bench/moat_kernel_bench" --mode "$mode" --out "$out" "${reps[@]}" \
+  "${eps[@]}"
