@@ -587,6 +587,10 @@ def main():
     ap.add_argument("--reps", type=int)
     ap.add_argument("--endpoints", help="endpoint counts for memory, comma-separated "
                     "(default: quick 10, full 100,4000; empty: none)")
+    ap.add_argument("--conntrack", type=int,
+                    help="moat's limits.conntrack in the lab (default: the kernel's "
+                         "nf_conntrack_max, the table iptables and nftables get; 0: moat's "
+                         "own default, sized for a small host)")
     ap.add_argument("--render", metavar="RESULTS_JSON",
                     help="only rank an existing results file again (its ratios and intervals, "
                          "from its samples) and write its .md and .png again")
@@ -603,6 +607,18 @@ def main():
     if not a.moat or not a.kernel_bench or not a.out:
         ap.error("--moat, --kernel-bench and --out are required (except with --render)")
     quick = a.mode == "quick"
+    # The same connection-tracking capacity for every contender: moat's
+    # default table is sized for a small host (16,384 flows, some 3,000
+    # closes a second before a container meets its quota), netfilter's is
+    # nf_conntrack_max. With moat's default, a client opening a connection
+    # per request is held to that rate (conntrack-quota drops, 1 s SYN
+    # retransmits), which measures the limit, not the data path.
+    conntrack = a.conntrack
+    if conntrack is None:
+        try:
+            conntrack = int(open("/proc/sys/net/netfilter/nf_conntrack_max").read())
+        except (OSError, ValueError):
+            conntrack = 262144
     # Full: 9 rounds fit about 45 minutes on the 2-CPU VM (a round at two
     # rule counts took about 3.2 minutes, the rest about 16: control plane,
     # memory with a lab of 4,000 containers, 13 of them to build and
@@ -643,6 +659,7 @@ def main():
             "iptables": ["iptables", "-V"], "nft": ["nft", "-v"], "iperf3": ["iperf3", "-v"],
             "wrk": ["wrk", "-v"], "nginx": ["nginx", "-v"]}.items()},
         "lab_name": name, "cpu_pinning": {"servers": SERVER_CPU, "clients": CLIENT_CPU},
+        "moat_limits": {"conntrack": conntrack} if conntrack else "moat's defaults",
         "rules": sizes, "checks": {}, "lab": {}, "cpu_cost": {}, "control_plane": {}, "memory": {},
         "memory_endpoints": {}, "bpf_stats": {},
     }
@@ -651,7 +668,7 @@ def main():
     try:
         open("/proc/sys/kernel/bpf_stats_enabled", "w").write("1")
         log(f"lab {name} ({a.mode}: rules {sizes}, {reps} rounds, {secs} s each)")
-        lab = Lab(a.moat, name, tmp)
+        lab = Lab(a.moat, name, tmp, {"conntrack": conntrack} if conntrack else None)
         lab.start_servers()
         con = Contenders(lab, a.moat, tmp)
         con.brnf(False)
@@ -743,13 +760,25 @@ def main():
             for who, d in by_who.items():
                 by_who[who] = {k: summary(v) for k, v in d.items()}
 
-        for n in mem_sizes:
-            log(f"memory: moat with {n} rules")
-            con.setup("moat", n)
-            try:
-                res["memory"][str(n)] = moat_memory(a.moat, lab.name)
-            finally:
-                con.teardown("moat")
+        # Memory at moat's own default limits, what a user gets: a lab of
+        # its own when the measuring lab's conntrack table was raised.
+        mem_lab = lab
+        if conntrack:
+            mem_tmp = os.path.join(tmp, "memory")
+            os.makedirs(mem_tmp)
+            mem_lab = Lab(a.moat, f"{name[:12]}mm", mem_tmp)
+        try:
+            mem_con = Contenders(mem_lab, a.moat, mem_lab.tmp) if mem_lab is not lab else con
+            for n in mem_sizes:
+                log(f"memory: moat with {n} rules (moat's default limits)")
+                mem_con.setup("moat", n)
+                try:
+                    res["memory"][str(n)] = moat_memory(a.moat, mem_lab.name)
+                finally:
+                    mem_con.teardown("moat")
+        finally:
+            if mem_lab is not lab:
+                mem_lab.close()
         for n in ep_sizes:
             log(f"memory: moat with {n} endpoints (a lab of {n} containers)")
             # A figure that fails is reported, not the run lost with it.
@@ -905,7 +934,8 @@ def markdown(res, title):
     o = [f"# moat benchmark {title}", "",
          f"{res['mode']} run, moat {res['moat_commit']}, kernel {res['kernel']}, {res['cpus']} CPUs, "
          f"{res['reps']} rounds of {res['seconds_per_measurement']} s per figure, contenders "
-         "interleaved (their order rotates each round). Medians, with [min-max].", "",
+         "interleaved (their order rotates each round). Medians, with [min-max]. "
+         f"moat's limits in the lab: {res.get('moat_limits', 'not recorded')}.", "",
          "**How figures are ranked.** Every ratio is a ratio of medians with a 95% confidence "
          "interval by bootstrap over rounds (10,000 resamples, fixed seed; the two sides of a "
          "ratio are paired by round, as they were measured). The verdict reads the interval: "
