@@ -768,7 +768,7 @@ def main():
             os.makedirs(mem_tmp)
             mem_lab = Lab(a.moat, f"{name[:12]}mm", mem_tmp)
         try:
-            mem_con = Contenders(mem_lab, a.moat, mem_lab.tmp) if mem_lab is not lab else con
+            mem_con = Contenders(mem_lab, a.moat, mem_lab.tmp)
             for n in mem_sizes:
                 log(f"memory: moat with {n} rules (moat's default limits)")
                 mem_con.setup("moat", n)

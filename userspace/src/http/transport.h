@@ -4,14 +4,15 @@
 // Prometheus exporter) speak HTTP through cpp-httplib, which pulls in
 // libssl, libcrypto and brotli. Linked into the one binary, those libraries
 // cost every other command (apply, status, the CNI plugin's every ADD and
-// DEL) about 300 page faults at start, some 9 ms on a VM where a fault costs
+// DEL) about 220 page faults at start, some 7 ms on a VM where a fault costs
 // 30 us. So the HTTP code is a module of its own, moat-http.so, dlopen()ed
 // on first use: everything else starts without it.
 //
 // This header is the whole interface between the two, compiled into both.
-// It holds only standard types, so the module needs nothing of moat's; bump
-// kTransportAbi whenever anything here changes (a module of another build is
-// refused, not called).
+// What crosses it is standard types only, so the module needs nothing of
+// moat's (transport(), the loader, is moat's side alone); bump kTransportAbi
+// whenever anything here changes (a module of another build is refused, not
+// called).
 #pragma once
 
 #include <chrono>
