@@ -101,5 +101,23 @@ check "limits the host cannot afford are refused (exit $rc)" test "$rc" = 1
 check "saying what they would take" grep -q "more than 1/8 of this host's 2048 MiB" "$TMP/apply.log"
 sed 's/^/    /' "$TMP/apply.log"
 
+# `moat validate` refuses what apply would, in the same words: a file it
+# passes must not fail the apply for capacity.
+python3 - "$TMP/over.json" "$TMP/fits.json" <<'PY'
+import json, sys
+def doc(n):
+  return {"limits": {"endpoints": 16}, "networks": [{"name": "n", "subnet": "172.29.0.0/24"}],
+          "containers": [{"name": f"c{i}", "networks": ["n"]} for i in range(n)]}
+json.dump(doc(16), open(sys.argv[1], "w"))
+json.dump(doc(15), open(sys.argv[2], "w"))
+PY
+"$MOAT" validate "$TMP/over.json" >/dev/null 2>"$TMP/validate.err"; rc=$?
+check "validate refuses attachments beyond limits.endpoints (exit $rc)" test "$rc" = 2
+check "naming the limit as apply does" \
+  grep -q "16 container attachments exceed limits.endpoints, 16" "$TMP/validate.err"
+"$MOAT" validate "$TMP/fits.json" >/dev/null 2>"$TMP/validate.err"; rc=$?
+check "and passes one attachment fewer (exit $rc)" test "$rc" = 0
+[ "$rc" = 0 ] || sed 's/^/    /' "$TMP/validate.err"
+
 must_pass "f2 still reaches f1 after the refusals" "$L" f2 tcp "$(ip_of "$F" f1 front)" 80 f1
 down_and_finish "$L"

@@ -145,6 +145,34 @@ TEST(LimitsFile, AttachmentsAndPortsBeyondTheirLimitsFail) {
       << ports.error().message();
 }
 
+// `moat validate` refuses what apply would, before the lab has named the
+// attachments' interfaces.
+TEST(LimitsFile, ValidateRefusesWhatApplyWouldWithoutInterfaces) {
+  auto file = [](int n) {
+    std::string containers;
+    for (int i = 0; i < n; ++i)
+      containers += std::string(i ? "," : "") + R"({"name": "c)" + std::to_string(i) +
+                    R"(", "networks": ["n"]})";
+    return R"({"limits": {"endpoints": 16}, "networks": [{"name": "n"}], "containers": [)" +
+           containers + "]}";
+  };
+  auto ok = check_plannable(parse_ok(file(15)));
+  EXPECT_TRUE(ok) << ok.error().message();
+  auto over = check_plannable(parse_ok(file(16)));
+  ASSERT_FALSE(over);
+  EXPECT_NE(over.error().message().find("16 container attachments exceed limits.endpoints, 16"),
+            std::string::npos)
+      << over.error().message();
+  // apply still needs the interfaces.
+  EXPECT_FALSE(compile(parse_ok(file(1)), {}));
+  auto ports = check_plannable(parse_ok(R"({"limits": {"published_ports": 64},
+      "networks": [{"name": "n"}],
+      "containers": [{"name": "c", "networks": ["n"], "publish": ["8000-8064:8000-8064"]}]})"));
+  ASSERT_FALSE(ports);
+  EXPECT_NE(ports.error().message().find("limits.published_ports, 64"), std::string::npos)
+      << ports.error().message();
+}
+
 TEST(LimitsFlags, TheAgentsFlagsReadLikeTheFile) {
   auto l = parse_limit_flags({"conntrack=65536", "socket_nat=128"});
   ASSERT_TRUE(l) << l.error();

@@ -8,6 +8,7 @@
 #include "dataplane/dataplane.h"
 #include "dataplane/fastpath.h"
 #include "dataplane/reconcile.h"
+#include "plan/plan.h"
 
 using nlohmann::json;
 
@@ -26,6 +27,7 @@ int run_validate(const FileArgs& a) {
   std::vector<std::string> files = {a.file};
   files.insert(files.end(), a.policy_files.begin(), a.policy_files.end());
   auto cfg = config_from_inputs(read_inputs(files));
+  if (auto r = moat::check_plannable(cfg); !r) die(r.error().message(), 2);
   if (a.as_json) {
     std::cout << config_json(cfg).dump(2) << "\n";
   } else {
@@ -95,7 +97,9 @@ void add_file_commands(CLI::App& app, CommandTable& table) {
   auto a = std::make_shared<FileArgs>();
   auto* validate = app.add_subcommand(
       "validate",
-      "Check a file and show it resolved (subnets, gateways, addresses); changes nothing");
+      "Check a file and show it resolved (subnets, gateways, addresses); changes nothing.\n"
+      "Also refuses what the maps cannot hold under the file's `limits` (attachments,\n"
+      "published ports, networks, compiled policies), as `moat apply` would");
   validate->add_option("file", a->file, "moat JSON file")->required();
   validate->add_option("policy-files", a->policy_files,
                        "policy files, as `moat apply` takes them (merged into the main file)");

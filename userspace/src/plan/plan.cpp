@@ -6,6 +6,7 @@
 #include <set>
 
 #include "plan/limits.h"
+#include "policy/policy.h"
 
 namespace moat {
 namespace {
@@ -92,7 +93,9 @@ void plan_addrs(const Config& cfg, Plan& plan) {
   }
 }
 
-Result<void> plan_endpoints(const Config& cfg, Plan& plan) {
+// `need_interfaces` false: an attachment without its host-side interface
+// is planned all the same (`moat validate`, before the lab names them).
+Result<void> plan_endpoints(const Config& cfg, Plan& plan, bool need_interfaces) {
   std::map<std::string, std::string> iface_owner;
   for (size_t ci = 0; ci < cfg.containers.size(); ++ci) {
     const auto& c = cfg.containers[ci];
@@ -100,10 +103,12 @@ Result<void> plan_endpoints(const Config& cfg, Plan& plan) {
       const auto& a = c.networks[ai];
       std::string where =
           cfg.source + ": containers[" + std::to_string(ci) + "].networks[" + std::to_string(ai) + "]";
-      if (a.host_interface.empty())
+      if (a.host_interface.empty() && need_interfaces)
         return fail(where + ": no \"interface\": moat apply needs the host-side interface of "
                             "every attachment (the lab fills it in; Docker/CNI integrations will)");
-      auto [it, fresh] = iface_owner.emplace(a.host_interface, c.name);
+      auto [it, fresh] = a.host_interface.empty()
+                             ? std::pair{iface_owner.end(), true}
+                             : iface_owner.emplace(a.host_interface, c.name);
       if (!fresh)
         return fail(where + ".interface: \"" + a.host_interface + "\" is already used by container \"" +
                     it->second + "\"");
@@ -201,9 +206,7 @@ Result<void> check_capacity(const Config& cfg, const Plan& plan) {
   return {};
 }
 
-}  // namespace
-
-Result<Plan> compile(const Config& cfg, const IdTable& previous) {
+Result<Plan> compile_plan(const Config& cfg, const IdTable& previous, bool need_interfaces) {
   Plan plan;
   std::vector<std::string> net_names, ctr_names;
   for (const auto& n : cfg.networks) net_names.push_back(n.name);
@@ -211,10 +214,22 @@ Result<Plan> compile(const Config& cfg, const IdTable& previous) {
   assign_ids(net_names, previous.networks, plan.ids.networks);
   assign_ids(ctr_names, previous.containers, plan.ids.containers);
   plan_addrs(cfg, plan);
-  if (auto r = plan_endpoints(cfg, plan); !r) return std::unexpected(r.error());
+  if (auto r = plan_endpoints(cfg, plan, need_interfaces); !r) return std::unexpected(r.error());
   if (auto r = plan_publish(cfg, plan); !r) return std::unexpected(r.error());
   if (auto r = check_capacity(cfg, plan); !r) return std::unexpected(r.error());
   return plan;
+}
+
+}  // namespace
+
+Result<Plan> compile(const Config& cfg, const IdTable& previous) {
+  return compile_plan(cfg, previous, true);
+}
+
+Result<void> check_plannable(const Config& cfg) {
+  if (auto plan = compile_plan(cfg, {}, false); !plan) return std::unexpected(plan.error());
+  if (auto policy = compile_policies(cfg); !policy) return std::unexpected(policy.error());
+  return {};
 }
 
 Result<SlotAssignment> assign_stats_slots(const std::vector<std::pair<std::string, int>>& wanted,

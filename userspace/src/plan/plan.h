@@ -75,6 +75,13 @@ struct Plan {
 // place in the file.
 Result<Plan> compile(const Config& cfg, const IdTable& previous);
 
+// What an apply of `cfg` refuses that no fact of the host decides: a
+// publish with nowhere to go, more attachments, published ports or networks
+// than the maps hold under cfg.limits, policies beyond the policy maps. The
+// attachments need no interface yet. `moat validate` says it before any
+// apply does, in the same words.
+Result<void> check_plannable(const Config& cfg);
+
 // Counter slots in `stats` (abi.h) for the attachments of one apply.
 struct SlotHolder {
   std::string name;  // interface
