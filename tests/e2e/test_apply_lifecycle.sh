@@ -64,12 +64,28 @@ check "and says why" grep -q "ipcache map holds at most" "$TMP/err.txt"
 check "and leaves no state behind" test ! -e "/run/moat/${I}big" -a ! -e "/run/moat/${I}big.lock"
 out=$(M apply "$F" --instance "$I" --json)
 check "re-applying the same file changes nothing" [ "$(echo "$out" | jq_ 'd["changed"]')" = False ]
-# Verifying the TC programs is most of an apply's time: the same binary
-# keeps its pinned ones and loads none (the socket hooks' small programs
-# are still loaded to compare; libbpf's feature probes are not counted).
-loads=$(nsenter --net="$HOSTNS" strace -f -e trace=bpf "$MOAT" apply "$F" --instance "$I" 2>&1 >/dev/null |
-        grep BPF_PROG_LOAD | grep -c BPF_PROG_TYPE_SCHED_CLS)
+# Verifying the programs is most of an apply's time: the same binary
+# keeps its pinned TC programs and its attached socket hooks (the record
+# says which program each link runs) and loads none (libbpf's feature
+# probes are not counted).
+# prog_loads TYPE: BPF_PROG_LOAD calls of that type in one apply of $F.
+prog_loads() {
+  nsenter --net="$HOSTNS" strace -f -e trace=bpf "$MOAT" apply "$F" --instance "$I" 2>&1 >/dev/null |
+    grep BPF_PROG_LOAD | grep -c "$1"
+}
+loads=$(prog_loads BPF_PROG_TYPE_SCHED_CLS)
 check "and loads no TC program ($loads BPF_PROG_LOAD of SCHED_CLS)" [ "$loads" = 0 ]
+loads=$(prog_loads BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
+check "nor a socket-hook program ($loads BPF_PROG_LOAD of CGROUP_SOCK_ADDR)" [ "$loads" = 0 ]
+# A link someone removed is found missing: the object is loaded again and
+# the hook put back; the apply after that loads nothing again.
+PINS=/sys/fs/bpf/moat/$I
+rm "$PINS/link_connect4"
+changed=$(M apply "$F" --instance "$I" --json | jq_ 'd["socket_hooks_changed"]')
+check "a removed socket-hook link is put back (socket_hooks_changed $changed)" \
+  bash -c "[ '$changed' = True ] && [ -e '$PINS/link_connect4' ]"
+loads=$(prog_loads BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
+check "then nothing is loaded again ($loads BPF_PROG_LOAD of CGROUP_SOCK_ADDR)" [ "$loads" = 0 ]
 
 before=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
 sed 's/"10.81.0.3"/"10.99.0.3"/' "$F" > "$TMP/bad.json"

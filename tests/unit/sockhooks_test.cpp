@@ -190,4 +190,30 @@ TEST(PublishedPorts, ConvertsPlanEntries) {
 }
 
 }  // namespace
+// The record's account of the socket hooks: read back as written, and
+// anything else (an older record, a hand-edited one) is no account at all,
+// so the next apply loads and judges every link.
+TEST(SockLinksRecord, ReadsBackWhatItWrites) {
+  SockLinks l;
+  l.objects = "00ff00ff00ff00ff";
+  l.links["connect4"] = {17, 11};
+  l.links["bind6"] = {23, 9};
+  auto back = SockLinks::from_json(nlohmann::json::parse(l.to_json().dump()));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->objects, l.objects);
+  ASSERT_EQ(back->links.size(), 2u);
+  EXPECT_EQ(back->links["connect4"].prog_id, 17u);
+  EXPECT_EQ(back->links["connect4"].attach_type, 11u);
+  EXPECT_EQ(back->links["bind6"].prog_id, 23u);
+}
+
+TEST(SockLinksRecord, AnythingElseIsNoRecord) {
+  for (const char* bad :
+       {"null", "{}", "[]", R"({"objects": 5, "links": {}})", R"({"objects": "x"})",
+        R"({"objects": "x", "links": {"connect4": {"prog_id": -1, "attach_type": 1}}})",
+        R"({"objects": "x", "links": {"connect4": {"prog_id": 3}}})",
+        R"({"objects": "x", "links": {"connect4": 3}})"})
+    EXPECT_FALSE(SockLinks::from_json(nlohmann::json::parse(bad))) << bad;
+}
+
 }  // namespace moat

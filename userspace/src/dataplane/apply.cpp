@@ -148,6 +148,7 @@ struct Apply {
   MapSizes sizes;                 // the maps' sizes, from the file's limits
   std::vector<Deferred> deferred;    // interfaces verify_attached() checks
   bool sock_hooks_deferred = false;  // and the socket hooks
+  std::optional<SockLinks> sock_links;  // what the socket hooks run, for the record
   // Begun as the apply starts, under the instance lock, so it has passed
   // since the last switch of policy generations when the idle one is
   // written, mostly while this apply compiles and loads.
@@ -553,8 +554,12 @@ Result<void> attach_all(Apply& a) {
 }
 
 Result<void> sock_hooks(Apply& a) {
-  auto hooks = ensure_sock_hooks(pin_dir(a.instance), a.dry_run, a.ports_held);
+  auto prev = SockLinks::from_json(a.prev.value("sock_links", json()));
+  SockLinks now;
+  auto hooks = ensure_sock_hooks(pin_dir(a.instance), a.dry_run, a.ports_held,
+                                 prev ? &*prev : nullptr, &now);
   if (!hooks) return std::unexpected(hooks.error());
+  if (!a.dry_run) a.sock_links = std::move(now);
   a.rep.sock_hooks_changed = *hooks;
   return {};
 }
@@ -684,7 +689,8 @@ json state_record(const Apply& a) {
           {"interfaces", a.ifaces},
           {"uplinks", a.uplinks},
           {"bridges", a.bridges},
-          {"objects", a.objects}};
+          {"objects", a.objects},
+          {"sock_links", a.sock_links ? a.sock_links->to_json() : json()}};
 }
 
 }  // namespace

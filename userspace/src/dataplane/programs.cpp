@@ -54,16 +54,28 @@ Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingre
 
 // The objects are this binary's: hashed once a process, a word at a time
 // (FNV over bytes took a millisecond or two of every apply).
+namespace {
+
+std::string fingerprint_of(std::initializer_list<std::pair<const void*, size_t>> objects) {
+  size_t h = 0;
+  for (auto [data, size] : objects)
+    h = h * 31 + std::hash<std::string_view>{}({static_cast<const char*>(data), size});
+  char buf[17];
+  snprintf(buf, sizeof(buf), "%016zx", h);
+  return std::string(buf);
+}
+
+}  // namespace
+
 std::string objects_fingerprint() {
-  static const std::string fingerprint = [] {
-    size_t h = 0;
-    for (auto [data, size] : {Skeleton<endpoint_bpf>::elf_bytes(),
-                              Skeleton<uplink_bpf>::elf_bytes(), Skeleton<bridge_bpf>::elf_bytes()})
-      h = h * 31 + std::hash<std::string_view>{}({static_cast<const char*>(data), size});
-    char buf[17];
-    snprintf(buf, sizeof(buf), "%016zx", h);
-    return std::string(buf);
-  }();
+  static const std::string fingerprint =
+      fingerprint_of({Skeleton<endpoint_bpf>::elf_bytes(), Skeleton<uplink_bpf>::elf_bytes(),
+                      Skeleton<bridge_bpf>::elf_bytes()});
+  return fingerprint;
+}
+
+std::string sock_object_fingerprint() {
+  static const std::string fingerprint = fingerprint_of({Skeleton<sock_bpf>::elf_bytes()});
   return fingerprint;
 }
 

@@ -37,8 +37,10 @@ struct InstanceProgs {
 Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingress,
                                  bpf_program* egress, bool dry_run, bool* replaced);
 
-// The TC objects this binary embeds, as one FNV-1a hash of their ELF bytes.
+// The TC objects this binary embeds, as one hash of their ELF bytes.
 std::string objects_fingerprint();
+// The same for the socket hooks' object (sockhooks.h).
+std::string sock_object_fingerprint();
 
 // The pinned programs, when all five are there.
 std::optional<InstanceProgs> open_pinned_programs(const std::string& instance);

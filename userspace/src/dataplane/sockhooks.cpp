@@ -26,6 +26,7 @@
 #include "util/net.h"
 #include "util/paths.h"
 #include "util/proto.h"
+#include "dataplane/programs.h"
 #include "dataplane/skeleton.h"
 
 #ifndef SO_NETNS_COOKIE
@@ -250,16 +251,23 @@ Result<LinkPlan> plan_link(const std::string& path, bpf_program* prog) {
   return plan;
 }
 
+// The programs whose links are pinned in pin_dir, by name.
+std::set<std::string> link_pin_names(const std::string& pin_dir, std::error_code& ec) {
+  std::set<std::string> out;
+  for (const auto& e : fs::directory_iterator(pin_dir, ec)) {
+    std::string file = e.path().filename();
+    if (file.rfind(kLinkPrefix, 0) == 0) out.insert(file.substr(strlen(kLinkPrefix)));
+  }
+  return out;
+}
+
 // Link pins of programs this version no longer has.
 std::vector<fs::path> stale_link_pins(const std::string& pin_dir,
                                       const std::set<std::string>& progs) {
   std::vector<fs::path> out;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(pin_dir, ec)) {
-    std::string file = e.path().filename();
-    if (file.rfind(kLinkPrefix, 0) != 0) continue;
-    if (!progs.contains(file.substr(strlen(kLinkPrefix)))) out.push_back(e.path());
-  }
+  for (const auto& name : link_pin_names(pin_dir, ec))
+    if (!progs.contains(name)) out.push_back(link_pin(pin_dir, name));
   return out;
 }
 
@@ -384,6 +392,79 @@ struct KeptSockPrograms {
 bool g_keep_sock = false;
 std::optional<KeptSockPrograms> g_kept_sock;
 
+// The ids of the maps pinned in pin_dir (link and program pins are not maps).
+std::optional<std::set<uint32_t>> pinned_map_ids(const std::string& pin_dir) {
+  std::set<uint32_t> ids;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(pin_dir, ec)) {
+    std::string file = e.path().filename();
+    if (file.rfind(kLinkPrefix, 0) == 0 || file.rfind("prog_", 0) == 0) continue;
+    Fd fd(bpf_obj_get(e.path().c_str()));
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (!fd.ok() || bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return std::nullopt;
+    ids.insert(info.id);
+  }
+  if (ec) return std::nullopt;
+  return ids;
+}
+
+// Whether the links `prev` recorded are exactly the link pins, each still
+// attached and running the program recorded, loaded from this binary's
+// object, and whether every map those programs use is pinned now (a map
+// pinned anew, after a `moat down` and up, is served by no old program) or
+// their own (.rodata, .bss: never pinned). Anything else: false, and the
+// caller loads the object and judges each link as before.
+bool links_as_recorded(const std::string& pin_dir, const SockLinks& prev) {
+  if (prev.objects != sock_object_fingerprint() || prev.links.empty()) return false;
+  std::error_code ec;
+  auto pins = link_pin_names(pin_dir, ec);
+  if (ec || pins.size() != prev.links.size()) return false;
+  std::optional<std::set<uint32_t>> maps;
+  for (const auto& [name, want] : prev.links) {
+    if (!pins.contains(name)) return false;
+    Fd link(bpf_obj_get(link_pin(pin_dir, name).c_str()));
+    if (!link.ok()) return false;
+    auto info = link_info(link.get());
+    if (!info || info->type != BPF_LINK_TYPE_CGROUP || info->cgroup.cgroup_id == 0 ||
+        info->cgroup.attach_type != want.attach_type || info->prog_id != want.prog_id)
+      return false;
+    Fd prog(bpf_prog_get_fd_by_id(info->prog_id));
+    if (!prog.ok()) return false;
+    auto id = prog_identity(prog.get());
+    if (!id) return false;
+    for (uint32_t map_id : id->map_ids) {
+      Fd m(bpf_map_get_fd_by_id(map_id));
+      bpf_map_info mi{};
+      uint32_t len = sizeof(mi);
+      if (!m.ok() || bpf_obj_get_info_by_fd(m.get(), &mi, &len) != 0) return false;
+      if (std::strchr(mi.name, '.')) continue;
+      if (!maps && !(maps = pinned_map_ids(pin_dir))) return false;
+      if (!maps->contains(map_id)) return false;
+    }
+  }
+  return true;
+}
+
+// host_cfg through its pin, as `want`; whether it changed (would, dry_run).
+Result<bool> put_host_cfg(bpf_map* map, const std::string& pin_dir, const moat_host_cfg& want,
+                          bool dry_run) {
+  Fd pinned;
+  int fd = map ? bpf_map__fd(map) : -1;
+  if (!map) {
+    pinned = Fd(bpf_obj_get((pin_dir + "/host_cfg").c_str()));
+    if (!pinned.ok()) return fail_errno("open the pinned map host_cfg", errno);
+    fd = pinned.get();
+  }
+  uint32_t zero = 0;
+  moat_host_cfg have{};
+  if (bpf_map_lookup_elem(fd, &zero, &have) != 0) return fail_errno("read map host_cfg", errno);
+  if (have.netns_cookie == want.netns_cookie && have.flags == want.flags) return false;
+  if (!dry_run && bpf_map_update_elem(fd, &zero, &want, 0) != 0)
+    return fail_errno("write map host_cfg", errno);
+  return true;
+}
+
 Result<Skeleton<sock_bpf>> sock_programs(const std::string& pin_dir) {
   if (g_kept_sock) {
     KeptSockPrograms k = std::move(*g_kept_sock);
@@ -404,30 +485,27 @@ void keep_sock_programs(bool on) {
 
 void drop_kept_sock_programs() { g_kept_sock.reset(); }
 
-Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool runtime_binds) {
+Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool runtime_binds,
+                               const SockLinks* prev, SockLinks* now) {
   // A dry run must not create a pin, which loading would do for a missing map.
   if (dry_run && (!fs::is_directory(pin_dir) || !all_maps_pinned(pin_dir))) return true;
   if (!fs::is_directory(pin_dir))
     return fail("no pinned maps under " + pin_dir + ": load the endpoint programs first", ENOENT);
 
-  auto skel = sock_programs(pin_dir);
-  if (!skel) return std::unexpected(skel.error());
-  bool changed = false;
-
   auto cookie = netns_cookie();
   if (!cookie) return std::unexpected(cookie.error());
-  uint32_t zero = 0;
-  moat_host_cfg have{}, want{*cookie, runtime_binds ? MOAT_HOST_F_RUNTIME_BINDS : 0u, 0};
-  bpf_map* cfg_map = (*skel)->maps.host_cfg;
-  if (int rc = bpf_map__lookup_elem(cfg_map, &zero, sizeof(zero), &have, sizeof(have), 0); rc)
-    return fail_errno("read map host_cfg", rc);
-  if (have.netns_cookie != want.netns_cookie || have.flags != want.flags) {
-    changed = true;
-    if (!dry_run) {
-      if (int rc = bpf_map__update_elem(cfg_map, &zero, sizeof(zero), &want, sizeof(want), 0); rc)
-        return fail_errno("write map host_cfg", rc);
-    }
+  moat_host_cfg want{*cookie, runtime_binds ? MOAT_HOST_F_RUNTIME_BINDS : 0u, 0};
+  if (prev && links_as_recorded(pin_dir, *prev)) {
+    auto changed = put_host_cfg(nullptr, pin_dir, want, dry_run);
+    if (changed.has_value() && now && !dry_run) *now = *prev;
+    return changed;
   }
+
+  auto skel = sock_programs(pin_dir);
+  if (!skel) return std::unexpected(skel.error());
+  auto cfg_changed = put_host_cfg((*skel)->maps.host_cfg, pin_dir, want, dry_run);
+  if (!cfg_changed) return std::unexpected(cfg_changed.error());
+  bool changed = *cfg_changed;
 
   std::optional<Fd> cgroup;  // opened on first need
   std::set<std::string> names;
@@ -469,8 +547,44 @@ Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool ru
     if (!dry_run && unlink(stale.c_str()) != 0 && errno != ENOENT)
       return fail_errno("remove link pin " + stale.string(), errno);
   }
+  // What runs now, as the kernel says: a link kept runs the program an
+  // earlier load left, the same as this one's but not this one.
+  if (now && !dry_run) {
+    SockLinks out;
+    out.objects = sock_object_fingerprint();
+    for (const auto& name : names) {
+      Fd link(bpf_obj_get(link_pin(pin_dir, name).c_str()));
+      if (!link.ok()) return fail_errno("open pinned link " + link_pin(pin_dir, name), errno);
+      auto info = link_info(link.get());
+      if (!info) return std::unexpected(info.error());
+      out.links[name] = {info->prog_id, info->cgroup.attach_type};
+    }
+    *now = std::move(out);
+  }
   if (g_keep_sock && !dry_run) g_kept_sock = KeptSockPrograms{pin_dir, std::move(*skel)};
   return changed;
+}
+
+json SockLinks::to_json() const {
+  json l = json::object();
+  for (const auto& [name, link] : links)
+    l[name] = {{"prog_id", link.prog_id}, {"attach_type", link.attach_type}};
+  return {{"objects", objects}, {"links", l}};
+}
+
+std::optional<SockLinks> SockLinks::from_json(const json& j) {
+  if (!j.is_object() || !j.contains("objects") || !j["objects"].is_string() ||
+      !j.contains("links") || !j["links"].is_object())
+    return std::nullopt;
+  SockLinks out;
+  out.objects = j["objects"].get<std::string>();
+  for (const auto& [name, l] : j["links"].items()) {
+    if (!l.is_object() || !l.contains("prog_id") || !l["prog_id"].is_number_unsigned() ||
+        !l.contains("attach_type") || !l["attach_type"].is_number_unsigned())
+      return std::nullopt;
+    out.links[name] = {l["prog_id"].get<uint32_t>(), l["attach_type"].get<uint32_t>()};
+  }
+  return out;
 }
 
 Result<json> sock_hooks_status(const std::string& pin_dir) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -23,6 +24,23 @@
 
 namespace moat {
 
+// What an apply leaves attached is kept in its record (SockLinks): the next
+// one finds every link still running the program recorded, loaded from this
+// binary's object, over the maps pinned now, and loads nothing. Loading
+// verifies all ten programs, some milliseconds of every `moat apply` and
+// CNI call.
+struct SockLinks {
+  struct Link {
+    uint32_t prog_id = 0;
+    uint32_t attach_type = 0;
+  };
+  std::string objects;                // the sock object's fingerprint
+  std::map<std::string, Link> links;  // by program name
+  nlohmann::json to_json() const;
+  // nullopt for anything else (an older record has none).
+  static std::optional<SockLinks> from_json(const nlohmann::json& j);
+};
+
 // Loads sock.bpf.c's programs with every map reused from the pins under
 // pin_dir (the endpoint object pinned them already), stores the current
 // network namespace's cookie in host_cfg, and attaches each program at the
@@ -32,7 +50,11 @@ namespace moat {
 // whether anything changed (or, with dry_run, would change; then nothing is).
 // runtime_binds: the runtime binds published ports itself, so the bind hook
 // reserves none (MOAT_HOST_F_RUNTIME_BINDS).
-Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool runtime_binds);
+// `prev`: what the previous apply recorded (nullptr: nothing; then, or when
+// the links are not as it says, the object is loaded); `now`, unless a dry
+// run: what is attached afterwards.
+Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool runtime_binds,
+                               const SockLinks* prev = nullptr, SockLinks* now = nullptr);
 
 // With `on`, the programs ensure_sock_hooks() loaded are kept for its next
 // call in this process (the agent), while their maps are the pinned ones.
