@@ -7,6 +7,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -20,9 +21,52 @@
 
 namespace moat {
 
-// Every entry of a (non-per-CPU) map, keyed by the key's bytes.
+namespace detail {
+
+// Every entry of map `fd` into `out` by BPF_MAP_LOOKUP_BATCH, a few hundred
+// a system call: the Docker agent reads nine maps at every sync, two system
+// calls an entry by bpf_map_get_next_key(). False, with `out` as it was,
+// where the kernel cannot (LPM tries have batch operations only since Linux
+// 6.x).
 template <class K, class V>
-std::map<std::vector<uint8_t>, V> dump_fd(int fd) {
+bool dump_batched(int fd, std::map<std::vector<uint8_t>, V>& out) {
+  std::map<std::vector<uint8_t>, V> got;
+  std::vector<K> keys(256);
+  std::vector<V> vals(256);
+  // The position between calls: a bucket (hash maps, 4 bytes) or a key
+  // (the kernel's generic batch, arrays); the first call starts at the
+  // beginning (no position).
+  struct alignas(8) Position {
+    uint8_t bytes[std::max<size_t>(8, sizeof(K))];
+  };
+  Position at{}, next{};
+  bool first = true;
+  for (;;) {
+    uint32_t count = static_cast<uint32_t>(keys.size());
+    int rc = bpf_map_lookup_batch(fd, first ? nullptr : &at, &next, keys.data(), vals.data(),
+                                  &count, nullptr);
+    int err = rc == 0 ? 0 : errno;
+    if (err == ENOSPC && count == 0) {  // one bucket holds more than the buffers
+      keys.resize(keys.size() * 2);
+      vals.resize(vals.size() * 2);
+      continue;
+    }
+    if (err != 0 && err != ENOENT) return false;
+    for (uint32_t i = 0; i < count; ++i) {
+      auto* p = reinterpret_cast<const uint8_t*>(&keys[i]);
+      got.emplace(std::vector<uint8_t>(p, p + sizeof(K)), vals[i]);
+    }
+    if (err == ENOENT) break;  // the end
+    at = next;
+    first = false;
+  }
+  out = std::move(got);
+  return true;
+}
+
+// The same entry by entry, for maps without batch operations.
+template <class K, class V>
+std::map<std::vector<uint8_t>, V> dump_each(int fd) {
   std::map<std::vector<uint8_t>, V> out;
   K key{}, next{};
   K* prev = nullptr;
@@ -36,6 +80,16 @@ std::map<std::vector<uint8_t>, V> dump_fd(int fd) {
     prev = &key;
   }
   return out;
+}
+
+}  // namespace detail
+
+// Every entry of a (non-per-CPU) map, keyed by the key's bytes.
+template <class K, class V>
+std::map<std::vector<uint8_t>, V> dump_fd(int fd) {
+  std::map<std::vector<uint8_t>, V> out;
+  if (detail::dump_batched<K, V>(fd, out)) return out;
+  return detail::dump_each<K, V>(fd);
 }
 
 template <class K, class V>
