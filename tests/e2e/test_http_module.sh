@@ -3,9 +3,10 @@
 # libssl, libcrypto and brotli are not linked into moat, so every other
 # command starts without them; `moat docker` and `moat serve` load
 # moat-http.so from beside the binary or from ../lib/moat/ (an installed
-# bin/moat), and refuse one that is missing, writable by others, or not
-# moat's. Needs no namespace: the one command run, `moat docker`, is pointed
-# at a socket that does not exist and stops at the connect.
+# bin/moat), and refuse one that is missing, writable by others, owned by
+# another user, or not moat's. Needs no namespace: the one command run,
+# `moat docker`, is pointed at a socket that does not exist and stops at
+# the connect.
 # (That the module really speaks HTTP: test_docker_*.sh and test_observe.sh.)
 source "$(dirname "$0")/lib.sh"
 
@@ -58,6 +59,14 @@ docker_try "$TMP/inst/bin"
 check "a group-writable module is refused ($OUT)" \
   failed_saying "refusing to load .*moat-http.so: writable by its group or by others"
 chmod 0755 "$TMP/inst/lib/moat/moat-http.so"
+
+# Another user's module, mode 0755: whoever owns it can replace the code a
+# root moat runs.
+chown 65534 "$TMP/inst/lib/moat/moat-http.so"
+docker_try "$TMP/inst/bin"
+check "a module owned by another user is refused ($OUT)" \
+  failed_saying "refusing to load .*moat-http.so: owned by uid 65534, not by root or the user running moat"
+chown 0 "$TMP/inst/lib/moat/moat-http.so"
 
 cp "$(readlink -f /lib/x86_64-linux-gnu/libz.so.1)" "$TMP/bare/moat-http.so"
 chmod 0755 "$TMP/bare/moat-http.so"
