@@ -189,7 +189,6 @@ TEST(PublishedPorts, ConvertsPlanEntries) {
   EXPECT_EQ(v[0].container, "rechnung");
 }
 
-}  // namespace
 // The record's account of the socket hooks: read back as written, and
 // anything else (an older record, a hand-edited one) is no account at all,
 // so the next apply loads and judges every link.
@@ -216,4 +215,5 @@ TEST(SockLinksRecord, AnythingElseIsNoRecord) {
     EXPECT_FALSE(SockLinks::from_json(nlohmann::json::parse(bad))) << bad;
 }
 
+}  // namespace
 }  // namespace moat

@@ -52,8 +52,6 @@ Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingre
   return out;
 }
 
-// The objects are this binary's: hashed once a process, a word at a time
-// (FNV over bytes took a millisecond or two of every apply).
 namespace {
 
 std::string fingerprint_of(std::initializer_list<std::pair<const void*, size_t>> objects) {
@@ -67,6 +65,8 @@ std::string fingerprint_of(std::initializer_list<std::pair<const void*, size_t>>
 
 }  // namespace
 
+// The objects are this binary's: hashed once a process, a word at a time
+// (FNV over bytes took a millisecond or two of every apply).
 std::string objects_fingerprint() {
   static const std::string fingerprint =
       fingerprint_of({Skeleton<endpoint_bpf>::elf_bytes(), Skeleton<uplink_bpf>::elf_bytes(),
