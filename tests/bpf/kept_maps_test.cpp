@@ -3,9 +3,11 @@
 // pinned: Skeleton::same_pins() must say no once one was unpinned and made
 // anew (a `moat down` and a new instance under the agent's feet), or the
 // agent would write into maps no program reads.
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -45,6 +47,55 @@ TEST(KeptMaps, SamePinsOnlyWhileEveryMapIsThePinnedOne) {
   EXPECT_TRUE(fresh->same_pins(dir));
   ASSERT_EQ(unlink((dir + "/endpoints").c_str()), 0);
   EXPECT_FALSE(fresh->same_pins(dir));
+}
+
+// The agent asks same_pins() before every sync; it opens the pins only
+// when the directory's stamp (its times, every entry's inode) differs from
+// the one taken before the last check that found them ours. The stamp must
+// change with anything that could make a kept map stale.
+TEST(KeptMaps, TheStampVouchesOnlyForAnUnchangedDirectory) {
+  const std::string dir = "/sys/fs/bpf/moat-test-stamp-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  RemoveDir cleanup{dir};
+
+  auto made = load_pinned<endpoint_bpf>(dir);
+  ASSERT_TRUE(made) << made.error().message();
+  auto kept = open_pinned_maps<endpoint_bpf>(dir);
+  ASSERT_TRUE(kept) << kept.error().message();
+  auto before = pin_dir_stamp(dir);
+  ASSERT_TRUE(before);
+  EXPECT_EQ(before, pin_dir_stamp(dir));
+  EXPECT_FALSE(kept->pins_vouched_by_stamp(dir));  // nothing checked yet
+  EXPECT_TRUE(kept->same_pins(dir));
+  EXPECT_TRUE(kept->pins_vouched_by_stamp(dir));
+
+  // Unpinned and made anew under the same name: another inode.
+  ASSERT_EQ(unlink((dir + "/policy_rev").c_str()), 0);
+  auto remade = load_pinned<endpoint_bpf>(dir);
+  ASSERT_TRUE(remade) << remade.error().message();
+  EXPECT_NE(before, pin_dir_stamp(dir));
+  EXPECT_FALSE(kept->pins_vouched_by_stamp(dir));
+  EXPECT_FALSE(kept->same_pins(dir));
+
+  // A pin added beside ours ends the vouching; a check finds the maps ours
+  // still and vouches again.
+  auto fresh = open_pinned_maps<endpoint_bpf>(dir);
+  ASSERT_TRUE(fresh) << fresh.error().message();
+  EXPECT_TRUE(fresh->same_pins(dir));
+  EXPECT_TRUE(fresh->pins_vouched_by_stamp(dir));
+  ASSERT_EQ(bpf_obj_pin(bpf_map__fd((*fresh)->maps.endpoints), (dir + "/extra").c_str()), 0);
+  EXPECT_FALSE(fresh->pins_vouched_by_stamp(dir));
+  EXPECT_TRUE(fresh->same_pins(dir));
+  EXPECT_TRUE(fresh->pins_vouched_by_stamp(dir));
+
+  // Two maps swapped between their names: the same inodes, other names.
+  ASSERT_EQ(rename((dir + "/addrs").c_str(), (dir + "/tmp").c_str()), 0);
+  ASSERT_EQ(rename((dir + "/addrs6").c_str(), (dir + "/addrs").c_str()), 0);
+  ASSERT_EQ(rename((dir + "/tmp").c_str(), (dir + "/addrs6").c_str()), 0);
+  EXPECT_FALSE(fresh->pins_vouched_by_stamp(dir));
+  EXPECT_FALSE(fresh->same_pins(dir));
+
+  EXPECT_FALSE(pin_dir_stamp(dir + "/none"));
 }
 
 }  // namespace

@@ -86,6 +86,49 @@ check "a removed socket-hook link is put back (socket_hooks_changed $changed)" \
   bash -c "[ '$changed' = True ] && [ -e '$PINS/link_connect4' ]"
 loads=$(prog_loads BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
 check "then nothing is loaded again ($loads BPF_PROG_LOAD of CGROUP_SOCK_ADDR)" [ "$loads" = 0 ]
+# The record vouches for the links only as the kernel holds them: a link
+# detached under its pin, or a pin the record does not name, sends the
+# apply the long way (load, judge each link) and is mended there.
+bpftool link detach pinned "$PINS/link_bind4"
+attached_link() {  # attached_link NAME: the pinned link is attached to a cgroup
+  bpftool link show pinned "$PINS/$1" -j |
+    python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("cgroup_id", 0) else 1)'
+}
+detached_link() { ! attached_link "$1"; }
+check "(link_bind4 detached under its pin)" detached_link link_bind4
+changed=$(M apply "$F" --instance "$I" --json | jq_ 'd["socket_hooks_changed"]')
+check "a detached socket-hook link is attached again (socket_hooks_changed $changed)" \
+  [ "$changed" = True ]
+check "link_bind4 is attached" attached_link link_bind4
+bpftool link pin pinned "$PINS/link_connect6" "$PINS/link_extra"
+changed=$(M apply "$F" --instance "$I" --json | jq_ 'd["socket_hooks_changed"]')
+check "a link pin the record does not name is removed (socket_hooks_changed $changed)" \
+  bash -c "[ '$changed' = True ] && [ ! -e '$PINS/link_extra' ] && [ -e '$PINS/link_connect6' ]"
+loads=$(prog_loads BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
+check "and the apply after loads nothing ($loads BPF_PROG_LOAD of CGROUP_SOCK_ADDR)" [ "$loads" = 0 ]
+# Whether our filters are still on every interface is asked in one batch
+# over one rtnetlink socket (tc.cpp, attached_prog_ids()); it was a qdisc
+# request and a query per direction, each on a socket of its own.
+# tc_sends: sendto() calls carrying TC requests in one apply of $F (strace
+# names the message types, or prints their numbers where it cannot tell the
+# socket's protocol).
+tc_sends() {
+  nsenter --net="$HOSTNS" strace -f -e trace=sendto "$MOAT" apply "$F" --instance "$I" 2>&1 >/dev/null |
+    grep -c 'nlmsg_type=\(RTM_GETTFILTER\|RTM_NEWQDISC\|RTM_NEWTFILTER\|0x2e \|0x24 \|0x2c \)'
+}
+sends=$(tc_sends)
+check "a repeated apply asks for 4 interfaces' filters in one send ($sends)" [ "$sends" = 1 ]
+# Filters someone removed are found by that check and put back.
+tc_() { tc -n "moat-$L-host" "$@"; }
+tc_ filter del dev mve0n0 ingress pref 28015 handle 0x6d6f bpf
+tc_ filter del dev mve2n0 egress pref 28015 handle 0x6d6f bpf
+out=$(M apply "$F" --instance "$I" --json)
+check "two removed filters are put back (interfaces attached: $(echo "$out" | jq_ 'd["interfaces"]["attached"]'))" \
+  [ "$(echo "$out" | jq_ 'd["interfaces"]["attached"]')" = 2 ]
+ours_on() { tc_ filter show dev "$1" "$2" | grep -q 'handle 0x6d6f'; }
+check "mve0n0 ingress has our filter again" ours_on mve0n0 ingress
+check "mve2n0 egress has our filter again" ours_on mve2n0 egress
+must_drop "and front still cannot reach back" "$L" f1 tcp 10.82.0.2 80
 
 before=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')
 sed 's/"10.81.0.3"/"10.99.0.3"/' "$F" > "$TMP/bad.json"

@@ -149,6 +149,7 @@ struct Apply {
   std::vector<Deferred> deferred;    // interfaces verify_attached() checks
   bool sock_hooks_deferred = false;  // and the socket hooks
   std::optional<SockLinks> sock_links;  // what the socket hooks run, for the record
+  std::optional<PinDirStamp> stamp;     // the pin directory as load() found it (agent)
   // Begun as the apply starts, under the instance lock, so it has passed
   // since the last switch of policy generations when the idle one is
   // written, mostly while this apply compiles and loads.
@@ -157,12 +158,13 @@ struct Apply {
 
 // The networks' bridges: each one a bridge of its own, never an endpoint's
 // interface or an uplink.
-Result<HostFacts> resolve_bridges(const Config& cfg, HostFacts host) {
+Result<HostFacts> resolve_bridges(const Config& cfg, HostFacts host,
+                                  const InterfaceIndexes& index_of) {
   std::map<std::string, std::string> owner;
   for (const auto& n : cfg.networks) {
     if (n.bridge.empty()) continue;
     std::string where = cfg.source + ": network \"" + n.name + "\": bridge " + n.bridge;
-    unsigned idx = if_nametoindex(n.bridge.c_str());
+    unsigned idx = index_of(n.bridge);
     if (idx == 0) return fail(where + " does not exist in this network namespace", errno);
     if (host.ifindex.contains(n.bridge)) return fail(where + " is a container's interface");
     for (const auto& u : host.uplinks)
@@ -178,8 +180,9 @@ Result<HostFacts> resolve_bridges(const Config& cfg, HostFacts host) {
 // typo must not leave half a configuration behind.
 Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
   HostFacts host;
+  InterfaceIndexes index_of;
   for (const auto& e : plan.endpoints) {
-    unsigned idx = if_nametoindex(e.interface.c_str());
+    unsigned idx = index_of(e.interface);
     if (idx == 0)
       return fail(cfg.source + ": container \"" + e.container + "\" on network \"" + e.network +
                       "\": interface " + e.interface + " does not exist in this network namespace",
@@ -194,7 +197,7 @@ Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
     host.macs[e.interface] = *mac;
   }
   for (const auto& name : cfg.uplinks) {
-    HostUplink u{name, static_cast<int>(if_nametoindex(name.c_str())), 0};
+    HostUplink u{name, static_cast<int>(index_of(name)), 0};
     if (u.ifindex == 0)
       return fail(cfg.source + ": host.uplinks: interface " + name +
                       " does not exist in this network namespace",
@@ -209,7 +212,7 @@ Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
     u.ipv6 = interface_ipv6(name);
     host.uplinks.push_back(u);
   }
-  return resolve_bridges(cfg, std::move(host));
+  return resolve_bridges(cfg, std::move(host), index_of);
 }
 
 // What the desired state needs of the kernel beyond what loading the
@@ -223,14 +226,34 @@ Result<void> kernel_can_enforce(const Config& cfg) {
   return require_nat66(cfg, *nat66, kernel_name());
 }
 
+// A process that applies again and again (the Docker agent) keeps kernel
+// handles and what it read of the pins between applies (keep_kernel_handles()).
+bool g_keep_maps = false;
+
+// The pinned maps' sizes same_sizes() read, and the pin directory's stamp
+// taken before: while the stamp holds, the sizes are the pinned maps'.
+struct KeptSizes {
+  std::string dir;
+  PinDirStamp stamp;
+  MapEntries have;
+};
+std::optional<KeptSizes> g_kept_sizes;
+
 // The maps an instance was made with keep their sizes: a file asking for
 // others is refused before anything is loaded.
 Result<void> same_sizes(const Apply& a, const std::string& dir) {
   MapEntries have;
-  for (const auto& [name, n] : a.sizes.by_map()) {
-    auto size = pinned_max_entries(dir + "/" + name);
-    if (!size) return std::unexpected(size.error());
-    if (*size) have.emplace_back(name, *size);
+  if (a.stamp && g_kept_sizes && g_kept_sizes->dir == dir && g_kept_sizes->stamp == *a.stamp) {
+    have = g_kept_sizes->have;
+  } else {
+    g_kept_sizes.reset();
+    // Every map the file can size, asked by name: the kept list covers them all.
+    for (const auto& [name, n] : a.sizes.by_map()) {
+      auto size = pinned_max_entries(dir + "/" + name);
+      if (!size) return std::unexpected(size.error());
+      if (*size) have.emplace_back(name, *size);
+    }
+    if (a.stamp) g_kept_sizes = KeptSizes{dir, *a.stamp, have};
   }
   auto sizes = sizes_from_maps(have);
   if (!sizes) return {};
@@ -251,6 +274,8 @@ Result<void> resolve(Apply& a, nlohmann::json* prev_state) {
     return fail("instance " + a.instance + " serves another network namespace (" +
                 a.prev.value("netns_path", std::string("unnamed")) +
                 "); run moat there, or pick another --instance");
+  // Before any pin is read: what is read after it is vouched for while it holds.
+  if (!a.dry_run && g_keep_maps) a.stamp = pin_dir_stamp(pin_dir(a.instance));
   auto plan = compile(a.cfg, ids_from_state(a.prev));
   if (!plan) return std::unexpected(plan.error());
   HostCapacity capacity = host_capacity();
@@ -323,12 +348,26 @@ Result<void> dump_into(const bpf_map* m, ByteKeyed<V>& out) {
 // The endpoint object's maps, kept open between the applies of one process
 // (keep_kernel_handles(): the Docker agent) while they are the pinned ones:
 // opening them parses the object's ELF and BTF, a millisecond a sync.
+// The pinned programs are kept too, with the stamp of the pin directory
+// taken before they were opened: while it holds, they are the pinned ones.
 struct KeptMaps {
   std::string instance, objects;
   Skeleton<endpoint_bpf> skel;
+  InstanceProgs progs;
+  std::optional<PinDirStamp> stamp;
 };
-bool g_keep_maps = false;
 std::optional<KeptMaps> g_kept_maps;
+
+// The kept programs, when the pin directory is as it was when they were
+// opened; the maps stay kept for take_kept_maps().
+std::optional<InstanceProgs> take_kept_progs(const Apply& a,
+                                             const std::optional<PinDirStamp>& stamp) {
+  if (!g_kept_maps || !stamp || !g_kept_maps->stamp || *g_kept_maps->stamp != *stamp ||
+      g_kept_maps->instance != a.instance || g_kept_maps->objects != a.objects)
+    return std::nullopt;
+  g_kept_maps->stamp.reset();
+  return std::move(g_kept_maps->progs);
+}
 
 std::optional<Skeleton<endpoint_bpf>> take_kept_maps(const Apply& a, const std::string& dir) {
   if (!g_kept_maps) return std::nullopt;
@@ -348,10 +387,12 @@ Result<void> load(Apply& a, bool exists) {
     if (auto r = mkdirs(pin_dir(a.instance)); !r) return r;
   }
   a.objects = objects_fingerprint();
-  auto kept = a.prev.value("objects", std::string()) == a.objects && exists
-                  ? open_pinned_programs(a.instance)
-                  : std::nullopt;
   std::string dir = pin_dir(a.instance);
+  std::optional<InstanceProgs> kept;
+  if (a.prev.value("objects", std::string()) == a.objects && exists) {
+    kept = a.dry_run ? std::nullopt : take_kept_progs(a, a.stamp);
+    if (!kept) kept = open_pinned_programs(a.instance);
+  }
   auto held = kept && !a.dry_run ? take_kept_maps(a, dir) : std::nullopt;
   auto skel = held   ? Result<Skeleton<endpoint_bpf>>(std::move(*held))
               : kept ? open_pinned_maps<endpoint_bpf>(dir)
@@ -567,7 +608,16 @@ Result<void> sock_hooks(Apply& a) {
 // Phase 8: the interfaces attach_all() left: their filters are ours still,
 // or put back (counted as attached: someone removed or replaced them).
 Result<void> verify_attached(Apply& a) {
-  for (const auto& d : a.deferred) {
+  // Asked of all of them over one socket; attach() (three netlink
+  // exchanges each) only for those whose slots do not hold our programs.
+  std::vector<int> ifindexes;
+  for (const auto& d : a.deferred) ifindexes.push_back((*d.rows)[d.at]["ifindex"].get<int>());
+  auto ids = attached_prog_ids(ifindexes);
+  for (size_t i = 0; i < a.deferred.size(); ++i) {
+    const auto& d = a.deferred[i];
+    if (ids[i].first == d.progs->ingress_id && d.progs->ingress_id != 0 &&
+        (d.progs->egress_id == 0 || ids[i].second == d.progs->egress_id))
+      continue;
     json& row = (*d.rows)[d.at];
     std::string name = row["name"];
     bool created = row.value("qdisc_created", false);
@@ -582,10 +632,16 @@ Result<void> verify_attached(Apply& a) {
 // Phase 7a: interfaces no longer wanted lose our filters; their counter
 // slots are released once no program can count into them.
 Result<void> detach_stale(Apply& a) {
-  std::set<uint32_t> ours = pinned_prog_ids(a.instance);
-  for (uint32_t id : {a.progs.ingress_id, a.progs.egress_id, a.uprogs.ingress_id,
-                      a.uprogs.egress_id, a.bprogs.ingress_id})
-    ours.insert(id);
+  // Asked of the pins only when an interface is to lose its filters.
+  std::optional<std::set<uint32_t>> ours;
+  auto our_progs = [&]() -> const std::set<uint32_t>& {
+    if (ours) return *ours;
+    ours = pinned_prog_ids(a.instance);
+    for (uint32_t id : {a.progs.ingress_id, a.progs.egress_id, a.uprogs.ingress_id,
+                        a.uprogs.egress_id, a.bprogs.ingress_id})
+      ours->insert(id);
+    return *ours;
+  };
   std::set<std::string> wanted;
   for (const auto* rows : {&a.want.endpoint_rows, &a.want.uplink_rows, &a.want.bridge_rows})
     for (const auto& r : *rows) wanted.insert(r.name);
@@ -596,7 +652,7 @@ Result<void> detach_stale(Apply& a) {
       if (wanted.contains(name)) continue;
       a.rep.detached++;
       if (a.dry_run) continue;
-      if (auto r = detach(name, row.value("qdisc_created", false), ours); !r) return r;
+      if (auto r = detach(name, row.value("qdisc_created", false), our_progs()); !r) return r;
     }
   }
   if (a.dry_run) return {};
@@ -726,18 +782,23 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
     if (auto r = failpoint(name); !r) return std::unexpected(r.error());
   }
   if (!dry_run && hooks.state) *hooks.state = state_record(a);
-  if (!dry_run && g_keep_maps) g_kept_maps = KeptMaps{instance, a.objects, std::move(a.skel)};
+  if (!dry_run && g_keep_maps)
+    g_kept_maps =
+        KeptMaps{instance, a.objects, std::move(a.skel),
+                 InstanceProgs{std::move(a.progs), std::move(a.uprogs), std::move(a.bprogs)},
+                 std::move(a.stamp)};
   return a.rep;
 }
 
 void keep_maps_between_applies(bool on) {
   g_keep_maps = on;
-  if (!on) g_kept_maps.reset();
+  if (!on) g_kept_maps.reset(), g_kept_sizes.reset();
   keep_sock_programs(on);
 }
 
 void drop_kept_maps() {
   g_kept_maps.reset();
+  g_kept_sizes.reset();
   drop_kept_sock_programs();
 }
 

@@ -149,4 +149,15 @@ std::array<uint8_t, 16> interface_ipv6(const std::string& ifname) {
   }
 }
 
+InterfaceIndexes::InterfaceIndexes() : sock_(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {}
+
+unsigned InterfaceIndexes::operator()(const std::string& ifname) const {
+  if (!sock_.ok() || ifname.empty() || ifname.size() >= IFNAMSIZ)
+    return if_nametoindex(ifname.c_str());
+  ifreq r{};
+  std::memcpy(r.ifr_name, ifname.data(), ifname.size());
+  if (ioctl(sock_.get(), SIOCGIFINDEX, &r) != 0) return 0;
+  return static_cast<unsigned>(r.ifr_ifindex);
+}
+
 }  // namespace moat

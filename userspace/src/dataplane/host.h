@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "util/fd.h"
 #include "util/result.h"
 
 namespace moat {
@@ -26,5 +27,16 @@ Result<uint32_t> interface_ipv4(const std::string& ifname);
 // network order; all zero when it has none: IPv6 is then neither
 // masqueraded nor published there.
 std::array<uint8_t, 16> interface_ipv6(const std::string& ifname);
+
+// if_nametoindex() for many names over one socket (it opens one a call):
+// 0 and errno set when there is no such interface.
+class InterfaceIndexes {
+ public:
+  InterfaceIndexes();
+  unsigned operator()(const std::string& ifname) const;
+
+ private:
+  Fd sock_;
+};
 
 }  // namespace moat

@@ -276,6 +276,7 @@ std::string inputs_path(const std::string& instance) { return record_file(instan
 void keep_kernel_handles(bool on) {
   keep_grace_periods_after_switches(on);
   keep_maps_between_applies(on);
+  keep_written_records(on);
 }
 
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,

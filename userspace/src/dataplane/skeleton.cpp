@@ -1,5 +1,10 @@
 #include "dataplane/skeleton.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +43,35 @@ Result<uint32_t> pinned_max_entries(const std::string& path) {
   if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
     return fail_errno("read map " + path, errno);
   return info.max_entries;
+}
+
+std::optional<PinDirStamp> pin_dir_stamp(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  DIR* d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return std::nullopt;
+  }
+  PinDirStamp s;
+  struct stat st {};
+  bool ok = fstat(fd, &st) == 0;
+  if (ok) {
+    s.dir_ino = st.st_ino;
+    s.mtime_s = st.st_mtim.tv_sec;
+    s.mtime_ns = st.st_mtim.tv_nsec;
+    s.ctime_s = st.st_ctim.tv_sec;
+    s.ctime_ns = st.st_ctim.tv_nsec;
+    errno = 0;
+    while (const dirent* e = readdir(d))
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+        s.entries.emplace_back(e->d_name, e->d_ino);
+    ok = errno == 0;
+  }
+  closedir(d);
+  if (!ok) return std::nullopt;
+  std::sort(s.entries.begin(), s.entries.end());
+  return s;
 }
 
 void init_libbpf() {

@@ -415,8 +415,24 @@ std::optional<std::set<uint32_t>> pinned_map_ids(const std::string& pin_dir) {
 // pinned anew, after a `moat down` and up, is served by no old program) or
 // their own (.rodata, .bss: never pinned). Anything else: false, and the
 // caller loads the object and judges each link as before.
+// The programs links_as_recorded() last found served by pinned maps only,
+// with the pin directory's stamp taken before (keep_sock_programs()): a
+// program's maps never change, so while the stamp holds they need not be
+// asked again. The links themselves are: one can be detached unpinned.
+struct ServedProgs {
+  std::string pin_dir;
+  PinDirStamp stamp;
+  std::set<uint32_t> prog_ids;
+};
+std::optional<ServedProgs> g_served;
+
 bool links_as_recorded(const std::string& pin_dir, const SockLinks& prev) {
   if (prev.objects != sock_object_fingerprint() || prev.links.empty()) return false;
+  auto stamp = g_keep_sock ? pin_dir_stamp(pin_dir) : std::nullopt;
+  const bool vouched =
+      stamp && g_served && g_served->pin_dir == pin_dir && g_served->stamp == *stamp;
+  if (!vouched) g_served.reset();
+  std::set<uint32_t> served;
   std::error_code ec;
   auto pins = link_pin_names(pin_dir, ec);
   if (ec || pins.size() != prev.links.size()) return false;
@@ -429,6 +445,8 @@ bool links_as_recorded(const std::string& pin_dir, const SockLinks& prev) {
     if (!info || info->type != BPF_LINK_TYPE_CGROUP || info->cgroup.cgroup_id == 0 ||
         info->cgroup.attach_type != want.attach_type || info->prog_id != want.prog_id)
       return false;
+    served.insert(info->prog_id);
+    if (vouched && g_served->prog_ids.contains(info->prog_id)) continue;
     Fd prog(bpf_prog_get_fd_by_id(info->prog_id));
     if (!prog.ok()) return false;
     auto id = prog_identity(prog.get());
@@ -443,6 +461,7 @@ bool links_as_recorded(const std::string& pin_dir, const SockLinks& prev) {
       if (!maps->contains(map_id)) return false;
     }
   }
+  if (stamp) g_served = ServedProgs{pin_dir, std::move(*stamp), std::move(served)};
   return true;
 }
 
@@ -480,10 +499,13 @@ Result<Skeleton<sock_bpf>> sock_programs(const std::string& pin_dir) {
 
 void keep_sock_programs(bool on) {
   g_keep_sock = on;
-  if (!on) g_kept_sock.reset();
+  if (!on) g_kept_sock.reset(), g_served.reset();
 }
 
-void drop_kept_sock_programs() { g_kept_sock.reset(); }
+void drop_kept_sock_programs() {
+  g_kept_sock.reset();
+  g_served.reset();
+}
 
 Result<bool> ensure_sock_hooks(const std::string& pin_dir, bool dry_run, bool runtime_binds,
                                const SockLinks* prev, SockLinks* now) {

@@ -23,17 +23,34 @@ namespace {
 constexpr int kRecordFormat = 1;
 
 // nullopt when `path` does not exist; the parsed object otherwise, or why not.
+Result<std::optional<std::string>> read_whole(const std::string& path);
+
+// The last record this process wrote, parsed from the very bytes it wrote
+// once they were written (keep_written_records()): an agent's next apply
+// finds those bytes in the file and takes the parsed record instead of
+// parsing it again on its way to the kernel. Equal bytes parse alike, so
+// what it gets is what a parse of the file would give.
+struct KeptRecord {
+  std::string path, text;
+  json parsed;
+};
+bool g_keep_records = false;
+std::optional<KeptRecord> g_kept_record;
+
 Result<std::optional<json>> read_json_object(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    if (errno == ENOENT) return std::nullopt;
-    return fail_errno("read " + path, errno);
-  }
+  auto text = read_whole(path);
+  if (!text) return std::unexpected(text.error());
+  if (!*text) return std::nullopt;
   json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    return fail(std::string("not JSON (") + e.what() + ")");
+  if (g_kept_record && g_kept_record->path == path && g_kept_record->text == **text) {
+    j = std::move(g_kept_record->parsed);
+    g_kept_record.reset();
+  } else {
+    try {
+      j = json::parse(**text);
+    } catch (const json::exception& e) {
+      return fail(std::string("not JSON (") + e.what() + ")");
+    }
   }
   // value() would throw on a "format" of another type: check the type first.
   if (!j.is_object() || !j.contains("format") || !j["format"].is_number_integer() ||
@@ -302,9 +319,17 @@ Result<void> write_record(const std::string& instance, const json& state, const 
   auto in = inputs_to_blobs(instance, inputs);
   if (!in) return std::unexpected(in.error());
   json rec = {{"format", kRecordFormat}, {"state", *st}, {"inputs", *in}, {"options", options}};
-  if (auto r = write_file_atomic(record_file(instance), rec.dump() + "\n"); !r) return r;
+  std::string text = rec.dump() + "\n";
+  if (auto r = write_file_atomic(record_file(instance), text); !r) return r;
   prune_blobs(instance, rec);
+  g_kept_record.reset();
+  if (g_keep_records) g_kept_record = KeptRecord{record_file(instance), text, json::parse(text)};
   return {};
+}
+
+void keep_written_records(bool on) {
+  g_keep_records = on;
+  if (!on) g_kept_record.reset();
 }
 
 Result<std::optional<json>> read_intent(const std::string& instance) {

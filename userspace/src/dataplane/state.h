@@ -37,6 +37,10 @@ Result<nlohmann::json> read_record(const std::string& instance, bool with_inputs
 Result<nlohmann::json> read_state(const std::string& instance);
 Result<void> write_record(const std::string& instance, const nlohmann::json& state,
                           const nlohmann::json& inputs, const nlohmann::json& options);
+// A process that applies again and again (keep_kernel_handles()) keeps the
+// record it last wrote, parsed after the write, for the next read of the
+// same bytes: off an agent's path from its decision to the kernel.
+void keep_written_records(bool on);
 
 // `inputs` as a record keeps them (inputs_json() with every file's "text"
 // put into a blob, named by "blob"): write_record() and write_intent() take

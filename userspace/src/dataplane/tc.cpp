@@ -1,12 +1,17 @@
 #include "dataplane/tc.h"
 
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
 #include <linux/netlink.h>
+#include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <tuple>
 
 #include "util/fd.h"
@@ -41,6 +46,114 @@ uint32_t attached_prog_id(int ifindex, bpf_tc_attach_point point) {
   auto opts = make_opts();
   if (bpf_tc_query(&hook, &opts) != 0) return 0;
   return opts.prog_id;
+}
+
+namespace {
+
+// One RTM_GETTFILTER for our slot (handle, priority, any protocol, "bpf"),
+// as libbpf's bpf_tc_query() asks, with an ACK so that every request ends
+// in exactly one NLMSG_ERROR (0 after the filter, or the error).
+struct FilterQuery {
+  nlmsghdr nh;
+  tcmsg tc;
+  char attrs[16];
+};
+
+void make_query(FilterQuery& q, uint32_t seq, int ifindex, bool ingress) {
+  std::memset(&q, 0, sizeof q);
+  q.nh.nlmsg_type = RTM_GETTFILTER;
+  q.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  q.nh.nlmsg_seq = seq;
+  q.tc.tcm_family = AF_UNSPEC;
+  q.tc.tcm_ifindex = ifindex;
+  q.tc.tcm_handle = kTcHandle;
+  q.tc.tcm_parent = TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
+  q.tc.tcm_info = TC_H_MAKE(kTcPriority << 16, htons(ETH_P_ALL));
+  auto* kind = reinterpret_cast<nlattr*>(q.attrs);
+  kind->nla_type = TCA_KIND;
+  kind->nla_len = NLA_HDRLEN + sizeof("bpf");
+  std::memcpy(q.attrs + NLA_HDRLEN, "bpf", sizeof("bpf"));
+  q.nh.nlmsg_len = NLMSG_LENGTH(sizeof(tcmsg)) + NLA_ALIGN(kind->nla_len);
+}
+
+// TCA_OPTIONS -> TCA_BPF_ID of an RTM_NEWTFILTER message; 0 without one.
+uint32_t bpf_filter_id(const nlmsghdr* nh) {
+  if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg))) return 0;
+  auto* a = reinterpret_cast<const nlattr*>(static_cast<const char*>(NLMSG_DATA(nh)) +
+                                            NLMSG_ALIGN(sizeof(tcmsg)));
+  int left = static_cast<int>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(tcmsg)));
+  auto next = [](const nlattr* x, int& n) {
+    n -= NLA_ALIGN(x->nla_len);
+    return reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(x) +
+                                           NLA_ALIGN(x->nla_len));
+  };
+  auto ok = [](const nlattr* x, int n) {
+    return n >= static_cast<int>(NLA_HDRLEN) && x->nla_len >= NLA_HDRLEN && x->nla_len <= n;
+  };
+  for (; ok(a, left); a = next(a, left)) {
+    if ((a->nla_type & NLA_TYPE_MASK) != TCA_OPTIONS) continue;
+    int in = a->nla_len - NLA_HDRLEN;
+    auto* b = reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(a) + NLA_HDRLEN);
+    for (; ok(b, in); b = next(b, in))
+      if ((b->nla_type & NLA_TYPE_MASK) == TCA_BPF_ID && b->nla_len >= NLA_HDRLEN + 4) {
+        uint32_t id;
+        std::memcpy(&id, reinterpret_cast<const char*>(b) + NLA_HDRLEN, 4);
+        return id;
+      }
+  }
+  return 0;
+}
+
+// One batch: requests [from, to) of `slots` (2 per interface) sent at once,
+// their answers into `out`. False when the exchange broke off.
+bool query_batch(int sock, const std::vector<int>& ifindexes, size_t from, size_t to,
+                 std::vector<uint32_t>& out) {
+  std::vector<FilterQuery> qs(to - from);
+  std::string buf;
+  for (size_t i = from; i < to; ++i) {
+    FilterQuery& q = qs[i - from];
+    make_query(q, static_cast<uint32_t>(i + 1), ifindexes[i / 2], i % 2 == 0);
+    buf.append(reinterpret_cast<const char*>(&q), NLMSG_ALIGN(q.nh.nlmsg_len));
+  }
+  if (send(sock, buf.data(), buf.size(), 0) != static_cast<ssize_t>(buf.size())) return false;
+  size_t pending = to - from;
+  alignas(nlmsghdr) char rx[32768];
+  while (pending > 0) {
+    ssize_t n = recv(sock, rx, sizeof rx, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    auto len = static_cast<unsigned>(n);
+    for (auto* nh = reinterpret_cast<nlmsghdr*>(rx); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+      if (nh->nlmsg_seq < from + 1 || nh->nlmsg_seq > to) continue;  // not ours
+      size_t i = nh->nlmsg_seq - 1;
+      if (nh->nlmsg_type == RTM_NEWTFILTER) out[i] = bpf_filter_id(nh);
+      if (nh->nlmsg_type == NLMSG_ERROR) {
+        if (reinterpret_cast<nlmsgerr*>(NLMSG_DATA(nh))->error != 0) out[i] = 0;
+        --pending;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::pair<uint32_t, uint32_t>> attached_prog_ids(const std::vector<int>& ifindexes) {
+  std::vector<std::pair<uint32_t, uint32_t>> ids(ifindexes.size());
+  if (ifindexes.empty()) return ids;
+  Fd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (!sock.ok()) return ids;
+  timeval limit{2, 0};  // a kernel that stops answering costs the fast check, not the apply
+  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  // An answer takes a page or two of the receive buffer: a batch of 16
+  // requests stays well inside the default 208 KiB.
+  constexpr size_t kBatch = 16;
+  std::vector<uint32_t> got(ifindexes.size() * 2, 0);
+  for (size_t from = 0; from < got.size(); from += kBatch)
+    if (!query_batch(sock.get(), ifindexes, from, std::min(got.size(), from + kBatch), got))
+      return std::vector<std::pair<uint32_t, uint32_t>>(ifindexes.size());
+  for (size_t i = 0; i < ifindexes.size(); ++i) ids[i] = {got[2 * i], got[2 * i + 1]};
+  return ids;
 }
 
 Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& progs,

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dataplane/programs.h"
 #include "util/result.h"
@@ -17,6 +19,12 @@ namespace moat {
 
 // The id of the program in our filter slot, 0 when the slot is empty.
 uint32_t attached_prog_id(int ifindex, bpf_tc_attach_point point);
+
+// attached_prog_id() for both directions of many interfaces over one
+// rtnetlink socket, requests sent in batches: {ingress, egress} by index of
+// `ifindexes`, 0 for an empty slot and for anything the kernel did not
+// answer (the caller then takes attach()'s way, which says why).
+std::vector<std::pair<uint32_t, uint32_t>> attached_prog_ids(const std::vector<int>& ifindexes);
 
 // Attaches both directions, or ingress only when `progs` has no egress
 // program (replacing another program of ours in place);
