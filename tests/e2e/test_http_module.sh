@@ -74,4 +74,21 @@ docker_try "$TMP/bare"
 check "a library that is not moat's module is refused ($OUT)" \
   failed_saying "has no moat_http_transport(): not moat's HTTP module"
 
+# A module of another interface: one built from an older transport.h
+# answers with its own number. The binary's number is the hash of the
+# header it was built from (userspace/CMakeLists.txt), so no edit of the
+# interface can forget to change it.
+cat > "$TMP/old_module.cpp" <<'CPP'
+extern "C" const int* moat_http_transport() {
+  static const int old_abi = 1;  // the number kept by hand before it was the hash
+  return &old_abi;
+}
+CPP
+g++ -shared -fPIC -o "$TMP/bare/moat-http.so" "$TMP/old_module.cpp"
+chmod 0755 "$TMP/bare/moat-http.so"
+WANT=$((16#$(sha256sum "$REPO/userspace/src/http/transport.h" | cut -c1-7)))
+docker_try "$TMP/bare"
+check "a module of another interface is refused, and the binary speaks transport.h's hash $WANT ($OUT)" \
+  failed_saying "is from another build of moat (interface 1, this binary speaks $WANT): install the two together"
+
 finish

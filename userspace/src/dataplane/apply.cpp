@@ -149,7 +149,7 @@ struct Apply {
   std::vector<Deferred> deferred;    // interfaces verify_attached() checks
   bool sock_hooks_deferred = false;  // and the socket hooks
   std::optional<SockLinks> sock_links;  // what the socket hooks run, for the record
-  std::optional<PinDirStamp> stamp;     // the pin directory as load() found it (agent)
+  std::optional<PinDirStamp> stamp;     // the pin directory before resolve() read a pin (agent)
   // Begun as the apply starts, under the instance lock, so it has passed
   // since the last switch of policy generations when the idle one is
   // written, mostly while this apply compiles and loads.

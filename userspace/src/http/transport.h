@@ -10,9 +10,10 @@
 //
 // This header is the whole interface between the two, compiled into both.
 // What crosses it is standard types only, so the module needs nothing of
-// moat's (transport(), the loader, is moat's side alone); bump kTransportAbi
-// whenever anything here changes (a module of another build is refused, not
-// called).
+// moat's (transport(), the loader, is moat's side alone). kTransportAbi is
+// this header's own hash (MOAT_HTTP_ABI, set by userspace/CMakeLists.txt):
+// a module built from another version of it is refused, not called, and no
+// one has to remember to bump a number.
 #pragma once
 
 #include <chrono>
@@ -26,7 +27,10 @@
 
 namespace moat::http {
 
-inline constexpr int kTransportAbi = 1;
+#ifndef MOAT_HTTP_ABI
+#error "MOAT_HTTP_ABI is set by userspace/CMakeLists.txt from this header's hash"
+#endif
+inline constexpr int kTransportAbi = MOAT_HTTP_ABI;
 
 // Why a request got no complete answer.
 struct Failure {
