@@ -610,14 +610,10 @@ std::optional<SockLinks> SockLinks::from_json(const json& j) {
 }
 
 Result<json> sock_hooks_status(const std::string& pin_dir) {
-  std::map<std::string, fs::path> pins;  // sorted by hook
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(pin_dir, ec)) {
-    std::string file = e.path().filename();
-    if (file.rfind(kLinkPrefix, 0) == 0) pins[file.substr(strlen(kLinkPrefix))] = e.path();
-  }
   json out = json::array();
-  for (const auto& [hook, path] : pins) {
+  for (const auto& hook : link_pin_names(pin_dir, ec)) {  // sorted by hook
+    fs::path path = link_pin(pin_dir, hook);
     Fd fd(bpf_obj_get(path.c_str()));
     if (!fd.ok()) return fail_errno("open pinned link " + path.string(), errno);
     auto info = link_info(fd.get());
