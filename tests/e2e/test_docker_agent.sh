@@ -66,6 +66,10 @@ enforced() {  # enforced N: the instance has N container endpoints
   [ "$(nsenter --net="$DK_NETNS" "$MOAT" status --instance "$I" --json 2>/dev/null |
        python3 -c 'import json,sys; print(len(json.load(sys.stdin)["endpoints"]))' 2>/dev/null)" = "$1" ]
 }
+guards() {  # guards: the guarded bridges in the instance's status
+  nsenter --net="$DK_NETNS" "$MOAT" status --instance "$I" --json 2>/dev/null |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("bridges", [])))'
+}
 check "the agent enforces the 6 containers" dk_poll 30 enforced 6
 check "a1 reaches a2 (same network)" reach a1 "$A2"
 check "a1 does not reach b1 (another network)" no_reach a1 "$B1"
@@ -78,6 +82,18 @@ dk run -d --name a3 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
 check "a container started later is enforced from the events" dk_poll 30 enforced 7
 a3_enforced() { reach a3 "$A2" && no_reach a3 "$B1"; }
 check "a3 reaches a2 and not b1" a3_enforced
+# The agent keeps the maps and programs it opened for as long as the pin
+# directory's stamp holds (dataplane/apply.cpp): `moat down` under its feet,
+# and the next sync builds the instance anew and enforces everyone in it.
+nsenter --net="$DK_NETNS" "$MOAT" down --instance "$I" >/dev/null 2>&1
+check "moat down under the running agent removes the instance's pins" test ! -e "/sys/fs/bpf/moat/$I"
+dk run -d --name a4 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
+check "the next sync (a4's start) builds the instance anew: 8 containers enforced" \
+  dk_poll 30 enforced 8
+rebuilt() { reach a4 "$A2" && no_reach a4 "$B1" && no_reach a1 "$B1" && test "$(guards)" = 5; }
+check "a4 reaches a2 and not b1, a1 not b1, every bridge guarded again" rebuilt
+dk rm -f a4 >/dev/null
+check "a4 removed: 7 containers enforced" dk_poll 30 enforced 7
 
 # Echo requests from intn's subnet that reach the host (its uplink address,
 # which an internal network may not reach) within SECONDS, counted by a raw
@@ -105,10 +121,6 @@ leaked() {  # leaked NAME: echo requests of a new intn container NAME that reach
   dk run -d --name "$1" --network intn "$DK_IMAGE" \
     sh -c 'ping -q -i 0.01 -c 300 198.18.0.1; exec sleep 1000' >/dev/null
   wait "$counter"; cat "$out"
-}
-guards() {  # guards: the guarded bridges in the instance's status
-  nsenter --net="$DK_NETNS" "$MOAT" status --instance "$I" --json 2>/dev/null |
-    python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("bridges", [])))'
 }
 check "every Docker bridge (bridge, n1, n2, quiet, intn) carries the guard" test "$(guards)" = 5
 W1=$(leaked w1)
