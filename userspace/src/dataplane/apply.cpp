@@ -373,7 +373,7 @@ std::optional<Skeleton<endpoint_bpf>> take_kept_maps(const Apply& a, const std::
   if (!g_kept_maps) return std::nullopt;
   KeptMaps k = std::move(*g_kept_maps);
   g_kept_maps.reset();
-  if (k.instance != a.instance || k.objects != a.objects || !k.skel.same_pins(dir))
+  if (k.instance != a.instance || k.objects != a.objects || !k.skel.same_pins(dir, a.stamp))
     return std::nullopt;
   return std::move(k.skel);
 }

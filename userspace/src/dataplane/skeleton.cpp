@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "util/fd.h"
+
 namespace moat {
 namespace {
 
@@ -46,30 +48,31 @@ Result<uint32_t> pinned_max_entries(const std::string& path) {
 }
 
 std::optional<PinDirStamp> pin_dir_stamp(const std::string& dir) {
-  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  DIR* d = fdopendir(fd);
-  if (!d) {
-    close(fd);
-    return std::nullopt;
-  }
+  // getdents64() into a buffer on the stack: opendir()'s allocation and
+  // fcntl() were a third of the cost, an agent sync takes three stamps.
+  Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.ok()) return std::nullopt;
   PinDirStamp s;
   struct stat st {};
-  bool ok = fstat(fd, &st) == 0;
-  if (ok) {
-    s.dir_ino = st.st_ino;
-    s.mtime_s = st.st_mtim.tv_sec;
-    s.mtime_ns = st.st_mtim.tv_nsec;
-    s.ctime_s = st.st_ctim.tv_sec;
-    s.ctime_ns = st.st_ctim.tv_nsec;
-    errno = 0;
-    while (const dirent* e = readdir(d))
+  if (fstat(fd.get(), &st) != 0) return std::nullopt;
+  s.dir_ino = st.st_ino;
+  s.mtime_s = st.st_mtim.tv_sec;
+  s.mtime_ns = st.st_mtim.tv_nsec;
+  s.ctime_s = st.st_ctim.tv_sec;
+  s.ctime_ns = st.st_ctim.tv_nsec;
+  alignas(dirent64) char buf[8192];
+  for (;;) {
+    ssize_t n = getdents64(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) break;
+    for (ssize_t at = 0; at < n;) {
+      const auto* e = reinterpret_cast<const dirent64*>(buf + at);
+      at += e->d_reclen;
       if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
         s.entries.emplace_back(e->d_name, e->d_ino);
-    ok = errno == 0;
+    }
   }
-  closedir(d);
-  if (!ok) return std::nullopt;
   std::sort(s.entries.begin(), s.entries.end());
   return s;
 }

@@ -136,8 +136,11 @@ class Skeleton {
   // hold it (the agent asks before every apply). The pins are opened only
   // when the directory's stamp differs from the one taken before the last
   // check that found them ours.
-  bool same_pins(const std::string& dir) const {
-    auto stamp = pin_dir_stamp(dir);
+  // `taken`: the directory's stamp, when the caller took one before
+  // reading any pin in this same pass (else it is taken here).
+  bool same_pins(const std::string& dir,
+                 const std::optional<PinDirStamp>& taken = std::nullopt) const {
+    auto stamp = taken ? taken : pin_dir_stamp(dir);
     if (stamp && pins_checked_ && pins_dir_ == dir && *stamp == *pins_checked_) return true;
     pins_checked_.reset();
     if (!pins_opened(dir)) return false;
