@@ -16,30 +16,35 @@
 namespace moat {
 namespace {
 
-struct RemoveDir {
-  std::string dir;
-  ~RemoveDir() {
+// A pin directory of its own with the endpoint object's maps pinned
+// (`made`), and a second skeleton holding them as the agent does (`kept`).
+class KeptMaps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir);
+    auto m = load_pinned<endpoint_bpf>(dir);
+    ASSERT_TRUE(m) << m.error().message();
+    made = std::move(*m);
+    auto k = open_pinned_maps<endpoint_bpf>(dir);
+    ASSERT_TRUE(k) << k.error().message();
+    kept = std::move(*k);
+  }
+  void TearDown() override {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
+  const std::string dir = "/sys/fs/bpf/moat-test-kept-" + std::to_string(getpid());
+  Skeleton<endpoint_bpf> made, kept;
 };
 
-TEST(KeptMaps, SamePinsOnlyWhileEveryMapIsThePinnedOne) {
-  const std::string dir = "/sys/fs/bpf/moat-test-kept-" + std::to_string(getpid());
-  std::filesystem::create_directories(dir);
-  RemoveDir cleanup{dir};
-
-  auto made = load_pinned<endpoint_bpf>(dir);
-  ASSERT_TRUE(made) << made.error().message();
-  auto kept = open_pinned_maps<endpoint_bpf>(dir);
-  ASSERT_TRUE(kept) << kept.error().message();
-  EXPECT_TRUE(kept->same_pins(dir));
+TEST_F(KeptMaps, SamePinsOnlyWhileEveryMapIsThePinnedOne) {
+  EXPECT_TRUE(kept.same_pins(dir));
 
   // One map unpinned and made anew by the next load: the kept handle is stale.
   ASSERT_EQ(unlink((dir + "/policy_rev").c_str()), 0);
   auto remade = load_pinned<endpoint_bpf>(dir);
   ASSERT_TRUE(remade) << remade.error().message();
-  EXPECT_FALSE(kept->same_pins(dir));
+  EXPECT_FALSE(kept.same_pins(dir));
 
   // A map gone altogether is no match either.
   auto fresh = open_pinned_maps<endpoint_bpf>(dir);
@@ -53,29 +58,21 @@ TEST(KeptMaps, SamePinsOnlyWhileEveryMapIsThePinnedOne) {
 // when the directory's stamp (its times, every entry's inode) differs from
 // the one taken before the last check that found them ours. The stamp must
 // change with anything that could make a kept map stale.
-TEST(KeptMaps, TheStampVouchesOnlyForAnUnchangedDirectory) {
-  const std::string dir = "/sys/fs/bpf/moat-test-stamp-" + std::to_string(getpid());
-  std::filesystem::create_directories(dir);
-  RemoveDir cleanup{dir};
-
-  auto made = load_pinned<endpoint_bpf>(dir);
-  ASSERT_TRUE(made) << made.error().message();
-  auto kept = open_pinned_maps<endpoint_bpf>(dir);
-  ASSERT_TRUE(kept) << kept.error().message();
+TEST_F(KeptMaps, TheStampVouchesOnlyForAnUnchangedDirectory) {
   auto before = pin_dir_stamp(dir);
   ASSERT_TRUE(before);
   EXPECT_EQ(before, pin_dir_stamp(dir));
-  EXPECT_FALSE(kept->pins_vouched_by_stamp(dir));  // nothing checked yet
-  EXPECT_TRUE(kept->same_pins(dir));
-  EXPECT_TRUE(kept->pins_vouched_by_stamp(dir));
+  EXPECT_FALSE(kept.pins_vouched_by_stamp(dir));  // nothing checked yet
+  EXPECT_TRUE(kept.same_pins(dir));
+  EXPECT_TRUE(kept.pins_vouched_by_stamp(dir));
 
   // Unpinned and made anew under the same name: another inode.
   ASSERT_EQ(unlink((dir + "/policy_rev").c_str()), 0);
   auto remade = load_pinned<endpoint_bpf>(dir);
   ASSERT_TRUE(remade) << remade.error().message();
   EXPECT_NE(before, pin_dir_stamp(dir));
-  EXPECT_FALSE(kept->pins_vouched_by_stamp(dir));
-  EXPECT_FALSE(kept->same_pins(dir));
+  EXPECT_FALSE(kept.pins_vouched_by_stamp(dir));
+  EXPECT_FALSE(kept.same_pins(dir));
 
   // A pin added beside ours ends the vouching; a check finds the maps ours
   // still and vouches again.
