@@ -148,8 +148,8 @@ class Skeleton {
     return true;
   }
 
-  // Whether same_pins() last answered from the directory's stamp alone
-  // (for tests).
+  // Whether same_pins() would answer now from the directory's stamp alone,
+  // opening no pin (for tests).
   bool pins_vouched_by_stamp(const std::string& dir) const {
     auto stamp = pin_dir_stamp(dir);
     return stamp && pins_checked_ && pins_dir_ == dir && *stamp == *pins_checked_;

@@ -409,12 +409,6 @@ std::optional<std::set<uint32_t>> pinned_map_ids(const std::string& pin_dir) {
   return ids;
 }
 
-// Whether the links `prev` recorded are exactly the link pins, each still
-// attached and running the program recorded, loaded from this binary's
-// object, and whether every map those programs use is pinned now (a map
-// pinned anew, after a `moat down` and up, is served by no old program) or
-// their own (.rodata, .bss: never pinned). Anything else: false, and the
-// caller loads the object and judges each link as before.
 // The programs links_as_recorded() last found served by pinned maps only,
 // with the pin directory's stamp taken before (keep_sock_programs()): a
 // program's maps never change, so while the stamp holds they need not be
@@ -426,6 +420,12 @@ struct ServedProgs {
 };
 std::optional<ServedProgs> g_served;
 
+// Whether the links `prev` recorded are exactly the link pins, each still
+// attached and running the program recorded, loaded from this binary's
+// object, and whether every map those programs use is pinned now (a map
+// pinned anew, after a `moat down` and up, is served by no old program) or
+// their own (.rodata, .bss: never pinned). Anything else: false, and the
+// caller loads the object and judges each link as before.
 bool links_as_recorded(const std::string& pin_dir, const SockLinks& prev) {
   if (prev.objects != sock_object_fingerprint() || prev.links.empty()) return false;
   auto stamp = g_keep_sock ? pin_dir_stamp(pin_dir) : std::nullopt;

@@ -22,7 +22,6 @@ namespace {
 
 constexpr int kRecordFormat = 1;
 
-// nullopt when `path` does not exist; the parsed object otherwise, or why not.
 Result<std::optional<std::string>> read_whole(const std::string& path);
 
 // The last record this process wrote, parsed from the very bytes it wrote
@@ -37,6 +36,7 @@ struct KeptRecord {
 bool g_keep_records = false;
 std::optional<KeptRecord> g_kept_record;
 
+// nullopt when `path` does not exist; the parsed object otherwise, or why not.
 Result<std::optional<json>> read_json_object(const std::string& path) {
   auto text = read_whole(path);
   if (!text) return std::unexpected(text.error());

@@ -104,14 +104,14 @@ uint32_t bpf_filter_id(const nlmsghdr* nh) {
   return 0;
 }
 
-// One batch: requests [from, to) of `slots` (2 per interface) sent at once,
-// their answers into `out`. False when the exchange broke off.
+// One batch: requests [from, to) sent at once (request i asks about
+// interface ifindexes[i / 2], ingress when i is even), their answers into
+// out[i]. False when the exchange broke off.
 bool query_batch(int sock, const std::vector<int>& ifindexes, size_t from, size_t to,
                  std::vector<uint32_t>& out) {
-  std::vector<FilterQuery> qs(to - from);
   std::string buf;
   for (size_t i = from; i < to; ++i) {
-    FilterQuery& q = qs[i - from];
+    FilterQuery q;
     make_query(q, static_cast<uint32_t>(i + 1), ifindexes[i / 2], i % 2 == 0);
     buf.append(reinterpret_cast<const char*>(&q), NLMSG_ALIGN(q.nh.nlmsg_len));
   }
