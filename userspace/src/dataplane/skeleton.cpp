@@ -49,7 +49,7 @@ Result<uint32_t> pinned_max_entries(const std::string& path) {
 
 std::optional<PinDirStamp> pin_dir_stamp(const std::string& dir) {
   // getdents64() into a buffer on the stack: opendir()'s allocation and
-  // fcntl() were a third of the cost, an agent sync takes three stamps.
+  // fcntl() were a third of its cost, and an agent sync takes two stamps.
   Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.ok()) return std::nullopt;
   PinDirStamp s;
