@@ -131,6 +131,27 @@ TEST(Reader, DuplicateKeysAndSyntaxErrors) {
   EXPECT_EQ(syntax[0].message.rfind("invalid JSON: ", 0), 0u) << syntax[0].message;
 }
 
+// The finder reuses a closed object's frame for the next one at its depth:
+// a sibling with the same keys is no duplicate, a duplicate further on is
+// found at its own path, in small objects and in ones of over 32 keys
+// (which keep their keys in a set).
+TEST(Reader, DuplicateKeysInSiblingObjects) {
+  std::string many = "{";
+  for (int i = 0; i < 40; i++) many += (i ? ", \"k" : "\"k") + std::to_string(i) + "\": 0";
+  many += "}";
+  const std::string text = "[{\"a\": 1, \"b\": {\"x\": 1}}, {\"a\": 2, \"b\": {\"x\": 2}}, " +
+                           many + ", " + many +
+                           ", {\"k5\": 1, \"k5\": 2}, {\"a\": 3, \"b\": {\"y\": 1, \"y\": 2}}]";
+  Problems problems;
+  auto root = parse_json(text, problems);
+  ASSERT_TRUE(root.has_value());
+  std::vector<Problem> dup = std::move(problems).in_document_order();
+  ASSERT_EQ(dup.size(), 2u);
+  EXPECT_EQ(dup[0].path, "[4].k5");
+  EXPECT_EQ(dup[1].path, "[5].b.y");
+  EXPECT_EQ(dup[1].message, "duplicate key \"y\"");
+}
+
 TEST(Reader, CheckAddsContext) {
   Problems problems;
   Reader r(problems);

@@ -36,11 +36,11 @@ class DuplicateKeyFinder : public SaxTypes {
   bool end_object() { return close(); }
   bool end_array() { return close(); }
   bool key(string_t& k) {
-    Frame& top = stack_.back();
+    Frame& top = stack_[depth_ - 1];
     top.key = k;
     if (!top.insert_key())
       found_.push_back(
-          Problem{key_path(path_of(stack_.size()), top.key), "duplicate key " + quote(top.key)});
+          Problem{key_path(path_of(depth_), top.key), "duplicate key " + quote(top.key)});
     return true;
   }
   // The DOM parse that follows reports syntax errors, with their position.
@@ -77,25 +77,37 @@ class DuplicateKeyFinder : public SaxTypes {
   };
 
   bool value() {
-    if (!stack_.empty() && stack_.back().is_array) stack_.back().next_index++;
+    if (depth_ > 0 && stack_[depth_ - 1].is_array) stack_[depth_ - 1].next_index++;
     return true;
   }
+  // Frames are kept when closed and reused by the next object or array at
+  // their depth, with the capacity of their strings and key list: a frame
+  // made for each of a 100,000-rule file's 600,000 objects was an
+  // allocation and a free each.
   bool open(bool is_array) {
-    Frame f;
+    if (depth_ == stack_.size()) stack_.emplace_back();
+    Frame& f = stack_[depth_];
     f.is_array = is_array;
-    if (!stack_.empty()) {
-      Frame& top = stack_.back();
+    f.next_index = 0;
+    f.key.clear();
+    f.at_index = false;
+    f.index = 0;
+    f.at_key.clear();
+    f.few.clear();
+    f.many.clear();
+    if (depth_ > 0) {
+      Frame& top = stack_[depth_ - 1];
       f.at_index = top.is_array;
       if (top.is_array)
         f.index = top.next_index++;
       else
         f.at_key = top.key;
     }
-    stack_.push_back(std::move(f));
+    ++depth_;
     return true;
   }
   bool close() {
-    stack_.pop_back();
+    --depth_;
     return true;
   }
 
@@ -109,6 +121,7 @@ class DuplicateKeyFinder : public SaxTypes {
   }
 
   std::vector<Frame> stack_;
+  size_t depth_ = 0;  // frames in use: stack_[0, depth_)
   std::vector<Problem> found_;
 };
 

@@ -73,19 +73,21 @@ std::string PolicyPort::str() const {
 }
 
 std::string PolicyRule::str(PolicyDirection d) const {
+  // Appended in place: the rule table writes one for each of 100,000 rules.
   std::string s = action == PolicyAction::allow ? "allow " : "deny ";
   s += d == PolicyDirection::ingress ? "from " : "to ";
-  if (peers.empty()) {
-    s += "anywhere";
-  } else {
-    std::vector<std::string> p;
-    for (const auto& peer : peers) p.push_back(peer.str());
-    s += join(p, " or ");
+  if (peers.empty()) s += "anywhere";
+  for (size_t i = 0; i < peers.size(); ++i) {
+    if (i) s += " or ";
+    s += peers[i].str();
   }
-  if (ports.empty()) return s + " on any port";
-  std::vector<std::string> p;
-  for (const auto& port : ports) p.push_back(port.str());
-  return s + " on " + join(p, ", ");
+  if (ports.empty()) return s += " on any port";
+  s += " on ";
+  for (size_t i = 0; i < ports.size(); ++i) {
+    if (i) s += ", ";
+    s += ports[i].str();
+  }
+  return s;
 }
 
 }  // namespace moat

@@ -102,6 +102,7 @@ std::vector<RuleInfo> policy_rule_table(const Config& cfg) {
   for (const Policy& p : cfg.policies) n += p.ingress.size() + p.egress.size();
   rules.reserve(n);
   for (const Policy& p : cfg.policies) {
+    const std::string id = p.id();
     for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress}) {
       const auto& list = p.rules(d);
       for (size_t i = 0; i < list.size(); ++i) {
@@ -111,7 +112,14 @@ std::vector<RuleInfo> policy_rule_table(const Config& cfg) {
         r.direction = to_string(d);
         r.rule_index = static_cast<int>(i);
         r.action = list[i].action == PolicyAction::allow ? "allow" : "deny";
-        r.text = p.id() + " " + r.direction + "[" + std::to_string(i) + "]: " + list[i].str(d);
+        // Appended to one string: a sum of six makes a temporary each.
+        r.text = id;
+        r.text += ' ';
+        r.text += r.direction;
+        r.text += '[';
+        r.text += std::to_string(i);
+        r.text += "]: ";
+        r.text += list[i].str(d);
         r.path = list[i].path;
         r.source = p.source;
         rules.push_back(std::move(r));

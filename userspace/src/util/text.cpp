@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -147,13 +148,29 @@ std::string join(const std::vector<std::string>& parts, std::string_view separat
   return out;
 }
 
+// Paths are made for every value a reader visits (a 100,000-rule policy:
+// about a million), so each is built in one allocation, not a temporary
+// per `+`.
 std::string key_path(const std::string& path, std::string_view key) {
   if (!is_identifier(key)) return path + "[" + quote(key) + "]";
-  return path.empty() ? std::string(key) : path + "." + std::string(key);
+  std::string out;
+  out.reserve(path.size() + 1 + key.size());
+  out += path;
+  if (!path.empty()) out += '.';
+  out += key;
+  return out;
 }
 
 std::string index_path(const std::string& path, size_t index) {
-  return path + "[" + std::to_string(index) + "]";
+  char digits[24];
+  char* end = std::to_chars(digits, digits + sizeof digits, index).ptr;
+  std::string out;
+  out.reserve(path.size() + 2 + static_cast<size_t>(end - digits));
+  out += path;
+  out += '[';
+  out.append(digits, end);
+  out += ']';
+  return out;
 }
 
 std::string parent_path(const std::string& path) {
