@@ -64,6 +64,27 @@ check "and says why" grep -q "ipcache map holds at most" "$TMP/err.txt"
 check "and leaves no state behind" test ! -e "/run/moat/${I}big" -a ! -e "/run/moat/${I}big.lock"
 out=$(M apply "$F" --instance "$I" --json)
 check "re-applying the same file changes nothing" [ "$(echo "$out" | jq_ 'd["changed"]')" = False ]
+# A policy file of 512 KiB or more takes the large input's path (cli/main.cpp:
+# the heap on huge pages, the parsed trees kept instead of freed): 7,001
+# ingress rules for every container; f1 may reach f2 on 80, f2 may not
+# reach f1, which it could before.
+must_pass "before the large policy, f2 reaches f1" "$L" f2 tcp 10.81.0.2 80 f1
+python3 - "$TMP/many.json" <<'PY'
+import json, sys
+rules = [{"from": [{"ipBlock": {"cidr": "10.81.0.2/32"}}], "ports": [{"protocol": "TCP", "port": 80}]}]
+rules += [{"from": [{"ipBlock": {"cidr": f"10.{100 + i // 65536}.{i // 256 % 256}.{i % 256}/32"}}],
+           "ports": [{"protocol": "TCP", "port": 1000 + i % 100}]} for i in range(7000)]
+json.dump({"policies": [{"name": "many", "podSelector": {}, "ingress": rules}]}, open(sys.argv[1], "w"))
+PY
+check "the large policy file holds 512 KiB or more" [ "$(stat -c %s "$TMP/many.json")" -ge 524288 ]
+out=$(M apply "$F" "$TMP/many.json" --instance "$I" --json)
+check "the large policy applies ($(echo "$out" | jq_ 'd["policy"]'))" \
+  [ "$(echo "$out" | jq_ 'd["policy"]["changed"] and d["policy"]["entries"] > 7000')" = True ]
+must_pass "under the large policy, f1 reaches f2 on 80" "$L" f1 tcp 10.81.0.3 80 f2
+must_drop "under the large policy, f2 no longer reaches f1" "$L" f2 tcp 10.81.0.2 80
+out=$(M apply "$F" --instance "$I" --json)
+check "the file without it applies again" [ "$(echo "$out" | jq_ 'd["changed"]')" = True ]
+must_pass "and f2 reaches f1 again" "$L" f2 tcp 10.81.0.2 80 f1
 # Verifying the programs is most of an apply's time: the same binary
 # keeps its pinned TC programs and its attached socket hooks (the record
 # says which program each link runs) and loads none (libbpf's feature

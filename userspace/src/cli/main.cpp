@@ -15,6 +15,7 @@
 
 #include "cli/common.h"
 #include "cni/plugin.h"
+#include "config/config.h"
 
 namespace {
 
@@ -76,7 +77,10 @@ int main(int argc, char** argv) {
   // binary in the plugin directory speaks CNI and nothing else.
   const char* base = std::strrchr(argv[0], '/');
   if (std::strcmp(base ? base + 1 : argv[0], "moat-cni") == 0) return moat::cni::plugin_main();
-  if (worth_huge_pages(argc, argv)) heap_on_huge_pages();
+  if (worth_huge_pages(argc, argv)) {
+    heap_on_huge_pages();
+    moat::keep_parsed_trees();  // these commands end when done
+  }
 
   CLI::App app{
       "moat - container isolation, published ports, masquerade and segmentation policies\n"
