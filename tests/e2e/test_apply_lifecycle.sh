@@ -65,7 +65,7 @@ check "and leaves no state behind" test ! -e "/run/moat/${I}big" -a ! -e "/run/m
 out=$(M apply "$F" --instance "$I" --json)
 check "re-applying the same file changes nothing" [ "$(echo "$out" | jq_ 'd["changed"]')" = False ]
 # A policy file of 512 KiB or more takes the large input's path (cli/main.cpp:
-# the heap on huge pages, the parsed trees kept instead of freed): 7,001
+# the heap on huge pages, the rule table built after the entries): 7,001
 # ingress rules for every container; f1 may reach f2 on 80, f2 may not
 # reach f1, which it could before.
 must_pass "before the large policy, f2 reaches f1" "$L" f2 tcp 10.81.0.2 80 f1

@@ -15,7 +15,6 @@
 
 #include "cli/common.h"
 #include "cni/plugin.h"
-#include "config/config.h"
 
 namespace {
 
@@ -77,10 +76,7 @@ int main(int argc, char** argv) {
   // binary in the plugin directory speaks CNI and nothing else.
   const char* base = std::strrchr(argv[0], '/');
   if (std::strcmp(base ? base + 1 : argv[0], "moat-cni") == 0) return moat::cni::plugin_main();
-  if (worth_huge_pages(argc, argv)) {
-    heap_on_huge_pages();
-    moat::keep_parsed_trees();  // these commands end when done
-  }
+  if (worth_huge_pages(argc, argv)) heap_on_huge_pages();
 
   CLI::App app{
       "moat - container isolation, published ports, masquerade and segmentation policies\n"

@@ -85,16 +85,6 @@ std::string Problem::format(const std::string& file) const {
 
 namespace {
 
-bool g_keep_trees = false;
-
-// The tree, kept or freed (keep_parsed_trees()). Kept where a leak checker
-// still sees it reachable.
-void done_with(std::optional<Json>& root) {
-  if (!g_keep_trees || !root) return;
-  static auto* kept = new std::vector<Json>();
-  kept->push_back(std::move(*root));
-}
-
 // Reads once without the problems' document order and, only when there are
 // problems, again with it (Problems::ordering()).
 template <class Result, class Read>
@@ -117,7 +107,6 @@ ParseResult parse_config(const std::string& text, const std::string& source) {
       if (root) {
         Reader reader(problems);
         Document doc = read_document(reader, *root, source);
-        done_with(root);
         resolve(doc, problems);
         if (problems.empty()) return {build_config(std::move(doc), source), {}};
       }
@@ -127,8 +116,6 @@ ParseResult parse_config(const std::string& text, const std::string& source) {
     }
   });
 }
-
-void keep_parsed_trees() { g_keep_trees = true; }
 
 PolicyFileResult parse_policy_file(const std::string& text, const std::string& source) {
   return read_twice_on_problems<PolicyFileResult>([&](bool ordering) -> PolicyFileResult {
@@ -152,7 +139,6 @@ PolicyFileResult parse_policy_file(const std::string& text, const std::string& s
         Reader reader(problems);
         PolicyFile file;
         policy_read::read_policy_file(*root, source, reader, file);
-        done_with(root);
         // kubectl: "no objects passed to apply". An empty file is a mistake
         // (the wrong file, a template not filled in), not a way to say "none".
         if (problems.empty() && file.policies.empty() && file.namespaces.empty())

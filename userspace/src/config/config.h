@@ -177,11 +177,4 @@ struct PolicyFileResult {
 // separated by `---`). Never throws.
 PolicyFileResult parse_policy_file(const std::string& text, const std::string& source);
 
-// For a process that ends after one command: the JSON trees parse_config()
-// and parse_policy_file() read are kept instead of freed. Freeing a
-// 100,000-rule tree node by node was an eighth of validating it (`moat
-// validate` 402 -> 354 ms; 10,000 rules 61 -> 57), and the process's end
-// frees them at once. Never in a process that applies again (an agent).
-void keep_parsed_trees();
-
 }  // namespace moat

@@ -126,10 +126,13 @@ class DuplicateKeyFinder : public SaxTypes {
 };
 
 // nlohmann's DOM builder (json_sax_dom_parser) with one change: an object
-// starts with room for four members. Grown one member at a time, each
-// two-member object of a policy (a rule, a port) was allocated three
-// times. The rest is as nlohmann's: a duplicate key's last value wins,
-// syntax errors throw the parser's exception.
+// starts with room for two members, what most objects of a policy have (a
+// rule, a port, an ipBlock with except). Grown one member at a time, a
+// two-member object was allocated twice. Room for four made validating
+// 100,000 rules slower on this VM, where memory first touched is the cost
+// (174 MB peak against 139 for two, 627 ms against 519; 130 MB and 567 ms
+// grown one at a time). The rest is as nlohmann's: a duplicate key's last
+// value wins, syntax errors throw the parser's exception.
 class TreeBuilder : public SaxTypes {
  public:
   explicit TreeBuilder(Json& root) : root_(root) {}
@@ -143,7 +146,7 @@ class TreeBuilder : public SaxTypes {
   bool binary(binary_t& b) { return put(Json::binary(b)); }
   bool start_object(std::size_t) {
     Json* object = place(Json::value_t::object);
-    object->get_ref<Json::object_t&>().reserve(4);
+    object->get_ref<Json::object_t&>().reserve(2);
     stack_.push_back(object);
     return true;
   }
