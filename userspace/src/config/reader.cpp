@@ -202,8 +202,8 @@ class TreeBuilder : public SaxTypes {
   Json* member_ = nullptr;
 };
 
-// nlohmann's own tree builder and the duplicate-key finder fed by one
-// tokenizing pass: two passes over a 10 MB file were a tenth of an apply.
+// The tree builder and the duplicate-key finder fed by one tokenizing pass:
+// two passes over a 10 MB file were a tenth of an apply.
 Problem key_too_long(const std::string& key) {
   return Problem{"", "a key of " + std::to_string(key.size()) + " bytes; the limit is " +
                          std::to_string(kMaxKeyBytes) + ": " + quote(key)};

@@ -689,9 +689,10 @@ std::vector<const CompiledRule*> applying_rules(const Config& cfg, const Compile
   for (const CompiledRule& r : all.rules) {
     auto [policy, dir] = all.owner[r.id];
     if (dir != d || !selects[policy]) continue;
-    if (!r.deny && !cfg.policies[policy].isolates(d))
-      continue;                                    // allows count only where they isolate
-    if (!r.any_peer && r.peers.empty()) continue;  // its peers match nothing
+    // Allows count only where they isolate; a rule whose peers match
+    // nothing counts nowhere.
+    if (!r.deny && !cfg.policies[policy].isolates(d)) continue;
+    if (!r.any_peer && r.peers.empty()) continue;
     rules.push_back(&r);
   }
   return rules;
@@ -751,13 +752,13 @@ Computed compute_entries(const std::vector<const CompiledRule*>& rules, bool iso
     return std::equal(x.begin(), x.end(), y.begin(), y.end(),
                       [](const auto& p, const auto& q) { return p.second == q.second; });
   };
-  auto fewer_rules = [&](const Run& a, const Run& b) {
+  auto rules_before = [&](const Run& a, const Run& b) {
     auto x = positions(a), y = positions(b);
     return std::lexicographical_compare(
         x.begin(), x.end(), y.begin(), y.end(),
         [](const auto& p, const auto& q) { return p.second < q.second; });
   };
-  std::stable_sort(runs.begin(), runs.end(), fewer_rules);
+  std::stable_sort(runs.begin(), runs.end(), rules_before);
   std::vector<const CompiledRule*> peer_rules;
   std::vector<Pattern> patterns;
   for (size_t g = 0; g < runs.size();) {
