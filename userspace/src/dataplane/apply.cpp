@@ -261,6 +261,15 @@ Result<void> same_sizes(const Apply& a, const std::string& dir) {
 }
 
 // Phase 1: the previous state, the plan, the host's interfaces.
+// A list of the previous state's ("interfaces", "uplinks", "bridges"),
+// read in place: copying the JSON of a few dozen rows at every sync was a
+// tenth of the Docker agent's way to the kernel.
+const json& prev_rows(const json& prev, const char* list) {
+  static const json kNone = json::array();
+  auto it = prev.find(list);
+  return it != prev.end() && it->is_array() ? *it : kNone;
+}
+
 Result<void> resolve(Apply& a, nlohmann::json* prev_state) {
   if (prev_state) {
     a.prev = std::move(*prev_state);
@@ -288,7 +297,7 @@ Result<void> resolve(Apply& a, nlohmann::json* prev_state) {
   if (!host) return std::unexpected(host.error());
   std::vector<SlotHolder> slot_prev;
   for (const char* list : {"interfaces", "uplinks"})
-    for (const auto& r : a.prev.value(list, json::array()))
+    for (const auto& r : prev_rows(a.prev, list))
       slot_prev.push_back({r.value("name", ""), r.value("ifindex", 0), r.value("stats_slot", 0u)});
   if (!plan->publish.empty() && host->uplinks.empty() && !a.cfg.containers.empty())
     std::fprintf(stderr,
@@ -497,9 +506,9 @@ Result<void> write(Apply& a) {
 // Phase 5: the new policy generation, once every endpoint it names exists.
 Result<void> swap_policy(Apply& a) {
   const auto& policy = a.want.policy;
-  auto changed =
-      install_policy(*a.skel.get(), policy.ipcache, policy.ipcache6, policy.entries, policy.active,
-                     a.last_rev, a.dry_run, &a.rev, GenerationStore{state_dir(a.instance)}, &a.gp);
+  auto changed = install_policy(
+      *a.skel.get(), policy.ipcache, policy.ipcache6, policy.entries, policy.active, a.last_rev,
+      a.dry_run, &a.rev, GenerationStore{state_dir(a.instance)}, a.gp.begun() ? &a.gp : nullptr);
   if (!changed) return std::unexpected(changed.error());
   a.rep.policy_changed = *changed;
   // A new revision numbers its rules anew: their hit counters start over.
@@ -519,9 +528,9 @@ Result<void> swap_policy(Apply& a) {
   return {};
 }
 
-std::map<std::string, json> by_name(const json& rows) {
-  std::map<std::string, json> out;
-  for (const auto& r : rows) out[r.at("name").get<std::string>()] = r;
+std::map<std::string, const json*> by_name(const json& rows) {
+  std::map<std::string, const json*> out;
+  for (const auto& r : rows) out[r.at("name").get<std::string>()] = &r;
   return out;
 }
 
@@ -537,8 +546,8 @@ Result<json> attach_rows(const std::vector<AttachmentRow>& rows, const json& old
   for (const auto& [name, idx, extra] : rows) {
     bool created = false, before = false;
     if (auto it = old_by_name.find(name); it != old_by_name.end()) {
-      before = it->second.value("ifindex", 0) == idx;
-      created = it->second.value("qdisc_created", false) && before;
+      before = it->second->value("ifindex", 0) == idx;
+      created = it->second->value("qdisc_created", false) && before;
     }
     if (dry_run) {
       if (attached_prog_id(idx, BPF_TC_INGRESS) != progs.ingress_id ||
@@ -555,7 +564,7 @@ Result<json> attach_rows(const std::vector<AttachmentRow>& rows, const json& old
     row["name"] = name;
     row["ifindex"] = idx;
     row["qdisc_created"] = created;
-    out.push_back(row);
+    out.push_back(std::move(row));
   }
   return out;
 }
@@ -574,14 +583,14 @@ Result<void> sock_hooks(Apply& a);
 Result<void> attach_all(Apply& a) {
   bool kept = !a.uskel;  // the programs the previous apply attached
   std::vector<std::pair<size_t, const PinnedProgs*>> ep_d, up_d, br_d;
-  auto ifaces = attach_rows(a.want.endpoint_rows, a.prev.value("interfaces", json::array()),
-                            a.progs, a.dry_run, &a.rep.attached, kept ? &ep_d : nullptr);
+  auto ifaces = attach_rows(a.want.endpoint_rows, prev_rows(a.prev, "interfaces"), a.progs,
+                            a.dry_run, &a.rep.attached, kept ? &ep_d : nullptr);
   if (!ifaces) return std::unexpected(ifaces.error());
-  auto uplinks = attach_rows(a.want.uplink_rows, a.prev.value("uplinks", json::array()), a.uprogs,
-                             a.dry_run, &a.rep.attached, kept ? &up_d : nullptr);
+  auto uplinks = attach_rows(a.want.uplink_rows, prev_rows(a.prev, "uplinks"), a.uprogs, a.dry_run,
+                             &a.rep.attached, kept ? &up_d : nullptr);
   if (!uplinks) return std::unexpected(uplinks.error());
-  auto bridges = attach_rows(a.want.bridge_rows, a.prev.value("bridges", json::array()), a.bprogs,
-                             a.dry_run, &a.rep.attached, kept ? &br_d : nullptr);
+  auto bridges = attach_rows(a.want.bridge_rows, prev_rows(a.prev, "bridges"), a.bprogs, a.dry_run,
+                             &a.rep.attached, kept ? &br_d : nullptr);
   if (!bridges) return std::unexpected(bridges.error());
   a.ifaces = std::move(*ifaces);
   a.uplinks = std::move(*uplinks);
@@ -645,14 +654,14 @@ Result<void> detach_stale(Apply& a) {
   std::set<std::string> wanted;
   for (const auto* rows : {&a.want.endpoint_rows, &a.want.uplink_rows, &a.want.bridge_rows})
     for (const auto& r : *rows) wanted.insert(r.name);
-  auto old_uplinks = a.prev.value("uplinks", json::array());
-  for (const auto& old : {a.prev.value("interfaces", json::array()), old_uplinks,
-                          a.prev.value("bridges", json::array())}) {
-    for (const auto& [name, row] : by_name(old)) {
+  const json& old_uplinks = prev_rows(a.prev, "uplinks");
+  for (const json* old :
+       {&prev_rows(a.prev, "interfaces"), &old_uplinks, &prev_rows(a.prev, "bridges")}) {
+    for (const auto& [name, row] : by_name(*old)) {
       if (wanted.contains(name)) continue;
       a.rep.detached++;
       if (a.dry_run) continue;
-      if (auto r = detach(name, row.value("qdisc_created", false), our_progs()); !r) return r;
+      if (auto r = detach(name, row->value("qdisc_created", false), our_progs()); !r) return r;
     }
   }
   if (a.dry_run) return {};
@@ -755,7 +764,9 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                           bool ports_held, const ApplyHooks& hooks) {
   Apply a(instance, cfg, dry_run, ports_held);
   PhaseClock clock(&a.rep);
-  if (!dry_run) a.gp = GracePeriod::begin();
+  // The Docker agent's syncs use the one begun after its last switch: a
+  // thread and a membarrier() per sync were part of its way to the kernel.
+  if (!dry_run && !keeps_grace_period_after_switch()) a.gp = GracePeriod::begin();
   if (auto r = resolve(a, hooks.prev_state); !r) return std::unexpected(r.error());
   clock.lap("resolve");
   bool exists = fs::exists(pin_dir(instance));

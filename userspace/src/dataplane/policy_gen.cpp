@@ -374,6 +374,8 @@ void keep_grace_periods_after_switches(bool on) {
   if (!on) g_after_switch.reset();
 }
 
+bool keeps_grace_period_after_switch() { return g_after_switch.has_value(); }
+
 Result<uint32_t> read_policy_rev(const endpoint_bpf& skel) {
   uint32_t zero = 0, rev = 0;
   if (int rc =

@@ -39,6 +39,8 @@ class GracePeriod {
   // Whether the grace period has passed (waits for it): false when the
   // kernel cannot say (one CPU, where membarrier() does not wait, nohz_full).
   bool wait();
+  // Whether begin() made it (a default one stands for none).
+  bool begun() const { return s_ != nullptr; }
 
  private:
   struct State;
@@ -51,6 +53,10 @@ class GracePeriod {
 // written without waiting. Off by default: a one-shot CLI would wait for
 // the kept one at exit.
 void keep_grace_periods_after_switches(bool on);
+// Whether this process keeps one from its last switch: an apply then need
+// not begin its own (write_policy_generation() still does when the kept
+// one turns out not to cover the revision in force).
+bool keeps_grace_period_after_switch();
 
 // Where an instance keeps what each slot's inner maps hold (its state
 // directory); empty: nowhere, every generation goes into fresh maps.
