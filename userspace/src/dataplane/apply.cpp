@@ -260,16 +260,16 @@ Result<void> same_sizes(const Apply& a, const std::string& dir) {
   return check_same_sizes(a.sizes, *sizes, a.cfg.limits, a.instance);
 }
 
-// Phase 1: the previous state, the plan, the host's interfaces.
 // A list of the previous state's ("interfaces", "uplinks", "bridges"),
-// read in place: copying the JSON of a few dozen rows at every sync was a
-// tenth of the Docker agent's way to the kernel.
+// read in place: copying the JSON of 30 rows took 120-420 us of a Docker
+// agent's sync (a timing build), whose way to the kernel is 1.4-2 ms.
 const json& prev_rows(const json& prev, const char* list) {
   static const json kNone = json::array();
   auto it = prev.find(list);
   return it != prev.end() && it->is_array() ? *it : kNone;
 }
 
+// Phase 1: the previous state, the plan, the host's interfaces.
 Result<void> resolve(Apply& a, nlohmann::json* prev_state) {
   if (prev_state) {
     a.prev = std::move(*prev_state);
