@@ -26,6 +26,12 @@ failed_saying() { [ "$RC" -ne 0 ] && grep -q -- "$1" <<<"$OUT"; }
 for lib in libcpp-httplib libssl libcrypto libbrotli; do
   check "moat links no $lib" bash -c "! ldd '$BIN' | grep -q '$lib'"
 done
+# MOAT_STATIC_LIBS (on by default): the libraries every command needs are
+# linked in, so that a process starts without resolving them (README,
+# Performance, stop 41). The module itself still loads the shared libstdc++.
+for lib in libbpf libelf libz libyaml-cpp libstdc++ libgcc_s; do
+  check "moat links $lib statically" bash -c "! ldd '$BIN' | grep -q '$lib\\.so'"
+done
 check "moat --version does not load the module" \
   bash -c "! LD_DEBUG=libs '$BIN' --version 2>&1 | grep -q 'moat-http.so\|libssl'"
 
