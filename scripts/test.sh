@@ -6,7 +6,6 @@ set -uo pipefail
 source "$(dirname "$0")/common.sh"
 become_root "$@"
 prepare
-trap restore_bpffs EXIT
 
 passed=0 failed=0
 tier() {
@@ -19,12 +18,22 @@ tier() {
     total=$(cd "$MOAT_BUILD" && ctest -N -L "^$label\$" | awk '/Total Tests:/ {print $3}')
     fails=$(grep -c . "$MOAT_BUILD/Testing/Temporary/LastTestsFailed.log" 2>/dev/null || echo "$total")
     failed=$((failed + fails)); passed=$((passed + total - fails))
+    # A long tier's failure sits mid-log, where a shortened CI log cuts it
+    # out: its lines are repeated at the very end.
+    grep -E -A5 ': Failure$|^\[  FAILED  \] [A-Za-z0-9_/]+\.[A-Za-z0-9_/]+ \(|^  FAIL ' \
+      "$MOAT_BUILD/Testing/Temporary/LastTest.log" 2>/dev/null | head -n 60 >>"$failure_lines"
   fi
 }
+failure_lines=$(mktemp)
+trap 'rm -f "$failure_lines"; restore_bpffs' EXIT
 tier unit
 tier bpf
 tier e2e
 echo
 echo "tiers unit, bpf, e2e (ctest tests; each e2e test holds many checks)"
+if [ -s "$failure_lines" ]; then
+  echo "what failed (repeated from above):"
+  cat "$failure_lines"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
