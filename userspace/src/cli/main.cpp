@@ -16,6 +16,7 @@
 
 #include "cli/common.h"
 #include "cni/plugin.h"
+#include "util/discard.h"
 
 namespace {
 
@@ -27,16 +28,21 @@ constexpr void (*kFamilies[])(CLI::App&, CommandTable&) = {
     moat::cli::add_lab_commands,     moat::cli::add_policy_commands,
     moat::cli::add_observe_commands, moat::cli::add_docker_commands};
 
-// The commands whose work grows with their input, when the files they name
-// hold 512 KiB or more (some 5,000 rules): a huge page's first touch clears
-// 2 MiB, more than a small command uses. Not the Docker agent: its syncs are
-// small, and with huge pages its start-to-enforced p50 was 21 ms against 18
-// (one run each). Returns the size of those files, 0 for the others.
-size_t input_bytes_worth_huge_pages(int argc, char** argv) {
+// The commands whose work grows with their input. They run once and exit:
+// what they parse is left to the exit to free (util/discard.h).
+bool heavy_command(int argc, char** argv) {
   static constexpr const char* kHeavy[] = {"apply", "validate", "lab", "explain"};
-  if (argc < 2 || std::none_of(std::begin(kHeavy), std::end(kHeavy),
-                               [&](const char* c) { return std::strcmp(argv[1], c) == 0; }))
-    return 0;
+  return argc >= 2 && std::any_of(std::begin(kHeavy), std::end(kHeavy),
+                                  [&](const char* c) { return std::strcmp(argv[1], c) == 0; });
+}
+
+// A heavy command's input, when the files it names hold 512 KiB or more
+// (some 5,000 rules): a huge page's first touch clears 2 MiB, more than a
+// small command uses. Not the Docker agent: its syncs are small, and with
+// huge pages its start-to-enforced p50 was 21 ms against 18 (one run each).
+// Returns the size of those files, 0 for the others.
+size_t input_bytes_worth_huge_pages(int argc, char** argv) {
+  if (!heavy_command(argc, argv)) return 0;
   size_t bytes = 0;
   struct stat st {};
   for (int i = 2; i < argc; i++)
@@ -103,6 +109,7 @@ int main(int argc, char** argv) {
   // binary in the plugin directory speaks CNI and nothing else.
   const char* base = std::strrchr(argv[0], '/');
   if (std::strcmp(base ? base + 1 : argv[0], "moat-cni") == 0) return moat::cni::plugin_main();
+  if (heavy_command(argc, argv)) moat::one_shot_process() = true;
   if (size_t input = input_bytes_worth_huge_pages(argc, argv)) heap_on_huge_pages(input);
 
   CLI::App app{

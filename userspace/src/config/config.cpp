@@ -14,6 +14,7 @@
 #include "config/document.h"
 #include "config/reader.h"
 #include "policy/read.h"
+#include "util/discard.h"
 
 namespace moat {
 namespace {
@@ -107,6 +108,7 @@ ParseResult parse_config(const std::string& text, const std::string& source) {
       if (root) {
         Reader reader(problems);
         Document doc = read_document(reader, *root, source);
+        discard(std::move(*root));
         resolve(doc, problems);
         if (problems.empty()) return {build_config(std::move(doc), source), {}};
       }
@@ -139,6 +141,7 @@ PolicyFileResult parse_policy_file(const std::string& text, const std::string& s
         Reader reader(problems);
         PolicyFile file;
         policy_read::read_policy_file(*root, source, reader, file);
+        discard(std::move(*root));
         // kubectl: "no objects passed to apply". An empty file is a mistake
         // (the wrong file, a template not filled in), not a way to say "none".
         if (problems.empty() && file.policies.empty() && file.namespaces.empty())
