@@ -103,7 +103,12 @@ ParseResult parse_config(const std::string& text, const std::string& source) {
       Problems problems(ordering);
       if (auto p = input_problem(text, true)) return {std::nullopt, {std::move(*p)}};
       std::optional<Problem> too_long;
-      std::optional<Json> root = parse_json(text, problems, &too_long);
+      TreeArena arena;  // before the tree: it holds its nodes
+      std::optional<Json> root;
+      {
+        TreeArena::Building in(arena);
+        root = parse_json(text, problems, &too_long);
+      }
       if (too_long) return {std::nullopt, {std::move(*too_long)}};
       if (root) {
         Reader reader(problems);
@@ -123,16 +128,23 @@ PolicyFileResult parse_policy_file(const std::string& text, const std::string& s
   return read_twice_on_problems<PolicyFileResult>([&](bool ordering) -> PolicyFileResult {
     try {
       Problems problems(ordering);
+      TreeArena arena;  // before the tree: it holds its nodes
       std::optional<Json> root;
       const bool yaml = policy_read::looks_like_yaml(text, source);
       if (auto p = input_problem(text, !yaml)) return {std::nullopt, {std::move(*p)}};
       if (yaml) {
         std::vector<Problem> found;
-        root = policy_read::yaml_to_json(text, found);
+        {
+          TreeArena::Building in(arena);
+          root = policy_read::yaml_to_json(text, found);
+        }
         for (Problem& p : found) problems.add(std::move(p));
       } else {
         std::optional<Problem> too_long;
-        root = parse_json(text, problems, &too_long);
+        {
+          TreeArena::Building in(arena);
+          root = parse_json(text, problems, &too_long);
+        }
         if (too_long) return {std::nullopt, {std::move(*too_long)}};
       }
       if (root) {

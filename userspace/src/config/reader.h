@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <expected>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -15,11 +16,15 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/tree_arena.h"
 
 namespace moat {
 
-// ordered_json keeps keys in document order, which problems are reported in.
-using Json = nlohmann::ordered_json;
+// ordered_json's ordered_map keeps keys in document order, which problems
+// are reported in; the nodes of a tree parsed in a TreeArena::Building scope
+// come from its arena (tree_arena.h).
+using Json = nlohmann::basic_json<nlohmann::ordered_map, std::vector, std::string, bool,
+                                  std::int64_t, std::uint64_t, double, TreeAllocator>;
 
 // A value or why it is wrong, from the pure parsers of single values.
 template <class T>
