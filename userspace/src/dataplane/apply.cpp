@@ -48,14 +48,16 @@ json policy_state_json(const Config& cfg, const PolicyPlan& plan) {
   }
   json ids = json::object();
   for (const auto& [id, name] : plan.identity_names) ids[std::to_string(id)] = name;
-  return {{"active", plan.active},
-          {"policies", policies},
-          {"rules_text", encode_rule_rows(plan.rules)},
-          {"rule_count", plan.rules.size()},
-          {"identities", ids},
-          {"entries", plan.entries.size()},
-          {"ipcache_entries", plan.ipcache.size()},
-          {"ipcache6_entries", plan.ipcache6.size()}};
+  json out = {{"active", plan.active},
+              {"policies", std::move(policies)},
+              {"rule_count", plan.rules.size()},
+              {"identities", std::move(ids)},
+              {"entries", plan.entries.size()},
+              {"ipcache_entries", plan.ipcache.size()},
+              {"ipcache6_entries", plan.ipcache6.size()}};
+  // Moved in: an initializer list would copy the table (1 MB at 10,000 rules).
+  out["rules_text"] = encode_rule_rows(plan.rules);
+  return out;
 }
 
 json phases_json(const std::vector<std::pair<std::string, double>>& phases) {
