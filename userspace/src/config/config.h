@@ -1,5 +1,6 @@
 // config/ - the declarative file: its model (this header, which every other
-// folder includes), the shared JSON reader (reader.h), single values
+// folder includes), the shared JSON reader (reader.h) and the arena its
+// trees are built in (tree_arena.h), single values
 // (values.h), reading (read.cpp), checks across entries (validate.cpp) and
 // Docker-like IPAM (ipam.cpp). Pure code. It depends on util/ only, and on
 // policy/model.h and policy/read.h because a file holds policies too.

@@ -1,6 +1,7 @@
 // util/ - the vocabulary every folder shares: values (net.h, proto.h), words
 // for messages (text.h), the error type at the OS boundary (result.h), owners
-// (fd.h), names of abi.h values and paths. A leaf: it depends on nothing of
+// (fd.h), what a one-shot command need not free (discard.h), names of abi.h
+// values and paths. A leaf: it depends on nothing of
 // moat's but bpf/abi.h, so any folder may use it without creating a cycle.
 //
 // text.h - words for messages. Every message that names a value quotes it the
