@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 
 #include "config/reader.h"
@@ -76,6 +77,22 @@ TEST(TreeArena, ArenasNestAndEndInOrder) {
   EXPECT_TRUE(outer.owns(object_of(a)));
   EXPECT_TRUE(TreeArena::any_owns(object_of(a)));
   EXPECT_EQ(TreeArena::building(), nullptr);
+}
+
+// An arena that ends before a younger one (held apart from the scope's
+// order) leaves the younger one's nodes known as arena nodes.
+TEST(TreeArena, OneEndingOutOfOrderKeepsTheOthersListed) {
+  auto older = std::make_unique<TreeArena>();
+  auto younger = std::make_unique<TreeArena>();
+  void* node = younger->allocate(48, 8);
+  ASSERT_NE(node, nullptr);
+  older.reset();
+  EXPECT_TRUE(TreeArena::any_owns(node));
+  EXPECT_TRUE(TreeArena::give_back(node, 48));
+  int on_heap = 0;
+  EXPECT_FALSE(TreeArena::give_back(&on_heap, sizeof on_heap));
+  younger.reset();
+  EXPECT_FALSE(TreeArena::any_owns(node));
 }
 
 // The readers build in an arena: a policy file of many rules reads the same

@@ -5,6 +5,9 @@
 #include <cstdlib>
 #include <new>
 
+// Poisoning for ASan (the parser fuzzers): no-ops in other builds.
+#include <sanitizer/asan_interface.h>
+
 namespace moat {
 namespace {
 
@@ -19,15 +22,27 @@ constexpr std::size_t kFirstBlock = std::size_t{64} << 10;
 constexpr std::size_t kLastBlock = std::size_t{4} << 20;
 constexpr std::size_t kLargest = std::size_t{16} << 10;
 
+// Every request rounded to 8 bytes and aligned to at least 8: ASan poisons
+// whole 8-byte granules, so a node's granules are its own.
+std::size_t rounded(std::size_t bytes) { return (bytes + 7) & ~std::size_t{7}; }
+
 }  // namespace
 
 TreeArena::TreeArena() : next_block_(kFirstBlock), older_(t_live) { t_live = this; }
 
 TreeArena::~TreeArena() {
-  // Arenas end in the reverse order of their making (they are scoped).
-  t_live = older_;
+  // Unlinked wherever it is: arenas are scoped and end in reverse order,
+  // but one held elsewhere must not cut the others out of the list.
+  for (TreeArena** link = &t_live; *link; link = &(*link)->older_)
+    if (*link == this) {
+      *link = older_;
+      break;
+    }
   if (t_building == this) t_building = nullptr;
-  for (const Block& b : blocks_) std::free(b.base);
+  for (const Block& b : blocks_) {
+    ASAN_UNPOISON_MEMORY_REGION(b.base, b.size);
+    std::free(b.base);
+  }
 }
 
 TreeArena::Building::Building(TreeArena& arena) : outer_(t_building) { t_building = &arena; }
@@ -39,6 +54,13 @@ bool TreeArena::any_owns(const void* p) {
   for (const TreeArena* a = t_live; a; a = a->older_)
     if (a->owns(p)) return true;
   return false;
+}
+
+bool TreeArena::give_back(const void* p, std::size_t bytes) {
+  if (!any_owns(p)) return false;
+  // Kept readable only in other builds: under ASan a use after this is caught.
+  ASAN_POISON_MEMORY_REGION(p, rounded(bytes));
+  return true;
 }
 
 bool TreeArena::owns(const void* p) const {
@@ -60,6 +82,8 @@ std::size_t TreeArena::bytes_reserved() const {
 
 void* TreeArena::allocate(std::size_t bytes, std::size_t align) {
   if (bytes > kLargest) return nullptr;
+  bytes = rounded(bytes);
+  align = std::max<std::size_t>(align, 8);
   auto aligned = [&](char* p) {
     auto v = reinterpret_cast<std::uintptr_t>(p);
     return reinterpret_cast<char*>((v + align - 1) & ~(std::uintptr_t{align} - 1));
@@ -67,9 +91,11 @@ void* TreeArena::allocate(std::size_t bytes, std::size_t align) {
   char* p = at_ ? aligned(at_) : nullptr;
   if (!p || p + bytes > end_) {
     const std::size_t size = next_block_;
-    next_block_ = std::min(next_block_ * 2, kLastBlock);
+    blocks_.reserve(blocks_.size() + 1);  // a throw here leaves no block unlisted
     auto* base = static_cast<char*>(std::malloc(size));
     if (!base) throw std::bad_alloc();
+    next_block_ = std::min(next_block_ * 2, kLastBlock);
+    ASAN_POISON_MEMORY_REGION(base, size);
     Block b{base, size};
     blocks_.insert(std::upper_bound(blocks_.begin(), blocks_.end(), b,
                                     [](const Block& x, const Block& y) { return x.base < y.base; }),
@@ -79,6 +105,7 @@ void* TreeArena::allocate(std::size_t bytes, std::size_t align) {
     p = aligned(at_);
   }
   at_ = p + bytes;
+  ASAN_UNPOISON_MEMORY_REGION(p, bytes);
   return p;
 }
 
