@@ -436,10 +436,21 @@ Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
   return {};
 }
 
-Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache,
-                            const Ipcache6Entries& ipcache6, const PolicyEntries& entries,
+Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache_in,
+                            const Ipcache6Entries& ipcache6_in, const PolicyEntries& entries_in,
                             bool active, uint32_t last_rev, bool dry_run, uint32_t* rev,
                             const GenerationStore& store, GracePeriod* gp) {
+  // In key-byte order once (the plan's is field by field): the comparisons
+  // below with the generation in force and with the idle slot are then
+  // merges, and the copies saved of the slot are in that order already.
+  // Each comparison sorted both sides: for a one-rule change among 100,000
+  // rules, four sorts of 100,000 entries, half of the switch's 27 ms.
+  IpcacheEntries s4;
+  Ipcache6Entries s6;
+  PolicyEntries sp;
+  const IpcacheEntries& ipcache = detail::by_key(ipcache_in, s4);
+  const Ipcache6Entries& ipcache6 = detail::by_key(ipcache6_in, s6);
+  const PolicyEntries& entries = detail::by_key(entries_in, sp);
   auto cur = read_policy_rev(skel);
   if (!cur) return std::unexpected(cur.error());
   *rev = *cur;
