@@ -62,6 +62,15 @@ rc=$?
 check "a first apply over the identity cache's size fails (exit $rc)" [ "$rc" -ne 0 ]
 check "and says why" grep -q "ipcache map holds at most" "$TMP/err.txt"
 check "and leaves no state behind" test ! -e "/run/moat/${I}big" -a ! -e "/run/moat/${I}big.lock"
+# So does a small one, whose intent is written while it compiles and then
+# removed when it fails (reconcile.cpp).
+echo '{"networks": [{"name": "n", "subnet": "10.99.0.0/24"}], "containers": [{"name": "a",
+  "networks": [{"network": "n", "ip": "10.99.0.2", "interface": "nosuch0"}]}]}' >"$TMP/missing.json"
+M apply "$TMP/missing.json" --instance "${I}miss" 2>"$TMP/err.txt"
+rc=$?
+check "a first apply naming a missing interface fails (exit $rc)" [ "$rc" -ne 0 ]
+check "and says why" grep -q "interface nosuch0 does not exist" "$TMP/err.txt"
+check "and leaves no state behind" test ! -e "/run/moat/${I}miss" -a ! -e "/run/moat/${I}miss.lock"
 out=$(M apply "$F" --instance "$I" --json)
 check "re-applying the same file changes nothing" [ "$(echo "$out" | jq_ 'd["changed"]')" = False ]
 # A policy file of 512 KiB or more takes the large input's path (cli/main.cpp:

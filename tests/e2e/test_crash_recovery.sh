@@ -2,8 +2,9 @@
 # A crash leaves a true record, concurrent applies serialise, `down` always
 # cleans (issue 14). Two large applies, A and B, on the lab's interfaces:
 # different containers, icc, published ports and a policy generation of
-# some 400 entries each; the probe srv:80 from c1 passes under A and is
-# dropped under B. "The record equals the kernel" is checked three ways:
+# some 400 entries (A) and 1,400 (B); the probe srv:80 from c1 passes under
+# A and is dropped under B. A's policy file (19 KB) is small enough for an
+# intent to hold it, B's (68 KB) goes to a blob. "The record equals the kernel" is checked three ways:
 # status says the record is sound and names the kernel's policy revision;
 # a dry run of the recorded file changes nothing (every map entry, filter
 # and policy generation already as it says); traffic follows it.
@@ -38,10 +39,10 @@ def main(count, icc, publish, iface=True):
   if publish: cs[1]["publish"] = ["18080:80"]
   return {"networks": [{"name": "pods", "subnet": "10.77.0.0/24", "icc": icc}],
           "namespaces": [{"name": "x", "labels": {"ns": "x"}}], "containers": cs}
-def policies(base, deny_srv):
+def policies(base, deny_srv, n):
   # Many egress rules to distinct CIDRs and ports: a big generation to write.
   rules = [{"to": [{"ipBlock": {"cidr": f"172.{16 + i // 250}.{i % 250}.0/24"}}],
-            "ports": [{"protocol": "TCP", "port": base + i}]} for i in range(200)]
+            "ports": [{"protocol": "TCP", "port": base + i}]} for i in range(n)]
   rules.append({"to": [{"namespaceSelector": {}}]})
   items = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "egress", "namespace": "x"},
@@ -55,8 +56,8 @@ def policies(base, deny_srv):
 json.dump(main(n, True, False, iface=False), open(f"{d}/lab.json", "w"))
 json.dump(main(n, True, False), open(f"{d}/A.json", "w"))
 json.dump(main(n - 4, False, True), open(f"{d}/B.json", "w"))
-json.dump(policies(1000, False), open(f"{d}/A-pol.json", "w"))
-json.dump(policies(3000, True), open(f"{d}/B-pol.json", "w"))
+json.dump(policies(1000, False, 200), open(f"{d}/A-pol.json", "w"))
+json.dump(policies(3000, True, 700), open(f"{d}/B-pol.json", "w"))
 PY
 A=("$TMP/A.json" "$TMP/A-pol.json")
 B=("$TMP/B.json" "$TMP/B-pol.json")
@@ -144,6 +145,19 @@ MOAT_CRASH_AT=write apply_file $next >/dev/null 2>&1
 record_true "killed before the flip" && check "killed before the policy flip: back to $REC" [ "$REC" != "$next" ]
 MOAT_CRASH_AT=attach apply_file $next >/dev/null 2>&1
 record_true "killed after the flip" && check "killed after the policy flip: forward to $next" [ "$REC" = "$next" ]
+
+# Forward from an intent in either form: an input file under 64 KiB is in
+# the intent itself, a larger one in a blob it names (B's policy file).
+for w in $([ "$REC" = A ] && echo "B A" || echo "A B"); do
+  MOAT_CRASH_AT=attach apply_file $w >/dev/null 2>&1
+  form=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1]))
+print(','.join('text' if 'text' in f else 'blob' if 'blob' in f else '?' for f in d['inputs']['files']))" \
+    "/run/moat/$I/intent.json" 2>&1)
+  [ "$w" = A ] && want=text,text || want=text,blob
+  check "killed after the flip to $w: the intent holds its files as $want (got $form)" [ "$form" = "$want" ]
+  record_true "killed after the flip to $w" && check "and the next command goes forward to $w from it" [ "$REC" = "$w" ]
+  traffic_follows "forward to $w"
+done
 
 # ---- 2. 50 kills at random moments -------------------------------------------------------
 # moat itself is killed (exec: no shell in between), at a moment drawn

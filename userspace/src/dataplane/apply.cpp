@@ -211,7 +211,7 @@ Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
       return fail(cfg.source + ": host.uplinks: " + name +
                   " has no IPv4 address to publish on and masquerade behind");
     u.ipv4 = *ip;
-    u.ipv6 = interface_ipv6(name);
+    u.ipv6 = interface_ipv6(static_cast<unsigned>(u.ifindex));
     host.uplinks.push_back(u);
   }
   return resolve_bridges(cfg, std::move(host), index_of);

@@ -114,9 +114,12 @@ std::optional<in6_addr> addr_of(const nlmsghdr* h, unsigned ifindex) {
 // dump): getifaddrs() dumps every address of every interface, a cost that
 // grows with the containers on the host and that the agent paid per apply.
 std::array<uint8_t, 16> interface_ipv6(const std::string& ifname) {
-  std::array<uint8_t, 16> out{};
   unsigned ifindex = if_nametoindex(ifname.c_str());
-  if (ifindex == 0) return out;
+  return ifindex == 0 ? std::array<uint8_t, 16>{} : interface_ipv6(ifindex);
+}
+
+std::array<uint8_t, 16> interface_ipv6(unsigned ifindex) {
+  std::array<uint8_t, 16> out{};
   Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   int one = 1;
   if (!fd.ok() || setsockopt(fd.get(), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one) != 0)
@@ -132,12 +135,14 @@ std::array<uint8_t, 16> interface_ipv6(const std::string& ifname) {
   req.ifa.ifa_family = AF_INET6;
   req.ifa.ifa_index = ifindex;
   if (send(fd.get(), &req, req.h.nlmsg_len, 0) < 0) return out;
-  std::vector<char> buf(32768);
+  // Not zeroed: recv() says how much it wrote, and zeroing 32 KiB was a
+  // tenth of this call.
+  alignas(nlmsghdr) char buf[32768];
   for (;;) {
-    ssize_t n = recv(fd.get(), buf.data(), buf.size(), 0);
+    ssize_t n = recv(fd.get(), buf, sizeof buf, 0);
     if (n <= 0) return out;
     int left = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf); NLMSG_OK(h, left);
          h = NLMSG_NEXT(h, left)) {
       if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) return out;
       if (h->nlmsg_type != RTM_NEWADDR) continue;

@@ -27,6 +27,8 @@ Result<uint32_t> interface_ipv4(const std::string& ifname);
 // network order; all zero when it has none: IPv6 is then neither
 // masqueraded nor published there.
 std::array<uint8_t, 16> interface_ipv6(const std::string& ifname);
+// The same for an interface whose index is known (one lookup fewer).
+std::array<uint8_t, 16> interface_ipv6(unsigned ifindex);
 
 // if_nametoindex() for many names over one socket (it opens one a call):
 // 0 and errno set when there is no such interface.

@@ -42,10 +42,19 @@ Result<void> write_record(const std::string& instance, const nlohmann::json& sta
 // same bytes: off an agent's path from its decision to the kernel.
 void keep_written_records(bool on);
 
+// A file's bytes; nullopt when it does not exist.
+Result<std::optional<std::string>> read_whole(const std::string& path);
+
 // `inputs` as a record keeps them (inputs_json() with every file's "text"
-// put into a blob, named by "blob"): write_record() and write_intent() take
-// inputs in either form. An apply stages them while it compiles.
-Result<nlohmann::json> stage_inputs(const std::string& instance, const Inputs& inputs);
+// put into a blob, named by "blob"), but files shorter than `inline_below`
+// bytes, whose "text" stays: write_record() and write_intent() take inputs
+// in either form. An apply stages them while it compiles.
+Result<nlohmann::json> stage_inputs(const std::string& instance, const Inputs& inputs,
+                                    size_t inline_below = 0);
+// An intent keeps input files shorter than this in itself, not in blobs:
+// a blob is a file more to create on the way to the kernel (a Docker
+// agent's input is a few KiB), and the record puts them into blobs after.
+inline constexpr size_t kInlineInputBytes = 64 * 1024;
 // After an apply that staged inputs and failed before its intent: the blobs
 // no record or intent names are removed, and the state directory too when
 // that leaves it empty (a first apply leaves nothing behind).

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -117,16 +118,19 @@ Link parse_link(const nlmsghdr* h) {
 // get with its one RTM_NEWLINK).
 Result<std::vector<Link>> recv_links(int fd, uint32_t seq, bool dump) {
   std::vector<Link> links;
-  std::vector<char> buf(64 * 1024);
+  // Not zeroed (make_unique_for_overwrite): recv() says how much it wrote,
+  // and zeroing 64 KiB was a fifth of finding a container's veth.
+  constexpr size_t kBuf = 64 * 1024;
+  auto buf = std::make_unique_for_overwrite<char[]>(kBuf);
   for (;;) {
-    ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_TRUNC);
+    ssize_t n = ::recv(fd, buf.get(), kBuf, MSG_TRUNC);
     if (n < 0) {
       if (errno == EINTR) continue;
       return fail_errno("rtnetlink: receive links", -1);
     }
-    if (static_cast<size_t>(n) > buf.size()) return fail("rtnetlink: a link message was truncated");
+    if (static_cast<size_t>(n) > kBuf) return fail("rtnetlink: a link message was truncated");
     int left = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.get()); NLMSG_OK(h, left);
          h = NLMSG_NEXT(h, left)) {
       if (h->nlmsg_seq != seq) continue;
       if (h->nlmsg_type == NLMSG_DONE) return links;
