@@ -9,9 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <future>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <thread>
@@ -229,9 +227,11 @@ void save_snapshot(const GenerationStore& store, uint32_t slot, const Snapshot& 
 std::optional<Snapshot> load_snapshot(const endpoint_bpf& skel, const GenerationStore& store,
                                       uint32_t slot) {
   if (store.dir.empty()) return std::nullopt;
-  std::ifstream f(snapshot_path(store, slot), std::ios::binary);
-  if (!f) return std::nullopt;
-  std::string in((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // Not through an istreambuf_iterator, a character at a time: for 100,000
+  // rules (2.4 MB) that was a fifth of a one-rule change's switch.
+  auto bytes = read_whole(snapshot_path(store, slot));
+  if (!bytes || !*bytes) return std::nullopt;
+  const std::string& in = **bytes;
   if (in.size() < sizeof(kSnapMagic) || std::memcmp(in.data(), kSnapMagic, sizeof(kSnapMagic)))
     return std::nullopt;
   size_t at = sizeof(kSnapMagic);
@@ -444,7 +444,8 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
   // below with the generation in force and with the idle slot are then
   // merges, and the copies saved of the slot are in that order already.
   // Each comparison sorted both sides: for a one-rule change among 100,000
-  // rules, four sorts of 100,000 entries, half of the switch's 27 ms.
+  // rules, four sorts of 100,000 entries. With the snapshots read whole
+  // (load_snapshot) the switch went from 23 to 11 ms (medians of 6).
   IpcacheEntries s4;
   Ipcache6Entries s6;
   PolicyEntries sp;
