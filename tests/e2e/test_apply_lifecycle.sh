@@ -62,8 +62,9 @@ rc=$?
 check "a first apply over the identity cache's size fails (exit $rc)" [ "$rc" -ne 0 ]
 check "and says why" grep -q "ipcache map holds at most" "$TMP/err.txt"
 check "and leaves no state behind" test ! -e "/run/moat/${I}big" -a ! -e "/run/moat/${I}big.lock"
-# So does a small one, whose intent is written while it compiles and then
-# removed when it fails (reconcile.cpp).
+# So does a small one: the intent an apply writes while it compiles is
+# removed when the apply fails before the kernel (reconcile.cpp; this
+# fails if it is left behind).
 echo '{"networks": [{"name": "n", "subnet": "10.99.0.0/24"}], "containers": [{"name": "a",
   "networks": [{"network": "n", "ip": "10.99.0.2", "interface": "nosuch0"}]}]}' >"$TMP/missing.json"
 M apply "$TMP/missing.json" --instance "${I}miss" 2>"$TMP/err.txt"

@@ -159,10 +159,35 @@ print(','.join('text' if 'text' in f else 'blob' if 'blob' in f else '?' for f i
   traffic_follows "forward to $w"
 done
 
+# An interrupted apply whose intent cannot be settled (its blob gone) stays
+# on record through an apply that fails to compile: that apply writes its
+# own intent only right before the kernel, never over this one. Then, the
+# blob back, the next command finishes it.
+apply_file A >/dev/null 2>&1 || bad "apply A before the unsettled intent"
+MOAT_CRASH_AT=attach apply_file B >/dev/null 2>&1
+cp "/run/moat/$I/intent.json" "$TMP/intent.before"
+blob=$(python3 -c "import json,sys; print(next(f['blob'] for f in json.load(open(sys.argv[1]))['inputs']['files'] if 'blob' in f))" \
+  "$TMP/intent.before" 2>/dev/null)
+if [ -n "$blob" ]; then
+  mv "/run/moat/$I/blobs/$blob" "$TMP/blob.saved"
+  echo '{"networks": [{"name": "pods", "subnet": "10.77.0.0/24"}], "containers": [{"name": "a",
+    "networks": [{"network": "pods", "ip": "10.77.0.40", "interface": "nosuch0"}]}]}' >"$TMP/missing.json"
+  M apply "$TMP/missing.json" --instance "$I" >/dev/null 2>"$TMP/missing.err"
+  check "an apply that fails to compile, with an intent that cannot be settled, fails" [ $? -ne 0 ]
+  check "and leaves that intent as it was" cmp -s "$TMP/intent.before" "/run/moat/$I/intent.json"
+  mv "$TMP/blob.saved" "/run/moat/$I/blobs/$blob"
+  record_true "the blob back" && check "the blob back, the next command finishes the interrupted apply" [ "$REC" = B ]
+else
+  bad "the intent of an interrupted apply of B names a blob"
+fi
+
 # ---- 2. 50 kills at random moments -------------------------------------------------------
 # moat itself is killed (exec: no shell in between), at a moment drawn
 # uniformly over one apply's duration. A kill that leaves an intent behind
-# interrupted the apply after its first kernel write.
+# interrupted the apply after it began to compile (the intent is written
+# meanwhile); one that the next command then finishes (the record names
+# what was being applied) interrupted it after its policy switch, half-way
+# through its kernel writes.
 span=0  # microseconds of the shorter of two applies from here
 for w in B A; do
   s0=$(date +%s%N); apply_file $w >/dev/null 2>&1; s1=$(date +%s%N)
@@ -172,23 +197,26 @@ done
 REC=A
 echo "    an apply from here takes $((span / 1000)) ms"
 read -ra delays < <(python3 -c "import random; print(' '.join('%.4f' % (random.uniform(0, $span) / 1e6) for _ in range(50)))")
-good=0 killed=0 midway=0
+good=0 killed=0 left=0 midway=0
 for k in $(seq 50); do
-  [ "$REC" = A ] && files=("${B[@]}") || files=("${A[@]}")
+  [ "$REC" = A ] && { files=("${B[@]}"); target=B; } || { files=("${A[@]}"); target=A; }
   (exec nsenter --net="$HOSTNS" "$MOAT" apply "${files[@]}" --instance "$I" >/dev/null 2>&1) &
   pid=$!
   sleep "${delays[$((k - 1))]}"
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
   [ $? -eq 137 ] && killed=$((killed + 1))
-  [ -e "/run/moat/$I/intent.json" ] && midway=$((midway + 1))
+  intent=0
+  [ -e "/run/moat/$I/intent.json" ] && intent=1 left=$((left + 1))
   record_true "random kill $k" && good=$((good + 1))
+  [ $intent -eq 1 ] && [ "$REC" = "$target" ] && midway=$((midway + 1))
 done
-echo "    of 50 kills, $killed landed before the apply finished, $midway after its first kernel write"
+echo "    of 50 kills, $killed landed before the apply finished, $left left an intent," \
+  "$midway after the policy switch (finished by the next command)"
 check "50 random kills: the record was true after each ($good/50)" [ "$good" -eq 50 ]
 # Against a binary without intents this counts nothing: the check above is
 # the one that must hold for it too.
-check "some kills interrupted an apply half-way ($midway)" [ "$midway" -gt 0 ]
+check "some kills interrupted an apply after its policy switch ($midway)" [ "$midway" -gt 0 ]
 traffic_follows "after the random kills"
 
 # ---- 3. 20 pairs of concurrent applies -------------------------------------------------

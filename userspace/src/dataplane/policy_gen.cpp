@@ -440,6 +440,16 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
                             const Ipcache6Entries& ipcache6_in, const PolicyEntries& entries_in,
                             bool active, uint32_t last_rev, bool dry_run, uint32_t* rev,
                             const GenerationStore& store, GracePeriod* gp) {
+  auto cur = read_policy_rev(skel);
+  if (!cur) return std::unexpected(cur.error());
+  *rev = *cur;
+  if (!active) {
+    if (*cur == 0) return false;
+    *rev = 0;
+    if (dry_run) return true;
+    if (auto r = set_policy_rev(skel, 0); !r) return std::unexpected(r.error());
+    return true;
+  }
   // In key-byte order once (the plan's is field by field): the comparisons
   // below with the generation in force and with the idle slot are then
   // merges, and the copies saved of the slot are in that order already.
@@ -452,16 +462,6 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
   const IpcacheEntries& ipcache = detail::by_key(ipcache_in, s4);
   const Ipcache6Entries& ipcache6 = detail::by_key(ipcache6_in, s6);
   const PolicyEntries& entries = detail::by_key(entries_in, sp);
-  auto cur = read_policy_rev(skel);
-  if (!cur) return std::unexpected(cur.error());
-  *rev = *cur;
-  if (!active) {
-    if (*cur == 0) return false;
-    *rev = 0;
-    if (dry_run) return true;
-    if (auto r = set_policy_rev(skel, 0); !r) return std::unexpected(r.error());
-    return true;
-  }
   if (*cur != 0) {
     // The copy of the slot in force answers without reading it back.
     auto held = load_snapshot(skel, store, *cur & 1);

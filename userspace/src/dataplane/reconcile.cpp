@@ -224,20 +224,32 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
   // the apply; for a Docker agent's sync, staging and intent in its own
   // thread were 0.2-0.6 ms of its way to the kernel (a fifth of it). The
   // future's destructor waits for the worker on every path.
+  // Not early, but right before the kernel as it always was, when an
+  // interrupted apply's intent is still there (settling it failed: this
+  // one would overwrite it and, failing to compile, remove it, and with it
+  // the only account of a kernel ahead of its record), or when the record
+  // serves another network namespace (resolve refuses this apply, and an
+  // intent naming this namespace must never be left by a kill meanwhile).
+  const uint64_t netns = current_netns_inode();
+  const auto rec_netns = prev.find("netns_inode");
+  const bool early = !fs::exists(intent_file(instance)) &&
+                     (rec_netns == prev.end() ||
+                      (rec_netns->is_number_unsigned() && rec_netns->get<uint64_t>() == netns));
   json intent = {{"options", options_json(opt)},
                  {"interfaces", touched},
-                 {"netns_inode", current_netns_inode()},
+                 {"netns_inode", netns},
                  {"netns_path", current_netns_path()}};
   std::optional<Result<json>> staged;  // the worker's, read once it is done
   bool written = false;                // the worker wrote the intent
-  auto journal = std::async(std::launch::async, [&]() -> Result<void> {
-    staged = stage_inputs(instance, want.inputs, kInlineInputBytes);
-    if (!*staged) return std::unexpected(staged->error());
-    intent["inputs"] = **staged;
-    if (auto r = write_intent(instance, intent); !r) return r;
-    written = true;
-    return {};
-  });
+  auto journal =
+      std::async(early ? std::launch::async : std::launch::deferred, [&]() -> Result<void> {
+        staged = stage_inputs(instance, want.inputs, kInlineInputBytes);
+        if (!*staged) return std::unexpected(staged->error());
+        intent["inputs"] = **staged;
+        if (auto r = write_intent(instance, intent); !r) return r;
+        written = true;
+        return {};
+      });
   auto journaled = [&]() -> Result<void> {
     if (journal.valid()) return journal.get();
     return {};  // got before: it succeeded, or nothing after it ran
@@ -257,8 +269,10 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
       apply_and_record(instance, want.config, staged_inputs, opt, before_kernel, &prev, &saved);
   if (!rep) {
     if (!intended) {  // nothing in the kernel changed
-      if (journal.valid()) journal.wait();
-      // Neither an intent nor blobs stay that nothing in the kernel stands for.
+      // A deferred one has not run: waiting would run it.
+      if (early && journal.valid()) journal.wait();
+      // Neither an intent nor blobs stay that nothing in the kernel stands
+      // for (an intent this apply did not write stays, with its blobs).
       if (written)
         if (auto r = clear_intent(instance); !r)
           return fail(rep.error().message() + "; " + r.error().message());

@@ -360,7 +360,7 @@ Result<std::optional<json>> read_intent(const std::string& instance) {
 
 Result<json> stage_inputs(const std::string& instance, const Inputs& inputs, size_t inline_below) {
   if (auto r = mkdirs(state_dir(instance)); !r) return std::unexpected(r.error());
-  Inputs names;  // the texts are not copied: they go to blobs
+  Inputs names;  // large texts are not copied: they go to blobs
   names.replace_policies = inputs.replace_policies;
   names.producer = inputs.producer;
   for (const auto& f : inputs.files)

@@ -55,9 +55,10 @@ Result<nlohmann::json> stage_inputs(const std::string& instance, const Inputs& i
 // a blob is a file more to create on the way to the kernel (a Docker
 // agent's input is a few KiB), and the record puts them into blobs after.
 inline constexpr size_t kInlineInputBytes = 64 * 1024;
-// After an apply that staged inputs and failed before its intent: the blobs
-// no record or intent names are removed, and the state directory too when
-// that leaves it empty (a first apply leaves nothing behind).
+// After an apply that failed before the kernel changed (its intent, if it
+// wrote one while compiling, removed): the blobs no record or intent names
+// are removed, and the state directory too when that leaves it empty (a
+// first apply leaves nothing behind).
 void drop_unrecorded_blobs(const std::string& instance);
 
 // {"format", "inputs", "options", "interfaces", "netns_inode", "netns_path"};
