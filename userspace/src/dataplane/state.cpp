@@ -58,14 +58,6 @@ Result<std::optional<json>> read_json_object(const std::string& path) {
   return j;
 }
 
-// ---- blobs: the large parts of a record, each in a file of its own ----------
-//
-// An input file's text and the rule table are most of a record (100,000
-// rules: 30 MB); as JSON strings they were escaped, dumped and parsed again
-// on every apply, and a changed rule wrote them all. They are kept as files
-// named by their content instead, written once, shared by the record and
-// the intent that name them: an unchanged input costs a comparison.
-
 }  // namespace
 
 Result<std::optional<std::string>> read_whole(const std::string& path) {
@@ -89,6 +81,14 @@ Result<std::optional<std::string>> read_whole(const std::string& path) {
 }
 
 namespace {
+
+// ---- blobs: the large parts of a record, each in a file of its own ----------
+//
+// An input file's text and the rule table are most of a record (100,000
+// rules: 30 MB); as JSON strings they were escaped, dumped and parsed again
+// on every apply, and a changed rule wrote them all. They are kept as files
+// named by their content instead, written once, shared by the record and
+// the intent that name them: an unchanged input costs a comparison.
 
 std::string blob_dir(const std::string& instance) { return state_dir(instance) + "/blobs"; }
 
