@@ -113,11 +113,6 @@ std::optional<in6_addr> addr_of(const nlmsghdr* h, unsigned ifindex) {
 // One interface's addresses, asked of the kernel by its index (a strict
 // dump): getifaddrs() dumps every address of every interface, a cost that
 // grows with the containers on the host and that the agent paid per apply.
-std::array<uint8_t, 16> interface_ipv6(const std::string& ifname) {
-  unsigned ifindex = if_nametoindex(ifname.c_str());
-  return ifindex == 0 ? std::array<uint8_t, 16>{} : interface_ipv6(ifindex);
-}
-
 std::array<uint8_t, 16> interface_ipv6(unsigned ifindex) {
   std::array<uint8_t, 16> out{};
   Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));

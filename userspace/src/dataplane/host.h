@@ -23,11 +23,9 @@ Result<void> enter_netns(const std::string& path);
 // The primary IPv4 address of an interface in the current namespace, in
 // network order.
 Result<uint32_t> interface_ipv4(const std::string& ifname);
-// Its first global IPv6 address (not link-local, multicast or loopback), in
-// network order; all zero when it has none: IPv6 is then neither
-// masqueraded nor published there.
-std::array<uint8_t, 16> interface_ipv6(const std::string& ifname);
-// The same for an interface whose index is known (one lookup fewer).
+// The first global IPv6 address of interface `ifindex` (not link-local,
+// multicast or loopback), in network order; all zero when it has none:
+// IPv6 is then neither masqueraded nor published there.
 std::array<uint8_t, 16> interface_ipv6(unsigned ifindex);
 
 // if_nametoindex() for many names over one socket (it opens one a call):
