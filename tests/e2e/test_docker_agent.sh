@@ -94,6 +94,29 @@ rebuilt() { reach a4 "$A2" && no_reach a4 "$B1" && no_reach a1 "$B1" && test "$(
 check "a4 reaches a2 and not b1, a1 not b1, every bridge guarded again" rebuilt
 dk rm -f a4 >/dev/null
 check "a4 removed: 7 containers enforced" dk_poll 30 enforced 7
+# Another writer under the running agent: a file with no container applied
+# to its instance takes every endpoint out of the kernel. The agent keeps
+# what it wrote for its next sync only while the record is the one it
+# wrote (dataplane/apply.cpp, KeptHave): its next sync must see the kernel
+# as it is and put every endpoint back, not trust its own last write.
+# (Its limits are the agent's: an instance keeps its maps' sizes.)
+echo '{"limits": {"conntrack": 8192, "socket_nat": 1024}}' >"$TMP/empty.json"
+kernel_eps() {  # the entries of the instance's endpoints map, in the kernel
+  bpftool map dump pinned "/sys/fs/bpf/moat/$I/endpoints" -j 2>/dev/null |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
+}
+kernel_eps_are() { test "$(kernel_eps)" = "$1"; }
+nsenter --net="$DK_NETNS" "$MOAT" apply --instance "$I" "$TMP/empty.json" >/dev/null 2>"$TMP/other.err" ||
+  sed 's/^/    | /' "$TMP/other.err"
+check "another writer (moat apply of a file with no container) empties the endpoints map" \
+  kernel_eps_are 0
+dk run -d --name a5 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
+check "the agent's next sync (a5's start) puts all 8 endpoints back in the kernel" \
+  dk_poll 30 kernel_eps_are 8
+a5_enforced() { reach a5 "$A2" && no_reach a5 "$B1" && no_reach a1 "$B1" && test "$(guards)" = 5; }
+check "a5 reaches a2 and not b1, a1 not b1, every bridge guarded" a5_enforced
+dk rm -f a5 >/dev/null
+check "a5 removed: 7 endpoints in the kernel" dk_poll 30 kernel_eps_are 7
 
 # Echo requests from intn's subnet that reach the host (its uplink address,
 # which an internal network may not reach) within SECONDS, counted by a raw

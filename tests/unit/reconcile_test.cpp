@@ -3,7 +3,10 @@
 // (config/inputs.h); and the instance lock, which must serialise writers
 // across processes.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@
 #include "dataplane/lock.h"
 #include "parse_ok.h"
 #include "plan/map_plan.h"
+#include "util/fd.h"
 
 namespace moat {
 namespace {
@@ -55,7 +59,7 @@ TEST(MapPlan, EveryMapEntryFromFileAndHost) {
   EXPECT_EQ(mac_str(std::to_array(web.mac)), "02:42:0a:01:00:02");
   const auto& db = m->endpoints.at(key_bytes(uint32_t{12}));
   EXPECT_EQ(mac_str(std::to_array(db.mac)), "02:42:0a:01:00:03");
-  EXPECT_EQ(m->endpoint_rows.at(1).extra.value("mac", ""), "02:42:0a:01:00:03");
+  EXPECT_EQ(m->endpoint_rows.at(1).state_row().value("mac", ""), "02:42:0a:01:00:03");
   // Subnet, gateway, and the uplink's address as a host address.
   ASSERT_EQ(m->addrs.size(), 3u);
   auto up = m->addrs.at(key_bytes(moat_lpm_v4_key{32, inet_addr("198.18.0.1")}));
@@ -68,10 +72,10 @@ TEST(MapPlan, EveryMapEntryFromFileAndHost) {
   ASSERT_EQ(m->endpoint_rows.size(), 2u);
   EXPECT_EQ(m->endpoint_rows[0].name, "veth0");
   EXPECT_EQ(m->endpoint_rows[0].ifindex, 11);
-  EXPECT_EQ(m->endpoint_rows[0].extra["container"], "web");
-  EXPECT_EQ(m->endpoint_rows[0].extra["ip"], "10.1.0.2");
+  EXPECT_EQ(m->endpoint_rows[0].state_row()["container"], "web");
+  EXPECT_EQ(m->endpoint_rows[0].state_row()["ip"], "10.1.0.2");
   ASSERT_EQ(m->uplink_rows.size(), 1u);
-  EXPECT_EQ(m->uplink_rows[0].extra["ip"], "198.18.0.1");
+  EXPECT_EQ(m->uplink_rows[0].state_row()["ip"], "198.18.0.1");
   // Three attachments, three distinct fresh slots.
   EXPECT_EQ(m->slots.fresh.size(), 3u);
   EXPECT_FALSE(m->policy.active);
@@ -164,6 +168,57 @@ TEST(InstanceLock, SerialisesProcessesAndLeavesNothing) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   close(ready[0]);
   close(ready[1]);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+// Whether another holder could take the lock on `path` now (a second open
+// file description conflicts with ours as another process's would).
+bool lock_free(const std::string& path) {
+  Fd fd(open(path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.ok()) return false;
+  if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return false;
+  flock(fd.get(), LOCK_UN);
+  return true;
+}
+
+// The Docker agent keeps its lock file between syncs: released, it is
+// unlocked but stays; locked again, it is the same file; removed by
+// another holder meanwhile, a new one is made; the keeping turned off, it
+// goes, and so does its directory.
+TEST(InstanceLock, KeptBetweenLocksThenRemoved) {
+  auto dir = std::filesystem::temp_directory_path() / ("moat-klock-" + std::to_string(getpid()));
+  std::string path = (dir / "i.lock").string();
+  keep_instance_locks(true);
+  ino_t first = 0;
+  {
+    auto lock = InstanceLock::acquire_at(path);
+    ASSERT_TRUE(lock) << lock.error().message();
+    EXPECT_FALSE(lock_free(path));
+    struct stat st {};
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    first = st.st_ino;
+  }
+  ASSERT_TRUE(std::filesystem::exists(path));
+  EXPECT_TRUE(lock_free(path));
+  {
+    auto lock = InstanceLock::acquire_at(path);
+    ASSERT_TRUE(lock) << lock.error().message();
+    EXPECT_FALSE(lock_free(path));
+    struct stat st {};
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_ino, first);
+  }
+  // Another process's release removes the file it locked.
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  {
+    auto lock = InstanceLock::acquire_at(path);
+    ASSERT_TRUE(lock) << lock.error().message();
+    ASSERT_TRUE(std::filesystem::exists(path));
+    EXPECT_FALSE(lock_free(path));  // the new file is the one held
+  }
+  EXPECT_TRUE(lock_free(path));
+  keep_instance_locks(false);
   EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_FALSE(std::filesystem::exists(dir));
 }

@@ -114,8 +114,16 @@ namespace {
 // An interface the previous apply attached `progs` to, under the same
 // ifindex: its filters are checked after the kernel holds the change
 // (verify_attached), not before it.
+// The attachments of one list (interfaces, uplinks, bridges): the wanted
+// rows and, by row, whether moat created the interface's qdisc.
+struct Attached {
+  const std::vector<AttachmentRow>* rows = nullptr;
+  std::vector<char> qdisc_created;
+  json state_rows() const;
+};
+
 struct Deferred {
-  json* rows;  // the state rows it is in (Apply::ifaces, uplinks or bridges)
+  Attached* list;  // the list it is in (Apply::ifaces, uplinks or bridges)
   size_t at;
   const PinnedProgs* progs;
 };
@@ -146,7 +154,7 @@ struct Apply {
   ByteKeyed<moat_ip> have_caddrs6;
   ByteKeyed<uint32_t> have_peers;
   uint32_t last_rev = 0, rev = 0;
-  json ifaces, uplinks, bridges;  // the new state rows
+  Attached ifaces, uplinks, bridges;  // the new state rows, made by state_record()
   MapSizes sizes;                 // the maps' sizes, from the file's limits
   std::vector<Deferred> deferred;    // interfaces verify_attached() checks
   bool sock_hooks_deferred = false;  // and the socket hooks
@@ -369,6 +377,60 @@ struct KeptMaps {
 };
 std::optional<KeptMaps> g_kept_maps;
 
+// What the nine maps load() reads hold after this process's last apply: its
+// plan, moved here once the kernel held it. Read back instead of dumped
+// while (a) the maps are the kept ones (the pins as they were) and (b) the
+// record read before this apply is the one written right after that one
+// (last_read_record_serial(), state.h): any other writer, another moat
+// process or an interrupted apply settled since, records something else
+// first. A failed apply has taken it already. 0.1 ms of an agent sync.
+struct KeptHave {
+  std::string instance;
+  uint64_t record = 0;  // next_record_serial() when it was kept
+  ByteKeyed<moat_addr_info> addrs, addrs6;
+  ByteKeyed<moat_endpoint> eps;
+  ByteKeyed<moat_publish_val> publish;
+  ByteKeyed<moat_publish6_val> publish6;
+  ByteKeyed<moat_uplink> uplinks;
+  ByteKeyed<uint32_t> caddrs;
+  ByteKeyed<moat_ip> caddrs6;
+  ByteKeyed<uint32_t> peers;
+};
+std::optional<KeptHave> g_kept_have;
+
+// Takes the kept contents into `a` if they still stand for the kernel's.
+bool take_kept_have(Apply& a) {
+  std::optional<KeptHave> k = std::move(g_kept_have);
+  g_kept_have.reset();
+  if (!k || k->instance != a.instance || k->record == 0 || k->record != last_read_record_serial())
+    return false;
+  a.have_addrs = std::move(k->addrs);
+  a.have_addrs6 = std::move(k->addrs6);
+  a.have_eps = std::move(k->eps);
+  a.have_publish = std::move(k->publish);
+  a.have_publish6 = std::move(k->publish6);
+  a.have_uplinks = std::move(k->uplinks);
+  a.have_caddrs = std::move(k->caddrs);
+  a.have_caddrs6 = std::move(k->caddrs6);
+  a.have_peers = std::move(k->peers);
+  return true;
+}
+
+void keep_have(Apply& a) {
+  auto& w = a.want;
+  g_kept_have = KeptHave{a.instance,
+                         next_record_serial(),
+                         std::move(w.addrs),
+                         std::move(w.addrs6),
+                         std::move(w.endpoints),
+                         std::move(w.publish),
+                         std::move(w.publish6),
+                         std::move(w.uplinks),
+                         std::move(w.container_addrs),
+                         std::move(w.container_addrs6),
+                         std::move(w.local_peers)};
+}
+
 // The kept programs, when the pin directory is as it was when they were
 // opened; the maps stay kept for take_kept_maps().
 std::optional<InstanceProgs> take_kept_progs(const Apply& a,
@@ -405,6 +467,7 @@ Result<void> load(Apply& a, bool exists) {
     if (!kept) kept = open_pinned_programs(a.instance);
   }
   auto held = kept && !a.dry_run ? take_kept_maps(a, dir) : std::nullopt;
+  const bool same_maps = held.has_value();
   auto skel = held   ? Result<Skeleton<endpoint_bpf>>(std::move(*held))
               : kept ? open_pinned_maps<endpoint_bpf>(dir)
                      : load_pinned<endpoint_bpf>(dir, a.sizes.by_map());
@@ -422,6 +485,9 @@ Result<void> load(Apply& a, bool exists) {
     if (!bskel) return std::unexpected(bskel.error());
     a.bskel = std::move(*bskel);
   }
+  // Taken whether it is used or not: an apply that fails from here on
+  // leaves no kept contents behind.
+  if (!a.dry_run && take_kept_have(a) && same_maps) return {};
   auto& maps = a.skel->maps;
   for (auto r : {dump_into<moat_lpm_v4_key>(maps.addrs, a.have_addrs),
                  dump_into<moat_lpm_v6_key>(maps.addrs6, a.have_addrs6),
@@ -536,16 +602,33 @@ std::map<std::string, const json*> by_name(const json& rows) {
   return out;
 }
 
+json Attached::state_rows() const {
+  json out = json::array();
+  if (!rows) return out;
+  for (size_t i = 0; i < rows->size(); ++i) {
+    const AttachmentRow& r = (*rows)[i];
+    json row = r.state_row();
+    row["name"] = r.name;
+    row["ifindex"] = r.ifindex;
+    row["qdisc_created"] = static_cast<bool>(qdisc_created[i]);
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
 // Attaches `progs` to every interface of `rows`, keeping `qdisc_created`
 // from the previous state so moat only ever removes a qdisc it made.
-// Returns the new state rows. With `deferred`, the interfaces attached
-// before are left for verify_attached() (their rows as before).
-Result<json> attach_rows(const std::vector<AttachmentRow>& rows, const json& old_rows,
-                         const PinnedProgs& progs, bool dry_run, int* attached,
-                         std::vector<std::pair<size_t, const PinnedProgs*>>* deferred) {
+// With `deferred`, the interfaces attached before are left for
+// verify_attached() (`qdisc_created` as before).
+Result<Attached> attach_rows(const std::vector<AttachmentRow>& rows, const json& old_rows,
+                             const PinnedProgs& progs, bool dry_run, int* attached,
+                             std::vector<std::pair<size_t, const PinnedProgs*>>* deferred) {
   auto old_by_name = by_name(old_rows);
-  json out = json::array();
-  for (const auto& [name, idx, extra] : rows) {
+  Attached out{&rows, {}};
+  out.qdisc_created.reserve(rows.size());
+  for (const auto& row : rows) {
+    const std::string& name = row.name;
+    const int idx = row.ifindex;
     bool created = false, before = false;
     if (auto it = old_by_name.find(name); it != old_by_name.end()) {
       before = it->second->value("ifindex", 0) == idx;
@@ -556,17 +639,13 @@ Result<json> attach_rows(const std::vector<AttachmentRow>& rows, const json& old
           attached_prog_id(idx, BPF_TC_EGRESS) != progs.egress_id)
         ++*attached;
     } else if (deferred && before) {
-      deferred->emplace_back(out.size(), &progs);
+      deferred->emplace_back(out.qdisc_created.size(), &progs);
     } else {
       auto changed = attach(name, idx, progs, &created);
       if (!changed) return std::unexpected(changed.error());
       if (*changed) ++*attached;
     }
-    json row = extra;
-    row["name"] = name;
-    row["ifindex"] = idx;
-    row["qdisc_created"] = created;
-    out.push_back(std::move(row));
+    out.qdisc_created.push_back(created);
   }
   return out;
 }
@@ -622,20 +701,19 @@ Result<void> verify_attached(Apply& a) {
   // Asked of all of them over one socket; attach() (three netlink
   // exchanges each) only for those whose slots do not hold our programs.
   std::vector<int> ifindexes;
-  for (const auto& d : a.deferred) ifindexes.push_back((*d.rows)[d.at]["ifindex"].get<int>());
+  for (const auto& d : a.deferred) ifindexes.push_back((*d.list->rows)[d.at].ifindex);
   auto ids = attached_prog_ids(ifindexes);
   for (size_t i = 0; i < a.deferred.size(); ++i) {
     const auto& d = a.deferred[i];
     if (ids[i].first == d.progs->ingress_id && d.progs->ingress_id != 0 &&
         (d.progs->egress_id == 0 || ids[i].second == d.progs->egress_id))
       continue;
-    json& row = (*d.rows)[d.at];
-    std::string name = row["name"];
-    bool created = row.value("qdisc_created", false);
-    auto changed = attach(name, row["ifindex"].get<int>(), *d.progs, &created);
+    const AttachmentRow& row = (*d.list->rows)[d.at];
+    bool created = d.list->qdisc_created[d.at];
+    auto changed = attach(row.name, row.ifindex, *d.progs, &created);
     if (!changed) return std::unexpected(changed.error());
     if (*changed) ++a.rep.attached;
-    row["qdisc_created"] = created;
+    d.list->qdisc_created[d.at] = created;
   }
   return a.sock_hooks_deferred ? sock_hooks(a) : Result<void>();
 }
@@ -753,9 +831,9 @@ json state_record(const Apply& a) {
           {"policy_rev", a.rev},
           {"policy_rev_max", std::max(a.last_rev, a.rev)},
           {"policy", policy_state_json(cfg, a.want.policy)},
-          {"interfaces", a.ifaces},
-          {"uplinks", a.uplinks},
-          {"bridges", a.bridges},
+          {"interfaces", a.ifaces.state_rows()},
+          {"uplinks", a.uplinks.state_rows()},
+          {"bridges", a.bridges.state_rows()},
           {"objects", a.objects},
           {"sock_links", a.sock_links ? a.sock_links->to_json() : json()}};
 }
@@ -795,6 +873,7 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
     if (auto r = failpoint(name); !r) return std::unexpected(r.error());
   }
   if (!dry_run && hooks.state) *hooks.state = state_record(a);
+  if (!dry_run && g_keep_maps) keep_have(a);
   if (!dry_run && g_keep_maps)
     g_kept_maps =
         KeptMaps{instance, a.objects, std::move(a.skel),
@@ -805,13 +884,14 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
 
 void keep_maps_between_applies(bool on) {
   g_keep_maps = on;
-  if (!on) g_kept_maps.reset(), g_kept_sizes.reset();
+  if (!on) g_kept_maps.reset(), g_kept_sizes.reset(), g_kept_have.reset();
   keep_sock_programs(on);
 }
 
 void drop_kept_maps() {
   g_kept_maps.reset();
   g_kept_sizes.reset();
+  g_kept_have.reset();
   drop_kept_sock_programs();
 }
 

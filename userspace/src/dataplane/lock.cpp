@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 
 #include "dataplane/host.h"
 #include "util/paths.h"
@@ -24,7 +25,52 @@ Result<InstanceLock> InstanceLock::acquire(const std::string& instance) {
   return acquire_at(lock_path(instance));
 }
 
+namespace {
+
+bool g_keep_locks = false;
+
+// The lock file a keeper holds open while unlocked.
+struct KeptLock {
+  std::string path;
+  Fd fd;
+};
+std::optional<KeptLock> g_kept_lock;
+
+Result<void> lock_exclusive(int fd, const std::string& path) {
+  while (flock(fd, LOCK_EX) != 0)
+    if (errno != EINTR) return fail_errno("lock " + path, errno);
+  return {};
+}
+
+// Whether `path` still names the file `fd` has open.
+Result<bool> still_named(int fd, const std::string& path) {
+  struct stat held {
+  }, named{};
+  if (fstat(fd, &held) != 0) return fail_errno("stat lock " + path, errno);
+  return stat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino &&
+         named.st_dev == held.st_dev;
+}
+
+// Unlinks the file while holding its lock: a waiter on it then finds it
+// gone and starts over.
+void remove_locked(const std::string& path, Fd fd) {
+  unlink(path.c_str());
+  fd.reset();
+  rmdir(path.substr(0, path.rfind('/')).c_str());  // only if empty: nothing else is left
+}
+
+}  // namespace
+
 Result<InstanceLock> InstanceLock::acquire_at(const std::string& path) {
+  if (g_kept_lock && g_kept_lock->path == path) {
+    Fd fd = std::move(g_kept_lock->fd);
+    g_kept_lock.reset();
+    if (auto r = lock_exclusive(fd.get(), path); !r) return std::unexpected(r.error());
+    auto named = still_named(fd.get(), path);
+    if (!named) return std::unexpected(named.error());
+    if (*named) return InstanceLock(path, std::move(fd));
+    // Removed by another process's release meanwhile: a fresh file below.
+  }
   std::string dir = path.substr(0, path.rfind('/'));
   for (;;) {
     if (auto r = mkdirs(dir); !r) return std::unexpected(r.error());
@@ -33,20 +79,32 @@ Result<InstanceLock> InstanceLock::acquire_at(const std::string& path) {
       if (errno == ENOENT) continue;  // the directory went away in between
       return fail_errno("open lock " + path, errno);
     }
-    while (flock(fd.get(), LOCK_EX) != 0)
-      if (errno != EINTR) return fail_errno("lock " + path, errno);
-    struct stat held {}, named {};
-    if (fstat(fd.get(), &held) != 0) return fail_errno("stat lock " + path, errno);
-    if (stat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino && named.st_dev == held.st_dev)
-      return InstanceLock(path, std::move(fd));
+    if (auto r = lock_exclusive(fd.get(), path); !r) return std::unexpected(r.error());
+    auto named = still_named(fd.get(), path);
+    if (!named) return std::unexpected(named.error());
+    if (*named) return InstanceLock(path, std::move(fd));
   }
 }
 
 InstanceLock::~InstanceLock() {
   if (!fd_.ok()) return;
-  unlink(path_.c_str());
-  fd_.reset();
-  rmdir(path_.substr(0, path_.rfind('/')).c_str());  // only if empty: nothing else is left
+  if (g_keep_locks && !g_kept_lock) {
+    flock(fd_.get(), LOCK_UN);
+    g_kept_lock = KeptLock{std::move(path_), std::move(fd_)};
+    return;
+  }
+  remove_locked(path_, std::move(fd_));
+}
+
+void keep_instance_locks(bool on) {
+  g_keep_locks = on;
+  if (on || !g_kept_lock) return;
+  KeptLock k = std::move(*g_kept_lock);
+  g_kept_lock.reset();
+  // Held by another process: it removes the file when it releases it.
+  if (flock(k.fd.get(), LOCK_EX | LOCK_NB) != 0) return;
+  auto named = still_named(k.fd.get(), k.path);
+  if (named && *named) remove_locked(k.path, std::move(k.fd));
 }
 
 }  // namespace moat

@@ -31,4 +31,14 @@ class InstanceLock {
 
 std::string lock_path(const std::string& instance);
 
+// A process that locks one instance again and again (the Docker agent,
+// keep_kernel_handles()) keeps its lock file open and in place between
+// locks: a release only unlocks it, and the next acquire locks it again.
+// Creating and removing the file each time on /run (ext4 here, not a
+// tmpfs) was most of an agent sync's locking. Others lock the same file
+// meanwhile as before; whoever of them releases it last removes it, and
+// the keeper's next acquire finds its file gone and makes a new one.
+// Turned off, the kept file is removed if nobody holds it.
+void keep_instance_locks(bool on);
+
 }  // namespace moat

@@ -301,6 +301,7 @@ void keep_kernel_handles(bool on) {
   keep_grace_periods_after_switches(on);
   keep_maps_between_applies(on);
   keep_written_records(on);
+  keep_instance_locks(on);
 }
 
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,

@@ -35,8 +35,9 @@ struct ReconcileOptions {
 
 // For a process that reconciles again and again (the Docker agent): keep
 // what the next apply needs open (the maps, while they are the pinned ones;
-// a grace period begun after each switch of policy generations) instead of
-// finding it again. Off by default.
+// a grace period begun after each switch of policy generations; the lock
+// file, lock.h) instead of finding it again. Off by default; turning it off
+// gives back what was kept.
 void keep_kernel_handles(bool on);
 
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,

@@ -31,18 +31,23 @@ constexpr int kRecordFormat = 1;
 struct KeptRecord {
   std::string path, text;
   json parsed;
+  uint64_t serial = 0;
 };
 bool g_keep_records = false;
 std::optional<KeptRecord> g_kept_record;
+uint64_t g_records_written = 0, g_last_read_serial = 0;
 
 // nullopt when `path` does not exist; the parsed object otherwise, or why not.
-Result<std::optional<json>> read_json_object(const std::string& path) {
+// `serial`: the kept record's number when it was the one read, else 0.
+Result<std::optional<json>> read_json_object(const std::string& path, uint64_t* serial = nullptr) {
   auto text = read_whole(path);
   if (!text) return std::unexpected(text.error());
   if (!*text) return std::nullopt;
   json j;
+  if (serial) *serial = 0;
   if (g_kept_record && g_kept_record->path == path && g_kept_record->text == **text) {
     j = std::move(g_kept_record->parsed);
+    if (serial) *serial = g_kept_record->serial;
     g_kept_record.reset();
   } else {
     try {
@@ -301,7 +306,9 @@ std::string repair_hint(const std::string& instance) {
 }
 
 Result<json> read_record(const std::string& instance, bool with_inputs) {
-  auto j = read_json_object(record_file(instance));
+  g_last_read_serial = 0;
+  uint64_t serial = 0;
+  auto j = read_json_object(record_file(instance), &serial);
   bool whole = j && (!*j || ((**j).contains("state") && (**j)["state"].is_object() &&
                              (**j).contains("inputs") && (**j).contains("options")));
   Result<void> blobs;
@@ -312,6 +319,7 @@ Result<json> read_record(const std::string& instance, bool with_inputs) {
                  : blobs ? std::string("parts are missing")
                          : blobs.error().message()) +
                 "; " + repair_hint(instance));
+  g_last_read_serial = serial;
   // Moved out, not copied: a copy of a Docker agent's record was 0.1 ms of
   // its way to the kernel.
   return std::move(*j).value_or(json::object());
@@ -339,7 +347,9 @@ Result<void> write_record(const std::string& instance, const json& state, const 
   if (auto r = write_file_atomic(record_file(instance), text); !r) return r;
   prune_blobs(instance, rec);
   g_kept_record.reset();
-  if (g_keep_records) g_kept_record = KeptRecord{record_file(instance), text, json::parse(text)};
+  ++g_records_written;
+  if (g_keep_records)
+    g_kept_record = KeptRecord{record_file(instance), text, json::parse(text), g_records_written};
   return {};
 }
 
@@ -347,6 +357,9 @@ void keep_written_records(bool on) {
   g_keep_records = on;
   if (!on) g_kept_record.reset();
 }
+
+uint64_t last_read_record_serial() { return g_last_read_serial; }
+uint64_t next_record_serial() { return g_records_written + 1; }
 
 Result<std::optional<json>> read_intent(const std::string& instance) {
   auto j = read_json_object(intent_file(instance));

@@ -41,6 +41,13 @@ Result<void> write_record(const std::string& instance, const nlohmann::json& sta
 // record it last wrote, parsed after the write, for the next read of the
 // same bytes: off an agent's path from its decision to the kernel.
 void keep_written_records(bool on);
+// Records written by this process are numbered from 1. The number of the one
+// the last read_record() found unchanged on disk (the kept one), 0 when it
+// read one written elsewhere or none; and the number the next write gets.
+// While a read finds the number an apply expected, no other writer has
+// recorded anything since that apply: what it left in the kernel is there.
+uint64_t last_read_record_serial();
+uint64_t next_record_serial();
 
 // A file's bytes; nullopt when it does not exist.
 Result<std::optional<std::string>> read_whole(const std::string& path);

@@ -188,9 +188,14 @@ std::string Agent::policies_stamp() const {
 Result<void> Agent::run(const std::function<bool()>& keep_going,
                         const std::function<void(const std::string&)>& log) {
   const std::string filters = R"({"type":["container","network"]})";
-  // Syncs follow each other here: the maps stay open, and the grace period
-  // a policy change waits for is begun after the previous one, not by it.
-  keep_kernel_handles(true);
+  // Syncs follow each other here: the maps stay open, the lock file stays,
+  // and the grace period a policy change waits for is begun after the
+  // previous one, not by it. Given back when the agent stops (the lock
+  // file is removed).
+  struct KeptHandles {
+    KeptHandles() { keep_kernel_handles(true); }
+    ~KeptHandles() { keep_kernel_handles(false); }
+  } kept;
   while (keep_going()) {
     bool again = true;  // sync before following, and whenever something may have changed
     std::string stamp, last_failure;

@@ -48,24 +48,28 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
     if (e.value.ipv6.w[0] | e.value.ipv6.w[1] | e.value.ipv6.w[2] | e.value.ipv6.w[3])
       m.container_addrs6.emplace(
           key_bytes(moat_container_net_key{e.value.container_id, e.value.net_id}), e.value.ipv6);
-    json row{{"container", e.container},
-             {"network", e.network},
-             {"ip", Ipv4::from_be(e.value.ipv4).str()},
-             {"mac", mac_str(std::to_array(v.mac))},
-             {"stats_slot", v.stats_slot}};
-    Ipv6 ip6;
-    std::copy(std::begin(v.ipv6.b), std::end(v.ipv6.b), ip6.bytes.begin());
-    if (ip6 != Ipv6{}) row["ip6"] = ip6.str();
-    m.endpoint_rows.push_back({e.interface, host.ifindex.at(e.interface), std::move(row)});
+    AttachmentRow row{.kind = AttachmentRow::Kind::endpoint,
+                      .name = e.interface,
+                      .ifindex = host.ifindex.at(e.interface),
+                      .container = e.container,
+                      .network = e.network,
+                      .ipv4 = e.value.ipv4,
+                      .stats_slot = v.stats_slot};
+    std::copy(std::begin(v.ipv6.b), std::end(v.ipv6.b), row.ipv6.begin());
+    std::copy(std::begin(v.mac), std::end(v.mac), row.mac.begin());
+    m.endpoint_rows.push_back(std::move(row));
   }
   for (const auto& u : host.uplinks) {
     uint32_t slot = m.slots.slot.at(u.name);
     moat_uplink v{u.ipv4, slot, {}};
     std::copy(u.ipv6.begin(), u.ipv6.end(), v.ipv6.b);
     m.uplinks.emplace(key_bytes(static_cast<uint32_t>(u.ifindex)), v);
-    json row{{"ip", Ipv4::from_be(u.ipv4).str()}, {"stats_slot", slot}};
-    if (u.ipv6 != std::array<uint8_t, 16>{}) row["ip6"] = Ipv6{u.ipv6}.str();
-    m.uplink_rows.push_back({u.name, u.ifindex, std::move(row)});
+    m.uplink_rows.push_back({.kind = AttachmentRow::Kind::uplink,
+                             .name = u.name,
+                             .ifindex = u.ifindex,
+                             .ipv4 = u.ipv4,
+                             .ipv6 = u.ipv6,
+                             .stats_slot = slot});
   }
   for (const auto& p : m.plan.publish) m.publish.emplace(key_bytes(p.key), p.value);
   for (const auto& p : m.plan.publish6) m.publish6.emplace(key_bytes(p.key), p.value);
@@ -75,10 +79,30 @@ void plan_entries(MapPlan& m, const HostFacts& host) {
 void plan_bridges(MapPlan& m, const Config& cfg, const HostFacts& host) {
   for (const auto& n : cfg.networks)
     if (auto it = host.bridges.find(n.name); !n.bridge.empty() && it != host.bridges.end())
-      m.bridge_rows.push_back({n.bridge, it->second, json{{"network", n.name}}});
+      m.bridge_rows.push_back({.kind = AttachmentRow::Kind::bridge,
+                               .name = n.bridge,
+                               .ifindex = it->second,
+                               .network = n.name});
 }
 
 }  // namespace
+
+json AttachmentRow::state_row() const {
+  json row = json::object();
+  if (kind == Kind::bridge) {
+    row["network"] = network;
+    return row;
+  }
+  if (kind == Kind::endpoint) {
+    row["container"] = container;
+    row["network"] = network;
+    row["mac"] = mac_str(mac);
+  }
+  row["ip"] = Ipv4::from_be(ipv4).str();
+  row["stats_slot"] = stats_slot;
+  if (ipv6 != std::array<uint8_t, 16>{}) row["ip6"] = Ipv6{ipv6}.str();
+  return row;
+}
 
 Result<MapPlan> plan_maps(const Config& cfg, Plan plan, const HostFacts& host,
                           const std::vector<SlotHolder>& previous_slots) {

@@ -49,12 +49,24 @@ struct HostFacts {
   std::map<std::string, Mac> macs;
 };
 
-// One interface moat attaches to, and its row in the state file.
+// One interface moat attaches to, and what its row in the state file says
+// besides the attachment. Facts, not JSON: the row is written only for the
+// record, after the kernel holds the change (building it here was a tenth
+// of a Docker agent sync's way to the kernel).
 struct AttachmentRow {
+  enum class Kind { endpoint, uplink, bridge };
+  Kind kind = Kind::endpoint;
   std::string name;
   int ifindex = 0;
-  nlohmann::json extra;  // container, network, ip, stats_slot (uplinks: ip, stats_slot;
-                         // bridges: network)
+  std::string container;           // endpoints
+  std::string network;             // endpoints, bridges
+  uint32_t ipv4 = 0;               // endpoints, uplinks; network order
+  std::array<uint8_t, 16> ipv6{};  // endpoints, uplinks; all zero: none
+  Mac mac{};                       // endpoints
+  uint32_t stats_slot = 0;         // endpoints, uplinks
+  // container, network, ip, mac, stats_slot, ip6 (uplinks: ip, stats_slot,
+  // ip6; bridges: network)
+  nlohmann::json state_row() const;
 };
 
 struct MapPlan {
