@@ -117,6 +117,23 @@ a5_enforced() { reach a5 "$A2" && no_reach a5 "$B1" && no_reach a1 "$B1" && test
 check "a5 reaches a2 and not b1, a1 not b1, every bridge guarded" a5_enforced
 dk rm -f a5 >/dev/null
 check "a5 removed: 7 endpoints in the kernel" dk_poll 30 kernel_eps_are 7
+# A writer killed after its last map write (MOAT_CRASH_AT=remove-stale)
+# leaves the kernel changed, the record as the agent wrote it, byte for
+# byte, and an intent; here the intent is damaged too, so settling it fails.
+# The intent alone says the kernel may hold something else: the agent's
+# next sync must read the kernel, not trust its own last write.
+MOAT_CRASH_AT=remove-stale nsenter --net="$DK_NETNS" "$MOAT" apply --instance "$I" \
+  "$TMP/empty.json" >/dev/null 2>&1
+killed_midway() { kernel_eps_are 0 && test -e "/run/moat/$I/intent.json"; }
+check "a writer killed after its last map write emptied the endpoints map, leaving its intent" \
+  killed_midway
+echo 'not an intent' >"/run/moat/$I/intent.json"
+dk run -d --name a6 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
+check "the agent's next sync (a6's start), the intent unreadable, puts all 8 endpoints back" \
+  dk_poll 30 kernel_eps_are 8
+dk rm -f a6 >/dev/null
+check "a6 removed: 7 endpoints in the kernel, no intent left" \
+  dk_poll 30 eval 'kernel_eps_are 7 && test ! -e "/run/moat/$I/intent.json"'
 
 # Echo requests from intn's subnet that reach the host (its uplink address,
 # which an internal network may not reach) within SECONDS, counted by a raw

@@ -190,6 +190,9 @@ TEST(InstanceLock, KeptBetweenLocksThenRemoved) {
   auto dir = std::filesystem::temp_directory_path() / ("moat-klock-" + std::to_string(getpid()));
   std::string path = (dir / "i.lock").string();
   keep_instance_locks(true);
+  struct Off {  // a failed ASSERT must not leave the next test keeping locks
+    ~Off() { keep_instance_locks(false); }
+  } off;
   ino_t first = 0;
   {
     auto lock = InstanceLock::acquire_at(path);

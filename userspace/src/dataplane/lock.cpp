@@ -17,7 +17,8 @@ std::string lock_path(const std::string& instance) {
   return std::string(paths::kRunDir) + "/" + instance + ".lock";
 }
 
-// The lock file is removed on release, so nothing is left behind. A waiter
+// The lock file is removed on release (by a keeper, keep_instance_locks(),
+// when it stops keeping), so nothing is left behind. A waiter
 // may then hold a lock on a file that is gone (or replaced by a newer one):
 // it checks, after flock() returns, that the path still names the file it
 // locked, and starts over if not.

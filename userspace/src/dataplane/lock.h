@@ -36,9 +36,10 @@ std::string lock_path(const std::string& instance);
 // locks: a release only unlocks it, and the next acquire locks it again.
 // Creating and removing the file each time on /run (ext4 here, not a
 // tmpfs) was most of an agent sync's locking. Others lock the same file
-// meanwhile as before; whoever of them releases it last removes it, and
-// the keeper's next acquire finds its file gone and makes a new one.
-// Turned off, the kept file is removed if nobody holds it.
+// meanwhile as before, and each of them removes it when it releases it;
+// the keeper's next acquire then finds its file gone and makes a new one.
+// Turned off, the kept file is removed if nobody holds it. One thread's:
+// the kept file is not guarded against two threads locking at once.
 void keep_instance_locks(bool on);
 
 }  // namespace moat

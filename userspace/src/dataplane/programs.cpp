@@ -25,8 +25,9 @@ Result<bpf_prog_info> prog_info(int fd) {
 Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingress,
                                  bpf_program* egress, bool dry_run, bool* replaced) {
   PinnedProgs out;
-  for (auto [prog, fd_out, id_out] : {std::tuple{ingress, &out.ingress, &out.ingress_id},
-                                      std::tuple{egress, &out.egress, &out.egress_id}}) {
+  for (auto [prog, fd_out, id_out, name_out] :
+       {std::tuple{ingress, &out.ingress, &out.ingress_id, &out.ingress_name},
+        std::tuple{egress, &out.egress, &out.egress_id, &out.egress_name}}) {
     if (!prog) continue;
     std::string path = pin_dir(instance) + "/prog_" + bpf_program__name(prog);
     auto fresh = prog_info(bpf_program__fd(prog));
@@ -37,6 +38,7 @@ Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingre
       if (!old) return std::unexpected(old.error());
       if (memcmp(old->tag, fresh->tag, sizeof(old->tag)) == 0) {
         *id_out = old->id;
+        *name_out = old->name;
         *fd_out = std::move(pinned);
         continue;
       }
@@ -47,6 +49,7 @@ Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingre
       if (int rc = bpf_program__pin(prog, path.c_str()); rc) return fail_errno("pin " + path, rc);
     }
     *id_out = fresh->id;
+    *name_out = fresh->name;
     *fd_out = Fd(dup(bpf_program__fd(prog)));
   }
   return out;
@@ -81,17 +84,22 @@ std::string sock_object_fingerprint() {
 
 std::optional<InstanceProgs> open_pinned_programs(const std::string& instance) {
   InstanceProgs out;
-  for (auto [name, fd, id] :
-       {std::tuple{"from_container", &out.container.ingress, &out.container.ingress_id},
-        std::tuple{"to_container", &out.container.egress, &out.container.egress_id},
-        std::tuple{"from_world", &out.uplink.ingress, &out.uplink.ingress_id},
-        std::tuple{"to_world", &out.uplink.egress, &out.uplink.egress_id},
-        std::tuple{"from_bridge", &out.bridge.ingress, &out.bridge.ingress_id}}) {
+  for (auto [name, fd, id, kname] :
+       {std::tuple{"from_container", &out.container.ingress, &out.container.ingress_id,
+                   &out.container.ingress_name},
+        std::tuple{"to_container", &out.container.egress, &out.container.egress_id,
+                   &out.container.egress_name},
+        std::tuple{"from_world", &out.uplink.ingress, &out.uplink.ingress_id,
+                   &out.uplink.ingress_name},
+        std::tuple{"to_world", &out.uplink.egress, &out.uplink.egress_id, &out.uplink.egress_name},
+        std::tuple{"from_bridge", &out.bridge.ingress, &out.bridge.ingress_id,
+                   &out.bridge.ingress_name}}) {
     Fd pinned(bpf_obj_get((pin_dir(instance) + "/prog_" + name).c_str()));
     if (!pinned.ok()) return std::nullopt;
     auto info = prog_info(pinned.get());
     if (!info) return std::nullopt;
     *id = info->id;
+    *kname = info->name;
     *fd = std::move(pinned);
   }
   return out;

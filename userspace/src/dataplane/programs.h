@@ -24,6 +24,9 @@ Result<bpf_prog_info> prog_info(int fd);
 struct PinnedProgs {
   Fd ingress, egress;
   uint32_t ingress_id = 0, egress_id = 0;
+  // The kernel's names of the programs (BPF_OBJ_NAME_LEN), for the filters'
+  // names as libbpf gives them ("from_container:[42]").
+  std::string ingress_name, egress_name;
 };
 
 // Every kind of interface moat attaches to.

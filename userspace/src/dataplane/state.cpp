@@ -50,6 +50,7 @@ Result<std::optional<json>> read_json_object(const std::string& path, uint64_t* 
     if (serial) *serial = g_kept_record->serial;
     g_kept_record.reset();
   } else {
+    if (g_kept_record && g_kept_record->path == path) g_kept_record.reset();  // rewritten
     try {
       j = json::parse(**text);
     } catch (const json::exception& e) {
@@ -363,6 +364,10 @@ uint64_t next_record_serial() { return g_records_written + 1; }
 
 Result<std::optional<json>> read_intent(const std::string& instance) {
   auto j = read_json_object(intent_file(instance));
+  // An intent, readable or not, is an apply that may have changed the
+  // kernel after the record was written: the record no longer vouches for
+  // the kernel (last_read_record_serial()), even if it is the same file.
+  if (!j || *j) g_kept_record.reset();
   Result<void> blobs;
   if (j && *j && (**j).contains("inputs")) blobs = inputs_from_blobs(instance, (**j)["inputs"]);
   if (!j || !blobs)

@@ -42,10 +42,14 @@ Result<void> write_record(const std::string& instance, const nlohmann::json& sta
 // same bytes: off an agent's path from its decision to the kernel.
 void keep_written_records(bool on);
 // Records written by this process are numbered from 1. The number of the one
-// the last read_record() found unchanged on disk (the kept one), 0 when it
-// read one written elsewhere or none; and the number the next write gets.
-// While a read finds the number an apply expected, no other writer has
-// recorded anything since that apply: what it left in the kernel is there.
+// the last read_record() found on disk with the very bytes this process
+// wrote last (the kept one), 0 when it read other bytes or none; and the
+// number the next write gets. The kept one is forgotten as soon as an
+// intent is seen (read_intent(), even a damaged one): an interrupted apply
+// may have changed the kernel without a record. So while a read finds the
+// number an apply expected, every other moat writer since that apply has
+// either recorded other bytes or left an intent: what the apply left in the
+// kernel is there (moat never writes the same bytes without a full apply).
 uint64_t last_read_record_serial();
 uint64_t next_record_serial();
 
