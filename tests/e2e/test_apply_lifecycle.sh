@@ -159,6 +159,19 @@ check "two removed filters are put back (interfaces attached: $(echo "$out" | jq
 ours_on() { tc_ filter show dev "$1" "$2" | grep -q 'handle 0x6d6f'; }
 check "mve0n0 ingress has our filter again" ours_on mve0n0 ingress
 check "mve2n0 egress has our filter again" ours_on mve2n0 egress
+# Our slot holding another program (moat's own to_container, on an
+# ingress): the check finds it; attach() asks for the qdisc and both
+# filters in one send, meets EEXIST, and replaces that filter in place.
+prog_on() { tc_ filter show dev "$1" "$2" | grep -o ' name [a-z_]*' | head -1; }
+# (tc -n remounts /sys, and with it the bpffs the pin is on: nsenter instead.)
+nsenter --net="$HOSTNS" tc filter replace dev mve0n0 ingress pref 28015 handle 0x6d6f bpf da \
+  pinned "$PINS/prog_to_container"
+check "(set up: mve0n0 ingress runs to_container)" [ "$(prog_on mve0n0 ingress)" = " name to_container" ]
+out=$(M apply "$F" --instance "$I" --json)
+check "a program in our slot that is not ours for it is replaced (attached: $(echo "$out" | jq_ 'd["interfaces"]["attached"]'))" \
+  [ "$(echo "$out" | jq_ 'd["interfaces"]["attached"]')" = 1 ]
+check "mve0n0 ingress runs from_container again, egress to_container" \
+  [ "$(prog_on mve0n0 ingress)$(prog_on mve0n0 egress)" = " name from_container name to_container" ]
 must_drop "and front still cannot reach back" "$L" f1 tcp 10.82.0.2 80
 
 before=$(M status --instance "$I" --json | jq_ 'd["endpoint_entries"], [p["id"] for p in d["programs"]]')

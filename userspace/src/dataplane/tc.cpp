@@ -160,27 +160,162 @@ std::vector<std::pair<uint32_t, uint32_t>> attached_prog_ids(const std::vector<i
   return ids;
 }
 
+namespace {
+
+// Netlink messages built into one buffer, attributes appended to the last.
+class Requests {
+ public:
+  void begin(uint16_t type, uint16_t flags, const tcmsg& tc) {
+    start_ = buf_.size();
+    nlmsghdr nh{};
+    nh.nlmsg_type = type;
+    nh.nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | NLM_F_ACK | flags);
+    nh.nlmsg_seq = ++seq_;
+    append(&nh, sizeof nh);
+    append(&tc, sizeof tc);
+  }
+  void attr(uint16_t type, const void* data, size_t len) {
+    nlattr a{static_cast<uint16_t>(NLA_HDRLEN + len), type};
+    append(&a, sizeof a);
+    append(data, len);
+  }
+  size_t nest() {
+    size_t at = buf_.size();
+    attr(TCA_OPTIONS | NLA_F_NESTED, nullptr, 0);
+    return at;
+  }
+  void end_nest(size_t at) { set_len(at, buf_.size() - at); }
+  void end() { set_len(start_, buf_.size() - start_); }
+  const std::string& bytes() const { return buf_; }
+  uint32_t seq() const { return seq_; }
+
+ private:
+  void append(const void* data, size_t len) {
+    if (len) buf_.append(static_cast<const char*>(data), len);
+    buf_.resize(NLMSG_ALIGN(buf_.size()), '\0');
+  }
+  void set_len(size_t at, size_t len) {
+    // nlmsghdr's and nlattr's lengths both come first (u32, u16).
+    if (at == start_) {
+      auto l = static_cast<uint32_t>(len);
+      std::memcpy(&buf_[at], &l, sizeof l);
+    } else {
+      auto l = static_cast<uint16_t>(len);
+      std::memcpy(&buf_[at], &l, sizeof l);
+    }
+  }
+  std::string buf_;
+  size_t start_ = 0;
+  uint32_t seq_ = 0;
+};
+
+tcmsg tc_of(int ifindex, uint32_t handle, uint32_t parent, uint32_t info) {
+  tcmsg tc{};
+  tc.tcm_family = AF_UNSPEC;
+  tc.tcm_ifindex = ifindex;
+  tc.tcm_handle = handle;
+  tc.tcm_parent = parent;
+  tc.tcm_info = info;
+  return tc;
+}
+
+// Our filter in one direction, as bpf_tc_attach() makes it (direct action,
+// named "<program>:[<id>]"); created only where there is none (EEXIST).
+void add_filter(Requests& r, int ifindex, bool ingress, int fd, const std::string& name,
+                uint32_t id) {
+  r.begin(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL,
+          tc_of(ifindex, kTcHandle,
+                TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS),
+                TC_H_MAKE(kTcPriority << 16, htons(ETH_P_ALL))));
+  r.attr(TCA_KIND, "bpf", sizeof("bpf"));
+  size_t opts = r.nest();
+  auto ufd = static_cast<uint32_t>(fd);
+  r.attr(TCA_BPF_FD, &ufd, sizeof ufd);
+  std::string label = name + ":[" + std::to_string(id) + "]";
+  r.attr(TCA_BPF_NAME, label.c_str(), label.size() + 1);
+  uint32_t flags = TCA_BPF_FLAG_ACT_DIRECT;
+  r.attr(TCA_BPF_FLAGS, &flags, sizeof flags);
+  r.end_nest(opts);
+  r.end();
+}
+
+// Sends every request at once; by sequence number (1, 2, ...), the error
+// each was acknowledged with (0: done). False when the exchange broke off.
+bool send_all(const Requests& r, std::vector<int>& acks) {
+  Fd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (!sock.ok()) return false;
+  timeval limit{2, 0};
+  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  const std::string& out = r.bytes();
+  if (send(sock.get(), out.data(), out.size(), 0) != static_cast<ssize_t>(out.size())) return false;
+  acks.assign(r.seq(), 1);  // 1: not acknowledged yet
+  size_t pending = r.seq();
+  alignas(nlmsghdr) char rx[8192];
+  while (pending > 0) {
+    ssize_t n = recv(sock.get(), rx, sizeof rx, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    auto len = static_cast<unsigned>(n);
+    for (auto* nh = reinterpret_cast<nlmsghdr*>(rx); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+      if (nh->nlmsg_type != NLMSG_ERROR || nh->nlmsg_seq < 1 || nh->nlmsg_seq > r.seq()) continue;
+      int& ack = acks[nh->nlmsg_seq - 1];
+      if (ack != 1) continue;
+      ack = reinterpret_cast<nlmsgerr*>(NLMSG_DATA(nh))->error;
+      --pending;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+// The clsact qdisc and both filters asked for at once over one socket:
+// libbpf's bpf_tc_hook_create() and bpf_tc_attach() open a socket each and
+// ask the program's name (five exchanges and three sockets for a new
+// container's veth). A filter already there (EEXIST) is ours to check and
+// replace the way libbpf does.
 Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& progs,
                     bool* qdisc_created) {
-  auto hook = make_hook(ifindex, BPF_TC_INGRESS);
-  int rc = bpf_tc_hook_create(&hook);
+  Requests r;
+  r.begin(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL,
+          tc_of(ifindex, TC_H_MAKE(TC_H_CLSACT, 0), TC_H_CLSACT, 0));
+  r.attr(TCA_KIND, "clsact", sizeof("clsact"));
+  r.end();
+  struct Direction {
+    bpf_tc_attach_point point;
+    int fd;
+    uint32_t id;
+    uint32_t seq;
+  };
+  std::vector<Direction> dirs;
+  for (auto [point, fd, id, name] :
+       {std::tuple{BPF_TC_INGRESS, progs.ingress.get(), progs.ingress_id, &progs.ingress_name},
+        std::tuple{BPF_TC_EGRESS, progs.egress.get(), progs.egress_id, &progs.egress_name}}) {
+    if (id == 0) continue;  // no program for this direction
+    add_filter(r, ifindex, point == BPF_TC_INGRESS, fd, *name, id);
+    dirs.push_back({point, fd, id, r.seq()});
+  }
+  std::vector<int> acks;
+  if (!send_all(r, acks)) return fail_errno("rtnetlink: attach to " + ifname, errno ? errno : EIO);
+  int rc = acks[0];
   if (rc && rc != -EEXIST) return fail_errno("create clsact qdisc on " + ifname, rc);
   if (rc == 0) *qdisc_created = true;
   bool changed = false;
-  for (auto [point, fd, id] : {std::tuple{BPF_TC_INGRESS, progs.ingress.get(), progs.ingress_id},
-                               std::tuple{BPF_TC_EGRESS, progs.egress.get(), progs.egress_id}}) {
-    if (id == 0) continue;  // no program for this direction
-    // A qdisc made just now holds no filter: no need to ask (a netlink
-    // round trip each, on a container's start).
-    uint32_t cur = rc == 0 ? 0 : attached_prog_id(ifindex, point);
-    if (cur == id) continue;
-    auto h = make_hook(ifindex, point);
-    auto o = make_opts(fd);
-    o.flags = cur ? BPF_TC_F_REPLACE : 0;
-    if (int arc = bpf_tc_attach(&h, &o); arc)
-      return fail_errno(
-          std::string("attach to ") + ifname + (point == BPF_TC_INGRESS ? " ingress" : " egress"),
-          arc);
+  for (const auto& d : dirs) {
+    std::string where =
+        std::string("attach to ") + ifname + (d.point == BPF_TC_INGRESS ? " ingress" : " egress");
+    int frc = acks[d.seq - 1];
+    if (frc == 0) {
+      changed = true;
+      continue;
+    }
+    if (frc != -EEXIST) return fail_errno(where, frc);
+    // A filter in our slot already: replaced unless it runs this program.
+    if (attached_prog_id(ifindex, d.point) == d.id) continue;
+    auto h = make_hook(ifindex, d.point);
+    auto o = make_opts(d.fd);
+    o.flags = BPF_TC_F_REPLACE;
+    if (int arc = bpf_tc_attach(&h, &o); arc) return fail_errno(where, arc);
     changed = true;
   }
   return changed;
