@@ -698,8 +698,8 @@ Result<void> sock_hooks(Apply& a) {
 // Phase 8: the interfaces attach_all() left: their filters are ours still,
 // or put back (counted as attached: someone removed or replaced them).
 Result<void> verify_attached(Apply& a) {
-  // Asked of all of them over one socket; attach() (three netlink
-  // exchanges each) only for those whose slots do not hold our programs.
+  // Asked of all of them over one socket; attach() (an exchange of its
+  // own each) only for those whose slots do not hold our programs.
   std::vector<int> ifindexes;
   for (const auto& d : a.deferred) ifindexes.push_back((*d.list->rows)[d.at].ifindex);
   auto ids = attached_prog_ids(ifindexes);

@@ -184,8 +184,9 @@ class Requests {
     attr(TCA_OPTIONS | NLA_F_NESTED, nullptr, 0);
     return at;
   }
-  void end_nest(size_t at) { set_len(at, buf_.size() - at); }
-  void end() { set_len(start_, buf_.size() - start_); }
+  void end_nest(size_t at) { set_u16(at, buf_.size() - at); }
+  // Every begin() needs its end(): a message of length 0 ends the batch.
+  void end() { set_u32(start_, buf_.size() - start_); }
   const std::string& bytes() const { return buf_; }
   uint32_t seq() const { return seq_; }
 
@@ -194,15 +195,14 @@ class Requests {
     if (len) buf_.append(static_cast<const char*>(data), len);
     buf_.resize(NLMSG_ALIGN(buf_.size()), '\0');
   }
-  void set_len(size_t at, size_t len) {
-    // nlmsghdr's and nlattr's lengths both come first (u32, u16).
-    if (at == start_) {
-      auto l = static_cast<uint32_t>(len);
-      std::memcpy(&buf_[at], &l, sizeof l);
-    } else {
-      auto l = static_cast<uint16_t>(len);
-      std::memcpy(&buf_[at], &l, sizeof l);
-    }
+  // nlmsg_len (u32) and nla_len (u16) both come first in their headers.
+  void set_u32(size_t at, size_t len) {
+    auto l = static_cast<uint32_t>(len);
+    std::memcpy(&buf_[at], &l, sizeof l);
+  }
+  void set_u16(size_t at, size_t len) {
+    auto l = static_cast<uint16_t>(len);
+    std::memcpy(&buf_[at], &l, sizeof l);
   }
   std::string buf_;
   size_t start_ = 0;
@@ -240,21 +240,25 @@ void add_filter(Requests& r, int ifindex, bool ingress, int fd, const std::strin
 }
 
 // Sends every request at once; by sequence number (1, 2, ...), the error
-// each was acknowledged with (0: done). False when the exchange broke off.
-bool send_all(const Requests& r, std::vector<int>& acks) {
+// each was acknowledged with (0: done, -errno). Returns 0, or the positive
+// errno of the exchange that broke off (EIO: a short send or no answer).
+int send_all(const Requests& r, std::vector<int>& acks) {
   Fd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (!sock.ok()) return false;
+  if (!sock.ok()) return errno;
   timeval limit{2, 0};
   setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   const std::string& out = r.bytes();
-  if (send(sock.get(), out.data(), out.size(), 0) != static_cast<ssize_t>(out.size())) return false;
+  ssize_t sent = send(sock.get(), out.data(), out.size(), 0);
+  if (sent < 0) return errno;
+  if (sent != static_cast<ssize_t>(out.size())) return EIO;
   acks.assign(r.seq(), 1);  // 1: not acknowledged yet
   size_t pending = r.seq();
   alignas(nlmsghdr) char rx[8192];
   while (pending > 0) {
     ssize_t n = recv(sock.get(), rx, sizeof rx, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
     auto len = static_cast<unsigned>(n);
     for (auto* nh = reinterpret_cast<nlmsghdr*>(rx); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
       if (nh->nlmsg_type != NLMSG_ERROR || nh->nlmsg_seq < 1 || nh->nlmsg_seq > r.seq()) continue;
@@ -264,7 +268,7 @@ bool send_all(const Requests& r, std::vector<int>& acks) {
       --pending;
     }
   }
-  return true;
+  return 0;
 }
 
 }  // namespace
@@ -296,10 +300,23 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
     dirs.push_back({point, fd, id, r.seq()});
   }
   std::vector<int> acks;
-  if (!send_all(r, acks)) return fail_errno("rtnetlink: attach to " + ifname, errno ? errno : EIO);
+  if (int err = send_all(r, acks); err) return fail("rtnetlink: attach to " + ifname, err);
+  // The kernel ran every request, whatever the others' outcome: on a
+  // failure, what this call created goes again (the qdisc last), so that
+  // nothing is left that no record names. Acks are -errno: fail() with the
+  // code itself (fail_errno() would take -EPERM for "see errno").
+  auto undo = [&](std::string where, int err) -> Result<bool> {
+    for (const auto& d : dirs) {
+      if (acks[d.seq - 1] != 0) continue;
+      auto h = make_hook(ifindex, d.point);
+      auto o = make_opts();
+      bpf_tc_detach(&h, &o);
+    }
+    if (acks[0] == 0) remove_clsact(ifindex);
+    return fail(std::move(where), err);
+  };
   int rc = acks[0];
-  if (rc && rc != -EEXIST) return fail_errno("create clsact qdisc on " + ifname, rc);
-  if (rc == 0) *qdisc_created = true;
+  if (rc && rc != -EEXIST) return undo("create clsact qdisc on " + ifname, -rc);
   bool changed = false;
   for (const auto& d : dirs) {
     std::string where =
@@ -309,15 +326,16 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
       changed = true;
       continue;
     }
-    if (frc != -EEXIST) return fail_errno(where, frc);
+    if (frc != -EEXIST) return undo(where, -frc);
     // A filter in our slot already: replaced unless it runs this program.
     if (attached_prog_id(ifindex, d.point) == d.id) continue;
     auto h = make_hook(ifindex, d.point);
     auto o = make_opts(d.fd);
     o.flags = BPF_TC_F_REPLACE;
-    if (int arc = bpf_tc_attach(&h, &o); arc) return fail_errno(where, arc);
+    if (int arc = bpf_tc_attach(&h, &o); arc) return undo(where, arc < 0 ? -arc : arc);
     changed = true;
   }
+  if (rc == 0) *qdisc_created = true;
   return changed;
 }
 
