@@ -90,8 +90,9 @@ check "moat down under the running agent removes the instance's pins" test ! -e 
 dk run -d --name a4 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
 check "the next sync (a4's start) builds the instance anew: 8 containers enforced" \
   dk_poll 30 enforced 8
-rebuilt() { reach a4 "$A2" && no_reach a4 "$B1" && no_reach a1 "$B1" && test "$(guards)" = 5; }
-check "a4 reaches a2 and not b1, a1 not b1, every bridge guarded again" rebuilt
+# enforced_anew C: C (on n1) reaches a2 and not b1, a1 not b1, all 5 bridges guarded.
+enforced_anew() { reach "$1" "$A2" && no_reach "$1" "$B1" && no_reach a1 "$B1" && test "$(guards)" = 5; }
+check "a4 reaches a2 and not b1, a1 not b1, every bridge guarded again" enforced_anew a4
 dk rm -f a4 >/dev/null
 check "a4 removed: 7 containers enforced" dk_poll 30 enforced 7
 # Another writer under the running agent: a file with no container applied
@@ -113,8 +114,7 @@ check "another writer (moat apply of a file with no container) empties the endpo
 dk run -d --name a5 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
 check "the agent's next sync (a5's start) puts all 8 endpoints back in the kernel" \
   dk_poll 30 kernel_eps_are 8
-a5_enforced() { reach a5 "$A2" && no_reach a5 "$B1" && no_reach a1 "$B1" && test "$(guards)" = 5; }
-check "a5 reaches a2 and not b1, a1 not b1, every bridge guarded" a5_enforced
+check "a5 reaches a2 and not b1, a1 not b1, every bridge guarded" enforced_anew a5
 dk rm -f a5 >/dev/null
 check "a5 removed: 7 endpoints in the kernel" dk_poll 30 kernel_eps_are 7
 # A writer killed after its last map write (MOAT_CRASH_AT=remove-stale)
