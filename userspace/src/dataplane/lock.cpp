@@ -45,8 +45,8 @@ Result<void> lock_exclusive(int fd, const std::string& path) {
 
 // Whether `path` still names the file `fd` has open.
 Result<bool> still_named(int fd, const std::string& path) {
-  struct stat held {
-  }, named{};
+  struct stat held {};
+  struct stat named {};
   if (fstat(fd, &held) != 0) return fail_errno("stat lock " + path, errno);
   return stat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino &&
          named.st_dev == held.st_dev;
