@@ -111,9 +111,6 @@ std::string ApplyReport::summary() const {
 namespace {
 
 // What one apply works with, handed from phase to phase.
-// An interface the previous apply attached `progs` to, under the same
-// ifindex: its filters are checked after the kernel holds the change
-// (verify_attached), not before it.
 // The attachments of one list (interfaces, uplinks, bridges): the wanted
 // rows and, by row, whether moat created the interface's qdisc.
 struct Attached {
@@ -122,6 +119,9 @@ struct Attached {
   json state_rows() const;
 };
 
+// An interface the previous apply attached `progs` to, under the same
+// ifindex: its filters are checked after the kernel holds the change
+// (verify_attached), not before it.
 struct Deferred {
   Attached* list;  // the list it is in (Apply::ifaces, uplinks or bridges)
   size_t at;
@@ -381,9 +381,9 @@ std::optional<KeptMaps> g_kept_maps;
 // plan, moved here once the kernel held it. Read back instead of dumped
 // while (a) the maps are the kept ones (the pins as they were) and (b) the
 // record read before this apply is the one written right after that one
-// (last_read_record_serial(), state.h): any other writer, another moat
-// process or an interrupted apply settled since, records something else
-// first. A failed apply has taken it already. 0.1 ms of an agent sync.
+// (last_read_record_serial(), state.h): any other moat writer since has
+// recorded other bytes or left an intent, and either makes that number 0.
+// A failed apply has taken it already. 0.1 ms of an agent sync.
 struct KeptHave {
   std::string instance;
   uint64_t record = 0;  // next_record_serial() when it was kept
@@ -402,8 +402,7 @@ std::optional<KeptHave> g_kept_have;
 bool take_kept_have(Apply& a) {
   std::optional<KeptHave> k = std::move(g_kept_have);
   g_kept_have.reset();
-  if (!k || k->instance != a.instance || k->record == 0 || k->record != last_read_record_serial())
-    return false;
+  if (!k || k->instance != a.instance || k->record != last_read_record_serial()) return false;
   a.have_addrs = std::move(k->addrs);
   a.have_addrs6 = std::move(k->addrs6);
   a.have_eps = std::move(k->eps);
@@ -873,12 +872,13 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
     if (auto r = failpoint(name); !r) return std::unexpected(r.error());
   }
   if (!dry_run && hooks.state) *hooks.state = state_record(a);
-  if (!dry_run && g_keep_maps) keep_have(a);
-  if (!dry_run && g_keep_maps)
+  if (!dry_run && g_keep_maps) {
+    keep_have(a);
     g_kept_maps =
         KeptMaps{instance, a.objects, std::move(a.skel),
                  InstanceProgs{std::move(a.progs), std::move(a.uprogs), std::move(a.bprogs)},
                  std::move(a.stamp)};
+  }
   return a.rep;
 }
 

@@ -50,30 +50,107 @@ uint32_t attached_prog_id(int ifindex, bpf_tc_attach_point point) {
 
 namespace {
 
-// One RTM_GETTFILTER for our slot (handle, priority, any protocol, "bpf"),
-// as libbpf's bpf_tc_query() asks, with an ACK so that every request ends
-// in exactly one NLMSG_ERROR (0 after the filter, or the error).
-struct FilterQuery {
-  nlmsghdr nh;
-  tcmsg tc;
-  char attrs[16];
+// Netlink messages built into one buffer, attributes appended to the last.
+class Requests {
+ public:
+  // Requests are numbered from `first_seq`.
+  explicit Requests(uint32_t first_seq = 1) : seq_(first_seq - 1), first_(first_seq) {}
+  void begin(uint16_t type, uint16_t flags, const tcmsg& tc) {
+    start_ = buf_.size();
+    nlmsghdr nh{};
+    nh.nlmsg_type = type;
+    nh.nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | NLM_F_ACK | flags);
+    nh.nlmsg_seq = ++seq_;
+    append(&nh, sizeof nh);
+    append(&tc, sizeof tc);
+  }
+  void attr(uint16_t type, const void* data, size_t len) {
+    nlattr a{static_cast<uint16_t>(NLA_HDRLEN + len), type};
+    append(&a, sizeof a);
+    append(data, len);
+  }
+  size_t begin_options() {  // TCA_OPTIONS, nested
+    size_t at = buf_.size();
+    attr(TCA_OPTIONS | NLA_F_NESTED, nullptr, 0);
+    return at;
+  }
+  void end_options(size_t at) { set_u16(at, buf_.size() - at); }
+  // Every begin() needs its end(): a message of length 0 ends the batch.
+  void end() { set_u32(start_, buf_.size() - start_); }
+  const std::string& bytes() const { return buf_; }
+  uint32_t seq() const { return seq_; }  // the last request's
+  uint32_t first() const { return first_; }
+
+ private:
+  void append(const void* data, size_t len) {
+    if (len) buf_.append(static_cast<const char*>(data), len);
+    buf_.resize(NLMSG_ALIGN(buf_.size()), '\0');
+  }
+  // nlmsg_len (u32) and nla_len (u16) both come first in their headers.
+  void set_u32(size_t at, size_t len) {
+    auto l = static_cast<uint32_t>(len);
+    std::memcpy(&buf_[at], &l, sizeof l);
+  }
+  void set_u16(size_t at, size_t len) {
+    auto l = static_cast<uint16_t>(len);
+    std::memcpy(&buf_[at], &l, sizeof l);
+  }
+  std::string buf_;
+  size_t start_ = 0;
+  uint32_t seq_, first_;
 };
 
-void make_query(FilterQuery& q, uint32_t seq, int ifindex, bool ingress) {
-  std::memset(&q, 0, sizeof q);
-  q.nh.nlmsg_type = RTM_GETTFILTER;
-  q.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  q.nh.nlmsg_seq = seq;
-  q.tc.tcm_family = AF_UNSPEC;
-  q.tc.tcm_ifindex = ifindex;
-  q.tc.tcm_handle = kTcHandle;
-  q.tc.tcm_parent = TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
-  q.tc.tcm_info = TC_H_MAKE(kTcPriority << 16, htons(ETH_P_ALL));
-  auto* kind = reinterpret_cast<nlattr*>(q.attrs);
-  kind->nla_type = TCA_KIND;
-  kind->nla_len = NLA_HDRLEN + sizeof("bpf");
-  std::memcpy(q.attrs + NLA_HDRLEN, "bpf", sizeof("bpf"));
-  q.nh.nlmsg_len = NLMSG_LENGTH(sizeof(tcmsg)) + NLA_ALIGN(kind->nla_len);
+tcmsg tc_of(int ifindex, uint32_t handle, uint32_t parent, uint32_t info) {
+  tcmsg tc{};
+  tc.tcm_family = AF_UNSPEC;
+  tc.tcm_ifindex = ifindex;
+  tc.tcm_handle = handle;
+  tc.tcm_parent = parent;
+  tc.tcm_info = info;
+  return tc;
+}
+
+// Our slot's tcmsg: handle and priority 0x6d6f, any protocol, clsact
+// ingress or egress.
+tcmsg slot_tc(int ifindex, bool ingress) {
+  return tc_of(ifindex, kTcHandle,
+               TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS),
+               TC_H_MAKE(kTcPriority << 16, htons(ETH_P_ALL)));
+}
+
+// Sends every request of `r` at once and reads until each has its ack
+// (NLMSG_ERROR: 0 or -errno), handing `on_reply` every message that
+// answers one, acks included, with the request's index (its sequence
+// number less r.first()). Returns 0, or the positive errno of an exchange
+// that broke off (EIO: a short send, or the end of the stream).
+template <class OnReply>
+int exchange_all(int sock, const Requests& r, OnReply on_reply) {
+  const std::string& out = r.bytes();
+  ssize_t sent = send(sock, out.data(), out.size(), 0);
+  if (sent < 0) return errno;
+  if (sent != static_cast<ssize_t>(out.size())) return EIO;
+  const size_t count = r.seq() - r.first() + 1;
+  std::vector<char> acked(count, 0);
+  size_t pending = count;
+  alignas(nlmsghdr) char rx[32768];
+  while (pending > 0) {
+    ssize_t n = recv(sock, rx, sizeof rx, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
+    auto len = static_cast<unsigned>(n);
+    for (auto* nh = reinterpret_cast<nlmsghdr*>(rx); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+      if (nh->nlmsg_seq < r.first() || nh->nlmsg_seq > r.seq()) continue;  // not ours
+      size_t i = nh->nlmsg_seq - r.first();
+      if (nh->nlmsg_type == NLMSG_ERROR) {
+        if (acked[i]) continue;
+        acked[i] = 1;
+        --pending;
+      }
+      on_reply(i, nh);
+    }
+  }
+  return 0;
 }
 
 // TCA_OPTIONS -> TCA_BPF_ID of an RTM_NEWTFILTER message; 0 without one.
@@ -109,31 +186,22 @@ uint32_t bpf_filter_id(const nlmsghdr* nh) {
 // out[i]. False when the exchange broke off.
 bool query_batch(int sock, const std::vector<int>& ifindexes, size_t from, size_t to,
                  std::vector<uint32_t>& out) {
-  std::string buf;
+  // One RTM_GETTFILTER for our slot as libbpf's bpf_tc_query() asks, with
+  // an ACK so that every request ends in exactly one NLMSG_ERROR (0 after
+  // the filter, or the error).
+  Requests r(static_cast<uint32_t>(from + 1));
   for (size_t i = from; i < to; ++i) {
-    FilterQuery q;
-    make_query(q, static_cast<uint32_t>(i + 1), ifindexes[i / 2], i % 2 == 0);
-    buf.append(reinterpret_cast<const char*>(&q), NLMSG_ALIGN(q.nh.nlmsg_len));
+    r.begin(RTM_GETTFILTER, 0, slot_tc(ifindexes[i / 2], i % 2 == 0));
+    r.attr(TCA_KIND, "bpf", sizeof("bpf"));
+    r.end();
   }
-  if (send(sock, buf.data(), buf.size(), 0) != static_cast<ssize_t>(buf.size())) return false;
-  size_t pending = to - from;
-  alignas(nlmsghdr) char rx[32768];
-  while (pending > 0) {
-    ssize_t n = recv(sock, rx, sizeof rx, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    auto len = static_cast<unsigned>(n);
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(rx); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
-      if (nh->nlmsg_seq < from + 1 || nh->nlmsg_seq > to) continue;  // not ours
-      size_t i = nh->nlmsg_seq - 1;
-      if (nh->nlmsg_type == RTM_NEWTFILTER) out[i] = bpf_filter_id(nh);
-      if (nh->nlmsg_type == NLMSG_ERROR) {
-        if (reinterpret_cast<nlmsgerr*>(NLMSG_DATA(nh))->error != 0) out[i] = 0;
-        --pending;
-      }
-    }
-  }
-  return true;
+  return exchange_all(sock, r, [&](size_t k, const nlmsghdr* nh) {
+           size_t i = from + k;
+           if (nh->nlmsg_type == RTM_NEWTFILTER) out[i] = bpf_filter_id(nh);
+           if (nh->nlmsg_type == NLMSG_ERROR &&
+               reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(nh))->error != 0)
+             out[i] = 0;
+         }) == 0;
 }
 
 }  // namespace
@@ -162,113 +230,35 @@ std::vector<std::pair<uint32_t, uint32_t>> attached_prog_ids(const std::vector<i
 
 namespace {
 
-// Netlink messages built into one buffer, attributes appended to the last.
-class Requests {
- public:
-  void begin(uint16_t type, uint16_t flags, const tcmsg& tc) {
-    start_ = buf_.size();
-    nlmsghdr nh{};
-    nh.nlmsg_type = type;
-    nh.nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | NLM_F_ACK | flags);
-    nh.nlmsg_seq = ++seq_;
-    append(&nh, sizeof nh);
-    append(&tc, sizeof tc);
-  }
-  void attr(uint16_t type, const void* data, size_t len) {
-    nlattr a{static_cast<uint16_t>(NLA_HDRLEN + len), type};
-    append(&a, sizeof a);
-    append(data, len);
-  }
-  size_t nest() {
-    size_t at = buf_.size();
-    attr(TCA_OPTIONS | NLA_F_NESTED, nullptr, 0);
-    return at;
-  }
-  void end_nest(size_t at) { set_u16(at, buf_.size() - at); }
-  // Every begin() needs its end(): a message of length 0 ends the batch.
-  void end() { set_u32(start_, buf_.size() - start_); }
-  const std::string& bytes() const { return buf_; }
-  uint32_t seq() const { return seq_; }
-
- private:
-  void append(const void* data, size_t len) {
-    if (len) buf_.append(static_cast<const char*>(data), len);
-    buf_.resize(NLMSG_ALIGN(buf_.size()), '\0');
-  }
-  // nlmsg_len (u32) and nla_len (u16) both come first in their headers.
-  void set_u32(size_t at, size_t len) {
-    auto l = static_cast<uint32_t>(len);
-    std::memcpy(&buf_[at], &l, sizeof l);
-  }
-  void set_u16(size_t at, size_t len) {
-    auto l = static_cast<uint16_t>(len);
-    std::memcpy(&buf_[at], &l, sizeof l);
-  }
-  std::string buf_;
-  size_t start_ = 0;
-  uint32_t seq_ = 0;
-};
-
-tcmsg tc_of(int ifindex, uint32_t handle, uint32_t parent, uint32_t info) {
-  tcmsg tc{};
-  tc.tcm_family = AF_UNSPEC;
-  tc.tcm_ifindex = ifindex;
-  tc.tcm_handle = handle;
-  tc.tcm_parent = parent;
-  tc.tcm_info = info;
-  return tc;
-}
-
 // Our filter in one direction, as bpf_tc_attach() makes it (direct action,
 // named "<program>:[<id>]"); created only where there is none (EEXIST).
 void add_filter(Requests& r, int ifindex, bool ingress, int fd, const std::string& name,
                 uint32_t id) {
-  r.begin(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL,
-          tc_of(ifindex, kTcHandle,
-                TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS),
-                TC_H_MAKE(kTcPriority << 16, htons(ETH_P_ALL))));
+  r.begin(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL, slot_tc(ifindex, ingress));
   r.attr(TCA_KIND, "bpf", sizeof("bpf"));
-  size_t opts = r.nest();
+  size_t opts = r.begin_options();
   auto ufd = static_cast<uint32_t>(fd);
   r.attr(TCA_BPF_FD, &ufd, sizeof ufd);
   std::string label = name + ":[" + std::to_string(id) + "]";
   r.attr(TCA_BPF_NAME, label.c_str(), label.size() + 1);
   uint32_t flags = TCA_BPF_FLAG_ACT_DIRECT;
   r.attr(TCA_BPF_FLAGS, &flags, sizeof flags);
-  r.end_nest(opts);
+  r.end_options(opts);
   r.end();
 }
 
-// Sends every request at once; by sequence number (1, 2, ...), the error
-// each was acknowledged with (0: done, -errno). Returns 0, or the positive
-// errno of the exchange that broke off (EIO: a short send or no answer).
+// Sends every request at once; by request (0, 1, ...), the error each was
+// acknowledged with (0: done, -errno). Returns 0, or exchange_all()'s errno.
 int send_all(const Requests& r, std::vector<int>& acks) {
   Fd sock(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   if (!sock.ok()) return errno;
   timeval limit{2, 0};
   setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  const std::string& out = r.bytes();
-  ssize_t sent = send(sock.get(), out.data(), out.size(), 0);
-  if (sent < 0) return errno;
-  if (sent != static_cast<ssize_t>(out.size())) return EIO;
-  acks.assign(r.seq(), 1);  // 1: not acknowledged yet
-  size_t pending = r.seq();
-  alignas(nlmsghdr) char rx[8192];
-  while (pending > 0) {
-    ssize_t n = recv(sock.get(), rx, sizeof rx, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno;
-    if (n == 0) return EIO;
-    auto len = static_cast<unsigned>(n);
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(rx); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
-      if (nh->nlmsg_type != NLMSG_ERROR || nh->nlmsg_seq < 1 || nh->nlmsg_seq > r.seq()) continue;
-      int& ack = acks[nh->nlmsg_seq - 1];
-      if (ack != 1) continue;
-      ack = reinterpret_cast<nlmsgerr*>(NLMSG_DATA(nh))->error;
-      --pending;
-    }
-  }
-  return 0;
+  acks.assign(r.seq() - r.first() + 1, 0);
+  return exchange_all(sock.get(), r, [&](size_t i, const nlmsghdr* nh) {
+    if (nh->nlmsg_type == NLMSG_ERROR)
+      acks[i] = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(nh))->error;
+  });
 }
 
 }  // namespace
