@@ -4,7 +4,9 @@
 // anew (a `moat down` and a new instance under the agent's feet), or the
 // agent would write into maps no program reads.
 #include <bpf/bpf.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -58,7 +60,8 @@ TEST_F(KeptMaps, SamePinsOnlyWhileEveryMapIsThePinnedOne) {
 // when the directory's stamp (its times, every entry's inode) differs from
 // the one taken before the last check that found them ours. The stamp must
 // change with anything that could make a kept map stale.
-TEST_F(KeptMaps, TheStampVouchesOnlyForAnUnchangedDirectory) {
+void StampVouchesOnlyForAnUnchangedDirectory(const std::string& dir,
+                                             const Skeleton<endpoint_bpf>& kept) {
   auto before = pin_dir_stamp(dir);
   ASSERT_TRUE(before);
   EXPECT_EQ(before, pin_dir_stamp(dir));
@@ -93,6 +96,44 @@ TEST_F(KeptMaps, TheStampVouchesOnlyForAnUnchangedDirectory) {
   EXPECT_FALSE(fresh->same_pins(dir));
 
   EXPECT_FALSE(pin_dir_stamp(dir + "/none"));
+}
+
+TEST_F(KeptMaps, TheStampVouchesOnlyForAnUnchangedDirectory) {
+  StampVouchesOnlyForAnUnchangedDirectory(dir, kept);
+}
+
+// The agent's stamps come from an inotify watch on the directory
+// (watch_pin_dirs()): every change above must end the vouching as well.
+struct Watching {
+  Watching() { watch_pin_dirs(true); }
+  ~Watching() { watch_pin_dirs(false); }
+};
+
+TEST_F(KeptMaps, TheWatchedStampVouchesOnlyForAnUnchangedDirectory) {
+  Watching w;
+  StampVouchesOnlyForAnUnchangedDirectory(dir, kept);
+}
+
+// And so must the path naming another directory (made anew, the same maps
+// moved into it under the same names), and the directory's own times.
+TEST_F(KeptMaps, TheWatchedStampEndsWithTheDirectory) {
+  Watching w;
+  EXPECT_TRUE(kept.same_pins(dir));
+  EXPECT_TRUE(kept.pins_vouched_by_stamp(dir));
+  const std::string moved = dir + "-moved";
+  ASSERT_EQ(rename(dir.c_str(), moved.c_str()), 0);
+  std::filesystem::create_directories(dir);
+  for (const auto& e : std::filesystem::directory_iterator(moved))
+    ASSERT_EQ(rename(e.path().c_str(), (dir + "/" + e.path().filename().string()).c_str()), 0);
+  std::filesystem::remove(moved);
+  EXPECT_FALSE(kept.pins_vouched_by_stamp(dir));
+  EXPECT_TRUE(kept.same_pins(dir));  // the same maps: ours again
+  EXPECT_TRUE(kept.pins_vouched_by_stamp(dir));
+  // Times of its own, not "now": bpffs keeps a coarse clock, and now may be
+  // the very tick the directory last changed in.
+  const timespec long_ago[2] = {{1000, 0}, {1000, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, dir.c_str(), long_ago, 0), 0);
+  EXPECT_FALSE(kept.pins_vouched_by_stamp(dir));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include "config/inputs.h"
 #include "dataplane/failpoint.h"
+#include "dataplane/host.h"
 #include "dataplane/lock.h"
 #include "parse_ok.h"
 #include "plan/map_plan.h"
@@ -224,6 +225,22 @@ TEST(InstanceLock, KeptBetweenLocksThenRemoved) {
   keep_instance_locks(false);
   EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+// The Docker agent hands reconcile() the indexes of the veths it found just
+// before; any other name is asked of the kernel (the loopback is 1 in
+// every network namespace).
+TEST(InterfaceIndexes, KnownNamesFirstThenTheKernel) {
+  KnownIndexes known = {{"moat-none-0", 42}};
+  InterfaceIndexes index_of(&known);
+  EXPECT_EQ(index_of("moat-none-0"), 42u);
+  EXPECT_EQ(index_of("moat-none-1"), 0u);
+  EXPECT_EQ(index_of("lo"), 1u);
+  EXPECT_EQ(InterfaceIndexes()("moat-none-0"), 0u);
+  auto lo = index_of.ipv4("lo");
+  ASSERT_TRUE(lo) << lo.error().message();
+  EXPECT_EQ(*lo, htonl(INADDR_LOOPBACK));
+  EXPECT_FALSE(index_of.ipv4("moat-none-1"));
 }
 
 // The crash tests (e2e test_crash_recovery) rely on a failure injected at a

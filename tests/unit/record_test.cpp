@@ -1,6 +1,12 @@
 // The record's rule table (dataplane/state.h): what encode_rule_rows()
 // writes, decode_rule_rows() reads back, whatever a policy's text holds.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "dataplane/state.h"
 
@@ -48,6 +54,51 @@ TEST(RecordRuleRows, DamageIsAnErrorNotAGuess) {
   EXPECT_FALSE(decode_rule_rows(text.substr(0, text.size() - 1)));         // the last line cut
   EXPECT_FALSE(decode_rule_rows("web\tdefault\tingress\tallow\n"));        // fields missing
   EXPECT_FALSE(decode_rule_rows("web\tdefault\tingress\tallow\ta\tx\n"));  // no index
+}
+
+std::string content(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+ino_t inode(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// The Docker agent writes its record and intents again and again: the
+// temporary file is the inode the last write swapped out, written over
+// (shorter or longer) and swapped in, so that no write makes or frees an
+// inode, and `path` always holds a whole content.
+TEST(StateFiles, RewrittenOverTheLastInodeAndSwappedIn) {
+  auto dir = std::filesystem::temp_directory_path() / ("moat-rewrite-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  struct Gone {
+    std::filesystem::path d;
+    ~Gone() { std::filesystem::remove_all(d); }
+  } gone{dir};
+  const std::string path = (dir / "record.json").string(), tmp = path + ".tmp";
+
+  ASSERT_TRUE(rewrite_file_atomic(path, "first, and long\n"));  // nothing to swap with
+  EXPECT_EQ(content(path), "first, and long\n");
+  EXPECT_FALSE(std::filesystem::exists(tmp));
+
+  ASSERT_TRUE(rewrite_file_atomic(path, "second\n"));
+  EXPECT_EQ(content(path), "second\n");
+  EXPECT_EQ(content(tmp), "first, and long\n");  // the old one, kept for the next write
+  const ino_t first = inode(tmp), second = inode(path);
+
+  ASSERT_TRUE(rewrite_file_atomic(path, "third\n"));  // shorter than what it overwrites
+  EXPECT_EQ(content(path), "third\n");
+  EXPECT_EQ(inode(path), first);
+  EXPECT_EQ(content(tmp), "second\n");
+  EXPECT_EQ(inode(tmp), second);
+
+  ASSERT_TRUE(rewrite_file_atomic(path, "the fourth, longer than all\n"));
+  EXPECT_EQ(content(path), "the fourth, longer than all\n");
+  EXPECT_EQ(inode(path), second);
 }
 
 }  // namespace

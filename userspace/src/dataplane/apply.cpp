@@ -135,6 +135,7 @@ struct Apply {
   const Config& cfg;
   bool dry_run;
   bool ports_held;  // the runtime holds the published ports itself
+  const KnownIndexes* known_ifindex = nullptr;  // ApplyHooks::known_ifindex
   ApplyReport rep;
   json prev;     // the state file of the previous apply ({} for a new instance)
   MapPlan want;  // what the maps must hold
@@ -188,9 +189,9 @@ Result<HostFacts> resolve_bridges(const Config& cfg, HostFacts host,
 
 // Every interface the plan names, resolved before the kernel is touched: a
 // typo must not leave half a configuration behind.
-Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
+Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan, const KnownIndexes* known) {
   HostFacts host;
-  InterfaceIndexes index_of;
+  InterfaceIndexes index_of(known);
   for (const auto& e : plan.endpoints) {
     unsigned idx = index_of(e.interface);
     if (idx == 0)
@@ -214,7 +215,7 @@ Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan) {
                   errno);
     if (host.ifindex.contains(name))
       return fail(cfg.source + ": host.uplinks: " + name + " is a container's interface");
-    auto ip = interface_ipv4(name);
+    auto ip = index_of.ipv4(name);
     if (!ip)
       return fail(cfg.source + ": host.uplinks: " + name +
                   " has no IPv4 address to publish on and masquerade behind");
@@ -303,7 +304,7 @@ Result<void> resolve(Apply& a, nlohmann::json* prev_state) {
     return fail(a.cfg.source + ": " + r.error().message());
   if (auto r = same_sizes(a, pin_dir(a.instance)); !r) return r;
   if (auto r = kernel_can_enforce(a.cfg); !r) return r;
-  auto host = resolve_host(a.cfg, *plan);
+  auto host = resolve_host(a.cfg, *plan, a.known_ifindex);
   if (!host) return std::unexpected(host.error());
   std::vector<SlotHolder> slot_prev;
   for (const char* list : {"interfaces", "uplinks"})
@@ -842,6 +843,7 @@ json state_record(const Apply& a) {
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,
                           bool ports_held, const ApplyHooks& hooks) {
   Apply a(instance, cfg, dry_run, ports_held);
+  a.known_ifindex = hooks.known_ifindex;
   PhaseClock clock(&a.rep);
   // The Docker agent's syncs use the one begun after its last switch: a
   // thread and a membarrier() per sync were part of its way to the kernel.

@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/host.h"
 #include "util/result.h"
 
 namespace moat {
@@ -28,6 +29,8 @@ struct ApplyHooks {
   // (taken: moved from); null: apply reads it. Parsing a record with
   // 100,000 rules costs more than writing a changed policy.
   nlohmann::json* prev_state = nullptr;
+  // ReconcileOptions::known_ifindex.
+  const KnownIndexes* known_ifindex = nullptr;
 };
 
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,

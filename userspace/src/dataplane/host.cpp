@@ -78,15 +78,6 @@ Result<void> enter_netns(const std::string& path) {
   return {};
 }
 
-Result<uint32_t> interface_ipv4(const std::string& ifname) {
-  Fd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!sock.ok()) return fail_errno("socket", errno);
-  ifreq req{};
-  snprintf(req.ifr_name, sizeof(req.ifr_name), "%s", ifname.c_str());
-  if (ioctl(sock.get(), SIOCGIFADDR, &req) != 0) return fail_errno("IPv4 address of " + ifname, errno);
-  return reinterpret_cast<sockaddr_in*>(&req.ifr_addr)->sin_addr.s_addr;
-}
-
 namespace {
 
 bool usable_ipv6(const in6_addr& v6) {
@@ -149,15 +140,28 @@ std::array<uint8_t, 16> interface_ipv6(unsigned ifindex) {
   }
 }
 
-InterfaceIndexes::InterfaceIndexes() : sock_(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {}
+bool InterfaceIndexes::ask(unsigned long request, const std::string& ifname, ifreq& r) const {
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) {
+    errno = ENODEV;
+    return false;
+  }
+  if (!sock_.ok()) sock_ = Fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock_.ok()) return false;
+  std::memcpy(r.ifr_name, ifname.data(), ifname.size());
+  return ioctl(sock_.get(), request, &r) == 0;
+}
 
 unsigned InterfaceIndexes::operator()(const std::string& ifname) const {
-  if (!sock_.ok() || ifname.empty() || ifname.size() >= IFNAMSIZ)
-    return if_nametoindex(ifname.c_str());
+  if (known_)
+    if (auto it = known_->find(ifname); it != known_->end() && it->second) return it->second;
   ifreq r{};
-  std::memcpy(r.ifr_name, ifname.data(), ifname.size());
-  if (ioctl(sock_.get(), SIOCGIFINDEX, &r) != 0) return 0;
-  return static_cast<unsigned>(r.ifr_ifindex);
+  return ask(SIOCGIFINDEX, ifname, r) ? static_cast<unsigned>(r.ifr_ifindex) : 0;
+}
+
+Result<uint32_t> InterfaceIndexes::ipv4(const std::string& ifname) const {
+  ifreq r{};
+  if (!ask(SIOCGIFADDR, ifname, r)) return fail_errno("IPv4 address of " + ifname, errno);
+  return reinterpret_cast<sockaddr_in*>(&r.ifr_addr)->sin_addr.s_addr;
 }
 
 }  // namespace moat

@@ -4,12 +4,15 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
 #include <iterator>
+#include <mutex>
 #include <set>
 
 #include "dataplane/apply.h"
@@ -57,6 +60,59 @@ uint32_t kernel_rev(const std::string& instance) {
   return read_policy_rev(*skel->get()).value_or(0);
 }
 
+// A thread that runs jobs one after the other, kept by a process that
+// reconciles again and again (keep_kernel_handles()) for the intent each
+// apply writes beside its compile: starting a thread per apply cost both
+// CPUs on the Docker agent's way to the kernel.
+class JobThread {
+ public:
+  JobThread() : thread_([this] { loop(); }) {}
+  ~JobThread() {
+    {
+      std::lock_guard<std::mutex> hold(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  std::future<Result<void>> run(std::function<Result<void>()> job) {
+    std::packaged_task<Result<void>()> task(std::move(job));
+    auto done = task.get_future();
+    {
+      std::lock_guard<std::mutex> hold(mu_);
+      jobs_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+    return done;
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> hold(mu_);
+    for (;;) {
+      cv_.wait(hold, [this] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping, and nothing left to run
+      auto task = std::move(jobs_.front());
+      jobs_.pop_front();
+      hold.unlock();
+      task();
+      hold.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::packaged_task<Result<void>()>> jobs_;
+  bool stop_ = false;
+  std::thread thread_;  // last: started once the rest is made
+};
+std::optional<JobThread> g_job_thread;
+
+// `job` on another CPU: the kept thread, else one of its own.
+std::future<Result<void>> beside(std::function<Result<void>()> job) {
+  if (g_job_thread) return g_job_thread->run(std::move(job));
+  return std::async(std::launch::async, std::move(job));
+}
+
 // The inputs as the record saves them (inputs_json() or stage_inputs()),
 // asked for once the kernel holds what they made.
 using RecordInputs = std::function<Result<json>()>;
@@ -71,7 +127,7 @@ Result<ApplyReport> apply_and_record(const std::string& instance, const Config& 
   json own;
   json& state = state_out ? *state_out : own;
   auto rep = apply(instance, cfg, opt.dry_run, opt.ports_held_by_runtime,
-                   {&state, std::move(before_kernel), prev_state});
+                   {&state, std::move(before_kernel), prev_state, opt.known_ifindex});
   if (!rep || opt.dry_run) return rep;
   PhaseClock clock(&*rep);
   auto in = inputs();
@@ -241,15 +297,25 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
                  {"netns_path", current_netns_path()}};
   std::optional<Result<json>> staged;  // the worker's, read once it is done
   bool written = false;                // the worker wrote the intent
+  auto stage_and_write = [&]() -> Result<void> {
+    staged = stage_inputs(instance, want.inputs, kInlineInputBytes);
+    if (!*staged) return std::unexpected(staged->error());
+    intent["inputs"] = **staged;
+    if (auto r = write_intent(instance, intent); !r) return r;
+    written = true;
+    return {};
+  };
   auto journal =
-      std::async(early ? std::launch::async : std::launch::deferred, [&]() -> Result<void> {
-        staged = stage_inputs(instance, want.inputs, kInlineInputBytes);
-        if (!*staged) return std::unexpected(staged->error());
-        intent["inputs"] = **staged;
-        if (auto r = write_intent(instance, intent); !r) return r;
-        written = true;
-        return {};
-      });
+      early ? beside(stage_and_write) : std::async(std::launch::deferred, stage_and_write);
+  // The job uses what is above: every path out waits for it (a deferred
+  // one has not run, and waiting would run it).
+  struct WaitForJob {
+    std::future<Result<void>>& job;
+    bool early;
+    ~WaitForJob() {
+      if (early && job.valid()) job.wait();
+    }
+  } wait_for_job{journal, early};
   auto journaled = [&]() -> Result<void> {
     if (journal.valid()) return journal.get();
     return {};  // got before: it succeeded, or nothing after it ran
@@ -298,10 +364,18 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
 std::string inputs_path(const std::string& instance) { return record_file(instance); }
 
 void keep_kernel_handles(bool on) {
+  // Under each lock, still kept: another writer's temporary file is its own
+  // until it renames it.
+  if (!on)
+    for (const auto& instance : kept_state_file_instances())
+      if (auto lock = InstanceLock::acquire(instance)) drop_kept_state_files(instance);
+  if (on && !g_job_thread) g_job_thread.emplace();
+  if (!on) g_job_thread.reset();
   keep_grace_periods_after_switches(on);
   keep_maps_between_applies(on);
   keep_written_records(on);
   keep_instance_locks(on);
+  watch_pin_dirs(on);
 }
 
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "config/inputs.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/host.h"
 #include "util/result.h"
 
 namespace moat {
@@ -31,6 +32,11 @@ struct ReconcileOptions {
   // (dockerd does, with userland-proxy off): such a socket is no conflict.
   // Traffic to the port never reaches it: the programs translate first.
   bool ports_held_by_runtime = false;
+  // Interfaces the caller found by name in this process for this very
+  // reconcile (the Docker agent's veths): their indexes are taken from here
+  // instead of being asked of the kernel again. Not recorded: a reapply
+  // from the record asks the kernel.
+  const KnownIndexes* known_ifindex = nullptr;
 };
 
 // For a process that reconciles again and again (the Docker agent): keep

@@ -2,13 +2,16 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include "util/fd.h"
 
@@ -47,7 +50,9 @@ Result<uint32_t> pinned_max_entries(const std::string& path) {
   return info.max_entries;
 }
 
-std::optional<PinDirStamp> pin_dir_stamp(const std::string& dir) {
+namespace {
+
+std::optional<PinDirStamp> read_pin_dir_stamp(const std::string& dir) {
   // getdents64() into a buffer on the stack: opendir()'s allocation and
   // fcntl() were a third of its cost, and an agent sync takes two stamps.
   Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -75,6 +80,88 @@ std::optional<PinDirStamp> pin_dir_stamp(const std::string& dir) {
   }
   std::sort(s.entries.begin(), s.entries.end());
   return s;
+}
+
+// What changes a stamp raises an inotify event on the directory: a pin
+// (vfs_mkobj()), link, unlink or rename in it, its own times or mode, its
+// removal or move. The Docker agent stamps the pin directory twice a sync;
+// reading it was a fifth of the compile-and-plan step of its way to the
+// kernel. One inotify instance for every directory watched: any event
+// forgets every stamp kept.
+class PinDirWatch {
+ public:
+  std::optional<PinDirStamp> stamp(const std::string& dir) {
+    std::lock_guard<std::mutex> hold(mu_);
+    // The path may name another directory than the one watched (one
+    // removed and made anew, a bpffs mounted over it): no event tells.
+    struct stat st {};
+    if (stat(dir.c_str(), &st) != 0) return std::nullopt;
+    if (drained_events()) kept_.clear();
+    for (const auto& k : kept_)
+      if (k.dir == dir && k.dev == st.st_dev && k.ino == st.st_ino) return k.stamp;
+    if (!fd_.ok()) fd_ = Fd(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB |
+                               IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+    // Watched before it is read: a change while reading leaves an event,
+    // and the next call reads the directory again.
+    if (!fd_.ok() || inotify_add_watch(fd_.get(), dir.c_str(), kMask) < 0)
+      return read_pin_dir_stamp(dir);
+    if (drained_events()) kept_.clear();
+    auto s = read_pin_dir_stamp(dir);
+    if (!s || stat(dir.c_str(), &st) != 0 || st.st_ino != s->dir_ino) return s;
+    std::erase_if(kept_, [&](const Kept& k) { return k.dir == dir; });
+    kept_.push_back({dir, st.st_dev, st.st_ino, *s});
+    return s;
+  }
+
+  void stop() {
+    std::lock_guard<std::mutex> hold(mu_);
+    kept_.clear();
+    fd_ = Fd();
+  }
+
+ private:
+  struct Kept {
+    std::string dir;
+    dev_t dev;
+    ino_t ino;
+    PinDirStamp stamp;
+  };
+
+  // Whether any event (or an overflow of the queue) came since the last call.
+  bool drained_events() {
+    if (!fd_.ok()) return false;
+    bool any = false;
+    alignas(inotify_event) char buf[4096];
+    for (;;) {
+      ssize_t n = read(fd_.get(), buf, sizeof buf);
+      if (n > 0) {
+        any = true;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN) any = true;  // unreadable: trust nothing kept
+      return any;
+    }
+  }
+
+  std::mutex mu_;
+  Fd fd_;
+  std::vector<Kept> kept_;
+};
+
+PinDirWatch g_watch;
+bool g_watching = false;
+
+}  // namespace
+
+std::optional<PinDirStamp> pin_dir_stamp(const std::string& dir) {
+  return g_watching ? g_watch.stamp(dir) : read_pin_dir_stamp(dir);
+}
+
+void watch_pin_dirs(bool on) {
+  g_watching = on;
+  if (!on) g_watch.stop();
 }
 
 void init_libbpf() {

@@ -56,6 +56,12 @@ struct PinDirStamp {
 };
 // nullopt when the directory cannot be read.
 std::optional<PinDirStamp> pin_dir_stamp(const std::string& dir);
+// For a process that stamps the same directories again and again (the
+// Docker agent, keep_kernel_handles()): each directory stamped is watched
+// (inotify), and its last stamp is the answer while no event came and the
+// path still names the directory watched. Off: every stamp reads the
+// directory, and the watches are closed.
+void watch_pin_dirs(bool on);
 
 // bpftool names a skeleton's functions after its object; one specialisation
 // per object maps them to one spelling.

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -39,8 +40,15 @@ Result<void> write_record(const std::string& instance, const nlohmann::json& sta
                           const nlohmann::json& inputs, const nlohmann::json& options);
 // A process that applies again and again (keep_kernel_handles()) keeps the
 // record it last wrote, parsed after the write, for the next read of the
-// same bytes: off an agent's path from its decision to the kernel.
+// same bytes: off an agent's path from its decision to the kernel. It also
+// writes its record and intents with rewrite_file_atomic(), and clears an
+// intent by moving it back to its temporary name, to be written over next.
 void keep_written_records(bool on);
+// The instances whose state directory holds temporary files left for the
+// next write (keep_written_records()), and their removal: only under the
+// instance's lock, where no other writer has one of its own half written.
+std::set<std::string> kept_state_file_instances();
+void drop_kept_state_files(const std::string& instance);
 // Records written by this process are numbered from 1. The number of the one
 // the last read_record() found on disk with the very bytes this process
 // wrote last (the kept one), 0 when it read other bytes or none; and the
@@ -91,6 +99,11 @@ std::string repair_hint(const std::string& instance);
 // `text` into `path` through `path`.tmp and rename(2): readers see the old
 // or the new content, never a truncated file. Not fsynced: see state.cpp.
 Result<void> write_file_atomic(const std::string& path, std::string_view text);
+// The same, for a file written again and again: `path`.tmp, when there, is
+// written over in place (no inode made), then swapped with `path`
+// (RENAME_EXCHANGE: no inode freed); it then holds the old content, for
+// the next write. Readers see the old content or the new, as above.
+Result<void> rewrite_file_atomic(const std::string& path, std::string_view text);
 
 // The ids a previous apply gave, so a changed file rewrites only what changed.
 IdTable ids_from_state(const nlohmann::json& st);

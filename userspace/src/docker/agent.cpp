@@ -1,6 +1,5 @@
 #include "docker/agent.h"
 
-#include <net/if.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -112,6 +111,8 @@ Result<std::vector<json>> Agent::inspect_running() {
 // endpoint); the others stay pending in the translation and are retried.
 InterfaceMap Agent::find_interfaces() {
   InterfaceMap out;
+  known_ifindex_.clear();
+  InterfaceIndexes index_of;
   for (auto& [id, seen] : seen_) {
     int pid = seen.inspect.value("State", json::object()).value("Pid", 0);
     if (pid <= 0) continue;
@@ -122,11 +123,17 @@ InterfaceMap Agent::find_interfaces() {
       std::string net = ep.value("NetworkID", std::string());
       if (mac.empty()) continue;
       // A veth that went away (the container's sandbox re-created) is looked for again.
-      if (auto v = seen.veths.find(net);
-          v != seen.veths.end() && if_nametoindex(v->second.c_str()) == 0)
-        seen.veths.erase(v);
+      if (auto v = seen.veths.find(net); v != seen.veths.end()) {
+        if (unsigned idx = index_of(v->second))
+          known_ifindex_[v->second] = idx;
+        else
+          seen.veths.erase(v);
+      }
       if (!seen.veths.contains(net))
-        if (auto veth = host_veth(pid, mac)) seen.veths[net] = *veth;
+        if (auto veth = host_veth(pid, mac)) {
+          seen.veths[net] = *veth;
+          if (unsigned idx = index_of(*veth)) known_ifindex_[*veth] = idx;
+        }
       if (auto v = seen.veths.find(net); v != seen.veths.end()) out[{id, net}] = v->second;
     }
   }
@@ -154,6 +161,7 @@ Result<SyncReport> Agent::sync() {
   // dockerd binds every published host port itself (userland-proxy off).
   ReconcileOptions ropt;
   ropt.ports_held_by_runtime = true;
+  ropt.known_ifindex = &known_ifindex_;  // found just now: not asked again
   auto decided = std::chrono::steady_clock::now();
   auto applied = reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)}, ropt);
   if (!applied) return std::unexpected(applied.error());

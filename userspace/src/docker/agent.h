@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dataplane/dataplane.h"
+#include "dataplane/host.h"
 #include "docker/engine.h"
 #include "docker/model.h"
 #include "util/result.h"
@@ -72,6 +73,7 @@ class Agent {
   Engine engine_;
   std::map<std::string, Seen> seen_;  // by container id
   std::set<std::string> dirty_;        // named by events since the last sync
+  KnownIndexes known_ifindex_;         // the veths' indexes, as find_interfaces() found them
 };
 
 // The interfaces of the IPv4 default routes in this network namespace.
