@@ -221,13 +221,13 @@ HOSTPORT=198.18.0.1:8080
 check "outside reaches the restarted web (a new veth) through 198.18.0.1:8080" answers dk_out
 W3=$(leaked w3)
 check "guard re-attached: none of w3's pings reaches the host (leaked: ${W3:-?})" test "${W3:-x}" = 0
-# The agent writes its record over the inode its last write swapped out
-# (record.json.tmp while it runs); stopped, it leaves no such file.
-check "the running agent keeps its last record's inode for the next (record.json.tmp)" \
-  test -e "/run/moat/$I/record.json.tmp"
+# The agent writes each intent over the inode its last one left
+# (intent.json.tmp while it runs); stopped, it leaves no such file.
+check "the running agent keeps its last intent's inode for the next (intent.json.tmp)" \
+  test -e "/run/moat/$I/intent.json.tmp"
 stop_agent
 check "the stopped agent leaves no temporary file in /run/moat/$I" \
-  test -z "$(ls /run/moat/$I | grep '\.tmp$')"
+  test -d "/run/moat/$I" -a -z "$(find "/run/moat/$I" -name '*.tmp')"
 dk network disconnect n1 a3 >/dev/null
 check "docker network disconnect: the agent (one sync) drops a3's endpoint" bash -c \
   "nsenter --net='$DK_NETNS' '$MOAT' docker --socket '$DK_SOCK' --instance '$I' --uplink uplink0 ${LIMITS[*]} --once >/dev/null 2>&1"

@@ -1,9 +1,11 @@
 // The record's rule table (dataplane/state.h): what encode_rule_rows()
 // writes, decode_rule_rows() reads back, whatever a policy's text holds.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -68,7 +70,7 @@ ino_t inode(const std::string& path) {
   return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
 }
 
-// The Docker agent writes its record and intents again and again: the
+// The Docker agent writes its intents again and again: the
 // temporary file is the inode the last write swapped out, written over
 // (shorter or longer) and swapped in, so that no write makes or frees an
 // inode, and `path` always holds a whole content.
@@ -80,6 +82,14 @@ TEST(StateFiles, RewrittenOverTheLastInodeAndSwappedIn) {
     ~Gone() { std::filesystem::remove_all(d); }
   } gone{dir};
   const std::string path = (dir / "record.json").string(), tmp = path + ".tmp";
+  {  // a filesystem that cannot exchange falls back to rename(2): nothing to see
+    std::ofstream(path) << "a";
+    std::ofstream(tmp) << "b";
+    if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) != 0)
+      GTEST_SKIP() << "no RENAME_EXCHANGE in " << dir;
+    std::filesystem::remove(path);
+    std::filesystem::remove(tmp);
+  }
 
   ASSERT_TRUE(rewrite_file_atomic(path, "first, and long\n"));  // nothing to swap with
   EXPECT_EQ(content(path), "first, and long\n");

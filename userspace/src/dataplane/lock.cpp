@@ -37,9 +37,16 @@ struct KeptLock {
 };
 std::optional<KeptLock> g_kept_lock;
 
-Result<void> lock_exclusive(int fd, const std::string& path) {
-  while (flock(fd, LOCK_EX) != 0)
-    if (errno != EINTR) return fail_errno("lock " + path, errno);
+// `waited`: set when another held it (tried without blocking first).
+Result<void> lock_exclusive(int fd, const std::string& path, bool wait, bool& waited) {
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK || !wait) return fail_errno("lock " + path, errno);
+    waited = true;
+    while (flock(fd, LOCK_EX) != 0)
+      if (errno != EINTR) return fail_errno("lock " + path, errno);
+    return {};
+  }
   return {};
 }
 
@@ -62,14 +69,18 @@ void remove_locked(const std::string& path, Fd fd) {
 
 }  // namespace
 
-Result<InstanceLock> InstanceLock::acquire_at(const std::string& path) {
+Result<InstanceLock> InstanceLock::acquire_at(const std::string& path, bool wait) {
+  bool waited = false;
   if (g_kept_lock && g_kept_lock->path == path) {
     Fd fd = std::move(g_kept_lock->fd);
     g_kept_lock.reset();
-    if (auto r = lock_exclusive(fd.get(), path); !r) return std::unexpected(r.error());
+    if (auto r = lock_exclusive(fd.get(), path, wait, waited); !r) {
+      g_kept_lock = KeptLock{path, std::move(fd)};
+      return std::unexpected(r.error());
+    }
     auto named = still_named(fd.get(), path);
     if (!named) return std::unexpected(named.error());
-    if (*named) return InstanceLock(path, std::move(fd));
+    if (*named) return InstanceLock(path, std::move(fd), waited);
     // Removed by another process's release meanwhile: a fresh file below.
   }
   std::string dir = path.substr(0, path.rfind('/'));
@@ -80,10 +91,12 @@ Result<InstanceLock> InstanceLock::acquire_at(const std::string& path) {
       if (errno == ENOENT) continue;  // the directory went away in between
       return fail_errno("open lock " + path, errno);
     }
-    if (auto r = lock_exclusive(fd.get(), path); !r) return std::unexpected(r.error());
+    // Not waiting: the holder removes the file when it releases it.
+    if (auto r = lock_exclusive(fd.get(), path, wait, waited); !r)
+      return std::unexpected(r.error());
     auto named = still_named(fd.get(), path);
     if (!named) return std::unexpected(named.error());
-    if (*named) return InstanceLock(path, std::move(fd));
+    if (*named) return InstanceLock(path, std::move(fd), waited);
   }
 }
 

@@ -18,15 +18,21 @@ class InstanceLock {
   // Waits until no other process holds the instance's lock.
   static Result<InstanceLock> acquire(const std::string& instance);
   // The same on any lock file (its directory must exist): for tests.
-  static Result<InstanceLock> acquire_at(const std::string& path);
+  // `wait` false: fails (EWOULDBLOCK) at once while another holds it.
+  static Result<InstanceLock> acquire_at(const std::string& path, bool wait = true);
   InstanceLock(InstanceLock&&) noexcept = default;
   InstanceLock& operator=(InstanceLock&&) noexcept = default;
   ~InstanceLock();
+  // Whether another process held the lock when this one was asked for:
+  // what the caller saw before may have changed meanwhile.
+  bool waited() const { return waited_; }
 
  private:
-  InstanceLock(std::string path, Fd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  InstanceLock(std::string path, Fd fd, bool waited)
+      : path_(std::move(path)), fd_(std::move(fd)), waited_(waited) {}
   std::string path_;
   Fd fd_;
+  bool waited_ = false;
 };
 
 std::string lock_path(const std::string& instance);

@@ -365,10 +365,12 @@ std::string inputs_path(const std::string& instance) { return record_file(instan
 
 void keep_kernel_handles(bool on) {
   // Under each lock, still kept: another writer's temporary file is its own
-  // until it renames it.
+  // until it renames it. Held by another, the lock is not waited for (a
+  // stopping agent must not hang); what is left then, `moat down` removes.
   if (!on)
     for (const auto& instance : kept_state_file_instances())
-      if (auto lock = InstanceLock::acquire(instance)) drop_kept_state_files(instance);
+      if (auto lock = InstanceLock::acquire_at(lock_path(instance), false))
+        drop_kept_state_files(instance);
   if (on && !g_job_thread) g_job_thread.emplace();
   if (!on) g_job_thread.reset();
   keep_grace_periods_after_switches(on);
@@ -383,11 +385,18 @@ Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& w
   PhaseClock clock(nullptr);
   auto lock = InstanceLock::acquire(instance);
   if (!lock) return std::unexpected(lock.error());
+  // The caller's interface indexes hold only while nobody else wrote:
+  // another writer held the lock, or left an intent to settle, and any veth
+  // may have gone since (a refusal before the kernel beats an attach that
+  // fails after the maps changed).
+  ReconcileOptions o = opt;
+  if (o.known_ifindex && (lock->waited() || fs::exists(intent_file(instance))))
+    o.known_ifindex = nullptr;
   json interrupted = settle_before_apply(instance);
   ApplyReport settled;
   clock.into(&settled);
   clock.lap("lock-settle");
-  auto rep = reconcile_locked(instance, want, opt, interrupted);
+  auto rep = reconcile_locked(instance, want, o, interrupted);
   if (rep) rep->phases_ms.insert(rep->phases_ms.begin(), settled.phases_ms.front());
   return rep;
 }

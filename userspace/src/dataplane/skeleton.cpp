@@ -52,13 +52,11 @@ Result<uint32_t> pinned_max_entries(const std::string& path) {
 
 namespace {
 
-std::optional<PinDirStamp> read_pin_dir_stamp(const std::string& dir) {
+// The directory open at `fd`, read from its start.
+std::optional<PinDirStamp> read_pin_dir_stamp(const Fd& fd, struct stat& st) {
   // getdents64() into a buffer on the stack: opendir()'s allocation and
   // fcntl() were a third of its cost, and an agent sync takes two stamps.
-  Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.ok()) return std::nullopt;
   PinDirStamp s;
-  struct stat st {};
   if (fstat(fd.get(), &st) != 0) return std::nullopt;
   s.dir_ino = st.st_ino;
   s.mtime_s = st.st_mtim.tv_sec;
@@ -82,6 +80,13 @@ std::optional<PinDirStamp> read_pin_dir_stamp(const std::string& dir) {
   return s;
 }
 
+std::optional<PinDirStamp> read_pin_dir_stamp(const std::string& dir) {
+  Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  struct stat st {};
+  if (!fd.ok()) return std::nullopt;
+  return read_pin_dir_stamp(fd, st);
+}
+
 // What changes a stamp raises an inotify event on the directory: a pin
 // (vfs_mkobj()), link, unlink or rename in it, its own times or mode, its
 // removal or move. The Docker agent stamps the pin directory twice a sync;
@@ -102,13 +107,17 @@ class PinDirWatch {
     if (!fd_.ok()) fd_ = Fd(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
     constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB |
                                IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
-    // Watched before it is read: a change while reading leaves an event,
-    // and the next call reads the directory again.
-    if (!fd_.ok() || inotify_add_watch(fd_.get(), dir.c_str(), kMask) < 0)
-      return read_pin_dir_stamp(dir);
+    // Watched before it is read, and the very directory read (by its open
+    // fd, whatever the path names meanwhile): a change while reading leaves
+    // an event, and the next call reads the directory again.
+    Fd dfd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dfd.ok()) return std::nullopt;
+    const std::string by_fd = "/proc/self/fd/" + std::to_string(dfd.get());
+    if (!fd_.ok() || inotify_add_watch(fd_.get(), by_fd.c_str(), kMask) < 0)
+      return read_pin_dir_stamp(dfd, st);
     if (drained_events()) kept_.clear();
-    auto s = read_pin_dir_stamp(dir);
-    if (!s || stat(dir.c_str(), &st) != 0 || st.st_ino != s->dir_ino) return s;
+    auto s = read_pin_dir_stamp(dfd, st);
+    if (!s) return s;
     std::erase_if(kept_, [&](const Kept& k) { return k.dir == dir; });
     kept_.push_back({dir, st.st_dev, st.st_ino, *s});
     return s;

@@ -35,7 +35,7 @@ struct KeptRecord {
 };
 bool g_keep_records = false;
 std::optional<KeptRecord> g_kept_record;
-std::set<std::string> g_left_tmp;  // instances where a kept write left `<file>.tmp`
+std::set<std::string> g_left_tmp;  // instances where a kept intent may be left as `.tmp`
 uint64_t g_records_written = 0, g_last_read_serial = 0;
 
 // nullopt when `path` does not exist; the parsed object otherwise, or why not.
@@ -339,11 +339,14 @@ Result<json> read_state(const std::string& instance) {
 
 namespace {
 
-// An agent's record and intents (keep_written_records()): each written over
-// the inode its last write left as `<file>.tmp`, there until the agent
-// stops. Making and freeing an inode per write on ext4 (/run on this VM)
-// was 129 us of a 16 us write when idle, and dockerd's own writes while a
-// container starts make the inode allocator wait.
+// An agent's intents (keep_written_records()): each written over the inode
+// its last clear_intent() left as `intent.json.tmp`, there until the agent
+// stops. Making and freeing an inode per intent on ext4 (/run on this VM)
+// waits on dockerd's own writes while a container starts, and the intent
+// is on the agent's way to the kernel. Only the intent: it is read under
+// the lock alone, while the record is also read without it (`moat status`,
+// the CNI plugin's STATUS), and a reader holding it open across two writes
+// would see the second written into the file it reads.
 Result<void> write_kept_or_not(const std::string& instance, const std::string& path,
                                std::string_view text) {
   if (!g_keep_records) return write_file_atomic(path, text);
@@ -362,7 +365,7 @@ Result<void> write_record(const std::string& instance, const json& state, const 
   if (!in) return std::unexpected(in.error());
   json rec = {{"format", kRecordFormat}, {"state", *st}, {"inputs", *in}, {"options", options}};
   std::string text = rec.dump() + "\n";
-  if (auto r = write_kept_or_not(instance, record_file(instance), text); !r) return r;
+  if (auto r = write_file_atomic(record_file(instance), text); !r) return r;
   prune_blobs(instance, rec);
   g_kept_record.reset();
   ++g_records_written;
@@ -379,9 +382,9 @@ void keep_written_records(bool on) {
 std::set<std::string> kept_state_file_instances() { return g_left_tmp; }
 
 void drop_kept_state_files(const std::string& instance) {
-  for (const auto& f : {record_file(instance), intent_file(instance)}) unlink((f + ".tmp").c_str());
+  if (!g_left_tmp.erase(instance)) return;
+  unlink((intent_file(instance) + ".tmp").c_str());
   rmdir(state_dir(instance).c_str());  // only when empty: a failed first apply's
-  g_left_tmp.erase(instance);
 }
 
 uint64_t last_read_record_serial() { return g_last_read_serial; }
@@ -423,6 +426,8 @@ void drop_unrecorded_blobs(const std::string& instance) {
   auto rec = read_record(instance, false);
   if (!rec) return;  // damaged: left as it is for the repair the error names
   prune_blobs(instance, *rec);
+  // An agent's kept intent file would keep a failed first apply's directory.
+  drop_kept_state_files(instance);
   std::error_code ec;
   fs::remove(blob_dir(instance), ec);  // each only when empty
   fs::remove(state_dir(instance), ec);

@@ -41,8 +41,8 @@ Result<void> write_record(const std::string& instance, const nlohmann::json& sta
 // A process that applies again and again (keep_kernel_handles()) keeps the
 // record it last wrote, parsed after the write, for the next read of the
 // same bytes: off an agent's path from its decision to the kernel. It also
-// writes its record and intents with rewrite_file_atomic(), and clears an
-// intent by moving it back to its temporary name, to be written over next.
+// writes its intents with rewrite_file_atomic(), and clears an intent by
+// moving it back to its temporary name, to be written over next.
 void keep_written_records(bool on);
 // The instances whose state directory holds temporary files left for the
 // next write (keep_written_records()), and their removal: only under the
@@ -102,7 +102,9 @@ Result<void> write_file_atomic(const std::string& path, std::string_view text);
 // The same, for a file written again and again: `path`.tmp, when there, is
 // written over in place (no inode made), then swapped with `path`
 // (RENAME_EXCHANGE: no inode freed); it then holds the old content, for
-// the next write. Readers see the old content or the new, as above.
+// the next write. A reader sees the old content or the new, as above, but
+// one that keeps the file open across two writes may see the second's
+// bytes: only for files read under the instance's lock.
 Result<void> rewrite_file_atomic(const std::string& path, std::string_view text);
 
 // The ids a previous apply gave, so a changed file rewrites only what changed.
