@@ -81,7 +81,7 @@ TEST(StateFiles, RewrittenOverTheLastInodeAndSwappedIn) {
     std::filesystem::path d;
     ~Gone() { std::filesystem::remove_all(d); }
   } gone{dir};
-  const std::string path = (dir / "record.json").string(), tmp = path + ".tmp";
+  const std::string path = (dir / "intent.json").string(), tmp = path + ".tmp";
   {  // a filesystem that cannot exchange falls back to rename(2): nothing to see
     std::ofstream(path) << "a";
     std::ofstream(tmp) << "b";

@@ -81,7 +81,9 @@ Result<InstanceLock> InstanceLock::acquire_at(const std::string& path, bool wait
     auto named = still_named(fd.get(), path);
     if (!named) return std::unexpected(named.error());
     if (*named) return InstanceLock(path, std::move(fd), waited);
-    // Removed by another process's release meanwhile: a fresh file below.
+    // Removed by another process's release meanwhile: a fresh file below,
+    // and another writer was here.
+    waited = true;
   }
   std::string dir = path.substr(0, path.rfind('/'));
   for (;;) {
@@ -91,7 +93,7 @@ Result<InstanceLock> InstanceLock::acquire_at(const std::string& path, bool wait
       if (errno == ENOENT) continue;  // the directory went away in between
       return fail_errno("open lock " + path, errno);
     }
-    // Not waiting: the holder removes the file when it releases it.
+    // When not waiting and refused, the file is left: its holder removes it.
     if (auto r = lock_exclusive(fd.get(), path, wait, waited); !r)
       return std::unexpected(r.error());
     auto named = still_named(fd.get(), path);

@@ -17,14 +17,15 @@ class InstanceLock {
  public:
   // Waits until no other process holds the instance's lock.
   static Result<InstanceLock> acquire(const std::string& instance);
-  // The same on any lock file (its directory must exist): for tests.
+  // The same on any lock file (its directory is made when missing).
   // `wait` false: fails (EWOULDBLOCK) at once while another holds it.
   static Result<InstanceLock> acquire_at(const std::string& path, bool wait = true);
   InstanceLock(InstanceLock&&) noexcept = default;
   InstanceLock& operator=(InstanceLock&&) noexcept = default;
   ~InstanceLock();
-  // Whether another process held the lock when this one was asked for:
-  // what the caller saw before may have changed meanwhile.
+  // Whether another process held the lock when this one was asked for, or
+  // had it since the keeper's last release (its file was removed): what
+  // the caller saw before may have changed meanwhile.
   bool waited() const { return waited_; }
 
  private:

@@ -385,12 +385,15 @@ Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& w
   PhaseClock clock(nullptr);
   auto lock = InstanceLock::acquire(instance);
   if (!lock) return std::unexpected(lock.error());
-  // The caller's interface indexes hold only while nobody else wrote:
-  // another writer held the lock, or left an intent to settle, and any veth
-  // may have gone since (a refusal before the kernel beats an attach that
-  // fails after the maps changed).
+  // The caller's interface indexes are taken only when it came straight
+  // here: after a wait for another writer's lock, or with an intent to
+  // settle, time has passed and a veth may have gone (refused before the
+  // kernel by a lookup, it would otherwise fail at attach, after the maps
+  // changed, and be undone). Within the agent's own sync a veth can still
+  // go in the half millisecond before its attach, as it could before.
   ReconcileOptions o = opt;
-  if (o.known_ifindex && (lock->waited() || fs::exists(intent_file(instance))))
+  std::error_code ec;
+  if (o.known_ifindex && (lock->waited() || fs::exists(intent_file(instance), ec) || ec))
     o.known_ifindex = nullptr;
   json interrupted = settle_before_apply(instance);
   ApplyReport settled;

@@ -426,8 +426,10 @@ void drop_unrecorded_blobs(const std::string& instance) {
   auto rec = read_record(instance, false);
   if (!rec) return;  // damaged: left as it is for the repair the error names
   prune_blobs(instance, *rec);
-  // An agent's kept intent file would keep a failed first apply's directory.
+  // An agent's kept intent file (or one a killed agent left) would keep a
+  // failed first apply's directory.
   drop_kept_state_files(instance);
+  unlink((intent_file(instance) + ".tmp").c_str());
   std::error_code ec;
   fs::remove(blob_dir(instance), ec);  // each only when empty
   fs::remove(state_dir(instance), ec);
