@@ -224,6 +224,7 @@ TEST(InstanceLock, KeptBetweenLocksThenRemoved) {
     struct stat st {};
     ASSERT_EQ(stat(path.c_str(), &st), 0);
     EXPECT_EQ(st.st_ino, first);
+    EXPECT_FALSE(lock->waited());
   }
   // Another process's release removes the file it locked.
   ASSERT_EQ(unlink(path.c_str()), 0);
@@ -232,6 +233,7 @@ TEST(InstanceLock, KeptBetweenLocksThenRemoved) {
     ASSERT_TRUE(lock) << lock.error().message();
     ASSERT_TRUE(std::filesystem::exists(path));
     EXPECT_FALSE(lock_free(path));  // the new file is the one held
+    EXPECT_TRUE(lock->waited());    // another writer was here since
   }
   EXPECT_TRUE(lock_free(path));
   keep_instance_locks(false);
