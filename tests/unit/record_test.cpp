@@ -70,11 +70,11 @@ ino_t inode(const std::string& path) {
   return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
 }
 
-// The Docker agent writes its intents again and again: the
-// temporary file is the inode the last write swapped out, written over
-// (shorter or longer) and swapped in, so that no write makes or frees an
+// The Docker agent writes its intents again and again, and clears each by
+// moving it back to `.tmp` (clear_intent()): the next is written over that
+// file, shorter or longer, and renamed, so that no intent makes or frees an
 // inode, and `path` always holds a whole content.
-TEST(StateFiles, RewrittenOverTheLastInodeAndSwappedIn) {
+TEST(StateFiles, RewrittenOverTheClearedFile) {
   auto dir = std::filesystem::temp_directory_path() / ("moat-rewrite-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   struct Gone {
@@ -82,33 +82,28 @@ TEST(StateFiles, RewrittenOverTheLastInodeAndSwappedIn) {
     ~Gone() { std::filesystem::remove_all(d); }
   } gone{dir};
   const std::string path = (dir / "intent.json").string(), tmp = path + ".tmp";
-  {  // a filesystem that cannot exchange falls back to rename(2): nothing to see
-    std::ofstream(path) << "a";
-    std::ofstream(tmp) << "b";
-    if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) != 0)
-      GTEST_SKIP() << "no RENAME_EXCHANGE in " << dir;
-    std::filesystem::remove(path);
-    std::filesystem::remove(tmp);
-  }
+  auto clear = [&] { ASSERT_EQ(rename(path.c_str(), tmp.c_str()), 0); };
 
-  ASSERT_TRUE(rewrite_file_atomic(path, "first, and long\n"));  // nothing to swap with
+  ASSERT_TRUE(rewrite_file_atomic(path, "first, and long\n"));  // nothing to write over
   EXPECT_EQ(content(path), "first, and long\n");
   EXPECT_FALSE(std::filesystem::exists(tmp));
+  const ino_t first = inode(path);
 
-  ASSERT_TRUE(rewrite_file_atomic(path, "second\n"));
+  clear();
+  ASSERT_TRUE(rewrite_file_atomic(path, "second\n"));  // shorter than what it overwrites
   EXPECT_EQ(content(path), "second\n");
-  EXPECT_EQ(content(tmp), "first, and long\n");  // the old one, kept for the next write
-  const ino_t first = inode(tmp), second = inode(path);
-
-  ASSERT_TRUE(rewrite_file_atomic(path, "third\n"));  // shorter than what it overwrites
-  EXPECT_EQ(content(path), "third\n");
   EXPECT_EQ(inode(path), first);
-  EXPECT_EQ(content(tmp), "second\n");
-  EXPECT_EQ(inode(tmp), second);
+  EXPECT_FALSE(std::filesystem::exists(tmp));
 
-  ASSERT_TRUE(rewrite_file_atomic(path, "the fourth, longer than all\n"));
-  EXPECT_EQ(content(path), "the fourth, longer than all\n");
-  EXPECT_EQ(inode(path), second);
+  clear();
+  ASSERT_TRUE(rewrite_file_atomic(path, "the third, longer than all\n"));
+  EXPECT_EQ(content(path), "the third, longer than all\n");
+  EXPECT_EQ(inode(path), first);
+
+  // Not cleared: written anew, the old one replaced whole.
+  ASSERT_TRUE(rewrite_file_atomic(path, "fourth\n"));
+  EXPECT_EQ(content(path), "fourth\n");
+  EXPECT_NE(inode(path), first);
 }
 
 }  // namespace

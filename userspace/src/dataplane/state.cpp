@@ -382,7 +382,7 @@ void keep_written_records(bool on) {
 std::set<std::string> kept_state_file_instances() { return g_left_tmp; }
 
 void drop_kept_state_files(const std::string& instance) {
-  if (!g_left_tmp.erase(instance)) return;
+  g_left_tmp.erase(instance);
   unlink((intent_file(instance) + ".tmp").c_str());
   rmdir(state_dir(instance).c_str());  // only when empty: a failed first apply's
 }
@@ -429,7 +429,6 @@ void drop_unrecorded_blobs(const std::string& instance) {
   // An agent's kept intent file (or one a killed agent left) would keep a
   // failed first apply's directory.
   drop_kept_state_files(instance);
-  unlink((intent_file(instance) + ".tmp").c_str());
   std::error_code ec;
   fs::remove(blob_dir(instance), ec);  // each only when empty
   fs::remove(state_dir(instance), ec);
@@ -497,10 +496,7 @@ Result<void> rewrite_file_atomic(const std::string& path, std::string_view text)
       ftruncate(fd.get(), static_cast<off_t>(text.size())) != 0)
     return fail_errno("truncate " + tmp, errno);
   fd.reset();
-  if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) == 0) return {};
-  // ENOENT: no `path` yet; EINVAL: a filesystem that cannot exchange.
-  if ((errno != ENOENT && errno != EINVAL) || rename(tmp.c_str(), path.c_str()) != 0)
-    return fail_errno("replace " + path, errno);
+  if (rename(tmp.c_str(), path.c_str()) != 0) return fail_errno("replace " + path, errno);
   return {};
 }
 

@@ -44,9 +44,10 @@ Result<void> write_record(const std::string& instance, const nlohmann::json& sta
 // writes its intents with rewrite_file_atomic(), and clears an intent by
 // moving it back to its temporary name, to be written over next.
 void keep_written_records(bool on);
-// The instances whose state directory holds temporary files left for the
-// next write (keep_written_records()), and their removal: only under the
-// instance's lock, where no other writer has one of its own half written.
+// The instances whose state directory may hold an intent left for the
+// next write (keep_written_records()), and its removal (any left, the
+// agent's or a killed agent's): only under the instance's lock, where no
+// other writer has one of its own half written.
 std::set<std::string> kept_state_file_instances();
 void drop_kept_state_files(const std::string& instance);
 // Records written by this process are numbered from 1. The number of the one
@@ -99,12 +100,12 @@ std::string repair_hint(const std::string& instance);
 // `text` into `path` through `path`.tmp and rename(2): readers see the old
 // or the new content, never a truncated file. Not fsynced: see state.cpp.
 Result<void> write_file_atomic(const std::string& path, std::string_view text);
-// The same, for a file written again and again: `path`.tmp, when there, is
-// written over in place (no inode made), then swapped with `path`
-// (RENAME_EXCHANGE: no inode freed); it then holds the old content, for
-// the next write. A reader sees the old content or the new, as above, but
-// one that keeps the file open across two writes may see the second's
-// bytes: only for files read under the instance's lock.
+// The same, for a file written again and again and cleared by moving it
+// back to `path`.tmp (clear_intent() in keep mode): that file, when there,
+// is written over in place (no inode made or freed), then renamed. A reader
+// sees the old content or the new, as above, but one that keeps the file
+// open across a clear and the next write may see the new bytes: only for
+// files read under the instance's lock.
 Result<void> rewrite_file_atomic(const std::string& path, std::string_view text);
 
 // The ids a previous apply gave, so a changed file rewrites only what changed.
