@@ -1,7 +1,8 @@
 # bpf_object(name src [DEPENDS hdr...])
 # Compiles one *.bpf.c with clang for the BPF target, generates its libbpf
 # skeleton with bpftool and exposes INTERFACE target `name_skel` whose include
-# directory holds `name.skel.h`. The object is embedded in the skeleton, so
+# directory holds `name.skel.h` and `name.fingerprint.h` (the object's
+# SHA-256, MOAT_NAME_BPF_SHA256). The object is embedded in the skeleton, so
 # nothing but the final binary is needed at run time.
 find_program(BPF_CLANG NAMES clang-14 clang REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
@@ -39,7 +40,15 @@ function(bpf_object name src)
     DEPENDS ${obj}
     COMMENT "skeleton ${name}.skel.h"
     VERBATIM)
-  add_custom_target(${name}_skel_gen DEPENDS ${skel})
+  set(fingerprint ${out_dir}/${name}.fingerprint.h)
+  add_custom_command(
+    OUTPUT ${fingerprint}
+    COMMAND ${CMAKE_COMMAND} -DOBJ=${obj} -DNAME=${name} -DOUT=${fingerprint}
+            -P ${CMAKE_SOURCE_DIR}/cmake/BpfFingerprint.cmake
+    DEPENDS ${obj} ${CMAKE_SOURCE_DIR}/cmake/BpfFingerprint.cmake
+    COMMENT "fingerprint ${name}.fingerprint.h"
+    VERBATIM)
+  add_custom_target(${name}_skel_gen DEPENDS ${skel} ${fingerprint})
   add_library(${name}_skel INTERFACE)
   add_dependencies(${name}_skel ${name}_skel_gen)
   target_include_directories(${name}_skel INTERFACE ${out_dir} ${CMAKE_SOURCE_DIR}/bpf)

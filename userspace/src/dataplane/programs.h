@@ -40,7 +40,8 @@ struct InstanceProgs {
 Result<PinnedProgs> pin_programs(const std::string& instance, bpf_program* ingress,
                                  bpf_program* egress, bool dry_run, bool* replaced);
 
-// The TC objects this binary embeds, as one hash of their ELF bytes.
+// The TC objects this binary embeds, as one hash of their SHA-256s (taken
+// at build time).
 std::string objects_fingerprint();
 // The same for the socket hooks' object (sockhooks.h).
 std::string sock_object_fingerprint();

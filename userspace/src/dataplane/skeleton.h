@@ -74,7 +74,6 @@ struct SkeletonOps;
     static obj* open() { return obj##__open(); }                               \
     static int load(obj* s) { return obj##__load(s); }                         \
     static void destroy(obj* s) { obj##__destroy(s); }                         \
-    static const void* elf_bytes(size_t* size) { return obj##__elf_bytes(size); } \
   };
 MOAT_SKELETON_OPS(endpoint_bpf)
 MOAT_SKELETON_OPS(uplink_bpf)
@@ -204,13 +203,6 @@ class Skeleton {
   Result<void> load() {
     if (int rc = SkeletonOps<S>::load(skel_.get()); rc) return fail_errno("load BPF programs", rc);
     return {};
-  }
-
-  // The ELF object this binary embeds.
-  static std::pair<const void*, size_t> elf_bytes() {
-    size_t size = 0;
-    const void* data = SkeletonOps<S>::elf_bytes(&size);
-    return {data, size};
   }
 
   S* get() const { return skel_.get(); }
