@@ -878,6 +878,14 @@ struct moat_peer_key {
  * userspace sets the flag when the kernel lacks bpf_redirect_peer().
  */
 #define MOAT_FAST_F_PEER_OFF (1u << 0)
+/*
+ * MOAT_FAST_F_ROUTED_ON turns on the routed fast path (lib/fast_route.h):
+ * from_bridge hands a judged packet the host would forward to an uplink
+ * straight to that uplink (bpf_redirect_neigh), skipping the host's IP
+ * stack. Off by default: the host's own netfilter FORWARD and POSTROUTING
+ * rules never see such a packet.
+ */
+#define MOAT_FAST_F_ROUTED_ON (1u << 1)
 
 /*
  * Map `fast_stats` (per-CPU array, index enum moat_fast_stat): what left by
@@ -887,7 +895,9 @@ struct moat_peer_key {
 enum moat_fast_stat {
 	MOAT_FAST_PEER_PACKETS = 0,
 	MOAT_FAST_PEER_BYTES = 1,
-	MOAT_FAST_STAT_MAX = 2,
+	MOAT_FAST_ROUTED_PACKETS = 2, /* handed to an uplink by from_bridge */
+	MOAT_FAST_ROUTED_BYTES = 3,
+	MOAT_FAST_STAT_MAX = 4,
 };
 
 /*

@@ -5,7 +5,9 @@
  * world), never what it switches between its own ports.
  *
  *   from_bridge: passes what a container's from_container already judged
- *                (MOAT_MARK_JUDGED, abi.h) and drops everything else.
+ *                (MOAT_MARK_JUDGED, abi.h) and drops everything else. What
+ *                the host would forward to an uplink goes straight there
+ *                when the routed fast path is on (lib/fast_route.h).
  *
  * A veth joins its bridge before the runtime reports the endpoint, and a
  * container may be created while the agent is down: until moat has
@@ -15,14 +17,16 @@
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/verdict.h"
+#include "lib/fast_route.h"
 
 SEC("tc")
 int from_bridge(struct __sk_buff *skb)
 {
 	if (skb->mark & MOAT_MARK_JUDGED) {
 		skb->mark &= ~MOAT_MARK_JUDGED;
-		/* Counted already, by the endpoint that judged it. */
-		return TC_ACT_OK;
+		/* Counted already, by the endpoint that judged it. Routed to
+		 * an uplink: straight there, when the routed fast path is on. */
+		return fast_routed(skb);
 	}
 	return finish(skb, MOAT_DIR_FROM_CONTAINER, 0, MOAT_DROP_UNIDENTIFIED);
 }

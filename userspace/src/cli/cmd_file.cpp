@@ -17,7 +17,7 @@ namespace moat::cli {
 namespace {
 
 struct FileArgs {
-  std::string file, instance = "default", lab, fast;
+  std::string file, instance = "default", lab, fast, fast_routed;
   std::vector<std::string> policy_files;
   bool as_json = false, dry_run = false;
 };
@@ -78,15 +78,19 @@ int run_fastpath(const FileArgs& a) {
   std::string instance = scoped_instance(a.instance, a.lab);
   check_instance(instance);
   need_root();
-  std::optional<bool> set;
-  if (!a.fast.empty()) set = a.fast == "on";
+  moat::FastPathSwitches set;
+  if (!a.fast.empty()) set.peer = a.fast == "on";
+  if (!a.fast_routed.empty()) set.routed = a.fast_routed == "on";
   auto j = check(moat::fast_path(instance, set));
   if (a.as_json) {
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "fast path between containers of a network: " << (j["peer"] ? "on" : "off") << " ("
               << j["peer_packets"].get<uint64_t>() << " packets, "
-              << j["peer_bytes"].get<uint64_t>() << " bytes so far)\n";
+              << j["peer_bytes"].get<uint64_t>() << " bytes so far)\n"
+              << "routed fast path to the uplinks: " << (j["routed"] ? "on" : "off") << " ("
+              << j["routed_packets"].get<uint64_t>() << " packets, "
+              << j["routed_bytes"].get<uint64_t>() << " bytes so far)\n";
   }
   return 0;
 }
@@ -139,8 +143,15 @@ void add_file_commands(CLI::App& app, CommandTable& table) {
       "flow go straight into the destination's namespace (bpf_redirect_peer), skipping the\n"
       "bridge, when the destination's own program would pass them unchanged. On by default\n"
       "where the kernel has it; `off` is the kill switch (every packet through the bridge).\n"
-      "Without an argument: whether it is on, and what took it.");
-  fast->add_option("state", a->fast, "on or off")->check(CLI::IsMember({"on", "off"}));
+      "--routed on: what a network's bridge hands the host to forward to an uplink goes\n"
+      "straight to that uplink (bpf_redirect_neigh), skipping the host's IP stack, with the\n"
+      "kernel's own route, TTL and MTU checks; the uplink's program still masquerades it.\n"
+      "Off by default: the host's own netfilter FORWARD and POSTROUTING rules never see\n"
+      "those packets. Without an argument: whether each is on, and what took it.");
+  fast->add_option("state", a->fast, "on or off: the fast path between containers")
+      ->check(CLI::IsMember({"on", "off"}));
+  fast->add_option("--routed", a->fast_routed, "on or off: the routed fast path to the uplinks")
+      ->check(CLI::IsMember({"on", "off"}));
   add_instance_options(fast, a->instance, a->lab);
   fast->add_flag("--json", a->as_json, "machine-readable output");
 

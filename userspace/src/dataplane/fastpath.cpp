@@ -66,31 +66,53 @@ Result<void> fast_path_default(const bpf_map* fast_cfg) {
   return write_flags(fast_cfg, *flags | MOAT_FAST_F_PEER_OFF);
 }
 
-Result<nlohmann::json> fast_path(const std::string& instance, std::optional<bool> set) {
+Result<bool> kernel_redirect_neigh() {
+  static std::mutex mu;
+  static std::optional<bool> known;
+  std::lock_guard lock(mu);
+  if (known) return *known;
+  if (pretend_kernel_lacks("redirect_neigh")) return *(known = false);
+  int rc = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_redirect_neigh, nullptr);
+  if (rc < 0) return fail_errno("probe the kernel for bpf_redirect_neigh", -rc);
+  known = rc > 0;
+  return *known;
+}
+
+Result<nlohmann::json> fast_path(const std::string& instance, const FastPathSwitches& set) {
   auto skel = open_pinned(instance);
   if (!skel) return std::unexpected(skel.error());
   auto& maps = (*skel)->maps;
   auto kernel = kernel_redirect_peer();
   if (!kernel) return std::unexpected(kernel.error());
+  auto neigh = kernel_redirect_neigh();
+  if (!neigh) return std::unexpected(neigh.error());
   auto flags = read_flags(maps.fast_cfg);
   if (!flags) return std::unexpected(flags.error());
-  if (set) {
-    if (*set && !*kernel)
-      return fail("the fast path needs bpf_redirect_peer(), which " + kernel_name() + " lacks");
-    uint32_t want = *set ? *flags & ~MOAT_FAST_F_PEER_OFF : *flags | MOAT_FAST_F_PEER_OFF;
-    if (want != *flags) {
-      if (auto r = write_flags(maps.fast_cfg, want); !r) return std::unexpected(r.error());
-      flags = want;
-    }
+  if (set.peer && *set.peer && !*kernel)
+    return fail("the fast path needs bpf_redirect_peer(), which " + kernel_name() + " lacks");
+  if (set.routed && *set.routed && !*neigh)
+    return fail("the routed fast path needs bpf_redirect_neigh(), which " + kernel_name() +
+                " lacks");
+  uint32_t want = *flags;
+  if (set.peer) want = *set.peer ? want & ~MOAT_FAST_F_PEER_OFF : want | MOAT_FAST_F_PEER_OFF;
+  if (set.routed) want = *set.routed ? want | MOAT_FAST_F_ROUTED_ON : want & ~MOAT_FAST_F_ROUTED_ON;
+  if (want != *flags) {
+    if (auto r = write_flags(maps.fast_cfg, want); !r) return std::unexpected(r.error());
+    flags = want;
   }
-  auto packets = read_sum(maps.fast_stats, MOAT_FAST_PEER_PACKETS);
-  if (!packets) return std::unexpected(packets.error());
-  auto bytes = read_sum(maps.fast_stats, MOAT_FAST_PEER_BYTES);
-  if (!bytes) return std::unexpected(bytes.error());
-  return nlohmann::json{{"peer", !(*flags & MOAT_FAST_F_PEER_OFF)},
-                        {"kernel_redirect_peer", *kernel},
-                        {"peer_packets", *packets},
-                        {"peer_bytes", *bytes}};
+  nlohmann::json out{{"peer", !(*flags & MOAT_FAST_F_PEER_OFF)},
+                     {"kernel_redirect_peer", *kernel},
+                     {"routed", (*flags & MOAT_FAST_F_ROUTED_ON) != 0},
+                     {"kernel_redirect_neigh", *neigh}};
+  for (auto [name, key] : {std::pair{"peer_packets", MOAT_FAST_PEER_PACKETS},
+                           std::pair{"peer_bytes", MOAT_FAST_PEER_BYTES},
+                           std::pair{"routed_packets", MOAT_FAST_ROUTED_PACKETS},
+                           std::pair{"routed_bytes", MOAT_FAST_ROUTED_BYTES}}) {
+    auto n = read_sum(maps.fast_stats, key);
+    if (!n) return std::unexpected(n.error());
+    out[name] = *n;
+  }
+  return out;
 }
 
 }  // namespace moat

@@ -1,6 +1,7 @@
-// fastpath.h - the fast path between containers of one network
-// (bpf/lib/redirect.h): its switch (`fast_cfg`), on by default where the
-// kernel has bpf_redirect_peer(), and its counter (`fast_stats`).
+// fastpath.h - the fast paths' switches (`fast_cfg`) and counters
+// (`fast_stats`): between containers of one network (bpf/lib/redirect.h),
+// on by default where the kernel has bpf_redirect_peer(), and from a
+// network's bridge to an uplink (bpf/lib/fast_route.h), off by default.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -22,9 +23,20 @@ Result<bool> kernel_redirect_peer();
 // as it is otherwise, so `moat fastpath off` survives later applies.
 Result<void> fast_path_default(const bpf_map* fast_cfg);
 
-// {"peer": on?, "kernel_redirect_peer", "peer_packets", "peer_bytes"} of an
-// instance, after setting the switch when `set` says so. Turning it on
-// where the kernel lacks the helper fails.
-Result<nlohmann::json> fast_path(const std::string& instance, std::optional<bool> set);
+// Whether TC programs may call bpf_redirect_neigh() (Linux 5.10+), asked
+// once per process; MOAT_KERNEL_LACKS=redirect_neigh makes it answer false.
+Result<bool> kernel_redirect_neigh();
+
+// What `moat fastpath` sets; nullopt leaves a switch as it is.
+struct FastPathSwitches {
+  std::optional<bool> peer;
+  std::optional<bool> routed;
+};
+
+// {"peer", "kernel_redirect_peer", "routed", "kernel_redirect_neigh",
+// "peer_packets", "peer_bytes", "routed_packets", "routed_bytes"} of an
+// instance, after setting the switches `set` names. Turning one on where
+// the kernel lacks its helper fails and changes nothing.
+Result<nlohmann::json> fast_path(const std::string& instance, const FastPathSwitches& set);
 
 }  // namespace moat

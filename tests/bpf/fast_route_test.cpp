@@ -1,0 +1,256 @@
+// fast_route_test.cpp - the routed fast path (bpf/lib/fast_route.h): a
+// judged frame the bridge hands to the host goes straight to an uplink
+// (TC_ACT_REDIRECT, TTL decremented, header checksum kept right) only when
+// the kernel's own route would forward it there, and everything the stack
+// must see takes the plain path unchanged (TC_ACT_OK, not a byte touched).
+// The routes are real: a bridge stand-in, an uplink and another way out
+// with their addresses, neighbours and routes in the tests' private network
+// namespace, which bpf_fib_lookup() consults during the test run.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+#include "bridge.skel.h"
+#include "endpoint.skel.h"
+#include "harness.h"
+#include "packet.h"
+
+using namespace pkt;
+using namespace moat_test;
+
+namespace {
+
+constexpr const char* kBridge = "moat-rbr";  // stands for a network's bridge
+constexpr const char* kUplink = "moat-rup";  // one of moat's uplinks
+constexpr const char* kOther = "moat-roth";  // a way out that is no uplink
+constexpr Mac kBridgeMac = {0x02, 0x42, 0x0a, 0x1e, 0x00, 0x01};
+constexpr const char* C = "172.30.0.2";          // a container behind the bridge
+constexpr const char* WORLD = "198.19.0.1";      // via the uplink's default route
+constexpr const char* OTHER = "203.0.113.5";     // via kOther
+constexpr const char* UNRESOLVED = "192.0.2.5";  // via a gateway with no neighbour entry
+constexpr const char* UNREACHABLE = "100.64.0.5";
+
+void sysctl(const std::string& key, const char* value) {
+  std::string path = "/proc/sys/" + key;
+  for (char& ch : path)
+    if (ch == '.') ch = '/';
+  std::ofstream f(path);
+  f << value;
+  f.close();
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+Bytes tcp4(const char* s, const char* d, Ip4 h = {}, const Mac& dst = kBridgeMac) {
+  h.src = ip4(s);
+  h.dst = ip4(d);
+  h.proto = IPPROTO_TCP;
+  return eth(ETH_P_IP, ipv4(h, tcp(40000, 443)), dst, kContainerMac);
+}
+
+// `f` with its IP id chosen so that its header checksum is `sum` (the id
+// enters the ones'-complement sum linearly: every value but 0xffff is made).
+Bytes with_header_checksum(Bytes f, uint16_t sum) {
+  for (uint32_t id = 0; id <= 0xffff; id++) {
+    f[14 + 4] = uint8_t(id >> 8);
+    f[14 + 5] = uint8_t(id);
+    f[14 + 10] = f[14 + 11] = 0;
+    const uint16_t s = inet_checksum(std::span(f).subspan(14, 20));
+    if (s == sum) {
+      f[14 + 10] = uint8_t(s >> 8);
+      f[14 + 11] = uint8_t(s);
+      return f;
+    }
+  }
+  throw std::runtime_error("no IP id gives header checksum " + std::to_string(sum));
+}
+
+// Four bytes of IP options (end of list: zero, so the checksum of the first
+// 20 bytes still holds), the header checksum recomputed over all 24.
+Bytes with_empty_options(const Bytes& plain) {
+  Bytes f(plain.begin(), plain.begin() + 14 + 20);
+  f.insert(f.end(), {0, 0, 0, 0});
+  f.insert(f.end(), plain.begin() + 14 + 20, plain.end());
+  f[14] = 0x46;
+  const uint16_t len = uint16_t(f.size() - 14);
+  f[14 + 2] = uint8_t(len >> 8);
+  f[14 + 3] = uint8_t(len);
+  f[14 + 10] = f[14 + 11] = 0;
+  const uint16_t s = inet_checksum(std::span(f).subspan(14, 24));
+  f[14 + 10] = uint8_t(s >> 8);
+  f[14 + 11] = uint8_t(s);
+  return f;
+}
+
+class FastRoute : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    for (const char* dev : {kBridge, kUplink, kOther}) {
+      ip({"link", "add", dev, "type", "veth", "peer", "name", std::string(dev) + "-c"});
+      ip({"link", "set", std::string(dev) + "-c", "up"});
+    }
+    ip({"link", "set", kBridge, "address", "02:42:0a:1e:00:01", "up"});
+    ip({"link", "set", kUplink, "up"});
+    ip({"link", "set", kOther, "up"});
+    ip({"addr", "add", "172.30.0.1/16", "dev", kBridge});
+    ip({"addr", "add", "198.18.0.2/24", "dev", kUplink});
+    ip({"addr", "add", "198.51.100.2/24", "dev", kOther});
+    ip({"neigh", "add", "198.18.0.1", "lladdr", "02:00:00:00:00:01", "nud", "permanent", "dev",
+        kUplink});
+    ip({"neigh", "add", "198.51.100.1", "lladdr", "02:00:00:00:00:02", "nud", "permanent", "dev",
+        kOther});
+    ip({"route", "add", "default", "via", "198.18.0.1", "dev", kUplink});
+    ip({"route", "add", "203.0.113.0/24", "via", "198.51.100.1", "dev", kOther});
+    ip({"route", "add", "192.0.2.0/24", "via", "198.18.0.99", "dev", kUplink});
+    ip({"route", "add", "unreachable", "100.64.0.0/10"});
+    sysctl("net.ipv4.ip_forward", "1");
+  }
+
+  static void TearDownTestSuite() {
+    sysctl("net.ipv4.ip_forward", "0");
+    ip({"route", "del", "unreachable", "100.64.0.0/10"});
+    for (const char* dev : {kBridge, kUplink, kOther}) ip({"link", "del", dev});
+  }
+
+  void SetUp() override {
+    add_uplink(ep_, ifindex_of(kUplink), ip4("198.18.0.2"));
+    set_flags(MOAT_FAST_F_ROUTED_ON);
+  }
+
+  void set_flags(uint32_t flags) {
+    const uint32_t zero = 0;
+    ASSERT_EQ(bpf_map__update_elem(ep_->maps.fast_cfg, &zero, 4, &flags, 4, BPF_ANY), 0);
+  }
+
+  uint64_t routed_packets() { return percpu_u64(ep_->maps.fast_stats, MOAT_FAST_ROUTED_PACKETS); }
+
+  RunResult from_bridge(const Bytes& frame, uint32_t mark = MOAT_MARK_JUDGED) {
+    RunResult r = run(br_->progs.from_bridge, ifindex_of(kBridge), frame, 1, mark);
+    EXPECT_EQ(r.err, 0) << std::strerror(r.err);
+    return r;
+  }
+
+  // The plain path: passed as it came, the judged bit cleared, not counted.
+  void expect_plain(const Bytes& frame, uint32_t mark = MOAT_MARK_JUDGED) {
+    const uint64_t before = routed_packets();
+    RunResult r = from_bridge(frame, mark);
+    EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK));
+    EXPECT_EQ(r.out, frame) << "a refused frame must not be touched";
+    EXPECT_EQ(r.mark, mark & ~MOAT_MARK_JUDGED);
+    EXPECT_EQ(routed_packets(), before);
+  }
+
+  Skeleton<endpoint_bpf> ep_ = load_skeleton();
+  Skeleton<bridge_bpf> br_ = load_bridge_skeleton(ep_);
+};
+
+TEST_F(FastRoute, AFrameRoutedToAnUplinkGoesStraightThereOneHopOlder) {
+  const Bytes frame = tcp4(C, WORLD, {.ttl = 64});
+  const uint64_t before = routed_packets();
+  RunResult r = from_bridge(frame);
+  ASSERT_EQ(r.retval, uint32_t(TC_ACT_REDIRECT));
+  EXPECT_EQ(r.mark, 0u);
+  EXPECT_EQ(routed_packets(), before + 1);
+  ASSERT_EQ(r.out.size(), frame.size());
+  Bytes want = frame;
+  want[14 + 8] = 63;  // the TTL; the neighbour layer writes the MACs
+  EXPECT_EQ(std::vector<uint8_t>(r.out.begin() + 14 + 8, r.out.begin() + 14 + 9),
+            std::vector<uint8_t>(want.begin() + 14 + 8, want.begin() + 14 + 9));
+  EXPECT_EQ(inet_checksum(std::span(r.out).subspan(14, 20)), 0)
+      << "the header checksum must follow the TTL";
+  // Everything but the TTL and the checksum as it came.
+  for (size_t i = 0; i < frame.size(); i++)
+    if (i != 14 + 8 && i != 14 + 10 && i != 14 + 11) EXPECT_EQ(r.out[i], frame[i]) << "byte " << i;
+}
+
+TEST_F(FastRoute, TheChecksumCarriesAroundWhereTheTtlsByteOverflows) {
+  // The decrement adds 0x0100 to the header checksum (RFC 1624): from
+  // 0xfeXX and 0xffXX on it wraps, and the end-around carry must follow.
+  for (uint16_t sum : {0x0000, 0x00ff, 0x7f80, 0xfe00, 0xfeff, 0xff00, 0xff01, 0xfffe}) {
+    for (int ttl : {2, 64, 255}) {
+      const Bytes frame = with_header_checksum(tcp4(C, WORLD, {.ttl = uint8_t(ttl)}), sum);
+      RunResult r = from_bridge(frame);
+      ASSERT_EQ(r.retval, uint32_t(TC_ACT_REDIRECT)) << "checksum " << sum << ", ttl " << ttl;
+      EXPECT_EQ(r.out[14 + 8], ttl - 1);
+      // As a fresh computation writes it (ip_decrease_ttl() too): zero as
+      // 0x0000, never 0xffff, which a sum that ignores the carry leaves.
+      Bytes fresh(r.out.begin() + 14, r.out.begin() + 14 + 20);
+      fresh[10] = fresh[11] = 0;
+      const uint16_t want = inet_checksum(fresh);
+      EXPECT_EQ(uint16_t(r.out[14 + 10] << 8 | r.out[14 + 11]), want)
+          << "checksum " << sum << ", ttl " << ttl;
+    }
+  }
+}
+
+TEST_F(FastRoute, OffByDefaultAndWithThePeerSwitchAlone) {
+  set_flags(0);
+  expect_plain(tcp4(C, WORLD));
+  set_flags(MOAT_FAST_F_PEER_OFF);
+  expect_plain(tcp4(C, WORLD));
+}
+
+TEST_F(FastRoute, WhatTheStackMustSeeTakesThePlainPath) {
+  struct Case {
+    const char* what;
+    Bytes frame;
+  };
+  Bytes bad_sum = tcp4(C, WORLD);
+  bad_sum[14 + 11] ^= 0x5a;
+  Bytes trailing = tcp4(C, WORLD);
+  trailing.insert(trailing.end(), {0, 0, 0, 0});
+  const Case cases[] = {
+      {"TTL 1: the host answers time exceeded", tcp4(C, WORLD, {.ttl = 1})},
+      {"TTL 0", tcp4(C, WORLD, {.ttl = 0})},
+      {"IP options (NOP)", tcp4(C, WORLD, {.option_words = 1})},
+      {"IP options (end of list, a checksum that holds over 20 bytes too)",
+       with_empty_options(tcp4(C, WORLD))},
+      {"a bad header checksum, which ip_rcv() drops", bad_sum},
+      {"bytes beyond the IP length, which ip_rcv() trims", trailing},
+      {"not addressed to the bridge (PACKET_OTHERHOST)", tcp4(C, WORLD, {}, kPeerMac)},
+      {"broadcast", tcp4(C, WORLD, {}, kBroadcast)},
+      {"routed to a way out that is no uplink", tcp4(C, OTHER)},
+      {"a gateway whose neighbour is not resolved yet", tcp4(C, UNRESOLVED)},
+      {"an unreachable destination: the host answers", tcp4(C, UNREACHABLE)},
+      {"the host itself (its bridge address)", tcp4(C, "172.30.0.1")},
+      {"another container of the network", tcp4(C, "172.30.0.3")},
+      {"not IPv4", eth(ETH_P_ARP, arp({.spa = ip4(C), .tpa = ip4("172.30.0.1")}), kBridgeMac)},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    expect_plain(c.frame);
+  }
+}
+
+TEST_F(FastRoute, AnotherMarkKeepsThePlainPath) {
+  // Policy routing may route by the mark; the lookup here does not know it.
+  expect_plain(tcp4(C, WORLD), MOAT_MARK_JUDGED | 0x1);
+}
+
+TEST_F(FastRoute, NotWhereTheBridgeDoesNotForward) {
+  sysctl("net.ipv4.conf." + std::string(kBridge) + ".forwarding", "0");
+  expect_plain(tcp4(C, WORLD));
+  sysctl("net.ipv4.conf." + std::string(kBridge) + ".forwarding", "1");
+  EXPECT_EQ(from_bridge(tcp4(C, WORLD)).retval, uint32_t(TC_ACT_REDIRECT));
+}
+
+TEST_F(FastRoute, NotOverTheUplinksMtu) {
+  ip({"link", "set", kUplink, "mtu", "1280"});
+  RunResult small = from_bridge(tcp4(C, WORLD));
+  EXPECT_EQ(small.retval, uint32_t(TC_ACT_REDIRECT)) << "a packet that fits goes";
+  Bytes big = eth(ETH_P_IP,
+                  ipv4({.src = ip4(C), .dst = ip4(WORLD), .proto = IPPROTO_UDP},
+                       udp(40000, 53, Bytes(1400, 0))),
+                  kBridgeMac, kContainerMac);
+  expect_plain(big);
+  ip({"link", "set", kUplink, "mtu", "1500"});
+}
+
+TEST_F(FastRoute, UnjudgedFramesAreStillDropped) {
+  RunResult r = from_bridge(tcp4(C, WORLD), 0);
+  EXPECT_EQ(r.retval, uint32_t(TC_ACT_SHOT));
+}
+
+}  // namespace

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The routed fast path (bpf/lib/fast_route.h): with `moat fastpath --routed
+# on`, what a container sends to the world leaves its network's bridge
+# straight for the uplink (bpf_redirect_neigh), and the lab host's IP stack
+# never forwards it: the kernel's own count of forwarded datagrams
+# (/proc/net/snmp, Ip ForwDatagrams, in the lab host) grows by the replies
+# only, and the fast path's counter by the requests. It is off by default.
+# What must still hold, holds: the outside sees the uplink's address
+# (to_world masquerades on the way out), a TCP transfer arrives whole, an
+# internal network reaches nothing, and `--routed off` gives the stack its
+# packets back.
+source "$(dirname "$0")/lib.sh"
+F=$E2E_DIR/masquerade.json
+L=$(unique_lab froute)
+UP=198.18.0.1
+NET=198.19.0.1
+GV=$(gateway_of "$F" vault)
+PINGS=20
+SIZE=20000000
+
+lab_up "$L" "$F"
+
+fast_field() {
+  "$MOAT" fastpath --lab "$L" --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+# The lab host's forwarded datagrams, as its kernel counts them.
+forwarded() {
+  "$MOAT" lab exec --lab "$L" host -- cat /proc/net/snmp | python3 -c '
+import sys
+ip = [l.split() for l in sys.stdin if l.startswith("Ip:")]
+print(ip[1][ip[0].index("ForwDatagrams")])'
+}
+# pings SRC: PINGS echo requests to the internet server; sets D_FWD and
+# D_ROUTED (the deltas of the two counters) and ANSWERED.
+pings() {
+  local f0 r0
+  f0=$(forwarded); r0=$(fast_field routed_packets)
+  ANSWERED=$("$MOAT" lab exec --lab "$L" "$1" -- ping -n -q -c $PINGS -i 0.05 -W 1 $NET 2>/dev/null |
+    sed -n 's/.* \([0-9]*\) received.*/\1/p')
+  D_FWD=$(($(forwarded) - f0)); D_ROUTED=$(($(fast_field routed_packets) - r0))
+  echo "    $ANSWERED of $PINGS answered; forwarded by the host +$D_FWD, routed fast path +$D_ROUTED"
+}
+
+check "routed fast path off by default" [ "$(fast_field routed)" = False ]
+check "the peer fast path is on regardless" [ "$(fast_field peer)" = True ]
+
+echo "off: the host forwards both ways"
+pings m1
+check "all $PINGS answered" [ "$ANSWERED" = $PINGS ]
+check "the host forwarded requests and replies (+$D_FWD >= $((2 * PINGS)))" [ "$D_FWD" -ge $((2 * PINGS)) ]
+check "nothing took the routed fast path (+$D_ROUTED)" [ "$D_ROUTED" -eq 0 ]
+
+"$MOAT" fastpath --routed on --lab "$L" >/dev/null
+check "moat fastpath --routed on" [ "$(fast_field routed)" = True ]
+
+echo "on: the requests skip the host's stack, the replies do not"
+pings m1
+check "all $PINGS answered" [ "$ANSWERED" = $PINGS ]
+check "the routed fast path carried the requests (+$D_ROUTED >= $PINGS)" [ "$D_ROUTED" -ge $PINGS ]
+check "the host forwarded the replies only (+$D_FWD < $((2 * PINGS)))" [ "$D_FWD" -lt $((2 * PINGS)) ]
+for c in m1 m2; do
+  must_pass "$c -> $NET:80/tcp, the outside still sees $UP" "$L" $c tcp $NET 80 $UP
+  must_pass "$c -> $NET:80/udp, the outside still sees $UP" "$L" $c udp $NET 80 $UP
+done
+
+serve "$L" outside tcp 5001 TCP-LISTEN:5001,reuseaddr,fork SYSTEM:"wc -c"
+r0=$(fast_field routed_bytes)
+GOT=$("$MOAT" lab exec --lab "$L" m1 -- sh -c \
+  "head -c $SIZE /dev/zero | socat -t10 - TCP:$NET:5001" 2>/dev/null | tr -d ' \n')
+D_BYTES=$(($(fast_field routed_bytes) - r0))
+echo "    got $GOT bytes; routed fast path +$D_BYTES B"
+check "a TCP transfer to the outside arrives whole ($SIZE bytes)" [ "$GOT" = "$SIZE" ]
+check "and went the routed fast path (+$D_BYTES B >= $SIZE)" [ "$D_BYTES" -ge $SIZE ]
+
+check "v1 gets a default route via its gateway $GV" \
+  "$MOAT" lab exec --lab "$L" v1 -- ip route add default via "$GV"
+must_drop "internal: v1 -> $NET:80/tcp still dropped" "$L" v1 tcp $NET 80
+must_drop "internal: v1 -> $NET icmp still dropped" "$L" v1 icmp $NET
+
+"$MOAT" fastpath --routed off --lab "$L" >/dev/null
+check "moat fastpath --routed off" [ "$(fast_field routed)" = False ]
+pings m2
+check "off again: all $PINGS answered" [ "$ANSWERED" = $PINGS ]
+check "off again: the host forwards both ways (+$D_FWD >= $((2 * PINGS)))" [ "$D_FWD" -ge $((2 * PINGS)) ]
+check "off again: nothing took the routed fast path (+$D_ROUTED)" [ "$D_ROUTED" -eq 0 ]
+
+MOAT_KERNEL_LACKS=redirect_neigh "$MOAT" fastpath --routed on --lab "$L" >/dev/null 2>&1
+check "turning it on where the kernel lacks bpf_redirect_neigh() fails" [ $? -ne 0 ]
+check "and leaves it off" [ "$(fast_field routed)" = False ]
+down_and_finish "$L"
