@@ -883,7 +883,7 @@ struct moat_peer_key {
  * from_bridge hands a judged packet the host would forward to an uplink
  * straight to that uplink (bpf_redirect_neigh), skipping the host's IP
  * stack. Off by default: the host's own netfilter FORWARD and POSTROUTING
- * rules never see such a packet.
+ * rules, and IPsec forward policies, never see such a packet.
  */
 #define MOAT_FAST_F_ROUTED_ON (1u << 1)
 

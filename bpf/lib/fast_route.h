@@ -6,21 +6,26 @@
  * skipping the host's IP stack (ip_rcv(), the routing decision made again,
  * netfilter's PREROUTING, FORWARD and POSTROUTING hooks, ip_forward()).
  *
- * It does to the packet what ip_forward() would, nothing less: the route is
- * the kernel's own (bpf_fib_lookup() as forwarded from the bridge: the
- * bridge must forward, the way out must take the packet, GSO included, at
- * its MTU), the TTL is decremented, and the neighbour layer writes the
- * Ethernet header. The uplink's to_world still judges and masquerades the
- * packet: a redirect to a device's egress runs its TC egress programs.
+ * It does to the packet what ip_forward() would: the route is the kernel's
+ * own (bpf_fib_lookup() as forwarded from the bridge: the bridge must
+ * forward, and the route's MTU must take the packet, or each segment of a
+ * GSO packet), the TTL is decremented, the priority set from the TOS, and
+ * the neighbour layer writes the Ethernet header. The uplink's to_world
+ * still judges and masquerades the packet: a redirect to a device's egress
+ * runs its TC egress programs. What it does not do: the host's netfilter
+ * hooks and IPsec (xfrm) forward policies never see the packet.
  *
  * Anything the stack must see takes the plain path, so a refusal here never
  * drops: a frame not addressed to the bridge itself, a VLAN tag or another
  * mark (policy routing could route it elsewhere), a TTL of 1 (time
  * exceeded), IP options, a bad header checksum or bytes beyond the IP
- * length (ip_rcv() drops or trims them), a destination the host does not
- * forward to an uplink (itself, a broadcast, unreachable, another bridge),
- * a neighbour not resolved yet (the stack resolves it) and a packet over
- * the MTU (the stack fragments it or answers "fragmentation needed").
+ * length (ip_rcv() drops or trims them), a limited broadcast, multicast,
+ * 0.0.0.0/8 or loopback address (never forwarded), a destination the host
+ * does not forward to an uplink (itself, a subnet's broadcast,
+ * unreachable, another bridge, a gateway only IPv6 reaches),
+ * a neighbour not resolved yet (the stack resolves it), a packet over the
+ * MTU (the stack fragments it or answers "fragmentation needed") and a GSO
+ * packet of another protocol than TCP or UDP.
  *
  * Off by default (MOAT_FAST_F_ROUTED_ON, abi.h): the host's own netfilter
  * rules never see what it carries.
@@ -79,6 +84,55 @@ static __always_inline void fast_routed_count(__u32 len)
 }
 
 /*
+ * Addresses ip_route_input() takes away from forwarding before any route
+ * is looked up (the limited broadcast, multicast, 0.0.0.0/8 and loopback
+ * are martians or local input there), which bpf_fib_lookup() would route
+ * by the default route like any other.
+ */
+static __always_inline int fast_not_forwarded(__be32 a)
+{
+	__u32 h = bpf_ntohl(a);
+
+	return h == 0xffffffff || (h >> 28) == 0xe || (h >> 24) == 0 || (h >> 24) == 127;
+}
+
+/*
+ * The IP length of each packet the way out will carry: the packet's own, or
+ * for a GSO packet (TCP or UDP) the length of its segments, so that the
+ * route's MTU (bpf_fib_lookup() with tot_len) weighs every segment as
+ * ip_forward() would. 0: not one moat can tell (the plain path).
+ */
+static __always_inline __u32 fast_segment_len(struct __sk_buff *skb, const struct iphdr *ip,
+					      void *data_end)
+{
+	const __u8 *l4 = (const void *)(ip + 1);
+
+	if (!skb->gso_size)
+		return bpf_ntohs(ip->tot_len);
+	if (ip->protocol == IPPROTO_UDP)
+		return sizeof(*ip) + 8 + skb->gso_size; /* the UDP header: 8 bytes */
+	if (ip->protocol != IPPROTO_TCP || (void *)(l4 + 13) > data_end)
+		return 0;
+	return sizeof(*ip) + (l4[12] >> 4) * 4 + skb->gso_size;
+}
+
+/* rt_tos2priority(): the priority ip_forward() gives a packet by its TOS. */
+static __always_inline __u32 fast_tos_priority(__u8 tos)
+{
+	/* TC_PRIO_BESTEFFORT, _BULK, _INTERACTIVE, _INTERACTIVE_BULK */
+	switch ((tos >> 3) & 3) {
+	case 1:
+		return 2;
+	case 2:
+		return 6;
+	case 3:
+		return 4;
+	default:
+		return 0;
+	}
+}
+
+/*
  * A frame the bridge hands to the host, judged by the sending container's
  * from_container: TC_ACT_REDIRECT when it went to an uplink, TC_ACT_OK for
  * the plain path. Never a drop.
@@ -99,7 +153,11 @@ static __always_inline int fast_routed(struct __sk_buff *skb)
 	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	if (ip->version != 4 || ip->ihl != 5 || ip->ttl <= 1 ||
-	    skb->len != sizeof(*eth) + bpf_ntohs(ip->tot_len) || !fast_ipv4_csum_ok(ip))
+	    skb->len != sizeof(*eth) + bpf_ntohs(ip->tot_len) || !fast_ipv4_csum_ok(ip) ||
+	    fast_not_forwarded(ip->daddr) || fast_not_forwarded(ip->saddr))
+		return TC_ACT_OK;
+	fib.tot_len = fast_segment_len(skb, ip, data_end);
+	if (!fib.tot_len)
 		return TC_ACT_OK;
 	fib.family = AF_INET;
 	fib.tos = ip->tos;
@@ -114,12 +172,14 @@ static __always_inline int fast_routed(struct __sk_buff *skb)
 		fib.sport = ports[0];
 		fib.dport = ports[1];
 	}
-	/* tot_len 0: the helper weighs the packet itself (GSO too) against
-	 * the MTU of the way out. NO_NEIGH and every refusal: the stack. */
-	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+	/* FRAG_NEEDED (tot_len over the route's MTU), NO_NEIGH and every
+	 * refusal: the stack. A route whose gateway is IPv6 too. */
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS ||
+	    fib.family != AF_INET)
 		return TC_ACT_OK;
 	if (!uplink_stats_slot(fib.ifindex))
 		return TC_ACT_OK;
+	skb->priority = fast_tos_priority(ip->tos);
 	/* ip_decrease_ttl(): the TTL is the high byte of its checksum word. */
 	check = ip->check;
 	check += bpf_htons(0x0100);

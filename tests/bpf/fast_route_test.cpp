@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -41,6 +42,31 @@ void sysctl(const std::string& key, const char* value) {
   f << value;
   f.close();
   if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+std::string read_sysctl(const std::string& key) {
+  std::string path = "/proc/sys/" + key, v;
+  for (char& ch : path)
+    if (ch == '.') ch = '/';
+  std::ifstream f(path);
+  f >> v;
+  return v;
+}
+
+// Puts a setting back however the test leaves.
+struct Restore {
+  std::function<void()> undo;
+  ~Restore() { undo(); }
+};
+
+// `f` (an IPv4 frame) with TOS `tos`, its header checksum made again.
+Bytes with_tos(Bytes f, uint8_t tos) {
+  f[14 + 1] = tos;
+  f[14 + 10] = f[14 + 11] = 0;
+  const uint16_t s = inet_checksum(std::span(f).subspan(14, 20));
+  f[14 + 10] = uint8_t(s >> 8);
+  f[14 + 11] = uint8_t(s);
+  return f;
 }
 
 Bytes tcp4(const char* s, const char* d, Ip4 h = {}, const Mac& dst = kBridgeMac) {
@@ -87,6 +113,7 @@ Bytes with_empty_options(const Bytes& plain) {
 class FastRoute : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    forwarding_was_ = read_sysctl("net.ipv4.ip_forward");
     for (const char* dev : {kBridge, kUplink, kOther}) {
       ip({"link", "add", dev, "type", "veth", "peer", "name", std::string(dev) + "-c"});
       ip({"link", "set", std::string(dev) + "-c", "up"});
@@ -105,11 +132,15 @@ class FastRoute : public ::testing::Test {
     ip({"route", "add", "203.0.113.0/24", "via", "198.51.100.1", "dev", kOther});
     ip({"route", "add", "192.0.2.0/24", "via", "198.18.0.99", "dev", kUplink});
     ip({"route", "add", "unreachable", "100.64.0.0/10"});
+    // RFC 5549: an IPv4 route whose gateway is an IPv6 neighbour.
+    ip({"-6", "neigh", "add", "fe80::1", "lladdr", "02:00:00:00:00:03", "nud", "permanent", "dev",
+        kUplink});
+    ip({"route", "add", "10.9.0.0/16", "via", "inet6", "fe80::1", "dev", kUplink});
     sysctl("net.ipv4.ip_forward", "1");
   }
 
   static void TearDownTestSuite() {
-    sysctl("net.ipv4.ip_forward", "0");
+    sysctl("net.ipv4.ip_forward", forwarding_was_.c_str());
     ip({"route", "del", "unreachable", "100.64.0.0/10"});
     for (const char* dev : {kBridge, kUplink, kOther}) ip({"link", "del", dev});
   }
@@ -142,6 +173,20 @@ class FastRoute : public ::testing::Test {
     EXPECT_EQ(routed_packets(), before);
   }
 
+  RunResult from_bridge_gso(const Bytes& frame, uint32_t gso_size, uint32_t gso_segs) {
+    RunResult r = run_gso(br_->progs.from_bridge, ifindex_of(kBridge), frame, MOAT_MARK_JUDGED,
+                          gso_size, gso_segs);
+    EXPECT_EQ(r.err, 0) << std::strerror(r.err);
+    return r;
+  }
+
+  // The uplink's MTU, put back to 1500 however the test leaves.
+  Restore uplink_mtu(const char* mtu) {
+    ip({"link", "set", kUplink, "mtu", mtu});
+    return Restore{[] { ip({"link", "set", kUplink, "mtu", "1500"}); }};
+  }
+
+  static inline std::string forwarding_was_;
   Skeleton<endpoint_bpf> ep_ = load_skeleton();
   Skeleton<bridge_bpf> br_ = load_bridge_skeleton(ep_);
 };
@@ -217,6 +262,15 @@ TEST_F(FastRoute, WhatTheStackMustSeeTakesThePlainPath) {
       {"the host itself (its bridge address)", tcp4(C, "172.30.0.1")},
       {"another container of the network", tcp4(C, "172.30.0.3")},
       {"not IPv4", eth(ETH_P_ARP, arp({.spa = ip4(C), .tpa = ip4("172.30.0.1")}), kBridgeMac)},
+      // Never forwarded (ip_route_input()), though the default route would
+      // take them: the bridge's MAC is the container's to choose.
+      {"the limited broadcast", tcp4(C, "255.255.255.255")},
+      {"multicast (mDNS)", tcp4(C, "224.0.0.251")},
+      {"multicast (SSDP)", tcp4(C, "239.255.255.250")},
+      {"0.0.0.0/8", tcp4(C, "0.1.2.3")},
+      {"loopback", tcp4(C, "127.0.0.1")},
+      {"a multicast source", tcp4("224.0.0.9", WORLD)},
+      {"an IPv4 route whose gateway is IPv6", tcp4(C, "10.9.0.1")},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
@@ -230,22 +284,72 @@ TEST_F(FastRoute, AnotherMarkKeepsThePlainPath) {
 }
 
 TEST_F(FastRoute, NotWhereTheBridgeDoesNotForward) {
-  sysctl("net.ipv4.conf." + std::string(kBridge) + ".forwarding", "0");
-  expect_plain(tcp4(C, WORLD));
-  sysctl("net.ipv4.conf." + std::string(kBridge) + ".forwarding", "1");
+  const std::string key = "net.ipv4.conf." + std::string(kBridge) + ".forwarding";
+  sysctl(key, "0");
+  {
+    Restore back{[&] { sysctl(key, "1"); }};
+    expect_plain(tcp4(C, WORLD));
+  }
   EXPECT_EQ(from_bridge(tcp4(C, WORLD)).retval, uint32_t(TC_ACT_REDIRECT));
 }
 
-TEST_F(FastRoute, NotOverTheUplinksMtu) {
-  ip({"link", "set", kUplink, "mtu", "1280"});
-  RunResult small = from_bridge(tcp4(C, WORLD));
-  EXPECT_EQ(small.retval, uint32_t(TC_ACT_REDIRECT)) << "a packet that fits goes";
-  Bytes big = eth(ETH_P_IP,
-                  ipv4({.src = ip4(C), .dst = ip4(WORLD), .proto = IPPROTO_UDP},
-                       udp(40000, 53, Bytes(1400, 0))),
-                  kBridgeMac, kContainerMac);
-  expect_plain(big);
-  ip({"link", "set", kUplink, "mtu", "1500"});
+// UDP of IP length `ip_len` to the world.
+Bytes udp_of_length(size_t ip_len) {
+  return eth(ETH_P_IP,
+             ipv4({.src = ip4(C), .dst = ip4(WORLD), .proto = IPPROTO_UDP},
+                  udp(40000, 53, Bytes(ip_len - 28, 0))),
+             kBridgeMac, kContainerMac);
+}
+
+TEST_F(FastRoute, NotOverTheUplinksMtuByAByte) {
+  Restore mtu = uplink_mtu("1280");
+  EXPECT_EQ(from_bridge(udp_of_length(1280)).retval, uint32_t(TC_ACT_REDIRECT))
+      << "a packet of the MTU goes";
+  for (size_t len : {1281, 1284, 1400}) {
+    SCOPED_TRACE(len);
+    expect_plain(udp_of_length(len));
+  }
+}
+
+TEST_F(FastRoute, AGsoPacketGoesWhenEachSegmentFits) {
+  // 3,000 bytes of TCP in segments of 1,448: IP length 1,488 each.
+  const Bytes frame = eth(ETH_P_IP,
+                          ipv4({.src = ip4(C), .dst = ip4(WORLD), .proto = IPPROTO_TCP},
+                               tcp(40000, 443, kAck, Bytes(3000, 0))),
+                          kBridgeMac, kContainerMac);
+  EXPECT_EQ(from_bridge_gso(frame, 1448, 3).retval, uint32_t(TC_ACT_REDIRECT));
+  {
+    Restore mtu = uplink_mtu("1487");
+    RunResult r = from_bridge_gso(frame, 1448, 3);
+    EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK)) << "segments a byte over the MTU";
+    EXPECT_EQ(r.out, frame);
+  }
+  {
+    Restore mtu = uplink_mtu("1488");
+    EXPECT_EQ(from_bridge_gso(frame, 1448, 3).retval, uint32_t(TC_ACT_REDIRECT));
+  }
+  // UDP segments of 1,200: IP length 1,228.
+  const Bytes dgram = udp_of_length(3628);
+  {
+    Restore mtu = uplink_mtu("1227");
+    EXPECT_EQ(from_bridge_gso(dgram, 1200, 3).retval, uint32_t(TC_ACT_OK));
+  }
+  EXPECT_EQ(from_bridge_gso(dgram, 1200, 3).retval, uint32_t(TC_ACT_REDIRECT));
+  // GSO of another protocol: nothing to tell its segments by.
+  const Bytes icmp =
+      eth(ETH_P_IP, ipv4({.src = ip4(C), .dst = ip4(WORLD), .proto = IPPROTO_ICMP}, Bytes(3000, 0)),
+          kBridgeMac, kContainerMac);
+  EXPECT_EQ(from_bridge_gso(icmp, 1400, 3).retval, uint32_t(TC_ACT_OK));
+}
+
+TEST_F(FastRoute, ThePriorityFollowsTheTosAsIpForwardSetsIt) {
+  // rt_tos2priority(): TOS 0x00 best effort (0), 0x08 bulk (2), 0x10
+  // interactive (6), 0x18 interactive bulk (4).
+  for (auto [tos, prio] : {std::pair{0x00, 0}, {0x08, 2}, {0x10, 6}, {0x18, 4}, {0x1c, 4}}) {
+    RunResult r = from_bridge(with_tos(tcp4(C, WORLD), uint8_t(tos)));
+    ASSERT_EQ(r.retval, uint32_t(TC_ACT_REDIRECT));
+    EXPECT_EQ(r.priority, uint32_t(prio)) << "tos " << tos;
+  }
 }
 
 TEST_F(FastRoute, UnjudgedFramesAreStillDropped) {

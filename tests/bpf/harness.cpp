@@ -497,29 +497,38 @@ uint64_t monotonic_ns() { return moat::datapath_now_ns(); }
 
 namespace {
 RunResult run_with(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
-                   uint32_t mark, uint32_t ingress_ifindex, uint32_t flags);
+                   uint32_t mark, uint32_t ingress_ifindex, uint32_t flags, uint32_t gso_size,
+                   uint32_t gso_segs);
 }  // namespace
 
 RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
               uint32_t mark, uint32_t ingress_ifindex) {
-  return run_with(prog, ifindex, frame, repeat, mark, ingress_ifindex, 0);
+  return run_with(prog, ifindex, frame, repeat, mark, ingress_ifindex, 0, 0, 0);
+}
+
+RunResult run_gso(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, uint32_t mark,
+                  uint32_t gso_size, uint32_t gso_segs) {
+  return run_with(prog, ifindex, frame, 1, mark, 0, 0, gso_size, gso_segs);
 }
 
 RunResult run_complete(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame) {
-  return run_with(prog, ifindex, frame, 1, 0, 0, BPF_F_TEST_SKB_CHECKSUM_COMPLETE);
+  return run_with(prog, ifindex, frame, 1, 0, 0, BPF_F_TEST_SKB_CHECKSUM_COMPLETE, 0, 0);
 }
 
 namespace {
 RunResult run_with(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
-                   uint32_t mark, uint32_t ingress_ifindex, uint32_t flags) {
-  // Only ifindex, ingress_ifindex and mark are set: the kernel places
-  // ifindex in skb->ifindex (it must name a device in our netns), takes
-  // ingress_ifindex as is, and requires the fields it does not support
-  // to be zero.
+                   uint32_t mark, uint32_t ingress_ifindex, uint32_t flags, uint32_t gso_size,
+                   uint32_t gso_segs) {
+  // Only ifindex, ingress_ifindex, mark and the GSO fields are set: the
+  // kernel places ifindex in skb->ifindex (it must name a device in our
+  // netns), takes ingress_ifindex as is, and requires the fields it does
+  // not support to be zero.
   __sk_buff ctx = {};
   ctx.ifindex = ifindex;
   ctx.ingress_ifindex = ingress_ifindex;
   ctx.mark = mark;
+  ctx.gso_size = gso_size;
+  ctx.gso_segs = gso_segs;
   __sk_buff ctx_out = {};
 
   // Room to spare, so a program that grew the packet would show as a
@@ -546,6 +555,7 @@ RunResult run_with(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& 
   r.out.resize(opts.data_size_out);
   r.duration_ns = opts.duration;
   r.mark = ctx_out.mark;
+  r.priority = ctx_out.priority;
   return r;
 }
 }  // namespace

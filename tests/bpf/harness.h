@@ -202,6 +202,7 @@ struct RunResult {
   pkt::Bytes out;        // the packet as the program left it
   uint32_t duration_ns;  // kernel's average per repetition
   uint32_t mark = 0;     // skb->mark as the program left it
+  uint32_t priority = 0;  // skb->priority as the program left it
 };
 
 // BPF_PROG_TEST_RUN of `prog` on `frame` as if it arrived on `ifindex`,
@@ -213,6 +214,9 @@ RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame
 // kernel refuses the run with EBADMSG when the program leaves skb->csum
 // stale, as a rewrite with the wrong checksum helper flags would.
 RunResult run_complete(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame);
+// The same as run() with a GSO packet's gso_size and gso_segs in the context.
+RunResult run_gso(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, uint32_t mark,
+                  uint32_t gso_size, uint32_t gso_segs);
 
 // The expected TC action of one run and, for a drop, its counter slot
 // (= -moat_verdict, 0 for a pass or redirect).

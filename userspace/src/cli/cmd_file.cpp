@@ -146,8 +146,9 @@ void add_file_commands(CLI::App& app, CommandTable& table) {
       "--routed on: what a network's bridge hands the host to forward to an uplink goes\n"
       "straight to that uplink (bpf_redirect_neigh), skipping the host's IP stack, with the\n"
       "kernel's own route, TTL and MTU checks; the uplink's program still masquerades it.\n"
-      "Off by default: the host's own netfilter FORWARD and POSTROUTING rules never see\n"
-      "those packets. Without an argument: whether each is on, and what took it.");
+      "Off by default: the host's own netfilter FORWARD and POSTROUTING rules and IPsec\n"
+      "forward policies never see those packets. Without an argument: whether each is on,\n"
+      "and what took it.");
   fast->add_option("state", a->fast, "on or off: the fast path between containers")
       ->check(CLI::IsMember({"on", "off"}));
   fast->add_option("--routed", a->fast_routed, "on or off: the routed fast path to the uplinks")
