@@ -19,6 +19,9 @@ PINGS=20
 SIZE=20000000
 
 lab_up "$L" "$F"
+# `lab up` leaves the bridges unguarded (no from_bridge, where the routed
+# fast path lives) until the lab's first `lab apply`, which names them.
+"$MOAT" lab apply --lab "$L" >/dev/null
 
 fast_field() {
   "$MOAT" fastpath --lab "$L" --json |

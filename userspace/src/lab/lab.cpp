@@ -897,9 +897,6 @@ Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOption
   // Published ports arrive and masquerade leaves through the lab host's uplink,
   // unless the file names uplinks of its own (`host.uplinks`).
   if (result.uplinks.empty()) result.uplinks = {kUplinkIf};
-  // Guarded from the first apply on, as lab_bind() makes every later one:
-  // without this a lab's bridges took no from_bridge until `lab apply`.
-  for (size_t n = 0; n < result.networks.size(); ++n) result.networks[n].bridge = bridge_name(n);
   auto build = [&]() -> Result<void> {
     if (auto r = build_host_and_outside(st, result); !r) return r;
     for (size_t i = 0; i < result.containers.size(); ++i) {

@@ -49,9 +49,8 @@ std::string lab_container_ns(const std::string& lab, const std::string& containe
 bool valid_lab_name(const std::string& lab, std::string* why);
 
 // Builds the topology for `cfg` and returns `cfg` with every attachment's
-// host_interface filled in (names inside the lab host namespace), each
-// network's bridge named (guarded, as lab_bind() does) and, unless the file
-// names its own, uplinks = {"uplink0"} (the lab host's uplink). On failure
+// host_interface filled in (names inside the lab host namespace) and, unless
+// the file names its own, uplinks = {"uplink0"} (the lab host's uplink). On failure
 // everything made so far is removed again.
 Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOptions& opt);
 
