@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "abi.h"
@@ -42,18 +44,38 @@ Result<uint64_t> read_sum(const bpf_map* m, uint32_t key) {
   return sum;
 }
 
+// Whether TC programs may call one helper: asked of the kernel once per
+// process; MOAT_KERNEL_LACKS=<name> makes the answer false (failpoint.h).
+class KernelHelper {
+ public:
+  KernelHelper(const char* name, bpf_func_id id) : name_(name), id_(id) {}
+  Result<bool> present() {
+    std::lock_guard lock(mu_);
+    if (known_) return *known_;
+    if (pretend_kernel_lacks(name_)) return *(known_ = false);
+    int rc = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, id_, nullptr);
+    if (rc < 0) return fail_errno(std::string("probe the kernel for bpf_") + name_, -rc);
+    known_ = rc > 0;
+    return *known_;
+  }
+
+ private:
+  const char* name_;
+  bpf_func_id id_;
+  std::mutex mu_;
+  std::optional<bool> known_;
+};
+
 }  // namespace
 
 Result<bool> kernel_redirect_peer() {
-  static std::mutex mu;
-  static std::optional<bool> known;
-  std::lock_guard lock(mu);
-  if (known) return *known;
-  if (pretend_kernel_lacks("redirect_peer")) return *(known = false);
-  int rc = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_redirect_peer, nullptr);
-  if (rc < 0) return fail_errno("probe the kernel for bpf_redirect_peer", -rc);
-  known = rc > 0;
-  return *known;
+  static KernelHelper helper{"redirect_peer", BPF_FUNC_redirect_peer};
+  return helper.present();
+}
+
+Result<bool> kernel_redirect_neigh() {
+  static KernelHelper helper{"redirect_neigh", BPF_FUNC_redirect_neigh};
+  return helper.present();
 }
 
 Result<void> fast_path_default(const bpf_map* fast_cfg) {
@@ -64,18 +86,6 @@ Result<void> fast_path_default(const bpf_map* fast_cfg) {
   if (!flags) return std::unexpected(flags.error());
   if (*flags & MOAT_FAST_F_PEER_OFF) return {};
   return write_flags(fast_cfg, *flags | MOAT_FAST_F_PEER_OFF);
-}
-
-Result<bool> kernel_redirect_neigh() {
-  static std::mutex mu;
-  static std::optional<bool> known;
-  std::lock_guard lock(mu);
-  if (known) return *known;
-  if (pretend_kernel_lacks("redirect_neigh")) return *(known = false);
-  int rc = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_redirect_neigh, nullptr);
-  if (rc < 0) return fail_errno("probe the kernel for bpf_redirect_neigh", -rc);
-  known = rc > 0;
-  return *known;
 }
 
 Result<nlohmann::json> fast_path(const std::string& instance, const FastPathSwitches& set) {
