@@ -18,10 +18,7 @@ GV=$(gateway_of "$F" vault)
 PINGS=20
 SIZE=20000000
 
-lab_up "$L" "$F"
-# `lab up` leaves the bridges unguarded (no from_bridge, where the routed
-# fast path lives) until the lab's first `lab apply`, which names them.
-"$MOAT" lab apply --lab "$L" >/dev/null
+lab_up "$L" "$F"  # guards its bridges: from_bridge is where the routed fast path lives
 
 fast_field() {
   "$MOAT" fastpath --lab "$L" --json |

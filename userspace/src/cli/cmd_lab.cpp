@@ -54,16 +54,17 @@ int run_lab_up(const LabArgs& a) {
   need_root();
   std::string text = read_file(a.file);
   auto cfg = load_config_text(text, a.file);
+  std::string bound = check(moat::lab_bind_text(text));
   std::string name = a.name.empty() ? default_lab_name(a.file) : pick_lab(a.name);
   moat::LabOptions opt;
   opt.start_listeners = !a.no_listeners;
   auto built = check(moat::lab_up(cfg, name, opt));
   {
     std::ofstream copy(lab_config_copy(name));
-    copy << text;
+    copy << bound;
   }
   if (!a.no_enforce) {
-    moat::DesiredState want{built, Inputs{{{a.file, text}}, false, {}}};
+    moat::DesiredState want{built, Inputs{{{a.file, bound}}, false, {}}};
     auto rep = in_lab_host(name, [&] { return moat::reconcile(lab_instance(name), want); });
     if (!rep) {
       std::string err = rep.error().message();
@@ -133,10 +134,14 @@ int run_lab_apply(const LabArgs& a) {
   need_root();
   std::string name = pick_lab(a.name);
   auto inputs = read_inputs(a.policy_files, true);
+  // Bound again: idempotent, and a copy from before lab up bound it still gives a true record.
   inputs.files.insert(inputs.files.begin(),
-                      {check(moat::lab_info(name)).source, read_file(lab_config_copy(name))});
+                      {check(moat::lab_info(name)).source,
+                       check(moat::lab_bind_text(read_file(lab_config_copy(name))))});
+  // What the record makes when read again on its own, and nothing more: an
+  // undo or the next command's settle() rebuilds exactly this config.
   // Braces evaluate in order: the config is read before the inputs move (1 MB at 10,000 rules).
-  moat::DesiredState want{moat::lab_bind(config_from_inputs(inputs)), std::move(inputs)};
+  moat::DesiredState want{config_from_inputs(inputs), std::move(inputs)};
   auto rep = check(in_lab_host(name, [&] { return moat::reconcile(lab_instance(name), want); }));
   if (a.as_json) {
     auto j = rep.to_json();

@@ -897,6 +897,9 @@ Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOption
   // Published ports arrive and masquerade leaves through the lab host's uplink,
   // unless the file names uplinks of its own (`host.uplinks`).
   if (result.uplinks.empty()) result.uplinks = {kUplinkIf};
+  // Guarded from the first apply on, as lab_bind() makes every later one:
+  // without this a lab's bridges took no from_bridge until `lab apply`.
+  for (size_t n = 0; n < result.networks.size(); ++n) result.networks[n].bridge = bridge_name(n);
   auto build = [&]() -> Result<void> {
     if (auto r = build_host_and_outside(st, result); !r) return r;
     for (size_t i = 0; i < result.containers.size(); ++i) {
@@ -981,6 +984,34 @@ Config lab_bind(Config out) {
   // Guarded like Docker's: a lab port moat was not told about stays in its network.
   for (size_t n = 0; n < out.networks.size(); ++n) out.networks[n].bridge = bridge_name(n);
   return out;
+}
+
+Result<std::string> lab_bind_text(const std::string& text) {
+  using Doc = nlohmann::ordered_json;  // the file's own key order, for a reader of the record
+  try {
+    Doc doc = Doc::parse(text);
+    if (!doc.is_object()) return fail("the lab file is not a JSON object");
+    if (auto nets = doc.find("networks"); nets != doc.end() && nets->is_array())
+      for (size_t n = 0; n < nets->size(); ++n)
+        if ((*nets)[n].is_object()) (*nets)[n]["bridge"] = bridge_name(n);
+    if (auto cs = doc.find("containers"); cs != doc.end() && cs->is_array())
+      for (size_t i = 0; i < cs->size(); ++i) {
+        auto atts = (*cs)[i].find("networks");
+        if (!(*cs)[i].is_object() || atts == (*cs)[i].end() || !atts->is_array()) continue;
+        for (size_t j = 0; j < atts->size(); ++j) {
+          Doc& att = (*atts)[j];
+          if (att.is_string()) att = Doc{{"network", att}};  // the short form, spelt out
+          if (att.is_object()) att["interface"] = host_veth_name(i, j);
+        }
+      }
+    Doc& host = doc["host"];
+    if (host.is_null()) host = Doc::object();
+    if (host.is_object() && (!host.contains("uplinks") || host["uplinks"].empty()))
+      host["uplinks"] = {kUplinkIf};
+    return doc.dump(1) + "\n";
+  } catch (const std::exception& e) {  // text that was never a valid lab file
+    return fail(std::string("the lab file cannot be bound: ") + e.what());
+  }
 }
 
 bool lab_has_ipv6(const Config& cfg) {

@@ -49,8 +49,9 @@ std::string lab_container_ns(const std::string& lab, const std::string& containe
 bool valid_lab_name(const std::string& lab, std::string* why);
 
 // Builds the topology for `cfg` and returns `cfg` with every attachment's
-// host_interface filled in (names inside the lab host namespace) and, unless
-// the file names its own, uplinks = {"uplink0"} (the lab host's uplink). On failure
+// host_interface filled in (names inside the lab host namespace), each
+// network's bridge named (guarded, as lab_bind() does) and, unless the file
+// names its own, uplinks = {"uplink0"} (the lab host's uplink). On failure
 // everything made so far is removed again.
 Result<Config> lab_up(const Config& cfg, const std::string& lab, const LabOptions& opt);
 
@@ -61,6 +62,14 @@ Result<void> lab_down(const std::string& lab);
 // `cfg` with the interface and uplink names lab_up gives a lab built from
 // it, for applying the same topology again (with other policies).
 Config lab_bind(Config cfg);  // by value: 100,000 rules are moved, not copied
+
+// The lab file's text (valid, as read at `lab up`) with what lab_bind()
+// gives its Config written into it: each attachment's interface, each
+// network's bridge, the lab host's uplink unless the file names its own.
+// The instance's record keeps this text, so that the record read again on
+// its own (undoing a failed apply, finishing a crashed one, explain) makes
+// the Config that was applied, not an unguarded or unbindable one.
+Result<std::string> lab_bind_text(const std::string& text);
 
 // Whether the lab for `cfg` is dual-stack: with an IPv6 network, the uplink
 // gets its IPv6 addresses and the outside its IPv6 internet server.
