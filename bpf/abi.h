@@ -641,12 +641,15 @@ struct moat_frag6_key {
 #define MOAT_CT_TIMEOUT_ICMP 30
 
 /*
- * Masquerade source ports (and ICMP echo ids): above Linux's default
+ * Masquerade source ports (and ICMP echo ids): below Linux's default
  * ephemeral range (32768-60999), so a translated flow never takes the tuple
- * of a connection the host itself opened.
+ * of a connection the host itself opened, and wide enough that a
+ * container's own ephemeral ports map one to one into it (lib/nat_impl.h:
+ * the same container tuple keeps its outside tuple, as a server's
+ * TIME_WAIT needs). 61000-65535 before: 4,536 ports, random per flow.
  */
-#define MOAT_NAT_PORT_MIN 61000
-#define MOAT_NAT_PORT_MAX 65535
+#define MOAT_NAT_PORT_MIN 1024
+#define MOAT_NAT_PORT_MAX 32767
 #define MOAT_NAT_PORT_TRIES 16
 
 /*

@@ -12,6 +12,9 @@
 #                               100,4000; "" for none; not with --fast-path)
 #   scripts/bench.sh --fast-path  only c1 -> c2 on one network: no filtering, moat with
 #                               its fast path off and on (bench/fastpath.py; ~10 min)
+#   scripts/bench.sh --masquerade  only c1 -> the world: no translation, iptables
+#                               MASQUERADE, moat with its routed fast path off and on
+#                               (bench/masquerade.py; ~5 min)
 #
 # Writes DIR/<date>-<host>.json (every sample, medians, spreads, ratios with
 # 95% bootstrap intervals and verdicts, CPU cost per request and per GB, the
@@ -22,16 +25,17 @@ set -uo pipefail
 source "$(dirname "$0")/common.sh"
 become_root "$@"
 
-mode=full out="$MOAT_ROOT/bench/results" reps=() eps=() fast=0
+mode=full out="$MOAT_ROOT/bench/results" reps=() eps=() fast=0 masq=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) mode=quick ;;
     --full) mode=full ;;
     --fast-path) fast=1 ;;
+    --masquerade) masq=1 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     --reps) reps=(--reps "${2:?--reps needs a number}"); shift ;;
     --endpoints) eps=(--endpoints "${2?--endpoints needs a list}"); shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -39,6 +43,10 @@ done
 
 prepare
 trap restore_bpffs EXIT
+if [ "$masq" = 1 ]; then
+  python3 "$MOAT_ROOT/bench/masquerade.py" --moat "$MOAT_BIN" --out "$out" "${reps[@]}"
+  exit $?
+fi
 if [ "$fast" = 1 ]; then
   python3 "$MOAT_ROOT/bench/fastpath.py" --moat "$MOAT_BIN" --out "$out" "${reps[@]}"
   exit $?

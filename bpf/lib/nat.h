@@ -54,6 +54,18 @@ static __always_inline int rewrite_addr(struct __sk_buff *skb, const struct l4_i
 }
 
 /*
+ * Where a flow's source port (echo id) lands in the masquerade range: on
+ * itself when inside it, else a whole number of ranges away, so Linux's
+ * ephemeral ports (32768-60999) land one to one on 1024-29255.
+ */
+static __always_inline __u32 nat_port_offset(__be16 sport)
+{
+	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
+
+	return (bpf_ntohs(sport) + 3 * range - MOAT_NAT_PORT_MIN) % range;
+}
+
+/*
  * IPv6 has no header checksum; TCP's, UDP's and ICMPv6's cover the address
  * through their pseudo-header. One diff over the 16 bytes, applied in
  * diff mode with BPF_F_IPV6: without it, on a CHECKSUM_COMPLETE skb the

@@ -76,8 +76,18 @@ static __always_inline int CT_V(nat_publish)(struct __sk_buff *skb, const CT_L4 
 
 /*
  * A new flow from a container to the world: picks a free source port (an
- * echo id for ping) on the uplink address, above the host's ephemeral
- * range, starting at a random point so flows spread over the range.
+ * echo id for ping) on the uplink address, below the host's ephemeral
+ * range. The first try is the flow's own port's image (nat_port_offset()),
+ * so a container's tuple leaves behind the same outside tuple flow after
+ * flow, as netfilter's masquerade keeps the source port. That is what a
+ * server's TIME_WAIT needs: for 60 s after a close it lets a SYN on the
+ * old tuple open a new connection only when the SYN's sequence number or
+ * timestamp follows the old connection's, which the same client tuple's
+ * do and another's do half the time; the other half the SYN is answered
+ * by the old connection's ACK, the client resets and sends it again
+ * later. A random port per flow made that a third of the SYNs of a
+ * container opening connections to one server at a high rate. Then, when
+ * that port is another live flow's, random ones.
  * `tracked`: the entry the container's hook made when policy admitted the
  * flow; the NAT pair replaces it and inherits its rule, revision and report.
  */
@@ -98,8 +108,8 @@ static __always_inline int CT_V(nat_masquerade)(struct __sk_buff *skb, const CT_
 		.owner = CT_FN(owner_of)(l4->key.saddr),
 	};
 	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
-	__u32 start = bpf_get_prandom_u32();
-	CT_KEY xl = l4->key;
+	__u32 off = nat_port_offset(l4->key.sport);
+	CT_KEY xl = l4->key, rkey;
 	int i, v;
 
 	if (!tracked) {
@@ -116,16 +126,20 @@ static __always_inline int CT_V(nat_masquerade)(struct __sk_buff *skb, const CT_
 			return ct_failed(v, MOAT_DROP_NAT_NO_PORT);
 		return CT_V(nat_rewrite)(skb, l4, &xl);
 	}
+	/* A flow that ended and was not swept yet no longer holds the first
+	 * port: lookup() ends it (and tells its end). */
+	xl.sport = bpf_htons(MOAT_NAT_PORT_MIN + off);
+	CT_FN(reverse)(&xl, &rkey);
+	CT_FN(lookup)(&rkey, now);
 #pragma clang loop unroll(disable)
 	for (i = 0; i < MOAT_NAT_PORT_TRIES; i++) {
-		__be16 port = bpf_htons(MOAT_NAT_PORT_MIN + (start + i) % range);
-
-		xl.sport = port; /* for an echo request, its id */
+		xl.sport = bpf_htons(MOAT_NAT_PORT_MIN + off % range); /* an echo's id */
 		v = CT_FN(create)(l4, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
 		if (!v)
 			return CT_V(nat_rewrite)(skb, l4, &xl);
 		if (v == -E2BIG)
 			return MOAT_DROP_CT_FULL;
+		off = i ? off + 1 : bpf_get_prandom_u32();
 	}
 	return MOAT_DROP_NAT_NO_PORT;
 }

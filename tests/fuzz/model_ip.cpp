@@ -44,7 +44,7 @@
 //    other traffic passes.
 //  - to_world: an internal network's container never leaves; a
 //    masquerading network's new flow leaves behind the uplink's address and
-//    a port in 61000-65535 (echo id likewise; SCTP keeps its port; other
+//    a port in MOAT_NAT_PORT_MIN-MAX (echo id likewise; SCTP keeps its port; other
 //    protocols only the address; no tuple left: nat-port-exhausted; a later
 //    fragment whose first was never seen cannot be: nat-rewrite-failed);
 //    other networks are routed as they are, and tracked so the reply comes
@@ -477,11 +477,11 @@ Verdict Model::masquerade(const Ctx& c, const Pkt& p, std::optional<size_t> trac
   if (chooses) {
     const auto hint = kernel_port(c.kernel_out, p.ip);
     std::optional<uint16_t> port;
-    if (hint && *hint >= 61000) {
+    if (hint && *hint >= MOAT_NAT_PORT_MIN && *hint <= MOAT_NAT_PORT_MAX) {
       t2.sport = *hint;
       if (!st_.flows.taken(t2)) port = hint;
     }
-    for (uint32_t q = 61000; !port && q <= 65535; q++) {
+    for (uint32_t q = MOAT_NAT_PORT_MIN; !port && q <= MOAT_NAT_PORT_MAX; q++) {
       t2.sport = uint16_t(q);
       if (!st_.flows.taken(t2)) port = uint16_t(q);
     }
