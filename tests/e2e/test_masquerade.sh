@@ -67,6 +67,28 @@ must_pass "m1 -> m2:7000 is seen as m1 ($M1)" "$L" m1 tcp "$M2" 7000 "$M1"
 must_pass "host -> m2:7000 is seen as the gateway ($GN)" "$L" host tcp "$M2" 7000 "$GN"
 stop_server "$SERVED"
 
+echo "a container's tuple keeps its outside tuple, flow after flow"
+check "the outside listens on 81 (peer address and port reporter)" \
+  serve "$L" outside tcp 81 TCP-LISTEN:81,bind=$NET,reuseaddr,fork \
+  'SYSTEM:read -r _; echo "$SOCAT_PEERADDR:$SOCAT_PEERPORT"'
+# m1's port 40000 (Linux's ephemeral range) lands on 40000 - 32768 + 1024.
+from_40000() {  # one connection from m1's port 40000: what the outside saw
+  "$MOAT" lab exec --lab "$L" m1 -- python3 -c '
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.settimeout(2)
+s.bind(("0.0.0.0", 40000))
+s.connect(("'"$NET"'", 81))
+s.sendall(b"x\n")
+print(s.recv(64).decode().strip())' 2>/dev/null
+}
+for i in 1 2; do
+  for try in 1 2 3; do seen=$(from_40000) && [ -n "$seen" ] && break; sleep 0.2; done
+  check "m1:40000 -> $NET:81, connection $i, is seen as $UP:8256 ($seen)" [ "$seen" = "$UP:8256" ]
+done
+stop_server "$SERVED"
+
 check "no iptables/nftables rule in the lab host" no_firewall_rules "$L"
 check "no socket listens in the lab host" host_listens_nothing "$L"
 down_and_finish "$L"
