@@ -269,6 +269,28 @@ static __always_inline int nat_rewrite_span6(struct __sk_buff *skb, const struct
 	return MOAT_PASS;
 }
 
+/*
+ * Whether a host socket takes what arrives on tuple `t` (the world's peer
+ * to the uplink's address and a masquerade port): a listener, a bound UDP
+ * socket, a connection of the host's own or one in TIME_WAIT. A
+ * masquerade port it names would carry the socket's traffic to a
+ * container, which from_world judges by the flow before anything else.
+ */
+static __always_inline int host_sock_takes(struct __sk_buff *skb, struct bpf_sock_tuple *t,
+					   __u32 len, __u8 proto)
+{
+	struct bpf_sock *sk;
+
+	if (proto == IPPROTO_TCP)
+		sk = bpf_skc_lookup_tcp(skb, t, len, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(skb, t, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
 #define CT_FAM 4
 #include "lib/nat_impl.h"
 #undef CT_FAM

@@ -75,6 +75,74 @@ static __always_inline int CT_V(nat_publish)(struct __sk_buff *skb, const CT_L4 
 }
 
 /*
+ * Whether the host holds masquerade tuple `xl`'s port on the uplink's
+ * address: published there (or on every address), or a host socket's
+ * (host_sock_takes()). Such a port is never a flow's: a container that
+ * sent from it, or drew it, would get the world's traffic to it.
+ */
+static __always_inline int CT_V(nat_port_hosted)(struct __sk_buff *skb, const CT_KEY *xl)
+{
+	/* The tuple is built in the flow's scratch entry, which create()
+	 * fills only after this: on the stack it made the search's frames
+	 * too large for the verifier (512 bytes, all frames together). */
+	struct bpf_sock_tuple *t = (struct bpf_sock_tuple *)CT_FN(scratch_entry)();
+
+	if (xl->proto != IPPROTO_TCP && xl->proto != IPPROTO_UDP)
+		return 0;
+	if (CT_V(publish_lookup)(xl->saddr, xl->sport, xl->proto))
+		return 1;
+	if (!t)
+		return 1; /* cannot tell: not this port */
+#if CT_FAM == 4
+	t->ipv4.saddr = xl->daddr;
+	t->ipv4.daddr = xl->saddr;
+	t->ipv4.sport = xl->dport;
+	t->ipv4.dport = xl->sport;
+	return host_sock_takes(skb, t, sizeof(t->ipv4), xl->proto);
+#else
+	__builtin_memcpy(t->ipv6.saddr, xl->daddr.w, sizeof(t->ipv6.saddr));
+	__builtin_memcpy(t->ipv6.daddr, xl->saddr.w, sizeof(t->ipv6.daddr));
+	t->ipv6.sport = xl->dport;
+	t->ipv6.dport = xl->sport;
+	return host_sock_takes(skb, t, sizeof(t->ipv6), xl->proto);
+#endif
+}
+
+/* What the search for a masquerade port works with (bpf_loop()'s ctx). */
+struct CT_V(nat_search) {
+	struct __sk_buff *skb;
+	CT_KEY xl; /* the tuple behind the uplink; its port is the try's */
+	__u64 now;
+	__u32 off; /* the try's port, from MOAT_NAT_PORT_MIN */
+	int found;
+};
+
+/*
+ * One try, a bpf_loop() body (verified once, not once per try): the port
+ * is free when the host does not hold it (nat_port_hosted()) and no live
+ * flow has its reply tuple; a flow that ended and was not swept yet is
+ * ended here (lookup(), with its end event). The first try is the flow's
+ * own port's image, the second a random port, then the ports after it.
+ */
+static long CT_V(nat_try_port)(__u32 i, void *ctx)
+{
+	struct CT_V(nat_search) *s = ctx;
+	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
+	CT_KEY rkey;
+
+	s->xl.sport = bpf_htons(MOAT_NAT_PORT_MIN + s->off % range); /* an echo's id */
+	if (!CT_V(nat_port_hosted)(s->skb, &s->xl)) {
+		CT_FN(reverse)(&s->xl, &rkey);
+		if (!CT_FN(lookup)(&rkey, s->now)) {
+			s->found = 1;
+			return 1;
+		}
+	}
+	s->off = i ? s->off + 1 : bpf_get_prandom_u32();
+	return 0;
+}
+
+/*
  * A new flow from a container to the world: picks a free source port (an
  * echo id for ping) on the uplink address, below the host's ephemeral
  * range. The first try is the flow's own port's image (nat_port_offset()),
@@ -87,7 +155,8 @@ static __always_inline int CT_V(nat_publish)(struct __sk_buff *skb, const CT_L4 
  * by the old connection's ACK, the client resets and sends it again
  * later. A random port per flow made that a third of the SYNs of a
  * container opening connections to one server at a high rate. Then, when
- * that port is another live flow's, random ones.
+ * that port is another live flow's or the host's (nat_try_port()),
+ * random ones.
  * `tracked`: the entry the container's hook made when policy admitted the
  * flow; the NAT pair replaces it and inherits its rule, revision and report.
  */
@@ -107,40 +176,33 @@ static __always_inline int CT_V(nat_masquerade)(struct __sk_buff *skb, const CT_
 		.taken = tracked,
 		.owner = CT_FN(owner_of)(l4->key.saddr),
 	};
-	const __u32 range = MOAT_NAT_PORT_MAX - MOAT_NAT_PORT_MIN + 1;
-	__u32 off = nat_port_offset(l4->key.sport);
-	CT_KEY xl = l4->key, rkey;
-	int i, v;
+	struct CT_V(nat_search) s = {
+		.skb = skb,
+		.xl = l4->key,
+		.now = now,
+		.off = nat_port_offset(l4->key.sport),
+	};
+	int v;
 
 	if (!tracked) {
 		v = CT_FN(admit)(at.owner, &at.owned);
 		if (v)
 			return v;
 	}
-	xl.saddr = CT_UPLINK_ADDR(up);
-	if (!l4->has_ports || l4->key.proto == IPPROTO_SCTP) {
-		/* Without ports only the addresses tell flows apart; SCTP keeps
-		 * its port, as a new one would need the whole CRC32c again. */
-		v = CT_FN(create)(l4, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
-		if (v)
-			return ct_failed(v, MOAT_DROP_NAT_NO_PORT);
-		return CT_V(nat_rewrite)(skb, l4, &xl);
+	s.xl.saddr = CT_UPLINK_ADDR(up);
+	if (l4->has_ports && l4->key.proto != IPPROTO_SCTP) {
+		bpf_loop(MOAT_NAT_PORT_TRIES, CT_V(nat_try_port), &s, 0);
+		if (!s.found)
+			return MOAT_DROP_NAT_NO_PORT;
 	}
-	/* A flow that ended and was not swept yet no longer holds the first
-	 * port: lookup() ends it (and tells its end). */
-	xl.sport = bpf_htons(MOAT_NAT_PORT_MIN + off);
-	CT_FN(reverse)(&xl, &rkey);
-	CT_FN(lookup)(&rkey, now);
-#pragma clang loop unroll(disable)
-	for (i = 0; i < MOAT_NAT_PORT_TRIES; i++) {
-		xl.sport = bpf_htons(MOAT_NAT_PORT_MIN + off % range); /* an echo's id */
-		v = CT_FN(create)(l4, &xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
-		if (!v)
-			return CT_V(nat_rewrite)(skb, l4, &xl);
-		if (v == -E2BIG)
-			return MOAT_DROP_CT_FULL;
-		off = i ? off + 1 : bpf_get_prandom_u32();
-	}
-	return MOAT_DROP_NAT_NO_PORT;
+	/* Without ports only the addresses tell flows apart; SCTP keeps its
+	 * port, as a new one would need the whole CRC32c again. With one,
+	 * the claim still fails if a flow on another CPU took the port since. */
+	v = CT_FN(create)(l4, &s.xl, &at, MOAT_CT_SNAT, 0, 0, 1, now);
+	if (v == -E2BIG)
+		return MOAT_DROP_CT_FULL;
+	if (v)
+		return ct_failed(v, MOAT_DROP_NAT_NO_PORT);
+	return CT_V(nat_rewrite)(skb, l4, &s.xl);
 }
 

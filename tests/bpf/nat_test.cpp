@@ -15,6 +15,9 @@
 // are exercised by the e2e tier's bulk transfer through a published port.
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -649,8 +652,38 @@ TEST_F(Nat, MasqueradeKeepsAContainersTupleFlowAfterFlow) {
   EXPECT_EQ(masquerade(A, 33333, kSyn), image);
   EXPECT_EQ(masquerade(A, 32768, kSyn), MOAT_NAT_PORT_MIN);
   EXPECT_EQ(masquerade(A, 60999, kSyn), 60999 - 32768 + MOAT_NAT_PORT_MIN);
-  // A port inside the range is its own image.
-  EXPECT_EQ(masquerade(A, 5000, kSyn), 5000);
+  // A port inside the range is its own image...
+  EXPECT_EQ(masquerade(A, 5555, kSyn), 5555);
+  // ...unless the host holds it: published (5000/tcp, every host address;
+  // 9000/tcp on the uplink's own), or a host socket's. A container that
+  // sent from it would get the world's traffic to it.
+  for (uint16_t published : {uint16_t(5000), uint16_t(9000)}) {
+    const uint16_t got = masquerade(B, published, kSyn);
+    EXPECT_NE(got, published) << "published " << published;
+    EXPECT_GE(got, MOAT_NAT_PORT_MIN);
+    EXPECT_LE(got, MOAT_NAT_PORT_MAX);
+  }
+  EXPECT_EQ(masquerade(B, 8080, kSyn), 8080) << "8080 is published for UDP only";
+  {
+    const int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(l, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(7777);
+    ASSERT_EQ(bind(l, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << strerror(errno);
+    ASSERT_EQ(listen(l, 1), 0);
+    EXPECT_NE(masquerade(B, 7777, kSyn), 7777) << "a host listener on 7777";
+    const int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(u, 0);
+    sa.sin_port = htons(7778);
+    ASSERT_EQ(bind(u, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << strerror(errno);
+    const RunResult r = run(dp_.prog(Hook::ToWorld), ifx(kUplink), udp4(B, 7778, WORLD, 53));
+    ASSERT_GE(r.out.size(), kL4 + 2u);
+    EXPECT_NE(be16_at(r.out, kL4), 7778) << "a host UDP socket bound to 7778";
+    close(u);
+    close(l);
+  }
+  EXPECT_EQ(masquerade(C, 7777, kSyn), 7777) << "the listener gone, the port is free";
 
   // The flow ended and was swept: the next one on the same tuple gets the same port.
   ct_clear(dp_.ep);
