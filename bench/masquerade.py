@@ -19,7 +19,7 @@ Scenarios (c1 -> outside, clients and servers pinned as bench.py pins them):
   kernel CPU per new connection  system + irq + softirq time over the wrk
                                  run, less the idle rate measured before it
 And per contender, what the client's own TCP counted per 1,000 connections
-(nstat in c1): SYNs sent again and RSTs sent. A masquerade that gives a new
+(nstat in c1): SYNs sent again (RSTs sent are in the JSON). A masquerade that gives a new
 connection a tuple the server still holds in TIME_WAIT from another one
 gets that connection's SYN answered by the old one's ACK: the client
 resets and sends its SYN again.
@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -192,6 +193,7 @@ def main():
     ap.add_argument("--conntrack", type=int, default=1048576,
                     help="the lab's limits.conntrack (0: moat's default)")
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the lab's cleanup still runs
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     host = socket.gethostname()
@@ -214,8 +216,8 @@ def main():
             k = rnd % len(CONTENDERS)
             for who in CONTENDERS[k:] + CONTENDERS[:k]:
                 bench.log(f"round {rnd + 1}/{a.reps}: {who}")
-                setup.up(who)
                 try:
+                    setup.up(who)
                     if who not in res["seen_source"]:
                         seen = seen_source(lab)
                         want = lab.ip["c1"] if who == "baseline" else bench.HOST_UPLINK_IP
@@ -236,6 +238,9 @@ def main():
                         cost["net_cpu_s"] * 1e6 / max(1, w["requests"]))
                     samples.setdefault(("syn_retransmits_per_1000", who), []).append(
                         1000 * (n1.get("TcpExtTCPSynRetrans", 0) - n0.get("TcpExtTCPSynRetrans", 0))
+                        / max(1, w["requests"]))
+                    res.setdefault("client_rsts_per_1000", {}).setdefault(who, []).append(
+                        1000 * (n1.get("TcpOutRsts", 0) - n0.get("TcpOutRsts", 0))
                         / max(1, w["requests"]))
                     if w["errors"]:
                         res.setdefault("wrk_errors", []).append(f"{who}: {w['errors']}")
@@ -258,6 +263,8 @@ def main():
     finally:
         if lab:
             lab.close()
+        else:  # Lab() failed after `lab up`: nothing of it stays
+            bench.run([a.moat, "lab", "down", "--name", name], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
     res["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     res["all_checks_ok"] = bool(res["checks"]) and all(c["ok"] for c in res["checks"])

@@ -81,7 +81,7 @@ MOAT_CRASH_AT=attach "$MOAT" lab apply --lab "$L" "$OPEN" >/dev/null 2>&1
 rc=$?
 check "apply killed at attach (rc=$rc)" [ $rc -eq 137 ]
 fwd=$(S)
-check "the next command finishes it" [ -n "$fwd" ] && [ "$fwd" != "$before" ]
+check "the next command finishes it" bash -c '[ -n "$1" ] && [ "$1" != "$2" ]' _ "$fwd" "$before"
 [ -n "$fwd" ] || sed 's/^/    | /' "$TMP/status.err"
 check "still guarded" guarded
 must_pass "c1 -> web:80 allowed by $(basename "$OPEN")" "$L" c1 tcp "$WEB" 80 web

@@ -53,8 +53,11 @@ void print_lab_up(const LabArgs& a, const std::string& name, const moat::Config&
 int run_lab_up(const LabArgs& a) {
   need_root();
   std::string text = read_file(a.file);
-  auto cfg = load_config_text(text, a.file);
+  load_config_text(text, a.file);  // the file's own problems, named in its own terms
+  // Built from the text the record keeps, so that what is applied is what
+  // the record rebuilds (a binding that makes the file invalid stops here).
   std::string bound = check(moat::lab_bind_text(text));
+  auto cfg = load_config_text(bound, a.file);
   std::string name = a.name.empty() ? default_lab_name(a.file) : pick_lab(a.name);
   moat::LabOptions opt;
   opt.start_listeners = !a.no_listeners;
