@@ -906,14 +906,17 @@ def fmt(v):
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def cell(s):
+def cell(s, others=()):
     """A contender's figure: median [min-max], ratio to the baseline with
-    its interval and verdict."""
+    its interval and verdict, then each (key, name) of `others` it holds
+    (a comparison with another contender) likewise."""
     if not s:
         return "-"
     out = f"{fmt(s['median'])} [{fmt(s['min'])}-{fmt(s['max'])}]"
-    if "vs_baseline" in s:
-        out += f"<br>{stats.describe(s['vs_baseline'], s['vs_baseline']['higher_is_better'])}"
+    for key, name in (("vs_baseline", ""),) + tuple(others):
+        if key in s:
+            c = s[key]
+            out += f"<br>{'vs ' + name + ': ' if name else ''}{stats.describe(c, c['higher_is_better'])}"
     return out
 
 

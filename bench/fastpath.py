@@ -78,15 +78,7 @@ def markdown(res):
          "| scenario | " + " | ".join(CONTENDERS) + " |",
          "|---|" + "---|" * len(CONTENDERS)]
     for scn, what in SCENARIOS:
-        cells = []
-        for who in CONTENDERS:
-            s = res["lab"][scn][who]
-            cell = f"{bench.fmt(s['median'])} [{bench.fmt(s['min'])}-{bench.fmt(s['max'])}]"
-            if "vs_baseline" in s:
-                cell += f"<br>{stats.describe(s['vs_baseline'], True)}"
-            if "vs_moat_slow" in s:
-                cell += f"<br>vs moat-slow: {stats.describe(s['vs_moat_slow'], True)}"
-            cells.append(cell)
+        cells = [bench.cell(res["lab"][scn][who], [("vs_moat_slow", "moat-slow")]) for who in CONTENDERS]
         o.append(f"| {what} | " + " | ".join(cells) + " |")
     o += ["", "Fast path counter per round (packets it carried during moat's measurements): "
           + ", ".join(str(n) for n in res["fast_packets_per_round"]),

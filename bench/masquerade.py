@@ -153,16 +153,8 @@ def markdown(res):
          "", f"{res['reps']} interleaved rounds of {res['seconds']} s per figure; "
          f"limits.conntrack {res['conntrack'] or 'default'}; {stats.METHOD}.", "",
          "| scenario | " + " | ".join(CONTENDERS) + " |", "|---|" + "---|" * len(CONTENDERS)]
-    for scn, what, hib in SCENARIOS:
-        cells = []
-        for who in CONTENDERS:
-            s = res["lab"][scn][who]
-            cell = f"{bench.fmt(s['median'])} [{bench.fmt(s['min'])}-{bench.fmt(s['max'])}]"
-            if "vs_baseline" in s:
-                cell += f"<br>{stats.describe(s['vs_baseline'], hib)}"
-            if "vs_iptables" in s:
-                cell += f"<br>vs iptables: {stats.describe(s['vs_iptables'], hib)}"
-            cells.append(cell)
+    for scn, what, _ in SCENARIOS:
+        cells = [bench.cell(res["lab"][scn][who], [("vs_iptables", "iptables")]) for who in CONTENDERS]
         o.append(f"| {what} | " + " | ".join(cells) + " |")
     o += ["", "Source address the outside saw: "
           + ", ".join(f"{w} {res['seen_source'].get(w)}" for w in CONTENDERS),
