@@ -902,6 +902,31 @@ def to_floor(kb):
         c["to_floor"] = r
 
 
+def side_args(doc):
+    """The options every side benchmark (fastpath.py, masquerade.py) takes."""
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--moat", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--reps", type=int, default=stats.MIN_ROUNDS)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--conntrack", type=int, default=1048576,
+                    help="the lab's limits.conntrack (0: moat's default)")
+    return ap
+
+
+def write_results(base, res, markdown):
+    """What a side benchmark (fastpath.py, masquerade.py) ends with: the end
+    stamped, BASE.json and BASE.md (markdown(res)) written, BASE printed;
+    exit status 0 when every check passed (res["all_checks_ok"])."""
+    res["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    json.dump(res, open(base + ".json", "w"), indent=1)
+    open(base + ".md", "w").write(markdown(res))
+    log(f"wrote {base}.json, .md")
+    print(base)
+    return 0 if res["all_checks_ok"] else 1
+
+
 def fmt(v):
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 

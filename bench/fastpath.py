@@ -27,7 +27,6 @@ Each figure: median over rounds, ratio of medians to the baseline with a
 fast path's counter per round shows it carried the traffic. Writes
 <out>/<date>-<host>-fastpath.{json,md}. A benchmark, not a test.
 """
-import argparse
 import datetime
 import json
 import os
@@ -87,15 +86,8 @@ def markdown(res):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--moat", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--reps", type=int, default=stats.MIN_ROUNDS)
-    ap.add_argument("--seconds", type=int, default=5)
+    ap = bench.side_args(__doc__)
     ap.add_argument("--rules", type=int, default=10)
-    ap.add_argument("--conntrack", type=int, default=1048576,
-                    help="the lab's limits.conntrack (0: moat's default)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
@@ -156,13 +148,8 @@ def main():
         if lab:
             lab.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    res["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     res["all_checks_ok"] = all(c["ok"] for cs in res["checks"].values() for c in cs)
-    json.dump(res, open(base + ".json", "w"), indent=1)
-    open(base + ".md", "w").write(markdown(res))
-    bench.log(f"wrote {base}.json, .md")
-    print(base)
-    return 0 if res["all_checks_ok"] else 1
+    return bench.write_results(base, res, markdown)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ outside's echo server (lab.cpp, port 80) says which source address it saw:
 the translating contenders must show the uplink's, the baseline c1's own.
 Writes <out>/<date>-<host>-masquerade.{json,md}. A benchmark, not a test.
 """
-import argparse
 import datetime
 import json
 import os
@@ -176,15 +175,7 @@ def drops(moat, lab):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--moat", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--reps", type=int, default=stats.MIN_ROUNDS)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--conntrack", type=int, default=1048576,
-                    help="the lab's limits.conntrack (0: moat's default)")
-    a = ap.parse_args()
+    a = bench.side_args(__doc__).parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the lab's cleanup still runs
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
@@ -258,13 +249,8 @@ def main():
         else:  # Lab() failed after `lab up`: nothing of it stays
             bench.run([a.moat, "lab", "down", "--name", name], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
-    res["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     res["all_checks_ok"] = bool(res["checks"]) and all(c["ok"] for c in res["checks"])
-    json.dump(res, open(base + ".json", "w"), indent=1)
-    open(base + ".md", "w").write(markdown(res))
-    bench.log(f"wrote {base}.json, .md")
-    print(base)
-    return 0 if res["all_checks_ok"] else 1
+    return bench.write_results(base, res, markdown)
 
 
 if __name__ == "__main__":
