@@ -98,6 +98,18 @@ for i in 1 2; do
 done
 stop_server "$SERVED"
 
+echo "the host's own source ports stay out of the masquerade's (1024-32767)"
+hostsys() { "$MOAT" lab exec --lab "$L" host -- sysctl -qw "$@"; }
+check "the lab host's ephemeral ports widened to 1024-65535" hostsys net.ipv4.ip_local_port_range="1024 65535"
+out=$("$MOAT" lab apply --lab "$L" 2>&1) && rc=0 || rc=$?
+check "an apply is refused while the host may pick them (rc $rc)" [ "$rc" != 0 ]
+check "... naming the sysctl and the ports: $out" \
+  grep -q "ip_local_port_range (1024-65535) lets the host pick 31744 of them" <<<"$out"
+must_pass "... and the masquerade goes on as it was" "$L" m1 tcp $NET 80 $UP
+check "the lab host reserves 1024-32767" hostsys net.ipv4.ip_local_reserved_ports=1024-32767
+check "with them reserved the apply goes through" "$MOAT" lab apply --lab "$L"
+must_pass "... and m1 is masqueraded" "$L" m1 tcp $NET 80 $UP
+
 check "no iptables/nftables rule in the lab host" no_firewall_rules "$L"
 check "no socket listens in the lab host" host_listens_nothing "$L"
 down_and_finish "$L"

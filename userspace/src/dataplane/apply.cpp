@@ -230,7 +230,25 @@ Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan, const KnownI
 // programs checks: a helper flag the verifier accepts but an older kernel
 // rejects when the program runs would drop packets, not fail the apply.
 // Probed only when needed, so an IPv4-only apply never runs the probe.
+// The host's own port choice, read in this network namespace (the
+// sysctls under /proc/sys/net are per namespace), against the masquerade's.
+// Read on every apply: another writer may have changed them since.
+Result<void> host_leaves_masquerade_ports(const Config& cfg) {
+  std::string text[2];
+  const char* files[2] = {"/proc/sys/net/ipv4/ip_local_port_range",
+                          "/proc/sys/net/ipv4/ip_local_reserved_ports"};
+  for (int i = 0; i < 2; ++i) {
+    auto t = read_whole(files[i]);
+    if (!t) return std::unexpected(t.error());
+    if (!*t) return fail(std::string(files[i]) + " does not exist: cannot tell which ports the host picks");
+    text[i] = std::move(**t);
+  }
+  return require_masquerade_ports(cfg, text[0], text[1]);
+}
+
 Result<void> kernel_can_enforce(const Config& cfg) {
+  if (!cfg.uplinks.empty())
+    if (auto r = host_leaves_masquerade_ports(cfg); !r) return r;
   if (nat66_uses(cfg).empty()) return {};
   auto nat66 = kernel_nat66();
   if (!nat66) return std::unexpected(nat66.error());

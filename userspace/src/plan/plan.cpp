@@ -3,6 +3,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <optional>
 #include <set>
 
 #include "plan/limits.h"
@@ -298,6 +303,86 @@ Result<void> require_nat66(const Config& cfg, bool kernel_nat66, const std::stri
                     "Linux 6.16 or later, or do without IPv6 NAT:";
   for (const auto& u : uses) msg += "\n  " + u.what + ": " + u.fix;
   return fail(msg);
+}
+
+namespace {
+
+// "A-B" or "A" ranges separated by commas, as the kernel prints
+// ip_local_reserved_ports; nullopt when the text is not that.
+std::optional<std::vector<std::pair<unsigned, unsigned>>> port_ranges(std::string_view text) {
+  std::vector<std::pair<unsigned, unsigned>> out;
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.remove_suffix(1);
+  auto number = [](std::string_view t) -> std::optional<unsigned> {
+    unsigned v = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (ec != std::errc() || end != t.data() + t.size() || v > 65535) return std::nullopt;
+    return v;
+  };
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    size_t dash = item.find('-');
+    auto lo = number(item.substr(0, dash));
+    auto hi = dash == std::string_view::npos ? lo : number(item.substr(dash + 1));
+    if (!lo || !hi || *lo > *hi) return std::nullopt;
+    out.emplace_back(*lo, *hi);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<void> require_masquerade_ports(const Config& cfg, std::string_view local_port_range,
+                                      std::string_view reserved_ports) {
+  if (cfg.uplinks.empty()) return {};
+  const Network* masquerading = nullptr;
+  for (const auto& n : cfg.networks)
+    if (n.masquerade && !n.internal && !masquerading) masquerading = &n;
+  if (!masquerading) return {};
+  unsigned lo = 0, hi = 0;
+  {
+    std::string text(local_port_range);
+    char extra = 0;
+    if (std::sscanf(text.c_str(), "%u %u %c", &lo, &hi, &extra) != 2 || lo > hi || hi > 65535)
+      return fail("net.ipv4.ip_local_port_range reads \"" + text +
+                  "\", not two port numbers; cannot tell whether the host picks the ports "
+                  "moat masquerades with. Nothing was changed.");
+  }
+  auto reserved = port_ranges(reserved_ports);
+  if (!reserved)
+    return fail("net.ipv4.ip_local_reserved_ports reads \"" + std::string(reserved_ports) +
+                "\", not a list of ports; cannot tell whether the host picks the ports moat "
+                "masquerades with. Nothing was changed.");
+  // The ports of the masquerade's range the host may pick: how many, the
+  // first and the last.
+  std::optional<unsigned> first, last;
+  unsigned count = 0;
+  for (unsigned p = std::max(lo, unsigned{MOAT_NAT_PORT_MIN});
+       p <= std::min(hi, unsigned{MOAT_NAT_PORT_MAX}); ++p) {
+    bool kept = std::any_of(reserved->begin(), reserved->end(),
+                            [p](const auto& r) { return r.first <= p && p <= r.second; });
+    if (kept) continue;
+    if (!first) first = p;
+    last = p;
+    ++count;
+  }
+  if (!first) return {};
+  const std::string nat = std::to_string(MOAT_NAT_PORT_MIN) + "-" + std::to_string(MOAT_NAT_PORT_MAX);
+  const std::string picked =
+      count == 1 ? "port " + std::to_string(*first)
+                 : std::to_string(count) + " of them (" + std::to_string(*first) + " to " +
+                       std::to_string(*last) + ")";
+  return fail(cfg.source + ": network \"" + masquerading->name +
+              "\" masquerades behind host.uplinks with source ports " + nat +
+              ", but this network namespace's net.ipv4.ip_local_port_range (" +
+              std::to_string(lo) + "-" + std::to_string(hi) + ") lets the host pick " + picked +
+              " for connections of its own: a reply to one of those could be taken "
+              "for a container's and handed to it. Nothing was changed. Keep the two apart: "
+              "sysctl -w net.ipv4.ip_local_port_range=\"32768 60999\" (Linux's default), or "
+              "reserve moat's ports: sysctl -w net.ipv4.ip_local_reserved_ports=" +
+              nat + ".");
 }
 
 bool isolation_allows(const Config& cfg, const Container* src, const Container& dst,

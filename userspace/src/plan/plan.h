@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "abi.h"
@@ -123,6 +124,19 @@ std::vector<Nat66Use> nat66_uses(const Config& cfg);
 // programs would drop every rewritten packet as nat-rewrite-failed. The
 // message names the kernel requirement, what needs it and what to change.
 Result<void> require_nat66(const Config& cfg, bool kernel_nat66, const std::string& kernel);
+
+// Refuses `cfg` when it masquerades (a network with masquerade on, not
+// internal, and host.uplinks to do it at) while the host may pick one of the
+// masquerade's ports (MOAT_NAT_PORT_MIN-MAX) for a connection of its own:
+// the programs see a reply to that connection as one to a container's flow
+// holding the same port and hand it to the container. `local_port_range`
+// and `reserved_ports` are the network namespace's
+// net.ipv4.ip_local_port_range ("32768\t60999") and
+// net.ipv4.ip_local_reserved_ports ("1024-32767,40000"; reserved ports are
+// never picked), which IPv6 sockets use too. The message says how to keep
+// the two apart.
+Result<void> require_masquerade_ports(const Config& cfg, std::string_view local_port_range,
+                                      std::string_view reserved_ports);
 
 // Whether bridge isolation lets `src` reach `dst` at the address of `dst`'s
 // attachment `dst_att`: the model the BPF programs implement, used by the
