@@ -466,12 +466,15 @@ def enforcement_checks(lab, who):
     return out
 
 
-def iperf(lab, src, dst, seconds):
+def iperf(lab, src, dst, seconds, reverse=False):
+    """One TCP stream from src to dst (reverse: from dst's server to src)."""
     # The server takes one test at a time and may still be closing the last
     # one ("the server is busy"): a few bounded retries, then the error.
+    cmd = ["taskset", "-c", CLIENT_CPU, "iperf3", "-c", dst, "-p", "5201", "-t", str(seconds), "-J"]
+    if reverse:
+        cmd.append("-R")
     for attempt in range(5):
-        r = lab.ns_run(src, ["taskset", "-c", CLIENT_CPU, "iperf3", "-c", dst, "-p", "5201", "-t", str(seconds), "-J"],
-                       check=False, timeout=seconds + 60)
+        r = lab.ns_run(src, cmd, check=False, timeout=seconds + 60)
         try:
             d = json.loads(r.stdout)
         except json.JSONDecodeError:

@@ -14,6 +14,8 @@ Contenders, interleaved in every round (the order rotates):
 
 Scenarios (c1 -> outside, clients and servers pinned as bench.py pins them):
   throughput_world_gbps          iperf3, one TCP stream
+  throughput_from_world_gbps     iperf3 -R: the outside sends, c1 receives
+                                 (the replies' direction, lib/fast_reply.h)
   rr_new_connection_world_rps    wrk, a new connection per request (nginx
                                  closes each: its side holds TIME_WAIT)
   kernel CPU per new connection  system + irq + softirq time over the wrk
@@ -48,6 +50,7 @@ import stats  # noqa: E402
 CONTENDERS = ["baseline", "iptables", "moat-slow", "moat"]
 SCENARIOS = [
     ("throughput_world_gbps", "TCP throughput c1 -> outside, Gbit/s", True),
+    ("throughput_from_world_gbps", "TCP throughput outside -> c1 (c1 connects), Gbit/s", True),
     ("rr_new_connection_world_rps", "requests/s, a new connection per request, c1 -> outside", True),
     ("kernel_us_per_new_connection", "kernel CPU per new connection, us", False),
     ("syn_retransmits_per_1000", "client SYNs sent again per 1,000 connections", False),
@@ -130,7 +133,9 @@ class Setup:
 
 
 def routed_packets(moat, lab):
-    return json.loads(bench.run([moat, "fastpath", "--lab", lab.name, "--json"]).stdout)["routed_packets"]
+    """What the routed fast path carried so far: (to the uplinks, back to containers)."""
+    st = json.loads(bench.run([moat, "fastpath", "--lab", lab.name, "--json"]).stdout)
+    return st["routed_packets"], st["routed_in_packets"]
 
 
 def rank(by_who, higher_is_better):
@@ -157,8 +162,9 @@ def markdown(res):
         o.append(f"| {what} | " + " | ".join(cells) + " |")
     o += ["", "Source address the outside saw: "
           + ", ".join(f"{w} {res['seen_source'].get(w)}" for w in CONTENDERS),
-          "", "Routed fast path packets per round (moat): "
-          + ", ".join(str(n) for n in res["routed_packets_per_round"]),
+          "", "Routed fast path packets per round (moat), out / back in: "
+          + ", ".join(f"{o} / {i}" for o, i in zip(res["routed_packets_per_round"],
+                                                    res["routed_in_packets_per_round"])),
           "", "moat's drops during its runs: " + json.dumps(res["moat_drops"]),
           "", "Checks: " + ("all ok" if res["all_checks_ok"] else "FAILED")]
     return "\n".join(o) + "\n"
@@ -186,7 +192,8 @@ def main():
     res = {"started": stamp, "host": host, "kernel": os.uname().release, "cpus": os.cpu_count(),
            "reps": a.reps, "seconds": a.seconds, "conntrack": a.conntrack,
            "ratio_method": stats.METHOD, "lab_name": name, "seen_source": {}, "lab": {},
-           "routed_packets_per_round": [], "moat_drops": {}, "checks": []}
+           "routed_packets_per_round": [], "routed_in_packets_per_round": [], "moat_drops": {},
+           "checks": []}
     samples = {}
     lab = None
     try:
@@ -208,10 +215,12 @@ def main():
                         res["checks"].append({"check": f"{who}: the outside sees c1 as {want}",
                                               "observed": seen, "ok": seen == want})
                     moat = who in ("moat", "moat-slow")
-                    before = routed_packets(a.moat, lab) if moat else 0
+                    before = routed_packets(a.moat, lab) if moat else (0, 0)
                     d0 = drops(a.moat, lab) if moat else {}
                     gbps, _ = bench.iperf(lab, "c1", OUTSIDE, a.seconds)
                     samples.setdefault(("throughput_world_gbps", who), []).append(gbps)
+                    gbps, _ = bench.iperf(lab, "c1", OUTSIDE, a.seconds, reverse=True)
+                    samples.setdefault(("throughput_from_world_gbps", who), []).append(gbps)
                     n0 = nstat(lab)
                     w, cost = bench.with_cpu(lambda: (lambda r: (r, r["requests"]))(
                         bench.wrk(lab, url, a.seconds, True)))
@@ -228,11 +237,13 @@ def main():
                     if w["errors"]:
                         res.setdefault("wrk_errors", []).append(f"{who}: {w['errors']}")
                     if moat:
-                        n = routed_packets(a.moat, lab) - before
+                        after = routed_packets(a.moat, lab)
+                        n, n_in = after[0] - before[0], after[1] - before[1]
                         if who == "moat":
                             res["routed_packets_per_round"].append(n)
-                        elif n:
-                            raise RuntimeError(f"the routed fast path carried {n} packets while off")
+                            res["routed_in_packets_per_round"].append(n_in)
+                        elif n or n_in:
+                            raise RuntimeError(f"the routed fast path carried {n} + {n_in} packets while off")
                         for reason, v in drops(a.moat, lab).items():
                             if v - d0.get(reason, 0):
                                 key = f"{who}/{reason}"

@@ -884,9 +884,11 @@ struct moat_peer_key {
 /*
  * MOAT_FAST_F_ROUTED_ON turns on the routed fast path (lib/fast_route.h):
  * from_bridge hands a judged packet the host would forward to an uplink
- * straight to that uplink (bpf_redirect_neigh), skipping the host's IP
- * stack. Off by default: the host's own netfilter FORWARD and POSTROUTING
- * rules, and IPsec forward policies, never see such a packet.
+ * straight to that uplink (bpf_redirect_neigh), and from_world a reply of
+ * a container's masqueraded or routed flow straight to the container
+ * (bpf_redirect_peer, lib/fast_reply.h), skipping the host's IP stack.
+ * Off by default: the host's own netfilter PREROUTING, FORWARD and
+ * POSTROUTING rules, and IPsec forward policies, never see such a packet.
  */
 #define MOAT_FAST_F_ROUTED_ON (1u << 1)
 
@@ -900,7 +902,10 @@ enum moat_fast_stat {
 	MOAT_FAST_PEER_BYTES = 1,
 	MOAT_FAST_ROUTED_PACKETS = 2, /* handed to an uplink by from_bridge */
 	MOAT_FAST_ROUTED_BYTES = 3,
-	MOAT_FAST_STAT_MAX = 4,
+	/* handed to a container by from_world (lib/fast_reply.h) */
+	MOAT_FAST_ROUTED_IN_PACKETS = 4,
+	MOAT_FAST_ROUTED_IN_BYTES = 5,
+	MOAT_FAST_STAT_MAX = 6,
 };
 
 /*

@@ -23,6 +23,7 @@
 #include "lib/nat.h"
 #include "lib/policy.h"
 #include "lib/verdict.h"
+#include "lib/fast_reply.h"
 
 /* Parses an IPv4 packet up to the L4 header, pulling non-linear headers in once. */
 static __always_inline int uplink_parse(struct __sk_buff *skb, struct l4_info *l4)

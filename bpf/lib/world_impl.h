@@ -54,7 +54,12 @@ static __always_inline int CT_V(uplink_tracked)(struct __sk_buff *skb, CT_L4 *l4
 	v = CT_FN(update)(e, l4, skb->len, now, 0);
 	if (v)
 		return v;
-	return CT_V(nat_rewrite)(skb, l4, &e->xlated);
+	v = CT_V(nat_rewrite)(skb, l4, &e->xlated);
+	/* A reply to a container's flow: straight to it, where the routed
+	 * fast path may take it (lib/fast_reply.h). */
+	if (v == MOAT_PASS && e->kind == MOAT_CT_SNAT_REPLY)
+		return CT_V(fast_reply)(skb, l4, e, rev, now);
+	return v;
 }
 
 /* `slot`: this uplink's counter slot, looked up once per packet by the caller. */

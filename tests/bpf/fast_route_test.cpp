@@ -13,11 +13,14 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bridge.skel.h"
 #include "endpoint.skel.h"
 #include "harness.h"
 #include "packet.h"
+#include "uplink.skel.h"
 
 using namespace pkt;
 using namespace moat_test;
@@ -27,6 +30,7 @@ namespace {
 constexpr const char* kBridge = "moat-rbr";  // stands for a network's bridge
 constexpr const char* kUplink = "moat-rup";  // one of moat's uplinks
 constexpr const char* kOther = "moat-roth";  // a way out that is no uplink
+constexpr const char* kCtr = "moat-rct";     // the host side of the container's veth
 constexpr Mac kBridgeMac = {0x02, 0x42, 0x0a, 0x1e, 0x00, 0x01};
 constexpr const char* C = "172.30.0.2";          // a container behind the bridge
 constexpr const char* WORLD = "198.19.0.1";      // via the uplink's default route
@@ -114,12 +118,13 @@ class FastRoute : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     forwarding_was_ = read_sysctl("net.ipv4.ip_forward");
-    for (const char* dev : {kBridge, kUplink, kOther}) {
+    for (const char* dev : {kBridge, kUplink, kOther, kCtr}) {
       ip({"link", "add", dev, "type", "veth", "peer", "name", std::string(dev) + "-c"});
       ip({"link", "set", std::string(dev) + "-c", "up"});
     }
     ip({"link", "set", kBridge, "address", "02:42:0a:1e:00:01", "up"});
-    ip({"link", "set", kUplink, "up"});
+    ip({"link", "set", kUplink, "address", "02:42:c6:12:00:02", "up"});
+    ip({"link", "set", kCtr, "up"});
     ip({"link", "set", kOther, "up"});
     ip({"addr", "add", "172.30.0.1/16", "dev", kBridge});
     ip({"addr", "add", "198.18.0.2/24", "dev", kUplink});
@@ -132,6 +137,8 @@ class FastRoute : public ::testing::Test {
     ip({"route", "add", "203.0.113.0/24", "via", "198.51.100.1", "dev", kOther});
     ip({"route", "add", "192.0.2.0/24", "via", "198.18.0.99", "dev", kUplink});
     ip({"route", "add", "unreachable", "100.64.0.0/10"});
+    // The container behind the bridge, as the host's neighbour table has it.
+    ip({"neigh", "add", C, "lladdr", "02:42:ac:14:00:02", "nud", "permanent", "dev", kBridge});
     // RFC 5549: an IPv4 route whose gateway is an IPv6 neighbour.
     ip({"-6", "neigh", "add", "fe80::1", "lladdr", "02:00:00:00:00:03", "nud", "permanent", "dev",
         kUplink});
@@ -142,7 +149,7 @@ class FastRoute : public ::testing::Test {
   static void TearDownTestSuite() {
     sysctl("net.ipv4.ip_forward", forwarding_was_.c_str());
     ip({"route", "del", "unreachable", "100.64.0.0/10"});
-    for (const char* dev : {kBridge, kUplink, kOther}) ip({"link", "del", dev});
+    for (const char* dev : {kBridge, kUplink, kOther, kCtr}) ip({"link", "del", dev});
   }
 
   void SetUp() override {
@@ -189,6 +196,7 @@ class FastRoute : public ::testing::Test {
   static inline std::string forwarding_was_;
   Skeleton<endpoint_bpf> ep_ = load_skeleton();
   Skeleton<bridge_bpf> br_ = load_bridge_skeleton(ep_);
+  Skeleton<uplink_bpf> up_ = load_uplink_skeleton(ep_);
 };
 
 TEST_F(FastRoute, AFrameRoutedToAnUplinkGoesStraightThereOneHopOlder) {
@@ -355,6 +363,298 @@ TEST_F(FastRoute, ThePriorityFollowsTheTosAsIpForwardSetsIt) {
 TEST_F(FastRoute, UnjudgedFramesAreStillDropped) {
   RunResult r = from_bridge(tcp4(C, WORLD), 0);
   EXPECT_EQ(r.retval, uint32_t(TC_ACT_SHOT));
+}
+
+// ---- the way back (bpf/lib/fast_reply.h) ----------------------------------------------
+//
+// A reply from the world to the container's masqueraded flow, translated by
+// from_world, goes straight into the container's namespace
+// (TC_ACT_REDIRECT: bpf_redirect_peer() to its veth) one hop older, with
+// the MACs the host's neighbour table gives and the container's counters
+// moved as its to_container would; whatever the host or to_container must
+// see takes the plain path: translated, but left as the host receives it.
+
+constexpr Mac kUplinkMac = {0x02, 0x42, 0xc6, 0x12, 0x00, 0x02};
+constexpr Mac kRouterMac = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01};  // 198.18.0.1's
+constexpr const char* UPLINK_IP = "198.18.0.2";
+constexpr uint16_t kCport = 40000, kWport = 443;
+// The masquerade keeps the container's port's image (nat_port_offset()).
+constexpr uint16_t kNatPort = kCport - 32768 + MOAT_NAT_PORT_MIN;
+const Network kNet = {.id = 7,
+                      .subnet = ip4("172.30.0.0"),
+                      .prefixlen = 16,
+                      .gateway = ip4("172.30.0.1"),
+                      .flags = MOAT_NET_F_MASQUERADE};
+
+// One packet of the flow from the world: to the uplink's address and the
+// masquerade's port, or (`translated`) to the container, as from_world
+// leaves it.
+struct Reply {
+  uint8_t proto = IPPROTO_TCP;
+  uint8_t flags = kSyn | kAck;
+  Ip4 ip{};
+  Mac dst = kUplinkMac;
+  size_t payload = 0;
+  size_t trailing = 0;      // bytes after the IP packet, which ip_rcv() trims
+  bool bad_ip_sum = false;  // which ip_rcv() drops
+};
+Bytes reply_frame(const Reply& r, bool translated) {
+  Ip4 h = r.ip;
+  h.src = ip4(WORLD);
+  h.dst = ip4(translated ? C : UPLINK_IP);
+  h.proto = r.proto;
+  h.l4_checksum = true;
+  const uint16_t port = translated ? kCport : kNatPort;
+  const Bytes data(r.payload, 0x5a);
+  Bytes l4 = r.proto == IPPROTO_TCP   ? tcp(kWport, port, r.flags, data)
+             : r.proto == IPPROTO_UDP ? udp(kWport, port, data)
+                                      : icmp_echo(kEchoReply, port, 1, data);
+  Bytes f = eth(ETH_P_IP, ipv4(h, l4), r.dst, kRouterMac);
+  f.insert(f.end(), r.trailing, 0);
+  if (r.bad_ip_sum) f[14 + 11] ^= 0x5a;
+  return f;
+}
+
+class FastReply : public FastRoute {
+ protected:
+  void SetUp() override {
+    FastRoute::SetUp();
+    add_network(ep_, kNet);
+    add_endpoint(ep_, ifindex_of(kCtr), kNet, ip4(C));
+    set_peer(true);
+  }
+
+  void set_peer(bool on) {
+    const moat_peer_key k{kNet.id, ip4(C)};
+    const uint32_t ifindex = ifindex_of(kCtr);
+    if (on)
+      ASSERT_EQ(bpf_map__update_elem(ep_->maps.local_peers, &k, sizeof k, &ifindex, 4, BPF_ANY), 0);
+    else
+      ASSERT_EQ(bpf_map__delete_elem(ep_->maps.local_peers, &k, sizeof k, 0), 0);
+  }
+
+  // The container's flow of `proto` out through the uplink, masqueraded
+  // behind kNatPort, its entries the only ones.
+  void open_flow(uint8_t proto = IPPROTO_TCP) {
+    ct_clear(ep_);
+    Ip4 h{.src = ip4(C), .dst = ip4(WORLD), .proto = proto, .l4_checksum = true};
+    Bytes l4 = proto == IPPROTO_TCP   ? tcp(kCport, kWport, kSyn)
+               : proto == IPPROTO_UDP ? udp(kCport, kWport)
+                                      : icmp_echo(kEchoRequest, kCport, 1, {});
+    RunResult r = run(up_->progs.to_world, ifindex_of(kUplink),
+                      eth(ETH_P_IP, ipv4(h, l4), kRouterMac, kUplinkMac));
+    ASSERT_EQ(r.err, 0);
+    ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
+    ASSERT_EQ(ct_entries(ep_).size(), 2u);
+    // The reply's entry: the masquerade kept the container's port's image.
+    ASSERT_TRUE(ct_get(ep_, reversed(ct_key(UPLINK_IP, kNatPort, WORLD,
+                                            proto == IPPROTO_ICMP ? 0 : kWport, proto))))
+        << "masqueraded behind another port";
+  }
+
+  uint64_t routed_in() { return percpu_u64(ep_->maps.fast_stats, MOAT_FAST_ROUTED_IN_PACKETS); }
+
+  CountedRun from_world(const Bytes& frame, uint32_t mark = 0) {
+    const StatsSnapshot before = read_stats(ep_->maps.stats);
+    RunResult r = run(up_->progs.from_world, ifindex_of(kUplink), frame, 1, mark);
+    EXPECT_EQ(r.err, 0) << std::strerror(r.err);
+    return {r, stats_delta(before, read_stats(ep_->maps.stats))};
+  }
+
+  // The plain path: translated, the MACs and the TTL as they came, counted
+  // at the uplink only.
+  void expect_plain(const Reply& rp, uint32_t mark = 0) {
+    const uint64_t before = routed_in();
+    const Bytes in = reply_frame(rp, false);
+    CountedRun c = from_world(in, mark);
+    EXPECT_EQ(c.run.retval, uint32_t(TC_ACT_OK));
+    ASSERT_EQ(c.run.out.size(), in.size());
+    EXPECT_EQ(Bytes(c.run.out.begin(), c.run.out.begin() + 12), Bytes(in.begin(), in.begin() + 12))
+        << "the MACs must be left to the host";
+    EXPECT_EQ(c.run.out[14 + 8], in[14 + 8]) << "the TTL must be left to the host";
+    EXPECT_EQ(ip4_at(c.run.out, 14 + 16), ip4(C)) << "translated all the same";
+    EXPECT_EQ(routed_in(), before);
+    EXPECT_EQ(c.moved, counted(pass, ifindex_of(kUplink), MOAT_DIR_FROM_WORLD, in.size()));
+  }
+
+  static in_addr_t ip4_at(const Bytes& b, size_t off) {
+    in_addr_t a;
+    std::memcpy(&a, &b[off], 4);
+    return a;
+  }
+};
+
+TEST_F(FastReply, AReplyGoesStraightToTheContainerOneHopOlder) {
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP}) {
+    SCOPED_TRACE(int(proto));
+    open_flow(proto);
+    const Reply rp{.proto = proto, .ip = {.ttl = 60}, .payload = 100};
+    const uint64_t before = routed_in();
+    CountedRun c = from_world(reply_frame(rp, false));
+    ASSERT_EQ(c.run.retval, uint32_t(TC_ACT_REDIRECT));
+    Reply want = rp;
+    want.ip.ttl = 59;
+    Bytes expect = reply_frame(want, true);
+    // The host's neighbour entry for the container, from the bridge's MAC.
+    std::copy(kContainerMac.begin(), kContainerMac.end(), expect.begin());
+    std::copy(kBridgeMac.begin(), kBridgeMac.end(), expect.begin() + 6);
+    EXPECT_EQ(c.run.out, expect);
+    EXPECT_EQ(checksum_errors(c.run.out), "");
+    EXPECT_EQ(routed_in(), before + 1);
+    // The uplink's counters and the container's, as its to_container's.
+    StatsSnapshot want_moved =
+        counted(pass, ifindex_of(kUplink), MOAT_DIR_FROM_WORLD, expect.size());
+    for (const auto& [k, v] : counted(pass, ifindex_of(kCtr), MOAT_DIR_TO_CONTAINER, expect.size()))
+      want_moved[k] = v;
+    EXPECT_EQ(c.moved, want_moved);
+  }
+}
+
+TEST_F(FastReply, ThePriorityFollowsTheTos) {
+  open_flow();
+  RunResult r = from_world(reply_frame({.flags = kAck, .ip = {}}, false)).run;
+  ASSERT_EQ(r.retval, uint32_t(TC_ACT_REDIRECT));
+  EXPECT_EQ(r.priority, 0u);
+  Bytes bulk = with_tos(reply_frame({.flags = kAck}, false), 0x08);
+  r = from_world(bulk).run;
+  ASSERT_EQ(r.retval, uint32_t(TC_ACT_REDIRECT));
+  EXPECT_EQ(r.priority, 2u);
+}
+
+TEST_F(FastReply, WhatTheHostOrTheContainersHookMustSeeTakesThePlainPath) {
+  struct Case {
+    const char* what;
+    Reply reply;
+    std::function<void()> before;  // undone by `after`
+    std::function<void()> after;
+    uint32_t mark = 0;
+  };
+  const auto none = [] {};
+  const auto entry_rev = [this](uint32_t rev) {
+    const moat_ct_key k = ct_key(C, kCport, WORLD, kWport, IPPROTO_TCP);
+    auto e = ct_get(ep_, k);
+    ASSERT_TRUE(e);
+    e->policy_rev = rev;
+    ct_put(ep_, k, *e);
+  };
+  const Case cases[] = {
+      {"the routed fast path off",
+       {},
+       [this] { set_flags(0); },
+       [this] { set_flags(MOAT_FAST_F_ROUTED_ON); }},
+      {"TTL 1: the host answers time exceeded", {.ip = {.ttl = 1}}, none, none},
+      {"a mark (policy routing may route by it)", {}, none, none, 0x1},
+      {"not addressed to the uplink (PACKET_OTHERHOST)", {.dst = kPeerMac}, none, none},
+      {"IP options", {.ip = {.option_words = 1}}, none, none},
+      {"a first fragment (its ports serve the later ones)",
+       {.ip = {.frag = kMoreFragments}},
+       none,
+       none},
+      {"bytes beyond the IP length", {.trailing = 4}, none, none},
+      {"a bad header checksum", {.bad_ip_sum = true}, none, none},
+      {"the flow judged under another policy revision: to_container judges it again",
+       {},
+       [&] { entry_rev(7); },
+       none},
+      {"the packet's own tuple is tracked: to_container looks at that first",
+       {},
+       [this] {
+         moat_ct_entry e{};
+         e.kind = MOAT_CT_TRACK;
+         e.expires_ns = ~0ull;
+         ct_put(ep_, ct_key(WORLD, kWport, C, kCport, IPPROTO_TCP), e);
+       },
+       none},
+      {"a container moat does not know at that address",
+       {},
+       [this] { set_peer(false); },
+       [this] { set_peer(true); }},
+      {"the neighbour entry holds another MAC",
+       {},
+       [] {
+         ip({"neigh", "replace", C, "lladdr", "02:42:ac:14:00:03", "dev", kBridge});
+       },
+       [] {
+         ip({"neigh", "replace", C, "lladdr", "02:42:ac:14:00:02", "dev", kBridge});
+       }},
+      {"no neighbour entry yet: the stack resolves it",
+       {},
+       [] {
+         ip({"neigh", "del", C, "dev", kBridge});
+       },
+       [] {
+         ip({"neigh", "add", C, "lladdr", "02:42:ac:14:00:02", "nud", "permanent", "dev", kBridge});
+       }},
+      {"the container's address routed through a gateway elsewhere",
+       {},
+       [] {
+         ip({"route", "add", std::string(C) + "/32", "via", "198.51.100.1", "dev", kOther});
+       },
+       [] {
+         ip({"route", "del", std::string(C) + "/32"});
+       }},
+      {"the uplink does not forward",
+       {},
+       [] { sysctl("net.ipv4.conf." + std::string(kUplink) + ".forwarding", "0"); },
+       [] { sysctl("net.ipv4.conf." + std::string(kUplink) + ".forwarding", "1"); }},
+      {"over the bridge's MTU by a byte",
+       {.proto = IPPROTO_UDP, .payload = 1281 - 28},
+       [] {
+         ip({"link", "set", kBridge, "mtu", "1280"});
+       },
+       [] {
+         ip({"link", "set", kBridge, "mtu", "1500"});
+       }},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    // Without what the case changes, the same flow's reply goes: the
+    // refusal below is the case's.
+    open_flow(c.reply.proto);
+    Reply plain{.proto = c.reply.proto, .payload = c.reply.payload};
+    ASSERT_EQ(from_world(reply_frame(plain, false)).run.retval, uint32_t(TC_ACT_REDIRECT));
+    open_flow(c.reply.proto);
+    c.before();
+    Restore undo{c.after};
+    expect_plain(c.reply, c.mark);
+  }
+  // Of the MTU exactly: it goes.
+  open_flow(IPPROTO_UDP);
+  ip({"link", "set", kBridge, "mtu", "1280"});
+  Restore mtu{[] { ip({"link", "set", kBridge, "mtu", "1500"}); }};
+  EXPECT_EQ(from_world(reply_frame({.proto = IPPROTO_UDP, .payload = 1280 - 28}, false)).run.retval,
+            uint32_t(TC_ACT_REDIRECT));
+}
+
+TEST_F(FastReply, AGsoReplyGoesWhenEachSegmentFitsTheBridge) {
+  open_flow();
+  // 3,000 bytes of TCP in segments of 1,448: IP length 1,488 each.
+  const Bytes frame = reply_frame({.flags = kAck, .payload = 3000}, false);
+  const auto gso = [&] {
+    RunResult r = run_gso(up_->progs.from_world, ifindex_of(kUplink), frame, 0, 1448, 3);
+    EXPECT_EQ(r.err, 0);
+    return r.retval;
+  };
+  EXPECT_EQ(gso(), uint32_t(TC_ACT_REDIRECT));
+  {
+    ip({"link", "set", kBridge, "mtu", "1487"});
+    Restore mtu{[] { ip({"link", "set", kBridge, "mtu", "1500"}); }};
+    EXPECT_EQ(gso(), uint32_t(TC_ACT_OK)) << "segments a byte over the bridge's MTU";
+  }
+  EXPECT_EQ(gso(), uint32_t(TC_ACT_REDIRECT));
+}
+
+TEST_F(FastReply, OnlyRepliesOfAFlowTheContainerOpened) {
+  open_flow();
+  // A packet to a masquerade port no flow holds is not the container's.
+  Bytes stray = reply_frame({}, false);
+  stray[14 + 20 + 3] ^= 1;  // the destination port
+  RunResult r = from_world(stray).run;
+  EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK));
+  EXPECT_EQ(ip4_at(r.out, 14 + 16), ip4(UPLINK_IP)) << "for the host, untranslated";
+  // Straight to the container's address: not published, dropped.
+  const Bytes direct = reply_frame({}, true);
+  EXPECT_EQ(from_world(direct).run.retval, uint32_t(TC_ACT_SHOT));
 }
 
 }  // namespace

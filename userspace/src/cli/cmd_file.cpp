@@ -88,9 +88,11 @@ int run_fastpath(const FileArgs& a) {
     std::cout << "fast path between containers of a network: " << (j["peer"] ? "on" : "off") << " ("
               << j["peer_packets"].get<uint64_t>() << " packets, "
               << j["peer_bytes"].get<uint64_t>() << " bytes so far)\n"
-              << "routed fast path to the uplinks: " << (j["routed"] ? "on" : "off") << " ("
-              << j["routed_packets"].get<uint64_t>() << " packets, "
-              << j["routed_bytes"].get<uint64_t>() << " bytes so far)\n";
+              << "routed fast path to the uplinks and back: " << (j["routed"] ? "on" : "off")
+              << " (out " << j["routed_packets"].get<uint64_t>() << " packets, "
+              << j["routed_bytes"].get<uint64_t>() << " bytes; replies in "
+              << j["routed_in_packets"].get<uint64_t>() << " packets, "
+              << j["routed_in_bytes"].get<uint64_t>() << " bytes so far)\n";
   }
   return 0;
 }
@@ -146,12 +148,16 @@ void add_file_commands(CLI::App& app, CommandTable& table) {
       "--routed on: what a network's bridge hands the host to forward to an uplink goes\n"
       "straight to that uplink (bpf_redirect_neigh), skipping the host's IP stack, with the\n"
       "kernel's own route, TTL and MTU checks; the uplink's program still masquerades it.\n"
-      "Off by default: the host's own netfilter FORWARD and POSTROUTING rules and IPsec\n"
-      "forward policies never see those packets. Without an argument: whether each is on,\n"
-      "and what took it.");
+      "The replies come back the same way: from the uplink straight into the container's\n"
+      "namespace (bpf_redirect_peer) once its program has translated them, when the host\n"
+      "routes them to the container's network and its own hook would pass them (IPv4).\n"
+      "Off by default: the host's own netfilter PREROUTING, FORWARD and POSTROUTING rules\n"
+      "and IPsec forward policies never see those packets. Without an argument: whether\n"
+      "each is on, and what took it.");
   fast->add_option("state", a->fast, "on or off: the fast path between containers")
       ->check(CLI::IsMember({"on", "off"}));
-  fast->add_option("--routed", a->fast_routed, "on or off: the routed fast path to the uplinks")
+  fast->add_option("--routed", a->fast_routed,
+                   "on or off: the routed fast path to the uplinks and back")
       ->check(CLI::IsMember({"on", "off"}));
   add_instance_options(fast, a->instance, a->lab);
   fast->add_flag("--json", a->as_json, "machine-readable output");

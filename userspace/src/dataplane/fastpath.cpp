@@ -117,7 +117,9 @@ Result<nlohmann::json> fast_path(const std::string& instance, const FastPathSwit
   for (auto [name, key] : {std::pair{"peer_packets", MOAT_FAST_PEER_PACKETS},
                            std::pair{"peer_bytes", MOAT_FAST_PEER_BYTES},
                            std::pair{"routed_packets", MOAT_FAST_ROUTED_PACKETS},
-                           std::pair{"routed_bytes", MOAT_FAST_ROUTED_BYTES}}) {
+                           std::pair{"routed_bytes", MOAT_FAST_ROUTED_BYTES},
+                           std::pair{"routed_in_packets", MOAT_FAST_ROUTED_IN_PACKETS},
+                           std::pair{"routed_in_bytes", MOAT_FAST_ROUTED_IN_BYTES}}) {
     auto n = read_sum(maps.fast_stats, key);
     if (!n) return std::unexpected(n.error());
     out[name] = *n;

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * fast_reply.h - the routed fast path's way back (lib/fast_route.h is the
+ * way out): a reply from the world to a container's masqueraded (or
+ * routed) flow, rewritten by from_world to the container's own tuple, goes
+ * straight into the container's namespace with bpf_redirect_peer(),
+ * skipping the host's IP stack (ip_rcv(), the routing decision,
+ * netfilter's PREROUTING, FORWARD and POSTROUTING, ip_forward()), the
+ * bridge and the container's to_container.
+ *
+ * It does what those would: ip_forward()'s part as the way out does it
+ * (the kernel's own route, bpf_fib_lookup() as forwarded from the uplink:
+ * the uplink must forward, the route must be the container's network
+ * itself, not a gateway, its MTU must take the packet or each segment of a
+ * GSO packet; the TTL decremented, the priority set from the TOS), the
+ * neighbour's part (the destination MAC is the one the host's neighbour
+ * entry for the container holds, and it must be the container's; the
+ * source MAC the route's device's, the bridge's), and to_container's: the
+ * container's counters, and the verdict to_container gives such a packet,
+ * which is a pass when the flow's original-direction entry (found by the
+ * packet's reversed tuple, as to_container finds it) was judged under the
+ * policy revision in force and nothing is tracked under the packet's own
+ * tuple (to_container would look at that first). The destination
+ * endpoint is found by the packet's address (`addrs`, `local_peers`) and
+ * must agree (`endpoints`).
+ *
+ * Anything else takes the plain path, where the host and to_container
+ * judge the packet, so a refusal here never drops: the refusals of the way
+ * out (a frame not addressed to the uplink, a VLAN tag or a mark, TTL 1,
+ * IP options, a bad checksum, trailing bytes, a martian source, no route
+ * or no neighbour, over the MTU), a fragment, a protocol other than TCP,
+ * UDP and ICMP echo, an entry judged under another revision (to_container judges it
+ * again), a container moat does not know at that address.
+ *
+ * What it does not do, as the way out: the host's netfilter hooks and
+ * xfrm policies never see the packet, nor reverse-path filtering. Same
+ * switch as the way out (MOAT_FAST_F_ROUTED_ON, off by default).
+ * IPv4 only: IPv6 replies take the plain path (fast_reply6()).
+ */
+#ifndef MOAT_LIB_FAST_REPLY_H
+#define MOAT_LIB_FAST_REPLY_H
+
+#include "lib/ct.h"
+#include "lib/fast_route.h"
+#include "lib/redirect.h"
+
+/* The container's counters as to_container's finish() keeps them, and the
+ * fast path's own. */
+static __always_inline void fast_reply_count(__u32 dst_slot, __u32 len)
+{
+	struct moat_stats *s;
+	__u32 k;
+	__u64 *n;
+
+	if (!obs_on())
+		return;
+	s = stats_slot(dst_slot, MOAT_DIR_TO_CONTAINER);
+	if (s) {
+		s->packets++;
+		s->bytes += len;
+	}
+	k = MOAT_FAST_ROUTED_IN_PACKETS;
+	n = bpf_map_lookup_elem(&fast_stats, &k);
+	if (n)
+		(*n)++;
+	k = MOAT_FAST_ROUTED_IN_BYTES;
+	n = bpf_map_lookup_elem(&fast_stats, &k);
+	if (n)
+		*n += len;
+}
+
+/*
+ * After from_world rewrote packet `l4` by its flow's reply entry `e`
+ * (MOAT_CT_SNAT_REPLY, e->xlated: the packet's tuple now): handed to the
+ * container (MOAT_REDIRECT_PEER) or left to the plain path (MOAT_PASS).
+ * Never a drop. A BPF-to-BPF call: its lookup's 64 bytes get a frame of
+ * their own, off the from_world chain's.
+ */
+static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4,
+				 struct moat_ct_entry *e, __u32 rev, __u64 now)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct bpf_fib_lookup fib = {};
+	const struct moat_endpoint *dst;
+	struct moat_addr_info *info;
+	struct moat_ct_entry *o;
+	struct moat_ct_key orig;
+	struct moat_peer_key pk;
+	__u32 *found, dst_if, check;
+
+	if (skb->pkt_type != PACKET_HOST || skb->vlan_present || skb->mark ||
+	    !fast_routed_enabled())
+		return MOAT_PASS;
+	/* ICMP errors never come here (nat_icmp_error()): an ICMP packet is
+	 * an echo reply. */
+	if (l4->fragment || l4->more_frags ||
+	    (e->xlated.proto != IPPROTO_TCP && e->xlated.proto != IPPROTO_UDP &&
+	     e->xlated.proto != IPPROTO_ICMP))
+		return MOAT_PASS;
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return MOAT_PASS;
+	if (ip->version != 4 || ip->ihl != 5 || ip->ttl <= 1 ||
+	    skb->len != sizeof(*eth) + bpf_ntohs(ip->tot_len) || !fast_ipv4_csum_ok(ip) ||
+	    fast_not_forwarded(ip->saddr) || ip->daddr != e->xlated.daddr)
+		return MOAT_PASS;
+	/* What to_container would find: nothing under the packet's own tuple,
+	 * the flow's original entry under its reverse, judged under `rev`. */
+	if (ct_lookup(&e->xlated, now))
+		return MOAT_PASS;
+	ct_reverse(&e->xlated, &orig);
+	o = ct_lookup(&orig, now);
+	if (!o || o->kind != MOAT_CT_SNAT || o->policy_rev != rev)
+		return MOAT_PASS;
+	info = addr_lookup(ip->daddr);
+	if (!info || info->kind != MOAT_ADDR_SUBNET)
+		return MOAT_PASS;
+	pk.net_id = info->net_id;
+	pk.addr = ip->daddr;
+	found = bpf_map_lookup_elem(&local_peers, &pk);
+	if (!found)
+		return MOAT_PASS;
+	dst_if = *found;
+	dst = bpf_map_lookup_elem(&endpoints, &dst_if);
+	if (!dst || dst->net_id != info->net_id || dst->ipv4 != ip->daddr)
+		return MOAT_PASS;
+	fib.tot_len = fast_segment_len(skb, ip, data_end);
+	if (!fib.tot_len)
+		return MOAT_PASS;
+	fib.family = AF_INET;
+	fib.tos = ip->tos;
+	fib.l4_protocol = ip->protocol;
+	fib.ipv4_src = ip->saddr;
+	fib.ipv4_dst = ip->daddr;
+	if (ip->protocol != IPPROTO_ICMP) {
+		fib.sport = e->xlated.sport;
+		fib.dport = e->xlated.dport;
+	}
+	fib.ifindex = skb->ifindex;
+	/* The container's own network, not a gateway; the neighbour entry
+	 * the host would send to must be the container's MAC. */
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS ||
+	    fib.family != AF_INET || fib.ipv4_dst != ip->daddr || fib.ifindex == skb->ifindex ||
+	    !fast_mac_eq(fib.dmac, dst->mac))
+		return MOAT_PASS;
+	/* Only flags make it fail, before anything is written. */
+	if (bpf_redirect_peer(dst_if, 0) != TC_ACT_REDIRECT)
+		return MOAT_PASS;
+	skb->priority = fast_tos_priority(ip->tos);
+	check = ip->check;
+	check += bpf_htons(0x0100);
+	ip->check = (__u16)(check + (check >= 0xffff));
+	ip->ttl--;
+	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	fast_reply_count(dst->stats_slot, skb->len);
+	return MOAT_REDIRECT_PEER;
+}
+
+/* IPv6 replies take the plain path. */
+static __always_inline int fast_reply6(struct __sk_buff *skb, const struct l4_info6 *l4,
+				       struct moat_ct6_entry *e, __u32 rev, __u64 now)
+{
+	return MOAT_PASS;
+}
+
+#endif
