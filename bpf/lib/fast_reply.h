@@ -10,27 +10,35 @@
  *
  * It does what those would: ip_forward()'s part as the way out does it
  * (the kernel's own route, bpf_fib_lookup() as forwarded from the uplink:
- * the uplink must forward, the route must be the container's network
- * itself, not a gateway, its MTU must take the packet or each segment of a
- * GSO packet; the TTL decremented, the priority set from the TOS), the
- * neighbour's part (the destination MAC is the one the host's neighbour
- * entry for the container holds, and it must be the container's; the
- * source MAC the route's device's, the bridge's), and to_container's: the
- * container's counters, and the verdict to_container gives such a packet,
- * which is a pass when the flow's original-direction entry (found by the
- * packet's reversed tuple, as to_container finds it) was judged under the
- * policy revision in force and nothing is tracked under the packet's own
- * tuple (to_container would look at that first). The destination
- * endpoint is found by the packet's address (`addrs`, `local_peers`) and
- * must agree (`endpoints`).
+ * the uplink must forward, the route must reach the container's address
+ * directly, not through a gateway, nor back out of the uplink, and its MTU
+ * must take the packet or each segment of a GSO packet; the TTL
+ * decremented, the priority set from the TOS), the neighbour's part (the
+ * destination MAC is the one the host's neighbour entry for the container
+ * holds, and it must be the container's; the source MAC the route's
+ * device's, the bridge's), and to_container's: the container's counters,
+ * and the verdict to_container gives such a packet. That is a pass when
+ * the entry under the packet's own tuple is the reply entry from_world
+ * has just judged (a routed flow's), or when there is none there and the
+ * flow's original entry (under the reversed tuple, as to_container finds
+ * it: a masqueraded flow's) was judged under the policy revision in
+ * force. The destination endpoint is found by the packet's address
+ * (`addrs`, `local_peers`) and must agree (`endpoints`). Which device the
+ * route leaves by is not compared with the container's bridge (no map
+ * holds that): a host that routes the container's address to another
+ * device whose neighbour entry holds the container's MAC gets its reply
+ * delivered to the container, its flow's own endpoint, where the plain
+ * path would send it there.
  *
  * Anything else takes the plain path, where the host and to_container
  * judge the packet, so a refusal here never drops: the refusals of the way
  * out (a frame not addressed to the uplink, a VLAN tag or a mark, TTL 1,
  * IP options, a bad checksum, trailing bytes, a martian source, no route
  * or no neighbour, over the MTU), a fragment, a protocol other than TCP,
- * UDP and ICMP echo, an entry judged under another revision (to_container judges it
- * again), a container moat does not know at that address.
+ * UDP and ICMP (ICMP errors never come here: nat_icmp_error() takes
+ * them), another entry under the packet's own tuple, a flow judged under
+ * another revision (to_container judges it again), a container moat does
+ * not know at that address.
  *
  * What it does not do, as the way out: the host's netfilter hooks and
  * xfrm policies never see the packet, nor reverse-path filtering. Same
@@ -69,6 +77,12 @@ static __always_inline void fast_reply_count(__u32 dst_slot, __u32 len)
 		*n += len;
 }
 
+/* What the way back writes of a packet: its Ethernet and IPv4 headers. */
+struct fast_reply_head {
+	struct ethhdr eth;
+	struct iphdr ip;
+} __attribute__((packed));
+
 /*
  * After from_world rewrote packet `l4` by its flow's reply entry `e`
  * (MOAT_CT_SNAT_REPLY, e->xlated: the packet's tuple now): handed to the
@@ -88,13 +102,12 @@ static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4
 	struct moat_ct_entry *o;
 	struct moat_ct_key orig;
 	struct moat_peer_key pk;
+	struct fast_reply_head head;
 	__u32 *found, dst_if, check;
 
 	if (skb->pkt_type != PACKET_HOST || skb->vlan_present || skb->mark ||
 	    !fast_routed_enabled())
 		return MOAT_PASS;
-	/* ICMP errors never come here (nat_icmp_error()): an ICMP packet is
-	 * an echo reply. */
 	if (l4->fragment || l4->more_frags ||
 	    (e->xlated.proto != IPPROTO_TCP && e->xlated.proto != IPPROTO_UDP &&
 	     e->xlated.proto != IPPROTO_ICMP))
@@ -105,14 +118,21 @@ static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4
 	    skb->len != sizeof(*eth) + bpf_ntohs(ip->tot_len) || !fast_ipv4_csum_ok(ip) ||
 	    fast_not_forwarded(ip->saddr) || ip->daddr != e->xlated.daddr)
 		return MOAT_PASS;
-	/* What to_container would find: nothing under the packet's own tuple,
-	 * the flow's original entry under its reverse, judged under `rev`. */
-	if (ct_lookup(&e->xlated, now))
-		return MOAT_PASS;
-	ct_reverse(&e->xlated, &orig);
-	o = ct_lookup(&orig, now);
-	if (!o || o->kind != MOAT_CT_SNAT || o->policy_rev != rev)
-		return MOAT_PASS;
+	/* What to_container would find first: the entry under the packet's
+	 * own tuple. A routed flow's reply entry is that entry (its key is its
+	 * tuple), which from_world has just judged under `rev`: to_container
+	 * passes on it. Any other entry there is to_container's to judge. A
+	 * masqueraded reply has none: to_container takes the flow's original
+	 * entry, under the reversed tuple, judged under `rev`. */
+	o = ct_lookup(&e->xlated, now);
+	if (o != e) {
+		if (o)
+			return MOAT_PASS;
+		ct_reverse(&e->xlated, &orig);
+		o = ct_lookup(&orig, now);
+		if (!o || o->kind != MOAT_CT_SNAT || o->policy_rev != rev)
+			return MOAT_PASS;
+	}
 	info = addr_lookup(ip->daddr);
 	if (!info || info->kind != MOAT_ADDR_SUBNET)
 		return MOAT_PASS;
@@ -147,13 +167,23 @@ static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4
 	/* Only flags make it fail, before anything is written. */
 	if (bpf_redirect_peer(dst_if, 0) != TC_ACT_REDIRECT)
 		return MOAT_PASS;
-	skb->priority = fast_tos_priority(ip->tos);
-	check = ip->check;
+	/* The MACs, the TTL and the header checksum in one store: a direct
+	 * write would make the verifier unclone every packet of both uplink
+	 * programs (a helper call per cloned packet, and a drop where that
+	 * fails), whatever the switch says. The checksum's change cancels the
+	 * TTL's in the ones' complement sum, so a CHECKSUM_COMPLETE skb's sum
+	 * still holds; the MACs are not in it. */
+	head.ip = *ip;
+	check = head.ip.check;
 	check += bpf_htons(0x0100);
-	ip->check = (__u16)(check + (check >= 0xffff));
-	ip->ttl--;
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	head.ip.check = (__u16)(check + (check >= 0xffff));
+	head.ip.ttl--;
+	__builtin_memcpy(head.eth.h_dest, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(head.eth.h_source, fib.smac, ETH_ALEN);
+	head.eth.h_proto = bpf_htons(ETH_P_IP);
+	if (bpf_skb_store_bytes(skb, 0, &head, sizeof(head), 0))
+		return MOAT_PASS; /* nothing written: the stack routes it */
+	skb->priority = fast_tos_priority(head.ip.tos);
 	fast_reply_count(dst->stats_slot, skb->len);
 	return MOAT_REDIRECT_PEER;
 }

@@ -145,7 +145,12 @@ static __always_inline int fast_routed(struct __sk_buff *skb)
 	struct bpf_fib_lookup fib = {};
 	struct bpf_redir_neigh nh = {};
 	__be16 *ports = (void *)(ip + 1);
-	__u32 check;
+	struct {
+		__u8 ttl;
+		__u8 protocol;
+		__sum16 check;
+	} ttl;
+	__u32 check, prio;
 
 	if (skb->pkt_type != PACKET_HOST || skb->vlan_present || skb->mark ||
 	    !fast_routed_enabled())
@@ -179,12 +184,21 @@ static __always_inline int fast_routed(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (!uplink_stats_slot(fib.ifindex))
 		return TC_ACT_OK;
-	skb->priority = fast_tos_priority(ip->tos);
-	/* ip_decrease_ttl(): the TTL is the high byte of its checksum word. */
+	/* ip_decrease_ttl(): the TTL is the high byte of its checksum word.
+	 * TTL, protocol and checksum in one store: a direct write would make
+	 * the verifier unclone every packet the program sees (a helper call
+	 * per cloned packet, and a drop where that fails), whatever the
+	 * switch says. */
 	check = ip->check;
 	check += bpf_htons(0x0100);
-	ip->check = (__u16)(check + (check >= 0xffff));
-	ip->ttl--;
+	ttl.ttl = ip->ttl - 1;
+	ttl.protocol = ip->protocol;
+	ttl.check = (__u16)(check + (check >= 0xffff));
+	prio = fast_tos_priority(ip->tos);
+	if (bpf_skb_store_bytes(skb, sizeof(*eth) + offsetof(struct iphdr, ttl), &ttl, sizeof(ttl),
+				0))
+		return TC_ACT_OK;
+	skb->priority = prio;
 	/* The route's gateway, or the destination itself on a direct route. */
 	nh.nh_family = AF_INET;
 	nh.ipv4_nh = fib.ipv4_dst;

@@ -397,14 +397,17 @@ struct Reply {
   size_t payload = 0;
   size_t trailing = 0;      // bytes after the IP packet, which ip_rcv() trims
   bool bad_ip_sum = false;  // which ip_rcv() drops
+  bool empty_options = false;  // 4 bytes of options whose first 20 bytes' checksum holds too
+  bool routed = false;         // a routed flow's: to the container's own address and port
 };
 Bytes reply_frame(const Reply& r, bool translated) {
   Ip4 h = r.ip;
   h.src = ip4(WORLD);
-  h.dst = ip4(translated ? C : UPLINK_IP);
+  const bool to_container = translated || r.routed;
+  h.dst = ip4(to_container ? C : UPLINK_IP);
   h.proto = r.proto;
   h.l4_checksum = true;
-  const uint16_t port = translated ? kCport : kNatPort;
+  const uint16_t port = to_container ? kCport : kNatPort;
   const Bytes data(r.payload, 0x5a);
   Bytes l4 = r.proto == IPPROTO_TCP   ? tcp(kWport, port, r.flags, data)
              : r.proto == IPPROTO_UDP ? udp(kWport, port, data)
@@ -412,6 +415,7 @@ Bytes reply_frame(const Reply& r, bool translated) {
   Bytes f = eth(ETH_P_IP, ipv4(h, l4), r.dst, kRouterMac);
   f.insert(f.end(), r.trailing, 0);
   if (r.bad_ip_sum) f[14 + 11] ^= 0x5a;
+  if (r.empty_options) f = with_empty_options(f);
   return f;
 }
 
@@ -434,9 +438,14 @@ class FastReply : public FastRoute {
   }
 
   // The container's flow of `proto` out through the uplink, masqueraded
-  // behind kNatPort, its entries the only ones.
-  void open_flow(uint8_t proto = IPPROTO_TCP) {
+  // behind kNatPort (`routed`: from a network that does not masquerade,
+  // routed as it is), its entries the only ones.
+  void open_flow(uint8_t proto = IPPROTO_TCP, bool routed = false) {
     ct_clear(ep_);
+    Network net = kNet;
+    net.flags = routed ? 0 : MOAT_NET_F_MASQUERADE;
+    add_network(ep_, net);
+    add_endpoint(ep_, ifindex_of(kCtr), net, ip4(C));
     Ip4 h{.src = ip4(C), .dst = ip4(WORLD), .proto = proto, .l4_checksum = true};
     Bytes l4 = proto == IPPROTO_TCP   ? tcp(kCport, kWport, kSyn)
                : proto == IPPROTO_UDP ? udp(kCport, kWport)
@@ -447,8 +456,9 @@ class FastReply : public FastRoute {
     ASSERT_EQ(r.retval, uint32_t(TC_ACT_OK));
     ASSERT_EQ(ct_entries(ep_).size(), 2u);
     // The reply's entry: the masquerade kept the container's port's image.
-    ASSERT_TRUE(ct_get(ep_, reversed(ct_key(UPLINK_IP, kNatPort, WORLD,
-                                            proto == IPPROTO_ICMP ? 0 : kWport, proto))))
+    const uint16_t dport = proto == IPPROTO_ICMP ? 0 : kWport;
+    ASSERT_TRUE(ct_get(ep_, reversed(routed ? ct_key(C, kCport, WORLD, dport, proto)
+                                            : ct_key(UPLINK_IP, kNatPort, WORLD, dport, proto))))
         << "masqueraded behind another port";
   }
 
@@ -510,6 +520,26 @@ TEST_F(FastReply, AReplyGoesStraightToTheContainerOneHopOlder) {
   }
 }
 
+// A network that does not masquerade: its replies come to the container's
+// own address, and to_container would pass them on their own entry.
+TEST_F(FastReply, ARoutedReplyGoesStraightToTheContainerToo) {
+  for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+    SCOPED_TRACE(int(proto));
+    open_flow(proto, true);
+    const Reply rp{.proto = proto, .ip = {.ttl = 60}, .payload = 100, .routed = true};
+    const uint64_t before = routed_in();
+    CountedRun c = from_world(reply_frame(rp, false));
+    ASSERT_EQ(c.run.retval, uint32_t(TC_ACT_REDIRECT));
+    Reply want = rp;
+    want.ip.ttl = 59;
+    Bytes expect = reply_frame(want, true);
+    std::copy(kContainerMac.begin(), kContainerMac.end(), expect.begin());
+    std::copy(kBridgeMac.begin(), kBridgeMac.end(), expect.begin() + 6);
+    EXPECT_EQ(c.run.out, expect);
+    EXPECT_EQ(routed_in(), before + 1);
+  }
+}
+
 TEST_F(FastReply, ThePriorityFollowsTheTos) {
   open_flow();
   RunResult r = from_world(reply_frame({.flags = kAck, .ip = {}}, false)).run;
@@ -530,6 +560,7 @@ TEST_F(FastReply, WhatTheHostOrTheContainersHookMustSeeTakesThePlainPath) {
     uint32_t mark = 0;
   };
   const auto none = [] {};
+  static const moat_ct_key kOrig = ct_key(C, kCport, WORLD, kWport, IPPROTO_TCP);
   const auto entry_rev = [this](uint32_t rev) {
     const moat_ct_key k = ct_key(C, kCport, WORLD, kWport, IPPROTO_TCP);
     auto e = ct_get(ep_, k);
@@ -545,13 +576,65 @@ TEST_F(FastReply, WhatTheHostOrTheContainersHookMustSeeTakesThePlainPath) {
       {"TTL 1: the host answers time exceeded", {.ip = {.ttl = 1}}, none, none},
       {"a mark (policy routing may route by it)", {}, none, none, 0x1},
       {"not addressed to the uplink (PACKET_OTHERHOST)", {.dst = kPeerMac}, none, none},
-      {"IP options", {.ip = {.option_words = 1}}, none, none},
+      {"IP options (NOP)", {.ip = {.option_words = 1}}, none, none},
+      {"IP options (end of list: the first 20 bytes' checksum holds)",
+       {.empty_options = true},
+       none,
+       none},
       {"a first fragment (its ports serve the later ones)",
        {.ip = {.frag = kMoreFragments}},
        none,
        none},
       {"bytes beyond the IP length", {.trailing = 4}, none, none},
       {"a bad header checksum", {.bad_ip_sum = true}, none, none},
+      {"a later fragment, its ports from the first",
+       {.proto = IPPROTO_UDP, .ip = {.frag = 8}},
+       [this] {
+         ASSERT_EQ(
+             from_world(reply_frame({.proto = IPPROTO_UDP, .ip = {.frag = kMoreFragments}}, false))
+                 .run.retval,
+             uint32_t(TC_ACT_OK));
+       },
+       none},
+      {"the flow's original entry gone",
+       {},
+       [this] { ASSERT_EQ(bpf_map__delete_elem(ep_->maps.ct, &kOrig, sizeof kOrig, 0), 0); },
+       none},
+      {"the flow's original entry of another kind",
+       {},
+       [this] {
+         auto e = ct_get(ep_, kOrig);
+         ASSERT_TRUE(e);
+         e->kind = MOAT_CT_TRACK;
+         ct_put(ep_, kOrig, *e);
+       },
+       none},
+      {"the endpoint at that address says another network",
+       {},
+       [this] {
+         Network other = kNet;
+         other.id = kNet.id + 1;
+         add_endpoint(ep_, ifindex_of(kCtr), other, ip4(C));
+       },
+       none},
+      {"the route back out of the uplink itself",
+       {},
+       [] {
+         ip({"route", "add", std::string(C) + "/32", "dev", kUplink});
+         ip({"neigh", "add", C, "lladdr", "02:42:ac:14:00:02", "nud", "permanent", "dev", kUplink});
+       },
+       [] {
+         ip({"neigh", "del", C, "dev", kUplink});
+         ip({"route", "del", std::string(C) + "/32"});
+       }},
+      {"an IPv4 route whose gateway is IPv6",
+       {},
+       [] {
+         ip({"route", "add", std::string(C) + "/32", "via", "inet6", "fe80::1", "dev", kUplink});
+       },
+       [] {
+         ip({"route", "del", std::string(C) + "/32"});
+       }},
       {"the flow judged under another policy revision: to_container judges it again",
        {},
        [&] { entry_rev(7); },

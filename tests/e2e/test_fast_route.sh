@@ -20,6 +20,8 @@ NET=198.19.0.1
 GV=$(gateway_of "$F" vault)
 M1=$(ip_of "$F" m1 natted)
 NNET=$(subnet_of "$F" natted)
+P1=$(ip_of "$F" p1 plain)
+PNET=$(subnet_of "$F" plain)
 PINGS=20
 SIZE=20000000
 
@@ -83,14 +85,32 @@ check "and went the routed fast path (+$D_BYTES B >= $SIZE)" [ "$D_BYTES" -ge $S
 stop_server "$SERVED"
 
 serve "$L" outside tcp 5002 TCP-LISTEN:5002,reuseaddr,fork SYSTEM:"head -c $SIZE /dev/zero"
-i0=$(fast_field routed_in_bytes); f0=$(forwarded)
-GOT=$("$MOAT" lab exec --lab "$L" m1 -- sh -c "socat -u -t10 TCP:$NET:5002 - | wc -c" 2>/dev/null |
-  tr -d ' \n')
-D_BYTES=$(($(fast_field routed_in_bytes) - i0)); D_FWD=$(($(forwarded) - f0))
-echo "    got $GOT bytes; routed fast path +$D_BYTES B in; forwarded by the host +$D_FWD"
+# download C: SIZE bytes from the outside to container C; sets GOT, D_BYTES
+# (the way back's bytes) and D_FWD. A packet whose neighbour entry went
+# stale meanwhile may take the stack: a tenth of the bytes and a few
+# datagrams are the margin.
+download() {
+  local i0 f0
+  i0=$(fast_field routed_in_bytes); f0=$(forwarded)
+  GOT=$("$MOAT" lab exec --lab "$L" "$1" -- sh -c "socat -u -t10 TCP:$NET:5002 - | wc -c" 2>/dev/null |
+    tr -d ' \n')
+  D_BYTES=$(($(fast_field routed_in_bytes) - i0)); D_FWD=$(($(forwarded) - f0))
+  echo "    got $GOT bytes; routed fast path +$D_BYTES B in; forwarded by the host +$D_FWD"
+}
+download m1
 check "a TCP transfer from the outside arrives whole ($SIZE bytes)" [ "$GOT" = "$SIZE" ]
-check "and came the routed fast path back (+$D_BYTES B >= $SIZE)" [ "$D_BYTES" -ge $SIZE ]
-check "the host forwarded next to none of it (+$D_FWD <= 2)" [ "$D_FWD" -le 2 ]
+check "and came the routed fast path back (+$D_BYTES B >= 0.9 x $SIZE)" [ "$D_BYTES" -ge $((SIZE * 9 / 10)) ]
+check "the host forwarded next to none of it (+$D_FWD <= 10)" [ "$D_FWD" -le 10 ]
+# A network that does not masquerade, with a route back (as a routed setup
+# has): its replies come to the container's own address, the same way.
+check "outside gets a route to plain ($PNET) via $UP" \
+  "$MOAT" lab exec --lab "$L" outside -- ip route add "$PNET" via $UP
+must_pass "p1 -> $NET:80/tcp, the outside sees p1 as $P1" "$L" p1 tcp $NET 80 "$P1"
+download p1
+check "routed: a TCP transfer from the outside arrives whole ($SIZE bytes)" [ "$GOT" = "$SIZE" ]
+check "routed: and came the routed fast path back (+$D_BYTES B >= 0.9 x $SIZE)" [ "$D_BYTES" -ge $((SIZE * 9 / 10)) ]
+check "routed: the host forwarded next to none of it (+$D_FWD <= 10)" [ "$D_FWD" -le 10 ]
+must_drop "outside -> p1 $P1:80 directly (not published)" "$L" outside tcp "$P1" 80
 stop_server "$SERVED"
 # Only replies come this way: with a route to the container (as a routed
 # setup has), the outside still cannot open a connection to it.
@@ -99,6 +119,9 @@ check "outside gets a route to natted ($NNET) via $UP" \
 check "m1 listens on 7000" serve "$L" m1 tcp 7000 TCP-LISTEN:7000,reuseaddr,fork SYSTEM:"echo hi"
 must_drop "outside -> m1 $M1:7000 directly (not published)" "$L" outside tcp "$M1" 7000
 stop_server "$SERVED"
+for n in "$NNET" "$PNET"; do
+  check "the outside's route to $n removed" "$MOAT" lab exec --lab "$L" outside -- ip route del "$n"
+done
 
 check "v1 gets a default route via its gateway $GV" \
   "$MOAT" lab exec --lab "$L" v1 -- ip route add default via "$GV"

@@ -90,9 +90,12 @@ int run_fastpath(const FileArgs& a) {
               << j["peer_bytes"].get<uint64_t>() << " bytes so far)\n"
               << "routed fast path to the uplinks and back: " << (j["routed"] ? "on" : "off")
               << " (out " << j["routed_packets"].get<uint64_t>() << " packets, "
-              << j["routed_bytes"].get<uint64_t>() << " bytes; replies in "
-              << j["routed_in_packets"].get<uint64_t>() << " packets, "
-              << j["routed_in_bytes"].get<uint64_t>() << " bytes so far)\n";
+              << j["routed_bytes"].get<uint64_t>() << " bytes; replies in ";
+    if (j["routed_in_packets"].is_null())
+      std::cout << "not counted: this instance's maps were made by an older moat)\n";
+    else
+      std::cout << j["routed_in_packets"].get<uint64_t>() << " packets, "
+                << j["routed_in_bytes"].get<uint64_t>() << " bytes so far)\n";
   }
   return 0;
 }

@@ -226,14 +226,12 @@ Result<HostFacts> resolve_host(const Config& cfg, const Plan& plan, const KnownI
   return resolve_bridges(cfg, std::move(host), index_of);
 }
 
-// What the desired state needs of the kernel beyond what loading the
-// programs checks: a helper flag the verifier accepts but an older kernel
-// rejects when the program runs would drop packets, not fail the apply.
-// Probed only when needed, so an IPv4-only apply never runs the probe.
 // The host's own port choice, read in this network namespace (the
 // sysctls under /proc/sys/net are per namespace), against the masquerade's.
-// Read on every apply: another writer may have changed them since.
+// Read on every apply that masquerades: another writer may have changed
+// them since. (A change between applies is seen at the next one.)
 Result<void> host_leaves_masquerade_ports(const Config& cfg) {
+  if (!masquerading_network(cfg)) return {};
   std::string text[2];
   const char* files[2] = {"/proc/sys/net/ipv4/ip_local_port_range",
                           "/proc/sys/net/ipv4/ip_local_reserved_ports"};
@@ -246,9 +244,12 @@ Result<void> host_leaves_masquerade_ports(const Config& cfg) {
   return require_masquerade_ports(cfg, text[0], text[1]);
 }
 
+// What the desired state needs of the kernel beyond what loading the
+// programs checks: a helper flag the verifier accepts but an older kernel
+// rejects when the program runs would drop packets, not fail the apply.
+// Probed only when needed, so an IPv4-only apply never runs the probe.
 Result<void> kernel_can_enforce(const Config& cfg) {
-  if (!cfg.uplinks.empty())
-    if (auto r = host_leaves_masquerade_ports(cfg); !r) return r;
+  if (auto r = host_leaves_masquerade_ports(cfg); !r) return r;
   if (nat66_uses(cfg).empty()) return {};
   auto nat66 = kernel_nat66();
   if (!nat66) return std::unexpected(nat66.error());

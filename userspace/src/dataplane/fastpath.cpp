@@ -33,12 +33,16 @@ Result<void> write_flags(const bpf_map* m, uint32_t flags) {
   return {};
 }
 
-Result<uint64_t> read_sum(const bpf_map* m, uint32_t key) {
+// nullopt: the pinned map has no such slot. An instance keeps the maps it
+// was made with, and one made by an older moat has fewer counters.
+Result<std::optional<uint64_t>> read_sum(const bpf_map* m, uint32_t key) {
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return fail_errno("count possible CPUs", -ncpu);
   std::vector<uint64_t> v(static_cast<size_t>(ncpu));
-  if (bpf_map__lookup_elem(m, &key, sizeof key, v.data(), v.size() * sizeof(uint64_t), 0))
+  if (bpf_map__lookup_elem(m, &key, sizeof key, v.data(), v.size() * sizeof(uint64_t), 0)) {
+    if (errno == ENOENT) return std::nullopt;
     return fail_errno("read map fast_stats", errno);
+  }
   uint64_t sum = 0;
   for (uint64_t x : v) sum += x;
   return sum;
@@ -122,7 +126,7 @@ Result<nlohmann::json> fast_path(const std::string& instance, const FastPathSwit
                            std::pair{"routed_in_bytes", MOAT_FAST_ROUTED_IN_BYTES}}) {
     auto n = read_sum(maps.fast_stats, key);
     if (!n) return std::unexpected(n.error());
-    out[name] = *n;
+    out[name] = *n ? nlohmann::json(**n) : nlohmann::json();
   }
   return out;
 }

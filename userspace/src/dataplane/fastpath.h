@@ -35,7 +35,8 @@ struct FastPathSwitches {
 
 // {"peer", "kernel_redirect_peer", "routed", "kernel_redirect_neigh",
 // "peer_packets", "peer_bytes", "routed_packets", "routed_bytes" (to the
-// uplinks), "routed_in_packets", "routed_in_bytes" (replies to containers)} of an
+// uplinks), "routed_in_packets", "routed_in_bytes" (replies to containers;
+// null where the instance's maps, made by an older moat, have no slot)} of an
 // instance, after setting the switches `set` names. Turning one on where
 // the kernel lacks its helper fails and changes nothing.
 Result<nlohmann::json> fast_path(const std::string& instance, const FastPathSwitches& set);

@@ -334,12 +334,16 @@ std::optional<std::vector<std::pair<unsigned, unsigned>>> port_ranges(std::strin
 
 }  // namespace
 
+const Network* masquerading_network(const Config& cfg) {
+  if (cfg.uplinks.empty()) return nullptr;
+  for (const auto& n : cfg.networks)
+    if (n.masquerade && !n.internal) return &n;
+  return nullptr;
+}
+
 Result<void> require_masquerade_ports(const Config& cfg, std::string_view local_port_range,
                                       std::string_view reserved_ports) {
-  if (cfg.uplinks.empty()) return {};
-  const Network* masquerading = nullptr;
-  for (const auto& n : cfg.networks)
-    if (n.masquerade && !n.internal && !masquerading) masquerading = &n;
+  const Network* masquerading = masquerading_network(cfg);
   if (!masquerading) return {};
   unsigned lo = 0, hi = 0;
   {

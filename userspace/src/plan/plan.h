@@ -137,6 +137,9 @@ Result<void> require_nat66(const Config& cfg, bool kernel_nat66, const std::stri
 // the two apart.
 Result<void> require_masquerade_ports(const Config& cfg, std::string_view local_port_range,
                                       std::string_view reserved_ports);
+// The first network `cfg` masquerades behind its uplinks; nullptr when none
+// does (no uplinks, or every network internal or with masquerade off).
+const Network* masquerading_network(const Config& cfg);
 
 // Whether bridge isolation lets `src` reach `dst` at the address of `dst`'s
 // attachment `dst_att`: the model the BPF programs implement, used by the
