@@ -627,6 +627,35 @@ TEST_F(FastReply, WhatTheHostOrTheContainersHookMustSeeTakesThePlainPath) {
          ip({"neigh", "del", C, "dev", kUplink});
          ip({"route", "del", std::string(C) + "/32"});
        }},
+      // A gateway whose neighbour entry holds the container's MAC: only
+      // the route tells it is not the container's own address.
+      {"the container's address routed through a gateway on the bridge",
+       {},
+       [] {
+         ip({"neigh", "add", "172.30.0.9", "lladdr", "02:42:ac:14:00:02", "nud", "permanent", "dev",
+             kBridge});
+         ip({"route", "add", std::string(C) + "/32", "via", "172.30.0.9", "dev", kBridge});
+       },
+       [] {
+         ip({"route", "del", std::string(C) + "/32"});
+         ip({"neigh", "del", "172.30.0.9", "dev", kBridge});
+       }},
+      // An IPv6 gateway whose first four bytes are the container's address
+      // (ac1e:0002:: is 172.30.0.2), its neighbour entry the container's
+      // MAC: only the family tells.
+      {"an IPv4 route whose gateway is IPv6, looking like the container",
+       {},
+       [] {
+         ip({"-6", "addr", "add", "ac1e:2::9/64", "dev", kBridge, "nodad"});
+         ip({"-6", "neigh", "add", "ac1e:2::1", "lladdr", "02:42:ac:14:00:02", "nud", "permanent",
+             "dev", kBridge});
+         ip({"route", "add", std::string(C) + "/32", "via", "inet6", "ac1e:2::1", "dev", kBridge});
+       },
+       [] {
+         ip({"route", "del", std::string(C) + "/32"});
+         ip({"-6", "neigh", "del", "ac1e:2::1", "dev", kBridge});
+         ip({"-6", "addr", "del", "ac1e:2::9/64", "dev", kBridge});
+       }},
       {"an IPv4 route whose gateway is IPv6",
        {},
        [] {
