@@ -52,31 +52,6 @@
 #include "lib/fast_route.h"
 #include "lib/redirect.h"
 
-/* The container's counters as to_container's finish() keeps them, and the
- * fast path's own. */
-static __always_inline void fast_reply_count(__u32 dst_slot, __u32 len)
-{
-	struct moat_stats *s;
-	__u32 k;
-	__u64 *n;
-
-	if (!obs_on())
-		return;
-	s = stats_slot(dst_slot, MOAT_DIR_TO_CONTAINER);
-	if (s) {
-		s->packets++;
-		s->bytes += len;
-	}
-	k = MOAT_FAST_ROUTED_IN_PACKETS;
-	n = bpf_map_lookup_elem(&fast_stats, &k);
-	if (n)
-		(*n)++;
-	k = MOAT_FAST_ROUTED_IN_BYTES;
-	n = bpf_map_lookup_elem(&fast_stats, &k);
-	if (n)
-		*n += len;
-}
-
 /* What the way back writes of a packet: its Ethernet and IPv4 headers. */
 struct fast_reply_head {
 	struct ethhdr eth;
@@ -148,16 +123,11 @@ static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4
 	fib.tot_len = fast_segment_len(skb, ip, data_end);
 	if (!fib.tot_len)
 		return MOAT_PASS;
-	fib.family = AF_INET;
-	fib.tos = ip->tos;
-	fib.l4_protocol = ip->protocol;
-	fib.ipv4_src = ip->saddr;
-	fib.ipv4_dst = ip->daddr;
+	fast_fib_init(&fib, ip, skb->ifindex);
 	if (ip->protocol != IPPROTO_ICMP) {
 		fib.sport = e->xlated.sport;
 		fib.dport = e->xlated.dport;
 	}
-	fib.ifindex = skb->ifindex;
 	/* The container's own network, not a gateway; the neighbour entry
 	 * the host would send to must be the container's MAC. */
 	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS ||
@@ -184,7 +154,8 @@ static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4
 	if (bpf_skb_store_bytes(skb, 0, &head, sizeof(head), 0))
 		return MOAT_PASS; /* nothing written: the stack routes it */
 	skb->priority = fast_tos_priority(head.ip.tos);
-	fast_reply_count(dst->stats_slot, skb->len);
+	fast_count(dst->stats_slot, skb->len, MOAT_FAST_ROUTED_IN_PACKETS,
+		   MOAT_FAST_ROUTED_IN_BYTES);
 	return MOAT_REDIRECT_PEER;
 }
 

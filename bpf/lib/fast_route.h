@@ -132,6 +132,19 @@ static __always_inline __u32 fast_tos_priority(__u8 tos)
 	}
 }
 
+/* The lookup ip_forward()'s route is, for IPv4 packet `ip` that came in
+ * by `ifindex`: the caller sets tot_len and the ports. */
+static __always_inline void fast_fib_init(struct bpf_fib_lookup *fib, const struct iphdr *ip,
+					  __u32 ifindex)
+{
+	fib->family = AF_INET;
+	fib->tos = ip->tos;
+	fib->l4_protocol = ip->protocol;
+	fib->ipv4_src = ip->saddr;
+	fib->ipv4_dst = ip->daddr;
+	fib->ifindex = ifindex;
+}
+
 /*
  * A frame the bridge hands to the host, judged by the sending container's
  * from_container: TC_ACT_REDIRECT when it went to an uplink, TC_ACT_OK for
@@ -164,12 +177,7 @@ static __always_inline int fast_routed(struct __sk_buff *skb)
 	fib.tot_len = fast_segment_len(skb, ip, data_end);
 	if (!fib.tot_len)
 		return TC_ACT_OK;
-	fib.family = AF_INET;
-	fib.tos = ip->tos;
-	fib.l4_protocol = ip->protocol;
-	fib.ipv4_src = ip->saddr;
-	fib.ipv4_dst = ip->daddr;
-	fib.ifindex = skb->ifindex;
+	fast_fib_init(&fib, ip, skb->ifindex);
 	/* Ports as the stack's multipath hash would read them: a first (or
 	 * only) fragment's TCP or UDP header. */
 	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&

@@ -53,11 +53,11 @@ static __always_inline int fast_peer_enabled(void)
 	return f && !(*f & MOAT_FAST_F_PEER_OFF);
 }
 
-/* B's counters as to_container's finish() keeps them, and the fast path's own. */
-static __always_inline void fast_count(__u32 dst_slot, __u32 len)
+/* The destination's counters as its to_container's finish() keeps them,
+ * and the fast path's own (`fast_stats` slots `packets` and `bytes`). */
+static __always_inline void fast_count(__u32 dst_slot, __u32 len, __u32 packets, __u32 bytes)
 {
 	struct moat_stats *s;
-	__u32 k;
 	__u64 *n;
 
 	if (!obs_on())
@@ -67,12 +67,10 @@ static __always_inline void fast_count(__u32 dst_slot, __u32 len)
 		s->packets++;
 		s->bytes += len;
 	}
-	k = MOAT_FAST_PEER_PACKETS;
-	n = bpf_map_lookup_elem(&fast_stats, &k);
+	n = bpf_map_lookup_elem(&fast_stats, &packets);
 	if (n)
 		(*n)++;
-	k = MOAT_FAST_PEER_BYTES;
-	n = bpf_map_lookup_elem(&fast_stats, &k);
+	n = bpf_map_lookup_elem(&fast_stats, &bytes);
 	if (n)
 		*n += len;
 }
@@ -144,7 +142,7 @@ static __always_inline int fast_peer(struct __sk_buff *skb, const struct moat_en
 	/* No SYN comes this way: nothing the update could refuse. */
 	if (reply && account)
 		ct_update(e, l4, skb->len, now, 1);
-	fast_count(dst->stats_slot, skb->len);
+	fast_count(dst->stats_slot, skb->len, MOAT_FAST_PEER_PACKETS, MOAT_FAST_PEER_BYTES);
 	return MOAT_REDIRECT_PEER;
 }
 

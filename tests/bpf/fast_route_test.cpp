@@ -487,6 +487,27 @@ class FastReply : public FastRoute {
     EXPECT_EQ(c.moved, counted(pass, ifindex_of(kUplink), MOAT_DIR_FROM_WORLD, in.size()));
   }
 
+  // Reply `rp` (TTL 60) goes: one hop older, to the host's neighbour entry
+  // for the container from the bridge's MAC, counted at the uplink and at
+  // the container as its to_container would count it.
+  void expect_redirected(const Reply& rp) {
+    const uint64_t before = routed_in();
+    CountedRun c = from_world(reply_frame(rp, false));
+    ASSERT_EQ(c.run.retval, uint32_t(TC_ACT_REDIRECT));
+    Reply want = rp;
+    want.ip.ttl = 59;
+    Bytes expect = reply_frame(want, true);
+    std::copy(kContainerMac.begin(), kContainerMac.end(), expect.begin());
+    std::copy(kBridgeMac.begin(), kBridgeMac.end(), expect.begin() + 6);
+    EXPECT_EQ(c.run.out, expect);
+    EXPECT_EQ(checksum_errors(c.run.out), "");
+    EXPECT_EQ(routed_in(), before + 1);
+    StatsSnapshot moved = counted(pass, ifindex_of(kUplink), MOAT_DIR_FROM_WORLD, expect.size());
+    for (const auto& [k, v] : counted(pass, ifindex_of(kCtr), MOAT_DIR_TO_CONTAINER, expect.size()))
+      moved[k] = v;
+    EXPECT_EQ(c.moved, moved);
+  }
+
   static in_addr_t ip4_at(const Bytes& b, size_t off) {
     in_addr_t a;
     std::memcpy(&a, &b[off], 4);
@@ -498,25 +519,7 @@ TEST_F(FastReply, AReplyGoesStraightToTheContainerOneHopOlder) {
   for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP}) {
     SCOPED_TRACE(int(proto));
     open_flow(proto);
-    const Reply rp{.proto = proto, .ip = {.ttl = 60}, .payload = 100};
-    const uint64_t before = routed_in();
-    CountedRun c = from_world(reply_frame(rp, false));
-    ASSERT_EQ(c.run.retval, uint32_t(TC_ACT_REDIRECT));
-    Reply want = rp;
-    want.ip.ttl = 59;
-    Bytes expect = reply_frame(want, true);
-    // The host's neighbour entry for the container, from the bridge's MAC.
-    std::copy(kContainerMac.begin(), kContainerMac.end(), expect.begin());
-    std::copy(kBridgeMac.begin(), kBridgeMac.end(), expect.begin() + 6);
-    EXPECT_EQ(c.run.out, expect);
-    EXPECT_EQ(checksum_errors(c.run.out), "");
-    EXPECT_EQ(routed_in(), before + 1);
-    // The uplink's counters and the container's, as its to_container's.
-    StatsSnapshot want_moved =
-        counted(pass, ifindex_of(kUplink), MOAT_DIR_FROM_WORLD, expect.size());
-    for (const auto& [k, v] : counted(pass, ifindex_of(kCtr), MOAT_DIR_TO_CONTAINER, expect.size()))
-      want_moved[k] = v;
-    EXPECT_EQ(c.moved, want_moved);
+    expect_redirected({.proto = proto, .ip = {.ttl = 60}, .payload = 100});
   }
 }
 
@@ -526,17 +529,7 @@ TEST_F(FastReply, ARoutedReplyGoesStraightToTheContainerToo) {
   for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
     SCOPED_TRACE(int(proto));
     open_flow(proto, true);
-    const Reply rp{.proto = proto, .ip = {.ttl = 60}, .payload = 100, .routed = true};
-    const uint64_t before = routed_in();
-    CountedRun c = from_world(reply_frame(rp, false));
-    ASSERT_EQ(c.run.retval, uint32_t(TC_ACT_REDIRECT));
-    Reply want = rp;
-    want.ip.ttl = 59;
-    Bytes expect = reply_frame(want, true);
-    std::copy(kContainerMac.begin(), kContainerMac.end(), expect.begin());
-    std::copy(kBridgeMac.begin(), kBridgeMac.end(), expect.begin() + 6);
-    EXPECT_EQ(c.run.out, expect);
-    EXPECT_EQ(routed_in(), before + 1);
+    expect_redirected({.proto = proto, .ip = {.ttl = 60}, .payload = 100, .routed = true});
   }
 }
 
