@@ -28,7 +28,7 @@
  * holds that): a host that routes the container's address to another
  * device whose neighbour entry holds the container's MAC gets its reply
  * delivered to the container, its flow's own endpoint, where the plain
- * path would send it there.
+ * path would send it to that device.
  *
  * Anything else takes the plain path, where the host and to_container
  * judge the packet, so a refusal here never drops: the refusals of the way

@@ -66,8 +66,9 @@ echo "on: requests and replies skip the host's stack"
 pings m1
 check "all $PINGS answered" [ "$ANSWERED" = $PINGS ]
 check "the routed fast path carried the requests (+$D_ROUTED >= $PINGS)" [ "$D_ROUTED" -ge $PINGS ]
-check "and the replies (+$D_IN >= $PINGS)" [ "$D_IN" -ge $PINGS ]
-# A reply whose neighbour entry was not resolved yet takes the stack once.
+# A reply whose neighbour entry was not resolved yet takes the stack: the
+# pings before resolved m1's, so at most a stray one or two.
+check "and the replies (+$D_IN >= $((PINGS - 2)))" [ "$D_IN" -ge $((PINGS - 2)) ]
 check "the host forwarded next to nothing (+$D_FWD <= 2)" [ "$D_FWD" -le 2 ]
 for c in m1 m2; do
   must_pass "$c -> $NET:80/tcp, the outside still sees $UP" "$L" $c tcp $NET 80 $UP
