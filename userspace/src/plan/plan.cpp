@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <cstdio>
 #include <optional>
 #include <set>
 
+#include "config/values.h"
 #include "plan/limits.h"
 #include "policy/policy.h"
 
@@ -307,27 +307,18 @@ Result<void> require_nat66(const Config& cfg, bool kernel_nat66, const std::stri
 
 namespace {
 
-// "A-B" or "A" ranges separated by commas, as the kernel prints
-// ip_local_reserved_ports; nullopt when the text is not that.
-std::optional<std::vector<std::pair<unsigned, unsigned>>> port_ranges(std::string_view text) {
-  std::vector<std::pair<unsigned, unsigned>> out;
+// "A-B" or "A" ranges (parse_port_range()) separated by commas, as the
+// kernel prints ip_local_reserved_ports; nullopt when the text is not that.
+std::optional<std::vector<PortRange>> port_ranges(std::string_view text) {
+  std::vector<PortRange> out;
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
     text.remove_suffix(1);
-  auto number = [](std::string_view t) -> std::optional<unsigned> {
-    unsigned v = 0;
-    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-    if (ec != std::errc() || end != t.data() + t.size() || v > 65535) return std::nullopt;
-    return v;
-  };
   while (!text.empty()) {
     size_t comma = text.find(',');
-    std::string_view item = text.substr(0, comma);
+    auto range = parse_port_range(text.substr(0, comma));
+    if (!range) return std::nullopt;
+    out.push_back(*range);
     text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
-    size_t dash = item.find('-');
-    auto lo = number(item.substr(0, dash));
-    auto hi = dash == std::string_view::npos ? lo : number(item.substr(dash + 1));
-    if (!lo || !hi || *lo > *hi) return std::nullopt;
-    out.emplace_back(*lo, *hi);
   }
   return out;
 }
@@ -365,8 +356,9 @@ Result<void> require_masquerade_ports(const Config& cfg, std::string_view local_
   unsigned count = 0;
   for (unsigned p = std::max(lo, unsigned{MOAT_NAT_PORT_MIN});
        p <= std::min(hi, unsigned{MOAT_NAT_PORT_MAX}); ++p) {
-    bool kept = std::any_of(reserved->begin(), reserved->end(),
-                            [p](const auto& r) { return r.first <= p && p <= r.second; });
+    bool kept = std::any_of(reserved->begin(), reserved->end(), [p](const PortRange& r) {
+      return r.first <= p && p < r.first + unsigned{r.count};
+    });
     if (kept) continue;
     if (!first) first = p;
     last = p;
