@@ -128,8 +128,9 @@ static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4
 		fib.sport = e->xlated.sport;
 		fib.dport = e->xlated.dport;
 	}
-	/* The container's own network, not a gateway; the neighbour entry
-	 * the host would send to must be the container's MAC. */
+	/* Straight to the container's address, not through a gateway nor
+	 * back out of the uplink; the neighbour entry the host would send
+	 * to must hold the container's MAC. */
 	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS ||
 	    fib.family != AF_INET || fib.ipv4_dst != ip->daddr || fib.ifindex == skb->ifindex ||
 	    !fast_mac_eq(fib.dmac, dst->mac))
