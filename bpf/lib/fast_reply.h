@@ -68,9 +68,7 @@ struct fast_reply_head {
 static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4,
 				 struct moat_ct_entry *e, __u32 rev, __u64 now)
 {
-	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
+	struct iphdr *ip = fast_forwardable(skb);
 	struct bpf_fib_lookup fib = {};
 	const struct moat_endpoint *dst;
 	struct moat_addr_info *info;
@@ -78,20 +76,11 @@ static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4
 	struct moat_ct_key orig;
 	struct moat_peer_key pk;
 	struct fast_reply_head head;
-	__u32 *found, dst_if, check;
+	__u32 *found, dst_if;
 
-	if (skb->pkt_type != PACKET_HOST || skb->vlan_present || skb->mark ||
-	    !fast_routed_enabled())
-		return MOAT_PASS;
-	if (l4->fragment || l4->more_frags ||
+	if (!ip || ip->daddr != e->xlated.daddr || l4->fragment || l4->more_frags ||
 	    (e->xlated.proto != IPPROTO_TCP && e->xlated.proto != IPPROTO_UDP &&
 	     e->xlated.proto != IPPROTO_ICMP))
-		return MOAT_PASS;
-	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return MOAT_PASS;
-	if (ip->version != 4 || ip->ihl != 5 || ip->ttl <= 1 ||
-	    skb->len != sizeof(*eth) + bpf_ntohs(ip->tot_len) || !fast_ipv4_csum_ok(ip) ||
-	    fast_not_forwarded(ip->saddr) || ip->daddr != e->xlated.daddr)
 		return MOAT_PASS;
 	/* What to_container would find first: the entry under the packet's
 	 * own tuple. A routed flow's reply entry is that entry (its key is its
@@ -120,10 +109,8 @@ static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4
 	dst = bpf_map_lookup_elem(&endpoints, &dst_if);
 	if (!dst || dst->net_id != info->net_id || dst->ipv4 != ip->daddr)
 		return MOAT_PASS;
-	fib.tot_len = fast_segment_len(skb, ip, data_end);
-	if (!fib.tot_len)
+	if (!fast_fib_prepare(skb, ip, &fib))
 		return MOAT_PASS;
-	fast_fib_init(&fib, ip, skb->ifindex);
 	if (ip->protocol != IPPROTO_ICMP) {
 		fib.sport = e->xlated.sport;
 		fib.dport = e->xlated.dport;
@@ -145,9 +132,7 @@ static __noinline int fast_reply(struct __sk_buff *skb, const struct l4_info *l4
 	 * TTL's in the ones' complement sum, so a CHECKSUM_COMPLETE skb's sum
 	 * still holds; the MACs are not in it. */
 	head.ip = *ip;
-	check = head.ip.check;
-	check += bpf_htons(0x0100);
-	head.ip.check = (__u16)(check + (check >= 0xffff));
+	head.ip.check = fast_ttl_check(head.ip.check);
 	head.ip.ttl--;
 	__builtin_memcpy(head.eth.h_dest, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(head.eth.h_source, fib.smac, ETH_ALEN);

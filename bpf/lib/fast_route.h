@@ -132,17 +132,61 @@ static __always_inline __u32 fast_tos_priority(__u8 tos)
 	}
 }
 
-/* The lookup ip_forward()'s route is, for IPv4 packet `ip` that came in
- * by `ifindex`: the caller sets tot_len and the ports. */
-static __always_inline void fast_fib_init(struct bpf_fib_lookup *fib, const struct iphdr *ip,
-					  __u32 ifindex)
+/*
+ * The frame checks both directions open with, as the stack would weigh the
+ * frame coming in by skb's device: addressed to the device itself, no VLAN
+ * tag nor mark (policy routing could route it elsewhere), the switch on,
+ * and an IPv4 header of 20 bytes with a TTL above 1, an IP length that is
+ * the whole frame, a checksum that holds and a source ip_route_input()
+ * does not take for a martian. The header, or NULL: the plain path.
+ */
+static __always_inline struct iphdr *fast_forwardable(struct __sk_buff *skb)
 {
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+
+	if (skb->pkt_type != PACKET_HOST || skb->vlan_present || skb->mark ||
+	    !fast_routed_enabled())
+		return NULL;
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return NULL;
+	if (ip->version != 4 || ip->ihl != 5 || ip->ttl <= 1 ||
+	    skb->len != sizeof(*eth) + bpf_ntohs(ip->tot_len) || !fast_ipv4_csum_ok(ip) ||
+	    fast_not_forwarded(ip->saddr))
+		return NULL;
+	return ip;
+}
+
+/* ip_decrease_ttl()'s checksum: the TTL is the high byte of its word, so
+ * the sum changes by 0x0100 and a CHECKSUM_COMPLETE skb's sum still holds. */
+static __always_inline __sum16 fast_ttl_check(__sum16 check)
+{
+	__u32 c = check;
+
+	c += bpf_htons(0x0100);
+	return (__sum16)(c + (c >= 0xffff));
+}
+
+/*
+ * The lookup ip_forward()'s route is, for IPv4 packet `ip` (checked by
+ * fast_forwardable()) that came in by skb's device: the caller sets the
+ * ports. 0 when the packet's length (each segment's, for GSO) is not one
+ * moat can tell: the plain path.
+ */
+static __always_inline int fast_fib_prepare(struct __sk_buff *skb, const struct iphdr *ip,
+					    struct bpf_fib_lookup *fib)
+{
+	fib->tot_len = fast_segment_len(skb, ip, (void *)(long)skb->data_end);
+	if (!fib->tot_len)
+		return 0;
 	fib->family = AF_INET;
 	fib->tos = ip->tos;
 	fib->l4_protocol = ip->protocol;
 	fib->ipv4_src = ip->saddr;
 	fib->ipv4_dst = ip->daddr;
-	fib->ifindex = ifindex;
+	fib->ifindex = skb->ifindex;
+	return 1;
 }
 
 /*
@@ -152,34 +196,23 @@ static __always_inline void fast_fib_init(struct bpf_fib_lookup *fib, const stru
  */
 static __always_inline int fast_routed(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = fast_forwardable(skb);
 	struct bpf_fib_lookup fib = {};
 	struct bpf_redir_neigh nh = {};
-	__be16 *ports = (void *)(ip + 1);
+	__be16 *ports;
 	struct {
 		__u8 ttl;
 		__u8 protocol;
 		__sum16 check;
 	} ttl;
-	__u32 check, prio;
+	__u32 prio;
 
-	if (skb->pkt_type != PACKET_HOST || skb->vlan_present || skb->mark ||
-	    !fast_routed_enabled())
+	if (!ip || fast_not_forwarded(ip->daddr) || !fast_fib_prepare(skb, ip, &fib))
 		return TC_ACT_OK;
-	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
-	if (ip->version != 4 || ip->ihl != 5 || ip->ttl <= 1 ||
-	    skb->len != sizeof(*eth) + bpf_ntohs(ip->tot_len) || !fast_ipv4_csum_ok(ip) ||
-	    fast_not_forwarded(ip->daddr) || fast_not_forwarded(ip->saddr))
-		return TC_ACT_OK;
-	fib.tot_len = fast_segment_len(skb, ip, data_end);
-	if (!fib.tot_len)
-		return TC_ACT_OK;
-	fast_fib_init(&fib, ip, skb->ifindex);
 	/* Ports as the stack's multipath hash would read them: a first (or
 	 * only) fragment's TCP or UDP header. */
+	ports = (void *)(ip + 1);
 	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&
 	    !(ip->frag_off & bpf_htons(0x1fff)) && (void *)(ports + 2) <= data_end) {
 		fib.sport = ports[0];
@@ -192,18 +225,15 @@ static __always_inline int fast_routed(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (!uplink_stats_slot(fib.ifindex))
 		return TC_ACT_OK;
-	/* ip_decrease_ttl(): the TTL is the high byte of its checksum word.
-	 * TTL, protocol and checksum in one store: a direct write would make
+	/* TTL, protocol and checksum in one store: a direct write would make
 	 * the verifier unclone every packet the program sees (a helper call
 	 * per cloned packet, and a drop where that fails), whatever the
 	 * switch says. */
-	check = ip->check;
-	check += bpf_htons(0x0100);
 	ttl.ttl = ip->ttl - 1;
 	ttl.protocol = ip->protocol;
-	ttl.check = (__u16)(check + (check >= 0xffff));
+	ttl.check = fast_ttl_check(ip->check);
 	prio = fast_tos_priority(ip->tos);
-	if (bpf_skb_store_bytes(skb, sizeof(*eth) + offsetof(struct iphdr, ttl), &ttl, sizeof(ttl),
+	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr) + offsetof(struct iphdr, ttl), &ttl, sizeof(ttl),
 				0))
 		return TC_ACT_OK;
 	skb->priority = prio;

@@ -37,6 +37,9 @@ constexpr const char* WORLD = "198.19.0.1";      // via the uplink's default rou
 constexpr const char* OTHER = "203.0.113.5";     // via kOther
 constexpr const char* UNRESOLVED = "192.0.2.5";  // via a gateway with no neighbour entry
 constexpr const char* UNREACHABLE = "100.64.0.5";
+// A priority rt_tos2priority() never gives (0, 2, 4, 6): where a refused
+// packet starts, so that a fast path that set it anyway shows.
+constexpr uint32_t kUntouchedPriority = 7;
 
 void sysctl(const std::string& key, const char* value) {
   std::string path = "/proc/sys/" + key;
@@ -171,11 +174,15 @@ class FastRoute : public ::testing::Test {
   }
 
   // The plain path: passed as it came, the judged bit cleared, not counted.
+  // Its priority too: it starts at one no TOS maps to (kUntouchedPriority).
   void expect_plain(const Bytes& frame, uint32_t mark = MOAT_MARK_JUDGED) {
     const uint64_t before = routed_packets();
-    RunResult r = from_bridge(frame, mark);
+    RunResult r = run_prio(br_->progs.from_bridge, ifindex_of(kBridge), frame, mark,
+                           kUntouchedPriority);
+    EXPECT_EQ(r.err, 0) << std::strerror(r.err);
     EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK));
     EXPECT_EQ(r.out, frame) << "a refused frame must not be touched";
+    EXPECT_EQ(r.priority, kUntouchedPriority) << "ip_forward() sets the priority, not the plain path";
     EXPECT_EQ(r.mark, mark & ~MOAT_MARK_JUDGED);
     EXPECT_EQ(routed_packets(), before);
   }
@@ -464,9 +471,9 @@ class FastReply : public FastRoute {
 
   uint64_t routed_in() { return percpu_u64(ep_->maps.fast_stats, MOAT_FAST_ROUTED_IN_PACKETS); }
 
-  CountedRun from_world(const Bytes& frame, uint32_t mark = 0) {
+  CountedRun from_world(const Bytes& frame, uint32_t mark = 0, uint32_t priority = 0) {
     const StatsSnapshot before = read_stats(ep_->maps.stats);
-    RunResult r = run(up_->progs.from_world, ifindex_of(kUplink), frame, 1, mark);
+    RunResult r = run_prio(up_->progs.from_world, ifindex_of(kUplink), frame, mark, priority);
     EXPECT_EQ(r.err, 0) << std::strerror(r.err);
     return {r, stats_delta(before, read_stats(ep_->maps.stats))};
   }
@@ -476,8 +483,9 @@ class FastReply : public FastRoute {
   void expect_plain(const Reply& rp, uint32_t mark = 0) {
     const uint64_t before = routed_in();
     const Bytes in = reply_frame(rp, false);
-    CountedRun c = from_world(in, mark);
+    CountedRun c = from_world(in, mark, kUntouchedPriority);
     EXPECT_EQ(c.run.retval, uint32_t(TC_ACT_OK));
+    EXPECT_EQ(c.run.priority, kUntouchedPriority) << "the plain path leaves the priority to the host";
     ASSERT_EQ(c.run.out.size(), in.size());
     EXPECT_EQ(Bytes(c.run.out.begin(), c.run.out.begin() + 12), Bytes(in.begin(), in.begin() + 12))
         << "the MACs must be left to the host";

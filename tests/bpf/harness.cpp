@@ -498,7 +498,7 @@ uint64_t monotonic_ns() { return moat::datapath_now_ns(); }
 namespace {
 RunResult run_with(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
                    uint32_t mark, uint32_t ingress_ifindex, uint32_t flags, uint32_t gso_size,
-                   uint32_t gso_segs);
+                   uint32_t gso_segs, uint32_t priority = 0);
 }  // namespace
 
 RunResult run(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
@@ -515,11 +515,16 @@ RunResult run_complete(const bpf_program* prog, uint32_t ifindex, const pkt::Byt
   return run_with(prog, ifindex, frame, 1, 0, 0, BPF_F_TEST_SKB_CHECKSUM_COMPLETE, 0, 0);
 }
 
+RunResult run_prio(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame,
+                   uint32_t mark, uint32_t priority) {
+  return run_with(prog, ifindex, frame, 1, mark, 0, 0, 0, 0, priority);
+}
+
 namespace {
 RunResult run_with(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, int repeat,
                    uint32_t mark, uint32_t ingress_ifindex, uint32_t flags, uint32_t gso_size,
-                   uint32_t gso_segs) {
-  // Only ifindex, ingress_ifindex, mark and the GSO fields are set: the
+                   uint32_t gso_segs, uint32_t priority) {
+  // Only ifindex, ingress_ifindex, mark, priority and the GSO fields are set: the
   // kernel places ifindex in skb->ifindex (it must name a device in our
   // netns), takes ingress_ifindex as is, and requires the fields it does
   // not support to be zero.
@@ -527,6 +532,7 @@ RunResult run_with(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& 
   ctx.ifindex = ifindex;
   ctx.ingress_ifindex = ingress_ifindex;
   ctx.mark = mark;
+  ctx.priority = priority;
   ctx.gso_size = gso_size;
   ctx.gso_segs = gso_segs;
   __sk_buff ctx_out = {};

@@ -217,6 +217,10 @@ RunResult run_complete(const bpf_program* prog, uint32_t ifindex, const pkt::Byt
 // The same as run() with a GSO packet's gso_size and gso_segs in the context.
 RunResult run_gso(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame, uint32_t mark,
                   uint32_t gso_size, uint32_t gso_segs);
+// The same as run() on an skb whose priority is already `priority`: a path
+// that must leave the packet alone must leave it that too.
+RunResult run_prio(const bpf_program* prog, uint32_t ifindex, const pkt::Bytes& frame,
+                   uint32_t mark, uint32_t priority);
 
 // The expected TC action of one run and, for a drop, its counter slot
 // (= -moat_verdict, 0 for a pass or redirect).
