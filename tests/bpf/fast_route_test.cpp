@@ -406,10 +406,11 @@ struct Reply {
   bool bad_ip_sum = false;  // which ip_rcv() drops
   bool empty_options = false;  // 4 bytes of options whose first 20 bytes' checksum holds too
   bool routed = false;         // a routed flow's: to the container's own address and port
+  const char* world = WORLD;   // where the flow went, and the reply comes from
 };
 Bytes reply_frame(const Reply& r, bool translated) {
   Ip4 h = r.ip;
-  h.src = ip4(WORLD);
+  h.src = ip4(r.world);
   const bool to_container = translated || r.routed;
   h.dst = ip4(to_container ? C : UPLINK_IP);
   h.proto = r.proto;
@@ -447,13 +448,13 @@ class FastReply : public FastRoute {
   // The container's flow of `proto` out through the uplink, masqueraded
   // behind kNatPort (`routed`: from a network that does not masquerade,
   // routed as it is), its entries the only ones.
-  void open_flow(uint8_t proto = IPPROTO_TCP, bool routed = false) {
+  void open_flow(uint8_t proto = IPPROTO_TCP, bool routed = false, const char* world = WORLD) {
     ct_clear(ep_);
     Network net = kNet;
     net.flags = routed ? 0 : MOAT_NET_F_MASQUERADE;
     add_network(ep_, net);
     add_endpoint(ep_, ifindex_of(kCtr), net, ip4(C));
-    Ip4 h{.src = ip4(C), .dst = ip4(WORLD), .proto = proto, .l4_checksum = true};
+    Ip4 h{.src = ip4(C), .dst = ip4(world), .proto = proto, .l4_checksum = true};
     Bytes l4 = proto == IPPROTO_TCP   ? tcp(kCport, kWport, kSyn)
                : proto == IPPROTO_UDP ? udp(kCport, kWport)
                                       : icmp_echo(kEchoRequest, kCport, 1, {});
@@ -464,8 +465,8 @@ class FastReply : public FastRoute {
     ASSERT_EQ(ct_entries(ep_).size(), 2u);
     // The reply's entry: the masquerade kept the container's port's image.
     const uint16_t dport = proto == IPPROTO_ICMP ? 0 : kWport;
-    ASSERT_TRUE(ct_get(ep_, reversed(routed ? ct_key(C, kCport, WORLD, dport, proto)
-                                            : ct_key(UPLINK_IP, kNatPort, WORLD, dport, proto))))
+    ASSERT_TRUE(ct_get(ep_, reversed(routed ? ct_key(C, kCport, world, dport, proto)
+                                            : ct_key(UPLINK_IP, kNatPort, world, dport, proto))))
         << "masqueraded behind another port";
   }
 
@@ -587,6 +588,12 @@ TEST_F(FastReply, WhatTheHostOrTheContainersHookMustSeeTakesThePlainPath) {
        none,
        none},
       {"bytes beyond the IP length", {.trailing = 4}, none, none},
+      // ip_route_input() drops a martian source before any route: a reply
+      // of a flow the container opened to 0.0.0.0/8 or loopback never
+      // reaches it by the plain path either.
+      {"a martian source (0.0.0.0/8)", {.world = "0.1.2.3"}, none, none},
+      {"a martian source (loopback)", {.world = "127.0.0.1"}, none, none},
+      {"a martian source (multicast)", {.world = "224.0.0.9"}, none, none},
       {"a bad header checksum", {.bad_ip_sum = true}, none, none},
       {"a later fragment, its ports from the first",
        {.proto = IPPROTO_UDP, .ip = {.frag = 8}},
@@ -726,7 +733,7 @@ TEST_F(FastReply, WhatTheHostOrTheContainersHookMustSeeTakesThePlainPath) {
     open_flow(c.reply.proto);
     Reply plain{.proto = c.reply.proto, .payload = c.reply.payload};
     ASSERT_EQ(from_world(reply_frame(plain, false)).run.retval, uint32_t(TC_ACT_REDIRECT));
-    open_flow(c.reply.proto);
+    open_flow(c.reply.proto, false, c.reply.world);
     c.before();
     Restore undo{c.after};
     expect_plain(c.reply, c.mark);
