@@ -233,8 +233,8 @@ static __always_inline int fast_routed(struct __sk_buff *skb)
 	ttl.protocol = ip->protocol;
 	ttl.check = fast_ttl_check(ip->check);
 	prio = fast_tos_priority(ip->tos);
-	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr) + offsetof(struct iphdr, ttl), &ttl, sizeof(ttl),
-				0))
+	if (bpf_skb_store_bytes(skb, sizeof(struct ethhdr) + offsetof(struct iphdr, ttl), &ttl,
+				sizeof(ttl), 0))
 		return TC_ACT_OK;
 	skb->priority = prio;
 	/* The route's gateway, or the destination itself on a direct route. */

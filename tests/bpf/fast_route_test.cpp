@@ -177,12 +177,13 @@ class FastRoute : public ::testing::Test {
   // Its priority too: it starts at one no TOS maps to (kUntouchedPriority).
   void expect_plain(const Bytes& frame, uint32_t mark = MOAT_MARK_JUDGED) {
     const uint64_t before = routed_packets();
-    RunResult r = run_prio(br_->progs.from_bridge, ifindex_of(kBridge), frame, mark,
-                           kUntouchedPriority);
+    RunResult r =
+        run_prio(br_->progs.from_bridge, ifindex_of(kBridge), frame, mark, kUntouchedPriority);
     EXPECT_EQ(r.err, 0) << std::strerror(r.err);
     EXPECT_EQ(r.retval, uint32_t(TC_ACT_OK));
     EXPECT_EQ(r.out, frame) << "a refused frame must not be touched";
-    EXPECT_EQ(r.priority, kUntouchedPriority) << "ip_forward() sets the priority, not the plain path";
+    EXPECT_EQ(r.priority, kUntouchedPriority)
+        << "ip_forward() sets the priority, not the plain path";
     EXPECT_EQ(r.mark, mark & ~MOAT_MARK_JUDGED);
     EXPECT_EQ(routed_packets(), before);
   }
@@ -486,7 +487,8 @@ class FastReply : public FastRoute {
     const Bytes in = reply_frame(rp, false);
     CountedRun c = from_world(in, mark, kUntouchedPriority);
     EXPECT_EQ(c.run.retval, uint32_t(TC_ACT_OK));
-    EXPECT_EQ(c.run.priority, kUntouchedPriority) << "the plain path leaves the priority to the host";
+    EXPECT_EQ(c.run.priority, kUntouchedPriority)
+        << "the plain path leaves the priority to the host";
     ASSERT_EQ(c.run.out.size(), in.size());
     EXPECT_EQ(Bytes(c.run.out.begin(), c.run.out.begin() + 12), Bytes(in.begin(), in.begin() + 12))
         << "the MACs must be left to the host";
