@@ -527,6 +527,51 @@ void add_baseline_cases(std::vector<Case>& cases, const Plane& p, const Options&
                    "the baseline's packet over IPv6, no policy");
 }
 
+// ---- a masqueraded flow's reply ---------------------------------------------------------
+
+// from_world on the reply of a flow A opened to the world, masqueraded
+// behind the uplink's address: ct hit (MOAT_CT_SNAT_REPLY), the reverse
+// translation, then the routed fast path's way back (lib/fast_reply.h)
+// offered the packet with its switch off, as it is by default. Looped like
+// a published flow: an entry under the translated tuple translates it back,
+// so every repetition takes the same path.
+void add_masquerade_cases(std::vector<Case>& cases, const Plane& p, const Options& o) {
+  const bpf_program* in = p.up->progs.from_world;
+  const uint32_t up = ifindex_of("moat-u");
+  const std::string tag = "masquerade reply, ";
+  checked_run(tag + "SYN A->world", p.up->progs.to_world, up,
+              tcp4(A, 40100, CLIENT, 443, kSyn), 1, TC_ACT_OK);
+  std::optional<std::pair<moat_ct_key, moat_ct_entry>> reply;
+  for (const auto& [k, e] : ct_entries(p.ep))
+    if (e.kind == MOAT_CT_SNAT_REPLY && e.xlated.daddr == ip4(A) && e.xlated.dport == htons(40100))
+      reply = std::pair{k, e};
+  if (!reply) throw std::runtime_error(tag + "the flow to the world was not masqueraded");
+  const uint16_t nat_port = ntohs(reply->first.dport);
+  checked_run(tag + "SYN-ACK world->A", in, up, tcp4(CLIENT, 443, HOST, nat_port, kSyn | kAck), 1,
+              TC_ACT_OK);
+  checked_run(tag + "ACK A->world", p.up->progs.to_world, up, tcp4(A, 40100, CLIENT, 443), 1,
+              TC_ACT_OK);
+  if (auto e = ct_get(p.ep, reply->first))
+    reply->second = *e;
+  moat_ct_entry back = reply->second;
+  back.xlated = reply->first;
+  if (bpf_map__update_elem(p.ep->maps.ct, &reply->second.xlated, sizeof(moat_ct_key), &back,
+                           sizeof back, BPF_ANY))
+    throw std::runtime_error(tag + "looping the flow: " + std::strerror(errno));
+  const Bytes frame = tcp4(CLIENT, 443, HOST, nat_port);
+  // Two repetitions translate it there and back: the same bytes again.
+  if (checked_run(tag + "looped", in, up, frame, 2, TC_ACT_OK).out != frame)
+    throw std::runtime_error(tag + "the looped reply did not come back to its own bytes");
+  Json m = {{"scenario", "masquerade"},
+            {"hook", "from_world"},
+            {"runs", "repeat"},
+            {"path", "reply"},
+            {"what",
+             "a reply of a masqueraded flow: ct hit, reverse translation, the routed fast "
+             "path's way back offered it with its switch off (the default)"}};
+  cases.push_back({m, repeated(tag + "reply", in, up, frame, o.repeat, TC_ACT_OK), {}});
+}
+
 // ---- the fast path: from_container straight into a peer's namespace -------------------
 
 // lib/redirect.h: a packet of a tracked, answered flow between two
@@ -708,6 +753,7 @@ Json bench(const Options& o) {
   add_floor_cases(cases, *floor, o);
   planes.push_back(plane(1));
   add_baseline_cases(cases, *planes.back(), o);
+  add_masquerade_cases(cases, *planes.back(), o);
   const std::unique_ptr<Programs> fast = fast_plane();
   add_fast_path_cases(cases, *fast, o);
   for (uint32_t r : o.rules) {
