@@ -539,8 +539,8 @@ void add_masquerade_cases(std::vector<Case>& cases, const Plane& p, const Option
   const bpf_program* in = p.up->progs.from_world;
   const uint32_t up = ifindex_of("moat-u");
   const std::string tag = "masquerade reply, ";
-  checked_run(tag + "SYN A->world", p.up->progs.to_world, up,
-              tcp4(A, 40100, CLIENT, 443, kSyn), 1, TC_ACT_OK);
+  checked_run(tag + "SYN A->world", p.up->progs.to_world, up, tcp4(A, 40100, CLIENT, 443, kSyn), 1,
+              TC_ACT_OK);
   std::optional<std::pair<moat_ct_key, moat_ct_entry>> reply;
   for (const auto& [k, e] : ct_entries(p.ep))
     if (e.kind == MOAT_CT_SNAT_REPLY && e.xlated.daddr == ip4(A) && e.xlated.dport == htons(40100))
@@ -551,8 +551,7 @@ void add_masquerade_cases(std::vector<Case>& cases, const Plane& p, const Option
               TC_ACT_OK);
   checked_run(tag + "ACK A->world", p.up->progs.to_world, up, tcp4(A, 40100, CLIENT, 443), 1,
               TC_ACT_OK);
-  if (auto e = ct_get(p.ep, reply->first))
-    reply->second = *e;
+  if (auto e = ct_get(p.ep, reply->first)) reply->second = *e;
   moat_ct_entry back = reply->second;
   back.xlated = reply->first;
   if (bpf_map__update_elem(p.ep->maps.ct, &reply->second.xlated, sizeof(moat_ct_key), &back,
