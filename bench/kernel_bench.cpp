@@ -22,7 +22,10 @@
 //  - every case gets one sample per round, all cases interleaved in each
 //    round, so a drift in the VM's speed hits them alike.
 #include <bpf/bpf.h>
+#include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -529,16 +532,48 @@ void add_baseline_cases(std::vector<Case>& cases, const Plane& p, const Options&
 
 // ---- a masqueraded flow's reply ---------------------------------------------------------
 
+// The hardware address of `dev`, in this (the bench's) namespace.
+Mac mac_of(const char* dev) {
+  ifreq ifr{};
+  std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", dev);
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const int rc = fd < 0 ? -1 : ioctl(fd, SIOCGIFHWADDR, &ifr);
+  const int err = errno;
+  if (fd >= 0) close(fd);
+  if (rc) throw std::runtime_error(std::string("the MAC of ") + dev + ": " + std::strerror(err));
+  Mac m;
+  std::memcpy(m.data(), ifr.ifr_hwaddr.sa_data, m.size());
+  return m;
+}
+
 // from_world on the reply of a flow A opened to the world, masqueraded
 // behind the uplink's address: ct hit (MOAT_CT_SNAT_REPLY), the reverse
-// translation, then the routed fast path's way back (lib/fast_reply.h)
-// offered the packet with its switch off, as it is by default. Looped like
-// a published flow: an entry under the translated tuple translates it back,
-// so every repetition takes the same path.
-void add_masquerade_cases(std::vector<Case>& cases, const Plane& p, const Options& o) {
+// translation, then the routed fast path's way back (lib/fast_reply.h).
+// The frames are addressed to the uplink's own MAC, as the world's router
+// sends them: the way back refuses any other (PACKET_OTHERHOST) at its
+// first check. Looped like a published flow: an entry under the
+// translated tuple translates it back, so every repetition takes the same
+// path. `routed_on`: the way back's switch on (a plane of its own: the
+// switch is the instance's), where the loop's entry under the packet's own
+// tuple makes it refuse after its frame checks, at the ct lookup.
+void add_masquerade_case(std::vector<Case>& cases, const Plane& p, const Options& o,
+                         bool routed_on) {
   const bpf_program* in = p.up->progs.from_world;
   const uint32_t up = ifindex_of("moat-u");
-  const std::string tag = "masquerade reply, ";
+  const Mac up_mac = mac_of("moat-u"), router = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01};
+  const auto world = [&](const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags) {
+    return eth(ETH_P_IP,
+               ipv4({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_TCP, .l4_checksum = true},
+                    tcp(sp, dp, flags)),
+               up_mac, router);
+  };
+  const std::string tag =
+      std::string("masquerade reply, the way back ") + (routed_on ? "on, " : "off, ");
+  if (routed_on) {
+    const uint32_t zero = 0, flags = MOAT_FAST_F_ROUTED_ON;
+    if (bpf_map__update_elem(p.ep->maps.fast_cfg, &zero, 4, &flags, 4, BPF_ANY))
+      throw std::runtime_error(tag + "turning it on: " + std::strerror(errno));
+  }
   checked_run(tag + "SYN A->world", p.up->progs.to_world, up, tcp4(A, 40100, CLIENT, 443, kSyn), 1,
               TC_ACT_OK);
   std::optional<std::pair<moat_ct_key, moat_ct_entry>> reply;
@@ -547,7 +582,7 @@ void add_masquerade_cases(std::vector<Case>& cases, const Plane& p, const Option
       reply = std::pair{k, e};
   if (!reply) throw std::runtime_error(tag + "the flow to the world was not masqueraded");
   const uint16_t nat_port = ntohs(reply->first.dport);
-  checked_run(tag + "SYN-ACK world->A", in, up, tcp4(CLIENT, 443, HOST, nat_port, kSyn | kAck), 1,
+  checked_run(tag + "SYN-ACK world->A", in, up, world(CLIENT, 443, HOST, nat_port, kSyn | kAck), 1,
               TC_ACT_OK);
   checked_run(tag + "ACK A->world", p.up->progs.to_world, up, tcp4(A, 40100, CLIENT, 443), 1,
               TC_ACT_OK);
@@ -557,17 +592,20 @@ void add_masquerade_cases(std::vector<Case>& cases, const Plane& p, const Option
   if (bpf_map__update_elem(p.ep->maps.ct, &reply->second.xlated, sizeof(moat_ct_key), &back,
                            sizeof back, BPF_ANY))
     throw std::runtime_error(tag + "looping the flow: " + std::strerror(errno));
-  const Bytes frame = tcp4(CLIENT, 443, HOST, nat_port);
-  // Two repetitions translate it there and back: the same bytes again.
+  const Bytes frame = world(CLIENT, 443, HOST, nat_port, kAck);
+  // One repetition translates it to A, a second one back.
+  if (checked_run(tag + "translated", in, up, frame, 1, TC_ACT_OK).out !=
+      world(CLIENT, 443, A, 40100, kAck))
+    throw std::runtime_error(tag + "the reply was not translated to " + A + ":40100");
   if (checked_run(tag + "looped", in, up, frame, 2, TC_ACT_OK).out != frame)
     throw std::runtime_error(tag + "the looped reply did not come back to its own bytes");
-  Json m = {{"scenario", "masquerade"},
-            {"hook", "from_world"},
-            {"runs", "repeat"},
-            {"path", "reply"},
-            {"what",
-             "a reply of a masqueraded flow: ct hit, reverse translation, the routed fast "
-             "path's way back offered it with its switch off (the default)"}};
+  Json m = {{"scenario", "masquerade"}, {"hook", "from_world"}, {"runs", "repeat"}};
+  m["path"] = routed_on ? "reply_way_back_on" : "reply";
+  m["what"] = routed_on ? "the same with the way back on: its frame checks pass, the loop's entry "
+                          "under the packet's own tuple refuses it at its ct lookup"
+                        : "a reply of a masqueraded flow: ct hit, reverse translation, the routed "
+                          "fast path's way back offered it and refused at its switch (off, the "
+                          "default)";
   cases.push_back({m, repeated(tag + "reply", in, up, frame, o.repeat, TC_ACT_OK), {}});
 }
 
@@ -752,7 +790,9 @@ Json bench(const Options& o) {
   add_floor_cases(cases, *floor, o);
   planes.push_back(plane(1));
   add_baseline_cases(cases, *planes.back(), o);
-  add_masquerade_cases(cases, *planes.back(), o);
+  add_masquerade_case(cases, *planes.back(), o, false);
+  planes.push_back(plane(1));
+  add_masquerade_case(cases, *planes.back(), o, true);
   const std::unique_ptr<Programs> fast = fast_plane();
   add_fast_path_cases(cases, *fast, o);
   for (uint32_t r : o.rules) {
