@@ -554,8 +554,9 @@ Mac mac_of(const char* dev) {
 // first check. Looped like a published flow: an entry under the
 // translated tuple translates it back, so every repetition takes the same
 // path. `routed_on`: the way back's switch on (a plane of its own: the
-// switch is the instance's), where the loop's entry under the packet's own
-// tuple makes it refuse after its frame checks, at the ct lookup.
+// switch is the instance's), where an entry under the packet's own tuple
+// (the loop's and the flow's own reply entry, repetition by repetition)
+// makes it refuse after its frame checks, at the ct lookup.
 void add_masquerade_case(std::vector<Case>& cases, const Plane& p, const Options& o,
                          bool routed_on) {
   const bpf_program* in = p.up->progs.from_world;
@@ -601,7 +602,7 @@ void add_masquerade_case(std::vector<Case>& cases, const Plane& p, const Options
     throw std::runtime_error(tag + "the looped reply did not come back to its own bytes");
   Json m = {{"scenario", "masquerade"}, {"hook", "from_world"}, {"runs", "repeat"}};
   m["path"] = routed_on ? "reply_way_back_on" : "reply";
-  m["what"] = routed_on ? "the same with the way back on: its frame checks pass, the loop's entry "
+  m["what"] = routed_on ? "the same with the way back on: its frame checks pass, another entry "
                           "under the packet's own tuple refuses it at its ct lookup"
                         : "a reply of a masqueraded flow: ct hit, reverse translation, the routed "
                           "fast path's way back offered it and refused at its switch (off, the "
