@@ -414,10 +414,12 @@ constexpr uint16_t kPublished = 8080, kUnpublished = 6000;
 constexpr uint16_t kFillerPort = 10000;
 constexpr uint32_t kMaxPorts = 1 + (65535 - kFillerPort + 1);
 
-Bytes tcp4(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kAck) {
+Bytes tcp4(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kAck,
+           const Mac& dst_mac = kContainerMac, const Mac& src_mac = kContainerMac) {
   return eth(ETH_P_IP,
              ipv4({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_TCP, .l4_checksum = true},
-                  tcp(sp, dp, flags)));
+                  tcp(sp, dp, flags)),
+             dst_mac, src_mac);
 }
 Bytes tcp6(const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags = kAck) {
   return eth(
@@ -563,10 +565,7 @@ void add_masquerade_case(std::vector<Case>& cases, const Plane& p, const Options
   const uint32_t up = ifindex_of("moat-u");
   const Mac up_mac = mac_of("moat-u"), router = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01};
   const auto world = [&](const char* s, uint16_t sp, const char* d, uint16_t dp, uint8_t flags) {
-    return eth(ETH_P_IP,
-               ipv4({.src = ip4(s), .dst = ip4(d), .proto = IPPROTO_TCP, .l4_checksum = true},
-                    tcp(sp, dp, flags)),
-               up_mac, router);
+    return tcp4(s, sp, d, dp, flags, up_mac, router);
   };
   const std::string tag =
       std::string("masquerade reply, the way back ") + (routed_on ? "on, " : "off, ");
