@@ -13,9 +13,11 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/config.h"
@@ -452,6 +454,18 @@ Json random_port(std::mt19937& rng) {
   return J(ports[rng() % std::size(ports)]);
 }
 
+// A rule of direction `d` (0 ingress, 1 egress); `*allow` set when it allows.
+Json random_rule(std::mt19937& rng, int d, bool* allow) {
+  Json rule = Json::object();
+  if (rng() % 4 == 0) rule["action"] = "deny";
+  else *allow = true;
+  int peers = static_cast<int>(rng() % 3);
+  for (int k = 0; k < peers; ++k) rule[d == 0 ? "from" : "to"].push_back(random_peer(rng));
+  int ports = static_cast<int>(rng() % 3);
+  for (int k = 0; k < ports; ++k) rule["ports"].push_back(random_port(rng));
+  return rule;
+}
+
 Json random_policies(std::mt19937& rng, int index) {
   Json policies = Json::array();
   int n = 1 + static_cast<int>(rng() % 4);
@@ -464,17 +478,7 @@ Json random_policies(std::mt19937& rng, int index) {
       int rules = static_cast<int>(rng() % 4) - (rng() % 2);  // often none
       if (rules <= 0) continue;
       Json list = Json::array();
-      for (int r = 0; r < rules; ++r) {
-        Json rule = Json::object();
-        bool deny = rng() % 4 == 0;
-        if (deny) rule["action"] = "deny";
-        else allow[d] = true;
-        int peers = static_cast<int>(rng() % 3);
-        for (int k = 0; k < peers; ++k) rule[d == 0 ? "from" : "to"].push_back(random_peer(rng));
-        int ports = static_cast<int>(rng() % 3);
-        for (int k = 0; k < ports; ++k) rule["ports"].push_back(random_port(rng));
-        list.push_back(rule);
-      }
+      for (int r = 0; r < rules; ++r) list.push_back(random_rule(rng, d, &allow[d]));
       p[d == 0 ? "ingress" : "egress"] = list;
     }
     std::string text = p.dump();
@@ -1521,6 +1525,126 @@ TEST(PolicyEndpoints, ResolveIpv6) {
   ASSERT_FALSE(none.has_value());
   EXPECT_NE(none.error().message().find("has no IPv6 address"), std::string::npos);
   EXPECT_FALSE(ipv6_endpoint(cfg, resolve_endpoint(cfg, "8.8.8.8").value()).has_value());
+}
+
+// ---------------------------------------------------------------------------
+// Changing rules: PolicyCompiler against compile_policies()
+
+void expect_same_plan(const PolicyPlan& got, const PolicyPlan& want, const std::string& what) {
+  auto bytes = [](const auto& list) {
+    std::string out;
+    for (const auto& [k, v] : list) {
+      out.append(reinterpret_cast<const char*>(&k), sizeof k);
+      out.append(reinterpret_cast<const char*>(&v), sizeof v);
+    }
+    return out;
+  };
+  EXPECT_EQ(got.active, want.active) << what;
+  EXPECT_TRUE(bytes(got.ipcache) == bytes(want.ipcache)) << what;
+  EXPECT_TRUE(bytes(got.ipcache6) == bytes(want.ipcache6)) << what;
+  EXPECT_EQ(show(got.entries), show(want.entries)) << what;
+  EXPECT_TRUE(bytes(got.entries) == bytes(want.entries)) << what;
+  EXPECT_EQ(got.identity_names, want.identity_names) << what;
+  ASSERT_EQ(got.rules.size(), want.rules.size()) << what;
+  for (size_t i = 0; i < got.rules.size(); ++i) {
+    const RuleInfo &g = got.rules[i], &w = want.rules[i];
+    EXPECT_EQ(std::tie(g.policy, g.ns, g.direction, g.rule_index, g.action, g.text, g.path,
+                       g.source),
+              std::tie(w.policy, w.ns, w.direction, w.rule_index, w.action, w.text, w.path,
+                       w.source))
+        << what << " rule " << i;
+  }
+}
+
+// The rules of direction `d` of policy `i`, in either form.
+Json* rule_list(Json& policies, size_t i, int d) {
+  Json& p = policies[i];
+  Json& holder = p.contains("spec") ? p["spec"] : p;
+  const char* key = d == 0 ? "ingress" : "egress";
+  return holder.contains(key) ? &holder[key] : nullptr;
+}
+
+// Whether `b` is `a` but for rule `k` of direction `d` of policy `pi`.
+bool only_rule_differs(const Config& a, const Config& b, size_t pi) {
+  if (a.policies.size() != b.policies.size()) return false;
+  const Policy &x = a.policies[pi], &y = b.policies[pi];
+  return x.isolates_ingress == y.isolates_ingress && x.isolates_egress == y.isolates_egress &&
+         x.ingress.size() == y.ingress.size() && x.egress.size() == y.egress.size();
+}
+
+// Generated policy sets, each changed rule by rule: the compiler's plan
+// after every change is compile_policies()' of the changed file. Half the
+// new rules keep the old one's peers, so the ipBlocks stay and most
+// changes compile in part; the rest bring or take ipBlocks and pod
+// selectors, every peer, deny and allow.
+TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
+  std::mt19937 rng(20261206);
+  int partial = 0, whole = 0, partial_with_entries = 0;
+  for (int i = 0; i < 160; ++i) {
+    Json policies = random_policies(rng, i);
+    const bool side = i % 2 == 1;
+    Config cfg = parse_ok(xyz_document(policies, side));
+    if (HasFailure()) return;
+    PolicyCompiler compiler;
+    auto compiled = compiler.compile(cfg);
+    auto want = compile_policies(cfg);
+    ASSERT_EQ(compiled.has_value(), want.has_value());
+    if (!want) continue;
+    expect_same_plan(compiler.plan(), *want, "set " + std::to_string(i));
+    for (int step = 0; step < 16; ++step) {
+      std::vector<std::pair<size_t, int>> lists;
+      for (size_t p = 0; p < policies.size(); ++p)
+        for (int d = 0; d < 2; ++d)
+          if (Json* l = rule_list(policies, p, d); l && !l->empty()) lists.emplace_back(p, d);
+      if (lists.empty()) break;
+      auto [pi, d] = lists[rng() % lists.size()];
+      Json next = policies;
+      Json& list = *rule_list(next, pi, d);
+      const size_t k = rng() % list.size();
+      bool allow = false;
+      Json rule = random_rule(rng, d, &allow);
+      const char* peers = d == 0 ? "from" : "to";
+      if (rng() % 2) {
+        rule.erase(peers);
+        if (list[k].contains(peers)) rule[peers] = list[k][peers];
+      }
+      list[k] = rule;
+      ParseResult r = parse_config(xyz_document(next, side).dump(), "test.json");
+      if (!r.problems.empty() || !r.config || !only_rule_differs(cfg, *r.config, pi)) continue;
+      const PolicyDirection dir = d == 0 ? PolicyDirection::ingress : PolicyDirection::egress;
+      const std::string what = "set " + std::to_string(i) + " step " + std::to_string(step) +
+                               ": " + next.dump();
+      const size_t before = compiler.plan().entries.size();
+      auto got = compiler.replace_rule(pi, dir, k, r.config->policies[pi].rules(dir)[k]);
+      auto whole_plan = compile_policies(*r.config);
+      ASSERT_EQ(got.has_value(), whole_plan.has_value()) << what;
+      if (!got) {
+        EXPECT_EQ(got.error().message(), whole_plan.error().message()) << what;
+        break;
+      }
+      (*got ? partial : whole)++;
+      if (*got && (before > 0 || !whole_plan->entries.empty())) partial_with_entries++;
+      expect_same_plan(compiler.plan(), *whole_plan, what);
+      if (HasFailure()) return;
+      policies = std::move(next);
+      cfg = std::move(*r.config);
+    }
+  }
+  std::cerr << "partial " << partial << " with entries " << partial_with_entries << " whole " << whole << "\n";
+  // The generator must keep reaching both ways.
+  EXPECT_GE(partial, 1000);
+  EXPECT_GE(partial_with_entries, 900);
+  EXPECT_GE(whole, 300);
+}
+
+TEST(PolicyCompiler, ARuleThatDoesNotExistIsAnError) {
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(parse_ok(xyz_document(J(
+      "[{'name': 'p', 'podSelector': {}, 'ingress': [{'ports': [{'port': 80}]}]}]")))));
+  EXPECT_FALSE(compiler.replace_rule(0, PolicyDirection::egress, 0, PolicyRule{}));
+  EXPECT_FALSE(compiler.replace_rule(0, PolicyDirection::ingress, 1, PolicyRule{}));
+  EXPECT_FALSE(compiler.replace_rule(1, PolicyDirection::ingress, 0, PolicyRule{}));
+  EXPECT_EQ(compiler.config().policies[0].ingress[0].ports.size(), 1u);
 }
 
 }  // namespace

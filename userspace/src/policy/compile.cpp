@@ -33,10 +33,13 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <tuple>
 #include <type_traits>
+#include <unordered_map>
 #include <variant>
 
 #include "policy/internal.h"
@@ -330,6 +333,13 @@ class IpBlocks {
   uint32_t index(const IpBlock& b) const {
     return static_cast<uint32_t>(std::lower_bound(keys_.begin(), keys_.end(), key_of(b)) -
                                  keys_.begin());
+  }
+
+  // The index of `b`, if the rules compiled have it.
+  std::optional<uint32_t> find(const IpBlock& b) const {
+    uint32_t i = index(b);
+    if (i == keys_.size() || keys_[i] != key_of(b)) return std::nullopt;
+    return i;
   }
 
   // The blocks holding the addresses of `p` that no longer policy prefix
@@ -698,6 +708,25 @@ std::vector<const CompiledRule*> applying_rules(const Config& cfg, const Compile
   return rules;
 }
 
+// The entries of a peer with rules of its own (`peer_rules`, in rule order,
+// the wildcard peer's among them) over the wildcard peer's `any`, which
+// answers what they leave out. `patterns` is scratch, kept between calls.
+Entries own_entries(const std::vector<const CompiledRule*>& peer_rules, const Entries& any,
+                    bool isolated, std::vector<Pattern>& patterns) {
+  patterns.clear();
+  for (const CompiledRule* r : peer_rules) r->ports.patterns(patterns);
+  sort_unique(patterns);
+  Entries own;
+  for (Pattern k : patterns) own.push_back({k, decide(peer_rules, k)});
+  auto any_answer = [&any](Pattern pt) {
+    const Answer* a = hit(any, pt);
+    return a ? *a : Answer{};
+  };
+  auto want = [&](Pattern pt) { return decide(peer_rules, pt); };
+  minimize(own, points_of(patterns), any_answer, want, isolated);
+  return own;
+}
+
 // Entry tables, and which peer gets which: peers with the same rules share
 // one table instead of a copy each.
 struct Computed {
@@ -724,10 +753,6 @@ Computed compute_entries(const std::vector<const CompiledRule*>& rules, bool iso
   auto nothing = [](Pattern) { return Answer{}; };
   auto any_want = [&](Pattern pt) { return decide(any_rules, pt); };
   minimize(any, points_of(any_patterns), nothing, any_want, isolated);
-  auto any_answer = [&any](Pattern pt) {
-    const Answer* a = hit(any, pt);
-    return a ? *a : Answer{};
-  };
   // Peers with rules of their own, grouped by the rules that apply, in rule
   // order: (peer, rule position) pairs, sorted, give each peer's rules as a
   // run. One pass over the rules, not rules x peers.
@@ -760,19 +785,13 @@ Computed compute_entries(const std::vector<const CompiledRule*>& rules, bool iso
   };
   std::stable_sort(runs.begin(), runs.end(), rules_before);
   std::vector<const CompiledRule*> peer_rules;
-  std::vector<Pattern> patterns;
+  std::vector<Pattern> patterns;  // own_entries()' scratch
   for (size_t g = 0; g < runs.size();) {
     size_t h = g + 1;
     while (h < runs.size() && same_rules(runs[g], runs[h])) ++h;
     peer_rules.clear();
     for (const auto& [peer, pos] : positions(runs[g])) peer_rules.push_back(rules[pos]);
-    patterns.clear();
-    for (const CompiledRule* r : peer_rules) r->ports.patterns(patterns);
-    sort_unique(patterns);
-    Entries own;
-    for (Pattern k : patterns) own.push_back({k, decide(peer_rules, k)});
-    auto want = [&](Pattern pt) { return decide(peer_rules, pt); };
-    minimize(own, points_of(patterns), any_answer, want, isolated);
+    Entries own = own_entries(peer_rules, any, isolated, patterns);
     if (!own.empty()) {
       computed.tables.push_back(std::move(own));
       for (size_t m = g; m < h; ++m)
@@ -787,41 +806,75 @@ Computed compute_entries(const std::vector<const CompiledRule*>& rules, bool iso
   return computed;
 }
 
-void emit_entries(uint32_t subject, PolicyDirection d, const Computed& computed, PolicyPlan& plan) {
-  for (const auto& [peer, table] : computed.peers) {
-    for (const Entry& e : computed.tables[table]) {
-      moat_policy_key key{};
-      key.subject = subject;
-      key.peer = peer;
-      key.dir = abi_dir(d);
-      key.proto = proto_of(e.key);
-      key.port = htons(port_of(e.key));
-      plan.entries.emplace_back(key, moat_policy_val{e.answer.action, e.answer.rule});
-    }
-  }
+moat_policy_key policy_key(uint32_t subject, uint32_t peer, PolicyDirection d, Pattern k) {
+  moat_policy_key key{};
+  key.subject = subject;
+  key.peer = peer;
+  key.dir = abi_dir(d);
+  key.proto = proto_of(k);
+  key.port = htons(port_of(k));
+  return key;
 }
 
+using PolicyEntries = std::vector<std::pair<moat_policy_key, moat_policy_val>>;
+
+void emit_table(uint32_t subject, uint32_t peer, PolicyDirection d, const Entries& table,
+                PolicyEntries& out) {
+  for (const Entry& e : table)
+    out.emplace_back(policy_key(subject, peer, d, e.key),
+                     moat_policy_val{e.answer.action, e.answer.rule});
+}
+
+void emit_entries(uint32_t subject, PolicyDirection d, const Computed& computed,
+                  PolicyEntries& out) {
+  for (const auto& [peer, table] : computed.peers)
+    emit_table(subject, peer, d, computed.tables[table], out);
+}
+
+// Subjects of one direction with the same applying rules (by id, in order)
+// and isolation: their entries are computed once.
+struct Group {
+  PolicyDirection d = PolicyDirection::ingress;
+  bool isolated = false;
+  std::vector<uint32_t> rule_ids;
+  std::vector<uint32_t> subjects;
+  Computed computed;
+};
+
+// What compile_policies() builds on the way to its plan.
+struct Compilation {
+  std::unique_ptr<Identities> ids;
+  CompiledRules rules;
+  std::vector<Group> groups;
+  PolicyPlan plan;
+};
+
 // Entries, subject by subject; stops early once the map cannot hold them.
-// Subjects with the same applicable rules and isolation get the same
-// entries: computed once.
-void fill_policy_entries(const Config& cfg, const Identities& ids, const CompiledRules& all,
-                         PolicyPlan& plan) {
-  std::map<std::pair<std::vector<uint32_t>, bool>, Computed> cache;
+void fill_policy_entries(const Config& cfg, Compilation& c) {
+  std::map<std::pair<std::vector<uint32_t>, bool>, uint32_t> group_of;
   std::vector<char> selects(cfg.policies.size());
-  for (const IdentityInfo* info : ids.containers) {
+  for (const IdentityInfo* info : c.ids->containers) {
     const Container probe = probe_of(*info);
     for (size_t i = 0; i < cfg.policies.size(); ++i)
       selects[i] = policy_selects(cfg.policies[i], probe);
     for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress}) {
       const bool isolated = info->isolated[dir_index(d)];
-      std::vector<const CompiledRule*> rules = applying_rules(cfg, all, selects, d);
+      std::vector<const CompiledRule*> rules = applying_rules(cfg, c.rules, selects, d);
       if (rules.empty()) continue;
       std::vector<uint32_t> signature;
       for (const CompiledRule* r : rules) signature.push_back(r->id);
-      auto [it, fresh] = cache.try_emplace({signature, isolated});
-      if (fresh) it->second = compute_entries(rules, isolated);
-      emit_entries(info->id, d, it->second, plan);
-      if (plan.entries.size() > MOAT_MAX_POLICY) return;
+      auto [it, fresh] = group_of.try_emplace({signature, isolated}, c.groups.size());
+      if (fresh) {
+        Group& g = c.groups.emplace_back();
+        g.d = d;
+        g.isolated = isolated;
+        g.rule_ids = std::move(signature);
+        g.computed = compute_entries(rules, isolated);
+      }
+      Group& g = c.groups[it->second];
+      g.subjects.push_back(info->id);
+      emit_entries(info->id, d, g.computed, c.plan.entries);
+      if (c.plan.entries.size() > MOAT_MAX_POLICY) return;
     }
   }
 }
@@ -839,30 +892,298 @@ Result<void> check_policy_entries(const PolicyPlan& plan, const Identities& ids,
       std::to_string(MOAT_MAX_POLICY));
 }
 
-}  // namespace
+// The rules of all policies.
+size_t count_rules(const Config& cfg) {
+  size_t n = 0;
+  for (const Policy& p : cfg.policies) n += p.ingress.size() + p.egress.size();
+  return n;
+}
 
-Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& host_addresses) {
-  PolicyPlan plan;
-  if (cfg.policies.empty()) return plan;
-  plan.active = true;
-  size_t n_rules = 0;
-  for (const Policy& p : cfg.policies) n_rules += p.ingress.size() + p.egress.size();
-  Identities ids(cfg);
-  assign_identities(cfg, host_addresses, ids, plan);
-  fill_ipcache<Ipv4Prefix>(ids, plan);
-  fill_ipcache<Ipv6Prefix>(ids, plan);
-  if (auto ok = check_ipcache(plan, cfg.source); !ok) return std::unexpected(ok.error());
-  fill_policy_entries(cfg, ids, compile_rules(cfg, ids), plan);
-  if (auto ok = check_policy_entries(plan, ids, n_rules, cfg.source); !ok)
-    return std::unexpected(ok.error());
-  std::sort(plan.entries.begin(), plan.entries.end(),
-            [](const auto& a, const auto& b) { return key_tuple(a.first) < key_tuple(b.first); });
+bool entry_before(const PolicyEntries::value_type& a, const PolicyEntries::value_type& b) {
+  return key_tuple(a.first) < key_tuple(b.first);
+}
+
+Result<void> compile_into(const Config& cfg, const std::vector<Ipv4>& host_addresses,
+                          Compilation& c) {
+  c.plan = PolicyPlan{};
+  if (cfg.policies.empty()) return {};
+  c.plan.active = true;
+  c.ids = std::make_unique<Identities>(cfg);
+  assign_identities(cfg, host_addresses, *c.ids, c.plan);
+  fill_ipcache<Ipv4Prefix>(*c.ids, c.plan);
+  fill_ipcache<Ipv6Prefix>(*c.ids, c.plan);
+  if (auto ok = check_ipcache(c.plan, cfg.source); !ok) return ok;
+  c.rules = compile_rules(cfg, *c.ids);
+  fill_policy_entries(cfg, c);
+  if (auto ok = check_policy_entries(c.plan, *c.ids, count_rules(cfg), cfg.source); !ok)
+    return ok;
+  std::sort(c.plan.entries.begin(), c.plan.entries.end(), entry_before);
   // The rule table is built here, not on the other CPU beside the entries:
   // a thread allocates from an arena of its own, which the CLI's heap on
   // huge pages does not cover, and its page faults made applying 100,000
   // rules slower (549 -> 506 ms, 10,000: 91 -> 81, six runs each).
-  plan.rules = policy_rule_table(cfg);
-  return plan;
+  c.plan.rules = policy_rule_table(cfg);
+  return {};
+}
+
+// ---------------------------------------------------------------------------
+// Changing one rule (PolicyCompiler)
+
+// Which peers of a group have which rules, by position in its rule_ids:
+// built the first time one of its rules changes.
+struct PeerIndex {
+  bool built = false;
+  std::vector<uint32_t> any_positions;
+  std::unordered_map<uint32_t, std::vector<uint32_t>> positions;  // by peer
+  std::unordered_map<uint32_t, uint32_t> table;                   // by peer: computed.tables
+};
+
+// Whether rule `r` of policy `p` counts for the subjects `p` selects.
+bool applies(const Policy& p, PolicyDirection d, const CompiledRule& r) {
+  return (r.deny || p.isolates(d)) && (r.any_peer || !r.peers.empty());
+}
+
+// `entries` with the range of (subject, peer, d) replaced by `table`'s.
+void replace_range(PolicyEntries& entries, uint32_t subject, uint32_t peer, PolicyDirection d,
+                   const Entries& table) {
+  auto lo = std::lower_bound(entries.begin(), entries.end(), policy_key(subject, peer, d, 0),
+                             [](const auto& e, const moat_policy_key& k) {
+                               return key_tuple(e.first) < key_tuple(k);
+                             });
+  auto hi = lo;
+  while (hi != entries.end() && hi->first.subject == subject && hi->first.peer == peer &&
+         hi->first.dir == abi_dir(d))
+    ++hi;
+  PolicyEntries fresh;
+  emit_table(subject, peer, d, table, fresh);
+  // In place where the counts match (a port's action changed): no shift.
+  if (static_cast<size_t>(hi - lo) == fresh.size()) {
+    std::copy(fresh.begin(), fresh.end(), lo);
+    return;
+  }
+  auto at = entries.erase(lo, hi);
+  entries.insert(at, fresh.begin(), fresh.end());
+}
+
+// `entries` with every entry of (subject, d) replaced by those of `computed`.
+void replace_subject(PolicyEntries& entries, uint32_t subject, PolicyDirection d,
+                     const Computed& computed) {
+  std::erase_if(entries, [&](const auto& e) {
+    return e.first.subject == subject && e.first.dir == abi_dir(d);
+  });
+  PolicyEntries fresh;
+  emit_entries(subject, d, computed, fresh);
+  std::sort(fresh.begin(), fresh.end(), entry_before);
+  size_t middle = entries.size();
+  entries.insert(entries.end(), fresh.begin(), fresh.end());
+  std::inplace_merge(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(middle),
+                     entries.end(), entry_before);
+}
+
+}  // namespace
+
+Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& host_addresses) {
+  Compilation c;
+  if (auto ok = compile_into(cfg, host_addresses, c); !ok) return std::unexpected(ok.error());
+  return std::move(c.plan);
+}
+
+struct PolicyCompiler::State {
+  Config cfg;
+  std::vector<Ipv4> host_addresses;
+  Compilation c;
+  bool valid = false;
+  std::vector<uint32_t> first_rule;   // by policy: its first rule id
+  std::vector<uint32_t> block_uses;   // by ipBlock index: the peers naming it
+  bool blocks_counted = false;
+  std::vector<std::vector<uint32_t>> groups_of_rule;  // by rule id
+  std::vector<PeerIndex> index;                       // by group
+
+  Result<void> compile_whole() {
+    valid = false;
+    c = Compilation{};
+    first_rule.clear();
+    uint32_t id = 0;
+    for (const Policy& p : cfg.policies) {
+      first_rule.push_back(id);
+      id += static_cast<uint32_t>(p.ingress.size() + p.egress.size());
+    }
+    blocks_counted = false;
+    block_uses.clear();
+    groups_of_rule.assign(id, {});
+    index.clear();
+    if (auto ok = compile_into(cfg, host_addresses, c); !ok) return ok;
+    for (uint32_t g = 0; g < c.groups.size(); ++g)
+      for (uint32_t r : c.groups[g].rule_ids) groups_of_rule[r].push_back(g);
+    index.resize(c.groups.size());
+    valid = true;
+    return {};
+  }
+
+  void count_blocks() {
+    if (blocks_counted) return;
+    block_uses.assign(c.ids->blocks.size(), 0);
+    for_each_ip_block(cfg, [&](const IpBlock& b) { ++block_uses[c.ids->blocks.index(b)]; });
+    blocks_counted = true;
+  }
+
+  // Whether replacing `before` by `after` leaves the set of ipBlocks, and
+  // so every identity, as it is; counts the uses over if so.
+  bool same_blocks(const PolicyRule& before, const PolicyRule& after) {
+    std::vector<uint32_t> uses = block_uses;
+    for (const PolicyPeer& peer : after.peers) {
+      if (peer.kind != PolicyPeer::Kind::ip_block) continue;
+      auto i = c.ids->blocks.find(peer.ip_block);
+      if (!i) return false;
+      ++uses[*i];
+    }
+    for (const PolicyPeer& peer : before.peers)
+      if (peer.kind == PolicyPeer::Kind::ip_block)
+        if (--uses[c.ids->blocks.index(peer.ip_block)] == 0) return false;
+    block_uses = std::move(uses);
+    return true;
+  }
+
+  std::vector<const CompiledRule*> rules_of(const Group& g) const {
+    std::vector<const CompiledRule*> out;
+    out.reserve(g.rule_ids.size());
+    for (uint32_t id : g.rule_ids) out.push_back(&c.rules.rules[id]);
+    return out;
+  }
+
+  void build_index(uint32_t gi) {
+    PeerIndex& x = index[gi];
+    if (x.built) return;
+    const Group& g = c.groups[gi];
+    for (uint32_t pos = 0; pos < g.rule_ids.size(); ++pos) {
+      const CompiledRule& r = c.rules.rules[g.rule_ids[pos]];
+      if (r.any_peer) x.any_positions.push_back(pos);
+      for (uint32_t peer : r.peers) x.positions[peer].push_back(pos);
+    }
+    for (const auto& [peer, table] : g.computed.peers) x.table[peer] = table;
+    x.built = true;
+  }
+
+  // Group `gi`'s entries again, all of them.
+  void recompute_group(uint32_t gi) {
+    Group& g = c.groups[gi];
+    g.computed = compute_entries(rules_of(g), g.isolated);
+    index[gi] = PeerIndex{};
+    for (uint32_t subject : g.subjects) replace_subject(c.plan.entries, subject, g.d, g.computed);
+  }
+
+  // Group `gi`'s entries for the peers rule `id` named before (`before`)
+  // or names now: the only ones whose rules changed, when neither names
+  // every peer.
+  void recompute_peers(uint32_t gi, uint32_t id, const std::vector<uint32_t>& before) {
+    build_index(gi);
+    Group& g = c.groups[gi];
+    PeerIndex& x = index[gi];
+    const CompiledRule& now = c.rules.rules[id];
+    const uint32_t pos = static_cast<uint32_t>(
+        std::lower_bound(g.rule_ids.begin(), g.rule_ids.end(), id) - g.rule_ids.begin());
+    for (uint32_t peer : before) std::erase(x.positions[peer], pos);
+    for (uint32_t peer : now.peers) {
+      auto& list = x.positions[peer];
+      list.insert(std::upper_bound(list.begin(), list.end(), pos), pos);
+    }
+    std::vector<uint32_t> peers = before;
+    peers.insert(peers.end(), now.peers.begin(), now.peers.end());
+    sort_unique(peers);
+    // A copy: the loop below adds tables, which may move them.
+    auto any_at = x.table.find(MOAT_ID_ANY);
+    const Entries any = any_at == x.table.end() ? Entries{} : g.computed.tables[any_at->second];
+    std::vector<const CompiledRule*> peer_rules;
+    std::vector<Pattern> patterns;
+    std::vector<uint32_t> merged;
+    for (uint32_t peer : peers) {
+      auto& own_positions = x.positions[peer];
+      Entries own;
+      if (!own_positions.empty()) {
+        merged.clear();
+        std::merge(x.any_positions.begin(), x.any_positions.end(), own_positions.begin(),
+                   own_positions.end(), std::back_inserter(merged));
+        peer_rules.clear();
+        for (uint32_t p : merged) peer_rules.push_back(&c.rules.rules[g.rule_ids[p]]);
+        own = own_entries(peer_rules, any, g.isolated, patterns);
+      } else {
+        x.positions.erase(peer);
+      }
+      for (uint32_t subject : g.subjects) replace_range(c.plan.entries, subject, peer, g.d, own);
+      // The group's tables as compute_entries() would leave them, but for
+      // sharing: a changed peer gets a table of its own.
+      auto& list = g.computed.peers;
+      if (own.empty()) {
+        x.table.erase(peer);
+        std::erase_if(list, [peer](const auto& e) { return e.first == peer; });
+        continue;
+      }
+      g.computed.tables.push_back(std::move(own));
+      const uint32_t t = static_cast<uint32_t>(g.computed.tables.size() - 1);
+      if (x.table.contains(peer)) {
+        for (auto& e : list)
+          if (e.first == peer) e.second = t;
+      } else {
+        list.emplace_back(peer, t);
+      }
+      x.table[peer] = t;
+    }
+  }
+};
+
+PolicyCompiler::PolicyCompiler() : s_(std::make_unique<State>()) {}
+PolicyCompiler::~PolicyCompiler() = default;
+PolicyCompiler::PolicyCompiler(PolicyCompiler&&) noexcept = default;
+PolicyCompiler& PolicyCompiler::operator=(PolicyCompiler&&) noexcept = default;
+
+const PolicyPlan& PolicyCompiler::plan() const { return s_->c.plan; }
+const Config& PolicyCompiler::config() const { return s_->cfg; }
+
+Result<void> PolicyCompiler::compile(Config cfg, std::vector<Ipv4> host_addresses) {
+  s_->cfg = std::move(cfg);
+  s_->host_addresses = std::move(host_addresses);
+  return s_->compile_whole();
+}
+
+Result<bool> PolicyCompiler::replace_rule(size_t policy, PolicyDirection d, size_t index,
+                                          PolicyRule rule) {
+  State& s = *s_;
+  if (policy >= s.cfg.policies.size() || index >= s.cfg.policies[policy].rules(d).size())
+    return fail("no rule " + std::to_string(index) + " of " + to_string(d) + " in policy " +
+                std::to_string(policy));
+  Policy& p = s.cfg.policies[policy];
+  auto& list = d == PolicyDirection::ingress ? p.ingress : p.egress;
+  // Counted before the change: the counts are of the rules compiled.
+  if (s.valid && s.c.ids) s.count_blocks();
+  PolicyRule before = std::exchange(list[index], std::move(rule));
+  if (!s.valid || !s.c.ids || !s.same_blocks(before, list[index])) {
+    if (auto ok = s.compile_whole(); !ok) return std::unexpected(ok.error());
+    return false;
+  }
+  const uint32_t id = s.first_rule[policy] +
+                      static_cast<uint32_t>(d == PolicyDirection::egress ? p.ingress.size() : 0) +
+                      static_cast<uint32_t>(index);
+  CompiledRule now = compile_rule(s.cfg, *s.c.ids, p, list[index], id);
+  CompiledRule& slot = s.c.rules.rules[id];
+  if (applies(p, d, slot) != applies(p, d, now)) {
+    if (auto ok = s.compile_whole(); !ok) return std::unexpected(ok.error());
+    return false;
+  }
+  const bool any = slot.any_peer || now.any_peer;
+  std::vector<uint32_t> before_peers = std::move(slot.peers);
+  slot = std::move(now);
+  for (uint32_t gi : s.groups_of_rule[id]) {
+    if (any)
+      s.recompute_group(gi);
+    else
+      s.recompute_peers(gi, id, before_peers);
+  }
+  s.c.plan.rules[id] = rule_info(p, d, index);
+  if (auto ok = check_policy_entries(s.c.plan, *s.c.ids, count_rules(s.cfg), s.cfg.source); !ok) {
+    s.valid = false;
+    return std::unexpected(ok.error());
+  }
+  return true;
 }
 
 }  // namespace moat

@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -80,6 +81,8 @@ struct RuleInfo {
 };
 
 std::vector<RuleInfo> policy_rule_table(const Config& cfg);
+// The row of rule `i` of direction `d` of `p`.
+RuleInfo rule_info(const Policy& p, PolicyDirection d, size_t i);
 
 struct PolicyPlan {
   bool active = false;  // any policy exists; when false both lists are empty
@@ -105,6 +108,38 @@ struct PolicyPlan {
 // MOAT_MAX_POLICY.
 Result<PolicyPlan> compile_policies(const Config& cfg,
                                     const std::vector<Ipv4>& host_addresses = {});
+
+// A compilation kept for changing it: compile() is compile_policies(), and
+// replace_rule() then compiles again only what one rule touches, the
+// entries of the subjects its policy selects for the peers it names (all
+// of their peers when it names every peer), or everything when it must:
+// when the change moves identities (an ipBlock no other rule has comes or
+// goes) or makes the rule start or stop applying. Its plan is always the
+// one compile_policies() makes of config() (tests/unit/policy_compile_test.cpp
+// checks this against it on generated policies). It keeps the identities,
+// the rules with their peers, and each set of subjects with the same rules,
+// with their entries: what compile_policies() builds and drops.
+class PolicyCompiler {
+ public:
+  PolicyCompiler();
+  ~PolicyCompiler();
+  PolicyCompiler(PolicyCompiler&&) noexcept;
+  PolicyCompiler& operator=(PolicyCompiler&&) noexcept;
+
+  Result<void> compile(Config cfg, std::vector<Ipv4> host_addresses = {});
+  // Rule `index` of direction `d` of config().policies[policy] becomes
+  // `rule`; true when compiled in part, false when compiled whole. A rule
+  // that does not exist is an error and changes nothing; a plan that no
+  // longer fits the maps is an error after which config() holds the rule
+  // and the next change compiles whole.
+  Result<bool> replace_rule(size_t policy, PolicyDirection d, size_t index, PolicyRule rule);
+  const PolicyPlan& plan() const;  // after a compile or a change that succeeded
+  const Config& config() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
 
 // ---------------------------------------------------------------------------
 // Evaluation of one flow (for `moat explain` and the tests)

@@ -96,36 +96,35 @@ std::vector<Problem> merge_policy_file(Config& cfg, PolicyFile&& file) {
   return problems;
 }
 
+RuleInfo rule_info(const Policy& p, PolicyDirection d, size_t i) {
+  const PolicyRule& rule = p.rules(d)[i];
+  RuleInfo r;
+  r.policy = p.name;
+  r.ns = p.ns;
+  r.direction = to_string(d);
+  r.rule_index = static_cast<int>(i);
+  r.action = rule.action == PolicyAction::allow ? "allow" : "deny";
+  // Appended to one string: a sum of six makes a temporary each.
+  r.text = p.id();
+  r.text += ' ';
+  r.text += r.direction;
+  r.text += '[';
+  r.text += std::to_string(i);
+  r.text += "]: ";
+  r.text += rule.str(d);
+  r.path = rule.path;
+  r.source = p.source;
+  return r;
+}
+
 std::vector<RuleInfo> policy_rule_table(const Config& cfg) {
   std::vector<RuleInfo> rules;
   size_t n = 0;
   for (const Policy& p : cfg.policies) n += p.ingress.size() + p.egress.size();
   rules.reserve(n);
-  for (const Policy& p : cfg.policies) {
-    const std::string id = p.id();
-    for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress}) {
-      const auto& list = p.rules(d);
-      for (size_t i = 0; i < list.size(); ++i) {
-        RuleInfo r;
-        r.policy = p.name;
-        r.ns = p.ns;
-        r.direction = to_string(d);
-        r.rule_index = static_cast<int>(i);
-        r.action = list[i].action == PolicyAction::allow ? "allow" : "deny";
-        // Appended to one string: a sum of six makes a temporary each.
-        r.text = id;
-        r.text += ' ';
-        r.text += r.direction;
-        r.text += '[';
-        r.text += std::to_string(i);
-        r.text += "]: ";
-        r.text += list[i].str(d);
-        r.path = list[i].path;
-        r.source = p.source;
-        rules.push_back(std::move(r));
-      }
-    }
-  }
+  for (const Policy& p : cfg.policies)
+    for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress})
+      for (size_t i = 0; i < p.rules(d).size(); ++i) rules.push_back(rule_info(p, d, i));
   return rules;
 }
 
