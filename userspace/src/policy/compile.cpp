@@ -915,8 +915,7 @@ Result<void> compile_into(const Config& cfg, const std::vector<Ipv4>& host_addre
   if (auto ok = check_ipcache(c.plan, cfg.source); !ok) return ok;
   c.rules = compile_rules(cfg, *c.ids);
   fill_policy_entries(cfg, c);
-  if (auto ok = check_policy_entries(c.plan, *c.ids, count_rules(cfg), cfg.source); !ok)
-    return ok;
+  if (auto ok = check_policy_entries(c.plan, *c.ids, count_rules(cfg), cfg.source); !ok) return ok;
   std::sort(c.plan.entries.begin(), c.plan.entries.end(), entry_before);
   // The rule table is built here, not on the other CPU beside the entries:
   // a thread allocates from an arena of its own, which the CLI's heap on
@@ -946,10 +945,9 @@ bool applies(const Policy& p, PolicyDirection d, const CompiledRule& r) {
 // `entries` with the range of (subject, peer, d) replaced by `table`'s.
 void replace_range(PolicyEntries& entries, uint32_t subject, uint32_t peer, PolicyDirection d,
                    const Entries& table) {
-  auto lo = std::lower_bound(entries.begin(), entries.end(), policy_key(subject, peer, d, 0),
-                             [](const auto& e, const moat_policy_key& k) {
-                               return key_tuple(e.first) < key_tuple(k);
-                             });
+  auto lo = std::lower_bound(
+      entries.begin(), entries.end(), policy_key(subject, peer, d, 0),
+      [](const auto& e, const moat_policy_key& k) { return key_tuple(e.first) < key_tuple(k); });
   auto hi = lo;
   while (hi != entries.end() && hi->first.subject == subject && hi->first.peer == peer &&
          hi->first.dir == abi_dir(d))
@@ -993,8 +991,8 @@ struct PolicyCompiler::State {
   std::vector<Ipv4> host_addresses;
   Compilation c;
   bool valid = false;
-  std::vector<uint32_t> first_rule;   // by policy: its first rule id
-  std::vector<uint32_t> block_uses;   // by ipBlock index: the peers naming it
+  std::vector<uint32_t> first_rule;  // by policy: its first rule id
+  std::vector<uint32_t> block_uses;  // by ipBlock index: the peers naming it
   bool blocks_counted = false;
   std::vector<std::vector<uint32_t>> groups_of_rule;  // by rule id
   std::vector<PeerIndex> index;                       // by group
