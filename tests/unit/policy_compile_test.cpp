@@ -1564,27 +1564,34 @@ Json* rule_list(Json& policies, size_t i, int d) {
   return holder.contains(key) ? &holder[key] : nullptr;
 }
 
-// Whether policy `pi` keeps its isolation and its rules' counts from `a` to
-// `b`: the file changed in one rule, and nothing else moved with it.
-bool only_rule_differs(const Config& a, const Config& b, size_t pi) {
+// Whether the policies of `b` are those of `a` in number, and policy `pi`
+// has as many rules in each direction: the file changed in one rule.
+bool same_counts(const Config& a, const Config& b, size_t pi) {
   if (a.policies.size() != b.policies.size()) return false;
   const Policy &x = a.policies[pi], &y = b.policies[pi];
-  return x.isolates_ingress == y.isolates_ingress && x.isolates_egress == y.isolates_egress &&
-         x.ingress.size() == y.ingress.size() && x.egress.size() == y.egress.size();
+  return x.ingress.size() == y.ingress.size() && x.egress.size() == y.egress.size();
 }
 
-// Generated policy sets, each changed rule by rule: the compiler's plan
-// after every change is compile_policies()' of the changed file. Half the
-// new rules keep the old one's peers, so the ipBlocks stay and most
-// changes compile in part; the rest bring or take ipBlocks and pod
-// selectors, every peer, deny and allow.
+// The x/y/z document, every third one dual-stack.
+Json change_document(const Json& policies, int i) {
+  Json doc = xyz_document(policies, i % 3 == 1);
+  if (i % 3 == 2) doc["networks"][0]["ipv6_subnet"] = "fd00:10::/64";
+  return doc;
+}
+
+// Generated policy sets, each changed rule by rule (up to 40 changes on one
+// compiler): the compiler's plan after every change is compile_policies()'
+// of the changed file, read again. Half the new rules keep the old one's
+// peers, so the ipBlocks stay and most changes compile in part; the rest
+// bring or take ipBlocks (IPv6 ones in the dual-stack sets) and pod
+// selectors, every peer, deny and allow, and what a policy without
+// policyTypes isolates.
 TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
   std::mt19937 rng(20261206);
-  int partial = 0, whole = 0, partial_with_entries = 0;
+  int partial = 0, whole = 0, partial_with_entries = 0, isolation_changed = 0;
   for (int i = 0; i < 160; ++i) {
     Json policies = random_policies(rng, i);
-    const bool side = i % 2 == 1;
-    Config cfg = parse_ok(xyz_document(policies, side));
+    Config cfg = parse_ok(change_document(policies, i));
     if (HasFailure()) return;
     PolicyCompiler compiler;
     auto compiled = compiler.compile(cfg);
@@ -1592,7 +1599,7 @@ TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
     ASSERT_EQ(compiled.has_value(), want.has_value());
     if (!want) continue;
     expect_same_plan(compiler.plan(), *want, "set " + std::to_string(i));
-    for (int step = 0; step < 16; ++step) {
+    for (int step = 0; step < 40; ++step) {
       std::vector<std::pair<size_t, int>> lists;
       for (size_t p = 0; p < policies.size(); ++p)
         for (int d = 0; d < 2; ++d)
@@ -1608,14 +1615,17 @@ TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
       if (rng() % 2) {
         rule.erase(peers);
         if (list[k].contains(peers)) rule[peers] = list[k][peers];
+      } else if (i % 3 == 2 && rng() % 2) {
+        rule[peers].push_back(random_block6(rng));
       }
       list[k] = rule;
-      ParseResult r = parse_config(xyz_document(next, side).dump(), "test.json");
-      if (!r.problems.empty() || !r.config || !only_rule_differs(cfg, *r.config, pi)) continue;
+      ParseResult r = parse_config(change_document(next, i).dump(), "test.json");
+      if (!r.problems.empty() || !r.config || !same_counts(cfg, *r.config, pi)) continue;
       const PolicyDirection dir = d == 0 ? PolicyDirection::ingress : PolicyDirection::egress;
-      const std::string what =
-          "set " + std::to_string(i) + " step " + std::to_string(step) + ": " + next.dump();
+      const std::string what = "set " + std::to_string(i) + " step " + std::to_string(step) +
+                               ": " + next.dump();
       const size_t before = compiler.plan().entries.size();
+      isolation_changed += cfg.policies[pi].isolates(dir) != r.config->policies[pi].isolates(dir);
       auto got = compiler.replace_rule(pi, dir, k, r.config->policies[pi].rules(dir)[k]);
       auto whole_plan = compile_policies(*r.config);
       ASSERT_EQ(got.has_value(), whole_plan.has_value()) << what;
@@ -1626,15 +1636,42 @@ TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
       (*got ? partial : whole)++;
       if (*got && (before > 0 || !whole_plan->entries.empty())) partial_with_entries++;
       expect_same_plan(compiler.plan(), *whole_plan, what);
+      EXPECT_EQ(compiler.config().policies[pi].isolates(dir), r.config->policies[pi].isolates(dir))
+          << what;
       if (HasFailure()) return;
       policies = std::move(next);
       cfg = std::move(*r.config);
     }
   }
-  // The generator must keep reaching both ways.
-  EXPECT_GE(partial, 1000);
-  EXPECT_GE(partial_with_entries, 900);
-  EXPECT_GE(whole, 300);
+  // The generator must keep reaching every way.
+  EXPECT_GE(partial, 2500);
+  EXPECT_GE(partial_with_entries, 2000);
+  EXPECT_GE(whole, 500);
+  EXPECT_GE(isolation_changed, 50);
+}
+
+// A moat policy without policyTypes isolates the directions it allows in:
+// its one allow turned deny leaves ingress open again (the ipcache's flag).
+TEST(PolicyCompiler, ADenyInPlaceOfTheOnlyAllowEndsIsolation) {
+  const char* allow = "[{'name': 'p', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+                      " 'ingress': [{'ports': [{'port': 80}]}]}]";
+  const char* deny = "[{'name': 'p', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+                     " 'ingress': [{'action': 'deny', 'ports': [{'port': 80}]}]}]";
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(parse_ok(xyz_document(J(allow)))));
+  Config denied = parse_ok(xyz_document(J(deny)));
+  ASSERT_FALSE(denied.policies.empty());
+  auto got = compiler.replace_rule(0, PolicyDirection::ingress, 0, denied.policies[0].ingress[0]);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(*got);  // compiled whole
+  EXPECT_FALSE(compiler.config().policies[0].isolates_ingress);
+  expect_same_plan(compiler.plan(), compile_policies(denied).value(), "deny");
+  // And back.
+  Config allowed = parse_ok(xyz_document(J(allow)));
+  got = compiler.replace_rule(0, PolicyDirection::ingress, 0, allowed.policies[0].ingress[0]);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(compiler.config().policies[0].isolates_ingress);
+  expect_same_plan(compiler.plan(), compile_policies(allowed).value(), "allow");
 }
 
 TEST(PolicyCompiler, ARuleThatDoesNotExistIsAnError) {

@@ -928,13 +928,15 @@ Result<void> compile_into(const Config& cfg, const std::vector<Ipv4>& host_addre
 // ---------------------------------------------------------------------------
 // Changing one rule (PolicyCompiler)
 
-// Which peers of a group have which rules, by position in its rule_ids:
-// built the first time one of its rules changes.
+// Which peers of a group have which rules, by position in its rule_ids,
+// and which table each peer has: built the first time one of its rules
+// changes.
 struct PeerIndex {
   bool built = false;
   std::vector<uint32_t> any_positions;
   std::unordered_map<uint32_t, std::vector<uint32_t>> positions;  // by peer
   std::unordered_map<uint32_t, uint32_t> table;                   // by peer: computed.tables
+  std::vector<uint32_t> users;                                    // by table: its peers
 };
 
 // Whether rule `r` of policy `p` counts for the subjects `p` selects.
@@ -942,41 +944,61 @@ bool applies(const Policy& p, PolicyDirection d, const CompiledRule& r) {
   return (r.deny || p.isolates(d)) && (r.any_peer || !r.peers.empty());
 }
 
-// `entries` with the range of (subject, peer, d) replaced by `table`'s.
-void replace_range(PolicyEntries& entries, uint32_t subject, uint32_t peer, PolicyDirection d,
-                   const Entries& table) {
-  auto lo = std::lower_bound(
-      entries.begin(), entries.end(), policy_key(subject, peer, d, 0),
-      [](const auto& e, const moat_policy_key& k) { return key_tuple(e.first) < key_tuple(k); });
-  auto hi = lo;
-  while (hi != entries.end() && hi->first.subject == subject && hi->first.peer == peer &&
-         hi->first.dir == abi_dir(d))
-    ++hi;
-  PolicyEntries fresh;
-  emit_table(subject, peer, d, table, fresh);
-  // In place where the counts match (a port's action changed): no shift.
-  if (static_cast<size_t>(hi - lo) == fresh.size()) {
-    std::copy(fresh.begin(), fresh.end(), lo);
-    return;
-  }
-  auto at = entries.erase(lo, hi);
-  entries.insert(at, fresh.begin(), fresh.end());
-}
+// What one change does to the sorted entries: runs of (subject, peer, dir)
+// and every entry of (subject, dir) replaced. Runs of the same length are
+// written in place at once; the rest wait for one pass over all entries,
+// whatever the number of subjects and peers changed.
+class EntryEdit {
+ public:
+  explicit EntryEdit(PolicyEntries& entries) : entries_(entries) {}
 
-// `entries` with every entry of (subject, d) replaced by those of `computed`.
-void replace_subject(PolicyEntries& entries, uint32_t subject, PolicyDirection d,
-                     const Computed& computed) {
-  std::erase_if(entries, [&](const auto& e) {
-    return e.first.subject == subject && e.first.dir == abi_dir(d);
-  });
-  PolicyEntries fresh;
-  emit_entries(subject, d, computed, fresh);
-  std::sort(fresh.begin(), fresh.end(), entry_before);
-  size_t middle = entries.size();
-  entries.insert(entries.end(), fresh.begin(), fresh.end());
-  std::inplace_merge(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(middle),
-                     entries.end(), entry_before);
-}
+  void replace_run(uint32_t subject, uint32_t peer, PolicyDirection d, const Entries& table) {
+    auto lo = std::lower_bound(entries_.begin(), entries_.end(), policy_key(subject, peer, d, 0),
+                               [](const auto& e, const moat_policy_key& k) {
+                                 return key_tuple(e.first) < key_tuple(k);
+                               });
+    auto hi = lo;
+    while (hi != entries_.end() && hi->first.subject == subject && hi->first.peer == peer &&
+           hi->first.dir == abi_dir(d))
+      ++hi;
+    const size_t before = fresh_.size();
+    emit_table(subject, peer, d, table, fresh_);
+    if (static_cast<size_t>(hi - lo) == fresh_.size() - before) {
+      std::copy(fresh_.begin() + static_cast<ptrdiff_t>(before), fresh_.end(), lo);
+      fresh_.resize(before);
+      return;
+    }
+    runs_.push_back({subject, peer, abi_dir(d)});
+  }
+
+  void replace_subject(uint32_t subject, PolicyDirection d, const Computed& computed) {
+    subjects_.push_back({subject, abi_dir(d)});
+    emit_entries(subject, d, computed, fresh_);
+  }
+
+  // The pass: what was replaced out, the new entries merged in.
+  void finish() {
+    if (runs_.empty() && subjects_.empty()) return;
+    sort_unique(runs_);
+    sort_unique(subjects_);
+    std::erase_if(entries_, [&](const auto& e) {
+      const moat_policy_key& k = e.first;
+      return has(subjects_, std::pair{k.subject, k.dir}) ||
+             has(runs_, std::tuple{k.subject, k.peer, k.dir});
+    });
+    std::sort(fresh_.begin(), fresh_.end(), entry_before);
+    const size_t middle = entries_.size();
+    entries_.insert(entries_.end(), fresh_.begin(), fresh_.end());
+    std::inplace_merge(entries_.begin(), entries_.begin() + static_cast<ptrdiff_t>(middle),
+                       entries_.end(), entry_before);
+  }
+
+ private:
+  PolicyEntries& entries_;
+  PolicyEntries fresh_;
+  std::vector<std::tuple<uint32_t, uint32_t, uint8_t>> runs_;
+  std::vector<std::pair<uint32_t, uint8_t>> subjects_;
+};
 
 }  // namespace
 
@@ -1049,6 +1071,7 @@ struct PolicyCompiler::State {
     return out;
   }
 
+  // Built from the rules as compiled, before one of them changes.
   void build_index(uint32_t gi) {
     PeerIndex& x = index[gi];
     if (x.built) return;
@@ -1058,23 +1081,62 @@ struct PolicyCompiler::State {
       if (r.any_peer) x.any_positions.push_back(pos);
       for (uint32_t peer : r.peers) x.positions[peer].push_back(pos);
     }
-    for (const auto& [peer, table] : g.computed.peers) x.table[peer] = table;
+    x.users.assign(g.computed.tables.size(), 0);
+    for (const auto& [peer, table] : g.computed.peers) {
+      x.table[peer] = table;
+      ++x.users[table];
+    }
     x.built = true;
   }
 
   // Group `gi`'s entries again, all of them.
-  void recompute_group(uint32_t gi) {
+  void recompute_group(uint32_t gi, EntryEdit& edit) {
     Group& g = c.groups[gi];
     g.computed = compute_entries(rules_of(g), g.isolated);
     index[gi] = PeerIndex{};
-    for (uint32_t subject : g.subjects) replace_subject(c.plan.entries, subject, g.d, g.computed);
+    for (uint32_t subject : g.subjects) edit.replace_subject(subject, g.d, g.computed);
+  }
+
+  // Peer `peer` of group `gi` gets `own` (empty: no entries of its own); a
+  // table no other peer has is replaced, not left behind.
+  void set_table(uint32_t gi, uint32_t peer, Entries own) {
+    Group& g = c.groups[gi];
+    PeerIndex& x = index[gi];
+    auto& list = g.computed.peers;
+    std::optional<uint32_t> old;
+    if (auto it = x.table.find(peer); it != x.table.end()) old = it->second;
+    std::optional<uint32_t> free;
+    if (old && --x.users[*old] == 0) free = old;
+    if (own.empty()) {
+      if (free) g.computed.tables[*free].clear();
+      x.table.erase(peer);
+      std::erase_if(list, [peer](const auto& e) { return e.first == peer; });
+      return;
+    }
+    uint32_t t = 0;
+    if (free) {
+      t = *free;
+      g.computed.tables[t] = std::move(own);
+    } else {
+      g.computed.tables.push_back(std::move(own));
+      t = static_cast<uint32_t>(g.computed.tables.size() - 1);
+      x.users.push_back(0);
+    }
+    ++x.users[t];
+    if (old) {
+      for (auto& e : list)
+        if (e.first == peer) e.second = t;
+    } else {
+      list.emplace_back(peer, t);
+    }
+    x.table[peer] = t;
   }
 
   // Group `gi`'s entries for the peers rule `id` named before (`before`)
   // or names now: the only ones whose rules changed, when neither names
-  // every peer.
-  void recompute_peers(uint32_t gi, uint32_t id, const std::vector<uint32_t>& before) {
-    build_index(gi);
+  // every peer. The group's index was built before the change.
+  void recompute_peers(uint32_t gi, uint32_t id, const std::vector<uint32_t>& before,
+                       EntryEdit& edit) {
     Group& g = c.groups[gi];
     PeerIndex& x = index[gi];
     const CompiledRule& now = c.rules.rules[id];
@@ -1088,7 +1150,7 @@ struct PolicyCompiler::State {
     std::vector<uint32_t> peers = before;
     peers.insert(peers.end(), now.peers.begin(), now.peers.end());
     sort_unique(peers);
-    // A copy: the loop below adds tables, which may move them.
+    // A copy: set_table() below may move the tables.
     auto any_at = x.table.find(MOAT_ID_ANY);
     const Entries any = any_at == x.table.end() ? Entries{} : g.computed.tables[any_at->second];
     std::vector<const CompiledRule*> peer_rules;
@@ -1107,24 +1169,8 @@ struct PolicyCompiler::State {
       } else {
         x.positions.erase(peer);
       }
-      for (uint32_t subject : g.subjects) replace_range(c.plan.entries, subject, peer, g.d, own);
-      // The group's tables as compute_entries() would leave them, but for
-      // sharing: a changed peer gets a table of its own.
-      auto& list = g.computed.peers;
-      if (own.empty()) {
-        x.table.erase(peer);
-        std::erase_if(list, [peer](const auto& e) { return e.first == peer; });
-        continue;
-      }
-      g.computed.tables.push_back(std::move(own));
-      const uint32_t t = static_cast<uint32_t>(g.computed.tables.size() - 1);
-      if (x.table.contains(peer)) {
-        for (auto& e : list)
-          if (e.first == peer) e.second = t;
-      } else {
-        list.emplace_back(peer, t);
-      }
-      x.table[peer] = t;
+      for (uint32_t subject : g.subjects) edit.replace_run(subject, peer, g.d, own);
+      set_table(gi, peer, std::move(own));
     }
   }
 };
@@ -1154,28 +1200,51 @@ Result<bool> PolicyCompiler::replace_rule(size_t policy, PolicyDirection d, size
   // Counted before the change: the counts are of the rules compiled.
   if (s.valid && s.c.ids) s.count_blocks();
   PolicyRule before = std::exchange(list[index], std::move(rule));
-  if (!s.valid || !s.c.ids || !s.same_blocks(before, list[index])) {
+  auto whole = [&s]() -> Result<bool> {
     if (auto ok = s.compile_whole(); !ok) return std::unexpected(ok.error());
     return false;
+  };
+  // A moat policy without policyTypes isolates the directions it allows
+  // in: a rule turning allow or deny may change that, and with it the
+  // ipcache's flags and which rules apply.
+  if (!p.kubernetes && !p.explicit_types) {
+    const bool isolates = std::any_of(list.begin(), list.end(), [](const PolicyRule& r) {
+      return r.action == PolicyAction::allow;
+    });
+    if (isolates != p.isolates(d)) {
+      (d == PolicyDirection::ingress ? p.isolates_ingress : p.isolates_egress) = isolates;
+      return whole();
+    }
   }
+  if (!s.valid || !s.c.ids || !s.same_blocks(before, list[index])) return whole();
   const uint32_t id = s.first_rule[policy] +
                       static_cast<uint32_t>(d == PolicyDirection::egress ? p.ingress.size() : 0) +
                       static_cast<uint32_t>(index);
   CompiledRule now = compile_rule(s.cfg, *s.c.ids, p, list[index], id);
   CompiledRule& slot = s.c.rules.rules[id];
-  if (applies(p, d, slot) != applies(p, d, now)) {
-    if (auto ok = s.compile_whole(); !ok) return std::unexpected(ok.error());
-    return false;
-  }
+  if (applies(p, d, slot) != applies(p, d, now)) return whole();
   const bool any = slot.any_peer || now.any_peer;
+  if (!any) {
+    // A run of entries is found by a search of its own: where the rule
+    // names peers of many subjects, a whole compile, which writes every
+    // run in order, is the faster (1,000 subjects, a rule naming a third
+    // of them: 124 ms in part, 124 whole; gaining a port 245 against 124).
+    size_t runs = 0;
+    for (uint32_t gi : s.groups_of_rule[id])
+      runs += s.c.groups[gi].subjects.size() * (slot.peers.size() + now.peers.size());
+    if (runs > 4096 && runs * 4 > s.c.plan.entries.size()) return whole();
+    for (uint32_t gi : s.groups_of_rule[id]) s.build_index(gi);
+  }
   std::vector<uint32_t> before_peers = std::move(slot.peers);
   slot = std::move(now);
+  EntryEdit edit(s.c.plan.entries);
   for (uint32_t gi : s.groups_of_rule[id]) {
     if (any)
-      s.recompute_group(gi);
+      s.recompute_group(gi, edit);
     else
-      s.recompute_peers(gi, id, before_peers);
+      s.recompute_peers(gi, id, before_peers, edit);
   }
+  edit.finish();
   s.c.plan.rules[id] = rule_info(p, d, index);
   if (auto ok = check_policy_entries(s.c.plan, *s.c.ids, count_rules(s.cfg), s.cfg.source); !ok) {
     s.valid = false;

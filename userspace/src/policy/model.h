@@ -95,6 +95,7 @@ struct Policy {
   // (policyTypes, with defaults resolved when the policy was read).
   bool isolates_ingress = false;
   bool isolates_egress = false;
+  bool explicit_types = false;  // policyTypes given, not the defaults
   std::vector<PolicyRule> ingress;
   std::vector<PolicyRule> egress;
   bool kubernetes = false;  // written as a networking.k8s.io/v1 NetworkPolicy

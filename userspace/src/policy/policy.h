@@ -110,15 +110,21 @@ Result<PolicyPlan> compile_policies(const Config& cfg,
                                     const std::vector<Ipv4>& host_addresses = {});
 
 // A compilation kept for changing it: compile() is compile_policies(), and
-// replace_rule() then compiles again only what one rule touches, the
-// entries of the subjects its policy selects for the peers it names (all
-// of their peers when it names every peer), or everything when it must:
-// when the change moves identities (an ipBlock no other rule has comes or
-// goes) or makes the rule start or stop applying. Its plan is always the
-// one compile_policies() makes of config() (tests/unit/policy_compile_test.cpp
-// checks this against it on generated policies). It keeps the identities,
-// the rules with their peers, and each set of subjects with the same rules,
-// with their entries: what compile_policies() builds and drops.
+// replace_rule() then compiles again only what one rule touches: the
+// entries of the subjects its policy selects, for the peers the old or the
+// new rule names (all of their peers when either names every peer). It
+// compiles everything again when it must: when the change moves
+// identities (an ipBlock no other rule has comes or goes), makes the rule
+// start or stop applying, or changes what a moat policy without
+// policyTypes isolates (the directions it has allow rules in). After a
+// compile or a change that succeeded, plan() is compile_policies(config(),
+// the host addresses given) byte for byte (tests/unit/policy_compile_test.cpp
+// checks this on generated policies, change after change). It keeps the
+// identities, the rules with their peers, and each set of subjects with the
+// same rules with its entries: what compile_policies() builds and drops.
+// A rule must be one the reader accepted (read_changed_rule(), edit.h):
+// the compile relies on what reading checks. A moved-from compiler may only
+// be assigned to or destroyed.
 class PolicyCompiler {
  public:
   PolicyCompiler();

@@ -290,6 +290,8 @@ std::optional<PolicyPort> read_port(Reader& r, const Json& v, const std::string&
   return port;
 }
 
+}  // namespace
+
 std::optional<PolicyRule> read_rule(Reader& r, const Json& v, const std::string& path,
                                     PolicyDirection dir, bool kubernetes) {
   const bool ingress = dir == PolicyDirection::ingress;
@@ -327,6 +329,8 @@ std::optional<PolicyRule> read_rule(Reader& r, const Json& v, const std::string&
   if (r.count() != before) return std::nullopt;
   return rule;
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------
 // Policies
@@ -402,6 +406,7 @@ void read_spec(Reader& r, const Json& v, const std::string& path, Policy& pol) {
       });
     });
   }
+  pol.explicit_types = types.has_value();
   resolve_isolation(r, path, types, has_rules[1], pol);
 }
 

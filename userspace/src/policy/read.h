@@ -21,6 +21,11 @@ namespace moat::policy_read {
 void read_policies(const Json& v, const std::string& path, const std::string& source, Reader& r,
                    std::vector<Policy>& out);
 
+// One rule of a policy's `ingress` or `egress` list at `path`; nullopt
+// when it has problems (reported to `r`).
+std::optional<PolicyRule> read_rule(Reader& r, const Json& v, const std::string& path,
+                                    PolicyDirection dir, bool kubernetes);
+
 // The elements of a `namespaces` array.
 void read_namespaces(const Json& v, const std::string& path, const std::string& source, Reader& r,
                      std::vector<NamespaceDef>& out);
