@@ -1,0 +1,224 @@
+// Unit tests for finding and reading one changed rule of a policy file
+// (policy/edit.h) without reading the rest: on generated policy files,
+// changed rule by rule and byte by byte, what the fast way reads must be
+// what reading the whole changed file gives, and a change it cannot vouch
+// for must not be taken.
+#include "policy/edit.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "policy_generator.h"
+
+namespace moat {
+namespace {
+
+using namespace testgen;
+
+// A policy as the tests compare it: everything read, rules by their text.
+std::string describe_policy(const Policy& p) {
+  std::string out = p.id() + " " + p.pod_selector.str() + " in=" +
+                    std::to_string(p.isolates_ingress) + " eg=" +
+                    std::to_string(p.isolates_egress) + " types=" +
+                    std::to_string(p.explicit_types) + " k8s=" + std::to_string(p.kubernetes) +
+                    " " + p.source + " " + p.path + " " + p.name_path;
+  for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress})
+    for (const PolicyRule& r : p.rules(d)) out += "\n  " + r.path + ": " + r.str(d);
+  return out;
+}
+
+std::string describe_file(const PolicyFile& f) {
+  std::string out;
+  for (const Policy& p : f.policies) out += describe_policy(p) + "\n";
+  for (const NamespaceDef& n : f.namespaces) out += "ns " + n.name + "\n";
+  return out;
+}
+
+// The text of a policy file in one of the ways people and tools write it.
+std::string render(const Json& policies, int style) {
+  const Json doc = style % 2 ? policies : Json{{"policies", policies}};
+  switch (style / 2) {
+    case 0: return doc.dump();
+    case 1: return doc.dump(2);
+    default: return doc.dump(1, '\t') + "\n";
+  }
+}
+
+// The rules of direction `d` of policy `i`, in either form.
+Json* rules_at(Json& policies, size_t i, int d) {
+  Json& p = policies[i];
+  Json& holder = p.contains("spec") ? p["spec"] : p;
+  const char* key = d == 0 ? "ingress" : "egress";
+  return holder.contains(key) && holder[key].is_array() ? &holder[key] : nullptr;
+}
+
+struct Counts {
+  int found = 0, taken = 0, refused_by_policy = 0, not_found = 0;
+};
+
+// `after` against `before` (read as `file`): what the fast way finds and
+// reads must agree with reading `after` whole.
+void check_edit(const std::string& before, const PolicyFile& file, const std::string& after,
+                const std::string& what, Counts& n) {
+  auto span = find_changed_rule(before, after);
+  PolicyFileResult whole = parse_policy_file(after, "p.json");
+  const bool whole_ok = whole.problems.empty() && whole.file;
+  if (!span) {
+    n.not_found++;
+    return;
+  }
+  n.found++;
+  ASSERT_LT(span->policy, file.policies.size()) << what;
+  const Policy& old = file.policies[span->policy];
+  ASSERT_LT(span->index, old.rules(span->dir).size()) << what;
+  EXPECT_EQ(span->kubernetes, old.kubernetes) << what;
+  EXPECT_EQ(span->path, old.rules(span->dir)[span->index].path) << what;
+  auto rule = read_changed_rule(after, *span);
+  if (!rule) {
+    // Refused: fine only if the file has a problem or the fast way cannot
+    // tell (it may be conservative, never wrong).
+    return;
+  }
+  const bool unchanged = policy_unchanged_by(old, span->dir, span->index, *rule);
+  if (!whole_ok) {
+    EXPECT_FALSE(unchanged) << what << ": the whole file has problems, the rule read";
+    return;
+  }
+  if (!unchanged) {
+    n.refused_by_policy++;
+    const Policy& now = whole.file->policies.at(span->policy);
+    EXPECT_NE(now.isolates(span->dir), old.isolates(span->dir)) << what;
+    return;
+  }
+  n.taken++;
+  PolicyFile patched = file;
+  Policy& p = patched.policies[span->policy];
+  (span->dir == PolicyDirection::ingress ? p.ingress : p.egress)[span->index] = *rule;
+  EXPECT_EQ(describe_file(patched), describe_file(*whole.file)) << what;
+}
+
+// Generated policy files, each rule replaced by another generated one (half
+// of them keeping the old one's peers), in three layouts and both roots.
+TEST(RuleEdit, AReplacedRuleReadsAsTheWholeFile) {
+  std::mt19937 rng(4242);
+  Counts n;
+  int files = 0;
+  for (int i = 0; i < 300; ++i) {
+    Json policies = random_policies(rng, i);
+    const int style = static_cast<int>(rng() % 6);
+    const std::string before = render(policies, style);
+    PolicyFileResult read = parse_policy_file(before, "p.json");
+    if (!read.problems.empty() || !read.file) continue;
+    files++;
+    for (int step = 0; step < 8; ++step) {
+      std::vector<std::pair<size_t, int>> lists;
+      for (size_t p = 0; p < policies.size(); ++p)
+        for (int d = 0; d < 2; ++d)
+          if (Json* l = rules_at(policies, p, d); l && !l->empty()) lists.emplace_back(p, d);
+      if (lists.empty()) break;
+      auto [pi, d] = lists[rng() % lists.size()];
+      Json next = policies;
+      Json& list = *rules_at(next, pi, d);
+      const size_t k = rng() % list.size();
+      bool allow = false;
+      Json rule = random_rule(rng, d, &allow);
+      const char* peers = d == 0 ? "from" : "to";
+      if (rng() % 2) {
+        rule.erase(peers);
+        if (list[k].contains(peers)) rule[peers] = list[k][peers];
+      }
+      list[k] = rule;
+      const std::string after = render(next, style);
+      if (after == before) continue;
+      const std::string what = "file " + std::to_string(i) + " step " + std::to_string(step) +
+                               ":\n" + before + "\n->\n" + after;
+      // A rule changed in place: it must be found, and be that rule.
+      auto span = find_changed_rule(before, after);
+      ASSERT_TRUE(span.has_value()) << what;
+      EXPECT_EQ(span->policy, pi) << what;
+      EXPECT_EQ(span->dir == PolicyDirection::ingress ? 0 : 1, d) << what;
+      EXPECT_EQ(span->index, k) << what;
+      check_edit(before, *read.file, after, what, n);
+      if (HasFailure()) return;
+    }
+  }
+  EXPECT_GE(files, 200);
+  EXPECT_GE(n.taken, 600);
+  EXPECT_GE(n.refused_by_policy, 20);
+}
+
+// Bytes changed, inserted or removed anywhere: whatever the fast way takes
+// must be what reading the whole file gives.
+TEST(RuleEdit, ABytesChangeIsTakenOnlyWhenTheWholeFileAgrees) {
+  std::mt19937 rng(777);
+  const std::string alphabet = "{}[]\",:0123456789 \n\\abcdefnrtuxyzTCPUDPfromtoportsdeny-/.";
+  Counts n;
+  for (int i = 0; i < 200; ++i) {
+    Json policies = random_policies(rng, i);
+    const std::string before = render(policies, static_cast<int>(rng() % 6));
+    PolicyFileResult read = parse_policy_file(before, "p.json");
+    if (!read.problems.empty() || !read.file) continue;
+    for (int step = 0; step < 40; ++step) {
+      std::string after = before;
+      const size_t at = rng() % after.size();
+      const int kind = static_cast<int>(rng() % 4);
+      const char c = alphabet[rng() % alphabet.size()];
+      if (kind == 0) after[at] = c;
+      if (kind == 1) after.insert(after.begin() + static_cast<ptrdiff_t>(at), c);
+      if (kind == 2) after.erase(at, 1 + rng() % 4);
+      if (kind == 3) {  // a digit of a number changed: ports, mostly
+        size_t digit = after.find_first_of("0123456789", at);
+        if (digit == std::string::npos) continue;
+        after[digit] = static_cast<char>('0' + rng() % 10);
+      }
+      check_edit(before, *read.file, after, "file " + std::to_string(i) + ": " + after, n);
+      if (HasFailure()) return;
+    }
+  }
+  EXPECT_GE(n.found, 1000);
+  EXPECT_GE(n.taken, 300);
+  EXPECT_GE(n.not_found, 1000);
+}
+
+// Changes the fast way must leave to the whole reading.
+TEST(RuleEdit, ChangesOutsideOneRuleAreNotFound) {
+  const Json policies = J(
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+      "  'ingress': [{'ports': [{'port': 80}]}, {'ports': [{'port': 81}]}]},"
+      " {'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+      "  'metadata': {'name': 'q'}, 'spec': {'podSelector': {},"
+      "  'ingress': [{'ports': [{'port': 82}]}]}}]");
+  const std::string before = render(policies, 0);  // compact: {"port":80}
+  ASSERT_TRUE(parse_policy_file(before, "p.json").problems.empty());
+  auto changed = [&](const std::string& from, const std::string& to) {
+    std::string after = before;
+    size_t at = after.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    after.replace(at, from.size(), to);
+    return find_changed_rule(before, after);
+  };
+  EXPECT_FALSE(find_changed_rule(before, before));
+  EXPECT_FALSE(changed("\"name\":\"p\"", "\"name\":\"r\""));  // a policy's name
+  EXPECT_FALSE(changed("\"pod\":\"a\"", "\"pod\":\"b\""));    // its selector
+  EXPECT_FALSE(changed("80}]},{\"ports\":[{\"port\":81", "90}]},{\"ports\":[{\"port\":91"))
+      << "two rules";
+  EXPECT_FALSE(changed("}]},{\"ports\"", "}]} ,{\"ports\"")) << "between two rules";
+  EXPECT_FALSE(changed("}]},{\"ports\"", "}]}, {\"ports\"")) << "between two rules";
+  EXPECT_FALSE(changed("\"port\":81}]}]", "\"port\":81}]},{}]")) << "a rule added";
+  // One rule, in a moat policy and in a NetworkPolicy's spec.
+  auto one = changed("\"port\":81", "\"port\":8081");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->path, "policies[0].ingress[1]");
+  EXPECT_FALSE(one->kubernetes);
+  auto k8s = changed("\"port\":82", "\"port\":8082");
+  ASSERT_TRUE(k8s);
+  EXPECT_EQ(k8s->path, "policies[1].spec.ingress[0]");
+  EXPECT_TRUE(k8s->kubernetes);
+}
+
+}  // namespace
+}  // namespace moat

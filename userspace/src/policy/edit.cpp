@@ -1,0 +1,240 @@
+#include "policy/edit.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "config/reader.h"
+#include "policy/read.h"
+#include "util/text.h"
+
+namespace moat {
+namespace {
+
+// One array or object open at the scanner's place. Keys are kept as
+// written, escapes and all: a key spelt with an escape is no key this file
+// knows, and its rule is read the long way.
+struct Frame {
+  bool array = false;
+  size_t elements = 0;               // arrays: values begun
+  size_t value_start = std::string_view::npos;  // where the current value began
+  std::string_view key;              // objects: the current member's key
+  bool expect_key = true;            // objects: a string now is a key
+};
+
+// A scanner of JSON text the reader accepted: it needs no checks, only to
+// know which value it is in.
+class Scanner {
+ public:
+  explicit Scanner(std::string_view text) : text_(text) {}
+
+  // Scans up to offset `to` (not into a token that begins there).
+  void run_to(size_t to) {
+    while (at_ < to && at_ < text_.size()) step();
+  }
+
+  // Scans on to the end of the value that begins next, in the innermost of
+  // `level` frames; one past its last byte.
+  size_t run_past_value(size_t level) {
+    while (at_ < text_.size()) {
+      step();
+      if (frames_.size() == level && ended_) return at_;
+    }
+    return std::string_view::npos;
+  }
+
+  // The most frames open at once so far.
+  int deepest() const { return deepest_; }
+
+  const std::vector<Frame>& frames() const { return frames_; }
+
+ private:
+  void begin_value(size_t at) {
+    if (frames_.empty()) return;
+    Frame& f = frames_.back();
+    f.value_start = at;
+    if (f.array) ++f.elements;
+  }
+
+  // One token; ended_ says whether a value of the innermost frame ended.
+  void step() {
+    ended_ = false;
+    const char c = text_[at_];
+    switch (c) {
+      case ' ':
+      case '\t':
+      case '\n':
+      case '\r':
+        ++at_;
+        return;
+      case '{':
+      case '[':
+        begin_value(at_);
+        frames_.push_back({.array = c == '['});
+        deepest_ = std::max(deepest_, static_cast<int>(frames_.size()));
+        ++at_;
+        return;
+      // The text was read before, but a scanner never trusts it with memory.
+      case '}':
+      case ']':
+        if (!frames_.empty()) frames_.pop_back();
+        ++at_;
+        ended_ = true;
+        return;
+      case ':':
+        if (!frames_.empty()) frames_.back().expect_key = false;
+        ++at_;
+        return;
+      case ',':
+        if (!frames_.empty() && !frames_.back().array) frames_.back().expect_key = true;
+        ++at_;
+        return;
+      case '"': {
+        size_t end = string_end(at_);
+        if (!frames_.empty() && !frames_.back().array && frames_.back().expect_key) {
+          frames_.back().key = text_.substr(at_ + 1, end - at_ - 2);
+        } else {
+          begin_value(at_);
+          ended_ = true;
+        }
+        at_ = end;
+        return;
+      }
+      default: {  // a number, true, false, null
+        begin_value(at_);
+        while (at_ < text_.size() && !std::strchr(" \t\n\r,]}", text_[at_])) ++at_;
+        ended_ = true;
+        return;
+      }
+    }
+  }
+
+  // One past the closing quote of the string opening at `open`.
+  size_t string_end(size_t open) const {
+    size_t i = open + 1;
+    for (;;) {
+      const void* q = std::memchr(text_.data() + i, '"', text_.size() - i);
+      if (!q) return text_.size();
+      size_t at = static_cast<const char*>(q) - text_.data();
+      size_t backslashes = 0;
+      while (at - backslashes > open + 1 && text_[at - backslashes - 1] == '\\') ++backslashes;
+      if (backslashes % 2 == 0) return at + 1;
+      i = at + 1;
+    }
+  }
+
+  std::string_view text_;
+  size_t at_ = 0;
+  bool ended_ = false;
+  int deepest_ = 0;
+  std::vector<Frame> frames_;
+};
+
+// The rule whose frames `f` are (the policy list's frame first), or
+// nullopt: [policies array][policy object: ingress|egress][rule list], or
+// the same with [policy object: spec][spec object: ingress|egress].
+std::optional<RuleSpan> rule_of(const std::vector<Frame>& f, size_t list_level,
+                                const std::string& policies_path) {
+  const size_t n = f.size() - list_level;
+  if (n != 3 && n != 4) return std::nullopt;
+  const Frame& policies = f[list_level];
+  const Frame& policy = f[list_level + 1];
+  if (!policies.array || policy.array || policy.expect_key) return std::nullopt;
+  RuleSpan span;
+  span.policy = policies.elements - 1;
+  span.path = index_path(policies_path, span.policy);
+  const Frame* holder = &policy;
+  if (n == 4) {
+    const Frame& spec = f[list_level + 2];
+    if (policy.key != "spec" || spec.array || spec.expect_key) return std::nullopt;
+    span.kubernetes = true;
+    span.path = key_path(span.path, "spec");
+    holder = &spec;
+  }
+  if (holder->key != "ingress" && holder->key != "egress") return std::nullopt;
+  span.dir = holder->key == "ingress" ? PolicyDirection::ingress : PolicyDirection::egress;
+  const Frame& rules = f.back();
+  if (!rules.array || rules.elements == 0 || rules.value_start == std::string_view::npos)
+    return std::nullopt;
+  span.index = rules.elements - 1;
+  span.begin = rules.value_start;
+  span.path = index_path(key_path(span.path, holder->key), span.index);
+  span.depth = static_cast<int>(f.size());
+  return span;
+}
+
+}  // namespace
+
+std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_view after) {
+  if (before == after) return std::nullopt;
+  const size_t shorter = std::min(before.size(), after.size());
+  size_t prefix = 0;
+  while (prefix < shorter && before[prefix] == after[prefix]) ++prefix;
+  size_t suffix = 0;
+  while (suffix < shorter - prefix &&
+         before[before.size() - 1 - suffix] == after[after.size() - 1 - suffix])
+    ++suffix;
+  Scanner scan(before);
+  scan.run_to(prefix);
+  // The frames at the first changed byte: the rule list's must be the
+  // innermost but those inside the rule.
+  const std::vector<Frame>& f = scan.frames();
+  if (f.empty()) return std::nullopt;
+  size_t list_level = 0;
+  std::string policies_path;
+  if (!f[0].array) {  // {"policies": [...]}
+    if (f[0].key != "policies" || f[0].expect_key || f.size() < 2) return std::nullopt;
+    list_level = 1;
+    policies_path = "policies";
+  }
+  // The rule list is the frame 2 or 3 below the policy list; try both.
+  std::optional<RuleSpan> span;
+  for (size_t depth : {list_level + 3, list_level + 4}) {
+    if (f.size() < depth) break;
+    std::vector<Frame> chain(f.begin(), f.begin() + static_cast<ptrdiff_t>(depth));
+    if ((span = rule_of(chain, list_level, policies_path))) break;
+  }
+  if (!span || span->begin > prefix || before[span->begin] != '{') return std::nullopt;
+  // The old rule's end: the change must begin and end inside it.
+  Scanner whole(before);
+  whole.run_to(span->begin);
+  const size_t end = whole.run_past_value(static_cast<size_t>(span->depth));
+  if (end == std::string_view::npos || prefix >= end || end < before.size() - suffix)
+    return std::nullopt;
+  span->end_before = end;
+  span->end_after = end + after.size() - before.size();
+  if (span->end_after <= span->begin) return std::nullopt;
+  return span;
+}
+
+std::optional<PolicyRule> read_changed_rule(std::string_view after, const RuleSpan& span) {
+  if (after.size() > kMaxInputBytes || span.end_after > after.size()) return std::nullopt;
+  const std::string text(after.substr(span.begin, span.end_after - span.begin));
+  if (input_problem(text, true)) return std::nullopt;
+  Problems problems(false);
+  auto tree = parse_json(text, problems);
+  if (!tree || !problems.empty()) return std::nullopt;
+  // Nesting counts from the file's root, and the rule sits `depth` deep.
+  Scanner scan(text);
+  scan.run_to(text.size());
+  if (span.depth + scan.deepest() > kMaxNesting) return std::nullopt;
+  Reader r(problems);
+  auto rule = policy_read::read_rule(r, *tree, span.path, span.dir, span.kubernetes);
+  if (!rule || !problems.empty()) return std::nullopt;
+  return rule;
+}
+
+bool policy_unchanged_by(const Policy& p, PolicyDirection dir, size_t index,
+                         const PolicyRule& rule) {
+  const auto& rules = p.rules(dir);
+  if (index >= rules.size()) return false;
+  const bool allow = rule.action == PolicyAction::allow;
+  if (p.explicit_types) return p.kubernetes || p.isolates(dir) || !allow;
+  if (p.kubernetes) return true;  // Ingress always, Egress when it has rules: still has
+  bool has_allow = allow;
+  for (size_t i = 0; i < rules.size() && !has_allow; ++i)
+    has_allow = i != index && rules[i].action == PolicyAction::allow;
+  return has_allow == p.isolates(dir);
+}
+
+}  // namespace moat

@@ -1,0 +1,55 @@
+// edit.h - one rule changed in a JSON policy file, found and read without
+// reading the rest of the file: the input side of changing one rule of
+// 100,000 (PolicyCompiler, policy.h, is the compile side). Pure code.
+//
+// A file the reader accepted (`before`) and its new text (`after`) share a
+// prefix and a suffix. When the bytes between them lie inside one element
+// of one policy's `ingress` or `egress` list, and that element's new text
+// is one JSON value on its own, the new file is the old one with that rule
+// replaced: JSON is read the same way whatever comes before a value, so
+// nothing outside the element can read differently. Anything else (a
+// change across rules, outside a rule list, in YAML, or a rule with
+// problems) is nullopt: the caller reads the whole file, which also says
+// what is wrong with it.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "policy/model.h"
+
+namespace moat {
+
+// Where the changed rule is.
+struct RuleSpan {
+  size_t policy = 0;  // among the file's policies, in order
+  PolicyDirection dir = PolicyDirection::ingress;
+  size_t index = 0;         // in the policy's list of `dir`
+  bool kubernetes = false;  // a NetworkPolicy's rule (under "spec")
+  size_t begin = 0;         // its first byte, in both texts
+  size_t end_before = 0;    // one past its last byte in `before`
+  size_t end_after = 0;     // ... and in `after`
+  int depth = 0;            // arrays and objects holding it
+  std::string path;         // as the reader names it: "policies[0].spec.ingress[3]"
+};
+
+// The rule the change between `before` and `after` is inside of, if it is
+// inside one. `before` must be a JSON policy file the reader accepted whose
+// root is {"policies": [...]} or an array of policies.
+std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_view after);
+
+// The rule of `span` read from `after` as parse_policy_file() would read it
+// there; nullopt when it has any problem (the whole file's reading says
+// which).
+std::optional<PolicyRule> read_changed_rule(std::string_view after, const RuleSpan& span);
+
+// Whether the policy `p` (read from `before`) keeps its isolation, and
+// gets no problem of its own, with rule `index` of `dir` replaced by
+// `rule`: else the whole file must be read again. `explicit_types`: the
+// policy has policyTypes.
+bool policy_unchanged_by(const Policy& p, PolicyDirection dir, size_t index,
+                         const PolicyRule& rule);
+
+}  // namespace moat
