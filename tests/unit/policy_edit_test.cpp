@@ -220,5 +220,25 @@ TEST(RuleEdit, ChangesOutsideOneRuleAreNotFound) {
   EXPECT_TRUE(k8s->kubernetes);
 }
 
+// Strings are skipped whole, escaped quotes and backslashes inside them
+// too: an annotation that looks like the end of the rules list does not end it.
+TEST(RuleEdit, EscapesInsideStringsAreSkipped) {
+  Json policy = J(
+      "{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+      " 'metadata': {'name': 'q'}, 'spec': {'podSelector': {},"
+      " 'ingress': [{'ports': [{'port': 82}]}, {'ports': [{'port': 83}]}]}}");
+  policy["metadata"]["annotations"] = {{"note", "\\\"}]}]\\\\\" [{\"a\": 1}, \\"}};
+  const std::string before = render(Json::array({policy}), 0);
+  ASSERT_TRUE(parse_policy_file(before, "p.json").problems.empty()) << before;
+  std::string after = before;
+  after.replace(after.find("\"port\":83"), 9, "\"port\":8083");
+  auto span = find_changed_rule(before, after);
+  ASSERT_TRUE(span) << before;
+  EXPECT_EQ(span->path, "policies[0].spec.ingress[1]");
+  auto rule = read_changed_rule(after, *span);
+  ASSERT_TRUE(rule);
+  EXPECT_EQ(rule->ports.at(0).port, 8083);
+}
+
 }  // namespace
 }  // namespace moat
