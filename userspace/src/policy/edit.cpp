@@ -163,17 +163,34 @@ std::optional<RuleSpan> rule_of(const std::vector<Frame>& f, size_t list_level,
   return span;
 }
 
+// The length of the common prefix of `a` and `b`, in blocks first: memcmp
+// runs at memory speed, a byte loop at a tenth of it (10 MB of rules).
+size_t common_prefix(std::string_view a, std::string_view b) {
+  const size_t n = std::min(a.size(), b.size());
+  constexpr size_t kBlock = 4096;
+  size_t at = 0;
+  while (at + kBlock <= n && std::memcmp(a.data() + at, b.data() + at, kBlock) == 0) at += kBlock;
+  while (at < n && a[at] == b[at]) ++at;
+  return at;
+}
+
+size_t common_suffix(std::string_view a, std::string_view b, size_t limit) {
+  constexpr size_t kBlock = 4096;
+  size_t n = 0;
+  while (n + kBlock <= limit && std::memcmp(a.data() + a.size() - n - kBlock,
+                                            b.data() + b.size() - n - kBlock, kBlock) == 0)
+    n += kBlock;
+  while (n < limit && a[a.size() - 1 - n] == b[b.size() - 1 - n]) ++n;
+  return n;
+}
+
 }  // namespace
 
 std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_view after) {
   if (before == after) return std::nullopt;
-  const size_t shorter = std::min(before.size(), after.size());
-  size_t prefix = 0;
-  while (prefix < shorter && before[prefix] == after[prefix]) ++prefix;
-  size_t suffix = 0;
-  while (suffix < shorter - prefix &&
-         before[before.size() - 1 - suffix] == after[after.size() - 1 - suffix])
-    ++suffix;
+  const size_t prefix = common_prefix(before, after);
+  const size_t suffix =
+      common_suffix(before, after, std::min(before.size(), after.size()) - prefix);
   Scanner scan(before);
   scan.run_to(prefix);
   // The frames at the first changed byte: the rule list's must be the
@@ -190,15 +207,14 @@ std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_v
   // The rule list is the frame 2 or 3 below the policy list; try both.
   std::optional<RuleSpan> span;
   for (size_t depth : {list_level + 3, list_level + 4}) {
-    if (f.size() < depth) break;
+    // Deeper than the list: the change begins inside one of its values.
+    if (f.size() <= depth) break;
     std::vector<Frame> chain(f.begin(), f.begin() + static_cast<ptrdiff_t>(depth));
     if ((span = rule_of(chain, list_level, policies_path))) break;
   }
   if (!span || span->begin > prefix || before[span->begin] != '{') return std::nullopt;
-  // The old rule's end: the change must begin and end inside it.
-  Scanner whole(before);
-  whole.run_to(span->begin);
-  const size_t end = whole.run_past_value(static_cast<size_t>(span->depth));
+  // On to the old rule's end: the change must end inside it too.
+  const size_t end = scan.run_past_value(static_cast<size_t>(span->depth));
   if (end == std::string_view::npos || prefix >= end || end < before.size() - suffix)
     return std::nullopt;
   span->end_before = end;
