@@ -1,7 +1,9 @@
 // policy/ - segmentation policies: the model (model.h, model.cpp), reading
 // moat-native and Kubernetes objects from JSON and YAML (read.cpp, yaml.cpp),
-// selection and merging (select.cpp), compiling into map entries
-// (compile.cpp) and the two evaluators of a flow (evaluate.cpp). Pure code.
+// one changed rule of a file found and read alone (edit.h, edit.cpp),
+// selection and merging (select.cpp), compiling into map entries, whole or
+// again for one changed rule (compile.cpp), and the two evaluators of a
+// flow (evaluate.cpp). Pure code.
 // It depends on util/ and config/ (the file a policy applies to, and its
 // reader); config/ needs only model.h and read.h back.
 //
