@@ -72,11 +72,10 @@ void check_edit(const std::string& before, const PolicyFile& file, const std::st
     return;
   }
   n.found++;
-  ASSERT_LT(span->policy, file.policies.size()) << what;
-  const Policy& old = file.policies[span->policy];
-  ASSERT_LT(span->index, old.rules(span->dir).size()) << what;
-  EXPECT_EQ(span->kubernetes, old.kubernetes) << what;
-  EXPECT_EQ(span->path, old.rules(span->dir)[span->index].path) << what;
+  const Policy* named = policy_of(file.policies, *span);
+  ASSERT_TRUE(named) << what << ": " << span->path;
+  const size_t pi = static_cast<size_t>(named - file.policies.data());
+  const Policy& old = *named;
   auto rule = read_changed_rule(after, *span);
   if (!rule) {
     // Refused: fine only if the file has a problem or the fast way cannot
@@ -90,13 +89,13 @@ void check_edit(const std::string& before, const PolicyFile& file, const std::st
   }
   if (!unchanged) {
     n.refused_by_policy++;
-    const Policy& now = whole.file->policies.at(span->policy);
+    const Policy& now = whole.file->policies.at(pi);
     EXPECT_NE(now.isolates(span->dir), old.isolates(span->dir)) << what;
     return;
   }
   n.taken++;
   PolicyFile patched = file;
-  Policy& p = patched.policies[span->policy];
+  Policy& p = patched.policies[pi];
   (span->dir == PolicyDirection::ingress ? p.ingress : p.egress)[span->index] = *rule;
   EXPECT_EQ(describe_file(patched), describe_file(*whole.file)) << what;
 }
@@ -139,7 +138,8 @@ TEST(RuleEdit, AReplacedRuleReadsAsTheWholeFile) {
       // A rule changed in place: it must be found, and be that rule.
       auto span = find_changed_rule(before, after);
       ASSERT_TRUE(span.has_value()) << what;
-      EXPECT_EQ(span->policy, pi) << what;
+      EXPECT_EQ(span->policy_path, (style % 2 ? "" : "policies") + ("[" + std::to_string(pi) + "]"))
+          << what;
       EXPECT_EQ(span->dir == PolicyDirection::ingress ? 0 : 1, d) << what;
       EXPECT_EQ(span->index, k) << what;
       check_edit(before, *read.file, after, what, n);
@@ -238,6 +238,52 @@ TEST(RuleEdit, EscapesInsideStringsAreSkipped) {
   auto rule = read_changed_rule(after, *span);
   ASSERT_TRUE(rule);
   EXPECT_EQ(rule->ports.at(0).port, 8083);
+}
+
+// A List in the policies array holds any number of policies: the rule is
+// found by its policy's path, never by counting.
+TEST(RuleEdit, PoliciesAfterAListAreFoundByTheirPath) {
+  const std::string list = "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[]}";
+  const std::string k8s =
+      "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
+      "\"metadata\":{\"name\":\"q\"},\"spec\":{\"podSelector\":{},\"ingress\":[{}]}}";
+  const std::string native = "{\"name\":\"p\",\"podSelector\":{},\"policyTypes\":[\"Egress\"],"
+                             "\"ingress\":[{\"action\":\"deny\"}]}";
+  const std::string before = "{\"policies\":[" + list + "," + native + "," + k8s + "]}";
+  PolicyFileResult read = parse_policy_file(before, "p.json");
+  ASSERT_TRUE(read.problems.empty() && read.file);
+  std::string after = before;
+  after.replace(after.find("\"deny\""), 6, "\"allow\"");
+  auto span = find_changed_rule(before, after);
+  ASSERT_TRUE(span);
+  EXPECT_EQ(span->policy_path, "policies[1]");
+  const Policy* p = policy_of(read.file->policies, *span);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->name, "p");
+  auto rule = read_changed_rule(after, *span);
+  ASSERT_TRUE(rule);
+  // An allow in a direction its policyTypes leave out: a problem of the policy's.
+  EXPECT_FALSE(policy_unchanged_by(*p, span->dir, span->index, *rule));
+  EXPECT_FALSE(parse_policy_file(after, "p.json").problems.empty());
+  Counts n;
+  check_edit(before, *read.file, after, "after a List", n);
+}
+
+// A byte order mark, which the reader skips, leaves the paths as they are.
+TEST(RuleEdit, AByteOrderMarkIsSkipped) {
+  const std::string before =
+      "\xEF\xBB\xBF{ \"policies\": [{\"name\":\"p\",\"podSelector\":{},"
+      "\"ingress\":[{\"ports\":[{\"port\":80}]}]}]}";
+  PolicyFileResult read = parse_policy_file(before, "p.json");
+  ASSERT_TRUE(read.problems.empty() && read.file);
+  std::string after = before;
+  after.replace(after.find("80"), 2, "81");
+  auto span = find_changed_rule(before, after);
+  ASSERT_TRUE(span);
+  EXPECT_EQ(span->path, "policies[0].ingress[0]");
+  Counts n;
+  check_edit(before, *read.file, after, "with a BOM", n);
+  EXPECT_EQ(n.taken, 1);
 }
 
 }  // namespace

@@ -26,7 +26,10 @@ struct Frame {
 // know which value it is in.
 class Scanner {
  public:
-  explicit Scanner(std::string_view text) : text_(text) {}
+  // A byte order mark the JSON reader skips is skipped here too.
+  explicit Scanner(std::string_view text) : text_(text) {
+    if (text_.starts_with("\xEF\xBB\xBF")) at_ = 3;
+  }
 
   // Scans up to offset `to` (not into a token that begins there).
   void run_to(size_t to) {
@@ -141,8 +144,8 @@ std::optional<RuleSpan> rule_of(const std::vector<Frame>& f, size_t list_level,
   const Frame& policy = f[list_level + 1];
   if (!policies.array || policy.array || policy.expect_key) return std::nullopt;
   RuleSpan span;
-  span.policy = policies.elements - 1;
-  span.path = index_path(policies_path, span.policy);
+  span.policy_path = index_path(policies_path, policies.elements - 1);
+  span.path = span.policy_path;
   const Frame* holder = &policy;
   if (n == 4) {
     const Frame& spec = f[list_level + 2];
@@ -238,6 +241,18 @@ std::optional<PolicyRule> read_changed_rule(std::string_view after, const RuleSp
   auto rule = policy_read::read_rule(r, *tree, span.path, span.dir, span.kubernetes);
   if (!rule || !problems.empty()) return std::nullopt;
   return rule;
+}
+
+const Policy* policy_of(const std::vector<Policy>& policies, const RuleSpan& span) {
+  for (const Policy& p : policies) {
+    if (p.path != span.policy_path) continue;
+    const auto& rules = p.rules(span.dir);
+    if (p.kubernetes != span.kubernetes || span.index >= rules.size() ||
+        rules[span.index].path != span.path)
+      return nullptr;
+    return &p;
+  }
+  return nullptr;
 }
 
 bool policy_unchanged_by(const Policy& p, PolicyDirection dir, size_t index,

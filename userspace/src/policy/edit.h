@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "policy/model.h"
 
@@ -24,7 +25,10 @@ namespace moat {
 
 // Where the changed rule is.
 struct RuleSpan {
-  size_t policy = 0;  // among the file's policies, in order
+  // The policy's place in the file (Policy::path): "policies[2]", "[0]".
+  // Not an index into the file's policies: a List before it holds any
+  // number of them.
+  std::string policy_path;
   PolicyDirection dir = PolicyDirection::ingress;
   size_t index = 0;         // in the policy's list of `dir`
   bool kubernetes = false;  // a NetworkPolicy's rule (under "spec")
@@ -37,7 +41,9 @@ struct RuleSpan {
 
 // The rule the change between `before` and `after` is inside of, if it is
 // inside one. `before` must be a JSON policy file the reader accepted whose
-// root is {"policies": [...]} or an array of policies.
+// root is {"policies": [...]} or an array of policies; the caller sees to
+// it that the reader takes both texts for JSON (looks_like_yaml() false for
+// their name).
 std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_view after);
 
 // The rule of `span` read from `after` as parse_policy_file() would read it
@@ -47,9 +53,12 @@ std::optional<PolicyRule> read_changed_rule(std::string_view after, const RuleSp
 
 // Whether the policy `p` (read from `before`) keeps its isolation, and
 // gets no problem of its own, with rule `index` of `dir` replaced by
-// `rule`: else the whole file must be read again. `explicit_types`: the
-// policy has policyTypes.
+// `rule`: else the whole file must be read again.
 bool policy_unchanged_by(const Policy& p, PolicyDirection dir, size_t index,
                          const PolicyRule& rule);
+
+// The policy of `policies` that `span` names (by its path), if it has the
+// rule there: what the caller changes.
+const Policy* policy_of(const std::vector<Policy>& policies, const RuleSpan& span);
 
 }  // namespace moat
