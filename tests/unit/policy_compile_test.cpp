@@ -41,7 +41,6 @@ Config parse_ok(const Json& document) {
   return r.config.value_or(Config{});
 }
 
-
 // ---------------------------------------------------------------------------
 // Selectors
 
@@ -1301,7 +1300,6 @@ TEST(PolicyCompile6, KubernetesObjectWithIpv6IpBlock) {
   check_all_ipv6(cfg, {"2001:db8::7", "fd00:1::99"});
 }
 
-
 // Generated policy sets on dual-stack pods, with IPv6 blocks beside IPv4
 // ones: model and compiled entries agree on IPv4 and on IPv6 flows.
 TEST(PolicyCrossCheck6, GeneratedDualStackPolicySets) {
@@ -1392,14 +1390,6 @@ void expect_same_plan(const PolicyPlan& got, const PolicyPlan& want, const std::
   }
 }
 
-// The rules of direction `d` of policy `i`, in either form.
-Json* rule_list(Json& policies, size_t i, int d) {
-  Json& p = policies[i];
-  Json& holder = p.contains("spec") ? p["spec"] : p;
-  const char* key = d == 0 ? "ingress" : "egress";
-  return holder.contains(key) ? &holder[key] : nullptr;
-}
-
 // Whether the policies of `b` are those of `a` in number, and policy `pi`
 // has as many rules in each direction: the file changed in one rule.
 bool same_counts(const Config& a, const Config& b, size_t pi) {
@@ -1436,30 +1426,16 @@ TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
     if (!want) continue;
     expect_same_plan(compiler.plan(), *want, "set " + std::to_string(i));
     for (int step = 0; step < 40; ++step) {
-      std::vector<std::pair<size_t, int>> lists;
-      for (size_t p = 0; p < policies.size(); ++p)
-        for (int d = 0; d < 2; ++d)
-          if (Json* l = rule_list(policies, p, d); l && !l->empty()) lists.emplace_back(p, d);
-      if (lists.empty()) break;
-      auto [pi, d] = lists[rng() % lists.size()];
-      Json next = policies;
-      Json& list = *rule_list(next, pi, d);
-      const size_t k = rng() % list.size();
-      bool allow = false;
-      Json rule = random_rule(rng, d, &allow);
-      const char* peers = d == 0 ? "from" : "to";
-      if (rng() % 2) {
-        rule.erase(peers);
-        if (list[k].contains(peers)) rule[peers] = list[k][peers];
-      } else if (i % 3 == 2 && rng() % 2) {
-        rule[peers].push_back(random_block6(rng));
-      }
-      list[k] = rule;
+      auto change = change_one_rule(rng, policies, i % 3 == 2);
+      if (!change) break;
+      const size_t pi = change->policy, k = change->index;
+      const int d = change->dir;
+      Json next = std::move(change->policies);
       ParseResult r = parse_config(change_document(next, i).dump(), "test.json");
       if (!r.problems.empty() || !r.config || !same_counts(cfg, *r.config, pi)) continue;
       const PolicyDirection dir = d == 0 ? PolicyDirection::ingress : PolicyDirection::egress;
-      const std::string what = "set " + std::to_string(i) + " step " + std::to_string(step) +
-                               ": " + next.dump();
+      const std::string what =
+          "set " + std::to_string(i) + " step " + std::to_string(step) + ": " + next.dump();
       const size_t before = compiler.plan().entries.size();
       isolation_changed += cfg.policies[pi].isolates(dir) != r.config->policies[pi].isolates(dir);
       auto got = compiler.replace_rule(pi, dir, k, r.config->policies[pi].rules(dir)[k]);
@@ -1489,10 +1465,12 @@ TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
 // A moat policy without policyTypes isolates the directions it allows in:
 // its one allow turned deny leaves ingress open again (the ipcache's flag).
 TEST(PolicyCompiler, ADenyInPlaceOfTheOnlyAllowEndsIsolation) {
-  const char* allow = "[{'name': 'p', 'podSelector': {'matchLabels': {'pod': 'a'}},"
-                      " 'ingress': [{'ports': [{'port': 80}]}]}]";
-  const char* deny = "[{'name': 'p', 'podSelector': {'matchLabels': {'pod': 'a'}},"
-                     " 'ingress': [{'action': 'deny', 'ports': [{'port': 80}]}]}]";
+  const char* allow =
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+      " 'ingress': [{'ports': [{'port': 80}]}]}]";
+  const char* deny =
+      "[{'name': 'p', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+      " 'ingress': [{'action': 'deny', 'ports': [{'port': 80}]}]}]";
   PolicyCompiler compiler;
   ASSERT_TRUE(compiler.compile(parse_ok(xyz_document(J(allow)))));
   Config denied = parse_ok(xyz_document(J(deny)));

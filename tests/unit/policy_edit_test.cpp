@@ -3,8 +3,6 @@
 // changed rule by rule and byte by byte, what the fast way reads must be
 // what reading the whole changed file gives, and a change it cannot vouch
 // for must not be taken.
-#include "policy/edit.h"
-
 #include <gtest/gtest.h>
 
 #include <random>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "policy/edit.h"
 #include "policy_generator.h"
 
 namespace moat {
@@ -21,11 +20,10 @@ using namespace testgen;
 
 // A policy as the tests compare it: everything read, rules by their text.
 std::string describe_policy(const Policy& p) {
-  std::string out = p.id() + " " + p.pod_selector.str() + " in=" +
-                    std::to_string(p.isolates_ingress) + " eg=" +
-                    std::to_string(p.isolates_egress) + " types=" +
-                    std::to_string(p.explicit_types) + " k8s=" + std::to_string(p.kubernetes) +
-                    " " + p.source + " " + p.path + " " + p.name_path;
+  std::string out =
+      p.id() + " " + p.pod_selector.str() + " in=" + std::to_string(p.isolates_ingress) +
+      " eg=" + std::to_string(p.isolates_egress) + " types=" + std::to_string(p.explicit_types) +
+      " k8s=" + std::to_string(p.kubernetes) + " " + p.source + " " + p.path + " " + p.name_path;
   for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress})
     for (const PolicyRule& r : p.rules(d)) out += "\n  " + r.path + ": " + r.str(d);
   return out;
@@ -42,18 +40,13 @@ std::string describe_file(const PolicyFile& f) {
 std::string render(const Json& policies, int style) {
   const Json doc = style % 2 ? policies : Json{{"policies", policies}};
   switch (style / 2) {
-    case 0: return doc.dump();
-    case 1: return doc.dump(2);
-    default: return doc.dump(1, '\t') + "\n";
+    case 0:
+      return doc.dump();
+    case 1:
+      return doc.dump(2);
+    default:
+      return doc.dump(1, '\t') + "\n";
   }
-}
-
-// The rules of direction `d` of policy `i`, in either form.
-Json* rules_at(Json& policies, size_t i, int d) {
-  Json& p = policies[i];
-  Json& holder = p.contains("spec") ? p["spec"] : p;
-  const char* key = d == 0 ? "ingress" : "egress";
-  return holder.contains(key) && holder[key].is_array() ? &holder[key] : nullptr;
 }
 
 struct Counts {
@@ -114,23 +107,11 @@ TEST(RuleEdit, AReplacedRuleReadsAsTheWholeFile) {
     if (!read.problems.empty() || !read.file) continue;
     files++;
     for (int step = 0; step < 8; ++step) {
-      std::vector<std::pair<size_t, int>> lists;
-      for (size_t p = 0; p < policies.size(); ++p)
-        for (int d = 0; d < 2; ++d)
-          if (Json* l = rules_at(policies, p, d); l && !l->empty()) lists.emplace_back(p, d);
-      if (lists.empty()) break;
-      auto [pi, d] = lists[rng() % lists.size()];
-      Json next = policies;
-      Json& list = *rules_at(next, pi, d);
-      const size_t k = rng() % list.size();
-      bool allow = false;
-      Json rule = random_rule(rng, d, &allow);
-      const char* peers = d == 0 ? "from" : "to";
-      if (rng() % 2) {
-        rule.erase(peers);
-        if (list[k].contains(peers)) rule[peers] = list[k][peers];
-      }
-      list[k] = rule;
+      auto change = change_one_rule(rng, policies, false);
+      if (!change) break;
+      const size_t pi = change->policy, k = change->index;
+      const int d = change->dir;
+      Json next = std::move(change->policies);
       const std::string after = render(next, style);
       if (after == before) continue;
       const std::string what = "file " + std::to_string(i) + " step " + std::to_string(step) +
@@ -186,12 +167,12 @@ TEST(RuleEdit, ABytesChangeIsTakenOnlyWhenTheWholeFileAgrees) {
 
 // Changes the fast way must leave to the whole reading.
 TEST(RuleEdit, ChangesOutsideOneRuleAreNotFound) {
-  const Json policies = J(
-      "[{'name': 'p', 'podSelector': {'matchLabels': {'pod': 'a'}},"
-      "  'ingress': [{'ports': [{'port': 80}]}, {'ports': [{'port': 81}]}]},"
-      " {'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
-      "  'metadata': {'name': 'q'}, 'spec': {'podSelector': {},"
-      "  'ingress': [{'ports': [{'port': 82}]}]}}]");
+  const Json policies =
+      J("[{'name': 'p', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+        "  'ingress': [{'ports': [{'port': 80}]}, {'ports': [{'port': 81}]}]},"
+        " {'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+        "  'metadata': {'name': 'q'}, 'spec': {'podSelector': {},"
+        "  'ingress': [{'ports': [{'port': 82}]}]}}]");
   const std::string before = render(policies, 0);  // compact: {"port":80}
   ASSERT_TRUE(parse_policy_file(before, "p.json").problems.empty());
   auto changed = [&](const std::string& from, const std::string& to) {
@@ -223,10 +204,10 @@ TEST(RuleEdit, ChangesOutsideOneRuleAreNotFound) {
 // Strings are skipped whole, escaped quotes and backslashes inside them
 // too: an annotation that looks like the end of the rules list does not end it.
 TEST(RuleEdit, EscapesInsideStringsAreSkipped) {
-  Json policy = J(
-      "{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
-      " 'metadata': {'name': 'q'}, 'spec': {'podSelector': {},"
-      " 'ingress': [{'ports': [{'port': 82}]}, {'ports': [{'port': 83}]}]}}");
+  Json policy =
+      J("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+        " 'metadata': {'name': 'q'}, 'spec': {'podSelector': {},"
+        " 'ingress': [{'ports': [{'port': 82}]}, {'ports': [{'port': 83}]}]}}");
   policy["metadata"]["annotations"] = {{"note", "\\\"}]}]\\\\\" [{\"a\": 1}, \\"}};
   const std::string before = render(Json::array({policy}), 0);
   ASSERT_TRUE(parse_policy_file(before, "p.json").problems.empty()) << before;
@@ -247,8 +228,9 @@ TEST(RuleEdit, PoliciesAfterAListAreFoundByTheirPath) {
   const std::string k8s =
       "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\","
       "\"metadata\":{\"name\":\"q\"},\"spec\":{\"podSelector\":{},\"ingress\":[{}]}}";
-  const std::string native = "{\"name\":\"p\",\"podSelector\":{},\"policyTypes\":[\"Egress\"],"
-                             "\"ingress\":[{\"action\":\"deny\"}]}";
+  const std::string native =
+      "{\"name\":\"p\",\"podSelector\":{},\"policyTypes\":[\"Egress\"],"
+      "\"ingress\":[{\"action\":\"deny\"}]}";
   const std::string before = "{\"policies\":[" + list + "," + native + "," + k8s + "]}";
   PolicyFileResult read = parse_policy_file(before, "p.json");
   ASSERT_TRUE(read.problems.empty() && read.file);

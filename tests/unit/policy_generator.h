@@ -8,9 +8,13 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "util/net.h"
@@ -57,14 +61,18 @@ inline Json random_selector(std::mt19937& rng, bool pods) {
       pods ? std::vector<std::string>{"a", "b", "c"} : std::vector<std::string>{"x", "y", "z"};
   auto pick = [&](size_t n) { return values[rng() % n]; };
   switch (rng() % 7) {
-    case 0: return Json::object();
+    case 0:
+      return Json::object();
     case 1:
-    case 2: return {{"matchLabels", {{key, pick(3)}}}};
+    case 2:
+      return {{"matchLabels", {{key, pick(3)}}}};
     case 3:
-      return {{"matchExpressions", {{{"key", key}, {"operator", "In"}, {"values", {pick(3), pick(3)}}}}}};
+      return {{"matchExpressions",
+               {{{"key", key}, {"operator", "In"}, {"values", {pick(3), pick(3)}}}}}};
     case 4:
       return {{"matchExpressions", {{{"key", key}, {"operator", "NotIn"}, {"values", {pick(3)}}}}}};
-    case 5: return {{"matchExpressions", {{{"key", key}, {"operator", "Exists"}}}}};
+    case 5:
+      return {{"matchExpressions", {{{"key", key}, {"operator", "Exists"}}}}};
     default:
       return {{"matchExpressions",
                {{{"key", rng() % 2 ? key : "other"}, {"operator", "DoesNotExist"}}}}};
@@ -81,12 +89,15 @@ inline Json random_peer(std::mt19937& rng) {
       "10.0.0.4/30",     "10.0.0.8/31",    "10.0.0.1/32",      "10.1.0.0/24", "10.1.0.2/32",
       "10.1.0.0/30",     "127.0.0.1/32"};
   switch (rng() % 6) {
-    case 0: return {{"podSelector", random_selector(rng, true)}};
-    case 1: return {{"namespaceSelector", random_selector(rng, false)}};
+    case 0:
+      return {{"podSelector", random_selector(rng, true)}};
+    case 1:
+      return {{"namespaceSelector", random_selector(rng, false)}};
     case 2:
       return {{"podSelector", random_selector(rng, true)},
               {"namespaceSelector", random_selector(rng, false)}};
-    case 3: return {{"host", true}};
+    case 3:
+      return {{"host", true}};
     default: {
       Ipv4Prefix cidr = *Ipv4Prefix::parse(cidrs[rng() % std::size(cidrs)]);
       Json block = {{"cidr", cidr.str()}};
@@ -102,11 +113,17 @@ inline Json random_peer(std::mt19937& rng) {
 }
 
 inline Json random_port(std::mt19937& rng) {
-  static const char* ports[] = {
-      "{'port': 80}", "{'port': 81}", "{'protocol': 'UDP', 'port': 80}",
-      "{'port': 80, 'endPort': 81}", "{'protocol': 'UDP'}", "{'protocol': 'ICMP'}",
-      "{'protocol': 'SCTP'}", "{'port': 1, 'endPort': 65535}", "{'port': 79, 'endPort': 82}",
-      "{'protocol': 'TCP'}", "{'protocol': 'UDP', 'port': 81, 'endPort': 83}"};
+  static const char* ports[] = {"{'port': 80}",
+                                "{'port': 81}",
+                                "{'protocol': 'UDP', 'port': 80}",
+                                "{'port': 80, 'endPort': 81}",
+                                "{'protocol': 'UDP'}",
+                                "{'protocol': 'ICMP'}",
+                                "{'protocol': 'SCTP'}",
+                                "{'port': 1, 'endPort': 65535}",
+                                "{'port': 79, 'endPort': 82}",
+                                "{'protocol': 'TCP'}",
+                                "{'protocol': 'UDP', 'port': 81, 'endPort': 83}"};
   return J(ports[rng() % std::size(ports)]);
 }
 
@@ -184,6 +201,51 @@ inline Json random_block6(std::mt19937& rng) {
     if (p.len > cidr.len && cidr.contains(p.addr) && rng() % 2) block["except"].push_back(p.str());
   }
   return {{"ipBlock", block}};
+}
+
+// The rules of direction `d` (0 ingress, 1 egress) of policy `i`, in
+// either form; nullptr when it has none.
+inline Json* rule_list(Json& policies, size_t i, int d) {
+  Json& p = policies[i];
+  Json& holder = p.contains("spec") ? p["spec"] : p;
+  const char* key = d == 0 ? "ingress" : "egress";
+  return holder.contains(key) && holder[key].is_array() ? &holder[key] : nullptr;
+}
+
+// `policies` with one rule replaced by a generated one, which half the
+// time keeps the old one's peers (and, with `ipv6`, now and then adds an
+// IPv6 block); nullopt when no policy has rules.
+struct RuleChange {
+  Json policies;
+  size_t policy = 0;
+  int dir = 0;
+  size_t index = 0;
+};
+
+inline std::optional<RuleChange> change_one_rule(std::mt19937& rng, const Json& policies,
+                                                 bool ipv6) {
+  std::vector<std::pair<size_t, int>> lists;
+  Json all = policies;
+  for (size_t p = 0; p < all.size(); ++p)
+    for (int d = 0; d < 2; ++d)
+      if (Json* l = rule_list(all, p, d); l && !l->empty()) lists.emplace_back(p, d);
+  if (lists.empty()) return std::nullopt;
+  RuleChange c;
+  std::tie(c.policy, c.dir) = lists[rng() % lists.size()];
+  c.policies = std::move(all);
+  Json& list = *rule_list(c.policies, c.policy, c.dir);
+  c.index = rng() % list.size();
+  bool allow = false;
+  Json rule = random_rule(rng, c.dir, &allow);
+  const char* peers = c.dir == 0 ? "from" : "to";
+  if (rng() % 2) {
+    rule.erase(peers);
+    if (list[c.index].contains(peers)) rule[peers] = list[c.index][peers];
+  } else if (ipv6 && rng() % 2) {
+    rule[peers].push_back(random_block6(rng));
+  }
+  list[c.index] = rule;
+  return c;
 }
 
 }  // namespace moat::testgen

@@ -953,10 +953,9 @@ class EntryEdit {
   explicit EntryEdit(PolicyEntries& entries) : entries_(entries) {}
 
   void replace_run(uint32_t subject, uint32_t peer, PolicyDirection d, const Entries& table) {
-    auto lo = std::lower_bound(entries_.begin(), entries_.end(), policy_key(subject, peer, d, 0),
-                               [](const auto& e, const moat_policy_key& k) {
-                                 return key_tuple(e.first) < key_tuple(k);
-                               });
+    auto lo = std::lower_bound(
+        entries_.begin(), entries_.end(), policy_key(subject, peer, d, 0),
+        [](const auto& e, const moat_policy_key& k) { return key_tuple(e.first) < key_tuple(k); });
     auto hi = lo;
     while (hi != entries_.end() && hi->first.subject == subject && hi->first.peer == peer &&
            hi->first.dir == abi_dir(d))

@@ -16,10 +16,10 @@ namespace {
 // knows, and its rule is read the long way.
 struct Frame {
   bool array = false;
-  size_t elements = 0;               // arrays: values begun
+  size_t elements = 0;                          // arrays: values begun
   size_t value_start = std::string_view::npos;  // where the current value began
-  std::string_view key;              // objects: the current member's key
-  bool expect_key = true;            // objects: a string now is a key
+  std::string_view key;                         // objects: the current member's key
+  bool expect_key = true;                       // objects: a string now is a key
 };
 
 // A scanner of JSON text the reader accepted: it needs no checks, only to
@@ -73,7 +73,8 @@ class Scanner {
       case '{':
       case '[':
         begin_value(at_);
-        frames_.push_back({.array = c == '['});
+        frames_.emplace_back();
+        frames_.back().array = c == '[';
         deepest_ = std::max(deepest_, static_cast<int>(frames_.size()));
         ++at_;
         return;
