@@ -1227,7 +1227,7 @@ Result<bool> PolicyCompiler::replace_rule(size_t policy, PolicyDirection d, size
     // A run of entries is found by a search of its own: where the rule
     // names peers of many subjects, a whole compile, which writes every
     // run in order, is the faster (1,000 subjects, a rule naming a third
-    // of them: 124 ms in part, 124 whole; gaining a port 245 against 124).
+    // of them: 121 ms in part, 286 when it gains a port; 83 whole).
     size_t runs = 0;
     for (uint32_t gi : s.groups_of_rule[id])
       runs += s.c.groups[gi].subjects.size() * (slot.peers.size() + now.peers.size());
