@@ -268,5 +268,17 @@ TEST(RuleEdit, AByteOrderMarkIsSkipped) {
   EXPECT_EQ(n.taken, 1);
 }
 
+// The scanner moves on whatever byte it meets: a NUL (which strchr would
+// have taken for one of its stops) or any other, in texts no reader took.
+TEST(RuleEdit, AnyByteMovesTheScannerOn) {
+  const std::string odd[] = {std::string("{\"policies\":[\0]}", 16), "{\"policies\":[x]}",
+                             "]]}}", "\"", "{\"policies\":[{\"ingress\":[{\"a\":1"};
+  for (const std::string& before : odd) {
+    std::string after = before + " ";
+    after[after.size() / 2] ^= 1;
+    EXPECT_FALSE(find_changed_rule(before, after)) << before;
+  }
+}
+
 }  // namespace
 }  // namespace moat

@@ -104,9 +104,10 @@ class Scanner {
         at_ = end;
         return;
       }
-      default: {  // a number, true, false, null
+      default: {  // a number, true, false, null; any other byte moves on too
         begin_value(at_);
-        while (at_ < text_.size() && !std::strchr(" \t\n\r,]}", text_[at_])) ++at_;
+        ++at_;
+        while (at_ < text_.size() && !std::memchr(" \t\n\r,]}", text_[at_], 7)) ++at_;
         ended_ = true;
         return;
       }
