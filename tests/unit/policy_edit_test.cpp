@@ -271,8 +271,8 @@ TEST(RuleEdit, AByteOrderMarkIsSkipped) {
 // The scanner moves on whatever byte it meets: a NUL (which strchr would
 // have taken for one of its stops) or any other, in texts no reader took.
 TEST(RuleEdit, AnyByteMovesTheScannerOn) {
-  const std::string odd[] = {std::string("{\"policies\":[\0]}", 16), "{\"policies\":[x]}",
-                             "]]}}", "\"", "{\"policies\":[{\"ingress\":[{\"a\":1"};
+  const std::string odd[] = {std::string("{\"policies\":[\0]}", 16), "{\"policies\":[x]}", "]]}}",
+                             "\"", "{\"policies\":[{\"ingress\":[{\"a\":1"};
   for (const std::string& before : odd) {
     // Changed at the end: the scan goes over all of `before`.
     EXPECT_FALSE(find_changed_rule(before, before + "x")) << before;
