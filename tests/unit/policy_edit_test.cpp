@@ -5,6 +5,7 @@
 // for must not be taken.
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -47,6 +48,22 @@ std::string render(const Json& policies, int style) {
     default:
       return doc.dump(1, '\t') + "\n";
   }
+}
+
+// `text` with its first `from` replaced by `to`.
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  const size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from << " in " << text;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+// What the reader makes of `text`, which must have no problem.
+std::optional<PolicyFile> accepted(const std::string& text) {
+  PolicyFileResult read = parse_policy_file(text, "p.json");
+  EXPECT_TRUE(read.problems.empty() && read.file) << text;
+  if (!read.problems.empty()) return std::nullopt;
+  return std::move(read.file);
 }
 
 struct Counts {
@@ -174,13 +191,9 @@ TEST(RuleEdit, ChangesOutsideOneRuleAreNotFound) {
         "  'metadata': {'name': 'q'}, 'spec': {'podSelector': {},"
         "  'ingress': [{'ports': [{'port': 82}]}]}}]");
   const std::string before = render(policies, 0);  // compact: {"port":80}
-  ASSERT_TRUE(parse_policy_file(before, "p.json").problems.empty());
+  ASSERT_TRUE(accepted(before));
   auto changed = [&](const std::string& from, const std::string& to) {
-    std::string after = before;
-    size_t at = after.find(from);
-    EXPECT_NE(at, std::string::npos) << from;
-    after.replace(at, from.size(), to);
-    return find_changed_rule(before, after);
+    return find_changed_rule(before, replaced(before, from, to));
   };
   EXPECT_FALSE(find_changed_rule(before, before));
   EXPECT_FALSE(changed("\"name\":\"p\"", "\"name\":\"r\""));  // a policy's name
@@ -210,9 +223,8 @@ TEST(RuleEdit, EscapesInsideStringsAreSkipped) {
         " 'ingress': [{'ports': [{'port': 82}]}, {'ports': [{'port': 83}]}]}}");
   policy["metadata"]["annotations"] = {{"note", "\\\"}]}]\\\\\" [{\"a\": 1}, \\"}};
   const std::string before = render(Json::array({policy}), 0);
-  ASSERT_TRUE(parse_policy_file(before, "p.json").problems.empty()) << before;
-  std::string after = before;
-  after.replace(after.find("\"port\":83"), 9, "\"port\":8083");
+  ASSERT_TRUE(accepted(before));
+  const std::string after = replaced(before, "\"port\":83", "\"port\":8083");
   auto span = find_changed_rule(before, after);
   ASSERT_TRUE(span) << before;
   EXPECT_EQ(span->path, "policies[0].spec.ingress[1]");
@@ -232,14 +244,13 @@ TEST(RuleEdit, PoliciesAfterAListAreFoundByTheirPath) {
       "{\"name\":\"p\",\"podSelector\":{},\"policyTypes\":[\"Egress\"],"
       "\"ingress\":[{\"action\":\"deny\"}]}";
   const std::string before = "{\"policies\":[" + list + "," + native + "," + k8s + "]}";
-  PolicyFileResult read = parse_policy_file(before, "p.json");
-  ASSERT_TRUE(read.problems.empty() && read.file);
-  std::string after = before;
-  after.replace(after.find("\"deny\""), 6, "\"allow\"");
+  auto read = accepted(before);
+  ASSERT_TRUE(read);
+  const std::string after = replaced(before, "\"deny\"", "\"allow\"");
   auto span = find_changed_rule(before, after);
   ASSERT_TRUE(span);
   EXPECT_EQ(span->policy_path, "policies[1]");
-  const Policy* p = policy_of(read.file->policies, *span);
+  const Policy* p = policy_of(read->policies, *span);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->name, "p");
   auto rule = read_changed_rule(after, *span);
@@ -248,7 +259,7 @@ TEST(RuleEdit, PoliciesAfterAListAreFoundByTheirPath) {
   EXPECT_FALSE(policy_unchanged_by(*p, span->dir, span->index, *rule));
   EXPECT_FALSE(parse_policy_file(after, "p.json").problems.empty());
   Counts n;
-  check_edit(before, *read.file, after, "after a List", n);
+  check_edit(before, *read, after, "after a List", n);
 }
 
 // A byte order mark, which the reader skips, leaves the paths as they are.
@@ -256,15 +267,14 @@ TEST(RuleEdit, AByteOrderMarkIsSkipped) {
   const std::string before =
       "\xEF\xBB\xBF{ \"policies\": [{\"name\":\"p\",\"podSelector\":{},"
       "\"ingress\":[{\"ports\":[{\"port\":80}]}]}]}";
-  PolicyFileResult read = parse_policy_file(before, "p.json");
-  ASSERT_TRUE(read.problems.empty() && read.file);
-  std::string after = before;
-  after.replace(after.find("80"), 2, "81");
+  auto read = accepted(before);
+  ASSERT_TRUE(read);
+  const std::string after = replaced(before, "80", "81");
   auto span = find_changed_rule(before, after);
   ASSERT_TRUE(span);
   EXPECT_EQ(span->path, "policies[0].ingress[0]");
   Counts n;
-  check_edit(before, *read.file, after, "with a BOM", n);
+  check_edit(before, *read, after, "with a BOM", n);
   EXPECT_EQ(n.taken, 1);
 }
 
