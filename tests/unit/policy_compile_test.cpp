@@ -1498,5 +1498,155 @@ TEST(PolicyCompiler, ARuleThatDoesNotExistIsAnError) {
   EXPECT_EQ(compiler.config().policies[0].ingress[0].ports.size(), 1u);
 }
 
+// Entries compared as the kernel compares them: byte for byte.
+bool same_ipcache(const PolicyPlan& a, const PolicyPlan& b) {
+  auto same = [](const auto& x, const auto& y) {
+    return x.size() == y.size() &&
+           (x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof x[0]) == 0);
+  };
+  return same(a.ipcache, b.ipcache) && same(a.ipcache6, b.ipcache6);
+}
+
+using Entries = std::vector<std::pair<moat_policy_key, moat_policy_val>>;
+bool same_bytes(const Entries& a, const Entries& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof a[0]) == 0);
+}
+
+// PolicyImage: the image of a compilation, changed in part in its stead,
+// must give the whole compile's entries, change after change, through its
+// bytes as a later process reads them.
+TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
+  std::mt19937 rng(20261207);
+  int partial = 0, refused = 0, partial_with_entries = 0, round_trips = 0;
+  for (int i = 0; i < 160; ++i) {
+    Json policies = random_policies(rng, i);
+    Config cfg = parse_ok(change_document(policies, i));
+    if (HasFailure()) return;
+    auto image_of = [](const Config& c) -> std::optional<PolicyImage> {
+      PolicyCompiler compiler;
+      if (!compiler.compile(c)) return std::nullopt;
+      auto image = PolicyImage::from_bytes(compiler.image());
+      EXPECT_TRUE(image.has_value());
+      if (!image) return std::nullopt;
+      EXPECT_TRUE(same_bytes(image->entries(), compiler.plan().entries));
+      return std::move(*image);
+    };
+    auto image = image_of(cfg);
+    if (!image) continue;
+    // The image holds no ipcache: a change it makes must leave it as it was.
+    PolicyPlan prev = compile_policies(cfg).value();
+    for (int step = 0; step < 40; ++step) {
+      auto change = change_one_rule(rng, policies, i % 3 == 2);
+      if (!change) break;
+      const size_t pi = change->policy, k = change->index;
+      const int d = change->dir;
+      Json next = std::move(change->policies);
+      ParseResult r = parse_config(change_document(next, i).dump(), "test.json");
+      if (!r.problems.empty() || !r.config || !same_counts(cfg, *r.config, pi)) continue;
+      const PolicyDirection dir = d == 0 ? PolicyDirection::ingress : PolicyDirection::egress;
+      const std::string what =
+          "set " + std::to_string(i) + " step " + std::to_string(step) + ": " + next.dump();
+      const size_t before = image->entries().size();
+      const auto kept = image->entries();
+      auto got = image->replace_rule(pi, dir, k, cfg.policies[pi].rules(dir)[k],
+                                     r.config->policies[pi].rules(dir)[k]);
+      ASSERT_TRUE(got.has_value()) << what << ": " << got.error().message();
+      auto whole = compile_policies(*r.config);
+      if (*got) {
+        ASSERT_TRUE(whole.has_value()) << what;
+        ++partial;
+        if (before > 0 || !whole->entries.empty()) ++partial_with_entries;
+        EXPECT_TRUE(same_bytes(image->entries(), whole->entries)) << what;
+        EXPECT_TRUE(same_ipcache(prev, *whole)) << what << ": the identities changed";
+      } else {
+        ++refused;
+        EXPECT_TRUE(same_bytes(image->entries(), kept))
+            << what << ": a refused change changed the image";
+        if (!whole) break;
+        image = image_of(*r.config);  // what the whole apply saves
+        if (!image) break;
+      }
+      if (HasFailure()) return;
+      if (step % 7 == 6) {  // a later process goes on from the bytes
+        auto again = PolicyImage::from_bytes(image->bytes());
+        ASSERT_TRUE(again.has_value()) << what;
+        EXPECT_TRUE(same_bytes(again->entries(), image->entries())) << what;
+        image = std::move(*again);
+        ++round_trips;
+      }
+      policies = std::move(next);
+      cfg = std::move(*r.config);
+      prev = std::move(*whole);
+    }
+  }
+  std::printf("partial %d (with entries %d), refused %d, round trips %d\n", partial,
+              partial_with_entries, refused, round_trips);
+  EXPECT_GE(partial, 1000);
+  EXPECT_GE(partial_with_entries, 800);
+  EXPECT_GE(refused, 300);
+  EXPECT_GE(round_trips, 100);
+}
+
+// The rule the caller says it replaces must be the one compiled: another
+// one changes nothing.
+TEST(PolicyImage, AnotherRuleThanTheCompiledOneChangesNothing) {
+  const char* text =
+      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+      " 'policyTypes': ['Ingress'],"
+      " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
+      "             {'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 81}]}]}]";
+  Config cfg = parse_ok(xyz_document(J(text)));
+  ASSERT_EQ(cfg.policies.size(), 1u);
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(cfg));
+  auto image = PolicyImage::from_bytes(compiler.image());
+  ASSERT_TRUE(image.has_value());
+  const auto kept = image->entries();
+  const PolicyRule& first = cfg.policies[0].ingress[0];
+  const PolicyRule& second = cfg.policies[0].ingress[1];
+  auto got = image->replace_rule(0, PolicyDirection::ingress, 0, second, second);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(*got);
+  EXPECT_TRUE(same_bytes(image->entries(), kept));
+  // The right one, turned into the second: port 80 goes.
+  got = image->replace_rule(0, PolicyDirection::ingress, 0, first, second);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(*got);
+  Config changed = cfg;
+  changed.policies[0].ingress[0] = second;
+  EXPECT_TRUE(same_bytes(image->entries(), compile_policies(changed).value().entries));
+  EXPECT_FALSE(same_bytes(image->entries(), kept));
+  EXPECT_FALSE(image->replace_rule(0, PolicyDirection::ingress, 2, first, first).has_value());
+  EXPECT_FALSE(image->replace_rule(1, PolicyDirection::ingress, 0, first, first).has_value());
+}
+
+// Bytes that are not a whole image are refused, whatever they hold.
+TEST(PolicyImage, BytesCutShortOrAlteredAreRefused) {
+  std::mt19937 gen(7);
+  Config cfg = parse_ok(xyz_document(random_policies(gen, 3)));
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(cfg));
+  const std::string bytes = compiler.image();
+  ASSERT_TRUE(PolicyImage::from_bytes(bytes).has_value());
+  EXPECT_FALSE(PolicyImage::from_bytes("").has_value());
+  for (size_t n : {size_t{8}, size_t{9}, bytes.size() / 2, bytes.size() - 1})
+    EXPECT_FALSE(PolicyImage::from_bytes(bytes.substr(0, n)).has_value()) << n;
+  EXPECT_FALSE(PolicyImage::from_bytes(bytes + "x").has_value());
+  // A flipped byte is refused or read into an image that stays in bounds:
+  // every change on it either fails or is made, and nothing crashes.
+  std::mt19937 rng(1);
+  for (int i = 0; i < 2000; ++i) {
+    std::string bad = bytes;
+    bad[rng() % bad.size()] ^= static_cast<char>(1 + rng() % 255);
+    auto image = PolicyImage::from_bytes(bad);
+    if (!image) continue;
+    for (size_t p = 0; p < cfg.policies.size(); ++p)
+      for (size_t k = 0; k < cfg.policies[p].ingress.size(); ++k)
+        (void)image->replace_rule(p, PolicyDirection::ingress, k, cfg.policies[p].ingress[k],
+                                  cfg.policies[p].ingress[k]);
+  }
+}
+
 }  // namespace
 }  // namespace moat

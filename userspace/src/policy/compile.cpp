@@ -31,6 +31,8 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -330,6 +332,10 @@ class IpBlocks {
 
   size_t size() const { return keys_.size(); }
 
+  // (cidr, excepts sorted), by index.
+  using Key = std::pair<IpPrefix, std::vector<IpPrefix>>;
+  const std::vector<Key>& keys() const { return keys_; }
+
   uint32_t index(const IpBlock& b) const {
     return static_cast<uint32_t>(std::lower_bound(keys_.begin(), keys_.end(), key_of(b)) -
                                  keys_.begin());
@@ -394,8 +400,6 @@ class IpBlocks {
  private:
   // IPv4 blocks sort first (the variant's order), so adding IPv6 blocks
   // leaves the numbers of IPv4 ones as they were.
-  using Key = std::pair<IpPrefix, std::vector<IpPrefix>>;
-
   static Key key_of(const IpBlock& b) {
     std::set<IpPrefix> except(b.except.begin(), b.except.end());
     return {b.cidr, {except.begin(), except.end()}};
@@ -619,21 +623,28 @@ void fill_ipcache(const Identities& ids, PolicyPlan& plan) {
 // prefixes and those inside it, less the excepted ones, then the container
 // and host identities whose addresses it holds.
 // The CIDR identities of family P within `cidr` and outside `except`.
-template <class P>
-void add_cidr_peers(const P& cidr, const std::vector<IpPrefix>& except, const Identities& ids,
-                    std::vector<uint32_t>& peers) {
+// `it` is the first (prefix, id) at or after cidr's address in a sequence
+// sorted by prefix.
+template <class P, class It>
+void add_cidr_peers_from(It it, It end, const P& cidr, const std::vector<IpPrefix>& except,
+                         std::vector<uint32_t>& peers) {
   if (std::is_same_v<P, Ipv4Prefix> && cidr.len == 0) peers.push_back(MOAT_ID_WORLD);
   // The prefixes within cidr sort together (address first): a range of the
   // map, not all of it, for each of 100,000 rules.
-  const auto& cidrs = ids.of<P>().cidrs;
-  for (auto it = cidrs.lower_bound(P{cidr.addr, 0});
-       it != cidrs.end() && cidr.contains(it->first.addr); ++it) {
+  for (; it != end && cidr.contains(it->first.addr); ++it) {
     const auto& [prefix, id] = *it;
     if (!within(prefix, cidr)) continue;
     bool excepted = std::any_of(except.begin(), except.end(),
                                 [&](const IpPrefix& e) { return within(prefix, std::get<P>(e)); });
     if (!excepted) peers.push_back(id);
   }
+}
+
+template <class P>
+void add_cidr_peers(const P& cidr, const std::vector<IpPrefix>& except, const Identities& ids,
+                    std::vector<uint32_t>& peers) {
+  const auto& cidrs = ids.of<P>().cidrs;
+  add_cidr_peers_from(cidrs.lower_bound(P{cidr.addr, 0}), cidrs.end(), cidr, except, peers);
 }
 
 void add_ip_block_peers(const IpBlock& b, const Identities& ids, std::vector<uint32_t>& peers) {
@@ -727,6 +738,19 @@ Entries own_entries(const std::vector<const CompiledRule*>& peer_rules, const En
   return own;
 }
 
+// The wildcard peer's entries: what the rules naming every peer decide.
+Entries any_entries(const std::vector<const CompiledRule*>& any_rules, bool isolated) {
+  std::vector<Pattern> any_patterns;
+  for (const CompiledRule* r : any_rules) r->ports.patterns(any_patterns);
+  sort_unique(any_patterns);
+  Entries any;
+  for (Pattern k : any_patterns) any.push_back({k, decide(any_rules, k)});
+  auto nothing = [](Pattern) { return Answer{}; };
+  auto any_want = [&](Pattern pt) { return decide(any_rules, pt); };
+  minimize(any, points_of(any_patterns), nothing, any_want, isolated);
+  return any;
+}
+
 // Entry tables, and which peer gets which: peers with the same rules share
 // one table instead of a copy each.
 struct Computed {
@@ -745,14 +769,7 @@ Computed compute_entries(const std::vector<const CompiledRule*>& rules, bool iso
     peers.insert(peers.end(), r->peers.begin(), r->peers.end());
   }
   sort_unique(peers);
-  std::vector<Pattern> any_patterns;
-  for (const CompiledRule* r : any_rules) r->ports.patterns(any_patterns);
-  sort_unique(any_patterns);
-  Entries any;
-  for (Pattern k : any_patterns) any.push_back({k, decide(any_rules, k)});
-  auto nothing = [](Pattern) { return Answer{}; };
-  auto any_want = [&](Pattern pt) { return decide(any_rules, pt); };
-  minimize(any, points_of(any_patterns), nothing, any_want, isolated);
+  Entries any = any_entries(any_rules, isolated);
   // Peers with rules of their own, grouped by the rules that apply, in rule
   // order: (peer, rule position) pairs, sorted, give each peer's rules as a
   // run. One pass over the rules, not rules x peers.
@@ -1248,6 +1265,548 @@ Result<bool> PolicyCompiler::replace_rule(size_t policy, PolicyDirection d, size
   if (auto ok = check_policy_entries(s.c.plan, *s.c.ids, count_rules(s.cfg), s.cfg.source); !ok) {
     s.valid = false;
     return std::unexpected(ok.error());
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// PolicyImage: a compilation as bytes, changed in part by a later process
+
+namespace {
+
+// Fixed-size records, every byte written (no padding left to chance): the
+// bytes of two images of the same compilation are the same.
+struct ImgPolicy {
+  uint32_t first_rule = 0, n_in = 0, n_eg = 0;
+  uint32_t allows[2] = {0, 0};  // allow rules, by direction
+  uint8_t kubernetes = 0, explicit_types = 0, isolates[2] = {0, 0};
+};
+struct ImgSpan {
+  uint32_t off = 0, n = 0;
+};
+struct ImgRule {
+  ImgSpan peers, ports, every, groups;
+  uint8_t deny = 0, any_peer = 0, all = 0, pad = 0;
+};
+struct ImgGroup {
+  ImgSpan rules, subjects, pairs, any;  // pairs: (peer, position) sorted; any: positions
+  uint8_t d = 0, isolated = 0, pad[2] = {0, 0};
+};
+struct ImgPair {
+  uint32_t peer = 0, pos = 0;
+  auto operator<=>(const ImgPair&) const = default;
+};
+struct ImgBlock {
+  ImgSpan key;  // into key_pool
+  uint32_t index = 0;
+};
+struct ImgCidr4 {
+  uint32_t addr = 0, len = 0, id = 0;
+};
+struct ImgCidr6 {
+  uint8_t addr[16] = {};
+  uint32_t len = 0, id = 0;
+};
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+
+struct ImgEntry {
+  moat_policy_key key{};
+  moat_policy_val val{};
+};
+
+constexpr char kImageMagic[8] = {'m', 'o', 'a', 't', 'i', 'm', 'g', '1'};
+
+struct ImageData {
+  std::vector<ImgPolicy> policies;
+  std::vector<ImgRule> rules;
+  std::vector<uint32_t> peer_pool, port_pool, group_pool;
+  std::vector<uint8_t> every_pool;
+  std::vector<ImgGroup> groups;
+  std::vector<uint32_t> rule_pool, subject_pool, any_pool;
+  std::vector<ImgPair> pair_pool;
+  std::vector<ImgBlock> blocks;  // sorted by key bytes
+  std::vector<uint8_t> key_pool;
+  std::vector<uint32_t> block_uses;  // by block index
+  std::vector<ImgSpan> inside;       // by block index, into inside_pool
+  std::vector<uint32_t> inside_pool;
+  std::vector<ImgCidr4> cidr4;  // sorted by prefix
+  std::vector<ImgCidr6> cidr6;
+  std::vector<uint32_t> hosts;
+  std::vector<ImgEntry> entries;  // sorted
+
+  // Every section, in the order of the bytes.
+  template <class Self, class F>
+  static void each(Self& s, F f) {
+    f(s.policies), f(s.rules), f(s.peer_pool), f(s.port_pool), f(s.group_pool);
+    f(s.every_pool), f(s.groups), f(s.rule_pool), f(s.subject_pool), f(s.any_pool);
+    f(s.pair_pool), f(s.blocks), f(s.key_pool), f(s.block_uses), f(s.inside);
+    f(s.inside_pool), f(s.cidr4), f(s.cidr6), f(s.hosts), f(s.entries);
+  }
+};
+
+template <class T>
+std::span<const T> in(const std::vector<T>& pool, ImgSpan s) {
+  return std::span<const T>(pool).subspan(s.off, s.n);
+}
+
+template <class T>
+ImgSpan append(std::vector<T>& pool, std::span<const T> v) {
+  ImgSpan s{static_cast<uint32_t>(pool.size()), static_cast<uint32_t>(v.size())};
+  pool.insert(pool.end(), v.begin(), v.end());
+  return s;
+}
+
+// `v` in place of what `at` holds when it fits (a port changed, a peer for
+// another), else appended: what it held stays, unread, until the image is
+// written whole again.
+template <class T>
+ImgSpan replace(std::vector<T>& pool, ImgSpan at, std::span<const T> v) {
+  if (v.size() != at.n) return append(pool, v);
+  std::copy(v.begin(), v.end(), pool.begin() + at.off);
+  return at;
+}
+
+// An IpPrefix as 18 bytes: family, length, address (IPv4's in its first 4).
+void put_prefix(std::vector<uint8_t>& out, const IpPrefix& p) {
+  uint8_t b[18] = {};
+  if (const auto* v4 = std::get_if<Ipv4Prefix>(&p)) {
+    b[0] = 4;
+    b[1] = v4->len;
+    const uint32_t be = v4->addr.to_be();
+    std::memcpy(b + 2, &be, 4);
+  } else {
+    const auto& v6 = std::get<Ipv6Prefix>(p);
+    b[0] = 6;
+    b[1] = v6.len;
+    std::memcpy(b + 2, v6.addr.bytes.data(), 16);
+  }
+  out.insert(out.end(), b, b + sizeof b);
+}
+
+// An ipBlock's key as bytes: its cidr, then its excepts in IpPrefix order.
+std::vector<uint8_t> block_key(const IpPrefix& cidr, const std::vector<IpPrefix>& except) {
+  std::set<IpPrefix> sorted(except.begin(), except.end());
+  std::vector<uint8_t> out;
+  put_prefix(out, cidr);
+  for (const IpPrefix& e : sorted) put_prefix(out, e);
+  return out;
+}
+
+// Whether every span and index of `x` points inside what it names.
+bool image_consistent(const ImageData& x) {
+  auto ok = [](ImgSpan s, size_t pool) { return static_cast<uint64_t>(s.off) + s.n <= pool; };
+  const size_t nr = x.rules.size(), ng = x.groups.size(), nb = x.block_uses.size();
+  for (const ImgPolicy& p : x.policies)
+    if (static_cast<uint64_t>(p.first_rule) + p.n_in + p.n_eg > nr) return false;
+  for (const ImgRule& r : x.rules) {
+    if (!ok(r.peers, x.peer_pool.size()) || !ok(r.ports, x.port_pool.size()) ||
+        !ok(r.every, x.every_pool.size()) || !ok(r.groups, x.group_pool.size()))
+      return false;
+    for (uint32_t g : in(x.group_pool, r.groups))
+      if (g >= ng) return false;
+  }
+  for (const ImgGroup& g : x.groups) {
+    if (!ok(g.rules, x.rule_pool.size()) || !ok(g.subjects, x.subject_pool.size()) ||
+        !ok(g.pairs, x.pair_pool.size()) || !ok(g.any, x.any_pool.size()) || g.d > 1)
+      return false;
+    auto ids = in(x.rule_pool, g.rules);
+    if (!std::is_sorted(ids.begin(), ids.end()) ||
+        std::any_of(ids.begin(), ids.end(), [&](uint32_t id) { return id >= nr; }))
+      return false;
+    for (const ImgPair& p : in(x.pair_pool, g.pairs))
+      if (p.pos >= g.rules.n) return false;
+    for (uint32_t pos : in(x.any_pool, g.any))
+      if (pos >= g.rules.n) return false;
+  }
+  for (const ImgBlock& b : x.blocks)
+    if (!ok(b.key, x.key_pool.size()) || b.index >= nb) return false;
+  if (x.inside.size() != nb) return false;
+  for (ImgSpan s : x.inside)
+    if (!ok(s, x.inside_pool.size())) return false;
+  return true;
+}
+
+// The bytes of `x`, with `entries` for its entries section (the plan's
+// pairs are laid out as ImgEntry).
+static_assert(sizeof(std::pair<moat_policy_key, moat_policy_val>) == sizeof(ImgEntry));
+std::string write_image(const ImageData& x, std::span<const ImgEntry> entries) {
+  size_t size = sizeof kImageMagic;
+  ImageData::each(x,
+                  [&size](const auto& v) { size += sizeof(uint64_t) + v.size() * sizeof(v[0]); });
+  size += entries.size_bytes() - x.entries.size() * sizeof(ImgEntry);
+  std::string out;
+  out.reserve(size);
+  out.append(kImageMagic, sizeof kImageMagic);
+  auto put = [&out](const void* data, uint64_t bytes) {
+    out.append(reinterpret_cast<const char*>(&bytes), sizeof bytes);
+    out.append(static_cast<const char*>(data), bytes);
+  };
+  ImageData::each(x, [&](const auto& v) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(v[0])>, ImgEntry>)
+      put(entries.data(), entries.size_bytes());
+    else
+      put(v.data(), v.size() * sizeof(v[0]));
+  });
+  return out;
+}
+
+}  // namespace
+
+struct PolicyImage::Data : ImageData {
+  PolicyEntries plan_entries;  // `entries` as the plan has them
+
+  std::optional<uint32_t> find_block(const IpBlock& b) const {
+    const std::vector<uint8_t> key = block_key(b.cidr, b.except);
+    auto bytes = [&](const ImgBlock& x) { return in(key_pool, x.key); };
+    auto it =
+        std::lower_bound(blocks.begin(), blocks.end(), key, [&](const ImgBlock& x, const auto& k) {
+          auto a = bytes(x);
+          return std::lexicographical_compare(a.begin(), a.end(), k.begin(), k.end());
+        });
+    if (it == blocks.end()) return std::nullopt;
+    auto a = bytes(*it);
+    if (!std::equal(a.begin(), a.end(), key.begin(), key.end())) return std::nullopt;
+    return it->index;
+  }
+
+  // The identities an ipBlock the image has (index `i`) matches, as
+  // add_ip_block_peers() finds them.
+  void block_peers(const IpBlock& b, uint32_t i, std::vector<uint32_t>& peers) const {
+    if (const auto* v4 = std::get_if<Ipv4Prefix>(&b.cidr)) {
+      std::vector<std::pair<Ipv4Prefix, uint32_t>> range;
+      auto it = std::lower_bound(cidr4.begin(), cidr4.end(), v4->addr.value,
+                                 [](const ImgCidr4& c, uint32_t a) { return c.addr < a; });
+      for (; it != cidr4.end() && v4->contains(Ipv4{it->addr}); ++it)
+        range.push_back({Ipv4Prefix{Ipv4{it->addr}, static_cast<uint8_t>(it->len)}, it->id});
+      add_cidr_peers_from(range.begin(), range.end(), *v4, b.except, peers);
+    } else {
+      const auto& v6 = std::get<Ipv6Prefix>(b.cidr);
+      std::vector<std::pair<Ipv6Prefix, uint32_t>> range;
+      auto it = std::lower_bound(cidr6.begin(), cidr6.end(), v6.addr.bytes,
+                                 [](const ImgCidr6& c, const std::array<uint8_t, 16>& a) {
+                                   return std::memcmp(c.addr, a.data(), 16) < 0;
+                                 });
+      for (; it != cidr6.end(); ++it) {
+        Ipv6Prefix p;
+        std::memcpy(p.addr.bytes.data(), it->addr, 16);
+        p.len = static_cast<uint8_t>(it->len);
+        if (!v6.contains(p.addr)) break;
+        range.push_back({p, it->id});
+      }
+      add_cidr_peers_from(range.begin(), range.end(), v6, b.except, peers);
+    }
+    auto inner = in(inside_pool, inside[i]);
+    peers.insert(peers.end(), inner.begin(), inner.end());
+  }
+
+  // `r` compiled as compile_rule() would; nullopt: a peer the image cannot
+  // resolve (pods, or an ipBlock it does not have).
+  std::optional<CompiledRule> compile(const PolicyRule& r, uint32_t id) const {
+    CompiledRule cr;
+    cr.id = id;
+    cr.deny = r.action == PolicyAction::deny;
+    cr.any_peer = r.peers.empty();
+    cr.ports = port_set(r);
+    for (const PolicyPeer& peer : r.peers) {
+      switch (peer.kind) {
+        case PolicyPeer::Kind::host:
+          cr.peers.insert(cr.peers.end(), hosts.begin(), hosts.end());
+          break;
+        case PolicyPeer::Kind::ip_block: {
+          auto i = find_block(peer.ip_block);
+          if (!i) return std::nullopt;
+          block_peers(peer.ip_block, *i, cr.peers);
+          break;
+        }
+        case PolicyPeer::Kind::pods:
+          return std::nullopt;
+      }
+    }
+    sort_unique(cr.peers);
+    return cr;
+  }
+
+  CompiledRule rule(uint32_t id) const {
+    const ImgRule& r = rules[id];
+    CompiledRule cr;
+    cr.id = id;
+    cr.deny = r.deny;
+    cr.any_peer = r.any_peer;
+    auto peers = in(peer_pool, r.peers);
+    cr.peers.assign(peers.begin(), peers.end());
+    cr.ports.all = r.all;
+    auto every = in(every_pool, r.every);
+    cr.ports.every_port.assign(every.begin(), every.end());
+    auto ports = in(port_pool, r.ports);
+    cr.ports.ports.assign(ports.begin(), ports.end());
+    return cr;
+  }
+
+  void set_rule(const CompiledRule& cr) {
+    ImgRule& r = rules[cr.id];
+    r.deny = cr.deny;
+    r.any_peer = cr.any_peer;
+    r.all = cr.ports.all;
+    r.peers = replace(peer_pool, r.peers, std::span<const uint32_t>(cr.peers));
+    r.every = replace(every_pool, r.every, std::span<const uint8_t>(cr.ports.every_port));
+    r.ports = replace(port_pool, r.ports, std::span<const uint32_t>(cr.ports.ports));
+  }
+};
+
+namespace {
+
+bool same_rule(const CompiledRule& a, const CompiledRule& b) {
+  return a.deny == b.deny && a.any_peer == b.any_peer && a.peers == b.peers &&
+         a.ports.all == b.ports.all && a.ports.every_port == b.ports.every_port &&
+         a.ports.ports == b.ports.ports;
+}
+
+}  // namespace
+
+std::string PolicyCompiler::image() const {
+  const State& s = *s_;
+  ImageData x;
+  if (s.valid && s.c.ids) {
+    const Compilation& c = s.c;
+    const Identities& ids = *c.ids;
+    for (size_t i = 0; i < s.cfg.policies.size(); ++i) {
+      const Policy& p = s.cfg.policies[i];
+      ImgPolicy ip;
+      ip.first_rule = s.first_rule[i];
+      ip.n_in = static_cast<uint32_t>(p.ingress.size());
+      ip.n_eg = static_cast<uint32_t>(p.egress.size());
+      for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress})
+        for (const PolicyRule& r : p.rules(d))
+          ip.allows[dir_index(d)] += r.action == PolicyAction::allow;
+      ip.kubernetes = p.kubernetes;
+      ip.explicit_types = p.explicit_types;
+      ip.isolates[0] = p.isolates_ingress;
+      ip.isolates[1] = p.isolates_egress;
+      x.policies.push_back(ip);
+    }
+    for (const CompiledRule& r : c.rules.rules) {
+      ImgRule ir;
+      ir.deny = r.deny;
+      ir.any_peer = r.any_peer;
+      ir.all = r.ports.all;
+      ir.peers = append(x.peer_pool, std::span<const uint32_t>(r.peers));
+      ir.every = append(x.every_pool, std::span<const uint8_t>(r.ports.every_port));
+      ir.ports = append(x.port_pool, std::span<const uint32_t>(r.ports.ports));
+      ir.groups = append(x.group_pool, std::span<const uint32_t>(s.groups_of_rule[r.id]));
+      x.rules.push_back(ir);
+    }
+    std::vector<ImgPair> pairs;
+    std::vector<uint32_t> any;
+    for (const Group& g : c.groups) {
+      ImgGroup ig;
+      ig.d = static_cast<uint8_t>(dir_index(g.d));
+      ig.isolated = g.isolated;
+      ig.rules = append(x.rule_pool, std::span<const uint32_t>(g.rule_ids));
+      ig.subjects = append(x.subject_pool, std::span<const uint32_t>(g.subjects));
+      pairs.clear();
+      any.clear();
+      for (uint32_t pos = 0; pos < g.rule_ids.size(); ++pos) {
+        const CompiledRule& r = c.rules.rules[g.rule_ids[pos]];
+        if (r.any_peer) any.push_back(pos);
+        for (uint32_t peer : r.peers) pairs.push_back({peer, pos});
+      }
+      std::sort(pairs.begin(), pairs.end());
+      ig.pairs = append(x.pair_pool, std::span<const ImgPair>(pairs));
+      ig.any = append(x.any_pool, std::span<const uint32_t>(any));
+      x.groups.push_back(ig);
+    }
+    const auto& keys = ids.blocks.keys();
+    x.block_uses.assign(keys.size(), 0);
+    for_each_ip_block(s.cfg, [&](const IpBlock& b) { ++x.block_uses[ids.blocks.index(b)]; });
+    std::vector<std::pair<std::vector<uint8_t>, uint32_t>> sorted;
+    for (uint32_t i = 0; i < keys.size(); ++i)
+      sorted.emplace_back(block_key(keys[i].first, keys[i].second), i);
+    std::sort(sorted.begin(), sorted.end());
+    for (const auto& [key, i] : sorted)
+      x.blocks.push_back({append(x.key_pool, std::span<const uint8_t>(key)), i});
+    for (const auto& inner : ids.inside)
+      x.inside.push_back(append(x.inside_pool, std::span<const uint32_t>(inner)));
+    for (const auto& [p, id] : ids.of<Ipv4Prefix>().cidrs)
+      x.cidr4.push_back({p.addr.value, p.len, id});
+    for (const auto& [p, id] : ids.of<Ipv6Prefix>().cidrs) {
+      ImgCidr6 c6;
+      std::memcpy(c6.addr, p.addr.bytes.data(), 16);
+      c6.len = p.len;
+      c6.id = id;
+      x.cidr6.push_back(c6);
+    }
+    for (const auto& [regions, host] : ids.hosts) x.hosts.push_back(host);
+    for (const auto& [k, v] : c.plan.entries) {
+      ImgEntry e;
+      std::memcpy(&e.key, &k, sizeof k);
+      std::memcpy(&e.val, &v, sizeof v);
+      x.entries.push_back(e);
+    }
+  }
+  return write_image(x, x.entries);
+}
+
+PolicyImage::PolicyImage() : d_(std::make_unique<Data>()) {}
+PolicyImage::~PolicyImage() = default;
+PolicyImage::PolicyImage(PolicyImage&&) noexcept = default;
+PolicyImage& PolicyImage::operator=(PolicyImage&&) noexcept = default;
+
+Result<PolicyImage> PolicyImage::from_bytes(std::string_view bytes) {
+  if (!bytes.starts_with(std::string_view(kImageMagic, sizeof kImageMagic)))
+    return fail("not a policy image of this format");
+  bytes.remove_prefix(sizeof kImageMagic);
+  PolicyImage image;
+  bool ok = true;
+  ImageData::each(static_cast<ImageData&>(*image.d_), [&](auto& v) {
+    using T = typename std::remove_reference_t<decltype(v)>::value_type;
+    uint64_t n = 0;
+    if (!ok || bytes.size() < sizeof n) return void(ok = false);
+    std::memcpy(&n, bytes.data(), sizeof n);
+    bytes.remove_prefix(sizeof n);
+    if (n > bytes.size() || n % sizeof(T) != 0) return void(ok = false);
+    v.resize(n / sizeof(T));
+    std::memcpy(v.data(), bytes.data(), n);
+    bytes.remove_prefix(n);
+  });
+  if (!ok || !bytes.empty() || !image_consistent(*image.d_))
+    return fail("a policy image cut short or inconsistent");
+  for (const ImgEntry& e : image.d_->entries) image.d_->plan_entries.emplace_back(e.key, e.val);
+  return image;
+}
+
+std::string PolicyImage::bytes() const {
+  // `entries` is left as read: the plan's are the ones in force.
+  return write_image(*d_, std::span(reinterpret_cast<const ImgEntry*>(d_->plan_entries.data()),
+                                    d_->plan_entries.size()));
+}
+
+const PolicyEntries& PolicyImage::entries() const { return d_->plan_entries; }
+
+Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t index,
+                                       const PolicyRule& before, const PolicyRule& after) {
+  Data& x = *d_;
+  const uint32_t di = dir_index(d);
+  if (policy >= x.policies.size() ||
+      index >= (d == PolicyDirection::ingress ? x.policies[policy].n_in : x.policies[policy].n_eg))
+    return fail("no rule " + std::to_string(index) + " of " + to_string(d) + " in policy " +
+                std::to_string(policy));
+  ImgPolicy& p = x.policies[policy];
+  const uint32_t id =
+      p.first_rule + (d == PolicyDirection::egress ? p.n_in : 0) + static_cast<uint32_t>(index);
+  // The caller's `before` must be the rule compiled, peers and all.
+  auto was = x.compile(before, id);
+  const CompiledRule old = x.rule(id);
+  if (!was || !same_rule(*was, old)) return false;
+  const uint32_t allows =
+      p.allows[di] - (before.action == PolicyAction::allow) + (after.action == PolicyAction::allow);
+  if (!p.kubernetes && !p.explicit_types && (allows > 0) != (p.isolates[di] != 0)) return false;
+  // The set of ipBlocks, and so every identity, must stay as it is.
+  std::vector<uint32_t> uses = x.block_uses;
+  for (const PolicyPeer& peer : after.peers) {
+    if (peer.kind != PolicyPeer::Kind::ip_block) continue;
+    auto i = x.find_block(peer.ip_block);
+    if (!i) return false;
+    ++uses[*i];
+  }
+  for (const PolicyPeer& peer : before.peers)
+    if (peer.kind == PolicyPeer::Kind::ip_block)
+      if (--uses[*x.find_block(peer.ip_block)] == 0) return false;
+  auto now = x.compile(after, id);
+  if (!now) return false;
+  const bool isolates = p.isolates[di] != 0;
+  auto applies = [isolates](const CompiledRule& r) {
+    return (r.deny || isolates) && (r.any_peer || !r.peers.empty());
+  };
+  if (applies(old) != applies(*now)) return false;
+  const bool any = old.any_peer || now->any_peer;
+  const auto groups = in(x.group_pool, x.rules[id].groups);
+  if (!any) {  // as PolicyCompiler::replace_rule(): a whole compile is faster
+    size_t runs = 0;
+    for (uint32_t gi : groups)
+      runs += x.groups[gi].subjects.n * (old.peers.size() + now->peers.size());
+    if (runs > 4096 && runs * 4 > x.plan_entries.size()) return false;
+  }
+  PolicyEntries entries = x.plan_entries;
+  EntryEdit edit(entries);
+  // Each group's rules naming peers, with the new rule's in place.
+  std::vector<std::vector<ImgPair>> new_pairs;
+  std::vector<std::vector<uint32_t>> new_any;
+  for (uint32_t gi : groups) {
+    const ImgGroup& g = x.groups[gi];
+    const PolicyDirection gd = g.d ? PolicyDirection::egress : PolicyDirection::ingress;
+    auto ids = in(x.rule_pool, g.rules);
+    const uint32_t pos =
+        static_cast<uint32_t>(std::lower_bound(ids.begin(), ids.end(), id) - ids.begin());
+    auto materialize = [&](uint32_t at) { return at == pos ? *now : x.rule(ids[at]); };
+    // Sorted already: the rule's pairs out, its new ones merged in.
+    std::vector<ImgPair> pairs;
+    const auto kept_pairs = in(x.pair_pool, g.pairs);
+    pairs.reserve(kept_pairs.size() + now->peers.size());
+    for (const ImgPair& e : kept_pairs)
+      if (e.pos != pos) pairs.push_back(e);
+    const size_t middle = pairs.size();
+    for (uint32_t peer : now->peers) pairs.push_back({peer, pos});
+    std::inplace_merge(pairs.begin(), pairs.begin() + static_cast<ptrdiff_t>(middle), pairs.end());
+    std::vector<uint32_t> any_pos;
+    for (uint32_t at : in(x.any_pool, g.any))
+      if (at != pos) any_pos.push_back(at);
+    if (now->any_peer) any_pos.insert(std::upper_bound(any_pos.begin(), any_pos.end(), pos), pos);
+    std::vector<CompiledRule> any_rules;
+    for (uint32_t at : any_pos) any_rules.push_back(materialize(at));
+    auto subjects = in(x.subject_pool, g.subjects);
+    if (any) {
+      std::vector<CompiledRule> all;
+      for (uint32_t at = 0; at < ids.size(); ++at) all.push_back(materialize(at));
+      std::vector<const CompiledRule*> ptrs;
+      for (const CompiledRule& r : all) ptrs.push_back(&r);
+      const Computed computed = compute_entries(ptrs, g.isolated);
+      for (uint32_t subject : subjects) edit.replace_subject(subject, gd, computed);
+    } else {
+      std::vector<const CompiledRule*> any_ptrs;
+      for (const CompiledRule& r : any_rules) any_ptrs.push_back(&r);
+      const Entries any_table = any_entries(any_ptrs, g.isolated);
+      std::vector<uint32_t> peers = old.peers;
+      peers.insert(peers.end(), now->peers.begin(), now->peers.end());
+      sort_unique(peers);
+      std::vector<Pattern> patterns;
+      for (uint32_t peer : peers) {
+        auto [lo, hi] =
+            std::equal_range(pairs.begin(), pairs.end(), peer,
+                             Overloaded{[](const ImgPair& a, uint32_t b) { return a.peer < b; },
+                                        [](uint32_t a, const ImgPair& b) { return a < b.peer; }});
+        Entries own;
+        if (lo != hi) {
+          std::vector<uint32_t> merged;
+          std::vector<uint32_t> own_pos;
+          for (auto it = lo; it != hi; ++it) own_pos.push_back(it->pos);
+          std::merge(any_pos.begin(), any_pos.end(), own_pos.begin(), own_pos.end(),
+                     std::back_inserter(merged));
+          std::vector<CompiledRule> peer_rules;
+          for (uint32_t at : merged) peer_rules.push_back(materialize(at));
+          std::vector<const CompiledRule*> ptrs;
+          for (const CompiledRule& r : peer_rules) ptrs.push_back(&r);
+          own = own_entries(ptrs, any_table, g.isolated, patterns);
+        }
+        for (uint32_t subject : subjects) edit.replace_run(subject, peer, gd, own);
+      }
+    }
+    new_pairs.push_back(std::move(pairs));
+    new_any.push_back(std::move(any_pos));
+  }
+  edit.finish();
+  if (entries.size() > MOAT_MAX_POLICY) return false;
+  // Nothing failed: the change is kept.
+  x.plan_entries = std::move(entries);
+  x.block_uses = std::move(uses);
+  p.allows[di] = allows;
+  x.set_rule(*now);
+  for (size_t k = 0; k < groups.size(); ++k) {
+    ImgGroup& g = x.groups[groups[k]];
+    g.pairs = replace(x.pair_pool, g.pairs, std::span<const ImgPair>(new_pairs[k]));
+    g.any = replace(x.any_pool, g.any, std::span<const uint32_t>(new_any[k]));
   }
   return true;
 }

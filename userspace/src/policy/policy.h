@@ -143,10 +143,47 @@ class PolicyCompiler {
   Result<bool> replace_rule(size_t policy, PolicyDirection d, size_t index, PolicyRule rule);
   const PolicyPlan& plan() const;  // after a compile or a change that succeeded
   const Config& config() const;
+  // What a later process needs to change one rule in part (PolicyImage),
+  // after a compile or a change that succeeded.
+  std::string image() const;
 
  private:
   struct State;
   std::unique_ptr<State> s_;
+};
+
+// A compilation as bytes, for changing one rule in a later process without
+// the policies' text: each rule's peers and ports as identities and
+// patterns, each group of subjects with the same rules and which peers its
+// rules name, the ipBlocks with their identities and uses, and the sorted
+// entries. replace_rule() is PolicyCompiler::replace_rule()'s change in
+// part, made on these; where that would compile whole, or where a peer is
+// a pod selector (the image keeps no labels), it changes nothing and says
+// so: the caller then compiles the whole file. The rule it is told it
+// replaces must compile to the rule the image holds, or nothing changes.
+class PolicyImage {
+ public:
+  PolicyImage();
+  ~PolicyImage();
+  PolicyImage(PolicyImage&&) noexcept;
+  PolicyImage& operator=(PolicyImage&&) noexcept;
+
+  // Fails on bytes that are not an image of this build's format.
+  static Result<PolicyImage> from_bytes(std::string_view bytes);
+  std::string bytes() const;
+
+  // Rule `index` of direction `d` of policy `policy` (by its place among
+  // the compiled policies), which was `before`, becomes `after`: true when
+  // changed in part; false when only a whole compile can make this change
+  // (nothing changed). Both rules must be ones the reader accepted.
+  Result<bool> replace_rule(size_t policy, PolicyDirection d, size_t index,
+                            const PolicyRule& before, const PolicyRule& after);
+  // Sorted by key, as PolicyPlan::entries.
+  const std::vector<std::pair<moat_policy_key, moat_policy_val>>& entries() const;
+
+ private:
+  struct Data;
+  std::unique_ptr<Data> d_;
 };
 
 // ---------------------------------------------------------------------------
