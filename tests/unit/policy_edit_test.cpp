@@ -292,5 +292,39 @@ TEST(RuleEdit, AnyByteMovesTheScannerOn) {
   }
 }
 
+// One policy document alone, as kubectl takes a NetworkPolicy: its root is
+// the policy, and the reader's paths name no list ("spec.ingress[1]").
+TEST(RuleEdit, OneDocumentAloneReadsAsTheWholeFile) {
+  std::mt19937 rng(2612);
+  Counts n;
+  int documents = 0;
+  for (int i = 0; i < 300; ++i) {
+    Json policies = random_policies(rng, i);
+    if (policies.empty()) continue;
+    Json one = Json::array({policies[0]});
+    const int indent = static_cast<int>(rng() % 3) - 1;
+    const std::string before = one[0].dump(indent);
+    PolicyFileResult read = parse_policy_file(before, "p.json");
+    if (!read.problems.empty() || !read.file) continue;
+    documents++;
+    for (int step = 0; step < 6; ++step) {
+      auto change = change_one_rule(rng, one, false);
+      if (!change) break;
+      const std::string after = change->policies[0].dump(indent);
+      if (after == before) continue;
+      const std::string what = "document " + std::to_string(i) + " step " + std::to_string(step) +
+                               ":\n" + before + "\n->\n" + after;
+      auto span = find_changed_rule(before, after);
+      ASSERT_TRUE(span.has_value()) << what;
+      EXPECT_EQ(span->policy_path, "") << what;
+      EXPECT_EQ(span->index, change->index) << what;
+      check_edit(before, *read.file, after, what, n);
+      if (HasFailure()) return;
+    }
+  }
+  EXPECT_GE(documents, 200);
+  EXPECT_GE(n.taken, 500) << n.found << " found";
+}
+
 }  // namespace
 }  // namespace moat

@@ -1,4 +1,6 @@
 // The file commands: validate, apply, status, down.
+#include <unistd.h>
+
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -42,9 +44,18 @@ int run_apply(const FileArgs& a) {
   std::vector<std::string> files = {a.file};
   files.insert(files.end(), a.policy_files.begin(), a.policy_files.end());
   auto inputs = read_inputs(files);
-  auto cfg = config_from_inputs(inputs);
-  need_root();
-  auto rep = check(moat::reconcile(a.instance, {std::move(cfg), std::move(inputs)}, {a.dry_run}));
+  moat::ReconcileOptions opt;
+  opt.dry_run = a.dry_run;
+  opt.keep_policy_image = true;
+  // One rule changed: only it is read and compiled; else the whole files.
+  std::optional<moat::ApplyReport> one;
+  if (!a.dry_run && geteuid() == 0) one = check(moat::reconcile_one_rule(a.instance, inputs, opt));
+  if (!one) {
+    auto cfg = config_from_inputs(inputs);
+    need_root();
+    one = check(moat::reconcile(a.instance, {std::move(cfg), std::move(inputs)}, opt));
+  }
+  const moat::ApplyReport& rep = *one;
   if (a.as_json) {
     auto j = rep.to_json();
     j["instance"] = a.instance;

@@ -144,8 +144,16 @@ int run_lab_apply(const LabArgs& a) {
   // What the record makes when read again on its own, and nothing more: an
   // undo or the next command's settle() rebuilds exactly this config.
   // Braces evaluate in order: the config is read before the inputs move (1 MB at 10,000 rules).
-  moat::DesiredState want{config_from_inputs(inputs), std::move(inputs)};
-  auto rep = check(in_lab_host(name, [&] { return moat::reconcile(lab_instance(name), want); }));
+  moat::ReconcileOptions opt;
+  opt.keep_policy_image = true;
+  // One rule changed: only it is read and compiled; else the whole files.
+  auto one = check(
+      in_lab_host(name, [&] { return moat::reconcile_one_rule(lab_instance(name), inputs, opt); }));
+  if (!one) {
+    moat::DesiredState want{config_from_inputs(inputs), std::move(inputs)};
+    one = check(in_lab_host(name, [&] { return moat::reconcile(lab_instance(name), want, opt); }));
+  }
+  const moat::ApplyReport& rep = *one;
   if (a.as_json) {
     auto j = rep.to_json();
     j["lab"] = name;

@@ -89,7 +89,10 @@ json ApplyReport::to_json() const {
           {"interfaces", {{"attached", attached}, {"detached", detached}}},
           {"socket_hooks_changed", sock_hooks_changed},
           {"policy",
-           {{"changed", policy_changed}, {"revision", policy_rev}, {"entries", policy_entries}}},
+           {{"changed", policy_changed},
+            {"revision", policy_rev},
+            {"entries", policy_entries},
+            {"one_rule", one_rule.empty() ? json() : json(one_rule)}}},
           {"programs_replaced", programs_replaced},
           {"phases_ms", phases_json(phases_ms)}};
 }
@@ -136,6 +139,7 @@ struct Apply {
   bool dry_run;
   bool ports_held;  // the runtime holds the published ports itself
   const KnownIndexes* known_ifindex = nullptr;  // ApplyHooks::known_ifindex
+  std::string* policy_image = nullptr;          // ApplyHooks::policy_image
   ApplyReport rep;
   json prev;     // the state file of the previous apply ({} for a new instance)
   MapPlan want;  // what the maps must hold
@@ -334,7 +338,7 @@ Result<void> resolve(Apply& a, nlohmann::json* prev_state) {
                  "moat: note: %s has published ports but no host.uplinks; they are reachable from "
                  "the host and from containers only\n",
                  a.cfg.source.c_str());
-  auto want = plan_maps(a.cfg, std::move(*plan), *host, slot_prev);
+  auto want = plan_maps(a.cfg, std::move(*plan), *host, slot_prev, a.policy_image);
   if (!want) return std::unexpected(want.error());
   a.want = std::move(*want);
   a.last_rev = a.prev.value("policy_rev_max", 0u);
@@ -863,6 +867,7 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                           bool ports_held, const ApplyHooks& hooks) {
   Apply a(instance, cfg, dry_run, ports_held);
   a.known_ifindex = hooks.known_ifindex;
+  if (!dry_run) a.policy_image = hooks.policy_image;
   PhaseClock clock(&a.rep);
   // The Docker agent's syncs use the one begun after its last switch: a
   // thread and a membarrier() per sync were part of its way to the kernel.

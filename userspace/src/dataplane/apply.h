@@ -31,6 +31,9 @@ struct ApplyHooks {
   nlohmann::json* prev_state = nullptr;
   // ReconcileOptions::known_ifindex.
   const KnownIndexes* known_ifindex = nullptr;
+  // Where the policy compilation's PolicyImage goes, for changing one rule
+  // later without the rest (reconcile_one_rule()); null: none is made.
+  std::string* policy_image = nullptr;
 };
 
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,

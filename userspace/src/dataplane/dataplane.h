@@ -43,6 +43,9 @@ struct ApplyReport {
   bool policy_changed = false;
   uint32_t policy_rev = 0;  // 0: no policy
   int policy_entries = 0;
+  // Only one rule was changed, without reading or compiling the others
+  // (reconcile_one_rule()): its policy path and place, "policies[0].ingress[3]".
+  std::string one_rule;
   bool programs_replaced = false;
   // Where the apply's time went, phase by phase in order (milliseconds of
   // wall time): "phases_ms" in to_json().

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,8 @@
 #include "dataplane/state.h"
 #include "dataplane/sweep.h"
 #include "dataplane/tc.h"
+#include "policy/edit.h"
+#include "policy/read.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -117,6 +120,40 @@ std::future<Result<void>> beside(std::function<Result<void>()> job) {
 // asked for once the kernel holds what they made.
 using RecordInputs = std::function<Result<json>()>;
 
+// The policy image (PolicyImage) saved with a record, for reconcile_one_rule().
+std::string image_file(const std::string& instance) {
+  return state_dir(instance) + "/policy.image";
+}
+
+// Where each compiled policy came from: its file, its place there, and
+// whether it is a NetworkPolicy (a rule's span names all three).
+json policy_places(const Config& cfg) {
+  json places = json::array();
+  for (const Policy& p : cfg.policies) places.push_back({p.source, p.path, p.kubernetes});
+  return places;
+}
+
+// The image beside the record just written, tagged with what vouches for
+// it: the record's policy revision and inputs. A record written by anything
+// else (an agent, a settle, an apply that made no image) does not match the
+// tag, and the image is not used.
+Result<void> save_policy_image(const std::string& instance, const json& places,
+                               std::string_view image) {
+  auto rec = read_record(instance, false);
+  if (!rec) return std::unexpected(rec.error());
+  const json tag = {{"policy_rev", rec->value("state", json::object()).value("policy_rev", 0u)},
+                    {"inputs", rec->value("inputs", json::object())},
+                    {"policies", places}};
+  const std::string t = tag.dump();
+  const uint64_t n = t.size();
+  std::string out;
+  out.reserve(sizeof n + t.size() + image.size());
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  out += t;
+  out += image;
+  return write_file_atomic(image_file(instance), out);
+}
+
 // apply(), then the record of what the kernel holds and of what it came from.
 // `prev_state`: the record's state part if already read (taken), `state`:
 // where the new one goes (both optional).
@@ -126,8 +163,10 @@ Result<ApplyReport> apply_and_record(const std::string& instance, const Config& 
                                      json* prev_state = nullptr, json* state_out = nullptr) {
   json own;
   json& state = state_out ? *state_out : own;
+  std::string image;
   auto rep = apply(instance, cfg, opt.dry_run, opt.ports_held_by_runtime,
-                   {&state, std::move(before_kernel), prev_state, opt.known_ifindex});
+                   {&state, std::move(before_kernel), prev_state, opt.known_ifindex,
+                    opt.keep_policy_image ? &image : nullptr});
   if (!rep || opt.dry_run) return rep;
   PhaseClock clock(&*rep);
   auto in = inputs();
@@ -136,6 +175,11 @@ Result<ApplyReport> apply_and_record(const std::string& instance, const Config& 
     return std::unexpected(r.error());
   clock.lap("record");
   if (auto r = failpoint("record"); !r) return std::unexpected(r.error());
+  // Not saved, the image left from before does not match the record's tag.
+  if (opt.keep_policy_image && !image.empty()) {
+    (void)save_policy_image(instance, policy_places(cfg), image);
+    clock.lap("policy-image");
+  }
   return rep;
 }
 
@@ -359,6 +403,252 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
   return rep;
 }
 
+// ---------------------------------------------------------------------------
+// One rule changed (reconcile_one_rule())
+
+struct SavedImage {
+  json tag;
+  std::string bytes;
+  size_t image_at = 0;
+};
+
+std::optional<SavedImage> load_policy_image(const std::string& instance) {
+  auto f = read_whole(image_file(instance));
+  if (!f || !*f) return std::nullopt;
+  SavedImage s;
+  s.bytes = std::move(**f);
+  uint64_t n = 0;
+  if (s.bytes.size() < sizeof n) return std::nullopt;
+  std::memcpy(&n, s.bytes.data(), sizeof n);
+  if (n > s.bytes.size() - sizeof n) return std::nullopt;
+  s.tag = json::parse(std::string_view(s.bytes).substr(sizeof n, n), nullptr, false);
+  if (!s.tag.is_object()) return std::nullopt;
+  s.image_at = sizeof n + n;
+  return s;
+}
+
+// The rule table (encode_rule_rows()) with row `id` made the row of `rule`,
+// rule `index` of direction `d` of the same policy; nullopt when the row is
+// not that one.
+std::optional<std::string> with_rule_row(std::string_view table, uint32_t id, PolicyDirection d,
+                                         size_t index, const PolicyRule& rule) {
+  size_t begin = 0;
+  for (uint32_t n = 0; n < id; ++n) {
+    begin = table.find('\n', begin);
+    if (begin == std::string_view::npos) return std::nullopt;
+    ++begin;
+  }
+  const size_t end = table.find('\n', begin);
+  if (end == std::string_view::npos) return std::nullopt;
+  auto rows = decode_rule_rows(table.substr(begin, end + 1 - begin));
+  if (!rows || rows->size() != 1) return std::nullopt;
+  const json& row = (*rows)[0];
+  RuleInfo r;
+  r.policy = row.value("policy", "");
+  r.ns = row.value("namespace", "");
+  r.direction = row.value("direction", "");
+  r.rule_index = row.value("index", -1);
+  if (r.direction != to_string(d) || r.rule_index != static_cast<int>(index)) return std::nullopt;
+  r.action = rule.action == PolicyAction::allow ? "allow" : "deny";
+  r.text =
+      r.ns + "/" + r.policy + " " + r.direction + "[" + std::to_string(index) + "]: " + rule.str(d);
+  std::string out;
+  out.reserve(table.size() + 256);
+  out.append(table.substr(0, begin));
+  out += encode_rule_rows({r});
+  out.append(table.substr(end + 1));
+  return out;
+}
+
+// The text of input file `f` of a record's inputs.
+std::optional<std::string> recorded_text(const std::string& instance, const json& f) {
+  if (auto t = f.find("text"); t != f.end() && t->is_string()) return t->get<std::string>();
+  if (auto b = f.find("blob"); b != f.end() && b->is_string())
+    if (auto text = read_blob(instance, b->get<std::string>())) return std::move(*text);
+  return std::nullopt;
+}
+
+// What reconcile_one_rule() works with, found before anything is written.
+struct OneRule {
+  json rec;
+  SavedImage saved;
+  PolicyImage image;
+  RuleSpan span;
+  PolicyRule after;
+  uint32_t id = 0;
+  std::string rules;  // the rule table with the rule's new row
+  std::vector<std::pair<std::string, std::string>> renames;  // by file: recorded name, new one
+};
+
+// Whether the change from the record's inputs to `inputs` is one rule the
+// saved image can change; the change made on the image.
+std::optional<OneRule> find_one_rule(const std::string& instance, const Inputs& inputs,
+                                     PhaseClock& clock) {
+  OneRule o;
+  auto rec = read_record(instance, false);
+  if (!rec || rec->empty() || !rec->contains("state") || !rec->contains("inputs"))
+    return std::nullopt;
+  o.rec = std::move(*rec);
+  const json& state = o.rec["state"];
+  const json& rin = o.rec["inputs"];
+  auto saved = load_policy_image(instance);
+  if (!saved) return std::nullopt;
+  o.saved = std::move(*saved);
+  const uint32_t rev = state.value("policy_rev", 0u);
+  if (rev == 0 || o.saved.tag.value("policy_rev", 0u) != rev || o.saved.tag["inputs"] != rin)
+    return std::nullopt;
+  const json files = rin.value("files", json::array());
+  if (files.size() != inputs.files.size() || !inputs.producer.is_null() ||
+      rin.contains("producer") || rin.value("replace_policies", false) != inputs.replace_policies)
+    return std::nullopt;
+  // One file changed; the others are the recorded ones, byte for byte. A
+  // file may come by another name (the bench applies p.json, then p2.json):
+  // names are only the policies' sources, which no entry depends on.
+  std::optional<size_t> changed;
+  std::string before;
+  for (size_t i = 0; i < files.size(); ++i) {
+    o.renames.emplace_back(files[i].value("name", ""), inputs.files[i].name);
+    auto old = recorded_text(instance, files[i]);
+    if (!old) return std::nullopt;
+    if (*old == inputs.files[i].text) continue;
+    if (changed) return std::nullopt;
+    changed = i;
+    before = std::move(*old);
+  }
+  if (!changed) return std::nullopt;
+  const InputFile& file = inputs.files[*changed];
+  if (policy_read::looks_like_yaml(file.text, file.name) ||
+      policy_read::looks_like_yaml(before, file.name))
+    return std::nullopt;
+  clock.lap("read-inputs");
+  auto span = find_changed_rule(before, file.text);
+  if (!span) return std::nullopt;
+  auto after = read_changed_rule(file.text, *span);
+  RuleSpan was = *span;
+  was.end_after = span->end_before;
+  auto before_rule = read_changed_rule(before, was);
+  if (!after || !before_rule) return std::nullopt;
+  o.span = std::move(*span);
+  o.after = std::move(*after);
+  std::optional<size_t> policy;
+  const json places = o.saved.tag.value("policies", json::array());
+  const std::string& recorded_name = o.renames[*changed].first;
+  for (size_t k = 0; k < places.size(); ++k) {
+    if (places[k] != json{recorded_name, o.span.policy_path, o.span.kubernetes}) continue;
+    if (policy) return std::nullopt;  // two policies of one place: not ours to pick
+    policy = k;
+  }
+  if (!policy) return std::nullopt;
+  clock.lap("find-rule");
+  // The host's addresses the image was compiled with: the uplinks' the record has.
+  if (state.value("netns_inode", uint64_t{0}) != current_netns_inode()) return std::nullopt;
+  InterfaceIndexes index_of;
+  for (const json& u : state.value("uplinks", json::array())) {
+    auto ip = index_of.ipv4(u.value("name", ""));
+    if (!ip || Ipv4::from_be(*ip).str() != u.value("ip", "")) return std::nullopt;
+  }
+  auto image = PolicyImage::from_bytes(std::string_view(o.saved.bytes).substr(o.saved.image_at));
+  if (!image) return std::nullopt;
+  o.image = std::move(*image);
+  auto id = o.image.rule_id(*policy, o.span.dir, o.span.index);
+  if (!id) return std::nullopt;
+  o.id = *id;
+  auto done = o.image.replace_rule(*policy, o.span.dir, o.span.index, *before_rule, o.after);
+  if (!done || !*done) return std::nullopt;
+  clock.lap("compile-rule");
+  const json pol = state.value("policy", json::object());
+  if (!pol.contains("rules_blob") || !pol["rules_blob"].is_string()) return std::nullopt;
+  auto table = read_blob(instance, pol["rules_blob"].get<std::string>());
+  if (!table) return std::nullopt;
+  auto rows = with_rule_row(*table, o.id, o.span.dir, o.span.index, o.after);
+  if (!rows) return std::nullopt;
+  o.rules = std::move(*rows);
+  return o;
+}
+
+Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
+                                                   const Inputs& inputs,
+                                                   const ReconcileOptions& opt) {
+  ApplyReport rep;
+  PhaseClock clock(&rep);
+  const std::optional<ApplyReport> whole;  // the whole apply must make this change
+  if (opt.dry_run || !fs::exists(image_file(instance))) return whole;
+  // Begun now, it has passed by the time the idle generation is written.
+  GracePeriod gp = GracePeriod::begin();
+  auto o = find_one_rule(instance, inputs, clock);
+  if (!o) return whole;
+  json& state = o->rec["state"];
+  auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
+  if (!skel) return whole;
+  auto held = read_policy_rev(*skel->get());
+  if (!held || *held != state.value("policy_rev", 0u)) return whole;
+  clock.lap("resolve");
+  // As every apply: the inputs and the intent on disk before the kernel changes.
+  auto staged = stage_inputs(instance, inputs, kInlineInputBytes);
+  if (!staged) {
+    drop_unrecorded_blobs(instance);
+    return std::unexpected(staged.error());
+  }
+  const json intent = {{"options", options_json(opt)},
+                       {"interfaces", json::array()},
+                       {"netns_inode", current_netns_inode()},
+                       {"netns_path", current_netns_path()},
+                       {"inputs", *staged}};
+  if (auto r = write_intent(instance, intent); !r) {
+    drop_unrecorded_blobs(instance);
+    return std::unexpected(r.error());
+  }
+  clock.lap("intent");
+  uint32_t rev = 0;
+  auto kernel = [&]() -> Result<void> {
+    if (auto r = failpoint("intent"); !r) return r;
+    auto changed = install_policy(*skel->get(), o->image.ipcache(), o->image.ipcache6(),
+                                  o->image.entries(), true, state.value("policy_rev_max", 0u),
+                                  false, &rev, GenerationStore{state_dir(instance)}, &gp);
+    if (!changed) return std::unexpected(changed.error());
+    rep.policy_changed = *changed;
+    // A new revision numbers its rules anew: their hit counters start over.
+    if (*changed)
+      reset_rule_hits(*skel->get(), static_cast<uint32_t>(
+                                        std::min<size_t>(o->image.rule_count(), MOAT_MAX_RULES)));
+    return failpoint("swap-policy");
+  };
+  if (auto r = kernel(); !r) {
+    if (auto back = settle_locked(instance, true); !back)
+      return fail(r.error().message() + "; undoing it failed too: " + back.error().message());
+    return std::unexpected(r.error());
+  }
+  clock.lap("swap-policy");
+  state["policy_rev"] = rev;
+  state["policy_rev_max"] = std::max(state.value("policy_rev_max", 0u), rev);
+  json& pol = state["policy"];
+  pol["entries"] = o->image.entries().size();
+  pol.erase("rules_blob");
+  pol["rules_text"] = std::move(o->rules);
+  // Failing from here, the kernel is ahead of the record and the intent
+  // stays: the next command settles it forward.
+  if (auto r = write_record(instance, state, *staged, options_json(opt)); !r)
+    return std::unexpected(r.error());
+  if (auto r = failpoint("record"); !r) return std::unexpected(r.error());
+  clock.lap("record");
+  if (opt.keep_policy_image) {
+    json places = o->saved.tag.value("policies", json::array());
+    for (json& place : places)
+      for (const auto& [was, now] : o->renames)
+        if (place.is_array() && !place.empty() && place[0] == was) {
+          place[0] = now;
+          break;
+        }
+    (void)save_policy_image(instance, places, o->image.bytes());
+  }
+  if (auto r = clear_intent(instance); !r) return std::unexpected(r.error());
+  clock.lap("finish");
+  rep.policy_rev = rev;
+  rep.policy_entries = static_cast<int>(o->image.entries().size());
+  rep.one_rule = o->span.path;
+  return rep;
+}
+
 }  // namespace
 
 std::string inputs_path(const std::string& instance) { return record_file(instance); }
@@ -401,6 +691,23 @@ Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& w
   clock.lap("lock-settle");
   auto rep = reconcile_locked(instance, want, o, interrupted);
   if (rep) rep->phases_ms.insert(rep->phases_ms.begin(), settled.phases_ms.front());
+  return rep;
+}
+
+Result<std::optional<ApplyReport>> reconcile_one_rule(const std::string& instance,
+                                                      const Inputs& inputs,
+                                                      const ReconcileOptions& opt) {
+  PhaseClock clock(nullptr);
+  auto lock = InstanceLock::acquire(instance);
+  if (!lock) return std::unexpected(lock.error());
+  // An apply that cannot be settled is the whole apply's to report.
+  if (!settle_before_apply(instance).empty() || fs::exists(intent_file(instance)))
+    return std::optional<ApplyReport>();
+  ApplyReport settled;
+  clock.into(&settled);
+  clock.lap("lock-settle");
+  auto rep = one_rule_locked(instance, inputs, opt);
+  if (rep && *rep) (*rep)->phases_ms.insert((*rep)->phases_ms.begin(), settled.phases_ms.front());
   return rep;
 }
 

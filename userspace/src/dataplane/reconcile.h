@@ -37,6 +37,10 @@ struct ReconcileOptions {
   // instead of being asked of the kernel again. Not recorded: a reapply
   // from the record asks the kernel.
   const KnownIndexes* known_ifindex = nullptr;
+  // Save the policy compilation beside the record (PolicyImage, for
+  // reconcile_one_rule()): the CLI's applies ask for it; a producer that
+  // never changes one rule of a file would only pay for it.
+  bool keep_policy_image = false;
 };
 
 // For a process that reconciles again and again (the Docker agent): keep
@@ -63,6 +67,19 @@ struct Next {
 using Update = std::function<Result<Next>(const std::optional<Inputs>& current)>;
 Result<std::optional<ApplyReport>> reconcile_update(const std::string& instance,
                                                     const Update& update);
+
+// For a caller holding files (`moat apply`, `moat lab apply`): when they
+// differ from the ones the record was applied from only inside one rule of
+// one policy (JSON), and the policy image saved with that record
+// (keep_policy_image) can change that rule without the others, the kernel
+// gets the new policy generation, and the record the new files and rule,
+// without reading or compiling the rest; ApplyReport::one_rule is then
+// set. nullopt: this change needs the whole apply (reconcile(); nothing
+// was written). Like every apply, under the lock, with an intent on disk
+// before the kernel changes.
+Result<std::optional<ApplyReport>> reconcile_one_rule(const std::string& instance,
+                                                      const Inputs& inputs,
+                                                      const ReconcileOptions& opt = {});
 
 // The policy files of `dir` (*.json, *.yaml, *.yml, by name) appended to
 // `inputs`, for producers that take a policy directory (the Docker agent,

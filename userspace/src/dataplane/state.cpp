@@ -249,6 +249,10 @@ Result<void> state_from_blobs(const std::string& instance, json& state) {
 
 }  // namespace
 
+Result<std::string> read_blob(const std::string& instance, const std::string& name) {
+  return get_blob(instance, name);
+}
+
 std::string encode_rule_rows(const std::vector<RuleInfo>& rows) {
   // Reserved to the byte (escapes aside): growing a 1 MB table by doubling
   // left a 2 MB block, fresh memory that costs here as much as the work.

@@ -62,6 +62,9 @@ void drop_kept_state_files(const std::string& instance);
 uint64_t last_read_record_serial();
 uint64_t next_record_serial();
 
+// The bytes of blob `name` (a record's or an intent's "blob").
+Result<std::string> read_blob(const std::string& instance, const std::string& name);
+
 // A file's bytes; nullopt when it does not exist.
 Result<std::optional<std::string>> read_whole(const std::string& path);
 

@@ -105,7 +105,8 @@ json AttachmentRow::state_row() const {
 }
 
 Result<MapPlan> plan_maps(const Config& cfg, Plan plan, const HostFacts& host,
-                          const std::vector<SlotHolder>& previous_slots) {
+                          const std::vector<SlotHolder>& previous_slots,
+                          std::string* policy_image) {
   MapPlan m;
   m.plan = std::move(plan);
   auto slots = plan_slots(cfg, m.plan, host, previous_slots);
@@ -116,7 +117,7 @@ Result<MapPlan> plan_maps(const Config& cfg, Plan plan, const HostFacts& host,
   // Policies, with the uplinks' addresses as host addresses.
   std::vector<Ipv4> host_addrs;
   for (const auto& u : host.uplinks) host_addrs.push_back(Ipv4::from_be(u.ipv4));
-  auto policy = compile_policies(cfg, host_addrs);
+  auto policy = compile_policies(cfg, host_addrs, policy_image);
   if (!policy) return std::unexpected(policy.error());
   m.policy = std::move(*policy);
   return m;

@@ -87,8 +87,10 @@ struct MapPlan {
 
 // `plan` is compile()'s; `previous_slots` the attachments of the previous
 // apply. Fails when the counter slots run out or the policies do not
-// compile; messages name cfg.source.
+// compile; messages name cfg.source. `policy_image`: where the policy
+// compilation's PolicyImage goes, if anywhere.
 Result<MapPlan> plan_maps(const Config& cfg, Plan plan, const HostFacts& host,
-                          const std::vector<SlotHolder>& previous_slots);
+                          const std::vector<SlotHolder>& previous_slots,
+                          std::string* policy_image = nullptr);
 
 }  // namespace moat

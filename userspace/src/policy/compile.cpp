@@ -1019,9 +1019,7 @@ class EntryEdit {
 }  // namespace
 
 Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& host_addresses) {
-  Compilation c;
-  if (auto ok = compile_into(cfg, host_addresses, c); !ok) return std::unexpected(ok.error());
-  return std::move(c.plan);
+  return compile_policies(cfg, host_addresses, nullptr);
 }
 
 struct PolicyCompiler::State {
@@ -1197,6 +1195,7 @@ PolicyCompiler::PolicyCompiler(PolicyCompiler&&) noexcept = default;
 PolicyCompiler& PolicyCompiler::operator=(PolicyCompiler&&) noexcept = default;
 
 const PolicyPlan& PolicyCompiler::plan() const { return s_->c.plan; }
+
 const Config& PolicyCompiler::config() const { return s_->cfg; }
 
 Result<void> PolicyCompiler::compile(Config cfg, std::vector<Ipv4> host_addresses) {
@@ -1316,6 +1315,14 @@ struct ImgEntry {
   moat_policy_key key{};
   moat_policy_val val{};
 };
+struct ImgIpcache4 {
+  moat_lpm_v4_key key{};
+  moat_ipcache_val val{};
+};
+struct ImgIpcache6 {
+  moat_lpm_v6_key key{};
+  moat_ipcache_val val{};
+};
 
 constexpr char kImageMagic[8] = {'m', 'o', 'a', 't', 'i', 'm', 'g', '1'};
 
@@ -1336,6 +1343,8 @@ struct ImageData {
   std::vector<ImgCidr6> cidr6;
   std::vector<uint32_t> hosts;
   std::vector<ImgEntry> entries;  // sorted
+  std::vector<ImgIpcache4> ipcache;
+  std::vector<ImgIpcache6> ipcache6;
 
   // Every section, in the order of the bytes.
   template <class Self, class F>
@@ -1343,7 +1352,8 @@ struct ImageData {
     f(s.policies), f(s.rules), f(s.peer_pool), f(s.port_pool), f(s.group_pool);
     f(s.every_pool), f(s.groups), f(s.rule_pool), f(s.subject_pool), f(s.any_pool);
     f(s.pair_pool), f(s.blocks), f(s.key_pool), f(s.block_uses), f(s.inside);
-    f(s.inside_pool), f(s.cidr4), f(s.cidr6), f(s.hosts), f(s.entries);
+    f(s.inside_pool), f(s.cidr4), f(s.cidr6), f(s.hosts), f(s.entries), f(s.ipcache);
+    f(s.ipcache6);
   }
 };
 
@@ -1457,6 +1467,8 @@ std::string write_image(const ImageData& x, std::span<const ImgEntry> entries) {
 
 struct PolicyImage::Data : ImageData {
   PolicyEntries plan_entries;  // `entries` as the plan has them
+  std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>> plan_ipcache;
+  std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>> plan_ipcache6;
 
   std::optional<uint32_t> find_block(const IpBlock& b) const {
     const std::vector<uint8_t> key = block_key(b.cidr, b.except);
@@ -1566,16 +1578,22 @@ bool same_rule(const CompiledRule& a, const CompiledRule& b) {
 
 }  // namespace
 
-std::string PolicyCompiler::image() const {
-  const State& s = *s_;
+namespace {
+
+// The image of a compilation of `cfg`; one of no policy when it has none.
+std::string compilation_image(const Config& cfg, const Compilation& c) {
   ImageData x;
-  if (s.valid && s.c.ids) {
-    const Compilation& c = s.c;
+  if (c.ids) {
     const Identities& ids = *c.ids;
-    for (size_t i = 0; i < s.cfg.policies.size(); ++i) {
-      const Policy& p = s.cfg.policies[i];
+    std::vector<std::vector<uint32_t>> groups_of_rule(c.rules.rules.size());
+    for (uint32_t g = 0; g < c.groups.size(); ++g)
+      for (uint32_t r : c.groups[g].rule_ids) groups_of_rule[r].push_back(g);
+    uint32_t first_rule = 0;
+    for (size_t i = 0; i < cfg.policies.size(); ++i) {
+      const Policy& p = cfg.policies[i];
       ImgPolicy ip;
-      ip.first_rule = s.first_rule[i];
+      ip.first_rule = first_rule;
+      first_rule += static_cast<uint32_t>(p.ingress.size() + p.egress.size());
       ip.n_in = static_cast<uint32_t>(p.ingress.size());
       ip.n_eg = static_cast<uint32_t>(p.egress.size());
       for (PolicyDirection d : {PolicyDirection::ingress, PolicyDirection::egress})
@@ -1595,7 +1613,7 @@ std::string PolicyCompiler::image() const {
       ir.peers = append(x.peer_pool, std::span<const uint32_t>(r.peers));
       ir.every = append(x.every_pool, std::span<const uint8_t>(r.ports.every_port));
       ir.ports = append(x.port_pool, std::span<const uint32_t>(r.ports.ports));
-      ir.groups = append(x.group_pool, std::span<const uint32_t>(s.groups_of_rule[r.id]));
+      ir.groups = append(x.group_pool, std::span<const uint32_t>(groups_of_rule[r.id]));
       x.rules.push_back(ir);
     }
     std::vector<ImgPair> pairs;
@@ -1620,7 +1638,7 @@ std::string PolicyCompiler::image() const {
     }
     const auto& keys = ids.blocks.keys();
     x.block_uses.assign(keys.size(), 0);
-    for_each_ip_block(s.cfg, [&](const IpBlock& b) { ++x.block_uses[ids.blocks.index(b)]; });
+    for_each_ip_block(cfg, [&](const IpBlock& b) { ++x.block_uses[ids.blocks.index(b)]; });
     std::vector<std::pair<std::vector<uint8_t>, uint32_t>> sorted;
     for (uint32_t i = 0; i < keys.size(); ++i)
       sorted.emplace_back(block_key(keys[i].first, keys[i].second), i);
@@ -1639,14 +1657,25 @@ std::string PolicyCompiler::image() const {
       x.cidr6.push_back(c6);
     }
     for (const auto& [regions, host] : ids.hosts) x.hosts.push_back(host);
-    for (const auto& [k, v] : c.plan.entries) {
-      ImgEntry e;
-      std::memcpy(&e.key, &k, sizeof k);
-      std::memcpy(&e.val, &v, sizeof v);
-      x.entries.push_back(e);
-    }
+    for (const auto& [k, v] : c.plan.entries) x.entries.push_back({k, v});
+    for (const auto& [k, v] : c.plan.ipcache) x.ipcache.push_back({k, v});
+    for (const auto& [k, v] : c.plan.ipcache6) x.ipcache6.push_back({k, v});
   }
   return write_image(x, x.entries);
+}
+
+}  // namespace
+
+std::string PolicyCompiler::image() const {
+  return s_->valid ? compilation_image(s_->cfg, s_->c) : compilation_image(Config{}, Compilation{});
+}
+
+Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& host_addresses,
+                                    std::string* image) {
+  Compilation c;
+  if (auto ok = compile_into(cfg, host_addresses, c); !ok) return std::unexpected(ok.error());
+  if (image) *image = compilation_image(cfg, c);
+  return std::move(c.plan);
 }
 
 PolicyImage::PolicyImage() : d_(std::make_unique<Data>()) {}
@@ -1673,7 +1702,10 @@ Result<PolicyImage> PolicyImage::from_bytes(std::string_view bytes) {
   });
   if (!ok || !bytes.empty() || !image_consistent(*image.d_))
     return fail("a policy image cut short or inconsistent");
-  for (const ImgEntry& e : image.d_->entries) image.d_->plan_entries.emplace_back(e.key, e.val);
+  Data& d = *image.d_;
+  for (const ImgEntry& e : d.entries) d.plan_entries.emplace_back(e.key, e.val);
+  for (const ImgIpcache4& e : d.ipcache) d.plan_ipcache.emplace_back(e.key, e.val);
+  for (const ImgIpcache6& e : d.ipcache6) d.plan_ipcache6.emplace_back(e.key, e.val);
   return image;
 }
 
@@ -1684,6 +1716,21 @@ std::string PolicyImage::bytes() const {
 }
 
 const PolicyEntries& PolicyImage::entries() const { return d_->plan_entries; }
+const std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>& PolicyImage::ipcache() const {
+  return d_->plan_ipcache;
+}
+const std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>>& PolicyImage::ipcache6() const {
+  return d_->plan_ipcache6;
+}
+
+std::optional<uint32_t> PolicyImage::rule_id(size_t policy, PolicyDirection d, size_t index) const {
+  if (policy >= d_->policies.size()) return std::nullopt;
+  const ImgPolicy& p = d_->policies[policy];
+  if (index >= (d == PolicyDirection::ingress ? p.n_in : p.n_eg)) return std::nullopt;
+  return p.first_rule + (d == PolicyDirection::egress ? p.n_in : 0) + static_cast<uint32_t>(index);
+}
+
+size_t PolicyImage::rule_count() const { return d_->rules.size(); }
 
 Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t index,
                                        const PolicyRule& before, const PolicyRule& after) {

@@ -204,8 +204,11 @@ std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_v
   if (f.empty()) return std::nullopt;
   size_t list_level = 0;
   std::string policies_path;
-  if (!f[0].array) {  // {"policies": [...]}
-    if (f[0].key != "policies" || f[0].expect_key || f.size() < 2) return std::nullopt;
+  // One policy document alone (a NetworkPolicy as kubectl takes it): its
+  // root is the policy, as if in a list of one that the paths do not name.
+  const bool alone = !f[0].array && f[0].key != "policies";
+  if (!f[0].array && !alone) {  // {"policies": [...]}
+    if (f[0].expect_key || f.size() < 2) return std::nullopt;
     list_level = 1;
     policies_path = "policies";
   }
@@ -213,9 +216,19 @@ std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_v
   std::optional<RuleSpan> span;
   for (size_t depth : {list_level + 3, list_level + 4}) {
     // Deeper than the list: the change begins inside one of its values.
-    if (f.size() <= depth) break;
-    std::vector<Frame> chain(f.begin(), f.begin() + static_cast<ptrdiff_t>(depth));
+    if (!alone && f.size() <= depth) break;
+    if (alone && f.size() <= depth - 1) break;
+    std::vector<Frame> chain;
+    if (alone) chain.push_back(Frame{.array = true, .elements = 1});
+    chain.insert(chain.end(), f.begin(), f.begin() + static_cast<ptrdiff_t>(depth - alone));
     if ((span = rule_of(chain, list_level, policies_path))) break;
+  }
+  if (span && alone) {
+    // "[0]" and "[0].spec.ingress[1]" are "" and "spec.ingress[1]" alone.
+    span->policy_path.clear();
+    span->path.erase(0, std::string_view("[0]").size());
+    if (span->path.starts_with('.')) span->path.erase(0, 1);
+    span->depth -= 1;
   }
   if (!span || span->begin > prefix || before[span->begin] != '{') return std::nullopt;
   // On to the old rule's end: the change must end inside it too.

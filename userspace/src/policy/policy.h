@@ -110,6 +110,9 @@ struct PolicyPlan {
 // MOAT_MAX_POLICY.
 Result<PolicyPlan> compile_policies(const Config& cfg,
                                     const std::vector<Ipv4>& host_addresses = {});
+// The same, with the compilation's PolicyImage bytes put into `*image`.
+Result<PolicyPlan> compile_policies(const Config& cfg, const std::vector<Ipv4>& host_addresses,
+                                    std::string* image);
 
 // A compilation kept for changing it: compile() is compile_policies(), and
 // replace_rule() then compiles again only what one rule touches: the
@@ -178,8 +181,14 @@ class PolicyImage {
   // (nothing changed). Both rules must be ones the reader accepted.
   Result<bool> replace_rule(size_t policy, PolicyDirection d, size_t index,
                             const PolicyRule& before, const PolicyRule& after);
-  // Sorted by key, as PolicyPlan::entries.
+  // Sorted by key, as PolicyPlan::entries; the identity caches as the
+  // compile made them (a change in part never changes them).
   const std::vector<std::pair<moat_policy_key, moat_policy_val>>& entries() const;
+  const std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>& ipcache() const;
+  const std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>>& ipcache6() const;
+  // The rule table's row of a rule (PolicyPlan::rules), nullopt for none.
+  std::optional<uint32_t> rule_id(size_t policy, PolicyDirection d, size_t index) const;
+  size_t rule_count() const;
 
  private:
   struct Data;

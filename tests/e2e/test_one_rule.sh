@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# One rule changed (issue 17): `moat lab apply` of a file that differs from
+# the applied one inside one rule changes that rule from the policy image
+# saved with the record, without reading or compiling the rest
+# (reconcile_one_rule(), "one_rule" in --json). Checked against traffic
+# (what must pass and what must be dropped, both ways), against the whole
+# compile (the same file with one more byte outside every rule takes the
+# whole path, which must find the kernel holding its own generation
+# already: "changed": false), against `moat explain` (the record's rule
+# table has the new rule), and where the image cannot make the change (a
+# pod selector, a new ipBlock) the whole apply makes it. Then a fast apply
+# killed after the switch is finished by the next command.
+# The lab: tests/e2e/policy/ipblock.json (server 10.89.0.10, client .20,
+# other .30, all in namespace x, each serving 80/tcp).
+source "$(dirname "$0")/lib.sh"
+F=$E2E_DIR/policy/ipblock.json
+L=$(unique_lab p1r)
+SERVER=10.89.0.10
+POLICY=$TMP/server-in.json
+
+# server-in with rule 0 from FROM on port 80; rules 1 and 2 keep both
+# blocks in use on port 81, so that moving rule 0 between them moves no
+# identity. Extra text goes after the document's last brace.
+write_policy() {  # write_policy FROM [TRAILER]
+  cat >"$POLICY" <<EOF
+{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+ "metadata": {"name": "server-in", "namespace": "x"},
+ "spec": {"podSelector": {"matchLabels": {"pod": "server"}}, "policyTypes": ["Ingress"],
+  "ingress": [
+   {"from": [$1], "ports": [{"protocol": "TCP", "port": 80}]},
+   {"from": [{"ipBlock": {"cidr": "10.89.0.30/32"}}], "ports": [{"protocol": "TCP", "port": 81}]},
+   {"from": [{"ipBlock": {"cidr": "10.89.0.20/32"}}], "ports": [{"protocol": "TCP", "port": 81}]}]}}${2:-}
+EOF
+}
+CLIENT_BLOCK='{"ipBlock": {"cidr": "10.89.0.20/32"}}'
+OTHER_BLOCK='{"ipBlock": {"cidr": "10.89.0.30/32"}}'
+
+# apply_json DESC: `moat lab apply --json` of $POLICY; its report in $TMP/rep.json.
+apply_json() {
+  if "$MOAT" lab apply --lab "$L" --json "$POLICY" >"$TMP/rep.json" 2>"$TMP/apply.err"; then
+    ok "$1: moat lab apply"
+  else
+    bad "$1: moat lab apply (exit $?)"
+    sed 's/^/    /' "$TMP/apply.err"
+  fi
+}
+field() {  # field EXPR: a Python expression over the report `r`
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($1)" "$TMP/rep.json" 2>/dev/null
+}
+one_rule() { field 'r["policy"]["one_rule"]'; }
+changed() { field 'r["policy"]["changed"]'; }
+
+# Traffic: who reaches server:80 when rule 0 names WHO.
+reaches() {  # reaches STEP WHO(client|other)
+  local step=$1 who=$2 not=other
+  [ "$who" = other ] && not=client
+  must_pass "$step: $who -> server:80 (rule 0 names $who)" "$L" "$who" tcp $SERVER 80 server
+  must_drop "$step: $not -> server:80 (rule 0 no longer names $not)" "$L" "$not" tcp $SERVER 80
+}
+
+# The kernel holds what a whole compile of the file gives: the same file
+# with a trailing newline is a change outside every rule, so the whole
+# apply reads and compiles it, and finds its generation in force already.
+whole_agrees() {  # whole_agrees STEP FROM
+  write_policy "$2" $'\n'
+  apply_json "$1: the same rules, one byte more"
+  check "$1: that takes the whole apply (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+  check "$1: and finds the kernel holding its own compile (changed $(changed))" \
+    [ "$(changed)" = False ]
+}
+
+lab_up "$L" "$F"
+
+echo "(a) the first apply of the file is whole, and saves the image"
+write_policy "$CLIENT_BLOCK"
+apply_json "(a)"
+check "(a) whole apply (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+reaches "(a)" client
+
+echo "(b) rule 0 from other's block: one rule, changed in part"
+write_policy "$OTHER_BLOCK"
+apply_json "(b)"
+check "(b) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
+check "(b) a new policy revision ($(changed))" [ "$(changed)" = True ]
+reaches "(b)" other
+out=$("$MOAT" explain --lab "$L" other $SERVER 80/tcp 2>&1)
+check "(b) explain other -> server 80/tcp: allowed by ingress[0] from 10.89.0.30/32, kernel agrees" \
+  bash -c 'grep -q "ingress: *allowed by x/server-in ingress\[0\]" <<<"$1" &&
+    grep -q "10.89.0.30/32" <<<"$1" && grep -q "kernel:.*(agrees)" <<<"$1"' _ "$out"
+whole_agrees "(b)" "$OTHER_BLOCK"
+
+echo "(c) and back, from the image the whole apply just saved (the newline kept)"
+write_policy "$CLIENT_BLOCK" $'\n'
+apply_json "(c)"
+check "(c) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
+reaches "(c)" client
+whole_agrees "(c)" "$CLIENT_BLOCK"
+
+echo "(d) a pod selector: the image keeps no labels, the whole apply makes it"
+write_policy '{"podSelector": {"matchLabels": {"pod": "other"}}}'
+apply_json "(d)"
+check "(d) whole apply (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+reaches "(d)" other
+
+echo "(e) a block no rule had: identities move, the whole apply makes it"
+write_policy '{"ipBlock": {"cidr": "10.89.0.20/31"}}'
+apply_json "(e)"
+check "(e) whole apply (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+reaches "(e)" client
+
+echo "(f) a one-rule apply killed after the switch: the next command finishes it"
+write_policy "$OTHER_BLOCK"
+apply_json "(f) back to rule 0 from other (whole: the block set changes)"
+write_policy "$CLIENT_BLOCK"
+MOAT_CRASH_AT=swap-policy "$MOAT" lab apply --lab "$L" "$POLICY" >"$TMP/crash.out" 2>&1
+rc=$?
+check "(f) killed at swap-policy (exit $rc)" [ "$rc" -ne 0 ]
+check "(f) its intent is left" bash -c "ls /run/moat/lab-$L/intent.json >/dev/null 2>&1"
+"$MOAT" explain --lab "$L" client $SERVER 80/tcp >/dev/null 2>&1
+check "(f) the next command (explain) settles it (no intent left)" \
+  bash -c "! ls /run/moat/lab-$L/intent.json >/dev/null 2>&1"
+reaches "(f)" client
+whole_agrees "(f)" "$CLIENT_BLOCK"
+
+finish
