@@ -1559,6 +1559,10 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
         if (before > 0 || !whole->entries.empty()) ++partial_with_entries;
         EXPECT_TRUE(same_bytes(image->entries(), whole->entries)) << what;
         EXPECT_TRUE(same_ipcache(prev, *whole)) << what << ": the identities changed";
+        PolicyPlan held;
+        held.ipcache = image->ipcache();
+        held.ipcache6 = image->ipcache6();
+        EXPECT_TRUE(same_ipcache(held, *whole)) << what << ": the image's identity caches";
       } else {
         ++refused;
         EXPECT_TRUE(same_bytes(image->entries(), kept))
@@ -1569,8 +1573,13 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
       }
       if (HasFailure()) return;
       if (step % 7 == 6) {  // a later process goes on from the bytes
-        auto again = PolicyImage::from_bytes(image->bytes());
+        const std::string bytes = image->bytes();
+        auto again = PolicyImage::from_bytes(bytes);
         ASSERT_TRUE(again.has_value()) << what;
+        // Changes do not grow it: at most a fifth more than its compile's.
+        PolicyCompiler fresh;
+        ASSERT_TRUE(fresh.compile(*r.config));
+        EXPECT_LE(bytes.size(), fresh.image().size() * 6 / 5 + 64) << what;
         EXPECT_TRUE(same_bytes(again->entries(), image->entries())) << what;
         image = std::move(*again);
         ++round_trips;
@@ -1646,6 +1655,38 @@ TEST(PolicyImage, BytesCutShortOrAlteredAreRefused) {
         (void)image->replace_rule(p, PolicyDirection::ingress, k, cfg.policies[p].ingress[k],
                                   cfg.policies[p].ingress[k]);
   }
+}
+
+// A rule changed back and forth between one peer and two: the image stays
+// the size of its compile's, however many changes it went through.
+TEST(PolicyImage, ChangesDoNotGrowIt) {
+  auto doc = [](const char* first) {
+    return parse_ok(xyz_document(J(
+        std::string("[{'name': 'p', 'namespace': 'x', 'podSelector': {}, 'policyTypes': "
+                    "['Ingress'], 'ingress': [{'from': [") +
+        first +
+        "], 'ports': [{'port': 80}]},"
+        " {'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}, {'ipBlock': {'cidr': '192.168.0.0/16'}}],"
+        "  'ports': [{'port': 81}]},"
+        " {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': 82}]}]}]")));
+  };
+  const Config one = doc("{'ipBlock': {'cidr': '10.0.0.0/8'}}");
+  const Config two =
+      doc("{'ipBlock': {'cidr': '10.0.0.0/8'}}, {'ipBlock': {'cidr': '192.168.0.0/16'}}");
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(one));
+  const size_t fresh = compiler.image().size();
+  auto image = PolicyImage::from_bytes(compiler.image());
+  ASSERT_TRUE(image.has_value());
+  for (int i = 0; i < 200; ++i) {
+    const Config& from = i % 2 ? two : one;
+    const Config& to = i % 2 ? one : two;
+    auto got = image->replace_rule(0, PolicyDirection::ingress, 0, from.policies[0].ingress[0],
+                                   to.policies[0].ingress[0]);
+    ASSERT_TRUE(got.has_value() && *got) << i;
+  }
+  EXPECT_TRUE(same_bytes(image->entries(), compile_policies(one).value().entries));
+  EXPECT_LE(image->bytes().size(), fresh * 6 / 5 + 64);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "dataplane/host.h"
 #include "dataplane/lock.h"
 #include "dataplane/policy_gen.h"
+#include "dataplane/programs.h"
 #include "dataplane/skeleton.h"
 #include "dataplane/state.h"
 #include "dataplane/sweep.h"
@@ -477,13 +478,12 @@ struct OneRule {
   PolicyRule after;
   uint32_t id = 0;
   std::string rules;  // the rule table with the rule's new row
-  std::vector<std::pair<std::string, std::string>> renames;  // by file: recorded name, new one
 };
 
 // Whether the change from the record's inputs to `inputs` is one rule the
 // saved image can change; the change made on the image.
-std::optional<OneRule> find_one_rule(const std::string& instance, const Inputs& inputs,
-                                     PhaseClock& clock) {
+std::optional<OneRule> find_one_rule_in(const std::string& instance, const Inputs& inputs,
+                                        PhaseClock& clock) {
   OneRule o;
   auto rec = read_record(instance, false);
   if (!rec || rec->empty() || !rec->contains("state") || !rec->contains("inputs"))
@@ -501,13 +501,13 @@ std::optional<OneRule> find_one_rule(const std::string& instance, const Inputs& 
   if (files.size() != inputs.files.size() || !inputs.producer.is_null() ||
       rin.contains("producer") || rin.value("replace_policies", false) != inputs.replace_policies)
     return std::nullopt;
-  // One file changed; the others are the recorded ones, byte for byte. A
-  // file may come by another name (the bench applies p.json, then p2.json):
-  // names are only the policies' sources, which no entry depends on.
+  // One file changed; the others are the recorded ones, byte for byte,
+  // under the same names (a name decides how a file is read, YAML or JSON,
+  // and is the source the record and messages show).
   std::optional<size_t> changed;
   std::string before;
   for (size_t i = 0; i < files.size(); ++i) {
-    o.renames.emplace_back(files[i].value("name", ""), inputs.files[i].name);
+    if (files[i].value("name", "") != inputs.files[i].name) return std::nullopt;
     auto old = recorded_text(instance, files[i]);
     if (!old) return std::nullopt;
     if (*old == inputs.files[i].text) continue;
@@ -532,17 +532,25 @@ std::optional<OneRule> find_one_rule(const std::string& instance, const Inputs& 
   o.after = std::move(*after);
   std::optional<size_t> policy;
   const json places = o.saved.tag.value("policies", json::array());
-  const std::string& recorded_name = o.renames[*changed].first;
   for (size_t k = 0; k < places.size(); ++k) {
-    if (places[k] != json{recorded_name, o.span.policy_path, o.span.kubernetes}) continue;
+    if (places[k] != json{file.name, o.span.policy_path, o.span.kubernetes}) continue;
     if (policy) return std::nullopt;  // two policies of one place: not ours to pick
     policy = k;
   }
   if (!policy) return std::nullopt;
   clock.lap("find-rule");
-  // The host's addresses the image was compiled with: the uplinks' the record has.
-  if (state.value("netns_inode", uint64_t{0}) != current_netns_inode()) return std::nullopt;
+  // The host as the record has it, or the whole apply must look again:
+  // this namespace, programs of this build (an upgraded moat replaces
+  // them), every interface attached to under its index (a veth made again
+  // gets a new one and must be attached to), the uplinks' addresses the
+  // image's host identities were compiled with.
+  if (state.value("netns_inode", uint64_t{0}) != current_netns_inode() ||
+      state.value("objects", "") != objects_fingerprint())
+    return std::nullopt;
   InterfaceIndexes index_of;
+  for (const char* list : {"interfaces", "uplinks", "bridges"})
+    for (const json& row : state.value(list, json::array()))
+      if (index_of(row.value("name", "")) != row.value("ifindex", 0u)) return std::nullopt;
   for (const json& u : state.value("uplinks", json::array())) {
     auto ip = index_of.ipv4(u.value("name", ""));
     if (!ip || Ipv4::from_be(*ip).str() != u.value("ip", "")) return std::nullopt;
@@ -564,6 +572,16 @@ std::optional<OneRule> find_one_rule(const std::string& instance, const Inputs& 
   if (!rows) return std::nullopt;
   o.rules = std::move(*rows);
   return o;
+}
+
+// A record or tag of unexpected shape is the whole apply's to judge.
+std::optional<OneRule> find_one_rule(const std::string& instance, const Inputs& inputs,
+                                     PhaseClock& clock) {
+  try {
+    return find_one_rule_in(instance, inputs, clock);
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
 }
 
 Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
@@ -631,16 +649,8 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
     return std::unexpected(r.error());
   if (auto r = failpoint("record"); !r) return std::unexpected(r.error());
   clock.lap("record");
-  if (opt.keep_policy_image) {
-    json places = o->saved.tag.value("policies", json::array());
-    for (json& place : places)
-      for (const auto& [was, now] : o->renames)
-        if (place.is_array() && !place.empty() && place[0] == was) {
-          place[0] = now;
-          break;
-        }
-    (void)save_policy_image(instance, places, o->image.bytes());
-  }
+  if (opt.keep_policy_image)
+    (void)save_policy_image(instance, o->saved.tag["policies"], o->image.bytes());
   if (auto r = clear_intent(instance); !r) return std::unexpected(r.error());
   clock.lap("finish");
   rep.policy_rev = rev;
@@ -700,9 +710,8 @@ Result<std::optional<ApplyReport>> reconcile_one_rule(const std::string& instanc
   PhaseClock clock(nullptr);
   auto lock = InstanceLock::acquire(instance);
   if (!lock) return std::unexpected(lock.error());
-  // An apply that cannot be settled is the whole apply's to report.
-  if (!settle_before_apply(instance).empty() || fs::exists(intent_file(instance)))
-    return std::optional<ApplyReport>();
+  // An interrupted apply is the whole apply's to settle (once) and report.
+  if (fs::exists(intent_file(instance))) return std::optional<ApplyReport>();
   ApplyReport settled;
   clock.into(&settled);
   clock.lap("lock-settle");

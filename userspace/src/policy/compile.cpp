@@ -1557,6 +1557,36 @@ struct PolicyImage::Data : ImageData {
     return cr;
   }
 
+  // Spans replaced by longer ones leave their old values behind: written
+  // out, they would grow the image with every change. Copied out once they
+  // are a fifth of a pool.
+  void compact() {
+    size_t rule_live = 0, group_live = 0;
+    for (const ImgRule& r : rules) rule_live += r.peers.n + r.ports.n + r.every.n;
+    for (const ImgGroup& g : groups) group_live += g.pairs.n + g.any.n;
+    const size_t rule_have = peer_pool.size() + port_pool.size() + every_pool.size();
+    const size_t group_have = pair_pool.size() + any_pool.size();
+    if (rule_have * 4 > rule_live * 5) {
+      std::vector<uint32_t> peers, ports;
+      std::vector<uint8_t> every;
+      for (ImgRule& r : rules) {
+        r.peers = append(peers, in(peer_pool, r.peers));
+        r.ports = append(ports, in(port_pool, r.ports));
+        r.every = append(every, in(every_pool, r.every));
+      }
+      peer_pool.swap(peers), port_pool.swap(ports), every_pool.swap(every);
+    }
+    if (group_have * 4 > group_live * 5) {
+      std::vector<ImgPair> pairs;
+      std::vector<uint32_t> any;
+      for (ImgGroup& g : groups) {
+        g.pairs = append(pairs, in(pair_pool, g.pairs));
+        g.any = append(any, in(any_pool, g.any));
+      }
+      pair_pool.swap(pairs), any_pool.swap(any);
+    }
+  }
+
   void set_rule(const CompiledRule& cr) {
     ImgRule& r = rules[cr.id];
     r.deny = cr.deny;
@@ -1697,7 +1727,7 @@ Result<PolicyImage> PolicyImage::from_bytes(std::string_view bytes) {
     bytes.remove_prefix(sizeof n);
     if (n > bytes.size() || n % sizeof(T) != 0) return void(ok = false);
     v.resize(n / sizeof(T));
-    std::memcpy(v.data(), bytes.data(), n);
+    if (n) std::memcpy(v.data(), bytes.data(), n);
     bytes.remove_prefix(n);
   });
   if (!ok || !bytes.empty() || !image_consistent(*image.d_))
@@ -1855,6 +1885,7 @@ Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t 
     g.pairs = replace(x.pair_pool, g.pairs, std::span<const ImgPair>(new_pairs[k]));
     g.any = replace(x.any_pool, g.any, std::span<const uint32_t>(new_any[k]));
   }
+  x.compact();
   return true;
 }
 

@@ -25,7 +25,8 @@ namespace moat {
 
 // Where the changed rule is.
 struct RuleSpan {
-  // The policy's place in the file (Policy::path): "policies[2]", "[0]".
+  // The policy's place in the file (Policy::path): "policies[2]", "[0]",
+  // "" for a policy document alone.
   // Not an index into the file's policies: a List before it holds any
   // number of them.
   std::string policy_path;
@@ -41,7 +42,8 @@ struct RuleSpan {
 
 // The rule the change between `before` and `after` is inside of, if it is
 // inside one. `before` must be a JSON policy file the reader accepted whose
-// root is {"policies": [...]} or an array of policies; the caller sees to
+// root is {"policies": [...]}, an array of policies or one policy (a
+// NetworkPolicy as kubectl takes it); the caller sees to
 // it that the reader takes both texts for JSON (looks_like_yaml() false for
 // their name).
 std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_view after);
