@@ -1379,19 +1379,21 @@ ImgSpan replace(std::vector<T>& pool, ImgSpan at, std::span<const T> v) {
   return at;
 }
 
-// An IpPrefix as 18 bytes: family, length, address (IPv4's in its first 4).
+// An IpPrefix as 18 bytes: family, address (IPv4's in the first 4, in
+// network order), length. Compared as bytes, they sort as IpPrefix does, so
+// IpBlocks' keys, in its order, are sorted as bytes too.
 void put_prefix(std::vector<uint8_t>& out, const IpPrefix& p) {
   uint8_t b[18] = {};
   if (const auto* v4 = std::get_if<Ipv4Prefix>(&p)) {
     b[0] = 4;
-    b[1] = v4->len;
     const uint32_t be = v4->addr.to_be();
-    std::memcpy(b + 2, &be, 4);
+    std::memcpy(b + 1, &be, 4);
+    b[17] = v4->len;
   } else {
     const auto& v6 = std::get<Ipv6Prefix>(p);
     b[0] = 6;
-    b[1] = v6.len;
-    std::memcpy(b + 2, v6.addr.bytes.data(), 16);
+    std::memcpy(b + 1, v6.addr.bytes.data(), 16);
+    b[17] = v6.len;
   }
   out.insert(out.end(), b, b + sizeof b);
 }
@@ -1669,12 +1671,13 @@ std::string compilation_image(const Config& cfg, const Compilation& c) {
     const auto& keys = ids.blocks.keys();
     x.block_uses.assign(keys.size(), 0);
     for_each_ip_block(cfg, [&](const IpBlock& b) { ++x.block_uses[ids.blocks.index(b)]; });
-    std::vector<std::pair<std::vector<uint8_t>, uint32_t>> sorted;
-    for (uint32_t i = 0; i < keys.size(); ++i)
-      sorted.emplace_back(block_key(keys[i].first, keys[i].second), i);
-    std::sort(sorted.begin(), sorted.end());
-    for (const auto& [key, i] : sorted)
-      x.blocks.push_back({append(x.key_pool, std::span<const uint8_t>(key)), i});
+    // In IpBlocks' order, which is the keys' byte order (put_prefix()).
+    for (uint32_t i = 0; i < keys.size(); ++i) {
+      const uint32_t at = static_cast<uint32_t>(x.key_pool.size());
+      put_prefix(x.key_pool, keys[i].first);
+      for (const IpPrefix& e : keys[i].second) put_prefix(x.key_pool, e);
+      x.blocks.push_back({{at, static_cast<uint32_t>(x.key_pool.size()) - at}, i});
+    }
     for (const auto& inner : ids.inside)
       x.inside.push_back(append(x.inside_pool, std::span<const uint32_t>(inner)));
     for (const auto& [p, id] : ids.of<Ipv4Prefix>().cidrs)
