@@ -3,10 +3,12 @@
 // policy_gen.h), TC filters on host-side interfaces (tc.h), socket hooks
 // (sockhooks.h), counters (counters.h), connection tracking (conntrack.cpp),
 // a record under /run/moat/<instance>/ that remembers names, what moat
-// created and the inputs (state.h), and the search of the kernel for what
-// belongs to an instance (sweep.h), so `moat down` removes exactly that and
-// nothing else, record or not. May use util/, config/, policy/, plan/;
-// nothing here parses a file.
+// created and the inputs (state.h), with the policy image that lets one
+// changed rule be applied without the rest (reconcile_one_rule()), and the
+// search of the kernel for what belongs to an instance (sweep.h), so `moat
+// down` removes exactly that and nothing else, record or not. May use
+// util/, config/, policy/, plan/; files are read with config/'s and
+// policy/'s readers, never here.
 //
 // dataplane.h is its public face: reconcile() (reconcile.h) is how desired
 // state reaches the kernel; apply() (apply.h) is the work it does under the

@@ -2,7 +2,8 @@
 // moat-native and Kubernetes objects from JSON and YAML (read.cpp, yaml.cpp),
 // one changed rule of a file found and read alone (edit.h, edit.cpp),
 // selection and merging (select.cpp), compiling into map entries, whole or
-// again for one changed rule (compile.cpp), and the two evaluators of a
+// again for one changed rule, in memory or from a saved image of the
+// compilation (compile.cpp), and the two evaluators of a
 // flow (evaluate.cpp). Pure code.
 // It depends on util/ and config/ (the file a policy applies to, and its
 // reader); config/ needs only model.h and read.h back.
