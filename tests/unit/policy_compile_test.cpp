@@ -1405,6 +1405,34 @@ Json change_document(const Json& policies, int i) {
   return doc;
 }
 
+// One rule of set `i`'s `policies` replaced by a generated one, the file
+// read whole: nullopt when it is not the same policies and rules counted
+// (the generator's way), with *none set when the generator gave nothing.
+struct Change {
+  size_t pi = 0, k = 0;
+  PolicyDirection dir = PolicyDirection::ingress;
+  Json next;
+  Config config;
+  std::string what;
+};
+
+std::optional<Change> next_change(std::mt19937& rng, const Json& policies, const Config& cfg, int i,
+                                  int step, bool* none) {
+  auto change = change_one_rule(rng, policies, i % 3 == 2);
+  *none = !change;
+  if (!change) return std::nullopt;
+  Change c;
+  c.pi = change->policy;
+  c.k = change->index;
+  c.dir = change->dir == 0 ? PolicyDirection::ingress : PolicyDirection::egress;
+  c.next = std::move(change->policies);
+  ParseResult r = parse_config(change_document(c.next, i).dump(), "test.json");
+  if (!r.problems.empty() || !r.config || !same_counts(cfg, *r.config, c.pi)) return std::nullopt;
+  c.config = std::move(*r.config);
+  c.what = "set " + std::to_string(i) + " step " + std::to_string(step) + ": " + c.next.dump();
+  return c;
+}
+
 // Generated policy sets, each changed rule by rule (up to 40 changes on one
 // compiler): the compiler's plan after every change is compile_policies()'
 // of the changed file, read again. Half the new rules keep the old one's
@@ -1426,16 +1454,16 @@ TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
     if (!want) continue;
     expect_same_plan(compiler.plan(), *want, "set " + std::to_string(i));
     for (int step = 0; step < 40; ++step) {
-      auto change = change_one_rule(rng, policies, i % 3 == 2);
-      if (!change) break;
-      const size_t pi = change->policy, k = change->index;
-      const int d = change->dir;
-      Json next = std::move(change->policies);
-      ParseResult r = parse_config(change_document(next, i).dump(), "test.json");
-      if (!r.problems.empty() || !r.config || !same_counts(cfg, *r.config, pi)) continue;
-      const PolicyDirection dir = d == 0 ? PolicyDirection::ingress : PolicyDirection::egress;
-      const std::string what =
-          "set " + std::to_string(i) + " step " + std::to_string(step) + ": " + next.dump();
+      bool none = false;
+      auto change = next_change(rng, policies, cfg, i, step, &none);
+      if (none) break;
+      if (!change) continue;
+      const size_t pi = change->pi, k = change->k;
+      const PolicyDirection dir = change->dir;
+      Json& next = change->next;
+      ParseResult r;
+      r.config = std::move(change->config);
+      const std::string& what = change->what;
       const size_t before = compiler.plan().entries.size();
       isolation_changed += cfg.policies[pi].isolates(dir) != r.config->policies[pi].isolates(dir);
       auto got = compiler.replace_rule(pi, dir, k, r.config->policies[pi].rules(dir)[k]);
@@ -1537,16 +1565,16 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
     // The image holds no ipcache: a change it makes must leave it as it was.
     PolicyPlan prev = compile_policies(cfg).value();
     for (int step = 0; step < 40; ++step) {
-      auto change = change_one_rule(rng, policies, i % 3 == 2);
-      if (!change) break;
-      const size_t pi = change->policy, k = change->index;
-      const int d = change->dir;
-      Json next = std::move(change->policies);
-      ParseResult r = parse_config(change_document(next, i).dump(), "test.json");
-      if (!r.problems.empty() || !r.config || !same_counts(cfg, *r.config, pi)) continue;
-      const PolicyDirection dir = d == 0 ? PolicyDirection::ingress : PolicyDirection::egress;
-      const std::string what =
-          "set " + std::to_string(i) + " step " + std::to_string(step) + ": " + next.dump();
+      bool none = false;
+      auto change = next_change(rng, policies, cfg, i, step, &none);
+      if (none) break;
+      if (!change) continue;
+      const size_t pi = change->pi, k = change->k;
+      const PolicyDirection dir = change->dir;
+      Json& next = change->next;
+      ParseResult r;
+      r.config = std::move(change->config);
+      const std::string& what = change->what;
       const size_t before = image->entries().size();
       const auto kept = image->entries();
       auto got = image->replace_rule(pi, dir, k, cfg.policies[pi].rules(dir)[k],

@@ -653,13 +653,19 @@ void add_ip_block_peers(const IpBlock& b, const Identities& ids, std::vector<uin
   peers.insert(peers.end(), inside.begin(), inside.end());
 }
 
-CompiledRule compile_rule(const Config& cfg, const Identities& ids, const Policy& p,
-                          const PolicyRule& r, uint32_t id) {
+// A rule compiled but for its peers.
+CompiledRule rule_without_peers(const PolicyRule& r, uint32_t id) {
   CompiledRule cr;
   cr.id = id;
   cr.deny = r.action == PolicyAction::deny;
   cr.any_peer = r.peers.empty();
   cr.ports = port_set(r);
+  return cr;
+}
+
+CompiledRule compile_rule(const Config& cfg, const Identities& ids, const Policy& p,
+                          const PolicyRule& r, uint32_t id) {
+  CompiledRule cr = rule_without_peers(r, id);
   for (const PolicyPeer& peer : r.peers) {
     switch (peer.kind) {
       case PolicyPeer::Kind::host:
@@ -1519,11 +1525,7 @@ struct PolicyImage::Data : ImageData {
   // `r` compiled as compile_rule() would; nullopt: a peer the image cannot
   // resolve (pods, or an ipBlock it does not have).
   std::optional<CompiledRule> compile(const PolicyRule& r, uint32_t id) const {
-    CompiledRule cr;
-    cr.id = id;
-    cr.deny = r.action == PolicyAction::deny;
-    cr.any_peer = r.peers.empty();
-    cr.ports = port_set(r);
+    CompiledRule cr = rule_without_peers(r, id);
     for (const PolicyPeer& peer : r.peers) {
       switch (peer.kind) {
         case PolicyPeer::Kind::host:
