@@ -1458,16 +1458,11 @@ TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
       auto change = next_change(rng, policies, cfg, i, step, &none);
       if (none) break;
       if (!change) continue;
-      const size_t pi = change->pi, k = change->k;
-      const PolicyDirection dir = change->dir;
-      Json& next = change->next;
-      ParseResult r;
-      r.config = std::move(change->config);
-      const std::string& what = change->what;
+      auto& [pi, k, dir, next, changed, what] = *change;
       const size_t before = compiler.plan().entries.size();
-      isolation_changed += cfg.policies[pi].isolates(dir) != r.config->policies[pi].isolates(dir);
-      auto got = compiler.replace_rule(pi, dir, k, r.config->policies[pi].rules(dir)[k]);
-      auto whole_plan = compile_policies(*r.config);
+      isolation_changed += cfg.policies[pi].isolates(dir) != changed.policies[pi].isolates(dir);
+      auto got = compiler.replace_rule(pi, dir, k, changed.policies[pi].rules(dir)[k]);
+      auto whole_plan = compile_policies(changed);
       ASSERT_EQ(got.has_value(), whole_plan.has_value()) << what;
       if (!got) {
         EXPECT_EQ(got.error().message(), whole_plan.error().message()) << what;
@@ -1476,11 +1471,11 @@ TEST(PolicyCompiler, EveryChangeGivesTheWholeCompilesPlan) {
       (*got ? partial : whole)++;
       if (*got && (before > 0 || !whole_plan->entries.empty())) partial_with_entries++;
       expect_same_plan(compiler.plan(), *whole_plan, what);
-      EXPECT_EQ(compiler.config().policies[pi].isolates(dir), r.config->policies[pi].isolates(dir))
+      EXPECT_EQ(compiler.config().policies[pi].isolates(dir), changed.policies[pi].isolates(dir))
           << what;
       if (HasFailure()) return;
       policies = std::move(next);
-      cfg = std::move(*r.config);
+      cfg = std::move(changed);
     }
   }
   // The generator must keep reaching every way.
@@ -1569,18 +1564,13 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
       auto change = next_change(rng, policies, cfg, i, step, &none);
       if (none) break;
       if (!change) continue;
-      const size_t pi = change->pi, k = change->k;
-      const PolicyDirection dir = change->dir;
-      Json& next = change->next;
-      ParseResult r;
-      r.config = std::move(change->config);
-      const std::string& what = change->what;
+      auto& [pi, k, dir, next, changed, what] = *change;
       const size_t before = image->entries().size();
       const auto kept = image->entries();
       auto got = image->replace_rule(pi, dir, k, cfg.policies[pi].rules(dir)[k],
-                                     r.config->policies[pi].rules(dir)[k]);
+                                     changed.policies[pi].rules(dir)[k]);
       ASSERT_TRUE(got.has_value()) << what << ": " << got.error().message();
-      auto whole = compile_policies(*r.config);
+      auto whole = compile_policies(changed);
       if (*got) {
         ASSERT_TRUE(whole.has_value()) << what;
         ++partial;
@@ -1596,7 +1586,7 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
         EXPECT_TRUE(same_bytes(image->entries(), kept))
             << what << ": a refused change changed the image";
         if (!whole) break;
-        image = image_of(*r.config);  // what the whole apply saves
+        image = image_of(changed);  // what the whole apply saves
         if (!image) break;
       }
       if (HasFailure()) return;
@@ -1606,14 +1596,14 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
         ASSERT_TRUE(again.has_value()) << what;
         // Changes do not grow it: at most a fifth more than its compile's.
         PolicyCompiler fresh;
-        ASSERT_TRUE(fresh.compile(*r.config));
+        ASSERT_TRUE(fresh.compile(changed));
         EXPECT_LE(bytes.size(), fresh.image().size() * 6 / 5 + 64) << what;
         EXPECT_TRUE(same_bytes(again->entries(), image->entries())) << what;
         image = std::move(*again);
         ++round_trips;
       }
       policies = std::move(next);
-      cfg = std::move(*r.config);
+      cfg = std::move(changed);
       prev = std::move(*whole);
     }
   }
