@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "policy/edit.h"
 #include "policy/policy.h"
 #include "policy_generator.h"
 
@@ -1705,6 +1706,33 @@ TEST(PolicyImage, ChangesDoNotGrowIt) {
   }
   EXPECT_TRUE(same_bytes(image->entries(), compile_policies(one).value().entries));
   EXPECT_LE(image->bytes().size(), fresh * 6 / 5 + 64);
+}
+
+// A moat policy whose policyTypes leave egress open may have egress denies
+// but no allow (the reader's problem): the image never takes one. Today the
+// check that the rule still applies refuses it as well (an ipBlock always
+// names its own CIDR identity, so the deny it replaces applied); the
+// policyTypes check keeps it refused should a rule the image takes ever
+// name no one.
+TEST(PolicyImage, AnAllowWherePolicyTypesLeaveTheDirectionOpenIsRefused) {
+  Config cfg = parse_ok(xyz_document(
+      J("[{'name': 'p', 'namespace': 'x', 'podSelector': {}, 'policyTypes': ['Ingress'],"
+        " 'ingress': [{'ports': [{'port': 80}]}],"
+        " 'egress': [{'action': 'deny', 'to': [{'ipBlock': {'cidr': '10.0.0.0/8'}}]}]}]")));
+  ASSERT_EQ(cfg.policies.size(), 1u);
+  ASSERT_EQ(cfg.policies[0].egress.size(), 1u);
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(cfg));
+  auto image = PolicyImage::from_bytes(compiler.image());
+  ASSERT_TRUE(image.has_value());
+  const auto kept = image->entries();
+  PolicyRule allow = cfg.policies[0].egress[0];
+  allow.action = PolicyAction::allow;
+  auto got = image->replace_rule(0, PolicyDirection::egress, 0, cfg.policies[0].egress[0], allow);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(*got);
+  EXPECT_TRUE(same_bytes(image->entries(), kept));
+  EXPECT_FALSE(policy_unchanged_by(cfg.policies[0], PolicyDirection::egress, 0, allow));
 }
 
 }  // namespace

@@ -1782,6 +1782,10 @@ Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t 
   auto was = x.compile(before, id);
   const CompiledRule old = x.rule(id);
   if (!was || !same_rule(*was, old)) return false;
+  // A moat policy whose policyTypes leave this direction open has no allow
+  // rule there: the reader refuses the file (policy_unchanged_by()).
+  if (p.explicit_types && !p.kubernetes && !p.isolates[di] && after.action == PolicyAction::allow)
+    return false;
   const uint32_t allows =
       p.allows[di] - (before.action == PolicyAction::allow) + (after.action == PolicyAction::allow);
   if (!p.kubernetes && !p.explicit_types && (allows > 0) != (p.isolates[di] != 0)) return false;
