@@ -444,15 +444,10 @@ std::optional<std::string> with_rule_row(std::string_view table, uint32_t id, Po
   auto rows = decode_rule_rows(table.substr(begin, end + 1 - begin));
   if (!rows || rows->size() != 1) return std::nullopt;
   const json& row = (*rows)[0];
-  RuleInfo r;
-  r.policy = row.value("policy", "");
-  r.ns = row.value("namespace", "");
-  r.direction = row.value("direction", "");
-  r.rule_index = row.value("index", -1);
-  if (r.direction != to_string(d) || r.rule_index != static_cast<int>(index)) return std::nullopt;
-  r.action = rule.action == PolicyAction::allow ? "allow" : "deny";
-  r.text =
-      r.ns + "/" + r.policy + " " + r.direction + "[" + std::to_string(index) + "]: " + rule.str(d);
+  if (row.value("direction", "") != to_string(d) ||
+      row.value("index", -1) != static_cast<int>(index))
+    return std::nullopt;
+  const RuleInfo r = rule_info(row.value("policy", ""), row.value("namespace", ""), d, index, rule);
   std::string out;
   out.reserve(table.size() + 256);
   out.append(table.substr(0, begin));

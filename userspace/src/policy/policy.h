@@ -86,6 +86,9 @@ struct RuleInfo {
 std::vector<RuleInfo> policy_rule_table(const Config& cfg);
 // The row of rule `i` of direction `d` of `p`.
 RuleInfo rule_info(const Policy& p, PolicyDirection d, size_t i);
+// The same for a rule of the policy `ns`/`policy` known by name (no source).
+RuleInfo rule_info(const std::string& policy, const std::string& ns, PolicyDirection d, size_t i,
+                   const PolicyRule& rule);
 
 struct PolicyPlan {
   bool active = false;  // any policy exists; when false both lists are empty

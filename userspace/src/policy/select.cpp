@@ -97,15 +97,23 @@ std::vector<Problem> merge_policy_file(Config& cfg, PolicyFile&& file) {
 }
 
 RuleInfo rule_info(const Policy& p, PolicyDirection d, size_t i) {
-  const PolicyRule& rule = p.rules(d)[i];
+  RuleInfo r = rule_info(p.name, p.ns, d, i, p.rules(d)[i]);
+  r.source = p.source;
+  return r;
+}
+
+RuleInfo rule_info(const std::string& policy, const std::string& ns, PolicyDirection d, size_t i,
+                   const PolicyRule& rule) {
   RuleInfo r;
-  r.policy = p.name;
-  r.ns = p.ns;
+  r.policy = policy;
+  r.ns = ns;
   r.direction = to_string(d);
   r.rule_index = static_cast<int>(i);
   r.action = rule.action == PolicyAction::allow ? "allow" : "deny";
   // Appended to one string: a sum of six makes a temporary each.
-  r.text = p.id();
+  r.text = ns;
+  r.text += '/';
+  r.text += policy;
   r.text += ' ';
   r.text += r.direction;
   r.text += '[';
@@ -113,7 +121,6 @@ RuleInfo rule_info(const Policy& p, PolicyDirection d, size_t i) {
   r.text += "]: ";
   r.text += rule.str(d);
   r.path = rule.path;
-  r.source = p.source;
   return r;
 }
 
