@@ -9,7 +9,9 @@
 # already: "changed": false), against `moat explain` (the record's rule
 # table has the new rule), and where the image cannot make the change (a
 # pod selector, a new ipBlock) the whole apply makes it. Then a fast apply
-# killed after the switch is finished by the next command.
+# killed after the switch is finished by the next command. Last, a file
+# kept in a blob: its change, the rule table's and the image's are kept as
+# patches, each read back by the next change.
 # The lab: tests/e2e/policy/ipblock.json (server 10.89.0.10, client .20,
 # other .30, all in namespace x, each serving 80/tcp).
 source "$(dirname "$0")/lib.sh"
@@ -121,5 +123,51 @@ check "(f) the next command (explain) settles it (no intent left)" \
   bash -c "! ls /run/moat/lab-$L/intent.json >/dev/null 2>&1"
 reaches "(f)" client
 whole_agrees "(f)" "$CLIENT_BLOCK"
+
+echo "(g) a file of 64 KiB and more (kept in a blob): the change is kept as a patch of it"
+# recorded_text STATE_DIR INPUT_FILE: whether the record's blob of the policy
+# file (a whole blob, or a patch: base[at, at+cut) replaced) gives its text.
+recorded_text() {
+  python3 - "$@" <<'PY'
+import json, struct, sys
+d, want = sys.argv[1], open(sys.argv[2], "rb").read()
+rec = json.load(open(d + "/record.json"))
+name = [f for f in rec["inputs"]["files"] if f["name"] == sys.argv[2]][0]["blob"]
+raw = open(d + "/blobs/" + name, "rb").read()
+if name.startswith("p-"):
+    assert raw[:8] == b"moatpch1"
+    size, at, cut = struct.unpack("<QQQ", raw[8:32])
+    base = open(d + "/blobs/" + name[2:].rsplit("-", 2)[0], "rb").read()
+    assert len(base) == size
+    raw = base[:at] + raw[32:] + base[at + cut:]
+print(name.split("-")[0] if name.startswith("p-") else "whole", "same" if raw == want else "differs")
+PY
+}
+PAD=$(printf '%*s' 70000 '')
+write_policy "$OTHER_BLOCK" "$PAD"
+apply_json "(g) rule 0 from other, padded"
+write_policy "$CLIENT_BLOCK" "$PAD"
+apply_json "(g1)"
+check "(g1) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
+got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
+check "(g1) the record keeps the file as a patch of its blob, byte for byte ($got)" [ "$got" = "p same" ]
+reaches "(g1)" client
+for step in g2 g3; do
+  [ $step = g2 ] && write_policy "$OTHER_BLOCK" "$PAD" || write_policy "$CLIENT_BLOCK" "$PAD"
+  apply_json "($step)"
+  # Found from the text the patch gives: a wrong one is not one rule's change.
+  check "($step) one rule again, from the patched text: $(one_rule)" \
+    [ "$(one_rule)" = "spec.ingress[0]" ]
+  got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
+  check "($step) still a patch of a whole blob, byte for byte ($got)" [ "$got" = "p same" ]
+  # The image too: the change from the saved image, which this step read
+  # with the previous step's patch (a wrong one refuses the change above).
+  check "($step) the image's change kept as a patch of it" \
+    test -s "/run/moat/lab-$L/policy.image.patch"
+done
+reaches "(g3)" client
+whole_agrees "(g3)" "$CLIENT_BLOCK"
+check "(g3) the whole apply saves its image whole, and no patch of another" \
+  test ! -e "/run/moat/lab-$L/policy.image.patch"
 
 finish

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "dataplane/state.h"
@@ -104,6 +105,90 @@ TEST(StateFiles, RewrittenOverTheClearedFile) {
   ASSERT_TRUE(rewrite_file_atomic(path, "fourth\n"));
   EXPECT_EQ(content(path), "fourth\n");
   EXPECT_NE(inode(path), first);
+}
+
+// A one-rule apply keeps its changed input file and rule table as patches
+// of their recorded blobs (put_blob_change()); each patch is made from the
+// previous one, so after any chain of changes the base and one patch must
+// give the text, byte for byte.
+TEST(BlobPatches, AnyChainOfChangesGivesTheText) {
+  std::mt19937 rng(17);
+  auto text = [&](size_t n) {
+    std::string s(n, ' ');
+    for (char& c : s) c = static_cast<char>('a' + rng() % 26);
+    return s;
+  };
+  for (int round = 0; round < 50; ++round) {
+    const std::string base = text(200 + rng() % 2000);
+    std::string cur = base;
+    BlobPatch p{base.size(), 0, 0, ""};
+    for (int step = 0; step < 40; ++step) {
+      const size_t begin = rng() % (cur.size() + 1);
+      const size_t cut = rng() % (std::min<size_t>(cur.size() - begin, 40) + 1);
+      const std::string bytes = text(rng() % 50);
+      p = merge_patch(p, cur, begin, cut, bytes);
+      cur.replace(begin, cut, bytes);
+      ASSERT_EQ(p.base_size, base.size());
+      ASSERT_LE(p.at + p.cut, base.size());
+      ASSERT_EQ(apply_patch(base, p), cur) << "round " << round << " step " << step;
+    }
+  }
+}
+
+// The same rule changed back and forth (a flapping rule, the bench's
+// change): the patch stays the size of that rule, never the file's.
+TEST(BlobPatches, ChangesInOnePlaceStaySmall) {
+  const std::string base(100000, 'x');
+  std::string cur = base;
+  BlobPatch p{base.size(), 0, 0, ""};
+  for (int step = 0; step < 100; ++step) {
+    const std::string bytes = step % 2 ? "10.0.0.0/8" : "192.168.0.0/16";
+    const size_t cut = step == 0 ? 10 : step % 2 ? 14 : 10;
+    p = merge_patch(p, cur, 5000, cut, bytes);
+    cur.replace(5000, cut, bytes);
+    ASSERT_EQ(apply_patch(base, p), cur);
+    EXPECT_LE(p.bytes.size(), 14u);
+  }
+}
+
+// A one-rule apply keeps its policy image as the ranges where it differs
+// from the saved one, a range per section that changed (section_splices());
+// sections grow, shrink and change anywhere, and the ranges must give the
+// new image back exactly, each no longer than its section's change.
+TEST(ImageSplices, AnyChangeOfSectionsGivesTheNewImage) {
+  std::mt19937 rng(29);
+  auto image = [](const std::vector<std::string>& sections) {
+    std::string out = "moatimgX";
+    for (const auto& s : sections) {
+      const uint64_t n = s.size();
+      out.append(reinterpret_cast<const char*>(&n), sizeof n);
+      out += s;
+    }
+    return out;
+  };
+  for (int round = 0; round < 300; ++round) {
+    std::vector<std::string> a(1 + rng() % 8);
+    for (auto& s : a)
+      for (size_t n = rng() % 300; n > 0; --n) s += static_cast<char>('a' + rng() % 3);
+    std::vector<std::string> b = a;
+    size_t changed = 0;
+    for (auto& s : b) {
+      if (rng() % 2) continue;
+      const size_t at = rng() % (s.size() + 1);
+      s.replace(at, rng() % (s.size() - at + 1), std::string(rng() % 20, 'z'));
+      ++changed;
+    }
+    const std::string base = image(a), now = image(b);
+    auto splices = section_splices(base, now);
+    ASSERT_TRUE(splices);
+    EXPECT_LE(splices->size(), changed);
+    EXPECT_EQ(apply_splices(base, *splices), now) << "round " << round;
+  }
+  // Not of that shape: refused, not guessed.
+  EXPECT_FALSE(section_splices(image({"abc"}), image({"abc", "d"})));
+  EXPECT_FALSE(section_splices(image({"abc"}), "moatimgY" + image({"abc"}).substr(8)));
+  std::string cut = image({"abcdef"});
+  EXPECT_FALSE(section_splices(cut, cut.substr(0, cut.size() - 1)));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -72,6 +73,28 @@ void prefault(uintptr_t from, size_t bytes) {
   }).detach();
 }
 
+// `bytes` of the heap held to the exit and never touched past their header
+// (a leak by intent), so that the blocks after them begin on a huge page.
+void skip_small_pages(size_t bytes) {
+  static void* const below = malloc(bytes);
+  (void)below;
+}
+
+// Where the heap's mapping begins ("[heap]"); 0 when not found.
+uintptr_t heap_start() {
+  FILE* maps = std::fopen("/proc/self/maps", "re");
+  if (!maps) return 0;
+  char line[512];
+  unsigned long lo = 0, hi = 0, found = 0;
+  while (std::fgets(line, sizeof line, maps))
+    if (std::strstr(line, "[heap]") && std::sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
+      found = lo;
+      break;
+    }
+  std::fclose(maps);
+  return found;
+}
+
 // The heap on transparent huge pages (THP in "madvise" mode, Debian's
 // default). A policy of 100,000 rules allocates some 10^6 small objects:
 // on this VM validating one took 0.75 s with 34,000 page faults, 0.30 s
@@ -88,11 +111,18 @@ void heap_on_huge_pages(size_t input) {
     return;
   void* grow = malloc(kHuge);  // more than the top holds: the heap grows by it and the pad
   if (!grow) return;
-  auto from = (reinterpret_cast<uintptr_t>(grow) + kHuge - 1) & ~(kHuge - 1);
+  // From the heap's first whole huge page: advised from `grow`'s next one
+  // instead, the input file's text (the first large block, carved at
+  // `grow`) began on up to 2 MiB of small pages, 6-10 ms of its 10 MB read.
+  const auto at = reinterpret_cast<uintptr_t>(grow);
+  uintptr_t start = heap_start();
+  if (start == 0 || start > at) start = at;
+  auto from = (start + kHuge - 1) & ~(kHuge - 1);
   auto to = reinterpret_cast<uintptr_t>(sbrk(0)) & ~(kHuge - 1);
   if (to <= from) return free(grow);
   madvise(reinterpret_cast<void*>(from), to - from, MADV_HUGEPAGE);
   free(grow);
+  if (from > at + 4096) skip_small_pages(from - at - 64);
   prefault(from, std::min<size_t>((input * 16 + kHuge - 1) & ~(kHuge - 1), to - from));
 }
 

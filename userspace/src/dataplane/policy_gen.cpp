@@ -207,7 +207,13 @@ constexpr uint32_t kSnapLayout = sizeof(moat_lpm_v4_key) | sizeof(moat_lpm_v6_ke
                                  (sizeof(moat_ipcache_val) + sizeof(moat_policy_val)) << 24;
 
 void save_snapshot(const GenerationStore& store, uint32_t slot, const Snapshot& s) {
-  std::string out(kSnapMagic, sizeof(kSnapMagic));
+  std::string out;
+  // Reserved whole: grown by doubling, 2 MB of entries were copied twice.
+  out.reserve(sizeof kSnapMagic + 64 +
+              s.ipcache.size() * (sizeof(moat_lpm_v4_key) + sizeof(moat_ipcache_val)) +
+              s.ipcache6.size() * (sizeof(moat_lpm_v6_key) + sizeof(moat_ipcache_val)) +
+              s.entries.size() * (sizeof(moat_policy_key) + sizeof(moat_policy_val)));
+  out.append(kSnapMagic, sizeof(kSnapMagic));
   put_raw(out, kSnapLayout);
   put_raw(out, s.rev);
   put_raw(out, s.ids);
@@ -484,21 +490,21 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
   return true;
 }
 
-void reset_rule_hits(const endpoint_bpf& skel, uint32_t n) {
+void reset_rule_hits(const endpoint_bpf& skel, uint32_t n, uint32_t first) {
   if (n == 0) return;
   int ncpu = libbpf_num_possible_cpus();
   size_t per_key = ncpu > 0 ? static_cast<size_t>(ncpu) : 1;
   // One system call for all of them: 65,536 rules one by one took longer
   // than writing a changed generation.
   std::vector<uint32_t> ids(n);
-  for (uint32_t id = 0; id < n; ++id) ids[id] = id;
+  for (uint32_t i = 0; i < n; ++i) ids[i] = first + i;
   std::vector<uint64_t> zeros(per_key * n, 0);
   uint32_t count = n;
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
   if (bpf_map_update_batch(bpf_map__fd(skel.maps.rule_hits), ids.data(), zeros.data(), &count,
                            &opts) == 0)
     return;
-  for (uint32_t id = 0; id < n; ++id)
+  for (uint32_t id : ids)
     bpf_map__update_elem(skel.maps.rule_hits, &id, sizeof(id), zeros.data(),
                          per_key * sizeof(uint64_t), 0);
 }

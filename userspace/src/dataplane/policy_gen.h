@@ -94,8 +94,8 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
                             bool active, uint32_t last_rev, bool dry_run, uint32_t* rev,
                             const GenerationStore& store = {}, GracePeriod* gp = nullptr);
 
-// Rule hit counters 0..n-1 back to zero on every CPU: a new revision numbers
-// its rules anew.
-void reset_rule_hits(const endpoint_bpf& skel, uint32_t n);
+// Rule hit counters first..first+n-1 back to zero on every CPU: a new
+// revision numbers its rules anew (a one-rule change only the changed one).
+void reset_rule_hits(const endpoint_bpf& skel, uint32_t n, uint32_t first = 0);
 
 }  // namespace moat

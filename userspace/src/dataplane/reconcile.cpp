@@ -138,21 +138,37 @@ json policy_places(const Config& cfg) {
 // it: the record's policy revision and inputs. A record written by anything
 // else (an agent, a settle, an apply that made no image) does not match the
 // tag, and the image is not used.
-Result<void> save_policy_image(const std::string& instance, const json& places,
-                               std::string_view image) {
+Result<std::string> image_tag(const std::string& instance, const json& places) {
   auto rec = read_record(instance, false);
   if (!rec) return std::unexpected(rec.error());
   const json tag = {{"policy_rev", rec->value("state", json::object()).value("policy_rev", 0u)},
                     {"inputs", rec->value("inputs", json::object())},
                     {"policies", places}};
-  const std::string t = tag.dump();
-  const uint64_t n = t.size();
-  std::string out;
-  out.reserve(sizeof n + t.size() + image.size());
-  out.append(reinterpret_cast<const char*>(&n), sizeof n);
-  out += t;
-  out += image;
-  return write_file_atomic(image_file(instance), out);
+  return tag.dump();
+}
+
+// A one-rule apply's image as the ranges where it differs from the saved
+// one (section_splices()), beside it: writing the whole 8 MB image again
+// was 4-7 ms of a 100,000-rule change. It holds its own tag and the saved
+// image's, so that it applies to that image only.
+std::string image_patch_file(const std::string& instance) {
+  return state_dir(instance) + "/policy.image.patch";
+}
+constexpr char kImagePatchMagic[8] = {'m', 'o', 'a', 't', 'i', 'p', 't', '1'};
+
+std::string_view u64_bytes(const uint64_t& v) {
+  return {reinterpret_cast<const char*>(&v), sizeof v};
+}
+
+Result<void> save_policy_image(const std::string& instance, const json& places,
+                               std::string_view image) {
+  auto t = image_tag(instance, places);
+  if (!t) return std::unexpected(t.error());
+  // A patch of the image written over would be of another image.
+  if (unlink(image_patch_file(instance).c_str()) != 0 && errno != ENOENT)
+    return fail_errno("remove " + image_patch_file(instance), errno);
+  const uint64_t n = t->size();
+  return write_file_atomic(image_file(instance), {u64_bytes(n), *t, image});
 }
 
 // apply(), then the record of what the kernel holds and of what it came from.
@@ -408,10 +424,60 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
 // One rule changed (reconcile_one_rule())
 
 struct SavedImage {
-  json tag;
-  std::string bytes;
-  size_t image_at = 0;
+  json tag;             // the saved image's, or its patch's when there is one
+  std::string bytes;    // policy.image: a tag, then the image
+  size_t image_at = 0;  // where the image begins
+  std::string patched;  // the image its patch makes; empty: no patch
+  std::string_view base_tag() const {
+    return std::string_view(bytes).substr(sizeof(uint64_t), image_at - sizeof(uint64_t));
+  }
+  std::string_view base_image() const { return std::string_view(bytes).substr(image_at); }
+  std::string_view image() const { return patched.empty() ? base_image() : patched; }
 };
+
+// Takes a u64 and then that many bytes off the front of `in`.
+std::optional<std::string_view> take_sized(std::string_view& in) {
+  uint64_t n = 0;
+  if (in.size() < sizeof n) return std::nullopt;
+  std::memcpy(&n, in.data(), sizeof n);
+  in.remove_prefix(sizeof n);
+  if (n > in.size()) return std::nullopt;
+  std::string_view out = in.substr(0, n);
+  in.remove_prefix(n);
+  return out;
+}
+
+// The patch file's tag and ranges, if it is a patch of `s`'s image.
+std::optional<std::pair<json, std::vector<BlobPatch>>> read_image_patch(const std::string& instance,
+                                                                        const SavedImage& s) {
+  auto f = read_whole(image_patch_file(instance));
+  if (!f || !*f) return std::nullopt;
+  std::string_view in = **f;
+  if (!in.starts_with({kImagePatchMagic, sizeof kImagePatchMagic})) return std::nullopt;
+  in.remove_prefix(sizeof kImagePatchMagic);
+  auto tag = take_sized(in);
+  auto of = take_sized(in);
+  uint64_t count = 0;
+  if (!tag || !of || *of != s.base_tag() || in.size() < sizeof count) return std::nullopt;
+  std::memcpy(&count, in.data(), sizeof count);
+  in.remove_prefix(sizeof count);
+  std::vector<BlobPatch> splices;
+  const size_t size = s.base_image().size();
+  for (uint64_t i = 0, end = 0; i < count; ++i) {
+    uint64_t at = 0, cut = 0;
+    if (in.size() < 2 * sizeof at) return std::nullopt;
+    std::memcpy(&at, in.data(), sizeof at);
+    std::memcpy(&cut, in.data() + sizeof at, sizeof cut);
+    in.remove_prefix(2 * sizeof at);
+    auto bytes = take_sized(in);
+    if (!bytes || at < end || at > size || cut > size - at) return std::nullopt;
+    end = at + cut;
+    splices.push_back({size, at, cut, std::string(*bytes)});
+  }
+  json t = json::parse(*tag, nullptr, false);
+  if (!in.empty() || !t.is_object()) return std::nullopt;
+  return std::pair{std::move(t), std::move(splices)};
+}
 
 std::optional<SavedImage> load_policy_image(const std::string& instance) {
   auto f = read_whole(image_file(instance));
@@ -425,13 +491,52 @@ std::optional<SavedImage> load_policy_image(const std::string& instance) {
   s.tag = json::parse(std::string_view(s.bytes).substr(sizeof n, n), nullptr, false);
   if (!s.tag.is_object()) return std::nullopt;
   s.image_at = sizeof n + n;
+  // A patch of another image (left by a crash) is not this one's: the
+  // image's own tag then decides.
+  if (auto p = read_image_patch(instance, s)) {
+    s.tag = std::move(p->first);
+    s.patched = apply_splices(s.base_image(), p->second);
+  }
   return s;
 }
 
-// The rule table (encode_rule_rows()) with row `id` made the row of `rule`,
-// rule `index` of direction `d` of the same policy; nullopt when the row is
-// not that one.
-std::optional<std::string> with_rule_row(std::string_view table, uint32_t id, PolicyDirection d,
+// The image `now` saved as a patch of the saved one, or whole when the
+// patch would be more than an eighth of it (and 4 KiB).
+Result<void> save_image_change(const std::string& instance, const json& places,
+                               const SavedImage& saved, std::string_view now) {
+  auto splices = section_splices(saved.base_image(), now);
+  size_t bytes = 0;
+  if (splices)
+    for (const BlobPatch& p : *splices) bytes += p.bytes.size() + 24;
+  if (!splices || bytes > std::max<size_t>(saved.base_image().size() / 8, 4096))
+    return save_policy_image(instance, places, now);
+  auto t = image_tag(instance, places);
+  if (!t) return std::unexpected(t.error());
+  std::string out(kImagePatchMagic, sizeof kImagePatchMagic);
+  out.reserve(out.size() + t->size() + saved.base_tag().size() + bytes + 32);
+  for (std::string_view part : {std::string_view(*t), saved.base_tag()}) {
+    out += u64_bytes(part.size());
+    out += part;
+  }
+  out += u64_bytes(splices->size());
+  for (const BlobPatch& p : *splices) {
+    out += u64_bytes(p.at);
+    out += u64_bytes(p.cut);
+    out += u64_bytes(p.bytes.size());
+    out += p.bytes;
+  }
+  return write_file_atomic(image_patch_file(instance), out);
+}
+
+// Row `id` of the rule table (encode_rule_rows()) made the row of `rule`,
+// rule `index` of direction `d` of the same policy: the row's bytes
+// [begin, begin + cut) and what replaces them; nullopt when the row is not
+// that one.
+struct RowChange {
+  size_t begin = 0, cut = 0;
+  std::string row;
+};
+std::optional<RowChange> rule_row_change(std::string_view table, uint32_t id, PolicyDirection d,
                                          size_t index, const PolicyRule& rule) {
   size_t begin = 0;
   for (uint32_t n = 0; n < id; ++n) {
@@ -448,12 +553,7 @@ std::optional<std::string> with_rule_row(std::string_view table, uint32_t id, Po
       row.value("index", -1) != static_cast<int>(index))
     return std::nullopt;
   const RuleInfo r = rule_info(row.value("policy", ""), row.value("namespace", ""), d, index, rule);
-  std::string out;
-  out.reserve(table.size() + 256);
-  out.append(table.substr(0, begin));
-  out += encode_rule_rows({r});
-  out.append(table.substr(end + 1));
-  return out;
+  return RowChange{begin, end + 1 - begin, encode_rule_rows({r})};
 }
 
 // The text of input file `f` of a record's inputs.
@@ -472,7 +572,10 @@ struct OneRule {
   RuleSpan span;
   PolicyRule after;
   uint32_t id = 0;
-  std::string rules;  // the rule table with the rule's new row
+  size_t file = 0;     // the changed input file
+  std::string before;  // its recorded text
+  std::string rules;   // the recorded rule table
+  RowChange row;       // and the change of the rule's row
 };
 
 // Whether the change from the record's inputs to `inputs` is one rule the
@@ -500,7 +603,7 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
   // under the same names (a name decides how a file is read, YAML or JSON,
   // and is the source the record and messages show).
   std::optional<size_t> changed;
-  std::string before;
+  std::string& before = o.before;
   for (size_t i = 0; i < files.size(); ++i) {
     if (files[i].value("name", "") != inputs.files[i].name) return std::nullopt;
     auto old = recorded_text(instance, files[i]);
@@ -511,6 +614,7 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
     before = std::move(*old);
   }
   if (!changed) return std::nullopt;
+  o.file = *changed;
   const InputFile& file = inputs.files[*changed];
   if (policy_read::looks_like_yaml(file.text, file.name) ||
       policy_read::looks_like_yaml(before, file.name))
@@ -550,7 +654,7 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
     auto ip = index_of.ipv4(u.value("name", ""));
     if (!ip || Ipv4::from_be(*ip).str() != u.value("ip", "")) return std::nullopt;
   }
-  auto image = PolicyImage::from_bytes(std::string_view(o.saved.bytes).substr(o.saved.image_at));
+  auto image = PolicyImage::from_bytes(o.saved.image());
   if (!image) return std::nullopt;
   o.image = std::move(*image);
   auto id = o.image.rule_id(*policy, o.span.dir, o.span.index);
@@ -563,10 +667,33 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
   if (!pol.contains("rules_blob") || !pol["rules_blob"].is_string()) return std::nullopt;
   auto table = read_blob(instance, pol["rules_blob"].get<std::string>());
   if (!table) return std::nullopt;
-  auto rows = with_rule_row(*table, o.id, o.span.dir, o.span.index, o.after);
-  if (!rows) return std::nullopt;
-  o.rules = std::move(*rows);
+  auto row = rule_row_change(*table, o.id, o.span.dir, o.span.index, o.after);
+  if (!row) return std::nullopt;
+  o.rules = std::move(*table);
+  o.row = std::move(*row);
   return o;
+}
+
+// The record's inputs with the changed file's new text: a patch of its
+// recorded blob (put_blob_change()), inline when short (as stage_inputs()
+// keeps it); the other files are the recorded ones.
+Result<json> stage_changed_file(const std::string& instance, const json& recorded, const OneRule& o,
+                                const InputFile& file) {
+  json staged = recorded;
+  json& f = staged["files"][o.file];
+  if (file.text.size() < kInlineInputBytes) {
+    f.erase("blob");
+    f["text"] = file.text;
+    return staged;
+  }
+  const std::string was = f.contains("blob") ? f["blob"].get<std::string>() : "";
+  auto name = put_blob_change(
+      instance, was, o.before, o.span.begin, o.span.end_before - o.span.begin,
+      std::string_view(file.text).substr(o.span.begin, o.span.end_after - o.span.begin));
+  if (!name) return std::unexpected(name.error());
+  f.erase("text");
+  f["blob"] = *name;
+  return staged;
 }
 
 // A record or tag of unexpected shape is the whole apply's to judge.
@@ -596,11 +723,16 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
   auto held = read_policy_rev(*skel->get());
   if (!held || *held != state.value("policy_rev", 0u)) return whole;
   clock.lap("resolve");
-  // As every apply: the inputs and the intent on disk before the kernel changes.
-  auto staged = stage_inputs(instance, inputs, kInlineInputBytes);
-  if (!staged) {
+  // As every apply: the inputs and the intent on disk before the kernel
+  // changes; the changed file and the rule table as patches of their blobs.
+  auto staged = stage_changed_file(instance, o->rec["inputs"], *o, inputs.files[o->file]);
+  Result<std::string> rules_blob = fail("not staged");
+  if (staged)
+    rules_blob = put_blob_change(instance, state["policy"].value("rules_blob", ""), o->rules,
+                                 o->row.begin, o->row.cut, o->row.row);
+  if (!staged || !rules_blob) {
     drop_unrecorded_blobs(instance);
-    return std::unexpected(staged.error());
+    return std::unexpected(!staged ? staged.error() : rules_blob.error());
   }
   const json intent = {{"options", options_json(opt)},
                        {"interfaces", json::array()},
@@ -620,10 +752,9 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
                                   false, &rev, GenerationStore{state_dir(instance)}, &gp);
     if (!changed) return std::unexpected(changed.error());
     rep.policy_changed = *changed;
-    // A new revision numbers its rules anew: their hit counters start over.
-    if (*changed)
-      reset_rule_hits(*skel->get(), static_cast<uint32_t>(
-                                        std::min<size_t>(o->image.rule_count(), MOAT_MAX_RULES)));
+    // Every other rule keeps its id and its meaning, so its count goes on;
+    // the changed one's starts over (a whole apply numbers them all anew).
+    if (*changed && o->id < MOAT_MAX_RULES) reset_rule_hits(*skel->get(), 1, o->id);
     return failpoint("swap-policy");
   };
   if (auto r = kernel(); !r) {
@@ -636,8 +767,7 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
   state["policy_rev_max"] = std::max(state.value("policy_rev_max", 0u), rev);
   json& pol = state["policy"];
   pol["entries"] = o->image.entries().size();
-  pol.erase("rules_blob");
-  pol["rules_text"] = std::move(o->rules);
+  pol["rules_blob"] = *rules_blob;
   // Failing from here, the kernel is ahead of the record and the intent
   // stays: the next command settles it forward.
   if (auto r = write_record(instance, state, *staged, options_json(opt)); !r)
@@ -645,7 +775,7 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
   if (auto r = failpoint("record"); !r) return std::unexpected(r.error());
   clock.lap("record");
   if (opt.keep_policy_image)
-    (void)save_policy_image(instance, o->saved.tag["policies"], o->image.bytes());
+    (void)save_image_change(instance, o->saved.tag["policies"], o->saved, o->image.bytes());
   if (auto r = clear_intent(instance); !r) return std::unexpected(r.error());
   clock.lap("finish");
   rep.policy_rev = rev;

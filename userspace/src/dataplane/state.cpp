@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -73,16 +75,32 @@ Result<std::optional<std::string>> read_whole(const std::string& path) {
     if (errno == ENOENT) return std::nullopt;
     return fail_errno("read " + path, errno);
   }
-  std::string out;
   struct stat st {};
-  if (fstat(fd.get(), &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail_errno("read " + path, errno);
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+  size_t want = fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0;
+  // Read straight into the string, neither zeroed first nor copied through
+  // a buffer: a 10 MB blob is touched once. A byte more than the size, so
+  // that the read seeing the end needs no growth; and room for a patch to
+  // be applied in place (get_blob()). A file of no size (procfs: a sysctl
+  // read at an offset past 0 reads nothing) is read in one go of 64 KiB.
+  std::string out;
+  size_t have = 0;
+  for (size_t room = want ? want + (want >> 6) + 1 : 1 << 16;;
+       room = std::max(room * 2, have + (1 << 16))) {
+    int err = 0;
+    out.resize_and_overwrite(room, [&](char* p, size_t n) {
+      while (have < n) {
+        ssize_t got = read(fd.get(), p + have, n - have);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+          err = got < 0 ? errno : 0;
+          return have;
+        }
+        have += static_cast<size_t>(got);
+      }
+      return have;
+    });
+    if (err) return fail_errno("read " + path, err);
+    if (have < room) break;  // the end was seen
   }
   return out;
 }
@@ -119,13 +137,85 @@ Result<std::string> put_blob(const std::string& instance, std::string_view bytes
   return fail("no free name in " + blob_dir(instance) + " for " + base);
 }
 
-Result<std::string> get_blob(const std::string& instance, const std::string& name) {
-  if (name.empty() || name.find('/') != std::string::npos || name[0] == '.')
-    return fail("\"" + name + "\" is no blob name");
+// ---- patches ------------------------------------------------------------------------------
+//
+// A blob named "p-<base>-<hash>-<size>" is a patch: blob <base>'s bytes
+// with one range replaced. A one-rule change writes its 10 MB input file
+// and 11 MB rule table this way, as the few bytes that changed (the whole
+// blobs took a fifth of the change). Its base is always a whole blob, so a
+// read is one whole blob and one splice; a patch of a patch is made anew
+// from the base, covering both ranges, and a patch that grows past a
+// sixteenth of its text is written whole instead. Content hashes and
+// hex digits never start with "p", so no whole blob's name looks like one.
+
+constexpr char kPatchMagic[8] = {'m', 'o', 'a', 't', 'p', 'c', 'h', '1'};
+
+bool is_patch_name(std::string_view name) { return name.starts_with("p-"); }
+
+// The base of patch `name`: its name without "p-" and the last two fields.
+std::string patch_base(std::string_view name) {
+  name.remove_prefix(2);
+  for (int i = 0; i < 2; ++i) {
+    size_t dash = name.rfind('-');
+    name = name.substr(0, dash == std::string_view::npos ? 0 : dash);
+  }
+  return std::string(name);
+}
+
+std::string encode_patch(const BlobPatch& p) {
+  std::string out(kPatchMagic, sizeof kPatchMagic);
+  for (uint64_t v : {p.base_size, p.at, p.cut}) out.append(reinterpret_cast<const char*>(&v), 8);
+  out += p.bytes;
+  return out;
+}
+
+Result<BlobPatch> decode_patch(std::string_view in) {
+  BlobPatch p;
+  if (in.size() < sizeof kPatchMagic + 24 || !in.starts_with({kPatchMagic, sizeof kPatchMagic}))
+    return fail("not a patch");
+  in.remove_prefix(sizeof kPatchMagic);
+  for (uint64_t* v : {&p.base_size, &p.at, &p.cut}) {
+    std::memcpy(v, in.data(), 8);
+    in.remove_prefix(8);
+  }
+  if (p.at > p.base_size || p.cut > p.base_size - p.at) return fail("a patch out of its base");
+  p.bytes = in;
+  return p;
+}
+
+bool valid_blob_name(const std::string& name) {
+  return !name.empty() && name.find('/') == std::string::npos && name[0] != '.';
+}
+
+Result<std::string> read_blob_file(const std::string& instance, const std::string& name) {
+  if (!valid_blob_name(name)) return fail("\"" + name + "\" is no blob name");
   auto have = read_whole(blob_dir(instance) + "/" + name);
   if (!have) return std::unexpected(have.error());
   if (!*have) return fail(blob_dir(instance) + "/" + name + " is missing");
   return std::move(**have);
+}
+
+Result<BlobPatch> read_patch(const std::string& instance, const std::string& name) {
+  auto file = read_blob_file(instance, name);
+  if (!file) return std::unexpected(file.error());
+  auto p = decode_patch(*file);
+  if (!p) return fail(blob_dir(instance) + "/" + name + ": " + p.error().message());
+  return p;
+}
+
+Result<std::string> get_blob(const std::string& instance, const std::string& name) {
+  if (!is_patch_name(name)) return read_blob_file(instance, name);
+  auto p = read_patch(instance, name);
+  if (!p) return std::unexpected(p.error());
+  const std::string base_name = patch_base(name);
+  if (is_patch_name(base_name)) return fail("patch " + name + " has a patch for its base");
+  auto base = read_blob_file(instance, base_name);
+  if (!base) return std::unexpected(base.error());
+  if (base->size() != p->base_size)
+    return fail("patch " + name + " does not fit its base " + base_name);
+  // In place, in the room read_whole() left: no second copy of 10 MB.
+  base->replace(p->at, p->cut, p->bytes);
+  return std::move(*base);
 }
 
 // Input files' texts out of `inputs` into blobs ("text" -> "blob"), but
@@ -167,9 +257,11 @@ Result<void> inputs_from_blobs(const std::string& instance, json& inputs) {
 void blob_names(const json& j, std::set<std::string>& names) {
   if (j.is_object()) {
     for (const auto& [k, v] : j.items()) {
-      if ((k == "blob" || k == "rules_blob") && v.is_string())
+      if ((k == "blob" || k == "rules_blob") && v.is_string()) {
         names.insert(v.get<std::string>());
-      else
+        if (is_patch_name(v.get_ref<const std::string&>()))
+          names.insert(patch_base(v.get_ref<const std::string&>()));
+      } else
         blob_names(v, names);
     }
   } else if (j.is_array()) {
@@ -251,6 +343,124 @@ Result<void> state_from_blobs(const std::string& instance, json& state) {
 
 Result<std::string> read_blob(const std::string& instance, const std::string& name) {
   return get_blob(instance, name);
+}
+
+std::string apply_patch(std::string_view base, const BlobPatch& p) {
+  std::string out;
+  out.reserve(base.size() - p.cut + p.bytes.size());
+  out.append(base.substr(0, p.at));
+  out += p.bytes;
+  out.append(base.substr(p.at + p.cut));
+  return out;
+}
+
+std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std::string_view now) {
+  constexpr size_t kHead = 8;
+  if (base.size() < kHead || now.size() < kHead || base.substr(0, kHead) != now.substr(0, kHead))
+    return std::nullopt;
+  // The next section of `v` at `at`: its length with its size field; 0 when cut short.
+  auto section = [](std::string_view v, size_t at) -> size_t {
+    uint64_t n = 0;
+    if (v.size() - at < sizeof n) return 0;
+    std::memcpy(&n, v.data() + at, sizeof n);
+    return n > v.size() - at - sizeof n ? 0 : sizeof n + n;
+  };
+  std::vector<BlobPatch> out;
+  size_t a = kHead, b = kHead;
+  while (a < base.size() && b < now.size()) {
+    const size_t na = section(base, a), nb = section(now, b);
+    if (na == 0 || nb == 0) return std::nullopt;
+    std::string_view x = base.substr(a, na), y = now.substr(b, nb);
+    if (x != y) {
+      const size_t pre = static_cast<size_t>(
+          std::mismatch(x.begin(), x.end(), y.begin(), y.end()).first - x.begin());
+      size_t suf = 0;
+      while (suf < std::min(na, nb) - pre && x[na - 1 - suf] == y[nb - 1 - suf]) ++suf;
+      out.push_back(
+          {base.size(), a + pre, na - pre - suf, std::string(y.substr(pre, nb - pre - suf))});
+    }
+    a += na;
+    b += nb;
+  }
+  if (a != base.size() || b != now.size()) return std::nullopt;
+  return out;
+}
+
+std::string apply_splices(std::string_view base, const std::vector<BlobPatch>& splices) {
+  std::string out;
+  size_t grow = 0;
+  for (const BlobPatch& p : splices) grow += p.bytes.size();
+  out.reserve(base.size() + grow);
+  size_t at = 0;
+  for (const BlobPatch& p : splices) {
+    out.append(base.substr(at, p.at - at));
+    out += p.bytes;
+    at = p.at + p.cut;
+  }
+  out.append(base.substr(at));
+  return out;
+}
+
+BlobPatch merge_patch(const BlobPatch& was, std::string_view before, size_t begin, size_t cut,
+                      std::string_view bytes) {
+  // `after`[from, to): the text after the change, not made whole.
+  auto after = [&](size_t from, size_t to) {
+    std::string out;
+    out.reserve(to - from);
+    auto take = [&](std::string_view part, size_t at) {  // `part` lies at `at` in after
+      size_t lo = std::max(from, at), hi = std::min(to, at + part.size());
+      if (lo < hi) out.append(part.substr(lo - at, hi - lo));
+    };
+    take(before.substr(0, begin), 0);
+    take(bytes, begin);
+    take(before.substr(begin + cut), begin + bytes.size());
+    return out;
+  };
+  // A patch that changes nothing has no range to cover.
+  if (was.cut == 0 && was.bytes.empty())
+    return {before.size(), begin, cut, after(begin, begin + bytes.size())};
+  // Both ranges as one: from the first byte either touches to the last, in
+  // `before` (end_b), the base (end_base) and after the change (end_a).
+  const size_t from = std::min<size_t>(was.at, begin);
+  const size_t end_b = std::max<size_t>(was.at + was.bytes.size(), begin + cut);
+  const size_t end_base = end_b - was.bytes.size() + was.cut;
+  const size_t end_a = end_b - cut + bytes.size();
+  return {was.base_size, from, end_base - from, after(from, end_a)};
+}
+
+Result<std::string> put_blob_change(const std::string& instance, const std::string& was,
+                                    std::string_view before, size_t begin, size_t cut,
+                                    std::string_view bytes) {
+  if (begin > before.size() || cut > before.size() - begin) return fail("a change out of its text");
+  const size_t size = before.size() - cut + bytes.size();
+  auto whole = [&] {
+    return put_blob(instance, apply_patch(before, {before.size(), begin, cut, std::string(bytes)}));
+  };
+  // The patch `was` already is, in its base's terms; none: `before` is its base.
+  BlobPatch old{before.size(), 0, 0, {}};
+  std::string base = was;
+  if (is_patch_name(was)) {
+    auto p = read_patch(instance, was);
+    if (!p) return std::unexpected(p.error());
+    if (p->base_size - p->cut + p->bytes.size() != before.size())
+      return fail("patch " + was + " is not of the text it is said to be");
+    old = std::move(*p);
+    base = patch_base(was);
+  }
+  const BlobPatch p = merge_patch(old, before, begin, cut, bytes);
+  if (!valid_blob_name(base) || p.bytes.size() > std::max<size_t>(size / 16, 4096)) return whole();
+  const std::string file = encode_patch(p);
+  char tail[48];
+  std::snprintf(tail, sizeof tail, "-%016zx-%zu", std::hash<std::string_view>{}(file), size);
+  const std::string name = "p-" + base + tail;
+  const std::string path = blob_dir(instance) + "/" + name;
+  auto have = read_whole(path);
+  if (!have) return std::unexpected(have.error());
+  if (*have && **have == file) return name;
+  // Taken by other bytes (a hash collision): whole, under a name of its own.
+  if (*have) return whole();
+  if (auto r = write_file_atomic(path, file); !r) return std::unexpected(r.error());
+  return name;
 }
 
 std::string encode_rule_rows(const std::vector<RuleInfo>& rows) {
@@ -465,15 +675,21 @@ Result<void> clear_intent(const std::string& instance) {
 }
 
 Result<void> write_file_atomic(const std::string& path, std::string_view text) {
+  return write_file_atomic(path, {text});
+}
+
+Result<void> write_file_atomic(const std::string& path,
+                               std::initializer_list<std::string_view> parts) {
   std::string tmp = path + ".tmp";
   Fd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd.ok()) return fail_errno("create " + tmp, errno);
-  for (size_t done = 0; done < text.size();) {
-    ssize_t n = write(fd.get(), text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail_errno("write " + tmp, errno);
-    done += static_cast<size_t>(n);
-  }
+  for (std::string_view text : parts)
+    for (size_t done = 0; done < text.size();) {
+      ssize_t n = write(fd.get(), text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return fail_errno("write " + tmp, errno);
+      done += static_cast<size_t>(n);
+    }
   fd.reset();
   // No fsync: what these files describe (pinned maps and programs, filters,
   // namespaces) does not outlive the machine's crash that fsync guards

@@ -10,11 +10,13 @@
 // settles it against the kernel (reconcile.h) before trusting the record.
 #pragma once
 
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/inputs.h"
 #include "plan/plan.h"
@@ -64,6 +66,33 @@ uint64_t next_record_serial();
 
 // The bytes of blob `name` (a record's or an intent's "blob").
 Result<std::string> read_blob(const std::string& instance, const std::string& name);
+// A blob kept as a patch of another (its base): base[at, at + cut) replaced
+// by `bytes`.
+struct BlobPatch {
+  uint64_t base_size = 0, at = 0, cut = 0;
+  std::string bytes;
+};
+std::string apply_patch(std::string_view base, const BlobPatch& p);
+// The patch of `was`'s base that gives `before` (what `was` gives) with its
+// bytes [begin, begin + cut) replaced by `bytes`: one range covering both
+// changes. `before` must be apply_patch(base, was); a whole blob is the
+// patch {before.size(), 0, 0, ""} of itself.
+BlobPatch merge_patch(const BlobPatch& was, std::string_view before, size_t begin, size_t cut,
+                      std::string_view bytes);
+// Where `now` differs from `base`, both an 8-byte magic and then sections
+// of a u64 size and that many bytes (PolicyImage::bytes()): per section
+// that differs, one range of `base` and its replacement, in order; nullopt
+// when the two are not of that shape or not of the same sections.
+// apply_splices(base, them) gives `now`.
+std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std::string_view now);
+std::string apply_splices(std::string_view base, const std::vector<BlobPatch>& splices);
+// The name of a blob holding `before` (the bytes of blob `was`) with its
+// bytes [begin, begin + cut) replaced by `bytes`: a patch of a few bytes
+// when the change is small (the one-rule apply's 10 MB files), else the
+// whole text's blob.
+Result<std::string> put_blob_change(const std::string& instance, const std::string& was,
+                                    std::string_view before, size_t begin, size_t cut,
+                                    std::string_view bytes);
 
 // A file's bytes; nullopt when it does not exist.
 Result<std::optional<std::string>> read_whole(const std::string& path);
@@ -103,6 +132,9 @@ std::string repair_hint(const std::string& instance);
 // `text` into `path` through `path`.tmp and rename(2): readers see the old
 // or the new content, never a truncated file. Not fsynced: see state.cpp.
 Result<void> write_file_atomic(const std::string& path, std::string_view text);
+// The same of `parts` one after the other, without joining them first.
+Result<void> write_file_atomic(const std::string& path,
+                               std::initializer_list<std::string_view> parts);
 // The same, for a file written again and again and cleared by moving it
 // back to `path`.tmp (clear_intent() in keep mode): that file, when there,
 // is written over in place (no inode made or freed), then renamed. A reader

@@ -923,7 +923,7 @@ size_t count_rules(const Config& cfg) {
 }
 
 bool entry_before(const PolicyEntries::value_type& a, const PolicyEntries::value_type& b) {
-  return key_tuple(a.first) < key_tuple(b.first);
+  return key_less(a.first, b.first);
 }
 
 Result<void> compile_into(const Config& cfg, const std::vector<Ipv4>& host_addresses,
@@ -978,7 +978,7 @@ class EntryEdit {
   void replace_run(uint32_t subject, uint32_t peer, PolicyDirection d, const Entries& table) {
     auto lo = std::lower_bound(
         entries_.begin(), entries_.end(), policy_key(subject, peer, d, 0),
-        [](const auto& e, const moat_policy_key& k) { return key_tuple(e.first) < key_tuple(k); });
+        [](const auto& e, const moat_policy_key& k) { return key_less(e.first, k); });
     auto hi = lo;
     while (hi != entries_.end() && hi->first.subject == subject && hi->first.peer == peer &&
            hi->first.dir == abi_dir(d))
@@ -1330,7 +1330,9 @@ struct ImgIpcache6 {
   moat_ipcache_val val{};
 };
 
-constexpr char kImageMagic[8] = {'m', 'o', 'a', 't', 'i', 'm', 'g', '1'};
+// 2: entries in key-byte order (key_less); an image of 1 held them field by
+// field, an order this build's edits would search wrongly.
+constexpr char kImageMagic[8] = {'m', 'o', 'a', 't', 'i', 'm', 'g', '2'};
 
 struct ImageData {
   std::vector<ImgPolicy> policies;
@@ -1739,6 +1741,11 @@ Result<PolicyImage> PolicyImage::from_bytes(std::string_view bytes) {
     return fail("a policy image cut short or inconsistent");
   Data& d = *image.d_;
   for (const ImgEntry& e : d.entries) d.plan_entries.emplace_back(e.key, e.val);
+  // Edits search them (EntryEdit): out of order, they would miss.
+  if (std::adjacent_find(d.plan_entries.begin(), d.plan_entries.end(), [](auto& a, auto& b) {
+        return !key_less(a.first, b.first);
+      }) != d.plan_entries.end())
+    return fail("a policy image's entries are out of order");
   for (const ImgIpcache4& e : d.ipcache) d.plan_ipcache.emplace_back(e.key, e.val);
   for (const ImgIpcache6& e : d.ipcache6) d.plan_ipcache6.emplace_back(e.key, e.val);
   return image;

@@ -294,8 +294,8 @@ const moat_policy_val* first_entry(const PolicyPlan& plan, uint32_t subject, uin
     key.port = htons(n);
     auto it = std::lower_bound(
         plan.entries.begin(), plan.entries.end(), key,
-        [](const auto& e, const moat_policy_key& k) { return key_tuple(e.first) < key_tuple(k); });
-    if (it != plan.entries.end() && key_tuple(it->first) == key_tuple(key)) return &it->second;
+        [](const auto& e, const moat_policy_key& k) { return key_less(e.first, k); });
+    if (it != plan.entries.end() && key_equal(it->first, key)) return &it->second;
   }
   return nullptr;
 }

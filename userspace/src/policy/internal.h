@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 
+#include <cstring>
 #include <string>
 #include <tuple>
 
@@ -18,9 +19,16 @@ inline uint8_t abi_dir(PolicyDirection d) {
   return d == PolicyDirection::ingress ? MOAT_POLICY_INGRESS : MOAT_POLICY_EGRESS;
 }
 
-// The order of PolicyPlan::entries: subject, peer, dir, proto, port (host order).
-inline auto key_tuple(const moat_policy_key& k) {
-  return std::tuple{k.subject, k.peer, k.dir, k.proto, ntohs(k.port)};
+// The order of PolicyPlan::entries: the key's bytes, the order the
+// generations are compared and diffed in (plan/gen_diff.h), so installing
+// them needs no sort of its own (100,000 entries: a stable sort, a copy and
+// a pass per apply). Entries of one (subject, peer, dir) still lie together
+// (the key's first nine bytes), the one with proto and port 0 first.
+inline bool key_less(const moat_policy_key& a, const moat_policy_key& b) {
+  return std::memcmp(&a, &b, sizeof a) < 0;
+}
+inline bool key_equal(const moat_policy_key& a, const moat_policy_key& b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
 }
 
 // Whether a pods peer of `policy` (selectors; a podSelector alone means the
