@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "dataplane/dataplane.h"
+#include "dataplane/state.h"
 #include "util/fd.h"
 
 namespace fs = std::filesystem;
@@ -33,24 +34,10 @@ void need_root() {
 // One read into a buffer of the file's size: a stream's copy through a
 // stringbuf was 7% of an apply of 100,000 rules (9 MB).
 std::string read_file(const std::string& path) {
-  moat::Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  struct stat st {};
-  if (!fd.ok() || fstat(fd.get(), &st) != 0)
-    die(path + ": cannot read: " + std::strerror(errno), 2);
-  std::string out;
-  // A byte more than the size, so that the read seeing the end needs no growth.
-  out.resize(S_ISREG(st.st_mode) ? static_cast<size_t>(st.st_size) + 1 : 1 << 16);
-  size_t have = 0;
-  for (;;) {
-    if (have == out.size()) out.resize(out.size() * 2);
-    ssize_t n = read(fd.get(), out.data() + have, out.size() - have);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) die(path + ": cannot read: " + std::strerror(errno), 2);
-    if (n == 0) break;
-    have += static_cast<size_t>(n);
-  }
-  out.resize(have);
-  return out;
+  auto text = moat::read_whole(path);
+  if (!text || !*text)
+    die(path + ": cannot read: " + std::strerror(text ? ENOENT : text.error().err), 2);
+  return std::move(**text);
 }
 
 void check_instance(const std::string& name) {

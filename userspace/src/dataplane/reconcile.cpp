@@ -427,13 +427,40 @@ struct SavedImage {
   json tag;             // the saved image's, or its patch's when there is one
   std::string bytes;    // policy.image: a tag, then the image
   size_t image_at = 0;  // where the image begins
-  std::string patched;  // the image its patch makes; empty: no patch
+  std::vector<BlobPatch> splices;  // what its patch changes; none: no patch
   std::string_view base_tag() const {
     return std::string_view(bytes).substr(sizeof(uint64_t), image_at - sizeof(uint64_t));
   }
   std::string_view base_image() const { return std::string_view(bytes).substr(image_at); }
-  std::string_view image() const { return patched.empty() ? base_image() : patched; }
 };
+
+// The image `s` holds, its patch's ranges read in place of the saved
+// image's as the image is read: never put together whole (8 MB).
+Result<PolicyImage> image_of(const SavedImage& s) {
+  const std::string_view base = s.base_image();
+  size_t left = base.size(), at = 0, next = 0, in_splice = 0;
+  for (const BlobPatch& p : s.splices) left = left - p.cut + p.bytes.size();
+  auto read = [&](void* to, size_t n) {
+    char* out = static_cast<char*>(to);
+    while (n > 0) {
+      if (next < s.splices.size() && at == s.splices[next].at) {
+        const BlobPatch& p = s.splices[next];
+        const size_t take = std::min(n, p.bytes.size() - in_splice);
+        std::memcpy(out, p.bytes.data() + in_splice, take);
+        out += take, n -= take, left -= take, in_splice += take;
+        if (in_splice == p.bytes.size()) at += p.cut, ++next, in_splice = 0;
+        continue;
+      }
+      const size_t end = next < s.splices.size() ? s.splices[next].at : base.size();
+      const size_t take = std::min(n, end - at);
+      if (take == 0) return false;
+      std::memcpy(out, base.data() + at, take);
+      out += take, n -= take, left -= take, at += take;
+    }
+    return true;
+  };
+  return PolicyImage::from_reader(read, [&] { return left; });
+}
 
 // Takes a u64 and then that many bytes off the front of `in`.
 std::optional<std::string_view> take_sized(std::string_view& in) {
@@ -495,7 +522,7 @@ std::optional<SavedImage> load_policy_image(const std::string& instance) {
   // image's own tag then decides.
   if (auto p = read_image_patch(instance, s)) {
     s.tag = std::move(p->first);
-    s.patched = apply_splices(s.base_image(), p->second);
+    s.splices = std::move(p->second);
   }
   return s;
 }
@@ -654,7 +681,7 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
     auto ip = index_of.ipv4(u.value("name", ""));
     if (!ip || Ipv4::from_be(*ip).str() != u.value("ip", "")) return std::nullopt;
   }
-  auto image = PolicyImage::from_bytes(o.saved.image());
+  auto image = image_of(o.saved);
   if (!image) return std::nullopt;
   o.image = std::move(*image);
   auto id = o.image.rule_id(*policy, o.span.dir, o.span.index);

@@ -1721,23 +1721,31 @@ PolicyImage::PolicyImage(PolicyImage&&) noexcept = default;
 PolicyImage& PolicyImage::operator=(PolicyImage&&) noexcept = default;
 
 Result<PolicyImage> PolicyImage::from_bytes(std::string_view bytes) {
-  if (!bytes.starts_with(std::string_view(kImageMagic, sizeof kImageMagic)))
+  return from_reader(
+      [&](void* to, size_t n) {
+        if (bytes.size() < n) return false;
+        if (n) std::memcpy(to, bytes.data(), n);
+        bytes.remove_prefix(n);
+        return true;
+      },
+      [&] { return bytes.size(); });
+}
+
+Result<PolicyImage> PolicyImage::from_reader(const std::function<bool(void* to, size_t n)>& read,
+                                             const std::function<size_t()>& left) {
+  char magic[sizeof kImageMagic];
+  if (!read(magic, sizeof magic) || std::memcmp(magic, kImageMagic, sizeof magic) != 0)
     return fail("not a policy image of this format");
-  bytes.remove_prefix(sizeof kImageMagic);
   PolicyImage image;
   bool ok = true;
   ImageData::each(static_cast<ImageData&>(*image.d_), [&](auto& v) {
     using T = typename std::remove_reference_t<decltype(v)>::value_type;
     uint64_t n = 0;
-    if (!ok || bytes.size() < sizeof n) return void(ok = false);
-    std::memcpy(&n, bytes.data(), sizeof n);
-    bytes.remove_prefix(sizeof n);
-    if (n > bytes.size() || n % sizeof(T) != 0) return void(ok = false);
+    if (!ok || !read(&n, sizeof n) || n > left() || n % sizeof(T) != 0) return void(ok = false);
     v.resize(n / sizeof(T));
-    if (n) std::memcpy(v.data(), bytes.data(), n);
-    bytes.remove_prefix(n);
+    if (!read(v.data(), n)) ok = false;
   });
-  if (!ok || !bytes.empty() || !image_consistent(*image.d_))
+  if (!ok || left() != 0 || !image_consistent(*image.d_))
     return fail("a policy image cut short or inconsistent");
   Data& d = *image.d_;
   for (const ImgEntry& e : d.entries) d.plan_entries.emplace_back(e.key, e.val);

@@ -36,6 +36,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -177,6 +178,11 @@ class PolicyImage {
 
   // Fails on bytes that are not an image of this build's format.
   static Result<PolicyImage> from_bytes(std::string_view bytes);
+  // The same, the bytes read in order from `read` (n bytes into `to`; false
+  // when fewer are left) and `left` telling how many remain: an image kept
+  // as a patch of another is read without being put together first.
+  static Result<PolicyImage> from_reader(const std::function<bool(void* to, size_t n)>& read,
+                                         const std::function<size_t()>& left);
   std::string bytes() const;
 
   // Rule `index` of direction `d` of policy `policy` (by its place among
