@@ -530,13 +530,13 @@ std::optional<SavedImage> load_policy_image(const std::string& instance) {
 // The image `now` saved as a patch of the saved one, or whole when the
 // patch would be more than an eighth of it (and 4 KiB).
 Result<void> save_image_change(const std::string& instance, const json& places,
-                               const SavedImage& saved, std::string_view now) {
-  auto splices = section_splices(saved.base_image(), now);
+                               const SavedImage& saved, const PolicyImage& now) {
+  auto splices = section_splices(saved.base_image(), PolicyImage::magic(), now.sections());
   size_t bytes = 0;
   if (splices)
     for (const BlobPatch& p : *splices) bytes += p.bytes.size() + 24;
   if (!splices || bytes > std::max<size_t>(saved.base_image().size() / 8, 4096))
-    return save_policy_image(instance, places, now);
+    return save_policy_image(instance, places, now.bytes());
   auto t = image_tag(instance, places);
   if (!t) return std::unexpected(t.error());
   std::string out(kImagePatchMagic, sizeof kImagePatchMagic);
@@ -802,7 +802,7 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
   if (auto r = failpoint("record"); !r) return std::unexpected(r.error());
   clock.lap("record");
   if (opt.keep_policy_image)
-    (void)save_image_change(instance, o->saved.tag["policies"], o->saved, o->image.bytes());
+    (void)save_image_change(instance, o->saved.tag["policies"], o->saved, o->image);
   if (auto r = clear_intent(instance); !r) return std::unexpected(r.error());
   clock.lap("finish");
   rep.policy_rev = rev;

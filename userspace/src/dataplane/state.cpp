@@ -148,6 +148,10 @@ Result<std::string> put_blob(const std::string& instance, std::string_view bytes
 // sixteenth of its text is written whole instead. Content hashes and
 // hex digits never start with "p", so no whole blob's name looks like one.
 
+std::string_view u64_view(const uint64_t& v) {
+  return {reinterpret_cast<const char*>(&v), sizeof v};
+}
+
 constexpr char kPatchMagic[8] = {'m', 'o', 'a', 't', 'p', 'c', 'h', '1'};
 
 bool is_patch_name(std::string_view name) { return name.starts_with("p-"); }
@@ -354,23 +358,21 @@ std::string apply_patch(std::string_view base, const BlobPatch& p) {
   return out;
 }
 
-std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std::string_view now) {
-  constexpr size_t kHead = 8;
-  if (base.size() < kHead || now.size() < kHead || base.substr(0, kHead) != now.substr(0, kHead))
-    return std::nullopt;
-  // The next section of `v` at `at`: its length with its size field; 0 when cut short.
-  auto section = [](std::string_view v, size_t at) -> size_t {
-    uint64_t n = 0;
-    if (v.size() - at < sizeof n) return 0;
-    std::memcpy(&n, v.data() + at, sizeof n);
-    return n > v.size() - at - sizeof n ? 0 : sizeof n + n;
-  };
+std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std::string_view magic,
+                                                      std::span<const std::string_view> sections) {
+  if (!base.starts_with(magic)) return std::nullopt;
   std::vector<BlobPatch> out;
-  size_t a = kHead, b = kHead;
-  while (a < base.size() && b < now.size()) {
-    const size_t na = section(base, a), nb = section(now, b);
-    if (na == 0 || nb == 0) return std::nullopt;
-    std::string_view x = base.substr(a, na), y = now.substr(b, nb);
+  size_t a = magic.size();
+  for (std::string_view y : sections) {
+    uint64_t na = 0;
+    const uint64_t nb = y.size();
+    if (base.size() - a < sizeof na) return std::nullopt;
+    std::memcpy(&na, base.data() + a, sizeof na);
+    a += sizeof na;
+    if (na > base.size() - a) return std::nullopt;
+    const std::string_view x = base.substr(a, na);
+    if (na != nb)  // the size in front of it
+      out.push_back({base.size(), a - sizeof na, sizeof na, std::string(u64_view(nb))});
     if (x != y) {
       const size_t pre = static_cast<size_t>(
           std::mismatch(x.begin(), x.end(), y.begin(), y.end()).first - x.begin());
@@ -380,9 +382,8 @@ std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std
           {base.size(), a + pre, na - pre - suf, std::string(y.substr(pre, nb - pre - suf))});
     }
     a += na;
-    b += nb;
   }
-  if (a != base.size() || b != now.size()) return std::nullopt;
+  if (a != base.size()) return std::nullopt;
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,12 +80,14 @@ std::string apply_patch(std::string_view base, const BlobPatch& p);
 // patch {before.size(), 0, 0, ""} of itself.
 BlobPatch merge_patch(const BlobPatch& was, std::string_view before, size_t begin, size_t cut,
                       std::string_view bytes);
-// Where `now` differs from `base`, both an 8-byte magic and then sections
-// of a u64 size and that many bytes (PolicyImage::bytes()): per section
-// that differs, one range of `base` and its replacement, in order; nullopt
-// when the two are not of that shape or not of the same sections.
-// apply_splices(base, them) gives `now`.
-std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std::string_view now);
+// Where `magic` and then each of `sections` as a u64 size and its bytes
+// (PolicyImage::bytes(), as PolicyImage::sections() gives them without
+// putting them together) differ from `base`: per section that differs, a
+// range of `base` and its replacement for its size and one for its bytes,
+// in order; nullopt when `base` is not that magic and as many sections.
+// apply_splices(base, them) gives the bytes of `sections`.
+std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std::string_view magic,
+                                                      std::span<const std::string_view> sections);
 std::string apply_splices(std::string_view base, const std::vector<BlobPatch>& splices);
 // The name of a blob holding `before` (the bytes of blob `was`) with its
 // bytes [begin, begin + cut) replaced by `bytes`: a patch of a few bytes

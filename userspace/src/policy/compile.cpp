@@ -1765,6 +1765,21 @@ std::string PolicyImage::bytes() const {
                                     d_->plan_entries.size()));
 }
 
+std::string_view PolicyImage::magic() { return {kImageMagic, sizeof kImageMagic}; }
+
+std::vector<std::string_view> PolicyImage::sections() const {
+  std::vector<std::string_view> out;
+  ImageData::each(static_cast<const ImageData&>(*d_), [&](const auto& v) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(v[0])>, ImgEntry>)
+      // `entries` is left as read: the plan's are the ones in force.
+      out.emplace_back(reinterpret_cast<const char*>(d_->plan_entries.data()),
+                       d_->plan_entries.size() * sizeof(ImgEntry));
+    else
+      out.emplace_back(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
+  });
+  return out;
+}
+
 const PolicyEntries& PolicyImage::entries() const { return d_->plan_entries; }
 const std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>& PolicyImage::ipcache() const {
   return d_->plan_ipcache;

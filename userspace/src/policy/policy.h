@@ -178,6 +178,10 @@ class PolicyImage {
 
   // Fails on bytes that are not an image of this build's format.
   static Result<PolicyImage> from_bytes(std::string_view bytes);
+  // bytes() is magic() and then each section as a u64 size and these bytes
+  // (views into the image, valid until it changes).
+  static std::string_view magic();
+  std::vector<std::string_view> sections() const;
   // The same, the bytes read in order from `read` (n bytes into `to`; false
   // when fewer are left) and `left` telling how many remain: an image kept
   // as a patch of another is read without being put together first.
