@@ -49,6 +49,7 @@ apply_json() {
 field() {  # field EXPR: a Python expression over the report `r`
   python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($1)" "$TMP/rep.json" 2>/dev/null
 }
+is() { (( $1 )); }  # is "ARITHMETIC": for check
 one_rule() { field 'r["policy"]["one_rule"]'; }
 changed() { field 'r["policy"]["changed"]'; }
 
@@ -152,6 +153,16 @@ check "(g1) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
 got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
 check "(g1) the record keeps the file as a patch of its blob, byte for byte ($got)" [ "$got" = "p same" ]
 reaches "(g1)" client
+# hits ID: rule ID's hit count (`moat stats --json`), -1 when not listed.
+hits() {
+  "$MOAT" stats --lab "$L" --json 2>/dev/null | python3 -c "import json,sys
+r = json.load(sys.stdin)
+print({p['rule_id']: p['hits'] for p in r.get('policy_rules', [])}.get($1, -1))"
+}
+# Rule 2 (client -> 81) admits a connection (nothing listens: it is reset after).
+echo probe | "$MOAT" lab exec --lab "$L" client -- nc -n -w1 $SERVER 81 >/dev/null 2>&1
+h2=$(hits 2)
+check "(g1) rules 0 and 2 have hits ($(hits 0), $h2)" is "$(hits 0) > 0 && $h2 > 0"
 for step in g2 g3; do
   [ $step = g2 ] && write_policy "$OTHER_BLOCK" "$PAD" || write_policy "$CLIENT_BLOCK" "$PAD"
   apply_json "($step)"
@@ -164,6 +175,9 @@ for step in g2 g3; do
   # with the previous step's patch (a wrong one refuses the change above).
   check "($step) the image's change kept as a patch of it" \
     test -s "/run/moat/lab-$L/policy.image.patch"
+  # Only rule 0 changed: its count restarts, rule 2 (same id, same rule) keeps its own.
+  check "($step) rule 0's hits restart ($(hits 0)), rule 2's stay ($(hits 2) = $h2)" \
+    is "$(hits 0) == 0 && $(hits 2) == $h2"
 done
 reaches "(g3)" client
 whole_agrees "(g3)" "$CLIENT_BLOCK"
