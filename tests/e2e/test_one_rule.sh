@@ -178,10 +178,25 @@ for step in g2 g3; do
   # Only rule 0 changed: its count restarts, rule 2 (same id, same rule) keeps its own.
   check "($step) rule 0's hits restart ($(hits 0)), rule 2's stay ($(hits 2) = $h2)" \
     is "$(hits 0) == 0 && $(hits 2) == $h2"
+  cp "/run/moat/lab-$L/policy.image.patch" "$TMP/$step.patch"
 done
 reaches "(g3)" client
-whole_agrees "(g3)" "$CLIENT_BLOCK"
-check "(g3) the whole apply saves its image whole, and no patch of another" \
+
+echo "(g4) the image's patch of the step before (as a crash between the record and the patch leaves it)"
+cp "$TMP/g2.patch" "/run/moat/lab-$L/policy.image.patch"
+write_policy "$OTHER_BLOCK" "$PAD"
+apply_json "(g4)"
+# Its tag is g2's record, not g3's: the image is not used (and were it, the
+# rule it holds is not the one the file had: the change would be refused).
+check "(g4) whole apply (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+reaches "(g4)" other
+write_policy "$CLIENT_BLOCK" "$PAD"
+apply_json "(g5)"
+check "(g5) one rule again from the image the whole apply saved: $(one_rule)" \
+  [ "$(one_rule)" = "spec.ingress[0]" ]
+reaches "(g5)" client
+whole_agrees "(g5)" "$CLIENT_BLOCK"
+check "(g5) the whole apply saves its image whole, and no patch of another" \
   test ! -e "/run/moat/lab-$L/policy.image.patch"
 
 finish

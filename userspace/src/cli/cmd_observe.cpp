@@ -164,9 +164,8 @@ int run_serve(const std::string& instance, const ObserveArgs& a) {
   // inherit the mask and only sigwait() below sees SIGINT/SIGTERM.
   block_stop_signals();
   if (auto r = exporter.bind(host, port); !r)
-    die("cannot listen on " + addr + ": " +
-        (r.error().err ? std::string(strerror(r.error().err)) + " (in use? wrong address?)"
-                       : r.error().message()));
+    die("cannot listen on " + addr + ": " + r.error().message() +
+        (r.error().err ? " (in use? wrong address?)" : ""));
   std::cerr << "moat: serving metrics of instance " << instance << " at http://" << addr
             << "/metrics (Ctrl-C to stop)\n";
   exporter.serve([] { kill(getpid(), SIGTERM); });

@@ -109,13 +109,15 @@ void heap_on_huge_pages(size_t input) {
   if (mallopt(M_MMAP_THRESHOLD, 32 << 20) != 1 || mallopt(M_TRIM_THRESHOLD, 1 << 30) != 1 ||
       mallopt(M_TOP_PAD, kReserve) != 1)
     return;
+  // Read first: its FILE, freed, would otherwise sit between `grow` and
+  // the blocks after it.
+  uintptr_t start = heap_start();
   void* grow = malloc(kHuge);  // more than the top holds: the heap grows by it and the pad
   if (!grow) return;
   // From the heap's first whole huge page: advised from `grow`'s next one
   // instead, the input file's text (the first large block, carved at
   // `grow`) began on up to 2 MiB of small pages, 6-10 ms of its 10 MB read.
   const auto at = reinterpret_cast<uintptr_t>(grow);
-  uintptr_t start = heap_start();
   if (start == 0 || start > at) start = at;
   auto from = (start + kHuge - 1) & ~(kHuge - 1);
   auto to = reinterpret_cast<uintptr_t>(sbrk(0)) & ~(kHuge - 1);

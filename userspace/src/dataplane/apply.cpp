@@ -602,7 +602,8 @@ Result<void> swap_policy(Apply& a) {
       a.dry_run, &a.rev, GenerationStore{state_dir(a.instance)}, a.gp.begun() ? &a.gp : nullptr);
   if (!changed) return std::unexpected(changed.error());
   a.rep.policy_changed = *changed;
-  // A new revision numbers its rules anew: their hit counters start over.
+  // A new revision numbers its rules anew: their hit counters start over
+  // (the one-rule apply renumbers none and resets only the changed one).
   if (*changed && !a.dry_run) {
     // Looked up, not value()d: a copy of 100,000 rules cost more than the
     // whole policy write.

@@ -456,7 +456,8 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
     if (auto r = set_policy_rev(skel, 0); !r) return std::unexpected(r.error());
     return true;
   }
-  // In key-byte order once (the plan's is field by field): the comparisons
+  // In key-byte order (the plan's already is: only checked then; a copy
+  // of a generation saved by an older moat may not be): the comparisons
   // below with the generation in force and with the idle slot are then
   // merges, and the copies saved of the slot are in that order already.
   // Each comparison sorted both sides: for a one-rule change among 100,000

@@ -23,7 +23,12 @@ namespace moat {
 
 namespace {
 
-constexpr int kRecordFormat = 1;
+// 2: a blob it names may be a patch ("p-..."), which a moat of format 1
+// would read as the text itself and whose base it would prune. Records of
+// 1 name whole blobs only, so this moat reads both; a moat of 1 refuses a
+// record of 2 (`moat down` and apply again) rather than read it wrongly.
+constexpr int kRecordFormat = 2;
+constexpr int kOldestRecordFormat = 1;
 
 // The last record this process wrote, parsed from the very bytes it wrote
 // once they were written (keep_written_records()): an agent's next apply
@@ -62,8 +67,9 @@ Result<std::optional<json>> read_json_object(const std::string& path, uint64_t* 
   }
   // value() would throw on a "format" of another type: check the type first.
   if (!j.is_object() || !j.contains("format") || !j["format"].is_number_integer() ||
-      j["format"].get<int>() != kRecordFormat)
-    return fail("not a record this moat wrote (format " + std::to_string(kRecordFormat) + ")");
+      j["format"].get<int>() < kOldestRecordFormat || j["format"].get<int>() > kRecordFormat)
+    return fail("not a record this moat wrote (format " + std::to_string(kOldestRecordFormat) +
+                " to " + std::to_string(kRecordFormat) + ")");
   return j;
 }
 

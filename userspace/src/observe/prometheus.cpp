@@ -108,7 +108,7 @@ std::string render_prometheus(const Snapshot& s) {
   }
   w.family("moat_policy_hits_total", "counter",
            "Connections a policy rule decided (allowed or denied); restarts at 0 when a new "
-           "policy revision is loaded.");
+           "policy revision renumbers the rules (a one-rule change: that rule's only).");
   for (const auto& r : s.rules)
     w.sample("moat_policy_hits_total",
              {{"policy", r.rule.policy},
