@@ -1676,6 +1676,54 @@ TEST(PolicyImage, BytesCutShortOrAlteredAreRefused) {
   }
 }
 
+// The one-rule apply saves an image's change from its sections (a patch
+// of the saved image) and reads it back in pieces: sections() must be
+// bytes() taken apart, from_reader() must read any cut of them, and
+// entries out of key-byte order are refused (edits search them).
+TEST(PolicyImage, SectionsAreItsBytesAndAnyCutReadsBack) {
+  std::mt19937 gen(11);
+  Config cfg = parse_ok(xyz_document(random_policies(gen, 4)));
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(cfg));
+  auto image = PolicyImage::from_bytes(compiler.image());
+  ASSERT_TRUE(image.has_value());
+  std::string joined(PolicyImage::magic());
+  size_t entries_at = 0, entries_size = 0;
+  for (std::string_view s : image->sections()) {
+    const uint64_t n = s.size();
+    joined.append(reinterpret_cast<const char*>(&n), sizeof n);
+    if (s.data() == reinterpret_cast<const char*>(image->entries().data()))
+      entries_at = joined.size(), entries_size = s.size();
+    joined += s;
+  }
+  EXPECT_EQ(joined, image->bytes());
+  std::mt19937 rng(5);
+  for (int round = 0; round < 50; ++round) {
+    std::string_view rest = joined;
+    auto got = PolicyImage::from_reader(
+        [&](void* to, size_t n) {
+          // In random cuts, as a reader over a patch delivers them.
+          while (n > 0) {
+            const size_t take = std::min<size_t>(n, 1 + rng() % 97);
+            if (rest.size() < take) return false;
+            std::memcpy(to, rest.data(), take);
+            to = static_cast<char*>(to) + take, n -= take;
+            rest.remove_prefix(take);
+          }
+          return true;
+        },
+        [&] { return rest.size(); });
+    ASSERT_TRUE(got.has_value()) << round;
+    EXPECT_EQ(got->bytes(), joined);
+  }
+  ASSERT_GE(entries_size, 2 * sizeof(moat_policy_key) + 2 * sizeof(moat_policy_val));
+  std::string swapped = joined;
+  const size_t entry = sizeof(moat_policy_key) + sizeof(moat_policy_val);
+  std::swap_ranges(swapped.begin() + entries_at, swapped.begin() + entries_at + entry,
+                   swapped.begin() + entries_at + entry);
+  EXPECT_FALSE(PolicyImage::from_bytes(swapped).has_value());
+}
+
 // A rule changed back and forth between one peer and two: the image stays
 // the size of its compile's, however many changes it went through.
 TEST(PolicyImage, ChangesDoNotGrowIt) {
