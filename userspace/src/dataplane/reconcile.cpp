@@ -156,10 +156,6 @@ std::string image_patch_file(const std::string& instance) {
 }
 constexpr char kImagePatchMagic[8] = {'m', 'o', 'a', 't', 'i', 'p', 't', '1'};
 
-std::string_view u64_bytes(const uint64_t& v) {
-  return {reinterpret_cast<const char*>(&v), sizeof v};
-}
-
 Result<void> save_policy_image(const std::string& instance, const json& places,
                                std::string_view image) {
   auto t = image_tag(instance, places);
@@ -168,7 +164,7 @@ Result<void> save_policy_image(const std::string& instance, const json& places,
   if (unlink(image_patch_file(instance).c_str()) != 0 && errno != ENOENT)
     return fail_errno("remove " + image_patch_file(instance), errno);
   const uint64_t n = t->size();
-  return write_file_atomic(image_file(instance), {u64_bytes(n), *t, image});
+  return write_file_atomic(image_file(instance), {u64_view(n), *t, image});
 }
 
 // apply(), then the record of what the kernel holds and of what it came from.
@@ -542,14 +538,14 @@ Result<void> save_image_change(const std::string& instance, const json& places,
   std::string out(kImagePatchMagic, sizeof kImagePatchMagic);
   out.reserve(out.size() + t->size() + saved.base_tag().size() + bytes + 32);
   for (std::string_view part : {std::string_view(*t), saved.base_tag()}) {
-    out += u64_bytes(part.size());
+    out += u64_view(part.size());
     out += part;
   }
-  out += u64_bytes(splices->size());
+  out += u64_view(splices->size());
   for (const BlobPatch& p : *splices) {
-    out += u64_bytes(p.at);
-    out += u64_bytes(p.cut);
-    out += u64_bytes(p.bytes.size());
+    out += u64_view(p.at);
+    out += u64_view(p.cut);
+    out += u64_view(p.bytes.size());
     out += p.bytes;
   }
   return write_file_atomic(image_patch_file(instance), out);

@@ -154,10 +154,6 @@ Result<std::string> put_blob(const std::string& instance, std::string_view bytes
 // sixteenth of its text is written whole instead. Content hashes and
 // hex digits never start with "p", so no whole blob's name looks like one.
 
-std::string_view u64_view(const uint64_t& v) {
-  return {reinterpret_cast<const char*>(&v), sizeof v};
-}
-
 constexpr char kPatchMagic[8] = {'m', 'o', 'a', 't', 'p', 'c', 'h', '1'};
 
 bool is_patch_name(std::string_view name) { return name.starts_with("p-"); }
@@ -174,7 +170,7 @@ std::string patch_base(std::string_view name) {
 
 std::string encode_patch(const BlobPatch& p) {
   std::string out(kPatchMagic, sizeof kPatchMagic);
-  for (uint64_t v : {p.base_size, p.at, p.cut}) out.append(reinterpret_cast<const char*>(&v), 8);
+  for (const uint64_t& v : {p.base_size, p.at, p.cut}) out += u64_view(v);
   out += p.bytes;
   return out;
 }
@@ -355,13 +351,12 @@ Result<std::string> read_blob(const std::string& instance, const std::string& na
   return get_blob(instance, name);
 }
 
+std::string_view u64_view(const uint64_t& v) {
+  return {reinterpret_cast<const char*>(&v), sizeof v};
+}
+
 std::string apply_patch(std::string_view base, const BlobPatch& p) {
-  std::string out;
-  out.reserve(base.size() - p.cut + p.bytes.size());
-  out.append(base.substr(0, p.at));
-  out += p.bytes;
-  out.append(base.substr(p.at + p.cut));
-  return out;
+  return apply_splices(base, {p});
 }
 
 std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std::string_view magic,

@@ -74,6 +74,9 @@ struct BlobPatch {
   std::string bytes;
 };
 std::string apply_patch(std::string_view base, const BlobPatch& p);
+// A u64's bytes as the state files store it (host order, the size fields
+// of patches and images).
+std::string_view u64_view(const uint64_t& v);
 // The patch of `was`'s base that gives `before` (what `was` gives) with its
 // bytes [begin, begin + cut) replaced by `bytes`: one range covering both
 // changes. `before` must be apply_patch(base, was); a whole blob is the
