@@ -87,7 +87,11 @@ void check_edit(const std::string& before, const PolicyFile& file, const std::st
   const size_t pi = static_cast<size_t>(named - file.policies.data());
   const Policy& old = *named;
   auto rule = read_changed_rule(after, *span);
-  if (!rule) {
+  // The old rule must read as one value too: the span's end was found in
+  // `after`, and only both texts reading as one rule each make `after` the
+  // old file with that rule replaced (reconcile's one-rule path reads both).
+  auto old_rule = read_rule_text(before.substr(span->begin, span->end_before - span->begin), *span);
+  if (!rule || !old_rule) {
     // Refused: fine only if the file has a problem or the fast way cannot
     // tell (it may be conservative, never wrong).
     return;

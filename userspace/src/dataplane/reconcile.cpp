@@ -421,13 +421,13 @@ Result<ApplyReport> reconcile_locked(const std::string& instance, const DesiredS
 
 struct SavedImage {
   json tag;             // the saved image's, or its patch's when there is one
-  std::string bytes;    // policy.image: a tag, then the image
+  MappedFile file;      // policy.image: a tag, then the image
   size_t image_at = 0;  // where the image begins
   std::vector<BlobPatch> splices;  // what its patch changes; none: no patch
   std::string_view base_tag() const {
-    return std::string_view(bytes).substr(sizeof(uint64_t), image_at - sizeof(uint64_t));
+    return file.view().substr(sizeof(uint64_t), image_at - sizeof(uint64_t));
   }
-  std::string_view base_image() const { return std::string_view(bytes).substr(image_at); }
+  std::string_view base_image() const { return file.view().substr(image_at); }
 };
 
 // The image `s` holds, its patch's ranges read in place of the saved
@@ -503,15 +503,16 @@ std::optional<std::pair<json, std::vector<BlobPatch>>> read_image_patch(const st
 }
 
 std::optional<SavedImage> load_policy_image(const std::string& instance) {
-  auto f = read_whole(image_file(instance));
+  auto f = MappedFile::open(image_file(instance));
   if (!f || !*f) return std::nullopt;
   SavedImage s;
-  s.bytes = std::move(**f);
+  s.file = std::move(**f);
+  const std::string_view bytes = s.file.view();
   uint64_t n = 0;
-  if (s.bytes.size() < sizeof n) return std::nullopt;
-  std::memcpy(&n, s.bytes.data(), sizeof n);
-  if (n > s.bytes.size() - sizeof n) return std::nullopt;
-  s.tag = json::parse(std::string_view(s.bytes).substr(sizeof n, n), nullptr, false);
+  if (bytes.size() < sizeof n) return std::nullopt;
+  std::memcpy(&n, bytes.data(), sizeof n);
+  if (n > bytes.size() - sizeof n) return std::nullopt;
+  s.tag = json::parse(bytes.substr(sizeof n, n), nullptr, false);
   if (!s.tag.is_object()) return std::nullopt;
   s.image_at = sizeof n + n;
   // A patch of another image (left by a crash) is not this one's: the
@@ -559,7 +560,7 @@ struct RowChange {
   size_t begin = 0, cut = 0;
   std::string row;
 };
-std::optional<RowChange> rule_row_change(std::string_view table, uint32_t id, PolicyDirection d,
+std::optional<RowChange> rule_row_change(const SplicedText& table, uint32_t id, PolicyDirection d,
                                          size_t index, const PolicyRule& rule) {
   size_t begin = 0;
   for (uint32_t n = 0; n < id; ++n) {
@@ -579,11 +580,26 @@ std::optional<RowChange> rule_row_change(std::string_view table, uint32_t id, Po
   return RowChange{begin, end + 1 - begin, encode_rule_rows({r})};
 }
 
-// The text of input file `f` of a record's inputs.
-std::optional<std::string> recorded_text(const std::string& instance, const json& f) {
-  if (auto t = f.find("text"); t != f.end() && t->is_string()) return t->get<std::string>();
+// The text of input file `f` of a record's inputs: its blob mapped, or
+// its text when the record holds it (short files).
+struct RecordedText {
+  BlobText blob;
+  std::string inline_text;
+  bool is_inline = false;
+  SplicedText text() const { return is_inline ? SplicedText(inline_text) : blob.text(); }
+};
+std::optional<RecordedText> recorded_text(const std::string& instance, const json& f) {
+  RecordedText r;
+  if (auto t = f.find("text"); t != f.end() && t->is_string()) {
+    r.inline_text = t->get<std::string>();
+    r.is_inline = true;
+    return r;
+  }
   if (auto b = f.find("blob"); b != f.end() && b->is_string())
-    if (auto text = read_blob(instance, b->get<std::string>())) return std::move(*text);
+    if (auto blob = map_blob(instance, b->get<std::string>())) {
+      r.blob = std::move(*blob);
+      return r;
+    }
   return std::nullopt;
 }
 
@@ -595,10 +611,10 @@ struct OneRule {
   RuleSpan span;
   PolicyRule after;
   uint32_t id = 0;
-  size_t file = 0;     // the changed input file
-  std::string before;  // its recorded text
-  std::string rules;   // the recorded rule table
-  RowChange row;       // and the change of the rule's row
+  size_t file = 0;      // the changed input file
+  RecordedText before;  // its recorded text
+  BlobText rules;       // the recorded rule table
+  RowChange row;        // and the change of the rule's row
 };
 
 // Whether the change from the record's inputs to `inputs` is one rule the
@@ -625,30 +641,38 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
   // One file changed; the others are the recorded ones, byte for byte,
   // under the same names (a name decides how a file is read, YAML or JSON,
   // and is the source the record and messages show).
+  // One file alone is the changed one or nothing changed: it is compared
+  // once, by find_changed_rule() (which finds "nothing" too).
   std::optional<size_t> changed;
-  std::string& before = o.before;
   for (size_t i = 0; i < files.size(); ++i) {
     if (files[i].value("name", "") != inputs.files[i].name) return std::nullopt;
     auto old = recorded_text(instance, files[i]);
     if (!old) return std::nullopt;
-    if (*old == inputs.files[i].text) continue;
+    const SplicedText text = old->text();
+    if (text.size() == inputs.files[i].text.size() && files.size() > 1 &&
+        text == inputs.files[i].text)
+      continue;
     if (changed) return std::nullopt;
     changed = i;
-    before = std::move(*old);
+    o.before = std::move(*old);
   }
   if (!changed) return std::nullopt;
   o.file = *changed;
   const InputFile& file = inputs.files[*changed];
+  const SplicedText before = o.before.text();
+  size_t lead = 0;  // what looks_like_yaml() reads of `before`: to its first non-blank
+  for (char c; lead < before.size() &&
+               ((c = before.at(lead)) == ' ' || c == '\t' || c == '\r' || c == '\n');)
+    ++lead;
   if (policy_read::looks_like_yaml(file.text, file.name) ||
-      policy_read::looks_like_yaml(before, file.name))
+      policy_read::looks_like_yaml(before.substr(0, lead + 1), file.name))
     return std::nullopt;
   clock.lap("read-inputs");
   auto span = find_changed_rule(before, file.text);
   if (!span) return std::nullopt;
   auto after = read_changed_rule(file.text, *span);
-  RuleSpan was = *span;
-  was.end_after = span->end_before;
-  auto before_rule = read_changed_rule(before, was);
+  auto before_rule =
+      read_rule_text(before.substr(span->begin, span->end_before - span->begin), *span);
   if (!after || !before_rule) return std::nullopt;
   o.span = std::move(*span);
   o.after = std::move(*after);
@@ -688,9 +712,9 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
   clock.lap("compile-rule");
   const json pol = state.value("policy", json::object());
   if (!pol.contains("rules_blob") || !pol["rules_blob"].is_string()) return std::nullopt;
-  auto table = read_blob(instance, pol["rules_blob"].get<std::string>());
+  auto table = map_blob(instance, pol["rules_blob"].get<std::string>());
   if (!table) return std::nullopt;
-  auto row = rule_row_change(*table, o.id, o.span.dir, o.span.index, o.after);
+  auto row = rule_row_change(table->text(), o.id, o.span.dir, o.span.index, o.after);
   if (!row) return std::nullopt;
   o.rules = std::move(*table);
   o.row = std::move(*row);
@@ -711,7 +735,7 @@ Result<json> stage_changed_file(const std::string& instance, const json& recorde
   }
   const std::string was = f.contains("blob") ? f["blob"].get<std::string>() : "";
   auto name = put_blob_change(
-      instance, was, o.before, o.span.begin, o.span.end_before - o.span.begin,
+      instance, was, o.before.text(), o.span.begin, o.span.end_before - o.span.begin,
       std::string_view(file.text).substr(o.span.begin, o.span.end_after - o.span.begin));
   if (!name) return std::unexpected(name.error());
   f.erase("text");
@@ -751,7 +775,7 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
   auto staged = stage_changed_file(instance, o->rec["inputs"], *o, inputs.files[o->file]);
   Result<std::string> rules_blob = fail("not staged");
   if (staged)
-    rules_blob = put_blob_change(instance, state["policy"].value("rules_blob", ""), o->rules,
+    rules_blob = put_blob_change(instance, state["policy"].value("rules_blob", ""), o->rules.text(),
                                  o->row.begin, o->row.cut, o->row.row);
   if (!staged || !rules_blob) {
     drop_unrecorded_blobs(instance);

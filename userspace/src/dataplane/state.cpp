@@ -224,6 +224,15 @@ Result<std::string> get_blob(const std::string& instance, const std::string& nam
   return std::move(*base);
 }
 
+// The file of blob `name` mapped.
+Result<MappedFile> map_blob_file(const std::string& instance, const std::string& name) {
+  if (!valid_blob_name(name)) return fail("\"" + name + "\" is no blob name");
+  auto m = MappedFile::open(blob_dir(instance) + "/" + name);
+  if (!m) return std::unexpected(m.error());
+  if (!*m) return fail(blob_dir(instance) + "/" + name + " is missing");
+  return std::move(**m);
+}
+
 // Input files' texts out of `inputs` into blobs ("text" -> "blob"), but
 // those shorter than `inline_below` bytes.
 Result<json> inputs_to_blobs(const std::string& instance, const json& inputs,
@@ -347,6 +356,28 @@ Result<void> state_from_blobs(const std::string& instance, json& state) {
 
 }  // namespace
 
+Result<BlobText> map_blob(const std::string& instance, const std::string& name) {
+  BlobText b;
+  if (!is_patch_name(name)) {
+    auto f = map_blob_file(instance, name);
+    if (!f) return std::unexpected(f.error());
+    b.file = std::move(*f);
+    b.patch.base_size = b.file.view().size();
+    return b;
+  }
+  auto p = read_patch(instance, name);
+  if (!p) return std::unexpected(p.error());
+  const std::string base_name = patch_base(name);
+  if (is_patch_name(base_name)) return fail("patch " + name + " has a patch for its base");
+  auto f = map_blob_file(instance, base_name);
+  if (!f) return std::unexpected(f.error());
+  if (f->view().size() != p->base_size)
+    return fail("patch " + name + " does not fit its base " + base_name);
+  b.file = std::move(*f);
+  b.patch = std::move(*p);
+  return b;
+}
+
 Result<std::string> read_blob(const std::string& instance, const std::string& name) {
   return get_blob(instance, name);
 }
@@ -403,19 +434,24 @@ std::string apply_splices(std::string_view base, const std::vector<BlobPatch>& s
   return out;
 }
 
-BlobPatch merge_patch(const BlobPatch& was, std::string_view before, size_t begin, size_t cut,
+BlobPatch merge_patch(const BlobPatch& was, const SplicedText& before, size_t begin, size_t cut,
                       std::string_view bytes) {
   // `after`[from, to): the text after the change, not made whole.
   auto after = [&](size_t from, size_t to) {
     std::string out;
     out.reserve(to - from);
-    auto take = [&](std::string_view part, size_t at) {  // `part` lies at `at` in after
-      size_t lo = std::max(from, at), hi = std::min(to, at + part.size());
-      if (lo < hi) out.append(part.substr(lo - at, hi - lo));
+    // `n` bytes lie at `at` in after: `bytes`, or `before`[b, b + n).
+    auto take = [&](size_t at, size_t b, size_t n, bool changed) {
+      const size_t lo = std::max(from, at), hi = std::min(to, at + n);
+      if (lo >= hi) return;
+      if (changed)
+        out.append(bytes.substr(lo - at, hi - lo));
+      else
+        out += before.substr(b + (lo - at), hi - lo);
     };
-    take(before.substr(0, begin), 0);
-    take(bytes, begin);
-    take(before.substr(begin + cut), begin + bytes.size());
+    take(0, 0, begin, false);
+    take(begin, 0, bytes.size(), true);
+    take(begin + bytes.size(), begin + cut, before.size() - begin - cut, false);
     return out;
   };
   // A patch that changes nothing has no range to cover.
@@ -431,12 +467,14 @@ BlobPatch merge_patch(const BlobPatch& was, std::string_view before, size_t begi
 }
 
 Result<std::string> put_blob_change(const std::string& instance, const std::string& was,
-                                    std::string_view before, size_t begin, size_t cut,
+                                    const SplicedText& before, size_t begin, size_t cut,
                                     std::string_view bytes) {
   if (begin > before.size() || cut > before.size() - begin) return fail("a change out of its text");
   const size_t size = before.size() - cut + bytes.size();
   auto whole = [&] {
-    return put_blob(instance, apply_patch(before, {before.size(), begin, cut, std::string(bytes)}));
+    std::string text = before.str();
+    text.replace(begin, cut, bytes);
+    return put_blob(instance, text);
   };
   // The patch `was` already is, in its base's terms; none: `before` is its base.
   BlobPatch old{before.size(), 0, 0, {}};

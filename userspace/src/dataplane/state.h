@@ -22,7 +22,9 @@
 #include "config/inputs.h"
 #include "plan/plan.h"
 #include "policy/policy.h"
+#include "util/mapped.h"
 #include "util/result.h"
+#include "util/spliced.h"
 
 namespace moat {
 
@@ -74,6 +76,15 @@ struct BlobPatch {
   std::string bytes;
 };
 std::string apply_patch(std::string_view base, const BlobPatch& p);
+// A blob read in place (map_blob()): its file mapped, or a patch's base
+// mapped with the patch's bytes over one range; never copied whole.
+struct BlobText {
+  MappedFile file;  // the blob, or a patch's base
+  BlobPatch patch;  // a whole blob's: {size, 0, 0, ""}
+  // Views of `file` and `patch`: taken again after a move.
+  SplicedText text() const { return {file.view(), patch.at, patch.cut, patch.bytes}; }
+};
+Result<BlobText> map_blob(const std::string& instance, const std::string& name);
 // A u64's bytes as the state files store it (host order, the size fields
 // of patches and images).
 std::string_view u64_view(const uint64_t& v);
@@ -81,7 +92,7 @@ std::string_view u64_view(const uint64_t& v);
 // bytes [begin, begin + cut) replaced by `bytes`: one range covering both
 // changes. `before` must be apply_patch(base, was); a whole blob is the
 // patch {before.size(), 0, 0, ""} of itself.
-BlobPatch merge_patch(const BlobPatch& was, std::string_view before, size_t begin, size_t cut,
+BlobPatch merge_patch(const BlobPatch& was, const SplicedText& before, size_t begin, size_t cut,
                       std::string_view bytes);
 // Where `magic` and then each of `sections` as a u64 size and its bytes
 // (PolicyImage::bytes(), as PolicyImage::sections() gives them without
@@ -97,7 +108,7 @@ std::string apply_splices(std::string_view base, const std::vector<BlobPatch>& s
 // when the change is small (the one-rule apply's 10 MB files), else the
 // whole text's blob.
 Result<std::string> put_blob_change(const std::string& instance, const std::string& was,
-                                    std::string_view before, size_t begin, size_t cut,
+                                    const SplicedText& before, size_t begin, size_t cut,
                                     std::string_view bytes);
 
 // A file's bytes; nullopt when it does not exist.

@@ -168,35 +168,15 @@ std::optional<RuleSpan> rule_of(const std::vector<Frame>& f, size_t list_level,
   return span;
 }
 
-// The length of the common prefix of `a` and `b`, in blocks first: memcmp
-// runs at memory speed, a byte loop at a tenth of it (10 MB of rules).
-size_t common_prefix(std::string_view a, std::string_view b) {
-  const size_t n = std::min(a.size(), b.size());
-  constexpr size_t kBlock = 4096;
-  size_t at = 0;
-  while (at + kBlock <= n && std::memcmp(a.data() + at, b.data() + at, kBlock) == 0) at += kBlock;
-  while (at < n && a[at] == b[at]) ++at;
-  return at;
-}
-
-size_t common_suffix(std::string_view a, std::string_view b, size_t limit) {
-  constexpr size_t kBlock = 4096;
-  size_t n = 0;
-  while (n + kBlock <= limit && std::memcmp(a.data() + a.size() - n - kBlock,
-                                            b.data() + b.size() - n - kBlock, kBlock) == 0)
-    n += kBlock;
-  while (n < limit && a[a.size() - 1 - n] == b[b.size() - 1 - n]) ++n;
-  return n;
-}
-
 }  // namespace
 
-std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_view after) {
-  if (before == after) return std::nullopt;
-  const size_t prefix = common_prefix(before, after);
-  const size_t suffix =
-      common_suffix(before, after, std::min(before.size(), after.size()) - prefix);
-  Scanner scan(before);
+std::optional<RuleSpan> find_changed_rule(const SplicedText& before, std::string_view after) {
+  const size_t prefix = before.common_prefix(after);
+  if (prefix == before.size() && prefix == after.size()) return std::nullopt;
+  const size_t suffix = before.common_suffix(after, std::min(before.size(), after.size()) - prefix);
+  // Up to the first changed byte the texts are the same, so `after`, whole
+  // in memory, is scanned; `before` may be a blob in pieces.
+  Scanner scan(after);
   scan.run_to(prefix);
   // The frames at the first changed byte: the rule list's must be the
   // innermost but those inside the rule.
@@ -230,20 +210,25 @@ std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_v
     if (span->path.starts_with('.')) span->path.erase(0, 1);
     span->depth -= 1;
   }
-  if (!span || span->begin > prefix || before[span->begin] != '{') return std::nullopt;
-  // On to the old rule's end: the change must end inside it too.
+  if (!span || span->begin > prefix || after[span->begin] != '{') return std::nullopt;
+  // On to the new rule's end (the same value as the old one's, ending at
+  // the same distance from the end, when both read as one value each, which
+  // read_rule_text() checks): the change must end inside it too.
   const size_t end = scan.run_past_value(static_cast<size_t>(span->depth));
-  if (end == std::string_view::npos || prefix >= end || end < before.size() - suffix)
+  if (end == std::string_view::npos || prefix >= end || end < after.size() - suffix)
     return std::nullopt;
-  span->end_before = end;
-  span->end_after = end + after.size() - before.size();
-  if (span->end_after <= span->begin) return std::nullopt;
+  span->end_after = end;
+  span->end_before = end + before.size() - after.size();
+  if (span->end_before <= span->begin) return std::nullopt;
   return span;
 }
 
 std::optional<PolicyRule> read_changed_rule(std::string_view after, const RuleSpan& span) {
   if (after.size() > kMaxInputBytes || span.end_after > after.size()) return std::nullopt;
-  const std::string text(after.substr(span.begin, span.end_after - span.begin));
+  return read_rule_text(std::string(after.substr(span.begin, span.end_after - span.begin)), span);
+}
+
+std::optional<PolicyRule> read_rule_text(const std::string& text, const RuleSpan& span) {
   if (input_problem(text, true)) return std::nullopt;
   Problems problems(false);
   auto tree = parse_json(text, problems);

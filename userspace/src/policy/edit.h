@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "policy/model.h"
+#include "util/spliced.h"
 
 namespace moat {
 
@@ -46,12 +47,15 @@ struct RuleSpan {
 // NetworkPolicy as kubectl takes it); the caller sees to
 // it that the reader takes both texts for JSON (looks_like_yaml() false for
 // their name).
-std::optional<RuleSpan> find_changed_rule(std::string_view before, std::string_view after);
+// `before` may be in pieces (a recorded blob and its patch).
+std::optional<RuleSpan> find_changed_rule(const SplicedText& before, std::string_view after);
 
 // The rule of `span` read from `after` as parse_policy_file() would read it
 // there; nullopt when it has any problem (the whole file's reading says
 // which).
 std::optional<PolicyRule> read_changed_rule(std::string_view after, const RuleSpan& span);
+// The same, of the rule's own text (the old rule: its bytes in `before`).
+std::optional<PolicyRule> read_rule_text(const std::string& text, const RuleSpan& span);
 
 // Whether the policy `p` (read from `before`) keeps its isolation, and
 // gets no problem of its own, with rule `index` of `dir` replaced by
