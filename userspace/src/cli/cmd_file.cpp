@@ -51,6 +51,7 @@ int run_apply(const FileArgs& a) {
   std::optional<moat::ApplyReport> one;
   if (!a.dry_run && geteuid() == 0) one = check(moat::reconcile_one_rule(a.instance, inputs, opt));
   if (!one) {
+    expect_whole_compile();
     auto cfg = config_from_inputs(inputs);
     need_root();
     one = check(moat::reconcile(a.instance, {std::move(cfg), std::move(inputs)}, opt));

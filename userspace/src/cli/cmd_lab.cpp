@@ -150,6 +150,7 @@ int run_lab_apply(const LabArgs& a) {
   auto one = check(
       in_lab_host(name, [&] { return moat::reconcile_one_rule(lab_instance(name), inputs, opt); }));
   if (!one) {
+    expect_whole_compile();
     moat::DesiredState want{config_from_inputs(inputs), std::move(inputs)};
     one = check(in_lab_host(name, [&] { return moat::reconcile(lab_instance(name), want, opt); }));
   }

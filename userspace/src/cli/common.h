@@ -60,6 +60,11 @@ T check(Result<T> r) {
 
 void need_root();
 
+// An apply that compiles the whole of its inputs (not one changed rule):
+// the rest of its memory is faulted in ahead of it (main.cpp). Until then
+// an apply's heap holds only what reading its inputs needs.
+void expect_whole_compile();
+
 // SIGINT/SIGTERM are blocked and taken with sigtimedwait(): no handler runs
 // in the middle of a write, and every loop of a long-running command ends
 // cleanly. Block before starting threads, so they inherit the mask.
