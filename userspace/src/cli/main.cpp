@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +18,7 @@
 
 #include "cli/common.h"
 #include "cni/plugin.h"
+#include "dataplane/apply.h"
 #include "util/discard.h"
 
 namespace {
@@ -163,11 +165,15 @@ void moat::cli::expect_whole_compile() {
 }
 
 int main(int argc, char** argv) {
+  const auto started = std::chrono::steady_clock::now();
   // Runtimes run CNI plugins by their "type": a `moat-cni` link to this
   // binary in the plugin directory speaks CNI and nothing else.
   const char* base = std::strrchr(argv[0], '/');
   if (std::strcmp(base ? base + 1 : argv[0], "moat-cni") == 0) return moat::cni::plugin_main();
-  if (heavy_command(argc, argv)) moat::one_shot_process() = true;
+  if (heavy_command(argc, argv)) {
+    moat::one_shot_process() = true;
+    moat::set_command_start(started);
+  }
   if (size_t input = input_bytes_worth_huge_pages(argc, argv))
     heap_on_huge_pages(input, may_change_one_rule(argc, argv));
 

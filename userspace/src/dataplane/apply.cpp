@@ -68,6 +68,19 @@ json phases_json(const std::vector<std::pair<std::string, double>>& phases) {
 
 }  // namespace
 
+namespace {
+std::optional<std::chrono::steady_clock::time_point> g_command_start;
+}  // namespace
+
+void set_command_start(std::chrono::steady_clock::time_point t) { g_command_start = t; }
+
+void add_before_lock(ApplyReport& rep, std::chrono::steady_clock::time_point asked) {
+  if (!g_command_start) return;
+  rep.phases_ms.emplace(
+      rep.phases_ms.begin(), "before-lock",
+      std::chrono::duration<double, std::milli>(asked - *g_command_start).count());
+}
+
 void PhaseClock::lap(const char* name) {
   auto now = std::chrono::steady_clock::now();
   if (rep_)

@@ -46,6 +46,14 @@ void keep_maps_between_applies(bool on);
 // Closes them (an instance going down must not live on in our fds).
 void drop_kept_maps();
 
+// When the command began (set by the CLI in main()). A one-shot command's
+// apply then reports the time from it to asking for the instance lock as
+// its first phase, "before-lock": the command line, reading the input
+// files, finding the lab. Unset (the agents, tests): not reported.
+void set_command_start(std::chrono::steady_clock::time_point t);
+// Puts "before-lock" first in `rep`'s phases, up to `asked`.
+void add_before_lock(ApplyReport& rep, std::chrono::steady_clock::time_point asked);
+
 // Appends each lap's wall time since the last (or since construction) to
 // a report's phases_ms; a null report only keeps time.
 class PhaseClock {

@@ -854,6 +854,7 @@ void keep_kernel_handles(bool on) {
 
 Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& want,
                               const ReconcileOptions& opt) {
+  const auto asked = std::chrono::steady_clock::now();
   PhaseClock clock(nullptr);
   auto lock = InstanceLock::acquire(instance);
   if (!lock) return std::unexpected(lock.error());
@@ -873,12 +874,14 @@ Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& w
   clock.lap("lock-settle");
   auto rep = reconcile_locked(instance, want, o, interrupted);
   if (rep) rep->phases_ms.insert(rep->phases_ms.begin(), settled.phases_ms.front());
+  if (rep) add_before_lock(*rep, asked);
   return rep;
 }
 
 Result<std::optional<ApplyReport>> reconcile_one_rule(const std::string& instance,
                                                       const Inputs& inputs,
                                                       const ReconcileOptions& opt) {
+  const auto asked = std::chrono::steady_clock::now();
   PhaseClock clock(nullptr);
   auto lock = InstanceLock::acquire(instance);
   if (!lock) return std::unexpected(lock.error());
@@ -889,6 +892,7 @@ Result<std::optional<ApplyReport>> reconcile_one_rule(const std::string& instanc
   clock.lap("lock-settle");
   auto rep = one_rule_locked(instance, inputs, opt);
   if (rep && *rep) (*rep)->phases_ms.insert((*rep)->phases_ms.begin(), settled.phases_ms.front());
+  if (rep && *rep) add_before_lock(**rep, asked);
   return rep;
 }
 

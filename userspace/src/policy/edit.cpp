@@ -1,6 +1,7 @@
 #include "policy/edit.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -22,8 +23,9 @@ struct Frame {
   bool expect_key = true;                       // objects: a string now is a key
 };
 
-// A scanner of JSON text the reader accepted: it needs no checks, only to
-// know which value it is in.
+// A scanner of JSON text: it needs no checks, only to know which value it
+// is in. Up to the change it scans the bytes of a text the reader
+// accepted; past it, the rule it finds is read in full before it is used.
 class Scanner {
  public:
   // A byte order mark the JSON reader skips is skipped here too.
@@ -107,7 +109,7 @@ class Scanner {
       default: {  // a number, true, false, null; any other byte moves on too
         begin_value(at_);
         ++at_;
-        while (at_ < text_.size() && !std::memchr(" \t\n\r,]}", text_[at_], 7)) ++at_;
+        while (at_ < text_.size() && !kEndsLiteral[static_cast<unsigned char>(text_[at_])]) ++at_;
         ended_ = true;
         return;
       }
@@ -127,6 +129,13 @@ class Scanner {
       i = at + 1;
     }
   }
+
+  // The bytes that end a number or true, false, null.
+  static constexpr std::array<bool, 256> kEndsLiteral = [] {
+    std::array<bool, 256> t{};
+    for (unsigned char c : std::string_view(" \t\n\r,]}")) t[c] = true;
+    return t;
+  }();
 
   std::string_view text_;
   size_t at_ = 0;
