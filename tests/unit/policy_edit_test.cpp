@@ -218,6 +218,42 @@ TEST(RuleEdit, ChangesOutsideOneRuleAreNotFound) {
   EXPECT_TRUE(k8s->kubernetes);
 }
 
+// Values that end before the change are skipped by their brackets, up to
+// 64 KiB each: a policy larger than that (read token by token), a rule
+// right after it, the last rule of the last policy. (Strings inside a
+// skipped value: EscapesInsideStringsAreSkipped.)
+TEST(RuleEdit, LargePoliciesBeforeTheChangeAreSkippedRight) {
+  auto policy = [](const std::string& name, int first_port, int rules) {
+    Json p = J("{'podSelector': {'matchLabels': {'app': 'x'}}, 'ingress': []}");
+    p["name"] = name;
+    for (int i = 0; i < rules; ++i)
+      p["ingress"].push_back({{"from", Json::array({{{"ipBlock", {{"cidr", "10.0.0.1/32"}}}}})},
+                              {"ports", Json::array({{{"port", first_port + i}}})}});
+    return p;
+  };
+  // Ports 1000-3999, 5000-5002, 6000-7999: each names its rule.
+  Json policies =
+      Json::array({policy("big", 1000, 3000), policy("next", 5000, 3), policy("last", 6000, 2000)});
+  for (int style : {0, 1}) {
+    const std::string before = render(policies, style);
+    ASSERT_GT(before.size(), size_t{4} << 16);
+    ASSERT_TRUE(accepted(before));
+    const std::string root = style % 2 ? "" : "policies";
+    for (auto [port, path] : {std::pair{5000, "[1].ingress[0]"}, std::pair{5001, "[1].ingress[1]"},
+                              std::pair{7999, "[2].ingress[1999]"}}) {
+      SCOPED_TRACE(std::to_string(style) + " " + path);
+      const std::string after =
+          replaced(before, "\"port\":" + std::to_string(port) + "}", "\"port\":7}");
+      auto span = find_changed_rule(before, after);
+      ASSERT_TRUE(span);
+      EXPECT_EQ(span->path, root + path);
+      auto rule = read_changed_rule(after, *span);
+      ASSERT_TRUE(rule);
+      EXPECT_EQ(rule->ports.at(0).port, 7);
+    }
+  }
+}
+
 // Strings are skipped whole, escaped quotes and backslashes inside them
 // too: an annotation that looks like the end of the rules list does not end it.
 TEST(RuleEdit, EscapesInsideStringsAreSkipped) {

@@ -796,7 +796,7 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
     if (auto r = failpoint("intent"); !r) return r;
     auto changed = install_policy(*skel->get(), o->image.ipcache(), o->image.ipcache6(),
                                   o->image.entries(), true, state.value("policy_rev_max", 0u),
-                                  false, &rev, GenerationStore{state_dir(instance)}, &gp);
+                                  false, &rev, GenerationStore{state_dir(instance)}, &gp, true);
     if (!changed) return std::unexpected(changed.error());
     rep.policy_changed = *changed;
     // Every other rule keeps its id and its meaning, so its count goes on;

@@ -33,9 +33,25 @@ class Scanner {
     if (text_.starts_with("\xEF\xBB\xBF")) at_ = 3;
   }
 
-  // Scans up to offset `to` (not into a token that begins there).
+  // Scans up to offset `to` (not into a token that begins there). An array
+  // or object that ends before `to` leaves no frame behind, so it is skipped
+  // by its brackets alone (a rule: ten times faster than stepping through
+  // its tokens), tried for up to kSkipTry bytes, so that the long lists
+  // that hold `to` are not scanned twice.
   void run_to(size_t to) {
-    while (at_ < to && at_ < text_.size()) step();
+    while (at_ < to && at_ < text_.size()) {
+      const char c = text_[at_];
+      if (c == '{' || c == '[') {
+        const size_t end = close_of(at_, std::min(to, at_ + kSkipTry));
+        if (end != std::string_view::npos) {
+          begin_value(at_);
+          at_ = end;
+          ended_ = true;
+          continue;
+        }
+      }
+      step();
+    }
   }
 
   // Scans on to the end of the value that begins next, in the innermost of
@@ -114,6 +130,33 @@ class Scanner {
         return;
       }
     }
+  }
+
+  static constexpr size_t kSkipTry = 1 << 16;
+
+  // One past the bracket that closes the array or object opening at
+  // `open`, if it is before `limit`; npos if not.
+  size_t close_of(size_t open, size_t limit) const {
+    const char* p = text_.data();
+    size_t depth = 0;
+    for (size_t i = open; i < limit; ++i) {
+      switch (p[i]) {
+        case '{':
+        case '[':
+          ++depth;
+          break;
+        case '}':
+        case ']':
+          if (--depth == 0) return i + 1 <= limit ? i + 1 : std::string_view::npos;
+          break;
+        case '"':
+          i = string_end(i) - 1;
+          break;
+        default:
+          break;
+      }
+    }
+    return std::string_view::npos;
   }
 
   // One past the closing quote of the string opening at `open`.
