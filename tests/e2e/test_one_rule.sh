@@ -199,4 +199,15 @@ whole_agrees "(g5)" "$CLIENT_BLOCK"
 check "(g5) the whole apply saves its image whole, and no patch of another" \
   test ! -e "/run/moat/lab-$L/policy.image.patch"
 
+# A rule edited to the entries it had (spaces inside it): one rule's change
+# that changes nothing in the kernel, as the whole apply would find; its
+# hit count goes on.
+reaches "(g6)" client
+h0=$(hits 0)
+write_policy " $CLIENT_BLOCK " $'\n'
+apply_json "(g6) rule 0 with spaces inside"
+check "(g6) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
+check "(g6) the policy unchanged (changed $(changed))" [ "$(changed)" = False ]
+check "(g6) rule 0's hits go on ($(hits 0) >= $h0 > 0)" is "$(hits 0) >= $h0 && $h0 > 0"
+
 finish

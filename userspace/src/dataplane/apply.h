@@ -48,8 +48,10 @@ void drop_kept_maps();
 
 // When the command began (set by the CLI in main()). A one-shot command's
 // apply then reports the time from it to asking for the instance lock as
-// its first phase, "before-lock": the command line, reading the input
-// files, finding the lab. Unset (the agents, tests): not reported.
+// its first phase, "before-lock": whatever the command did first (the
+// command line, reading the input files, finding the lab; for a whole
+// apply also the look for one changed rule and the files' validation; for
+// `lab up` the lab's making). Unset (the agents, tests): not reported.
 void set_command_start(std::chrono::steady_clock::time_point t);
 // Puts "before-lock" first in `rep`'s phases, up to `asked`.
 void add_before_lock(ApplyReport& rep, std::chrono::steady_clock::time_point asked);

@@ -446,7 +446,7 @@ Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
 Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache_in,
                             const Ipcache6Entries& ipcache6_in, const PolicyEntries& entries_in,
                             bool active, uint32_t last_rev, bool dry_run, uint32_t* rev,
-                            const GenerationStore& store, GracePeriod* gp, bool differs) {
+                            const GenerationStore& store, GracePeriod* gp) {
   auto cur = read_policy_rev(skel);
   if (!cur) return std::unexpected(cur.error());
   *rev = *cur;
@@ -470,7 +470,7 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
   const IpcacheEntries& ipcache = detail::by_key(ipcache_in, s4);
   const Ipcache6Entries& ipcache6 = detail::by_key(ipcache6_in, s6);
   const PolicyEntries& entries = detail::by_key(entries_in, sp);
-  if (*cur != 0 && !differs) {
+  if (*cur != 0) {
     // The copy of the slot in force answers without reading it back.
     auto held = load_snapshot(skel, store, *cur & 1);
     if (held && held->rev == *cur) {

@@ -88,14 +88,11 @@ const char* last_generation_write();
 // `last_rev` (the highest ever used, so a rule id never names two rules),
 // in the slot not in force.
 // Returns whether the kernel side changed (or would, with dry_run); *rev is
-// the revision in force afterwards. `differs` says the caller knows the
-// entries differ from those in force (the one-rule change: its image is
-// that generation with one rule changed): they are not compared again.
+// the revision in force afterwards.
 Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache,
                             const Ipcache6Entries& ipcache6, const PolicyEntries& entries,
                             bool active, uint32_t last_rev, bool dry_run, uint32_t* rev,
-                            const GenerationStore& store = {}, GracePeriod* gp = nullptr,
-                            bool differs = false);
+                            const GenerationStore& store = {}, GracePeriod* gp = nullptr);
 
 // Rule hit counters first..first+n-1 back to zero on every CPU: a new
 // revision numbers its rules anew (a one-rule change only the changed one).

@@ -794,9 +794,11 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
   uint32_t rev = 0;
   auto kernel = [&]() -> Result<void> {
     if (auto r = failpoint("intent"); !r) return r;
+    // Compared with the generation in force all the same: a rule edited
+    // can compile to the entries it had (reordered ports, spaces inside).
     auto changed = install_policy(*skel->get(), o->image.ipcache(), o->image.ipcache6(),
                                   o->image.entries(), true, state.value("policy_rev_max", 0u),
-                                  false, &rev, GenerationStore{state_dir(instance)}, &gp, true);
+                                  false, &rev, GenerationStore{state_dir(instance)}, &gp);
     if (!changed) return std::unexpected(changed.error());
     rep.policy_changed = *changed;
     // Every other rule keeps its id and its meaning, so its count goes on;

@@ -24,8 +24,10 @@ struct Frame {
 };
 
 // A scanner of JSON text: it needs no checks, only to know which value it
-// is in. Up to the change it scans the bytes of a text the reader
-// accepted; past it, the rule it finds is read in full before it is used.
+// is in. Up to the change it scans bytes the reader accepted before; past
+// it, bytes nobody checked yet, so it stops (too_deep()) where the reader
+// would refuse the nesting, and the rule it finds is read in full
+// (read_rule_text()) before it is used.
 class Scanner {
  public:
   // A byte order mark the JSON reader skips is skipped here too.
@@ -41,7 +43,7 @@ class Scanner {
   void run_to(size_t to) {
     while (at_ < to && at_ < text_.size()) {
       const char c = text_[at_];
-      if (c == '{' || c == '[') {
+      if ((c == '{' || c == '[') && !too_deep_) {
         const size_t end = close_of(at_, std::min(to, at_ + kSkipTry));
         if (end != std::string_view::npos) {
           begin_value(at_);
@@ -66,6 +68,9 @@ class Scanner {
 
   // The most frames open at once so far.
   int deepest() const { return deepest_; }
+  // More than kMaxNesting were open: the scan stopped there, as the
+  // reader would refuse the text.
+  bool too_deep() const { return too_deep_; }
 
   const std::vector<Frame>& frames() const { return frames_; }
 
@@ -90,13 +95,19 @@ class Scanner {
         return;
       case '{':
       case '[':
+        if (frames_.size() >= static_cast<size_t>(kMaxNesting)) {
+          too_deep_ = true;
+          deepest_ = kMaxNesting + 1;
+          at_ = text_.size();
+          return;
+        }
         begin_value(at_);
         frames_.emplace_back();
         frames_.back().array = c == '[';
         deepest_ = std::max(deepest_, static_cast<int>(frames_.size()));
         ++at_;
         return;
-      // The text was read before, but a scanner never trusts it with memory.
+      // A close without an open: never trusted with memory.
       case '}':
       case ']':
         if (!frames_.empty()) frames_.pop_back();
@@ -135,20 +146,24 @@ class Scanner {
   static constexpr size_t kSkipTry = 1 << 16;
 
   // One past the bracket that closes the array or object opening at
-  // `open`, if it is before `limit`; npos if not.
-  size_t close_of(size_t open, size_t limit) const {
+  // `open`, if it is before `limit`; npos if not. Its nesting counts as if
+  // stepped through.
+  size_t close_of(size_t open, size_t limit) {
     const char* p = text_.data();
-    size_t depth = 0;
+    size_t depth = 0, peak = 0;
     for (size_t i = open; i < limit; ++i) {
       switch (p[i]) {
         case '{':
         case '[':
-          ++depth;
+          peak = std::max(peak, ++depth);
           break;
         case '}':
         case ']':
-          if (--depth == 0) return i + 1 <= limit ? i + 1 : std::string_view::npos;
-          break;
+          if (--depth > 0) break;
+          if (frames_.size() + peak > static_cast<size_t>(kMaxNesting))
+            return std::string_view::npos;  // stepped through, it stops where it is too deep
+          deepest_ = std::max(deepest_, static_cast<int>(frames_.size() + peak));
+          return i + 1;
         case '"':
           i = string_end(i) - 1;
           break;
@@ -182,7 +197,7 @@ class Scanner {
 
   std::string_view text_;
   size_t at_ = 0;
-  bool ended_ = false;
+  bool ended_ = false, too_deep_ = false;
   int deepest_ = 0;
   std::vector<Frame> frames_;
 };
@@ -223,6 +238,7 @@ std::optional<RuleSpan> rule_of(const std::vector<Frame>& f, size_t list_level,
 }  // namespace
 
 std::optional<RuleSpan> find_changed_rule(const SplicedText& before, std::string_view after) {
+  if (after.size() > kMaxInputBytes) return std::nullopt;  // the reader refuses it
   const size_t prefix = before.common_prefix(after);
   if (prefix == before.size() && prefix == after.size()) return std::nullopt;
   const size_t suffix = before.common_suffix(after, std::min(before.size(), after.size()) - prefix);
@@ -230,6 +246,7 @@ std::optional<RuleSpan> find_changed_rule(const SplicedText& before, std::string
   // in memory, is scanned; `before` may be a blob in pieces.
   Scanner scan(after);
   scan.run_to(prefix);
+  if (scan.too_deep()) return std::nullopt;
   // The frames at the first changed byte: the rule list's must be the
   // innermost but those inside the rule.
   const std::vector<Frame>& f = scan.frames();

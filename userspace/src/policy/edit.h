@@ -35,8 +35,11 @@ struct RuleSpan {
   size_t index = 0;         // in the policy's list of `dir`
   bool kubernetes = false;  // a NetworkPolicy's rule (under "spec")
   size_t begin = 0;         // its first byte, in both texts
-  size_t end_before = 0;    // one past its last byte in `before`
-  size_t end_after = 0;     // ... and in `after`
+  size_t end_after = 0;     // one past its last byte in `after`
+  // ... and in `before`, if the old rule is one value there too, which
+  // only reading it tells (read_rule_text()): found in `after`, the span
+  // ends at the same distance from the end in both.
+  size_t end_before = 0;
   int depth = 0;            // arrays and objects holding it
   std::string path;         // as the reader names it: "policies[0].spec.ingress[3]"
 };
@@ -47,7 +50,11 @@ struct RuleSpan {
 // NetworkPolicy as kubectl takes it); the caller sees to
 // it that the reader takes both texts for JSON (looks_like_yaml() false for
 // their name).
-// `before` may be in pieces (a recorded blob and its patch).
+// `before` may be in pieces (a recorded blob and its patch). The rule's
+// span is found in `after`, which nothing has checked yet: the new file
+// is the old one with that rule replaced only when both rules read as one
+// value each, so a caller reads both, the new with read_changed_rule() and
+// the old with read_rule_text() of before[begin, end_before).
 std::optional<RuleSpan> find_changed_rule(const SplicedText& before, std::string_view after);
 
 // The rule of `span` read from `after` as parse_policy_file() would read it
