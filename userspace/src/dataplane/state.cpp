@@ -84,14 +84,13 @@ Result<std::optional<std::string>> read_whole(const std::string& path) {
   struct stat st {};
   size_t want = fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0;
   // Read straight into the string, neither zeroed first nor copied through
-  // a buffer: a 10 MB blob is touched once. A byte more than the size, so
-  // that the read seeing the end needs no growth; and room for a patch to
-  // be applied in place (get_blob()). A file of no size (procfs: a sysctl
-  // read at an offset past 0 reads nothing) is read in one go of 64 KiB.
+  // a buffer: a 10 MB file is touched once. A byte more than the size, so
+  // that the read seeing the end needs no growth. A file of no size
+  // (procfs: a sysctl read at an offset past 0 reads nothing) is read in
+  // one go of 64 KiB.
   std::string out;
   size_t have = 0;
-  for (size_t room = want ? want + (want >> 6) + 1 : 1 << 16;;
-       room = std::max(room * 2, have + (1 << 16))) {
+  for (size_t room = want ? want + 1 : 1 << 16;; room = std::max(room * 2, have + (1 << 16))) {
     int err = 0;
     out.resize_and_overwrite(room, [&](char* p, size_t n) {
       while (have < n) {
@@ -209,21 +208,6 @@ Result<BlobPatch> read_patch(const std::string& instance, const std::string& nam
   return p;
 }
 
-Result<std::string> get_blob(const std::string& instance, const std::string& name) {
-  if (!is_patch_name(name)) return read_blob_file(instance, name);
-  auto p = read_patch(instance, name);
-  if (!p) return std::unexpected(p.error());
-  const std::string base_name = patch_base(name);
-  if (is_patch_name(base_name)) return fail("patch " + name + " has a patch for its base");
-  auto base = read_blob_file(instance, base_name);
-  if (!base) return std::unexpected(base.error());
-  if (base->size() != p->base_size)
-    return fail("patch " + name + " does not fit its base " + base_name);
-  // In place, in the room read_whole() left: no second copy of 10 MB.
-  base->replace(p->at, p->cut, p->bytes);
-  return std::move(*base);
-}
-
 // The file of blob `name` mapped.
 Result<MappedFile> map_blob_file(const std::string& instance, const std::string& name) {
   if (!valid_blob_name(name)) return fail("\"" + name + "\" is no blob name");
@@ -261,7 +245,7 @@ Result<void> inputs_from_blobs(const std::string& instance, json& inputs) {
   for (auto& f : inputs["files"]) {
     if (!f.is_object() || !f.contains("blob")) continue;
     if (!f["blob"].is_string()) return fail("a file's blob is not a name");
-    auto text = get_blob(instance, f["blob"].get<std::string>());
+    auto text = read_blob(instance, f["blob"].get<std::string>());
     if (!text) return std::unexpected(text.error());
     f["text"] = std::move(*text);
     f.erase("blob");
@@ -345,7 +329,7 @@ Result<void> state_from_blobs(const std::string& instance, json& state) {
   json& p = state["policy"];
   if (!p.contains("rules_blob")) return {};
   if (!p["rules_blob"].is_string()) return fail("the rule table's blob is not a name");
-  auto text = get_blob(instance, p["rules_blob"].get<std::string>());
+  auto text = read_blob(instance, p["rules_blob"].get<std::string>());
   if (!text) return std::unexpected(text.error());
   auto rows = decode_rule_rows(*text);
   if (!rows) return std::unexpected(rows.error());
@@ -379,7 +363,10 @@ Result<BlobText> map_blob(const std::string& instance, const std::string& name) 
 }
 
 Result<std::string> read_blob(const std::string& instance, const std::string& name) {
-  return get_blob(instance, name);
+  // Copied once, from the mapping, the patch's bytes in place.
+  auto b = map_blob(instance, name);
+  if (!b) return std::unexpected(b.error());
+  return b->text().str();
 }
 
 std::string_view u64_view(const uint64_t& v) {
