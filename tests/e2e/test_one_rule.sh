@@ -11,7 +11,8 @@
 # pod selector, a new ipBlock) the whole apply makes it. Then a fast apply
 # killed after the switch is finished by the next command. Last, a file
 # kept in a blob: its change, the rule table's and the image's are kept as
-# patches, each read back by the next change.
+# patches, each read back by the next change. A file of 1 MiB and more
+# is compared with its blob a window at a time, never read whole.
 # The lab: tests/e2e/policy/ipblock.json (server 10.89.0.10, client .20,
 # other .30, all in namespace x, each serving 80/tcp).
 source "$(dirname "$0")/lib.sh"
@@ -209,5 +210,30 @@ apply_json "(g6) rule 0 with spaces inside"
 check "(g6) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
 check "(g6) the policy unchanged (changed $(changed))" [ "$(changed)" = False ]
 check "(g6) rule 0's hits go on ($(hits 0) >= $h0 > 0)" is "$(hits 0) >= $h0 && $h0 > 0"
+
+echo "(h) a file of 1 MiB and more: not read whole, compared with its blob a window at a time"
+BIG_PAD=$(printf '%*s' 1100000 '')
+write_policy "$OTHER_BLOCK" "$BIG_PAD"
+apply_json "(h) rule 0 from other, padded to 1.1 MB"
+check "(h) whole apply: the padding changed (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+reaches "(h)" other
+write_policy "$CLIENT_BLOCK" "$BIG_PAD"
+apply_json "(h1)"
+check "(h1) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
+got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
+check "(h1) the record keeps the file as a patch of its blob, byte for byte ($got)" [ "$got" = "p same" ]
+reaches "(h1)" client
+# Rule 0 and the padding's last window changed: two changes, the whole apply.
+write_policy "$OTHER_BLOCK" "$BIG_PAD "
+apply_json "(h2) rule 0 and the padding's end"
+check "(h2) whole apply (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+reaches "(h2)" other
+got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
+check "(h2) the record has the file whole, byte for byte ($got)" [ "$got" = "whole same" ]
+write_policy "$CLIENT_BLOCK" "$BIG_PAD "
+apply_json "(h3)"
+check "(h3) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
+reaches "(h3)" client
+whole_agrees "(h3)" "$CLIENT_BLOCK"
 
 finish

@@ -70,10 +70,44 @@ struct Counts {
   int found = 0, taken = 0, refused_by_policy = 0, not_found = 0;
 };
 
+std::string describe_span(const std::optional<RuleSpan>& s) {
+  if (!s) return "none";
+  return s->path + " " + s->policy_path + " " + std::to_string(static_cast<int>(s->dir)) + " " +
+         std::to_string(s->index) + " k8s=" + std::to_string(s->kubernetes) + " " +
+         std::to_string(s->begin) + "-" + std::to_string(s->end_after) + "/" +
+         std::to_string(s->end_before) + " depth " + std::to_string(s->depth);
+}
+
+// What reconcile does with an input file it has not read: the span from
+// the file's first bytes, a little past the first change, then twice as
+// many while the scan asks for more, must be the whole text's span. Each
+// head is a copy of its own, so that nothing past it is there to be read.
+void expect_heads_agree(const std::string& before, const std::string& after,
+                        const std::string& what) {
+  const auto whole = find_changed_rule(before, after);
+  const SplicedText b(before);
+  const size_t prefix = b.common_prefix(after);
+  const size_t suffix = b.common_suffix(after, std::min(before.size(), after.size()) - prefix);
+  for (size_t start : {size_t{1}, size_t{7}, size_t{64} << 10}) {
+    std::optional<RuleSpan> span;
+    bool more = true;
+    int asked = 0;
+    for (size_t want = prefix + start;; want *= 2, ++asked) {
+      const std::string head = after.substr(0, std::min(want, after.size()));
+      span = find_changed_rule_in(before.size(), after.size(), prefix, suffix, head, &more);
+      if (!more || head.size() == after.size()) break;
+    }
+    EXPECT_FALSE(more) << what;
+    EXPECT_EQ(describe_span(span), describe_span(whole))
+        << "from " << start << ", " << asked << " more: " << what;
+  }
+}
+
 // `after` against `before` (read as `file`): what the fast way finds and
 // reads must agree with reading `after` whole.
 void check_edit(const std::string& before, const PolicyFile& file, const std::string& after,
                 const std::string& what, Counts& n) {
+  expect_heads_agree(before, after, what);
   auto span = find_changed_rule(before, after);
   PolicyFileResult whole = parse_policy_file(after, "p.json");
   const bool whole_ok = whole.problems.empty() && whole.file;
@@ -247,10 +281,43 @@ TEST(RuleEdit, LargePoliciesBeforeTheChangeAreSkippedRight) {
       auto span = find_changed_rule(before, after);
       ASSERT_TRUE(span);
       EXPECT_EQ(span->path, root + path);
+      expect_heads_agree(before, after, path);
       auto rule = read_changed_rule(after, *span);
       ASSERT_TRUE(rule);
       EXPECT_EQ(rule->ports.at(0).port, 7);
     }
+  }
+}
+
+// A head that ends inside a string, a number or the changed rule is never
+// taken for the whole text: the scan asks for more, and with enough it
+// finds what the whole text gives.
+TEST(RuleEdit, AHeadThatEndsInsideATokenAsksForMore) {
+  Json policy =
+      J("{'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',"
+        " 'metadata': {'name': 'q'}, 'spec': {'podSelector': {},"
+        " 'ingress': [{'ports': [{'port': 80}]}, {'ports': [{'port': 81}]}]}}");
+  policy["metadata"]["annotations"] = {{"note", std::string(200000, 'x') + "\\\"]}"}};
+  const std::string before = render(Json::array({policy}), 0);
+  ASSERT_TRUE(accepted(before));
+  const std::string long_value =
+      "{\"ports\":[{\"port\":81,\"x\":\"" + std::string(300000, 'y') + "\"}]}";
+  for (const std::string& to : {std::string("{\"ports\":[{\"port\":12345678}]}"), long_value}) {
+    const std::string after = replaced(before, "{\"ports\":[{\"port\":81}]}", to);
+    const SplicedText b(before);
+    const size_t prefix = b.common_prefix(after);
+    const size_t suffix = b.common_suffix(after, std::min(before.size(), after.size()) - prefix);
+    const size_t rule_end = after.find(to) + to.size();
+    for (size_t n : {prefix + 1, prefix + 3, (prefix + rule_end) / 2, rule_end - 1}) {
+      bool more = false;
+      const std::string head = after.substr(0, n);
+      EXPECT_FALSE(find_changed_rule_in(before.size(), after.size(), prefix, suffix, head, &more));
+      EXPECT_TRUE(more) << n - prefix;
+    }
+    expect_heads_agree(before, after, to.substr(0, 40));
+    auto span = find_changed_rule(before, after);
+    ASSERT_TRUE(span);
+    EXPECT_EQ(span->path, "policies[0].spec.ingress[1]");
   }
 }
 

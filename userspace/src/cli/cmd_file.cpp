@@ -43,15 +43,18 @@ int run_apply(const FileArgs& a) {
   check_instance(a.instance);
   std::vector<std::string> files = {a.file};
   files.insert(files.end(), a.policy_files.begin(), a.policy_files.end());
-  auto inputs = read_inputs(files);
+  const bool may_be_one_rule = !a.dry_run && geteuid() == 0;
+  auto opened = may_be_one_rule ? open_inputs(files) : OpenedInputs{read_inputs(files), {}};
   moat::ReconcileOptions opt;
   opt.dry_run = a.dry_run;
   opt.keep_policy_image = true;
   // One rule changed: only it is read and compiled; else the whole files.
   std::optional<moat::ApplyReport> one;
-  if (!a.dry_run && geteuid() == 0) one = check(moat::reconcile_one_rule(a.instance, inputs, opt));
+  if (may_be_one_rule)
+    one = check(moat::reconcile_one_rule(a.instance, opened.inputs, opt, opened.unread_fds()));
   if (!one) {
     expect_whole_compile();
+    moat::Inputs inputs = read_rest(std::move(opened));
     auto cfg = config_from_inputs(inputs);
     need_root();
     one = check(moat::reconcile(a.instance, {std::move(cfg), std::move(inputs)}, opt));

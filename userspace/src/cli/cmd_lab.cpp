@@ -136,21 +136,23 @@ int run_lab_status(const LabArgs& a) {
 int run_lab_apply(const LabArgs& a) {
   need_root();
   std::string name = pick_lab(a.name);
-  auto inputs = read_inputs(a.policy_files, true);
+  auto opened = open_inputs(a.policy_files, true);
   // Bound again: idempotent, and a copy from before lab up bound it still gives a true record.
-  inputs.files.insert(inputs.files.begin(),
-                      {check(moat::lab_info(name)).source,
-                       check(moat::lab_bind_text(read_file(lab_config_copy(name))))});
+  opened.put_first({check(moat::lab_info(name)).source,
+                    check(moat::lab_bind_text(read_file(lab_config_copy(name))))});
   // What the record makes when read again on its own, and nothing more: an
   // undo or the next command's settle() rebuilds exactly this config.
   // Braces evaluate in order: the config is read before the inputs move (1 MB at 10,000 rules).
   moat::ReconcileOptions opt;
   opt.keep_policy_image = true;
   // One rule changed: only it is read and compiled; else the whole files.
-  auto one = check(
-      in_lab_host(name, [&] { return moat::reconcile_one_rule(lab_instance(name), inputs, opt); }));
+  const std::vector<int> unread = opened.unread_fds();
+  auto one = check(in_lab_host(name, [&] {
+    return moat::reconcile_one_rule(lab_instance(name), opened.inputs, opt, unread);
+  }));
   if (!one) {
     expect_whole_compile();
+    moat::Inputs inputs = read_rest(std::move(opened));
     moat::DesiredState want{config_from_inputs(inputs), std::move(inputs)};
     one = check(in_lab_host(name, [&] { return moat::reconcile(lab_instance(name), want, opt); }));
   }

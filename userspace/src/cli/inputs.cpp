@@ -1,7 +1,13 @@
 #include "cli/inputs.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
 #include "cli/common.h"
 #include "dataplane/reconcile.h"
+#include "dataplane/state.h"
 
 namespace moat::cli {
 
@@ -22,6 +28,46 @@ Inputs read_inputs(const std::vector<std::string>& files, bool replace_policies)
   in.replace_policies = replace_policies;
   for (const auto& f : files) in.files.push_back({f, read_file(f)});
   return in;
+}
+
+std::vector<int> OpenedInputs::unread_fds() const {
+  std::vector<int> fds;
+  for (const Fd& fd : unread) fds.push_back(fd.get());
+  return fds;
+}
+
+void OpenedInputs::put_first(InputFile f) {
+  inputs.files.insert(inputs.files.begin(), std::move(f));
+  unread.insert(unread.begin(), Fd());
+}
+
+OpenedInputs open_inputs(const std::vector<std::string>& files, bool replace_policies) {
+  OpenedInputs in;
+  in.inputs.replace_policies = replace_policies;
+  for (const auto& f : files) {
+    Fd fd(open(f.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (fd.ok() && fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) &&
+        static_cast<size_t>(st.st_size) >= kUnreadBytes) {
+      in.inputs.files.push_back({f, ""});
+      in.unread.push_back(std::move(fd));
+      continue;
+    }
+    in.inputs.files.push_back({f, read_file(f)});
+    in.unread.emplace_back();
+  }
+  return in;
+}
+
+Inputs read_rest(OpenedInputs in) {
+  for (size_t i = 0; i < in.unread.size(); ++i) {
+    if (!in.unread[i].ok()) continue;
+    InputFile& f = in.inputs.files[i];
+    auto text = moat::read_open_file(in.unread[i].get(), f.name);
+    if (!text) die(f.name + ": cannot read: " + text.error().message(), 2);
+    f.text = std::move(*text);
+  }
+  return std::move(in.inputs);
 }
 
 Config load_saved_inputs(const std::string& instance) {

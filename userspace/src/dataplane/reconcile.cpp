@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -28,6 +29,7 @@
 #include "dataplane/tc.h"
 #include "policy/edit.h"
 #include "policy/read.h"
+#include "util/windowed.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -587,6 +589,12 @@ struct RecordedText {
   std::string inline_text;
   bool is_inline = false;
   SplicedText text() const { return is_inline ? SplicedText(inline_text) : blob.text(); }
+  // The same, read through the blob's file rather than its mapping.
+  TextPieces pieces() const {
+    if (is_inline) return TextPieces::memory(inline_text);
+    const BlobPatch& p = blob.patch;
+    return TextPieces::spliced_file(blob.file.fd(), p.base_size, p.at, p.cut, p.bytes);
+  }
 };
 std::optional<RecordedText> recorded_text(const std::string& instance, const json& f) {
   RecordedText r;
@@ -613,14 +621,55 @@ struct OneRule {
   uint32_t id = 0;
   size_t file = 0;      // the changed input file
   RecordedText before;  // its recorded text
+  size_t after_size = 0;  // the changed file's new size
+  std::string rule_text;  // and its new bytes [span.begin, span.end_after)
   BlobText rules;       // the recorded rule table
   RowChange row;        // and the change of the rule's row
 };
 
+// The first `n` bytes of an input file not read yet; nullopt when it gave
+// fewer.
+std::optional<std::string> head_of(const TextPieces& file, size_t n) {
+  std::string head(std::min(n, file.size()), '\0');
+  if (!file.read(0, head.size(), head.data())) return std::nullopt;
+  return head;
+}
+
+// How much of an input file not read yet is read first: its bytes up to
+// the first change (the same as the record's), and some beyond, where
+// the changed rule most likely ends.
+size_t first_head(const SharedEnds& ends) { return ends.prefix + (size_t{64} << 10); }
+
+// The changed rule's span in an input file not read yet, whose ends the
+// recorded text shares (`ends`), from its first bytes (*head, first_head()
+// of them), read on (twice as many each time) only while the rule goes on
+// beyond them. The bytes read are left in *head.
+std::optional<RuleSpan> find_changed_rule_unread(size_t before_size, const TextPieces& file,
+                                                 const SharedEnds& ends, std::string* head) {
+  for (size_t want = first_head(ends);; want *= 2) {
+    if (head->size() < std::min(want, file.size())) {
+      auto h = head_of(file, want);
+      if (!h) return std::nullopt;
+      *head = std::move(*h);
+    }
+    bool more = false;
+    auto span =
+        find_changed_rule_in(before_size, file.size(), ends.prefix, ends.suffix, *head, &more);
+    if (!more || head->size() == file.size()) return span;
+  }
+}
+
+// The size of the file open as `fd`; nullopt when it is no regular file.
+std::optional<size_t> unread_size(int fd) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return static_cast<size_t>(st.st_size);
+}
+
 // Whether the change from the record's inputs to `inputs` is one rule the
 // saved image can change; the change made on the image.
 std::optional<OneRule> find_one_rule_in(const std::string& instance, const Inputs& inputs,
-                                        PhaseClock& clock) {
+                                        std::span<const int> unread, PhaseClock& clock) {
   OneRule o;
   auto rec = read_record(instance, false);
   if (!rec || rec->empty() || !rec->contains("state") || !rec->contains("inputs"))
@@ -644,16 +693,32 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
   // One file alone is the changed one or nothing changed: it is compared
   // once, by find_changed_rule() (which finds "nothing" too).
   std::optional<size_t> changed;
+  std::optional<TextPieces> changed_unread;  // the changed file, when not read
+  SharedEnds ends;                           // and what it shares with its record
   for (size_t i = 0; i < files.size(); ++i) {
     if (files[i].value("name", "") != inputs.files[i].name) return std::nullopt;
     auto old = recorded_text(instance, files[i]);
     if (!old) return std::nullopt;
-    const SplicedText text = old->text();
-    if (text.size() == inputs.files[i].text.size() && files.size() > 1 &&
-        text == inputs.files[i].text)
-      continue;
+    std::optional<TextPieces> now;
+    if (i < unread.size() && unread[i] >= 0) {
+      auto size = unread_size(unread[i]);
+      if (!size) return std::nullopt;
+      now = TextPieces::file(unread[i], *size);
+      auto e = shared_ends(old->pieces(), *now);
+      if (!e) return std::nullopt;
+      if (e->prefix == now->size() && e->prefix == old->text().size()) {
+        if (files.size() > 1) continue;
+      }
+      ends = *e;
+    } else {
+      const SplicedText text = old->text();
+      if (text.size() == inputs.files[i].text.size() && files.size() > 1 &&
+          text == inputs.files[i].text)
+        continue;
+    }
     if (changed) return std::nullopt;
     changed = i;
+    changed_unread = std::move(now);
     o.before = std::move(*old);
   }
   if (!changed) return std::nullopt;
@@ -664,13 +729,30 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
   for (char c; lead < before.size() &&
                ((c = before.at(lead)) == ' ' || c == '\t' || c == '\r' || c == '\n');)
     ++lead;
-  if (policy_read::looks_like_yaml(file.text, file.name) ||
+  // Unread, the file is looked at from its first bytes: enough for
+  // looks_like_yaml() unless they are all blanks.
+  std::string head;
+  if (changed_unread) {
+    auto h = head_of(*changed_unread, first_head(ends));
+    if (!h || (h->size() < changed_unread->size() &&
+               h->find_first_not_of(" \t\r\n") == std::string::npos))
+      return std::nullopt;
+    head = std::move(*h);
+  }
+  const std::string& first_bytes = changed_unread ? head : file.text;
+  if (policy_read::looks_like_yaml(first_bytes, file.name) ||
       policy_read::looks_like_yaml(before.substr(0, lead + 1), file.name))
     return std::nullopt;
   clock.lap("read-inputs");
-  auto span = find_changed_rule(before, file.text);
+  auto span = changed_unread ? find_changed_rule_unread(before.size(), *changed_unread, ends, &head)
+                             : find_changed_rule(before, file.text);
   if (!span) return std::nullopt;
-  auto after = read_changed_rule(file.text, *span);
+  const std::string_view after_text = changed_unread ? std::string_view(head) : file.text;
+  o.after_size = changed_unread ? changed_unread->size() : file.text.size();
+  // An inline record keeps the whole text: short, it is read whole.
+  if (changed_unread && o.after_size < kInlineInputBytes) return std::nullopt;
+  o.rule_text = after_text.substr(span->begin, span->end_after - span->begin);
+  auto after = read_changed_rule(after_text, *span);
   auto before_rule =
       read_rule_text(before.substr(span->begin, span->end_before - span->begin), *span);
   if (!after || !before_rule) return std::nullopt;
@@ -728,15 +810,14 @@ Result<json> stage_changed_file(const std::string& instance, const json& recorde
                                 const InputFile& file) {
   json staged = recorded;
   json& f = staged["files"][o.file];
-  if (file.text.size() < kInlineInputBytes) {
+  if (o.after_size < kInlineInputBytes) {
     f.erase("blob");
     f["text"] = file.text;
     return staged;
   }
   const std::string was = f.contains("blob") ? f["blob"].get<std::string>() : "";
-  auto name = put_blob_change(
-      instance, was, o.before.text(), o.span.begin, o.span.end_before - o.span.begin,
-      std::string_view(file.text).substr(o.span.begin, o.span.end_after - o.span.begin));
+  auto name = put_blob_change(instance, was, o.before.text(), o.span.begin,
+                              o.span.end_before - o.span.begin, o.rule_text);
   if (!name) return std::unexpected(name.error());
   f.erase("text");
   f["blob"] = *name;
@@ -745,9 +826,9 @@ Result<json> stage_changed_file(const std::string& instance, const json& recorde
 
 // A record or tag of unexpected shape is the whole apply's to judge.
 std::optional<OneRule> find_one_rule(const std::string& instance, const Inputs& inputs,
-                                     PhaseClock& clock) {
+                                     std::span<const int> unread, PhaseClock& clock) {
   try {
-    return find_one_rule_in(instance, inputs, clock);
+    return find_one_rule_in(instance, inputs, unread, clock);
   } catch (const json::exception&) {
     return std::nullopt;
   }
@@ -755,14 +836,15 @@ std::optional<OneRule> find_one_rule(const std::string& instance, const Inputs& 
 
 Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
                                                    const Inputs& inputs,
-                                                   const ReconcileOptions& opt) {
+                                                   const ReconcileOptions& opt,
+                                                   std::span<const int> unread) {
   ApplyReport rep;
   PhaseClock clock(&rep);
   const std::optional<ApplyReport> whole;  // the whole apply must make this change
   if (opt.dry_run || !fs::exists(image_file(instance))) return whole;
   // Begun now, it has passed by the time the idle generation is written.
   GracePeriod gp = GracePeriod::begin();
-  auto o = find_one_rule(instance, inputs, clock);
+  auto o = find_one_rule(instance, inputs, unread, clock);
   if (!o) return whole;
   json& state = o->rec["state"];
   auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
@@ -882,7 +964,8 @@ Result<ApplyReport> reconcile(const std::string& instance, const DesiredState& w
 
 Result<std::optional<ApplyReport>> reconcile_one_rule(const std::string& instance,
                                                       const Inputs& inputs,
-                                                      const ReconcileOptions& opt) {
+                                                      const ReconcileOptions& opt,
+                                                      std::span<const int> unread) {
   const auto asked = std::chrono::steady_clock::now();
   PhaseClock clock(nullptr);
   auto lock = InstanceLock::acquire(instance);
@@ -892,7 +975,7 @@ Result<std::optional<ApplyReport>> reconcile_one_rule(const std::string& instanc
   ApplyReport settled;
   clock.into(&settled);
   clock.lap("lock-settle");
-  auto rep = one_rule_locked(instance, inputs, opt);
+  auto rep = one_rule_locked(instance, inputs, opt, unread);
   if (rep && *rep) (*rep)->phases_ms.insert((*rep)->phases_ms.begin(), settled.phases_ms.front());
   if (rep && *rep) add_before_lock(**rep, asked);
   return rep;

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -77,9 +78,15 @@ Result<std::optional<ApplyReport>> reconcile_update(const std::string& instance,
 // set. nullopt: this change needs the whole apply (reconcile(); nothing
 // was written). Like every apply, under the lock, with an intent on disk
 // before the kernel changes.
+// `unread`, when given, has a file descriptor for each input file not read
+// yet (-1 for those read): its text in `inputs` is empty and the file is
+// compared with the recorded one a window at a time (util/windowed.h), so
+// that a change of one rule never reads the 10 MB around it. The caller
+// reads them all before a whole apply.
 Result<std::optional<ApplyReport>> reconcile_one_rule(const std::string& instance,
                                                       const Inputs& inputs,
-                                                      const ReconcileOptions& opt = {});
+                                                      const ReconcileOptions& opt = {},
+                                                      std::span<const int> unread = {});
 
 // The policy files of `dir` (*.json, *.yaml, *.yml, by name) appended to
 // `inputs`, for producers that take a policy directory (the Docker agent,

@@ -81,8 +81,13 @@ Result<std::optional<std::string>> read_whole(const std::string& path) {
     if (errno == ENOENT) return std::nullopt;
     return fail_errno("read " + path, errno);
   }
+  return read_open_file(fd.get(), path);
+}
+
+Result<std::string> read_open_file(int fd, const std::string& path) {
+  if (lseek(fd, 0, SEEK_SET) != 0) return fail_errno("read " + path, errno);
   struct stat st {};
-  size_t want = fstat(fd.get(), &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0;
+  size_t want = fstat(fd, &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0;
   // Read straight into the string, neither zeroed first nor copied through
   // a buffer: a 10 MB file is touched once. A byte more than the size, so
   // that the read seeing the end needs no growth. A file of no size
@@ -94,7 +99,7 @@ Result<std::optional<std::string>> read_whole(const std::string& path) {
     int err = 0;
     out.resize_and_overwrite(room, [&](char* p, size_t n) {
       while (have < n) {
-        ssize_t got = read(fd.get(), p + have, n - have);
+        ssize_t got = read(fd, p + have, n - have);
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) {
           err = got < 0 ? errno : 0;

@@ -113,6 +113,9 @@ Result<std::string> put_blob_change(const std::string& instance, const std::stri
 
 // A file's bytes; nullopt when it does not exist.
 Result<std::optional<std::string>> read_whole(const std::string& path);
+// The bytes of the file open as `fd`, from its start; `path` names it in
+// errors.
+Result<std::string> read_open_file(int fd, const std::string& path);
 
 // `inputs` as a record keeps them (inputs_json() with every file's "text"
 // put into a blob, named by "blob"), but files shorter than `inline_below`

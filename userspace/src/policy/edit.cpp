@@ -66,6 +66,8 @@ class Scanner {
     return std::string_view::npos;
   }
 
+  // How far it has scanned.
+  size_t place() const { return at_; }
   // The most frames open at once so far.
   int deepest() const { return deepest_; }
   // More than kMaxNesting were open: the scan stopped there, as the
@@ -242,11 +244,37 @@ std::optional<RuleSpan> find_changed_rule(const SplicedText& before, std::string
   const size_t prefix = before.common_prefix(after);
   if (prefix == before.size() && prefix == after.size()) return std::nullopt;
   const size_t suffix = before.common_suffix(after, std::min(before.size(), after.size()) - prefix);
-  // Up to the first changed byte the texts are the same, so `after`, whole
-  // in memory, is scanned; `before` may be a blob in pieces.
+  bool more = false;
+  return find_changed_rule_in(before.size(), after.size(), prefix, suffix, after, &more);
+}
+
+std::optional<RuleSpan> find_changed_rule_in(size_t before_size, size_t after_size, size_t prefix,
+                                             size_t suffix, std::string_view head, bool* more) {
+  *more = false;
+  if (after_size > kMaxInputBytes) return std::nullopt;  // the reader refuses it
+  if (prefix == before_size && prefix == after_size) return std::nullopt;
+  if (head.size() > after_size || prefix > std::min(before_size, after_size) ||
+      suffix > std::min(before_size, after_size) - prefix)
+    return std::nullopt;
+  // The scan reads only bytes before its place. Where its place reached the
+  // end of a head shorter than the text, a token may go on past it: the
+  // caller must give more (the scan of the whole text would have read on).
+  const bool cut_short = head.size() < after_size;
+  auto short_at = [&](size_t at) { return cut_short && at >= head.size(); };
+  if (short_at(prefix)) {
+    *more = true;
+    return std::nullopt;
+  }
+  // Up to the first changed byte the texts are the same, so `after`'s
+  // first bytes are scanned; `before` may be a blob in pieces.
+  std::string_view after = head;
   Scanner scan(after);
   scan.run_to(prefix);
   if (scan.too_deep()) return std::nullopt;
+  if (short_at(scan.place())) {
+    *more = true;
+    return std::nullopt;
+  }
   // The frames at the first changed byte: the rule list's must be the
   // innermost but those inside the rule.
   const std::vector<Frame>& f = scan.frames();
@@ -284,10 +312,14 @@ std::optional<RuleSpan> find_changed_rule(const SplicedText& before, std::string
   // the same distance from the end, when both read as one value each, which
   // read_rule_text() checks): the change must end inside it too.
   const size_t end = scan.run_past_value(static_cast<size_t>(span->depth));
-  if (end == std::string_view::npos || prefix >= end || end < after.size() - suffix)
+  if (!scan.too_deep() && short_at(end == std::string_view::npos ? head.size() : end)) {
+    *more = true;
+    return std::nullopt;
+  }
+  if (end == std::string_view::npos || prefix >= end || end < after_size - suffix)
     return std::nullopt;
   span->end_after = end;
-  span->end_before = end + before.size() - after.size();
+  span->end_before = end + before_size - after_size;
   if (span->end_before <= span->begin) return std::nullopt;
   return span;
 }

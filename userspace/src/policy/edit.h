@@ -56,6 +56,14 @@ struct RuleSpan {
 // value each, so a caller reads both, the new with read_changed_rule() and
 // the old with read_rule_text() of before[begin, end_before).
 std::optional<RuleSpan> find_changed_rule(const SplicedText& before, std::string_view after);
+// The same, with `after` not whole in memory: the caller compared the two
+// texts (their sizes; `prefix` and `suffix`, the bytes they share at the
+// start and then at the end, as util/windowed.h's shared_ends() counts
+// them) and gives `after`'s first bytes, `head`. The span is the one the
+// whole text gives, or nullopt with *more set: the scan needs bytes past
+// `head` (call again with a longer one).
+std::optional<RuleSpan> find_changed_rule_in(size_t before_size, size_t after_size, size_t prefix,
+                                             size_t suffix, std::string_view head, bool* more);
 
 // The rule of `span` read from `after` as parse_policy_file() would read it
 // there; nullopt when it has any problem (the whole file's reading says

@@ -19,8 +19,9 @@ Result<std::optional<MappedFile>> MappedFile::open(const std::string& path) {
   if (!S_ISREG(st.st_mode)) return fail(path + " is not a regular file");
   MappedFile m;
   if (st.st_size == 0) return m;
+  m.fd_ = std::move(fd);
   const size_t size = static_cast<size_t>(st.st_size);
-  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd.get(), 0);
+  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, m.fd_.get(), 0);
   if (p == MAP_FAILED) return fail_errno("map " + path, errno);
   m.data_ = p;
   m.size_ = size;
@@ -29,6 +30,7 @@ Result<std::optional<MappedFile>> MappedFile::open(const std::string& path) {
 
 void MappedFile::reset() {
   if (data_) munmap(data_, size_);
+  fd_.reset();
   data_ = nullptr;
   size_ = 0;
 }

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <utility>
 
+#include "util/fd.h"
 #include "util/result.h"
 
 namespace moat {
@@ -19,9 +20,12 @@ class MappedFile {
  public:
   MappedFile() = default;
   MappedFile(MappedFile&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+      : fd_(std::move(o.fd_)),
+        data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)) {}
   MappedFile& operator=(MappedFile&& o) noexcept {
     reset();
+    fd_ = std::move(o.fd_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
     return *this;
@@ -35,9 +39,13 @@ class MappedFile {
   static Result<std::optional<MappedFile>> open(const std::string& path);
 
   std::string_view view() const { return {static_cast<const char*>(data_), size_}; }
+  // The file, kept open: a long run of its bytes is cheaper read than
+  // touched through the mapping (util/windowed.h says why).
+  int fd() const { return fd_.get(); }
 
  private:
   void reset();
+  Fd fd_;
   void* data_ = nullptr;
   size_t size_ = 0;
 };

@@ -1,0 +1,106 @@
+// Unit tests for util/windowed.h: texts in pieces (memory, a file, a file
+// with a patch) read a window at a time must give the bytes and shared
+// ends that the texts whole give, across windows and pieces.
+#include "util/windowed.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <random>
+#include <string>
+
+#include "util/spliced.h"
+
+namespace moat {
+namespace {
+
+// A file holding `text`, removed at the end of the test.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& text) {
+    char name[] = "/tmp/moat-windowed-XXXXXX";
+    fd_ = mkstemp(name);
+    path_ = name;
+    EXPECT_GE(fd_, 0);
+    EXPECT_EQ(write(fd_, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  }
+  ~TempFile() {
+    close(fd_);
+    unlink(path_.c_str());
+  }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+std::string random_text(std::mt19937& rng, size_t n) {
+  std::string s(n, 'a');
+  for (char& c : s) c = static_cast<char>('a' + rng() % 3);  // long shared runs are likely
+  return s;
+}
+
+// Each way of holding a text gives its bytes at any offset.
+TEST(Windowed, PiecesReadAsTheWholeText) {
+  std::mt19937 rng(55);
+  for (int i = 0; i < 40; ++i) {
+    const std::string base = random_text(rng, 1 + rng() % 400000);
+    const size_t at = rng() % (base.size() + 1), cut = rng() % (base.size() - at + 1);
+    const std::string bytes = random_text(rng, rng() % 300);
+    std::string whole = base;
+    whole.replace(at, cut, bytes);
+    TempFile f(base);
+    const TextPieces spliced = TextPieces::spliced_file(f.fd(), base.size(), at, cut, bytes);
+    ASSERT_EQ(spliced.size(), whole.size());
+    for (int k = 0; k < 30; ++k) {
+      const size_t from = rng() % (whole.size() + 1), n = rng() % (whole.size() - from + 1);
+      std::string got(n, '\0');
+      ASSERT_TRUE(spliced.read(from, n, got.data()));
+      EXPECT_EQ(got, whole.substr(from, n)) << i << " " << from << " " << n;
+    }
+    std::string past(2, '\0');
+    EXPECT_FALSE(spliced.read(whole.size() - 1, 2, past.data()));
+  }
+}
+
+// shared_ends() against a byte by byte count, for changes anywhere in
+// texts of up to several windows, and at window edges.
+TEST(Windowed, SharedEndsAreTheWholeTextsOnes) {
+  std::mt19937 rng(56);
+  for (int i = 0; i < 120; ++i) {
+    const std::string a = random_text(rng, rng() % 600000);
+    std::string b = a;
+    size_t at = a.empty() ? 0 : rng() % (a.size() + 1);
+    if (i % 4 == 0) at = std::min(a.size(), (size_t{128} << 10) * (1 + rng() % 3) - rng() % 2);
+    const int kind = static_cast<int>(rng() % 4);
+    if (kind == 0 && at < b.size()) b[at] = 'z';
+    if (kind == 1) b.insert(at, random_text(rng, 1 + rng() % 50));
+    if (kind == 2 && at < b.size()) b.erase(at, 1 + rng() % 5000);
+    // kind 3: the same text
+    const SplicedText whole(a);
+    const size_t prefix = whole.common_prefix(b);
+    const size_t suffix = whole.common_suffix(b, std::min(a.size(), b.size()) - prefix);
+    TempFile fa(a), fb(b);
+    for (int way = 0; way < 3; ++way) {
+      const TextPieces pa = way == 0 ? TextPieces::memory(a) : TextPieces::file(fa.fd(), a.size());
+      const TextPieces pb = way == 2 ? TextPieces::memory(b) : TextPieces::file(fb.fd(), b.size());
+      auto ends = shared_ends(pa, pb);
+      ASSERT_TRUE(ends);
+      EXPECT_EQ(ends->prefix, prefix) << i << " way " << way;
+      EXPECT_EQ(ends->suffix, suffix) << i << " way " << way;
+    }
+  }
+}
+
+// A file that holds fewer bytes than it was said to: no ends.
+TEST(Windowed, AShortFileIsNoText) {
+  const std::string a(300000, 'a');
+  TempFile f(a.substr(0, 1000));
+  EXPECT_FALSE(shared_ends(TextPieces::memory(a), TextPieces::file(f.fd(), a.size())));
+  EXPECT_TRUE(shared_ends(TextPieces::memory(a.substr(0, 1000)), TextPieces::file(f.fd(), 1000)));
+}
+
+}  // namespace
+}  // namespace moat

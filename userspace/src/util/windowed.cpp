@@ -1,0 +1,112 @@
+#include "util/windowed.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace moat {
+
+TextPieces TextPieces::memory(std::string_view text) {
+  TextPieces t;
+  t.add({text.data(), 0, text.size()});
+  return t;
+}
+
+TextPieces TextPieces::file(int fd, size_t size) {
+  TextPieces t;
+  t.fd_ = fd;
+  t.add({nullptr, 0, size});
+  return t;
+}
+
+TextPieces TextPieces::spliced_file(int fd, size_t base_size, size_t at, size_t cut,
+                                    std::string_view bytes) {
+  TextPieces t;
+  t.fd_ = fd;
+  at = std::min(at, base_size);
+  cut = std::min(cut, base_size - at);
+  t.add({nullptr, 0, at});
+  t.add({bytes.data(), 0, bytes.size()});
+  t.add({nullptr, at + cut, base_size - at - cut});
+  return t;
+}
+
+void TextPieces::add(Piece p) {
+  if (p.size == 0) return;
+  pieces_[count_++] = p;
+  size_ += p.size;
+}
+
+bool TextPieces::read(size_t at, size_t n, char* out) const {
+  if (at > size_ || n > size_ - at) return false;
+  for (size_t i = 0, start = 0; i < count_ && n > 0; start += pieces_[i++].size) {
+    const Piece& p = pieces_[i];
+    if (at >= start + p.size) continue;
+    const size_t in = at - start, take = std::min(n, p.size - in);
+    if (p.mem) {
+      std::memcpy(out, p.mem + in, take);
+    } else {
+      for (size_t got = 0; got < take;) {
+        ssize_t r = pread(fd_, out + got, take - got, static_cast<off_t>(p.offset + in + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        got += static_cast<size_t>(r);
+      }
+    }
+    out += take, at += take, n -= take;
+  }
+  return n == 0;
+}
+
+namespace {
+
+// Small enough to stay in the CPU's cache, large enough that a 10 MB text
+// is some 80 reads.
+constexpr size_t kWindow = size_t{128} << 10;
+
+size_t same_from_front(const char* a, const char* b, size_t n) {
+  size_t i = 0;
+  constexpr size_t kBlock = 4096;
+  while (i + kBlock <= n && std::memcmp(a + i, b + i, kBlock) == 0) i += kBlock;
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
+
+size_t same_from_back(const char* a, const char* b, size_t n) {
+  size_t i = 0;
+  constexpr size_t kBlock = 4096;
+  while (i + kBlock <= n && std::memcmp(a + n - i - kBlock, b + n - i - kBlock, kBlock) == 0)
+    i += kBlock;
+  while (i < n && a[n - 1 - i] == b[n - 1 - i]) ++i;
+  return i;
+}
+
+}  // namespace
+
+std::optional<SharedEnds> shared_ends(const TextPieces& a, const TextPieces& b) {
+  std::string wa(kWindow, '\0'), wb(kWindow, '\0');
+  SharedEnds s;
+  const size_t common = std::min(a.size(), b.size());
+  while (s.prefix < common) {
+    const size_t n = std::min(kWindow, common - s.prefix);
+    if (!a.read(s.prefix, n, wa.data()) || !b.read(s.prefix, n, wb.data())) return std::nullopt;
+    const size_t same = same_from_front(wa.data(), wb.data(), n);
+    s.prefix += same;
+    if (same < n) break;
+  }
+  const size_t limit = common - s.prefix;
+  while (s.suffix < limit) {
+    const size_t n = std::min(kWindow, limit - s.suffix);
+    if (!a.read(a.size() - s.suffix - n, n, wa.data()) ||
+        !b.read(b.size() - s.suffix - n, n, wb.data()))
+      return std::nullopt;
+    const size_t same = same_from_back(wa.data(), wb.data(), n);
+    s.suffix += same;
+    if (same < n) break;
+  }
+  return s;
+}
+
+}  // namespace moat
