@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <utility>
 #include <vector>
@@ -42,6 +43,33 @@ Entries applied(const Entries& have, const EntryDiff<moat_policy_key, moat_polic
   }
   for (size_t i = 0; i < d.put_keys.size(); ++i) out.push_back({d.put_keys[i], d.put_vals[i]});
   return out;
+}
+
+// bytes_less() is memcmp()'s order, for keys of every size moat has and
+// odd ones: random bytes, and keys alike but for one byte anywhere.
+template <size_t N>
+void expect_memcmp_order(std::mt19937& rng) {
+  struct Key {
+    unsigned char b[N];
+  };
+  for (int i = 0; i < 20000; ++i) {
+    Key a, b;
+    for (auto& c : a.b) c = static_cast<unsigned char>(rng() % (i % 2 ? 256 : 3));
+    b = a;
+    if (i % 3) b.b[rng() % N] = static_cast<unsigned char>(rng() % 256);
+    ASSERT_EQ(bytes_less(a, b), std::memcmp(&a, &b, N) < 0) << N << " " << i;
+    ASSERT_EQ(bytes_less(b, a), std::memcmp(&b, &a, N) < 0) << N << " " << i;
+  }
+}
+
+TEST(GenDiff, BytesLessIsMemcmpOrder) {
+  std::mt19937 rng(9);
+  expect_memcmp_order<1>(rng);
+  expect_memcmp_order<3>(rng);
+  expect_memcmp_order<sizeof(moat_lpm_v4_key)>(rng);
+  expect_memcmp_order<sizeof(moat_policy_key)>(rng);
+  expect_memcmp_order<sizeof(moat_lpm_v6_key)>(rng);
+  expect_memcmp_order<23>(rng);
 }
 
 TEST(GenDiff, EqualGenerationsNeedNothing) {

@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <future>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -23,6 +25,7 @@
 #include "plan/gen_diff.h"
 #include "plan/limits.h"
 #include "util/fd.h"
+#include "util/mapped.h"
 
 using nlohmann::json;
 
@@ -145,12 +148,23 @@ struct SlotIds {
   bool operator==(const SlotIds&) const = default;
 };
 
+template <class E>
+using EntriesView = std::span<const typename E::value_type>;
+
+// A slot's copy as read: its entries seen in place in the mapped file (a
+// copy of 2.4 MB at 100,000 rules, twice per change, was a third of a
+// one-rule change's switch), or copied where the file cannot be viewed as
+// them.
 struct Snapshot {
   uint32_t rev = 0;
   SlotIds ids;
-  IpcacheEntries ipcache;
-  Ipcache6Entries ipcache6;
-  PolicyEntries entries;
+  EntriesView<IpcacheEntries> ipcache;
+  EntriesView<Ipcache6Entries> ipcache6;
+  EntriesView<PolicyEntries> entries;
+  MappedFile file;
+  IpcacheEntries own4;
+  Ipcache6Entries own6;
+  PolicyEntries own_entries;
 };
 
 constexpr char kSnapMagic[8] = {'m', 'o', 'a', 't', 'g', 'e', 'n', '1'};
@@ -176,7 +190,12 @@ void put_raw(std::string& out, const T& v) {
 }
 
 template <class K, class V>
-void put_entries(std::string& out, const std::vector<std::pair<K, V>>& entries) {
+void put_entries(std::string& out, std::span<const std::pair<K, V>> entries) {
+  using E = std::pair<K, V>;
+  if constexpr (sizeof(E) == sizeof(K) + sizeof(V) && offsetof(E, second) == sizeof(K)) {
+    out.append(reinterpret_cast<const char*>(entries.data()), entries.size_bytes());
+    return;
+  }
   for (const auto& [k, v] : entries) {
     put_raw(out, k);
     put_raw(out, v);
@@ -191,12 +210,26 @@ bool get_raw(std::string_view in, size_t* at, T* v) {
   return true;
 }
 
+// `n` entries at *at, viewed in place when the file's bytes are laid out
+// as the pairs are (key then value, no padding, aligned), else copied into
+// *own.
 template <class K, class V>
-bool get_entries(std::string_view in, size_t* at, uint64_t n, std::vector<std::pair<K, V>>* out) {
+bool get_entries(std::string_view in, size_t* at, uint64_t n,
+                 std::span<const std::pair<K, V>>* view, std::vector<std::pair<K, V>>* own) {
+  using E = std::pair<K, V>;
   if (n > (in.size() - *at) / (sizeof(K) + sizeof(V))) return false;
-  out->resize(n);
-  for (auto& [k, v] : *out)
+  const char* p = in.data() + *at;
+  if constexpr (sizeof(E) == sizeof(K) + sizeof(V) && offsetof(E, second) == sizeof(K)) {
+    if (reinterpret_cast<uintptr_t>(p) % alignof(E) == 0) {
+      *view = {reinterpret_cast<const E*>(p), static_cast<size_t>(n)};
+      *at += n * sizeof(E);
+      return true;
+    }
+  }
+  own->resize(n);
+  for (auto& [k, v] : *own)
     if (!get_raw(in, at, &k) || !get_raw(in, at, &v)) return false;
+  *view = *own;
   return true;
 }
 
@@ -206,7 +239,15 @@ constexpr uint32_t kSnapLayout = sizeof(moat_lpm_v4_key) | sizeof(moat_lpm_v6_ke
                                  sizeof(moat_policy_key) << 16 |
                                  (sizeof(moat_ipcache_val) + sizeof(moat_policy_val)) << 24;
 
-void save_snapshot(const GenerationStore& store, uint32_t slot, const Snapshot& s) {
+struct SnapshotOut {
+  uint32_t rev = 0;
+  SlotIds ids;
+  EntriesView<IpcacheEntries> ipcache;
+  EntriesView<Ipcache6Entries> ipcache6;
+  EntriesView<PolicyEntries> entries;
+};
+
+void save_snapshot(const GenerationStore& store, uint32_t slot, const SnapshotOut& s) {
   std::string out;
   // Reserved whole: grown by doubling, 2 MB of entries were copied twice.
   out.reserve(sizeof kSnapMagic + 64 +
@@ -247,12 +288,13 @@ std::optional<Snapshot> load_snapshot(const endpoint_bpf& skel, const Generation
   uint64_t n4 = 0, n6 = 0, np = 0;
   if (!get_raw(in, &at, &layout) || layout != kSnapLayout || !get_raw(in, &at, &s.rev) ||
       !get_raw(in, &at, &s.ids) || !get_raw(in, &at, &n4) || !get_raw(in, &at, &n6) ||
-      !get_raw(in, &at, &np) || !get_entries(in, &at, n4, &s.ipcache) ||
-      !get_entries(in, &at, n6, &s.ipcache6) || !get_entries(in, &at, np, &s.entries) ||
-      at != in.size())
+      !get_raw(in, &at, &np) || !get_entries(in, &at, n4, &s.ipcache, &s.own4) ||
+      !get_entries(in, &at, n6, &s.ipcache6, &s.own6) ||
+      !get_entries(in, &at, np, &s.entries, &s.own_entries) || at != in.size())
     return std::nullopt;
   if (s.ids.ic == 0 || s.ids.ic6 == 0 || s.ids.pc == 0 || !(s.ids == slot_ids(skel, slot)))
     return std::nullopt;
+  s.file = std::move(**file);  // the views stay: a mapping moves, its pages do not
   return s;
 }
 
@@ -277,11 +319,18 @@ Result<void> write_slot_diff(const endpoint_bpf& skel, uint32_t slot, const Snap
   Fd ic6 = inner_map(skel.maps.ipcache6_gens, slot);
   Fd pc = inner_map(skel.maps.policy_gens, slot);
   if (!ic.ok() || !ic6.ok() || !pc.ok()) return fail("policy generation slot is missing a map");
-  if (auto r = write_diff(ic.get(), diff_entries(have.ipcache, ipcache), "ipcache_gen"); !r)
+  if (auto r =
+          write_diff(ic.get(), diff_entries(have.ipcache, EntriesView<IpcacheEntries>(ipcache)),
+                     "ipcache_gen");
+      !r)
     return r;
-  if (auto r = write_diff(ic6.get(), diff_entries(have.ipcache6, ipcache6), "ipcache6_gen"); !r)
+  if (auto r =
+          write_diff(ic6.get(), diff_entries(have.ipcache6, EntriesView<Ipcache6Entries>(ipcache6)),
+                     "ipcache6_gen");
+      !r)
     return r;
-  return write_diff(pc.get(), diff_entries(have.entries, entries), "policy_gen");
+  return write_diff(pc.get(), diff_entries(have.entries, EntriesView<PolicyEntries>(entries)),
+                    "policy_gen");
 }
 
 // The slot's inner maps replaced by fresh ones holding the entries.
@@ -474,8 +523,9 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
     // The copy of the slot in force answers without reading it back.
     auto held = load_snapshot(skel, store, *cur & 1);
     if (held && held->rev == *cur) {
-      if (same_entries(held->entries, entries) && same_entries(held->ipcache, ipcache) &&
-          same_entries(held->ipcache6, ipcache6))
+      if (same_entries(held->entries, EntriesView<PolicyEntries>(entries)) &&
+          same_entries(held->ipcache, EntriesView<IpcacheEntries>(ipcache)) &&
+          same_entries(held->ipcache6, EntriesView<Ipcache6Entries>(ipcache6)))
         return false;
     } else if (generation_holds(skel, *cur, ipcache, ipcache6, entries)) {
       return false;
