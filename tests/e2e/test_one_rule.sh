@@ -236,4 +236,33 @@ check "(h3) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
 reaches "(h3)" client
 whole_agrees "(h3)" "$CLIENT_BLOCK"
 
+# Rule 0 made longer than the first bytes read past the change (64 KiB):
+# 4,000 more ports after its peer. The change, its peer, is at its start:
+# the rest of the rule is read twice as far, and again, until it ends.
+write_long() {  # write_long FROM
+  write_policy "$1" "$BIG_PAD"
+  python3 - "$POLICY" <<'PY'
+import sys
+p = sys.argv[1]
+extra = "".join(', {"protocol": "TCP", "port": %d}' % port for port in range(20000, 24000))
+t = open(p).read()
+assert '"port": 80}]}' in t
+open(p, "w").write(t.replace('"port": 80}]}', '"port": 80}' + extra + ']}', 1))
+PY
+  check "rule 0 has 4,000 ports more ($(grep -o '"port": 2[0-9]*' "$POLICY" | wc -l))" \
+    [ "$(grep -o '"port": 2[0-9]*' "$POLICY" | wc -l)" = 4000 ]
+}
+write_long "$OTHER_BLOCK"
+apply_json "(h4) rule 0 from other, with 4,000 more ports"
+check "(h4) whole apply: rule 0's ports changed (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+reaches "(h4)" other
+write_long "$CLIENT_BLOCK"
+apply_json "(h5) rule 0 from client, the same 4,000 ports"
+check "(h5) one rule, its end read past the first bytes: $(one_rule)" \
+  [ "$(one_rule)" = "spec.ingress[0]" ]
+# A 144 KB rule's patch is more than a sixteenth of the file: written whole.
+got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
+check "(h5) the record holds the file byte for byte ($got)" [ "$got" = "whole same" ]
+reaches "(h5)" client
+
 finish

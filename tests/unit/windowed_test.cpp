@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 
+#include "dataplane/state.h"
 #include "util/spliced.h"
 
 namespace moat {
@@ -92,6 +93,51 @@ TEST(Windowed, SharedEndsAreTheWholeTextsOnes) {
       EXPECT_EQ(ends->suffix, suffix) << i << " way " << way;
     }
   }
+}
+
+// A recorded blob and its patch, compared a window at a time, against the
+// text they make.
+TEST(Windowed, APatchedBlobComparesAsItsText) {
+  std::mt19937 rng(58);
+  for (int i = 0; i < 60; ++i) {
+    const std::string base = random_text(rng, 1 + rng() % 500000);
+    const size_t at = rng() % (base.size() + 1),
+                 cut = rng() % std::min<size_t>(base.size() - at + 1, 5000);
+    const std::string bytes = random_text(rng, rng() % 3000);
+    std::string text = base;
+    text.replace(at, cut, bytes);
+    std::string other = text;
+    const size_t k = rng() % (other.size() + 1);
+    if (i % 3 == 0 && k < other.size()) other[k] = 'z';
+    if (i % 3 == 1) other.insert(k, "zz");
+    TempFile f(base);
+    const TextPieces recorded = TextPieces::spliced_file(f.fd(), base.size(), at, cut, bytes);
+    const SplicedText whole(text);
+    auto ends = shared_ends(recorded, TextPieces::memory(other));
+    ASSERT_TRUE(ends);
+    const size_t prefix = whole.common_prefix(other);
+    EXPECT_EQ(ends->prefix, prefix) << i;
+    EXPECT_EQ(ends->suffix,
+              whole.common_suffix(other, std::min(text.size(), other.size()) - prefix))
+        << i;
+  }
+}
+
+// read_whole() reads what a pipe gives (`moat apply -f <(...)`): there is
+// no start to seek to.
+TEST(Windowed, AWholeReadTakesAPipe) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  // Within the pipe's buffer, written and closed before the read: nothing
+  // waits on a reader that fails.
+  const std::string text(60000, 'p');
+  ASSERT_EQ(write(p[1], text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(p[1]);
+  auto got = read_whole("/proc/self/fd/" + std::to_string(p[0]));
+  close(p[0]);
+  ASSERT_TRUE(got) << got.error().message();
+  ASSERT_TRUE(*got);
+  EXPECT_EQ(**got, text);
 }
 
 // A file that holds fewer bytes than it was said to: no ends.

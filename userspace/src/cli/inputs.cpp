@@ -64,7 +64,10 @@ Inputs read_rest(OpenedInputs in) {
     if (!in.unread[i].ok()) continue;
     InputFile& f = in.inputs.files[i];
     auto text = moat::read_open_file(in.unread[i].get(), f.name);
-    if (!text) die(f.name + ": cannot read: " + text.error().message(), 2);
+    if (!text) {
+      const int err = text.error().err;
+      die(f.name + ": cannot read: " + (err ? std::strerror(err) : text.error().message()), 2);
+    }
     f.text = std::move(*text);
   }
   return std::move(in.inputs);

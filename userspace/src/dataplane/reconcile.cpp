@@ -659,11 +659,34 @@ std::optional<RuleSpan> find_changed_rule_unread(size_t before_size, const TextP
   }
 }
 
-// The size of the file open as `fd`; nullopt when it is no regular file.
-std::optional<size_t> unread_size(int fd) {
+// What says an input file not read yet is still the one compared: its
+// size and times (a write changes both times, and the size unless in
+// place). nullopt when it is no regular file.
+struct FileState {
+  size_t size = 0;
+  timespec mtime{}, ctime{};
+  bool operator==(const FileState& o) const {
+    return size == o.size && mtime.tv_sec == o.mtime.tv_sec && mtime.tv_nsec == o.mtime.tv_nsec &&
+           ctime.tv_sec == o.ctime.tv_sec && ctime.tv_nsec == o.ctime.tv_nsec;
+  }
+};
+std::optional<FileState> unread_state(int fd) {
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  return static_cast<size_t>(st.st_size);
+  return FileState{static_cast<size_t>(st.st_size), st.st_mtim, st.st_ctim};
+}
+
+// Whether `head`'s first `n` bytes are `recorded`'s: they were when the
+// two were compared, and must still be in the bytes the rule was found in.
+bool same_start(const TextPieces& recorded, std::string_view head, size_t n) {
+  std::string window;
+  for (size_t at = 0; at < n;) {
+    const size_t k = std::min(n - at, size_t{128} << 10);
+    window.resize(k);
+    if (!recorded.read(at, k, window.data()) || head.substr(at, k) != window) return false;
+    at += k;
+  }
+  return true;
 }
 
 // Whether the change from the record's inputs to `inputs` is one rule the
@@ -695,19 +718,22 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
   std::optional<size_t> changed;
   std::optional<TextPieces> changed_unread;  // the changed file, when not read
   SharedEnds ends;                           // and what it shares with its record
+  std::optional<FileState> unread_was;       // and its state when compared
   for (size_t i = 0; i < files.size(); ++i) {
     if (files[i].value("name", "") != inputs.files[i].name) return std::nullopt;
     auto old = recorded_text(instance, files[i]);
     if (!old) return std::nullopt;
     std::optional<TextPieces> now;
+    std::optional<FileState> state_now;
     if (i < unread.size() && unread[i] >= 0) {
-      auto size = unread_size(unread[i]);
-      if (!size) return std::nullopt;
-      now = TextPieces::file(unread[i], *size);
+      state_now = unread_state(unread[i]);
+      if (!state_now) return std::nullopt;
+      now = TextPieces::file(unread[i], state_now->size);
       auto e = shared_ends(old->pieces(), *now);
       if (!e) return std::nullopt;
       if (e->prefix == now->size() && e->prefix == old->text().size()) {
         if (files.size() > 1) continue;
+        return std::nullopt;  // nothing changed: the whole apply says so
       }
       ends = *e;
     } else {
@@ -719,6 +745,7 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
     if (changed) return std::nullopt;
     changed = i;
     changed_unread = std::move(now);
+    unread_was = state_now;
     o.before = std::move(*old);
   }
   if (!changed) return std::nullopt;
@@ -747,6 +774,11 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
   auto span = changed_unread ? find_changed_rule_unread(before.size(), *changed_unread, ends, &head)
                              : find_changed_rule(before, file.text);
   if (!span) return std::nullopt;
+  // A file written to meanwhile may now hold bytes neither compared nor
+  // scanned: then the whole apply reads what it holds.
+  if (changed_unread && (unread_state(unread[*changed]) != unread_was ||
+                         !same_start(o.before.pieces(), head, ends.prefix)))
+    return std::nullopt;
   const std::string_view after_text = changed_unread ? std::string_view(head) : file.text;
   o.after_size = changed_unread ? changed_unread->size() : file.text.size();
   // An inline record keeps the whole text: short, it is read whole.

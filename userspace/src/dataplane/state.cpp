@@ -75,17 +75,29 @@ Result<std::optional<json>> read_json_object(const std::string& path, uint64_t* 
 
 }  // namespace
 
+namespace {
+Result<std::string> read_rest_of(int fd, const std::string& path);
+}  // namespace
+
 Result<std::optional<std::string>> read_whole(const std::string& path) {
   Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.ok()) {
     if (errno == ENOENT) return std::nullopt;
     return fail_errno("read " + path, errno);
   }
-  return read_open_file(fd.get(), path);
+  return read_rest_of(fd.get(), path);
 }
 
 Result<std::string> read_open_file(int fd, const std::string& path) {
   if (lseek(fd, 0, SEEK_SET) != 0) return fail_errno("read " + path, errno);
+  return read_rest_of(fd, path);
+}
+
+namespace {
+
+// From the file's offset to its end: a pipe (`moat apply -f <(...)`) or a
+// procfs file reads the same way.
+Result<std::string> read_rest_of(int fd, const std::string& path) {
   struct stat st {};
   size_t want = fstat(fd, &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0;
   // Read straight into the string, neither zeroed first nor copied through
@@ -114,6 +126,8 @@ Result<std::string> read_open_file(int fd, const std::string& path) {
   }
   return out;
 }
+
+}  // namespace
 
 namespace {
 

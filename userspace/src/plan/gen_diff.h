@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -28,6 +29,8 @@ struct EntryDiff {
 // a million times; through memcmp() that was a tenth of a one-rule change.
 template <class T>
 bool bytes_less(const T& a, const T& b) {
+  if constexpr (std::endian::native != std::endian::little)
+    return std::memcmp(&a, &b, sizeof(T)) < 0;
   const auto* pa = reinterpret_cast<const unsigned char*>(&a);
   const auto* pb = reinterpret_cast<const unsigned char*>(&b);
   size_t i = 0;
