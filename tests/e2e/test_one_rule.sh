@@ -148,12 +148,18 @@ PY
 PAD=$(printf '%*s' 70000 '')
 write_policy "$OTHER_BLOCK" "$PAD"
 apply_json "(g) rule 0 from other, padded"
+# kept_as_patch STEP: $POLICY, rule 0 from client, applied: one rule's
+# change, the file kept as a patch of its blob.
+kept_as_patch() {
+  apply_json "($1)"
+  check "($1) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
+  got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
+  check "($1) the record keeps the file as a patch of its blob, byte for byte ($got)" \
+    [ "$got" = "p same" ]
+  reaches "($1)" client
+}
 write_policy "$CLIENT_BLOCK" "$PAD"
-apply_json "(g1)"
-check "(g1) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
-got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
-check "(g1) the record keeps the file as a patch of its blob, byte for byte ($got)" [ "$got" = "p same" ]
-reaches "(g1)" client
+kept_as_patch g1
 # hits ID: rule ID's hit count (`moat stats --json`), -1 when not listed.
 hits() {
   "$MOAT" stats --lab "$L" --json 2>/dev/null | python3 -c "import json,sys
@@ -218,11 +224,7 @@ apply_json "(h) rule 0 from other, padded to 1.1 MB"
 check "(h) whole apply: the padding changed (one_rule $(one_rule))" [ "$(one_rule)" = None ]
 reaches "(h)" other
 write_policy "$CLIENT_BLOCK" "$BIG_PAD"
-apply_json "(h1)"
-check "(h1) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
-got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
-check "(h1) the record keeps the file as a patch of its blob, byte for byte ($got)" [ "$got" = "p same" ]
-reaches "(h1)" client
+kept_as_patch h1
 # Rule 0 and the padding's last window changed: two changes, the whole apply.
 write_policy "$OTHER_BLOCK" "$BIG_PAD "
 apply_json "(h2) rule 0 and the padding's end"
