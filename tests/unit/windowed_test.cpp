@@ -63,6 +63,15 @@ TEST(Windowed, PiecesReadAsTheWholeText) {
     }
     std::string past(2, '\0');
     EXPECT_FALSE(spliced.read(whole.size() - 1, 2, past.data()));
+    // Its start, over windows and pieces; one byte off anywhere is not.
+    const size_t n = rng() % (whole.size() + 1);
+    EXPECT_TRUE(spliced.starts_with(whole.substr(0, n))) << i << " " << n;
+    if (n > 0) {
+      std::string off = whole.substr(0, n);
+      off[rng() % n] ^= 0x20;
+      EXPECT_FALSE(spliced.starts_with(off)) << i << " " << n;
+    }
+    EXPECT_FALSE(spliced.starts_with(whole + "x"));
   }
 }
 

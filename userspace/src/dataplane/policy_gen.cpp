@@ -205,6 +205,12 @@ bool get_raw(std::string_view in, size_t* at, T* v) {
   return true;
 }
 
+// Whether a vector of pairs holds its entries as the file does: key then
+// value, no padding between or after.
+template <class K, class V, class E = std::pair<K, V>>
+constexpr bool kLaidOutAsFile = sizeof(E) == sizeof(K) + sizeof(V) &&
+                                offsetof(E, second) == sizeof(K);
+
 // `n` entries at *at, viewed in place when the file's bytes are laid out
 // as the pairs are (key then value, no padding, aligned), else copied into
 // *own.
@@ -214,7 +220,7 @@ bool get_entries(std::string_view in, size_t* at, uint64_t n,
   using E = std::pair<K, V>;
   if (n > (in.size() - *at) / (sizeof(K) + sizeof(V))) return false;
   const char* p = in.data() + *at;
-  if constexpr (sizeof(E) == sizeof(K) + sizeof(V) && offsetof(E, second) == sizeof(K)) {
+  if constexpr (kLaidOutAsFile<K, V>) {
     if (reinterpret_cast<uintptr_t>(p) % alignof(E) == 0) {
       *view = {reinterpret_cast<const E*>(p), static_cast<size_t>(n)};
       *at += n * sizeof(E);
@@ -246,8 +252,7 @@ struct SnapshotOut {
 // laid out as the file is, else copied into `scratch`.
 template <class K, class V>
 std::string_view entry_bytes(std::span<const std::pair<K, V>> entries, std::string& scratch) {
-  using E = std::pair<K, V>;
-  if constexpr (sizeof(E) == sizeof(K) + sizeof(V) && offsetof(E, second) == sizeof(K))
+  if constexpr (kLaidOutAsFile<K, V>)
     return {reinterpret_cast<const char*>(entries.data()), entries.size_bytes()};
   put_entries(scratch, entries);
   return scratch;

@@ -676,19 +676,6 @@ std::optional<FileState> unread_state(int fd) {
   return FileState{static_cast<size_t>(st.st_size), st.st_mtim, st.st_ctim};
 }
 
-// Whether `head`'s first `n` bytes are `recorded`'s: they were when the
-// two were compared, and must still be in the bytes the rule was found in.
-bool same_start(const TextPieces& recorded, std::string_view head, size_t n) {
-  std::string window;
-  for (size_t at = 0; at < n;) {
-    const size_t k = std::min(n - at, size_t{128} << 10);
-    window.resize(k);
-    if (!recorded.read(at, k, window.data()) || head.substr(at, k) != window) return false;
-    at += k;
-  }
-  return true;
-}
-
 // Whether the change from the record's inputs to `inputs` is one rule the
 // saved image can change; the change made on the image.
 std::optional<OneRule> find_one_rule_in(const std::string& instance, const Inputs& inputs,
@@ -776,8 +763,9 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
   if (!span) return std::nullopt;
   // A file written to meanwhile may now hold bytes neither compared nor
   // scanned: then the whole apply reads what it holds.
-  if (changed_unread && (unread_state(unread[*changed]) != unread_was ||
-                         !same_start(o.before.pieces(), head, ends.prefix)))
+  if (changed_unread &&
+      (unread_state(unread[*changed]) != unread_was ||
+       !o.before.pieces().starts_with(std::string_view(head).substr(0, ends.prefix))))
     return std::nullopt;
   const std::string_view after_text = changed_unread ? std::string_view(head) : file.text;
   o.after_size = changed_unread ? changed_unread->size() : file.text.size();

@@ -85,6 +85,17 @@ size_t same_from_back(const char* a, const char* b, size_t n) {
 
 }  // namespace
 
+bool TextPieces::starts_with(std::string_view bytes) const {
+  if (bytes.size() > size_) return false;
+  std::string window(std::min(kWindow, bytes.size()), '\0');
+  for (size_t at = 0; at < bytes.size(); at += window.size()) {
+    const size_t n = std::min(window.size(), bytes.size() - at);
+    if (!read(at, n, window.data()) || bytes.substr(at, n) != std::string_view(window.data(), n))
+      return false;
+  }
+  return true;
+}
+
 std::optional<SharedEnds> shared_ends(const TextPieces& a, const TextPieces& b) {
   std::string wa(kWindow, '\0'), wb(kWindow, '\0');
   SharedEnds s;

@@ -31,6 +31,9 @@ class TextPieces {
   // Bytes [at, at + n) into `out`; false when the file gave fewer (it
   // shrank) or failed.
   bool read(size_t at, size_t n, char* out) const;
+  // Whether the text begins with `bytes` (read a window at a time); false
+  // when it could not be read.
+  bool starts_with(std::string_view bytes) const;
 
  private:
   struct Piece {
