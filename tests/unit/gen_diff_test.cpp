@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -135,6 +137,112 @@ TEST(GenDiff, RandomGenerationsApplyExactly) {
       for (const auto& [k, v] : have)
         if (bytes_equal(k, d.put_keys[i])) EXPECT_FALSE(bytes_equal(v, d.put_vals[i]));
   }
+}
+
+// What the diff must be, from maps (the last of a key given twice wins):
+// puts for keys new or changed, deletes for keys gone, as sorted bytes.
+std::pair<std::vector<std::string>, std::vector<std::string>> model_diff(const Entries& have,
+                                                                         const Entries& want) {
+  auto bytes = [](const auto& x) {
+    return std::string(reinterpret_cast<const char*>(&x), sizeof x);
+  };
+  std::map<std::string, std::string> h, w;
+  for (const auto& [k, v] : have) h[bytes(k)] = bytes(v);
+  for (const auto& [k, v] : want) w[bytes(k)] = bytes(v);
+  std::vector<std::string> puts, dels;
+  for (const auto& [k, v] : w)
+    if (auto it = h.find(k); it == h.end() || it->second != v) puts.push_back(k + v);
+  for (const auto& [k, v] : h)
+    if (!w.count(k)) dels.push_back(k);
+  return {puts, dels};
+}
+
+std::pair<std::vector<std::string>, std::vector<std::string>> as_bytes(
+    const EntryDiff<moat_policy_key, moat_policy_val>& d) {
+  std::vector<std::string> puts, dels;
+  for (size_t i = 0; i < d.put_keys.size(); ++i)
+    puts.push_back(
+        std::string(reinterpret_cast<const char*>(&d.put_keys[i]), sizeof d.put_keys[i]) +
+        std::string(reinterpret_cast<const char*>(&d.put_vals[i]), sizeof d.put_vals[i]));
+  for (const auto& k : d.del_keys)
+    dels.push_back(std::string(reinterpret_cast<const char*>(&k), sizeof k));
+  std::sort(puts.begin(), puts.end());
+  std::sort(dels.begin(), dels.end());
+  return {puts, dels};
+}
+
+// Two versions of a sorted generation share most entries at both ends:
+// only what lies between is merged. Whatever `have` holds there (in
+// order, out of order, a key twice, an end's entry repeated), the diff is
+// the maps' difference.
+TEST(GenDiff, SharedEndsAreSkippedOnlyWhereThatIsRight) {
+  std::mt19937 rng(23);
+  auto sorted = [](Entries e) {
+    std::sort(e.begin(), e.end(), [](auto& a, auto& b) { return bytes_less(a.first, b.first); });
+    e.erase(std::unique(e.begin(), e.end(),
+                        [](auto& a, auto& b) { return bytes_equal(a.first, b.first); }),
+            e.end());
+    return e;
+  };
+  int skipped = 0;
+  for (int round = 0; round < 3000; ++round) {
+    Entries want;
+    const int n = static_cast<int>(rng() % 1500);
+    for (int i = 0; i < n; ++i)
+      want.push_back(
+          {key(rng() % 16, rng() % 64, static_cast<uint16_t>(rng() % 8)), val(rng() % 3)});
+    want = sorted(want);
+    Entries have = want;
+    const size_t at = have.empty() ? 0 : rng() % have.size();
+    const size_t span = std::min(have.size() - at, static_cast<size_t>(rng() % 6));
+    switch (round % 8) {
+      case 0:  // values changed
+        for (size_t i = at; i < at + span; ++i) have[i].second = val(7);
+        break;
+      case 1:  // entries gone from `have`
+        have.erase(have.begin() + static_cast<ptrdiff_t>(at),
+                   have.begin() + static_cast<ptrdiff_t>(at + span));
+        break;
+      case 2:  // entries only `have` holds, in order
+        for (int i = 0; i < 3; ++i)
+          have.push_back(
+              {key(rng() % 16, rng() % 64, static_cast<uint16_t>(8 + rng() % 8)), val(1)});
+        have = sorted(have);
+        break;
+      case 3:  // two of them swapped: out of order
+        if (span >= 2) std::swap(have[at], have[at + 1]);
+        break;
+      case 4:  // an entry given twice, the second value wins
+        if (!have.empty())
+          have.insert(have.begin() + static_cast<ptrdiff_t>(at + 1), {have[at].first, val(9)});
+        break;
+      case 5:  // an entry repeated, same value, next to the shared end
+        if (!have.empty()) have.insert(have.begin() + static_cast<ptrdiff_t>(at), have[at]);
+        break;
+      case 6:  // an entry given twice, the first value loses: before the shared end
+        if (!have.empty())
+          have.insert(have.begin() + static_cast<ptrdiff_t>(at), {have[at].first, val(9)});
+        break;
+      case 7:  // an entry of the end moved into the middle
+        if (have.size() > 2) {
+          auto e = have.front();
+          have.erase(have.begin());
+          have.insert(have.begin() + static_cast<ptrdiff_t>(std::min(at, have.size())), e);
+        }
+        break;
+    }
+    const auto d = diff_entries(have, want);
+    ASSERT_EQ(as_bytes(d), model_diff(have, want)) << "round " << round;
+    EXPECT_EQ(same_entries(have, want),
+              model_diff(have, want) == decltype(model_diff(have, want)){})
+        << "round " << round;
+    skipped +=
+        detail::strictly_by_key(std::span<const std::pair<moat_policy_key, moat_policy_val>>(have));
+    // And the other way round: `want` out of order takes the sort.
+    const auto back = diff_entries(want, have);
+    ASSERT_EQ(as_bytes(back), model_diff(want, have)) << "round " << round;
+  }
+  EXPECT_GT(skipped, 1000);  // the shared-ends path was taken
 }
 
 }  // namespace
