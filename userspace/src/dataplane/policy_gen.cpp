@@ -106,7 +106,7 @@ Result<void> write_diff(int fd, const EntryDiff<K, V>& d, const char* name) {
 // A fresh inner map like the BPF side's template, filled with `entries`.
 template <class K, class V>
 Result<Fd> build_inner(bpf_map_type type, const char* name, uint32_t max_entries,
-                       const std::vector<std::pair<K, V>>& entries) {
+                       std::span<const std::pair<K, V>> entries) {
   LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
   Fd fd(bpf_map_create(type, name, sizeof(K), sizeof(V), max_entries, &opts));
   if (!fd.ok()) return fail_errno(std::string("create map ") + name, errno);
@@ -123,13 +123,24 @@ Result<Fd> build_inner(bpf_map_type type, const char* name, uint32_t max_entries
 
 // Whether the generation in force (`rev` != 0) holds exactly these entries.
 // A generation written before IPv6 has no IPv6 cache: it does not hold them.
-bool generation_holds(const endpoint_bpf& skel, uint32_t rev, const IpcacheEntries& ipcache,
-                      const Ipcache6Entries& ipcache6, const PolicyEntries& entries) {
+template <class E>
+using OrderedOf =
+    KeyOrdered<typename E::value_type::first_type, typename E::value_type::second_type>;
+
+template <class K, class V>
+std::vector<std::pair<K, V>> copy_of(const KeyOrdered<K, V>& v) {
+  return {v.span().begin(), v.span().end()};
+}
+
+bool generation_holds(const endpoint_bpf& skel, uint32_t rev,
+                      const OrderedOf<IpcacheEntries>& ipcache,
+                      const OrderedOf<Ipcache6Entries>& ipcache6,
+                      const OrderedOf<PolicyEntries>& entries) {
   Fd ic = inner_map(skel.maps.ipcache_gens, rev & 1);
   Fd ic6 = inner_map(skel.maps.ipcache6_gens, rev & 1);
   Fd pc = inner_map(skel.maps.policy_gens, rev & 1);
-  return ic.ok() && ic6.ok() && pc.ok() && holds_exactly(ic.get(), ipcache) &&
-         holds_exactly(ic6.get(), ipcache6) && holds_exactly(pc.get(), entries);
+  return ic.ok() && ic6.ok() && pc.ok() && holds_exactly(ic.get(), copy_of(ipcache)) &&
+         holds_exactly(ic6.get(), copy_of(ipcache6)) && holds_exactly(pc.get(), copy_of(entries));
 }
 
 // ---- what each slot holds ---------------------------------------------------------------
@@ -321,37 +332,32 @@ bool slot_capacity_fits(const endpoint_bpf& skel, uint32_t slot, size_t n) {
 // The slot's inner maps brought from what `have` says they hold to the
 // wanted entries.
 Result<void> write_slot_diff(const endpoint_bpf& skel, uint32_t slot, const Snapshot& have,
-                             const IpcacheEntries& ipcache, const Ipcache6Entries& ipcache6,
-                             const PolicyEntries& entries) {
+                             const OrderedOf<IpcacheEntries>& ipcache,
+                             const OrderedOf<Ipcache6Entries>& ipcache6,
+                             const OrderedOf<PolicyEntries>& entries) {
   Fd ic = inner_map(skel.maps.ipcache_gens, slot);
   Fd ic6 = inner_map(skel.maps.ipcache6_gens, slot);
   Fd pc = inner_map(skel.maps.policy_gens, slot);
   if (!ic.ok() || !ic6.ok() || !pc.ok()) return fail("policy generation slot is missing a map");
-  if (auto r =
-          write_diff(ic.get(), diff_entries(have.ipcache, EntriesView<IpcacheEntries>(ipcache)),
-                     "ipcache_gen");
-      !r)
+  if (auto r = write_diff(ic.get(), diff_entries(have.ipcache, ipcache), "ipcache_gen"); !r)
     return r;
-  if (auto r =
-          write_diff(ic6.get(), diff_entries(have.ipcache6, EntriesView<Ipcache6Entries>(ipcache6)),
-                     "ipcache6_gen");
-      !r)
+  if (auto r = write_diff(ic6.get(), diff_entries(have.ipcache6, ipcache6), "ipcache6_gen"); !r)
     return r;
-  return write_diff(pc.get(), diff_entries(have.entries, EntriesView<PolicyEntries>(entries)),
-                    "policy_gen");
+  return write_diff(pc.get(), diff_entries(have.entries, entries), "policy_gen");
 }
 
 // The slot's inner maps replaced by fresh ones holding the entries.
 Result<void> write_slot_fresh(const endpoint_bpf& skel, uint32_t slot,
-                              const IpcacheEntries& ipcache, const Ipcache6Entries& ipcache6,
-                              const PolicyEntries& entries) {
-  auto ic = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache_gen", MOAT_MAX_IPCACHE, ipcache);
+                              const OrderedOf<IpcacheEntries>& ipcache,
+                              const OrderedOf<Ipcache6Entries>& ipcache6,
+                              const OrderedOf<PolicyEntries>& entries) {
+  auto ic = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache_gen", MOAT_MAX_IPCACHE, ipcache.span());
   if (!ic) return std::unexpected(ic.error());
-  auto ic6 = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache6_gen", MOAT_MAX_IPCACHE, ipcache6);
+  auto ic6 = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache6_gen", MOAT_MAX_IPCACHE, ipcache6.span());
   if (!ic6) return std::unexpected(ic6.error());
   // The hash's bucket array is allocated whole: sized to what it holds.
   auto pc = build_inner(BPF_MAP_TYPE_HASH, "policy_gen",
-                        generation_capacity(entries.size(), MOAT_MAX_POLICY), entries);
+                        generation_capacity(entries.size(), MOAT_MAX_POLICY), entries.span());
   if (!pc) return std::unexpected(pc.error());
   const std::pair<bpf_map*, int> installs[] = {{skel.maps.ipcache_gens, ic->get()},
                                                {skel.maps.ipcache6_gens, ic6->get()},
@@ -461,10 +467,14 @@ Result<void> set_policy_rev(const endpoint_bpf& skel, uint32_t rev) {
   return {};
 }
 
-Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
-                                     const IpcacheEntries& ipcache, const PolicyEntries& entries,
-                                     const Ipcache6Entries& ipcache6, const GenerationStore& store,
-                                     GracePeriod* gp) {
+namespace {
+
+// write_policy_generation() of entries already in key order.
+Result<void> write_generation(const endpoint_bpf& skel, uint32_t rev,
+                              const OrderedOf<IpcacheEntries>& ipcache,
+                              const OrderedOf<PolicyEntries>& entries,
+                              const OrderedOf<Ipcache6Entries>& ipcache6,
+                              const GenerationStore& store, GracePeriod* gp) {
   if (rev == 0) return fail("policy revision 0 means no policy; a generation needs another");
   uint32_t slot = rev & 1;
   // In place: the slot is idle (apply never writes the slot in force), but
@@ -487,7 +497,8 @@ Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
       if (write_slot_diff(skel, slot, *have, ipcache, ipcache6, entries)) {
         if (auto r = set_policy_rev(skel, rev); !r) return r;
         g_last_write = "diff";
-        save_snapshot(store, slot, {rev, have->ids, ipcache, ipcache6, entries});
+        save_snapshot(store, slot,
+                      {rev, have->ids, ipcache.span(), ipcache6.span(), entries.span()});
         return {};
       }
     }
@@ -496,8 +507,20 @@ Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
   if (auto r = set_policy_rev(skel, rev); !r) return r;
   g_last_write = "fresh";
   if (!store.dir.empty())
-    save_snapshot(store, slot, {rev, slot_ids(skel, slot), ipcache, ipcache6, entries});
+    save_snapshot(store, slot,
+                  {rev, slot_ids(skel, slot), ipcache.span(), ipcache6.span(), entries.span()});
   return {};
+}
+
+}  // namespace
+
+Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
+                                     const IpcacheEntries& ipcache, const PolicyEntries& entries,
+                                     const Ipcache6Entries& ipcache6, const GenerationStore& store,
+                                     GracePeriod* gp) {
+  return write_generation(skel, rev, OrderedOf<IpcacheEntries>(ipcache),
+                          OrderedOf<PolicyEntries>(entries), OrderedOf<Ipcache6Entries>(ipcache6),
+                          store, gp);
 }
 
 Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache_in,
@@ -514,26 +537,22 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
     if (auto r = set_policy_rev(skel, 0); !r) return std::unexpected(r.error());
     return true;
   }
-  // In key-byte order (the plan's already is: only checked then; a copy
-  // of a generation saved by an older moat may not be): the comparisons
-  // below with the generation in force and with the idle slot are then
-  // merges, and the copies saved of the slot are in that order already.
-  // Each comparison sorted both sides: for a one-rule change among 100,000
-  // rules, four sorts of 100,000 entries. With the snapshots read whole
-  // (load_snapshot) the switch went from 23 to 11 ms (medians of 6).
-  IpcacheEntries s4;
-  Ipcache6Entries s6;
-  PolicyEntries sp;
-  const IpcacheEntries& ipcache = detail::by_key(ipcache_in, s4);
-  const Ipcache6Entries& ipcache6 = detail::by_key(ipcache6_in, s6);
-  const PolicyEntries& entries = detail::by_key(entries_in, sp);
+  // In key-byte order (the plan's already is: only checked, once, here; a
+  // copy of a generation saved by an older moat may not be): the
+  // comparisons below with the generation in force and with the idle slot
+  // are then byte comparisons of what both share at their ends and a merge
+  // of the rest, and the copies saved of the slot are in that order.
+  // Sorting both sides of each comparison was four sorts of 100,000
+  // entries for a one-rule change; checking the order in each, three passes.
+  const OrderedOf<IpcacheEntries> ipcache(ipcache_in);
+  const OrderedOf<Ipcache6Entries> ipcache6(ipcache6_in);
+  const OrderedOf<PolicyEntries> entries(entries_in);
   if (*cur != 0) {
     // The copy of the slot in force answers without reading it back.
     auto held = load_snapshot(skel, store, *cur & 1);
     if (held && held->rev == *cur) {
-      if (same_entries(held->entries, EntriesView<PolicyEntries>(entries)) &&
-          same_entries(held->ipcache, EntriesView<IpcacheEntries>(ipcache)) &&
-          same_entries(held->ipcache6, EntriesView<Ipcache6Entries>(ipcache6)))
+      if (same_entries(held->entries, entries) && same_entries(held->ipcache, ipcache) &&
+          same_entries(held->ipcache6, ipcache6))
         return false;
     } else if (generation_holds(skel, *cur, ipcache, ipcache6, entries)) {
       return false;
@@ -545,7 +564,7 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
   if (*cur != 0 && (next & 1) == (*cur & 1) && ++next == 0) next = 2;
   *rev = next;
   if (dry_run) return true;
-  if (auto r = write_policy_generation(skel, next, ipcache, entries, ipcache6, store, gp); !r)
+  if (auto r = write_generation(skel, next, ipcache, entries, ipcache6, store, gp); !r)
     return std::unexpected(r.error());
   return true;
 }

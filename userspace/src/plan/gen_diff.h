@@ -153,28 +153,54 @@ void merge_diff(std::span<const std::pair<K, V>> have, std::span<const std::pair
 
 }  // namespace detail
 
-// The difference from `have` to `want`, in any order (sorted by key bytes
-// is cheapest: then the entries both share at their ends are compared as
-// bytes, and only those between are merged).
+// Entries in key-byte order, one per key: checked once, and then not
+// again by every comparison they take part in (a pass over 100,000 each).
 template <class K, class V>
-EntryDiff<K, V> diff_entries(std::span<const std::pair<K, V>> have_in,
-                             std::span<const std::pair<K, V>> want_in) {
+class KeyOrdered {
+ public:
+  // `v` itself when it is in that order, else a sorted copy of it (the
+  // last of a key given twice kept).
+  explicit KeyOrdered(std::span<const std::pair<K, V>> v) : v_(detail::by_key(v, own_)) {}
+  explicit KeyOrdered(const std::vector<std::pair<K, V>>& v)
+      : KeyOrdered(std::span<const std::pair<K, V>>(v)) {}
+  KeyOrdered(const KeyOrdered&) = delete;
+  KeyOrdered& operator=(const KeyOrdered&) = delete;
+  std::span<const std::pair<K, V>> span() const { return v_; }
+  size_t size() const { return v_.size(); }
+
+ private:
+  std::vector<std::pair<K, V>> own_;
+  std::span<const std::pair<K, V>> v_;
+};
+
+// The difference from `have`, in any order, to `want`: the entries both
+// share at their ends are compared as bytes, and only those between are
+// merged (`have` sorted too; else a sorted copy of it is merged whole).
+template <class K, class V>
+EntryDiff<K, V> diff_entries(std::span<const std::pair<K, V>> have,
+                             const KeyOrdered<K, V>& want_ordered) {
   EntryDiff<K, V> d;
-  if (detail::strictly_by_key(want_in)) {
-    const auto [pre, suf] = detail::equal_ends(have_in, want_in);
-    // `have` is the wanted entries at both ends with others between: in
-    // order when those are, together with an end's entry either side.
-    const size_t lo = pre > 0 ? pre - 1 : 0;
-    const size_t hi = suf > 0 ? have_in.size() - suf + 1 : have_in.size();
-    if (detail::strictly_by_key(have_in.subspan(lo, hi - lo))) {
-      detail::merge_diff(have_in.subspan(pre, have_in.size() - pre - suf),
-                         want_in.subspan(pre, want_in.size() - pre - suf), d);
-      return d;
-    }
+  const std::span<const std::pair<K, V>> want = want_ordered.span();
+  const auto [pre, suf] = detail::equal_ends(have, want);
+  // `have` is the wanted entries at both ends with others between: in
+  // order when those are, together with an end's entry either side.
+  const size_t lo = pre > 0 ? pre - 1 : 0;
+  const size_t hi = suf > 0 ? have.size() - suf + 1 : have.size();
+  if (detail::strictly_by_key(have.subspan(lo, hi - lo))) {
+    detail::merge_diff(have.subspan(pre, have.size() - pre - suf),
+                       want.subspan(pre, want.size() - pre - suf), d);
+    return d;
   }
-  std::vector<std::pair<K, V>> s1, s2;
-  detail::merge_diff(detail::by_key(have_in, s1), detail::by_key(want_in, s2), d);
+  std::vector<std::pair<K, V>> scratch;
+  detail::merge_diff(detail::by_key(have, scratch), want, d);
   return d;
+}
+
+// The same, both in any order.
+template <class K, class V>
+EntryDiff<K, V> diff_entries(std::span<const std::pair<K, V>> have,
+                             std::span<const std::pair<K, V>> want) {
+  return diff_entries(have, KeyOrdered<K, V>(want));
 }
 
 template <class K, class V>
@@ -185,6 +211,11 @@ EntryDiff<K, V> diff_entries(const std::vector<std::pair<K, V>>& have,
 }
 
 // Whether `a` and `b` hold the same entries (in any order).
+template <class K, class V>
+bool same_entries(std::span<const std::pair<K, V>> a, const KeyOrdered<K, V>& b) {
+  return diff_entries(a, b).empty();
+}
+
 template <class K, class V>
 bool same_entries(std::span<const std::pair<K, V>> a, std::span<const std::pair<K, V>> b) {
   return diff_entries(a, b).empty();
