@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "dataplane/state.h"
+#include "temp_file.h"
 
 namespace moat {
 namespace {
@@ -186,6 +187,18 @@ TEST(ImageSplices, AnyChangeOfSectionsGivesTheNewImage) {
     ASSERT_TRUE(splices);
     EXPECT_LE(splices->size(), 2 * changed);  // its size, its bytes
     EXPECT_EQ(apply_splices(base, *splices), now) << "round " << round;
+    // The same, the saved image read from its file, behind other bytes.
+    const std::string lead(rng() % 40, 't');
+    TempFile file(lead + base);
+    auto read = section_splices(TextPieces::file_range(file.fd(), lead.size(), base.size()),
+                                "moatimgX", views(b));
+    ASSERT_TRUE(read);
+    ASSERT_EQ(read->size(), splices->size());
+    for (size_t k = 0; k < read->size(); ++k) {
+      EXPECT_EQ((*read)[k].at, (*splices)[k].at);
+      EXPECT_EQ((*read)[k].cut, (*splices)[k].cut);
+      EXPECT_EQ((*read)[k].bytes, (*splices)[k].bytes);
+    }
   }
   // Not of that shape: refused, not guessed.
   EXPECT_FALSE(section_splices(image({"abc"}), "moatimgX", views({"abc", "d"})));
@@ -193,6 +206,9 @@ TEST(ImageSplices, AnyChangeOfSectionsGivesTheNewImage) {
   EXPECT_FALSE(section_splices(image({"abc"}), "moatimgY", views({"abc"})));
   std::string cut = image({"abcdef"});
   EXPECT_FALSE(section_splices(cut.substr(0, cut.size() - 1), "moatimgX", views({"abcdef"})));
+  TempFile short_file(cut.substr(0, cut.size() - 1));
+  EXPECT_FALSE(section_splices(TextPieces::file_range(short_file.fd(), 0, cut.size()), "moatimgX",
+                               views({"abcdef"})));
 }
 
 }  // namespace

@@ -11,31 +11,11 @@
 #include <string>
 
 #include "dataplane/state.h"
+#include "temp_file.h"
 #include "util/spliced.h"
 
 namespace moat {
 namespace {
-
-// A file holding `text`, removed at the end of the test.
-class TempFile {
- public:
-  explicit TempFile(const std::string& text) {
-    char name[] = "/tmp/moat-windowed-XXXXXX";
-    fd_ = mkstemp(name);
-    path_ = name;
-    EXPECT_GE(fd_, 0);
-    EXPECT_EQ(write(fd_, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-  }
-  ~TempFile() {
-    close(fd_);
-    unlink(path_.c_str());
-  }
-  int fd() const { return fd_; }
-
- private:
-  int fd_ = -1;
-  std::string path_;
-};
 
 std::string random_text(std::mt19937& rng, size_t n) {
   std::string s(n, 'a');
@@ -72,6 +52,37 @@ TEST(Windowed, PiecesReadAsTheWholeText) {
       EXPECT_FALSE(spliced.starts_with(off)) << i << " " << n;
     }
     EXPECT_FALSE(spliced.starts_with(whole + "x"));
+  }
+}
+
+// A range of a file, and any part of a text in pieces, read as those bytes
+// of the text whole.
+TEST(Windowed, RangesAndPartsReadAsTheirBytes) {
+  std::mt19937 rng(56);
+  for (int i = 0; i < 40; ++i) {
+    const std::string file = random_text(rng, 1 + rng() % 300000);
+    TempFile f(file);
+    const size_t off = rng() % (file.size() + 1), size = rng() % (file.size() - off + 1);
+    const TextPieces range = TextPieces::file_range(f.fd(), off, size);
+    ASSERT_EQ(range.size(), size);
+    std::string got(size, '\0');
+    ASSERT_TRUE(range.read(0, size, got.data()));
+    EXPECT_EQ(got, file.substr(off, size)) << i;
+    // Parts of a blob with its patch, across its three pieces.
+    const size_t at = rng() % (file.size() + 1), cut = rng() % (file.size() - at + 1);
+    const std::string bytes = random_text(rng, rng() % 300);
+    std::string whole = file;
+    whole.replace(at, cut, bytes);
+    const TextPieces spliced = TextPieces::spliced_file(f.fd(), file.size(), at, cut, bytes);
+    for (int k = 0; k < 20; ++k) {
+      const size_t from = rng() % (whole.size() + 2), n = rng() % (whole.size() + 2);
+      const TextPieces part = spliced.sub(from, n);
+      const std::string want = from > whole.size() ? "" : whole.substr(from, n);
+      ASSERT_EQ(part.size(), want.size()) << i << " " << from << " " << n;
+      std::string have(want.size(), '\0');
+      ASSERT_TRUE(part.read(0, want.size(), have.data()));
+      EXPECT_EQ(have, want) << i << " " << from << " " << n;
+    }
   }
 }
 

@@ -398,30 +398,34 @@ std::string apply_patch(std::string_view base, const BlobPatch& p) {
 
 std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std::string_view magic,
                                                       std::span<const std::string_view> sections) {
+  return section_splices(TextPieces::memory(base), magic, sections);
+}
+
+std::optional<std::vector<BlobPatch>> section_splices(const TextPieces& base,
+                                                      std::string_view magic,
+                                                      std::span<const std::string_view> sections) {
+  const size_t size = base.size();
   if (!base.starts_with(magic)) return std::nullopt;
   std::vector<BlobPatch> out;
   size_t a = magic.size();
   for (std::string_view y : sections) {
     uint64_t na = 0;
     const uint64_t nb = y.size();
-    if (base.size() - a < sizeof na) return std::nullopt;
-    std::memcpy(&na, base.data() + a, sizeof na);
+    if (size - a < sizeof na || !base.read(a, sizeof na, reinterpret_cast<char*>(&na)))
+      return std::nullopt;
     a += sizeof na;
-    if (na > base.size() - a) return std::nullopt;
-    const std::string_view x = base.substr(a, na);
+    if (na > size - a) return std::nullopt;
     if (na != nb)  // the size in front of it
-      out.push_back({base.size(), a - sizeof na, sizeof na, std::string(u64_view(nb))});
-    if (x != y) {
-      const size_t pre = static_cast<size_t>(
-          std::mismatch(x.begin(), x.end(), y.begin(), y.end()).first - x.begin());
-      size_t suf = 0;
-      while (suf < std::min(na, nb) - pre && x[na - 1 - suf] == y[nb - 1 - suf]) ++suf;
-      out.push_back(
-          {base.size(), a + pre, na - pre - suf, std::string(y.substr(pre, nb - pre - suf))});
+      out.push_back({size, a - sizeof na, sizeof na, std::string(u64_view(nb))});
+    const auto same = shared_ends(base.sub(a, na), TextPieces::memory(y));
+    if (!same) return std::nullopt;
+    if (na != nb || same->prefix != na) {
+      const size_t pre = same->prefix, suf = same->suffix;
+      out.push_back({size, a + pre, na - pre - suf, std::string(y.substr(pre, nb - pre - suf))});
     }
     a += na;
   }
-  if (a != base.size()) return std::nullopt;
+  if (a != size) return std::nullopt;
   return out;
 }
 

@@ -25,6 +25,7 @@
 #include "util/mapped.h"
 #include "util/result.h"
 #include "util/spliced.h"
+#include "util/windowed.h"
 
 namespace moat {
 
@@ -101,6 +102,10 @@ BlobPatch merge_patch(const BlobPatch& was, const SplicedText& before, size_t be
 // in order; nullopt when `base` is not that magic and as many sections.
 // apply_splices(base, them) gives the bytes of `sections`.
 std::optional<std::vector<BlobPatch>> section_splices(std::string_view base, std::string_view magic,
+                                                      std::span<const std::string_view> sections);
+// The same, `base` read a window at a time (a file: util/windowed.h says why).
+std::optional<std::vector<BlobPatch>> section_splices(const TextPieces& base,
+                                                      std::string_view magic,
                                                       std::span<const std::string_view> sections);
 std::string apply_splices(std::string_view base, const std::vector<BlobPatch>& splices);
 // The name of a blob holding `before` (the bytes of blob `was`) with its

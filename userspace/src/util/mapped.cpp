@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "util/fd.h"
 
@@ -26,6 +29,18 @@ Result<std::optional<MappedFile>> MappedFile::open(const std::string& path) {
   m.data_ = p;
   m.size_ = size;
   return m;
+}
+
+bool MappedFile::read_at(void* to, size_t n, size_t offset) const {
+  if (offset > size_ || n > size_ - offset) return false;
+  char* out = static_cast<char*>(to);
+  while (n > 0) {
+    const ssize_t r = pread(fd_.get(), out, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    out += r, n -= static_cast<size_t>(r), offset += static_cast<size_t>(r);
+  }
+  return true;
 }
 
 void MappedFile::reset() {

@@ -42,6 +42,9 @@ class MappedFile {
   // The file, kept open: a long run of its bytes is cheaper read than
   // touched through the mapping (util/windowed.h says why).
   int fd() const { return fd_.get(); }
+  // `n` bytes from `offset` into `to`, read from the file (its bytes are
+  // the mapping's): false past its end or on an error.
+  bool read_at(void* to, size_t n, size_t offset) const;
 
  private:
   void reset();

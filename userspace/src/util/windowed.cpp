@@ -33,6 +33,28 @@ TextPieces TextPieces::spliced_file(int fd, size_t base_size, size_t at, size_t 
   return t;
 }
 
+TextPieces TextPieces::file_range(int fd, size_t offset, size_t size) {
+  TextPieces t;
+  t.fd_ = fd;
+  t.add({nullptr, offset, size});
+  return t;
+}
+
+TextPieces TextPieces::sub(size_t at, size_t n) const {
+  TextPieces t;
+  t.fd_ = fd_;
+  at = std::min(at, size_);
+  n = std::min(n, size_ - at);
+  for (size_t i = 0, start = 0; i < count_ && n > 0; start += pieces_[i++].size) {
+    const Piece& p = pieces_[i];
+    if (at >= start + p.size) continue;
+    const size_t in = at - start, take = std::min(n, p.size - in);
+    t.add({p.mem ? p.mem + in : nullptr, p.offset + (p.mem ? 0 : in), take});
+    at += take, n -= take;
+  }
+  return t;
+}
+
 void TextPieces::add(Piece p) {
   if (p.size == 0) return;
   pieces_[count_++] = p;
@@ -97,9 +119,9 @@ bool TextPieces::starts_with(std::string_view bytes) const {
 }
 
 std::optional<SharedEnds> shared_ends(const TextPieces& a, const TextPieces& b) {
-  std::string wa(kWindow, '\0'), wb(kWindow, '\0');
   SharedEnds s;
   const size_t common = std::min(a.size(), b.size());
+  std::string wa(std::min(kWindow, common), '\0'), wb(wa.size(), '\0');
   while (s.prefix < common) {
     const size_t n = std::min(kWindow, common - s.prefix);
     if (!a.read(s.prefix, n, wa.data()) || !b.read(s.prefix, n, wb.data())) return std::nullopt;

@@ -26,6 +26,10 @@ class TextPieces {
   // `bytes` (a blob and its patch).
   static TextPieces spliced_file(int fd, size_t base_size, size_t at, size_t cut,
                                  std::string_view bytes);
+  // Bytes [offset, offset + size) of the file open as `fd`.
+  static TextPieces file_range(int fd, size_t offset, size_t size);
+  // Bytes [at, at + n) of this text (clipped to it).
+  TextPieces sub(size_t at, size_t n) const;
 
   size_t size() const { return size_; }
   // Bytes [at, at + n) into `out`; false when the file gave fewer (it
