@@ -1649,6 +1649,46 @@ TEST(PolicyImage, AnotherRuleThanTheCompiledOneChangesNothing) {
   EXPECT_FALSE(image->replace_rule(1, PolicyDirection::ingress, 0, first, first).has_value());
 }
 
+// A change whose entries would be more than a generation holds is
+// refused, and leaves the image as it was: also the run of entries it
+// had already rewritten in place (the same count, another port).
+TEST(PolicyImage, AChangeTooLargeLeavesTheImageAsItWas) {
+  const char* text =
+      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+      " 'policyTypes': ['Ingress'],"
+      " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
+      "             {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': "
+      "90}]}]}]";
+  const char* after =
+      "{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}, {'ipBlock': {'cidr': '192.168.0.0/16'}}],"
+      " 'ports': [{'port': 81}]}";
+  Config cfg = parse_ok(xyz_document(J(text)));
+  Json changed_text = J(text);
+  changed_text[0]["ingress"][0] = J(after);
+  Config changed = parse_ok(xyz_document(changed_text));
+  ASSERT_EQ(cfg.policies.size(), 1u);
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(cfg));
+  auto image = PolicyImage::from_bytes(compiler.image());
+  ASSERT_TRUE(image.has_value());
+  const auto kept = image->entries();
+  const std::string kept_bytes = image->bytes();
+  const PolicyRule& before = cfg.policies[0].ingress[0];
+  const PolicyRule& now = changed.policies[0].ingress[0];
+  const auto whole = compile_policies(changed).value().entries;
+  ASSERT_GT(whole.size(), kept.size());
+  auto got = image->replace_rule(0, PolicyDirection::ingress, 0, before, now, kept.size());
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(*got);
+  EXPECT_TRUE(same_bytes(image->entries(), kept));
+  EXPECT_EQ(image->bytes(), kept_bytes);
+  // With room for them, the same change is made.
+  got = image->replace_rule(0, PolicyDirection::ingress, 0, before, now, whole.size());
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(*got);
+  EXPECT_TRUE(same_bytes(image->entries(), whole));
+}
+
 // Bytes that are not a whole image are refused, whatever they hold.
 TEST(PolicyImage, BytesCutShortOrAlteredAreRefused) {
   std::mt19937 gen(7);

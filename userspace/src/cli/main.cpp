@@ -126,7 +126,7 @@ void heap_on_huge_pages(size_t input, bool maybe_one_rule) {
   if (to <= from) return free(grow);
   madvise(reinterpret_cast<void*>(from), to - from, MADV_HUGEPAGE);
   free(grow);
-  if (from > at + 4096) skip_small_pages(from - at - 64);
+  skip_small_pages(from - at - 64);
   g_prefault.from = from;
   g_prefault.want = std::min<size_t>((input * 16 + kHuge - 1) & ~(kHuge - 1), to - from);
   g_prefault.done = maybe_one_rule

@@ -120,8 +120,7 @@ Result<Fd> build_inner(bpf_map_type type, const char* name, uint32_t max_entries
   return fd;
 }
 
-// Whether the generation in force (`rev` != 0) holds exactly these entries.
-// A generation written before IPv6 has no IPv6 cache: it does not hold them.
+// IpcacheEntries, Ipcache6Entries or PolicyEntries in key order.
 template <class E>
 using OrderedOf =
     KeyOrdered<typename E::value_type::first_type, typename E::value_type::second_type>;
@@ -131,6 +130,8 @@ std::vector<std::pair<K, V>> copy_of(const KeyOrdered<K, V>& v) {
   return {v.span().begin(), v.span().end()};
 }
 
+// Whether the generation in force (`rev` != 0) holds exactly these entries.
+// A generation written before IPv6 has no IPv6 cache: it does not hold them.
 bool generation_holds(const endpoint_bpf& skel, uint32_t rev,
                       const OrderedOf<IpcacheEntries>& ipcache,
                       const OrderedOf<Ipcache6Entries>& ipcache6,

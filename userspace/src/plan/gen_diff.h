@@ -163,6 +163,7 @@ class KeyOrdered {
   explicit KeyOrdered(std::span<const std::pair<K, V>> v) : v_(detail::by_key(v, own_)) {}
   explicit KeyOrdered(const std::vector<std::pair<K, V>>& v)
       : KeyOrdered(std::span<const std::pair<K, V>>(v)) {}
+  KeyOrdered(std::vector<std::pair<K, V>>&&) = delete;  // the view would outlive it
   KeyOrdered(const KeyOrdered&) = delete;
   KeyOrdered& operator=(const KeyOrdered&) = delete;
   std::span<const std::pair<K, V>> span() const { return v_; }

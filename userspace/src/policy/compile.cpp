@@ -1820,7 +1820,8 @@ std::optional<uint32_t> PolicyImage::rule_id(size_t policy, PolicyDirection d, s
 size_t PolicyImage::rule_count() const { return d_->rules.size(); }
 
 Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t index,
-                                       const PolicyRule& before, const PolicyRule& after) {
+                                       const PolicyRule& before, const PolicyRule& after,
+                                       size_t max_entries) {
   Data& x = *d_;
   const uint32_t di = dir_index(d);
   if (policy >= x.policies.size() ||
@@ -1933,7 +1934,7 @@ Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t 
     new_pairs.push_back(std::move(pairs));
     new_any.push_back(std::move(any_pos));
   }
-  if (!edit.finish(MOAT_MAX_POLICY)) return false;
+  if (!edit.finish(max_entries)) return false;
   // Nothing failed: the change is kept.
   x.block_uses = std::move(uses);
   p.allows[di] = allows;

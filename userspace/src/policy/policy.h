@@ -192,9 +192,12 @@ class PolicyImage {
   // Rule `index` of direction `d` of policy `policy` (by its place among
   // the compiled policies), which was `before`, becomes `after`: true when
   // changed in part; false when only a whole compile can make this change
-  // (nothing changed). Both rules must be ones the reader accepted.
+  // (nothing changed), as when the entries would be more than
+  // `max_entries` (a generation's most; less in tests). Both rules must be
+  // ones the reader accepted.
   Result<bool> replace_rule(size_t policy, PolicyDirection d, size_t index,
-                            const PolicyRule& before, const PolicyRule& after);
+                            const PolicyRule& before, const PolicyRule& after,
+                            size_t max_entries = MOAT_MAX_POLICY);
   // Sorted by key, as PolicyPlan::entries; the identity caches as the
   // compile made them (a change in part never changes them).
   const std::vector<std::pair<moat_policy_key, moat_policy_val>>& entries() const;
