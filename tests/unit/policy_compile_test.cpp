@@ -1616,6 +1616,15 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
   EXPECT_GE(round_trips, 100);
 }
 
+// The image a whole compile of `cfg` saves, as a later process reads it.
+std::optional<PolicyImage> compiled_image(const Config& cfg) {
+  PolicyCompiler compiler;
+  if (!compiler.compile(cfg)) return std::nullopt;
+  auto image = PolicyImage::from_bytes(compiler.image());
+  if (!image) return std::nullopt;
+  return std::move(*image);
+}
+
 // The rule the caller says it replaces must be the one compiled: another
 // one changes nothing.
 TEST(PolicyImage, AnotherRuleThanTheCompiledOneChangesNothing) {
@@ -1626,9 +1635,7 @@ TEST(PolicyImage, AnotherRuleThanTheCompiledOneChangesNothing) {
       "             {'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 81}]}]}]";
   Config cfg = parse_ok(xyz_document(J(text)));
   ASSERT_EQ(cfg.policies.size(), 1u);
-  PolicyCompiler compiler;
-  ASSERT_TRUE(compiler.compile(cfg));
-  auto image = PolicyImage::from_bytes(compiler.image());
+  auto image = compiled_image(cfg);
   ASSERT_TRUE(image.has_value());
   const auto kept = image->entries();
   const PolicyRule& first = cfg.policies[0].ingress[0];
@@ -1667,9 +1674,7 @@ TEST(PolicyImage, AChangeTooLargeLeavesTheImageAsItWas) {
   changed_text[0]["ingress"][0] = J(after);
   Config changed = parse_ok(xyz_document(changed_text));
   ASSERT_EQ(cfg.policies.size(), 1u);
-  PolicyCompiler compiler;
-  ASSERT_TRUE(compiler.compile(cfg));
-  auto image = PolicyImage::from_bytes(compiler.image());
+  auto image = compiled_image(cfg);
   ASSERT_TRUE(image.has_value());
   const auto kept = image->entries();
   const std::string kept_bytes = image->bytes();
