@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -130,7 +131,7 @@ Result<void> remove_stale(bpf_map* m, const std::map<std::vector<uint8_t>, V>& h
 
 // Whether map `fd` holds exactly `want`, byte for byte.
 template <class K, class V>
-bool holds_exactly(int fd, const std::vector<std::pair<K, V>>& want) {
+bool holds_exactly(int fd, std::span<const std::pair<K, V>> want) {
   auto have = dump_fd<K, V>(fd);
   if (have.size() != want.size()) return false;
   for (const auto& [k, v] : want) {
@@ -138,6 +139,11 @@ bool holds_exactly(int fd, const std::vector<std::pair<K, V>>& want) {
     if (it == have.end() || memcmp(&it->second, &v, sizeof(V)) != 0) return false;
   }
   return true;
+}
+
+template <class K, class V>
+bool holds_exactly(int fd, const std::vector<std::pair<K, V>>& want) {
+  return holds_exactly(fd, std::span<const std::pair<K, V>>(want));
 }
 
 }  // namespace moat

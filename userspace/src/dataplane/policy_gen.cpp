@@ -125,11 +125,6 @@ template <class E>
 using OrderedOf =
     KeyOrdered<typename E::value_type::first_type, typename E::value_type::second_type>;
 
-template <class K, class V>
-std::vector<std::pair<K, V>> copy_of(const KeyOrdered<K, V>& v) {
-  return {v.span().begin(), v.span().end()};
-}
-
 // Whether the generation in force (`rev` != 0) holds exactly these entries.
 // A generation written before IPv6 has no IPv6 cache: it does not hold them.
 bool generation_holds(const endpoint_bpf& skel, uint32_t rev,
@@ -139,8 +134,8 @@ bool generation_holds(const endpoint_bpf& skel, uint32_t rev,
   Fd ic = inner_map(skel.maps.ipcache_gens, rev & 1);
   Fd ic6 = inner_map(skel.maps.ipcache6_gens, rev & 1);
   Fd pc = inner_map(skel.maps.policy_gens, rev & 1);
-  return ic.ok() && ic6.ok() && pc.ok() && holds_exactly(ic.get(), copy_of(ipcache)) &&
-         holds_exactly(ic6.get(), copy_of(ipcache6)) && holds_exactly(pc.get(), copy_of(entries));
+  return ic.ok() && ic6.ok() && pc.ok() && holds_exactly(ic.get(), ipcache.span()) &&
+         holds_exactly(ic6.get(), ipcache6.span()) && holds_exactly(pc.get(), entries.span());
 }
 
 // ---- what each slot holds ---------------------------------------------------------------

@@ -73,28 +73,6 @@ Result<std::optional<json>> read_json_object(const std::string& path, uint64_t* 
   return j;
 }
 
-}  // namespace
-
-namespace {
-Result<std::string> read_rest_of(int fd, const std::string& path);
-}  // namespace
-
-Result<std::optional<std::string>> read_whole(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.ok()) {
-    if (errno == ENOENT) return std::nullopt;
-    return fail_errno("read " + path, errno);
-  }
-  return read_rest_of(fd.get(), path);
-}
-
-Result<std::string> read_open_file(int fd, const std::string& path) {
-  if (lseek(fd, 0, SEEK_SET) != 0) return fail_errno("read " + path, errno);
-  return read_rest_of(fd, path);
-}
-
-namespace {
-
 // From the file's offset to its end: a pipe (`moat apply -f <(...)`) or a
 // procfs file reads the same way.
 Result<std::string> read_rest_of(int fd, const std::string& path) {
@@ -128,6 +106,20 @@ Result<std::string> read_rest_of(int fd, const std::string& path) {
 }
 
 }  // namespace
+
+Result<std::optional<std::string>> read_whole(const std::string& path) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.ok()) {
+    if (errno == ENOENT) return std::nullopt;
+    return fail_errno("read " + path, errno);
+  }
+  return read_rest_of(fd.get(), path);
+}
+
+Result<std::string> read_open_file(int fd, const std::string& path) {
+  if (lseek(fd, 0, SEEK_SET) != 0) return fail_errno("read " + path, errno);
+  return read_rest_of(fd, path);
+}
 
 namespace {
 

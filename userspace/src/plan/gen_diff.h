@@ -96,10 +96,6 @@ const std::vector<std::pair<K, V>>& by_key(const std::vector<std::pair<K, V>>& v
   return s.data() == v.data() ? v : scratch;
 }
 
-}  // namespace detail
-
-namespace detail {
-
 // How many entries `a` and `b` share byte for byte at their starts, and
 // then at their ends (never counting one entry twice). memcmp() a block at
 // a time: two versions of a generation of 100,000 entries mostly differ in

@@ -14,12 +14,7 @@ TextPieces TextPieces::memory(std::string_view text) {
   return t;
 }
 
-TextPieces TextPieces::file(int fd, size_t size) {
-  TextPieces t;
-  t.fd_ = fd;
-  t.add({nullptr, 0, size});
-  return t;
-}
+TextPieces TextPieces::file(int fd, size_t size) { return file_range(fd, 0, size); }
 
 TextPieces TextPieces::spliced_file(int fd, size_t base_size, size_t at, size_t cut,
                                     std::string_view bytes) {
