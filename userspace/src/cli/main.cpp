@@ -61,25 +61,17 @@ size_t input_bytes_worth_huge_pages(int argc, char** argv) {
 // the heap's next `bytes` are faulted in by a thread of their own, on the
 // other CPU, ahead of the parser that is about to use them (with one CPU
 // it would only take turns with the parser: not done).
-// Each page is faulted in by an atomic add of 0 to its first byte: one
-// locked read-modify-write that cannot change the byte nor interleave with
-// a write to it, so it never spoils what malloc has already handed out.
-// Not MADV_POPULATE_WRITE, which did the same but held the process's mmap
-// lock for the whole range: every mmap() of the parser's thread waited
-// behind it, 9-10 ms on this VM where a huge page not used for a second or
-// two is faulted in by the host as well (strace of a one-rule change after
-// 2 s idle: a thread's stack mapped in 10.3 ms, released the moment the
-// 8 MiB madvise() returned). A fault takes only the lock of its own
-// mapping, the heap's, which mmap() elsewhere does not take (Linux 6.4 and
-// later; before, the mmap lock for one fault at a time).
+// MADV_POPULATE_WRITE faults pages in without writing to them, so it never
+// races with what malloc has already handed out; in slices, to stay just
+// ahead rather than hold the first fault of the parser behind one long call.
 void prefault(uintptr_t from, size_t bytes) {
   if (std::thread::hardware_concurrency() < 2 || bytes == 0) return;
   std::thread([from, bytes] {
-    // Every small page, not only each huge page's first: where the kernel
-    // has no huge page to give, a touch faults in one small page only.
-    constexpr size_t kPage = 4096;
-    for (size_t at = 0; at < bytes; at += kPage)
-      __atomic_fetch_add(reinterpret_cast<char*>(from + at), char{0}, __ATOMIC_RELAXED);
+    constexpr size_t kSlice = size_t{8} << 20;
+    for (size_t at = 0; at < bytes; at += kSlice)
+      if (madvise(reinterpret_cast<void*>(from + at), std::min(kSlice, bytes - at),
+                  MADV_POPULATE_WRITE) != 0)
+        return;  // an older kernel (before 5.14): the parser faults them in itself
   }).detach();
 }
 
