@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +24,8 @@
 #include "policy/edit.h"
 #include "policy/policy.h"
 #include "policy_generator.h"
+#include "temp_file.h"
+#include "util/mapped.h"
 
 namespace moat {
 namespace {
@@ -1532,14 +1535,40 @@ bool same_ipcache(const PolicyPlan& a, const PolicyPlan& b) {
 }
 
 using Entries = std::vector<std::pair<moat_policy_key, moat_policy_val>>;
-bool same_bytes(const Entries& a, const Entries& b) {
+using Entry = Entries::value_type;
+bool same_bytes(std::span<const Entry> a, std::span<const Entry> b) {
   return a.size() == b.size() &&
          (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof a[0]) == 0);
 }
 
+// An image read where it lies, as a saved one is from its file's mapping:
+// a copy of `bytes` at `offset` into a buffer the image keeps.
+Result<PolicyImage> mapped_image(std::string_view bytes, size_t offset = 0,
+                                 std::span<const PolicyImage::Splice> splices = {}) {
+  auto buffer = std::make_shared<std::vector<uint64_t>>((offset + bytes.size()) / 8 + 1);
+  char* at = reinterpret_cast<char*>(buffer->data()) + offset;
+  std::memcpy(at, bytes.data(), bytes.size());
+  return PolicyImage::from_mapping(buffer, {at, bytes.size()}, splices);
+}
+
+// Per section (in the order of the bytes), whether it lies in `in`; an
+// empty one counts as lying there.
+std::vector<bool> in_place(const PolicyImage& image, std::string_view in) {
+  std::vector<bool> out;
+  for (std::string_view s : image.sections())
+    out.push_back(s.empty() ||
+                  (s.data() >= in.data() && s.data() + s.size() <= in.data() + in.size()));
+  return out;
+}
+bool all_in_place(const PolicyImage& image, std::string_view in) {
+  auto v = in_place(image, in);
+  return std::all_of(v.begin(), v.end(), [](bool b) { return b; });
+}
+
 // PolicyImage: the image of a compilation, changed in part in its stead,
 // must give the whole compile's entries, change after change, through its
-// bytes as a later process reads them.
+// bytes as a later process reads them (from_bytes() or from_mapping(), in
+// turn).
 TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
   std::mt19937 rng(20261207);
   int partial = 0, refused = 0, partial_with_entries = 0, round_trips = 0;
@@ -1547,10 +1576,11 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
     Json policies = random_policies(rng, i);
     Config cfg = parse_ok(change_document(policies, i));
     if (HasFailure()) return;
-    auto image_of = [](const Config& c) -> std::optional<PolicyImage> {
+    auto image_of = [i](const Config& c) -> std::optional<PolicyImage> {
       PolicyCompiler compiler;
       if (!compiler.compile(c)) return std::nullopt;
-      auto image = PolicyImage::from_bytes(compiler.image());
+      auto image =
+          i % 2 ? mapped_image(compiler.image()) : PolicyImage::from_bytes(compiler.image());
       EXPECT_TRUE(image.has_value());
       if (!image) return std::nullopt;
       EXPECT_TRUE(same_bytes(image->entries(), compiler.plan().entries));
@@ -1567,7 +1597,7 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
       if (!change) continue;
       auto& [pi, k, dir, next, changed, what] = *change;
       const size_t before = image->entries().size();
-      const auto kept = image->entries();
+      const Entries kept(image->entries().begin(), image->entries().end());
       auto got = image->replace_rule(pi, dir, k, cfg.policies[pi].rules(dir)[k],
                                      changed.policies[pi].rules(dir)[k]);
       ASSERT_TRUE(got.has_value()) << what << ": " << got.error().message();
@@ -1593,7 +1623,7 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
       if (HasFailure()) return;
       if (step % 7 == 6) {  // a later process goes on from the bytes
         const std::string bytes = image->bytes();
-        auto again = PolicyImage::from_bytes(bytes);
+        auto again = step % 2 ? mapped_image(bytes) : PolicyImage::from_bytes(bytes);
         ASSERT_TRUE(again.has_value()) << what;
         // Changes do not grow it: at most a fifth more than its compile's.
         PolicyCompiler fresh;
@@ -1617,10 +1647,10 @@ TEST(PolicyImage, EveryChangeGivesTheWholeCompilesEntries) {
 }
 
 // The image a whole compile of `cfg` saves, as a later process reads it.
-std::optional<PolicyImage> compiled_image(const Config& cfg) {
+std::optional<PolicyImage> compiled_image(const Config& cfg, bool mapped = false) {
   PolicyCompiler compiler;
   if (!compiler.compile(cfg)) return std::nullopt;
-  auto image = PolicyImage::from_bytes(compiler.image());
+  auto image = mapped ? mapped_image(compiler.image()) : PolicyImage::from_bytes(compiler.image());
   if (!image) return std::nullopt;
   return std::move(*image);
 }
@@ -1637,7 +1667,7 @@ TEST(PolicyImage, AnotherRuleThanTheCompiledOneChangesNothing) {
   ASSERT_EQ(cfg.policies.size(), 1u);
   auto image = compiled_image(cfg);
   ASSERT_TRUE(image.has_value());
-  const auto kept = image->entries();
+  const Entries kept(image->entries().begin(), image->entries().end());
   const PolicyRule& first = cfg.policies[0].ingress[0];
   const PolicyRule& second = cfg.policies[0].ingress[1];
   auto got = image->replace_rule(0, PolicyDirection::ingress, 0, second, second);
@@ -1674,24 +1704,182 @@ TEST(PolicyImage, AChangeTooLargeLeavesTheImageAsItWas) {
   changed_text[0]["ingress"][0] = J(after);
   Config changed = parse_ok(xyz_document(changed_text));
   ASSERT_EQ(cfg.policies.size(), 1u);
-  auto image = compiled_image(cfg);
+  for (bool mapped : {false, true}) {
+    SCOPED_TRACE(mapped ? "mapped" : "read");
+    auto image = compiled_image(cfg, mapped);
+    ASSERT_TRUE(image.has_value());
+    const Entries kept(image->entries().begin(), image->entries().end());
+    const std::string kept_bytes = image->bytes();
+    const PolicyRule& before = cfg.policies[0].ingress[0];
+    const PolicyRule& now = changed.policies[0].ingress[0];
+    const auto whole = compile_policies(changed).value().entries;
+    ASSERT_GT(whole.size(), kept.size());
+    auto got = image->replace_rule(0, PolicyDirection::ingress, 0, before, now, kept.size());
+    ASSERT_TRUE(got.has_value());
+    EXPECT_FALSE(*got);
+    EXPECT_TRUE(same_bytes(image->entries(), kept));
+    EXPECT_EQ(image->bytes(), kept_bytes);
+    // With room for them, the same change is made.
+    got = image->replace_rule(0, PolicyDirection::ingress, 0, before, now, whole.size());
+    ASSERT_TRUE(got.has_value());
+    EXPECT_TRUE(*got);
+    EXPECT_TRUE(same_bytes(image->entries(), whole));
+  }
+}
+
+// A saved image read where it lies, through its file's mapping (read-only,
+// as a one-rule change maps it): nothing is copied until a change writes,
+// and a change copies the sections it writes and no other. A rule changed
+// into itself writes nothing; a port changed writes the rule's ports and
+// the entries. The file never changes (a store into the mapping would
+// have crashed the test).
+TEST(PolicyImage, AMappedChangeCopiesOnlyTheSectionsItWrites) {
+  const char* text =
+      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+      " 'policyTypes': ['Ingress'],"
+      " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
+      "             {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': "
+      "90}]}]}]";
+  Config cfg = parse_ok(xyz_document(J(text)));
+  Json changed_text = J(text);
+  changed_text[0]["ingress"][0]["ports"][0]["port"] = 81;
+  Config changed = parse_ok(xyz_document(changed_text));
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(cfg));
+  const std::string bytes = compiler.image();
+  TempFile saved(bytes);
+  auto opened = MappedFile::open(saved.path());
+  ASSERT_TRUE(opened.has_value() && opened->has_value());
+  auto file = std::make_shared<MappedFile>(std::move(**opened));
+  const std::string_view mapped = file->view();
+  auto image = PolicyImage::from_mapping(file, mapped);
   ASSERT_TRUE(image.has_value());
-  const auto kept = image->entries();
-  const std::string kept_bytes = image->bytes();
+  EXPECT_TRUE(all_in_place(*image, mapped)) << ::testing::PrintToString(in_place(*image, mapped));
+  const PolicyRule& first = cfg.policies[0].ingress[0];
+  for (int i = 0; i < 2; ++i) {
+    auto got = image->replace_rule(0, PolicyDirection::ingress, 0, first, first);
+    ASSERT_TRUE(got.has_value() && *got);
+  }
+  EXPECT_TRUE(all_in_place(*image, mapped)) << "a rule changed into itself copied a section";
+  EXPECT_EQ(image->bytes(), bytes);
+  auto got =
+      image->replace_rule(0, PolicyDirection::ingress, 0, first, changed.policies[0].ingress[0]);
+  ASSERT_TRUE(got.has_value() && *got);
+  EXPECT_TRUE(same_bytes(image->entries(), compile_policies(changed).value().entries));
+  // In the order of the bytes: port_pool is the fourth, entries the 18th.
+  std::vector<bool> want(image->sections().size(), true);
+  ASSERT_EQ(want.size(), 22u);
+  want[3] = want[17] = false;
+  EXPECT_EQ(in_place(*image, mapped), want);
+  EXPECT_EQ(mapped, bytes);
+  std::ifstream in(saved.path(), std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), bytes);
+}
+
+// An image read where it lies is used there: every section is a view of
+// the bytes, and it gives what the image read into memory gives, change
+// after change. Bytes not aligned for a section's elements are copied
+// instead, to the same result; an image of the format before (its
+// sections not aligned) is refused.
+TEST(PolicyImage, AMappedImageIsUsedWhereItLies) {
+  const char* text =
+      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+      " 'policyTypes': ['Ingress'],"
+      " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
+      "             {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': "
+      "90}]}]}]";
+  Config cfg = parse_ok(xyz_document(J(text)));
+  Json changed_text = J(text);
+  changed_text[0]["ingress"][0]["ports"][0]["port"] = 81;
+  Config changed = parse_ok(xyz_document(changed_text));
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(cfg));
+  const std::string bytes = compiler.image();
   const PolicyRule& before = cfg.policies[0].ingress[0];
   const PolicyRule& now = changed.policies[0].ingress[0];
+  auto read = PolicyImage::from_bytes(bytes);
+  ASSERT_TRUE(read.has_value());
+  ASSERT_TRUE(read->replace_rule(0, PolicyDirection::ingress, 0, before, now).value());
   const auto whole = compile_policies(changed).value().entries;
-  ASSERT_GT(whole.size(), kept.size());
-  auto got = image->replace_rule(0, PolicyDirection::ingress, 0, before, now, kept.size());
-  ASSERT_TRUE(got.has_value());
-  EXPECT_FALSE(*got);
-  EXPECT_TRUE(same_bytes(image->entries(), kept));
-  EXPECT_EQ(image->bytes(), kept_bytes);
-  // With room for them, the same change is made.
-  got = image->replace_rule(0, PolicyDirection::ingress, 0, before, now, whole.size());
-  ASSERT_TRUE(got.has_value());
-  EXPECT_TRUE(*got);
-  EXPECT_TRUE(same_bytes(image->entries(), whole));
+  ASSERT_TRUE(same_bytes(read->entries(), whole));
+  for (size_t offset : {0, 8, 1, 2, 3}) {
+    SCOPED_TRACE(offset);
+    auto buffer = std::make_shared<std::vector<uint64_t>>(bytes.size() / 8 + 2);
+    char* at = reinterpret_cast<char*>(buffer->data()) + offset;
+    std::memcpy(at, bytes.data(), bytes.size());
+    const std::string_view in(at, bytes.size());
+    auto image = PolicyImage::from_mapping(buffer, in);
+    ASSERT_TRUE(image.has_value());
+    EXPECT_EQ(all_in_place(*image, in), offset % 4 == 0);
+    EXPECT_EQ(image->bytes(), bytes);
+    auto got = image->replace_rule(0, PolicyDirection::ingress, 0, before, now);
+    ASSERT_TRUE(got.has_value() && *got);
+    EXPECT_TRUE(same_bytes(image->entries(), whole));
+    EXPECT_EQ(image->bytes(), read->bytes());
+    EXPECT_EQ(in, bytes);
+  }
+  std::string older = bytes;
+  older[7] = '2';
+  EXPECT_FALSE(PolicyImage::from_bytes(older).has_value());
+  EXPECT_FALSE(mapped_image(older).has_value());
+}
+
+// A saved image and its patch (ranges of the same length, as a port's
+// change saves them) read where it lies: the sections the ranges change
+// are copies with the ranges in, the others views, and it is the image the
+// patched bytes are. A range over a section's size, across two sections,
+// past the end or out of order is refused.
+TEST(PolicyImage, AMappedImageTakesAPatchOfItsSections) {
+  const char* text =
+      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+      " 'policyTypes': ['Ingress'],"
+      " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
+      "             {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': "
+      "90}]}]}]";
+  Config cfg = parse_ok(xyz_document(J(text)));
+  Json changed_text = J(text);
+  changed_text[0]["ingress"][0]["ports"][0]["port"] = 81;
+  Config changed = parse_ok(xyz_document(changed_text));
+  PolicyCompiler compiler;
+  ASSERT_TRUE(compiler.compile(cfg));
+  const std::string bytes = compiler.image();
+  ASSERT_TRUE(compiler.compile(changed));
+  const std::string after = compiler.image();
+  ASSERT_EQ(after.size(), bytes.size());
+  // The ranges where they differ, a byte at a time (sorted, apart).
+  std::vector<std::string> held;
+  std::vector<PolicyImage::Splice> splices;
+  for (size_t i = 0; i < bytes.size(); ++i)
+    if (bytes[i] != after[i]) held.push_back(after.substr(i, 1));
+  for (size_t i = 0, k = 0; i < bytes.size(); ++i)
+    if (bytes[i] != after[i]) splices.push_back({i, held[k++]});
+  ASSERT_FALSE(splices.empty());
+  auto buffer = std::make_shared<std::string>(bytes);
+  const std::string_view in(*buffer);
+  auto image = PolicyImage::from_mapping(buffer, in, splices);
+  ASSERT_TRUE(image.has_value());
+  EXPECT_EQ(image->bytes(), after);
+  EXPECT_FALSE(all_in_place(*image, in));
+  const auto places = in_place(*image, in);
+  EXPECT_GE(std::count(places.begin(), places.end(), true), 18);
+  EXPECT_EQ(in, bytes);
+  // Where each section's size lies, and its elements.
+  std::vector<std::pair<size_t, size_t>> sizes;
+  size_t at = PolicyImage::magic().size();
+  for (std::string_view s : image->sections()) {
+    sizes.push_back({at, at + 8 + s.size()});
+    at += 8 + s.size();
+  }
+  const std::string eight(8, '\x01');
+  auto refused = [&](std::vector<PolicyImage::Splice> bad, const char* what) {
+    EXPECT_FALSE(mapped_image(bytes, 0, bad).has_value()) << what;
+  };
+  refused({{0, eight}}, "over the magic");
+  refused({{sizes[1].first, eight}}, "over a section's size");
+  refused({{sizes[1].second - 4, eight}}, "across two sections");
+  refused({{bytes.size() - 4, eight}}, "past the end");
+  refused({{sizes[1].first + 8, "x"}, {sizes[1].first + 8, "y"}}, "twice over one byte");
+  refused({{sizes[2].first + 8, "x"}, {sizes[1].first + 8, "y"}}, "out of order");
 }
 
 // Bytes that are not a whole image are refused, whatever they hold.
@@ -1703,16 +1891,22 @@ TEST(PolicyImage, BytesCutShortOrAlteredAreRefused) {
   const std::string bytes = compiler.image();
   ASSERT_TRUE(PolicyImage::from_bytes(bytes).has_value());
   EXPECT_FALSE(PolicyImage::from_bytes("").has_value());
-  for (size_t n : {size_t{8}, size_t{9}, bytes.size() / 2, bytes.size() - 1})
+  ASSERT_TRUE(mapped_image(bytes).has_value());
+  EXPECT_FALSE(mapped_image("").has_value());
+  for (size_t n : {size_t{8}, size_t{9}, bytes.size() / 2, bytes.size() - 1}) {
     EXPECT_FALSE(PolicyImage::from_bytes(bytes.substr(0, n)).has_value()) << n;
+    EXPECT_FALSE(mapped_image(std::string_view(bytes).substr(0, n)).has_value()) << n;
+  }
   EXPECT_FALSE(PolicyImage::from_bytes(bytes + "x").has_value());
+  EXPECT_FALSE(mapped_image(bytes + "x").has_value());
   // A flipped byte is refused or read into an image that stays in bounds:
   // every change on it either fails or is made, and nothing crashes.
   std::mt19937 rng(1);
   for (int i = 0; i < 2000; ++i) {
     std::string bad = bytes;
     bad[rng() % bad.size()] ^= static_cast<char>(1 + rng() % 255);
-    auto image = PolicyImage::from_bytes(bad);
+    auto image =
+        i % 2 ? mapped_image(bad, static_cast<size_t>(i % 8)) : PolicyImage::from_bytes(bad);
     if (!image) continue;
     for (size_t p = 0; p < cfg.policies.size(); ++p)
       for (size_t k = 0; k < cfg.policies[p].ingress.size(); ++k)
@@ -1818,7 +2012,7 @@ TEST(PolicyImage, AnAllowWherePolicyTypesLeaveTheDirectionOpenIsRefused) {
   ASSERT_TRUE(compiler.compile(cfg));
   auto image = PolicyImage::from_bytes(compiler.image());
   ASSERT_TRUE(image.has_value());
-  const auto kept = image->entries();
+  const Entries kept(image->entries().begin(), image->entries().end());
   PolicyRule allow = cfg.policies[0].egress[0];
   allow.action = PolicyAction::allow;
   auto got = image->replace_rule(0, PolicyDirection::egress, 0, cfg.policies[0].egress[0], allow);

@@ -1,5 +1,5 @@
 // temp_file.h - a file holding given bytes for one test, removed after it:
-// what a test reads through a file descriptor (pread(), not a mapping).
+// what a test reads through a file descriptor or maps.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -26,6 +26,7 @@ class TempFile {
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
   int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
 
  private:
   int fd_ = -1;

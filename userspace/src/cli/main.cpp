@@ -93,12 +93,14 @@ void skip_small_pages(size_t bytes) {
 // malloc carves from it. Large blocks come from it too, not from mmap.
 // `input` is the size of the input files: an apply uses some 16 times as
 // much (156 MB for 10 MB); that much of the reserve is prefaulted. An
-// apply may change one rule instead, and use about as much as it reads
-// (the saved policy image: 8 MB for a 10 MB file; the file itself is
-// compared, not read): there the input's size and a huge page or two, and
-// the rest when it must compile the whole (expect_whole_compile()). A one-rule change of
-// 100,000 spent 60% of its CPU clearing the 160 MB it never used. Without
-// this prefault its compile took 12 ms instead of 7 (stop 55).
+// apply may change one rule instead: then nothing is prefaulted until it
+// must compile the whole (expect_whole_compile()). A one-rule change of
+// 100,000 spent 60% of its CPU clearing the 160 MB it never used (stop
+// 55). It then read the saved 8 MB image into the heap, and 14 MiB were
+// prefaulted for it; now it reads the image where it lies (PolicyImage::
+// from_mapping()) and takes some 6 MB of new memory, faulted in as it goes:
+// prefaulting 4 MiB or 2 MiB was no faster, and the 14 MiB prefault cost
+// 5 ms of CPU a change (bench/one_rule_pause.py, README stop 58).
 struct Prefault {
   uintptr_t from = 0;
   size_t done = 0, want = 0;
@@ -129,9 +131,7 @@ void heap_on_huge_pages(size_t input, bool maybe_one_rule) {
   skip_small_pages(from - at - 64);
   g_prefault.from = from;
   g_prefault.want = std::min<size_t>((input * 16 + kHuge - 1) & ~(kHuge - 1), to - from);
-  g_prefault.done = maybe_one_rule
-                        ? std::min(g_prefault.want, (input + kHuge + kHuge - 1) & ~(kHuge - 1))
-                        : g_prefault.want;
+  g_prefault.done = maybe_one_rule ? 0 : g_prefault.want;
   prefault(from, g_prefault.done);
 }
 

@@ -519,8 +519,9 @@ Result<void> write_policy_generation(const endpoint_bpf& skel, uint32_t rev,
 }
 
 Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache_in,
-                            const Ipcache6Entries& ipcache6_in, const PolicyEntries& entries_in,
-                            bool active, uint32_t last_rev, bool dry_run, uint32_t* rev,
+                            const Ipcache6Entries& ipcache6_in,
+                            std::span<const PolicyEntries::value_type> entries_in, bool active,
+                            uint32_t last_rev, bool dry_run, uint32_t* rev,
                             const GenerationStore& store, GracePeriod* gp) {
   auto cur = read_policy_rev(skel);
   if (!cur) return std::unexpected(cur.error());

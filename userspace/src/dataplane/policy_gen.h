@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -90,8 +91,9 @@ const char* last_generation_write();
 // Returns whether the kernel side changed (or would, with dry_run); *rev is
 // the revision in force afterwards.
 Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipcache,
-                            const Ipcache6Entries& ipcache6, const PolicyEntries& entries,
-                            bool active, uint32_t last_rev, bool dry_run, uint32_t* rev,
+                            const Ipcache6Entries& ipcache6,
+                            std::span<const PolicyEntries::value_type> entries, bool active,
+                            uint32_t last_rev, bool dry_run, uint32_t* rev,
                             const GenerationStore& store = {}, GracePeriod* gp = nullptr);
 
 // Rule hit counters first..first+n-1 back to zero on every CPU: a new

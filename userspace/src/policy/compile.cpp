@@ -47,6 +47,7 @@
 
 #include "policy/internal.h"
 #include "policy/policy.h"
+#include "util/section.h"
 
 namespace moat {
 namespace {
@@ -972,23 +973,33 @@ bool applies(const Policy& p, PolicyDirection d, const CompiledRule& r) {
 // and every entry of (subject, dir) replaced. Runs of the same length are
 // written in place at once; the rest wait for one pass over all entries,
 // whatever the number of subjects and peers changed.
+template <class C>  // PolicyEntries, or a policy image's Section of them
 class EntryEdit {
  public:
-  explicit EntryEdit(PolicyEntries& entries) : entries_(entries) {}
+  explicit EntryEdit(C& entries) : entries_(entries) {}
 
   void replace_run(uint32_t subject, uint32_t peer, PolicyDirection d, const Entries& table) {
+    // Searched read-only: a section viewed in place is copied only when a
+    // run is stored into it (util/section.h).
+    const auto& all = std::as_const(entries_);
     auto lo = std::lower_bound(
-        entries_.begin(), entries_.end(), policy_key(subject, peer, d, 0),
+        all.begin(), all.end(), policy_key(subject, peer, d, 0),
         [](const auto& e, const moat_policy_key& k) { return key_less(e.first, k); });
     auto hi = lo;
-    while (hi != entries_.end() && hi->first.subject == subject && hi->first.peer == peer &&
+    while (hi != all.end() && hi->first.subject == subject && hi->first.peer == peer &&
            hi->first.dir == abi_dir(d))
       ++hi;
     const size_t before = fresh_.size();
     emit_table(subject, peer, d, table, fresh_);
     if (static_cast<size_t>(hi - lo) == fresh_.size() - before) {
-      undo_.push_back({static_cast<size_t>(lo - entries_.begin()), PolicyEntries(lo, hi)});
-      std::copy(fresh_.begin() + static_cast<ptrdiff_t>(before), fresh_.end(), lo);
+      // A run that compiles to what it holds is not stored again (a store
+      // copies a section read in place).
+      if (!std::equal(lo, hi, fresh_.begin() + static_cast<ptrdiff_t>(before), same_entry)) {
+        const auto at = static_cast<ptrdiff_t>(lo - all.begin());
+        undo_.push_back({static_cast<size_t>(at), PolicyEntries(lo, hi)});
+        std::copy(fresh_.begin() + static_cast<ptrdiff_t>(before), fresh_.end(),
+                  entries_.begin() + at);
+      }
       fresh_.resize(before);
       return;
     }
@@ -1013,7 +1024,8 @@ class EntryEdit {
     };
     if (entries_.size() + fresh_.size() > max &&
         entries_.size() + fresh_.size() -
-                static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(), replaced)) >
+                static_cast<size_t>(std::count_if(std::as_const(entries_).begin(),
+                                                  std::as_const(entries_).end(), replaced)) >
             max) {
       for (auto it = undo_.rbegin(); it != undo_.rend(); ++it)
         std::copy(it->second.begin(), it->second.end(),
@@ -1021,17 +1033,21 @@ class EntryEdit {
       return false;
     }
     if (runs_.empty() && subjects_.empty()) return true;
-    std::erase_if(entries_, replaced);
+    PolicyEntries& all = grown(entries_);
+    std::erase_if(all, replaced);
     std::sort(fresh_.begin(), fresh_.end(), entry_before);
-    const size_t middle = entries_.size();
-    entries_.insert(entries_.end(), fresh_.begin(), fresh_.end());
-    std::inplace_merge(entries_.begin(), entries_.begin() + static_cast<ptrdiff_t>(middle),
-                       entries_.end(), entry_before);
+    const size_t middle = all.size();
+    all.insert(all.end(), fresh_.begin(), fresh_.end());
+    std::inplace_merge(all.begin(), all.begin() + static_cast<ptrdiff_t>(middle), all.end(),
+                       entry_before);
     return true;
   }
 
  private:
-  PolicyEntries& entries_;
+  static bool same_entry(const PolicyEntries::value_type& a, const PolicyEntries::value_type& b) {
+    return std::memcmp(&a, &b, sizeof a) == 0;
+  }
+  C& entries_;
   PolicyEntries fresh_;
   std::vector<std::tuple<uint32_t, uint32_t, uint8_t>> runs_;
   std::vector<std::pair<uint32_t, uint8_t>> subjects_;
@@ -1126,7 +1142,7 @@ struct PolicyCompiler::State {
   }
 
   // Group `gi`'s entries again, all of them.
-  void recompute_group(uint32_t gi, EntryEdit& edit) {
+  void recompute_group(uint32_t gi, EntryEdit<PolicyEntries>& edit) {
     Group& g = c.groups[gi];
     g.computed = compute_entries(rules_of(g), g.isolated);
     index[gi] = PeerIndex{};
@@ -1172,7 +1188,7 @@ struct PolicyCompiler::State {
   // or names now: the only ones whose rules changed, when neither names
   // every peer. The group's index was built before the change.
   void recompute_peers(uint32_t gi, uint32_t id, const std::vector<uint32_t>& before,
-                       EntryEdit& edit) {
+                       EntryEdit<PolicyEntries>& edit) {
     Group& g = c.groups[gi];
     PeerIndex& x = index[gi];
     const CompiledRule& now = c.rules.rules[id];
@@ -1347,60 +1363,74 @@ struct ImgIpcache6 {
 };
 
 // 2: entries in key-byte order (key_less); an image of 1 held them field by
-// field, an order this build's edits would search wrongly.
-constexpr char kImageMagic[8] = {'m', 'o', 'a', 't', 'i', 'm', 'g', '2'};
+// field, an order this build's edits would search wrongly. 3: the two
+// sections of bytes last, so that every other section of an image saved
+// at an offset of 8 (save_policy_image() pads its tag) is aligned for its
+// elements where it lies, and is used there (from_mapping()).
+constexpr char kImageMagic[8] = {'m', 'o', 'a', 't', 'i', 'm', 'g', '3'};
 
+// Every section is a view of the saved image until written or resized
+// (util/section.h).
 struct ImageData {
-  std::vector<ImgPolicy> policies;
-  std::vector<ImgRule> rules;
-  std::vector<uint32_t> peer_pool, port_pool, group_pool;
-  std::vector<uint8_t> every_pool;
-  std::vector<ImgGroup> groups;
-  std::vector<uint32_t> rule_pool, subject_pool, any_pool;
-  std::vector<ImgPair> pair_pool;
-  std::vector<ImgBlock> blocks;  // sorted by key bytes
-  std::vector<uint8_t> key_pool;
-  std::vector<uint32_t> block_uses;  // by block index
-  std::vector<ImgSpan> inside;       // by block index, into inside_pool
-  std::vector<uint32_t> inside_pool;
-  std::vector<ImgCidr4> cidr4;  // sorted by prefix
-  std::vector<ImgCidr6> cidr6;
-  std::vector<uint32_t> hosts;
-  std::vector<ImgEntry> entries;  // sorted
-  std::vector<ImgIpcache4> ipcache;
-  std::vector<ImgIpcache6> ipcache6;
+  Section<ImgPolicy> policies;
+  Section<ImgRule> rules;
+  Section<uint32_t> peer_pool, port_pool, group_pool;
+  Section<uint8_t> every_pool;
+  Section<ImgGroup> groups;
+  Section<uint32_t> rule_pool, subject_pool, any_pool;
+  Section<ImgPair> pair_pool;
+  Section<ImgBlock> blocks;  // sorted by key bytes
+  Section<uint8_t> key_pool;
+  Section<uint32_t> block_uses;  // by block index
+  Section<ImgSpan> inside;       // by block index, into inside_pool
+  Section<uint32_t> inside_pool;
+  Section<ImgCidr4> cidr4;  // sorted by prefix
+  Section<ImgCidr6> cidr6;
+  Section<uint32_t> hosts;
+  Section<ImgEntry> entries;  // sorted
+  Section<ImgIpcache4> ipcache;
+  Section<ImgIpcache6> ipcache6;
 
   // Every section, in the order of the bytes.
   template <class Self, class F>
   static void each(Self& s, F f) {
     f(s.policies), f(s.rules), f(s.peer_pool), f(s.port_pool), f(s.group_pool);
-    f(s.every_pool), f(s.groups), f(s.rule_pool), f(s.subject_pool), f(s.any_pool);
-    f(s.pair_pool), f(s.blocks), f(s.key_pool), f(s.block_uses), f(s.inside);
-    f(s.inside_pool), f(s.cidr4), f(s.cidr6), f(s.hosts), f(s.entries), f(s.ipcache);
-    f(s.ipcache6);
+    f(s.groups), f(s.rule_pool), f(s.subject_pool), f(s.any_pool), f(s.pair_pool);
+    f(s.blocks), f(s.block_uses), f(s.inside), f(s.inside_pool), f(s.cidr4), f(s.cidr6);
+    f(s.hosts), f(s.entries), f(s.ipcache), f(s.ipcache6), f(s.every_pool), f(s.key_pool);
   }
 };
 
-template <class T>
-std::span<const T> in(const std::vector<T>& pool, ImgSpan s) {
-  return std::span<const T>(pool).subspan(s.off, s.n);
+template <class P>
+auto in(const P& pool, ImgSpan s) {
+  return std::span<const typename P::value_type>(pool.data(), pool.size()).subspan(s.off, s.n);
 }
 
-template <class T>
-ImgSpan append(std::vector<T>& pool, std::span<const T> v) {
-  ImgSpan s{static_cast<uint32_t>(pool.size()), static_cast<uint32_t>(v.size())};
-  pool.insert(pool.end(), v.begin(), v.end());
+template <class P, class T>
+ImgSpan append(P& pool, std::span<const T> v) {
+  auto& grow = grown(pool);
+  ImgSpan s{static_cast<uint32_t>(grow.size()), static_cast<uint32_t>(v.size())};
+  grow.insert(grow.end(), v.begin(), v.end());
   return s;
 }
 
 // `v` in place of what `at` holds when it fits (a port changed, a peer for
 // another), else appended: what it held stays, unread, until the image is
-// written whole again.
-template <class T>
-ImgSpan replace(std::vector<T>& pool, ImgSpan at, std::span<const T> v) {
+// written whole again. Stored only where it differs: a section read in
+// place is copied whole by its first store (util/section.h).
+template <class P, class T>
+ImgSpan replace(P& pool, ImgSpan at, std::span<const T> v) {
   if (v.size() != at.n) return append(pool, v);
-  std::copy(v.begin(), v.end(), pool.begin() + at.off);
+  if (!v.empty() && std::memcmp(std::as_const(pool).data() + at.off, v.data(), v.size_bytes()) != 0)
+    std::copy(v.begin(), v.end(), pool.begin() + at.off);
   return at;
+}
+
+// Stores `v` as element `i` of `pool` only when it differs (see replace()).
+template <class P, class T>
+void store(P& pool, size_t i, const T& v) {
+  static_assert(std::has_unique_object_representations_v<T>);
+  if (std::memcmp(&std::as_const(pool)[i], &v, sizeof v) != 0) pool[i] = v;
 }
 
 // An IpPrefix as 18 bytes: family, address (IPv4's in the first 4, in
@@ -1492,9 +1522,10 @@ std::string write_image(const ImageData& x, std::span<const ImgEntry> entries) {
 }  // namespace
 
 struct PolicyImage::Data : ImageData {
-  PolicyEntries plan_entries;  // `entries` as the plan has them
+  Section<PolicyEntries::value_type> plan_entries;  // `entries` as the plan has them
   std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>> plan_ipcache;
   std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>> plan_ipcache6;
+  std::shared_ptr<const void> keep;  // what the views are of (from_mapping())
 
   std::optional<uint32_t> find_block(const IpBlock& b) const {
     const std::vector<uint8_t> key = block_key(b.cidr, b.except);
@@ -1584,8 +1615,8 @@ struct PolicyImage::Data : ImageData {
   // are a fifth of a pool.
   void compact() {
     size_t rule_live = 0, group_live = 0;
-    for (const ImgRule& r : rules) rule_live += r.peers.n + r.ports.n + r.every.n;
-    for (const ImgGroup& g : groups) group_live += g.pairs.n + g.any.n;
+    for (const ImgRule& r : std::as_const(rules)) rule_live += r.peers.n + r.ports.n + r.every.n;
+    for (const ImgGroup& g : std::as_const(groups)) group_live += g.pairs.n + g.any.n;
     const size_t rule_have = peer_pool.size() + port_pool.size() + every_pool.size();
     const size_t group_have = pair_pool.size() + any_pool.size();
     if (rule_have * 4 > rule_live * 5) {
@@ -1596,7 +1627,7 @@ struct PolicyImage::Data : ImageData {
         r.ports = append(ports, in(port_pool, r.ports));
         r.every = append(every, in(every_pool, r.every));
       }
-      peer_pool.swap(peers), port_pool.swap(ports), every_pool.swap(every);
+      peer_pool = std::move(peers), port_pool = std::move(ports), every_pool = std::move(every);
     }
     if (group_have * 4 > group_live * 5) {
       std::vector<ImgPair> pairs;
@@ -1605,18 +1636,19 @@ struct PolicyImage::Data : ImageData {
         g.pairs = append(pairs, in(pair_pool, g.pairs));
         g.any = append(any, in(any_pool, g.any));
       }
-      pair_pool.swap(pairs), any_pool.swap(any);
+      pair_pool = std::move(pairs), any_pool = std::move(any);
     }
   }
 
   void set_rule(const CompiledRule& cr) {
-    ImgRule& r = rules[cr.id];
+    ImgRule r = std::as_const(rules)[cr.id];
     r.deny = cr.deny;
     r.any_peer = cr.any_peer;
     r.all = cr.ports.all;
     r.peers = replace(peer_pool, r.peers, std::span<const uint32_t>(cr.peers));
     r.every = replace(every_pool, r.every, std::span<const uint8_t>(cr.ports.every_port));
     r.ports = replace(port_pool, r.ports, std::span<const uint32_t>(cr.ports.ports));
+    store(rules, cr.id, r);
   }
 };
 
@@ -1689,13 +1721,13 @@ std::string compilation_image(const Config& cfg, const Compilation& c) {
       x.groups.push_back(ig);
     }
     const auto& keys = ids.blocks.keys();
-    x.block_uses.assign(keys.size(), 0);
+    x.block_uses.own().assign(keys.size(), 0);
     for_each_ip_block(cfg, [&](const IpBlock& b) { ++x.block_uses[ids.blocks.index(b)]; });
     // In IpBlocks' order, which is the keys' byte order (put_prefix()).
     for (uint32_t i = 0; i < keys.size(); ++i) {
       const uint32_t at = static_cast<uint32_t>(x.key_pool.size());
-      put_prefix(x.key_pool, keys[i].first);
-      for (const IpPrefix& e : keys[i].second) put_prefix(x.key_pool, e);
+      put_prefix(x.key_pool.own(), keys[i].first);
+      for (const IpPrefix& e : keys[i].second) put_prefix(x.key_pool.own(), e);
       x.blocks.push_back({{at, static_cast<uint32_t>(x.key_pool.size()) - at}, i});
     }
     for (const auto& inner : ids.inside)
@@ -1762,29 +1794,103 @@ Result<PolicyImage> PolicyImage::from_reader(const std::function<bool(void* to, 
     // The entries straight into the plan's pairs, laid out alike (write_image()):
     // not read into a copy first (2.4 MB of fresh memory at 100,000 rules).
     if constexpr (std::is_same_v<T, ImgEntry>) {
-      d.plan_entries.resize(n / sizeof(T));
+      d.plan_entries.own().resize(n / sizeof(T));
       if (!read(d.plan_entries.data(), n)) ok = false;
     } else {
-      v.resize(n / sizeof(T));
+      v.own().resize(n / sizeof(T));
       if (!read(v.data(), n)) ok = false;
     }
   });
-  if (!ok || left() != 0 || !image_consistent(d))
-    return fail("a policy image cut short or inconsistent");
+  if (!ok || left() != 0) return fail("a policy image cut short or inconsistent");
+  return std::move(image).checked();
+}
+
+Result<PolicyImage> PolicyImage::from_mapping(std::shared_ptr<const void> keep,
+                                              std::string_view bytes,
+                                              std::span<const Splice> splices) {
+  const size_t n = bytes.size();
+  if (n < sizeof kImageMagic || std::memcmp(bytes.data(), kImageMagic, sizeof kImageMagic) != 0)
+    return fail("not a policy image of this format");
+  std::vector<Splice> edits;
+  for (const Splice& e : splices) {
+    if (e.bytes.empty()) continue;
+    if (!edits.empty() && e.at < edits.back().at + edits.back().bytes.size())
+      return fail("a patch of a policy image out of order");
+    edits.push_back(e);
+  }
+  PolicyImage image;
+  Data& d = *image.d_;
+  d.keep = std::move(keep);
+  size_t at = sizeof kImageMagic, next = 0;
+  // A splice must lie inside one section's elements, after the last one.
+  auto inside = [&](const Splice& e, size_t from, size_t to) {
+    return e.at >= from && e.at <= to && e.bytes.size() <= to - e.at;
+  };
+  bool ok = true;
+  ImageData::each(static_cast<ImageData&>(d), [&](auto& v) {
+    using T = typename std::remove_reference_t<decltype(v)>::value_type;
+    uint64_t size = 0;
+    if (!ok || n - at < sizeof size || (next < edits.size() && edits[next].at < at + sizeof size))
+      return void(ok = false);
+    std::memcpy(&size, bytes.data() + at, sizeof size);
+    at += sizeof size;
+    if (size > n - at || size % sizeof(T) != 0) return void(ok = false);
+    const char* p = bytes.data() + at;
+    const size_t from = at;
+    at += size;
+    size_t last = next;
+    while (last < edits.size() && edits[last].at < at) {
+      if (!inside(edits[last], from, at)) return void(ok = false);
+      ++last;
+    }
+    auto place = [&](auto& section) {
+      using E = typename std::remove_reference_t<decltype(section)>::value_type;
+      static_assert(std::is_trivially_copyable_v<E> ||
+                    std::is_same_v<E, PolicyEntries::value_type>);
+      // Where it lies, when nothing changes it and it is aligned for its
+      // elements (an image of this format is, saved at a multiple of 8);
+      // else a copy, changed.
+      if (last == next && reinterpret_cast<uintptr_t>(p) % alignof(E) == 0) {
+        section = Section<E>::view(reinterpret_cast<const E*>(p), size / sizeof(E));
+        return;
+      }
+      auto& own = section.own();
+      own.resize(size / sizeof(E));
+      char* to = reinterpret_cast<char*>(own.data());
+      if (size > 0) std::memcpy(to, p, size);
+      for (; next < last; ++next)
+        std::memcpy(to + (edits[next].at - from), edits[next].bytes.data(),
+                    edits[next].bytes.size());
+    };
+    // The entries as the plan's pairs, laid out alike (write_image()).
+    if constexpr (std::is_same_v<T, ImgEntry>)
+      place(d.plan_entries);
+    else
+      place(v);
+  });
+  if (!ok || at != n || next != edits.size())
+    return fail("a policy image cut short or inconsistent, or a patch that does not fit it");
+  return std::move(image).checked();
+}
+
+Result<PolicyImage> PolicyImage::checked() && {
+  const Data& d = *d_;
+  if (!image_consistent(d)) return fail("a policy image cut short or inconsistent");
   // Edits search them (EntryEdit): out of order, they would miss.
   if (std::adjacent_find(d.plan_entries.begin(), d.plan_entries.end(), [](auto& a, auto& b) {
         return !key_less(a.first, b.first);
       }) != d.plan_entries.end())
     return fail("a policy image's entries are out of order");
-  for (const ImgIpcache4& e : d.ipcache) d.plan_ipcache.emplace_back(e.key, e.val);
-  for (const ImgIpcache6& e : d.ipcache6) d.plan_ipcache6.emplace_back(e.key, e.val);
-  return image;
+  for (const ImgIpcache4& e : d.ipcache) d_->plan_ipcache.emplace_back(e.key, e.val);
+  for (const ImgIpcache6& e : d.ipcache6) d_->plan_ipcache6.emplace_back(e.key, e.val);
+  return std::move(*this);
 }
 
 std::string PolicyImage::bytes() const {
   // `entries` is left as read: the plan's are the ones in force.
-  return write_image(*d_, std::span(reinterpret_cast<const ImgEntry*>(d_->plan_entries.data()),
-                                    d_->plan_entries.size()));
+  return write_image(
+      *d_, std::span(reinterpret_cast<const ImgEntry*>(std::as_const(*d_).plan_entries.data()),
+                     d_->plan_entries.size()));
 }
 
 std::string_view PolicyImage::magic() { return {kImageMagic, sizeof kImageMagic}; }
@@ -1794,7 +1900,7 @@ std::vector<std::string_view> PolicyImage::sections() const {
   ImageData::each(static_cast<const ImageData&>(*d_), [&](const auto& v) {
     if constexpr (std::is_same_v<std::decay_t<decltype(v[0])>, ImgEntry>)
       // `entries` is left as read: the plan's are the ones in force.
-      out.emplace_back(reinterpret_cast<const char*>(d_->plan_entries.data()),
+      out.emplace_back(reinterpret_cast<const char*>(std::as_const(*d_).plan_entries.data()),
                        d_->plan_entries.size() * sizeof(ImgEntry));
     else
       out.emplace_back(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
@@ -1802,7 +1908,9 @@ std::vector<std::string_view> PolicyImage::sections() const {
   return out;
 }
 
-const PolicyEntries& PolicyImage::entries() const { return d_->plan_entries; }
+std::span<const PolicyEntries::value_type> PolicyImage::entries() const {
+  return d_->plan_entries.span();
+}
 const std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>& PolicyImage::ipcache() const {
   return d_->plan_ipcache;
 }
@@ -1812,7 +1920,7 @@ const std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>>& PolicyImage::ip
 
 std::optional<uint32_t> PolicyImage::rule_id(size_t policy, PolicyDirection d, size_t index) const {
   if (policy >= d_->policies.size()) return std::nullopt;
-  const ImgPolicy& p = d_->policies[policy];
+  const ImgPolicy& p = std::as_const(*d_).policies[policy];
   if (index >= (d == PolicyDirection::ingress ? p.n_in : p.n_eg)) return std::nullopt;
   return p.first_rule + (d == PolicyDirection::egress ? p.n_in : 0) + static_cast<uint32_t>(index);
 }
@@ -1822,13 +1930,16 @@ size_t PolicyImage::rule_count() const { return d_->rules.size(); }
 Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t index,
                                        const PolicyRule& before, const PolicyRule& after,
                                        size_t max_entries) {
-  Data& x = *d_;
+  // Read through `x`, written through `w`: a non-const access copies a
+  // section viewed in place (util/section.h).
+  Data& w = *d_;
+  const Data& x = w;
   const uint32_t di = dir_index(d);
   if (policy >= x.policies.size() ||
       index >= (d == PolicyDirection::ingress ? x.policies[policy].n_in : x.policies[policy].n_eg))
     return fail("no rule " + std::to_string(index) + " of " + to_string(d) + " in policy " +
                 std::to_string(policy));
-  ImgPolicy& p = x.policies[policy];
+  const ImgPolicy& p = x.policies[policy];
   const uint32_t id =
       p.first_rule + (d == PolicyDirection::egress ? p.n_in : 0) + static_cast<uint32_t>(index);
   // The caller's `before` must be the rule compiled, peers and all.
@@ -1842,8 +1953,9 @@ Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t 
   const uint32_t allows =
       p.allows[di] - (before.action == PolicyAction::allow) + (after.action == PolicyAction::allow);
   if (!p.kubernetes && !p.explicit_types && (allows > 0) != (p.isolates[di] != 0)) return false;
-  // The set of ipBlocks, and so every identity, must stay as it is.
-  std::vector<uint32_t> uses = x.block_uses;
+  // The set of ipBlocks, and so every identity, must stay as it is. The
+  // counts that change, as changes (not a copy of all of them: 0.8 MB).
+  std::map<uint32_t, int64_t> uses;
   for (const PolicyPeer& peer : after.peers) {
     if (peer.kind != PolicyPeer::Kind::ip_block) continue;
     auto i = x.find_block(peer.ip_block);
@@ -1851,8 +1963,10 @@ Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t 
     ++uses[*i];
   }
   for (const PolicyPeer& peer : before.peers)
-    if (peer.kind == PolicyPeer::Kind::ip_block)
-      if (--uses[*x.find_block(peer.ip_block)] == 0) return false;
+    if (peer.kind == PolicyPeer::Kind::ip_block) {
+      const uint32_t i = *x.find_block(peer.ip_block);
+      if (x.block_uses[i] + --uses[i] == 0) return false;
+    }
   auto now = x.compile(after, id);
   if (!now) return false;
   const bool isolates = p.isolates[di] != 0;
@@ -1868,7 +1982,7 @@ Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t 
       runs += x.groups[gi].subjects.n * (old.peers.size() + now->peers.size());
     if (runs > 4096 && runs * 4 > x.plan_entries.size()) return false;
   }
-  EntryEdit edit(x.plan_entries);
+  EntryEdit edit(w.plan_entries);
   // Each group's rules naming peers, with the new rule's in place.
   std::vector<std::vector<ImgPair>> new_pairs;
   std::vector<std::vector<uint32_t>> new_any;
@@ -1935,16 +2049,20 @@ Result<bool> PolicyImage::replace_rule(size_t policy, PolicyDirection d, size_t 
     new_any.push_back(std::move(any_pos));
   }
   if (!edit.finish(max_entries)) return false;
-  // Nothing failed: the change is kept.
-  x.block_uses = std::move(uses);
-  p.allows[di] = allows;
-  x.set_rule(*now);
+  // Nothing failed: the change is kept, stored where it differs.
+  for (const auto& [i, delta] : uses)
+    if (delta != 0) w.block_uses[i] = static_cast<uint32_t>(x.block_uses[i] + delta);
+  ImgPolicy changed = p;
+  changed.allows[di] = allows;
+  store(w.policies, policy, changed);
+  w.set_rule(*now);
   for (size_t k = 0; k < groups.size(); ++k) {
-    ImgGroup& g = x.groups[groups[k]];
-    g.pairs = replace(x.pair_pool, g.pairs, std::span<const ImgPair>(new_pairs[k]));
-    g.any = replace(x.any_pool, g.any, std::span<const uint32_t>(new_any[k]));
+    ImgGroup g = x.groups[groups[k]];
+    g.pairs = replace(w.pair_pool, g.pairs, std::span<const ImgPair>(new_pairs[k]));
+    g.any = replace(w.any_pool, g.any, std::span<const uint32_t>(new_any[k]));
+    store(w.groups, groups[k], g);
   }
-  x.compact();
+  w.compact();
   return true;
 }
 

@@ -40,6 +40,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -187,6 +188,18 @@ class PolicyImage {
   // as a patch of another is read without being put together first.
   static Result<PolicyImage> from_reader(const std::function<bool(void* to, size_t n)>& read,
                                          const std::function<size_t()>& left);
+  // The image `bytes` holds with each of `splices` (sorted, apart, each
+  // inside one section's elements) written over its bytes, read where it
+  // lies: a section no splice changes and aligned for its elements is a
+  // view of `bytes`, the others copies. A section is copied too when a
+  // change writes it, never written where it lies (util/section.h).
+  // `bytes` must live as long as `keep`, which the image holds.
+  struct Splice {
+    uint64_t at = 0;         // where in the image
+    std::string_view bytes;  // what is there instead
+  };
+  static Result<PolicyImage> from_mapping(std::shared_ptr<const void> keep, std::string_view bytes,
+                                          std::span<const Splice> splices = {});
   std::string bytes() const;
 
   // Rule `index` of direction `d` of policy `policy` (by its place among
@@ -200,7 +213,7 @@ class PolicyImage {
                             size_t max_entries = MOAT_MAX_POLICY);
   // Sorted by key, as PolicyPlan::entries; the identity caches as the
   // compile made them (a change in part never changes them).
-  const std::vector<std::pair<moat_policy_key, moat_policy_val>>& entries() const;
+  std::span<const std::pair<moat_policy_key, moat_policy_val>> entries() const;
   const std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>& ipcache() const;
   const std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>>& ipcache6() const;
   // The rule table's row of a rule (PolicyPlan::rules), nullopt for none.
@@ -208,6 +221,9 @@ class PolicyImage {
   size_t rule_count() const;
 
  private:
+  // Its spans and indexes point inside their sections, its entries are in
+  // order: the checks of both readers.
+  Result<PolicyImage> checked() &&;
   struct Data;
   std::unique_ptr<Data> d_;
 };
