@@ -98,9 +98,10 @@ void skip_small_pages(size_t bytes) {
 // 100,000 spent 60% of its CPU clearing the 160 MB it never used (stop
 // 55). It then read the saved 8 MB image into the heap, and 14 MiB were
 // prefaulted for it; now it reads the image where it lies (PolicyImage::
-// from_mapping()) and takes some 6 MB of new memory, faulted in as it goes:
-// prefaulting 4 MiB or 2 MiB was no faster, and the 14 MiB prefault cost
-// 5 ms of CPU a change (bench/one_rule_pause.py, README stop 58).
+// from_mapping()) and takes some 8 MB of new memory (2,150 pages against
+// 3,700), faulted in as it goes: prefaulting 4 MiB or 2 MiB of it was no
+// faster, and the 14 MiB prefault cost 5 ms of CPU a change (README,
+// stop 58).
 struct Prefault {
   uintptr_t from = 0;
   size_t done = 0, want = 0;
