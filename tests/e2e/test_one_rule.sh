@@ -52,6 +52,8 @@ field() {  # field EXPR: a Python expression over the report `r`
 }
 is() { (( $1 )); }  # is "ARITHMETIC": for check
 one_rule() { field 'r["policy"]["one_rule"]'; }
+# How the change read the saved image: "in place" (its file's mapping).
+image_read() { field 'r["policy"]["one_rule_image"]'; }
 changed() { field 'r["policy"]["changed"]'; }
 
 # Traffic: who reaches server:80 when rule 0 names WHO.
@@ -85,6 +87,7 @@ echo "(b) rule 0 from other's block: one rule, changed in part"
 write_policy "$OTHER_BLOCK"
 apply_json "(b)"
 check "(b) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
+check "(b) the saved image read where it lies ($(image_read))" [ "$(image_read)" = "in place" ]
 check "(b) a new policy revision ($(changed))" [ "$(changed)" = True ]
 reaches "(b)" other
 out=$("$MOAT" explain --lab "$L" other $SERVER 80/tcp 2>&1)
@@ -97,6 +100,7 @@ echo "(c) and back, from the image the whole apply just saved (the newline kept)
 write_policy "$CLIENT_BLOCK" $'\n'
 apply_json "(c)"
 check "(c) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[0]" ]
+check "(c) the saved image read where it lies ($(image_read))" [ "$(image_read)" = "in place" ]
 reaches "(c)" client
 whole_agrees "(c)" "$CLIENT_BLOCK"
 
@@ -176,6 +180,9 @@ for step in g2 g3; do
   # Found from the text the patch gives: a wrong one is not one rule's change.
   check "($step) one rule again, from the patched text: $(one_rule)" \
     [ "$(one_rule)" = "spec.ingress[0]" ]
+  # With the step before's patch (g3), ranges of the same length.
+  check "($step) the saved image read where it lies, patched ($(image_read))" \
+    [ "$(image_read)" = "in place" ]
   got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
   check "($step) still a patch of a whole blob, byte for byte ($got)" [ "$got" = "p same" ]
   # The image too: the change from the saved image, which this step read

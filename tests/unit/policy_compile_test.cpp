@@ -1906,7 +1906,7 @@ TEST(PolicyImage, BytesCutShortOrAlteredAreRefused) {
     std::string bad = bytes;
     bad[rng() % bad.size()] ^= static_cast<char>(1 + rng() % 255);
     auto image =
-        i % 2 ? mapped_image(bad, static_cast<size_t>(i % 8)) : PolicyImage::from_bytes(bad);
+        i % 2 ? mapped_image(bad, static_cast<size_t>((i / 2) % 8)) : PolicyImage::from_bytes(bad);
     if (!image) continue;
     for (size_t p = 0; p < cfg.policies.size(); ++p)
       for (size_t k = 0; k < cfg.policies[p].ingress.size(); ++k)

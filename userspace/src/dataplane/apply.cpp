@@ -105,7 +105,8 @@ json ApplyReport::to_json() const {
            {{"changed", policy_changed},
             {"revision", policy_rev},
             {"entries", policy_entries},
-            {"one_rule", one_rule.empty() ? json() : json(one_rule)}}},
+            {"one_rule", one_rule.empty() ? json() : json(one_rule)},
+            {"one_rule_image", one_rule_image.empty() ? json() : json(one_rule_image)}}},
           {"programs_replaced", programs_replaced},
           {"phases_ms", phases_json(phases_ms)}};
 }

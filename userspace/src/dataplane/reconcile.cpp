@@ -165,19 +165,22 @@ Result<void> save_policy_image(const std::string& instance, const json& places,
   // A patch of the image written over would be of another image.
   if (unlink(image_patch_file(instance).c_str()) != 0 && errno != ENOENT)
     return fail_errno("remove " + image_patch_file(instance), errno);
-  // The file: the tag's size, the tag, the image's size, the image, zeros.
-  // It is read through its mapping (PolicyImage::from_mapping()): blanks
-  // after the tag (JSON allows them) put the image at a multiple of 8, so
-  // that every section but the last two is aligned for its elements where
-  // it lies, and the zeros make the file a multiple of 2 MiB, so that its
-  // page cache holds it in 2 MiB folios to its end, each mapped at once.
-  // In 4 KiB pages each page costs a fault and, on this VM, more on its
-  // first touch: the 1.8 MB at the end of a 100,000-rule image, most of its
-  // entries, took as long to read as the rest.
+  // The file: the tag's size, the tag, the image's size, the image, and
+  // zeros after a large one. It is read through its mapping
+  // (PolicyImage::from_mapping()): blanks after the tag (JSON allows them)
+  // put the image at a multiple of 8, so that every section but the last
+  // two is aligned for its elements where it lies. Where the page cache
+  // keeps a file in folios as large as its writes (ext4 here; tmpfs only
+  // with huge pages), the zeros to a multiple of 2 MiB keep the image in
+  // 2 MiB folios to its end, each mapped at once. In 4 KiB pages each page
+  // costs a fault and, on this VM, more on its first touch: the last 1.8 MB
+  // of a 100,000-rule image, most of its entries, took as long to read as
+  // the rest. A small image is not padded: up to 2 MiB for nothing.
   constexpr size_t kFolio = size_t{2} << 20;
   t->append((8 - t->size() % 8) % 8, ' ');
   const uint64_t n = t->size(), size = image.size();
-  const std::string zeros((kFolio - (2 * sizeof(uint64_t) + n + size) % kFolio) % kFolio, '\0');
+  const size_t end = 2 * sizeof(uint64_t) + n + size;
+  const std::string zeros(size < kFolio ? 0 : (kFolio - end % kFolio) % kFolio, '\0');
   return write_file_atomic(image_file(instance), {u64_view(n), *t, u64_view(size), image, zeros});
 }
 
@@ -452,14 +455,16 @@ struct SavedImage {
 // stops 57 and 58). A patch that changes a section's size is read as the
 // image is read, its ranges in place of the saved image's: never put
 // together whole.
-Result<PolicyImage> image_of(const SavedImage& s) {
+Result<PolicyImage> image_of(const SavedImage& s, bool* in_place) {
   const std::string_view base = s.base_image();
+  *in_place = true;
   if (std::all_of(s.splices.begin(), s.splices.end(),
                   [](const BlobPatch& p) { return p.cut == p.bytes.size(); })) {
     std::vector<PolicyImage::Splice> splices;
     for (const BlobPatch& p : s.splices) splices.push_back({p.at, p.bytes});
     if (auto image = PolicyImage::from_mapping(s.file, base, splices)) return image;
   }
+  *in_place = false;
   size_t left = base.size(), at = 0, next = 0, in_splice = 0;
   for (const BlobPatch& p : s.splices) left = left - p.cut + p.bytes.size();
   auto read = [&](void* to, size_t n) {
@@ -645,6 +650,7 @@ struct OneRule {
   json rec;
   SavedImage saved;
   PolicyImage image;
+  bool image_in_place = false;  // read from the file's mapping (image_of())
   RuleSpan span;
   PolicyRule after;
   uint32_t id = 0;
@@ -832,7 +838,7 @@ std::optional<OneRule> find_one_rule_in(const std::string& instance, const Input
     auto ip = index_of.ipv4(u.value("name", ""));
     if (!ip || Ipv4::from_be(*ip).str() != u.value("ip", "")) return std::nullopt;
   }
-  auto image = image_of(o.saved);
+  auto image = image_of(o.saved, &o.image_in_place);
   if (!image) return std::nullopt;
   o.image = std::move(*image);
   auto id = o.image.rule_id(*policy, o.span.dir, o.span.index);
@@ -961,6 +967,7 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
   rep.policy_rev = rev;
   rep.policy_entries = static_cast<int>(o->image.entries().size());
   rep.one_rule = o->span.path;
+  rep.one_rule_image = o->image_in_place ? "in place" : "read";
   return rep;
 }
 

@@ -728,10 +728,10 @@ Result<void> write_file_atomic(const std::string& path,
   std::string tmp = path + ".tmp";
   Fd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd.ok()) return fail_errno("create " + tmp, errno);
-  // All parts in one call: the page cache takes a write in folios as large
-  // as its length and their place allow, so a 10-byte part first left the
-  // next 2 MiB of the policy image in 4 KiB pages, and a mapping of them
-  // pays a page fault each where a 2 MiB folio is mapped at once
+  // All parts in one call: where the page cache takes a write in folios as
+  // large as its length and place allow (ext4 here), a 10-byte part first
+  // left the next 2 MiB of the policy image in 4 KiB pages, and a mapping
+  // of them pays a page fault each where a 2 MiB folio is mapped at once
   // (PolicyImage::from_mapping() reads the image through its mapping).
   std::vector<iovec> iov;
   for (std::string_view text : parts)

@@ -1369,8 +1369,8 @@ struct ImgIpcache6 {
 // elements where it lies, and is used there (from_mapping()).
 constexpr char kImageMagic[8] = {'m', 'o', 'a', 't', 'i', 'm', 'g', '3'};
 
-// Every section is a view of the saved image until written or resized
-// (util/section.h).
+// In an image read by from_mapping(), every section is a view of the saved
+// image until written or resized (util/section.h).
 struct ImageData {
   Section<ImgPolicy> policies;
   Section<ImgRule> rules;
@@ -1814,8 +1814,9 @@ Result<PolicyImage> PolicyImage::from_mapping(std::shared_ptr<const void> keep,
   std::vector<Splice> edits;
   for (const Splice& e : splices) {
     if (e.bytes.empty()) continue;
-    if (!edits.empty() && e.at < edits.back().at + edits.back().bytes.size())
-      return fail("a patch of a policy image out of order");
+    if (e.at > n || e.bytes.size() > n - e.at ||
+        (!edits.empty() && e.at < edits.back().at + edits.back().bytes.size()))
+      return fail("a patch of a policy image out of order or past its end");
     edits.push_back(e);
   }
   PolicyImage image;

@@ -193,7 +193,7 @@ class PolicyImage {
   // lies: a section no splice changes and aligned for its elements is a
   // view of `bytes`, the others copies. A section is copied too when a
   // change writes it, never written where it lies (util/section.h).
-  // `bytes` must live as long as `keep`, which the image holds.
+  // The image holds `keep`, which must keep `bytes` alive.
   struct Splice {
     uint64_t at = 0;         // where in the image
     std::string_view bytes;  // what is there instead

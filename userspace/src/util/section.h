@@ -7,8 +7,8 @@
 // and only the ones a change writes are copied (README, stop 58).
 //
 // Const access reads the view; any non-const access (data(), begin(),
-// operator[], own()) copies first, so a store can never reach the viewed
-// memory. Code that only reads a section it holds non-const must read it
+// end(), operator[], push_back(), own()) copies first, so a store can
+// never reach the viewed memory. Code that only reads a section it holds non-const must read it
 // through std::as_const(), or it copies it.
 #pragma once
 
@@ -68,7 +68,10 @@ class Section {
   }
   T* data() { return own().data(); }
   T* begin() { return data(); }
-  T* end() { return data() + own_.size(); }
+  T* end() {
+    auto& v = own();
+    return v.data() + v.size();
+  }
   T& operator[](size_t i) { return own()[i]; }
   void push_back(const T& v) { own().push_back(v); }
 
