@@ -1686,16 +1686,19 @@ TEST(PolicyImage, AnotherRuleThanTheCompiledOneChangesNothing) {
   EXPECT_FALSE(image->replace_rule(1, PolicyDirection::ingress, 0, first, first).has_value());
 }
 
+// A policy of two rules, each from an ipBlock to a port.
+constexpr const char* kTwoBlocks =
+    "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
+    " 'policyTypes': ['Ingress'],"
+    " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
+    "             {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': "
+    "90}]}]}]";
+
 // A change whose entries would be more than a generation holds is
 // refused, and leaves the image as it was: also the run of entries it
 // had already rewritten in place (the same count, another port).
 TEST(PolicyImage, AChangeTooLargeLeavesTheImageAsItWas) {
-  const char* text =
-      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
-      " 'policyTypes': ['Ingress'],"
-      " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
-      "             {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': "
-      "90}]}]}]";
+  const char* text = kTwoBlocks;
   const char* after =
       "{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}, {'ipBlock': {'cidr': '192.168.0.0/16'}}],"
       " 'ports': [{'port': 81}]}";
@@ -1727,6 +1730,23 @@ TEST(PolicyImage, AChangeTooLargeLeavesTheImageAsItWas) {
   }
 }
 
+// kTwoBlocks, the same with rule 0's port 80 made 81, and the first's
+// image.
+struct PortChange {
+  Config cfg, changed;
+  std::string bytes;
+  PortChange() {
+    const char* text = kTwoBlocks;
+    cfg = parse_ok(xyz_document(J(text)));
+    Json changed_text = J(text);
+    changed_text[0]["ingress"][0]["ports"][0]["port"] = 81;
+    changed = parse_ok(xyz_document(changed_text));
+    PolicyCompiler compiler;
+    EXPECT_TRUE(compiler.compile(cfg));
+    bytes = compiler.image();
+  }
+};
+
 // A saved image read where it lies, through its file's mapping (read-only,
 // as a one-rule change maps it): nothing is copied until a change writes,
 // and a change copies the sections it writes and no other. A rule changed
@@ -1734,19 +1754,9 @@ TEST(PolicyImage, AChangeTooLargeLeavesTheImageAsItWas) {
 // the entries. The file never changes (a store into the mapping would
 // have crashed the test).
 TEST(PolicyImage, AMappedChangeCopiesOnlyTheSectionsItWrites) {
-  const char* text =
-      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
-      " 'policyTypes': ['Ingress'],"
-      " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
-      "             {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': "
-      "90}]}]}]";
-  Config cfg = parse_ok(xyz_document(J(text)));
-  Json changed_text = J(text);
-  changed_text[0]["ingress"][0]["ports"][0]["port"] = 81;
-  Config changed = parse_ok(xyz_document(changed_text));
-  PolicyCompiler compiler;
-  ASSERT_TRUE(compiler.compile(cfg));
-  const std::string bytes = compiler.image();
+  const PortChange c;
+  const Config &cfg = c.cfg, &changed = c.changed;
+  const std::string& bytes = c.bytes;
   TempFile saved(bytes);
   auto opened = MappedFile::open(saved.path());
   ASSERT_TRUE(opened.has_value() && opened->has_value());
@@ -1782,19 +1792,9 @@ TEST(PolicyImage, AMappedChangeCopiesOnlyTheSectionsItWrites) {
 // instead, to the same result; an image of the format before (its
 // sections not aligned) is refused.
 TEST(PolicyImage, AMappedImageIsUsedWhereItLies) {
-  const char* text =
-      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
-      " 'policyTypes': ['Ingress'],"
-      " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
-      "             {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': "
-      "90}]}]}]";
-  Config cfg = parse_ok(xyz_document(J(text)));
-  Json changed_text = J(text);
-  changed_text[0]["ingress"][0]["ports"][0]["port"] = 81;
-  Config changed = parse_ok(xyz_document(changed_text));
-  PolicyCompiler compiler;
-  ASSERT_TRUE(compiler.compile(cfg));
-  const std::string bytes = compiler.image();
+  const PortChange c;
+  const Config &cfg = c.cfg, &changed = c.changed;
+  const std::string& bytes = c.bytes;
   const PolicyRule& before = cfg.policies[0].ingress[0];
   const PolicyRule& now = changed.policies[0].ingress[0];
   auto read = PolicyImage::from_bytes(bytes);
@@ -1830,20 +1830,10 @@ TEST(PolicyImage, AMappedImageIsUsedWhereItLies) {
 // patched bytes are. A range over a section's size, across two sections,
 // past the end or out of order is refused.
 TEST(PolicyImage, AMappedImageTakesAPatchOfItsSections) {
-  const char* text =
-      "[{'name': 'p', 'namespace': 'x', 'podSelector': {'matchLabels': {'pod': 'a'}},"
-      " 'policyTypes': ['Ingress'],"
-      " 'ingress': [{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}], 'ports': [{'port': 80}]},"
-      "             {'from': [{'ipBlock': {'cidr': '192.168.0.0/16'}}], 'ports': [{'port': "
-      "90}]}]}]";
-  Config cfg = parse_ok(xyz_document(J(text)));
-  Json changed_text = J(text);
-  changed_text[0]["ingress"][0]["ports"][0]["port"] = 81;
-  Config changed = parse_ok(xyz_document(changed_text));
+  const PortChange c;
+  const std::string& bytes = c.bytes;
   PolicyCompiler compiler;
-  ASSERT_TRUE(compiler.compile(cfg));
-  const std::string bytes = compiler.image();
-  ASSERT_TRUE(compiler.compile(changed));
+  ASSERT_TRUE(compiler.compile(c.changed));
   const std::string after = compiler.image();
   ASSERT_EQ(after.size(), bytes.size());
   // The ranges where they differ, a byte at a time (sorted, apart).
