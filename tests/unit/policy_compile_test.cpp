@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "dataplane/state.h"
 #include "policy/edit.h"
 #include "policy/policy.h"
 #include "policy_generator.h"
@@ -1842,7 +1843,7 @@ TEST(PolicyImage, AMappedImageTakesAPatchOfItsSections) {
   for (size_t i = 0; i < bytes.size(); ++i)
     if (bytes[i] != after[i]) held.push_back(after.substr(i, 1));
   for (size_t i = 0, k = 0; i < bytes.size(); ++i)
-    if (bytes[i] != after[i]) splices.push_back({i, held[k++]});
+    if (bytes[i] != after[i]) splices.push_back({i, 1, held[k++]});
   ASSERT_FALSE(splices.empty());
   auto buffer = std::make_shared<std::string>(bytes);
   const std::string_view in(*buffer);
@@ -1864,12 +1865,97 @@ TEST(PolicyImage, AMappedImageTakesAPatchOfItsSections) {
   auto refused = [&](std::vector<PolicyImage::Splice> bad, const char* what) {
     EXPECT_FALSE(mapped_image(bytes, 0, bad).has_value()) << what;
   };
-  refused({{0, eight}}, "over the magic");
-  refused({{sizes[1].first, eight}}, "over a section's size");
-  refused({{sizes[1].second - 4, eight}}, "across two sections");
-  refused({{bytes.size() - 4, eight}}, "past the end");
-  refused({{sizes[1].first + 8, "x"}, {sizes[1].first + 8, "y"}}, "twice over one byte");
-  refused({{sizes[2].first + 8, "x"}, {sizes[1].first + 8, "y"}}, "out of order");
+  refused({{0, 8, eight}}, "over the magic");
+  refused({{sizes[1].first, 8, eight}}, "a section's size changed, not its elements");
+  refused({{sizes[1].first, 4, "abcd"}}, "a section's size in part");
+  refused({{sizes[1].second - 4, 8, eight}}, "across two sections");
+  refused({{bytes.size() - 4, 8, eight}}, "past the end");
+  refused({{sizes[1].first + 8, 1, "x"}, {sizes[1].first + 8, 1, "y"}}, "twice over one byte");
+  refused({{sizes[1].first + 8, 0, "x"}, {sizes[1].first + 8, 0, "y"}}, "two at one place");
+  refused({{sizes[2].first + 8, 1, "x"}, {sizes[1].first + 8, 1, "y"}}, "out of order");
+}
+
+// A change that grows sections (a rule's one peer made two: its peers
+// appended, the group's pairs and the entries grown), saved as a one-rule
+// apply saves it (section_splices(): a section's new size and the range
+// of its elements that changed), read where it lies: the sections it
+// changes are copies, every other a view, and it is the changed image.
+TEST(PolicyImage, AMappedImageTakesAPatchThatResizesSections) {
+  const PortChange c;
+  const char* two =
+      "{'from': [{'ipBlock': {'cidr': '10.0.0.0/8'}}, {'ipBlock': {'cidr': '192.168.0.0/16'}}],"
+      " 'ports': [{'port': 80}]}";
+  Json changed_text = J(kTwoBlocks);
+  changed_text[0]["ingress"][0] = J(two);
+  const Config changed = parse_ok(xyz_document(changed_text));
+  auto now = PolicyImage::from_bytes(c.bytes);
+  ASSERT_TRUE(now.has_value());
+  ASSERT_TRUE(now->replace_rule(0, PolicyDirection::ingress, 0, c.cfg.policies[0].ingress[0],
+                                changed.policies[0].ingress[0])
+                  .value());
+  auto was = PolicyImage::from_bytes(c.bytes);
+  ASSERT_TRUE(was.has_value());
+  auto saved = section_splices(c.bytes, PolicyImage::magic(), now->sections());
+  ASSERT_TRUE(saved.has_value());
+  std::vector<PolicyImage::Splice> splices;
+  bool resized = false;
+  for (const BlobPatch& p : *saved) {
+    splices.push_back({p.at, p.cut, p.bytes});
+    resized = resized || p.cut != p.bytes.size();
+  }
+  ASSERT_TRUE(resized);
+  auto buffer = std::make_shared<std::string>(c.bytes);
+  const std::string_view in(*buffer);
+  auto image = PolicyImage::from_mapping(buffer, in, splices);
+  ASSERT_TRUE(image.has_value()) << image.error().message();
+  EXPECT_EQ(image->bytes(), now->bytes());
+  EXPECT_TRUE(same_bytes(image->entries(), compile_policies(changed).value().entries));
+  const auto before = was->sections(), after = now->sections();
+  const auto places = in_place(*image, in);
+  int changed_sections = 0;
+  for (size_t i = 0; i < places.size(); ++i) {
+    const bool same = before[i] == after[i];
+    changed_sections += !same;
+    EXPECT_EQ(places[i], same || before[i].empty()) << "section " << i;
+  }
+  EXPECT_GE(changed_sections, 3);
+  EXPECT_EQ(in, c.bytes);
+}
+
+// Random patches, over sizes and elements alike: what from_mapping() takes
+// is the image the patched bytes are, and it never reads past them.
+TEST(PolicyImage, AMappedImageTakesOnlyPatchesThatFit) {
+  const PortChange c;
+  std::mt19937 rng(58);
+  int taken = 0;  // patches taken that changed the image
+  for (int round = 0; round < 3000; ++round) {
+    std::vector<BlobPatch> patch;
+    std::vector<std::string> held;
+    for (size_t at = rng() % 64; at < c.bytes.size() && patch.size() < 3;
+         at += 1 + rng() % (c.bytes.size() / 2)) {
+      const size_t cut = std::min<size_t>(rng() % 9, c.bytes.size() - at);
+      std::string bytes = c.bytes.substr(at, cut);
+      if (round % 3 == 0) bytes.push_back(static_cast<char>(rng()));
+      if (!bytes.empty() && round % 3 == 1) bytes[0] ^= static_cast<char>(1 + rng() % 255);
+      if (round % 5 == 0 && cut == 8) {  // a size made larger or smaller by an element
+        uint64_t n = 0;
+        std::memcpy(&n, bytes.data(), 8);
+        n = rng() % 2 ? n + 4 : n - 4;
+        std::memcpy(bytes.data(), &n, 8);
+      }
+      patch.push_back({c.bytes.size(), at, cut, bytes});
+      at += cut;
+    }
+    std::vector<PolicyImage::Splice> splices;
+    for (const BlobPatch& p : patch) splices.push_back({p.at, p.cut, p.bytes});
+    auto image = mapped_image(c.bytes, 0, splices);
+    if (!image) continue;
+    auto whole = PolicyImage::from_bytes(apply_splices(c.bytes, patch));
+    ASSERT_TRUE(whole.has_value()) << round;
+    EXPECT_EQ(image->bytes(), whole->bytes()) << round;
+    taken += image->bytes() != c.bytes;
+  }
+  EXPECT_GT(taken, 50);  // taken, and not the image as it was
 }
 
 // Bytes that are not a whole image are refused, whatever they hold.

@@ -49,8 +49,9 @@ struct ApplyReport {
   // (reconcile_one_rule()): its policy path and place, "policies[0].ingress[3]".
   std::string one_rule;
   // And how it read the image saved of the policies: "in place" (from the
-  // file's mapping, PolicyImage::from_mapping()) or "read" (a patch that
-  // changed a section's size).
+  // file's mapping, PolicyImage::from_mapping()) or "read" (into memory: a
+  // patch whose ranges do not each fit one section, which moat never
+  // writes).
   std::string one_rule_image;
   bool programs_replaced = false;
   // Where the apply's time went, phase by phase in order (milliseconds of

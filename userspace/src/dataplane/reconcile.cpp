@@ -452,18 +452,15 @@ struct SavedImage {
 // change writes, are copied. Reading the 8 MB image of 100,000 rules into
 // fresh memory was most of the new memory a one-rule change took, and on
 // this VM new memory is what costs, the more so after a pause (README,
-// stops 57 and 58). A patch that changes a section's size is read as the
-// image is read, its ranges in place of the saved image's: never put
-// together whole.
+// stops 57 and 58). A patch whose ranges do not each fit one section (moat
+// writes none) is read as the image is read, its ranges in place of the
+// saved image's: never put together whole.
 Result<PolicyImage> image_of(const SavedImage& s, bool* in_place) {
   const std::string_view base = s.base_image();
   *in_place = true;
-  if (std::all_of(s.splices.begin(), s.splices.end(),
-                  [](const BlobPatch& p) { return p.cut == p.bytes.size(); })) {
-    std::vector<PolicyImage::Splice> splices;
-    for (const BlobPatch& p : s.splices) splices.push_back({p.at, p.bytes});
-    if (auto image = PolicyImage::from_mapping(s.file, base, splices)) return image;
-  }
+  std::vector<PolicyImage::Splice> splices;
+  for (const BlobPatch& p : s.splices) splices.push_back({p.at, p.cut, p.bytes});
+  if (auto image = PolicyImage::from_mapping(s.file, base, splices)) return image;
   *in_place = false;
   size_t left = base.size(), at = 0, next = 0, in_splice = 0;
   for (const BlobPatch& p : s.splices) left = left - p.cut + p.bytes.size();

@@ -1813,44 +1813,54 @@ Result<PolicyImage> PolicyImage::from_mapping(std::shared_ptr<const void> keep,
     return fail("not a policy image of this format");
   std::vector<Splice> edits;
   for (const Splice& e : splices) {
-    if (e.bytes.empty()) continue;
-    if (e.at > n || e.bytes.size() > n - e.at ||
-        (!edits.empty() && e.at < edits.back().at + edits.back().bytes.size()))
+    // In order and apart: two at one place would have no order.
+    if (e.at > n || e.cut > n - e.at ||
+        (!edits.empty() && (e.at < edits.back().at + edits.back().cut ||
+                            (edits.back().cut == 0 && e.at == edits.back().at))))
       return fail("a patch of a policy image out of order or past its end");
-    edits.push_back(e);
+    if (e.cut > 0 || !e.bytes.empty()) edits.push_back(e);
   }
   PolicyImage image;
   Data& d = *image.d_;
   d.keep = std::move(keep);
   size_t at = sizeof kImageMagic, next = 0;
-  // A splice must lie inside one section's elements, after the last one.
-  auto inside = [&](const Splice& e, size_t from, size_t to) {
-    return e.at >= from && e.at <= to && e.bytes.size() <= to - e.at;
-  };
   bool ok = true;
   ImageData::each(static_cast<ImageData&>(d), [&](auto& v) {
     using T = typename std::remove_reference_t<decltype(v)>::value_type;
-    uint64_t size = 0;
-    if (!ok || n - at < sizeof size || (next < edits.size() && edits[next].at < at + sizeof size))
-      return void(ok = false);
-    std::memcpy(&size, bytes.data() + at, sizeof size);
-    at += sizeof size;
-    if (size > n - at || size % sizeof(T) != 0) return void(ok = false);
+    // The section's size, as saved and as patched: a splice of its own.
+    uint64_t was = 0, size = 0;
+    if (!ok || n - at < sizeof was) return void(ok = false);
+    std::memcpy(&was, bytes.data() + at, sizeof was);
+    size = was;
+    if (next < edits.size() && edits[next].at < at + sizeof was) {
+      const Splice& e = edits[next++];
+      if (e.at != at || e.cut != sizeof size || e.bytes.size() != sizeof size)
+        return void(ok = false);
+      std::memcpy(&size, e.bytes.data(), sizeof size);
+    }
+    at += sizeof was;
+    if (was > n - at || size % sizeof(T) != 0) return void(ok = false);
     const char* p = bytes.data() + at;
     const size_t from = at;
-    at += size;
+    at += was;
+    // Its elements' splices: inside them, or at their end (the next
+    // section's size is the next section's).
     size_t last = next;
-    while (last < edits.size() && edits[last].at < at) {
-      if (!inside(edits[last], from, at)) return void(ok = false);
-      ++last;
+    uint64_t patched = was;
+    for (; last < edits.size() && edits[last].at <= at; ++last) {
+      const Splice& e = edits[last];
+      if (e.at == at && e.cut > 0) break;
+      if (e.at < from || e.cut > at - e.at) return void(ok = false);
+      patched = patched - e.cut + e.bytes.size();
     }
+    if (patched != size) return void(ok = false);
     auto place = [&](auto& section) {
       using E = typename std::remove_reference_t<decltype(section)>::value_type;
       static_assert(std::is_trivially_copyable_v<E> ||
                     std::is_same_v<E, PolicyEntries::value_type>);
       // Where it lies, when nothing changes it and it is aligned for its
       // elements (an image of this format is, saved at a multiple of 8);
-      // else a copy, changed.
+      // else a copy, patched.
       if (last == next && reinterpret_cast<uintptr_t>(p) % alignof(E) == 0) {
         section = Section<E>::view(reinterpret_cast<const E*>(p), size / sizeof(E));
         return;
@@ -1858,10 +1868,14 @@ Result<PolicyImage> PolicyImage::from_mapping(std::shared_ptr<const void> keep,
       auto& own = section.own();
       own.resize(size / sizeof(E));
       char* to = reinterpret_cast<char*>(own.data());
-      if (size > 0) std::memcpy(to, p, size);
-      for (; next < last; ++next)
-        std::memcpy(to + (edits[next].at - from), edits[next].bytes.data(),
-                    edits[next].bytes.size());
+      size_t kept = from;  // what of the saved elements is copied next
+      for (; next < last; ++next) {
+        const Splice& e = edits[next];
+        to = std::copy(bytes.data() + kept, bytes.data() + e.at, to);
+        to = std::copy(e.bytes.begin(), e.bytes.end(), to);
+        kept = e.at + e.cut;
+      }
+      std::copy(bytes.data() + kept, bytes.data() + at, to);
     };
     // The entries as the plan's pairs, laid out alike (write_image()).
     if constexpr (std::is_same_v<T, ImgEntry>)

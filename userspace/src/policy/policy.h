@@ -188,14 +188,16 @@ class PolicyImage {
   // as a patch of another is read without being put together first.
   static Result<PolicyImage> from_reader(const std::function<bool(void* to, size_t n)>& read,
                                          const std::function<size_t()>& left);
-  // The image `bytes` holds with each of `splices` (sorted, apart, each
-  // inside one section's elements) written over its bytes, read where it
-  // lies: a section no splice changes and aligned for its elements is a
-  // view of `bytes`, the others copies. A section is copied too when a
-  // change writes it, never written where it lies (util/section.h).
-  // The image holds `keep`, which must keep `bytes` alive.
+  // The image `bytes` holds with each of `splices` (sorted, apart: each a
+  // section's size, same length, or a range of one section's elements)
+  // in place of the bytes it cuts, read where it lies: a section no splice
+  // changes and aligned for its elements is a view of `bytes`, the others
+  // copies. A section is copied too when a change writes it, never
+  // written where it lies (util/section.h). The image holds `keep`, which
+  // must keep `bytes` alive.
   struct Splice {
     uint64_t at = 0;         // where in the image
+    uint64_t cut = 0;        // how many of its bytes go
     std::string_view bytes;  // what is there instead
   };
   static Result<PolicyImage> from_mapping(std::shared_ptr<const void> keep, std::string_view bytes,
