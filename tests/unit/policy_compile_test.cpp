@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -1956,6 +1957,79 @@ TEST(PolicyImage, AMappedImageTakesOnlyPatchesThatFit) {
     taken += image->bytes() != c.bytes;
   }
   EXPECT_GT(taken, 50);  // taken, and not the image as it was
+}
+
+// Patches as a one-rule apply saves them (section_splices()), of pools
+// grown by elements no span names yet (as replace() grows them): one to
+// three pools, neighbours among them, empty ones, the last section (an
+// insertion at the image's end). Each is read in place, to the image the
+// patched bytes are, its untouched sections views; each patch tampered
+// with is refused or read to that same image.
+TEST(PolicyImage, AMappedImageTakesEveryPatchOfGrownPools) {
+  const PortChange c;
+  auto was = PolicyImage::from_bytes(c.bytes);
+  ASSERT_TRUE(was.has_value());
+  const auto before = was->sections();
+  ASSERT_EQ(before.size(), 22u);
+  // The pools by their place in the bytes, and the size of their elements.
+  const std::vector<std::pair<size_t, size_t>> pools = {{2, 4}, {3, 4}, {4, 4},  {6, 4},  {7, 4},
+                                                        {8, 4}, {9, 8}, {13, 4}, {20, 1}, {21, 1}};
+  std::mt19937 rng(5858);
+  int tampered_taken = 0;
+  for (int round = 0; round < 300; ++round) {
+    std::vector<std::string> after(before.begin(), before.end());
+    std::vector<bool> grown(after.size(), false);
+    const size_t first = rng() % pools.size(), count = 1 + rng() % 3;
+    for (size_t k = 0; k < count; ++k) {
+      const auto [i, size] = pools[(first + k * (1 + rng() % 2)) % pools.size()];
+      for (size_t e = 1 + rng() % 3; e > 0; --e)
+        for (size_t b = 0; b < size; ++b) after[i].push_back(static_cast<char>(rng()));
+      grown[i] = true;
+    }
+    std::vector<std::string_view> views(after.begin(), after.end());
+    auto saved = section_splices(c.bytes, PolicyImage::magic(), views);
+    ASSERT_TRUE(saved.has_value()) << round;
+    const std::string want = apply_splices(c.bytes, *saved);
+    auto whole = PolicyImage::from_bytes(want);
+    ASSERT_TRUE(whole.has_value()) << round;
+    std::vector<PolicyImage::Splice> splices;
+    for (const BlobPatch& p : *saved) splices.push_back({p.at, p.cut, p.bytes});
+    auto buffer = std::make_shared<std::string>(c.bytes);
+    const std::string_view in(*buffer);
+    auto image = PolicyImage::from_mapping(buffer, in, splices);
+    ASSERT_TRUE(image.has_value()) << round << ": " << image.error().message();
+    EXPECT_EQ(image->bytes(), want) << round;
+    const auto places = in_place(*image, in);
+    for (size_t i = 0; i < places.size(); ++i)
+      EXPECT_EQ(places[i], !grown[i] || before[i].empty() && after[i].empty())
+          << round << ", section " << i;
+    // Tampered with: refused, or the image its patched bytes are.
+    std::vector<BlobPatch> bad = *saved;
+    BlobPatch& one = bad[rng() % bad.size()];
+    switch (rng() % 4) {
+      case 0:
+        one.at += one.at + 1 < c.bytes.size() ? 1 : 0;
+        break;
+      case 1:
+        one.at -= one.at > 0 ? 1 : 0;
+        break;
+      case 2:
+        one.cut += one.at + one.cut < c.bytes.size() ? 1 : 0;
+        break;
+      default:
+        bad.push_back(one);
+        std::sort(bad.begin(), bad.end(), [](auto& x, auto& y) { return x.at < y.at; });
+    }
+    splices.clear();
+    for (const BlobPatch& p : bad) splices.push_back({p.at, p.cut, p.bytes});
+    auto odd = PolicyImage::from_mapping(buffer, in, splices);
+    if (!odd) continue;
+    ++tampered_taken;
+    auto odd_whole = PolicyImage::from_bytes(apply_splices(c.bytes, bad));
+    ASSERT_TRUE(odd_whole.has_value()) << round;
+    EXPECT_EQ(odd->bytes(), odd_whole->bytes()) << round;
+  }
+  std::cout << tampered_taken << " tampered patches taken\n";
 }
 
 // Bytes that are not a whole image are refused, whatever they hold.

@@ -1812,12 +1812,15 @@ Result<PolicyImage> PolicyImage::from_mapping(std::shared_ptr<const void> keep,
   if (n < sizeof kImageMagic || std::memcmp(bytes.data(), kImageMagic, sizeof kImageMagic) != 0)
     return fail("not a policy image of this format");
   std::vector<Splice> edits;
+  const Splice* prev = nullptr;
   for (const Splice& e : splices) {
-    // In order and apart: two at one place would have no order.
+    // In order and apart (an insertion may come before a range from the
+    // same place; two insertions at one place would have no order).
     if (e.at > n || e.cut > n - e.at ||
-        (!edits.empty() && (e.at < edits.back().at + edits.back().cut ||
-                            (edits.back().cut == 0 && e.at == edits.back().at))))
+        (prev &&
+         (e.at < prev->at + prev->cut || (prev->cut == 0 && e.cut == 0 && e.at == prev->at))))
       return fail("a patch of a policy image out of order or past its end");
+    prev = &e;
     if (e.cut > 0 || !e.bytes.empty()) edits.push_back(e);
   }
   PolicyImage image;
