@@ -1904,22 +1904,25 @@ Result<PolicyImage> PolicyImage::checked() && {
   return std::move(*this);
 }
 
+// Read through a const Data: a non-const access would copy a section
+// viewed in place (util/section.h).
 std::string PolicyImage::bytes() const {
+  const Data& x = *d_;
   // `entries` is left as read: the plan's are the ones in force.
-  return write_image(
-      *d_, std::span(reinterpret_cast<const ImgEntry*>(std::as_const(*d_).plan_entries.data()),
-                     d_->plan_entries.size()));
+  return write_image(x, std::span(reinterpret_cast<const ImgEntry*>(x.plan_entries.data()),
+                                  x.plan_entries.size()));
 }
 
 std::string_view PolicyImage::magic() { return {kImageMagic, sizeof kImageMagic}; }
 
 std::vector<std::string_view> PolicyImage::sections() const {
+  const Data& x = *d_;
   std::vector<std::string_view> out;
-  ImageData::each(static_cast<const ImageData&>(*d_), [&](const auto& v) {
+  ImageData::each(static_cast<const ImageData&>(x), [&](const auto& v) {
     if constexpr (std::is_same_v<std::decay_t<decltype(v[0])>, ImgEntry>)
       // `entries` is left as read: the plan's are the ones in force.
-      out.emplace_back(reinterpret_cast<const char*>(std::as_const(*d_).plan_entries.data()),
-                       d_->plan_entries.size() * sizeof(ImgEntry));
+      out.emplace_back(reinterpret_cast<const char*>(x.plan_entries.data()),
+                       x.plan_entries.size() * sizeof(ImgEntry));
     else
       out.emplace_back(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
   });
@@ -1927,7 +1930,7 @@ std::vector<std::string_view> PolicyImage::sections() const {
 }
 
 std::span<const PolicyEntries::value_type> PolicyImage::entries() const {
-  return d_->plan_entries.span();
+  return std::as_const(*d_).plan_entries.span();
 }
 const std::vector<std::pair<moat_lpm_v4_key, moat_ipcache_val>>& PolicyImage::ipcache() const {
   return d_->plan_ipcache;
@@ -1937,8 +1940,9 @@ const std::vector<std::pair<moat_lpm_v6_key, moat_ipcache_val>>& PolicyImage::ip
 }
 
 std::optional<uint32_t> PolicyImage::rule_id(size_t policy, PolicyDirection d, size_t index) const {
-  if (policy >= d_->policies.size()) return std::nullopt;
-  const ImgPolicy& p = std::as_const(*d_).policies[policy];
+  const Data& x = *d_;
+  if (policy >= x.policies.size()) return std::nullopt;
+  const ImgPolicy& p = x.policies[policy];
   if (index >= (d == PolicyDirection::ingress ? p.n_in : p.n_eg)) return std::nullopt;
   return p.first_rule + (d == PolicyDirection::egress ? p.n_in : 0) + static_cast<uint32_t>(index);
 }

@@ -8,8 +8,8 @@
 //
 // Const access reads the view; any non-const access (data(), begin(),
 // end(), operator[], push_back(), own()) copies first, so a store can
-// never reach the viewed memory. Code that only reads a section it holds non-const must read it
-// through std::as_const(), or it copies it.
+// never reach the viewed memory. Code that only reads a section it holds
+// non-const must read it through std::as_const(), or it copies it.
 #pragma once
 
 #include <cstddef>
@@ -27,7 +27,6 @@ class Section {
   using const_iterator = const T*;
 
   Section() = default;
-  explicit Section(std::vector<T> v) : own_(std::move(v)) {}
   // `n` elements at `p`, which must outlive the section and be aligned
   // for T (the caller checks).
   static Section view(const T* p, size_t n) {
@@ -48,7 +47,6 @@ class Section {
     return *this;
   }
 
-  bool in_place() const { return view_ != nullptr; }
   size_t size() const { return view_ ? view_n_ : own_.size(); }
   bool empty() const { return size() == 0; }
   const T* data() const { return view_ ? view_ : own_.data(); }
