@@ -1,6 +1,7 @@
 // Unit tests for util/windowed.h: texts in pieces (memory, a file, a file
-// with a patch) read a window at a time must give the bytes and shared
-// ends that the texts whole give, across windows and pieces.
+// with a patch) read a window at a time, or compared where they lie in
+// memory, must give the bytes and shared ends that the texts whole give,
+// across windows and pieces.
 #include "util/windowed.h"
 
 #include <fcntl.h>
@@ -104,9 +105,10 @@ TEST(Windowed, SharedEndsAreTheWholeTextsOnes) {
     const size_t prefix = whole.common_prefix(b);
     const size_t suffix = whole.common_suffix(b, std::min(a.size(), b.size()) - prefix);
     TempFile fa(a), fb(b);
-    for (int way = 0; way < 3; ++way) {
-      const TextPieces pa = way == 0 ? TextPieces::memory(a) : TextPieces::file(fa.fd(), a.size());
-      const TextPieces pb = way == 2 ? TextPieces::memory(b) : TextPieces::file(fb.fd(), b.size());
+    for (int way = 0; way < 4; ++way) {  // way 3: both compared where they lie
+      const TextPieces pa =
+          way == 0 || way == 3 ? TextPieces::memory(a) : TextPieces::file(fa.fd(), a.size());
+      const TextPieces pb = way >= 2 ? TextPieces::memory(b) : TextPieces::file(fb.fd(), b.size());
       auto ends = shared_ends(pa, pb);
       ASSERT_TRUE(ends);
       EXPECT_EQ(ends->prefix, prefix) << i << " way " << way;
@@ -140,6 +142,53 @@ TEST(Windowed, APatchedBlobComparesAsItsText) {
     EXPECT_EQ(ends->suffix,
               whole.common_suffix(other, std::min(text.size(), other.size()) - prefix))
         << i;
+  }
+}
+
+// Bytes in memory are where they lie only within one piece; a file's are
+// always read.
+TEST(Windowed, InMemoryOnlyWithinOnePiece) {
+  std::mt19937 rng(60);
+  const std::string a = random_text(rng, 3000), b = random_text(rng, 2000);
+  TempFile f(b);
+  for (int i = 0; i < 200; ++i) {
+    const size_t at = rng() % a.size(), n = 1 + rng() % (a.size() - at);
+    EXPECT_EQ(TextPieces::memory(a).in_memory(at, n), a.data() + at);
+    EXPECT_EQ(TextPieces::memory(a).sub(at, n).in_memory(0, n), a.data() + at);
+    EXPECT_EQ(TextPieces::memory(a).in_memory(at, a.size() - at + 1), nullptr);
+    EXPECT_EQ(TextPieces::file(f.fd(), b.size()).in_memory(at % b.size(), 1), nullptr);
+    // A file's patch in memory between two ranges of the file.
+    const TextPieces spliced = TextPieces::spliced_file(f.fd(), b.size(), 100, 50, a);
+    const size_t in = rng() % a.size(), k = 1 + rng() % (a.size() - in);
+    EXPECT_EQ(spliced.in_memory(100 + in, k), a.data() + in);
+    EXPECT_EQ(spliced.in_memory(99, k + 1), nullptr);  // from the file into the patch
+    EXPECT_EQ(spliced.in_memory(100 + in, a.size() - in + 1), nullptr);
+  }
+}
+
+// Bytes at the same place are the same bytes; at another place they are
+// compared, however alike the two views look.
+TEST(Windowed, TheSameBytesInPlaceAreNotRead) {
+  std::mt19937 rng(59);
+  const std::string text = random_text(rng, 700000);
+  const TextPieces whole = TextPieces::memory(text);
+  for (int i = 0; i < 40; ++i) {
+    const size_t at = rng() % text.size(), n = rng() % (text.size() - at + 1);
+    const std::string_view view = std::string_view(text).substr(at, n);
+    auto ends = shared_ends(whole.sub(at, n), TextPieces::memory(view));
+    ASSERT_TRUE(ends);
+    EXPECT_EQ(ends->prefix, n);
+    EXPECT_EQ(ends->suffix, 0u);
+    // A copy of those bytes with one of them changed: compared, not taken
+    // for the view at that place.
+    if (n == 0) continue;
+    std::string copy(view);
+    const size_t k = rng() % n;
+    copy[k] ^= 0x40;
+    ends = shared_ends(whole.sub(at, n), TextPieces::memory(copy));
+    ASSERT_TRUE(ends);
+    EXPECT_EQ(ends->prefix, k) << i;
+    EXPECT_EQ(ends->suffix, n - k - 1) << i;
   }
 }
 

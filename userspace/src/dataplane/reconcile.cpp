@@ -559,8 +559,9 @@ std::optional<SavedImage> load_policy_image(const std::string& instance) {
 // patch would be more than an eighth of it (and 4 KiB).
 Result<void> save_image_change(const std::string& instance, const json& places,
                                const SavedImage& saved, const PolicyImage& now) {
-  const TextPieces base =
-      TextPieces::file_range(saved.file->fd(), saved.image_at(), saved.base_image().size());
+  // Compared in its mapping: a section `now` still views where it lies
+  // there is the same bytes at the same place and is not read at all.
+  const TextPieces base = TextPieces::memory(saved.base_image());
   auto splices = section_splices(base, PolicyImage::magic(), now.sections());
   size_t bytes = 0;
   if (splices)
@@ -620,7 +621,8 @@ struct RecordedText {
   std::string inline_text;
   bool is_inline = false;
   SplicedText text() const { return is_inline ? SplicedText(inline_text) : blob.text(); }
-  // The same, read through the blob's file rather than its mapping.
+  // The same, read through the blob's file rather than its mapping:
+  // compared where it lies, a 10 MB blob took 0.3-0.6 ms longer (stop 59).
   TextPieces pieces() const {
     if (is_inline) return TextPieces::memory(inline_text);
     const BlobPatch& p = blob.patch;

@@ -56,6 +56,15 @@ void TextPieces::add(Piece p) {
   size_ += p.size;
 }
 
+const char* TextPieces::in_memory(size_t at, size_t n) const {
+  for (size_t i = 0, start = 0; i < count_; start += pieces_[i++].size) {
+    const Piece& p = pieces_[i];
+    if (at >= start + p.size) continue;
+    return p.mem && n <= p.size - (at - start) ? p.mem + (at - start) : nullptr;
+  }
+  return nullptr;
+}
+
 bool TextPieces::read(size_t at, size_t n, char* out) const {
   if (at > size_ || n > size_ - at) return false;
   for (size_t i = 0, start = 0; i < count_ && n > 0; start += pieces_[i++].size) {
@@ -116,21 +125,29 @@ bool TextPieces::starts_with(std::string_view bytes) const {
 std::optional<SharedEnds> shared_ends(const TextPieces& a, const TextPieces& b) {
   SharedEnds s;
   const size_t common = std::min(a.size(), b.size());
-  std::string wa(std::min(kWindow, common), '\0'), wb(wa.size(), '\0');
+  std::string wa, wb;  // buffers for what is read, made when first needed
+  // Bytes [at, at + n) of `t`: where they lie, else read into `w`.
+  auto window = [](const TextPieces& t, size_t at, size_t n, std::string& w) -> const char* {
+    if (const char* p = t.in_memory(at, n)) return p;
+    if (w.size() < n) w.resize(kWindow);
+    return t.read(at, n, w.data()) ? w.data() : nullptr;
+  };
   while (s.prefix < common) {
     const size_t n = std::min(kWindow, common - s.prefix);
-    if (!a.read(s.prefix, n, wa.data()) || !b.read(s.prefix, n, wb.data())) return std::nullopt;
-    const size_t same = same_from_front(wa.data(), wb.data(), n);
+    const char* x = window(a, s.prefix, n, wa);
+    const char* y = x ? window(b, s.prefix, n, wb) : nullptr;
+    if (!y) return std::nullopt;
+    const size_t same = x == y ? n : same_from_front(x, y, n);
     s.prefix += same;
     if (same < n) break;
   }
   const size_t limit = common - s.prefix;
   while (s.suffix < limit) {
     const size_t n = std::min(kWindow, limit - s.suffix);
-    if (!a.read(a.size() - s.suffix - n, n, wa.data()) ||
-        !b.read(b.size() - s.suffix - n, n, wb.data()))
-      return std::nullopt;
-    const size_t same = same_from_back(wa.data(), wb.data(), n);
+    const char* x = window(a, a.size() - s.suffix - n, n, wa);
+    const char* y = x ? window(b, b.size() - s.suffix - n, n, wb) : nullptr;
+    if (!y) return std::nullopt;
+    const size_t same = x == y ? n : same_from_back(x, y, n);
     s.suffix += same;
     if (same < n) break;
   }

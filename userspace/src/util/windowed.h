@@ -5,6 +5,9 @@
 // ms) and compared with its mapped 10 MB blob (about 6 ms) cost more than
 // the rest of a one-rule change; read through two small buffers the
 // comparison takes about 2-5 ms (README, stop 55).
+// Bytes already in memory are compared where they lie, and bytes at the
+// same place are not compared at all: a saved policy image's mapping and
+// the sections of an image read from it (README, stop 59).
 #pragma once
 
 #include <array>
@@ -38,6 +41,9 @@ class TextPieces {
   // Whether the text begins with `bytes` (read a window at a time); false
   // when it could not be read.
   bool starts_with(std::string_view bytes) const;
+  // Bytes [at, at + n) where they lie, when one piece in memory holds
+  // them all; else nullptr (they are read()).
+  const char* in_memory(size_t at, size_t n) const;
 
  private:
   struct Piece {
