@@ -9,10 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 
+#include "dataplane/policy_gen.h"
 #include "dataplane/skeleton.h"
 
 namespace moat {
@@ -96,6 +98,46 @@ void StampVouchesOnlyForAnUnchangedDirectory(const std::string& dir,
   EXPECT_FALSE(fresh->same_pins(dir));
 
   EXPECT_FALSE(pin_dir_stamp(dir + "/none"));
+}
+
+// map_id(): the id of the map behind `fd`, 0 for none.
+uint32_t map_id(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  return fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+// A process that only changes the policy opens the policy maps alone: each
+// the very map pinned, every other map of the object unopened (an access
+// to one fails instead of reaching some other map), and a named map that
+// is not pinned fails the open.
+TEST_F(KeptMaps, OnlyTheNamedMapsAreOpened) {
+  auto some = open_pinned_maps<endpoint_bpf>(dir, kPolicyMaps);
+  ASSERT_TRUE(some) << some.error().message();
+  size_t opened = 0, all = 0;
+  bpf_map* m;
+  bpf_object__for_each_map(m, (*some)->obj) {
+    ++all;
+    const std::string name = bpf_map__name(m);
+    const bool named =
+        std::find(std::begin(kPolicyMaps), std::end(kPolicyMaps), name) != std::end(kPolicyMaps);
+    bpf_map* pinned = bpf_object__find_map_by_name(made->obj, name.c_str());
+    ASSERT_NE(pinned, nullptr) << name;
+    if (named) {
+      ++opened;
+      EXPECT_EQ(map_id(bpf_map__fd(m)), map_id(bpf_map__fd(pinned))) << name;
+    } else {
+      EXPECT_LT(bpf_map__fd(m), 0) << name;
+    }
+  }
+  EXPECT_EQ(opened, std::size(kPolicyMaps));
+  EXPECT_GT(all, opened + 20);
+  EXPECT_TRUE(read_policy_rev(*some->get()));
+
+  ASSERT_EQ(unlink((dir + "/rule_hits").c_str()), 0);
+  EXPECT_FALSE(open_pinned_maps<endpoint_bpf>(dir, kPolicyMaps));
+  const std::string_view others[] = {"endpoints"};
+  EXPECT_TRUE(open_pinned_maps<endpoint_bpf>(dir, others));
 }
 
 TEST_F(KeptMaps, TheStampVouchesOnlyForAnUnchangedDirectory) {

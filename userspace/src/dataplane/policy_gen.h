@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -99,5 +100,11 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
 // Rule hit counters first..first+n-1 back to zero on every CPU: a new
 // revision numbers its rules anew (a one-rule change only the changed one).
 void reset_rule_hits(const endpoint_bpf& skel, uint32_t n, uint32_t first = 0);
+
+// The endpoint object's maps that read_policy_rev(), install_policy() and
+// reset_rule_hits() use, and no other: a process that only changes the
+// policy opens these (open_pinned_maps()), not all 40.
+inline constexpr std::string_view kPolicyMaps[] = {"policy_rev", "policy_gens", "ipcache_gens",
+                                                   "ipcache6_gens", "rule_hits"};
 
 }  // namespace moat

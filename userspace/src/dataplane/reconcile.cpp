@@ -61,7 +61,7 @@ json interfaces_of(const Config& cfg) {
 
 uint32_t kernel_rev(const std::string& instance) {
   if (!fs::exists(pin_dir(instance))) return 0;
-  auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
+  auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance), kPolicyMaps);
   if (!skel) return 0;
   return read_policy_rev(*skel->get()).value_or(0);
 }
@@ -901,7 +901,7 @@ Result<std::optional<ApplyReport>> one_rule_locked(const std::string& instance,
   auto o = find_one_rule(instance, inputs, unread, clock);
   if (!o) return whole;
   json& state = o->rec["state"];
-  auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance));
+  auto skel = open_pinned_maps<endpoint_bpf>(pin_dir(instance), kPolicyMaps);
   if (!skel) return whole;
   auto held = read_policy_rev(*skel->get());
   if (!held || *held != state.value("policy_rev", 0u)) return whole;
