@@ -7,6 +7,8 @@
 //     entries and the other slot still holds the previous generation; from
 //     the third on the write was a diff. A slot whose maps were replaced
 //     behind the store's back is written fresh, and holds exactly too.
+//   - The idle slot mirrored after a switch holds the generation in force,
+//     and the next revision goes into it as a diff.
 //   - A flood of new flows judged while 150 generations follow each other:
 //     every generation admits the flow, but through identities of its own,
 //     so a packet judged by one generation's identities and another's
@@ -192,6 +194,48 @@ TEST(PolicyGenerations, LargeDiffsWrittenOnTwoThreadsHoldExactly) {
   Skeleton<endpoint_bpf> skel = load_skeleton();
   TempDir dir;
   write_and_check(skel, moat::GenerationStore{dir.path()}, large_generation, 5);
+}
+
+// After a switch to revision r, the idle slot mirrored: both slots hold r's
+// entries, the slot in force untouched, and the next revision, written
+// into the mirrored slot, is a diff from it that holds exactly. A revision
+// not in force is refused and the idle slot left as it was.
+TEST(PolicyGenerations, AMirroredIdleSlotTakesTheNextRevisionAsADiff) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "one CPU: every generation is fresh";
+  Skeleton<endpoint_bpf> skel = load_skeleton();
+  TempDir dir;
+  moat::GenerationStore store{dir.path()};
+  write_gen(skel, 1, large_generation(1), store);
+  write_gen(skel, 2, large_generation(2), store);  // slot 1 still holds revision 1
+  const Gen two = large_generation(2);
+  moat::Fd in_force = inner(skel->maps.policy_gens, 0);
+  ASSERT_TRUE(in_force.ok());
+
+  auto refused =
+      moat::mirror_generation(*skel.get(), 3, two.ipcache, two.ipcache6, two.entries, store);
+  EXPECT_FALSE(refused);
+  EXPECT_TRUE(slot_holds(skel, 1, large_generation(1))) << "a refused mirror wrote";
+
+  auto r = moat::mirror_generation(*skel.get(), 2, two.ipcache, two.ipcache6, two.entries, store);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(policy_rev(skel), 2u);
+  EXPECT_TRUE(slot_holds(skel, 0, two));
+  EXPECT_TRUE(slot_holds(skel, 1, two));
+  moat::Fd still = inner(skel->maps.policy_gens, 0);
+  ASSERT_TRUE(still.ok());
+  bpf_map_info a{}, b{};
+  uint32_t la = sizeof a, lb = sizeof b;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(in_force.get(), &a, &la), 0);
+  ASSERT_EQ(bpf_obj_get_info_by_fd(still.get(), &b, &lb), 0);
+  EXPECT_EQ(a.id, b.id) << "the slot in force got other maps";
+
+  // One entry changed: revision 3 goes into the mirrored slot as a diff.
+  Gen three = two;
+  three.entries[17].second.rule_id ^= 0x5a5a;
+  write_gen(skel, 3, three, store);
+  EXPECT_STREQ(moat::last_generation_write(), "diff");
+  EXPECT_TRUE(slot_holds(skel, 1, three));
+  EXPECT_TRUE(slot_holds(skel, 0, two));
 }
 
 const Network kNet = {1, ip4("172.20.0.0"), 16, ip4("172.20.0.1"), MOAT_NET_F_ICC};

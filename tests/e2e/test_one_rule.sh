@@ -12,7 +12,9 @@
 # killed after the switch is finished by the next command. Last, a file
 # kept in a blob: its change, the rule table's and the image's are kept as
 # patches, each read back by the next change. A file of 1 MiB and more
-# is compared with its blob a window at a time, never read whole.
+# is compared with its blob a window at a time, never read whole. Last, a
+# whole apply of many entries fills the idle generation too, so that the
+# next change writes only its difference there.
 # The lab: tests/e2e/policy/ipblock.json (server 10.89.0.10, client .20,
 # other .30, all in namespace x, each serving 80/tcp).
 source "$(dirname "$0")/lib.sh"
@@ -273,5 +275,56 @@ check "(h5) one rule, its end read past the first bytes: $(one_rule)" \
 got=$(recorded_text "/run/moat/lab-$L" "$POLICY")
 check "(h5) the record holds the file byte for byte ($got)" [ "$got" = "whole same" ]
 reaches "(h5)" client
+
+echo "(i) many entries: the whole apply fills the idle slot too; the first change writes its difference there"
+# Rule 0 from client on 9,000 ports (9,000 entries, more than the 8,192 from
+# which a whole apply mirrors its generation into the idle slot), rule 1 on
+# port P1.
+write_many() {  # write_many P1
+  write_policy "$CLIENT_BLOCK"
+  python3 - "$POLICY" "$1" <<'PY'
+import sys
+p, p1 = sys.argv[1], sys.argv[2]
+extra = "".join(', {"protocol": "TCP", "port": %d}' % port for port in range(20000, 29000))
+t = open(p).read()
+t = t.replace('"port": 80}]}', '"port": 80}' + extra + ']}', 1)
+t = t.replace('"port": 81}]}', '"port": %s}]}' % p1, 1)
+open(p, "w").write(t)
+PY
+}
+PIN=/sys/fs/bpf/moat/lab-$L
+# slot_map SLOT: the id of the slot's policy map; map_entries ID: its entries.
+slot_map() {
+  bpftool map lookup pinned "$PIN/policy_gens" key "$1" 0 0 0 -j 2>/dev/null |
+    python3 -c "import json,sys; v=json.load(sys.stdin); v=v.get('value', v); print(int.from_bytes(bytes(int(b, 16) for b in v), 'little') if isinstance(v, list) else v)" 2>/dev/null
+}
+map_entries() { bpftool map dump id "$1" -j 2>/dev/null | python3 -c "import json,sys; print(len(json.load(sys.stdin)))" 2>/dev/null; }
+write_many 81
+apply_json "(i) rule 0 on 9,000 ports, the padding gone"
+check "(i) whole apply (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+rev=$(field 'r["policy"]["revision"]')
+s_on=$((rev % 2)) s_idle=$(((rev + 1) % 2))
+m_on=$(slot_map $s_on) m_idle=$(slot_map $s_idle)
+n_on=$(map_entries "$m_on") n_idle=$(map_entries "$m_idle")
+check "(i) the slot in force holds 9,000 entries and more ($n_on, map $m_on)" is "${n_on:-0} >= 9000"
+check "(i) the idle slot holds as many ($n_idle, map $m_idle)" [ "$n_idle" = "$n_on" ]
+reaches "(i)" client
+write_many 82
+apply_json "(i2) rule 1 on port 82"
+check "(i2) one rule: $(one_rule)" [ "$(one_rule)" = "spec.ingress[1]" ]
+rev2=$(field 'r["policy"]["revision"]')
+check "(i2) the idle slot is the one switched to (revision $rev -> $rev2)" is "$rev2 % 2 == $s_idle"
+check "(i2) written in place, not made anew (map $(slot_map $s_idle), was $m_idle)" \
+  [ "$(slot_map $s_idle)" = "$m_idle" ]
+check "(i2) the slot in force before untouched (map $(slot_map $s_on), was $m_on)" \
+  [ "$(slot_map $s_on)" = "$m_on" ]
+check "(i2) it holds as many entries ($(map_entries "$m_idle"))" [ "$(map_entries "$m_idle")" = "$n_on" ]
+reaches "(i2)" client
+write_many 82
+echo >>"$POLICY"
+apply_json "(i3) the same rules, one byte more"
+check "(i3) that takes the whole apply (one_rule $(one_rule))" [ "$(one_rule)" = None ]
+check "(i3) and finds the kernel holding its own compile (changed $(changed))" \
+  [ "$(changed)" = False ]
 
 finish

@@ -9,8 +9,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <latch>
+#include <memory>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "dataplane/counters.h"
 #include "dataplane/dataplane.h"
@@ -154,6 +157,13 @@ struct Apply {
   bool ports_held;  // the runtime holds the published ports itself
   const KnownIndexes* known_ifindex = nullptr;  // ApplyHooks::known_ifindex
   std::string* policy_image = nullptr;          // ApplyHooks::policy_image
+  std::jthread* mirror = nullptr;               // ApplyHooks::mirror
+  // Counted down by the mirror's thread once it has its own copy of the
+  // policy, which lives in `want`: waited for before `want` goes.
+  std::shared_ptr<std::latch> mirror_copied;
+  ~Apply() {
+    if (mirror_copied) mirror_copied->wait();
+  }
   ApplyReport rep;
   json prev;     // the state file of the previous apply ({} for a new instance)
   MapPlan want;  // what the maps must hold
@@ -608,6 +618,33 @@ Result<void> write(Apply& a) {
   return r;
 }
 
+// From this many entries on, a generation switched to is written into the
+// idle slot too (ApplyHooks::mirror): a one-rule change after the apply
+// would otherwise write them all there (some 0.35 us each here), and
+// fewer cost it little. On another CPU, while the apply writes its record
+// and image (about as long, at 100,000 rules); with one CPU it would only
+// take turns with them.
+constexpr size_t kMirrorFrom = 8192;
+
+void start_mirror(Apply& a) {
+  const PolicyPlan& policy = a.want.policy;
+  if (!a.mirror || policy.entries.size() < kMirrorFrom || std::thread::hardware_concurrency() < 2)
+    return;
+  auto copied = std::make_shared<std::latch>(1);
+  *a.mirror = std::jthread([copied, &policy, pins = pin_dir(a.instance),
+                            store = GenerationStore{state_dir(a.instance)}, rev = a.rev] {
+    const IpcacheEntries v4 = policy.ipcache;
+    const Ipcache6Entries v6 = policy.ipcache6;
+    const PolicyEntries entries = policy.entries;
+    copied->count_down();  // `policy` may go from here on
+    // Its own handles: the apply's go with it. Failing, the slot keeps
+    // what it held and the next change writes the difference to that.
+    if (auto skel = open_pinned_maps<endpoint_bpf>(pins, kPolicyMaps))
+      (void)mirror_generation(*skel->get(), rev, v4, v6, entries, store);
+  });
+  a.mirror_copied = std::move(copied);
+}
+
 // Phase 5: the new policy generation, once every endpoint it names exists.
 Result<void> swap_policy(Apply& a) {
   const auto& policy = a.want.policy;
@@ -631,6 +668,7 @@ Result<void> swap_policy(Apply& a) {
   }
   a.rep.policy_rev = a.rev;
   a.rep.policy_entries = static_cast<int>(policy.entries.size());
+  if (*changed && !a.dry_run && policy.active) start_mirror(a);
   return {};
 }
 
@@ -882,7 +920,7 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                           bool ports_held, const ApplyHooks& hooks) {
   Apply a(instance, cfg, dry_run, ports_held);
   a.known_ifindex = hooks.known_ifindex;
-  if (!dry_run) a.policy_image = hooks.policy_image;
+  if (!dry_run) a.policy_image = hooks.policy_image, a.mirror = hooks.mirror;
   PhaseClock clock(&a.rep);
   // The Docker agent's syncs use the one begun after its last switch: a
   // thread and a membarrier() per sync were part of its way to the kernel.

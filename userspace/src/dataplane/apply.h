@@ -6,6 +6,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "config/config.h"
 #include "dataplane/dataplane.h"
@@ -34,6 +35,11 @@ struct ApplyHooks {
   // Where the policy compilation's PolicyImage goes, for changing one rule
   // later without the rest (reconcile_one_rule()); null: none is made.
   std::string* policy_image = nullptr;
+  // Where an apply that switched to a generation of many entries leaves a
+  // thread making the idle slot hold it too (mirror_generation()), for the
+  // next one-rule change; null: not done. The caller joins it (destroys it)
+  // before anything else writes a generation, and before the lock goes.
+  std::jthread* mirror = nullptr;
 };
 
 Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool dry_run,

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <cstring>
 #include <future>
@@ -563,6 +564,29 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
   if (auto r = write_generation(skel, next, ipcache, entries, ipcache6, store, gp); !r)
     return std::unexpected(r.error());
   return true;
+}
+
+Result<void> mirror_generation(const endpoint_bpf& skel, uint32_t rev,
+                               const IpcacheEntries& ipcache_in, const Ipcache6Entries& ipcache6_in,
+                               std::span<const PolicyEntries::value_type> entries_in,
+                               const GenerationStore& store) {
+  auto cur = read_policy_rev(skel);
+  if (!cur) return std::unexpected(cur.error());
+  if (rev == 0 || *cur != rev)
+    return fail("policy revision " + std::to_string(rev) + " is not the one in force");
+  const OrderedOf<IpcacheEntries> ipcache(ipcache_in);
+  const OrderedOf<Ipcache6Entries> ipcache6(ipcache6_in);
+  const OrderedOf<PolicyEntries> entries(entries_in);
+  const uint32_t slot = (rev & 1) ^ 1;
+  // Its copy no longer says what it holds. (Maps made anew have other ids,
+  // so a copy naming the old ones would not be taken for them either.)
+  if (!store.dir.empty() && unlink(snapshot_path(store, slot).c_str()) != 0 && errno != ENOENT)
+    return fail_errno("remove " + snapshot_path(store, slot), errno);
+  if (auto r = write_slot_fresh(skel, slot, ipcache, ipcache6, entries); !r) return r;
+  if (!store.dir.empty())
+    save_snapshot(store, slot,
+                  {rev, slot_ids(skel, slot), ipcache.span(), ipcache6.span(), entries.span()});
+  return {};
 }
 
 void reset_rule_hits(const endpoint_bpf& skel, uint32_t n, uint32_t first) {

@@ -97,12 +97,24 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
                             uint32_t last_rev, bool dry_run, uint32_t* rev,
                             const GenerationStore& store = {}, GracePeriod* gp = nullptr);
 
+// The slot not in force made to hold what revision `rev`, in force, holds
+// (in fresh maps, with its copy in `store`), so that the next change writes
+// only its difference there: the first change of one rule of 100,000 after
+// a whole apply wrote all of them into the slot that held the generation
+// before (35-42 ms), README stop 59. Nothing reads the slot; its old maps
+// stay intact for a packet still in them. Fails, writing nothing, when
+// `rev` is not in force.
+Result<void> mirror_generation(const endpoint_bpf& skel, uint32_t rev,
+                               const IpcacheEntries& ipcache, const Ipcache6Entries& ipcache6,
+                               std::span<const PolicyEntries::value_type> entries,
+                               const GenerationStore& store);
+
 // Rule hit counters first..first+n-1 back to zero on every CPU: a new
 // revision numbers its rules anew (a one-rule change only the changed one).
 void reset_rule_hits(const endpoint_bpf& skel, uint32_t n, uint32_t first = 0);
 
-// The endpoint object's maps that read_policy_rev(), install_policy() and
-// reset_rule_hits() use, and no other: a process that only changes the
+// The endpoint object's maps that read_policy_rev(), install_policy(),
+// mirror_generation() and reset_rule_hits() use, and no other: a process that only changes the
 // policy opens these (open_pinned_maps()), not all 40.
 inline constexpr std::string_view kPolicyMaps[] = {"policy_rev", "policy_gens", "ipcache_gens",
                                                    "ipcache6_gens", "rule_hits"};

@@ -194,9 +194,14 @@ Result<ApplyReport> apply_and_record(const std::string& instance, const Config& 
   json own;
   json& state = state_out ? *state_out : own;
   std::string image;
-  auto rep = apply(instance, cfg, opt.dry_run, opt.ports_held_by_runtime,
-                   {&state, std::move(before_kernel), prev_state, opt.known_ifindex,
-                    opt.keep_policy_image ? &image : nullptr});
+  // Joined on the way out, whatever happens: it writes the idle slot while
+  // the record and the image are written, and nothing may write a
+  // generation meanwhile (an undo after a failure would).
+  std::jthread mirror;
+  auto rep =
+      apply(instance, cfg, opt.dry_run, opt.ports_held_by_runtime,
+            {&state, std::move(before_kernel), prev_state, opt.known_ifindex,
+             opt.keep_policy_image ? &image : nullptr, opt.keep_policy_image ? &mirror : nullptr});
   if (!rep || opt.dry_run) return rep;
   PhaseClock clock(&*rep);
   auto in = inputs();
