@@ -320,6 +320,12 @@ check "(i2) the slot in force before untouched (map $(slot_map $s_on), was $m_on
   [ "$(slot_map $s_on)" = "$m_on" ]
 check "(i2) it holds as many entries ($(map_entries "$m_idle"))" [ "$(map_entries "$m_idle")" = "$n_on" ]
 reaches "(i2)" client
+# The identities' names live in a blob the record names (a change only
+# carries the name over): `moat status` still shows them.
+ids=$("$MOAT" lab status --lab "$L" --json 2>/dev/null | python3 -c "import json,sys; p=json.load(sys.stdin)['policy']; print(sorted(set(p['identities'].values())) if 'identities_blob' not in p else 'blob name shown')" 2>/dev/null)
+check "(i2) status names the identities ($ids)" grep -q "cidr 10.89.0.20/32" <<<"$ids"
+blob=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['state']['policy']['identities_blob'])" "/run/moat/lab-$L/record.json" 2>/dev/null)
+check "(i2) the record names the identities' blob ($blob), which is there" test -s "/run/moat/lab-$L/blobs/$blob"
 write_many 82
 echo >>"$POLICY"
 apply_json "(i3) the same rules, one byte more"
