@@ -277,15 +277,15 @@ check "(h5) the record holds the file byte for byte ($got)" [ "$got" = "whole sa
 reaches "(h5)" client
 
 echo "(i) many entries: the whole apply fills the idle slot too; the first change writes its difference there"
-# Rule 0 from client on 9,000 ports (9,000 entries, more than the 8,192 from
-# which a whole apply mirrors its generation into the idle slot), rule 1 on
-# port P1.
+# Rule 0 from client on 17,000 ports (34,000 entries, more than the 32,768
+# from which a whole apply mirrors its generation into the idle slot), rule
+# 1 on port P1.
 write_many() {  # write_many P1
   write_policy "$CLIENT_BLOCK"
   python3 - "$POLICY" "$1" <<'PY'
 import sys
 p, p1 = sys.argv[1], sys.argv[2]
-extra = "".join(', {"protocol": "TCP", "port": %d}' % port for port in range(20000, 29000))
+extra = "".join(', {"protocol": "TCP", "port": %d}' % port for port in range(20000, 37000))
 t = open(p).read()
 t = t.replace('"port": 80}]}', '"port": 80}' + extra + ']}', 1)
 t = t.replace('"port": 81}]}', '"port": %s}]}' % p1, 1)
@@ -300,13 +300,13 @@ slot_map() {
 }
 map_entries() { bpftool map dump id "$1" -j 2>/dev/null | python3 -c "import json,sys; print(len(json.load(sys.stdin)))" 2>/dev/null; }
 write_many 81
-apply_json "(i) rule 0 on 9,000 ports, the padding gone"
+apply_json "(i) rule 0 on 17,000 ports, the padding gone"
 check "(i) whole apply (one_rule $(one_rule))" [ "$(one_rule)" = None ]
 rev=$(field 'r["policy"]["revision"]')
 s_on=$((rev % 2)) s_idle=$(((rev + 1) % 2))
 m_on=$(slot_map $s_on) m_idle=$(slot_map $s_idle)
 n_on=$(map_entries "$m_on") n_idle=$(map_entries "$m_idle")
-check "(i) the slot in force holds 9,000 entries and more ($n_on, map $m_on)" is "${n_on:-0} >= 9000"
+check "(i) the slot in force holds 32,768 entries and more ($n_on, map $m_on)" is "${n_on:-0} >= 32768"
 check "(i) the idle slot holds as many ($n_idle, map $m_idle)" [ "$n_idle" = "$n_on" ]
 reaches "(i)" client
 write_many 82

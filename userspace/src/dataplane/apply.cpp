@@ -620,11 +620,13 @@ Result<void> write(Apply& a) {
 
 // From this many entries on, a generation switched to is written into the
 // idle slot too (ApplyHooks::mirror): a one-rule change after the apply
-// would otherwise write them all there (some 0.35 us each here), and
-// fewer cost it little. On another CPU, while the apply writes its record
-// and image (about as long, at 100,000 rules); with one CPU it would only
+// would otherwise write them all there (some 0.35 us each here). On
+// another CPU, while the apply writes its record and image: about as long
+// at 100,000 rules, where it cost the apply nothing measurable; at 10,000
+// (from 8,192) those were shorter and the apply waited for it, 49 -> 56 ms
+// against a 60 ms target (README, stop 59). With one CPU it would only
 // take turns with them.
-constexpr size_t kMirrorFrom = 8192;
+constexpr size_t kMirrorFrom = 32768;
 
 void start_mirror(Apply& a) {
   const PolicyPlan& policy = a.want.policy;
