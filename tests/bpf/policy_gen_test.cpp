@@ -199,7 +199,8 @@ TEST(PolicyGenerations, LargeDiffsWrittenOnTwoThreadsHoldExactly) {
 // After a switch to revision r, the idle slot mirrored: both slots hold r's
 // entries, the slot in force untouched, and the next revision, written
 // into the mirrored slot, is a diff from it that holds exactly. A revision
-// not in force is refused and the idle slot left as it was.
+// not in force, or no grace period to wait for, is refused and the idle
+// slot left as it was.
 TEST(PolicyGenerations, AMirroredIdleSlotTakesTheNextRevisionAsADiff) {
   if (sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "one CPU: every generation is fresh";
   Skeleton<endpoint_bpf> skel = load_skeleton();
@@ -211,12 +212,17 @@ TEST(PolicyGenerations, AMirroredIdleSlotTakesTheNextRevisionAsADiff) {
   moat::Fd in_force = inner(skel->maps.policy_gens, 0);
   ASSERT_TRUE(in_force.ok());
 
-  auto refused =
-      moat::mirror_generation(*skel.get(), 3, two.ipcache, two.ipcache6, two.entries, store);
+  auto refused = moat::mirror_generation(*skel.get(), 3, two.ipcache, two.ipcache6, two.entries,
+                                         store, moat::GracePeriod::begin());
   EXPECT_FALSE(refused);
   EXPECT_TRUE(slot_holds(skel, 1, large_generation(1))) << "a refused mirror wrote";
 
-  auto r = moat::mirror_generation(*skel.get(), 2, two.ipcache, two.ipcache6, two.entries, store);
+  // Without a grace period it cannot know: it refuses too.
+  EXPECT_FALSE(moat::mirror_generation(*skel.get(), 2, two.ipcache, two.ipcache6, two.entries,
+                                       store, moat::GracePeriod{}));
+  EXPECT_TRUE(slot_holds(skel, 1, large_generation(1))) << "a mirror without a grace period wrote";
+  auto r = moat::mirror_generation(*skel.get(), 2, two.ipcache, two.ipcache6, two.entries, store,
+                                   moat::GracePeriod::begin());
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(policy_rev(skel), 2u);
   EXPECT_TRUE(slot_holds(skel, 0, two));

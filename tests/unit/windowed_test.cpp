@@ -166,9 +166,10 @@ TEST(Windowed, InMemoryOnlyWithinOnePiece) {
   }
 }
 
-// Bytes at the same place are the same bytes; at another place they are
-// compared, however alike the two views look.
-TEST(Windowed, TheSameBytesInPlaceAreNotRead) {
+// Views of one text at one place share all their bytes (shared_ends()
+// takes them without comparing); a copy with one byte changed, however
+// alike, is compared.
+TEST(Windowed, ViewsAtOnePlaceAndCopiesShareTheirBytes) {
   std::mt19937 rng(59);
   const std::string text = random_text(rng, 700000);
   const TextPieces whole = TextPieces::memory(text);

@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <latch>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include "dataplane/counters.h"
@@ -633,17 +635,33 @@ void start_mirror(Apply& a) {
   if (!a.mirror || policy.entries.size() < kMirrorFrom || std::thread::hardware_concurrency() < 2)
     return;
   auto copied = std::make_shared<std::latch>(1);
-  *a.mirror = std::jthread([copied, &policy, pins = pin_dir(a.instance),
-                            store = GenerationStore{state_dir(a.instance)}, rev = a.rev] {
-    const IpcacheEntries v4 = policy.ipcache;
-    const Ipcache6Entries v6 = policy.ipcache6;
-    const PolicyEntries entries = policy.entries;
-    copied->count_down();  // `policy` may go from here on
-    // Its own handles: the apply's go with it. Failing, the slot keeps
-    // what it held and the next change writes the difference to that.
-    if (auto skel = open_pinned_maps<endpoint_bpf>(pins, kPolicyMaps))
-      (void)mirror_generation(*skel->get(), rev, v4, v6, entries, store);
-  });
+  // Only a shortcut for the next change: whatever fails here, the apply
+  // goes on (a thread that cannot start, memory for the copy that runs out).
+  try {
+    *a.mirror = std::jthread([copied, &policy, pins = pin_dir(a.instance),
+                              store = GenerationStore{state_dir(a.instance)}, rev = a.rev,
+                              gp = GracePeriod::begin()] {
+      std::optional<IpcacheEntries> v4;
+      std::optional<Ipcache6Entries> v6;
+      std::optional<PolicyEntries> entries;
+      try {
+        v4.emplace(policy.ipcache), v6.emplace(policy.ipcache6), entries.emplace(policy.entries);
+      } catch (...) {
+        entries.reset();
+      }
+      copied->count_down();  // `policy` may go from here on
+      if (!entries) return;
+      // Its own handles: the apply's go with it. Failing, the slot's copy
+      // is gone and the next change there writes fresh maps.
+      try {
+        if (auto skel = open_pinned_maps<endpoint_bpf>(pins, kPolicyMaps))
+          (void)mirror_generation(*skel->get(), rev, *v4, *v6, *entries, store, gp);
+      } catch (...) {
+      }
+    });
+  } catch (const std::system_error&) {
+    return;
+  }
   a.mirror_copied = std::move(copied);
 }
 

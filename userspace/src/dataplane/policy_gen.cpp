@@ -342,11 +342,13 @@ Result<void> write_slot_diff(const endpoint_bpf& skel, uint32_t slot, const Snap
   return write_diff(pc.get(), diff_entries(have.entries, entries), "policy_gen");
 }
 
-// The slot's inner maps replaced by fresh ones holding the entries.
+// The slot's inner maps replaced by fresh ones holding the entries; with
+// `before_install`, only once that grace period has passed (else not).
 Result<void> write_slot_fresh(const endpoint_bpf& skel, uint32_t slot,
                               const OrderedOf<IpcacheEntries>& ipcache,
                               const OrderedOf<Ipcache6Entries>& ipcache6,
-                              const OrderedOf<PolicyEntries>& entries) {
+                              const OrderedOf<PolicyEntries>& entries,
+                              GracePeriod* before_install = nullptr) {
   auto ic = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache_gen", MOAT_MAX_IPCACHE, ipcache.span());
   if (!ic) return std::unexpected(ic.error());
   auto ic6 = build_inner(BPF_MAP_TYPE_LPM_TRIE, "ipcache6_gen", MOAT_MAX_IPCACHE, ipcache6.span());
@@ -355,6 +357,8 @@ Result<void> write_slot_fresh(const endpoint_bpf& skel, uint32_t slot,
   auto pc = build_inner(BPF_MAP_TYPE_HASH, "policy_gen",
                         generation_capacity(entries.size(), MOAT_MAX_POLICY), entries.span());
   if (!pc) return std::unexpected(pc.error());
+  if (before_install && !before_install->wait())
+    return fail("no grace period: the slot's maps are not replaced");
   const std::pair<bpf_map*, int> installs[] = {{skel.maps.ipcache_gens, ic->get()},
                                                {skel.maps.ipcache6_gens, ic6->get()},
                                                {skel.maps.policy_gens, pc->get()}};
@@ -569,7 +573,7 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
 Result<void> mirror_generation(const endpoint_bpf& skel, uint32_t rev,
                                const IpcacheEntries& ipcache_in, const Ipcache6Entries& ipcache6_in,
                                std::span<const PolicyEntries::value_type> entries_in,
-                               const GenerationStore& store) {
+                               const GenerationStore& store, GracePeriod after_switch) {
   auto cur = read_policy_rev(skel);
   if (!cur) return std::unexpected(cur.error());
   if (rev == 0 || *cur != rev)
@@ -582,7 +586,8 @@ Result<void> mirror_generation(const endpoint_bpf& skel, uint32_t rev,
   // so a copy naming the old ones would not be taken for them either.)
   if (!store.dir.empty() && unlink(snapshot_path(store, slot).c_str()) != 0 && errno != ENOENT)
     return fail_errno("remove " + snapshot_path(store, slot), errno);
-  if (auto r = write_slot_fresh(skel, slot, ipcache, ipcache6, entries); !r) return r;
+  if (auto r = write_slot_fresh(skel, slot, ipcache, ipcache6, entries, &after_switch); !r)
+    return r;
   if (!store.dir.empty())
     save_snapshot(store, slot,
                   {rev, slot_ids(skel, slot), ipcache.span(), ipcache6.span(), entries.span()});

@@ -101,13 +101,18 @@ Result<bool> install_policy(const endpoint_bpf& skel, const IpcacheEntries& ipca
 // (in fresh maps, with its copy in `store`), so that the next change writes
 // only its difference there: the first change of one rule of 100,000 after
 // a whole apply wrote all of them into the slot that held the generation
-// before (35-42 ms), README stop 59. Nothing reads the slot; its old maps
-// stay intact for a packet still in them. Fails, writing nothing, when
-// `rev` is not in force.
+// before (35-42 ms), README stop 59. A packet that read the revision
+// before the switch may still be looking that slot's maps up, one after
+// the other: they are replaced only once `after_switch`, a grace period
+// begun after the switch, has passed (by then, here, long since: the maps
+// take 35 ms to fill), so none sees one new map and one old. Fails,
+// writing nothing, when `rev` is not in force or the grace period cannot
+// be known; fails half-way with the slot's copy in `store` gone (the next
+// write there makes fresh maps).
 Result<void> mirror_generation(const endpoint_bpf& skel, uint32_t rev,
                                const IpcacheEntries& ipcache, const Ipcache6Entries& ipcache6,
                                std::span<const PolicyEntries::value_type> entries,
-                               const GenerationStore& store);
+                               const GenerationStore& store, GracePeriod after_switch);
 
 // Rule hit counters first..first+n-1 back to zero on every CPU: a new
 // revision numbers its rules anew (a one-rule change only the changed one).

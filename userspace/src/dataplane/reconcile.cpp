@@ -189,7 +189,8 @@ Result<void> save_policy_image(const std::string& instance, const json& places,
   // page just written costs about 1 us, whoever reads it, once. Paid here
   // (2 ms at 100,000 rules), it is not the next one-rule change's: its
   // read of the image took 2.5-4.0 ms instead of 0.8-1.2 (README, stop 59).
-  if (!zeros.empty())
+  // Small images are read in a moment either way.
+  if (size >= kFolio)
     if (auto m = MappedFile::open(image_file(instance)); m && *m) (*m)->touch();
   return {};
 }

@@ -127,7 +127,8 @@ class Skeleton {
 
   // Every map of the object from its pin at `dir`/<map name>, or those
   // named in `only`; fails when one is missing. A map not reused has no
-  // file descriptor: whatever uses it fails (EBADF).
+  // file descriptor: libbpf's lookups and updates of it fail with ENOENT,
+  // as for a key that is not there, so only the named maps may be used.
   Result<void> reuse_pinned_maps(const std::string& dir,
                                  std::span<const std::string_view> only = {}) {
     bpf_map* m;

@@ -30,7 +30,9 @@ namespace {
 // would read as the text itself and whose base it would prune. Records of
 // 1 name whole blobs only, so this moat reads both; a moat of 1 refuses a
 // record of 2 (`moat down` and apply again) rather than read it wrongly.
-constexpr int kRecordFormat = 2;
+// 3: the identities' names may be in a blob ("identities_blob"), which a
+// moat of 2 would carry over and prune.
+constexpr int kRecordFormat = 3;
 constexpr int kOldestRecordFormat = 1;
 
 // The last record this process wrote, parsed from the very bytes it wrote
@@ -326,16 +328,20 @@ std::vector<std::string> split_fields(std::string_view line) {
 }
 
 // state.policy: "rules_text" (as written by encode_rule_rows) -> "rules_blob",
-// and "identities" -> "identities_blob" (its JSON text). Kept out of the
-// record, neither is parsed or written again by a command that only reads
-// the record's state and writes it back (a one-rule change: 0.5 ms of its
-// 100,000 rules' record, README stop 59).
+// and many identities' names -> "identities_blob" (their JSON text). Kept
+// out of the record, neither is parsed or written again by a command that
+// only reads the record's state and writes it back (a one-rule change:
+// 0.5 ms of its 100,000 rules' record, README stop 59). A few names stay
+// inline: a Docker agent's sync would otherwise make a blob (a file, and
+// the old one's removal) for each container started.
+constexpr size_t kInlineIdentitiesBytes = 4096;
 Result<json> state_to_blobs(const std::string& instance, const json& state) {
   auto pol = state.find("policy");
-  if (pol == state.end() || !pol->is_object() ||
-      !(pol->contains("rules_text") ||
-        (pol->contains("identities") && pol->at("identities").is_object())))
-    return state;
+  if (pol == state.end() || !pol->is_object()) return state;
+  auto ids = pol->find("identities");
+  std::string ids_text;
+  if (ids != pol->end() && ids->is_object()) ids_text = ids->dump();
+  if (!pol->contains("rules_text") && ids_text.size() < kInlineIdentitiesBytes) return state;
   json out = state;
   json& p = out["policy"];
   if (p.contains("rules_text")) {
@@ -344,8 +350,8 @@ Result<json> state_to_blobs(const std::string& instance, const json& state) {
     p.erase("rules_text");
     p["rules_blob"] = *name;
   }
-  if (p.contains("identities") && p["identities"].is_object()) {
-    auto name = put_blob(instance, p["identities"].dump());
+  if (ids_text.size() >= kInlineIdentitiesBytes) {
+    auto name = put_blob(instance, ids_text);
     if (!name) return std::unexpected(name.error());
     p.erase("identities");
     p["identities_blob"] = *name;
@@ -356,12 +362,13 @@ Result<json> state_to_blobs(const std::string& instance, const json& state) {
 Result<void> state_from_blobs(const std::string& instance, json& state) {
   if (!state.is_object() || !state.contains("policy") || !state["policy"].is_object()) return {};
   json& p = state["policy"];
+  // Names for display only: a blob lost or damaged shows none, and the
+  // record stays good for everything else.
   if (p.contains("identities_blob")) {
-    if (!p["identities_blob"].is_string()) return fail("the identities' blob is not a name");
-    auto text = read_blob(instance, p["identities_blob"].get<std::string>());
-    if (!text) return std::unexpected(text.error());
-    json ids = json::parse(*text, nullptr, false);
-    if (!ids.is_object()) return fail("the identities' blob is not a JSON object");
+    json ids = json::object();
+    if (p["identities_blob"].is_string())
+      if (auto text = read_blob(instance, p["identities_blob"].get<std::string>()))
+        if (json got = json::parse(*text, nullptr, false); got.is_object()) ids = std::move(got);
     p["identities"] = std::move(ids);
     p.erase("identities_blob");
   }

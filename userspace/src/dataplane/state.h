@@ -35,10 +35,10 @@ std::string intent_file(const std::string& instance);  // <state_dir>/intent.jso
 // The whole record: {"format", "state", "inputs", "options"}; {} when the
 // instance has none. Input files' texts are kept in blobs/ beside it, named
 // by their content, and read back into "inputs" here; the rule table stays
-// in its blob (read_state() reads it). Fails when the file is not what write_record() writes,
-// with the way to repair.
-// `with_inputs` false: "inputs" keeps the blobs' names, unread (an apply
-// needs only the state; a 10 MB policy file took 50 ms to read back).
+// in its blob, and so do many identities' names (read_state() reads both). Fails when the file is
+// not what write_record() writes, with the way to repair. `with_inputs` false: "inputs" keeps the
+// blobs' names, unread (an apply needs only the state; a 10 MB policy file took 50 ms to read
+// back).
 Result<nlohmann::json> read_record(const std::string& instance, bool with_inputs = true);
 // Its "state" part; {} when the instance has no record.
 Result<nlohmann::json> read_state(const std::string& instance);
