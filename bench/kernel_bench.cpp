@@ -711,6 +711,56 @@ FloorSkeleton load_floor() {
   return f;
 }
 
+// The IPv4 floor with one or two hash lookups (floor.bpf.c's lookup_ct and
+// lookup_endpoint_ct), each table seeded with the entry its run finds.
+void add_lookup_floor_cases(std::vector<Case>& cases, const floor_bpf& f, const Options& o,
+                            uint32_t dev, const Bytes& frame) {
+  moat_endpoint ep{};
+  ep.net_id = kNet.id;
+  ep.ipv4 = ip4(A);
+  ep.stats_slot = 1;
+  if (bpf_map__update_elem(f.maps.floor_endpoints, &dev, sizeof dev, &ep, sizeof ep, 0))
+    throw std::runtime_error(std::string("floor: seeding its endpoint: ") + std::strerror(errno));
+  moat_ct_key key{};
+  key.saddr = ip4(A);
+  key.daddr = ip4(B);
+  key.sport = htons(40000);
+  key.dport = htons(80);
+  key.proto = IPPROTO_TCP;
+  moat_ct_entry e{};
+  e.xlated = key;
+  e.kind = MOAT_CT_TRACK;
+  if (bpf_map__update_elem(f.maps.floor_ct, &key, sizeof key, &e, sizeof e, 0))
+    throw std::runtime_error(std::string("floor: seeding its flow: ") + std::strerror(errno));
+  const struct {
+    const char* path;
+    const char* hook;
+    const bpf_program* prog;
+    const char* what;
+  } lookups[] = {
+      {"ipv4_ct", "lookup_ct", f.progs.lookup_ct,
+       "the IPv4 floor and one hash lookup: the flow's tuple in a table like moat's ct (its "
+       "size and entry type), the entry refreshed (packets, bytes, expiry): not moat, the least "
+       "a connection tracker adds"},
+      {"ipv4_endpoint_ct", "lookup_endpoint_ct", f.progs.lookup_endpoint_ct,
+       "ipv4_ct after a lookup of the interface in a table like moat's endpoints and a check of "
+       "the source address: not moat, the least from_container's established path does"},
+  };
+  for (const auto& l : lookups) {
+    const std::string tag = std::string("floor ") + l.path;
+    const RunResult r = checked_run(tag, l.prog, dev, frame, 1, TC_ACT_OK);
+    if (r.out != frame) throw std::runtime_error(tag + ": the packet was changed");
+    cases.push_back({{{"scenario", "floor"},
+                      {"path", l.path},
+                      {"hook", l.hook},
+                      {"runs", "repeat"},
+                      {"what", l.what},
+                      {"floor_path", "ipv4"}},
+                     repeated(tag, l.prog, dev, frame, o.repeat, TC_ACT_OK),
+                     {}});
+  }
+}
+
 void add_floor_cases(std::vector<Case>& cases, const floor_bpf& f, const Options& o) {
   const uint32_t dev = ifindex_of("moat-a");
   const struct {
@@ -735,6 +785,7 @@ void add_floor_cases(std::vector<Case>& cases, const floor_bpf& f, const Options
          "BPF_PROG_TEST_RUN's own cost per repetition"}},
        repeated("floor empty", f.progs.pass_only, dev, families[0].frame, o.repeat, TC_ACT_OK),
        {}});
+  add_lookup_floor_cases(cases, f, o, dev, families[0].frame);
   for (const auto& fam : families) {
     const std::string tag = std::string("floor ") + fam.path;
     const RunResult r = checked_run(tag, f.progs.parse_only, dev, fam.frame, 1, TC_ACT_OK);
