@@ -3,14 +3,15 @@
  * floor.bpf.c - the data-path floor of moat_kernel_bench: a TC program that
  * parses a packet the way moat's programs must before they can judge it
  * (Ethernet, then IPv4 and its L4 header, or IPv6, its extension headers
- * and its L4 header, with lib/parse.h's own parsers) and passes it. No map,
- * no verdict, no connection tracking: whatever moat costs above this is
- * what enforcing costs, so each moat path is reported as a ratio to it.
+ * and its L4 header, with lib/parse.h's own parsers) and passes it
+ * (parse_only: no map, no verdict, no connection tracking): whatever moat
+ * costs above this is what enforcing costs, so each moat path is reported
+ * as a ratio to it.
  * pass_only, which does nothing at all, shows how much of any figure is
  * BPF_PROG_TEST_RUN's own.
  *
- * lookup_ct and lookup_endpoint_ct add what no stateful enforcer built like
- * moat can skip on an IPv4 packet of a known flow: a hash lookup of the
+ * lookup_ct and lookup_endpoint_ct add what moat's design cannot skip on
+ * an IPv4 packet of a known flow: a hash lookup of the
  * flow's tuple in a table of the size and entry type of moat's `ct`, and
  * the entry's refresh (packets, bytes, expiry from the coarse clock); the
  * second first looks up the interface's entry in a table like `endpoints`

@@ -702,7 +702,9 @@ void add_fast_path_cases(std::vector<Case>& cases, const Programs& p, const Opti
 
 // floor.bpf.c: Ethernet, IPv4 or IPv6 and L4 parsed with lib/parse.h, then
 // passed. Every moat case names the floor of its family ("floor_path"), so
-// its cost can be read as a multiple of the parsing it cannot skip.
+// its cost can be read as a multiple of the parsing it cannot skip. The
+// lookup floors add one or two hash lookups to the IPv4 one: how much of a
+// moat path its design's lookups already are.
 using FloorSkeleton = std::unique_ptr<floor_bpf, decltype(&floor_bpf__destroy)>;
 
 FloorSkeleton load_floor() {
@@ -741,7 +743,7 @@ void add_lookup_floor_cases(std::vector<Case>& cases, const floor_bpf& f, const 
       {"ipv4_ct", "lookup_ct", f.progs.lookup_ct,
        "the IPv4 floor and one hash lookup: the flow's tuple in a table like moat's ct (its "
        "size and entry type), the entry refreshed (packets, bytes, expiry): not moat, the least "
-       "a connection tracker adds"},
+       "its connection tracking adds"},
       {"ipv4_endpoint_ct", "lookup_endpoint_ct", f.progs.lookup_endpoint_ct,
        "ipv4_ct after a lookup of the interface in a table like moat's endpoints and a check of "
        "the source address: not moat, the least from_container's established path does"},
@@ -882,7 +884,9 @@ Json bench(const Options& o) {
                "one sample per case per round, cases interleaved in each round; runs=repeat: "
                "the kernel's average over `repeat` repetitions; runs=single: the minimum of "
                "`singles` one-packet runs, the ct entry deleted before each; scenario floor: "
-               "bench/floor.bpf.c, which only parses and passes, timed in the same rounds; "
+               "bench/floor.bpf.c's parse_only, which only parses and passes, timed in the same "
+               "rounds (its lookup floors, ipv4_ct and ipv4_endpoint_ct, add one or two hash "
+               "lookups to the IPv4 one); "
                "floor_path names the floor case of a moat case's family"},
               {"policy_layout",
                "containers c<i> at 10.0.0.2+i in 10.0.0.0/16 and fd00:a::2+i in fd00:a::/64, "

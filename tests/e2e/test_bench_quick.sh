@@ -66,7 +66,8 @@ for part in ("lab", "cpu_cost"):
 if len(r.get("cpu_cost", {})) != 4:
     problems.append(f"cpu cost scenarios: {sorted(r.get('cpu_cost', {}))}")
 floors = [c for c in cases if c["scenario"] == "floor"]
-# The parse-only floors have no ratio; the lookup floors, like moat's cases, one to the IPv4 floor.
+# The test run alone ("empty") and the parse-only floors have no ratio; the lookup
+# floors, like moat's cases, have one to the IPv4 floor.
 plain = [c for c in floors if c["path"] in ("empty", "ipv4", "ipv6")]
 if sorted(c["path"] for c in floors) != ["empty", "ipv4", "ipv4_ct", "ipv4_endpoint_ct", "ipv6"]:
     problems.append(f"floor cases: {sorted(c['path'] for c in floors)}")
