@@ -42,23 +42,32 @@ static __always_inline __u32 fold6(const struct l4_info6 *l4)
 	return h;
 }
 
-/* IPv4 as moat's ipv4_judge() reads it, pull and re-read included. */
-static __noinline int floor_ipv4(struct __sk_buff *skb)
+/* IPv4 as moat's ipv4_judge() reads it, pull and re-read included: 0, or
+ * -1 for a packet it would drop. */
+static __always_inline int floor_parse4(struct __sk_buff *skb, struct l4_info *l4)
 {
-	struct l4_info l4;
 	struct iphdr *ip;
 	struct cursor c;
 
 	cursor_init(&c, skb);
 	if (!parse_eth(&c) || !(ip = parse_ipv4(&c)))
-		return TC_ACT_SHOT;
-	if (parse_l4(&c, skb, ip, &l4)) {
+		return -1;
+	if (parse_l4(&c, skb, ip, l4)) {
 		if (pull_headers(skb))
-			return TC_ACT_SHOT;
+			return -1;
 		cursor_init(&c, skb);
-		if (!parse_eth(&c) || !(ip = parse_ipv4(&c)) || parse_l4(&c, skb, ip, &l4))
-			return TC_ACT_SHOT;
+		if (!parse_eth(&c) || !(ip = parse_ipv4(&c)) || parse_l4(&c, skb, ip, l4))
+			return -1;
 	}
+	return 0;
+}
+
+static __noinline int floor_ipv4(struct __sk_buff *skb)
+{
+	struct l4_info l4;
+
+	if (floor_parse4(skb, &l4))
+		return TC_ACT_SHOT;
 	skb->cb[0] = fold4(&l4);
 	return TC_ACT_OK;
 }
@@ -138,21 +147,9 @@ static __always_inline int floor_track(struct __sk_buff *skb, const struct l4_in
 static __noinline int floor_ipv4_tracked(struct __sk_buff *skb, const struct moat_endpoint *ep)
 {
 	struct l4_info l4;
-	struct iphdr *ip;
-	struct cursor c;
 
-	cursor_init(&c, skb);
-	if (!parse_eth(&c) || !(ip = parse_ipv4(&c)))
+	if (floor_parse4(skb, &l4) || (ep && l4.key.saddr != ep->ipv4))
 		return TC_ACT_SHOT;
-	if (ep && ip->saddr != ep->ipv4)
-		return TC_ACT_SHOT;
-	if (parse_l4(&c, skb, ip, &l4)) {
-		if (pull_headers(skb))
-			return TC_ACT_SHOT;
-		cursor_init(&c, skb);
-		if (!parse_eth(&c) || !(ip = parse_ipv4(&c)) || parse_l4(&c, skb, ip, &l4))
-			return TC_ACT_SHOT;
-	}
 	skb->cb[0] = fold4(&l4);
 	return floor_track(skb, &l4);
 }
