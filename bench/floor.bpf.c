@@ -11,12 +11,12 @@
  * BPF_PROG_TEST_RUN's own.
  *
  * lookup_ct and lookup_endpoint_ct add what moat's design cannot skip on
- * an IPv4 packet of a known flow: a hash lookup of the
- * flow's tuple in a table of the size and entry type of moat's `ct`, and
- * the entry's refresh (packets, bytes, expiry from the coarse clock); the
- * second first looks up the interface's entry in a table like `endpoints`
- * and checks the source address, as from_container must. They are no part
- * of moat: they show how much of its cost two lookups already are.
+ * an IPv4 packet of a known flow: a hash lookup of the flow's tuple in a
+ * table of the size and entry type of moat's `ct`, and the entry's refresh
+ * (packets, bytes, expiry from the coarse clock); the second first looks
+ * up the interface's entry in a table like `endpoints` and checks the
+ * source address, as from_container must. They are no part of moat: they
+ * show how much of its cost two lookups already are.
  *
  * The flow tuple is folded into skb->cb[0], so that the compiler keeps
  * every read the parsers make (a parse whose result nobody uses would be
