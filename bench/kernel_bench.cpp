@@ -713,21 +713,22 @@ FloorSkeleton load_floor() {
   return f;
 }
 
+// The floors' IPv4 packet: A's TCP segment to B, from and to these ports.
+constexpr uint16_t kFloorSport = 40000, kFloorDport = 80;
+
 // The IPv4 floor with one or two hash lookups (floor.bpf.c's lookup_ct and
 // lookup_endpoint_ct), each table seeded with the entry its run finds.
 void add_lookup_floor_cases(std::vector<Case>& cases, const floor_bpf& f, const Options& o,
                             uint32_t dev, const Bytes& frame) {
-  moat_endpoint ep{};
-  ep.net_id = kNet.id;
+  moat_endpoint ep{};  // only its address is read
   ep.ipv4 = ip4(A);
-  ep.stats_slot = 1;
   if (bpf_map__update_elem(f.maps.floor_endpoints, &dev, sizeof dev, &ep, sizeof ep, 0))
     throw std::runtime_error(std::string("floor: seeding its endpoint: ") + std::strerror(errno));
   moat_ct_key key{};
   key.saddr = ip4(A);
   key.daddr = ip4(B);
-  key.sport = htons(40000);
-  key.dport = htons(80);
+  key.sport = htons(kFloorSport);
+  key.dport = htons(kFloorDport);
   key.proto = IPPROTO_TCP;
   moat_ct_entry e{};
   e.xlated = key;
@@ -770,7 +771,7 @@ void add_floor_cases(std::vector<Case>& cases, const floor_bpf& f, const Options
     Bytes frame;
     const char* what;
   } families[] = {
-      {"ipv4", tcp4(A, 40000, B, 80),
+      {"ipv4", tcp4(A, kFloorSport, B, kFloorDport),
        "an IPv4 TCP packet parsed (Ethernet, IPv4, TCP with lib/parse.h) and passed: "
        "no map, no verdict"},
       {"ipv6", tcp6(A6, 40000, B6, 80),
