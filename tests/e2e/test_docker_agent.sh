@@ -221,17 +221,42 @@ HOSTPORT=198.18.0.1:8080
 check "outside reaches the restarted web (a new veth) through 198.18.0.1:8080" answers dk_out
 W3=$(leaked w3)
 check "guard re-attached: none of w3's pings reaches the host (leaked: ${W3:-?})" test "${W3:-x}" = 0
+# A network's `connect` (dockerd joined a veth to an enforced bridge, about
+# a second before the container's `start` here) makes the agent give every
+# veth of those bridges without one a clsact qdisc, so the start's attach
+# does not wait for a fresh qdisc's RCU grace periods (agent.cpp). A stray
+# veth on n1's bridge shows it; the stopped agent removes what no filter
+# uses; a qdisc it made and moat's filters use is the record's (moat down).
+STRAY=mvs$$
+N1_BR=$(dk_bridge_of n1)
+dk_host ip link add "$STRAY" type veth peer name "${STRAY}p" &&
+  dk_host ip link set "$STRAY" master "$N1_BR" up
+has_clsact() { dk_host tc qdisc show dev "$1" | grep -q clsact; }
+check "a stray veth on n1's bridge has no clsact qdisc before any connect" bash -c \
+  "! nsenter --net='$DK_NETNS' tc qdisc show dev '$STRAY' | grep -q clsact"
+dk run -d --name a8 --network n1 "$DK_IMAGE" sleep 1000 >/dev/null
+check "a8's connect: the agent made a clsact qdisc on the stray veth ahead" dk_poll 30 has_clsact "$STRAY"
+check "a8 is enforced (12 endpoints)" dk_poll 30 enforced 12
+check "the stray veth's qdisc carries no filter of moat's" bash -c \
+  "[ -z \"\$(nsenter --net='$DK_NETNS' tc filter show dev '$STRAY' ingress)\" ]"
 # The agent writes each intent over the inode its last one left
 # (intent.json.tmp while it runs); stopped, it leaves no such file.
 check "the running agent keeps its last intent's inode for the next (intent.json.tmp)" \
   test -e "/run/moat/$I/intent.json.tmp"
 stop_agent
+check "the stopped agent removed the clsact qdisc it made and no filter used (the stray veth)" \
+  bash -c "! nsenter --net='$DK_NETNS' tc qdisc show dev '$STRAY' | grep -q clsact"
+check "a8's veth keeps its qdisc and moat's filters (the instance is up)" has_clsact "$(dk_host_veth a8)"
+dk_host ip link del "$STRAY"
 check "the stopped agent leaves no temporary file in /run/moat/$I" \
   test -d "/run/moat/$I" -a -z "$(find "/run/moat/$I" -name '*.tmp')"
 dk network disconnect n1 a3 >/dev/null
 check "docker network disconnect: the agent (one sync) drops a3's endpoint" bash -c \
   "nsenter --net='$DK_NETNS' '$MOAT' docker --socket '$DK_SOCK' --instance '$I' --uplink uplink0 ${LIMITS[*]} --once >/dev/null 2>&1"
-check "... and enforces 10 containers" enforced 10
+check "... and enforces 11 containers" enforced 11
 check "a1 still reaches a2 after the resyncs" reach a1 "$A2"
+nsenter --net="$DK_NETNS" "$MOAT" down --instance "$I" >/dev/null 2>&1
+check "moat down leaves no clsact qdisc in dockerd's namespace (a8's, made ahead, too)" bash -c \
+  "! nsenter --net='$DK_NETNS' tc qdisc show | grep -q clsact"
 sed 's/^/    | /' "$TMP/agent.log" | head -20
 finish

@@ -158,6 +158,7 @@ struct Apply {
   bool dry_run;
   bool ports_held;  // the runtime holds the published ports itself
   const KnownIndexes* known_ifindex = nullptr;  // ApplyHooks::known_ifindex
+  const KnownIndexes* clsact_made = nullptr;    // ApplyHooks::clsact_made
   std::string* policy_image = nullptr;          // ApplyHooks::policy_image
   std::jthread* mirror = nullptr;               // ApplyHooks::mirror
   // Counted down by the mirror's thread once it has its own copy of the
@@ -713,12 +714,14 @@ json Attached::state_rows() const {
 }
 
 // Attaches `progs` to every interface of `rows`, keeping `qdisc_created`
-// from the previous state so moat only ever removes a qdisc it made.
+// from the previous state so moat only ever removes a qdisc it made (or
+// the caller made for it: `made`, ReconcileOptions::clsact_made).
 // With `deferred`, the interfaces attached before are left for
 // verify_attached() (`qdisc_created` as before).
 Result<Attached> attach_rows(const std::vector<AttachmentRow>& rows, const json& old_rows,
                              const PinnedProgs& progs, bool dry_run, int* attached,
-                             std::vector<std::pair<size_t, const PinnedProgs*>>* deferred) {
+                             std::vector<std::pair<size_t, const PinnedProgs*>>* deferred,
+                             const KnownIndexes* made) {
   auto old_by_name = by_name(old_rows);
   Attached out{&rows, {}};
   out.qdisc_created.reserve(rows.size());
@@ -730,6 +733,9 @@ Result<Attached> attach_rows(const std::vector<AttachmentRow>& rows, const json&
       before = it->second->value("ifindex", 0) == idx;
       created = it->second->value("qdisc_created", false) && before;
     }
+    if (!before && made)
+      if (auto m = made->find(name); m != made->end() && static_cast<int>(m->second) == idx)
+        created = true;
     if (dry_run) {
       if (attached_prog_id(idx, BPF_TC_INGRESS) != progs.ingress_id ||
           attached_prog_id(idx, BPF_TC_EGRESS) != progs.egress_id)
@@ -761,13 +767,13 @@ Result<void> attach_all(Apply& a) {
   bool kept = !a.uskel;  // the programs the previous apply attached
   std::vector<std::pair<size_t, const PinnedProgs*>> ep_d, up_d, br_d;
   auto ifaces = attach_rows(a.want.endpoint_rows, prev_rows(a.prev, "interfaces"), a.progs,
-                            a.dry_run, &a.rep.attached, kept ? &ep_d : nullptr);
+                            a.dry_run, &a.rep.attached, kept ? &ep_d : nullptr, a.clsact_made);
   if (!ifaces) return std::unexpected(ifaces.error());
   auto uplinks = attach_rows(a.want.uplink_rows, prev_rows(a.prev, "uplinks"), a.uprogs, a.dry_run,
-                             &a.rep.attached, kept ? &up_d : nullptr);
+                             &a.rep.attached, kept ? &up_d : nullptr, nullptr);
   if (!uplinks) return std::unexpected(uplinks.error());
   auto bridges = attach_rows(a.want.bridge_rows, prev_rows(a.prev, "bridges"), a.bprogs, a.dry_run,
-                             &a.rep.attached, kept ? &br_d : nullptr);
+                             &a.rep.attached, kept ? &br_d : nullptr, nullptr);
   if (!bridges) return std::unexpected(bridges.error());
   a.ifaces = std::move(*ifaces);
   a.uplinks = std::move(*uplinks);
@@ -940,6 +946,7 @@ Result<ApplyReport> apply(const std::string& instance, const Config& cfg, bool d
                           bool ports_held, const ApplyHooks& hooks) {
   Apply a(instance, cfg, dry_run, ports_held);
   a.known_ifindex = hooks.known_ifindex;
+  a.clsact_made = hooks.clsact_made;
   if (!dry_run) a.policy_image = hooks.policy_image, a.mirror = hooks.mirror;
   PhaseClock clock(&a.rep);
   // The Docker agent's syncs use the one begun after its last switch: a

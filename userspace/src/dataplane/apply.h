@@ -32,6 +32,8 @@ struct ApplyHooks {
   nlohmann::json* prev_state = nullptr;
   // ReconcileOptions::known_ifindex.
   const KnownIndexes* known_ifindex = nullptr;
+  // ReconcileOptions::clsact_made.
+  const KnownIndexes* clsact_made = nullptr;
   // Where the policy compilation's PolicyImage goes, for changing one rule
   // later without the rest (reconcile_one_rule()); null: none is made.
   std::string* policy_image = nullptr;

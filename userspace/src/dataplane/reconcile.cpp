@@ -211,7 +211,7 @@ Result<ApplyReport> apply_and_record(const std::string& instance, const Config& 
   std::jthread mirror;
   auto rep =
       apply(instance, cfg, opt.dry_run, opt.ports_held_by_runtime,
-            {&state, std::move(before_kernel), prev_state, opt.known_ifindex,
+            {&state, std::move(before_kernel), prev_state, opt.known_ifindex, opt.clsact_made,
              opt.keep_policy_image ? &image : nullptr, opt.keep_policy_image ? &mirror : nullptr});
   if (!rep || opt.dry_run) return rep;
   PhaseClock clock(&*rep);

@@ -38,6 +38,11 @@ struct ReconcileOptions {
   // instead of being asked of the kernel again. Not recorded: a reapply
   // from the record asks the kernel.
   const KnownIndexes* known_ifindex = nullptr;
+  // Interfaces whose clsact qdisc the caller made ahead of their first
+  // attach (make_clsact(): the Docker agent, when a veth joins a bridge it
+  // enforces), by name and index: recorded as moat's qdisc, removed with
+  // moat's filters, as one attach() made itself.
+  const KnownIndexes* clsact_made = nullptr;
   // Save the policy compilation beside the record (PolicyImage, for
   // reconcile_one_rule()): the CLI's applies ask for it; a producer that
   // never changes one rule of a file would only pay for it.

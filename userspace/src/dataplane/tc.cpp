@@ -261,7 +261,26 @@ int send_all(const Requests& r, std::vector<int>& acks) {
   });
 }
 
+// The request for a clsact qdisc on `ifindex` (EEXIST when it has one).
+void add_clsact(Requests& r, int ifindex) {
+  r.begin(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL,
+          tc_of(ifindex, TC_H_MAKE(TC_H_CLSACT, 0), TC_H_CLSACT, 0));
+  r.attr(TCA_KIND, "clsact", sizeof("clsact"));
+  r.end();
+}
+
 }  // namespace
+
+Result<bool> make_clsact(int ifindex) {
+  Requests r;
+  add_clsact(r, ifindex);
+  std::vector<int> acks;
+  if (int err = send_all(r, acks); err) return fail("rtnetlink: clsact qdisc", err);
+  if (acks[0] == -EEXIST) return false;
+  if (acks[0] != 0)
+    return fail("create clsact qdisc on interface " + std::to_string(ifindex), -acks[0]);
+  return true;
+}
 
 // The clsact qdisc and both filters asked for at once over one socket:
 // libbpf's bpf_tc_hook_create() and bpf_tc_attach() open a socket each and
@@ -271,10 +290,7 @@ int send_all(const Requests& r, std::vector<int>& acks) {
 Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& progs,
                     bool* qdisc_created) {
   Requests r;
-  r.begin(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL,
-          tc_of(ifindex, TC_H_MAKE(TC_H_CLSACT, 0), TC_H_CLSACT, 0));
-  r.attr(TCA_KIND, "clsact", sizeof("clsact"));
-  r.end();
+  add_clsact(r, ifindex);
   struct Direction {
     bpf_tc_attach_point point;
     int fd;

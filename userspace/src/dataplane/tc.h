@@ -33,6 +33,13 @@ std::vector<std::pair<uint32_t, uint32_t>> attached_prog_ids(const std::vector<i
 Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& progs,
                     bool* qdisc_created);
 
+// The clsact qdisc alone, ahead of attach(): true when moat made it, false
+// when the interface had one. A fresh qdisc's first filter in each
+// direction waits for an RCU grace period (expedited) under RTNL before it
+// runs; made a while before, its filters do not (attach() of a veth whose
+// qdisc was made 20 ms before: 0.05 against 0.3 ms, on the 2-CPU VM).
+Result<bool> make_clsact(int ifindex);
+
 // Removes our filters (only when they hold one of `ours`) and the qdisc when
 // moat created it. A vanished interface has nothing left to remove.
 Result<void> detach(const std::string& ifname, bool qdisc_created, const std::set<uint32_t>& ours);

@@ -294,4 +294,16 @@ Result<Mac> veth_peer_mac(const std::string& host_ifname) {
   return *peer->front().address;
 }
 
+Result<std::map<std::string, int>> veth_ports(const std::set<std::string>& bridges) {
+  auto links = get_links(0);
+  if (!links) return std::unexpected(links.error());
+  std::set<int> masters;
+  for (const Link& l : *links)
+    if (l.kind == "bridge" && bridges.contains(l.name)) masters.insert(l.ifindex);
+  std::map<std::string, int> out;
+  for (const Link& l : *links)
+    if (l.kind == "veth" && l.master && masters.contains(*l.master)) out[l.name] = l.ifindex;
+  return out;
+}
+
 }  // namespace moat

@@ -13,7 +13,9 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -47,5 +49,9 @@ Result<HostSide> host_side_of(const std::string& netns_path, const std::string& 
 // whatever namespace it lives): the only source MAC the endpoint programs
 // let the container send from. Errors: no such interface, not a veth.
 Result<Mac> veth_peer_mac(const std::string& host_ifname);
+
+// The veths enslaved to any of `bridges` (by name) in the caller's network
+// namespace, by name, with their ifindex: one dump of every link.
+Result<std::map<std::string, int>> veth_ports(const std::set<std::string>& bridges);
 
 }  // namespace moat

@@ -13,6 +13,7 @@
 
 #include "config/inputs.h"
 #include "dataplane/reconcile.h"
+#include "dataplane/tc.h"
 #include "dataplane/veth.h"
 #include "docker/model.h"
 
@@ -151,6 +152,8 @@ Result<SyncReport> Agent::sync() {
   topt.default_bridge_masquerade = options_.default_bridge_masquerade;
   auto t = translate(*networks, *containers, find_interfaces(), topt);
   if (!t.ok()) return fail(problems_message(t.problems, topt.source));
+  bridges_.clear();
+  for (const NetworkRef& n : t.networks) bridges_.insert(n.bridge);
   Inputs inputs;
   inputs.files.push_back({topt.source, t.text});
   if (!options_.policies_dir.empty())
@@ -162,6 +165,7 @@ Result<SyncReport> Agent::sync() {
   ReconcileOptions ropt;
   ropt.ports_held_by_runtime = true;
   ropt.known_ifindex = &known_ifindex_;  // found just now: not asked again
+  ropt.clsact_made = &clsact_made_;
   auto decided = std::chrono::steady_clock::now();
   auto applied = reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)}, ropt);
   if (!applied) return std::unexpected(applied.error());
@@ -177,6 +181,42 @@ Result<SyncReport> Agent::sync() {
                     std::move(notes),
                     took.count(),
                     kernel_ms};
+}
+
+// dockerd joins a container's veth to its bridge, reports the network's
+// `connect`, and only about a second later (on this VM) its `start`, whose
+// sync attaches moat's filters. A clsact qdisc made in the same request as
+// the filters makes each direction's first filter wait for an expedited
+// RCU grace period under RTNL: most of the attach, and its tail on a busy
+// host. So the qdisc is made here, at the `connect`, on every veth of an
+// enforced bridge that has none. A qdisc without filters changes nothing
+// for the veth's traffic. Failures cost only that: the attach makes it.
+void Agent::make_clsacts_ahead() {
+  if (bridges_.empty()) return;
+  auto ports = veth_ports(bridges_);
+  if (!ports) return;
+  std::erase_if(clsact_made_, [&](const auto& made) {
+    auto p = ports->find(made.first);
+    return p == ports->end() || static_cast<unsigned>(p->second) != made.second;
+  });
+  for (const auto& [name, index] : *ports) {
+    if (known_ifindex_.contains(name) || clsact_made_.contains(name)) continue;
+    if (auto made = make_clsact(index); made && *made)
+      clsact_made_[name] = static_cast<unsigned>(index);
+  }
+}
+
+// When the agent stops: the qdiscs it made that no filter uses (their
+// container never started, or was not enforced) go; the others belong to
+// the instance's record, which removes them with moat's filters.
+void Agent::remove_unused_clsacts() {
+  InterfaceIndexes index_of;
+  for (const auto& [name, index] : clsact_made_) {
+    if (index_of(name) != index) continue;
+    if (auto n = clsact_filters(static_cast<int>(index)); n && *n == 0)
+      (void)remove_clsact(static_cast<int>(index));  // what is left, the veth's end takes
+  }
+  clsact_made_.clear();
 }
 
 std::string Agent::policies_stamp() const {
@@ -204,8 +244,13 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
     KeptHandles() { keep_kernel_handles(true); }
     ~KeptHandles() { keep_kernel_handles(false); }
   } kept;
+  struct MadeAhead {
+    Agent& agent;
+    ~MadeAhead() { agent.remove_unused_clsacts(); }
+  } made_ahead{*this};
   while (keep_going()) {
     bool again = true;  // sync before following, and whenever something may have changed
+    bool connected = false;  // a veth may have joined a bridge: make_clsacts_ahead()
     std::string stamp, last_failure;
     std::set<std::string> noted;  // skipped notes logged, each once while it lasts
     auto retry_at = std::chrono::steady_clock::now();
@@ -255,14 +300,18 @@ Result<void> Agent::run(const std::function<bool()>& keep_going,
       // event is inspected again whatever the listing says.
       const json actor = ev.value("Actor", json::object());
       const json attrs = actor.value("Attributes", json::object());
-      std::string id = ev.value("Type", std::string()) == "network"
-                           ? attrs.value("container", std::string())
-                           : actor.value("ID", std::string());
+      const bool network = ev.value("Type", std::string()) == "network";
+      if (network && action == "connect") connected = true;
+      std::string id =
+          network ? attrs.value("container", std::string()) : actor.value("ID", std::string());
       if (!id.empty()) dirty_.insert(id);
       return keep_going();
     };
     auto tick = [&] {
       if (again || policies_stamp() != stamp) resync();
+      // After the sync, which knows a network new to this connect.
+      if (connected) make_clsacts_ahead();
+      connected = false;
       return keep_going();
     };
     auto r = engine_.follow_events(filters, on_event, tick);

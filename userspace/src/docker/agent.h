@@ -62,6 +62,8 @@ class Agent {
   std::string policies_stamp() const;
   Result<std::vector<nlohmann::json>> inspect_running();
   InterfaceMap find_interfaces();
+  void make_clsacts_ahead();
+  void remove_unused_clsacts();
 
   // A running container as the last sync saw it.
   struct Seen {
@@ -74,6 +76,10 @@ class Agent {
   std::map<std::string, Seen> seen_;  // by container id
   std::set<std::string> dirty_;        // named by events since the last sync
   KnownIndexes known_ifindex_;         // the veths' indexes, as find_interfaces() found them
+  std::set<std::string> bridges_;      // of the networks the last sync enforced
+  // Veths of those bridges whose clsact qdisc the agent made before their
+  // container's sync attached to them (ReconcileOptions::clsact_made).
+  KnownIndexes clsact_made_;
 };
 
 // The interfaces of the IPv4 default routes in this network namespace.
