@@ -102,5 +102,34 @@ TEST(TcQuery, ManyAtOnceAnswerAsOneAtATime) {
   EXPECT_TRUE(attached_prog_ids({}).empty());
 }
 
+// The Docker agent makes a veth's clsact qdisc ahead of its attach
+// (make_clsact()): made once, found the next time, and the attach then
+// adds both filters to it without making it its own.
+TEST(TcQuery, ClsactMadeAheadIsKeptByTheAttach) {
+  Cleanup c{"/sys/fs/bpf/moat-test-tcm-" + std::to_string(getpid()), {"moat-tm"}};
+  std::filesystem::create_directories(c.dir);
+  auto skel = load_pinned<endpoint_bpf>(c.dir);
+  ASSERT_TRUE(skel) << skel.error().message();
+  moat_test::ip({"link", "add", "moat-tm", "type", "veth", "peer", "name", "moat-tm-c"});
+  const int idx = static_cast<int>(if_nametoindex("moat-tm"));
+  ASSERT_TRUE(idx);
+  EXPECT_EQ(clsact_filters(idx).value_or(-1), 0);
+  auto made = make_clsact(idx);
+  ASSERT_TRUE(made) << made.error().message();
+  EXPECT_TRUE(*made);
+  made = make_clsact(idx);
+  ASSERT_TRUE(made) << made.error().message();
+  EXPECT_FALSE(*made) << "a second call finds the qdisc there";
+  EXPECT_EQ(clsact_filters(idx).value_or(-1), 0);
+
+  PinnedProgs p = progs_of((*skel)->progs.from_container, (*skel)->progs.to_container);
+  bool created = false;
+  ASSERT_TRUE(attach("moat-tm", idx, p, &created).value_or(false));
+  EXPECT_FALSE(created) << "the qdisc was there before the attach";
+  EXPECT_EQ(attached_prog_ids({idx})[0], (std::pair{p.ingress_id, p.egress_id}));
+  EXPECT_GT(clsact_filters(idx).value_or(-1), 0) << "the filters are counted";
+  EXPECT_FALSE(make_clsact(999999)) << "no such interface";
+}
+
 }  // namespace
 }  // namespace moat

@@ -721,7 +721,7 @@ json Attached::state_rows() const {
 Result<Attached> attach_rows(const std::vector<AttachmentRow>& rows, const json& old_rows,
                              const PinnedProgs& progs, bool dry_run, int* attached,
                              std::vector<std::pair<size_t, const PinnedProgs*>>* deferred,
-                             const KnownIndexes* made) {
+                             const KnownIndexes* made, std::vector<std::string>* taken) {
   auto old_by_name = by_name(old_rows);
   Attached out{&rows, {}};
   out.qdisc_created.reserve(rows.size());
@@ -733,9 +733,10 @@ Result<Attached> attach_rows(const std::vector<AttachmentRow>& rows, const json&
       before = it->second->value("ifindex", 0) == idx;
       created = it->second->value("qdisc_created", false) && before;
     }
+    bool made_ahead = false;
     if (!before && made)
       if (auto m = made->find(name); m != made->end() && static_cast<int>(m->second) == idx)
-        created = true;
+        created = made_ahead = true;
     if (dry_run) {
       if (attached_prog_id(idx, BPF_TC_INGRESS) != progs.ingress_id ||
           attached_prog_id(idx, BPF_TC_EGRESS) != progs.egress_id)
@@ -746,6 +747,7 @@ Result<Attached> attach_rows(const std::vector<AttachmentRow>& rows, const json&
       auto changed = attach(name, idx, progs, &created);
       if (!changed) return std::unexpected(changed.error());
       if (*changed) ++*attached;
+      if (made_ahead && taken) taken->push_back(name);
     }
     out.qdisc_created.push_back(created);
   }
@@ -766,14 +768,15 @@ Result<void> sock_hooks(Apply& a);
 Result<void> attach_all(Apply& a) {
   bool kept = !a.uskel;  // the programs the previous apply attached
   std::vector<std::pair<size_t, const PinnedProgs*>> ep_d, up_d, br_d;
-  auto ifaces = attach_rows(a.want.endpoint_rows, prev_rows(a.prev, "interfaces"), a.progs,
-                            a.dry_run, &a.rep.attached, kept ? &ep_d : nullptr, a.clsact_made);
+  auto ifaces =
+      attach_rows(a.want.endpoint_rows, prev_rows(a.prev, "interfaces"), a.progs, a.dry_run,
+                  &a.rep.attached, kept ? &ep_d : nullptr, a.clsact_made, &a.rep.clsact_taken);
   if (!ifaces) return std::unexpected(ifaces.error());
   auto uplinks = attach_rows(a.want.uplink_rows, prev_rows(a.prev, "uplinks"), a.uprogs, a.dry_run,
-                             &a.rep.attached, kept ? &up_d : nullptr, nullptr);
+                             &a.rep.attached, kept ? &up_d : nullptr, nullptr, nullptr);
   if (!uplinks) return std::unexpected(uplinks.error());
   auto bridges = attach_rows(a.want.bridge_rows, prev_rows(a.prev, "bridges"), a.bprogs, a.dry_run,
-                             &a.rep.attached, kept ? &br_d : nullptr, nullptr);
+                             &a.rep.attached, kept ? &br_d : nullptr, nullptr, nullptr);
   if (!bridges) return std::unexpected(bridges.error());
   a.ifaces = std::move(*ifaces);
   a.uplinks = std::move(*uplinks);

@@ -54,6 +54,9 @@ struct ApplyReport {
   // writes).
   std::string one_rule_image;
   bool programs_replaced = false;
+  // The interfaces of ReconcileOptions::clsact_made this apply attached to
+  // and recorded as moat's qdisc: the record owns them from now on.
+  std::vector<std::string> clsact_taken;
   // Where the apply's time went, phase by phase in order (milliseconds of
   // wall time): "phases_ms" in to_json().
   std::vector<std::pair<std::string, double>> phases_ms;

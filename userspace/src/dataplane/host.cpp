@@ -12,8 +12,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -122,14 +124,17 @@ std::optional<uint32_t> local_of(const nlmsghdr* h, unsigned ifindex, const std:
 }
 
 // One interface's addresses of one family, asked of the kernel by its index
-// (a strict dump), until `take` says done. False when the kernel could not
-// be asked (a kernel without strict dumps: before 4.20).
+// (a strict dump), until `take` says done. False when the dump did not
+// answer whole (a kernel without strict dumps, before 4.20, or the
+// interface gone meanwhile): what `take` saw may then be incomplete.
 template <typename Take>
 bool dump_addresses(unsigned char family, unsigned ifindex, Take take) {
   Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   int one = 1;
   if (!fd.ok() || setsockopt(fd.get(), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one) != 0)
     return false;
+  timeval limit{2, 0};  // a kernel that stops answering must not hang an apply
+  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   struct {
     nlmsghdr h;
     ifaddrmsg ifa;
@@ -146,13 +151,19 @@ bool dump_addresses(unsigned char family, unsigned ifindex, Take take) {
   alignas(nlmsghdr) char buf[32768];
   for (;;) {
     ssize_t n = recv(fd.get(), buf, sizeof buf, 0);
-    if (n <= 0) return true;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
     int left = static_cast<int>(n);
     for (auto* h = reinterpret_cast<const nlmsghdr*>(buf); NLMSG_OK(h, left);
          h = NLMSG_NEXT(h, left)) {
       if (h->nlmsg_type == NLMSG_ERROR)
         return reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(h))->error == 0;
-      if (h->nlmsg_type == NLMSG_DONE) return true;
+      if (h->nlmsg_type == NLMSG_DONE) {
+        // An error met during the dump comes as DONE's payload.
+        int err = 0;
+        if (h->nlmsg_len >= NLMSG_LENGTH(sizeof err)) std::memcpy(&err, NLMSG_DATA(h), sizeof err);
+        return err == 0;
+      }
       if (h->nlmsg_type == RTM_NEWADDR && take(h)) return true;
     }
   }

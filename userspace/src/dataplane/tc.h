@@ -34,10 +34,12 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
                     bool* qdisc_created);
 
 // The clsact qdisc alone, ahead of attach(): true when moat made it, false
-// when the interface had one. A fresh qdisc's first filter in each
-// direction waits for an RCU grace period (expedited) under RTNL before it
-// runs; made a while before, its filters do not (attach() of a veth whose
-// qdisc was made 20 ms before: 0.05 against 0.3 ms, on the 2-CPU VM).
+// when the interface had one. A qdisc's first filter in each direction waits
+// for an expedited RCU grace period, under RTNL, unless one has passed since
+// the qdisc was made. Nothing here starts one: a qdisc made well before
+// (Docker's connect comes ~0.9 s before the start) has almost surely seen
+// one (attach() of a veth whose qdisc was made 20 ms before: 0.05 against
+// 0.3 ms, on the 2-CPU VM).
 Result<bool> make_clsact(int ifindex);
 
 // Removes our filters (only when they hold one of `ours`) and the qdisc when

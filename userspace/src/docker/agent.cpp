@@ -169,6 +169,7 @@ Result<SyncReport> Agent::sync() {
   auto decided = std::chrono::steady_clock::now();
   auto applied = reconcile(options_.instance, {std::move(*loaded.config), std::move(inputs)}, ropt);
   if (!applied) return std::unexpected(applied.error());
+  for (const std::string& veth : applied->clsact_taken) clsact_made_.erase(veth);
   std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - decided;
   std::vector<std::string> notes;
   for (const Skipped& s : t.skipped) notes.push_back(s.name + ": " + s.why);
@@ -195,20 +196,29 @@ void Agent::make_clsacts_ahead() {
   if (bridges_.empty()) return;
   auto ports = veth_ports(bridges_);
   if (!ports) return;
-  std::erase_if(clsact_made_, [&](const auto& made) {
-    auto p = ports->find(made.first);
-    return p == ports->end() || static_cast<unsigned>(p->second) != made.second;
-  });
+  // Forgotten only with the veth (its name gone or another index): a veth
+  // whose network moat no longer enforces keeps its entry, so that the
+  // agent's stop still removes the qdisc it made there.
+  InterfaceIndexes index_of;
+  for (KnownIndexes* list : {&clsact_made_, &clsact_theirs_})
+    std::erase_if(*list, [&](const auto& e) { return index_of(e.first) != e.second; });
   for (const auto& [name, index] : *ports) {
-    if (known_ifindex_.contains(name) || clsact_made_.contains(name)) continue;
-    if (auto made = make_clsact(index); made && *made)
-      clsact_made_[name] = static_cast<unsigned>(index);
+    if (known_ifindex_.contains(name) || clsact_made_.contains(name) ||
+        clsact_theirs_.contains(name))
+      continue;
+    auto made = make_clsact(index);
+    if (!made) continue;
+    (*made ? clsact_made_ : clsact_theirs_)[name] = static_cast<unsigned>(index);
   }
 }
 
 // When the agent stops: the qdiscs it made that no filter uses (their
-// container never started, or was not enforced) go; the others belong to
-// the instance's record, which removes them with moat's filters.
+// container never started, or was not enforced) go. Those the record took
+// over left the list at that sync (ApplyReport::clsact_taken); filters of
+// another tool's keep a qdisc too. Not under the instance's lock: a writer
+// attaching to such a veth at that moment would lose its filters with the
+// qdisc (the bridge's guard then holds the container in) until an apply
+// attaches again.
 void Agent::remove_unused_clsacts() {
   InterfaceIndexes index_of;
   for (const auto& [name, index] : clsact_made_) {

@@ -76,10 +76,11 @@ class Agent {
   std::map<std::string, Seen> seen_;  // by container id
   std::set<std::string> dirty_;        // named by events since the last sync
   KnownIndexes known_ifindex_;         // the veths' indexes, as find_interfaces() found them
-  std::set<std::string> bridges_;      // of the networks the last sync enforced
+  std::set<std::string> bridges_;      // of the networks the last translation named
   // Veths of those bridges whose clsact qdisc the agent made before their
-  // container's sync attached to them (ReconcileOptions::clsact_made).
-  KnownIndexes clsact_made_;
+  // container's sync attached to them (ReconcileOptions::clsact_made), until
+  // a record takes the qdisc over; and those that had one of someone else's.
+  KnownIndexes clsact_made_, clsact_theirs_;
 };
 
 // The interfaces of the IPv4 default routes in this network namespace.
