@@ -734,9 +734,15 @@ Result<Attached> attach_rows(const std::vector<AttachmentRow>& rows, const json&
       created = it->second->value("qdisc_created", false) && before;
     }
     bool made_ahead = false;
-    if (!before && made)
-      if (auto m = made->find(name); m != made->end() && static_cast<int>(m->second) == idx)
-        created = made_ahead = true;
+    if (made)
+      if (auto m = made->find(name); m != made->end() && static_cast<int>(m->second) == idx) {
+        made_ahead = !before;
+        if (made_ahead) created = true;
+        // A record that holds it already (an apply that failed after
+        // saving it) owns it: the caller is told again.
+        else if (created && taken)
+          taken->push_back(name);
+      }
     if (dry_run) {
       if (attached_prog_id(idx, BPF_TC_INGRESS) != progs.ingress_id ||
           attached_prog_id(idx, BPF_TC_EGRESS) != progs.egress_id)

@@ -158,6 +158,7 @@ bool dump_addresses(unsigned char family, unsigned ifindex, Take take) {
          h = NLMSG_NEXT(h, left)) {
       if (h->nlmsg_type == NLMSG_ERROR)
         return reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(h))->error == 0;
+      if (h->nlmsg_flags & NLM_F_DUMP_INTR) return false;  // changed while dumped
       if (h->nlmsg_type == NLMSG_DONE) {
         // An error met during the dump comes as DONE's payload.
         int err = 0;
@@ -206,7 +207,8 @@ unsigned InterfaceIndexes::operator()(const std::string& ifname) const {
 // addresses takes no RTNL, and the ioctl does. dockerd holds RTNL while it
 // sets up a container; in a Docker agent's sync the ioctl waited 0.6-1.8 ms
 // for it in 5 of 41 (the kernel's lock-contention tracepoints). The ioctl
-// stays for a kernel that cannot filter a dump by interface.
+// answers whenever the dump did not (a kernel that cannot filter a dump by
+// interface, an error or a timeout, the interface gone).
 Result<uint32_t> InterfaceIndexes::ipv4(const std::string& ifname) const {
   if (unsigned idx = (*this)(ifname)) {
     std::optional<uint32_t> found;

@@ -185,7 +185,7 @@ Result<SyncReport> Agent::sync() {
 }
 
 // dockerd joins a container's veth to its bridge, reports the network's
-// `connect`, and only about a second later (on this VM) its `start`, whose
+// `connect`, and only 0.7-0.9 s later (on the 2-CPU VM) its `start`, whose
 // sync attaches moat's filters. A clsact qdisc made in the same request as
 // the filters makes each direction's first filter wait for an expedited
 // RCU grace period under RTNL: most of the attach, and its tail on a busy

@@ -77,9 +77,10 @@ class Agent {
   std::set<std::string> dirty_;        // named by events since the last sync
   KnownIndexes known_ifindex_;         // the veths' indexes, as find_interfaces() found them
   std::set<std::string> bridges_;      // of the networks the last translation named
-  // Veths of those bridges whose clsact qdisc the agent made before their
-  // container's sync attached to them (ReconcileOptions::clsact_made), until
-  // a record takes the qdisc over; and those that had one of someone else's.
+  // Veths whose clsact qdisc the agent made before a sync attached to them
+  // (ReconcileOptions::clsact_made), until a record takes the qdisc over or
+  // the veth goes; and veths that had one already (another tool's, a
+  // record's, a killed agent's), not asked again.
   KnownIndexes clsact_made_, clsact_theirs_;
 };
 
