@@ -221,8 +221,8 @@ HOSTPORT=198.18.0.1:8080
 check "outside reaches the restarted web (a new veth) through 198.18.0.1:8080" answers dk_out
 W3=$(leaked w3)
 check "guard re-attached: none of w3's pings reaches the host (leaked: ${W3:-?})" test "${W3:-x}" = 0
-# A network's `connect` (dockerd joined a veth to an enforced bridge, about
-# a second before the container's `start` here) makes the agent give every
+# A network's `connect` (dockerd joined a veth to an enforced bridge,
+# 0.7-0.9 s before the container's `start` here) makes the agent give every
 # veth of those bridges without one a clsact qdisc, so the start's attach
 # does not wait for a fresh qdisc's RCU grace periods (agent.cpp). A stray
 # veth on n1's bridge shows it; the stopped agent removes what no filter

@@ -736,11 +736,9 @@ Result<Attached> attach_rows(const std::vector<AttachmentRow>& rows, const json&
     bool made_ahead = false;
     if (made)
       if (auto m = made->find(name); m != made->end() && static_cast<int>(m->second) == idx) {
-        made_ahead = !before;
-        if (made_ahead) created = true;
-        // A record that holds it already (an apply that failed after
-        // saving it) owns it: the caller is told again.
-        else if (created && taken)
+        if (!before)
+          created = made_ahead = true;
+        else if (created && taken)  // a record saved by an apply that then failed owns it
           taken->push_back(name);
       }
     if (dry_run) {

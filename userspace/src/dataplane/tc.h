@@ -38,8 +38,8 @@ Result<bool> attach(const std::string& ifname, int ifindex, const PinnedProgs& p
 // for an expedited RCU grace period, under RTNL, unless one has passed since
 // the qdisc was made. Nothing here starts one: a qdisc made well before
 // (Docker's connect comes 0.7-0.9 s before the start on the 2-CPU VM) has
-// almost surely seen one (attach() of a veth whose qdisc was made 20 ms before: 0.05 against
-// 0.3 ms, on the 2-CPU VM).
+// almost surely seen one. attach() of a veth whose qdisc was made 20 ms
+// before: 0.05 against 0.3 ms, on that VM.
 Result<bool> make_clsact(int ifindex);
 
 // Removes our filters (only when they hold one of `ours`) and the qdisc when
